@@ -1,0 +1,228 @@
+/*
+ * libmio: a C port of the poll core of the Rust crate mio.
+ *
+ * A mio_poll_t waits for readiness on file descriptors registered through
+ * its mio_registry_t, each with a token (the caller's name for it) and an
+ * interest.  Readiness is edge-triggered on every backend: an event is
+ * delivered when a source becomes ready, and is not delivered again until
+ * the caller has consumed that readiness, that is until a read, write,
+ * accept or connect on the descriptor has failed with EAGAIN.
+ *
+ * Every call returns 0 (or a non-negative value) on success and a negative
+ * errno on failure, like libuv.  Passing NULL where an object is required is
+ * a programming error and asserts.  The library never logs, exits or aborts
+ * on its own.
+ *
+ * Portability contract: epoll and kqueue see EAGAIN themselves; the poll(2)
+ * backend cannot, so portable code calls mio_registry_rearm() after an
+ * operation on a registered descriptor fails with EAGAIN.  On epoll and
+ * kqueue that call does nothing and costs no system call.
+ */
+#ifndef MIO_H
+#define MIO_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <time.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The caller's name for a registered source; pointer-sized like kqueue's
+ * udata, so a pointer or an index fits on 32- and 64-bit targets. */
+typedef uintptr_t mio_token_t;
+
+/* What a registration waits for: a non-empty OR of the MIO_* bits below. */
+typedef uint8_t mio_interest_t;
+
+#define MIO_READABLE ((mio_interest_t)0x01)
+#define MIO_WRITABLE ((mio_interest_t)0x02)
+#define MIO_AIO      ((mio_interest_t)0x04) /* kqueue EVFILT_AIO only */
+#define MIO_LIO      ((mio_interest_t)0x08) /* kqueue EVFILT_LIO only */
+#define MIO_PRIORITY ((mio_interest_t)0x10) /* epoll and poll(2) only */
+
+typedef struct mio_poll mio_poll_t;
+typedef struct mio_registry mio_registry_t;
+typedef struct mio_events mio_events_t;
+typedef struct mio_event mio_event_t;
+typedef struct mio_waker mio_waker_t;
+
+/* ---- Poll ------------------------------------------------------------ */
+
+/* Creates a poll instance (close-on-exec selector). */
+int mio_poll_new(mio_poll_t **out);
+
+/* Frees a poll instance; registered descriptors are not closed. */
+void mio_poll_free(mio_poll_t *poll);
+
+/* The registry of the poll: valid until mio_poll_free(). */
+mio_registry_t *mio_poll_registry(mio_poll_t *poll);
+
+/*
+ * Waits for events.  `events` is cleared, then filled with at most its
+ * capacity; readiness that did not fit is reported by the next call.
+ * `timeout` NULL blocks; {0, 0} returns at once; otherwise the call returns
+ * after at least that long with no events (rounded up to the backend's
+ * resolution, never down to a busy loop).  Returns 0, or -EINTR when a
+ * signal interrupted the wait (it is not retried: the caller decides),
+ * -EINVAL for a capacity of 0 or a malformed timespec.  Only one thread
+ * polls a given mio_poll_t at a time.
+ */
+int mio_poll_poll(mio_poll_t *poll, mio_events_t *events,
+                  const struct timespec *timeout);
+
+/* The name of the backend this library was built with: "epoll", "kqueue"
+ * or "poll". */
+const char *mio_backend_name(void);
+
+/* ---- Registry -------------------------------------------------------- */
+
+/*
+ * Registers `fd` with `token` and `interest`.  Usable from any thread, also
+ * while another thread blocks in mio_poll_poll().  Errors: -EINVAL for an
+ * empty interest or unknown bits, -EOPNOTSUPP for interest this backend
+ * cannot deliver (MIO_PRIORITY on kqueue, MIO_AIO/MIO_LIO off kqueue),
+ * -EBADF for a bad descriptor, -EEXIST when already registered (epoll and
+ * poll(2); kqueue accepts it as a reregistration), -EPERM for descriptors
+ * the kernel cannot poll (regular files on epoll).
+ */
+int mio_registry_register(mio_registry_t *reg, int fd, mio_token_t token,
+                          mio_interest_t interest);
+
+/* Replaces both token and interest of a registered fd; -ENOENT if it was
+ * not registered (epoll and poll(2)). */
+int mio_registry_reregister(mio_registry_t *reg, int fd, mio_token_t token,
+                            mio_interest_t interest);
+
+/* Stops events for `fd`.  Events already returned in a batch may still name
+ * its token.  -ENOENT if it was not registered (epoll and poll(2)).
+ * Deregister before close(): epoll and kqueue forget a closed descriptor by
+ * themselves, the poll(2) backend cannot, and a descriptor number reused by
+ * the next accept would then be refused with -EEXIST. */
+int mio_registry_deregister(mio_registry_t *reg, int fd);
+
+/*
+ * Tells the registry that an operation on `fd` in the directions of
+ * `interest` failed with EAGAIN, so the next readiness must be reported.
+ * A no-op without a system call on epoll and kqueue, which see EAGAIN
+ * themselves; the poll(2) backend masks readiness it has reported until this
+ * call (mio does the same inside its I/O wrappers).  -ENOENT if `fd` is not
+ * registered on the poll(2) backend.
+ */
+int mio_registry_rearm(mio_registry_t *reg, int fd, mio_interest_t interest);
+
+/* A second handle on the same poll, for another thread or owner; freed with
+ * mio_registry_free().  It stays valid after the poll is freed. */
+int mio_registry_try_clone(mio_registry_t *reg, mio_registry_t **out);
+
+/* Frees a registry made by mio_registry_try_clone(). */
+void mio_registry_free(mio_registry_t *reg);
+
+/* ---- Events ---------------------------------------------------------- */
+
+/* A buffer for up to `capacity` events; NULL when out of memory.  A
+ * capacity of 0 is allowed but mio_poll_poll() refuses it with -EINVAL. */
+mio_events_t *mio_events_new(size_t capacity);
+void mio_events_free(mio_events_t *events);
+size_t mio_events_capacity(const mio_events_t *events);
+size_t mio_events_len(const mio_events_t *events);
+bool mio_events_is_empty(const mio_events_t *events);
+void mio_events_clear(mio_events_t *events);
+
+/* The i-th event of the last poll; i < mio_events_len() or it asserts. */
+const mio_event_t *mio_events_get(const mio_events_t *events, size_t i);
+
+mio_token_t mio_event_token(const mio_event_t *ev);
+bool mio_event_is_readable(const mio_event_t *ev);
+bool mio_event_is_writable(const mio_event_t *ev);
+bool mio_event_is_error(const mio_event_t *ev);
+/* The peer will send no more (FIN received, or the pipe's writer closed). */
+bool mio_event_is_read_closed(const mio_event_t *ev);
+/* Writing can no longer succeed (peer gone, reset, or refused connect). */
+bool mio_event_is_write_closed(const mio_event_t *ev);
+bool mio_event_is_priority(const mio_event_t *ev);
+bool mio_event_is_aio(const mio_event_t *ev);
+bool mio_event_is_lio(const mio_event_t *ev);
+
+/* ---- Waker ----------------------------------------------------------- */
+
+/*
+ * A waker makes the poll return a readable event with `token`, from any
+ * thread or from a signal handler.  Wakes before the next poll coalesce into
+ * one event.  The waker keeps what it needs alive, so it may outlive the
+ * poll (its wakes then go nowhere).
+ */
+int mio_waker_new(mio_registry_t *reg, mio_token_t token, mio_waker_t **out);
+
+/* Wakes the poll; async-signal-safe and thread-safe. */
+int mio_waker_wake(mio_waker_t *waker);
+void mio_waker_free(mio_waker_t *waker);
+
+/* ---- Non-blocking sockets -------------------------------------------- */
+/*
+ * Every descriptor returned is non-blocking and close-on-exec.  Functions
+ * that create a descriptor return it (>= 0) or a negative errno.  Linux
+ * delivers SIGPIPE on writes to a closed socket: send with MSG_NOSIGNAL or
+ * ignore SIGPIPE; where the platform has SO_NOSIGPIPE it is set.
+ */
+
+/* Flags for mio_tcp_listen(). */
+#define MIO_LISTEN_V6ONLY    0x01 /* IPV6_V6ONLY: [::] does not take v4 */
+#define MIO_LISTEN_REUSEPORT 0x02 /* SO_REUSEPORT: several listeners, one port */
+
+/* A listening TCP socket on `addr` (SO_REUSEADDR set); backlog <= 0 means
+ * SOMAXCONN. */
+int mio_tcp_listen(const struct sockaddr *addr, socklen_t addrlen,
+                   int backlog, unsigned flags);
+
+/* Accepts one connection from a TCP or Unix stream listener; -EAGAIN when
+ * none is pending.  `addr` and `addrlen` may be NULL. */
+int mio_tcp_accept(int listen_fd, struct sockaddr_storage *addr,
+                   socklen_t *addrlen);
+
+/* Starts a non-blocking connect; the socket is returned at once and becomes
+ * writable when the connect is done: then mio_socket_take_error() tells
+ * whether it succeeded. */
+int mio_tcp_connect(const struct sockaddr *addr, socklen_t addrlen);
+
+/* Sets TCP_NODELAY on or off. */
+int mio_tcp_set_nodelay(int fd, bool on);
+
+/* The pending socket error (SO_ERROR) as a negative errno and clears it; 0
+ * when there is none. */
+int mio_socket_take_error(int fd);
+
+/* shutdown(2) with SHUT_RD, SHUT_WR or SHUT_RDWR. */
+int mio_socket_shutdown(int fd, int how);
+
+/* The local address of a socket, e.g. to learn the port bound for port 0. */
+int mio_socket_local_addr(int fd, struct sockaddr_storage *addr,
+                          socklen_t *addrlen);
+
+/* A UDP socket bound to `addr`. */
+int mio_udp_bind(const struct sockaddr *addr, socklen_t addrlen);
+
+/* Sets the default peer of a UDP socket. */
+int mio_udp_connect(int fd, const struct sockaddr *addr, socklen_t addrlen);
+
+/* A listening Unix stream socket at `path`; -ENAMETOOLONG when the path does
+ * not fit sun_path, -EADDRINUSE when it exists. */
+int mio_unix_listen(const char *path, int backlog);
+
+/* Starts a connect to the Unix stream socket at `path`. */
+int mio_unix_connect(const char *path);
+
+/* A connected pair of Unix stream sockets. */
+int mio_unix_pair(int fds[2]);
+
+/* A pipe: fds[0] reads, fds[1] writes. */
+int mio_pipe(int fds[2]);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* MIO_H */

@@ -1,0 +1,177 @@
+/*
+ * The front of libmio: Poll and Registry.  It checks arguments once, here,
+ * so that every backend can trust them, and forwards to the one backend the
+ * build links in (backend.h).
+ */
+#ifdef HAVE_CONFIG_H
+#include "config.h"
+#endif
+
+#include <assert.h>
+#include <errno.h>
+#include <stdlib.h>
+
+#include "backend.h"
+
+#define MIO__KNOWN_INTEREST \
+    (MIO_READABLE | MIO_WRITABLE | MIO_AIO | MIO_LIO | MIO_PRIORITY)
+
+/* 0 when `interest` is non-empty, known and deliverable by this backend. */
+static int check_interest(mio_interest_t interest)
+{
+    if (interest == 0 || (interest & ~MIO__KNOWN_INTEREST) != 0)
+        return -EINVAL;
+    if ((interest & ~mio__supported_interest) != 0)
+        return -EOPNOTSUPP;
+    return 0;
+}
+
+/* 0 for NULL or a timespec with tv_sec >= 0 and 0 <= tv_nsec < 1e9. */
+static int check_timeout(const struct timespec *ts)
+{
+    if (ts == NULL)
+        return 0;
+    if (ts->tv_sec < 0 || ts->tv_nsec < 0 || ts->tv_nsec >= 1000000000L)
+        return -EINVAL;
+    return 0;
+}
+
+int mio_poll_new(mio_poll_t **out)
+{
+    assert(out != NULL);
+    *out = NULL;
+    mio_poll_t *poll = calloc(1, sizeof(*poll));
+    if (poll == NULL)
+        return -ENOMEM;
+    int err = mio__sel_new(&poll->reg.sel);
+    if (err < 0) {
+        free(poll);
+        return err;
+    }
+    *out = poll;
+    return 0;
+}
+
+void mio_poll_free(mio_poll_t *poll)
+{
+    if (poll == NULL)
+        return;
+    mio__sel_free(poll->reg.sel);
+    free(poll);
+}
+
+mio_registry_t *mio_poll_registry(mio_poll_t *poll)
+{
+    assert(poll != NULL);
+    return &poll->reg;
+}
+
+int mio_poll_poll(mio_poll_t *poll, mio_events_t *events,
+                  const struct timespec *timeout)
+{
+    assert(poll != NULL && events != NULL);
+    events->len = 0;
+    if (events->cap == 0)
+        return -EINVAL;
+    int err = check_timeout(timeout);
+    if (err < 0)
+        return err;
+    return mio__sel_select(poll->reg.sel, events, timeout);
+}
+
+const char *mio_backend_name(void)
+{
+    return mio__backend_name;
+}
+
+int mio_registry_register(mio_registry_t *reg, int fd, mio_token_t token,
+                          mio_interest_t interest)
+{
+    assert(reg != NULL);
+    if (fd < 0)
+        return -EBADF;
+    int err = check_interest(interest);
+    if (err < 0)
+        return err;
+    return mio__sel_register(reg->sel, fd, token, interest);
+}
+
+int mio_registry_reregister(mio_registry_t *reg, int fd, mio_token_t token,
+                            mio_interest_t interest)
+{
+    assert(reg != NULL);
+    if (fd < 0)
+        return -EBADF;
+    int err = check_interest(interest);
+    if (err < 0)
+        return err;
+    return mio__sel_reregister(reg->sel, fd, token, interest);
+}
+
+int mio_registry_deregister(mio_registry_t *reg, int fd)
+{
+    assert(reg != NULL);
+    if (fd < 0)
+        return -EBADF;
+    return mio__sel_deregister(reg->sel, fd);
+}
+
+int mio_registry_rearm(mio_registry_t *reg, int fd, mio_interest_t interest)
+{
+    assert(reg != NULL);
+    if (fd < 0)
+        return -EBADF;
+    if (interest == 0 || (interest & ~MIO__KNOWN_INTEREST) != 0)
+        return -EINVAL;
+    return mio__sel_rearm(reg->sel, fd, interest);
+}
+
+int mio_registry_try_clone(mio_registry_t *reg, mio_registry_t **out)
+{
+    assert(reg != NULL && out != NULL);
+    *out = NULL;
+    mio_registry_t *clone = calloc(1, sizeof(*clone));
+    if (clone == NULL)
+        return -ENOMEM;
+    int err = mio__sel_clone(reg->sel, &clone->sel);
+    if (err < 0) {
+        free(clone);
+        return err;
+    }
+    clone->is_clone = true;
+    *out = clone;
+    return 0;
+}
+
+void mio_registry_free(mio_registry_t *reg)
+{
+    if (reg == NULL)
+        return;
+    assert(reg->is_clone && "only clones are freed; the poll owns its own");
+    mio__sel_free(reg->sel);
+    free(reg);
+}
+
+int mio_waker_new(mio_registry_t *reg, mio_token_t token, mio_waker_t **out)
+{
+    assert(reg != NULL && out != NULL);
+    *out = NULL;
+    return mio__waker_new(reg->sel, token, out);
+}
+
+/* errno is saved so that a signal handler calling this leaves the
+ * interrupted code's errno alone. */
+int mio_waker_wake(mio_waker_t *waker)
+{
+    assert(waker != NULL);
+    int saved = errno;
+    int err = mio__waker_wake(waker);
+    errno = saved;
+    return err;
+}
+
+void mio_waker_free(mio_waker_t *waker)
+{
+    if (waker != NULL)
+        mio__waker_free(waker);
+}
