@@ -1,0 +1,419 @@
+/*
+ * The portable poll(2) backend, for systems with neither epoll nor kqueue
+ * and for testing the daemon on a second backend.
+ *
+ * poll(2) is level-triggered; edge triggering is emulated as mio does: the
+ * readiness reported for a descriptor is masked from its poll set until the
+ * caller says, through mio_registry_rearm() after EAGAIN, that it has been
+ * consumed.  A descriptor that reports POLLERR or POLLHUP is left out of the
+ * set until it is re-armed or re-registered, since poll(2) reports those
+ * conditions whatever it is asked and would otherwise return at once forever.
+ *
+ * Registrations live in a table guarded by a mutex.  The polling thread
+ * copies the set into a private snapshot and polls that with the mutex
+ * released, so other threads may register while it blocks: each change made
+ * during a poll writes a notify descriptor that sits in slot 0 of the
+ * snapshot, and the poll starts again with the time that is left (mio
+ * restarts the full timeout).  An event is only delivered when the
+ * descriptor is still registered under the same generation as when the
+ * snapshot was taken, so nothing is reported after a deregister.
+ */
+#ifdef HAVE_CONFIG_H
+#include "config.h"
+#endif
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "backend.h"
+
+#ifndef POLLRDHUP
+#define POLLRDHUP 0 /* Linux only: without it a FIN shows as readable */
+#endif
+
+#define READ_BITS (POLLIN | POLLRDHUP)
+#define ARMABLE (POLLIN | POLLRDHUP | POLLOUT | POLLPRI)
+
+/* One registered descriptor. */
+struct entry {
+    int fd;
+    mio_token_t token;
+    uint32_t gen;   /* changes on every register and reregister */
+    short interest; /* the poll bits of the registered interest */
+    short armed;    /* the subset not reported since the last re-arm */
+    bool parked;    /* reported ERR/HUP/NVAL: out of the set until re-armed */
+};
+
+struct mio__sel {
+    atomic_int refs; /* the poll, its clones and its wakers */
+    pthread_mutex_t lock;
+    int notify[2];        /* wakes a poll in progress */
+    bool polling;         /* a thread is inside poll(2) now */
+    struct entry *ent;    /* registrations, unordered */
+    size_t n, cap;
+    size_t *slot;         /* fd -> index in ent + 1, 0 when unregistered */
+    size_t slot_cap;
+    uint32_t next_gen;
+    struct mio_waker *wakers;
+    /* The polling thread's own copy of the set, slot 0 being notify[0]. */
+    struct pollfd *snap;
+    uint32_t *snap_gen;
+    size_t snap_cap, snap_gen_cap;
+};
+
+struct mio_waker {
+    struct mio__sel *sel;
+    mio_token_t token;
+    atomic_bool pending;
+    struct mio_waker *next;
+};
+
+const char mio__backend_name[] = "poll";
+const size_t mio__native_event_size = 0;
+const mio_interest_t mio__supported_interest =
+    MIO_READABLE | MIO_WRITABLE | MIO_PRIORITY;
+
+/* The poll bits for an interest. */
+static short poll_bits(mio_interest_t interest)
+{
+    short bits = 0;
+    if (interest & MIO_READABLE)
+        bits |= READ_BITS;
+    if (interest & MIO_WRITABLE)
+        bits |= POLLOUT;
+    if (interest & MIO_PRIORITY)
+        bits |= POLLPRI;
+    return bits;
+}
+
+/* mio's reading of poll(2) revents, as MIO__EV_* bits. */
+static uint32_t poll_flags(short r)
+{
+    uint32_t f = 0;
+    if (r & (POLLIN | POLLPRI))
+        f |= MIO__EV_READABLE;
+    if (r & POLLOUT)
+        f |= MIO__EV_WRITABLE;
+    if (r & POLLERR)
+        f |= MIO__EV_ERROR;
+    if (r & (POLLHUP | POLLRDHUP))
+        f |= MIO__EV_READ_CLOSED;
+    if ((r & POLLHUP) || ((r & POLLOUT) && (r & POLLERR)) || r == POLLERR)
+        f |= MIO__EV_WRITE_CLOSED;
+    if (r & POLLPRI)
+        f |= MIO__EV_PRIORITY;
+    return f;
+}
+
+/* The entry registered for fd, or NULL. */
+static struct entry *lookup(struct mio__sel *sel, int fd)
+{
+    if ((size_t)fd >= sel->slot_cap || sel->slot[fd] == 0)
+        return NULL;
+    return &sel->ent[sel->slot[fd] - 1];
+}
+
+/* Interrupts a poll in progress so that it sees a change; lock held. */
+static void changed(struct mio__sel *sel)
+{
+    if (sel->polling)
+        (void)mio__wakefd_signal(sel->notify);
+}
+
+/* Grows an array to hold at least `need` elements of `size` bytes. */
+static int grow(void *arrayp, size_t *cap, size_t need, size_t size)
+{
+    if (need <= *cap)
+        return 0;
+    size_t ncap = *cap ? *cap : 16;
+    while (ncap < need)
+        ncap *= 2;
+    void *p = realloc(*(void **)arrayp, ncap * size);
+    if (p == NULL)
+        return -ENOMEM;
+    memset((char *)p + *cap * size, 0, (ncap - *cap) * size);
+    *(void **)arrayp = p;
+    *cap = ncap;
+    return 0;
+}
+
+int mio__sel_new(struct mio__sel **out)
+{
+    struct mio__sel *sel = calloc(1, sizeof(*sel));
+    if (sel == NULL)
+        return -ENOMEM;
+    int err = mio__wakefd_open(sel->notify);
+    if (err < 0) {
+        free(sel);
+        return err;
+    }
+    err = -pthread_mutex_init(&sel->lock, NULL);
+    if (err < 0) {
+        mio__wakefd_close(sel->notify);
+        free(sel);
+        return err;
+    }
+    atomic_init(&sel->refs, 1);
+    *out = sel;
+    return 0;
+}
+
+/* Clones share the table: registrations from any of them reach the poll. */
+int mio__sel_clone(struct mio__sel *sel, struct mio__sel **out)
+{
+    atomic_fetch_add(&sel->refs, 1);
+    *out = sel;
+    return 0;
+}
+
+void mio__sel_free(struct mio__sel *sel)
+{
+    if (sel == NULL || atomic_fetch_sub(&sel->refs, 1) != 1)
+        return;
+    pthread_mutex_destroy(&sel->lock);
+    mio__wakefd_close(sel->notify);
+    free(sel->ent);
+    free(sel->slot);
+    free(sel->snap);
+    free(sel->snap_gen);
+    free(sel);
+}
+
+int mio__sel_register(struct mio__sel *sel, int fd, mio_token_t token,
+                      mio_interest_t interest)
+{
+    if (fcntl(fd, F_GETFD) < 0)
+        return -errno;
+    int err = 0;
+    pthread_mutex_lock(&sel->lock);
+    if (lookup(sel, fd) != NULL) {
+        err = -EEXIST;
+    } else if ((err = grow(&sel->slot, &sel->slot_cap, (size_t)fd + 1,
+                           sizeof(*sel->slot))) == 0 &&
+               (err = grow(&sel->ent, &sel->cap, sel->n + 1,
+                           sizeof(*sel->ent))) == 0) {
+        short bits = poll_bits(interest);
+        sel->ent[sel->n] = (struct entry){.fd = fd, .token = token,
+                                          .gen = ++sel->next_gen,
+                                          .interest = bits, .armed = bits};
+        sel->slot[fd] = ++sel->n;
+        changed(sel);
+    }
+    pthread_mutex_unlock(&sel->lock);
+    return err;
+}
+
+int mio__sel_reregister(struct mio__sel *sel, int fd, mio_token_t token,
+                        mio_interest_t interest)
+{
+    int err = 0;
+    pthread_mutex_lock(&sel->lock);
+    struct entry *e = lookup(sel, fd);
+    if (e == NULL) {
+        err = -ENOENT;
+    } else {
+        short bits = poll_bits(interest);
+        *e = (struct entry){.fd = fd, .token = token, .gen = ++sel->next_gen,
+                            .interest = bits, .armed = bits};
+        changed(sel);
+    }
+    pthread_mutex_unlock(&sel->lock);
+    return err;
+}
+
+int mio__sel_deregister(struct mio__sel *sel, int fd)
+{
+    int err = 0;
+    pthread_mutex_lock(&sel->lock);
+    struct entry *e = lookup(sel, fd);
+    if (e == NULL) {
+        err = -ENOENT;
+    } else {
+        struct entry *last = &sel->ent[--sel->n];
+        if (e != last) {
+            *e = *last;
+            sel->slot[e->fd] = (size_t)(e - sel->ent) + 1;
+        }
+        sel->slot[fd] = 0;
+        changed(sel);
+    }
+    pthread_mutex_unlock(&sel->lock);
+    return err;
+}
+
+int mio__sel_rearm(struct mio__sel *sel, int fd, mio_interest_t interest)
+{
+    int err = 0;
+    pthread_mutex_lock(&sel->lock);
+    struct entry *e = lookup(sel, fd);
+    if (e == NULL) {
+        err = -ENOENT;
+    } else {
+        short bits = poll_bits(interest) & e->interest;
+        if ((e->armed & bits) != bits || e->parked) {
+            e->armed |= bits;
+            e->parked = false;
+            changed(sel);
+        }
+    }
+    pthread_mutex_unlock(&sel->lock);
+    return err;
+}
+
+/* Copies the set into the snapshot, notify first; lock held.  Returns the
+ * number of pollfds, or -ENOMEM. */
+static int snapshot(struct mio__sel *sel)
+{
+    if (grow(&sel->snap, &sel->snap_cap, sel->n + 1, sizeof(*sel->snap)) < 0 ||
+        grow(&sel->snap_gen, &sel->snap_gen_cap, sel->n + 1,
+             sizeof(*sel->snap_gen)) < 0)
+        return -ENOMEM;
+    sel->snap[0] = (struct pollfd){.fd = sel->notify[0], .events = POLLIN};
+    for (size_t i = 0; i < sel->n; i++) {
+        const struct entry *e = &sel->ent[i];
+        sel->snap[i + 1] = (struct pollfd){.fd = e->parked ? -1 : e->fd,
+                                           .events = e->armed};
+        sel->snap_gen[i + 1] = e->gen;
+    }
+    return (int)(sel->n + 1);
+}
+
+/* Moves wakes that are pending into events; lock held. */
+static void collect_wakes(struct mio__sel *sel, struct mio_events *events)
+{
+    for (struct mio_waker *w = sel->wakers; w && events->len < events->cap;
+         w = w->next)
+        if (atomic_exchange(&w->pending, false))
+            events->ev[events->len++] =
+                (struct mio_event){w->token, MIO__EV_READABLE};
+}
+
+/* Turns the snapshot's revents into events and masks what was reported;
+ * lock held. */
+static void collect_ready(struct mio__sel *sel, int nfds,
+                          struct mio_events *events)
+{
+    for (int i = 1; i < nfds && events->len < events->cap; i++) {
+        short r = sel->snap[i].revents;
+        struct entry *e = r ? lookup(sel, sel->snap[i].fd) : NULL;
+        if (e == NULL || e->gen != sel->snap_gen[i])
+            continue; /* deregistered or changed while we polled */
+        if (r & (POLLERR | POLLHUP | POLLNVAL))
+            e->parked = true;
+        if (r & POLLNVAL)
+            continue; /* closed without a deregister: nothing to say */
+        e->armed &= (short)~(r & ARMABLE);
+        events->ev[events->len++] =
+            (struct mio_event){e->token, poll_flags(r)};
+    }
+}
+
+/* One poll(2) call with a timeout in nanoseconds (-1 blocks). */
+static int poll_ns(struct pollfd *fds, int nfds, int64_t ns)
+{
+#ifdef HAVE_PPOLL
+    struct timespec ts = {(time_t)(ns / 1000000000), (long)(ns % 1000000000)};
+    return ppoll(fds, (nfds_t)nfds, ns < 0 ? NULL : &ts, NULL);
+#else
+    struct timespec ts = {(time_t)(ns / 1000000000), (long)(ns % 1000000000)};
+    return poll(fds, (nfds_t)nfds, mio__timeout_ms(ns < 0 ? NULL : &ts));
+#endif
+}
+
+int mio__sel_select(struct mio__sel *sel, struct mio_events *events,
+                    const struct timespec *timeout)
+{
+    int64_t deadline = -1;
+    if (timeout != NULL) {
+        int64_t ns = (int64_t)timeout->tv_nsec;
+        /* Saturate instead of overflowing: a century is forever enough. */
+        ns += timeout->tv_sec > 3153600000 ? INT64_MAX / 2
+                                           : (int64_t)timeout->tv_sec * 1000000000;
+        deadline = mio__now_ns() + ns;
+    }
+    int err = 0;
+    pthread_mutex_lock(&sel->lock);
+    for (;;) {
+        collect_wakes(sel, events);
+        int nfds = snapshot(sel);
+        if (nfds < 0) {
+            err = nfds;
+            break;
+        }
+        int64_t wait = -1;
+        if (events->len > 0)
+            wait = 0;
+        else if (deadline >= 0) {
+            wait = deadline - mio__now_ns();
+            if (wait < 0)
+                wait = 0;
+        }
+        sel->polling = true;
+        pthread_mutex_unlock(&sel->lock);
+        int r = poll_ns(sel->snap, nfds, wait);
+        int saved = errno;
+        pthread_mutex_lock(&sel->lock);
+        sel->polling = false;
+        if (r < 0) {
+            if (events->len == 0)
+                err = -saved;
+            break;
+        }
+        if (sel->snap[0].revents)
+            mio__wakefd_drain(sel->notify);
+        collect_ready(sel, nfds, events);
+        collect_wakes(sel, events);
+        if (events->len > 0 || wait == 0)
+            break;
+        /* Only a change from another thread woke us: poll again, with
+         * the time that is left rather than the whole timeout. */
+    }
+    pthread_mutex_unlock(&sel->lock);
+    return err;
+}
+
+int mio__waker_new(struct mio__sel *sel, mio_token_t token,
+                   struct mio_waker **out)
+{
+    struct mio_waker *w = calloc(1, sizeof(*w));
+    if (w == NULL)
+        return -ENOMEM;
+    atomic_fetch_add(&sel->refs, 1);
+    w->sel = sel;
+    w->token = token;
+    atomic_init(&w->pending, false);
+    pthread_mutex_lock(&sel->lock);
+    w->next = sel->wakers;
+    sel->wakers = w;
+    pthread_mutex_unlock(&sel->lock);
+    *out = w;
+    return 0;
+}
+
+/* Lock-free so that it is async-signal-safe: a flag and a write. */
+int mio__waker_wake(struct mio_waker *w)
+{
+    atomic_store(&w->pending, true);
+    return mio__wakefd_signal(w->sel->notify);
+}
+
+void mio__waker_free(struct mio_waker *w)
+{
+    struct mio__sel *sel = w->sel;
+    pthread_mutex_lock(&sel->lock);
+    for (struct mio_waker **p = &sel->wakers; *p; p = &(*p)->next)
+        if (*p == w) {
+            *p = w->next;
+            break;
+        }
+    pthread_mutex_unlock(&sel->lock);
+    free(w);
+    mio__sel_free(sel);
+}
