@@ -1,0 +1,354 @@
+/* Registry: register, reregister, deregister, rearm, clones, threads. */
+#ifdef HAVE_CONFIG_H
+#include "config.h"
+#endif
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "helpers.h"
+
+struct fixture {
+    mio_poll_t *poll;
+    mio_registry_t *reg;
+    mio_events_t *events;
+    int fds[2]; /* a connected Unix stream pair */
+};
+
+static int setup(void **state)
+{
+    struct fixture *f = calloc(1, sizeof(*f));
+    assert_int_equal(mio_poll_new(&f->poll), 0);
+    f->reg = mio_poll_registry(f->poll);
+    f->events = mio_events_new(64);
+    assert_int_equal(mio_unix_pair(f->fds), 0);
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct fixture *f = *state;
+    close(f->fds[0]);
+    close(f->fds[1]);
+    mio_events_free(f->events);
+    mio_poll_free(f->poll);
+    free(f);
+    return 0;
+}
+
+/* Reads fd until EAGAIN and re-arms it, as portable code does. */
+static size_t drain(mio_registry_t *reg, int fd)
+{
+    char buf[4096];
+    size_t total = 0;
+    ssize_t n;
+    while ((n = read(fd, buf, sizeof(buf))) > 0)
+        total += (size_t)n;
+    assert_int_equal(n, -1);
+    assert_int_equal(errno, EAGAIN);
+    assert_int_equal(mio_registry_rearm(reg, fd, MIO_READABLE), 0);
+    return total;
+}
+
+static void bad_arguments_are_refused(void **state)
+{
+    struct fixture *f = *state;
+    assert_int_equal(mio_registry_register(f->reg, f->fds[0], 1, 0), -EINVAL);
+    assert_int_equal(mio_registry_register(f->reg, f->fds[0], 1, 0x20), -EINVAL);
+    assert_int_equal(mio_registry_register(f->reg, -1, 1, MIO_READABLE), -EBADF);
+    int closed = dup(f->fds[0]);
+    close(closed);
+    assert_int_equal(mio_registry_register(f->reg, closed, 1, MIO_READABLE), -EBADF);
+    assert_int_equal(mio_registry_deregister(f->reg, f->fds[0]), -ENOENT);
+    assert_int_equal(mio_registry_reregister(f->reg, f->fds[0], 1, MIO_READABLE), -ENOENT);
+    assert_int_equal(mio_registry_reregister(f->reg, f->fds[0], 1, 0), -EINVAL);
+    assert_int_equal(mio_registry_deregister(f->reg, -1), -EBADF);
+    assert_int_equal(mio_registry_rearm(f->reg, f->fds[0], 0), -EINVAL);
+    /* AIO and LIO exist on kqueue only; PRIORITY everywhere but kqueue. */
+    assert_int_equal(mio_registry_register(f->reg, f->fds[0], 1, MIO_AIO), -EOPNOTSUPP);
+    assert_int_equal(mio_registry_register(f->reg, f->fds[0], 1, MIO_LIO | MIO_READABLE), -EOPNOTSUPP);
+}
+
+static void double_registration_is_eexist(void **state)
+{
+    struct fixture *f = *state;
+    assert_int_equal(mio_registry_register(f->reg, f->fds[0], 1, MIO_READABLE), 0);
+    assert_int_equal(mio_registry_register(f->reg, f->fds[0], 2, MIO_WRITABLE), -EEXIST);
+    assert_int_equal(mio_registry_deregister(f->reg, f->fds[0]), 0);
+    assert_int_equal(mio_registry_deregister(f->reg, f->fds[0]), -ENOENT);
+}
+
+/* Edge-triggered: one event per readiness, none while it is not consumed,
+ * a new one after EAGAIN (and a rearm) when new data comes. */
+static void readiness_is_rearmed_after_eagain(void **state)
+{
+    struct fixture *f = *state;
+    assert_int_equal(mio_registry_register(f->reg, f->fds[0], 5, MIO_READABLE), 0);
+    expect_no_event(f->poll, f->events, 5, 30);
+    assert_int_equal(write(f->fds[1], "abc", 3), 3);
+    assert_true(wait_for_token(f->poll, f->events, 5, 1000) & EV_R);
+    /* Not consumed: no second event. */
+    expect_no_event(f->poll, f->events, 5, 50);
+    assert_int_equal(drain(f->reg, f->fds[0]), 3);
+    expect_no_event(f->poll, f->events, 5, 50);
+    assert_int_equal(write(f->fds[1], "de", 2), 2);
+    assert_true(wait_for_token(f->poll, f->events, 5, 1000) & EV_R);
+    assert_int_equal(drain(f->reg, f->fds[0]), 2);
+}
+
+/* Writability: one event, then a new one only after a write hit EAGAIN and
+ * the reader made room. */
+static void writable_edge_comes_back_after_eagain(void **state)
+{
+    struct fixture *f = *state;
+    assert_int_equal(mio_registry_register(f->reg, f->fds[1], 9, MIO_WRITABLE), 0);
+    assert_true(wait_for_token(f->poll, f->events, 9, 1000) & EV_W);
+    expect_no_event(f->poll, f->events, 9, 30);
+    /* Fill the socket until EAGAIN, then rearm. */
+    char buf[4096] = {0};
+    size_t sent = 0;
+    while (write(f->fds[1], buf, sizeof(buf)) > 0)
+        sent += sizeof(buf);
+    assert_int_equal(errno, EAGAIN);
+    assert_int_equal(mio_registry_rearm(f->reg, f->fds[1], MIO_WRITABLE), 0);
+    expect_no_event(f->poll, f->events, 9, 30);
+    /* The reader makes room: writable again. */
+    size_t got = 0;
+    ssize_t n;
+    while ((n = read(f->fds[0], buf, sizeof(buf))) > 0)
+        got += (size_t)n;
+    assert_true(got > 0);
+    assert_true(wait_for_token(f->poll, f->events, 9, 1000) & EV_W);
+}
+
+static void reregister_replaces_token_and_interest(void **state)
+{
+    struct fixture *f = *state;
+    assert_int_equal(mio_registry_register(f->reg, f->fds[0], 1, MIO_READABLE), 0);
+    assert_int_equal(mio_registry_reregister(f->reg, f->fds[0], 2, MIO_WRITABLE), 0);
+    assert_int_equal(write(f->fds[1], "x", 1), 1);
+    unsigned bits = wait_for_token(f->poll, f->events, 2, 1000);
+    assert_true(bits & EV_W);
+    for (size_t i = 0; i < mio_events_len(f->events); i++)
+        assert_int_not_equal(mio_event_token(mio_events_get(f->events, i)), 1);
+    expect_no_event(f->poll, f->events, 1, 50);
+    /* And back: readable with a third token, the byte still waiting. */
+    assert_int_equal(mio_registry_reregister(f->reg, f->fds[0], 3, MIO_READABLE), 0);
+    assert_true(wait_for_token(f->poll, f->events, 3, 1000) & EV_R);
+}
+
+static void no_events_after_deregister(void **state)
+{
+    struct fixture *f = *state;
+    assert_int_equal(mio_registry_register(f->reg, f->fds[0], 4, MIO_READABLE | MIO_WRITABLE), 0);
+    assert_int_equal(write(f->fds[1], "x", 1), 1);
+    assert_int_equal(mio_registry_deregister(f->reg, f->fds[0]), 0);
+    expect_no_event(f->poll, f->events, MIO_TOKEN_ANY, 50);
+    assert_int_equal(write(f->fds[1], "y", 1), 1);
+    expect_no_event(f->poll, f->events, MIO_TOKEN_ANY, 50);
+    /* Registering again works and reports what is waiting. */
+    assert_int_equal(mio_registry_register(f->reg, f->fds[0], 8, MIO_READABLE), 0);
+    assert_true(wait_for_token(f->poll, f->events, 8, 1000) & EV_R);
+}
+
+/* The token is pointer-sized and comes back whole. */
+static void largest_token_round_trips(void **state)
+{
+    struct fixture *f = *state;
+    mio_token_t big = UINTPTR_MAX - 1;
+    assert_int_equal(mio_registry_register(f->reg, f->fds[0], big, MIO_READABLE), 0);
+    assert_int_equal(write(f->fds[1], "x", 1), 1);
+    assert_true(wait_for_token(f->poll, f->events, big, 1000) & EV_R);
+}
+
+/* A regular file cannot be polled by epoll; poll(2) calls it always ready. */
+static void regular_file(void **state)
+{
+    struct fixture *f = *state;
+    char path[] = "/tmp/mio-test-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    unlink(path);
+    int err = mio_registry_register(f->reg, fd, 1, MIO_READABLE);
+    if (strcmp(mio_backend_name(), "epoll") == 0)
+        assert_int_equal(err, -EPERM);
+    else
+        assert_int_equal(err, 0);
+    close(fd);
+}
+
+struct blocked {
+    mio_registry_t *reg;
+    int fd;
+};
+
+static void *register_later(void *arg)
+{
+    struct blocked *b = arg;
+    usleep(50 * 1000);
+    assert_int_equal(mio_registry_register(b->reg, b->fd, 77, MIO_READABLE), 0);
+    return NULL;
+}
+
+/* A registration made while another thread blocks in poll is seen by that
+ * poll, which returns its event long before its timeout. */
+static void registering_during_blocked_poll_delivers(void **state)
+{
+    struct fixture *f = *state;
+    assert_int_equal(write(f->fds[1], "x", 1), 1);
+    struct blocked b = {f->reg, f->fds[0]};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, register_later, &b), 0);
+    int64_t t0 = now_ms();
+    assert_int_equal(mio_poll_poll(f->poll, f->events, &(struct timespec){10, 0}), 0);
+    pthread_join(t, NULL);
+    assert_true(now_ms() - t0 < 5000);
+    assert_int_equal(mio_events_len(f->events), 1);
+    assert_int_equal(mio_event_token(mio_events_get(f->events, 0)), 77);
+}
+
+enum { THREADS = 3, PAIRS_PER_THREAD = 20 };
+
+struct worker {
+    mio_registry_t *reg;
+    int id;
+    int fds[PAIRS_PER_THREAD][2];
+};
+
+/* Registers, reregisters and deregisters its pairs, leaving the odd ones
+ * registered under their final token with a byte waiting. */
+static void *register_from_thread(void *arg)
+{
+    struct worker *w = arg;
+    for (int i = 0; i < PAIRS_PER_THREAD; i++) {
+        int fd = w->fds[i][0];
+        mio_token_t tok = (mio_token_t)(w->id * 100 + i);
+        assert_int_equal(mio_registry_register(w->reg, fd, tok + 1000, MIO_READABLE), 0);
+        assert_int_equal(mio_registry_reregister(w->reg, fd, tok, MIO_READABLE), 0);
+        if (i % 2 == 0)
+            assert_int_equal(mio_registry_deregister(w->reg, fd), 0);
+        assert_int_equal(write(w->fds[i][1], "x", 1), 1);
+    }
+    return NULL;
+}
+
+static void register_from_three_threads(void **state)
+{
+    struct fixture *f = *state;
+    struct worker w[THREADS];
+    pthread_t t[THREADS];
+    for (int k = 0; k < THREADS; k++) {
+        w[k].reg = f->reg;
+        w[k].id = k;
+        for (int i = 0; i < PAIRS_PER_THREAD; i++)
+            assert_int_equal(mio_unix_pair(w[k].fds[i]), 0);
+        assert_int_equal(pthread_create(&t[k], NULL, register_from_thread, &w[k]), 0);
+    }
+    int seen[THREADS * 100] = {0};
+    int want = THREADS * PAIRS_PER_THREAD / 2, got = 0;
+    int64_t deadline = now_ms() + 5000;
+    while (got < want && now_ms() < deadline) {
+        int err = mio_poll_poll(f->poll, f->events, &(struct timespec){0, 100000000});
+        assert_int_equal(err, 0);
+        for (size_t i = 0; i < mio_events_len(f->events); i++) {
+            const mio_event_t *ev = mio_events_get(f->events, i);
+            mio_token_t tok = mio_event_token(ev);
+            assert_true(tok < THREADS * 100);        /* never a stale 1000+ token */
+            assert_int_equal((tok % 100) % 2, 1);   /* never a deregistered one */
+            assert_true(mio_event_is_readable(ev));
+            if (seen[tok]++ == 0)
+                got++;
+        }
+    }
+    for (int k = 0; k < THREADS; k++)
+        pthread_join(t[k], NULL);
+    assert_int_equal(got, want);
+    expect_no_event(f->poll, f->events, MIO_TOKEN_ANY, 50);
+    for (int k = 0; k < THREADS; k++)
+        for (int i = 0; i < PAIRS_PER_THREAD; i++) {
+            close(w[k].fds[i][0]);
+            close(w[k].fds[i][1]);
+        }
+}
+
+/* A clone registers into the same poll, and may outlive it. */
+static void clone_registers_into_same_poll(void **state)
+{
+    struct fixture *f = *state;
+    mio_registry_t *clone;
+    assert_int_equal(mio_registry_try_clone(f->reg, &clone), 0);
+    assert_int_equal(mio_registry_register(clone, f->fds[0], 11, MIO_READABLE), 0);
+    assert_int_equal(write(f->fds[1], "x", 1), 1);
+    assert_true(wait_for_token(f->poll, f->events, 11, 1000) & EV_R);
+    assert_int_equal(mio_registry_deregister(f->reg, f->fds[0]), 0);
+    assert_int_equal(mio_registry_deregister(clone, f->fds[0]), -ENOENT);
+    mio_poll_free(f->poll);
+    f->poll = NULL;
+    /* The clone still works on its own after the poll is gone. */
+    assert_int_equal(mio_registry_register(clone, f->fds[0], 12, MIO_READABLE), 0);
+    assert_int_equal(mio_registry_deregister(clone, f->fds[0]), 0);
+    mio_registry_free(clone);
+}
+
+/* Many sources at once: each reported exactly once per readiness. */
+static void thousand_sources_each_reported_once(void **state)
+{
+    struct fixture *f = *state;
+    enum { N = 1000 };
+    static int fds[N][2];
+    static int seen[N];
+    memset(seen, 0, sizeof(seen));
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(mio_pipe(fds[i]), 0);
+        assert_int_equal(mio_registry_register(f->reg, fds[i][0], (mio_token_t)i, MIO_READABLE), 0);
+    }
+    for (int i = N - 1; i >= 0; i -= 3)
+        assert_int_equal(write(fds[i][1], "x", 1), 1);
+    int want = 0;
+    for (int i = N - 1; i >= 0; i -= 3)
+        want++;
+    int got = 0;
+    int64_t deadline = now_ms() + 5000;
+    while (got < want && now_ms() < deadline) {
+        assert_int_equal(mio_poll_poll(f->poll, f->events, &(struct timespec){0, 100000000}), 0);
+        for (size_t i = 0; i < mio_events_len(f->events); i++) {
+            mio_token_t t = mio_event_token(mio_events_get(f->events, i));
+            assert_true(t < N);
+            assert_int_equal((N - 1 - (int)t) % 3, 0);
+            assert_int_equal(seen[t]++, 0);
+            got++;
+        }
+    }
+    assert_int_equal(got, want);
+    expect_no_event(f->poll, f->events, MIO_TOKEN_ANY, 30);
+    for (int i = 0; i < N; i++) {
+        assert_int_equal(mio_registry_deregister(f->reg, fds[i][0]), 0);
+        close(fds[i][0]);
+        close(fds[i][1]);
+    }
+}
+
+int main(void)
+{
+#define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
+    const struct CMUnitTest tests[] = {
+        T(bad_arguments_are_refused),
+        T(double_registration_is_eexist),
+        T(readiness_is_rearmed_after_eagain),
+        T(writable_edge_comes_back_after_eagain),
+        T(reregister_replaces_token_and_interest),
+        T(no_events_after_deregister),
+        T(largest_token_round_trips),
+        T(regular_file),
+        T(registering_during_blocked_poll_delivers),
+        T(register_from_three_threads),
+        T(clone_registers_into_same_poll),
+        T(thousand_sources_each_reported_once),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
