@@ -6,6 +6,12 @@
  * the front has validated the arguments (fd >= 0, interest non-empty, known
  * and supported, events capacity > 0, timeout well formed) before it calls.
  * Every function returns 0 or a negative errno.
+ *
+ * Backends may differ where the kernel does: kqueue takes a second register
+ * as a reregistration and a deregister of an unknown fd as success, where
+ * epoll and poll(2) answer -EEXIST and -ENOENT.  A waker may outlive its
+ * poll, so it must hold what it needs (a dup, a reference), never borrow
+ * the mio__sel pointer it was created with.
  */
 #ifndef MIO_BACKEND_H
 #define MIO_BACKEND_H
@@ -86,7 +92,9 @@ int64_t mio__now_ns(void);
 /* A wake-up channel: an eventfd (fds[0] == fds[1]) where the system has one,
  * else a pipe; both ends non-blocking and close-on-exec. */
 int mio__wakefd_open(int fds[2]);
-/* Makes fds[0] readable; async-signal-safe. */
+/* Makes fds[0] readable; async-signal-safe.  A full channel (EAGAIN) is
+ * drained and written again, so that an edge-triggered reader sees a new
+ * edge: callers need not retry. */
 int mio__wakefd_signal(const int fds[2]);
 /* Reads fds[0] empty; async-signal-safe. */
 void mio__wakefd_drain(const int fds[2]);

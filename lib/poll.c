@@ -121,8 +121,9 @@ int mio_registry_rearm(mio_registry_t *reg, int fd, mio_interest_t interest)
     assert(reg != NULL);
     if (fd < 0)
         return -EBADF;
-    if (interest == 0 || (interest & ~MIO__KNOWN_INTEREST) != 0)
-        return -EINVAL;
+    int err = check_interest(interest);
+    if (err < 0)
+        return err;
     return mio__sel_rearm(reg->sel, fd, interest);
 }
 

@@ -1,0 +1,374 @@
+/*
+ * The kqueue backend (FreeBSD, macOS, NetBSD, OpenBSD, DragonFly).  A
+ * registration is one kevent per direction (EVFILT_READ, EVFILT_WRITE),
+ * always EV_CLEAR so that it is edge-triggered, and the token travels in
+ * udata.  Every change is submitted with EV_RECEIPT, so the kernel answers
+ * each one in place with EV_ERROR and its errno in `data` (0 when it was
+ * applied) instead of failing the whole call at the first bad change.
+ */
+#ifdef HAVE_CONFIG_H
+#include "config.h"
+#endif
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <sys/types.h>
+#include <sys/time.h>
+#include <sys/event.h>
+#include <unistd.h>
+
+#include "backend.h"
+
+struct mio__sel {
+    int kq;
+};
+
+#ifdef EVFILT_USER
+/* An EVFILT_USER event on a dup of the poll's kqueue. */
+struct mio_waker {
+    int kq;
+    uintptr_t ident;
+    mio_token_t token;
+};
+#else
+/* A wake fd (eventfd or pipe) registered for reading. */
+struct mio_waker {
+    int fds[2];
+};
+#endif
+
+const char mio__backend_name[] = "kqueue";
+const size_t mio__native_event_size = sizeof(struct kevent);
+/* AIO and LIO add no change: they name the token that aio requests carry in
+ * their SIGEV_KEVENT sigevent, so the kernel reports them as EVFILT_AIO or
+ * EVFILT_LIO events. */
+const mio_interest_t mio__supported_interest =
+    MIO_READABLE | MIO_WRITABLE | MIO_AIO | MIO_LIO;
+
+/* udata is void * on most systems but intptr_t on NetBSD before 10, where
+ * configure defines KEVENT_UDATA_INTPTR.  The way back to a token is the
+ * same cast for both. */
+#ifdef KEVENT_UDATA_INTPTR
+#define MIO__UDATA(token) ((intptr_t)(token))
+#else
+#define MIO__UDATA(token) ((void *)(token))
+#endif
+#define MIO__TOKEN(udata) ((mio_token_t)(udata))
+
+#define MIO__ADD_FLAGS (EV_ADD | EV_CLEAR | EV_RECEIPT)
+#define MIO__DELETE_FLAGS (EV_DELETE | EV_RECEIPT)
+
+/* Errors each call accepts as success (lists end with 0).  EPIPE: macOS
+ * 10.10 and 10.11 refuse to add a pipe whose other end is closed, yet go on
+ * to report its hang-up (mio #582).  ENOENT: the filter being deleted was
+ * not there, which is what a delete wants anyway. */
+static const int ignore_none[] = {0};
+static const int ignore_on_register[] = {EPIPE, 0};
+static const int ignore_on_reregister[] = {ENOENT, EPIPE, 0};
+static const int ignore_on_deregister[] = {ENOENT, 0};
+
+/* Fills `changes` for `fd`: EV_ADD for the directions in `add`, EV_DELETE
+ * for those in `del`; returns how many it wrote (0 to 2). */
+static int fill_changes(struct kevent changes[2], int fd, mio_token_t token,
+                        mio_interest_t add, mio_interest_t del)
+{
+    static const struct {
+        mio_interest_t interest;
+        int filter;
+    } dirs[] = {{MIO_READABLE, EVFILT_READ}, {MIO_WRITABLE, EVFILT_WRITE}};
+    int n = 0;
+    for (size_t i = 0; i < sizeof(dirs) / sizeof(dirs[0]); i++) {
+        if (add & dirs[i].interest) {
+            EV_SET(&changes[n], fd, dirs[i].filter, MIO__ADD_FLAGS, 0, 0,
+                   MIO__UDATA(token));
+            n++;
+        } else if (del & dirs[i].interest) {
+            EV_SET(&changes[n], fd, dirs[i].filter, MIO__DELETE_FLAGS, 0, 0,
+                   MIO__UDATA(token));
+            n++;
+        }
+    }
+    return n;
+}
+
+/*
+ * Submits `n` changes carrying EV_RECEIPT and returns the first per-change
+ * error that is not in `ignored`.  The receipts are written over `changes`
+ * (one per change, in order, with no room left for pending events, so the
+ * call never waits).  FreeBSD's kevent(2) promises that when the call fails
+ * with EINTR every change was applied; the receipts were not written then,
+ * so there is nothing left to check.
+ */
+static int submit_changes(int kq, struct kevent *changes, int n,
+                          const int *ignored)
+{
+    if (n == 0)
+        return 0;
+    int got = kevent(kq, changes, n, changes, n, NULL);
+    if (got < 0)
+        return errno == EINTR ? 0 : -errno;
+    for (int i = 0; i < got; i++) {
+        if (!(changes[i].flags & EV_ERROR) || changes[i].data == 0)
+            continue;
+        int err = (int)changes[i].data;
+        const int *ign = ignored;
+        while (*ign != 0 && *ign != err)
+            ign++;
+        if (*ign == 0)
+            return -err;
+    }
+    return 0;
+}
+
+/* mio's reading of one kevent, as MIO__EV_* bits.  kqueue reports one event
+ * per filter, so a socket ready both ways gives two events, one token. */
+static uint32_t kevent_flags(const struct kevent *kev)
+{
+    uint32_t f = 0;
+    switch (kev->filter) {
+    case EVFILT_READ:
+        f |= MIO__EV_READABLE;
+        if (kev->flags & EV_EOF)
+            f |= MIO__EV_READ_CLOSED;
+        break;
+    case EVFILT_WRITE:
+        f |= MIO__EV_WRITABLE;
+        if (kev->flags & EV_EOF)
+            f |= MIO__EV_WRITE_CLOSED;
+        break;
+#ifdef EVFILT_USER
+    case EVFILT_USER: /* the waker */
+        f |= MIO__EV_READABLE;
+        break;
+#endif
+#ifdef EVFILT_AIO
+    case EVFILT_AIO:
+        f |= MIO__EV_AIO;
+        break;
+#endif
+#ifdef EVFILT_LIO
+    case EVFILT_LIO:
+        f |= MIO__EV_LIO;
+        break;
+#endif
+    default:
+        break;
+    }
+    /* With EV_EOF, fflags holds the socket error (ECONNRESET, ...). */
+    if ((kev->flags & EV_ERROR) || ((kev->flags & EV_EOF) && kev->fflags != 0))
+        f |= MIO__EV_ERROR;
+    return f;
+}
+
+/* A close-on-exec kqueue. */
+int mio__sel_new(struct mio__sel **out)
+{
+    struct mio__sel *sel = malloc(sizeof(*sel));
+    if (sel == NULL)
+        return -ENOMEM;
+    sel->kq = kqueue();
+    if (sel->kq < 0) {
+        int err = -errno;
+        free(sel);
+        return err;
+    }
+    int err = mio__set_cloexec(sel->kq);
+    if (err < 0) {
+        close(sel->kq);
+        free(sel);
+        return err;
+    }
+    *out = sel;
+    return 0;
+}
+
+/* A dup of the kqueue descriptor: same queue, same registrations. */
+int mio__sel_clone(struct mio__sel *sel, struct mio__sel **out)
+{
+    struct mio__sel *clone = malloc(sizeof(*clone));
+    if (clone == NULL)
+        return -ENOMEM;
+    clone->kq = fcntl(sel->kq, F_DUPFD_CLOEXEC, 0);
+    if (clone->kq < 0) {
+        int err = -errno;
+        free(clone);
+        return err;
+    }
+    *out = clone;
+    return 0;
+}
+
+/* Closes this handle; the queue lives on while a clone or waker holds it. */
+void mio__sel_free(struct mio__sel *sel)
+{
+    if (sel == NULL)
+        return;
+    close(sel->kq);
+    free(sel);
+}
+
+/* Waits with the exact timespec (kqueue needs no rounding); EINTR is
+ * returned, not retried. */
+int mio__sel_select(struct mio__sel *sel, struct mio_events *events,
+                    const struct timespec *timeout)
+{
+    struct kevent *native = events->native;
+    int cap = events->cap > (size_t)INT_MAX ? INT_MAX : (int)events->cap;
+    int n = kevent(sel->kq, NULL, 0, native, cap, timeout);
+    if (n < 0)
+        return -errno;
+    for (int i = 0; i < n; i++) {
+        events->ev[i].token = MIO__TOKEN(native[i].udata);
+        events->ev[i].flags = kevent_flags(&native[i]);
+    }
+    events->len = (size_t)n;
+    return 0;
+}
+
+/* Adds one filter per direction.  Adding a filter that is already there
+ * updates it, so registering twice is a reregistration, as in mio. */
+int mio__sel_register(struct mio__sel *sel, int fd, mio_token_t token,
+                      mio_interest_t interest)
+{
+    struct kevent changes[2];
+    int n = fill_changes(changes, fd, token, interest, 0);
+    return submit_changes(sel->kq, changes, n, ignore_on_register);
+}
+
+/* kqueue cannot say which filters an fd has, so every direction not wanted
+ * is deleted, and ENOENT for one that was not there is success. */
+int mio__sel_reregister(struct mio__sel *sel, int fd, mio_token_t token,
+                        mio_interest_t interest)
+{
+    struct kevent changes[2];
+    int n = fill_changes(changes, fd, token, interest,
+                         MIO_READABLE | MIO_WRITABLE);
+    return submit_changes(sel->kq, changes, n, ignore_on_reregister);
+}
+
+/* Deletes both filters.  Unlike epoll, deregistering an fd that was never
+ * registered returns 0: both deletes fail with ENOENT, which is ignored. */
+int mio__sel_deregister(struct mio__sel *sel, int fd)
+{
+    struct kevent changes[2];
+    int n = fill_changes(changes, fd, 0, 0, MIO_READABLE | MIO_WRITABLE);
+    return submit_changes(sel->kq, changes, n, ignore_on_deregister);
+}
+
+/* kqueue sees EAGAIN itself: nothing to do. */
+int mio__sel_rearm(struct mio__sel *sel, int fd, mio_interest_t interest)
+{
+    (void)sel;
+    (void)fd;
+    (void)interest;
+    return 0;
+}
+
+#ifdef EVFILT_USER
+
+/* Idents of EVFILT_USER events are a namespace of their own; a counter
+ * gives every waker its own, so a poll may have several. */
+static atomic_uintptr_t next_waker_ident = 1;
+
+/* Registers an EVFILT_USER event on a dup of the kqueue, so that the waker
+ * keeps the queue alive and may outlive the poll. */
+int mio__waker_new(struct mio__sel *sel, mio_token_t token,
+                   struct mio_waker **out)
+{
+    struct mio_waker *waker = malloc(sizeof(*waker));
+    if (waker == NULL)
+        return -ENOMEM;
+    waker->kq = fcntl(sel->kq, F_DUPFD_CLOEXEC, 0);
+    if (waker->kq < 0) {
+        int err = -errno;
+        free(waker);
+        return err;
+    }
+    waker->ident = atomic_fetch_add_explicit(&next_waker_ident, 1,
+                                             memory_order_relaxed);
+    waker->token = token;
+    struct kevent kev;
+    EV_SET(&kev, waker->ident, EVFILT_USER, MIO__ADD_FLAGS, 0, 0,
+           MIO__UDATA(token));
+    int err = submit_changes(waker->kq, &kev, 1, ignore_none);
+    if (err < 0) {
+        close(waker->kq);
+        free(waker);
+        return err;
+    }
+    *out = waker;
+    return 0;
+}
+
+/* Triggers the event: one system call, async-signal-safe.  EV_CLEAR makes
+ * triggers before the next poll coalesce into one event.  The token goes
+ * along again because FreeBSD stores the udata of every change to an
+ * existing event, a trigger included. */
+int mio__waker_wake(struct mio_waker *waker)
+{
+    struct kevent kev;
+    EV_SET(&kev, waker->ident, EVFILT_USER, EV_RECEIPT, NOTE_TRIGGER, 0,
+           MIO__UDATA(waker->token));
+    return submit_changes(waker->kq, &kev, 1, ignore_none);
+}
+
+/* Deletes the event (it would otherwise stay in the queue for the life of
+ * the poll) and drops the waker's hold on the queue. */
+void mio__waker_free(struct mio_waker *waker)
+{
+    struct kevent kev;
+    EV_SET(&kev, waker->ident, EVFILT_USER, MIO__DELETE_FLAGS, 0, 0,
+           MIO__UDATA(0));
+    (void)submit_changes(waker->kq, &kev, 1, ignore_none);
+    close(waker->kq);
+    free(waker);
+}
+
+#else /* !EVFILT_USER: OpenBSD, NetBSD before 10 */
+
+/* Registers a wake fd for reading; the registration holds no reference to
+ * the queue, so the waker may outlive the poll (its wakes then go nowhere). */
+int mio__waker_new(struct mio__sel *sel, mio_token_t token,
+                   struct mio_waker **out)
+{
+    struct mio_waker *waker = malloc(sizeof(*waker));
+    if (waker == NULL)
+        return -ENOMEM;
+    int err = mio__wakefd_open(waker->fds);
+    if (err < 0) {
+        free(waker);
+        return err;
+    }
+    struct kevent kev;
+    EV_SET(&kev, waker->fds[0], EVFILT_READ, MIO__ADD_FLAGS, 0, 0,
+           MIO__UDATA(token));
+    err = submit_changes(sel->kq, &kev, 1, ignore_none);
+    if (err < 0) {
+        mio__wakefd_close(waker->fds);
+        free(waker);
+        return err;
+    }
+    *out = waker;
+    return 0;
+}
+
+/* The fd is never drained by the poll: with EV_CLEAR each write is a new
+ * edge.  A full pipe (EAGAIN) is drained and written again inside
+ * mio__wakefd_signal, which is async-signal-safe. */
+int mio__waker_wake(struct mio_waker *waker)
+{
+    return mio__wakefd_signal(waker->fds);
+}
+
+/* Closing the read end removes its event from the queue. */
+void mio__waker_free(struct mio_waker *waker)
+{
+    mio__wakefd_close(waker->fds);
+    free(waker);
+}
+
+#endif /* EVFILT_USER */
