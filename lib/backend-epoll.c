@@ -4,7 +4,7 @@
  * eventfd registered like any other source.
  */
 #ifdef HAVE_CONFIG_H
-#include "config.h"
+#include "autoconf.h"
 #endif
 
 #include <errno.h>
@@ -30,8 +30,10 @@ const size_t mio__native_event_size = sizeof(struct epoll_event);
 const mio_interest_t mio__supported_interest =
     MIO_READABLE | MIO_WRITABLE | MIO_PRIORITY;
 
+#ifdef HAVE_EPOLL_PWAIT2
 /* Set once epoll_pwait2 has failed with ENOSYS (kernels before 5.11). */
 static atomic_bool no_pwait2;
+#endif
 
 /* The epoll mask for an interest: always edge-triggered; EPOLLRDHUP so that
  * a peer's FIN shows as read-closed. */

@@ -7,7 +7,7 @@
  * applied) instead of failing the whole call at the first bad change.
  */
 #ifdef HAVE_CONFIG_H
-#include "config.h"
+#include "autoconf.h"
 #endif
 
 #include <errno.h>

@@ -19,7 +19,7 @@
  * snapshot was taken, so nothing is reported after a deregister.
  */
 #ifdef HAVE_CONFIG_H
-#include "config.h"
+#include "autoconf.h"
 #endif
 
 #include <errno.h>

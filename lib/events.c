@@ -4,7 +4,7 @@
  * they copy them out, so the accessors are plain bit tests.
  */
 #ifdef HAVE_CONFIG_H
-#include "config.h"
+#include "autoconf.h"
 #endif
 
 #include <assert.h>

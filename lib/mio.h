@@ -164,7 +164,9 @@ void mio_waker_free(mio_waker_t *waker);
 /* ---- Non-blocking sockets -------------------------------------------- */
 /*
  * Every descriptor returned is non-blocking and close-on-exec.  Functions
- * that create a descriptor return it (>= 0) or a negative errno.  Linux
+ * that create a descriptor return it (>= 0) or a negative errno; fds[] and
+ * other outputs are written only on success, and address lengths are
+ * outputs only.  An address too short for its family is -EINVAL.  Linux
  * delivers SIGPIPE on writes to a closed socket: send with MSG_NOSIGNAL or
  * ignore SIGPIPE; where the platform has SO_NOSIGPIPE it is set.
  */
@@ -174,7 +176,8 @@ void mio_waker_free(mio_waker_t *waker);
 #define MIO_LISTEN_REUSEPORT 0x02 /* SO_REUSEPORT: several listeners, one port */
 
 /* A listening TCP socket on `addr` (SO_REUSEADDR set); backlog <= 0 means
- * SOMAXCONN. */
+ * SOMAXCONN.  Unknown flags are -EINVAL; MIO_LISTEN_REUSEPORT where the
+ * system has no SO_REUSEPORT is -EOPNOTSUPP. */
 int mio_tcp_listen(const struct sockaddr *addr, socklen_t addrlen,
                    int backlog, unsigned flags);
 
@@ -208,8 +211,9 @@ int mio_udp_bind(const struct sockaddr *addr, socklen_t addrlen);
 /* Sets the default peer of a UDP socket. */
 int mio_udp_connect(int fd, const struct sockaddr *addr, socklen_t addrlen);
 
-/* A listening Unix stream socket at `path`; -ENAMETOOLONG when the path does
- * not fit sun_path, -EADDRINUSE when it exists. */
+/* A listening Unix stream socket at `path` (backlog <= 0: SOMAXCONN);
+ * -ENAMETOOLONG when the path does not fit sun_path, -EINVAL when it is
+ * empty, -EADDRINUSE when it exists. */
 int mio_unix_listen(const char *path, int backlog);
 
 /* Starts a connect to the Unix stream socket at `path`. */

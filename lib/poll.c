@@ -4,7 +4,7 @@
  * build links in (backend.h).
  */
 #ifdef HAVE_CONFIG_H
-#include "config.h"
+#include "autoconf.h"
 #endif
 
 #include <assert.h>

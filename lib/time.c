@@ -1,6 +1,6 @@
 /* Time helpers shared by the backends. */
 #ifdef HAVE_CONFIG_H
-#include "config.h"
+#include "autoconf.h"
 #endif
 
 #include <limits.h>

@@ -5,7 +5,7 @@
  * backend falls back on it where EVFILT_USER is missing.
  */
 #ifdef HAVE_CONFIG_H
-#include "config.h"
+#include "autoconf.h"
 #endif
 
 #include <errno.h>

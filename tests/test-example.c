@@ -5,7 +5,7 @@
  * by libmio too.
  */
 #ifdef HAVE_CONFIG_H
-#include "config.h"
+#include "autoconf.h"
 #endif
 
 #include <errno.h>

@@ -1,6 +1,6 @@
 /* Helpers shared by the libmio tests: loopback sockets, bounded polling. */
 #ifdef HAVE_CONFIG_H
-#include "config.h"
+#include "autoconf.h"
 #endif
 
 #include <dirent.h>

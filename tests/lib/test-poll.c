@@ -1,6 +1,6 @@
 /* Poll and Events: timeouts, capacity, errors, and no descriptor leaks. */
 #ifdef HAVE_CONFIG_H
-#include "config.h"
+#include "autoconf.h"
 #endif
 
 #include <errno.h>

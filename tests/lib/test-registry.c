@@ -1,6 +1,6 @@
 /* Registry: register, reregister, deregister, rearm, clones, threads. */
 #ifdef HAVE_CONFIG_H
-#include "config.h"
+#include "autoconf.h"
 #endif
 
 #include <errno.h>

@@ -1,6 +1,6 @@
 /* Waker: readable events that coalesce, from threads and signal handlers. */
 #ifdef HAVE_CONFIG_H
-#include "config.h"
+#include "autoconf.h"
 #endif
 
 #include <errno.h>

@@ -1,0 +1,902 @@
+/*
+ * Non-blocking sockets (lib/net.c) on real loopback sockets, observed through
+ * the poll API: the behaviours mio's own tests pin.  Whenever a test drains a
+ * descriptor to EAGAIN and expects a later event, it calls
+ * mio_registry_rearm() as portable code must (the poll(2) backend needs it).
+ */
+#ifdef HAVE_CONFIG_H
+#include "autoconf.h"
+#endif
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include "helpers.h"
+
+#define WAIT_MS 2000
+#define QUIET_MS 100
+
+enum { T_LISTEN = 1, T_CLIENT, T_SERVER, T_OTHER };
+
+struct ctx {
+    mio_poll_t *poll;
+    mio_registry_t *reg;
+    mio_events_t *events;
+    int fds_before;
+};
+
+/* A poll and an events buffer per test; teardown checks that the test
+ * closed every descriptor it (and the library) opened. */
+static int setup(void **state)
+{
+    struct ctx *c = calloc(1, sizeof *c);
+
+    if (c == NULL)
+        return -1;
+    c->fds_before = open_fd_count();
+    if (mio_poll_new(&c->poll) != 0)
+        return -1;
+    c->reg = mio_poll_registry(c->poll);
+    c->events = mio_events_new(16);
+    if (c->events == NULL)
+        return -1;
+    *state = c;
+    return 0;
+}
+
+static int teardown(void **state)
+{
+    struct ctx *c = *state;
+    int leaked;
+
+    mio_events_free(c->events);
+    mio_poll_free(c->poll);
+    leaked = open_fd_count() - c->fds_before;
+    free(c);
+    if (leaked != 0)
+        fprintf(stderr, "leaked %d descriptor(s)\n", leaked);
+    return leaked == 0 ? 0 : -1;
+}
+
+/* Fails unless every bit of `want` is in `bits`. */
+static void assert_has(unsigned bits, unsigned want)
+{
+    assert_int_equal(bits & want, want);
+}
+
+/* Fails unless `fd` is non-blocking and close-on-exec. */
+static void assert_nb_cloexec(int fd)
+{
+    int fl = fcntl(fd, F_GETFL);
+    int fdfl = fcntl(fd, F_GETFD);
+
+    assert_true(fd >= 0);
+    assert_true(fl >= 0 && (fl & O_NONBLOCK));
+    assert_true(fdfl >= 0 && (fdfl & FD_CLOEXEC));
+}
+
+/* 127.0.0.1:port. */
+static socklen_t lo4(struct sockaddr_storage *ss, uint16_t port)
+{
+    struct sockaddr_in *sin = (struct sockaddr_in *)ss;
+
+    memset(ss, 0, sizeof *ss);
+    sin->sin_family = AF_INET;
+    sin->sin_port = htons(port);
+    sin->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    return sizeof *sin;
+}
+
+/* in6addr_any or ::1, port `port`. */
+static socklen_t any6(struct sockaddr_storage *ss, uint16_t port, bool lo)
+{
+    struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
+
+    memset(ss, 0, sizeof *ss);
+    sin6->sin6_family = AF_INET6;
+    sin6->sin6_port = htons(port);
+    sin6->sin6_addr = lo ? in6addr_loopback : in6addr_any;
+    return sizeof *sin6;
+}
+
+/* The port `fd` is bound to, read back through mio_socket_local_addr. */
+static uint16_t local_port(int fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = 0;
+
+    assert_int_equal(mio_socket_local_addr(fd, &ss, &len), 0);
+    if (ss.ss_family == AF_INET6) {
+        assert_int_equal(len, sizeof(struct sockaddr_in6));
+        return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    }
+    assert_int_equal(ss.ss_family, AF_INET);
+    assert_int_equal(len, sizeof(struct sockaddr_in));
+    return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+}
+
+/* A listener on 127.0.0.1 port 0, its port in *port. */
+static int listen4(uint16_t *port)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = lo4(&ss, 0);
+    int fd = mio_tcp_listen((struct sockaddr *)&ss, len, 0, 0);
+
+    assert_true(fd >= 0);
+    *port = local_port(fd);
+    assert_true(*port != 0);
+    return fd;
+}
+
+/* Accepts on a registered listener `lfd` (token T_LISTEN): waits for its
+ * readable event and accepts, re-arming on EAGAIN. */
+static int accept_ready(struct ctx *c, int lfd)
+{
+    int64_t end = now_ms() + WAIT_MS;
+    int fd;
+
+    for (;;) {
+        fd = mio_tcp_accept(lfd, NULL, NULL);
+        if (fd != -EAGAIN)
+            break;
+        assert_int_equal(mio_registry_rearm(c->reg, lfd, MIO_READABLE), 0);
+        assert_true(now_ms() < end);
+        assert_has(wait_for_token(c->poll, c->events, T_LISTEN, WAIT_MS),
+                   EV_R);
+    }
+    assert_true(fd >= 0);
+    return fd;
+}
+
+/* A connected loopback TCP pair made with mio_tcp_listen/connect/accept. */
+static void pair_via_mio(struct ctx *c, int *client, int *server)
+{
+    struct sockaddr_storage ss;
+    uint16_t port;
+    int lfd = listen4(&port);
+    socklen_t len = lo4(&ss, port);
+
+    assert_int_equal(mio_registry_register(c->reg, lfd, T_LISTEN,
+                                           MIO_READABLE), 0);
+    *client = mio_tcp_connect((struct sockaddr *)&ss, len);
+    assert_true(*client >= 0);
+    *server = accept_ready(c, lfd);
+    assert_int_equal(mio_registry_deregister(c->reg, lfd), 0);
+    close(lfd);
+}
+
+/* Sends `s` on a socket, all of it. */
+static void send_str(int fd, const char *s)
+{
+    assert_int_equal(send(fd, s, strlen(s), MSG_NOSIGNAL), (ssize_t)strlen(s));
+}
+
+/* Reads exactly `s` from `fd` (registered with `token`), waiting for it. */
+static void expect_str(struct ctx *c, int fd, mio_token_t token, const char *s)
+{
+    char buf[64];
+    size_t want = strlen(s), got = 0;
+    ssize_t n;
+
+    while (got < want) {
+        n = read(fd, buf + got, want - got);
+        if (n < 0 && errno == EAGAIN) {
+            assert_int_equal(mio_registry_rearm(c->reg, fd, MIO_READABLE), 0);
+            assert_has(wait_for_token(c->poll, c->events, token, WAIT_MS),
+                       EV_R);
+            continue;
+        }
+        assert_true(n > 0);
+        got += (size_t)n;
+    }
+    assert_memory_equal(buf, s, want);
+}
+
+/* Reads `fd` once more, expecting EAGAIN, and re-arms it for reading. */
+static void drain_rearm(struct ctx *c, int fd)
+{
+    char buf[16];
+
+    assert_int_equal(read(fd, buf, sizeof buf), -1);
+    assert_int_equal(errno, EAGAIN);
+    assert_int_equal(mio_registry_rearm(c->reg, fd, MIO_READABLE), 0);
+}
+
+/* A fresh directory under TMPDIR for Unix sockets. */
+static void make_tmpdir(char *dir, size_t size)
+{
+    const char *tmp = getenv("TMPDIR");
+
+    snprintf(dir, size, "%s/mio-net-XXXXXX", tmp != NULL ? tmp : "/tmp");
+    assert_non_null(mkdtemp(dir));
+}
+
+/* Every kind of descriptor the library makes is O_NONBLOCK|FD_CLOEXEC. */
+static void test_flags(void **state)
+{
+    struct ctx *c = *state;
+    struct sockaddr_storage ss;
+    char dir[128], path[160];
+    int client, server, ul, uc, us, u, p[2];
+    uint16_t port;
+    int lfd = listen4(&port);
+
+    assert_nb_cloexec(lfd);
+    close(lfd);
+
+    pair_via_mio(c, &client, &server);
+    assert_nb_cloexec(client);
+    assert_nb_cloexec(server);
+    close(client);
+    close(server);
+
+    u = mio_udp_bind((struct sockaddr *)&ss, lo4(&ss, 0));
+    assert_nb_cloexec(u);
+    close(u);
+
+    make_tmpdir(dir, sizeof dir);
+    snprintf(path, sizeof path, "%s/s", dir);
+    ul = mio_unix_listen(path, 0);
+    assert_nb_cloexec(ul);
+    uc = mio_unix_connect(path);
+    assert_nb_cloexec(uc);
+    assert_int_equal(mio_registry_register(c->reg, ul, T_LISTEN,
+                                           MIO_READABLE), 0);
+    us = accept_ready(c, ul);
+    assert_nb_cloexec(us);
+    assert_int_equal(mio_registry_deregister(c->reg, ul), 0);
+    close(us);
+    close(uc);
+    close(ul);
+    unlink(path);
+    rmdir(dir);
+
+    assert_int_equal(mio_unix_pair(p), 0);
+    assert_nb_cloexec(p[0]);
+    assert_nb_cloexec(p[1]);
+    close(p[0]);
+    close(p[1]);
+
+    assert_int_equal(mio_pipe(p), 0);
+    assert_nb_cloexec(p[0]);
+    assert_nb_cloexec(p[1]);
+    close(p[0]);
+    close(p[1]);
+}
+
+/* Accept with nothing pending is -EAGAIN; after a re-arm the next
+ * connection raises a new readable event; the peer address comes back. */
+static void test_accept_eagain(void **state)
+{
+    struct ctx *c = *state;
+    struct sockaddr_storage ss, peer;
+    socklen_t len, plen = 0;
+    uint16_t port;
+    int lfd = listen4(&port);
+    int c1, c2, s1, s2;
+
+    len = lo4(&ss, port);
+    assert_int_equal(mio_tcp_accept(lfd, NULL, NULL), -EAGAIN);
+    assert_int_equal(mio_registry_register(c->reg, lfd, T_LISTEN,
+                                           MIO_READABLE), 0);
+    c1 = mio_tcp_connect((struct sockaddr *)&ss, len);
+    assert_true(c1 >= 0);
+    assert_has(wait_for_token(c->poll, c->events, T_LISTEN, WAIT_MS), EV_R);
+    s1 = mio_tcp_accept(lfd, &peer, &plen);
+    assert_true(s1 >= 0);
+    assert_int_equal(plen, sizeof(struct sockaddr_in));
+    assert_int_equal(ntohs(((struct sockaddr_in *)&peer)->sin_port),
+                     local_port(c1));
+    assert_int_equal(mio_tcp_accept(lfd, NULL, NULL), -EAGAIN);
+    assert_int_equal(mio_registry_rearm(c->reg, lfd, MIO_READABLE), 0);
+    expect_no_event(c->poll, c->events, T_LISTEN, QUIET_MS);
+
+    c2 = mio_tcp_connect((struct sockaddr *)&ss, len);
+    assert_true(c2 >= 0);
+    assert_has(wait_for_token(c->poll, c->events, T_LISTEN, WAIT_MS), EV_R);
+    s2 = mio_tcp_accept(lfd, NULL, NULL);
+    assert_true(s2 >= 0);
+    assert_int_equal(mio_tcp_accept(lfd, NULL, NULL), -EAGAIN);
+
+    assert_int_equal(mio_registry_deregister(c->reg, lfd), 0);
+    close(s2);
+    close(c2);
+    close(s1);
+    close(c1);
+    close(lfd);
+}
+
+/* A second TCP listener or UDP socket on a bound port is -EADDRINUSE, and
+ * the failed call leaks no descriptor (the teardown counts them). */
+static void test_bind_twice(void **state)
+{
+    struct sockaddr_storage ss;
+    socklen_t len;
+    uint16_t port;
+    int lfd = listen4(&port);
+    int u;
+
+    (void)state;
+    len = lo4(&ss, port);
+    assert_int_equal(mio_tcp_listen((struct sockaddr *)&ss, len, 0, 0),
+                     -EADDRINUSE);
+    close(lfd);
+
+    u = mio_udp_bind((struct sockaddr *)&ss, lo4(&ss, 0));
+    assert_true(u >= 0);
+    len = lo4(&ss, local_port(u));
+    assert_int_equal(mio_udp_bind((struct sockaddr *)&ss, len), -EADDRINUSE);
+    close(u);
+}
+
+/* SO_REUSEADDR: the port of a listener whose accepted connection was
+ * closed first (TIME_WAIT) can be listened on again at once; a plain
+ * socket without the option is refused, which shows the test bites. */
+static void test_reuseaddr(void **state)
+{
+    struct ctx *c = *state;
+    struct sockaddr_storage ss;
+    socklen_t len;
+    uint16_t port;
+    int lfd = listen4(&port);
+    int client, server, raw;
+
+    len = lo4(&ss, port);
+    assert_int_equal(mio_registry_register(c->reg, lfd, T_LISTEN,
+                                           MIO_READABLE), 0);
+    client = mio_tcp_connect((struct sockaddr *)&ss, len);
+    assert_true(client >= 0);
+    server = accept_ready(c, lfd);
+    assert_int_equal(mio_registry_deregister(c->reg, lfd), 0);
+    close(lfd);
+    close(server); /* active close: TIME_WAIT stays on `port` */
+    assert_int_equal(mio_registry_register(c->reg, client, T_CLIENT,
+                                           MIO_READABLE), 0);
+    assert_has(wait_for_token(c->poll, c->events, T_CLIENT, WAIT_MS), EV_RC);
+    assert_int_equal(mio_registry_deregister(c->reg, client), 0);
+    close(client);
+
+    raw = socket(AF_INET, SOCK_STREAM, 0);
+    assert_true(raw >= 0);
+    assert_int_equal(bind(raw, (struct sockaddr *)&ss, len), -1);
+    assert_int_equal(errno, EADDRINUSE);
+    close(raw);
+    lfd = mio_tcp_listen((struct sockaddr *)&ss, len, 0, 0);
+    assert_true(lfd >= 0);
+    close(lfd);
+}
+
+/* Two MIO_LISTEN_REUSEPORT listeners share a port; a third listener
+ * without the flag is still refused. */
+static void test_reuseport(void **state)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = lo4(&ss, 0);
+    int l1, l2;
+
+    (void)state;
+#ifndef SO_REUSEPORT
+    assert_int_equal(mio_tcp_listen((struct sockaddr *)&ss, len, 0,
+                                    MIO_LISTEN_REUSEPORT), -EOPNOTSUPP);
+    skip();
+#endif
+    l1 = mio_tcp_listen((struct sockaddr *)&ss, len, 0, MIO_LISTEN_REUSEPORT);
+    assert_true(l1 >= 0);
+    len = lo4(&ss, local_port(l1));
+    l2 = mio_tcp_listen((struct sockaddr *)&ss, len, 0, MIO_LISTEN_REUSEPORT);
+    assert_true(l2 >= 0);
+    assert_int_equal(local_port(l2), local_port(l1));
+    assert_int_equal(mio_tcp_listen((struct sockaddr *)&ss, len, 0, 0),
+                     -EADDRINUSE);
+    close(l2);
+    close(l1);
+}
+
+/* A backlog of 0 means SOMAXCONN: several connects complete at once with
+ * none accepted (with a real backlog of 0 Linux would queue one and drop
+ * the other SYNs for a second). */
+static void test_default_backlog(void **state)
+{
+    struct ctx *c = *state;
+    struct sockaddr_storage ss;
+    socklen_t len;
+    uint16_t port;
+    int lfd = listen4(&port);
+    int fds[4], i, n, done = 0;
+    int64_t end = now_ms() + 500;
+    struct timespec ts = { 0, 50 * 1000 * 1000 };
+
+    len = lo4(&ss, port);
+    for (i = 0; i < 4; i++) {
+        fds[i] = mio_tcp_connect((struct sockaddr *)&ss, len);
+        assert_true(fds[i] >= 0);
+        assert_int_equal(mio_registry_register(c->reg, fds[i],
+                                               (mio_token_t)(100 + i),
+                                               MIO_WRITABLE), 0);
+    }
+    while (done != 0xf && now_ms() < end) {
+        assert_int_equal(mio_poll_poll(c->poll, c->events, &ts), 0);
+        for (n = 0; n < (int)mio_events_len(c->events); n++) {
+            const mio_event_t *ev = mio_events_get(c->events, (size_t)n);
+            i = (int)mio_event_token(ev) - 100;
+            assert_true(i >= 0 && i < 4);
+            assert_true(mio_event_is_writable(ev));
+            assert_int_equal(mio_socket_take_error(fds[i]), 0);
+            done |= 1 << i;
+        }
+    }
+    assert_int_equal(done, 0xf);
+    for (i = 0; i < 4; i++) {
+        assert_int_equal(mio_registry_deregister(c->reg, fds[i]), 0);
+        close(fds[i]);
+    }
+    close(lfd);
+}
+
+/* Unknown flags and a short address are -EINVAL; MIO_LISTEN_V6ONLY is
+ * ignored on AF_INET. */
+static void test_listen_args(void **state)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = lo4(&ss, 0);
+    int fd;
+
+    (void)state;
+    assert_int_equal(mio_tcp_listen((struct sockaddr *)&ss, len, 0, 0x80),
+                     -EINVAL);
+    assert_int_equal(mio_tcp_listen((struct sockaddr *)&ss, 1, 0, 0),
+                     -EINVAL);
+    fd = mio_tcp_listen((struct sockaddr *)&ss, len, -1, MIO_LISTEN_V6ONLY);
+    assert_true(fd >= 0);
+    close(fd);
+}
+
+/* True when this host can bind ::1. */
+static bool have_ipv6_loopback(void)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = any6(&ss, 0, true);
+    int fd = socket(AF_INET6, SOCK_STREAM, 0);
+    bool ok;
+
+    if (fd < 0)
+        return false;
+    ok = bind(fd, (struct sockaddr *)&ss, len) == 0;
+    close(fd);
+    return ok;
+}
+
+/* [::]:p with MIO_LISTEN_V6ONLY leaves 127.0.0.1:p to a v4 listener, and
+ * connections reach the listener of their family. */
+static void test_v6only(void **state)
+{
+    struct ctx *c = *state;
+    struct sockaddr_storage ss;
+    socklen_t len, olen;
+    int l6, l4, c6, c4, s6, s4, on = 0;
+    uint16_t port;
+
+    if (!have_ipv6_loopback())
+        skip();
+    len = any6(&ss, 0, false);
+    l6 = mio_tcp_listen((struct sockaddr *)&ss, len, 0, MIO_LISTEN_V6ONLY);
+    assert_true(l6 >= 0);
+    olen = sizeof on;
+    assert_int_equal(getsockopt(l6, IPPROTO_IPV6, IPV6_V6ONLY, &on, &olen), 0);
+    assert_int_equal(on, 1);
+    port = local_port(l6);
+    len = lo4(&ss, port);
+    l4 = mio_tcp_listen((struct sockaddr *)&ss, len, 0, 0);
+    assert_true(l4 >= 0);
+
+    c4 = mio_tcp_connect((struct sockaddr *)&ss, len);
+    assert_true(c4 >= 0);
+    len = any6(&ss, port, true);
+    c6 = mio_tcp_connect((struct sockaddr *)&ss, len);
+    assert_true(c6 >= 0);
+
+    assert_int_equal(mio_registry_register(c->reg, l4, T_LISTEN,
+                                           MIO_READABLE), 0);
+    s4 = accept_ready(c, l4);
+    assert_int_equal(mio_registry_deregister(c->reg, l4), 0);
+    assert_int_equal(mio_registry_register(c->reg, l6, T_LISTEN,
+                                           MIO_READABLE), 0);
+    s6 = accept_ready(c, l6);
+    assert_int_equal(mio_registry_deregister(c->reg, l6), 0);
+    assert_int_equal(mio_tcp_accept(l4, NULL, NULL), -EAGAIN);
+    assert_int_equal(mio_tcp_accept(l6, NULL, NULL), -EAGAIN);
+
+    close(s6);
+    close(s4);
+    close(c6);
+    close(c4);
+    close(l4);
+    close(l6);
+}
+
+/* The peer's close makes the socket readable and read-closed; read() is 0. */
+static void test_peer_close(void **state)
+{
+    struct ctx *c = *state;
+    int client, server;
+    char buf[8];
+
+    pair_via_mio(c, &client, &server);
+    assert_int_equal(mio_registry_register(c->reg, server, T_SERVER,
+                                           MIO_READABLE), 0);
+    expect_no_event(c->poll, c->events, T_SERVER, QUIET_MS);
+    close(client);
+    assert_has(wait_for_token(c->poll, c->events, T_SERVER, WAIT_MS),
+               EV_R | EV_RC);
+    assert_int_equal(read(server, buf, sizeof buf), 0);
+    assert_int_equal(mio_registry_deregister(c->reg, server), 0);
+    close(server);
+}
+
+/* shutdown(SHUT_WR) by the peer gives read-closed; the other direction
+ * still carries data. */
+static void test_peer_shutdown_write(void **state)
+{
+    struct ctx *c = *state;
+    int client, server;
+    char buf[8];
+
+    pair_via_mio(c, &client, &server);
+    assert_int_equal(mio_registry_register(c->reg, server, T_SERVER,
+                                           MIO_READABLE), 0);
+    assert_int_equal(mio_registry_register(c->reg, client, T_CLIENT,
+                                           MIO_READABLE), 0);
+    assert_int_equal(mio_socket_shutdown(client, SHUT_WR), 0);
+    assert_has(wait_for_token(c->poll, c->events, T_SERVER, WAIT_MS), EV_RC);
+    assert_int_equal(read(server, buf, sizeof buf), 0);
+
+    send_str(server, "pong");
+    expect_str(c, client, T_CLIENT, "pong");
+    assert_int_equal(mio_socket_shutdown(client, 42), -EINVAL);
+
+    assert_int_equal(mio_registry_deregister(c->reg, client), 0);
+    assert_int_equal(mio_registry_deregister(c->reg, server), 0);
+    close(client);
+    close(server);
+}
+
+/* A connect to a closed port is writable or error, and write-closed;
+ * take_error reports -ECONNREFUSED once, then 0. */
+static void test_connect_refused(void **state)
+{
+    struct ctx *c = *state;
+    struct sockaddr_storage ss;
+    socklen_t len;
+    uint16_t port;
+    unsigned bits;
+    int fd;
+
+    close(listen4(&port));
+    len = lo4(&ss, port);
+    fd = mio_tcp_connect((struct sockaddr *)&ss, len);
+    if (fd == -ECONNREFUSED)
+        return; /* refused synchronously: allowed, nothing to poll */
+    assert_true(fd >= 0);
+    assert_int_equal(mio_registry_register(c->reg, fd, T_CLIENT,
+                                           MIO_WRITABLE), 0);
+    bits = wait_for_token(c->poll, c->events, T_CLIENT, WAIT_MS);
+    assert_true(bits & (EV_W | EV_E));
+    assert_has(bits, EV_WC);
+    assert_int_equal(mio_socket_take_error(fd), -ECONNREFUSED);
+    assert_int_equal(mio_socket_take_error(fd), 0);
+    assert_int_equal(mio_registry_deregister(c->reg, fd), 0);
+    close(fd);
+}
+
+/* A successful connect becomes writable with no pending error. */
+static void test_connect_ok(void **state)
+{
+    struct ctx *c = *state;
+    struct sockaddr_storage ss;
+    uint16_t port;
+    int lfd = listen4(&port);
+    int fd, server;
+
+    fd = mio_tcp_connect((struct sockaddr *)&ss, lo4(&ss, port));
+    assert_true(fd >= 0);
+    assert_int_equal(mio_registry_register(c->reg, fd, T_CLIENT,
+                                           MIO_WRITABLE), 0);
+    assert_has(wait_for_token(c->poll, c->events, T_CLIENT, WAIT_MS), EV_W);
+    assert_int_equal(mio_socket_take_error(fd), 0);
+    assert_int_equal(mio_registry_register(c->reg, lfd, T_LISTEN,
+                                           MIO_READABLE), 0);
+    server = accept_ready(c, lfd);
+    assert_int_equal(mio_registry_deregister(c->reg, lfd), 0);
+    assert_int_equal(mio_registry_deregister(c->reg, fd), 0);
+    assert_int_equal(mio_socket_take_error(-1), -EBADF);
+    close(server);
+    close(fd);
+    close(lfd);
+}
+
+/* A reset (SO_LINGER {1, 0} then close) makes the peer readable and its
+ * read() fails with ECONNRESET. */
+static void test_reset(void **state)
+{
+    struct ctx *c = *state;
+    struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+    int client, server;
+    char buf[8];
+
+    pair_via_mio(c, &client, &server);
+    assert_int_equal(mio_registry_register(c->reg, server, T_SERVER,
+                                           MIO_READABLE), 0);
+    assert_int_equal(setsockopt(client, SOL_SOCKET, SO_LINGER, &lg, sizeof lg),
+                     0);
+    close(client);
+    assert_has(wait_for_token(c->poll, c->events, T_SERVER, WAIT_MS), EV_R);
+    assert_int_equal(read(server, buf, sizeof buf), -1);
+    assert_int_equal(errno, ECONNRESET);
+    assert_int_equal(mio_registry_deregister(c->reg, server), 0);
+    close(server);
+}
+
+/* Out-of-band data is READABLE|PRIORITY under MIO_READABLE|MIO_PRIORITY
+ * (epoll and poll(2); kqueue refuses the interest). */
+static void test_oob_priority(void **state)
+{
+    struct ctx *c = *state;
+    int client, server, err;
+    char byte = 0;
+
+    pair_via_mio(c, &client, &server);
+    err = mio_registry_register(c->reg, server, T_SERVER,
+                                MIO_READABLE | MIO_PRIORITY);
+    if (err == -EOPNOTSUPP) {
+        close(client);
+        close(server);
+        skip();
+    }
+    assert_int_equal(err, 0);
+    assert_int_equal(send(client, "!", 1, MSG_OOB | MSG_NOSIGNAL), 1);
+    assert_has(wait_for_token(c->poll, c->events, T_SERVER, WAIT_MS),
+               EV_R | EV_P);
+    assert_int_equal(recv(server, &byte, 1, MSG_OOB), 1);
+    assert_int_equal(byte, '!');
+    assert_int_equal(mio_registry_deregister(c->reg, server), 0);
+    close(client);
+    close(server);
+}
+
+/* Closing a pipe's writer gives exactly one read-closed event. */
+static void test_pipe_writer_closed(void **state)
+{
+    struct ctx *c = *state;
+    int p[2];
+    char buf[8];
+
+    assert_int_equal(mio_pipe(p), 0);
+    assert_int_equal(mio_registry_register(c->reg, p[0], T_OTHER,
+                                           MIO_READABLE), 0);
+    assert_int_equal(write(p[1], "x", 1), 1);
+    assert_has(wait_for_token(c->poll, c->events, T_OTHER, WAIT_MS), EV_R);
+    assert_int_equal(read(p[0], buf, sizeof buf), 1);
+    drain_rearm(c, p[0]);
+
+    close(p[1]);
+    assert_has(wait_for_token(c->poll, c->events, T_OTHER, WAIT_MS), EV_RC);
+    expect_no_event(c->poll, c->events, T_OTHER, QUIET_MS);
+    assert_int_equal(read(p[0], buf, sizeof buf), 0);
+    assert_int_equal(mio_registry_deregister(c->reg, p[0]), 0);
+    close(p[0]);
+}
+
+/* UDP bind + connect + send/recv, with a readable event for each datagram
+ * once the socket was drained to EAGAIN and re-armed. */
+static void test_udp(void **state)
+{
+    struct ctx *c = *state;
+    struct sockaddr_storage ss;
+    socklen_t len;
+    int a, b, i;
+    char buf[16];
+
+    a = mio_udp_bind((struct sockaddr *)&ss, lo4(&ss, 0));
+    b = mio_udp_bind((struct sockaddr *)&ss, lo4(&ss, 0));
+    assert_true(a >= 0 && b >= 0);
+    len = lo4(&ss, local_port(b));
+    assert_int_equal(mio_udp_connect(a, (struct sockaddr *)&ss, len), 0);
+    len = lo4(&ss, local_port(a));
+    assert_int_equal(mio_udp_connect(b, (struct sockaddr *)&ss, len), 0);
+    assert_int_equal(mio_registry_register(c->reg, b, T_OTHER, MIO_READABLE),
+                     0);
+    for (i = 0; i < 2; i++) {
+        send_str(a, i == 0 ? "ping" : "again");
+        assert_has(wait_for_token(c->poll, c->events, T_OTHER, WAIT_MS), EV_R);
+        assert_int_equal(recv(b, buf, sizeof buf, 0), i == 0 ? 4 : 5);
+        assert_memory_equal(buf, i == 0 ? "ping" : "again", i == 0 ? 4 : 5);
+        assert_int_equal(recv(b, buf, sizeof buf, 0), -1);
+        assert_int_equal(errno, EAGAIN);
+        assert_int_equal(mio_registry_rearm(c->reg, b, MIO_READABLE), 0);
+        expect_no_event(c->poll, c->events, T_OTHER, QUIET_MS);
+    }
+    assert_int_equal(mio_registry_deregister(c->reg, b), 0);
+    close(a);
+    close(b);
+}
+
+/* Unix stream listen/connect/accept in a private directory, bytes both
+ * ways; the path is not unlinked for us, so a second listen is refused. */
+static void test_unix_stream(void **state)
+{
+    struct ctx *c = *state;
+    char dir[128], path[160];
+    int l, cl, sv;
+
+    make_tmpdir(dir, sizeof dir);
+    snprintf(path, sizeof path, "%s/echo.sock", dir);
+    assert_int_equal(mio_unix_connect(path), -ENOENT);
+    l = mio_unix_listen(path, 0);
+    assert_true(l >= 0);
+    assert_int_equal(mio_unix_listen(path, 0), -EADDRINUSE);
+    assert_int_equal(mio_registry_register(c->reg, l, T_LISTEN, MIO_READABLE),
+                     0);
+    cl = mio_unix_connect(path);
+    assert_true(cl >= 0);
+    sv = accept_ready(c, l);
+    assert_int_equal(mio_registry_register(c->reg, sv, T_SERVER,
+                                           MIO_READABLE), 0);
+    assert_int_equal(mio_registry_register(c->reg, cl, T_CLIENT,
+                                           MIO_READABLE), 0);
+    send_str(cl, "hello");
+    expect_str(c, sv, T_SERVER, "hello");
+    send_str(sv, "world");
+    expect_str(c, cl, T_CLIENT, "world");
+
+    assert_int_equal(mio_registry_deregister(c->reg, cl), 0);
+    assert_int_equal(mio_registry_deregister(c->reg, sv), 0);
+    assert_int_equal(mio_registry_deregister(c->reg, l), 0);
+    close(sv);
+    close(cl);
+    close(l);
+    assert_int_equal(unlink(path), 0);
+    assert_int_equal(rmdir(dir), 0);
+}
+
+/* A path that does not fit sun_path with its NUL is -ENAMETOOLONG (a
+ * 200-char one and one char over the limit); one that fits is tried;
+ * an empty path is -EINVAL. */
+static void test_unix_path_limits(void **state)
+{
+    struct sockaddr_un sun;
+    char path[201];
+    size_t max = sizeof sun.sun_path - 1;
+
+    (void)state;
+    memset(path, 'a', 200);
+    path[0] = '/';
+    path[200] = '\0';
+    assert_int_equal(mio_unix_listen(path, 0), -ENAMETOOLONG);
+    assert_int_equal(mio_unix_connect(path), -ENAMETOOLONG);
+    path[max + 1] = '\0';
+    assert_int_equal(mio_unix_listen(path, 0), -ENAMETOOLONG);
+    assert_int_equal(mio_unix_connect(path), -ENAMETOOLONG);
+    path[max] = '\0'; /* fits: /aaa... does not exist */
+    assert_int_equal(mio_unix_connect(path), -ENOENT);
+    assert_int_equal(mio_unix_listen("", 0), -EINVAL);
+    assert_int_equal(mio_unix_connect(""), -EINVAL);
+}
+
+/* A Unix socket pair carries bytes both ways through the poll. */
+static void test_unix_pair(void **state)
+{
+    struct ctx *c = *state;
+    int p[2];
+
+    assert_int_equal(mio_unix_pair(p), 0);
+    assert_int_equal(mio_registry_register(c->reg, p[0], T_CLIENT,
+                                           MIO_READABLE), 0);
+    assert_int_equal(mio_registry_register(c->reg, p[1], T_SERVER,
+                                           MIO_READABLE), 0);
+    send_str(p[0], "abc");
+    expect_str(c, p[1], T_SERVER, "abc");
+    send_str(p[1], "def");
+    expect_str(c, p[0], T_CLIENT, "def");
+    drain_rearm(c, p[0]);
+    close(p[1]);
+    assert_has(wait_for_token(c->poll, c->events, T_CLIENT, WAIT_MS), EV_RC);
+    assert_int_equal(mio_registry_deregister(c->reg, p[0]), 0);
+    close(p[0]);
+}
+
+/* mio_socket_local_addr returns the port bound for port 0. */
+static void test_local_addr(void **state)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = 0;
+    uint16_t port;
+    int lfd = listen4(&port);
+    struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+    struct sockaddr_in raw;
+    socklen_t rawlen = sizeof raw;
+
+    (void)state;
+    assert_int_equal(getsockname(lfd, (struct sockaddr *)&raw, &rawlen), 0);
+    assert_int_equal(mio_socket_local_addr(lfd, &ss, &len), 0);
+    assert_int_equal(len, sizeof *sin);
+    assert_int_equal(sin->sin_family, AF_INET);
+    assert_int_equal(ntohl(sin->sin_addr.s_addr), INADDR_LOOPBACK);
+    assert_int_equal(ntohs(sin->sin_port), port);
+    assert_int_equal(sin->sin_port, raw.sin_port);
+    assert_true(port != 0);
+    assert_int_equal(mio_socket_local_addr(lfd, &ss, NULL), 0);
+    close(lfd);
+    assert_int_equal(mio_socket_local_addr(lfd, &ss, &len), -EBADF);
+}
+
+/* TCP_NODELAY on and off, read back with getsockopt. */
+static void test_nodelay(void **state)
+{
+    struct ctx *c = *state;
+    int client, server, on = -1;
+    socklen_t len = sizeof on;
+
+    pair_via_mio(c, &client, &server);
+    assert_int_equal(mio_tcp_set_nodelay(client, true), 0);
+    assert_int_equal(getsockopt(client, IPPROTO_TCP, TCP_NODELAY, &on, &len),
+                     0);
+    assert_true(on != 0);
+    assert_int_equal(mio_tcp_set_nodelay(client, false), 0);
+    len = sizeof on;
+    assert_int_equal(getsockopt(client, IPPROTO_TCP, TCP_NODELAY, &on, &len),
+                     0);
+    assert_int_equal(on, 0);
+    close(client);
+    close(server);
+    assert_int_equal(mio_tcp_set_nodelay(client, true), -EBADF);
+}
+
+#define T(f) cmocka_unit_test_setup_teardown(f, setup, teardown)
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        T(test_flags),
+        T(test_accept_eagain),
+        T(test_bind_twice),
+        T(test_reuseaddr),
+        T(test_reuseport),
+        T(test_default_backlog),
+        T(test_listen_args),
+        T(test_v6only),
+        T(test_peer_close),
+        T(test_peer_shutdown_write),
+        T(test_connect_refused),
+        T(test_connect_ok),
+        T(test_reset),
+        T(test_oob_priority),
+        T(test_pipe_writer_closed),
+        T(test_udp),
+        T(test_unix_stream),
+        T(test_unix_path_limits),
+        T(test_unix_pair),
+        T(test_local_addr),
+        T(test_nodelay),
+    };
+
+    signal(SIGPIPE, SIG_IGN);
+    print_message("backend: %s\n", mio_backend_name());
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
