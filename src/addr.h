@@ -1,0 +1,89 @@
+/*
+ * Addresses as mio-echod's config writes them, and CIDR ranges for ACLs.
+ *
+ *   "127.0.0.1:7007"  "[::1]:7007"  "*:7007"  "unix:/run/echo.sock"
+ *   upstreams may also name a host ("db.example:5432"), resolved when the
+ *   configuration is loaded.
+ */
+#ifndef ECHOD_ADDR_H
+#define ECHOD_ADDR_H
+
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+/* A socket address of any family mio-echod uses. */
+typedef struct {
+    union {
+        struct sockaddr sa;
+        struct sockaddr_in in;
+        struct sockaddr_in6 in6;
+        struct sockaddr_un un;
+        struct sockaddr_storage ss;
+    } u;
+    socklen_t len;
+} addr_t;
+
+/* Long enough for any address addr_format() writes, with its NUL. */
+#define ADDR_STRLEN (sizeof("unix:") + sizeof(((struct sockaddr_un *)0)->sun_path))
+
+/* How an address setting may be written. */
+enum addr_use {
+    ADDR_LISTEN,   /* "*:port" means 0.0.0.0 and [::]; no host names */
+    ADDR_UPSTREAM, /* no "*"; host names resolved (first address) */
+};
+
+/*
+ * Parses one address setting into out[0..max), setting *n (2 for "*:port"
+ * when listening, else 1).  Returns 0, or -1 with a message in err that
+ * says what was expected, e.g. "port 70000 out of range 1-65535" or
+ * "expected host:port, [v6]:port, *:port or unix:/path".  Port 0 is
+ * accepted for listening (the kernel picks one; tests rely on it), refused
+ * for upstreams.
+ */
+int addr_parse(const char *text, enum addr_use use, addr_t *out, size_t max,
+               size_t *n, char *err, size_t errlen);
+
+/* Writes "1.2.3.4:80", "[::1]:80" or "unix:/path" into buf. */
+void addr_format(const addr_t *a, char *buf, size_t len);
+
+/* Same family, address and port (or path).  A v4-mapped v6 address is not
+ * equal to its v4 form: they are different sockets. */
+bool addr_equal(const addr_t *a, const addr_t *b);
+
+/* True when binding both would clash: equal, or the same port of one
+ * family where one of the two is the wildcard address. */
+bool addr_overlaps(const addr_t *a, const addr_t *b);
+
+/*
+ * The client identity used for per-source limits and source-hash
+ * balancing: the IP address without the port, with a v4-mapped v6 address
+ * reduced to its v4 form, written into key (16 bytes) with its length (4 or
+ * 16); 0 for a Unix socket, which has no source.
+ */
+size_t addr_source_key(const addr_t *a, uint8_t key[16]);
+
+/* A CIDR range: "10.0.0.0/8", "2001:db8::/32", or one host "192.0.2.1". */
+struct cidr {
+    int family; /* AF_INET or AF_INET6 */
+    unsigned bits;
+    uint8_t net[16]; /* network bytes, host bits zero */
+};
+
+/* Parses a CIDR; -1 with a message in err ("prefix /33 longer than 32",
+ * "host bits set in 10.0.0.1/8: did you mean 10.0.0.0/8?"). */
+int cidr_parse(const char *text, struct cidr *out, char *err, size_t errlen);
+
+/* Whether the address is in the range.  A v4 range also matches the
+ * v4-mapped v6 form of its addresses (::ffff:a.b.c.d), as a dual-stack
+ * socket reports v4 clients; a v6 range matches v6 addresses only.  A Unix
+ * socket address matches no range. */
+bool cidr_match(const struct cidr *c, const addr_t *a);
+
+/* Writes the range as "10.0.0.0/8". */
+void cidr_format(const struct cidr *c, char *buf, size_t len);
+
+#endif

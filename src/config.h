@@ -1,0 +1,79 @@
+/*
+ * mio-echod's configuration, loaded from a libconfig file and validated
+ * whole: a configuration either loads completely or not at all.
+ */
+#ifndef ECHOD_CONFIG_H
+#define ECHOD_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "addr.h"
+
+enum listener_mode { MODE_ECHO, MODE_PROXY };
+enum balance { BALANCE_ROUND_ROBIN, BALANCE_LEAST_CONNECTIONS, BALANCE_SOURCE_HASH };
+enum send_proxy { SEND_PROXY_NONE, SEND_PROXY_V1, SEND_PROXY_V2 };
+enum log_target { LOG_TARGET_AUTO, LOG_TARGET_STDERR, LOG_TARGET_SYSLOG };
+
+/* One address of a listener or an upstream, with the text it came from. */
+struct config_addr {
+    char *text; /* as written in the file, for messages */
+    addr_t addr;
+};
+
+struct listener_config {
+    char *name;
+    int line; /* where the listener's group starts, for messages */
+    struct config_addr *listen; /* "*:port" is expanded into two */
+    size_t nlisten;
+    enum listener_mode mode;
+    size_t buffer_size;      /* bytes per direction */
+    int64_t idle_timeout_ms; /* 0 = none */
+    unsigned max_connections; /* 0 = no listener limit */
+    unsigned max_per_source;  /* 0 = no limit */
+    struct cidr *allow;
+    size_t nallow;
+    struct cidr *deny;
+    size_t ndeny;
+    bool accept_proxy;
+    /* proxy mode only */
+    struct config_addr *upstreams;
+    size_t nupstreams;
+    enum balance balance;
+    int64_t connect_timeout_ms;
+    unsigned retries;
+    int64_t fail_timeout_ms;
+    enum send_proxy send_proxy;
+};
+
+struct config {
+    char *path;
+    unsigned workers;        /* 0 = one per CPU */
+    unsigned max_connections; /* 0 = no limit */
+    int64_t shutdown_timeout_ms;
+    char *user;    /* "" = stay who we are */
+    char *pidfile; /* "" = none */
+    enum log_target log_target;
+    int log_level; /* syslog's LOG_ERR .. LOG_DEBUG */
+    bool log_access;
+    struct listener_config *listeners;
+    size_t nlisteners;
+};
+
+/*
+ * Loads and validates `path`.  On error returns NULL and writes one line
+ * into err: "FILE:LINE: SETTING: what is wrong, and what was expected",
+ * e.g. "/etc/mio-echod.conf:12: listeners.[1].balance: expected
+ * round-robin, least-connections or source-hash, got \"random\"".
+ */
+struct config *config_load(const char *path, char *err, size_t errlen);
+
+void config_free(struct config *cfg);
+
+/* Every setting name the loader accepts, as "key" or "group.key" (listener
+ * keys as "listeners.key"), NULL-terminated: for the tests that check the
+ * man page and the shipped file mention each one. */
+extern const char *const config_known_keys[];
+
+#endif

@@ -1,0 +1,601 @@
+/* Client connections: echo and relay, with backpressure and half-close. */
+#ifdef HAVE_CONFIG_H
+#include "autoconf.h"
+#endif
+
+#include <errno.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "conn.h"
+#include "listener.h"
+#include "proxy.h"
+#include "upstream.h"
+#include "worker.h"
+
+/* Bytes kept for a socket that could not take them yet. */
+struct buf {
+    size_t off, len, cap;
+    uint8_t data[];
+};
+
+#define IS_ECHO(c) ((c)->l->cfg->mode == MODE_ECHO)
+
+static void start_connect(struct conn *c);
+static bool pump(struct conn *c, struct side *from, struct side *to);
+
+/* The other socket of a relay; the client itself for echo. */
+static struct side *peer_side(struct side *s)
+{
+    struct conn *c = s->conn;
+    if (IS_ECHO(c))
+        return &c->client;
+    return s == &c->client ? &c->upstream : &c->client;
+}
+
+/* A reason naming the side and the error, e.g. "client-reset". */
+static const char *error_reason(const struct side *s, int err)
+{
+    bool client = s->kind == EP_CLIENT;
+    switch (err) {
+    case ECONNRESET:
+    case EPIPE:
+        return client ? "client-reset" : "upstream-reset";
+    case ETIMEDOUT:
+        return client ? "client-timeout" : "upstream-timeout";
+    case ENOMEM:
+    case ENOBUFS:
+        return "out-of-memory";
+    default:
+        return client ? "client-error" : "upstream-error";
+    }
+}
+
+/* Sets the connection's timer to its idle deadline (or none). */
+static void arm_idle(struct conn *c)
+{
+    int64_t idle = c->l->cfg->idle_timeout_ms;
+    if (idle > 0)
+        (void)timer_set(&c->w->timers, &c->timer, c->last_ms + idle);
+    else
+        timer_cancel(&c->w->timers, &c->timer);
+}
+
+/* Registers one side's socket for both directions, edge-triggered. */
+static bool watch(struct conn *c, struct side *s)
+{
+    int err = mio_registry_register(c->w->reg, s->fd, (mio_token_t)s,
+                                    MIO_READABLE | MIO_WRITABLE);
+    if (err < 0) {
+        log_err("listener %s: cannot watch a socket: %s", c->l->cfg->name,
+                strerror(-err));
+        return false;
+    }
+    return true;
+}
+
+/* Deregisters and closes one side's socket. */
+static void unwatch(struct conn *c, struct side *s)
+{
+    if (s->fd < 0)
+        return;
+    (void)mio_registry_deregister(c->w->reg, s->fd);
+    close(s->fd);
+    s->fd = -1;
+}
+
+void conn_open(struct worker *w, struct listen_sock *ls, int fd,
+               const addr_t *peer, const uint8_t *srckey, size_t srclen)
+{
+    struct listener *l = ls->listener;
+    struct conn *c = calloc(1, sizeof(*c));
+    if (c == NULL) {
+        close(fd);
+        log_err("listener %s: out of memory for a connection", l->cfg->name);
+        atomic_fetch_sub(&w->d->active, 1);
+        atomic_fetch_sub(&l->active, 1);
+        if (srclen > 0)
+            persource_release(&l->persource, srckey, srclen);
+        return;
+    }
+    c->w = w;
+    c->l = l;
+    c->ls = ls;
+    c->peer = *peer;
+    c->client = (struct side){.kind = EP_CLIENT, .fd = fd, .conn = c};
+    c->upstream = (struct side){.kind = EP_UPSTREAM, .fd = -1, .conn = c};
+    c->srclen = (uint8_t)srclen;
+    memcpy(c->srckey, srckey, srclen);
+    c->start_ms = c->last_ms = w->now_ms;
+    c->next = w->conns;
+    if (w->conns != NULL)
+        w->conns->prev = c;
+    w->conns = c;
+    w->nconns++;
+    atomic_fetch_add(&l->accepted, 1);
+
+    if (peer->u.sa.sa_family != AF_UNIX)
+        (void)mio_tcp_set_nodelay(fd, true);
+    if (!watch(c, &c->client)) {
+        conn_close(c, "out-of-memory");
+        return;
+    }
+    if (l->cfg->accept_proxy) {
+        c->state = CONN_PROXY_HEADER;
+        arm_idle(c);
+        /* The header may be there already: its edge came before we watched. */
+        c->client.read_paused = true;
+        conn_ready(&c->client, NULL);
+    } else if (IS_ECHO(c)) {
+        c->state = CONN_OPEN;
+        arm_idle(c);
+    } else {
+        c->client.read_paused = true; /* read once the upstream is there */
+        start_connect(c);
+    }
+}
+
+void conn_close(struct conn *c, const char *reason)
+{
+    if (c->dead)
+        return;
+    struct worker *w = c->w;
+    struct listener *l = c->l;
+    c->dead = true;
+    timer_cancel(&w->timers, &c->timer);
+    unwatch(c, &c->client);
+    unwatch(c, &c->upstream);
+    if (c->up != NULL)
+        atomic_fetch_sub(&c->up->active, 1);
+    if (c->srclen > 0)
+        persource_release(&l->persource, c->srckey, c->srclen);
+    atomic_fetch_sub(&w->d->active, 1);
+    atomic_fetch_sub(&l->active, 1);
+    atomic_fetch_add(&l->bytes_in, c->in);
+    atomic_fetch_add(&l->bytes_out, c->out);
+    if (w->d->cfg->log_access && log_enabled(LOG_INFO)) {
+        char client[ADDR_STRLEN];
+        addr_format(&c->peer, client, sizeof(client));
+        int64_t ms = w->now_ms - c->start_ms;
+        log_info("access listener=%s client=%s upstream=%s in=%llu out=%llu "
+                 "duration=%lld.%03lld reason=%s",
+                 l->cfg->name, client, c->up ? c->up->name : "-",
+                 (unsigned long long)c->in, (unsigned long long)c->out,
+                 (long long)(ms / 1000), (long long)(ms % 1000), reason);
+    }
+    /* Off the open list, onto the dead list: events later in this batch
+     * may still carry tokens that point into it. */
+    if (c->prev != NULL)
+        c->prev->next = c->next;
+    else
+        w->conns = c->next;
+    if (c->next != NULL)
+        c->next->prev = c->prev;
+    w->nconns--;
+    c->next = w->dead;
+    w->dead = c;
+}
+
+void conn_reap(struct worker *w)
+{
+    while (w->dead != NULL) {
+        struct conn *c = w->dead;
+        w->dead = c->next;
+        free(c->client.out);
+        free(c->upstream.out);
+        free(c->hdr);
+        free(c->proxy_dst);
+        free(c);
+    }
+}
+
+/* Keeps bytes for `to` that it could not take; false when out of memory. */
+static bool keep(struct conn *c, struct side *to, const uint8_t *p, size_t n)
+{
+    if (to->out == NULL) {
+        size_t cap = c->l->cfg->buffer_size;
+        if (cap < n)
+            cap = n;
+        to->out = malloc(sizeof(struct buf) + cap);
+        if (to->out == NULL)
+            return false;
+        to->out->off = to->out->len = 0;
+        to->out->cap = cap;
+    }
+    struct buf *b = to->out;
+    if (b->off > 0 && b->len + n > b->cap) {
+        memmove(b->data, b->data + b->off, b->len - b->off);
+        b->len -= b->off;
+        b->off = 0;
+    }
+    if (b->len + n > b->cap)
+        return false; /* cannot happen: we never read while bytes are kept */
+    memcpy(b->data + b->len, p, n);
+    b->len += n;
+    return true;
+}
+
+/* Writes p[0..n) to `to`, keeping what it cannot take now.  Returns 0
+ * when everything went, 1 when some is kept (EAGAIN, re-armed), -errno. */
+static int deliver(struct conn *c, struct side *to, const uint8_t *p, size_t n)
+{
+    size_t done = 0;
+    while (done < n) {
+        ssize_t m = send(to->fd, p + done, n - done, MSG_NOSIGNAL);
+        if (m >= 0) {
+            done += (size_t)m;
+            continue;
+        }
+        if (errno == EINTR)
+            continue;
+        if (errno != EAGAIN)
+            return -errno;
+        if (!keep(c, to, p + done, n - done))
+            return -ENOMEM;
+        (void)mio_registry_rearm(c->w->reg, to->fd, MIO_WRITABLE);
+        return 1;
+    }
+    return 0;
+}
+
+/* Writes what is kept for `to`.  1: all written (buffer freed), 0: still
+ * some (re-armed), -errno. */
+static int flush(struct conn *c, struct side *to)
+{
+    struct buf *b = to->out;
+    while (b != NULL && b->off < b->len) {
+        ssize_t m = send(to->fd, b->data + b->off, b->len - b->off, MSG_NOSIGNAL);
+        if (m >= 0) {
+            b->off += (size_t)m;
+            if (to->kind == EP_CLIENT)
+                c->out += (size_t)m;
+            c->last_ms = c->w->now_ms;
+            continue;
+        }
+        if (errno == EINTR)
+            continue;
+        if (errno != EAGAIN)
+            return -errno;
+        (void)mio_registry_rearm(c->w->reg, to->fd, MIO_WRITABLE);
+        return 0;
+    }
+    free(b);
+    to->out = NULL;
+    return 1;
+}
+
+/* Passes a FIN from `from` on to `to` once nothing is kept for it, and ends
+ * the connection when both ways are done.  False when it was closed. */
+static bool pass_fin(struct conn *c, struct side *from, struct side *to)
+{
+    if (!from->eof || to->out != NULL)
+        return true;
+    if (IS_ECHO(c)) {
+        conn_close(c, "done"); /* everything received was sent back */
+        return false;
+    }
+    if (!to->shut) {
+        to->shut = true;
+        if (shutdown(to->fd, SHUT_WR) < 0 && errno != ENOTCONN) {
+            conn_close(c, error_reason(to, errno));
+            return false;
+        }
+    }
+    if (c->client.eof && c->upstream.eof && c->client.out == NULL &&
+        c->upstream.out == NULL) {
+        conn_close(c, "done");
+        return false;
+    }
+    return true;
+}
+
+/* Moves bytes from `from` to `to` until `from` would block, `to` cannot
+ * take more, or `from` ends.  False when the connection was closed. */
+static bool pump(struct conn *c, struct side *from, struct side *to)
+{
+    struct worker *w = c->w;
+    size_t cap = c->l->cfg->buffer_size;
+    while (!from->eof) {
+        if (to->out != NULL) {
+            from->read_paused = true; /* backpressure: resumed by flush */
+            return true;
+        }
+        ssize_t n = recv(from->fd, w->scratch, cap, 0);
+        if (n > 0) {
+            c->last_ms = w->now_ms;
+            if (from->kind == EP_CLIENT)
+                c->in += (size_t)n;
+            int r = deliver(c, to, w->scratch, (size_t)n);
+            if (to->kind == EP_CLIENT)
+                c->out += (size_t)n - (r == 1 ? to->out->len - to->out->off : 0);
+            if (r < 0) {
+                conn_close(c, error_reason(r == -ENOMEM ? from : to, -r));
+                return false;
+            }
+            continue;
+        }
+        if (n == 0) {
+            from->eof = true;
+            from->read_paused = false;
+            return pass_fin(c, from, to);
+        }
+        if (errno == EINTR)
+            continue;
+        if (errno == EAGAIN) {
+            from->read_paused = false;
+            (void)mio_registry_rearm(w->reg, from->fd, MIO_READABLE);
+            return true;
+        }
+        conn_close(c, error_reason(from, errno));
+        return false;
+    }
+    return true;
+}
+
+/* `to` can take bytes again: write what is kept, pass a pending FIN, and
+ * resume reading its source.  False when the connection was closed. */
+static bool drain(struct conn *c, struct side *to)
+{
+    struct side *from = peer_side(to);
+    if (to->out != NULL) {
+        int r = flush(c, to);
+        if (r < 0) {
+            conn_close(c, error_reason(to, -r));
+            return false;
+        }
+        if (r == 0)
+            return true;
+    }
+    if (!pass_fin(c, from, to))
+        return false;
+    if (from->read_paused)
+        return pump(c, from, to);
+    return true;
+}
+
+/* Reads the client's PROXY header.  The bytes after it, read in the same
+ * recv, are kept to go first to the upstream (or back, for echo). */
+static void read_proxy_header(struct conn *c)
+{
+    struct side *s = &c->client;
+    if (c->hdr == NULL) {
+        c->hdr = malloc(sizeof(struct buf) + PROXY_MAX_HEADER);
+        if (c->hdr == NULL) {
+            conn_close(c, "out-of-memory");
+            return;
+        }
+        c->hdr->off = c->hdr->len = 0;
+        c->hdr->cap = PROXY_MAX_HEADER;
+    }
+    struct buf *h = c->hdr;
+    struct proxy_info info;
+    const char *why = "incomplete";
+    int hlen = 0;
+    while (hlen == 0) {
+        if (h->len == h->cap) {
+            why = "PROXY header too long";
+            hlen = -1;
+            break;
+        }
+        ssize_t n = recv(s->fd, h->data + h->len, h->cap - h->len, 0);
+        if (n == 0) {
+            conn_close(c, "client-closed-before-proxy-header");
+            return;
+        }
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN) {
+                (void)mio_registry_rearm(c->w->reg, s->fd, MIO_READABLE);
+                s->read_paused = false;
+                return;
+            }
+            conn_close(c, error_reason(s, errno));
+            return;
+        }
+        h->len += (size_t)n;
+        c->in += (size_t)n;
+        c->last_ms = c->w->now_ms;
+        hlen = proxy_parse(h->data, h->len, &info, &why);
+    }
+    if (hlen < 0) {
+        if (ratelimit_allow(&c->w->rl_refused, c->w->now_ms, NULL)) {
+            char client[ADDR_STRLEN];
+            addr_format(&c->peer, client, sizeof(client));
+            log_info("listener %s: refused %s: bad PROXY header: %s",
+                     c->l->cfg->name, client, why);
+        }
+        conn_close(c, "bad-proxy-header");
+        return;
+    }
+    c->in -= (size_t)hlen; /* the header is not payload */
+    struct listener *l = c->l;
+    if (!info.local) {
+        /* From now on the client is who the header says. */
+        if (!listener_admit_source(c->w, l, &info.src, c)) {
+            conn_close(c, "refused-after-proxy-header");
+            return;
+        }
+        c->peer = info.src;
+        c->proxy_dst = malloc(sizeof(addr_t));
+        if (c->proxy_dst != NULL)
+            *c->proxy_dst = info.dst;
+    }
+    size_t rest = h->len - (size_t)hlen;
+    struct side *to = IS_ECHO(c) ? &c->client : &c->upstream;
+    if (rest > 0 && !keep(c, to, h->data + hlen, rest)) {
+        conn_close(c, "out-of-memory");
+        return;
+    }
+    free(c->hdr);
+    c->hdr = NULL;
+    s->read_paused = true; /* more may be waiting behind what we read */
+    if (IS_ECHO(c)) {
+        c->state = CONN_OPEN;
+        arm_idle(c);
+        (void)drain(c, &c->client);
+    } else {
+        start_connect(c);
+    }
+}
+
+/* Puts the PROXY header for the upstream in front of anything kept. */
+static bool queue_proxy_header(struct conn *c)
+{
+    enum send_proxy v = c->l->cfg->send_proxy;
+    if (v == SEND_PROXY_NONE)
+        return true;
+    addr_t dst = c->ls->addr;
+    if (c->proxy_dst != NULL) {
+        dst = *c->proxy_dst;
+    } else {
+        dst.len = sizeof(dst.u);
+        if (getsockname(c->client.fd, &dst.u.sa, &dst.len) < 0)
+            dst = c->ls->addr;
+    }
+    uint8_t hdr[PROXY_MAX_HEADER];
+    int n = proxy_build(v == SEND_PROXY_V1 ? 1 : 2, &c->peer, &dst, hdr, sizeof(hdr));
+    if (n < 0)
+        return false;
+    struct buf *kept = c->upstream.out;
+    c->upstream.out = NULL;
+    bool ok = keep(c, &c->upstream, hdr, (size_t)n) &&
+              (kept == NULL || keep(c, &c->upstream, kept->data + kept->off,
+                                    kept->len - kept->off));
+    free(kept);
+    return ok;
+}
+
+/* Starts a connect to the next upstream, or closes the client when the
+ * attempts are spent. */
+static void start_connect(struct conn *c)
+{
+    struct worker *w = c->w;
+    const struct listener_config *cfg = c->l->cfg;
+    while (c->attempts <= cfg->retries) {
+        c->attempts++;
+        struct upstream *up = upstream_pick(c->l, c, w->now_ms);
+        int fd = up->addr.u.sa.sa_family == AF_UNIX
+                     ? mio_unix_connect(up->addr.u.un.sun_path)
+                     : mio_tcp_connect(&up->addr.u.sa, up->addr.len);
+        if (fd < 0) {
+            upstream_failed(w, c->l, up, -fd);
+            continue;
+        }
+        c->up = up;
+        atomic_fetch_add(&up->active, 1);
+        c->upstream.fd = fd;
+        c->upstream.eof = c->upstream.shut = false;
+        if (up->addr.u.sa.sa_family != AF_UNIX)
+            (void)mio_tcp_set_nodelay(fd, true);
+        if (!watch(c, &c->upstream)) {
+            conn_close(c, "out-of-memory");
+            return;
+        }
+        c->state = CONN_CONNECTING;
+        (void)timer_set(&w->timers, &c->timer, w->now_ms + cfg->connect_timeout_ms);
+        return;
+    }
+    if (ratelimit_allow(&w->rl_upstream, w->now_ms, NULL)) {
+        char client[ADDR_STRLEN];
+        addr_format(&c->peer, client, sizeof(client));
+        log_warn("listener %s: no upstream reached for %s after %u attempt%s",
+                 cfg->name, client, c->attempts, c->attempts == 1 ? "" : "s");
+    }
+    conn_close(c, "no-upstream");
+}
+
+/* The connect in progress failed with err (or timed out): the upstream is
+ * marked failed and the next one tried. */
+static void connect_failed(struct conn *c, int err)
+{
+    upstream_failed(c->w, c->l, c->up, err);
+    atomic_fetch_sub(&c->up->active, 1);
+    c->up = NULL;
+    unwatch(c, &c->upstream);
+    start_connect(c);
+}
+
+/* The upstream socket answered while connecting: connected, or failed. */
+static void check_connect(struct conn *c)
+{
+    int err = -mio_socket_take_error(c->upstream.fd);
+    if (err != 0) {
+        connect_failed(c, err);
+        return;
+    }
+    upstream_succeeded(c->up);
+    c->state = CONN_OPEN;
+    arm_idle(c);
+    if (!queue_proxy_header(c)) {
+        conn_close(c, "out-of-memory");
+        return;
+    }
+    /* Send what is kept (header, early bytes), then relay both ways: the
+     * upstream may speak first, and the client may have written already. */
+    c->upstream.read_paused = true;
+    if (drain(c, &c->upstream) && !c->dead)
+        (void)drain(c, &c->client);
+}
+
+void conn_ready(struct side *s, const mio_event_t *ev)
+{
+    struct conn *c = s->conn;
+    if (c->dead)
+        return;
+    bool in = ev == NULL || mio_event_is_readable(ev) ||
+              mio_event_is_read_closed(ev) || mio_event_is_error(ev);
+    bool out = ev != NULL && (mio_event_is_writable(ev) ||
+                              mio_event_is_write_closed(ev) ||
+                              mio_event_is_error(ev));
+    switch (c->state) {
+    case CONN_PROXY_HEADER:
+        if (in)
+            read_proxy_header(c);
+        return;
+    case CONN_CONNECTING:
+        if (s == &c->upstream && out)
+            check_connect(c);
+        else if (s == &c->client && in)
+            c->client.read_paused = true; /* read once connected */
+        return;
+    case CONN_OPEN:
+        /* A reset on a side already at EOF would otherwise wait for a
+         * write that may never come. */
+        if (ev != NULL && mio_event_is_error(ev) && s->eof) {
+            int err = -mio_socket_take_error(s->fd);
+            if (err != 0) {
+                conn_close(c, error_reason(s, err));
+                return;
+            }
+        }
+        if (in && !s->eof && !pump(c, s, peer_side(s)))
+            return;
+        if (out && !c->dead)
+            (void)drain(c, s);
+        return;
+    }
+}
+
+void conn_timer(struct conn *c)
+{
+    struct worker *w = c->w;
+    switch (c->state) {
+    case CONN_CONNECTING:
+        connect_failed(c, ETIMEDOUT);
+        return;
+    case CONN_PROXY_HEADER:
+    case CONN_OPEN: {
+        int64_t idle = c->l->cfg->idle_timeout_ms;
+        if (idle > 0 && w->now_ms < c->last_ms + idle) {
+            arm_idle(c); /* there was traffic since it was set */
+            return;
+        }
+        conn_close(c, "idle-timeout");
+        return;
+    }
+    }
+}

@@ -1,0 +1,80 @@
+/*
+ * A client connection: echoed back (RFC 862), or relayed to an upstream.
+ *
+ * Each direction has at most buffer_size bytes in flight inside the daemon.
+ * Bytes are read into the worker's scratch buffer and written on at once;
+ * only what the other side could not take is kept, in a buffer allocated
+ * for that moment and freed when it drains, so an idle connection holds no
+ * buffer.  While a direction has bytes kept, its source is not read
+ * (backpressure): a slow reader never makes the daemon grow.
+ *
+ * A FIN is passed on, never turned into a close: an echo connection sends
+ * back everything it received and then closes; a relay shuts the other
+ * side's write half and goes on relaying the other way until both are done.
+ */
+#ifndef ECHOD_CONN_H
+#define ECHOD_CONN_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "daemon.h"
+#include "mio.h"
+#include "timer.h"
+
+struct worker;
+struct buf;
+
+/* One socket of a connection; a token points at it. */
+struct side {
+    uint8_t kind; /* EP_CLIENT or EP_UPSTREAM: first, for the token */
+    bool eof;         /* the peer sent its FIN */
+    bool shut;        /* we sent ours */
+    bool read_paused; /* not read to EAGAIN: may hold data (backpressure) */
+    int fd;
+    struct buf *out;  /* bytes waiting to be written to this socket */
+    struct conn *conn;
+};
+
+enum conn_state { CONN_PROXY_HEADER, CONN_CONNECTING, CONN_OPEN };
+
+struct conn {
+    struct side client, upstream;
+    struct timer timer; /* idle, connect or PROXY header deadline */
+    enum conn_state state;
+    bool dead;
+    uint8_t srclen;     /* bytes of srckey; 0: not counted per source */
+    uint8_t srckey[16];
+    unsigned attempts;  /* upstream connects tried */
+    unsigned cursor;    /* where the next upstream pick starts */
+    struct worker *w;
+    struct listener *l;
+    struct listen_sock *ls;
+    struct upstream *up;
+    struct buf *hdr;    /* the PROXY header being read */
+    addr_t *proxy_dst;  /* the destination a PROXY header declared */
+    int64_t start_ms, last_ms;
+    uint64_t in, out;   /* bytes from and to the client */
+    addr_t peer;        /* the client (as a PROXY header declared it) */
+    struct conn *prev, *next;
+};
+
+/* Takes an accepted client that passed the limits; counts are already
+ * taken on the daemon and the listener (and per source when srclen). */
+void conn_open(struct worker *w, struct listen_sock *ls, int fd,
+               const addr_t *peer, const uint8_t *srckey, size_t srclen);
+
+/* Handles readiness of one side. */
+void conn_ready(struct side *s, const mio_event_t *ev);
+
+/* Handles the connection's timer. */
+void conn_timer(struct conn *c);
+
+/* Ends the connection, logging one access line with `reason`; the memory
+ * is freed after the current batch of events. */
+void conn_close(struct conn *c, const char *reason);
+
+/* Frees connections closed during the batch. */
+void conn_reap(struct worker *w);
+
+#endif

@@ -1,0 +1,32 @@
+/*
+ * Listeners: binding their sockets at start, and accepting on them in the
+ * workers, where limits and ACLs are applied before any byte is read.
+ */
+#ifndef ECHOD_LISTENER_H
+#define ECHOD_LISTENER_H
+
+#include <stdbool.h>
+
+#include "conn.h"
+#include "daemon.h"
+
+struct worker;
+
+/* Binds every listener of d->cfg and logs each address it listens on;
+ * false (with the reason logged) when one cannot be bound. */
+bool listeners_open(struct daemon *d);
+
+/* Closes the listening sockets (removing Unix socket files) and frees the
+ * listeners. */
+void listeners_close(struct daemon *d);
+
+/* Accepts every pending client of ls (the socket was readable). */
+void listener_accept(struct worker *w, struct listen_sock *ls);
+
+/* Admits the source a PROXY header declared: the listener's allow/deny and
+ * max_per_source apply to it, as to a direct client.  Counts it per source
+ * in c.  False (logged, rate-limited) when refused. */
+bool listener_admit_source(struct worker *w, struct listener *l,
+                           const addr_t *src, struct conn *c);
+
+#endif

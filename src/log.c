@@ -1,0 +1,85 @@
+/* Logging to stderr or syslog, and rate limits for floods. */
+#ifdef HAVE_CONFIG_H
+#include "autoconf.h"
+#endif
+
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "log.h"
+
+static atomic_int max_level = LOG_INFO;
+static bool use_syslog;
+static bool level_prefix; /* "<N>" for journald */
+
+void log_open(enum log_target target, int level, bool foreground)
+{
+    /* journald sets JOURNAL_STREAM for the stdout/stderr it reads. */
+    bool journal = getenv("JOURNAL_STREAM") != NULL;
+    if (target == LOG_TARGET_AUTO)
+        target = foreground || journal ? LOG_TARGET_STDERR : LOG_TARGET_SYSLOG;
+    use_syslog = target == LOG_TARGET_SYSLOG;
+    level_prefix = !use_syslog && journal;
+    if (use_syslog)
+        openlog("mio-echod", LOG_PID | LOG_NDELAY, LOG_DAEMON);
+    log_set_level(level);
+}
+
+void log_set_level(int level)
+{
+    atomic_store(&max_level, level);
+}
+
+bool log_enabled(int level)
+{
+    return level <= atomic_load_explicit(&max_level, memory_order_relaxed);
+}
+
+void log_msg(int level, const char *fmt, ...)
+{
+    if (!log_enabled(level))
+        return;
+    char line[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    if (use_syslog) {
+        vsnprintf(line, sizeof(line), fmt, ap);
+        syslog(level, "%s", line);
+    } else {
+        static const char *const names[] = {"emerg", "alert", "crit", "error",
+                                            "warning", "notice", "info", "debug"};
+        int n = level_prefix
+                    ? snprintf(line, sizeof(line), "<%d>", level)
+                    : snprintf(line, sizeof(line), "mio-echod: %s: ",
+                               names[level & 7]);
+        int m = vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);
+        size_t len = (size_t)n + (m < 0 ? 0 : (size_t)m);
+        if (len > sizeof(line) - 2)
+            len = sizeof(line) - 2; /* truncated: keep the newline */
+        line[len++] = '\n';
+        ssize_t w = write(STDERR_FILENO, line, len);
+        (void)w; /* nowhere left to report a failing stderr */
+    }
+    va_end(ap);
+}
+
+bool ratelimit_allow(struct ratelimit *rl, int64_t now_ms, unsigned *dropped_out)
+{
+    if (now_ms - rl->window_ms >= 1000) {
+        rl->window_ms = now_ms;
+        rl->used = 0;
+    }
+    if (rl->used >= rl->burst) {
+        rl->dropped++;
+        return false;
+    }
+    rl->used++;
+    if (dropped_out != NULL)
+        *dropped_out = rl->dropped;
+    rl->dropped = 0;
+    return true;
+}

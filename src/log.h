@@ -1,0 +1,49 @@
+/*
+ * Logging for mio-echod: to stderr (with "<N>" level prefixes when journald
+ * reads it, so the journal keeps the levels) or to syslog.  Each line is
+ * written with one write(2), so lines from several workers never mix.
+ */
+#ifndef ECHOD_LOG_H
+#define ECHOD_LOG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <syslog.h>
+
+#include "config.h"
+
+/* Where lines go: LOG_TARGET_AUTO means stderr when `foreground` or when
+ * journald reads stderr, syslog otherwise.  Lines above `level` (a syslog
+ * level) are dropped. */
+void log_open(enum log_target target, int level, bool foreground);
+
+/* Changes the level (on reload, or -v). */
+void log_set_level(int level);
+
+/* Whether a line of `level` would be written. */
+bool log_enabled(int level);
+
+void log_msg(int level, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+#define log_err(...) log_msg(LOG_ERR, __VA_ARGS__)
+#define log_warn(...) log_msg(LOG_WARNING, __VA_ARGS__)
+#define log_notice(...) log_msg(LOG_NOTICE, __VA_ARGS__)
+#define log_info(...) log_msg(LOG_INFO, __VA_ARGS__)
+#define log_debug(...) log_msg(LOG_DEBUG, __VA_ARGS__)
+
+/* A limit of `burst` lines per second for one kind of message, so that a
+ * flood (refused clients, EMFILE) cannot fill the log.  Not shared between
+ * threads: each worker keeps its own. */
+struct ratelimit {
+    int64_t window_ms; /* start of the current second */
+    unsigned burst;    /* lines allowed per second */
+    unsigned used;     /* lines written in this second */
+    unsigned dropped;  /* lines dropped since the last one written */
+};
+
+/* True when a line may be written now; *dropped_out (may be NULL) gets the
+ * number dropped before it, to be mentioned in that line. */
+bool ratelimit_allow(struct ratelimit *rl, int64_t now_ms, unsigned *dropped_out);
+
+#endif

@@ -1,0 +1,270 @@
+/*
+ * mio-echod: a TCP echo / relay daemon on libmio.
+ *
+ * Start-up order: options, configuration, log, bind every listener, drop
+ * privileges, go to the background, pid file, workers.  Signals are never
+ * handled in a handler: they stay blocked in every thread and the main
+ * thread takes them with sigwaitinfo(), then tells the workers through
+ * their wakers.
+ */
+#ifdef HAVE_CONFIG_H
+#include "autoconf.h"
+#endif
+
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "config.h"
+#include "daemon.h"
+#include "listener.h"
+#include "log.h"
+#include "mio.h"
+#include "process.h"
+#include "worker.h"
+
+#ifndef SYSCONFDIR
+#define SYSCONFDIR "/etc"
+#endif
+
+/* Exit statuses, documented in mio-echod(8). */
+enum { EXIT_OK = 0, EXIT_CONFIG = 1, EXIT_USAGE = 2, EXIT_RUNTIME = 3 };
+
+static void usage(FILE *out)
+{
+    fprintf(out,
+            "usage: mio-echod [-c file] [-t] [-f] [-v] [-V] [-h]\n"
+            "  -c file  configuration file (default %s/mio-echod.conf)\n"
+            "  -t       check the configuration and exit\n"
+            "  -f       stay in the foreground, logging to stderr\n"
+            "  -v       log debug messages too\n"
+            "  -V       print the version and exit\n"
+            "  -h       print this help and exit\n",
+            SYSCONFDIR);
+}
+
+/* The signal's name, for the log. */
+static const char *signame(int sig)
+{
+    return sig == SIGTERM ? "SIGTERM" : sig == SIGINT ? "SIGINT"
+         : sig == SIGHUP ? "SIGHUP" : sig == SIGUSR1 ? "SIGUSR1" : "signal";
+}
+
+/* Logs one line of counters per listener (SIGUSR1). */
+static void log_counters(struct daemon *d)
+{
+    log_notice("%u connections open", atomic_load(&d->active));
+    for (size_t i = 0; i < d->nlisteners; i++) {
+        struct listener *l = &d->listeners[i];
+        log_notice("listener %s: open=%u accepted=%llu refused=%llu in=%llu out=%llu",
+                   l->cfg->name, atomic_load(&l->active),
+                   (unsigned long long)atomic_load(&l->accepted),
+                   (unsigned long long)atomic_load(&l->refused),
+                   (unsigned long long)atomic_load(&l->bytes_in),
+                   (unsigned long long)atomic_load(&l->bytes_out));
+    }
+}
+
+/* Closes the listening sockets once every worker has taken them out of its
+ * poll, so that no worker accepts on a closed (or reused) descriptor. */
+static void close_listeners_when_quiet(struct daemon *d, bool *closed)
+{
+    if (*closed)
+        return;
+    for (unsigned i = 0; i < d->nworkers; i++)
+        if (!atomic_load(&d->workers[i].quiet) && !atomic_load(&d->workers[i].done))
+            return;
+    for (size_t i = 0; i < d->nlisteners; i++)
+        for (size_t k = 0; k < d->listeners[i].nsocks; k++) {
+            struct listen_sock *ls = &d->listeners[i].socks[k];
+            if (ls->fd >= 0) {
+                close(ls->fd);
+                if (ls->addr.u.sa.sa_family == AF_UNIX)
+                    unlink(ls->addr.u.un.sun_path);
+                ls->fd = -1;
+            }
+        }
+    *closed = true;
+}
+
+/* Whether every worker thread has returned. */
+static bool workers_done(struct daemon *d)
+{
+    for (unsigned i = 0; i < d->nworkers; i++)
+        if (!atomic_load(&d->workers[i].done))
+            return false;
+    return true;
+}
+
+/* Tells every worker to look at the daemon's state. */
+static void wake_workers(struct daemon *d)
+{
+    for (unsigned i = 0; i < d->nworkers; i++)
+        worker_wake(&d->workers[i]);
+}
+
+/* Takes signals until the workers have drained after SIGTERM/SIGINT. */
+static void signal_loop(struct daemon *d, const sigset_t *set)
+{
+    int64_t deadline = 0;
+    bool listeners_closed = false;
+    for (;;) {
+        struct timespec tick = {0, 50 * 1000000};
+        siginfo_t si;
+        int sig = atomic_load(&d->stopping) ? sigtimedwait(set, &si, &tick)
+                                            : sigwaitinfo(set, &si);
+        if (sig == SIGTERM || sig == SIGINT) {
+            if (atomic_load(&d->stopping)) {
+                log_notice("second %s: closing every connection now", signame(sig));
+                atomic_store(&d->closing, true);
+            } else {
+                log_notice("%s: no longer accepting; draining %u connections "
+                           "for up to %lld ms", signame(sig), atomic_load(&d->active),
+                           (long long)d->cfg->shutdown_timeout_ms);
+                atomic_store(&d->stopping, true);
+                deadline = monotonic_ms() + d->cfg->shutdown_timeout_ms;
+            }
+            wake_workers(d);
+        } else if (sig == SIGHUP) {
+            log_warn("SIGHUP: reloading is not implemented yet; restart to apply "
+                     "a changed configuration");
+        } else if (sig == SIGUSR1) {
+            log_counters(d);
+        }
+        if (!atomic_load(&d->stopping))
+            continue;
+        close_listeners_when_quiet(d, &listeners_closed);
+        if (workers_done(d))
+            return;
+        if (!atomic_load(&d->closing) && monotonic_ms() >= deadline) {
+            log_notice("shutdown_timeout: closing %u connections still open",
+                       atomic_load(&d->active));
+            atomic_store(&d->closing, true);
+            wake_workers(d);
+        }
+    }
+}
+
+/* The number of workers: as configured, or one per CPU. */
+static unsigned worker_count(const struct config *cfg)
+{
+    if (cfg->workers > 0)
+        return cfg->workers;
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1 : n > 256 ? 256 : (unsigned)n;
+}
+
+int main(int argc, char **argv)
+{
+    const char *path = SYSCONFDIR "/mio-echod.conf";
+    bool check = false, foreground = false, verbose = false;
+    int opt;
+    while ((opt = getopt(argc, argv, "c:tfvVh")) != -1) {
+        switch (opt) {
+        case 'c': path = optarg; break;
+        case 't': check = true; break;
+        case 'f': foreground = true; break;
+        case 'v': verbose = true; break;
+        case 'V':
+            printf("mio-echod %s (libmio, %s backend)\n", PACKAGE_VERSION,
+                   mio_backend_name());
+            return EXIT_OK;
+        case 'h': usage(stdout); return EXIT_OK;
+        default: usage(stderr); return EXIT_USAGE;
+        }
+    }
+    if (optind != argc) {
+        fprintf(stderr, "mio-echod: unexpected argument \"%s\"\n", argv[optind]);
+        usage(stderr);
+        return EXIT_USAGE;
+    }
+
+    char err[1024];
+    struct config *cfg = config_load(path, err, sizeof(err));
+    if (cfg == NULL) {
+        fprintf(stderr, "mio-echod: %s\n", err);
+        return EXIT_CONFIG;
+    }
+    if (check) {
+        printf("mio-echod: %s: configuration OK\n", path);
+        config_free(cfg);
+        return EXIT_OK;
+    }
+
+    /* Writes to a closed socket fail with EPIPE; they never kill us. */
+    signal(SIGPIPE, SIG_IGN);
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    sigaddset(&set, SIGUSR1);
+    pthread_sigmask(SIG_BLOCK, &set, NULL); /* inherited by every worker */
+
+    log_open(cfg->log_target, verbose ? LOG_DEBUG : cfg->log_level, foreground);
+    struct daemon d = {.cfg = cfg};
+    int status = EXIT_RUNTIME;
+    if (!listeners_open(&d))
+        goto out;
+    if (drop_privileges(cfg->user, err, sizeof(err)) < 0) {
+        log_err("%s", err);
+        goto out;
+    }
+    if (!foreground && daemonize() < 0) {
+        log_err("cannot go to the background: %s", strerror(errno));
+        goto out;
+    }
+    if (pidfile_write(cfg->pidfile, err, sizeof(err)) < 0) {
+        log_err("%s", err);
+        goto out;
+    }
+
+    d.nworkers = worker_count(cfg);
+    d.workers = calloc(d.nworkers, sizeof(*d.workers));
+    if (d.workers == NULL)
+        goto out;
+    for (unsigned i = 0; i < d.nworkers; i++) {
+        int e = worker_init(&d.workers[i], &d, i);
+        if (e < 0) {
+            log_err("worker %u: %s", i, strerror(-e));
+            d.nworkers = i + 1;
+            goto out;
+        }
+    }
+    unsigned started = 0;
+    for (; started < d.nworkers; started++) {
+        int e = worker_start(&d.workers[started]);
+        if (e < 0) {
+            log_err("worker %u: cannot start a thread: %s", started, strerror(-e));
+            break;
+        }
+    }
+    if (started == d.nworkers) {
+        log_notice("mio-echod %s started: %u worker%s, %s backend", PACKAGE_VERSION,
+                   d.nworkers, d.nworkers == 1 ? "" : "s", mio_backend_name());
+        daemon_ready(cfg->log_target == LOG_TARGET_STDERR);
+        signal_loop(&d, &set);
+        status = EXIT_OK;
+    } else {
+        atomic_store(&d.stopping, true);
+        atomic_store(&d.closing, true);
+    }
+    for (unsigned i = 0; i < started; i++) {
+        worker_wake(&d.workers[i]);
+        pthread_join(d.workers[i].thread, NULL);
+    }
+    log_notice("stopped");
+out:
+    if (d.workers != NULL)
+        for (unsigned i = 0; i < d.nworkers; i++)
+            worker_destroy(&d.workers[i]);
+    free(d.workers);
+    listeners_close(&d);
+    pidfile_remove(cfg->pidfile);
+    config_free(cfg);
+    return status;
+}

@@ -1,0 +1,134 @@
+/* Privileges, pid file and daemonizing. */
+#ifdef HAVE_CONFIG_H
+#include "autoconf.h"
+#endif
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "process.h"
+
+static int ready_fd = -1; /* to the waiting parent, after daemonize() */
+
+int drop_privileges(const char *user, char *err, size_t errlen)
+{
+    if (user == NULL || user[0] == '\0')
+        return 0;
+    errno = 0;
+    struct passwd *pw = getpwnam(user);
+    if (pw == NULL) {
+        snprintf(err, errlen, "user \"%s\": %s", user,
+                 errno ? strerror(errno) : "no such user");
+        return -1;
+    }
+    if (geteuid() != 0) {
+        if (pw->pw_uid == geteuid())
+            return 0;
+        snprintf(err, errlen, "user \"%s\": switching users needs root "
+                 "(running as uid %u)", user, (unsigned)geteuid());
+        return -1;
+    }
+    uid_t uid = pw->pw_uid;
+    gid_t gid = pw->pw_gid;
+    if (setgroups(1, &gid) < 0 || setresgid(gid, gid, gid) < 0 ||
+        setresuid(uid, uid, uid) < 0) {
+        snprintf(err, errlen, "user \"%s\": cannot drop privileges: %s", user,
+                 strerror(errno));
+        return -1;
+    }
+    uid_t ru, eu, su;
+    gid_t rg, eg, sg;
+    if (getresuid(&ru, &eu, &su) < 0 || getresgid(&rg, &eg, &sg) < 0 ||
+        ru != uid || eu != uid || su != uid || rg != gid || eg != gid ||
+        sg != gid || (uid != 0 && setuid(0) == 0)) {
+        snprintf(err, errlen, "user \"%s\": privileges were not dropped", user);
+        return -1;
+    }
+    return 0;
+}
+
+int pidfile_write(const char *path, char *err, size_t errlen)
+{
+    if (path == NULL || path[0] == '\0')
+        return 0;
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    char line[32];
+    int n = snprintf(line, sizeof(line), "%ld\n", (long)getpid());
+    if (fd < 0 || write(fd, line, (size_t)n) != n) {
+        snprintf(err, errlen, "pidfile \"%s\": %s", path, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    close(fd);
+    return 0;
+}
+
+void pidfile_remove(const char *path)
+{
+    if (path != NULL && path[0] != '\0')
+        (void)unlink(path);
+}
+
+int daemonize(void)
+{
+    int p[2];
+    if (pipe(p) < 0)
+        return -1;
+    pid_t pid = fork();
+    if (pid < 0)
+        return -1;
+    if (pid > 0) {
+        close(p[1]);
+        char c;
+        ssize_t n;
+        while ((n = read(p[0], &c, 1)) < 0 && errno == EINTR)
+            ;
+        if (n == 1)
+            _exit(0);
+        int status;
+        if (waitpid(pid, &status, 0) == pid && WIFEXITED(status))
+            _exit(WEXITSTATUS(status));
+        _exit(3);
+    }
+    close(p[0]);
+    ready_fd = p[1];
+    (void)fcntl(ready_fd, F_SETFD, FD_CLOEXEC);
+    setsid();
+    if (chdir("/") < 0)
+        return -1;
+    int null = open("/dev/null", O_RDWR);
+    if (null >= 0) {
+        dup2(null, STDIN_FILENO);
+        dup2(null, STDOUT_FILENO);
+        if (null > STDOUT_FILENO)
+            close(null);
+    }
+    return 0;
+}
+
+void daemon_ready(bool keep_stderr)
+{
+    if (ready_fd < 0)
+        return;
+    ssize_t n = write(ready_fd, "r", 1);
+    (void)n;
+    close(ready_fd);
+    ready_fd = -1;
+    if (keep_stderr)
+        return;
+    int null = open("/dev/null", O_RDWR);
+    if (null >= 0) { /* from now on errors go to the log only */
+        dup2(null, STDERR_FILENO);
+        if (null > STDERR_FILENO)
+            close(null);
+    }
+}

@@ -1,0 +1,60 @@
+/*
+ * A worker: one thread with its own mio_poll_t, serving connections from
+ * every listener.  The listening sockets are shared: each worker registers
+ * them in its own poll and accepts when they are readable.
+ */
+#ifndef ECHOD_WORKER_H
+#define ECHOD_WORKER_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "daemon.h"
+#include "log.h"
+#include "mio.h"
+#include "timer.h"
+
+struct conn;
+
+struct worker {
+    struct daemon *d;
+    unsigned id;
+    pthread_t thread;
+    mio_poll_t *poll;
+    mio_registry_t *reg;
+    mio_events_t *events;
+    mio_waker_t *waker;
+    struct timer_heap timers;
+    struct timer accept_timer; /* resumes accepting after a pause */
+    int64_t now_ms;            /* taken after each poll */
+    uint8_t *scratch;          /* one read buffer, the largest buffer_size */
+    size_t scratch_len;
+    int spare_fd;              /* given up to shed a client on EMFILE */
+    bool accepting;
+    struct conn *conns;        /* every open connection, for shutdown */
+    struct conn *dead;         /* closed in this batch, freed after it */
+    unsigned nconns;
+    struct ratelimit rl_refused, rl_fd, rl_upstream;
+    atomic_bool quiet;         /* stopping: the listeners are out of its poll */
+    atomic_bool done;          /* the thread has returned */
+};
+
+/* Sets up the worker's poll and registers the listeners; 0 or -errno. */
+int worker_init(struct worker *w, struct daemon *d, unsigned id);
+
+/* Runs the worker in a new thread. */
+int worker_start(struct worker *w);
+
+/* Makes the worker look at d->stopping and d->closing. */
+void worker_wake(struct worker *w);
+
+/* Frees what worker_init made; the thread must have returned. */
+void worker_destroy(struct worker *w);
+
+/* Stops watching the listeners for a while (EMFILE without a spare, or an
+ * accept error that may pass). */
+void worker_pause_accepting(struct worker *w, int64_t ms);
+
+#endif
