@@ -38,16 +38,17 @@ enum addr_use {
 
 /*
  * Parses one address setting into out[0..max), setting *n (2 for "*:port"
- * when listening, else 1).  Returns 0, or -1 with a message in err that
- * says what was expected, e.g. "port 70000 out of range 1-65535" or
- * "expected host:port, [v6]:port, *:port or unix:/path".  Port 0 is
- * accepted for listening (the kernel picks one; tests rely on it), refused
- * for upstreams.
+ * when listening, else 1).  Returns 0, or -1 with *n = 0, out untouched and
+ * a message in err that says what was expected, e.g. "port \"70000\" out of
+ * range 1-65535" or "expected host:port, [v6]:port, *:port or unix:/path".
+ * Port 0 is accepted for listening (the kernel picks one; tests rely on
+ * it), refused for upstreams.  A v6 scope is written "[fe80::1%eth0]:port".
  */
 int addr_parse(const char *text, enum addr_use use, addr_t *out, size_t max,
                size_t *n, char *err, size_t errlen);
 
-/* Writes "1.2.3.4:80", "[::1]:80" or "unix:/path" into buf. */
+/* Writes "1.2.3.4:80", "[::1]:80" ("[fe80::1%eth0]:80" with a scope) or
+ * "unix:/path" into buf, cut to fit len. */
 void addr_format(const addr_t *a, char *buf, size_t len);
 
 /* Same family, address and port (or path).  A v4-mapped v6 address is not
@@ -55,7 +56,8 @@ void addr_format(const addr_t *a, char *buf, size_t len);
 bool addr_equal(const addr_t *a, const addr_t *b);
 
 /* True when binding both would clash: equal, or the same port of one
- * family where one of the two is the wildcard address. */
+ * family where one of the two is the wildcard address.  Port 0 never
+ * clashes: the kernel gives each bind a port of its own. */
 bool addr_overlaps(const addr_t *a, const addr_t *b);
 
 /*
@@ -73,8 +75,10 @@ struct cidr {
     uint8_t net[16]; /* network bytes, host bits zero */
 };
 
-/* Parses a CIDR; -1 with a message in err ("prefix /33 longer than 32",
- * "host bits set in 10.0.0.1/8: did you mean 10.0.0.0/8?"). */
+/* Parses a CIDR; -1 with a message in err ("prefix \"/33\" out of range
+ * 0-32", "host bits set in 10.0.0.1/8: did you mean 10.0.0.0/8?").  A range
+ * inside ::ffff:0:0/96 is refused with its v4 form, which is what matches
+ * v4-mapped clients. */
 int cidr_parse(const char *text, struct cidr *out, char *err, size_t errlen);
 
 /* Whether the address is in the range.  A v4 range also matches the

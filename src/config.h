@@ -64,16 +64,21 @@ struct config {
 /*
  * Loads and validates `path`.  On error returns NULL and writes one line
  * into err: "FILE:LINE: SETTING: what is wrong, and what was expected",
- * e.g. "/etc/mio-echod.conf:12: listeners.[1].balance: expected
- * round-robin, least-connections or source-hash, got \"random\"".
+ * e.g. "/etc/mio-echod.conf:12: listeners.relay.balance: expected
+ * round-robin, least-connections or source-hash, got \"random\"".  A
+ * listener is named by its name once that is known, by its index from 0
+ * before ("listeners.[1].name"); LINE is left out where there is none
+ * ("FILE: cannot read: ...").  err may be NULL when errlen is 0.
  */
 struct config *config_load(const char *path, char *err, size_t errlen);
 
+/* Frees cfg and everything it holds; NULL is fine. */
 void config_free(struct config *cfg);
 
 /* Every setting name the loader accepts, as "key" or "group.key" (listener
- * keys as "listeners.key"), NULL-terminated: for the tests that check the
- * man page and the shipped file mention each one. */
+ * keys as "listeners.key"; the groups "log" and "listeners" included),
+ * NULL-terminated: for the tests that check the man page and the shipped
+ * file mention each one. */
 extern const char *const config_known_keys[];
 
 #endif

@@ -26,17 +26,21 @@ struct proxy_info {
  * there), 0 when more bytes are needed to decide, -1 when it is malformed,
  * too long or not a PROXY header at all, with *why saying which (a static
  * string).  A prefix that cannot begin a header is refused at once, without
- * waiting for more.
+ * waiting for more (a v1 address by its characters and length as it
+ * arrives, and whole at the space after it).  *out is written only when a
+ * header is returned.
  */
 int proxy_parse(const uint8_t *buf, size_t len, struct proxy_info *out,
                 const char **why);
 
 /*
  * Writes a version 1 or 2 header for a connection from src to dst into buf;
- * returns its length, or -1 when buf is too small.  A v4-mapped v6 address
- * is written as v4 when the other one is v4; a v4 address beside a v6 one
- * is written v4-mapped, so both have one family.  Unix sockets give v1
- * "PROXY UNKNOWN" and v2 AF_UNIX.
+ * returns its length, or -1 when buf is too small (nothing written) or the
+ * version is neither 1 nor 2.  A v4-mapped v6 address is written as v4 when
+ * the other one is v4; a v4 address beside a v6 one is written v4-mapped,
+ * so both have one family.  Unix sockets give v1 "PROXY UNKNOWN" and v2
+ * AF_UNIX; a Unix address beside an IP one gives "PROXY UNKNOWN" and v2
+ * AF_UNSPEC.  v6 scopes are not sent.
  */
 int proxy_build(int version, const addr_t *src, const addr_t *dst,
                 uint8_t *buf, size_t len);

@@ -1,0 +1,552 @@
+/*
+ * Address settings ("127.0.0.1:7007", "[::1]:7007", "*:7007",
+ * "unix:/run/echo.sock", upstream host names) and CIDR ranges for ACLs.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE 1
+#endif
+
+#include <arpa/inet.h>
+#include <net/if.h>
+#include <netdb.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "addr.h"
+
+#define EXPECTED "expected host:port, [v6]:port, *:port or unix:/path"
+
+/* The longest host name DNS allows. */
+#define HOST_MAX 253
+
+/* Writes a message into err (when there is room) and returns -1. */
+__attribute__((format(printf, 3, 4)))
+static int fail(char *err, size_t errlen, const char *fmt, ...)
+{
+    va_list ap;
+
+    if (err != NULL && errlen > 0) {
+        va_start(ap, fmt);
+        vsnprintf(err, errlen, fmt, ap);
+        va_end(ap);
+    }
+    return -1;
+}
+
+/* Whether s is one or more bytes, all from set. */
+static bool all_of(const char *s, const char *set)
+{
+    return s[0] != '\0' && strspn(s, set) == strlen(s);
+}
+
+/*
+ * Parses the port text of the setting `text`, written as `form`, into *port
+ * (host order).  Decimal digits only; 0 is allowed only for listen addresses.
+ */
+static int parse_port(const char *text, const char *form, const char *digits,
+                      enum addr_use use, in_port_t *port, char *err,
+                      size_t errlen)
+{
+    unsigned min = use == ADDR_LISTEN ? 0 : 1;
+    unsigned long value = 0;
+
+    if (digits[0] == '\0')
+        return fail(err, errlen, "missing port in \"%s\"; expected %s", text,
+                    form);
+    if (!all_of(digits, "0123456789"))
+        return fail(err, errlen,
+                    "invalid port \"%s\" in \"%s\"; expected a decimal number",
+                    digits, text);
+    for (const char *p = digits; *p != '\0' && value <= 65535; p++)
+        value = value * 10 + (unsigned long)(*p - '0');
+    if (value < min || value > 65535)
+        return fail(err, errlen, "port \"%s\" out of range %u-65535", digits,
+                    min);
+    *port = (in_port_t)value;
+    return 0;
+}
+
+/* Fills a with the v4 address `ip` and port (host order). */
+static void set_v4(addr_t *a, const struct in_addr *ip, in_port_t port)
+{
+    memset(a, 0, sizeof *a);
+    a->u.in.sin_family = AF_INET;
+    a->u.in.sin_addr = *ip;
+    a->u.in.sin_port = htons(port);
+    a->len = sizeof a->u.in;
+}
+
+/* Fills a with the v6 address `ip`, port (host order) and scope. */
+static void set_v6(addr_t *a, const struct in6_addr *ip, in_port_t port,
+                   uint32_t scope)
+{
+    memset(a, 0, sizeof *a);
+    a->u.in6.sin6_family = AF_INET6;
+    a->u.in6.sin6_addr = *ip;
+    a->u.in6.sin6_port = htons(port);
+    a->u.in6.sin6_scope_id = scope;
+    a->len = sizeof a->u.in6;
+}
+
+/* "unix:/abs/path": absolute, and short enough for sun_path with its NUL. */
+static int parse_unix(const char *text, addr_t *a, char *err, size_t errlen)
+{
+    const char *path = text + strlen("unix:");
+    size_t n = strlen(path);
+
+    if (path[0] != '/')
+        return fail(err, errlen, "unix socket path must be absolute: \"%s\"",
+                    text);
+    if (n >= sizeof a->u.un.sun_path)
+        return fail(err, errlen,
+                    "unix socket path is %zu bytes long; the limit is %zu: \"%s\"",
+                    n, sizeof a->u.un.sun_path - 1, text);
+    memset(a, 0, sizeof *a);
+    a->u.un.sun_family = AF_UNIX;
+    memcpy(a->u.un.sun_path, path, n + 1);
+    a->len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + 1);
+    return 0;
+}
+
+/* "[v6]:port" or "[v6%interface]:port". */
+static int parse_bracketed(const char *text, enum addr_use use, addr_t *a,
+                           char *err, size_t errlen)
+{
+    const char *close = strchr(text, ']');
+    const char *pct, *end;
+    char ip_text[INET6_ADDRSTRLEN], ifname[IF_NAMESIZE];
+    struct in6_addr ip;
+    uint32_t scope = 0;
+    in_port_t port;
+    size_t n;
+
+    if (close == NULL)
+        return fail(err, errlen, "missing ']' in \"%s\"; expected [v6]:port",
+                    text);
+    pct = memchr(text + 1, '%', (size_t)(close - text - 1));
+    end = pct != NULL ? pct : close;
+    n = (size_t)(end - text - 1);
+    if (n < sizeof ip_text) {
+        memcpy(ip_text, text + 1, n);
+        ip_text[n] = '\0';
+    }
+    if (n >= sizeof ip_text || inet_pton(AF_INET6, ip_text, &ip) != 1)
+        return fail(err, errlen, "invalid IPv6 address \"%.*s\" in \"%s\"",
+                    (int)n, text + 1, text);
+    if (pct != NULL) {
+        n = (size_t)(close - pct - 1);
+        if (n == 0)
+            return fail(err, errlen,
+                        "missing interface name after '%%' in \"%s\"", text);
+        if (n < sizeof ifname) {
+            memcpy(ifname, pct + 1, n);
+            ifname[n] = '\0';
+            scope = if_nametoindex(ifname);
+        }
+        if (scope == 0)
+            return fail(err, errlen, "unknown interface \"%.*s\" in \"%s\"",
+                        (int)n, pct + 1, text);
+    }
+    if (close[1] == '\0')
+        return fail(err, errlen, "missing port in \"%s\"; expected [v6]:port",
+                    text);
+    if (close[1] != ':')
+        return fail(err, errlen,
+                    "unexpected \"%s\" after ']' in \"%s\"; expected [v6]:port",
+                    close + 1, text);
+    if (parse_port(text, "[v6]:port", close + 2, use, &port, err, errlen) != 0)
+        return -1;
+    set_v6(a, &ip, port, scope);
+    return 0;
+}
+
+/* "*:port": 0.0.0.0 then [::], listen addresses only. */
+static int parse_wildcard(const char *text, enum addr_use use, addr_t a[2],
+                          char *err, size_t errlen)
+{
+    struct in_addr any4 = { .s_addr = htonl(INADDR_ANY) };
+    in_port_t port;
+
+    if (use != ADDR_LISTEN)
+        return fail(err, errlen,
+                    "\"*\" is for listen addresses only; an upstream needs a host: \"%s\"",
+                    text);
+    if (strcmp(text, "*") == 0)
+        return fail(err, errlen, "missing port in \"*\"; expected *:port");
+    if (text[1] != ':')
+        return fail(err, errlen, EXPECTED ", got \"%s\"", text);
+    if (parse_port(text, "*:port", text + 2, use, &port, err, errlen) != 0)
+        return -1;
+    set_v4(&a[0], &any4, port);
+    set_v6(&a[1], &in6addr_any, port, 0);
+    return 0;
+}
+
+/*
+ * Whether getaddrinfo reads `host` as a number ("0x7f.1", "127.1"), which
+ * inet_pton refused: such a name is an ambiguous address, not a host.
+ */
+static bool legacy_numeric(const char *host)
+{
+    struct addrinfo hints = { .ai_flags = AI_NUMERICHOST,
+                              .ai_socktype = SOCK_STREAM };
+    struct addrinfo *res;
+
+    if (getaddrinfo(host, NULL, &hints, &res) != 0)
+        return false;
+    freeaddrinfo(res);
+    return true;
+}
+
+/* Resolves an upstream host name; the first address getaddrinfo gives. */
+static int resolve(const char *text, const char *host, in_port_t port,
+                   addr_t *a, char *err, size_t errlen)
+{
+    struct addrinfo hints = { .ai_flags = AI_NUMERICSERV,
+                              .ai_socktype = SOCK_STREAM };
+    struct addrinfo *res;
+    char service[8];
+    int rc;
+
+    if (!all_of(host, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                      "0123456789-._"))
+        return fail(err, errlen, "invalid host name \"%s\" in \"%s\"", host,
+                    text);
+    if (legacy_numeric(host))
+        return fail(err, errlen, "invalid IPv4 address \"%s\" in \"%s\"", host,
+                    text);
+    snprintf(service, sizeof service, "%u", (unsigned)port);
+    rc = getaddrinfo(host, service, &hints, &res);
+    if (rc != 0)
+        return fail(err, errlen, "cannot resolve \"%s\": %s", host,
+                    gai_strerror(rc));
+    if ((res->ai_family != AF_INET && res->ai_family != AF_INET6) ||
+        res->ai_addrlen > sizeof a->u) {
+        freeaddrinfo(res);
+        return fail(err, errlen, "cannot resolve \"%s\": no IPv4 or IPv6 address",
+                    host);
+    }
+    memset(a, 0, sizeof *a);
+    memcpy(&a->u, res->ai_addr, res->ai_addrlen);
+    a->len = res->ai_addrlen;
+    freeaddrinfo(res);
+    return 0;
+}
+
+/* "A.B.C.D:port", or for upstreams "name:port". */
+static int parse_host(const char *text, enum addr_use use, addr_t *a,
+                      char *err, size_t errlen)
+{
+    const char *colon = strchr(text, ':');
+    char host[HOST_MAX + 1];
+    struct in_addr ip;
+    in_port_t port;
+    size_t n;
+
+    if (colon != NULL && strchr(colon + 1, ':') != NULL)
+        return fail(err, errlen, "IPv6 addresses need brackets: [::1]:port");
+    if (text[0] == '/')
+        return fail(err, errlen, EXPECTED "; a unix socket is written unix:%s",
+                    text);
+    if (text[0] == '\0' || text[0] == ':')
+        return fail(err, errlen, EXPECTED ", got \"%s\"", text);
+    if (colon == NULL)
+        return fail(err, errlen, "missing port in \"%s\"; expected host:port",
+                    text);
+    n = (size_t)(colon - text);
+    if (n >= sizeof host)
+        return fail(err, errlen, "host name longer than %d bytes in \"%s\"",
+                    HOST_MAX, text);
+    memcpy(host, text, n);
+    host[n] = '\0';
+    if (inet_pton(AF_INET, host, &ip) != 1 && all_of(host, "0123456789."))
+        return fail(err, errlen, "invalid IPv4 address \"%s\" in \"%s\"", host,
+                    text);
+    if (parse_port(text, "host:port", colon + 1, use, &port, err, errlen) != 0)
+        return -1;
+    if (inet_pton(AF_INET, host, &ip) == 1) {
+        set_v4(a, &ip, port);
+        return 0;
+    }
+    if (use == ADDR_LISTEN)
+        return fail(err, errlen,
+                    "listen addresses must be numeric or *, not a host name: \"%s\"",
+                    text);
+    return resolve(text, host, port, a, err, errlen);
+}
+
+/* Dispatches on the form of the setting; out is written only on success. */
+int addr_parse(const char *text, enum addr_use use, addr_t *out, size_t max,
+               size_t *n, char *err, size_t errlen)
+{
+    addr_t parsed[2];
+    size_t count = 1;
+    int rc;
+
+    *n = 0;
+    if (text == NULL)
+        text = "";
+    if (strncmp(text, "unix:", strlen("unix:")) == 0)
+        rc = parse_unix(text, &parsed[0], err, errlen);
+    else if (text[0] == '[')
+        rc = parse_bracketed(text, use, &parsed[0], err, errlen);
+    else if (text[0] == '*') {
+        rc = parse_wildcard(text, use, parsed, err, errlen);
+        count = 2;
+    } else
+        rc = parse_host(text, use, &parsed[0], err, errlen);
+    if (rc != 0)
+        return -1;
+    if (max < count)
+        return fail(err, errlen, "no room for \"%s\": %zu needed, max %zu",
+                    text, count, max);
+    memcpy(out, parsed, count * sizeof parsed[0]);
+    *n = count;
+    return 0;
+}
+
+/* The length of a Unix address's path, bounded by its len and sun_path. */
+static size_t unix_path_len(const addr_t *a)
+{
+    size_t off = offsetof(struct sockaddr_un, sun_path);
+    size_t room = a->len > off ? a->len - off : 0;
+
+    if (room > sizeof a->u.un.sun_path)
+        room = sizeof a->u.un.sun_path;
+    return strnlen(a->u.un.sun_path, room);
+}
+
+/* The text of an address, as the configuration writes it. */
+void addr_format(const addr_t *a, char *buf, size_t len)
+{
+    char ip[INET6_ADDRSTRLEN], ifname[IF_NAMESIZE];
+
+    if (len == 0)
+        return;
+    switch (a->u.sa.sa_family) {
+    case AF_INET:
+        inet_ntop(AF_INET, &a->u.in.sin_addr, ip, sizeof ip);
+        snprintf(buf, len, "%s:%u", ip, (unsigned)ntohs(a->u.in.sin_port));
+        break;
+    case AF_INET6:
+        inet_ntop(AF_INET6, &a->u.in6.sin6_addr, ip, sizeof ip);
+        if (a->u.in6.sin6_scope_id == 0)
+            snprintf(buf, len, "[%s]:%u", ip,
+                     (unsigned)ntohs(a->u.in6.sin6_port));
+        else if (if_indextoname(a->u.in6.sin6_scope_id, ifname) != NULL)
+            snprintf(buf, len, "[%s%%%s]:%u", ip, ifname,
+                     (unsigned)ntohs(a->u.in6.sin6_port));
+        else
+            snprintf(buf, len, "[%s%%%u]:%u", ip,
+                     (unsigned)a->u.in6.sin6_scope_id,
+                     (unsigned)ntohs(a->u.in6.sin6_port));
+        break;
+    case AF_UNIX:
+        snprintf(buf, len, "unix:%.*s", (int)unix_path_len(a),
+                 a->u.un.sun_path);
+        break;
+    default:
+        snprintf(buf, len, "(address family %d)", (int)a->u.sa.sa_family);
+        break;
+    }
+}
+
+/* Whether two addresses name the same socket. */
+bool addr_equal(const addr_t *a, const addr_t *b)
+{
+    size_t n;
+
+    if (a->u.sa.sa_family != b->u.sa.sa_family)
+        return false;
+    switch (a->u.sa.sa_family) {
+    case AF_INET:
+        return a->u.in.sin_addr.s_addr == b->u.in.sin_addr.s_addr &&
+               a->u.in.sin_port == b->u.in.sin_port;
+    case AF_INET6:
+        return memcmp(&a->u.in6.sin6_addr, &b->u.in6.sin6_addr,
+                      sizeof a->u.in6.sin6_addr) == 0 &&
+               a->u.in6.sin6_port == b->u.in6.sin6_port &&
+               a->u.in6.sin6_scope_id == b->u.in6.sin6_scope_id;
+    case AF_UNIX:
+        n = unix_path_len(a);
+        return n == unix_path_len(b) &&
+               memcmp(a->u.un.sun_path, b->u.un.sun_path, n) == 0;
+    default:
+        return false;
+    }
+}
+
+/* Whether an IP address is the wildcard 0.0.0.0 or ::. */
+static bool is_wildcard(const addr_t *a)
+{
+    if (a->u.sa.sa_family == AF_INET)
+        return a->u.in.sin_addr.s_addr == htonl(INADDR_ANY);
+    return a->u.sa.sa_family == AF_INET6 &&
+           IN6_IS_ADDR_UNSPECIFIED(&a->u.in6.sin6_addr);
+}
+
+/* The port of an IP address, in network order. */
+static in_port_t ip_port(const addr_t *a)
+{
+    return a->u.sa.sa_family == AF_INET ? a->u.in.sin_port
+                                        : a->u.in6.sin6_port;
+}
+
+/*
+ * Port 0 never clashes: the kernel gives each bind its own port, so two
+ * listeners on "127.0.0.1:0" (as tests write them) are not refused.
+ */
+bool addr_overlaps(const addr_t *a, const addr_t *b)
+{
+    int family = a->u.sa.sa_family;
+
+    if (family != b->u.sa.sa_family)
+        return false;
+    if (family == AF_UNIX)
+        return addr_equal(a, b);
+    if ((family != AF_INET && family != AF_INET6) || ip_port(a) == 0 ||
+        ip_port(a) != ip_port(b))
+        return false;
+    return addr_equal(a, b) || is_wildcard(a) || is_wildcard(b);
+}
+
+/* The client identity: the IP address bytes, v4-mapped ones as v4. */
+size_t addr_source_key(const addr_t *a, uint8_t key[16])
+{
+    const struct in6_addr *ip6 = &a->u.in6.sin6_addr;
+
+    switch (a->u.sa.sa_family) {
+    case AF_INET:
+        memcpy(key, &a->u.in.sin_addr, 4);
+        return 4;
+    case AF_INET6:
+        if (IN6_IS_ADDR_V4MAPPED(ip6)) {
+            memcpy(key, ip6->s6_addr + 12, 4);
+            return 4;
+        }
+        memcpy(key, ip6->s6_addr, 16);
+        return 16;
+    default:
+        return 0;
+    }
+}
+
+/* Clears the bits of net past the first `bits`; whether any was set. */
+static bool clear_host_bits(uint8_t *net, size_t size, unsigned bits)
+{
+    bool had = false;
+
+    for (size_t i = 0; i < size; i++, bits = bits > 8 ? bits - 8 : 0) {
+        uint8_t mask = (uint8_t)(0xff00u >> (bits < 8 ? bits : 8));
+
+        had |= (net[i] & ~mask) != 0;
+        net[i] &= mask;
+    }
+    return had;
+}
+
+/* Parses the digits after '/' of a CIDR into *bits, at most max. */
+static int parse_prefix(const char *text, const char *digits, unsigned max,
+                        unsigned *bits, char *err, size_t errlen)
+{
+    unsigned value = 0;
+
+    if (digits[0] == '\0')
+        return fail(err, errlen, "missing prefix after '/' in \"%s\"", text);
+    if (!all_of(digits, "0123456789"))
+        return fail(err, errlen, "invalid prefix \"/%s\" in \"%s\"; expected /0-%u",
+                    digits, text, max);
+    for (const char *p = digits; *p != '\0' && value <= max; p++)
+        value = value * 10 + (unsigned)(*p - '0');
+    if (value > max)
+        return fail(err, errlen, "prefix \"/%s\" out of range 0-%u", digits,
+                    max);
+    *bits = value;
+    return 0;
+}
+
+/*
+ * A v6 range inside ::ffff:0:0/96 is refused with its v4 form: cidr_match
+ * reads v4-mapped clients as v4, so such a range would match nothing.
+ */
+int cidr_parse(const char *text, struct cidr *out, char *err, size_t errlen)
+{
+    static const uint8_t mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+    char ip[INET6_ADDRSTRLEN], fixed[INET6_ADDRSTRLEN + 4];
+    const char *slash;
+    struct cidr c = { 0 };
+    unsigned max;
+    size_t n;
+
+    if (text == NULL || text[0] == '\0')
+        return fail(err, errlen,
+                    "empty CIDR; expected an address or a range like 10.0.0.0/8");
+    slash = strchr(text, '/');
+    n = slash != NULL ? (size_t)(slash - text) : strlen(text);
+    if (n < sizeof ip) {
+        memcpy(ip, text, n);
+        ip[n] = '\0';
+        if (inet_pton(AF_INET, ip, c.net) == 1)
+            c.family = AF_INET;
+        else if (inet_pton(AF_INET6, ip, c.net) == 1)
+            c.family = AF_INET6;
+    }
+    if (c.family == 0)
+        return fail(err, errlen,
+                    "expected an address or a range like 10.0.0.0/8 or 2001:db8::/32, got \"%s\"",
+                    text);
+    max = c.family == AF_INET ? 32 : 128;
+    c.bits = max;
+    if (slash != NULL &&
+        parse_prefix(text, slash + 1, max, &c.bits, err, errlen) != 0)
+        return -1;
+    if (clear_host_bits(c.net, max / 8, c.bits)) {
+        cidr_format(&c, fixed, sizeof fixed);
+        return fail(err, errlen, "host bits set in %s: did you mean %s?", text,
+                    fixed);
+    }
+    if (c.family == AF_INET6 && c.bits >= 96 &&
+        memcmp(c.net, mapped, sizeof mapped) == 0) {
+        struct cidr v4 = { .family = AF_INET, .bits = c.bits - 96 };
+
+        memcpy(v4.net, c.net + 12, 4);
+        cidr_format(&v4, fixed, sizeof fixed);
+        return fail(err, errlen,
+                    "%s is a v4-mapped range, which matches no client; write it as %s",
+                    text, fixed);
+    }
+    *out = c;
+    return 0;
+}
+
+/* Compares the first c->bits of the source key with the network. */
+bool cidr_match(const struct cidr *c, const addr_t *a)
+{
+    uint8_t key[16];
+    size_t n = addr_source_key(a, key);
+    unsigned whole, rest;
+
+    if (n == 0 || n != (c->family == AF_INET ? 4u : 16u) ||
+        (c->family != AF_INET && c->family != AF_INET6) || c->bits > 8 * n)
+        return false;
+    whole = c->bits / 8;
+    rest = c->bits % 8;
+    if (memcmp(key, c->net, whole) != 0)
+        return false;
+    return rest == 0 ||
+           ((key[whole] ^ c->net[whole]) & (uint8_t)(0xff00u >> rest)) == 0;
+}
+
+/* The text of a range, always with its prefix length. */
+void cidr_format(const struct cidr *c, char *buf, size_t len)
+{
+    char ip[INET6_ADDRSTRLEN];
+
+    if (len == 0)
+        return;
+    if (inet_ntop(c->family, c->net, ip, sizeof ip) == NULL)
+        snprintf(buf, len, "(address family %d)", c->family);
+    else
+        snprintf(buf, len, "%s/%u", ip, c->bits);
+}

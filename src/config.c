@@ -1,0 +1,1202 @@
+/*
+ * Loading mio-echod's configuration: libconfig parses the file, then every
+ * setting is checked and copied into struct config.  The first problem
+ * found is reported as one line, and nothing of the file is kept.
+ */
+#ifdef HAVE_CONFIG_H
+#include "autoconf.h"
+#endif
+
+#include <errno.h>
+#include <fcntl.h>
+#include <libconfig.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#include "config.h"
+
+/* A bound on the file, so that a mistaken path (/dev/zero) cannot eat
+ * memory. */
+#define FILE_MAX (16 * 1024 * 1024)
+
+/* Listener names appear in every log line of their connections. */
+#define NAME_MAX_LEN 64
+#define NAME_CHARS "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-"
+
+/* A value quoted in a message is cut after this many bytes; each byte may
+ * take four once escaped. */
+#define QUOTE_MAX 64
+#define QUOTE_BUF (QUOTE_MAX * 4 + 8)
+
+/* libconfig 1.5 numbers lines in an unsigned short. */
+#define LINES_MAX 65535
+
+/* The longest key a typo is looked for in. */
+#define KEY_MAX 32
+
+const char *const config_known_keys[] = {
+    "workers",
+    "max_connections",
+    "shutdown_timeout",
+    "user",
+    "pidfile",
+    "log",
+    "log.target",
+    "log.level",
+    "log.access",
+    "listeners",
+    "listeners.name",
+    "listeners.listen",
+    "listeners.mode",
+    "listeners.buffer_size",
+    "listeners.idle_timeout",
+    "listeners.max_connections",
+    "listeners.max_per_source",
+    "listeners.allow",
+    "listeners.deny",
+    "listeners.accept_proxy",
+    "listeners.upstreams",
+    "listeners.balance",
+    "listeners.connect_timeout",
+    "listeners.retries",
+    "listeners.fail_timeout",
+    "listeners.send_proxy",
+    NULL,
+};
+
+static const char *const proxy_only_keys[] = {
+    "upstreams", "balance", "connect_timeout", "retries", "fail_timeout",
+    "send_proxy", NULL,
+};
+
+static const char *const mode_names[] = { "echo", "proxy", NULL };
+static const char *const balance_names[] = {
+    "round-robin", "least-connections", "source-hash", NULL,
+};
+static const char *const send_proxy_names[] = { "none", "v1", "v2", NULL };
+static const char *const target_names[] = { "auto", "stderr", "syslog", NULL };
+static const char *const level_names[] = {
+    "error", "warning", "notice", "info", "debug", NULL,
+};
+static const int level_values[] = {
+    LOG_ERR, LOG_WARNING, LOG_NOTICE, LOG_INFO, LOG_DEBUG,
+};
+
+/*
+ * An integer literal past 32 bits without an L suffix: libconfig 1.5 keeps
+ * only its low 32 bits, so 4294977296 would silently read as 10000.  The
+ * file is scanned for them first, and the setting holding one is refused.
+ */
+struct wide_literal {
+    int line;
+    const char *name; /* the setting name before it in the file */
+    size_t name_len;
+    int stored;      /* what libconfig keeps */
+    long long value; /* the literal's value, saturated */
+    char text[32];
+    bool claimed;    /* by the setting that reported it */
+};
+
+/* A listen address already taken, for the overlap checks. */
+struct taken {
+    const addr_t *addr;
+    const char *text;
+    const char *listener;
+    int line;
+};
+
+struct loader {
+    const char *path;
+    char *err;
+    size_t errlen;
+    struct wide_literal *wide;
+    size_t nwide;
+    struct taken *taken;
+    size_t ntaken, taken_cap;
+};
+
+/* Replaces control characters, so that a message stays one line whatever
+ * the text it quotes. */
+static void one_line(char *s)
+{
+    for (; *s != '\0'; s++)
+        if ((unsigned char)*s < 0x20 || *s == 0x7f)
+            *s = '?';
+}
+
+/*
+ * Writes "FILE[:LINE]: [SCOPE[.KEY]: ]message" into the caller's buffer
+ * (the line is left out when 0, the setting when scope is "" and key NULL)
+ * and returns -1.
+ */
+__attribute__((format(printf, 5, 6)))
+static int fail(struct loader *ld, int line, const char *scope, const char *key,
+                const char *fmt, ...)
+{
+    char msg[1024], where[16] = "", setting[160] = "";
+    va_list ap;
+
+    if (ld->err == NULL || ld->errlen == 0)
+        return -1;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (line > 0)
+        snprintf(where, sizeof where, ":%d", line);
+    if (key != NULL)
+        snprintf(setting, sizeof setting, "%s%s%s: ", scope,
+                 scope[0] != '\0' ? "." : "", key);
+    else if (scope[0] != '\0')
+        snprintf(setting, sizeof setting, "%s: ", scope);
+    snprintf(ld->err, ld->errlen, "%s%s: %s%s", ld->path, where, setting, msg);
+    one_line(ld->err);
+    return -1;
+}
+
+/* The one message for a failed allocation. */
+static int out_of_memory(struct loader *ld)
+{
+    return fail(ld, 0, "", NULL, "out of memory");
+}
+
+/* Writes s into buf double-quoted, with C escapes for quotes, backslashes
+ * and control bytes, cut after QUOTE_MAX bytes; returns buf. */
+static const char *quote(char buf[QUOTE_BUF], const char *s)
+{
+    size_t o = 0, i;
+
+    buf[o++] = '"';
+    for (i = 0; s[i] != '\0' && i < QUOTE_MAX; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c == '"' || c == '\\') {
+            buf[o++] = '\\';
+            buf[o++] = (char)c;
+        } else if (c == '\n') {
+            buf[o++] = '\\';
+            buf[o++] = 'n';
+        } else if (c == '\t') {
+            buf[o++] = '\\';
+            buf[o++] = 't';
+        } else if (c < 0x20 || c == 0x7f) {
+            o += (size_t)snprintf(buf + o, 5, "\\x%02x", c);
+        } else {
+            buf[o++] = (char)c;
+        }
+    }
+    buf[o++] = '"';
+    if (s[i] != '\0') {
+        memcpy(buf + o, "...", 3);
+        o += 3;
+    }
+    buf[o] = '\0';
+    return buf;
+}
+
+/* The line a setting starts on. */
+static int line_of(const config_setting_t *s)
+{
+    return (int)config_setting_source_line(s);
+}
+
+/* Whether a setting holds an integer (libconfig has two types of them). */
+static bool is_integer(const config_setting_t *s)
+{
+    return config_setting_type(s) == CONFIG_TYPE_INT ||
+           config_setting_type(s) == CONFIG_TYPE_INT64;
+}
+
+/* Whether a setting is a list or an array: both are written as lists here. */
+static bool is_sequence(const config_setting_t *s)
+{
+    return config_setting_is_list(s) || config_setting_is_array(s);
+}
+
+/* ---- integer literals libconfig 1.5 cuts to 32 bits ---------------------- */
+
+/* The low 32 bits of v, read as a signed int the way libconfig stores them. */
+static int low32(unsigned long long v)
+{
+    long long low = (long long)(v & 0xffffffffu);
+    return (int)(low > INT_MAX ? low - 0x100000000LL : low);
+}
+
+/*
+ * Reads the integer literal text[0..len) as libconfig would: its value
+ * (saturated) and what libconfig 1.5 stores of it; false for floats and
+ * L-suffixed literals, which libconfig reads whole.
+ */
+static bool literal_value(const char *text, size_t len, long long *value,
+                          int *stored)
+{
+    char digits[24];
+    const char *p = text, *end = text + len;
+    bool negative = false, hex = false;
+    unsigned long long v;
+    size_t n;
+
+    if (memchr(text, '.', len) != NULL || end[-1] == 'L')
+        return false;
+    if (*p == '-' || *p == '+')
+        negative = *p++ == '-';
+    if (end - p > 2 && p[0] == '0' && (p[1] == 'x' || p[1] == 'X')) {
+        hex = true;
+        p += 2;
+    } else if (memchr(p, 'e', (size_t)(end - p)) != NULL ||
+               memchr(p, 'E', (size_t)(end - p)) != NULL) {
+        return false;
+    }
+    while (end - p > 1 && *p == '0')
+        p++;
+    n = (size_t)(end - p);
+    if (n >= sizeof digits || n > (hex ? 16u : 19u)) {
+        v = ULLONG_MAX;
+    } else {
+        memcpy(digits, p, n);
+        digits[n] = '\0';
+        errno = 0;
+        v = strtoull(digits, NULL, hex ? 16 : 10);
+        if (errno == ERANGE)
+            v = ULLONG_MAX;
+    }
+    if (hex) {
+        *value = v > LLONG_MAX ? LLONG_MAX : (long long)v;
+        *stored = low32(v);
+    } else if (negative) {
+        *value = v > (unsigned long long)LLONG_MAX ? LLONG_MIN : -(long long)v;
+        *stored = low32((unsigned long long)*value);
+    } else {
+        *value = v > LLONG_MAX ? LLONG_MAX : (long long)v;
+        *stored = low32((unsigned long long)*value);
+    }
+    return true;
+}
+
+/* Records the literal text[0..len) on `line`, after the setting name
+ * name[0..name_len), when libconfig 1.5 would cut it. */
+static int note_literal(struct loader *ld, const char *text, size_t len, int line,
+                        const char *name, size_t name_len)
+{
+    struct wide_literal *w;
+    long long value;
+    int stored;
+
+    if (!literal_value(text, len, &value, &stored) ||
+        (value >= INT_MIN && value <= INT_MAX))
+        return 0;
+    w = realloc(ld->wide, (ld->nwide + 1) * sizeof *w);
+    if (w == NULL)
+        return out_of_memory(ld);
+    ld->wide = w;
+    w += ld->nwide++;
+    *w = (struct wide_literal){ .line = line, .name = name, .name_len = name_len,
+                                .stored = stored, .value = value };
+    if (len < sizeof w->text) {
+        memcpy(w->text, text, len);
+        w->text[len] = '\0';
+    } else {
+        snprintf(w->text, sizeof w->text, "%.*s...", (int)sizeof w->text - 4,
+                 text);
+    }
+    return 0;
+}
+
+/* Whether c may continue a libconfig name ("max_connections", "a-b*"). */
+static bool name_char(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+           (c >= '0' && c <= '9') || c == '_' || c == '-' || c == '*';
+}
+
+/*
+ * Walks the file as libconfig's scanner does (comments, strings, names,
+ * numbers) before it is parsed: refuses NUL bytes, @include and more lines
+ * than libconfig can number, and notes the integer literals libconfig 1.5
+ * would cut.  A file it cannot make sense of is left for libconfig to
+ * report.
+ */
+static int scan_source(struct loader *ld, const char *p, size_t len)
+{
+    const char *end = p + len, *start, *nul = memchr(p, '\0', len);
+    const char *name = "";
+    size_t name_len = 0, lines = 0;
+    int line = 1;
+
+    if (nul != NULL) {
+        for (const char *q = p; q < nul; q++)
+            line += *q == '\n';
+        return fail(ld, line, "", NULL, "syntax error: NUL byte");
+    }
+    for (const char *q = p; q < end; q++)
+        lines += *q == '\n';
+    if (lines + (len > 0 && end[-1] != '\n') > LINES_MAX)
+        return fail(ld, 0, "", NULL,
+                    "more than %d lines, past what libconfig can number", LINES_MAX);
+    while (p < end) {
+        char c = *p;
+        if (c == '\n') {
+            line++;
+            p++;
+        } else if (c == '#' || (c == '/' && end - p > 1 && p[1] == '/')) {
+            while (p < end && *p != '\n')
+                p++;
+        } else if (c == '/' && end - p > 1 && p[1] == '*') {
+            for (p += 2; p < end && !(*p == '*' && end - p > 1 && p[1] == '/');
+                 p++)
+                line += *p == '\n';
+            p = end - p > 2 ? p + 2 : end;
+        } else if (c == '"') {
+            for (p++; p < end && *p != '"'; p++) {
+                if (*p == '\\' && end - p > 1)
+                    p++;
+                line += *p == '\n';
+            }
+            p += p < end;
+        } else if (c == '@') {
+            if (end - p >= 8 && memcmp(p, "@include", 8) == 0)
+                return fail(ld, line, "", NULL,
+                            "@include is not supported: the configuration is one file");
+            p++;
+        } else if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '*') {
+            for (name = p; p < end && name_char(*p); p++)
+                ;
+            name_len = (size_t)(p - name);
+        } else if ((c >= '0' && c <= '9') ||
+                   ((c == '-' || c == '+' || c == '.') && end - p > 1 &&
+                    ((p[1] >= '0' && p[1] <= '9') || p[1] == '.'))) {
+            start = p++;
+            while (p < end && (name_char(*p) || *p == '.' ||
+                               ((*p == '+' || *p == '-') &&
+                                (p[-1] == 'e' || p[-1] == 'E'))))
+                p++;
+            if (note_literal(ld, start, (size_t)(p - start), line, name,
+                             name_len) != 0)
+                return -1;
+        } else {
+            p++;
+        }
+    }
+    return 0;
+}
+
+/*
+ * The wide literal libconfig 1.5 cut into the integer setting s, if any:
+ * the first unclaimed one written after s's name that libconfig stored as
+ * s's value, between s's line and the next setting's.
+ */
+static struct wide_literal *wide_literal_of(struct loader *ld,
+                                            const config_setting_t *s)
+{
+    const config_setting_t *parent = config_setting_parent(s);
+    const char *name = config_setting_name(s);
+    struct wide_literal *best = NULL;
+    int first = line_of(s), last = INT_MAX, stored, i;
+
+    if (config_setting_type(s) != CONFIG_TYPE_INT)
+        return NULL;
+    stored = config_setting_get_int(s);
+    i = config_setting_index(s);
+    if (parent != NULL && i >= 0 && i + 1 < config_setting_length(parent))
+        last = line_of(config_setting_get_elem(parent, (unsigned)i + 1));
+    for (size_t k = 0; k < ld->nwide; k++) {
+        struct wide_literal *w = &ld->wide[k];
+        if (!w->claimed && w->stored == stored && w->line >= first &&
+            w->line <= last && name != NULL && strlen(name) == w->name_len &&
+            memcmp(name, w->name, w->name_len) == 0 &&
+            (best == NULL || w->line < best->line))
+            best = w;
+    }
+    return best;
+}
+
+/* Refuses a wide literal no setting claimed: a safety net, as every integer
+ * setting reads through integer_value(). */
+static int check_wide_claimed(struct loader *ld)
+{
+    for (size_t k = 0; k < ld->nwide; k++)
+        if (!ld->wide[k].claimed)
+            return fail(ld, ld->wide[k].line, "", NULL,
+                        "integer %s out of range %d-%d", ld->wide[k].text,
+                        INT_MIN, INT_MAX);
+    return 0;
+}
+
+/* ---- reading one setting ------------------------------------------------- */
+
+/* An integer setting's value, and its text as written for messages; a
+ * literal libconfig 1.5 cut to 32 bits is read whole. */
+static long long integer_value(struct loader *ld, const config_setting_t *s,
+                               char text[32])
+{
+    struct wide_literal *w = wide_literal_of(ld, s);
+    long long v;
+
+    if (w != NULL) {
+        w->claimed = true;
+        snprintf(text, 32, "%s", w->text);
+        return w->value;
+    }
+    if (config_setting_type(s) == CONFIG_TYPE_INT64)
+        v = config_setting_get_int64(s);
+    else
+        v = config_setting_get_int(s);
+    snprintf(text, 32, "%lld", v);
+    return v;
+}
+
+/* What a setting holds, for "expected X, got Y": its value when it is a
+ * scalar, its kind otherwise. */
+static const char *describe(struct loader *ld, const config_setting_t *s,
+                            char buf[QUOTE_BUF])
+{
+    char num[32];
+
+    switch (config_setting_type(s)) {
+    case CONFIG_TYPE_INT:
+    case CONFIG_TYPE_INT64:
+        integer_value(ld, s, num);
+        snprintf(buf, QUOTE_BUF, "%s", num);
+        return buf;
+    case CONFIG_TYPE_FLOAT:
+        snprintf(buf, QUOTE_BUF, "%.15g", config_setting_get_float(s));
+        if (strpbrk(buf, ".en") == NULL) /* 2.0 prints as "2" */
+            strcat(buf, ".0");
+        return buf;
+    case CONFIG_TYPE_STRING:
+        return quote(buf, config_setting_get_string(s));
+    case CONFIG_TYPE_BOOL:
+        return config_setting_get_bool(s) ? "true" : "false";
+    case CONFIG_TYPE_GROUP:
+        return "a group { ... }";
+    case CONFIG_TYPE_ARRAY:
+        return "an array [ ... ]";
+    case CONFIG_TYPE_LIST:
+        return "a list ( ... )";
+    default:
+        return "nothing";
+    }
+}
+
+/* Reads the integer setting `key` of g into *out when it is present,
+ * refusing values outside lo..hi. */
+static int get_count(struct loader *ld, const config_setting_t *g,
+                     const char *scope, const char *key, long long lo,
+                     long long hi, const char *unit, unsigned *out)
+{
+    const config_setting_t *s = config_setting_get_member(g, key);
+    char got[QUOTE_BUF], text[32];
+    long long v;
+
+    if (s == NULL)
+        return 0;
+    if (!is_integer(s))
+        return fail(ld, line_of(s), scope, key, "expected an integer, got %s",
+                    describe(ld, s, got));
+    v = integer_value(ld, s, text);
+    if (v < lo || v > hi)
+        return fail(ld, line_of(s), scope, key, "%s out of range %lld-%lld%s%s",
+                    text, lo, hi, unit[0] != '\0' ? " " : "", unit);
+    *out = (unsigned)v;
+    return 0;
+}
+
+/* Milliseconds in s seconds (0 to a few days), rounded up, so that a
+ * positive time never becomes 0; nanoseconds first absorb the binary
+ * error of decimal fractions (1.1 s is 1100 ms, not 1101). */
+static int64_t seconds_to_ms(double s)
+{
+    int64_t ns = (int64_t)(s * 1e9 + 0.5);
+    int64_t ms = (ns + 999999) / 1000000;
+
+    return ms == 0 && s > 0 ? 1 : ms;
+}
+
+/*
+ * Reads the seconds setting `key` of g (an integer or a float) into *ms
+ * when it is present.  It must be finite, at least 0 (more than 0 when
+ * `positive`) and at most max.
+ */
+static int get_seconds(struct loader *ld, const config_setting_t *g,
+                       const char *scope, const char *key, double max,
+                       bool positive, int64_t *ms)
+{
+    const config_setting_t *s = config_setting_get_member(g, key);
+    char got[QUOTE_BUF], text[32];
+    double v;
+
+    if (s == NULL)
+        return 0;
+    if (is_integer(s)) {
+        v = (double)integer_value(ld, s, text);
+    } else if (config_setting_type(s) == CONFIG_TYPE_FLOAT) {
+        v = config_setting_get_float(s);
+        snprintf(text, sizeof text, "%s", describe(ld, s, got));
+    } else {
+        return fail(ld, line_of(s), scope, key,
+                    "expected a number of seconds, got %s", describe(ld, s, got));
+    }
+    if (!isfinite(v))
+        return fail(ld, line_of(s), scope, key,
+                    "expected a finite number of seconds, got %s", text);
+    if (positive && !(v > 0 && v <= max))
+        return fail(ld, line_of(s), scope, key,
+                    "%s out of range: expected more than 0 and at most %g seconds",
+                    text, max);
+    if (!(v >= 0 && v <= max))
+        return fail(ld, line_of(s), scope, key, "%s out of range 0-%g seconds",
+                    text, max);
+    *ms = seconds_to_ms(v);
+    return 0;
+}
+
+/* Reads the boolean setting `key` of g into *out when it is present. */
+static int get_bool(struct loader *ld, const config_setting_t *g,
+                    const char *scope, const char *key, bool *out)
+{
+    const config_setting_t *s = config_setting_get_member(g, key);
+    char got[QUOTE_BUF];
+
+    if (s == NULL)
+        return 0;
+    if (config_setting_type(s) != CONFIG_TYPE_BOOL)
+        return fail(ld, line_of(s), scope, key, "expected true or false, got %s",
+                    describe(ld, s, got));
+    *out = config_setting_get_bool(s) != 0;
+    return 0;
+}
+
+/* Copies the string setting `key` of g over *out when it is present. */
+static int get_string(struct loader *ld, const config_setting_t *g,
+                      const char *scope, const char *key, char **out)
+{
+    const config_setting_t *s = config_setting_get_member(g, key);
+    char got[QUOTE_BUF], *copy;
+
+    if (s == NULL)
+        return 0;
+    if (config_setting_type(s) != CONFIG_TYPE_STRING)
+        return fail(ld, line_of(s), scope, key, "expected a string, got %s",
+                    describe(ld, s, got));
+    copy = strdup(config_setting_get_string(s));
+    if (copy == NULL)
+        return out_of_memory(ld);
+    free(*out);
+    *out = copy;
+    return 0;
+}
+
+/* Reads the setting `key` of g, one of names[], into *out (its index) when
+ * it is present. */
+static int get_choice(struct loader *ld, const config_setting_t *g,
+                      const char *scope, const char *key,
+                      const char *const names[], int *out)
+{
+    const config_setting_t *s = config_setting_get_member(g, key);
+    char expected[160] = "", got[QUOTE_BUF];
+    int n = 0;
+
+    if (s == NULL)
+        return 0;
+    if (config_setting_type(s) == CONFIG_TYPE_STRING) {
+        for (int i = 0; names[i] != NULL; i++) {
+            if (strcmp(config_setting_get_string(s), names[i]) == 0) {
+                *out = i;
+                return 0;
+            }
+        }
+    }
+    while (names[n] != NULL)
+        n++;
+    for (int i = 0; i < n; i++) {
+        size_t used = strlen(expected);
+        snprintf(expected + used, sizeof expected - used, "%s%s",
+                 i == 0 ? "" : i == n - 1 ? " or " : ", ", names[i]);
+    }
+    return fail(ld, line_of(s), scope, key, "expected %s, got %s", expected,
+                describe(ld, s, got));
+}
+
+/*
+ * Checks that the setting `key` of g, when present, is a list (or array)
+ * of strings; *out gets it, or NULL when it is absent.
+ */
+static int get_strings(struct loader *ld, const config_setting_t *g,
+                       const char *scope, const char *key,
+                       const config_setting_t **out)
+{
+    const config_setting_t *s = config_setting_get_member(g, key);
+    char got[QUOTE_BUF], elem[48];
+
+    *out = s;
+    if (s == NULL)
+        return 0;
+    if (config_setting_type(s) == CONFIG_TYPE_STRING)
+        return fail(ld, line_of(s), scope, key,
+                    "expected a list of strings, got %s (write [ %s ])",
+                    describe(ld, s, got), got);
+    if (!is_sequence(s))
+        return fail(ld, line_of(s), scope, key,
+                    "expected a list of strings, got %s", describe(ld, s, got));
+    for (int i = 0; i < config_setting_length(s); i++) {
+        const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
+        if (config_setting_type(e) != CONFIG_TYPE_STRING) {
+            snprintf(elem, sizeof elem, "%s.[%d]", key, i);
+            return fail(ld, line_of(e), scope, elem, "expected a string, got %s",
+                        describe(ld, e, got));
+        }
+    }
+    return 0;
+}
+
+/* ---- unknown settings ---------------------------------------------------- */
+
+/* The optimal string alignment distance between a and b (insertions,
+ * deletions, substitutions, swaps of neighbours); SIZE_MAX past KEY_MAX. */
+static size_t edit_distance(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    size_t rows[3][KEY_MAX + 1], *prev2 = rows[0], *prev = rows[1], *cur = rows[2];
+
+    if (la > KEY_MAX || lb > KEY_MAX)
+        return SIZE_MAX;
+    for (size_t j = 0; j <= lb; j++)
+        prev[j] = j;
+    for (size_t i = 1; i <= la; i++) {
+        cur[0] = i;
+        for (size_t j = 1; j <= lb; j++) {
+            size_t cost = a[i - 1] != b[j - 1];
+            size_t d = prev[j - 1] + cost;
+            if (prev[j] + 1 < d)
+                d = prev[j] + 1;
+            if (cur[j - 1] + 1 < d)
+                d = cur[j - 1] + 1;
+            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] &&
+                prev2[j - 2] + 1 < d)
+                d = prev2[j - 2] + 1;
+            cur[j] = d;
+        }
+        size_t *t = prev2;
+        prev2 = prev;
+        prev = cur;
+        cur = t;
+    }
+    return prev[lb];
+}
+
+/* The key of config_known_keys[i] within `level` ("" for the top, "log."
+ * or "listeners."), or NULL when it belongs to another level. */
+static const char *key_at_level(size_t i, const char *level)
+{
+    const char *k = config_known_keys[i];
+    size_t n = strlen(level);
+
+    if (strncmp(k, level, n) != 0 || strchr(k + n, '.') != NULL)
+        return NULL;
+    return k + n;
+}
+
+/*
+ * Checks that every setting of group g is a key of `level`.  An unknown
+ * one is named with the nearest known key when it looks like a typo of
+ * it, else with the list of known keys.
+ */
+static int check_keys(struct loader *ld, const config_setting_t *g,
+                      const char *scope, const char *level)
+{
+    for (int m = 0; m < config_setting_length(g); m++) {
+        const config_setting_t *s = config_setting_get_elem(g, (unsigned)m);
+        const char *name = config_setting_name(s), *best = NULL, *k;
+        size_t best_d = SIZE_MAX;
+        char known[512] = "";
+        bool found = false;
+
+        for (size_t i = 0; config_known_keys[i] != NULL && !found; i++) {
+            if ((k = key_at_level(i, level)) == NULL)
+                continue;
+            size_t d = edit_distance(name, k), used = strlen(known);
+            found = d == 0;
+            if (d < best_d) {
+                best_d = d;
+                best = k;
+            }
+            snprintf(known + used, sizeof known - used, "%s%s",
+                     used > 0 ? ", " : "", k);
+        }
+        if (found)
+            continue;
+        if (best != NULL && best_d <= 2 && best_d + 1 < strlen(best))
+            return fail(ld, line_of(s), scope, name,
+                        "unknown setting (did you mean \"%s\"?)", best);
+        return fail(ld, line_of(s), scope, name, "unknown setting (known: %s)",
+                    known);
+    }
+    return 0;
+}
+
+/* ---- listeners ----------------------------------------------------------- */
+
+/* Frees what a listener holds. */
+static void free_listener(struct listener_config *lc)
+{
+    free(lc->name);
+    for (size_t i = 0; i < lc->nlisten; i++)
+        free(lc->listen[i].text);
+    free(lc->listen);
+    free(lc->allow);
+    free(lc->deny);
+    for (size_t i = 0; i < lc->nupstreams; i++)
+        free(lc->upstreams[i].text);
+    free(lc->upstreams);
+}
+
+/*
+ * Checks the listener name setting s and copies it into lc; scope is the
+ * listener's index path.  Names are unique among listeners[0..i).
+ */
+static int load_name(struct loader *ld, const config_setting_t *s,
+                     const char *scope, const struct config *cfg, size_t i,
+                     struct listener_config *lc)
+{
+    const char *name;
+    char got[QUOTE_BUF];
+
+    if (config_setting_type(s) != CONFIG_TYPE_STRING)
+        return fail(ld, line_of(s), scope, "name", "expected a string, got %s",
+                    describe(ld, s, got));
+    name = config_setting_get_string(s);
+    if (name[0] == '\0' || strlen(name) > NAME_MAX_LEN ||
+        strspn(name, NAME_CHARS) != strlen(name))
+        return fail(ld, line_of(s), scope, "name",
+                    "expected 1-%d letters, digits, \"_\", \".\" or \"-\", got %s",
+                    NAME_MAX_LEN, quote(got, name));
+    for (size_t j = 0; j < i; j++)
+        if (strcmp(cfg->listeners[j].name, name) == 0)
+            return fail(ld, line_of(s), scope, "name",
+                        "duplicate listener name \"%s\" (first at line %d)",
+                        name, cfg->listeners[j].line);
+    lc->name = strdup(name);
+    return lc->name == NULL ? out_of_memory(ld) : 0;
+}
+
+/* Remembers a listen address for the overlap checks of the ones after it. */
+static int take(struct loader *ld, const struct config_addr *a,
+                const char *listener, int line)
+{
+    if (ld->ntaken == ld->taken_cap) {
+        size_t cap = ld->taken_cap == 0 ? 8 : 2 * ld->taken_cap;
+        struct taken *t = realloc(ld->taken, cap * sizeof *t);
+        if (t == NULL)
+            return out_of_memory(ld);
+        ld->taken = t;
+        ld->taken_cap = cap;
+    }
+    ld->taken[ld->ntaken++] = (struct taken){ &a->addr, a->text, listener, line };
+    return 0;
+}
+
+/* Parses the listen addresses of lc, refusing any that overlaps an address
+ * taken before, by this listener or another. */
+static int load_listen(struct loader *ld, const config_setting_t *g,
+                       const char *scope, struct listener_config *lc)
+{
+    const config_setting_t *list;
+    char aerr[256], key[48], q[QUOTE_BUF];
+    int n;
+
+    if (get_strings(ld, g, scope, "listen", &list) != 0)
+        return -1;
+    if (list == NULL)
+        return fail(ld, line_of(g), scope, "listen",
+                    "missing; expected a list of addresses like [ \"127.0.0.1:7007\" ]");
+    n = config_setting_length(list);
+    if (n == 0)
+        return fail(ld, line_of(list), scope, "listen",
+                    "empty; expected at least one address");
+    lc->listen = calloc(2 * (size_t)n, sizeof *lc->listen);
+    if (lc->listen == NULL)
+        return out_of_memory(ld);
+    for (int i = 0; i < n; i++) {
+        const config_setting_t *e = config_setting_get_elem(list, (unsigned)i);
+        const char *text = config_setting_get_string(e);
+        addr_t parsed[2];
+        size_t count;
+
+        snprintf(key, sizeof key, "listen.[%d]", i);
+        if (addr_parse(text, ADDR_LISTEN, parsed, 2, &count, aerr, sizeof aerr) != 0)
+            return fail(ld, line_of(e), scope, key, "invalid address %s: %s",
+                        quote(q, text), aerr);
+        for (size_t k = 0; k < count; k++) {
+            struct config_addr *a = &lc->listen[lc->nlisten];
+            for (size_t t = 0; t < ld->ntaken; t++) {
+                const struct taken *o = &ld->taken[t];
+                if (!addr_overlaps(&parsed[k], o->addr))
+                    continue;
+                if (addr_equal(&parsed[k], o->addr) && strcmp(text, o->text) == 0)
+                    return fail(ld, line_of(e), scope, key,
+                                "%s is already used by listener \"%s\" (line %d)",
+                                text, o->listener, o->line);
+                return fail(ld, line_of(e), scope, key,
+                            "%s overlaps %s of listener \"%s\" (line %d)", text,
+                            o->text, o->listener, o->line);
+            }
+            a->text = strdup(text);
+            if (a->text == NULL)
+                return out_of_memory(ld);
+            a->addr = parsed[k];
+            lc->nlisten++;
+            if (take(ld, a, lc->name, line_of(e)) != 0)
+                return -1;
+        }
+    }
+    return 0;
+}
+
+/* Parses the CIDR list `key` ("allow" or "deny") of g into *out. */
+static int load_cidrs(struct loader *ld, const config_setting_t *g,
+                      const char *scope, const char *key, struct cidr **out,
+                      size_t *nout)
+{
+    const config_setting_t *list;
+    char cerr[256], elem[48], q[QUOTE_BUF];
+    int n;
+
+    if (get_strings(ld, g, scope, key, &list) != 0)
+        return -1;
+    if (list == NULL || (n = config_setting_length(list)) == 0)
+        return 0;
+    *out = calloc((size_t)n, sizeof **out);
+    if (*out == NULL)
+        return out_of_memory(ld);
+    for (int i = 0; i < n; i++) {
+        const config_setting_t *e = config_setting_get_elem(list, (unsigned)i);
+        const char *text = config_setting_get_string(e);
+
+        if (cidr_parse(text, &(*out)[i], cerr, sizeof cerr) != 0) {
+            snprintf(elem, sizeof elem, "%s.[%d]", key, i);
+            return fail(ld, line_of(e), scope, elem, "invalid CIDR %s: %s",
+                        quote(q, text), cerr);
+        }
+        (*nout)++;
+    }
+    return 0;
+}
+
+/* Parses the upstreams of a proxy listener: at least one. */
+static int load_upstreams(struct loader *ld, const config_setting_t *g,
+                          const char *scope, struct listener_config *lc)
+{
+    const config_setting_t *list;
+    char aerr[256], key[48], q[QUOTE_BUF];
+    int n;
+
+    if (get_strings(ld, g, scope, "upstreams", &list) != 0)
+        return -1;
+    n = list == NULL ? 0 : config_setting_length(list);
+    if (n == 0)
+        return fail(ld, line_of(list != NULL ? list : g), scope, "upstreams",
+                    "proxy listener \"%s\" has no upstreams; expected a list like [ \"127.0.0.1:6379\" ]",
+                    lc->name);
+    lc->upstreams = calloc((size_t)n, sizeof *lc->upstreams);
+    if (lc->upstreams == NULL)
+        return out_of_memory(ld);
+    for (int i = 0; i < n; i++) {
+        const config_setting_t *e = config_setting_get_elem(list, (unsigned)i);
+        const char *text = config_setting_get_string(e);
+        struct config_addr *a = &lc->upstreams[i];
+        size_t count;
+
+        snprintf(key, sizeof key, "upstreams.[%d]", i);
+        if (addr_parse(text, ADDR_UPSTREAM, &a->addr, 1, &count, aerr,
+                       sizeof aerr) != 0)
+            return fail(ld, line_of(e), scope, key, "invalid address %s: %s",
+                        quote(q, text), aerr);
+        a->text = strdup(text);
+        if (a->text == NULL)
+            return out_of_memory(ld);
+        lc->nupstreams++;
+    }
+    return 0;
+}
+
+/* Reads the settings only a proxy listener has, or refuses them on an echo
+ * listener. */
+static int load_proxy(struct loader *ld, const config_setting_t *g,
+                      const char *scope, struct listener_config *lc)
+{
+    int balance = BALANCE_ROUND_ROBIN, send = SEND_PROXY_NONE;
+
+    if (lc->mode == MODE_ECHO) {
+        for (size_t i = 0; proxy_only_keys[i] != NULL; i++) {
+            const config_setting_t *s = config_setting_get_member(g, proxy_only_keys[i]);
+            if (s != NULL)
+                return fail(ld, line_of(s), scope, proxy_only_keys[i],
+                            "only for mode = \"proxy\"; this listener's mode is \"echo\"");
+        }
+        return 0;
+    }
+    if (load_upstreams(ld, g, scope, lc) != 0 ||
+        get_choice(ld, g, scope, "balance", balance_names, &balance) != 0 ||
+        get_seconds(ld, g, scope, "connect_timeout", 3600, true,
+                    &lc->connect_timeout_ms) != 0 ||
+        get_count(ld, g, scope, "retries", 0, 100, "", &lc->retries) != 0 ||
+        get_seconds(ld, g, scope, "fail_timeout", 3600, false,
+                    &lc->fail_timeout_ms) != 0 ||
+        get_choice(ld, g, scope, "send_proxy", send_proxy_names, &send) != 0)
+        return -1;
+    lc->balance = (enum balance)balance;
+    lc->send_proxy = (enum send_proxy)send;
+    return 0;
+}
+
+/*
+ * Loads listener i from the group g into cfg->listeners[i].  Messages name
+ * it "listeners.[i]" (counted from 0, as libconfig paths do) until its name
+ * is known, "listeners.NAME" after.
+ */
+static int load_listener(struct loader *ld, const config_setting_t *g,
+                         struct config *cfg, size_t i)
+{
+    struct listener_config *lc = &cfg->listeners[i];
+    const config_setting_t *name;
+    char scope[16 + NAME_MAX_LEN], got[QUOTE_BUF];
+    unsigned buffer_size = 16384;
+    int mode = MODE_ECHO;
+
+    snprintf(scope, sizeof scope, "listeners.[%zu]", i);
+    if (!config_setting_is_group(g))
+        return fail(ld, line_of(g), scope, NULL,
+                    "expected a group { name = ...; listen = [ ... ]; }, got %s",
+                    describe(ld, g, got));
+    lc->line = line_of(g);
+    name = config_setting_get_member(g, "name");
+    lc->idle_timeout_ms = 300000;
+    lc->connect_timeout_ms = 3000;
+    lc->retries = 2;
+    lc->fail_timeout_ms = 10000;
+    if (name != NULL) {
+        if (load_name(ld, name, scope, cfg, i, lc) != 0)
+            return -1;
+        snprintf(scope, sizeof scope, "listeners.%s", lc->name);
+    }
+    if (check_keys(ld, g, scope, "listeners.") != 0)
+        return -1;
+    if (name == NULL)
+        return fail(ld, line_of(g), scope, "name",
+                    "missing; every listener needs a name of letters, digits, \"_\", \".\" or \"-\"");
+    if (get_choice(ld, g, scope, "mode", mode_names, &mode) != 0)
+        return -1;
+    lc->mode = (enum listener_mode)mode;
+    if (load_proxy(ld, g, scope, lc) != 0 ||
+        load_listen(ld, g, scope, lc) != 0 ||
+        get_count(ld, g, scope, "buffer_size", 1024, 16777216, "bytes",
+                  &buffer_size) != 0 ||
+        get_seconds(ld, g, scope, "idle_timeout", 604800, false,
+                    &lc->idle_timeout_ms) != 0 ||
+        get_count(ld, g, scope, "max_connections", 0, 1000000, "",
+                  &lc->max_connections) != 0 ||
+        get_count(ld, g, scope, "max_per_source", 0, 1000000, "",
+                  &lc->max_per_source) != 0 ||
+        load_cidrs(ld, g, scope, "allow", &lc->allow, &lc->nallow) != 0 ||
+        load_cidrs(ld, g, scope, "deny", &lc->deny, &lc->ndeny) != 0 ||
+        get_bool(ld, g, scope, "accept_proxy", &lc->accept_proxy) != 0)
+        return -1;
+    lc->buffer_size = buffer_size;
+    return 0;
+}
+
+/* Loads the listeners list: at least one listener. */
+static int load_listeners(struct loader *ld, const config_setting_t *root,
+                          struct config *cfg)
+{
+    const config_setting_t *list = config_setting_get_member(root, "listeners");
+    char got[QUOTE_BUF];
+    int n;
+
+    if (list == NULL)
+        return fail(ld, 0, "", "listeners", "no listeners: nothing to serve");
+    if (!is_sequence(list))
+        return fail(ld, line_of(list), "", "listeners",
+                    "expected a list of groups ( { name = ...; listen = [ ... ]; }, ... ), got %s",
+                    describe(ld, list, got));
+    n = config_setting_length(list);
+    if (n == 0)
+        return fail(ld, line_of(list), "", "listeners",
+                    "no listeners: nothing to serve");
+    cfg->listeners = calloc((size_t)n, sizeof *cfg->listeners);
+    if (cfg->listeners == NULL)
+        return out_of_memory(ld);
+    cfg->nlisteners = (size_t)n;
+    for (int i = 0; i < n; i++)
+        if (load_listener(ld, config_setting_get_elem(list, (unsigned)i), cfg,
+                          (size_t)i) != 0)
+            return -1;
+    return 0;
+}
+
+/* ---- the whole file ------------------------------------------------------ */
+
+/* Loads the log group, when there is one. */
+static int load_log(struct loader *ld, const config_setting_t *root,
+                    struct config *cfg)
+{
+    const config_setting_t *g = config_setting_get_member(root, "log");
+    int target = LOG_TARGET_AUTO, level = 3; /* level_names[3], "info" */
+    char got[QUOTE_BUF];
+
+    if (g == NULL)
+        return 0;
+    if (!config_setting_is_group(g))
+        return fail(ld, line_of(g), "", "log",
+                    "expected a group { target = ...; level = ...; access = ...; }, got %s",
+                    describe(ld, g, got));
+    if (check_keys(ld, g, "log", "log.") != 0 ||
+        get_choice(ld, g, "log", "target", target_names, &target) != 0 ||
+        get_choice(ld, g, "log", "level", level_names, &level) != 0 ||
+        get_bool(ld, g, "log", "access", &cfg->log_access) != 0)
+        return -1;
+    cfg->log_target = (enum log_target)target;
+    cfg->log_level = level_values[level];
+    return 0;
+}
+
+/* Fills cfg from the parsed file; cfg holds the defaults of what is
+ * absent. */
+static int load_root(struct loader *ld, const config_setting_t *root,
+                     struct config *cfg)
+{
+    cfg->max_connections = 10000;
+    cfg->shutdown_timeout_ms = 10000;
+    cfg->log_target = LOG_TARGET_AUTO;
+    cfg->log_level = LOG_INFO;
+    cfg->log_access = true;
+    cfg->path = strdup(ld->path);
+    cfg->user = strdup("");
+    cfg->pidfile = strdup("");
+    if (cfg->path == NULL || cfg->user == NULL || cfg->pidfile == NULL)
+        return out_of_memory(ld);
+    if (check_keys(ld, root, "", "") != 0 ||
+        get_count(ld, root, "", "workers", 0, 256, "", &cfg->workers) != 0 ||
+        get_count(ld, root, "", "max_connections", 0, 1000000, "",
+                  &cfg->max_connections) != 0 ||
+        get_seconds(ld, root, "", "shutdown_timeout", 3600, false,
+                    &cfg->shutdown_timeout_ms) != 0 ||
+        get_string(ld, root, "", "user", &cfg->user) != 0 ||
+        get_string(ld, root, "", "pidfile", &cfg->pidfile) != 0 ||
+        load_log(ld, root, cfg) != 0 || load_listeners(ld, root, cfg) != 0)
+        return -1;
+    return check_wide_claimed(ld);
+}
+
+/*
+ * Reads the whole file into a NUL-terminated buffer, once: libconfig
+ * parses it from there, so a pipe works too.  NULL with the reason
+ * reported.
+ */
+static char *read_source(struct loader *ld, size_t *len)
+{
+    char *buf = NULL, *grown;
+    size_t cap = 0, n = 0;
+    struct stat st;
+    ssize_t got;
+    int fd = open(ld->path, O_RDONLY | O_CLOEXEC);
+
+    if (fd < 0) {
+        fail(ld, 0, "", NULL, "cannot read: %s", strerror(errno));
+        return NULL;
+    }
+    if (fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
+        fail(ld, 0, "", NULL, "cannot read: %s", strerror(EISDIR));
+        goto fail;
+    }
+    for (;;) {
+        if (cap - n < 2) {
+            cap = cap == 0 ? 8192 : 2 * cap;
+            if (cap > FILE_MAX + 2) {
+                fail(ld, 0, "", NULL, "cannot read: larger than %d MiB",
+                     FILE_MAX >> 20);
+                goto fail;
+            }
+            grown = realloc(buf, cap);
+            if (grown == NULL) {
+                out_of_memory(ld);
+                goto fail;
+            }
+            buf = grown;
+        }
+        got = read(fd, buf + n, cap - n - 1);
+        if (got == 0)
+            break;
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got < 0) {
+            fail(ld, 0, "", NULL, "cannot read: %s", strerror(errno));
+            goto fail;
+        }
+        n += (size_t)got;
+    }
+    close(fd);
+    buf[n] = '\0';
+    *len = n;
+    return buf;
+fail:
+    close(fd);
+    free(buf);
+    return NULL;
+}
+
+struct config *config_load(const char *path, char *err, size_t errlen)
+{
+    struct loader ld = { .path = path, .err = err, .errlen = errlen };
+    struct config *cfg = NULL;
+    config_t parsed;
+    size_t len;
+    char *text;
+
+    if (err != NULL && errlen > 0)
+        err[0] = '\0';
+    text = read_source(&ld, &len);
+    if (text == NULL)
+        return NULL;
+    if (scan_source(&ld, text, len) == 0) {
+        config_init(&parsed);
+        if (!config_read_string(&parsed, text)) {
+            const char *file = config_error_file(&parsed);
+            const char *why = config_error_text(&parsed);
+            ld.path = file != NULL ? file : path;
+            if (strcmp(why, "syntax error") == 0) /* libconfig's usual text */
+                fail(&ld, config_error_line(&parsed), "", NULL, "syntax error");
+            else
+                fail(&ld, config_error_line(&parsed), "", NULL,
+                     "syntax error: %s", why);
+        } else if ((cfg = calloc(1, sizeof *cfg)) == NULL) {
+            out_of_memory(&ld);
+        } else if (load_root(&ld, config_root_setting(&parsed), cfg) != 0) {
+            config_free(cfg);
+            cfg = NULL;
+        }
+        config_destroy(&parsed);
+    }
+    free(text);
+    free(ld.wide);
+    free(ld.taken);
+    return cfg;
+}
+
+void config_free(struct config *cfg)
+{
+    if (cfg == NULL)
+        return;
+    for (size_t i = 0; i < cfg->nlisteners; i++)
+        free_listener(&cfg->listeners[i]);
+    free(cfg->listeners);
+    free(cfg->path);
+    free(cfg->user);
+    free(cfg->pidfile);
+    free(cfg);
+}

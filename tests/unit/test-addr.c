@@ -1,0 +1,849 @@
+/*
+ * Address settings and CIDR ranges (src/addr.c): every accepted form, every
+ * refusal with its exact message, round trips through addr_format and
+ * cidr_format, overlaps, source keys and CIDR match tables.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE 1
+#endif
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
+#include <limits.h>
+#include <net/if.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "addr.h"
+
+#define SUN_PATH_SIZE sizeof(((struct sockaddr_un *)0)->sun_path)
+
+/* Parses text, which must give exactly one address. */
+static addr_t parse_one(const char *text, enum addr_use use)
+{
+    addr_t out[2];
+    char err[256] = "";
+    size_t n = 99;
+
+    if (addr_parse(text, use, out, 2, &n, err, sizeof err) != 0)
+        fail_msg("\"%s\" refused: %s", text, err);
+    assert_int_equal(n, 1);
+    return out[0];
+}
+
+/* Asserts that text is refused with exactly msg, leaving out untouched. */
+static void expect_error(const char *text, enum addr_use use, const char *msg)
+{
+    addr_t out[2], before[2];
+    char err[512] = "";
+    size_t n = 99;
+
+    memset(out, 0xa5, sizeof out);
+    memcpy(before, out, sizeof out);
+    if (addr_parse(text, use, out, 2, &n, err, sizeof err) != -1)
+        fail_msg("\"%s\" accepted", text);
+    assert_string_equal(err, msg);
+    assert_int_equal(n, 0);
+    assert_memory_equal(out, before, sizeof out);
+}
+
+/* Asserts that text parses and formats back to exactly text. */
+static void expect_round_trip(const char *text, enum addr_use use)
+{
+    addr_t a = parse_one(text, use);
+    char buf[ADDR_STRLEN];
+
+    addr_format(&a, buf, sizeof buf);
+    assert_string_equal(buf, text);
+}
+
+/* A v4 address from its text, for the tables. */
+static addr_t v4(const char *ip, unsigned port)
+{
+    addr_t a;
+
+    memset(&a, 0, sizeof a);
+    a.u.in.sin_family = AF_INET;
+    a.u.in.sin_port = htons((in_port_t)port);
+    assert_int_equal(inet_pton(AF_INET, ip, &a.u.in.sin_addr), 1);
+    a.len = sizeof a.u.in;
+    return a;
+}
+
+/* A v6 address from its text, for the tables. */
+static addr_t v6(const char *ip, unsigned port)
+{
+    addr_t a;
+
+    memset(&a, 0, sizeof a);
+    a.u.in6.sin6_family = AF_INET6;
+    a.u.in6.sin6_port = htons((in_port_t)port);
+    assert_int_equal(inet_pton(AF_INET6, ip, &a.u.in6.sin6_addr), 1);
+    a.len = sizeof a.u.in6;
+    return a;
+}
+
+/* A Unix socket address of path. */
+static addr_t unix_addr(const char *path)
+{
+    addr_t a;
+
+    memset(&a, 0, sizeof a);
+    a.u.un.sun_family = AF_UNIX;
+    strcpy(a.u.un.sun_path, path);
+    a.len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(path) + 1);
+    return a;
+}
+
+/* Whether two addresses made by the table helpers are equal. */
+static bool equal(addr_t a, addr_t b)
+{
+    return addr_equal(&a, &b);
+}
+
+/* "A.B.C.D:port": the sockaddr_in, its length and the text back. */
+static void test_v4(void **state)
+{
+    addr_t a = parse_one("127.0.0.1:7007", ADDR_LISTEN);
+    addr_t b = parse_one("192.0.2.1:65535", ADDR_UPSTREAM);
+    addr_t expected = v4("127.0.0.1", 7007);
+
+    (void)state;
+    assert_int_equal(a.u.sa.sa_family, AF_INET);
+    assert_int_equal(a.len, sizeof(struct sockaddr_in));
+    assert_int_equal(ntohs(a.u.in.sin_port), 7007);
+    assert_int_equal(ntohl(a.u.in.sin_addr.s_addr), 0x7f000001);
+    assert_memory_equal(&a, &expected, sizeof a);
+    assert_int_equal(ntohs(b.u.in.sin_port), 65535);
+    expect_round_trip("127.0.0.1:7007", ADDR_LISTEN);
+    expect_round_trip("0.0.0.0:0", ADDR_LISTEN);
+    expect_round_trip("255.255.255.255:1", ADDR_UPSTREAM);
+    /* leading zeros in the port read as decimal */
+    a = parse_one("10.0.0.1:0080", ADDR_UPSTREAM);
+    assert_int_equal(ntohs(a.u.in.sin_port), 80);
+}
+
+/* Missing ports and addresses inet_pton refuses, resolver forms included. */
+static void test_v4_errors(void **state)
+{
+    (void)state;
+    expect_error("127.0.0.1", ADDR_LISTEN,
+                 "missing port in \"127.0.0.1\"; expected host:port");
+    expect_error("127.0.0.1:", ADDR_UPSTREAM,
+                 "missing port in \"127.0.0.1:\"; expected host:port");
+    expect_error("localhost", ADDR_UPSTREAM,
+                 "missing port in \"localhost\"; expected host:port");
+    expect_error("1.2.3.256:80", ADDR_LISTEN,
+                 "invalid IPv4 address \"1.2.3.256\" in \"1.2.3.256:80\"");
+    expect_error("01.2.3.4:80", ADDR_UPSTREAM,
+                 "invalid IPv4 address \"01.2.3.4\" in \"01.2.3.4:80\"");
+    expect_error("1.2.3:80", ADDR_UPSTREAM,
+                 "invalid IPv4 address \"1.2.3\" in \"1.2.3:80\"");
+    expect_error("1.2.3.4.5:80", ADDR_LISTEN,
+                 "invalid IPv4 address \"1.2.3.4.5\" in \"1.2.3.4.5:80\"");
+    expect_error("127.1:80", ADDR_UPSTREAM,
+                 "invalid IPv4 address \"127.1\" in \"127.1:80\"");
+    /* inet_aton's hexadecimal forms are not host names either */
+    expect_error("0x7f.1:80", ADDR_UPSTREAM,
+                 "invalid IPv4 address \"0x7f.1\" in \"0x7f.1:80\"");
+    expect_error("0x7f000001:80", ADDR_UPSTREAM,
+                 "invalid IPv4 address \"0x7f000001\" in \"0x7f000001:80\"");
+}
+
+/* Port bounds per use, and anything but plain decimal digits. */
+static void test_ports(void **state)
+{
+    static const struct {
+        const char *text;
+        enum addr_use use;
+        const char *msg;
+    } cases[] = {
+        { "1.2.3.4:70000", ADDR_LISTEN, "port \"70000\" out of range 0-65535" },
+        { "1.2.3.4:65536", ADDR_LISTEN, "port \"65536\" out of range 0-65535" },
+        { "1.2.3.4:70000", ADDR_UPSTREAM, "port \"70000\" out of range 1-65535" },
+        { "1.2.3.4:0", ADDR_UPSTREAM, "port \"0\" out of range 1-65535" },
+        { "1.2.3.4:000", ADDR_UPSTREAM, "port \"000\" out of range 1-65535" },
+        { "1.2.3.4:99999999999999999999999", ADDR_LISTEN,
+          "port \"99999999999999999999999\" out of range 0-65535" },
+        { "1.2.3.4:+80", ADDR_LISTEN,
+          "invalid port \"+80\" in \"1.2.3.4:+80\"; expected a decimal number" },
+        { "1.2.3.4:-1", ADDR_LISTEN,
+          "invalid port \"-1\" in \"1.2.3.4:-1\"; expected a decimal number" },
+        { "1.2.3.4: 80", ADDR_LISTEN,
+          "invalid port \" 80\" in \"1.2.3.4: 80\"; expected a decimal number" },
+        { "1.2.3.4:80 ", ADDR_UPSTREAM,
+          "invalid port \"80 \" in \"1.2.3.4:80 \"; expected a decimal number" },
+        { "1.2.3.4:80x", ADDR_UPSTREAM,
+          "invalid port \"80x\" in \"1.2.3.4:80x\"; expected a decimal number" },
+        { "1.2.3.4:0x50", ADDR_UPSTREAM,
+          "invalid port \"0x50\" in \"1.2.3.4:0x50\"; expected a decimal number" },
+        { "1.2.3.4:http", ADDR_UPSTREAM,
+          "invalid port \"http\" in \"1.2.3.4:http\"; expected a decimal number" },
+        { "[::1]:65536", ADDR_UPSTREAM, "port \"65536\" out of range 1-65535" },
+        { "[::1]:0", ADDR_UPSTREAM, "port \"0\" out of range 1-65535" },
+        { "*:70000", ADDR_LISTEN, "port \"70000\" out of range 0-65535" },
+    };
+    addr_t a;
+
+    (void)state;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+        expect_error(cases[i].text, cases[i].use, cases[i].msg);
+    a = parse_one("1.2.3.4:0", ADDR_LISTEN);
+    assert_int_equal(a.u.in.sin_port, 0);
+    a = parse_one("[::1]:0", ADDR_LISTEN);
+    assert_int_equal(a.u.in6.sin6_port, 0);
+    a = parse_one("1.2.3.4:1", ADDR_UPSTREAM);
+    assert_int_equal(ntohs(a.u.in.sin_port), 1);
+}
+
+/* "[v6]:port": the sockaddr_in6, its length, canonical text back. */
+static void test_v6(void **state)
+{
+    addr_t a = parse_one("[::1]:7007", ADDR_LISTEN);
+    addr_t expected = v6("::1", 7007);
+
+    (void)state;
+    assert_int_equal(a.u.sa.sa_family, AF_INET6);
+    assert_int_equal(a.len, sizeof(struct sockaddr_in6));
+    assert_memory_equal(&a, &expected, sizeof a);
+    expect_round_trip("[::1]:7007", ADDR_UPSTREAM);
+    expect_round_trip("[::]:0", ADDR_LISTEN);
+    expect_round_trip("[2001:db8::1]:443", ADDR_UPSTREAM);
+    expect_round_trip("[::ffff:192.0.2.1]:80", ADDR_UPSTREAM);
+    /* formatting is canonical, not a copy of the text */
+    a = parse_one("[2001:DB8:0:0:0:0:0:1]:443", ADDR_UPSTREAM);
+    expected = v6("2001:db8::1", 443);
+    assert_memory_equal(&a, &expected, sizeof a);
+}
+
+/* "[fe80::1%lo]:port" sets the scope from the interface name. */
+static void test_v6_scope(void **state)
+{
+    unsigned lo = if_nametoindex("lo");
+    addr_t a;
+
+    (void)state;
+    if (lo == 0)
+        skip();
+    a = parse_one("[fe80::1%lo]:80", ADDR_UPSTREAM);
+    assert_int_equal(a.u.in6.sin6_scope_id, lo);
+    assert_int_equal(ntohs(a.u.in6.sin6_port), 80);
+    expect_round_trip("[fe80::1%lo]:80", ADDR_LISTEN);
+    expect_error("[fe80::1%nosuchif0]:80", ADDR_UPSTREAM,
+                 "unknown interface \"nosuchif0\" in \"[fe80::1%nosuchif0]:80\"");
+    expect_error("[fe80::1%]:80", ADDR_UPSTREAM,
+                 "missing interface name after '%' in \"[fe80::1%]:80\"");
+    /* 16 bytes: longer than any interface name; 15 bytes of it is not one */
+    expect_error("[fe80::1%lo0123456789abcd]:80", ADDR_LISTEN,
+                 "unknown interface \"lo0123456789abcd\" in \"[fe80::1%lo0123456789abcd]:80\"");
+    expect_error("[fe80::1%averyveryverylongname]:80", ADDR_LISTEN,
+                 "unknown interface \"averyveryverylongname\" in "
+                 "\"[fe80::1%averyveryverylongname]:80\"");
+}
+
+/* Brackets missing or unbalanced, junk after them, bad addresses. */
+static void test_v6_errors(void **state)
+{
+    (void)state;
+    expect_error("::1:80", ADDR_UPSTREAM, "IPv6 addresses need brackets: [::1]:port");
+    expect_error("2001:db8::1", ADDR_LISTEN, "IPv6 addresses need brackets: [::1]:port");
+    expect_error("[::1]", ADDR_UPSTREAM, "missing port in \"[::1]\"; expected [v6]:port");
+    expect_error("[::1]:", ADDR_UPSTREAM, "missing port in \"[::1]:\"; expected [v6]:port");
+    expect_error("[::1]80", ADDR_UPSTREAM,
+                 "unexpected \"80\" after ']' in \"[::1]80\"; expected [v6]:port");
+    expect_error("[::1:80", ADDR_LISTEN, "missing ']' in \"[::1:80\"; expected [v6]:port");
+    expect_error("[zz::1]:80", ADDR_UPSTREAM,
+                 "invalid IPv6 address \"zz::1\" in \"[zz::1]:80\"");
+    expect_error("[]:80", ADDR_UPSTREAM, "invalid IPv6 address \"\" in \"[]:80\"");
+    /* 45 bytes would be a valid address */
+    expect_error("[0000:0000:0000:0000:0000:0000:192.168.100.2000]:80", ADDR_UPSTREAM,
+                 "invalid IPv6 address \"0000:0000:0000:0000:0000:0000:192.168.100.2000\" "
+                 "in \"[0000:0000:0000:0000:0000:0000:192.168.100.2000]:80\"");
+    expect_error("[zz::1%lo]:80", ADDR_UPSTREAM,
+                 "invalid IPv6 address \"zz::1\" in \"[zz::1%lo]:80\"");
+    expect_error("[127.0.0.1]:80", ADDR_UPSTREAM,
+                 "invalid IPv6 address \"127.0.0.1\" in \"[127.0.0.1]:80\"");
+    expect_error("[1:2:3:4:5:6:7:8:9:10:11:12:13:14:15:16:17:18:19:20:21:22]:80",
+                 ADDR_UPSTREAM,
+                 "invalid IPv6 address \"1:2:3:4:5:6:7:8:9:10:11:12:13:14:15:16:17:18:19:20:21:22\" "
+                 "in \"[1:2:3:4:5:6:7:8:9:10:11:12:13:14:15:16:17:18:19:20:21:22]:80\"");
+}
+
+/* "*:port" is 0.0.0.0 then [::], needs two slots, and is listen-only. */
+static void test_wildcard(void **state)
+{
+    addr_t out[3];
+    addr_t any4 = v4("0.0.0.0", 7007), any6 = v6("::", 7007);
+    char err[256] = "", buf[ADDR_STRLEN];
+    size_t n = 0;
+
+    (void)state;
+    assert_int_equal(addr_parse("*:7007", ADDR_LISTEN, out, 3, &n, err, sizeof err), 0);
+    assert_int_equal(n, 2);
+    assert_memory_equal(&out[0], &any4, sizeof any4);
+    assert_memory_equal(&out[1], &any6, sizeof any6);
+    addr_format(&out[0], buf, sizeof buf);
+    assert_string_equal(buf, "0.0.0.0:7007");
+    addr_format(&out[1], buf, sizeof buf);
+    assert_string_equal(buf, "[::]:7007");
+    assert_int_equal(addr_parse("*:0", ADDR_LISTEN, out, 2, &n, err, sizeof err), 0);
+    assert_int_equal(n, 2);
+
+    n = 99;
+    assert_int_equal(addr_parse("*:7007", ADDR_LISTEN, out, 1, &n, err, sizeof err), -1);
+    assert_string_equal(err, "no room for \"*:7007\": 2 needed, max 1");
+    assert_int_equal(n, 0);
+    n = 99;
+    assert_int_equal(addr_parse("[::1]:1", ADDR_LISTEN, out, 0, &n, err, sizeof err), -1);
+    assert_string_equal(err, "no room for \"[::1]:1\": 1 needed, max 0");
+    assert_int_equal(n, 0);
+
+    expect_error("*:7007", ADDR_UPSTREAM,
+                 "\"*\" is for listen addresses only; an upstream needs a host: \"*:7007\"");
+    expect_error("*", ADDR_LISTEN, "missing port in \"*\"; expected *:port");
+    expect_error("*:", ADDR_LISTEN, "missing port in \"*:\"; expected *:port");
+    expect_error("*x:80", ADDR_LISTEN,
+                 "expected host:port, [v6]:port, *:port or unix:/path, got \"*x:80\"");
+}
+
+/* "unix:/path": absolute, up to sun_path with its NUL, len exact. */
+static void test_unix(void **state)
+{
+    char text[8 + SUN_PATH_SIZE], msg[512];
+    addr_t a = parse_one("unix:/run/echo.sock", ADDR_LISTEN);
+    addr_t expected = unix_addr("/run/echo.sock");
+    size_t longest = SUN_PATH_SIZE - 1;
+
+    (void)state;
+    assert_int_equal(a.u.sa.sa_family, AF_UNIX);
+    assert_int_equal(a.len, offsetof(struct sockaddr_un, sun_path) + strlen("/run/echo.sock") + 1);
+    assert_memory_equal(&a, &expected, sizeof a);
+    expect_round_trip("unix:/run/echo.sock", ADDR_UPSTREAM);
+    expect_round_trip("unix:/", ADDR_LISTEN);
+
+    /* the longest path that fits sun_path with its NUL, and one more */
+    strcpy(text, "unix:/");
+    memset(text + 6, 'a', longest - 1);
+    text[5 + longest] = '\0';
+    a = parse_one(text, ADDR_LISTEN);
+    assert_int_equal(strlen(a.u.un.sun_path), longest);
+    assert_int_equal(a.len, offsetof(struct sockaddr_un, sun_path) + longest + 1);
+    expect_round_trip(text, ADDR_LISTEN);
+    strcat(text, "b");
+    snprintf(msg, sizeof msg, "unix socket path is %zu bytes long; the limit is %zu: \"%s\"",
+             longest + 1, longest, text);
+    expect_error(text, ADDR_UPSTREAM, msg);
+
+    expect_error("unix:run/echo.sock", ADDR_LISTEN,
+                 "unix socket path must be absolute: \"unix:run/echo.sock\"");
+    expect_error("unix:", ADDR_LISTEN, "unix socket path must be absolute: \"unix:\"");
+    expect_error("/run/echo.sock", ADDR_LISTEN,
+                 "expected host:port, [v6]:port, *:port or unix:/path; "
+                 "a unix socket is written unix:/run/echo.sock");
+}
+
+/* Names: refused for listening, resolved (first result) for upstreams. */
+static void test_host_names(void **state)
+{
+    struct addrinfo hints = { .ai_flags = AI_NUMERICSERV, .ai_socktype = SOCK_STREAM };
+    struct addrinfo *res;
+    char msg[512];
+    addr_t a, expected;
+    int rc;
+
+    (void)state;
+    expect_error("localhost:80", ADDR_LISTEN,
+                 "listen addresses must be numeric or *, not a host name: \"localhost:80\"");
+
+    /* the first address getaddrinfo gives, port included */
+    assert_int_equal(getaddrinfo("localhost", "80", &hints, &res), 0);
+    memset(&expected, 0, sizeof expected);
+    memcpy(&expected.u, res->ai_addr, res->ai_addrlen);
+    expected.len = res->ai_addrlen;
+    freeaddrinfo(res);
+    a = parse_one("localhost:80", ADDR_UPSTREAM);
+    assert_int_equal(a.len, expected.len);
+    assert_memory_equal(&a, &expected, sizeof a);
+    assert_true(addr_equal(&a, &expected));
+
+    rc = getaddrinfo("no-such-host.invalid", "80", &hints, &res);
+    assert_int_not_equal(rc, 0);
+    snprintf(msg, sizeof msg, "cannot resolve \"no-such-host.invalid\": %s", gai_strerror(rc));
+    expect_error("no-such-host.invalid:80", ADDR_UPSTREAM, msg);
+
+    expect_error("bad_host!:80", ADDR_UPSTREAM,
+                 "invalid host name \"bad_host!\" in \"bad_host!:80\"");
+    expect_error("a b:80", ADDR_UPSTREAM, "invalid host name \"a b\" in \"a b:80\"");
+    expect_error("", ADDR_UPSTREAM,
+                 "expected host:port, [v6]:port, *:port or unix:/path, got \"\"");
+    expect_error(":80", ADDR_LISTEN,
+                 "expected host:port, [v6]:port, *:port or unix:/path, got \":80\"");
+    expect_error(NULL, ADDR_LISTEN,
+                 "expected host:port, [v6]:port, *:port or unix:/path, got \"\"");
+}
+
+/* A name longer than DNS allows is refused before the resolver. */
+static void test_host_name_too_long(void **state)
+{
+    char text[300], msg[512];
+
+    (void)state;
+    memset(text, 'a', 254);
+    strcpy(text + 254, ":80");
+    snprintf(msg, sizeof msg, "host name longer than 253 bytes in \"%s\"", text);
+    expect_error(text, ADDR_UPSTREAM, msg);
+}
+
+/* Messages are cut to errlen, with their NUL; none is written into 0 bytes. */
+static void test_error_truncation(void **state)
+{
+    addr_t out[2];
+    char err[8];
+    size_t n;
+
+    (void)state;
+    memset(err, 'x', sizeof err);
+    assert_int_equal(addr_parse("nonsense", ADDR_LISTEN, out, 2, &n, err, sizeof err), -1);
+    assert_string_equal(err, "missing");
+    memset(err, 'x', sizeof err);
+    assert_int_equal(addr_parse("nonsense", ADDR_LISTEN, out, 2, &n, err, 0), -1);
+    assert_int_equal(err[0], 'x');
+    assert_int_equal(addr_parse("nonsense", ADDR_LISTEN, out, 2, &n, NULL, 0), -1);
+}
+
+/* addr_format cuts to len, and copes with odd families and paths. */
+static void test_format(void **state)
+{
+    addr_t a = v4("192.0.2.1", 80);
+    char buf[ADDR_STRLEN], big[2 * ADDR_STRLEN];
+    char small[6];
+
+    (void)state;
+    memset(small, 'x', sizeof small);
+    addr_format(&a, small, sizeof small);
+    assert_string_equal(small, "192.0");
+    small[0] = 'x';
+    addr_format(&a, small, 0);
+    assert_int_equal(small[0], 'x');
+
+    memset(&a, 0, sizeof a);
+    a.u.sa.sa_family = AF_UNSPEC;
+    addr_format(&a, buf, sizeof buf);
+    assert_string_equal(buf, "(address family 0)");
+
+    /* a scope whose interface is gone is written as its number */
+    a = v6("fe80::1", 80);
+    a.u.in6.sin6_scope_id = 0x7ffffff0;
+    addr_format(&a, buf, sizeof buf);
+    assert_string_equal(buf, "[fe80::1%2147483632]:80");
+
+    /* ADDR_STRLEN holds the longest of each kind */
+    a = v6("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", 65535);
+    addr_format(&a, buf, sizeof buf);
+    assert_string_equal(buf, "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65535");
+    memset(&a, 'p', sizeof a);
+    a.u.un.sun_family = AF_UNIX;
+    a.u.un.sun_path[SUN_PATH_SIZE - 1] = '\0';
+    a.len = sizeof a.u.un;
+    addr_format(&a, buf, sizeof buf);
+    assert_int_equal(strlen(buf), strlen("unix:") + SUN_PATH_SIZE - 1);
+
+    /* a path the kernel reports unterminated in all of sun_path: read no
+     * further than sun_path, even when len claims more */
+    a.u.un.sun_path[SUN_PATH_SIZE - 1] = 'p';
+    a.len = sizeof a.u;
+    addr_format(&a, big, sizeof big);
+    assert_int_equal(strlen(big), strlen("unix:") + SUN_PATH_SIZE);
+    assert_true(equal(a, a));
+}
+
+/* Family, address, port, scope and path all count; mapped is not v4. */
+static void test_equal(void **state)
+{
+    addr_t s1 = v6("fe80::1", 80), s2 = v6("fe80::1", 80);
+
+    (void)state;
+    assert_true(equal(v4("10.0.0.1", 80), v4("10.0.0.1", 80)));
+    assert_false(equal(v4("10.0.0.1", 80), v4("10.0.0.1", 81)));
+    assert_false(equal(v4("10.0.0.1", 80), v4("10.0.0.2", 80)));
+    assert_false(equal(v4("10.0.0.1", 80), v6("::ffff:10.0.0.1", 80)));
+    assert_false(equal(v6("::ffff:10.0.0.1", 80), v4("10.0.0.1", 80)));
+    assert_true(equal(v6("::ffff:10.0.0.1", 80), v6("::ffff:10.0.0.1", 80)));
+    assert_true(equal(v6("::1", 80), v6("::1", 80)));
+    assert_false(equal(v6("::1", 80), v6("::1", 81)));
+    assert_false(equal(v6("::1", 80), v6("::2", 80)));
+    s2.u.in6.sin6_scope_id = 2;
+    assert_false(addr_equal(&s1, &s2));
+    assert_true(equal(unix_addr("/a"), unix_addr("/a")));
+    assert_false(equal(unix_addr("/a"), unix_addr("/ab")));
+    assert_false(equal(unix_addr("/ab"), unix_addr("/a")));
+    assert_false(equal(unix_addr("/a"), v4("10.0.0.1", 80)));
+}
+
+/* Which pairs of listen addresses clash, checked both ways round. */
+static void test_overlaps(void **state)
+{
+    static const struct {
+        const char *a, *b;
+        bool overlap;
+    } cases[] = {
+        { "0.0.0.0:80", "127.0.0.1:80", true },
+        { "0.0.0.0:80", "0.0.0.0:80", true },
+        { "127.0.0.1:80", "127.0.0.1:80", true },
+        { "0.0.0.0:80", "127.0.0.1:81", false },
+        { "127.0.0.1:80", "127.0.0.2:80", false },
+        { "0.0.0.0:80", "[::1]:80", false },
+        { "0.0.0.0:80", "[::]:80", false },
+        { "[::]:80", "127.0.0.1:80", false },
+        { "[::]:80", "[::1]:80", true },
+        { "[::]:80", "[::]:80", true },
+        { "[::]:80", "[::ffff:127.0.0.1]:80", true },
+        { "[::1]:80", "[::1]:80", true },
+        { "[::1]:80", "[::2]:80", false },
+        { "[::]:80", "[::1]:8080", false },
+        /* port 0: the kernel picks a port for each */
+        { "127.0.0.1:0", "127.0.0.1:0", false },
+        { "0.0.0.0:0", "127.0.0.1:0", false },
+        { "[::]:0", "[::]:0", false },
+        { "unix:/run/a.sock", "unix:/run/a.sock", true },
+        { "unix:/run/a.sock", "unix:/run/b.sock", false },
+        { "unix:/run/a.sock", "0.0.0.0:80", false },
+    };
+
+    (void)state;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        addr_t a = parse_one(cases[i].a, ADDR_LISTEN);
+        addr_t b = parse_one(cases[i].b, ADDR_LISTEN);
+
+        if (addr_overlaps(&a, &b) != cases[i].overlap ||
+            addr_overlaps(&b, &a) != cases[i].overlap)
+            fail_msg("%s vs %s: expected %s", cases[i].a, cases[i].b,
+                     cases[i].overlap ? "overlap" : "no overlap");
+    }
+}
+
+/* Source keys: 4 bytes for v4 and v4-mapped, 16 for v6, none for Unix. */
+static void test_source_key(void **state)
+{
+    static const uint8_t k4[4] = { 192, 0, 2, 1 };
+    static const uint8_t k6[16] = { 0x20, 0x01, 0x0d, 0xb8, [15] = 1 };
+    uint8_t key[16], other[16];
+    addr_t a;
+
+    (void)state;
+    a = v4("192.0.2.1", 1000);
+    assert_int_equal(addr_source_key(&a, key), 4);
+    assert_memory_equal(key, k4, 4);
+    a = v6("::ffff:192.0.2.1", 2000);
+    memset(key, 0, sizeof key);
+    assert_int_equal(addr_source_key(&a, key), 4);
+    assert_memory_equal(key, k4, 4);
+    a = v6("2001:db8::1", 3000);
+    assert_int_equal(addr_source_key(&a, key), 16);
+    assert_memory_equal(key, k6, 16);
+    /* the port is not part of the identity */
+    a = v6("2001:db8::1", 3001);
+    assert_int_equal(addr_source_key(&a, other), 16);
+    assert_memory_equal(key, other, 16);
+    /* the v4-compatible form ::a.b.c.d is a v6 address */
+    a = v6("::192.0.2.1", 80);
+    assert_int_equal(addr_source_key(&a, key), 16);
+    a = unix_addr("/run/echo.sock");
+    assert_int_equal(addr_source_key(&a, key), 0);
+}
+
+/* Parses a CIDR that must be valid. */
+static struct cidr cidr_ok(const char *text)
+{
+    struct cidr c;
+    char err[256] = "";
+
+    if (cidr_parse(text, &c, err, sizeof err) != 0)
+        fail_msg("CIDR \"%s\" refused: %s", text, err);
+    return c;
+}
+
+/* Accepted ranges, their canonical text, and parse(format(c)) == c. */
+static void test_cidr_parse(void **state)
+{
+    static const struct {
+        const char *text, *formatted;
+        int family;
+        unsigned bits;
+    } cases[] = {
+        { "10.0.0.0/8", "10.0.0.0/8", AF_INET, 8 },
+        { "0.0.0.0/0", "0.0.0.0/0", AF_INET, 0 },
+        { "192.0.2.1", "192.0.2.1/32", AF_INET, 32 },
+        { "192.0.2.1/32", "192.0.2.1/32", AF_INET, 32 },
+        { "10.128.0.0/9", "10.128.0.0/9", AF_INET, 9 },
+        { "2001:db8::/32", "2001:db8::/32", AF_INET6, 32 },
+        { "2001:DB8::/32", "2001:db8::/32", AF_INET6, 32 },
+        { "::/0", "::/0", AF_INET6, 0 },
+        { "::1", "::1/128", AF_INET6, 128 },
+        { "::1/128", "::1/128", AF_INET6, 128 },
+        { "2001:db8:8000::/33", "2001:db8:8000::/33", AF_INET6, 33 },
+        { "10.0.0.0/008", "10.0.0.0/8", AF_INET, 8 },
+        /* ::ffff:0:0/95 reaches past the v4-mapped block */
+        { "::fffe:0:0/95", "::fffe:0:0/95", AF_INET6, 95 },
+    };
+    static const uint8_t net8[16] = { 10 };
+    char buf[64];
+
+    (void)state;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct cidr c = cidr_ok(cases[i].text), again;
+
+        assert_int_equal(c.family, cases[i].family);
+        assert_int_equal(c.bits, cases[i].bits);
+        cidr_format(&c, buf, sizeof buf);
+        assert_string_equal(buf, cases[i].formatted);
+        again = cidr_ok(buf);
+        assert_memory_equal(&again, &c, sizeof c);
+    }
+    assert_memory_equal(cidr_ok("10.0.0.0/8").net, net8, 16);
+}
+
+/* Every refusal, with its message, leaving *out untouched. */
+static void test_cidr_errors(void **state)
+{
+    static const struct {
+        const char *text, *msg;
+    } cases[] = {
+        { "", "empty CIDR; expected an address or a range like 10.0.0.0/8" },
+        { "junk", "expected an address or a range like 10.0.0.0/8 or 2001:db8::/32, got \"junk\"" },
+        { "/8", "expected an address or a range like 10.0.0.0/8 or 2001:db8::/32, got \"/8\"" },
+        { "10.0.0/8", "expected an address or a range like 10.0.0.0/8 or 2001:db8::/32, got \"10.0.0/8\"" },
+        { "010.0.0.0/8", "expected an address or a range like 10.0.0.0/8 or 2001:db8::/32, got \"010.0.0.0/8\"" },
+        { "[::1]/128", "expected an address or a range like 10.0.0.0/8 or 2001:db8::/32, got \"[::1]/128\"" },
+        { " 10.0.0.0/8", "expected an address or a range like 10.0.0.0/8 or 2001:db8::/32, got \" 10.0.0.0/8\"" },
+        /* its first 45 bytes would be a valid address */
+        { "0000:0000:0000:0000:0000:0000:192.168.100.2000/128",
+          "expected an address or a range like 10.0.0.0/8 or 2001:db8::/32, "
+          "got \"0000:0000:0000:0000:0000:0000:192.168.100.2000/128\"" },
+        { "10.0.0.1/8", "host bits set in 10.0.0.1/8: did you mean 10.0.0.0/8?" },
+        { "10.255.0.0/9", "host bits set in 10.255.0.0/9: did you mean 10.128.0.0/9?" },
+        { "192.0.2.1/0", "host bits set in 192.0.2.1/0: did you mean 0.0.0.0/0?" },
+        { "2001:db8::1/32", "host bits set in 2001:db8::1/32: did you mean 2001:db8::/32?" },
+        { "10.0.0.0/33", "prefix \"/33\" out of range 0-32" },
+        { "::/129", "prefix \"/129\" out of range 0-128" },
+        { "10.0.0.0/99999999999", "prefix \"/99999999999\" out of range 0-32" },
+        { "10.0.0.0/", "missing prefix after '/' in \"10.0.0.0/\"" },
+        { "10.0.0.0/8x", "invalid prefix \"/8x\" in \"10.0.0.0/8x\"; expected /0-32" },
+        { "10.0.0.0/-1", "invalid prefix \"/-1\" in \"10.0.0.0/-1\"; expected /0-32" },
+        { "10.0.0.0/+8", "invalid prefix \"/+8\" in \"10.0.0.0/+8\"; expected /0-32" },
+        { "10.0.0.0/ 8", "invalid prefix \"/ 8\" in \"10.0.0.0/ 8\"; expected /0-32" },
+        { "10.0.0.0/8/8", "invalid prefix \"/8/8\" in \"10.0.0.0/8/8\"; expected /0-32" },
+        { "::/64 ", "invalid prefix \"/64 \" in \"::/64 \"; expected /0-128" },
+        { "::ffff:10.0.0.0/104",
+          "::ffff:10.0.0.0/104 is a v4-mapped range, which matches no client; write it as 10.0.0.0/8" },
+        { "::ffff:192.0.2.1",
+          "::ffff:192.0.2.1 is a v4-mapped range, which matches no client; write it as 192.0.2.1/32" },
+        { "::ffff:0:0/96",
+          "::ffff:0:0/96 is a v4-mapped range, which matches no client; write it as 0.0.0.0/0" },
+    };
+    struct cidr c, before;
+    char err[256];
+
+    (void)state;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        memset(&c, 0x5a, sizeof c);
+        before = c;
+        err[0] = '\0';
+        if (cidr_parse(cases[i].text, &c, err, sizeof err) != -1)
+            fail_msg("CIDR \"%s\" accepted", cases[i].text);
+        assert_string_equal(err, cases[i].msg);
+        assert_memory_equal(&c, &before, sizeof c);
+    }
+    assert_int_equal(cidr_parse(NULL, &c, err, sizeof err), -1);
+    assert_string_equal(err, cases[0].msg);
+}
+
+/* Match tables: v4, v6, v4-mapped, /0, odd prefixes, host ranges, Unix. */
+static void test_cidr_match(void **state)
+{
+    static const struct {
+        const char *cidr, *addr; /* addr as addr_parse takes it */
+        bool match;
+    } cases[] = {
+        { "10.0.0.0/8", "10.0.0.1:1", true },
+        { "10.0.0.0/8", "10.255.255.255:1", true },
+        { "10.0.0.0/8", "10.0.0.0:1", true },
+        { "10.0.0.0/8", "11.0.0.0:1", false },
+        { "10.0.0.0/8", "9.255.255.255:1", false },
+        { "10.0.0.0/8", "[::ffff:10.1.2.3]:1", true },
+        { "10.0.0.0/8", "[::ffff:11.1.2.3]:1", false },
+        { "10.0.0.0/8", "[::a00:1]:1", false }, /* v4-compatible, not mapped */
+        { "10.0.0.0/8", "[a00::]:1", false },
+        { "10.0.0.0/8", "unix:/run/echo.sock", false },
+        { "10.128.0.0/9", "10.128.0.1:1", true },
+        { "10.128.0.0/9", "10.255.255.255:1", true },
+        { "10.128.0.0/9", "10.127.255.255:1", false },
+        { "0.0.0.0/0", "0.0.0.0:1", true },
+        { "0.0.0.0/0", "255.255.255.255:1", true },
+        { "0.0.0.0/0", "[::ffff:1.2.3.4]:1", true },
+        { "0.0.0.0/0", "[::1]:1", false },
+        { "0.0.0.0/0", "[::]:1", false },
+        { "0.0.0.0/0", "unix:/run/echo.sock", false },
+        { "192.0.2.1/32", "192.0.2.1:1", true },
+        { "192.0.2.1", "192.0.2.1:65535", true },
+        { "192.0.2.1/32", "192.0.2.2:1", false },
+        { "192.0.2.1/32", "192.0.2.0:1", false },
+        { "192.0.2.1/32", "[::ffff:192.0.2.1]:1", true },
+        { "2001:db8::/32", "[2001:db8::1]:1", true },
+        { "2001:db8::/32", "[2001:db8:ffff:ffff:ffff:ffff:ffff:ffff]:1", true },
+        { "2001:db8::/32", "[2001:db9::]:1", false },
+        { "2001:db8::/32", "[2001:db7:ffff::]:1", false },
+        { "2001:db8::/32", "32.1.13.184:1", false }, /* the same leading bytes */
+        { "2001:db8:8000::/33", "[2001:db8:8000::1]:1", true },
+        { "2001:db8:8000::/33", "[2001:db8:7fff::1]:1", false },
+        { "::/0", "[::1]:1", true },
+        { "::/0", "[ffff::]:1", true },
+        { "::/0", "[::ffff:1.2.3.4]:1", false },
+        { "::/0", "1.2.3.4:1", false },
+        { "::/0", "unix:/run/echo.sock", false },
+        { "::1/128", "[::1]:1", true },
+        { "::1", "[::1]:7", true },
+        { "::1/128", "[::2]:1", false },
+        { "::1/128", "[::]:1", false },
+        { "::1/128", "127.0.0.1:1", false },
+    };
+
+    (void)state;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct cidr c = cidr_ok(cases[i].cidr);
+        addr_t a = parse_one(cases[i].addr, ADDR_UPSTREAM);
+
+        if (cidr_match(&c, &a) != cases[i].match)
+            fail_msg("%s in %s: expected %s", cases[i].addr, cases[i].cidr,
+                     cases[i].match ? "a match" : "no match");
+    }
+}
+
+/* cidr_format cuts to len and writes nothing into 0 bytes. */
+static void test_cidr_format_small(void **state)
+{
+    struct cidr c = cidr_ok("10.0.0.0/8");
+    char buf[5];
+
+    (void)state;
+    memset(buf, 'x', sizeof buf);
+    cidr_format(&c, buf, sizeof buf);
+    assert_string_equal(buf, "10.0");
+    buf[0] = 'x';
+    cidr_format(&c, buf, 0);
+    assert_int_equal(buf[0], 'x');
+}
+
+/* ---- fuzzing seeds --------------------------------------------------- */
+
+/* The size of the fuzzing seed `name` of tests/fuzz-corpus/`corpus`, read
+ * into buf (NUL-terminated); the directory is under $top_srcdir, else ".". */
+static size_t read_seed(const char *corpus, const char *name, char *buf,
+                        size_t size)
+{
+    const char *top = getenv("top_srcdir");
+    char path[PATH_MAX];
+    FILE *f;
+    size_t n;
+
+    snprintf(path, sizeof path, "%s/tests/fuzz-corpus/%s/%s",
+             top != NULL && top[0] != '\0' ? top : ".", corpus, name);
+    f = fopen(path, "rb");
+    if (f == NULL)
+        fail_msg("%s: %s", path, strerror(errno));
+    n = fread(buf, 1, size - 1, f);
+    assert_true(feof(f));
+    fclose(f);
+    buf[n] = '\0';
+    return n;
+}
+
+/* Opens tests/fuzz-corpus/`corpus` under $top_srcdir, else ".". */
+static DIR *open_corpus(const char *corpus)
+{
+    const char *top = getenv("top_srcdir");
+    char path[PATH_MAX];
+    DIR *d;
+
+    snprintf(path, sizeof path, "%s/tests/fuzz-corpus/%s",
+             top != NULL && top[0] != '\0' ? top : ".", corpus);
+    d = opendir(path);
+    if (d == NULL)
+        fail_msg("%s: %s", path, strerror(errno));
+    return d;
+}
+
+/* The seeds say what they are: *-addr-* are listen addresses (numeric, so
+ * no resolver is involved), *-cidr-* are ranges; valid-* are accepted,
+ * invalid-* refused. */
+static void test_fuzz_seeds(void **state)
+{
+    DIR *d = open_corpus("addr");
+    size_t valid = 0, invalid = 0;
+    struct dirent *e;
+
+    (void)state;
+    while ((e = readdir(d)) != NULL) {
+        bool want_valid = strncmp(e->d_name, "valid-", 6) == 0;
+        const char *kind = e->d_name + (want_valid ? 6 : 8);
+        char text[512], err[512] = "";
+        addr_t out[2];
+        struct cidr c;
+        size_t n;
+        int rc;
+
+        if (!want_valid && strncmp(e->d_name, "invalid-", 8) != 0)
+            continue;
+        read_seed("addr", e->d_name, text, sizeof text);
+        if (strncmp(kind, "addr-", 5) == 0) {
+            rc = addr_parse(text, ADDR_LISTEN, out, 2, &n, err, sizeof err);
+        } else {
+            assert_memory_equal(kind, "cidr-", 5);
+            rc = cidr_parse(text, &c, err, sizeof err);
+        }
+        if (want_valid ? rc != 0 : rc != -1)
+            fail_msg("%s: %s", e->d_name, want_valid ? err : "accepted");
+        *(want_valid ? &valid : &invalid) += 1;
+    }
+    closedir(d);
+    assert_true(valid >= 6);
+    assert_true(invalid >= 8);
+}
+
+/* Runs every test of this file. */
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_v4),
+        cmocka_unit_test(test_v4_errors),
+        cmocka_unit_test(test_ports),
+        cmocka_unit_test(test_v6),
+        cmocka_unit_test(test_v6_scope),
+        cmocka_unit_test(test_v6_errors),
+        cmocka_unit_test(test_wildcard),
+        cmocka_unit_test(test_unix),
+        cmocka_unit_test(test_host_names),
+        cmocka_unit_test(test_host_name_too_long),
+        cmocka_unit_test(test_error_truncation),
+        cmocka_unit_test(test_format),
+        cmocka_unit_test(test_equal),
+        cmocka_unit_test(test_overlaps),
+        cmocka_unit_test(test_source_key),
+        cmocka_unit_test(test_cidr_parse),
+        cmocka_unit_test(test_cidr_errors),
+        cmocka_unit_test(test_cidr_match),
+        cmocka_unit_test(test_cidr_format_small),
+        cmocka_unit_test(test_fuzz_seeds),
+    };
+
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

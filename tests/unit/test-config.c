@@ -1,0 +1,954 @@
+/* The configuration loader: the shipped file, every default, and the exact
+ * message of each kind of mistake. */
+#ifdef HAVE_CONFIG_H
+#include "autoconf.h"
+#endif
+
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
+#include <limits.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <syslog.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "config.h"
+
+/* A minimal valid listener, for tests about other settings. */
+#define LISTENER "listeners = ( { name = \"a\"; listen = [ \"127.0.0.1:0\" ]; } );\n"
+
+static char dir[200];
+static char path[220]; /* dir/t.conf, where each test writes */
+static char err[2048];
+
+/* Creates the directory the test files are written into. */
+static int make_dir(void **state)
+{
+    (void)state;
+    const char *tmp = getenv("TMPDIR");
+    snprintf(dir, sizeof dir, "%s/test-config.XXXXXX",
+             tmp != NULL && tmp[0] != '\0' ? tmp : "/tmp");
+    if (mkdtemp(dir) == NULL)
+        return -1;
+    snprintf(path, sizeof path, "%s/t.conf", dir);
+    return 0;
+}
+
+/* Removes the test file and its directory. */
+static int remove_dir(void **state)
+{
+    (void)state;
+    unlink(path);
+    return rmdir(dir);
+}
+
+/* Writes len bytes of text into the test file. */
+static void write_bytes(const char *text, size_t len)
+{
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    assert_int_equal(fwrite(text, 1, len, f), len);
+    assert_int_equal(fclose(f), 0);
+}
+
+/* Writes text into the test file and loads it. */
+static struct config *load(const char *text)
+{
+    write_bytes(text, strlen(text));
+    strcpy(err, "(untouched)");
+    return config_load(path, err, sizeof err);
+}
+
+/* Loads text, which must be valid. */
+static struct config *load_ok(const char *text)
+{
+    struct config *cfg = load(text);
+    if (cfg == NULL)
+        fail_msg("refused: %s\n--- file:\n%s", err, text);
+    return cfg;
+}
+
+/* Asserts that text is refused with exactly the message path + rest. */
+static void refused(const char *text, const char *rest)
+{
+    char expected[sizeof err];
+    struct config *cfg = load(text);
+
+    snprintf(expected, sizeof expected, "%s%s", path, rest);
+    if (cfg != NULL) {
+        config_free(cfg);
+        fail_msg("accepted, expected: %s\n--- file:\n%s", expected, text);
+    }
+    assert_string_equal(err, expected);
+}
+
+/* Asserts that text is refused with a message that starts with path +
+ * start and contains part. */
+static void refused_with(const char *text, const char *start, const char *part)
+{
+    char expected[sizeof err];
+    struct config *cfg = load(text);
+
+    snprintf(expected, sizeof expected, "%s%s", path, start);
+    if (cfg != NULL) {
+        config_free(cfg);
+        fail_msg("accepted, expected: %s...%s\n--- file:\n%s", expected, part,
+                 text);
+    }
+    if (strncmp(err, expected, strlen(expected)) != 0 || strstr(err, part) == NULL)
+        fail_msg("got:      %s\nexpected: %s...%s...", err, expected, part);
+}
+
+/* The listener file with one more setting for listener "a" (line 1). */
+static const char *with_listener_setting(char *buf, size_t len,
+                                         const char *setting)
+{
+    snprintf(buf, len,
+             "listeners = ( { name = \"a\"; listen = [ \"127.0.0.1:0\" ]; %s } );\n",
+             setting);
+    return buf;
+}
+
+/* The listener file with one more setting for the proxy listener "p". */
+static const char *with_proxy_setting(char *buf, size_t len, const char *setting)
+{
+    snprintf(buf, len,
+             "listeners = ( { name = \"p\"; listen = [ \"127.0.0.1:0\" ];\n"
+             "  mode = \"proxy\"; upstreams = [ \"127.0.0.1:6379\" ];\n"
+             "  %s\n"
+             "} );\n",
+             setting);
+    return buf;
+}
+
+/* ---- files that load ------------------------------------------------------ */
+
+static void shipped_file_loads(void **state)
+{
+    (void)state;
+    const char *top = getenv("top_srcdir");
+    char shipped[PATH_MAX];
+    snprintf(shipped, sizeof shipped, "%s/conf/mio-echod.conf",
+             top != NULL && top[0] != '\0' ? top : ".");
+
+    struct config *cfg = config_load(shipped, err, sizeof err);
+    if (cfg == NULL)
+        fail_msg("%s", err);
+    assert_string_equal(cfg->path, shipped);
+    assert_int_equal(cfg->workers, 0);
+    assert_int_equal(cfg->max_connections, 10000);
+    assert_int_equal(cfg->shutdown_timeout_ms, 10000);
+    assert_string_equal(cfg->user, "");
+    assert_string_equal(cfg->pidfile, "");
+    assert_int_equal(cfg->log_target, LOG_TARGET_AUTO);
+    assert_int_equal(cfg->log_level, LOG_INFO);
+    assert_true(cfg->log_access);
+    assert_int_equal(cfg->nlisteners, 1);
+
+    const struct listener_config *l = &cfg->listeners[0];
+    assert_string_equal(l->name, "echo");
+    assert_int_equal(l->nlisten, 2);
+    assert_string_equal(l->listen[0].text, "127.0.0.1:7007");
+    assert_int_equal(l->listen[0].addr.u.sa.sa_family, AF_INET);
+    assert_int_equal(ntohs(l->listen[0].addr.u.in.sin_port), 7007);
+    assert_string_equal(l->listen[1].text, "[::1]:7007");
+    assert_int_equal(l->listen[1].addr.u.sa.sa_family, AF_INET6);
+    assert_int_equal(l->mode, MODE_ECHO);
+    assert_int_equal(l->buffer_size, 16384);
+    assert_int_equal(l->idle_timeout_ms, 300000);
+    assert_int_equal(l->max_connections, 0);
+    assert_int_equal(l->max_per_source, 0);
+    assert_int_equal(l->nallow, 0);
+    assert_int_equal(l->ndeny, 0);
+    assert_false(l->accept_proxy);
+    assert_int_equal(l->nupstreams, 0);
+    config_free(cfg);
+}
+
+/* Every setting is shown in the shipped file (the proxy ones commented
+ * out), as "key =". */
+static void shipped_file_shows_every_setting(void **state)
+{
+    (void)state;
+    const char *top = getenv("top_srcdir");
+    char shipped[PATH_MAX], text[32768], want[64];
+    snprintf(shipped, sizeof shipped, "%s/conf/mio-echod.conf",
+             top != NULL && top[0] != '\0' ? top : ".");
+    FILE *f = fopen(shipped, "r");
+    assert_non_null(f);
+    size_t n = fread(text, 1, sizeof text - 1, f);
+    fclose(f);
+    text[n] = '\0';
+
+    for (size_t i = 0; config_known_keys[i] != NULL; i++) {
+        const char *key = strrchr(config_known_keys[i], '.');
+        key = key != NULL ? key + 1 : config_known_keys[i];
+        snprintf(want, sizeof want, " %s = ", key);
+        if (strstr(text, want) == NULL) {
+            want[0] = '\n';
+            if (strstr(text, want) == NULL)
+                fail_msg("%s does not show %s", shipped, config_known_keys[i]);
+        }
+    }
+}
+
+static void defaults(void **state)
+{
+    (void)state;
+    struct config *cfg = load_ok(LISTENER);
+    assert_string_equal(cfg->path, path);
+    assert_int_equal(cfg->workers, 0);
+    assert_int_equal(cfg->max_connections, 10000);
+    assert_int_equal(cfg->shutdown_timeout_ms, 10000);
+    assert_string_equal(cfg->user, "");
+    assert_string_equal(cfg->pidfile, "");
+    assert_int_equal(cfg->log_target, LOG_TARGET_AUTO);
+    assert_int_equal(cfg->log_level, LOG_INFO);
+    assert_true(cfg->log_access);
+    assert_int_equal(cfg->nlisteners, 1);
+    const struct listener_config *l = &cfg->listeners[0];
+    assert_string_equal(l->name, "a");
+    assert_int_equal(l->line, 1);
+    assert_int_equal(l->nlisten, 1);
+    assert_int_equal(l->mode, MODE_ECHO);
+    assert_int_equal(l->buffer_size, 16384);
+    assert_int_equal(l->idle_timeout_ms, 300000);
+    assert_int_equal(l->max_connections, 0);
+    assert_int_equal(l->max_per_source, 0);
+    assert_int_equal(l->nallow, 0);
+    assert_null(l->allow);
+    assert_int_equal(l->ndeny, 0);
+    assert_null(l->deny);
+    assert_false(l->accept_proxy);
+    assert_int_equal(l->nupstreams, 0);
+    assert_null(l->upstreams);
+    config_free(cfg);
+
+    /* An empty log group keeps the log defaults too. */
+    cfg = load_ok("log = { };\n" LISTENER);
+    assert_int_equal(cfg->log_target, LOG_TARGET_AUTO);
+    assert_int_equal(cfg->log_level, LOG_INFO);
+    assert_true(cfg->log_access);
+    config_free(cfg);
+}
+
+static void proxy_defaults(void **state)
+{
+    (void)state;
+    char buf[512];
+    struct config *cfg = load_ok(with_proxy_setting(buf, sizeof buf, ""));
+    const struct listener_config *l = &cfg->listeners[0];
+    assert_int_equal(l->mode, MODE_PROXY);
+    assert_int_equal(l->nupstreams, 1);
+    assert_string_equal(l->upstreams[0].text, "127.0.0.1:6379");
+    assert_int_equal(ntohs(l->upstreams[0].addr.u.in.sin_port), 6379);
+    assert_int_equal(l->balance, BALANCE_ROUND_ROBIN);
+    assert_int_equal(l->connect_timeout_ms, 3000);
+    assert_int_equal(l->retries, 2);
+    assert_int_equal(l->fail_timeout_ms, 10000);
+    assert_int_equal(l->send_proxy, SEND_PROXY_NONE);
+    assert_false(l->accept_proxy);
+    assert_int_equal(l->buffer_size, 16384);
+    config_free(cfg);
+}
+
+/* The issue's own example, with every setting away from its default. */
+static void every_setting(void **state)
+{
+    (void)state;
+    struct config *cfg = load_ok(
+        "workers = 4;\n"
+        "max_connections = 20000;\n"
+        "shutdown_timeout = 2.5;\n"
+        "user = \"nobody\";\n"
+        "pidfile = \"/run/mio-echod.pid\";\n"
+        "log = { target = \"syslog\"; level = \"debug\"; access = false; };\n"
+        "listeners = (\n"
+        "  { name = \"echo\";\n"
+        "    listen = [ \"127.0.0.1:7007\", \"[::1]:7007\", \"unix:/run/echo.sock\" ];\n"
+        "    mode = \"echo\";\n"
+        "    buffer_size = 1024;\n"
+        "    idle_timeout = 0;\n"
+        "    max_connections = 100;\n"
+        "    max_per_source = 5;\n"
+        "    allow = [ \"10.0.0.0/8\", \"2001:db8::/32\" ]; deny = ( \"10.1.2.3\" );\n"
+        "    accept_proxy = true;\n"
+        "  },\n"
+        "  { name = \"relay.2-x_y\"; listen = [ \"*:7008\" ]; mode = \"proxy\";\n"
+        "    upstreams = [ \"127.0.0.1:6379\", \"[::1]:6380\" ];\n"
+        "    balance = \"least-connections\";\n"
+        "    connect_timeout = 0.0001; retries = 0;\n"
+        "    fail_timeout = 1.1;\n"
+        "    send_proxy = \"v2\";\n"
+        "    buffer_size = 16777216L;\n"
+        "    idle_timeout = 604800;\n"
+        "  }\n"
+        ");\n");
+    assert_int_equal(cfg->workers, 4);
+    assert_int_equal(cfg->max_connections, 20000);
+    assert_int_equal(cfg->shutdown_timeout_ms, 2500);
+    assert_string_equal(cfg->user, "nobody");
+    assert_string_equal(cfg->pidfile, "/run/mio-echod.pid");
+    assert_int_equal(cfg->log_target, LOG_TARGET_SYSLOG);
+    assert_int_equal(cfg->log_level, LOG_DEBUG);
+    assert_false(cfg->log_access);
+    assert_int_equal(cfg->nlisteners, 2);
+
+    const struct listener_config *e = &cfg->listeners[0];
+    assert_string_equal(e->name, "echo");
+    assert_int_equal(e->line, 8);
+    assert_int_equal(e->nlisten, 3);
+    assert_string_equal(e->listen[2].text, "unix:/run/echo.sock");
+    assert_int_equal(e->listen[2].addr.u.sa.sa_family, AF_UNIX);
+    assert_int_equal(e->buffer_size, 1024);
+    assert_int_equal(e->idle_timeout_ms, 0);
+    assert_int_equal(e->max_connections, 100);
+    assert_int_equal(e->max_per_source, 5);
+    assert_int_equal(e->nallow, 2);
+    assert_int_equal(e->allow[0].family, AF_INET);
+    assert_int_equal(e->allow[0].bits, 8);
+    assert_int_equal(e->allow[1].family, AF_INET6);
+    assert_int_equal(e->allow[1].bits, 32);
+    assert_int_equal(e->ndeny, 1);
+    assert_int_equal(e->deny[0].bits, 32);
+    assert_true(e->accept_proxy);
+
+    const struct listener_config *r = &cfg->listeners[1];
+    assert_string_equal(r->name, "relay.2-x_y");
+    assert_int_equal(r->line, 18);
+    /* "*:port" stands for both wildcards, each with the text as written. */
+    assert_int_equal(r->nlisten, 2);
+    assert_string_equal(r->listen[0].text, "*:7008");
+    assert_string_equal(r->listen[1].text, "*:7008");
+    assert_int_equal(r->listen[0].addr.u.sa.sa_family, AF_INET);
+    assert_int_equal(r->listen[1].addr.u.sa.sa_family, AF_INET6);
+    assert_int_equal(r->mode, MODE_PROXY);
+    assert_int_equal(r->nupstreams, 2);
+    assert_string_equal(r->upstreams[1].text, "[::1]:6380");
+    assert_int_equal(r->balance, BALANCE_LEAST_CONNECTIONS);
+    assert_int_equal(r->connect_timeout_ms, 1); /* 0.1 ms, rounded up */
+    assert_int_equal(r->retries, 0);
+    assert_int_equal(r->fail_timeout_ms, 1100); /* not 1101 */
+    assert_int_equal(r->send_proxy, SEND_PROXY_V2);
+    assert_int_equal(r->buffer_size, 16777216);
+    assert_int_equal(r->idle_timeout_ms, 604800000);
+    config_free(cfg);
+}
+
+static void log_levels_and_choices(void **state)
+{
+    (void)state;
+    static const struct { const char *name; int level; } levels[] = {
+        { "error", LOG_ERR }, { "warning", LOG_WARNING },
+        { "notice", LOG_NOTICE }, { "info", LOG_INFO }, { "debug", LOG_DEBUG },
+    };
+    char buf[512];
+    for (size_t i = 0; i < sizeof levels / sizeof levels[0]; i++) {
+        snprintf(buf, sizeof buf, "log = { level = \"%s\"; };\n" LISTENER,
+                 levels[i].name);
+        struct config *cfg = load_ok(buf);
+        assert_int_equal(cfg->log_level, levels[i].level);
+        config_free(cfg);
+    }
+    struct config *cfg = load_ok("log = { target = \"stderr\"; };\n" LISTENER);
+    assert_int_equal(cfg->log_target, LOG_TARGET_STDERR);
+    config_free(cfg);
+
+    static const struct { const char *text; int value; } balances[] = {
+        { "balance = \"round-robin\";", BALANCE_ROUND_ROBIN },
+        { "balance = \"least-connections\";", BALANCE_LEAST_CONNECTIONS },
+        { "balance = \"source-hash\";", BALANCE_SOURCE_HASH },
+    };
+    for (size_t i = 0; i < 3; i++) {
+        cfg = load_ok(with_proxy_setting(buf, sizeof buf, balances[i].text));
+        assert_int_equal(cfg->listeners[0].balance, balances[i].value);
+        config_free(cfg);
+    }
+    static const struct { const char *text; int value; } sends[] = {
+        { "send_proxy = \"none\";", SEND_PROXY_NONE },
+        { "send_proxy = \"v1\";", SEND_PROXY_V1 },
+        { "send_proxy = \"v2\";", SEND_PROXY_V2 },
+    };
+    for (size_t i = 0; i < 3; i++) {
+        cfg = load_ok(with_proxy_setting(buf, sizeof buf, sends[i].text));
+        assert_int_equal(cfg->listeners[0].send_proxy, sends[i].value);
+        config_free(cfg);
+    }
+}
+
+/* The ends of each range are accepted; seconds take integers and floats. */
+static void range_ends_accepted(void **state)
+{
+    (void)state;
+    struct config *cfg = load_ok("workers = 256; max_connections = 1000000;\n"
+                                 "shutdown_timeout = 3600;\n" LISTENER);
+    assert_int_equal(cfg->workers, 256);
+    assert_int_equal(cfg->max_connections, 1000000);
+    assert_int_equal(cfg->shutdown_timeout_ms, 3600000);
+    config_free(cfg);
+
+    cfg = load_ok("max_connections = 0; shutdown_timeout = 0.0;\n" LISTENER);
+    assert_int_equal(cfg->max_connections, 0);
+    assert_int_equal(cfg->shutdown_timeout_ms, 0);
+    config_free(cfg);
+
+    char buf[512];
+    cfg = load_ok(with_listener_setting(buf, sizeof buf,
+        "max_connections = 1000000; max_per_source = 1000000; idle_timeout = 604800.0;"));
+    assert_int_equal(cfg->listeners[0].max_connections, 1000000);
+    assert_int_equal(cfg->listeners[0].max_per_source, 1000000);
+    assert_int_equal(cfg->listeners[0].idle_timeout_ms, 604800000);
+    config_free(cfg);
+
+    cfg = load_ok(with_proxy_setting(buf, sizeof buf,
+        "connect_timeout = 3600; retries = 100; fail_timeout = 0;"));
+    assert_int_equal(cfg->listeners[0].connect_timeout_ms, 3600000);
+    assert_int_equal(cfg->listeners[0].retries, 100);
+    assert_int_equal(cfg->listeners[0].fail_timeout_ms, 0);
+    config_free(cfg);
+
+    /* Rounded up to whole milliseconds, never down to 0. */
+    cfg = load_ok("shutdown_timeout = 0.0015;\n" LISTENER);
+    assert_int_equal(cfg->shutdown_timeout_ms, 2);
+    config_free(cfg);
+    cfg = load_ok("shutdown_timeout = 1e-9;\n" LISTENER);
+    assert_int_equal(cfg->shutdown_timeout_ms, 1);
+    config_free(cfg);
+}
+
+/* Port 0 asks the kernel for a free port: it is never a clash. */
+static void port_zero_twice(void **state)
+{
+    (void)state;
+    struct config *cfg = load_ok(
+        "listeners = ( { name = \"a\"; listen = [ \"127.0.0.1:0\", \"127.0.0.1:0\" ]; },\n"
+        "              { name = \"b\"; listen = [ \"*:0\" ]; } );\n");
+    assert_int_equal(cfg->listeners[0].nlisten, 2);
+    assert_int_equal(cfg->listeners[1].nlisten, 2);
+    config_free(cfg);
+}
+
+/* The fuzzing seeds say what they are: valid-* load, invalid-* are refused. */
+static void fuzz_seeds(void **state)
+{
+    (void)state;
+    const char *top = getenv("top_srcdir");
+    char seeds[PATH_MAX], file[PATH_MAX + 256];
+    snprintf(seeds, sizeof seeds, "%s/tests/fuzz-corpus/config",
+             top != NULL && top[0] != '\0' ? top : ".");
+    DIR *d = opendir(seeds);
+    if (d == NULL)
+        fail_msg("%s: %s", seeds, strerror(errno));
+    size_t valid = 0, invalid = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        bool want_valid = strncmp(e->d_name, "valid-", 6) == 0;
+        if (!want_valid && strncmp(e->d_name, "invalid-", 8) != 0)
+            continue;
+        snprintf(file, sizeof file, "%s/%s", seeds, e->d_name);
+        struct config *cfg = config_load(file, err, sizeof err);
+        if (want_valid && cfg == NULL)
+            fail_msg("%s", err);
+        if (!want_valid && cfg != NULL)
+            fail_msg("%s: accepted", file);
+        config_free(cfg);
+        *(want_valid ? &valid : &invalid) += 1;
+    }
+    closedir(d);
+    assert_true(valid >= 3);
+    assert_true(invalid >= 10);
+}
+
+/* ---- files that are refused ---------------------------------------------- */
+
+static void missing_file(void **state)
+{
+    (void)state;
+    char missing[256], expected[512];
+    snprintf(missing, sizeof missing, "%s/none.conf", dir);
+    snprintf(expected, sizeof expected,
+             "%s: cannot read: No such file or directory", missing);
+    assert_null(config_load(missing, err, sizeof err));
+    assert_string_equal(err, expected);
+
+    snprintf(expected, sizeof expected, "%s: cannot read: Is a directory", dir);
+    assert_null(config_load(dir, err, sizeof err));
+    assert_string_equal(err, expected);
+}
+
+static void syntax_errors(void **state)
+{
+    (void)state;
+    refused("workers = 1;\nmax_connections = ;\n", ":2: syntax error");
+    refused("workers = 1;\n\nworkers = 2;\n",
+            ":3: syntax error: duplicate setting name");
+    refused("workers = 1;\nlog = {\n  target = \"auto\"\n  level = ;\n};\n",
+            ":4: syntax error");
+    refused("workers = 1;\nlog = { target = \"auto\";\n", ":3: syntax error");
+    refused("workers = 1;\nlisteners = [ 1, \"a\" ];\n",
+            ":2: syntax error: mismatched element type in array");
+    write_bytes("workers = 1;\n\nuser = \"a\0b\";\n" LISTENER,
+                sizeof("workers = 1;\n\nuser = \"a\0b\";\n" LISTENER) - 1);
+    assert_null(config_load(path, err, sizeof err));
+    char expected[512];
+    snprintf(expected, sizeof expected, "%s:3: syntax error: NUL byte", path);
+    assert_string_equal(err, expected);
+    refused("workers = 1;\n@include \"other.conf\"\n",
+            ":2: @include is not supported: the configuration is one file");
+    /* libconfig 1.5 cannot number lines past 65535. */
+    size_t big = 65535 + sizeof LISTENER;
+    char *text = malloc(big);
+    assert_non_null(text);
+    memset(text, '\n', 65535);
+    memcpy(text + 65535, LISTENER, sizeof LISTENER);
+    refused(text, ": more than 65535 lines, past what libconfig can number");
+    text[65534] = ' ';
+    struct config *last = load_ok(text);
+    assert_int_equal(last->listeners[0].line, 65535);
+    config_free(last);
+    free(text);
+    /* Comments and strings hide what looks like an include or a number. */
+    struct config *cfg = load_ok("# @include \"x\"\n/* 99999999999 */\n"
+                                 "user = \"@include 99999999999\"; // 99999999999\n"
+                                 LISTENER);
+    assert_string_equal(cfg->user, "@include 99999999999");
+    config_free(cfg);
+}
+
+static void unknown_settings(void **state)
+{
+    (void)state;
+    char buf[512];
+    refused("wokers = 2;\n" LISTENER,
+            ":1: wokers: unknown setting (did you mean \"workers\"?)");
+    refused("workers = 2;\ncolour = true;\n" LISTENER,
+            ":2: colour: unknown setting (known: workers, max_connections, "
+            "shutdown_timeout, user, pidfile, log, listeners)");
+    refused("log = {\n  target = \"auto\";\n  levle = \"info\";\n};\n" LISTENER,
+            ":3: log.levle: unknown setting (did you mean \"level\"?)");
+    refused("log = { file = \"x\"; };\n" LISTENER,
+            ":1: log.file: unknown setting (known: target, level, access)");
+    refused(with_proxy_setting(buf, sizeof buf, "balanse = \"source-hash\";"),
+            ":3: listeners.p.balanse: unknown setting (did you mean \"balance\"?)");
+    refused_with(with_listener_setting(buf, sizeof buf, "port = 7;"),
+                 ":1: listeners.a.port: unknown setting (known: name, listen, mode, ",
+                 ", send_proxy)");
+    /* Before the name is known, the listener goes by its index. */
+    refused("listeners = ( { name = \"a\"; listen = [ \"127.0.0.1:0\" ]; },\n"
+            "  { nmae = \"b\"; listen = [ \"127.0.0.1:0\" ]; } );\n",
+            ":2: listeners.[1].nmae: unknown setting (did you mean \"name\"?)");
+}
+
+static void wrong_types(void **state)
+{
+    (void)state;
+    char buf[512];
+    refused("workers = \"4\";\n" LISTENER,
+            ":1: workers: expected an integer, got \"4\"");
+    refused("workers = 2.0;\n" LISTENER, ":1: workers: expected an integer, got 2.0");
+    refused("max_connections = 1.5;\n" LISTENER,
+            ":1: max_connections: expected an integer, got 1.5");
+    refused("shutdown_timeout = \"10s\";\n" LISTENER,
+            ":1: shutdown_timeout: expected a number of seconds, got \"10s\"");
+    refused("shutdown_timeout = true;\n" LISTENER,
+            ":1: shutdown_timeout: expected a number of seconds, got true");
+    refused("user = 0;\n" LISTENER, ":1: user: expected a string, got 0");
+    refused("pidfile = [ \"/run/x\" ];\n" LISTENER,
+            ":1: pidfile: expected a string, got an array [ ... ]");
+    refused("log = { access = \"yes\"; };\n" LISTENER,
+            ":1: log.access: expected true or false, got \"yes\"");
+    refused("log = \"syslog\";\n" LISTENER,
+            ":1: log: expected a group { target = ...; level = ...; access = ...; }, got \"syslog\"");
+    refused("log = { target = \"file\"; };\n" LISTENER,
+            ":1: log.target: expected auto, stderr or syslog, got \"file\"");
+    refused("log = { level = \"verbose\"; };\n" LISTENER,
+            ":1: log.level: expected error, warning, notice, info or debug, got \"verbose\"");
+    refused("log = { level = 7; };\n" LISTENER,
+            ":1: log.level: expected error, warning, notice, info or debug, got 7");
+    refused(with_listener_setting(buf, sizeof buf, "mode = \"relay\";"),
+            ":1: listeners.a.mode: expected echo or proxy, got \"relay\"");
+    refused(with_listener_setting(buf, sizeof buf, "buffer_size = \"16k\";"),
+            ":1: listeners.a.buffer_size: expected an integer, got \"16k\"");
+    refused(with_listener_setting(buf, sizeof buf, "idle_timeout = \"5m\";"),
+            ":1: listeners.a.idle_timeout: expected a number of seconds, got \"5m\"");
+    refused(with_listener_setting(buf, sizeof buf, "accept_proxy = 1;"),
+            ":1: listeners.a.accept_proxy: expected true or false, got 1");
+    refused(with_listener_setting(buf, sizeof buf, "allow = \"10.0.0.0/8\";"),
+            ":1: listeners.a.allow: expected a list of strings, got \"10.0.0.0/8\" "
+            "(write [ \"10.0.0.0/8\" ])");
+    refused(with_listener_setting(buf, sizeof buf, "deny = { a = 1; };"),
+            ":1: listeners.a.deny: expected a list of strings, got a group { ... }");
+    refused("listeners = ( { name = \"a\";\n  listen = ( \"127.0.0.1:0\",\n  7 ); } );\n",
+            ":3: listeners.a.listen.[1]: expected a string, got 7");
+    refused(with_proxy_setting(buf, sizeof buf, "balance = \"random\";"),
+            ":3: listeners.p.balance: expected round-robin, least-connections or "
+            "source-hash, got \"random\"");
+    refused(with_proxy_setting(buf, sizeof buf, "send_proxy = \"v3\";"),
+            ":3: listeners.p.send_proxy: expected none, v1 or v2, got \"v3\"");
+    refused(with_proxy_setting(buf, sizeof buf, "retries = 2.5;"),
+            ":3: listeners.p.retries: expected an integer, got 2.5");
+    refused(with_proxy_setting(buf, sizeof buf, "connect_timeout = \"3\";"),
+            ":3: listeners.p.connect_timeout: expected a number of seconds, got \"3\"");
+    refused("listeners = { name = \"a\"; };\n",
+            ":1: listeners: expected a list of groups ( { name = ...; listen = [ ... ]; }, ... ), "
+            "got a group { ... }");
+    refused("listeners = ( \"a\" );\n",
+            ":1: listeners.[0]: expected a group { name = ...; listen = [ ... ]; }, got \"a\"");
+    refused("listeners = ( { name = 1; } );\n",
+            ":1: listeners.[0].name: expected a string, got 1");
+    /* Quoted values are escaped and cut, so the message stays one line. */
+    refused("log = { target = \"a\\nb\\\"c\"; };\n" LISTENER,
+            ":1: log.target: expected auto, stderr or syslog, got \"a\\nb\\\"c\"");
+    refused("log = { target = \"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"; };\n"
+            LISTENER,
+            ":1: log.target: expected auto, stderr or syslog, got "
+            "\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"...");
+}
+
+static void out_of_range(void **state)
+{
+    (void)state;
+    char buf[512];
+    refused("workers = -1;\n" LISTENER, ":1: workers: -1 out of range 0-256");
+    refused("workers = 257;\n" LISTENER, ":1: workers: 257 out of range 0-256");
+    refused("max_connections = -1;\n" LISTENER,
+            ":1: max_connections: -1 out of range 0-1000000");
+    refused("max_connections = 1000001;\n" LISTENER,
+            ":1: max_connections: 1000001 out of range 0-1000000");
+    refused("shutdown_timeout = -0.5;\n" LISTENER,
+            ":1: shutdown_timeout: -0.5 out of range 0-3600 seconds");
+    refused("shutdown_timeout = 3600.5;\n" LISTENER,
+            ":1: shutdown_timeout: 3600.5 out of range 0-3600 seconds");
+    refused("shutdown_timeout = 1e999;\n" LISTENER,
+            ":1: shutdown_timeout: expected a finite number of seconds, got inf");
+    refused(with_listener_setting(buf, sizeof buf, "buffer_size = 1023;"),
+            ":1: listeners.a.buffer_size: 1023 out of range 1024-16777216 bytes");
+    refused(with_listener_setting(buf, sizeof buf, "buffer_size = 16777217;"),
+            ":1: listeners.a.buffer_size: 16777217 out of range 1024-16777216 bytes");
+    refused(with_listener_setting(buf, sizeof buf, "idle_timeout = -1;"),
+            ":1: listeners.a.idle_timeout: -1 out of range 0-604800 seconds");
+    refused(with_listener_setting(buf, sizeof buf, "idle_timeout = 604800.001;"),
+            ":1: listeners.a.idle_timeout: 604800.001 out of range 0-604800 seconds");
+    refused(with_listener_setting(buf, sizeof buf, "max_connections = -1;"),
+            ":1: listeners.a.max_connections: -1 out of range 0-1000000");
+    refused(with_listener_setting(buf, sizeof buf, "max_connections = 1000001;"),
+            ":1: listeners.a.max_connections: 1000001 out of range 0-1000000");
+    refused(with_listener_setting(buf, sizeof buf, "max_per_source = -1;"),
+            ":1: listeners.a.max_per_source: -1 out of range 0-1000000");
+    refused(with_listener_setting(buf, sizeof buf, "max_per_source = 1000001;"),
+            ":1: listeners.a.max_per_source: 1000001 out of range 0-1000000");
+    refused(with_proxy_setting(buf, sizeof buf, "connect_timeout = 0;"),
+            ":3: listeners.p.connect_timeout: 0 out of range: expected more than 0 "
+            "and at most 3600 seconds");
+    refused(with_proxy_setting(buf, sizeof buf, "connect_timeout = 3600.5;"),
+            ":3: listeners.p.connect_timeout: 3600.5 out of range: expected more than 0 "
+            "and at most 3600 seconds");
+    refused(with_proxy_setting(buf, sizeof buf, "retries = -1;"),
+            ":3: listeners.p.retries: -1 out of range 0-100");
+    refused(with_proxy_setting(buf, sizeof buf, "retries = 101;"),
+            ":3: listeners.p.retries: 101 out of range 0-100");
+    refused(with_proxy_setting(buf, sizeof buf, "fail_timeout = -0.001;"),
+            ":3: listeners.p.fail_timeout: -0.001 out of range 0-3600 seconds");
+    refused(with_proxy_setting(buf, sizeof buf, "fail_timeout = 3601;"),
+            ":3: listeners.p.fail_timeout: 3601 out of range 0-3600 seconds");
+}
+
+/* Integers past 32 bits: libconfig reads them as int64 with an L suffix,
+ * and libconfig 1.5 cuts them to 32 bits without one. */
+static void wide_integers(void **state)
+{
+    (void)state;
+    char buf[512];
+    refused("workers = 5000000000L;\n" LISTENER,
+            ":1: workers: 5000000000 out of range 0-256");
+    refused("workers = 3000000000;\n" LISTENER,
+            ":1: workers: 3000000000 out of range 0-256");
+    /* 4294977296 is 2^32 + 10000: its low 32 bits are in range. */
+    refused("max_connections = 4294977296;\n" LISTENER,
+            ":1: max_connections: 4294977296 out of range 0-1000000");
+    refused("workers = -4294967295;\n" LISTENER,
+            ":1: workers: -4294967295 out of range 0-256");
+    refused("workers = 0x100000001;\n" LISTENER,
+            ":1: workers: 0x100000001 out of range 0-256");
+    refused("workers = 99999999999999999999999;\n" LISTENER,
+            ":1: workers: 99999999999999999999999 out of range 0-256");
+    refused("shutdown_timeout = 4294967306;\n" LISTENER,
+            ":1: shutdown_timeout: 4294967306 out of range 0-3600 seconds");
+    /* Told from an in-range setting on its line by the name before it. */
+    refused("workers = 1; max_connections = 4294967297; shutdown_timeout = 1;\n" LISTENER,
+            ":1: max_connections: 4294967297 out of range 0-1000000");
+    /* The literal may sit lines below its name. */
+    refused("workers = 1; max_connections =\n\n  4294967297;\n" LISTENER,
+            ":1: max_connections: 4294967297 out of range 0-1000000");
+    refused(with_proxy_setting(buf, sizeof buf, "retries = 4294967298;"),
+            ":3: listeners.p.retries: 4294967298 out of range 0-100");
+    refused("user = 4294967297;\n" LISTENER,
+            ":1: user: expected a string, got 4294967297");
+    /* An L-suffixed literal in range is fine. */
+    struct config *cfg = load_ok("workers = 8L; max_connections = 0x10;\n" LISTENER);
+    assert_int_equal(cfg->workers, 8);
+    assert_int_equal(cfg->max_connections, 16);
+    config_free(cfg);
+}
+
+static void bad_addresses(void **state)
+{
+    (void)state;
+    refused_with("listeners = ( { name = \"a\"; listen = [ \"127.0.0.1:99999\" ]; } );\n",
+                 ":1: listeners.a.listen.[0]: invalid address \"127.0.0.1:99999\": ",
+                 "out of range");
+    refused_with("listeners = ( { name = \"a\";\n"
+                 "  listen = [ \"127.0.0.1:7007\",\n"
+                 "             \"localhost:7007\" ]; } );\n",
+                 ":3: listeners.a.listen.[1]: invalid address \"localhost:7007\": ",
+                 "numeric");
+    refused_with("listeners = ( { name = \"a\"; listen = [ \"7007\" ]; } );\n",
+                 ":1: listeners.a.listen.[0]: invalid address \"7007\": ", "port");
+    refused_with("listeners = ( { name = \"p\"; listen = [ \"127.0.0.1:0\" ];\n"
+                 "  mode = \"proxy\"; upstreams = [ \"*:6379\" ]; } );\n",
+                 ":2: listeners.p.upstreams.[0]: invalid address \"*:6379\": ", "\"*\"");
+    refused_with("listeners = ( { name = \"p\"; listen = [ \"127.0.0.1:0\" ];\n"
+                 "  mode = \"proxy\";\n"
+                 "  upstreams = [ \"127.0.0.1:1\",\n"
+                 "                \"127.0.0.1:0\" ]; } );\n",
+                 ":4: listeners.p.upstreams.[1]: invalid address \"127.0.0.1:0\": ",
+                 "out of range");
+}
+
+static void bad_cidrs(void **state)
+{
+    (void)state;
+    char buf[512];
+    refused_with(with_listener_setting(buf, sizeof buf,
+                                       "allow = [ \"10.0.0.0/8\", \"10.0.0.1/8\" ];"),
+                 ":1: listeners.a.allow.[1]: invalid CIDR \"10.0.0.1/8\": ",
+                 "10.0.0.0/8");
+    refused_with(with_listener_setting(buf, sizeof buf, "deny = [ \"10.0.0.0/33\" ];"),
+                 ":1: listeners.a.deny.[0]: invalid CIDR \"10.0.0.0/33\": ", "33");
+    refused_with(with_listener_setting(buf, sizeof buf, "deny = [ \"example.com\" ];"),
+                 ":1: listeners.a.deny.[0]: invalid CIDR \"example.com\": ", "expected");
+    refused_with(with_listener_setting(buf, sizeof buf, "deny = [ \"\" ];"),
+                 ":1: listeners.a.deny.[0]: invalid CIDR \"\": ", "CIDR");
+}
+
+static void listener_names(void **state)
+{
+    (void)state;
+    refused("listeners = (\n  { name = \"echo\"; listen = [ \"127.0.0.1:1\" ]; },\n"
+            "  { name = \"echo\"; listen = [ \"127.0.0.1:2\" ]; }\n);\n",
+            ":3: listeners.[1].name: duplicate listener name \"echo\" (first at line 2)");
+    refused("listeners = ( { listen = [ \"127.0.0.1:0\" ]; } );\n",
+            ":1: listeners.[0].name: missing; every listener needs a name of letters, "
+            "digits, \"_\", \".\" or \"-\"");
+    refused("listeners = ( { name = \"\"; listen = [ \"127.0.0.1:0\" ]; } );\n",
+            ":1: listeners.[0].name: expected 1-64 letters, digits, \"_\", \".\" or \"-\", "
+            "got \"\"");
+    refused("listeners = ( { name = \"my relay\"; listen = [ \"127.0.0.1:0\" ]; } );\n",
+            ":1: listeners.[0].name: expected 1-64 letters, digits, \"_\", \".\" or \"-\", "
+            "got \"my relay\"");
+    refused_with("listeners = ( { name = \"a23456789012345678901234567890123456789012345678901234567890123456789\"; "
+                 "listen = [ \"127.0.0.1:0\" ]; } );\n",
+                 ":1: listeners.[0].name: expected 1-64 letters", "got \"a2345");
+    struct config *cfg = load_ok(
+        "listeners = ( { name = \"a234567890123456789012345678901234567890123456789012345678901234\"; "
+        "listen = [ \"127.0.0.1:0\" ]; } );\n");
+    config_free(cfg);
+}
+
+static void overlapping_addresses(void **state)
+{
+    (void)state;
+    refused("listeners = (\n"
+            "  { name = \"echo\"; listen = [ \"127.0.0.1:7007\" ]; },\n"
+            "  { name = \"b\";\n"
+            "    listen = [ \"127.0.0.1:7007\" ]; }\n);\n",
+            ":4: listeners.b.listen.[0]: 127.0.0.1:7007 is already used by listener "
+            "\"echo\" (line 2)");
+    refused("listeners = (\n"
+            "  { name = \"any\"; listen = [ \"*:7007\" ]; },\n"
+            "  { name = \"b\"; listen = [ \"127.0.0.2:7008\", \"127.0.0.1:7007\" ]; }\n);\n",
+            ":3: listeners.b.listen.[1]: 127.0.0.1:7007 overlaps *:7007 of listener "
+            "\"any\" (line 2)");
+    refused("listeners = (\n"
+            "  { name = \"a\"; listen = [ \"[::1]:7007\" ]; },\n"
+            "  { name = \"any\"; listen = [ \"*:7007\" ]; }\n);\n",
+            ":3: listeners.any.listen.[0]: *:7007 overlaps [::1]:7007 of listener "
+            "\"a\" (line 2)");
+    refused("listeners = ( { name = \"a\"; listen = [ \"[::]:7007\",\n"
+            "  \"*:7007\" ]; } );\n",
+            ":2: listeners.a.listen.[1]: *:7007 overlaps [::]:7007 of listener "
+            "\"a\" (line 1)");
+    /* Within one listener too. */
+    refused("listeners = ( { name = \"a\";\n"
+            "  listen = [ \"unix:/tmp/e.sock\", \"unix:/tmp/e.sock\" ]; } );\n",
+            ":2: listeners.a.listen.[1]: unix:/tmp/e.sock is already used by listener "
+            "\"a\" (line 2)");
+    /* Another port, another family, another address: no overlap. */
+    struct config *cfg = load_ok(
+        "listeners = ( { name = \"a\"; listen = [ \"*:7007\" ]; },\n"
+        "  { name = \"b\"; listen = [ \"127.0.0.1:7008\", \"[::1]:7009\", \"unix:/tmp/e.sock\" ]; } );\n");
+    config_free(cfg);
+}
+
+static void proxy_only_settings(void **state)
+{
+    (void)state;
+    static const char *const settings[][2] = {
+        { "upstreams = [ \"127.0.0.1:1\" ];", "upstreams" },
+        { "balance = \"round-robin\";", "balance" },
+        { "connect_timeout = 3.0;", "connect_timeout" },
+        { "retries = 2;", "retries" },
+        { "fail_timeout = 10.0;", "fail_timeout" },
+        { "send_proxy = \"none\";", "send_proxy" },
+    };
+    char buf[512], expected[256];
+    for (size_t i = 0; i < sizeof settings / sizeof settings[0]; i++) {
+        snprintf(buf, sizeof buf,
+                 "listeners = ( { name = \"e\"; listen = [ \"127.0.0.1:0\" ];\n"
+                 "  mode = \"echo\";\n  %s } );\n",
+                 settings[i][0]);
+        snprintf(expected, sizeof expected,
+                 ":3: listeners.e.%s: only for mode = \"proxy\"; this listener's mode "
+                 "is \"echo\"",
+                 settings[i][1]);
+        refused(buf, expected);
+    }
+    /* Echo is the default mode. */
+    refused(with_listener_setting(buf, sizeof buf, "retries = 2;"),
+            ":1: listeners.a.retries: only for mode = \"proxy\"; this listener's mode "
+            "is \"echo\"");
+    /* accept_proxy is for both modes. */
+    struct config *cfg = load_ok(with_proxy_setting(buf, sizeof buf, "accept_proxy = true;"));
+    assert_true(cfg->listeners[0].accept_proxy);
+    config_free(cfg);
+}
+
+static void missing_upstreams(void **state)
+{
+    (void)state;
+    refused("listeners = ( { name = \"relay\"; listen = [ \"127.0.0.1:0\" ];\n"
+            "  mode = \"proxy\"; } );\n",
+            ":1: listeners.relay.upstreams: proxy listener \"relay\" has no upstreams; "
+            "expected a list like [ \"127.0.0.1:6379\" ]");
+    refused("listeners = ( { name = \"relay\"; listen = [ \"127.0.0.1:0\" ];\n"
+            "  mode = \"proxy\";\n  upstreams = [ ]; } );\n",
+            ":3: listeners.relay.upstreams: proxy listener \"relay\" has no upstreams; "
+            "expected a list like [ \"127.0.0.1:6379\" ]");
+}
+
+static void no_listeners(void **state)
+{
+    (void)state;
+    refused("workers = 1;\n", ": listeners: no listeners: nothing to serve");
+    refused("", ": listeners: no listeners: nothing to serve");
+    refused("workers = 1;\nlisteners = ( );\n",
+            ":2: listeners: no listeners: nothing to serve");
+    refused("listeners = [ ];\n", ":1: listeners: no listeners: nothing to serve");
+}
+
+static void listen_lists(void **state)
+{
+    (void)state;
+    char buf[512];
+    refused("listeners = ( { name = \"a\";\n  listen = [ ]; } );\n",
+            ":2: listeners.a.listen: empty; expected at least one address");
+    refused("listeners = (\n  { name = \"a\"; } );\n",
+            ":2: listeners.a.listen: missing; expected a list of addresses like "
+            "[ \"127.0.0.1:7007\" ]");
+    refused("listeners = ( { name = \"a\"; listen = \"127.0.0.1:7007\"; } );\n",
+            ":1: listeners.a.listen: expected a list of strings, got \"127.0.0.1:7007\" "
+            "(write [ \"127.0.0.1:7007\" ])");
+    /* A list in ( ) works as well as an array in [ ]. */
+    struct config *cfg = load_ok(with_listener_setting(buf, sizeof buf,
+                                                       "allow = ( \"::1\" );"));
+    assert_int_equal(cfg->listeners[0].nallow, 1);
+    config_free(cfg);
+}
+
+/* The message is cut to the buffer given, and no buffer is fine. */
+static void small_error_buffer(void **state)
+{
+    (void)state;
+    char small[8];
+    write_bytes("workers = 300;\n", strlen("workers = 300;\n"));
+    memset(small, 'x', sizeof small);
+    assert_null(config_load(path, small, sizeof small));
+    assert_int_equal(strlen(small), sizeof small - 1);
+    assert_null(config_load(path, NULL, 0));
+    assert_null(config_load(path, small, 0));
+}
+
+static void free_null(void **state)
+{
+    (void)state;
+    config_free(NULL);
+}
+
+/* config_known_keys names each documented setting once. */
+static void known_keys(void **state)
+{
+    (void)state;
+    static const char *const documented[] = {
+        "workers", "max_connections", "shutdown_timeout", "user", "pidfile",
+        "log", "log.target", "log.level", "log.access", "listeners",
+        "listeners.name", "listeners.listen", "listeners.mode",
+        "listeners.buffer_size", "listeners.idle_timeout",
+        "listeners.max_connections", "listeners.max_per_source",
+        "listeners.allow", "listeners.deny", "listeners.accept_proxy",
+        "listeners.upstreams", "listeners.balance", "listeners.connect_timeout",
+        "listeners.retries", "listeners.fail_timeout", "listeners.send_proxy",
+    };
+    size_t n = 0;
+    while (config_known_keys[n] != NULL)
+        n++;
+    assert_int_equal(n, sizeof documented / sizeof documented[0]);
+    for (size_t i = 0; i < n; i++) {
+        size_t found = 0;
+        for (size_t j = 0; j < n; j++)
+            found += strcmp(config_known_keys[j], documented[i]) == 0;
+        if (found != 1)
+            fail_msg("%s appears %zu times", documented[i], found);
+    }
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(shipped_file_loads),
+        cmocka_unit_test(shipped_file_shows_every_setting),
+        cmocka_unit_test(defaults),
+        cmocka_unit_test(proxy_defaults),
+        cmocka_unit_test(every_setting),
+        cmocka_unit_test(log_levels_and_choices),
+        cmocka_unit_test(range_ends_accepted),
+        cmocka_unit_test(port_zero_twice),
+        cmocka_unit_test(fuzz_seeds),
+        cmocka_unit_test(missing_file),
+        cmocka_unit_test(syntax_errors),
+        cmocka_unit_test(unknown_settings),
+        cmocka_unit_test(wrong_types),
+        cmocka_unit_test(out_of_range),
+        cmocka_unit_test(wide_integers),
+        cmocka_unit_test(bad_addresses),
+        cmocka_unit_test(bad_cidrs),
+        cmocka_unit_test(listener_names),
+        cmocka_unit_test(overlapping_addresses),
+        cmocka_unit_test(proxy_only_settings),
+        cmocka_unit_test(missing_upstreams),
+        cmocka_unit_test(no_listeners),
+        cmocka_unit_test(listen_lists),
+        cmocka_unit_test(small_error_buffer),
+        cmocka_unit_test(free_null),
+        cmocka_unit_test(known_keys),
+    };
+    return cmocka_run_group_tests(tests, make_dir, remove_dir);
+}
