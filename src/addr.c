@@ -306,8 +306,7 @@ int addr_parse(const char *text, enum addr_use use, addr_t *out, size_t max,
     return 0;
 }
 
-/* The length of a Unix address's path, bounded by its len and sun_path. */
-static size_t unix_path_len(const addr_t *a)
+size_t addr_unix_path_len(const addr_t *a)
 {
     size_t off = offsetof(struct sockaddr_un, sun_path);
     size_t room = a->len > off ? a->len - off : 0;
@@ -343,7 +342,7 @@ void addr_format(const addr_t *a, char *buf, size_t len)
                      (unsigned)ntohs(a->u.in6.sin6_port));
         break;
     case AF_UNIX:
-        snprintf(buf, len, "unix:%.*s", (int)unix_path_len(a),
+        snprintf(buf, len, "unix:%.*s", (int)addr_unix_path_len(a),
                  a->u.un.sun_path);
         break;
     default:
@@ -369,8 +368,8 @@ bool addr_equal(const addr_t *a, const addr_t *b)
                a->u.in6.sin6_port == b->u.in6.sin6_port &&
                a->u.in6.sin6_scope_id == b->u.in6.sin6_scope_id;
     case AF_UNIX:
-        n = unix_path_len(a);
-        return n == unix_path_len(b) &&
+        n = addr_unix_path_len(a);
+        return n == addr_unix_path_len(b) &&
                memcmp(a->u.un.sun_path, b->u.un.sun_path, n) == 0;
     default:
         return false;

@@ -47,6 +47,10 @@ enum addr_use {
 int addr_parse(const char *text, enum addr_use use, addr_t *out, size_t max,
                size_t *n, char *err, size_t errlen);
 
+/* The length of a Unix address's path, bounded by its len and sun_path
+ * (the kernel may fill sun_path without a NUL). */
+size_t addr_unix_path_len(const addr_t *a);
+
 /* Writes "1.2.3.4:80", "[::1]:80" ("[fe80::1%eth0]:80" with a scope) or
  * "unix:/path" into buf, cut to fit len. */
 void addr_format(const addr_t *a, char *buf, size_t len);

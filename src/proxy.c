@@ -372,17 +372,6 @@ static void map(addr_t *a)
     a->len = sizeof a->u.in6;
 }
 
-/* The length of a Unix address's path, bounded by its len and sun_path. */
-static size_t unix_path_len(const addr_t *a)
-{
-    size_t off = offsetof(struct sockaddr_un, sun_path);
-    size_t room = a->len > off ? a->len - off : 0;
-
-    if (room > sizeof a->u.un.sun_path)
-        room = sizeof a->u.un.sun_path;
-    return strnlen(a->u.un.sun_path, room);
-}
-
 /*
  * Gives s and d one family where they are IP addresses of two.  A Unix
  * path that leaves no room for its NUL in v2's 108 bytes (the kernel may
@@ -394,7 +383,7 @@ static enum kind normalise(addr_t *s, addr_t *d)
     addr_t *v4 = sf == AF_INET ? s : d, *v6 = sf == AF_INET ? d : s;
 
     if (sf == AF_UNIX && df == AF_UNIX)
-        return unix_path_len(s) < V2_UNIX_PATH && unix_path_len(d) < V2_UNIX_PATH
+        return addr_unix_path_len(s) < V2_UNIX_PATH && addr_unix_path_len(d) < V2_UNIX_PATH
                    ? KIND_UNIX
                    : KIND_UNKNOWN;
     if (sf == AF_INET && df == AF_INET)
@@ -466,8 +455,8 @@ static int build_v2(enum kind kind, const addr_t *s, const addr_t *d,
         break;
     case KIND_UNIX:
         out[13] = 0x31;
-        memcpy(block, s->u.un.sun_path, unix_path_len(s));
-        memcpy(block + V2_UNIX_PATH, d->u.un.sun_path, unix_path_len(d));
+        memcpy(block, s->u.un.sun_path, addr_unix_path_len(s));
+        memcpy(block + V2_UNIX_PATH, d->u.un.sun_path, addr_unix_path_len(d));
         n = 2 * V2_UNIX_PATH;
         break;
     case KIND_UNKNOWN:

@@ -24,6 +24,7 @@
 #include <string.h>
 
 #include "addr.h"
+#include "seeds.h"
 
 #define SUN_PATH_SIZE sizeof(((struct sockaddr_un *)0)->sun_path)
 
@@ -744,43 +745,6 @@ static void test_cidr_format_small(void **state)
 }
 
 /* ---- fuzzing seeds --------------------------------------------------- */
-
-/* The size of the fuzzing seed `name` of tests/fuzz-corpus/`corpus`, read
- * into buf (NUL-terminated); the directory is under $top_srcdir, else ".". */
-static size_t read_seed(const char *corpus, const char *name, char *buf,
-                        size_t size)
-{
-    const char *top = getenv("top_srcdir");
-    char path[PATH_MAX];
-    FILE *f;
-    size_t n;
-
-    snprintf(path, sizeof path, "%s/tests/fuzz-corpus/%s/%s",
-             top != NULL && top[0] != '\0' ? top : ".", corpus, name);
-    f = fopen(path, "rb");
-    if (f == NULL)
-        fail_msg("%s: %s", path, strerror(errno));
-    n = fread(buf, 1, size - 1, f);
-    assert_true(feof(f));
-    fclose(f);
-    buf[n] = '\0';
-    return n;
-}
-
-/* Opens tests/fuzz-corpus/`corpus` under $top_srcdir, else ".". */
-static DIR *open_corpus(const char *corpus)
-{
-    const char *top = getenv("top_srcdir");
-    char path[PATH_MAX];
-    DIR *d;
-
-    snprintf(path, sizeof path, "%s/tests/fuzz-corpus/%s",
-             top != NULL && top[0] != '\0' ? top : ".", corpus);
-    d = opendir(path);
-    if (d == NULL)
-        fail_msg("%s: %s", path, strerror(errno));
-    return d;
-}
 
 /* The seeds say what they are: *-addr-* are listen addresses (numeric, so
  * no resolver is involved), *-cidr-* are ranges; valid-* are accepted,

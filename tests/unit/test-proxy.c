@@ -27,6 +27,7 @@
 
 #include "addr.h"
 #include "proxy.h"
+#include "seeds.h"
 
 #define NOT_PROXY "not a PROXY protocol header"
 #define V1_PROTO "PROXY v1: expected TCP4, TCP6 or UNKNOWN"
@@ -829,43 +830,6 @@ static void test_build_bad_version(void **state)
 }
 
 /* ---- fuzzing seeds --------------------------------------------------- */
-
-/* The size of the fuzzing seed `name` of tests/fuzz-corpus/`corpus`, read
- * into buf (NUL-terminated); the directory is under $top_srcdir, else ".". */
-static size_t read_seed(const char *corpus, const char *name, char *buf,
-                        size_t size)
-{
-    const char *top = getenv("top_srcdir");
-    char path[PATH_MAX];
-    FILE *f;
-    size_t n;
-
-    snprintf(path, sizeof path, "%s/tests/fuzz-corpus/%s/%s",
-             top != NULL && top[0] != '\0' ? top : ".", corpus, name);
-    f = fopen(path, "rb");
-    if (f == NULL)
-        fail_msg("%s: %s", path, strerror(errno));
-    n = fread(buf, 1, size - 1, f);
-    assert_true(feof(f));
-    fclose(f);
-    buf[n] = '\0';
-    return n;
-}
-
-/* Opens tests/fuzz-corpus/`corpus` under $top_srcdir, else ".". */
-static DIR *open_corpus(const char *corpus)
-{
-    const char *top = getenv("top_srcdir");
-    char path[PATH_MAX];
-    DIR *d;
-
-    snprintf(path, sizeof path, "%s/tests/fuzz-corpus/%s",
-             top != NULL && top[0] != '\0' ? top : ".", corpus);
-    d = opendir(path);
-    if (d == NULL)
-        fail_msg("%s: %s", path, strerror(errno));
-    return d;
-}
 
 /* The seeds say what they are: valid-* start with a header, invalid-* are
  * refused. */
