@@ -130,6 +130,21 @@ static const char *with_proxy_setting(char *buf, size_t len, const char *setting
     return buf;
 }
 
+
+/* The daemon-wide settings at their defaults, with one listener. */
+static void assert_daemon_defaults(const struct config *cfg)
+{
+    assert_int_equal(cfg->workers, 0);
+    assert_int_equal(cfg->max_connections, 10000);
+    assert_int_equal(cfg->shutdown_timeout_ms, 10000);
+    assert_string_equal(cfg->user, "");
+    assert_string_equal(cfg->pidfile, "");
+    assert_int_equal(cfg->log_target, LOG_TARGET_AUTO);
+    assert_int_equal(cfg->log_level, LOG_INFO);
+    assert_true(cfg->log_access);
+    assert_int_equal(cfg->nlisteners, 1);
+}
+
 /* ---- files that load ------------------------------------------------------ */
 
 static void shipped_file_loads(void **state)
@@ -144,15 +159,7 @@ static void shipped_file_loads(void **state)
     if (cfg == NULL)
         fail_msg("%s", err);
     assert_string_equal(cfg->path, shipped);
-    assert_int_equal(cfg->workers, 0);
-    assert_int_equal(cfg->max_connections, 10000);
-    assert_int_equal(cfg->shutdown_timeout_ms, 10000);
-    assert_string_equal(cfg->user, "");
-    assert_string_equal(cfg->pidfile, "");
-    assert_int_equal(cfg->log_target, LOG_TARGET_AUTO);
-    assert_int_equal(cfg->log_level, LOG_INFO);
-    assert_true(cfg->log_access);
-    assert_int_equal(cfg->nlisteners, 1);
+    assert_daemon_defaults(cfg);
 
     const struct listener_config *l = &cfg->listeners[0];
     assert_string_equal(l->name, "echo");
@@ -206,15 +213,7 @@ static void defaults(void **state)
     (void)state;
     struct config *cfg = load_ok(LISTENER);
     assert_string_equal(cfg->path, path);
-    assert_int_equal(cfg->workers, 0);
-    assert_int_equal(cfg->max_connections, 10000);
-    assert_int_equal(cfg->shutdown_timeout_ms, 10000);
-    assert_string_equal(cfg->user, "");
-    assert_string_equal(cfg->pidfile, "");
-    assert_int_equal(cfg->log_target, LOG_TARGET_AUTO);
-    assert_int_equal(cfg->log_level, LOG_INFO);
-    assert_true(cfg->log_access);
-    assert_int_equal(cfg->nlisteners, 1);
+    assert_daemon_defaults(cfg);
     const struct listener_config *l = &cfg->listeners[0];
     assert_string_equal(l->name, "a");
     assert_int_equal(l->line, 1);
