@@ -14,6 +14,7 @@
 #include "addr.h"
 #include "config.h"
 #include "persource.h"
+#include "service.h"
 
 /* What a token points at: the first member of each registered thing. */
 enum endpoint_kind { EP_LISTENER = 1, EP_CLIENT, EP_UPSTREAM };
@@ -32,6 +33,7 @@ struct listen_sock {
     int fd;
     addr_t addr; /* as bound: the real port when 0 was asked */
     char name[ADDR_STRLEN];
+    bool passed; /* from systemd: it owns the socket (and its file) */
     struct listener *listener;
 };
 
@@ -58,6 +60,8 @@ struct daemon {
     unsigned nworkers;
     atomic_bool stopping; /* stop accepting; drain */
     atomic_bool closing;  /* close whatever is left, now */
+    struct passed_sock *passed; /* sockets systemd passed */
+    size_t npassed;
 };
 
 /* Milliseconds of CLOCK_MONOTONIC. */

@@ -32,12 +32,31 @@ static int listen_unix(const char *path)
     return mio_unix_listen(path, 0);
 }
 
-/* Binds one address; the bound address (real port) goes back into ls. */
-static bool open_sock(struct listen_sock *ls, const struct listener_config *cfg)
+/* A socket systemd passed for this listener and address, or NULL. */
+static struct passed_sock *find_passed(struct daemon *d, const char *name,
+                                       const addr_t *a)
+{
+    for (size_t i = 0; i < d->npassed; i++) {
+        struct passed_sock *p = &d->passed[i];
+        if (!p->taken && strcmp(p->name, name) == 0 && addr_equal(&p->addr, a))
+            return p;
+    }
+    return NULL;
+}
+
+/* Binds one address, or takes the socket systemd passed for it; the bound
+ * address (real port) goes back into ls. */
+static bool open_sock(struct daemon *d, struct listen_sock *ls,
+                      const struct listener_config *cfg)
 {
     const addr_t *a = &ls->addr;
+    struct passed_sock *p = find_passed(d, cfg->name, a);
     int fd;
-    if (a->u.sa.sa_family == AF_UNIX)
+    if (p != NULL) {
+        p->taken = true;
+        ls->passed = true;
+        fd = p->fd;
+    } else if (a->u.sa.sa_family == AF_UNIX)
         fd = listen_unix(a->u.un.sun_path);
     else
         fd = mio_tcp_listen(&a->u.sa, a->len, 0,
@@ -57,13 +76,15 @@ static bool open_sock(struct listen_sock *ls, const struct listener_config *cfg)
             ls->addr = bound;
     }
     addr_format(&ls->addr, ls->name, sizeof(ls->name));
-    log_info("listener %s: listening on %s (%s)", cfg->name, ls->name,
-             cfg->mode == MODE_ECHO ? "echo" : "proxy");
+    log_info("listener %s: listening on %s (%s%s)", cfg->name, ls->name,
+             cfg->mode == MODE_ECHO ? "echo" : "proxy",
+             ls->passed ? ", socket from systemd" : "");
     return true;
 }
 
 /* Sets up one listener's runtime state and binds its addresses. */
-static bool open_listener(struct listener *l, const struct listener_config *cfg)
+static bool open_listener(struct daemon *d, struct listener *l,
+                          const struct listener_config *cfg)
 {
     l->cfg = cfg;
     if (persource_init(&l->persource) < 0)
@@ -85,7 +106,7 @@ static bool open_listener(struct listener *l, const struct listener_config *cfg)
         ls->addr = cfg->listen[i].addr;
         ls->listener = l;
         l->nsocks++;
-        if (!open_sock(ls, cfg))
+        if (!open_sock(d, ls, cfg))
             return false;
     }
     return true;
@@ -98,9 +119,22 @@ bool listeners_open(struct daemon *d)
         return false;
     d->nlisteners = d->cfg->nlisteners;
     for (size_t i = 0; i < d->nlisteners; i++)
-        if (!open_listener(&d->listeners[i], &d->cfg->listeners[i]))
+        if (!open_listener(d, &d->listeners[i], &d->cfg->listeners[i]))
             return false;
-    return true;
+    /* A socket passed for nothing is a unit and a configuration that
+     * disagree: say which, rather than leave it unserved. */
+    bool ok = true;
+    for (size_t i = 0; i < d->npassed; i++) {
+        struct passed_sock *p = &d->passed[i];
+        if (p->taken)
+            continue;
+        char text[ADDR_STRLEN];
+        addr_format(&p->addr, text, sizeof(text));
+        log_err("socket passed by systemd as \"%s\" (%s) matches no listen "
+                "address of a listener named \"%s\"", p->name, text, p->name);
+        ok = false;
+    }
+    return ok;
 }
 
 void listeners_close(struct daemon *d)
@@ -112,7 +146,7 @@ void listeners_close(struct daemon *d)
             if (ls->fd < 0)
                 continue;
             close(ls->fd);
-            if (ls->addr.u.sa.sa_family == AF_UNIX)
+            if (ls->addr.u.sa.sa_family == AF_UNIX && !ls->passed)
                 unlink(ls->addr.u.un.sun_path);
         }
         free(l->socks);

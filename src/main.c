@@ -25,6 +25,7 @@
 #include "log.h"
 #include "mio.h"
 #include "process.h"
+#include "service.h"
 #include "worker.h"
 
 #ifndef SYSCONFDIR
@@ -83,7 +84,7 @@ static void close_listeners_when_quiet(struct daemon *d, bool *closed)
             struct listen_sock *ls = &d->listeners[i].socks[k];
             if (ls->fd >= 0) {
                 close(ls->fd);
-                if (ls->addr.u.sa.sa_family == AF_UNIX)
+                if (ls->addr.u.sa.sa_family == AF_UNIX && !ls->passed)
                     unlink(ls->addr.u.un.sun_path);
                 ls->fd = -1;
             }
@@ -107,16 +108,31 @@ static void wake_workers(struct daemon *d)
         worker_wake(&d->workers[i]);
 }
 
+/* Tells systemd how many connections are open (STATUS=). */
+static void notify_status(struct daemon *d)
+{
+    unsigned long long total = 0;
+    for (size_t i = 0; i < d->nlisteners; i++)
+        total += atomic_load(&d->listeners[i].accepted);
+    service_notify("STATUS=%s%u connections open, %llu served",
+                   atomic_load(&d->stopping) ? "stopping: " : "",
+                   atomic_load(&d->active), total);
+}
+
 /* Takes signals until the workers have drained after SIGTERM/SIGINT. */
 static void signal_loop(struct daemon *d, const sigset_t *set)
 {
-    int64_t deadline = 0;
+    int64_t deadline = 0, status_at = 0;
     bool listeners_closed = false;
     for (;;) {
-        struct timespec tick = {0, 50 * 1000000};
+        /* A short tick while draining; STATUS= every few seconds. */
+        struct timespec tick = {0, 50 * 1000000}, slow = {5, 0};
         siginfo_t si;
-        int sig = atomic_load(&d->stopping) ? sigtimedwait(set, &si, &tick)
-                                            : sigwaitinfo(set, &si);
+        int sig = sigtimedwait(set, &si, atomic_load(&d->stopping) ? &tick : &slow);
+        if (monotonic_ms() >= status_at) {
+            notify_status(d);
+            status_at = monotonic_ms() + 5000;
+        }
         if (sig == SIGTERM || sig == SIGINT) {
             if (atomic_load(&d->stopping)) {
                 log_notice("second %s: closing every connection now", signame(sig));
@@ -126,6 +142,7 @@ static void signal_loop(struct daemon *d, const sigset_t *set)
                            "for up to %lld ms", signame(sig), atomic_load(&d->active),
                            (long long)d->cfg->shutdown_timeout_ms);
                 atomic_store(&d->stopping, true);
+                service_notify("STOPPING=1");
                 deadline = monotonic_ms() + d->cfg->shutdown_timeout_ms;
             }
             wake_workers(d);
@@ -208,13 +225,18 @@ int main(int argc, char **argv)
     log_open(cfg->log_target, verbose ? LOG_DEBUG : cfg->log_level, foreground);
     struct daemon d = {.cfg = cfg};
     int status = EXIT_RUNTIME;
+    if (service_take_sockets(&d.passed, &d.npassed, err, sizeof(err)) < 0) {
+        log_err("%s", err);
+        goto out;
+    }
     if (!listeners_open(&d))
         goto out;
     if (drop_privileges(cfg->user, err, sizeof(err)) < 0) {
         log_err("%s", err);
         goto out;
     }
-    if (!foreground && daemonize() < 0) {
+    /* Under systemd the service manager supervises this very process. */
+    if (!foreground && !service_supervised() && daemonize() < 0) {
         log_err("cannot go to the background: %s", strerror(errno));
         goto out;
     }
@@ -247,6 +269,7 @@ int main(int argc, char **argv)
         log_notice("mio-echod %s started: %u worker%s, %s backend", PACKAGE_VERSION,
                    d.nworkers, d.nworkers == 1 ? "" : "s", mio_backend_name());
         daemon_ready(cfg->log_target == LOG_TARGET_STDERR);
+        service_notify("READY=1\nSTATUS=0 connections open, listening");
         signal_loop(&d, &set);
         status = EXIT_OK;
     } else {
@@ -264,6 +287,10 @@ out:
             worker_destroy(&d.workers[i]);
     free(d.workers);
     listeners_close(&d);
+    for (size_t i = 0; i < d.npassed; i++)
+        if (!d.passed[i].taken)
+            close(d.passed[i].fd);
+    free(d.passed);
     pidfile_remove(cfg->pidfile);
     config_free(cfg);
     return status;
