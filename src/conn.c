@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -402,24 +403,22 @@ static void read_proxy_header(struct conn *c)
         hlen = proxy_parse(h->data, h->len, &info, &why);
     }
     if (hlen < 0) {
-        if (ratelimit_allow(&c->w->rl_refused, c->w->now_ms, NULL)) {
-            char client[ADDR_STRLEN];
-            addr_format(&c->peer, client, sizeof(client));
-            log_info("listener %s: refused %s: bad PROXY header: %s",
-                     c->l->cfg->name, client, why);
-        }
+        char reason[128];
+        snprintf(reason, sizeof(reason), "bad PROXY header: %s", why);
+        listener_refused(c->w, c->l, &c->peer, reason);
         conn_close(c, "bad-proxy-header");
         return;
     }
     c->in -= (size_t)hlen; /* the header is not payload */
     struct listener *l = c->l;
     if (!info.local) {
-        /* From now on the client is who the header says. */
+        /* From now on the client is who the header says, in the access
+         * line too, even when it is refused. */
+        c->peer = info.src;
         if (!listener_admit_source(c->w, l, &info.src, c)) {
             conn_close(c, "refused-after-proxy-header");
             return;
         }
-        c->peer = info.src;
         c->proxy_dst = malloc(sizeof(addr_t));
         if (c->proxy_dst != NULL)
             *c->proxy_dst = info.dst;

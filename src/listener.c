@@ -176,9 +176,8 @@ static bool acl_allows(const struct listener_config *cfg, const addr_t *src)
     return false;
 }
 
-/* Logs a refused client, at most a few lines a second per worker. */
-static void log_refused(struct worker *w, struct listener *l, const addr_t *src,
-                        const char *reason)
+void listener_refused(struct worker *w, struct listener *l, const addr_t *src,
+                      const char *reason)
 {
     atomic_fetch_add(&l->refused, 1);
     unsigned dropped;
@@ -214,7 +213,7 @@ bool listener_admit_source(struct worker *w, struct listener *l,
                            const addr_t *src, struct conn *c)
 {
     if (!acl_allows(l->cfg, src)) {
-        log_refused(w, l, src, "denied by allow/deny (PROXY source)");
+        listener_refused(w, l, src, "denied by allow/deny (PROXY source)");
         return false;
     }
     if (l->cfg->max_per_source == 0)
@@ -224,7 +223,7 @@ bool listener_admit_source(struct worker *w, struct listener *l,
     if (len == 0)
         return true;
     if (!persource_acquire(&l->persource, key, len, l->cfg->max_per_source)) {
-        log_refused(w, l, src, "max_per_source reached");
+        listener_refused(w, l, src, "max_per_source reached");
         return false;
     }
     memcpy(c->srckey, key, len);
@@ -253,7 +252,7 @@ static void admit(struct worker *w, struct listen_sock *ls, int fd, const addr_t
     }
     if (why != NULL) {
         close(fd);
-        log_refused(w, l, peer, why);
+        listener_refused(w, l, peer, why);
         return;
     }
     conn_open(w, ls, fd, peer, key, len);

@@ -1,0 +1,868 @@
+/*
+ * The integration tests' harness (see harness.h): runs the built mio-echod
+ * in the foreground with a generated configuration, captures its stderr
+ * into a growing buffer (read by a thread, so the daemon never blocks on a
+ * full pipe), and gives loopback clients with bounded waits.
+ *
+ * Nothing is left behind: each daemon is started with PR_SET_PDEATHSIG, so
+ * it dies with the test program even when that is killed; an atexit()
+ * handler kills a daemon a failed test left running, and removes the
+ * temporary directories.
+ */
+#ifdef HAVE_CONFIG_H
+#include "autoconf.h"
+#endif
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+#ifndef ECHOD_PROGRAM
+#define ECHOD_PROGRAM "src/mio-echod"
+#endif
+
+/* How long echod_start() waits for the "started" line. */
+#define START_MS 5000
+/* How long echod_run() lets the program run. */
+#define RUN_MS 5000
+/* How long send_all() and recv_exact() wait without progress. */
+#define IO_MS 5000
+
+extern char **environ;
+
+struct echod {
+    pid_t pid;
+    bool exited;   /* reaped: status is valid */
+    bool killed;   /* we had to SIGKILL it */
+    int status;    /* as from waitpid */
+    int errfd;     /* the read end of its stderr */
+    pthread_t reader;
+    bool reader_running;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    char *log; /* everything it wrote, NUL-terminated */
+    size_t len, cap;
+    bool eof;
+    char **copies; /* lines handed out by echod_wait_log() */
+    size_t ncopies, capcopies;
+    char conf[PATH_MAX];
+    struct echod *next;
+};
+
+static struct echod *daemons;
+static char **tmpdirs;
+static size_t ntmpdirs, captmpdirs;
+static char **paths; /* returned by write_conf() */
+static size_t npaths, cappaths;
+static bool atexit_done;
+
+int64_t ms_now(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
+    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+        continue;
+}
+
+/* An absolute CLOCK_MONOTONIC time `ms` from now, for the condvar. */
+static struct timespec deadline_ts(int ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    ts.tv_sec += ms / 1000;
+    ts.tv_nsec += (long)(ms % 1000) * 1000000;
+    if (ts.tv_nsec >= 1000000000) {
+        ts.tv_sec++;
+        ts.tv_nsec -= 1000000000;
+    }
+    return ts;
+}
+
+static void *xmalloc(size_t n)
+{
+    void *p = malloc(n);
+    if (p == NULL) {
+        fprintf(stderr, "harness: out of memory\n");
+        abort();
+    }
+    return p;
+}
+
+static void *xrealloc(void *p, size_t n)
+{
+    p = realloc(p, n);
+    if (p == NULL) {
+        fprintf(stderr, "harness: out of memory\n");
+        abort();
+    }
+    return p;
+}
+
+/* ---- clean-up at exit ------------------------------------------------- */
+
+static int remove_entry(const char *path, const struct stat *st, int flag,
+                        struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    (void)remove(path);
+    return 0;
+}
+
+static void reap(struct echod *e, int options);
+
+static void cleanup_at_exit(void)
+{
+    for (struct echod *e = daemons; e != NULL; e = e->next) {
+        if (!e->exited) {
+            reap(e, WNOHANG);
+            if (!e->exited) {
+                fprintf(stderr, "harness: killing mio-echod (pid %d) left running\n",
+                        (int)e->pid);
+                kill(e->pid, SIGKILL);
+                reap(e, 0);
+            }
+        }
+    }
+    while (daemons != NULL) {
+        struct echod *e = daemons;
+        daemons = e->next;
+        if (e->reader_running) {
+            /* The pipe ends when the daemon is gone: the thread returns. */
+            pthread_join(e->reader, NULL);
+            e->reader_running = false;
+        }
+        if (e->errfd >= 0)
+            close(e->errfd);
+        for (size_t i = 0; i < e->ncopies; i++)
+            free(e->copies[i]);
+        free(e->copies);
+        free(e->log);
+        pthread_mutex_destroy(&e->mu);
+        pthread_cond_destroy(&e->cv);
+        free(e);
+    }
+    for (size_t i = 0; i < ntmpdirs; i++) {
+        (void)nftw(tmpdirs[i], remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+        free(tmpdirs[i]);
+    }
+    free(tmpdirs);
+    tmpdirs = NULL;
+    ntmpdirs = captmpdirs = 0;
+    for (size_t i = 0; i < npaths; i++)
+        free(paths[i]);
+    free(paths);
+    paths = NULL;
+    npaths = cappaths = 0;
+}
+
+static void register_cleanup(void)
+{
+    if (atexit_done)
+        return;
+    atexit_done = true;
+    atexit(cleanup_at_exit);
+}
+
+/* A fresh temporary directory, removed at exit; the path stays valid. */
+static const char *make_tmpdir(void)
+{
+    register_cleanup();
+    const char *base = getenv("TMPDIR");
+    if (base == NULL || base[0] == '\0')
+        base = "/tmp";
+    char *path = xmalloc(strlen(base) + 32);
+    sprintf(path, "%s/mio-echod-test.XXXXXX", base);
+    if (mkdtemp(path) == NULL) {
+        int err = errno;
+        free(path);
+        fail_msg("mkdtemp in %s: %s", base, strerror(err));
+    }
+    if (ntmpdirs == captmpdirs) {
+        captmpdirs = captmpdirs ? 2 * captmpdirs : 16;
+        tmpdirs = xrealloc(tmpdirs, captmpdirs * sizeof(*tmpdirs));
+    }
+    tmpdirs[ntmpdirs++] = path;
+    return path;
+}
+
+/* Writes conf into dir/mio-echod.conf with "@DIR@" replaced by dir. */
+static void write_conf_in(const char *dir, const char *conf, char *path, size_t pathlen)
+{
+    snprintf(path, pathlen, "%s/mio-echod.conf", dir);
+    FILE *f = fopen(path, "w");
+    if (f == NULL)
+        fail_msg("cannot create %s: %s", path, strerror(errno));
+    for (const char *p = conf; *p != '\0';) {
+        const char *at = strstr(p, "@DIR@");
+        if (at == NULL) {
+            fputs(p, f);
+            break;
+        }
+        fwrite(p, 1, (size_t)(at - p), f);
+        fputs(dir, f);
+        p = at + 5;
+    }
+    if (fclose(f) != 0)
+        fail_msg("cannot write %s: %s", path, strerror(errno));
+}
+
+const char *write_conf(const char *conf)
+{
+    const char *dir = make_tmpdir();
+    char path[PATH_MAX];
+    write_conf_in(dir, conf, path, sizeof(path));
+    if (npaths == cappaths) {
+        cappaths = cappaths ? 2 * cappaths : 16;
+        paths = xrealloc(paths, cappaths * sizeof(*paths));
+    }
+    char *copy = xmalloc(strlen(path) + 1);
+    strcpy(copy, path);
+    paths[npaths++] = copy; /* the file goes with its directory */
+    return copy;
+}
+
+/* ---- starting and watching the daemon ---------------------------------- */
+
+/* The program to run: $top_builddir/ECHOD_PROGRAM. */
+static void program_path(char *buf, size_t len)
+{
+    const char *top = getenv("top_builddir");
+    if (top != NULL && top[0] != '\0')
+        snprintf(buf, len, "%s/%s", top, ECHOD_PROGRAM);
+    else
+        snprintf(buf, len, "%s", ECHOD_PROGRAM);
+}
+
+/* The environment for the daemon: ours without JOURNAL_STREAM, which
+ * would make it log "<N>" prefixes instead of "mio-echod: LEVEL: ". */
+static char **child_environment(void)
+{
+    size_t n = 0;
+    while (environ[n] != NULL)
+        n++;
+    char **env = xmalloc((n + 1) * sizeof(*env));
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (strncmp(environ[i], "JOURNAL_STREAM=", 15) != 0)
+            env[k++] = environ[i];
+    env[k] = NULL;
+    return env;
+}
+
+/*
+ * Forks and execs argv with stdout and stderr into outfd and no other
+ * descriptor open; the child dies with us.  Returns the pid (fails the test
+ * when fork fails).  Only async-signal-safe calls after fork().
+ */
+static pid_t spawn(char *const argv[], char *const envp[], int outfd)
+{
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid < 0)
+        fail_msg("fork: %s", strerror(errno));
+    if (pid > 0)
+        return pid;
+    (void)prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent)
+        _exit(127); /* the test program is already gone */
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    signal(SIGPIPE, SIG_DFL);
+    int null = open("/dev/null", O_RDONLY);
+    if (null >= 0 && null != STDIN_FILENO) {
+        dup2(null, STDIN_FILENO);
+        close(null);
+    }
+    dup2(outfd, STDOUT_FILENO);
+    dup2(outfd, STDERR_FILENO);
+    /* No test socket may live on in the daemon (a listener kept open
+     * there would accept what the test means to be refused). */
+    if (close_range(3, ~0u, 0) < 0) {
+        long max = sysconf(_SC_OPEN_MAX);
+        for (long fd = 3; fd < (max > 0 && max < 65536 ? max : 65536); fd++)
+            close((int)fd);
+    }
+    execve(argv[0], argv, envp);
+    _exit(127);
+}
+
+/* Appends the daemon's stderr to its log until the pipe ends. */
+static void *read_log(void *arg)
+{
+    struct echod *e = arg;
+    bool tee = getenv("ECHOD_LOG") != NULL && getenv("ECHOD_LOG")[0] != '\0';
+    char buf[65536];
+    for (;;) {
+        ssize_t n = read(e->errfd, buf, sizeof(buf));
+        if (n < 0 && errno == EINTR)
+            continue;
+        pthread_mutex_lock(&e->mu);
+        if (n <= 0) {
+            e->eof = true;
+            pthread_cond_broadcast(&e->cv);
+            pthread_mutex_unlock(&e->mu);
+            return NULL;
+        }
+        if (e->len + (size_t)n + 1 > e->cap) {
+            size_t cap = e->cap ? e->cap : 65536;
+            while (e->len + (size_t)n + 1 > cap)
+                cap *= 2;
+            e->log = xrealloc(e->log, cap);
+            e->cap = cap;
+        }
+        memcpy(e->log + e->len, buf, (size_t)n);
+        e->len += (size_t)n;
+        e->log[e->len] = '\0';
+        pthread_cond_broadcast(&e->cv);
+        pthread_mutex_unlock(&e->mu);
+        if (tee) {
+            ssize_t w = write(STDERR_FILENO, buf, (size_t)n);
+            (void)w;
+        }
+    }
+}
+
+/* Reaps the daemon if it has exited (options: WNOHANG or 0). */
+static void reap(struct echod *e, int options)
+{
+    if (e->exited)
+        return;
+    int status;
+    pid_t r;
+    do
+        r = waitpid(e->pid, &status, options);
+    while (r < 0 && errno == EINTR);
+    if (r == e->pid) {
+        e->exited = true;
+        e->status = status;
+    } else if (r < 0) {
+        e->exited = true; /* not our child any more: nothing to wait for */
+        e->status = -1;
+    }
+}
+
+/*
+ * Finds the `n`-th (from 0) complete line of the log containing needle;
+ * with e->mu held.  Returns its start and length, or NULL.  A partial last
+ * line counts once the pipe has ended.
+ */
+static const char *find_line(struct echod *e, const char *needle, int n, size_t *linelen)
+{
+    size_t nlen = strlen(needle);
+    const char *p = e->log, *end = e->log + e->len;
+    while (p != NULL && p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        if (nl == NULL && !e->eof)
+            return NULL;
+        const char *stop = nl != NULL ? nl : end;
+        if (memmem(p, (size_t)(stop - p), needle, nlen) != NULL && n-- == 0) {
+            *linelen = (size_t)(stop - p);
+            return p;
+        }
+        p = nl != NULL ? nl + 1 : NULL;
+    }
+    return NULL;
+}
+
+/* Prints the log so far, for a failing test. */
+static void print_log(struct echod *e)
+{
+    pthread_mutex_lock(&e->mu);
+    print_error("---- mio-echod log (pid %d) ----\n%s---- end of log ----\n",
+                (int)e->pid, e->log != NULL ? e->log : "");
+    pthread_mutex_unlock(&e->mu);
+}
+
+struct echod *echod_start(const char *conf)
+{
+    register_cleanup();
+    struct echod *e = calloc(1, sizeof(*e));
+    if (e == NULL)
+        fail_msg("out of memory");
+    e->errfd = -1;
+    pthread_mutex_init(&e->mu, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&e->cv, &ca);
+    pthread_condattr_destroy(&ca);
+    e->next = daemons;
+    daemons = e;
+
+    const char *dir = make_tmpdir();
+    write_conf_in(dir, conf, e->conf, sizeof(e->conf));
+
+    char prog[PATH_MAX];
+    program_path(prog, sizeof(prog));
+    if (access(prog, X_OK) != 0)
+        fail_msg("cannot run %s: %s (is top_builddir set?)", prog, strerror(errno));
+    char *argv[] = {prog, (char *)"-f", (char *)"-c", e->conf, NULL};
+    char **envp = child_environment();
+    int p[2];
+    if (pipe2(p, O_CLOEXEC) < 0) {
+        free(envp);
+        fail_msg("pipe: %s", strerror(errno));
+    }
+    e->pid = spawn(argv, envp, p[1]);
+    free(envp);
+    close(p[1]);
+    e->errfd = p[0];
+    int err = pthread_create(&e->reader, NULL, read_log, e);
+    if (err != 0) {
+        kill(e->pid, SIGKILL);
+        reap(e, 0);
+        fail_msg("pthread_create: %s", strerror(err));
+    }
+    e->reader_running = true;
+
+    /* Wait for "started", or for the end of its stderr (it exited). */
+    struct timespec until = deadline_ts(START_MS);
+    bool started = false, ended = false;
+    pthread_mutex_lock(&e->mu);
+    for (int i = 0; i < 100000; i++) {
+        size_t len;
+        if (find_line(e, " started: ", 0, &len) != NULL) {
+            started = true;
+            break;
+        }
+        if (e->eof) {
+            ended = true;
+            break;
+        }
+        if (pthread_cond_timedwait(&e->cv, &e->mu, &until) == ETIMEDOUT)
+            break;
+    }
+    pthread_mutex_unlock(&e->mu);
+    if (started)
+        return e;
+    if (ended) {
+        /* Its stderr closed: it is exiting; wait a little for the status. */
+        for (int i = 0; i < 500 && !e->exited; i++) {
+            reap(e, WNOHANG);
+            if (!e->exited)
+                sleep_ms(2);
+        }
+    }
+    if (!e->exited) {
+        kill(e->pid, SIGKILL);
+        e->killed = true;
+        reap(e, 0);
+    }
+    print_log(e);
+    if (ended)
+        fail_msg("mio-echod exited before it started (status 0x%x)", e->status);
+    fail_msg("mio-echod did not start within %d ms", START_MS);
+    return NULL;
+}
+
+int echod_port(struct echod *e, const char *name, int n)
+{
+    char needle[256];
+    snprintf(needle, sizeof(needle), "listener %s: listening on ", name);
+    int port = -1;
+    pthread_mutex_lock(&e->mu);
+    size_t len;
+    const char *line = find_line(e, needle, n, &len);
+    if (line != NULL) {
+        /* "...listening on ADDR (mode)": the port follows ADDR's last ':'. */
+        char buf[512];
+        snprintf(buf, sizeof(buf), "%.*s", (int)len, line);
+        char *addr = strstr(buf, needle) + strlen(needle);
+        char *sp = strchr(addr, ' ');
+        if (sp != NULL)
+            *sp = '\0';
+        char *colon = strrchr(addr, ':');
+        if (colon != NULL)
+            port = atoi(colon + 1);
+    }
+    pthread_mutex_unlock(&e->mu);
+    if (port <= 0 || port > 65535) {
+        print_log(e);
+        fail_msg("no port for address %d of listener %s in the log", n, name);
+    }
+    return port;
+}
+
+const char *echod_wait_log(struct echod *e, const char *needle, int ms)
+{
+    struct timespec until = deadline_ts(ms < 0 ? 0 : ms);
+    const char *found = NULL;
+    size_t len = 0;
+    pthread_mutex_lock(&e->mu);
+    for (int i = 0; i < 1000000; i++) {
+        found = find_line(e, needle, 0, &len);
+        if (found != NULL || e->eof)
+            break;
+        if (pthread_cond_timedwait(&e->cv, &e->mu, &until) == ETIMEDOUT) {
+            found = find_line(e, needle, 0, &len);
+            break;
+        }
+    }
+    char *copy = NULL;
+    if (found != NULL) {
+        copy = xmalloc(len + 1);
+        memcpy(copy, found, len);
+        copy[len] = '\0';
+        if (e->ncopies == e->capcopies) {
+            e->capcopies = e->capcopies ? 2 * e->capcopies : 64;
+            e->copies = xrealloc(e->copies, e->capcopies * sizeof(*e->copies));
+        }
+        e->copies[e->ncopies++] = copy;
+    }
+    pthread_mutex_unlock(&e->mu);
+    return copy;
+}
+
+int echod_count_log(struct echod *e, const char *needle)
+{
+    int count = 0;
+    size_t len;
+    pthread_mutex_lock(&e->mu);
+    while (find_line(e, needle, count, &len) != NULL)
+        count++;
+    pthread_mutex_unlock(&e->mu);
+    return count;
+}
+
+void echod_signal(struct echod *e, int sig)
+{
+    reap(e, WNOHANG);
+    if (!e->exited)
+        kill(e->pid, sig);
+}
+
+/* The exit status as echod_stop() reports it. */
+static int exit_code(const struct echod *e)
+{
+    if (e->killed || e->status < 0)
+        return -1;
+    if (WIFEXITED(e->status))
+        return WEXITSTATUS(e->status);
+    if (WIFSIGNALED(e->status))
+        return 128 + WTERMSIG(e->status);
+    return -1;
+}
+
+int echod_stop(struct echod *e, int ms)
+{
+    reap(e, WNOHANG);
+    if (!e->exited) {
+        kill(e->pid, SIGTERM);
+        int64_t until = ms_now() + (ms < 0 ? 0 : ms);
+        /* Bounded: at most ms / 1 + 1 rounds of 1 ms. */
+        for (int i = 0; i <= ms && !e->exited; i++) {
+            reap(e, WNOHANG);
+            if (e->exited || ms_now() >= until)
+                break;
+            sleep_ms(1);
+        }
+        if (!e->exited) {
+            kill(e->pid, SIGKILL);
+            e->killed = true;
+            reap(e, 0);
+        }
+    }
+    if (e->reader_running) {
+        /* Its stderr ends with it: collect the last lines. */
+        struct timespec until = deadline_ts(2000);
+        bool eof;
+        pthread_mutex_lock(&e->mu);
+        while (!e->eof)
+            if (pthread_cond_timedwait(&e->cv, &e->mu, &until) == ETIMEDOUT)
+                break;
+        eof = e->eof;
+        pthread_mutex_unlock(&e->mu);
+        if (eof) {
+            pthread_join(e->reader, NULL);
+            e->reader_running = false;
+            close(e->errfd);
+            e->errfd = -1;
+        }
+    }
+    return exit_code(e);
+}
+
+pid_t echod_pid(struct echod *e)
+{
+    return e->pid;
+}
+
+long echod_rss_kib(struct echod *e)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof(path), "/proc/%d/status", (int)e->pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return -1;
+    long kib = -1;
+    while (fgets(line, sizeof(line), f) != NULL)
+        if (strncmp(line, "VmRSS:", 6) == 0) {
+            kib = strtol(line + 6, NULL, 10);
+            break;
+        }
+    fclose(f);
+    return kib;
+}
+
+int echod_fd_count(struct echod *e)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/fd", (int)e->pid);
+    DIR *d = opendir(path);
+    if (d == NULL)
+        return -1;
+    int n = 0;
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL)
+        if (de->d_name[0] != '.')
+            n++;
+    closedir(d);
+    return n;
+}
+
+int echod_run(char *out, size_t outlen, const char *arg, ...)
+{
+    char prog[PATH_MAX];
+    program_path(prog, sizeof(prog));
+    char *argv[64];
+    int argc = 0;
+    argv[argc++] = prog;
+    va_list ap;
+    va_start(ap, arg);
+    for (const char *a = arg; a != NULL && argc < 63; a = va_arg(ap, const char *))
+        argv[argc++] = (char *)a;
+    va_end(ap);
+    argv[argc] = NULL;
+
+    char **envp = child_environment();
+    int p[2];
+    if (pipe2(p, O_CLOEXEC) < 0) {
+        free(envp);
+        fail_msg("pipe: %s", strerror(errno));
+    }
+    pid_t pid = spawn(argv, envp, p[1]);
+    free(envp);
+    close(p[1]);
+
+    size_t used = 0;
+    if (outlen > 0)
+        out[0] = '\0';
+    int64_t until = ms_now() + RUN_MS;
+    bool eof = false;
+    for (int i = 0; i < 100000 && !eof; i++) {
+        int64_t left = until - ms_now();
+        if (left <= 0)
+            break;
+        struct pollfd pfd = {.fd = p[0], .events = POLLIN};
+        int r = poll(&pfd, 1, (int)left);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        char buf[4096];
+        ssize_t n = read(p[0], buf, sizeof(buf));
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0) {
+            eof = true;
+            break;
+        }
+        size_t take = (size_t)n;
+        if (outlen > 0 && used + take > outlen - 1)
+            take = outlen - 1 - used;
+        memcpy(out + used, buf, take);
+        used += take;
+        if (outlen > 0)
+            out[used] = '\0';
+    }
+    close(p[0]);
+    int status = 0;
+    pid_t r = 0;
+    /* The output ended: it has exited or is about to. */
+    for (int i = 0; i < 1000 && eof; i++) {
+        r = waitpid(pid, &status, WNOHANG);
+        if (r != 0)
+            break;
+        sleep_ms(1);
+    }
+    if (r != pid) {
+        kill(pid, SIGKILL);
+        while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+            continue;
+        return -1;
+    }
+    if (WIFEXITED(status))
+        return WEXITSTATUS(status);
+    if (WIFSIGNALED(status))
+        return 128 + WTERMSIG(status);
+    return -1;
+}
+
+/* ---- clients ------------------------------------------------------------ */
+
+static int connect_addr(const struct sockaddr *sa, socklen_t len)
+{
+    int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return -1;
+    struct timeval tv = {5, 0};
+    (void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    (void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    int r;
+    do
+        r = connect(fd, sa, len);
+    while (r < 0 && errno == EINTR);
+    if (r < 0) {
+        int err = errno;
+        close(fd);
+        errno = err;
+        return -1;
+    }
+    return fd;
+}
+
+int connect_to(int port)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    return connect_addr((struct sockaddr *)&a, sizeof(a));
+}
+
+int connect_to6(int port)
+{
+    struct sockaddr_in6 a = {.sin6_family = AF_INET6, .sin6_port = htons((uint16_t)port),
+                             .sin6_addr = IN6ADDR_LOOPBACK_INIT};
+    return connect_addr((struct sockaddr *)&a, sizeof(a));
+}
+
+/* Waits up to ms for `events` on fd: true when ready. */
+static bool wait_fd(int fd, short events, int ms)
+{
+    int64_t until = ms_now() + ms;
+    for (int i = 0; i < 1000; i++) {
+        int64_t left = until - ms_now();
+        if (left < 0)
+            left = 0;
+        struct pollfd pfd = {.fd = fd, .events = events};
+        int r = poll(&pfd, 1, (int)left);
+        if (r > 0)
+            return true;
+        if (r == 0 || errno != EINTR)
+            return false;
+    }
+    return false;
+}
+
+void send_all(int fd, const void *buf, size_t len)
+{
+    const uint8_t *p = buf;
+    size_t done = 0;
+    /* Each round either sends or waits up to IO_MS: bounded by len. */
+    while (done < len) {
+        ssize_t n = send(fd, p + done, len - done, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n > 0) {
+            done += (size_t)n;
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            if (!wait_fd(fd, POLLOUT, IO_MS))
+                fail_msg("send_all: no progress in %d ms after %zu of %zu bytes",
+                         IO_MS, done, len);
+            continue;
+        }
+        fail_msg("send_all: %s after %zu of %zu bytes", strerror(errno), done, len);
+    }
+}
+
+void recv_exact(int fd, void *buf, size_t len)
+{
+    uint8_t *p = buf;
+    size_t done = 0;
+    while (done < len) {
+        ssize_t n = recv(fd, p + done, len - done, MSG_DONTWAIT);
+        if (n > 0) {
+            done += (size_t)n;
+            continue;
+        }
+        if (n == 0)
+            fail_msg("recv_exact: EOF after %zu of %zu bytes", done, len);
+        if (errno == EINTR)
+            continue;
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            if (!wait_fd(fd, POLLIN, IO_MS))
+                fail_msg("recv_exact: nothing in %d ms after %zu of %zu bytes",
+                         IO_MS, done, len);
+            continue;
+        }
+        fail_msg("recv_exact: %s after %zu of %zu bytes", strerror(errno), done, len);
+    }
+}
+
+bool peer_closed_within(int fd, int ms)
+{
+    int64_t until = ms_now() + ms;
+    for (int i = 0; i < 1000; i++) {
+        int64_t left = until - ms_now();
+        if (left < 0)
+            left = 0;
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        int r = poll(&pfd, 1, (int)left);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return false;
+        char c;
+        ssize_t n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
+        if (n == 0)
+            return true;
+        if (n > 0)
+            return false;
+        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+            return false; /* a reset is not a close */
+        if (left == 0)
+            return false;
+    }
+    return false;
+}
+
+void fill_random(uint8_t *buf, size_t len, uint32_t seed)
+{
+    /* splitmix64: any seed, 0 included, gives a full-period stream. */
+    uint64_t x = 0x9e3779b97f4a7c15ull * ((uint64_t)seed + 1);
+    size_t i = 0;
+    while (i < len) {
+        uint64_t z = (x += 0x9e3779b97f4a7c15ull);
+        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+        z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+        z ^= z >> 31;
+        for (int k = 0; k < 8 && i < len; k++, i++)
+            buf[i] = (uint8_t)(z >> (8 * k));
+    }
+}

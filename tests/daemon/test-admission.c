@@ -1,0 +1,1514 @@
+/*
+ * Who mio-echod lets in, end to end on the real daemon over loopback:
+ * allow/deny lists, the daemon's, a listener's and a source's connection
+ * limits, PROXY protocol headers taken from clients and sent to upstreams,
+ * backpressure against peers that never read, and the configuration
+ * errors "mio-echod -t" reports.  Each test starts its own daemon with its
+ * own configuration on ephemeral ports.
+ */
+#ifdef HAVE_CONFIG_H
+#include "autoconf.h"
+#endif
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+/* Every daemon here logs to stderr, where the harness reads it, and gives
+ * connections still open at SIGTERM little time. */
+#define BASE "log = { target = \"stderr\"; };\nshutdown_timeout = 2.0;\n"
+
+/* How long a test waits for something that should happen at once. */
+#define WAIT_MS 3000
+
+/* ---- helpers ----------------------------------------------------------- */
+
+/* Sleeps ms milliseconds: the pauses between pieces of a split header. */
+static void pause_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
+/* 5 s send and receive timeouts, as the harness's connect_to() sets. */
+static void set_timeouts(int fd)
+{
+    struct timeval tv = {5, 0};
+    assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)), 0);
+    assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)), 0);
+}
+
+/* connect_to() and connect_to6(), failing the test when they fail. */
+static int client4(int port)
+{
+    int fd = connect_to(port);
+    if (fd < 0)
+        fail_msg("connect to 127.0.0.1:%d: %s", port, strerror(errno));
+    return fd;
+}
+
+static int client6(int port)
+{
+    int fd = connect_to6(port);
+    if (fd < 0)
+        fail_msg("connect to [::1]:%d: %s", port, strerror(errno));
+    return fd;
+}
+
+/* A blocking connection to 127.0.0.1:port from the address src: loopback
+ * answers for all of 127.0.0.0/8, so a client may be 127.0.0.2. */
+static int connect_from(const char *src, int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in a = {.sin_family = AF_INET};
+    assert_int_equal(inet_pton(AF_INET, src, &a.sin_addr), 1);
+    if (bind(fd, (struct sockaddr *)&a, sizeof(a)) != 0)
+        fail_msg("bind %s: %s", src, strerror(errno));
+    set_timeouts(fd);
+    a.sin_port = htons((uint16_t)port);
+    assert_int_equal(inet_pton(AF_INET, "127.0.0.1", &a.sin_addr), 1);
+    if (connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0)
+        fail_msg("connect from %s to port %d: %s", src, port, strerror(errno));
+    return fd;
+}
+
+/* The port of fd's own end: the client's port as the daemon sees it. */
+static int local_port(int fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&ss, &len), 0);
+    if (ss.ss_family == AF_INET6)
+        return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+}
+
+/* Whether ::1 can be bound here: the IPv6 tests are skipped otherwise. */
+static bool have_ipv6_loopback(void)
+{
+    int fd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0)
+        return false;
+    struct sockaddr_in6 a = {.sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT};
+    bool ok = bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
+    close(fd);
+    return ok;
+}
+
+/* Sends msg and expects exactly it back: the client is served. */
+static void expect_echo(int fd, const char *msg)
+{
+    char buf[512];
+    size_t n = strlen(msg);
+    assert_true(n <= sizeof(buf));
+    send_all(fd, msg, n);
+    recv_exact(fd, buf, n);
+    assert_memory_equal(buf, msg, n);
+}
+
+/* Half-closes and expects the daemon's FIN with nothing more before it,
+ * then closes. */
+static void finish(int fd)
+{
+    assert_int_equal(shutdown(fd, SHUT_WR), 0);
+    assert_true(peer_closed_within(fd, WAIT_MS));
+    close(fd);
+}
+
+/*
+ * The daemon closed the connection without sending a byte: a probe sent
+ * now (it may be reset already) is never echoed, and the connection ends
+ * (EOF, or a reset since the daemon did not read what it got) within 3 s.
+ */
+static void expect_refused(int fd)
+{
+    (void)send(fd, "probe\n", 6, MSG_NOSIGNAL);
+    int64_t deadline = ms_now() + WAIT_MS;
+    for (;;) {
+        int left = (int)(deadline - ms_now());
+        if (left <= 0)
+            fail_msg("a refused connection was still open after %d ms", WAIT_MS);
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        int r = poll(&p, 1, left);
+        if (r < 0 && errno == EINTR)
+            continue;
+        assert_true(r >= 0);
+        if (r == 0)
+            continue; /* the deadline ends the loop */
+        char c;
+        ssize_t n = recv(fd, &c, 1, MSG_DONTWAIT);
+        if (n == 0 || (n < 0 && (errno == ECONNRESET || errno == EPIPE)))
+            break;
+        if (n > 0)
+            fail_msg("a refused client got a byte back (0x%02x)", (unsigned char)c);
+        if (errno != EAGAIN && errno != EINTR)
+            fail_msg("recv on a refused connection: %s", strerror(errno));
+    }
+    close(fd);
+}
+
+/* Waits for a log line containing the formatted text; returns it. */
+__attribute__((format(printf, 2, 3)))
+static const char *must_log(struct echod *e, const char *fmt, ...)
+{
+    char needle[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(needle, sizeof(needle), fmt, ap);
+    va_end(ap);
+    const char *line = echod_wait_log(e, needle, WAIT_MS);
+    if (line == NULL)
+        fail_msg("no log line containing \"%s\" within %d ms", needle, WAIT_MS);
+    return line;
+}
+
+/* Waits for the access line that starts with the formatted text (e.g.
+ * "access listener=a client=127.0.0.1:4242 ") and checks that it ends
+ * with reason=REASON. */
+__attribute__((format(printf, 3, 4)))
+static void expect_access(struct echod *e, const char *reason, const char *fmt, ...)
+{
+    char needle[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(needle, sizeof(needle), fmt, ap);
+    va_end(ap);
+    const char *line = echod_wait_log(e, needle, WAIT_MS);
+    if (line == NULL) {
+        const char *any = echod_wait_log(e, " access ", 0);
+        fail_msg("no access line containing \"%s\" within %d ms (the first one: \"%s\")",
+                 needle, WAIT_MS, any != NULL ? any : "none");
+    }
+    const char *r = strstr(line, " reason=");
+    size_t n = strlen(reason);
+    if (r == NULL || strncmp(r + 8, reason, n) != 0 ||
+        (r[8 + n] != '\0' && r[8 + n] != '\n'))
+        fail_msg("access line \"%s\": expected reason=%s", line, reason);
+}
+
+/* Stops the daemon and expects a clean exit. */
+static void stop(struct echod *e)
+{
+    assert_int_equal(echod_stop(e, 5000), 0);
+}
+
+/* A listening socket on 127.0.0.1:0 standing for an upstream. */
+static int upstream_listen(int *port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(listen(fd, 16), 0);
+    *port = local_port(fd);
+    return fd;
+}
+
+/* Accepts the daemon's connection to the test upstream within 3 s. */
+static int upstream_accept(int lfd)
+{
+    struct pollfd p = {.fd = lfd, .events = POLLIN};
+    int r = -1;
+    for (int i = 0; i < 100 && r < 0; i++)
+        if ((r = poll(&p, 1, WAIT_MS)) < 0 && errno != EINTR)
+            break;
+    if (r != 1)
+        fail_msg("the daemon did not connect to the upstream within %d ms", WAIT_MS);
+    int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+    assert_true(fd >= 0);
+    set_timeouts(fd);
+    return fd;
+}
+
+/* Receives exactly len bytes and compares them with want. */
+static void expect_bytes(int fd, const void *want, size_t len)
+{
+    uint8_t got[1024];
+    assert_true(len <= sizeof(got));
+    recv_exact(fd, got, len);
+    assert_memory_equal(got, want, len);
+}
+
+/* ---- PROXY protocol headers, written out by hand ----------------------- */
+
+static const uint8_t v2_sig[12] = {0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d,
+                                   0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a};
+
+/* A v2 PROXY header for TCP over IPv4 (28 bytes) into out. */
+static size_t v2_tcp4(uint8_t *out, const char *src, const char *dst,
+                      uint16_t sport, uint16_t dport)
+{
+    memcpy(out, v2_sig, 12);
+    out[12] = 0x21; /* version 2, PROXY */
+    out[13] = 0x11; /* AF_INET, STREAM */
+    out[14] = 0;
+    out[15] = 12;
+    assert_int_equal(inet_pton(AF_INET, src, out + 16), 1);
+    assert_int_equal(inet_pton(AF_INET, dst, out + 20), 1);
+    out[24] = (uint8_t)(sport >> 8);
+    out[25] = (uint8_t)sport;
+    out[26] = (uint8_t)(dport >> 8);
+    out[27] = (uint8_t)dport;
+    return 28;
+}
+
+/* A v2 PROXY header for TCP over IPv6 (52 bytes) into out. */
+static size_t v2_tcp6(uint8_t *out, const char *src, const char *dst,
+                      uint16_t sport, uint16_t dport)
+{
+    memcpy(out, v2_sig, 12);
+    out[12] = 0x21;
+    out[13] = 0x21; /* AF_INET6, STREAM */
+    out[14] = 0;
+    out[15] = 36;
+    assert_int_equal(inet_pton(AF_INET6, src, out + 16), 1);
+    assert_int_equal(inet_pton(AF_INET6, dst, out + 32), 1);
+    out[48] = (uint8_t)(sport >> 8);
+    out[49] = (uint8_t)sport;
+    out[50] = (uint8_t)(dport >> 8);
+    out[51] = (uint8_t)dport;
+    return 52;
+}
+
+/* Connects, sends hdr and payload in one send, and expects the payload
+ * alone echoed back, then the daemon's FIN after a half-close. */
+static void proxied_echo(int port, const void *hdr, size_t hlen, const char *payload)
+{
+    uint8_t buf[2048];
+    size_t plen = strlen(payload);
+    assert_true(hlen + plen <= sizeof(buf));
+    memcpy(buf, hdr, hlen);
+    memcpy(buf + hlen, payload, plen);
+    int fd = client4(port);
+    send_all(fd, buf, hlen + plen);
+    expect_bytes(fd, payload, plen);
+    finish(fd);
+}
+
+/* Connects, sends hdr and payload in one send, and expects the connection
+ * closed without a byte back. */
+static void proxied_refused(int port, const void *hdr, size_t hlen, const char *payload)
+{
+    uint8_t buf[2048];
+    size_t plen = strlen(payload);
+    assert_true(hlen + plen <= sizeof(buf));
+    memcpy(buf, hdr, hlen);
+    memcpy(buf + hlen, payload, plen);
+    int fd = client4(port);
+    send_all(fd, buf, hlen + plen);
+    expect_refused(fd);
+}
+
+/* ---- allow and deny ---------------------------------------------------- */
+
+/* allow = one host: only that source is served; the other is closed
+ * without an echo and the refusal is logged with its address. */
+static void test_allow_lets_only_listed_source(void **state)
+{
+    (void)state;
+    struct echod *e = echod_start(BASE "workers = 1;\n"
+        "listeners = ( { name = \"acl\"; listen = [ \"127.0.0.1:0\" ];\n"
+        "  allow = [ \"127.0.0.2/32\" ]; } );\n");
+    int port = echod_port(e, "acl", 0);
+
+    int two = connect_from("127.0.0.2", port);
+    expect_echo(two, "from .2, allowed\n");
+
+    int one = connect_from("127.0.0.1", port);
+    int oport = local_port(one);
+    expect_refused(one);
+    must_log(e, "listener acl: refused 127.0.0.1:%d: denied by allow/deny", oport);
+
+    expect_echo(two, "still served\n");
+    finish(two);
+    stop(e);
+}
+
+/* deny wins over allow: a source in both lists is refused, and so is one
+ * in deny only; another listener without lists serves the same source. */
+static void test_deny_wins_over_allow(void **state)
+{
+    (void)state;
+    struct echod *e = echod_start(BASE "workers = 1;\n"
+        "listeners = ( { name = \"acl\"; listen = [ \"127.0.0.1:0\" ];\n"
+        "  allow = [ \"127.0.0.1\" ]; deny = [ \"127.0.0.0/8\" ]; },\n"
+        " { name = \"open\"; listen = [ \"127.0.0.1:0\" ]; } );\n");
+    int port = echod_port(e, "acl", 0);
+
+    int one = connect_from("127.0.0.1", port);
+    int p1 = local_port(one);
+    expect_refused(one);
+    int two = connect_from("127.0.0.2", port);
+    int p2 = local_port(two);
+    expect_refused(two);
+    must_log(e, "listener acl: refused 127.0.0.1:%d: denied by allow/deny", p1);
+    must_log(e, "listener acl: refused 127.0.0.2:%d: denied by allow/deny", p2);
+
+    int fd = connect_from("127.0.0.1", echod_port(e, "open", 0));
+    expect_echo(fd, "the open listener serves 127.0.0.1\n");
+    finish(fd);
+    stop(e);
+}
+
+/* deny = [ "::1/128" ] refuses an IPv6 client; a listener without it
+ * serves the same client. */
+static void test_deny_ipv6(void **state)
+{
+    (void)state;
+    if (!have_ipv6_loopback())
+        skip();
+    struct echod *e = echod_start(BASE "workers = 1;\n"
+        "listeners = ( { name = \"v6\"; listen = [ \"[::1]:0\" ];\n"
+        "  deny = [ \"::1/128\" ]; },\n"
+        " { name = \"open6\"; listen = [ \"[::1]:0\" ]; } );\n");
+
+    int fd = client6(echod_port(e, "v6", 0));
+    int cport = local_port(fd);
+    expect_refused(fd);
+    must_log(e, "listener v6: refused [::1]:%d: denied by allow/deny", cport);
+
+    fd = client6(echod_port(e, "open6", 0));
+    expect_echo(fd, "served over IPv6\n");
+    finish(fd);
+    stop(e);
+}
+
+/* A range matches its own family only: on a listener bound to both
+ * 127.0.0.1 and ::1, allow = [ "::1/128" ] serves the v6 client and
+ * refuses the v4 one, and allow = [ "127.0.0.0/8" ] the other way round. */
+static void test_acl_ranges_match_their_family(void **state)
+{
+    (void)state;
+    if (!have_ipv6_loopback())
+        skip();
+    struct echod *e = echod_start(BASE "workers = 1;\n"
+        "listeners = ( { name = \"only6\"; listen = [ \"127.0.0.1:0\", \"[::1]:0\" ];\n"
+        "  allow = [ \"::1/128\" ]; },\n"
+        " { name = \"only4\"; listen = [ \"127.0.0.1:0\", \"[::1]:0\" ];\n"
+        "  allow = [ \"127.0.0.0/8\" ]; } );\n");
+
+    int fd = client6(echod_port(e, "only6", 1));
+    expect_echo(fd, "v6 client, v6 range\n");
+    finish(fd);
+    fd = client4(echod_port(e, "only6", 0));
+    int cport = local_port(fd);
+    expect_refused(fd);
+    must_log(e, "listener only6: refused 127.0.0.1:%d: denied by allow/deny", cport);
+
+    fd = client4(echod_port(e, "only4", 0));
+    expect_echo(fd, "v4 client, v4 range\n");
+    finish(fd);
+    fd = client6(echod_port(e, "only4", 1));
+    cport = local_port(fd);
+    expect_refused(fd);
+    must_log(e, "listener only4: refused [::1]:%d: denied by allow/deny", cport);
+    stop(e);
+}
+
+/* ---- connection limits ------------------------------------------------- */
+
+/* max_connections = 3 for the whole daemon: three clients held open (on
+ * two listeners) are served, a fourth on either listener is closed at once
+ * and logged, and once one of the three has gone a new client is served. */
+static void test_max_connections_global(void **state)
+{
+    (void)state;
+    struct echod *e = echod_start(BASE "workers = 1;\nmax_connections = 3;\n"
+        "listeners = ( { name = \"a\"; listen = [ \"127.0.0.1:0\" ]; },\n"
+        " { name = \"b\"; listen = [ \"127.0.0.1:0\" ]; } );\n");
+    int pa = echod_port(e, "a", 0), pb = echod_port(e, "b", 0);
+
+    int held[3] = {client4(pa), client4(pa), client4(pb)};
+    for (int i = 0; i < 3; i++)
+        expect_echo(held[i], "held open\n");
+
+    int fd = client4(pa);
+    int cport = local_port(fd);
+    expect_refused(fd);
+    must_log(e, "listener a: refused 127.0.0.1:%d: max_connections reached", cport);
+    fd = client4(pb);
+    cport = local_port(fd);
+    expect_refused(fd);
+    must_log(e, "listener b: refused 127.0.0.1:%d: max_connections reached", cport);
+
+    cport = local_port(held[0]);
+    finish(held[0]);
+    expect_access(e, "done", "access listener=a client=127.0.0.1:%d ", cport);
+    fd = client4(pb);
+    expect_echo(fd, "a slot came free\n");
+    for (int i = 1; i < 3; i++)
+        expect_echo(held[i], "the others are still served\n");
+    finish(fd);
+    finish(held[1]);
+    finish(held[2]);
+    stop(e);
+}
+
+/* A listener's max_connections = 2 refuses its third client while another
+ * listener of the same daemon serves three at once; a slot freed on the
+ * first is taken again. */
+static void test_max_connections_listener(void **state)
+{
+    (void)state;
+    struct echod *e = echod_start(BASE "workers = 2;\n"
+        "listeners = ( { name = \"a\"; listen = [ \"127.0.0.1:0\" ]; max_connections = 2; },\n"
+        " { name = \"b\"; listen = [ \"127.0.0.1:0\" ]; } );\n");
+    int pa = echod_port(e, "a", 0), pb = echod_port(e, "b", 0);
+
+    int a[2] = {client4(pa), client4(pa)};
+    for (int i = 0; i < 2; i++)
+        expect_echo(a[i], "on a\n");
+    int fd = client4(pa);
+    int cport = local_port(fd);
+    expect_refused(fd);
+    must_log(e, "listener a: refused 127.0.0.1:%d: listener max_connections reached", cport);
+
+    int b[3] = {client4(pb), client4(pb), client4(pb)};
+    for (int i = 0; i < 3; i++)
+        expect_echo(b[i], "on b, unaffected\n");
+
+    cport = local_port(a[0]);
+    finish(a[0]);
+    expect_access(e, "done", "access listener=a client=127.0.0.1:%d ", cport);
+    fd = client4(pa);
+    expect_echo(fd, "a slot came free on a\n");
+    finish(fd);
+    finish(a[1]);
+    for (int i = 0; i < 3; i++)
+        finish(b[i]);
+    stop(e);
+}
+
+/* max_per_source = 2: a third client from 127.0.0.1 is refused while one
+ * from 127.0.0.2 is served; after one of the two leaves, 127.0.0.1 is
+ * served again. */
+static void test_max_per_source(void **state)
+{
+    (void)state;
+    struct echod *e = echod_start(BASE "workers = 2;\n"
+        "listeners = ( { name = \"ps\"; listen = [ \"127.0.0.1:0\" ]; max_per_source = 2; } );\n");
+    int port = echod_port(e, "ps", 0);
+
+    int one[2] = {connect_from("127.0.0.1", port), connect_from("127.0.0.1", port)};
+    for (int i = 0; i < 2; i++)
+        expect_echo(one[i], "from .1\n");
+    int fd = connect_from("127.0.0.1", port);
+    int cport = local_port(fd);
+    expect_refused(fd);
+    must_log(e, "listener ps: refused 127.0.0.1:%d: max_per_source reached", cport);
+
+    int two = connect_from("127.0.0.2", port);
+    expect_echo(two, "from .2, another source\n");
+
+    cport = local_port(one[0]);
+    finish(one[0]);
+    expect_access(e, "done", "access listener=ps client=127.0.0.1:%d ", cport);
+    fd = connect_from("127.0.0.1", port);
+    expect_echo(fd, "from .1 again\n");
+    finish(fd);
+    finish(one[1]);
+    finish(two);
+    stop(e);
+}
+
+/* ---- PROXY protocol from clients --------------------------------------- */
+
+#define PP_ECHO(extra) BASE "workers = 1;\n" \
+    "listeners = ( { name = \"pp\"; listen = [ \"127.0.0.1:0\" ]; accept_proxy = true;\n" \
+    extra " } );\n"
+
+/* A v1 header and the payload in one send: the payload alone comes back,
+ * and the access line names the declared client and counts the payload
+ * only. */
+static void test_proxy_v1_one_send(void **state)
+{
+    (void)state;
+    struct echod *e = echod_start(PP_ECHO(""));
+    int port = echod_port(e, "pp", 0);
+    const char *hdr = "PROXY TCP4 192.0.2.1 192.0.2.2 5555 7007\r\n";
+    const char *payload = "hello through a proxy\n";
+    proxied_echo(port, hdr, strlen(hdr), payload);
+    expect_access(e, "done", "access listener=pp client=192.0.2.1:5555 upstream=- in=%zu out=%zu ",
+                  strlen(payload), strlen(payload));
+
+    /* Header, payload and FIN at once: all of the payload still comes
+     * back before the daemon's FIN. */
+    int fd = client4(port);
+    const char *all = "PROXY TCP4 192.0.2.1 192.0.2.2 5570 7007\r\nand a FIN\n";
+    send_all(fd, all, strlen(all));
+    assert_int_equal(shutdown(fd, SHUT_WR), 0);
+    expect_bytes(fd, "and a FIN\n", 10);
+    assert_true(peer_closed_within(fd, WAIT_MS));
+    close(fd);
+    expect_access(e, "done", "access listener=pp client=192.0.2.1:5570 upstream=- in=10 out=10 ");
+    stop(e);
+}
+
+/* The length bounds: a v1 line of exactly 107 bytes (the specification's
+ * longest) is accepted and one of 108 refused; a v2 header of exactly 1024
+ * bytes (PROXY_MAX_HEADER, TLVs included) is accepted and one of 1025
+ * refused.  The payload after an accepted one comes back alone. */
+static void test_proxy_length_bounds(void **state)
+{
+    (void)state;
+    struct echod *e = echod_start(PP_ECHO(""));
+    int port = echod_port(e, "pp", 0);
+    static uint8_t hdr[1100];
+
+    for (size_t len = 107; len <= 108; len++) {
+        memset(hdr, 'x', len);
+        memcpy(hdr, "PROXY UNKNOWN ", 14);
+        memcpy(hdr + len - 2, "\r\n", 2);
+        if (len == 107) {
+            proxied_echo(port, hdr, len, "after 107 bytes\n");
+        } else {
+            int fd = client4(port);
+            int cport = local_port(fd);
+            send_all(fd, hdr, len);
+            expect_refused(fd);
+            must_log(e, "listener pp: refused 127.0.0.1:%d: bad PROXY header", cport);
+        }
+    }
+    for (size_t total = 1024; total <= 1025; total++) {
+        size_t n = v2_tcp4(hdr, "192.0.2.1", "192.0.2.2", (uint16_t)(5570 + total), 7007);
+        size_t tlv = total - n - 3; /* one NOOP TLV fills the rest */
+        memset(hdr + n, 0, total - n);
+        hdr[n] = 0x04;
+        hdr[n + 1] = (uint8_t)(tlv >> 8);
+        hdr[n + 2] = (uint8_t)tlv;
+        hdr[14] = (uint8_t)((total - 16) >> 8);
+        hdr[15] = (uint8_t)(total - 16);
+        if (total == 1024) {
+            proxied_echo(port, hdr, total, "after 1024 bytes\n");
+            expect_access(e, "done", "access listener=pp client=192.0.2.1:6594 upstream=- in=17 out=17 ");
+        } else {
+            int fd = client4(port);
+            int cport = local_port(fd);
+            send_all(fd, hdr, total);
+            expect_refused(fd);
+            must_log(e, "listener pp: refused 127.0.0.1:%d: bad PROXY header", cport);
+        }
+    }
+    stop(e);
+}
+
+/* The same header cut into pieces sent with pauses (inside the keyword,
+ * an address and the CRLF), the payload in two sends after it. */
+static void test_proxy_v1_split(void **state)
+{
+    (void)state;
+    struct echod *e = echod_start(PP_ECHO(""));
+    int fd = client4(echod_port(e, "pp", 0));
+    static const char *const pieces[] = {"PRO", "XY TCP4 192.0.2", ".1 192.0.2.2 5556 70",
+                                         "07\r", "\nfirst "};
+    for (size_t i = 0; i < sizeof(pieces) / sizeof(pieces[0]); i++) {
+        send_all(fd, pieces[i], strlen(pieces[i]));
+        pause_ms(30);
+    }
+    send_all(fd, "second\n", 7);
+    expect_bytes(fd, "first second\n", 13);
+    finish(fd);
+    expect_access(e, "done", "access listener=pp client=192.0.2.1:5556 upstream=- in=13 out=13 ");
+    stop(e);
+}
+
+/* v2 binary headers: TCP over IPv4 (also cut in three sends) and over
+ * IPv6 give the declared client; the payload alone is echoed. */
+static void test_proxy_v2_tcp(void **state)
+{
+    (void)state;
+    struct echod *e = echod_start(PP_ECHO(""));
+    int port = echod_port(e, "pp", 0);
+    uint8_t hdr[64];
+
+    size_t n = v2_tcp4(hdr, "192.0.2.1", "192.0.2.2", 5557, 7007);
+    proxied_echo(port, hdr, n, "v2 over IPv4\n");
+    expect_access(e, "done", "access listener=pp client=192.0.2.1:5557 upstream=- in=13 out=13 ");
+
+    n = v2_tcp4(hdr, "198.51.100.4", "192.0.2.2", 5558, 7007);
+    int fd = client4(port);
+    send_all(fd, hdr, 7); /* inside the signature */
+    pause_ms(30);
+    send_all(fd, hdr + 7, 12); /* inside the address block */
+    pause_ms(30);
+    send_all(fd, hdr + 19, n - 19);
+    pause_ms(30);
+    expect_echo(fd, "v2 in pieces\n");
+    finish(fd);
+    expect_access(e, "done", "access listener=pp client=198.51.100.4:5558 upstream=- in=13 out=13 ");
+
+    n = v2_tcp6(hdr, "2001:db8::1", "2001:db8::2", 5559, 7007);
+    proxied_echo(port, hdr, n, "v2 over IPv6\n");
+    expect_access(e, "done", "access listener=pp client=[2001:db8::1]:5559 upstream=- in=13 out=13 ");
+    stop(e);
+}
+
+/* v2 LOCAL (the proxy's own health check), with and without an address
+ * block, and v1 UNKNOWN: the connection is served as the peer's own, and
+ * TLVs after a v2 address block are skipped, not echoed. */
+static void test_proxy_local_and_tlvs(void **state)
+{
+    (void)state;
+    struct echod *e = echod_start(PP_ECHO(""));
+    int port = echod_port(e, "pp", 0);
+    uint8_t hdr[64];
+
+    /* LOCAL, no addresses. */
+    memcpy(hdr, v2_sig, 12);
+    hdr[12] = 0x20;
+    hdr[13] = 0x00;
+    hdr[14] = 0;
+    hdr[15] = 0;
+    int fd = client4(port);
+    int cport = local_port(fd);
+    uint8_t buf[128];
+    memcpy(buf, hdr, 16);
+    memcpy(buf + 16, "local\n", 6);
+    send_all(fd, buf, 22);
+    expect_bytes(fd, "local\n", 6);
+    finish(fd);
+    expect_access(e, "done", "access listener=pp client=127.0.0.1:%d upstream=- in=6 out=6 ", cport);
+
+    /* LOCAL with an address block, which is ignored. */
+    v2_tcp4(hdr, "192.0.2.1", "192.0.2.2", 5560, 7007);
+    hdr[12] = 0x20;
+    fd = client4(port);
+    cport = local_port(fd);
+    memcpy(buf, hdr, 28);
+    memcpy(buf + 28, "local, block\n", 13);
+    send_all(fd, buf, 41);
+    expect_bytes(fd, "local, block\n", 13);
+    finish(fd);
+    expect_access(e, "done", "access listener=pp client=127.0.0.1:%d upstream=- in=13 out=13 ", cport);
+
+    /* v1 UNKNOWN. */
+    fd = client4(port);
+    cport = local_port(fd);
+    send_all(fd, "PROXY UNKNOWN\r\nunknown\n", 23);
+    expect_bytes(fd, "unknown\n", 8);
+    finish(fd);
+    expect_access(e, "done", "access listener=pp client=127.0.0.1:%d upstream=- in=8 out=8 ", cport);
+
+    /* A PROXY header with a 7-byte NOOP TLV after the addresses. */
+    size_t n = v2_tcp4(hdr, "192.0.2.1", "192.0.2.2", 5561, 7007);
+    hdr[15] = 12 + 7;
+    memcpy(hdr + n, "\x04\x00\x04" "tlv!", 7);
+    proxied_echo(port, hdr, n + 7, "after the TLV\n");
+    expect_access(e, "done", "access listener=pp client=192.0.2.1:5561 upstream=- in=14 out=14 ");
+    stop(e);
+}
+
+/* Malformed headers are refused at once: no echo, the connection closed,
+ * "bad PROXY header" in the log and reason=bad-proxy-header. */
+static void test_proxy_malformed(void **state)
+{
+    (void)state;
+    struct echod *e = echod_start(PP_ECHO(""));
+    int port = echod_port(e, "pp", 0);
+    char longline[160];
+    uint8_t v2[64];
+
+    memset(longline, 'x', sizeof(longline));
+    memcpy(longline, "PROXY UNKNOWN ", 14); /* no CRLF within 107 bytes */
+    v2_tcp4(v2, "192.0.2.1", "192.0.2.2", 5562, 7007);
+    v2[14] = 0x04; /* the length says 1036 bytes follow: past the bound */
+    v2[15] = 0x0c;
+#define TEXT(s) {s, sizeof(s) - 1}
+    struct {
+        const void *bytes;
+        size_t len;
+    } cases[] = {
+        TEXT("GET / HTTP/1.0\r\n\r\n"),
+        TEXT("PROXY TCP4 bad\r\n"),
+        TEXT("PROXY TCP4 192.0.2.1 192.0.2.2 5555 70000\r\n"),
+        TEXT("PROXY TCP5 192.0.2.1 192.0.2.2 5555 7007\r\n"),
+        {longline, sizeof(longline)},
+        {v2, 28},
+    };
+#undef TEXT
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        int fd = client4(port);
+        int cport = local_port(fd);
+        send_all(fd, cases[i].bytes, cases[i].len);
+        expect_refused(fd);
+        must_log(e, "listener pp: refused 127.0.0.1:%d: bad PROXY header", cport);
+        expect_access(e, "bad-proxy-header", "access listener=pp client=127.0.0.1:%d ", cport);
+    }
+    /* The listener still serves a well-formed one. */
+    const char *hdr = "PROXY TCP4 192.0.2.1 192.0.2.2 5563 7007\r\n";
+    proxied_echo(port, hdr, strlen(hdr), "well-formed\n");
+    stop(e);
+}
+
+/* A header that never completes does not hold the connection forever:
+ * the idle timeout closes it. */
+static void test_proxy_header_stalled(void **state)
+{
+    (void)state;
+    struct echod *e = echod_start(PP_ECHO("idle_timeout = 0.2;"));
+    int fd = client4(echod_port(e, "pp", 0));
+    int cport = local_port(fd);
+    send_all(fd, "PROXY TCP4 192.0.2.1 ", 21);
+    assert_true(peer_closed_within(fd, WAIT_MS));
+    close(fd);
+    expect_access(e, "idle-timeout", "access listener=pp client=127.0.0.1:%d ", cport);
+    stop(e);
+}
+
+/* deny applies to the declared source: 192.0.2.0/24 refuses a header
+ * declaring 192.0.2.1 (and its v4-mapped IPv6 form, as addr.h documents)
+ * while another declared source is served from the same peer. */
+static void test_proxy_source_denied(void **state)
+{
+    (void)state;
+    struct echod *e = echod_start(PP_ECHO("deny = [ \"192.0.2.0/24\" ];"));
+    int port = echod_port(e, "pp", 0);
+
+    const char *hdr = "PROXY TCP4 192.0.2.1 192.0.2.2 5564 7007\r\n";
+    proxied_refused(port, hdr, strlen(hdr), "denied\n");
+    must_log(e, "listener pp: refused 192.0.2.1:5564: denied by allow/deny (PROXY source)");
+    expect_access(e, "refused-after-proxy-header", "access listener=pp client=");
+
+    hdr = "PROXY TCP6 ::ffff:192.0.2.9 ::1 5565 7007\r\n";
+    proxied_refused(port, hdr, strlen(hdr), "denied too\n");
+    must_log(e, "listener pp: refused [::ffff:192.0.2.9]:5565: denied by allow/deny (PROXY source)");
+
+    hdr = "PROXY TCP4 198.51.100.7 192.0.2.2 5566 7007\r\n";
+    proxied_echo(port, hdr, strlen(hdr), "not denied\n");
+    expect_access(e, "done", "access listener=pp client=198.51.100.7:5566 upstream=- in=11 out=11 ");
+    stop(e);
+}
+
+/* The access line of a connection refused after its header names the
+ * client the header declared, as every other access line of an
+ * accept_proxy listener does. */
+static void test_proxy_refusal_access_line_names_declared_client(void **state)
+{
+    (void)state;
+    struct echod *e = echod_start(PP_ECHO("deny = [ \"192.0.2.0/24\" ];"));
+    const char *hdr = "PROXY TCP4 192.0.2.1 192.0.2.2 5567 7007\r\n";
+    proxied_refused(echod_port(e, "pp", 0), hdr, strlen(hdr), "denied\n");
+    expect_access(e, "refused-after-proxy-header",
+                  "access listener=pp client=192.0.2.1:5567 upstream=- ");
+    stop(e);
+}
+
+/* allow is checked twice: against the connecting peer at accept (a peer
+ * outside it is refused whatever it declares) and against the declared
+ * source. */
+static void test_proxy_allow_checked_twice(void **state)
+{
+    (void)state;
+    struct echod *e = echod_start(PP_ECHO("allow = [ \"127.0.0.1/32\", \"198.51.100.0/24\" ];"));
+    int port = echod_port(e, "pp", 0);
+    const char *ok = "PROXY TCP4 198.51.100.1 192.0.2.2 5568 7007\r\n";
+
+    int fd = connect_from("127.0.0.2", port);
+    int cport = local_port(fd);
+    send_all(fd, ok, strlen(ok));
+    expect_refused(fd);
+    must_log(e, "listener pp: refused 127.0.0.2:%d: denied by allow/deny", cport);
+
+    proxied_echo(port, ok, strlen(ok), "allowed source\n");
+    expect_access(e, "done", "access listener=pp client=198.51.100.1:5568 ");
+
+    const char *bad = "PROXY TCP4 203.0.113.5 192.0.2.2 5569 7007\r\n";
+    proxied_refused(port, bad, strlen(bad), "not in allow\n");
+    must_log(e, "listener pp: refused 203.0.113.5:5569: denied by allow/deny (PROXY source)");
+    stop(e);
+}
+
+/* max_per_source counts the declared source, not the peer: two
+ * connections declaring 192.0.2.1 are served, a third (also in its
+ * v4-mapped form) is refused, one declaring 192.0.2.2 is served from the
+ * same peer, and a freed slot is taken again. */
+static void test_proxy_max_per_source(void **state)
+{
+    (void)state;
+    struct echod *e = echod_start(PP_ECHO("max_per_source = 2;"));
+    int port = echod_port(e, "pp", 0);
+    char hdr[128];
+    int held[3];
+
+    for (int i = 0; i < 2; i++) {
+        held[i] = client4(port);
+        int n = snprintf(hdr, sizeof(hdr), "PROXY TCP4 192.0.2.1 192.0.2.2 %d 7007\r\n", 6000 + i);
+        send_all(held[i], hdr, (size_t)n);
+        expect_echo(held[i], "declared 192.0.2.1\n");
+    }
+    const char *third = "PROXY TCP4 192.0.2.1 192.0.2.2 6002 7007\r\n";
+    proxied_refused(port, third, strlen(third), "third\n");
+    must_log(e, "listener pp: refused 192.0.2.1:6002: max_per_source reached");
+    expect_access(e, "refused-after-proxy-header", "access listener=pp client=");
+    const char *mapped = "PROXY TCP6 ::ffff:192.0.2.1 ::1 6003 7007\r\n";
+    proxied_refused(port, mapped, strlen(mapped), "mapped\n");
+    must_log(e, "listener pp: refused [::ffff:192.0.2.1]:6003: max_per_source reached");
+
+    held[2] = client4(port);
+    const char *other = "PROXY TCP4 192.0.2.2 192.0.2.2 6004 7007\r\n";
+    send_all(held[2], other, strlen(other));
+    expect_echo(held[2], "declared 192.0.2.2, third from this peer\n");
+
+    finish(held[0]);
+    expect_access(e, "done", "access listener=pp client=192.0.2.1:6000 ");
+    const char *again = "PROXY TCP4 192.0.2.1 192.0.2.2 6005 7007\r\n";
+    proxied_echo(port, again, strlen(again), "a slot came free\n");
+    finish(held[1]);
+    finish(held[2]);
+    stop(e);
+}
+
+/* ---- PROXY protocol to upstreams --------------------------------------- */
+
+/*
+ * One relayed connection: the client sends `payload` (after `client_hdr`,
+ * if any), and its FIN at once when `early_fin`; the upstream must receive
+ * exactly want[0..wlen) and then the payload, and EOF after the client's
+ * half-close; its reply reaches the client, then EOF.
+ */
+static void relay_expect_header(int port, int ufd_listen, const void *client_hdr,
+                                size_t chlen, const void *want, size_t wlen,
+                                const char *payload, bool early_fin)
+{
+    uint8_t buf[1024];
+    size_t plen = strlen(payload);
+    int fd = client4(port);
+    memcpy(buf, client_hdr, chlen);
+    memcpy(buf + chlen, payload, plen);
+    send_all(fd, buf, chlen + plen);
+    if (early_fin)
+        assert_int_equal(shutdown(fd, SHUT_WR), 0);
+    int ufd = upstream_accept(ufd_listen);
+    expect_bytes(ufd, want, wlen);
+    expect_bytes(ufd, payload, plen);
+    if (!early_fin)
+        assert_int_equal(shutdown(fd, SHUT_WR), 0);
+    assert_true(peer_closed_within(ufd, WAIT_MS));
+    send_all(ufd, "reply\n", 6);
+    close(ufd);
+    expect_bytes(fd, "reply\n", 6);
+    assert_true(peer_closed_within(fd, WAIT_MS));
+    close(fd);
+}
+
+#define RELAY(send, extra) \
+    "  { name = \"" send "\"; listen = [ \"127.0.0.1:0\" ]; mode = \"proxy\";\n" \
+    "    upstreams = [ \"127.0.0.1:%d\" ]; retries = 0; send_proxy = \"" send "\";" extra " }"
+
+/* send_proxy = "v1" and "v2": the upstream reads first exactly the header
+ * for the client's and the listener's addresses, then the payload. */
+static void test_send_proxy(void **state)
+{
+    (void)state;
+    int up;
+    int lfd = upstream_listen(&up);
+    char conf[1024];
+    snprintf(conf, sizeof(conf), BASE "workers = 1;\nlisteners = (\n"
+             RELAY("v1", "") ",\n" RELAY("v2", "") "\n);\n", up, up);
+    struct echod *e = echod_start(conf);
+
+    int port = echod_port(e, "v1", 0);
+    int fd = client4(port);
+    int cport = local_port(fd);
+    send_all(fd, "payload one\n", 12);
+    int ufd = upstream_accept(lfd);
+    char want[128];
+    int n = snprintf(want, sizeof(want), "PROXY TCP4 127.0.0.1 127.0.0.1 %d %d\r\n", cport, port);
+    expect_bytes(ufd, want, (size_t)n);
+    expect_bytes(ufd, "payload one\n", 12);
+    assert_int_equal(shutdown(fd, SHUT_WR), 0);
+    assert_true(peer_closed_within(ufd, WAIT_MS));
+    send_all(ufd, "reply\n", 6);
+    close(ufd);
+    expect_bytes(fd, "reply\n", 6);
+    assert_true(peer_closed_within(fd, WAIT_MS));
+    close(fd);
+    expect_access(e, "done", "access listener=v1 client=127.0.0.1:%d upstream=127.0.0.1:%d in=12 out=6 ",
+                  cport, up);
+
+    port = echod_port(e, "v2", 0);
+    fd = client4(port);
+    cport = local_port(fd);
+    send_all(fd, "payload two\n", 12);
+    ufd = upstream_accept(lfd);
+    uint8_t want2[28];
+    v2_tcp4(want2, "127.0.0.1", "127.0.0.1", (uint16_t)cport, (uint16_t)port);
+    expect_bytes(ufd, want2, sizeof(want2));
+    expect_bytes(ufd, "payload two\n", 12);
+    assert_int_equal(shutdown(fd, SHUT_WR), 0);
+    assert_true(peer_closed_within(ufd, WAIT_MS));
+    close(ufd);
+    assert_true(peer_closed_within(fd, WAIT_MS));
+    close(fd);
+    close(lfd);
+    stop(e);
+}
+
+/* accept_proxy with send_proxy: the addresses a client's header declares
+ * are passed on, translated between versions; after a LOCAL header the
+ * connection's own addresses are sent. */
+static void test_proxy_passed_on(void **state)
+{
+    (void)state;
+    int up;
+    int lfd = upstream_listen(&up);
+    char conf[1024];
+    snprintf(conf, sizeof(conf), BASE "workers = 1;\nlisteners = (\n"
+             RELAY("v1", " accept_proxy = true;") ",\n"
+             RELAY("v2", " accept_proxy = true;") "\n);\n", up, up);
+    struct echod *e = echod_start(conf);
+    int p1 = echod_port(e, "v1", 0), p2 = echod_port(e, "v2", 0);
+    uint8_t hdr[64], want[64];
+
+    const char *v1 = "PROXY TCP4 192.0.2.1 192.0.2.2 5555 7007\r\n";
+    relay_expect_header(p1, lfd, v1, strlen(v1), v1, strlen(v1), "v1 to v1\n", false);
+    expect_access(e, "done", "access listener=v1 client=192.0.2.1:5555 upstream=127.0.0.1:%d in=9 out=6 ", up);
+
+    size_t n = v2_tcp6(hdr, "2001:db8::1", "2001:db8::2", 5556, 7007);
+    const char *v1_6 = "PROXY TCP6 2001:db8::1 2001:db8::2 5556 7007\r\n";
+    relay_expect_header(p1, lfd, hdr, n, v1_6, strlen(v1_6), "v2 to v1\n", true);
+
+    size_t wn = v2_tcp4(want, "192.0.2.1", "192.0.2.2", 5557, 7007);
+    const char *v1b = "PROXY TCP4 192.0.2.1 192.0.2.2 5557 7007\r\n";
+    relay_expect_header(p2, lfd, v1b, strlen(v1b), want, wn, "v1 to v2\n", true);
+
+    /* LOCAL: the upstream learns the real client and listener. */
+    memcpy(hdr, v2_sig, 12);
+    hdr[12] = 0x20;
+    hdr[13] = 0;
+    hdr[14] = 0;
+    hdr[15] = 0;
+    int fd = client4(p1);
+    int cport = local_port(fd);
+    memcpy(hdr + 16, "local\n", 6);
+    send_all(fd, hdr, 22);
+    int ufd = upstream_accept(lfd);
+    char line[128];
+    int ln = snprintf(line, sizeof(line), "PROXY TCP4 127.0.0.1 127.0.0.1 %d %d\r\n", cport, p1);
+    expect_bytes(ufd, line, (size_t)ln);
+    expect_bytes(ufd, "local\n", 6);
+    close(fd);
+    close(ufd);
+    close(lfd);
+    stop(e);
+}
+
+/* send_proxy for an IPv6 client on an IPv6 listener: "PROXY TCP6" with
+ * both addresses, and the 52-byte v2 form. */
+static void test_send_proxy_ipv6(void **state)
+{
+    (void)state;
+    if (!have_ipv6_loopback())
+        skip();
+    int up;
+    int lfd = upstream_listen(&up);
+    char conf[1024];
+    snprintf(conf, sizeof(conf), BASE "workers = 1;\nlisteners = (\n"
+             "  { name = \"v1\"; listen = [ \"[::1]:0\" ]; mode = \"proxy\";\n"
+             "    upstreams = [ \"127.0.0.1:%d\" ]; retries = 0; send_proxy = \"v1\"; },\n"
+             "  { name = \"v2\"; listen = [ \"[::1]:0\" ]; mode = \"proxy\";\n"
+             "    upstreams = [ \"127.0.0.1:%d\" ]; retries = 0; send_proxy = \"v2\"; }\n"
+             ");\n", up, up);
+    struct echod *e = echod_start(conf);
+
+    int port = echod_port(e, "v1", 0);
+    int fd = client6(port);
+    int cport = local_port(fd);
+    send_all(fd, "six\n", 4);
+    int ufd = upstream_accept(lfd);
+    char want[128];
+    int n = snprintf(want, sizeof(want), "PROXY TCP6 ::1 ::1 %d %d\r\n", cport, port);
+    expect_bytes(ufd, want, (size_t)n);
+    expect_bytes(ufd, "six\n", 4);
+    close(fd);
+    close(ufd);
+
+    port = echod_port(e, "v2", 0);
+    fd = client6(port);
+    cport = local_port(fd);
+    send_all(fd, "six\n", 4);
+    ufd = upstream_accept(lfd);
+    uint8_t want2[52];
+    v2_tcp6(want2, "::1", "::1", (uint16_t)cport, (uint16_t)port);
+    expect_bytes(ufd, want2, sizeof(want2));
+    expect_bytes(ufd, "six\n", 4);
+    close(fd);
+    close(ufd);
+    close(lfd);
+    stop(e);
+}
+
+/* Unix-socket clients have no address: allow/deny do not apply to them
+ * (file permissions guard the socket), while the same listener's TCP
+ * address refuses everyone. */
+static void test_acl_not_applied_to_unix_clients(void **state)
+{
+    (void)state;
+    struct echod *e = echod_start(BASE "workers = 1;\n"
+        "listeners = ( { name = \"u\"; listen = [ \"127.0.0.1:0\", \"unix:@DIR@/echo.sock\" ];\n"
+        "  deny = [ \"0.0.0.0/0\", \"::/0\" ]; } );\n");
+    int fd = client4(echod_port(e, "u", 0));
+    int cport = local_port(fd);
+    expect_refused(fd);
+    must_log(e, "listener u: refused 127.0.0.1:%d: denied by allow/deny", cport);
+
+    const char *line = must_log(e, "listener u: listening on unix:");
+    const char *path = strstr(line, "listening on unix:") + strlen("listening on unix:");
+    const char *end = strstr(path, " (");
+    assert_non_null(end);
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
+    assert_true((size_t)(end - path) < sizeof(a.sun_path));
+    memcpy(a.sun_path, path, (size_t)(end - path));
+    fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    set_timeouts(fd);
+    if (connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0)
+        fail_msg("connect to %s: %s", a.sun_path, strerror(errno));
+    expect_echo(fd, "over a Unix socket\n");
+    finish(fd);
+    stop(e);
+}
+
+/* How many clients a refusal line accounts for: itself and the "(N more
+ * refused, not logged)" it carries. */
+static int accounted_by(const char *line)
+{
+    const char *more = strstr(line, " more refused, not logged)");
+    if (more == NULL)
+        return 1;
+    while (more > line && more[-1] >= '0' && more[-1] <= '9')
+        more--;
+    return 1 + atoi(more);
+}
+
+/*
+ * Refusal lines are rate-limited, and every refusal is still accounted
+ * for: the lines logged, each with the "(N more refused, not logged)" it
+ * carries, add up to the clients refused; the first line after the
+ * limit's second says how many went unlogged.  With `bad_header`, a
+ * malformed PROXY header (its line is rate-limited too) is refused and
+ * logged in between.
+ */
+static void refusal_accounting(bool bad_header)
+{
+    enum { BURST = 25, MAX = BURST + 20 };
+    struct echod *e = echod_start(BASE "workers = 1;\n"
+        "listeners = ( { name = \"rl\"; listen = [ \"127.0.0.1:0\" ];\n"
+        "  deny = [ \"127.0.0.2\" ]; accept_proxy = true; } );\n");
+    int port = echod_port(e, "rl", 0);
+    int denied[MAX], ndenied = 0, bad[MAX], nbad = 0;
+    int64_t first = ms_now();
+    for (int i = 0; i < BURST; i++) {
+        int fd = connect_from("127.0.0.2", port);
+        denied[ndenied++] = local_port(fd);
+        expect_refused(fd);
+    }
+    /* Once the limit's second is over (it starts at the daemon's first
+     * refusal, a little after `first`), one more of each kind is logged:
+     * refuse them, 100 ms apart, until it is. */
+    int64_t wait = first + 1000 - ms_now();
+    if (wait > 0)
+        pause_ms((int)wait);
+    for (bool logged = !bad_header; !logged;) {
+        if (nbad == MAX)
+            fail_msg("no bad PROXY header line within %d tries", MAX);
+        int fd = client4(port);
+        bad[nbad++] = local_port(fd);
+        send_all(fd, "GET / HTTP/1.0\r\n\r\n", 18);
+        expect_refused(fd);
+        char needle[96];
+        snprintf(needle, sizeof(needle), "refused 127.0.0.1:%d: bad PROXY header", bad[nbad - 1]);
+        logged = echod_wait_log(e, needle, 100) != NULL;
+    }
+    for (bool logged = false; !logged;) {
+        if (ndenied == MAX)
+            fail_msg("no refusal line within %d tries", MAX - BURST);
+        int fd = connect_from("127.0.0.2", port);
+        denied[ndenied++] = local_port(fd);
+        expect_refused(fd);
+        char needle[96];
+        snprintf(needle, sizeof(needle), "refused 127.0.0.2:%d: ", denied[ndenied - 1]);
+        logged = echod_wait_log(e, needle, 100) != NULL;
+    }
+
+    /* One worker writes the lines in order: all are in by now. */
+    int lines = echod_count_log(e, "listener rl: refused "), accounted = 0;
+    for (int i = 0; i < ndenied + nbad; i++) {
+        char needle[96];
+        if (i < ndenied)
+            snprintf(needle, sizeof(needle), "refused 127.0.0.2:%d: ", denied[i]);
+        else
+            snprintf(needle, sizeof(needle), "refused 127.0.0.1:%d: ", bad[i - ndenied]);
+        const char *line = echod_wait_log(e, needle, 0);
+        if (line != NULL)
+            accounted += accounted_by(line);
+    }
+    print_message("%d refusals, %d lines, %d accounted for\n", ndenied + nbad, lines, accounted);
+    assert_true(lines < ndenied + nbad);
+    if (accounted != ndenied + nbad)
+        fail_msg("%d clients were refused, but the log's lines and their \"N more "
+                 "refused\" account for %d", ndenied + nbad, accounted);
+    stop(e);
+}
+
+static void test_refusal_log_rate_limited(void **state)
+{
+    (void)state;
+    refusal_accounting(false);
+}
+
+static void test_refusal_log_accounting_across_bad_header(void **state)
+{
+    (void)state;
+    refusal_accounting(true);
+}
+
+/* ---- peers that never read --------------------------------------------- */
+
+/* The stream every slow-reader test sends: a random block repeated with a
+ * prime period, so that a lost, doubled or reordered chunk shows. */
+#define PERIOD 65521u
+static uint8_t pattern[2 * PERIOD];
+
+static void pattern_init(void)
+{
+    fill_random(pattern, PERIOD, 7);
+    memcpy(pattern + PERIOD, pattern, PERIOD);
+}
+
+/*
+ * Sends the pattern stream on fd, without blocking, until the socket stays
+ * unwritable for 500 ms (the daemon stopped reading it: backpressure), 64
+ * MiB went, or 2 s passed; *sent counts the bytes.  Returns whether the
+ * sends stalled.
+ */
+static bool send_until_stalled(int fd, uint64_t *sent)
+{
+    int64_t start = ms_now();
+    while (*sent < (64u << 20) && ms_now() - start < 2000) {
+        size_t off = (size_t)(*sent % PERIOD);
+        ssize_t n = send(fd, pattern + off, PERIOD, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n > 0) {
+            *sent += (uint64_t)n;
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno != EAGAIN)
+            fail_msg("send: %s", strerror(errno));
+        struct pollfd p = {.fd = fd, .events = POLLOUT};
+        int r = poll(&p, 1, 500);
+        if (r == 0)
+            return true;
+    }
+    return false;
+}
+
+/* Receives exactly `total` bytes of the pattern stream, then EOF. */
+static void recv_pattern(int fd, uint64_t total)
+{
+    static uint8_t buf[PERIOD]; /* so that buf fits pattern from any offset */
+    uint64_t got = 0;
+    int64_t deadline = ms_now() + 10000;
+    while (got < total) {
+        if (ms_now() > deadline)
+            fail_msg("only %llu of %llu bytes in 10 s", (unsigned long long)got,
+                     (unsigned long long)total);
+        size_t want = total - got < sizeof(buf) ? (size_t)(total - got) : sizeof(buf);
+        ssize_t n = recv(fd, buf, want, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            fail_msg("the stream ended after %llu of %llu bytes (%s)",
+                     (unsigned long long)got, (unsigned long long)total,
+                     n == 0 ? "EOF" : strerror(errno));
+        if (memcmp(buf, pattern + got % PERIOD, (size_t)n) != 0)
+            fail_msg("the stream differs within bytes %llu-%llu",
+                     (unsigned long long)got, (unsigned long long)got + (unsigned long long)n);
+        got += (uint64_t)n;
+    }
+    assert_true(peer_closed_within(fd, WAIT_MS));
+}
+
+/* An echo client that sends and never reads: the daemon stops reading it
+ * (the client's sends block) instead of buffering, its memory stays flat,
+ * and every byte comes back in order once the client reads. */
+static void test_slow_reader_echo(void **state)
+{
+    (void)state;
+    pattern_init();
+    struct echod *e = echod_start(BASE "workers = 1;\n"
+        "listeners = ( { name = \"e\"; listen = [ \"127.0.0.1:0\" ]; buffer_size = 16384; } );\n");
+    int fd = client4(echod_port(e, "e", 0));
+    expect_echo(fd, "warm up\n");
+    long rss0 = echod_rss_kib(e);
+    assert_true(rss0 > 0);
+
+    uint64_t sent = 0;
+    bool stalled = send_until_stalled(fd, &sent);
+    long rss1 = echod_rss_kib(e);
+    print_message("echo: %llu bytes sent before the sends stalled; RSS %ld -> %ld KiB\n",
+                  (unsigned long long)sent, rss0, rss1);
+    if (!stalled)
+        fail_msg("the client's sends never stalled (%llu bytes taken)", (unsigned long long)sent);
+    assert_true(rss1 - rss0 < 2048);
+
+    assert_int_equal(shutdown(fd, SHUT_WR), 0);
+    recv_pattern(fd, sent);
+    close(fd);
+    stop(e);
+}
+
+/* The same through a relay whose upstream never reads: the client's sends
+ * block, the daemon's memory stays flat, and once the upstream reads it
+ * gets the whole stream in order. */
+static void test_slow_reader_relay(void **state)
+{
+    (void)state;
+    pattern_init();
+    int up;
+    int lfd = upstream_listen(&up);
+    char conf[1024];
+    snprintf(conf, sizeof(conf), BASE "workers = 1;\n"
+             "listeners = ( { name = \"r\"; listen = [ \"127.0.0.1:0\" ]; mode = \"proxy\";\n"
+             "  buffer_size = 16384; upstreams = [ \"127.0.0.1:%d\" ]; retries = 0; } );\n", up);
+    struct echod *e = echod_start(conf);
+    int fd = client4(echod_port(e, "r", 0));
+    int ufd = upstream_accept(lfd);
+    send_all(fd, "warm up\n", 8);
+    expect_bytes(ufd, "warm up\n", 8);
+    long rss0 = echod_rss_kib(e);
+    assert_true(rss0 > 0);
+
+    uint64_t sent = 0;
+    bool stalled = send_until_stalled(fd, &sent);
+    long rss1 = echod_rss_kib(e);
+    print_message("relay: %llu bytes sent before the sends stalled; RSS %ld -> %ld KiB\n",
+                  (unsigned long long)sent, rss0, rss1);
+    if (!stalled)
+        fail_msg("the client's sends never stalled (%llu bytes taken)", (unsigned long long)sent);
+    assert_true(rss1 - rss0 < 2048);
+
+    assert_int_equal(shutdown(fd, SHUT_WR), 0);
+    recv_pattern(ufd, sent);
+    close(ufd);
+    assert_true(peer_closed_within(fd, WAIT_MS));
+    close(fd);
+    close(lfd);
+    stop(e);
+}
+
+/* ---- configuration errors ---------------------------------------------- */
+
+/* "mio-echod -t" accepts a valid file using most settings, and the shipped
+ * conf/mio-echod.conf. */
+static void test_config_check_ok(void **state)
+{
+    (void)state;
+    char out[4096];
+    const char *path = write_conf(
+        "workers = 2;\nmax_connections = 100;\nshutdown_timeout = 1.5;\n"
+        "log = { target = \"stderr\"; level = \"debug\"; access = false; };\n"
+        "listeners = (\n"
+        "  { name = \"e\"; listen = [ \"127.0.0.1:0\", \"[::1]:0\" ]; buffer_size = 4096;\n"
+        "    idle_timeout = 30; max_connections = 10; max_per_source = 2;\n"
+        "    allow = [ \"127.0.0.0/8\", \"::1\" ]; deny = [ \"127.0.0.9\" ]; accept_proxy = true; },\n"
+        "  { name = \"r\"; listen = [ \"127.0.0.1:0\" ]; mode = \"proxy\";\n"
+        "    upstreams = [ \"127.0.0.1:9\", \"[::1]:9\" ]; balance = \"source-hash\";\n"
+        "    connect_timeout = 0.5; retries = 1; fail_timeout = 2; send_proxy = \"v2\"; }\n"
+        ");\n");
+    assert_int_equal(echod_run(out, sizeof(out), "-t", "-c", path, (char *)NULL), 0);
+    if (strstr(out, "configuration OK") == NULL)
+        fail_msg("mio-echod -t said \"%s\"", out);
+
+    const char *top = getenv("top_srcdir");
+    char shipped[4096];
+    snprintf(shipped, sizeof(shipped), "%s/conf/mio-echod.conf", top != NULL ? top : ".");
+    assert_int_equal(echod_run(out, sizeof(out), "-t", "-c", shipped, (char *)NULL), 0);
+    if (strstr(out, "configuration OK") == NULL)
+        fail_msg("mio-echod -t %s said \"%s\"", shipped, out);
+}
+
+/* Each mistake makes "mio-echod -t" exit 1 with a message that starts at
+ * FILE:LINE of the mistake and says what is wrong. */
+static void test_config_errors(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *what, *conf;
+        int line;
+        const char *says;
+    } cases[] = {
+        {"syntax error",
+         "workers = 1;\nmax_connections = = 3;\n"
+         "listeners = ( { name = \"a\"; listen = [ \"127.0.0.1:0\" ]; } );\n",
+         2, "syntax error"},
+        {"unknown key",
+         "workers = 1;\nlisteners = ( { name = \"a\";\n"
+         "  listen = [ \"127.0.0.1:0\" ];\n  max_conections = 3; } );\n",
+         4, "max_conections: unknown setting"},
+        {"unknown top-level key",
+         "workers = 1;\n\nlisten = [ \"127.0.0.1:0\" ];\n"
+         "listeners = ( { name = \"a\"; listen = [ \"127.0.0.1:0\" ]; } );\n",
+         3, "listen: unknown setting"},
+        {"wrong type",
+         "workers = 1;\nlisteners = ( { name = \"a\";\n"
+         "  listen = [ \"127.0.0.1:0\" ];\n  max_connections = \"3\"; } );\n",
+         4, "max_connections: expected an integer"},
+        {"wrong type for a list",
+         "listeners = ( { name = \"a\";\n  listen = \"127.0.0.1:0\"; } );\n",
+         2, "listen: expected a list of strings"},
+        {"out-of-range number",
+         "\nworkers = 300;\nlisteners = ( { name = \"a\"; listen = [ \"127.0.0.1:0\" ]; } );\n",
+         2, "workers: 300 out of range"},
+        {"out-of-range buffer_size",
+         "listeners = ( { name = \"a\"; listen = [ \"127.0.0.1:0\" ];\n"
+         "  buffer_size = 100; } );\n",
+         2, "buffer_size: 100 out of range"},
+        {"bad address",
+         "workers = 1;\nlisteners = ( { name = \"a\";\n"
+         "  listen = [ \"127.0.0.1:70000\" ]; } );\n",
+         3, "invalid address \"127.0.0.1:70000\""},
+        {"bad upstream address",
+         "listeners = ( { name = \"r\"; listen = [ \"127.0.0.1:0\" ]; mode = \"proxy\";\n"
+         "  upstreams = [ \"127.0.0.1\" ]; } );\n",
+         2, "invalid address \"127.0.0.1\""},
+        {"bad CIDR (host bits)",
+         "workers = 1;\nlisteners = ( { name = \"a\";\n"
+         "  listen = [ \"127.0.0.1:0\" ];\n  deny = [ \"10.0.0.1/8\" ]; } );\n",
+         4, "invalid CIDR \"10.0.0.1/8\""},
+        {"bad CIDR (prefix)",
+         "listeners = ( { name = \"a\"; listen = [ \"127.0.0.1:0\" ];\n"
+         "  allow = [ \"192.0.2.0/33\" ]; } );\n",
+         2, "invalid CIDR \"192.0.2.0/33\""},
+        {"bad CIDR (v4-mapped range)",
+         "listeners = ( { name = \"a\"; listen = [ \"127.0.0.1:0\" ];\n"
+         "  deny = [ \"::ffff:127.0.0.1/128\" ]; } );\n",
+         2, "invalid CIDR \"::ffff:127.0.0.1/128\""},
+        {"duplicate listener name",
+         "workers = 1;\nlisteners = ( { name = \"a\"; listen = [ \"127.0.0.1:7100\" ]; },\n"
+         "  { name = \"a\"; listen = [ \"127.0.0.1:7101\" ]; } );\n",
+         3, "duplicate listener name \"a\""},
+        {"two listeners on one address",
+         "listeners = ( { name = \"a\"; listen = [ \"127.0.0.1:7100\" ]; },\n"
+         "  { name = \"b\"; listen = [ \"127.0.0.1:7100\" ]; } );\n",
+         2, "already used by listener \"a\""},
+        {"a wildcard overlapping an address",
+         "listeners = ( { name = \"a\"; listen = [ \"*:7100\" ]; },\n"
+         "  { name = \"b\";\n    listen = [ \"127.0.0.1:7100\" ]; } );\n",
+         3, "overlaps *:7100 of listener \"a\""},
+        {"a proxy listener without upstreams",
+         "workers = 1;\nlisteners = ( { name = \"r\";\n"
+         "  mode = \"proxy\"; listen = [ \"127.0.0.1:0\" ]; } );\n",
+         2, "has no upstreams"},
+        {"a proxy setting on an echo listener",
+         "listeners = ( { name = \"a\"; listen = [ \"127.0.0.1:0\" ];\n"
+         "  send_proxy = \"v1\"; } );\n",
+         2, "only for mode = \"proxy\""},
+        {"a wrong choice",
+         "listeners = ( { name = \"r\"; listen = [ \"127.0.0.1:0\" ]; mode = \"proxy\";\n"
+         "  upstreams = [ \"127.0.0.1:9\" ];\n  send_proxy = \"v3\"; } );\n",
+         3, "send_proxy: expected none, v1 or v2"},
+    };
+    char out[4096], where[4200];
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        const char *path = write_conf(cases[i].conf);
+        int rc = echod_run(out, sizeof(out), "-t", "-c", path, (char *)NULL);
+        if (rc != 1)
+            fail_msg("%s: exit %d, expected 1 (%s)", cases[i].what, rc, out);
+        snprintf(where, sizeof(where), "%s:%d: ", path, cases[i].line);
+        if (strstr(out, where) == NULL || strstr(out, cases[i].says) == NULL)
+            fail_msg("%s: expected \"%s...%s\", got \"%s\"", cases[i].what, where,
+                     cases[i].says, out);
+    }
+
+    /* A file that cannot be read is named, without a line. */
+    int rc = echod_run(out, sizeof(out), "-t", "-c", "/nonexistent/mio-echod.conf", (char *)NULL);
+    assert_int_equal(rc, 1);
+    if (strstr(out, "/nonexistent/mio-echod.conf: cannot read") == NULL)
+        fail_msg("a missing file: \"%s\"", out);
+}
+
+/* Usage mistakes exit 2 with the usage text. */
+static void test_usage_errors(void **state)
+{
+    (void)state;
+    char out[4096];
+    assert_int_equal(echod_run(out, sizeof(out), "-Z", (char *)NULL), 2);
+    if (strstr(out, "usage: mio-echod") == NULL)
+        fail_msg("-Z: \"%s\"", out);
+    const char *path = write_conf("listeners = ( { name = \"a\"; listen = [ \"127.0.0.1:0\" ]; } );\n");
+    assert_int_equal(echod_run(out, sizeof(out), "-t", "-c", path, "extra", (char *)NULL), 2);
+    if (strstr(out, "unexpected argument \"extra\"") == NULL)
+        fail_msg("an extra argument: \"%s\"", out);
+}
+
+/* A listen address another socket holds: the daemon does not start; it
+ * exits 3 saying which address it cannot listen on. */
+static void test_address_in_use(void **state)
+{
+    (void)state;
+    int port;
+    int lfd = upstream_listen(&port);
+    char conf[512], out[4096], want[128];
+    snprintf(conf, sizeof(conf), BASE "workers = 1;\n"
+             "listeners = ( { name = \"a\"; listen = [ \"127.0.0.1:%d\" ]; } );\n", port);
+    const char *path = write_conf(conf);
+    int rc = echod_run(out, sizeof(out), "-f", "-c", path, (char *)NULL);
+    close(lfd);
+    if (rc != 3)
+        fail_msg("exit %d, expected 3 (%s)", rc, out);
+    snprintf(want, sizeof(want), "listener a: cannot listen on 127.0.0.1:%d", port);
+    if (strstr(out, want) == NULL)
+        fail_msg("expected \"%s\", got \"%s\"", want, out);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_allow_lets_only_listed_source),
+        cmocka_unit_test(test_deny_wins_over_allow),
+        cmocka_unit_test(test_deny_ipv6),
+        cmocka_unit_test(test_acl_ranges_match_their_family),
+        cmocka_unit_test(test_max_connections_global),
+        cmocka_unit_test(test_max_connections_listener),
+        cmocka_unit_test(test_max_per_source),
+        cmocka_unit_test(test_proxy_v1_one_send),
+        cmocka_unit_test(test_proxy_v1_split),
+        cmocka_unit_test(test_proxy_length_bounds),
+        cmocka_unit_test(test_proxy_v2_tcp),
+        cmocka_unit_test(test_proxy_local_and_tlvs),
+        cmocka_unit_test(test_proxy_malformed),
+        cmocka_unit_test(test_proxy_header_stalled),
+        cmocka_unit_test(test_proxy_source_denied),
+        cmocka_unit_test(test_proxy_refusal_access_line_names_declared_client),
+        cmocka_unit_test(test_proxy_allow_checked_twice),
+        cmocka_unit_test(test_proxy_max_per_source),
+        cmocka_unit_test(test_send_proxy),
+        cmocka_unit_test(test_proxy_passed_on),
+        cmocka_unit_test(test_send_proxy_ipv6),
+        cmocka_unit_test(test_acl_not_applied_to_unix_clients),
+        cmocka_unit_test(test_refusal_log_rate_limited),
+        cmocka_unit_test(test_refusal_log_accounting_across_bad_header),
+        cmocka_unit_test(test_slow_reader_echo),
+        cmocka_unit_test(test_slow_reader_relay),
+        cmocka_unit_test(test_config_check_ok),
+        cmocka_unit_test(test_config_errors),
+        cmocka_unit_test(test_usage_errors),
+        cmocka_unit_test(test_address_in_use),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
