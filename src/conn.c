@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "conn.h"
+#include "accept.h"
 #include "listener.h"
 #include "proxy.h"
 #include "upstream.h"
@@ -97,9 +98,9 @@ void conn_open(struct worker *w, struct listen_sock *ls, int fd,
         close(fd);
         log_err("listener %s: out of memory for a connection", l->cfg->name);
         atomic_fetch_sub(&w->d->active, 1);
-        atomic_fetch_sub(&l->active, 1);
+        atomic_fetch_sub(&l->st->active, 1);
         if (srclen > 0)
-            persource_release(&l->persource, srckey, srclen);
+            persource_release(&l->st->persource, srckey, srclen);
         return;
     }
     c->w = w;
@@ -111,12 +112,13 @@ void conn_open(struct worker *w, struct listen_sock *ls, int fd,
     c->srclen = (uint8_t)srclen;
     memcpy(c->srckey, srckey, srclen);
     c->start_ms = c->last_ms = w->now_ms;
+    generation_ref(l->gen); /* its settings stay while it lives */
     c->next = w->conns;
     if (w->conns != NULL)
         w->conns->prev = c;
     w->conns = c;
     w->nconns++;
-    atomic_fetch_add(&l->accepted, 1);
+    atomic_fetch_add(&l->st->accepted, 1);
 
     if (peer->u.sa.sa_family != AF_UNIX)
         (void)mio_tcp_set_nodelay(fd, true);
@@ -152,12 +154,12 @@ void conn_close(struct conn *c, const char *reason)
     if (c->up != NULL)
         atomic_fetch_sub(&c->up->active, 1);
     if (c->srclen > 0)
-        persource_release(&l->persource, c->srckey, c->srclen);
+        persource_release(&l->st->persource, c->srckey, c->srclen);
     atomic_fetch_sub(&w->d->active, 1);
-    atomic_fetch_sub(&l->active, 1);
-    atomic_fetch_add(&l->bytes_in, c->in);
-    atomic_fetch_add(&l->bytes_out, c->out);
-    if (w->d->cfg->log_access && log_enabled(LOG_INFO)) {
+    atomic_fetch_sub(&l->st->active, 1);
+    atomic_fetch_add(&l->st->bytes_in, c->in);
+    atomic_fetch_add(&l->st->bytes_out, c->out);
+    if (l->gen->cfg->log_access && log_enabled(LOG_INFO)) {
         char client[ADDR_STRLEN];
         addr_format(&c->peer, client, sizeof(client));
         int64_t ms = w->now_ms - c->start_ms;
@@ -189,6 +191,7 @@ void conn_reap(struct worker *w)
         free(c->upstream.out);
         free(c->hdr);
         free(c->proxy_dst);
+        generation_unref(c->l->gen);
         free(c);
     }
 }
@@ -299,6 +302,8 @@ static bool pump(struct conn *c, struct side *from, struct side *to)
 {
     struct worker *w = c->w;
     size_t cap = c->l->cfg->buffer_size;
+    if (cap > w->scratch_len)
+        cap = w->scratch_len; /* a reload raised it and the worker could not */
     while (!from->eof) {
         if (to->out != NULL) {
             from->read_paused = true; /* backpressure: resumed by flush */

@@ -34,27 +34,53 @@ struct listen_sock {
     addr_t addr; /* as bound: the real port when 0 was asked */
     char name[ADDR_STRLEN];
     bool passed; /* from systemd: it owns the socket (and its file) */
+    bool moved;  /* a reload handed the socket on to the next generation */
+    bool reused; /* taken over from the previous generation */
     struct listener *listener;
 };
 
+/* What a listener keeps across reloads, found again by its name: its open
+ * connections, per-source counts and counters. */
+struct listener_state {
+    atomic_int refs; /* the generations that have the listener */
+    char name[72];
+    atomic_uint active; /* open connections, for max_connections */
+    struct persource persource;
+    atomic_ullong accepted, refused, bytes_in, bytes_out;
+};
+
+struct generation;
+
 struct listener {
     const struct listener_config *cfg;
+    struct generation *gen;
+    struct listener_state *st;
     struct listen_sock *socks;
     size_t nsocks;
     struct upstream *upstreams;
     size_t nupstreams;
-    atomic_uint rr;          /* round-robin cursor */
-    atomic_uint active;      /* open connections, for max_connections */
-    struct persource persource;
-    atomic_ullong accepted, refused, bytes_in, bytes_out;
+    atomic_uint rr; /* round-robin cursor */
+};
+
+/*
+ * One loaded configuration with its listeners.  A reload makes a new
+ * generation; connections keep a reference to the one they were accepted
+ * in, so that changed settings apply to new connections only, and the old
+ * generation is freed when its last connection ends.
+ */
+struct generation {
+    atomic_int refs; /* the daemon while it is current, and each connection */
+    struct config *cfg;
+    struct listener *listeners;
+    size_t nlisteners;
 };
 
 struct worker;
 
 struct daemon {
-    struct config *cfg;
-    struct listener *listeners;
-    size_t nlisteners;
+    const char *config_path;
+    bool verbose; /* -v: debug logging whatever the file says */
+    _Atomic(struct generation *) gen; /* the current one */
     atomic_uint active; /* open connections, whole daemon */
     struct worker *workers;
     unsigned nworkers;

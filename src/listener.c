@@ -1,17 +1,22 @@
-/* Listening sockets, accepting, and admission (ACLs and limits). */
+/*
+ * Listeners and their generations: binding at start, and at each reload
+ * taking over the sockets of addresses that stay, so that nothing is
+ * rebound and no queued client is lost.
+ */
 #ifdef HAVE_CONFIG_H
 #include "autoconf.h"
 #endif
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include "listener.h"
+#include "log.h"
 #include "mio.h"
-#include "worker.h"
 
 /* Binds a Unix socket, replacing a stale file that nobody listens on. */
 static int listen_unix(const char *path)
@@ -44,23 +49,41 @@ static struct passed_sock *find_passed(struct daemon *d, const char *name,
     return NULL;
 }
 
-/* Binds one address, or takes the socket systemd passed for it; the bound
- * address (real port) goes back into ls. */
-static bool open_sock(struct daemon *d, struct listen_sock *ls,
-                      const struct listener_config *cfg)
+/* An equal address of a listener of `old` whose socket can be taken over. */
+static struct listen_sock *find_old(struct generation *old, const addr_t *a)
+{
+    for (size_t i = 0; old != NULL && i < old->nlisteners; i++)
+        for (size_t k = 0; k < old->listeners[i].nsocks; k++) {
+            struct listen_sock *ls = &old->listeners[i].socks[k];
+            if (ls->fd >= 0 && !ls->moved && addr_equal(&ls->addr, a))
+                return ls;
+        }
+    return NULL;
+}
+
+/* Gets a socket for ls: the one `old` has for the address, one systemd
+ * passed, or a new one; the bound address (real port) goes back into ls. */
+static bool open_sock(struct daemon *d, struct generation *old,
+                      struct listen_sock *ls, const struct listener_config *cfg)
 {
     const addr_t *a = &ls->addr;
-    struct passed_sock *p = find_passed(d, cfg->name, a);
+    struct listen_sock *prev = find_old(old, a);
+    struct passed_sock *p = prev ? NULL : find_passed(d, cfg->name, a);
     int fd;
-    if (p != NULL) {
+    if (prev != NULL) {
+        fd = prev->fd;
+        ls->passed = prev->passed;
+        prev->moved = true; /* undone by close_new() if the reload fails */
+    } else if (p != NULL) {
         p->taken = true;
         ls->passed = true;
         fd = p->fd;
-    } else if (a->u.sa.sa_family == AF_UNIX)
+    } else if (a->u.sa.sa_family == AF_UNIX) {
         fd = listen_unix(a->u.un.sun_path);
-    else
+    } else {
         fd = mio_tcp_listen(&a->u.sa, a->len, 0,
                             a->u.sa.sa_family == AF_INET6 ? MIO_LISTEN_V6ONLY : 0);
+    }
     if (fd < 0) {
         char text[ADDR_STRLEN];
         addr_format(a, text, sizeof(text));
@@ -69,6 +92,7 @@ static bool open_sock(struct daemon *d, struct listen_sock *ls,
         return false;
     }
     ls->fd = fd;
+    ls->reused = prev != NULL;
     if (a->u.sa.sa_family != AF_UNIX) {
         addr_t bound;
         bound.len = sizeof(bound.u);
@@ -76,22 +100,44 @@ static bool open_sock(struct daemon *d, struct listen_sock *ls,
             ls->addr = bound;
     }
     addr_format(&ls->addr, ls->name, sizeof(ls->name));
-    log_info("listener %s: listening on %s (%s%s)", cfg->name, ls->name,
-             cfg->mode == MODE_ECHO ? "echo" : "proxy",
-             ls->passed ? ", socket from systemd" : "");
+    if (prev == NULL)
+        log_info("listener %s: listening on %s (%s%s)", cfg->name, ls->name,
+                 cfg->mode == MODE_ECHO ? "echo" : "proxy",
+                 ls->passed ? ", socket from systemd" : "");
     return true;
 }
 
-/* Sets up one listener's runtime state and binds its addresses. */
-static bool open_listener(struct daemon *d, struct listener *l,
+/* The state of the listener called `name` in `old`, or a new one. */
+static struct listener_state *state_for(struct generation *old, const char *name)
+{
+    for (size_t i = 0; old != NULL && i < old->nlisteners; i++)
+        if (strcmp(old->listeners[i].st->name, name) == 0) {
+            atomic_fetch_add(&old->listeners[i].st->refs, 1);
+            return old->listeners[i].st;
+        }
+    struct listener_state *st = calloc(1, sizeof(*st));
+    if (st == NULL)
+        return NULL;
+    if (persource_init(&st->persource) < 0) {
+        free(st);
+        return NULL;
+    }
+    atomic_init(&st->refs, 1);
+    snprintf(st->name, sizeof(st->name), "%s", name);
+    return st;
+}
+
+/* Sets up one listener's runtime state and gets its sockets. */
+static bool open_listener(struct daemon *d, struct generation *g,
+                          struct generation *old, struct listener *l,
                           const struct listener_config *cfg)
 {
     l->cfg = cfg;
-    if (persource_init(&l->persource) < 0)
-        return false;
+    l->gen = g;
+    l->st = state_for(old, cfg->name);
     l->socks = calloc(cfg->nlisten, sizeof(*l->socks));
     l->upstreams = calloc(cfg->nupstreams ? cfg->nupstreams : 1, sizeof(*l->upstreams));
-    if (l->socks == NULL || l->upstreams == NULL)
+    if (l->st == NULL || l->socks == NULL || l->upstreams == NULL)
         return false;
     for (size_t i = 0; i < cfg->nupstreams; i++) {
         struct upstream *up = &l->upstreams[i];
@@ -106,25 +152,69 @@ static bool open_listener(struct daemon *d, struct listener *l,
         ls->addr = cfg->listen[i].addr;
         ls->listener = l;
         l->nsocks++;
-        if (!open_sock(d, ls, cfg))
+        if (!open_sock(d, old, ls, cfg))
             return false;
     }
     return true;
 }
 
-bool listeners_open(struct daemon *d)
+/* Frees a generation's memory; its sockets were closed or handed on. */
+static void free_generation(struct generation *g)
 {
-    d->listeners = calloc(d->cfg->nlisteners, sizeof(*d->listeners));
-    if (d->listeners == NULL)
-        return false;
-    d->nlisteners = d->cfg->nlisteners;
-    for (size_t i = 0; i < d->nlisteners; i++)
-        if (!open_listener(d, &d->listeners[i], &d->cfg->listeners[i]))
-            return false;
-    /* A socket passed for nothing is a unit and a configuration that
-     * disagree: say which, rather than leave it unserved. */
-    bool ok = true;
-    for (size_t i = 0; i < d->npassed; i++) {
+    for (size_t i = 0; i < g->nlisteners; i++) {
+        struct listener *l = &g->listeners[i];
+        if (l->st != NULL && atomic_fetch_sub(&l->st->refs, 1) == 1) {
+            persource_destroy(&l->st->persource);
+            free(l->st);
+        }
+        free(l->socks);
+        free(l->upstreams);
+    }
+    free(g->listeners);
+    config_free(g->cfg);
+    free(g);
+}
+
+/* Undoes a generation that could not be completed: closes the sockets it
+ * bound, gives back those it took over, and frees it (not its config). */
+static void close_new(struct daemon *d, struct generation *g)
+{
+    for (size_t i = 0; i < g->nlisteners; i++)
+        for (size_t k = 0; k < g->listeners[i].nsocks; k++) {
+            struct listen_sock *ls = &g->listeners[i].socks[k];
+            if (ls->fd < 0 || ls->reused)
+                continue;
+            if (ls->passed) { /* systemd's sockets stay for another try */
+                for (size_t p = 0; p < d->npassed; p++)
+                    if (d->passed[p].fd == ls->fd)
+                        d->passed[p].taken = false;
+                continue;
+            }
+            close(ls->fd);
+            if (ls->addr.u.sa.sa_family == AF_UNIX)
+                unlink(ls->addr.u.un.sun_path);
+        }
+    g->cfg = NULL;
+    free_generation(g);
+}
+
+struct generation *generation_open(struct daemon *d, struct config *cfg,
+                                   struct generation *old)
+{
+    struct generation *g = calloc(1, sizeof(*g));
+    if (g == NULL)
+        return NULL;
+    atomic_init(&g->refs, 1);
+    g->cfg = cfg;
+    g->listeners = calloc(cfg->nlisteners, sizeof(*g->listeners));
+    bool ok = g->listeners != NULL;
+    for (size_t i = 0; ok && i < cfg->nlisteners; i++) {
+        g->nlisteners++;
+        ok = open_listener(d, g, old, &g->listeners[i], &cfg->listeners[i]);
+    }
+    /* At start, a socket passed for nothing is a unit and a configuration
+     * that disagree: say which, rather than leave it unserved. */
+    for (size_t i = 0; ok && old == NULL && i < d->npassed; i++) {
         struct passed_sock *p = &d->passed[i];
         if (p->taken)
             continue;
@@ -134,191 +224,42 @@ bool listeners_open(struct daemon *d)
                 "address of a listener named \"%s\"", p->name, text, p->name);
         ok = false;
     }
-    return ok;
-}
-
-void listeners_close(struct daemon *d)
-{
-    for (size_t i = 0; i < d->nlisteners; i++) {
-        struct listener *l = &d->listeners[i];
-        for (size_t k = 0; k < l->nsocks; k++) {
-            struct listen_sock *ls = &l->socks[k];
-            if (ls->fd < 0)
-                continue;
-            close(ls->fd);
-            if (ls->addr.u.sa.sa_family == AF_UNIX && !ls->passed)
-                unlink(ls->addr.u.un.sun_path);
-        }
-        free(l->socks);
-        free(l->upstreams);
-        persource_destroy(&l->persource);
-    }
-    free(d->listeners);
-    d->listeners = NULL;
-    d->nlisteners = 0;
-}
-
-/* Whether allow/deny let src in.  Deny wins; an empty allow list allows
- * everyone.  Unix-socket clients have no address: file permissions guard
- * them, and the lists do not apply. */
-static bool acl_allows(const struct listener_config *cfg, const addr_t *src)
-{
-    if (src->u.sa.sa_family == AF_UNIX)
-        return true;
-    for (size_t i = 0; i < cfg->ndeny; i++)
-        if (cidr_match(&cfg->deny[i], src))
-            return false;
-    if (cfg->nallow == 0)
-        return true;
-    for (size_t i = 0; i < cfg->nallow; i++)
-        if (cidr_match(&cfg->allow[i], src))
-            return true;
-    return false;
-}
-
-void listener_refused(struct worker *w, struct listener *l, const addr_t *src,
-                      const char *reason)
-{
-    atomic_fetch_add(&l->refused, 1);
-    unsigned dropped;
-    if (!ratelimit_allow(&w->rl_refused, w->now_ms, &dropped))
-        return;
-    char text[ADDR_STRLEN];
-    addr_format(src, text, sizeof(text));
-    if (dropped > 0)
-        log_info("listener %s: refused %s: %s (%u more refused, not logged)",
-                 l->cfg->name, text, reason, dropped);
-    else
-        log_info("listener %s: refused %s: %s", l->cfg->name, text, reason);
-}
-
-/* Takes one connection from the daemon's and the listener's limits. */
-static const char *take_limits(struct worker *w, struct listener *l)
-{
-    unsigned max = w->d->cfg->max_connections;
-    if (atomic_fetch_add(&w->d->active, 1) >= max && max != 0) {
-        atomic_fetch_sub(&w->d->active, 1);
-        return "max_connections reached";
-    }
-    max = l->cfg->max_connections;
-    if (atomic_fetch_add(&l->active, 1) >= max && max != 0) {
-        atomic_fetch_sub(&l->active, 1);
-        atomic_fetch_sub(&w->d->active, 1);
-        return "listener max_connections reached";
-    }
+    if (ok)
+        return g;
+    if (old != NULL) /* what was taken over stays with old */
+        for (size_t i = 0; i < old->nlisteners; i++)
+            for (size_t k = 0; k < old->listeners[i].nsocks; k++)
+                old->listeners[i].socks[k].moved = false;
+    close_new(d, g);
     return NULL;
 }
 
-bool listener_admit_source(struct worker *w, struct listener *l,
-                           const addr_t *src, struct conn *c)
+/* Closes one socket a generation owns, removing its Unix socket file
+ * unless systemd made it. */
+static void close_sock(struct listen_sock *ls)
 {
-    if (!acl_allows(l->cfg, src)) {
-        listener_refused(w, l, src, "denied by allow/deny (PROXY source)");
-        return false;
-    }
-    if (l->cfg->max_per_source == 0)
-        return true;
-    uint8_t key[16];
-    size_t len = addr_source_key(src, key);
-    if (len == 0)
-        return true;
-    if (!persource_acquire(&l->persource, key, len, l->cfg->max_per_source)) {
-        listener_refused(w, l, src, "max_per_source reached");
-        return false;
-    }
-    memcpy(c->srckey, key, len);
-    c->srclen = (uint8_t)len;
-    return true;
-}
-
-/* Decides on one accepted client: refused ones are closed at once. */
-static void admit(struct worker *w, struct listen_sock *ls, int fd, const addr_t *peer)
-{
-    struct listener *l = ls->listener;
-    const char *why = NULL;
-    if (!acl_allows(l->cfg, peer))
-        why = "denied by allow/deny";
-    else
-        why = take_limits(w, l);
-    uint8_t key[16];
-    size_t len = 0;
-    /* With accept_proxy the source is the one the header will declare. */
-    if (why == NULL && l->cfg->max_per_source > 0 && !l->cfg->accept_proxy &&
-        (len = addr_source_key(peer, key)) > 0 &&
-        !persource_acquire(&l->persource, key, len, l->cfg->max_per_source)) {
-        atomic_fetch_sub(&l->active, 1);
-        atomic_fetch_sub(&w->d->active, 1);
-        why = "max_per_source reached";
-    }
-    if (why != NULL) {
-        close(fd);
-        listener_refused(w, l, peer, why);
+    if (ls->fd < 0 || ls->moved)
         return;
-    }
-    conn_open(w, ls, fd, peer, key, len);
+    close(ls->fd);
+    if (ls->addr.u.sa.sa_family == AF_UNIX && !ls->passed)
+        unlink(ls->addr.u.un.sun_path);
+    ls->fd = -1;
 }
 
-/* Out of descriptors: give up the spare one to accept and close a client,
- * so that the listener is drained instead of spinning (libuv's trick). */
-static void shed_one(struct worker *w, struct listen_sock *ls, int err)
+void generation_close_sockets(struct generation *g)
 {
-    if (ratelimit_allow(&w->rl_fd, w->now_ms, NULL))
-        log_warn("listener %s: out of file descriptors (%s): refusing clients; "
-                 "raise LimitNOFILE or lower max_connections",
-                 ls->listener->cfg->name, strerror(err));
-    if (w->spare_fd < 0) {
-        worker_pause_accepting(w, 100);
-        return;
-    }
-    close(w->spare_fd);
-    int fd = mio_tcp_accept(ls->fd, NULL, NULL);
-    if (fd >= 0)
-        close(fd);
-    w->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    atomic_fetch_add(&ls->listener->refused, 1);
-    if (fd < 0 && fd != -EAGAIN)
-        worker_pause_accepting(w, 100);
+    for (size_t i = 0; i < g->nlisteners; i++)
+        for (size_t k = 0; k < g->listeners[i].nsocks; k++)
+            close_sock(&g->listeners[i].socks[k]);
 }
 
-void listener_accept(struct worker *w, struct listen_sock *ls)
+void generation_ref(struct generation *g)
 {
-    /* A bound per wake-up keeps one busy listener from starving the
-     * connections this worker already serves; the rest are taken on the
-     * next loop through a re-arm without EAGAIN. */
-    for (int i = 0; i < 256 && w->accepting; i++) {
-        addr_t peer;
-        peer.len = sizeof(peer.u);
-        int fd = mio_tcp_accept(ls->fd, &peer.u.ss, &peer.len);
-        if (fd >= 0) {
-            if (peer.len == 0 || peer.u.sa.sa_family == AF_UNSPEC) {
-                peer.u.sa.sa_family = AF_UNIX; /* an unnamed Unix client */
-                peer.u.un.sun_path[0] = '\0';
-            }
-            admit(w, ls, fd, &peer);
-            continue;
-        }
-        switch (-fd) {
-        case EAGAIN:
-            (void)mio_registry_rearm(w->reg, ls->fd, MIO_READABLE);
-            return;
-        case EINTR:
-        case ECONNABORTED:
-        case EPROTO:
-            continue;
-        case EMFILE:
-        case ENFILE:
-            shed_one(w, ls, -fd);
-            if (!w->accepting)
-                return;
-            continue;
-        default:
-            if (ratelimit_allow(&w->rl_fd, w->now_ms, NULL))
-                log_warn("listener %s: accept on %s: %s", ls->listener->cfg->name,
-                         ls->name, strerror(-fd));
-            worker_pause_accepting(w, 100);
-            return;
-        }
-    }
-    /* Still more pending: come back after the other events. */
-    worker_pause_accepting(w, 0);
+    atomic_fetch_add(&g->refs, 1);
+}
+
+void generation_unref(struct generation *g)
+{
+    if (g != NULL && atomic_fetch_sub(&g->refs, 1) == 1)
+        free_generation(g);
 }

@@ -1,37 +1,35 @@
 /*
- * Listeners: binding their sockets at start, and accepting on them in the
- * workers, where limits and ACLs are applied before any byte is read.
+ * Listeners and their generations.  A generation is one loaded
+ * configuration with its listeners and their sockets; a reload opens the
+ * next one, which takes over the sockets of addresses that stay.
  */
 #ifndef ECHOD_LISTENER_H
 #define ECHOD_LISTENER_H
 
 #include <stdbool.h>
 
-#include "conn.h"
 #include "daemon.h"
 
-struct worker;
+/*
+ * Opens the generation for cfg.  Each listen address takes over the socket
+ * of an equal address in `old` (no rebind, nothing queued is lost), or a
+ * socket systemd passed for that listener, or is bound anew, and each new
+ * address is logged.  Listener state (open connections, per-source counts,
+ * counters) carries over by name.  On success it owns cfg; NULL (logged)
+ * when an address cannot be bound, and then old is as it was and cfg is
+ * the caller's.
+ */
+struct generation *generation_open(struct daemon *d, struct config *cfg,
+                                   struct generation *old);
 
-/* Binds every listener of d->cfg and logs each address it listens on;
- * false (with the reason logged) when one cannot be bound. */
-bool listeners_open(struct daemon *d);
+/* Closes the sockets g still owns (those not handed on to a newer
+ * generation), removing the files of its Unix sockets; for a generation
+ * that no worker watches any more. */
+void generation_close_sockets(struct generation *g);
 
-/* Closes the listening sockets (removing Unix socket files) and frees the
- * listeners. */
-void listeners_close(struct daemon *d);
+void generation_ref(struct generation *g);
 
-/* Accepts every pending client of ls (the socket was readable). */
-void listener_accept(struct worker *w, struct listen_sock *ls);
-
-/* Admits the source a PROXY header declared: the listener's allow/deny and
- * max_per_source apply to it, as to a direct client.  Counts it per source
- * in c.  False (logged, rate-limited) when refused. */
-bool listener_admit_source(struct worker *w, struct listener *l,
-                           const addr_t *src, struct conn *c);
-
-/* Counts a refused client and logs it, at most a few lines a second per
- * worker; a line after a quiet spell says how many were not logged. */
-void listener_refused(struct worker *w, struct listener *l, const addr_t *src,
-                      const char *reason);
+/* Drops a reference; the last one frees the generation (not its sockets). */
+void generation_unref(struct generation *g);
 
 #endif

@@ -23,6 +23,7 @@
 #include "daemon.h"
 #include "listener.h"
 #include "log.h"
+#include "reload.h"
 #include "mio.h"
 #include "process.h"
 #include "service.h"
@@ -58,15 +59,16 @@ static const char *signame(int sig)
 /* Logs one line of counters per listener (SIGUSR1). */
 static void log_counters(struct daemon *d)
 {
+    struct generation *g = atomic_load(&d->gen);
     log_notice("%u connections open", atomic_load(&d->active));
-    for (size_t i = 0; i < d->nlisteners; i++) {
-        struct listener *l = &d->listeners[i];
+    for (size_t i = 0; i < g->nlisteners; i++) {
+        struct listener_state *st = g->listeners[i].st;
         log_notice("listener %s: open=%u accepted=%llu refused=%llu in=%llu out=%llu",
-                   l->cfg->name, atomic_load(&l->active),
-                   (unsigned long long)atomic_load(&l->accepted),
-                   (unsigned long long)atomic_load(&l->refused),
-                   (unsigned long long)atomic_load(&l->bytes_in),
-                   (unsigned long long)atomic_load(&l->bytes_out));
+                   st->name, atomic_load(&st->active),
+                   (unsigned long long)atomic_load(&st->accepted),
+                   (unsigned long long)atomic_load(&st->refused),
+                   (unsigned long long)atomic_load(&st->bytes_in),
+                   (unsigned long long)atomic_load(&st->bytes_out));
     }
 }
 
@@ -79,16 +81,7 @@ static void close_listeners_when_quiet(struct daemon *d, bool *closed)
     for (unsigned i = 0; i < d->nworkers; i++)
         if (!atomic_load(&d->workers[i].quiet) && !atomic_load(&d->workers[i].done))
             return;
-    for (size_t i = 0; i < d->nlisteners; i++)
-        for (size_t k = 0; k < d->listeners[i].nsocks; k++) {
-            struct listen_sock *ls = &d->listeners[i].socks[k];
-            if (ls->fd >= 0) {
-                close(ls->fd);
-                if (ls->addr.u.sa.sa_family == AF_UNIX && !ls->passed)
-                    unlink(ls->addr.u.un.sun_path);
-                ls->fd = -1;
-            }
-        }
+    generation_close_sockets(atomic_load(&d->gen));
     *closed = true;
 }
 
@@ -112,8 +105,9 @@ static void wake_workers(struct daemon *d)
 static void notify_status(struct daemon *d)
 {
     unsigned long long total = 0;
-    for (size_t i = 0; i < d->nlisteners; i++)
-        total += atomic_load(&d->listeners[i].accepted);
+    struct generation *g = atomic_load(&d->gen);
+    for (size_t i = 0; i < g->nlisteners; i++)
+        total += atomic_load(&g->listeners[i].st->accepted);
     service_notify("STATUS=%s%u connections open, %llu served",
                    atomic_load(&d->stopping) ? "stopping: " : "",
                    atomic_load(&d->active), total);
@@ -138,17 +132,20 @@ static void signal_loop(struct daemon *d, const sigset_t *set)
                 log_notice("second %s: closing every connection now", signame(sig));
                 atomic_store(&d->closing, true);
             } else {
+                int64_t drain = atomic_load(&d->gen)->cfg->shutdown_timeout_ms;
                 log_notice("%s: no longer accepting; draining %u connections "
                            "for up to %lld ms", signame(sig), atomic_load(&d->active),
-                           (long long)d->cfg->shutdown_timeout_ms);
+                           (long long)drain);
                 atomic_store(&d->stopping, true);
                 service_notify("STOPPING=1");
-                deadline = monotonic_ms() + d->cfg->shutdown_timeout_ms;
+                deadline = monotonic_ms() + drain;
             }
             wake_workers(d);
         } else if (sig == SIGHUP) {
-            log_warn("SIGHUP: reloading is not implemented yet; restart to apply "
-                     "a changed configuration");
+            if (atomic_load(&d->stopping))
+                log_notice("SIGHUP: stopping, not reloading");
+            else
+                daemon_reload(d);
         } else if (sig == SIGUSR1) {
             log_counters(d);
         }
@@ -201,6 +198,7 @@ int main(int argc, char **argv)
     }
 
     char err[1024];
+    char *pidfile = NULL; /* removed at exit once written */
     struct config *cfg = config_load(path, err, sizeof(err));
     if (cfg == NULL) {
         fprintf(stderr, "mio-echod: %s\n", err);
@@ -223,15 +221,19 @@ int main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &set, NULL); /* inherited by every worker */
 
     log_open(cfg->log_target, verbose ? LOG_DEBUG : cfg->log_level, foreground);
-    struct daemon d = {.cfg = cfg};
+    struct daemon d = {.config_path = path, .verbose = verbose};
     int status = EXIT_RUNTIME;
     if (service_take_sockets(&d.passed, &d.npassed, err, sizeof(err)) < 0) {
         log_err("%s", err);
         goto out;
     }
-    if (!listeners_open(&d))
+    struct generation *gen = generation_open(&d, cfg, NULL);
+    if (gen == NULL)
         goto out;
-    if (drop_privileges(cfg->user, err, sizeof(err)) < 0) {
+    cfg = NULL; /* the generation owns it */
+    atomic_store(&d.gen, gen);
+    const struct config *conf = gen->cfg;
+    if (drop_privileges(conf->user, err, sizeof(err)) < 0) {
         log_err("%s", err);
         goto out;
     }
@@ -240,12 +242,13 @@ int main(int argc, char **argv)
         log_err("cannot go to the background: %s", strerror(errno));
         goto out;
     }
-    if (pidfile_write(cfg->pidfile, err, sizeof(err)) < 0) {
+    if (pidfile_write(conf->pidfile, err, sizeof(err)) < 0) {
         log_err("%s", err);
         goto out;
     }
+    pidfile = strdup(conf->pidfile); /* a reload may free conf */
 
-    d.nworkers = worker_count(cfg);
+    d.nworkers = worker_count(conf);
     d.workers = calloc(d.nworkers, sizeof(*d.workers));
     if (d.workers == NULL)
         goto out;
@@ -268,7 +271,7 @@ int main(int argc, char **argv)
     if (started == d.nworkers) {
         log_notice("mio-echod %s started: %u worker%s, %s backend", PACKAGE_VERSION,
                    d.nworkers, d.nworkers == 1 ? "" : "s", mio_backend_name());
-        daemon_ready(cfg->log_target == LOG_TARGET_STDERR);
+        daemon_ready(conf->log_target == LOG_TARGET_STDERR);
         service_notify("READY=1\nSTATUS=0 connections open, listening");
         signal_loop(&d, &set);
         status = EXIT_OK;
@@ -286,12 +289,17 @@ out:
         for (unsigned i = 0; i < d.nworkers; i++)
             worker_destroy(&d.workers[i]);
     free(d.workers);
-    listeners_close(&d);
+    pidfile_remove(pidfile);
+    free(pidfile);
+    gen = atomic_load(&d.gen);
+    if (gen != NULL) {
+        generation_close_sockets(gen);
+        generation_unref(gen);
+    }
     for (size_t i = 0; i < d.npassed; i++)
         if (!d.passed[i].taken)
             close(d.passed[i].fd);
     free(d.passed);
-    pidfile_remove(cfg->pidfile);
     config_free(cfg);
     return status;
 }

@@ -11,8 +11,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "accept.h"
 #include "conn.h"
-#include "listener.h"
 #include "worker.h"
 
 /* The waker's token: no endpoint lives at address 0. */
@@ -25,13 +25,14 @@ int64_t monotonic_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* Registers or deregisters every listening socket in this worker's poll. */
+/* Registers or deregisters every listening socket of the worker's
+ * generation in its poll. */
 static void watch_listeners(struct worker *w, bool on)
 {
-    struct daemon *d = w->d;
-    for (size_t i = 0; i < d->nlisteners; i++)
-        for (size_t k = 0; k < d->listeners[i].nsocks; k++) {
-            struct listen_sock *ls = &d->listeners[i].socks[k];
+    struct generation *g = w->gen;
+    for (size_t i = 0; i < g->nlisteners; i++)
+        for (size_t k = 0; k < g->listeners[i].nsocks; k++) {
+            struct listen_sock *ls = &g->listeners[i].socks[k];
             if (on)
                 (void)mio_registry_register(w->reg, ls->fd, (mio_token_t)ls,
                                             MIO_READABLE);
@@ -39,6 +40,45 @@ static void watch_listeners(struct worker *w, bool on)
                 (void)mio_registry_deregister(w->reg, ls->fd);
         }
     w->accepting = on;
+}
+
+/* The largest buffer_size of a generation's listeners. */
+static size_t largest_buffer(const struct generation *g)
+{
+    size_t max = 0;
+    for (size_t i = 0; i < g->nlisteners; i++)
+        if (g->listeners[i].cfg->buffer_size > max)
+            max = g->listeners[i].cfg->buffer_size;
+    return max;
+}
+
+/* Moves from the listening sockets of the worker's generation to those of
+ * the daemon's current one, after a reload.  A socket that stays is taken
+ * out of the poll and put back under its new token; a client queued on it
+ * meanwhile is reported when it is put back. */
+static void switch_generation(struct worker *w)
+{
+    struct generation *g = atomic_load(&w->d->gen);
+    if (g == w->gen)
+        return;
+    size_t need = largest_buffer(g);
+    if (need > w->scratch_len) {
+        uint8_t *p = realloc(w->scratch, need);
+        if (p != NULL) {
+            w->scratch = p;
+            w->scratch_len = need;
+        } else {
+            log_warn("worker %u: no memory for a %zu-byte buffer: reads stay at "
+                     "%zu bytes", w->id, need, w->scratch_len);
+        }
+    }
+    bool on = w->accepting;
+    if (on)
+        watch_listeners(w, false);
+    w->gen = g;
+    if (on)
+        watch_listeners(w, true);
+    atomic_store(&w->watching, g);
 }
 
 int worker_init(struct worker *w, struct daemon *d, unsigned id)
@@ -51,9 +91,9 @@ int worker_init(struct worker *w, struct daemon *d, unsigned id)
     w->rl_fd.burst = 2;
     w->rl_upstream.burst = 10;
     w->now_ms = monotonic_ms();
-    for (size_t i = 0; i < d->nlisteners; i++)
-        if (d->listeners[i].cfg->buffer_size > w->scratch_len)
-            w->scratch_len = d->listeners[i].cfg->buffer_size;
+    w->gen = atomic_load(&d->gen);
+    atomic_store(&w->watching, w->gen);
+    w->scratch_len = largest_buffer(w->gen);
     w->scratch = malloc(w->scratch_len);
     w->events = mio_events_new(256);
     if (w->scratch == NULL || w->events == NULL)
@@ -116,6 +156,8 @@ static void run_timers(struct worker *w)
 static void on_wake(struct worker *w)
 {
     struct daemon *d = w->d;
+    if (!atomic_load(&d->stopping))
+        switch_generation(w);
     if (atomic_load(&d->stopping) && !atomic_load(&w->quiet)) {
         if (w->accepting)
             watch_listeners(w, false);

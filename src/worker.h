@@ -37,6 +37,8 @@ struct worker {
     struct conn *dead;         /* closed in this batch, freed after it */
     unsigned nconns;
     struct ratelimit rl_refused, rl_fd, rl_upstream;
+    struct generation *gen;    /* whose listening sockets it watches */
+    _Atomic(struct generation *) watching; /* gen, for the reloading thread */
     atomic_bool quiet;         /* stopping: the listeners are out of its poll */
     atomic_bool done;          /* the thread has returned */
 };
@@ -47,7 +49,9 @@ int worker_init(struct worker *w, struct daemon *d, unsigned id);
 /* Runs the worker in a new thread. */
 int worker_start(struct worker *w);
 
-/* Makes the worker look at d->stopping and d->closing. */
+/* Makes the worker look at d->stopping, d->closing and d->gen (after a
+ * reload it moves to the new generation's listening sockets and sets
+ * `watching` to it). */
 void worker_wake(struct worker *w);
 
 /* Frees what worker_init made; the thread must have returned. */

@@ -1,0 +1,178 @@
+/* Accepting clients, and admission: ACLs and limits, before any byte. */
+#ifdef HAVE_CONFIG_H
+#include "autoconf.h"
+#endif
+
+#include <errno.h>
+#include <fcntl.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "accept.h"
+#include "mio.h"
+#include "worker.h"
+
+/* Whether allow/deny let src in.  Deny wins; an empty allow list allows
+ * everyone.  Unix-socket clients have no address: file permissions guard
+ * them, and the lists do not apply. */
+static bool acl_allows(const struct listener_config *cfg, const addr_t *src)
+{
+    if (src->u.sa.sa_family == AF_UNIX)
+        return true;
+    for (size_t i = 0; i < cfg->ndeny; i++)
+        if (cidr_match(&cfg->deny[i], src))
+            return false;
+    if (cfg->nallow == 0)
+        return true;
+    for (size_t i = 0; i < cfg->nallow; i++)
+        if (cidr_match(&cfg->allow[i], src))
+            return true;
+    return false;
+}
+
+void listener_refused(struct worker *w, struct listener *l, const addr_t *src,
+                      const char *reason)
+{
+    atomic_fetch_add(&l->st->refused, 1);
+    unsigned dropped;
+    if (!ratelimit_allow(&w->rl_refused, w->now_ms, &dropped))
+        return;
+    char text[ADDR_STRLEN];
+    addr_format(src, text, sizeof(text));
+    if (dropped > 0)
+        log_info("listener %s: refused %s: %s (%u more refused, not logged)",
+                 l->cfg->name, text, reason, dropped);
+    else
+        log_info("listener %s: refused %s: %s", l->cfg->name, text, reason);
+}
+
+/* Takes one connection from the daemon's and the listener's limits. */
+static const char *take_limits(struct worker *w, struct listener *l)
+{
+    unsigned max = l->gen->cfg->max_connections;
+    if (atomic_fetch_add(&w->d->active, 1) >= max && max != 0) {
+        atomic_fetch_sub(&w->d->active, 1);
+        return "max_connections reached";
+    }
+    max = l->cfg->max_connections;
+    if (atomic_fetch_add(&l->st->active, 1) >= max && max != 0) {
+        atomic_fetch_sub(&l->st->active, 1);
+        atomic_fetch_sub(&w->d->active, 1);
+        return "listener max_connections reached";
+    }
+    return NULL;
+}
+
+bool listener_admit_source(struct worker *w, struct listener *l,
+                           const addr_t *src, struct conn *c)
+{
+    if (!acl_allows(l->cfg, src)) {
+        listener_refused(w, l, src, "denied by allow/deny (PROXY source)");
+        return false;
+    }
+    if (l->cfg->max_per_source == 0)
+        return true;
+    uint8_t key[16];
+    size_t len = addr_source_key(src, key);
+    if (len == 0)
+        return true;
+    if (!persource_acquire(&l->st->persource, key, len, l->cfg->max_per_source)) {
+        listener_refused(w, l, src, "max_per_source reached");
+        return false;
+    }
+    memcpy(c->srckey, key, len);
+    c->srclen = (uint8_t)len;
+    return true;
+}
+
+/* Decides on one accepted client: refused ones are closed at once. */
+static void admit(struct worker *w, struct listen_sock *ls, int fd, const addr_t *peer)
+{
+    struct listener *l = ls->listener;
+    const char *why = NULL;
+    if (!acl_allows(l->cfg, peer))
+        why = "denied by allow/deny";
+    else
+        why = take_limits(w, l);
+    uint8_t key[16];
+    size_t len = 0;
+    /* With accept_proxy the source is the one the header will declare. */
+    if (why == NULL && l->cfg->max_per_source > 0 && !l->cfg->accept_proxy &&
+        (len = addr_source_key(peer, key)) > 0 &&
+        !persource_acquire(&l->st->persource, key, len, l->cfg->max_per_source)) {
+        atomic_fetch_sub(&l->st->active, 1);
+        atomic_fetch_sub(&w->d->active, 1);
+        why = "max_per_source reached";
+    }
+    if (why != NULL) {
+        close(fd);
+        listener_refused(w, l, peer, why);
+        return;
+    }
+    conn_open(w, ls, fd, peer, key, len);
+}
+
+/* Out of descriptors: give up the spare one to accept and close a client,
+ * so that the listener is drained instead of spinning (libuv's trick). */
+static void shed_one(struct worker *w, struct listen_sock *ls, int err)
+{
+    if (ratelimit_allow(&w->rl_fd, w->now_ms, NULL))
+        log_warn("listener %s: out of file descriptors (%s): refusing clients; "
+                 "raise LimitNOFILE or lower max_connections",
+                 ls->listener->cfg->name, strerror(err));
+    if (w->spare_fd < 0) {
+        worker_pause_accepting(w, 100);
+        return;
+    }
+    close(w->spare_fd);
+    int fd = mio_tcp_accept(ls->fd, NULL, NULL);
+    if (fd >= 0)
+        close(fd);
+    w->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    atomic_fetch_add(&ls->listener->st->refused, 1);
+    if (fd < 0 && fd != -EAGAIN)
+        worker_pause_accepting(w, 100);
+}
+
+void listener_accept(struct worker *w, struct listen_sock *ls)
+{
+    /* A bound per wake-up keeps one busy listener from starving the
+     * connections this worker already serves; the rest are taken on the
+     * next loop through a re-arm without EAGAIN. */
+    for (int i = 0; i < 256 && w->accepting; i++) {
+        addr_t peer;
+        peer.len = sizeof(peer.u);
+        int fd = mio_tcp_accept(ls->fd, &peer.u.ss, &peer.len);
+        if (fd >= 0) {
+            if (peer.len == 0 || peer.u.sa.sa_family == AF_UNSPEC) {
+                peer.u.sa.sa_family = AF_UNIX; /* an unnamed Unix client */
+                peer.u.un.sun_path[0] = '\0';
+            }
+            admit(w, ls, fd, &peer);
+            continue;
+        }
+        switch (-fd) {
+        case EAGAIN:
+            (void)mio_registry_rearm(w->reg, ls->fd, MIO_READABLE);
+            return;
+        case EINTR:
+        case ECONNABORTED:
+        case EPROTO:
+            continue;
+        case EMFILE:
+        case ENFILE:
+            shed_one(w, ls, -fd);
+            if (!w->accepting)
+                return;
+            continue;
+        default:
+            if (ratelimit_allow(&w->rl_fd, w->now_ms, NULL))
+                log_warn("listener %s: accept on %s: %s", ls->listener->cfg->name,
+                         ls->name, strerror(-fd));
+            worker_pause_accepting(w, 100);
+            return;
+        }
+    }
+    /* Still more pending: come back after the other events. */
+    worker_pause_accepting(w, 0);
+}

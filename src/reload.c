@@ -1,0 +1,89 @@
+/* SIGHUP: the next generation of listeners. */
+#ifdef HAVE_CONFIG_H
+#include "autoconf.h"
+#endif
+
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "config.h"
+#include "listener.h"
+#include "log.h"
+#include "reload.h"
+#include "service.h"
+#include "worker.h"
+
+/* Waits (5 s at most) until every worker watches generation g. */
+static bool workers_moved_to(struct daemon *d, struct generation *g)
+{
+    for (int i = 0; i < 5000; i++) {
+        bool all = true;
+        for (unsigned k = 0; k < d->nworkers && all; k++)
+            all = atomic_load(&d->workers[k].watching) == g ||
+                  atomic_load(&d->workers[k].done);
+        if (all)
+            return true;
+        nanosleep(&(struct timespec){0, 1000000}, NULL);
+    }
+    return false;
+}
+
+/* Warns about settings that only a restart applies. */
+static void warn_restart_only(const struct config *old, const struct config *cfg)
+{
+    const char *changed[4];
+    size_t n = 0;
+    if (old->workers != cfg->workers)
+        changed[n++] = "workers";
+    if (strcmp(old->user, cfg->user) != 0)
+        changed[n++] = "user";
+    if (strcmp(old->pidfile, cfg->pidfile) != 0)
+        changed[n++] = "pidfile";
+    if (old->log_target != cfg->log_target)
+        changed[n++] = "log.target";
+    for (size_t i = 0; i < n; i++)
+        log_warn("reload: %s changed: it takes effect at the next restart",
+                 changed[i]);
+}
+
+void daemon_reload(struct daemon *d)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    service_notify("RELOADING=1\nMONOTONIC_USEC=%llu",
+                   (unsigned long long)now.tv_sec * 1000000ULL +
+                       (unsigned long long)now.tv_nsec / 1000);
+    struct generation *old = atomic_load(&d->gen);
+    char err[1024];
+    struct config *cfg = config_load(d->config_path, err, sizeof(err));
+    struct generation *g = NULL;
+    if (cfg != NULL) {
+        g = generation_open(d, cfg, old);
+        if (g == NULL) {
+            config_free(cfg);
+            snprintf(err, sizeof(err), "%s: a listener could not be opened",
+                     d->config_path);
+        }
+    }
+    if (g == NULL) {
+        log_err("reload failed: %s; still running the previous configuration", err);
+        service_notify("READY=1\nSTATUS=reload failed: %s", err);
+        return;
+    }
+    warn_restart_only(old->cfg, cfg);
+    atomic_store(&d->gen, g);
+    for (unsigned k = 0; k < d->nworkers; k++)
+        worker_wake(&d->workers[k]);
+    if (workers_moved_to(d, g))
+        generation_close_sockets(old);
+    else /* closing what a worker may still accept on is worse than a leak */
+        log_err("reload: a worker did not move to the new configuration; the "
+                "removed listeners stay open until exit");
+    generation_unref(old);
+    log_set_level(d->verbose ? LOG_DEBUG : cfg->log_level);
+    log_notice("reloaded %s: %zu listener%s", d->config_path, g->nlisteners,
+               g->nlisteners == 1 ? "" : "s");
+    service_notify("READY=1\nSTATUS=reloaded; %u connections open",
+                   atomic_load(&d->active));
+}

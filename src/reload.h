@@ -1,0 +1,17 @@
+/* Reloading the configuration on SIGHUP, without dropping a connection. */
+#ifndef ECHOD_RELOAD_H
+#define ECHOD_RELOAD_H
+
+#include "daemon.h"
+
+/*
+ * Loads and checks the configuration file again.  If it fails, the daemon
+ * keeps running the previous configuration, and says why in the log and in
+ * systemd's STATUS=.  If it loads, its listeners open (an address that
+ * stays keeps its socket), removed ones close, and changed settings apply
+ * to new connections; established ones keep the settings they started
+ * with and lose no byte.  Runs in the main thread.
+ */
+void daemon_reload(struct daemon *d);
+
+#endif
