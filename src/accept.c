@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -30,10 +31,38 @@ static bool acl_allows(const struct listener_config *cfg, const addr_t *src)
     return false;
 }
 
-void listener_refused(struct worker *w, struct listener *l, const addr_t *src,
-                      const char *reason)
+const char *const refusal_names[REFUSED_N] = {
+    [REFUSED_ACL] = "acl",
+    [REFUSED_MAX_CONNECTIONS] = "max_connections",
+    [REFUSED_LISTENER_MAX] = "listener_max_connections",
+    [REFUSED_PER_SOURCE] = "max_per_source",
+    [REFUSED_PROXY_HEADER] = "bad_proxy_header",
+    [REFUSED_NO_FD] = "out_of_fds",
+};
+
+/* What the log says for a refusal. */
+static const char *refusal_text(enum refusal why)
 {
-    atomic_fetch_add(&l->st->refused, 1);
+    switch (why) {
+    case REFUSED_ACL: return "denied by allow/deny";
+    case REFUSED_MAX_CONNECTIONS: return "max_connections reached";
+    case REFUSED_LISTENER_MAX: return "listener max_connections reached";
+    case REFUSED_PER_SOURCE: return "max_per_source reached";
+    case REFUSED_PROXY_HEADER: return "bad PROXY header";
+    case REFUSED_NO_FD:
+    case REFUSED_N: break;
+    }
+    return "out of file descriptors";
+}
+
+void listener_refused(struct worker *w, struct listener *l, const addr_t *src,
+                      enum refusal why, const char *detail)
+{
+    atomic_fetch_add(&l->st->refused[why], 1);
+    char reason[160];
+    snprintf(reason, sizeof(reason), "%s%s%s", refusal_text(why),
+             detail ? (why == REFUSED_PROXY_HEADER ? ": " : " ") : "",
+             detail ? detail : "");
     unsigned dropped;
     if (!ratelimit_allow(&w->rl_refused, w->now_ms, &dropped))
         return;
@@ -46,28 +75,29 @@ void listener_refused(struct worker *w, struct listener *l, const addr_t *src,
         log_info("listener %s: refused %s: %s", l->cfg->name, text, reason);
 }
 
-/* Takes one connection from the daemon's and the listener's limits. */
-static const char *take_limits(struct worker *w, struct listener *l)
+/* Takes one connection from the daemon's and the listener's limits;
+ * REFUSED_N when both had room. */
+static enum refusal take_limits(struct worker *w, struct listener *l)
 {
     unsigned max = l->gen->cfg->max_connections;
     if (atomic_fetch_add(&w->d->active, 1) >= max && max != 0) {
         atomic_fetch_sub(&w->d->active, 1);
-        return "max_connections reached";
+        return REFUSED_MAX_CONNECTIONS;
     }
     max = l->cfg->max_connections;
     if (atomic_fetch_add(&l->st->active, 1) >= max && max != 0) {
         atomic_fetch_sub(&l->st->active, 1);
         atomic_fetch_sub(&w->d->active, 1);
-        return "listener max_connections reached";
+        return REFUSED_LISTENER_MAX;
     }
-    return NULL;
+    return REFUSED_N;
 }
 
 bool listener_admit_source(struct worker *w, struct listener *l,
                            const addr_t *src, struct conn *c)
 {
     if (!acl_allows(l->cfg, src)) {
-        listener_refused(w, l, src, "denied by allow/deny (PROXY source)");
+        listener_refused(w, l, src, REFUSED_ACL, "(PROXY source)");
         return false;
     }
     if (l->cfg->max_per_source == 0)
@@ -77,7 +107,7 @@ bool listener_admit_source(struct worker *w, struct listener *l,
     if (len == 0)
         return true;
     if (!persource_acquire(&l->st->persource, key, len, l->cfg->max_per_source)) {
-        listener_refused(w, l, src, "max_per_source reached");
+        listener_refused(w, l, src, REFUSED_PER_SOURCE, NULL);
         return false;
     }
     memcpy(c->srckey, key, len);
@@ -89,24 +119,20 @@ bool listener_admit_source(struct worker *w, struct listener *l,
 static void admit(struct worker *w, struct listen_sock *ls, int fd, const addr_t *peer)
 {
     struct listener *l = ls->listener;
-    const char *why = NULL;
-    if (!acl_allows(l->cfg, peer))
-        why = "denied by allow/deny";
-    else
-        why = take_limits(w, l);
+    enum refusal why = acl_allows(l->cfg, peer) ? take_limits(w, l) : REFUSED_ACL;
     uint8_t key[16];
     size_t len = 0;
     /* With accept_proxy the source is the one the header will declare. */
-    if (why == NULL && l->cfg->max_per_source > 0 && !l->cfg->accept_proxy &&
+    if (why == REFUSED_N && l->cfg->max_per_source > 0 && !l->cfg->accept_proxy &&
         (len = addr_source_key(peer, key)) > 0 &&
         !persource_acquire(&l->st->persource, key, len, l->cfg->max_per_source)) {
         atomic_fetch_sub(&l->st->active, 1);
         atomic_fetch_sub(&w->d->active, 1);
-        why = "max_per_source reached";
+        why = REFUSED_PER_SOURCE;
     }
-    if (why != NULL) {
+    if (why != REFUSED_N) {
         close(fd);
-        listener_refused(w, l, peer, why);
+        listener_refused(w, l, peer, why, NULL);
         return;
     }
     conn_open(w, ls, fd, peer, key, len);
@@ -129,7 +155,7 @@ static void shed_one(struct worker *w, struct listen_sock *ls, int err)
     if (fd >= 0)
         close(fd);
     w->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    atomic_fetch_add(&ls->listener->st->refused, 1);
+    atomic_fetch_add(&ls->listener->st->refused[REFUSED_NO_FD], 1);
     if (fd < 0 && fd != -EAGAIN)
         worker_pause_accepting(w, 100);
 }

@@ -21,9 +21,10 @@ void listener_accept(struct worker *w, struct listen_sock *ls);
 bool listener_admit_source(struct worker *w, struct listener *l,
                            const addr_t *src, struct conn *c);
 
-/* Counts a refused client and logs it, at most a few lines a second per
- * worker; a line after a quiet spell says how many were not logged. */
+/* Counts a refused client and logs why (with `detail`, may be NULL), at
+ * most a few lines a second per worker; a line after a quiet spell says how
+ * many were not logged. */
 void listener_refused(struct worker *w, struct listener *l, const addr_t *src,
-                      const char *reason);
+                      enum refusal why, const char *detail);
 
 #endif

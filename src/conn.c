@@ -408,9 +408,7 @@ static void read_proxy_header(struct conn *c)
         hlen = proxy_parse(h->data, h->len, &info, &why);
     }
     if (hlen < 0) {
-        char reason[128];
-        snprintf(reason, sizeof(reason), "bad PROXY header: %s", why);
-        listener_refused(c->w, c->l, &c->peer, reason);
+        listener_refused(c->w, c->l, &c->peer, REFUSED_PROXY_HEADER, why);
         conn_close(c, "bad-proxy-header");
         return;
     }

@@ -39,6 +39,20 @@ struct listen_sock {
     struct listener *listener;
 };
 
+/* Why a client was refused, for the counters. */
+enum refusal {
+    REFUSED_ACL,             /* allow/deny */
+    REFUSED_MAX_CONNECTIONS, /* the daemon's max_connections */
+    REFUSED_LISTENER_MAX,    /* the listener's max_connections */
+    REFUSED_PER_SOURCE,      /* max_per_source */
+    REFUSED_PROXY_HEADER,    /* a bad PROXY header */
+    REFUSED_NO_FD,           /* out of file descriptors */
+    REFUSED_N
+};
+
+/* The names of the reasons, as metrics labels: "acl", "max_connections"... */
+extern const char *const refusal_names[REFUSED_N];
+
 /* What a listener keeps across reloads, found again by its name: its open
  * connections, per-source counts and counters. */
 struct listener_state {
@@ -46,7 +60,9 @@ struct listener_state {
     char name[72];
     atomic_uint active; /* open connections, for max_connections */
     struct persource persource;
-    atomic_ullong accepted, refused, bytes_in, bytes_out;
+    atomic_ullong accepted, bytes_in, bytes_out;
+    atomic_ullong refused[REFUSED_N];
+    atomic_ullong upstream_failures; /* connects refused or timed out */
 };
 
 struct generation;
@@ -79,6 +95,7 @@ struct worker;
 
 struct daemon {
     const char *config_path;
+    atomic_ullong reloads, reload_failures;
     bool verbose; /* -v: debug logging whatever the file says */
     _Atomic(struct generation *) gen; /* the current one */
     atomic_uint active; /* open connections, whole daemon */

@@ -63,10 +63,12 @@ static void log_counters(struct daemon *d)
     log_notice("%u connections open", atomic_load(&d->active));
     for (size_t i = 0; i < g->nlisteners; i++) {
         struct listener_state *st = g->listeners[i].st;
+        unsigned long long refused = 0;
+        for (int k = 0; k < REFUSED_N; k++)
+            refused += atomic_load(&st->refused[k]);
         log_notice("listener %s: open=%u accepted=%llu refused=%llu in=%llu out=%llu",
                    st->name, atomic_load(&st->active),
-                   (unsigned long long)atomic_load(&st->accepted),
-                   (unsigned long long)atomic_load(&st->refused),
+                   (unsigned long long)atomic_load(&st->accepted), refused,
                    (unsigned long long)atomic_load(&st->bytes_in),
                    (unsigned long long)atomic_load(&st->bytes_out));
     }

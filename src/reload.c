@@ -67,10 +67,12 @@ void daemon_reload(struct daemon *d)
         }
     }
     if (g == NULL) {
+        atomic_fetch_add(&d->reload_failures, 1);
         log_err("reload failed: %s; still running the previous configuration", err);
         service_notify("READY=1\nSTATUS=reload failed: %s", err);
         return;
     }
+    atomic_fetch_add(&d->reloads, 1);
     warn_restart_only(old->cfg, cfg);
     atomic_store(&d->gen, g);
     for (unsigned k = 0; k < d->nworkers; k++)

@@ -70,6 +70,7 @@ void upstream_failed(struct worker *w, struct listener *l, struct upstream *up,
                      int err)
 {
     int64_t fail = l->cfg->fail_timeout_ms;
+    atomic_fetch_add(&l->st->upstream_failures, 1);
     if (fail > 0)
         atomic_store(&up->failed_until_ms, w->now_ms + fail);
     if (ratelimit_allow(&w->rl_upstream, w->now_ms, NULL))
