@@ -87,6 +87,17 @@ static void close_listeners_when_quiet(struct daemon *d, bool *closed)
     *closed = true;
 }
 
+/* Waits briefly (1 s at most) for the workers to stop accepting, then
+ * closes the listening sockets, so that new clients are refused at once. */
+static void close_listeners_when_quiet_wait(struct daemon *d, bool *closed)
+{
+    for (int i = 0; i < 1000 && !*closed; i++) {
+        close_listeners_when_quiet(d, closed);
+        if (!*closed)
+            nanosleep(&(struct timespec){0, 1000000}, NULL);
+    }
+}
+
 /* Whether every worker thread has returned. */
 static bool workers_done(struct daemon *d)
 {
@@ -134,13 +145,17 @@ static void signal_loop(struct daemon *d, const sigset_t *set)
                 log_notice("second %s: closing every connection now", signame(sig));
                 atomic_store(&d->closing, true);
             } else {
+                /* Stop first, then say so: a client that connects after
+                 * the line is refused. */
                 int64_t drain = atomic_load(&d->gen)->cfg->shutdown_timeout_ms;
+                atomic_store(&d->stopping, true);
+                wake_workers(d);
+                deadline = monotonic_ms() + drain;
+                close_listeners_when_quiet_wait(d, &listeners_closed);
+                service_notify("STOPPING=1");
                 log_notice("%s: no longer accepting; draining %u connections "
                            "for up to %lld ms", signame(sig), atomic_load(&d->active),
                            (long long)drain);
-                atomic_store(&d->stopping, true);
-                service_notify("STOPPING=1");
-                deadline = monotonic_ms() + drain;
             }
             wake_workers(d);
         } else if (sig == SIGHUP) {

@@ -12,6 +12,9 @@
 #ifdef HAVE_CONFIG_H
 #include "autoconf.h"
 #endif
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE 1 /* pipe2, close_range, memmem */
+#endif
 
 #include <dirent.h>
 #include <errno.h>
@@ -133,6 +136,7 @@ static int remove_entry(const char *path, const struct stat *st, int flag,
 }
 
 static void reap(struct echod *e, int options);
+static bool reader_finish(struct echod *e, int ms);
 
 static void cleanup_at_exit(void)
 {
@@ -150,13 +154,10 @@ static void cleanup_at_exit(void)
     while (daemons != NULL) {
         struct echod *e = daemons;
         daemons = e->next;
-        if (e->reader_running) {
-            /* The pipe ends when the daemon is gone: the thread returns. */
-            pthread_join(e->reader, NULL);
-            e->reader_running = false;
-        }
-        if (e->errfd >= 0)
-            close(e->errfd);
+        /* The pipe ends when the daemon is gone, and the thread with it;
+         * should something else hold the pipe, leave the thread be. */
+        if (!reader_finish(e, 1000))
+            continue;
         for (size_t i = 0; i < e->ncopies; i++)
             free(e->copies[i]);
         free(e->copies);
@@ -194,8 +195,9 @@ static const char *make_tmpdir(void)
     const char *base = getenv("TMPDIR");
     if (base == NULL || base[0] == '\0')
         base = "/tmp";
-    char *path = xmalloc(strlen(base) + 32);
-    sprintf(path, "%s/mio-echod-test.XXXXXX", base);
+    size_t len = strlen(base) + 32;
+    char *path = xmalloc(len);
+    snprintf(path, len, "%s/mio-echod-test.XXXXXX", base);
     if (mkdtemp(path) == NULL) {
         int err = errno;
         free(path);
@@ -347,10 +349,32 @@ static void *read_log(void *arg)
     }
 }
 
+/* Waits up to ms for the end of the daemon's stderr, then joins the
+ * reader and closes the pipe; false when it did not end in time. */
+static bool reader_finish(struct echod *e, int ms)
+{
+    if (!e->reader_running)
+        return true;
+    struct timespec until = deadline_ts(ms);
+    pthread_mutex_lock(&e->mu);
+    for (int i = 0; i < 100000 && !e->eof; i++)
+        if (pthread_cond_timedwait(&e->cv, &e->mu, &until) == ETIMEDOUT)
+            break;
+    bool eof = e->eof;
+    pthread_mutex_unlock(&e->mu);
+    if (!eof)
+        return false;
+    pthread_join(e->reader, NULL);
+    e->reader_running = false;
+    close(e->errfd);
+    e->errfd = -1;
+    return true;
+}
+
 /* Reaps the daemon if it has exited (options: WNOHANG or 0). */
 static void reap(struct echod *e, int options)
 {
-    if (e->exited)
+    if (e->exited || e->pid <= 0)
         return;
     int status;
     pid_t r;
@@ -411,8 +435,7 @@ struct echod *echod_start(const char *conf)
     pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
     pthread_cond_init(&e->cv, &ca);
     pthread_condattr_destroy(&ca);
-    e->next = daemons;
-    daemons = e;
+    e->exited = true; /* nothing to wait for or kill until it runs */
 
     const char *dir = make_tmpdir();
     write_conf_in(dir, conf, e->conf, sizeof(e->conf));
@@ -429,6 +452,9 @@ struct echod *echod_start(const char *conf)
         fail_msg("pipe: %s", strerror(errno));
     }
     e->pid = spawn(argv, envp, p[1]);
+    e->exited = false;
+    e->next = daemons;
+    daemons = e;
     free(envp);
     close(p[1]);
     e->errfd = p[0];
@@ -508,6 +534,21 @@ int echod_port(struct echod *e, const char *name, int n)
     return port;
 }
 
+/* Keeps a copy of a line of the log for the test, freed at the end; lock
+ * held. */
+static const char *keep_copy(struct echod *e, const char *line, size_t len)
+{
+    char *copy = xmalloc(len + 1);
+    memcpy(copy, line, len);
+    copy[len] = '\0';
+    if (e->ncopies == e->capcopies) {
+        e->capcopies = e->capcopies ? 2 * e->capcopies : 64;
+        e->copies = xrealloc(e->copies, e->capcopies * sizeof(*e->copies));
+    }
+    e->copies[e->ncopies++] = copy;
+    return copy;
+}
+
 const char *echod_wait_log(struct echod *e, const char *needle, int ms)
 {
     struct timespec until = deadline_ts(ms < 0 ? 0 : ms);
@@ -523,17 +564,17 @@ const char *echod_wait_log(struct echod *e, const char *needle, int ms)
             break;
         }
     }
-    char *copy = NULL;
-    if (found != NULL) {
-        copy = xmalloc(len + 1);
-        memcpy(copy, found, len);
-        copy[len] = '\0';
-        if (e->ncopies == e->capcopies) {
-            e->capcopies = e->capcopies ? 2 * e->capcopies : 64;
-            e->copies = xrealloc(e->copies, e->capcopies * sizeof(*e->copies));
-        }
-        e->copies[e->ncopies++] = copy;
-    }
+    const char *copy = found != NULL ? keep_copy(e, found, len) : NULL;
+    pthread_mutex_unlock(&e->mu);
+    return copy;
+}
+
+const char *echod_log_line(struct echod *e, const char *needle, int n)
+{
+    size_t len = 0;
+    pthread_mutex_lock(&e->mu);
+    const char *found = find_line(e, needle, n, &len);
+    const char *copy = found != NULL ? keep_copy(e, found, len) : NULL;
     pthread_mutex_unlock(&e->mu);
     return copy;
 }
@@ -587,23 +628,7 @@ int echod_stop(struct echod *e, int ms)
             reap(e, 0);
         }
     }
-    if (e->reader_running) {
-        /* Its stderr ends with it: collect the last lines. */
-        struct timespec until = deadline_ts(2000);
-        bool eof;
-        pthread_mutex_lock(&e->mu);
-        while (!e->eof)
-            if (pthread_cond_timedwait(&e->cv, &e->mu, &until) == ETIMEDOUT)
-                break;
-        eof = e->eof;
-        pthread_mutex_unlock(&e->mu);
-        if (eof) {
-            pthread_join(e->reader, NULL);
-            e->reader_running = false;
-            close(e->errfd);
-            e->errfd = -1;
-        }
-    }
+    (void)reader_finish(e, 2000); /* its last lines */
     return exit_code(e);
 }
 
@@ -692,13 +717,17 @@ int echod_run(char *out, size_t outlen, const char *arg, ...)
             eof = true;
             break;
         }
+        /* Read to the end, keeping what fits (with its NUL). */
         size_t take = (size_t)n;
-        if (outlen > 0 && used + take > outlen - 1)
+        if (outlen == 0)
+            take = 0;
+        else if (used + take > outlen - 1)
             take = outlen - 1 - used;
-        memcpy(out + used, buf, take);
-        used += take;
-        if (outlen > 0)
+        if (take > 0) {
+            memcpy(out + used, buf, take);
+            used += take;
             out[used] = '\0';
+        }
     }
     close(p[0]);
     int status = 0;

@@ -36,6 +36,9 @@ int echod_port(struct echod *e, const char *name, int n);
  * `needle`; returns a copy owned by the harness, or NULL. */
 const char *echod_wait_log(struct echod *e, const char *needle, int ms);
 
+/* The n-th (from 0) log line so far containing `needle`, or NULL. */
+const char *echod_log_line(struct echod *e, const char *needle, int n);
+
 /* How many log lines so far contain `needle`. */
 int echod_count_log(struct echod *e, const char *needle);
 

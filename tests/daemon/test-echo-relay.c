@@ -1,0 +1,1423 @@
+/*
+ * mio-echod serving, checked byte for byte over loopback with the real
+ * daemon: echo of many sizes over many concurrent connections, half-close
+ * (echo and relay, both ways), relaying to upstreams written here, each
+ * balance mode, retries and passive health (refused and silent
+ * upstreams), the idle timeout, and the SIGTERM drain.
+ *
+ * Each test starts its own daemon with its own configuration; ports are
+ * ephemeral (the daemon's listening line tells them).  The test upstreams
+ * are threads with their own poll(2) loop; they never call cmocka (their
+ * findings are counters the test checks).
+ */
+#ifdef HAVE_CONFIG_H
+#include "autoconf.h"
+#endif
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE 1 /* accept4 */
+#endif
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+/* Every test's bytes are slices of this one random pattern: each
+ * connection a different slice, so crossed streams cannot go unseen. */
+#define PATTERN_LEN ((size_t)12 << 20)
+static uint8_t *pattern;
+
+#define MIB ((size_t)1 << 20)
+#define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+/* The log's "access" line is written just after the daemon closes the
+ * connection, so a client may see the close first: wait a little. */
+#define LOG_MS 3000
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
+    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+        continue;
+}
+
+/* ---- what a failed test leaves behind, cleaned by teardown ------------- */
+
+struct upsrv;
+static void up_stop(struct upsrv *u);
+
+static struct echod *daemons[4];
+static size_t ndaemons;
+static struct upsrv *upsrvs[8];
+static size_t nupsrvs;
+static int extra_fds[32];
+static size_t nextra;
+
+static struct echod *start_daemon(const char *conf)
+{
+    assert_true(ndaemons < ARRAY_LEN(daemons));
+    struct echod *e = echod_start(conf);
+    daemons[ndaemons++] = e;
+    return e;
+}
+
+static void track_fd(int fd)
+{
+    assert_true(nextra < ARRAY_LEN(extra_fds));
+    extra_fds[nextra++] = fd;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < ndaemons; i++)
+        (void)echod_stop(daemons[i], 2000);
+    ndaemons = 0;
+    while (nupsrvs > 0)
+        up_stop(upsrvs[nupsrvs - 1]);
+    for (size_t i = 0; i < nextra; i++)
+        close(extra_fds[i]);
+    nextra = 0;
+    return 0;
+}
+
+/* ---- configurations ----------------------------------------------------- */
+
+/* The daemon part every configuration starts with. */
+#define DAEMON_CONF(workers, shutdown)                                         \
+    "workers = " workers ";\n"                                                 \
+    "shutdown_timeout = " shutdown ";\n"                                       \
+    "log = { target = \"stderr\"; level = \"info\"; access = true; };\n"
+
+/* One echo listener "echo" on 127.0.0.1:0. */
+static struct echod *start_echo(const char *idle_timeout, const char *shutdown_timeout)
+{
+    char conf[1024];
+    snprintf(conf, sizeof(conf),
+             "workers = 2;\n"
+             "shutdown_timeout = %s;\n"
+             "log = { target = \"stderr\"; level = \"info\"; access = true; };\n"
+             "listeners = ( {\n"
+             "    name = \"echo\";\n"
+             "    listen = [ \"127.0.0.1:0\" ];\n"
+             "    mode = \"echo\";\n"
+             "    idle_timeout = %s;\n"
+             "} );\n",
+             shutdown_timeout, idle_timeout);
+    return start_daemon(conf);
+}
+
+/* `"127.0.0.1:P1", "127.0.0.1:P2"` for a list of ports. */
+static void upstream_list(char *buf, size_t len, const int *ports, size_t n)
+{
+    size_t used = 0;
+    buf[0] = '\0';
+    for (size_t i = 0; i < n && used < len; i++)
+        used += (size_t)snprintf(buf + used, len - used, "%s\"127.0.0.1:%d\"",
+                                 i > 0 ? ", " : "", ports[i]);
+}
+
+/* A proxy listener's group, named `name`. */
+static void relay_group(char *buf, size_t len, const char *name, const int *ports,
+                        size_t n, const char *balance, const char *connect_timeout,
+                        int retries, const char *fail_timeout)
+{
+    char ups[512];
+    upstream_list(ups, sizeof(ups), ports, n);
+    snprintf(buf, len,
+             "{\n"
+             "    name = \"%s\";\n"
+             "    listen = [ \"127.0.0.1:0\" ];\n"
+             "    mode = \"proxy\";\n"
+             "    upstreams = [ %s ];\n"
+             "    balance = \"%s\";\n"
+             "    connect_timeout = %s;\n"
+             "    retries = %d;\n"
+             "    fail_timeout = %s;\n"
+             "}",
+             name, ups, balance, connect_timeout, retries, fail_timeout);
+}
+
+/* One proxy listener "relay". */
+static struct echod *start_relay(const int *ports, size_t n, const char *balance,
+                                 const char *connect_timeout, int retries,
+                                 const char *fail_timeout)
+{
+    char group[1024], conf[2048];
+    relay_group(group, sizeof(group), "relay", ports, n, balance, connect_timeout,
+                retries, fail_timeout);
+    snprintf(conf, sizeof(conf), "%slisteners = ( %s );\n",
+             DAEMON_CONF("2", "5.0"), group);
+    return start_daemon(conf);
+}
+
+/* ---- sockets -------------------------------------------------------------- */
+
+static void set_nonblocking(int fd)
+{
+    int fl = fcntl(fd, F_GETFL);
+    assert_true(fl >= 0);
+    assert_int_equal(fcntl(fd, F_SETFL, fl | O_NONBLOCK), 0);
+}
+
+static int local_port(int fd)
+{
+    struct sockaddr_in a;
+    socklen_t len = sizeof(a);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+    return ntohs(a.sin_port);
+}
+
+/* A blocking connection to 127.0.0.1:port from `src` (an IPv4 address on
+ * loopback, any port), with 5 s timeouts. */
+static int connect_from(const char *src, int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    struct timeval tv = {5, 0};
+    (void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    (void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    struct sockaddr_in a = {.sin_family = AF_INET};
+    assert_int_equal(inet_pton(AF_INET, src, &a.sin_addr), 1);
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    a.sin_port = htons((uint16_t)port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    return fd;
+}
+
+/* A listening socket on 127.0.0.1:0 with `backlog`; its port in *port. */
+static int listen_loopback(int backlog, int *port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(listen(fd, backlog), 0);
+    *port = local_port(fd);
+    return fd;
+}
+
+/*
+ * A port that refuses connections: bound on 127.0.0.1 but not listening,
+ * so a SYN to it is answered with a reset.  The socket stays bound (kept
+ * until teardown) rather than closed, so that no other socket, not even
+ * one of the daemon's own outgoing connections, can take the port
+ * meanwhile.
+ */
+static int refusing_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    track_fd(fd);
+    int port = local_port(fd);
+    /* It does refuse. */
+    int c = connect_to(port);
+    assert_int_equal(c, -1);
+    assert_int_equal(errno, ECONNREFUSED);
+    return port;
+}
+
+/*
+ * A port that never answers SYNs: a listener with backlog 0 whose accept
+ * queue is filled by connections nobody accepts.  Linux then drops further
+ * SYNs, so a connect hangs until its timeout.
+ */
+static int silent_port(void)
+{
+    int port;
+    int lfd = listen_loopback(0, &port);
+    track_fd(lfd);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    /* Connect until one hangs (its SYN dropped): then the queue is full. */
+    for (int i = 0; i < 8; i++) {
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        assert_true(fd >= 0);
+        track_fd(fd);
+        int r = connect(fd, (struct sockaddr *)&a, sizeof(a));
+        assert_true(r == 0 || errno == EINPROGRESS);
+        struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+        if (r < 0 && poll(&pfd, 1, 50) == 0)
+            return port;
+    }
+    fail_msg("could not fill the accept queue of a backlog-0 listener");
+    return -1;
+}
+
+/* ---- test upstreams --------------------------------------------------- */
+
+enum up_mode {
+    UP_ECHO,       /* sends back what it receives; closes after the FIN */
+    UP_BANNER,     /* sends nbytes first (it speaks first), then echoes */
+    UP_REPLY_EOF,  /* reads (checked) until the FIN, then sends nbytes, closes */
+    UP_SHUT_FIRST, /* sends nbytes, shuts its write side, reads (checked) to
+                    * the FIN, then closes */
+};
+
+#define UP_MAX_CONNS 64
+#define UP_BUF (256 * 1024)
+
+struct upsrv {
+    int lfd, port;
+    enum up_mode mode;
+    size_t nbytes, off; /* what it sends: pattern[off .. off + nbytes) */
+    pthread_t thread;
+    atomic_bool stop;
+    atomic_int accepted;  /* connections accepted so far */
+    atomic_int open;      /* connections open now */
+    atomic_int eofs;      /* FINs received */
+    atomic_int errors;    /* socket errors */
+    atomic_int mismatches; /* received bytes that were not the pattern */
+    atomic_ullong last_rx; /* bytes of the last connection that got a FIN */
+};
+
+struct uconn {
+    int fd;
+    bool rd_eof, wr_shut;
+    size_t txoff, txlen;  /* pattern bytes to send, from u->off */
+    bool tx_armed;        /* the nbytes are queued (once) */
+    uint8_t *ebuf;        /* echo: received, not yet sent back */
+    size_t elen, eoff;
+    size_t rx;
+};
+
+/* Sends what is queued; false on a socket error. */
+static bool uc_write(struct upsrv *u, struct uconn *c, bool *progress)
+{
+    while (c->txoff < c->txlen) {
+        ssize_t n = send(c->fd, pattern + u->off + c->txoff, c->txlen - c->txoff,
+                         MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n > 0) {
+            c->txoff += (size_t)n;
+            *progress = true;
+            continue;
+        }
+        return n < 0 && (errno == EAGAIN || errno == EINTR);
+    }
+    while (c->eoff < c->elen) {
+        ssize_t n = send(c->fd, c->ebuf + c->eoff, c->elen - c->eoff,
+                         MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n > 0) {
+            c->eoff += (size_t)n;
+            *progress = true;
+            continue;
+        }
+        return n < 0 && (errno == EAGAIN || errno == EINTR);
+    }
+    c->eoff = c->elen = 0;
+    return true;
+}
+
+/* Reads what it may now; false on a socket error. */
+static bool uc_read(struct upsrv *u, struct uconn *c, bool *progress)
+{
+    bool echo = u->mode == UP_ECHO || u->mode == UP_BANNER;
+    while (!c->rd_eof && (!echo || c->elen == 0)) {
+        ssize_t n = recv(c->fd, c->ebuf, UP_BUF, MSG_DONTWAIT);
+        if (n > 0) {
+            *progress = true;
+            if (echo) {
+                c->elen = (size_t)n;
+                c->eoff = 0;
+            } else if (c->rx + (size_t)n > PATTERN_LEN ||
+                       memcmp(c->ebuf, pattern + c->rx, (size_t)n) != 0) {
+                atomic_fetch_add(&u->mismatches, 1);
+            }
+            c->rx += (size_t)n;
+            continue;
+        }
+        if (n == 0) {
+            *progress = true;
+            c->rd_eof = true;
+            atomic_store(&u->last_rx, c->rx);
+            atomic_fetch_add(&u->eofs, 1);
+            if (u->mode == UP_REPLY_EOF) {
+                c->txoff = 0;
+                c->txlen = u->nbytes;
+            }
+            return true;
+        }
+        return errno == EAGAIN || errno == EINTR;
+    }
+    return true;
+}
+
+/* Moves one connection on; true when it is over (closed). */
+static bool uc_service(struct upsrv *u, struct uconn *c)
+{
+    for (int round = 0; round < 64; round++) {
+        bool progress = false;
+        if (!uc_write(u, c, &progress) || !uc_read(u, c, &progress)) {
+            atomic_fetch_add(&u->errors, 1);
+            return true;
+        }
+        bool sent = c->txoff == c->txlen && c->elen == 0;
+        if (u->mode == UP_SHUT_FIRST && sent && !c->wr_shut) {
+            c->wr_shut = true;
+            if (shutdown(c->fd, SHUT_WR) < 0)
+                atomic_fetch_add(&u->errors, 1);
+        }
+        if (c->rd_eof && sent && (u->mode != UP_REPLY_EOF || c->txlen == u->nbytes))
+            return true;
+        if (!progress)
+            break;
+    }
+    return false;
+}
+
+static short uc_events(const struct upsrv *u, const struct uconn *c)
+{
+    bool echo = u->mode == UP_ECHO || u->mode == UP_BANNER;
+    short ev = 0;
+    if (!c->rd_eof && (!echo || c->elen == 0))
+        ev |= POLLIN;
+    if (c->txoff < c->txlen || c->eoff < c->elen)
+        ev |= POLLOUT;
+    return ev;
+}
+
+static void uc_free(struct upsrv *u, struct uconn *c)
+{
+    close(c->fd);
+    free(c->ebuf);
+    free(c);
+    atomic_fetch_sub(&u->open, 1);
+}
+
+static void *up_run(void *arg)
+{
+    struct upsrv *u = arg;
+    struct uconn *cs[UP_MAX_CONNS];
+    size_t n = 0;
+    /* Bounded: it polls 10 ms at a time until told to stop. */
+    while (!atomic_load(&u->stop)) {
+        struct pollfd pfd[UP_MAX_CONNS + 1];
+        for (size_t i = 0; i < n; i++)
+            pfd[i] = (struct pollfd){.fd = cs[i]->fd, .events = uc_events(u, cs[i])};
+        pfd[n] = (struct pollfd){.fd = u->lfd, .events = n < UP_MAX_CONNS ? POLLIN : 0};
+        size_t polled = n;
+        if (poll(pfd, polled + 1, 10) <= 0)
+            continue;
+        for (size_t i = polled; i-- > 0;) {
+            if (pfd[i].revents == 0)
+                continue;
+            if (uc_service(u, cs[i])) {
+                uc_free(u, cs[i]);
+                cs[i] = cs[--n];
+            }
+        }
+        if ((pfd[polled].revents & POLLIN) == 0)
+            continue;
+        while (n < UP_MAX_CONNS) {
+            int fd = accept4(u->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+            if (fd < 0)
+                break;
+            struct uconn *c = calloc(1, sizeof(*c));
+            uint8_t *ebuf = malloc(UP_BUF);
+            if (c == NULL || ebuf == NULL) {
+                free(c);
+                free(ebuf);
+                close(fd);
+                atomic_fetch_add(&u->errors, 1);
+                continue;
+            }
+            c->fd = fd;
+            c->ebuf = ebuf;
+            if (u->mode == UP_BANNER || u->mode == UP_SHUT_FIRST)
+                c->txlen = u->nbytes;
+            atomic_fetch_add(&u->accepted, 1);
+            atomic_fetch_add(&u->open, 1);
+            cs[n++] = c;
+            if (uc_service(u, c)) {
+                uc_free(u, c);
+                n--;
+            }
+        }
+    }
+    for (size_t i = 0; i < n; i++)
+        uc_free(u, cs[i]);
+    return NULL;
+}
+
+/* Starts an upstream on 127.0.0.1:0 sending pattern[off .. off + nbytes)
+ * as its mode says. */
+static struct upsrv *up_start(enum up_mode mode, size_t nbytes, size_t off)
+{
+    assert_true(nupsrvs < ARRAY_LEN(upsrvs));
+    assert_true(off + nbytes <= PATTERN_LEN);
+    struct upsrv *u = calloc(1, sizeof(*u));
+    assert_non_null(u);
+    u->mode = mode;
+    u->nbytes = nbytes;
+    u->off = off;
+    u->lfd = listen_loopback(64, &u->port);
+    set_nonblocking(u->lfd);
+    assert_int_equal(pthread_create(&u->thread, NULL, up_run, u), 0);
+    upsrvs[nupsrvs++] = u;
+    return u;
+}
+
+static void up_stop(struct upsrv *u)
+{
+    atomic_store(&u->stop, true);
+    pthread_join(u->thread, NULL);
+    close(u->lfd);
+    for (size_t i = 0; i < nupsrvs; i++)
+        if (upsrvs[i] == u) {
+            upsrvs[i] = upsrvs[--nupsrvs];
+            break;
+        }
+    free(u);
+}
+
+/* Waits up to ms for *counter to reach want. */
+static bool wait_counter(atomic_int *counter, int want, int ms)
+{
+    int64_t until = ms_now() + ms;
+    for (int i = 0; i < 10000; i++) {
+        if (atomic_load(counter) >= want)
+            return true;
+        if (ms_now() >= until)
+            return false;
+        sleep_ms(1);
+    }
+    return false;
+}
+
+/* ---- concurrent clients driven by poll(2) ------------------------------ */
+
+/* A slice of the pattern. */
+struct slice {
+    size_t off, len;
+};
+
+struct client {
+    int fd, port; /* port: the client's own, as the access line shows it */
+    struct slice tx;    /* what it sends */
+    struct slice rx[2]; /* what it must receive, in this order */
+    size_t wait_first;  /* bytes to receive before sending any */
+    size_t sent, got;
+    bool shut, eof;
+};
+
+static size_t rx_total(const struct client *c)
+{
+    return c->rx[0].len + c->rx[1].len;
+}
+
+/* Whether p[0..n) is what c must receive at position c->got. */
+static bool rx_matches(const struct client *c, const uint8_t *p, size_t n)
+{
+    size_t pos = c->got;
+    if (pos + n > rx_total(c))
+        return false;
+    for (int s = 0; s < 2 && n > 0; s++) {
+        if (pos >= c->rx[s].len) {
+            pos -= c->rx[s].len;
+            continue;
+        }
+        size_t take = c->rx[s].len - pos < n ? c->rx[s].len - pos : n;
+        if (memcmp(p, pattern + c->rx[s].off + pos, take) != 0)
+            return false;
+        p += take;
+        n -= take;
+        pos = 0;
+    }
+    return n == 0;
+}
+
+static void client_connect(struct client *c, int port)
+{
+    c->fd = connect_to(port);
+    assert_true(c->fd >= 0);
+    c->port = local_port(c->fd);
+    set_nonblocking(c->fd);
+}
+
+/* Sends what c may send now; half-closes once everything is sent. */
+static void client_send(struct client *c)
+{
+    for (int i = 0; i < 16 && c->sent < c->tx.len && c->got >= c->wait_first; i++) {
+        size_t want = c->tx.len - c->sent;
+        if (want > 256 * 1024)
+            want = 256 * 1024;
+        ssize_t n = send(c->fd, pattern + c->tx.off + c->sent, want,
+                         MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+            break;
+        if (n <= 0)
+            fail_msg("client %d: send after %zu of %zu bytes: %s", c->port, c->sent,
+                     c->tx.len, strerror(errno));
+        c->sent += (size_t)n;
+    }
+    if (c->sent == c->tx.len && c->got >= c->wait_first && !c->shut) {
+        assert_int_equal(shutdown(c->fd, SHUT_WR), 0);
+        c->shut = true;
+    }
+}
+
+/* Receives what is there, checking each byte; notes the EOF. */
+static void client_recv(struct client *c, uint8_t *scratch, size_t cap)
+{
+    for (int i = 0; i < 16 && !c->eof; i++) {
+        ssize_t n = recv(c->fd, scratch, cap, MSG_DONTWAIT);
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+            return;
+        if (n < 0)
+            fail_msg("client %d: recv after %zu of %zu bytes: %s", c->port, c->got,
+                     rx_total(c), strerror(errno));
+        if (n == 0) {
+            if (c->got != rx_total(c) || c->sent != c->tx.len)
+                fail_msg("client %d: EOF after receiving %zu of %zu bytes (sent %zu "
+                         "of %zu)", c->port, c->got, rx_total(c), c->sent, c->tx.len);
+            c->eof = true;
+            close(c->fd);
+            c->fd = -1;
+            return;
+        }
+        if (!rx_matches(c, scratch, (size_t)n))
+            fail_msg("client %d: bytes %zu..%zu differ from what was expected "
+                     "(%zu expected in all)", c->port, c->got, c->got + (size_t)n,
+                     rx_total(c));
+        c->got += (size_t)n;
+    }
+}
+
+/*
+ * Runs the clients at once until each has sent everything, half-closed,
+ * received everything and then the daemon's FIN; fails the test after
+ * limit_ms.
+ */
+static void run_clients(struct client *cl, size_t n, int limit_ms)
+{
+    struct pollfd *pfd = calloc(n, sizeof(*pfd));
+    size_t *idx = calloc(n, sizeof(*idx));
+    size_t cap = 256 * 1024;
+    uint8_t *scratch = malloc(cap);
+    assert_true(pfd != NULL && idx != NULL && scratch != NULL);
+    int64_t until = ms_now() + limit_ms;
+    for (size_t i = 0; i < n; i++)
+        client_send(&cl[i]);
+    for (long round = 0;; round++) {
+        size_t k = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (cl[i].eof)
+                continue;
+            bool out = cl[i].sent < cl[i].tx.len && cl[i].got >= cl[i].wait_first;
+            pfd[k] = (struct pollfd){.fd = cl[i].fd,
+                                     .events = (short)(POLLIN | (out ? POLLOUT : 0))};
+            idx[k++] = i;
+        }
+        if (k == 0)
+            break;
+        if (ms_now() >= until || round > 10000000) {
+            size_t left = 0, first = 0;
+            for (size_t i = 0; i < n; i++)
+                if (!cl[i].eof && left++ == 0)
+                    first = i;
+            fail_msg("%zu of %zu clients not done after %d ms; e.g. client %d: sent %zu "
+                     "of %zu, received %zu of %zu", left, n, limit_ms, cl[first].port,
+                     cl[first].sent, cl[first].tx.len, cl[first].got,
+                     rx_total(&cl[first]));
+        }
+        int r = poll(pfd, k, 100);
+        if (r < 0 && errno != EINTR)
+            fail_msg("poll: %s", strerror(errno));
+        for (size_t j = 0; r > 0 && j < k; j++) {
+            struct client *c = &cl[idx[j]];
+            if (pfd[j].revents & (POLLOUT | POLLERR | POLLHUP))
+                client_send(c);
+            if (pfd[j].revents & (POLLIN | POLLERR | POLLHUP)) {
+                client_recv(c, scratch, cap);
+                if (!c->eof)
+                    client_send(c); /* wait_first may be met now */
+            }
+        }
+    }
+    free(scratch);
+    free(idx);
+    free(pfd);
+}
+
+/* The access line of the client from 127.0.0.1:port, which must say
+ * `expect` (e.g. "in=5 out=5"), and end with reason=`reason`. */
+static const char *check_access(struct echod *e, const char *src, int port,
+                                const char *expect, const char *reason)
+{
+    char client[64];
+    snprintf(client, sizeof(client), " client=%s:%d ", src, port);
+    const char *line = echod_wait_log(e, client, LOG_MS);
+    if (line == NULL)
+        fail_msg("no access line for client %s:%d", src, port);
+    if (strstr(line, ": access listener=") == NULL)
+        fail_msg("not an access line: %s", line);
+    if (expect != NULL && strstr(line, expect) == NULL)
+        fail_msg("access line without \"%s\": %s", expect, line);
+    char r[64];
+    snprintf(r, sizeof(r), " reason=%s", reason);
+    const char *at = strstr(line, r);
+    if (at == NULL || at[strlen(r)] != '\0')
+        fail_msg("access line without \"%s\" at its end: %s", r, line);
+    return line;
+}
+
+/* Waits up to ms for the daemon's descriptor count to be `want`. */
+static bool wait_fd_count(struct echod *e, int want, int ms)
+{
+    int64_t until = ms_now() + ms;
+    for (int i = 0; i < 10000; i++) {
+        if (echod_fd_count(e) == want)
+            return true;
+        if (ms_now() >= until)
+            return false;
+        sleep_ms(2);
+    }
+    return false;
+}
+
+/* ---- echo ------------------------------------------------------------------ */
+
+/* 200 clients at once, of sizes around the buffer size and far past it,
+ * each writing while it reads its echo, then half-closing: every byte comes
+ * back, then the daemon's FIN; the access lines count every byte. */
+static void echo_many_sizes_over_200_concurrent_connections(void **state)
+{
+    (void)state;
+    static const size_t sizes[] = {1, 2, 1000, 16383, 16384, 16385, 100000,
+                                   1 * MIB, 4 * MIB};
+    enum { N = 200 };
+    struct echod *e = start_echo("30.0", "5.0");
+    int port = echod_port(e, "echo", 0);
+    int idle = echod_fd_count(e);
+    struct client *cl = calloc(N, sizeof(*cl));
+    assert_non_null(cl);
+    for (size_t i = 0; i < N; i++) {
+        size_t size = sizes[i % ARRAY_LEN(sizes)];
+        size_t off = (i * 65537) % (PATTERN_LEN - size);
+        cl[i].tx = (struct slice){off, size};
+        cl[i].rx[0] = cl[i].tx;
+        client_connect(&cl[i], port);
+    }
+    int64_t t0 = ms_now();
+    run_clients(cl, N, 15000);
+    int64_t t1 = ms_now();
+    for (size_t i = 0; i < N; i++) {
+        char expect[64];
+        snprintf(expect, sizeof(expect), " upstream=- in=%zu out=%zu ", cl[i].tx.len,
+                 cl[i].tx.len);
+        check_access(e, "127.0.0.1", cl[i].port, expect, "done");
+    }
+    size_t total = 0;
+    for (size_t i = 0; i < N; i++)
+        total += cl[i].tx.len;
+    print_message("    %d clients, %zu MiB each way, in %lld ms\n", N, total >> 20,
+                  (long long)(t1 - t0));
+    free(cl);
+    assert_true(wait_fd_count(e, idle, 2000)); /* every socket let go */
+    assert_int_equal(echod_stop(e, 3000), 0);
+}
+
+/* A client that sends, half-closes, and only then reads gets every byte
+ * back and then a FIN (not a reset), and the daemon lets go of the socket
+ * (no CLOSE_WAIT left: its descriptor count is back where it was). */
+static void echo_half_close_returns_everything_then_eof(void **state)
+{
+    (void)state;
+    struct echod *e = start_echo("30.0", "5.0");
+    int port = echod_port(e, "echo", 0);
+    int idle = echod_fd_count(e);
+    assert_true(idle > 0);
+
+    const size_t size = 65536 + 7;
+    int fd = connect_to(port);
+    assert_true(fd >= 0);
+    int cport = local_port(fd);
+    send_all(fd, pattern + 333, size);
+    /* The connection holds one descriptor in the daemon. */
+    assert_true(wait_fd_count(e, idle + 1, 2000));
+    assert_int_equal(shutdown(fd, SHUT_WR), 0);
+    uint8_t *back = malloc(size);
+    assert_non_null(back);
+    recv_exact(fd, back, size);
+    assert_memory_equal(back, pattern + 333, size);
+    free(back);
+    assert_true(peer_closed_within(fd, 2000));
+    char expect[64];
+    snprintf(expect, sizeof(expect), " in=%zu out=%zu ", size, size);
+    check_access(e, "127.0.0.1", cport, expect, "done");
+    assert_true(wait_fd_count(e, idle, 2000));
+    close(fd);
+    assert_int_equal(echod_stop(e, 3000), 0);
+}
+
+/* ---- relay ------------------------------------------------------------------ */
+
+/* Relayed both ways byte for byte, up to 4 MiB, at once: to an upstream
+ * that echoes, and to one that speaks first (a 4 MiB banner, read by the
+ * client before it sends anything) and then echoes. */
+static void relay_is_byte_exact_both_ways(void **state)
+{
+    (void)state;
+    const size_t banner = 4 * MIB;
+    struct upsrv *echo = up_start(UP_ECHO, 0, 0);
+    struct upsrv *talker = up_start(UP_BANNER, banner, 5 * MIB);
+    char g1[1024], g2[1024], conf[4096];
+    relay_group(g1, sizeof(g1), "to-echo", &echo->port, 1, "round-robin", "3.0", 0, "1.0");
+    relay_group(g2, sizeof(g2), "to-talker", &talker->port, 1, "round-robin", "3.0", 0,
+                "1.0");
+    snprintf(conf, sizeof(conf), "%slisteners = ( %s, %s );\n", DAEMON_CONF("2", "5.0"),
+             g1, g2);
+    struct echod *e = start_daemon(conf);
+    int p_echo = echod_port(e, "to-echo", 0), p_talker = echod_port(e, "to-talker", 0);
+    int idle = echod_fd_count(e);
+
+    static const size_t sizes[] = {1, 16385, 100000, 1 * MIB, 4 * MIB};
+    enum { N = 2 * ARRAY_LEN(sizes) };
+    struct client cl[N];
+    memset(cl, 0, sizeof(cl));
+    for (size_t i = 0; i < ARRAY_LEN(sizes); i++) {
+        struct client *a = &cl[2 * i], *b = &cl[2 * i + 1];
+        a->tx = (struct slice){i * 100003, sizes[i]};
+        a->rx[0] = a->tx;
+        client_connect(a, p_echo);
+        b->tx = (struct slice){i * 100019 + 7, sizes[i]};
+        b->rx[0] = (struct slice){5 * MIB, banner};
+        b->rx[1] = b->tx;
+        b->wait_first = 1; /* the upstream speaks first */
+        client_connect(b, p_talker);
+    }
+    run_clients(cl, N, 15000);
+    for (size_t i = 0; i < N; i++) {
+        struct upsrv *u = i % 2 ? talker : echo;
+        char expect[128];
+        snprintf(expect, sizeof(expect), " upstream=127.0.0.1:%d in=%zu out=%zu ",
+                 u->port, cl[i].tx.len, rx_total(&cl[i]));
+        check_access(e, "127.0.0.1", cl[i].port, expect, "done");
+    }
+    assert_int_equal(atomic_load(&echo->accepted), (int)ARRAY_LEN(sizes));
+    assert_int_equal(atomic_load(&talker->accepted), (int)ARRAY_LEN(sizes));
+    assert_int_equal(atomic_load(&echo->errors) + atomic_load(&talker->errors), 0);
+    assert_true(wait_fd_count(e, idle, 2000)); /* both sockets of each closed */
+    assert_int_equal(echod_stop(e, 3000), 0);
+}
+
+/* The client's FIN reaches the upstream (it reads 0) while the upstream can
+ * still send: what it sends after the FIN reaches the client, then its
+ * close comes through as the client's EOF. */
+static void relay_client_half_close_reaches_upstream(void **state)
+{
+    (void)state;
+    const size_t ask = 50000, reply = 300000;
+    struct upsrv *u = up_start(UP_REPLY_EOF, reply, 7 * MIB);
+    struct echod *e = start_relay(&u->port, 1, "round-robin", "3.0", 0, "1.0");
+    int port = echod_port(e, "relay", 0);
+    int idle = echod_fd_count(e);
+
+    int fd = connect_to(port);
+    assert_true(fd >= 0);
+    int cport = local_port(fd);
+    send_all(fd, pattern, ask);
+    assert_int_equal(shutdown(fd, SHUT_WR), 0);
+    uint8_t *back = malloc(reply);
+    assert_non_null(back);
+    recv_exact(fd, back, reply); /* only sent once the upstream read the FIN */
+    assert_memory_equal(back, pattern + 7 * MIB, reply);
+    free(back);
+    assert_true(peer_closed_within(fd, 2000));
+    close(fd);
+
+    assert_int_equal(atomic_load(&u->eofs), 1);
+    assert_int_equal((int)atomic_load(&u->last_rx), (int)ask);
+    assert_int_equal(atomic_load(&u->mismatches), 0);
+    assert_int_equal(atomic_load(&u->errors), 0);
+    char expect[64];
+    snprintf(expect, sizeof(expect), " in=%zu out=%zu ", ask, reply);
+    check_access(e, "127.0.0.1", cport, expect, "done");
+    assert_true(wait_fd_count(e, idle, 2000));
+    assert_int_equal(echod_stop(e, 3000), 0);
+}
+
+/* The other way round: the upstream sends, shuts its write side, and the
+ * client gets its bytes and an EOF, yet goes on sending (1 MiB) and the
+ * upstream receives all of it, then the client's FIN. */
+static void relay_upstream_half_close_reaches_client(void **state)
+{
+    (void)state;
+    const size_t banner = 20000, more = 1 * MIB;
+    struct upsrv *u = up_start(UP_SHUT_FIRST, banner, 9 * MIB);
+    struct echod *e = start_relay(&u->port, 1, "round-robin", "3.0", 0, "1.0");
+    int port = echod_port(e, "relay", 0);
+    int idle = echod_fd_count(e);
+
+    int fd = connect_to(port);
+    assert_true(fd >= 0);
+    int cport = local_port(fd);
+    uint8_t *got = malloc(banner);
+    assert_non_null(got);
+    recv_exact(fd, got, banner);
+    assert_memory_equal(got, pattern + 9 * MIB, banner);
+    free(got);
+    assert_true(peer_closed_within(fd, 2000)); /* the upstream's FIN */
+    send_all(fd, pattern, more);                /* still relayed */
+    assert_int_equal(shutdown(fd, SHUT_WR), 0);
+    assert_true(wait_counter(&u->eofs, 1, 3000));
+    assert_int_equal((int)atomic_load(&u->last_rx), (int)more);
+    assert_int_equal(atomic_load(&u->mismatches), 0);
+    assert_int_equal(atomic_load(&u->errors), 0);
+    char expect[64];
+    snprintf(expect, sizeof(expect), " in=%zu out=%zu ", more, banner);
+    check_access(e, "127.0.0.1", cport, expect, "done");
+    assert_true(wait_fd_count(e, idle, 2000));
+    close(fd);
+    assert_int_equal(echod_stop(e, 3000), 0);
+}
+
+/* ---- balance modes ------------------------------------------------------- */
+
+/*
+ * One short relayed exchange from `src`: 3 bytes there and back, a
+ * half-close, the daemon's FIN, and its access line (so the daemon has
+ * counted the connection out before the next one).  Returns the index in
+ * ups[] of the upstream that served it.
+ */
+static int exchange(struct echod *e, int port, const char *src, struct upsrv **ups,
+                    size_t nups)
+{
+    int before[8];
+    assert_true(nups <= ARRAY_LEN(before));
+    for (size_t i = 0; i < nups; i++)
+        before[i] = atomic_load(&ups[i]->accepted);
+    int fd = connect_from(src, port);
+    int cport = local_port(fd);
+    send_all(fd, "abc", 3);
+    char back[3];
+    recv_exact(fd, back, 3);
+    assert_memory_equal(back, "abc", 3);
+    assert_int_equal(shutdown(fd, SHUT_WR), 0);
+    assert_true(peer_closed_within(fd, 3000));
+    close(fd);
+    check_access(e, src, cport, " in=3 out=3 ", "done");
+    int served = -1;
+    for (size_t i = 0; i < nups; i++) {
+        int d = atomic_load(&ups[i]->accepted) - before[i];
+        assert_true(d == 0 || d == 1);
+        if (d == 1) {
+            assert_int_equal(served, -1);
+            served = (int)i;
+        }
+    }
+    assert_true(served >= 0);
+    return served;
+}
+
+/* Round-robin: 30 connections one after the other, 10 to each of 3. */
+static void balance_round_robin_spreads_evenly(void **state)
+{
+    (void)state;
+    struct upsrv *ups[3];
+    int ports[3];
+    for (int i = 0; i < 3; i++) {
+        ups[i] = up_start(UP_ECHO, 0, 0);
+        ports[i] = ups[i]->port;
+    }
+    struct echod *e = start_relay(ports, 3, "round-robin", "3.0", 2, "10.0");
+    int port = echod_port(e, "relay", 0);
+    int count[3] = {0, 0, 0};
+    int last = -1;
+    for (int i = 0; i < 30; i++) {
+        int s = exchange(e, port, "127.0.0.1", ups, 3);
+        if (last >= 0)
+            assert_int_equal(s, (last + 1) % 3); /* in turn */
+        last = s;
+        count[s]++;
+    }
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(count[i], 10);
+        assert_int_equal(atomic_load(&ups[i]->accepted), 10);
+    }
+    assert_int_equal(echod_stop(e, 3000), 0);
+}
+
+/* A relayed connection kept open; *served tells which upstream has it. */
+static int hold(int port, struct upsrv **ups, size_t nups, int *served)
+{
+    int before[8];
+    for (size_t i = 0; i < nups; i++)
+        before[i] = atomic_load(&ups[i]->accepted);
+    int fd = connect_to(port);
+    assert_true(fd >= 0);
+    send_all(fd, "h", 1);
+    char c;
+    recv_exact(fd, &c, 1);
+    *served = -1;
+    for (size_t i = 0; i < nups; i++)
+        if (atomic_load(&ups[i]->accepted) != before[i])
+            *served = (int)i;
+    assert_true(*served >= 0);
+    return fd;
+}
+
+/* Least-connections: with one connection held open on X, new short ones go
+ * to the other two, never X; with another held on Y, they all go to Z. */
+static void balance_least_connections_avoids_busy_upstreams(void **state)
+{
+    (void)state;
+    struct upsrv *ups[3];
+    int ports[3];
+    for (int i = 0; i < 3; i++) {
+        ups[i] = up_start(UP_ECHO, 0, 0);
+        ports[i] = ups[i]->port;
+    }
+    struct echod *e = start_relay(ports, 3, "least-connections", "3.0", 2, "10.0");
+    int port = echod_port(e, "relay", 0);
+    int x, y;
+    int hx = hold(port, ups, 3, &x);
+    int count[3] = {0, 0, 0};
+    for (int i = 0; i < 12; i++)
+        count[exchange(e, port, "127.0.0.1", ups, 3)]++;
+    assert_int_equal(count[x], 0);
+    for (int i = 0; i < 3; i++)
+        if (i != x)
+            assert_true(count[i] > 0); /* ties are shared */
+    int hy = hold(port, ups, 3, &y);
+    assert_true(y != x);
+    int z = 3 - x - y;
+    for (int i = 0; i < 9; i++)
+        assert_int_equal(exchange(e, port, "127.0.0.1", ups, 3), z);
+    close(hx);
+    close(hy);
+    assert_int_equal(echod_stop(e, 3000), 0);
+}
+
+/* Source-hash: each client address always goes to the same upstream (two
+ * in a row, and again in later rounds, in between other addresses), and
+ * different addresses spread over them.  Five addresses over three
+ * upstreams, so that no turn-taking can pass for it. */
+static void balance_source_hash_is_stable_per_source(void **state)
+{
+    (void)state;
+    struct upsrv *ups[3];
+    int ports[3];
+    for (int i = 0; i < 3; i++) {
+        ups[i] = up_start(UP_ECHO, 0, 0);
+        ports[i] = ups[i]->port;
+    }
+    struct echod *e = start_relay(ports, 3, "source-hash", "3.0", 2, "10.0");
+    int port = echod_port(e, "relay", 0);
+    static const char *const srcs[] = {"127.0.0.1", "127.0.0.2", "127.0.0.3",
+                                       "127.0.0.4", "127.0.0.5"};
+    int first[ARRAY_LEN(srcs)];
+    bool used[3] = {false, false, false};
+    for (int round = 0; round < 3; round++)
+        for (size_t s = 0; s < ARRAY_LEN(srcs); s++)
+            for (int again = 0; again < 2; again++) {
+                int u = exchange(e, port, srcs[s], ups, 3);
+                if (round == 0 && again == 0)
+                    first[s] = u;
+                else
+                    assert_int_equal(u, first[s]);
+                used[u] = true;
+            }
+    assert_true((used[0] + used[1] + used[2]) >= 2);
+    assert_int_equal(echod_stop(e, 3000), 0);
+}
+
+/* ---- retries and passive health ----------------------------------------- */
+
+/* An upstream that refuses is logged and the next one serves the client,
+ * byte for byte. */
+static void retry_next_upstream_when_one_refuses(void **state)
+{
+    (void)state;
+    int bad = refusing_port();
+    struct upsrv *good = up_start(UP_ECHO, 0, 0);
+    int ports[2] = {bad, good->port};
+    struct echod *e = start_relay(ports, 2, "round-robin", "3.0", 2, "10.0");
+    int port = echod_port(e, "relay", 0);
+
+    /* The client sends everything and its FIN at once: both wait in the
+     * daemon through the failed attempt. */
+    const size_t size = 100000;
+    int fd = connect_to(port);
+    assert_true(fd >= 0);
+    int cport = local_port(fd);
+    send_all(fd, pattern + 11, size);
+    assert_int_equal(shutdown(fd, SHUT_WR), 0);
+    uint8_t *back = malloc(size);
+    assert_non_null(back);
+    recv_exact(fd, back, size);
+    assert_memory_equal(back, pattern + 11, size);
+    free(back);
+    assert_true(peer_closed_within(fd, 3000));
+    close(fd);
+
+    char needle[128];
+    snprintf(needle, sizeof(needle), "upstream 127.0.0.1:%d failed: ", bad);
+    const char *line = echod_wait_log(e, needle, LOG_MS);
+    assert_non_null(line);
+    assert_non_null(strstr(line, "refused"));
+    char expect[128];
+    snprintf(expect, sizeof(expect), " upstream=127.0.0.1:%d in=%zu out=%zu ",
+             good->port, size, size);
+    check_access(e, "127.0.0.1", cport, expect, "done");
+    assert_int_equal(atomic_load(&good->accepted), 1);
+    assert_int_equal(echod_stop(e, 3000), 0);
+}
+
+/* With every upstream refusing and retries = 1: two attempts, then the
+ * client gets an EOF, and the log says why. */
+static void no_upstream_when_every_upstream_refuses(void **state)
+{
+    (void)state;
+    int ports[2] = {refusing_port(), refusing_port()};
+    struct echod *e = start_relay(ports, 2, "round-robin", "3.0", 1, "10.0");
+    int port = echod_port(e, "relay", 0);
+    int fd = connect_to(port);
+    assert_true(fd >= 0);
+    int cport = local_port(fd);
+    assert_true(peer_closed_within(fd, 3000));
+    close(fd);
+    char needle[128];
+    snprintf(needle, sizeof(needle), "no upstream reached for 127.0.0.1:%d after 2 attempts",
+             cport);
+    assert_non_null(echod_wait_log(e, needle, LOG_MS));
+    for (int i = 0; i < 2; i++) {
+        snprintf(needle, sizeof(needle), "upstream 127.0.0.1:%d failed: ", ports[i]);
+        assert_non_null(echod_wait_log(e, needle, LOG_MS));
+    }
+    check_access(e, "127.0.0.1", cport, " upstream=- in=0 out=0 ", "no-upstream");
+    assert_int_equal(echod_stop(e, 3000), 0);
+}
+
+/* After a refusal the upstream is skipped for fail_timeout (one "failed"
+ * line however many clients come), and tried again after it. */
+static void failed_upstream_skipped_for_fail_timeout(void **state)
+{
+    (void)state;
+    int bad = refusing_port();
+    struct upsrv *good = up_start(UP_ECHO, 0, 0);
+    struct upsrv *ups[1] = {good};
+    int ports[2] = {bad, good->port};
+    struct echod *e = start_relay(ports, 2, "round-robin", "3.0", 2, "1.0");
+    int port = echod_port(e, "relay", 0);
+    char needle[128];
+    snprintf(needle, sizeof(needle), "upstream 127.0.0.1:%d failed: ", bad);
+
+    int64_t t0 = ms_now();
+    for (int i = 0; i < 6; i++)
+        assert_int_equal(exchange(e, port, "127.0.0.1", ups, 1), 0);
+    int64_t t1 = ms_now();
+    if (t1 - t0 >= 900)
+        fail_msg("6 exchanges took %lld ms: too slow to test a 1 s fail_timeout",
+                 (long long)(t1 - t0));
+    assert_int_equal(echod_count_log(e, needle), 1);
+    const char *line = echod_wait_log(e, needle, 0);
+    assert_non_null(strstr(line, "skipped for 1.000 s"));
+
+    /* Past fail_timeout it is tried again (and fails again); round-robin
+     * puts it first for one of two clients. */
+    int64_t wait = t0 + 1000 + 50 - ms_now();
+    sleep_ms(wait > 0 ? (int)wait : 0);
+    for (int i = 0; i < 2; i++)
+        assert_int_equal(exchange(e, port, "127.0.0.1", ups, 1), 0);
+    assert_int_equal(echod_count_log(e, needle), 2);
+    assert_int_equal(atomic_load(&good->accepted), 8);
+    assert_int_equal(echod_stop(e, 3000), 0);
+}
+
+/* An upstream that never answers is given up after connect_timeout (0.3 s)
+ * and the next one serves; with none left the client gets an EOF after
+ * each attempt's timeout. */
+static void connect_timeout_moves_on(void **state)
+{
+    (void)state;
+    int silent = silent_port();
+    struct upsrv *good = up_start(UP_ECHO, 0, 0);
+    int ports[2] = {silent, good->port};
+    char g1[1024], g2[1024], conf[4096];
+    relay_group(g1, sizeof(g1), "relay", ports, 2, "round-robin", "0.3", 2, "10.0");
+    relay_group(g2, sizeof(g2), "dead", &silent, 1, "round-robin", "0.3", 1, "10.0");
+    snprintf(conf, sizeof(conf), "%slisteners = ( %s, %s );\n", DAEMON_CONF("2", "5.0"),
+             g1, g2);
+    struct echod *e = start_daemon(conf);
+    int p_relay = echod_port(e, "relay", 0), p_dead = echod_port(e, "dead", 0);
+
+    int64_t t0 = ms_now();
+    int a = connect_to(p_relay);
+    int b = connect_to(p_dead);
+    assert_true(a >= 0 && b >= 0);
+    int pa = local_port(a), pb = local_port(b);
+    /* Bytes and FIN wait in the daemon through the attempt that hangs. */
+    send_all(a, "ping", 4);
+    assert_int_equal(shutdown(a, SHUT_WR), 0);
+    char back[4];
+    recv_exact(a, back, 4);
+    int64_t ta = ms_now() - t0;
+    assert_memory_equal(back, "ping", 4);
+    assert_true(peer_closed_within(a, 3000));
+    assert_true(peer_closed_within(b, 3000));
+    int64_t tb = ms_now() - t0;
+    print_message("    served after %lld ms, given up after %lld ms\n", (long long)ta,
+                  (long long)tb);
+    /* Both clocks count whole milliseconds: allow for the truncation. */
+    assert_true(ta >= 300 - 2 && ta < 3000);
+    assert_true(tb >= 2 * 300 - 2 && tb < 3000); /* retries = 1: two attempts */
+    close(a);
+    close(b);
+
+    char needle[128];
+    snprintf(needle, sizeof(needle), "listener relay: upstream 127.0.0.1:%d failed: "
+             "connect timeout", silent);
+    assert_non_null(echod_wait_log(e, needle, LOG_MS));
+    char expect[128];
+    snprintf(expect, sizeof(expect), " upstream=127.0.0.1:%d in=4 out=4 ", good->port);
+    check_access(e, "127.0.0.1", pa, expect, "done");
+    snprintf(needle, sizeof(needle), "listener dead: upstream 127.0.0.1:%d failed: "
+             "connect timeout", silent);
+    assert_non_null(echod_wait_log(e, needle, LOG_MS));
+    snprintf(needle, sizeof(needle), "listener dead: no upstream reached for 127.0.0.1:%d "
+             "after 2 attempts", pb);
+    assert_non_null(echod_wait_log(e, needle, LOG_MS));
+    check_access(e, "127.0.0.1", pb, " upstream=- in=0 out=0 ", "no-upstream");
+    assert_int_equal(echod_stop(e, 3000), 0);
+}
+
+/* ---- idle timeout ------------------------------------------------------- */
+
+/* idle_timeout = 0.3: a silent client is closed after 0.3 s (not much
+ * later), while one sending a byte every 100 ms for 1 s stays served. */
+static void idle_timeout_closes_only_silent_clients(void **state)
+{
+    (void)state;
+    struct echod *e = start_echo("0.3", "5.0");
+    int port = echod_port(e, "echo", 0);
+    int64_t t0 = ms_now();
+    int silent = connect_to(port);
+    int busy = connect_to(port);
+    assert_true(silent >= 0 && busy >= 0);
+    int ps = local_port(silent), pb = local_port(busy);
+
+    int64_t closed_at = -1;
+    for (int tick = 1; tick <= 10; tick++) {
+        /* Until the next tick, watch for the silent client's close. */
+        int64_t next = t0 + 100 * tick;
+        for (int i = 0; i < 100; i++) {
+            int64_t wait = next - ms_now();
+            if (wait <= 0)
+                break;
+            if (closed_at >= 0) {
+                sleep_ms((int)wait);
+                continue;
+            }
+            struct pollfd pfd = {.fd = silent, .events = POLLIN};
+            if (poll(&pfd, 1, (int)wait) <= 0)
+                continue;
+            char c;
+            ssize_t n = recv(silent, &c, 1, MSG_DONTWAIT);
+            assert_int_equal(n, 0); /* a FIN: no data, no reset */
+            closed_at = ms_now() - t0;
+        }
+        char c = (char)('a' + tick);
+        send_all(busy, &c, 1);
+        char back;
+        recv_exact(busy, &back, 1);
+        assert_int_equal(back, c);
+    }
+    if (closed_at < 0) {
+        assert_true(peer_closed_within(silent, 2000));
+        closed_at = ms_now() - t0;
+    }
+    print_message("    silent client closed after %lld ms\n", (long long)closed_at);
+    assert_true(closed_at >= 300 - 2 && closed_at < 3000);
+    close(silent);
+    const char *line = check_access(e, "127.0.0.1", ps, " in=0 out=0 ", "idle-timeout");
+    const char *d = strstr(line, " duration=");
+    assert_non_null(d);
+    double secs = strtod(d + 10, NULL);
+    assert_true(secs >= 0.3 && secs < 3.0);
+
+    /* The busy one lived through 1 s and still works. */
+    assert_int_equal(echod_count_log(e, " reason=idle-timeout"), 1);
+    send_all(busy, "end", 3);
+    char back[3];
+    recv_exact(busy, back, 3);
+    assert_int_equal(shutdown(busy, SHUT_WR), 0);
+    assert_true(peer_closed_within(busy, 2000));
+    close(busy);
+    check_access(e, "127.0.0.1", pb, " in=13 out=13 ", "done");
+    assert_int_equal(echod_stop(e, 3000), 0);
+}
+
+/* ---- SIGTERM ------------------------------------------------------------------ */
+
+enum knock { REFUSED, RESET, CLOSED, SERVED, NO_ANSWER };
+
+/* What becomes of a new connection to port that sends one byte. */
+static enum knock knock(int port)
+{
+    int fd = connect_to(port);
+    if (fd < 0) {
+        assert_int_equal(errno, ECONNREFUSED);
+        return REFUSED;
+    }
+    (void)send(fd, "x", 1, MSG_NOSIGNAL);
+    enum knock k = NO_ANSWER;
+    struct pollfd pfd = {.fd = fd, .events = POLLIN};
+    if (poll(&pfd, 1, 2000) == 1) {
+        char c;
+        ssize_t n = recv(fd, &c, 1, MSG_DONTWAIT);
+        k = n == 1 ? SERVED : n == 0 ? CLOSED : errno == ECONNRESET ? RESET : NO_ANSWER;
+    }
+    if (k == SERVED) {
+        /* Let the daemon end it, so that it does not wait for it. */
+        assert_int_equal(shutdown(fd, SHUT_WR), 0);
+        assert_true(peer_closed_within(fd, 2000));
+    }
+    close(fd);
+    return k;
+}
+
+/* After SIGTERM an open connection goes on (bytes sent after the signal
+ * are echoed), new ones are turned away, and the daemon exits 0 as soon as
+ * the last connection ends, well before shutdown_timeout (10 s). */
+static void sigterm_drains_open_connections(void **state)
+{
+    (void)state;
+    struct echod *e = start_echo("30.0", "10.0");
+    int port = echod_port(e, "echo", 0);
+    int fd = connect_to(port);
+    assert_true(fd >= 0);
+    int cport = local_port(fd);
+    uint8_t *back = malloc(200000);
+    assert_non_null(back);
+    send_all(fd, pattern, 1000);
+    recv_exact(fd, back, 1000);
+    assert_memory_equal(back, pattern, 1000);
+
+    echod_signal(e, SIGTERM);
+    assert_non_null(echod_wait_log(e, "SIGTERM: no longer accepting; draining 1 connections",
+                                   2000));
+    /* New connections are turned away (refused, or reset when queued in
+     * the listener before it closed).  The signal is logged before the
+     * workers hear of it: one may still take a client in that moment, and
+     * serve it; not for long. */
+    enum knock k = SERVED;
+    int served = 0;
+    int64_t until = ms_now() + 1000;
+    for (int i = 0; i < 100 && k == SERVED && ms_now() < until; i++) {
+        k = knock(port);
+        if (k == SERVED) {
+            served++;
+            sleep_ms(10);
+        }
+    }
+    print_message("    turned away (%s) after %d served\n",
+                  k == REFUSED ? "refused" : k == RESET ? "reset" : k == CLOSED ? "closed"
+                  : k == SERVED ? "served" : "no answer", served);
+    assert_true(k == REFUSED || k == RESET || k == CLOSED);
+
+    send_all(fd, pattern + 1000, 199000);
+    recv_exact(fd, back + 1000, 199000);
+    assert_memory_equal(back, pattern, 200000);
+    free(back);
+    assert_int_equal(shutdown(fd, SHUT_WR), 0);
+    assert_true(peer_closed_within(fd, 2000));
+    int64_t t0 = ms_now();
+    close(fd);
+    check_access(e, "127.0.0.1", cport, " in=200000 out=200000 ", "done");
+    /* It stops by itself: no second signal. */
+    assert_non_null(echod_wait_log(e, "mio-echod: notice: stopped", 2000));
+    print_message("    stopped %lld ms after the last connection ended\n",
+                  (long long)(ms_now() - t0));
+    assert_int_equal(echod_stop(e, 2000), 0);
+    assert_int_equal(echod_count_log(e, "shutdown_timeout: closing"), 0);
+}
+
+/* With shutdown_timeout = 0.5 an idle client is closed 0.5 s after SIGTERM
+ * (reason=shutdown) and the daemon exits 0. */
+static void sigterm_closes_idle_connections_after_shutdown_timeout(void **state)
+{
+    (void)state;
+    struct echod *e = start_echo("30.0", "0.5");
+    int port = echod_port(e, "echo", 0);
+    int fd = connect_to(port);
+    assert_true(fd >= 0);
+    int cport = local_port(fd);
+    send_all(fd, "hi", 2); /* served: the daemon has accepted it */
+    char back[2];
+    recv_exact(fd, back, 2);
+
+    int64_t t0 = ms_now();
+    echod_signal(e, SIGTERM);
+    assert_true(peer_closed_within(fd, 3000));
+    int64_t closed = ms_now() - t0;
+    assert_non_null(echod_wait_log(e, "mio-echod: notice: stopped", 2000));
+    int64_t stopped = ms_now() - t0;
+    print_message("    closed after %lld ms, stopped after %lld ms\n", (long long)closed,
+                  (long long)stopped);
+    assert_true(closed >= 500 - 2);
+    assert_true(stopped < 1500);
+    close(fd);
+    check_access(e, "127.0.0.1", cport, " in=2 out=2 ", "shutdown");
+    assert_int_equal(echod_stop(e, 2000), 0);
+}
+
+static int setup_group(void **state)
+{
+    (void)state;
+    signal(SIGPIPE, SIG_IGN);
+    pattern = malloc(PATTERN_LEN);
+    if (pattern == NULL)
+        return -1;
+    fill_random(pattern, PATTERN_LEN, 20240601);
+    return 0;
+}
+
+static int teardown_group(void **state)
+{
+    (void)state;
+    free(pattern);
+    pattern = NULL;
+    return 0;
+}
+
+#define TEST(f) cmocka_unit_test_teardown(f, teardown)
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        TEST(echo_many_sizes_over_200_concurrent_connections),
+        TEST(echo_half_close_returns_everything_then_eof),
+        TEST(relay_is_byte_exact_both_ways),
+        TEST(relay_client_half_close_reaches_upstream),
+        TEST(relay_upstream_half_close_reaches_client),
+        TEST(balance_round_robin_spreads_evenly),
+        TEST(balance_least_connections_avoids_busy_upstreams),
+        TEST(balance_source_hash_is_stable_per_source),
+        TEST(retry_next_upstream_when_one_refuses),
+        TEST(no_upstream_when_every_upstream_refuses),
+        TEST(failed_upstream_skipped_for_fail_timeout),
+        TEST(connect_timeout_moves_on),
+        TEST(idle_timeout_closes_only_silent_clients),
+        TEST(sigterm_drains_open_connections),
+        TEST(sigterm_closes_idle_connections_after_shutdown_timeout),
+    };
+    return cmocka_run_group_tests(tests, setup_group, teardown_group);
+}

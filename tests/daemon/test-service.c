@@ -1,0 +1,1673 @@
+/*
+ * mio-echod as a systemd service, end to end on the real daemon: the
+ * notify protocol (READY=1, STATUS=, STOPPING=1, RELOADING=1) read from a
+ * Unix datagram socket named by NOTIFY_SOCKET; socket activation through
+ * systemd-socket-activate(1) (sockets matched to listeners by name and
+ * address); and SIGHUP reloads, which must keep established connections
+ * and the sockets of listeners that stay, open and close the listeners
+ * that come and go, apply changed settings to new connections only, and
+ * keep the old configuration when the new file is broken.
+ *
+ * Built twice, like test-admission: for src/mio-echod and for its poll(2)
+ * twin.  By hand, from the source directory with a build in build/:
+ *
+ *   gcc -std=gnu11 -D_GNU_SOURCE -Wall -Wextra -Werror -I lib -I tests/daemon \
+ *       -DECHOD_PROGRAM='"src/mio-echod"' tests/daemon/test-service.c \
+ *       tests/daemon/harness.c -lcmocka -lpthread -o /tmp/t-svc
+ *   top_builddir=build top_srcdir=. /tmp/t-svc
+ *
+ * The reload tests use ports reserved by binding 127.0.0.1:0 and closing
+ * the socket (a tiny race with other programs is accepted): a listener
+ * that stays keeps its socket, so its address must not be re-resolved.
+ */
+#ifdef HAVE_CONFIG_H
+#include "autoconf.h"
+#endif
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+#ifndef ECHOD_PROGRAM
+#define ECHOD_PROGRAM "src/mio-echod"
+#endif
+
+extern char **environ;
+
+/* Every daemon here logs to stderr and gives connections still open at
+ * SIGTERM little time. */
+#define BASE "log = { target = \"stderr\"; };\nshutdown_timeout = 2.0;\n"
+
+/* How long a test waits for something that should happen at once. */
+#define WAIT_MS 3000
+
+/* ---- small helpers ------------------------------------------------------ */
+
+static void pause_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
+static int64_t monotonic_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* Whether the daemon under test was built with libsystemd.  Known at build
+ * time under automake (autoconf.h); assumed when built by hand. */
+static bool built_with_libsystemd(void)
+{
+#if defined(HAVE_CONFIG_H) && !defined(HAVE_LIBSYSTEMD)
+    return false;
+#else
+    return true;
+#endif
+}
+
+/* A port nobody listens on now: bound on 127.0.0.1:0 and let go. */
+static int reserve_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    socklen_t len = sizeof(a);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+    close(fd);
+    return ntohs(a.sin_port);
+}
+
+/* Two different reserved ports (and three). */
+static void reserve_ports(int *ports, int n)
+{
+    for (int i = 0; i < n; i++) {
+        bool again;
+        int tries = 0;
+        do {
+            ports[i] = reserve_port();
+            again = false;
+            for (int k = 0; k < i; k++)
+                again |= ports[k] == ports[i];
+        } while (again && ++tries < 100);
+        assert_false(again);
+    }
+}
+
+static int client4(int port)
+{
+    int fd = connect_to(port);
+    if (fd < 0)
+        fail_msg("connect to 127.0.0.1:%d: %s", port, strerror(errno));
+    return fd;
+}
+
+/* The port of fd's own end. */
+static int local_port(int fd)
+{
+    struct sockaddr_in a;
+    socklen_t len = sizeof(a);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+    return ntohs(a.sin_port);
+}
+
+/* Sends msg and expects exactly it back. */
+static void expect_echo(int fd, const char *msg)
+{
+    char buf[512];
+    size_t n = strlen(msg);
+    assert_true(n <= sizeof(buf));
+    send_all(fd, msg, n);
+    recv_exact(fd, buf, n);
+    assert_memory_equal(buf, msg, n);
+}
+
+/* Sends len pseudo-random bytes and expects them back, byte-exact. */
+static void expect_echo_bytes(int fd, size_t len, uint32_t seed)
+{
+    uint8_t *out = malloc(len), *in = malloc(len);
+    assert_non_null(out);
+    assert_non_null(in);
+    fill_random(out, len, seed);
+    send_all(fd, out, len);
+    recv_exact(fd, in, len);
+    bool same = memcmp(out, in, len) == 0;
+    free(out);
+    free(in);
+    assert_true(same);
+}
+
+/* Half-closes and expects the daemon's FIN, then closes. */
+static void finish(int fd)
+{
+    assert_int_equal(shutdown(fd, SHUT_WR), 0);
+    assert_true(peer_closed_within(fd, WAIT_MS));
+    close(fd);
+}
+
+/* Connecting to 127.0.0.1:port is refused within ms (a listener that
+ * just went away may still take a connection in its last moments: such
+ * a connection is closed and the attempt repeated). */
+static void expect_connect_refused(int port, int ms)
+{
+    int64_t until = ms_now() + ms;
+    for (int i = 0; i < 10000; i++) {
+        int fd = connect_to(port);
+        if (fd < 0 && errno == ECONNREFUSED)
+            return;
+        if (fd < 0)
+            fail_msg("connect to 127.0.0.1:%d: %s (expected refused)", port,
+                     strerror(errno));
+        close(fd);
+        if (ms_now() >= until)
+            break;
+        pause_ms(20);
+    }
+    fail_msg("127.0.0.1:%d still accepted connections %d ms later", port, ms);
+}
+
+/* Waits for a log line containing the formatted text; returns it. */
+__attribute__((format(printf, 2, 3)))
+static const char *must_log(struct echod *e, const char *fmt, ...)
+{
+    char needle[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(needle, sizeof(needle), fmt, ap);
+    va_end(ap);
+    const char *line = echod_wait_log(e, needle, WAIT_MS);
+    if (line == NULL)
+        fail_msg("no log line containing \"%s\" within %d ms", needle, WAIT_MS);
+    return line;
+}
+
+/* Waits until at least n log lines contain needle; false after ms. */
+static bool wait_count(struct echod *e, const char *needle, int n, int ms)
+{
+    int64_t until = ms_now() + ms;
+    for (int i = 0; i < 100000; i++) {
+        if (echod_count_log(e, needle) >= n)
+            return true;
+        if (ms_now() >= until)
+            return false;
+        pause_ms(5);
+    }
+    return false;
+}
+
+/* ---- the daemon's configuration file, rewritten for reloads ------------- */
+
+/* The file the daemon was started with: the argument after "-c" in its
+ * command line (the harness does not say; see the report). */
+static const char *conf_path(struct echod *e)
+{
+    static char path[PATH_MAX];
+    char proc[64], buf[8192];
+    snprintf(proc, sizeof(proc), "/proc/%d/cmdline", (int)echod_pid(e));
+    int fd = open(proc, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        fail_msg("%s: %s", proc, strerror(errno));
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    assert_true(n > 0);
+    buf[n] = '\0';
+    for (const char *p = buf; p < buf + n; p += strlen(p) + 1)
+        if (strcmp(p, "-c") == 0 && p + 3 < buf + n) {
+            snprintf(path, sizeof(path), "%s", p + 3);
+            return path;
+        }
+    fail_msg("no -c FILE in the daemon's command line");
+    return NULL;
+}
+
+/* Replaces the file at path with the formatted text, in one rename(): the
+ * daemon never reads half a file. */
+__attribute__((format(printf, 2, 0)))
+static void vrewrite_path(const char *path, const char *fmt, va_list ap)
+{
+    char tmp[PATH_MAX + 8];
+    snprintf(tmp, sizeof(tmp), "%s.new", path);
+    FILE *f = fopen(tmp, "w");
+    if (f == NULL)
+        fail_msg("cannot create %s: %s", tmp, strerror(errno));
+    vfprintf(f, fmt, ap);
+    assert_int_equal(fclose(f), 0);
+    assert_int_equal(rename(tmp, path), 0);
+}
+
+__attribute__((format(printf, 2, 3)))
+static void rewrite_path(const char *path, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vrewrite_path(path, fmt, ap);
+    va_end(ap);
+}
+
+/* Replaces the configuration file the daemon was started with. */
+__attribute__((format(printf, 2, 3)))
+static void rewrite_conf(struct echod *e, const char *fmt, ...)
+{
+    const char *path = conf_path(e);
+    va_list ap;
+    va_start(ap, fmt);
+    vrewrite_path(path, fmt, ap);
+    va_end(ap);
+}
+
+/* SIGHUP, then waits for "reloaded FILE" (the n-th one); fails when it
+ * does not come (or "reload failed" does). */
+static void reload_ok(struct echod *e)
+{
+    char ok[PATH_MAX + 32];
+    snprintf(ok, sizeof(ok), "notice: reloaded %s", conf_path(e));
+    int n = echod_count_log(e, ok), bad = echod_count_log(e, "reload failed");
+    echod_signal(e, SIGHUP);
+    if (!wait_count(e, ok, n + 1, WAIT_MS)) {
+        const char *why = echod_wait_log(e, "reload failed", 0);
+        fail_msg("no \"%s\" line within %d ms after SIGHUP (%s)", ok, WAIT_MS,
+                 why != NULL ? why : "is reloading implemented?");
+    }
+    assert_int_equal(echod_count_log(e, "reload failed"), bad);
+}
+
+/* The inode of the socket listening on 127.0.0.1:port, from /proc/net/tcp
+ * (0 when there is none): the same inode before and after a reload means
+ * the very same socket, not a new one bound to the same port. */
+static unsigned long listen_inode(int port)
+{
+    FILE *f = fopen("/proc/net/tcp", "r");
+    if (f == NULL)
+        return 0;
+    char line[512], want[32];
+    snprintf(want, sizeof(want), "0100007F:%04X", port);
+    unsigned long inode = 0;
+    while (fgets(line, sizeof(line), f) != NULL) {
+        char local[64], remote[64], st[8];
+        unsigned long ino;
+        /* sl local rem st tx:rx tr:when retrnsmt uid timeout inode */
+        if (sscanf(line, " %*s %63s %63s %7s %*s %*s %*s %*s %*s %lu", local, remote,
+                   st, &ino) == 4 &&
+            strcmp(local, want) == 0 && strcmp(st, "0A") == 0) {
+            inode = ino;
+            break;
+        }
+    }
+    fclose(f);
+    return inode;
+}
+
+/* ---- the notify socket ------------------------------------------------- */
+
+/* The datagram socket NOTIFY_SOCKET names while a test runs. */
+static int notify_fd = -1;
+static char notify_path[PATH_MAX];
+
+static void notify_close(void)
+{
+    if (notify_fd >= 0) {
+        close(notify_fd);
+        notify_fd = -1;
+        unlink(notify_path);
+    }
+    unsetenv("NOTIFY_SOCKET");
+}
+
+/* Creates the socket in a fresh directory (one of the harness's, removed
+ * at exit) and sets NOTIFY_SOCKET for the next echod_start(). */
+static void notify_open(void)
+{
+    notify_close();
+    const char *conf = write_conf("# a directory for the notify socket\n");
+    snprintf(notify_path, sizeof(notify_path), "%.*s/notify",
+             (int)(strrchr(conf, '/') - conf), conf);
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
+    assert_true(strlen(notify_path) < sizeof(a.sun_path));
+    strcpy(a.sun_path, notify_path);
+    notify_fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    assert_true(notify_fd >= 0);
+    assert_int_equal(bind(notify_fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(setenv("NOTIFY_SOCKET", notify_path, 1), 0);
+}
+
+/* Starts the daemon with NOTIFY_SOCKET set, and unsets it again. */
+static struct echod *start_notified(const char *conf)
+{
+    notify_open();
+    struct echod *e = echod_start(conf);
+    unsetenv("NOTIFY_SOCKET");
+    return e;
+}
+
+/* The next notification (one datagram), within ms: false when none. */
+static bool notify_recv(char *buf, size_t len, int ms)
+{
+    int64_t until = ms_now() + ms;
+    for (int i = 0; i < 1000; i++) {
+        int64_t left = until - ms_now();
+        struct pollfd p = {.fd = notify_fd, .events = POLLIN};
+        int r = poll(&p, 1, left < 0 ? 0 : (int)left);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return false;
+        ssize_t n = recv(notify_fd, buf, len - 1, MSG_DONTWAIT);
+        if (n < 0 && (errno == EINTR || errno == EAGAIN))
+            continue;
+        assert_true(n >= 0);
+        buf[n] = '\0';
+        return true;
+    }
+    return false;
+}
+
+/* Whether the notification has the line `line` exactly (e.g.
+ * "READY=1"), or one starting with it when line ends with '='. */
+static bool has_line(const char *msg, const char *line)
+{
+    size_t n = strlen(line);
+    for (const char *p = msg; p != NULL && *p != '\0';) {
+        const char *nl = strchr(p, '\n');
+        size_t len = nl != NULL ? (size_t)(nl - p) : strlen(p);
+        if (line[n - 1] == '=' ? len >= n && strncmp(p, line, n) == 0
+                               : len == n && strncmp(p, line, n) == 0)
+            return true;
+        p = nl != NULL ? nl + 1 : NULL;
+    }
+    return false;
+}
+
+/* Waits for the notification that has `line`; every one before it must
+ * be a STATUS= alone (anything else is out of order).  Returns it in buf. */
+static void notify_expect(const char *line, char *buf, size_t len, int ms)
+{
+    int64_t until = ms_now() + ms;
+    for (int i = 0; i < 1000; i++) {
+        int64_t left = until - ms_now();
+        if (!notify_recv(buf, len, left < 0 ? 0 : (int)left))
+            fail_msg("no notification with %s within %d ms%s", line, ms,
+                     built_with_libsystemd() ? "" : " (built without libsystemd)");
+        if (has_line(buf, line))
+            return;
+        if (strncmp(buf, "STATUS=", 7) != 0 || strchr(buf, '\n') != NULL)
+            fail_msg("notification \"%s\" came before the one with %s", buf, line);
+    }
+    fail_msg("too many notifications before %s", line);
+}
+
+/* No notification but STATUS= ones for ms. */
+static void notify_expect_quiet(int ms)
+{
+    char buf[1024];
+    int64_t until = ms_now() + ms;
+    for (int i = 0; i < 1000; i++) {
+        int64_t left = until - ms_now();
+        if (left <= 0 || !notify_recv(buf, sizeof(buf), (int)left))
+            return;
+        if (strncmp(buf, "STATUS=", 7) != 0 || strchr(buf, '\n') != NULL)
+            fail_msg("unexpected notification \"%s\"", buf);
+    }
+}
+
+/* ---- running a program with its stderr in a file ------------------------ */
+
+/* A child this file started (systemd-socket-activate, then the daemon it
+ * execs, keeping its pid), with stdout and stderr appended to a file. */
+struct proc {
+    pid_t pid;
+    bool exited;
+    int status;
+    char log[PATH_MAX];
+};
+
+static struct proc *procs[8];
+
+/* Reaps p if it has exited (options: WNOHANG or 0). */
+static void proc_reap(struct proc *p, int options)
+{
+    if (p->exited)
+        return;
+    int status;
+    pid_t r;
+    do
+        r = waitpid(p->pid, &status, options);
+    while (r < 0 && errno == EINTR);
+    if (r == p->pid || r < 0) {
+        p->exited = true;
+        p->status = r < 0 ? -1 : status;
+    }
+}
+
+/* A daemon that went to the background (not our child), by its pid. */
+static pid_t stray_pid;
+
+/* Whether pid is a mio-echod still running (not a zombie, not a reused
+ * pid). */
+static bool echod_alive(pid_t pid)
+{
+    char path[64], buf[512];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return false;
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    if (n <= 0)
+        return false;
+    buf[n] = '\0';
+    const char *close_paren = strrchr(buf, ')');
+    return strstr(buf, "mio-echod") != NULL && close_paren != NULL &&
+           close_paren[1] == ' ' && close_paren[2] != 'Z' && close_paren[2] != 'X';
+}
+
+/* Kills whatever a failed test left running; at exit and before a test. */
+static void procs_cleanup(void)
+{
+    if (stray_pid > 0) {
+        if (echod_alive(stray_pid))
+            kill(stray_pid, SIGKILL);
+        stray_pid = 0;
+    }
+    for (size_t i = 0; i < sizeof(procs) / sizeof(procs[0]); i++) {
+        struct proc *p = procs[i];
+        if (p == NULL)
+            continue;
+        proc_reap(p, WNOHANG);
+        if (!p->exited) {
+            kill(p->pid, SIGKILL);
+            proc_reap(p, 0);
+        }
+        free(p);
+        procs[i] = NULL;
+    }
+}
+
+/* Writes v in decimal into buf (async-signal-safe, for after fork()). */
+static void format_uint(char *buf, unsigned long v)
+{
+    char tmp[24];
+    int n = 0;
+    do
+        tmp[n++] = (char)('0' + v % 10);
+    while ((v /= 10) != 0);
+    while (n > 0)
+        *buf++ = tmp[--n];
+    *buf = '\0';
+}
+
+/*
+ * Runs argv (argv[0] a path) with stdin from /dev/null and stdout+stderr
+ * into a fresh file; the child dies with us (PR_SET_PDEATHSIG).  With cwd,
+ * it runs there.  With passfd >= 0, it gets that socket as descriptor 3
+ * the way systemd passes one (LISTEN_FDS=1, LISTEN_PID, LISTEN_FDNAMES=
+ * fdname), while we keep our copy open, as systemd does.
+ */
+static struct proc *proc_start(char *const argv[], const char *cwd, int passfd,
+                               const char *fdname)
+{
+    size_t slot = 0;
+    while (slot < sizeof(procs) / sizeof(procs[0]) && procs[slot] != NULL)
+        slot++;
+    assert_true(slot < sizeof(procs) / sizeof(procs[0]));
+    struct proc *p = calloc(1, sizeof(*p));
+    assert_non_null(p);
+    const char *dir = write_conf("# a directory for a log\n");
+    snprintf(p->log, sizeof(p->log), "%.*s/stderr.log", (int)(strrchr(dir, '/') - dir),
+             dir);
+    int out = open(p->log, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
+    if (out < 0) {
+        int err = errno;
+        free(p);
+        fail_msg("cannot create a log file in %s: %s", dir, strerror(err));
+    }
+    /* The environment without JOURNAL_STREAM, as the harness does. */
+    size_t n = 0;
+    while (environ[n] != NULL)
+        n++;
+    char **envp = calloc(n + 4, sizeof(*envp));
+    assert_non_null(envp);
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++)
+        if (strncmp(environ[i], "JOURNAL_STREAM=", 15) != 0 &&
+            strncmp(environ[i], "LISTEN_", 7) != 0)
+            envp[k++] = environ[i];
+    /* LISTEN_PID is the child's own: filled in after fork(). */
+    static char listen_fds[] = "LISTEN_FDS=1", listen_pid[48], listen_names[300];
+    strcpy(listen_pid, "LISTEN_PID=");
+    snprintf(listen_names, sizeof(listen_names), "LISTEN_FDNAMES=%s",
+             fdname != NULL ? fdname : "");
+    if (passfd >= 0) {
+        envp[k++] = listen_fds;
+        envp[k++] = listen_pid;
+        envp[k++] = listen_names;
+    }
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid < 0) {
+        close(out);
+        free(envp);
+        free(p);
+        fail_msg("fork: %s", strerror(errno));
+    }
+    if (pid == 0) {
+        (void)prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent)
+            _exit(127);
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        signal(SIGPIPE, SIG_DFL);
+        int null = open("/dev/null", O_RDONLY);
+        if (null >= 0 && null != STDIN_FILENO) {
+            dup2(null, STDIN_FILENO);
+            close(null);
+        }
+        dup2(out, STDOUT_FILENO);
+        dup2(out, STDERR_FILENO);
+        if (cwd != NULL && chdir(cwd) < 0)
+            _exit(127);
+        unsigned first = 3;
+        if (passfd >= 0) {
+            if (passfd != 3)
+                dup2(passfd, 3); /* without close-on-exec */
+            else
+                fcntl(3, F_SETFD, 0);
+            format_uint(listen_pid + strlen("LISTEN_PID="), (unsigned long)getpid());
+            first = 4;
+        }
+        /* No other test socket may live on in the child. */
+        if (close_range(first, ~0u, 0) < 0)
+            for (int fd = (int)first; fd < 1024; fd++)
+                close(fd);
+        execve(argv[0], argv, envp);
+        _exit(127);
+    }
+    close(out);
+    free(envp);
+    p->pid = pid;
+    procs[slot] = p;
+    return p;
+}
+
+/* The child's output so far (malloc'd, NUL-terminated). */
+static char *proc_output(struct proc *p)
+{
+    FILE *f = fopen(p->log, "r");
+    char *text = NULL;
+    size_t len = 0;
+    if (f != NULL) {
+        char buf[4096];
+        size_t n;
+        while ((n = fread(buf, 1, sizeof(buf), f)) > 0) {
+            char *t = realloc(text, len + n + 1);
+            assert_non_null(t);
+            text = t;
+            memcpy(text + len, buf, n);
+            len += n;
+        }
+        fclose(f);
+    }
+    if (text == NULL) {
+        text = malloc(1);
+        assert_non_null(text);
+    }
+    text[len] = '\0';
+    return text;
+}
+
+/* How many times needle occurs in the output. */
+static int proc_count(struct proc *p, const char *needle)
+{
+    char *text = proc_output(p);
+    int n = 0;
+    for (const char *t = strstr(text, needle); t != NULL; t = strstr(t + 1, needle))
+        n++;
+    free(text);
+    return n;
+}
+
+static bool proc_has(struct proc *p, const char *needle)
+{
+    char *text = proc_output(p);
+    bool has = strstr(text, needle) != NULL;
+    free(text);
+    return has;
+}
+
+/* Prints the output, for a failing test (a line at a time: cmocka's
+ * print_error() cuts long messages). */
+static void proc_print(struct proc *p)
+{
+    char *text = proc_output(p);
+    print_error("---- output of pid %d ----\n", (int)p->pid);
+    for (char *line = text; *line != '\0';) {
+        char *nl = strchr(line, '\n');
+        if (nl != NULL)
+            *nl = '\0';
+        print_error("%.900s\n", line);
+        if (nl == NULL)
+            break;
+        line = nl + 1;
+    }
+    print_error("---- end of output ----\n");
+    free(text);
+}
+
+/* Waits up to ms for one of the needles (NULL-terminated) in the output;
+ * returns its index, or -1 (timeout, or, unless `after_exit` (a daemon in
+ * the background writes on), the child exited without it). */
+static int proc_wait_output(struct proc *p, int ms, const char *const needles[],
+                            bool after_exit)
+{
+    int64_t until = ms_now() + ms;
+    for (int i = 0; i < 100000; i++) {
+        bool gone = p->exited && !after_exit;
+        char *text = proc_output(p);
+        for (int k = 0; needles[k] != NULL; k++)
+            if (strstr(text, needles[k]) != NULL) {
+                free(text);
+                return k;
+            }
+        free(text);
+        if (gone || ms_now() >= until)
+            return -1;
+        proc_reap(p, WNOHANG);
+        pause_ms(10);
+    }
+    return -1;
+}
+
+static int proc_wait_any(struct proc *p, int ms, const char *const needles[])
+{
+    return proc_wait_output(p, ms, needles, false);
+}
+
+static int exit_code(int status)
+{
+    if (status < 0)
+        return -1;
+    if (WIFEXITED(status))
+        return WEXITSTATUS(status);
+    if (WIFSIGNALED(status))
+        return 128 + WTERMSIG(status);
+    return -1;
+}
+
+/* Waits up to ms for the exit: its code (128 + signal), or -1. */
+static int proc_wait_exit(struct proc *p, int ms)
+{
+    int64_t until = ms_now() + ms;
+    for (int i = 0; i < 100000 && !p->exited; i++) {
+        proc_reap(p, WNOHANG);
+        if (p->exited || ms_now() >= until)
+            break;
+        pause_ms(5);
+    }
+    return p->exited ? exit_code(p->status) : -1;
+}
+
+/* SIGTERM, then waits up to ms; SIGKILL after that (-1 then). */
+static int proc_stop(struct proc *p, int ms)
+{
+    proc_reap(p, WNOHANG);
+    if (!p->exited)
+        kill(p->pid, SIGTERM);
+    int code = proc_wait_exit(p, ms);
+    if (!p->exited) {
+        kill(p->pid, SIGKILL);
+        proc_reap(p, 0);
+        return -1;
+    }
+    return code;
+}
+
+/* ---- socket activation ---------------------------------------------------- */
+
+/* systemd-socket-activate's path, or NULL when it is not installed. */
+static const char *socket_activate_path(void)
+{
+    static char path[PATH_MAX];
+    const char *env = getenv("PATH");
+    char dirs[4096];
+    snprintf(dirs, sizeof(dirs), "%s:/usr/bin:/bin", env != NULL ? env : "");
+    char *save = NULL;
+    for (char *d = strtok_r(dirs, ":", &save); d != NULL; d = strtok_r(NULL, ":", &save)) {
+        snprintf(path, sizeof(path), "%s/systemd-socket-activate", d);
+        if (access(path, X_OK) == 0)
+            return path;
+    }
+    return NULL;
+}
+
+/* The daemon under test, as an absolute path (systemd-socket-activate
+ * runs it after a chdir-free exec, but take no chances). */
+static const char *daemon_path(void)
+{
+    static char path[PATH_MAX];
+    char rel[PATH_MAX];
+    const char *top = getenv("top_builddir");
+    if (top != NULL && top[0] != '\0')
+        snprintf(rel, sizeof(rel), "%s/%s", top, ECHOD_PROGRAM);
+    else
+        snprintf(rel, sizeof(rel), "%s", ECHOD_PROGRAM);
+    if (realpath(rel, path) == NULL)
+        fail_msg("cannot find %s: %s (is top_builddir set?)", rel, strerror(errno));
+    return path;
+}
+
+/*
+ * Runs "systemd-socket-activate -l 127.0.0.1:PORT... --fdname=NAMES
+ * mio-echod -f -c CONF" and makes the first connection (to the first
+ * port), which makes it exec the daemon.  Returns the process and that
+ * connection in *first.  Skips when systemd-socket-activate is missing.
+ */
+static struct proc *activate(const char *conf, const int *ports, int nports,
+                             const char *names, int *first)
+{
+    const char *sa = socket_activate_path();
+    if (sa == NULL) {
+        print_message("skipped: systemd-socket-activate is not installed\n");
+        skip();
+    }
+    const char *path = write_conf(conf);
+    char listen[4][32], fdname[300];
+    char *argv[16];
+    int argc = 0;
+    argv[argc++] = (char *)sa;
+    for (int i = 0; i < nports && i < 4; i++) {
+        snprintf(listen[i], sizeof(listen[i]), "--listen=127.0.0.1:%d", ports[i]);
+        argv[argc++] = listen[i];
+    }
+    snprintf(fdname, sizeof(fdname), "--fdname=%s", names);
+    argv[argc++] = fdname;
+    argv[argc++] = (char *)daemon_path();
+    argv[argc++] = (char *)"-f";
+    argv[argc++] = (char *)"-c";
+    argv[argc++] = (char *)path;
+    argv[argc] = NULL;
+    struct proc *p = proc_start(argv, NULL, -1, NULL);
+
+    /* It listens at once; connect as soon as it does. */
+    int fd = -1;
+    int64_t until = ms_now() + WAIT_MS;
+    for (int i = 0; i < 10000 && fd < 0; i++) {
+        fd = connect_to(ports[0]);
+        if (fd >= 0)
+            break;
+        proc_reap(p, WNOHANG);
+        if (p->exited || ms_now() >= until) {
+            proc_print(p);
+            fail_msg("cannot connect to systemd-socket-activate on 127.0.0.1:%d: %s",
+                     ports[0], strerror(errno));
+        }
+        pause_ms(10);
+    }
+    *first = fd;
+    return p;
+}
+
+/* After activate(): waits for the daemon to start, or to fail because it
+ * bound the addresses itself (no libsystemd): then skips. */
+static void activated_started(struct proc *p, int first)
+{
+    static const char *const needles[] = {" started: ", "cannot listen on", NULL};
+    int which = proc_wait_any(p, 5000, needles);
+    if (which == 0)
+        return;
+    if (which == 1 && !proc_has(p, "socket from systemd")) {
+        close(first);
+        proc_stop(p, 2000);
+        print_message("skipped: the daemon bound the address systemd-socket-activate "
+                      "holds instead of taking the socket: built without libsystemd?\n");
+        skip();
+    }
+    proc_print(p);
+    fail_msg("the socket-activated daemon did not start");
+}
+
+/* ---- notify ------------------------------------------------------------ */
+
+/*
+ * READY=1 (with STATUS=) is the first notification, and when it comes
+ * every listener is bound and served; STOPPING=1 comes on SIGTERM at once,
+ * while a connection is still draining, with nothing but STATUS= between;
+ * READY=1 is not sent again.
+ */
+static void test_notify_ready_and_stopping(void **state)
+{
+    (void)state;
+    if (!built_with_libsystemd())
+        skip();
+    int64_t t0 = ms_now();
+    struct echod *e = start_notified(BASE "workers = 2;\n"
+        "listeners = ( { name = \"one\"; listen = [ \"127.0.0.1:0\" ]; },\n"
+        "  { name = \"two\"; listen = [ \"127.0.0.1:0\", \"unix:@DIR@/two.sock\" ]; } );\n");
+    char msg[1024];
+    if (!notify_recv(msg, sizeof(msg), 5000))
+        fail_msg("no notification within 5 s of the start");
+    if (!has_line(msg, "READY=1") || !has_line(msg, "STATUS="))
+        fail_msg("the first notification is \"%s\", not READY=1 with STATUS=", msg);
+    print_message("READY after %lld ms: \"%s\"\n", (long long)(ms_now() - t0), msg);
+    /* Listening, with workers running, when READY=1 comes. */
+    int a = client4(echod_port(e, "one", 0));
+    int b = client4(echod_port(e, "two", 0));
+    must_log(e, "listener two: listening on unix:");
+    expect_echo(a, "ready means served\n");
+    expect_echo(b, "on every listener\n");
+    finish(a);
+
+    int64_t t1 = ms_now();
+    echod_signal(e, SIGTERM);
+    notify_expect("STOPPING=1", msg, sizeof(msg), 1000);
+    int64_t took = ms_now() - t1;
+    print_message("STOPPING=1 %lld ms after SIGTERM\n", (long long)took);
+    /* Sent on the signal, not after the drain: b is still open. */
+    expect_echo(b, "still draining\n");
+    finish(b);
+    assert_int_equal(echod_stop(e, 5000), 0);
+    /* Nothing but STATUS= after STOPPING=1: no second READY=1. */
+    notify_expect_quiet(50);
+    notify_close();
+}
+
+/* STATUS= every 5 s counts the connections open and served. */
+static void test_notify_status_counts(void **state)
+{
+    (void)state;
+    if (!built_with_libsystemd())
+        skip();
+    struct echod *e = start_notified(BASE "workers = 1;\n"
+        "listeners = ( { name = \"echo\"; listen = [ \"127.0.0.1:0\" ]; } );\n");
+    char msg[1024];
+    notify_expect("READY=1", msg, sizeof(msg), 5000);
+    int port = echod_port(e, "echo", 0);
+    int done = client4(port);
+    expect_echo(done, "served, then closed\n");
+    finish(done);
+    int open = client4(port);
+    expect_echo(open, "kept open\n");
+    /* The first STATUS= after READY=1 comes within about 5 s. */
+    if (!notify_recv(msg, sizeof(msg), 7000))
+        fail_msg("no STATUS= within 7 s of READY=1");
+    if (strcmp(msg, "STATUS=1 connections open, 2 served") != 0)
+        fail_msg("expected \"STATUS=1 connections open, 2 served\", got \"%s\"", msg);
+    finish(open);
+    assert_int_equal(echod_stop(e, 5000), 0);
+    notify_close();
+}
+
+/* ---- socket activation -------------------------------------------------- */
+
+/* One socket named "echo" for the listener "echo" on its address: the
+ * daemon takes it (logged), serves the connection that woke it up and
+ * others, byte-exact, and stops cleanly on SIGTERM. */
+static void test_socket_activation_echo(void **state)
+{
+    (void)state;
+    int port = reserve_port();
+    char conf[512];
+    snprintf(conf, sizeof(conf), BASE "workers = 2;\n"
+             "listeners = ( { name = \"echo\"; listen = [ \"127.0.0.1:%d\" ]; } );\n",
+             port);
+    int first;
+    struct proc *p = activate(conf, &port, 1, "echo", &first);
+    activated_started(p, first);
+    char line[128];
+    snprintf(line, sizeof(line), "listener echo: listening on 127.0.0.1:%d (echo, socket "
+             "from systemd)", port);
+    if (!proc_has(p, line)) {
+        proc_print(p);
+        fail_msg("no \"%s\" line", line);
+    }
+    expect_echo_bytes(first, 200000, 1);
+    finish(first);
+    int fd = client4(port);
+    expect_echo_bytes(fd, 70000, 2);
+    finish(fd);
+    int code = proc_stop(p, 5000);
+    if (code != 0)
+        proc_print(p);
+    assert_int_equal(code, 0);
+    assert_true(proc_has(p, "mio-echod: notice: stopped"));
+}
+
+/* Two sockets, named "a" and "b", for the listeners "a" and "b"; a third
+ * listener with no socket passed binds its own address. */
+static void test_socket_activation_two_names(void **state)
+{
+    (void)state;
+    int ports[2];
+    reserve_ports(ports, 2);
+    char conf[1024];
+    snprintf(conf, sizeof(conf), BASE "workers = 1;\n"
+             "listeners = ( { name = \"a\"; listen = [ \"127.0.0.1:%d\" ]; },\n"
+             "  { name = \"b\"; listen = [ \"127.0.0.1:%d\" ]; },\n"
+             "  { name = \"c\"; listen = [ \"127.0.0.1:0\" ]; } );\n",
+             ports[0], ports[1]);
+    int first;
+    struct proc *p = activate(conf, ports, 2, "a:b", &first);
+    activated_started(p, first);
+    for (int i = 0; i < 2; i++) {
+        char line[128];
+        snprintf(line, sizeof(line), "listener %c: listening on 127.0.0.1:%d (echo, socket "
+                 "from systemd)", 'a' + i, ports[i]);
+        if (!proc_has(p, line)) {
+            proc_print(p);
+            fail_msg("no \"%s\" line", line);
+        }
+    }
+    /* c's line has its real port, and no "socket from systemd". */
+    char *text = proc_output(p);
+    const char *c = strstr(text, "listener c: listening on 127.0.0.1:");
+    int cport = c != NULL ? atoi(c + strlen("listener c: listening on 127.0.0.1:")) : 0;
+    bool plain = c != NULL && strncmp(strchr(c, ' ') != NULL ? strstr(c, " (") : "",
+                                      " (echo)", 7) == 0;
+    free(text);
+    if (cport <= 0 || !plain) {
+        proc_print(p);
+        fail_msg("listener c did not bind its own address");
+    }
+    expect_echo(first, "to a, through systemd's socket\n");
+    int b = client4(ports[1]);
+    expect_echo_bytes(b, 100000, 3);
+    int fc = client4(cport);
+    expect_echo(fc, "to c, bound by the daemon\n");
+    finish(first);
+    finish(b);
+    finish(fc);
+    assert_int_equal(proc_stop(p, 5000), 0);
+}
+
+/*
+ * A passed socket that matches no listener is an error (exit 3, the
+ * socket named with its address), whether its name matches no listener,
+ * or names one that does not listen on its address (names swapped).
+ */
+static void test_socket_activation_unmatched(void **state)
+{
+    (void)state;
+    int ports[2];
+    reserve_ports(ports, 2);
+    static const struct {
+        const char *what, *names;
+        int nports;
+        const char *conf;
+        const char *name; /* in the message; %d: the port */
+    } cases[] = {
+        {"a name no listener has", "nosuch", 1,
+         "listeners = ( { name = \"echo\"; listen = [ \"127.0.0.1:0\" ]; } );\n", "nosuch"},
+        {"the right name on another address", "echo", 1,
+         "listeners = ( { name = \"echo\"; listen = [ \"127.0.0.1:0\" ]; } );\n", "echo"},
+        {"names swapped", "b:a", 2,
+         "listeners = ( { name = \"a\"; listen = [ \"127.0.0.1:%1$d\" ]; },\n"
+         "  { name = \"b\"; listen = [ \"127.0.0.1:%2$d\" ]; } );\n", "b"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        char body[512], conf[1024];
+        /* -Wformat-nonliteral: the bodies are ours; %1$d/%2$d or none. */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wformat-nonliteral"
+#pragma GCC diagnostic ignored "-Wformat-extra-args"
+        snprintf(body, sizeof(body), cases[i].conf, ports[0], ports[1]);
+#pragma GCC diagnostic pop
+        snprintf(conf, sizeof(conf), BASE "workers = 1;\n%s", body);
+        int first;
+        struct proc *p = activate(conf, ports, cases[i].nports, cases[i].names, &first);
+        char msg[256];
+        snprintf(msg, sizeof(msg), "socket passed by systemd as \"%s\" (127.0.0.1:%d) "
+                 "matches no listen address of a listener named \"%s\"", cases[i].name,
+                 ports[0], cases[i].name);
+        int code = proc_wait_exit(p, 5000);
+        close(first);
+        if (code == -1) {
+            bool started = proc_has(p, " started: ");
+            proc_stop(p, 2000);
+            if (started && !proc_has(p, "socket from systemd")) {
+                print_message("skipped: the daemon ignored the passed socket: built "
+                              "without libsystemd?\n");
+                skip();
+            }
+            proc_print(p);
+            fail_msg("%s: the daemon did not exit", cases[i].what);
+        }
+        /* With the names swapped, the first listener finds no socket of
+         * its name, binds its address itself and fails on the socket that
+         * holds it: that error comes first (see the report). */
+        char inuse[128];
+        snprintf(inuse, sizeof(inuse), "listener a: cannot listen on 127.0.0.1:%d: "
+                 "Address already in use", ports[0]);
+        bool said = proc_has(p, msg) || (cases[i].nports == 2 && proc_has(p, inuse));
+        if (code != 3 || !said) {
+            proc_print(p);
+            fail_msg("%s: exit %d, expected 3 and \"%s\"", cases[i].what, code, msg);
+        }
+        /* Never adopted under another name. */
+        assert_false(proc_has(p, "socket from systemd)"));
+        assert_false(proc_has(p, " started: "));
+        procs_cleanup();
+    }
+}
+
+/* ---- reload ------------------------------------------------------------ */
+
+/*
+ * A client connected before the reloads streams 1 MiB through eight of
+ * them (each changing buffer_size and idle_timeout), with data in flight
+ * at every SIGHUP, and gets every byte back in order; new clients are
+ * served after each reload; the listener keeps its very socket.
+ */
+static void test_reload_keeps_streaming_connection(void **state)
+{
+    (void)state;
+    int port = reserve_port();
+    static const char *const conf =
+        BASE "workers = 2;\n"
+        "listeners = ( { name = \"echo\"; listen = [ \"127.0.0.1:%d\" ];\n"
+        "  buffer_size = %d; idle_timeout = %d.0; } );\n";
+    char text[512];
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wformat-nonliteral"
+    snprintf(text, sizeof(text), conf, port, 16384, 300);
+    struct echod *e = echod_start(text);
+    unsigned long inode = listen_inode(port);
+    assert_true(inode != 0);
+
+    enum { CHUNK = 32768, CHUNKS = 32 };
+    uint8_t *out = malloc((size_t)CHUNK * CHUNKS), *in = malloc(CHUNK);
+    assert_non_null(out);
+    assert_non_null(in);
+    fill_random(out, (size_t)CHUNK * CHUNKS, 42);
+    int fd = client4(port);
+    send_all(fd, out, CHUNK);
+    int reloads = 0;
+    for (int k = 0; k < CHUNKS; k++) {
+        /* Chunk k+1 goes out while chunk k is still coming back. */
+        if (k + 1 < CHUNKS)
+            send_all(fd, out + (size_t)(k + 1) * CHUNK, CHUNK);
+        if (k % 4 == 1) {
+            rewrite_conf(e, conf, port, reloads % 2 == 0 ? 1024 : 65536,
+                         reloads % 2 == 0 ? 200 : 300);
+            reload_ok(e);
+            reloads++;
+            int other = client4(port);
+            expect_echo(other, "a new client after the reload\n");
+            finish(other);
+        }
+        recv_exact(fd, in, CHUNK);
+        if (memcmp(in, out + (size_t)k * CHUNK, CHUNK) != 0)
+            fail_msg("chunk %d (of %d KiB) came back different", k, CHUNK / 1024);
+    }
+#pragma GCC diagnostic pop
+    free(out);
+    free(in);
+    finish(fd);
+    assert_int_equal(reloads, 8);
+    if (listen_inode(port) != inode)
+        fail_msg("127.0.0.1:%d is another socket after the reloads (rebound)", port);
+    assert_int_equal(echod_count_log(e, "listener echo: listening on"), 1);
+    assert_int_equal(echod_stop(e, 5000), 0);
+}
+
+/*
+ * A file broken on SIGHUP (a syntax error, then a value out of range):
+ * "reload failed: FILE:LINE: ..." is logged at error level, READY=1 comes
+ * back with STATUS=reload failed..., the old listener still serves its
+ * open and new clients, and the new file's extra listener is not opened.
+ * The file mended, the next SIGHUP applies it.
+ */
+static void test_reload_broken_file(void **state)
+{
+    (void)state;
+    int ports[2];
+    reserve_ports(ports, 2);
+    char text[1024];
+    snprintf(text, sizeof(text), BASE "workers = 2;\n"
+             "listeners = ( { name = \"echo\"; listen = [ \"127.0.0.1:%d\" ]; } );\n",
+             ports[0]);
+    struct echod *e = built_with_libsystemd() ? start_notified(text) : echod_start(text);
+    char msg[1024];
+    if (notify_fd >= 0)
+        notify_expect("READY=1", msg, sizeof(msg), 5000);
+    const char *path = conf_path(e);
+    int old = client4(ports[0]);
+    expect_echo(old, "before the broken reloads\n");
+
+    static const struct {
+        const char *what;
+        int line;
+        const char *says;
+    } cases[] = {
+        {"syntax error", 5, "syntax error"},
+        {"out of range", 5, "listeners.extra.buffer_size: 100 out of range"},
+    };
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        /* Lines 1-2: BASE; 3: workers; 4-5: listeners. */
+        if (i == 0)
+            rewrite_conf(e, BASE "workers = 2;\n"
+                         "listeners = ( { name = \"echo\"; listen = [ \"127.0.0.1:%d\" ]; },\n"
+                         "  { name = \"extra\"; listen = [ \"127.0.0.1:%d\" ]; } ) );\n",
+                         ports[0], ports[1]);
+        else
+            rewrite_conf(e, BASE "workers = 2;\n"
+                         "listeners = ( { name = \"echo\"; listen = [ \"127.0.0.1:%d\" ]; },\n"
+                         "  { name = \"extra\"; listen = [ \"127.0.0.1:%d\" ]; "
+                         "buffer_size = 100; } );\n",
+                         ports[0], ports[1]);
+        int n = echod_count_log(e, "reload failed");
+        echod_signal(e, SIGHUP);
+        /* At error level, with the file, the line and what is wrong. */
+        char needle[PATH_MAX + 128];
+        snprintf(needle, sizeof(needle), "mio-echod: error: reload failed: %s:%d: %s",
+                 path, cases[i].line, cases[i].says);
+        if (!wait_count(e, "reload failed", n + 1, WAIT_MS)) {
+            const char *any = echod_wait_log(e, "reload", 0);
+            fail_msg("%s: no \"reload failed\" line within %d ms (%s)", cases[i].what,
+                     WAIT_MS, any != NULL ? any : "no reload line at all");
+        }
+        const char *line = echod_wait_log(e, needle, 0);
+        if (line == NULL)
+            fail_msg("%s: no \"%s\" line", cases[i].what, needle);
+        assert_int_equal(echod_count_log(e, "reload failed"), n + 1);
+        if (notify_fd >= 0) {
+            notify_expect("RELOADING=1", msg, sizeof(msg), WAIT_MS);
+            notify_expect("READY=1", msg, sizeof(msg), WAIT_MS);
+            char status[PATH_MAX + 64];
+            snprintf(status, sizeof(status), "\nSTATUS=reload failed: %s:%d: ", path,
+                     cases[i].line);
+            if (strstr(msg, status) == NULL)
+                fail_msg("%s: READY=1 without \"%s...\": \"%s\"", cases[i].what,
+                         status + 1, msg);
+        }
+        expect_echo(old, "the old connection still served\n");
+        int fd = client4(ports[0]);
+        expect_echo(fd, "the old listener still serves\n");
+        finish(fd);
+        expect_connect_refused(ports[1], 0);
+    }
+    assert_int_equal(echod_count_log(e, "listener extra: listening"), 0);
+
+    /* Mended: the reload applies. */
+    rewrite_conf(e, BASE "workers = 2;\n"
+                 "listeners = ( { name = \"echo\"; listen = [ \"127.0.0.1:%d\" ]; },\n"
+                 "  { name = \"extra\"; listen = [ \"127.0.0.1:%d\" ]; } );\n",
+                 ports[0], ports[1]);
+    reload_ok(e);
+    must_log(e, "listener extra: listening on 127.0.0.1:%d", ports[1]);
+    int fd = client4(ports[1]);
+    expect_echo(fd, "the mended file's listener\n");
+    finish(fd);
+    expect_echo(old, "and the old connection, still\n");
+    finish(old);
+    assert_int_equal(echod_stop(e, 5000), 0);
+    notify_close();
+}
+
+/*
+ * A listener added by a reload serves on its port; one removed is closed
+ * (connections refused) while the connection it had open is served to its
+ * end; the listener that stays keeps its socket (the same inode).
+ */
+static void test_reload_adds_and_removes_listeners(void **state)
+{
+    (void)state;
+    int ports[3];
+    reserve_ports(ports, 3);
+    int keep = ports[0], gone = ports[1], added = ports[2];
+    char text[1024];
+    snprintf(text, sizeof(text), BASE "workers = 2;\n"
+             "listeners = ( { name = \"keep\"; listen = [ \"127.0.0.1:%d\" ]; },\n"
+             "  { name = \"gone\"; listen = [ \"127.0.0.1:%d\" ]; } );\n", keep, gone);
+    struct echod *e = echod_start(text);
+    unsigned long inode = listen_inode(keep);
+    assert_true(inode != 0);
+    int on_gone = client4(gone);
+    int on_gone_port = local_port(on_gone);
+    expect_echo(on_gone, "opened before the reload\n");
+    expect_connect_refused(added, 0);
+
+    rewrite_conf(e, BASE "workers = 2;\n"
+                 "listeners = ( { name = \"keep\"; listen = [ \"127.0.0.1:%d\" ]; },\n"
+                 "  { name = \"added\"; listen = [ \"127.0.0.1:%d\" ]; } );\n", keep, added);
+    reload_ok(e);
+    must_log(e, "listener added: listening on 127.0.0.1:%d (echo)", added);
+    int fd = client4(added);
+    expect_echo_bytes(fd, 100000, 7);
+    finish(fd);
+    expect_connect_refused(gone, 1000);
+    fd = client4(keep);
+    expect_echo(fd, "the listener that stays\n");
+    finish(fd);
+    if (listen_inode(keep) != inode)
+        fail_msg("127.0.0.1:%d is another socket after the reload (rebound)", keep);
+
+    /* The removed listener's connection is served to its end. */
+    expect_echo_bytes(on_gone, 100000, 8);
+    finish(on_gone);
+    must_log(e, "access listener=gone client=127.0.0.1:%d ", on_gone_port);
+    assert_int_equal(echod_stop(e, 5000), 0);
+}
+
+/*
+ * A changed idle_timeout (300 s to 0.3 s) applies to new connections
+ * only: a new one is closed after about 0.3 s of silence; the one opened
+ * before keeps 300 s, across the reload and after traffic re-arms its
+ * timer under the new configuration.
+ */
+static void test_reload_idle_timeout_new_connections_only(void **state)
+{
+    (void)state;
+    int port = reserve_port();
+    char text[1024];
+    snprintf(text, sizeof(text), BASE "workers = 2;\n"
+             "listeners = ( { name = \"echo\"; listen = [ \"127.0.0.1:%d\" ];\n"
+             "  idle_timeout = 300.0; } );\n", port);
+    struct echod *e = echod_start(text);
+    int old = client4(port);
+    expect_echo(old, "idle_timeout 300\n");
+    rewrite_conf(e, BASE "workers = 2;\n"
+                 "listeners = ( { name = \"echo\"; listen = [ \"127.0.0.1:%d\" ];\n"
+                 "  idle_timeout = 0.3; } );\n", port);
+    reload_ok(e);
+    int64_t t0 = ms_now();
+    int fresh = client4(port);
+    int fresh_port = local_port(fresh);
+    expect_echo(fresh, "idle_timeout 0.3\n");
+    int64_t t1 = ms_now();
+    if (!peer_closed_within(fresh, 2000))
+        fail_msg("a connection opened after the reload was not closed by the new "
+                 "idle_timeout of 0.3 s");
+    int64_t idle = ms_now() - t1;
+    print_message("new connection closed after %lld ms of silence\n", (long long)idle);
+    assert_true(idle >= 250);
+    close(fresh);
+    must_log(e, "access listener=echo client=127.0.0.1:%d ", fresh_port);
+    assert_non_null(strstr(must_log(e, "client=127.0.0.1:%d ", fresh_port),
+                           "reason=idle-timeout"));
+    /* The old one: silent since before the reload, longer than 0.3 s. */
+    while (ms_now() - t0 < 600)
+        pause_ms(20);
+    expect_echo(old, "still open after 0.6 s of silence\n");
+    /* Traffic after the reload re-arms its timer: still the old 300 s. */
+    pause_ms(700);
+    expect_echo(old, "and after 0.7 s more\n");
+    finish(old);
+    assert_int_equal(echod_stop(e, 5000), 0);
+}
+
+/* Changed allow/deny apply to new connections only: after denying
+ * 127.0.0.1, the client connected before is served on, a new one is
+ * refused. */
+static void test_reload_acl_new_connections_only(void **state)
+{
+    (void)state;
+    int port = reserve_port();
+    char text[1024];
+    snprintf(text, sizeof(text), BASE "workers = 1;\n"
+             "listeners = ( { name = \"acl\"; listen = [ \"127.0.0.1:%d\" ]; } );\n", port);
+    struct echod *e = echod_start(text);
+    int old = client4(port);
+    expect_echo(old, "let in\n");
+    rewrite_conf(e, BASE "workers = 1;\n"
+                 "listeners = ( { name = \"acl\"; listen = [ \"127.0.0.1:%d\" ];\n"
+                 "  deny = [ \"127.0.0.1\" ]; } );\n", port);
+    reload_ok(e);
+    int fd = client4(port);
+    int cport = local_port(fd);
+    (void)send(fd, "probe\n", 6, MSG_NOSIGNAL);
+    char c;
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    assert_int_equal(poll(&p, 1, WAIT_MS), 1);
+    ssize_t n = recv(fd, &c, 1, MSG_DONTWAIT);
+    if (n > 0)
+        fail_msg("a client denied by the reloaded file got an echo");
+    close(fd);
+    must_log(e, "listener acl: refused 127.0.0.1:%d: denied by allow/deny", cport);
+    expect_echo(old, "let in before the reload, served on\n");
+    finish(old);
+    assert_int_equal(echod_stop(e, 5000), 0);
+}
+
+/*
+ * The notifications of a reload: RELOADING=1 with MONOTONIC_USEC= (the
+ * time of the signal, on CLOCK_MONOTONIC), then READY=1, with nothing but
+ * STATUS= in between; twice in a row.
+ */
+static void test_reload_notify(void **state)
+{
+    (void)state;
+    if (!built_with_libsystemd())
+        skip();
+    int port = reserve_port();
+    char text[1024];
+    snprintf(text, sizeof(text), BASE "workers = 1;\n"
+             "listeners = ( { name = \"echo\"; listen = [ \"127.0.0.1:%d\" ]; } );\n", port);
+    struct echod *e = start_notified(text);
+    char msg[1024];
+    notify_expect("READY=1", msg, sizeof(msg), 5000);
+    for (int round = 0; round < 2; round++) {
+        int64_t before = monotonic_us();
+        echod_signal(e, SIGHUP);
+        notify_expect("RELOADING=1", msg, sizeof(msg), WAIT_MS);
+        int64_t after = monotonic_us();
+        const char *usec = strstr(msg, "MONOTONIC_USEC=");
+        if (usec == NULL || (usec != msg && usec[-1] != '\n'))
+            fail_msg("RELOADING=1 without MONOTONIC_USEC= in the same message: \"%s\"", msg);
+        int64_t t = strtoll(usec + 15, NULL, 10);
+        if (t < before || t > after)
+            fail_msg("MONOTONIC_USEC=%" PRId64 " is not between the SIGHUP (%" PRId64
+                     ") and its notification (%" PRId64 ")", t, before, after);
+        notify_expect("READY=1", msg, sizeof(msg), WAIT_MS);
+        if (has_line(msg, "RELOADING=1"))
+            fail_msg("READY=1 and RELOADING=1 in one message: \"%s\"", msg);
+        int fd = client4(port);
+        expect_echo(fd, "served after the reload\n");
+        finish(fd);
+    }
+    assert_int_equal(echod_count_log(e, "notice: reloaded "), 2);
+    assert_int_equal(echod_stop(e, 5000), 0);
+    notify_close();
+}
+
+/* A SIGHUP during shutdown is ignored: no RELOADING=1, nothing reloaded,
+ * the new file's listener not opened, and the daemon drains and exits 0. */
+static void test_reload_ignored_during_shutdown(void **state)
+{
+    (void)state;
+    int ports[2];
+    reserve_ports(ports, 2);
+    char text[1024];
+    snprintf(text, sizeof(text), BASE "workers = 1;\n"
+             "listeners = ( { name = \"echo\"; listen = [ \"127.0.0.1:%d\" ]; } );\n",
+             ports[0]);
+    struct echod *e = built_with_libsystemd() ? start_notified(text) : echod_start(text);
+    char msg[1024];
+    if (notify_fd >= 0)
+        notify_expect("READY=1", msg, sizeof(msg), 5000);
+    int fd = client4(ports[0]);
+    expect_echo(fd, "draining\n");
+    echod_signal(e, SIGTERM);
+    must_log(e, "SIGTERM: no longer accepting");
+    if (notify_fd >= 0)
+        notify_expect("STOPPING=1", msg, sizeof(msg), WAIT_MS);
+    rewrite_conf(e, BASE "workers = 1;\n"
+                 "listeners = ( { name = \"echo\"; listen = [ \"127.0.0.1:%d\" ]; },\n"
+                 "  { name = \"new\"; listen = [ \"127.0.0.1:%d\" ]; } );\n",
+                 ports[0], ports[1]);
+    echod_signal(e, SIGHUP);
+    pause_ms(300);
+    if (notify_fd >= 0)
+        notify_expect_quiet(50);
+    assert_int_equal(echod_count_log(e, "reloaded"), 0);
+    assert_int_equal(echod_count_log(e, "listener new:"), 0);
+    expect_connect_refused(ports[1], 0);
+    expect_echo(fd, "still draining after the SIGHUP\n");
+    finish(fd);
+    assert_int_equal(echod_stop(e, 5000), 0);
+    assert_int_equal(echod_count_log(e, "reloaded"), 0);
+    notify_close();
+}
+
+/*
+ * A reload whose new listener cannot bind (its port is held) fails and
+ * rolls back: "reload failed" logged, READY=1 with the reason, the old
+ * listener keeps its very socket and serves old and new clients.  Once the
+ * port is free, a reload that adds that listener and removes the old one
+ * applies: the old port is refused (the rollback left it closable), the
+ * connection opened on it is served to its end.
+ */
+static void test_reload_port_taken_rolls_back(void **state)
+{
+    (void)state;
+    int ports[2];
+    reserve_ports(ports, 2);
+    char text[1024];
+    snprintf(text, sizeof(text), BASE "workers = 2;\n"
+             "listeners = ( { name = \"echo\"; listen = [ \"127.0.0.1:%d\" ]; } );\n",
+             ports[0]);
+    struct echod *e = built_with_libsystemd() ? start_notified(text) : echod_start(text);
+    char msg[1024];
+    if (notify_fd >= 0)
+        notify_expect("READY=1", msg, sizeof(msg), 5000);
+    unsigned long inode = listen_inode(ports[0]);
+    assert_true(inode != 0);
+    int old = client4(ports[0]);
+    expect_echo(old, "before the failed reload\n");
+
+    /* Someone else holds the new listener's port. */
+    int blocker = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(blocker >= 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)ports[1]),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(bind(blocker, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(listen(blocker, 4), 0);
+    rewrite_conf(e, BASE "workers = 2;\n"
+                 "listeners = ( { name = \"echo\"; listen = [ \"127.0.0.1:%d\" ]; },\n"
+                 "  { name = \"extra\"; listen = [ \"127.0.0.1:%d\" ]; } );\n",
+                 ports[0], ports[1]);
+    echod_signal(e, SIGHUP);
+    if (!wait_count(e, "error: reload failed: ", 1, WAIT_MS))
+        fail_msg("no \"reload failed\" line within %d ms", WAIT_MS);
+    must_log(e, "listener extra: cannot listen on 127.0.0.1:%d", ports[1]);
+    assert_int_equal(echod_count_log(e, "reloaded "), 0);
+    if (notify_fd >= 0) {
+        notify_expect("RELOADING=1", msg, sizeof(msg), WAIT_MS);
+        notify_expect("READY=1", msg, sizeof(msg), WAIT_MS);
+        if (strstr(msg, "\nSTATUS=reload failed") == NULL)
+            fail_msg("READY=1 without STATUS=reload failed: \"%s\"", msg);
+    }
+    expect_echo(old, "the old connection, after the failed reload\n");
+    int fd = client4(ports[0]);
+    expect_echo(fd, "the old listener, after the failed reload\n");
+    finish(fd);
+    if (listen_inode(ports[0]) != inode)
+        fail_msg("127.0.0.1:%d is another socket after the failed reload", ports[0]);
+    close(blocker);
+
+    rewrite_conf(e, BASE "workers = 2;\n"
+                 "listeners = ( { name = \"extra\"; listen = [ \"127.0.0.1:%d\" ]; } );\n",
+                 ports[1]);
+    reload_ok(e);
+    fd = client4(ports[1]);
+    expect_echo(fd, "extra, once its port is free\n");
+    finish(fd);
+    expect_connect_refused(ports[0], 1000);
+    expect_echo(old, "the removed listener's connection, served on\n");
+    finish(old);
+    assert_int_equal(echod_stop(e, 5000), 0);
+    notify_close();
+}
+
+/*
+ * Under systemd the service manager keeps its copy of a socket it passed.
+ * A reload that keeps the listener keeps the passed socket; a reload that
+ * removes the listener and a later one that brings it back must serve it
+ * again: the daemon cannot bind the address systemd still holds, so it has
+ * to take the passed socket again.  (systemd-socket-activate execs the
+ * daemon and keeps no copy, so this test passes the socket itself.)
+ */
+static void test_reload_passed_socket_readded(void **state)
+{
+    (void)state;
+    int ports[2];
+    reserve_ports(ports, 2);
+    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(lfd >= 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)ports[0]),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(bind(lfd, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(listen(lfd, 16), 0);
+    static const char *const both =
+        BASE "workers = 1;\n"
+        "listeners = ( { name = \"echo\"; listen = [ \"127.0.0.1:%d\" ]; },\n"
+        "  { name = \"other\"; listen = [ \"127.0.0.1:%d\" ]; } );\n";
+    char text[1024];
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wformat-nonliteral"
+    snprintf(text, sizeof(text), both, ports[0], ports[1]);
+    const char *path = write_conf(text);
+    char *argv[] = {(char *)daemon_path(), (char *)"-f", (char *)"-c", (char *)path, NULL};
+    struct proc *p = proc_start(argv, NULL, lfd, "echo");
+    static const char *const up[] = {" started: ", "cannot listen on", NULL};
+    int which = proc_wait_any(p, 5000, up);
+    if (which == 1 && !proc_has(p, "socket from systemd")) {
+        proc_stop(p, 2000);
+        close(lfd);
+        print_message("skipped: the daemon did not take the passed socket: built "
+                      "without libsystemd?\n");
+        skip();
+    }
+    char line[128];
+    snprintf(line, sizeof(line), "listener echo: listening on 127.0.0.1:%d (echo, socket "
+             "from systemd)", ports[0]);
+    if (which != 0 || !proc_has(p, line)) {
+        proc_print(p);
+        fail_msg("the daemon did not start on the passed socket");
+    }
+    int fd = client4(ports[0]);
+    expect_echo(fd, "through the passed socket\n");
+    finish(fd);
+
+    /* Three reloads: unchanged, without "echo", with "echo" again. */
+    for (int round = 1; round <= 3; round++) {
+        if (round == 2)
+            rewrite_path(path, BASE "workers = 1;\n"
+                         "listeners = ( { name = \"other\"; listen = [ \"127.0.0.1:%d\" ]; } );\n",
+                         ports[1]);
+        else
+            rewrite_path(path, both, ports[0], ports[1]);
+        kill(p->pid, SIGHUP);
+        static const char *const done[] = {"reload failed", NULL};
+        int64_t until = ms_now() + WAIT_MS;
+        while (proc_count(p, "notice: reloaded ") < round && ms_now() < until &&
+               proc_wait_any(p, 0, done) < 0)
+            pause_ms(10);
+        if (proc_count(p, "notice: reloaded ") < round) {
+            proc_print(p);
+            fail_msg("reload %d (%s) did not apply", round,
+                     round == 1 ? "unchanged" : round == 2 ? "without the listener"
+                                                           : "with the listener again");
+        }
+        fd = client4(ports[1]);
+        expect_echo(fd, "the other listener\n");
+        finish(fd);
+        if (round != 2) {
+            fd = client4(ports[0]);
+            expect_echo(fd, "the passed socket's listener\n");
+            finish(fd);
+        }
+    }
+#pragma GCC diagnostic pop
+    assert_int_equal(proc_stop(p, 5000), 0);
+    close(lfd);
+}
+
+/*
+ * A daemon in the background (no -f) started with a relative -c path
+ * reloads the same file: going to the background changes the directory
+ * to "/", so the path must have been made absolute first.
+ */
+static void test_reload_daemonized_relative_path(void **state)
+{
+    (void)state;
+    int port = reserve_port();
+    char text[1024];
+    snprintf(text, sizeof(text), BASE "workers = 1;\npidfile = \"@DIR@/echod.pid\";\n"
+             "listeners = ( { name = \"echo\"; listen = [ \"127.0.0.1:%d\" ]; } );\n", port);
+    const char *path = write_conf(text);
+    char dir[PATH_MAX], pidfile[PATH_MAX + 16];
+    snprintf(dir, sizeof(dir), "%.*s", (int)(strrchr(path, '/') - path), path);
+    snprintf(pidfile, sizeof(pidfile), "%s/echod.pid", dir);
+    char *argv[] = {(char *)daemon_path(), (char *)"-c", (char *)"mio-echod.conf", NULL};
+    struct proc *p = proc_start(argv, dir, -1, NULL);
+    int code = proc_wait_exit(p, 5000);
+    if (code != 0) {
+        proc_print(p);
+        fail_msg("mio-echod (in the background) exited %d at the start", code);
+    }
+    FILE *f = fopen(pidfile, "r");
+    if (f == NULL)
+        fail_msg("no pid file %s: %s", pidfile, strerror(errno));
+    long pid = 0;
+    assert_int_equal(fscanf(f, "%ld", &pid), 1);
+    fclose(f);
+    assert_true(pid > 1);
+    stray_pid = (pid_t)pid;
+    assert_true(echod_alive(stray_pid));
+
+    int fd = client4(port);
+    expect_echo(fd, "served in the background\n");
+    kill(stray_pid, SIGHUP);
+    static const char *const done[] = {"notice: reloaded ", "reload failed", NULL};
+    int which = proc_wait_output(p, WAIT_MS, done, true);
+    if (which != 0) {
+        proc_print(p);
+        kill(stray_pid, SIGKILL);
+        stray_pid = 0;
+        fail_msg("a daemon started with \"-c mio-echod.conf\" in the background did "
+                 "not reload it");
+    }
+    expect_echo(fd, "and after the reload\n");
+    finish(fd);
+    kill(stray_pid, SIGTERM);
+    int64_t until = ms_now() + 5000;
+    while (echod_alive(stray_pid) && ms_now() < until)
+        pause_ms(10);
+    assert_false(echod_alive(stray_pid));
+    stray_pid = 0;
+    assert_int_equal(access(pidfile, F_OK), -1);
+}
+
+/* ---- main --------------------------------------------------------------- */
+
+/* Before each test: nothing left from a failed one. */
+static int fresh(void **state)
+{
+    (void)state;
+    notify_close();
+    procs_cleanup();
+    return 0;
+}
+
+int main(void)
+{
+    atexit(procs_cleanup);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup(test_notify_ready_and_stopping, fresh),
+        cmocka_unit_test_setup(test_notify_status_counts, fresh),
+        cmocka_unit_test_setup(test_socket_activation_echo, fresh),
+        cmocka_unit_test_setup(test_socket_activation_two_names, fresh),
+        cmocka_unit_test_setup(test_socket_activation_unmatched, fresh),
+        cmocka_unit_test_setup(test_reload_keeps_streaming_connection, fresh),
+        cmocka_unit_test_setup(test_reload_broken_file, fresh),
+        cmocka_unit_test_setup(test_reload_adds_and_removes_listeners, fresh),
+        cmocka_unit_test_setup(test_reload_idle_timeout_new_connections_only, fresh),
+        cmocka_unit_test_setup(test_reload_acl_new_connections_only, fresh),
+        cmocka_unit_test_setup(test_reload_notify, fresh),
+        cmocka_unit_test_setup(test_reload_ignored_during_shutdown, fresh),
+        cmocka_unit_test_setup(test_reload_port_taken_rolls_back, fresh),
+        cmocka_unit_test_setup(test_reload_passed_socket_readded, fresh),
+        cmocka_unit_test_setup(test_reload_daemonized_relative_path, fresh),
+    };
+    return cmocka_run_group_tests(tests, NULL, fresh);
+}
