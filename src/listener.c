@@ -234,23 +234,31 @@ struct generation *generation_open(struct daemon *d, struct config *cfg,
     return NULL;
 }
 
-/* Closes one socket a generation owns, removing its Unix socket file
- * unless systemd made it. */
-static void close_sock(struct listen_sock *ls)
+/* Closes one socket a generation owns, removing its Unix socket file.  A
+ * socket systemd passed stays open: systemd keeps the address, so a later
+ * reload that brings the listener back takes it again. */
+static void close_sock(struct daemon *d, struct listen_sock *ls)
 {
     if (ls->fd < 0 || ls->moved)
         return;
+    if (ls->passed) {
+        for (size_t p = 0; p < d->npassed; p++)
+            if (d->passed[p].fd == ls->fd)
+                d->passed[p].taken = false;
+        ls->fd = -1;
+        return;
+    }
     close(ls->fd);
-    if (ls->addr.u.sa.sa_family == AF_UNIX && !ls->passed)
+    if (ls->addr.u.sa.sa_family == AF_UNIX)
         unlink(ls->addr.u.un.sun_path);
     ls->fd = -1;
 }
 
-void generation_close_sockets(struct generation *g)
+void generation_close_sockets(struct daemon *d, struct generation *g)
 {
     for (size_t i = 0; i < g->nlisteners; i++)
         for (size_t k = 0; k < g->listeners[i].nsocks; k++)
-            close_sock(&g->listeners[i].socks[k]);
+            close_sock(d, &g->listeners[i].socks[k]);
 }
 
 void generation_ref(struct generation *g)

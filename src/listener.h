@@ -24,8 +24,9 @@ struct generation *generation_open(struct daemon *d, struct config *cfg,
 
 /* Closes the sockets g still owns (those not handed on to a newer
  * generation), removing the files of its Unix sockets; for a generation
- * that no worker watches any more. */
-void generation_close_sockets(struct generation *g);
+ * that no worker watches any more.  Sockets systemd passed are only given
+ * back to d->passed (closed at exit). */
+void generation_close_sockets(struct daemon *d, struct generation *g);
 
 void generation_ref(struct generation *g);
 

@@ -83,7 +83,7 @@ static void close_listeners_when_quiet(struct daemon *d, bool *closed)
     for (unsigned i = 0; i < d->nworkers; i++)
         if (!atomic_load(&d->workers[i].quiet) && !atomic_load(&d->workers[i].done))
             return;
-    generation_close_sockets(atomic_load(&d->gen));
+    generation_close_sockets(d, atomic_load(&d->gen));
     *closed = true;
 }
 
@@ -180,6 +180,19 @@ static void signal_loop(struct daemon *d, const sigset_t *set)
     }
 }
 
+/* path made absolute against the current directory ("" stays ""). */
+static char *absolute_path(const char *path)
+{
+    char cwd[4096];
+    if (path[0] == '\0' || path[0] == '/' || getcwd(cwd, sizeof(cwd)) == NULL)
+        return strdup(path);
+    size_t n = strlen(cwd) + strlen(path) + 2;
+    char *p = malloc(n);
+    if (p != NULL)
+        snprintf(p, n, "%s/%s", cwd, path);
+    return p;
+}
+
 /* The number of workers: as configured, or one per CPU. */
 static unsigned worker_count(const struct config *cfg)
 {
@@ -216,14 +229,21 @@ int main(int argc, char **argv)
 
     char err[1024];
     char *pidfile = NULL; /* removed at exit once written */
+    /* The daemon leaves its directory when it goes to the background: a
+     * reload must still find the file. */
+    char *abspath = realpath(path, NULL);
+    if (abspath != NULL)
+        path = abspath;
     struct config *cfg = config_load(path, err, sizeof(err));
     if (cfg == NULL) {
         fprintf(stderr, "mio-echod: %s\n", err);
+        free(abspath);
         return EXIT_CONFIG;
     }
     if (check) {
         printf("mio-echod: %s: configuration OK\n", path);
         config_free(cfg);
+        free(abspath);
         return EXIT_OK;
     }
 
@@ -254,16 +274,20 @@ int main(int argc, char **argv)
         log_err("%s", err);
         goto out;
     }
+    /* Resolved before going to the background, which leaves the
+     * directory; kept apart from conf, which a reload may free. */
+    pidfile = absolute_path(conf->pidfile);
     /* Under systemd the service manager supervises this very process. */
     if (!foreground && !service_supervised() && daemonize() < 0) {
         log_err("cannot go to the background: %s", strerror(errno));
         goto out;
     }
-    if (pidfile_write(conf->pidfile, err, sizeof(err)) < 0) {
+    if (pidfile_write(pidfile, err, sizeof(err)) < 0) {
         log_err("%s", err);
+        free(pidfile);
+        pidfile = NULL;
         goto out;
     }
-    pidfile = strdup(conf->pidfile); /* a reload may free conf */
 
     d.nworkers = worker_count(conf);
     d.workers = calloc(d.nworkers, sizeof(*d.workers));
@@ -310,13 +334,13 @@ out:
     free(pidfile);
     gen = atomic_load(&d.gen);
     if (gen != NULL) {
-        generation_close_sockets(gen);
+        generation_close_sockets(&d, gen);
         generation_unref(gen);
     }
     for (size_t i = 0; i < d.npassed; i++)
-        if (!d.passed[i].taken)
-            close(d.passed[i].fd);
+        close(d.passed[i].fd);
     free(d.passed);
     config_free(cfg);
+    free(abspath);
     return status;
 }

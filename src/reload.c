@@ -78,7 +78,7 @@ void daemon_reload(struct daemon *d)
     for (unsigned k = 0; k < d->nworkers; k++)
         worker_wake(&d->workers[k]);
     if (workers_moved_to(d, g))
-        generation_close_sockets(old);
+        generation_close_sockets(d, old);
     else /* closing what a worker may still accept on is worse than a leak */
         log_err("reload: a worker did not move to the new configuration; the "
                 "removed listeners stay open until exit");
