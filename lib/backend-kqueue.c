@@ -111,7 +111,7 @@ static int submit_changes(int kq, struct kevent *changes, int n,
     int got = kevent(kq, changes, n, changes, n, NULL);
     if (got < 0)
         return errno == EINTR ? 0 : -errno;
-    for (int i = 0; i < got; i++) {
+    for (int i = 0; i < got && i < n; i++) { /* got <= n: kevent's nevents */
         if (!(changes[i].flags & EV_ERROR) || changes[i].data == 0)
             continue;
         int err = (int)changes[i].data;

@@ -256,9 +256,9 @@ int mio__sel_rearm(struct mio__sel *sel, int fd, mio_interest_t interest)
     if (e == NULL) {
         err = -ENOENT;
     } else {
-        short bits = poll_bits(interest) & e->interest;
+        short bits = (short)(poll_bits(interest) & e->interest);
         if ((e->armed & bits) != bits || e->parked) {
-            e->armed |= bits;
+            e->armed = (short)(e->armed | bits);
             e->parked = false;
             changed(sel);
         }
@@ -309,7 +309,7 @@ static void collect_ready(struct mio__sel *sel, int nfds,
             e->parked = true;
         if (r & POLLNVAL)
             continue; /* closed without a deregister: nothing to say */
-        e->armed &= (short)~(r & ARMABLE);
+        e->armed = (short)(e->armed & ~(r & ARMABLE));
         events->ev[events->len++] =
             (struct mio_event){e->token, poll_flags(r)};
     }

@@ -210,6 +210,8 @@ int mio_tcp_accept(int listen_fd, struct sockaddr_storage *addr,
                    socklen_t *addrlen)
 {
     struct sockaddr_storage tmp;
+    /* cppcheck-suppress uninitvar ; only tmp's address is taken here, and
+     * accept() writes it before anything reads it. */
     struct sockaddr *sa = (struct sockaddr *)(addr != NULL ? addr : &tmp);
     socklen_t len;
     int fd, err;

@@ -145,7 +145,7 @@ static void shed_one(struct worker *w, struct listen_sock *ls, int err)
     if (ratelimit_allow(&w->rl_fd, w->now_ms, NULL))
         log_warn("listener %s: out of file descriptors (%s): refusing clients; "
                  "raise LimitNOFILE or lower max_connections",
-                 ls->listener->cfg->name, strerror(err));
+                 ls->listener->cfg->name, log_strerror(err));
     if (w->spare_fd < 0) {
         worker_pause_accepting(w, 100);
         return;
@@ -194,7 +194,7 @@ void listener_accept(struct worker *w, struct listen_sock *ls)
         default:
             if (ratelimit_allow(&w->rl_fd, w->now_ms, NULL))
                 log_warn("listener %s: accept on %s: %s", ls->listener->cfg->name,
-                         ls->name, strerror(-fd));
+                         ls->name, log_strerror(-fd));
             worker_pause_accepting(w, 100);
             return;
         }

@@ -118,7 +118,7 @@ static int parse_bracketed(const char *text, enum addr_use use, addr_t *a,
     char ip_text[INET6_ADDRSTRLEN], ifname[IF_NAMESIZE];
     struct in6_addr ip;
     uint32_t scope = 0;
-    in_port_t port;
+    in_port_t port = 0; /* parse_port() sets it on success */
     size_t n;
 
     if (close == NULL)
@@ -166,7 +166,7 @@ static int parse_wildcard(const char *text, enum addr_use use, addr_t a[2],
                           char *err, size_t errlen)
 {
     struct in_addr any4 = { .s_addr = htonl(INADDR_ANY) };
-    in_port_t port;
+    in_port_t port = 0; /* parse_port() sets it on success */
 
     if (use != ADDR_LISTEN)
         return fail(err, errlen,
@@ -241,7 +241,7 @@ static int parse_host(const char *text, enum addr_use use, addr_t *a,
     const char *colon = strchr(text, ':');
     char host[HOST_MAX + 1];
     struct in_addr ip;
-    in_port_t port;
+    in_port_t port = 0; /* parse_port() sets it on success */
     size_t n;
 
     if (colon != NULL && strchr(colon + 1, ':') != NULL)

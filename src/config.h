@@ -59,6 +59,8 @@ struct config {
     bool log_access;
     struct listener_config *listeners;
     size_t nlisteners;
+    bool has_stats;           /* a stats group: serve metrics */
+    struct config_addr stats; /* stats.listen: one numeric TCP address */
 };
 
 /*
@@ -76,7 +78,8 @@ struct config *config_load(const char *path, char *err, size_t errlen);
 void config_free(struct config *cfg);
 
 /* Every setting name the loader accepts, as "key" or "group.key" (listener
- * keys as "listeners.key"; the groups "log" and "listeners" included),
+ * keys as "listeners.key"; the groups "log", "listeners" and "stats"
+ * included),
  * NULL-terminated: for the tests that check the man page and the shipped
  * file mention each one. */
 extern const char *const config_known_keys[];

@@ -73,7 +73,7 @@ static bool watch(struct conn *c, struct side *s)
                                     MIO_READABLE | MIO_WRITABLE);
     if (err < 0) {
         log_err("listener %s: cannot watch a socket: %s", c->l->cfg->name,
-                strerror(-err));
+                log_strerror(-err));
         return false;
     }
     return true;
@@ -315,7 +315,10 @@ static bool pump(struct conn *c, struct side *from, struct side *to)
             if (from->kind == EP_CLIENT)
                 c->in += (size_t)n;
             int r = deliver(c, to, w->scratch, (size_t)n);
+            /* r == 1 only after keep() set to->out: deliver() returns 0, 1
+             * or -errno, and the analyzer does not know that errno > 0. */
             if (to->kind == EP_CLIENT)
+                /* NOLINTNEXTLINE(clang-analyzer-core.NullDereference): above */
                 c->out += (size_t)n - (r == 1 ? to->out->len - to->out->off : 0);
             if (r < 0) {
                 conn_close(c, error_reason(r == -ENOMEM ? from : to, -r));

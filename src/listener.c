@@ -88,7 +88,7 @@ static bool open_sock(struct daemon *d, struct generation *old,
         char text[ADDR_STRLEN];
         addr_format(a, text, sizeof(text));
         log_err("listener %s: cannot listen on %s: %s", cfg->name, text,
-                strerror(-fd));
+                log_strerror(-fd));
         return false;
     }
     ls->fd = fd;
@@ -179,7 +179,10 @@ static void free_generation(struct generation *g)
  * bound, gives back those it took over, and frees it (not its config). */
 static void close_new(struct daemon *d, struct generation *g)
 {
+    /* nlisteners counts the entries of a listeners array that was
+     * allocated: 0 when calloc() failed, which the analyzer misses. */
     for (size_t i = 0; i < g->nlisteners; i++)
+        /* NOLINTNEXTLINE(clang-analyzer-core.NullDereference): see above */
         for (size_t k = 0; k < g->listeners[i].nsocks; k++) {
             struct listen_sock *ls = &g->listeners[i].socks[k];
             if (ls->fd < 0 || ls->reused)

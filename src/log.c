@@ -67,6 +67,35 @@ void log_msg(int level, const char *fmt, ...)
     va_end(ap);
 }
 
+/* The result of the GNU strerror_r(), which returns the text (in buf, or
+ * a constant string), and of the XSI one, which returns 0 or an error. */
+static const char *gnu_strerror_text(const char *text, char *buf, size_t len,
+                                     int err)
+{
+    (void)buf;
+    (void)len;
+    (void)err;
+    return text;
+}
+
+static const char *xsi_strerror_text(int status, char *buf, size_t len, int err)
+{
+    if (status != 0)
+        snprintf(buf, len, "error %d", err);
+    return buf;
+}
+
+const char *log_strerror(int err)
+{
+    static _Thread_local char buf[128];
+    /* Which strerror_r() the C library declares depends on it and on the
+     * feature macros; _Generic picks the matching reader of its result. */
+    return _Generic(strerror_r(err, buf, sizeof(buf)),
+                    char *: gnu_strerror_text,
+                    int: xsi_strerror_text)(strerror_r(err, buf, sizeof(buf)),
+                                            buf, sizeof(buf), err);
+}
+
 bool ratelimit_allow(struct ratelimit *rl, int64_t now_ms, unsigned *dropped_out)
 {
     if (now_ms - rl->window_ms >= 1000) {

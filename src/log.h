@@ -26,6 +26,14 @@ bool log_enabled(int level);
 void log_msg(int level, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
+/*
+ * strerror() for any thread: strerror() may share one buffer between
+ * threads (POSIX allows it; glibc's manual says MT-Unsafe), and the workers
+ * log errors concurrently.  The text is valid until the calling thread's
+ * next call, so one message takes at most one of these.
+ */
+const char *log_strerror(int err);
+
 #define log_err(...) log_msg(LOG_ERR, __VA_ARGS__)
 #define log_warn(...) log_msg(LOG_WARNING, __VA_ARGS__)
 #define log_notice(...) log_msg(LOG_NOTICE, __VA_ARGS__)

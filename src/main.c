@@ -23,6 +23,7 @@
 #include "daemon.h"
 #include "listener.h"
 #include "log.h"
+#include "metrics.h"
 #include "reload.h"
 #include "mio.h"
 #include "process.h"
@@ -133,7 +134,7 @@ static void signal_loop(struct daemon *d, const sigset_t *set)
     bool listeners_closed = false;
     for (;;) {
         /* A short tick while draining; STATUS= every few seconds. */
-        struct timespec tick = {0, 50 * 1000000}, slow = {5, 0};
+        struct timespec tick = {0, 50 * 1000000L}, slow = {5, 0};
         siginfo_t si;
         int sig = sigtimedwait(set, &si, atomic_load(&d->stopping) ? &tick : &slow);
         if (monotonic_ms() >= status_at) {
@@ -207,6 +208,7 @@ int main(int argc, char **argv)
     const char *path = SYSCONFDIR "/mio-echod.conf";
     bool check = false, foreground = false, verbose = false;
     int opt;
+    /* NOLINTNEXTLINE(concurrency-mt-unsafe): before any thread exists. */
     while ((opt = getopt(argc, argv, "c:tfvVh")) != -1) {
         switch (opt) {
         case 'c': path = optarg; break;
@@ -279,7 +281,7 @@ int main(int argc, char **argv)
     pidfile = absolute_path(conf->pidfile);
     /* Under systemd the service manager supervises this very process. */
     if (!foreground && !service_supervised() && daemonize() < 0) {
-        log_err("cannot go to the background: %s", strerror(errno));
+        log_err("cannot go to the background: %s", log_strerror(errno));
         goto out;
     }
     if (pidfile_write(pidfile, err, sizeof(err)) < 0) {
@@ -296,7 +298,7 @@ int main(int argc, char **argv)
     for (unsigned i = 0; i < d.nworkers; i++) {
         int e = worker_init(&d.workers[i], &d, i);
         if (e < 0) {
-            log_err("worker %u: %s", i, strerror(-e));
+            log_err("worker %u: %s", i, log_strerror(-e));
             d.nworkers = i + 1;
             goto out;
         }
@@ -305,11 +307,16 @@ int main(int argc, char **argv)
     for (; started < d.nworkers; started++) {
         int e = worker_start(&d.workers[started]);
         if (e < 0) {
-            log_err("worker %u: cannot start a thread: %s", started, strerror(-e));
+            log_err("worker %u: cannot start a thread: %s", started, log_strerror(-e));
             break;
         }
     }
-    if (started == d.nworkers) {
+    bool started_all = started == d.nworkers;
+    if (started_all && metrics_start(&d, err, sizeof(err)) < 0) {
+        log_err("%s", err);
+        started_all = false;
+    }
+    if (started_all) {
         log_notice("mio-echod %s started: %u worker%s, %s backend", PACKAGE_VERSION,
                    d.nworkers, d.nworkers == 1 ? "" : "s", mio_backend_name());
         daemon_ready(conf->log_target == LOG_TARGET_STDERR);
@@ -326,6 +333,7 @@ int main(int argc, char **argv)
     }
     log_notice("stopped");
 out:
+    metrics_stop();
     if (d.workers != NULL)
         for (unsigned i = 0; i < d.nworkers; i++)
             worker_destroy(&d.workers[i]);

@@ -28,6 +28,7 @@ int persource_init(struct persource *ps)
 {
     memset(ps, 0, sizeof(*ps));
     ps->nbuckets = 256;
+    /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
     ps->buckets = calloc(ps->nbuckets, sizeof(*ps->buckets));
     if (ps->buckets == NULL)
         return -1;
@@ -63,6 +64,7 @@ static struct persource_entry **find(struct persource *ps, const uint8_t *key,
 static void grow(struct persource *ps)
 {
     size_t n = ps->nbuckets * 2;
+    /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
     struct persource_entry **b = calloc(n, sizeof(*b));
     if (b == NULL)
         return; /* longer chains, still correct */

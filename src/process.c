@@ -14,6 +14,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "log.h"
 #include "process.h"
 
 static int ready_fd = -1; /* to the waiting parent, after daemonize() */
@@ -23,10 +24,12 @@ int drop_privileges(const char *user, char *err, size_t errlen)
     if (user == NULL || user[0] == '\0')
         return 0;
     errno = 0;
-    struct passwd *pw = getpwnam(user);
+    /* cppcheck-suppress getpwnamCalled ; main() calls this once, before
+     * any other thread starts, and nothing else reads the passwd file. */
+    struct passwd *pw = getpwnam(user); /* NOLINT(concurrency-mt-unsafe): as said */
     if (pw == NULL) {
         snprintf(err, errlen, "user \"%s\": %s", user,
-                 errno ? strerror(errno) : "no such user");
+                 errno ? log_strerror(errno) : "no such user");
         return -1;
     }
     if (geteuid() != 0) {
@@ -41,7 +44,7 @@ int drop_privileges(const char *user, char *err, size_t errlen)
     if (setgroups(1, &gid) < 0 || setresgid(gid, gid, gid) < 0 ||
         setresuid(uid, uid, uid) < 0) {
         snprintf(err, errlen, "user \"%s\": cannot drop privileges: %s", user,
-                 strerror(errno));
+                 log_strerror(errno));
         return -1;
     }
     uid_t ru, eu, su;
@@ -63,7 +66,7 @@ int pidfile_write(const char *path, char *err, size_t errlen)
     char line[32];
     int n = snprintf(line, sizeof(line), "%ld\n", (long)getpid());
     if (fd < 0 || write(fd, line, (size_t)n) != n) {
-        snprintf(err, errlen, "pidfile \"%s\": %s", path, strerror(errno));
+        snprintf(err, errlen, "pidfile \"%s\": %s", path, log_strerror(errno));
         if (fd >= 0)
             close(fd);
         return -1;

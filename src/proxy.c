@@ -284,7 +284,7 @@ static int parse_v2(const uint8_t *buf, size_t len, struct proxy_info *info,
         case 0x00: need = 0; break;
         case 0x11: need = 12; break;
         case 0x21: need = 36; break;
-        case 0x31: need = 2 * V2_UNIX_PATH; break;
+        case 0x31: need = 2 * (size_t)V2_UNIX_PATH; break;
         case 0x12: case 0x22: case 0x32:
             *why = "PROXY v2: datagram transport refused (stream only)";
             return BAD;
@@ -457,7 +457,7 @@ static int build_v2(enum kind kind, const addr_t *s, const addr_t *d,
         out[13] = 0x31;
         memcpy(block, s->u.un.sun_path, addr_unix_path_len(s));
         memcpy(block + V2_UNIX_PATH, d->u.un.sun_path, addr_unix_path_len(d));
-        n = 2 * V2_UNIX_PATH;
+        n = 2 * (size_t)V2_UNIX_PATH;
         break;
     case KIND_UNKNOWN:
         out[13] = 0x00;

@@ -10,6 +10,7 @@
 #include "config.h"
 #include "listener.h"
 #include "log.h"
+#include "metrics.h"
 #include "reload.h"
 #include "service.h"
 #include "worker.h"
@@ -32,7 +33,7 @@ static bool workers_moved_to(struct daemon *d, struct generation *g)
 /* Warns about settings that only a restart applies. */
 static void warn_restart_only(const struct config *old, const struct config *cfg)
 {
-    const char *changed[4];
+    const char *changed[5];
     size_t n = 0;
     if (old->workers != cfg->workers)
         changed[n++] = "workers";
@@ -42,6 +43,9 @@ static void warn_restart_only(const struct config *old, const struct config *cfg
         changed[n++] = "pidfile";
     if (old->log_target != cfg->log_target)
         changed[n++] = "log.target";
+    if (old->has_stats != cfg->has_stats ||
+        (old->has_stats && !addr_equal(&old->stats.addr, &cfg->stats.addr)))
+        changed[n++] = "stats";
     for (size_t i = 0; i < n; i++)
         log_warn("reload: %s changed: it takes effect at the next restart",
                  changed[i]);
@@ -82,6 +86,7 @@ void daemon_reload(struct daemon *d)
     else /* closing what a worker may still accept on is worse than a leak */
         log_err("reload: a worker did not move to the new configuration; the "
                 "removed listeners stay open until exit");
+    metrics_retire_generation(old);
     generation_unref(old);
     log_set_level(d->verbose ? LOG_DEBUG : cfg->log_level);
     log_notice("reloaded %s: %zu listener%s", d->config_path, g->nlisteners,

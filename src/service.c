@@ -13,6 +13,7 @@
 #include <systemd/sd-daemon.h>
 #endif
 
+#include "log.h"
 #include "mio.h"
 #include "service.h"
 
@@ -68,7 +69,7 @@ static int adopt(struct passed_sock *p, char *err, size_t errlen)
     if (flags < 0 || fcntl(p->fd, F_SETFL, flags | O_NONBLOCK) < 0 ||
         fcntl(p->fd, F_SETFD, FD_CLOEXEC) < 0) {
         snprintf(err, errlen, "socket passed by systemd as \"%s\": %s", p->name,
-                 strerror(errno));
+                 log_strerror(errno));
         return -1;
     }
     return 0;
@@ -85,13 +86,13 @@ int service_take_sockets(struct passed_sock **out, size_t *n, char *err,
     int count = sd_listen_fds_with_names(1, &names);
     if (count <= 0) {
         if (count < 0)
-            snprintf(err, errlen, "sockets passed by systemd: %s", strerror(-count));
+            snprintf(err, errlen, "sockets passed by systemd: %s", log_strerror(-count));
         return count < 0 ? -1 : 0;
     }
     struct passed_sock *socks = calloc((size_t)count, sizeof(*socks));
     int ok = socks != NULL ? 0 : -1;
     if (socks == NULL)
-        snprintf(err, errlen, "sockets passed by systemd: %s", strerror(ENOMEM));
+        snprintf(err, errlen, "sockets passed by systemd: %s", log_strerror(ENOMEM));
     for (int i = 0; ok == 0 && i < count; i++) {
         socks[i].fd = SD_LISTEN_FDS_START + i;
         snprintf(socks[i].name, sizeof(socks[i].name), "%s",

@@ -60,6 +60,7 @@ int timer_set(struct timer_heap *h, struct timer *t, int64_t deadline_ms)
     }
     if (h->n == h->cap) {
         size_t cap = h->cap ? 2 * h->cap : 64;
+        /* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers */
         struct timer **v = realloc(h->v, cap * sizeof(*v));
         if (v == NULL)
             return -ENOMEM;

@@ -61,7 +61,9 @@ struct upstream *upstream_pick(struct listener *l, struct conn *c, int64_t now_m
             return &l->upstreams[i];
         }
     }
-    unsigned i = c->cursor % n; /* all failed: try them anyway */
+    /* All failed: try them anyway.  n >= 1: config_load() refuses a proxy
+     * listener without upstreams, and only proxy connections get here. */
+    unsigned i = c->cursor % n; /* NOLINT(clang-analyzer-core.DivideZero) */
     c->cursor = i + 1;
     return &l->upstreams[i];
 }
@@ -76,7 +78,7 @@ void upstream_failed(struct worker *w, struct listener *l, struct upstream *up,
     if (ratelimit_allow(&w->rl_upstream, w->now_ms, NULL))
         log_warn("listener %s: upstream %s failed: %s; skipped for %lld.%03lld s",
                  l->cfg->name, up->name,
-                 err == ETIMEDOUT ? "connect timeout" : strerror(err),
+                 err == ETIMEDOUT ? "connect timeout" : log_strerror(err),
                  (long long)(fail / 1000), (long long)(fail % 1000));
 }
 

@@ -211,7 +211,7 @@ static void *run(void *arg)
         }
         int err = mio_poll_poll(w->poll, w->events, timeout);
         if (err < 0 && err != -EINTR) {
-            log_err("worker %u: poll: %s", w->id, strerror(-err));
+            log_err("worker %u: poll: %s", w->id, log_strerror(-err));
             break;
         }
         w->now_ms = monotonic_ms();

@@ -397,6 +397,8 @@ static void reap(struct echod *e, int options)
  */
 static const char *find_line(struct echod *e, const char *needle, int n, size_t *linelen)
 {
+    if (e->log == NULL)
+        return NULL; /* nothing read yet (and NULL + 0 is undefined) */
     size_t nlen = strlen(needle);
     const char *p = e->log, *end = e->log + e->len;
     while (p != NULL && p < end) {

@@ -7,6 +7,7 @@
 #include <limits.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -234,7 +235,7 @@ static void create_and_free_2000_times_leaks_no_fd(void **state)
 
 struct churn {
     mio_registry_t *reg;
-    volatile int stop;
+    atomic_bool stop; /* set by the test's thread, read by the churner's */
 };
 
 /* Registers and deregisters an idle pipe every 50 ms until told to stop,
@@ -245,7 +246,7 @@ static void *churn_registrations(void *arg)
     struct churn *c = arg;
     int fds[2];
     assert_int_equal(mio_pipe(fds), 0);
-    for (int i = 0; i < 20 && !c->stop; i++) {
+    for (int i = 0; i < 20 && !atomic_load(&c->stop); i++) {
         usleep(50 * 1000);
         assert_int_equal(mio_registry_register(c->reg, fds[0], 99, MIO_READABLE), 0);
         assert_int_equal(mio_registry_deregister(c->reg, fds[0]), 0);
@@ -264,13 +265,13 @@ static void timeout_is_honoured_across_registrations(void **state)
     mio_poll_t *poll;
     assert_int_equal(mio_poll_new(&poll), 0);
     mio_events_t *events = mio_events_new(4);
-    struct churn c = {mio_poll_registry(poll), 0};
+    struct churn c = {mio_poll_registry(poll), false};
     pthread_t t;
     assert_int_equal(pthread_create(&t, NULL, churn_registrations, &c), 0);
     int64_t t0 = now_ms();
     assert_int_equal(mio_poll_poll(poll, events, &(struct timespec){0, 400000000}), 0);
     int64_t elapsed = now_ms() - t0;
-    c.stop = 1;
+    atomic_store(&c.stop, true);
     pthread_join(t, NULL);
     assert_true(mio_events_is_empty(events));
     assert_true(elapsed >= 400);

@@ -531,7 +531,7 @@ static void unknown_settings(void **state)
             ":1: wokers: unknown setting (did you mean \"workers\"?)");
     refused("workers = 2;\ncolour = true;\n" LISTENER,
             ":2: colour: unknown setting (known: workers, max_connections, "
-            "shutdown_timeout, user, pidfile, log, listeners)");
+            "shutdown_timeout, user, pidfile, log, listeners, stats)");
     refused("log = {\n  target = \"auto\";\n  levle = \"info\";\n};\n" LISTENER,
             ":3: log.levle: unknown setting (did you mean \"level\"?)");
     refused("log = { file = \"x\"; };\n" LISTENER,
@@ -905,6 +905,7 @@ static void known_keys(void **state)
         "listeners.allow", "listeners.deny", "listeners.accept_proxy",
         "listeners.upstreams", "listeners.balance", "listeners.connect_timeout",
         "listeners.retries", "listeners.fail_timeout", "listeners.send_proxy",
+        "stats", "stats.listen",
     };
     size_t n = 0;
     while (config_known_keys[n] != NULL)

@@ -1,0 +1,603 @@
+/*
+ * The metrics listener: one thread, one poll, a few short HTTP connections,
+ * and the exposition of the current generation's counters.
+ */
+#ifdef HAVE_CONFIG_H
+#include "autoconf.h"
+#endif
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "http.h"
+#include "log.h"
+#include "metrics.h"
+#include "mio.h"
+#include "timer.h"
+
+/* Tokens: no connection lives at these addresses. */
+#define WAKE_TOKEN ((mio_token_t)0)
+#define LISTEN_TOKEN ((mio_token_t)1)
+
+/* How long accepting pauses after an error such as EMFILE. */
+#define ACCEPT_PAUSE_MS 100
+
+#define TEXT_TYPE "text/plain; charset=utf-8"
+#define METRICS_TYPE "text/plain; version=0.0.4"
+
+/* One client connection: its request head, then its answer. */
+struct mconn {
+    struct timer timer; /* first: the timer is the connection */
+    int fd;
+    bool answering; /* the head is read (or refused): only writes now */
+    bool dead;      /* closed; freed after the batch of events */
+    char *out;      /* the answer */
+    size_t out_len, out_off;
+    struct mconn *prev, *next;
+    struct http_reader rd;
+};
+
+/* The listener's thread and what it owns. */
+static struct {
+    struct daemon *d;
+    bool started;
+    pthread_t thread;
+    int lfd;
+    char name[ADDR_STRLEN];
+    mio_poll_t *poll;
+    mio_registry_t *reg;
+    mio_events_t *events;
+    mio_waker_t *waker;
+    atomic_bool stop;
+    struct timer_heap timers;
+    struct timer accept_timer; /* resumes accepting after an error */
+    bool accepting;
+    int64_t now_ms;
+    struct mconn *conns, *dead;
+    unsigned nconns;
+    struct ratelimit rl;
+    /* The generation an answer is being built from, so that a reload does
+     * not free it meanwhile (a hazard pointer). */
+    _Atomic(const struct generation *) reading;
+} m = {.lfd = -1, .rl = {.burst = 5}};
+
+/* ---- the exposition ------------------------------------------------------- */
+
+/* Writes a label value with the format's escapes: \\, \" and \n. */
+static void put_label_value(FILE *f, const char *s)
+{
+    for (; *s != '\0'; s++) {
+        if (*s == '\\' || *s == '"')
+            fprintf(f, "\\%c", *s);
+        else if (*s == '\n')
+            fputs("\\n", f);
+        else
+            fputc(*s, f);
+    }
+}
+
+/* Writes the # HELP and # TYPE lines of a family. */
+static void family(FILE *f, const char *name, const char *type, const char *help)
+{
+    fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+/* Writes one sample with a listener label and, when `reason` is not NULL,
+ * a reason label. */
+static void listener_sample(FILE *f, const char *name, const char *listener,
+                            const char *reason, unsigned long long value)
+{
+    fprintf(f, "%s{listener=\"", name);
+    put_label_value(f, listener);
+    if (reason != NULL) {
+        fputs("\",reason=\"", f);
+        put_label_value(f, reason);
+    }
+    fprintf(f, "\"} %llu\n", value);
+}
+
+/* A listener's open connections. */
+static unsigned long long st_open(struct listener_state *st)
+{
+    return atomic_load(&st->active);
+}
+
+/* A listener's accepted connections. */
+static unsigned long long st_accepted(struct listener_state *st)
+{
+    return atomic_load(&st->accepted);
+}
+
+/* Bytes from a listener's clients, of closed connections. */
+static unsigned long long st_bytes_in(struct listener_state *st)
+{
+    return atomic_load(&st->bytes_in);
+}
+
+/* Bytes to a listener's clients, of closed connections. */
+static unsigned long long st_bytes_out(struct listener_state *st)
+{
+    return atomic_load(&st->bytes_out);
+}
+
+/* A listener's failed upstream connects. */
+static unsigned long long st_upstream_failures(struct listener_state *st)
+{
+    return atomic_load(&st->upstream_failures);
+}
+
+/* The families with one sample per listener, in the order written. */
+static const struct {
+    const char *name, *type, *help;
+    unsigned long long (*value)(struct listener_state *st);
+} per_listener[] = {
+    {"mio_echod_connections_open", "gauge",
+     "Client connections open now.", st_open},
+    {"mio_echod_connections_total", "counter",
+     "Client connections accepted (refused ones are not counted).", st_accepted},
+    {"mio_echod_bytes_received_total", "counter",
+     "Bytes received from clients, counted when their connection closes.", st_bytes_in},
+    {"mio_echod_bytes_sent_total", "counter",
+     "Bytes sent to clients, counted when their connection closes.", st_bytes_out},
+};
+
+/* Writes the exposition of generation g of daemon d. */
+static void expose(FILE *f, const struct daemon *d, const struct generation *g)
+{
+    for (size_t k = 0; k < sizeof per_listener / sizeof per_listener[0]; k++) {
+        family(f, per_listener[k].name, per_listener[k].type, per_listener[k].help);
+        for (size_t i = 0; i < g->nlisteners; i++) {
+            struct listener_state *st = g->listeners[i].st;
+            listener_sample(f, per_listener[k].name, st->name, NULL,
+                            per_listener[k].value(st));
+        }
+    }
+    family(f, "mio_echod_refused_total", "counter",
+           "Client connections refused before any byte was served, by reason.");
+    for (size_t i = 0; i < g->nlisteners; i++) {
+        struct listener_state *st = g->listeners[i].st;
+        for (int r = 0; r < REFUSED_N; r++)
+            listener_sample(f, "mio_echod_refused_total", st->name, refusal_names[r],
+                            atomic_load(&st->refused[r]));
+    }
+    family(f, "mio_echod_upstream_failures_total", "counter",
+           "Connections to upstreams refused or timed out.");
+    for (size_t i = 0; i < g->nlisteners; i++) {
+        struct listener_state *st = g->listeners[i].st;
+        listener_sample(f, "mio_echod_upstream_failures_total", st->name, NULL,
+                        st_upstream_failures(st));
+    }
+    family(f, "mio_echod_reloads_total", "counter",
+           "Configuration reloads that took effect.");
+    fprintf(f, "mio_echod_reloads_total %llu\n",
+            (unsigned long long)atomic_load(&d->reloads));
+    family(f, "mio_echod_reload_failures_total", "counter",
+           "Configuration reloads that failed, leaving the previous one running.");
+    fprintf(f, "mio_echod_reload_failures_total %llu\n",
+            (unsigned long long)atomic_load(&d->reload_failures));
+    family(f, "mio_echod_daemon_connections_open", "gauge",
+           "Client connections open now, on every listener.");
+    fprintf(f, "mio_echod_daemon_connections_open %u\n", atomic_load(&d->active));
+    family(f, "mio_echod_workers", "gauge", "Worker threads.");
+    fprintf(f, "mio_echod_workers %u\n", d->nworkers);
+    family(f, "mio_echod_build_info", "gauge",
+           "The version of mio-echod and the libmio backend it runs on; always 1.");
+    fputs("mio_echod_build_info{version=\"", f);
+    put_label_value(f, PACKAGE_VERSION);
+    fputs("\",backend=\"", f);
+    put_label_value(f, mio_backend_name());
+    fputs("\"} 1\n", f);
+}
+
+/*
+ * The daemon's current generation, published as being read first: once
+ * d->gen is seen unchanged after the publication, a reload that replaces it
+ * waits in metrics_retire_generation() before freeing it.
+ */
+static const struct generation *enter_generation(struct daemon *d)
+{
+    for (;;) {
+        const struct generation *g = atomic_load(&d->gen);
+        atomic_store(&m.reading, g);
+        if (atomic_load(&d->gen) == g)
+            return g;
+    }
+}
+
+/* The exposition as a new buffer of *len bytes; NULL when out of memory. */
+static char *render(size_t *len)
+{
+    char *buf = NULL;
+    size_t size = 0;
+    FILE *f = open_memstream(&buf, &size);
+
+    if (f == NULL)
+        return NULL;
+    expose(f, m.d, enter_generation(m.d));
+    atomic_store(&m.reading, NULL);
+    bool failed = ferror(f) != 0;
+    if (fclose(f) != 0 || failed) {
+        free(buf);
+        return NULL;
+    }
+    *len = size;
+    return buf;
+}
+
+void metrics_retire_generation(const struct generation *old)
+{
+    while (old != NULL && atomic_load(&m.reading) == old)
+        nanosleep(&(struct timespec){0, 100000}, NULL);
+}
+
+/* ---- connections ------------------------------------------------------- */
+
+/* Logs a problem, a few lines a second at most. */
+__attribute__((format(printf, 1, 2)))
+static void log_limited(const char *fmt, ...)
+{
+    unsigned dropped;
+    char line[512];
+    va_list ap;
+
+    if (!ratelimit_allow(&m.rl, m.now_ms, &dropped))
+        return;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof line, fmt, ap);
+    va_end(ap);
+    if (dropped > 0)
+        log_warn("metrics: %s (%u more not logged)", line, dropped);
+    else
+        log_warn("metrics: %s", line);
+}
+
+/* Closes a connection; it is freed after the batch of events, which may
+ * still name it. */
+static void close_conn(struct mconn *c)
+{
+    if (c->dead)
+        return;
+    c->dead = true;
+    timer_cancel(&m.timers, &c->timer);
+    (void)mio_registry_deregister(m.reg, c->fd);
+    close(c->fd);
+    if (c->prev != NULL)
+        c->prev->next = c->next;
+    else
+        m.conns = c->next;
+    if (c->next != NULL)
+        c->next->prev = c->prev;
+    m.nconns--;
+    c->next = m.dead;
+    m.dead = c;
+}
+
+/* Frees the connections closed in the last batch. */
+static void reap(void)
+{
+    while (m.dead != NULL) {
+        struct mconn *c = m.dead;
+        m.dead = c->next;
+        free(c->out);
+        free(c);
+    }
+}
+
+/* Sends what is left of the answer, then closes. */
+static void write_answer(struct mconn *c)
+{
+    while (c->out_off < c->out_len) {
+        ssize_t n = send(c->fd, c->out + c->out_off, c->out_len - c->out_off,
+                         MSG_NOSIGNAL);
+        if (n > 0) {
+            c->out_off += (size_t)n;
+        } else if (n < 0 && errno == EINTR) {
+            continue;
+        } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            (void)mio_registry_rearm(m.reg, c->fd, MIO_WRITABLE);
+            return;
+        } else {
+            break; /* the client went away */
+        }
+    }
+    close_conn(c);
+}
+
+/* Builds the answer to a head that is complete (status 200 or 404) or
+ * refused, and starts sending it. */
+static void answer(struct mconn *c, enum http_result res)
+{
+    char head[512], note[160];
+    char *body;
+    size_t body_len;
+    int status = res == HTTP_BAD ? c->rd.status : 200;
+    bool metrics = false;
+
+    if (status == 200 && strcmp(c->rd.target, "/metrics") != 0)
+        status = 404;
+    if (status == 200) {
+        body = render(&body_len);
+        metrics = true;
+    } else {
+        int n = snprintf(note, sizeof note, "%d %s: %s\n", status,
+                         http_status_text(status),
+                         status == 404 ? "only /metrics is served here" : c->rd.why);
+        body_len = n < 0 ? 0 : (size_t)n < sizeof note ? (size_t)n : sizeof note - 1;
+        body = malloc(body_len + 1);
+        if (body != NULL)
+            memcpy(body, note, body_len);
+    }
+    int hlen = body == NULL ? -1
+             : http_response_head(head, sizeof head, status,
+                                  metrics ? METRICS_TYPE : TEXT_TYPE, body_len,
+                                  time(NULL));
+    bool head_only = c->rd.method == HTTP_METHOD_HEAD;
+    size_t total = hlen < 0 ? 0 : (size_t)hlen + (head_only ? 0 : body_len);
+    char *out = total > 0 ? malloc(total) : NULL;
+    if (out == NULL) {
+        log_limited("out of memory for an answer; closing the connection");
+        free(body);
+        close_conn(c);
+        return;
+    }
+    memcpy(out, head, (size_t)hlen);
+    if (!head_only)
+        memcpy(out + hlen, body, body_len);
+    free(body);
+    log_debug("metrics: %s %.64s: %d",
+              c->rd.method == HTTP_METHOD_GET ? "GET" : head_only ? "HEAD" : "-",
+              res == HTTP_BAD ? "-" : c->rd.target, status);
+    c->out = out;
+    c->out_len = total;
+    c->answering = true;
+    /* The client gets the deadline again to take the answer. */
+    (void)timer_set(&m.timers, &c->timer, m.now_ms + METRICS_DEADLINE_MS);
+    write_answer(c);
+}
+
+/* Reads the request head; never past HTTP_HEAD_MAX bytes. */
+static void read_head(struct mconn *c)
+{
+    char buf[HTTP_HEAD_MAX];
+
+    while (!c->answering && !c->dead) {
+        ssize_t n = recv(c->fd, buf, HTTP_HEAD_MAX - c->rd.total, 0);
+        if (n > 0) {
+            size_t used;
+            enum http_result res = http_read(&c->rd, buf, (size_t)n, &used);
+            if (res != HTTP_NEED_MORE)
+                answer(c, res);
+        } else if (n < 0 && errno == EINTR) {
+            continue;
+        } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+            (void)mio_registry_rearm(m.reg, c->fd, MIO_READABLE);
+            return;
+        } else {
+            close_conn(c); /* gone before its head was complete */
+        }
+    }
+}
+
+/* Takes a new client: watched for both directions, with its deadline. */
+static void open_conn(int fd)
+{
+    struct mconn *c = calloc(1, sizeof *c);
+    if (c == NULL) {
+        log_limited("out of memory for a connection");
+        close(fd);
+        return;
+    }
+    c->fd = fd;
+    http_reader_init(&c->rd);
+    int err = mio_registry_register(m.reg, fd, (mio_token_t)c,
+                                    MIO_READABLE | MIO_WRITABLE);
+    if (err == 0)
+        err = timer_set(&m.timers, &c->timer, m.now_ms + METRICS_DEADLINE_MS);
+    if (err < 0) {
+        log_limited("cannot watch a connection: %s", log_strerror(-err));
+        (void)mio_registry_deregister(m.reg, fd);
+        close(fd);
+        free(c);
+        return;
+    }
+    c->next = m.conns;
+    if (m.conns != NULL)
+        m.conns->prev = c;
+    m.conns = c;
+    m.nconns++;
+    read_head(c); /* the head may have come before it was watched */
+}
+
+/* Puts the listening socket in the poll, or takes it out. */
+static void watch_listener(bool on)
+{
+    if (on)
+        (void)mio_registry_register(m.reg, m.lfd, LISTEN_TOKEN, MIO_READABLE);
+    else
+        (void)mio_registry_deregister(m.reg, m.lfd);
+    m.accepting = on;
+}
+
+/* Accepts every waiting client; past the limit they are closed at once. */
+static void accept_clients(void)
+{
+    while (m.accepting) {
+        int fd = mio_tcp_accept(m.lfd, NULL, NULL);
+        if (fd == -EAGAIN || fd == -EWOULDBLOCK) {
+            (void)mio_registry_rearm(m.reg, m.lfd, MIO_READABLE);
+            return;
+        }
+        if (fd == -EINTR || fd == -ECONNABORTED)
+            continue;
+        if (fd < 0) {
+            log_limited("cannot accept: %s; pausing for %d ms", log_strerror(-fd),
+                        ACCEPT_PAUSE_MS);
+            watch_listener(false);
+            (void)timer_set(&m.timers, &m.accept_timer, m.now_ms + ACCEPT_PAUSE_MS);
+            return;
+        }
+        if (m.nconns >= METRICS_MAX_CONNECTIONS) {
+            log_limited("%d connections open; closing a new one",
+                        METRICS_MAX_CONNECTIONS);
+            close(fd);
+            continue;
+        }
+        open_conn(fd);
+    }
+}
+
+/* Runs the timers that are due: deadlines, and the end of an accept pause. */
+static void run_timers(void)
+{
+    struct timer *t;
+
+    while ((t = timer_peek(&m.timers)) != NULL && t->deadline_ms <= m.now_ms) {
+        timer_cancel(&m.timers, t);
+        if (t == &m.accept_timer) {
+            watch_listener(true);
+            accept_clients();
+            continue;
+        }
+        struct mconn *c = (struct mconn *)t;
+        log_debug("metrics: closing a connection after %d ms %s", METRICS_DEADLINE_MS,
+                  c->answering ? "without its answer taken" : "without a complete request");
+        close_conn(c);
+    }
+}
+
+/* Handles one event by its token. */
+static void dispatch(const mio_event_t *ev)
+{
+    mio_token_t token = mio_event_token(ev);
+
+    if (token == WAKE_TOKEN)
+        return; /* the loop looks at m.stop */
+    if (token == LISTEN_TOKEN) {
+        accept_clients();
+        return;
+    }
+    struct mconn *c = (struct mconn *)token;
+    if (c->dead)
+        return;
+    if (c->answering)
+        write_answer(c);
+    else
+        read_head(c);
+}
+
+/* The thread: until metrics_stop(). */
+static void *run(void *arg)
+{
+    (void)arg;
+    while (!atomic_load(&m.stop)) {
+        m.now_ms = monotonic_ms();
+        run_timers();
+        reap();
+        struct timespec ts, *timeout = NULL;
+        struct timer *next = timer_peek(&m.timers);
+        if (next != NULL) {
+            int64_t ms = next->deadline_ms - m.now_ms;
+            ms = ms < 0 ? 0 : ms;
+            ts.tv_sec = (time_t)(ms / 1000);
+            ts.tv_nsec = (long)(ms % 1000) * 1000000;
+            timeout = &ts;
+        }
+        int err = mio_poll_poll(m.poll, m.events, timeout);
+        if (err < 0 && err != -EINTR) {
+            log_err("metrics: poll: %s; no longer serving metrics", log_strerror(-err));
+            break;
+        }
+        m.now_ms = monotonic_ms();
+        for (size_t i = 0; i < mio_events_len(m.events); i++)
+            dispatch(mio_events_get(m.events, i));
+        reap();
+    }
+    return NULL;
+}
+
+/* ---- start and stop ------------------------------------------------------ */
+
+/* Frees whatever metrics_start() made; the thread is not running. */
+static void teardown(void)
+{
+    while (m.conns != NULL)
+        close_conn(m.conns);
+    reap();
+    timer_heap_free(&m.timers);
+    m.timers = (struct timer_heap){0};
+    m.accept_timer = (struct timer){0};
+    mio_waker_free(m.waker);
+    m.waker = NULL;
+    mio_poll_free(m.poll);
+    m.poll = NULL;
+    m.reg = NULL;
+    mio_events_free(m.events);
+    m.events = NULL;
+    if (m.lfd >= 0)
+        close(m.lfd);
+    m.lfd = -1;
+    m.accepting = false;
+    atomic_store(&m.reading, NULL);
+}
+
+int metrics_start(struct daemon *d, char *err, size_t errlen)
+{
+    const struct config *cfg = atomic_load(&d->gen)->cfg;
+    if (!cfg->has_stats || m.started)
+        return 0;
+    const addr_t *a = &cfg->stats.addr;
+    addr_format(a, m.name, sizeof m.name);
+    int fd = mio_tcp_listen(&a->u.sa, a->len, 0,
+                            a->u.sa.sa_family == AF_INET6 ? MIO_LISTEN_V6ONLY : 0);
+    if (fd < 0) {
+        snprintf(err, errlen, "metrics: cannot listen on %s: %s", m.name,
+                 log_strerror(-fd));
+        return -1;
+    }
+    m.lfd = fd;
+    addr_t bound;
+    bound.len = sizeof bound.u;
+    if (mio_socket_local_addr(fd, &bound.u.ss, &bound.len) == 0)
+        addr_format(&bound, m.name, sizeof m.name);
+    m.d = d;
+    m.now_ms = monotonic_ms();
+    atomic_store(&m.stop, false);
+    int e = (m.events = mio_events_new(64)) == NULL ? -ENOMEM : mio_poll_new(&m.poll);
+    if (e == 0) {
+        m.reg = mio_poll_registry(m.poll);
+        e = mio_waker_new(m.reg, WAKE_TOKEN, &m.waker);
+    }
+    if (e == 0) {
+        e = mio_registry_register(m.reg, m.lfd, LISTEN_TOKEN, MIO_READABLE);
+        m.accepting = e == 0;
+    }
+    if (e == 0)
+        e = -pthread_create(&m.thread, NULL, run, NULL);
+    if (e < 0) {
+        snprintf(err, errlen, "metrics: cannot start on %s: %s", m.name, log_strerror(-e));
+        teardown();
+        return -1;
+    }
+    m.started = true;
+    log_info("metrics: listening on %s (GET /metrics)", m.name);
+    return 0;
+}
+
+void metrics_stop(void)
+{
+    if (!m.started)
+        return;
+    atomic_store(&m.stop, true);
+    (void)mio_waker_wake(m.waker);
+    pthread_join(m.thread, NULL);
+    teardown();
+    m.started = false;
+}

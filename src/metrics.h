@@ -1,0 +1,44 @@
+/*
+ * The metrics listener (the stats group): a thread with its own poll that
+ * answers GET /metrics with the daemon's counters in the Prometheus text
+ * format, version 0.0.4, and HEAD with the same head.  Each connection
+ * gets one answer ("Connection: close") and is closed; at most
+ * METRICS_MAX_CONNECTIONS are open at a time, and one more is closed as
+ * soon as it is accepted; a request head must arrive, and the answer be
+ * taken, within METRICS_DEADLINE_MS each.
+ */
+#ifndef ECHOD_METRICS_H
+#define ECHOD_METRICS_H
+
+#include <stddef.h>
+
+#include "daemon.h"
+
+#define METRICS_MAX_CONNECTIONS 64
+#define METRICS_DEADLINE_MS 5000
+
+/*
+ * Binds the stats address of d's current configuration and starts the
+ * thread; does nothing when the configuration has no stats group.  Call it
+ * once, in the main thread, after the workers have started (the thread
+ * takes the signal mask of the caller, which must block the daemon's
+ * signals).  Returns 0, or -1 with one line in err ("metrics: cannot
+ * listen on 127.0.0.1:9107: Address already in use").
+ */
+int metrics_start(struct daemon *d, char *err, size_t errlen);
+
+/* Stops the thread and closes the listener and its connections; a no-op
+ * when metrics_start() started nothing. */
+void metrics_stop(void);
+
+/*
+ * Waits until no answer being built still reads generation `old` (it takes
+ * microseconds).  The thread reads the daemon's current generation without
+ * a reference, so whoever replaces d->gen calls this after storing the new
+ * one and before dropping the last reference to the old one:
+ * daemon_reload() just before generation_unref(old).  A no-op when the
+ * metrics listener is not running.
+ */
+void metrics_retire_generation(const struct generation *old);
+
+#endif

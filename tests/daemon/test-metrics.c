@@ -1,0 +1,1107 @@
+/*
+ * The metrics listener (stats = { listen = ...; }), end to end on the real
+ * daemon over loopback: GET /metrics in the Prometheus text format with
+ * the right values after real traffic, HEAD, a request in pieces, every
+ * refused request with its status and the connection closed, the
+ * 2048-byte request line and 8192-byte head bounds (nothing past the bound
+ * is read), the 5 s deadline, the 64-connection limit, 100 clients at
+ * once, reloads, and the stats configuration errors.  Each test starts its
+ * own daemon on ephemeral ports.
+ */
+#ifdef HAVE_CONFIG_H
+#include "autoconf.h"
+#endif
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+/* Every daemon here logs to stderr, where the harness reads it. */
+#define BASE "log = { target = \"stderr\"; };\nshutdown_timeout = 2.0;\n"
+#define STATS "stats = { listen = \"127.0.0.1:0\"; };\n"
+#define ONE_LISTENER "listeners = ( { name = \"a\"; listen = [ \"127.0.0.1:0\" ]; } );\n"
+
+/* How long a test waits for something that should happen at once. */
+#define WAIT_MS 3000
+/* The daemon's limits, as the tests know them. */
+#define DEADLINE_MS 5000
+#define MAX_CONNECTIONS 64
+#define HEAD_MAX 8192
+#define LINE_MAX_LEN 2048
+
+#define GET_METRICS "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+
+/* ---- helpers ----------------------------------------------------------- */
+
+/* Sleeps ms milliseconds. */
+static void pause_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
+/* connect_to(), failing the test when it fails. */
+static int client(int port)
+{
+    int fd = connect_to(port);
+    if (fd < 0)
+        fail_msg("connect to 127.0.0.1:%d: %s", port, strerror(errno));
+    return fd;
+}
+
+/* Waits for a log line containing the formatted text; returns it. */
+__attribute__((format(printf, 2, 3)))
+static const char *must_log(struct echod *e, const char *fmt, ...)
+{
+    char needle[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(needle, sizeof(needle), fmt, ap);
+    va_end(ap);
+    const char *line = echod_wait_log(e, needle, WAIT_MS);
+    if (line == NULL)
+        fail_msg("no log line containing \"%s\" within %d ms", needle, WAIT_MS);
+    return line;
+}
+
+/* Waits until `count` log lines contain needle. */
+static void must_log_n(struct echod *e, const char *needle, int count)
+{
+    int64_t until = ms_now() + WAIT_MS;
+    while (echod_count_log(e, needle) < count) {
+        if (ms_now() >= until)
+            fail_msg("%d log lines contain \"%s\" after %d ms; expected %d",
+                     echod_count_log(e, needle), needle, WAIT_MS, count);
+        pause_ms(5);
+    }
+}
+
+/* The port of the metrics listener, from its "listening on" line. */
+static int metrics_port(struct echod *e)
+{
+    const char *line = must_log(e, "metrics: listening on 127.0.0.1:");
+    int port = atoi(strstr(line, "127.0.0.1:") + strlen("127.0.0.1:"));
+    if (port <= 0 || port > 65535)
+        fail_msg("no port in \"%s\"", line);
+    return port;
+}
+
+/* Stops the daemon and expects a clean exit. */
+static void stop(struct echod *e)
+{
+    assert_int_equal(echod_stop(e, 5000), 0);
+}
+
+/* Sends what it can of buf: the daemon may close before taking it all.
+ * Returns the bytes sent. */
+static size_t send_some(int fd, const char *buf, size_t len)
+{
+    size_t done = 0;
+    int64_t until = ms_now() + WAIT_MS;
+    while (done < len && ms_now() < until) {
+        ssize_t n = send(fd, buf + done, len - done, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n > 0) {
+            done += (size_t)n;
+        } else if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+            struct pollfd p = {.fd = fd, .events = POLLOUT};
+            (void)poll(&p, 1, 50);
+        } else {
+            break;
+        }
+    }
+    return done;
+}
+
+/* What came back on a connection, up to its end. */
+struct reply {
+    int status;        /* 0: closed without an answer */
+    char head[4096];   /* status line and header lines, NUL-terminated */
+    char *body;        /* NUL-terminated, freed by reply_free() */
+    size_t body_len;
+    bool reset;        /* it ended with a reset rather than a FIN */
+    int64_t ended_ms;  /* when it ended, ms_now() */
+};
+
+static void reply_free(struct reply *r)
+{
+    free(r->body);
+    r->body = NULL;
+}
+
+/* Reads fd to its end (EOF or reset, within `ms`) and splits the answer
+ * into r. */
+static void read_reply(int fd, int ms, struct reply *r)
+{
+    size_t cap = 65536, len = 0;
+    char *buf = malloc(cap + 1);
+    assert_non_null(buf);
+    memset(r, 0, sizeof(*r));
+    int64_t until = ms_now() + ms;
+    for (;;) {
+        int left = (int)(until - ms_now());
+        if (left <= 0)
+            fail_msg("the connection did not end within %d ms (%zu bytes so far)", ms, len);
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        int rc = poll(&p, 1, left);
+        if (rc < 0 && errno == EINTR)
+            continue;
+        if (rc <= 0)
+            continue; /* the deadline ends the loop */
+        if (len == cap)
+            fail_msg("an answer longer than %zu bytes", cap);
+        ssize_t n = recv(fd, buf + len, cap - len, MSG_DONTWAIT);
+        if (n > 0) {
+            len += (size_t)n;
+            continue;
+        }
+        if (n == 0)
+            break;
+        if (errno == ECONNRESET) {
+            r->reset = true;
+            break;
+        }
+        if (errno != EAGAIN && errno != EINTR)
+            fail_msg("recv: %s", strerror(errno));
+    }
+    r->ended_ms = ms_now();
+    buf[len] = '\0';
+    char *end = strstr(buf, "\r\n\r\n");
+    if (len == 0) {
+        r->body = buf;
+        return;
+    }
+    if (end == NULL || (size_t)(end - buf) >= sizeof(r->head))
+        fail_msg("no complete answer head in %zu bytes: \"%.200s\"", len, buf);
+    memcpy(r->head, buf, (size_t)(end - buf) + 2);
+    r->head[(end - buf) + 2] = '\0';
+    if (sscanf(buf, "HTTP/1.1 %d ", &r->status) != 1)
+        fail_msg("not an HTTP/1.1 status line: \"%.80s\"", buf);
+    r->body_len = len - (size_t)(end + 4 - buf);
+    memmove(buf, end + 4, r->body_len + 1);
+    r->body = buf;
+}
+
+/* Sends req[0..len) on a new connection and reads the answer to its end. */
+static void exchange(int port, const char *req, size_t len, struct reply *r)
+{
+    int fd = client(port);
+    (void)send_some(fd, req, len);
+    read_reply(fd, WAIT_MS, r);
+    close(fd);
+}
+
+/* The value of header `name` in r, or NULL; names match in any case. */
+static const char *header(const struct reply *r, const char *name)
+{
+    static char value[512];
+    size_t n = strlen(name);
+    for (const char *p = strstr(r->head, "\r\n"); p != NULL; p = strstr(p + 2, "\r\n")) {
+        if (strncasecmp(p + 2, name, n) == 0 && p[2 + n] == ':') {
+            const char *v = p + 3 + n, *e = strstr(v, "\r\n");
+            while (*v == ' ')
+                v++;
+            snprintf(value, sizeof(value), "%.*s", (int)(e - v), v);
+            return value;
+        }
+    }
+    return NULL;
+}
+
+/* Checks what every answer has: the status, "Connection: close", a Date,
+ * a Content-Length equal to the body sent (or, for HEAD, to
+ * `head_length`), and the connection closed after it. */
+static void expect_answer(const struct reply *r, int status, bool head_only,
+                          size_t head_length)
+{
+    if (r->status != status)
+        fail_msg("status %d, expected %d: \"%s\"", r->status, status, r->head);
+    const char *v = header(r, "Connection");
+    if (v == NULL || strcmp(v, "close") != 0)
+        fail_msg("no \"Connection: close\" in \"%s\"", r->head);
+    if (header(r, "Date") == NULL || strlen(header(r, "Date")) != 29)
+        fail_msg("no Date (IMF-fixdate) in \"%s\"", r->head);
+    v = header(r, "Content-Length");
+    assert_non_null(v);
+    size_t length = strtoul(v, NULL, 10);
+    if (head_only) {
+        assert_int_equal(r->body_len, 0);
+        assert_int_equal(length, head_length);
+    } else {
+        assert_int_equal(length, r->body_len);
+    }
+}
+
+/* Scrapes GET /metrics and expects a complete 200; r has the body. */
+static void scrape(int port, struct reply *r)
+{
+    exchange(port, GET_METRICS, strlen(GET_METRICS), r);
+    expect_answer(r, 200, false, 0);
+    const char *type = header(r, "Content-Type");
+    if (type == NULL || strcmp(type, "text/plain; version=0.0.4") != 0)
+        fail_msg("Content-Type \"%s\"", type ? type : "(none)");
+    assert_false(r->reset);
+}
+
+/* The value of the one sample written exactly `key` (its name and
+ * labels) in an exposition; fails when it is absent or there twice. */
+__attribute__((format(printf, 2, 3)))
+static unsigned long long sample(const char *body, const char *fmt, ...)
+{
+    char key[256], want[260];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(key, sizeof(key), fmt, ap);
+    va_end(ap);
+    snprintf(want, sizeof(want), "\n%s ", key);
+    size_t n = strlen(want);
+    const char *found = strncmp(body, want + 1, n - 1) == 0 ? body - 1 : strstr(body, want);
+    if (found == NULL)
+        fail_msg("no sample %s in:\n%s", key, body);
+    if (strstr(found + n, want) != NULL)
+        fail_msg("sample %s is there twice", key);
+    char *end;
+    unsigned long long v = strtoull(found + n, &end, 10);
+    if (end == found + n || *end != '\n')
+        fail_msg("sample %s: value \"%.20s\" is not an integer", key, found + n);
+    return v;
+}
+
+/* The families of the exposition, in order, with their types. */
+static const struct {
+    const char *name, *type;
+} families[] = {
+    {"mio_echod_connections_open", "gauge"},
+    {"mio_echod_connections_total", "counter"},
+    {"mio_echod_bytes_received_total", "counter"},
+    {"mio_echod_bytes_sent_total", "counter"},
+    {"mio_echod_refused_total", "counter"},
+    {"mio_echod_upstream_failures_total", "counter"},
+    {"mio_echod_reloads_total", "counter"},
+    {"mio_echod_reload_failures_total", "counter"},
+    {"mio_echod_daemon_connections_open", "gauge"},
+    {"mio_echod_workers", "gauge"},
+    {"mio_echod_build_info", "gauge"},
+};
+#define NFAMILIES (sizeof(families) / sizeof(families[0]))
+
+/* The reasons of mio_echod_refused_total, as daemon.h names them. */
+static const char *const reasons[] = {
+    "acl", "max_connections", "listener_max_connections", "max_per_source",
+    "bad_proxy_header", "out_of_fds",
+};
+
+/*
+ * Checks the text format, version 0.0.4: LF-terminated lines, no blank
+ * one; each family in order, its "# HELP name text" then "# TYPE name
+ * type" once, then its samples together, each "name{labels} value" or
+ * "name value" with label values quoted.
+ */
+static void check_format(const char *body)
+{
+    size_t fam = 0, samples = 0;
+    bool typed = false;
+    if (body[0] == '\0' || body[strlen(body) - 1] != '\n')
+        fail_msg("the exposition does not end with a newline");
+    if (strchr(body, '\r') != NULL)
+        fail_msg("a CR in the exposition");
+    for (const char *line = body; *line != '\0';) {
+        const char *nl = strchr(line, '\n');
+        char text[512];
+        snprintf(text, sizeof(text), "%.*s", (int)(nl - line), line);
+        line = nl + 1;
+        if (text[0] == '\0')
+            fail_msg("a blank line in the exposition");
+        char want[128];
+        if (strncmp(text, "# HELP ", 7) == 0) {
+            if (fam > 0 && samples == 0)
+                fail_msg("family %s has no sample", families[fam - 1].name);
+            if (fam == NFAMILIES)
+                fail_msg("an unexpected family: \"%s\"", text);
+            snprintf(want, sizeof(want), "# HELP %s ", families[fam].name);
+            if (strncmp(text, want, strlen(want)) != 0 || strlen(text) <= strlen(want))
+                fail_msg("expected the HELP of %s, got \"%s\"", families[fam].name, text);
+            fam++;
+            samples = 0;
+            typed = false;
+            continue;
+        }
+        if (fam == 0)
+            fail_msg("\"%s\" before any HELP", text);
+        if (strncmp(text, "# TYPE ", 7) == 0) {
+            snprintf(want, sizeof(want), "# TYPE %s %s", families[fam - 1].name,
+                     families[fam - 1].type);
+            if (strcmp(text, want) != 0 || typed || samples > 0)
+                fail_msg("expected \"%s\" once, after the HELP; got \"%s\"", want, text);
+            typed = true;
+            continue;
+        }
+        if (text[0] == '#' || !typed)
+            fail_msg("\"%s\" where a TYPE or sample of %s was expected", text,
+                     families[fam - 1].name);
+        size_t n = strlen(families[fam - 1].name);
+        if (strncmp(text, families[fam - 1].name, n) != 0 || (text[n] != '{' && text[n] != ' '))
+            fail_msg("sample \"%s\" among those of %s", text, families[fam - 1].name);
+        const char *p = text + n;
+        if (*p == '{') {
+            /* name="value" pairs, comma-separated, values with \\ \" \n escapes. */
+            for (p++;;) {
+                size_t k = strspn(p, "abcdefghijklmnopqrstuvwxyz_");
+                if (k == 0 || p[k] != '=' || p[k + 1] != '"')
+                    fail_msg("malformed labels in \"%s\"", text);
+                for (p += k + 2; *p != '"'; p++) {
+                    if (*p == '\0' || (*p == '\\' && strchr("\\\"n", p[1]) == NULL))
+                        fail_msg("malformed label value in \"%s\"", text);
+                    if (*p == '\\')
+                        p++;
+                }
+                p++;
+                if (*p == '}')
+                    break;
+                if (*p != ',')
+                    fail_msg("malformed labels in \"%s\"", text);
+                p++;
+            }
+            p++;
+        }
+        if (*p != ' ' || strspn(p + 1, "0123456789") != strlen(p + 1) || p[1] == '\0')
+            fail_msg("malformed value in \"%s\"", text);
+        samples++;
+    }
+    if (fam != NFAMILIES || samples == 0)
+        fail_msg("%zu families of %zu in the exposition", fam, (size_t)NFAMILIES);
+}
+
+/* The version and backend "mio-echod -V" reports. */
+static void version_and_backend(char version[64], char backend[32])
+{
+    char out[512];
+    assert_int_equal(echod_run(out, sizeof(out), "-V", (char *)NULL), 0);
+    if (sscanf(out, "mio-echod %63s (libmio, %31[a-z] backend)", version, backend) != 2)
+        fail_msg("mio-echod -V said \"%s\"", out);
+}
+
+/* Sends msg and expects exactly it back. */
+static void expect_echo(int fd, const char *msg)
+{
+    char buf[256];
+    size_t n = strlen(msg);
+    assert_true(n <= sizeof(buf));
+    send_all(fd, msg, n);
+    recv_exact(fd, buf, n);
+    assert_memory_equal(buf, msg, n);
+}
+
+/* Half-closes, expects the daemon's FIN, closes. */
+static void finish(int fd)
+{
+    assert_int_equal(shutdown(fd, SHUT_WR), 0);
+    assert_true(peer_closed_within(fd, WAIT_MS));
+    close(fd);
+}
+
+/* A TCP socket bound to 127.0.0.1 but not listening: connects to its
+ * port are refused, and the port stays taken while it is open. */
+static int dead_port(int *port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    socklen_t len = sizeof(a);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+    *port = ntohs(a.sin_port);
+    return fd;
+}
+
+/* A listening socket on 127.0.0.1:0 standing for an upstream. */
+static int upstream_listen(int *port)
+{
+    int fd = dead_port(port);
+    assert_int_equal(listen(fd, 16), 0);
+    return fd;
+}
+
+/* Accepts the daemon's connection to the test upstream within 3 s. */
+static int upstream_accept(int lfd)
+{
+    struct pollfd p = {.fd = lfd, .events = POLLIN};
+    if (poll(&p, 1, WAIT_MS) != 1)
+        fail_msg("the daemon did not connect to the upstream within %d ms", WAIT_MS);
+    int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+    assert_true(fd >= 0);
+    struct timeval tv = {5, 0};
+    (void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    return fd;
+}
+
+/* A blocking connection to 127.0.0.1:port from 127.0.0.1 or another
+ * loopback address. */
+static int connect_from(const char *src, int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in a = {.sin_family = AF_INET};
+    assert_int_equal(inet_pton(AF_INET, src, &a.sin_addr), 1);
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    struct timeval tv = {5, 0};
+    (void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    a.sin_port = htons((uint16_t)port);
+    assert_int_equal(inet_pton(AF_INET, "127.0.0.1", &a.sin_addr), 1);
+    if (connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0)
+        fail_msg("connect from %s to port %d: %s", src, port, strerror(errno));
+    return fd;
+}
+
+/* ---- the exposition ------------------------------------------------------ */
+
+/*
+ * After three echo connections (5, 7 and 11 bytes) and one held open, a
+ * client refused by allow/deny, a relay whose only upstream refuses, and a
+ * relay that takes 3 bytes from its client and gives it 10: every family,
+ * in the format, with the values those make, for every listener and every
+ * refusal reason.
+ */
+static void test_values_after_traffic(void **state)
+{
+    (void)state;
+    int dead, live;
+    int dfd = dead_port(&dead), lfd = upstream_listen(&live);
+    char conf[1024];
+    snprintf(conf, sizeof(conf), BASE "workers = 2;\n"
+             "listeners = ( { name = \"echo\"; listen = [ \"127.0.0.1:0\" ]; },\n"
+             " { name = \"acl\"; listen = [ \"127.0.0.1:0\" ]; allow = [ \"127.0.0.2/32\" ]; },\n"
+             " { name = \"relay\"; listen = [ \"127.0.0.1:0\" ]; mode = \"proxy\";\n"
+             "   upstreams = [ \"127.0.0.1:%d\" ]; retries = 0; },\n"
+             " { name = \"live\"; listen = [ \"127.0.0.1:0\" ]; mode = \"proxy\";\n"
+             "   upstreams = [ \"127.0.0.1:%d\" ]; } );\n" STATS, dead, live);
+    struct echod *e = echod_start(conf);
+    int mport = metrics_port(e);
+    int pecho = echod_port(e, "echo", 0), pacl = echod_port(e, "acl", 0);
+    int prelay = echod_port(e, "relay", 0), plive = echod_port(e, "live", 0);
+
+    /* Nothing yet: all zero. */
+    struct reply r;
+    scrape(mport, &r);
+    check_format(r.body);
+    assert_int_equal(sample(r.body, "mio_echod_connections_total{listener=\"echo\"}"), 0);
+    reply_free(&r);
+
+    static const char *const msgs[] = {"five\n", "seven!\n", "eleven ...\n"};
+    for (int i = 0; i < 3; i++) {
+        int fd = client(pecho);
+        expect_echo(fd, msgs[i]);
+        finish(fd);
+    }
+    must_log_n(e, "access listener=echo ", 3);
+    int held = client(pecho);
+    expect_echo(held, "held\n");
+
+    int fd = connect_from("127.0.0.1", pacl);
+    must_log(e, "listener acl: refused 127.0.0.1:");
+    assert_true(peer_closed_within(fd, WAIT_MS));
+    close(fd);
+
+    fd = client(prelay);
+    must_log(e, "access listener=relay ");
+    assert_true(peer_closed_within(fd, WAIT_MS));
+    close(fd);
+
+    /* 3 bytes in, 10 out: the two byte counters are not one. */
+    fd = client(plive);
+    int ufd = upstream_accept(lfd);
+    char got[16];
+    send_all(fd, "abc", 3);
+    recv_exact(ufd, got, 3);
+    send_all(ufd, "0123456789", 10);
+    recv_exact(fd, got, 10);
+    close(ufd);
+    assert_true(peer_closed_within(fd, WAIT_MS));
+    close(fd);
+    must_log(e, "access listener=live ");
+
+    scrape(mport, &r);
+    check_format(r.body);
+    const char *b = r.body;
+    assert_int_equal(sample(b, "mio_echod_connections_open{listener=\"echo\"}"), 1);
+    assert_int_equal(sample(b, "mio_echod_connections_open{listener=\"acl\"}"), 0);
+    assert_int_equal(sample(b, "mio_echod_connections_open{listener=\"relay\"}"), 0);
+    assert_int_equal(sample(b, "mio_echod_connections_total{listener=\"echo\"}"), 4);
+    assert_int_equal(sample(b, "mio_echod_connections_total{listener=\"acl\"}"), 0);
+    assert_int_equal(sample(b, "mio_echod_connections_total{listener=\"relay\"}"), 1);
+    /* Bytes of closed connections only: not the 5 of the one held open. */
+    assert_int_equal(sample(b, "mio_echod_bytes_received_total{listener=\"echo\"}"), 23);
+    assert_int_equal(sample(b, "mio_echod_bytes_sent_total{listener=\"echo\"}"), 23);
+    assert_int_equal(sample(b, "mio_echod_bytes_received_total{listener=\"relay\"}"), 0);
+    assert_int_equal(sample(b, "mio_echod_bytes_sent_total{listener=\"acl\"}"), 0);
+    assert_int_equal(sample(b, "mio_echod_bytes_received_total{listener=\"live\"}"), 3);
+    assert_int_equal(sample(b, "mio_echod_bytes_sent_total{listener=\"live\"}"), 10);
+    assert_int_equal(sample(b, "mio_echod_connections_total{listener=\"live\"}"), 1);
+    assert_int_equal(sample(b, "mio_echod_upstream_failures_total{listener=\"live\"}"), 0);
+    static const char *const names[] = {"echo", "acl", "relay", "live"};
+    for (size_t l = 0; l < 4; l++)
+        for (size_t k = 0; k < sizeof(reasons) / sizeof(reasons[0]); k++)
+            assert_int_equal(sample(b, "mio_echod_refused_total{listener=\"%s\",reason=\"%s\"}",
+                                    names[l], reasons[k]),
+                             l == 1 && k == 0 ? 1 : 0);
+    assert_int_equal(sample(b, "mio_echod_upstream_failures_total{listener=\"relay\"}"), 1);
+    assert_int_equal(sample(b, "mio_echod_upstream_failures_total{listener=\"echo\"}"), 0);
+    assert_int_equal(sample(b, "mio_echod_reloads_total"), 0);
+    assert_int_equal(sample(b, "mio_echod_reload_failures_total"), 0);
+    assert_int_equal(sample(b, "mio_echod_daemon_connections_open"), 1);
+    assert_int_equal(sample(b, "mio_echod_workers"), 2);
+    char version[64], backend[32];
+    version_and_backend(version, backend);
+    assert_int_equal(sample(b, "mio_echod_build_info{version=\"%s\",backend=\"%s\"}",
+                            version, backend), 1);
+    reply_free(&r);
+
+    /* The held connection ends: its bytes are counted, nothing is open. */
+    finish(held);
+    must_log_n(e, "access listener=echo ", 4);
+    scrape(mport, &r);
+    assert_int_equal(sample(r.body, "mio_echod_bytes_received_total{listener=\"echo\"}"), 28);
+    assert_int_equal(sample(r.body, "mio_echod_connections_open{listener=\"echo\"}"), 0);
+    assert_int_equal(sample(r.body, "mio_echod_daemon_connections_open"), 0);
+    reply_free(&r);
+    close(dfd);
+    close(lfd);
+    stop(e);
+}
+
+/* HEAD gives GET's head, Content-Length included, and no body; so does an
+ * HTTP/1.0 GET without Host, with the body. */
+static void test_head_and_http10(void **state)
+{
+    (void)state;
+    struct echod *e = echod_start(BASE "workers = 1;\n" ONE_LISTENER STATS);
+    int port = metrics_port(e);
+    struct reply get, head, old;
+    scrape(port, &get);
+    const char *req = "HEAD /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n";
+    exchange(port, req, strlen(req), &head);
+    expect_answer(&head, 200, true, get.body_len);
+    assert_false(head.reset);
+    assert_string_equal(header(&head, "Content-Type"), "text/plain; version=0.0.4");
+
+    req = "GET /metrics HTTP/1.0\r\n\r\n";
+    exchange(port, req, strlen(req), &old);
+    expect_answer(&old, 200, false, 0);
+    assert_string_equal(old.body, get.body);
+
+    /* HEAD of what is not served: its 404 head alone. */
+    struct reply missing;
+    req = "HEAD /other HTTP/1.1\r\nHost: x\r\n\r\n";
+    exchange(port, req, strlen(req), &missing);
+    assert_int_equal(missing.status, 404);
+    assert_int_equal(missing.body_len, 0);
+    reply_free(&get);
+    reply_free(&head);
+    reply_free(&old);
+    reply_free(&missing);
+    stop(e);
+}
+
+/* A request that comes in pieces, with pauses between them (a byte at a
+ * time at first), is answered as soon as it is complete. */
+static void test_request_in_pieces(void **state)
+{
+    (void)state;
+    struct echod *e = echod_start(BASE "workers = 1;\n" ONE_LISTENER STATS);
+    int port = metrics_port(e);
+    static const char *const pieces[] = {
+        "G", "E", "T", " /met", "rics HTTP/1.1\r", "\nHost: 127.0.0.1\r\n", "\r", "\n",
+    };
+    int fd = client(port);
+    int64_t t0 = ms_now();
+    for (size_t i = 0; i < sizeof(pieces) / sizeof(pieces[0]); i++) {
+        pause_ms(50);
+        send_all(fd, pieces[i], strlen(pieces[i]));
+    }
+    struct reply r;
+    read_reply(fd, WAIT_MS, &r);
+    close(fd);
+    expect_answer(&r, 200, false, 0);
+    if (r.ended_ms - t0 > 2000)
+        fail_msg("answered %lld ms after the first byte", (long long)(r.ended_ms - t0));
+    reply_free(&r);
+    stop(e);
+}
+
+/* Each bad request gets its status with a text body saying why and
+ * "Connection: close", then the connection ends; the listener serves on. */
+static void test_bad_requests(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *what, *req;
+        int status;
+        const char *says;
+    } cases[] = {
+        {"POST", "POST /metrics HTTP/1.1\r\nHost: x\r\n\r\n", 405, "only GET and HEAD"},
+        {"DELETE over HTTP/1.0", "DELETE /metrics HTTP/1.0\r\n\r\n", 405, "only GET and HEAD"},
+        {"a lowercase method", "get /metrics HTTP/1.1\r\nHost: x\r\n\r\n", 405, "only GET"},
+        {"another target", "GET / HTTP/1.1\r\nHost: x\r\n\r\n", 404, "only /metrics"},
+        {"a query", "GET /metrics?x=1 HTTP/1.1\r\nHost: x\r\n\r\n", 404, "only /metrics"},
+        {"HTTP/1.1 without Host", "GET /metrics HTTP/1.1\r\n\r\n", 400, "without a Host"},
+        {"two Hosts", "GET /metrics HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400, "more than one Host"},
+        {"HTTP/2.0", "GET /metrics HTTP/2.0\r\n\r\n", 505, "HTTP/1.0 and HTTP/1.1"},
+        {"HTTP/1.2", "GET /metrics HTTP/1.2\r\nHost: x\r\n\r\n", 505, "HTTP/1.0 and HTTP/1.1"},
+        {"a malformed version", "GET /metrics HTTP/1.1x\r\nHost: x\r\n\r\n", 400, "version"},
+        {"bare LF", "GET /metrics HTTP/1.1\nHost: x\n\n", 400, "bare LF"},
+        {"bare LF in a header", "GET /metrics HTTP/1.1\r\nHost: x\n\r\n", 400, "bare LF"},
+        {"two spaces", "GET  /metrics HTTP/1.1\r\nHost: x\r\n\r\n", 400, "empty target"},
+        {"a blank before the colon", "GET /metrics HTTP/1.1\r\nHost : x\r\n\r\n", 400, "colon"},
+        {"obs-fold", "GET /metrics HTTP/1.1\r\nHost: x\r\nX-A: a\r\n b\r\n\r\n", 400, "obs-fold"},
+        {"a body", "GET /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello", 400,
+         "Content-Length"},
+        {"a chunked body", "GET /metrics HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+         "0\r\n\r\n", 400, "Transfer-Encoding"},
+        {"a control byte", "GET /metrics HTTP/1.1\r\nHost: x\r\nX-A: \x01\r\n\r\n", 400, "control"},
+        {"not HTTP at all", "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", 400, "method"},
+    };
+    struct echod *e = echod_start(BASE "workers = 1;\n" ONE_LISTENER STATS);
+    int port = metrics_port(e);
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        struct reply r;
+        exchange(port, cases[i].req, strlen(cases[i].req), &r);
+        if (r.status != cases[i].status || strstr(r.body, cases[i].says) == NULL)
+            fail_msg("%s: %d \"%s\", expected %d \"...%s...\"", cases[i].what, r.status,
+                     r.body, cases[i].status, cases[i].says);
+        expect_answer(&r, cases[i].status, false, 0);
+        assert_string_equal(header(&r, "Content-Type"), "text/plain; charset=utf-8");
+        if (cases[i].status == 405)
+            assert_string_equal(header(&r, "Allow"), "GET, HEAD");
+        reply_free(&r);
+    }
+    struct reply r;
+    scrape(port, &r);
+    reply_free(&r);
+    stop(e);
+}
+
+/* A request line of 2048 bytes is read (404 for its long target), one of
+ * 2049 is 414. */
+static void test_request_line_bound(void **state)
+{
+    (void)state;
+    struct echod *e = echod_start(BASE "workers = 1;\n" ONE_LISTENER STATS);
+    int port = metrics_port(e);
+    char req[LINE_MAX_LEN + 64];
+    size_t fixed = strlen("GET /metrics? HTTP/1.1");
+    for (int extra = 0; extra <= 1; extra++) {
+        int n = snprintf(req, sizeof(req), "GET /metrics?");
+        memset(req + n, 'q', LINE_MAX_LEN - fixed + (size_t)extra);
+        snprintf(req + n + LINE_MAX_LEN - fixed + extra, sizeof(req) - (size_t)n -
+                 (LINE_MAX_LEN - fixed + (size_t)extra), " HTTP/1.1\r\nHost: x\r\n\r\n");
+        assert_int_equal(strstr(req, "\r\n") - req, LINE_MAX_LEN + extra);
+        struct reply r;
+        exchange(port, req, strlen(req), &r);
+        expect_answer(&r, extra ? 414 : 404, false, 0);
+        reply_free(&r);
+    }
+    stop(e);
+}
+
+/* A head of `len` bytes, the last four "\r\n\r\n", padded in an X-Pad
+ * header; into buf. */
+static void padded_head(char *buf, size_t len)
+{
+    const char *start = "GET /metrics HTTP/1.1\r\nHost: x\r\nX-Pad: ";
+    size_t n = strlen(start);
+    assert_true(len > n + 4);
+    memcpy(buf, start, n);
+    memset(buf + n, 'p', len - n - 4);
+    memcpy(buf + len - 4, "\r\n\r\n", 4);
+}
+
+/*
+ * A head of exactly 8192 bytes is served, and the connection ends with a
+ * FIN: everything sent was read.  One of 8193 gets 431 and the connection
+ * ends with a reset: the daemon closed with the 8193rd byte unread, so it
+ * read nothing past the bound.  So does a client sending 256 KiB of
+ * header.
+ */
+static void test_head_bound(void **state)
+{
+    (void)state;
+    struct echod *e = echod_start(BASE "workers = 1;\n" ONE_LISTENER STATS);
+    int port = metrics_port(e);
+    size_t big = 256 * 1024;
+    char *req = malloc(big);
+    assert_non_null(req);
+
+    struct reply r;
+    padded_head(req, HEAD_MAX);
+    exchange(port, req, HEAD_MAX, &r);
+    expect_answer(&r, 200, false, 0);
+    assert_false(r.reset);
+    reply_free(&r);
+
+    padded_head(req, HEAD_MAX + 1);
+    int fd = client(port);
+    assert_int_equal(send_some(fd, req, HEAD_MAX + 1), HEAD_MAX + 1);
+    read_reply(fd, WAIT_MS, &r);
+    close(fd);
+    expect_answer(&r, 431, false, 0);
+    assert_non_null(strstr(r.body, "longer than 8192"));
+    if (!r.reset)
+        fail_msg("the connection ended with a FIN: the byte past 8192 was read");
+    reply_free(&r);
+
+    memset(req, 'p', big);
+    memcpy(req, "GET /metrics HTTP/1.1\r\nX-Pad: ", 30);
+    fd = client(port);
+    size_t sent = send_some(fd, req, big);
+    read_reply(fd, WAIT_MS, &r);
+    close(fd);
+    expect_answer(&r, 431, false, 0);
+    if (!r.reset)
+        fail_msg("the connection ended with a FIN after %zu bytes sent", sent);
+    reply_free(&r);
+    free(req);
+    stop(e);
+}
+
+/* ---- time and connection limits ------------------------------------------ */
+
+/* Reads until the daemon closes, expecting no byte: the time it took from
+ * `since`, in ms. */
+static int64_t closed_silently(int fd, int64_t since)
+{
+    struct reply r;
+    read_reply(fd, DEADLINE_MS + 3000, &r);
+    if (r.status != 0 || r.body_len != 0 || r.body[0] != '\0')
+        fail_msg("an answer where none was due: \"%s\"", r.head);
+    reply_free(&r);
+    return r.ended_ms - since;
+}
+
+/* A client that sends nothing, and one that sends half a head, are closed
+ * without an answer after the 5 s deadline; meanwhile others are served. */
+static void test_deadline(void **state)
+{
+    (void)state;
+    struct echod *e = echod_start(BASE "workers = 1;\n" ONE_LISTENER STATS);
+    int port = metrics_port(e);
+    int64_t t0 = ms_now();
+    int silent = client(port), partial = client(port);
+    send_all(partial, "GET /metrics HTTP/1.1\r\nHo", 25);
+    pause_ms(500);
+    struct reply r;
+    scrape(port, &r);
+    reply_free(&r);
+    int64_t s = closed_silently(silent, t0), p = closed_silently(partial, t0);
+    close(silent);
+    close(partial);
+    if (s < DEADLINE_MS - 100 || s > DEADLINE_MS + 1500 || p < DEADLINE_MS - 100 ||
+        p > DEADLINE_MS + 1500)
+        fail_msg("closed after %lld and %lld ms; the deadline is %d ms", (long long)s,
+                 (long long)p, DEADLINE_MS);
+    stop(e);
+}
+
+/* With 64 connections open, one more is closed at once without an answer;
+ * when one of the 64 goes, a scrape is served again. */
+static void test_connection_limit(void **state)
+{
+    (void)state;
+    struct echod *e = echod_start(BASE "workers = 1;\n" ONE_LISTENER STATS);
+    int port = metrics_port(e);
+    int fds[MAX_CONNECTIONS];
+    int64_t t0 = ms_now();
+    for (int i = 0; i < MAX_CONNECTIONS; i++)
+        fds[i] = client(port);
+    /* Accepted in order: the 65th finds the 64 open. */
+    int extra = client(port);
+    int64_t took = closed_silently(extra, ms_now());
+    close(extra);
+    if (took > 1000 || ms_now() - t0 > DEADLINE_MS - 1000)
+        fail_msg("the 65th connection was closed after %lld ms, not at once",
+                 (long long)took);
+
+    close(fds[0]);
+    struct reply r = {0};
+    int64_t until = ms_now() + WAIT_MS;
+    for (int i = 0; i < 1000 && ms_now() < until; i++) {
+        exchange(port, GET_METRICS, strlen(GET_METRICS), &r);
+        if (r.status != 0)
+            break;
+        reply_free(&r);
+        pause_ms(20);
+    }
+    expect_answer(&r, 200, false, 0);
+    reply_free(&r);
+    for (int i = 1; i < MAX_CONNECTIONS; i++)
+        close(fds[i]);
+    stop(e);
+}
+
+/* 100 clients connect and send their request, all before any reads its
+ * answer: each gets the whole exposition, the same one. */
+static void test_hundred_clients(void **state)
+{
+    (void)state;
+    enum { N = 100 };
+    struct echod *e = echod_start(BASE "workers = 2;\n" ONE_LISTENER STATS);
+    int port = metrics_port(e);
+    int fds[N];
+    for (int i = 0; i < N; i++) {
+        fds[i] = client(port);
+        send_all(fds[i], GET_METRICS, strlen(GET_METRICS));
+    }
+    struct reply first;
+    for (int i = 0; i < N; i++) {
+        struct reply r;
+        read_reply(fds[i], WAIT_MS, &r);
+        close(fds[i]);
+        if (r.status != 200)
+            fail_msg("client %d of %d: status %d", i + 1, N, r.status);
+        expect_answer(&r, 200, false, 0);
+        if (i == 0) {
+            check_format(r.body);
+            first = r;
+            continue;
+        }
+        assert_string_equal(r.body, first.body);
+        reply_free(&r);
+    }
+    reply_free(&first);
+    stop(e);
+}
+
+/* ---- reloads ----------------------------------------------------------------- */
+
+/* Writes text over the file at path. */
+static void rewrite(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    if (f == NULL)
+        fail_msg("cannot write %s: %s", path, strerror(errno));
+    fputs(text, f);
+    assert_int_equal(fclose(f), 0);
+}
+
+/*
+ * Scrapes follow reloads: a listener added appears, the reload counters
+ * count, a failed reload is counted and changes nothing else, and the
+ * metrics listener stays where it was (a changed stats address is only
+ * warned about).  Scrapes meanwhile, many and during reloads, are all
+ * answered.
+ */
+static void test_reloads(void **state)
+{
+    (void)state;
+    struct echod *e = echod_start(BASE "workers = 2;\n" ONE_LISTENER STATS);
+    int port = metrics_port(e);
+    echod_signal(e, SIGHUP);
+    const char *line = must_log(e, "reloaded ");
+    char path[1024];
+    const char *p = strstr(line, "reloaded ") + strlen("reloaded ");
+    snprintf(path, sizeof(path), "%.*s", (int)(strstr(p, ": ") - p), p);
+
+    struct reply r;
+    scrape(port, &r);
+    assert_int_equal(sample(r.body, "mio_echod_reloads_total"), 1);
+    reply_free(&r);
+
+    rewrite(path, BASE "workers = 2;\n"
+            "listeners = ( { name = \"a\"; listen = [ \"127.0.0.1:0\" ]; },\n"
+            "  { name = \"b\"; listen = [ \"127.0.0.1:0\" ]; } );\n"
+            "stats = { listen = \"127.0.0.2:0\"; };\n");
+    echod_signal(e, SIGHUP);
+    must_log_n(e, "reloaded ", 2);
+    must_log(e, "reload: stats changed: it takes effect at the next restart");
+    int fd = client(echod_port(e, "b", 0));
+    expect_echo(fd, "to b\n");
+    finish(fd);
+    must_log(e, "access listener=b ");
+    scrape(port, &r);
+    check_format(r.body);
+    assert_int_equal(sample(r.body, "mio_echod_reloads_total"), 2);
+    assert_int_equal(sample(r.body, "mio_echod_connections_total{listener=\"b\"}"), 1);
+    assert_int_equal(sample(r.body, "mio_echod_bytes_sent_total{listener=\"b\"}"), 5);
+    assert_int_equal(sample(r.body, "mio_echod_connections_total{listener=\"a\"}"), 0);
+    reply_free(&r);
+
+    rewrite(path, "listeners = ( { name = \"a\"; listen = [ \"127.0.0.1:0\" ]; } ) oops\n");
+    echod_signal(e, SIGHUP);
+    must_log(e, "reload failed: ");
+    scrape(port, &r);
+    assert_int_equal(sample(r.body, "mio_echod_reload_failures_total"), 1);
+    assert_int_equal(sample(r.body, "mio_echod_reloads_total"), 2);
+    assert_int_equal(sample(r.body, "mio_echod_connections_total{listener=\"b\"}"), 1);
+    reply_free(&r);
+
+    /* Reloads back and forth between one listener and two, scraped
+     * meanwhile. */
+    static const char *const confs[] = {
+        BASE "workers = 2;\n" ONE_LISTENER STATS,
+        BASE "workers = 2;\n"
+        "listeners = ( { name = \"a\"; listen = [ \"127.0.0.1:0\" ]; },\n"
+        "  { name = \"c\"; listen = [ \"127.0.0.1:0\" ]; } );\n" STATS,
+    };
+    for (int i = 0; i < 20; i++) {
+        rewrite(path, confs[(i + 1) % 2]);
+        echod_signal(e, SIGHUP);
+        for (int k = 0; k < 3; k++) {
+            scrape(port, &r);
+            reply_free(&r);
+        }
+        must_log_n(e, "reloaded ", 3 + i);
+    }
+    scrape(port, &r);
+    assert_int_equal(sample(r.body, "mio_echod_reloads_total"), 22);
+    assert_null(strstr(r.body, "listener=\"c\""));
+    reply_free(&r);
+    stop(e);
+}
+
+/* ---- configuration ------------------------------------------------------------- */
+
+/* "mio-echod -t" accepts the forms of stats.listen; a daemon without a
+ * stats group serves no metrics. */
+static void test_config_ok(void **state)
+{
+    (void)state;
+    static const char *const addrs[] = {
+        "127.0.0.1:9107", "[::1]:9107", "0.0.0.0:9107", "[::]:9107", "127.0.0.1:0",
+        "127.0.0.1:7100",
+    };
+    char conf[512], out[4096];
+    for (size_t i = 0; i < sizeof(addrs) / sizeof(addrs[0]); i++) {
+        snprintf(conf, sizeof(conf),
+                 "listeners = ( { name = \"a\"; listen = [ \"127.0.0.1:7101\", \"[::1]:7100\" ]; } );\n"
+                 "stats = { listen = \"%s\"; };\n", addrs[i]);
+        const char *path = write_conf(conf);
+        int rc = echod_run(out, sizeof(out), "-t", "-c", path, (char *)NULL);
+        if (rc != 0 || strstr(out, "configuration OK") == NULL)
+            fail_msg("stats.listen = \"%s\": exit %d: %s", addrs[i], rc, out);
+    }
+
+    struct echod *e = echod_start(BASE "workers = 1;\n" ONE_LISTENER);
+    int fd = client(echod_port(e, "a", 0));
+    expect_echo(fd, "served\n");
+    finish(fd);
+    must_log(e, "access listener=a ");
+    assert_int_equal(echod_count_log(e, "metrics:"), 0);
+    stop(e);
+}
+
+/* Each mistake in the stats group makes "mio-echod -t" exit 1 with a
+ * message at FILE:LINE of the mistake saying what is wrong. */
+static void test_config_errors(void **state)
+{
+    (void)state;
+#define L1 "listeners = ( { name = \"a\"; listen = [ \"127.0.0.1:7100\" ]; } );\n"
+    static const struct {
+        const char *what, *conf;
+        int line;
+        const char *says;
+    } cases[] = {
+        {"not a group", L1 "stats = \"127.0.0.1:9107\";\n", 2,
+         "stats: expected a group { listen = \"127.0.0.1:9107\"; }, got \"127.0.0.1:9107\""},
+        {"a typo of stats", L1 "stat = { listen = \"127.0.0.1:9107\"; };\n", 2,
+         "stat: unknown setting (did you mean \"stats\"?)"},
+        {"an unknown key", L1 "stats = {\n  listen = \"127.0.0.1:9107\";\n  port = 9107;\n};\n", 4,
+         "stats.port: unknown setting (known: listen)"},
+        {"a typo of listen", L1 "stats = { lisen = \"127.0.0.1:9107\"; };\n", 2,
+         "stats.lisen: unknown setting (did you mean \"listen\"?)"},
+        {"no listen", L1 "\nstats = { };\n", 3, "stats.listen: missing; expected one address"},
+        {"a list", L1 "stats = {\n  listen = [ \"127.0.0.1:9107\" ];\n};\n", 3,
+         "stats.listen: expected one address as a string like \"127.0.0.1:9107\", got an array"},
+        {"a number", L1 "stats = { listen = 9107; };\n", 2,
+         "stats.listen: expected one address as a string like \"127.0.0.1:9107\", got 9107"},
+        {"*", L1 "stats = { listen = \"*:9107\"; };\n", 2,
+         "stats.listen: \"*:9107\": \"*\" is not allowed here"},
+        {"a Unix socket", L1 "stats = { listen = \"unix:/run/mio-echod/metrics.sock\"; };\n", 2,
+         "stats.listen: \"unix:/run/mio-echod/metrics.sock\": a Unix socket is not allowed here"},
+        {"a bad port", L1 "stats = { listen = \"127.0.0.1:70000\"; };\n", 2,
+         "stats.listen: invalid address \"127.0.0.1:70000\": port \"70000\" out of range"},
+        {"no port", L1 "stats = { listen = \"127.0.0.1\"; };\n", 2,
+         "stats.listen: invalid address \"127.0.0.1\""},
+        {"a host name", L1 "stats = { listen = \"localhost:9107\"; };\n", 2,
+         "stats.listen: invalid address \"localhost:9107\": listen addresses must be numeric"},
+        {"a listener's address", L1 "stats = { listen = \"127.0.0.1:7100\"; };\n", 2,
+         "stats.listen: 127.0.0.1:7100 is already used by listener \"a\" (line 1)"},
+        {"a listener's wildcard",
+         "listeners = ( { name = \"a\"; listen = [ \"*:7100\" ]; } );\n"
+         "stats = { listen = \"[::1]:7100\"; };\n", 2,
+         "stats.listen: [::1]:7100 overlaps *:7100 of listener \"a\" (line 1)"},
+        {"written before the listeners",
+         "stats = { listen = \"127.0.0.1:7100\"; };\n"
+         "listeners = ( { name = \"a\";\n  listen = [ \"0.0.0.0:7100\" ]; } );\n", 1,
+         "stats.listen: 127.0.0.1:7100 overlaps 0.0.0.0:7100 of listener \"a\" (line 3)"},
+    };
+#undef L1
+    char out[4096], where[4200];
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        const char *path = write_conf(cases[i].conf);
+        int rc = echod_run(out, sizeof(out), "-t", "-c", path, (char *)NULL);
+        if (rc != 1)
+            fail_msg("%s: exit %d, expected 1 (%s)", cases[i].what, rc, out);
+        snprintf(where, sizeof(where), "%s:%d: ", path, cases[i].line);
+        if (strstr(out, where) == NULL || strstr(out, cases[i].says) == NULL)
+            fail_msg("%s: expected \"%s...%s\", got \"%s\"", cases[i].what, where,
+                     cases[i].says, out);
+    }
+}
+
+/* A stats address another socket holds: the daemon does not start; it
+ * exits 3 saying which address it cannot listen on. */
+static void test_address_in_use(void **state)
+{
+    (void)state;
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(listen(fd, 4), 0);
+    socklen_t len = sizeof(a);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+    int port = ntohs(a.sin_port);
+    char conf[512], out[4096], want[128];
+    snprintf(conf, sizeof(conf), BASE "workers = 2;\n" ONE_LISTENER
+             "stats = { listen = \"127.0.0.1:%d\"; };\n", port);
+    const char *path = write_conf(conf);
+    int rc = echod_run(out, sizeof(out), "-f", "-c", path, (char *)NULL);
+    close(fd);
+    if (rc != 3)
+        fail_msg("exit %d, expected 3 (%s)", rc, out);
+    snprintf(want, sizeof(want), "metrics: cannot listen on 127.0.0.1:%d: Address already in use",
+             port);
+    if (strstr(out, want) == NULL || strstr(out, " started: ") != NULL)
+        fail_msg("expected \"%s\" and no start, got \"%s\"", want, out);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_values_after_traffic),
+        cmocka_unit_test(test_head_and_http10),
+        cmocka_unit_test(test_request_in_pieces),
+        cmocka_unit_test(test_bad_requests),
+        cmocka_unit_test(test_request_line_bound),
+        cmocka_unit_test(test_head_bound),
+        cmocka_unit_test(test_deadline),
+        cmocka_unit_test(test_connection_limit),
+        cmocka_unit_test(test_hundred_clients),
+        cmocka_unit_test(test_reloads),
+        cmocka_unit_test(test_config_ok),
+        cmocka_unit_test(test_config_errors),
+        cmocka_unit_test(test_address_in_use),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
