@@ -1656,10 +1656,47 @@ static int fresh(void **state)
     return 0;
 }
 
+/* ---- journald ---------------------------------------------------------------- */
+
+/* Under journald (JOURNAL_STREAM set) log lines carry "<N>" syslog-level
+ * prefixes instead of the program name, so that the journal keeps their
+ * levels: info is <6>, notice <5>, error <3>. */
+static void test_journald_level_prefixes(void **state)
+{
+    (void)state;
+    int port = reserve_port();
+    char text[512];
+    snprintf(text, sizeof(text), "workers = 1;\nlisteners = ( { name = \"echo\"; "
+             "listen = [ \"127.0.0.1:%d\" ]; } );\n", port);
+    const char *conf = write_conf(text);
+    char *argv[] = {(char *)"/usr/bin/env", (char *)"JOURNAL_STREAM=8:4242",
+                    (char *)daemon_path(), (char *)"-f", (char *)"-c", (char *)conf, NULL};
+    struct proc *p = proc_start(argv, NULL, -1, NULL);
+    static const char *const started[] = {"\n<5>mio-echod ", NULL};
+    if (proc_wait_any(p, WAIT_MS, started) != 0) {
+        proc_print(p);
+        fail_msg("no \"<5>mio-echod ... started\" line under JOURNAL_STREAM");
+    }
+    int fd = client4(port);
+    expect_echo(fd, "journal\n");
+    finish(fd);
+    static const char *const access_line[] = {"<6>access listener=echo ", NULL};
+    if (proc_wait_any(p, WAIT_MS, access_line) != 0) {
+        proc_print(p);
+        fail_msg("no \"<6>access\" line under JOURNAL_STREAM");
+    }
+    char *out = proc_output(p);
+    assert_true(strncmp(out, "<6>listener echo: listening on ", 31) == 0);
+    assert_null(strstr(out, "mio-echod: info:"));
+    free(out);
+    assert_int_equal(proc_stop(p, WAIT_MS), 0);
+}
+
 int main(void)
 {
     atexit(procs_cleanup);
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup(test_journald_level_prefixes, fresh),
         cmocka_unit_test_setup(test_notify_ready_and_stopping, fresh),
         cmocka_unit_test_setup(test_notify_status_counts, fresh),
         cmocka_unit_test_setup(test_socket_activation_echo, fresh),
