@@ -139,8 +139,12 @@ static void admit(struct worker *w, struct listen_sock *ls, int fd, const addr_t
 }
 
 /* Out of descriptors: give up the spare one to accept and close a client,
- * so that the listener is drained instead of spinning (libuv's trick). */
-static void shed_one(struct worker *w, struct listen_sock *ls, int err)
+ * so that the listener is drained instead of spinning (libuv's trick).
+ * False when accepting should stop until the next event: the queue is
+ * empty (at the limit accept fails with EMFILE whether or not a client
+ * waits, so EAGAIN only comes here), or there is no spare to give up.
+ * Under accept_mu, so that no other worker's accept takes the slot. */
+static bool shed_one(struct worker *w, struct listen_sock *ls, int err)
 {
     if (ratelimit_allow(&w->rl_fd, w->now_ms, NULL))
         log_warn("listener %s: out of file descriptors (%s): refusing clients; "
@@ -148,16 +152,27 @@ static void shed_one(struct worker *w, struct listen_sock *ls, int err)
                  ls->listener->cfg->name, log_strerror(err));
     if (w->spare_fd < 0) {
         worker_pause_accepting(w, 100);
-        return;
+        return false;
     }
+    pthread_mutex_lock(&w->d->accept_mu);
     close(w->spare_fd);
     int fd = mio_tcp_accept(ls->fd, NULL, NULL);
     if (fd >= 0)
         close(fd);
+    /* Another thread's socket() may still have taken the slot meanwhile:
+     * then the spare is missing until it is opened again (accept, close). */
     w->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    atomic_fetch_add(&ls->listener->st->refused[REFUSED_NO_FD], 1);
-    if (fd < 0 && fd != -EAGAIN)
-        worker_pause_accepting(w, 100);
+    pthread_mutex_unlock(&w->d->accept_mu);
+    if (fd >= 0) {
+        atomic_fetch_add(&ls->listener->st->refused[REFUSED_NO_FD], 1);
+        return true;
+    }
+    if (fd == -EAGAIN) {
+        (void)mio_registry_rearm(w->reg, ls->fd, MIO_READABLE);
+        return false;
+    }
+    worker_pause_accepting(w, 100);
+    return false;
 }
 
 void listener_accept(struct worker *w, struct listen_sock *ls)
@@ -165,10 +180,14 @@ void listener_accept(struct worker *w, struct listen_sock *ls)
     /* A bound per wake-up keeps one busy listener from starving the
      * connections this worker already serves; the rest are taken on the
      * next loop through a re-arm without EAGAIN. */
+    if (w->spare_fd < 0) /* given up at the limit and lost: take it back */
+        w->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     for (int i = 0; i < 256 && w->accepting; i++) {
         addr_t peer;
         peer.len = sizeof(peer.u);
+        pthread_mutex_lock(&w->d->accept_mu);
         int fd = mio_tcp_accept(ls->fd, &peer.u.ss, &peer.len);
+        pthread_mutex_unlock(&w->d->accept_mu);
         if (fd >= 0) {
             if (peer.len == 0 || peer.u.sa.sa_family == AF_UNSPEC) {
                 peer.u.sa.sa_family = AF_UNIX; /* an unnamed Unix client */
@@ -187,8 +206,7 @@ void listener_accept(struct worker *w, struct listen_sock *ls)
             continue;
         case EMFILE:
         case ENFILE:
-            shed_one(w, ls, -fd);
-            if (!w->accepting)
+            if (!shed_one(w, ls, -fd))
                 return;
             continue;
         default:

@@ -4,6 +4,7 @@
 #endif
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -149,16 +150,20 @@ void conn_close(struct conn *c, const char *reason)
     struct listener *l = c->l;
     c->dead = true;
     timer_cancel(&w->timers, &c->timer);
-    unwatch(c, &c->client);
-    unwatch(c, &c->upstream);
+    /* Counts first, sockets after: a client that sees its close and comes
+     * straight back must find its slot free, and the counters current. */
     if (c->up != NULL)
         atomic_fetch_sub(&c->up->active, 1);
     if (c->srclen > 0)
         persource_release(&l->st->persource, c->srckey, c->srclen);
-    atomic_fetch_sub(&w->d->active, 1);
-    atomic_fetch_sub(&l->st->active, 1);
     atomic_fetch_add(&l->st->bytes_in, c->in);
     atomic_fetch_add(&l->st->bytes_out, c->out);
+    atomic_fetch_sub(&l->st->active, 1);
+    atomic_fetch_sub(&w->d->active, 1);
+    unwatch(c, &c->client);
+    unwatch(c, &c->upstream);
+    if (w->spare_fd < 0) /* lost at the descriptor limit: take it back */
+        w->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     if (l->gen->cfg->log_access && log_enabled(LOG_INFO)) {
         char client[ADDR_STRLEN];
         addr_format(&c->peer, client, sizeof(client));
@@ -486,6 +491,12 @@ static void start_connect(struct conn *c)
         int fd = up->addr.u.sa.sa_family == AF_UNIX
                      ? mio_unix_connect(up->addr.u.un.sun_path)
                      : mio_tcp_connect(&up->addr.u.sa, up->addr.len);
+        if (fd == -EMFILE || fd == -ENFILE || fd == -ENOBUFS || fd == -ENOMEM) {
+            /* Our shortage, not the upstream's fault. */
+            conn_close(c, fd == -EMFILE || fd == -ENFILE ? "out-of-descriptors"
+                                                         : "out-of-memory");
+            return;
+        }
         if (fd < 0) {
             upstream_failed(w, c->l, up, -fd);
             continue;

@@ -103,6 +103,10 @@ struct daemon {
     unsigned nworkers;
     atomic_bool stopping; /* stop accepting; drain */
     atomic_bool closing;  /* close whatever is left, now */
+    /* Held around every accept and around shedding a client with a spare
+     * descriptor, so that no worker's accept takes the slot another worker
+     * just freed to shed with. */
+    pthread_mutex_t accept_mu;
     struct passed_sock *passed; /* sockets systemd passed */
     size_t npassed;
 };

@@ -260,7 +260,8 @@ int main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &set, NULL); /* inherited by every worker */
 
     log_open(cfg->log_target, verbose ? LOG_DEBUG : cfg->log_level, foreground);
-    struct daemon d = {.config_path = path, .verbose = verbose};
+    struct daemon d = {.config_path = path, .verbose = verbose,
+                      .accept_mu = PTHREAD_MUTEX_INITIALIZER};
     int status = EXIT_RUNTIME;
     if (service_take_sockets(&d.passed, &d.npassed, err, sizeof(err)) < 0) {
         log_err("%s", err);

@@ -1,0 +1,2625 @@
+/*
+ * mio-echod under faults and load, with the real daemon on loopback: what
+ * it does when it runs out of descriptors, when upstreams refuse, reset,
+ * never read, close mid-stream or never answer, when clients reset, go
+ * silent after a FIN, read slowly or never send; thousands of short
+ * connections a second; SIGHUP repeated under load (one broken file among
+ * them); SIGTERM under load.
+ *
+ * Every upstream and client fault is paired with a healthy relayed
+ * connection streaming verified data through the same daemon, which must
+ * come through intact.  Every test prints its figures (print_message);
+ * every loop is bounded in count and time; nothing here asserts on speed.
+ * FAULTS_TEST=glob in the environment runs only the tests it matches.
+ *
+ * Threads here (test upstreams, streamers, churn clients) never call
+ * cmocka: they leave counters and a message that the test checks.
+ */
+#ifdef HAVE_CONFIG_H
+#include "autoconf.h"
+#endif
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE 1 /* accept4 */
+#endif
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+#define KIB ((size_t)1 << 10)
+#define MIB ((size_t)1 << 20)
+#define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
+
+/* How long a test waits for something that should happen at once. */
+#define WAIT_MS 3000
+
+/*
+ * Under AddressSanitizer or ThreadSanitizer (.ci/sanitizers builds the
+ * tests and the daemon alike) the daemon's memory is the sanitizer's:
+ * freed blocks wait in a quarantine, shadow memory grows.  Its RSS is then
+ * printed, not checked; everything else is.
+ */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define SANITIZED 1
+#endif
+#endif
+#ifndef SANITIZED
+#define SANITIZED 0
+#endif
+
+/* Fails when the daemon's RSS grew by `kib` or more than `bound` KiB
+ * (unless under a sanitizer). */
+#define assert_rss_growth_below(kib, bound)                                    \
+    do {                                                                       \
+        if (!SANITIZED)                                                        \
+            assert_true((kib) < (bound));                                      \
+        else                                                                   \
+            print_message("    (RSS not checked under a sanitizer)\n");        \
+    } while (0)
+
+/*
+ * Every byte sent here is pattern[(base + i) % PLEN] for a stream that
+ * starts at `base`: the buffer holds the period twice, so that any
+ * position has PLEN bytes after it in one piece.  Different streams start
+ * at different bases: crossed streams do not go unseen.
+ */
+#define PLEN ((size_t)4 << 20)
+static uint8_t *pattern;
+
+static const uint8_t *pat(uint64_t pos)
+{
+    return pattern + pos % PLEN;
+}
+
+static void sleep_ms(int ms)
+{
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
+    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
+        continue;
+}
+
+/* ---- what a failed test leaves behind, cleaned by teardown ------------- */
+
+struct upsrv;
+struct streamer;
+static void up_stop(struct upsrv *u);
+static void stream_abort(struct streamer *s);
+
+static struct echod *daemons[4];
+static size_t ndaemons;
+static struct upsrv *upsrvs[8];
+static size_t nupsrvs;
+static struct streamer *streamers[16];
+static size_t nstreamers;
+static int *extra_fds;
+static size_t nextra, capextra;
+
+__attribute__((format(printf, 1, 2)))
+static struct echod *start_daemon(const char *fmt, ...)
+{
+    char conf[8192];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(conf, sizeof(conf), fmt, ap);
+    va_end(ap);
+    assert_true(n > 0 && (size_t)n < sizeof(conf));
+    assert_true(ndaemons < ARRAY_LEN(daemons));
+    struct echod *e = echod_start(conf);
+    daemons[ndaemons++] = e;
+    return e;
+}
+
+static void track_fd(int fd)
+{
+    if (nextra == capextra) {
+        capextra = capextra ? 2 * capextra : 64;
+        extra_fds = realloc(extra_fds, capextra * sizeof(*extra_fds));
+        assert_non_null(extra_fds);
+    }
+    extra_fds[nextra++] = fd;
+}
+
+/* Closes a tracked descriptor now (and forgets it). */
+static void close_tracked(int fd)
+{
+    for (size_t i = 0; i < nextra; i++)
+        if (extra_fds[i] == fd) {
+            extra_fds[i] = extra_fds[--nextra];
+            break;
+        }
+    close(fd);
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    while (nstreamers > 0)
+        stream_abort(streamers[nstreamers - 1]);
+    for (size_t i = 0; i < ndaemons; i++)
+        (void)echod_stop(daemons[i], 3000);
+    ndaemons = 0;
+    while (nupsrvs > 0)
+        up_stop(upsrvs[nupsrvs - 1]);
+    for (size_t i = 0; i < nextra; i++)
+        close(extra_fds[i]);
+    nextra = 0;
+    return 0;
+}
+
+/* ---- configurations ----------------------------------------------------- */
+
+/* The daemon part every configuration starts with. */
+#define HEAD(shutdown, access)                                                 \
+    "workers = 2;\n"                                                           \
+    "shutdown_timeout = " shutdown ";\n"                                       \
+    "log = { target = \"stderr\"; level = \"info\"; access = " access "; };\n"
+
+/* An echo listener's group on 127.0.0.1:port (0: any). */
+static void echo_group(char *buf, size_t len, const char *name, int port,
+                       const char *idle)
+{
+    int n = snprintf(buf, len,
+                     "{ name = \"%s\"; listen = [ \"127.0.0.1:%d\" ]; mode = \"echo\";\n"
+                     "  buffer_size = 16384; idle_timeout = %s; }",
+                     name, port, idle);
+    assert_true(n > 0 && (size_t)n < len);
+}
+
+/* A proxy listener's group on 127.0.0.1:port relaying to one upstream on
+ * 127.0.0.1:up. */
+static void relay_group(char *buf, size_t len, const char *name, int port, int up,
+                        const char *idle, const char *connect_timeout, int retries)
+{
+    int n = snprintf(buf, len,
+                     "{ name = \"%s\"; listen = [ \"127.0.0.1:%d\" ]; mode = \"proxy\";\n"
+                     "  upstreams = [ \"127.0.0.1:%d\" ]; buffer_size = 16384;\n"
+                     "  idle_timeout = %s; connect_timeout = %s; retries = %d;\n"
+                     "  fail_timeout = 0; }",
+                     name, port, up, idle, connect_timeout, retries);
+    assert_true(n > 0 && (size_t)n < len);
+}
+
+/* ---- sockets -------------------------------------------------------------- */
+
+static void set_nonblocking(int fd)
+{
+    int fl = fcntl(fd, F_GETFL);
+    assert_true(fl >= 0);
+    assert_int_equal(fcntl(fd, F_SETFL, fl | O_NONBLOCK), 0);
+}
+
+static int local_port(int fd)
+{
+    struct sockaddr_in a;
+    socklen_t len = sizeof(a);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+    return ntohs(a.sin_port);
+}
+
+static int client4(int port)
+{
+    int fd = connect_to(port);
+    if (fd < 0)
+        fail_msg("connect to 127.0.0.1:%d: %s", port, strerror(errno));
+    return fd;
+}
+
+/* A listening socket on 127.0.0.1:0 with `backlog`; its port in *port. */
+static int listen_loopback(int backlog, int *port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(listen(fd, backlog), 0);
+    *port = local_port(fd);
+    return fd;
+}
+
+/* A port nobody listens on now: bound on 127.0.0.1:0 and let go (for the
+ * configurations a reload must find again: "127.0.0.1:0" would be a new
+ * port each time). */
+static int reserve_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    int port = local_port(fd);
+    close(fd);
+    return port;
+}
+
+/* A port that refuses connections: bound but not listening (kept bound
+ * until teardown, so that nothing else takes it meanwhile). */
+static int refusing_port(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    track_fd(fd);
+    int port = local_port(fd);
+    int c = connect_to(port);
+    assert_int_equal(c, -1);
+    assert_int_equal(errno, ECONNREFUSED);
+    return port;
+}
+
+/* A blackholed port: a backlog-0 listener whose queue is full of
+ * connections nobody accepts, so that further SYNs are dropped and a
+ * connect hangs until its timeout. */
+static int silent_port(void)
+{
+    int port;
+    int lfd = listen_loopback(0, &port);
+    track_fd(lfd);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    for (int i = 0; i < 8; i++) {
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        assert_true(fd >= 0);
+        track_fd(fd);
+        int r = connect(fd, (struct sockaddr *)&a, sizeof(a));
+        assert_true(r == 0 || errno == EINPROGRESS);
+        struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+        if (r < 0 && poll(&pfd, 1, 50) == 0)
+            return port;
+    }
+    fail_msg("could not fill the accept queue of a backlog-0 listener");
+    return -1;
+}
+
+/* Accepts one connection on lfd within ms (fails the test otherwise). */
+static int accept_within(int lfd, int ms)
+{
+    struct pollfd pfd = {.fd = lfd, .events = POLLIN};
+    int64_t until = ms_now() + ms;
+    for (int i = 0; i < 1000; i++) {
+        int64_t left = until - ms_now();
+        if (left < 0)
+            break;
+        int r = poll(&pfd, 1, (int)left);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+        if (fd >= 0)
+            return fd;
+    }
+    fail_msg("no connection to accept within %d ms", ms);
+    return -1;
+}
+
+/* Closes with a reset (SO_LINGER 0). */
+static void close_reset(int fd)
+{
+    struct linger lg = {1, 0};
+    assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)), 0);
+    close(fd);
+}
+
+enum end { END_NONE, END_EOF, END_RESET };
+
+static const char *end_name(enum end how)
+{
+    return how == END_EOF ? "EOF" : how == END_RESET ? "reset" : "nothing";
+}
+
+/*
+ * Waits up to ms for the peer to end the connection, reading and
+ * discarding what comes before: END_EOF, END_RESET or END_NONE.  *drained
+ * (when not NULL) counts the bytes read.
+ */
+static enum end wait_end(int fd, int ms, size_t *drained)
+{
+    static uint8_t sink[64 * 1024];
+    int64_t until = ms_now() + ms;
+    for (int i = 0; i < 100000; i++) {
+        int64_t left = until - ms_now();
+        if (left < 0)
+            return END_NONE;
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        int r = poll(&pfd, 1, (int)left);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r == 0)
+            return END_NONE;
+        ssize_t n = recv(fd, sink, sizeof(sink), MSG_DONTWAIT);
+        if (n > 0) {
+            if (drained != NULL)
+                *drained += (size_t)n;
+            continue;
+        }
+        if (n == 0)
+            return END_EOF;
+        if (errno == EAGAIN || errno == EINTR)
+            continue;
+        return errno == ECONNRESET || errno == EPIPE ? END_RESET : END_NONE;
+    }
+    return END_NONE;
+}
+
+/* ---- the daemon from outside ------------------------------------------- */
+
+/*
+ * The access line of the client from 127.0.0.1:port on `listener`, which
+ * must say `expect` (when not NULL) and end with reason=`reason`: waits up
+ * to WAIT_MS for one.  The listener is part of the key: a client port may
+ * be shared by connections to different listeners (Linux lets connect()
+ * reuse a local port for another destination).
+ */
+static const char *check_access(struct echod *e, const char *listener, int port,
+                                const char *expect, const char *reason)
+{
+    char needle[128], r[64];
+    snprintf(needle, sizeof(needle), "access listener=%s client=127.0.0.1:%d ", listener,
+             port);
+    snprintf(r, sizeof(r), " reason=%s", reason);
+    const char *last = NULL;
+    int64_t until = ms_now() + WAIT_MS;
+    for (int round = 0; round < 100000; round++) {
+        for (int n = 0; n < 64; n++) {
+            const char *line = echod_log_line(e, needle, n);
+            if (line == NULL)
+                break;
+            last = line;
+            const char *at = strstr(line, r);
+            if ((expect == NULL || strstr(line, expect) != NULL) && at != NULL &&
+                at[strlen(r)] == '\0')
+                return line;
+        }
+        if (ms_now() >= until)
+            break;
+        sleep_ms(5);
+    }
+    if (last == NULL)
+        fail_msg("no access line for client 127.0.0.1:%d on listener %s", port, listener);
+    fail_msg("no access line with \"%s\" ending in \"%s\"; the last for client "
+             "127.0.0.1:%d on listener %s: %s", expect != NULL ? expect : "", r, port,
+             listener, last);
+    return NULL;
+}
+
+/* The reason= of the access line of the client from 127.0.0.1:port on
+ * `listener`. */
+static const char *access_reason(struct echod *e, const char *listener, int port)
+{
+    char needle[128];
+    snprintf(needle, sizeof(needle), "access listener=%s client=127.0.0.1:%d ", listener,
+             port);
+    const char *line = echod_wait_log(e, needle, WAIT_MS);
+    if (line == NULL)
+        fail_msg("no access line for client 127.0.0.1:%d on listener %s", port, listener);
+    const char *at = strstr(line, " reason=");
+    assert_non_null(at);
+    return at + 8;
+}
+
+/* A number after `key` in line (e.g. " in="), or -1. */
+static long long field(const char *line, const char *key)
+{
+    const char *p = strstr(line, key);
+    return p != NULL ? strtoll(p + strlen(key), NULL, 10) : -1;
+}
+
+/* Waits up to ms for the daemon's descriptor count to be `want`. */
+static bool wait_fd_count(struct echod *e, int want, int ms)
+{
+    int64_t until = ms_now() + ms;
+    for (int i = 0; i < 10000; i++) {
+        if (echod_fd_count(e) == want)
+            return true;
+        if (ms_now() >= until)
+            return false;
+        sleep_ms(2);
+    }
+    return false;
+}
+
+/* The daemon's CPU time so far (user + system, every thread), in ms. */
+static long long cpu_ms(struct echod *e)
+{
+    char path[64], buf[2048];
+    snprintf(path, sizeof(path), "/proc/%d/stat", (int)echod_pid(e));
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    assert_true(fd >= 0);
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    assert_true(n > 0);
+    buf[n] = '\0';
+    /* After "(comm)": state is field 3, utime and stime 14 and 15. */
+    char *p = strrchr(buf, ')');
+    assert_non_null(p);
+    unsigned long long ut = 0, st = 0;
+    assert_int_equal(sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
+                            &ut, &st), 2);
+    long tck = sysconf(_SC_CLK_TCK);
+    return (long long)((ut + st) * 1000ull / (unsigned long long)(tck > 0 ? tck : 100));
+}
+
+/* The daemon's "Max open files" soft limit, from /proc/PID/limits. */
+static long daemon_nofile(struct echod *e)
+{
+    char path[64], line[256];
+    snprintf(path, sizeof(path), "/proc/%d/limits", (int)echod_pid(e));
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    long v = -1;
+    while (fgets(line, sizeof(line), f) != NULL)
+        if (strncmp(line, "Max open files", 14) == 0)
+            v = strtol(line + 14, NULL, 10);
+    fclose(f);
+    return v;
+}
+
+/* How many of the daemon's sockets are in TCP state `st` (8: CLOSE_WAIT),
+ * matching the socket inodes of /proc/PID/fd with /proc/PID/net/tcp{,6}. */
+static int sockets_in_state(struct echod *e, unsigned st)
+{
+    unsigned long inodes[4096];
+    size_t n = 0;
+    char path[PATH_MAX], link[128];
+    snprintf(path, sizeof(path), "/proc/%d/fd", (int)echod_pid(e));
+    DIR *d = opendir(path);
+    assert_non_null(d);
+    struct dirent *de;
+    while ((de = readdir(d)) != NULL && n < ARRAY_LEN(inodes)) {
+        if (de->d_name[0] == '.')
+            continue;
+        char fdpath[PATH_MAX + 300];
+        snprintf(fdpath, sizeof(fdpath), "%s/%s", path, de->d_name);
+        ssize_t len = readlink(fdpath, link, sizeof(link) - 1);
+        if (len <= 0)
+            continue;
+        link[len] = '\0';
+        unsigned long ino;
+        if (sscanf(link, "socket:[%lu]", &ino) == 1)
+            inodes[n++] = ino;
+    }
+    closedir(d);
+    int count = 0;
+    static const char *const tables[] = {"tcp", "tcp6"};
+    for (size_t t = 0; t < ARRAY_LEN(tables); t++) {
+        snprintf(path, sizeof(path), "/proc/%d/net/%s", (int)echod_pid(e), tables[t]);
+        FILE *f = fopen(path, "r");
+        if (f == NULL)
+            continue;
+        char line[512];
+        while (fgets(line, sizeof(line), f) != NULL) {
+            unsigned state;
+            unsigned long ino;
+            if (sscanf(line, " %*d: %*s %*s %x %*s %*s %*s %*d %*d %lu", &state, &ino) != 2)
+                continue;
+            for (size_t i = 0; i < n; i++)
+                if (inodes[i] == ino && state == st)
+                    count++;
+        }
+        fclose(f);
+    }
+    return count;
+}
+
+/* A listener's counters, from the line SIGUSR1 makes it log. */
+struct counters {
+    long long open, accepted, refused, in, out;
+};
+
+static struct counters counters_now(struct echod *e, const char *listener)
+{
+    char needle[128];
+    snprintf(needle, sizeof(needle), "listener %s: open=", listener);
+    int before = echod_count_log(e, needle);
+    echod_signal(e, SIGUSR1);
+    const char *line = NULL;
+    int64_t until = ms_now() + WAIT_MS;
+    for (int i = 0; i < 10000 && line == NULL && ms_now() < until; i++) {
+        line = echod_log_line(e, needle, before);
+        if (line == NULL)
+            sleep_ms(2);
+    }
+    if (line == NULL)
+        fail_msg("no \"%s\" line after SIGUSR1", needle);
+    struct counters c = {field(line, " open="), field(line, " accepted="),
+                         field(line, " refused="), field(line, " in="),
+                         field(line, " out=")};
+    return c;
+}
+
+/*
+ * The counters once no connection is open: asked again (every 50 ms, 2 s
+ * at most) while open= is not 0.  The daemon closes a connection's sockets
+ * before it counts the connection out, so a client that has seen its EOF
+ * may still find it counted open, and its bytes missing, for a moment.
+ */
+static struct counters counters(struct echod *e, const char *listener)
+{
+    struct counters c = counters_now(e, listener);
+    for (int i = 0; i < 40 && c.open != 0; i++) {
+        sleep_ms(50);
+        c = counters_now(e, listener);
+    }
+    return c;
+}
+
+/* ---- test upstreams: a thread with its own poll(2) loop ---------------- */
+
+enum up_mode {
+    UP_ECHO,         /* sends back what it receives; closes after the FIN */
+    UP_SOURCE,       /* sends nbytes, shuts its write side, reads (and
+                      * drops) until the FIN, then closes */
+    UP_SOURCE_CLOSE, /* sends nbytes and closes (reads nothing) */
+};
+
+#define UP_MAX 1024
+#define UP_BUF (64 * 1024)
+
+struct upconn {
+    int fd;
+    bool eof, shut;
+    uint8_t *buf; /* echo: received, not yet sent back */
+    size_t len, off;
+    uint64_t base, txpos; /* source: pattern position and bytes sent */
+};
+
+struct upsrv {
+    int lfd, port;
+    enum up_mode mode;
+    size_t nbytes;
+    pthread_t thread;
+    atomic_bool stop;
+    atomic_int accepted; /* connections accepted so far */
+    atomic_int open;     /* connections open now */
+    atomic_int resets;   /* ended by a reset (the daemon gave up on them) */
+    atomic_int errors;   /* other socket errors */
+};
+
+static void upc_free(struct upsrv *u, struct upconn *c)
+{
+    close(c->fd);
+    free(c->buf);
+    free(c);
+    atomic_fetch_sub(&u->open, 1);
+}
+
+/* A failed send or recv: counts it; true (the connection is over). */
+static bool upc_failed(struct upsrv *u)
+{
+    if (errno == ECONNRESET || errno == EPIPE)
+        atomic_fetch_add(&u->resets, 1);
+    else
+        atomic_fetch_add(&u->errors, 1);
+    return true;
+}
+
+/* Moves one connection on; true when it is over. */
+static bool upc_service(struct upsrv *u, struct upconn *c)
+{
+    for (int round = 0; round < 64; round++) {
+        bool progress = false;
+        /* Write what is pending. */
+        if (u->mode == UP_ECHO) {
+            while (c->off < c->len) {
+                ssize_t n = send(c->fd, c->buf + c->off, c->len - c->off,
+                                 MSG_NOSIGNAL | MSG_DONTWAIT);
+                if (n > 0) {
+                    c->off += (size_t)n;
+                    progress = true;
+                } else if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+                    break;
+                } else {
+                    return upc_failed(u);
+                }
+            }
+            if (c->off == c->len)
+                c->off = c->len = 0;
+        } else {
+            while (c->txpos < u->nbytes) {
+                size_t want = u->nbytes - c->txpos;
+                if (want > 256 * KIB)
+                    want = 256 * KIB;
+                ssize_t n = send(c->fd, pat(c->base + c->txpos), want,
+                                 MSG_NOSIGNAL | MSG_DONTWAIT);
+                if (n > 0) {
+                    c->txpos += (size_t)n;
+                    progress = true;
+                } else if (n < 0 && (errno == EAGAIN || errno == EINTR)) {
+                    break;
+                } else {
+                    return upc_failed(u);
+                }
+            }
+            if (c->txpos == u->nbytes) {
+                if (u->mode == UP_SOURCE_CLOSE)
+                    return true;
+                if (!c->shut) {
+                    c->shut = true;
+                    (void)shutdown(c->fd, SHUT_WR);
+                }
+            }
+        }
+        /* Read what may be read now. */
+        while (!c->eof && (u->mode != UP_ECHO || c->len == 0) &&
+               u->mode != UP_SOURCE_CLOSE) {
+            ssize_t n = recv(c->fd, c->buf, UP_BUF, MSG_DONTWAIT);
+            if (n > 0) {
+                progress = true;
+                if (u->mode == UP_ECHO) {
+                    c->len = (size_t)n;
+                    c->off = 0;
+                }
+                continue;
+            }
+            if (n == 0) {
+                c->eof = true;
+                progress = true;
+                break;
+            }
+            if (errno == EAGAIN || errno == EINTR)
+                break;
+            return upc_failed(u);
+        }
+        if (c->eof && (u->mode == UP_ECHO ? c->len == 0 : c->shut))
+            return true;
+        if (!progress)
+            break;
+    }
+    return false;
+}
+
+static short upc_events(const struct upsrv *u, const struct upconn *c)
+{
+    short ev = 0;
+    if (u->mode == UP_ECHO) {
+        if (!c->eof && c->len == 0)
+            ev |= POLLIN;
+        if (c->off < c->len)
+            ev |= POLLOUT;
+    } else {
+        if (!c->eof && u->mode == UP_SOURCE)
+            ev |= POLLIN;
+        if (c->txpos < u->nbytes)
+            ev |= POLLOUT;
+    }
+    return ev;
+}
+
+static void *up_run(void *arg)
+{
+    struct upsrv *u = arg;
+    struct upconn **cs = calloc(UP_MAX, sizeof(*cs));
+    struct pollfd *pfd = calloc(UP_MAX + 1, sizeof(*pfd));
+    if (cs == NULL || pfd == NULL) {
+        atomic_fetch_add(&u->errors, 1);
+        free(cs);
+        free(pfd);
+        return NULL;
+    }
+    size_t n = 0;
+    uint64_t next_base = 0;
+    /* Bounded: it polls 10 ms at a time until told to stop. */
+    while (!atomic_load(&u->stop)) {
+        for (size_t i = 0; i < n; i++)
+            pfd[i] = (struct pollfd){.fd = cs[i]->fd, .events = upc_events(u, cs[i])};
+        pfd[n] = (struct pollfd){.fd = u->lfd, .events = n < UP_MAX ? POLLIN : 0};
+        size_t polled = n;
+        if (poll(pfd, polled + 1, 10) <= 0)
+            continue;
+        for (size_t i = polled; i-- > 0;) {
+            if (pfd[i].revents == 0)
+                continue;
+            if (upc_service(u, cs[i])) {
+                upc_free(u, cs[i]);
+                cs[i] = cs[--n];
+            }
+        }
+        if ((pfd[polled].revents & POLLIN) == 0)
+            continue;
+        for (int k = 0; k < 256 && n < UP_MAX; k++) {
+            int fd = accept4(u->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+            if (fd < 0)
+                break;
+            struct upconn *c = calloc(1, sizeof(*c));
+            uint8_t *buf = malloc(UP_BUF);
+            if (c == NULL || buf == NULL) {
+                free(c);
+                free(buf);
+                close(fd);
+                atomic_fetch_add(&u->errors, 1);
+                continue;
+            }
+            c->fd = fd;
+            c->buf = buf;
+            c->base = next_base;
+            next_base += 1000003;
+            atomic_fetch_add(&u->accepted, 1);
+            atomic_fetch_add(&u->open, 1);
+            cs[n++] = c;
+            if (upc_service(u, c)) {
+                upc_free(u, c);
+                n--;
+            }
+        }
+    }
+    for (size_t i = 0; i < n; i++)
+        upc_free(u, cs[i]);
+    free(cs);
+    free(pfd);
+    return NULL;
+}
+
+/* Starts a test upstream on 127.0.0.1:0 (source modes send
+ * pattern[k * 1000003 ...] on their k-th connection). */
+static struct upsrv *up_start(enum up_mode mode, size_t nbytes)
+{
+    assert_true(nupsrvs < ARRAY_LEN(upsrvs));
+    struct upsrv *u = calloc(1, sizeof(*u));
+    assert_non_null(u);
+    u->mode = mode;
+    u->nbytes = nbytes;
+    u->lfd = listen_loopback(1024, &u->port);
+    set_nonblocking(u->lfd);
+    assert_int_equal(pthread_create(&u->thread, NULL, up_run, u), 0);
+    upsrvs[nupsrvs++] = u;
+    return u;
+}
+
+static void up_stop(struct upsrv *u)
+{
+    atomic_store(&u->stop, true);
+    pthread_join(u->thread, NULL);
+    close(u->lfd);
+    for (size_t i = 0; i < nupsrvs; i++)
+        if (upsrvs[i] == u) {
+            upsrvs[i] = upsrvs[--nupsrvs];
+            break;
+        }
+    free(u);
+}
+
+/* Waits up to ms for *counter to be want. */
+static bool wait_counter(atomic_int *counter, int want, int ms)
+{
+    int64_t until = ms_now() + ms;
+    for (int i = 0; i < 10000; i++) {
+        if (atomic_load(counter) == want)
+            return true;
+        if (ms_now() >= until)
+            return false;
+        sleep_ms(1);
+    }
+    return false;
+}
+
+/* ---- streamers: long connections carrying verified data ------------------ */
+
+/*
+ * A streamer sends pattern bytes from `base` on one connection and checks
+ * that every byte comes back in order, as fast as it goes, with at most
+ * WINDOW bytes in flight, until told to finish: then it half-closes,
+ * receives the rest and expects the daemon's FIN.  With `may_be_cut`, an
+ * end from the daemon before that is noted, not an error (the rest of what
+ * came must still be right).
+ */
+#define WINDOW (256 * KIB)
+#define CHUNK (32 * KIB)
+#define STALL_MS 5000
+
+struct streamer {
+    int fd, cport;
+    uint64_t base;
+    bool may_be_cut;
+    uint64_t rate;      /* bytes per second at most (0: as fast as it goes) */
+    pthread_t thread;
+    atomic_bool finish; /* half-close, drain, expect EOF */
+    atomic_bool quit;   /* give up now (teardown) */
+    atomic_ullong sent, verified;
+    atomic_bool done;   /* the thread has returned */
+    /* Written by the thread before `done`: */
+    bool ok;            /* ended as expected */
+    bool cut;           /* ended by the daemon (may_be_cut) */
+    int64_t end_ms;     /* when it ended */
+    char err[256];
+};
+
+__attribute__((format(printf, 2, 3)))
+static void stream_fail(struct streamer *s, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(s->err, sizeof(s->err), fmt, ap);
+    va_end(ap);
+}
+
+static void *stream_run(void *arg)
+{
+    struct streamer *s = arg;
+    uint8_t *buf = malloc(64 * KIB);
+    bool shut = false;
+    uint64_t sent = 0, verified = 0;
+    int64_t last = ms_now(), t0 = last;
+    if (buf == NULL) {
+        stream_fail(s, "out of memory");
+        goto out;
+    }
+    /* Bounded by STALL_MS without progress, and by 10 minutes in all. */
+    for (long round = 0; round < 100000000L && !atomic_load(&s->quit); round++) {
+        if (atomic_load(&s->finish) && !shut) {
+            if (shutdown(s->fd, SHUT_WR) < 0) {
+                stream_fail(s, "shutdown: %s", strerror(errno));
+                goto out;
+            }
+            shut = true;
+        }
+        bool can_send = !shut && sent - verified < WINDOW;
+        bool throttled = s->rate > 0 &&
+                         sent > s->rate * (uint64_t)(ms_now() - t0) / 1000 + CHUNK;
+        if (throttled)
+            can_send = false;
+        struct pollfd pfd = {.fd = s->fd,
+                             .events = (short)(POLLIN | (can_send ? POLLOUT : 0))};
+        if (poll(&pfd, 1, throttled ? 5 : 50) < 0 && errno != EINTR) {
+            stream_fail(s, "poll: %s", strerror(errno));
+            goto out;
+        }
+        int64_t now = ms_now();
+        bool progress = false;
+        if (can_send) {
+            size_t want = WINDOW - (size_t)(sent - verified);
+            if (want > CHUNK)
+                want = CHUNK;
+            ssize_t n = send(s->fd, pat(s->base + sent), want, MSG_NOSIGNAL | MSG_DONTWAIT);
+            if (n > 0) {
+                sent += (uint64_t)n;
+                atomic_store(&s->sent, sent);
+                progress = true;
+            } else if (n < 0 && errno != EAGAIN && errno != EINTR) {
+                if (s->may_be_cut && (errno == EPIPE || errno == ECONNRESET)) {
+                    s->cut = s->ok = true;
+                    goto out;
+                }
+                stream_fail(s, "send after %llu bytes: %s", (unsigned long long)sent,
+                            strerror(errno));
+                goto out;
+            }
+        }
+        ssize_t n = recv(s->fd, buf, 64 * KIB, MSG_DONTWAIT);
+        if (n > 0) {
+            if (verified + (uint64_t)n > sent) {
+                stream_fail(s, "received %llu bytes, more than the %llu sent",
+                            (unsigned long long)(verified + (uint64_t)n),
+                            (unsigned long long)sent);
+                goto out;
+            }
+            if (memcmp(buf, pat(s->base + verified), (size_t)n) != 0) {
+                stream_fail(s, "bytes %llu..%llu differ from what was sent",
+                            (unsigned long long)verified,
+                            (unsigned long long)(verified + (uint64_t)n));
+                goto out;
+            }
+            verified += (uint64_t)n;
+            atomic_store(&s->verified, verified);
+            progress = true;
+        } else if (n == 0) {
+            if (shut && verified == sent) {
+                s->ok = true;
+                goto out;
+            }
+            if (s->may_be_cut) {
+                s->cut = s->ok = true;
+                goto out;
+            }
+            stream_fail(s, "EOF after %llu of %llu bytes back", (unsigned long long)verified,
+                        (unsigned long long)sent);
+            goto out;
+        } else if (errno != EAGAIN && errno != EINTR) {
+            if (s->may_be_cut && errno == ECONNRESET) {
+                s->cut = s->ok = true;
+                goto out;
+            }
+            stream_fail(s, "recv after %llu of %llu bytes: %s", (unsigned long long)verified,
+                        (unsigned long long)sent, strerror(errno));
+            goto out;
+        }
+        if (progress || (throttled && sent == verified))
+            last = now;
+        else if (now - last > STALL_MS) {
+            stream_fail(s, "no progress for %d ms (%llu sent, %llu back%s)", STALL_MS,
+                        (unsigned long long)sent, (unsigned long long)verified,
+                        shut ? ", half-closed" : "");
+            goto out;
+        }
+    }
+    if (!atomic_load(&s->quit))
+        stream_fail(s, "ran out of rounds");
+out:
+    s->end_ms = ms_now();
+    free(buf);
+    atomic_store(&s->done, true);
+    return NULL;
+}
+
+/* Starts a streamer on a new connection to 127.0.0.1:port, sending at most
+ * STREAM_RATE bytes a second: enough load, without taking the machine. */
+#define STREAM_RATE (32 * MIB)
+static struct streamer *stream_start(int port, uint64_t base, bool may_be_cut)
+{
+    assert_true(nstreamers < ARRAY_LEN(streamers));
+    struct streamer *s = calloc(1, sizeof(*s));
+    assert_non_null(s);
+    s->fd = client4(port);
+    s->cport = local_port(s->fd);
+    set_nonblocking(s->fd);
+    s->base = base;
+    s->may_be_cut = may_be_cut;
+    s->rate = STREAM_RATE;
+    assert_int_equal(pthread_create(&s->thread, NULL, stream_run, s), 0);
+    streamers[nstreamers++] = s;
+    return s;
+}
+
+static void stream_forget(struct streamer *s)
+{
+    for (size_t i = 0; i < nstreamers; i++)
+        if (streamers[i] == s) {
+            streamers[i] = streamers[--nstreamers];
+            break;
+        }
+    close(s->fd);
+    free(s);
+}
+
+/* Stops a streamer at once (teardown). */
+static void stream_abort(struct streamer *s)
+{
+    atomic_store(&s->quit, true);
+    pthread_join(s->thread, NULL);
+    stream_forget(s);
+}
+
+/* Waits up to ms for the streamer to have `bytes` more verified than now;
+ * false when it did not (or it ended). */
+static bool stream_advances(struct streamer *s, uint64_t bytes, int ms)
+{
+    uint64_t want = atomic_load(&s->verified) + bytes;
+    int64_t until = ms_now() + ms;
+    for (int i = 0; i < 10000; i++) {
+        if (atomic_load(&s->verified) >= want)
+            return true;
+        if (atomic_load(&s->done) || ms_now() >= until)
+            return false;
+        sleep_ms(1);
+    }
+    return false;
+}
+
+/* Fails the test when the streamer has ended with an error. */
+static void stream_check(struct streamer *s)
+{
+    if (atomic_load(&s->done) && !s->ok)
+        fail_msg("streamer from port %d: %s", s->cport, s->err);
+}
+
+/* Asks the streamer to finish and waits (bounded) for it; fails unless
+ * every byte came back and then the daemon's FIN.  Returns the bytes sent
+ * (and verified) and frees the streamer. */
+static uint64_t stream_finish(struct streamer *s)
+{
+    atomic_store(&s->finish, true);
+    int64_t until = ms_now() + STALL_MS + 2000;
+    for (int i = 0; i < 100000 && !atomic_load(&s->done) && ms_now() < until; i++)
+        sleep_ms(1);
+    if (!atomic_load(&s->done))
+        atomic_store(&s->quit, true);
+    pthread_join(s->thread, NULL);
+    if (!s->ok || s->cut)
+        fail_msg("streamer from port %d did not finish cleanly: %s", s->cport,
+                 s->cut ? "cut by the daemon" : s->err);
+    uint64_t sent = atomic_load(&s->sent);
+    assert_true(atomic_load(&s->verified) == sent);
+    stream_forget(s);
+    return sent;
+}
+
+/* ---- churn: many short connections at once ------------------------------ */
+
+/*
+ * A churn client keeps `slots` connections going at once, each to one of
+ * `ports` in turn: connect, send a message of 0 to 4000 bytes (its own
+ * slice of the pattern), half-close, receive it back byte for byte, then
+ * the daemon's FIN; then the slot starts again, until `ms` have passed.
+ * Then it lets the open ones finish (10 s at most).
+ */
+struct churn {
+    const int *ports;
+    size_t nports;
+    int slots, ms;
+    unsigned rate; /* connections started per second at most (0: no cap) */
+    uint32_t seed;
+    pthread_t thread;
+    atomic_bool stop; /* start no more (when ms is 0: run until this) */
+    /* Written by the thread: */
+    uint64_t done, bytes, errors;
+    uint64_t port_done[4], port_bytes[4]; /* by index in ports */
+    char err[256];
+};
+
+enum { CS_IDLE, CS_CONNECTING, CS_RUN };
+
+struct cslot {
+    int fd, state, port, pi;
+    size_t len, sent, got;
+    bool shut;
+    uint64_t base;
+    int64_t last;
+};
+
+__attribute__((format(printf, 2, 3)))
+static void churn_error(struct churn *ch, const char *fmt, ...)
+{
+    ch->errors++;
+    if (ch->err[0] != '\0')
+        return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(ch->err, sizeof(ch->err), fmt, ap);
+    va_end(ap);
+}
+
+static void cslot_close(struct cslot *c)
+{
+    if (c->fd >= 0)
+        close(c->fd);
+    c->fd = -1;
+    c->state = CS_IDLE;
+}
+
+/* Starts a connection in slot c; false on an error (counted). */
+static bool cslot_start(struct churn *ch, struct cslot *c, uint64_t k, uint32_t *rng)
+{
+    *rng = *rng * 1664525u + 1013904223u;
+    uint32_t r = *rng >> 8;
+    size_t pi = (size_t)(k % ch->nports);
+    c->port = ch->ports[pi];
+    c->pi = (int)(pi < 4 ? pi : 3);
+    c->len = (r & 15) == 0 ? 0 : 1 + r % 4000;
+    c->base = (k * 104729u + ch->seed) % PLEN;
+    c->sent = c->got = 0;
+    c->shut = false;
+    c->last = ms_now();
+    c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    if (c->fd < 0) {
+        churn_error(ch, "socket: %s", strerror(errno));
+        return false;
+    }
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)c->port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    if (connect(c->fd, (struct sockaddr *)&a, sizeof(a)) < 0 && errno != EINPROGRESS) {
+        churn_error(ch, "connect to port %d: %s", c->port, strerror(errno));
+        cslot_close(c);
+        return false;
+    }
+    c->state = CS_CONNECTING;
+    return true;
+}
+
+/* Moves slot c on after poll said `rev`. */
+static void cslot_service(struct churn *ch, struct cslot *c, short rev, uint8_t *scratch)
+{
+    if (c->state == CS_CONNECTING) {
+        if ((rev & (POLLOUT | POLLERR | POLLHUP)) == 0)
+            return;
+        int err = 0;
+        socklen_t len = sizeof(err);
+        (void)getsockopt(c->fd, SOL_SOCKET, SO_ERROR, &err, &len);
+        if (err != 0) {
+            churn_error(ch, "connect to port %d: %s", c->port, strerror(err));
+            cslot_close(c);
+            return;
+        }
+        c->state = CS_RUN;
+        c->last = ms_now();
+    }
+    while (c->sent < c->len) {
+        ssize_t n = send(c->fd, pat(c->base + c->sent), c->len - c->sent,
+                         MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n > 0) {
+            c->sent += (size_t)n;
+            c->last = ms_now();
+            continue;
+        }
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+            break;
+        churn_error(ch, "send to port %d after %zu of %zu: %s", c->port, c->sent, c->len,
+                    strerror(errno));
+        cslot_close(c);
+        return;
+    }
+    if (c->sent == c->len && !c->shut) {
+        if (shutdown(c->fd, SHUT_WR) < 0) {
+            churn_error(ch, "shutdown: %s", strerror(errno));
+            cslot_close(c);
+            return;
+        }
+        c->shut = true;
+    }
+    for (int i = 0; i < 16; i++) {
+        ssize_t n = recv(c->fd, scratch, 8192, MSG_DONTWAIT);
+        if (n > 0) {
+            if (c->got + (size_t)n > c->sent ||
+                memcmp(scratch, pat(c->base + c->got), (size_t)n) != 0) {
+                churn_error(ch, "port %d: bytes %zu..%zu differ from what was sent", c->port,
+                            c->got, c->got + (size_t)n);
+                cslot_close(c);
+                return;
+            }
+            c->got += (size_t)n;
+            c->last = ms_now();
+            continue;
+        }
+        if (n == 0) {
+            if (c->got != c->len || !c->shut)
+                churn_error(ch, "port %d: EOF after %zu of %zu bytes back", c->port, c->got,
+                            c->len);
+            else {
+                ch->done++;
+                ch->bytes += c->len;
+                ch->port_done[c->pi]++;
+                ch->port_bytes[c->pi] += c->len;
+            }
+            cslot_close(c);
+            return;
+        }
+        if (errno == EAGAIN || errno == EINTR)
+            return;
+        churn_error(ch, "recv from port %d after %zu of %zu: %s", c->port, c->got, c->len,
+                    strerror(errno));
+        cslot_close(c);
+        return;
+    }
+}
+
+static void *churn_run(void *arg)
+{
+    struct churn *ch = arg;
+    struct cslot *sl = calloc((size_t)ch->slots, sizeof(*sl));
+    struct pollfd *pfd = calloc((size_t)ch->slots, sizeof(*pfd));
+    int *idx = calloc((size_t)ch->slots, sizeof(*idx));
+    uint8_t *scratch = malloc(8192);
+    if (sl == NULL || pfd == NULL || idx == NULL || scratch == NULL) {
+        churn_error(ch, "out of memory");
+        goto out;
+    }
+    for (int i = 0; i < ch->slots; i++)
+        sl[i].fd = -1;
+    uint32_t rng = ch->seed;
+    uint64_t k = 0;
+    int64_t t0 = ms_now();
+    int64_t stop_at = ch->ms > 0 ? t0 + ch->ms : INT64_MAX;
+    int64_t hard = (ch->ms > 0 ? t0 + ch->ms : t0 + 600000) + 10000;
+    for (long round = 0; round < 100000000L; round++) {
+        int64_t now = ms_now();
+        bool starting = now < stop_at && !atomic_load(&ch->stop);
+        uint64_t allowed = ch->rate > 0 ? (uint64_t)ch->rate * (uint64_t)(now - t0) / 1000 + 1
+                                        : UINT64_MAX;
+        int n = 0;
+        for (int i = 0; i < ch->slots; i++) {
+            struct cslot *c = &sl[i];
+            if (c->state == CS_IDLE && starting && k < allowed)
+                (void)cslot_start(ch, c, k++, &rng);
+            if (c->state == CS_IDLE)
+                continue;
+            if (now - c->last > STALL_MS) {
+                churn_error(ch, "port %d: no progress for %d ms (%zu of %zu sent, %zu back)",
+                            c->port, STALL_MS, c->sent, c->len, c->got);
+                cslot_close(c);
+                continue;
+            }
+            short ev = c->state == CS_CONNECTING ? POLLOUT
+                       : (short)(POLLIN | (c->sent < c->len ? POLLOUT : 0));
+            pfd[n] = (struct pollfd){.fd = c->fd, .events = ev};
+            idx[n++] = i;
+        }
+        if (n == 0 && !starting)
+            break;
+        int timeout = n == 0 || k >= allowed ? 1 : 20;
+        if (now > hard) {
+            churn_error(ch, "%d connections not done 10 s after the end", n);
+            break;
+        }
+        int r = poll(pfd, (nfds_t)n, timeout);
+        if (r < 0 && errno != EINTR) {
+            churn_error(ch, "poll: %s", strerror(errno));
+            break;
+        }
+        for (int j = 0; r > 0 && j < n; j++)
+            if (pfd[j].revents != 0)
+                cslot_service(ch, &sl[idx[j]], pfd[j].revents, scratch);
+    }
+out:
+    if (sl != NULL)
+        for (int i = 0; i < ch->slots; i++)
+            cslot_close(&sl[i]);
+    free(sl);
+    free(pfd);
+    free(idx);
+    free(scratch);
+    return NULL;
+}
+
+/* Runs `nthreads` churn clients together for ms; the sums go into *sum. */
+static void churn_for(const int *ports, size_t nports, int nthreads, int slots,
+                      unsigned rate, int ms, uint32_t seed, struct churn *sum)
+{
+    struct churn ch[4];
+    assert_true(nthreads > 0 && (size_t)nthreads <= ARRAY_LEN(ch));
+    memset(ch, 0, sizeof(ch));
+    for (int t = 0; t < nthreads; t++) {
+        ch[t].ports = ports;
+        ch[t].nports = nports;
+        ch[t].slots = slots;
+        ch[t].ms = ms;
+        ch[t].rate = rate;
+        ch[t].seed = seed + 7919u * (uint32_t)t;
+        assert_int_equal(pthread_create(&ch[t].thread, NULL, churn_run, &ch[t]), 0);
+    }
+    memset(sum, 0, sizeof(*sum));
+    for (int t = 0; t < nthreads; t++) {
+        pthread_join(ch[t].thread, NULL);
+        sum->done += ch[t].done;
+        sum->bytes += ch[t].bytes;
+        sum->errors += ch[t].errors;
+        for (size_t p = 0; p < 4; p++) {
+            sum->port_done[p] += ch[t].port_done[p];
+            sum->port_bytes[p] += ch[t].port_bytes[p];
+        }
+        if (sum->err[0] == '\0')
+            memcpy(sum->err, ch[t].err, sizeof(sum->err));
+    }
+}
+
+/* ---- descriptor exhaustion ---------------------------------------------- */
+
+/* The daemon's soft RLIMIT_NOFILE in that test; restored by teardown too,
+ * should the daemon fail to start. */
+#define FD_LIMIT 48
+static struct rlimit saved_nofile;
+static bool nofile_lowered;
+
+static void restore_nofile(void)
+{
+    if (nofile_lowered) {
+        (void)setrlimit(RLIMIT_NOFILE, &saved_nofile);
+        nofile_lowered = false;
+    }
+}
+
+static int teardown_nofile(void **state)
+{
+    restore_nofile();
+    return teardown(state);
+}
+
+/* Waits (up to ms) for each client of fds[0..n) that sent its one byte to
+ * be served (the byte back: served[i] = 1) or turned away (EOF or reset:
+ * served[i] = 0); -1 stays for those with no answer. */
+static void classify(const int *fds, int *served, size_t n, int ms)
+{
+    int64_t until = ms_now() + ms;
+    struct pollfd *pfd = calloc(n, sizeof(*pfd));
+    size_t *idx = calloc(n, sizeof(*idx));
+    assert_true(pfd != NULL && idx != NULL);
+    for (int round = 0; round < 100000; round++) {
+        size_t k = 0;
+        for (size_t i = 0; i < n; i++)
+            if (served[i] < 0) {
+                pfd[k] = (struct pollfd){.fd = fds[i], .events = POLLIN};
+                idx[k++] = i;
+            }
+        int64_t left = until - ms_now();
+        if (k == 0 || left <= 0)
+            break;
+        int r = poll(pfd, (nfds_t)k, (int)left);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            break;
+        for (size_t j = 0; j < k; j++) {
+            if (pfd[j].revents == 0)
+                continue;
+            char c;
+            ssize_t got = recv(fds[idx[j]], &c, 1, MSG_DONTWAIT);
+            if (got == 1)
+                served[idx[j]] = 1;
+            else if (got == 0 || (errno != EAGAIN && errno != EINTR))
+                served[idx[j]] = 0;
+        }
+    }
+    free(pfd);
+    free(idx);
+}
+/* A daemon with one echo listener under RLIMIT_NOFILE = FD_LIMIT (the
+ * harness's child inherits the soft limit; ours is restored at once). */
+static struct echod *start_low_nofile(void)
+{
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &saved_nofile), 0);
+    struct rlimit low = {FD_LIMIT, saved_nofile.rlim_max};
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+    nofile_lowered = true;
+    char g[512];
+    echo_group(g, sizeof(g), "echo", 0, "30.0");
+    struct echod *e = start_daemon(HEAD("2.0", "true") "listeners = ( %s );\n", g);
+    restore_nofile();
+    assert_int_equal(daemon_nofile(e), FD_LIMIT);
+    return e;
+}
+
+/* n clients at once, each sending one byte (tracked, non-blocking). */
+static void flood(int port, int *fds, int *served, int n)
+{
+    for (int i = 0; i < n; i++) {
+        fds[i] = client4(port);
+        track_fd(fds[i]);
+        set_nonblocking(fds[i]);
+        (void)send(fds[i], "x", 1, MSG_NOSIGNAL);
+        served[i] = -1;
+    }
+}
+
+/*
+ * With RLIMIT_NOFILE = 48 and 200 clients at once, each sending one byte:
+ * the daemon stays up, serves as many as its descriptors allow and turns
+ * every other away at once (none is left hanging), logs "out of file
+ * descriptors", does not spin while it stays at the limit (its CPU time
+ * over a second in which a new client knocks every 50 ms), goes on serving
+ * the clients it holds byte for byte, and once they have gone serves new
+ * clients again, many at once.
+ */
+static void fd_exhaustion_refuses_without_spinning_and_recovers(void **state)
+{
+    (void)state;
+    struct echod *e = start_low_nofile();
+    int port = echod_port(e, "echo", 0);
+    int idle = echod_fd_count(e);
+    assert_true(idle > 3 && idle < FD_LIMIT - 8);
+
+    enum { FLOOD = 200 };
+    int fds[FLOOD], served[FLOOD];
+    flood(port, fds, served, FLOOD);
+    classify(fds, served, FLOOD, 5000);
+    int held = 0, shed = 0, hanging = 0;
+    for (int i = 0; i < FLOOD; i++)
+        held += served[i] == 1, shed += served[i] == 0, hanging += served[i] < 0;
+    print_message("    limit %d, %d descriptors idle: of %d clients %d served, %d turned "
+                  "away, %d without an answer\n", FD_LIMIT, idle, FLOOD, held, shed, hanging);
+    /* (Clients left without an answer, and served ones past the room
+     * there is, are fd_exhaustion_accounting_and_spares's business.) */
+    assert_true(held > 0 && shed > 0);
+    assert_non_null(echod_wait_log(e, "out of file descriptors", WAIT_MS));
+
+    /* At the limit: a knock every 50 ms for a second, each turned away at
+     * once; the CPU the daemon used meanwhile. */
+    enum { KNOCKS = 20 };
+    int knock[KNOCKS], kserved[KNOCKS];
+    long long c0 = cpu_ms(e);
+    int64_t t0 = ms_now();
+    for (int i = 0; i < KNOCKS; i++) {
+        flood(port, &knock[i], &kserved[i], 1);
+        int64_t wait = t0 + 50 * (i + 1) - ms_now();
+        if (wait > 0)
+            sleep_ms((int)wait);
+    }
+    long long c1 = cpu_ms(e);
+    int64_t t1 = ms_now();
+    /* And a second without knocks. */
+    sleep_ms(1000);
+    long long c2 = cpu_ms(e);
+    int64_t t2 = ms_now();
+    classify(knock, kserved, KNOCKS, 2000);
+    int kturned = 0, kserved_n = 0;
+    for (int i = 0; i < KNOCKS; i++)
+        kturned += kserved[i] == 0, kserved_n += kserved[i] == 1;
+    double pct = 100.0 * (double)(c1 - c0) / (double)(t1 - t0 > 0 ? t1 - t0 : 1);
+    double quiet = 100.0 * (double)(c2 - c1) / (double)(t2 - t1 > 0 ? t2 - t1 : 1);
+    print_message("    at the limit: %lld ms of CPU in %lld ms with a knock every 50 ms "
+                  "(%.1f%% of a core), %lld ms in %lld ms without (%.1f%%); of %d knocks %d "
+                  "turned away, %d served\n", c1 - c0, (long long)(t1 - t0), pct, c2 - c1,
+                  (long long)(t2 - t1), quiet, KNOCKS, kturned, kserved_n);
+    /* Turned away, most of them.  (One may be served, or wait, when a
+     * descriptor a worker gave up to shed a client was taken by the other
+     * worker's accept; fd_exhaustion_accounting_and_spares is about that.) */
+    assert_true(kturned >= KNOCKS / 2);
+    assert_true(pct < 25.0);
+    assert_true(quiet < 10.0);
+    assert_true(kill(echod_pid(e), 0) == 0);
+
+    /* The clients it holds are served meanwhile, byte for byte. */
+    int checked = 0;
+    for (int i = 0; i < FLOOD && checked < 5; i++)
+        if (served[i] == 1) {
+            send_all(fds[i], pat(1000 * (uint64_t)i), 5000);
+            uint8_t back[5000];
+            recv_exact(fds[i], back, sizeof(back));
+            assert_memory_equal(back, pat(1000 * (uint64_t)i), sizeof(back));
+            checked++;
+        }
+    assert_int_equal(checked, held < 5 ? held : 5);
+
+    /* The clients go; once the daemon has let go of their descriptors (it
+     * may have one spare fewer: the other test's business) new clients are
+     * served, one with 100000 bytes, then 30 at once. */
+    for (int i = 0; i < FLOOD; i++)
+        close_tracked(fds[i]);
+    for (int i = 0; i < KNOCKS; i++)
+        close_tracked(knock[i]);
+    int64_t until = ms_now() + WAIT_MS;
+    while (echod_fd_count(e) > idle && ms_now() < until)
+        sleep_ms(2);
+    assert_true(echod_fd_count(e) <= idle);
+    int fd = client4(port);
+    int cport = local_port(fd);
+    send_all(fd, pat(777), 100000);
+    uint8_t *back = malloc(100000);
+    assert_non_null(back);
+    recv_exact(fd, back, 100000);
+    assert_memory_equal(back, pat(777), 100000);
+    free(back);
+    assert_int_equal(shutdown(fd, SHUT_WR), 0);
+    assert_true(peer_closed_within(fd, WAIT_MS));
+    close(fd);
+    check_access(e, "echo", cport, " in=100000 out=100000 ", "done");
+    enum { AGAIN = 30 };
+    int again[AGAIN], aserved[AGAIN];
+    flood(port, again, aserved, AGAIN);
+    classify(again, aserved, AGAIN, WAIT_MS);
+    for (int i = 0; i < AGAIN; i++)
+        assert_int_equal(aserved[i], 1);
+    for (int i = 0; i < AGAIN; i++)
+        close_tracked(again[i]);
+    assert_int_equal(echod_stop(e, 3000), 0);
+}
+
+/*
+ * The same flood, five times over: the daemon counts exactly the clients
+ * it turned away (refused= of SIGUSR1, the out_of_fds refusals), never
+ * gives a client the descriptor it keeps spare for shedding, and after
+ * each flood is back to its idle descriptors, spares included, so that the
+ * next flood is shed as well.
+ */
+static void fd_exhaustion_accounting_and_spares(void **state)
+{
+    (void)state;
+    struct echod *e = start_low_nofile();
+    int port = echod_port(e, "echo", 0);
+    int idle = echod_fd_count(e);
+    enum { FLOOD = 200, ROUNDS = 5 };
+    int fds[FLOOD], served[FLOOD];
+    int held[ROUNDS], shed[ROUNDS], hanging[ROUNDS], after[ROUNDS];
+    long long counted[ROUNDS];
+    long long refused0 = counters_now(e, "echo").refused;
+    for (int r = 0; r < ROUNDS; r++) {
+        flood(port, fds, served, FLOOD);
+        classify(fds, served, FLOOD, 5000);
+        held[r] = shed[r] = hanging[r] = 0;
+        for (int i = 0; i < FLOOD; i++)
+            held[r] += served[i] == 1, shed[r] += served[i] == 0, hanging[r] += served[i] < 0;
+        /* (A refusal is counted just after the client is closed: ask
+         * again while the count is short.) */
+        long long refused = counters_now(e, "echo").refused;
+        for (int i = 0; i < 10 && refused - refused0 < shed[r]; i++) {
+            sleep_ms(50);
+            refused = counters_now(e, "echo").refused;
+        }
+        counted[r] = refused - refused0;
+        refused0 = refused;
+        for (int i = 0; i < FLOOD; i++)
+            close_tracked(fds[i]);
+        (void)wait_fd_count(e, idle, 1000);
+        after[r] = echod_fd_count(e);
+        print_message("    flood %d: %d served (room for %d), %d turned away, %d hanging; "
+                      "refusals counted %lld; descriptors after %d (idle %d)\n", r + 1,
+                      held[r], FD_LIMIT - idle, shed[r], hanging[r], counted[r], after[r],
+                      idle);
+    }
+    for (int r = 0; r < ROUNDS; r++) {
+        assert_int_equal(hanging[r], 0);
+        assert_int_equal(counted[r], shed[r]);
+        assert_true(held[r] <= FD_LIMIT - idle);
+        assert_int_equal(after[r], idle);
+    }
+    assert_int_equal(echod_stop(e, 3000), 0);
+}
+/* ---- upstream faults, each beside a healthy relayed stream --------------- */
+
+/*
+ * A daemon with two proxy listeners: "healthy" to an echo upstream, with
+ * a streamer on it, and "fault" to the upstream under test (retries = 0,
+ * so that the fault reaches the client).
+ */
+struct fault_env {
+    struct echod *e;
+    struct upsrv *good;
+    struct streamer *s;
+    int p_fault;
+    uint64_t before; /* verified by the streamer when the fault began */
+};
+
+/* The daemon with "healthy" and the listener groups `groups` (", {...}"),
+ * and the streamer going. */
+static void env_start(struct fault_env *env, const char *groups)
+{
+    env->good = up_start(UP_ECHO, 0);
+    char g1[1024];
+    relay_group(g1, sizeof(g1), "healthy", 0, env->good->port, "30.0", "3.0", 0);
+    env->e = start_daemon(HEAD("2.0", "true") "listeners = ( %s%s );\n", g1, groups);
+    env->p_fault = -1;
+    env->s = stream_start(echod_port(env->e, "healthy", 0), 12345, false);
+    if (!stream_advances(env->s, 256 * KIB, WAIT_MS)) {
+        stream_check(env->s);
+        fail_msg("the healthy stream does not flow");
+    }
+    env->before = atomic_load(&env->s->verified);
+}
+
+static void fault_start(struct fault_env *env, int fault_up, const char *idle,
+                        const char *connect_timeout)
+{
+    char g2[1024], groups[1100];
+    relay_group(g2, sizeof(g2), "fault", 0, fault_up, idle, connect_timeout, 0);
+    snprintf(groups, sizeof(groups), ", %s", g2);
+    env_start(env, groups);
+    env->p_fault = echod_port(env->e, "fault", 0);
+}
+
+/* The healthy stream went on through the fault, still does, and ends with
+ * every byte back and reason=done. */
+static void fault_end(struct fault_env *env, const char *what)
+{
+    struct streamer *s = env->s;
+    stream_check(s);
+    if (!stream_advances(s, 256 * KIB, WAIT_MS)) {
+        stream_check(s);
+        fail_msg("the healthy stream stopped after the fault");
+    }
+    uint64_t during = atomic_load(&s->verified) - env->before;
+    int cport = s->cport;
+    uint64_t total = stream_finish(s);
+    char expect[128];
+    snprintf(expect, sizeof(expect), " upstream=127.0.0.1:%d in=%llu out=%llu ",
+             env->good->port, (unsigned long long)total, (unsigned long long)total);
+    check_access(env->e, "healthy", cport, expect, "done");
+    print_message("    %s; healthy stream: %.1f MiB verified during the fault, %.1f MiB "
+                  "in all, intact\n", what, (double)during / MIB, (double)total / MIB);
+    assert_int_equal(atomic_load(&env->good->errors), 0);
+    assert_int_equal(echod_stop(env->e, 3000), 0);
+}
+
+/* An upstream that refuses: the client gets an EOF, reason=no-upstream,
+ * and the refusal is logged. */
+static void upstream_refuses(void **state)
+{
+    (void)state;
+    struct fault_env env;
+    int bad = refusing_port();
+    fault_start(&env, bad, "30.0", "3.0");
+    int fd = client4(env.p_fault);
+    int cport = local_port(fd);
+    enum end how = wait_end(fd, WAIT_MS, NULL);
+    close(fd);
+    assert_int_equal(how, END_EOF);
+    check_access(env.e, "fault", cport, " upstream=- in=0 out=0 ", "no-upstream");
+    char needle[128];
+    snprintf(needle, sizeof(needle), "upstream 127.0.0.1:%d failed: Connection refused", bad);
+    assert_non_null(echod_wait_log(env.e, needle, WAIT_MS));
+    fault_end(&env, "refused: client got an EOF, reason=no-upstream");
+}
+
+/* An upstream that accepts and resets at once (SO_LINGER 0): the client's
+ * connection ends; reason=upstream-reset, or no-upstream with the reset
+ * logged when it came before the daemon saw the connect complete.  Then one
+ * that resets after reading the client's first bytes: upstream-reset. */
+static void upstream_resets_after_accept(void **state)
+{
+    (void)state;
+    struct fault_env env;
+    int up;
+    int lfd = listen_loopback(16, &up);
+    track_fd(lfd);
+    fault_start(&env, up, "30.0", "3.0");
+
+    int fd = client4(env.p_fault);
+    int cport = local_port(fd);
+    close_reset(accept_within(lfd, WAIT_MS));
+    enum end how = wait_end(fd, WAIT_MS, NULL);
+    close(fd);
+    assert_int_not_equal(how, END_NONE);
+    const char *reason = access_reason(env.e, "fault", cport);
+    if (strcmp(reason, "no-upstream") == 0) {
+        char needle[128];
+        snprintf(needle, sizeof(needle), "upstream 127.0.0.1:%d failed: Connection reset", up);
+        assert_non_null(echod_wait_log(env.e, needle, WAIT_MS));
+    } else {
+        check_access(env.e, "fault", cport, " in=0 out=0 ", "upstream-reset");
+    }
+    char first[160];
+    snprintf(first, sizeof(first), "reset at accept: client got %s, reason=%s",
+             end_name(how), reason);
+
+    fd = client4(env.p_fault);
+    cport = local_port(fd);
+    send_all(fd, "hello", 5);
+    int ufd = accept_within(lfd, WAIT_MS);
+    char got[5];
+    recv_exact(ufd, got, 5);
+    assert_memory_equal(got, "hello", 5);
+    close_reset(ufd);
+    enum end how2 = wait_end(fd, WAIT_MS, NULL);
+    close(fd);
+    assert_int_not_equal(how2, END_NONE);
+    check_access(env.e, "fault", cport, " in=5 out=0 ", "upstream-reset");
+    char what[320];
+    snprintf(what, sizeof(what), "%s; reset after 5 bytes: client got %s, "
+             "reason=upstream-reset", first, end_name(how2));
+    fault_end(&env, what);
+}
+
+/*
+ * Sends the pattern from base on fd (non-blocking) until the socket stays
+ * unwritable for 500 ms, 64 MiB went, or 5 s passed; *sent counts the
+ * bytes.  True when the sends stalled.
+ */
+static bool send_until_stalled(int fd, uint64_t base, uint64_t *sent)
+{
+    int64_t start = ms_now();
+    while (*sent < 64 * MIB && ms_now() - start < 5000) {
+        ssize_t n = send(fd, pat(base + *sent), 64 * KIB, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n > 0) {
+            *sent += (uint64_t)n;
+            continue;
+        }
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0 && errno != EAGAIN)
+            fail_msg("send: %s", strerror(errno));
+        struct pollfd p = {.fd = fd, .events = POLLOUT};
+        if (poll(&p, 1, 500) == 0)
+            return true;
+    }
+    return false;
+}
+
+/*
+ * An upstream that accepts and never reads, while the client sends all it
+ * can: the client's sends stall (backpressure), the daemon's memory stays
+ * flat, the healthy stream flows on, and idle_timeout (1 s) ends the stuck
+ * connection.  The upstream, reading at last, finds a byte-exact prefix of
+ * the stream: all the daemon took but what it held in its buffer.
+ */
+static void upstream_never_reads(void **state)
+{
+    (void)state;
+    struct fault_env env;
+    int up;
+    int lfd = listen_loopback(16, &up);
+    track_fd(lfd);
+    fault_start(&env, up, "1.0", "3.0");
+
+    int fd = client4(env.p_fault);
+    int cport = local_port(fd);
+    set_nonblocking(fd);
+    int ufd = accept_within(lfd, WAIT_MS);
+    track_fd(ufd);
+    long rss0 = echod_rss_kib(env.e);
+    uint64_t sent = 0;
+    bool stalled = send_until_stalled(fd, 99, &sent);
+    int64_t stalled_at = ms_now();
+    long rss1 = echod_rss_kib(env.e);
+    if (!stalled)
+        fail_msg("the client's sends never stalled (%llu bytes taken)",
+                 (unsigned long long)sent);
+    assert_rss_growth_below(rss1 - rss0, 2048);
+    /* The healthy stream flows while this one is stuck. */
+    assert_true(stream_advances(env.s, 1 * MIB, WAIT_MS));
+
+    enum end how = wait_end(fd, 1000 + WAIT_MS, NULL);
+    int64_t closed_after = ms_now() - stalled_at;
+    close(fd);
+    assert_int_not_equal(how, END_NONE);
+    const char *line = check_access(env.e, "fault", cport, " out=0 ", "idle-timeout");
+    long long in = field(line, " in=");
+    assert_true(in > 0 && (uint64_t)in <= sent);
+
+    /* What reached the upstream: a prefix of the stream, then the FIN. */
+    set_nonblocking(ufd);
+    uint8_t *buf = malloc(64 * KIB);
+    assert_non_null(buf);
+    uint64_t got = 0;
+    enum end uend = END_NONE;
+    int64_t until = ms_now() + WAIT_MS;
+    while (uend == END_NONE && ms_now() < until) {
+        ssize_t n = recv(ufd, buf, 64 * KIB, MSG_DONTWAIT);
+        if (n > 0) {
+            if (memcmp(buf, pat(99 + got), (size_t)n) != 0)
+                fail_msg("the upstream got bytes %llu..%llu wrong", (unsigned long long)got,
+                         (unsigned long long)got + (unsigned long long)n);
+            got += (uint64_t)n;
+        } else if (n == 0) {
+            uend = END_EOF;
+        } else if (errno == EAGAIN) {
+            struct pollfd p = {.fd = ufd, .events = POLLIN};
+            (void)poll(&p, 1, 100);
+        } else {
+            uend = END_RESET;
+        }
+    }
+    free(buf);
+    close_tracked(ufd);
+    assert_int_equal(uend, END_EOF);
+    assert_true(got <= (uint64_t)in && (uint64_t)in - got <= 16384);
+    char what[320];
+    snprintf(what, sizeof(what), "never reads: %.1f MiB sent before the sends stalled, "
+             "RSS %ld -> %ld KiB, ended %lld ms after the stall (%s, reason=idle-timeout), "
+             "upstream got %llu of the %lld bytes taken", (double)sent / MIB, rss0, rss1,
+             (long long)closed_after, end_name(how), (unsigned long long)got, in);
+    fault_end(&env, what);
+}
+
+/*
+ * An upstream that sends 300000 bytes and closes: the client gets exactly
+ * those bytes and an EOF; when it then half-closes, reason=done.  A second
+ * client writes after that EOF: the closed upstream resets and the
+ * connection ends with reason=upstream-reset.
+ */
+static void upstream_closes_mid_stream(void **state)
+{
+    (void)state;
+    const size_t N = 300000;
+    struct fault_env env;
+    struct upsrv *src = up_start(UP_SOURCE_CLOSE, N);
+    fault_start(&env, src->port, "30.0", "3.0");
+    uint8_t *buf = malloc(N);
+    assert_non_null(buf);
+
+    int fd = client4(env.p_fault);
+    int cport = local_port(fd);
+    recv_exact(fd, buf, N);
+    assert_memory_equal(buf, pat(0), N); /* the upstream's first connection */
+    assert_true(peer_closed_within(fd, WAIT_MS));
+    assert_int_equal(shutdown(fd, SHUT_WR), 0);
+    char expect[64];
+    snprintf(expect, sizeof(expect), " in=0 out=%zu ", N);
+    check_access(env.e, "fault", cport, expect, "done");
+    close(fd);
+
+    fd = client4(env.p_fault);
+    cport = local_port(fd);
+    recv_exact(fd, buf, N);
+    assert_memory_equal(buf, pat(1000003), N);
+    assert_true(peer_closed_within(fd, WAIT_MS));
+    send_all(fd, "late", 4);
+    snprintf(expect, sizeof(expect), " out=%zu ", N);
+    const char *line = check_access(env.e, "fault", cport, expect, "upstream-reset");
+    close(fd);
+    free(buf);
+    char what[256];
+    snprintf(what, sizeof(what), "closes after %zu bytes: both clients got them and "
+             "an EOF; reasons done, then upstream-reset (%s)", N, strstr(line, " in="));
+    fault_end(&env, what);
+}
+
+/* A blackholed upstream (SYNs dropped): given up after connect_timeout
+ * (0.3 s); the client gets an EOF, reason=no-upstream, and the timeout is
+ * logged. */
+static void upstream_blackholed(void **state)
+{
+    (void)state;
+    struct fault_env env;
+    int silent = silent_port();
+    fault_start(&env, silent, "30.0", "0.3");
+    int64_t t0 = ms_now();
+    int fd = client4(env.p_fault);
+    int cport = local_port(fd);
+    enum end how = wait_end(fd, WAIT_MS, NULL);
+    int64_t after = ms_now() - t0;
+    close(fd);
+    assert_int_equal(how, END_EOF);
+    assert_true(after >= 300 - 2);
+    check_access(env.e, "fault", cport, " upstream=- in=0 out=0 ", "no-upstream");
+    char needle[128];
+    snprintf(needle, sizeof(needle), "upstream 127.0.0.1:%d failed: connect timeout", silent);
+    assert_non_null(echod_wait_log(env.e, needle, WAIT_MS));
+    char what[160];
+    snprintf(what, sizeof(what), "blackholed: EOF after %lld ms, reason=no-upstream",
+             (long long)after);
+    fault_end(&env, what);
+}
+
+/* ---- client faults ---------------------------------------------------------- */
+
+/* Receives bytes [from, to) of the stream from base on fd, checking each;
+ * fails after WAIT_MS without progress. */
+static void recv_verify(int fd, uint64_t base, uint64_t from, uint64_t to)
+{
+    static uint8_t buf[64 * 1024];
+    int64_t last = ms_now();
+    while (from < to) {
+        size_t want = to - from < sizeof(buf) ? (size_t)(to - from) : sizeof(buf);
+        ssize_t n = recv(fd, buf, want, MSG_DONTWAIT);
+        if (n > 0) {
+            if (memcmp(buf, pat(base + from), (size_t)n) != 0)
+                fail_msg("bytes %llu..%llu differ from what was sent",
+                         (unsigned long long)from, (unsigned long long)from + (unsigned long long)n);
+            from += (uint64_t)n;
+            last = ms_now();
+            continue;
+        }
+        if (n == 0)
+            fail_msg("EOF at %llu of %llu bytes", (unsigned long long)from,
+                     (unsigned long long)to);
+        if (errno != EAGAIN && errno != EINTR)
+            fail_msg("recv at %llu of %llu bytes: %s", (unsigned long long)from,
+                     (unsigned long long)to, strerror(errno));
+        if (ms_now() - last > WAIT_MS)
+            fail_msg("nothing for %d ms at %llu of %llu bytes", WAIT_MS,
+                     (unsigned long long)from, (unsigned long long)to);
+        struct pollfd p = {.fd = fd, .events = POLLIN};
+        (void)poll(&p, 1, 100);
+    }
+}
+
+/* Waits (up to 3 s) until fd's receive queue stops growing for 200 ms;
+ * returns its length. */
+static int queue_settled(int fd)
+{
+    int last = -1, now = 0;
+    int64_t since = ms_now(), until = ms_now() + 3000;
+    while (ms_now() < until) {
+        assert_int_equal(ioctl(fd, FIONREAD, &now), 0);
+        if (now != last) {
+            last = now;
+            since = ms_now();
+        } else if (ms_now() - since >= 200) {
+            break;
+        }
+        sleep_ms(10);
+    }
+    return now;
+}
+
+/*
+ * A client resets while the daemon has data for it: an echo client that
+ * sent until its sends stalled, and a relay client that read nothing of an
+ * upstream sending 64 MiB.  Each ends with reason=client-reset, the relay's
+ * upstream connection is closed too, the daemon is back to its descriptors
+ * with no socket in CLOSE_WAIT, and the healthy stream is intact.
+ */
+static void client_resets_mid_stream(void **state)
+{
+    (void)state;
+    struct fault_env env;
+    struct upsrv *src = up_start(UP_SOURCE, 64 * MIB);
+    char g2[512], g3[1024], groups[1600];
+    echo_group(g2, sizeof(g2), "echo", 0, "30.0");
+    relay_group(g3, sizeof(g3), "relay", 0, src->port, "30.0", "3.0", 0);
+    snprintf(groups, sizeof(groups), ", %s, %s", g2, g3);
+    env_start(&env, groups);
+    int p_echo = echod_port(env.e, "echo", 0), p_relay = echod_port(env.e, "relay", 0);
+    int base_fds = echod_fd_count(env.e);
+
+    int fd = client4(p_echo);
+    int cport = local_port(fd);
+    set_nonblocking(fd);
+    uint64_t sent = 0;
+    assert_true(send_until_stalled(fd, 5, &sent));
+    close_reset(fd);
+    const char *line = check_access(env.e, "echo", cport, NULL, "client-reset");
+    long long in = field(line, " in="), out = field(line, " out=");
+    assert_true(in > 0 && out < in);
+
+    fd = client4(p_relay);
+    int rport = local_port(fd);
+    int queued = queue_settled(fd);
+    assert_true(queued > 0);
+    close_reset(fd);
+    const char *rline = check_access(env.e, "relay", rport, " in=0 ", "client-reset");
+    assert_true(wait_counter(&src->open, 0, WAIT_MS));
+    assert_int_equal(atomic_load(&src->errors), 0);
+    assert_true(wait_fd_count(env.e, base_fds, WAIT_MS));
+    assert_int_equal(sockets_in_state(env.e, 0x08), 0);
+    char what[400];
+    snprintf(what, sizeof(what), "echo client reset with %lld of %lld bytes not yet back; "
+             "relay client reset with %d bytes unread (%s); upstream end closed (%d reset); "
+             "descriptors back to %d", in - out, in, queued, strstr(rline, " out="),
+             atomic_load(&src->resets), base_fds);
+    fault_end(&env, what);
+}
+
+/*
+ * A client sends, half-closes and then says nothing (reads nothing): the
+ * daemon sends everything back and closes by itself, leaving no socket in
+ * CLOSE_WAIT (echo: 0, 1 and 60000 bytes; relay: 0 and 60000 bytes).  When
+ * more was sent than the socket buffers hold, the daemon keeps the
+ * connection until the client reads, and then lets go as well.
+ */
+static void client_half_close_then_silence(void **state)
+{
+    (void)state;
+    struct fault_env env;
+    struct upsrv *up2 = up_start(UP_ECHO, 0);
+    char g2[512], g3[1024], groups[1600];
+    echo_group(g2, sizeof(g2), "echo", 0, "30.0");
+    relay_group(g3, sizeof(g3), "relay", 0, up2->port, "30.0", "3.0", 0);
+    snprintf(groups, sizeof(groups), ", %s, %s", g2, g3);
+    env_start(&env, groups);
+    int p_echo = echod_port(env.e, "echo", 0), p_relay = echod_port(env.e, "relay", 0);
+    int base_fds = echod_fd_count(env.e);
+
+    static const struct {
+        bool relay;
+        size_t size;
+    } cases[] = {{false, 0}, {false, 1}, {false, 60000}, {true, 0}, {true, 60000}};
+    uint8_t *buf = malloc(60000);
+    assert_non_null(buf);
+    for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+        size_t size = cases[i].size;
+        uint64_t base = 4242 + 77 * i;
+        int fd = client4(cases[i].relay ? p_relay : p_echo);
+        int cport = local_port(fd);
+        send_all(fd, pat(base), size);
+        assert_int_equal(shutdown(fd, SHUT_WR), 0);
+        /* Silence: everything is sent back and the daemon lets go. */
+        if (!wait_fd_count(env.e, base_fds, WAIT_MS))
+            fail_msg("%s, %zu bytes: the daemon still has %d descriptors (%d idle)",
+                     cases[i].relay ? "relay" : "echo", size, echod_fd_count(env.e),
+                     base_fds);
+        assert_int_equal(sockets_in_state(env.e, 0x08), 0);
+        recv_exact(fd, buf, size);
+        assert_memory_equal(buf, pat(base), size);
+        assert_true(peer_closed_within(fd, WAIT_MS));
+        close(fd);
+        char expect[64];
+        snprintf(expect, sizeof(expect), " in=%zu out=%zu ", size, size);
+        check_access(env.e, cases[i].relay ? "relay" : "echo", cport, expect, "done");
+    }
+    free(buf);
+
+    /* More than the buffers hold: the daemon waits for the reader. */
+    int fd = client4(p_echo);
+    int cport = local_port(fd);
+    set_nonblocking(fd);
+    uint64_t sent = 0;
+    assert_true(send_until_stalled(fd, 31337, &sent));
+    assert_int_equal(shutdown(fd, SHUT_WR), 0);
+    sleep_ms(300);
+    int holding = echod_fd_count(env.e);
+    assert_int_equal(holding, base_fds + 1);
+    recv_verify(fd, 31337, 0, sent);
+    assert_true(peer_closed_within(fd, WAIT_MS));
+    close(fd);
+    char expect[64];
+    snprintf(expect, sizeof(expect), " in=%llu out=%llu ", (unsigned long long)sent,
+             (unsigned long long)sent);
+    check_access(env.e, "echo", cport, expect, "done");
+    assert_true(wait_fd_count(env.e, base_fds, WAIT_MS));
+    assert_int_equal(sockets_in_state(env.e, 0x08), 0);
+    assert_int_equal(atomic_load(&up2->errors), 0);
+    char what[256];
+    snprintf(what, sizeof(what), "FIN then silence: 5 connections echoed and closed by "
+             "the daemon alone, 0 in CLOSE_WAIT; %.1f MiB held for a silent reader, all "
+             "delivered", (double)sent / MIB);
+    fault_end(&env, what);
+}
+
+/*
+ * Slow readers with fast writers: 8 echo clients sending as fast as the
+ * daemon takes while reading 4 KiB every 10 ms, and a relay client reading
+ * as slowly from an upstream that sends 8 MiB at once, for 2 s.  The
+ * daemon's memory grows by less than 2 MiB, and every byte arrives.
+ */
+static void client_slow_reader_fast_writer(void **state)
+{
+    (void)state;
+    struct fault_env env;
+    const uint64_t SRC = 8 * MIB;
+    struct upsrv *src = up_start(UP_SOURCE, (size_t)SRC);
+    char g2[512], g3[1024], groups[1600];
+    echo_group(g2, sizeof(g2), "echo", 0, "30.0");
+    relay_group(g3, sizeof(g3), "relay", 0, src->port, "30.0", "3.0", 0);
+    snprintf(groups, sizeof(groups), ", %s, %s", g2, g3);
+    env_start(&env, groups);
+    int p_echo = echod_port(env.e, "echo", 0), p_relay = echod_port(env.e, "relay", 0);
+
+    enum { NE = 8, N = NE + 1 };
+    struct {
+        int fd, cport;
+        uint64_t base, sent, got;
+    } cl[N];
+    for (int i = 0; i < N; i++) {
+        cl[i].fd = client4(i < NE ? p_echo : p_relay);
+        track_fd(cl[i].fd);
+        cl[i].cport = local_port(cl[i].fd);
+        set_nonblocking(cl[i].fd);
+        cl[i].base = i < NE ? 333331 * (uint64_t)(i + 1) : 0;
+        cl[i].sent = cl[i].got = 0;
+    }
+    sleep_ms(100);
+    long rss0 = echod_rss_kib(env.e), rss_max = rss0;
+    uint8_t buf[4096];
+    int64_t t0 = ms_now();
+    for (int round = 0; round < 400 && ms_now() - t0 < 2000; round++) {
+        for (int i = 0; i < N; i++) {
+            for (int k = 0; i < NE && k < 16; k++) {
+                ssize_t n = send(cl[i].fd, pat(cl[i].base + cl[i].sent), 64 * KIB,
+                                 MSG_NOSIGNAL | MSG_DONTWAIT);
+                if (n <= 0) {
+                    if (n < 0 && errno != EAGAIN && errno != EINTR)
+                        fail_msg("send: %s", strerror(errno));
+                    break;
+                }
+                cl[i].sent += (uint64_t)n;
+            }
+            ssize_t n = recv(cl[i].fd, buf, sizeof(buf), MSG_DONTWAIT);
+            if (n > 0) {
+                if (memcmp(buf, pat(cl[i].base + cl[i].got), (size_t)n) != 0)
+                    fail_msg("client %d: bytes %llu.. differ", i, (unsigned long long)cl[i].got);
+                cl[i].got += (uint64_t)n;
+            } else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
+                fail_msg("client %d: the connection ended (%s)", i,
+                         n == 0 ? "EOF" : strerror(errno));
+            }
+        }
+        if (round % 10 == 0) {
+            long rss = echod_rss_kib(env.e);
+            if (rss > rss_max)
+                rss_max = rss;
+        }
+        sleep_ms(10);
+    }
+    long rss_end = echod_rss_kib(env.e);
+    if (rss_end > rss_max)
+        rss_max = rss_end;
+    uint64_t sent = 0, got = 0, inflight = 0;
+    for (int i = 0; i < NE; i++) {
+        sent += cl[i].sent, got += cl[i].got;
+        if (cl[i].sent - cl[i].got > inflight)
+            inflight = cl[i].sent - cl[i].got;
+    }
+    /* What a writer got ahead of its reader sits in the kernel's socket
+     * buffers (their autotuning decides how much); not in the daemon. */
+    print_message("    8 echo clients sent %.1f MiB and read %.1f MiB in 2 s (at most %.1f MiB "
+                  "ahead, in socket buffers); the relay client read %.1f MiB; RSS %ld -> "
+                  "max %ld KiB (+%ld)\n", (double)sent / MIB, (double)got / MIB,
+                  (double)inflight / MIB, (double)cl[NE].got / MIB, rss0, rss_max,
+                  rss_max - rss0);
+    assert_rss_growth_below(rss_max - rss0, 2048);
+
+    /* Then they read the rest at full speed: every byte, then EOF. */
+    for (int i = 0; i < NE; i++) {
+        assert_int_equal(shutdown(cl[i].fd, SHUT_WR), 0);
+        recv_verify(cl[i].fd, cl[i].base, cl[i].got, cl[i].sent);
+        assert_true(peer_closed_within(cl[i].fd, WAIT_MS));
+        close_tracked(cl[i].fd);
+        char expect[96];
+        snprintf(expect, sizeof(expect), " in=%llu out=%llu ", (unsigned long long)cl[i].sent,
+                 (unsigned long long)cl[i].sent);
+        check_access(env.e, "echo", cl[i].cport, expect, "done");
+    }
+    recv_verify(cl[NE].fd, 0, cl[NE].got, SRC);
+    assert_true(peer_closed_within(cl[NE].fd, WAIT_MS));
+    assert_int_equal(shutdown(cl[NE].fd, SHUT_WR), 0);
+    char expect[96];
+    snprintf(expect, sizeof(expect), " in=0 out=%llu ", (unsigned long long)SRC);
+    check_access(env.e, "relay", cl[NE].cport, expect, "done");
+    close_tracked(cl[NE].fd);
+    assert_int_equal(atomic_load(&src->errors) + atomic_load(&src->resets), 0);
+    fault_end(&env, "slow readers: every byte delivered after");
+}
+
+/*
+ * Clients that send nothing are closed at idle_timeout (0.5 s), echo and
+ * relay (the relay's upstream connection with them), and one that went
+ * silent after an exchange 0.5 s after its last byte: reason=idle-timeout.
+ */
+static void client_silent_until_idle_timeout(void **state)
+{
+    (void)state;
+    struct fault_env env;
+    struct upsrv *up2 = up_start(UP_ECHO, 0);
+    char g2[512], g3[1024], groups[1600];
+    echo_group(g2, sizeof(g2), "echo", 0, "0.5");
+    relay_group(g3, sizeof(g3), "relay", 0, up2->port, "0.5", "3.0", 0);
+    snprintf(groups, sizeof(groups), ", %s, %s", g2, g3);
+    env_start(&env, groups);
+    int p_echo = echod_port(env.e, "echo", 0), p_relay = echod_port(env.e, "relay", 0);
+
+    enum { N = 6 }; /* 3 echo, 2 relay silent; the last talks first */
+    int fds[N], ports[N];
+    int64_t from[N], ended[N];
+    for (int i = 0; i < N; i++) {
+        from[i] = ms_now();
+        fds[i] = client4(i >= 3 && i < 5 ? p_relay : p_echo);
+        track_fd(fds[i]);
+        ports[i] = local_port(fds[i]);
+        ended[i] = -1;
+    }
+    send_all(fds[N - 1], "abc", 3);
+    char back[3];
+    recv_exact(fds[N - 1], back, 3);
+    assert_memory_equal(back, "abc", 3);
+    from[N - 1] = ms_now();
+    assert_true(wait_counter(&up2->open, 2, WAIT_MS));
+    for (int round = 0; round < 1000; round++) {
+        struct pollfd pfd[N];
+        int idx[N], k = 0;
+        for (int i = 0; i < N; i++)
+            if (ended[i] < 0) {
+                pfd[k] = (struct pollfd){.fd = fds[i], .events = POLLIN};
+                idx[k++] = i;
+            }
+        if (k == 0 || ms_now() - from[0] > 500 + WAIT_MS)
+            break;
+        if (poll(pfd, (nfds_t)k, 50) <= 0)
+            continue;
+        for (int j = 0; j < k; j++)
+            if (pfd[j].revents != 0) {
+                char c;
+                ssize_t n = recv(fds[idx[j]], &c, 1, MSG_DONTWAIT);
+                assert_int_equal(n, 0); /* a FIN: no data, no reset */
+                ended[idx[j]] = ms_now();
+            }
+    }
+    char figures[256] = "";
+    size_t used = 0;
+    for (int i = 0; i < N; i++) {
+        if (ended[i] < 0)
+            fail_msg("client %d not closed within %d ms", i, 500 + WAIT_MS);
+        long long after = ended[i] - from[i];
+        used += (size_t)snprintf(figures + used, sizeof(figures) - used, "%s%lld",
+                                 i ? ", " : "", after);
+        assert_true(after >= 500 - 2 && after < 500 + 2500);
+        close_tracked(fds[i]);
+        const char *line = check_access(env.e, i >= 3 && i < 5 ? "relay" : "echo", ports[i],
+                                        i == N - 1 ? " in=3 out=3 " : " in=0 out=0 ",
+                                        "idle-timeout");
+        const char *d = strstr(line, " duration=");
+        assert_non_null(d);
+        assert_true(strtod(d + 10, NULL) >= 0.5);
+    }
+    assert_true(wait_counter(&up2->open, 0, WAIT_MS));
+    char what[400];
+    snprintf(what, sizeof(what), "idle_timeout 0.5 s: closed after %s ms (3 echo, 2 relay, "
+             "1 after its last byte), reason=idle-timeout", figures);
+    fault_end(&env, what);
+}
+
+/* ---- churn ---------------------------------------------------------------- */
+
+/*
+ * Short connections by the thousand: two clients with 32 connections each
+ * at any time, half to an echo listener and half relayed to an echo
+ * upstream, each connection 0-4000 bytes checked byte for byte: 1 s of
+ * warm-up, then 3 s measured.  Afterwards the daemon has its idle
+ * descriptors again, its memory within 1 MiB of what it had after the
+ * warm-up, and its counters agree with the clients to the byte.
+ */
+static void churn_thousands_of_short_connections(void **state)
+{
+    (void)state;
+    struct upsrv *up = up_start(UP_ECHO, 0);
+    char g1[512], g2[1024];
+    echo_group(g1, sizeof(g1), "echo", 0, "30.0");
+    relay_group(g2, sizeof(g2), "relay", 0, up->port, "30.0", "3.0", 0);
+    struct echod *e = start_daemon(HEAD("2.0", "false") "listeners = ( %s, %s );\n", g1, g2);
+    int ports[2] = {echod_port(e, "echo", 0), echod_port(e, "relay", 0)};
+    int fd_idle = echod_fd_count(e);
+    long rss_start = echod_rss_kib(e);
+
+    struct churn warm, run;
+    churn_for(ports, 2, 2, 32, 2500, 1000, 1, &warm);
+    if (warm.errors != 0)
+        fail_msg("%llu errors in the warm-up; first: %s", (unsigned long long)warm.errors,
+                 warm.err);
+    assert_true(wait_fd_count(e, fd_idle, WAIT_MS));
+    long rss_warm = echod_rss_kib(e);
+    int64_t t0 = ms_now();
+    churn_for(ports, 2, 2, 32, 2500, 3000, 2, &run);
+    int64_t took = ms_now() - t0;
+    if (run.errors != 0)
+        fail_msg("%llu errors in %llu connections; first: %s",
+                 (unsigned long long)run.errors, (unsigned long long)run.done, run.err);
+    bool fds_back = wait_fd_count(e, fd_idle, WAIT_MS);
+    int fd_after = echod_fd_count(e);
+    long rss_after = echod_rss_kib(e);
+    print_message("    %llu connections in %lld ms (%.0f/s; %llu echo, %llu relayed), %.1f MiB "
+                  "each way, all verified, 0 errors\n", (unsigned long long)run.done,
+                  (long long)took, (double)run.done * 1000.0 / (double)took,
+                  (unsigned long long)run.port_done[0], (unsigned long long)run.port_done[1],
+                  (double)run.bytes / MIB);
+    print_message("    descriptors %d idle, %d after; RSS %ld KiB at start, %ld after the "
+                  "warm-up (%llu connections), %ld after (%+ld)\n", fd_idle, fd_after,
+                  rss_start, rss_warm, (unsigned long long)warm.done, rss_after,
+                  rss_after - rss_warm);
+    assert_true(run.done >= 1000);
+    assert_true(fds_back);
+    assert_int_equal(fd_after, fd_idle);
+    assert_int_equal(sockets_in_state(e, 0x08), 0);
+    assert_rss_growth_below(rss_after - rss_warm, 1024);
+
+    const char *names[2] = {"echo", "relay"};
+    for (int i = 0; i < 2; i++) {
+        struct counters c = counters(e, names[i]);
+        long long conns = (long long)(warm.port_done[i] + run.port_done[i]);
+        long long bytes = (long long)(warm.port_bytes[i] + run.port_bytes[i]);
+        assert_int_equal(c.open, 0);
+        assert_int_equal(c.refused, 0);
+        assert_int_equal(c.accepted, conns);
+        assert_int_equal(c.in, bytes);
+        assert_int_equal(c.out, bytes);
+    }
+    assert_int_equal(atomic_load(&up->accepted), (int)(warm.port_done[1] + run.port_done[1]));
+    assert_int_equal(atomic_load(&up->errors), 0);
+    assert_int_equal(echod_stop(e, 3000), 0);
+}
+
+/* ---- reload under load ---------------------------------------------------- */
+
+/* A churn client running in the background until stopped (teardown stops
+ * it should the test fail). */
+static struct churn bg;
+static bool bg_running;
+
+static void bg_start(const int *ports, size_t nports, int slots, unsigned rate, uint32_t seed)
+{
+    memset(&bg, 0, sizeof(bg));
+    bg.ports = ports;
+    bg.nports = nports;
+    bg.slots = slots;
+    bg.ms = 0;
+    bg.rate = rate;
+    bg.seed = seed;
+    assert_int_equal(pthread_create(&bg.thread, NULL, churn_run, &bg), 0);
+    bg_running = true;
+}
+
+static void bg_stop(void)
+{
+    if (!bg_running)
+        return;
+    atomic_store(&bg.stop, true);
+    pthread_join(bg.thread, NULL);
+    bg_running = false;
+}
+
+static int teardown_bg(void **state)
+{
+    bg_stop();
+    return teardown(state);
+}
+
+/* The file the daemon was started with: the argument after "-c" in its
+ * command line. */
+static void conf_path(struct echod *e, char *path, size_t len)
+{
+    char proc[64], buf[8192];
+    snprintf(proc, sizeof(proc), "/proc/%d/cmdline", (int)echod_pid(e));
+    int fd = open(proc, O_RDONLY | O_CLOEXEC);
+    assert_true(fd >= 0);
+    ssize_t n = read(fd, buf, sizeof(buf) - 1);
+    close(fd);
+    assert_true(n > 0);
+    buf[n] = '\0';
+    for (const char *p = buf; p < buf + n; p += strlen(p) + 1)
+        if (strcmp(p, "-c") == 0 && p + 3 < buf + n) {
+            snprintf(path, len, "%s", p + 3);
+            return;
+        }
+    fail_msg("no -c FILE in the daemon's command line");
+}
+
+/* Replaces the file at path with text, in one rename(). */
+static void rewrite(const char *path, const char *text)
+{
+    char tmp[PATH_MAX + 8];
+    snprintf(tmp, sizeof(tmp), "%s.new", path);
+    FILE *f = fopen(tmp, "w");
+    assert_non_null(f);
+    fputs(text, f);
+    assert_int_equal(fclose(f), 0);
+    assert_int_equal(rename(tmp, path), 0);
+}
+
+/* The reload test's configuration; `variant` changes the buffer sizes and
+ * idle timeouts, so that each reload makes a different generation. */
+static void reload_conf(char *buf, size_t len, int p_echo, int p_relay, int up, int variant)
+{
+    int n = snprintf(buf, len,
+                     HEAD("5.0", "false")
+                     "listeners = (\n"
+                     "  { name = \"echo\"; listen = [ \"127.0.0.1:%d\" ]; mode = \"echo\";\n"
+                     "    buffer_size = %d; idle_timeout = %d.0; },\n"
+                     "  { name = \"relay\"; listen = [ \"127.0.0.1:%d\" ]; mode = \"proxy\";\n"
+                     "    upstreams = [ \"127.0.0.1:%d\" ]; buffer_size = %d;\n"
+                     "    idle_timeout = %d.0; retries = 0; }\n"
+                     ");\n",
+                     p_echo, variant ? 32768 : 16384, 30 + variant, p_relay, up,
+                     variant ? 8192 : 16384, 30 + variant);
+    assert_true(n > 0 && (size_t)n < len);
+}
+
+/* Waits up to ms for the n-th (from 0) log line containing needle. */
+static bool wait_nth(struct echod *e, const char *needle, int n, int ms)
+{
+    int64_t until = ms_now() + ms;
+    for (int i = 0; i < 100000; i++) {
+        if (echod_log_line(e, needle, n) != NULL)
+            return true;
+        if (ms_now() >= until)
+            return false;
+        sleep_ms(1);
+    }
+    return false;
+}
+
+/*
+ * SIGHUP every 100 ms for 2 s (20 reloads, the 11th of a broken file)
+ * while 6 connections stream verified data (3 echo, 3 relayed) and a
+ * client keeps 16 short connections going: no connection is refused or
+ * dropped, no byte lost; the broken file is refused and the old
+ * configuration goes on; the daemon's counters agree to the byte.
+ */
+static void reload_under_load_loses_nothing(void **state)
+{
+    (void)state;
+    struct upsrv *up = up_start(UP_ECHO, 0);
+    int p_echo = reserve_port(), p_relay = reserve_port();
+    for (int i = 0; i < 100 && p_relay == p_echo; i++)
+        p_relay = reserve_port();
+    char conf[2048];
+    reload_conf(conf, sizeof(conf), p_echo, p_relay, up->port, 0);
+    struct echod *e = start_daemon("%s", conf);
+    assert_int_equal(echod_port(e, "echo", 0), p_echo);
+    assert_int_equal(echod_port(e, "relay", 0), p_relay);
+    char path[PATH_MAX];
+    conf_path(e, path, sizeof(path));
+
+    enum { NS = 6 };
+    struct streamer *s[NS];
+    for (int i = 0; i < NS; i++)
+        s[i] = stream_start(i < NS / 2 ? p_echo : p_relay, 500009 * (uint64_t)(i + 1), false);
+    for (int i = 0; i < NS; i++)
+        if (!stream_advances(s[i], 128 * KIB, WAIT_MS)) {
+            stream_check(s[i]);
+            fail_msg("stream %d does not flow", i);
+        }
+    int ports[2] = {p_echo, p_relay};
+    bg_start(ports, 2, 16, 1500, 3);
+
+    char ok[PATH_MAX + 32];
+    snprintf(ok, sizeof(ok), "notice: reloaded %s", path);
+    int good = 0;
+    int64_t t0 = ms_now(), slowest = 0;
+    for (int i = 0; i < 20; i++) {
+        int64_t t = ms_now();
+        if (i == 10) {
+            char broken[2048];
+            reload_conf(broken, sizeof(broken), p_echo, p_relay, up->port, 1);
+            broken[strlen(broken) / 2] = '\0'; /* cut in the middle of a group */
+            rewrite(path, broken);
+            echod_signal(e, SIGHUP);
+            if (!wait_nth(e, "reload failed", 0, WAIT_MS))
+                fail_msg("no \"reload failed\" line after SIGHUP with a broken file");
+        } else {
+            reload_conf(conf, sizeof(conf), p_echo, p_relay, up->port, (i + 1) % 2);
+            rewrite(path, conf);
+            echod_signal(e, SIGHUP);
+            if (!wait_nth(e, ok, good, WAIT_MS))
+                fail_msg("reload %d: no \"%s\" line", i, ok);
+            good++;
+        }
+        if (ms_now() - t > slowest)
+            slowest = ms_now() - t;
+        for (int k = 0; k < NS; k++)
+            stream_check(s[k]);
+        int64_t wait = t0 + 100 * (i + 1) - ms_now();
+        if (wait > 0)
+            sleep_ms((int)wait);
+    }
+    int64_t took = ms_now() - t0;
+    /* Everyone still flows after the last reload. */
+    for (int i = 0; i < NS; i++)
+        if (!stream_advances(s[i], 128 * KIB, WAIT_MS)) {
+            stream_check(s[i]);
+            fail_msg("stream %d stopped after the reloads", i);
+        }
+    bg_stop();
+    if (bg.errors != 0)
+        fail_msg("%llu of the short connections failed; first: %s",
+                 (unsigned long long)bg.errors, bg.err);
+    uint64_t total[2] = {0, 0};
+    for (int i = 0; i < NS; i++)
+        total[i >= NS / 2] += stream_finish(s[i]);
+
+    assert_int_equal(echod_count_log(e, "notice: reloaded "), 19);
+    assert_int_equal(echod_count_log(e, "reload failed"), 1);
+    assert_non_null(echod_wait_log(e, "still running the previous configuration", 0));
+    const char *names[2] = {"echo", "relay"};
+    for (int i = 0; i < 2; i++) {
+        struct counters c = counters(e, names[i]);
+        long long bytes = (long long)(total[i] + bg.port_bytes[i]);
+        assert_int_equal(c.open, 0);
+        assert_int_equal(c.refused, 0);
+        assert_int_equal(c.accepted, (long long)(NS / 2 + bg.port_done[i]));
+        assert_int_equal(c.in, bytes);
+        assert_int_equal(c.out, bytes);
+    }
+    assert_int_equal(atomic_load(&up->errors), 0);
+    print_message("    20 SIGHUPs in %lld ms (19 reloads, 1 broken file refused; slowest %lld "
+                  "ms); meanwhile 6 streams carried %.1f MiB and %llu short connections "
+                  "%.1f MiB: 0 dropped, 0 bytes lost\n", (long long)took, (long long)slowest,
+                  (double)(total[0] + total[1]) / MIB, (unsigned long long)bg.done,
+                  (double)bg.bytes / MIB);
+    assert_int_equal(echod_stop(e, 3000), 0);
+}
+
+/* ---- SIGTERM under load -------------------------------------------------- */
+
+/*
+ * SIGTERM while 8 connections stream (echo and relayed): the 6 that finish
+ * within shutdown_timeout (2 s), sending on after the signal, get every
+ * byte back and their FIN (reason=done); the 2 that would go on are closed
+ * at shutdown_timeout (reason=shutdown) with what they got intact; the
+ * daemon exits 0 within shutdown_timeout + 1.5 s.
+ */
+static void sigterm_under_load(void **state)
+{
+    (void)state;
+    struct upsrv *up = up_start(UP_ECHO, 0);
+    char g1[512], g2[1024];
+    echo_group(g1, sizeof(g1), "echo", 0, "30.0");
+    relay_group(g2, sizeof(g2), "relay", 0, up->port, "30.0", "3.0", 0);
+    struct echod *e = start_daemon(HEAD("2.0", "true") "listeners = ( %s, %s );\n", g1, g2);
+    int p_echo = echod_port(e, "echo", 0), p_relay = echod_port(e, "relay", 0);
+
+    enum { NF = 6, NL = 2 };
+    struct streamer *fin[NF], *lag[NL];
+    bool relayed[NF];
+    for (int i = 0; i < NF; i++) {
+        relayed[i] = i % 2 == 1;
+        fin[i] = stream_start(relayed[i] ? p_relay : p_echo, 700001 * (uint64_t)(i + 1), false);
+    }
+    for (int i = 0; i < NL; i++)
+        lag[i] = stream_start(i ? p_relay : p_echo, 900007 * (uint64_t)(i + 1), true);
+    for (int i = 0; i < NF; i++)
+        assert_true(stream_advances(fin[i], 128 * KIB, WAIT_MS));
+    for (int i = 0; i < NL; i++)
+        assert_true(stream_advances(lag[i], 128 * KIB, WAIT_MS));
+
+    int64_t t0 = ms_now();
+    echod_signal(e, SIGTERM);
+    assert_non_null(echod_wait_log(e, "SIGTERM: no longer accepting", WAIT_MS));
+    /* Bytes sent after the signal are served. */
+    for (int i = 0; i < NF; i++)
+        if (!stream_advances(fin[i], 128 * KIB, WAIT_MS)) {
+            stream_check(fin[i]);
+            fail_msg("stream %d stopped at SIGTERM", i);
+        }
+    sleep_ms(200);
+    uint64_t total = 0;
+    for (int i = 0; i < NF; i++) {
+        int cport = fin[i]->cport;
+        uint64_t sent = stream_finish(fin[i]);
+        total += sent;
+        char expect[96];
+        snprintf(expect, sizeof(expect), " in=%llu out=%llu ", (unsigned long long)sent,
+                 (unsigned long long)sent);
+        check_access(e, relayed[i] ? "relay" : "echo", cport, expect, "done");
+    }
+    int64_t finished = ms_now() - t0;
+    assert_true(finished < 2000);
+
+    /* The laggards are cut at shutdown_timeout; what they got is right. */
+    int64_t until = t0 + 2000 + WAIT_MS;
+    for (int i = 0; i < NL; i++)
+        while (!atomic_load(&lag[i]->done) && ms_now() < until)
+            sleep_ms(2);
+    uint64_t lag_bytes = 0;
+    int64_t cut_at[NL];
+    for (int i = 0; i < NL; i++) {
+        assert_true(atomic_load(&lag[i]->done));
+        pthread_join(lag[i]->thread, NULL);
+        if (!lag[i]->ok)
+            fail_msg("laggard %d: %s", i, lag[i]->err);
+        assert_true(lag[i]->cut);
+        cut_at[i] = lag[i]->end_ms - t0;
+        assert_true(cut_at[i] >= 2000 - 10);
+        lag_bytes += atomic_load(&lag[i]->verified);
+        int cport = lag[i]->cport;
+        stream_forget(lag[i]);
+        check_access(e, i ? "relay" : "echo", cport, NULL, "shutdown");
+    }
+    assert_non_null(echod_wait_log(e, "mio-echod: notice: stopped", 2000 + WAIT_MS));
+    int64_t stopped = ms_now() - t0;
+    assert_int_equal(echod_stop(e, 3000), 0);
+    print_message("    SIGTERM with 8 streams: 6 finished %lld ms after it with all %.1f MiB "
+                  "back; 2 cut at %lld and %lld ms (%.1f MiB verified before); exit 0 "
+                  "after %lld ms\n", (long long)finished, (double)total / MIB,
+                  (long long)cut_at[0], (long long)cut_at[1], (double)lag_bytes / MIB,
+                  (long long)stopped);
+    assert_true(stopped < 2000 + 1500);
+    assert_non_null(echod_wait_log(e, "shutdown_timeout: closing 2 connections", 0));
+    assert_int_equal(atomic_load(&up->errors), 0);
+}
+
+static int setup_group(void **state)
+{
+    (void)state;
+    signal(SIGPIPE, SIG_IGN);
+    pattern = malloc(2 * PLEN);
+    if (pattern == NULL)
+        return -1;
+    fill_random(pattern, PLEN, 20250101);
+    memcpy(pattern + PLEN, pattern, PLEN);
+    return 0;
+}
+
+static int teardown_group(void **state)
+{
+    (void)state;
+    free(pattern);
+    pattern = NULL;
+    free(extra_fds);
+    extra_fds = NULL;
+    capextra = 0;
+    return 0;
+}
+
+#define TEST(f) cmocka_unit_test_teardown(f, teardown)
+
+int main(void)
+{
+    /* FAULTS_TEST=name (a glob) runs only the tests it matches. */
+    const char *only = getenv("FAULTS_TEST");
+    if (only != NULL && only[0] != '\0')
+        cmocka_set_test_filter(only);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_teardown(fd_exhaustion_refuses_without_spinning_and_recovers,
+                                  teardown_nofile),
+        cmocka_unit_test_teardown(fd_exhaustion_accounting_and_spares, teardown_nofile),
+        TEST(upstream_refuses),
+        TEST(upstream_resets_after_accept),
+        TEST(upstream_never_reads),
+        TEST(upstream_closes_mid_stream),
+        TEST(upstream_blackholed),
+        TEST(client_resets_mid_stream),
+        TEST(client_half_close_then_silence),
+        TEST(client_slow_reader_fast_writer),
+        TEST(client_silent_until_idle_timeout),
+        TEST(churn_thousands_of_short_connections),
+        cmocka_unit_test_teardown(reload_under_load_loses_nothing, teardown_bg),
+        TEST(sigterm_under_load),
+    };
+    return cmocka_run_group_tests(tests, setup_group, teardown_group);
+}
