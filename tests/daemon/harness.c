@@ -2,7 +2,8 @@
  * The integration tests' harness (see harness.h): runs the built mio-echod
  * in the foreground with a generated configuration, captures its stderr
  * into a growing buffer (read by a thread, so the daemon never blocks on a
- * full pipe), and gives loopback clients with bounded waits.
+ * full pipe), and gives loopback clients and test upstreams with bounded
+ * waits.
  *
  * Nothing is left behind: each daemon is started with PR_SET_PDEATHSIG, so
  * it dies with the test program even when that is killed; an atexit()
@@ -21,10 +22,12 @@
 #include <fcntl.h>
 #include <ftw.h>
 #include <limits.h>
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,6 +49,8 @@
 #define RUN_MS 5000
 /* How long send_all() and recv_exact() wait without progress. */
 #define IO_MS 5000
+/* How long echod_must_log(), finish() and upstream_accept() wait. */
+#define WAIT_MS 3000
 
 extern char **environ;
 
@@ -82,7 +87,7 @@ int64_t ms_now(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-static void sleep_ms(int ms)
+void sleep_ms(int ms)
 {
     struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
     while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
@@ -249,8 +254,7 @@ const char *write_conf(const char *conf)
 
 /* ---- starting and watching the daemon ---------------------------------- */
 
-/* The program to run: $top_builddir/ECHOD_PROGRAM. */
-static void program_path(char *buf, size_t len)
+void echod_program_path(char *buf, size_t len)
 {
     const char *top = getenv("top_builddir");
     if (top != NULL && top[0] != '\0')
@@ -259,20 +263,38 @@ static void program_path(char *buf, size_t len)
         snprintf(buf, len, "%s", ECHOD_PROGRAM);
 }
 
-/* The environment for the daemon: ours without JOURNAL_STREAM, which
- * would make it log "<N>" prefixes instead of "mio-echod: LEVEL: ". */
-static char **child_environment(void)
+char **echod_environment(const char *drop, size_t spare)
 {
     size_t n = 0;
     while (environ[n] != NULL)
         n++;
-    char **env = xmalloc((n + 1) * sizeof(*env));
+    char **env = xmalloc((n + spare + 1) * sizeof(*env));
     size_t k = 0;
     for (size_t i = 0; i < n; i++)
-        if (strncmp(environ[i], "JOURNAL_STREAM=", 15) != 0)
+        if (strncmp(environ[i], "JOURNAL_STREAM=", 15) != 0 &&
+            (drop == NULL || strncmp(environ[i], drop, strlen(drop)) != 0))
             env[k++] = environ[i];
-    env[k] = NULL;
+    while (k < n + spare + 1)
+        env[k++] = NULL;
     return env;
+}
+
+void echod_child_setup(pid_t parent, int outfd)
+{
+    (void)prctl(PR_SET_PDEATHSIG, SIGKILL);
+    if (getppid() != parent)
+        _exit(127); /* the test program is already gone */
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, NULL);
+    signal(SIGPIPE, SIG_DFL);
+    int null = open("/dev/null", O_RDONLY);
+    if (null >= 0 && null != STDIN_FILENO) {
+        dup2(null, STDIN_FILENO);
+        close(null);
+    }
+    dup2(outfd, STDOUT_FILENO);
+    dup2(outfd, STDERR_FILENO);
 }
 
 /*
@@ -288,20 +310,7 @@ static pid_t spawn(char *const argv[], char *const envp[], int outfd)
         fail_msg("fork: %s", strerror(errno));
     if (pid > 0)
         return pid;
-    (void)prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (getppid() != parent)
-        _exit(127); /* the test program is already gone */
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
-    signal(SIGPIPE, SIG_DFL);
-    int null = open("/dev/null", O_RDONLY);
-    if (null >= 0 && null != STDIN_FILENO) {
-        dup2(null, STDIN_FILENO);
-        close(null);
-    }
-    dup2(outfd, STDOUT_FILENO);
-    dup2(outfd, STDERR_FILENO);
+    echod_child_setup(parent, outfd);
     /* No test socket may live on in the daemon (a listener kept open
      * there would accept what the test means to be refused). */
     if (close_range(3, ~0u, 0) < 0) {
@@ -443,11 +452,11 @@ struct echod *echod_start(const char *conf)
     write_conf_in(dir, conf, e->conf, sizeof(e->conf));
 
     char prog[PATH_MAX];
-    program_path(prog, sizeof(prog));
+    echod_program_path(prog, sizeof(prog));
     if (access(prog, X_OK) != 0)
         fail_msg("cannot run %s: %s (is top_builddir set?)", prog, strerror(errno));
     char *argv[] = {prog, (char *)"-f", (char *)"-c", e->conf, NULL};
-    char **envp = child_environment();
+    char **envp = echod_environment(NULL, 0);
     int p[2];
     if (pipe2(p, O_CLOEXEC) < 0) {
         free(envp);
@@ -599,15 +608,14 @@ void echod_signal(struct echod *e, int sig)
         kill(e->pid, sig);
 }
 
-/* The exit status as echod_stop() reports it. */
-static int exit_code(const struct echod *e)
+int exit_code(int status)
 {
-    if (e->killed || e->status < 0)
+    if (status < 0)
         return -1;
-    if (WIFEXITED(e->status))
-        return WEXITSTATUS(e->status);
-    if (WIFSIGNALED(e->status))
-        return 128 + WTERMSIG(e->status);
+    if (WIFEXITED(status))
+        return WEXITSTATUS(status);
+    if (WIFSIGNALED(status))
+        return 128 + WTERMSIG(status);
     return -1;
 }
 
@@ -631,7 +639,12 @@ int echod_stop(struct echod *e, int ms)
         }
     }
     (void)reader_finish(e, 2000); /* its last lines */
-    return exit_code(e);
+    return e->killed ? -1 : exit_code(e->status);
+}
+
+const char *echod_conf_path(struct echod *e)
+{
+    return e->conf;
 }
 
 pid_t echod_pid(struct echod *e)
@@ -675,7 +688,7 @@ int echod_fd_count(struct echod *e)
 int echod_run(char *out, size_t outlen, const char *arg, ...)
 {
     char prog[PATH_MAX];
-    program_path(prog, sizeof(prog));
+    echod_program_path(prog, sizeof(prog));
     char *argv[64];
     int argc = 0;
     argv[argc++] = prog;
@@ -686,7 +699,7 @@ int echod_run(char *out, size_t outlen, const char *arg, ...)
     va_end(ap);
     argv[argc] = NULL;
 
-    char **envp = child_environment();
+    char **envp = echod_environment(NULL, 0);
     int p[2];
     if (pipe2(p, O_CLOEXEC) < 0) {
         free(envp);
@@ -747,11 +760,19 @@ int echod_run(char *out, size_t outlen, const char *arg, ...)
             continue;
         return -1;
     }
-    if (WIFEXITED(status))
-        return WEXITSTATUS(status);
-    if (WIFSIGNALED(status))
-        return 128 + WTERMSIG(status);
-    return -1;
+    return exit_code(status);
+}
+
+void expect_conf_error(const char *what, const char *conf, int line, const char *says)
+{
+    char out[4096], where[PATH_MAX + 32];
+    const char *path = write_conf(conf);
+    int rc = echod_run(out, sizeof(out), "-t", "-c", path, (char *)NULL);
+    if (rc != 1)
+        fail_msg("%s: exit %d, expected 1 (%s)", what, rc, out);
+    snprintf(where, sizeof(where), "%s:%d: ", path, line);
+    if (strstr(out, where) == NULL || strstr(out, says) == NULL)
+        fail_msg("%s: expected \"%s...%s\", got \"%s\"", what, where, says, out);
 }
 
 /* ---- clients ------------------------------------------------------------ */
@@ -896,4 +917,220 @@ void fill_random(uint8_t *buf, size_t len, uint32_t seed)
         for (int k = 0; k < 8 && i < len; k++, i++)
             buf[i] = (uint8_t)(z >> (8 * k));
     }
+}
+
+/* ---- the daemon: checks that fail the test ------------------------------- */
+
+const char *echod_must_log(struct echod *e, const char *fmt, ...)
+{
+    char needle[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(needle, sizeof(needle), fmt, ap);
+    va_end(ap);
+    const char *line = echod_wait_log(e, needle, WAIT_MS);
+    if (line == NULL)
+        fail_msg("no log line containing \"%s\" within %d ms", needle, WAIT_MS);
+    return line;
+}
+
+void echod_stop_ok(struct echod *e)
+{
+    assert_int_equal(echod_stop(e, 5000), 0);
+}
+
+bool echod_wait_fd_count(struct echod *e, int want, int ms)
+{
+    int64_t until = ms_now() + ms;
+    for (int i = 0; i < 10000; i++) {
+        if (echod_fd_count(e) == want)
+            return true;
+        if (ms_now() >= until)
+            return false;
+        sleep_ms(2);
+    }
+    return false;
+}
+
+/* ---- loopback clients that fail the test ---------------------------------- */
+
+void set_timeouts(int fd)
+{
+    struct timeval tv = {5, 0};
+    assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)), 0);
+    assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)), 0);
+}
+
+int client4(int port)
+{
+    int fd = connect_to(port);
+    if (fd < 0)
+        fail_msg("connect to 127.0.0.1:%d: %s", port, strerror(errno));
+    return fd;
+}
+
+int client6(int port)
+{
+    int fd = connect_to6(port);
+    if (fd < 0)
+        fail_msg("connect to [::1]:%d: %s", port, strerror(errno));
+    return fd;
+}
+
+int connect_from(const char *src, int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in a = {.sin_family = AF_INET};
+    assert_int_equal(inet_pton(AF_INET, src, &a.sin_addr), 1);
+    if (bind(fd, (struct sockaddr *)&a, sizeof(a)) != 0)
+        fail_msg("bind %s: %s", src, strerror(errno));
+    set_timeouts(fd);
+    a.sin_port = htons((uint16_t)port);
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0)
+        fail_msg("connect from %s to port %d: %s", src, port, strerror(errno));
+    return fd;
+}
+
+int local_port(int fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    assert_int_equal(getsockname(fd, (struct sockaddr *)&ss, &len), 0);
+    if (ss.ss_family == AF_INET6)
+        return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+    return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+}
+
+void set_nonblocking(int fd)
+{
+    int fl = fcntl(fd, F_GETFL);
+    assert_true(fl >= 0);
+    assert_int_equal(fcntl(fd, F_SETFL, fl | O_NONBLOCK), 0);
+}
+
+void expect_echo(int fd, const char *msg)
+{
+    char buf[512];
+    size_t n = strlen(msg);
+    assert_true(n <= sizeof(buf));
+    send_all(fd, msg, n);
+    recv_exact(fd, buf, n);
+    assert_memory_equal(buf, msg, n);
+}
+
+void finish(int fd)
+{
+    assert_int_equal(shutdown(fd, SHUT_WR), 0);
+    assert_true(peer_closed_within(fd, WAIT_MS));
+    close(fd);
+}
+
+/* ---- test upstreams and ports --------------------------------------------- */
+
+static int *tracked;
+static size_t ntracked, captracked;
+
+void track_fd(int fd)
+{
+    if (ntracked == captracked) {
+        captracked = captracked ? 2 * captracked : 64;
+        tracked = realloc(tracked, captracked * sizeof(*tracked));
+        assert_non_null(tracked);
+    }
+    tracked[ntracked++] = fd;
+}
+
+void close_tracked(int fd)
+{
+    for (size_t i = 0; i < ntracked; i++)
+        if (tracked[i] == fd) {
+            tracked[i] = tracked[--ntracked];
+            break;
+        }
+    close(fd);
+}
+
+void close_all_tracked(void)
+{
+    for (size_t i = 0; i < ntracked; i++)
+        close(tracked[i]);
+    ntracked = 0;
+}
+
+/* A TCP socket bound to 127.0.0.1:0, not listening. */
+static int bound_loopback(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    return fd;
+}
+
+int listen_loopback(int backlog, int *port)
+{
+    int fd = bound_loopback();
+    assert_int_equal(listen(fd, backlog), 0);
+    *port = local_port(fd);
+    return fd;
+}
+
+int upstream_accept(int lfd)
+{
+    struct pollfd p = {.fd = lfd, .events = POLLIN};
+    int r = -1;
+    for (int i = 0; i < 100 && r < 0; i++)
+        if ((r = poll(&p, 1, WAIT_MS)) < 0 && errno != EINTR)
+            break;
+    if (r != 1)
+        fail_msg("the daemon did not connect to the upstream within %d ms", WAIT_MS);
+    int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+    assert_true(fd >= 0);
+    set_timeouts(fd);
+    return fd;
+}
+
+int reserve_port(void)
+{
+    int fd = bound_loopback();
+    int port = local_port(fd);
+    close(fd);
+    return port;
+}
+
+int refusing_port(void)
+{
+    int fd = bound_loopback();
+    track_fd(fd);
+    int port = local_port(fd);
+    /* It does refuse. */
+    int c = connect_to(port);
+    assert_int_equal(c, -1);
+    assert_int_equal(errno, ECONNREFUSED);
+    return port;
+}
+
+int silent_port(void)
+{
+    int port;
+    int lfd = listen_loopback(0, &port);
+    track_fd(lfd);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    /* Connect until one hangs (its SYN dropped): then the queue is full. */
+    for (int i = 0; i < 8; i++) {
+        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+        assert_true(fd >= 0);
+        track_fd(fd);
+        int r = connect(fd, (struct sockaddr *)&a, sizeof(a));
+        assert_true(r == 0 || errno == EINPROGRESS);
+        struct pollfd pfd = {.fd = fd, .events = POLLOUT};
+        if (r < 0 && poll(&pfd, 1, 50) == 0)
+            return port;
+    }
+    fail_msg("could not fill the accept queue of a backlog-0 listener");
+    return -1;
 }

@@ -34,68 +34,6 @@
 
 /* ---- helpers ----------------------------------------------------------- */
 
-/* Sleeps ms milliseconds: the pauses between pieces of a split header. */
-static void pause_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-        ;
-}
-
-/* 5 s send and receive timeouts, as the harness's connect_to() sets. */
-static void set_timeouts(int fd)
-{
-    struct timeval tv = {5, 0};
-    assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)), 0);
-    assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)), 0);
-}
-
-/* connect_to() and connect_to6(), failing the test when they fail. */
-static int client4(int port)
-{
-    int fd = connect_to(port);
-    if (fd < 0)
-        fail_msg("connect to 127.0.0.1:%d: %s", port, strerror(errno));
-    return fd;
-}
-
-static int client6(int port)
-{
-    int fd = connect_to6(port);
-    if (fd < 0)
-        fail_msg("connect to [::1]:%d: %s", port, strerror(errno));
-    return fd;
-}
-
-/* A blocking connection to 127.0.0.1:port from the address src: loopback
- * answers for all of 127.0.0.0/8, so a client may be 127.0.0.2. */
-static int connect_from(const char *src, int port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    assert_true(fd >= 0);
-    struct sockaddr_in a = {.sin_family = AF_INET};
-    assert_int_equal(inet_pton(AF_INET, src, &a.sin_addr), 1);
-    if (bind(fd, (struct sockaddr *)&a, sizeof(a)) != 0)
-        fail_msg("bind %s: %s", src, strerror(errno));
-    set_timeouts(fd);
-    a.sin_port = htons((uint16_t)port);
-    assert_int_equal(inet_pton(AF_INET, "127.0.0.1", &a.sin_addr), 1);
-    if (connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0)
-        fail_msg("connect from %s to port %d: %s", src, port, strerror(errno));
-    return fd;
-}
-
-/* The port of fd's own end: the client's port as the daemon sees it. */
-static int local_port(int fd)
-{
-    struct sockaddr_storage ss;
-    socklen_t len = sizeof(ss);
-    assert_int_equal(getsockname(fd, (struct sockaddr *)&ss, &len), 0);
-    if (ss.ss_family == AF_INET6)
-        return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
-    return ntohs(((struct sockaddr_in *)&ss)->sin_port);
-}
-
 /* Whether ::1 can be bound here: the IPv6 tests are skipped otherwise. */
 static bool have_ipv6_loopback(void)
 {
@@ -106,26 +44,6 @@ static bool have_ipv6_loopback(void)
     bool ok = bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
     close(fd);
     return ok;
-}
-
-/* Sends msg and expects exactly it back: the client is served. */
-static void expect_echo(int fd, const char *msg)
-{
-    char buf[512];
-    size_t n = strlen(msg);
-    assert_true(n <= sizeof(buf));
-    send_all(fd, msg, n);
-    recv_exact(fd, buf, n);
-    assert_memory_equal(buf, msg, n);
-}
-
-/* Half-closes and expects the daemon's FIN with nothing more before it,
- * then closes. */
-static void finish(int fd)
-{
-    assert_int_equal(shutdown(fd, SHUT_WR), 0);
-    assert_true(peer_closed_within(fd, WAIT_MS));
-    close(fd);
 }
 
 /*
@@ -160,19 +78,14 @@ static void expect_refused(int fd)
     close(fd);
 }
 
-/* Waits for a log line containing the formatted text; returns it. */
-__attribute__((format(printf, 2, 3)))
-static const char *must_log(struct echod *e, const char *fmt, ...)
+/* expect_refused() for fd, and the daemon's line for it: "listener
+ * LISTENER: refused FROM:PORT: REASON", PORT being fd's own. */
+static void expect_refused_logged(struct echod *e, int fd, const char *listener,
+                                  const char *from, const char *reason)
 {
-    char needle[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(needle, sizeof(needle), fmt, ap);
-    va_end(ap);
-    const char *line = echod_wait_log(e, needle, WAIT_MS);
-    if (line == NULL)
-        fail_msg("no log line containing \"%s\" within %d ms", needle, WAIT_MS);
-    return line;
+    int port = local_port(fd);
+    expect_refused(fd);
+    echod_must_log(e, "listener %s: refused %s:%d: %s", listener, from, port, reason);
 }
 
 /* Waits for the access line that starts with the formatted text (e.g.
@@ -199,38 +112,13 @@ static void expect_access(struct echod *e, const char *reason, const char *fmt, 
         fail_msg("access line \"%s\": expected reason=%s", line, reason);
 }
 
-/* Stops the daemon and expects a clean exit. */
-static void stop(struct echod *e)
+/* finish() for fd, a client from 127.0.0.1 of `listener`, and its access
+ * line with reason=done. */
+static void finish_done(struct echod *e, int fd, const char *listener)
 {
-    assert_int_equal(echod_stop(e, 5000), 0);
-}
-
-/* A listening socket on 127.0.0.1:0 standing for an upstream. */
-static int upstream_listen(int *port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    assert_true(fd >= 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-    assert_int_equal(listen(fd, 16), 0);
-    *port = local_port(fd);
-    return fd;
-}
-
-/* Accepts the daemon's connection to the test upstream within 3 s. */
-static int upstream_accept(int lfd)
-{
-    struct pollfd p = {.fd = lfd, .events = POLLIN};
-    int r = -1;
-    for (int i = 0; i < 100 && r < 0; i++)
-        if ((r = poll(&p, 1, WAIT_MS)) < 0 && errno != EINTR)
-            break;
-    if (r != 1)
-        fail_msg("the daemon did not connect to the upstream within %d ms", WAIT_MS);
-    int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
-    assert_true(fd >= 0);
-    set_timeouts(fd);
-    return fd;
+    int port = local_port(fd);
+    finish(fd);
+    expect_access(e, "done", "access listener=%s client=127.0.0.1:%d ", listener, port);
 }
 
 /* Receives exactly len bytes and compares them with want. */
@@ -328,13 +216,11 @@ static void test_allow_lets_only_listed_source(void **state)
     expect_echo(two, "from .2, allowed\n");
 
     int one = connect_from("127.0.0.1", port);
-    int oport = local_port(one);
-    expect_refused(one);
-    must_log(e, "listener acl: refused 127.0.0.1:%d: denied by allow/deny", oport);
+    expect_refused_logged(e, one, "acl", "127.0.0.1", "denied by allow/deny");
 
     expect_echo(two, "still served\n");
     finish(two);
-    stop(e);
+    echod_stop_ok(e);
 }
 
 /* deny wins over allow: a source in both lists is refused, and so is one
@@ -354,13 +240,13 @@ static void test_deny_wins_over_allow(void **state)
     int two = connect_from("127.0.0.2", port);
     int p2 = local_port(two);
     expect_refused(two);
-    must_log(e, "listener acl: refused 127.0.0.1:%d: denied by allow/deny", p1);
-    must_log(e, "listener acl: refused 127.0.0.2:%d: denied by allow/deny", p2);
+    echod_must_log(e, "listener acl: refused 127.0.0.1:%d: denied by allow/deny", p1);
+    echod_must_log(e, "listener acl: refused 127.0.0.2:%d: denied by allow/deny", p2);
 
     int fd = connect_from("127.0.0.1", echod_port(e, "open", 0));
     expect_echo(fd, "the open listener serves 127.0.0.1\n");
     finish(fd);
-    stop(e);
+    echod_stop_ok(e);
 }
 
 /* deny = [ "::1/128" ] refuses an IPv6 client; a listener without it
@@ -376,14 +262,12 @@ static void test_deny_ipv6(void **state)
         " { name = \"open6\"; listen = [ \"[::1]:0\" ]; } );\n");
 
     int fd = client6(echod_port(e, "v6", 0));
-    int cport = local_port(fd);
-    expect_refused(fd);
-    must_log(e, "listener v6: refused [::1]:%d: denied by allow/deny", cport);
+    expect_refused_logged(e, fd, "v6", "[::1]", "denied by allow/deny");
 
     fd = client6(echod_port(e, "open6", 0));
     expect_echo(fd, "served over IPv6\n");
     finish(fd);
-    stop(e);
+    echod_stop_ok(e);
 }
 
 /* A range matches its own family only: on a listener bound to both
@@ -404,18 +288,14 @@ static void test_acl_ranges_match_their_family(void **state)
     expect_echo(fd, "v6 client, v6 range\n");
     finish(fd);
     fd = client4(echod_port(e, "only6", 0));
-    int cport = local_port(fd);
-    expect_refused(fd);
-    must_log(e, "listener only6: refused 127.0.0.1:%d: denied by allow/deny", cport);
+    expect_refused_logged(e, fd, "only6", "127.0.0.1", "denied by allow/deny");
 
     fd = client4(echod_port(e, "only4", 0));
     expect_echo(fd, "v4 client, v4 range\n");
     finish(fd);
     fd = client6(echod_port(e, "only4", 1));
-    cport = local_port(fd);
-    expect_refused(fd);
-    must_log(e, "listener only4: refused [::1]:%d: denied by allow/deny", cport);
-    stop(e);
+    expect_refused_logged(e, fd, "only4", "[::1]", "denied by allow/deny");
+    echod_stop_ok(e);
 }
 
 /* ---- connection limits ------------------------------------------------- */
@@ -436,17 +316,11 @@ static void test_max_connections_global(void **state)
         expect_echo(held[i], "held open\n");
 
     int fd = client4(pa);
-    int cport = local_port(fd);
-    expect_refused(fd);
-    must_log(e, "listener a: refused 127.0.0.1:%d: max_connections reached", cport);
+    expect_refused_logged(e, fd, "a", "127.0.0.1", "max_connections reached");
     fd = client4(pb);
-    cport = local_port(fd);
-    expect_refused(fd);
-    must_log(e, "listener b: refused 127.0.0.1:%d: max_connections reached", cport);
+    expect_refused_logged(e, fd, "b", "127.0.0.1", "max_connections reached");
 
-    cport = local_port(held[0]);
-    finish(held[0]);
-    expect_access(e, "done", "access listener=a client=127.0.0.1:%d ", cport);
+    finish_done(e, held[0], "a");
     fd = client4(pb);
     expect_echo(fd, "a slot came free\n");
     for (int i = 1; i < 3; i++)
@@ -454,7 +328,7 @@ static void test_max_connections_global(void **state)
     finish(fd);
     finish(held[1]);
     finish(held[2]);
-    stop(e);
+    echod_stop_ok(e);
 }
 
 /* A listener's max_connections = 2 refuses its third client while another
@@ -472,24 +346,20 @@ static void test_max_connections_listener(void **state)
     for (int i = 0; i < 2; i++)
         expect_echo(a[i], "on a\n");
     int fd = client4(pa);
-    int cport = local_port(fd);
-    expect_refused(fd);
-    must_log(e, "listener a: refused 127.0.0.1:%d: listener max_connections reached", cport);
+    expect_refused_logged(e, fd, "a", "127.0.0.1", "listener max_connections reached");
 
     int b[3] = {client4(pb), client4(pb), client4(pb)};
     for (int i = 0; i < 3; i++)
         expect_echo(b[i], "on b, unaffected\n");
 
-    cport = local_port(a[0]);
-    finish(a[0]);
-    expect_access(e, "done", "access listener=a client=127.0.0.1:%d ", cport);
+    finish_done(e, a[0], "a");
     fd = client4(pa);
     expect_echo(fd, "a slot came free on a\n");
     finish(fd);
     finish(a[1]);
     for (int i = 0; i < 3; i++)
         finish(b[i]);
-    stop(e);
+    echod_stop_ok(e);
 }
 
 /* max_per_source = 2: a third client from 127.0.0.1 is refused while one
@@ -506,22 +376,18 @@ static void test_max_per_source(void **state)
     for (int i = 0; i < 2; i++)
         expect_echo(one[i], "from .1\n");
     int fd = connect_from("127.0.0.1", port);
-    int cport = local_port(fd);
-    expect_refused(fd);
-    must_log(e, "listener ps: refused 127.0.0.1:%d: max_per_source reached", cport);
+    expect_refused_logged(e, fd, "ps", "127.0.0.1", "max_per_source reached");
 
     int two = connect_from("127.0.0.2", port);
     expect_echo(two, "from .2, another source\n");
 
-    cport = local_port(one[0]);
-    finish(one[0]);
-    expect_access(e, "done", "access listener=ps client=127.0.0.1:%d ", cport);
+    finish_done(e, one[0], "ps");
     fd = connect_from("127.0.0.1", port);
     expect_echo(fd, "from .1 again\n");
     finish(fd);
     finish(one[1]);
     finish(two);
-    stop(e);
+    echod_stop_ok(e);
 }
 
 /* ---- PROXY protocol from clients --------------------------------------- */
@@ -554,7 +420,7 @@ static void test_proxy_v1_one_send(void **state)
     assert_true(peer_closed_within(fd, WAIT_MS));
     close(fd);
     expect_access(e, "done", "access listener=pp client=192.0.2.1:5570 upstream=- in=10 out=10 ");
-    stop(e);
+    echod_stop_ok(e);
 }
 
 /* The length bounds: a v1 line of exactly 107 bytes (the specification's
@@ -579,7 +445,7 @@ static void test_proxy_length_bounds(void **state)
             int cport = local_port(fd);
             send_all(fd, hdr, len);
             expect_refused(fd);
-            must_log(e, "listener pp: refused 127.0.0.1:%d: bad PROXY header", cport);
+            echod_must_log(e, "listener pp: refused 127.0.0.1:%d: bad PROXY header", cport);
         }
     }
     for (size_t total = 1024; total <= 1025; total++) {
@@ -599,10 +465,10 @@ static void test_proxy_length_bounds(void **state)
             int cport = local_port(fd);
             send_all(fd, hdr, total);
             expect_refused(fd);
-            must_log(e, "listener pp: refused 127.0.0.1:%d: bad PROXY header", cport);
+            echod_must_log(e, "listener pp: refused 127.0.0.1:%d: bad PROXY header", cport);
         }
     }
-    stop(e);
+    echod_stop_ok(e);
 }
 
 /* The same header cut into pieces sent with pauses (inside the keyword,
@@ -616,13 +482,13 @@ static void test_proxy_v1_split(void **state)
                                          "07\r", "\nfirst "};
     for (size_t i = 0; i < sizeof(pieces) / sizeof(pieces[0]); i++) {
         send_all(fd, pieces[i], strlen(pieces[i]));
-        pause_ms(30);
+        sleep_ms(30);
     }
     send_all(fd, "second\n", 7);
     expect_bytes(fd, "first second\n", 13);
     finish(fd);
     expect_access(e, "done", "access listener=pp client=192.0.2.1:5556 upstream=- in=13 out=13 ");
-    stop(e);
+    echod_stop_ok(e);
 }
 
 /* v2 binary headers: TCP over IPv4 (also cut in three sends) and over
@@ -641,11 +507,11 @@ static void test_proxy_v2_tcp(void **state)
     n = v2_tcp4(hdr, "198.51.100.4", "192.0.2.2", 5558, 7007);
     int fd = client4(port);
     send_all(fd, hdr, 7); /* inside the signature */
-    pause_ms(30);
+    sleep_ms(30);
     send_all(fd, hdr + 7, 12); /* inside the address block */
-    pause_ms(30);
+    sleep_ms(30);
     send_all(fd, hdr + 19, n - 19);
-    pause_ms(30);
+    sleep_ms(30);
     expect_echo(fd, "v2 in pieces\n");
     finish(fd);
     expect_access(e, "done", "access listener=pp client=198.51.100.4:5558 upstream=- in=13 out=13 ");
@@ -653,7 +519,7 @@ static void test_proxy_v2_tcp(void **state)
     n = v2_tcp6(hdr, "2001:db8::1", "2001:db8::2", 5559, 7007);
     proxied_echo(port, hdr, n, "v2 over IPv6\n");
     expect_access(e, "done", "access listener=pp client=[2001:db8::1]:5559 upstream=- in=13 out=13 ");
-    stop(e);
+    echod_stop_ok(e);
 }
 
 /* v2 LOCAL (the proxy's own health check), with and without an address
@@ -708,7 +574,7 @@ static void test_proxy_local_and_tlvs(void **state)
     memcpy(hdr + n, "\x04\x00\x04" "tlv!", 7);
     proxied_echo(port, hdr, n + 7, "after the TLV\n");
     expect_access(e, "done", "access listener=pp client=192.0.2.1:5561 upstream=- in=14 out=14 ");
-    stop(e);
+    echod_stop_ok(e);
 }
 
 /* Malformed headers are refused at once: no echo, the connection closed,
@@ -744,13 +610,13 @@ static void test_proxy_malformed(void **state)
         int cport = local_port(fd);
         send_all(fd, cases[i].bytes, cases[i].len);
         expect_refused(fd);
-        must_log(e, "listener pp: refused 127.0.0.1:%d: bad PROXY header", cport);
+        echod_must_log(e, "listener pp: refused 127.0.0.1:%d: bad PROXY header", cport);
         expect_access(e, "bad-proxy-header", "access listener=pp client=127.0.0.1:%d ", cport);
     }
     /* The listener still serves a well-formed one. */
     const char *hdr = "PROXY TCP4 192.0.2.1 192.0.2.2 5563 7007\r\n";
     proxied_echo(port, hdr, strlen(hdr), "well-formed\n");
-    stop(e);
+    echod_stop_ok(e);
 }
 
 /* A header that never completes does not hold the connection forever:
@@ -765,7 +631,7 @@ static void test_proxy_header_stalled(void **state)
     assert_true(peer_closed_within(fd, WAIT_MS));
     close(fd);
     expect_access(e, "idle-timeout", "access listener=pp client=127.0.0.1:%d ", cport);
-    stop(e);
+    echod_stop_ok(e);
 }
 
 /* deny applies to the declared source: 192.0.2.0/24 refuses a header
@@ -779,17 +645,17 @@ static void test_proxy_source_denied(void **state)
 
     const char *hdr = "PROXY TCP4 192.0.2.1 192.0.2.2 5564 7007\r\n";
     proxied_refused(port, hdr, strlen(hdr), "denied\n");
-    must_log(e, "listener pp: refused 192.0.2.1:5564: denied by allow/deny (PROXY source)");
+    echod_must_log(e, "listener pp: refused 192.0.2.1:5564: denied by allow/deny (PROXY source)");
     expect_access(e, "refused-after-proxy-header", "access listener=pp client=");
 
     hdr = "PROXY TCP6 ::ffff:192.0.2.9 ::1 5565 7007\r\n";
     proxied_refused(port, hdr, strlen(hdr), "denied too\n");
-    must_log(e, "listener pp: refused [::ffff:192.0.2.9]:5565: denied by allow/deny (PROXY source)");
+    echod_must_log(e, "listener pp: refused [::ffff:192.0.2.9]:5565: denied by allow/deny (PROXY source)");
 
     hdr = "PROXY TCP4 198.51.100.7 192.0.2.2 5566 7007\r\n";
     proxied_echo(port, hdr, strlen(hdr), "not denied\n");
     expect_access(e, "done", "access listener=pp client=198.51.100.7:5566 upstream=- in=11 out=11 ");
-    stop(e);
+    echod_stop_ok(e);
 }
 
 /* The access line of a connection refused after its header names the
@@ -803,7 +669,7 @@ static void test_proxy_refusal_access_line_names_declared_client(void **state)
     proxied_refused(echod_port(e, "pp", 0), hdr, strlen(hdr), "denied\n");
     expect_access(e, "refused-after-proxy-header",
                   "access listener=pp client=192.0.2.1:5567 upstream=- ");
-    stop(e);
+    echod_stop_ok(e);
 }
 
 /* allow is checked twice: against the connecting peer at accept (a peer
@@ -820,15 +686,15 @@ static void test_proxy_allow_checked_twice(void **state)
     int cport = local_port(fd);
     send_all(fd, ok, strlen(ok));
     expect_refused(fd);
-    must_log(e, "listener pp: refused 127.0.0.2:%d: denied by allow/deny", cport);
+    echod_must_log(e, "listener pp: refused 127.0.0.2:%d: denied by allow/deny", cport);
 
     proxied_echo(port, ok, strlen(ok), "allowed source\n");
     expect_access(e, "done", "access listener=pp client=198.51.100.1:5568 ");
 
     const char *bad = "PROXY TCP4 203.0.113.5 192.0.2.2 5569 7007\r\n";
     proxied_refused(port, bad, strlen(bad), "not in allow\n");
-    must_log(e, "listener pp: refused 203.0.113.5:5569: denied by allow/deny (PROXY source)");
-    stop(e);
+    echod_must_log(e, "listener pp: refused 203.0.113.5:5569: denied by allow/deny (PROXY source)");
+    echod_stop_ok(e);
 }
 
 /* max_per_source counts the declared source, not the peer: two
@@ -851,11 +717,11 @@ static void test_proxy_max_per_source(void **state)
     }
     const char *third = "PROXY TCP4 192.0.2.1 192.0.2.2 6002 7007\r\n";
     proxied_refused(port, third, strlen(third), "third\n");
-    must_log(e, "listener pp: refused 192.0.2.1:6002: max_per_source reached");
+    echod_must_log(e, "listener pp: refused 192.0.2.1:6002: max_per_source reached");
     expect_access(e, "refused-after-proxy-header", "access listener=pp client=");
     const char *mapped = "PROXY TCP6 ::ffff:192.0.2.1 ::1 6003 7007\r\n";
     proxied_refused(port, mapped, strlen(mapped), "mapped\n");
-    must_log(e, "listener pp: refused [::ffff:192.0.2.1]:6003: max_per_source reached");
+    echod_must_log(e, "listener pp: refused [::ffff:192.0.2.1]:6003: max_per_source reached");
 
     held[2] = client4(port);
     const char *other = "PROXY TCP4 192.0.2.2 192.0.2.2 6004 7007\r\n";
@@ -868,7 +734,7 @@ static void test_proxy_max_per_source(void **state)
     proxied_echo(port, again, strlen(again), "a slot came free\n");
     finish(held[1]);
     finish(held[2]);
-    stop(e);
+    echod_stop_ok(e);
 }
 
 /* ---- PROXY protocol to upstreams --------------------------------------- */
@@ -914,7 +780,7 @@ static void test_send_proxy(void **state)
 {
     (void)state;
     int up;
-    int lfd = upstream_listen(&up);
+    int lfd = listen_loopback(16, &up);
     char conf[1024];
     snprintf(conf, sizeof(conf), BASE "workers = 1;\nlisteners = (\n"
              RELAY("v1", "") ",\n" RELAY("v2", "") "\n);\n", up, up);
@@ -954,7 +820,7 @@ static void test_send_proxy(void **state)
     assert_true(peer_closed_within(fd, WAIT_MS));
     close(fd);
     close(lfd);
-    stop(e);
+    echod_stop_ok(e);
 }
 
 /* accept_proxy with send_proxy: the addresses a client's header declares
@@ -964,7 +830,7 @@ static void test_proxy_passed_on(void **state)
 {
     (void)state;
     int up;
-    int lfd = upstream_listen(&up);
+    int lfd = listen_loopback(16, &up);
     char conf[1024];
     snprintf(conf, sizeof(conf), BASE "workers = 1;\nlisteners = (\n"
              RELAY("v1", " accept_proxy = true;") ",\n"
@@ -1003,7 +869,7 @@ static void test_proxy_passed_on(void **state)
     close(fd);
     close(ufd);
     close(lfd);
-    stop(e);
+    echod_stop_ok(e);
 }
 
 /* send_proxy for an IPv6 client on an IPv6 listener: "PROXY TCP6" with
@@ -1014,7 +880,7 @@ static void test_send_proxy_ipv6(void **state)
     if (!have_ipv6_loopback())
         skip();
     int up;
-    int lfd = upstream_listen(&up);
+    int lfd = listen_loopback(16, &up);
     char conf[1024];
     snprintf(conf, sizeof(conf), BASE "workers = 1;\nlisteners = (\n"
              "  { name = \"v1\"; listen = [ \"[::1]:0\" ]; mode = \"proxy\";\n"
@@ -1048,7 +914,7 @@ static void test_send_proxy_ipv6(void **state)
     close(fd);
     close(ufd);
     close(lfd);
-    stop(e);
+    echod_stop_ok(e);
 }
 
 /* Unix-socket clients have no address: allow/deny do not apply to them
@@ -1061,11 +927,9 @@ static void test_acl_not_applied_to_unix_clients(void **state)
         "listeners = ( { name = \"u\"; listen = [ \"127.0.0.1:0\", \"unix:@DIR@/echo.sock\" ];\n"
         "  deny = [ \"0.0.0.0/0\", \"::/0\" ]; } );\n");
     int fd = client4(echod_port(e, "u", 0));
-    int cport = local_port(fd);
-    expect_refused(fd);
-    must_log(e, "listener u: refused 127.0.0.1:%d: denied by allow/deny", cport);
+    expect_refused_logged(e, fd, "u", "127.0.0.1", "denied by allow/deny");
 
-    const char *line = must_log(e, "listener u: listening on unix:");
+    const char *line = echod_must_log(e, "listener u: listening on unix:");
     const char *path = strstr(line, "listening on unix:") + strlen("listening on unix:");
     const char *end = strstr(path, " (");
     assert_non_null(end);
@@ -1079,7 +943,7 @@ static void test_acl_not_applied_to_unix_clients(void **state)
         fail_msg("connect to %s: %s", a.sun_path, strerror(errno));
     expect_echo(fd, "over a Unix socket\n");
     finish(fd);
-    stop(e);
+    echod_stop_ok(e);
 }
 
 /* How many clients a refusal line accounts for: itself and the "(N more
@@ -1121,7 +985,7 @@ static void refusal_accounting(bool bad_header)
      * refuse them, 100 ms apart, until it is. */
     int64_t wait = first + 1000 - ms_now();
     if (wait > 0)
-        pause_ms((int)wait);
+        sleep_ms((int)wait);
     for (bool logged = !bad_header; !logged;) {
         if (nbad == MAX)
             fail_msg("no bad PROXY header line within %d tries", MAX);
@@ -1155,7 +1019,7 @@ static void refusal_accounting(bool bad_header)
     if (accounted != ndenied + nbad)
         fail_msg("%d clients were refused, but the log's lines and their \"N more "
                  "refused\" account for %d", ndenied + nbad, accounted);
-    stop(e);
+    echod_stop_ok(e);
 }
 
 static void test_refusal_log_rate_limited(void **state)
@@ -1263,7 +1127,7 @@ static void test_slow_reader_echo(void **state)
     assert_int_equal(shutdown(fd, SHUT_WR), 0);
     recv_pattern(fd, sent);
     close(fd);
-    stop(e);
+    echod_stop_ok(e);
 }
 
 /* The same through a relay whose upstream never reads: the client's sends
@@ -1274,7 +1138,7 @@ static void test_slow_reader_relay(void **state)
     (void)state;
     pattern_init();
     int up;
-    int lfd = upstream_listen(&up);
+    int lfd = listen_loopback(16, &up);
     char conf[1024];
     snprintf(conf, sizeof(conf), BASE "workers = 1;\n"
              "listeners = ( { name = \"r\"; listen = [ \"127.0.0.1:0\" ]; mode = \"proxy\";\n"
@@ -1302,7 +1166,7 @@ static void test_slow_reader_relay(void **state)
     assert_true(peer_closed_within(fd, WAIT_MS));
     close(fd);
     close(lfd);
-    stop(e);
+    echod_stop_ok(e);
 }
 
 /* ---- configuration errors ---------------------------------------------- */
@@ -1417,19 +1281,11 @@ static void test_config_errors(void **state)
          "  upstreams = [ \"127.0.0.1:9\" ];\n  send_proxy = \"v3\"; } );\n",
          3, "send_proxy: expected none, v1 or v2"},
     };
-    char out[4096], where[4200];
-    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        const char *path = write_conf(cases[i].conf);
-        int rc = echod_run(out, sizeof(out), "-t", "-c", path, (char *)NULL);
-        if (rc != 1)
-            fail_msg("%s: exit %d, expected 1 (%s)", cases[i].what, rc, out);
-        snprintf(where, sizeof(where), "%s:%d: ", path, cases[i].line);
-        if (strstr(out, where) == NULL || strstr(out, cases[i].says) == NULL)
-            fail_msg("%s: expected \"%s...%s\", got \"%s\"", cases[i].what, where,
-                     cases[i].says, out);
-    }
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+        expect_conf_error(cases[i].what, cases[i].conf, cases[i].line, cases[i].says);
 
     /* A file that cannot be read is named, without a line. */
+    char out[4096];
     int rc = echod_run(out, sizeof(out), "-t", "-c", "/nonexistent/mio-echod.conf", (char *)NULL);
     assert_int_equal(rc, 1);
     if (strstr(out, "/nonexistent/mio-echod.conf: cannot read") == NULL)
@@ -1456,7 +1312,7 @@ static void test_address_in_use(void **state)
 {
     (void)state;
     int port;
-    int lfd = upstream_listen(&port);
+    int lfd = listen_loopback(16, &port);
     char conf[512], out[4096], want[128];
     snprintf(conf, sizeof(conf), BASE "workers = 1;\n"
              "listeners = ( { name = \"a\"; listen = [ \"127.0.0.1:%d\" ]; } );\n", port);

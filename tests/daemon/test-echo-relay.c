@@ -46,13 +46,6 @@ static uint8_t *pattern;
  * connection, so a client may see the close first: wait a little. */
 #define LOG_MS 3000
 
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
-    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-        continue;
-}
-
 /* ---- what a failed test leaves behind, cleaned by teardown ------------- */
 
 struct upsrv;
@@ -62,8 +55,6 @@ static struct echod *daemons[4];
 static size_t ndaemons;
 static struct upsrv *upsrvs[8];
 static size_t nupsrvs;
-static int extra_fds[32];
-static size_t nextra;
 
 static struct echod *start_daemon(const char *conf)
 {
@@ -71,12 +62,6 @@ static struct echod *start_daemon(const char *conf)
     struct echod *e = echod_start(conf);
     daemons[ndaemons++] = e;
     return e;
-}
-
-static void track_fd(int fd)
-{
-    assert_true(nextra < ARRAY_LEN(extra_fds));
-    extra_fds[nextra++] = fd;
 }
 
 static int teardown(void **state)
@@ -87,9 +72,7 @@ static int teardown(void **state)
     ndaemons = 0;
     while (nupsrvs > 0)
         up_stop(upsrvs[nupsrvs - 1]);
-    for (size_t i = 0; i < nextra; i++)
-        close(extra_fds[i]);
-    nextra = 0;
+    close_all_tracked();
     return 0;
 }
 
@@ -161,104 +144,6 @@ static struct echod *start_relay(const int *ports, size_t n, const char *balance
     snprintf(conf, sizeof(conf), "%slisteners = ( %s );\n",
              DAEMON_CONF("2", "5.0"), group);
     return start_daemon(conf);
-}
-
-/* ---- sockets -------------------------------------------------------------- */
-
-static void set_nonblocking(int fd)
-{
-    int fl = fcntl(fd, F_GETFL);
-    assert_true(fl >= 0);
-    assert_int_equal(fcntl(fd, F_SETFL, fl | O_NONBLOCK), 0);
-}
-
-static int local_port(int fd)
-{
-    struct sockaddr_in a;
-    socklen_t len = sizeof(a);
-    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
-    return ntohs(a.sin_port);
-}
-
-/* A blocking connection to 127.0.0.1:port from `src` (an IPv4 address on
- * loopback, any port), with 5 s timeouts. */
-static int connect_from(const char *src, int port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    assert_true(fd >= 0);
-    struct timeval tv = {5, 0};
-    (void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-    (void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    struct sockaddr_in a = {.sin_family = AF_INET};
-    assert_int_equal(inet_pton(AF_INET, src, &a.sin_addr), 1);
-    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-    a.sin_port = htons((uint16_t)port);
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-    return fd;
-}
-
-/* A listening socket on 127.0.0.1:0 with `backlog`; its port in *port. */
-static int listen_loopback(int backlog, int *port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    assert_true(fd >= 0);
-    struct sockaddr_in a = {.sin_family = AF_INET,
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-    assert_int_equal(listen(fd, backlog), 0);
-    *port = local_port(fd);
-    return fd;
-}
-
-/*
- * A port that refuses connections: bound on 127.0.0.1 but not listening,
- * so a SYN to it is answered with a reset.  The socket stays bound (kept
- * until teardown) rather than closed, so that no other socket, not even
- * one of the daemon's own outgoing connections, can take the port
- * meanwhile.
- */
-static int refusing_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    assert_true(fd >= 0);
-    struct sockaddr_in a = {.sin_family = AF_INET,
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-    track_fd(fd);
-    int port = local_port(fd);
-    /* It does refuse. */
-    int c = connect_to(port);
-    assert_int_equal(c, -1);
-    assert_int_equal(errno, ECONNREFUSED);
-    return port;
-}
-
-/*
- * A port that never answers SYNs: a listener with backlog 0 whose accept
- * queue is filled by connections nobody accepts.  Linux then drops further
- * SYNs, so a connect hangs until its timeout.
- */
-static int silent_port(void)
-{
-    int port;
-    int lfd = listen_loopback(0, &port);
-    track_fd(lfd);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    /* Connect until one hangs (its SYN dropped): then the queue is full. */
-    for (int i = 0; i < 8; i++) {
-        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-        assert_true(fd >= 0);
-        track_fd(fd);
-        int r = connect(fd, (struct sockaddr *)&a, sizeof(a));
-        assert_true(r == 0 || errno == EINPROGRESS);
-        struct pollfd pfd = {.fd = fd, .events = POLLOUT};
-        if (r < 0 && poll(&pfd, 1, 50) == 0)
-            return port;
-    }
-    fail_msg("could not fill the accept queue of a backlog-0 listener");
-    return -1;
 }
 
 /* ---- test upstreams --------------------------------------------------- */
@@ -678,20 +563,6 @@ static const char *check_access(struct echod *e, const char *src, int port,
     return line;
 }
 
-/* Waits up to ms for the daemon's descriptor count to be `want`. */
-static bool wait_fd_count(struct echod *e, int want, int ms)
-{
-    int64_t until = ms_now() + ms;
-    for (int i = 0; i < 10000; i++) {
-        if (echod_fd_count(e) == want)
-            return true;
-        if (ms_now() >= until)
-            return false;
-        sleep_ms(2);
-    }
-    return false;
-}
-
 /* ---- echo ------------------------------------------------------------------ */
 
 /* 200 clients at once, of sizes around the buffer size and far past it,
@@ -730,7 +601,7 @@ static void echo_many_sizes_over_200_concurrent_connections(void **state)
     print_message("    %d clients, %zu MiB each way, in %lld ms\n", N, total >> 20,
                   (long long)(t1 - t0));
     free(cl);
-    assert_true(wait_fd_count(e, idle, 2000)); /* every socket let go */
+    assert_true(echod_wait_fd_count(e, idle, 2000)); /* every socket let go */
     assert_int_equal(echod_stop(e, 3000), 0);
 }
 
@@ -751,7 +622,7 @@ static void echo_half_close_returns_everything_then_eof(void **state)
     int cport = local_port(fd);
     send_all(fd, pattern + 333, size);
     /* The connection holds one descriptor in the daemon. */
-    assert_true(wait_fd_count(e, idle + 1, 2000));
+    assert_true(echod_wait_fd_count(e, idle + 1, 2000));
     assert_int_equal(shutdown(fd, SHUT_WR), 0);
     uint8_t *back = malloc(size);
     assert_non_null(back);
@@ -762,7 +633,7 @@ static void echo_half_close_returns_everything_then_eof(void **state)
     char expect[64];
     snprintf(expect, sizeof(expect), " in=%zu out=%zu ", size, size);
     check_access(e, "127.0.0.1", cport, expect, "done");
-    assert_true(wait_fd_count(e, idle, 2000));
+    assert_true(echod_wait_fd_count(e, idle, 2000));
     close(fd);
     assert_int_equal(echod_stop(e, 3000), 0);
 }
@@ -814,7 +685,7 @@ static void relay_is_byte_exact_both_ways(void **state)
     assert_int_equal(atomic_load(&echo->accepted), (int)ARRAY_LEN(sizes));
     assert_int_equal(atomic_load(&talker->accepted), (int)ARRAY_LEN(sizes));
     assert_int_equal(atomic_load(&echo->errors) + atomic_load(&talker->errors), 0);
-    assert_true(wait_fd_count(e, idle, 2000)); /* both sockets of each closed */
+    assert_true(echod_wait_fd_count(e, idle, 2000)); /* both sockets of each closed */
     assert_int_equal(echod_stop(e, 3000), 0);
 }
 
@@ -850,7 +721,7 @@ static void relay_client_half_close_reaches_upstream(void **state)
     char expect[64];
     snprintf(expect, sizeof(expect), " in=%zu out=%zu ", ask, reply);
     check_access(e, "127.0.0.1", cport, expect, "done");
-    assert_true(wait_fd_count(e, idle, 2000));
+    assert_true(echod_wait_fd_count(e, idle, 2000));
     assert_int_equal(echod_stop(e, 3000), 0);
 }
 
@@ -884,7 +755,7 @@ static void relay_upstream_half_close_reaches_client(void **state)
     char expect[64];
     snprintf(expect, sizeof(expect), " in=%zu out=%zu ", more, banner);
     check_access(e, "127.0.0.1", cport, expect, "done");
-    assert_true(wait_fd_count(e, idle, 2000));
+    assert_true(echod_wait_fd_count(e, idle, 2000));
     close(fd);
     assert_int_equal(echod_stop(e, 3000), 0);
 }
@@ -927,17 +798,25 @@ static int exchange(struct echod *e, int port, const char *src, struct upsrv **u
     return served;
 }
 
+/* Three echoing upstreams into ups[] and a relay over them balanced by
+ * `balance` (connect_timeout 3.0, retries 2, fail_timeout 10.0). */
+static struct echod *start_balanced(struct upsrv **ups, size_t n, const char *balance)
+{
+    int ports[8];
+    assert_true(n <= ARRAY_LEN(ports));
+    for (size_t i = 0; i < n; i++) {
+        ups[i] = up_start(UP_ECHO, 0, 0);
+        ports[i] = ups[i]->port;
+    }
+    return start_relay(ports, n, balance, "3.0", 2, "10.0");
+}
+
 /* Round-robin: 30 connections one after the other, 10 to each of 3. */
 static void balance_round_robin_spreads_evenly(void **state)
 {
     (void)state;
     struct upsrv *ups[3];
-    int ports[3];
-    for (int i = 0; i < 3; i++) {
-        ups[i] = up_start(UP_ECHO, 0, 0);
-        ports[i] = ups[i]->port;
-    }
-    struct echod *e = start_relay(ports, 3, "round-robin", "3.0", 2, "10.0");
+    struct echod *e = start_balanced(ups, 3, "round-robin");
     int port = echod_port(e, "relay", 0);
     int count[3] = {0, 0, 0};
     int last = -1;
@@ -980,12 +859,7 @@ static void balance_least_connections_avoids_busy_upstreams(void **state)
 {
     (void)state;
     struct upsrv *ups[3];
-    int ports[3];
-    for (int i = 0; i < 3; i++) {
-        ups[i] = up_start(UP_ECHO, 0, 0);
-        ports[i] = ups[i]->port;
-    }
-    struct echod *e = start_relay(ports, 3, "least-connections", "3.0", 2, "10.0");
+    struct echod *e = start_balanced(ups, 3, "least-connections");
     int port = echod_port(e, "relay", 0);
     int x, y;
     int hx = hold(port, ups, 3, &x);
@@ -1014,12 +888,7 @@ static void balance_source_hash_is_stable_per_source(void **state)
 {
     (void)state;
     struct upsrv *ups[3];
-    int ports[3];
-    for (int i = 0; i < 3; i++) {
-        ups[i] = up_start(UP_ECHO, 0, 0);
-        ports[i] = ups[i]->port;
-    }
-    struct echod *e = start_relay(ports, 3, "source-hash", "3.0", 2, "10.0");
+    struct echod *e = start_balanced(ups, 3, "source-hash");
     int port = echod_port(e, "relay", 0);
     static const char *const srcs[] = {"127.0.0.1", "127.0.0.2", "127.0.0.3",
                                        "127.0.0.4", "127.0.0.5"};
@@ -1094,13 +963,9 @@ static void no_upstream_when_every_upstream_refuses(void **state)
     int cport = local_port(fd);
     assert_true(peer_closed_within(fd, 3000));
     close(fd);
-    char needle[128];
-    snprintf(needle, sizeof(needle), "no upstream reached for 127.0.0.1:%d after 2 attempts",
-             cport);
-    assert_non_null(echod_wait_log(e, needle, LOG_MS));
+    echod_must_log(e, "no upstream reached for 127.0.0.1:%d after 2 attempts", cport);
     for (int i = 0; i < 2; i++) {
-        snprintf(needle, sizeof(needle), "upstream 127.0.0.1:%d failed: ", ports[i]);
-        assert_non_null(echod_wait_log(e, needle, LOG_MS));
+        echod_must_log(e, "upstream 127.0.0.1:%d failed: ", ports[i]);
     }
     check_access(e, "127.0.0.1", cport, " upstream=- in=0 out=0 ", "no-upstream");
     assert_int_equal(echod_stop(e, 3000), 0);
@@ -1182,19 +1047,15 @@ static void connect_timeout_moves_on(void **state)
     close(a);
     close(b);
 
-    char needle[128];
-    snprintf(needle, sizeof(needle), "listener relay: upstream 127.0.0.1:%d failed: "
-             "connect timeout", silent);
-    assert_non_null(echod_wait_log(e, needle, LOG_MS));
+    echod_must_log(e, "listener relay: upstream 127.0.0.1:%d failed: connect timeout",
+                   silent);
     char expect[128];
     snprintf(expect, sizeof(expect), " upstream=127.0.0.1:%d in=4 out=4 ", good->port);
     check_access(e, "127.0.0.1", pa, expect, "done");
-    snprintf(needle, sizeof(needle), "listener dead: upstream 127.0.0.1:%d failed: "
-             "connect timeout", silent);
-    assert_non_null(echod_wait_log(e, needle, LOG_MS));
-    snprintf(needle, sizeof(needle), "listener dead: no upstream reached for 127.0.0.1:%d "
-             "after 2 attempts", pb);
-    assert_non_null(echod_wait_log(e, needle, LOG_MS));
+    echod_must_log(e, "listener dead: upstream 127.0.0.1:%d failed: connect timeout",
+                   silent);
+    echod_must_log(e, "listener dead: no upstream reached for 127.0.0.1:%d after 2 attempts",
+                   pb);
     check_access(e, "127.0.0.1", pb, " upstream=- in=0 out=0 ", "no-upstream");
     assert_int_equal(echod_stop(e, 3000), 0);
 }

@@ -90,13 +90,6 @@ static const uint8_t *pat(uint64_t pos)
     return pattern + pos % PLEN;
 }
 
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
-    while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
-        continue;
-}
-
 /* ---- what a failed test leaves behind, cleaned by teardown ------------- */
 
 struct upsrv;
@@ -110,8 +103,6 @@ static struct upsrv *upsrvs[8];
 static size_t nupsrvs;
 static struct streamer *streamers[16];
 static size_t nstreamers;
-static int *extra_fds;
-static size_t nextra, capextra;
 
 __attribute__((format(printf, 1, 2)))
 static struct echod *start_daemon(const char *fmt, ...)
@@ -128,27 +119,6 @@ static struct echod *start_daemon(const char *fmt, ...)
     return e;
 }
 
-static void track_fd(int fd)
-{
-    if (nextra == capextra) {
-        capextra = capextra ? 2 * capextra : 64;
-        extra_fds = realloc(extra_fds, capextra * sizeof(*extra_fds));
-        assert_non_null(extra_fds);
-    }
-    extra_fds[nextra++] = fd;
-}
-
-/* Closes a tracked descriptor now (and forgets it). */
-static void close_tracked(int fd)
-{
-    for (size_t i = 0; i < nextra; i++)
-        if (extra_fds[i] == fd) {
-            extra_fds[i] = extra_fds[--nextra];
-            break;
-        }
-    close(fd);
-}
-
 static int teardown(void **state)
 {
     (void)state;
@@ -159,9 +129,7 @@ static int teardown(void **state)
     ndaemons = 0;
     while (nupsrvs > 0)
         up_stop(upsrvs[nupsrvs - 1]);
-    for (size_t i = 0; i < nextra; i++)
-        close(extra_fds[i]);
-    nextra = 0;
+    close_all_tracked();
     return 0;
 }
 
@@ -199,98 +167,6 @@ static void relay_group(char *buf, size_t len, const char *name, int port, int u
 }
 
 /* ---- sockets -------------------------------------------------------------- */
-
-static void set_nonblocking(int fd)
-{
-    int fl = fcntl(fd, F_GETFL);
-    assert_true(fl >= 0);
-    assert_int_equal(fcntl(fd, F_SETFL, fl | O_NONBLOCK), 0);
-}
-
-static int local_port(int fd)
-{
-    struct sockaddr_in a;
-    socklen_t len = sizeof(a);
-    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
-    return ntohs(a.sin_port);
-}
-
-static int client4(int port)
-{
-    int fd = connect_to(port);
-    if (fd < 0)
-        fail_msg("connect to 127.0.0.1:%d: %s", port, strerror(errno));
-    return fd;
-}
-
-/* A listening socket on 127.0.0.1:0 with `backlog`; its port in *port. */
-static int listen_loopback(int backlog, int *port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    assert_true(fd >= 0);
-    struct sockaddr_in a = {.sin_family = AF_INET,
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-    assert_int_equal(listen(fd, backlog), 0);
-    *port = local_port(fd);
-    return fd;
-}
-
-/* A port nobody listens on now: bound on 127.0.0.1:0 and let go (for the
- * configurations a reload must find again: "127.0.0.1:0" would be a new
- * port each time). */
-static int reserve_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    assert_true(fd >= 0);
-    struct sockaddr_in a = {.sin_family = AF_INET,
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-    int port = local_port(fd);
-    close(fd);
-    return port;
-}
-
-/* A port that refuses connections: bound but not listening (kept bound
- * until teardown, so that nothing else takes it meanwhile). */
-static int refusing_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    assert_true(fd >= 0);
-    struct sockaddr_in a = {.sin_family = AF_INET,
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-    track_fd(fd);
-    int port = local_port(fd);
-    int c = connect_to(port);
-    assert_int_equal(c, -1);
-    assert_int_equal(errno, ECONNREFUSED);
-    return port;
-}
-
-/* A blackholed port: a backlog-0 listener whose queue is full of
- * connections nobody accepts, so that further SYNs are dropped and a
- * connect hangs until its timeout. */
-static int silent_port(void)
-{
-    int port;
-    int lfd = listen_loopback(0, &port);
-    track_fd(lfd);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
-                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    for (int i = 0; i < 8; i++) {
-        int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-        assert_true(fd >= 0);
-        track_fd(fd);
-        int r = connect(fd, (struct sockaddr *)&a, sizeof(a));
-        assert_true(r == 0 || errno == EINPROGRESS);
-        struct pollfd pfd = {.fd = fd, .events = POLLOUT};
-        if (r < 0 && poll(&pfd, 1, 50) == 0)
-            return port;
-    }
-    fail_msg("could not fill the accept queue of a backlog-0 listener");
-    return -1;
-}
 
 /* Accepts one connection on lfd within ms (fails the test otherwise). */
 static int accept_within(int lfd, int ms)
@@ -424,20 +300,6 @@ static long long field(const char *line, const char *key)
 {
     const char *p = strstr(line, key);
     return p != NULL ? strtoll(p + strlen(key), NULL, 10) : -1;
-}
-
-/* Waits up to ms for the daemon's descriptor count to be `want`. */
-static bool wait_fd_count(struct echod *e, int want, int ms)
-{
-    int64_t until = ms_now() + ms;
-    for (int i = 0; i < 10000; i++) {
-        if (echod_fd_count(e) == want)
-            return true;
-        if (ms_now() >= until)
-            return false;
-        sleep_ms(2);
-    }
-    return false;
 }
 
 /* The daemon's CPU time so far (user + system, every thread), in ms. */
@@ -1418,7 +1280,7 @@ static void fd_exhaustion_refuses_without_spinning_and_recovers(void **state)
     /* (Clients left without an answer, and served ones past the room
      * there is, are fd_exhaustion_accounting_and_spares's business.) */
     assert_true(held > 0 && shed > 0);
-    assert_non_null(echod_wait_log(e, "out of file descriptors", WAIT_MS));
+    echod_must_log(e, "out of file descriptors");
 
     /* At the limit: a knock every 50 ms for a second, each turned away at
      * once; the CPU the daemon used meanwhile. */
@@ -1537,7 +1399,7 @@ static void fd_exhaustion_accounting_and_spares(void **state)
         refused0 = refused;
         for (int i = 0; i < FLOOD; i++)
             close_tracked(fds[i]);
-        (void)wait_fd_count(e, idle, 1000);
+        (void)echod_wait_fd_count(e, idle, 1000);
         after[r] = echod_fd_count(e);
         print_message("    flood %d: %d served (room for %d), %d turned away, %d hanging; "
                       "refusals counted %lld; descriptors after %d (idle %d)\n", r + 1,
@@ -1594,6 +1456,18 @@ static void fault_start(struct fault_env *env, int fault_up, const char *idle,
     env->p_fault = echod_port(env->e, "fault", 0);
 }
 
+/* fault_start() with the fault listener's upstream a test listener on
+ * 127.0.0.1 (backlog 16, tracked) that accepts nothing by itself: its
+ * socket returned, its port in *up. */
+static int fault_start_listening(struct fault_env *env, int *up, const char *idle,
+                                 const char *connect_timeout)
+{
+    int lfd = listen_loopback(16, up);
+    track_fd(lfd);
+    fault_start(env, *up, idle, connect_timeout);
+    return lfd;
+}
+
 /* The healthy stream went on through the fault, still does, and ends with
  * every byte back and reason=done. */
 static void fault_end(struct fault_env *env, const char *what)
@@ -1631,9 +1505,7 @@ static void upstream_refuses(void **state)
     close(fd);
     assert_int_equal(how, END_EOF);
     check_access(env.e, "fault", cport, " upstream=- in=0 out=0 ", "no-upstream");
-    char needle[128];
-    snprintf(needle, sizeof(needle), "upstream 127.0.0.1:%d failed: Connection refused", bad);
-    assert_non_null(echod_wait_log(env.e, needle, WAIT_MS));
+    echod_must_log(env.e, "upstream 127.0.0.1:%d failed: Connection refused", bad);
     fault_end(&env, "refused: client got an EOF, reason=no-upstream");
 }
 
@@ -1646,9 +1518,7 @@ static void upstream_resets_after_accept(void **state)
     (void)state;
     struct fault_env env;
     int up;
-    int lfd = listen_loopback(16, &up);
-    track_fd(lfd);
-    fault_start(&env, up, "30.0", "3.0");
+    int lfd = fault_start_listening(&env, &up, "30.0", "3.0");
 
     int fd = client4(env.p_fault);
     int cport = local_port(fd);
@@ -1658,9 +1528,7 @@ static void upstream_resets_after_accept(void **state)
     assert_int_not_equal(how, END_NONE);
     const char *reason = access_reason(env.e, "fault", cport);
     if (strcmp(reason, "no-upstream") == 0) {
-        char needle[128];
-        snprintf(needle, sizeof(needle), "upstream 127.0.0.1:%d failed: Connection reset", up);
-        assert_non_null(echod_wait_log(env.e, needle, WAIT_MS));
+        echod_must_log(env.e, "upstream 127.0.0.1:%d failed: Connection reset", up);
     } else {
         check_access(env.e, "fault", cport, " in=0 out=0 ", "upstream-reset");
     }
@@ -1723,9 +1591,7 @@ static void upstream_never_reads(void **state)
     (void)state;
     struct fault_env env;
     int up;
-    int lfd = listen_loopback(16, &up);
-    track_fd(lfd);
-    fault_start(&env, up, "1.0", "3.0");
+    int lfd = fault_start_listening(&env, &up, "1.0", "3.0");
 
     int fd = client4(env.p_fault);
     int cport = local_port(fd);
@@ -1848,9 +1714,7 @@ static void upstream_blackholed(void **state)
     assert_int_equal(how, END_EOF);
     assert_true(after >= 300 - 2);
     check_access(env.e, "fault", cport, " upstream=- in=0 out=0 ", "no-upstream");
-    char needle[128];
-    snprintf(needle, sizeof(needle), "upstream 127.0.0.1:%d failed: connect timeout", silent);
-    assert_non_null(echod_wait_log(env.e, needle, WAIT_MS));
+    echod_must_log(env.e, "upstream 127.0.0.1:%d failed: connect timeout", silent);
     char what[160];
     snprintf(what, sizeof(what), "blackholed: EOF after %lld ms, reason=no-upstream",
              (long long)after);
@@ -1947,7 +1811,7 @@ static void client_resets_mid_stream(void **state)
     const char *rline = check_access(env.e, "relay", rport, " in=0 ", "client-reset");
     assert_true(wait_counter(&src->open, 0, WAIT_MS));
     assert_int_equal(atomic_load(&src->errors), 0);
-    assert_true(wait_fd_count(env.e, base_fds, WAIT_MS));
+    assert_true(echod_wait_fd_count(env.e, base_fds, WAIT_MS));
     assert_int_equal(sockets_in_state(env.e, 0x08), 0);
     char what[400];
     snprintf(what, sizeof(what), "echo client reset with %lld of %lld bytes not yet back; "
@@ -1991,7 +1855,7 @@ static void client_half_close_then_silence(void **state)
         send_all(fd, pat(base), size);
         assert_int_equal(shutdown(fd, SHUT_WR), 0);
         /* Silence: everything is sent back and the daemon lets go. */
-        if (!wait_fd_count(env.e, base_fds, WAIT_MS))
+        if (!echod_wait_fd_count(env.e, base_fds, WAIT_MS))
             fail_msg("%s, %zu bytes: the daemon still has %d descriptors (%d idle)",
                      cases[i].relay ? "relay" : "echo", size, echod_fd_count(env.e),
                      base_fds);
@@ -2023,7 +1887,7 @@ static void client_half_close_then_silence(void **state)
     snprintf(expect, sizeof(expect), " in=%llu out=%llu ", (unsigned long long)sent,
              (unsigned long long)sent);
     check_access(env.e, "echo", cport, expect, "done");
-    assert_true(wait_fd_count(env.e, base_fds, WAIT_MS));
+    assert_true(echod_wait_fd_count(env.e, base_fds, WAIT_MS));
     assert_int_equal(sockets_in_state(env.e, 0x08), 0);
     assert_int_equal(atomic_load(&up2->errors), 0);
     char what[256];
@@ -2242,7 +2106,7 @@ static void churn_thousands_of_short_connections(void **state)
     if (warm.errors != 0)
         fail_msg("%llu errors in the warm-up; first: %s", (unsigned long long)warm.errors,
                  warm.err);
-    assert_true(wait_fd_count(e, fd_idle, WAIT_MS));
+    assert_true(echod_wait_fd_count(e, fd_idle, WAIT_MS));
     long rss_warm = echod_rss_kib(e);
     int64_t t0 = ms_now();
     churn_for(ports, 2, 2, 32, 2500, 3000, 2, &run);
@@ -2250,7 +2114,7 @@ static void churn_thousands_of_short_connections(void **state)
     if (run.errors != 0)
         fail_msg("%llu errors in %llu connections; first: %s",
                  (unsigned long long)run.errors, (unsigned long long)run.done, run.err);
-    bool fds_back = wait_fd_count(e, fd_idle, WAIT_MS);
+    bool fds_back = echod_wait_fd_count(e, fd_idle, WAIT_MS);
     int fd_after = echod_fd_count(e);
     long rss_after = echod_rss_kib(e);
     print_message("    %llu connections in %lld ms (%.0f/s; %llu echo, %llu relayed), %.1f MiB "
@@ -2319,26 +2183,6 @@ static int teardown_bg(void **state)
     return teardown(state);
 }
 
-/* The file the daemon was started with: the argument after "-c" in its
- * command line. */
-static void conf_path(struct echod *e, char *path, size_t len)
-{
-    char proc[64], buf[8192];
-    snprintf(proc, sizeof(proc), "/proc/%d/cmdline", (int)echod_pid(e));
-    int fd = open(proc, O_RDONLY | O_CLOEXEC);
-    assert_true(fd >= 0);
-    ssize_t n = read(fd, buf, sizeof(buf) - 1);
-    close(fd);
-    assert_true(n > 0);
-    buf[n] = '\0';
-    for (const char *p = buf; p < buf + n; p += strlen(p) + 1)
-        if (strcmp(p, "-c") == 0 && p + 3 < buf + n) {
-            snprintf(path, len, "%s", p + 3);
-            return;
-        }
-    fail_msg("no -c FILE in the daemon's command line");
-}
-
 /* Replaces the file at path with text, in one rename(). */
 static void rewrite(const char *path, const char *text)
 {
@@ -2402,8 +2246,7 @@ static void reload_under_load_loses_nothing(void **state)
     struct echod *e = start_daemon("%s", conf);
     assert_int_equal(echod_port(e, "echo", 0), p_echo);
     assert_int_equal(echod_port(e, "relay", 0), p_relay);
-    char path[PATH_MAX];
-    conf_path(e, path, sizeof(path));
+    const char *path = echod_conf_path(e);
 
     enum { NS = 6 };
     struct streamer *s[NS];
@@ -2519,7 +2362,7 @@ static void sigterm_under_load(void **state)
 
     int64_t t0 = ms_now();
     echod_signal(e, SIGTERM);
-    assert_non_null(echod_wait_log(e, "SIGTERM: no longer accepting", WAIT_MS));
+    echod_must_log(e, "SIGTERM: no longer accepting");
     /* Bytes sent after the signal are served. */
     for (int i = 0; i < NF; i++)
         if (!stream_advances(fin[i], 128 * KIB, WAIT_MS)) {
@@ -2590,9 +2433,6 @@ static int teardown_group(void **state)
     (void)state;
     free(pattern);
     pattern = NULL;
-    free(extra_fds);
-    extra_fds = NULL;
-    capextra = 0;
     return 0;
 }
 

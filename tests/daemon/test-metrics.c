@@ -45,38 +45,6 @@
 
 /* ---- helpers ----------------------------------------------------------- */
 
-/* Sleeps ms milliseconds. */
-static void pause_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-        ;
-}
-
-/* connect_to(), failing the test when it fails. */
-static int client(int port)
-{
-    int fd = connect_to(port);
-    if (fd < 0)
-        fail_msg("connect to 127.0.0.1:%d: %s", port, strerror(errno));
-    return fd;
-}
-
-/* Waits for a log line containing the formatted text; returns it. */
-__attribute__((format(printf, 2, 3)))
-static const char *must_log(struct echod *e, const char *fmt, ...)
-{
-    char needle[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(needle, sizeof(needle), fmt, ap);
-    va_end(ap);
-    const char *line = echod_wait_log(e, needle, WAIT_MS);
-    if (line == NULL)
-        fail_msg("no log line containing \"%s\" within %d ms", needle, WAIT_MS);
-    return line;
-}
-
 /* Waits until `count` log lines contain needle. */
 static void must_log_n(struct echod *e, const char *needle, int count)
 {
@@ -85,24 +53,18 @@ static void must_log_n(struct echod *e, const char *needle, int count)
         if (ms_now() >= until)
             fail_msg("%d log lines contain \"%s\" after %d ms; expected %d",
                      echod_count_log(e, needle), needle, WAIT_MS, count);
-        pause_ms(5);
+        sleep_ms(5);
     }
 }
 
 /* The port of the metrics listener, from its "listening on" line. */
 static int metrics_port(struct echod *e)
 {
-    const char *line = must_log(e, "metrics: listening on 127.0.0.1:");
+    const char *line = echod_must_log(e, "metrics: listening on 127.0.0.1:");
     int port = atoi(strstr(line, "127.0.0.1:") + strlen("127.0.0.1:"));
     if (port <= 0 || port > 65535)
         fail_msg("no port in \"%s\"", line);
     return port;
-}
-
-/* Stops the daemon and expects a clean exit. */
-static void stop(struct echod *e)
-{
-    assert_int_equal(echod_stop(e, 5000), 0);
 }
 
 /* Sends what it can of buf: the daemon may close before taking it all.
@@ -197,7 +159,7 @@ static void read_reply(int fd, int ms, struct reply *r)
 /* Sends req[0..len) on a new connection and reads the answer to its end. */
 static void exchange(int port, const char *req, size_t len, struct reply *r)
 {
-    int fd = client(port);
+    int fd = client4(port);
     (void)send_some(fd, req, len);
     read_reply(fd, WAIT_MS, r);
     close(fd);
@@ -393,25 +355,6 @@ static void version_and_backend(char version[64], char backend[32])
         fail_msg("mio-echod -V said \"%s\"", out);
 }
 
-/* Sends msg and expects exactly it back. */
-static void expect_echo(int fd, const char *msg)
-{
-    char buf[256];
-    size_t n = strlen(msg);
-    assert_true(n <= sizeof(buf));
-    send_all(fd, msg, n);
-    recv_exact(fd, buf, n);
-    assert_memory_equal(buf, msg, n);
-}
-
-/* Half-closes, expects the daemon's FIN, closes. */
-static void finish(int fd)
-{
-    assert_int_equal(shutdown(fd, SHUT_WR), 0);
-    assert_true(peer_closed_within(fd, WAIT_MS));
-    close(fd);
-}
-
 /* A TCP socket bound to 127.0.0.1 but not listening: connects to its
  * port are refused, and the port stays taken while it is open. */
 static int dead_port(int *port)
@@ -423,45 +366,6 @@ static int dead_port(int *port)
     socklen_t len = sizeof(a);
     assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
     *port = ntohs(a.sin_port);
-    return fd;
-}
-
-/* A listening socket on 127.0.0.1:0 standing for an upstream. */
-static int upstream_listen(int *port)
-{
-    int fd = dead_port(port);
-    assert_int_equal(listen(fd, 16), 0);
-    return fd;
-}
-
-/* Accepts the daemon's connection to the test upstream within 3 s. */
-static int upstream_accept(int lfd)
-{
-    struct pollfd p = {.fd = lfd, .events = POLLIN};
-    if (poll(&p, 1, WAIT_MS) != 1)
-        fail_msg("the daemon did not connect to the upstream within %d ms", WAIT_MS);
-    int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
-    assert_true(fd >= 0);
-    struct timeval tv = {5, 0};
-    (void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    return fd;
-}
-
-/* A blocking connection to 127.0.0.1:port from 127.0.0.1 or another
- * loopback address. */
-static int connect_from(const char *src, int port)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    assert_true(fd >= 0);
-    struct sockaddr_in a = {.sin_family = AF_INET};
-    assert_int_equal(inet_pton(AF_INET, src, &a.sin_addr), 1);
-    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-    struct timeval tv = {5, 0};
-    (void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    a.sin_port = htons((uint16_t)port);
-    assert_int_equal(inet_pton(AF_INET, "127.0.0.1", &a.sin_addr), 1);
-    if (connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0)
-        fail_msg("connect from %s to port %d: %s", src, port, strerror(errno));
     return fd;
 }
 
@@ -478,7 +382,7 @@ static void test_values_after_traffic(void **state)
 {
     (void)state;
     int dead, live;
-    int dfd = dead_port(&dead), lfd = upstream_listen(&live);
+    int dfd = dead_port(&dead), lfd = listen_loopback(16, &live);
     char conf[1024];
     snprintf(conf, sizeof(conf), BASE "workers = 2;\n"
              "listeners = ( { name = \"echo\"; listen = [ \"127.0.0.1:0\" ]; },\n"
@@ -501,26 +405,26 @@ static void test_values_after_traffic(void **state)
 
     static const char *const msgs[] = {"five\n", "seven!\n", "eleven ...\n"};
     for (int i = 0; i < 3; i++) {
-        int fd = client(pecho);
+        int fd = client4(pecho);
         expect_echo(fd, msgs[i]);
         finish(fd);
     }
     must_log_n(e, "access listener=echo ", 3);
-    int held = client(pecho);
+    int held = client4(pecho);
     expect_echo(held, "held\n");
 
     int fd = connect_from("127.0.0.1", pacl);
-    must_log(e, "listener acl: refused 127.0.0.1:");
+    echod_must_log(e, "listener acl: refused 127.0.0.1:");
     assert_true(peer_closed_within(fd, WAIT_MS));
     close(fd);
 
-    fd = client(prelay);
-    must_log(e, "access listener=relay ");
+    fd = client4(prelay);
+    echod_must_log(e, "access listener=relay ");
     assert_true(peer_closed_within(fd, WAIT_MS));
     close(fd);
 
     /* 3 bytes in, 10 out: the two byte counters are not one. */
-    fd = client(plive);
+    fd = client4(plive);
     int ufd = upstream_accept(lfd);
     char got[16];
     send_all(fd, "abc", 3);
@@ -530,7 +434,7 @@ static void test_values_after_traffic(void **state)
     close(ufd);
     assert_true(peer_closed_within(fd, WAIT_MS));
     close(fd);
-    must_log(e, "access listener=live ");
+    echod_must_log(e, "access listener=live ");
 
     scrape(mport, &r);
     check_format(r.body);
@@ -578,7 +482,7 @@ static void test_values_after_traffic(void **state)
     reply_free(&r);
     close(dfd);
     close(lfd);
-    stop(e);
+    echod_stop_ok(e);
 }
 
 /* HEAD gives GET's head, Content-Length included, and no body; so does an
@@ -611,7 +515,7 @@ static void test_head_and_http10(void **state)
     reply_free(&head);
     reply_free(&old);
     reply_free(&missing);
-    stop(e);
+    echod_stop_ok(e);
 }
 
 /* A request that comes in pieces, with pauses between them (a byte at a
@@ -624,10 +528,10 @@ static void test_request_in_pieces(void **state)
     static const char *const pieces[] = {
         "G", "E", "T", " /met", "rics HTTP/1.1\r", "\nHost: 127.0.0.1\r\n", "\r", "\n",
     };
-    int fd = client(port);
+    int fd = client4(port);
     int64_t t0 = ms_now();
     for (size_t i = 0; i < sizeof(pieces) / sizeof(pieces[0]); i++) {
-        pause_ms(50);
+        sleep_ms(50);
         send_all(fd, pieces[i], strlen(pieces[i]));
     }
     struct reply r;
@@ -637,7 +541,7 @@ static void test_request_in_pieces(void **state)
     if (r.ended_ms - t0 > 2000)
         fail_msg("answered %lld ms after the first byte", (long long)(r.ended_ms - t0));
     reply_free(&r);
-    stop(e);
+    echod_stop_ok(e);
 }
 
 /* Each bad request gets its status with a text body saying why and
@@ -689,7 +593,7 @@ static void test_bad_requests(void **state)
     struct reply r;
     scrape(port, &r);
     reply_free(&r);
-    stop(e);
+    echod_stop_ok(e);
 }
 
 /* A request line of 2048 bytes is read (404 for its long target), one of
@@ -712,7 +616,7 @@ static void test_request_line_bound(void **state)
         expect_answer(&r, extra ? 414 : 404, false, 0);
         reply_free(&r);
     }
-    stop(e);
+    echod_stop_ok(e);
 }
 
 /* A head of `len` bytes, the last four "\r\n\r\n", padded in an X-Pad
@@ -751,7 +655,7 @@ static void test_head_bound(void **state)
     reply_free(&r);
 
     padded_head(req, HEAD_MAX + 1);
-    int fd = client(port);
+    int fd = client4(port);
     assert_int_equal(send_some(fd, req, HEAD_MAX + 1), HEAD_MAX + 1);
     read_reply(fd, WAIT_MS, &r);
     close(fd);
@@ -763,7 +667,7 @@ static void test_head_bound(void **state)
 
     memset(req, 'p', big);
     memcpy(req, "GET /metrics HTTP/1.1\r\nX-Pad: ", 30);
-    fd = client(port);
+    fd = client4(port);
     size_t sent = send_some(fd, req, big);
     read_reply(fd, WAIT_MS, &r);
     close(fd);
@@ -772,7 +676,7 @@ static void test_head_bound(void **state)
         fail_msg("the connection ended with a FIN after %zu bytes sent", sent);
     reply_free(&r);
     free(req);
-    stop(e);
+    echod_stop_ok(e);
 }
 
 /* ---- time and connection limits ------------------------------------------ */
@@ -797,9 +701,9 @@ static void test_deadline(void **state)
     struct echod *e = echod_start(BASE "workers = 1;\n" ONE_LISTENER STATS);
     int port = metrics_port(e);
     int64_t t0 = ms_now();
-    int silent = client(port), partial = client(port);
+    int silent = client4(port), partial = client4(port);
     send_all(partial, "GET /metrics HTTP/1.1\r\nHo", 25);
-    pause_ms(500);
+    sleep_ms(500);
     struct reply r;
     scrape(port, &r);
     reply_free(&r);
@@ -810,7 +714,7 @@ static void test_deadline(void **state)
         p > DEADLINE_MS + 1500)
         fail_msg("closed after %lld and %lld ms; the deadline is %d ms", (long long)s,
                  (long long)p, DEADLINE_MS);
-    stop(e);
+    echod_stop_ok(e);
 }
 
 /* With 64 connections open, one more is closed at once without an answer;
@@ -823,9 +727,9 @@ static void test_connection_limit(void **state)
     int fds[MAX_CONNECTIONS];
     int64_t t0 = ms_now();
     for (int i = 0; i < MAX_CONNECTIONS; i++)
-        fds[i] = client(port);
+        fds[i] = client4(port);
     /* Accepted in order: the 65th finds the 64 open. */
-    int extra = client(port);
+    int extra = client4(port);
     int64_t took = closed_silently(extra, ms_now());
     close(extra);
     if (took > 1000 || ms_now() - t0 > DEADLINE_MS - 1000)
@@ -840,13 +744,13 @@ static void test_connection_limit(void **state)
         if (r.status != 0)
             break;
         reply_free(&r);
-        pause_ms(20);
+        sleep_ms(20);
     }
     expect_answer(&r, 200, false, 0);
     reply_free(&r);
     for (int i = 1; i < MAX_CONNECTIONS; i++)
         close(fds[i]);
-    stop(e);
+    echod_stop_ok(e);
 }
 
 /* 100 clients connect and send their request, all before any reads its
@@ -859,7 +763,7 @@ static void test_hundred_clients(void **state)
     int port = metrics_port(e);
     int fds[N];
     for (int i = 0; i < N; i++) {
-        fds[i] = client(port);
+        fds[i] = client4(port);
         send_all(fds[i], GET_METRICS, strlen(GET_METRICS));
     }
     struct reply first;
@@ -879,7 +783,7 @@ static void test_hundred_clients(void **state)
         reply_free(&r);
     }
     reply_free(&first);
-    stop(e);
+    echod_stop_ok(e);
 }
 
 /* ---- reloads ----------------------------------------------------------------- */
@@ -907,7 +811,7 @@ static void test_reloads(void **state)
     struct echod *e = echod_start(BASE "workers = 2;\n" ONE_LISTENER STATS);
     int port = metrics_port(e);
     echod_signal(e, SIGHUP);
-    const char *line = must_log(e, "reloaded ");
+    const char *line = echod_must_log(e, "reloaded ");
     char path[1024];
     const char *p = strstr(line, "reloaded ") + strlen("reloaded ");
     snprintf(path, sizeof(path), "%.*s", (int)(strstr(p, ": ") - p), p);
@@ -923,11 +827,11 @@ static void test_reloads(void **state)
             "stats = { listen = \"127.0.0.2:0\"; };\n");
     echod_signal(e, SIGHUP);
     must_log_n(e, "reloaded ", 2);
-    must_log(e, "reload: stats changed: it takes effect at the next restart");
-    int fd = client(echod_port(e, "b", 0));
+    echod_must_log(e, "reload: stats changed: it takes effect at the next restart");
+    int fd = client4(echod_port(e, "b", 0));
     expect_echo(fd, "to b\n");
     finish(fd);
-    must_log(e, "access listener=b ");
+    echod_must_log(e, "access listener=b ");
     scrape(port, &r);
     check_format(r.body);
     assert_int_equal(sample(r.body, "mio_echod_reloads_total"), 2);
@@ -938,7 +842,7 @@ static void test_reloads(void **state)
 
     rewrite(path, "listeners = ( { name = \"a\"; listen = [ \"127.0.0.1:0\" ]; } ) oops\n");
     echod_signal(e, SIGHUP);
-    must_log(e, "reload failed: ");
+    echod_must_log(e, "reload failed: ");
     scrape(port, &r);
     assert_int_equal(sample(r.body, "mio_echod_reload_failures_total"), 1);
     assert_int_equal(sample(r.body, "mio_echod_reloads_total"), 2);
@@ -966,7 +870,7 @@ static void test_reloads(void **state)
     assert_int_equal(sample(r.body, "mio_echod_reloads_total"), 22);
     assert_null(strstr(r.body, "listener=\"c\""));
     reply_free(&r);
-    stop(e);
+    echod_stop_ok(e);
 }
 
 /* ---- configuration ------------------------------------------------------------- */
@@ -992,12 +896,12 @@ static void test_config_ok(void **state)
     }
 
     struct echod *e = echod_start(BASE "workers = 1;\n" ONE_LISTENER);
-    int fd = client(echod_port(e, "a", 0));
+    int fd = client4(echod_port(e, "a", 0));
     expect_echo(fd, "served\n");
     finish(fd);
-    must_log(e, "access listener=a ");
+    echod_must_log(e, "access listener=a ");
     assert_int_equal(echod_count_log(e, "metrics:"), 0);
-    stop(e);
+    echod_stop_ok(e);
 }
 
 /* Each mistake in the stats group makes "mio-echod -t" exit 1 with a
@@ -1046,17 +950,8 @@ static void test_config_errors(void **state)
          "stats.listen: 127.0.0.1:7100 overlaps 0.0.0.0:7100 of listener \"a\" (line 3)"},
     };
 #undef L1
-    char out[4096], where[4200];
-    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        const char *path = write_conf(cases[i].conf);
-        int rc = echod_run(out, sizeof(out), "-t", "-c", path, (char *)NULL);
-        if (rc != 1)
-            fail_msg("%s: exit %d, expected 1 (%s)", cases[i].what, rc, out);
-        snprintf(where, sizeof(where), "%s:%d: ", path, cases[i].line);
-        if (strstr(out, where) == NULL || strstr(out, cases[i].says) == NULL)
-            fail_msg("%s: expected \"%s...%s\", got \"%s\"", cases[i].what, where,
-                     cases[i].says, out);
-    }
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+        expect_conf_error(cases[i].what, cases[i].conf, cases[i].line, cases[i].says);
 }
 
 /* A stats address another socket holds: the daemon does not start; it
@@ -1064,14 +959,8 @@ static void test_config_errors(void **state)
 static void test_address_in_use(void **state)
 {
     (void)state;
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    assert_true(fd >= 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-    assert_int_equal(listen(fd, 4), 0);
-    socklen_t len = sizeof(a);
-    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
-    int port = ntohs(a.sin_port);
+    int port;
+    int fd = listen_loopback(4, &port);
     char conf[512], out[4096], want[128];
     snprintf(conf, sizeof(conf), BASE "workers = 2;\n" ONE_LISTENER
              "stats = { listen = \"127.0.0.1:%d\"; };\n", port);

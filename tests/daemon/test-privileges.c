@@ -51,12 +51,6 @@
 
 #include "harness.h"
 
-#ifndef ECHOD_PROGRAM
-#define ECHOD_PROGRAM "src/mio-echod"
-#endif
-
-extern char **environ;
-
 /* Every daemon here logs to stderr, where the harness reads it, and gives
  * connections still open at SIGTERM little time. */
 #define BASE "log = { target = \"stderr\"; };\nshutdown_timeout = 2.0;\n"
@@ -254,27 +248,6 @@ static int check_dropped(pid_t pid, uid_t uid, gid_t gid)
     return threads;
 }
 
-/* Sends msg and expects exactly it back. */
-static void expect_echo(int fd, const char *msg)
-{
-    char buf[512];
-    size_t n = strlen(msg);
-    assert_true(n < sizeof(buf));
-    send_all(fd, msg, n);
-    recv_exact(fd, buf, n);
-    buf[n] = '\0';
-    assert_string_equal(buf, msg);
-}
-
-/* A client of the TCP port, failing the test when it cannot connect. */
-static int client4(int port)
-{
-    int fd = connect_to(port);
-    if (fd < 0)
-        fail_msg("connect to 127.0.0.1:%d: %s", port, strerror(errno));
-    return fd;
-}
-
 /* A client of the Unix socket at path. */
 static int client_unix(const char *path)
 {
@@ -379,16 +352,6 @@ static bool port_is_privileged(int port, uid_t uid, gid_t gid)
     return WEXITSTATUS(status) == 0;
 }
 
-/* The program under test: $top_builddir/ECHOD_PROGRAM. */
-static void program_path(char *buf, size_t len)
-{
-    const char *top = getenv("top_builddir");
-    if (top != NULL && top[0] != '\0')
-        snprintf(buf, len, "%s/%s", top, ECHOD_PROGRAM);
-    else
-        snprintf(buf, len, "%s", ECHOD_PROGRAM);
-}
-
 /*
  * Starts "mio-echod -f -c conf" as uid:gid (from root) or as ourselves
  * (uid == (uid_t)-1), its stdout and stderr into child_out; the child dies
@@ -397,16 +360,9 @@ static void program_path(char *buf, size_t len)
 static void run_as(uid_t uid, gid_t gid, const char *conf)
 {
     char prog[PATH_MAX];
-    program_path(prog, sizeof(prog));
+    echod_program_path(prog, sizeof(prog));
     char *argv[] = {prog, (char *)"-f", (char *)"-c", (char *)conf, NULL};
-    size_t n = 0;
-    while (environ[n] != NULL)
-        n++;
-    char **envp = calloc(n + 1, sizeof(*envp));
-    assert_non_null(envp);
-    for (size_t i = 0, k = 0; i < n; i++)
-        if (strncmp(environ[i], "JOURNAL_STREAM=", 15) != 0)
-            envp[k++] = environ[i];
+    char **envp = echod_environment(NULL, 0);
     int p[2];
     assert_int_equal(pipe2(p, O_CLOEXEC), 0);
     pid_t parent = getpid();
@@ -416,21 +372,9 @@ static void run_as(uid_t uid, gid_t gid, const char *conf)
     if (pid == 0) {
         if (uid != (uid_t)-1 && become(uid, gid) != 0)
             _exit(126);
-        /* After the switch: a change of credentials clears it. */
-        (void)prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent)
-            _exit(127);
-        sigset_t none;
-        sigemptyset(&none);
-        sigprocmask(SIG_SETMASK, &none, NULL);
-        signal(SIGPIPE, SIG_DFL);
-        int null = open("/dev/null", O_RDONLY);
-        if (null >= 0 && null != STDIN_FILENO) {
-            dup2(null, STDIN_FILENO);
-            close(null);
-        }
-        dup2(p[1], STDOUT_FILENO);
-        dup2(p[1], STDERR_FILENO);
+        /* After the switch: a change of credentials clears the
+         * parent-death signal. */
+        echod_child_setup(parent, p[1]);
         execve(prog, argv, envp);
         _exit(127);
     }
@@ -492,9 +436,7 @@ static int wait_child(void)
         nanosleep(&ts, NULL);
     }
     child = -1;
-    if (WIFEXITED(status))
-        return WEXITSTATUS(status);
-    return WIFSIGNALED(status) ? 128 + WTERMSIG(status) : -1;
+    return exit_code(status);
 }
 
 /* Skips the test when the child could not run the program as the user (a
@@ -503,7 +445,7 @@ static void skip_unless_ran(int rc, const char *out)
 {
     if ((rc == 127 || rc == 126) && out[0] == '\0') {
         char prog[PATH_MAX];
-        program_path(prog, sizeof(prog));
+        echod_program_path(prog, sizeof(prog));
         print_message("skipped: %s cannot run %s\n", USER, prog);
         skip();
     }

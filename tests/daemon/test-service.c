@@ -47,12 +47,6 @@
 
 #include "harness.h"
 
-#ifndef ECHOD_PROGRAM
-#define ECHOD_PROGRAM "src/mio-echod"
-#endif
-
-extern char **environ;
-
 /* Every daemon here logs to stderr and gives connections still open at
  * SIGTERM little time. */
 #define BASE "log = { target = \"stderr\"; };\nshutdown_timeout = 2.0;\n"
@@ -61,13 +55,6 @@ extern char **environ;
 #define WAIT_MS 3000
 
 /* ---- small helpers ------------------------------------------------------ */
-
-static void pause_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    while (nanosleep(&ts, &ts) != 0 && errno == EINTR)
-        ;
-}
 
 static int64_t monotonic_us(void)
 {
@@ -87,19 +74,6 @@ static bool built_with_libsystemd(void)
 #endif
 }
 
-/* A port nobody listens on now: bound on 127.0.0.1:0 and let go. */
-static int reserve_port(void)
-{
-    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    assert_true(fd >= 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
-    socklen_t len = sizeof(a);
-    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
-    close(fd);
-    return ntohs(a.sin_port);
-}
-
 /* n different reserved ports. */
 static void reserve_ports(int *ports, int n)
 {
@@ -116,34 +90,6 @@ static void reserve_ports(int *ports, int n)
     }
 }
 
-static int client4(int port)
-{
-    int fd = connect_to(port);
-    if (fd < 0)
-        fail_msg("connect to 127.0.0.1:%d: %s", port, strerror(errno));
-    return fd;
-}
-
-/* The port of fd's own end. */
-static int local_port(int fd)
-{
-    struct sockaddr_in a;
-    socklen_t len = sizeof(a);
-    assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
-    return ntohs(a.sin_port);
-}
-
-/* Sends msg and expects exactly it back. */
-static void expect_echo(int fd, const char *msg)
-{
-    char buf[512];
-    size_t n = strlen(msg);
-    assert_true(n <= sizeof(buf));
-    send_all(fd, msg, n);
-    recv_exact(fd, buf, n);
-    assert_memory_equal(buf, msg, n);
-}
-
 /* Sends len pseudo-random bytes and expects them back, byte-exact. */
 static void expect_echo_bytes(int fd, size_t len, uint32_t seed)
 {
@@ -157,14 +103,6 @@ static void expect_echo_bytes(int fd, size_t len, uint32_t seed)
     free(out);
     free(in);
     assert_true(same);
-}
-
-/* Half-closes and expects the daemon's FIN, then closes. */
-static void finish(int fd)
-{
-    assert_int_equal(shutdown(fd, SHUT_WR), 0);
-    assert_true(peer_closed_within(fd, WAIT_MS));
-    close(fd);
 }
 
 /* Connecting to 127.0.0.1:port is refused within ms (a listener that
@@ -183,24 +121,9 @@ static void expect_connect_refused(int port, int ms)
         close(fd);
         if (ms_now() >= until)
             break;
-        pause_ms(20);
+        sleep_ms(20);
     }
     fail_msg("127.0.0.1:%d still accepted connections %d ms later", port, ms);
-}
-
-/* Waits for a log line containing the formatted text; returns it. */
-__attribute__((format(printf, 2, 3)))
-static const char *must_log(struct echod *e, const char *fmt, ...)
-{
-    char needle[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(needle, sizeof(needle), fmt, ap);
-    va_end(ap);
-    const char *line = echod_wait_log(e, needle, WAIT_MS);
-    if (line == NULL)
-        fail_msg("no log line containing \"%s\" within %d ms", needle, WAIT_MS);
-    return line;
 }
 
 /* Waits until at least n log lines contain needle; false after ms. */
@@ -212,35 +135,12 @@ static bool wait_count(struct echod *e, const char *needle, int n, int ms)
             return true;
         if (ms_now() >= until)
             return false;
-        pause_ms(5);
+        sleep_ms(5);
     }
     return false;
 }
 
 /* ---- the daemon's configuration file, rewritten for reloads ------------- */
-
-/* The file the daemon was started with: the argument after "-c" in its
- * command line (the harness does not expose it). */
-static const char *conf_path(struct echod *e)
-{
-    static char path[PATH_MAX];
-    char proc[64], buf[8192];
-    snprintf(proc, sizeof(proc), "/proc/%d/cmdline", (int)echod_pid(e));
-    int fd = open(proc, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        fail_msg("%s: %s", proc, strerror(errno));
-    ssize_t n = read(fd, buf, sizeof(buf) - 1);
-    close(fd);
-    assert_true(n > 0);
-    buf[n] = '\0';
-    for (const char *p = buf; p < buf + n; p += strlen(p) + 1)
-        if (strcmp(p, "-c") == 0 && p + 3 < buf + n) {
-            snprintf(path, sizeof(path), "%s", p + 3);
-            return path;
-        }
-    fail_msg("no -c FILE in the daemon's command line");
-    return NULL;
-}
 
 /* Replaces the file at path with the formatted text, in one rename(): the
  * daemon never reads half a file. */
@@ -270,7 +170,7 @@ static void rewrite_path(const char *path, const char *fmt, ...)
 __attribute__((format(printf, 2, 3)))
 static void rewrite_conf(struct echod *e, const char *fmt, ...)
 {
-    const char *path = conf_path(e);
+    const char *path = echod_conf_path(e);
     va_list ap;
     va_start(ap, fmt);
     vrewrite_path(path, fmt, ap);
@@ -282,7 +182,7 @@ static void rewrite_conf(struct echod *e, const char *fmt, ...)
 static void reload_ok(struct echod *e)
 {
     char ok[PATH_MAX + 32];
-    snprintf(ok, sizeof(ok), "notice: reloaded %s", conf_path(e));
+    snprintf(ok, sizeof(ok), "notice: reloaded %s", echod_conf_path(e));
     int n = echod_count_log(e, ok), bad = echod_count_log(e, "reload failed");
     echod_signal(e, SIGHUP);
     if (!wait_count(e, ok, n + 1, WAIT_MS)) {
@@ -417,6 +317,18 @@ static void notify_expect(const char *line, char *buf, size_t len, int ms)
     fail_msg("too many notifications before %s", line);
 }
 
+/* Starts the daemon: with a notify socket, waiting for its READY=1, when
+ * it is built with libsystemd; plainly otherwise. */
+static struct echod *start_ready(const char *conf)
+{
+    if (!built_with_libsystemd())
+        return echod_start(conf);
+    struct echod *e = start_notified(conf);
+    char msg[1024];
+    notify_expect("READY=1", msg, sizeof(msg), 5000);
+    return e;
+}
+
 /* No notification but STATUS= ones for ms. */
 static void notify_expect_quiet(int ms)
 {
@@ -542,17 +454,12 @@ static struct proc *proc_start(char *const argv[], const char *cwd, int passfd,
         free(p);
         fail_msg("cannot create a log file in %s: %s", dir, strerror(err));
     }
-    /* The environment without JOURNAL_STREAM, as the harness does. */
-    size_t n = 0;
-    while (environ[n] != NULL)
-        n++;
-    char **envp = calloc(n + 4, sizeof(*envp));
-    assert_non_null(envp);
+    /* The environment without JOURNAL_STREAM, as the harness does, nor
+     * our own LISTEN_ variables. */
+    char **envp = echod_environment("LISTEN_", 3);
     size_t k = 0;
-    for (size_t i = 0; i < n; i++)
-        if (strncmp(environ[i], "JOURNAL_STREAM=", 15) != 0 &&
-            strncmp(environ[i], "LISTEN_", 7) != 0)
-            envp[k++] = environ[i];
+    while (envp[k] != NULL)
+        k++;
     /* LISTEN_PID is the child's own: filled in after fork(). */
     static char listen_fds[] = "LISTEN_FDS=1", listen_pid[48], listen_names[300];
     strcpy(listen_pid, "LISTEN_PID=");
@@ -572,20 +479,7 @@ static struct proc *proc_start(char *const argv[], const char *cwd, int passfd,
         fail_msg("fork: %s", strerror(errno));
     }
     if (pid == 0) {
-        (void)prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent)
-            _exit(127);
-        sigset_t none;
-        sigemptyset(&none);
-        sigprocmask(SIG_SETMASK, &none, NULL);
-        signal(SIGPIPE, SIG_DFL);
-        int null = open("/dev/null", O_RDONLY);
-        if (null >= 0 && null != STDIN_FILENO) {
-            dup2(null, STDIN_FILENO);
-            close(null);
-        }
-        dup2(out, STDOUT_FILENO);
-        dup2(out, STDERR_FILENO);
+        echod_child_setup(parent, out);
         if (cwd != NULL && chdir(cwd) < 0)
             _exit(127);
         unsigned first = 3;
@@ -694,7 +588,7 @@ static int proc_wait_output(struct proc *p, int ms, const char *const needles[],
         if (gone || ms_now() >= until)
             return -1;
         proc_reap(p, WNOHANG);
-        pause_ms(10);
+        sleep_ms(10);
     }
     return -1;
 }
@@ -702,17 +596,6 @@ static int proc_wait_output(struct proc *p, int ms, const char *const needles[],
 static int proc_wait_any(struct proc *p, int ms, const char *const needles[])
 {
     return proc_wait_output(p, ms, needles, false);
-}
-
-static int exit_code(int status)
-{
-    if (status < 0)
-        return -1;
-    if (WIFEXITED(status))
-        return WEXITSTATUS(status);
-    if (WIFSIGNALED(status))
-        return 128 + WTERMSIG(status);
-    return -1;
 }
 
 /* Waits up to ms for the exit: its code (128 + signal), or -1. */
@@ -723,7 +606,7 @@ static int proc_wait_exit(struct proc *p, int ms)
         proc_reap(p, WNOHANG);
         if (p->exited || ms_now() >= until)
             break;
-        pause_ms(5);
+        sleep_ms(5);
     }
     return p->exited ? exit_code(p->status) : -1;
 }
@@ -767,11 +650,7 @@ static const char *daemon_path(void)
 {
     static char path[PATH_MAX];
     char rel[PATH_MAX];
-    const char *top = getenv("top_builddir");
-    if (top != NULL && top[0] != '\0')
-        snprintf(rel, sizeof(rel), "%s/%s", top, ECHOD_PROGRAM);
-    else
-        snprintf(rel, sizeof(rel), "%s", ECHOD_PROGRAM);
+    echod_program_path(rel, sizeof(rel));
     if (realpath(rel, path) == NULL)
         fail_msg("cannot find %s: %s (is top_builddir set?)", rel, strerror(errno));
     return path;
@@ -822,7 +701,7 @@ static struct proc *activate(const char *conf, const int *ports, int nports,
             fail_msg("cannot connect to systemd-socket-activate on 127.0.0.1:%d: %s",
                      ports[0], strerror(errno));
         }
-        pause_ms(10);
+        sleep_ms(10);
     }
     *first = fd;
     return p;
@@ -873,7 +752,7 @@ static void test_notify_ready_and_stopping(void **state)
     /* Listening, with workers running, when READY=1 comes. */
     int a = client4(echod_port(e, "one", 0));
     int b = client4(echod_port(e, "two", 0));
-    must_log(e, "listener two: listening on unix:");
+    echod_must_log(e, "listener two: listening on unix:");
     expect_echo(a, "ready means served\n");
     expect_echo(b, "on every listener\n");
     finish(a);
@@ -889,7 +768,7 @@ static void test_notify_ready_and_stopping(void **state)
     /* Sent on the signal, not after the drain: b is still open. */
     expect_echo(b, "still draining\n");
     finish(b);
-    assert_int_equal(echod_stop(e, 5000), 0);
+    echod_stop_ok(e);
     /* Nothing but STATUS= after STOPPING=1: no second READY=1. */
     notify_expect_quiet(50);
     notify_close();
@@ -917,7 +796,7 @@ static void test_notify_status_counts(void **state)
     if (strcmp(msg, "STATUS=1 connections open, 2 served") != 0)
         fail_msg("expected \"STATUS=1 connections open, 2 served\", got \"%s\"", msg);
     finish(open);
-    assert_int_equal(echod_stop(e, 5000), 0);
+    echod_stop_ok(e);
     notify_close();
 }
 
@@ -1131,7 +1010,7 @@ static void test_reload_keeps_streaming_connection(void **state)
     if (listen_inode(port) != inode)
         fail_msg("127.0.0.1:%d is another socket after the reloads (rebound)", port);
     assert_int_equal(echod_count_log(e, "listener echo: listening on"), 1);
-    assert_int_equal(echod_stop(e, 5000), 0);
+    echod_stop_ok(e);
 }
 
 /*
@@ -1150,11 +1029,9 @@ static void test_reload_broken_file(void **state)
     snprintf(text, sizeof(text), BASE "workers = 2;\n"
              "listeners = ( { name = \"echo\"; listen = [ \"127.0.0.1:%d\" ]; } );\n",
              ports[0]);
-    struct echod *e = built_with_libsystemd() ? start_notified(text) : echod_start(text);
+    struct echod *e = start_ready(text);
     char msg[1024];
-    if (notify_fd >= 0)
-        notify_expect("READY=1", msg, sizeof(msg), 5000);
-    const char *path = conf_path(e);
+    const char *path = echod_conf_path(e);
     int old = client4(ports[0]);
     expect_echo(old, "before the broken reloads\n");
 
@@ -1218,13 +1095,13 @@ static void test_reload_broken_file(void **state)
                  "  { name = \"extra\"; listen = [ \"127.0.0.1:%d\" ]; } );\n",
                  ports[0], ports[1]);
     reload_ok(e);
-    must_log(e, "listener extra: listening on 127.0.0.1:%d", ports[1]);
+    echod_must_log(e, "listener extra: listening on 127.0.0.1:%d", ports[1]);
     int fd = client4(ports[1]);
     expect_echo(fd, "the mended file's listener\n");
     finish(fd);
     expect_echo(old, "and the old connection, still\n");
     finish(old);
-    assert_int_equal(echod_stop(e, 5000), 0);
+    echod_stop_ok(e);
     notify_close();
 }
 
@@ -1255,7 +1132,7 @@ static void test_reload_adds_and_removes_listeners(void **state)
                  "listeners = ( { name = \"keep\"; listen = [ \"127.0.0.1:%d\" ]; },\n"
                  "  { name = \"added\"; listen = [ \"127.0.0.1:%d\" ]; } );\n", keep, added);
     reload_ok(e);
-    must_log(e, "listener added: listening on 127.0.0.1:%d (echo)", added);
+    echod_must_log(e, "listener added: listening on 127.0.0.1:%d (echo)", added);
     int fd = client4(added);
     expect_echo_bytes(fd, 100000, 7);
     finish(fd);
@@ -1269,8 +1146,8 @@ static void test_reload_adds_and_removes_listeners(void **state)
     /* The removed listener's connection is served to its end. */
     expect_echo_bytes(on_gone, 100000, 8);
     finish(on_gone);
-    must_log(e, "access listener=gone client=127.0.0.1:%d ", on_gone_port);
-    assert_int_equal(echod_stop(e, 5000), 0);
+    echod_must_log(e, "access listener=gone client=127.0.0.1:%d ", on_gone_port);
+    echod_stop_ok(e);
 }
 
 /*
@@ -1306,18 +1183,18 @@ static void test_reload_idle_timeout_new_connections_only(void **state)
     print_message("new connection closed after %lld ms of silence\n", (long long)idle);
     assert_true(idle >= 250);
     close(fresh);
-    must_log(e, "access listener=echo client=127.0.0.1:%d ", fresh_port);
-    assert_non_null(strstr(must_log(e, "client=127.0.0.1:%d ", fresh_port),
+    echod_must_log(e, "access listener=echo client=127.0.0.1:%d ", fresh_port);
+    assert_non_null(strstr(echod_must_log(e, "client=127.0.0.1:%d ", fresh_port),
                            "reason=idle-timeout"));
     /* The old one: silent since before the reload, longer than 0.3 s. */
     while (ms_now() - t0 < 600)
-        pause_ms(20);
+        sleep_ms(20);
     expect_echo(old, "still open after 0.6 s of silence\n");
     /* Traffic after the reload re-arms its timer: still the old 300 s. */
-    pause_ms(700);
+    sleep_ms(700);
     expect_echo(old, "and after 0.7 s more\n");
     finish(old);
-    assert_int_equal(echod_stop(e, 5000), 0);
+    echod_stop_ok(e);
 }
 
 /* Changed allow/deny apply to new connections only: after denying
@@ -1347,10 +1224,10 @@ static void test_reload_acl_new_connections_only(void **state)
     if (n > 0)
         fail_msg("a client denied by the reloaded file got an echo");
     close(fd);
-    must_log(e, "listener acl: refused 127.0.0.1:%d: denied by allow/deny", cport);
+    echod_must_log(e, "listener acl: refused 127.0.0.1:%d: denied by allow/deny", cport);
     expect_echo(old, "let in before the reload, served on\n");
     finish(old);
-    assert_int_equal(echod_stop(e, 5000), 0);
+    echod_stop_ok(e);
 }
 
 /*
@@ -1391,7 +1268,7 @@ static void test_reload_notify(void **state)
     }
     /* The log is read by another thread: it may lag the notifications. */
     assert_true(wait_count(e, "notice: reloaded ", 2, WAIT_MS));
-    assert_int_equal(echod_stop(e, 5000), 0);
+    echod_stop_ok(e);
     assert_int_equal(echod_count_log(e, "notice: reloaded "), 2);
     notify_close();
 }
@@ -1407,14 +1284,12 @@ static void test_reload_ignored_during_shutdown(void **state)
     snprintf(text, sizeof(text), BASE "workers = 1;\n"
              "listeners = ( { name = \"echo\"; listen = [ \"127.0.0.1:%d\" ]; } );\n",
              ports[0]);
-    struct echod *e = built_with_libsystemd() ? start_notified(text) : echod_start(text);
+    struct echod *e = start_ready(text);
     char msg[1024];
-    if (notify_fd >= 0)
-        notify_expect("READY=1", msg, sizeof(msg), 5000);
     int fd = client4(ports[0]);
     expect_echo(fd, "draining\n");
     echod_signal(e, SIGTERM);
-    must_log(e, "SIGTERM: no longer accepting");
+    echod_must_log(e, "SIGTERM: no longer accepting");
     if (notify_fd >= 0)
         notify_expect("STOPPING=1", msg, sizeof(msg), WAIT_MS);
     rewrite_conf(e, BASE "workers = 1;\n"
@@ -1422,7 +1297,7 @@ static void test_reload_ignored_during_shutdown(void **state)
                  "  { name = \"new\"; listen = [ \"127.0.0.1:%d\" ]; } );\n",
                  ports[0], ports[1]);
     echod_signal(e, SIGHUP);
-    pause_ms(300);
+    sleep_ms(300);
     if (notify_fd >= 0)
         notify_expect_quiet(50);
     assert_int_equal(echod_count_log(e, "reloaded"), 0);
@@ -1430,7 +1305,7 @@ static void test_reload_ignored_during_shutdown(void **state)
     expect_connect_refused(ports[1], 0);
     expect_echo(fd, "still draining after the SIGHUP\n");
     finish(fd);
-    assert_int_equal(echod_stop(e, 5000), 0);
+    echod_stop_ok(e);
     assert_int_equal(echod_count_log(e, "reloaded"), 0);
     notify_close();
 }
@@ -1452,10 +1327,8 @@ static void test_reload_port_taken_rolls_back(void **state)
     snprintf(text, sizeof(text), BASE "workers = 2;\n"
              "listeners = ( { name = \"echo\"; listen = [ \"127.0.0.1:%d\" ]; } );\n",
              ports[0]);
-    struct echod *e = built_with_libsystemd() ? start_notified(text) : echod_start(text);
+    struct echod *e = start_ready(text);
     char msg[1024];
-    if (notify_fd >= 0)
-        notify_expect("READY=1", msg, sizeof(msg), 5000);
     unsigned long inode = listen_inode(ports[0]);
     assert_true(inode != 0);
     int old = client4(ports[0]);
@@ -1475,7 +1348,7 @@ static void test_reload_port_taken_rolls_back(void **state)
     echod_signal(e, SIGHUP);
     if (!wait_count(e, "error: reload failed: ", 1, WAIT_MS))
         fail_msg("no \"reload failed\" line within %d ms", WAIT_MS);
-    must_log(e, "listener extra: cannot listen on 127.0.0.1:%d", ports[1]);
+    echod_must_log(e, "listener extra: cannot listen on 127.0.0.1:%d", ports[1]);
     assert_int_equal(echod_count_log(e, "reloaded "), 0);
     if (notify_fd >= 0) {
         notify_expect("RELOADING=1", msg, sizeof(msg), WAIT_MS);
@@ -1501,7 +1374,7 @@ static void test_reload_port_taken_rolls_back(void **state)
     expect_connect_refused(ports[0], 1000);
     expect_echo(old, "the removed listener's connection, served on\n");
     finish(old);
-    assert_int_equal(echod_stop(e, 5000), 0);
+    echod_stop_ok(e);
     notify_close();
 }
 
@@ -1568,7 +1441,7 @@ static void test_reload_passed_socket_readded(void **state)
         int64_t until = ms_now() + WAIT_MS;
         while (proc_count(p, "notice: reloaded ") < round && ms_now() < until &&
                proc_wait_any(p, 0, done) < 0)
-            pause_ms(10);
+            sleep_ms(10);
         if (proc_count(p, "notice: reloaded ") < round) {
             proc_print(p);
             fail_msg("reload %d (%s) did not apply", round,
@@ -1639,7 +1512,7 @@ static void test_reload_daemonized_relative_path(void **state)
     kill(stray_pid, SIGTERM);
     int64_t until = ms_now() + 5000;
     while (echod_alive(stray_pid) && ms_now() < until)
-        pause_ms(10);
+        sleep_ms(10);
     assert_false(echod_alive(stray_pid));
     stray_pid = 0;
     assert_int_equal(access(pidfile, F_OK), -1);
