@@ -98,6 +98,7 @@ struct daemon {
     atomic_ullong reloads, reload_failures;
     bool verbose; /* -v: debug logging whatever the file says */
     _Atomic(struct generation *) gen; /* the current one */
+    pthread_mutex_t gen_mu; /* taking a reference to gen, against its swap */
     atomic_uint active; /* open connections, whole daemon */
     struct worker *workers;
     unsigned nworkers;

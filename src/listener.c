@@ -269,6 +269,22 @@ void generation_ref(struct generation *g)
     atomic_fetch_add(&g->refs, 1);
 }
 
+struct generation *generation_current(struct daemon *d)
+{
+    pthread_mutex_lock(&d->gen_mu);
+    struct generation *g = atomic_load(&d->gen);
+    generation_ref(g);
+    pthread_mutex_unlock(&d->gen_mu);
+    return g;
+}
+
+void generation_publish(struct daemon *d, struct generation *g)
+{
+    pthread_mutex_lock(&d->gen_mu);
+    atomic_store(&d->gen, g);
+    pthread_mutex_unlock(&d->gen_mu);
+}
+
 void generation_unref(struct generation *g)
 {
     if (g != NULL && atomic_fetch_sub(&g->refs, 1) == 1)

@@ -30,6 +30,13 @@ void generation_close_sockets(struct daemon *d, struct generation *g);
 
 void generation_ref(struct generation *g);
 
+/* A reference to the daemon's current generation, for a thread other than
+ * the one that reloads; drop it with generation_unref(). */
+struct generation *generation_current(struct daemon *d);
+
+/* Makes g the daemon's current generation (the reloading thread). */
+void generation_publish(struct daemon *d, struct generation *g);
+
 /* Drops a reference; the last one frees the generation (not its sockets). */
 void generation_unref(struct generation *g);
 

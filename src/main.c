@@ -261,7 +261,8 @@ int main(int argc, char **argv)
 
     log_open(cfg->log_target, verbose ? LOG_DEBUG : cfg->log_level, foreground);
     struct daemon d = {.config_path = path, .verbose = verbose,
-                      .accept_mu = PTHREAD_MUTEX_INITIALIZER};
+                      .accept_mu = PTHREAD_MUTEX_INITIALIZER,
+                      .gen_mu = PTHREAD_MUTEX_INITIALIZER};
     int status = EXIT_RUNTIME;
     if (service_take_sockets(&d.passed, &d.npassed, err, sizeof(err)) < 0) {
         log_err("%s", err);

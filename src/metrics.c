@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "http.h"
+#include "listener.h"
 #include "log.h"
 #include "metrics.h"
 #include "mio.h"
@@ -64,9 +65,6 @@ static struct {
     struct mconn *conns, *dead;
     unsigned nconns;
     struct ratelimit rl;
-    /* The generation an answer is being built from, so that a reload does
-     * not free it meanwhile (a hazard pointer). */
-    _Atomic(const struct generation *) reading;
 } m = {.lfd = -1, .rl = {.burst = 5}};
 
 /* ---- the exposition ------------------------------------------------------- */
@@ -197,21 +195,6 @@ static void expose(FILE *f, const struct daemon *d, const struct generation *g)
     fputs("\"} 1\n", f);
 }
 
-/*
- * The daemon's current generation, published as being read first: once
- * d->gen is seen unchanged after the publication, a reload that replaces it
- * waits in metrics_retire_generation() before freeing it.
- */
-static const struct generation *enter_generation(struct daemon *d)
-{
-    for (;;) {
-        const struct generation *g = atomic_load(&d->gen);
-        atomic_store(&m.reading, g);
-        if (atomic_load(&d->gen) == g)
-            return g;
-    }
-}
-
 /* The exposition as a new buffer of *len bytes; NULL when out of memory. */
 static char *render(size_t *len)
 {
@@ -221,8 +204,10 @@ static char *render(size_t *len)
 
     if (f == NULL)
         return NULL;
-    expose(f, m.d, enter_generation(m.d));
-    atomic_store(&m.reading, NULL);
+    /* A reference, so that a reload cannot free it while it is read. */
+    struct generation *g = generation_current(m.d);
+    expose(f, m.d, g);
+    generation_unref(g);
     bool failed = ferror(f) != 0;
     if (fclose(f) != 0 || failed) {
         free(buf);
@@ -230,12 +215,6 @@ static char *render(size_t *len)
     }
     *len = size;
     return buf;
-}
-
-void metrics_retire_generation(const struct generation *old)
-{
-    while (old != NULL && atomic_load(&m.reading) == old)
-        nanosleep(&(struct timespec){0, 100000}, NULL);
 }
 
 /* ---- connections ------------------------------------------------------- */
@@ -545,7 +524,6 @@ static void teardown(void)
         close(m.lfd);
     m.lfd = -1;
     m.accepting = false;
-    atomic_store(&m.reading, NULL);
 }
 
 int metrics_start(struct daemon *d, char *err, size_t errlen)

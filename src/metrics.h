@@ -31,14 +31,5 @@ int metrics_start(struct daemon *d, char *err, size_t errlen);
  * when metrics_start() started nothing. */
 void metrics_stop(void);
 
-/*
- * Waits until no answer being built still reads generation `old` (it takes
- * microseconds).  The thread reads the daemon's current generation without
- * a reference, so whoever replaces d->gen calls this after storing the new
- * one and before dropping the last reference to the old one:
- * daemon_reload() just before generation_unref(old).  A no-op when the
- * metrics listener is not running.
- */
-void metrics_retire_generation(const struct generation *old);
 
 #endif

@@ -10,7 +10,6 @@
 #include "config.h"
 #include "listener.h"
 #include "log.h"
-#include "metrics.h"
 #include "reload.h"
 #include "service.h"
 #include "worker.h"
@@ -78,7 +77,7 @@ void daemon_reload(struct daemon *d)
     }
     atomic_fetch_add(&d->reloads, 1);
     warn_restart_only(old->cfg, cfg);
-    atomic_store(&d->gen, g);
+    generation_publish(d, g);
     for (unsigned k = 0; k < d->nworkers; k++)
         worker_wake(&d->workers[k]);
     if (workers_moved_to(d, g))
@@ -86,7 +85,6 @@ void daemon_reload(struct daemon *d)
     else /* closing what a worker may still accept on is worse than a leak */
         log_err("reload: a worker did not move to the new configuration; the "
                 "removed listeners stay open until exit");
-    metrics_retire_generation(old);
     generation_unref(old);
     log_set_level(d->verbose ? LOG_DEBUG : cfg->log_level);
     log_notice("reloaded %s: %zu listener%s", d->config_path, g->nlisteners,

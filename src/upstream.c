@@ -23,10 +23,7 @@ static unsigned first_position(struct listener *l, struct conn *c, int64_t now_m
     case BALANCE_SOURCE_HASH: {
         uint8_t key[16];
         size_t len = addr_source_key(&c->peer, key);
-        uint32_t h = 2166136261u; /* FNV-1a */
-        for (size_t i = 0; i < len; i++)
-            h = (h ^ key[i]) * 16777619u;
-        return h % n;
+        return source_key_hash(key, len) % n;
     }
     case BALANCE_LEAST_CONNECTIONS: {
         /* The healthy upstream with the fewest connections; ties go round
