@@ -78,7 +78,9 @@ static void switch_generation(struct worker *w)
     w->gen = g;
     if (on)
         watch_listeners(w, true);
-    atomic_store(&w->watching, g);
+    /* `watching` is set only after the batch in progress: events later in
+     * it may still point into the old generation's sockets, which must
+     * stay alive until then (see run()). */
 }
 
 int worker_init(struct worker *w, struct daemon *d, unsigned id)
@@ -179,8 +181,11 @@ static void dispatch(struct worker *w, const mio_event_t *ev)
     }
     uint8_t kind = *(const uint8_t *)token;
     if (kind == EP_LISTENER) {
-        if (w->accepting)
-            listener_accept(w, (struct listen_sock *)token);
+        struct listen_sock *ls = (struct listen_sock *)token;
+        /* A socket of the generation this batch moved away from: its new
+         * registration reports the same clients. */
+        if (w->accepting && ls->listener->gen == w->gen)
+            listener_accept(w, ls);
         return;
     }
     conn_ready((struct side *)token, ev);
@@ -218,6 +223,10 @@ static void *run(void *arg)
         for (size_t i = 0; i < mio_events_len(w->events); i++)
             dispatch(w, mio_events_get(w->events, i));
         conn_reap(w);
+        /* After a reload, the old generation may be freed once every
+         * worker says so: only now is no token of it left in a batch. */
+        if (atomic_load_explicit(&w->watching, memory_order_relaxed) != w->gen)
+            atomic_store(&w->watching, w->gen);
     }
     atomic_store(&w->done, true);
     return NULL;
