@@ -6,7 +6,12 @@
  * interest.  Readiness is edge-triggered on every backend: an event is
  * delivered when a source becomes ready, and is not delivered again until
  * the caller has consumed that readiness, that is until a read, write,
- * accept or connect on the descriptor has failed with EAGAIN.
+ * accept or connect on the descriptor has failed with EAGAIN.  A read from
+ * a stream socket that returned fewer bytes than asked for has consumed it
+ * too: the receive queue was empty, and new bytes bring a new event, so the
+ * caller may stop there and save the read that would fail (tokio does the
+ * same).  Not when the event reported read-closed or an error: that edge is
+ * spent, so read on to EOF or the error.
  *
  * Every call returns 0 (or a non-negative value) on success and a negative
  * errno on failure, like libuv.  Passing NULL where an object is required is
@@ -15,7 +20,8 @@
  *
  * Portability contract: epoll and kqueue see EAGAIN themselves; the poll(2)
  * backend cannot, so portable code calls mio_registry_rearm() after an
- * operation on a registered descriptor fails with EAGAIN.  On epoll and
+ * operation on a registered descriptor fails with EAGAIN, or after such a
+ * short read (poll(2) then reports at once what came meanwhile).  On epoll and
  * kqueue that call does nothing and costs no system call.
  */
 #ifndef MIO_H
@@ -106,7 +112,8 @@ int mio_registry_deregister(mio_registry_t *reg, int fd);
 
 /*
  * Tells the registry that an operation on `fd` in the directions of
- * `interest` failed with EAGAIN, so the next readiness must be reported.
+ * `interest` failed with EAGAIN (or a stream read came back short), so the
+ * next readiness must be reported.
  * A no-op without a system call on epoll and kqueue, which see EAGAIN
  * themselves; the poll(2) backend masks readiness it has reported until this
  * call (mio does the same inside its I/O wrappers).  -ENOENT if `fd` is not

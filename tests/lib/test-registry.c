@@ -101,6 +101,50 @@ static void readiness_is_rearmed_after_eagain(void **state)
     assert_int_equal(drain(f->reg, f->fds[0]), 2);
 }
 
+/* The short-read rule, on one connected stream pair: a read that returned
+ * less than asked emptied the queue, so stopping there (and re-arming) loses
+ * nothing: new bytes bring a new event.  A FIN sent with the bytes shows as
+ * read-closed in the same event, which is the caller's cue to read to EOF. */
+static void short_read_on_pair(mio_poll_t *poll, mio_events_t *events,
+                               mio_registry_t *reg, int rd, int wr)
+{
+    char buf[4096];
+    assert_int_equal(mio_registry_register(reg, rd, 7, MIO_READABLE), 0);
+    for (int round = 0; round < 3; round++) {
+        assert_int_equal(write(wr, "0123456789", 10), 10);
+        unsigned bits = wait_for_token(poll, events, 7, 1000);
+        assert_true(bits & EV_R);
+        assert_false(bits & EV_RC);
+        assert_int_equal(read(rd, buf, sizeof(buf)), 10); /* short */
+        assert_int_equal(mio_registry_rearm(reg, rd, MIO_READABLE), 0);
+        expect_no_event(poll, events, 7, 30);
+    }
+    assert_int_equal(write(wr, "end", 3), 3);
+    assert_int_equal(shutdown(wr, SHUT_WR), 0);
+    unsigned bits = wait_for_token(poll, events, 7, 1000);
+    assert_true(bits & EV_R);
+    assert_true(bits & EV_RC);
+    assert_int_equal(read(rd, buf, sizeof(buf)), 3);
+    assert_int_equal(read(rd, buf, sizeof(buf)), 0);
+    assert_int_equal(mio_registry_deregister(reg, rd), 0);
+}
+
+static void short_read_consumes_readiness_unix(void **state)
+{
+    struct fixture *f = *state;
+    short_read_on_pair(f->poll, f->events, f->reg, f->fds[0], f->fds[1]);
+}
+
+static void short_read_consumes_readiness_tcp(void **state)
+{
+    struct fixture *f = *state;
+    int client, server;
+    tcp_pair(&client, &server);
+    short_read_on_pair(f->poll, f->events, f->reg, server, client);
+    close(client);
+    close(server);
+}
+
 /* Writability: one event, then a new one only after a write hit EAGAIN and
  * the reader made room. */
 static void writable_edge_comes_back_after_eagain(void **state)
@@ -341,6 +385,8 @@ int main(void)
         T(bad_arguments_are_refused),
         T(double_registration_is_eexist),
         T(readiness_is_rearmed_after_eagain),
+    T(short_read_consumes_readiness_unix),
+    T(short_read_consumes_readiness_tcp),
         T(writable_edge_comes_back_after_eagain),
         T(reregister_replaces_token_and_interest),
         T(no_events_after_deregister),
