@@ -15,6 +15,7 @@
 #include "conn.h"
 #include "accept.h"
 #include "listener.h"
+#include "pipe.h"
 #include "proxy.h"
 #include "upstream.h"
 #include "worker.h"
@@ -162,6 +163,11 @@ void conn_close(struct conn *c, const char *reason)
     atomic_fetch_sub(&w->d->active, 1);
     unwatch(c, &c->client);
     unwatch(c, &c->upstream);
+    if (c->client.pipe != NULL)
+        pipe_put(&w->pipes, c->client.pipe);
+    if (c->upstream.pipe != NULL)
+        pipe_put(&w->pipes, c->upstream.pipe);
+    c->client.pipe = c->upstream.pipe = NULL;
     if (w->spare_fd < 0) /* lost at the descriptor limit: take it back */
         w->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     if (l->gen->cfg->log_access && log_enabled(LOG_INFO)) {
@@ -199,6 +205,9 @@ void conn_reap(struct worker *w)
         generation_unref(c->l->gen);
         free(c);
     }
+    /* A worker without connections keeps no pipes open. */
+    if (w->nconns == 0 && w->pipes.nfree > 0)
+        pipe_pool_free(&w->pipes);
 }
 
 /* Keeps bytes for `to` that it could not take; false when out of memory. */
@@ -250,10 +259,39 @@ static int deliver(struct conn *c, struct side *to, const uint8_t *p, size_t n)
     return 0;
 }
 
+/* True while bytes wait inside the daemon for `to`. */
+static bool pending(const struct side *to)
+{
+    return to->out != NULL || to->pipe != NULL;
+}
+
+/* Writes the bytes a pipe holds for `to`.  1: all written (the pipe went
+ * back to the pool), 0: still some (re-armed), -errno. */
+static int flush_pipe(struct conn *c, struct side *to)
+{
+    ssize_t m = pipe_drain(to->pipe, to->fd);
+    if (m > 0) {
+        if (to->kind == EP_CLIENT)
+            c->out += (size_t)m;
+        c->last_ms = c->w->now_ms;
+    } else if (m != -EAGAIN) {
+        return (int)m;
+    }
+    if (to->pipe->len > 0) {
+        (void)mio_registry_rearm(c->w->reg, to->fd, MIO_WRITABLE);
+        return 0;
+    }
+    pipe_put(&c->w->pipes, to->pipe);
+    to->pipe = NULL;
+    return 1;
+}
+
 /* Writes what is kept for `to`.  1: all written (buffer freed), 0: still
  * some (re-armed), -errno. */
 static int flush(struct conn *c, struct side *to)
 {
+    if (to->pipe != NULL)
+        return flush_pipe(c, to);
     struct buf *b = to->out;
     while (b != NULL && b->off < b->len) {
         ssize_t m = send(to->fd, b->data + b->off, b->len - b->off, MSG_NOSIGNAL);
@@ -280,7 +318,7 @@ static int flush(struct conn *c, struct side *to)
  * the connection when both ways are done.  False when it was closed. */
 static bool pass_fin(struct conn *c, struct side *from, struct side *to)
 {
-    if (!from->eof || to->out != NULL)
+    if (!from->eof || pending(to))
         return true;
     if (IS_ECHO(c)) {
         conn_close(c, "done"); /* everything received was sent back */
@@ -293,16 +331,80 @@ static bool pass_fin(struct conn *c, struct side *from, struct side *to)
             return false;
         }
     }
-    if (c->client.eof && c->upstream.eof && c->client.out == NULL &&
-        c->upstream.out == NULL) {
+    if (c->client.eof && c->upstream.eof && !pending(&c->client) &&
+        !pending(&c->upstream)) {
         conn_close(c, "done");
         return false;
     }
     return true;
 }
 
-/* Moves bytes from `from` to `to` until `from` would block, `to` cannot
- * take more, or `from` ends.  False when the connection was closed. */
+/* One read of up to `cap` bytes from `from` into the worker's scratch
+ * buffer, written on to `to` (what it cannot take is kept).  Returns the
+ * bytes read, 0 at end of file, or -errno with *culprit the side at fault. */
+static ssize_t move_copy(struct conn *c, struct side *from, struct side *to,
+                         size_t cap, struct side **culprit)
+{
+    struct worker *w = c->w;
+    ssize_t n = recv(from->fd, w->scratch, cap, 0);
+    if (n <= 0) {
+        *culprit = from;
+        return n == 0 ? 0 : -errno;
+    }
+    /* A full read: more is likely coming, through a pipe if allowed. */
+    from->bulk = (size_t)n == cap && c->l->cfg->splice;
+    int r = deliver(c, to, w->scratch, (size_t)n);
+    if (r < 0) {
+        *culprit = r == -ENOMEM ? from : to;
+        return r;
+    }
+    /* r == 1 only after keep() set to->out: deliver() returns 0, 1 or
+     * -errno, and the analyzer does not know that errno > 0. */
+    if (to->kind == EP_CLIENT)
+        /* NOLINTNEXTLINE(clang-analyzer-core.NullDereference): above */
+        c->out += (size_t)n - (r == 1 ? to->out->len - to->out->off : 0);
+    return n;
+}
+
+/* The fewest bytes a spliced read must bring for the next one to be
+ * spliced too: below it, two splices cost more than a copy. */
+#define SPLICE_MIN 4096
+
+/* One read of up to `cap` bytes from `from` into a pipe, written on to `to`
+ * from the pipe; what `to` cannot take stays in the pipe.  Copies instead
+ * when no pipe can be had or the socket cannot splice.  Returns as
+ * move_copy(). */
+static ssize_t move_splice(struct conn *c, struct side *from, struct side *to,
+                           size_t cap, struct side **culprit)
+{
+    struct pipe *p = pipe_get(&c->w->pipes);
+    if (p == NULL) {
+        from->bulk = false;
+        return move_copy(c, from, to, cap, culprit);
+    }
+    ssize_t n = pipe_fill(p, from->fd, cap);
+    if (n <= 0) {
+        pipe_put(&c->w->pipes, p);
+        if (n == -EINVAL) { /* not a socket splice(2) knows */
+            from->bulk = false;
+            return move_copy(c, from, to, cap, culprit);
+        }
+        *culprit = from;
+        return n;
+    }
+    from->bulk = n >= SPLICE_MIN || (size_t)n == cap;
+    to->pipe = p;
+    int r = flush_pipe(c, to);
+    if (r < 0) {
+        *culprit = to;
+        return r;
+    }
+    return n;
+}
+
+/* Moves bytes from `from` to `to` until `from` is empty (EAGAIN, or a short
+ * read), `to` cannot take more, or `from` ends.  False when the connection
+ * was closed. */
 static bool pump(struct conn *c, struct side *from, struct side *to)
 {
     struct worker *w = c->w;
@@ -310,24 +412,27 @@ static bool pump(struct conn *c, struct side *from, struct side *to)
     if (cap > w->scratch_len)
         cap = w->scratch_len; /* a reload raised it and the worker could not */
     while (!from->eof) {
-        if (to->out != NULL) {
+        if (pending(to)) {
             from->read_paused = true; /* backpressure: resumed by flush */
             return true;
         }
-        ssize_t n = recv(from->fd, w->scratch, cap, 0);
+        struct side *culprit = from;
+        bool spliced = from->bulk;
+        ssize_t n = spliced ? move_splice(c, from, to, cap, &culprit)
+                            : move_copy(c, from, to, cap, &culprit);
         if (n > 0) {
             c->last_ms = w->now_ms;
             if (from->kind == EP_CLIENT)
                 c->in += (size_t)n;
-            int r = deliver(c, to, w->scratch, (size_t)n);
-            /* r == 1 only after keep() set to->out: deliver() returns 0, 1
-             * or -errno, and the analyzer does not know that errno > 0. */
-            if (to->kind == EP_CLIENT)
-                /* NOLINTNEXTLINE(clang-analyzer-core.NullDereference): above */
-                c->out += (size_t)n - (r == 1 ? to->out->len - to->out->off : 0);
-            if (r < 0) {
-                conn_close(c, error_reason(r == -ENOMEM ? from : to, -r));
-                return false;
+            /* A short recv emptied the receive queue: new bytes bring a
+             * new edge, so the recv that would say EAGAIN is saved.  Not
+             * after a FIN or an error was reported (that edge is spent),
+             * nor after a splice, which also stops short when the pipe
+             * runs out of slots. */
+            if (!spliced && (size_t)n < cap && !from->closing && !pending(to)) {
+                from->read_paused = false;
+                (void)mio_registry_rearm(w->reg, from->fd, MIO_READABLE);
+                return true;
             }
             continue;
         }
@@ -336,14 +441,14 @@ static bool pump(struct conn *c, struct side *from, struct side *to)
             from->read_paused = false;
             return pass_fin(c, from, to);
         }
-        if (errno == EINTR)
+        if (n == -EINTR)
             continue;
-        if (errno == EAGAIN) {
+        if (n == -EAGAIN) {
             from->read_paused = false;
             (void)mio_registry_rearm(w->reg, from->fd, MIO_READABLE);
             return true;
         }
-        conn_close(c, error_reason(from, errno));
+        conn_close(c, error_reason(culprit, (int)-n));
         return false;
     }
     return true;
@@ -354,7 +459,7 @@ static bool pump(struct conn *c, struct side *from, struct side *to)
 static bool drain(struct conn *c, struct side *to)
 {
     struct side *from = peer_side(to);
-    if (to->out != NULL) {
+    if (pending(to)) {
         int r = flush(c, to);
         if (r < 0) {
             conn_close(c, error_reason(to, -r));
@@ -567,6 +672,8 @@ void conn_ready(struct side *s, const mio_event_t *ev)
     bool out = ev != NULL && (mio_event_is_writable(ev) ||
                               mio_event_is_write_closed(ev) ||
                               mio_event_is_error(ev));
+    if (ev != NULL && (mio_event_is_read_closed(ev) || mio_event_is_error(ev)))
+        s->closing = true;
     switch (c->state) {
     case CONN_PROXY_HEADER:
         if (in)

@@ -5,7 +5,8 @@
  * Bytes are read into the worker's scratch buffer and written on at once;
  * only what the other side could not take is kept, in a buffer allocated
  * for that moment and freed when it drains, so an idle connection holds no
- * buffer.  While a direction has bytes kept, its source is not read
+ * buffer.  A direction that carries bulk data is spliced instead (pipe.h):
+ * its bytes wait, if they must, in a pipe rather than a buffer.  While a direction has bytes kept, its source is not read
  * (backpressure): a slow reader never makes the daemon grow.
  *
  * A FIN is passed on, never turned into a close: an echo connection sends
@@ -24,15 +25,19 @@
 
 struct worker;
 struct buf;
+struct pipe;
 
 /* One socket of a connection; a token points at it. */
 struct side {
     uint8_t kind; /* EP_CLIENT or EP_UPSTREAM: first, for the token */
-    bool eof;         /* the peer sent its FIN */
-    bool shut;        /* we sent ours */
-    bool read_paused; /* not read to EAGAIN: may hold data (backpressure) */
+    bool eof : 1;         /* the peer sent its FIN */
+    bool shut : 1;        /* we sent ours */
+    bool read_paused : 1; /* not read to EAGAIN: may hold data (backpressure) */
+    bool closing : 1;     /* an event reported a FIN or an error: read to EOF */
+    bool bulk : 1;        /* its last read was large: splice the next one */
     int fd;
-    struct buf *out;  /* bytes waiting to be written to this socket */
+    struct buf *out;   /* bytes waiting to be written to this socket */
+    struct pipe *pipe; /* or in a pipe, when they were spliced */
     struct conn *conn;
 };
 
@@ -74,7 +79,8 @@ void conn_timer(struct conn *c);
  * is freed after the current batch of events. */
 void conn_close(struct conn *c, const char *reason);
 
-/* Frees connections closed during the batch. */
+/* Frees connections closed during the batch, and the worker's pooled
+ * pipes once it has no connection left. */
 void conn_reap(struct worker *w);
 
 #endif

@@ -121,6 +121,7 @@ void worker_destroy(struct worker *w)
     mio_waker_free(w->waker);
     mio_poll_free(w->poll);
     mio_events_free(w->events);
+    pipe_pool_free(&w->pipes);
     free(w->scratch);
     if (w->spare_fd >= 0)
         close(w->spare_fd);

@@ -14,6 +14,7 @@
 #include "daemon.h"
 #include "log.h"
 #include "mio.h"
+#include "pipe.h"
 #include "timer.h"
 
 struct conn;
@@ -32,6 +33,7 @@ struct worker {
     uint8_t *scratch;          /* one read buffer, the largest buffer_size */
     size_t scratch_len;
     int spare_fd;              /* given up to shed a client on EMFILE */
+    struct pipe_pool pipes;    /* empty pipes for spliced reads */
     bool accepting;
     struct conn *conns;        /* every open connection, for shutdown */
     struct conn *dead;         /* closed in this batch, freed after it */

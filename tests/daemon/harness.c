@@ -669,7 +669,9 @@ long echod_rss_kib(struct echod *e)
     return kib;
 }
 
-int echod_fd_count(struct echod *e)
+/* The daemon's descriptors whose /proc link starts with `kind` ("" for
+ * every one); -1 when they cannot be read. */
+static int count_fds(struct echod *e, const char *kind)
 {
     char path[64];
     snprintf(path, sizeof(path), "/proc/%d/fd", (int)e->pid);
@@ -678,11 +680,30 @@ int echod_fd_count(struct echod *e)
         return -1;
     int n = 0;
     struct dirent *de;
-    while ((de = readdir(d)) != NULL)
-        if (de->d_name[0] != '.')
+    while ((de = readdir(d)) != NULL) {
+        if (de->d_name[0] == '.')
+            continue;
+        char link[PATH_MAX], target[256];
+        snprintf(link, sizeof(link), "%s/%s", path, de->d_name);
+        ssize_t len = kind[0] == '\0' ? 0 : readlink(link, target, sizeof(target) - 1);
+        if (len < 0)
+            continue; /* closed meanwhile */
+        target[len] = '\0';
+        if (strncmp(target, kind, strlen(kind)) == 0)
             n++;
+    }
     closedir(d);
     return n;
+}
+
+int echod_fd_count(struct echod *e)
+{
+    return count_fds(e, "");
+}
+
+int echod_pipe_count(struct echod *e)
+{
+    return count_fds(e, "pipe:");
 }
 
 int echod_run(char *out, size_t outlen, const char *arg, ...)

@@ -57,6 +57,9 @@ pid_t echod_pid(struct echod *e);
 long echod_rss_kib(struct echod *e);
 int echod_fd_count(struct echod *e);
 
+/* The daemon's open pipe descriptors (both ends count). */
+int echod_pipe_count(struct echod *e);
+
 /* A wait status as a number: the exit status, or 128 + the signal that
  * ended the process; -1 for anything else (and for status < 0). */
 int exit_code(int status);

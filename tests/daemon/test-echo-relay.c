@@ -760,6 +760,128 @@ static void relay_upstream_half_close_reaches_client(void **state)
     assert_int_equal(echod_stop(e, 3000), 0);
 }
 
+/* ---- splice ----------------------------------------------------------------- */
+
+/* Waits up to ms until the daemon holds exactly `want` pipe descriptors. */
+static bool wait_pipes(struct echod *e, int want, int ms)
+{
+    int64_t until = ms_now() + ms;
+    for (int i = 0; i < 10000; i++) {
+        if (echod_pipe_count(e) == want)
+            return true;
+        if (ms_now() >= until)
+            return false;
+        sleep_ms(10);
+    }
+    return false;
+}
+
+/* A client connected to `port` with a small receive buffer, so that the
+ * daemon soon has bytes it cannot give it. */
+static int connect_small_window(int port)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    int size = 32768;
+    assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof(size)), 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+    set_timeouts(fd);
+    return fd;
+}
+
+/*
+ * Bulk data is spliced, and only where splice is on.  An upstream that
+ * speaks first (8 MiB) to a client that does not read yet leaves the relay
+ * with bytes the client cannot take: in one pipe (two descriptors) on the
+ * listener with splice on, in a buffer on the one with it off.  Every byte
+ * arrives either way, and the echo after it too; once the connection is
+ * closed, the worker has no pipe left open.
+ */
+static void relay_holds_bulk_bytes_in_a_pipe_only_when_spliced(void **state)
+{
+    (void)state;
+#ifndef HAVE_SPLICE
+    skip(); /* no splice(2) on this system */
+#endif
+    const size_t banner = 8 * MIB, more = 300000;
+    struct upsrv *u = up_start(UP_BANNER, banner, 3 * MIB);
+    char g1[1024], g2[1024], conf[4096];
+    relay_group(g1, sizeof(g1), "spliced", &u->port, 1, "round-robin", "3.0", 0, "1.0");
+    relay_group(g2, sizeof(g2), "copied", &u->port, 1, "round-robin", "3.0", 0, "1.0");
+    g2[strlen(g2) - 1] = '\0'; /* the closing brace */
+    snprintf(conf, sizeof(conf), "%slisteners = ( %s, %s    splice = false;\n} );\n",
+             DAEMON_CONF("1", "5.0"), g1, g2);
+    struct echod *e = start_daemon(conf);
+    const int pipes = echod_pipe_count(e), idle = echod_fd_count(e);
+    assert_true(pipes >= 0);
+    uint8_t *got = malloc(banner);
+    assert_non_null(got);
+
+    for (int spliced = 1; spliced >= 0; spliced--) {
+        int fd = connect_small_window(echod_port(e, spliced ? "spliced" : "copied", 0));
+        int cport = local_port(fd);
+        if (spliced) {
+            assert_true(wait_pipes(e, pipes + 2, 3000));
+        } else {
+            sleep_ms(300); /* stalled as long, never through a pipe */
+            assert_int_equal(echod_pipe_count(e), pipes);
+        }
+        recv_exact(fd, got, banner);
+        assert_memory_equal(got, pattern + 3 * MIB, banner);
+        send_all(fd, pattern + 5 * MIB, more);
+        recv_exact(fd, got, more);
+        assert_memory_equal(got, pattern + 5 * MIB, more);
+        assert_int_equal(shutdown(fd, SHUT_WR), 0);
+        assert_true(peer_closed_within(fd, 3000));
+        close(fd);
+        char expect[64];
+        snprintf(expect, sizeof(expect), " in=%zu out=%zu ", more, banner + more);
+        check_access(e, "127.0.0.1", cport, expect, "done");
+        assert_true(wait_pipes(e, pipes, 2000));
+        assert_true(echod_wait_fd_count(e, idle, 2000));
+    }
+    free(got);
+    assert_int_equal(atomic_load(&u->mismatches), 0);
+    assert_int_equal(atomic_load(&u->errors), 0);
+    assert_int_equal(echod_stop(e, 3000), 0);
+}
+
+/* Echo with splice = true (off by default): 3 MiB at once, the client
+ * reading only after its half-close, comes back byte for byte. */
+static void echo_with_splice_returns_every_byte(void **state)
+{
+    (void)state;
+#ifndef HAVE_SPLICE
+    skip(); /* no splice(2) on this system */
+#endif
+    char conf[1024];
+    snprintf(conf, sizeof(conf),
+             "%slisteners = ( { name = \"echo\"; listen = [ \"127.0.0.1:0\" ];\n"
+             "    splice = true; } );\n",
+             DAEMON_CONF("1", "5.0"));
+    struct echod *e = start_daemon(conf);
+    const int pipes = echod_pipe_count(e);
+    const size_t size = 3 * MIB + 11;
+    int fd = connect_small_window(echod_port(e, "echo", 0));
+    int cport = local_port(fd);
+    send_all(fd, pattern + 77, size);
+    assert_int_equal(shutdown(fd, SHUT_WR), 0);
+    uint8_t *back = malloc(size);
+    assert_non_null(back);
+    recv_exact(fd, back, size);
+    assert_memory_equal(back, pattern + 77, size);
+    free(back);
+    assert_true(peer_closed_within(fd, 3000));
+    close(fd);
+    char expect[64];
+    snprintf(expect, sizeof(expect), " in=%zu out=%zu ", size, size);
+    check_access(e, "127.0.0.1", cport, expect, "done");
+    assert_true(wait_pipes(e, pipes, 2000));
+    assert_int_equal(echod_stop(e, 3000), 0);
+}
+
 /* ---- balance modes ------------------------------------------------------- */
 
 /*
@@ -1269,6 +1391,8 @@ int main(void)
         TEST(relay_is_byte_exact_both_ways),
         TEST(relay_client_half_close_reaches_upstream),
         TEST(relay_upstream_half_close_reaches_client),
+        TEST(relay_holds_bulk_bytes_in_a_pipe_only_when_spliced),
+        TEST(echo_with_splice_returns_every_byte),
         TEST(balance_round_robin_spreads_evenly),
         TEST(balance_least_connections_avoids_busy_upstreams),
         TEST(balance_source_hash_is_stable_per_source),

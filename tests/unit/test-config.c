@@ -177,6 +177,7 @@ static void shipped_file_loads(void **state)
     assert_int_equal(l->nallow, 0);
     assert_int_equal(l->ndeny, 0);
     assert_false(l->accept_proxy);
+    assert_false(l->splice); /* echo: the client reads copied data faster */
     assert_int_equal(l->nupstreams, 0);
     config_free(cfg);
 }
@@ -228,6 +229,7 @@ static void defaults(void **state)
     assert_int_equal(l->ndeny, 0);
     assert_null(l->deny);
     assert_false(l->accept_proxy);
+    assert_false(l->splice); /* echo: the client reads copied data faster */
     assert_int_equal(l->nupstreams, 0);
     assert_null(l->upstreams);
     config_free(cfg);
@@ -257,6 +259,11 @@ static void proxy_defaults(void **state)
     assert_int_equal(l->send_proxy, SEND_PROXY_NONE);
     assert_false(l->accept_proxy);
     assert_int_equal(l->buffer_size, 16384);
+#ifdef HAVE_SPLICE
+    assert_true(l->splice);
+#else
+    assert_false(l->splice);
+#endif
     config_free(cfg);
 }
 
@@ -281,6 +288,7 @@ static void every_setting(void **state)
         "    max_per_source = 5;\n"
         "    allow = [ \"10.0.0.0/8\", \"2001:db8::/32\" ]; deny = ( \"10.1.2.3\" );\n"
         "    accept_proxy = true;\n"
+        "    splice = false;\n"
         "  },\n"
         "  { name = \"relay.2-x_y\"; listen = [ \"*:7008\" ]; mode = \"proxy\";\n"
         "    upstreams = [ \"127.0.0.1:6379\", \"[::1]:6380\" ];\n"
@@ -320,10 +328,11 @@ static void every_setting(void **state)
     assert_int_equal(e->ndeny, 1);
     assert_int_equal(e->deny[0].bits, 32);
     assert_true(e->accept_proxy);
+    assert_false(e->splice);
 
     const struct listener_config *r = &cfg->listeners[1];
     assert_string_equal(r->name, "relay.2-x_y");
-    assert_int_equal(r->line, 18);
+    assert_int_equal(r->line, 19);
     /* "*:port" stands for both wildcards, each with the text as written. */
     assert_int_equal(r->nlisten, 2);
     assert_string_equal(r->listen[0].text, "*:7008");
@@ -581,6 +590,8 @@ static void wrong_types(void **state)
             ":1: listeners.a.idle_timeout: expected a number of seconds, got \"5m\"");
     refused(with_listener_setting(buf, sizeof buf, "accept_proxy = 1;"),
             ":1: listeners.a.accept_proxy: expected true or false, got 1");
+    refused(with_listener_setting(buf, sizeof buf, "splice = \"yes\";"),
+            ":1: listeners.a.splice: expected true or false, got \"yes\"");
     refused(with_listener_setting(buf, sizeof buf, "allow = \"10.0.0.0/8\";"),
             ":1: listeners.a.allow: expected a list of strings, got \"10.0.0.0/8\" "
             "(write [ \"10.0.0.0/8\" ])");
@@ -825,9 +836,21 @@ static void proxy_only_settings(void **state)
     refused(with_listener_setting(buf, sizeof buf, "retries = 2;"),
             ":1: listeners.a.retries: only for mode = \"proxy\"; this listener's mode "
             "is \"echo\"");
-    /* accept_proxy is for both modes. */
+    /* accept_proxy and splice are for both modes. */
     struct config *cfg = load_ok(with_proxy_setting(buf, sizeof buf, "accept_proxy = true;"));
     assert_true(cfg->listeners[0].accept_proxy);
+    config_free(cfg);
+    cfg = load_ok(with_proxy_setting(buf, sizeof buf, "splice = false;"));
+    assert_false(cfg->listeners[0].splice);
+    config_free(cfg);
+#ifdef HAVE_SPLICE
+    cfg = load_ok(with_listener_setting(buf, sizeof buf, "splice = true;"));
+    assert_true(cfg->listeners[0].splice);
+#else
+    refused(with_listener_setting(buf, sizeof buf, "splice = true;"),
+            ":1: listeners.a.splice: this system has no splice(2); set it to false");
+    cfg = load_ok(with_listener_setting(buf, sizeof buf, "splice = false;"));
+#endif
     config_free(cfg);
 }
 
@@ -903,7 +926,7 @@ static void known_keys(void **state)
         "listeners.buffer_size", "listeners.idle_timeout",
         "listeners.max_connections", "listeners.max_per_source",
         "listeners.allow", "listeners.deny", "listeners.accept_proxy",
-        "listeners.upstreams", "listeners.balance", "listeners.connect_timeout",
+        "listeners.splice", "listeners.upstreams", "listeners.balance", "listeners.connect_timeout",
         "listeners.retries", "listeners.fail_timeout", "listeners.send_proxy",
         "stats", "stats.listen",
     };
