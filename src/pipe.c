@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "pipe.h"
@@ -13,6 +14,16 @@
 /* Empty pipes a worker keeps: enough for the directions that turn to bulk
  * at the same moment, few enough that the descriptors stay with clients. */
 #define POOL_MAX 16
+
+unsigned pipe_budget(unsigned workers)
+{
+    struct rlimit rl;
+    rlim_t fds = 1024;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
+        fds = rl.rlim_cur;
+    rlim_t n = fds / 8 / (workers > 0 ? workers : 1);
+    return n > 4096 ? 4096 : n < 2 ? 2 : (unsigned)n;
+}
 
 #ifdef HAVE_SPLICE
 
@@ -29,6 +40,8 @@ struct pipe *pipe_get(struct pipe_pool *pool)
         pool->nfree--;
         return p;
     }
+    if (pool->open >= pool->max)
+        return NULL;
     p = malloc(sizeof(*p));
     if (p == NULL)
         return NULL;
@@ -40,7 +53,7 @@ struct pipe *pipe_get(struct pipe_pool *pool)
     int size = fcntl(fds[1], F_GETPIPE_SZ);
     *p = (struct pipe){.rd = fds[0], .wr = fds[1],
                        .cap = size > 0 ? (size_t)size : 4096};
-    pool->made++;
+    pool->open++;
     return p;
 }
 
@@ -117,7 +130,7 @@ static void pipe_close(struct pipe_pool *pool, struct pipe *p)
     close(p->rd);
     close(p->wr);
     free(p);
-    pool->made--;
+    pool->open--;
 }
 
 void pipe_put(struct pipe_pool *pool, struct pipe *p)

@@ -29,18 +29,24 @@ struct pipe {
     struct pipe *next; /* in the pool */
 };
 
-/* A worker's empty pipes, kept for the next bulk read. */
+/* A worker's empty pipes, kept for the next bulk read, and its budget. */
 struct pipe_pool {
     struct pipe *free;
     unsigned nfree;
-    unsigned made;     /* pipes open, pooled or in use: for the tests */
+    unsigned open;     /* pipes open, pooled or in use */
+    unsigned max;      /* past it, pipe_get() fails: descriptors go to clients */
 };
+
+/* The pipes one of `workers` workers may hold open: an eighth of the
+ * descriptor limit between them (a pipe takes two), so that at the limit
+ * descriptors still go to clients first. */
+unsigned pipe_budget(unsigned workers);
 
 /* True when this build can splice. */
 bool pipe_splice_available(void);
 
 /* An empty pipe from the pool, or a new one; NULL when none can be made
- * (no descriptors, no memory): the caller copies instead. */
+ * (over budget, no descriptors, no memory): the caller copies instead. */
 struct pipe *pipe_get(struct pipe_pool *pool);
 
 /* Gives a pipe back: an empty one to the pool (or closed when the pool is

@@ -108,6 +108,7 @@ int worker_init(struct worker *w, struct daemon *d, unsigned id)
     if (err < 0)
         return err;
     w->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+    w->pipes.max = pipe_budget(d->nworkers);
     watch_listeners(w, true);
     return 0;
 }

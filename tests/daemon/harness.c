@@ -32,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -302,7 +303,7 @@ void echod_child_setup(pid_t parent, int outfd)
  * descriptor open; the child dies with us.  Returns the pid (fails the test
  * when fork fails).  Only async-signal-safe calls after fork().
  */
-static pid_t spawn(char *const argv[], char *const envp[], int outfd)
+static pid_t spawn(char *const argv[], char *const envp[], int outfd, rlim_t nofile)
 {
     pid_t parent = getpid();
     pid_t pid = fork();
@@ -311,6 +312,12 @@ static pid_t spawn(char *const argv[], char *const envp[], int outfd)
     if (pid > 0)
         return pid;
     echod_child_setup(parent, outfd);
+    struct rlimit rl;
+    if (nofile > 0 && getrlimit(RLIMIT_NOFILE, &rl) == 0) {
+        rl.rlim_cur = nofile;
+        if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+            _exit(126);
+    }
     /* No test socket may live on in the daemon (a listener kept open
      * there would accept what the test means to be refused). */
     if (close_range(3, ~0u, 0) < 0) {
@@ -433,8 +440,20 @@ static void print_log(struct echod *e)
     pthread_mutex_unlock(&e->mu);
 }
 
+/* The soft RLIMIT_NOFILE of the next daemon echod_start() spawns; 0 keeps
+ * the test's own. */
+static rlim_t next_nofile;
+
+struct echod *echod_start_nofile(const char *conf, long nofile)
+{
+    next_nofile = (rlim_t)nofile;
+    return echod_start(conf);
+}
+
 struct echod *echod_start(const char *conf)
 {
+    rlim_t nofile = next_nofile;
+    next_nofile = 0;
     register_cleanup();
     struct echod *e = calloc(1, sizeof(*e));
     if (e == NULL)
@@ -462,7 +481,7 @@ struct echod *echod_start(const char *conf)
         free(envp);
         fail_msg("pipe: %s", strerror(errno));
     }
-    e->pid = spawn(argv, envp, p[1]);
+    e->pid = spawn(argv, envp, p[1], nofile);
     e->exited = false;
     e->next = daemons;
     daemons = e;
@@ -726,7 +745,7 @@ int echod_run(char *out, size_t outlen, const char *arg, ...)
         free(envp);
         fail_msg("pipe: %s", strerror(errno));
     }
-    pid_t pid = spawn(argv, envp, p[1]);
+    pid_t pid = spawn(argv, envp, p[1], 0);
     free(envp);
     close(p[1]);
 

@@ -28,6 +28,9 @@ struct echod;
  */
 struct echod *echod_start(const char *conf);
 
+/* echod_start() with the daemon's soft RLIMIT_NOFILE set to `nofile`. */
+struct echod *echod_start_nofile(const char *conf, long nofile);
+
 /* The port of the n-th address (from 0) of listener `name`, read from its
  * "listener NAME: listening on ADDR" line. */
 int echod_port(struct echod *e, const char *name, int n);

@@ -848,6 +848,59 @@ static void relay_holds_bulk_bytes_in_a_pipe_only_when_spliced(void **state)
     assert_int_equal(echod_stop(e, 3000), 0);
 }
 
+/*
+ * Pipes stay within their share of the descriptor limit: under
+ * RLIMIT_NOFILE = 160 and one worker, 160 / 8 = 20 pipes.  30 relayed
+ * connections whose upstream speaks first (8 MiB) to a client that stops
+ * reading each block one direction: 20 of them in a pipe, the rest in a
+ * buffer, and every byte still arrives.
+ */
+static void relay_pipes_stay_within_their_share_of_descriptors(void **state)
+{
+    (void)state;
+#ifndef HAVE_SPLICE
+    skip(); /* no splice(2) on this system */
+#endif
+    enum { N = 30, LIMIT = 160, PIPES = LIMIT / 8 };
+    const size_t banner = 8 * MIB; /* more than the relay's send buffer */
+    struct upsrv *u = up_start(UP_BANNER, banner, 3 * MIB);
+    char g[1024], conf[2048];
+    relay_group(g, sizeof(g), "relay", &u->port, 1, "round-robin", "3.0", 0, "1.0");
+    snprintf(conf, sizeof(conf), "%slisteners = ( %s );\n", DAEMON_CONF("1", "5.0"), g);
+    assert_true(ndaemons < ARRAY_LEN(daemons));
+    struct echod *e = echod_start_nofile(conf, LIMIT);
+    daemons[ndaemons++] = e;
+    const int pipes = echod_pipe_count(e);
+    int port = echod_port(e, "relay", 0);
+
+    /* Each client reads the first 256 KiB (the relay splices by then),
+     * then stops. */
+    const size_t first = 256 * 1024;
+    uint8_t *got = malloc(banner);
+    assert_non_null(got);
+    int fds[N];
+    for (int i = 0; i < N; i++) {
+        fds[i] = connect_small_window(port);
+        track_fd(fds[i]);
+        recv_exact(fds[i], got, first);
+    }
+    assert_true(wait_pipes(e, pipes + 2 * PIPES, 5000));
+    sleep_ms(200); /* the other 10 are blocked too by now, without a pipe */
+    assert_int_equal(echod_pipe_count(e), pipes + 2 * PIPES);
+    for (int i = 0; i < N; i++) {
+        recv_exact(fds[i], got + first, banner - first);
+        assert_memory_equal(got, pattern + 3 * MIB, banner);
+        assert_int_equal(shutdown(fds[i], SHUT_WR), 0);
+    }
+    free(got);
+    for (int i = 0; i < N; i++)
+        assert_true(peer_closed_within(fds[i], 3000));
+    assert_true(wait_pipes(e, pipes, 3000));
+    assert_int_equal(atomic_load(&u->accepted), N);
+    assert_int_equal(atomic_load(&u->errors), 0);
+    assert_int_equal(echod_stop(e, 3000), 0);
+}
+
 /* Echo with splice = true (off by default): 3 MiB at once, the client
  * reading only after its half-close, comes back byte for byte. */
 static void echo_with_splice_returns_every_byte(void **state)
@@ -1392,6 +1445,7 @@ int main(void)
         TEST(relay_client_half_close_reaches_upstream),
         TEST(relay_upstream_half_close_reaches_client),
         TEST(relay_holds_bulk_bytes_in_a_pipe_only_when_spliced),
+        TEST(relay_pipes_stay_within_their_share_of_descriptors),
         TEST(echo_with_splice_returns_every_byte),
         TEST(balance_round_robin_spreads_evenly),
         TEST(balance_least_connections_avoids_busy_upstreams),

@@ -1165,25 +1165,8 @@ static void churn_for(const int *ports, size_t nports, int nthreads, int slots,
 
 /* ---- descriptor exhaustion ---------------------------------------------- */
 
-/* The daemon's soft RLIMIT_NOFILE in that test; restored by teardown too,
- * should the daemon fail to start. */
+/* The daemon's soft RLIMIT_NOFILE in that test. */
 #define FD_LIMIT 48
-static struct rlimit saved_nofile;
-static bool nofile_lowered;
-
-static void restore_nofile(void)
-{
-    if (nofile_lowered) {
-        (void)setrlimit(RLIMIT_NOFILE, &saved_nofile);
-        nofile_lowered = false;
-    }
-}
-
-static int teardown_nofile(void **state)
-{
-    restore_nofile();
-    return teardown(state);
-}
 
 /* Waits (up to ms) for each client of fds[0..n) that sent its one byte to
  * be served (the byte back: served[i] = 1) or turned away (EOF or reset:
@@ -1223,18 +1206,15 @@ static void classify(const int *fds, int *served, size_t n, int ms)
     free(pfd);
     free(idx);
 }
-/* A daemon with one echo listener under RLIMIT_NOFILE = FD_LIMIT (the
- * harness's child inherits the soft limit; ours is restored at once). */
+/* A daemon with one echo listener under RLIMIT_NOFILE = FD_LIMIT. */
 static struct echod *start_low_nofile(void)
 {
-    assert_int_equal(getrlimit(RLIMIT_NOFILE, &saved_nofile), 0);
-    struct rlimit low = {FD_LIMIT, saved_nofile.rlim_max};
-    assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
-    nofile_lowered = true;
-    char g[512];
+    char g[512], conf[1024];
     echo_group(g, sizeof(g), "echo", 0, "30.0");
-    struct echod *e = start_daemon(HEAD("2.0", "true") "listeners = ( %s );\n", g);
-    restore_nofile();
+    snprintf(conf, sizeof(conf), HEAD("2.0", "true") "listeners = ( %s );\n", g);
+    assert_true(ndaemons < ARRAY_LEN(daemons));
+    struct echod *e = echod_start_nofile(conf, FD_LIMIT);
+    daemons[ndaemons++] = e;
     assert_int_equal(daemon_nofile(e), FD_LIMIT);
     return e;
 }
@@ -2446,8 +2426,8 @@ int main(void)
         cmocka_set_test_filter(only);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(fd_exhaustion_refuses_without_spinning_and_recovers,
-                                  teardown_nofile),
-        cmocka_unit_test_teardown(fd_exhaustion_accounting_and_spares, teardown_nofile),
+                                  teardown),
+        cmocka_unit_test_teardown(fd_exhaustion_accounting_and_spares, teardown),
         TEST(upstream_refuses),
         TEST(upstream_resets_after_accept),
         TEST(upstream_never_reads),
