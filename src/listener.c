@@ -37,6 +37,18 @@ static int listen_unix(const char *path)
     return mio_unix_listen(path, 0);
 }
 
+/* Removes the file of a Unix socket the daemon made; says so when it
+ * cannot (the directory is not writable by the user it runs as): the next
+ * start replaces the stale file. */
+static void remove_unix(const struct listen_sock *ls)
+{
+    if (ls->addr.u.sa.sa_family != AF_UNIX)
+        return;
+    if (unlink(ls->addr.u.un.sun_path) < 0 && errno != ENOENT)
+        log_warn("cannot remove the socket file of %s: %s", ls->name,
+                 log_strerror(errno));
+}
+
 /* A socket systemd passed for this listener and address, or NULL. */
 static struct passed_sock *find_passed(struct daemon *d, const char *name,
                                        const addr_t *a)
@@ -194,8 +206,7 @@ static void close_new(struct daemon *d, struct generation *g)
                 continue;
             }
             close(ls->fd);
-            if (ls->addr.u.sa.sa_family == AF_UNIX)
-                unlink(ls->addr.u.un.sun_path);
+            remove_unix(ls);
         }
     g->cfg = NULL;
     free_generation(g);
@@ -237,6 +248,19 @@ struct generation *generation_open(struct daemon *d, struct config *cfg,
     return NULL;
 }
 
+void generation_give_sockets(struct generation *g, uid_t uid, gid_t gid)
+{
+    for (size_t i = 0; i < g->nlisteners; i++)
+        for (size_t k = 0; k < g->listeners[i].nsocks; k++) {
+            struct listen_sock *ls = &g->listeners[i].socks[k];
+            if (ls->fd < 0 || ls->passed || ls->addr.u.sa.sa_family != AF_UNIX)
+                continue;
+            if (chown(ls->addr.u.un.sun_path, uid, gid) < 0)
+                log_warn("cannot give the socket file of %s to uid %u: %s",
+                         ls->name, (unsigned)uid, log_strerror(errno));
+        }
+}
+
 /* Closes one socket a generation owns, removing its Unix socket file.  A
  * socket systemd passed stays open: systemd keeps the address, so a later
  * reload that brings the listener back takes it again. */
@@ -252,8 +276,7 @@ static void close_sock(struct daemon *d, struct listen_sock *ls)
         return;
     }
     close(ls->fd);
-    if (ls->addr.u.sa.sa_family == AF_UNIX)
-        unlink(ls->addr.u.un.sun_path);
+    remove_unix(ls);
     ls->fd = -1;
 }
 

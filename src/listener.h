@@ -7,6 +7,7 @@
 #define ECHOD_LISTENER_H
 
 #include <stdbool.h>
+#include <sys/types.h>
 
 #include "daemon.h"
 
@@ -27,6 +28,11 @@ struct generation *generation_open(struct daemon *d, struct config *cfg,
  * that no worker watches any more.  Sockets systemd passed are only given
  * back to d->passed (closed at exit). */
 void generation_close_sockets(struct daemon *d, struct generation *g);
+
+/* Gives the Unix socket files `g` made to the user the daemon is about to
+ * become, so that they are that user's, like those a reload makes later;
+ * a failure is logged, not fatal. */
+void generation_give_sockets(struct generation *g, uid_t uid, gid_t gid);
 
 void generation_ref(struct generation *g);
 

@@ -274,7 +274,13 @@ int main(int argc, char **argv)
     cfg = NULL; /* the generation owns it */
     atomic_store(&d.gen, gen);
     const struct config *conf = gen->cfg;
-    if (drop_privileges(conf->user, err, sizeof(err)) < 0) {
+    uid_t uid;
+    gid_t gid;
+    int found = user_lookup(conf->user, &uid, &gid, err, sizeof(err));
+    if (found > 0 && geteuid() == 0)
+        generation_give_sockets(gen, uid, gid);
+    if (found < 0 || (found > 0 && drop_privileges(conf->user, uid, gid, err,
+                                                   sizeof(err)) < 0)) {
         log_err("%s", err);
         goto out;
     }

@@ -19,7 +19,8 @@
 
 static int ready_fd = -1; /* to the waiting parent, after daemonize() */
 
-int drop_privileges(const char *user, char *err, size_t errlen)
+int user_lookup(const char *user, uid_t *uid, gid_t *gid, char *err,
+                size_t errlen)
 {
     if (user == NULL || user[0] == '\0')
         return 0;
@@ -32,15 +33,21 @@ int drop_privileges(const char *user, char *err, size_t errlen)
                  errno ? log_strerror(errno) : "no such user");
         return -1;
     }
+    *uid = pw->pw_uid;
+    *gid = pw->pw_gid;
+    return 1;
+}
+
+int drop_privileges(const char *user, uid_t uid, gid_t gid, char *err,
+                    size_t errlen)
+{
     if (geteuid() != 0) {
-        if (pw->pw_uid == geteuid())
+        if (uid == geteuid())
             return 0;
         snprintf(err, errlen, "user \"%s\": switching users needs root "
                  "(running as uid %u)", user, (unsigned)geteuid());
         return -1;
     }
-    uid_t uid = pw->pw_uid;
-    gid_t gid = pw->pw_gid;
     if (setgroups(1, &gid) < 0 || setresgid(gid, gid, gid) < 0 ||
         setresuid(uid, uid, uid) < 0) {
         snprintf(err, errlen, "user \"%s\": cannot drop privileges: %s", user,

@@ -4,14 +4,21 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/types.h>
+
+/* The uid and primary gid of `user`: 1, 0 for "" (nothing to do), or -1
+ * with the reason in err. */
+int user_lookup(const char *user, uid_t *uid, gid_t *gid, char *err,
+                size_t errlen);
 
 /*
- * Becomes `user` (its uid, its primary gid and no other group) when running
- * as root; refuses to go on if any step fails or root could be regained.
- * Without root, a `user` other than the current one is an error.  "" does
- * nothing.  0, or -1 with the reason in err.
+ * Becomes `user`, found by user_lookup() (its uid, its primary gid and no
+ * other group), when running as root; refuses to go on if any step fails
+ * or root could be regained.  Without root, a user other than the current
+ * one is an error.  0, or -1 with the reason in err.
  */
-int drop_privileges(const char *user, char *err, size_t errlen);
+int drop_privileges(const char *user, uid_t uid, gid_t gid, char *err,
+                    size_t errlen);
 
 /* Writes this process's pid to path ("" does nothing); -1 with err. */
 int pidfile_write(const char *path, char *err, size_t errlen);

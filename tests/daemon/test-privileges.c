@@ -457,8 +457,10 @@ static void skip_unless_ran(int rc, const char *out)
  * As root with user = "nobody": the daemon listens on TCP and on a Unix
  * socket in the harness's directory, which only root may write (so it was
  * bound before the drop), then every one of its threads is nobody through
- * and through, with no capability; it serves both addresses; the pid file
- * holds its pid, belongs to nobody, and is gone after a clean exit.
+ * and through, with no capability; it serves both addresses; the socket
+ * file is nobody's; the pid file holds its pid, belongs to nobody, and is
+ * gone after a clean exit, while the socket file, in root's directory,
+ * stays with a warning.
  */
 static void test_drops_to_user(void **state)
 {
@@ -488,6 +490,10 @@ static void test_drops_to_user(void **state)
     assert_int_equal(stat(sockdir, &st), 0);
     assert_int_equal(st.st_uid, 0);
     assert_int_equal(st.st_mode & 0777, 0700);
+    /* The socket file itself was given to the user before the switch. */
+    assert_int_equal(stat(sock, &st), 0);
+    assert_int_equal(st.st_uid, uid);
+    assert_int_equal(st.st_gid, gid);
 
     int threads = check_dropped(pid, uid, gid);
     if (threads < 3)
@@ -503,6 +509,9 @@ static void test_drops_to_user(void **state)
     assert_int_equal(read_pidfile(pidfile, uid), (long)pid);
     assert_int_equal(echod_stop(e, WAIT_MS), 0);
     assert_int_equal(read_pidfile(pidfile, uid), -1);
+    /* Its directory is root's: the file stays, and the log says so. */
+    assert_int_equal(echod_count_log(e, "cannot remove the socket file of unix:"), 1);
+    assert_int_equal(access(sock, F_OK), 0);
 }
 
 /*
