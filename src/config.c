@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "config.h"
+#include "config-scan.h"
 #include "pipe.h"
 #include "log.h"
 
@@ -36,9 +37,6 @@
  * take four once escaped. */
 #define QUOTE_MAX 64
 #define QUOTE_BUF (QUOTE_MAX * 4 + 8)
-
-/* libconfig 1.5 numbers lines in an unsigned short. */
-#define LINES_MAX 65535
 
 /* The longest key a typo is looked for in. */
 #define KEY_MAX 32
@@ -94,21 +92,6 @@ static const int level_values[] = {
     LOG_ERR, LOG_WARNING, LOG_NOTICE, LOG_INFO, LOG_DEBUG,
 };
 
-/*
- * An integer literal past 32 bits without an L suffix: libconfig 1.5 keeps
- * only its low 32 bits, so 4294977296 would silently read as 10000.  The
- * file is scanned for them first, and the setting holding one is refused.
- */
-struct wide_literal {
-    int line;
-    const char *name; /* the setting name before it in the file */
-    size_t name_len;
-    int stored;      /* what libconfig keeps */
-    long long value; /* the literal's value, saturated */
-    char text[32];
-    bool claimed;    /* by the setting that reported it */
-};
-
 /* A listen address already taken, for the overlap checks. */
 struct taken {
     const addr_t *addr;
@@ -121,7 +104,7 @@ struct loader {
     const char *path;
     char *err;
     size_t errlen;
-    struct wide_literal *wide;
+    struct wide_literal *wide; /* from config_scan() */
     size_t nwide;
     struct taken *taken;
     size_t ntaken, taken_cap;
@@ -224,171 +207,6 @@ static bool is_sequence(const config_setting_t *s)
 }
 
 /* ---- integer literals libconfig 1.5 cuts to 32 bits ---------------------- */
-
-/* The low 32 bits of v, read as a signed int the way libconfig stores them. */
-static int low32(unsigned long long v)
-{
-    long long low = (long long)(v & 0xffffffffu);
-    return (int)(low > INT_MAX ? low - 0x100000000LL : low);
-}
-
-/*
- * Reads the integer literal text[0..len) as libconfig would: its value
- * (saturated) and what libconfig 1.5 stores of it; false for floats and
- * L-suffixed literals, which libconfig reads whole.
- */
-static bool literal_value(const char *text, size_t len, long long *value,
-                          int *stored)
-{
-    char digits[24];
-    const char *p = text, *end = text + len;
-    bool negative = false, hex = false;
-    unsigned long long v;
-    size_t n;
-
-    if (memchr(text, '.', len) != NULL || end[-1] == 'L')
-        return false;
-    if (*p == '-' || *p == '+')
-        negative = *p++ == '-';
-    if (end - p > 2 && p[0] == '0' && (p[1] == 'x' || p[1] == 'X')) {
-        hex = true;
-        p += 2;
-    } else if (memchr(p, 'e', (size_t)(end - p)) != NULL ||
-               memchr(p, 'E', (size_t)(end - p)) != NULL) {
-        return false;
-    }
-    while (end - p > 1 && *p == '0')
-        p++;
-    n = (size_t)(end - p);
-    if (n >= sizeof digits || n > (hex ? 16u : 19u)) {
-        v = ULLONG_MAX;
-    } else {
-        memcpy(digits, p, n);
-        digits[n] = '\0';
-        errno = 0;
-        v = strtoull(digits, NULL, hex ? 16 : 10);
-        if (errno == ERANGE)
-            v = ULLONG_MAX;
-    }
-    if (hex) {
-        *value = v > LLONG_MAX ? LLONG_MAX : (long long)v;
-        *stored = low32(v);
-    } else if (negative) {
-        *value = v > (unsigned long long)LLONG_MAX ? LLONG_MIN : -(long long)v;
-        *stored = low32((unsigned long long)*value);
-    } else {
-        *value = v > LLONG_MAX ? LLONG_MAX : (long long)v;
-        *stored = low32((unsigned long long)*value);
-    }
-    return true;
-}
-
-/* Records the literal text[0..len) on `line`, after the setting name
- * name[0..name_len), when libconfig 1.5 would cut it. */
-static int note_literal(struct loader *ld, const char *text, size_t len, int line,
-                        const char *name, size_t name_len)
-{
-    struct wide_literal *w;
-    long long value;
-    int stored;
-
-    if (!literal_value(text, len, &value, &stored) ||
-        (value >= INT_MIN && value <= INT_MAX))
-        return 0;
-    w = realloc(ld->wide, (ld->nwide + 1) * sizeof *w);
-    if (w == NULL)
-        return out_of_memory(ld);
-    ld->wide = w;
-    w += ld->nwide++;
-    *w = (struct wide_literal){ .line = line, .name = name, .name_len = name_len,
-                                .stored = stored, .value = value };
-    if (len < sizeof w->text) {
-        memcpy(w->text, text, len);
-        w->text[len] = '\0';
-    } else {
-        snprintf(w->text, sizeof w->text, "%.*s...", (int)sizeof w->text - 4,
-                 text);
-    }
-    return 0;
-}
-
-/* Whether c may continue a libconfig name ("max_connections", "a-b*"). */
-static bool name_char(char c)
-{
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-           (c >= '0' && c <= '9') || c == '_' || c == '-' || c == '*';
-}
-
-/*
- * Walks the file as libconfig's scanner does (comments, strings, names,
- * numbers) before it is parsed: refuses NUL bytes, @include and more lines
- * than libconfig can number, and notes the integer literals libconfig 1.5
- * would cut.  A file it cannot make sense of is left for libconfig to
- * report.
- */
-static int scan_source(struct loader *ld, const char *p, size_t len)
-{
-    const char *end = p + len, *start, *nul = memchr(p, '\0', len);
-    const char *name = "";
-    size_t name_len = 0, lines = 0;
-    int line = 1;
-
-    if (nul != NULL) {
-        for (const char *q = p; q < nul; q++)
-            line += *q == '\n';
-        return fail(ld, line, "", NULL, "syntax error: NUL byte");
-    }
-    for (const char *q = p; q < end; q++)
-        lines += *q == '\n';
-    if (lines + (len > 0 && end[-1] != '\n') > LINES_MAX)
-        return fail(ld, 0, "", NULL,
-                    "more than %d lines, past what libconfig can number", LINES_MAX);
-    while (p < end) {
-        char c = *p;
-        if (c == '\n') {
-            line++;
-            p++;
-        } else if (c == '#' || (c == '/' && end - p > 1 && p[1] == '/')) {
-            while (p < end && *p != '\n')
-                p++;
-        } else if (c == '/' && end - p > 1 && p[1] == '*') {
-            for (p += 2; p < end && !(*p == '*' && end - p > 1 && p[1] == '/');
-                 p++)
-                line += *p == '\n';
-            p = end - p > 2 ? p + 2 : end;
-        } else if (c == '"') {
-            for (p++; p < end && *p != '"'; p++) {
-                if (*p == '\\' && end - p > 1)
-                    p++;
-                line += *p == '\n';
-            }
-            p += p < end;
-        } else if (c == '@') {
-            if (end - p >= 8 && memcmp(p, "@include", 8) == 0)
-                return fail(ld, line, "", NULL,
-                            "@include is not supported: the configuration is one file");
-            p++;
-        } else if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '*') {
-            for (name = p; p < end && name_char(*p); p++)
-                ;
-            name_len = (size_t)(p - name);
-        } else if ((c >= '0' && c <= '9') ||
-                   ((c == '-' || c == '+' || c == '.') && end - p > 1 &&
-                    ((p[1] >= '0' && p[1] <= '9') || p[1] == '.'))) {
-            start = p++;
-            while (p < end && (name_char(*p) || *p == '.' ||
-                               ((*p == '+' || *p == '-') &&
-                                (p[-1] == 'e' || p[-1] == 'E'))))
-                p++;
-            if (note_literal(ld, start, (size_t)(p - start), line, name,
-                             name_len) != 0)
-                return -1;
-        } else {
-            p++;
-        }
-    }
-    return 0;
-}
 
 /*
  * The wide literal libconfig 1.5 cut into the integer setting s, if any:
@@ -1255,7 +1073,15 @@ struct config *config_load(const char *path, char *err, size_t errlen)
     text = read_source(&ld, &len);
     if (text == NULL)
         return NULL;
-    if (scan_source(&ld, text, len) == 0) {
+    struct config_scan scan;
+    int scanned = config_scan(text, len, &scan);
+    ld.wide = scan.wide;
+    ld.nwide = scan.nwide;
+    if (scanned == -ENOMEM) {
+        out_of_memory(&ld);
+    } else if (scanned < 0) {
+        fail(&ld, scan.line, "", NULL, "%s", scan.why);
+    } else {
         config_init(&parsed);
         if (!config_read_string(&parsed, text)) {
             const char *file = config_error_file(&parsed);
