@@ -75,37 +75,29 @@ static void log_counters(struct daemon *d)
     }
 }
 
-/* Closes the listening sockets once every worker has taken them out of its
- * poll, so that no worker accepts on a closed (or reused) descriptor. */
-static void close_listeners_when_quiet(struct daemon *d, bool *closed)
+/* Whether a worker has taken the listeners out of its poll. */
+static bool is_quiet(const struct worker *w, const void *arg)
 {
-    if (*closed)
+    (void)arg;
+    return atomic_load(&w->quiet);
+}
+
+/* Whether a worker is still running (so: not until it returns). */
+static bool never(const struct worker *w, const void *arg)
+{
+    (void)w, (void)arg;
+    return false;
+}
+
+/* Closes the listening sockets once every worker has taken them out of its
+ * poll (waiting up to `ms` for that), so that no worker accepts on a
+ * closed (or reused) descriptor and new clients are refused at once. */
+static void close_listeners_when_quiet(struct daemon *d, bool *closed, int ms)
+{
+    if (*closed || !workers_wait(d, is_quiet, NULL, ms))
         return;
-    for (unsigned i = 0; i < d->nworkers; i++)
-        if (!atomic_load(&d->workers[i].quiet) && !atomic_load(&d->workers[i].done))
-            return;
     generation_close_sockets(d, atomic_load(&d->gen));
     *closed = true;
-}
-
-/* Waits briefly (1 s at most) for the workers to stop accepting, then
- * closes the listening sockets, so that new clients are refused at once. */
-static void close_listeners_when_quiet_wait(struct daemon *d, bool *closed)
-{
-    for (int i = 0; i < 1000 && !*closed; i++) {
-        close_listeners_when_quiet(d, closed);
-        if (!*closed)
-            nanosleep(&(struct timespec){0, 1000000}, NULL);
-    }
-}
-
-/* Whether every worker thread has returned. */
-static bool workers_done(struct daemon *d)
-{
-    for (unsigned i = 0; i < d->nworkers; i++)
-        if (!atomic_load(&d->workers[i].done))
-            return false;
-    return true;
 }
 
 /* Tells every worker to look at the daemon's state. */
@@ -152,7 +144,7 @@ static void signal_loop(struct daemon *d, const sigset_t *set)
                 atomic_store(&d->stopping, true);
                 wake_workers(d);
                 deadline = monotonic_ms() + drain;
-                close_listeners_when_quiet_wait(d, &listeners_closed);
+                close_listeners_when_quiet(d, &listeners_closed, 1000);
                 service_notify("STOPPING=1");
                 log_notice("%s: no longer accepting; draining %u connections "
                            "for up to %lld ms", signame(sig), atomic_load(&d->active),
@@ -169,8 +161,8 @@ static void signal_loop(struct daemon *d, const sigset_t *set)
         }
         if (!atomic_load(&d->stopping))
             continue;
-        close_listeners_when_quiet(d, &listeners_closed);
-        if (workers_done(d))
+        close_listeners_when_quiet(d, &listeners_closed, 0);
+        if (workers_wait(d, never, NULL, 0))
             return;
         if (!atomic_load(&d->closing) && monotonic_ms() >= deadline) {
             log_notice("shutdown_timeout: closing %u connections still open",

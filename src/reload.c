@@ -14,19 +14,10 @@
 #include "service.h"
 #include "worker.h"
 
-/* Waits (5 s at most) until every worker watches generation g. */
-static bool workers_moved_to(struct daemon *d, struct generation *g)
+/* Whether a worker watches generation `g` (after its batch). */
+static bool watches(const struct worker *w, const void *g)
 {
-    for (int i = 0; i < 5000; i++) {
-        bool all = true;
-        for (unsigned k = 0; k < d->nworkers && all; k++)
-            all = atomic_load(&d->workers[k].watching) == g ||
-                  atomic_load(&d->workers[k].done);
-        if (all)
-            return true;
-        nanosleep(&(struct timespec){0, 1000000}, NULL);
-    }
-    return false;
+    return atomic_load(&w->watching) == g;
 }
 
 /* Warns about settings that only a restart applies. */
@@ -80,7 +71,7 @@ void daemon_reload(struct daemon *d)
     generation_publish(d, g);
     for (unsigned k = 0; k < d->nworkers; k++)
         worker_wake(&d->workers[k]);
-    if (workers_moved_to(d, g))
+    if (workers_wait(d, watches, g, 5000))
         generation_close_sockets(d, old);
     else /* closing what a worker may still accept on is worse than a leak */
         log_err("reload: a worker did not move to the new configuration; the "

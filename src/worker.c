@@ -133,6 +133,19 @@ void worker_wake(struct worker *w)
     (void)mio_waker_wake(w->waker);
 }
 
+bool workers_wait(struct daemon *d, bool (*ok)(const struct worker *w, const void *arg),
+                  const void *arg, int ms)
+{
+    for (int waited = 0;; waited++) {
+        bool all = true;
+        for (unsigned i = 0; i < d->nworkers && all; i++)
+            all = atomic_load(&d->workers[i].done) || ok(&d->workers[i], arg);
+        if (all || waited >= ms)
+            return all;
+        nanosleep(&(struct timespec){0, 1000000}, NULL);
+    }
+}
+
 void worker_pause_accepting(struct worker *w, int64_t ms)
 {
     if (w->accepting)

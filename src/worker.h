@@ -59,6 +59,11 @@ void worker_wake(struct worker *w);
 /* Frees what worker_init made; the thread must have returned. */
 void worker_destroy(struct worker *w);
 
+/* Waits up to `ms` milliseconds (0: looks once) until every worker has
+ * `ok(w, arg)` or has returned; true when they all have. */
+bool workers_wait(struct daemon *d, bool (*ok)(const struct worker *w, const void *arg),
+                  const void *arg, int ms);
+
 /* Stops watching the listeners for a while (EMFILE without a spare, or an
  * accept error that may pass). */
 void worker_pause_accepting(struct worker *w, int64_t ms);
