@@ -5,6 +5,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -108,11 +109,16 @@ static bool name_char(char c)
            (c >= '0' && c <= '9') || c == '_' || c == '-' || c == '*';
 }
 
-/* Sets the reason a file is refused; -1. */
-static int refuse(struct config_scan *sc, int line, const char *why)
+/* Sets where and why a file is refused; -1. */
+static int refuse(struct config_scan *sc, int line, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int refuse(struct config_scan *sc, int line, const char *fmt, ...)
 {
+    va_list ap;
     sc->line = line;
-    snprintf(sc->why, sizeof sc->why, "%s", why);
+    va_start(ap, fmt);
+    vsnprintf(sc->why, sizeof sc->why, fmt, ap);
+    va_end(ap);
     return -1;
 }
 
@@ -131,11 +137,9 @@ int config_scan(const char *text, size_t len, struct config_scan *out)
     }
     for (const char *q = p; q < end; q++)
         lines += *q == '\n';
-    if (lines + (len > 0 && end[-1] != '\n') > LINES_MAX) {
-        snprintf(out->why, sizeof out->why,
-                 "more than %d lines, past what libconfig can number", LINES_MAX);
-        return -1;
-    }
+    if (lines + (len > 0 && end[-1] != '\n') > LINES_MAX)
+        return refuse(out, 0, "more than %d lines, past what libconfig can number",
+                      LINES_MAX);
     while (p < end) {
         char c = *p;
         if (c == '\n') {

@@ -265,15 +265,21 @@ static bool pending(const struct side *to)
     return to->out != NULL || to->pipe != NULL;
 }
 
+/* Counts n bytes of kept data written to `to`. */
+static void wrote(struct conn *c, const struct side *to, size_t n)
+{
+    if (to->kind == EP_CLIENT)
+        c->out += n;
+    c->last_ms = c->w->now_ms;
+}
+
 /* Writes the bytes a pipe holds for `to`.  1: all written (the pipe went
  * back to the pool), 0: still some (re-armed), -errno. */
 static int flush_pipe(struct conn *c, struct side *to)
 {
     ssize_t m = pipe_drain(to->pipe, to->fd);
     if (m > 0) {
-        if (to->kind == EP_CLIENT)
-            c->out += (size_t)m;
-        c->last_ms = c->w->now_ms;
+        wrote(c, to, (size_t)m);
     } else if (m != -EAGAIN) {
         return (int)m;
     }
@@ -297,9 +303,7 @@ static int flush(struct conn *c, struct side *to)
         ssize_t m = send(to->fd, b->data + b->off, b->len - b->off, MSG_NOSIGNAL);
         if (m >= 0) {
             b->off += (size_t)m;
-            if (to->kind == EP_CLIENT)
-                c->out += (size_t)m;
-            c->last_ms = c->w->now_ms;
+            wrote(c, to, (size_t)m);
             continue;
         }
         if (errno == EINTR)

@@ -6,8 +6,9 @@
  * only what the other side could not take is kept, in a buffer allocated
  * for that moment and freed when it drains, so an idle connection holds no
  * buffer.  A direction that carries bulk data is spliced instead (pipe.h):
- * its bytes wait, if they must, in a pipe rather than a buffer.  While a direction has bytes kept, its source is not read
- * (backpressure): a slow reader never makes the daemon grow.
+ * its bytes wait, if they must, in a pipe rather than a buffer.  While a
+ * direction has bytes kept, its source is not read (backpressure): a slow
+ * reader never makes the daemon grow.
  *
  * A FIN is passed on, never turned into a close: an echo connection sends
  * back everything it received and then closes; a relay shuts the other

@@ -82,13 +82,6 @@ static bool is_quiet(const struct worker *w, const void *arg)
     return atomic_load(&w->quiet);
 }
 
-/* Whether a worker is still running (so: not until it returns). */
-static bool never(const struct worker *w, const void *arg)
-{
-    (void)w, (void)arg;
-    return false;
-}
-
 /* Closes the listening sockets once every worker has taken them out of its
  * poll (waiting up to `ms` for that), so that no worker accepts on a
  * closed (or reused) descriptor and new clients are refused at once. */
@@ -162,7 +155,7 @@ static void signal_loop(struct daemon *d, const sigset_t *set)
         if (!atomic_load(&d->stopping))
             continue;
         close_listeners_when_quiet(d, &listeners_closed, 0);
-        if (workers_wait(d, never, NULL, 0))
+        if (workers_wait(d, NULL, NULL, 0)) /* every worker returned */
             return;
         if (!atomic_load(&d->closing) && monotonic_ms() >= deadline) {
             log_notice("shutdown_timeout: closing %u connections still open",

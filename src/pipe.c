@@ -9,6 +9,7 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "mio.h"
 #include "pipe.h"
 
 /* Empty pipes a worker keeps: enough for the directions that turn to bulk
@@ -27,11 +28,6 @@ unsigned pipe_budget(unsigned workers)
 
 #ifdef HAVE_SPLICE
 
-bool pipe_splice_available(void)
-{
-    return true;
-}
-
 struct pipe *pipe_get(struct pipe_pool *pool)
 {
     struct pipe *p = pool->free;
@@ -46,7 +42,7 @@ struct pipe *pipe_get(struct pipe_pool *pool)
     if (p == NULL)
         return NULL;
     int fds[2];
-    if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) < 0) {
+    if (mio_pipe(fds) < 0) {
         free(p);
         return NULL;
     }
@@ -98,11 +94,6 @@ ssize_t pipe_drain(struct pipe *p, int fd)
 }
 
 #else /* !HAVE_SPLICE */
-
-bool pipe_splice_available(void)
-{
-    return false;
-}
 
 struct pipe *pipe_get(struct pipe_pool *pool)
 {

@@ -43,7 +43,14 @@ struct pipe_pool {
 unsigned pipe_budget(unsigned workers);
 
 /* True when this build can splice. */
-bool pipe_splice_available(void);
+static inline bool pipe_splice_available(void)
+{
+#ifdef HAVE_SPLICE
+    return true;
+#else
+    return false;
+#endif
+}
 
 /* An empty pipe from the pool, or a new one; NULL when none can be made
  * (over budget, no descriptors, no memory): the caller copies instead. */

@@ -139,7 +139,8 @@ bool workers_wait(struct daemon *d, bool (*ok)(const struct worker *w, const voi
     for (int waited = 0;; waited++) {
         bool all = true;
         for (unsigned i = 0; i < d->nworkers && all; i++)
-            all = atomic_load(&d->workers[i].done) || ok(&d->workers[i], arg);
+            all = atomic_load(&d->workers[i].done) ||
+                  (ok != NULL && ok(&d->workers[i], arg));
         if (all || waited >= ms)
             return all;
         nanosleep(&(struct timespec){0, 1000000}, NULL);
