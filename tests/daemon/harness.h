@@ -12,6 +12,8 @@
 #include <stddef.h>
 #include <setjmp.h>
 #include <stdint.h>
+#include <stdatomic.h>
+#include <pthread.h>
 #include <cmocka.h>
 
 #include <stdbool.h>
@@ -171,6 +173,35 @@ int listen_loopback(int backlog, int *port);
 /* Accepts the daemon's connection to a test upstream listening on lfd
  * within 3 s, and gives it 5 s send/receive timeouts. */
 int upstream_accept(int lfd);
+
+/*
+ * A test server: a thread serving 127.0.0.1:0 with a poll(2) loop of its
+ * own, 10 ms at a time until tserver_stop(), with at most `max`
+ * connections at once.  What a connection does is the test's, through the
+ * callbacks, on an object conn_open() makes for it.  The thread counts
+ * the connections accepted and open, and errors (a conn_open() that
+ * returns NULL counts as one).  A test embeds it in its own server struct.
+ */
+struct tserver {
+    size_t max;
+    void *(*conn_open)(struct tserver *s, int fd);       /* NULL: failed */
+    short (*conn_events)(struct tserver *s, void *conn); /* POLLIN/POLLOUT */
+    bool (*conn_service)(struct tserver *s, void *conn); /* true: it is over */
+    void (*conn_free)(struct tserver *s, void *conn);    /* its fd is closed after */
+    int lfd, port;
+    pthread_t thread;
+    atomic_bool stop;
+    atomic_int accepted; /* connections accepted so far */
+    atomic_int open;     /* connections open now */
+    atomic_int errors;   /* socket errors, as the test counts them */
+};
+
+/* Listens (with `backlog`) and starts the thread; max and the callbacks
+ * must be set. */
+void tserver_start(struct tserver *s, int backlog);
+
+/* Stops the thread, then closes its connections and listening socket. */
+void tserver_stop(struct tserver *s);
 
 /* A port nobody listens on now: bound on 127.0.0.1:0 and let go (for the
  * configurations a reload must find again: "127.0.0.1:0" would be a new

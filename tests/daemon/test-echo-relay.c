@@ -160,15 +160,10 @@ enum up_mode {
 #define UP_BUF (256 * 1024)
 
 struct upsrv {
-    int lfd, port;
+    struct tserver srv;   /* first: the harness's thread and counters */
     enum up_mode mode;
-    size_t nbytes, off; /* what it sends: pattern[off .. off + nbytes) */
-    pthread_t thread;
-    atomic_bool stop;
-    atomic_int accepted;  /* connections accepted so far */
-    atomic_int open;      /* connections open now */
+    size_t nbytes, off;   /* what it sends: pattern[off .. off + nbytes) */
     atomic_int eofs;      /* FINs received */
-    atomic_int errors;    /* socket errors */
     atomic_int mismatches; /* received bytes that were not the pattern */
     atomic_ullong last_rx; /* bytes of the last connection that got a FIN */
 };
@@ -245,19 +240,21 @@ static bool uc_read(struct upsrv *u, struct uconn *c, bool *progress)
 }
 
 /* Moves one connection on; true when it is over (closed). */
-static bool uc_service(struct upsrv *u, struct uconn *c)
+static bool uc_service(struct tserver *s, void *conn)
 {
+    struct upsrv *u = (struct upsrv *)s;
+    struct uconn *c = conn;
     for (int round = 0; round < 64; round++) {
         bool progress = false;
         if (!uc_write(u, c, &progress) || !uc_read(u, c, &progress)) {
-            atomic_fetch_add(&u->errors, 1);
+            atomic_fetch_add(&u->srv.errors, 1);
             return true;
         }
         bool sent = c->txoff == c->txlen && c->elen == 0;
         if (u->mode == UP_SHUT_FIRST && sent && !c->wr_shut) {
             c->wr_shut = true;
             if (shutdown(c->fd, SHUT_WR) < 0)
-                atomic_fetch_add(&u->errors, 1);
+                atomic_fetch_add(&u->srv.errors, 1);
         }
         if (c->rd_eof && sent && (u->mode != UP_REPLY_EOF || c->txlen == u->nbytes))
             return true;
@@ -267,8 +264,10 @@ static bool uc_service(struct upsrv *u, struct uconn *c)
     return false;
 }
 
-static short uc_events(const struct upsrv *u, const struct uconn *c)
+static short uc_events(struct tserver *s, void *conn)
 {
+    const struct upsrv *u = (struct upsrv *)s;
+    const struct uconn *c = conn;
     bool echo = u->mode == UP_ECHO || u->mode == UP_BANNER;
     short ev = 0;
     if (!c->rd_eof && (!echo || c->elen == 0))
@@ -278,67 +277,30 @@ static short uc_events(const struct upsrv *u, const struct uconn *c)
     return ev;
 }
 
-static void uc_free(struct upsrv *u, struct uconn *c)
+/* A new connection; a speaking mode queues its bytes at once. */
+static void *uc_open(struct tserver *s, int fd)
 {
-    close(c->fd);
-    free(c->ebuf);
-    free(c);
-    atomic_fetch_sub(&u->open, 1);
+    const struct upsrv *u = (struct upsrv *)s;
+    struct uconn *c = calloc(1, sizeof(*c));
+    uint8_t *ebuf = malloc(UP_BUF);
+    if (c == NULL || ebuf == NULL) {
+        free(c);
+        free(ebuf);
+        return NULL;
+    }
+    c->fd = fd;
+    c->ebuf = ebuf;
+    if (u->mode == UP_BANNER || u->mode == UP_SHUT_FIRST)
+        c->txlen = u->nbytes;
+    return c;
 }
 
-static void *up_run(void *arg)
+static void uc_free(struct tserver *s, void *conn)
 {
-    struct upsrv *u = arg;
-    struct uconn *cs[UP_MAX_CONNS];
-    size_t n = 0;
-    /* Bounded: it polls 10 ms at a time until told to stop. */
-    while (!atomic_load(&u->stop)) {
-        struct pollfd pfd[UP_MAX_CONNS + 1];
-        for (size_t i = 0; i < n; i++)
-            pfd[i] = (struct pollfd){.fd = cs[i]->fd, .events = uc_events(u, cs[i])};
-        pfd[n] = (struct pollfd){.fd = u->lfd, .events = n < UP_MAX_CONNS ? POLLIN : 0};
-        size_t polled = n;
-        if (poll(pfd, polled + 1, 10) <= 0)
-            continue;
-        for (size_t i = polled; i-- > 0;) {
-            if (pfd[i].revents == 0)
-                continue;
-            if (uc_service(u, cs[i])) {
-                uc_free(u, cs[i]);
-                cs[i] = cs[--n];
-            }
-        }
-        if ((pfd[polled].revents & POLLIN) == 0)
-            continue;
-        while (n < UP_MAX_CONNS) {
-            int fd = accept4(u->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-            if (fd < 0)
-                break;
-            struct uconn *c = calloc(1, sizeof(*c));
-            uint8_t *ebuf = malloc(UP_BUF);
-            if (c == NULL || ebuf == NULL) {
-                free(c);
-                free(ebuf);
-                close(fd);
-                atomic_fetch_add(&u->errors, 1);
-                continue;
-            }
-            c->fd = fd;
-            c->ebuf = ebuf;
-            if (u->mode == UP_BANNER || u->mode == UP_SHUT_FIRST)
-                c->txlen = u->nbytes;
-            atomic_fetch_add(&u->accepted, 1);
-            atomic_fetch_add(&u->open, 1);
-            cs[n++] = c;
-            if (uc_service(u, c)) {
-                uc_free(u, c);
-                n--;
-            }
-        }
-    }
-    for (size_t i = 0; i < n; i++)
-        uc_free(u, cs[i]);
-    return NULL;
+    (void)s;
+    struct uconn *c = conn;
+    free(c->ebuf);
+    free(c);
 }
 
 /* Starts an upstream on 127.0.0.1:0 sending pattern[off .. off + nbytes)
@@ -352,18 +314,17 @@ static struct upsrv *up_start(enum up_mode mode, size_t nbytes, size_t off)
     u->mode = mode;
     u->nbytes = nbytes;
     u->off = off;
-    u->lfd = listen_loopback(64, &u->port);
-    set_nonblocking(u->lfd);
-    assert_int_equal(pthread_create(&u->thread, NULL, up_run, u), 0);
+    u->srv = (struct tserver){.max = UP_MAX_CONNS, .conn_open = uc_open,
+                              .conn_events = uc_events, .conn_service = uc_service,
+                              .conn_free = uc_free};
+    tserver_start(&u->srv, 64);
     upsrvs[nupsrvs++] = u;
     return u;
 }
 
 static void up_stop(struct upsrv *u)
 {
-    atomic_store(&u->stop, true);
-    pthread_join(u->thread, NULL);
-    close(u->lfd);
+    tserver_stop(&u->srv);
     for (size_t i = 0; i < nupsrvs; i++)
         if (upsrvs[i] == u) {
             upsrvs[i] = upsrvs[--nupsrvs];
@@ -650,8 +611,8 @@ static void relay_is_byte_exact_both_ways(void **state)
     struct upsrv *echo = up_start(UP_ECHO, 0, 0);
     struct upsrv *talker = up_start(UP_BANNER, banner, 5 * MIB);
     char g1[1024], g2[1024], conf[4096];
-    relay_group(g1, sizeof(g1), "to-echo", &echo->port, 1, "round-robin", "3.0", 0, "1.0");
-    relay_group(g2, sizeof(g2), "to-talker", &talker->port, 1, "round-robin", "3.0", 0,
+    relay_group(g1, sizeof(g1), "to-echo", &echo->srv.port, 1, "round-robin", "3.0", 0, "1.0");
+    relay_group(g2, sizeof(g2), "to-talker", &talker->srv.port, 1, "round-robin", "3.0", 0,
                 "1.0");
     snprintf(conf, sizeof(conf), "%slisteners = ( %s, %s );\n", DAEMON_CONF("2", "5.0"),
              g1, g2);
@@ -679,12 +640,12 @@ static void relay_is_byte_exact_both_ways(void **state)
         struct upsrv *u = i % 2 ? talker : echo;
         char expect[128];
         snprintf(expect, sizeof(expect), " upstream=127.0.0.1:%d in=%zu out=%zu ",
-                 u->port, cl[i].tx.len, rx_total(&cl[i]));
+                 u->srv.port, cl[i].tx.len, rx_total(&cl[i]));
         check_access(e, "127.0.0.1", cl[i].port, expect, "done");
     }
-    assert_int_equal(atomic_load(&echo->accepted), (int)ARRAY_LEN(sizes));
-    assert_int_equal(atomic_load(&talker->accepted), (int)ARRAY_LEN(sizes));
-    assert_int_equal(atomic_load(&echo->errors) + atomic_load(&talker->errors), 0);
+    assert_int_equal(atomic_load(&echo->srv.accepted), (int)ARRAY_LEN(sizes));
+    assert_int_equal(atomic_load(&talker->srv.accepted), (int)ARRAY_LEN(sizes));
+    assert_int_equal(atomic_load(&echo->srv.errors) + atomic_load(&talker->srv.errors), 0);
     assert_true(echod_wait_fd_count(e, idle, 2000)); /* both sockets of each closed */
     assert_int_equal(echod_stop(e, 3000), 0);
 }
@@ -697,7 +658,7 @@ static void relay_client_half_close_reaches_upstream(void **state)
     (void)state;
     const size_t ask = 50000, reply = 300000;
     struct upsrv *u = up_start(UP_REPLY_EOF, reply, 7 * MIB);
-    struct echod *e = start_relay(&u->port, 1, "round-robin", "3.0", 0, "1.0");
+    struct echod *e = start_relay(&u->srv.port, 1, "round-robin", "3.0", 0, "1.0");
     int port = echod_port(e, "relay", 0);
     int idle = echod_fd_count(e);
 
@@ -717,7 +678,7 @@ static void relay_client_half_close_reaches_upstream(void **state)
     assert_int_equal(atomic_load(&u->eofs), 1);
     assert_int_equal((int)atomic_load(&u->last_rx), (int)ask);
     assert_int_equal(atomic_load(&u->mismatches), 0);
-    assert_int_equal(atomic_load(&u->errors), 0);
+    assert_int_equal(atomic_load(&u->srv.errors), 0);
     char expect[64];
     snprintf(expect, sizeof(expect), " in=%zu out=%zu ", ask, reply);
     check_access(e, "127.0.0.1", cport, expect, "done");
@@ -733,7 +694,7 @@ static void relay_upstream_half_close_reaches_client(void **state)
     (void)state;
     const size_t banner = 20000, more = 1 * MIB;
     struct upsrv *u = up_start(UP_SHUT_FIRST, banner, 9 * MIB);
-    struct echod *e = start_relay(&u->port, 1, "round-robin", "3.0", 0, "1.0");
+    struct echod *e = start_relay(&u->srv.port, 1, "round-robin", "3.0", 0, "1.0");
     int port = echod_port(e, "relay", 0);
     int idle = echod_fd_count(e);
 
@@ -751,7 +712,7 @@ static void relay_upstream_half_close_reaches_client(void **state)
     assert_true(wait_counter(&u->eofs, 1, 3000));
     assert_int_equal((int)atomic_load(&u->last_rx), (int)more);
     assert_int_equal(atomic_load(&u->mismatches), 0);
-    assert_int_equal(atomic_load(&u->errors), 0);
+    assert_int_equal(atomic_load(&u->srv.errors), 0);
     char expect[64];
     snprintf(expect, sizeof(expect), " in=%zu out=%zu ", more, banner);
     check_access(e, "127.0.0.1", cport, expect, "done");
@@ -808,8 +769,8 @@ static void relay_holds_bulk_bytes_in_a_pipe_only_when_spliced(void **state)
     const size_t banner = 8 * MIB, more = 300000;
     struct upsrv *u = up_start(UP_BANNER, banner, 3 * MIB);
     char g1[1024], g2[1024], conf[4096];
-    relay_group(g1, sizeof(g1), "spliced", &u->port, 1, "round-robin", "3.0", 0, "1.0");
-    relay_group(g2, sizeof(g2), "copied", &u->port, 1, "round-robin", "3.0", 0, "1.0");
+    relay_group(g1, sizeof(g1), "spliced", &u->srv.port, 1, "round-robin", "3.0", 0, "1.0");
+    relay_group(g2, sizeof(g2), "copied", &u->srv.port, 1, "round-robin", "3.0", 0, "1.0");
     g2[strlen(g2) - 1] = '\0'; /* the closing brace */
     snprintf(conf, sizeof(conf), "%slisteners = ( %s, %s    splice = false;\n} );\n",
              DAEMON_CONF("1", "5.0"), g1, g2);
@@ -844,7 +805,7 @@ static void relay_holds_bulk_bytes_in_a_pipe_only_when_spliced(void **state)
     }
     free(got);
     assert_int_equal(atomic_load(&u->mismatches), 0);
-    assert_int_equal(atomic_load(&u->errors), 0);
+    assert_int_equal(atomic_load(&u->srv.errors), 0);
     assert_int_equal(echod_stop(e, 3000), 0);
 }
 
@@ -865,7 +826,7 @@ static void relay_pipes_stay_within_their_share_of_descriptors(void **state)
     const size_t banner = 8 * MIB; /* more than the relay's send buffer */
     struct upsrv *u = up_start(UP_BANNER, banner, 3 * MIB);
     char g[1024], conf[2048];
-    relay_group(g, sizeof(g), "relay", &u->port, 1, "round-robin", "3.0", 0, "1.0");
+    relay_group(g, sizeof(g), "relay", &u->srv.port, 1, "round-robin", "3.0", 0, "1.0");
     snprintf(conf, sizeof(conf), "%slisteners = ( %s );\n", DAEMON_CONF("1", "5.0"), g);
     assert_true(ndaemons < ARRAY_LEN(daemons));
     struct echod *e = echod_start_nofile(conf, LIMIT);
@@ -896,8 +857,8 @@ static void relay_pipes_stay_within_their_share_of_descriptors(void **state)
     for (int i = 0; i < N; i++)
         assert_true(peer_closed_within(fds[i], 3000));
     assert_true(wait_pipes(e, pipes, 3000));
-    assert_int_equal(atomic_load(&u->accepted), N);
-    assert_int_equal(atomic_load(&u->errors), 0);
+    assert_int_equal(atomic_load(&u->srv.accepted), N);
+    assert_int_equal(atomic_load(&u->srv.errors), 0);
     assert_int_equal(echod_stop(e, 3000), 0);
 }
 
@@ -949,7 +910,7 @@ static int exchange(struct echod *e, int port, const char *src, struct upsrv **u
     int before[8];
     assert_true(nups <= ARRAY_LEN(before));
     for (size_t i = 0; i < nups; i++)
-        before[i] = atomic_load(&ups[i]->accepted);
+        before[i] = atomic_load(&ups[i]->srv.accepted);
     int fd = connect_from(src, port);
     int cport = local_port(fd);
     send_all(fd, "abc", 3);
@@ -962,7 +923,7 @@ static int exchange(struct echod *e, int port, const char *src, struct upsrv **u
     check_access(e, src, cport, " in=3 out=3 ", "done");
     int served = -1;
     for (size_t i = 0; i < nups; i++) {
-        int d = atomic_load(&ups[i]->accepted) - before[i];
+        int d = atomic_load(&ups[i]->srv.accepted) - before[i];
         assert_true(d == 0 || d == 1);
         if (d == 1) {
             assert_int_equal(served, -1);
@@ -981,7 +942,7 @@ static struct echod *start_balanced(struct upsrv **ups, size_t n, const char *ba
     assert_true(n <= ARRAY_LEN(ports));
     for (size_t i = 0; i < n; i++) {
         ups[i] = up_start(UP_ECHO, 0, 0);
-        ports[i] = ups[i]->port;
+        ports[i] = ups[i]->srv.port;
     }
     return start_relay(ports, n, balance, "3.0", 2, "10.0");
 }
@@ -1004,7 +965,7 @@ static void balance_round_robin_spreads_evenly(void **state)
     }
     for (int i = 0; i < 3; i++) {
         assert_int_equal(count[i], 10);
-        assert_int_equal(atomic_load(&ups[i]->accepted), 10);
+        assert_int_equal(atomic_load(&ups[i]->srv.accepted), 10);
     }
     assert_int_equal(echod_stop(e, 3000), 0);
 }
@@ -1014,7 +975,7 @@ static int hold(int port, struct upsrv **ups, size_t nups, int *served)
 {
     int before[8];
     for (size_t i = 0; i < nups; i++)
-        before[i] = atomic_load(&ups[i]->accepted);
+        before[i] = atomic_load(&ups[i]->srv.accepted);
     int fd = connect_to(port);
     assert_true(fd >= 0);
     send_all(fd, "h", 1);
@@ -1022,7 +983,7 @@ static int hold(int port, struct upsrv **ups, size_t nups, int *served)
     recv_exact(fd, &c, 1);
     *served = -1;
     for (size_t i = 0; i < nups; i++)
-        if (atomic_load(&ups[i]->accepted) != before[i])
+        if (atomic_load(&ups[i]->srv.accepted) != before[i])
             *served = (int)i;
     assert_true(*served >= 0);
     return fd;
@@ -1092,7 +1053,7 @@ static void retry_next_upstream_when_one_refuses(void **state)
     (void)state;
     int bad = refusing_port();
     struct upsrv *good = up_start(UP_ECHO, 0, 0);
-    int ports[2] = {bad, good->port};
+    int ports[2] = {bad, good->srv.port};
     struct echod *e = start_relay(ports, 2, "round-robin", "3.0", 2, "10.0");
     int port = echod_port(e, "relay", 0);
 
@@ -1119,9 +1080,9 @@ static void retry_next_upstream_when_one_refuses(void **state)
     assert_non_null(strstr(line, "refused"));
     char expect[128];
     snprintf(expect, sizeof(expect), " upstream=127.0.0.1:%d in=%zu out=%zu ",
-             good->port, size, size);
+             good->srv.port, size, size);
     check_access(e, "127.0.0.1", cport, expect, "done");
-    assert_int_equal(atomic_load(&good->accepted), 1);
+    assert_int_equal(atomic_load(&good->srv.accepted), 1);
     assert_int_equal(echod_stop(e, 3000), 0);
 }
 
@@ -1154,7 +1115,7 @@ static void failed_upstream_skipped_for_fail_timeout(void **state)
     int bad = refusing_port();
     struct upsrv *good = up_start(UP_ECHO, 0, 0);
     struct upsrv *ups[1] = {good};
-    int ports[2] = {bad, good->port};
+    int ports[2] = {bad, good->srv.port};
     struct echod *e = start_relay(ports, 2, "round-robin", "3.0", 2, "1.0");
     int port = echod_port(e, "relay", 0);
     char needle[128];
@@ -1178,7 +1139,7 @@ static void failed_upstream_skipped_for_fail_timeout(void **state)
     for (int i = 0; i < 2; i++)
         assert_int_equal(exchange(e, port, "127.0.0.1", ups, 1), 0);
     assert_int_equal(echod_count_log(e, needle), 2);
-    assert_int_equal(atomic_load(&good->accepted), 8);
+    assert_int_equal(atomic_load(&good->srv.accepted), 8);
     assert_int_equal(echod_stop(e, 3000), 0);
 }
 
@@ -1190,7 +1151,7 @@ static void connect_timeout_moves_on(void **state)
     (void)state;
     int silent = silent_port();
     struct upsrv *good = up_start(UP_ECHO, 0, 0);
-    int ports[2] = {silent, good->port};
+    int ports[2] = {silent, good->srv.port};
     char g1[1024], g2[1024], conf[4096];
     relay_group(g1, sizeof(g1), "relay", ports, 2, "round-robin", "0.3", 2, "10.0");
     relay_group(g2, sizeof(g2), "dead", &silent, 1, "round-robin", "0.3", 1, "10.0");
@@ -1225,7 +1186,7 @@ static void connect_timeout_moves_on(void **state)
     echod_must_log(e, "listener relay: upstream 127.0.0.1:%d failed: connect timeout",
                    silent);
     char expect[128];
-    snprintf(expect, sizeof(expect), " upstream=127.0.0.1:%d in=4 out=4 ", good->port);
+    snprintf(expect, sizeof(expect), " upstream=127.0.0.1:%d in=4 out=4 ", good->srv.port);
     check_access(e, "127.0.0.1", pa, expect, "done");
     echod_must_log(e, "listener dead: upstream 127.0.0.1:%d failed: connect timeout",
                    silent);

@@ -448,23 +448,36 @@ struct upconn {
 };
 
 struct upsrv {
-    int lfd, port;
+    struct tserver srv; /* first: the harness's thread and counters (its
+                         * errors: socket errors other than resets) */
     enum up_mode mode;
     size_t nbytes;
-    pthread_t thread;
-    atomic_bool stop;
-    atomic_int accepted; /* connections accepted so far */
-    atomic_int open;     /* connections open now */
-    atomic_int resets;   /* ended by a reset (the daemon gave up on them) */
-    atomic_int errors;   /* other socket errors */
+    atomic_int resets;  /* ended by a reset (the daemon gave up on them) */
 };
 
-static void upc_free(struct upsrv *u, struct upconn *c)
+/* A new connection; source modes send pattern[k * 1000003 ...] on the
+ * k-th. */
+static void *upc_open(struct tserver *s, int fd)
 {
-    close(c->fd);
+    struct upconn *c = calloc(1, sizeof(*c));
+    uint8_t *buf = malloc(UP_BUF);
+    if (c == NULL || buf == NULL) {
+        free(c);
+        free(buf);
+        return NULL;
+    }
+    c->fd = fd;
+    c->buf = buf;
+    c->base = (uint64_t)atomic_load(&s->accepted) * 1000003;
+    return c;
+}
+
+static void upc_free(struct tserver *s, void *conn)
+{
+    (void)s;
+    struct upconn *c = conn;
     free(c->buf);
     free(c);
-    atomic_fetch_sub(&u->open, 1);
 }
 
 /* A failed send or recv: counts it; true (the connection is over). */
@@ -473,13 +486,15 @@ static bool upc_failed(struct upsrv *u)
     if (errno == ECONNRESET || errno == EPIPE)
         atomic_fetch_add(&u->resets, 1);
     else
-        atomic_fetch_add(&u->errors, 1);
+        atomic_fetch_add(&u->srv.errors, 1);
     return true;
 }
 
 /* Moves one connection on; true when it is over. */
-static bool upc_service(struct upsrv *u, struct upconn *c)
+static bool upc_service(struct tserver *s, void *conn)
 {
+    struct upsrv *u = (struct upsrv *)s;
+    struct upconn *c = conn;
     for (int round = 0; round < 64; round++) {
         bool progress = false;
         /* Write what is pending. */
@@ -552,8 +567,10 @@ static bool upc_service(struct upsrv *u, struct upconn *c)
     return false;
 }
 
-static short upc_events(const struct upsrv *u, const struct upconn *c)
+static short upc_events(struct tserver *s, void *conn)
 {
+    const struct upsrv *u = (struct upsrv *)s;
+    const struct upconn *c = conn;
     short ev = 0;
     if (u->mode == UP_ECHO) {
         if (!c->eof && c->len == 0)
@@ -569,70 +586,6 @@ static short upc_events(const struct upsrv *u, const struct upconn *c)
     return ev;
 }
 
-static void *up_run(void *arg)
-{
-    struct upsrv *u = arg;
-    struct upconn **cs = calloc(UP_MAX, sizeof(*cs));
-    struct pollfd *pfd = calloc(UP_MAX + 1, sizeof(*pfd));
-    if (cs == NULL || pfd == NULL) {
-        atomic_fetch_add(&u->errors, 1);
-        free(cs);
-        free(pfd);
-        return NULL;
-    }
-    size_t n = 0;
-    uint64_t next_base = 0;
-    /* Bounded: it polls 10 ms at a time until told to stop. */
-    while (!atomic_load(&u->stop)) {
-        for (size_t i = 0; i < n; i++)
-            pfd[i] = (struct pollfd){.fd = cs[i]->fd, .events = upc_events(u, cs[i])};
-        pfd[n] = (struct pollfd){.fd = u->lfd, .events = n < UP_MAX ? POLLIN : 0};
-        size_t polled = n;
-        if (poll(pfd, polled + 1, 10) <= 0)
-            continue;
-        for (size_t i = polled; i-- > 0;) {
-            if (pfd[i].revents == 0)
-                continue;
-            if (upc_service(u, cs[i])) {
-                upc_free(u, cs[i]);
-                cs[i] = cs[--n];
-            }
-        }
-        if ((pfd[polled].revents & POLLIN) == 0)
-            continue;
-        for (int k = 0; k < 256 && n < UP_MAX; k++) {
-            int fd = accept4(u->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-            if (fd < 0)
-                break;
-            struct upconn *c = calloc(1, sizeof(*c));
-            uint8_t *buf = malloc(UP_BUF);
-            if (c == NULL || buf == NULL) {
-                free(c);
-                free(buf);
-                close(fd);
-                atomic_fetch_add(&u->errors, 1);
-                continue;
-            }
-            c->fd = fd;
-            c->buf = buf;
-            c->base = next_base;
-            next_base += 1000003;
-            atomic_fetch_add(&u->accepted, 1);
-            atomic_fetch_add(&u->open, 1);
-            cs[n++] = c;
-            if (upc_service(u, c)) {
-                upc_free(u, c);
-                n--;
-            }
-        }
-    }
-    for (size_t i = 0; i < n; i++)
-        upc_free(u, cs[i]);
-    free(cs);
-    free(pfd);
-    return NULL;
-}
-
 /* Starts a test upstream on 127.0.0.1:0 (source modes send
  * pattern[k * 1000003 ...] on their k-th connection). */
 static struct upsrv *up_start(enum up_mode mode, size_t nbytes)
@@ -642,18 +595,17 @@ static struct upsrv *up_start(enum up_mode mode, size_t nbytes)
     assert_non_null(u);
     u->mode = mode;
     u->nbytes = nbytes;
-    u->lfd = listen_loopback(1024, &u->port);
-    set_nonblocking(u->lfd);
-    assert_int_equal(pthread_create(&u->thread, NULL, up_run, u), 0);
+    u->srv = (struct tserver){.max = UP_MAX, .conn_open = upc_open,
+                              .conn_events = upc_events, .conn_service = upc_service,
+                              .conn_free = upc_free};
+    tserver_start(&u->srv, 1024);
     upsrvs[nupsrvs++] = u;
     return u;
 }
 
 static void up_stop(struct upsrv *u)
 {
-    atomic_store(&u->stop, true);
-    pthread_join(u->thread, NULL);
-    close(u->lfd);
+    tserver_stop(&u->srv);
     for (size_t i = 0; i < nupsrvs; i++)
         if (upsrvs[i] == u) {
             upsrvs[i] = upsrvs[--nupsrvs];
@@ -1415,7 +1367,7 @@ static void env_start(struct fault_env *env, const char *groups)
 {
     env->good = up_start(UP_ECHO, 0);
     char g1[1024];
-    relay_group(g1, sizeof(g1), "healthy", 0, env->good->port, "30.0", "3.0", 0);
+    relay_group(g1, sizeof(g1), "healthy", 0, env->good->srv.port, "30.0", "3.0", 0);
     env->e = start_daemon(HEAD("2.0", "true") "listeners = ( %s%s );\n", g1, groups);
     env->p_fault = -1;
     env->s = stream_start(echod_port(env->e, "healthy", 0), 12345, false);
@@ -1463,11 +1415,11 @@ static void fault_end(struct fault_env *env, const char *what)
     uint64_t total = stream_finish(s);
     char expect[128];
     snprintf(expect, sizeof(expect), " upstream=127.0.0.1:%d in=%llu out=%llu ",
-             env->good->port, (unsigned long long)total, (unsigned long long)total);
+             env->good->srv.port, (unsigned long long)total, (unsigned long long)total);
     check_access(env->e, "healthy", cport, expect, "done");
     print_message("    %s; healthy stream: %.1f MiB verified during the fault, %.1f MiB "
                   "in all, intact\n", what, (double)during / MIB, (double)total / MIB);
-    assert_int_equal(atomic_load(&env->good->errors), 0);
+    assert_int_equal(atomic_load(&env->good->srv.errors), 0);
     assert_int_equal(echod_stop(env->e, 3000), 0);
 }
 
@@ -1645,7 +1597,7 @@ static void upstream_closes_mid_stream(void **state)
     const size_t N = 300000;
     struct fault_env env;
     struct upsrv *src = up_start(UP_SOURCE_CLOSE, N);
-    fault_start(&env, src->port, "30.0", "3.0");
+    fault_start(&env, src->srv.port, "30.0", "3.0");
     uint8_t *buf = malloc(N);
     assert_non_null(buf);
 
@@ -1767,7 +1719,7 @@ static void client_resets_mid_stream(void **state)
     struct upsrv *src = up_start(UP_SOURCE, 64 * MIB);
     char g2[512], g3[1024], groups[1600];
     echo_group(g2, sizeof(g2), "echo", 0, "30.0");
-    relay_group(g3, sizeof(g3), "relay", 0, src->port, "30.0", "3.0", 0);
+    relay_group(g3, sizeof(g3), "relay", 0, src->srv.port, "30.0", "3.0", 0);
     snprintf(groups, sizeof(groups), ", %s, %s", g2, g3);
     env_start(&env, groups);
     int p_echo = echod_port(env.e, "echo", 0), p_relay = echod_port(env.e, "relay", 0);
@@ -1789,8 +1741,8 @@ static void client_resets_mid_stream(void **state)
     assert_true(queued > 0);
     close_reset(fd);
     const char *rline = check_access(env.e, "relay", rport, " in=0 ", "client-reset");
-    assert_true(wait_counter(&src->open, 0, WAIT_MS));
-    assert_int_equal(atomic_load(&src->errors), 0);
+    assert_true(wait_counter(&src->srv.open, 0, WAIT_MS));
+    assert_int_equal(atomic_load(&src->srv.errors), 0);
     assert_true(echod_wait_fd_count(env.e, base_fds, WAIT_MS));
     assert_int_equal(sockets_in_state(env.e, 0x08), 0);
     char what[400];
@@ -1815,7 +1767,7 @@ static void client_half_close_then_silence(void **state)
     struct upsrv *up2 = up_start(UP_ECHO, 0);
     char g2[512], g3[1024], groups[1600];
     echo_group(g2, sizeof(g2), "echo", 0, "30.0");
-    relay_group(g3, sizeof(g3), "relay", 0, up2->port, "30.0", "3.0", 0);
+    relay_group(g3, sizeof(g3), "relay", 0, up2->srv.port, "30.0", "3.0", 0);
     snprintf(groups, sizeof(groups), ", %s, %s", g2, g3);
     env_start(&env, groups);
     int p_echo = echod_port(env.e, "echo", 0), p_relay = echod_port(env.e, "relay", 0);
@@ -1869,7 +1821,7 @@ static void client_half_close_then_silence(void **state)
     check_access(env.e, "echo", cport, expect, "done");
     assert_true(echod_wait_fd_count(env.e, base_fds, WAIT_MS));
     assert_int_equal(sockets_in_state(env.e, 0x08), 0);
-    assert_int_equal(atomic_load(&up2->errors), 0);
+    assert_int_equal(atomic_load(&up2->srv.errors), 0);
     char what[256];
     snprintf(what, sizeof(what), "FIN then silence: 5 connections echoed and closed by "
              "the daemon alone, 0 in CLOSE_WAIT; %.1f MiB held for a silent reader, all "
@@ -1891,7 +1843,7 @@ static void client_slow_reader_fast_writer(void **state)
     struct upsrv *src = up_start(UP_SOURCE, (size_t)SRC);
     char g2[512], g3[1024], groups[1600];
     echo_group(g2, sizeof(g2), "echo", 0, "30.0");
-    relay_group(g3, sizeof(g3), "relay", 0, src->port, "30.0", "3.0", 0);
+    relay_group(g3, sizeof(g3), "relay", 0, src->srv.port, "30.0", "3.0", 0);
     snprintf(groups, sizeof(groups), ", %s, %s", g2, g3);
     env_start(&env, groups);
     int p_echo = echod_port(env.e, "echo", 0), p_relay = echod_port(env.e, "relay", 0);
@@ -1978,7 +1930,7 @@ static void client_slow_reader_fast_writer(void **state)
     snprintf(expect, sizeof(expect), " in=0 out=%llu ", (unsigned long long)SRC);
     check_access(env.e, "relay", cl[NE].cport, expect, "done");
     close_tracked(cl[NE].fd);
-    assert_int_equal(atomic_load(&src->errors) + atomic_load(&src->resets), 0);
+    assert_int_equal(atomic_load(&src->srv.errors) + atomic_load(&src->resets), 0);
     fault_end(&env, "slow readers: every byte delivered after");
 }
 
@@ -1994,7 +1946,7 @@ static void client_silent_until_idle_timeout(void **state)
     struct upsrv *up2 = up_start(UP_ECHO, 0);
     char g2[512], g3[1024], groups[1600];
     echo_group(g2, sizeof(g2), "echo", 0, "0.5");
-    relay_group(g3, sizeof(g3), "relay", 0, up2->port, "0.5", "3.0", 0);
+    relay_group(g3, sizeof(g3), "relay", 0, up2->srv.port, "0.5", "3.0", 0);
     snprintf(groups, sizeof(groups), ", %s, %s", g2, g3);
     env_start(&env, groups);
     int p_echo = echod_port(env.e, "echo", 0), p_relay = echod_port(env.e, "relay", 0);
@@ -2014,7 +1966,7 @@ static void client_silent_until_idle_timeout(void **state)
     recv_exact(fds[N - 1], back, 3);
     assert_memory_equal(back, "abc", 3);
     from[N - 1] = ms_now();
-    assert_true(wait_counter(&up2->open, 2, WAIT_MS));
+    assert_true(wait_counter(&up2->srv.open, 2, WAIT_MS));
     for (int round = 0; round < 1000; round++) {
         struct pollfd pfd[N];
         int idx[N], k = 0;
@@ -2052,7 +2004,7 @@ static void client_silent_until_idle_timeout(void **state)
         assert_non_null(d);
         assert_true(strtod(d + 10, NULL) >= 0.5);
     }
-    assert_true(wait_counter(&up2->open, 0, WAIT_MS));
+    assert_true(wait_counter(&up2->srv.open, 0, WAIT_MS));
     char what[400];
     snprintf(what, sizeof(what), "idle_timeout 0.5 s: closed after %s ms (3 echo, 2 relay, "
              "1 after its last byte), reason=idle-timeout", figures);
@@ -2075,7 +2027,7 @@ static void churn_thousands_of_short_connections(void **state)
     struct upsrv *up = up_start(UP_ECHO, 0);
     char g1[512], g2[1024];
     echo_group(g1, sizeof(g1), "echo", 0, "30.0");
-    relay_group(g2, sizeof(g2), "relay", 0, up->port, "30.0", "3.0", 0);
+    relay_group(g2, sizeof(g2), "relay", 0, up->srv.port, "30.0", "3.0", 0);
     struct echod *e = start_daemon(HEAD("2.0", "false") "listeners = ( %s, %s );\n", g1, g2);
     int ports[2] = {echod_port(e, "echo", 0), echod_port(e, "relay", 0)};
     int fd_idle = echod_fd_count(e);
@@ -2123,8 +2075,8 @@ static void churn_thousands_of_short_connections(void **state)
         assert_int_equal(c.in, bytes);
         assert_int_equal(c.out, bytes);
     }
-    assert_int_equal(atomic_load(&up->accepted), (int)(warm.port_done[1] + run.port_done[1]));
-    assert_int_equal(atomic_load(&up->errors), 0);
+    assert_int_equal(atomic_load(&up->srv.accepted), (int)(warm.port_done[1] + run.port_done[1]));
+    assert_int_equal(atomic_load(&up->srv.errors), 0);
     assert_int_equal(echod_stop(e, 3000), 0);
 }
 
@@ -2222,7 +2174,7 @@ static void reload_under_load_loses_nothing(void **state)
     for (int i = 0; i < 100 && p_relay == p_echo; i++)
         p_relay = reserve_port();
     char conf[2048];
-    reload_conf(conf, sizeof(conf), p_echo, p_relay, up->port, 0);
+    reload_conf(conf, sizeof(conf), p_echo, p_relay, up->srv.port, 0);
     struct echod *e = start_daemon("%s", conf);
     assert_int_equal(echod_port(e, "echo", 0), p_echo);
     assert_int_equal(echod_port(e, "relay", 0), p_relay);
@@ -2248,14 +2200,14 @@ static void reload_under_load_loses_nothing(void **state)
         int64_t t = ms_now();
         if (i == 10) {
             char broken[2048];
-            reload_conf(broken, sizeof(broken), p_echo, p_relay, up->port, 1);
+            reload_conf(broken, sizeof(broken), p_echo, p_relay, up->srv.port, 1);
             broken[strlen(broken) / 2] = '\0'; /* cut in the middle of a group */
             rewrite(path, broken);
             echod_signal(e, SIGHUP);
             if (!wait_nth(e, "reload failed", 0, WAIT_MS))
                 fail_msg("no \"reload failed\" line after SIGHUP with a broken file");
         } else {
-            reload_conf(conf, sizeof(conf), p_echo, p_relay, up->port, (i + 1) % 2);
+            reload_conf(conf, sizeof(conf), p_echo, p_relay, up->srv.port, (i + 1) % 2);
             rewrite(path, conf);
             echod_signal(e, SIGHUP);
             if (!wait_nth(e, ok, good, WAIT_MS))
@@ -2298,7 +2250,7 @@ static void reload_under_load_loses_nothing(void **state)
         assert_int_equal(c.in, bytes);
         assert_int_equal(c.out, bytes);
     }
-    assert_int_equal(atomic_load(&up->errors), 0);
+    assert_int_equal(atomic_load(&up->srv.errors), 0);
     print_message("    20 SIGHUPs in %lld ms (19 reloads, 1 broken file refused; slowest %lld "
                   "ms); meanwhile 6 streams carried %.1f MiB and %llu short connections "
                   "%.1f MiB: 0 dropped, 0 bytes lost\n", (long long)took, (long long)slowest,
@@ -2322,7 +2274,7 @@ static void sigterm_under_load(void **state)
     struct upsrv *up = up_start(UP_ECHO, 0);
     char g1[512], g2[1024];
     echo_group(g1, sizeof(g1), "echo", 0, "30.0");
-    relay_group(g2, sizeof(g2), "relay", 0, up->port, "30.0", "3.0", 0);
+    relay_group(g2, sizeof(g2), "relay", 0, up->srv.port, "30.0", "3.0", 0);
     struct echod *e = start_daemon(HEAD("2.0", "true") "listeners = ( %s, %s );\n", g1, g2);
     int p_echo = echod_port(e, "echo", 0), p_relay = echod_port(e, "relay", 0);
 
@@ -2393,7 +2345,7 @@ static void sigterm_under_load(void **state)
                   (long long)stopped);
     assert_true(stopped < 2000 + 1500);
     assert_non_null(echod_wait_log(e, "shutdown_timeout: closing 2 connections", 0));
-    assert_int_equal(atomic_load(&up->errors), 0);
+    assert_int_equal(atomic_load(&up->srv.errors), 0);
 }
 
 static int setup_group(void **state)
