@@ -26,6 +26,13 @@ static int check_interest(mio_interest_t interest)
     return 0;
 }
 
+/* What register and reregister check first: a descriptor, then the
+ * interest. */
+static int check_source(int fd, mio_interest_t interest)
+{
+    return fd < 0 ? -EBADF : check_interest(interest);
+}
+
 /* 0 for NULL or a timespec with tv_sec >= 0 and 0 <= tv_nsec < 1e9. */
 static int check_timeout(const struct timespec *ts)
 {
@@ -88,9 +95,7 @@ int mio_registry_register(mio_registry_t *reg, int fd, mio_token_t token,
                           mio_interest_t interest)
 {
     assert(reg != NULL);
-    if (fd < 0)
-        return -EBADF;
-    int err = check_interest(interest);
+    int err = check_source(fd, interest);
     if (err < 0)
         return err;
     return mio__sel_register(reg->sel, fd, token, interest);
@@ -100,9 +105,7 @@ int mio_registry_reregister(mio_registry_t *reg, int fd, mio_token_t token,
                             mio_interest_t interest)
 {
     assert(reg != NULL);
-    if (fd < 0)
-        return -EBADF;
-    int err = check_interest(interest);
+    int err = check_source(fd, interest);
     if (err < 0)
         return err;
     return mio__sel_reregister(reg->sel, fd, token, interest);
