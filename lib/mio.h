@@ -11,7 +11,12 @@
  * too: the receive queue was empty, and new bytes bring a new event, so the
  * caller may stop there and save the read that would fail (tokio does the
  * same).  Not when the event reported read-closed or an error: that edge is
- * spent, so read on to EOF or the error.
+ * spent, so read on to EOF or the error.  Nor when it reported priority:
+ * a read stops short at TCP's urgent mark (and at a Unix socket's
+ * out-of-band byte) with bytes still queued behind it, and no new event
+ * comes for them, so a caller that may receive urgent data registers
+ * MIO_PRIORITY and, after an event that reports it, reads on to EAGAIN.
+ * kqueue has no priority events: there, such a caller always reads on.
  *
  * Every call returns 0 (or a non-negative value) on success and a negative
  * errno on failure, like libuv.  Passing NULL where an object is required is

@@ -8,6 +8,8 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "helpers.h"
@@ -141,6 +143,36 @@ static void short_read_consumes_readiness_tcp(void **state)
     int client, server;
     tcp_pair(&client, &server);
     short_read_on_pair(f->poll, f->events, f->reg, server, client);
+    close(client);
+    close(server);
+}
+
+/* Where the short-read rule does not hold: TCP urgent data.  A read stops
+ * short at the urgent mark with bytes queued behind it, and no new event
+ * comes for them; the event that brought them reports priority, the
+ * caller's cue to read on to EAGAIN. */
+static void short_read_at_urgent_mark_leaves_bytes_queued(void **state)
+{
+    struct fixture *f = *state;
+    int client, server, on = 1;
+    char buf[4096];
+    tcp_pair(&client, &server);
+    assert_int_equal(setsockopt(server, SOL_SOCKET, SO_OOBINLINE, &on, sizeof(on)), 0);
+    assert_int_equal(mio_registry_register(f->reg, server, 9, MIO_READABLE | MIO_PRIORITY), 0);
+    assert_int_equal(send(client, "0123456789", 10, 0), 10);
+    assert_int_equal(send(client, "!", 1, MSG_OOB), 1);
+    assert_int_equal(send(client, "abcdefghij", 10, 0), 10);
+    nanosleep(&(struct timespec){0, 50000000}, NULL); /* all three have come */
+    unsigned bits = wait_for_token(f->poll, f->events, 9, 1000);
+    assert_true(bits & EV_R);
+    assert_true(bits & EV_P);
+    assert_int_equal(read(server, buf, sizeof(buf)), 10); /* short, at the mark */
+    assert_int_equal(mio_registry_rearm(f->reg, server, MIO_READABLE | MIO_PRIORITY), 0);
+    if (strcmp(mio_backend_name(), "poll") != 0)
+        expect_no_event(f->poll, f->events, 9, 50); /* nothing tells of the rest */
+    assert_int_equal(read(server, buf, sizeof(buf)), 11); /* "!abcdefghij" */
+    assert_memory_equal(buf, "!abcdefghij", 11);
+    assert_int_equal(mio_registry_deregister(f->reg, server), 0);
     close(client);
     close(server);
 }
@@ -387,6 +419,7 @@ int main(void)
         T(readiness_is_rearmed_after_eagain),
     T(short_read_consumes_readiness_unix),
     T(short_read_consumes_readiness_tcp),
+    T(short_read_at_urgent_mark_leaves_bytes_queued),
         T(writable_edge_comes_back_after_eagain),
         T(reregister_replaces_token_and_interest),
         T(no_events_after_deregister),
