@@ -102,6 +102,11 @@ bool listener_admit_source(struct worker *w, struct listener *l,
     }
     if (l->cfg->max_per_source == 0)
         return true;
+    /* The connecting peer was counted until now: the source replaces it. */
+    if (c->srclen > 0) {
+        persource_release(&l->st->persource, c->srckey, c->srclen);
+        c->srclen = 0;
+    }
     uint8_t key[16];
     size_t len = addr_source_key(src, key);
     if (len == 0)
@@ -122,8 +127,9 @@ static void admit(struct worker *w, struct listen_sock *ls, int fd, const addr_t
     enum refusal why = acl_allows(l->cfg, peer) ? take_limits(w, l) : REFUSED_ACL;
     uint8_t key[16];
     size_t len = 0;
-    /* With accept_proxy the source is the one the header will declare. */
-    if (why == REFUSED_N && l->cfg->max_per_source > 0 && !l->cfg->accept_proxy &&
+    /* With accept_proxy the peer is counted until its header declares the
+     * source (listener_admit_source()), so that unfinished headers count. */
+    if (why == REFUSED_N && l->cfg->max_per_source > 0 &&
         (len = addr_source_key(peer, key)) > 0 &&
         !persource_acquire(&l->st->persource, key, len, l->cfg->max_per_source)) {
         atomic_fetch_sub(&l->st->active, 1);

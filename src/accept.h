@@ -17,7 +17,8 @@ void listener_accept(struct worker *w, struct listen_sock *ls);
 
 /* Admits the source a PROXY header declared: the listener's allow/deny and
  * max_per_source apply to it, as to a direct client.  Counts it per source
- * in c.  False (logged, rate-limited) when refused. */
+ * in c, in place of the connecting peer counted at accept.  False (logged,
+ * rate-limited) when refused. */
 bool listener_admit_source(struct worker *w, struct listener *l,
                            const addr_t *src, struct conn *c);
 

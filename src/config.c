@@ -62,6 +62,7 @@ const char *const config_known_keys[] = {
     "listeners.allow",
     "listeners.deny",
     "listeners.accept_proxy",
+    "listeners.proxy_timeout",
     "listeners.splice",
     "listeners.upstreams",
     "listeners.balance",
@@ -792,6 +793,20 @@ static int load_proxy(struct loader *ld, const config_setting_t *g,
     return 0;
 }
 
+/* Loads `proxy_timeout`, which only a listener with accept_proxy has. */
+static int load_proxy_timeout(struct loader *ld, const config_setting_t *g,
+                              const char *scope, struct listener_config *lc)
+{
+    const config_setting_t *s = config_setting_get_member(g, "proxy_timeout");
+
+    lc->proxy_timeout_ms = 5000;
+    if (s != NULL && !lc->accept_proxy)
+        return fail(ld, line_of(s), scope, "proxy_timeout",
+                    "only with accept_proxy = true; this listener reads no PROXY header");
+    return get_seconds(ld, g, scope, "proxy_timeout", 3600, true,
+                       &lc->proxy_timeout_ms);
+}
+
 /*
  * Loads `splice`: refused where the system has no splice(2).  On by default
  * for relays, where it halves the daemon's CPU per byte; off for echo, where
@@ -861,6 +876,7 @@ static int load_listener(struct loader *ld, const config_setting_t *g,
         load_cidrs(ld, g, scope, "allow", &lc->allow, &lc->nallow) != 0 ||
         load_cidrs(ld, g, scope, "deny", &lc->deny, &lc->ndeny) != 0 ||
         get_bool(ld, g, scope, "accept_proxy", &lc->accept_proxy) != 0 ||
+        load_proxy_timeout(ld, g, scope, lc) != 0 ||
         load_splice(ld, g, scope, lc) != 0)
         return -1;
     lc->buffer_size = buffer_size;

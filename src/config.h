@@ -37,6 +37,7 @@ struct listener_config {
     struct cidr *deny;
     size_t ndeny;
     bool accept_proxy;
+    int64_t proxy_timeout_ms; /* the whole PROXY header within it */
     bool splice;             /* bulk data through a pipe (Linux splice(2)) */
     /* proxy mode only */
     struct config_addr *upstreams;

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -58,21 +59,70 @@ static const char *error_reason(const struct side *s, int err)
     }
 }
 
-/* Sets the connection's timer to its idle deadline (or none). */
+/* When the PROXY header must be complete: proxy_timeout after the accept. */
+static int64_t header_deadline(const struct conn *c)
+{
+    return c->start_ms + c->l->cfg->proxy_timeout_ms;
+}
+
+/* Sets the connection's timer to its idle deadline (or none), and while
+ * the PROXY header is read, to the header's deadline if that comes first. */
 static void arm_idle(struct conn *c)
 {
     int64_t idle = c->l->cfg->idle_timeout_ms;
-    if (idle > 0)
-        (void)timer_set(&c->w->timers, &c->timer, c->last_ms + idle);
+    int64_t at = idle > 0 ? c->last_ms + idle : INT64_MAX;
+    if (c->state == CONN_PROXY_HEADER && header_deadline(c) < at)
+        at = header_deadline(c);
+    if (at != INT64_MAX)
+        (void)timer_set(&c->w->timers, &c->timer, at);
     else
         timer_cancel(&c->w->timers, &c->timer);
+}
+
+/*
+ * TCP urgent data (send(MSG_OOB): telnet's Synch, FTP's ABOR).  Every socket
+ * reads it in line (SO_OOBINLINE: a TCP listening socket passes it on to the
+ * sockets it accepts; the others get it set), so no byte is skipped.  But a
+ * read stops short at the urgent mark with more bytes queued behind it, and
+ * splice(2) stops there for good: EAGAIN, then 0 once the FIN has come.  So
+ * a socket whose event reports priority is in urgent mode until a read says
+ * EAGAIN: it is read by copy, past short reads, and the byte at the mark is
+ * read alone and sent on as urgent data, so that the receiver finds the mark
+ * where the sender put it.  A destination that cannot take urgent data (a
+ * Unix socket before Linux 5.15) gets that byte in line.
+ */
+
+void conn_urgent_inline(int fd)
+{
+    int on = 1;
+    (void)setsockopt(fd, SOL_SOCKET, SO_OOBINLINE, &on, sizeof(on));
+}
+
+/* Whether the next byte to read from fd is the one at the urgent mark. */
+static bool at_urgent_mark(int fd)
+{
+    int mark = 0;
+    return ioctl(fd, SIOCATMARK, &mark) == 0 && mark == 1;
+}
+
+/* What reading a socket waits for: readable, and priority, which tells of
+ * urgent data (kqueue has no such event: see pump()). */
+static mio_interest_t read_interest(const struct worker *w)
+{
+    return w->no_priority ? MIO_READABLE : MIO_READABLE | MIO_PRIORITY;
 }
 
 /* Registers one side's socket for both directions, edge-triggered. */
 static bool watch(struct conn *c, struct side *s)
 {
-    int err = mio_registry_register(c->w->reg, s->fd, (mio_token_t)s,
-                                    MIO_READABLE | MIO_WRITABLE);
+    struct worker *w = c->w;
+    int err = mio_registry_register(w->reg, s->fd, (mio_token_t)s,
+                                    read_interest(w) | MIO_WRITABLE);
+    if (err == -EOPNOTSUPP && !w->no_priority) {
+        w->no_priority = true;
+        err = mio_registry_register(w->reg, s->fd, (mio_token_t)s,
+                                    read_interest(w) | MIO_WRITABLE);
+    }
     if (err < 0) {
         log_err("listener %s: cannot watch a socket: %s", c->l->cfg->name,
                 log_strerror(-err));
@@ -124,8 +174,10 @@ void conn_open(struct worker *w, struct listen_sock *ls, int fd,
 
     if (peer->u.sa.sa_family != AF_UNIX)
         (void)mio_tcp_set_nodelay(fd, true);
+    else
+        conn_urgent_inline(fd); /* not passed on by a Unix listening socket */
     if (!watch(c, &c->client)) {
-        conn_close(c, "out-of-memory");
+        conn_abort(c, "out-of-memory");
         return;
     }
     if (l->cfg->accept_proxy) {
@@ -143,7 +195,17 @@ void conn_open(struct worker *w, struct listen_sock *ls, int fd,
     }
 }
 
-void conn_close(struct conn *c, const char *reason)
+/* Makes close(fd) send a reset instead of a FIN (a Unix socket has no
+ * reset: its peer just sees the end). */
+static void reset_on_close(int fd)
+{
+    struct linger lg = {.l_onoff = 1, .l_linger = 0};
+    if (fd >= 0)
+        (void)setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+}
+
+/* Ends the connection: conn_close() or, when `abort`, conn_abort(). */
+static void end(struct conn *c, const char *reason, bool abort)
 {
     if (c->dead)
         return;
@@ -161,6 +223,10 @@ void conn_close(struct conn *c, const char *reason)
     atomic_fetch_add(&l->st->bytes_out, c->out);
     atomic_fetch_sub(&l->st->active, 1);
     atomic_fetch_sub(&w->d->active, 1);
+    if (abort) {
+        reset_on_close(c->client.fd);
+        reset_on_close(c->upstream.fd);
+    }
     unwatch(c, &c->client);
     unwatch(c, &c->upstream);
     if (c->client.pipe != NULL)
@@ -193,6 +259,16 @@ void conn_close(struct conn *c, const char *reason)
     w->dead = c;
 }
 
+void conn_close(struct conn *c, const char *reason)
+{
+    end(c, reason, false);
+}
+
+void conn_abort(struct conn *c, const char *reason)
+{
+    end(c, reason, true);
+}
+
 void conn_reap(struct worker *w)
 {
     while (w->dead != NULL) {
@@ -210,39 +286,57 @@ void conn_reap(struct worker *w)
         pipe_pool_free(&w->pipes);
 }
 
-/* Keeps bytes for `to` that it could not take; false when out of memory. */
+/* Keeps bytes for `to` that it could not take; false when out of memory.
+ * The buffer holds buffer_size bytes, or more when what waits for the
+ * upstream before its first write needs it: an outgoing PROXY header in
+ * front of the bytes that came with the client's own header. */
 static bool keep(struct conn *c, struct side *to, const uint8_t *p, size_t n)
 {
-    if (to->out == NULL) {
-        size_t cap = c->l->cfg->buffer_size;
-        if (cap < n)
-            cap = n;
-        to->out = malloc(sizeof(struct buf) + cap);
-        if (to->out == NULL)
-            return false;
-        to->out->off = to->out->len = 0;
-        to->out->cap = cap;
-    }
     struct buf *b = to->out;
-    if (b->off > 0 && b->len + n > b->cap) {
+    if (b != NULL && b->off > 0) {
         memmove(b->data, b->data + b->off, b->len - b->off);
         b->len -= b->off;
         b->off = 0;
     }
-    if (b->len + n > b->cap)
-        return false; /* cannot happen: we never read while bytes are kept */
+    size_t len = b != NULL ? b->len : 0;
+    if (b == NULL || len + n > b->cap) {
+        size_t cap = c->l->cfg->buffer_size;
+        if (cap < len + n)
+            cap = len + n;
+        struct buf *grown = realloc(b, sizeof(struct buf) + cap);
+        if (grown == NULL)
+            return false;
+        grown->off = 0;
+        grown->len = len;
+        grown->cap = cap;
+        to->out = b = grown;
+    }
     memcpy(b->data + b->len, p, n);
     b->len += n;
     return true;
 }
 
-/* Writes p[0..n) to `to`, keeping what it cannot take now.  Returns 0
- * when everything went, 1 when some is kept (EAGAIN, re-armed), -errno. */
-static int deliver(struct conn *c, struct side *to, const uint8_t *p, size_t n)
+/* One send(2) of p[0..n) to `to`, as urgent data when `oob` and the socket
+ * can take it (in line otherwise). */
+static ssize_t send_to(const struct side *to, const uint8_t *p, size_t n, bool oob)
+{
+    if (oob) {
+        ssize_t m = send(to->fd, p, n, MSG_NOSIGNAL | MSG_OOB);
+        if (m >= 0 || errno != EOPNOTSUPP)
+            return m;
+    }
+    return send(to->fd, p, n, MSG_NOSIGNAL);
+}
+
+/* Writes p[0..n) to `to` (as urgent data when `oob`), keeping what it
+ * cannot take now.  Returns 0 when everything went, 1 when some is kept
+ * (EAGAIN, re-armed), -errno. */
+static int deliver(struct conn *c, struct side *to, const uint8_t *p, size_t n,
+                   bool oob)
 {
     size_t done = 0;
     while (done < n) {
-        ssize_t m = send(to->fd, p + done, n - done, MSG_NOSIGNAL);
+        ssize_t m = send_to(to, p + done, n - done, oob);
         if (m >= 0) {
             done += (size_t)m;
             continue;
@@ -253,6 +347,7 @@ static int deliver(struct conn *c, struct side *to, const uint8_t *p, size_t n)
             return -errno;
         if (!keep(c, to, p + done, n - done))
             return -ENOMEM;
+        to->out_oob = oob;
         (void)mio_registry_rearm(c->w->reg, to->fd, MIO_WRITABLE);
         return 1;
     }
@@ -300,7 +395,7 @@ static int flush(struct conn *c, struct side *to)
         return flush_pipe(c, to);
     struct buf *b = to->out;
     while (b != NULL && b->off < b->len) {
-        ssize_t m = send(to->fd, b->data + b->off, b->len - b->off, MSG_NOSIGNAL);
+        ssize_t m = send_to(to, b->data + b->off, b->len - b->off, to->out_oob);
         if (m >= 0) {
             b->off += (size_t)m;
             wrote(c, to, (size_t)m);
@@ -315,6 +410,7 @@ static int flush(struct conn *c, struct side *to)
     }
     free(b);
     to->out = NULL;
+    to->out_oob = false;
     return 1;
 }
 
@@ -331,7 +427,7 @@ static bool pass_fin(struct conn *c, struct side *from, struct side *to)
     if (!to->shut) {
         to->shut = true;
         if (shutdown(to->fd, SHUT_WR) < 0 && errno != ENOTCONN) {
-            conn_close(c, error_reason(to, errno));
+            conn_abort(c, error_reason(to, errno));
             return false;
         }
     }
@@ -344,20 +440,22 @@ static bool pass_fin(struct conn *c, struct side *from, struct side *to)
 }
 
 /* One read of up to `cap` bytes from `from` into the worker's scratch
- * buffer, written on to `to` (what it cannot take is kept).  Returns the
- * bytes read, 0 at end of file, or -errno with *culprit the side at fault. */
+ * buffer, written on to `to` (what it cannot take is kept); with `oob`, the
+ * one byte at the urgent mark, sent on as urgent data.  Returns the bytes
+ * read, 0 at end of file, or -errno with *culprit the side at fault. */
 static ssize_t move_copy(struct conn *c, struct side *from, struct side *to,
-                         size_t cap, struct side **culprit)
+                         size_t cap, bool oob, struct side **culprit)
 {
     struct worker *w = c->w;
-    ssize_t n = recv(from->fd, w->scratch, cap, 0);
+    ssize_t n = recv(from->fd, w->scratch, oob ? 1 : cap, 0);
     if (n <= 0) {
         *culprit = from;
         return n == 0 ? 0 : -errno;
     }
     /* A full read: more is likely coming, through a pipe if allowed. */
-    from->bulk = (size_t)n == cap && c->l->cfg->splice;
-    int r = deliver(c, to, w->scratch, (size_t)n);
+    if (!oob)
+        from->bulk = (size_t)n == cap && c->l->cfg->splice;
+    int r = deliver(c, to, w->scratch, (size_t)n, oob);
     if (r < 0) {
         *culprit = r == -ENOMEM ? from : to;
         return r;
@@ -384,14 +482,14 @@ static ssize_t move_splice(struct conn *c, struct side *from, struct side *to,
     struct pipe *p = pipe_get(&c->w->pipes);
     if (p == NULL) {
         from->bulk = false;
-        return move_copy(c, from, to, cap, culprit);
+        return move_copy(c, from, to, cap, false, culprit);
     }
     ssize_t n = pipe_fill(p, from->fd, cap);
     if (n <= 0) {
         pipe_put(&c->w->pipes, p);
         if (n == -EINVAL) { /* not a socket splice(2) knows */
             from->bulk = false;
-            return move_copy(c, from, to, cap, culprit);
+            return move_copy(c, from, to, cap, false, culprit);
         }
         *culprit = from;
         return n;
@@ -421,9 +519,10 @@ static bool pump(struct conn *c, struct side *from, struct side *to)
             return true;
         }
         struct side *culprit = from;
-        bool spliced = from->bulk;
+        bool spliced = from->bulk && !from->urgent;
+        bool oob = from->urgent && at_urgent_mark(from->fd);
         ssize_t n = spliced ? move_splice(c, from, to, cap, &culprit)
-                            : move_copy(c, from, to, cap, &culprit);
+                            : move_copy(c, from, to, cap, oob, &culprit);
         if (n > 0) {
             c->last_ms = w->now_ms;
             if (from->kind == EP_CLIENT)
@@ -431,13 +530,21 @@ static bool pump(struct conn *c, struct side *from, struct side *to)
             /* A short recv emptied the receive queue: new bytes bring a
              * new edge, so the recv that would say EAGAIN is saved.  Not
              * after a FIN or an error was reported (that edge is spent),
-             * nor after a splice, which also stops short when the pipe
-             * runs out of slots. */
-            if (!spliced && (size_t)n < cap && !from->closing && !pending(to)) {
+             * nor in urgent mode (a recv stops short at the mark), nor
+             * where no event tells of urgent data, nor after a splice,
+             * which also stops short when the pipe runs out of slots. */
+            if (!spliced && (size_t)n < cap && !from->closing && !from->urgent &&
+                !w->no_priority && !pending(to)) {
                 from->read_paused = false;
-                (void)mio_registry_rearm(w->reg, from->fd, MIO_READABLE);
+                (void)mio_registry_rearm(w->reg, from->fd, read_interest(w));
                 return true;
             }
+            continue;
+        }
+        if (n == 0 && spliced) {
+            /* splice(2) also says 0 at an urgent mark once the FIN has
+             * come: a recv tells which. */
+            from->urgent = true;
             continue;
         }
         if (n == 0) {
@@ -449,10 +556,11 @@ static bool pump(struct conn *c, struct side *from, struct side *to)
             continue;
         if (n == -EAGAIN) {
             from->read_paused = false;
-            (void)mio_registry_rearm(w->reg, from->fd, MIO_READABLE);
+            from->urgent = false; /* past the mark: the next one is an event */
+            (void)mio_registry_rearm(w->reg, from->fd, read_interest(w));
             return true;
         }
-        conn_close(c, error_reason(culprit, (int)-n));
+        conn_abort(c, error_reason(culprit, (int)-n));
         return false;
     }
     return true;
@@ -466,7 +574,7 @@ static bool drain(struct conn *c, struct side *to)
     if (pending(to)) {
         int r = flush(c, to);
         if (r < 0) {
-            conn_close(c, error_reason(to, -r));
+            conn_abort(c, error_reason(to, -r));
             return false;
         }
         if (r == 0)
@@ -487,7 +595,7 @@ static void read_proxy_header(struct conn *c)
     if (c->hdr == NULL) {
         c->hdr = malloc(sizeof(struct buf) + PROXY_MAX_HEADER);
         if (c->hdr == NULL) {
-            conn_close(c, "out-of-memory");
+            conn_abort(c, "out-of-memory");
             return;
         }
         c->hdr->off = c->hdr->len = 0;
@@ -512,11 +620,11 @@ static void read_proxy_header(struct conn *c)
             if (errno == EINTR)
                 continue;
             if (errno == EAGAIN) {
-                (void)mio_registry_rearm(c->w->reg, s->fd, MIO_READABLE);
+                (void)mio_registry_rearm(c->w->reg, s->fd, read_interest(c->w));
                 s->read_paused = false;
                 return;
             }
-            conn_close(c, error_reason(s, errno));
+            conn_abort(c, error_reason(s, errno));
             return;
         }
         h->len += (size_t)n;
@@ -546,7 +654,7 @@ static void read_proxy_header(struct conn *c)
     size_t rest = h->len - (size_t)hlen;
     struct side *to = IS_ECHO(c) ? &c->client : &c->upstream;
     if (rest > 0 && !keep(c, to, h->data + hlen, rest)) {
-        conn_close(c, "out-of-memory");
+        conn_abort(c, "out-of-memory");
         return;
     }
     free(c->hdr);
@@ -602,7 +710,7 @@ static void start_connect(struct conn *c)
                      : mio_tcp_connect(&up->addr.u.sa, up->addr.len);
         if (fd == -EMFILE || fd == -ENFILE || fd == -ENOBUFS || fd == -ENOMEM) {
             /* Our shortage, not the upstream's fault. */
-            conn_close(c, fd == -EMFILE || fd == -ENFILE ? "out-of-descriptors"
+            conn_abort(c, fd == -EMFILE || fd == -ENFILE ? "out-of-descriptors"
                                                          : "out-of-memory");
             return;
         }
@@ -616,8 +724,9 @@ static void start_connect(struct conn *c)
         c->upstream.eof = c->upstream.shut = false;
         if (up->addr.u.sa.sa_family != AF_UNIX)
             (void)mio_tcp_set_nodelay(fd, true);
+        conn_urgent_inline(fd);
         if (!watch(c, &c->upstream)) {
-            conn_close(c, "out-of-memory");
+            conn_abort(c, "out-of-memory");
             return;
         }
         c->state = CONN_CONNECTING;
@@ -630,7 +739,7 @@ static void start_connect(struct conn *c)
         log_warn("listener %s: no upstream reached for %s after %u attempt%s",
                  cfg->name, client, c->attempts, c->attempts == 1 ? "" : "s");
     }
-    conn_close(c, "no-upstream");
+    conn_abort(c, "no-upstream");
 }
 
 /* The connect in progress failed with err (or timed out): the upstream is
@@ -656,7 +765,7 @@ static void check_connect(struct conn *c)
     c->state = CONN_OPEN;
     arm_idle(c);
     if (!queue_proxy_header(c)) {
-        conn_close(c, "out-of-memory");
+        conn_abort(c, "out-of-memory");
         return;
     }
     /* Send what is kept (header, early bytes), then relay both ways: the
@@ -678,16 +787,31 @@ void conn_ready(struct side *s, const mio_event_t *ev)
                               mio_event_is_error(ev));
     if (ev != NULL && (mio_event_is_read_closed(ev) || mio_event_is_error(ev)))
         s->closing = true;
+    if (ev != NULL && mio_event_is_priority(ev))
+        s->urgent = true;
     switch (c->state) {
     case CONN_PROXY_HEADER:
         if (in)
             read_proxy_header(c);
         return;
     case CONN_CONNECTING:
-        if (s == &c->upstream && out)
+        if (s == &c->upstream && out) {
             check_connect(c);
-        else if (s == &c->client && in)
-            c->client.read_paused = true; /* read once connected */
+            return;
+        }
+        if (s != &c->client || !in)
+            return;
+        /* A client that resets gives up now.  A FIN does not: it may be
+         * a half-close by a client that waits for the upstream to speak
+         * first, so the connect goes on and the FIN is passed on. */
+        if (ev != NULL && mio_event_is_error(ev)) {
+            int err = -mio_socket_take_error(s->fd);
+            if (err != 0) {
+                conn_abort(c, error_reason(s, err));
+                return;
+            }
+        }
+        c->client.read_paused = true; /* read once connected */
         return;
     case CONN_OPEN:
         /* A reset on a side already at EOF would otherwise wait for a
@@ -695,7 +819,7 @@ void conn_ready(struct side *s, const mio_event_t *ev)
         if (ev != NULL && mio_event_is_error(ev) && s->eof) {
             int err = -mio_socket_take_error(s->fd);
             if (err != 0) {
-                conn_close(c, error_reason(s, err));
+                conn_abort(c, error_reason(s, err));
                 return;
             }
         }
@@ -710,19 +834,23 @@ void conn_ready(struct side *s, const mio_event_t *ev)
 void conn_timer(struct conn *c)
 {
     struct worker *w = c->w;
-    switch (c->state) {
-    case CONN_CONNECTING:
+    if (c->state == CONN_CONNECTING) {
         connect_failed(c, ETIMEDOUT);
         return;
-    case CONN_PROXY_HEADER:
-    case CONN_OPEN: {
-        int64_t idle = c->l->cfg->idle_timeout_ms;
-        if (idle > 0 && w->now_ms < c->last_ms + idle) {
-            arm_idle(c); /* there was traffic since it was set */
-            return;
-        }
-        conn_close(c, "idle-timeout");
+    }
+    if (c->state == CONN_PROXY_HEADER && w->now_ms >= header_deadline(c)) {
+        char why[64];
+        snprintf(why, sizeof(why), "not complete within %lld.%03lld s",
+                 (long long)(c->l->cfg->proxy_timeout_ms / 1000),
+                 (long long)(c->l->cfg->proxy_timeout_ms % 1000));
+        listener_refused(w, c->l, &c->peer, REFUSED_PROXY_HEADER, why);
+        conn_close(c, "proxy-header-timeout");
         return;
     }
+    int64_t idle = c->l->cfg->idle_timeout_ms;
+    if (idle == 0 || w->now_ms < c->last_ms + idle) {
+        arm_idle(c); /* there was traffic since it was set */
+        return;
     }
+    conn_abort(c, "idle-timeout");
 }

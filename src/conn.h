@@ -36,6 +36,8 @@ struct side {
     bool read_paused : 1; /* not read to EAGAIN: may hold data (backpressure) */
     bool closing : 1;     /* an event reported a FIN or an error: read to EOF */
     bool bulk : 1;        /* its last read was large: splice the next one */
+    bool urgent : 1;      /* urgent data reported: copy to EAGAIN (conn.c) */
+    bool out_oob : 1;     /* `out` is one urgent byte, to send as such */
     int fd;
     struct buf *out;   /* bytes waiting to be written to this socket */
     struct pipe *pipe; /* or in a pipe, when they were spliced */
@@ -70,6 +72,11 @@ struct conn {
 void conn_open(struct worker *w, struct listen_sock *ls, int fd,
                const addr_t *peer, const uint8_t *srckey, size_t srclen);
 
+/* Makes fd read TCP urgent data in line (SO_OOBINLINE), as every socket of
+ * a connection does; a TCP listening socket passes it on to those it
+ * accepts.  See conn.c for how urgent data is relayed. */
+void conn_urgent_inline(int fd);
+
 /* Handles readiness of one side. */
 void conn_ready(struct side *s, const mio_event_t *ev);
 
@@ -77,8 +84,15 @@ void conn_ready(struct side *s, const mio_event_t *ev);
 void conn_timer(struct conn *c);
 
 /* Ends the connection, logging one access line with `reason`; the memory
- * is freed after the current batch of events. */
+ * is freed after the current batch of events.  Each socket is closed with a
+ * FIN, as when both peers were done. */
 void conn_close(struct conn *c, const char *reason);
+
+/* Ends the connection as conn_close() does, but aborts it: each TCP socket
+ * is closed with a reset (SO_LINGER 0), so that a peer never takes what it
+ * received for a whole answer (an error, a reset from the other peer, a
+ * timeout, shutdown). */
+void conn_abort(struct conn *c, const char *reason);
 
 /* Frees connections closed during the batch, and the worker's pooled
  * pipes once it has no connection left. */

@@ -14,6 +14,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "conn.h"
 #include "listener.h"
 #include "log.h"
 #include "mio.h"
@@ -105,6 +106,7 @@ static bool open_sock(struct daemon *d, struct generation *old,
     }
     ls->fd = fd;
     ls->reused = prev != NULL;
+    conn_urgent_inline(fd); /* for the clients it accepts */
     if (a->u.sa.sa_family != AF_UNIX) {
         addr_t bound;
         bound.len = sizeof(bound.u);

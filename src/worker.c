@@ -116,7 +116,7 @@ int worker_init(struct worker *w, struct daemon *d, unsigned id)
 void worker_destroy(struct worker *w)
 {
     while (w->conns != NULL)
-        conn_close(w->conns, "shutdown");
+        conn_abort(w->conns, "shutdown");
     conn_reap(w);
     timer_heap_free(&w->timers);
     mio_waker_free(w->waker);
@@ -184,7 +184,7 @@ static void on_wake(struct worker *w)
     }
     if (atomic_load(&d->closing))
         while (w->conns != NULL)
-            conn_close(w->conns, "shutdown");
+            conn_abort(w->conns, "shutdown");
 }
 
 /* Handles one event by what its token points at. */

@@ -35,6 +35,7 @@ struct worker {
     int spare_fd;              /* given up to shed a client on EMFILE */
     struct pipe_pool pipes;    /* empty pipes for spliced reads */
     bool accepting;
+    bool no_priority;          /* the backend has no MIO_PRIORITY (kqueue) */
     struct conn *conns;        /* every open connection, for shutdown */
     struct conn *dead;         /* closed in this batch, freed after it */
     unsigned nconns;

@@ -944,6 +944,33 @@ bool peer_closed_within(int fd, int ms)
     return false;
 }
 
+bool peer_reset_within(int fd, int ms)
+{
+    int64_t until = ms_now() + ms;
+    for (int i = 0; i < 1000; i++) {
+        int64_t left = until - ms_now();
+        if (left < 0)
+            left = 0;
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        int r = poll(&pfd, 1, (int)left);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0)
+            return false;
+        char c;
+        ssize_t n = recv(fd, &c, 1, MSG_DONTWAIT);
+        if (n >= 0)
+            return false; /* data, or an end of file */
+        if (errno == ECONNRESET)
+            return true;
+        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+            return false;
+        if (left == 0)
+            return false;
+    }
+    return false;
+}
+
 void fill_random(uint8_t *buf, size_t len, uint32_t seed)
 {
     /* splitmix64: any seed, 0 included, gives a full-period stream. */

@@ -113,6 +113,10 @@ void recv_exact(int fd, void *buf, size_t len);
  * timeout. */
 bool peer_closed_within(int fd, int ms);
 
+/* True when the peer aborted the connection (recv fails with ECONNRESET)
+ * within ms, with no byte and no end of file before it. */
+bool peer_reset_within(int fd, int ms);
+
 /* Deterministic pseudo-random bytes. */
 void fill_random(uint8_t *buf, size_t len, uint32_t seed);
 

@@ -628,7 +628,7 @@ static void test_proxy_header_stalled(void **state)
     int fd = client4(echod_port(e, "pp", 0));
     int cport = local_port(fd);
     send_all(fd, "PROXY TCP4 192.0.2.1 ", 21);
-    assert_true(peer_closed_within(fd, WAIT_MS));
+    assert_true(peer_reset_within(fd, WAIT_MS)); /* an idle timeout aborts */
     close(fd);
     expect_access(e, "idle-timeout", "access listener=pp client=127.0.0.1:%d ", cport);
     echod_stop_ok(e);
@@ -819,6 +819,114 @@ static void test_send_proxy(void **state)
     close(ufd);
     assert_true(peer_closed_within(fd, WAIT_MS));
     close(fd);
+    close(lfd);
+    echod_stop_ok(e);
+}
+
+/* With accept_proxy, a connection counts against its peer's max_per_source
+ * until its header is complete, and the whole header must come within
+ * proxy_timeout however it trickles in: of 20 connections from one address
+ * that trickle a header (a byte every 250 ms, under idle_timeout = 1),
+ * 2 are let in and closed at proxy_timeout (1.5 s); the others are refused
+ * at once. */
+static void test_proxy_header_deadline_and_peer_count(void **state)
+{
+    (void)state;
+    struct echod *e = echod_start(PP_ECHO("idle_timeout = 1.0; max_per_source = 2;\n"
+                                          "proxy_timeout = 1.5;"));
+    int port = echod_port(e, "pp", 0);
+    enum { N = 20 };
+    int fds[N];
+    bool open_[N];
+    int64_t t0 = ms_now();
+    for (int i = 0; i < N; i++) {
+        fds[i] = client4(port);
+        open_[i] = true;
+    }
+    const char *hdr = "PROXY TCP4 192.0.2.1 192.0.2.2 5555 7007\r\n";
+    int64_t closed_at[N];
+    int refused = 0, trickled_out = 0;
+    for (int tick = 0; tick < 20 && ms_now() - t0 < 4000; tick++) {
+        for (int i = 0; i < N; i++) {
+            if (!open_[i])
+                continue;
+            char c;
+            ssize_t n = recv(fds[i], &c, 1, MSG_DONTWAIT);
+            if (n == 0 || (n < 0 && errno != EAGAIN)) {
+                open_[i] = false;
+                closed_at[i] = ms_now() - t0;
+                if (closed_at[i] < 1000)
+                    refused++;
+                else
+                    trickled_out++;
+                continue;
+            }
+            assert_true(n < 0); /* nothing is ever echoed */
+            (void)send(fds[i], hdr + tick, 1, MSG_NOSIGNAL);
+        }
+        sleep_ms(250);
+    }
+    for (int i = 0; i < N; i++)
+        close(fds[i]);
+    print_message("    %d refused at once, %d closed at proxy_timeout\n", refused,
+                  trickled_out);
+    assert_int_equal(refused, N - 2);
+    assert_int_equal(trickled_out, 2);
+    for (int i = 0; i < N; i++)
+        if (closed_at[i] >= 1000)
+            assert_true(closed_at[i] >= 1500 - 2 && closed_at[i] < 3000);
+    echod_must_log(e, "listener pp: refused 127.0.0.1:");
+    echod_must_log(e, "max_per_source reached");
+    echod_must_log(e, "bad PROXY header: not complete within 1.500 s");
+    expect_access(e, "proxy-header-timeout", "access listener=pp client=127.0.0.1:");
+    echod_stop_ok(e);
+}
+
+/* accept_proxy with send_proxy at the smallest buffer_size (1024): a v2
+ * LOCAL header and 992 bytes in one write reach the upstream behind the
+ * outgoing header, whole, with v1 and with v2. */
+static void test_proxy_in_and_out_at_the_smallest_buffer(void **state)
+{
+    (void)state;
+    int up;
+    int lfd = listen_loopback(16, &up);
+    char conf[1024];
+    snprintf(conf, sizeof(conf), BASE "workers = 1;\nlisteners = (\n"
+             RELAY("v1", " accept_proxy = true; buffer_size = 1024;") ",\n"
+             RELAY("v2", " accept_proxy = true; buffer_size = 1024;") "\n);\n", up, up);
+    struct echod *e = echod_start(conf);
+    uint8_t msg[16 + 992], payload[992];
+    for (size_t i = 0; i < sizeof(payload); i++)
+        payload[i] = (uint8_t)('a' + i % 26);
+    memcpy(msg, v2_sig, 12);
+    msg[12] = 0x20; /* LOCAL */
+    msg[13] = msg[14] = msg[15] = 0;
+    memcpy(msg + 16, payload, sizeof(payload));
+    for (int v = 1; v <= 2; v++) {
+        int port = echod_port(e, v == 1 ? "v1" : "v2", 0);
+        int fd = client4(port);
+        int cport = local_port(fd);
+        send_all(fd, msg, sizeof(msg));
+        int ufd = upstream_accept(lfd);
+        if (v == 1) {
+            char want[128];
+            int n = snprintf(want, sizeof(want), "PROXY TCP4 127.0.0.1 127.0.0.1 %d %d\r\n",
+                             cport, port);
+            expect_bytes(ufd, want, (size_t)n);
+        } else {
+            uint8_t want[28];
+            v2_tcp4(want, "127.0.0.1", "127.0.0.1", (uint16_t)cport, (uint16_t)port);
+            expect_bytes(ufd, want, sizeof(want));
+        }
+        expect_bytes(ufd, payload, sizeof(payload));
+        assert_int_equal(shutdown(fd, SHUT_WR), 0);
+        assert_true(peer_closed_within(ufd, WAIT_MS));
+        close(ufd);
+        assert_true(peer_closed_within(fd, WAIT_MS));
+        close(fd);
+        expect_access(e, "done", "access listener=v%d client=127.0.0.1:%d upstream=127.0.0.1:%d in=992 out=0 ",
+                      v, cport, up);
+    }
     close(lfd);
     echod_stop_ok(e);
 }
@@ -1236,6 +1344,10 @@ static void test_config_errors(void **state)
          "listeners = ( { name = \"a\"; listen = [ \"127.0.0.1:0\" ];\n"
          "  buffer_size = 100; } );\n",
          2, "buffer_size: 100 out of range"},
+        {"proxy_timeout without accept_proxy",
+         "listeners = ( { name = \"a\"; listen = [ \"127.0.0.1:0\" ];\n"
+         "  proxy_timeout = 2.0; } );\n",
+         2, "proxy_timeout: only with accept_proxy = true"},
         {"bad address",
          "workers = 1;\nlisteners = ( { name = \"a\";\n"
          "  listen = [ \"127.0.0.1:70000\" ]; } );\n",
@@ -1350,6 +1462,8 @@ int main(void)
         cmocka_unit_test(test_send_proxy),
         cmocka_unit_test(test_proxy_passed_on),
         cmocka_unit_test(test_send_proxy_ipv6),
+        cmocka_unit_test(test_proxy_header_deadline_and_peer_count),
+        cmocka_unit_test(test_proxy_in_and_out_at_the_smallest_buffer),
         cmocka_unit_test(test_acl_not_applied_to_unix_clients),
         cmocka_unit_test(test_refusal_log_rate_limited),
         cmocka_unit_test(test_refusal_log_accounting_across_bad_header),

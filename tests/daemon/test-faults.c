@@ -1423,8 +1423,8 @@ static void fault_end(struct fault_env *env, const char *what)
     assert_int_equal(echod_stop(env->e, 3000), 0);
 }
 
-/* An upstream that refuses: the client gets an EOF, reason=no-upstream,
- * and the refusal is logged. */
+/* An upstream that refuses: the client gets a reset (an EOF would look
+ * like an empty answer), reason=no-upstream, and the refusal is logged. */
 static void upstream_refuses(void **state)
 {
     (void)state;
@@ -1435,16 +1435,17 @@ static void upstream_refuses(void **state)
     int cport = local_port(fd);
     enum end how = wait_end(fd, WAIT_MS, NULL);
     close(fd);
-    assert_int_equal(how, END_EOF);
+    assert_int_equal(how, END_RESET);
     check_access(env.e, "fault", cport, " upstream=- in=0 out=0 ", "no-upstream");
     echod_must_log(env.e, "upstream 127.0.0.1:%d failed: Connection refused", bad);
-    fault_end(&env, "refused: client got an EOF, reason=no-upstream");
+    fault_end(&env, "refused: client got a reset, reason=no-upstream");
 }
 
 /* An upstream that accepts and resets at once (SO_LINGER 0): the client's
- * connection ends; reason=upstream-reset, or no-upstream with the reset
- * logged when it came before the daemon saw the connect complete.  Then one
- * that resets after reading the client's first bytes: upstream-reset. */
+ * connection is reset too; reason=upstream-reset, or no-upstream with the
+ * reset logged when it came before the daemon saw the connect complete.
+ * Then one that resets after reading the client's first bytes: the client
+ * gets a reset, reason=upstream-reset. */
 static void upstream_resets_after_accept(void **state)
 {
     (void)state;
@@ -1457,7 +1458,7 @@ static void upstream_resets_after_accept(void **state)
     close_reset(accept_within(lfd, WAIT_MS));
     enum end how = wait_end(fd, WAIT_MS, NULL);
     close(fd);
-    assert_int_not_equal(how, END_NONE);
+    assert_int_equal(how, END_RESET);
     const char *reason = access_reason(env.e, "fault", cport);
     if (strcmp(reason, "no-upstream") == 0) {
         echod_must_log(env.e, "upstream 127.0.0.1:%d failed: Connection reset", up);
@@ -1478,7 +1479,7 @@ static void upstream_resets_after_accept(void **state)
     close_reset(ufd);
     enum end how2 = wait_end(fd, WAIT_MS, NULL);
     close(fd);
-    assert_int_not_equal(how2, END_NONE);
+    assert_int_equal(how2, END_RESET);
     check_access(env.e, "fault", cport, " in=5 out=0 ", "upstream-reset");
     char what[320];
     snprintf(what, sizeof(what), "%s; reset after 5 bytes: client got %s, "
@@ -1514,9 +1515,9 @@ static bool send_until_stalled(int fd, uint64_t base, uint64_t *sent)
 /*
  * An upstream that accepts and never reads, while the client sends all it
  * can: the client's sends stall (backpressure), the daemon's memory stays
- * flat, the healthy stream flows on, and idle_timeout (1 s) ends the stuck
- * connection.  The upstream, reading at last, finds a byte-exact prefix of
- * the stream: all the daemon took but what it held in its buffer.
+ * flat, the healthy stream flows on, and idle_timeout (1 s) aborts the stuck
+ * connection: both peers get a reset.  The upstream, reading at last, finds
+ * a byte-exact prefix of the stream, then the reset.
  */
 static void upstream_never_reads(void **state)
 {
@@ -1545,12 +1546,12 @@ static void upstream_never_reads(void **state)
     enum end how = wait_end(fd, 1000 + WAIT_MS, NULL);
     int64_t closed_after = ms_now() - stalled_at;
     close(fd);
-    assert_int_not_equal(how, END_NONE);
+    assert_int_equal(how, END_RESET);
     const char *line = check_access(env.e, "fault", cport, " out=0 ", "idle-timeout");
     long long in = field(line, " in=");
     assert_true(in > 0 && (uint64_t)in <= sent);
 
-    /* What reached the upstream: a prefix of the stream, then the FIN. */
+    /* What reached the upstream: a prefix of the stream, then the reset. */
     set_nonblocking(ufd);
     uint8_t *buf = malloc(64 * KIB);
     assert_non_null(buf);
@@ -1575,8 +1576,8 @@ static void upstream_never_reads(void **state)
     }
     free(buf);
     close_tracked(ufd);
-    assert_int_equal(uend, END_EOF);
-    assert_true(got <= (uint64_t)in && (uint64_t)in - got <= 16384);
+    assert_int_equal(uend, END_RESET);
+    assert_true(got > 0 && got <= (uint64_t)in);
     char what[320];
     snprintf(what, sizeof(what), "never reads: %.1f MiB sent before the sends stalled, "
              "RSS %ld -> %ld KiB, ended %lld ms after the stall (%s, reason=idle-timeout), "
@@ -1629,7 +1630,7 @@ static void upstream_closes_mid_stream(void **state)
 }
 
 /* A blackholed upstream (SYNs dropped): given up after connect_timeout
- * (0.3 s); the client gets an EOF, reason=no-upstream, and the timeout is
+ * (0.3 s); the client gets a reset, reason=no-upstream, and the timeout is
  * logged. */
 static void upstream_blackholed(void **state)
 {
@@ -1643,12 +1644,12 @@ static void upstream_blackholed(void **state)
     enum end how = wait_end(fd, WAIT_MS, NULL);
     int64_t after = ms_now() - t0;
     close(fd);
-    assert_int_equal(how, END_EOF);
+    assert_int_equal(how, END_RESET);
     assert_true(after >= 300 - 2);
     check_access(env.e, "fault", cport, " upstream=- in=0 out=0 ", "no-upstream");
     echod_must_log(env.e, "upstream 127.0.0.1:%d failed: connect timeout", silent);
     char what[160];
-    snprintf(what, sizeof(what), "blackholed: EOF after %lld ms, reason=no-upstream",
+    snprintf(what, sizeof(what), "blackholed: reset after %lld ms, reason=no-upstream",
              (long long)after);
     fault_end(&env, what);
 }
@@ -1983,7 +1984,8 @@ static void client_silent_until_idle_timeout(void **state)
             if (pfd[j].revents != 0) {
                 char c;
                 ssize_t n = recv(fds[idx[j]], &c, 1, MSG_DONTWAIT);
-                assert_int_equal(n, 0); /* a FIN: no data, no reset */
+                assert_int_equal(n, -1); /* a reset: no data, no FIN */
+                assert_int_equal(errno, ECONNRESET);
                 ended[idx[j]] = ms_now();
             }
     }
@@ -2006,7 +2008,7 @@ static void client_silent_until_idle_timeout(void **state)
     }
     assert_true(wait_counter(&up2->srv.open, 0, WAIT_MS));
     char what[400];
-    snprintf(what, sizeof(what), "idle_timeout 0.5 s: closed after %s ms (3 echo, 2 relay, "
+    snprintf(what, sizeof(what), "idle_timeout 0.5 s: reset after %s ms (3 echo, 2 relay, "
              "1 after its last byte), reason=idle-timeout", figures);
     fault_end(&env, what);
 }
