@@ -12,6 +12,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "addr.h"
 
@@ -316,6 +317,39 @@ size_t addr_unix_path_len(const addr_t *a)
     return strnlen(a->u.un.sun_path, room);
 }
 
+/*
+ * "unix:PATH" into buf, cut to fit len.  A path may come from a peer (the
+ * name a client bound, a PROXY v2 header) and goes into log lines, so
+ * every byte but printable ASCII, and the backslash, is written \xNN: no
+ * newline can start a forged line, no space a forged field, no escape
+ * sequence reach a terminal.
+ */
+static void format_unix_path(const addr_t *a, char *buf, size_t len)
+{
+    static const char hex[] = "0123456789abcdef";
+    size_t n = addr_unix_path_len(a);
+    int w = snprintf(buf, len, "unix:");
+    if (w < 0 || (size_t)w >= len)
+        return;
+    size_t o = (size_t)w;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)a->u.un.sun_path[i];
+        bool plain = c > 0x20 && c < 0x7f && c != '\\';
+        size_t need = plain ? 1 : 4;
+        if (o + need >= len)
+            break;
+        if (plain) {
+            buf[o++] = (char)c;
+        } else {
+            buf[o++] = '\\';
+            buf[o++] = 'x';
+            buf[o++] = hex[c >> 4];
+            buf[o++] = hex[c & 15];
+        }
+    }
+    buf[o] = '\0';
+}
+
 /* The text of an address, as the configuration writes it. */
 void addr_format(const addr_t *a, char *buf, size_t len)
 {
@@ -342,8 +376,7 @@ void addr_format(const addr_t *a, char *buf, size_t len)
                      (unsigned)ntohs(a->u.in6.sin6_port));
         break;
     case AF_UNIX:
-        snprintf(buf, len, "unix:%.*s", (int)addr_unix_path_len(a),
-                 a->u.un.sun_path);
+        format_unix_path(a, buf, len);
         break;
     default:
         snprintf(buf, len, "(address family %d)", (int)a->u.sa.sa_family);
@@ -548,4 +581,23 @@ void cidr_format(const struct cidr *c, char *buf, size_t len)
         snprintf(buf, len, "(address family %d)", c->family);
     else
         snprintf(buf, len, "%s/%u", ip, c->bits);
+}
+
+const char *addr_unix_path_problem(const char *path)
+{
+    struct stat st;
+
+    if (lstat(path, &st) < 0)
+        return NULL; /* nothing there (or nothing to say yet) */
+    if (S_ISSOCK(st.st_mode))
+        return NULL;
+    if (S_ISDIR(st.st_mode))
+        return "a directory";
+    if (S_ISLNK(st.st_mode))
+        return "a symbolic link";
+    if (S_ISFIFO(st.st_mode))
+        return "a FIFO";
+    if (S_ISCHR(st.st_mode) || S_ISBLK(st.st_mode))
+        return "a device";
+    return "a regular file";
 }

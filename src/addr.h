@@ -27,8 +27,9 @@ typedef struct {
     socklen_t len;
 } addr_t;
 
-/* Long enough for any address addr_format() writes, with its NUL. */
-#define ADDR_STRLEN (sizeof("unix:") + sizeof(((struct sockaddr_un *)0)->sun_path))
+/* Long enough for any address addr_format() writes, with its NUL (a Unix
+ * path's bytes may take four each, escaped). */
+#define ADDR_STRLEN (sizeof("unix:") + 4 * sizeof(((struct sockaddr_un *)0)->sun_path))
 
 /* How an address setting may be written. */
 enum addr_use {
@@ -47,12 +48,19 @@ enum addr_use {
 int addr_parse(const char *text, enum addr_use use, addr_t *out, size_t max,
                size_t *n, char *err, size_t errlen);
 
+/* What is at `path` that a Unix socket must not replace: "a regular file",
+ * "a directory", "a symbolic link", "a FIFO" or "a device"; NULL when there
+ * is nothing there or a socket (a stale one may be replaced). */
+const char *addr_unix_path_problem(const char *path);
+
 /* The length of a Unix address's path, bounded by its len and sun_path
  * (the kernel may fill sun_path without a NUL). */
 size_t addr_unix_path_len(const addr_t *a);
 
 /* Writes "1.2.3.4:80", "[::1]:80" ("[fe80::1%eth0]:80" with a scope) or
- * "unix:/path" into buf, cut to fit len. */
+ * "unix:/path" into buf, cut to fit len.  A Unix path is written with
+ * every byte but printable ASCII (space included) and the backslash as
+ * \xNN, since it may come from a peer and goes into log lines. */
 void addr_format(const addr_t *a, char *buf, size_t len);
 
 /* Same family, address and port (or path).  A v4-mapped v6 address is not

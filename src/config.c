@@ -680,6 +680,14 @@ static int load_listen(struct loader *ld, const config_setting_t *g,
         if (addr_parse(text, ADDR_LISTEN, parsed, 2, &count, aerr, sizeof aerr) != 0)
             return fail(ld, line_of(e), scope, key, "invalid address %s: %s",
                         quote(q, text), aerr);
+        const char *what = parsed[0].u.sa.sa_family == AF_UNIX
+                               ? addr_unix_path_problem(parsed[0].u.un.sun_path)
+                               : NULL;
+        if (what != NULL)
+            return fail(ld, line_of(e), scope, key,
+                        "%s: %s is %s, not a socket; only a stale socket is "
+                        "replaced: remove it or choose another path",
+                        quote(q, text), parsed[0].u.un.sun_path, what);
         for (size_t k = 0; k < count; k++) {
             struct config_addr *a = &lc->listen[lc->nlisten];
             if (refuse_taken(ld, &parsed[k], text, line_of(e), scope, key) != 0)

@@ -474,14 +474,15 @@ static ssize_t move_copy(struct conn *c, struct side *from, struct side *to,
 
 /* One read of up to `cap` bytes from `from` into a pipe, written on to `to`
  * from the pipe; what `to` cannot take stays in the pipe.  Copies instead
- * when no pipe can be had or the socket cannot splice.  Returns as
- * move_copy(). */
+ * (and says so in *copied) when no pipe can be had or the socket cannot
+ * splice.  Returns as move_copy(). */
 static ssize_t move_splice(struct conn *c, struct side *from, struct side *to,
-                           size_t cap, struct side **culprit)
+                           size_t cap, struct side **culprit, bool *copied)
 {
     struct pipe *p = pipe_get(&c->w->pipes);
     if (p == NULL) {
         from->bulk = false;
+        *copied = true;
         return move_copy(c, from, to, cap, false, culprit);
     }
     ssize_t n = pipe_fill(p, from->fd, cap);
@@ -489,6 +490,7 @@ static ssize_t move_splice(struct conn *c, struct side *from, struct side *to,
         pipe_put(&c->w->pipes, p);
         if (n == -EINVAL) { /* not a socket splice(2) knows */
             from->bulk = false;
+            *copied = true;
             return move_copy(c, from, to, cap, false, culprit);
         }
         *culprit = from;
@@ -513,16 +515,22 @@ static bool pump(struct conn *c, struct side *from, struct side *to)
     size_t cap = c->l->cfg->buffer_size;
     if (cap > w->scratch_len)
         cap = w->scratch_len; /* a reload raised it and the worker could not */
+    /* Once spliced, read by splice until the next event: a splice that came
+     * back short may have stopped at an urgent mark whose byte came only
+     * after the event, and a recv there would read it in line. */
+    bool splicing = false;
     while (!from->eof) {
         if (pending(to)) {
             from->read_paused = true; /* backpressure: resumed by flush */
             return true;
         }
         struct side *culprit = from;
-        bool spliced = from->bulk && !from->urgent;
+        bool spliced = (from->bulk || splicing) && !from->urgent, copied = false;
         bool oob = from->urgent && at_urgent_mark(from->fd);
-        ssize_t n = spliced ? move_splice(c, from, to, cap, &culprit)
+        ssize_t n = spliced ? move_splice(c, from, to, cap, &culprit, &copied)
                             : move_copy(c, from, to, cap, oob, &culprit);
+        spliced = spliced && !copied;
+        splicing = spliced;
         if (n > 0) {
             c->last_ms = w->now_ms;
             if (from->kind == EP_CLIENT)

@@ -10,6 +10,7 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 
 #include "addr.h"
 #include "config.h"
@@ -36,6 +37,9 @@ struct listen_sock {
     bool passed; /* from systemd: it owns the socket (and its file) */
     bool moved;  /* a reload handed the socket on to the next generation */
     bool reused; /* taken over from the previous generation */
+    bool shares_port; /* SO_REUSEPORT set by a reload that moved its address */
+    dev_t unix_dev;   /* the socket file it made, removed only if still it */
+    ino_t unix_ino;
     struct listener *listener;
 };
 

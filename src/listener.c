@@ -12,6 +12,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "conn.h"
@@ -19,35 +21,97 @@
 #include "log.h"
 #include "mio.h"
 
-/* Binds a Unix socket, replacing a stale file that nobody listens on. */
-static int listen_unix(const char *path)
+/*
+ * Binds a Unix socket at ls's path, replacing only a stale socket: one that
+ * nobody listens on (a connect to it is refused).  Anything else in the way
+ * (a file, a directory, a symbolic link, a FIFO) is refused, never removed:
+ * `what` then names it.  Remembers the file made, for remove_unix().
+ */
+static int listen_unix(struct listen_sock *ls, const char **what)
 {
+    const char *path = ls->addr.u.un.sun_path;
+    *what = addr_unix_path_problem(path);
+    if (*what != NULL)
+        return -EEXIST;
     int fd = mio_unix_listen(path, 0);
-    if (fd != -EADDRINUSE)
-        return fd;
-    int probe = mio_unix_connect(path);
-    if (probe >= 0) {
-        close(probe);
+    if (fd == -EADDRINUSE) {
+        int probe = mio_unix_connect(path);
+        if (probe >= 0)
+            close(probe);
         /* A non-blocking connect to a live socket succeeds or is pending;
          * to a dead one it is refused at once. */
-        return -EADDRINUSE;
+        if (probe != -ECONNREFUSED)
+            return -EADDRINUSE;
+        *what = addr_unix_path_problem(path); /* changed meanwhile? */
+        if (*what != NULL)
+            return -EEXIST;
+        unlink(path);
+        fd = mio_unix_listen(path, 0);
     }
-    if (probe != -ECONNREFUSED)
-        return -EADDRINUSE;
-    unlink(path);
-    return mio_unix_listen(path, 0);
+    struct stat st;
+    if (fd >= 0 && lstat(path, &st) == 0) {
+        ls->unix_dev = st.st_dev;
+        ls->unix_ino = st.st_ino;
+    }
+    return fd;
 }
 
-/* Removes the file of a Unix socket the daemon made; says so when it
- * cannot (the directory is not writable by the user it runs as): the next
- * start replaces the stale file. */
+/* Removes the file of a Unix socket the daemon made, when it is still that
+ * socket (not a file put in its place since); says so when it cannot (the
+ * directory is not writable by the user it runs as): the next start
+ * replaces the stale file. */
 static void remove_unix(const struct listen_sock *ls)
 {
-    if (ls->addr.u.sa.sa_family != AF_UNIX)
+    struct stat st;
+    if (ls->addr.u.sa.sa_family != AF_UNIX || ls->unix_ino == 0)
         return;
-    if (unlink(ls->addr.u.un.sun_path) < 0 && errno != ENOENT)
+    const char *path = ls->addr.u.un.sun_path;
+    if (lstat(path, &st) < 0) {
+        if (errno != ENOENT) /* not when it is gone already */
+            log_warn("cannot remove the socket file of %s: %s", ls->name,
+                     log_strerror(errno));
+        return;
+    }
+    if (!S_ISSOCK(st.st_mode) || st.st_dev != ls->unix_dev || st.st_ino != ls->unix_ino) {
+        log_warn("not removing %s: it is no longer the socket the daemon made",
+                 ls->name);
+        return;
+    }
+    if (unlink(path) < 0 && errno != ENOENT)
         log_warn("cannot remove the socket file of %s: %s", ls->name,
                  log_strerror(errno));
+}
+
+/* Sets or clears SO_REUSEPORT on a bound socket: what a later bind checks. */
+static void set_reuseport(int fd, bool on)
+{
+    int v = on;
+    (void)setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &v, sizeof(v));
+}
+
+/*
+ * Lets a new socket on address a be bound beside the sockets of `old` that
+ * overlap it without being equal (a reload that widens 127.0.0.1:P to *:P,
+ * or narrows it back): both get SO_REUSEPORT, the old ones until they
+ * close (or the reload fails), the new one for good, since the kernel
+ * keeps the port's reuse state for as long as a socket holds it.  Not with
+ * a socket systemd passed, which stays open after the reload.  True when
+ * a was shared.
+ */
+static bool share_port(struct generation *old, const addr_t *a)
+{
+    bool shared = false;
+    for (size_t i = 0; old != NULL && i < old->nlisteners; i++)
+        for (size_t k = 0; k < old->listeners[i].nsocks; k++) {
+            struct listen_sock *o = &old->listeners[i].socks[k];
+            if (o->fd < 0 || o->moved || o->passed || !addr_overlaps(&o->addr, a) ||
+                addr_equal(&o->addr, a))
+                continue;
+            set_reuseport(o->fd, true);
+            o->shares_port = true;
+            shared = true;
+        }
+    return shared;
 }
 
 /* A socket systemd passed for this listener and address, or NULL. */
@@ -82,26 +146,36 @@ static bool open_sock(struct daemon *d, struct generation *old,
     const addr_t *a = &ls->addr;
     struct listen_sock *prev = find_old(old, a);
     struct passed_sock *p = prev ? NULL : find_passed(d, cfg->name, a);
+    const char *what = NULL;
     int fd;
     if (prev != NULL) {
         fd = prev->fd;
         ls->passed = prev->passed;
+        ls->unix_dev = prev->unix_dev;
+        ls->unix_ino = prev->unix_ino;
         prev->moved = true; /* undone by close_new() if the reload fails */
     } else if (p != NULL) {
         p->taken = true;
         ls->passed = true;
         fd = p->fd;
     } else if (a->u.sa.sa_family == AF_UNIX) {
-        fd = listen_unix(a->u.un.sun_path);
+        fd = listen_unix(ls, &what);
     } else {
-        fd = mio_tcp_listen(&a->u.sa, a->len, 0,
-                            a->u.sa.sa_family == AF_INET6 ? MIO_LISTEN_V6ONLY : 0);
+        unsigned flags = a->u.sa.sa_family == AF_INET6 ? MIO_LISTEN_V6ONLY : 0;
+        if (share_port(old, a))
+            flags |= MIO_LISTEN_REUSEPORT;
+        fd = mio_tcp_listen(&a->u.sa, a->len, 0, flags);
     }
     if (fd < 0) {
         char text[ADDR_STRLEN];
         addr_format(a, text, sizeof(text));
-        log_err("listener %s: cannot listen on %s: %s", cfg->name, text,
-                log_strerror(-fd));
+        if (what != NULL)
+            log_err("listener %s: cannot listen on %s: %s is %s, not a socket; only "
+                    "a stale socket is replaced", cfg->name, text, a->u.un.sun_path,
+                    what);
+        else
+            log_err("listener %s: cannot listen on %s: %s", cfg->name, text,
+                    log_strerror(-fd));
         return false;
     }
     ls->fd = fd;
@@ -114,10 +188,47 @@ static bool open_sock(struct daemon *d, struct generation *old,
             ls->addr = bound;
     }
     addr_format(&ls->addr, ls->name, sizeof(ls->name));
-    if (prev == NULL)
-        log_info("listener %s: listening on %s (%s%s)", cfg->name, ls->name,
-                 cfg->mode == MODE_ECHO ? "echo" : "proxy",
-                 ls->passed ? ", socket from systemd" : "");
+    return true;
+}
+
+/* Logs the sockets a generation opened: not those it took over. */
+static void log_new_sockets(const struct generation *g)
+{
+    for (size_t i = 0; i < g->nlisteners; i++)
+        for (size_t k = 0; k < g->listeners[i].nsocks; k++) {
+            const struct listener *l = &g->listeners[i];
+            const struct listen_sock *ls = &l->socks[k];
+            if (!ls->reused)
+                log_info("listener %s: listening on %s (%s%s)", l->cfg->name, ls->name,
+                         l->cfg->mode == MODE_ECHO ? "echo" : "proxy",
+                         ls->passed ? ", socket from systemd" : "");
+        }
+}
+
+/*
+ * At start, a socket passed for nothing is a unit and a configuration that
+ * disagree: says which, before anything is bound (a listener would else
+ * fail first on the address that socket holds).  False when there is one.
+ */
+static bool passed_all_match(struct daemon *d, const struct config *cfg)
+{
+    for (size_t i = 0; i < d->npassed; i++) {
+        const struct passed_sock *p = &d->passed[i];
+        bool found = false;
+        for (size_t l = 0; l < cfg->nlisteners && !found; l++) {
+            const struct listener_config *lc = &cfg->listeners[l];
+            for (size_t k = 0; k < lc->nlisten && !found; k++)
+                found = strcmp(lc->name, p->name) == 0 &&
+                        addr_equal(&lc->listen[k].addr, &p->addr);
+        }
+        if (!found) {
+            char text[ADDR_STRLEN];
+            addr_format(&p->addr, text, sizeof(text));
+            log_err("socket passed by systemd as \"%s\" (%s) matches no listen "
+                    "address of a listener named \"%s\"", p->name, text, p->name);
+            return false;
+        }
+    }
     return true;
 }
 
@@ -217,6 +328,8 @@ static void close_new(struct daemon *d, struct generation *g)
 struct generation *generation_open(struct daemon *d, struct config *cfg,
                                    struct generation *old)
 {
+    if (old == NULL && !passed_all_match(d, cfg))
+        return NULL;
     struct generation *g = calloc(1, sizeof(*g));
     if (g == NULL)
         return NULL;
@@ -228,27 +341,23 @@ struct generation *generation_open(struct daemon *d, struct config *cfg,
         g->nlisteners++;
         ok = open_listener(d, g, old, &g->listeners[i], &cfg->listeners[i]);
     }
-    /* At start, a socket passed for nothing is a unit and a configuration
-     * that disagree: say which, rather than leave it unserved. */
-    for (size_t i = 0; ok && old == NULL && i < d->npassed; i++) {
-        struct passed_sock *p = &d->passed[i];
-        if (p->taken)
-            continue;
-        char text[ADDR_STRLEN];
-        addr_format(&p->addr, text, sizeof(text));
-        log_err("socket passed by systemd as \"%s\" (%s) matches no listen "
-                "address of a listener named \"%s\"", p->name, text, p->name);
-        ok = false;
-    }
-    if (ok)
+    if (ok) {
+        log_new_sockets(g);
         return g;
-    if (old != NULL) /* what was taken over stays with old */
+    }
+    if (old != NULL) /* what was taken over stays with old, unshared */
         for (size_t i = 0; i < old->nlisteners; i++)
-            for (size_t k = 0; k < old->listeners[i].nsocks; k++)
-                old->listeners[i].socks[k].moved = false;
+            for (size_t k = 0; k < old->listeners[i].nsocks; k++) {
+                struct listen_sock *o = &old->listeners[i].socks[k];
+                o->moved = false;
+                if (o->shares_port)
+                    set_reuseport(o->fd, false);
+                o->shares_port = false;
+            }
     close_new(d, g);
     return NULL;
 }
+
 
 void generation_give_sockets(struct generation *g, uid_t uid, gid_t gid)
 {

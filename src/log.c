@@ -15,6 +15,10 @@
 static atomic_int max_level = LOG_INFO;
 static bool use_syslog;
 static bool level_prefix; /* "<N>" for journald */
+/* Until log_started(): warnings and errors go to stderr too when lines go
+ * to syslog, so that a start that fails says why where it was started,
+ * whether or not a syslog daemon listens. */
+static atomic_bool early_stderr;
 
 void log_open(enum log_target target, int level, bool foreground)
 {
@@ -24,9 +28,15 @@ void log_open(enum log_target target, int level, bool foreground)
         target = foreground || journal ? LOG_TARGET_STDERR : LOG_TARGET_SYSLOG;
     use_syslog = target == LOG_TARGET_SYSLOG;
     level_prefix = !use_syslog && journal;
+    atomic_store(&early_stderr, use_syslog);
     if (use_syslog)
         openlog("mio-echod", LOG_PID | LOG_NDELAY, LOG_DAEMON);
     log_set_level(level);
+}
+
+void log_started(void)
+{
+    atomic_store(&early_stderr, false);
 }
 
 void log_set_level(int level)
@@ -49,6 +59,9 @@ void log_msg(int level, const char *fmt, ...)
     if (use_syslog) {
         vsnprintf(line, sizeof(line), fmt, ap);
         syslog(level, "%s", line);
+        if (level <= LOG_WARNING && atomic_load(&early_stderr))
+            dprintf(STDERR_FILENO, "mio-echod: %s: %s\n",
+                    level <= LOG_ERR ? "error" : "warning", line);
     } else {
         static const char *const names[] = {"emerg", "alert", "crit", "error",
                                             "warning", "notice", "info", "debug"};

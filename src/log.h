@@ -17,6 +17,10 @@
  * level) are dropped. */
 void log_open(enum log_target target, int level, bool foreground);
 
+/* Says that start-up is over: from now on lines that go to syslog go
+ * there only (before, warnings and errors also go to stderr). */
+void log_started(void);
+
 /* Changes the level (on reload, or -v). */
 void log_set_level(int level);
 

@@ -249,6 +249,8 @@ int main(int argc, char **argv)
                       .accept_mu = PTHREAD_MUTEX_INITIALIZER,
                       .gen_mu = PTHREAD_MUTEX_INITIALIZER};
     int status = EXIT_RUNTIME;
+    /* Before the sockets are taken: that unsets LISTEN_FDS. */
+    bool supervised = service_supervised();
     if (service_take_sockets(&d.passed, &d.npassed, err, sizeof(err)) < 0) {
         log_err("%s", err);
         goto out;
@@ -273,7 +275,7 @@ int main(int argc, char **argv)
      * directory; kept apart from conf, which a reload may free. */
     pidfile = absolute_path(conf->pidfile);
     /* Under systemd the service manager supervises this very process. */
-    if (!foreground && !service_supervised() && daemonize() < 0) {
+    if (!foreground && !supervised && daemonize() < 0) {
         log_err("cannot go to the background: %s", log_strerror(errno));
         goto out;
     }
@@ -312,6 +314,7 @@ int main(int argc, char **argv)
     if (started_all) {
         log_notice("mio-echod %s started: %u worker%s, %s backend", PACKAGE_VERSION,
                    d.nworkers, d.nworkers == 1 ? "" : "s", mio_backend_name());
+        log_started();
         daemon_ready(conf->log_target == LOG_TARGET_STDERR);
         service_notify("READY=1\nSTATUS=0 connections open, listening");
         signal_loop(&d, &set);

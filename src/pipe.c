@@ -22,7 +22,8 @@ unsigned pipe_budget(unsigned workers)
     rlim_t fds = 1024;
     if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY)
         fds = rl.rlim_cur;
-    rlim_t n = fds / 8 / (workers > 0 ? workers : 1);
+    /* An eighth of the descriptors, two to a pipe. */
+    rlim_t n = fds / 16 / (workers > 0 ? workers : 1);
     return n > 4096 ? 4096 : n < 2 ? 2 : (unsigned)n;
 }
 

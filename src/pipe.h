@@ -37,9 +37,10 @@ struct pipe_pool {
     unsigned max;      /* past it, pipe_get() fails: descriptors go to clients */
 };
 
-/* The pipes one of `workers` workers may hold open: an eighth of the
- * descriptor limit between them (a pipe takes two), so that at the limit
- * descriptors still go to clients first. */
+/* The pipes one of `workers` workers may hold open: their descriptors (two
+ * a pipe) take at most an eighth of the descriptor limit between them, so
+ * that at the limit descriptors still go to clients first.  Reads the limit
+ * now: the workers ask at start and at each reload. */
 unsigned pipe_budget(unsigned workers);
 
 /* True when this build can splice. */

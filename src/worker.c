@@ -72,6 +72,7 @@ static void switch_generation(struct worker *w)
                      "%zu bytes", w->id, need, w->scratch_len);
         }
     }
+    w->pipes.max = pipe_budget(w->d->nworkers); /* the limit may have moved */
     bool on = w->accepting;
     if (on)
         watch_listeners(w, false);

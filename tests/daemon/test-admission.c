@@ -1054,6 +1054,110 @@ static void test_acl_not_applied_to_unix_clients(void **state)
     echod_stop_ok(e);
 }
 
+/* No line of the log starts with `text` after the "mio-echod: LEVEL: "
+ * prefix, and none holds a byte below 0x20 (an ESC, a newline). */
+static void expect_no_forged_line(struct echod *e, const char *text)
+{
+    for (int n = 0;; n++) {
+        const char *line = echod_log_line(e, "", n);
+        if (line == NULL)
+            break;
+        const char *body = strstr(line, ": ");
+        body = body != NULL ? strstr(body + 2, ": ") : NULL;
+        if (body != NULL && strncmp(body + 2, text, strlen(text)) == 0)
+            fail_msg("a forged line: %s", line);
+        for (const char *c = line; *c != '\0'; c++)
+            if ((unsigned char)*c < 0x20)
+                fail_msg("a control byte 0x%02x in: %s", (unsigned char)*c, line);
+    }
+}
+
+/* Addresses that did not come from the configuration are escaped in the
+ * log: a Unix client bound to a path with a newline, a space and an ESC,
+ * and a PROXY v2 header declaring such a path, cannot write a line of
+ * their own, a field of their own, or reach a terminal. */
+static void test_log_lines_cannot_be_forged(void **state)
+{
+    (void)state;
+    struct echod *e = echod_start(BASE "workers = 1;\n"
+        "listeners = ( { name = \"u\"; listen = [ \"unix:@DIR@/echo.sock\" ]; },\n"
+        "  { name = \"pp\"; listen = [ \"127.0.0.1:0\" ]; accept_proxy = true; } );\n");
+    const char *line = echod_must_log(e, "listener u: listening on unix:");
+    const char *path = strstr(line, "listening on unix:") + strlen("listening on unix:");
+    const char *end = strstr(path, " (");
+    assert_non_null(end);
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
+    assert_true((size_t)(end - path) < sizeof(a.sun_path));
+    memcpy(a.sun_path, path, (size_t)(end - path));
+    char dir[] = "/tmp/mio-forge-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    struct sockaddr_un me = {.sun_family = AF_UNIX};
+    snprintf(me.sun_path, sizeof(me.sun_path),
+             "%s/x\nmio-echod: notice: forged\x1b[2J upstream=evil", dir);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    set_timeouts(fd);
+    assert_int_equal(bind(fd, (struct sockaddr *)&me, sizeof(me)), 0);
+    if (connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0)
+        fail_msg("connect to %s: %s", a.sun_path, strerror(errno));
+    expect_echo(fd, "from a bound path\n");
+    finish(fd);
+    char want[256];
+    snprintf(want, sizeof(want), "access listener=u client=unix:%s/x\\x0amio-echod:\\x20notice:"
+             "\\x20forged\\x1b[2J\\x20upstream=evil upstream=- in=18 out=18 ", dir);
+    expect_access(e, "done", "%s", want);
+    unlink(me.sun_path);
+    rmdir(dir);
+
+    /* A PROXY v2 header declaring Unix paths (AF_UNIX, STREAM). */
+    uint8_t hdr[16 + 216 + 8];
+    memset(hdr, 0, sizeof(hdr));
+    memcpy(hdr, v2_sig, 12);
+    hdr[12] = 0x21;
+    hdr[13] = 0x31;
+    hdr[14] = 0;
+    hdr[15] = 216;
+    memcpy(hdr + 16, "/p\nmio-echod: error: forged too", 31);
+    memcpy(hdr + 16 + 108, "/dst", 4);
+    memcpy(hdr + 16 + 216, "proxied\n", 8);
+    fd = client4(echod_port(e, "pp", 0));
+    send_all(fd, hdr, sizeof(hdr));
+    char back[8];
+    recv_exact(fd, back, sizeof(back));
+    assert_memory_equal(back, "proxied\n", 8);
+    finish(fd);
+    expect_access(e, "done", "access listener=pp client=unix:/p\\x0amio-echod:\\x20error:"
+                  "\\x20forged\\x20too upstream=- in=8 out=8 ");
+    expect_no_forged_line(e, "forged");
+    echod_stop_ok(e);
+}
+
+/* Without -f, errors before the daemon has started also go to standard
+ * error, whether or not syslog listens: a port in use, a missing pid file
+ * directory (exit 3 both). */
+static void test_startup_errors_reach_stderr_without_f(void **state)
+{
+    (void)state;
+    int port;
+    int lfd = listen_loopback(16, &port);
+    char conf[512], out[4096], want[128];
+    snprintf(conf, sizeof(conf), "workers = 1;\n"
+             "listeners = ( { name = \"a\"; listen = [ \"127.0.0.1:%d\" ]; } );\n", port);
+    int rc = echod_run(out, sizeof(out), "-c", write_conf(conf), (char *)NULL);
+    close(lfd);
+    snprintf(want, sizeof(want), "mio-echod: error: listener a: cannot listen on 127.0.0.1:%d: "
+             "Address already in use", port);
+    if (rc != 3 || strstr(out, want) == NULL)
+        fail_msg("exit %d, expected 3 and \"%s\": \"%s\"", rc, want, out);
+
+    const char *text = "workers = 1;\npidfile = \"/nonexistent/mio-echod/echod.pid\";\n"
+                       "listeners = ( { name = \"a\"; listen = [ \"127.0.0.1:0\" ]; } );\n";
+    rc = echod_run(out, sizeof(out), "-c", write_conf(text), (char *)NULL);
+    if (rc != 3 || strstr(out, "mio-echod: error: pidfile \"/nonexistent/mio-echod/echod.pid\": "
+                               "No such file or directory") == NULL)
+        fail_msg("exit %d, expected 3 and the pid file's error: \"%s\"", rc, out);
+}
+
 /* How many clients a refusal line accounts for: itself and the "(N more
  * refused, not logged)" it carries. */
 static int accounted_by(const char *line)
@@ -1465,6 +1569,8 @@ int main(void)
         cmocka_unit_test(test_proxy_header_deadline_and_peer_count),
         cmocka_unit_test(test_proxy_in_and_out_at_the_smallest_buffer),
         cmocka_unit_test(test_acl_not_applied_to_unix_clients),
+        cmocka_unit_test(test_log_lines_cannot_be_forged),
+        cmocka_unit_test(test_startup_errors_reach_stderr_without_f),
         cmocka_unit_test(test_refusal_log_rate_limited),
         cmocka_unit_test(test_refusal_log_accounting_across_bad_header),
         cmocka_unit_test(test_slow_reader_echo),

@@ -30,6 +30,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -822,10 +823,11 @@ static void relay_holds_bulk_bytes_in_a_pipe_only_when_spliced(void **state)
 
 /*
  * Pipes stay within their share of the descriptor limit: under
- * RLIMIT_NOFILE = 160 and one worker, 160 / 8 = 20 pipes.  30 relayed
- * connections whose upstream speaks first (8 MiB) to a client that stops
- * reading each block one direction: 20 of them in a pipe, the rest in a
- * buffer, and every byte still arrives.
+ * RLIMIT_NOFILE = 160 and one worker, 160 / 8 = 20 descriptors, 10 pipes.
+ * 30 relayed connections whose upstream speaks first (8 MiB) to a client
+ * that stops reading each block one direction: 10 of them in a pipe, the
+ * rest in a buffer, and every byte still arrives.  The limit raised to 320
+ * (prlimit) and a reload: 20 pipes for the next 30.
  */
 static void relay_pipes_stay_within_their_share_of_descriptors(void **state)
 {
@@ -833,12 +835,16 @@ static void relay_pipes_stay_within_their_share_of_descriptors(void **state)
 #ifndef HAVE_SPLICE
     skip(); /* no splice(2) on this system */
 #endif
-    enum { N = 30, LIMIT = 160, PIPES = LIMIT / 8 };
+    enum { N = 30, LIMIT = 160, PIPES = LIMIT / 16 };
     const size_t banner = 8 * MIB; /* more than the relay's send buffer */
     struct upsrv *u = up_start(UP_BANNER, banner, 3 * MIB);
-    char g[1024], conf[2048];
-    relay_group(g, sizeof(g), "relay", &u->srv.port, 1, "round-robin", "3.0", 0, "1.0");
-    snprintf(conf, sizeof(conf), "%slisteners = ( %s );\n", DAEMON_CONF("1", "5.0"), g);
+    char conf[2048];
+    /* A fixed port: the reload must find the same address. */
+    snprintf(conf, sizeof(conf),
+             DAEMON_CONF("1", "5.0")
+             "listeners = ( { name = \"relay\"; listen = [ \"127.0.0.1:%d\" ];\n"
+             "  mode = \"proxy\"; upstreams = [ \"127.0.0.1:%d\" ]; retries = 0; } );\n",
+             reserve_port(), u->srv.port);
     assert_true(ndaemons < ARRAY_LEN(daemons));
     struct echod *e = echod_start_nofile(conf, LIMIT);
     daemons[ndaemons++] = e;
@@ -850,25 +856,39 @@ static void relay_pipes_stay_within_their_share_of_descriptors(void **state)
     const size_t first = 256 * 1024;
     uint8_t *got = malloc(banner);
     assert_non_null(got);
-    int fds[N];
-    for (int i = 0; i < N; i++) {
-        fds[i] = connect_small_window(port);
-        track_fd(fds[i]);
-        recv_exact(fds[i], got, first);
-    }
-    assert_true(wait_pipes(e, pipes + 2 * PIPES, 5000));
-    sleep_ms(200); /* the other 10 are blocked too by now, without a pipe */
-    assert_int_equal(echod_pipe_count(e), pipes + 2 * PIPES);
-    for (int i = 0; i < N; i++) {
-        recv_exact(fds[i], got + first, banner - first);
-        assert_memory_equal(got, pattern + 3 * MIB, banner);
-        assert_int_equal(shutdown(fds[i], SHUT_WR), 0);
+    for (int round = 1; round <= 2; round++) {
+        int fds[N];
+        for (int i = 0; i < N; i++) {
+            fds[i] = connect_small_window(port);
+            track_fd(fds[i]);
+            recv_exact(fds[i], got, first);
+        }
+        assert_true(wait_pipes(e, pipes + 2 * round * PIPES, 5000));
+        sleep_ms(200); /* the others are blocked too by now, without a pipe */
+        assert_int_equal(echod_pipe_count(e), pipes + 2 * round * PIPES);
+        for (int i = 0; i < N; i++) {
+            recv_exact(fds[i], got + first, banner - first);
+            assert_memory_equal(got, pattern + 3 * MIB, banner);
+            assert_int_equal(shutdown(fds[i], SHUT_WR), 0);
+        }
+        for (int i = 0; i < N; i++) {
+            assert_true(peer_closed_within(fds[i], 3000));
+            close_tracked(fds[i]);
+        }
+        assert_true(wait_pipes(e, pipes, 3000));
+        if (round == 2)
+            break;
+        struct rlimit rl = {2 * LIMIT, 2 * LIMIT};
+        if (prlimit(echod_pid(e), RLIMIT_NOFILE, &rl, NULL) < 0)
+            fail_msg("prlimit: %s", strerror(errno));
+        int reloads = echod_count_log(e, "notice: reloaded ");
+        echod_signal(e, SIGHUP);
+        for (int i = 0; i < 300 && echod_count_log(e, "notice: reloaded ") == reloads; i++)
+            sleep_ms(10);
+        assert_int_equal(echod_count_log(e, "notice: reloaded "), reloads + 1);
     }
     free(got);
-    for (int i = 0; i < N; i++)
-        assert_true(peer_closed_within(fds[i], 3000));
-    assert_true(wait_pipes(e, pipes, 3000));
-    assert_int_equal(atomic_load(&u->srv.accepted), N);
+    assert_int_equal(atomic_load(&u->srv.accepted), 2 * N);
     assert_int_equal(atomic_load(&u->srv.errors), 0);
     assert_int_equal(echod_stop(e, 3000), 0);
 }

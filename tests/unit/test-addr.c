@@ -16,12 +16,15 @@
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <net/if.h>
 #include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "addr.h"
 #include "seeds.h"
@@ -467,6 +470,70 @@ static void test_format(void **state)
     assert_true(equal(a, a));
 }
 
+/* A Unix path may come from a peer and goes into log lines: every byte
+ * but printable ASCII, the space and the backslash included, is written
+ * \xNN, so no newline forges a line and no space a field. */
+static void test_format_escapes_unix_paths(void **state)
+{
+    static const char path[] = "/t\nmio-echod: notice: forged\x1b[2J a\\b\xc3\xa9";
+    char buf[ADDR_STRLEN];
+    addr_t a;
+
+    (void)state;
+    memset(&a, 0, sizeof a);
+    a.u.un.sun_family = AF_UNIX;
+    memcpy(a.u.un.sun_path, path, sizeof path);
+    a.len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + sizeof path);
+    addr_format(&a, buf, sizeof buf);
+    assert_string_equal(buf, "unix:/t\\x0amio-echod:\\x20notice:\\x20forged\\x1b[2J"
+                             "\\x20a\\x5cb\\xc3\\xa9");
+    /* the longest path, every byte escaped, fits whole */
+    memset(a.u.un.sun_path, '\n', sizeof a.u.un.sun_path);
+    a.len = sizeof a.u.un;
+    addr_format(&a, buf, sizeof buf);
+    assert_int_equal(strlen(buf), strlen("unix:") + 4 * sizeof a.u.un.sun_path);
+}
+
+/* What may not be replaced by a Unix socket is named; nothing, or a
+ * socket, is not. */
+static void test_unix_path_problem(void **state)
+{
+    char dir[] = "/tmp/mio-addr-XXXXXX", path[64];
+    int fd;
+
+    (void)state;
+    assert_non_null(mkdtemp(dir));
+    snprintf(path, sizeof path, "%s/none", dir);
+    assert_null(addr_unix_path_problem(path));
+    assert_string_equal(addr_unix_path_problem(dir), "a directory");
+    snprintf(path, sizeof path, "%s/file", dir);
+    fd = open(path, O_CREAT | O_WRONLY, 0600);
+    assert_true(fd >= 0);
+    close(fd);
+    assert_string_equal(addr_unix_path_problem(path), "a regular file");
+    char link_path[80];
+    snprintf(link_path, sizeof link_path, "%s/link", dir);
+    assert_int_equal(symlink(path, link_path), 0);
+    assert_string_equal(addr_unix_path_problem(link_path), "a symbolic link");
+    char fifo[80];
+    snprintf(fifo, sizeof fifo, "%s/fifo", dir);
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    assert_string_equal(addr_unix_path_problem(fifo), "a FIFO");
+    char sock_path[80];
+    snprintf(sock_path, sizeof sock_path, "%s/sock", dir);
+    int s = socket(AF_UNIX, SOCK_STREAM, 0);
+    struct sockaddr_un sun = {.sun_family = AF_UNIX};
+    memcpy(sun.sun_path, sock_path, strlen(sock_path) + 1);
+    assert_int_equal(bind(s, (struct sockaddr *)&sun, sizeof sun), 0);
+    assert_null(addr_unix_path_problem(sock_path));
+    close(s);
+    unlink(sock_path);
+    unlink(fifo);
+    unlink(link_path);
+    unlink(path);
+    rmdir(dir);
+}
+
 /* Family, address, port, scope and path all count; mapped is not v4. */
 static void test_equal(void **state)
 {
@@ -799,6 +866,8 @@ int main(void)
         cmocka_unit_test(test_host_name_too_long),
         cmocka_unit_test(test_error_truncation),
         cmocka_unit_test(test_format),
+        cmocka_unit_test(test_format_escapes_unix_paths),
+        cmocka_unit_test(test_unix_path_problem),
         cmocka_unit_test(test_equal),
         cmocka_unit_test(test_overlaps),
         cmocka_unit_test(test_source_key),
