@@ -30,6 +30,7 @@ struct listener_config {
     enum listener_mode mode;
     size_t buffer_size;      /* bytes per direction */
     int64_t idle_timeout_ms; /* 0 = none */
+    int64_t proxy_timeout_ms; /* the whole PROXY header within it */
     unsigned max_connections; /* 0 = no listener limit */
     unsigned max_per_source;  /* 0 = no limit */
     struct cidr *allow;
@@ -37,7 +38,6 @@ struct listener_config {
     struct cidr *deny;
     size_t ndeny;
     bool accept_proxy;
-    int64_t proxy_timeout_ms; /* the whole PROXY header within it */
     bool splice;             /* bulk data through a pipe (Linux splice(2)) */
     /* proxy mode only */
     struct config_addr *upstreams;
