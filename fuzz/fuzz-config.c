@@ -9,8 +9,8 @@
  * (fuzz-resolver.h).  The message goes into a heap buffer of exactly
  * errlen bytes.  Checked:
  *
- *   - a refusal returns NULL with one line of message, starting with the
- *     path;
+ *   - a refusal returns NULL with one line of valid UTF-8, starting with
+ *     the name the file is given (not its path);
  *   - a configuration loaded has at least one listener; each has a name
  *     and at least one listen address (all of them listen addresses: no
  *     Unix path without its NUL, no port 0 clash checks skipped), an echo
@@ -38,6 +38,9 @@
 
 #define ERRLEN 1024
 
+/* What messages call the file. */
+#define NAME "fuzz.conf"
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 const char *__lsan_default_suppressions(void);
 
@@ -52,6 +55,27 @@ const char *__lsan_default_suppressions(void);
 const char *__lsan_default_suppressions(void)
 {
     return "leak:strbuf_append\nleak:libconfig_yylex\n";
+}
+
+/* Whether s is valid UTF-8 (RFC 3629). */
+static bool valid_utf8(const char *s)
+{
+    const unsigned char *u = (const unsigned char *)s;
+
+    while (*u != '\0') {
+        size_t n = *u < 0x80 ? 1 : *u >= 0xc2 && *u <= 0xdf ? 2
+                 : *u >= 0xe0 && *u <= 0xef ? 3 : *u >= 0xf0 && *u <= 0xf4 ? 4 : 0;
+        unsigned lo = *u == 0xe0 ? 0xa0 : *u == 0xf0 ? 0x90 : 0x80;
+        unsigned hi = *u == 0xed ? 0x9f : *u == 0xf4 ? 0x8f : 0xbf;
+
+        if (n == 0)
+            return false;
+        for (size_t i = 1; i < n; i++)
+            if (u[i] < (i == 1 ? lo : 0x80) || u[i] > (i == 1 ? hi : 0xbf))
+                return false;
+        u += n;
+    }
+    return true;
 }
 
 #define CHECK(cond, ...)                                                   \
@@ -202,22 +226,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (fd < 0)
         open_file();
     write_file(data, size);
-    cfg = config_load(path, err, ERRLEN);
+    cfg = config_load(path, NAME, err, ERRLEN);
     if (cfg == NULL) {
         size_t n = strnlen(err, ERRLEN);
         CHECK(n < ERRLEN && n > 0, "refused with a message of %zu bytes", n);
-        CHECK(strncmp(err, path, strlen(path)) == 0,
-              "message does not start with the path: %s", err);
+        CHECK(strncmp(err, NAME ":", strlen(NAME ":")) == 0,
+              "message does not start with the name: %s", err);
         for (size_t i = 0; i < n; i++)
             CHECK((unsigned char)err[i] >= 0x20 && err[i] != 0x7f,
                   "control byte 0x%02x in the message: %s",
                   (unsigned char)err[i], err);
+        CHECK(valid_utf8(err), "not UTF-8: %s", err);
     } else {
         CHECK(err[0] == '\0', "loaded, with a message: %s", err);
         check_config(cfg);
     }
     /* Once more: the same verdict, the same message. */
-    again = config_load(path, again_err, ERRLEN);
+    again = config_load(path, NAME, again_err, ERRLEN);
     CHECK((cfg == NULL) == (again == NULL), "loaded once, refused once: %s",
           cfg == NULL ? err : again_err);
     CHECK(strcmp(err, again_err) == 0, "two messages: \"%s\" then \"%s\"", err,

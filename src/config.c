@@ -101,22 +101,84 @@ struct taken {
 };
 
 struct loader {
-    const char *path;
+    const char *path; /* the file read */
+    const char *name; /* the file as messages name it */
     char *err;
     size_t errlen;
-    struct wide_literal *wide; /* from config_scan() */
-    size_t nwide;
+    struct config_scan scan;
     struct taken *taken;
     size_t ntaken, taken_cap;
 };
 
-/* Replaces control characters, so that a message stays one line whatever
- * the text it quotes. */
-static void one_line(char *s)
+/*
+ * The length of the valid UTF-8 sequence that s starts with (1 for ASCII,
+ * including NUL), or 0 when its first byte starts none: no overlong forms,
+ * no surrogates, nothing past U+10FFFF (RFC 3629).
+ */
+static size_t utf8_len(const char *s)
 {
-    for (; *s != '\0'; s++)
-        if ((unsigned char)*s < 0x20 || *s == 0x7f)
-            *s = '?';
+    const unsigned char *u = (const unsigned char *)s;
+    unsigned char lo = 0x80, hi = 0xbf;
+    size_t n;
+
+    if (u[0] < 0x80)
+        return 1;
+    if (u[0] >= 0xc2 && u[0] <= 0xdf)
+        n = 2;
+    else if (u[0] >= 0xe0 && u[0] <= 0xef)
+        n = 3;
+    else if (u[0] >= 0xf0 && u[0] <= 0xf4)
+        n = 4;
+    else
+        return 0;
+    if (u[0] == 0xe0)
+        lo = 0xa0;
+    else if (u[0] == 0xed)
+        hi = 0x9f;
+    else if (u[0] == 0xf0)
+        lo = 0x90;
+    else if (u[0] == 0xf4)
+        hi = 0x8f;
+    if (u[1] < lo || u[1] > hi)
+        return 0;
+    for (size_t i = 2; i < n; i++)
+        if (u[i] < 0x80 || u[i] > 0xbf)
+            return 0;
+    return n;
+}
+
+/*
+ * Copies the message s into out[0..len), cut to fit, so that it is one
+ * line of valid UTF-8 whatever the text it quotes: control bytes become
+ * "?", bytes that are not UTF-8 "\xNN"; a character or an escape is never
+ * cut in two.
+ */
+static void clean_message(char *out, size_t len, const char *s)
+{
+    size_t o = 0;
+
+    while (*s != '\0') {
+        size_t n = utf8_len(s);
+        unsigned char c = (unsigned char)*s;
+        char esc[5];
+        const char *put = s;
+        size_t put_len = n;
+
+        if (n == 0) {
+            snprintf(esc, sizeof esc, "\\x%02x", c);
+            put = esc;
+            put_len = 4;
+            n = 1;
+        } else if (c < 0x20 || c == 0x7f) {
+            put = "?";
+        }
+        if (o + put_len >= len)
+            break;
+        memcpy(out + o, put, put_len);
+        o += put_len;
+        s += n;
+    }
+    out[o] = '\0';
 }
 
 /*
@@ -128,7 +190,7 @@ __attribute__((format(printf, 5, 6)))
 static int fail(struct loader *ld, int line, const char *scope, const char *key,
                 const char *fmt, ...)
 {
-    char msg[1024], where[16] = "", setting[160] = "";
+    char msg[1024], where[16] = "", setting[160] = "", all[1536];
     va_list ap;
 
     if (ld->err == NULL || ld->errlen == 0)
@@ -143,8 +205,8 @@ static int fail(struct loader *ld, int line, const char *scope, const char *key,
                  scope[0] != '\0' ? "." : "", key);
     else if (scope[0] != '\0')
         snprintf(setting, sizeof setting, "%s: ", scope);
-    snprintf(ld->err, ld->errlen, "%s%s: %s%s", ld->path, where, setting, msg);
-    one_line(ld->err);
+    snprintf(all, sizeof all, "%s%s: %s%s", ld->name, where, setting, msg);
+    clean_message(ld->err, ld->errlen, all);
     return -1;
 }
 
@@ -154,15 +216,17 @@ static int out_of_memory(struct loader *ld)
     return fail(ld, 0, "", NULL, "out of memory");
 }
 
-/* Writes s into buf double-quoted, with C escapes for quotes, backslashes
- * and control bytes, cut after QUOTE_MAX bytes; returns buf. */
+/* Writes s into buf double-quoted, with C escapes for quotes, backslashes,
+ * control bytes and bytes that are not UTF-8, cut after QUOTE_MAX bytes
+ * (before a character that would cross it); returns buf. */
 static const char *quote(char buf[QUOTE_BUF], const char *s)
 {
-    size_t o = 0, i;
+    size_t o = 0, i = 0;
 
     buf[o++] = '"';
-    for (i = 0; i < QUOTE_MAX && s[i] != '\0'; i++) {
+    while (i < QUOTE_MAX && s[i] != '\0') {
         unsigned char c = (unsigned char)s[i];
+        size_t n = utf8_len(s + i);
         if (c == '"' || c == '\\') {
             buf[o++] = '\\';
             buf[o++] = (char)c;
@@ -172,11 +236,17 @@ static const char *quote(char buf[QUOTE_BUF], const char *s)
         } else if (c == '\t') {
             buf[o++] = '\\';
             buf[o++] = 't';
-        } else if (c < 0x20 || c == 0x7f) {
+        } else if (c < 0x20 || c == 0x7f || n == 0) {
             o += (size_t)snprintf(buf + o, 5, "\\x%02x", c);
+        } else if (i + n > QUOTE_MAX) {
+            break;
         } else {
-            buf[o++] = (char)c;
+            memcpy(buf + o, s + i, n);
+            o += n;
+            i += n;
+            continue;
         }
+        i++;
     }
     buf[o++] = '"';
     if (s[i] != '\0') {
@@ -187,10 +257,95 @@ static const char *quote(char buf[QUOTE_BUF], const char *s)
     return buf;
 }
 
+/*
+ * What the loader knows of a setting besides libconfig, attached to it as
+ * its hook (config_setting_set_hook()) by note_settings() for the time of
+ * the load.
+ */
+struct setting_info {
+    int line;  /* where it starts */
+    long list; /* a list's number in the scan (config_scan.lists), else -1 */
+};
+
 /* The line a setting starts on. */
 static int line_of(const config_setting_t *s)
 {
-    return (int)config_setting_source_line(s);
+    const struct setting_info *info = config_setting_get_hook(s);
+
+    return info != NULL ? info->line : (int)config_setting_source_line(s);
+}
+
+/* Whether a setting is a list or an array. */
+static bool is_sequence(const config_setting_t *s)
+{
+    return config_setting_is_list(s) || config_setting_is_array(s);
+}
+
+/* A group or list being walked by note_settings(). */
+struct walk {
+    config_setting_t *s;
+    int next;                  /* its next member or element */
+    const struct scan_list *l; /* a list's elements as the scan saw them */
+};
+
+/*
+ * Walks root and every setting in it, depth first: the order in which the
+ * scan numbers lists.  With info, fills info[0..) and hooks each entry to
+ * its setting; an element of a list gets the line the scan saw it start
+ * on, not the line of the token after it that libconfig 1.5 records,
+ * unless the scan and libconfig disagree on the list (then libconfig's
+ * line stays).  Without, only counts.  The number of settings, or 0 when
+ * memory ran out.  No recursion: a file may nest lists deeply.
+ */
+static size_t note_settings(const struct loader *ld, config_setting_t *root,
+                            struct setting_info *info)
+{
+    struct walk *stack = NULL;
+    size_t depth = 0, cap = 0, used = 0, lists = 0;
+    config_setting_t *s = root;
+    int line = (int)config_setting_source_line(root);
+
+    for (;;) {
+        const struct scan_list *l = NULL;
+        if (is_sequence(s)) {
+            if (lists < ld->scan.nlists &&
+                ld->scan.lists[lists].count == (size_t)config_setting_length(s))
+                l = &ld->scan.lists[lists];
+            lists++;
+        }
+        if (info != NULL) {
+            info[used] = (struct setting_info){
+                .line = line, .list = is_sequence(s) ? (long)lists - 1 : -1,
+            };
+            config_setting_set_hook(s, &info[used]);
+        }
+        used++;
+        if (config_setting_is_aggregate(s)) {
+            if (depth == cap) {
+                size_t want = cap == 0 ? 16 : 2 * cap;
+                struct walk *grown = realloc(stack, want * sizeof *stack);
+                if (grown == NULL) {
+                    free(stack);
+                    return 0;
+                }
+                stack = grown;
+                cap = want;
+            }
+            stack[depth++] = (struct walk){ .s = s, .l = l };
+        }
+        while (depth > 0 &&
+               stack[depth - 1].next == config_setting_length(stack[depth - 1].s))
+            depth--;
+        if (depth == 0)
+            break;
+        struct walk *w = &stack[depth - 1];
+        s = config_setting_get_elem(w->s, (unsigned)w->next);
+        line = w->l != NULL ? ld->scan.elem_lines[w->l->first + (size_t)w->next]
+                            : (int)config_setting_source_line(s);
+        w->next++;
+    }
+    free(stack);
+    return used;
 }
 
 /* Whether a setting holds an integer (libconfig has two types of them). */
@@ -200,39 +355,47 @@ static bool is_integer(const config_setting_t *s)
            config_setting_type(s) == CONFIG_TYPE_INT64;
 }
 
-/* Whether a setting is a list or an array: both are written as lists here. */
-static bool is_sequence(const config_setting_t *s)
-{
-    return config_setting_is_list(s) || config_setting_is_array(s);
-}
-
 /* ---- integer literals libconfig 1.5 cuts to 32 bits ---------------------- */
 
 /*
  * The wide literal libconfig 1.5 cut into the integer setting s, if any:
- * the first unclaimed one written after s's name that libconfig stored as
- * s's value, between s's line and the next setting's.
+ * for an element of a list, the one the scan saw as that element; for a
+ * setting, the first unclaimed one written after s's name that libconfig
+ * stored as s's value, between s's line and the next setting's.
  */
 static struct wide_literal *wide_literal_of(struct loader *ld,
                                             const config_setting_t *s)
 {
     const config_setting_t *parent = config_setting_parent(s);
+    const struct setting_info *pinfo =
+        parent != NULL ? config_setting_get_hook(parent) : NULL;
     const char *name = config_setting_name(s);
     struct wide_literal *best = NULL;
     int first = line_of(s), last = INT_MAX, stored, i;
+    long list = -1, index = -1;
 
     if (config_setting_type(s) != CONFIG_TYPE_INT)
         return NULL;
     stored = config_setting_get_int(s);
     i = config_setting_index(s);
-    if (parent != NULL && i >= 0 && i + 1 < config_setting_length(parent))
+    if (parent != NULL && is_sequence(parent)) {
+        if (pinfo == NULL)
+            return NULL;
+        list = pinfo->list;
+        index = i;
+        last = first;
+    } else if (parent != NULL && i >= 0 && i + 1 < config_setting_length(parent)) {
         last = line_of(config_setting_get_elem(parent, (unsigned)i + 1));
-    for (size_t k = 0; k < ld->nwide; k++) {
-        struct wide_literal *w = &ld->wide[k];
-        if (!w->claimed && w->stored == stored && w->line >= first &&
-            w->line <= last && name != NULL && strlen(name) == w->name_len &&
-            memcmp(name, w->name, w->name_len) == 0 &&
-            (best == NULL || w->line < best->line))
+    }
+    for (size_t k = 0; k < ld->scan.nwide; k++) {
+        struct wide_literal *w = &ld->scan.wide[k];
+        if (w->claimed || w->stored != stored || w->line < first ||
+            w->line > last || w->list != list || w->index != index)
+            continue;
+        if (list < 0 && (name == NULL || strlen(name) != w->name_len ||
+                         memcmp(name, w->name, w->name_len) != 0))
+            continue;
+        if (best == NULL || w->line < best->line)
             best = w;
     }
     return best;
@@ -242,10 +405,10 @@ static struct wide_literal *wide_literal_of(struct loader *ld,
  * setting reads through integer_value(). */
 static int check_wide_claimed(struct loader *ld)
 {
-    for (size_t k = 0; k < ld->nwide; k++)
-        if (!ld->wide[k].claimed)
-            return fail(ld, ld->wide[k].line, "", NULL,
-                        "integer %s out of range %d-%d", ld->wide[k].text,
+    for (size_t k = 0; k < ld->scan.nwide; k++)
+        if (!ld->scan.wide[k].claimed)
+            return fail(ld, ld->scan.wide[k].line, "", NULL,
+                        "integer %s out of range %d-%d", ld->scan.wide[k].text,
                         INT_MIN, INT_MAX);
     return 0;
 }
@@ -1060,9 +1223,29 @@ fail:
     return NULL;
 }
 
-struct config *config_load(const char *path, char *err, size_t errlen)
+/* Fills cfg from the file libconfig parsed, its settings' lines set right
+ * first. */
+static int load_parsed(struct loader *ld, config_t *parsed, struct config *cfg)
 {
-    struct loader ld = { .path = path, .err = err, .errlen = errlen };
+    config_setting_t *root = config_root_setting(parsed);
+    size_t n = note_settings(ld, root, NULL);
+    struct setting_info *info = n == 0 ? NULL : calloc(n, sizeof *info);
+    int rc;
+
+    if (info == NULL || note_settings(ld, root, info) != n) {
+        free(info);
+        return out_of_memory(ld);
+    }
+    rc = load_root(ld, root, cfg);
+    free(info); /* the settings keep dangling hooks, never read again */
+    return rc;
+}
+
+struct config *config_load(const char *path, const char *name, char *err,
+                           size_t errlen)
+{
+    struct loader ld = { .path = path, .name = name != NULL ? name : path,
+                         .err = err, .errlen = errlen };
     struct config *cfg = NULL;
     config_t parsed;
     size_t len;
@@ -1073,20 +1256,18 @@ struct config *config_load(const char *path, char *err, size_t errlen)
     text = read_source(&ld, &len);
     if (text == NULL)
         return NULL;
-    struct config_scan scan;
-    int scanned = config_scan(text, len, &scan);
-    ld.wide = scan.wide;
-    ld.nwide = scan.nwide;
+    int scanned = config_scan(text, len, &ld.scan);
     if (scanned == -ENOMEM) {
         out_of_memory(&ld);
     } else if (scanned < 0) {
-        fail(&ld, scan.line, "", NULL, "%s", scan.why);
+        fail(&ld, ld.scan.line, "", NULL, "%s", ld.scan.why);
     } else {
         config_init(&parsed);
         if (!config_read_string(&parsed, text)) {
             const char *file = config_error_file(&parsed);
             const char *why = config_error_text(&parsed);
-            ld.path = file != NULL ? file : path;
+            if (file != NULL)
+                ld.name = file;
             if (strcmp(why, "syntax error") == 0) /* libconfig's usual text */
                 fail(&ld, config_error_line(&parsed), "", NULL, "syntax error");
             else
@@ -1094,14 +1275,14 @@ struct config *config_load(const char *path, char *err, size_t errlen)
                      "syntax error: %s", why);
         } else if ((cfg = calloc(1, sizeof *cfg)) == NULL) {
             out_of_memory(&ld);
-        } else if (load_root(&ld, config_root_setting(&parsed), cfg) != 0) {
+        } else if (load_parsed(&ld, &parsed, cfg) != 0) {
             config_free(cfg);
             cfg = NULL;
         }
         config_destroy(&parsed);
     }
     free(text);
-    free(ld.wide);
+    config_scan_free(&ld.scan);
     free(ld.taken);
     return cfg;
 }

@@ -49,7 +49,7 @@ struct listener_config {
 };
 
 struct config {
-    char *path;
+    char *path;              /* the file read */
     unsigned workers;        /* 0 = one per CPU */
     unsigned max_connections; /* 0 = no limit */
     int64_t shutdown_timeout_ms;
@@ -65,15 +65,20 @@ struct config {
 };
 
 /*
- * Loads and validates `path`.  On error returns NULL and writes one line
- * into err: "FILE:LINE: SETTING: what is wrong, and what was expected",
- * e.g. "/etc/mio-echod.conf:12: listeners.relay.balance: expected
- * round-robin, least-connections or source-hash, got \"random\"".  A
- * listener is named by its name once that is known, by its index from 0
- * before ("listeners.[1].name"); LINE is left out where there is none
- * ("FILE: cannot read: ...").  err may be NULL when errlen is 0.
+ * Loads and validates the file at `path`, which messages call `name` (the
+ * name the user gave it, while the daemon reads it by its absolute path;
+ * NULL: path).  On error returns NULL and writes one line into err:
+ * "NAME:LINE: SETTING: what is wrong, and what was expected", e.g.
+ * "mio-echod.conf:12: listeners.relay.balance: expected round-robin,
+ * least-connections or source-hash, got \"random\"".  A listener is named
+ * by its name once that is known, by its index from 0 before
+ * ("listeners.[1].name"); LINE is left out where there is none ("NAME:
+ * cannot read: ...").  The message is valid UTF-8, control bytes and bytes
+ * of the file that are not UTF-8 escaped.  err may be NULL when errlen
+ * is 0.
  */
-struct config *config_load(const char *path, char *err, size_t errlen);
+struct config *config_load(const char *path, const char *name, char *err,
+                           size_t errlen);
 
 /* Frees cfg and everything it holds; NULL is fine. */
 void config_free(struct config *cfg);

@@ -217,11 +217,11 @@ int main(int argc, char **argv)
     char err[1024];
     char *pidfile = NULL; /* removed at exit once written */
     /* The daemon leaves its directory when it goes to the background: a
-     * reload must still find the file. */
+     * reload must still find the file, by its absolute path.  Messages
+     * name it as given. */
     char *abspath = realpath(path, NULL);
-    if (abspath != NULL)
-        path = abspath;
-    struct config *cfg = config_load(path, err, sizeof(err));
+    const char *readpath = abspath != NULL ? abspath : path;
+    struct config *cfg = config_load(readpath, path, err, sizeof(err));
     if (cfg == NULL) {
         fprintf(stderr, "mio-echod: %s\n", err);
         free(abspath);
@@ -245,7 +245,8 @@ int main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &set, NULL); /* inherited by every worker */
 
     log_open(cfg->log_target, verbose ? LOG_DEBUG : cfg->log_level, foreground);
-    struct daemon d = {.config_path = path, .verbose = verbose,
+    struct daemon d = {.config_path = readpath, .config_name = path,
+                      .verbose = verbose,
                       .accept_mu = PTHREAD_MUTEX_INITIALIZER,
                       .gen_mu = PTHREAD_MUTEX_INITIALIZER};
     int status = EXIT_RUNTIME;

@@ -8,7 +8,8 @@
  * (after the drop: into a directory nobody may write) and removes it at
  * exit.  An unknown user, and a switch of users without root, stop it
  * with exit status 3 and a message that says why; without root, the
- * current user itself is accepted.
+ * current user itself is accepted.  Messages name the file as given with
+ * -c, a relative path too.
  *
  * The drop needs root: those tests are skipped otherwise (the ones
  * without root run in a child that first becomes nobody, or directly when
@@ -353,15 +354,16 @@ static bool port_is_privileged(int port, uid_t uid, gid_t gid)
 }
 
 /*
- * Starts "mio-echod -f -c conf" as uid:gid (from root) or as ourselves
- * (uid == (uid_t)-1), its stdout and stderr into child_out; the child dies
- * with us.  Only async-signal-safe calls after fork().
+ * Starts "mio-echod OPT -c conf" (OPT "-f" or "-t") as uid:gid (from root)
+ * or as ourselves (uid == (uid_t)-1), its stdout and stderr into
+ * child_out; the child dies with us.  Only async-signal-safe calls after
+ * fork().
  */
-static void run_as(uid_t uid, gid_t gid, const char *conf)
+static void run_as(uid_t uid, gid_t gid, const char *opt, const char *conf)
 {
     char prog[PATH_MAX];
     echod_program_path(prog, sizeof(prog));
-    char *argv[] = {prog, (char *)"-f", (char *)"-c", (char *)conf, NULL};
+    char *argv[] = {prog, (char *)opt, (char *)"-c", (char *)conf, NULL};
     char **envp = echod_environment(NULL, 0);
     int p[2];
     assert_int_equal(pipe2(p, O_CLOEXEC), 0);
@@ -586,7 +588,7 @@ static void test_switch_without_root(void **state)
     } else {
         conf = write_conf(conf_text);
     }
-    run_as(uid, gid, conf);
+    run_as(uid, gid, "-f", conf);
     (void)read_child_until(out, sizeof(out), NULL);
     int rc = wait_child();
     skip_unless_ran(rc, out);
@@ -618,7 +620,7 @@ static void test_same_user_without_root(void **state)
              pidfile);
     char conf[PATH_MAX + 64];
     snprintf(conf, sizeof(conf), "%s", write_file(dir, "mio-echod.conf", conf_text));
-    run_as(uid, gid, conf);
+    run_as(uid, gid, "-f", conf);
     pid_t pid = child;
     char out[8192] = "";
     if (!read_child_until(out, sizeof(out), " started: ")) {
@@ -640,6 +642,55 @@ static void test_same_user_without_root(void **state)
     assert_int_equal(read_pidfile(pidfile, uid), -1);
 }
 
+/*
+ * Messages name the file as given with -c, here a relative path: -t,
+ * a configuration error, and a reload of a daemon in the foreground.
+ * (The daemon reads it by its absolute path all the same.)
+ */
+static void test_file_named_as_given(void **state)
+{
+    (void)state;
+    char cwd[PATH_MAX], rel[2 * PATH_MAX], out[8192] = "", want[2 * PATH_MAX + 64];
+    const char *conf = write_conf(BASE "workers = 1;\n"
+        "listeners = ( { name = \"t\"; listen = [ \"127.0.0.1:0\" ]; } );\n");
+    /* From here to / and down to conf. */
+    assert_non_null(getcwd(cwd, sizeof(cwd)));
+    rel[0] = '\0';
+    for (const char *p = cwd; *p != '\0'; p++)
+        if (*p == '/' && p[1] != '\0')
+            strcat(rel, "../");
+    strcat(rel, conf + 1);
+    int rc = echod_run(out, sizeof(out), "-t", "-c", rel, (char *)NULL);
+    snprintf(want, sizeof(want), "mio-echod: %s: configuration OK\n", rel);
+    if (rc != 0 || strcmp(out, want) != 0)
+        fail_msg("exit %d, expected 0 and \"%s\", got \"%s\"", rc, want, out);
+
+    run_as((uid_t)-1, (gid_t)-1, "-f", rel);
+    out[0] = '\0';
+    if (!read_child_until(out, sizeof(out), " started: "))
+        fail_msg("did not start (exit %d): %s", wait_child(), out);
+    assert_int_equal(kill(child, SIGHUP), 0);
+    snprintf(want, sizeof(want), "notice: reloaded %s: 1 listener", rel);
+    if (!read_child_until(out, sizeof(out), want))
+        fail_msg("expected \"%s\", got \"%s\"", want, out);
+    FILE *f = fopen(conf, "w");
+    assert_non_null(f);
+    fputs(BASE "workers = 1;\nlisteners = ( );\n", f);
+    assert_int_equal(fclose(f), 0);
+    assert_int_equal(kill(child, SIGHUP), 0);
+    snprintf(want, sizeof(want), "reload failed: %s:4: listeners: no listeners", rel);
+    if (!read_child_until(out, sizeof(out), want))
+        fail_msg("expected \"%s\", got \"%s\"", want, out);
+    assert_int_equal(kill(child, SIGTERM), 0);
+    assert_int_equal(wait_child(), 0);
+
+    rc = echod_run(out, sizeof(out), "-t", "-c", rel, (char *)NULL);
+    snprintf(want, sizeof(want), "mio-echod: %s:4: listeners: no listeners: "
+             "nothing to serve\n", rel);
+    if (rc != 1 || strcmp(out, want) != 0)
+        fail_msg("exit %d, expected 1 and \"%s\", got \"%s\"", rc, want, out);
+}
+
 int main(void)
 {
     atexit(clean_up);
@@ -649,6 +700,7 @@ int main(void)
         cmocka_unit_test_teardown(test_unknown_user, teardown),
         cmocka_unit_test_teardown(test_switch_without_root, teardown),
         cmocka_unit_test_teardown(test_same_user_without_root, teardown),
+        cmocka_unit_test_teardown(test_file_named_as_given, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
