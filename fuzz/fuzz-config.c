@@ -6,7 +6,8 @@
  * once (truncated for each input) and loaded through /proc/self/fd/N; where
  * memfd_create is missing, a temporary file made once is used, and removed
  * at exit.  Upstream host names get a fixed loopback answer, never DNS
- * (fuzz-resolver.h).  The message goes into a heap buffer of exactly
+ * (fuzz-resolver.h), and users come from a fixed table, never NSS (the
+ * getpwnam_r() below).  The message goes into a heap buffer of exactly
  * errlen bytes.  Checked:
  *
  *   - a refusal returns NULL with one line of valid UTF-8, starting with
@@ -15,7 +16,8 @@
  *     and at least one listen address (all of them listen addresses: no
  *     Unix path without its NUL, no port 0 clash checks skipped), an echo
  *     listener no upstreams and no proxy setting, a proxy listener at
- *     least one upstream; the stats address is one numeric TCP address;
+ *     least one upstream, none of them its own listen address; the stats
+ *     address is one numeric TCP address;
  *   - the same text loads the same way twice (nothing is kept between
  *     loads);
  *   - config_free() always, and LeakSanitizer sees the rest.
@@ -26,6 +28,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pwd.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -55,6 +58,40 @@ const char *__lsan_default_suppressions(void);
 const char *__lsan_default_suppressions(void)
 {
     return "leak:strbuf_append\nleak:libconfig_yylex\n";
+}
+
+/*
+ * The users there are, for the loader's check that `user` exists: "root"
+ * and "nobody", answered here, so that a fuzzer neither reads the passwd
+ * database on every input nor depends on it.  The program's own
+ * getpwnam_r(), so it is the one src/process.c calls.
+ */
+int getpwnam_r(const char *name, struct passwd *pw, char *buf, size_t len,
+               struct passwd **result);
+
+int getpwnam_r(const char *name, struct passwd *pw, char *buf, size_t len,
+               struct passwd **result)
+{
+    static const struct { const char *name; uid_t id; } users[] = {
+        { "root", 0 }, { "nobody", 65534 },
+    };
+
+    *result = NULL;
+    for (size_t i = 0; i < sizeof users / sizeof users[0]; i++) {
+        if (strcmp(name, users[i].name) != 0)
+            continue;
+        if (strlen(name) + 1 > len)
+            return ERANGE;
+        memcpy(buf, name, strlen(name) + 1);
+        *pw = (struct passwd){ .pw_name = buf, .pw_passwd = buf + strlen(name),
+                               .pw_uid = users[i].id, .pw_gid = users[i].id,
+                               .pw_gecos = buf + strlen(name),
+                               .pw_dir = buf + strlen(name),
+                               .pw_shell = buf + strlen(name) };
+        *result = pw;
+        return 0;
+    }
+    return 0;
 }
 
 /* Whether s is valid UTF-8 (RFC 3629). */
@@ -203,8 +240,14 @@ static void check_config(const struct config *cfg)
                   lc->name);
             CHECK(lc->connect_timeout_ms > 0, "connect_timeout %lld ms",
                   (long long)lc->connect_timeout_ms);
-            for (size_t k = 0; k < lc->nupstreams; k++)
+            for (size_t k = 0; k < lc->nupstreams; k++) {
                 check_addr(&lc->upstreams[k], "upstream");
+                /* The simplest loop: to one of its own addresses. */
+                for (size_t m = 0; m < lc->nlisten; m++)
+                    CHECK(!addr_equal(&lc->upstreams[k].addr, &lc->listen[m].addr),
+                          "relay \"%s\" has its own address %s as an upstream",
+                          lc->name, lc->listen[m].text);
+            }
         }
     }
     if (cfg->has_stats) {

@@ -7,6 +7,7 @@
 #include "autoconf.h"
 #endif
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <libconfig.h>
@@ -24,6 +25,7 @@
 #include "config-scan.h"
 #include "pipe.h"
 #include "log.h"
+#include "process.h"
 
 /* A bound on the file, so that a mistaken path (/dev/zero) cannot eat
  * memory. */
@@ -811,6 +813,27 @@ static int refuse_taken(struct loader *ld, const addr_t *a, const char *text,
     return 0;
 }
 
+/*
+ * Refuses the listen address a, written `text` at `line`, when it is a
+ * v4-mapped IPv6 address (::ffff:a.b.c.d): the daemon's IPv6 sockets are
+ * IPv6-only, so binding one fails ("Invalid argument"), and it would
+ * stand for the IPv4 address that another listen address may hold.
+ */
+static int refuse_v4_mapped(struct loader *ld, const addr_t *a, const char *text,
+                            int line, const char *scope, const char *key)
+{
+    char q[QUOTE_BUF], v4[INET_ADDRSTRLEN];
+
+    if (a->u.sa.sa_family != AF_INET6 ||
+        !IN6_IS_ADDR_V4MAPPED(&a->u.in6.sin6_addr))
+        return 0;
+    inet_ntop(AF_INET, &a->u.in6.sin6_addr.s6_addr[12], v4, sizeof v4);
+    return fail(ld, line, scope, key,
+                "%s is a v4-mapped IPv6 address, which the daemon's IPv6-only "
+                "sockets cannot listen on; write it as \"%s:%u\"",
+                quote(q, text), v4, (unsigned)ntohs(a->u.in6.sin6_port));
+}
+
 /* Parses the listen addresses of lc, refusing any that overlaps an address
  * taken before, by this listener or another. */
 static int load_listen(struct loader *ld, const config_setting_t *g,
@@ -842,6 +865,8 @@ static int load_listen(struct loader *ld, const config_setting_t *g,
         if (addr_parse(text, ADDR_LISTEN, parsed, 2, &count, aerr, sizeof aerr) != 0)
             return fail(ld, line_of(e), scope, key, "invalid address %s: %s",
                         quote(q, text), aerr);
+        if (refuse_v4_mapped(ld, &parsed[0], text, line_of(e), scope, key) != 0)
+            return -1;
         for (size_t k = 0; k < count; k++) {
             struct config_addr *a = &lc->listen[lc->nlisten];
             if (refuse_taken(ld, &parsed[k], text, line_of(e), scope, key) != 0)
@@ -850,6 +875,7 @@ static int load_listen(struct loader *ld, const config_setting_t *g,
             if (a->text == NULL)
                 return out_of_memory(ld);
             a->addr = parsed[k];
+            a->line = line_of(e);
             lc->nlisten++;
             if (take(ld, a, lc->name, line_of(e)) != 0)
                 return -1;
@@ -1030,6 +1056,214 @@ static int load_listener(struct loader *ld, const config_setting_t *g,
     return 0;
 }
 
+/* ---- relay loops --------------------------------------------------------- */
+
+/* Whether the IP address of a is the wildcard (0.0.0.0 or ::). */
+static bool is_wildcard(const addr_t *a)
+{
+    if (a->u.sa.sa_family == AF_INET)
+        return a->u.in.sin_addr.s_addr == htonl(INADDR_ANY);
+    return a->u.sa.sa_family == AF_INET6 &&
+           IN6_IS_ADDR_UNSPECIFIED(&a->u.in6.sin6_addr);
+}
+
+/* Whether the IP address of a is a loopback one (127.0.0.0/8 or ::1). */
+static bool is_loopback(const addr_t *a)
+{
+    if (a->u.sa.sa_family == AF_INET)
+        return (ntohl(a->u.in.sin_addr.s_addr) >> 24) == 127;
+    return a->u.sa.sa_family == AF_INET6 &&
+           IN6_IS_ADDR_LOOPBACK(&a->u.in6.sin6_addr);
+}
+
+/* The port of an IP address. */
+static unsigned port_of(const addr_t *a)
+{
+    return ntohs(a->u.sa.sa_family == AF_INET ? a->u.in.sin_port
+                                              : a->u.in6.sin6_port);
+}
+
+/*
+ * The address a connect to `up` ends at: a v4-mapped IPv6 address is its
+ * IPv4 one (the connect goes out over IPv4, never to an IPv6-only socket),
+ * and Linux connects the wildcard address to loopback (0.0.0.0 to
+ * 127.0.0.1, :: to ::1).
+ */
+static addr_t connect_target(const addr_t *up)
+{
+    addr_t t = *up;
+
+    if (t.u.sa.sa_family == AF_INET6 &&
+        IN6_IS_ADDR_V4MAPPED(&t.u.in6.sin6_addr)) {
+        struct sockaddr_in v4 = { .sin_family = AF_INET,
+                                  .sin_port = up->u.in6.sin6_port };
+        memcpy(&v4.sin_addr, &up->u.in6.sin6_addr.s6_addr[12], 4);
+        memset(&t, 0, sizeof t);
+        t.u.in = v4;
+        t.len = sizeof v4;
+    }
+    if (t.u.sa.sa_family == AF_INET && is_wildcard(&t))
+        t.u.in.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    else if (t.u.sa.sa_family == AF_INET6 && is_wildcard(&t))
+        t.u.in6.sin6_addr = in6addr_loopback;
+    return t;
+}
+
+/*
+ * Whether connections to the upstream address `up` reach the listen
+ * address l: equal to it, or on the port of a wildcard l with a loopback
+ * (or wildcard) IP address.  A listen address on port 0 gets a fresh port,
+ * which no upstream names.  Other addresses of this host on the port of a
+ * wildcard l reach it too, but the load cannot know them.
+ */
+static bool reaches(const addr_t *up, const addr_t *l)
+{
+    addr_t t = connect_target(up);
+
+    if (t.u.sa.sa_family != l->u.sa.sa_family)
+        return false;
+    if (l->u.sa.sa_family == AF_UNIX)
+        return addr_equal(&t, l);
+    if (port_of(l) == 0 || port_of(&t) != port_of(l))
+        return false;
+    return addr_equal(&t, l) || (is_wildcard(l) && is_loopback(&t));
+}
+
+/* A step of a relay loop: listener `from` relays through its upstream `up`
+ * to listener `to`, whose listen address `at` that upstream reaches. */
+struct hop {
+    size_t from, up, to, at;
+};
+
+/* The step from listener `from` through its upstream `up`: false when that
+ * upstream reaches none of the listeners. */
+static bool hop_of(const struct config *cfg, size_t from, size_t up,
+                   struct hop *h)
+{
+    const addr_t *u = &cfg->listeners[from].upstreams[up].addr;
+
+    for (size_t j = 0; j < cfg->nlisteners; j++) {
+        const struct listener_config *lc = &cfg->listeners[j];
+        for (size_t m = 0; m < lc->nlisten; m++) {
+            if (reaches(u, &lc->listen[m].addr)) {
+                *h = (struct hop){ .from = from, .up = up, .to = j, .at = m };
+                return true;
+            }
+        }
+    }
+    return false;
+}
+
+/*
+ * Refuses the loop hops[0..n), which goes around from the first listener
+ * back to it, in the words of the first step's upstream (of the listener
+ * in `list` first in the file, so that the message does not depend on
+ * where the search started): "UPSTREAM is the listen address of listener
+ * "B" (line N), whose upstreams.[K] ... : connections would loop".
+ */
+static int refuse_loop(struct loader *ld, const config_setting_t *list,
+                       const struct config *cfg, const struct hop *hops,
+                       size_t n)
+{
+    char msg[1024] = "", key[48];
+    size_t first = 0, used = 0;
+
+    for (size_t i = 1; i < n; i++)
+        if (hops[i].from < hops[first].from)
+            first = i;
+    for (size_t i = 0; i < n && used < sizeof msg; i++) {
+        const struct hop *h = &hops[(first + i) % n];
+        const char *up = cfg->listeners[h->from].upstreams[h->up].text;
+        const struct config_addr *at = &cfg->listeners[h->to].listen[h->at];
+        int w;
+
+        if (i > 0)
+            used += (size_t)snprintf(msg + used, sizeof msg - used,
+                                     ", whose upstreams.[%zu] ", h->up);
+        if (used >= sizeof msg)
+            break;
+        if (strcmp(up, at->text) == 0)
+            w = snprintf(msg + used, sizeof msg - used,
+                         "%s is the listen address", up);
+        else
+            w = snprintf(msg + used, sizeof msg - used,
+                         "%s reaches %s, the listen address", up, at->text);
+        used += (size_t)w;
+        if (used < sizeof msg)
+            used += (size_t)snprintf(msg + used, sizeof msg - used,
+                                     " of listener \"%s\" (line %d)",
+                                     cfg->listeners[h->to].name, at->line);
+    }
+    const struct hop *h = &hops[first];
+    const config_setting_t *ups = config_setting_get_member(
+        config_setting_get_elem(list, (unsigned)h->from), "upstreams");
+    char scope[16 + NAME_MAX_LEN];
+    snprintf(scope, sizeof scope, "listeners.%s", cfg->listeners[h->from].name);
+    snprintf(key, sizeof key, "upstreams.[%zu]", h->up);
+    return fail(ld, line_of(config_setting_get_elem(ups, (unsigned)h->up)),
+                scope, key, "%s: connections would loop", msg);
+}
+
+/*
+ * Refuses a relay whose upstreams lead back to itself: one client would
+ * make it connect to itself, again and again, until max_connections.  The
+ * listeners and their upstreams make a graph, searched depth first without
+ * recursion; a step into an echo listener ends a chain, which is fine.
+ */
+static int check_loops(struct loader *ld, const config_setting_t *list,
+                       const struct config *cfg)
+{
+    size_t n = cfg->nlisteners;
+    unsigned char *state = calloc(n, 1); /* 0 not seen, 1 on the path, 2 done */
+    size_t *next = calloc(n, sizeof *next);  /* its next upstream to follow */
+    size_t *depth = calloc(n, sizeof *depth); /* where it is on the path */
+    size_t *on_path = calloc(n, sizeof *on_path);
+    struct hop *path = calloc(n, sizeof *path); /* path[d]: from on_path[d] */
+    int rc = 0;
+
+    if (state == NULL || next == NULL || depth == NULL || on_path == NULL ||
+        path == NULL) {
+        rc = out_of_memory(ld);
+        goto out;
+    }
+    for (size_t r = 0; r < n && rc == 0; r++) {
+        size_t d = 0;
+        if (state[r] != 0)
+            continue;
+        state[r] = 1;
+        on_path[0] = r;
+        for (;;) {
+            size_t v = on_path[d];
+            struct hop h;
+            if (next[v] == cfg->listeners[v].nupstreams) {
+                state[v] = 2;
+                if (d == 0)
+                    break;
+                d--;
+                continue;
+            }
+            if (!hop_of(cfg, v, next[v]++, &h) || state[h.to] == 2)
+                continue;
+            path[d] = h;
+            if (state[h.to] == 1) {
+                rc = refuse_loop(ld, list, cfg, &path[depth[h.to]],
+                                 d + 1 - depth[h.to]);
+                break;
+            }
+            state[h.to] = 1;
+            depth[h.to] = ++d;
+            on_path[d] = h.to;
+        }
+    }
+out:
+    free(state);
+    free(next);
+    free(depth);
+    free(on_path);
+    free(path);
+    return rc;
+}
+
 /* Loads the listeners list: at least one listener. */
 static int load_listeners(struct loader *ld, const config_setting_t *root,
                           struct config *cfg)
@@ -1056,7 +1290,7 @@ static int load_listeners(struct loader *ld, const config_setting_t *root,
         if (load_listener(ld, config_setting_get_elem(list, (unsigned)i), cfg,
                           (size_t)i) != 0)
             return -1;
-    return 0;
+    return check_loops(ld, list, cfg);
 }
 
 /* ---- the whole file ------------------------------------------------------ */
@@ -1127,7 +1361,8 @@ static int load_stats(struct loader *ld, const config_setting_t *root,
     if (addr_parse(text, ADDR_LISTEN, &parsed, 1, &count, aerr, sizeof aerr) != 0)
         return fail(ld, line_of(s), "stats", "listen", "invalid address %s: %s",
                     quote(got, text), aerr);
-    if (refuse_taken(ld, &parsed, text, line_of(s), "stats", "listen") != 0)
+    if (refuse_v4_mapped(ld, &parsed, text, line_of(s), "stats", "listen") != 0 ||
+        refuse_taken(ld, &parsed, text, line_of(s), "stats", "listen") != 0)
         return -1;
     cfg->stats.text = strdup(text);
     if (cfg->stats.text == NULL)
@@ -1135,6 +1370,25 @@ static int load_stats(struct loader *ld, const config_setting_t *root,
     cfg->stats.addr = parsed;
     cfg->has_stats = true;
     return 0;
+}
+
+/* Refuses a user (the setting `user` of root) that does not exist: the
+ * daemon could never switch to it. */
+static int check_user(struct loader *ld, const config_setting_t *root,
+                      const char *user)
+{
+    char q[QUOTE_BUF];
+    uid_t uid;
+    gid_t gid;
+    int found = user_lookup(user, &uid, &gid);
+
+    if (found >= 0)
+        return 0;
+    if (found == -ENOENT)
+        return fail(ld, line_of(config_setting_get_member(root, "user")), "",
+                    "user", "no such user %s", quote(q, user));
+    return fail(ld, line_of(config_setting_get_member(root, "user")), "", "user",
+                "cannot look up %s: %s", quote(q, user), log_strerror(-found));
 }
 
 /* Fills cfg from the parsed file; cfg holds the defaults of what is
@@ -1159,6 +1413,7 @@ static int load_root(struct loader *ld, const config_setting_t *root,
         get_seconds(ld, root, "", "shutdown_timeout", 3600, false,
                     &cfg->shutdown_timeout_ms) != 0 ||
         get_string(ld, root, "", "user", &cfg->user) != 0 ||
+        check_user(ld, root, cfg->user) != 0 ||
         get_string(ld, root, "", "pidfile", &cfg->pidfile) != 0 ||
         load_log(ld, root, cfg) != 0 || load_listeners(ld, root, cfg) != 0 ||
         load_stats(ld, root, cfg) != 0)

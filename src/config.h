@@ -20,6 +20,7 @@ enum log_target { LOG_TARGET_AUTO, LOG_TARGET_STDERR, LOG_TARGET_SYSLOG };
 struct config_addr {
     char *text; /* as written in the file, for messages */
     addr_t addr;
+    int line;   /* where it is written (listen addresses) */
 };
 
 struct listener_config {
@@ -76,6 +77,12 @@ struct config {
  * cannot read: ...").  The message is valid UTF-8, control bytes and bytes
  * of the file that are not UTF-8 escaped.  err may be NULL when errlen
  * is 0.
+ *
+ * Besides the file's own rules, the load refuses what could never run:
+ * a user that does not exist (looked up with getpwnam_r(), so a reload may
+ * run while workers do), a v4-mapped IPv6 listen address, and a relay
+ * whose upstreams lead back to itself through this configuration's
+ * listeners.
  */
 struct config *config_load(const char *path, const char *name, char *err,
                            size_t errlen);

@@ -262,7 +262,10 @@ int main(int argc, char **argv)
     const struct config *conf = gen->cfg;
     uid_t uid;
     gid_t gid;
-    int found = user_lookup(conf->user, &uid, &gid, err, sizeof(err));
+    int found = user_lookup(conf->user, &uid, &gid);
+    if (found < 0)
+        snprintf(err, sizeof(err), "user \"%s\": %s", conf->user,
+                 found == -ENOENT ? "no such user" : log_strerror(-found));
     if (found > 0 && geteuid() == 0)
         generation_give_sockets(gen, uid, gid);
     if (found < 0 || (found > 0 && drop_privileges(conf->user, uid, gid, err,

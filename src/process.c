@@ -1,4 +1,7 @@
 /* Privileges, pid file and daemonizing. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE 1 /* setresuid, pipe2: also when built without autoconf.h */
+#endif
 #ifdef HAVE_CONFIG_H
 #include "autoconf.h"
 #endif
@@ -19,23 +22,37 @@
 
 static int ready_fd = -1; /* to the waiting parent, after daemonize() */
 
-int user_lookup(const char *user, uid_t *uid, gid_t *gid, char *err,
-                size_t errlen)
+int user_lookup(const char *user, uid_t *uid, gid_t *gid)
 {
+    long hint = sysconf(_SC_GETPW_R_SIZE_MAX);
+    size_t len = hint > 0 ? (size_t)hint : 1024;
+    struct passwd pw, *found = NULL;
+    char *buf = NULL;
+    int rc;
+
     if (user == NULL || user[0] == '\0')
         return 0;
-    errno = 0;
-    /* cppcheck-suppress getpwnamCalled ; main() calls this once, before
-     * any other thread starts, and nothing else reads the passwd file. */
-    struct passwd *pw = getpwnam(user); /* NOLINT(concurrency-mt-unsafe): as said */
-    if (pw == NULL) {
-        snprintf(err, errlen, "user \"%s\": %s", user,
-                 errno ? log_strerror(errno) : "no such user");
-        return -1;
+    for (;;) {
+        char *grown = realloc(buf, len);
+        if (grown == NULL) {
+            free(buf);
+            return -ENOMEM;
+        }
+        buf = grown;
+        rc = getpwnam_r(user, &pw, buf, len, &found);
+        if (rc != ERANGE || len >= (size_t)1024 * 1024)
+            break;
+        len *= 2;
     }
-    *uid = pw->pw_uid;
-    *gid = pw->pw_gid;
-    return 1;
+    if (found != NULL) {
+        *uid = pw.pw_uid;
+        *gid = pw.pw_gid;
+    }
+    free(buf);
+    if (found != NULL)
+        return 1;
+    /* Some NSS modules say "not found" with an error number. */
+    return rc == 0 || rc == ENOENT || rc == ESRCH ? -ENOENT : -rc;
 }
 
 int drop_privileges(const char *user, uid_t uid, gid_t gid, char *err,

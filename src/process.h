@@ -6,10 +6,11 @@
 #include <stddef.h>
 #include <sys/types.h>
 
-/* The uid and primary gid of `user`: 1, 0 for "" (nothing to do), or -1
- * with the reason in err. */
-int user_lookup(const char *user, uid_t *uid, gid_t *gid, char *err,
-                size_t errlen);
+/* The uid and primary gid of `user`: 1; 0 for "" (nothing to do);
+ * -ENOENT when there is no such user, another negative errno when it could
+ * not be looked up.  getpwnam_r(): a reload looks users up while the
+ * workers run. */
+int user_lookup(const char *user, uid_t *uid, gid_t *gid);
 
 /*
  * Becomes `user`, found by user_lookup() (its uid, its primary gid and no

@@ -6,9 +6,9 @@
  * group but nobody's own, no capability left, in every thread, as
  * /proc/PID/task/TID/status shows.  It still serves, writes its pid file
  * (after the drop: into a directory nobody may write) and removes it at
- * exit.  An unknown user, and a switch of users without root, stop it
- * with exit status 3 and a message that says why; without root, the
- * current user itself is accepted.  Messages name the file as given with
+ * exit.  An unknown user is a configuration error (exit 1, at -t too); a
+ * switch of users without root stops it with exit status 3 and a message
+ * that says why; without root, the current user itself is accepted.  Messages name the file as given with
  * -c, a relative path too.
  *
  * The drop needs root: those tests are skipped otherwise (the ones
@@ -550,21 +550,25 @@ static void test_privileged_port_bound_before_drop(void **state)
     assert_int_equal(echod_stop(e, WAIT_MS), 0);
 }
 
-/* user = "no-such-user-xyz": exit 3, naming the user.  With or without
- * root: the name is looked up first. */
+/* user = "no-such-user-xyz": a configuration error (exit 1) naming the
+ * line and the user, at start and with -t alike.  With or without root. */
 static void test_unknown_user(void **state)
 {
     (void)state;
-    char out[4096];
+    char out[4096], want[PATH_MAX + 128];
     const char *path = write_conf(BASE "workers = 1;\n"
         "user = \"no-such-user-xyz\";\n"
         "listeners = ( { name = \"t\"; listen = [ \"127.0.0.1:0\" ]; } );\n");
-    int rc = echod_run(out, sizeof(out), "-f", "-c", path, (char *)NULL);
-    if (rc != 3)
-        fail_msg("exit %d, expected 3 (%s)", rc, out);
-    if (strstr(out, "user \"no-such-user-xyz\": no such user") == NULL)
-        fail_msg("expected the user named as unknown, got \"%s\"", out);
-    assert_null(strstr(out, " started: "));
+    snprintf(want, sizeof(want), "mio-echod: %s:4: user: no such user "
+             "\"no-such-user-xyz\"\n", path);
+    for (int i = 0; i < 2; i++) {
+        int rc = echod_run(out, sizeof(out), i == 0 ? "-f" : "-t", "-c", path,
+                           (char *)NULL);
+        if (rc != 1)
+            fail_msg("%s: exit %d, expected 1 (%s)", i == 0 ? "-f" : "-t", rc, out);
+        if (strcmp(out, want) != 0)
+            fail_msg("expected \"%s\", got \"%s\"", want, out);
+    }
 }
 
 /*

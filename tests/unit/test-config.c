@@ -526,9 +526,9 @@ static void syntax_errors(void **state)
     free(text);
     /* Comments and strings hide what looks like an include or a number. */
     struct config *cfg = load_ok("# @include \"x\"\n/* 99999999999 */\n"
-                                 "user = \"@include 99999999999\"; // 99999999999\n"
+                                 "pidfile = \"@include 99999999999\"; // 99999999999\n"
                                  LISTENER);
-    assert_string_equal(cfg->user, "@include 99999999999");
+    assert_string_equal(cfg->pidfile, "@include 99999999999");
     config_free(cfg);
 }
 
@@ -1020,6 +1020,7 @@ static void list_element_lines(void **state)
                                  ");\n");
     assert_int_equal(cfg->listeners[0].line, 2);
     assert_int_equal(cfg->listeners[1].line, 4);
+    assert_int_equal(cfg->listeners[1].listen[0].line, 5);
     config_free(cfg);
 }
 
@@ -1102,6 +1103,124 @@ static void non_utf8_escaped(void **state)
         if (!valid_utf8(small))
             fail_msg("cut to %zu bytes: not UTF-8: %s", len, small);
     }
+}
+
+/* ---- what could never run ------------------------------------------------ */
+
+static void v4_mapped_listen_addresses(void **state)
+{
+    (void)state;
+    refused("listeners = ( { name = \"a\";\n"
+            "  listen = [ \"127.0.0.1:7006\", \"[::ffff:127.0.0.1]:7007\" ]; } );\n",
+            ":2: listeners.a.listen.[1]: \"[::ffff:127.0.0.1]:7007\" is a v4-mapped "
+            "IPv6 address, which the daemon's IPv6-only sockets cannot listen on; "
+            "write it as \"127.0.0.1:7007\"");
+    refused("listeners = ( { name = \"a\"; listen = [ \"[::ffff:0.0.0.0]:0\" ]; } );\n",
+            ":1: listeners.a.listen.[0]: \"[::ffff:0.0.0.0]:0\" is a v4-mapped "
+            "IPv6 address, which the daemon's IPv6-only sockets cannot listen on; "
+            "write it as \"0.0.0.0:0\"");
+    refused(LISTENER "stats = { listen = \"[::FFFF:7f00:1]:9107\"; };\n",
+            ":2: stats.listen: \"[::FFFF:7f00:1]:9107\" is a v4-mapped IPv6 "
+            "address, which the daemon's IPv6-only sockets cannot listen on; "
+            "write it as \"127.0.0.1:9107\"");
+    /* An upstream may be one: connecting to it works. */
+    struct config *cfg = load_ok(
+        "listeners = ( { name = \"p\"; listen = [ \"127.0.0.1:0\" ];\n"
+        "  mode = \"proxy\"; upstreams = [ \"[::ffff:127.0.0.1]:6379\" ]; } );\n");
+    assert_int_equal(cfg->listeners[0].upstreams[0].addr.u.sa.sa_family, AF_INET6);
+    config_free(cfg);
+}
+
+static void unknown_user(void **state)
+{
+    (void)state;
+    refused("workers = 1;\n\nuser = \"nosuchuser\";\n" LISTENER,
+            ":3: user: no such user \"nosuchuser\"");
+    struct config *cfg = load_ok("user = \"root\";\n" LISTENER);
+    assert_string_equal(cfg->user, "root");
+    config_free(cfg);
+}
+
+/* A relay whose upstream leads back to itself. */
+static void relay_loops(void **state)
+{
+    (void)state;
+    /* The issue's own: the upstream is the relay's listen address. */
+    refused("listeners = (\n"
+            "  { name = \"relay\";\n"
+            "    listen = [ \"127.0.0.1:7000\" ];\n"
+            "    mode = \"proxy\";\n"
+            "    upstreams = [ \"127.0.0.1:7001\", \"127.0.0.1:7000\" ]; }\n"
+            ");\n",
+            ":5: listeners.relay.upstreams.[1]: 127.0.0.1:7000 is the listen address "
+            "of listener \"relay\" (line 3): connections would loop");
+    /* On the port of a wildcard: any loopback address, of its family. */
+    refused("listeners = ( { name = \"relay\"; listen = [ \"*:7000\" ];\n"
+            "  mode = \"proxy\";\n"
+            "  upstreams = [ \"127.0.0.2:7000\" ]; } );\n",
+            ":3: listeners.relay.upstreams.[0]: 127.0.0.2:7000 reaches *:7000, the "
+            "listen address of listener \"relay\" (line 1): connections would loop");
+    refused("listeners = ( { name = \"relay\"; listen = [ \"[::]:7000\" ];\n"
+            "  mode = \"proxy\";\n"
+            "  upstreams = [ \"[::1]:7000\" ]; } );\n",
+            ":3: listeners.relay.upstreams.[0]: [::1]:7000 reaches [::]:7000, the "
+            "listen address of listener \"relay\" (line 1): connections would loop");
+    /* The wildcard as an upstream connects to loopback. */
+    refused("listeners = ( { name = \"relay\"; listen = [ \"127.0.0.1:7000\" ];\n"
+            "  mode = \"proxy\";\n"
+            "  upstreams = [ \"0.0.0.0:7000\" ]; } );\n",
+            ":3: listeners.relay.upstreams.[0]: 0.0.0.0:7000 reaches 127.0.0.1:7000, "
+            "the listen address of listener \"relay\" (line 1): connections would loop");
+    /* A v4-mapped upstream goes out over IPv4. */
+    refused("listeners = ( { name = \"relay\"; listen = [ \"0.0.0.0:7000\" ];\n"
+            "  mode = \"proxy\";\n"
+            "  upstreams = [ \"[::ffff:127.0.0.1]:7000\" ]; } );\n",
+            ":3: listeners.relay.upstreams.[0]: [::ffff:127.0.0.1]:7000 reaches "
+            "0.0.0.0:7000, the listen address of listener \"relay\" (line 1): "
+            "connections would loop");
+    /* A host name, by the address it resolves to. */
+    refused("listeners = ( { name = \"relay\"; listen = [ \"*:7000\" ];\n"
+            "  mode = \"proxy\";\n"
+            "  upstreams = [ \"localhost:7000\" ]; } );\n",
+            ":3: listeners.relay.upstreams.[0]: localhost:7000 reaches *:7000, the "
+            "listen address of listener \"relay\" (line 1): connections would loop");
+    /* A Unix socket. */
+    refused("listeners = ( { name = \"relay\"; listen = [ \"unix:/tmp/l.sock\" ];\n"
+            "  mode = \"proxy\";\n"
+            "  upstreams = [ \"unix:/tmp/l.sock\" ]; } );\n",
+            ":3: listeners.relay.upstreams.[0]: unix:/tmp/l.sock is the listen address "
+            "of listener \"relay\" (line 1): connections would loop");
+    /* Through other relays, named from the first listener of the loop in
+     * the file, whichever listener leads into it. */
+    refused("listeners = (\n"
+            "  { name = \"in\"; listen = [ \"127.0.0.1:6999\" ]; mode = \"proxy\";\n"
+            "    upstreams = [ \"127.0.0.1:7001\" ]; },\n"
+            "  { name = \"a\"; listen = [ \"127.0.0.1:7000\" ]; mode = \"proxy\";\n"
+            "    upstreams = [ \"127.0.0.1:7001\" ]; },\n"
+            "  { name = \"b\"; listen = [ \"127.0.0.1:7001\" ]; mode = \"proxy\";\n"
+            "    upstreams = [ \"127.0.0.1:9\", \"127.0.0.1:7002\" ]; },\n"
+            "  { name = \"c\"; listen = [ \"*:7002\" ]; mode = \"proxy\";\n"
+            "    upstreams = [ \"[::1]:7000\", \"127.0.0.1:7000\" ]; }\n"
+            ");\n",
+            ":5: listeners.a.upstreams.[0]: 127.0.0.1:7001 is the listen address of "
+            "listener \"b\" (line 6), whose upstreams.[1] 127.0.0.1:7002 reaches "
+            "*:7002, the listen address of listener \"c\" (line 8), whose "
+            "upstreams.[1] 127.0.0.1:7000 is the listen address of listener \"a\" "
+            "(line 4): connections would loop");
+    /* Chains that end are fine: into an echo listener, another port, an
+     * address of another family or not loopback, port 0. */
+    struct config *cfg = load_ok(
+        "listeners = (\n"
+        "  { name = \"a\"; listen = [ \"*:7000\" ]; mode = \"proxy\";\n"
+        "    upstreams = [ \"127.0.0.1:7001\", \"127.0.0.1:7003\", \"192.0.2.1:7000\" ]; },\n"
+        "  { name = \"b\"; listen = [ \"127.0.0.1:7001\" ]; mode = \"proxy\";\n"
+        "    upstreams = [ \"127.0.0.1:7002\", \"[::1]:7003\" ]; },\n"
+        "  { name = \"echo\"; listen = [ \"127.0.0.1:7002\", \"0.0.0.0:7003\" ]; },\n"
+        "  { name = \"z\"; listen = [ \"*:0\", \"127.0.0.1:0\" ]; mode = \"proxy\";\n"
+        "    upstreams = [ \"127.0.0.1:7001\", \"127.0.0.2:7001\" ]; }\n"
+        ");\n");
+    assert_int_equal(cfg->nlisteners, 4);
+    config_free(cfg);
 }
 
 /* Messages name the file as the caller says (the name given with -c),
@@ -1202,6 +1321,9 @@ int main(void)
         cmocka_unit_test(list_element_lines),
         cmocka_unit_test(wide_integers_in_lists),
         cmocka_unit_test(non_utf8_escaped),
+        cmocka_unit_test(v4_mapped_listen_addresses),
+        cmocka_unit_test(unknown_user),
+        cmocka_unit_test(relay_loops),
         cmocka_unit_test(named_as_given),
         cmocka_unit_test(small_error_buffer),
         cmocka_unit_test(free_null),
