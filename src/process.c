@@ -55,6 +55,51 @@ int user_lookup(const char *user, uid_t *uid, gid_t *gid)
     return rc == 0 || rc == ENOENT || rc == ESRCH ? -ENOENT : -rc;
 }
 
+int user_can_read(uid_t uid, gid_t gid, const char *path, int *why)
+{
+    int p[2], status, got[2] = { 0, 0 };
+    ssize_t n;
+    pid_t pid;
+
+    if (pipe2(p, O_CLOEXEC) < 0) {
+        *why = errno;
+        return -1;
+    }
+    pid = fork();
+    if (pid < 0) {
+        *why = errno;
+        close(p[0]);
+        close(p[1]);
+        return -1;
+    }
+    if (pid == 0) {
+        /* As drop_privileges() does; only async-signal-safe calls. */
+        int res[2] = { 0, 0 }, fd = -1;
+        if (setgroups(1, &gid) < 0 || setresgid(gid, gid, gid) < 0 ||
+            setresuid(uid, uid, uid) < 0) {
+            res[1] = errno; /* res[0] = 0: not tried */
+        } else {
+            res[0] = 1;
+            fd = open(path, O_RDONLY | O_CLOEXEC);
+            res[1] = fd < 0 ? errno : 0;
+        }
+        n = write(p[1], res, sizeof res);
+        _exit(n == (ssize_t)sizeof res ? 0 : 1);
+    }
+    close(p[1]);
+    while ((n = read(p[0], got, sizeof got)) < 0 && errno == EINTR)
+        ;
+    close(p[0]);
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+        ;
+    if (n != (ssize_t)sizeof got || got[0] == 0) {
+        *why = n == (ssize_t)sizeof got ? got[1] : EIO;
+        return -1;
+    }
+    *why = got[1];
+    return got[1] == 0 ? 1 : 0;
+}
+
 int drop_privileges(const char *user, uid_t uid, gid_t gid, char *err,
                     size_t errlen)
 {

@@ -13,6 +13,14 @@
 int user_lookup(const char *user, uid_t *uid, gid_t *gid);
 
 /*
+ * Whether uid:gid, with no group but gid, as drop_privileges() leaves the
+ * daemon, may open `path` for reading: tried in a forked child that
+ * becomes that user, which needs root.  1 yes; 0 no, with the reason (an
+ * errno) in *why; -1 when it could not be tried (*why says why).
+ */
+int user_can_read(uid_t uid, gid_t gid, const char *path, int *why);
+
+/*
  * Becomes `user`, found by user_lookup() (its uid, its primary gid and no
  * other group), when running as root; refuses to go on if any step fails
  * or root could be regained.  Without root, a user other than the current
