@@ -6,16 +6,18 @@
  * once (truncated for each input) and loaded through /proc/self/fd/N; where
  * memfd_create is missing, a temporary file made once is used, and removed
  * at exit.  Upstream host names get a fixed loopback answer, never DNS
- * (fuzz-resolver.h).  The message goes into a heap buffer of exactly
+ * (fuzz-resolver.h), and users come from a fixed table, never NSS (the
+ * getpwnam_r() below).  The message goes into a heap buffer of exactly
  * errlen bytes.  Checked:
  *
- *   - a refusal returns NULL with one line of message, starting with the
- *     path;
+ *   - a refusal returns NULL with one line of valid UTF-8, starting with
+ *     the name the file is given (not its path);
  *   - a configuration loaded has at least one listener; each has a name
  *     and at least one listen address (all of them listen addresses: no
  *     Unix path without its NUL, no port 0 clash checks skipped), an echo
  *     listener no upstreams and no proxy setting, a proxy listener at
- *     least one upstream; the stats address is one numeric TCP address;
+ *     least one upstream, none of them its own listen address; the stats
+ *     address is one numeric TCP address;
  *   - the same text loads the same way twice (nothing is kept between
  *     loads);
  *   - config_free() always, and LeakSanitizer sees the rest.
@@ -26,6 +28,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pwd.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,6 +40,9 @@
 #include "fuzz-resolver.h"
 
 #define ERRLEN 1024
+
+/* What messages call the file. */
+#define NAME "fuzz.conf"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 const char *__lsan_default_suppressions(void);
@@ -52,6 +58,61 @@ const char *__lsan_default_suppressions(void);
 const char *__lsan_default_suppressions(void)
 {
     return "leak:strbuf_append\nleak:libconfig_yylex\n";
+}
+
+/*
+ * The users there are, for the loader's check that `user` exists: "root"
+ * and "nobody", answered here, so that a fuzzer neither reads the passwd
+ * database on every input nor depends on it.  The program's own
+ * getpwnam_r(), so it is the one src/process.c calls.
+ */
+int getpwnam_r(const char *name, struct passwd *pw, char *buf, size_t len,
+               struct passwd **result);
+
+int getpwnam_r(const char *name, struct passwd *pw, char *buf, size_t len,
+               struct passwd **result)
+{
+    static const struct { const char *name; uid_t id; } users[] = {
+        { "root", 0 }, { "nobody", 65534 },
+    };
+
+    *result = NULL;
+    for (size_t i = 0; i < sizeof users / sizeof users[0]; i++) {
+        if (strcmp(name, users[i].name) != 0)
+            continue;
+        if (strlen(name) + 1 > len)
+            return ERANGE;
+        memcpy(buf, name, strlen(name) + 1);
+        *pw = (struct passwd){ .pw_name = buf, .pw_passwd = buf + strlen(name),
+                               .pw_uid = users[i].id, .pw_gid = users[i].id,
+                               .pw_gecos = buf + strlen(name),
+                               .pw_dir = buf + strlen(name),
+                               .pw_shell = buf + strlen(name) };
+        *result = pw;
+        return 0;
+    }
+    return 0;
+}
+
+/* Whether s is valid UTF-8 (RFC 3629). */
+static bool valid_utf8(const char *s)
+{
+    const unsigned char *u = (const unsigned char *)s;
+
+    while (*u != '\0') {
+        size_t n = *u < 0x80 ? 1 : *u >= 0xc2 && *u <= 0xdf ? 2
+                 : *u >= 0xe0 && *u <= 0xef ? 3 : *u >= 0xf0 && *u <= 0xf4 ? 4 : 0;
+        unsigned lo = *u == 0xe0 ? 0xa0 : *u == 0xf0 ? 0x90 : 0x80;
+        unsigned hi = *u == 0xed ? 0x9f : *u == 0xf4 ? 0x8f : 0xbf;
+
+        if (n == 0)
+            return false;
+        for (size_t i = 1; i < n; i++)
+            if (u[i] < (i == 1 ? lo : 0x80) || u[i] > (i == 1 ? hi : 0xbf))
+                return false;
+        u += n;
+    }
+    return true;
 }
 
 #define CHECK(cond, ...)                                                   \
@@ -179,8 +240,14 @@ static void check_config(const struct config *cfg)
                   lc->name);
             CHECK(lc->connect_timeout_ms > 0, "connect_timeout %lld ms",
                   (long long)lc->connect_timeout_ms);
-            for (size_t k = 0; k < lc->nupstreams; k++)
+            for (size_t k = 0; k < lc->nupstreams; k++) {
                 check_addr(&lc->upstreams[k], "upstream");
+                /* The simplest loop: to one of its own addresses. */
+                for (size_t m = 0; m < lc->nlisten; m++)
+                    CHECK(!addr_equal(&lc->upstreams[k].addr, &lc->listen[m].addr),
+                          "relay \"%s\" has its own address %s as an upstream",
+                          lc->name, lc->listen[m].text);
+            }
         }
     }
     if (cfg->has_stats) {
@@ -202,22 +269,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (fd < 0)
         open_file();
     write_file(data, size);
-    cfg = config_load(path, err, ERRLEN);
+    cfg = config_load(path, NAME, err, ERRLEN);
     if (cfg == NULL) {
         size_t n = strnlen(err, ERRLEN);
         CHECK(n < ERRLEN && n > 0, "refused with a message of %zu bytes", n);
-        CHECK(strncmp(err, path, strlen(path)) == 0,
-              "message does not start with the path: %s", err);
+        CHECK(strncmp(err, NAME ":", strlen(NAME ":")) == 0,
+              "message does not start with the name: %s", err);
         for (size_t i = 0; i < n; i++)
             CHECK((unsigned char)err[i] >= 0x20 && err[i] != 0x7f,
                   "control byte 0x%02x in the message: %s",
                   (unsigned char)err[i], err);
+        CHECK(valid_utf8(err), "not UTF-8: %s", err);
     } else {
         CHECK(err[0] == '\0', "loaded, with a message: %s", err);
         check_config(cfg);
     }
     /* Once more: the same verdict, the same message. */
-    again = config_load(path, again_err, ERRLEN);
+    again = config_load(path, NAME, again_err, ERRLEN);
     CHECK((cfg == NULL) == (again == NULL), "loaded once, refused once: %s",
           cfg == NULL ? err : again_err);
     CHECK(strcmp(err, again_err) == 0, "two messages: \"%s\" then \"%s\"", err,

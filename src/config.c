@@ -7,6 +7,7 @@
 #include "autoconf.h"
 #endif
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <libconfig.h>
@@ -24,6 +25,7 @@
 #include "config-scan.h"
 #include "pipe.h"
 #include "log.h"
+#include "process.h"
 
 /* A bound on the file, so that a mistaken path (/dev/zero) cannot eat
  * memory. */
@@ -102,22 +104,84 @@ struct taken {
 };
 
 struct loader {
-    const char *path;
+    const char *path; /* the file read */
+    const char *name; /* the file as messages name it */
     char *err;
     size_t errlen;
-    struct wide_literal *wide; /* from config_scan() */
-    size_t nwide;
+    struct config_scan scan;
     struct taken *taken;
     size_t ntaken, taken_cap;
 };
 
-/* Replaces control characters, so that a message stays one line whatever
- * the text it quotes. */
-static void one_line(char *s)
+/*
+ * The length of the valid UTF-8 sequence that s starts with (1 for ASCII,
+ * including NUL), or 0 when its first byte starts none: no overlong forms,
+ * no surrogates, nothing past U+10FFFF (RFC 3629).
+ */
+static size_t utf8_len(const char *s)
 {
-    for (; *s != '\0'; s++)
-        if ((unsigned char)*s < 0x20 || *s == 0x7f)
-            *s = '?';
+    const unsigned char *u = (const unsigned char *)s;
+    unsigned char lo = 0x80, hi = 0xbf;
+    size_t n;
+
+    if (u[0] < 0x80)
+        return 1;
+    if (u[0] >= 0xc2 && u[0] <= 0xdf)
+        n = 2;
+    else if (u[0] >= 0xe0 && u[0] <= 0xef)
+        n = 3;
+    else if (u[0] >= 0xf0 && u[0] <= 0xf4)
+        n = 4;
+    else
+        return 0;
+    if (u[0] == 0xe0)
+        lo = 0xa0;
+    else if (u[0] == 0xed)
+        hi = 0x9f;
+    else if (u[0] == 0xf0)
+        lo = 0x90;
+    else if (u[0] == 0xf4)
+        hi = 0x8f;
+    if (u[1] < lo || u[1] > hi)
+        return 0;
+    for (size_t i = 2; i < n; i++)
+        if (u[i] < 0x80 || u[i] > 0xbf)
+            return 0;
+    return n;
+}
+
+/*
+ * Copies the message s into out[0..len), cut to fit, so that it is one
+ * line of valid UTF-8 whatever the text it quotes: control bytes become
+ * "?", bytes that are not UTF-8 "\xNN"; a character or an escape is never
+ * cut in two.
+ */
+static void clean_message(char *out, size_t len, const char *s)
+{
+    size_t o = 0;
+
+    while (*s != '\0') {
+        size_t n = utf8_len(s);
+        unsigned char c = (unsigned char)*s;
+        char esc[5];
+        const char *put = s;
+        size_t put_len = n;
+
+        if (n == 0) {
+            snprintf(esc, sizeof esc, "\\x%02x", c);
+            put = esc;
+            put_len = 4;
+            n = 1;
+        } else if (c < 0x20 || c == 0x7f) {
+            put = "?";
+        }
+        if (o + put_len >= len)
+            break;
+        memcpy(out + o, put, put_len);
+        o += put_len;
+        s += n;
+    }
+    out[o] = '\0';
 }
 
 /*
@@ -129,7 +193,7 @@ __attribute__((format(printf, 5, 6)))
 static int fail(struct loader *ld, int line, const char *scope, const char *key,
                 const char *fmt, ...)
 {
-    char msg[1024], where[16] = "", setting[160] = "";
+    char msg[1024], where[16] = "", setting[160] = "", all[1536];
     va_list ap;
 
     if (ld->err == NULL || ld->errlen == 0)
@@ -144,8 +208,8 @@ static int fail(struct loader *ld, int line, const char *scope, const char *key,
                  scope[0] != '\0' ? "." : "", key);
     else if (scope[0] != '\0')
         snprintf(setting, sizeof setting, "%s: ", scope);
-    snprintf(ld->err, ld->errlen, "%s%s: %s%s", ld->path, where, setting, msg);
-    one_line(ld->err);
+    snprintf(all, sizeof all, "%s%s: %s%s", ld->name, where, setting, msg);
+    clean_message(ld->err, ld->errlen, all);
     return -1;
 }
 
@@ -155,15 +219,17 @@ static int out_of_memory(struct loader *ld)
     return fail(ld, 0, "", NULL, "out of memory");
 }
 
-/* Writes s into buf double-quoted, with C escapes for quotes, backslashes
- * and control bytes, cut after QUOTE_MAX bytes; returns buf. */
+/* Writes s into buf double-quoted, with C escapes for quotes, backslashes,
+ * control bytes and bytes that are not UTF-8, cut after QUOTE_MAX bytes
+ * (before a character that would cross it); returns buf. */
 static const char *quote(char buf[QUOTE_BUF], const char *s)
 {
-    size_t o = 0, i;
+    size_t o = 0, i = 0;
 
     buf[o++] = '"';
-    for (i = 0; i < QUOTE_MAX && s[i] != '\0'; i++) {
+    while (i < QUOTE_MAX && s[i] != '\0') {
         unsigned char c = (unsigned char)s[i];
+        size_t n = utf8_len(s + i);
         if (c == '"' || c == '\\') {
             buf[o++] = '\\';
             buf[o++] = (char)c;
@@ -173,11 +239,17 @@ static const char *quote(char buf[QUOTE_BUF], const char *s)
         } else if (c == '\t') {
             buf[o++] = '\\';
             buf[o++] = 't';
-        } else if (c < 0x20 || c == 0x7f) {
+        } else if (c < 0x20 || c == 0x7f || n == 0) {
             o += (size_t)snprintf(buf + o, 5, "\\x%02x", c);
+        } else if (i + n > QUOTE_MAX) {
+            break;
         } else {
-            buf[o++] = (char)c;
+            memcpy(buf + o, s + i, n);
+            o += n;
+            i += n;
+            continue;
         }
+        i++;
     }
     buf[o++] = '"';
     if (s[i] != '\0') {
@@ -188,10 +260,95 @@ static const char *quote(char buf[QUOTE_BUF], const char *s)
     return buf;
 }
 
+/*
+ * What the loader knows of a setting besides libconfig, attached to it as
+ * its hook (config_setting_set_hook()) by note_settings() for the time of
+ * the load.
+ */
+struct setting_info {
+    int line;  /* where it starts */
+    long list; /* a list's number in the scan (config_scan.lists), else -1 */
+};
+
 /* The line a setting starts on. */
 static int line_of(const config_setting_t *s)
 {
-    return (int)config_setting_source_line(s);
+    const struct setting_info *info = config_setting_get_hook(s);
+
+    return info != NULL ? info->line : (int)config_setting_source_line(s);
+}
+
+/* Whether a setting is a list or an array. */
+static bool is_sequence(const config_setting_t *s)
+{
+    return config_setting_is_list(s) || config_setting_is_array(s);
+}
+
+/* A group or list being walked by note_settings(). */
+struct walk {
+    config_setting_t *s;
+    int next;                  /* its next member or element */
+    const struct scan_list *l; /* a list's elements as the scan saw them */
+};
+
+/*
+ * Walks root and every setting in it, depth first: the order in which the
+ * scan numbers lists.  With info, fills info[0..) and hooks each entry to
+ * its setting; an element of a list gets the line the scan saw it start
+ * on, not the line of the token after it that libconfig 1.5 records,
+ * unless the scan and libconfig disagree on the list (then libconfig's
+ * line stays).  Without, only counts.  The number of settings, or 0 when
+ * memory ran out.  No recursion: a file may nest lists deeply.
+ */
+static size_t note_settings(const struct loader *ld, config_setting_t *root,
+                            struct setting_info *info)
+{
+    struct walk *stack = NULL;
+    size_t depth = 0, cap = 0, used = 0, lists = 0;
+    config_setting_t *s = root;
+    int line = (int)config_setting_source_line(root);
+
+    for (;;) {
+        const struct scan_list *l = NULL;
+        if (is_sequence(s)) {
+            if (lists < ld->scan.nlists &&
+                ld->scan.lists[lists].count == (size_t)config_setting_length(s))
+                l = &ld->scan.lists[lists];
+            lists++;
+        }
+        if (info != NULL) {
+            info[used] = (struct setting_info){
+                .line = line, .list = is_sequence(s) ? (long)lists - 1 : -1,
+            };
+            config_setting_set_hook(s, &info[used]);
+        }
+        used++;
+        if (config_setting_is_aggregate(s)) {
+            if (depth == cap) {
+                size_t want = cap == 0 ? 16 : 2 * cap;
+                struct walk *grown = realloc(stack, want * sizeof *stack);
+                if (grown == NULL) {
+                    free(stack);
+                    return 0;
+                }
+                stack = grown;
+                cap = want;
+            }
+            stack[depth++] = (struct walk){ .s = s, .l = l };
+        }
+        while (depth > 0 &&
+               stack[depth - 1].next == config_setting_length(stack[depth - 1].s))
+            depth--;
+        if (depth == 0)
+            break;
+        struct walk *w = &stack[depth - 1];
+        s = config_setting_get_elem(w->s, (unsigned)w->next);
+        line = w->l != NULL ? ld->scan.elem_lines[w->l->first + (size_t)w->next]
+                            : (int)config_setting_source_line(s);
+        w->next++;
+    }
+    free(stack);
+    return used;
 }
 
 /* Whether a setting holds an integer (libconfig has two types of them). */
@@ -201,39 +358,47 @@ static bool is_integer(const config_setting_t *s)
            config_setting_type(s) == CONFIG_TYPE_INT64;
 }
 
-/* Whether a setting is a list or an array: both are written as lists here. */
-static bool is_sequence(const config_setting_t *s)
-{
-    return config_setting_is_list(s) || config_setting_is_array(s);
-}
-
 /* ---- integer literals libconfig 1.5 cuts to 32 bits ---------------------- */
 
 /*
  * The wide literal libconfig 1.5 cut into the integer setting s, if any:
- * the first unclaimed one written after s's name that libconfig stored as
- * s's value, between s's line and the next setting's.
+ * for an element of a list, the one the scan saw as that element; for a
+ * setting, the first unclaimed one written after s's name that libconfig
+ * stored as s's value, between s's line and the next setting's.
  */
 static struct wide_literal *wide_literal_of(struct loader *ld,
                                             const config_setting_t *s)
 {
     const config_setting_t *parent = config_setting_parent(s);
+    const struct setting_info *pinfo =
+        parent != NULL ? config_setting_get_hook(parent) : NULL;
     const char *name = config_setting_name(s);
     struct wide_literal *best = NULL;
     int first = line_of(s), last = INT_MAX, stored, i;
+    long list = -1, index = -1;
 
     if (config_setting_type(s) != CONFIG_TYPE_INT)
         return NULL;
     stored = config_setting_get_int(s);
     i = config_setting_index(s);
-    if (parent != NULL && i >= 0 && i + 1 < config_setting_length(parent))
+    if (parent != NULL && is_sequence(parent)) {
+        if (pinfo == NULL)
+            return NULL;
+        list = pinfo->list;
+        index = i;
+        last = first;
+    } else if (parent != NULL && i >= 0 && i + 1 < config_setting_length(parent)) {
         last = line_of(config_setting_get_elem(parent, (unsigned)i + 1));
-    for (size_t k = 0; k < ld->nwide; k++) {
-        struct wide_literal *w = &ld->wide[k];
-        if (!w->claimed && w->stored == stored && w->line >= first &&
-            w->line <= last && name != NULL && strlen(name) == w->name_len &&
-            memcmp(name, w->name, w->name_len) == 0 &&
-            (best == NULL || w->line < best->line))
+    }
+    for (size_t k = 0; k < ld->scan.nwide; k++) {
+        struct wide_literal *w = &ld->scan.wide[k];
+        if (w->claimed || w->stored != stored || w->line < first ||
+            w->line > last || w->list != list || w->index != index)
+            continue;
+        if (list < 0 && (name == NULL || strlen(name) != w->name_len ||
+                         memcmp(name, w->name, w->name_len) != 0))
+            continue;
+        if (best == NULL || w->line < best->line)
             best = w;
     }
     return best;
@@ -243,10 +408,10 @@ static struct wide_literal *wide_literal_of(struct loader *ld,
  * setting reads through integer_value(). */
 static int check_wide_claimed(struct loader *ld)
 {
-    for (size_t k = 0; k < ld->nwide; k++)
-        if (!ld->wide[k].claimed)
-            return fail(ld, ld->wide[k].line, "", NULL,
-                        "integer %s out of range %d-%d", ld->wide[k].text,
+    for (size_t k = 0; k < ld->scan.nwide; k++)
+        if (!ld->scan.wide[k].claimed)
+            return fail(ld, ld->scan.wide[k].line, "", NULL,
+                        "integer %s out of range %d-%d", ld->scan.wide[k].text,
                         INT_MIN, INT_MAX);
     return 0;
 }
@@ -649,6 +814,27 @@ static int refuse_taken(struct loader *ld, const addr_t *a, const char *text,
     return 0;
 }
 
+/*
+ * Refuses the listen address a, written `text` at `line`, when it is a
+ * v4-mapped IPv6 address (::ffff:a.b.c.d): the daemon's IPv6 sockets are
+ * IPv6-only, so binding one fails ("Invalid argument"), and it would
+ * stand for the IPv4 address that another listen address may hold.
+ */
+static int refuse_v4_mapped(struct loader *ld, const addr_t *a, const char *text,
+                            int line, const char *scope, const char *key)
+{
+    char q[QUOTE_BUF], v4[INET_ADDRSTRLEN];
+
+    if (a->u.sa.sa_family != AF_INET6 ||
+        !IN6_IS_ADDR_V4MAPPED(&a->u.in6.sin6_addr))
+        return 0;
+    inet_ntop(AF_INET, &a->u.in6.sin6_addr.s6_addr[12], v4, sizeof v4);
+    return fail(ld, line, scope, key,
+                "%s is a v4-mapped IPv6 address, which the daemon's IPv6-only "
+                "sockets cannot listen on; write it as \"%s:%u\"",
+                quote(q, text), v4, (unsigned)ntohs(a->u.in6.sin6_port));
+}
+
 /* Parses the listen addresses of lc, refusing any that overlaps an address
  * taken before, by this listener or another. */
 static int load_listen(struct loader *ld, const config_setting_t *g,
@@ -688,6 +874,8 @@ static int load_listen(struct loader *ld, const config_setting_t *g,
                         "%s: %s is %s, not a socket; only a stale socket is "
                         "replaced: remove it or choose another path",
                         quote(q, text), parsed[0].u.un.sun_path, what);
+        if (refuse_v4_mapped(ld, &parsed[0], text, line_of(e), scope, key) != 0)
+            return -1;
         for (size_t k = 0; k < count; k++) {
             struct config_addr *a = &lc->listen[lc->nlisten];
             if (refuse_taken(ld, &parsed[k], text, line_of(e), scope, key) != 0)
@@ -696,6 +884,7 @@ static int load_listen(struct loader *ld, const config_setting_t *g,
             if (a->text == NULL)
                 return out_of_memory(ld);
             a->addr = parsed[k];
+            a->line = line_of(e);
             lc->nlisten++;
             if (take(ld, a, lc->name, line_of(e)) != 0)
                 return -1;
@@ -891,6 +1080,214 @@ static int load_listener(struct loader *ld, const config_setting_t *g,
     return 0;
 }
 
+/* ---- relay loops --------------------------------------------------------- */
+
+/* Whether the IP address of a is the wildcard (0.0.0.0 or ::). */
+static bool is_wildcard(const addr_t *a)
+{
+    if (a->u.sa.sa_family == AF_INET)
+        return a->u.in.sin_addr.s_addr == htonl(INADDR_ANY);
+    return a->u.sa.sa_family == AF_INET6 &&
+           IN6_IS_ADDR_UNSPECIFIED(&a->u.in6.sin6_addr);
+}
+
+/* Whether the IP address of a is a loopback one (127.0.0.0/8 or ::1). */
+static bool is_loopback(const addr_t *a)
+{
+    if (a->u.sa.sa_family == AF_INET)
+        return (ntohl(a->u.in.sin_addr.s_addr) >> 24) == 127;
+    return a->u.sa.sa_family == AF_INET6 &&
+           IN6_IS_ADDR_LOOPBACK(&a->u.in6.sin6_addr);
+}
+
+/* The port of an IP address. */
+static unsigned port_of(const addr_t *a)
+{
+    return ntohs(a->u.sa.sa_family == AF_INET ? a->u.in.sin_port
+                                              : a->u.in6.sin6_port);
+}
+
+/*
+ * The address a connect to `up` ends at: a v4-mapped IPv6 address is its
+ * IPv4 one (the connect goes out over IPv4, never to an IPv6-only socket),
+ * and Linux connects the wildcard address to loopback (0.0.0.0 to
+ * 127.0.0.1, :: to ::1).
+ */
+static addr_t connect_target(const addr_t *up)
+{
+    addr_t t = *up;
+
+    if (t.u.sa.sa_family == AF_INET6 &&
+        IN6_IS_ADDR_V4MAPPED(&t.u.in6.sin6_addr)) {
+        struct sockaddr_in v4 = { .sin_family = AF_INET,
+                                  .sin_port = up->u.in6.sin6_port };
+        memcpy(&v4.sin_addr, &up->u.in6.sin6_addr.s6_addr[12], 4);
+        memset(&t, 0, sizeof t);
+        t.u.in = v4;
+        t.len = sizeof v4;
+    }
+    if (t.u.sa.sa_family == AF_INET && is_wildcard(&t))
+        t.u.in.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    else if (t.u.sa.sa_family == AF_INET6 && is_wildcard(&t))
+        t.u.in6.sin6_addr = in6addr_loopback;
+    return t;
+}
+
+/*
+ * Whether connections to the upstream address `up` reach the listen
+ * address l: equal to it, or on the port of a wildcard l with a loopback
+ * (or wildcard) IP address.  A listen address on port 0 gets a fresh port,
+ * which no upstream names.  Other addresses of this host on the port of a
+ * wildcard l reach it too, but the load cannot know them.
+ */
+static bool reaches(const addr_t *up, const addr_t *l)
+{
+    addr_t t = connect_target(up);
+
+    if (t.u.sa.sa_family != l->u.sa.sa_family)
+        return false;
+    if (l->u.sa.sa_family == AF_UNIX)
+        return addr_equal(&t, l);
+    if (port_of(l) == 0 || port_of(&t) != port_of(l))
+        return false;
+    return addr_equal(&t, l) || (is_wildcard(l) && is_loopback(&t));
+}
+
+/* A step of a relay loop: listener `from` relays through its upstream `up`
+ * to listener `to`, whose listen address `at` that upstream reaches. */
+struct hop {
+    size_t from, up, to, at;
+};
+
+/* The step from listener `from` through its upstream `up`: false when that
+ * upstream reaches none of the listeners. */
+static bool hop_of(const struct config *cfg, size_t from, size_t up,
+                   struct hop *h)
+{
+    const addr_t *u = &cfg->listeners[from].upstreams[up].addr;
+
+    for (size_t j = 0; j < cfg->nlisteners; j++) {
+        const struct listener_config *lc = &cfg->listeners[j];
+        for (size_t m = 0; m < lc->nlisten; m++) {
+            if (reaches(u, &lc->listen[m].addr)) {
+                *h = (struct hop){ .from = from, .up = up, .to = j, .at = m };
+                return true;
+            }
+        }
+    }
+    return false;
+}
+
+/*
+ * Refuses the loop hops[0..n), which goes around from the first listener
+ * back to it, in the words of the first step's upstream (of the listener
+ * in `list` first in the file, so that the message does not depend on
+ * where the search started): "UPSTREAM is the listen address of listener
+ * "B" (line N), whose upstreams.[K] ... : connections would loop".
+ */
+static int refuse_loop(struct loader *ld, const config_setting_t *list,
+                       const struct config *cfg, const struct hop *hops,
+                       size_t n)
+{
+    char msg[1024] = "", key[48];
+    size_t first = 0, used = 0;
+
+    for (size_t i = 1; i < n; i++)
+        if (hops[i].from < hops[first].from)
+            first = i;
+    for (size_t i = 0; i < n && used < sizeof msg; i++) {
+        const struct hop *h = &hops[(first + i) % n];
+        const char *up = cfg->listeners[h->from].upstreams[h->up].text;
+        const struct config_addr *at = &cfg->listeners[h->to].listen[h->at];
+        int w;
+
+        if (i > 0)
+            used += (size_t)snprintf(msg + used, sizeof msg - used,
+                                     ", whose upstreams.[%zu] ", h->up);
+        if (used >= sizeof msg)
+            break;
+        if (strcmp(up, at->text) == 0)
+            w = snprintf(msg + used, sizeof msg - used,
+                         "%s is the listen address", up);
+        else
+            w = snprintf(msg + used, sizeof msg - used,
+                         "%s reaches %s, the listen address", up, at->text);
+        used += (size_t)w;
+        if (used < sizeof msg)
+            used += (size_t)snprintf(msg + used, sizeof msg - used,
+                                     " of listener \"%s\" (line %d)",
+                                     cfg->listeners[h->to].name, at->line);
+    }
+    const struct hop *h = &hops[first];
+    const config_setting_t *ups = config_setting_get_member(
+        config_setting_get_elem(list, (unsigned)h->from), "upstreams");
+    char scope[16 + NAME_MAX_LEN];
+    snprintf(scope, sizeof scope, "listeners.%s", cfg->listeners[h->from].name);
+    snprintf(key, sizeof key, "upstreams.[%zu]", h->up);
+    return fail(ld, line_of(config_setting_get_elem(ups, (unsigned)h->up)),
+                scope, key, "%s: connections would loop", msg);
+}
+
+/*
+ * Refuses a relay whose upstreams lead back to itself: one client would
+ * make it connect to itself, again and again, until max_connections.  The
+ * listeners and their upstreams make a graph, searched depth first without
+ * recursion; a step into an echo listener ends a chain, which is fine.
+ */
+static int check_loops(struct loader *ld, const config_setting_t *list,
+                       const struct config *cfg)
+{
+    size_t n = cfg->nlisteners;
+    unsigned char *state = calloc(n, 1); /* 0 not seen, 1 on the path, 2 done */
+    size_t *next = calloc(n, sizeof *next);  /* its next upstream to follow */
+    size_t *depth = calloc(n, sizeof *depth); /* where it is on the path */
+    size_t *on_path = calloc(n, sizeof *on_path);
+    struct hop *path = calloc(n, sizeof *path); /* path[d]: from on_path[d] */
+    int rc = 0;
+
+    if (state == NULL || next == NULL || depth == NULL || on_path == NULL ||
+        path == NULL) {
+        rc = out_of_memory(ld);
+        goto out;
+    }
+    for (size_t r = 0; r < n && rc == 0; r++) {
+        size_t d = 0;
+        if (state[r] != 0)
+            continue;
+        state[r] = 1;
+        on_path[0] = r;
+        for (;;) {
+            size_t v = on_path[d];
+            struct hop h;
+            if (next[v] == cfg->listeners[v].nupstreams) {
+                state[v] = 2;
+                if (d == 0)
+                    break;
+                d--;
+                continue;
+            }
+            if (!hop_of(cfg, v, next[v]++, &h) || state[h.to] == 2)
+                continue;
+            path[d] = h;
+            if (state[h.to] == 1) {
+                rc = refuse_loop(ld, list, cfg, &path[depth[h.to]],
+                                 d + 1 - depth[h.to]);
+                break;
+            }
+            state[h.to] = 1;
+            depth[h.to] = ++d;
+            on_path[d] = h.to;
+        }
+    }
+out:
+    free(state);
+    free(next);
+    free(depth);
+    free(on_path);
+    free(path);
+    return rc;
+}
+
 /* Loads the listeners list: at least one listener. */
 static int load_listeners(struct loader *ld, const config_setting_t *root,
                           struct config *cfg)
@@ -917,7 +1314,7 @@ static int load_listeners(struct loader *ld, const config_setting_t *root,
         if (load_listener(ld, config_setting_get_elem(list, (unsigned)i), cfg,
                           (size_t)i) != 0)
             return -1;
-    return 0;
+    return check_loops(ld, list, cfg);
 }
 
 /* ---- the whole file ------------------------------------------------------ */
@@ -988,7 +1385,8 @@ static int load_stats(struct loader *ld, const config_setting_t *root,
     if (addr_parse(text, ADDR_LISTEN, &parsed, 1, &count, aerr, sizeof aerr) != 0)
         return fail(ld, line_of(s), "stats", "listen", "invalid address %s: %s",
                     quote(got, text), aerr);
-    if (refuse_taken(ld, &parsed, text, line_of(s), "stats", "listen") != 0)
+    if (refuse_v4_mapped(ld, &parsed, text, line_of(s), "stats", "listen") != 0 ||
+        refuse_taken(ld, &parsed, text, line_of(s), "stats", "listen") != 0)
         return -1;
     cfg->stats.text = strdup(text);
     if (cfg->stats.text == NULL)
@@ -996,6 +1394,25 @@ static int load_stats(struct loader *ld, const config_setting_t *root,
     cfg->stats.addr = parsed;
     cfg->has_stats = true;
     return 0;
+}
+
+/* Refuses a user (the setting `user` of root) that does not exist: the
+ * daemon could never switch to it. */
+static int check_user(struct loader *ld, const config_setting_t *root,
+                      const char *user)
+{
+    char q[QUOTE_BUF];
+    uid_t uid;
+    gid_t gid;
+    int found = user_lookup(user, &uid, &gid);
+
+    if (found >= 0)
+        return 0;
+    if (found == -ENOENT)
+        return fail(ld, line_of(config_setting_get_member(root, "user")), "",
+                    "user", "no such user %s", quote(q, user));
+    return fail(ld, line_of(config_setting_get_member(root, "user")), "", "user",
+                "cannot look up %s: %s", quote(q, user), log_strerror(-found));
 }
 
 /* Fills cfg from the parsed file; cfg holds the defaults of what is
@@ -1020,6 +1437,7 @@ static int load_root(struct loader *ld, const config_setting_t *root,
         get_seconds(ld, root, "", "shutdown_timeout", 3600, false,
                     &cfg->shutdown_timeout_ms) != 0 ||
         get_string(ld, root, "", "user", &cfg->user) != 0 ||
+        check_user(ld, root, cfg->user) != 0 ||
         get_string(ld, root, "", "pidfile", &cfg->pidfile) != 0 ||
         load_log(ld, root, cfg) != 0 || load_listeners(ld, root, cfg) != 0 ||
         load_stats(ld, root, cfg) != 0)
@@ -1084,9 +1502,29 @@ fail:
     return NULL;
 }
 
-struct config *config_load(const char *path, char *err, size_t errlen)
+/* Fills cfg from the file libconfig parsed, its settings' lines set right
+ * first. */
+static int load_parsed(struct loader *ld, config_t *parsed, struct config *cfg)
 {
-    struct loader ld = { .path = path, .err = err, .errlen = errlen };
+    config_setting_t *root = config_root_setting(parsed);
+    size_t n = note_settings(ld, root, NULL);
+    struct setting_info *info = n == 0 ? NULL : calloc(n, sizeof *info);
+    int rc;
+
+    if (info == NULL || note_settings(ld, root, info) != n) {
+        free(info);
+        return out_of_memory(ld);
+    }
+    rc = load_root(ld, root, cfg);
+    free(info); /* the settings keep dangling hooks, never read again */
+    return rc;
+}
+
+struct config *config_load(const char *path, const char *name, char *err,
+                           size_t errlen)
+{
+    struct loader ld = { .path = path, .name = name != NULL ? name : path,
+                         .err = err, .errlen = errlen };
     struct config *cfg = NULL;
     config_t parsed;
     size_t len;
@@ -1097,20 +1535,18 @@ struct config *config_load(const char *path, char *err, size_t errlen)
     text = read_source(&ld, &len);
     if (text == NULL)
         return NULL;
-    struct config_scan scan;
-    int scanned = config_scan(text, len, &scan);
-    ld.wide = scan.wide;
-    ld.nwide = scan.nwide;
+    int scanned = config_scan(text, len, &ld.scan);
     if (scanned == -ENOMEM) {
         out_of_memory(&ld);
     } else if (scanned < 0) {
-        fail(&ld, scan.line, "", NULL, "%s", scan.why);
+        fail(&ld, ld.scan.line, "", NULL, "%s", ld.scan.why);
     } else {
         config_init(&parsed);
         if (!config_read_string(&parsed, text)) {
             const char *file = config_error_file(&parsed);
             const char *why = config_error_text(&parsed);
-            ld.path = file != NULL ? file : path;
+            if (file != NULL)
+                ld.name = file;
             if (strcmp(why, "syntax error") == 0) /* libconfig's usual text */
                 fail(&ld, config_error_line(&parsed), "", NULL, "syntax error");
             else
@@ -1118,14 +1554,14 @@ struct config *config_load(const char *path, char *err, size_t errlen)
                      "syntax error: %s", why);
         } else if ((cfg = calloc(1, sizeof *cfg)) == NULL) {
             out_of_memory(&ld);
-        } else if (load_root(&ld, config_root_setting(&parsed), cfg) != 0) {
+        } else if (load_parsed(&ld, &parsed, cfg) != 0) {
             config_free(cfg);
             cfg = NULL;
         }
         config_destroy(&parsed);
     }
     free(text);
-    free(ld.wide);
+    config_scan_free(&ld.scan);
     free(ld.taken);
     return cfg;
 }

@@ -20,6 +20,7 @@ enum log_target { LOG_TARGET_AUTO, LOG_TARGET_STDERR, LOG_TARGET_SYSLOG };
 struct config_addr {
     char *text; /* as written in the file, for messages */
     addr_t addr;
+    int line;   /* where it is written (listen addresses) */
 };
 
 struct listener_config {
@@ -50,7 +51,7 @@ struct listener_config {
 };
 
 struct config {
-    char *path;
+    char *path;              /* the file read */
     unsigned workers;        /* 0 = one per CPU */
     unsigned max_connections; /* 0 = no limit */
     int64_t shutdown_timeout_ms;
@@ -66,15 +67,26 @@ struct config {
 };
 
 /*
- * Loads and validates `path`.  On error returns NULL and writes one line
- * into err: "FILE:LINE: SETTING: what is wrong, and what was expected",
- * e.g. "/etc/mio-echod.conf:12: listeners.relay.balance: expected
- * round-robin, least-connections or source-hash, got \"random\"".  A
- * listener is named by its name once that is known, by its index from 0
- * before ("listeners.[1].name"); LINE is left out where there is none
- * ("FILE: cannot read: ...").  err may be NULL when errlen is 0.
+ * Loads and validates the file at `path`, which messages call `name` (the
+ * name the user gave it, while the daemon reads it by its absolute path;
+ * NULL: path).  On error returns NULL and writes one line into err:
+ * "NAME:LINE: SETTING: what is wrong, and what was expected", e.g.
+ * "mio-echod.conf:12: listeners.relay.balance: expected round-robin,
+ * least-connections or source-hash, got \"random\"".  A listener is named
+ * by its name once that is known, by its index from 0 before
+ * ("listeners.[1].name"); LINE is left out where there is none ("NAME:
+ * cannot read: ...").  The message is valid UTF-8, control bytes and bytes
+ * of the file that are not UTF-8 escaped.  err may be NULL when errlen
+ * is 0.
+ *
+ * Besides the file's own rules, the load refuses what could never run:
+ * a user that does not exist (looked up with getpwnam_r(), so a reload may
+ * run while workers do), a v4-mapped IPv6 listen address, and a relay
+ * whose upstreams lead back to itself through this configuration's
+ * listeners.
  */
-struct config *config_load(const char *path, char *err, size_t errlen);
+struct config *config_load(const char *path, const char *name, char *err,
+                           size_t errlen);
 
 /* Frees cfg and everything it holds; NULL is fine. */
 void config_free(struct config *cfg);

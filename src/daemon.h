@@ -98,7 +98,8 @@ struct generation {
 struct worker;
 
 struct daemon {
-    const char *config_path;
+    const char *config_path; /* absolute: the daemon leaves its directory */
+    const char *config_name; /* as given with -c, for messages */
     atomic_ullong reloads, reload_failures;
     bool verbose; /* -v: debug logging whatever the file says */
     _Atomic(struct generation *) gen; /* the current one */

@@ -12,6 +12,7 @@
 #endif
 
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <signal.h>
 #include <stdio.h>
@@ -179,6 +180,50 @@ static char *absolute_path(const char *path)
     return p;
 }
 
+/*
+ * -t with `user` set: warns on stderr when that user cannot read the file
+ * at path (named `name`), as every reload will then fail.  Exactly, by a
+ * child that becomes the user, when running as root; otherwise it says it
+ * could not check, unless the user is the one running.
+ */
+static void check_readable_by_user(const char *user, const char *path,
+                                   const char *name)
+{
+    uid_t uid;
+    gid_t gid;
+    int why;
+
+    if (user_lookup(user, &uid, &gid) <= 0)
+        return;
+    if (geteuid() != 0) {
+        if (uid != geteuid())
+            fprintf(stderr, "mio-echod: warning: cannot check that user \"%s\" "
+                    "may read %s (that needs root); a reload reads it as that "
+                    "user\n", user, name);
+        return;
+    }
+    int r = user_can_read(uid, gid, path, &why);
+    if (r == 0)
+        fprintf(stderr, "mio-echod: warning: reload will fail: %s is not "
+                "readable by user \"%s\": %s\n", name, user, log_strerror(why));
+    else if (r < 0)
+        fprintf(stderr, "mio-echod: warning: cannot check that user \"%s\" "
+                "may read %s: %s\n", user, name, log_strerror(why));
+}
+
+/* Once privileges are dropped: warns when the file at path (named `name`)
+ * cannot be read any more, as every reload will then fail. */
+static void warn_unreadable(const char *path, const char *name, const char *user)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        close(fd);
+        return;
+    }
+    log_warn("reload will fail: %s is not readable by user \"%s\": %s", name,
+             user, log_strerror(errno));
+}
+
 /* The number of workers: as configured, or one per CPU. */
 static unsigned worker_count(const struct config *cfg)
 {
@@ -217,17 +262,18 @@ int main(int argc, char **argv)
     char err[1024];
     char *pidfile = NULL; /* removed at exit once written */
     /* The daemon leaves its directory when it goes to the background: a
-     * reload must still find the file. */
+     * reload must still find the file, by its absolute path.  Messages
+     * name it as given. */
     char *abspath = realpath(path, NULL);
-    if (abspath != NULL)
-        path = abspath;
-    struct config *cfg = config_load(path, err, sizeof(err));
+    const char *readpath = abspath != NULL ? abspath : path;
+    struct config *cfg = config_load(readpath, path, err, sizeof(err));
     if (cfg == NULL) {
         fprintf(stderr, "mio-echod: %s\n", err);
         free(abspath);
         return EXIT_CONFIG;
     }
     if (check) {
+        check_readable_by_user(cfg->user, readpath, path);
         printf("mio-echod: %s: configuration OK\n", path);
         config_free(cfg);
         free(abspath);
@@ -245,7 +291,8 @@ int main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &set, NULL); /* inherited by every worker */
 
     log_open(cfg->log_target, verbose ? LOG_DEBUG : cfg->log_level, foreground);
-    struct daemon d = {.config_path = path, .verbose = verbose,
+    struct daemon d = {.config_path = readpath, .config_name = path,
+                      .verbose = verbose,
                       .accept_mu = PTHREAD_MUTEX_INITIALIZER,
                       .gen_mu = PTHREAD_MUTEX_INITIALIZER};
     int status = EXIT_RUNTIME;
@@ -263,7 +310,10 @@ int main(int argc, char **argv)
     const struct config *conf = gen->cfg;
     uid_t uid;
     gid_t gid;
-    int found = user_lookup(conf->user, &uid, &gid, err, sizeof(err));
+    int found = user_lookup(conf->user, &uid, &gid);
+    if (found < 0)
+        snprintf(err, sizeof(err), "user \"%s\": %s", conf->user,
+                 found == -ENOENT ? "no such user" : log_strerror(-found));
     if (found > 0 && geteuid() == 0)
         generation_give_sockets(gen, uid, gid);
     if (found < 0 || (found > 0 && drop_privileges(conf->user, uid, gid, err,
@@ -271,6 +321,8 @@ int main(int argc, char **argv)
         log_err("%s", err);
         goto out;
     }
+    if (found > 0)
+        warn_unreadable(readpath, path, conf->user);
     /* Resolved before going to the background, which leaves the
      * directory; kept apart from conf, which a reload may free. */
     pidfile = absolute_path(conf->pidfile);

@@ -1,4 +1,7 @@
 /* Privileges, pid file and daemonizing. */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE 1 /* setresuid, pipe2: also when built without autoconf.h */
+#endif
 #ifdef HAVE_CONFIG_H
 #include "autoconf.h"
 #endif
@@ -19,23 +22,82 @@
 
 static int ready_fd = -1; /* to the waiting parent, after daemonize() */
 
-int user_lookup(const char *user, uid_t *uid, gid_t *gid, char *err,
-                size_t errlen)
+int user_lookup(const char *user, uid_t *uid, gid_t *gid)
 {
+    long hint = sysconf(_SC_GETPW_R_SIZE_MAX);
+    size_t len = hint > 0 ? (size_t)hint : 1024;
+    struct passwd pw, *found = NULL;
+    char *buf = NULL;
+    int rc;
+
     if (user == NULL || user[0] == '\0')
         return 0;
-    errno = 0;
-    /* cppcheck-suppress getpwnamCalled ; main() calls this once, before
-     * any other thread starts, and nothing else reads the passwd file. */
-    struct passwd *pw = getpwnam(user); /* NOLINT(concurrency-mt-unsafe): as said */
-    if (pw == NULL) {
-        snprintf(err, errlen, "user \"%s\": %s", user,
-                 errno ? log_strerror(errno) : "no such user");
+    for (;;) {
+        char *grown = realloc(buf, len);
+        if (grown == NULL) {
+            free(buf);
+            return -ENOMEM;
+        }
+        buf = grown;
+        rc = getpwnam_r(user, &pw, buf, len, &found);
+        if (rc != ERANGE || len >= (size_t)1024 * 1024)
+            break;
+        len *= 2;
+    }
+    if (found != NULL) {
+        *uid = pw.pw_uid;
+        *gid = pw.pw_gid;
+    }
+    free(buf);
+    if (found != NULL)
+        return 1;
+    /* Some NSS modules say "not found" with an error number. */
+    return rc == 0 || rc == ENOENT || rc == ESRCH ? -ENOENT : -rc;
+}
+
+int user_can_read(uid_t uid, gid_t gid, const char *path, int *why)
+{
+    int p[2], status, got[2] = { 0, 0 };
+    ssize_t n;
+    pid_t pid;
+
+    if (pipe2(p, O_CLOEXEC) < 0) {
+        *why = errno;
         return -1;
     }
-    *uid = pw->pw_uid;
-    *gid = pw->pw_gid;
-    return 1;
+    pid = fork();
+    if (pid < 0) {
+        *why = errno;
+        close(p[0]);
+        close(p[1]);
+        return -1;
+    }
+    if (pid == 0) {
+        /* As drop_privileges() does; only async-signal-safe calls. */
+        int res[2] = { 0, 0 }, fd = -1;
+        if (setgroups(1, &gid) < 0 || setresgid(gid, gid, gid) < 0 ||
+            setresuid(uid, uid, uid) < 0) {
+            res[1] = errno; /* res[0] = 0: not tried */
+        } else {
+            res[0] = 1;
+            fd = open(path, O_RDONLY | O_CLOEXEC);
+            res[1] = fd < 0 ? errno : 0;
+        }
+        n = write(p[1], res, sizeof res);
+        _exit(n == (ssize_t)sizeof res ? 0 : 1);
+    }
+    close(p[1]);
+    while ((n = read(p[0], got, sizeof got)) < 0 && errno == EINTR)
+        ;
+    close(p[0]);
+    while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+        ;
+    if (n != (ssize_t)sizeof got || got[0] == 0) {
+        *why = n == (ssize_t)sizeof got ? got[1] : EIO;
+        return -1;
+    }
+    *why = got[1];
+    return got[1] == 0 ? 1 : 0;
 }
 
 int drop_privileges(const char *user, uid_t uid, gid_t gid, char *err,

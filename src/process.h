@@ -6,10 +6,19 @@
 #include <stddef.h>
 #include <sys/types.h>
 
-/* The uid and primary gid of `user`: 1, 0 for "" (nothing to do), or -1
- * with the reason in err. */
-int user_lookup(const char *user, uid_t *uid, gid_t *gid, char *err,
-                size_t errlen);
+/* The uid and primary gid of `user`: 1; 0 for "" (nothing to do);
+ * -ENOENT when there is no such user, another negative errno when it could
+ * not be looked up.  getpwnam_r(): a reload looks users up while the
+ * workers run. */
+int user_lookup(const char *user, uid_t *uid, gid_t *gid);
+
+/*
+ * Whether uid:gid, with no group but gid, as drop_privileges() leaves the
+ * daemon, may open `path` for reading: tried in a forked child that
+ * becomes that user, which needs root.  1 yes; 0 no, with the reason (an
+ * errno) in *why; -1 when it could not be tried (*why says why).
+ */
+int user_can_read(uid_t uid, gid_t gid, const char *path, int *why);
 
 /*
  * Becomes `user`, found by user_lookup() (its uid, its primary gid and no

@@ -50,14 +50,15 @@ void daemon_reload(struct daemon *d)
                        (unsigned long long)now.tv_nsec / 1000);
     struct generation *old = atomic_load(&d->gen);
     char err[1024];
-    struct config *cfg = config_load(d->config_path, err, sizeof(err));
+    struct config *cfg = config_load(d->config_path, d->config_name, err,
+                                     sizeof(err));
     struct generation *g = NULL;
     if (cfg != NULL) {
         g = generation_open(d, cfg, old);
         if (g == NULL) {
             config_free(cfg);
             snprintf(err, sizeof(err), "%s: a listener could not be opened",
-                     d->config_path);
+                     d->config_name);
         }
     }
     if (g == NULL) {
@@ -78,7 +79,7 @@ void daemon_reload(struct daemon *d)
                 "removed listeners stay open until exit");
     generation_unref(old);
     log_set_level(d->verbose ? LOG_DEBUG : cfg->log_level);
-    log_notice("reloaded %s: %zu listener%s", d->config_path, g->nlisteners,
+    log_notice("reloaded %s: %zu listener%s", d->config_name, g->nlisteners,
                g->nlisteners == 1 ? "" : "s");
     service_notify("READY=1\nSTATUS=reloaded; %u connections open",
                    atomic_load(&d->active));

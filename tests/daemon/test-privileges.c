@@ -6,9 +6,13 @@
  * group but nobody's own, no capability left, in every thread, as
  * /proc/PID/task/TID/status shows.  It still serves, writes its pid file
  * (after the drop: into a directory nobody may write) and removes it at
- * exit.  An unknown user, and a switch of users without root, stop it
- * with exit status 3 and a message that says why; without root, the
- * current user itself is accepted.
+ * exit.  An unknown user is a configuration error (exit 1, at -t too); a
+ * switch of users without root stops it with exit status 3 and a message
+ * that says why; without root, the current user itself is accepted.  A
+ * reload reads the file as the user: -t warns when that user cannot read
+ * it (and says when it cannot tell, without root), and so does the daemon
+ * once it has dropped privileges.  Messages name the file as given with
+ * -c, a relative path too.
  *
  * The drop needs root: those tests are skipped otherwise (the ones
  * without root run in a child that first becomes nobody, or directly when
@@ -353,15 +357,16 @@ static bool port_is_privileged(int port, uid_t uid, gid_t gid)
 }
 
 /*
- * Starts "mio-echod -f -c conf" as uid:gid (from root) or as ourselves
- * (uid == (uid_t)-1), its stdout and stderr into child_out; the child dies
- * with us.  Only async-signal-safe calls after fork().
+ * Starts "mio-echod OPT -c conf" (OPT "-f" or "-t") as uid:gid (from root)
+ * or as ourselves (uid == (uid_t)-1), its stdout and stderr into
+ * child_out; the child dies with us.  Only async-signal-safe calls after
+ * fork().
  */
-static void run_as(uid_t uid, gid_t gid, const char *conf)
+static void run_as(uid_t uid, gid_t gid, const char *opt, const char *conf)
 {
     char prog[PATH_MAX];
     echod_program_path(prog, sizeof(prog));
-    char *argv[] = {prog, (char *)"-f", (char *)"-c", (char *)conf, NULL};
+    char *argv[] = {prog, (char *)opt, (char *)"-c", (char *)conf, NULL};
     char **envp = echod_environment(NULL, 0);
     int p[2];
     assert_int_equal(pipe2(p, O_CLOEXEC), 0);
@@ -548,21 +553,25 @@ static void test_privileged_port_bound_before_drop(void **state)
     assert_int_equal(echod_stop(e, WAIT_MS), 0);
 }
 
-/* user = "no-such-user-xyz": exit 3, naming the user.  With or without
- * root: the name is looked up first. */
+/* user = "no-such-user-xyz": a configuration error (exit 1) naming the
+ * line and the user, at start and with -t alike.  With or without root. */
 static void test_unknown_user(void **state)
 {
     (void)state;
-    char out[4096];
+    char out[4096], want[PATH_MAX + 128];
     const char *path = write_conf(BASE "workers = 1;\n"
         "user = \"no-such-user-xyz\";\n"
         "listeners = ( { name = \"t\"; listen = [ \"127.0.0.1:0\" ]; } );\n");
-    int rc = echod_run(out, sizeof(out), "-f", "-c", path, (char *)NULL);
-    if (rc != 3)
-        fail_msg("exit %d, expected 3 (%s)", rc, out);
-    if (strstr(out, "user \"no-such-user-xyz\": no such user") == NULL)
-        fail_msg("expected the user named as unknown, got \"%s\"", out);
-    assert_null(strstr(out, " started: "));
+    snprintf(want, sizeof(want), "mio-echod: %s:4: user: no such user "
+             "\"no-such-user-xyz\"\n", path);
+    for (int i = 0; i < 2; i++) {
+        int rc = echod_run(out, sizeof(out), i == 0 ? "-f" : "-t", "-c", path,
+                           (char *)NULL);
+        if (rc != 1)
+            fail_msg("%s: exit %d, expected 1 (%s)", i == 0 ? "-f" : "-t", rc, out);
+        if (strcmp(out, want) != 0)
+            fail_msg("expected \"%s\", got \"%s\"", want, out);
+    }
 }
 
 /*
@@ -586,7 +595,7 @@ static void test_switch_without_root(void **state)
     } else {
         conf = write_conf(conf_text);
     }
-    run_as(uid, gid, conf);
+    run_as(uid, gid, "-f", conf);
     (void)read_child_until(out, sizeof(out), NULL);
     int rc = wait_child();
     skip_unless_ran(rc, out);
@@ -618,7 +627,7 @@ static void test_same_user_without_root(void **state)
              pidfile);
     char conf[PATH_MAX + 64];
     snprintf(conf, sizeof(conf), "%s", write_file(dir, "mio-echod.conf", conf_text));
-    run_as(uid, gid, conf);
+    run_as(uid, gid, "-f", conf);
     pid_t pid = child;
     char out[8192] = "";
     if (!read_child_until(out, sizeof(out), " started: ")) {
@@ -640,6 +649,176 @@ static void test_same_user_without_root(void **state)
     assert_int_equal(read_pidfile(pidfile, uid), -1);
 }
 
+/* Writes text to dir/name with `mode`, owned by root; a static path. */
+static const char *write_file_mode(const char *dir, const char *name,
+                                   const char *text, mode_t mode)
+{
+    const char *path = write_file(dir, name, text);
+    if (chmod(path, mode) != 0)
+        fail_msg("chmod %s: %s", path, strerror(errno));
+    return path;
+}
+
+/*
+ * -t as root with user = "nobody" and a file only root may read: a
+ * warning that every reload will fail, on stderr, and exit 0 (the file is
+ * valid); none once nobody may read it.  Checked by a child that becomes
+ * nobody: the file's directory is nobody's, so only the file's mode says.
+ */
+static void test_check_warns_unreadable(void **state)
+{
+    (void)state;
+    need_root();
+    uid_t uid;
+    gid_t gid;
+    user_ids(&uid, &gid);
+    const char *dir = make_shared_dir(uid, gid);
+    char conf[PATH_MAX + 64], out[4096], want[PATH_MAX + 256];
+    snprintf(conf, sizeof(conf), "%s", write_file_mode(dir, "root-only.conf", BASE
+             "user = \"" USER "\";\n"
+             "listeners = ( { name = \"t\"; listen = [ \"127.0.0.1:0\" ]; } );\n",
+             0600));
+    int rc = echod_run(out, sizeof(out), "-t", "-c", conf, (char *)NULL);
+    if (rc != 0)
+        fail_msg("exit %d, expected 0: %s", rc, out);
+    snprintf(want, sizeof(want), "mio-echod: warning: reload will fail: %s is not "
+             "readable by user \"" USER "\": Permission denied\n", conf);
+    if (strstr(out, want) == NULL)
+        fail_msg("expected \"%s\", got \"%s\"", want, out);
+    snprintf(want, sizeof(want), "mio-echod: %s: configuration OK\n", conf);
+    if (strstr(out, want) == NULL)
+        fail_msg("expected \"%s\", got \"%s\"", want, out);
+
+    assert_int_equal(chmod(conf, 0644), 0);
+    rc = echod_run(out, sizeof(out), "-t", "-c", conf, (char *)NULL);
+    if (rc != 0 || strcmp(out, want) != 0)
+        fail_msg("exit %d, expected 0 and only \"%s\", got \"%s\"", rc, want, out);
+}
+
+/*
+ * -t with user = "root" by someone else than root: it cannot check that
+ * root may read the file, and says so (exit 0).  Run as nobody from root;
+ * as ourselves otherwise.
+ */
+static void test_check_cannot_check_without_root(void **state)
+{
+    (void)state;
+    uid_t uid = (uid_t)-1;
+    gid_t gid = (gid_t)-1;
+    const char *conf_text = BASE "user = \"root\";\n"
+        "listeners = ( { name = \"t\"; listen = [ \"127.0.0.1:0\" ]; } );\n";
+    const char *conf;
+    if (geteuid() == 0) {
+        user_ids(&uid, &gid);
+        conf = write_file(make_shared_dir(uid, gid), "mio-echod.conf", conf_text);
+    } else {
+        conf = write_conf(conf_text);
+    }
+    char out[8192] = "", want[PATH_MAX + 256];
+    run_as(uid, gid, "-t", conf);
+    (void)read_child_until(out, sizeof(out), NULL);
+    int rc = wait_child();
+    skip_unless_ran(rc, out);
+    if (rc != 0)
+        fail_msg("exit %d, expected 0 (%s)", rc, out);
+    snprintf(want, sizeof(want), "mio-echod: warning: cannot check that user "
+             "\"root\" may read %s (that needs root); a reload reads it as that "
+             "user\n", conf);
+    if (strstr(out, want) == NULL || strstr(out, "configuration OK") == NULL)
+        fail_msg("expected \"%s\" and OK, got \"%s\"", want, out);
+}
+
+/*
+ * Started as root with user = "nobody": once it is nobody, the daemon
+ * tries the file, and warns that every reload will fail when nobody may
+ * not read it, which a SIGHUP then shows; with a file nobody may read,
+ * no warning, and the reload works.
+ */
+static void test_daemon_warns_unreadable(void **state)
+{
+    (void)state;
+    need_root();
+    uid_t uid;
+    gid_t gid;
+    user_ids(&uid, &gid);
+    const char *dir = make_shared_dir(uid, gid);
+    for (int readable = 0; readable < 2; readable++) {
+        char conf[PATH_MAX + 64], out[16384] = "", want[PATH_MAX + 256];
+        snprintf(conf, sizeof(conf), "%s", write_file_mode(dir, "mio-echod.conf",
+                 BASE "workers = 1;\n"
+                 "user = \"" USER "\";\n"
+                 "listeners = ( { name = \"t\"; listen = [ \"127.0.0.1:0\" ]; } );\n",
+                 readable ? 0644 : 0600));
+        run_as((uid_t)-1, (gid_t)-1, "-f", conf);
+        if (!read_child_until(out, sizeof(out), " started: "))
+            fail_msg("did not start (exit %d): %s", wait_child(), out);
+        snprintf(want, sizeof(want), "warning: reload will fail: %s is not readable "
+                 "by user \"" USER "\": Permission denied\n", conf);
+        if ((strstr(out, want) != NULL) == (readable != 0))
+            fail_msg("%s: expected %s\"%s\", got \"%s\"",
+                     readable ? "readable" : "root only", readable ? "no " : "",
+                     want, out);
+        assert_int_equal(kill(child, SIGHUP), 0);
+        snprintf(want, sizeof(want), readable ? "notice: reloaded %s: 1 listener"
+                 : "reload failed: %s: cannot read: Permission denied", conf);
+        if (!read_child_until(out, sizeof(out), want))
+            fail_msg("expected \"%s\", got \"%s\"", want, out);
+        assert_int_equal(kill(child, SIGTERM), 0);
+        assert_int_equal(wait_child(), 0);
+        close(child_out);
+        child_out = -1;
+    }
+}
+
+/*
+ * Messages name the file as given with -c, here a relative path: -t,
+ * a configuration error, and a reload of a daemon in the foreground.
+ * (The daemon reads it by its absolute path all the same.)
+ */
+static void test_file_named_as_given(void **state)
+{
+    (void)state;
+    char cwd[PATH_MAX], rel[2 * PATH_MAX], out[8192] = "", want[2 * PATH_MAX + 64];
+    const char *conf = write_conf(BASE "workers = 1;\n"
+        "listeners = ( { name = \"t\"; listen = [ \"127.0.0.1:0\" ]; } );\n");
+    /* From here to / and down to conf. */
+    assert_non_null(getcwd(cwd, sizeof(cwd)));
+    rel[0] = '\0';
+    for (const char *p = cwd; *p != '\0'; p++)
+        if (*p == '/' && p[1] != '\0')
+            strcat(rel, "../");
+    strcat(rel, conf + 1);
+    int rc = echod_run(out, sizeof(out), "-t", "-c", rel, (char *)NULL);
+    snprintf(want, sizeof(want), "mio-echod: %s: configuration OK\n", rel);
+    if (rc != 0 || strcmp(out, want) != 0)
+        fail_msg("exit %d, expected 0 and \"%s\", got \"%s\"", rc, want, out);
+
+    run_as((uid_t)-1, (gid_t)-1, "-f", rel);
+    out[0] = '\0';
+    if (!read_child_until(out, sizeof(out), " started: "))
+        fail_msg("did not start (exit %d): %s", wait_child(), out);
+    assert_int_equal(kill(child, SIGHUP), 0);
+    snprintf(want, sizeof(want), "notice: reloaded %s: 1 listener", rel);
+    if (!read_child_until(out, sizeof(out), want))
+        fail_msg("expected \"%s\", got \"%s\"", want, out);
+    FILE *f = fopen(conf, "w");
+    assert_non_null(f);
+    fputs(BASE "workers = 1;\nlisteners = ( );\n", f);
+    assert_int_equal(fclose(f), 0);
+    assert_int_equal(kill(child, SIGHUP), 0);
+    snprintf(want, sizeof(want), "reload failed: %s:4: listeners: no listeners", rel);
+    if (!read_child_until(out, sizeof(out), want))
+        fail_msg("expected \"%s\", got \"%s\"", want, out);
+    assert_int_equal(kill(child, SIGTERM), 0);
+    assert_int_equal(wait_child(), 0);
+
+    rc = echod_run(out, sizeof(out), "-t", "-c", rel, (char *)NULL);
+    snprintf(want, sizeof(want), "mio-echod: %s:4: listeners: no listeners: "
+             "nothing to serve\n", rel);
+    if (rc != 1 || strcmp(out, want) != 0)
+        fail_msg("exit %d, expected 1 and \"%s\", got \"%s\"", rc, want, out);
+}
+
 int main(void)
 {
     atexit(clean_up);
@@ -649,6 +828,10 @@ int main(void)
         cmocka_unit_test_teardown(test_unknown_user, teardown),
         cmocka_unit_test_teardown(test_switch_without_root, teardown),
         cmocka_unit_test_teardown(test_same_user_without_root, teardown),
+        cmocka_unit_test_teardown(test_check_warns_unreadable, teardown),
+        cmocka_unit_test_teardown(test_check_cannot_check_without_root, teardown),
+        cmocka_unit_test_teardown(test_daemon_warns_unreadable, teardown),
+        cmocka_unit_test_teardown(test_file_named_as_given, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

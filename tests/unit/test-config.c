@@ -65,7 +65,7 @@ static struct config *load(const char *text)
 {
     write_bytes(text, strlen(text));
     strcpy(err, "(untouched)");
-    return config_load(path, err, sizeof err);
+    return config_load(path, NULL, err, sizeof err);
 }
 
 /* Loads text, which must be valid. */
@@ -155,7 +155,7 @@ static void shipped_file_loads(void **state)
     snprintf(shipped, sizeof shipped, "%s/conf/mio-echod.conf",
              top != NULL && top[0] != '\0' ? top : ".");
 
-    struct config *cfg = config_load(shipped, err, sizeof err);
+    struct config *cfg = config_load(shipped, NULL, err, sizeof err);
     if (cfg == NULL)
         fail_msg("%s", err);
     assert_string_equal(cfg->path, shipped);
@@ -463,7 +463,7 @@ static void fuzz_seeds(void **state)
         if (!want_valid && strncmp(e->d_name, "invalid-", 8) != 0)
             continue;
         snprintf(file, sizeof file, "%s/%s", seeds, e->d_name);
-        struct config *cfg = config_load(file, err, sizeof err);
+        struct config *cfg = config_load(file, NULL, err, sizeof err);
         if (want_valid && cfg == NULL)
             fail_msg("%s", err);
         if (!want_valid && cfg != NULL)
@@ -485,11 +485,11 @@ static void missing_file(void **state)
     snprintf(missing, sizeof missing, "%s/none.conf", dir);
     snprintf(expected, sizeof expected,
              "%s: cannot read: No such file or directory", missing);
-    assert_null(config_load(missing, err, sizeof err));
+    assert_null(config_load(missing, NULL, err, sizeof err));
     assert_string_equal(err, expected);
 
     snprintf(expected, sizeof expected, "%s: cannot read: Is a directory", dir);
-    assert_null(config_load(dir, err, sizeof err));
+    assert_null(config_load(dir, NULL, err, sizeof err));
     assert_string_equal(err, expected);
 }
 
@@ -506,7 +506,7 @@ static void syntax_errors(void **state)
             ":2: syntax error: mismatched element type in array");
     write_bytes("workers = 1;\n\nuser = \"a\0b\";\n" LISTENER,
                 sizeof("workers = 1;\n\nuser = \"a\0b\";\n" LISTENER) - 1);
-    assert_null(config_load(path, err, sizeof err));
+    assert_null(config_load(path, NULL, err, sizeof err));
     char expected[512];
     snprintf(expected, sizeof expected, "%s:3: syntax error: NUL byte", path);
     assert_string_equal(err, expected);
@@ -526,9 +526,9 @@ static void syntax_errors(void **state)
     free(text);
     /* Comments and strings hide what looks like an include or a number. */
     struct config *cfg = load_ok("# @include \"x\"\n/* 99999999999 */\n"
-                                 "user = \"@include 99999999999\"; // 99999999999\n"
+                                 "pidfile = \"@include 99999999999\"; // 99999999999\n"
                                  LISTENER);
-    assert_string_equal(cfg->user, "@include 99999999999");
+    assert_string_equal(cfg->pidfile, "@include 99999999999");
     config_free(cfg);
 }
 
@@ -896,6 +896,355 @@ static void listen_lists(void **state)
     config_free(cfg);
 }
 
+/* ---- where list elements are, and what they held ----------------------- */
+
+/* text, which has one listener "a" and a list written one element a line
+ * with the bad element on `line`, is refused there with `rest`. */
+static void refused_on(const char *text, int line, const char *rest)
+{
+    char expected[256];
+    snprintf(expected, sizeof expected, ":%d: %s", line, rest);
+    refused_with(text, expected, "");
+}
+
+/* An element of a list is reported on the line it is written on, not on
+ * that of the token after it (where libconfig 1.5 puts it): in every kind
+ * of list, one element a line with comments and blank lines between, the
+ * bad one last and not last, and with the commas first. */
+static void list_element_lines(void **state)
+{
+    (void)state;
+    /* listen, the bad one last: libconfig says 7, the line of "]". */
+    refused_on("listeners = ( { name = \"a\";\n"
+               "  listen = [\n"
+               "    \"127.0.0.1:1\",\n"
+               "    \"bad\"\n"
+               "    # the last one\n"
+               "\n"
+               "  ]; } );\n",
+               4, "listeners.a.listen.[1]: invalid address \"bad\"");
+    /* Not last, a comment between it and the next one. */
+    refused_on("listeners = ( { name = \"a\";\n"
+               "  listen = [\n"
+               "    \"bad\", // comment\n"
+               "    /* more\n"
+               "       comment */\n"
+               "    \"127.0.0.1:1\"\n"
+               "  ]; } );\n",
+               3, "listeners.a.listen.[0]: invalid address \"bad\"");
+    /* deny, the bad one last: libconfig says 5. */
+    refused_on("listeners = ( { name = \"a\"; listen = [ \"127.0.0.1:0\" ];\n"
+               "  deny = [\n"
+               "    \"10.0.0.0/8\",\n"
+               "    \"10.0.0.1/8\"\n"
+               "  ];\n"
+               "} );\n",
+               4, "listeners.a.deny.[1]: invalid CIDR \"10.0.0.1/8\"");
+    /* allow, commas first, the bad one in the middle: libconfig says 6. */
+    refused_on("listeners = ( { name = \"a\"; listen = [ \"127.0.0.1:0\" ];\n"
+               "  allow = [ \"10.0.0.0/8\"\n"
+               "          , \"10.0.0.1/8\"\n"
+               "          # comment\n"
+               "\n"
+               "          , \"::1\"\n"
+               "          ];\n"
+               "} );\n",
+               3, "listeners.a.allow.[1]: invalid CIDR \"10.0.0.1/8\"");
+    /* Commas first, the bad one last on the line of "]" ... */
+    refused_on("listeners = ( { name = \"a\"; listen = [ \"127.0.0.1:0\" ];\n"
+               "  allow = [ \"10.0.0.0/8\"\n"
+               "          , \"10.0.0.1/8\" ];\n"
+               "} );\n",
+               3, "listeners.a.allow.[1]: invalid CIDR \"10.0.0.1/8\"");
+    /* ... or alone on its line: libconfig says 4. */
+    refused_on("listeners = ( { name = \"a\"; listen = [ \"127.0.0.1:0\" ];\n"
+               "  allow = ( \"10.0.0.0/8\"\n"
+               "          , \"10.0.0.1/8\"\n"
+               "          );\n"
+               "} );\n",
+               3, "listeners.a.allow.[1]: invalid CIDR \"10.0.0.1/8\"");
+    /* upstreams, the bad one last. */
+    refused_on("listeners = ( { name = \"p\"; listen = [ \"127.0.0.1:0\" ];\n"
+               "  mode = \"proxy\";\n"
+               "  upstreams = [\n"
+               "    \"127.0.0.1:1\",\n"
+               "    \"127.0.0.1:0\"\n"
+               "\n"
+               "  ];\n"
+               "} );\n",
+               5, "listeners.p.upstreams.[1]: invalid address \"127.0.0.1:0\"");
+    /* A string split over two lines is where it starts. */
+    refused_on("listeners = ( { name = \"a\";\n"
+               "  listen = [\n"
+               "    \"127.0.0.1:1\",\n"
+               "    \"127.0.0.1\"\n"
+               "    \":99999\"\n"
+               "  ]; } );\n",
+               4, "listeners.a.listen.[1]: invalid address \"127.0.0.1:99999\"");
+    /* Not a string: the same. */
+    refused_on("listeners = ( { name = \"a\"; listen = [ \"127.0.0.1:0\" ];\n"
+               "  deny = (\n"
+               "    \"10.0.0.0/8\",\n"
+               "    7\n"
+               "  );\n"
+               "} );\n",
+               4, "listeners.a.deny.[1]: expected a string, got 7");
+    /* Any other list: the listeners themselves. */
+    refused_on("listeners = (\n"
+               "  { name = \"a\"; listen = [ \"127.0.0.1:0\" ]; },\n"
+               "  \"b\"\n"
+               "  # no more\n"
+               ");\n",
+               3, "listeners.[1]: expected a group");
+    refused_on("listeners = (\n"
+               "  { name = \"a\"; listen = [ \"127.0.0.1:0\" ]; }\n"
+               "  , { name = \"a\"; listen = [ \"127.0.0.1:0\" ]; }\n"
+               ");\n",
+               3, "listeners.[1].name: duplicate listener name \"a\" (first at line 2)");
+    /* Nested lists are counted apart from the lists around them. */
+    refused_on("listeners = ( { name = \"a\";\n"
+               "  listen = [ \"127.0.0.1:1\",\n"
+               "             \"127.0.0.1:2\" ];\n"
+               "  allow = ( ( \"10.0.0.0/8\",\n"
+               "              \"::1\" ),\n"
+               "            \"x\"\n"
+               "  );\n"
+               "} );\n",
+               4, "listeners.a.allow.[0]: expected a string, got a list");
+    /* The listener's own line, used in messages, is its "{". */
+    struct config *cfg = load_ok("listeners = (\n"
+                                 "  { name = \"a\"; listen = [ \"127.0.0.1:0\" ]; }\n"
+                                 "  # comment\n"
+                                 "  , { name = \"b\";\n"
+                                 "      listen = [ \"127.0.0.1:0\" ]; }\n"
+                                 ");\n");
+    assert_int_equal(cfg->listeners[0].line, 2);
+    assert_int_equal(cfg->listeners[1].line, 4);
+    assert_int_equal(cfg->listeners[1].listen[0].line, 5);
+    config_free(cfg);
+}
+
+/* An integer past 32 bits in a list is reported as written, not as what
+ * libconfig 1.5 kept of it. */
+static void wide_integers_in_lists(void **state)
+{
+    (void)state;
+    refused("listeners = ( { name = \"a\"; listen = [4294967297]; } );\n",
+            ":1: listeners.a.listen.[0]: expected a string, got 4294967297");
+    refused("listeners = ( { name = \"a\"; listen = ( \"127.0.0.1:0\",\n"
+            "  -4294967295\n"
+            "\n"
+            "  ); } );\n",
+            ":2: listeners.a.listen.[1]: expected a string, got -4294967295");
+    /* The same value in two lists: each is its own. */
+    refused("listeners = ( { name = \"a\"; listen = [ \"127.0.0.1:0\" ];\n"
+            "  allow = ( \"::1\" ); deny = ( \"10.0.0.0/8\", 0x100000001 ); } );\n",
+            ":2: listeners.a.deny.[1]: expected a string, got 0x100000001");
+    refused("listeners = ( 4294967297 );\n",
+            ":1: listeners.[0]: expected a group { name = ...; listen = [ ... ]; }, "
+            "got 4294967297");
+}
+
+/* Whether s is valid UTF-8 (RFC 3629). */
+static bool valid_utf8(const char *s)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    while (*u != '\0') {
+        size_t n = *u < 0x80 ? 1 : *u >= 0xc2 && *u <= 0xdf ? 2
+                 : *u >= 0xe0 && *u <= 0xef ? 3 : *u >= 0xf0 && *u <= 0xf4 ? 4 : 0;
+        unsigned lo = *u == 0xe0 ? 0xa0 : *u == 0xf0 ? 0x90 : 0x80;
+        unsigned hi = *u == 0xed ? 0x9f : *u == 0xf4 ? 0x8f : 0xbf;
+        if (n == 0)
+            return false;
+        for (size_t i = 1; i < n; i++)
+            if (u[i] < (i == 1 ? lo : 0x80) || u[i] > (i == 1 ? hi : 0xbf))
+                return false;
+        u += n;
+    }
+    return true;
+}
+
+/* Bytes of the file that are not UTF-8 are escaped in messages; UTF-8
+ * text is kept as it is, and never cut inside a character. */
+static void non_utf8_escaped(void **state)
+{
+    (void)state;
+    char buf[512], want[512];
+#define MODE_GOT ":1: listeners.a.mode: expected echo or proxy, got "
+    refused(with_listener_setting(buf, sizeof buf, "mode = \"\xff\xfe\";"),
+            MODE_GOT "\"\\xff\\xfe\"");
+    refused(with_listener_setting(buf, sizeof buf, "mode = \"caf\xc3\xa9-\xe2\x82\xac\";"),
+            MODE_GOT "\"caf\xc3\xa9-\xe2\x82\xac\"");
+    /* Overlong, surrogate, past U+10FFFF, cut short. */
+    refused(with_listener_setting(buf, sizeof buf,
+                                  "mode = \"\xc0\xaf \xed\xa0\x80 \xf4\x90\x80\x80 \xe2\x82\";"),
+            MODE_GOT "\"\\xc0\\xaf \\xed\\xa0\\x80 \\xf4\\x90\\x80\\x80 \\xe2\\x82\"");
+    /* Quoted by the loader, and raw in the address parser's message. */
+    refused("listeners = ( { name = \"a\"; listen = [ \"\xff\xc3\xa9\" ]; } );\n",
+            ":1: listeners.a.listen.[0]: invalid address \"\\xff\xc3\xa9\": missing "
+            "port in \"\\xff\xc3\xa9\"; expected host:port");
+    /* A quote is cut after 64 bytes, before a character that crosses it. */
+    char setting[128];
+    snprintf(setting, sizeof setting, "mode = \"%.63s\xc3\xa9\";",
+             "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
+    snprintf(want, sizeof want, MODE_GOT "\"%.63s\"...",
+             "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
+    refused(with_listener_setting(buf, sizeof buf, setting), want);
+    assert_true(valid_utf8(err));
+#undef MODE_GOT
+    /* And the whole message when it is cut to the buffer. */
+    char small[96];
+    with_listener_setting(buf, sizeof buf,
+                          "mode = \"\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac"
+                          "\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac\";");
+    write_bytes(buf, strlen(buf));
+    for (size_t len = 1; len <= sizeof small; len++) {
+        assert_null(config_load(path, "f", small, len));
+        if (!valid_utf8(small))
+            fail_msg("cut to %zu bytes: not UTF-8: %s", len, small);
+    }
+}
+
+/* ---- what could never run ------------------------------------------------ */
+
+static void v4_mapped_listen_addresses(void **state)
+{
+    (void)state;
+    refused("listeners = ( { name = \"a\";\n"
+            "  listen = [ \"127.0.0.1:7006\", \"[::ffff:127.0.0.1]:7007\" ]; } );\n",
+            ":2: listeners.a.listen.[1]: \"[::ffff:127.0.0.1]:7007\" is a v4-mapped "
+            "IPv6 address, which the daemon's IPv6-only sockets cannot listen on; "
+            "write it as \"127.0.0.1:7007\"");
+    refused("listeners = ( { name = \"a\"; listen = [ \"[::ffff:0.0.0.0]:0\" ]; } );\n",
+            ":1: listeners.a.listen.[0]: \"[::ffff:0.0.0.0]:0\" is a v4-mapped "
+            "IPv6 address, which the daemon's IPv6-only sockets cannot listen on; "
+            "write it as \"0.0.0.0:0\"");
+    refused(LISTENER "stats = { listen = \"[::FFFF:7f00:1]:9107\"; };\n",
+            ":2: stats.listen: \"[::FFFF:7f00:1]:9107\" is a v4-mapped IPv6 "
+            "address, which the daemon's IPv6-only sockets cannot listen on; "
+            "write it as \"127.0.0.1:9107\"");
+    /* An upstream may be one: connecting to it works. */
+    struct config *cfg = load_ok(
+        "listeners = ( { name = \"p\"; listen = [ \"127.0.0.1:0\" ];\n"
+        "  mode = \"proxy\"; upstreams = [ \"[::ffff:127.0.0.1]:6379\" ]; } );\n");
+    assert_int_equal(cfg->listeners[0].upstreams[0].addr.u.sa.sa_family, AF_INET6);
+    config_free(cfg);
+}
+
+static void unknown_user(void **state)
+{
+    (void)state;
+    refused("workers = 1;\n\nuser = \"nosuchuser\";\n" LISTENER,
+            ":3: user: no such user \"nosuchuser\"");
+    struct config *cfg = load_ok("user = \"root\";\n" LISTENER);
+    assert_string_equal(cfg->user, "root");
+    config_free(cfg);
+}
+
+/* A relay whose upstream leads back to itself. */
+static void relay_loops(void **state)
+{
+    (void)state;
+    /* The issue's own: the upstream is the relay's listen address. */
+    refused("listeners = (\n"
+            "  { name = \"relay\";\n"
+            "    listen = [ \"127.0.0.1:7000\" ];\n"
+            "    mode = \"proxy\";\n"
+            "    upstreams = [ \"127.0.0.1:7001\", \"127.0.0.1:7000\" ]; }\n"
+            ");\n",
+            ":5: listeners.relay.upstreams.[1]: 127.0.0.1:7000 is the listen address "
+            "of listener \"relay\" (line 3): connections would loop");
+    /* On the port of a wildcard: any loopback address, of its family. */
+    refused("listeners = ( { name = \"relay\"; listen = [ \"*:7000\" ];\n"
+            "  mode = \"proxy\";\n"
+            "  upstreams = [ \"127.0.0.2:7000\" ]; } );\n",
+            ":3: listeners.relay.upstreams.[0]: 127.0.0.2:7000 reaches *:7000, the "
+            "listen address of listener \"relay\" (line 1): connections would loop");
+    refused("listeners = ( { name = \"relay\"; listen = [ \"[::]:7000\" ];\n"
+            "  mode = \"proxy\";\n"
+            "  upstreams = [ \"[::1]:7000\" ]; } );\n",
+            ":3: listeners.relay.upstreams.[0]: [::1]:7000 reaches [::]:7000, the "
+            "listen address of listener \"relay\" (line 1): connections would loop");
+    /* The wildcard as an upstream connects to loopback. */
+    refused("listeners = ( { name = \"relay\"; listen = [ \"127.0.0.1:7000\" ];\n"
+            "  mode = \"proxy\";\n"
+            "  upstreams = [ \"0.0.0.0:7000\" ]; } );\n",
+            ":3: listeners.relay.upstreams.[0]: 0.0.0.0:7000 reaches 127.0.0.1:7000, "
+            "the listen address of listener \"relay\" (line 1): connections would loop");
+    /* A v4-mapped upstream goes out over IPv4. */
+    refused("listeners = ( { name = \"relay\"; listen = [ \"0.0.0.0:7000\" ];\n"
+            "  mode = \"proxy\";\n"
+            "  upstreams = [ \"[::ffff:127.0.0.1]:7000\" ]; } );\n",
+            ":3: listeners.relay.upstreams.[0]: [::ffff:127.0.0.1]:7000 reaches "
+            "0.0.0.0:7000, the listen address of listener \"relay\" (line 1): "
+            "connections would loop");
+    /* A host name, by the address it resolves to. */
+    refused("listeners = ( { name = \"relay\"; listen = [ \"*:7000\" ];\n"
+            "  mode = \"proxy\";\n"
+            "  upstreams = [ \"localhost:7000\" ]; } );\n",
+            ":3: listeners.relay.upstreams.[0]: localhost:7000 reaches *:7000, the "
+            "listen address of listener \"relay\" (line 1): connections would loop");
+    /* A Unix socket. */
+    refused("listeners = ( { name = \"relay\"; listen = [ \"unix:/tmp/l.sock\" ];\n"
+            "  mode = \"proxy\";\n"
+            "  upstreams = [ \"unix:/tmp/l.sock\" ]; } );\n",
+            ":3: listeners.relay.upstreams.[0]: unix:/tmp/l.sock is the listen address "
+            "of listener \"relay\" (line 1): connections would loop");
+    /* Through other relays, named from the first listener of the loop in
+     * the file, whichever listener leads into it. */
+    refused("listeners = (\n"
+            "  { name = \"in\"; listen = [ \"127.0.0.1:6999\" ]; mode = \"proxy\";\n"
+            "    upstreams = [ \"127.0.0.1:7001\" ]; },\n"
+            "  { name = \"a\"; listen = [ \"127.0.0.1:7000\" ]; mode = \"proxy\";\n"
+            "    upstreams = [ \"127.0.0.1:7001\" ]; },\n"
+            "  { name = \"b\"; listen = [ \"127.0.0.1:7001\" ]; mode = \"proxy\";\n"
+            "    upstreams = [ \"127.0.0.1:9\", \"127.0.0.1:7002\" ]; },\n"
+            "  { name = \"c\"; listen = [ \"*:7002\" ]; mode = \"proxy\";\n"
+            "    upstreams = [ \"[::1]:7000\", \"127.0.0.1:7000\" ]; }\n"
+            ");\n",
+            ":5: listeners.a.upstreams.[0]: 127.0.0.1:7001 is the listen address of "
+            "listener \"b\" (line 6), whose upstreams.[1] 127.0.0.1:7002 reaches "
+            "*:7002, the listen address of listener \"c\" (line 8), whose "
+            "upstreams.[1] 127.0.0.1:7000 is the listen address of listener \"a\" "
+            "(line 4): connections would loop");
+    /* Chains that end are fine: into an echo listener, another port, an
+     * address of another family or not loopback, port 0. */
+    struct config *cfg = load_ok(
+        "listeners = (\n"
+        "  { name = \"a\"; listen = [ \"*:7000\" ]; mode = \"proxy\";\n"
+        "    upstreams = [ \"127.0.0.1:7001\", \"127.0.0.1:7003\", \"192.0.2.1:7000\" ]; },\n"
+        "  { name = \"b\"; listen = [ \"127.0.0.1:7001\" ]; mode = \"proxy\";\n"
+        "    upstreams = [ \"127.0.0.1:7002\", \"[::1]:7003\" ]; },\n"
+        "  { name = \"echo\"; listen = [ \"127.0.0.1:7002\", \"0.0.0.0:7003\" ]; },\n"
+        "  { name = \"z\"; listen = [ \"*:0\", \"127.0.0.1:0\" ]; mode = \"proxy\";\n"
+        "    upstreams = [ \"127.0.0.1:7001\", \"127.0.0.2:7001\" ]; }\n"
+        ");\n");
+    assert_int_equal(cfg->nlisteners, 4);
+    config_free(cfg);
+}
+
+/* Messages name the file as the caller says (the name given with -c),
+ * while the file is read at its path. */
+static void named_as_given(void **state)
+{
+    (void)state;
+    write_bytes("workers = 300;\n" LISTENER, strlen("workers = 300;\n" LISTENER));
+    assert_null(config_load(path, "given.conf", err, sizeof err));
+    assert_string_equal(err, "given.conf:1: workers: 300 out of range 0-256");
+    write_bytes("workers = ;\n", strlen("workers = ;\n"));
+    assert_null(config_load(path, "given.conf", err, sizeof err));
+    assert_string_equal(err, "given.conf:1: syntax error");
+    char missing[256];
+    snprintf(missing, sizeof missing, "%s/none.conf", dir);
+    assert_null(config_load(missing, "none.conf", err, sizeof err));
+    assert_string_equal(err, "none.conf: cannot read: No such file or directory");
+    write_bytes(LISTENER, strlen(LISTENER));
+    struct config *cfg = config_load(path, "given.conf", err, sizeof err);
+    assert_non_null(cfg);
+    assert_string_equal(cfg->path, path);
+    config_free(cfg);
+}
+
 /* The message is cut to the buffer given, and no buffer is fine. */
 static void small_error_buffer(void **state)
 {
@@ -903,10 +1252,10 @@ static void small_error_buffer(void **state)
     char small[8];
     write_bytes("workers = 300;\n", strlen("workers = 300;\n"));
     memset(small, 'x', sizeof small);
-    assert_null(config_load(path, small, sizeof small));
+    assert_null(config_load(path, NULL, small, sizeof small));
     assert_int_equal(strlen(small), sizeof small - 1);
-    assert_null(config_load(path, NULL, 0));
-    assert_null(config_load(path, small, 0));
+    assert_null(config_load(path, NULL, NULL, 0));
+    assert_null(config_load(path, NULL, small, 0));
 }
 
 static void free_null(void **state)
@@ -926,6 +1275,7 @@ static void known_keys(void **state)
         "listeners.buffer_size", "listeners.idle_timeout",
         "listeners.max_connections", "listeners.max_per_source",
         "listeners.allow", "listeners.deny", "listeners.accept_proxy",
+        "listeners.proxy_timeout",
         "listeners.splice", "listeners.upstreams", "listeners.balance", "listeners.connect_timeout",
         "listeners.retries", "listeners.fail_timeout", "listeners.send_proxy",
         "stats", "stats.listen",
@@ -969,6 +1319,13 @@ int main(void)
         cmocka_unit_test(missing_upstreams),
         cmocka_unit_test(no_listeners),
         cmocka_unit_test(listen_lists),
+        cmocka_unit_test(list_element_lines),
+        cmocka_unit_test(wide_integers_in_lists),
+        cmocka_unit_test(non_utf8_escaped),
+        cmocka_unit_test(v4_mapped_listen_addresses),
+        cmocka_unit_test(unknown_user),
+        cmocka_unit_test(relay_loops),
+        cmocka_unit_test(named_as_given),
         cmocka_unit_test(small_error_buffer),
         cmocka_unit_test(free_null),
         cmocka_unit_test(known_keys),
