@@ -64,6 +64,10 @@ static struct {
     int64_t now_ms;
     struct mconn *conns, *dead;
     unsigned nconns;
+    /* stats.allow and stats.deny as started, for when a reload drops the
+     * stats group (the listener then runs on until the next restart). */
+    struct cidr *allow, *deny;
+    size_t nallow, ndeny;
     struct ratelimit rl;
 } m = {.lfd = -1, .rl = {.burst = 5}};
 
@@ -395,6 +399,20 @@ static void open_conn(int fd)
     read_head(c); /* the head may have come before it was watched */
 }
 
+/* Whether stats.allow and stats.deny admit a client: those of the current
+ * configuration, or those started with when it has no stats group. */
+static bool client_allowed(const addr_t *peer)
+{
+    struct generation *g = generation_current(m.d);
+    const struct config *cfg = g->cfg;
+    bool ok = cfg->has_stats
+                  ? cidr_allows(cfg->stats_allow, cfg->nstats_allow, cfg->stats_deny,
+                                cfg->nstats_deny, peer)
+                  : cidr_allows(m.allow, m.nallow, m.deny, m.ndeny, peer);
+    generation_unref(g);
+    return ok;
+}
+
 /* Puts the listening socket in the poll, or takes it out. */
 static void watch_listener(bool on)
 {
@@ -405,11 +423,14 @@ static void watch_listener(bool on)
     m.accepting = on;
 }
 
-/* Accepts every waiting client; past the limit they are closed at once. */
+/* Accepts every waiting client: one that stats.allow/deny refuse is closed
+ * at once, unread; past the limit they are closed at once. */
 static void accept_clients(void)
 {
     while (m.accepting) {
-        int fd = mio_tcp_accept(m.lfd, NULL, NULL);
+        addr_t peer;
+        peer.len = sizeof peer.u;
+        int fd = mio_tcp_accept(m.lfd, &peer.u.ss, &peer.len);
         if (fd == -EAGAIN || fd == -EWOULDBLOCK) {
             (void)mio_registry_rearm(m.reg, m.lfd, MIO_READABLE);
             return;
@@ -422,6 +443,13 @@ static void accept_clients(void)
             watch_listener(false);
             (void)timer_set(&m.timers, &m.accept_timer, m.now_ms + ACCEPT_PAUSE_MS);
             return;
+        }
+        if (!client_allowed(&peer)) {
+            char text[ADDR_STRLEN];
+            close(fd);
+            addr_format(&peer, text, sizeof text);
+            log_limited("refused %s: denied by stats.allow/deny", text);
+            continue;
         }
         if (m.nconns >= METRICS_MAX_CONNECTIONS) {
             log_limited("%d connections open; closing a new one",
@@ -524,6 +552,23 @@ static void teardown(void)
         close(m.lfd);
     m.lfd = -1;
     m.accepting = false;
+    free(m.allow);
+    free(m.deny);
+    m.allow = m.deny = NULL;
+    m.nallow = m.ndeny = 0;
+}
+
+/* A copy of n ranges into *out (NULL when n is 0); -ENOMEM. */
+static int copy_cidrs(const struct cidr *from, size_t n, struct cidr **out)
+{
+    *out = NULL;
+    if (n == 0)
+        return 0;
+    *out = malloc(n * sizeof **out);
+    if (*out == NULL)
+        return -ENOMEM;
+    memcpy(*out, from, n * sizeof **out);
+    return 0;
 }
 
 int metrics_start(struct daemon *d, char *err, size_t errlen)
@@ -548,7 +593,13 @@ int metrics_start(struct daemon *d, char *err, size_t errlen)
     m.d = d;
     m.now_ms = monotonic_ms();
     atomic_store(&m.stop, false);
-    int e = (m.events = mio_events_new(64)) == NULL ? -ENOMEM : mio_poll_new(&m.poll);
+    int e = copy_cidrs(cfg->stats_allow, cfg->nstats_allow, &m.allow);
+    if (e == 0)
+        e = copy_cidrs(cfg->stats_deny, cfg->nstats_deny, &m.deny);
+    m.nallow = m.allow != NULL ? cfg->nstats_allow : 0;
+    m.ndeny = m.deny != NULL ? cfg->nstats_deny : 0;
+    if (e == 0)
+        e = (m.events = mio_events_new(64)) == NULL ? -ENOMEM : mio_poll_new(&m.poll);
     if (e == 0) {
         m.reg = mio_poll_registry(m.poll);
         e = mio_waker_new(m.reg, WAKE_TOKEN, &m.waker);

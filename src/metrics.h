@@ -1,7 +1,8 @@
 /*
  * The metrics listener (the stats group): a thread with its own poll that
  * answers GET /metrics with the daemon's counters in the Prometheus text
- * format, version 0.0.4, and HEAD with the same head.  Each connection
+ * format, version 0.0.4, and HEAD with the same head.  A client that
+ * stats.allow/deny refuse is closed as soon as it is accepted.  Each connection
  * gets one answer ("Connection: close") and is closed; at most
  * METRICS_MAX_CONNECTIONS are open at a time, and one more is closed as
  * soon as it is accepted; a request head must arrive, and the answer be

@@ -369,6 +369,16 @@ static int dead_port(int *port)
     return fd;
 }
 
+/* Writes text over the file at path. */
+static void rewrite(const char *path, const char *text)
+{
+    FILE *f = fopen(path, "w");
+    if (f == NULL)
+        fail_msg("cannot write %s: %s", path, strerror(errno));
+    fputs(text, f);
+    assert_int_equal(fclose(f), 0);
+}
+
 /* ---- the exposition ------------------------------------------------------ */
 
 /*
@@ -786,17 +796,79 @@ static void test_hundred_clients(void **state)
     echod_stop_ok(e);
 }
 
-/* ---- reloads ----------------------------------------------------------------- */
-
-/* Writes text over the file at path. */
-static void rewrite(const char *path, const char *text)
+/* Sends a scrape from address src and reads the answer. */
+static void scrape_from(const char *src, int port, struct reply *r)
 {
-    FILE *f = fopen(path, "w");
-    if (f == NULL)
-        fail_msg("cannot write %s: %s", path, strerror(errno));
-    fputs(text, f);
-    assert_int_equal(fclose(f), 0);
+    int fd = connect_from(src, port);
+    send_all(fd, GET_METRICS, strlen(GET_METRICS));
+    read_reply(fd, WAIT_MS, r);
+    close(fd);
 }
+
+/* A client from src is closed at once, without a byte. */
+static void refused_from(const char *src, int port)
+{
+    int fd = connect_from(src, port);
+    int64_t took = closed_silently(fd, ms_now());
+    close(fd);
+    if (took > 1000)
+        fail_msg("a client from %s was closed after %lld ms, not at once", src,
+                 (long long)took);
+}
+
+/* Scrapes from src and expects the exposition. */
+static void admitted_from(const char *src, int port)
+{
+    struct reply r;
+    scrape_from(src, port, &r);
+    if (r.status != 200)
+        fail_msg("a scrape from %s: status %d", src, r.status);
+    expect_answer(&r, 200, false, 0);
+    reply_free(&r);
+}
+
+/*
+ * stats.allow and stats.deny: deny wins over allow, a non-empty allow
+ * admits only its ranges, an empty one everybody; a refused client is
+ * closed at once and logged.  A reload changes them for the next clients;
+ * one that drops the stats group keeps those the listener started with.
+ * (Loopback answers for all of 127.0.0.0/8.)
+ */
+static void test_allow_deny(void **state)
+{
+    (void)state;
+#define STATS_ACL(acl) "stats = { listen = \"127.0.0.1:0\"; " acl " };\n"
+    struct echod *e = echod_start(BASE "workers = 1;\n" ONE_LISTENER
+                                  STATS_ACL("allow = [ \"127.0.0.0/8\" ]; deny = [ \"127.0.0.1\" ];"));
+    int port = metrics_port(e);
+    refused_from("127.0.0.1", port);
+    echod_must_log(e, "metrics: refused 127.0.0.1:");
+    admitted_from("127.0.0.2", port);
+
+    const char *path = echod_conf_path(e);
+    rewrite(path, BASE "workers = 1;\n" ONE_LISTENER STATS_ACL("allow = [ \"127.0.0.2/32\" ];"));
+    echod_signal(e, SIGHUP);
+    must_log_n(e, "reloaded ", 1);
+    refused_from("127.0.0.1", port);
+    refused_from("127.0.0.3", port);
+    admitted_from("127.0.0.2", port);
+
+    rewrite(path, BASE "workers = 1;\n" ONE_LISTENER STATS_ACL("deny = [ \"127.0.0.3\" ];"));
+    echod_signal(e, SIGHUP);
+    must_log_n(e, "reloaded ", 2);
+    admitted_from("127.0.0.1", port);
+    refused_from("127.0.0.3", port);
+
+    rewrite(path, BASE "workers = 1;\n" ONE_LISTENER);
+    echod_signal(e, SIGHUP);
+    must_log_n(e, "reloaded ", 3);
+    refused_from("127.0.0.1", port);
+    admitted_from("127.0.0.2", port);
+#undef STATS_ACL
+    echod_stop_ok(e);
+}
+
+/* ---- reloads ----------------------------------------------------------------- */
 
 /*
  * Scrapes follow reloads: a listener added appears, the reload counters
@@ -920,7 +992,7 @@ static void test_config_errors(void **state)
         {"a typo of stats", L1 "stat = { listen = \"127.0.0.1:9107\"; };\n", 2,
          "stat: unknown setting (did you mean \"stats\"?)"},
         {"an unknown key", L1 "stats = {\n  listen = \"127.0.0.1:9107\";\n  port = 9107;\n};\n", 4,
-         "stats.port: unknown setting (known: listen)"},
+         "stats.port: unknown setting (known: listen, allow, deny)"},
         {"a typo of listen", L1 "stats = { lisen = \"127.0.0.1:9107\"; };\n", 2,
          "stats.lisen: unknown setting (did you mean \"listen\"?)"},
         {"no listen", L1 "\nstats = { };\n", 3, "stats.listen: missing; expected one address"},
@@ -944,6 +1016,10 @@ static void test_config_errors(void **state)
          "listeners = ( { name = \"a\"; listen = [ \"*:7100\" ]; } );\n"
          "stats = { listen = \"[::1]:7100\"; };\n", 2,
          "stats.listen: [::1]:7100 overlaps *:7100 of listener \"a\" (line 1)"},
+        {"a bad allow", L1 "stats = { listen = \"127.0.0.1:9107\";\n  allow = [ \"10.0.0.1/8\" ]; };\n", 3,
+         "stats.allow.[0]: invalid CIDR \"10.0.0.1/8\": host bits set"},
+        {"a deny not a list", L1 "stats = { listen = \"127.0.0.1:9107\"; deny = \"10.0.0.0/8\"; };\n", 2,
+         "stats.deny: expected a list of strings, got \"10.0.0.0/8\""},
         {"written before the listeners",
          "stats = { listen = \"127.0.0.1:7100\"; };\n"
          "listeners = ( { name = \"a\";\n  listen = [ \"0.0.0.0:7100\" ]; } );\n", 1,
@@ -987,6 +1063,7 @@ int main(void)
         cmocka_unit_test(test_deadline),
         cmocka_unit_test(test_connection_limit),
         cmocka_unit_test(test_hundred_clients),
+        cmocka_unit_test(test_allow_deny),
         cmocka_unit_test(test_reloads),
         cmocka_unit_test(test_config_ok),
         cmocka_unit_test(test_config_errors),
