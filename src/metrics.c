@@ -34,15 +34,24 @@
 #define TEXT_TYPE "text/plain; charset=utf-8"
 #define METRICS_TYPE "text/plain; version=0.0.4"
 
-/* One client connection: its request head, then its answer. */
+/*
+ * One client connection: its request head, then its answer.  Once the
+ * head is read, whatever the client sends is read and thrown away (at most
+ * METRICS_DISCARD_MAX bytes), so that closing never finds unread input,
+ * which would make the kernel reset the connection and drop what is left
+ * of the answer in the send queue.
+ */
 struct mconn {
     struct timer timer; /* first: the timer is the connection */
     int fd;
     bool answering; /* the head is read (or refused): only writes now */
+    bool queued;    /* the whole answer is queued and the write side shut */
+    bool eof;       /* the client sent its FIN: nothing more to read */
     bool dead;      /* closed; freed after the batch of events */
     char *out;      /* the answer */
     size_t out_len, out_off;
-    struct mconn *prev, *next;
+    size_t discarded; /* bytes read after the head and thrown away */
+    struct mconn *prev, *next; /* oldest first */
     struct http_reader rd;
 };
 
@@ -62,7 +71,7 @@ static struct {
     struct timer accept_timer; /* resumes accepting after an error */
     bool accepting;
     int64_t now_ms;
-    struct mconn *conns, *dead;
+    struct mconn *conns, *newest, *dead;
     unsigned nconns;
     /* stats.allow and stats.deny as started, for when a reload drops the
      * stats group (the listener then runs on until the next restart). */
@@ -258,6 +267,8 @@ static void close_conn(struct mconn *c)
         m.conns = c->next;
     if (c->next != NULL)
         c->next->prev = c->prev;
+    else
+        m.newest = c->prev;
     m.nconns--;
     c->next = m.dead;
     m.dead = c;
@@ -274,7 +285,40 @@ static void reap(void)
     }
 }
 
-/* Sends what is left of the answer, then closes. */
+/*
+ * Reads and throws away what the client sent after its request head, up to
+ * METRICS_DISCARD_MAX bytes in all.  True when nothing is left unread: the
+ * queue is empty or the client sent its FIN (c->eof), or the client failed
+ * and c is closed; false when the bound stopped the reading, with bytes
+ * perhaps still queued.
+ */
+static bool discard_input(struct mconn *c)
+{
+    char buf[16384];
+
+    while (!c->eof && !c->dead) {
+        size_t room = METRICS_DISCARD_MAX - c->discarded;
+        if (room == 0)
+            return false;
+        ssize_t n = recv(c->fd, buf, room < sizeof buf ? room : sizeof buf, 0);
+        if (n > 0) {
+            c->discarded += (size_t)n;
+        } else if (n == 0) {
+            c->eof = true;
+        } else if (errno == EINTR) {
+            continue;
+        } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            (void)mio_registry_rearm(m.reg, c->fd, MIO_READABLE);
+            return true;
+        } else {
+            close_conn(c); /* reset: nobody takes the answer any more */
+        }
+    }
+    return true;
+}
+
+/* Queues what is left of the answer; once it all is, shuts the write side
+ * down, so that the FIN follows the answer. */
 static void write_answer(struct mconn *c)
 {
     while (c->out_off < c->out_len) {
@@ -288,10 +332,29 @@ static void write_answer(struct mconn *c)
             (void)mio_registry_rearm(m.reg, c->fd, MIO_WRITABLE);
             return;
         } else {
-            break; /* the client went away */
+            close_conn(c); /* the client went away */
+            return;
         }
     }
-    close_conn(c);
+    (void)shutdown(c->fd, SHUT_WR);
+    c->queued = true;
+}
+
+/*
+ * Moves an answered connection on: queues its answer, reads and throws away
+ * what the client sends meanwhile, and closes once the answer is queued and
+ * the client has sent its FIN: a lingering close, as HTTP servers make, so
+ * that unread input never turns the close into a reset that would cut the
+ * answer.  A client that does not close is closed at its deadline.
+ */
+static void serve(struct mconn *c)
+{
+    if (!c->queued)
+        write_answer(c);
+    if (!c->dead)
+        (void)discard_input(c);
+    if (!c->dead && c->queued && c->eof)
+        close_conn(c);
 }
 
 /* Builds the answer to a head that is complete (status 200 or 404) or
@@ -343,7 +406,7 @@ static void answer(struct mconn *c, enum http_result res)
     c->answering = true;
     /* The client gets the deadline again to take the answer. */
     (void)timer_set(&m.timers, &c->timer, m.now_ms + METRICS_DEADLINE_MS);
-    write_answer(c);
+    serve(c);
 }
 
 /* Reads the request head; never past HTTP_HEAD_MAX bytes. */
@@ -356,8 +419,10 @@ static void read_head(struct mconn *c)
         if (n > 0) {
             size_t used;
             enum http_result res = http_read(&c->rd, buf, (size_t)n, &used);
-            if (res != HTTP_NEED_MORE)
+            if (res != HTTP_NEED_MORE) {
+                c->discarded = (size_t)n - used; /* what came after the head */
                 answer(c, res);
+            }
         } else if (n < 0 && errno == EINTR) {
             continue;
         } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
@@ -369,7 +434,8 @@ static void read_head(struct mconn *c)
     }
 }
 
-/* Takes a new client: watched for both directions, with its deadline. */
+/* Takes a new client, the newest: watched for both directions, with its
+ * deadline. */
 static void open_conn(int fd)
 {
     struct mconn *c = calloc(1, sizeof *c);
@@ -391,12 +457,46 @@ static void open_conn(int fd)
         free(c);
         return;
     }
-    c->next = m.conns;
-    if (m.conns != NULL)
-        m.conns->prev = c;
-    m.conns = c;
+    c->prev = m.newest;
+    if (m.newest != NULL)
+        m.newest->next = c;
+    else
+        m.conns = c;
+    m.newest = c;
     m.nconns++;
     read_head(c); /* the head may have come before it was watched */
+}
+
+/*
+ * At METRICS_MAX_CONNECTIONS, makes room for one more by closing the oldest
+ * connection that has not sent a complete request head (its head is read
+ * first, in case it came since its last event); else the oldest whose
+ * answer is all queued and that has nothing unread, which the kernel goes
+ * on delivering after the close.  False when every connection is still
+ * writing its answer (or has input past METRICS_DISCARD_MAX unread).
+ */
+static bool make_room(void)
+{
+    for (struct mconn *c = m.conns; c != NULL; c = c->next) {
+        if (c->answering)
+            continue;
+        read_head(c);
+        if (c->dead)
+            return true;
+        if (!c->answering) {
+            log_limited("%d connections open; closing the oldest one without a "
+                        "complete request", METRICS_MAX_CONNECTIONS);
+            close_conn(c);
+            return true;
+        }
+    }
+    for (struct mconn *c = m.conns; c != NULL; c = c->next) {
+        if (c->queued && discard_input(c)) {
+            close_conn(c);
+            return true;
+        }
+    }
+    return false;
 }
 
 /* Whether stats.allow and stats.deny admit a client: those of the current
@@ -424,7 +524,8 @@ static void watch_listener(bool on)
 }
 
 /* Accepts every waiting client: one that stats.allow/deny refuse is closed
- * at once, unread; past the limit they are closed at once. */
+ * at once, unread; past the connection limit an older one makes room, or
+ * the new one is closed. */
 static void accept_clients(void)
 {
     while (m.accepting) {
@@ -451,8 +552,8 @@ static void accept_clients(void)
             log_limited("refused %s: denied by stats.allow/deny", text);
             continue;
         }
-        if (m.nconns >= METRICS_MAX_CONNECTIONS) {
-            log_limited("%d connections open; closing a new one",
+        if (m.nconns >= METRICS_MAX_CONNECTIONS && !make_room()) {
+            log_limited("%d connections open, all being answered; closing a new one",
                         METRICS_MAX_CONNECTIONS);
             close(fd);
             continue;
@@ -475,7 +576,19 @@ static void run_timers(void)
         }
         struct mconn *c = (struct mconn *)t;
         log_debug("metrics: closing a connection after %d ms %s", METRICS_DEADLINE_MS,
-                  c->answering ? "without its answer taken" : "without a complete request");
+                  !c->answering ? "without a complete request"
+                  : c->queued   ? "while the client had not closed"
+                                : "without its answer taken");
+        if (c->answering && !c->queued) {
+            /* Cut short: a reset says so, where a FIN would pass for the
+             * end, and the kernel keeps no unsent rest for a client that
+             * does not read. */
+            struct linger abort_close = {.l_onoff = 1, .l_linger = 0};
+            (void)setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &abort_close,
+                             sizeof abort_close);
+        } else if (c->queued) {
+            (void)discard_input(c); /* unread input would make it a reset */
+        }
         close_conn(c);
     }
 }
@@ -495,7 +608,7 @@ static void dispatch(const mio_event_t *ev)
     if (c->dead)
         return;
     if (c->answering)
-        write_answer(c);
+        serve(c);
     else
         read_head(c);
 }
