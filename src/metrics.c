@@ -153,7 +153,8 @@ static const struct {
     {"mio_echod_connections_open", "gauge",
      "Client connections open now.", st_open},
     {"mio_echod_connections_total", "counter",
-     "Client connections accepted (refused ones are not counted).", st_accepted},
+     "Client connections accepted, including those refused later over their "
+     "PROXY header; clients refused at accept are not counted.", st_accepted},
     {"mio_echod_bytes_received_total", "counter",
      "Bytes received from clients, counted when their connection closes.", st_bytes_in},
     {"mio_echod_bytes_sent_total", "counter",
@@ -180,7 +181,7 @@ static void expose(FILE *f, const struct daemon *d, const struct generation *g)
                             atomic_load(&st->refused[r]));
     }
     family(f, "mio_echod_upstream_failures_total", "counter",
-           "Connections to upstreams refused or timed out.");
+           "Connect attempts to upstreams that failed or timed out.");
     for (size_t i = 0; i < g->nlisteners; i++) {
         struct listener_state *st = g->listeners[i].st;
         listener_sample(f, "mio_echod_upstream_failures_total", st->name, NULL,

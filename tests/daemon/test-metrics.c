@@ -1120,6 +1120,185 @@ static void test_reloads(void **state)
     echod_stop_ok(e);
 }
 
+/*
+ * What mio_echod_connections_total counts, as its HELP and the page say: a
+ * client refused at accept is not in it, one refused over its PROXY header
+ * is, and in mio_echod_refused_total too.
+ */
+static void test_counted_over_proxy_header(void **state)
+{
+    (void)state;
+    struct echod *e = echod_start(BASE "workers = 1;\n"
+                                  "listeners = ( { name = \"p\"; listen = [ \"127.0.0.1:0\" ];\n"
+                                  "  accept_proxy = true; deny = [ \"127.0.0.3\" ]; } );\n" STATS);
+    int mport = metrics_port(e), port = echod_port(e, "p", 0);
+    int fd = connect_from("127.0.0.3", port);
+    echod_must_log(e, "listener p: refused 127.0.0.3:");
+    assert_true(peer_closed_within(fd, WAIT_MS));
+    close(fd);
+    fd = client4(port);
+    send_all(fd, "HELLO, not a PROXY header\r\n", 27);
+    echod_must_log(e, "listener p: refused 127.0.0.1:");
+    assert_true(peer_closed_within(fd, WAIT_MS));
+    close(fd);
+    echod_must_log(e, "access listener=p ");
+
+    struct reply r;
+    scrape(mport, &r);
+    assert_int_equal(sample(r.body, "mio_echod_connections_total{listener=\"p\"}"), 1);
+    assert_int_equal(sample(r.body, "mio_echod_refused_total{listener=\"p\",reason=\"acl\"}"), 1);
+    assert_int_equal(sample(r.body,
+                            "mio_echod_refused_total{listener=\"p\",reason=\"bad_proxy_header\"}"),
+                     1);
+    const char *help = strstr(r.body, "# HELP mio_echod_connections_total ");
+    assert_non_null(help);
+    char line[512];
+    snprintf(line, sizeof(line), "%.*s", (int)(strchr(help, '\n') - help), help);
+    if (strstr(line, "including those refused later over their PROXY header") == NULL ||
+        strstr(line, "clients refused at accept are not counted") == NULL)
+        fail_msg("the HELP of mio_echod_connections_total: \"%s\"", line);
+    reply_free(&r);
+    echod_stop_ok(e);
+}
+
+/* ---- the man page ------------------------------------------------------------ */
+
+/* The whole of file path, NUL-terminated (freed by the caller). */
+static char *read_file(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        fail_msg("cannot read %s: %s", path, strerror(errno));
+    size_t cap = 1 << 16, len = 0;
+    char *buf = malloc(cap);
+    assert_non_null(buf);
+    size_t n;
+    while ((n = fread(buf + len, 1, cap - len - 1, f)) > 0) {
+        len += n;
+        if (len + 1 == cap) {
+            cap *= 2;
+            buf = realloc(buf, cap);
+            assert_non_null(buf);
+        }
+    }
+    fclose(f);
+    buf[len] = '\0';
+    return buf;
+}
+
+/* Whether text has a line that starts with `start` and goes on with a
+ * space or ends there. */
+static bool has_line(const char *text, const char *start)
+{
+    size_t n = strlen(start);
+    for (const char *p = text; (p = strstr(p, start)) != NULL; p++)
+        if ((p == text || p[-1] == '\n') && (p[n] == ' ' || p[n] == '\n'))
+            return true;
+    return false;
+}
+
+/*
+ * Every family the exposition writes is in METRICS of mio-echod(8)
+ * (man/mio-echod.8.in) as an entry ".It Li NAME Pq TYPE" whose text has
+ * its HELP as a line of its own and names each of its labels (".Li
+ * LABEL"); each reason of mio_echod_refused_total has an ".It Li REASON"
+ * there; and every family the page lists is one the exposition writes.  So
+ * a metric cannot be added, or its HELP changed, without the page.
+ */
+static void test_metrics_documented(void **state)
+{
+    (void)state;
+    const char *top = getenv("top_srcdir");
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/man/mio-echod.8.in",
+             top != NULL && top[0] != '\0' ? top : ".");
+    char *page = read_file(path);
+    char *section = strstr(page, "\n.Sh METRICS\n");
+    if (section == NULL)
+        fail_msg("%s has no METRICS section", path);
+    char *end = strstr(section + 1, "\n.Sh ");
+    if (end != NULL)
+        end[1] = '\0';
+
+    struct echod *e = echod_start(BASE "workers = 1;\n"
+                                  "listeners = ( { name = \"a\"; listen = [ \"127.0.0.1:0\" ];"
+                                  " accept_proxy = true; } );\n" STATS);
+    struct reply r;
+    scrape(metrics_port(e), &r);
+    echod_stop_ok(e);
+
+    char *entry = NULL, family[128] = "", help[512] = "";
+    size_t nfamilies = 0;
+    for (char *line = r.body; *line != '\0';) {
+        char *nl = strchr(line, '\n');
+        *nl = '\0';
+        char want[700], type[32];
+        if (sscanf(line, "# HELP %127s", family) == 1) {
+            snprintf(help, sizeof(help), "%s", line + strlen("# HELP ") + strlen(family) + 1);
+        } else if (sscanf(line, "# TYPE %*s %31s", type) == 1) {
+            snprintf(want, sizeof(want), "\n.It Li %s Pq %s\n", family, type);
+            entry = strstr(section, want);
+            if (entry == NULL)
+                fail_msg("%s: no \"%.*s\" in METRICS", path, (int)strlen(want) - 2, want + 1);
+            nfamilies++;
+            /* The entry ends at the next family's. */
+            char *next = strstr(entry + strlen(want) - 1, "\n.It Li mio_echod_");
+            size_t len = next != NULL ? (size_t)(next - entry) + 1 : strlen(entry);
+            entry = strndup(entry, len);
+            assert_non_null(entry);
+            snprintf(want, sizeof(want), "\n%s\n", help);
+            if (strstr(entry, want) == NULL)
+                fail_msg("%s: the entry of %s does not have its HELP as a line: \"%s\"", path,
+                         family, help);
+        } else if (line[0] != '#' && strchr(line, '{') != NULL) {
+            /* Each label of the sample, and the reason values. */
+            for (char *p = strchr(line, '{') + 1; *p != '}' && *p != '\0';) {
+                char *eq = strchr(p, '='), *q = eq + 2;
+                snprintf(want, sizeof(want), ".Li %.*s", (int)(eq - p), p);
+                if (!has_line(entry, want))
+                    fail_msg("%s: the entry of %s does not name its label %s", path, family,
+                             want + 4);
+                while (*q != '"')
+                    q += *q == '\\' ? 2 : 1;
+                if (strcmp(family, "mio_echod_refused_total") == 0 &&
+                    strncmp(p, "reason=", 7) == 0) {
+                    snprintf(want, sizeof(want), ".It Li %.*s", (int)(q - eq - 2), eq + 2);
+                    if (!has_line(entry, want))
+                        fail_msg("%s: reason %s of %s is not described", path, want + 7, family);
+                }
+                p = q + 1;
+                if (*p == ',')
+                    p++;
+            }
+        }
+        if (strncmp(line, "# TYPE ", 7) != 0 && line[0] == '#' && entry != NULL) {
+            free(entry);
+            entry = NULL;
+        }
+        *nl = '\n';
+        line = nl + 1;
+    }
+    free(entry);
+    if (nfamilies != NFAMILIES)
+        fail_msg("%zu families in the exposition, the test knows %zu", nfamilies,
+                 (size_t)NFAMILIES);
+
+    /* And nothing documented that is not written. */
+    size_t listed = 0;
+    for (char *p = section; (p = strstr(p, "\n.It Li mio_echod_")) != NULL; p++) {
+        char name[128];
+        assert_int_equal(sscanf(p + strlen("\n.It Li "), "%127s", name), 1);
+        char want[160];
+        snprintf(want, sizeof(want), "# TYPE %s ", name);
+        if (strstr(r.body, want) == NULL)
+            fail_msg("%s documents %s, which the exposition does not write", path, name);
+        listed++;
+    }
+    assert_int_equal(listed, nfamilies);
+    reply_free(&r);
+    free(page);
+}
+
 /* ---- configuration ------------------------------------------------------------- */
 
 /* "mio-echod -t" accepts the forms of stats.listen; a daemon without a
@@ -1242,6 +1421,8 @@ int main(void)
         cmocka_unit_test(test_linger_bounds),
         cmocka_unit_test(test_allow_deny),
         cmocka_unit_test(test_reloads),
+        cmocka_unit_test(test_counted_over_proxy_header),
+        cmocka_unit_test(test_metrics_documented),
         cmocka_unit_test(test_config_ok),
         cmocka_unit_test(test_config_errors),
         cmocka_unit_test(test_address_in_use),
