@@ -3,10 +3,13 @@
  * daemon over loopback: GET /metrics in the Prometheus text format with
  * the right values after real traffic, HEAD, a request in pieces, every
  * refused request with its status and the connection closed, the
- * 2048-byte request line and 8192-byte head bounds (nothing past the bound
- * is read), the 5 s deadline, the 64-connection limit, 100 clients at
- * once, reloads, and the stats configuration errors.  Each test starts its
- * own daemon on ephemeral ports.
+ * 2048-byte request line and 8192-byte head bounds, the 5 s deadline, the
+ * 64-connection limit (the oldest idle connection makes room), the
+ * lingering close (a whole answer, no reset, for a client that sent junk
+ * after its head; bounded in time), stats.allow and stats.deny, 100
+ * clients at once, reloads, that mio-echod(8) documents every family, and
+ * the stats configuration errors.  Each test starts its own daemon on
+ * ephemeral ports.
  */
 #ifdef HAVE_CONFIG_H
 #include "autoconf.h"
