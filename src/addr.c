@@ -570,6 +570,23 @@ bool cidr_match(const struct cidr *c, const addr_t *a)
            ((key[whole] ^ c->net[whole]) & (uint8_t)(0xff00u >> rest)) == 0;
 }
 
+/* Deny first, then allow, the same rule for every listener. */
+bool cidr_allows(const struct cidr *allow, size_t nallow, const struct cidr *deny,
+                 size_t ndeny, const addr_t *a)
+{
+    if (a->u.sa.sa_family == AF_UNIX)
+        return true;
+    for (size_t i = 0; i < ndeny; i++)
+        if (cidr_match(&deny[i], a))
+            return false;
+    if (nallow == 0)
+        return true;
+    for (size_t i = 0; i < nallow; i++)
+        if (cidr_match(&allow[i], a))
+            return true;
+    return false;
+}
+
 /* The text of a range, always with its prefix length. */
 void cidr_format(const struct cidr *c, char *buf, size_t len)
 {

@@ -99,6 +99,16 @@ int cidr_parse(const char *text, struct cidr *out, char *err, size_t errlen);
  * socket address matches no range. */
 bool cidr_match(const struct cidr *c, const addr_t *a);
 
+/*
+ * The allow/deny rule of listeners and of the stats listener: an address
+ * matching a range of deny is refused, whatever allow says; otherwise an
+ * empty allow admits it, a non-empty one only when it matches a range of
+ * it (cidr_match(): v4 ranges match v4-mapped v6 clients too).  A Unix
+ * socket address has no address to check and is always admitted.
+ */
+bool cidr_allows(const struct cidr *allow, size_t nallow, const struct cidr *deny,
+                 size_t ndeny, const addr_t *a);
+
 /* Writes the range as "10.0.0.0/8". */
 void cidr_format(const struct cidr *c, char *buf, size_t len);
 

@@ -74,6 +74,8 @@ const char *const config_known_keys[] = {
     "listeners.send_proxy",
     "stats",
     "stats.listen",
+    "stats.allow",
+    "stats.deny",
     NULL,
 };
 
@@ -1344,7 +1346,8 @@ static int load_log(struct loader *ld, const config_setting_t *root,
 }
 
 /* Loads the stats group, when there is one: the one numeric TCP address
- * of the metrics listener, which no listener's address may overlap. */
+ * of the metrics listener, which no listener's address may overlap, and
+ * its allow and deny lists. */
 static int load_stats(struct loader *ld, const config_setting_t *root,
                       struct config *cfg)
 {
@@ -1393,6 +1396,9 @@ static int load_stats(struct loader *ld, const config_setting_t *root,
         return out_of_memory(ld);
     cfg->stats.addr = parsed;
     cfg->has_stats = true;
+    if (load_cidrs(ld, g, "stats", "allow", &cfg->stats_allow, &cfg->nstats_allow) != 0 ||
+        load_cidrs(ld, g, "stats", "deny", &cfg->stats_deny, &cfg->nstats_deny) != 0)
+        return -1;
     return 0;
 }
 
@@ -1574,6 +1580,8 @@ void config_free(struct config *cfg)
         free_listener(&cfg->listeners[i]);
     free(cfg->listeners);
     free(cfg->stats.text);
+    free(cfg->stats_allow);
+    free(cfg->stats_deny);
     free(cfg->path);
     free(cfg->user);
     free(cfg->pidfile);

@@ -64,6 +64,10 @@ struct config {
     size_t nlisteners;
     bool has_stats;           /* a stats group: serve metrics */
     struct config_addr stats; /* stats.listen: one numeric TCP address */
+    struct cidr *stats_allow; /* stats.allow and stats.deny, as a listener's */
+    size_t nstats_allow;
+    struct cidr *stats_deny;
+    size_t nstats_deny;
 };
 
 /*

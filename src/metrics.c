@@ -34,15 +34,24 @@
 #define TEXT_TYPE "text/plain; charset=utf-8"
 #define METRICS_TYPE "text/plain; version=0.0.4"
 
-/* One client connection: its request head, then its answer. */
+/*
+ * One client connection: its request head, then its answer.  Once the
+ * head is read, whatever the client sends is read and thrown away (at most
+ * METRICS_DISCARD_MAX bytes), so that closing never finds unread input,
+ * which would make the kernel reset the connection and drop what is left
+ * of the answer in the send queue.
+ */
 struct mconn {
     struct timer timer; /* first: the timer is the connection */
     int fd;
     bool answering; /* the head is read (or refused): only writes now */
+    bool queued;    /* the whole answer is queued and the write side shut */
+    bool eof;       /* the client sent its FIN: nothing more to read */
     bool dead;      /* closed; freed after the batch of events */
     char *out;      /* the answer */
     size_t out_len, out_off;
-    struct mconn *prev, *next;
+    size_t discarded; /* bytes read after the head and thrown away */
+    struct mconn *prev, *next; /* oldest first */
     struct http_reader rd;
 };
 
@@ -62,8 +71,12 @@ static struct {
     struct timer accept_timer; /* resumes accepting after an error */
     bool accepting;
     int64_t now_ms;
-    struct mconn *conns, *dead;
+    struct mconn *conns, *newest, *dead;
     unsigned nconns;
+    /* stats.allow and stats.deny as started, for when a reload drops the
+     * stats group (the listener then runs on until the next restart). */
+    struct cidr *allow, *deny;
+    size_t nallow, ndeny;
     struct ratelimit rl;
 } m = {.lfd = -1, .rl = {.burst = 5}};
 
@@ -140,7 +153,8 @@ static const struct {
     {"mio_echod_connections_open", "gauge",
      "Client connections open now.", st_open},
     {"mio_echod_connections_total", "counter",
-     "Client connections accepted (refused ones are not counted).", st_accepted},
+     "Client connections accepted, including those refused later over their "
+     "PROXY header; clients refused at accept are not counted.", st_accepted},
     {"mio_echod_bytes_received_total", "counter",
      "Bytes received from clients, counted when their connection closes.", st_bytes_in},
     {"mio_echod_bytes_sent_total", "counter",
@@ -167,7 +181,7 @@ static void expose(FILE *f, const struct daemon *d, const struct generation *g)
                             atomic_load(&st->refused[r]));
     }
     family(f, "mio_echod_upstream_failures_total", "counter",
-           "Connections to upstreams refused or timed out.");
+           "Connect attempts to upstreams that failed or timed out.");
     for (size_t i = 0; i < g->nlisteners; i++) {
         struct listener_state *st = g->listeners[i].st;
         listener_sample(f, "mio_echod_upstream_failures_total", st->name, NULL,
@@ -254,6 +268,8 @@ static void close_conn(struct mconn *c)
         m.conns = c->next;
     if (c->next != NULL)
         c->next->prev = c->prev;
+    else
+        m.newest = c->prev;
     m.nconns--;
     c->next = m.dead;
     m.dead = c;
@@ -270,7 +286,40 @@ static void reap(void)
     }
 }
 
-/* Sends what is left of the answer, then closes. */
+/*
+ * Reads and throws away what the client sent after its request head, up to
+ * METRICS_DISCARD_MAX bytes in all.  True when nothing is left unread: the
+ * queue is empty or the client sent its FIN (c->eof), or the client failed
+ * and c is closed; false when the bound stopped the reading, with bytes
+ * perhaps still queued.
+ */
+static bool discard_input(struct mconn *c)
+{
+    char buf[16384];
+
+    while (!c->eof && !c->dead) {
+        size_t room = METRICS_DISCARD_MAX - c->discarded;
+        if (room == 0)
+            return false;
+        ssize_t n = recv(c->fd, buf, room < sizeof buf ? room : sizeof buf, 0);
+        if (n > 0) {
+            c->discarded += (size_t)n;
+        } else if (n == 0) {
+            c->eof = true;
+        } else if (errno == EINTR) {
+            continue;
+        } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            (void)mio_registry_rearm(m.reg, c->fd, MIO_READABLE);
+            return true;
+        } else {
+            close_conn(c); /* reset: nobody takes the answer any more */
+        }
+    }
+    return true;
+}
+
+/* Queues what is left of the answer; once it all is, shuts the write side
+ * down, so that the FIN follows the answer. */
 static void write_answer(struct mconn *c)
 {
     while (c->out_off < c->out_len) {
@@ -284,10 +333,29 @@ static void write_answer(struct mconn *c)
             (void)mio_registry_rearm(m.reg, c->fd, MIO_WRITABLE);
             return;
         } else {
-            break; /* the client went away */
+            close_conn(c); /* the client went away */
+            return;
         }
     }
-    close_conn(c);
+    (void)shutdown(c->fd, SHUT_WR);
+    c->queued = true;
+}
+
+/*
+ * Moves an answered connection on: queues its answer, reads and throws away
+ * what the client sends meanwhile, and closes once the answer is queued and
+ * the client has sent its FIN: a lingering close, as HTTP servers make, so
+ * that unread input never turns the close into a reset that would cut the
+ * answer.  A client that does not close is closed at its deadline.
+ */
+static void serve(struct mconn *c)
+{
+    if (!c->queued)
+        write_answer(c);
+    if (!c->dead)
+        (void)discard_input(c);
+    if (!c->dead && c->queued && c->eof)
+        close_conn(c);
 }
 
 /* Builds the answer to a head that is complete (status 200 or 404) or
@@ -339,7 +407,7 @@ static void answer(struct mconn *c, enum http_result res)
     c->answering = true;
     /* The client gets the deadline again to take the answer. */
     (void)timer_set(&m.timers, &c->timer, m.now_ms + METRICS_DEADLINE_MS);
-    write_answer(c);
+    serve(c);
 }
 
 /* Reads the request head; never past HTTP_HEAD_MAX bytes. */
@@ -352,8 +420,10 @@ static void read_head(struct mconn *c)
         if (n > 0) {
             size_t used;
             enum http_result res = http_read(&c->rd, buf, (size_t)n, &used);
-            if (res != HTTP_NEED_MORE)
+            if (res != HTTP_NEED_MORE) {
+                c->discarded = (size_t)n - used; /* what came after the head */
                 answer(c, res);
+            }
         } else if (n < 0 && errno == EINTR) {
             continue;
         } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
@@ -365,7 +435,8 @@ static void read_head(struct mconn *c)
     }
 }
 
-/* Takes a new client: watched for both directions, with its deadline. */
+/* Takes a new client, the newest: watched for both directions, with its
+ * deadline. */
 static void open_conn(int fd)
 {
     struct mconn *c = calloc(1, sizeof *c);
@@ -387,12 +458,60 @@ static void open_conn(int fd)
         free(c);
         return;
     }
-    c->next = m.conns;
-    if (m.conns != NULL)
-        m.conns->prev = c;
-    m.conns = c;
+    c->prev = m.newest;
+    if (m.newest != NULL)
+        m.newest->next = c;
+    else
+        m.conns = c;
+    m.newest = c;
     m.nconns++;
     read_head(c); /* the head may have come before it was watched */
+}
+
+/*
+ * At METRICS_MAX_CONNECTIONS, makes room for one more by closing the oldest
+ * connection that has not sent a complete request head (its head is read
+ * first, in case it came since its last event); else the oldest whose
+ * answer is all queued and that has nothing unread, which the kernel goes
+ * on delivering after the close.  False when every connection is still
+ * writing its answer (or has input past METRICS_DISCARD_MAX unread).
+ */
+static bool make_room(void)
+{
+    for (struct mconn *c = m.conns; c != NULL; c = c->next) {
+        if (c->answering)
+            continue;
+        read_head(c);
+        if (c->dead)
+            return true;
+        if (!c->answering) {
+            log_limited("%d connections open; closing the oldest one without a "
+                        "complete request", METRICS_MAX_CONNECTIONS);
+            close_conn(c);
+            return true;
+        }
+    }
+    for (struct mconn *c = m.conns; c != NULL; c = c->next) {
+        if (c->queued && discard_input(c)) {
+            close_conn(c);
+            return true;
+        }
+    }
+    return false;
+}
+
+/* Whether stats.allow and stats.deny admit a client: those of the current
+ * configuration, or those started with when it has no stats group. */
+static bool client_allowed(const addr_t *peer)
+{
+    struct generation *g = generation_current(m.d);
+    const struct config *cfg = g->cfg;
+    bool ok = cfg->has_stats
+                  ? cidr_allows(cfg->stats_allow, cfg->nstats_allow, cfg->stats_deny,
+                                cfg->nstats_deny, peer)
+                  : cidr_allows(m.allow, m.nallow, m.deny, m.ndeny, peer);
+    generation_unref(g);
+    return ok;
 }
 
 /* Puts the listening socket in the poll, or takes it out. */
@@ -405,11 +524,15 @@ static void watch_listener(bool on)
     m.accepting = on;
 }
 
-/* Accepts every waiting client; past the limit they are closed at once. */
+/* Accepts every waiting client: one that stats.allow/deny refuse is closed
+ * at once, unread; past the connection limit an older one makes room, or
+ * the new one is closed. */
 static void accept_clients(void)
 {
     while (m.accepting) {
-        int fd = mio_tcp_accept(m.lfd, NULL, NULL);
+        addr_t peer;
+        peer.len = sizeof peer.u;
+        int fd = mio_tcp_accept(m.lfd, &peer.u.ss, &peer.len);
         if (fd == -EAGAIN || fd == -EWOULDBLOCK) {
             (void)mio_registry_rearm(m.reg, m.lfd, MIO_READABLE);
             return;
@@ -423,8 +546,15 @@ static void accept_clients(void)
             (void)timer_set(&m.timers, &m.accept_timer, m.now_ms + ACCEPT_PAUSE_MS);
             return;
         }
-        if (m.nconns >= METRICS_MAX_CONNECTIONS) {
-            log_limited("%d connections open; closing a new one",
+        if (!client_allowed(&peer)) {
+            char text[ADDR_STRLEN];
+            close(fd);
+            addr_format(&peer, text, sizeof text);
+            log_limited("refused %s: denied by stats.allow/deny", text);
+            continue;
+        }
+        if (m.nconns >= METRICS_MAX_CONNECTIONS && !make_room()) {
+            log_limited("%d connections open, all being answered; closing a new one",
                         METRICS_MAX_CONNECTIONS);
             close(fd);
             continue;
@@ -447,7 +577,19 @@ static void run_timers(void)
         }
         struct mconn *c = (struct mconn *)t;
         log_debug("metrics: closing a connection after %d ms %s", METRICS_DEADLINE_MS,
-                  c->answering ? "without its answer taken" : "without a complete request");
+                  !c->answering ? "without a complete request"
+                  : c->queued   ? "while the client had not closed"
+                                : "without its answer taken");
+        if (c->answering && !c->queued) {
+            /* Cut short: a reset says so, where a FIN would pass for the
+             * end, and the kernel keeps no unsent rest for a client that
+             * does not read. */
+            struct linger abort_close = {.l_onoff = 1, .l_linger = 0};
+            (void)setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &abort_close,
+                             sizeof abort_close);
+        } else if (c->queued) {
+            (void)discard_input(c); /* unread input would make it a reset */
+        }
         close_conn(c);
     }
 }
@@ -467,7 +609,7 @@ static void dispatch(const mio_event_t *ev)
     if (c->dead)
         return;
     if (c->answering)
-        write_answer(c);
+        serve(c);
     else
         read_head(c);
 }
@@ -524,6 +666,23 @@ static void teardown(void)
         close(m.lfd);
     m.lfd = -1;
     m.accepting = false;
+    free(m.allow);
+    free(m.deny);
+    m.allow = m.deny = NULL;
+    m.nallow = m.ndeny = 0;
+}
+
+/* A copy of n ranges into *out (NULL when n is 0); -ENOMEM. */
+static int copy_cidrs(const struct cidr *from, size_t n, struct cidr **out)
+{
+    *out = NULL;
+    if (n == 0)
+        return 0;
+    *out = malloc(n * sizeof **out);
+    if (*out == NULL)
+        return -ENOMEM;
+    memcpy(*out, from, n * sizeof **out);
+    return 0;
 }
 
 int metrics_start(struct daemon *d, char *err, size_t errlen)
@@ -548,7 +707,13 @@ int metrics_start(struct daemon *d, char *err, size_t errlen)
     m.d = d;
     m.now_ms = monotonic_ms();
     atomic_store(&m.stop, false);
-    int e = (m.events = mio_events_new(64)) == NULL ? -ENOMEM : mio_poll_new(&m.poll);
+    int e = copy_cidrs(cfg->stats_allow, cfg->nstats_allow, &m.allow);
+    if (e == 0)
+        e = copy_cidrs(cfg->stats_deny, cfg->nstats_deny, &m.deny);
+    m.nallow = m.allow != NULL ? cfg->nstats_allow : 0;
+    m.ndeny = m.deny != NULL ? cfg->nstats_deny : 0;
+    if (e == 0)
+        e = (m.events = mio_events_new(64)) == NULL ? -ENOMEM : mio_poll_new(&m.poll);
     if (e == 0) {
         m.reg = mio_poll_registry(m.poll);
         e = mio_waker_new(m.reg, WAKE_TOKEN, &m.waker);

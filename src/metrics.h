@@ -1,11 +1,16 @@
 /*
  * The metrics listener (the stats group): a thread with its own poll that
  * answers GET /metrics with the daemon's counters in the Prometheus text
- * format, version 0.0.4, and HEAD with the same head.  Each connection
- * gets one answer ("Connection: close") and is closed; at most
- * METRICS_MAX_CONNECTIONS are open at a time, and one more is closed as
- * soon as it is accepted; a request head must arrive, and the answer be
- * taken, within METRICS_DEADLINE_MS each.
+ * format, version 0.0.4, and HEAD with the same head.  A client that
+ * stats.allow/deny refuse is closed as soon as it is accepted.  Each
+ * connection gets one answer ("Connection: close"), then a lingering
+ * close: the write side is shut down after the answer, and what the client
+ * sends is read and thrown away (METRICS_DISCARD_MAX bytes at most) until
+ * it closes.  A request head must arrive, and the answer be taken and the
+ * connection closed, within METRICS_DEADLINE_MS each.  At most
+ * METRICS_MAX_CONNECTIONS are open at a time: one more closes the oldest
+ * connection without a complete request head, else the oldest whose answer
+ * is all queued, else it is closed itself.
  */
 #ifndef ECHOD_METRICS_H
 #define ECHOD_METRICS_H
@@ -16,6 +21,7 @@
 
 #define METRICS_MAX_CONNECTIONS 64
 #define METRICS_DEADLINE_MS 5000
+#define METRICS_DISCARD_MAX ((size_t)1024 * 1024)
 
 /*
  * Binds the stats address of d's current configuration and starts the

@@ -796,6 +796,44 @@ static void test_cidr_match(void **state)
     }
 }
 
+/* cidr_allows: deny wins, an empty allow admits everyone deny does not
+ * refuse, v4 ranges match v4-mapped clients, a Unix client is admitted. */
+static void test_cidr_allows(void **state)
+{
+    const struct cidr allow[] = { cidr_ok("10.0.0.0/8"), cidr_ok("2001:db8::/32") };
+    const struct cidr deny[] = { cidr_ok("10.1.0.0/16") };
+    static const struct {
+        const char *addr;
+        bool both, allow_only, deny_only, neither;
+    } cases[] = {
+        { "10.0.0.1:1", true, true, true, true },
+        { "10.1.2.3:1", false, true, false, true },
+        { "[::ffff:10.1.2.3]:1", false, true, false, true },
+        { "[::ffff:10.2.0.1]:1", true, true, true, true },
+        { "192.0.2.1:1", false, false, true, true },
+        { "[2001:db8::1]:1", true, true, true, true },
+        { "[::1]:1", false, false, true, true },
+        { "unix:/run/echo.sock", true, true, true, true },
+    };
+
+    (void)state;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        addr_t a = parse_one(cases[i].addr, ADDR_UPSTREAM);
+        bool got[4] = {
+            cidr_allows(allow, 2, deny, 1, &a), cidr_allows(allow, 2, NULL, 0, &a),
+            cidr_allows(NULL, 0, deny, 1, &a), cidr_allows(NULL, 0, NULL, 0, &a),
+        };
+        bool want[4] = { cases[i].both, cases[i].allow_only, cases[i].deny_only,
+                         cases[i].neither };
+        for (int k = 0; k < 4; k++)
+            if (got[k] != want[k])
+                fail_msg("%s with %s: expected %s", cases[i].addr,
+                         (const char *[]){ "allow and deny", "allow only", "deny only",
+                                           "no list" }[k],
+                         want[k] ? "admitted" : "refused");
+    }
+}
+
 /* cidr_format cuts to len and writes nothing into 0 bytes. */
 static void test_cidr_format_small(void **state)
 {
@@ -874,6 +912,7 @@ int main(void)
         cmocka_unit_test(test_cidr_parse),
         cmocka_unit_test(test_cidr_errors),
         cmocka_unit_test(test_cidr_match),
+        cmocka_unit_test(test_cidr_allows),
         cmocka_unit_test(test_cidr_format_small),
         cmocka_unit_test(test_fuzz_seeds),
     };

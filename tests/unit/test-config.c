@@ -750,6 +750,52 @@ static void bad_cidrs(void **state)
                  ":1: listeners.a.deny.[0]: invalid CIDR \"\": ", "CIDR");
 }
 
+/* The stats group's allow and deny: loaded like a listener's, absent by
+ * default, and each mistake named with its key. */
+static void stats_allow_deny(void **state)
+{
+    (void)state;
+    struct config *cfg = load_ok(LISTENER "stats = { listen = \"127.0.0.1:9107\"; };\n");
+    assert_true(cfg->has_stats);
+    assert_null(cfg->stats_allow);
+    assert_int_equal(cfg->nstats_allow, 0);
+    assert_null(cfg->stats_deny);
+    assert_int_equal(cfg->nstats_deny, 0);
+    config_free(cfg);
+
+    cfg = load_ok(LISTENER "stats = {\n  listen = \"127.0.0.1:9107\";\n"
+                  "  allow = [ \"10.0.0.0/8\", \"2001:db8::/32\", \"192.0.2.7\" ];\n"
+                  "  deny = ( \"10.1.2.3\" );\n};\n");
+    assert_int_equal(cfg->nstats_allow, 3);
+    assert_int_equal(cfg->stats_allow[0].family, AF_INET);
+    assert_int_equal(cfg->stats_allow[0].bits, 8);
+    assert_int_equal(cfg->stats_allow[1].family, AF_INET6);
+    assert_int_equal(cfg->stats_allow[1].bits, 32);
+    assert_int_equal(cfg->stats_allow[2].bits, 32);
+    assert_int_equal(cfg->nstats_deny, 1);
+    assert_int_equal(cfg->stats_deny[0].bits, 32);
+    /* The listeners' own lists are not the stats group's. */
+    assert_int_equal(cfg->listeners[0].nallow, 0);
+    assert_int_equal(cfg->listeners[0].ndeny, 0);
+    config_free(cfg);
+
+    refused(LISTENER "stats = { listen = \"127.0.0.1:9107\";\n"
+            "  allow = [ \"10.0.0.0/8\",\n    \"10.0.0.1/8\" ]; };\n",
+            ":4: stats.allow.[1]: invalid CIDR \"10.0.0.1/8\": host bits set in "
+            "10.0.0.1/8: did you mean 10.0.0.0/8?");
+    refused_with(LISTENER "stats = { listen = \"127.0.0.1:9107\"; deny = [ \"::ffff:10.0.0.0/104\" ]; };\n",
+                 ":2: stats.deny.[0]: invalid CIDR \"::ffff:10.0.0.0/104\": ", "10.0.0.0/8");
+    refused(LISTENER "stats = { listen = \"127.0.0.1:9107\"; deny = \"10.0.0.0/8\"; };\n",
+            ":2: stats.deny: expected a list of strings, got \"10.0.0.0/8\" "
+            "(write [ \"10.0.0.0/8\" ])");
+    refused(LISTENER "stats = { listen = \"127.0.0.1:9107\"; allow = [ 10 ]; };\n",
+            ":2: stats.allow.[0]: expected a string, got 10");
+    refused(LISTENER "stats = { listen = \"127.0.0.1:9107\"; alow = [ ]; };\n",
+            ":2: stats.alow: unknown setting (did you mean \"allow\"?)");
+    refused(LISTENER "stats = { allow = [ \"127.0.0.1\" ]; };\n",
+            ":2: stats.listen: missing; expected one address like \"127.0.0.1:9107\"");
+}
+
 static void listener_names(void **state)
 {
     (void)state;
@@ -1278,7 +1324,7 @@ static void known_keys(void **state)
         "listeners.proxy_timeout",
         "listeners.splice", "listeners.upstreams", "listeners.balance", "listeners.connect_timeout",
         "listeners.retries", "listeners.fail_timeout", "listeners.send_proxy",
-        "stats", "stats.listen",
+        "stats", "stats.listen", "stats.allow", "stats.deny",
     };
     size_t n = 0;
     while (config_known_keys[n] != NULL)
@@ -1313,6 +1359,7 @@ int main(void)
         cmocka_unit_test(wide_integers),
         cmocka_unit_test(bad_addresses),
         cmocka_unit_test(bad_cidrs),
+        cmocka_unit_test(stats_allow_deny),
         cmocka_unit_test(listener_names),
         cmocka_unit_test(overlapping_addresses),
         cmocka_unit_test(proxy_only_settings),
