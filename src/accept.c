@@ -13,22 +13,11 @@
 #include "mio.h"
 #include "worker.h"
 
-/* Whether allow/deny let src in.  Deny wins; an empty allow list allows
- * everyone.  Unix-socket clients have no address: file permissions guard
- * them, and the lists do not apply. */
+/* Whether allow/deny let src in (cidr_allows(): deny wins, an empty allow
+ * allows everyone, Unix-socket clients pass). */
 static bool acl_allows(const struct listener_config *cfg, const addr_t *src)
 {
-    if (src->u.sa.sa_family == AF_UNIX)
-        return true;
-    for (size_t i = 0; i < cfg->ndeny; i++)
-        if (cidr_match(&cfg->deny[i], src))
-            return false;
-    if (cfg->nallow == 0)
-        return true;
-    for (size_t i = 0; i < cfg->nallow; i++)
-        if (cidr_match(&cfg->allow[i], src))
-            return true;
-    return false;
+    return cidr_allows(cfg->allow, cfg->nallow, cfg->deny, cfg->ndeny, src);
 }
 
 const char *const refusal_names[REFUSED_N] = {
