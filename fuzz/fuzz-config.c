@@ -179,8 +179,14 @@ static void check_config(const struct config *cfg)
                   lc->name);
             CHECK(lc->connect_timeout_ms > 0, "connect_timeout %lld ms",
                   (long long)lc->connect_timeout_ms);
-            for (size_t k = 0; k < lc->nupstreams; k++)
-                check_addr(&lc->upstreams[k], "upstream");
+            for (size_t k = 0; k < lc->nupstreams; k++) {
+                const struct config_addr *u = &lc->upstreams[k];
+                check_addr(u, "upstream");
+                /* Its connect candidates: at least one, the first its addr. */
+                CHECK(u->naddrs >= 1 && u->naddrs <= ADDR_RESOLVE_MAX &&
+                          u->addrs != NULL && addr_equal(&u->addrs[0], &u->addr),
+                      "upstream \"%s\": %zu addresses", u->text, u->naddrs);
+            }
         }
     }
     if (cfg->has_stats) {
