@@ -40,6 +40,9 @@ struct upstream {
     const char *text; /* as written in the file (the config's string) */
     struct upstream_addr **addrs;
     size_t naddrs;
+    /* Per address: the listening socket of this generation it reaches when
+     * that leads back to this listener (a loop, never connected), or NULL. */
+    const struct listen_sock **loop_at;
 };
 
 /* One bound address of a listener, shared by every worker's poll. */

@@ -17,6 +17,7 @@
 #include "listener.h"
 #include "log.h"
 #include "mio.h"
+#include "upstream.h"
 
 /* Binds a Unix socket, replacing a stale file that nobody listens on. */
 static int listen_unix(const char *path)
@@ -199,8 +200,9 @@ static bool open_upstreams(struct generation *g, struct generation *old,
         struct upstream *up = &l->upstreams[i];
         up->text = ca->text;
         up->addrs = calloc(ca->naddrs ? ca->naddrs : 1, sizeof(struct upstream_addr *));
+        up->loop_at = calloc(ca->naddrs ? ca->naddrs : 1, sizeof(struct listen_sock *));
         l->nupstreams++;
-        if (up->addrs == NULL)
+        if (up->addrs == NULL || up->loop_at == NULL)
             return false;
         for (size_t k = 0; k < ca->naddrs; k++) {
             up->addrs[k] = upstream_addr_for(g, old, &ca->addrs[k]);
@@ -250,6 +252,7 @@ static void free_generation(struct generation *g)
             for (size_t j = 0; j < l->upstreams[k].naddrs; j++)
                 upstream_addr_put(l->upstreams[k].addrs[j]);
             free(l->upstreams[k].addrs);
+            free(l->upstreams[k].loop_at);
         }
         free(l->upstreams);
     }
@@ -297,6 +300,7 @@ struct generation *generation_open(struct daemon *d, struct config *cfg,
         g->nlisteners++;
         ok = open_listener(d, g, old, &g->listeners[i], &cfg->listeners[i]);
     }
+    ok = ok && upstream_find_loops(g); /* once every address is bound */
     /* At start, a socket passed for nothing is a unit and a configuration
      * that disagree: say which, rather than leave it unserved. */
     for (size_t i = 0; ok && old == NULL && i < d->npassed; i++) {

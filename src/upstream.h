@@ -1,8 +1,8 @@
 /*
  * Choosing an upstream for a relayed connection (round-robin,
- * least-connections, source-hash), the address of it to connect to, and
- * passive health: an address that refused or timed out is skipped for
- * fail_timeout.
+ * least-connections, source-hash), the address of it to connect to, the
+ * guard against connecting to the daemon itself, and passive health: an
+ * address that refused or timed out is skipped for fail_timeout.
  */
 #ifndef ECHOD_UPSTREAM_H
 #define ECHOD_UPSTREAM_H
@@ -21,9 +21,21 @@ struct worker;
  * rather than refusing the client.  Within an attempt the upstream's
  * addresses not marked failed are tried in order (all of them when the
  * whole upstream was marked failed): a failed connect moves on to its next
- * address before it uses up a retry.
+ * address before it uses up a retry.  An address that upstream_find_loops()
+ * found to loop back to c's listener is never returned: it counts as a
+ * failed connect of the listener, with a warning (not as a mark on the
+ * address, which other listeners may use).
  */
 struct upstream_addr *upstream_next(struct worker *w, struct conn *c);
+
+/*
+ * Finds, once g's listeners are bound, the upstream addresses of g's
+ * relays that would lead back to their own listener through the daemon's
+ * own listening sockets (the same address; on the port of a wildcard one,
+ * a loopback address or one of this host's interface addresses, read now)
+ * and notes them in loop_at.  False (logged) when out of memory.
+ */
+bool upstream_find_loops(struct generation *g);
 
 /* Marks an address of c's listener failed for the listener's fail_timeout,
  * counts the failure and logs why (rate-limited). */

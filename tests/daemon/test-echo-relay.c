@@ -20,6 +20,8 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ifaddrs.h>
+#include <net/if.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -1643,6 +1645,104 @@ static void relay_to_a_name_tries_each_of_its_addresses(void **state)
     assert_int_equal(echod_stop(e, 3000), 0);
 }
 
+/* An address of this host's interfaces that is not loopback, into text
+ * ("192.0.2.2" or "[2001:db8::2]"); false when it has none. */
+static bool host_address(char *text, size_t len)
+{
+    struct ifaddrs *ifs;
+    if (getifaddrs(&ifs) < 0)
+        return false;
+    bool found = false;
+    for (int pass = 0; pass < 2 && !found; pass++)
+        for (struct ifaddrs *i = ifs; i != NULL && !found; i = i->ifa_next) {
+            if (i->ifa_addr == NULL || (i->ifa_flags & IFF_LOOPBACK) != 0 ||
+                (i->ifa_flags & IFF_UP) == 0)
+                continue;
+            char ip[INET6_ADDRSTRLEN];
+            if (pass == 0 && i->ifa_addr->sa_family == AF_INET) {
+                const struct sockaddr_in *in = (const struct sockaddr_in *)i->ifa_addr;
+                inet_ntop(AF_INET, &in->sin_addr, ip, sizeof(ip));
+                snprintf(text, len, "%s", ip);
+                found = true;
+            } else if (pass == 1 && i->ifa_addr->sa_family == AF_INET6) {
+                const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)i->ifa_addr;
+                if (IN6_IS_ADDR_LINKLOCAL(&in6->sin6_addr))
+                    continue;
+                inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof(ip));
+                snprintf(text, len, "[%s]", ip);
+                found = true;
+            }
+        }
+    freeifaddrs(ifs);
+    return found;
+}
+
+/*
+ * A relay listening on *:P whose upstream is this host's own address on
+ * port P (an interface address, not loopback, which the configuration
+ * check cannot know for the daemon's own): the daemon does not connect to
+ * itself, it says why and gives the client up.  The old code connected to
+ * itself until max_connections (20 here) ran out.  A relay to the daemon's
+ * own echo listener the same way is a chain, not a loop: it is relayed.
+ */
+static void relay_never_connects_to_its_own_listener(void **state)
+{
+    (void)state;
+    char host[INET6_ADDRSTRLEN + 2];
+    if (!host_address(host, sizeof(host))) {
+        print_message("    this machine has no address but loopback: nothing to test\n");
+        skip();
+    }
+    int p = reserve_port(), q = reserve_port();
+    for (int i = 0; i < 100 && q == p; i++)
+        q = reserve_port();
+    char conf[2048];
+    snprintf(conf, sizeof(conf),
+             "%smax_connections = 20;\n"
+             "listeners = ( {\n"
+             "    name = \"loop\";\n"
+             "    listen = [ \"*:%d\" ];\n"
+             "    mode = \"proxy\";\n"
+             "    upstreams = [ \"%s:%d\" ];\n"
+             "    retries = 1;\n"
+             "    connect_timeout = 1.0;\n"
+             "}, {\n"
+             "    name = \"echo\";\n"
+             "    listen = [ \"*:%d\" ];\n"
+             "    mode = \"echo\";\n"
+             "}, {\n"
+             "    name = \"chain\";\n"
+             "    listen = [ \"127.0.0.1:0\" ];\n"
+             "    mode = \"proxy\";\n"
+             "    upstreams = [ \"%s:%d\" ];\n"
+             "    retries = 0;\n"
+             "} );\n",
+             DAEMON_CONF("2", "5.0"), p, host, p, q, host, q);
+    struct echod *e = start_daemon(conf);
+    int fd = client4(p);
+    int cport = local_port(fd);
+    assert_true(peer_closed_within(fd, 3000));
+    close(fd);
+    echod_must_log(e, "listener loop: upstream %s:%d is this daemon's own listening "
+                   "address ", host, p);
+    echod_must_log(e, ": not connecting (a loop)");
+    check_access(e, "127.0.0.1", cport, " upstream=- in=0 out=0 ", "no-upstream");
+
+    int chain = client4(echod_port(e, "chain", 0));
+    cport = local_port(chain);
+    expect_echo(chain, "through the chain and back");
+    finish(chain);
+    char expect[128];
+    snprintf(expect, sizeof(expect), " upstream=%s:%d in=26 out=26 ", host, q);
+    check_access(e, "127.0.0.1", cport, expect, "done");
+    /* Nothing else was accepted by "loop", and the chain was never taken
+     * for a loop. */
+    sleep_ms(100);
+    assert_int_equal(echod_count_log(e, "access listener=loop "), 1);
+    assert_int_equal(echod_count_log(e, "listener chain: upstream"), 0);
+    assert_int_equal(echod_stop(e, 3000), 0);
+}
+
 /*
  * fail_timeout = 0 marks nothing, and the warning says so rather than
  * "skipped for 0.000 s"; upstream warnings the rate limit drops (10 a
@@ -1751,6 +1851,7 @@ int main(void)
         TEST(failed_marks_and_turns_survive_reload),
         TEST(round_robin_spreads_a_failed_share),
         TEST(relay_to_a_name_tries_each_of_its_addresses),
+        TEST(relay_never_connects_to_its_own_listener),
         TEST(upstream_warnings_say_what_happens_and_what_was_dropped),
     };
     return cmocka_run_group_tests(tests, setup_group, teardown_group);
