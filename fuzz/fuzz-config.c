@@ -241,12 +241,18 @@ static void check_config(const struct config *cfg)
             CHECK(lc->connect_timeout_ms > 0, "connect_timeout %lld ms",
                   (long long)lc->connect_timeout_ms);
             for (size_t k = 0; k < lc->nupstreams; k++) {
-                check_addr(&lc->upstreams[k], "upstream");
+                const struct config_addr *u = &lc->upstreams[k];
+                check_addr(u, "upstream");
+                /* Its connect candidates: at least one, the first its addr. */
+                CHECK(u->naddrs >= 1 && u->naddrs <= ADDR_RESOLVE_MAX &&
+                          u->addrs != NULL && addr_equal(&u->addrs[0], &u->addr),
+                      "upstream \"%s\": %zu addresses", u->text, u->naddrs);
                 /* The simplest loop: to one of its own addresses. */
-                for (size_t m = 0; m < lc->nlisten; m++)
-                    CHECK(!addr_equal(&lc->upstreams[k].addr, &lc->listen[m].addr),
-                          "relay \"%s\" has its own address %s as an upstream",
-                          lc->name, lc->listen[m].text);
+                for (size_t a = 0; a < u->naddrs; a++)
+                    for (size_t m = 0; m < lc->nlisten; m++)
+                        CHECK(!addr_equal(&u->addrs[a], &lc->listen[m].addr),
+                              "relay \"%s\" has its own address %s as an upstream",
+                              lc->name, lc->listen[m].text);
             }
         }
     }

@@ -200,14 +200,19 @@ static bool legacy_numeric(const char *host)
     return true;
 }
 
-/* Resolves an upstream host name; the first address getaddrinfo gives. */
+/*
+ * Resolves an upstream host name into a[0..max): every IPv4 and IPv6
+ * address getaddrinfo gives, in its order (the one RFC 6724 sorting and
+ * gai.conf made), each once; *n gets how many.
+ */
 static int resolve(const char *text, const char *host, in_port_t port,
-                   addr_t *a, char *err, size_t errlen)
+                   addr_t *a, size_t max, size_t *n, char *err, size_t errlen)
 {
     struct addrinfo hints = { .ai_flags = AI_NUMERICSERV,
                               .ai_socktype = SOCK_STREAM };
     struct addrinfo *res;
     char service[8];
+    size_t count = 0;
     int rc;
 
     if (!all_of(host, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
@@ -222,22 +227,34 @@ static int resolve(const char *text, const char *host, in_port_t port,
     if (rc != 0)
         return fail(err, errlen, "cannot resolve \"%s\": %s", host,
                     gai_strerror(rc));
-    if ((res->ai_family != AF_INET && res->ai_family != AF_INET6) ||
-        res->ai_addrlen > sizeof a->u) {
-        freeaddrinfo(res);
+    for (const struct addrinfo *r = res; r != NULL && count < max;
+         r = r->ai_next) {
+        addr_t found;
+        bool seen = false;
+
+        if ((r->ai_family != AF_INET && r->ai_family != AF_INET6) ||
+            r->ai_addr == NULL || r->ai_addrlen > sizeof found.u)
+            continue;
+        memset(&found, 0, sizeof found);
+        memcpy(&found.u, r->ai_addr, r->ai_addrlen);
+        found.len = r->ai_addrlen;
+        for (size_t i = 0; i < count && !seen; i++)
+            seen = addr_equal(&a[i], &found);
+        if (!seen)
+            a[count++] = found;
+    }
+    freeaddrinfo(res);
+    if (count == 0)
         return fail(err, errlen, "cannot resolve \"%s\": no IPv4 or IPv6 address",
                     host);
-    }
-    memset(a, 0, sizeof *a);
-    memcpy(&a->u, res->ai_addr, res->ai_addrlen);
-    a->len = res->ai_addrlen;
-    freeaddrinfo(res);
+    *n = count;
     return 0;
 }
 
-/* "A.B.C.D:port", or for upstreams "name:port". */
+/* "A.B.C.D:port", or for upstreams "name:port" (up to max addresses, their
+ * number in *count). */
 static int parse_host(const char *text, enum addr_use use, addr_t *a,
-                      char *err, size_t errlen)
+                      size_t max, size_t *count, char *err, size_t errlen)
 {
     const char *colon = strchr(text, ':');
     char host[HOST_MAX + 1];
@@ -268,20 +285,23 @@ static int parse_host(const char *text, enum addr_use use, addr_t *a,
         return -1;
     if (inet_pton(AF_INET, host, &ip) == 1) {
         set_v4(a, &ip, port);
+        *count = 1;
         return 0;
     }
     if (use == ADDR_LISTEN)
         return fail(err, errlen,
                     "listen addresses must be numeric or *, not a host name: \"%s\"",
                     text);
-    return resolve(text, host, port, a, err, errlen);
+    return resolve(text, host, port, a, max, count, err, errlen);
 }
 
-/* Dispatches on the form of the setting; out is written only on success. */
+/* Dispatches on the form of the setting; out is written only on success.
+ * A host name gives as many addresses as there is room for; "*:port" needs
+ * room for both of its own. */
 int addr_parse(const char *text, enum addr_use use, addr_t *out, size_t max,
                size_t *n, char *err, size_t errlen)
 {
-    addr_t parsed[2];
+    addr_t parsed[ADDR_RESOLVE_MAX];
     size_t count = 1;
     int rc;
 
@@ -296,7 +316,9 @@ int addr_parse(const char *text, enum addr_use use, addr_t *out, size_t max,
         rc = parse_wildcard(text, use, parsed, err, errlen);
         count = 2;
     } else
-        rc = parse_host(text, use, &parsed[0], err, errlen);
+        rc = parse_host(text, use, parsed,
+                        max > 0 && max < ADDR_RESOLVE_MAX ? max : ADDR_RESOLVE_MAX,
+                        &count, err, errlen);
     if (rc != 0)
         return -1;
     if (max < count)

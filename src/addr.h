@@ -3,7 +3,7 @@
  *
  *   "127.0.0.1:7007"  "[::1]:7007"  "*:7007"  "unix:/run/echo.sock"
  *   upstreams may also name a host ("db.example:5432"), resolved when the
- *   configuration is loaded.
+ *   configuration is loaded, to every address it has.
  */
 #ifndef ECHOD_ADDR_H
 #define ECHOD_ADDR_H
@@ -34,16 +34,23 @@ typedef struct {
 /* How an address setting may be written. */
 enum addr_use {
     ADDR_LISTEN,   /* "*:port" means 0.0.0.0 and [::]; no host names */
-    ADDR_UPSTREAM, /* no "*"; host names resolved (first address) */
+    ADDR_UPSTREAM, /* no "*"; host names resolved (every address) */
 };
 
+/* The most addresses kept of one host name: a sane bound on the connect
+ * candidates of one upstream. */
+#define ADDR_RESOLVE_MAX 16
+
 /*
- * Parses one address setting into out[0..max), setting *n (2 for "*:port"
- * when listening, else 1).  Returns 0, or -1 with *n = 0, out untouched and
- * a message in err that says what was expected, e.g. "port \"70000\" out of
- * range 1-65535" or "expected host:port, [v6]:port, *:port or unix:/path".
- * Port 0 is accepted for listening (the kernel picks one; tests rely on
- * it), refused for upstreams.  A v6 scope is written "[fe80::1%eth0]:port".
+ * Parses one address setting into out[0..max), setting *n: 2 for "*:port"
+ * when listening; for an upstream host name, every IPv4 and IPv6 address
+ * getaddrinfo gives, in its order, duplicates left out, the first max (and
+ * at most ADDR_RESOLVE_MAX); else 1.  Returns 0, or -1 with *n = 0, out
+ * untouched and a message in err that says what was expected, e.g. "port
+ * \"70000\" out of range 1-65535" or "expected host:port, [v6]:port, *:port
+ * or unix:/path".  Port 0 is accepted for listening (the kernel picks one;
+ * tests rely on it), refused for upstreams.  A v6 scope is written
+ * "[fe80::1%eth0]:port".
  */
 int addr_parse(const char *text, enum addr_use use, addr_t *out, size_t max,
                size_t *n, char *err, size_t errlen);

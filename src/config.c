@@ -743,8 +743,10 @@ static void free_listener(struct listener_config *lc)
     free(lc->listen);
     free(lc->allow);
     free(lc->deny);
-    for (size_t i = 0; i < lc->nupstreams; i++)
+    for (size_t i = 0; i < lc->nupstreams; i++) {
         free(lc->upstreams[i].text);
+        free(lc->upstreams[i].addrs);
+    }
     free(lc->upstreams);
 }
 
@@ -925,7 +927,8 @@ static int load_cidrs(struct loader *ld, const config_setting_t *g,
     return 0;
 }
 
-/* Parses the upstreams of a proxy listener: at least one. */
+/* Parses the upstreams of a proxy listener: at least one, each with every
+ * address its name resolves to. */
 static int load_upstreams(struct loader *ld, const config_setting_t *g,
                           const char *scope, struct listener_config *lc)
 {
@@ -947,17 +950,22 @@ static int load_upstreams(struct loader *ld, const config_setting_t *g,
         const config_setting_t *e = config_setting_get_elem(list, (unsigned)i);
         const char *text = config_setting_get_string(e);
         struct config_addr *a = &lc->upstreams[i];
+        addr_t parsed[ADDR_RESOLVE_MAX];
         size_t count;
 
         snprintf(key, sizeof key, "upstreams.[%d]", i);
-        if (addr_parse(text, ADDR_UPSTREAM, &a->addr, 1, &count, aerr,
-                       sizeof aerr) != 0)
+        if (addr_parse(text, ADDR_UPSTREAM, parsed, ADDR_RESOLVE_MAX, &count,
+                       aerr, sizeof aerr) != 0)
             return fail(ld, line_of(e), scope, key, "invalid address %s: %s",
                         quote(q, text), aerr);
         a->text = strdup(text);
-        if (a->text == NULL)
+        a->addrs = malloc(count * sizeof *a->addrs);
+        lc->nupstreams++; /* free_listener() frees what was allocated */
+        if (a->text == NULL || a->addrs == NULL)
             return out_of_memory(ld);
-        lc->nupstreams++;
+        memcpy(a->addrs, parsed, count * sizeof *a->addrs);
+        a->naddrs = count;
+        a->addr = parsed[0];
     }
     return 0;
 }
@@ -1161,19 +1169,23 @@ struct hop {
     size_t from, up, to, at;
 };
 
-/* The step from listener `from` through its upstream `up`: false when that
- * upstream reaches none of the listeners. */
+/* The step from listener `from` through its upstream `up` (by any address
+ * its name resolved to): false when that upstream reaches no listener. */
 static bool hop_of(const struct config *cfg, size_t from, size_t up,
                    struct hop *h)
 {
-    const addr_t *u = &cfg->listeners[from].upstreams[up].addr;
+    const struct config_addr *u = &cfg->listeners[from].upstreams[up];
+    size_t naddrs = u->naddrs > 0 ? u->naddrs : 1;
 
-    for (size_t j = 0; j < cfg->nlisteners; j++) {
-        const struct listener_config *lc = &cfg->listeners[j];
-        for (size_t m = 0; m < lc->nlisten; m++) {
-            if (reaches(u, &lc->listen[m].addr)) {
-                *h = (struct hop){ .from = from, .up = up, .to = j, .at = m };
-                return true;
+    for (size_t a = 0; a < naddrs; a++) {
+        const addr_t *ua = u->naddrs > 0 ? &u->addrs[a] : &u->addr;
+        for (size_t j = 0; j < cfg->nlisteners; j++) {
+            const struct listener_config *lc = &cfg->listeners[j];
+            for (size_t m = 0; m < lc->nlisten; m++) {
+                if (reaches(ua, &lc->listen[m].addr)) {
+                    *h = (struct hop){ .from = from, .up = up, .to = j, .at = m };
+                    return true;
+                }
             }
         }
     }

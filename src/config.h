@@ -19,8 +19,12 @@ enum log_target { LOG_TARGET_AUTO, LOG_TARGET_STDERR, LOG_TARGET_SYSLOG };
 /* One address of a listener or an upstream, with the text it came from. */
 struct config_addr {
     char *text; /* as written in the file, for messages */
-    addr_t addr;
-    int line;   /* where it is written (listen addresses) */
+    addr_t addr; /* an upstream's first address */
+    int line;    /* where it is written (listen addresses) */
+    /* Upstreams: every address its host name resolved to, in order, addrs[0]
+     * being addr (one for a numeric address); NULL and 0 for the others. */
+    addr_t *addrs;
+    size_t naddrs;
 };
 
 struct listener_config {

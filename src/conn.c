@@ -704,15 +704,14 @@ static bool queue_proxy_header(struct conn *c)
     return ok;
 }
 
-/* Starts a connect to the next upstream, or closes the client when the
- * attempts are spent. */
+/* Starts a connect to the next upstream address, or closes the client when
+ * the attempts are spent. */
 static void start_connect(struct conn *c)
 {
     struct worker *w = c->w;
     const struct listener_config *cfg = c->l->cfg;
-    while (c->attempts <= cfg->retries) {
-        c->attempts++;
-        struct upstream *up = upstream_pick(c->l, c, w->now_ms);
+    struct upstream_addr *up;
+    while ((up = upstream_next(w, c)) != NULL) {
         int fd = up->addr.u.sa.sa_family == AF_UNIX
                      ? mio_unix_connect(up->addr.u.un.sun_path)
                      : mio_tcp_connect(&up->addr.u.sa, up->addr.len);
@@ -723,7 +722,7 @@ static void start_connect(struct conn *c)
             return;
         }
         if (fd < 0) {
-            upstream_failed(w, c->l, up, -fd);
+            upstream_failed(w, c, up, -fd);
             continue;
         }
         c->up = up;
@@ -741,20 +740,18 @@ static void start_connect(struct conn *c)
         (void)timer_set(&w->timers, &c->timer, w->now_ms + cfg->connect_timeout_ms);
         return;
     }
-    if (ratelimit_allow(&w->rl_upstream, w->now_ms, NULL)) {
-        char client[ADDR_STRLEN];
-        addr_format(&c->peer, client, sizeof(client));
-        log_warn("listener %s: no upstream reached for %s after %u attempt%s",
-                 cfg->name, client, c->attempts, c->attempts == 1 ? "" : "s");
-    }
+    char client[ADDR_STRLEN];
+    addr_format(&c->peer, client, sizeof(client));
+    upstream_warn(w, "listener %s: no upstream reached for %s after %u attempt%s",
+                  cfg->name, client, c->attempts, c->attempts == 1 ? "" : "s");
     conn_abort(c, "no-upstream");
 }
 
-/* The connect in progress failed with err (or timed out): the upstream is
+/* The connect in progress failed with err (or timed out): the address is
  * marked failed and the next one tried. */
 static void connect_failed(struct conn *c, int err)
 {
-    upstream_failed(c->w, c->l, c->up, err);
+    upstream_failed(c->w, c, c->up, err);
     atomic_fetch_sub(&c->up->active, 1);
     c->up = NULL;
     unwatch(c, &c->upstream);

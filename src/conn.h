@@ -53,12 +53,15 @@ struct conn {
     bool dead;
     uint8_t srclen;     /* bytes of srckey; 0: not counted per source */
     uint8_t srckey[16];
-    unsigned attempts;  /* upstream connects tried */
+    unsigned attempts;  /* upstreams tried (retries + 1 at most) */
     unsigned cursor;    /* where the next upstream pick starts */
+    const struct upstream *target; /* the upstream of this attempt */
+    uint16_t tried;     /* its addresses tried in this attempt (bit i: i) */
+    bool all_failed;    /* it had no address unmarked: try them all */
     struct worker *w;
     struct listener *l;
     struct listen_sock *ls;
-    struct upstream *up;
+    struct upstream_addr *up; /* the address connecting or connected to */
     struct buf *hdr;    /* the PROXY header being read */
     addr_t *proxy_dst;  /* the destination a PROXY header declared */
     int64_t start_ms, last_ms;

@@ -20,12 +20,30 @@
 /* What a token points at: the first member of each registered thing. */
 enum endpoint_kind { EP_LISTENER = 1, EP_CLIENT, EP_UPSTREAM };
 
-/* One upstream of a proxy listener, with its passive health. */
-struct upstream {
+/*
+ * One address of an upstream, with its load and passive health: the
+ * server's, so one object per address, shared by every listener that names
+ * it and carried over a reload to the next generation while a listener
+ * there names it.  The last listener that holds it frees it.
+ */
+struct upstream_addr {
+    atomic_int refs; /* the listeners (of every generation) holding it */
     addr_t addr;
     char name[ADDR_STRLEN];
     atomic_uint active;             /* connections relayed to it now */
     _Atomic int64_t failed_until_ms; /* skipped until then after a failure */
+};
+
+/* One upstream of a proxy listener as the configuration names it: the unit
+ * the balance modes choose among, with every address its name resolved to
+ * (its connect candidates, in order). */
+struct upstream {
+    const char *text; /* as written in the file (the config's string) */
+    struct upstream_addr **addrs;
+    size_t naddrs;
+    /* Per address: the listening socket of this generation it reaches when
+     * that leads back to this listener (a loop, never connected), or NULL. */
+    const struct listen_sock **loop_at;
 };
 
 /* One bound address of a listener, shared by every worker's poll. */
@@ -67,6 +85,7 @@ struct listener_state {
     atomic_ullong accepted, bytes_in, bytes_out;
     atomic_ullong refused[REFUSED_N];
     atomic_ullong upstream_failures; /* connects refused or timed out */
+    atomic_uint rr; /* round-robin cursor over its upstreams */
 };
 
 struct generation;
@@ -79,7 +98,6 @@ struct listener {
     size_t nsocks;
     struct upstream *upstreams;
     size_t nupstreams;
-    atomic_uint rr; /* round-robin cursor */
 };
 
 /*

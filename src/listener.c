@@ -20,6 +20,7 @@
 #include "listener.h"
 #include "log.h"
 #include "mio.h"
+#include "upstream.h"
 
 /*
  * Binds a Unix socket at ls's path, replacing only a stale socket: one that
@@ -252,6 +253,80 @@ static struct listener_state *state_for(struct generation *old, const char *name
     return st;
 }
 
+/* The shared state of upstream address a held by a listener of `g` (in
+ * g->listeners[0..nlisteners), the one being set up included), or NULL. */
+static struct upstream_addr *find_upstream_addr(const struct generation *g,
+                                                const addr_t *a)
+{
+    for (size_t i = 0; g != NULL && i < g->nlisteners; i++) {
+        const struct listener *l = &g->listeners[i];
+        for (size_t k = 0; k < l->nupstreams; k++)
+            for (size_t j = 0; j < l->upstreams[k].naddrs; j++)
+                if (addr_equal(&l->upstreams[k].addrs[j]->addr, a))
+                    return l->upstreams[k].addrs[j];
+    }
+    return NULL;
+}
+
+/* A reference to the state of upstream address a: the one a listener of g
+ * (being built) or of `old` holds, so that load and failure marks stay with
+ * the address over a reload; else a new one. */
+static struct upstream_addr *upstream_addr_for(struct generation *g,
+                                               struct generation *old,
+                                               const addr_t *a)
+{
+    struct upstream_addr *ua = find_upstream_addr(g, a);
+    if (ua == NULL)
+        ua = find_upstream_addr(old, a);
+    if (ua != NULL) {
+        atomic_fetch_add(&ua->refs, 1);
+        return ua;
+    }
+    ua = calloc(1, sizeof(*ua));
+    if (ua == NULL)
+        return NULL;
+    atomic_init(&ua->refs, 1);
+    ua->addr = *a;
+    addr_format(a, ua->name, sizeof(ua->name));
+    return ua;
+}
+
+/* Drops a listener's reference to an upstream address; the last frees it.
+ * Generations are freed by whichever thread drops their last reference. */
+static void upstream_addr_put(struct upstream_addr *ua)
+{
+    if (atomic_fetch_sub(&ua->refs, 1) == 1)
+        free(ua);
+}
+
+/* Sets up l's upstreams from cfg, each address's state found again in g or
+ * old.  The counts grow as entries are filled, so that free_generation()
+ * and the searches see only complete ones. */
+static bool open_upstreams(struct generation *g, struct generation *old,
+                           struct listener *l, const struct listener_config *cfg)
+{
+    l->upstreams = calloc(cfg->nupstreams ? cfg->nupstreams : 1, sizeof(*l->upstreams));
+    if (l->upstreams == NULL)
+        return false;
+    for (size_t i = 0; i < cfg->nupstreams; i++) {
+        const struct config_addr *ca = &cfg->upstreams[i];
+        struct upstream *up = &l->upstreams[i];
+        up->text = ca->text;
+        up->addrs = calloc(ca->naddrs ? ca->naddrs : 1, sizeof(struct upstream_addr *));
+        up->loop_at = calloc(ca->naddrs ? ca->naddrs : 1, sizeof(struct listen_sock *));
+        l->nupstreams++;
+        if (up->addrs == NULL || up->loop_at == NULL)
+            return false;
+        for (size_t k = 0; k < ca->naddrs; k++) {
+            up->addrs[k] = upstream_addr_for(g, old, &ca->addrs[k]);
+            if (up->addrs[k] == NULL)
+                return false;
+            up->naddrs++;
+        }
+    }
+    return true;
+}
+
 /* Sets up one listener's runtime state and gets its sockets. */
 static bool open_listener(struct daemon *d, struct generation *g,
                           struct generation *old, struct listener *l,
@@ -261,15 +336,8 @@ static bool open_listener(struct daemon *d, struct generation *g,
     l->gen = g;
     l->st = state_for(old, cfg->name);
     l->socks = calloc(cfg->nlisten, sizeof(*l->socks));
-    l->upstreams = calloc(cfg->nupstreams ? cfg->nupstreams : 1, sizeof(*l->upstreams));
-    if (l->st == NULL || l->socks == NULL || l->upstreams == NULL)
+    if (l->st == NULL || l->socks == NULL || !open_upstreams(g, old, l, cfg))
         return false;
-    for (size_t i = 0; i < cfg->nupstreams; i++) {
-        struct upstream *up = &l->upstreams[i];
-        up->addr = cfg->upstreams[i].addr;
-        addr_format(&up->addr, up->name, sizeof(up->name));
-    }
-    l->nupstreams = cfg->nupstreams;
     for (size_t i = 0; i < cfg->nlisten; i++) {
         struct listen_sock *ls = &l->socks[i];
         ls->kind = EP_LISTENER;
@@ -293,6 +361,12 @@ static void free_generation(struct generation *g)
             free(l->st);
         }
         free(l->socks);
+        for (size_t k = 0; k < l->nupstreams; k++) {
+            for (size_t j = 0; j < l->upstreams[k].naddrs; j++)
+                upstream_addr_put(l->upstreams[k].addrs[j]);
+            free(l->upstreams[k].addrs);
+            free(l->upstreams[k].loop_at);
+        }
         free(l->upstreams);
     }
     free(g->listeners);
@@ -341,6 +415,7 @@ struct generation *generation_open(struct daemon *d, struct config *cfg,
         g->nlisteners++;
         ok = open_listener(d, g, old, &g->listeners[i], &cfg->listeners[i]);
     }
+    ok = ok && upstream_find_loops(g); /* once every address is bound */
     if (ok) {
         log_new_sockets(g);
         return g;
@@ -357,7 +432,6 @@ struct generation *generation_open(struct daemon *d, struct config *cfg,
     close_new(d, g);
     return NULL;
 }
-
 
 void generation_give_sockets(struct generation *g, uid_t uid, gid_t gid)
 {

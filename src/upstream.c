@@ -1,18 +1,67 @@
-/* Upstream selection and passive health. */
+/* Upstream selection, connect candidates, the loop guard and passive health. */
 #ifdef HAVE_CONFIG_H
 #include "autoconf.h"
 #endif
 
 #include <errno.h>
+#include <ifaddrs.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "upstream.h"
 #include "worker.h"
 
-/* Whether up may be tried now. */
-static bool healthy(struct upstream *up, int64_t now_ms)
+/* c->tried has a bit for each address of an upstream. */
+_Static_assert(ADDR_RESOLVE_MAX <= 8 * sizeof(((struct conn *)0)->tried),
+               "conn.tried has too few bits for ADDR_RESOLVE_MAX addresses");
+
+/* Whether the address may be tried now. */
+static bool addr_healthy(const struct upstream_addr *ua, int64_t now_ms)
 {
-    return atomic_load_explicit(&up->failed_until_ms, memory_order_relaxed) <= now_ms;
+    return atomic_load_explicit(&ua->failed_until_ms, memory_order_relaxed) <= now_ms;
+}
+
+/* Whether the upstream may be tried now: one of its addresses may. */
+static bool healthy(const struct upstream *up, int64_t now_ms)
+{
+    for (size_t i = 0; i < up->naddrs; i++)
+        if (addr_healthy(up->addrs[i], now_ms))
+            return true;
+    return false;
+}
+
+/* The upstream's connections now: the sum over its addresses. */
+static unsigned load_of(const struct upstream *up)
+{
+    unsigned sum = 0;
+    for (size_t i = 0; i < up->naddrs; i++)
+        sum += atomic_load(&up->addrs[i]->active);
+    return sum;
+}
+
+/* Round-robin among the healthy upstreams only, so that the share of a
+ * failed one is spread over all the others rather than given to the one
+ * after it; among all of them when none is healthy. */
+static unsigned round_robin(struct listener *l, int64_t now_ms)
+{
+    unsigned n = (unsigned)l->nupstreams;
+    unsigned turn = atomic_fetch_add(&l->st->rr, 1), nhealthy = 0;
+    for (unsigned i = 0; i < n; i++)
+        nhealthy += healthy(&l->upstreams[i], now_ms);
+    /* n >= 1: config_load() refuses a proxy listener without upstreams. */
+    if (nhealthy == 0)
+        return turn % n; /* NOLINT(clang-analyzer-core.DivideZero) */
+    unsigned k = turn % nhealthy;
+    for (unsigned i = 0; i < n; i++)
+        if (healthy(&l->upstreams[i], now_ms) && k-- == 0)
+            return i;
+    /* Another worker changed a mark meanwhile: upstream_pick() goes on
+     * from here to a healthy one. */
+    return turn % n;
 }
 
 /* Where the first attempt starts, by balance mode. */
@@ -28,11 +77,11 @@ static unsigned first_position(struct listener *l, struct conn *c, int64_t now_m
     case BALANCE_LEAST_CONNECTIONS: {
         /* The healthy upstream with the fewest connections; ties go round
          * robin so that equal upstreams share the load. */
-        unsigned start = atomic_fetch_add(&l->rr, 1) % n, best = start;
+        unsigned start = atomic_fetch_add(&l->st->rr, 1) % n, best = start;
         unsigned best_active = ~0u;
         for (unsigned k = 0; k < n; k++) {
             unsigned i = (start + k) % n;
-            unsigned a = atomic_load(&l->upstreams[i].active);
+            unsigned a = load_of(&l->upstreams[i]);
             if (healthy(&l->upstreams[i], now_ms) && a < best_active) {
                 best = i;
                 best_active = a;
@@ -42,11 +91,14 @@ static unsigned first_position(struct listener *l, struct conn *c, int64_t now_m
     }
     case BALANCE_ROUND_ROBIN:
     default:
-        return atomic_fetch_add(&l->rr, 1) % n;
+        return round_robin(l, now_ms);
     }
 }
 
-struct upstream *upstream_pick(struct listener *l, struct conn *c, int64_t now_ms)
+/* The upstream of c's next attempt: the first where the balance mode says,
+ * a retry the next healthy one after the last. */
+static const struct upstream *upstream_pick(struct listener *l, struct conn *c,
+                                            int64_t now_ms)
 {
     unsigned n = (unsigned)l->nupstreams;
     if (c->attempts <= 1)
@@ -65,22 +117,283 @@ struct upstream *upstream_pick(struct listener *l, struct conn *c, int64_t now_m
     return &l->upstreams[i];
 }
 
-void upstream_failed(struct worker *w, struct listener *l, struct upstream *up,
-                     int err)
+/* No address: the attempt's upstream has none left to try. */
+#define NO_ADDRESS ((size_t)-1)
+
+/* The index of the next address of the current attempt's upstream not
+ * tried yet (and not marked failed, unless the whole upstream was), or
+ * NO_ADDRESS. */
+static size_t next_address(struct conn *c, int64_t now_ms)
+{
+    const struct upstream *up = c->target;
+    for (size_t i = 0; up != NULL && i < up->naddrs; i++) {
+        if ((c->tried & (1u << i)) != 0 ||
+            (!c->all_failed && !addr_healthy(up->addrs[i], now_ms)))
+            continue;
+        c->tried |= (uint16_t)(1u << i);
+        return i;
+    }
+    return NO_ADDRESS;
+}
+
+/* ---- the loop guard ------------------------------------------------------ */
+
+/* This host's interface addresses, into *out (malloc'd, NULL when none);
+ * how many.  A failure is logged: the guard then knows loopback only. */
+static size_t host_addrs(addr_t **out)
+{
+    struct ifaddrs *ifs;
+    *out = NULL;
+    if (getifaddrs(&ifs) < 0) {
+        log_warn("cannot list this host's addresses: %s; the upstream loop "
+                 "guard knows only loopback ones", log_strerror(errno));
+        return 0;
+    }
+    size_t n = 0, max = 0;
+    for (const struct ifaddrs *i = ifs; i != NULL; i = i->ifa_next)
+        max++;
+    addr_t *a = calloc(max ? max : 1, sizeof(*a));
+    for (const struct ifaddrs *i = ifs; a != NULL && i != NULL; i = i->ifa_next) {
+        int family = i->ifa_addr != NULL ? i->ifa_addr->sa_family : AF_UNSPEC;
+        if (family != AF_INET && family != AF_INET6)
+            continue;
+        memset(&a[n], 0, sizeof(a[n]));
+        a[n].len = family == AF_INET ? sizeof(a[n].u.in) : sizeof(a[n].u.in6);
+        memcpy(&a[n].u, i->ifa_addr, a[n].len);
+        n++;
+    }
+    freeifaddrs(ifs);
+    *out = a;
+    return n;
+}
+
+/* Whether the IP address of a is on this host: loopback, or one of
+ * host[0..nhost). */
+static bool is_local(const addr_t *a, const addr_t *host, size_t nhost)
+{
+    int family = a->u.sa.sa_family;
+    if (family == AF_INET &&
+        (ntohl(a->u.in.sin_addr.s_addr) >> 24) == IN_LOOPBACKNET)
+        return true;
+    if (family == AF_INET6 && IN6_IS_ADDR_LOOPBACK(&a->u.in6.sin6_addr))
+        return true;
+    for (size_t i = 0; i < nhost; i++) {
+        const addr_t *h = &host[i];
+        if (h->u.sa.sa_family != family)
+            continue;
+        if (family == AF_INET && h->u.in.sin_addr.s_addr == a->u.in.sin_addr.s_addr)
+            return true;
+        if (family == AF_INET6 &&
+            memcmp(&h->u.in6.sin6_addr, &a->u.in6.sin6_addr,
+                   sizeof(a->u.in6.sin6_addr)) == 0)
+            return true;
+    }
+    return false;
+}
+
+/* What a connect to a reaches as an address of this host: a v4-mapped v6
+ * address is its v4 one, and the unspecified address (0.0.0.0, ::) is
+ * loopback, as Linux connects it. */
+static addr_t connect_target(const addr_t *a)
+{
+    addr_t t = *a;
+    if (t.u.sa.sa_family == AF_INET6 && IN6_IS_ADDR_V4MAPPED(&t.u.in6.sin6_addr)) {
+        in_port_t port = a->u.in6.sin6_port;
+        memset(&t, 0, sizeof(t));
+        t.u.in.sin_family = AF_INET;
+        memcpy(&t.u.in.sin_addr, a->u.in6.sin6_addr.s6_addr + 12, 4);
+        t.u.in.sin_port = port;
+        t.len = sizeof(t.u.in);
+    }
+    if (t.u.sa.sa_family == AF_INET && t.u.in.sin_addr.s_addr == htonl(INADDR_ANY))
+        t.u.in.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (t.u.sa.sa_family == AF_INET6 && IN6_IS_ADDR_UNSPECIFIED(&t.u.in6.sin6_addr))
+        t.u.in6.sin6_addr = in6addr_loopback;
+    return t;
+}
+
+/* Whether a wildcard listening socket (0.0.0.0 or [::]) bound to l, fd,
+ * takes a connect to t, an address of this host on its port: one of its
+ * family, or a v4 one on a [::] socket without IPV6_V6ONLY (systemd may
+ * pass one; the daemon's own take v6 only). */
+static bool wildcard_takes(const addr_t *l, int fd, const addr_t *t)
+{
+    int lf = l->u.sa.sa_family, tf = t->u.sa.sa_family;
+    if (lf == AF_INET && tf == AF_INET)
+        return l->u.in.sin_addr.s_addr == htonl(INADDR_ANY) &&
+               l->u.in.sin_port == t->u.in.sin_port;
+    if (lf != AF_INET6 || !IN6_IS_ADDR_UNSPECIFIED(&l->u.in6.sin6_addr))
+        return false;
+    if (tf == AF_INET6)
+        return l->u.in6.sin6_port == t->u.in6.sin6_port;
+    if (tf != AF_INET || l->u.in6.sin6_port != t->u.in.sin_port)
+        return false;
+    int v6only = 1;
+    socklen_t len = sizeof(v6only);
+    return getsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, &len) == 0 &&
+           v6only == 0;
+}
+
+/* The listening socket of g that a connect to `a` reaches, or NULL: the
+ * same address, or a wildcard one on its port when `a` is of this host. */
+static const struct listen_sock *reached(const struct generation *g, const addr_t *a,
+                                         const addr_t *host, size_t nhost)
+{
+    addr_t t = connect_target(a);
+    bool local = t.u.sa.sa_family != AF_UNIX && is_local(&t, host, nhost);
+    for (size_t i = 0; i < g->nlisteners; i++) {
+        const struct listener *l = &g->listeners[i];
+        for (size_t k = 0; k < l->nsocks; k++) {
+            const struct listen_sock *ls = &l->socks[k];
+            /* socks has nsocks entries, which the analyzer does not know. */
+            if (addr_equal(&ls->addr, &t) ||
+                /* NOLINTNEXTLINE(clang-analyzer-core.NullDereference): above */
+                (local && wildcard_takes(&ls->addr, ls->fd, &t)))
+                return ls;
+        }
+    }
+    return NULL;
+}
+
+/*
+ * Relays between listeners of g make a graph: an edge from L to M when an
+ * upstream address of L reaches a listening socket of M.  An edge on a
+ * cycle is a loop (one client would make the daemon connect to itself
+ * until max_connections); an edge into a listener that does not lead back
+ * (an echo listener, a relay elsewhere) is a chain, which is fine.  The
+ * load refuses the loops it can see; this sees the ones it cannot: the
+ * host's own interface addresses on the port of a wildcard listener, ports
+ * the kernel picked, sockets systemd passed.
+ */
+bool upstream_find_loops(struct generation *g)
+{
+    size_t n = g->nlisteners;
+    addr_t *host;
+    size_t nhost = host_addrs(&host);
+    bool *path = calloc(n > 0 ? n * n : 1, sizeof(*path)); /* [from * n + to] */
+    if (path == NULL) {
+        free(host);
+        log_err("out of memory looking for relay loops");
+        return false;
+    }
+    for (size_t i = 0; i < n; i++) {
+        struct listener *l = &g->listeners[i];
+        for (size_t k = 0; k < l->nupstreams; k++)
+            for (size_t j = 0; j < l->upstreams[k].naddrs; j++) {
+                const struct listen_sock *ls =
+                    reached(g, &l->upstreams[k].addrs[j]->addr, host, nhost);
+                l->upstreams[k].loop_at[j] = ls; /* kept below if it loops */
+                if (ls != NULL)
+                    path[i * n + (size_t)(ls->listener - g->listeners)] = true;
+            }
+    }
+    /* Every listener each one leads to (Warshall; few of the rows are not
+     * empty: only relays into the daemon's own listeners have edges). */
+    for (size_t m = 0; m < n; m++)
+        for (size_t i = 0; i < n; i++)
+            if (path[i * n + m])
+                for (size_t j = 0; j < n; j++)
+                    path[i * n + j] = path[i * n + j] || path[m * n + j];
+    for (size_t i = 0; i < n; i++) {
+        struct listener *l = &g->listeners[i];
+        for (size_t k = 0; k < l->nupstreams; k++)
+            for (size_t j = 0; j < l->upstreams[k].naddrs; j++) {
+                const struct listen_sock *ls = l->upstreams[k].loop_at[j];
+                if (ls != NULL && !path[(size_t)(ls->listener - g->listeners) * n + i])
+                    l->upstreams[k].loop_at[j] = NULL;
+            }
+    }
+    free(path);
+    free(host);
+    return true;
+}
+
+/* Marks ua failed for the listener's fail_timeout and counts the failure. */
+static void mark_failed(struct worker *w, struct listener *l, struct upstream_addr *ua)
 {
     int64_t fail = l->cfg->fail_timeout_ms;
     atomic_fetch_add(&l->st->upstream_failures, 1);
     if (fail > 0)
-        atomic_store(&up->failed_until_ms, w->now_ms + fail);
-    if (ratelimit_allow(&w->rl_upstream, w->now_ms, NULL))
-        log_warn("listener %s: upstream %s failed: %s; skipped for %lld.%03lld s",
-                 l->cfg->name, up->name,
-                 err == ETIMEDOUT ? "connect timeout" : log_strerror(err),
-                 (long long)(fail / 1000), (long long)(fail % 1000));
+        atomic_store(&ua->failed_until_ms, w->now_ms + fail);
 }
 
-void upstream_succeeded(struct upstream *up)
+/* "127.0.0.1:6379", or "db.example:6379 (192.0.2.7:6379)" for an address of
+ * a name. */
+static void describe(const struct conn *c, const struct upstream_addr *ua,
+                     char *buf, size_t len)
 {
-    if (atomic_load_explicit(&up->failed_until_ms, memory_order_relaxed) != 0)
-        atomic_store(&up->failed_until_ms, 0);
+    const char *text = c->target != NULL ? c->target->text : NULL;
+    if (text == NULL || strcmp(text, ua->name) == 0)
+        snprintf(buf, len, "%s", ua->name);
+    else
+        snprintf(buf, len, "%s (%s)", text, ua->name);
+}
+
+struct upstream_addr *upstream_next(struct worker *w, struct conn *c)
+{
+    struct listener *l = c->l;
+    for (;;) {
+        size_t i = next_address(c, w->now_ms);
+        if (i == NO_ADDRESS) {
+            if (c->attempts > l->cfg->retries)
+                return NULL;
+            c->attempts++;
+            c->target = upstream_pick(l, c, w->now_ms);
+            c->tried = 0;
+            c->all_failed = !healthy(c->target, w->now_ms);
+            continue;
+        }
+        struct upstream_addr *ua = c->target->addrs[i];
+        const struct listen_sock *own = c->target->loop_at[i];
+        if (own == NULL)
+            return ua;
+        /* A failed connect for this listener; not a mark on the address,
+         * which other listeners may reach without a loop. */
+        atomic_fetch_add(&l->st->upstream_failures, 1);
+        char what[2 * ADDR_STRLEN + 8];
+        describe(c, ua, what, sizeof(what));
+        upstream_warn(w, "listener %s: upstream %s is this daemon's own "
+                      "listening address %s (listener %s): not connecting (a loop)",
+                      l->cfg->name, what, own->name, own->listener->cfg->name);
+    }
+}
+
+void upstream_failed(struct worker *w, struct conn *c, struct upstream_addr *ua,
+                     int err)
+{
+    struct listener *l = c->l;
+    int64_t fail = l->cfg->fail_timeout_ms;
+    mark_failed(w, l, ua);
+    char what[2 * ADDR_STRLEN + 8];
+    describe(c, ua, what, sizeof(what));
+    const char *why = err == ETIMEDOUT ? "connect timeout" : log_strerror(err);
+    if (fail > 0)
+        upstream_warn(w, "listener %s: upstream %s failed: %s; skipped for %lld.%03lld s",
+                      l->cfg->name, what, why, (long long)(fail / 1000),
+                      (long long)(fail % 1000));
+    else
+        upstream_warn(w, "listener %s: upstream %s failed: %s; not skipped "
+                      "(fail_timeout is 0)", l->cfg->name, what, why);
+}
+
+void upstream_succeeded(struct upstream_addr *ua)
+{
+    if (atomic_load_explicit(&ua->failed_until_ms, memory_order_relaxed) != 0)
+        atomic_store(&ua->failed_until_ms, 0);
+}
+
+void upstream_warn(struct worker *w, const char *fmt, ...)
+{
+    unsigned dropped;
+    if (!ratelimit_allow(&w->rl_upstream, w->now_ms, &dropped))
+        return;
+    char line[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(line, sizeof(line), fmt, ap);
+    va_end(ap);
+    if (dropped > 0)
+        log_warn("%s (%u more upstream warnings, not logged)", line, dropped);
+    else
+        log_warn("%s", line);
 }

@@ -1,7 +1,8 @@
 /*
  * Choosing an upstream for a relayed connection (round-robin,
- * least-connections, source-hash) and its passive health: an upstream that
- * refused or timed out is skipped for fail_timeout.
+ * least-connections, source-hash), the address of it to connect to, the
+ * guard against connecting to the daemon itself, and passive health: an
+ * address that refused or timed out is skipped for fail_timeout.
  */
 #ifndef ECHOD_UPSTREAM_H
 #define ECHOD_UPSTREAM_H
@@ -12,19 +13,41 @@
 struct worker;
 
 /*
- * The upstream for the next connect attempt of c.  The first attempt
- * starts where the balance mode says; each retry goes on from there to the
- * next healthy upstream.  When every upstream is marked failed they are
- * tried anyway, in the same order, rather than refusing the client.
+ * The address for the next connect of c, or NULL when its attempts are
+ * spent.  One attempt is one upstream: the first starts where the balance
+ * mode says, among the upstreams with an address not marked failed; each
+ * retry goes on from the one before to the next such upstream.  When every
+ * upstream is marked failed they are tried anyway, in the same order,
+ * rather than refusing the client.  Within an attempt the upstream's
+ * addresses not marked failed are tried in order (all of them when the
+ * whole upstream was marked failed): a failed connect moves on to its next
+ * address before it uses up a retry.  An address that upstream_find_loops()
+ * found to loop back to c's listener is never returned: it counts as a
+ * failed connect of the listener, with a warning (not as a mark on the
+ * address, which other listeners may use).
  */
-struct upstream *upstream_pick(struct listener *l, struct conn *c, int64_t now_ms);
+struct upstream_addr *upstream_next(struct worker *w, struct conn *c);
 
-/* Marks an upstream failed for the listener's fail_timeout and logs why
- * (rate-limited). */
-void upstream_failed(struct worker *w, struct listener *l, struct upstream *up,
+/*
+ * Finds, once g's listeners are bound, the upstream addresses of g's
+ * relays that would lead back to their own listener through the daemon's
+ * own listening sockets (the same address; on the port of a wildcard one,
+ * a loopback address or one of this host's interface addresses, read now)
+ * and notes them in loop_at.  False (logged) when out of memory.
+ */
+bool upstream_find_loops(struct generation *g);
+
+/* Marks an address of c's listener failed for the listener's fail_timeout,
+ * counts the failure and logs why (rate-limited). */
+void upstream_failed(struct worker *w, struct conn *c, struct upstream_addr *ua,
                      int err);
 
-/* Clears an upstream's failure after a connect succeeded. */
-void upstream_succeeded(struct upstream *up);
+/* Clears an address's failure after a connect to it succeeded. */
+void upstream_succeeded(struct upstream_addr *ua);
+
+/* Logs a warning about upstreams through the worker's rate limit; the line
+ * that follows dropped ones says how many were not logged. */
+__attribute__((format(printf, 2, 3)))
+void upstream_warn(struct worker *w, const char *fmt, ...);
 
 #endif

@@ -21,6 +21,9 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdint.h>
+#include <ifaddrs.h>
+#include <net/if.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
@@ -1658,6 +1661,432 @@ static void client_reset_while_connecting_ends_it_at_once(void **state)
     assert_int_equal(echod_stop(e, 3000), 0);
 }
 
+/* ---- upstream state over reloads, and what is chosen ------------------- */
+
+/* Waits up to ms for `n` log lines containing needle. */
+static bool wait_log_count(struct echod *e, const char *needle, int n, int ms)
+{
+    int64_t until = ms_now() + ms;
+    for (int i = 0; i < 10000; i++) {
+        if (echod_count_log(e, needle) >= n)
+            return true;
+        if (ms_now() >= until)
+            return false;
+        sleep_ms(2);
+    }
+    return false;
+}
+
+/* SIGHUP with the same file; waits for its "reloaded" line. */
+static void reload_same(struct echod *e)
+{
+    char ok[1100];
+    snprintf(ok, sizeof(ok), "notice: reloaded %s", echod_conf_path(e));
+    int n = echod_count_log(e, ok);
+    echod_signal(e, SIGHUP);
+    if (!wait_log_count(e, ok, n + 1, 5000))
+        fail_msg("no \"%s\" line after SIGHUP", ok);
+    assert_int_equal(echod_count_log(e, "reload failed"), 0);
+}
+
+/* A relay "relay" on 127.0.0.1:lport (a fixed port, so that a reload of
+ * the same file keeps it) over the given upstream ports. */
+static struct echod *start_relay_at(int lport, const int *ports, size_t n,
+                                    const char *balance, int retries,
+                                    const char *fail_timeout)
+{
+    char ups[512], conf[2048];
+    upstream_list(ups, sizeof(ups), ports, n);
+    snprintf(conf, sizeof(conf),
+             "%slisteners = ( {\n"
+             "    name = \"relay\";\n"
+             "    listen = [ \"127.0.0.1:%d\" ];\n"
+             "    mode = \"proxy\";\n"
+             "    upstreams = [ %s ];\n"
+             "    balance = \"%s\";\n"
+             "    retries = %d;\n"
+             "    fail_timeout = %s;\n"
+             "} );\n",
+             DAEMON_CONF("2", "5.0"), lport, ups, balance, retries, fail_timeout);
+    return start_daemon(conf);
+}
+
+/*
+ * Least-connections remembers open connections over a reload: with A
+ * holding 5 and B none, a SIGHUP of the same file, then 4 short clients
+ * one after the other all go to B (the old code forgot the 5 and gave
+ * them 2 and 2).
+ */
+static void least_connections_counts_survive_reload(void **state)
+{
+    (void)state;
+    struct upsrv *ups[2] = {up_start(UP_ECHO, 0, 0), up_start(UP_ECHO, 0, 0)};
+    int ports[2] = {ups[0]->srv.port, ups[1]->srv.port};
+    int lport = reserve_port();
+    struct echod *e = start_relay_at(lport, ports, 2, "least-connections", 2, "10.0");
+    assert_int_equal(echod_port(e, "relay", 0), lport);
+
+    /* Ten held: least-connections puts them 5 and 5; B's five are closed. */
+    int fds[10], served[10], held[2] = {0, 0};
+    for (int i = 0; i < 10; i++) {
+        fds[i] = hold(lport, ups, 2, &served[i]);
+        held[served[i]]++;
+    }
+    assert_int_equal(held[0], 5);
+    assert_int_equal(held[1], 5);
+    int a = served[0], b = 1 - a;
+    for (int i = 0; i < 10; i++)
+        if (served[i] == b)
+            close(fds[i]);
+    char b_line[64];
+    snprintf(b_line, sizeof(b_line), " upstream=127.0.0.1:%d ", ports[b]);
+    assert_true(wait_log_count(e, b_line, 5, LOG_MS));
+
+    reload_same(e);
+    int count[2] = {0, 0};
+    for (int i = 0; i < 4; i++)
+        count[exchange(e, lport, "127.0.0.1", ups, 2)]++;
+    print_message("    after the reload: %d to the upstream holding 5, %d to the "
+                  "idle one\n", count[a], count[b]);
+    assert_int_equal(count[b], 4);
+    assert_int_equal(count[a], 0);
+    for (int i = 0; i < 10; i++)
+        if (served[i] == a)
+            close(fds[i]);
+    assert_int_equal(echod_stop(e, 3000), 0);
+}
+
+/*
+ * A failed mark survives a reload: the refusing upstream, marked failed
+ * before the SIGHUP for 30 s, is not tried after it (one "failed" line
+ * however many clients come); and round-robin goes on in turn over a
+ * reload rather than starting again from the first upstream.
+ */
+static void failed_marks_and_turns_survive_reload(void **state)
+{
+    (void)state;
+    int bad = refusing_port();
+    struct upsrv *good = up_start(UP_ECHO, 0, 0);
+    struct upsrv *ups1[1] = {good};
+    int ports[2] = {bad, good->srv.port};
+    int lport = reserve_port();
+    struct echod *e = start_relay_at(lport, ports, 2, "round-robin", 1, "30.0");
+    char needle[128];
+    snprintf(needle, sizeof(needle), "upstream 127.0.0.1:%d failed: ", bad);
+    /* The first client tries the first upstream, which refuses. */
+    assert_int_equal(exchange(e, lport, "127.0.0.1", ups1, 1), 0);
+    assert_int_equal(echod_count_log(e, needle), 1);
+    reload_same(e);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(exchange(e, lport, "127.0.0.1", ups1, 1), 0);
+    assert_int_equal(echod_count_log(e, needle), 1);
+    assert_int_equal(echod_stop(e, 3000), 0);
+
+    /* Round-robin over three: 0, 1, reload, then 2 and 0. */
+    struct upsrv *ups[3];
+    int p3[3];
+    for (int i = 0; i < 3; i++) {
+        ups[i] = up_start(UP_ECHO, 0, 0);
+        p3[i] = ups[i]->srv.port;
+    }
+    lport = reserve_port();
+    e = start_relay_at(lport, p3, 3, "round-robin", 2, "10.0");
+    int first = exchange(e, lport, "127.0.0.1", ups, 3);
+    assert_int_equal(exchange(e, lport, "127.0.0.1", ups, 3), (first + 1) % 3);
+    reload_same(e);
+    assert_int_equal(exchange(e, lport, "127.0.0.1", ups, 3), (first + 2) % 3);
+    assert_int_equal(exchange(e, lport, "127.0.0.1", ups, 3), first);
+    assert_int_equal(echod_stop(e, 3000), 0);
+}
+
+/*
+ * Round-robin with the middle one of three upstreams refusing: its share
+ * is spread over the other two, 150 and 150 of 300 clients (the old code
+ * gave it all to the one after it: 100 and 200).  The one client whose
+ * turn found B not yet marked goes on to C: hence the 2 of slack.
+ */
+static void round_robin_spreads_a_failed_share(void **state)
+{
+    (void)state;
+    struct upsrv *a = up_start(UP_ECHO, 0, 0), *c = up_start(UP_ECHO, 0, 0);
+    struct upsrv *ups[2] = {a, c};
+    int ports[3] = {a->srv.port, refusing_port(), c->srv.port};
+    struct echod *e = start_relay(ports, 3, "round-robin", "3.0", 2, "60.0");
+    int port = echod_port(e, "relay", 0);
+    int count[2] = {0, 0};
+    for (int i = 0; i < 300; i++)
+        count[exchange(e, port, "127.0.0.1", ups, 2)]++;
+    print_message("    A %d, C %d\n", count[0], count[1]);
+    assert_true(count[0] >= 148 && count[0] <= 152);
+    assert_true(count[1] >= 148 && count[1] <= 152);
+    assert_int_equal(count[0] + count[1], 300);
+    assert_int_equal(atomic_load(&a->srv.accepted) + atomic_load(&c->srv.accepted), 300);
+    assert_int_equal(echod_stop(e, 3000), 0);
+}
+
+/* The addresses "localhost" resolves to (for TCP), in order, into out. */
+static size_t localhost_addrs(struct sockaddr_storage *out, size_t max, int port)
+{
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
+    struct addrinfo *res;
+    char service[16];
+    snprintf(service, sizeof(service), "%d", port);
+    assert_int_equal(getaddrinfo("localhost", service, &hints, &res), 0);
+    size_t n = 0;
+    for (struct addrinfo *r = res; r != NULL && n < max; r = r->ai_next) {
+        if (r->ai_addrlen > sizeof(out[0]))
+            continue;
+        memset(&out[n], 0, sizeof(out[n]));
+        memcpy(&out[n], r->ai_addr, r->ai_addrlen);
+        n++;
+    }
+    freeaddrinfo(res);
+    return n;
+}
+
+/* Whether sa is 127.0.0.1. */
+static bool is_v4_loopback(const struct sockaddr_storage *sa)
+{
+    return sa->ss_family == AF_INET &&
+           ((const struct sockaddr_in *)sa)->sin_addr.s_addr == htonl(INADDR_LOOPBACK);
+}
+
+/*
+ * upstreams = [ "localhost:P" ] with the server on 127.0.0.1 only and
+ * retries = 0: relayed byte for byte, whatever localhost resolves to
+ * first.  On Debian's stock hosts file that is [::1], which the old code
+ * took as the only address: the client got "no-upstream".  Every other
+ * address of localhost is held bound (not listening) on port P here, so
+ * that it refuses; the "failed" line names the name and the address.
+ */
+static void relay_to_a_name_tries_each_of_its_addresses(void **state)
+{
+    (void)state;
+    struct upsrv *u = up_start(UP_ECHO, 0, 0);
+    int p = u->srv.port;
+    struct sockaddr_storage addrs[16];
+    size_t n = localhost_addrs(addrs, 16, p), before = 0;
+    bool seen_server = false;
+    for (size_t i = 0; i < n; i++) {
+        if (is_v4_loopback(&addrs[i])) {
+            seen_server = true;
+            continue;
+        }
+        before += !seen_server;
+        int fd = socket(addrs[i].ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (fd < 0)
+            continue;
+        track_fd(fd);
+        int one = 1;
+        if (addrs[i].ss_family == AF_INET6)
+            (void)setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+        (void)bind(fd, (struct sockaddr *)&addrs[i],
+                   addrs[i].ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                                  : sizeof(struct sockaddr_in));
+    }
+    if (!seen_server)
+        skip(); /* localhost is not 127.0.0.1 here: nothing to relay to */
+    print_message("    localhost: %zu address%s, %zu before 127.0.0.1%s\n", n,
+                  n == 1 ? "" : "es", before,
+                  before == 0 ? " (the old code passed here too)" : "");
+    char conf[2048];
+    snprintf(conf, sizeof(conf),
+             "%slisteners = ( {\n"
+             "    name = \"relay\";\n"
+             "    listen = [ \"127.0.0.1:0\" ];\n"
+             "    mode = \"proxy\";\n"
+             "    upstreams = [ \"localhost:%d\" ];\n"
+             "    retries = 0;\n"
+             "} );\n",
+             DAEMON_CONF("2", "5.0"), p);
+    struct echod *e = start_daemon(conf);
+    int port = echod_port(e, "relay", 0);
+    const size_t size = 200000;
+    uint8_t *back = malloc(size);
+    assert_non_null(back);
+    for (int round = 0; round < 2; round++) {
+        int fd = client4(port);
+        int cport = local_port(fd);
+        send_all(fd, pattern + 1000 * (size_t)round, size);
+        assert_int_equal(shutdown(fd, SHUT_WR), 0);
+        recv_exact(fd, back, size);
+        assert_memory_equal(back, pattern + 1000 * (size_t)round, size);
+        assert_true(peer_closed_within(fd, 3000));
+        close(fd);
+        char expect[128];
+        snprintf(expect, sizeof(expect), " upstream=127.0.0.1:%d in=%zu out=%zu ", p,
+                 size, size);
+        check_access(e, "127.0.0.1", cport, expect, "done");
+    }
+    free(back);
+    /* Each address before the server's refused once, then was skipped. */
+    char needle[64];
+    snprintf(needle, sizeof(needle), "upstream localhost:%d (", p);
+    assert_int_equal(echod_count_log(e, needle), (int)before);
+    assert_int_equal(atomic_load(&u->srv.accepted), 2);
+    assert_int_equal(echod_stop(e, 3000), 0);
+}
+
+/* An address of this host's interfaces that is not loopback, into text
+ * ("192.0.2.2" or "[2001:db8::2]"); false when it has none. */
+static bool host_address(char *text, size_t len)
+{
+    struct ifaddrs *ifs;
+    if (getifaddrs(&ifs) < 0)
+        return false;
+    bool found = false;
+    for (int pass = 0; pass < 2 && !found; pass++)
+        for (struct ifaddrs *i = ifs; i != NULL && !found; i = i->ifa_next) {
+            if (i->ifa_addr == NULL || (i->ifa_flags & IFF_LOOPBACK) != 0 ||
+                (i->ifa_flags & IFF_UP) == 0)
+                continue;
+            char ip[INET6_ADDRSTRLEN];
+            if (pass == 0 && i->ifa_addr->sa_family == AF_INET) {
+                const struct sockaddr_in *in = (const struct sockaddr_in *)i->ifa_addr;
+                inet_ntop(AF_INET, &in->sin_addr, ip, sizeof(ip));
+                snprintf(text, len, "%s", ip);
+                found = true;
+            } else if (pass == 1 && i->ifa_addr->sa_family == AF_INET6) {
+                const struct sockaddr_in6 *in6 = (const struct sockaddr_in6 *)i->ifa_addr;
+                if (IN6_IS_ADDR_LINKLOCAL(&in6->sin6_addr))
+                    continue;
+                inet_ntop(AF_INET6, &in6->sin6_addr, ip, sizeof(ip));
+                snprintf(text, len, "[%s]", ip);
+                found = true;
+            }
+        }
+    freeifaddrs(ifs);
+    return found;
+}
+
+/*
+ * A relay listening on *:P whose upstream is this host's own address on
+ * port P (an interface address, not loopback, which the configuration
+ * check cannot know for the daemon's own): the daemon does not connect to
+ * itself, it says why and gives the client up.  The old code connected to
+ * itself until max_connections (20 here) ran out.  A relay to the daemon's
+ * own echo listener the same way is a chain, not a loop: it is relayed.
+ */
+static void relay_never_connects_to_its_own_listener(void **state)
+{
+    (void)state;
+    char host[INET6_ADDRSTRLEN + 2];
+    if (!host_address(host, sizeof(host))) {
+        print_message("    this machine has no address but loopback: nothing to test\n");
+        skip();
+    }
+    int p = reserve_port(), q = reserve_port();
+    for (int i = 0; i < 100 && q == p; i++)
+        q = reserve_port();
+    char conf[2048];
+    snprintf(conf, sizeof(conf),
+             "%smax_connections = 20;\n"
+             "listeners = ( {\n"
+             "    name = \"loop\";\n"
+             "    listen = [ \"*:%d\" ];\n"
+             "    mode = \"proxy\";\n"
+             "    upstreams = [ \"%s:%d\" ];\n"
+             "    retries = 1;\n"
+             "    connect_timeout = 1.0;\n"
+             "}, {\n"
+             "    name = \"echo\";\n"
+             "    listen = [ \"*:%d\" ];\n"
+             "    mode = \"echo\";\n"
+             "}, {\n"
+             "    name = \"chain\";\n"
+             "    listen = [ \"127.0.0.1:0\" ];\n"
+             "    mode = \"proxy\";\n"
+             "    upstreams = [ \"%s:%d\" ];\n"
+             "    retries = 0;\n"
+             "} );\n",
+             DAEMON_CONF("2", "5.0"), p, host, p, q, host, q);
+    struct echod *e = start_daemon(conf);
+    int fd = client4(p);
+    int cport = local_port(fd);
+    assert_true(peer_reset_within(fd, 3000)); /* no upstream: an abort */
+    close(fd);
+    echod_must_log(e, "listener loop: upstream %s:%d is this daemon's own listening "
+                   "address ", host, p);
+    echod_must_log(e, ": not connecting (a loop)");
+    check_access(e, "127.0.0.1", cport, " upstream=- in=0 out=0 ", "no-upstream");
+
+    int chain = client4(echod_port(e, "chain", 0));
+    cport = local_port(chain);
+    expect_echo(chain, "through the chain and back");
+    finish(chain);
+    char expect[128];
+    snprintf(expect, sizeof(expect), " upstream=%s:%d in=26 out=26 ", host, q);
+    check_access(e, "127.0.0.1", cport, expect, "done");
+    /* Nothing else was accepted by "loop", and the chain was never taken
+     * for a loop. */
+    sleep_ms(100);
+    assert_int_equal(echod_count_log(e, "access listener=loop "), 1);
+    assert_int_equal(echod_count_log(e, "listener chain: upstream"), 0);
+    assert_int_equal(echod_stop(e, 3000), 0);
+}
+
+/*
+ * fail_timeout = 0 marks nothing, and the warning says so rather than
+ * "skipped for 0.000 s"; upstream warnings the rate limit drops (10 a
+ * second per worker) are counted in the next one written, like refusals:
+ * every warning is either logged or counted.
+ */
+static void upstream_warnings_say_what_happens_and_what_was_dropped(void **state)
+{
+    (void)state;
+    int bad = refusing_port();
+    char conf[2048];
+    snprintf(conf, sizeof(conf),
+             "%slisteners = ( {\n"
+             "    name = \"relay\";\n"
+             "    listen = [ \"127.0.0.1:0\" ];\n"
+             "    mode = \"proxy\";\n"
+             "    upstreams = [ \"127.0.0.1:%d\" ];\n"
+             "    retries = 0;\n"
+             "    fail_timeout = 0;\n"
+             "} );\n",
+             DAEMON_CONF("1", "5.0"), bad);
+    struct echod *e = start_daemon(conf);
+    int port = echod_port(e, "relay", 0);
+    /* 13 clients, two warnings each ("failed", "no upstream reached"):
+     * 12 at once, then one more a second later, in a new window. */
+    const int clients = 13;
+    int64_t t0 = ms_now(), burst = 0;
+    for (int i = 0; i < clients; i++) {
+        if (i == clients - 1) {
+            burst = ms_now() - t0;
+            int64_t wait = t0 + 1100 - ms_now();
+            sleep_ms(wait > 0 ? (int)wait : 0);
+        }
+        int fd = client4(port);
+        assert_true(peer_reset_within(fd, 3000)); /* no upstream: an abort */
+        close(fd);
+    }
+    assert_true(wait_log_count(e, "access listener=relay ", clients, LOG_MS));
+    char failed[128];
+    snprintf(failed, sizeof(failed), "upstream 127.0.0.1:%d failed: ", bad);
+    const char *line = echod_must_log(e, "%s", failed);
+    if (strstr(line, "not skipped (fail_timeout is 0)") == NULL)
+        fail_msg("the warning does not say fail_timeout = 0 skips nothing: %s", line);
+    assert_int_equal(echod_count_log(e, "skipped for 0.000 s"), 0);
+    int logged = echod_count_log(e, failed) +
+                 echod_count_log(e, "listener relay: no upstream reached for ");
+    int dropped = 0;
+    const char *note = " more upstream warnings, not logged)";
+    for (int i = 0; (line = echod_log_line(e, note, i)) != NULL; i++) {
+        const char *open = strrchr(line, '(');
+        assert_non_null(open);
+        dropped += atoi(open + 1);
+    }
+    print_message("    %d upstream warnings logged, %d counted as not logged\n", logged,
+                  dropped);
+    if (dropped == 0)
+        fail_msg("no \"N more upstream warnings\" note (the first %d clients took "
+                 "%lld ms)", clients - 1, (long long)burst);
+    assert_int_equal(logged + dropped, 2 * clients);
+    assert_int_equal(echod_stop(e, 3000), 0);
+}
+
 static int setup_group(void **state)
 {
     (void)state;
@@ -1705,6 +2134,12 @@ int main(void)
         TEST(relay_passes_urgent_data_on_copied),
         TEST(relay_passes_a_reset_on_as_a_reset),
         TEST(client_reset_while_connecting_ends_it_at_once),
+        TEST(least_connections_counts_survive_reload),
+        TEST(failed_marks_and_turns_survive_reload),
+        TEST(round_robin_spreads_a_failed_share),
+        TEST(relay_to_a_name_tries_each_of_its_addresses),
+        TEST(relay_never_connects_to_its_own_listener),
+        TEST(upstream_warnings_say_what_happens_and_what_was_dropped),
     };
     return cmocka_run_group_tests(tests, setup_group, teardown_group);
 }

@@ -15,6 +15,7 @@
 
 #include <arpa/inet.h>
 #include <dirent.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -355,29 +356,47 @@ static void test_unix(void **state)
                  "a unix socket is written unix:/run/echo.sock");
 }
 
-/* Names: refused for listening, resolved (first result) for upstreams. */
+/* Names: refused for listening, resolved (every result) for upstreams. */
 static void test_host_names(void **state)
 {
     struct addrinfo hints = { .ai_flags = AI_NUMERICSERV, .ai_socktype = SOCK_STREAM };
     struct addrinfo *res;
     char msg[512];
-    addr_t a, expected;
+    addr_t a, expected[ADDR_RESOLVE_MAX], got[ADDR_RESOLVE_MAX];
+    size_t nexpected = 0, n = 0;
     int rc;
 
     (void)state;
     expect_error("localhost:80", ADDR_LISTEN,
                  "listen addresses must be numeric or *, not a host name: \"localhost:80\"");
 
-    /* the first address getaddrinfo gives, port included */
+    /* every address getaddrinfo gives, in its order, port included */
     assert_int_equal(getaddrinfo("localhost", "80", &hints, &res), 0);
-    memset(&expected, 0, sizeof expected);
-    memcpy(&expected.u, res->ai_addr, res->ai_addrlen);
-    expected.len = res->ai_addrlen;
+    for (struct addrinfo *r = res; r != NULL && nexpected < ADDR_RESOLVE_MAX;
+         r = r->ai_next) {
+        bool seen = false;
+
+        memset(&a, 0, sizeof a);
+        memcpy(&a.u, r->ai_addr, r->ai_addrlen);
+        a.len = r->ai_addrlen;
+        for (size_t i = 0; i < nexpected; i++)
+            seen |= addr_equal(&expected[i], &a);
+        if (!seen)
+            expected[nexpected++] = a;
+    }
     freeaddrinfo(res);
-    a = parse_one("localhost:80", ADDR_UPSTREAM);
-    assert_int_equal(a.len, expected.len);
-    assert_memory_equal(&a, &expected, sizeof a);
-    assert_true(addr_equal(&a, &expected));
+    assert_int_equal(addr_parse("localhost:80", ADDR_UPSTREAM, got, ADDR_RESOLVE_MAX,
+                                &n, msg, sizeof msg), 0);
+    assert_int_equal(n, nexpected);
+    for (size_t i = 0; i < n; i++) {
+        assert_int_equal(got[i].len, expected[i].len);
+        assert_memory_equal(&got[i], &expected[i], sizeof got[i]);
+    }
+    /* room for one: the first */
+    assert_int_equal(addr_parse("localhost:80", ADDR_UPSTREAM, got, 1, &n, msg,
+                                sizeof msg), 0);
+    assert_int_equal(n, 1);
+    assert_true(addr_equal(&got[0], &expected[0]));
 
     rc = getaddrinfo("no-such-host.invalid", "80", &hints, &res);
     assert_int_not_equal(rc, 0);
@@ -393,6 +412,220 @@ static void test_host_names(void **state)
                  "expected host:port, [v6]:port, *:port or unix:/path, got \":80\"");
     expect_error(NULL, ADDR_LISTEN,
                  "expected host:port, [v6]:port, *:port or unix:/path, got \"\"");
+}
+
+/*
+ * A resolver of our own for the names below, so that several addresses are
+ * tested whatever this machine's hosts file says: this getaddrinfo() (the
+ * program's own, so the one addr.c calls) answers them from a table, and
+ * every other name (and numeric lookups) through the C library's;
+ * freeaddrinfo() frees what it made and hands the rest on.
+ */
+typedef int (*getaddrinfo_fn)(const char *, const char *,
+                              const struct addrinfo *, struct addrinfo **);
+typedef void (*freeaddrinfo_fn)(struct addrinfo *);
+
+/* The table: a name and its answer, in order, duplicates included. */
+static const struct {
+    const char *name;
+    const char *ips[24];
+} fake_hosts[] = {
+    { "two.test", { "::1", "127.0.0.1" } },
+    { "dups.test", { "127.0.0.1", "::1", "127.0.0.1", "192.0.2.1", "::1",
+                     "[unix]", "192.0.2.1" } },
+    { "many.test", { "192.0.2.1", "192.0.2.2", "192.0.2.3", "192.0.2.4",
+                     "192.0.2.5", "192.0.2.6", "192.0.2.7", "192.0.2.8",
+                     "192.0.2.9", "192.0.2.10", "192.0.2.11", "192.0.2.12",
+                     "192.0.2.13", "192.0.2.14", "192.0.2.15", "192.0.2.16",
+                     "192.0.2.17", "192.0.2.18", "192.0.2.19", "192.0.2.20" } },
+    { "unix-only.test", { "[unix]" } },
+};
+
+/* An answer of ours: each node holds its own address. */
+struct fake_ai {
+    struct addrinfo ai;
+    struct sockaddr_storage ss;
+};
+
+/* The answers of ours not freed yet, for freeaddrinfo() to tell them from
+ * the C library's (the tests are one thread, and free what they get). */
+static struct addrinfo *fake_answers[8];
+
+/* One node for ip ("[unix]": a family addr.c must pass over) and port. */
+static struct addrinfo *fake_node(const char *ip, unsigned port)
+{
+    struct fake_ai *f = calloc(1, sizeof *f);
+    struct sockaddr_in *in = (struct sockaddr_in *)&f->ss;
+    struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&f->ss;
+
+    if (f == NULL)
+        abort();
+    f->ai.ai_socktype = SOCK_STREAM;
+    f->ai.ai_addr = (struct sockaddr *)&f->ss;
+    if (strcmp(ip, "[unix]") == 0) {
+        f->ai.ai_family = AF_UNIX;
+        f->ss.ss_family = AF_UNIX;
+        f->ai.ai_addrlen = sizeof(struct sockaddr_un);
+    } else if (inet_pton(AF_INET, ip, &in->sin_addr) == 1) {
+        f->ai.ai_family = in->sin_family = AF_INET;
+        in->sin_port = htons((uint16_t)port);
+        f->ai.ai_addrlen = sizeof *in;
+    } else if (inet_pton(AF_INET6, ip, &in6->sin6_addr) == 1) {
+        f->ai.ai_family = in6->sin6_family = AF_INET6;
+        in6->sin6_port = htons((uint16_t)port);
+        f->ai.ai_addrlen = sizeof *in6;
+    } else {
+        abort();
+    }
+    return &f->ai;
+}
+
+int getaddrinfo(const char *node, const char *service,
+                const struct addrinfo *hints, struct addrinfo **res);
+void freeaddrinfo(struct addrinfo *ai);
+
+int getaddrinfo(const char *node, const char *service,
+                const struct addrinfo *hints, struct addrinfo **res)
+{
+    getaddrinfo_fn real = (getaddrinfo_fn)dlsym(RTLD_NEXT, "getaddrinfo");
+
+    for (size_t i = 0; node != NULL && (hints == NULL || !(hints->ai_flags & AI_NUMERICHOST)) &&
+                       i < sizeof fake_hosts / sizeof fake_hosts[0]; i++) {
+        struct addrinfo **tail = res;
+
+        if (strcmp(node, fake_hosts[i].name) != 0)
+            continue;
+        *res = NULL;
+        for (size_t k = 0; k < 24 && fake_hosts[i].ips[k] != NULL; k++) {
+            *tail = fake_node(fake_hosts[i].ips[k],
+                              service != NULL ? (unsigned)atoi(service) : 0);
+            tail = &(*tail)->ai_next;
+        }
+        for (size_t k = 0; k < sizeof fake_answers / sizeof fake_answers[0]; k++)
+            if (fake_answers[k] == NULL) {
+                fake_answers[k] = *res;
+                return 0;
+            }
+        abort(); /* a test did not free its answers */
+    }
+    return real != NULL ? real(node, service, hints, res) : EAI_SYSTEM;
+}
+
+void freeaddrinfo(struct addrinfo *ai)
+{
+    freeaddrinfo_fn real = (freeaddrinfo_fn)dlsym(RTLD_NEXT, "freeaddrinfo");
+    size_t k = 0;
+
+    while (k < sizeof fake_answers / sizeof fake_answers[0] && fake_answers[k] != ai)
+        k++;
+    if (ai == NULL || k == sizeof fake_answers / sizeof fake_answers[0]) {
+        if (real != NULL && ai != NULL)
+            real(ai);
+        return;
+    }
+    fake_answers[k] = NULL;
+    while (ai != NULL) {
+        struct addrinfo *next = ai->ai_next;
+
+        free(ai);
+        ai = next;
+    }
+}
+
+/* Parses text as an upstream with room for max, expecting the addresses
+ * ips[0..n) with `port`, in that order. */
+static void expect_resolved(const char *text, size_t max, const char *const *ips,
+                            size_t n, unsigned port)
+{
+    addr_t out[ADDR_RESOLVE_MAX + 2], before[ADDR_RESOLVE_MAX + 2];
+    char err[256] = "", buf[ADDR_STRLEN], want[ADDR_STRLEN];
+    size_t got = 99;
+
+    assert_true(max <= ADDR_RESOLVE_MAX + 2);
+    memset(out, 0xa5, sizeof out);
+    memcpy(before, out, sizeof out);
+    if (addr_parse(text, ADDR_UPSTREAM, out, max, &got, err, sizeof err) != 0)
+        fail_msg("\"%s\" refused: %s", text, err);
+    assert_int_equal(got, n);
+    for (size_t i = 0; i < n; i++) {
+        if (strchr(ips[i], ':') != NULL)
+            snprintf(want, sizeof want, "[%s]:%u", ips[i], port);
+        else
+            snprintf(want, sizeof want, "%s:%u", ips[i], port);
+        addr_format(&out[i], buf, sizeof buf);
+        assert_string_equal(buf, want);
+        assert_int_equal(out[i].len, out[i].u.sa.sa_family == AF_INET
+                                         ? sizeof(struct sockaddr_in)
+                                         : sizeof(struct sockaddr_in6));
+    }
+    /* nothing written past them */
+    assert_memory_equal(&out[n], &before[n], (sizeof out[0]) * (ADDR_RESOLVE_MAX + 2 - n));
+}
+
+/* A name with several addresses gives them all, in the resolver's order,
+ * each once, other families passed over, at most ADDR_RESOLVE_MAX and at
+ * most the room given. */
+static void test_host_name_every_address(void **state)
+{
+    static const char *const two[] = { "::1", "127.0.0.1" };
+    static const char *const dups[] = { "127.0.0.1", "::1", "192.0.2.1" };
+    static const char *const many[] = {
+        "192.0.2.1", "192.0.2.2", "192.0.2.3", "192.0.2.4", "192.0.2.5",
+        "192.0.2.6", "192.0.2.7", "192.0.2.8", "192.0.2.9", "192.0.2.10",
+        "192.0.2.11", "192.0.2.12", "192.0.2.13", "192.0.2.14", "192.0.2.15",
+        "192.0.2.16"
+    };
+    addr_t out[2];
+    size_t n;
+
+    (void)state;
+    assert_int_equal(ADDR_RESOLVE_MAX, 16);
+    expect_resolved("two.test:6379", ADDR_RESOLVE_MAX, two, 2, 6379);
+    expect_resolved("two.test:6379", 1, two, 1, 6379);
+    expect_resolved("dups.test:80", ADDR_RESOLVE_MAX, dups, 3, 80);
+    expect_resolved("many.test:443", ADDR_RESOLVE_MAX + 2, many, 16, 443);
+    expect_resolved("many.test:443", 5, many, 5, 443);
+    expect_error("unix-only.test:80", ADDR_UPSTREAM,
+                 "cannot resolve \"unix-only.test\": no IPv4 or IPv6 address");
+    assert_int_equal(addr_parse("two.test:1", ADDR_UPSTREAM, out, 0, &n, NULL, 0), -1);
+    assert_int_equal(n, 0);
+}
+
+/* This machine's "localhost", through the real resolver: both of its
+ * addresses when its hosts file gives two (Debian's gives [::1] first). */
+static void test_localhost_every_address(void **state)
+{
+    struct addrinfo hints = { .ai_socktype = SOCK_STREAM };
+    struct addrinfo *res;
+    addr_t out[ADDR_RESOLVE_MAX];
+    char err[256] = "";
+    size_t n = 0, distinct = 0;
+    bool v4 = false, v6 = false;
+
+    (void)state;
+    assert_int_equal(getaddrinfo("localhost", NULL, &hints, &res), 0);
+    for (struct addrinfo *r = res; r != NULL; r = r->ai_next) {
+        if (r->ai_family == AF_INET && !v4)
+            distinct++, v4 = true;
+        if (r->ai_family == AF_INET6 && !v6)
+            distinct++, v6 = true;
+    }
+    freeaddrinfo(res);
+    if (!v4 || !v6) {
+        print_message("localhost is only IPv%c in this machine's hosts file: "
+                      "test_host_name_every_address covers several addresses\n",
+                      v4 ? '4' : '6');
+        skip();
+    }
+    assert_int_equal(addr_parse("localhost:7", ADDR_UPSTREAM, out, ADDR_RESOLVE_MAX,
+                                &n, err, sizeof err), 0);
+    assert_true(n >= distinct);
+    v4 = v6 = false;
+    for (size_t i = 0; i < n; i++) {
+        v4 |= out[i].u.sa.sa_family == AF_INET;
+        v6 |= out[i].u.sa.sa_family == AF_INET6;
+    }
+    assert_true(v4 && v6);
 }
 
 /* A name longer than DNS allows is refused before the resolver. */
@@ -901,6 +1134,8 @@ int main(void)
         cmocka_unit_test(test_wildcard),
         cmocka_unit_test(test_unix),
         cmocka_unit_test(test_host_names),
+        cmocka_unit_test(test_host_name_every_address),
+        cmocka_unit_test(test_localhost_every_address),
         cmocka_unit_test(test_host_name_too_long),
         cmocka_unit_test(test_error_truncation),
         cmocka_unit_test(test_format),
