@@ -431,13 +431,39 @@ bool addr_equal(const addr_t *a, const addr_t *b)
     }
 }
 
-/* Whether an IP address is the wildcard 0.0.0.0 or ::. */
-static bool is_wildcard(const addr_t *a)
+bool addr_is_wildcard(const addr_t *a)
 {
     if (a->u.sa.sa_family == AF_INET)
         return a->u.in.sin_addr.s_addr == htonl(INADDR_ANY);
     return a->u.sa.sa_family == AF_INET6 &&
            IN6_IS_ADDR_UNSPECIFIED(&a->u.in6.sin6_addr);
+}
+
+bool addr_is_loopback(const addr_t *a)
+{
+    if (a->u.sa.sa_family == AF_INET)
+        return (ntohl(a->u.in.sin_addr.s_addr) >> 24) == 127;
+    return a->u.sa.sa_family == AF_INET6 &&
+           IN6_IS_ADDR_LOOPBACK(&a->u.in6.sin6_addr);
+}
+
+addr_t addr_connect_target(const addr_t *a)
+{
+    addr_t t = *a;
+
+    if (t.u.sa.sa_family == AF_INET6 && IN6_IS_ADDR_V4MAPPED(&t.u.in6.sin6_addr)) {
+        in_port_t port = a->u.in6.sin6_port;
+        memset(&t, 0, sizeof t);
+        t.u.in.sin_family = AF_INET;
+        memcpy(&t.u.in.sin_addr, a->u.in6.sin6_addr.s6_addr + 12, 4);
+        t.u.in.sin_port = port;
+        t.len = sizeof t.u.in;
+    }
+    if (t.u.sa.sa_family == AF_INET && addr_is_wildcard(&t))
+        t.u.in.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    else if (t.u.sa.sa_family == AF_INET6 && addr_is_wildcard(&t))
+        t.u.in6.sin6_addr = in6addr_loopback;
+    return t;
 }
 
 /* The port of an IP address, in network order. */
@@ -462,7 +488,7 @@ bool addr_overlaps(const addr_t *a, const addr_t *b)
     if ((family != AF_INET && family != AF_INET6) || ip_port(a) == 0 ||
         ip_port(a) != ip_port(b))
         return false;
-    return addr_equal(a, b) || is_wildcard(a) || is_wildcard(b);
+    return addr_equal(a, b) || addr_is_wildcard(a) || addr_is_wildcard(b);
 }
 
 /* The client identity: the IP address bytes, v4-mapped ones as v4. */

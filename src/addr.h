@@ -74,6 +74,18 @@ void addr_format(const addr_t *a, char *buf, size_t len);
  * equal to its v4 form: they are different sockets. */
 bool addr_equal(const addr_t *a, const addr_t *b);
 
+/* Whether an IP address is the wildcard 0.0.0.0 or ::. */
+bool addr_is_wildcard(const addr_t *a);
+
+/* Whether an IP address is a loopback one (127.0.0.0/8 or ::1). */
+bool addr_is_loopback(const addr_t *a);
+
+/* The address a connect to `a` ends at: a v4-mapped IPv6 address is its
+ * IPv4 one (the connect goes out over IPv4, never to an IPv6-only socket),
+ * and Linux connects the wildcard address to loopback (0.0.0.0 to
+ * 127.0.0.1, :: to ::1). */
+addr_t addr_connect_target(const addr_t *a);
+
 /* True when binding both would clash: equal, or the same port of one
  * family where one of the two is the wildcard address.  Port 0 never
  * clashes: the kernel gives each bind a port of its own. */

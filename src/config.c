@@ -1092,55 +1092,11 @@ static int load_listener(struct loader *ld, const config_setting_t *g,
 
 /* ---- relay loops --------------------------------------------------------- */
 
-/* Whether the IP address of a is the wildcard (0.0.0.0 or ::). */
-static bool is_wildcard(const addr_t *a)
-{
-    if (a->u.sa.sa_family == AF_INET)
-        return a->u.in.sin_addr.s_addr == htonl(INADDR_ANY);
-    return a->u.sa.sa_family == AF_INET6 &&
-           IN6_IS_ADDR_UNSPECIFIED(&a->u.in6.sin6_addr);
-}
-
-/* Whether the IP address of a is a loopback one (127.0.0.0/8 or ::1). */
-static bool is_loopback(const addr_t *a)
-{
-    if (a->u.sa.sa_family == AF_INET)
-        return (ntohl(a->u.in.sin_addr.s_addr) >> 24) == 127;
-    return a->u.sa.sa_family == AF_INET6 &&
-           IN6_IS_ADDR_LOOPBACK(&a->u.in6.sin6_addr);
-}
-
 /* The port of an IP address. */
 static unsigned port_of(const addr_t *a)
 {
     return ntohs(a->u.sa.sa_family == AF_INET ? a->u.in.sin_port
                                               : a->u.in6.sin6_port);
-}
-
-/*
- * The address a connect to `up` ends at: a v4-mapped IPv6 address is its
- * IPv4 one (the connect goes out over IPv4, never to an IPv6-only socket),
- * and Linux connects the wildcard address to loopback (0.0.0.0 to
- * 127.0.0.1, :: to ::1).
- */
-static addr_t connect_target(const addr_t *up)
-{
-    addr_t t = *up;
-
-    if (t.u.sa.sa_family == AF_INET6 &&
-        IN6_IS_ADDR_V4MAPPED(&t.u.in6.sin6_addr)) {
-        struct sockaddr_in v4 = { .sin_family = AF_INET,
-                                  .sin_port = up->u.in6.sin6_port };
-        memcpy(&v4.sin_addr, &up->u.in6.sin6_addr.s6_addr[12], 4);
-        memset(&t, 0, sizeof t);
-        t.u.in = v4;
-        t.len = sizeof v4;
-    }
-    if (t.u.sa.sa_family == AF_INET && is_wildcard(&t))
-        t.u.in.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    else if (t.u.sa.sa_family == AF_INET6 && is_wildcard(&t))
-        t.u.in6.sin6_addr = in6addr_loopback;
-    return t;
 }
 
 /*
@@ -1152,7 +1108,7 @@ static addr_t connect_target(const addr_t *up)
  */
 static bool reaches(const addr_t *up, const addr_t *l)
 {
-    addr_t t = connect_target(up);
+    addr_t t = addr_connect_target(up);
 
     if (t.u.sa.sa_family != l->u.sa.sa_family)
         return false;
@@ -1160,7 +1116,7 @@ static bool reaches(const addr_t *up, const addr_t *l)
         return addr_equal(&t, l);
     if (port_of(l) == 0 || port_of(&t) != port_of(l))
         return false;
-    return addr_equal(&t, l) || (is_wildcard(l) && is_loopback(&t));
+    return addr_equal(&t, l) || (addr_is_wildcard(l) && addr_is_loopback(&t));
 }
 
 /* A step of a relay loop: listener `from` relays through its upstream `up`

@@ -191,27 +191,6 @@ static bool is_local(const addr_t *a, const addr_t *host, size_t nhost)
     return false;
 }
 
-/* What a connect to a reaches as an address of this host: a v4-mapped v6
- * address is its v4 one, and the unspecified address (0.0.0.0, ::) is
- * loopback, as Linux connects it. */
-static addr_t connect_target(const addr_t *a)
-{
-    addr_t t = *a;
-    if (t.u.sa.sa_family == AF_INET6 && IN6_IS_ADDR_V4MAPPED(&t.u.in6.sin6_addr)) {
-        in_port_t port = a->u.in6.sin6_port;
-        memset(&t, 0, sizeof(t));
-        t.u.in.sin_family = AF_INET;
-        memcpy(&t.u.in.sin_addr, a->u.in6.sin6_addr.s6_addr + 12, 4);
-        t.u.in.sin_port = port;
-        t.len = sizeof(t.u.in);
-    }
-    if (t.u.sa.sa_family == AF_INET && t.u.in.sin_addr.s_addr == htonl(INADDR_ANY))
-        t.u.in.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (t.u.sa.sa_family == AF_INET6 && IN6_IS_ADDR_UNSPECIFIED(&t.u.in6.sin6_addr))
-        t.u.in6.sin6_addr = in6addr_loopback;
-    return t;
-}
-
 /* Whether a wildcard listening socket (0.0.0.0 or [::]) bound to l, fd,
  * takes a connect to t, an address of this host on its port: one of its
  * family, or a v4 one on a [::] socket without IPV6_V6ONLY (systemd may
@@ -239,7 +218,7 @@ static bool wildcard_takes(const addr_t *l, int fd, const addr_t *t)
 static const struct listen_sock *reached(const struct generation *g, const addr_t *a,
                                          const addr_t *host, size_t nhost)
 {
-    addr_t t = connect_target(a);
+    addr_t t = addr_connect_target(a);
     bool local = t.u.sa.sa_family != AF_UNIX && is_local(&t, host, nhost);
     for (size_t i = 0; i < g->nlisteners; i++) {
         const struct listener *l = &g->listeners[i];

@@ -917,7 +917,10 @@ void recv_exact(int fd, void *buf, size_t len)
     }
 }
 
-bool peer_closed_within(int fd, int ms)
+/* How the peer ended the connection within ms: 1 an end of file, 2 a reset
+ * (ECONNRESET), 0 anything else first (data, another error, the time out).
+ * A reset is taken from recv, so no byte is read before it. */
+static int peer_end_within(int fd, int ms)
 {
     int64_t until = ms_now() + ms;
     for (int i = 0; i < 1000; i++) {
@@ -929,46 +932,29 @@ bool peer_closed_within(int fd, int ms)
         if (r < 0 && errno == EINTR)
             continue;
         if (r <= 0)
-            return false;
+            return 0;
         char c;
         ssize_t n = recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT);
-        if (n == 0)
-            return true;
-        if (n > 0)
-            return false;
+        if (n >= 0)
+            return n == 0 ? 1 : 0;
+        if (errno == ECONNRESET)
+            return 2;
         if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-            return false; /* a reset is not a close */
+            return 0;
         if (left == 0)
-            return false;
+            return 0;
     }
-    return false;
+    return 0;
+}
+
+bool peer_closed_within(int fd, int ms)
+{
+    return peer_end_within(fd, ms) == 1;
 }
 
 bool peer_reset_within(int fd, int ms)
 {
-    int64_t until = ms_now() + ms;
-    for (int i = 0; i < 1000; i++) {
-        int64_t left = until - ms_now();
-        if (left < 0)
-            left = 0;
-        struct pollfd pfd = {.fd = fd, .events = POLLIN};
-        int r = poll(&pfd, 1, (int)left);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            return false;
-        char c;
-        ssize_t n = recv(fd, &c, 1, MSG_DONTWAIT);
-        if (n >= 0)
-            return false; /* data, or an end of file */
-        if (errno == ECONNRESET)
-            return true;
-        if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
-            return false;
-        if (left == 0)
-            return false;
-    }
-    return false;
+    return peer_end_within(fd, ms) == 2;
 }
 
 void fill_random(uint8_t *buf, size_t len, uint32_t seed)

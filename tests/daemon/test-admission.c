@@ -171,6 +171,17 @@ static size_t v2_tcp6(uint8_t *out, const char *src, const char *dst,
     return 52;
 }
 
+/* A v2 LOCAL header without addresses (16 bytes) into out. */
+static size_t v2_local(uint8_t *out)
+{
+    memcpy(out, v2_sig, 12);
+    out[12] = 0x20; /* version 2, LOCAL */
+    out[13] = 0x00;
+    out[14] = 0;
+    out[15] = 0;
+    return 16;
+}
+
 /* Connects, sends hdr and payload in one send, and expects the payload
  * alone echoed back, then the daemon's FIN after a half-close. */
 static void proxied_echo(int port, const void *hdr, size_t hlen, const char *payload)
@@ -533,11 +544,7 @@ static void test_proxy_local_and_tlvs(void **state)
     uint8_t hdr[64];
 
     /* LOCAL, no addresses. */
-    memcpy(hdr, v2_sig, 12);
-    hdr[12] = 0x20;
-    hdr[13] = 0x00;
-    hdr[14] = 0;
-    hdr[15] = 0;
+    v2_local(hdr);
     int fd = client4(port);
     int cport = local_port(fd);
     uint8_t buf[128];
@@ -770,21 +777,28 @@ static void relay_expect_header(int port, int ufd_listen, const void *client_hdr
     close(fd);
 }
 
-#define RELAY(send, extra) \
-    "  { name = \"" send "\"; listen = [ \"127.0.0.1:0\" ]; mode = \"proxy\";\n" \
-    "    upstreams = [ \"127.0.0.1:%d\" ]; retries = 0; send_proxy = \"" send "\";" extra " }"
+/* Two relays to a test upstream (listening on *lfd, on port *up): "v1"
+ * and "v2", named for their send_proxy, each with the settings `extra`. */
+static struct echod *start_v1_v2_relays(const char *extra, int *lfd, int *up)
+{
+    char conf[1024];
+    *lfd = listen_loopback(16, up);
+    snprintf(conf, sizeof(conf), BASE "workers = 1;\nlisteners = (\n"
+             "  { name = \"v1\"; listen = [ \"127.0.0.1:0\" ]; mode = \"proxy\";\n"
+             "    upstreams = [ \"127.0.0.1:%d\" ]; retries = 0; send_proxy = \"v1\"; %s },\n"
+             "  { name = \"v2\"; listen = [ \"127.0.0.1:0\" ]; mode = \"proxy\";\n"
+             "    upstreams = [ \"127.0.0.1:%d\" ]; retries = 0; send_proxy = \"v2\"; %s }\n"
+             ");\n", *up, extra, *up, extra);
+    return echod_start(conf);
+}
 
 /* send_proxy = "v1" and "v2": the upstream reads first exactly the header
  * for the client's and the listener's addresses, then the payload. */
 static void test_send_proxy(void **state)
 {
     (void)state;
-    int up;
-    int lfd = listen_loopback(16, &up);
-    char conf[1024];
-    snprintf(conf, sizeof(conf), BASE "workers = 1;\nlisteners = (\n"
-             RELAY("v1", "") ",\n" RELAY("v2", "") "\n);\n", up, up);
-    struct echod *e = echod_start(conf);
+    int lfd, up;
+    struct echod *e = start_v1_v2_relays("", &lfd, &up);
 
     int port = echod_port(e, "v1", 0);
     int fd = client4(port);
@@ -888,20 +902,12 @@ static void test_proxy_header_deadline_and_peer_count(void **state)
 static void test_proxy_in_and_out_at_the_smallest_buffer(void **state)
 {
     (void)state;
-    int up;
-    int lfd = listen_loopback(16, &up);
-    char conf[1024];
-    snprintf(conf, sizeof(conf), BASE "workers = 1;\nlisteners = (\n"
-             RELAY("v1", " accept_proxy = true; buffer_size = 1024;") ",\n"
-             RELAY("v2", " accept_proxy = true; buffer_size = 1024;") "\n);\n", up, up);
-    struct echod *e = echod_start(conf);
+    int lfd, up;
+    struct echod *e = start_v1_v2_relays("accept_proxy = true; buffer_size = 1024;", &lfd, &up);
     uint8_t msg[16 + 992], payload[992];
     for (size_t i = 0; i < sizeof(payload); i++)
         payload[i] = (uint8_t)('a' + i % 26);
-    memcpy(msg, v2_sig, 12);
-    msg[12] = 0x20; /* LOCAL */
-    msg[13] = msg[14] = msg[15] = 0;
-    memcpy(msg + 16, payload, sizeof(payload));
+    memcpy(msg + v2_local(msg), payload, sizeof(payload));
     for (int v = 1; v <= 2; v++) {
         int port = echod_port(e, v == 1 ? "v1" : "v2", 0);
         int fd = client4(port);
@@ -937,13 +943,8 @@ static void test_proxy_in_and_out_at_the_smallest_buffer(void **state)
 static void test_proxy_passed_on(void **state)
 {
     (void)state;
-    int up;
-    int lfd = listen_loopback(16, &up);
-    char conf[1024];
-    snprintf(conf, sizeof(conf), BASE "workers = 1;\nlisteners = (\n"
-             RELAY("v1", " accept_proxy = true;") ",\n"
-             RELAY("v2", " accept_proxy = true;") "\n);\n", up, up);
-    struct echod *e = echod_start(conf);
+    int lfd, up;
+    struct echod *e = start_v1_v2_relays("accept_proxy = true;", &lfd, &up);
     int p1 = echod_port(e, "v1", 0), p2 = echod_port(e, "v2", 0);
     uint8_t hdr[64], want[64];
 
@@ -960,11 +961,7 @@ static void test_proxy_passed_on(void **state)
     relay_expect_header(p2, lfd, v1b, strlen(v1b), want, wn, "v1 to v2\n", true);
 
     /* LOCAL: the upstream learns the real client and listener. */
-    memcpy(hdr, v2_sig, 12);
-    hdr[12] = 0x20;
-    hdr[13] = 0;
-    hdr[14] = 0;
-    hdr[15] = 0;
+    v2_local(hdr);
     int fd = client4(p1);
     int cport = local_port(fd);
     memcpy(hdr + 16, "local\n", 6);
@@ -1025,6 +1022,19 @@ static void test_send_proxy_ipv6(void **state)
     echod_stop_ok(e);
 }
 
+/* The address of listener `name`'s Unix socket, from its listening line. */
+static struct sockaddr_un unix_listen_addr(struct echod *e, const char *name)
+{
+    const char *line = echod_must_log(e, "listener %s: listening on unix:", name);
+    const char *path = strstr(line, "listening on unix:") + strlen("listening on unix:");
+    const char *end = strstr(path, " (");
+    assert_non_null(end);
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
+    assert_true((size_t)(end - path) < sizeof(a.sun_path));
+    memcpy(a.sun_path, path, (size_t)(end - path));
+    return a;
+}
+
 /* Unix-socket clients have no address: allow/deny do not apply to them
  * (file permissions guard the socket), while the same listener's TCP
  * address refuses everyone. */
@@ -1037,13 +1047,7 @@ static void test_acl_not_applied_to_unix_clients(void **state)
     int fd = client4(echod_port(e, "u", 0));
     expect_refused_logged(e, fd, "u", "127.0.0.1", "denied by allow/deny");
 
-    const char *line = echod_must_log(e, "listener u: listening on unix:");
-    const char *path = strstr(line, "listening on unix:") + strlen("listening on unix:");
-    const char *end = strstr(path, " (");
-    assert_non_null(end);
-    struct sockaddr_un a = {.sun_family = AF_UNIX};
-    assert_true((size_t)(end - path) < sizeof(a.sun_path));
-    memcpy(a.sun_path, path, (size_t)(end - path));
+    struct sockaddr_un a = unix_listen_addr(e, "u");
     fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     assert_true(fd >= 0);
     set_timeouts(fd);
@@ -1082,13 +1086,7 @@ static void test_log_lines_cannot_be_forged(void **state)
     struct echod *e = echod_start(BASE "workers = 1;\n"
         "listeners = ( { name = \"u\"; listen = [ \"unix:@DIR@/echo.sock\" ]; },\n"
         "  { name = \"pp\"; listen = [ \"127.0.0.1:0\" ]; accept_proxy = true; } );\n");
-    const char *line = echod_must_log(e, "listener u: listening on unix:");
-    const char *path = strstr(line, "listening on unix:") + strlen("listening on unix:");
-    const char *end = strstr(path, " (");
-    assert_non_null(end);
-    struct sockaddr_un a = {.sun_family = AF_UNIX};
-    assert_true((size_t)(end - path) < sizeof(a.sun_path));
-    memcpy(a.sun_path, path, (size_t)(end - path));
+    struct sockaddr_un a = unix_listen_addr(e, "u");
     char dir[] = "/tmp/mio-forge-XXXXXX";
     assert_non_null(mkdtemp(dir));
     struct sockaddr_un me = {.sun_family = AF_UNIX};

@@ -22,6 +22,7 @@
 #include <cmocka.h>
 
 #include "config.h"
+#include "../utf8-valid.h"
 
 /* A minimal valid listener, for tests about other settings. */
 #define LISTENER "listeners = ( { name = \"a\"; listen = [ \"127.0.0.1:0\" ]; } );\n"
@@ -1091,24 +1092,6 @@ static void wide_integers_in_lists(void **state)
             "got 4294967297");
 }
 
-/* Whether s is valid UTF-8 (RFC 3629). */
-static bool valid_utf8(const char *s)
-{
-    const unsigned char *u = (const unsigned char *)s;
-    while (*u != '\0') {
-        size_t n = *u < 0x80 ? 1 : *u >= 0xc2 && *u <= 0xdf ? 2
-                 : *u >= 0xe0 && *u <= 0xef ? 3 : *u >= 0xf0 && *u <= 0xf4 ? 4 : 0;
-        unsigned lo = *u == 0xe0 ? 0xa0 : *u == 0xf0 ? 0x90 : 0x80;
-        unsigned hi = *u == 0xed ? 0x9f : *u == 0xf4 ? 0x8f : 0xbf;
-        if (n == 0)
-            return false;
-        for (size_t i = 1; i < n; i++)
-            if (u[i] < (i == 1 ? lo : 0x80) || u[i] > (i == 1 ? hi : 0xbf))
-                return false;
-        u += n;
-    }
-    return true;
-}
 
 /* Bytes of the file that are not UTF-8 are escaped in messages; UTF-8
  * text is kept as it is, and never cut inside a character. */
