@@ -1381,6 +1381,47 @@ static void test_slow_reader_relay(void **state)
 
 /* ---- configuration errors ---------------------------------------------- */
 
+/* The README's way to try the daemon without nc, on a fresh Debian where
+ * there is none: its bash line (the port made ours) gets "hello" back; and
+ * the README says which package gives nc. */
+static void test_readme_try_it_works(void **state)
+{
+    (void)state;
+    const char *top = getenv("top_srcdir");
+    char path[4096], line[512] = "", cmd[1024];
+    snprintf(path, sizeof(path), "%s/README.md", top != NULL ? top : ".");
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        fail_msg("cannot read %s: %s", path, strerror(errno));
+    bool names_package = false;
+    char buf[512];
+    while (fgets(buf, sizeof(buf), f) != NULL) {
+        if (strncmp(buf, "bash -c 'exec 3<>/dev/tcp/127.0.0.1/7007;", 41) == 0)
+            snprintf(line, sizeof(line), "%s", buf);
+        names_package |= strstr(buf, "netcat-openbsd") != NULL;
+    }
+    fclose(f);
+    assert_true(names_package);
+    if (line[0] == '\0')
+        fail_msg("%s shows no \"bash -c 'exec 3<>/dev/tcp/127.0.0.1/7007; ...'\" line", path);
+    struct echod *e = echod_start(BASE "workers = 1;\n"
+        "listeners = ( { name = \"e\"; listen = [ \"127.0.0.1:0\" ]; } );\n");
+    char *at = strstr(line, "/7007;");
+    assert_non_null(at);
+    *at = '\0';
+    line[strcspn(at + 1, "\n") + (size_t)(at + 1 - line)] = '\0';
+    snprintf(cmd, sizeof(cmd), "timeout 5 %s/%d;%s", line, echod_port(e, "e", 0), at + 6);
+    FILE *p = popen(cmd, "r");
+    assert_non_null(p);
+    char got[64] = "";
+    if (fgets(got, sizeof(got), p) == NULL)
+        got[0] = '\0';
+    int rc = pclose(p);
+    if (rc != 0 || strcmp(got, "hello\n") != 0)
+        fail_msg("%s: exit %d, printed \"%s\"", cmd, rc, got);
+    echod_stop_ok(e);
+}
+
 /* "mio-echod -t" accepts a valid file using most settings, and the shipped
  * conf/mio-echod.conf. */
 static void test_config_check_ok(void **state)
@@ -1573,6 +1614,7 @@ int main(void)
         cmocka_unit_test(test_refusal_log_accounting_across_bad_header),
         cmocka_unit_test(test_slow_reader_echo),
         cmocka_unit_test(test_slow_reader_relay),
+        cmocka_unit_test(test_readme_try_it_works),
         cmocka_unit_test(test_config_check_ok),
         cmocka_unit_test(test_config_errors),
         cmocka_unit_test(test_usage_errors),

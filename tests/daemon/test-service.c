@@ -1308,7 +1308,9 @@ static void test_reload_ignored_during_shutdown(void **state)
 /*
  * A reload whose new listener cannot bind (its port is held) fails and
  * rolls back: "reload failed" logged, READY=1 with the reason, the old
- * listener keeps its very socket and serves old and new clients.  Once the
+ * listener keeps its very socket and serves old and new clients, and no
+ * "listening on" line is written for what the failed reload bound and
+ * closed again, nor again for the socket kept.  Once the
  * port is free, a reload that adds that listener and removes the old one
  * applies: the old port is refused (the rollback left it closable), the
  * connection opened on it is served to its end.
@@ -1316,8 +1318,8 @@ static void test_reload_ignored_during_shutdown(void **state)
 static void test_reload_port_taken_rolls_back(void **state)
 {
     (void)state;
-    int ports[2];
-    reserve_ports(ports, 2);
+    int ports[3];
+    reserve_ports(ports, 3);
     char text[1024];
     snprintf(text, sizeof(text), BASE "workers = 2;\n"
              "listeners = ( { name = \"echo\"; listen = [ \"127.0.0.1:%d\" ]; } );\n",
@@ -1338,13 +1340,18 @@ static void test_reload_port_taken_rolls_back(void **state)
     assert_int_equal(listen(blocker, 4), 0);
     rewrite_conf(e, BASE "workers = 2;\n"
                  "listeners = ( { name = \"echo\"; listen = [ \"127.0.0.1:%d\" ]; },\n"
+                 "  { name = \"fresh\"; listen = [ \"127.0.0.1:%d\" ]; },\n"
                  "  { name = \"extra\"; listen = [ \"127.0.0.1:%d\" ]; } );\n",
-                 ports[0], ports[1]);
+                 ports[0], ports[2], ports[1]);
     echod_signal(e, SIGHUP);
     if (!wait_count(e, "error: reload failed: ", 1, WAIT_MS))
         fail_msg("no \"reload failed\" line within %d ms", WAIT_MS);
     echod_must_log(e, "listener extra: cannot listen on 127.0.0.1:%d", ports[1]);
     assert_int_equal(echod_count_log(e, "reloaded "), 0);
+    /* Nothing said to listen that does not: not the socket bound and closed
+     * again, nor, again, the one kept. */
+    assert_int_equal(echod_count_log(e, "listener fresh: listening on"), 0);
+    assert_int_equal(echod_count_log(e, "listener echo: listening on"), 1);
     if (notify_fd >= 0) {
         notify_expect("RELOADING=1", msg, sizeof(msg), WAIT_MS);
         notify_expect("READY=1", msg, sizeof(msg), WAIT_MS);
@@ -1363,6 +1370,7 @@ static void test_reload_port_taken_rolls_back(void **state)
                  "listeners = ( { name = \"extra\"; listen = [ \"127.0.0.1:%d\" ]; } );\n",
                  ports[1]);
     reload_ok(e);
+    assert_int_equal(echod_count_log(e, "listener extra: listening on"), 1);
     fd = client4(ports[1]);
     expect_echo(fd, "extra, once its port is free\n");
     finish(fd);
