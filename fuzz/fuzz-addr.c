@@ -161,6 +161,16 @@ static void check_addr(const char *text, enum addr_use use)
         addr_format(a, formatted, sizeof formatted);
         CHECK(memchr(formatted, '\0', sizeof formatted) != NULL,
               "\"%s\": formatted without a NUL", text);
+        /* What goes into log lines: printable ASCII only, no space. */
+        for (const char *c = formatted; family == AF_UNIX && *c != '\0'; c++)
+            CHECK(*c > 0x20 && *c < 0x7f, "\"%s\" formats as \"%s\", with byte 0x%02x",
+                  text, formatted, (unsigned char)*c);
+        /* A short buffer is cut, with its NUL. */
+        addr_format(a, small, 8);
+        CHECK(memchr(small, '\0', 8) != NULL, "\"%s\": format not cut", text);
+        /* A Unix path with bytes written \xNN reads back as another. */
+        if (family == AF_UNIX && strstr(formatted, "\\x") != NULL)
+            continue;
         CHECK(addr_parse(formatted, use, again, 2, &m, err, ERRLEN) == 0,
               "\"%s\" (%s) formats as \"%s\", which is refused: %s", text,
               use_name(use), formatted, err);
@@ -175,9 +185,6 @@ static void check_addr(const char *text, enum addr_use use)
         if (use == ADDR_LISTEN && family == AF_INET6 && text[0] == '[' &&
             a->u.in6.sin6_scope_id == 0)
             check_scope(text, a);
-        /* A short buffer is cut, with its NUL. */
-        addr_format(a, small, 8);
-        CHECK(memchr(small, '\0', 8) != NULL, "\"%s\": format not cut", text);
     }
     free(err);
     free(small);
