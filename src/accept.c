@@ -1,4 +1,4 @@
-/* Accepting clients, and admission: ACLs and limits, before any byte. */
+/* Accepting clients on a listening socket, and shedding them at EMFILE. */
 #ifdef HAVE_CONFIG_H
 #include "autoconf.h"
 #endif
@@ -10,127 +10,24 @@
 #include <unistd.h>
 
 #include "accept.h"
+#include "admission.h"
+#include "conn.h"
+#include "listener.h"
 #include "mio.h"
 #include "worker.h"
-
-/* Whether allow/deny let src in (cidr_allows(): deny wins, an empty allow
- * allows everyone, Unix-socket clients pass). */
-static bool acl_allows(const struct listener_config *cfg, const addr_t *src)
-{
-    return cidr_allows(cfg->allow, cfg->nallow, cfg->deny, cfg->ndeny, src);
-}
-
-const char *const refusal_names[REFUSED_N] = {
-    [REFUSED_ACL] = "acl",
-    [REFUSED_MAX_CONNECTIONS] = "max_connections",
-    [REFUSED_LISTENER_MAX] = "listener_max_connections",
-    [REFUSED_PER_SOURCE] = "max_per_source",
-    [REFUSED_PROXY_HEADER] = "bad_proxy_header",
-    [REFUSED_NO_FD] = "out_of_fds",
-};
-
-/* What the log says for a refusal. */
-static const char *refusal_text(enum refusal why)
-{
-    switch (why) {
-    case REFUSED_ACL: return "denied by allow/deny";
-    case REFUSED_MAX_CONNECTIONS: return "max_connections reached";
-    case REFUSED_LISTENER_MAX: return "listener max_connections reached";
-    case REFUSED_PER_SOURCE: return "max_per_source reached";
-    case REFUSED_PROXY_HEADER: return "bad PROXY header";
-    case REFUSED_NO_FD:
-    case REFUSED_N: break;
-    }
-    return "out of file descriptors";
-}
-
-void listener_refused(struct worker *w, struct listener *l, const addr_t *src,
-                      enum refusal why, const char *detail)
-{
-    atomic_fetch_add(&l->st->refused[why], 1);
-    char reason[160];
-    snprintf(reason, sizeof(reason), "%s%s%s", refusal_text(why),
-             detail ? (why == REFUSED_PROXY_HEADER ? ": " : " ") : "",
-             detail ? detail : "");
-    unsigned dropped;
-    if (!ratelimit_allow(&w->rl_refused, w->now_ms, &dropped))
-        return;
-    char text[ADDR_STRLEN];
-    addr_format(src, text, sizeof(text));
-    if (dropped > 0)
-        log_info("listener %s: refused %s: %s (%u more refused, not logged)",
-                 l->cfg->name, text, reason, dropped);
-    else
-        log_info("listener %s: refused %s: %s", l->cfg->name, text, reason);
-}
-
-/* Takes one connection from the daemon's and the listener's limits;
- * REFUSED_N when both had room. */
-static enum refusal take_limits(struct worker *w, struct listener *l)
-{
-    unsigned max = l->gen->cfg->max_connections;
-    if (atomic_fetch_add(&w->d->active, 1) >= max && max != 0) {
-        atomic_fetch_sub(&w->d->active, 1);
-        return REFUSED_MAX_CONNECTIONS;
-    }
-    max = l->cfg->max_connections;
-    if (atomic_fetch_add(&l->st->active, 1) >= max && max != 0) {
-        atomic_fetch_sub(&l->st->active, 1);
-        atomic_fetch_sub(&w->d->active, 1);
-        return REFUSED_LISTENER_MAX;
-    }
-    return REFUSED_N;
-}
-
-bool listener_admit_source(struct worker *w, struct listener *l,
-                           const addr_t *src, struct conn *c)
-{
-    if (!acl_allows(l->cfg, src)) {
-        listener_refused(w, l, src, REFUSED_ACL, "(PROXY source)");
-        return false;
-    }
-    if (l->cfg->max_per_source == 0)
-        return true;
-    /* The connecting peer was counted until now: the source replaces it. */
-    if (c->srclen > 0) {
-        persource_release(&l->st->persource, c->srckey, c->srclen);
-        c->srclen = 0;
-    }
-    uint8_t key[16];
-    size_t len = addr_source_key(src, key);
-    if (len == 0)
-        return true;
-    if (!persource_acquire(&l->st->persource, key, len, l->cfg->max_per_source)) {
-        listener_refused(w, l, src, REFUSED_PER_SOURCE, NULL);
-        return false;
-    }
-    memcpy(c->srckey, key, len);
-    c->srclen = (uint8_t)len;
-    return true;
-}
 
 /* Decides on one accepted client: refused ones are closed at once. */
 static void admit(struct worker *w, struct listen_sock *ls, int fd, const addr_t *peer)
 {
     struct listener *l = ls->listener;
-    enum refusal why = acl_allows(l->cfg, peer) ? take_limits(w, l) : REFUSED_ACL;
-    uint8_t key[16];
-    size_t len = 0;
-    /* With accept_proxy the peer is counted until its header declares the
-     * source (listener_admit_source()), so that unfinished headers count. */
-    if (why == REFUSED_N && l->cfg->max_per_source > 0 &&
-        (len = addr_source_key(peer, key)) > 0 &&
-        !persource_acquire(&l->st->persource, key, len, l->cfg->max_per_source)) {
-        atomic_fetch_sub(&l->st->active, 1);
-        atomic_fetch_sub(&w->d->active, 1);
-        why = REFUSED_PER_SOURCE;
-    }
+    struct ticket t;
+    enum refusal why = admission_take(&t, w->d, l, peer);
     if (why != REFUSED_N) {
         close(fd);
-        listener_refused(w, l, peer, why, NULL);
+        admission_refused(&w->rl_refused, w->loop.now_ms, l, peer, why, NULL);
         return;
     }
-    conn_open(w, ls, fd, peer, key, len);
+    conn_open(w, ls, fd, peer, &t);
 }
 
 /* Out of descriptors: give up the spare one to accept and close a client,
@@ -141,7 +38,7 @@ static void admit(struct worker *w, struct listen_sock *ls, int fd, const addr_t
  * Under accept_mu, so that no other worker's accept takes the slot. */
 static bool shed_one(struct worker *w, struct listen_sock *ls, int err)
 {
-    if (ratelimit_allow(&w->rl_fd, w->now_ms, NULL))
+    if (ratelimit_allow(&w->rl_fd, w->loop.now_ms, NULL))
         log_warn("listener %s: out of file descriptors (%s): refusing clients; "
                  "raise LimitNOFILE or lower max_connections",
                  ls->listener->cfg->name, log_strerror(err));
@@ -163,14 +60,15 @@ static bool shed_one(struct worker *w, struct listen_sock *ls, int err)
         return true;
     }
     if (fd == -EAGAIN) {
-        (void)mio_registry_rearm(w->reg, ls->fd, MIO_READABLE);
+        loop_rearm(&w->loop, ls->fd, MIO_READABLE);
         return false;
     }
     worker_pause_accepting(w, 100);
     return false;
 }
 
-void listener_accept(struct worker *w, struct listen_sock *ls)
+/* Accepts every pending client of ls (the socket was readable). */
+static void accept_all(struct worker *w, struct listen_sock *ls)
 {
     /* A bound per wake-up keeps one busy listener from starving the
      * connections this worker already serves; the rest are taken on the
@@ -193,7 +91,7 @@ void listener_accept(struct worker *w, struct listen_sock *ls)
         }
         switch (-fd) {
         case EAGAIN:
-            (void)mio_registry_rearm(w->reg, ls->fd, MIO_READABLE);
+            loop_rearm(&w->loop, ls->fd, MIO_READABLE);
             return;
         case EINTR:
         case ECONNABORTED:
@@ -205,7 +103,7 @@ void listener_accept(struct worker *w, struct listen_sock *ls)
                 return;
             continue;
         default:
-            if (ratelimit_allow(&w->rl_fd, w->now_ms, NULL))
+            if (ratelimit_allow(&w->rl_fd, w->loop.now_ms, NULL))
                 log_warn("listener %s: accept on %s: %s", ls->listener->cfg->name,
                          ls->name, log_strerror(-fd));
             worker_pause_accepting(w, 100);
@@ -214,4 +112,15 @@ void listener_accept(struct worker *w, struct listen_sock *ls)
     }
     /* Still more pending: come back after the other events. */
     worker_pause_accepting(w, 0);
+}
+
+void accept_ready(struct handler *h, struct loop *l, const mio_event_t *ev)
+{
+    (void)ev;
+    struct listen_sock *ls = container_of(h, struct listen_sock, h);
+    struct worker *w = container_of(l, struct worker, loop);
+    /* A socket of the generation this batch moved away from: its new
+     * registration reports the same clients. */
+    if (w->accepting && ls->listener->gen == w->gen)
+        accept_all(w, ls);
 }

@@ -1,31 +1,17 @@
 /*
- * Accepting on the listening sockets, in the workers, where allow/deny and
- * the limits are applied before any byte is read.
+ * Accepting on the listening sockets, in the workers: a listening socket's
+ * handler takes every pending client, lets admission decide on each before
+ * any byte is read, and hands the admitted ones to conn_open().  Out of
+ * descriptors, a spare one is given up to accept and close a client, so
+ * that the accept loop never spins.
  */
 #ifndef ECHOD_ACCEPT_H
 #define ECHOD_ACCEPT_H
 
-#include <stdbool.h>
+#include "loop.h"
 
-#include "conn.h"
-#include "daemon.h"
-
-struct worker;
-
-/* Accepts every pending client of ls (the socket was readable). */
-void listener_accept(struct worker *w, struct listen_sock *ls);
-
-/* Admits the source a PROXY header declared: the listener's allow/deny and
- * max_per_source apply to it, as to a direct client.  Counts it per source
- * in c, in place of the connecting peer counted at accept.  False (logged,
- * rate-limited) when refused. */
-bool listener_admit_source(struct worker *w, struct listener *l,
-                           const addr_t *src, struct conn *c);
-
-/* Counts a refused client and logs why (with `detail`, may be NULL), at
- * most a few lines a second per worker; a line after a quiet spell says how
- * many were not logged. */
-void listener_refused(struct worker *w, struct listener *l, const addr_t *src,
-                      enum refusal why, const char *detail);
+/* The handler of a listening socket (struct listen_sock's h), in any
+ * worker's loop: accepts what is pending. */
+void accept_ready(struct handler *h, struct loop *l, const mio_event_t *ev);
 
 #endif

@@ -16,7 +16,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "conn.h"
+#include "accept.h"
+#include "endpoint.h"
 #include "listener.h"
 #include "log.h"
 #include "mio.h"
@@ -181,7 +182,7 @@ static bool open_sock(struct daemon *d, struct generation *old,
     }
     ls->fd = fd;
     ls->reused = prev != NULL;
-    conn_urgent_inline(fd); /* for the clients it accepts */
+    endpoint_urgent_inline(fd); /* for the clients it accepts */
     if (a->u.sa.sa_family != AF_UNIX) {
         addr_t bound;
         bound.len = sizeof(bound.u);
@@ -340,7 +341,7 @@ static bool open_listener(struct daemon *d, struct generation *g,
         return false;
     for (size_t i = 0; i < cfg->nlisten; i++) {
         struct listen_sock *ls = &l->socks[i];
-        ls->kind = EP_LISTENER;
+        ls->h.on_event = accept_ready;
         ls->fd = -1;
         ls->addr = cfg->listen[i].addr;
         ls->listener = l;

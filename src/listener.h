@@ -6,10 +6,71 @@
 #ifndef ECHOD_LISTENER_H
 #define ECHOD_LISTENER_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <sys/types.h>
 
+#include "addr.h"
+#include "admission.h"
+#include "config.h"
 #include "daemon.h"
+#include "loop.h"
+#include "persource.h"
+#include "upstream.h"
+
+/* One bound address of a listener, shared by every worker's poll. */
+struct listen_sock {
+    struct handler h; /* its token: accept (accept.c) */
+    int fd;
+    addr_t addr; /* as bound: the real port when 0 was asked */
+    char name[ADDR_STRLEN];
+    bool passed; /* from systemd: it owns the socket (and its file) */
+    bool moved;  /* a reload handed the socket on to the next generation */
+    bool reused; /* taken over from the previous generation */
+    bool shares_port; /* SO_REUSEPORT set by a reload that moved its address */
+    dev_t unix_dev;   /* the socket file it made, removed only if still it */
+    ino_t unix_ino;
+    struct listener *listener;
+};
+
+/* What a listener keeps across reloads, found again by its name: its open
+ * connections, per-source counts and counters. */
+struct listener_state {
+    atomic_int refs; /* the generations that have the listener */
+    char name[72];
+    atomic_uint active; /* open connections, for max_connections */
+    struct persource persource;
+    atomic_ullong accepted, bytes_in, bytes_out;
+    atomic_ullong refused[REFUSED_N];
+    atomic_ullong upstream_failures; /* connects refused or timed out */
+    atomic_uint rr; /* round-robin cursor over its upstreams */
+};
+
+struct generation;
+
+/* A listener of one generation: its settings, sockets and upstreams. */
+struct listener {
+    const struct listener_config *cfg;
+    struct generation *gen;
+    struct listener_state *st;
+    struct listen_sock *socks;
+    size_t nsocks;
+    struct upstream *upstreams;
+    size_t nupstreams;
+};
+
+/*
+ * One loaded configuration with its listeners.  A reload makes a new
+ * generation; connections keep a reference to the one they were accepted
+ * in, so that changed settings apply to new connections only, and the old
+ * generation is freed when its last connection ends.
+ */
+struct generation {
+    atomic_int refs; /* the daemon while it is current, and each connection */
+    struct config *cfg;
+    struct listener *listeners;
+    size_t nlisteners;
+};
 
 /*
  * Opens the generation for cfg.  Each listen address takes over the socket

@@ -24,6 +24,7 @@
 #include "daemon.h"
 #include "listener.h"
 #include "log.h"
+#include "loop.h"
 #include "metrics.h"
 #include "reload.h"
 #include "mio.h"

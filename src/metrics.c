@@ -22,11 +22,8 @@
 #include "log.h"
 #include "metrics.h"
 #include "mio.h"
-#include "timer.h"
+#include "loop.h"
 
-/* Tokens: no connection lives at these addresses. */
-#define WAKE_TOKEN ((mio_token_t)0)
-#define LISTEN_TOKEN ((mio_token_t)1)
 
 /* How long accepting pauses after an error such as EMFILE. */
 #define ACCEPT_PAUSE_MS 100
@@ -42,7 +39,9 @@
  * of the answer in the send queue.
  */
 struct mconn {
-    struct timer timer; /* first: the timer is the connection */
+    struct handler h;   /* its token */
+    struct timer timer; /* its deadline: the head, then taking the answer */
+    struct deferred later; /* freed after the batch that closed it */
     int fd;
     bool answering; /* the head is read (or refused): only writes now */
     bool queued;    /* the whole answer is queued and the write side shut */
@@ -62,16 +61,13 @@ static struct {
     pthread_t thread;
     int lfd;
     char name[ADDR_STRLEN];
-    mio_poll_t *poll;
-    mio_registry_t *reg;
-    mio_events_t *events;
-    mio_waker_t *waker;
+    struct loop loop;
+    struct handler wake;       /* the waker's: the loop looks at stop */
+    struct handler listen;     /* the listening socket's: accept */
     atomic_bool stop;
-    struct timer_heap timers;
     struct timer accept_timer; /* resumes accepting after an error */
     bool accepting;
-    int64_t now_ms;
-    struct mconn *conns, *newest, *dead;
+    struct mconn *conns, *newest;
     unsigned nconns;
     /* stats.allow and stats.deny as started, for when a reload drops the
      * stats group (the listener then runs on until the next restart). */
@@ -241,7 +237,7 @@ static void log_limited(const char *fmt, ...)
     char line[512];
     va_list ap;
 
-    if (!ratelimit_allow(&m.rl, m.now_ms, &dropped))
+    if (!ratelimit_allow(&m.rl, m.loop.now_ms, &dropped))
         return;
     va_start(ap, fmt);
     vsnprintf(line, sizeof line, fmt, ap);
@@ -252,6 +248,9 @@ static void log_limited(const char *fmt, ...)
         log_warn("metrics: %s", line);
 }
 
+static void mconn_ready(struct handler *h, struct loop *l, const mio_event_t *ev);
+static void mconn_deadline(struct timer *t);
+
 /* Closes a connection; it is freed after the batch of events, which may
  * still name it. */
 static void close_conn(struct mconn *c)
@@ -259,8 +258,8 @@ static void close_conn(struct mconn *c)
     if (c->dead)
         return;
     c->dead = true;
-    timer_cancel(&m.timers, &c->timer);
-    (void)mio_registry_deregister(m.reg, c->fd);
+    loop_timer_cancel(&m.loop, &c->timer);
+    loop_unwatch(&m.loop, c->fd);
     close(c->fd);
     if (c->prev != NULL)
         c->prev->next = c->next;
@@ -271,19 +270,15 @@ static void close_conn(struct mconn *c)
     else
         m.newest = c->prev;
     m.nconns--;
-    c->next = m.dead;
-    m.dead = c;
+    loop_defer(&m.loop, &c->later);
 }
 
-/* Frees the connections closed in the last batch. */
-static void reap(void)
+/* Frees a connection closed in the last batch (the loop's release). */
+static void release_conn(struct deferred *d)
 {
-    while (m.dead != NULL) {
-        struct mconn *c = m.dead;
-        m.dead = c->next;
-        free(c->out);
-        free(c);
-    }
+    struct mconn *c = container_of(d, struct mconn, later);
+    free(c->out);
+    free(c);
 }
 
 /*
@@ -309,7 +304,7 @@ static bool discard_input(struct mconn *c)
         } else if (errno == EINTR) {
             continue;
         } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
-            (void)mio_registry_rearm(m.reg, c->fd, MIO_READABLE);
+            loop_rearm(&m.loop, c->fd, MIO_READABLE);
             return true;
         } else {
             close_conn(c); /* reset: nobody takes the answer any more */
@@ -330,7 +325,7 @@ static void write_answer(struct mconn *c)
         } else if (n < 0 && errno == EINTR) {
             continue;
         } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            (void)mio_registry_rearm(m.reg, c->fd, MIO_WRITABLE);
+            loop_rearm(&m.loop, c->fd, MIO_WRITABLE);
             return;
         } else {
             close_conn(c); /* the client went away */
@@ -406,7 +401,7 @@ static void answer(struct mconn *c, enum http_result res)
     c->out_len = total;
     c->answering = true;
     /* The client gets the deadline again to take the answer. */
-    (void)timer_set(&m.timers, &c->timer, m.now_ms + METRICS_DEADLINE_MS);
+    (void)loop_timer_set(&m.loop, &c->timer, m.loop.now_ms + METRICS_DEADLINE_MS);
     serve(c);
 }
 
@@ -427,7 +422,7 @@ static void read_head(struct mconn *c)
         } else if (n < 0 && errno == EINTR) {
             continue;
         } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            (void)mio_registry_rearm(m.reg, c->fd, MIO_READABLE);
+            loop_rearm(&m.loop, c->fd, MIO_READABLE);
             return;
         } else {
             close_conn(c); /* gone before its head was complete */
@@ -446,14 +441,15 @@ static void open_conn(int fd)
         return;
     }
     c->fd = fd;
+    c->h.on_event = mconn_ready;
+    c->timer.fire = mconn_deadline;
     http_reader_init(&c->rd);
-    int err = mio_registry_register(m.reg, fd, (mio_token_t)c,
-                                    MIO_READABLE | MIO_WRITABLE);
+    int err = loop_watch(&m.loop, fd, &c->h, MIO_READABLE | MIO_WRITABLE);
     if (err == 0)
-        err = timer_set(&m.timers, &c->timer, m.now_ms + METRICS_DEADLINE_MS);
+        err = loop_timer_set(&m.loop, &c->timer, m.loop.now_ms + METRICS_DEADLINE_MS);
     if (err < 0) {
         log_limited("cannot watch a connection: %s", log_strerror(-err));
-        (void)mio_registry_deregister(m.reg, fd);
+        loop_unwatch(&m.loop, fd);
         close(fd);
         free(c);
         return;
@@ -518,9 +514,9 @@ static bool client_allowed(const addr_t *peer)
 static void watch_listener(bool on)
 {
     if (on)
-        (void)mio_registry_register(m.reg, m.lfd, LISTEN_TOKEN, MIO_READABLE);
+        (void)loop_watch(&m.loop, m.lfd, &m.listen, MIO_READABLE);
     else
-        (void)mio_registry_deregister(m.reg, m.lfd);
+        loop_unwatch(&m.loop, m.lfd);
     m.accepting = on;
 }
 
@@ -534,7 +530,7 @@ static void accept_clients(void)
         peer.len = sizeof peer.u;
         int fd = mio_tcp_accept(m.lfd, &peer.u.ss, &peer.len);
         if (fd == -EAGAIN || fd == -EWOULDBLOCK) {
-            (void)mio_registry_rearm(m.reg, m.lfd, MIO_READABLE);
+            loop_rearm(&m.loop, m.lfd, MIO_READABLE);
             return;
         }
         if (fd == -EINTR || fd == -ECONNABORTED)
@@ -543,7 +539,7 @@ static void accept_clients(void)
             log_limited("cannot accept: %s; pausing for %d ms", log_strerror(-fd),
                         ACCEPT_PAUSE_MS);
             watch_listener(false);
-            (void)timer_set(&m.timers, &m.accept_timer, m.now_ms + ACCEPT_PAUSE_MS);
+            (void)loop_timer_set(&m.loop, &m.accept_timer, m.loop.now_ms + ACCEPT_PAUSE_MS);
             return;
         }
         if (!client_allowed(&peer)) {
@@ -563,49 +559,41 @@ static void accept_clients(void)
     }
 }
 
-/* Runs the timers that are due: deadlines, and the end of an accept pause. */
-static void run_timers(void)
+/* The end of a pause in accepting. */
+static void resume_accepting(struct timer *t)
 {
-    struct timer *t;
-
-    while ((t = timer_peek(&m.timers)) != NULL && t->deadline_ms <= m.now_ms) {
-        timer_cancel(&m.timers, t);
-        if (t == &m.accept_timer) {
-            watch_listener(true);
-            accept_clients();
-            continue;
-        }
-        struct mconn *c = (struct mconn *)t;
-        log_debug("metrics: closing a connection after %d ms %s", METRICS_DEADLINE_MS,
-                  !c->answering ? "without a complete request"
-                  : c->queued   ? "while the client had not closed"
-                                : "without its answer taken");
-        if (c->answering && !c->queued) {
-            /* Cut short: a reset says so, where a FIN would pass for the
-             * end, and the kernel keeps no unsent rest for a client that
-             * does not read. */
-            struct linger abort_close = {.l_onoff = 1, .l_linger = 0};
-            (void)setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &abort_close,
-                             sizeof abort_close);
-        } else if (c->queued) {
-            (void)discard_input(c); /* unread input would make it a reset */
-        }
-        close_conn(c);
-    }
+    (void)t;
+    watch_listener(true);
+    accept_clients();
 }
 
-/* Handles one event by its token. */
-static void dispatch(const mio_event_t *ev)
+/* A connection's deadline passed: it is closed. */
+static void mconn_deadline(struct timer *t)
 {
-    mio_token_t token = mio_event_token(ev);
-
-    if (token == WAKE_TOKEN)
-        return; /* the loop looks at m.stop */
-    if (token == LISTEN_TOKEN) {
-        accept_clients();
-        return;
+    struct mconn *c = container_of(t, struct mconn, timer);
+    log_debug("metrics: closing a connection after %d ms %s", METRICS_DEADLINE_MS,
+              !c->answering ? "without a complete request"
+              : c->queued   ? "while the client had not closed"
+                            : "without its answer taken");
+    if (c->answering && !c->queued) {
+        /* Cut short: a reset says so, where a FIN would pass for the
+         * end, and the kernel keeps no unsent rest for a client that
+         * does not read. */
+        struct linger abort_close = {.l_onoff = 1, .l_linger = 0};
+        (void)setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &abort_close,
+                         sizeof abort_close);
+    } else if (c->queued) {
+        (void)discard_input(c); /* unread input would make it a reset */
     }
-    struct mconn *c = (struct mconn *)token;
+    close_conn(c);
+}
+
+/* A connection's socket is ready: its head read, or its answer served. */
+static void mconn_ready(struct handler *h, struct loop *l, const mio_event_t *ev)
+{
+    (void)l;
+    (void)ev;
+    struct mconn *c = container_of(h, struct mconn, h);
     if (c->dead)
         return;
     if (c->answering)
@@ -614,32 +602,34 @@ static void dispatch(const mio_event_t *ev)
         read_head(c);
 }
 
+/* The listening socket is readable. */
+static void listen_ready(struct handler *h, struct loop *l, const mio_event_t *ev)
+{
+    (void)h;
+    (void)l;
+    (void)ev;
+    accept_clients();
+}
+
+/* The waker's event: the loop looks at m.stop. */
+static void woken(struct handler *h, struct loop *l, const mio_event_t *ev)
+{
+    (void)h;
+    (void)l;
+    (void)ev;
+}
+
 /* The thread: until metrics_stop(). */
 static void *run(void *arg)
 {
     (void)arg;
     while (!atomic_load(&m.stop)) {
-        m.now_ms = monotonic_ms();
-        run_timers();
-        reap();
-        struct timespec ts, *timeout = NULL;
-        struct timer *next = timer_peek(&m.timers);
-        if (next != NULL) {
-            int64_t ms = next->deadline_ms - m.now_ms;
-            ms = ms < 0 ? 0 : ms;
-            ts.tv_sec = (time_t)(ms / 1000);
-            ts.tv_nsec = (long)(ms % 1000) * 1000000;
-            timeout = &ts;
-        }
-        int err = mio_poll_poll(m.poll, m.events, timeout);
-        if (err < 0 && err != -EINTR) {
+        loop_due(&m.loop);
+        int err = loop_wait(&m.loop);
+        if (err < 0) {
             log_err("metrics: poll: %s; no longer serving metrics", log_strerror(-err));
             break;
         }
-        m.now_ms = monotonic_ms();
-        for (size_t i = 0; i < mio_events_len(m.events); i++)
-            dispatch(mio_events_get(m.events, i));
-        reap();
     }
     return NULL;
 }
@@ -651,17 +641,9 @@ static void teardown(void)
 {
     while (m.conns != NULL)
         close_conn(m.conns);
-    reap();
-    timer_heap_free(&m.timers);
-    m.timers = (struct timer_heap){0};
-    m.accept_timer = (struct timer){0};
-    mio_waker_free(m.waker);
-    m.waker = NULL;
-    mio_poll_free(m.poll);
-    m.poll = NULL;
-    m.reg = NULL;
-    mio_events_free(m.events);
-    m.events = NULL;
+    loop_timer_cancel(&m.loop, &m.accept_timer);
+    loop_due(&m.loop); /* frees them */
+    loop_free(&m.loop);
     if (m.lfd >= 0)
         close(m.lfd);
     m.lfd = -1;
@@ -705,21 +687,19 @@ int metrics_start(struct daemon *d, char *err, size_t errlen)
     if (mio_socket_local_addr(fd, &bound.u.ss, &bound.len) == 0)
         addr_format(&bound, m.name, sizeof m.name);
     m.d = d;
-    m.now_ms = monotonic_ms();
     atomic_store(&m.stop, false);
     int e = copy_cidrs(cfg->stats_allow, cfg->nstats_allow, &m.allow);
     if (e == 0)
         e = copy_cidrs(cfg->stats_deny, cfg->nstats_deny, &m.deny);
     m.nallow = m.allow != NULL ? cfg->nstats_allow : 0;
     m.ndeny = m.deny != NULL ? cfg->nstats_deny : 0;
+    m.wake.on_event = woken;
+    m.listen.on_event = listen_ready;
+    m.accept_timer.fire = resume_accepting;
     if (e == 0)
-        e = (m.events = mio_events_new(64)) == NULL ? -ENOMEM : mio_poll_new(&m.poll);
+        e = loop_init(&m.loop, 64, &m.wake, release_conn);
     if (e == 0) {
-        m.reg = mio_poll_registry(m.poll);
-        e = mio_waker_new(m.reg, WAKE_TOKEN, &m.waker);
-    }
-    if (e == 0) {
-        e = mio_registry_register(m.reg, m.lfd, LISTEN_TOKEN, MIO_READABLE);
+        e = loop_watch(&m.loop, m.lfd, &m.listen, MIO_READABLE);
         m.accepting = e == 0;
     }
     if (e == 0)
@@ -739,7 +719,7 @@ void metrics_stop(void)
     if (!m.started)
         return;
     atomic_store(&m.stop, true);
-    (void)mio_waker_wake(m.waker);
+    loop_wake(&m.loop);
     pthread_join(m.thread, NULL);
     teardown();
     m.started = false;

@@ -1,5 +1,5 @@
 /*
- * A binary min-heap of deadlines, one per worker: O(log n) to add, move or
+ * A binary min-heap of deadlines, one per loop: O(log n) to add, move or
  * remove a timer, O(1) to find the next one, so the cost of each poll does
  * not grow with the number of connections.  Idle timeouts do not move their
  * timer on every byte: the owner keeps its last activity and, when the
@@ -14,6 +14,7 @@
 struct timer {
     int64_t deadline_ms;
     size_t slot; /* index in the heap + 1; 0 when not scheduled */
+    void (*fire)(struct timer *t); /* what the loop runs when it is due */
 };
 
 struct timer_heap {

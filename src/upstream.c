@@ -12,6 +12,8 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "conn.h"
+#include "listener.h"
 #include "upstream.h"
 #include "worker.h"
 
@@ -293,7 +295,7 @@ static void mark_failed(struct worker *w, struct listener *l, struct upstream_ad
     int64_t fail = l->cfg->fail_timeout_ms;
     atomic_fetch_add(&l->st->upstream_failures, 1);
     if (fail > 0)
-        atomic_store(&ua->failed_until_ms, w->now_ms + fail);
+        atomic_store(&ua->failed_until_ms, w->loop.now_ms + fail);
 }
 
 /* "127.0.0.1:6379", or "db.example:6379 (192.0.2.7:6379)" for an address of
@@ -312,14 +314,14 @@ struct upstream_addr *upstream_next(struct worker *w, struct conn *c)
 {
     struct listener *l = c->l;
     for (;;) {
-        size_t i = next_address(c, w->now_ms);
+        size_t i = next_address(c, w->loop.now_ms);
         if (i == NO_ADDRESS) {
             if (c->attempts > l->cfg->retries)
                 return NULL;
             c->attempts++;
-            c->target = upstream_pick(l, c, w->now_ms);
+            c->target = upstream_pick(l, c, w->loop.now_ms);
             c->tried = 0;
-            c->all_failed = !healthy(c->target, w->now_ms);
+            c->all_failed = !healthy(c->target, w->loop.now_ms);
             continue;
         }
         struct upstream_addr *ua = c->target->addrs[i];
@@ -364,7 +366,7 @@ void upstream_succeeded(struct upstream_addr *ua)
 void upstream_warn(struct worker *w, const char *fmt, ...)
 {
     unsigned dropped;
-    if (!ratelimit_allow(&w->rl_upstream, w->now_ms, &dropped))
+    if (!ratelimit_allow(&w->rl_upstream, w->loop.now_ms, &dropped))
         return;
     char line[1024];
     va_list ap;

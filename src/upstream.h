@@ -7,10 +7,42 @@
 #ifndef ECHOD_UPSTREAM_H
 #define ECHOD_UPSTREAM_H
 
-#include "conn.h"
-#include "daemon.h"
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
 
+#include "addr.h"
+
+struct conn;
+struct generation;
+struct listen_sock;
 struct worker;
+
+/*
+ * One address of an upstream, with its load and passive health: the
+ * server's, so one object per address, shared by every listener that names
+ * it and carried over a reload to the next generation while a listener
+ * there names it.  The last listener that holds it frees it.
+ */
+struct upstream_addr {
+    atomic_int refs; /* the listeners (of every generation) holding it */
+    addr_t addr;
+    char name[ADDR_STRLEN];
+    atomic_uint active;             /* connections relayed to it now */
+    _Atomic int64_t failed_until_ms; /* skipped until then after a failure */
+};
+
+/* One upstream of a proxy listener as the configuration names it: the unit
+ * the balance modes choose among, with every address its name resolved to
+ * (its connect candidates, in order). */
+struct upstream {
+    const char *text; /* as written in the file (the config's string) */
+    struct upstream_addr **addrs;
+    size_t naddrs;
+    /* Per address: the listening socket of this generation it reaches when
+     * that leads back to this listener (a loop, never connected), or NULL. */
+    const struct listen_sock **loop_at;
+};
 
 /*
  * The address for the next connect of c, or NULL when its attempts are

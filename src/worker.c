@@ -11,19 +11,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "accept.h"
 #include "conn.h"
+#include "listener.h"
 #include "worker.h"
-
-/* The waker's token: no endpoint lives at address 0. */
-#define WAKE_TOKEN ((mio_token_t)0)
-
-int64_t monotonic_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* Registers or deregisters every listening socket of the worker's
  * generation in its poll. */
@@ -34,10 +24,9 @@ static void watch_listeners(struct worker *w, bool on)
         for (size_t k = 0; k < g->listeners[i].nsocks; k++) {
             struct listen_sock *ls = &g->listeners[i].socks[k];
             if (on)
-                (void)mio_registry_register(w->reg, ls->fd, (mio_token_t)ls,
-                                            MIO_READABLE);
+                (void)loop_watch(&w->loop, ls->fd, &ls->h, MIO_READABLE);
             else
-                (void)mio_registry_deregister(w->reg, ls->fd);
+                loop_unwatch(&w->loop, ls->fd);
         }
     w->accepting = on;
 }
@@ -84,6 +73,9 @@ static void switch_generation(struct worker *w)
      * stay alive until then (see run()). */
 }
 
+static void on_wake(struct handler *h, struct loop *l, const mio_event_t *ev);
+static void resume_accepting(struct timer *t);
+
 int worker_init(struct worker *w, struct daemon *d, unsigned id)
 {
     memset(w, 0, sizeof(*w));
@@ -93,19 +85,15 @@ int worker_init(struct worker *w, struct daemon *d, unsigned id)
     w->rl_refused.burst = 10;
     w->rl_fd.burst = 2;
     w->rl_upstream.burst = 10;
-    w->now_ms = monotonic_ms();
+    w->wake.on_event = on_wake;
+    w->accept_timer.fire = resume_accepting;
     w->gen = atomic_load(&d->gen);
     atomic_store(&w->watching, w->gen);
     w->scratch_len = largest_buffer(w->gen);
     w->scratch = malloc(w->scratch_len);
-    w->events = mio_events_new(256);
-    if (w->scratch == NULL || w->events == NULL)
+    if (w->scratch == NULL)
         return -ENOMEM;
-    int err = mio_poll_new(&w->poll);
-    if (err < 0)
-        return err;
-    w->reg = mio_poll_registry(w->poll);
-    err = mio_waker_new(w->reg, WAKE_TOKEN, &w->waker);
+    int err = loop_init(&w->loop, 256, &w->wake, conn_release);
     if (err < 0)
         return err;
     w->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
@@ -118,11 +106,9 @@ void worker_destroy(struct worker *w)
 {
     while (w->conns != NULL)
         conn_abort(w->conns, "shutdown");
-    conn_reap(w);
-    timer_heap_free(&w->timers);
-    mio_waker_free(w->waker);
-    mio_poll_free(w->poll);
-    mio_events_free(w->events);
+    loop_timer_cancel(&w->loop, &w->accept_timer);
+    loop_due(&w->loop); /* frees them */
+    loop_free(&w->loop);
     pipe_pool_free(&w->pipes);
     free(w->scratch);
     if (w->spare_fd >= 0)
@@ -131,7 +117,7 @@ void worker_destroy(struct worker *w)
 
 void worker_wake(struct worker *w)
 {
-    (void)mio_waker_wake(w->waker);
+    loop_wake(&w->loop);
 }
 
 bool workers_wait(struct daemon *d, bool (*ok)(const struct worker *w, const void *arg),
@@ -152,27 +138,19 @@ void worker_pause_accepting(struct worker *w, int64_t ms)
 {
     if (w->accepting)
         watch_listeners(w, false);
-    (void)timer_set(&w->timers, &w->accept_timer, w->now_ms + ms);
+    (void)loop_timer_set(&w->loop, &w->accept_timer, w->loop.now_ms + ms);
 }
 
-/* Runs the timers that are due. */
-static void run_timers(struct worker *w)
+/* The end of a pause in accepting. */
+static void resume_accepting(struct timer *t)
 {
-    struct timer *t;
-    while ((t = timer_peek(&w->timers)) != NULL && t->deadline_ms <= w->now_ms) {
-        timer_cancel(&w->timers, t);
-        if (t == &w->accept_timer) {
-            if (!atomic_load(&w->d->stopping) && !w->accepting)
-                watch_listeners(w, true);
-            continue;
-        }
-        conn_timer((struct conn *)((char *)t - offsetof(struct conn, timer)));
-    }
-    conn_reap(w);
+    struct worker *w = container_of(t, struct worker, accept_timer);
+    if (!atomic_load(&w->d->stopping) && !w->accepting)
+        watch_listeners(w, true);
 }
 
-/* Looks at the daemon's state after a wake-up. */
-static void on_wake(struct worker *w)
+/* Looks at the daemon's state: a new generation, stopping, closing. */
+static void look(struct worker *w)
 {
     struct daemon *d = w->d;
     if (!atomic_load(&d->stopping))
@@ -180,7 +158,7 @@ static void on_wake(struct worker *w)
     if (atomic_load(&d->stopping) && !atomic_load(&w->quiet)) {
         if (w->accepting)
             watch_listeners(w, false);
-        timer_cancel(&w->timers, &w->accept_timer);
+        loop_timer_cancel(&w->loop, &w->accept_timer);
         atomic_store(&w->quiet, true);
     }
     if (atomic_load(&d->closing))
@@ -188,24 +166,12 @@ static void on_wake(struct worker *w)
             conn_abort(w->conns, "shutdown");
 }
 
-/* Handles one event by what its token points at. */
-static void dispatch(struct worker *w, const mio_event_t *ev)
+/* The waker's event: another thread changed the daemon's state. */
+static void on_wake(struct handler *h, struct loop *l, const mio_event_t *ev)
 {
-    mio_token_t token = mio_event_token(ev);
-    if (token == WAKE_TOKEN) {
-        on_wake(w);
-        return;
-    }
-    uint8_t kind = *(const uint8_t *)token;
-    if (kind == EP_LISTENER) {
-        struct listen_sock *ls = (struct listen_sock *)token;
-        /* A socket of the generation this batch moved away from: its new
-         * registration reports the same clients. */
-        if (w->accepting && ls->listener->gen == w->gen)
-            listener_accept(w, ls);
-        return;
-    }
-    conn_ready((struct side *)token, ev);
+    (void)h;
+    (void)ev;
+    look(container_of(l, struct worker, loop));
 }
 
 /* The worker's loop: until stopping and no connection is left. */
@@ -214,32 +180,17 @@ static void *run(void *arg)
     struct worker *w = arg;
     struct daemon *d = w->d;
     for (;;) {
-        w->now_ms = monotonic_ms();
-        run_timers(w);
+        loop_due(&w->loop);
         if (atomic_load(&d->stopping)) {
-            on_wake(w); /* the wake may have come before this loop ran */
+            look(w); /* the wake may have come before this loop ran */
             if (w->nconns == 0)
                 break;
         }
-        struct timespec ts, *timeout = NULL;
-        struct timer *next = timer_peek(&w->timers);
-        if (next != NULL) {
-            int64_t ms = next->deadline_ms - w->now_ms;
-            if (ms < 0)
-                ms = 0;
-            ts.tv_sec = (time_t)(ms / 1000);
-            ts.tv_nsec = (long)(ms % 1000) * 1000000;
-            timeout = &ts;
-        }
-        int err = mio_poll_poll(w->poll, w->events, timeout);
-        if (err < 0 && err != -EINTR) {
+        int err = loop_wait(&w->loop);
+        if (err < 0) {
             log_err("worker %u: poll: %s", w->id, log_strerror(-err));
             break;
         }
-        w->now_ms = monotonic_ms();
-        for (size_t i = 0; i < mio_events_len(w->events); i++)
-            dispatch(w, mio_events_get(w->events, i));
-        conn_reap(w);
         /* After a reload, the old generation may be freed once every
          * worker says so: only now is no token of it left in a batch. */
         if (atomic_load_explicit(&w->watching, memory_order_relaxed) != w->gen)

@@ -1,7 +1,8 @@
 /*
- * A worker: one thread with its own mio_poll_t, serving connections from
- * every listener.  The listening sockets are shared: each worker registers
- * them in its own poll and accepts when they are readable.
+ * A worker: one thread running its own loop (loop.h), serving connections
+ * from every listener.  The listening sockets are shared: each worker
+ * registers them in its own poll and accepts when they are readable
+ * (accept.h).
  */
 #ifndef ECHOD_WORKER_H
 #define ECHOD_WORKER_H
@@ -13,23 +14,19 @@
 
 #include "daemon.h"
 #include "log.h"
-#include "mio.h"
+#include "loop.h"
 #include "pipe.h"
-#include "timer.h"
 
 struct conn;
+struct generation;
 
 struct worker {
     struct daemon *d;
     unsigned id;
     pthread_t thread;
-    mio_poll_t *poll;
-    mio_registry_t *reg;
-    mio_events_t *events;
-    mio_waker_t *waker;
-    struct timer_heap timers;
+    struct loop loop;
+    struct handler wake;       /* the waker's: looks at the daemon's state */
     struct timer accept_timer; /* resumes accepting after a pause */
-    int64_t now_ms;            /* taken after each poll */
     uint8_t *scratch;          /* one read buffer, the largest buffer_size */
     size_t scratch_len;
     int spare_fd;              /* given up to shed a client on EMFILE */
@@ -37,7 +34,6 @@ struct worker {
     bool accepting;
     bool no_priority;          /* the backend has no MIO_PRIORITY (kqueue) */
     struct conn *conns;        /* every open connection, for shutdown */
-    struct conn *dead;         /* closed in this batch, freed after it */
     unsigned nconns;
     struct ratelimit rl_refused, rl_fd, rl_upstream;
     struct generation *gen;    /* whose listening sockets it watches */

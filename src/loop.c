@@ -1,0 +1,121 @@
+/* The event loop: poll, handlers, timers, deferred frees. */
+#ifdef HAVE_CONFIG_H
+#include "autoconf.h"
+#endif
+
+#include <errno.h>
+#include <time.h>
+
+#include "loop.h"
+
+int64_t monotonic_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int loop_init(struct loop *l, size_t batch, struct handler *wake,
+              void (*release)(struct deferred *d))
+{
+    *l = (struct loop){.now_ms = monotonic_ms(), .release = release};
+    l->events = mio_events_new(batch);
+    if (l->events == NULL)
+        return -ENOMEM;
+    int err = mio_poll_new(&l->poll);
+    if (err < 0)
+        return err;
+    l->reg = mio_poll_registry(l->poll);
+    return mio_waker_new(l->reg, (mio_token_t)wake, &l->waker);
+}
+
+void loop_free(struct loop *l)
+{
+    timer_heap_free(&l->timers);
+    mio_waker_free(l->waker);
+    mio_poll_free(l->poll);
+    mio_events_free(l->events);
+    *l = (struct loop){0};
+}
+
+int loop_watch(struct loop *l, int fd, struct handler *h, mio_interest_t interest)
+{
+    return mio_registry_register(l->reg, fd, (mio_token_t)h, interest);
+}
+
+void loop_unwatch(struct loop *l, int fd)
+{
+    (void)mio_registry_deregister(l->reg, fd);
+}
+
+void loop_rearm(struct loop *l, int fd, mio_interest_t interest)
+{
+    (void)mio_registry_rearm(l->reg, fd, interest);
+}
+
+void loop_wake(struct loop *l)
+{
+    (void)mio_waker_wake(l->waker);
+}
+
+int loop_timer_set(struct loop *l, struct timer *t, int64_t deadline_ms)
+{
+    return timer_set(&l->timers, t, deadline_ms);
+}
+
+void loop_timer_cancel(struct loop *l, struct timer *t)
+{
+    timer_cancel(&l->timers, t);
+}
+
+void loop_defer(struct loop *l, struct deferred *d)
+{
+    d->next = l->later;
+    l->later = d;
+}
+
+/* Releases what was deferred. */
+static void release_deferred(struct loop *l)
+{
+    while (l->later != NULL) {
+        struct deferred *d = l->later;
+        l->later = d->next;
+        l->release(d);
+    }
+}
+
+void loop_due(struct loop *l)
+{
+    l->now_ms = monotonic_ms();
+    struct timer *t;
+    while ((t = timer_peek(&l->timers)) != NULL && t->deadline_ms <= l->now_ms) {
+        timer_cancel(&l->timers, t);
+        t->fire(t);
+    }
+    release_deferred(l);
+}
+
+int loop_wait(struct loop *l)
+{
+    struct timespec ts, *timeout = NULL;
+    struct timer *next = timer_peek(&l->timers);
+    if (next != NULL) {
+        int64_t ms = next->deadline_ms - l->now_ms;
+        if (ms < 0)
+            ms = 0;
+        ts.tv_sec = (time_t)(ms / 1000);
+        ts.tv_nsec = (long)(ms % 1000) * 1000000;
+        timeout = &ts;
+    }
+    int err = mio_poll_poll(l->poll, l->events, timeout);
+    if (err < 0 && err != -EINTR)
+        return err;
+    l->now_ms = monotonic_ms();
+    for (size_t i = 0; i < mio_events_len(l->events); i++) {
+        const mio_event_t *ev = mio_events_get(l->events, i);
+        struct handler *h = (struct handler *)mio_event_token(ev);
+        h->on_event(h, l, ev);
+    }
+    release_deferred(l);
+    return 0;
+}

@@ -1,0 +1,101 @@
+/*
+ * The event loop every thread of the daemon runs: the workers and the
+ * metrics listener.  One mio poll and its waker, one timer heap, one list
+ * of things to free after the batch of events that may still name them.
+ *
+ * Every registered descriptor's token points at a struct handler, which
+ * knows how to take its event: a listening socket accepts, a connection's
+ * socket moves its bytes, the waker looks at the daemon's state.  Every
+ * timer carries the function that takes its deadline.  The owner of a
+ * handler or a timer embeds it and finds itself again with container_of().
+ *
+ * A loop is run by one thread: loop_due() runs the timers that are due and
+ * frees what was deferred, loop_wait() polls until the next timer and
+ * dispatches the events, the owner doing what is its own in between (a
+ * worker looks whether it may stop).  Only loop_wake() may be called from
+ * another thread (or a signal handler).
+ */
+#ifndef ECHOD_LOOP_H
+#define ECHOD_LOOP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "mio.h"
+#include "timer.h"
+
+/* The struct that contains the member `m` that p points at. */
+#define container_of(p, type, m) ((type *)(void *)((char *)(p) - offsetof(type, m)))
+
+struct loop;
+
+/* What a token points at: the function that takes the event, in the loop
+ * that polled it (a listening socket is in every worker's loop). */
+struct handler {
+    void (*on_event)(struct handler *h, struct loop *l, const mio_event_t *ev);
+};
+
+/* Something to free once the batch of events in progress is over. */
+struct deferred {
+    struct deferred *next;
+};
+
+struct loop {
+    mio_poll_t *poll;
+    mio_registry_t *reg;
+    mio_events_t *events;
+    mio_waker_t *waker;
+    struct timer_heap timers;
+    int64_t now_ms;                 /* CLOCK_MONOTONIC, taken after each poll */
+    struct deferred *later;         /* freed after the batch, by release */
+    void (*release)(struct deferred *d);
+};
+
+/*
+ * Makes a loop for events in batches of `batch`, whose waker's event goes
+ * to `wake`, and whose deferred things `release` frees.  0 or -errno (then
+ * loop_free() frees what was made).
+ */
+int loop_init(struct loop *l, size_t batch, struct handler *wake,
+              void (*release)(struct deferred *d));
+
+/* Frees the loop (not what its handlers belong to). */
+void loop_free(struct loop *l);
+
+/* Registers fd for `interest`, its events going to h; 0 or -errno. */
+int loop_watch(struct loop *l, int fd, struct handler *h, mio_interest_t interest);
+
+/* Deregisters fd (before it is closed). */
+void loop_unwatch(struct loop *l, int fd);
+
+/* Says that an operation on fd failed with EAGAIN (or a stream read came
+ * back short), so that the next readiness is reported (mio_registry_rearm). */
+void loop_rearm(struct loop *l, int fd, mio_interest_t interest);
+
+/* Wakes the loop's thread: its waker's handler runs.  Any thread. */
+void loop_wake(struct loop *l);
+
+/* Schedules t for deadline_ms (milliseconds of CLOCK_MONOTONIC), or moves
+ * it there; t->fire runs once it is due.  0 or -ENOMEM. */
+int loop_timer_set(struct loop *l, struct timer *t, int64_t deadline_ms);
+
+/* Unschedules t (a no-op when it is not scheduled). */
+void loop_timer_cancel(struct loop *l, struct timer *t);
+
+/* Hands d to the loop to release once the events of the batch in progress,
+ * which may still name it, are dispatched. */
+void loop_defer(struct loop *l, struct deferred *d);
+
+/* Takes the time, runs the timers that are due, and releases what was
+ * deferred. */
+void loop_due(struct loop *l);
+
+/* Polls until the next timer (or for ever), dispatches the events to their
+ * handlers, then releases what was deferred.  0, or a negative errno from
+ * the poll (not -EINTR, which returns 0). */
+int loop_wait(struct loop *l);
+
+/* Milliseconds of CLOCK_MONOTONIC. */
+int64_t monotonic_ms(void);
+
+#endif
