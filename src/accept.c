@@ -12,7 +12,7 @@
 #include "accept.h"
 #include "admission.h"
 #include "conn.h"
-#include "listener.h"
+#include "generation.h"
 #include "mio.h"
 #include "worker.h"
 
@@ -38,7 +38,7 @@ static void admit(struct worker *w, struct listen_sock *ls, int fd, const addr_t
  * Under accept_mu, so that no other worker's accept takes the slot. */
 static bool shed_one(struct worker *w, struct listen_sock *ls, int err)
 {
-    if (ratelimit_allow(&w->rl_fd, w->loop.now_ms, NULL))
+    if (log_ratelimit(&w->rl_fd, w->loop.now_ms, NULL))
         log_warn("listener %s: out of file descriptors (%s): refusing clients; "
                  "raise LimitNOFILE or lower max_connections",
                  ls->listener->cfg->name, log_strerror(err));
@@ -103,7 +103,7 @@ static void accept_all(struct worker *w, struct listen_sock *ls)
                 return;
             continue;
         default:
-            if (ratelimit_allow(&w->rl_fd, w->loop.now_ms, NULL))
+            if (log_ratelimit(&w->rl_fd, w->loop.now_ms, NULL))
                 log_warn("listener %s: accept on %s: %s", ls->listener->cfg->name,
                          ls->name, log_strerror(-fd));
             worker_pause_accepting(w, 100);

@@ -8,7 +8,7 @@
 
 #include "admission.h"
 #include "daemon.h"
-#include "listener.h"
+#include "generation.h"
 
 const char *const refusal_names[REFUSED_N] = {
     [REFUSED_ACL] = "acl",
@@ -120,7 +120,7 @@ void admission_refused(struct ratelimit *rl, int64_t now_ms, struct listener *l,
              detail ? (why == REFUSED_PROXY_HEADER ? ": " : " ") : "",
              detail ? detail : "");
     unsigned dropped;
-    if (!ratelimit_allow(rl, now_ms, &dropped))
+    if (!log_ratelimit(rl, now_ms, &dropped))
         return;
     char text[ADDR_STRLEN];
     addr_format(src, text, sizeof(text));

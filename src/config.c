@@ -1378,7 +1378,7 @@ static int check_user(struct loader *ld, const config_setting_t *root,
     char q[QUOTE_BUF];
     uid_t uid;
     gid_t gid;
-    int found = user_lookup(user, &uid, &gid);
+    int found = process_user_lookup(user, &uid, &gid);
 
     if (found >= 0)
         return 0;

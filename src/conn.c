@@ -12,7 +12,7 @@
 #include <unistd.h>
 
 #include "conn.h"
-#include "listener.h"
+#include "generation.h"
 #include "pipe.h"
 #include "proxy.h"
 #include "upstream.h"

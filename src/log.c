@@ -109,7 +109,7 @@ const char *log_strerror(int err)
                                             buf, sizeof(buf), err);
 }
 
-bool ratelimit_allow(struct ratelimit *rl, int64_t now_ms, unsigned *dropped_out)
+bool log_ratelimit(struct ratelimit *rl, int64_t now_ms, unsigned *dropped_out)
 {
     if (now_ms - rl->window_ms >= 1000) {
         rl->window_ms = now_ms;

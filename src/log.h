@@ -56,6 +56,6 @@ struct ratelimit {
 
 /* True when a line may be written now; *dropped_out (may be NULL) gets the
  * number dropped before it, to be mentioned in that line. */
-bool ratelimit_allow(struct ratelimit *rl, int64_t now_ms, unsigned *dropped_out);
+bool log_ratelimit(struct ratelimit *rl, int64_t now_ms, unsigned *dropped_out);
 
 #endif

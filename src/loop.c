@@ -8,7 +8,7 @@
 
 #include "loop.h"
 
-int64_t monotonic_ms(void)
+int64_t loop_clock_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -18,7 +18,7 @@ int64_t monotonic_ms(void)
 int loop_init(struct loop *l, size_t batch, struct handler *wake,
               void (*release)(struct deferred *d))
 {
-    *l = (struct loop){.now_ms = monotonic_ms(), .release = release};
+    *l = (struct loop){.now_ms = loop_clock_ms(), .release = release};
     l->events = mio_events_new(batch);
     if (l->events == NULL)
         return -ENOMEM;
@@ -86,7 +86,7 @@ static void release_deferred(struct loop *l)
 
 void loop_due(struct loop *l)
 {
-    l->now_ms = monotonic_ms();
+    l->now_ms = loop_clock_ms();
     struct timer *t;
     while ((t = timer_peek(&l->timers)) != NULL && t->deadline_ms <= l->now_ms) {
         timer_cancel(&l->timers, t);
@@ -110,7 +110,7 @@ int loop_wait(struct loop *l)
     int err = mio_poll_poll(l->poll, l->events, timeout);
     if (err < 0 && err != -EINTR)
         return err;
-    l->now_ms = monotonic_ms();
+    l->now_ms = loop_clock_ms();
     for (size_t i = 0; i < mio_events_len(l->events); i++) {
         const mio_event_t *ev = mio_events_get(l->events, i);
         struct handler *h = (struct handler *)mio_event_token(ev);

@@ -96,6 +96,6 @@ void loop_due(struct loop *l);
 int loop_wait(struct loop *l);
 
 /* Milliseconds of CLOCK_MONOTONIC. */
-int64_t monotonic_ms(void);
+int64_t loop_clock_ms(void);
 
 #endif

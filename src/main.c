@@ -22,7 +22,7 @@
 
 #include "config.h"
 #include "daemon.h"
-#include "listener.h"
+#include "generation.h"
 #include "log.h"
 #include "loop.h"
 #include "metrics.h"
@@ -89,7 +89,7 @@ static bool is_quiet(const struct worker *w, const void *arg)
  * closed (or reused) descriptor and new clients are refused at once. */
 static void close_listeners_when_quiet(struct daemon *d, bool *closed, int ms)
 {
-    if (*closed || !workers_wait(d, is_quiet, NULL, ms))
+    if (*closed || !worker_wait_all(d, is_quiet, NULL, ms))
         return;
     generation_close_sockets(d, atomic_load(&d->gen));
     *closed = true;
@@ -124,9 +124,9 @@ static void signal_loop(struct daemon *d, const sigset_t *set)
         struct timespec tick = {0, 50 * 1000000L}, slow = {5, 0};
         siginfo_t si;
         int sig = sigtimedwait(set, &si, atomic_load(&d->stopping) ? &tick : &slow);
-        if (monotonic_ms() >= status_at) {
+        if (loop_clock_ms() >= status_at) {
             notify_status(d);
-            status_at = monotonic_ms() + 5000;
+            status_at = loop_clock_ms() + 5000;
         }
         if (sig == SIGTERM || sig == SIGINT) {
             if (atomic_load(&d->stopping)) {
@@ -138,7 +138,7 @@ static void signal_loop(struct daemon *d, const sigset_t *set)
                 int64_t drain = atomic_load(&d->gen)->cfg->shutdown_timeout_ms;
                 atomic_store(&d->stopping, true);
                 wake_workers(d);
-                deadline = monotonic_ms() + drain;
+                deadline = loop_clock_ms() + drain;
                 close_listeners_when_quiet(d, &listeners_closed, 1000);
                 service_notify("STOPPING=1");
                 log_notice("%s: no longer accepting; draining %u connections "
@@ -150,16 +150,16 @@ static void signal_loop(struct daemon *d, const sigset_t *set)
             if (atomic_load(&d->stopping))
                 log_notice("SIGHUP: stopping, not reloading");
             else
-                daemon_reload(d);
+                reload_config(d);
         } else if (sig == SIGUSR1) {
             log_counters(d);
         }
         if (!atomic_load(&d->stopping))
             continue;
         close_listeners_when_quiet(d, &listeners_closed, 0);
-        if (workers_wait(d, NULL, NULL, 0)) /* every worker returned */
+        if (worker_wait_all(d, NULL, NULL, 0)) /* every worker returned */
             return;
-        if (!atomic_load(&d->closing) && monotonic_ms() >= deadline) {
+        if (!atomic_load(&d->closing) && loop_clock_ms() >= deadline) {
             log_notice("shutdown_timeout: closing %u connections still open",
                        atomic_load(&d->active));
             atomic_store(&d->closing, true);
@@ -194,7 +194,7 @@ static void check_readable_by_user(const char *user, const char *path,
     gid_t gid;
     int why;
 
-    if (user_lookup(user, &uid, &gid) <= 0)
+    if (process_user_lookup(user, &uid, &gid) <= 0)
         return;
     if (geteuid() != 0) {
         if (uid != geteuid())
@@ -203,7 +203,7 @@ static void check_readable_by_user(const char *user, const char *path,
                     "user\n", user, name);
         return;
     }
-    int r = user_can_read(uid, gid, path, &why);
+    int r = process_user_can_read(uid, gid, path, &why);
     if (r == 0)
         fprintf(stderr, "mio-echod: warning: reload will fail: %s is not "
                 "readable by user \"%s\": %s\n", name, user, log_strerror(why));
@@ -311,14 +311,23 @@ int main(int argc, char **argv)
     const struct config *conf = gen->cfg;
     uid_t uid;
     gid_t gid;
-    int found = user_lookup(conf->user, &uid, &gid);
+    int found = process_user_lookup(conf->user, &uid, &gid);
     if (found < 0)
         snprintf(err, sizeof(err), "user \"%s\": %s", conf->user,
                  found == -ENOENT ? "no such user" : log_strerror(-found));
     if (found > 0 && geteuid() == 0)
         generation_give_sockets(gen, uid, gid);
-    if (found < 0 || (found > 0 && drop_privileges(conf->user, uid, gid, err,
-                                                   sizeof(err)) < 0)) {
+    int dropped = found > 0 ? process_drop_privileges(uid, gid) : 0;
+    if (dropped == PROCESS_NEEDS_ROOT)
+        snprintf(err, sizeof(err), "user \"%s\": switching users needs root "
+                 "(running as uid %u)", conf->user, (unsigned)geteuid());
+    else if (dropped == PROCESS_NOT_DROPPED)
+        snprintf(err, sizeof(err), "user \"%s\": privileges were not dropped",
+                 conf->user);
+    else if (dropped < 0)
+        snprintf(err, sizeof(err), "user \"%s\": cannot drop privileges: %s",
+                 conf->user, log_strerror(-dropped));
+    if (found < 0 || dropped < 0) {
         log_err("%s", err);
         goto out;
     }
@@ -328,12 +337,14 @@ int main(int argc, char **argv)
      * directory; kept apart from conf, which a reload may free. */
     pidfile = absolute_path(conf->pidfile);
     /* Under systemd the service manager supervises this very process. */
-    if (!foreground && !supervised && daemonize() < 0) {
-        log_err("cannot go to the background: %s", log_strerror(errno));
+    int e = !foreground && !supervised ? process_daemonize() : 0;
+    if (e < 0) {
+        log_err("cannot go to the background: %s", log_strerror(-e));
         goto out;
     }
-    if (pidfile_write(pidfile, err, sizeof(err)) < 0) {
-        log_err("%s", err);
+    e = process_pidfile_write(pidfile);
+    if (e < 0) {
+        log_err("pidfile \"%s\": %s", pidfile, log_strerror(-e));
         free(pidfile);
         pidfile = NULL;
         goto out;
@@ -344,7 +355,7 @@ int main(int argc, char **argv)
     if (d.workers == NULL)
         goto out;
     for (unsigned i = 0; i < d.nworkers; i++) {
-        int e = worker_init(&d.workers[i], &d, i);
+        e = worker_init(&d.workers[i], &d, i);
         if (e < 0) {
             log_err("worker %u: %s", i, log_strerror(-e));
             d.nworkers = i + 1;
@@ -353,7 +364,7 @@ int main(int argc, char **argv)
     }
     unsigned started = 0;
     for (; started < d.nworkers; started++) {
-        int e = worker_start(&d.workers[started]);
+        e = worker_start(&d.workers[started]);
         if (e < 0) {
             log_err("worker %u: cannot start a thread: %s", started, log_strerror(-e));
             break;
@@ -368,7 +379,7 @@ int main(int argc, char **argv)
         log_notice("mio-echod %s started: %u worker%s, %s backend", PACKAGE_VERSION,
                    d.nworkers, d.nworkers == 1 ? "" : "s", mio_backend_name());
         log_started();
-        daemon_ready(conf->log_target == LOG_TARGET_STDERR);
+        process_ready(conf->log_target == LOG_TARGET_STDERR);
         service_notify("READY=1\nSTATUS=0 connections open, listening");
         signal_loop(&d, &set);
         status = EXIT_OK;
@@ -387,7 +398,7 @@ out:
         for (unsigned i = 0; i < d.nworkers; i++)
             worker_destroy(&d.workers[i]);
     free(d.workers);
-    pidfile_remove(pidfile);
+    process_pidfile_remove(pidfile);
     free(pidfile);
     gen = atomic_load(&d.gen);
     if (gen != NULL) {

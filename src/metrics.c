@@ -18,7 +18,7 @@
 #include <unistd.h>
 
 #include "http.h"
-#include "listener.h"
+#include "generation.h"
 #include "log.h"
 #include "metrics.h"
 #include "mio.h"
@@ -237,7 +237,7 @@ static void log_limited(const char *fmt, ...)
     char line[512];
     va_list ap;
 
-    if (!ratelimit_allow(&m.rl, m.loop.now_ms, &dropped))
+    if (!log_ratelimit(&m.rl, m.loop.now_ms, &dropped))
         return;
     va_start(ap, fmt);
     vsnprintf(line, sizeof line, fmt, ap);

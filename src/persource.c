@@ -15,7 +15,7 @@ struct persource_entry {
     uint8_t key[16];
 };
 
-uint32_t source_key_hash(const uint8_t *key, size_t len)
+uint32_t persource_hash(const uint8_t *key, size_t len)
 {
     uint32_t h = 2166136261u;
     for (size_t i = 0; i < len; i++)
@@ -53,7 +53,7 @@ void persource_destroy(struct persource *ps)
 static struct persource_entry **find(struct persource *ps, const uint8_t *key,
                                      size_t len)
 {
-    struct persource_entry **p = &ps->buckets[source_key_hash(key, len) % ps->nbuckets];
+    struct persource_entry **p = &ps->buckets[persource_hash(key, len) % ps->nbuckets];
     while (*p && ((*p)->len != len || memcmp((*p)->key, key, len) != 0))
         p = &(*p)->next;
     return p;
@@ -70,7 +70,7 @@ static void grow(struct persource *ps)
     for (size_t i = 0; i < ps->nbuckets; i++)
         for (struct persource_entry *e = ps->buckets[i], *next; e; e = next) {
             next = e->next;
-            size_t j = source_key_hash(e->key, e->len) % n;
+            size_t j = persource_hash(e->key, e->len) % n;
             e->next = b[j];
             b[j] = e;
         }

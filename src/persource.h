@@ -20,7 +20,7 @@ struct persource {
 
 /* FNV-1a over a source key (addr_source_key()): for this table and for
  * source-hash balancing. */
-uint32_t source_key_hash(const uint8_t *key, size_t len);
+uint32_t persource_hash(const uint8_t *key, size_t len);
 
 int persource_init(struct persource *ps);
 void persource_destroy(struct persource *ps);

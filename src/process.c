@@ -20,9 +20,9 @@
 #include "log.h"
 #include "process.h"
 
-static int ready_fd = -1; /* to the waiting parent, after daemonize() */
+static int ready_fd = -1; /* to the waiting parent, after process_daemonize() */
 
-int user_lookup(const char *user, uid_t *uid, gid_t *gid)
+int process_user_lookup(const char *user, uid_t *uid, gid_t *gid)
 {
     long hint = sysconf(_SC_GETPW_R_SIZE_MAX);
     size_t len = hint > 0 ? (size_t)hint : 1024;
@@ -55,7 +55,7 @@ int user_lookup(const char *user, uid_t *uid, gid_t *gid)
     return rc == 0 || rc == ENOENT || rc == ESRCH ? -ENOENT : -rc;
 }
 
-int user_can_read(uid_t uid, gid_t gid, const char *path, int *why)
+int process_user_can_read(uid_t uid, gid_t gid, const char *path, int *why)
 {
     int p[2], status, got[2] = { 0, 0 };
     ssize_t n;
@@ -73,7 +73,7 @@ int user_can_read(uid_t uid, gid_t gid, const char *path, int *why)
         return -1;
     }
     if (pid == 0) {
-        /* As drop_privileges() does; only async-signal-safe calls. */
+        /* As process_drop_privileges() does; only async-signal-safe calls. */
         int res[2] = { 0, 0 }, fd = -1;
         if (setgroups(1, &gid) < 0 || setresgid(gid, gid, gid) < 0 ||
             setresuid(uid, uid, uid) < 0) {
@@ -100,64 +100,54 @@ int user_can_read(uid_t uid, gid_t gid, const char *path, int *why)
     return got[1] == 0 ? 1 : 0;
 }
 
-int drop_privileges(const char *user, uid_t uid, gid_t gid, char *err,
-                    size_t errlen)
+int process_drop_privileges(uid_t uid, gid_t gid)
 {
-    if (geteuid() != 0) {
-        if (uid == geteuid())
-            return 0;
-        snprintf(err, errlen, "user \"%s\": switching users needs root "
-                 "(running as uid %u)", user, (unsigned)geteuid());
-        return -1;
-    }
+    if (geteuid() != 0)
+        return uid == geteuid() ? 0 : PROCESS_NEEDS_ROOT;
     if (setgroups(1, &gid) < 0 || setresgid(gid, gid, gid) < 0 ||
-        setresuid(uid, uid, uid) < 0) {
-        snprintf(err, errlen, "user \"%s\": cannot drop privileges: %s", user,
-                 log_strerror(errno));
-        return -1;
-    }
+        setresuid(uid, uid, uid) < 0)
+        return -errno;
     uid_t ru, eu, su;
     gid_t rg, eg, sg;
     if (getresuid(&ru, &eu, &su) < 0 || getresgid(&rg, &eg, &sg) < 0 ||
         ru != uid || eu != uid || su != uid || rg != gid || eg != gid ||
-        sg != gid || (uid != 0 && setuid(0) == 0)) {
-        snprintf(err, errlen, "user \"%s\": privileges were not dropped", user);
-        return -1;
-    }
+        sg != gid || (uid != 0 && setuid(0) == 0))
+        return PROCESS_NOT_DROPPED;
     return 0;
 }
 
-int pidfile_write(const char *path, char *err, size_t errlen)
+int process_pidfile_write(const char *path)
 {
     if (path == NULL || path[0] == '\0')
         return 0;
     int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0)
+        return -errno;
     char line[32];
     int n = snprintf(line, sizeof(line), "%ld\n", (long)getpid());
-    if (fd < 0 || write(fd, line, (size_t)n) != n) {
-        snprintf(err, errlen, "pidfile \"%s\": %s", path, log_strerror(errno));
-        if (fd >= 0)
-            close(fd);
-        return -1;
-    }
+    int err = write(fd, line, (size_t)n) == n ? 0 : errno != 0 ? -errno : -EIO;
     close(fd);
-    return 0;
+    return err;
 }
 
-void pidfile_remove(const char *path)
+void process_pidfile_remove(const char *path)
 {
     if (path != NULL && path[0] != '\0')
         (void)unlink(path);
 }
 
-int daemonize(void)
+int process_daemonize(void)
 {
     int p[2];
     if (pipe(p) < 0)
-        return -1;
+        return -errno;
     pid_t pid = fork();
-    if (pid < 0)
-        return -1;
+    if (pid < 0) {
+        int err = -errno;
+        close(p[0]);
+        close(p[1]);
+        return err;
+    }
     if (pid > 0) {
         close(p[1]);
         char c;
@@ -176,7 +166,7 @@ int daemonize(void)
     (void)fcntl(ready_fd, F_SETFD, FD_CLOEXEC);
     setsid();
     if (chdir("/") < 0)
-        return -1;
+        return -errno;
     int null = open("/dev/null", O_RDWR);
     if (null >= 0) {
         dup2(null, STDIN_FILENO);
@@ -187,7 +177,7 @@ int daemonize(void)
     return 0;
 }
 
-void daemon_ready(bool keep_stderr)
+void process_ready(bool keep_stderr)
 {
     if (ready_fd < 0)
         return;

@@ -8,7 +8,7 @@
 #include <time.h>
 
 #include "config.h"
-#include "listener.h"
+#include "generation.h"
 #include "log.h"
 #include "reload.h"
 #include "service.h"
@@ -41,7 +41,7 @@ static void warn_restart_only(const struct config *old, const struct config *cfg
                  changed[i]);
 }
 
-void daemon_reload(struct daemon *d)
+void reload_config(struct daemon *d)
 {
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
@@ -72,7 +72,7 @@ void daemon_reload(struct daemon *d)
     generation_publish(d, g);
     for (unsigned k = 0; k < d->nworkers; k++)
         worker_wake(&d->workers[k]);
-    if (workers_wait(d, watches, g, 5000))
+    if (worker_wait_all(d, watches, g, 5000))
         generation_close_sockets(d, old);
     else /* closing what a worker may still accept on is worse than a leak */
         log_err("reload: a worker did not move to the new configuration; the "

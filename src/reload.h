@@ -12,6 +12,6 @@
  * to new connections; established ones keep the settings they started
  * with and lose no byte.  Runs in the main thread.
  */
-void daemon_reload(struct daemon *d);
+void reload_config(struct daemon *d);
 
 #endif

@@ -13,7 +13,7 @@
 #include <sys/socket.h>
 
 #include "conn.h"
-#include "listener.h"
+#include "generation.h"
 #include "upstream.h"
 #include "worker.h"
 
@@ -74,7 +74,7 @@ static unsigned first_position(struct listener *l, struct conn *c, int64_t now_m
     case BALANCE_SOURCE_HASH: {
         uint8_t key[16];
         size_t len = addr_source_key(&c->peer, key);
-        return source_key_hash(key, len) % n;
+        return persource_hash(key, len) % n;
     }
     case BALANCE_LEAST_CONNECTIONS: {
         /* The healthy upstream with the fewest connections; ties go round
@@ -366,7 +366,7 @@ void upstream_succeeded(struct upstream_addr *ua)
 void upstream_warn(struct worker *w, const char *fmt, ...)
 {
     unsigned dropped;
-    if (!ratelimit_allow(&w->rl_upstream, w->loop.now_ms, &dropped))
+    if (!log_ratelimit(&w->rl_upstream, w->loop.now_ms, &dropped))
         return;
     char line[1024];
     va_list ap;

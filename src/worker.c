@@ -12,7 +12,7 @@
 #include <unistd.h>
 
 #include "conn.h"
-#include "listener.h"
+#include "generation.h"
 #include "worker.h"
 
 /* Registers or deregisters every listening socket of the worker's
@@ -120,7 +120,7 @@ void worker_wake(struct worker *w)
     loop_wake(&w->loop);
 }
 
-bool workers_wait(struct daemon *d, bool (*ok)(const struct worker *w, const void *arg),
+bool worker_wait_all(struct daemon *d, bool (*ok)(const struct worker *w, const void *arg),
                   const void *arg, int ms)
 {
     for (int waited = 0;; waited++) {

@@ -59,7 +59,7 @@ void worker_destroy(struct worker *w);
 /* Waits up to `ms` milliseconds (0: looks once) until every worker has
  * `ok(w, arg)` or has returned (ok NULL: has returned); true when they
  * all have. */
-bool workers_wait(struct daemon *d, bool (*ok)(const struct worker *w, const void *arg),
+bool worker_wait_all(struct daemon *d, bool (*ok)(const struct worker *w, const void *arg),
                   const void *arg, int ms);
 
 /* Stops watching the listeners for a while (EMFILE without a spare, or an

@@ -18,7 +18,7 @@
 
 #include "accept.h"
 #include "endpoint.h"
-#include "listener.h"
+#include "generation.h"
 #include "log.h"
 #include "mio.h"
 #include "upstream.h"

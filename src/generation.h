@@ -3,8 +3,8 @@
  * configuration with its listeners and their sockets; a reload opens the
  * next one, which takes over the sockets of addresses that stay.
  */
-#ifndef ECHOD_LISTENER_H
-#define ECHOD_LISTENER_H
+#ifndef ECHOD_GENERATION_H
+#define ECHOD_GENERATION_H
 
 #include <stdatomic.h>
 #include <stdbool.h>
