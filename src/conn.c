@@ -298,7 +298,7 @@ static void read_proxy_header(struct conn *c)
     const char *why = "incomplete";
     int hlen = 0;
     size_t have;
-    const uint8_t *data = half_held(h, &have);
+    (void)half_held(h, &have); /* what earlier events brought */
     while (hlen == 0) {
         if (have == PROXY_MAX_HEADER) {
             why = "PROXY header too long";
@@ -326,7 +326,7 @@ static void read_proxy_header(struct conn *c)
         }
         c->in += (size_t)n;
         c->last_ms = w->loop.now_ms;
-        data = half_held(h, &have);
+        const uint8_t *data = half_held(h, &have);
         hlen = proxy_parse(data, have, &info, &why);
     }
     if (hlen < 0) {

@@ -141,9 +141,10 @@ static struct listen_sock *find_old(struct generation *old, const addr_t *a)
 }
 
 /* Gets a socket for ls: the one `old` has for the address, one systemd
- * passed, or a new one; the bound address (real port) goes back into ls. */
-static bool open_sock(struct daemon *d, struct generation *old,
-                      struct listen_sock *ls, const struct listener_config *cfg)
+ * passed, or a new one; the bound address (real port) goes back into ls.
+ * 0, or -errno with *e saying what. */
+static int open_sock(struct daemon *d, struct generation *old, struct listen_sock *ls,
+                     const struct listener_config *cfg, struct generation_error *e)
 {
     const addr_t *a = &ls->addr;
     struct listen_sock *prev = find_old(old, a);
@@ -169,16 +170,11 @@ static bool open_sock(struct daemon *d, struct generation *old,
         fd = mio_tcp_listen(&a->u.sa, a->len, 0, flags);
     }
     if (fd < 0) {
-        char text[ADDR_STRLEN];
-        addr_format(a, text, sizeof(text));
-        if (what != NULL)
-            log_err("listener %s: cannot listen on %s: %s is %s, not a socket; only "
-                    "a stale socket is replaced", cfg->name, text, a->u.un.sun_path,
-                    what);
-        else
-            log_err("listener %s: cannot listen on %s: %s", cfg->name, text,
-                    log_strerror(-fd));
-        return false;
+        e->err = fd;
+        e->listener = cfg->name;
+        e->addr = *a;
+        e->in_the_way = what;
+        return fd;
     }
     ls->fd = fd;
     ls->reused = prev != NULL;
@@ -190,7 +186,7 @@ static bool open_sock(struct daemon *d, struct generation *old,
             ls->addr = bound;
     }
     addr_format(&ls->addr, ls->name, sizeof(ls->name));
-    return true;
+    return 0;
 }
 
 /* Logs the sockets a generation opened: not those it took over. */
@@ -210,9 +206,11 @@ static void log_new_sockets(const struct generation *g)
 /*
  * At start, a socket passed for nothing is a unit and a configuration that
  * disagree: says which, before anything is bound (a listener would else
- * fail first on the address that socket holds).  False when there is one.
+ * fail first on the address that socket holds).  0, or -ENOENT with that
+ * socket in *e.
  */
-static bool passed_all_match(struct daemon *d, const struct config *cfg)
+static int passed_all_match(struct daemon *d, const struct config *cfg,
+                            struct generation_error *e)
 {
     for (size_t i = 0; i < d->npassed; i++) {
         const struct passed_sock *p = &d->passed[i];
@@ -224,14 +222,13 @@ static bool passed_all_match(struct daemon *d, const struct config *cfg)
                         addr_equal(&lc->listen[k].addr, &p->addr);
         }
         if (!found) {
-            char text[ADDR_STRLEN];
-            addr_format(&p->addr, text, sizeof(text));
-            log_err("socket passed by systemd as \"%s\" (%s) matches no listen "
-                    "address of a listener named \"%s\"", p->name, text, p->name);
-            return false;
+            e->err = -ENOENT;
+            e->passed = p->name;
+            e->addr = p->addr;
+            return e->err;
         }
     }
-    return true;
+    return 0;
 }
 
 /* The state of the listener called `name` in `old`, or a new one. */
@@ -328,17 +325,18 @@ static bool open_upstreams(struct generation *g, struct generation *old,
     return true;
 }
 
-/* Sets up one listener's runtime state and gets its sockets. */
-static bool open_listener(struct daemon *d, struct generation *g,
-                          struct generation *old, struct listener *l,
-                          const struct listener_config *cfg)
+/* Sets up one listener's runtime state and gets its sockets; 0, or -errno
+ * with *e saying what. */
+static int open_listener(struct daemon *d, struct generation *g, struct generation *old,
+                         struct listener *l, const struct listener_config *cfg,
+                         struct generation_error *e)
 {
     l->cfg = cfg;
     l->gen = g;
     l->st = state_for(old, cfg->name);
     l->socks = calloc(cfg->nlisten, sizeof(*l->socks));
     if (l->st == NULL || l->socks == NULL || !open_upstreams(g, old, l, cfg))
-        return false;
+        return e->err = -ENOMEM;
     for (size_t i = 0; i < cfg->nlisten; i++) {
         struct listen_sock *ls = &l->socks[i];
         ls->h.on_event = accept_ready;
@@ -346,10 +344,11 @@ static bool open_listener(struct daemon *d, struct generation *g,
         ls->addr = cfg->listen[i].addr;
         ls->listener = l;
         l->nsocks++;
-        if (!open_sock(d, old, ls, cfg))
-            return false;
+        int err = open_sock(d, old, ls, cfg, e);
+        if (err < 0)
+            return err;
     }
-    return true;
+    return 0;
 }
 
 /* Frees a generation's memory; its sockets were closed or handed on. */
@@ -401,23 +400,27 @@ static void close_new(struct daemon *d, struct generation *g)
 }
 
 struct generation *generation_open(struct daemon *d, struct config *cfg,
-                                   struct generation *old)
+                                   struct generation *old, struct generation_error *e)
 {
-    if (old == NULL && !passed_all_match(d, cfg))
+    *e = (struct generation_error){0};
+    if (old == NULL && passed_all_match(d, cfg, e) < 0)
         return NULL;
     struct generation *g = calloc(1, sizeof(*g));
-    if (g == NULL)
+    if (g == NULL) {
+        e->err = -ENOMEM;
         return NULL;
+    }
     atomic_init(&g->refs, 1);
     g->cfg = cfg;
     g->listeners = calloc(cfg->nlisteners, sizeof(*g->listeners));
-    bool ok = g->listeners != NULL;
-    for (size_t i = 0; ok && i < cfg->nlisteners; i++) {
+    int err = g->listeners != NULL ? 0 : (e->err = -ENOMEM);
+    for (size_t i = 0; err == 0 && i < cfg->nlisteners; i++) {
         g->nlisteners++;
-        ok = open_listener(d, g, old, &g->listeners[i], &cfg->listeners[i]);
+        err = open_listener(d, g, old, &g->listeners[i], &cfg->listeners[i], e);
     }
-    ok = ok && upstream_find_loops(g); /* once every address is bound */
-    if (ok) {
+    if (err == 0) /* once every address is bound */
+        err = e->err = upstream_find_loops(g);
+    if (err == 0) {
         log_new_sockets(g);
         return g;
     }
@@ -432,6 +435,24 @@ struct generation *generation_open(struct daemon *d, struct config *cfg,
             }
     close_new(d, g);
     return NULL;
+}
+
+void generation_error_text(const struct generation_error *e, char *buf, size_t len)
+{
+    char text[ADDR_STRLEN];
+    addr_format(&e->addr, text, sizeof(text));
+    if (e->passed != NULL)
+        snprintf(buf, len, "socket passed by systemd as \"%s\" (%s) matches no listen "
+                 "address of a listener named \"%s\"", e->passed, text, e->passed);
+    else if (e->listener != NULL && e->in_the_way != NULL)
+        snprintf(buf, len, "listener %s: cannot listen on %s: %s is %s, not a socket; "
+                 "only a stale socket is replaced", e->listener, text,
+                 e->addr.u.un.sun_path, e->in_the_way);
+    else if (e->listener != NULL)
+        snprintf(buf, len, "listener %s: cannot listen on %s: %s", e->listener, text,
+                 log_strerror(-e->err));
+    else
+        snprintf(buf, len, "cannot open the listeners: %s", log_strerror(-e->err));
 }
 
 void generation_give_sockets(struct generation *g, uid_t uid, gid_t gid)

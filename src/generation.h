@@ -72,17 +72,32 @@ struct generation {
     size_t nlisteners;
 };
 
+/* Why a generation could not be opened, for the caller's message
+ * (generation_error_text()). */
+struct generation_error {
+    int err;                /* -errno: what failed (-ENOMEM: memory) */
+    const char *listener;   /* the listener whose address failed, or NULL */
+    addr_t addr;            /* that address; or that of passed */
+    const char *in_the_way; /* at a Unix path: what is there (not a socket) */
+    const char *passed;     /* the name of a socket systemd passed that
+                               matches no listen address, or NULL */
+};
+
 /*
  * Opens the generation for cfg.  Each listen address takes over the socket
  * of an equal address in `old` (no rebind, nothing queued is lost), or a
  * socket systemd passed for that listener, or is bound anew, and each new
  * address is logged.  Listener state (open connections, per-source counts,
- * counters) carries over by name.  On success it owns cfg; NULL (logged)
- * when an address cannot be bound, and then old is as it was and cfg is
- * the caller's.
+ * counters) carries over by name.  On success it owns cfg; NULL with *e
+ * saying why when an address cannot be bound, and then old is as it was
+ * and cfg is the caller's.  e's strings live as long as cfg and d do.
  */
 struct generation *generation_open(struct daemon *d, struct config *cfg,
-                                   struct generation *old);
+                                   struct generation *old, struct generation_error *e);
+
+/* The one-line message for e, e.g. "listener echo: cannot listen on
+ * 127.0.0.1:7007: Address already in use". */
+void generation_error_text(const struct generation_error *e, char *buf, size_t len);
 
 /* Closes the sockets g still owns (those not handed on to a newer
  * generation), removing the files of its Unix sockets; for a generation

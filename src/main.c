@@ -299,13 +299,25 @@ int main(int argc, char **argv)
     int status = EXIT_RUNTIME;
     /* Before the sockets are taken: that unsets LISTEN_FDS. */
     bool supervised = service_supervised();
-    if (service_take_sockets(&d.passed, &d.npassed, err, sizeof(err)) < 0) {
-        log_err("%s", err);
+    struct passed_sock bad;
+    int e = service_take_sockets(&d.passed, &d.npassed, &bad);
+    if (e == -ENOTSOCK && bad.fd >= 0)
+        log_err("socket passed by systemd as \"%s\" (fd %d) is not a listening "
+                "stream socket", bad.name, bad.fd);
+    else if (e < 0 && bad.fd >= 0)
+        log_err("socket passed by systemd as \"%s\": %s", bad.name, log_strerror(-e));
+    else if (e < 0)
+        log_err("sockets passed by systemd: %s", log_strerror(-e));
+    if (e < 0)
+        goto out;
+    struct generation_error ge;
+    struct generation *gen = generation_open(&d, cfg, NULL, &ge);
+    if (gen == NULL) {
+        char why[2 * ADDR_STRLEN];
+        generation_error_text(&ge, why, sizeof(why));
+        log_err("%s", why);
         goto out;
     }
-    struct generation *gen = generation_open(&d, cfg, NULL);
-    if (gen == NULL)
-        goto out;
     cfg = NULL; /* the generation owns it */
     atomic_store(&d.gen, gen);
     const struct config *conf = gen->cfg;
@@ -337,7 +349,7 @@ int main(int argc, char **argv)
      * directory; kept apart from conf, which a reload may free. */
     pidfile = absolute_path(conf->pidfile);
     /* Under systemd the service manager supervises this very process. */
-    int e = !foreground && !supervised ? process_daemonize() : 0;
+    e = !foreground && !supervised ? process_daemonize() : 0;
     if (e < 0) {
         log_err("cannot go to the background: %s", log_strerror(-e));
         goto out;
@@ -371,8 +383,10 @@ int main(int argc, char **argv)
         }
     }
     bool started_all = started == d.nworkers;
-    if (started_all && metrics_start(&d, err, sizeof(err)) < 0) {
-        log_err("%s", err);
+    bool bound;
+    if (started_all && (e = metrics_start(&d, &bound)) < 0) {
+        log_err("metrics: cannot %s %s: %s", bound ? "start on" : "listen on",
+                metrics_address(), log_strerror(-e));
         started_all = false;
     }
     if (started_all) {

@@ -667,25 +667,29 @@ static int copy_cidrs(const struct cidr *from, size_t n, struct cidr **out)
     return 0;
 }
 
-int metrics_start(struct daemon *d, char *err, size_t errlen)
+const char *metrics_address(void)
+{
+    return m.name;
+}
+
+int metrics_start(struct daemon *d, bool *bound)
 {
     const struct config *cfg = atomic_load(&d->gen)->cfg;
+    *bound = false;
     if (!cfg->has_stats || m.started)
         return 0;
     const addr_t *a = &cfg->stats.addr;
     addr_format(a, m.name, sizeof m.name);
     int fd = mio_tcp_listen(&a->u.sa, a->len, 0,
                             a->u.sa.sa_family == AF_INET6 ? MIO_LISTEN_V6ONLY : 0);
-    if (fd < 0) {
-        snprintf(err, errlen, "metrics: cannot listen on %s: %s", m.name,
-                 log_strerror(-fd));
-        return -1;
-    }
+    if (fd < 0)
+        return fd;
+    *bound = true;
     m.lfd = fd;
-    addr_t bound;
-    bound.len = sizeof bound.u;
-    if (mio_socket_local_addr(fd, &bound.u.ss, &bound.len) == 0)
-        addr_format(&bound, m.name, sizeof m.name);
+    addr_t local;
+    local.len = sizeof local.u;
+    if (mio_socket_local_addr(fd, &local.u.ss, &local.len) == 0)
+        addr_format(&local, m.name, sizeof m.name);
     m.d = d;
     atomic_store(&m.stop, false);
     int e = copy_cidrs(cfg->stats_allow, cfg->nstats_allow, &m.allow);
@@ -705,9 +709,8 @@ int metrics_start(struct daemon *d, char *err, size_t errlen)
     if (e == 0)
         e = -pthread_create(&m.thread, NULL, run, NULL);
     if (e < 0) {
-        snprintf(err, errlen, "metrics: cannot start on %s: %s", m.name, log_strerror(-e));
         teardown();
-        return -1;
+        return e;
     }
     m.started = true;
     log_info("metrics: listening on %s (GET /metrics)", m.name);

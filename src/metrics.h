@@ -15,6 +15,7 @@
 #ifndef ECHOD_METRICS_H
 #define ECHOD_METRICS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "daemon.h"
@@ -28,10 +29,13 @@
  * thread; does nothing when the configuration has no stats group.  Call it
  * once, in the main thread, after the workers have started (the thread
  * takes the signal mask of the caller, which must block the daemon's
- * signals).  Returns 0, or -1 with one line in err ("metrics: cannot
- * listen on 127.0.0.1:9107: Address already in use").
+ * signals).  0, or -errno with *bound saying whether the address was bound
+ * (then the thread could not start) or not (metrics_address() names it).
  */
-int metrics_start(struct daemon *d, char *err, size_t errlen);
+int metrics_start(struct daemon *d, bool *bound);
+
+/* The address metrics are served on (as bound, once it is). */
+const char *metrics_address(void);
 
 /* Stops the thread and closes the listener and its connections; a no-op
  * when metrics_start() started nothing. */

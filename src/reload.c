@@ -54,8 +54,12 @@ void reload_config(struct daemon *d)
                                      sizeof(err));
     struct generation *g = NULL;
     if (cfg != NULL) {
-        g = generation_open(d, cfg, old);
+        struct generation_error ge;
+        g = generation_open(d, cfg, old, &ge);
         if (g == NULL) {
+            char why[2 * ADDR_STRLEN];
+            generation_error_text(&ge, why, sizeof(why));
+            log_err("%s", why);
             config_free(cfg);
             snprintf(err, sizeof(err), "%s: a listener could not be opened",
                      d->config_name);

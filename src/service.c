@@ -55,61 +55,51 @@ static void free_names(char **names, int count)
 }
 
 /* Checks one passed socket and makes it ready for edge-triggered accepts
- * (non-blocking, close-on-exec; never shut down: systemd owns it). */
-static int adopt(struct passed_sock *p, char *err, size_t errlen)
+ * (non-blocking, close-on-exec; never shut down: systemd owns it).  0,
+ * -ENOTSOCK when it is not a listening stream socket, or -errno. */
+static int adopt(struct passed_sock *p)
 {
     p->addr.len = sizeof(p->addr.u);
     if (sd_is_socket(p->fd, AF_UNSPEC, SOCK_STREAM, 1) <= 0 ||
-        mio_socket_local_addr(p->fd, &p->addr.u.ss, &p->addr.len) < 0) {
-        snprintf(err, errlen, "socket passed by systemd as \"%s\" (fd %d) is "
-                 "not a listening stream socket", p->name, p->fd);
-        return -1;
-    }
+        mio_socket_local_addr(p->fd, &p->addr.u.ss, &p->addr.len) < 0)
+        return -ENOTSOCK;
     int flags = fcntl(p->fd, F_GETFL);
     if (flags < 0 || fcntl(p->fd, F_SETFL, flags | O_NONBLOCK) < 0 ||
-        fcntl(p->fd, F_SETFD, FD_CLOEXEC) < 0) {
-        snprintf(err, errlen, "socket passed by systemd as \"%s\": %s", p->name,
-                 log_strerror(errno));
-        return -1;
-    }
+        fcntl(p->fd, F_SETFD, FD_CLOEXEC) < 0)
+        return -errno;
     return 0;
 }
 #endif
 
-int service_take_sockets(struct passed_sock **out, size_t *n, char *err,
-                         size_t errlen)
+int service_take_sockets(struct passed_sock **out, size_t *n, struct passed_sock *bad)
 {
     *out = NULL;
     *n = 0;
+    bad->fd = -1;
 #ifdef HAVE_LIBSYSTEMD
     char **names = NULL;
     int count = sd_listen_fds_with_names(1, &names);
-    if (count <= 0) {
-        if (count < 0)
-            snprintf(err, errlen, "sockets passed by systemd: %s", log_strerror(-count));
-        return count < 0 ? -1 : 0;
-    }
+    if (count <= 0)
+        return count;
     struct passed_sock *socks = calloc((size_t)count, sizeof(*socks));
-    int ok = socks != NULL ? 0 : -1;
-    if (socks == NULL)
-        snprintf(err, errlen, "sockets passed by systemd: %s", log_strerror(ENOMEM));
-    for (int i = 0; ok == 0 && i < count; i++) {
+    int err = socks != NULL ? 0 : -ENOMEM;
+    for (int i = 0; err == 0 && i < count; i++) {
         socks[i].fd = SD_LISTEN_FDS_START + i;
         snprintf(socks[i].name, sizeof(socks[i].name), "%s",
                  names != NULL && names[i] != NULL ? names[i] : "unknown");
-        ok = adopt(&socks[i], err, errlen);
+        err = adopt(&socks[i]);
+        if (err < 0)
+            *bad = socks[i];
     }
     free_names(names, count);
-    if (ok < 0) {
+    if (err < 0) {
         free(socks);
-        return -1;
+        return err;
     }
     *out = socks;
     *n = (size_t)count;
     return 0;
 #else
-    (void)err;
-    (void)errlen;
     return 0;
 #endif
 }

@@ -29,10 +29,10 @@ struct passed_sock {
 };
 
 /* Takes the sockets systemd passed (once, at start: the environment
- * variables are unset), made non-blocking and close-on-exec.  0, or -1
- * with the reason in err. */
-int service_take_sockets(struct passed_sock **out, size_t *n, char *err,
-                         size_t errlen);
+ * variables are unset), made non-blocking and close-on-exec.  0, or -errno
+ * (-ENOTSOCK: one is not a listening stream socket); when one socket is at
+ * fault, *bad is a copy of it, else bad->fd is -1. */
+int service_take_sockets(struct passed_sock **out, size_t *n, struct passed_sock *bad);
 
 /* Whether this build can take sockets from systemd. */
 bool service_has_systemd(void);

@@ -246,7 +246,7 @@ static const struct listen_sock *reached(const struct generation *g, const addr_
  * host's own interface addresses on the port of a wildcard listener, ports
  * the kernel picked, sockets systemd passed.
  */
-bool upstream_find_loops(struct generation *g)
+int upstream_find_loops(struct generation *g)
 {
     size_t n = g->nlisteners;
     addr_t *host;
@@ -254,8 +254,7 @@ bool upstream_find_loops(struct generation *g)
     bool *path = calloc(n > 0 ? n * n : 1, sizeof(*path)); /* [from * n + to] */
     if (path == NULL) {
         free(host);
-        log_err("out of memory looking for relay loops");
-        return false;
+        return -ENOMEM;
     }
     for (size_t i = 0; i < n; i++) {
         struct listener *l = &g->listeners[i];
@@ -286,7 +285,7 @@ bool upstream_find_loops(struct generation *g)
     }
     free(path);
     free(host);
-    return true;
+    return 0;
 }
 
 /* Marks ua failed for the listener's fail_timeout and counts the failure. */

@@ -65,9 +65,9 @@ struct upstream_addr *upstream_next(struct worker *w, struct conn *c);
  * relays that would lead back to their own listener through the daemon's
  * own listening sockets (the same address; on the port of a wildcard one,
  * a loopback address or one of this host's interface addresses, read now)
- * and notes them in loop_at.  False (logged) when out of memory.
+ * and notes them in loop_at.  0 or -ENOMEM.
  */
-bool upstream_find_loops(struct generation *g);
+int upstream_find_loops(struct generation *g);
 
 /* Marks an address of c's listener failed for the listener's fail_timeout,
  * counts the failure and logs why (rate-limited). */
