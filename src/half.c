@@ -103,17 +103,24 @@ static void wrote(struct half_io *io, size_t n)
     io->progress = true;
 }
 
-/* Writes p[0..n) to the destination (as urgent data when `oob`), holding
- * what it cannot take now.  0 when everything went, 1 when some is held
- * (EAGAIN: the destination is re-armed), -errno. */
-static int deliver(struct half *h, struct half_io *io, const uint8_t *p, size_t n,
-                   bool oob)
+/* The destination took no more: h waits for its writable event. */
+static void wait_writable(struct half *h, struct half_io *io)
 {
-    size_t done = 0;
-    while (done < n) {
-        ssize_t m = endpoint_write(io->dst, p + done, n - done, oob);
+    h->writable = false;
+    loop_rearm(&io->w->loop, io->dst->fd, MIO_WRITABLE);
+}
+
+/* Writes p[0..n) to the destination (as urgent data when `oob`) until all
+ * of it went or the destination is full; *done counts what went.  0,
+ * -EAGAIN (h now waits for the destination), or -errno. */
+static int write_some(struct half *h, struct half_io *io, const uint8_t *p, size_t n,
+                      bool oob, size_t *done)
+{
+    *done = 0;
+    while (*done < n) {
+        ssize_t m = endpoint_write(io->dst, p + *done, n - *done, oob);
         if (m >= 0) {
-            done += (size_t)m;
+            *done += (size_t)m;
             wrote(io, (size_t)m);
             continue;
         }
@@ -121,14 +128,26 @@ static int deliver(struct half *h, struct half_io *io, const uint8_t *p, size_t 
             continue;
         if (errno != EAGAIN)
             return -errno;
-        if (half_hold(h, p + done, n - done, io->cap) < 0)
-            return -ENOMEM;
-        h->held_oob = oob;
-        h->writable = false;
-        loop_rearm(&io->w->loop, io->dst->fd, MIO_WRITABLE);
-        return 1;
+        wait_writable(h, io);
+        return -EAGAIN;
     }
     return 0;
+}
+
+/* Writes p[0..n) to the destination (as urgent data when `oob`), holding
+ * what it cannot take now.  0 when everything went, 1 when some is held
+ * (h waits for the destination), -errno. */
+static int deliver(struct half *h, struct half_io *io, const uint8_t *p, size_t n,
+                   bool oob)
+{
+    size_t done;
+    int r = write_some(h, io, p, n, oob, &done);
+    if (r != -EAGAIN)
+        return r;
+    if (half_hold(h, p + done, n - done, io->cap) < 0)
+        return -ENOMEM;
+    h->held_oob = oob;
+    return 1;
 }
 
 /* Writes what the pipe holds.  1: all written (the pipe went back to the
@@ -142,8 +161,7 @@ static int flush_pipe(struct half *h, struct half_io *io)
     else if (m != -EAGAIN)
         return (int)m;
     if (p->len > 0) {
-        h->writable = false;
-        loop_rearm(&io->w->loop, io->dst->fd, MIO_WRITABLE);
+        wait_writable(h, io);
         return 0;
     }
     pipe_put(&io->w->pipes, p);
@@ -159,21 +177,11 @@ static int flush(struct half *h, struct half_io *io)
     if (h->in_pipe)
         return flush_pipe(h, io);
     struct buf *b = h->held.buf;
-    while (b->off < b->len) {
-        ssize_t m = endpoint_write(io->dst, b->data + b->off, b->len - b->off, h->held_oob);
-        if (m >= 0) {
-            b->off += (size_t)m;
-            wrote(io, (size_t)m);
-            continue;
-        }
-        if (errno == EINTR)
-            continue;
-        if (errno != EAGAIN)
-            return -errno;
-        h->writable = false;
-        loop_rearm(&io->w->loop, io->dst->fd, MIO_WRITABLE);
-        return 0;
-    }
+    size_t done;
+    int r = write_some(h, io, b->data + b->off, b->len - b->off, h->held_oob, &done);
+    b->off += done;
+    if (r < 0)
+        return r == -EAGAIN ? 0 : r;
     free(b);
     h->held.buf = NULL;
     h->held_oob = false;
