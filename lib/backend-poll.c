@@ -33,6 +33,8 @@
 #include <unistd.h>
 
 #include "backend.h"
+#include "timeout.h"
+#include "wakefd.h"
 
 #ifndef POLLRDHUP
 #define POLLRDHUP 0 /* Linux only: without it a FIN shows as readable */
@@ -79,6 +81,7 @@ const char mio__backend_name[] = "poll";
 const size_t mio__native_event_size = 0;
 const mio_interest_t mio__supported_interest =
     MIO_READABLE | MIO_WRITABLE | MIO_PRIORITY;
+const size_t mio__waker_size = sizeof(struct mio_waker);
 
 /* The poll bits for an interest. */
 static short poll_bits(mio_interest_t interest)
@@ -105,8 +108,7 @@ static uint32_t poll_flags(short r)
         f |= MIO__EV_ERROR;
     if (r & (POLLHUP | POLLRDHUP))
         f |= MIO__EV_READ_CLOSED;
-    if ((r & POLLHUP) || ((r & POLLOUT) && (r & POLLERR)) || r == POLLERR)
-        f |= MIO__EV_WRITE_CLOSED;
+    f |= mio__event_write_closed((unsigned short)r, POLLOUT, POLLERR, POLLHUP);
     if (r & POLLPRI)
         f |= MIO__EV_PRIORITY;
     return f;
@@ -379,12 +381,11 @@ int mio__sel_select(struct mio__sel *sel, struct mio_events *events,
     return err;
 }
 
-int mio__waker_new(struct mio__sel *sel, mio_token_t token,
-                   struct mio_waker **out)
+/* Joins the list of wakers that a poll collects; holds a reference on the
+ * table. */
+int mio__waker_init(struct mio_waker *w, struct mio__sel *sel,
+                    mio_token_t token)
 {
-    struct mio_waker *w = calloc(1, sizeof(*w));
-    if (w == NULL)
-        return -ENOMEM;
     atomic_fetch_add(&sel->refs, 1);
     w->sel = sel;
     w->token = token;
@@ -393,7 +394,6 @@ int mio__waker_new(struct mio__sel *sel, mio_token_t token,
     w->next = sel->wakers;
     sel->wakers = w;
     pthread_mutex_unlock(&sel->lock);
-    *out = w;
     return 0;
 }
 
@@ -404,7 +404,8 @@ int mio__waker_wake(struct mio_waker *w)
     return mio__wakefd_signal(w->sel->notify);
 }
 
-void mio__waker_free(struct mio_waker *w)
+/* Leaves the list and drops the reference on the table. */
+void mio__waker_fini(struct mio_waker *w)
 {
     struct mio__sel *sel = w->sel;
     pthread_mutex_lock(&sel->lock);
@@ -414,6 +415,5 @@ void mio__waker_free(struct mio_waker *w)
             break;
         }
     pthread_mutex_unlock(&sel->lock);
-    free(w);
     mio__sel_free(sel);
 }

@@ -21,7 +21,8 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 
-#include "backend.h"
+#include "fd.h"
+#include "mio.h"
 
 #if defined(SOCK_NONBLOCK) && defined(SOCK_CLOEXEC)
 #define NET_ATOMIC_FLAGS 1
@@ -53,9 +54,9 @@ static int net_fail(int fd, int err)
  * it could not be created so); 0 or -errno. */
 static int net_set_flags(int fd)
 {
-    int err = mio__set_cloexec(fd);
+    int err = mio__fd_set_cloexec(fd);
 
-    return err != 0 ? err : mio__set_nonblock(fd);
+    return err != 0 ? err : mio__fd_set_nonblock(fd);
 }
 
 /* Sets SO_NOSIGPIPE where the platform has it; 0 or -errno. */
