@@ -23,8 +23,7 @@ struct mio_waker {
 
 const char mio__backend_name[] = "epoll";
 const size_t mio__native_event_size = sizeof(struct epoll_event);
-const mio_interest_t mio__supported_interest =
-    MIO_READABLE | MIO_WRITABLE | MIO_PRIORITY;
+const mio_interest_t mio__supported_interest = MIO_READABLE | MIO_WRITABLE | MIO_PRIORITY;
 const size_t mio__waker_size = sizeof(struct mio_waker);
 
 #ifdef HAVE_EPOLL_PWAIT2
@@ -153,8 +152,7 @@ int mio__sel_rearm(struct mio__sel *sel, int fd, mio_interest_t interest)
 
 /* The eventfd is never drained by the poll: each write is a new edge, and
  * wakes between two polls coalesce into one event. */
-int mio__waker_init(struct mio_waker *waker, struct mio__sel *sel,
-                    mio_token_t token)
+int mio__waker_init(struct mio_waker *waker, struct mio__sel *sel, mio_token_t token)
 {
     int err = mio__wakefd_open(waker->fds);
     if (err < 0)

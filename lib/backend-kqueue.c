@@ -43,8 +43,8 @@ const size_t mio__native_event_size = sizeof(struct kevent);
 /* AIO and LIO add no change: they name the token that aio requests carry in
  * their SIGEV_KEVENT sigevent, so the kernel reports them as EVFILT_AIO or
  * EVFILT_LIO events. */
-const mio_interest_t mio__supported_interest =
-    MIO_READABLE | MIO_WRITABLE | MIO_AIO | MIO_LIO;
+const mio_interest_t mio__supported_interest = MIO_READABLE | MIO_WRITABLE | MIO_AIO |
+                                               MIO_LIO;
 const size_t mio__waker_size = sizeof(struct mio_waker);
 
 /* udata is void * on most systems but intptr_t on NetBSD before 10, where
@@ -101,8 +101,7 @@ static int fill_changes(struct kevent changes[2], int fd, mio_token_t token,
  * with EINTR every change was applied; the receipts were not written then,
  * so there is nothing left to check.
  */
-static int submit_changes(int kq, struct kevent *changes, int n,
-                          const int *ignored)
+static int submit_changes(int kq, struct kevent *changes, int n, const int *ignored)
 {
     if (n == 0)
         return 0;
@@ -228,8 +227,7 @@ int mio__sel_reregister(struct mio__sel *sel, int fd, mio_token_t token,
                         mio_interest_t interest)
 {
     struct kevent changes[2];
-    int n = fill_changes(changes, fd, token, interest,
-                         MIO_READABLE | MIO_WRITABLE);
+    int n = fill_changes(changes, fd, token, interest, MIO_READABLE | MIO_WRITABLE);
     return submit_changes(sel->fd, changes, n, ignore_on_reregister);
 }
 
@@ -259,18 +257,15 @@ static atomic_uintptr_t next_waker_ident = 1;
 
 /* Registers an EVFILT_USER event on a dup of the kqueue, so that the waker
  * keeps the queue alive and may outlive the poll. */
-int mio__waker_init(struct mio_waker *waker, struct mio__sel *sel,
-                    mio_token_t token)
+int mio__waker_init(struct mio_waker *waker, struct mio__sel *sel, mio_token_t token)
 {
     waker->kq = mio__fd_dup_cloexec(sel->fd);
     if (waker->kq < 0)
         return waker->kq;
-    waker->ident = atomic_fetch_add_explicit(&next_waker_ident, 1,
-                                             memory_order_relaxed);
+    waker->ident = atomic_fetch_add_explicit(&next_waker_ident, 1, memory_order_relaxed);
     waker->token = token;
     struct kevent kev;
-    EV_SET(&kev, waker->ident, EVFILT_USER, MIO__ADD_FLAGS, 0, 0,
-           MIO__UDATA(token));
+    EV_SET(&kev, waker->ident, EVFILT_USER, MIO__ADD_FLAGS, 0, 0, MIO__UDATA(token));
     int err = submit_changes(waker->kq, &kev, 1, ignore_none);
     if (err < 0)
         close(waker->kq);
@@ -294,8 +289,7 @@ int mio__waker_wake(struct mio_waker *waker)
 void mio__waker_fini(struct mio_waker *waker)
 {
     struct kevent kev;
-    EV_SET(&kev, waker->ident, EVFILT_USER, MIO__DELETE_FLAGS, 0, 0,
-           MIO__UDATA(0));
+    EV_SET(&kev, waker->ident, EVFILT_USER, MIO__DELETE_FLAGS, 0, 0, MIO__UDATA(0));
     (void)submit_changes(waker->kq, &kev, 1, ignore_none);
     close(waker->kq);
 }
@@ -304,15 +298,13 @@ void mio__waker_fini(struct mio_waker *waker)
 
 /* Registers a wake fd for reading; the registration holds no reference to
  * the queue, so the waker may outlive the poll (its wakes then go nowhere). */
-int mio__waker_init(struct mio_waker *waker, struct mio__sel *sel,
-                    mio_token_t token)
+int mio__waker_init(struct mio_waker *waker, struct mio__sel *sel, mio_token_t token)
 {
     int err = mio__wakefd_open(waker->fds);
     if (err < 0)
         return err;
     struct kevent kev;
-    EV_SET(&kev, waker->fds[0], EVFILT_READ, MIO__ADD_FLAGS, 0, 0,
-           MIO__UDATA(token));
+    EV_SET(&kev, waker->fds[0], EVFILT_READ, MIO__ADD_FLAGS, 0, 0, MIO__UDATA(token));
     err = submit_changes(sel->fd, &kev, 1, ignore_none);
     if (err < 0)
         mio__wakefd_close(waker->fds);

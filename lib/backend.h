@@ -45,8 +45,7 @@ int mio__sel_rearm(struct mio__sel *sel, int fd, mio_interest_t interest);
 /* The front allocates a waker of mio__waker_size zeroed bytes, has the
  * backend set it up, and frees it after mio__waker_fini. */
 extern const size_t mio__waker_size;
-int mio__waker_init(struct mio_waker *waker, struct mio__sel *sel,
-                    mio_token_t token);
+int mio__waker_init(struct mio_waker *waker, struct mio__sel *sel, mio_token_t token);
 int mio__waker_wake(struct mio_waker *waker);
 void mio__waker_fini(struct mio_waker *waker);
 

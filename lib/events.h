@@ -39,8 +39,8 @@ struct mio_events {
  * closed on a hang-up, on an error beside writability (a refused connect),
  * or on an error alone.  MIO__EV_WRITE_CLOSED or 0.
  */
-static inline uint32_t mio__event_write_closed(uint32_t mask, uint32_t out,
-                                               uint32_t err, uint32_t hup)
+static inline uint32_t mio__event_write_closed(uint32_t mask, uint32_t out, uint32_t err,
+                                               uint32_t hup)
 {
     if ((mask & hup) || ((mask & out) && (mask & err)) || mask == err)
         return MIO__EV_WRITE_CLOSED;

@@ -110,8 +110,7 @@ static int net_socket(int domain, int type)
 
 /* A new socket of `type` in the family of `addr`; the descriptor or
  * -errno. */
-static int net_socket_for(const struct sockaddr *addr, socklen_t addrlen,
-                          int type)
+static int net_socket_for(const struct sockaddr *addr, socklen_t addrlen, int type)
 {
     int family = net_family(addr, addrlen);
     return family < 0 ? family : net_socket(family, type);
@@ -131,8 +130,7 @@ static int net_pair_out(const int p[2], int fds[2], int err)
 
 /* Fills *sun with `path`; -EINVAL when empty, -ENAMETOOLONG when it does
  * not fit sun_path with its NUL. */
-static int net_unix_addr(const char *path, struct sockaddr_un *sun,
-                         socklen_t *len)
+static int net_unix_addr(const char *path, struct sockaddr_un *sun, socklen_t *len)
 {
     assert(path != NULL);
     size_t n = strlen(path);
@@ -149,8 +147,7 @@ static int net_unix_addr(const char *path, struct sockaddr_un *sun,
 
 /* A new Unix stream socket, and in *sun the address of `path`; the
  * descriptor or -errno. */
-static int net_unix_socket(const char *path, struct sockaddr_un *sun,
-                           socklen_t *len)
+static int net_unix_socket(const char *path, struct sockaddr_un *sun, socklen_t *len)
 {
     int err = net_unix_addr(path, sun, len);
     return err != 0 ? err : net_socket(AF_UNIX, SOCK_STREAM);
@@ -158,11 +155,10 @@ static int net_unix_socket(const char *path, struct sockaddr_un *sun,
 
 /* Binds `fd` to `addr` and listens; closes `fd` and returns -errno on
  * failure, else returns `fd`. */
-static int net_bind_listen(int fd, const struct sockaddr *addr,
-                           socklen_t addrlen, int backlog)
+static int net_bind_listen(int fd, const struct sockaddr *addr, socklen_t addrlen,
+                           int backlog)
 {
-    if (bind(fd, addr, addrlen) < 0 ||
-        listen(fd, backlog > 0 ? backlog : SOMAXCONN) < 0)
+    if (bind(fd, addr, addrlen) < 0 || listen(fd, backlog > 0 ? backlog : SOMAXCONN) < 0)
         return net_fail(fd, -errno);
     return fd;
 }
@@ -175,15 +171,14 @@ static int net_bind_listen(int fd, const struct sockaddr *addr,
  */
 static int net_connect(int fd, const struct sockaddr *addr, socklen_t addrlen)
 {
-    if (connect(fd, addr, addrlen) < 0 && errno != EINPROGRESS &&
-        errno != EINTR)
+    if (connect(fd, addr, addrlen) < 0 && errno != EINPROGRESS && errno != EINTR)
         return net_fail(fd, -errno);
     return fd;
 }
 
 /* A listening TCP socket with SO_REUSEADDR and the MIO_LISTEN_* options. */
-int mio_tcp_listen(const struct sockaddr *addr, socklen_t addrlen,
-                   int backlog, unsigned flags)
+int mio_tcp_listen(const struct sockaddr *addr, socklen_t addrlen, int backlog,
+                   unsigned flags)
 {
     int family = net_family(addr, addrlen);
     if (family < 0)
@@ -217,8 +212,7 @@ int mio_tcp_listen(const struct sockaddr *addr, socklen_t addrlen,
  * accepted) is returned for the caller to accept again.  *addrlen, when
  * given, receives the length of the peer address.
  */
-int mio_tcp_accept(int listen_fd, struct sockaddr_storage *addr,
-                   socklen_t *addrlen)
+int mio_tcp_accept(int listen_fd, struct sockaddr_storage *addr, socklen_t *addrlen)
 {
     struct sockaddr_storage tmp;
     /* cppcheck-suppress uninitvar ; only tmp's address is taken here, and
@@ -239,8 +233,7 @@ int mio_tcp_accept(int listen_fd, struct sockaddr_storage *addr,
                 continue;
             if (errno != ENOSYS)
                 return -errno;
-            atomic_store_explicit(&accept4_enosys, true,
-                                  memory_order_relaxed);
+            atomic_store_explicit(&accept4_enosys, true, memory_order_relaxed);
             len = sizeof(tmp);
         }
 #endif
@@ -296,8 +289,7 @@ int mio_socket_shutdown(int fd, int how)
 }
 
 /* getsockname(2) into *addr; *addrlen, when given, receives its length. */
-int mio_socket_local_addr(int fd, struct sockaddr_storage *addr,
-                          socklen_t *addrlen)
+int mio_socket_local_addr(int fd, struct sockaddr_storage *addr, socklen_t *addrlen)
 {
     assert(addr != NULL);
     socklen_t len = sizeof(*addr);
@@ -358,8 +350,7 @@ int mio_unix_pair(int fds[2])
     assert(fds != NULL);
     int sv[2];
 #if NET_ATOMIC_FLAGS
-    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0,
-                   sv) < 0)
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) < 0)
         return -errno;
     int err = 0;
 #else

@@ -83,8 +83,7 @@ mio_registry_t *mio_poll_registry(mio_poll_t *poll)
     return &poll->reg;
 }
 
-int mio_poll_poll(mio_poll_t *poll, mio_events_t *events,
-                  const struct timespec *timeout)
+int mio_poll_poll(mio_poll_t *poll, mio_events_t *events, const struct timespec *timeout)
 {
     assert(poll != NULL && events != NULL);
     events->len = 0;
