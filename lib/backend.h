@@ -1,11 +1,12 @@
 /*
  * The contract between the front of libmio (poll.c, events.c) and the one
  * backend a build links in (backend-epoll.c, backend-kqueue.c or
- * backend-poll.c).  Each backend defines struct mio__sel and struct
- * mio_waker privately and every constant and function below; the front has
- * validated the arguments (fd >= 0, interest non-empty, known and supported,
- * events capacity > 0, timeout well formed) before it calls.  Every function
- * returns 0 or a negative errno.
+ * backend-poll.c).  Each backend defines struct mio__sel (epoll and kqueue
+ * share selfd.h's), struct mio_waker, and every constant and function below;
+ * the front has validated the arguments (fd >= 0, interest non-empty, known
+ * and supported, events capacity > 0, timeout well formed) before it calls.
+ * Every function returns 0 or a negative errno; the backend fills the events
+ * of events.h.
  *
  * Backends may differ where the kernel does: kqueue takes a second register
  * as a reregistration and a deregister of an unknown fd as success, where
