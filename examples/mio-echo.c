@@ -49,7 +49,8 @@ static bool serve(mio_registry_t *reg, struct conn *c)
 int main(int argc, char **argv)
 {
     int port = argc > 1 ? atoi(argv[1]) : 7007;
-    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+    struct sockaddr_in addr = {.sin_family = AF_INET,
+                               .sin_port = htons((uint16_t)port),
                                .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     int lfd = mio_tcp_listen((struct sockaddr *)&addr, sizeof(addr), 0, 0);
     mio_poll_t *poll;
@@ -92,9 +93,8 @@ int main(int argc, char **argv)
                 struct conn *c = calloc(1, sizeof(*c));
                 if (c != NULL)
                     c->fd = fd;
-                if (c == NULL ||
-                    mio_registry_register(reg, fd, (mio_token_t)c,
-                                          MIO_READABLE | MIO_WRITABLE) < 0) {
+                if (c == NULL || mio_registry_register(reg, fd, (mio_token_t)c,
+                                                       MIO_READABLE | MIO_WRITABLE) < 0) {
                     close(fd);
                     free(c);
                 }

@@ -8,18 +8,14 @@
 #endif
 
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <stdatomic.h>
-#include <stdlib.h>
 #include <sys/epoll.h>
-#include <unistd.h>
 
 #include "backend.h"
-
-struct mio__sel {
-    int epfd;
-};
+#include "selfd.h"
+#include "timeout.h"
+#include "wakefd.h"
 
 struct mio_waker {
     int fds[2];
@@ -27,8 +23,8 @@ struct mio_waker {
 
 const char mio__backend_name[] = "epoll";
 const size_t mio__native_event_size = sizeof(struct epoll_event);
-const mio_interest_t mio__supported_interest =
-    MIO_READABLE | MIO_WRITABLE | MIO_PRIORITY;
+const mio_interest_t mio__supported_interest = MIO_READABLE | MIO_WRITABLE | MIO_PRIORITY;
+const size_t mio__waker_size = sizeof(struct mio_waker);
 
 #ifdef HAVE_EPOLL_PWAIT2
 /* Set once epoll_pwait2 has failed with ENOSYS (kernels before 5.11). */
@@ -61,51 +57,28 @@ static uint32_t epoll_flags(uint32_t e)
         f |= MIO__EV_ERROR;
     if ((e & EPOLLHUP) || ((e & EPOLLIN) && (e & EPOLLRDHUP)))
         f |= MIO__EV_READ_CLOSED;
-    /* Writing is closed on a hang-up, on an error beside writability (a
-     * refused connect), or on an error alone. */
-    if ((e & EPOLLHUP) || ((e & EPOLLOUT) && (e & EPOLLERR)) || e == EPOLLERR)
-        f |= MIO__EV_WRITE_CLOSED;
+    f |= mio__event_write_closed(e, EPOLLOUT, EPOLLERR, EPOLLHUP);
     if (e & EPOLLPRI)
         f |= MIO__EV_PRIORITY;
     return f;
 }
 
+/* A close-on-exec epoll set. */
 int mio__sel_new(struct mio__sel **out)
 {
-    struct mio__sel *sel = malloc(sizeof(*sel));
-    if (sel == NULL)
-        return -ENOMEM;
-    sel->epfd = epoll_create1(EPOLL_CLOEXEC);
-    if (sel->epfd < 0) {
-        int err = -errno;
-        free(sel);
-        return err;
-    }
-    *out = sel;
-    return 0;
+    int epfd = epoll_create1(EPOLL_CLOEXEC);
+    return mio__selfd_new(epfd < 0 ? -errno : epfd, out);
 }
 
+/* A dup of the epoll descriptor: same set, same registrations. */
 int mio__sel_clone(struct mio__sel *sel, struct mio__sel **out)
 {
-    struct mio__sel *clone = malloc(sizeof(*clone));
-    if (clone == NULL)
-        return -ENOMEM;
-    clone->epfd = fcntl(sel->epfd, F_DUPFD_CLOEXEC, 0);
-    if (clone->epfd < 0) {
-        int err = -errno;
-        free(clone);
-        return err;
-    }
-    *out = clone;
-    return 0;
+    return mio__selfd_clone(sel, out);
 }
 
 void mio__sel_free(struct mio__sel *sel)
 {
-    if (sel == NULL)
-        return;
-    close(sel->epfd);
-    free(sel);
+    mio__selfd_free(sel);
 }
 
 /* One epoll wait: nanosecond-exact with epoll_pwait2 where the kernel has
@@ -129,7 +102,7 @@ int mio__sel_select(struct mio__sel *sel, struct mio_events *events,
 {
     struct epoll_event *native = events->native;
     int cap = events->cap > (size_t)INT_MAX ? INT_MAX : (int)events->cap;
-    int n = epoll_wait_timeout(sel->epfd, native, cap, timeout);
+    int n = epoll_wait_timeout(sel->fd, native, cap, timeout);
     if (n < 0)
         return -errno;
     for (int i = 0; i < n; i++) {
@@ -146,7 +119,7 @@ static int ctl(struct mio__sel *sel, int op, int fd, mio_token_t token,
 {
     struct epoll_event ev = {.events = epoll_mask(interest)};
     ev.data.u64 = (uint64_t)token;
-    return epoll_ctl(sel->epfd, op, fd, &ev) < 0 ? -errno : 0;
+    return epoll_ctl(sel->fd, op, fd, &ev) < 0 ? -errno : 0;
 }
 
 int mio__sel_register(struct mio__sel *sel, int fd, mio_token_t token,
@@ -165,7 +138,7 @@ int mio__sel_deregister(struct mio__sel *sel, int fd)
 {
     /* A non-NULL event keeps kernels before 2.6.9 happy. */
     struct epoll_event ev = {0};
-    return epoll_ctl(sel->epfd, EPOLL_CTL_DEL, fd, &ev) < 0 ? -errno : 0;
+    return epoll_ctl(sel->fd, EPOLL_CTL_DEL, fd, &ev) < 0 ? -errno : 0;
 }
 
 /* epoll sees EAGAIN itself: nothing to do. */
@@ -179,24 +152,15 @@ int mio__sel_rearm(struct mio__sel *sel, int fd, mio_interest_t interest)
 
 /* The eventfd is never drained by the poll: each write is a new edge, and
  * wakes between two polls coalesce into one event. */
-int mio__waker_new(struct mio__sel *sel, mio_token_t token,
-                   struct mio_waker **out)
+int mio__waker_init(struct mio_waker *waker, struct mio__sel *sel, mio_token_t token)
 {
-    struct mio_waker *waker = malloc(sizeof(*waker));
-    if (waker == NULL)
-        return -ENOMEM;
     int err = mio__wakefd_open(waker->fds);
-    if (err == 0) {
-        err = ctl(sel, EPOLL_CTL_ADD, waker->fds[0], token, MIO_READABLE);
-        if (err < 0)
-            mio__wakefd_close(waker->fds);
-    }
-    if (err < 0) {
-        free(waker);
+    if (err < 0)
         return err;
-    }
-    *out = waker;
-    return 0;
+    err = ctl(sel, EPOLL_CTL_ADD, waker->fds[0], token, MIO_READABLE);
+    if (err < 0)
+        mio__wakefd_close(waker->fds);
+    return err;
 }
 
 int mio__waker_wake(struct mio_waker *waker)
@@ -205,8 +169,7 @@ int mio__waker_wake(struct mio_waker *waker)
 }
 
 /* Closing the eventfd removes it from the epoll set. */
-void mio__waker_free(struct mio_waker *waker)
+void mio__waker_fini(struct mio_waker *waker)
 {
     mio__wakefd_close(waker->fds);
-    free(waker);
 }

@@ -11,21 +11,18 @@
 #endif
 
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <stdatomic.h>
 #include <stdint.h>
-#include <stdlib.h>
 #include <sys/types.h>
 #include <sys/time.h>
 #include <sys/event.h>
 #include <unistd.h>
 
 #include "backend.h"
-
-struct mio__sel {
-    int kq;
-};
+#include "fd.h"
+#include "selfd.h"
+#include "wakefd.h"
 
 #ifdef EVFILT_USER
 /* An EVFILT_USER event on a dup of the poll's kqueue. */
@@ -46,8 +43,9 @@ const size_t mio__native_event_size = sizeof(struct kevent);
 /* AIO and LIO add no change: they name the token that aio requests carry in
  * their SIGEV_KEVENT sigevent, so the kernel reports them as EVFILT_AIO or
  * EVFILT_LIO events. */
-const mio_interest_t mio__supported_interest =
-    MIO_READABLE | MIO_WRITABLE | MIO_AIO | MIO_LIO;
+const mio_interest_t mio__supported_interest = MIO_READABLE | MIO_WRITABLE | MIO_AIO |
+                                               MIO_LIO;
+const size_t mio__waker_size = sizeof(struct mio_waker);
 
 /* udata is void * on most systems but intptr_t on NetBSD before 10, where
  * configure defines KEVENT_UDATA_INTPTR.  The way back to a token is the
@@ -103,8 +101,7 @@ static int fill_changes(struct kevent changes[2], int fd, mio_token_t token,
  * with EINTR every change was applied; the receipts were not written then,
  * so there is nothing left to check.
  */
-static int submit_changes(int kq, struct kevent *changes, int n,
-                          const int *ignored)
+static int submit_changes(int kq, struct kevent *changes, int n, const int *ignored)
 {
     if (n == 0)
         return 0;
@@ -164,51 +161,36 @@ static uint32_t kevent_flags(const struct kevent *kev)
     return f;
 }
 
+/* A new kqueue made close-on-exec (kqueue() has no flag for it), or -errno. */
+static int kqueue_cloexec(void)
+{
+    int kq = kqueue();
+    if (kq < 0)
+        return -errno;
+    int err = mio__fd_set_cloexec(kq);
+    if (err < 0) {
+        close(kq);
+        return err;
+    }
+    return kq;
+}
+
 /* A close-on-exec kqueue. */
 int mio__sel_new(struct mio__sel **out)
 {
-    struct mio__sel *sel = malloc(sizeof(*sel));
-    if (sel == NULL)
-        return -ENOMEM;
-    sel->kq = kqueue();
-    if (sel->kq < 0) {
-        int err = -errno;
-        free(sel);
-        return err;
-    }
-    int err = mio__set_cloexec(sel->kq);
-    if (err < 0) {
-        close(sel->kq);
-        free(sel);
-        return err;
-    }
-    *out = sel;
-    return 0;
+    return mio__selfd_new(kqueue_cloexec(), out);
 }
 
 /* A dup of the kqueue descriptor: same queue, same registrations. */
 int mio__sel_clone(struct mio__sel *sel, struct mio__sel **out)
 {
-    struct mio__sel *clone = malloc(sizeof(*clone));
-    if (clone == NULL)
-        return -ENOMEM;
-    clone->kq = fcntl(sel->kq, F_DUPFD_CLOEXEC, 0);
-    if (clone->kq < 0) {
-        int err = -errno;
-        free(clone);
-        return err;
-    }
-    *out = clone;
-    return 0;
+    return mio__selfd_clone(sel, out);
 }
 
 /* Closes this handle; the queue lives on while a clone or waker holds it. */
 void mio__sel_free(struct mio__sel *sel)
 {
-    if (sel == NULL)
-        return;
-    close(sel->kq);
-    free(sel);
+    mio__selfd_free(sel);
 }
 
 /* Waits with the exact timespec (kqueue needs no rounding); EINTR is
@@ -218,7 +200,7 @@ int mio__sel_select(struct mio__sel *sel, struct mio_events *events,
 {
     struct kevent *native = events->native;
     int cap = events->cap > (size_t)INT_MAX ? INT_MAX : (int)events->cap;
-    int n = kevent(sel->kq, NULL, 0, native, cap, timeout);
+    int n = kevent(sel->fd, NULL, 0, native, cap, timeout);
     if (n < 0)
         return -errno;
     for (int i = 0; i < n; i++) {
@@ -236,7 +218,7 @@ int mio__sel_register(struct mio__sel *sel, int fd, mio_token_t token,
 {
     struct kevent changes[2];
     int n = fill_changes(changes, fd, token, interest, 0);
-    return submit_changes(sel->kq, changes, n, ignore_on_register);
+    return submit_changes(sel->fd, changes, n, ignore_on_register);
 }
 
 /* kqueue cannot say which filters an fd has, so every direction not wanted
@@ -245,9 +227,8 @@ int mio__sel_reregister(struct mio__sel *sel, int fd, mio_token_t token,
                         mio_interest_t interest)
 {
     struct kevent changes[2];
-    int n = fill_changes(changes, fd, token, interest,
-                         MIO_READABLE | MIO_WRITABLE);
-    return submit_changes(sel->kq, changes, n, ignore_on_reregister);
+    int n = fill_changes(changes, fd, token, interest, MIO_READABLE | MIO_WRITABLE);
+    return submit_changes(sel->fd, changes, n, ignore_on_reregister);
 }
 
 /* Deletes both filters.  Unlike epoll, deregistering an fd that was never
@@ -256,7 +237,7 @@ int mio__sel_deregister(struct mio__sel *sel, int fd)
 {
     struct kevent changes[2];
     int n = fill_changes(changes, fd, 0, 0, MIO_READABLE | MIO_WRITABLE);
-    return submit_changes(sel->kq, changes, n, ignore_on_deregister);
+    return submit_changes(sel->fd, changes, n, ignore_on_deregister);
 }
 
 /* kqueue sees EAGAIN itself: nothing to do. */
@@ -276,32 +257,19 @@ static atomic_uintptr_t next_waker_ident = 1;
 
 /* Registers an EVFILT_USER event on a dup of the kqueue, so that the waker
  * keeps the queue alive and may outlive the poll. */
-int mio__waker_new(struct mio__sel *sel, mio_token_t token,
-                   struct mio_waker **out)
+int mio__waker_init(struct mio_waker *waker, struct mio__sel *sel, mio_token_t token)
 {
-    struct mio_waker *waker = malloc(sizeof(*waker));
-    if (waker == NULL)
-        return -ENOMEM;
-    waker->kq = fcntl(sel->kq, F_DUPFD_CLOEXEC, 0);
-    if (waker->kq < 0) {
-        int err = -errno;
-        free(waker);
-        return err;
-    }
-    waker->ident = atomic_fetch_add_explicit(&next_waker_ident, 1,
-                                             memory_order_relaxed);
+    waker->kq = mio__fd_dup_cloexec(sel->fd);
+    if (waker->kq < 0)
+        return waker->kq;
+    waker->ident = atomic_fetch_add_explicit(&next_waker_ident, 1, memory_order_relaxed);
     waker->token = token;
     struct kevent kev;
-    EV_SET(&kev, waker->ident, EVFILT_USER, MIO__ADD_FLAGS, 0, 0,
-           MIO__UDATA(token));
+    EV_SET(&kev, waker->ident, EVFILT_USER, MIO__ADD_FLAGS, 0, 0, MIO__UDATA(token));
     int err = submit_changes(waker->kq, &kev, 1, ignore_none);
-    if (err < 0) {
+    if (err < 0)
         close(waker->kq);
-        free(waker);
-        return err;
-    }
-    *out = waker;
-    return 0;
+    return err;
 }
 
 /* Triggers the event: one system call, async-signal-safe.  EV_CLEAR makes
@@ -318,42 +286,29 @@ int mio__waker_wake(struct mio_waker *waker)
 
 /* Deletes the event (it would otherwise stay in the queue for the life of
  * the poll) and drops the waker's hold on the queue. */
-void mio__waker_free(struct mio_waker *waker)
+void mio__waker_fini(struct mio_waker *waker)
 {
     struct kevent kev;
-    EV_SET(&kev, waker->ident, EVFILT_USER, MIO__DELETE_FLAGS, 0, 0,
-           MIO__UDATA(0));
+    EV_SET(&kev, waker->ident, EVFILT_USER, MIO__DELETE_FLAGS, 0, 0, MIO__UDATA(0));
     (void)submit_changes(waker->kq, &kev, 1, ignore_none);
     close(waker->kq);
-    free(waker);
 }
 
 #else /* !EVFILT_USER: OpenBSD, NetBSD before 10 */
 
 /* Registers a wake fd for reading; the registration holds no reference to
  * the queue, so the waker may outlive the poll (its wakes then go nowhere). */
-int mio__waker_new(struct mio__sel *sel, mio_token_t token,
-                   struct mio_waker **out)
+int mio__waker_init(struct mio_waker *waker, struct mio__sel *sel, mio_token_t token)
 {
-    struct mio_waker *waker = malloc(sizeof(*waker));
-    if (waker == NULL)
-        return -ENOMEM;
     int err = mio__wakefd_open(waker->fds);
-    if (err < 0) {
-        free(waker);
+    if (err < 0)
         return err;
-    }
     struct kevent kev;
-    EV_SET(&kev, waker->fds[0], EVFILT_READ, MIO__ADD_FLAGS, 0, 0,
-           MIO__UDATA(token));
-    err = submit_changes(sel->kq, &kev, 1, ignore_none);
-    if (err < 0) {
+    EV_SET(&kev, waker->fds[0], EVFILT_READ, MIO__ADD_FLAGS, 0, 0, MIO__UDATA(token));
+    err = submit_changes(sel->fd, &kev, 1, ignore_none);
+    if (err < 0)
         mio__wakefd_close(waker->fds);
-        free(waker);
-        return err;
-    }
-    *out = waker;
-    return 0;
+    return err;
 }
 
 /* The fd is never drained by the poll: with EV_CLEAR each write is a new
@@ -365,10 +320,9 @@ int mio__waker_wake(struct mio_waker *waker)
 }
 
 /* Closing the read end removes its event from the queue. */
-void mio__waker_free(struct mio_waker *waker)
+void mio__waker_fini(struct mio_waker *waker)
 {
     mio__wakefd_close(waker->fds);
-    free(waker);
 }
 
 #endif /* EVFILT_USER */

@@ -33,6 +33,8 @@
 #include <unistd.h>
 
 #include "backend.h"
+#include "timeout.h"
+#include "wakefd.h"
 
 #ifndef POLLRDHUP
 #define POLLRDHUP 0 /* Linux only: without it a FIN shows as readable */
@@ -54,11 +56,11 @@ struct entry {
 struct mio__sel {
     atomic_int refs; /* the poll, its clones and its wakers */
     pthread_mutex_t lock;
-    int notify[2];        /* wakes a poll in progress */
-    bool polling;         /* a thread is inside poll(2) now */
-    struct entry *ent;    /* registrations, unordered */
+    int notify[2];     /* wakes a poll in progress */
+    bool polling;      /* a thread is inside poll(2) now */
+    struct entry *ent; /* registrations, unordered */
     size_t n, cap;
-    size_t *slot;         /* fd -> index in ent + 1, 0 when unregistered */
+    size_t *slot; /* fd -> index in ent + 1, 0 when unregistered */
     size_t slot_cap;
     uint32_t next_gen;
     struct mio_waker *wakers;
@@ -77,8 +79,8 @@ struct mio_waker {
 
 const char mio__backend_name[] = "poll";
 const size_t mio__native_event_size = 0;
-const mio_interest_t mio__supported_interest =
-    MIO_READABLE | MIO_WRITABLE | MIO_PRIORITY;
+const mio_interest_t mio__supported_interest = MIO_READABLE | MIO_WRITABLE | MIO_PRIORITY;
+const size_t mio__waker_size = sizeof(struct mio_waker);
 
 /* The poll bits for an interest. */
 static short poll_bits(mio_interest_t interest)
@@ -105,8 +107,7 @@ static uint32_t poll_flags(short r)
         f |= MIO__EV_ERROR;
     if (r & (POLLHUP | POLLRDHUP))
         f |= MIO__EV_READ_CLOSED;
-    if ((r & POLLHUP) || ((r & POLLOUT) && (r & POLLERR)) || r == POLLERR)
-        f |= MIO__EV_WRITE_CLOSED;
+    f |= mio__event_write_closed((unsigned short)r, POLLOUT, POLLERR, POLLHUP);
     if (r & POLLPRI)
         f |= MIO__EV_PRIORITY;
     return f;
@@ -197,12 +198,13 @@ int mio__sel_register(struct mio__sel *sel, int fd, mio_token_t token,
         err = -EEXIST;
     } else if ((err = grow(&sel->slot, &sel->slot_cap, (size_t)fd + 1,
                            sizeof(*sel->slot))) == 0 &&
-               (err = grow(&sel->ent, &sel->cap, sel->n + 1,
-                           sizeof(*sel->ent))) == 0) {
+               (err = grow(&sel->ent, &sel->cap, sel->n + 1, sizeof(*sel->ent))) == 0) {
         short bits = poll_bits(interest);
-        sel->ent[sel->n] = (struct entry){.fd = fd, .token = token,
+        sel->ent[sel->n] = (struct entry){.fd = fd,
+                                          .token = token,
                                           .gen = ++sel->next_gen,
-                                          .interest = bits, .armed = bits};
+                                          .interest = bits,
+                                          .armed = bits};
         sel->slot[fd] = ++sel->n;
         changed(sel);
     }
@@ -220,8 +222,11 @@ int mio__sel_reregister(struct mio__sel *sel, int fd, mio_token_t token,
         err = -ENOENT;
     } else {
         short bits = poll_bits(interest);
-        *e = (struct entry){.fd = fd, .token = token, .gen = ++sel->next_gen,
-                            .interest = bits, .armed = bits};
+        *e = (struct entry){.fd = fd,
+                            .token = token,
+                            .gen = ++sel->next_gen,
+                            .interest = bits,
+                            .armed = bits};
         changed(sel);
     }
     pthread_mutex_unlock(&sel->lock);
@@ -272,8 +277,7 @@ int mio__sel_rearm(struct mio__sel *sel, int fd, mio_interest_t interest)
 static int snapshot(struct mio__sel *sel)
 {
     if (grow(&sel->snap, &sel->snap_cap, sel->n + 1, sizeof(*sel->snap)) < 0 ||
-        grow(&sel->snap_gen, &sel->snap_gen_cap, sel->n + 1,
-             sizeof(*sel->snap_gen)) < 0)
+        grow(&sel->snap_gen, &sel->snap_gen_cap, sel->n + 1, sizeof(*sel->snap_gen)) < 0)
         return -ENOMEM;
     sel->snap[0] = (struct pollfd){.fd = sel->notify[0], .events = POLLIN};
     for (size_t i = 0; i < sel->n; i++) {
@@ -288,17 +292,14 @@ static int snapshot(struct mio__sel *sel)
 /* Moves wakes that are pending into events; lock held. */
 static void collect_wakes(struct mio__sel *sel, struct mio_events *events)
 {
-    for (struct mio_waker *w = sel->wakers; w && events->len < events->cap;
-         w = w->next)
+    for (struct mio_waker *w = sel->wakers; w && events->len < events->cap; w = w->next)
         if (atomic_exchange(&w->pending, false))
-            events->ev[events->len++] =
-                (struct mio_event){w->token, MIO__EV_READABLE};
+            events->ev[events->len++] = (struct mio_event){w->token, MIO__EV_READABLE};
 }
 
 /* Turns the snapshot's revents into events and masks what was reported;
  * lock held. */
-static void collect_ready(struct mio__sel *sel, int nfds,
-                          struct mio_events *events)
+static void collect_ready(struct mio__sel *sel, int nfds, struct mio_events *events)
 {
     for (int i = 1; i < nfds && events->len < events->cap; i++) {
         short r = sel->snap[i].revents;
@@ -310,8 +311,7 @@ static void collect_ready(struct mio__sel *sel, int nfds,
         if (r & POLLNVAL)
             continue; /* closed without a deregister: nothing to say */
         e->armed = (short)(e->armed & ~(r & ARMABLE));
-        events->ev[events->len++] =
-            (struct mio_event){e->token, poll_flags(r)};
+        events->ev[events->len++] = (struct mio_event){e->token, poll_flags(r)};
     }
 }
 
@@ -379,12 +379,10 @@ int mio__sel_select(struct mio__sel *sel, struct mio_events *events,
     return err;
 }
 
-int mio__waker_new(struct mio__sel *sel, mio_token_t token,
-                   struct mio_waker **out)
+/* Joins the list of wakers that a poll collects; holds a reference on the
+ * table. */
+int mio__waker_init(struct mio_waker *w, struct mio__sel *sel, mio_token_t token)
 {
-    struct mio_waker *w = calloc(1, sizeof(*w));
-    if (w == NULL)
-        return -ENOMEM;
     atomic_fetch_add(&sel->refs, 1);
     w->sel = sel;
     w->token = token;
@@ -393,7 +391,6 @@ int mio__waker_new(struct mio__sel *sel, mio_token_t token,
     w->next = sel->wakers;
     sel->wakers = w;
     pthread_mutex_unlock(&sel->lock);
-    *out = w;
     return 0;
 }
 
@@ -404,7 +401,8 @@ int mio__waker_wake(struct mio_waker *w)
     return mio__wakefd_signal(w->sel->notify);
 }
 
-void mio__waker_free(struct mio_waker *w)
+/* Leaves the list and drops the reference on the table. */
+void mio__waker_fini(struct mio_waker *w)
 {
     struct mio__sel *sel = w->sel;
     pthread_mutex_lock(&sel->lock);
@@ -414,6 +412,5 @@ void mio__waker_free(struct mio_waker *w)
             break;
         }
     pthread_mutex_unlock(&sel->lock);
-    free(w);
     mio__sel_free(sel);
 }

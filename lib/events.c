@@ -10,7 +10,8 @@
 #include <assert.h>
 #include <stdlib.h>
 
-#include "backend.h"
+#include "backend.h" /* mio__native_event_size */
+#include "events.h"
 
 mio_events_t *mio_events_new(size_t capacity)
 {

@@ -51,8 +51,8 @@ typedef uint8_t mio_interest_t;
 
 #define MIO_READABLE ((mio_interest_t)0x01)
 #define MIO_WRITABLE ((mio_interest_t)0x02)
-#define MIO_AIO      ((mio_interest_t)0x04) /* kqueue EVFILT_AIO only */
-#define MIO_LIO      ((mio_interest_t)0x08) /* kqueue EVFILT_LIO only */
+#define MIO_AIO ((mio_interest_t)0x04)      /* kqueue EVFILT_AIO only */
+#define MIO_LIO ((mio_interest_t)0x08)      /* kqueue EVFILT_LIO only */
 #define MIO_PRIORITY ((mio_interest_t)0x10) /* epoll and poll(2) only */
 
 typedef struct mio_poll mio_poll_t;
@@ -82,8 +82,7 @@ mio_registry_t *mio_poll_registry(mio_poll_t *poll);
  * -EINVAL for a capacity of 0 or a malformed timespec.  Only one thread
  * polls a given mio_poll_t at a time.
  */
-int mio_poll_poll(mio_poll_t *poll, mio_events_t *events,
-                  const struct timespec *timeout);
+int mio_poll_poll(mio_poll_t *poll, mio_events_t *events, const struct timespec *timeout);
 
 /* The name of the backend this library was built with: "epoll", "kqueue"
  * or "poll". */
@@ -184,19 +183,18 @@ void mio_waker_free(mio_waker_t *waker);
  */
 
 /* Flags for mio_tcp_listen(). */
-#define MIO_LISTEN_V6ONLY    0x01 /* IPV6_V6ONLY: [::] does not take v4 */
+#define MIO_LISTEN_V6ONLY 0x01    /* IPV6_V6ONLY: [::] does not take v4 */
 #define MIO_LISTEN_REUSEPORT 0x02 /* SO_REUSEPORT: several listeners, one port */
 
 /* A listening TCP socket on `addr` (SO_REUSEADDR set); backlog <= 0 means
  * SOMAXCONN.  Unknown flags are -EINVAL; MIO_LISTEN_REUSEPORT where the
  * system has no SO_REUSEPORT is -EOPNOTSUPP. */
-int mio_tcp_listen(const struct sockaddr *addr, socklen_t addrlen,
-                   int backlog, unsigned flags);
+int mio_tcp_listen(const struct sockaddr *addr, socklen_t addrlen, int backlog,
+                   unsigned flags);
 
 /* Accepts one connection from a TCP or Unix stream listener; -EAGAIN when
  * none is pending.  `addr` and `addrlen` may be NULL. */
-int mio_tcp_accept(int listen_fd, struct sockaddr_storage *addr,
-                   socklen_t *addrlen);
+int mio_tcp_accept(int listen_fd, struct sockaddr_storage *addr, socklen_t *addrlen);
 
 /* Starts a non-blocking connect; the socket is returned at once and becomes
  * writable when the connect is done: then mio_socket_take_error() tells
@@ -214,8 +212,7 @@ int mio_socket_take_error(int fd);
 int mio_socket_shutdown(int fd, int how);
 
 /* The local address of a socket, e.g. to learn the port bound for port 0. */
-int mio_socket_local_addr(int fd, struct sockaddr_storage *addr,
-                          socklen_t *addrlen);
+int mio_socket_local_addr(int fd, struct sockaddr_storage *addr, socklen_t *addrlen);
 
 /* A UDP socket bound to `addr`. */
 int mio_udp_bind(const struct sockaddr *addr, socklen_t addrlen);

@@ -21,7 +21,8 @@
 #include <sys/socket.h>
 #include <sys/un.h>
 
-#include "backend.h"
+#include "fd.h"
+#include "mio.h"
 
 #if defined(SOCK_NONBLOCK) && defined(SOCK_CLOEXEC)
 #define NET_ATOMIC_FLAGS 1
@@ -53,9 +54,8 @@ static int net_fail(int fd, int err)
  * it could not be created so); 0 or -errno. */
 static int net_set_flags(int fd)
 {
-    int err = mio__set_cloexec(fd);
-
-    return err != 0 ? err : mio__set_nonblock(fd);
+    int err = mio__fd_set_cloexec(fd);
+    return err != 0 ? err : mio__fd_set_nonblock(fd);
 }
 
 /* Sets SO_NOSIGPIPE where the platform has it; 0 or -errno. */
@@ -63,8 +63,7 @@ static int net_nosigpipe(int fd)
 {
 #ifdef SO_NOSIGPIPE
     int on = 1;
-
-    if (setsockopt(fd, SOL_SOCKET, SO_NOSIGPIPE, &on, sizeof on) < 0)
+    if (setsockopt(fd, SOL_SOCKET, SO_NOSIGPIPE, &on, sizeof(on)) < 0)
         return -errno;
 #else
     (void)fd;
@@ -75,7 +74,7 @@ static int net_nosigpipe(int fd)
 /* Sets an int socket option to `value`; 0 or -errno. */
 static int net_setopt(int fd, int level, int name, int value)
 {
-    if (setsockopt(fd, level, name, &value, sizeof value) < 0)
+    if (setsockopt(fd, level, name, &value, sizeof(value)) < 0)
         return -errno;
     return 0;
 }
@@ -84,7 +83,7 @@ static int net_setopt(int fd, int level, int name, int value)
 static int net_family(const struct sockaddr *addr, socklen_t addrlen)
 {
     assert(addr != NULL);
-    if (addrlen < offsetof(struct sockaddr, sa_family) + sizeof addr->sa_family)
+    if (addrlen < offsetof(struct sockaddr, sa_family) + sizeof(addr->sa_family))
         return -EINVAL;
     return addr->sa_family;
 }
@@ -93,22 +92,28 @@ static int net_family(const struct sockaddr *addr, socklen_t addrlen)
  * descriptor or -errno. */
 static int net_socket(int domain, int type)
 {
-    int fd, err;
-
 #if NET_ATOMIC_FLAGS
-    fd = socket(domain, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+    int fd = socket(domain, type | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return -errno;
-    err = 0;
+    int err = 0;
 #else
-    fd = socket(domain, type, 0);
+    int fd = socket(domain, type, 0);
     if (fd < 0)
         return -errno;
-    err = net_set_flags(fd);
+    int err = net_set_flags(fd);
 #endif
     if (err == 0)
         err = net_nosigpipe(fd);
     return err != 0 ? net_fail(fd, err) : fd;
+}
+
+/* A new socket of `type` in the family of `addr`; the descriptor or
+ * -errno. */
+static int net_socket_for(const struct sockaddr *addr, socklen_t addrlen, int type)
+{
+    int family = net_family(addr, addrlen);
+    return family < 0 ? family : net_socket(family, type);
 }
 
 /* Hands the pair `p` out through fds[], or closes it and returns `err`. */
@@ -125,31 +130,35 @@ static int net_pair_out(const int p[2], int fds[2], int err)
 
 /* Fills *sun with `path`; -EINVAL when empty, -ENAMETOOLONG when it does
  * not fit sun_path with its NUL. */
-static int net_unix_addr(const char *path, struct sockaddr_un *sun,
-                         socklen_t *len)
+static int net_unix_addr(const char *path, struct sockaddr_un *sun, socklen_t *len)
 {
-    size_t n;
-
     assert(path != NULL);
-    n = strlen(path);
+    size_t n = strlen(path);
     if (n == 0)
         return -EINVAL;
-    if (n >= sizeof sun->sun_path)
+    if (n >= sizeof(sun->sun_path))
         return -ENAMETOOLONG;
-    memset(sun, 0, sizeof *sun);
+    memset(sun, 0, sizeof(*sun));
     sun->sun_family = AF_UNIX;
     memcpy(sun->sun_path, path, n + 1);
     *len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + 1);
     return 0;
 }
 
+/* A new Unix stream socket, and in *sun the address of `path`; the
+ * descriptor or -errno. */
+static int net_unix_socket(const char *path, struct sockaddr_un *sun, socklen_t *len)
+{
+    int err = net_unix_addr(path, sun, len);
+    return err != 0 ? err : net_socket(AF_UNIX, SOCK_STREAM);
+}
+
 /* Binds `fd` to `addr` and listens; closes `fd` and returns -errno on
  * failure, else returns `fd`. */
-static int net_bind_listen(int fd, const struct sockaddr *addr,
-                           socklen_t addrlen, int backlog)
+static int net_bind_listen(int fd, const struct sockaddr *addr, socklen_t addrlen,
+                           int backlog)
 {
-    if (bind(fd, addr, addrlen) < 0 ||
-        listen(fd, backlog > 0 ? backlog : SOMAXCONN) < 0)
+    if (bind(fd, addr, addrlen) < 0 || listen(fd, backlog > 0 ? backlog : SOMAXCONN) < 0)
         return net_fail(fd, -errno);
     return fd;
 }
@@ -162,19 +171,16 @@ static int net_bind_listen(int fd, const struct sockaddr *addr,
  */
 static int net_connect(int fd, const struct sockaddr *addr, socklen_t addrlen)
 {
-    if (connect(fd, addr, addrlen) < 0 && errno != EINPROGRESS &&
-        errno != EINTR)
+    if (connect(fd, addr, addrlen) < 0 && errno != EINPROGRESS && errno != EINTR)
         return net_fail(fd, -errno);
     return fd;
 }
 
 /* A listening TCP socket with SO_REUSEADDR and the MIO_LISTEN_* options. */
-int mio_tcp_listen(const struct sockaddr *addr, socklen_t addrlen,
-                   int backlog, unsigned flags)
+int mio_tcp_listen(const struct sockaddr *addr, socklen_t addrlen, int backlog,
+                   unsigned flags)
 {
-    int family, fd, err;
-
-    family = net_family(addr, addrlen);
+    int family = net_family(addr, addrlen);
     if (family < 0)
         return family;
     if ((flags & ~(unsigned)(MIO_LISTEN_V6ONLY | MIO_LISTEN_REUSEPORT)) != 0)
@@ -183,10 +189,10 @@ int mio_tcp_listen(const struct sockaddr *addr, socklen_t addrlen,
     if (flags & MIO_LISTEN_REUSEPORT)
         return -EOPNOTSUPP;
 #endif
-    fd = net_socket(family, SOCK_STREAM);
+    int fd = net_socket(family, SOCK_STREAM);
     if (fd < 0)
         return fd;
-    err = net_setopt(fd, SOL_SOCKET, SO_REUSEADDR, 1);
+    int err = net_setopt(fd, SOL_SOCKET, SO_REUSEADDR, 1);
     if (err == 0 && (flags & MIO_LISTEN_V6ONLY) && family == AF_INET6)
         err = net_setopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, 1);
 #ifdef SO_REUSEPORT
@@ -206,8 +212,7 @@ int mio_tcp_listen(const struct sockaddr *addr, socklen_t addrlen,
  * accepted) is returned for the caller to accept again.  *addrlen, when
  * given, receives the length of the peer address.
  */
-int mio_tcp_accept(int listen_fd, struct sockaddr_storage *addr,
-                   socklen_t *addrlen)
+int mio_tcp_accept(int listen_fd, struct sockaddr_storage *addr, socklen_t *addrlen)
 {
     struct sockaddr_storage tmp;
     /* cppcheck-suppress uninitvar ; only tmp's address is taken here, and
@@ -215,9 +220,8 @@ int mio_tcp_accept(int listen_fd, struct sockaddr_storage *addr,
     struct sockaddr *sa = (struct sockaddr *)(addr != NULL ? addr : &tmp);
     socklen_t len;
     int fd, err;
-
     for (;;) {
-        len = sizeof tmp;
+        len = sizeof(tmp);
 #ifdef HAVE_ACCEPT4
         if (!atomic_load_explicit(&accept4_enosys, memory_order_relaxed)) {
             fd = accept4(listen_fd, sa, &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -229,9 +233,8 @@ int mio_tcp_accept(int listen_fd, struct sockaddr_storage *addr,
                 continue;
             if (errno != ENOSYS)
                 return -errno;
-            atomic_store_explicit(&accept4_enosys, true,
-                                  memory_order_relaxed);
-            len = sizeof tmp;
+            atomic_store_explicit(&accept4_enosys, true, memory_order_relaxed);
+            len = sizeof(tmp);
         }
 #endif
         fd = accept(listen_fd, sa, &len);
@@ -254,12 +257,7 @@ int mio_tcp_accept(int listen_fd, struct sockaddr_storage *addr,
 /* Starts a non-blocking TCP connect to `addr`. */
 int mio_tcp_connect(const struct sockaddr *addr, socklen_t addrlen)
 {
-    int family, fd;
-
-    family = net_family(addr, addrlen);
-    if (family < 0)
-        return family;
-    fd = net_socket(family, SOCK_STREAM);
+    int fd = net_socket_for(addr, addrlen, SOCK_STREAM);
     if (fd < 0)
         return fd;
     return net_connect(fd, addr, addrlen);
@@ -276,8 +274,7 @@ int mio_tcp_set_nodelay(int fd, bool on)
 int mio_socket_take_error(int fd)
 {
     int value = 0;
-    socklen_t len = sizeof value;
-
+    socklen_t len = sizeof(value);
     if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &value, &len) < 0)
         return -errno;
     return -value;
@@ -292,12 +289,10 @@ int mio_socket_shutdown(int fd, int how)
 }
 
 /* getsockname(2) into *addr; *addrlen, when given, receives its length. */
-int mio_socket_local_addr(int fd, struct sockaddr_storage *addr,
-                          socklen_t *addrlen)
+int mio_socket_local_addr(int fd, struct sockaddr_storage *addr, socklen_t *addrlen)
 {
-    socklen_t len = sizeof *addr;
-
     assert(addr != NULL);
+    socklen_t len = sizeof(*addr);
     if (getsockname(fd, (struct sockaddr *)addr, &len) < 0)
         return -errno;
     if (addrlen != NULL)
@@ -308,12 +303,7 @@ int mio_socket_local_addr(int fd, struct sockaddr_storage *addr,
 /* A UDP socket bound to `addr`. */
 int mio_udp_bind(const struct sockaddr *addr, socklen_t addrlen)
 {
-    int family, fd;
-
-    family = net_family(addr, addrlen);
-    if (family < 0)
-        return family;
-    fd = net_socket(family, SOCK_DGRAM);
+    int fd = net_socket_for(addr, addrlen, SOCK_DGRAM);
     if (fd < 0)
         return fd;
     if (bind(fd, addr, addrlen) < 0)
@@ -336,12 +326,7 @@ int mio_unix_listen(const char *path, int backlog)
 {
     struct sockaddr_un sun;
     socklen_t len;
-    int fd, err;
-
-    err = net_unix_addr(path, &sun, &len);
-    if (err != 0)
-        return err;
-    fd = net_socket(AF_UNIX, SOCK_STREAM);
+    int fd = net_unix_socket(path, &sun, &len);
     if (fd < 0)
         return fd;
     return net_bind_listen(fd, (struct sockaddr *)&sun, len, backlog);
@@ -352,12 +337,7 @@ int mio_unix_connect(const char *path)
 {
     struct sockaddr_un sun;
     socklen_t len;
-    int fd, err;
-
-    err = net_unix_addr(path, &sun, &len);
-    if (err != 0)
-        return err;
-    fd = net_socket(AF_UNIX, SOCK_STREAM);
+    int fd = net_unix_socket(path, &sun, &len);
     if (fd < 0)
         return fd;
     return net_connect(fd, (struct sockaddr *)&sun, len);
@@ -367,18 +347,16 @@ int mio_unix_connect(const char *path)
  * success. */
 int mio_unix_pair(int fds[2])
 {
-    int sv[2], err;
-
     assert(fds != NULL);
+    int sv[2];
 #if NET_ATOMIC_FLAGS
-    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0,
-                   sv) < 0)
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) < 0)
         return -errno;
-    err = 0;
+    int err = 0;
 #else
     if (socketpair(AF_UNIX, SOCK_STREAM, 0, sv) < 0)
         return -errno;
-    err = net_set_flags(sv[0]);
+    int err = net_set_flags(sv[0]);
     if (err == 0)
         err = net_set_flags(sv[1]);
 #endif
@@ -394,9 +372,8 @@ int mio_unix_pair(int fds[2])
  * success. */
 int mio_pipe(int fds[2])
 {
-    int p[2], err;
-
     assert(fds != NULL);
+    int p[2];
 #ifdef HAVE_PIPE2
     if (!atomic_load_explicit(&pipe2_enosys, memory_order_relaxed)) {
         if (pipe2(p, O_NONBLOCK | O_CLOEXEC) == 0)
@@ -408,7 +385,7 @@ int mio_pipe(int fds[2])
 #endif
     if (pipe(p) < 0)
         return -errno;
-    err = net_set_flags(p[0]);
+    int err = net_set_flags(p[0]);
     if (err == 0)
         err = net_set_flags(p[1]);
     return net_pair_out(p, fds, err);

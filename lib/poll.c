@@ -16,6 +16,16 @@
 #define MIO__KNOWN_INTEREST \
     (MIO_READABLE | MIO_WRITABLE | MIO_AIO | MIO_LIO | MIO_PRIORITY)
 
+/* A handle on the backend's selector: the poll's own, or a clone. */
+struct mio_registry {
+    struct mio__sel *sel;
+    bool is_clone; /* false for the registry embedded in a mio_poll */
+};
+
+struct mio_poll {
+    struct mio_registry reg;
+};
+
 /* 0 when `interest` is non-empty, known and deliverable by this backend. */
 static int check_interest(mio_interest_t interest)
 {
@@ -73,8 +83,7 @@ mio_registry_t *mio_poll_registry(mio_poll_t *poll)
     return &poll->reg;
 }
 
-int mio_poll_poll(mio_poll_t *poll, mio_events_t *events,
-                  const struct timespec *timeout)
+int mio_poll_poll(mio_poll_t *poll, mio_events_t *events, const struct timespec *timeout)
 {
     assert(poll != NULL && events != NULL);
     events->len = 0;
@@ -160,7 +169,16 @@ int mio_waker_new(mio_registry_t *reg, mio_token_t token, mio_waker_t **out)
 {
     assert(reg != NULL && out != NULL);
     *out = NULL;
-    return mio__waker_new(reg->sel, token, out);
+    mio_waker_t *waker = calloc(1, mio__waker_size);
+    if (waker == NULL)
+        return -ENOMEM;
+    int err = mio__waker_init(waker, reg->sel, token);
+    if (err < 0) {
+        free(waker);
+        return err;
+    }
+    *out = waker;
+    return 0;
 }
 
 /* errno is saved so that a signal handler calling this leaves the
@@ -176,6 +194,8 @@ int mio_waker_wake(mio_waker_t *waker)
 
 void mio_waker_free(mio_waker_t *waker)
 {
-    if (waker != NULL)
-        mio__waker_free(waker);
+    if (waker == NULL)
+        return;
+    mio__waker_fini(waker);
+    free(waker);
 }

@@ -9,31 +9,16 @@
 #endif
 
 #include <errno.h>
-#include <fcntl.h>
 #include <stdint.h>
 #include <unistd.h>
 #ifdef HAVE_EVENTFD
 #include <sys/eventfd.h>
 #endif
 
-#include "backend.h"
+#include "mio.h"
+#include "wakefd.h"
 
-int mio__set_cloexec(int fd)
-{
-    int flags = fcntl(fd, F_GETFD);
-    if (flags < 0 || fcntl(fd, F_SETFD, flags | FD_CLOEXEC) < 0)
-        return -errno;
-    return 0;
-}
-
-int mio__set_nonblock(int fd)
-{
-    int flags = fcntl(fd, F_GETFL);
-    if (flags < 0 || fcntl(fd, F_SETFL, flags | O_NONBLOCK) < 0)
-        return -errno;
-    return 0;
-}
-
+/* An eventfd where the system has one, else mio_pipe()'s pipe. */
 int mio__wakefd_open(int fds[2])
 {
 #ifdef HAVE_EVENTFD
@@ -43,19 +28,7 @@ int mio__wakefd_open(int fds[2])
     fds[0] = fds[1] = fd;
     return 0;
 #else
-    if (pipe(fds) < 0)
-        return -errno;
-    for (int i = 0; i < 2; i++) {
-        int err = mio__set_cloexec(fds[i]);
-        if (err == 0)
-            err = mio__set_nonblock(fds[i]);
-        if (err < 0) {
-            close(fds[0]);
-            close(fds[1]);
-            return err;
-        }
-    }
-    return 0;
+    return mio_pipe(fds);
 #endif
 }
 
@@ -77,6 +50,7 @@ int mio__wakefd_signal(const int fds[2])
     return -EAGAIN;
 }
 
+/* Reads until EAGAIN; one read empties an eventfd. */
 void mio__wakefd_drain(const int fds[2])
 {
     uint64_t buf[16];
@@ -90,6 +64,7 @@ void mio__wakefd_drain(const int fds[2])
     }
 }
 
+/* Closes both ends (one descriptor for an eventfd) and marks them closed. */
 void mio__wakefd_close(int fds[2])
 {
     if (fds[0] >= 0)

@@ -7,10 +7,10 @@
  * records every change it is given, and hands out events the test queues.
  * The tests drive the public API and look at what reached the "kernel".
  *
- * Built against tests/kqueue-shim/sys/event.h with lib/backend-kqueue.c and
- * the front (poll.c, events.c, time.c, wakefd.c).  With
- * -DKQUEUE_SHIM_NO_EVFILT_USER the backend's wake-fd fallback is tested
- * instead of its EVFILT_USER waker.
+ * Built against tests/kqueue-shim/sys/event.h with lib/backend-kqueue.c,
+ * lib/selfd.c and the front (poll.c, events.c, timeout.c, wakefd.c, fd.c,
+ * net.c).  With -DKQUEUE_SHIM_NO_EVFILT_USER the backend's wake-fd fallback
+ * is tested instead of its EVFILT_USER waker.
  */
 #include <stdarg.h>
 #include <stddef.h>

@@ -12,7 +12,7 @@
 #include <unistd.h>
 
 #include "helpers.h"
-#include "backend.h" /* mio__timeout_ms, compiled into this test */
+#include "timeout.h" /* mio__timeout_ms, compiled into this test */
 
 /* Nanoseconds of CLOCK_MONOTONIC. */
 static int64_t now_ns(void)

@@ -1,11 +1,12 @@
-/* Time helpers shared by the backends. */
+/* Timeout arithmetic shared by the backends: the conversion to poll(2)'s
+ * milliseconds and the monotonic clock that deadlines are measured on. */
 #ifdef HAVE_CONFIG_H
 #include "autoconf.h"
 #endif
 
 #include <limits.h>
 
-#include "backend.h"
+#include "timeout.h"
 
 int mio__timeout_ms(const struct timespec *ts)
 {
