@@ -3,7 +3,7 @@
 #  - mandoc -Tlint -Wwarning finds nothing in man/mio-echod.8,
 #    man/mio-echod.conf.5 and man/mio.3 (their .in sources where the build
 #    substitutes @sysconfdir@);
-#  - every setting src/config.c accepts (config_known_keys[]) has an entry
+#  - every setting src/config-table.c has (table_settings[]) has an entry
 #    in mio-echod.conf(5), tagged ".It Ic NAME" in the list of its level:
 #    top-level settings in GLOBAL SETTINGS, the log group's nested in the
 #    ".It Ic log" entry, a listener's in LISTENERS; and no such entry names
@@ -15,7 +15,7 @@
 
 srcdir=${top_srcdir:-.}
 builddir=${top_builddir:-.}
-config_c=$srcdir/src/config.c
+config_c=$srcdir/src/config-table.c
 shipped=$srcdir/conf/mio-echod.conf
 status=0
 
@@ -65,10 +65,10 @@ if [ ! -f "$config_c" ]; then
     fail "$config_c: missing"
     exit 1
 fi
-keys=$(sed -n '/config_known_keys\[\] = {/,/^};/p' "$config_c" |
-       grep -o '"[^"]*"' | tr -d '"')
+keys=$(sed -n '/^const struct setting table_settings\[\] = {/,/^};/p' "$config_c" |
+       grep -o '^ *{ *[A-Z_]*("[^"]*"' | grep -o '"[^"]*"' | tr -d '"')
 if [ -z "$keys" ]; then
-    fail "$config_c: no string in config_known_keys[] = { ... };"
+    fail "$config_c: no setting in table_settings[] = { ... };"
     exit 1
 fi
 
@@ -114,7 +114,7 @@ done
 
 for path in $documented; do
     if ! printf '%s\n' "$keys" | grep -Fqx "$path"; then
-        fail "$conf5: \".It Ic ${path##*.}\" documents $path, which src/config.c does not accept"
+        fail "$conf5: \".It Ic ${path##*.}\" documents $path, which src/config-table.c does not have"
     fi
 done
 

@@ -22,6 +22,7 @@
 #include <cmocka.h>
 
 #include "config.h"
+#include "config-table.h"
 #include "../utf8-valid.h"
 
 /* A minimal valid listener, for tests about other settings. */
@@ -198,14 +199,14 @@ static void shipped_file_shows_every_setting(void **state)
     fclose(f);
     text[n] = '\0';
 
-    for (size_t i = 0; config_known_keys[i] != NULL; i++) {
-        const char *key = strrchr(config_known_keys[i], '.');
-        key = key != NULL ? key + 1 : config_known_keys[i];
+    for (size_t i = 0; table_settings[i].key != NULL; i++) {
+        const char *key = strrchr(table_settings[i].key, '.');
+        key = key != NULL ? key + 1 : table_settings[i].key;
         snprintf(want, sizeof want, " %s = ", key);
         if (strstr(text, want) == NULL) {
             want[0] = '\n';
             if (strstr(text, want) == NULL)
-                fail_msg("%s does not show %s", shipped, config_known_keys[i]);
+                fail_msg("%s does not show %s", shipped, table_settings[i].key);
         }
     }
 }
@@ -1293,7 +1294,7 @@ static void free_null(void **state)
     config_free(NULL);
 }
 
-/* config_known_keys names each documented setting once. */
+/* The table names each documented setting once. */
 static void known_keys(void **state)
 {
     (void)state;
@@ -1310,13 +1311,13 @@ static void known_keys(void **state)
         "stats", "stats.listen", "stats.allow", "stats.deny",
     };
     size_t n = 0;
-    while (config_known_keys[n] != NULL)
+    while (table_settings[n].key != NULL)
         n++;
     assert_int_equal(n, sizeof documented / sizeof documented[0]);
     for (size_t i = 0; i < n; i++) {
         size_t found = 0;
         for (size_t j = 0; j < n; j++)
-            found += strcmp(config_known_keys[j], documented[i]) == 0;
+            found += strcmp(table_settings[j].key, documented[i]) == 0;
         if (found != 1)
             fail_msg("%s appears %zu times", documented[i], found);
     }
