@@ -1,6 +1,6 @@
 /*
- * libFuzzer target: the configuration loader (src/config.c, with
- * src/addr.c and libconfig) on arbitrary text.
+ * libFuzzer target: the configuration loader (src/config.c with the other
+ * src/config-*.c, src/addr.c and libconfig) on arbitrary text.
  *
  * config_load() reads a file, so the input is written into a memfd made
  * once (truncated for each input) and loaded through /proc/self/fd/N; where

@@ -220,7 +220,7 @@ static bool name_char(char c)
            (c >= '0' && c <= '9') || c == '_' || c == '-' || c == '*';
 }
 
-/* Sets where and why a file is refused; -1. */
+/* Sets where and why a file is refused; -EINVAL. */
 static int refuse(struct config_scan *sc, int line, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static int refuse(struct config_scan *sc, int line, const char *fmt, ...)
@@ -230,7 +230,7 @@ static int refuse(struct config_scan *sc, int line, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(sc->why, sizeof sc->why, fmt, ap);
     va_end(ap);
-    return -1;
+    return -EINVAL;
 }
 
 /* Walks text[0..end) as libconfig's scanner does; config_scan() says the

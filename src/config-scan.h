@@ -55,8 +55,8 @@ struct config_scan {
 
 /*
  * Scans text[0..len) as libconfig's scanner does (comments, strings, names,
- * numbers).  0; -1 when the file must be refused (line and why say where
- * and what); -ENOMEM.  A file it cannot make sense of otherwise is left for
+ * numbers).  0; -EINVAL when the file must be refused (line and why say
+ * where and what); -ENOMEM.  A file it cannot make sense of otherwise is left for
  * libconfig to report.  out is to be freed in every case.
  */
 int config_scan(const char *text, size_t len, struct config_scan *out);

@@ -27,6 +27,9 @@ struct config_addr {
     size_t naddrs;
 };
 
+/* A listener's name: at most this many bytes. */
+#define CONFIG_NAME_MAX 64
+
 struct listener_config {
     char *name;
     int line; /* where the listener's group starts, for messages */
@@ -98,12 +101,5 @@ struct config *config_load(const char *path, const char *name, char *err,
 
 /* Frees cfg and everything it holds; NULL is fine. */
 void config_free(struct config *cfg);
-
-/* Every setting name the loader accepts, as "key" or "group.key" (listener
- * keys as "listeners.key"; the groups "log", "listeners" and "stats"
- * included),
- * NULL-terminated: for the tests that check the man page and the shipped
- * file mention each one. */
-extern const char *const config_known_keys[];
 
 #endif

@@ -7,6 +7,7 @@
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <limits.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -22,6 +23,7 @@
 #include <cmocka.h>
 
 #include "config.h"
+#include "config-table.h"
 #include "../utf8-valid.h"
 
 /* A minimal valid listener, for tests about other settings. */
@@ -146,15 +148,21 @@ static void assert_daemon_defaults(const struct config *cfg)
     assert_int_equal(cfg->nlisteners, 1);
 }
 
+/* The path of a file of the source tree, found through $top_srcdir. */
+static const char *source_file(char *buf, size_t len, const char *name)
+{
+    const char *top = getenv("top_srcdir");
+    snprintf(buf, len, "%s/%s", top != NULL && top[0] != '\0' ? top : ".", name);
+    return buf;
+}
+
 /* ---- files that load ------------------------------------------------------ */
 
 static void shipped_file_loads(void **state)
 {
     (void)state;
-    const char *top = getenv("top_srcdir");
     char shipped[PATH_MAX];
-    snprintf(shipped, sizeof shipped, "%s/conf/mio-echod.conf",
-             top != NULL && top[0] != '\0' ? top : ".");
+    source_file(shipped, sizeof shipped, "conf/mio-echod.conf");
 
     struct config *cfg = config_load(shipped, NULL, err, sizeof err);
     if (cfg == NULL)
@@ -181,33 +189,6 @@ static void shipped_file_loads(void **state)
     assert_false(l->splice); /* echo: the client reads copied data faster */
     assert_int_equal(l->nupstreams, 0);
     config_free(cfg);
-}
-
-/* Every setting is shown in the shipped file (the proxy ones commented
- * out), as "key =". */
-static void shipped_file_shows_every_setting(void **state)
-{
-    (void)state;
-    const char *top = getenv("top_srcdir");
-    char shipped[PATH_MAX], text[32768], want[64];
-    snprintf(shipped, sizeof shipped, "%s/conf/mio-echod.conf",
-             top != NULL && top[0] != '\0' ? top : ".");
-    FILE *f = fopen(shipped, "r");
-    assert_non_null(f);
-    size_t n = fread(text, 1, sizeof text - 1, f);
-    fclose(f);
-    text[n] = '\0';
-
-    for (size_t i = 0; config_known_keys[i] != NULL; i++) {
-        const char *key = strrchr(config_known_keys[i], '.');
-        key = key != NULL ? key + 1 : config_known_keys[i];
-        snprintf(want, sizeof want, " %s = ", key);
-        if (strstr(text, want) == NULL) {
-            want[0] = '\n';
-            if (strstr(text, want) == NULL)
-                fail_msg("%s does not show %s", shipped, config_known_keys[i]);
-        }
-    }
 }
 
 static void defaults(void **state)
@@ -450,10 +431,8 @@ static void port_zero_twice(void **state)
 static void fuzz_seeds(void **state)
 {
     (void)state;
-    const char *top = getenv("top_srcdir");
     char seeds[PATH_MAX], file[PATH_MAX + 256];
-    snprintf(seeds, sizeof seeds, "%s/tests/fuzz-corpus/config",
-             top != NULL && top[0] != '\0' ? top : ".");
+    source_file(seeds, sizeof seeds, "tests/fuzz-corpus/config");
     DIR *d = opendir(seeds);
     if (d == NULL)
         fail_msg("%s: %s", seeds, strerror(errno));
@@ -1293,7 +1272,9 @@ static void free_null(void **state)
     config_free(NULL);
 }
 
-/* config_known_keys names each documented setting once. */
+/* ---- the table of settings ------------------------------------------------ */
+
+/* The table names each documented setting once. */
 static void known_keys(void **state)
 {
     (void)state;
@@ -1310,23 +1291,366 @@ static void known_keys(void **state)
         "stats", "stats.listen", "stats.allow", "stats.deny",
     };
     size_t n = 0;
-    while (config_known_keys[n] != NULL)
+    while (table_settings[n].key != NULL)
         n++;
     assert_int_equal(n, sizeof documented / sizeof documented[0]);
     for (size_t i = 0; i < n; i++) {
         size_t found = 0;
         for (size_t j = 0; j < n; j++)
-            found += strcmp(config_known_keys[j], documented[i]) == 0;
+            found += strcmp(table_settings[j].key, documented[i]) == 0;
         if (found != 1)
             fail_msg("%s appears %zu times", documented[i], found);
     }
+}
+
+/* The key of a row without its level: "level" for "log.level". */
+static const char *name_of(const struct setting *row)
+{
+    const char *dot = strrchr(row->key, '.');
+    return dot != NULL ? dot + 1 : row->key;
+}
+
+/* Whether the table's default of row is a value it keeps (not: none, or
+ * its own loader's). */
+static bool has_default(const struct setting *row)
+{
+    switch (row->kind) {
+    case SETTING_COUNT:
+    case SETTING_BYTES:
+    case SETTING_SECONDS:
+    case SETTING_BOOL:
+    case SETTING_CHOICE:
+    case SETTING_CIDRS:
+        return true;
+    case SETTING_STRING:
+        return row->def.text != NULL;
+    default:
+        return false;
+    }
+}
+
+/* Every row is whole: help, a group for its level, a loader where its kind
+ * has no reading of its own, a default in its range. */
+static void table_rows(void **state)
+{
+    (void)state;
+    for (const struct setting *row = table_settings; row->key != NULL; row++) {
+        const char *dot = strchr(row->key, '.');
+        if (row->help == NULL || row->help[0] == '\0')
+            fail_msg("%s: no help", row->key);
+        if (dot != NULL) {
+            char group[32];
+            snprintf(group, sizeof group, "%.*s", (int)(dot - row->key), row->key);
+            const struct setting *g = table_find(group);
+            if (g == NULL || (g->kind != SETTING_GROUP && g->kind != SETTING_GROUPS))
+                fail_msg("%s: no group %s", row->key, group);
+            if (strchr(dot + 1, '.') != NULL)
+                fail_msg("%s: nested twice", row->key);
+        }
+        assert_ptr_equal(table_find(row->key), row);
+        switch (row->kind) {
+        case SETTING_COUNT:
+        case SETTING_BYTES:
+            if (row->def.count < row->range.count.lo || row->def.count > row->range.count.hi)
+                fail_msg("%s: default %lld out of range", row->key, row->def.count);
+            break;
+        case SETTING_SECONDS:
+            if (row->def.seconds > row->range.seconds.max || row->def.seconds < 0 ||
+                (row->range.seconds.positive && row->def.seconds == 0))
+                fail_msg("%s: default %g out of range", row->key, row->def.seconds);
+            break;
+        case SETTING_CHOICE: {
+            bool found = false;
+            for (const struct value_choice *c = row->range.choices; c->name != NULL; c++)
+                found |= c->value == row->def.choice;
+            if (!found)
+                fail_msg("%s: default %d is none of its choices", row->key,
+                         row->def.choice);
+            break;
+        }
+        case SETTING_GROUP:
+            if (row->range.shape == NULL || row->load != NULL)
+                fail_msg("%s: a group has a shape, and the table loads it", row->key);
+            break;
+        case SETTING_GROUPS:
+        case SETTING_ADDRESS:
+        case SETTING_ADDRESSES:
+            if (row->load == NULL)
+                fail_msg("%s: no loader", row->key);
+            break;
+        default:
+            break;
+        }
+        if (row->flags != 0 &&
+            !table_in_listener(row))
+            fail_msg("%s: flags for a listener's setting", row->key);
+    }
+}
+
+/* The problems the checks below found: each is printed, the test fails at
+ * its end if there was any. */
+static int problems;
+
+__attribute__((format(printf, 1, 2)))
+static void problem(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vfprintf(stderr, fmt, ap);
+    va_end(ap);
+    fputc('\n', stderr);
+    problems++;
+}
+
+/* Reads a file of the source tree into a NUL-terminated buffer. */
+static char *read_source_file(const char *name, char *file, size_t filelen)
+{
+    static char text[131072];
+    FILE *f = fopen(source_file(file, filelen, name), "r");
+    if (f == NULL)
+        fail_msg("%s: %s", file, strerror(errno));
+    size_t n = fread(text, 1, sizeof text - 1, f);
+    assert_false(ferror(f));
+    assert_true(feof(f));
+    fclose(f);
+    text[n] = '\0';
+    return text;
+}
+
+/* The settings mio-echod.conf(5) documents, one path each ("workers",
+ * "log.target", "listeners.balance"): each ".It Ic NAME" of a list in
+ * GLOBAL SETTINGS or LISTENERS, under the ".It Ic" entry its list is nested
+ * in, if any. */
+static size_t documented_settings(char *page, char paths[][64], size_t max)
+{
+    char section[64] = "", tag[8][64];
+    size_t depth = 0, n = 0;
+
+    for (char *line = strtok(page, "\n"); line != NULL; line = strtok(NULL, "\n")) {
+        char word[3][64] = { "", "", "" };
+        if (strncmp(line, ".Sh ", 4) == 0) {
+            size_t o = 0;
+            for (const char *c = line + 4; *c != '\0' && o + 1 < sizeof section; c++)
+                if (*c != '"' && (o > 0 || (*c != ' ' && *c != '\t')))
+                    section[o++] = *c;
+            section[o] = '\0';
+            depth = 0;
+            continue;
+        }
+        sscanf(line, "%63s %63s %63s", word[0], word[1], word[2]);
+        if (strcmp(word[0], ".Bl") == 0) {
+            assert_true(depth + 1 < 8);
+            tag[++depth][0] = '\0';
+        } else if (strcmp(word[0], ".El") == 0) {
+            if (depth > 0)
+                depth--;
+        } else if (strcmp(word[0], ".It") == 0 && depth > 0) {
+            tag[depth][0] = '\0';
+            if (strcmp(word[1], "Ic") != 0 || word[2][0] == '\0')
+                continue;
+            if (strcmp(section, "GLOBAL SETTINGS") != 0 &&
+                strcmp(section, "LISTENERS") != 0)
+                continue;
+            const char *parent = depth > 1 ? tag[depth - 1] : "";
+            if (parent[0] == '\0' && strcmp(section, "LISTENERS") == 0)
+                parent = "listeners";
+            snprintf(tag[depth], sizeof tag[depth], "%s%s%s", parent,
+                     parent[0] != '\0' ? "." : "", word[2]);
+            assert_true(n < max);
+            snprintf(paths[n++], 64, "%s", tag[depth]);
+        }
+    }
+    return n;
+}
+
+/* mio-echod.conf(5) has an entry for every setting of the table, in the
+ * list of its level (top-level settings in GLOBAL SETTINGS, the log and
+ * stats groups' nested in their entry, a listener's in LISTENERS), and none
+ * for a setting the table does not have. */
+static void man_page_documents_every_setting(void **state)
+{
+    (void)state;
+    char page[PATH_MAX], paths[128][64];
+    size_t n = documented_settings(read_source_file("man/mio-echod.conf.5.in", page,
+                                                    sizeof page),
+                                   paths, 128);
+
+    problems = 0;
+    for (const struct setting *row = table_settings; row->key != NULL; row++) {
+        const char *dot = strchr(row->key, '.');
+        char where[64] = "GLOBAL SETTINGS";
+        bool found = false;
+        for (size_t i = 0; i < n; i++)
+            found |= strcmp(paths[i], row->key) == 0;
+        if (table_in_listener(row))
+            snprintf(where, sizeof where, "LISTENERS");
+        else if (dot != NULL)
+            snprintf(where, sizeof where, "the .It Ic %.*s entry of GLOBAL SETTINGS",
+                     (int)(dot - row->key), row->key);
+        if (!found)
+            problem("%s: no \".It Ic %s\" in %s for setting %s", page, name_of(row),
+                    where, row->key);
+    }
+    for (size_t i = 0; i < n; i++) {
+        const char *dot = strrchr(paths[i], '.');
+        if (table_find(paths[i]) == NULL)
+            problem("%s: \".It Ic %s\" documents %s, which the table of settings "
+                    "(src/config-table.c) does not have",
+                    page, dot != NULL ? dot + 1 : paths[i], paths[i]);
+    }
+    assert_int_equal(problems, 0);
+}
+
+/* Whether line shows the setting `name`: "NAME =" or "NAME :", possibly
+ * commented out ("# NAME = ..."). */
+static bool shows(const char *line, const char *name)
+{
+    line += strspn(line, " \t#/");
+    if (strncmp(line, name, strlen(name)) != 0)
+        return false;
+    line += strlen(name);
+    line += strspn(line, " \t");
+    return *line == '=' || *line == ':';
+}
+
+/* Every setting is shown in the shipped file (the proxy ones commented
+ * out), as "key =". */
+static void shipped_file_shows_every_setting(void **state)
+{
+    (void)state;
+    char shipped[PATH_MAX];
+    const char *text = read_source_file("conf/mio-echod.conf", shipped, sizeof shipped);
+
+    problems = 0;
+    for (const struct setting *row = table_settings; row->key != NULL; row++) {
+        bool found = false;
+        for (const char *line = text; line != NULL && !found;
+             line = strchr(line, '\n') != NULL ? strchr(line, '\n') + 1 : NULL)
+            found = shows(line, name_of(row));
+        if (!found)
+            problem("%s: setting %s (%s = ...) is not there", shipped, row->key,
+                    name_of(row));
+    }
+    assert_int_equal(problems, 0);
+}
+
+/* The name of a choice's value. */
+static const char *choice_name(const struct setting *row, int value)
+{
+    for (const struct value_choice *c = row->range.choices; c->name != NULL; c++)
+        if (c->value == value)
+            return c->name;
+    return "(none)";
+}
+
+/* Whether the value kept of row in base is the table's default; both as
+ * text in kept and def. */
+static bool is_default(const struct setting *row, const void *base, char *kept,
+                       char *def, size_t len)
+{
+    const char *p = (const char *)base + row->offset;
+
+    switch (row->kind) {
+    case SETTING_COUNT:
+        snprintf(kept, len, "%u", *(const unsigned *)p);
+        snprintf(def, len, "%lld", row->def.count);
+        break;
+    case SETTING_BYTES:
+        snprintf(kept, len, "%zu", *(const size_t *)p);
+        snprintf(def, len, "%lld", row->def.count);
+        break;
+    case SETTING_SECONDS:
+        snprintf(kept, len, "%" PRId64 " ms", *(const int64_t *)p);
+        snprintf(def, len, "%" PRId64 " ms", value_ms(row->def.seconds));
+        break;
+    case SETTING_BOOL:
+        snprintf(kept, len, "%s", *(const bool *)p ? "true" : "false");
+        snprintf(def, len, "%s", row->def.yes ? "true" : "false");
+        break;
+    case SETTING_STRING:
+        snprintf(kept, len, "\"%s\"", *(char *const *)p);
+        snprintf(def, len, "\"%s\"", row->def.text);
+        break;
+    case SETTING_CHOICE:
+        snprintf(kept, len, "\"%s\"", choice_name(row, *(const int *)p));
+        snprintf(def, len, "\"%s\"", choice_name(row, row->def.choice));
+        break;
+    case SETTING_CIDRS:
+        snprintf(kept, len, "%zu CIDRs", *(const size_t *)((const char *)base +
+                                                           row->count_offset));
+        snprintf(def, len, "0 CIDRs");
+        break;
+    default:
+        return true;
+    }
+    return strcmp(kept, def) == 0;
+}
+
+/* Checks row of the group g (as loaded into base) when the shipped file
+ * writes it, uncommented. */
+static void check_shipped_value(const char *shipped, const struct setting *row,
+                                const config_setting_t *g, const void *base,
+                                const char *where)
+{
+    char kept[128], def[128];
+
+    if (g == NULL || config_setting_get_member(g, name_of(row)) == NULL)
+        return;
+    if (!is_default(row, base, kept, def, sizeof kept))
+        problem("%s: %s%s is %s, but the file shows every setting at its default, %s",
+                shipped, where, row->key, kept, def);
+}
+
+/* The shipped file shows every setting at its default: each one it writes
+ * uncommented holds the table's default. */
+static void shipped_file_at_defaults(void **state)
+{
+    (void)state;
+    char shipped[PATH_MAX], where[64];
+    config_t parsed;
+
+    source_file(shipped, sizeof shipped, "conf/mio-echod.conf");
+    struct config *cfg = config_load(shipped, NULL, err, sizeof err);
+    if (cfg == NULL)
+        fail_msg("%s", err);
+    config_init(&parsed);
+    if (!config_read_file(&parsed, shipped))
+        fail_msg("%s:%d: %s", shipped, config_error_line(&parsed),
+                 config_error_text(&parsed));
+    const config_setting_t *root = config_root_setting(&parsed);
+    const config_setting_t *listeners = config_setting_get_member(root, "listeners");
+
+    problems = 0;
+    for (const struct setting *row = table_settings; row->key != NULL; row++) {
+        if (!has_default(row))
+            continue;
+        if (table_in_listener(row)) {
+            for (size_t i = 0; i < cfg->nlisteners; i++) {
+                snprintf(where, sizeof where, "listener \"%s\": ",
+                         cfg->listeners[i].name);
+                check_shipped_value(shipped, row,
+                                    config_setting_get_elem(listeners, (unsigned)i),
+                                    &cfg->listeners[i], where);
+            }
+        } else if (strchr(row->key, '.') == NULL) {
+            check_shipped_value(shipped, row, root, cfg, "");
+        } else {
+            char group[32];
+            snprintf(group, sizeof group, "%.*s", (int)(strchr(row->key, '.') - row->key),
+                     row->key);
+            check_shipped_value(shipped, row, config_setting_get_member(root, group), cfg,
+                                "");
+        }
+    }
+    config_destroy(&parsed);
+    config_free(cfg);
+    assert_int_equal(problems, 0);
 }
 
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(shipped_file_loads),
-        cmocka_unit_test(shipped_file_shows_every_setting),
         cmocka_unit_test(defaults),
         cmocka_unit_test(proxy_defaults),
         cmocka_unit_test(every_setting),
@@ -1359,6 +1683,10 @@ int main(void)
         cmocka_unit_test(small_error_buffer),
         cmocka_unit_test(free_null),
         cmocka_unit_test(known_keys),
+        cmocka_unit_test(table_rows),
+        cmocka_unit_test(man_page_documents_every_setting),
+        cmocka_unit_test(shipped_file_shows_every_setting),
+        cmocka_unit_test(shipped_file_at_defaults),
     };
     return cmocka_run_group_tests(tests, make_dir, remove_dir);
 }

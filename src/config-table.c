@@ -1,0 +1,429 @@
+/*
+ * The table of settings, and what it drives: defaults, the loading of the
+ * plain settings, and the check for unknown keys.
+ */
+#ifdef HAVE_CONFIG_H
+#include "autoconf.h"
+#endif
+
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <syslog.h>
+
+#include "config.h"
+#include "config-table.h"
+
+/* The longest key a typo is looked for in. */
+#define KEY_MAX 32
+
+/* offsetof(struct T, field), refused at compile time unless the field is
+ * a `type`. */
+#define AT(T, field, type)                                                             \
+    /* NOLINTNEXTLINE(bugprone-macro-parentheses): a type name */                      \
+    _Generic(((struct T *)0)->field, type: offsetof(struct T, field))
+
+/* The start of a row of each kind, without its help and options. */
+#define COUNT(k, T, field, lo, hi, d)                                                  \
+    .key = (k), .kind = SETTING_COUNT, .offset = AT(T, field, unsigned),               \
+    .range.count = { (lo), (hi) }, .def.count = (d)
+#define BYTES(k, T, field, lo, hi, d)                                                  \
+    .key = (k), .kind = SETTING_BYTES, .offset = AT(T, field, size_t),                 \
+    .range.count = { (lo), (hi) }, .def.count = (d)
+#define SECONDS(k, T, field, max, d)                                                   \
+    .key = (k), .kind = SETTING_SECONDS, .offset = AT(T, field, int64_t),              \
+    .range.seconds = { (max), false }, .def.seconds = (d)
+#define POSITIVE_SECONDS(k, T, field, max, d)                                          \
+    .key = (k), .kind = SETTING_SECONDS, .offset = AT(T, field, int64_t),              \
+    .range.seconds = { (max), true }, .def.seconds = (d)
+#define BOOL(k, T, field, d)                                                           \
+    .key = (k), .kind = SETTING_BOOL, .offset = AT(T, field, bool), .def.yes = (d)
+#define STRING(k, T, field, d)                                                         \
+    .key = (k), .kind = SETTING_STRING, .offset = AT(T, field, char *), .def.text = (d)
+#define CHOICE(k, T, field, type, names, d)                                            \
+    .key = (k), .kind = SETTING_CHOICE, .offset = AT(T, field, type),                  \
+    .range.choices = (names), .def.choice = (d)
+#define CIDRS(k, T, field, count)                                                      \
+    .key = (k), .kind = SETTING_CIDRS, .offset = AT(T, field, struct cidr *),          \
+    .count_offset = AT(T, count, size_t)
+#define GROUP(k, example) .key = (k), .kind = SETTING_GROUP, .range.shape = (example)
+#define OWN(k, what, loader) .key = (k), .kind = (what), .load = (loader)
+
+/* A choice is kept through an int. */
+_Static_assert(sizeof(enum listener_mode) == sizeof(int), "mode kept as an int");
+_Static_assert(sizeof(enum balance) == sizeof(int), "balance kept as an int");
+_Static_assert(sizeof(enum send_proxy) == sizeof(int), "send_proxy kept as an int");
+_Static_assert(sizeof(enum log_target) == sizeof(int), "log target kept as an int");
+
+static const struct value_choice targets[] = {
+    { "auto", LOG_TARGET_AUTO }, { "stderr", LOG_TARGET_STDERR },
+    { "syslog", LOG_TARGET_SYSLOG }, { NULL, 0 },
+};
+static const struct value_choice levels[] = {
+    { "error", LOG_ERR }, { "warning", LOG_WARNING }, { "notice", LOG_NOTICE },
+    { "info", LOG_INFO }, { "debug", LOG_DEBUG }, { NULL, 0 },
+};
+static const struct value_choice modes[] = {
+    { "echo", MODE_ECHO }, { "proxy", MODE_PROXY }, { NULL, 0 },
+};
+static const struct value_choice balances[] = {
+    { "round-robin", BALANCE_ROUND_ROBIN },
+    { "least-connections", BALANCE_LEAST_CONNECTIONS },
+    { "source-hash", BALANCE_SOURCE_HASH }, { NULL, 0 },
+};
+static const struct value_choice send_proxies[] = {
+    { "none", SEND_PROXY_NONE }, { "v1", SEND_PROXY_V1 }, { "v2", SEND_PROXY_V2 },
+    { NULL, 0 },
+};
+
+const struct setting table_settings[] = {
+    { COUNT("workers", config, workers, 0, 256, 0),
+      .help = "worker threads, each with its own poller; 0 starts one per CPU" },
+    { COUNT("max_connections", config, max_connections, 0, 1000000, 10000),
+      .help = "open client connections of the whole daemon; 0: no limit" },
+    { SECONDS("shutdown_timeout", config, shutdown_timeout_ms, 3600, 10),
+      .help = "seconds open connections get to finish after SIGTERM or SIGINT" },
+    { STRING("user", config, user, ""), .load = config_load_user,
+      .help = "the user to switch to once listening; \"\" stays who we are" },
+    { STRING("pidfile", config, pidfile, ""),
+      .help = "a file to write the daemon's process id into; \"\" writes none" },
+    { GROUP("log", "{ target = ...; level = ...; access = ...; }"),
+      .help = "where log lines go, and which" },
+    { CHOICE("log.target", config, log_target, enum log_target, targets,
+             LOG_TARGET_AUTO),
+      .help = "stderr, syslog, or auto: stderr in the foreground or the journal" },
+    { CHOICE("log.level", config, log_level, int, levels, LOG_INFO),
+      .help = "the least important lines kept" },
+    { BOOL("log.access", config, log_access, true),
+      .help = "a line per closed connection, at level info" },
+    { OWN("listeners", SETTING_GROUPS, config_load_listeners),
+      .help = "the listeners, at least one" },
+    { STRING("listeners.name", listener_config, name, NULL),
+      .flags = SETTING_NAMES_GROUP,
+      .help = "names the listener in log lines; required, unique" },
+    { OWN("listeners.listen", SETTING_ADDRESSES, config_load_listen),
+      .help = "the addresses to accept connections on; required" },
+    { CHOICE("listeners.mode", listener_config, mode, enum listener_mode, modes,
+             MODE_ECHO),
+      .flags = SETTING_EARLY,
+      .help = "echo sends every byte back; proxy relays to the upstreams" },
+    { BYTES("listeners.buffer_size", listener_config, buffer_size, 1024, 16777216,
+            16384),
+      .help = "bytes buffered per connection in each direction" },
+    { SECONDS("listeners.idle_timeout", listener_config, idle_timeout_ms, 604800, 300),
+      .help = "seconds a connection may stay silent both ways; 0: forever" },
+    { COUNT("listeners.max_connections", listener_config, max_connections, 0,
+            1000000, 0),
+      .help = "open connections of this listener; 0: only the daemon's limit" },
+    { COUNT("listeners.max_per_source", listener_config, max_per_source, 0, 1000000,
+            0),
+      .help = "open connections from one client address; 0: no limit" },
+    { CIDRS("listeners.allow", listener_config, allow, nallow),
+      .help = "the clients let in, when not empty" },
+    { CIDRS("listeners.deny", listener_config, deny, ndeny),
+      .help = "the clients refused" },
+    { BOOL("listeners.accept_proxy", listener_config, accept_proxy, false),
+      .help = "expect a PROXY protocol header and take the client from it" },
+    { POSITIVE_SECONDS("listeners.proxy_timeout", listener_config, proxy_timeout_ms,
+                       3600, 5),
+      .load = config_load_proxy_timeout,
+      .help = "seconds the whole PROXY header may take; with accept_proxy only" },
+    { BOOL("listeners.splice", listener_config, splice, false),
+      .load = config_load_splice,
+      .help = "move bulk data with splice(2); default true for a relay" },
+    { OWN("listeners.upstreams", SETTING_ADDRESSES, config_load_upstreams),
+      .flags = SETTING_PROXY_ONLY,
+      .help = "where connections are relayed to; required for a relay" },
+    { CHOICE("listeners.balance", listener_config, balance, enum balance, balances,
+             BALANCE_ROUND_ROBIN),
+      .flags = SETTING_PROXY_ONLY,
+      .help = "how an upstream is chosen for each connection" },
+    { POSITIVE_SECONDS("listeners.connect_timeout", listener_config,
+                       connect_timeout_ms, 3600, 3),
+      .flags = SETTING_PROXY_ONLY,
+      .help = "seconds allowed to connect to an upstream" },
+    { COUNT("listeners.retries", listener_config, retries, 0, 100, 2),
+      .flags = SETTING_PROXY_ONLY,
+      .help = "other upstreams tried before any byte was relayed" },
+    { SECONDS("listeners.fail_timeout", listener_config, fail_timeout_ms, 3600, 10),
+      .flags = SETTING_PROXY_ONLY,
+      .help = "seconds a failed upstream address is skipped; 0: never" },
+    { CHOICE("listeners.send_proxy", listener_config, send_proxy, enum send_proxy,
+             send_proxies, SEND_PROXY_NONE),
+      .flags = SETTING_PROXY_ONLY,
+      .help = "a PROXY protocol header sent to the upstream first" },
+    { GROUP("stats", "{ listen = \"127.0.0.1:9107\"; }"),
+      .help = "serve the counters as Prometheus metrics over HTTP" },
+    { OWN("stats.listen", SETTING_ADDRESS, config_load_stats_listen),
+      .help = "the metrics listener's one numeric address; required" },
+    { CIDRS("stats.allow", config, stats_allow, nstats_allow),
+      .help = "who may scrape, when not empty" },
+    { CIDRS("stats.deny", config, stats_deny, nstats_deny),
+      .help = "who may not scrape" },
+    { .key = NULL },
+};
+
+const struct setting *table_find(const char *key)
+{
+    for (const struct setting *row = table_settings; row->key != NULL; row++)
+        if (strcmp(row->key, key) == 0)
+            return row;
+    return NULL;
+}
+
+const char *table_key_in(const struct setting *row, const char *level)
+{
+    size_t n = strlen(level);
+
+    if (strncmp(row->key, level, n) != 0 || strchr(row->key + n, '.') != NULL)
+        return NULL;
+    return row->key + n;
+}
+
+bool table_in_listener(const struct setting *row)
+{
+    return strncmp(row->key, "listeners.", strlen("listeners.")) == 0;
+}
+
+/* The key of a row without its level: "level" for "log.level". */
+static const char *name_of(const struct setting *row)
+{
+    const char *dot = strrchr(row->key, '.');
+
+    return dot != NULL ? dot + 1 : row->key;
+}
+
+/* Where a row's value is kept in base. */
+static void *at(void *base, size_t offset)
+{
+    return (char *)base + offset;
+}
+
+int table_defaults(struct config_loader *ld, void *base, bool listener)
+{
+    for (const struct setting *row = table_settings; row->key != NULL; row++) {
+        void *p = at(base, row->offset);
+        char *copy;
+
+        if (table_in_listener(row) != listener)
+            continue;
+        switch (row->kind) {
+        case SETTING_COUNT:
+            *(unsigned *)p = (unsigned)row->def.count;
+            break;
+        case SETTING_BYTES:
+            *(size_t *)p = (size_t)row->def.count;
+            break;
+        case SETTING_SECONDS:
+            *(int64_t *)p = value_ms(row->def.seconds);
+            break;
+        case SETTING_BOOL:
+            *(bool *)p = row->def.yes;
+            break;
+        case SETTING_CHOICE:
+            *(int *)p = row->def.choice;
+            break;
+        case SETTING_STRING:
+            if (row->def.text == NULL)
+                break;
+            copy = strdup(row->def.text);
+            if (copy == NULL)
+                return value_out_of_memory(ld);
+            free(*(char **)p);
+            *(char **)p = copy;
+            break;
+        default: /* nothing to keep, or its own loader keeps it */
+            break;
+        }
+    }
+    return 0;
+}
+
+/* ---- unknown settings ---------------------------------------------------- */
+
+/* The optimal string alignment distance between a and b (insertions,
+ * deletions, substitutions, swaps of neighbours); SIZE_MAX past KEY_MAX. */
+static size_t edit_distance(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    size_t rows[3][KEY_MAX + 1], *prev2 = rows[0], *prev = rows[1], *cur = rows[2];
+
+    if (la > KEY_MAX || lb > KEY_MAX)
+        return SIZE_MAX;
+    for (size_t j = 0; j <= lb; j++)
+        prev[j] = j;
+    for (size_t i = 1; i <= la; i++) {
+        cur[0] = i;
+        for (size_t j = 1; j <= lb; j++) {
+            size_t cost = a[i - 1] != b[j - 1];
+            size_t d = prev[j - 1] + cost;
+            if (prev[j] + 1 < d)
+                d = prev[j] + 1;
+            if (cur[j - 1] + 1 < d)
+                d = cur[j - 1] + 1;
+            if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1] &&
+                prev2[j - 2] + 1 < d)
+                d = prev2[j - 2] + 1;
+            cur[j] = d;
+        }
+        size_t *t = prev2;
+        prev2 = prev;
+        prev = cur;
+        cur = t;
+    }
+    return prev[lb];
+}
+
+/* An unknown setting is named with the nearest known key when it looks like
+ * a typo of it, else with the list of known keys, in the table's order. */
+int table_check_keys(struct config_loader *ld, const config_setting_t *g,
+                     const char *scope, const char *level)
+{
+    for (int m = 0; m < config_setting_length(g); m++) {
+        const config_setting_t *s = config_setting_get_elem(g, (unsigned)m);
+        const char *name = config_setting_name(s), *best = NULL, *k;
+        size_t best_d = SIZE_MAX;
+        char known[512] = "";
+        bool found = false;
+
+        for (const struct setting *row = table_settings; row->key != NULL && !found;
+             row++) {
+            if ((k = table_key_in(row, level)) == NULL)
+                continue;
+            size_t d = edit_distance(name, k), used = strlen(known);
+            found = d == 0;
+            if (d < best_d) {
+                best_d = d;
+                best = k;
+            }
+            snprintf(known + used, sizeof(known) - used, "%s%s", used > 0 ? ", " : "",
+                     k);
+        }
+        if (found)
+            continue;
+        if (best != NULL && best_d <= 2 && best_d + 1 < strlen(best))
+            return value_refuse(ld, value_line(s), scope, name,
+                                "unknown setting (did you mean \"%s\"?)", best);
+        return value_refuse(ld, value_line(s), scope, name,
+                            "unknown setting (known: %s)", known);
+    }
+    return 0;
+}
+
+/* ---- loading ------------------------------------------------------------- */
+
+/* Parses the CIDR list of row in g into its array and count in base. */
+static int load_cidrs(struct config_loader *ld, const config_setting_t *g,
+                      const char *scope, const struct setting *row, void *base)
+{
+    struct cidr **out = at(base, row->offset);
+    size_t *nout = at(base, row->count_offset);
+    const config_setting_t *list;
+    char cerr[256], elem[48], q[VALUE_QUOTE_BUF];
+    int n, rc;
+
+    if ((rc = value_strings(ld, g, scope, name_of(row), &list)) != 0)
+        return rc;
+    if (list == NULL || (n = config_setting_length(list)) == 0)
+        return 0;
+    *out = calloc((size_t)n, sizeof(**out));
+    if (*out == NULL)
+        return value_out_of_memory(ld);
+    for (int i = 0; i < n; i++) {
+        const config_setting_t *e = config_setting_get_elem(list, (unsigned)i);
+        const char *text = config_setting_get_string(e);
+
+        if (cidr_parse(text, &(*out)[i], cerr, sizeof(cerr)) != 0) {
+            snprintf(elem, sizeof(elem), "%s.[%d]", name_of(row), i);
+            return value_refuse(ld, value_line(e), scope, elem, "invalid CIDR %s: %s",
+                                value_quote(q, text), cerr);
+        }
+        (*nout)++;
+    }
+    return 0;
+}
+
+/* Reads one setting, by its own loader or as its kind says. */
+static int load_row(struct config_loader *ld, const config_setting_t *g,
+                    const char *scope, const struct setting *row, void *base)
+{
+    return row->load != NULL ? row->load(ld, g, scope, row, base)
+                             : table_load_value(ld, g, scope, row, base);
+}
+
+/* Loads the group of row, when it is there: its keys checked, its
+ * settings (plain ones: no group is in a group) loaded into base. */
+static int load_group(struct config_loader *ld, const config_setting_t *g,
+                      const char *scope, const struct setting *row, void *base)
+{
+    const char *key = name_of(row);
+    const config_setting_t *s = config_setting_get_member(g, key);
+    char got[VALUE_QUOTE_BUF], inner[64], level[64];
+    int rc;
+
+    if (s == NULL)
+        return 0;
+    if (!config_setting_is_group(s))
+        return value_refuse(ld, value_line(s), scope, key,
+                            "expected a group %s, got %s", row->range.shape,
+                            value_describe(ld, s, got));
+    snprintf(inner, sizeof(inner), "%s%s%s", scope, scope[0] != '\0' ? "." : "", key);
+    snprintf(level, sizeof(level), "%s.", row->key);
+    if ((rc = table_check_keys(ld, s, inner, level)) != 0)
+        return rc;
+    for (const struct setting *r = table_settings; r->key != NULL; r++)
+        if (table_key_in(r, level) != NULL && (rc = load_row(ld, s, inner, r, base)) != 0)
+            return rc;
+    return 0;
+}
+
+int table_load_value(struct config_loader *ld, const config_setting_t *g,
+                     const char *scope, const struct setting *row, void *base)
+{
+    const char *key = name_of(row);
+    void *p = at(base, row->offset);
+    unsigned count;
+    int rc;
+
+    switch (row->kind) {
+    case SETTING_COUNT:
+        return value_count(ld, g, scope, key, row->range.count.lo, row->range.count.hi,
+                           "", p);
+    case SETTING_BYTES:
+        count = (unsigned)*(size_t *)p;
+        rc = value_count(ld, g, scope, key, row->range.count.lo, row->range.count.hi,
+                         "bytes", &count);
+        *(size_t *)p = count;
+        return rc;
+    case SETTING_SECONDS:
+        return value_seconds(ld, g, scope, key, row->range.seconds.max,
+                             row->range.seconds.positive, p);
+    case SETTING_BOOL:
+        return value_bool(ld, g, scope, key, p);
+    case SETTING_STRING:
+        return value_string(ld, g, scope, key, p);
+    case SETTING_CHOICE:
+        return value_choice(ld, g, scope, key, row->range.choices, p);
+    case SETTING_CIDRS:
+        return load_cidrs(ld, g, scope, row, base);
+    default: /* groups are table_load()'s; the others have a loader of their own */
+        return value_refuse(ld, value_line(g), scope, key, "no loader for this setting");
+    }
+}
+
+int table_load(struct config_loader *ld, const config_setting_t *g,
+               const char *scope, const char *level, void *base, unsigned flags)
+{
+    for (const struct setting *row = table_settings; row->key != NULL; row++) {
+        int rc;
+
+        if (table_key_in(row, level) == NULL || row->flags != flags)
+            continue;
+        rc = row->kind == SETTING_GROUP ? load_group(ld, g, scope, row, base)
+                                        : load_row(ld, g, scope, row, base);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
+}
