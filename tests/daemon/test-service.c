@@ -1719,8 +1719,17 @@ static void test_unix_path_never_replaces_other_files(void **state)
 static void test_reload_widens_and_narrows_an_address(void **state)
 {
     (void)state;
-    int port;
-    reserve_ports(&port, 1);
+    /* A port free on both families' wildcards, which *:P binds: taken by
+     * a dual-stack [::]:0 socket and let go. */
+    int s6 = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0), off = 0;
+    assert_true(s6 >= 0);
+    assert_int_equal(setsockopt(s6, IPPROTO_IPV6, IPV6_V6ONLY, &off, sizeof(off)), 0);
+    struct sockaddr_in6 any = {.sin6_family = AF_INET6};
+    socklen_t len = sizeof(any);
+    assert_int_equal(bind(s6, (struct sockaddr *)&any, sizeof(any)), 0);
+    assert_int_equal(getsockname(s6, (struct sockaddr *)&any, &len), 0);
+    close(s6);
+    int port = ntohs(any.sin6_port);
     char text[512];
     snprintf(text, sizeof(text), BASE "workers = 2;\n"
              "listeners = ( { name = \"e\"; listen = [ \"127.0.0.1:%d\" ]; } );\n", port);
