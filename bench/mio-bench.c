@@ -178,7 +178,7 @@ static uint64_t now_ns(void)
     return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
 }
 
-#define NS(seconds) ((uint64_t)((seconds) * 1e9))
+#define NS(seconds) ((uint64_t)(1e9 * (seconds)))
 
 /* ---- the server's memory ------------------------------------------------ */
 

@@ -517,7 +517,7 @@ static bool clear_host_bits(uint8_t *net, size_t size, unsigned bits)
 {
     bool had = false;
 
-    for (size_t i = 0; i < size; i++, bits = bits > 8 ? bits - 8 : 0) {
+    for (size_t i = 0; i < size; i++, bits = (bits > 8 ? bits - 8 : 0)) {
         uint8_t mask = (uint8_t)(0xff00u >> (bits < 8 ? bits : 8));
 
         had |= (net[i] & ~mask) != 0;
