@@ -180,8 +180,8 @@ void *churn_run(void *arg)
     uint32_t rng = ch->seed;
     uint64_t k = 0;
     int64_t t0 = ms_now();
-    int64_t stop_at = t0 + (ch->ms > 0 ? ch->ms : 600000), ended_at = 0;
-    for (long round = 0; round < 100000000L; round++) {
+    int64_t stop_at = ch->ms > 0 ? t0 + ch->ms : INT64_MAX, ended_at = 0;
+    for (long round = 0; round < 1000000000L; round++) {
         int64_t now = ms_now();
         bool starting = now < stop_at && !atomic_load(&ch->stop) &&
                         (ch->stop_too == NULL || !atomic_load(ch->stop_too));

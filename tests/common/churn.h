@@ -21,7 +21,7 @@ struct churn {
     /* Set before it runs: */
     const int *ports;
     size_t nports;
-    int slots, ms;   /* ms 0: until stop (10 minutes at most) */
+    int slots, ms;   /* ms 0: until told to stop */
     unsigned rate;   /* connections started per second at most (0: no cap) */
     uint32_t seed;
     int stall_ms;    /* a connection without progress this long is an

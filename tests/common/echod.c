@@ -89,6 +89,11 @@ static int remove_entry(const char *path, const struct stat *st, int flag,
 static void reap(struct echod *e, int options);
 static bool reader_finish(struct echod *e, int ms);
 
+void remove_tree(const char *dir)
+{
+    (void)nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
 static void cleanup_at_exit(void)
 {
     for (struct echod *e = daemons; e != NULL; e = e->next) {
@@ -120,7 +125,7 @@ static void cleanup_at_exit(void)
         free(e);
     }
     for (size_t i = 0; i < ntmpdirs; i++) {
-        (void)nftw(tmpdirs[i], remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+        remove_tree(tmpdirs[i]);
         free(tmpdirs[i]);
     }
     free(tmpdirs);

@@ -164,6 +164,9 @@ void echod_child_setup(pid_t parent, int outfd);
  * capturing stdout+stderr into out; returns the exit status. */
 int echod_run(char *out, size_t outlen, const char *arg, ...);
 
+/* Removes dir and everything in it (what can be removed). */
+void remove_tree(const char *dir);
+
 /* Writes a configuration file into a temporary directory, returning its
  * path (owned by the library until the program ends). */
 const char *write_conf(const char *conf);
