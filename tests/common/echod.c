@@ -897,17 +897,29 @@ void echod_stop_ok(struct echod *e)
     CHECK_EQ(echod_stop(e, 5000), 0);
 }
 
-bool echod_wait_fd_count(struct echod *e, int want, int ms)
+/* Waits up to ms for the daemon's count of descriptors of `kind` (as
+ * count_fds()) to be want. */
+static bool wait_fds(struct echod *e, const char *kind, int want, int ms)
 {
     int64_t until = ms_now() + ms;
     for (int i = 0; i < 10000; i++) {
-        if (echod_fd_count(e) == want)
+        if (count_fds(e, kind) == want)
             return true;
         if (ms_now() >= until)
             return false;
         sleep_ms(2);
     }
     return false;
+}
+
+bool echod_wait_fd_count(struct echod *e, int want, int ms)
+{
+    return wait_fds(e, "", want, ms);
+}
+
+bool echod_wait_pipe_count(struct echod *e, int want, int ms)
+{
+    return wait_fds(e, "pipe:", want, ms);
 }
 
 long long log_field(const char *line, const char *key)

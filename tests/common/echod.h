@@ -108,8 +108,10 @@ int echod_fd_count(struct echod *e);
 /* The daemon's open pipe descriptors (both ends count). */
 int echod_pipe_count(struct echod *e);
 
-/* Waits up to ms for the daemon's descriptor count to be `want`. */
+/* Waits up to ms for the daemon's descriptor count (or pipe descriptor
+ * count) to be `want`. */
 bool echod_wait_fd_count(struct echod *e, int want, int ms);
+bool echod_wait_pipe_count(struct echod *e, int want, int ms);
 
 /* A listener's counters, from the line SIGUSR1 makes it log. */
 struct echod_counters {

@@ -515,20 +515,6 @@ static void relay_upstream_half_close_reaches_client(void **state)
 
 /* ---- splice ----------------------------------------------------------------- */
 
-/* Waits up to ms until the daemon holds exactly `want` pipe descriptors. */
-static bool wait_pipes(struct echod *e, int want, int ms)
-{
-    int64_t until = ms_now() + ms;
-    for (int i = 0; i < 10000; i++) {
-        if (echod_pipe_count(e) == want)
-            return true;
-        if (ms_now() >= until)
-            return false;
-        sleep_ms(10);
-    }
-    return false;
-}
-
 /* A client connected to `port` with a small receive buffer, so that the
  * daemon soon has bytes it cannot give it. */
 static int connect_small_window(int port)
@@ -576,7 +562,7 @@ static void relay_holds_bulk_bytes_in_a_pipe_only_when_spliced(void **state)
         int fd = connect_small_window(echod_port(e, spliced ? "spliced" : "copied", 0));
         int cport = local_port(fd);
         if (spliced) {
-            assert_true(wait_pipes(e, pipes + 2, 3000));
+            assert_true(echod_wait_pipe_count(e, pipes + 2, 3000));
         } else {
             sleep_ms(300); /* stalled as long, never through a pipe */
             assert_int_equal(echod_pipe_count(e), pipes);
@@ -592,7 +578,7 @@ static void relay_holds_bulk_bytes_in_a_pipe_only_when_spliced(void **state)
         char expect[64];
         snprintf(expect, sizeof(expect), " in=%zu out=%zu ", more, banner + more);
         check_access(e, "127.0.0.1", cport, expect, "done");
-        assert_true(wait_pipes(e, pipes, 2000));
+        assert_true(echod_wait_pipe_count(e, pipes, 2000));
         assert_true(echod_wait_fd_count(e, idle, 2000));
     }
     free(got);
@@ -641,7 +627,7 @@ static void relay_pipes_stay_within_their_share_of_descriptors(void **state)
             track_fd(fds[i]);
             recv_exact(fds[i], got, first);
         }
-        assert_true(wait_pipes(e, pipes + 2 * round * PIPES, 5000));
+        assert_true(echod_wait_pipe_count(e, pipes + 2 * round * PIPES, 5000));
         sleep_ms(200); /* the others are blocked too by now, without a pipe */
         assert_int_equal(echod_pipe_count(e), pipes + 2 * round * PIPES);
         for (int i = 0; i < N; i++) {
@@ -653,7 +639,7 @@ static void relay_pipes_stay_within_their_share_of_descriptors(void **state)
             assert_true(peer_closed_within(fds[i], 3000));
             close_tracked(fds[i]);
         }
-        assert_true(wait_pipes(e, pipes, 3000));
+        assert_true(echod_wait_pipe_count(e, pipes, 3000));
         if (round == 2)
             break;
         struct rlimit rl = {2 * LIMIT, 2 * LIMIT};
@@ -701,7 +687,7 @@ static void echo_with_splice_returns_every_byte(void **state)
     char expect[64];
     snprintf(expect, sizeof(expect), " in=%zu out=%zu ", size, size);
     check_access(e, "127.0.0.1", cport, expect, "done");
-    assert_true(wait_pipes(e, pipes, 2000));
+    assert_true(echod_wait_pipe_count(e, pipes, 2000));
     assert_int_equal(echod_stop(e, 3000), 0);
 }
 
