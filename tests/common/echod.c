@@ -502,15 +502,21 @@ struct echod *echod_start(const char *conf)
     return echod_start_opts(conf, NULL);
 }
 
-struct echod *echod_startf(const char *fmt, ...)
+struct echod *echod_startv(const char *fmt, va_list ap)
 {
     char conf[8192];
-    va_list ap;
-    va_start(ap, fmt);
     int n = vsnprintf(conf, sizeof(conf), fmt, ap);
-    va_end(ap);
     CHECK(n > 0 && (size_t)n < sizeof(conf));
     return echod_start(conf);
+}
+
+struct echod *echod_startf(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    struct echod *e = echod_startv(fmt, ap);
+    va_end(ap);
+    return e;
 }
 
 struct echod *echod_start_nofile(const char *conf, long nofile)

@@ -12,6 +12,7 @@
 #ifndef TESTS_COMMON_ECHOD_H
 #define TESTS_COMMON_ECHOD_H
 
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <sys/types.h>
@@ -42,6 +43,8 @@ struct echod *echod_start(const char *conf);
 /* echod_start() with the configuration formatted from fmt. */
 __attribute__((format(printf, 1, 2)))
 struct echod *echod_startf(const char *fmt, ...);
+__attribute__((format(printf, 1, 0)))
+struct echod *echod_startv(const char *fmt, va_list ap);
 
 /* echod_start() with the daemon's soft RLIMIT_NOFILE set to `nofile`. */
 struct echod *echod_start_nofile(const char *conf, long nofile);

@@ -185,12 +185,24 @@ static void notify_open(void)
     assert_int_equal(setenv("NOTIFY_SOCKET", notify_path, 1), 0);
 }
 
-/* Starts the daemon with NOTIFY_SOCKET set, and unsets it again. */
-static struct echod *start_notified(const char *conf)
+/* Starts the daemon with NOTIFY_SOCKET set, and unsets it again; its
+ * configuration formatted from fmt. */
+__attribute__((format(printf, 1, 0)))
+static struct echod *start_notifiedv(const char *fmt, va_list ap)
 {
     notify_open();
-    struct echod *e = echod_start(conf);
+    struct echod *e = echod_startv(fmt, ap);
     unsetenv("NOTIFY_SOCKET");
+    return e;
+}
+
+__attribute__((format(printf, 1, 2)))
+static struct echod *start_notified(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    struct echod *e = start_notifiedv(fmt, ap);
+    va_end(ap);
     return e;
 }
 
@@ -250,15 +262,21 @@ static void notify_expect(const char *line, char *buf, size_t len, int ms)
     fail_msg("too many notifications before %s", line);
 }
 
-/* Starts the daemon: with a notify socket, waiting for its READY=1, when
- * it is built with libsystemd; plainly otherwise. */
-static struct echod *start_ready(const char *conf)
+/* Starts the daemon with the configuration formatted from fmt: with a
+ * notify socket, waiting for its READY=1, when it is built with
+ * libsystemd; plainly otherwise. */
+__attribute__((format(printf, 1, 2)))
+static struct echod *start_ready(const char *fmt, ...)
 {
-    if (!built_with_libsystemd())
-        return echod_start(conf);
-    struct echod *e = start_notified(conf);
-    char msg[1024];
-    notify_expect("READY=1", msg, sizeof(msg), 5000);
+    va_list ap;
+    va_start(ap, fmt);
+    bool notified = built_with_libsystemd();
+    struct echod *e = notified ? start_notifiedv(fmt, ap) : echod_startv(fmt, ap);
+    va_end(ap);
+    if (notified) {
+        char msg[1024];
+        notify_expect("READY=1", msg, sizeof(msg), 5000);
+    }
     return e;
 }
 
@@ -953,11 +971,9 @@ static void test_reload_broken_file(void **state)
     (void)state;
     int ports[2];
     reserve_ports(ports, 2);
-    char text[1024];
-    snprintf(text, sizeof(text), BASE "workers = 2;\n"
+    struct echod *e = start_ready(BASE "workers = 2;\n"
              "listeners = ( { name = \"echo\"; listen = [ \"127.0.0.1:%d\" ]; } );\n",
              ports[0]);
-    struct echod *e = start_ready(text);
     char msg[1024];
     const char *path = echod_conf_path(e);
     int old = client4(ports[0]);
@@ -1044,11 +1060,9 @@ static void test_reload_adds_and_removes_listeners(void **state)
     int ports[3];
     reserve_ports(ports, 3);
     int keep = ports[0], gone = ports[1], added = ports[2];
-    char text[1024];
-    snprintf(text, sizeof(text), BASE "workers = 2;\n"
+    struct echod *e = echod_startf(BASE "workers = 2;\n"
              "listeners = ( { name = \"keep\"; listen = [ \"127.0.0.1:%d\" ]; },\n"
              "  { name = \"gone\"; listen = [ \"127.0.0.1:%d\" ]; } );\n", keep, gone);
-    struct echod *e = echod_start(text);
     unsigned long inode = listen_inode(keep);
     assert_true(inode != 0);
     int on_gone = client4(gone);
@@ -1088,11 +1102,9 @@ static void test_reload_idle_timeout_new_connections_only(void **state)
 {
     (void)state;
     int port = reserve_port();
-    char text[1024];
-    snprintf(text, sizeof(text), BASE "workers = 2;\n"
+    struct echod *e = echod_startf(BASE "workers = 2;\n"
              "listeners = ( { name = \"echo\"; listen = [ \"127.0.0.1:%d\" ];\n"
              "  idle_timeout = 300.0; } );\n", port);
-    struct echod *e = echod_start(text);
     int old = client4(port);
     expect_echo(old, "idle_timeout 300\n");
     echod_rewrite_conf(e, BASE "workers = 2;\n"
@@ -1132,10 +1144,8 @@ static void test_reload_acl_new_connections_only(void **state)
 {
     (void)state;
     int port = reserve_port();
-    char text[1024];
-    snprintf(text, sizeof(text), BASE "workers = 1;\n"
+    struct echod *e = echod_startf(BASE "workers = 1;\n"
              "listeners = ( { name = \"acl\"; listen = [ \"127.0.0.1:%d\" ]; } );\n", port);
-    struct echod *e = echod_start(text);
     int old = client4(port);
     expect_echo(old, "let in\n");
     echod_rewrite_conf(e, BASE "workers = 1;\n"
@@ -1169,10 +1179,8 @@ static void test_reload_notify(void **state)
     if (!built_with_libsystemd())
         skip();
     int port = reserve_port();
-    char text[1024];
-    snprintf(text, sizeof(text), BASE "workers = 1;\n"
+    struct echod *e = start_notified(BASE "workers = 1;\n"
              "listeners = ( { name = \"echo\"; listen = [ \"127.0.0.1:%d\" ]; } );\n", port);
-    struct echod *e = start_notified(text);
     char msg[1024];
     notify_expect("READY=1", msg, sizeof(msg), 5000);
     for (int round = 0; round < 2; round++) {
@@ -1208,11 +1216,9 @@ static void test_reload_ignored_during_shutdown(void **state)
     (void)state;
     int ports[2];
     reserve_ports(ports, 2);
-    char text[1024];
-    snprintf(text, sizeof(text), BASE "workers = 1;\n"
+    struct echod *e = start_ready(BASE "workers = 1;\n"
              "listeners = ( { name = \"echo\"; listen = [ \"127.0.0.1:%d\" ]; } );\n",
              ports[0]);
-    struct echod *e = start_ready(text);
     char msg[1024];
     int fd = client4(ports[0]);
     expect_echo(fd, "draining\n");
@@ -1253,11 +1259,9 @@ static void test_reload_port_taken_rolls_back(void **state)
     (void)state;
     int ports[3];
     reserve_ports(ports, 3);
-    char text[1024];
-    snprintf(text, sizeof(text), BASE "workers = 2;\n"
+    struct echod *e = start_ready(BASE "workers = 2;\n"
              "listeners = ( { name = \"echo\"; listen = [ \"127.0.0.1:%d\" ]; } );\n",
              ports[0]);
-    struct echod *e = start_ready(text);
     char msg[1024];
     unsigned long inode = listen_inode(ports[0]);
     assert_true(inode != 0);
@@ -1654,10 +1658,8 @@ static void test_reload_widens_and_narrows_an_address(void **state)
     (void)state;
     int port;
     reserve_ports(&port, 1);
-    char text[512];
-    snprintf(text, sizeof(text), BASE "workers = 2;\n"
+    struct echod *e = echod_startf(BASE "workers = 2;\n"
              "listeners = ( { name = \"e\"; listen = [ \"127.0.0.1:%d\" ]; } );\n", port);
-    struct echod *e = echod_start(text);
     int before = client4(port);
     expect_echo(before, "opened on 127.0.0.1\n");
 
