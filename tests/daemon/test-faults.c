@@ -772,6 +772,21 @@ static void upstream_blackholed(void **state)
 
 /* ---- client faults ---------------------------------------------------------- */
 
+/* The daemon with "healthy", an echo listener "echo" and a relay "relay"
+ * to the upstream on up_port, both with idle_timeout `idle`; the
+ * streamer going; their ports in *p_echo and *p_relay. */
+static void client_env_start(struct fault_env *env, int up_port, const char *idle,
+                             int *p_echo, int *p_relay)
+{
+    char g2[512], g3[1024], groups[1600];
+    echo_group(g2, sizeof(g2), "echo", 0, idle);
+    relay_group(g3, sizeof(g3), "relay", 0, up_port, idle, "3.0", 0);
+    snprintf(groups, sizeof(groups), ", %s, %s", g2, g3);
+    env_start(env, groups);
+    *p_echo = echod_port(env->e, "echo", 0);
+    *p_relay = echod_port(env->e, "relay", 0);
+}
+
 /* Receives bytes [from, to) of the stream from base on fd, checking each;
  * fails after WAIT_MS without progress. */
 static void recv_verify(int fd, uint64_t base, uint64_t from, uint64_t to)
@@ -834,12 +849,8 @@ static void client_resets_mid_stream(void **state)
     (void)state;
     struct fault_env env;
     struct upsrv *src = start_upstream(UP_SHUT_FIRST, 64 * MIB);
-    char g2[512], g3[1024], groups[1600];
-    echo_group(g2, sizeof(g2), "echo", 0, "30.0");
-    relay_group(g3, sizeof(g3), "relay", 0, src->srv.port, "30.0", "3.0", 0);
-    snprintf(groups, sizeof(groups), ", %s, %s", g2, g3);
-    env_start(&env, groups);
-    int p_echo = echod_port(env.e, "echo", 0), p_relay = echod_port(env.e, "relay", 0);
+    int p_echo, p_relay;
+    client_env_start(&env, src->srv.port, "30.0", &p_echo, &p_relay);
     int base_fds = echod_fd_count(env.e);
 
     int fd = client4(p_echo);
@@ -882,12 +893,8 @@ static void client_half_close_then_silence(void **state)
     (void)state;
     struct fault_env env;
     struct upsrv *up2 = start_upstream(UP_ECHO, 0);
-    char g2[512], g3[1024], groups[1600];
-    echo_group(g2, sizeof(g2), "echo", 0, "30.0");
-    relay_group(g3, sizeof(g3), "relay", 0, up2->srv.port, "30.0", "3.0", 0);
-    snprintf(groups, sizeof(groups), ", %s, %s", g2, g3);
-    env_start(&env, groups);
-    int p_echo = echod_port(env.e, "echo", 0), p_relay = echod_port(env.e, "relay", 0);
+    int p_echo, p_relay;
+    client_env_start(&env, up2->srv.port, "30.0", &p_echo, &p_relay);
     int base_fds = echod_fd_count(env.e);
 
     static const struct {
@@ -958,12 +965,8 @@ static void client_slow_reader_fast_writer(void **state)
     struct fault_env env;
     const uint64_t SRC = 8 * MIB;
     struct upsrv *src = start_upstream(UP_SHUT_FIRST, (size_t)SRC);
-    char g2[512], g3[1024], groups[1600];
-    echo_group(g2, sizeof(g2), "echo", 0, "30.0");
-    relay_group(g3, sizeof(g3), "relay", 0, src->srv.port, "30.0", "3.0", 0);
-    snprintf(groups, sizeof(groups), ", %s, %s", g2, g3);
-    env_start(&env, groups);
-    int p_echo = echod_port(env.e, "echo", 0), p_relay = echod_port(env.e, "relay", 0);
+    int p_echo, p_relay;
+    client_env_start(&env, src->srv.port, "30.0", &p_echo, &p_relay);
 
     enum { NE = 8, N = NE + 1 };
     struct {
@@ -1061,12 +1064,8 @@ static void client_silent_until_idle_timeout(void **state)
     (void)state;
     struct fault_env env;
     struct upsrv *up2 = start_upstream(UP_ECHO, 0);
-    char g2[512], g3[1024], groups[1600];
-    echo_group(g2, sizeof(g2), "echo", 0, "0.5");
-    relay_group(g3, sizeof(g3), "relay", 0, up2->srv.port, "0.5", "3.0", 0);
-    snprintf(groups, sizeof(groups), ", %s, %s", g2, g3);
-    env_start(&env, groups);
-    int p_echo = echod_port(env.e, "echo", 0), p_relay = echod_port(env.e, "relay", 0);
+    int p_echo, p_relay;
+    client_env_start(&env, up2->srv.port, "0.5", &p_echo, &p_relay);
 
     enum { N = 6 }; /* 3 echo, 2 relay silent; the last talks first */
     int fds[N], ports[N];
