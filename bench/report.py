@@ -155,18 +155,21 @@ def separator(header):
     return "|" + " --- |" * (len(header.split("|")) - 2)
 
 
-def table(run, group, servers):
-    out = []
-    loads = [l for l in run.loads if run.selected(l)]
-    header = "| %s server |" % group + "".join(
-        " %s, %s |" % (title(l), unit(l)) for l in loads)
-    out += [header, separator(header)]
+def grid(group, servers, loads, head, value):
+    """A table with a row per server and a column per load: head(load)
+    names a column, value(load, server) fills a cell."""
+    header = "| %s server |" % group + "".join(" %s |" % head(l) for l in loads)
+    out = [header, separator(header)]
     for s in servers:
-        line = "| %s |" % s
-        for l in loads:
-            line += " %s |" % cell(run, group, l, s)
-        out.append(line)
+        out.append("| %s |" % s + "".join(" %s |" % value(l, s) for l in loads))
     return out
+
+
+def table(run, group, servers):
+    """Each server's medians (throughput, or idle memory)."""
+    return grid(group, servers, [l for l in run.loads if run.selected(l)],
+                lambda l: "%s, %s" % (title(l), unit(l)),
+                lambda l, s: cell(run, group, l, s))
 
 
 def cell(run, group, load, server):
@@ -186,44 +189,30 @@ def cell(run, group, load, server):
 
 
 def cpu_table(run, group, servers):
-    out = []
+    """Each server's CPU per message or per GB, pingpong and stream."""
+    def value(load, server):
+        v = run.get(group, load, server, "cpu")
+        if v == "":
+            return "-"
+        s = ("%.2f" if float(v) < 10 else "%.1f") % float(v)
+        if server != "mio-echod":
+            mine = ratio(run.get(group, load, "mio-echod", "cpu"), v)
+            if mine:
+                s += " (%sx)" % mine
+        return s
     loads = [l for l in run.loads if kind(l)[0] in ("pp", "stream") and run.selected(l)]
-    header = "| %s server |" % group + "".join(
-        " %s, %s |" % (title(l), cpu_unit(l)) for l in loads)
-    out += [header, separator(header)]
-    for s in servers:
-        line = "| %s |" % s
-        for l in loads:
-            v = run.get(group, l, s, "cpu")
-            if v == "":
-                line += " - |"
-                continue
-            line += " " + ("%.2f" if float(v) < 10 else "%.1f") % float(v)
-            if s != "mio-echod":
-                mine = ratio(run.get(group, l, "mio-echod", "cpu"), v)
-                if mine:
-                    line += " (%sx)" % mine
-            line += " |"
-        out.append(line)
-    return out
+    return grid(group, servers, loads, lambda l: "%s, %s" % (title(l), cpu_unit(l)), value)
 
 
 def latency_table(run, group, servers):
-    out = []
+    """Each server's pingpong latency quantiles."""
+    def value(load, server):
+        q = [run.get(group, load, server, c) for c in ("p50", "p99", "p999")]
+        if q[0] == "":
+            return "-"
+        return " / ".join("%.0f" % float(x or 0) for x in q)
     loads = [l for l in run.loads if kind(l)[0] == "pp" and run.selected(l)]
-    header = "| %s server |" % group + "".join(
-        " %s p50 / p99 / p99.9 us |" % title(l) for l in loads)
-    out += [header, separator(header)]
-    for s in servers:
-        line = "| %s |" % s
-        for l in loads:
-            q = [run.get(group, l, s, c) for c in ("p50", "p99", "p999")]
-            if q[0] != "":
-                line += " %s |" % " / ".join("%.0f" % float(x or 0) for x in q)
-            else:
-                line += " - |"
-        out.append(line)
-    return out
+    return grid(group, servers, loads, lambda l: "%s p50 / p99 / p99.9 us" % title(l), value)
 
 
 def rounds_table(run):
