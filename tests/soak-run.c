@@ -55,6 +55,7 @@
 #include "base.h"
 #include "churn.h"
 #include "echod.h"
+#include "files.h"
 #include "net.h"
 #include "pattern.h"
 #include "stream.h"

@@ -5,10 +5,10 @@
  * pipe), and answers questions about its log, its descriptors and its
  * memory with bounded waits.
  *
- * Nothing is left behind: each daemon is started with PR_SET_PDEATHSIG, so
- * it dies with the test program even when that is killed; an atexit()
- * handler kills a daemon a failed test left running, and removes the
- * temporary directories.
+ * Nothing is left behind: each daemon is started with PR_SET_PDEATHSIG
+ * (run.c), so it dies with the test program even when that is killed; an
+ * atexit() handler kills a daemon a failed test left running (files.c
+ * removes the temporary directories).
  */
 #ifdef HAVE_CONFIG_H
 #include "autoconf.h"
@@ -20,32 +20,26 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <ftw.h>
 #include <limits.h>
-#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/resource.h>
-#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "base.h"
 #include "echod.h"
+#include "files.h"
+#include "run.h"
 
 /* How long echod_start() waits for the "started" line by default. */
 #define START_MS 5000
-/* How long echod_run() lets the program run. */
-#define RUN_MS 5000
 /* How long echod_must_log() and echod_counters_now() wait. */
 #define WAIT_MS 3000
-
-extern char **environ;
 
 struct echod {
     pid_t pid;
@@ -68,31 +62,12 @@ struct echod {
 };
 
 static struct echod *daemons;
-static char **tmpdirs;
-static size_t ntmpdirs, captmpdirs;
-static char **paths; /* returned by write_conf() */
-static size_t npaths, cappaths;
 static bool atexit_done;
 
 /* ---- clean-up at exit ------------------------------------------------- */
 
-static int remove_entry(const char *path, const struct stat *st, int flag,
-                        struct FTW *ftw)
-{
-    (void)st;
-    (void)flag;
-    (void)ftw;
-    (void)remove(path);
-    return 0;
-}
-
 static void reap(struct echod *e, int options);
 static bool reader_finish(struct echod *e, int ms);
-
-void remove_tree(const char *dir)
-{
-    (void)nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
-}
 
 static void cleanup_at_exit(void)
 {
@@ -124,18 +99,6 @@ static void cleanup_at_exit(void)
         pthread_cond_destroy(&e->cv);
         free(e);
     }
-    for (size_t i = 0; i < ntmpdirs; i++) {
-        remove_tree(tmpdirs[i]);
-        free(tmpdirs[i]);
-    }
-    free(tmpdirs);
-    tmpdirs = NULL;
-    ntmpdirs = captmpdirs = 0;
-    for (size_t i = 0; i < npaths; i++)
-        free(paths[i]);
-    free(paths);
-    paths = NULL;
-    npaths = cappaths = 0;
 }
 
 static void register_cleanup(void)
@@ -146,149 +109,8 @@ static void register_cleanup(void)
     atexit(cleanup_at_exit);
 }
 
-/* A fresh temporary directory, removed at exit; the path stays valid. */
-static const char *make_tmpdir(void)
-{
-    register_cleanup();
-    const char *base = getenv("TMPDIR");
-    if (base == NULL || base[0] == '\0')
-        base = "/tmp";
-    size_t len = strlen(base) + 32;
-    char *path = xmalloc(len);
-    snprintf(path, len, "%s/mio-echod-test.XXXXXX", base);
-    if (mkdtemp(path) == NULL) {
-        int err = errno;
-        free(path);
-        test_fail("mkdtemp in %s: %s", base, strerror(err));
-    }
-    if (ntmpdirs == captmpdirs) {
-        captmpdirs = captmpdirs ? 2 * captmpdirs : 16;
-        tmpdirs = xrealloc(tmpdirs, captmpdirs * sizeof(*tmpdirs));
-    }
-    tmpdirs[ntmpdirs++] = path;
-    return path;
-}
-
-/* Writes conf into dir/mio-echod.conf with "@DIR@" replaced by dir. */
-static void write_conf_in(const char *dir, const char *conf, char *path, size_t pathlen)
-{
-    snprintf(path, pathlen, "%s/mio-echod.conf", dir);
-    FILE *f = fopen(path, "w");
-    if (f == NULL)
-        test_fail("cannot create %s: %s", path, strerror(errno));
-    for (const char *p = conf; *p != '\0';) {
-        const char *at = strstr(p, "@DIR@");
-        if (at == NULL) {
-            fputs(p, f);
-            break;
-        }
-        fwrite(p, 1, (size_t)(at - p), f);
-        fputs(dir, f);
-        p = at + 5;
-    }
-    if (fclose(f) != 0)
-        test_fail("cannot write %s: %s", path, strerror(errno));
-}
-
-const char *write_conf(const char *conf)
-{
-    const char *dir = make_tmpdir();
-    char path[PATH_MAX];
-    write_conf_in(dir, conf, path, sizeof(path));
-    if (npaths == cappaths) {
-        cappaths = cappaths ? 2 * cappaths : 16;
-        paths = xrealloc(paths, cappaths * sizeof(*paths));
-    }
-    char *copy = xmalloc(strlen(path) + 1);
-    strcpy(copy, path);
-    paths[npaths++] = copy; /* the file goes with its directory */
-    return copy;
-}
-
 /* ---- starting and watching the daemon ---------------------------------- */
 
-/* The daemon under test, relative to $top_builddir. */
-static const char *program = "src/mio-echod";
-
-void echod_set_program(const char *path)
-{
-    program = path;
-}
-
-void echod_program_path(char *buf, size_t len)
-{
-    const char *top = getenv("top_builddir");
-    if (top != NULL && top[0] != '\0')
-        snprintf(buf, len, "%s/%s", top, program);
-    else
-        snprintf(buf, len, "%s", program);
-}
-char **echod_environment(const char *drop, size_t spare)
-{
-    size_t n = 0;
-    while (environ[n] != NULL)
-        n++;
-    char **env = xmalloc((n + spare + 1) * sizeof(*env));
-    size_t k = 0;
-    for (size_t i = 0; i < n; i++)
-        if (strncmp(environ[i], "JOURNAL_STREAM=", 15) != 0 &&
-            (drop == NULL || strncmp(environ[i], drop, strlen(drop)) != 0))
-            env[k++] = environ[i];
-    while (k < n + spare + 1)
-        env[k++] = NULL;
-    return env;
-}
-
-void echod_child_setup(pid_t parent, int outfd)
-{
-    (void)prctl(PR_SET_PDEATHSIG, SIGKILL);
-    if (getppid() != parent)
-        _exit(127); /* the test program is already gone */
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, NULL);
-    signal(SIGPIPE, SIG_DFL);
-    int null = open("/dev/null", O_RDONLY);
-    if (null >= 0 && null != STDIN_FILENO) {
-        dup2(null, STDIN_FILENO);
-        close(null);
-    }
-    dup2(outfd, STDOUT_FILENO);
-    dup2(outfd, STDERR_FILENO);
-}
-
-/*
- * Forks and execs argv with stdout and stderr into outfd and no other
- * descriptor open; the child dies with us.  Returns the pid (fails the test
- * when fork fails).  Only async-signal-safe calls after fork().
- */
-static pid_t spawn(char *const argv[], char *const envp[], int outfd, rlim_t nofile)
-{
-    pid_t parent = getpid();
-    pid_t pid = fork();
-    if (pid < 0)
-        test_fail("fork: %s", strerror(errno));
-    if (pid > 0)
-        return pid;
-    echod_child_setup(parent, outfd);
-    /* ^C at a terminal stops the test program, which stops the daemon. */
-    signal(SIGINT, SIG_IGN);
-    struct rlimit rl;
-    if (nofile > 0 && getrlimit(RLIMIT_NOFILE, &rl) == 0) {
-        rl.rlim_cur = nofile;
-        if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
-            _exit(126);
-    }
-    /* No test socket may live on in the daemon (a listener kept open
-     * there would accept what the test means to be refused). */
-    if (close_range(3, ~0u, 0) < 0) {
-        long max = sysconf(_SC_OPEN_MAX);
-        for (long fd = 3; fd < (max > 0 && max < 65536 ? max : 65536); fd++)
-            close((int)fd);
-    }
-    execve(argv[0], argv, envp);
-    _exit(127);
-}
 
 /* Appends the daemon's stderr to its log until the pipe ends. */
 static void *read_log(void *arg)
@@ -424,8 +246,8 @@ struct echod *echod_start_opts(const char *conf, const struct echod_opts *opts)
     pthread_condattr_destroy(&ca);
     e->exited = true; /* nothing to wait for or kill until it runs */
 
-    const char *dir = opts->dir != NULL ? opts->dir : make_tmpdir();
-    write_conf_in(dir, conf, e->conf, sizeof(e->conf));
+    const char *dir = opts->dir != NULL ? opts->dir : test_tmpdir();
+    conf_write_in(dir, conf, e->conf, sizeof(e->conf));
     if (opts->log_path != NULL && (e->copy = fopen(opts->log_path, "we")) == NULL)
         test_fail("cannot create %s: %s", opts->log_path, strerror(errno));
 
@@ -443,7 +265,7 @@ struct echod *echod_start_opts(const char *conf, const struct echod_opts *opts)
         free(envp);
         test_fail("pipe: %s", strerror(errno));
     }
-    e->pid = spawn(argv, envp, p[1], (rlim_t)opts->nofile);
+    e->pid = echod_spawn(argv, envp, p[1], (rlim_t)opts->nofile);
     e->exited = false;
     e->next = daemons;
     daemons = e;
@@ -645,17 +467,6 @@ int echod_status(struct echod *e)
     return e->status;
 }
 
-int exit_code(int status)
-{
-    if (status < 0)
-        return -1;
-    if (WIFEXITED(status))
-        return WEXITSTATUS(status);
-    if (WIFSIGNALED(status))
-        return 128 + WTERMSIG(status);
-    return -1;
-}
-
 int echod_stop(struct echod *e, int ms)
 {
     reap(e, WNOHANG);
@@ -688,28 +499,6 @@ void echod_stop_all(int ms)
 const char *echod_conf_path(struct echod *e)
 {
     return e->conf;
-}
-
-/* conf_rewrite() with a va_list. */
-__attribute__((format(printf, 2, 0)))
-static void conf_vrewrite(const char *path, const char *fmt, va_list ap)
-{
-    char tmp[PATH_MAX + 8];
-    snprintf(tmp, sizeof(tmp), "%s.new", path);
-    FILE *f = fopen(tmp, "w");
-    if (f == NULL)
-        test_fail("cannot create %s: %s", tmp, strerror(errno));
-    vfprintf(f, fmt, ap);
-    CHECK_EQ(fclose(f), 0);
-    CHECK_EQ(rename(tmp, path), 0);
-}
-
-void conf_rewrite(const char *path, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    conf_vrewrite(path, fmt, ap);
-    va_end(ap);
 }
 
 void echod_rewrite_conf(struct echod *e, const char *fmt, ...)
@@ -791,96 +580,6 @@ int echod_fd_count(struct echod *e)
 int echod_pipe_count(struct echod *e)
 {
     return count_fds(e, "pipe:");
-}
-
-int echod_run(char *out, size_t outlen, const char *arg, ...)
-{
-    char prog[PATH_MAX];
-    echod_program_path(prog, sizeof(prog));
-    char *argv[64];
-    int argc = 0;
-    argv[argc++] = prog;
-    va_list ap;
-    va_start(ap, arg);
-    for (const char *a = arg; a != NULL && argc < 63; a = va_arg(ap, const char *))
-        argv[argc++] = (char *)a;
-    va_end(ap);
-    argv[argc] = NULL;
-
-    char **envp = echod_environment(NULL, 0);
-    int p[2];
-    if (pipe2(p, O_CLOEXEC) < 0) {
-        free(envp);
-        test_fail("pipe: %s", strerror(errno));
-    }
-    pid_t pid = spawn(argv, envp, p[1], 0);
-    free(envp);
-    close(p[1]);
-
-    size_t used = 0;
-    if (outlen > 0)
-        out[0] = '\0';
-    int64_t until = ms_now() + RUN_MS;
-    bool eof = false;
-    for (int i = 0; i < 100000 && !eof; i++) {
-        int64_t left = until - ms_now();
-        if (left <= 0)
-            break;
-        struct pollfd pfd = {.fd = p[0], .events = POLLIN};
-        int r = poll(&pfd, 1, (int)left);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r <= 0)
-            break;
-        char buf[4096];
-        ssize_t n = read(p[0], buf, sizeof(buf));
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0) {
-            eof = true;
-            break;
-        }
-        /* Read to the end, keeping what fits (with its NUL). */
-        size_t take = (size_t)n;
-        if (outlen == 0)
-            take = 0;
-        else if (used + take > outlen - 1)
-            take = outlen - 1 - used;
-        if (take > 0) {
-            memcpy(out + used, buf, take);
-            used += take;
-            out[used] = '\0';
-        }
-    }
-    close(p[0]);
-    int status = 0;
-    pid_t r = 0;
-    /* The output ended: it has exited or is about to. */
-    for (int i = 0; i < 1000 && eof; i++) {
-        r = waitpid(pid, &status, WNOHANG);
-        if (r != 0)
-            break;
-        sleep_ms(1);
-    }
-    if (r != pid) {
-        kill(pid, SIGKILL);
-        while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-            continue;
-        return -1;
-    }
-    return exit_code(status);
-}
-
-void expect_conf_error(const char *what, const char *conf, int line, const char *says)
-{
-    char out[4096], where[PATH_MAX + 32];
-    const char *path = write_conf(conf);
-    int rc = echod_run(out, sizeof(out), "-t", "-c", path, (char *)NULL);
-    if (rc != 1)
-        test_fail("%s: exit %d, expected 1 (%s)", what, rc, out);
-    snprintf(where, sizeof(where), "%s:%d: ", path, line);
-    if (strstr(out, where) == NULL || strstr(out, says) == NULL)
-        test_fail("%s: expected \"%s...%s\", got \"%s\"", what, where, says, out);
 }
 
 /* ---- the daemon: checks that fail the test ------------------------------- */

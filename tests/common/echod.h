@@ -91,11 +91,7 @@ void echod_stop_all(int ms);
 /* The configuration file the daemon was started with ("-c FILE"). */
 const char *echod_conf_path(struct echod *e);
 
-/* Replaces the file at path with the formatted text, in one rename(): the
- * daemon never reads half a file.  echod_rewrite_conf() does it to the
- * file the daemon was started with. */
-__attribute__((format(printf, 2, 3)))
-void conf_rewrite(const char *path, const char *fmt, ...);
+/* conf_rewrite() (files.h) of the file the daemon was started with. */
 __attribute__((format(printf, 2, 3)))
 void echod_rewrite_conf(struct echod *e, const char *fmt, ...);
 
@@ -141,44 +137,5 @@ struct echod_counters echod_counters_settled(struct echod *e, const char *listen
 
 /* A number after `key` in line (e.g. " in="), or -1. */
 long long log_field(const char *line, const char *key);
-
-/* A wait status as a number: the exit status, or 128 + the signal that
- * ended the process; -1 for anything else (and for status < 0). */
-int exit_code(int status);
-
-/* The program under test, by default src/mio-echod: echod_set_program()
- * changes it (path relative to $top_builddir); echod_program_path() puts
- * $top_builddir/PATH into buf. */
-void echod_set_program(const char *path);
-void echod_program_path(char *buf, size_t len);
-
-/*
- * For a test that forks a daemon itself.  echod_environment(): ours (a
- * malloc'd array of environ's strings) without JOURNAL_STREAM, which would
- * make the daemon log "<N>" prefixes instead of "mio-echod: LEVEL: ", nor
- * the variables starting with `drop` (when not NULL), and `spare` more
- * NULL slots at the end.  echod_child_setup(), in the child after fork()
- * (async-signal-safe): dies with `parent` (exits 127 when it is gone),
- * unblocks signals, SIGPIPE default, stdin from /dev/null, stdout and
- * stderr into outfd.
- */
-char **echod_environment(const char *drop, size_t spare);
-void echod_child_setup(pid_t parent, int outfd);
-
-/* Runs "mio-echod ARGS..." (NULL-terminated) to completion (5 s at most),
- * capturing stdout+stderr into out; returns the exit status. */
-int echod_run(char *out, size_t outlen, const char *arg, ...);
-
-/* Removes dir and everything in it (what can be removed). */
-void remove_tree(const char *dir);
-
-/* Writes a configuration file into a temporary directory, returning its
- * path (owned by the library until the program ends). */
-const char *write_conf(const char *conf);
-
-/* "mio-echod -t -c FILE" on conf (written as write_conf() does) must
- * exit 1 naming "FILE:LINE: " and saying `says`; `what` names the case in
- * the failure message. */
-void expect_conf_error(const char *what, const char *conf, int line, const char *says);
 
 #endif
