@@ -135,40 +135,32 @@ static void expect_bytes(int fd, const void *want, size_t len)
 static const uint8_t v2_sig[12] = {0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d,
                                    0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a};
 
-/* A v2 PROXY header for TCP over IPv4 (28 bytes) into out. */
+/* A v2 PROXY header for TCP into out: over IPv4 (28 bytes) or, with
+ * family AF_INET6, over IPv6 (52 bytes); returns its length. */
+static size_t v2_tcp(uint8_t *out, int family, const char *src, const char *dst,
+                     uint16_t sport, uint16_t dport)
+{
+    size_t alen = family == AF_INET6 ? 16 : 4; /* one address */
+    memcpy(out, v2_sig, 12);
+    out[12] = 0x21;                                /* version 2, PROXY */
+    out[13] = family == AF_INET6 ? 0x21 : 0x11;    /* AF_INET6 or AF_INET, STREAM */
+    out[14] = 0;
+    out[15] = (uint8_t)(2 * alen + 4);
+    assert_int_equal(inet_pton(family, src, out + 16), 1);
+    assert_int_equal(inet_pton(family, dst, out + 16 + alen), 1);
+    uint8_t *ports = out + 16 + 2 * alen;
+    ports[0] = (uint8_t)(sport >> 8);
+    ports[1] = (uint8_t)sport;
+    ports[2] = (uint8_t)(dport >> 8);
+    ports[3] = (uint8_t)dport;
+    return 16 + 2 * alen + 4;
+}
+
+/* v2_tcp() over IPv4. */
 static size_t v2_tcp4(uint8_t *out, const char *src, const char *dst,
                       uint16_t sport, uint16_t dport)
 {
-    memcpy(out, v2_sig, 12);
-    out[12] = 0x21; /* version 2, PROXY */
-    out[13] = 0x11; /* AF_INET, STREAM */
-    out[14] = 0;
-    out[15] = 12;
-    assert_int_equal(inet_pton(AF_INET, src, out + 16), 1);
-    assert_int_equal(inet_pton(AF_INET, dst, out + 20), 1);
-    out[24] = (uint8_t)(sport >> 8);
-    out[25] = (uint8_t)sport;
-    out[26] = (uint8_t)(dport >> 8);
-    out[27] = (uint8_t)dport;
-    return 28;
-}
-
-/* A v2 PROXY header for TCP over IPv6 (52 bytes) into out. */
-static size_t v2_tcp6(uint8_t *out, const char *src, const char *dst,
-                      uint16_t sport, uint16_t dport)
-{
-    memcpy(out, v2_sig, 12);
-    out[12] = 0x21;
-    out[13] = 0x21; /* AF_INET6, STREAM */
-    out[14] = 0;
-    out[15] = 36;
-    assert_int_equal(inet_pton(AF_INET6, src, out + 16), 1);
-    assert_int_equal(inet_pton(AF_INET6, dst, out + 32), 1);
-    out[48] = (uint8_t)(sport >> 8);
-    out[49] = (uint8_t)sport;
-    out[50] = (uint8_t)(dport >> 8);
-    out[51] = (uint8_t)dport;
-    return 52;
+    return v2_tcp(out, AF_INET, src, dst, sport, dport);
 }
 
 /* A v2 LOCAL header without addresses (16 bytes) into out. */
@@ -182,9 +174,10 @@ static size_t v2_local(uint8_t *out)
     return 16;
 }
 
-/* Connects, sends hdr and payload in one send, and expects the payload
- * alone echoed back, then the daemon's FIN after a half-close. */
-static void proxied_echo(int port, const void *hdr, size_t hlen, const char *payload)
+/* Connects to port and sends hdr and payload in one send; returns the
+ * client, its own port in *cport. */
+static int proxied_send(int port, const void *hdr, size_t hlen, const char *payload,
+                        int *cport)
 {
     uint8_t buf[2048];
     size_t plen = strlen(payload);
@@ -192,23 +185,30 @@ static void proxied_echo(int port, const void *hdr, size_t hlen, const char *pay
     memcpy(buf, hdr, hlen);
     memcpy(buf + hlen, payload, plen);
     int fd = client4(port);
+    *cport = local_port(fd);
     send_all(fd, buf, hlen + plen);
-    expect_bytes(fd, payload, plen);
-    finish(fd);
+    return fd;
 }
 
-/* Connects, sends hdr and payload in one send, and expects the connection
- * closed without a byte back. */
-static void proxied_refused(int port, const void *hdr, size_t hlen, const char *payload)
+/* proxied_send(), then expects the payload alone echoed back, then the
+ * daemon's FIN after a half-close; returns the client's port. */
+static int proxied_echo(int port, const void *hdr, size_t hlen, const char *payload)
 {
-    uint8_t buf[2048];
-    size_t plen = strlen(payload);
-    assert_true(hlen + plen <= sizeof(buf));
-    memcpy(buf, hdr, hlen);
-    memcpy(buf + hlen, payload, plen);
-    int fd = client4(port);
-    send_all(fd, buf, hlen + plen);
+    int cport;
+    int fd = proxied_send(port, hdr, hlen, payload, &cport);
+    expect_bytes(fd, payload, strlen(payload));
+    finish(fd);
+    return cport;
+}
+
+/* proxied_send(), then expects the connection closed without a byte back;
+ * returns the client's port. */
+static int proxied_refused(int port, const void *hdr, size_t hlen, const char *payload)
+{
+    int cport;
+    int fd = proxied_send(port, hdr, hlen, payload, &cport);
     expect_refused(fd);
+    return cport;
 }
 
 /* ---- allow and deny ---------------------------------------------------- */
@@ -452,10 +452,7 @@ static void test_proxy_length_bounds(void **state)
         if (len == 107) {
             proxied_echo(port, hdr, len, "after 107 bytes\n");
         } else {
-            int fd = client4(port);
-            int cport = local_port(fd);
-            send_all(fd, hdr, len);
-            expect_refused(fd);
+            int cport = proxied_refused(port, hdr, len, "");
             echod_must_log(e, "listener pp: refused 127.0.0.1:%d: bad PROXY header", cport);
         }
     }
@@ -472,10 +469,7 @@ static void test_proxy_length_bounds(void **state)
             proxied_echo(port, hdr, total, "after 1024 bytes\n");
             expect_access(e, "done", "access listener=pp client=192.0.2.1:6594 upstream=- in=17 out=17 ");
         } else {
-            int fd = client4(port);
-            int cport = local_port(fd);
-            send_all(fd, hdr, total);
-            expect_refused(fd);
+            int cport = proxied_refused(port, hdr, total, "");
             echod_must_log(e, "listener pp: refused 127.0.0.1:%d: bad PROXY header", cport);
         }
     }
@@ -527,7 +521,7 @@ static void test_proxy_v2_tcp(void **state)
     finish(fd);
     expect_access(e, "done", "access listener=pp client=198.51.100.4:5558 upstream=- in=13 out=13 ");
 
-    n = v2_tcp6(hdr, "2001:db8::1", "2001:db8::2", 5559, 7007);
+    n = v2_tcp(hdr, AF_INET6, "2001:db8::1", "2001:db8::2", 5559, 7007);
     proxied_echo(port, hdr, n, "v2 over IPv6\n");
     expect_access(e, "done", "access listener=pp client=[2001:db8::1]:5559 upstream=- in=13 out=13 ");
     echod_stop_ok(e);
@@ -545,34 +539,17 @@ static void test_proxy_local_and_tlvs(void **state)
 
     /* LOCAL, no addresses. */
     v2_local(hdr);
-    int fd = client4(port);
-    int cport = local_port(fd);
-    uint8_t buf[128];
-    memcpy(buf, hdr, 16);
-    memcpy(buf + 16, "local\n", 6);
-    send_all(fd, buf, 22);
-    expect_bytes(fd, "local\n", 6);
-    finish(fd);
+    int cport = proxied_echo(port, hdr, 16, "local\n");
     expect_access(e, "done", "access listener=pp client=127.0.0.1:%d upstream=- in=6 out=6 ", cport);
 
     /* LOCAL with an address block, which is ignored. */
     v2_tcp4(hdr, "192.0.2.1", "192.0.2.2", 5560, 7007);
     hdr[12] = 0x20;
-    fd = client4(port);
-    cport = local_port(fd);
-    memcpy(buf, hdr, 28);
-    memcpy(buf + 28, "local, block\n", 13);
-    send_all(fd, buf, 41);
-    expect_bytes(fd, "local, block\n", 13);
-    finish(fd);
+    cport = proxied_echo(port, hdr, 28, "local, block\n");
     expect_access(e, "done", "access listener=pp client=127.0.0.1:%d upstream=- in=13 out=13 ", cport);
 
     /* v1 UNKNOWN. */
-    fd = client4(port);
-    cport = local_port(fd);
-    send_all(fd, "PROXY UNKNOWN\r\nunknown\n", 23);
-    expect_bytes(fd, "unknown\n", 8);
-    finish(fd);
+    cport = proxied_echo(port, "PROXY UNKNOWN\r\n", 15, "unknown\n");
     expect_access(e, "done", "access listener=pp client=127.0.0.1:%d upstream=- in=8 out=8 ", cport);
 
     /* A PROXY header with a 7-byte NOOP TLV after the addresses. */
@@ -746,6 +723,55 @@ static void test_proxy_max_per_source(void **state)
 
 /* ---- PROXY protocol to upstreams --------------------------------------- */
 
+/* A client of the relay on port (IPv6 with v6) sends len bytes of msg;
+ * the relay's connection to the test upstream listening on lfd is
+ * accepted into *ufd.  Returns the client, its own port in *cport. */
+static int relay_client(int port, bool v6, const void *msg, size_t len, int lfd, int *ufd,
+                        int *cport)
+{
+    int fd = v6 ? client6(port) : client4(port);
+    *cport = local_port(fd);
+    send_all(fd, msg, len);
+    *ufd = upstream_accept(lfd);
+    return fd;
+}
+
+/* The upstream's first bytes must be the send_proxy header of `version`
+ * (1 or 2) for the loopback client from cport to the listener on port,
+ * over IPv4 or (v6) IPv6. */
+static void expect_header_for(int ufd, int version, bool v6, int cport, int port)
+{
+    if (version == 1) {
+        char want[128];
+        int n = snprintf(want, sizeof(want), "PROXY TCP%c %s %s %d %d\r\n", v6 ? '6' : '4',
+                         v6 ? "::1" : "127.0.0.1", v6 ? "::1" : "127.0.0.1", cport, port);
+        expect_bytes(ufd, want, (size_t)n);
+    } else {
+        uint8_t want[52];
+        const char *lo = v6 ? "::1" : "127.0.0.1";
+        size_t n = v2_tcp(want, v6 ? AF_INET6 : AF_INET, lo, lo, (uint16_t)cport,
+                          (uint16_t)port);
+        expect_bytes(ufd, want, n);
+    }
+}
+
+/* The end of a relayed connection: the client half-closes (unless it has),
+ * the upstream sees the FIN, answers `reply` (unless NULL) and closes;
+ * the client gets the reply, then EOF. */
+static void relay_end(int fd, int ufd, bool half_closed, const char *reply)
+{
+    if (!half_closed)
+        assert_int_equal(shutdown(fd, SHUT_WR), 0);
+    assert_true(peer_closed_within(ufd, WAIT_MS));
+    if (reply != NULL)
+        send_all(ufd, reply, strlen(reply));
+    close(ufd);
+    if (reply != NULL)
+        expect_bytes(fd, reply, strlen(reply));
+    assert_true(peer_closed_within(fd, WAIT_MS));
+    close(fd);
+}
+
 /*
  * One relayed connection: the client sends `payload` (after `client_hdr`,
  * if any), and its FIN at once when `early_fin`; the upstream must receive
@@ -767,29 +793,22 @@ static void relay_expect_header(int port, int ufd_listen, const void *client_hdr
     int ufd = upstream_accept(ufd_listen);
     expect_bytes(ufd, want, wlen);
     expect_bytes(ufd, payload, plen);
-    if (!early_fin)
-        assert_int_equal(shutdown(fd, SHUT_WR), 0);
-    assert_true(peer_closed_within(ufd, WAIT_MS));
-    send_all(ufd, "reply\n", 6);
-    close(ufd);
-    expect_bytes(fd, "reply\n", 6);
-    assert_true(peer_closed_within(fd, WAIT_MS));
-    close(fd);
+    relay_end(fd, ufd, early_fin, "reply\n");
 }
 
-/* Two relays to a test upstream (listening on *lfd, on port *up): "v1"
- * and "v2", named for their send_proxy, each with the settings `extra`. */
-static struct echod *start_v1_v2_relays(const char *extra, int *lfd, int *up)
+/* Two relays, listening on `listen`, to a test upstream (listening on
+ * *lfd, on port *up): "v1" and "v2", named for their send_proxy, each with
+ * the settings `extra`. */
+static struct echod *start_v1_v2_relays(const char *listen, const char *extra, int *lfd,
+                                        int *up)
 {
-    char conf[1024];
     *lfd = listen_loopback(16, up);
-    snprintf(conf, sizeof(conf), BASE "workers = 1;\nlisteners = (\n"
-             "  { name = \"v1\"; listen = [ \"127.0.0.1:0\" ]; mode = \"proxy\";\n"
+    return echod_startf(BASE "workers = 1;\nlisteners = (\n"
+             "  { name = \"v1\"; listen = [ \"%s\" ]; mode = \"proxy\";\n"
              "    upstreams = [ \"127.0.0.1:%d\" ]; retries = 0; send_proxy = \"v1\"; %s },\n"
-             "  { name = \"v2\"; listen = [ \"127.0.0.1:0\" ]; mode = \"proxy\";\n"
+             "  { name = \"v2\"; listen = [ \"%s\" ]; mode = \"proxy\";\n"
              "    upstreams = [ \"127.0.0.1:%d\" ]; retries = 0; send_proxy = \"v2\"; %s }\n"
-             ");\n", *up, extra, *up, extra);
-    return echod_start(conf);
+             ");\n", listen, *up, extra, listen, *up, extra);
 }
 
 /* send_proxy = "v1" and "v2": the upstream reads first exactly the header
@@ -798,41 +817,21 @@ static void test_send_proxy(void **state)
 {
     (void)state;
     int lfd, up;
-    struct echod *e = start_v1_v2_relays("", &lfd, &up);
+    struct echod *e = start_v1_v2_relays("127.0.0.1:0", "", &lfd, &up);
 
-    int port = echod_port(e, "v1", 0);
-    int fd = client4(port);
-    int cport = local_port(fd);
-    send_all(fd, "payload one\n", 12);
-    int ufd = upstream_accept(lfd);
-    char want[128];
-    int n = snprintf(want, sizeof(want), "PROXY TCP4 127.0.0.1 127.0.0.1 %d %d\r\n", cport, port);
-    expect_bytes(ufd, want, (size_t)n);
+    int port = echod_port(e, "v1", 0), cport, ufd;
+    int fd = relay_client(port, false, "payload one\n", 12, lfd, &ufd, &cport);
+    expect_header_for(ufd, 1, false, cport, port);
     expect_bytes(ufd, "payload one\n", 12);
-    assert_int_equal(shutdown(fd, SHUT_WR), 0);
-    assert_true(peer_closed_within(ufd, WAIT_MS));
-    send_all(ufd, "reply\n", 6);
-    close(ufd);
-    expect_bytes(fd, "reply\n", 6);
-    assert_true(peer_closed_within(fd, WAIT_MS));
-    close(fd);
+    relay_end(fd, ufd, false, "reply\n");
     expect_access(e, "done", "access listener=v1 client=127.0.0.1:%d upstream=127.0.0.1:%d in=12 out=6 ",
                   cport, up);
 
     port = echod_port(e, "v2", 0);
-    fd = client4(port);
-    cport = local_port(fd);
-    send_all(fd, "payload two\n", 12);
-    ufd = upstream_accept(lfd);
-    uint8_t want2[28];
-    v2_tcp4(want2, "127.0.0.1", "127.0.0.1", (uint16_t)cport, (uint16_t)port);
-    expect_bytes(ufd, want2, sizeof(want2));
+    fd = relay_client(port, false, "payload two\n", 12, lfd, &ufd, &cport);
+    expect_header_for(ufd, 2, false, cport, port);
     expect_bytes(ufd, "payload two\n", 12);
-    assert_int_equal(shutdown(fd, SHUT_WR), 0);
-    assert_true(peer_closed_within(ufd, WAIT_MS));
-    close(ufd);
-    assert_true(peer_closed_within(fd, WAIT_MS));
-    close(fd);
+    relay_end(fd, ufd, false, NULL);
     close(lfd);
     echod_stop_ok(e);
 }
@@ -903,33 +902,18 @@ static void test_proxy_in_and_out_at_the_smallest_buffer(void **state)
 {
     (void)state;
     int lfd, up;
-    struct echod *e = start_v1_v2_relays("accept_proxy = true; buffer_size = 1024;", &lfd, &up);
+    struct echod *e = start_v1_v2_relays("127.0.0.1:0", "accept_proxy = true; buffer_size = 1024;",
+                                         &lfd, &up);
     uint8_t msg[16 + 992], payload[992];
     for (size_t i = 0; i < sizeof(payload); i++)
         payload[i] = (uint8_t)('a' + i % 26);
     memcpy(msg + v2_local(msg), payload, sizeof(payload));
     for (int v = 1; v <= 2; v++) {
-        int port = echod_port(e, v == 1 ? "v1" : "v2", 0);
-        int fd = client4(port);
-        int cport = local_port(fd);
-        send_all(fd, msg, sizeof(msg));
-        int ufd = upstream_accept(lfd);
-        if (v == 1) {
-            char want[128];
-            int n = snprintf(want, sizeof(want), "PROXY TCP4 127.0.0.1 127.0.0.1 %d %d\r\n",
-                             cport, port);
-            expect_bytes(ufd, want, (size_t)n);
-        } else {
-            uint8_t want[28];
-            v2_tcp4(want, "127.0.0.1", "127.0.0.1", (uint16_t)cport, (uint16_t)port);
-            expect_bytes(ufd, want, sizeof(want));
-        }
+        int port = echod_port(e, v == 1 ? "v1" : "v2", 0), cport, ufd;
+        int fd = relay_client(port, false, msg, sizeof(msg), lfd, &ufd, &cport);
+        expect_header_for(ufd, v, false, cport, port);
         expect_bytes(ufd, payload, sizeof(payload));
-        assert_int_equal(shutdown(fd, SHUT_WR), 0);
-        assert_true(peer_closed_within(ufd, WAIT_MS));
-        close(ufd);
-        assert_true(peer_closed_within(fd, WAIT_MS));
-        close(fd);
+        relay_end(fd, ufd, false, NULL);
         expect_access(e, "done", "access listener=v%d client=127.0.0.1:%d upstream=127.0.0.1:%d in=992 out=0 ",
                       v, cport, up);
     }
@@ -944,7 +928,7 @@ static void test_proxy_passed_on(void **state)
 {
     (void)state;
     int lfd, up;
-    struct echod *e = start_v1_v2_relays("accept_proxy = true;", &lfd, &up);
+    struct echod *e = start_v1_v2_relays("127.0.0.1:0", "accept_proxy = true;", &lfd, &up);
     int p1 = echod_port(e, "v1", 0), p2 = echod_port(e, "v2", 0);
     uint8_t hdr[64], want[64];
 
@@ -952,7 +936,7 @@ static void test_proxy_passed_on(void **state)
     relay_expect_header(p1, lfd, v1, strlen(v1), v1, strlen(v1), "v1 to v1\n", false);
     expect_access(e, "done", "access listener=v1 client=192.0.2.1:5555 upstream=127.0.0.1:%d in=9 out=6 ", up);
 
-    size_t n = v2_tcp6(hdr, "2001:db8::1", "2001:db8::2", 5556, 7007);
+    size_t n = v2_tcp(hdr, AF_INET6, "2001:db8::1", "2001:db8::2", 5556, 7007);
     const char *v1_6 = "PROXY TCP6 2001:db8::1 2001:db8::2 5556 7007\r\n";
     relay_expect_header(p1, lfd, hdr, n, v1_6, strlen(v1_6), "v2 to v1\n", true);
 
@@ -962,14 +946,10 @@ static void test_proxy_passed_on(void **state)
 
     /* LOCAL: the upstream learns the real client and listener. */
     v2_local(hdr);
-    int fd = client4(p1);
-    int cport = local_port(fd);
     memcpy(hdr + 16, "local\n", 6);
-    send_all(fd, hdr, 22);
-    int ufd = upstream_accept(lfd);
-    char line[128];
-    int ln = snprintf(line, sizeof(line), "PROXY TCP4 127.0.0.1 127.0.0.1 %d %d\r\n", cport, p1);
-    expect_bytes(ufd, line, (size_t)ln);
+    int cport, ufd;
+    int fd = relay_client(p1, false, hdr, 22, lfd, &ufd, &cport);
+    expect_header_for(ufd, 1, false, cport, p1);
     expect_bytes(ufd, "local\n", 6);
     close(fd);
     close(ufd);
@@ -984,40 +964,16 @@ static void test_send_proxy_ipv6(void **state)
     (void)state;
     if (!have_ipv6_loopback())
         skip();
-    int up;
-    int lfd = listen_loopback(16, &up);
-    char conf[1024];
-    snprintf(conf, sizeof(conf), BASE "workers = 1;\nlisteners = (\n"
-             "  { name = \"v1\"; listen = [ \"[::1]:0\" ]; mode = \"proxy\";\n"
-             "    upstreams = [ \"127.0.0.1:%d\" ]; retries = 0; send_proxy = \"v1\"; },\n"
-             "  { name = \"v2\"; listen = [ \"[::1]:0\" ]; mode = \"proxy\";\n"
-             "    upstreams = [ \"127.0.0.1:%d\" ]; retries = 0; send_proxy = \"v2\"; }\n"
-             ");\n", up, up);
-    struct echod *e = echod_start(conf);
-
-    int port = echod_port(e, "v1", 0);
-    int fd = client6(port);
-    int cport = local_port(fd);
-    send_all(fd, "six\n", 4);
-    int ufd = upstream_accept(lfd);
-    char want[128];
-    int n = snprintf(want, sizeof(want), "PROXY TCP6 ::1 ::1 %d %d\r\n", cport, port);
-    expect_bytes(ufd, want, (size_t)n);
-    expect_bytes(ufd, "six\n", 4);
-    close(fd);
-    close(ufd);
-
-    port = echod_port(e, "v2", 0);
-    fd = client6(port);
-    cport = local_port(fd);
-    send_all(fd, "six\n", 4);
-    ufd = upstream_accept(lfd);
-    uint8_t want2[52];
-    v2_tcp6(want2, "::1", "::1", (uint16_t)cport, (uint16_t)port);
-    expect_bytes(ufd, want2, sizeof(want2));
-    expect_bytes(ufd, "six\n", 4);
-    close(fd);
-    close(ufd);
+    int lfd, up;
+    struct echod *e = start_v1_v2_relays("[::1]:0", "", &lfd, &up);
+    for (int v = 1; v <= 2; v++) {
+        int port = echod_port(e, v == 1 ? "v1" : "v2", 0), cport, ufd;
+        int fd = relay_client(port, true, "six\n", 4, lfd, &ufd, &cport);
+        expect_header_for(ufd, v, true, cport, port);
+        expect_bytes(ufd, "six\n", 4);
+        close(fd);
+        close(ufd);
+    }
     close(lfd);
     echod_stop_ok(e);
 }
@@ -1249,40 +1205,27 @@ static void test_refusal_log_accounting_across_bad_header(void **state)
 /* The stream every slow-reader test sends: a random block repeated with a
  * prime period, so that a lost, doubled or reordered chunk shows. */
 #define PERIOD 65521u
-static uint8_t pattern[2 * PERIOD];
-
-static void pattern_init(void)
-{
-    fill_random(pattern, PERIOD, 7);
-    memcpy(pattern + PERIOD, pattern, PERIOD);
-}
 
 /*
- * Sends the pattern stream on fd, without blocking, until the socket stays
- * unwritable for 500 ms (the daemon stopped reading it: backpressure), 64
- * MiB went, or 2 s passed; *sent counts the bytes.  Returns whether the
- * sends stalled.
+ * Sends the pattern stream on fd until its sends stall (the daemon stopped
+ * reading it: backpressure; 2 s at most), then half-closes; the daemon's
+ * RSS must have grown by less than 2 MiB meanwhile.  Returns the bytes
+ * sent; `what` names the case in the figures printed.
  */
-static bool send_until_stalled(int fd, uint64_t *sent)
+static uint64_t send_until_backpressure(struct echod *e, int fd, const char *what)
 {
-    int64_t start = ms_now();
-    while (*sent < (64u << 20) && ms_now() - start < 2000) {
-        size_t off = (size_t)(*sent % PERIOD);
-        ssize_t n = send(fd, pattern + off, PERIOD, MSG_NOSIGNAL | MSG_DONTWAIT);
-        if (n > 0) {
-            *sent += (uint64_t)n;
-            continue;
-        }
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0 && errno != EAGAIN)
-            fail_msg("send: %s", strerror(errno));
-        struct pollfd p = {.fd = fd, .events = POLLOUT};
-        int r = poll(&p, 1, 500);
-        if (r == 0)
-            return true;
-    }
-    return false;
+    long rss0 = echod_rss_kib(e);
+    assert_true(rss0 > 0);
+    uint64_t sent = 0;
+    bool stalled = send_until_stalled(fd, 0, &sent, 2000);
+    long rss1 = echod_rss_kib(e);
+    print_message("%s: %llu bytes sent before the sends stalled; RSS %ld -> %ld KiB\n",
+                  what, (unsigned long long)sent, rss0, rss1);
+    if (!stalled)
+        fail_msg("the client's sends never stalled (%llu bytes taken)", (unsigned long long)sent);
+    assert_true(rss1 - rss0 < 2048);
+    assert_int_equal(shutdown(fd, SHUT_WR), 0);
+    return sent;
 }
 
 /* Receives exactly `total` bytes of the pattern stream, then EOF. */
@@ -1303,7 +1246,7 @@ static void recv_pattern(int fd, uint64_t total)
             fail_msg("the stream ended after %llu of %llu bytes (%s)",
                      (unsigned long long)got, (unsigned long long)total,
                      n == 0 ? "EOF" : strerror(errno));
-        if (memcmp(buf, pattern + got % PERIOD, (size_t)n) != 0)
+        if (memcmp(buf, pat(got), (size_t)n) != 0)
             fail_msg("the stream differs within bytes %llu-%llu",
                      (unsigned long long)got, (unsigned long long)got + (unsigned long long)n);
         got += (uint64_t)n;
@@ -1317,24 +1260,12 @@ static void recv_pattern(int fd, uint64_t total)
 static void test_slow_reader_echo(void **state)
 {
     (void)state;
-    pattern_init();
+    assert_true(pattern_init(PERIOD, 7));
     struct echod *e = echod_start(BASE "workers = 1;\n"
         "listeners = ( { name = \"e\"; listen = [ \"127.0.0.1:0\" ]; buffer_size = 16384; } );\n");
     int fd = client4(echod_port(e, "e", 0));
     expect_echo(fd, "warm up\n");
-    long rss0 = echod_rss_kib(e);
-    assert_true(rss0 > 0);
-
-    uint64_t sent = 0;
-    bool stalled = send_until_stalled(fd, &sent);
-    long rss1 = echod_rss_kib(e);
-    print_message("echo: %llu bytes sent before the sends stalled; RSS %ld -> %ld KiB\n",
-                  (unsigned long long)sent, rss0, rss1);
-    if (!stalled)
-        fail_msg("the client's sends never stalled (%llu bytes taken)", (unsigned long long)sent);
-    assert_true(rss1 - rss0 < 2048);
-
-    assert_int_equal(shutdown(fd, SHUT_WR), 0);
+    uint64_t sent = send_until_backpressure(e, fd, "echo");
     recv_pattern(fd, sent);
     close(fd);
     echod_stop_ok(e);
@@ -1346,7 +1277,7 @@ static void test_slow_reader_echo(void **state)
 static void test_slow_reader_relay(void **state)
 {
     (void)state;
-    pattern_init();
+    assert_true(pattern_init(PERIOD, 7));
     int up;
     int lfd = listen_loopback(16, &up);
     char conf[1024];
@@ -1358,19 +1289,7 @@ static void test_slow_reader_relay(void **state)
     int ufd = upstream_accept(lfd);
     send_all(fd, "warm up\n", 8);
     expect_bytes(ufd, "warm up\n", 8);
-    long rss0 = echod_rss_kib(e);
-    assert_true(rss0 > 0);
-
-    uint64_t sent = 0;
-    bool stalled = send_until_stalled(fd, &sent);
-    long rss1 = echod_rss_kib(e);
-    print_message("relay: %llu bytes sent before the sends stalled; RSS %ld -> %ld KiB\n",
-                  (unsigned long long)sent, rss0, rss1);
-    if (!stalled)
-        fail_msg("the client's sends never stalled (%llu bytes taken)", (unsigned long long)sent);
-    assert_true(rss1 - rss0 < 2048);
-
-    assert_int_equal(shutdown(fd, SHUT_WR), 0);
+    uint64_t sent = send_until_backpressure(e, fd, "relay");
     recv_pattern(ufd, sent);
     close(ufd);
     assert_true(peer_closed_within(fd, WAIT_MS));

@@ -43,44 +43,12 @@
 /* Every test's bytes are slices of this one random pattern: each
  * connection a different slice, so crossed streams cannot go unseen. */
 #define PATTERN_LEN ((size_t)12 << 20)
-static uint8_t *pattern;
+static const uint8_t *pattern; /* pat(0) of pattern.h */
 
-#define MIB ((size_t)1 << 20)
-#define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
 /* The log's "access" line is written just after the daemon closes the
  * connection, so a client may see the close first: wait a little. */
 #define LOG_MS 3000
-
-/* ---- what a failed test leaves behind, cleaned by teardown ------------- */
-
-struct upsrv;
-static void up_stop(struct upsrv *u);
-
-static struct echod *daemons[4];
-static size_t ndaemons;
-static struct upsrv *upsrvs[8];
-static size_t nupsrvs;
-
-static struct echod *start_daemon(const char *conf)
-{
-    assert_true(ndaemons < ARRAY_LEN(daemons));
-    struct echod *e = echod_start(conf);
-    daemons[ndaemons++] = e;
-    return e;
-}
-
-static int teardown(void **state)
-{
-    (void)state;
-    for (size_t i = 0; i < ndaemons; i++)
-        (void)echod_stop(daemons[i], 2000);
-    ndaemons = 0;
-    while (nupsrvs > 0)
-        up_stop(upsrvs[nupsrvs - 1]);
-    close_all_tracked();
-    return 0;
-}
 
 /* ---- configurations ----------------------------------------------------- */
 
@@ -105,7 +73,7 @@ static struct echod *start_echo(const char *idle_timeout, const char *shutdown_t
              "    idle_timeout = %s;\n"
              "} );\n",
              shutdown_timeout, idle_timeout);
-    return start_daemon(conf);
+    return echod_start(conf);
 }
 
 /* `"127.0.0.1:P1", "127.0.0.1:P2"` for a list of ports. */
@@ -149,208 +117,17 @@ static struct echod *start_relay(const int *ports, size_t n, const char *balance
                 retries, fail_timeout);
     snprintf(conf, sizeof(conf), "%slisteners = ( %s );\n",
              DAEMON_CONF("2", "5.0"), group);
-    return start_daemon(conf);
+    return echod_start(conf);
 }
 
-/* ---- test upstreams --------------------------------------------------- */
-
-enum up_mode {
-    UP_ECHO,       /* sends back what it receives; closes after the FIN */
-    UP_BANNER,     /* sends nbytes first (it speaks first), then echoes */
-    UP_REPLY_EOF,  /* reads (checked) until the FIN, then sends nbytes, closes */
-    UP_SHUT_FIRST, /* sends nbytes, shuts its write side, reads (checked) to
-                    * the FIN, then closes */
-};
-
-#define UP_MAX_CONNS 64
-#define UP_BUF (256 * 1024)
-
-struct upsrv {
-    struct tserver srv;   /* first: the harness's thread and counters */
-    enum up_mode mode;
-    size_t nbytes, off;   /* what it sends: pattern[off .. off + nbytes) */
-    atomic_int eofs;      /* FINs received */
-    atomic_int mismatches; /* received bytes that were not the pattern */
-    atomic_ullong last_rx; /* bytes of the last connection that got a FIN */
-};
-
-struct uconn {
-    int fd;
-    bool rd_eof, wr_shut;
-    size_t txoff, txlen;  /* pattern bytes to send, from u->off */
-    bool tx_armed;        /* the nbytes are queued (once) */
-    uint8_t *ebuf;        /* echo: received, not yet sent back */
-    size_t elen, eoff;
-    size_t rx;
-};
-
-/* Sends what is queued; false on a socket error. */
-static bool uc_write(struct upsrv *u, struct uconn *c, bool *progress)
-{
-    while (c->txoff < c->txlen) {
-        ssize_t n = send(c->fd, pattern + u->off + c->txoff, c->txlen - c->txoff,
-                         MSG_NOSIGNAL | MSG_DONTWAIT);
-        if (n > 0) {
-            c->txoff += (size_t)n;
-            *progress = true;
-            continue;
-        }
-        return n < 0 && (errno == EAGAIN || errno == EINTR);
-    }
-    while (c->eoff < c->elen) {
-        ssize_t n = send(c->fd, c->ebuf + c->eoff, c->elen - c->eoff,
-                         MSG_NOSIGNAL | MSG_DONTWAIT);
-        if (n > 0) {
-            c->eoff += (size_t)n;
-            *progress = true;
-            continue;
-        }
-        return n < 0 && (errno == EAGAIN || errno == EINTR);
-    }
-    c->eoff = c->elen = 0;
-    return true;
-}
-
-/* Reads what it may now; false on a socket error. */
-static bool uc_read(struct upsrv *u, struct uconn *c, bool *progress)
-{
-    bool echo = u->mode == UP_ECHO || u->mode == UP_BANNER;
-    while (!c->rd_eof && (!echo || c->elen == 0)) {
-        ssize_t n = recv(c->fd, c->ebuf, UP_BUF, MSG_DONTWAIT);
-        if (n > 0) {
-            *progress = true;
-            if (echo) {
-                c->elen = (size_t)n;
-                c->eoff = 0;
-            } else if (c->rx + (size_t)n > PATTERN_LEN ||
-                       memcmp(c->ebuf, pattern + c->rx, (size_t)n) != 0) {
-                atomic_fetch_add(&u->mismatches, 1);
-            }
-            c->rx += (size_t)n;
-            continue;
-        }
-        if (n == 0) {
-            *progress = true;
-            c->rd_eof = true;
-            atomic_store(&u->last_rx, c->rx);
-            atomic_fetch_add(&u->eofs, 1);
-            if (u->mode == UP_REPLY_EOF) {
-                c->txoff = 0;
-                c->txlen = u->nbytes;
-            }
-            return true;
-        }
-        return errno == EAGAIN || errno == EINTR;
-    }
-    return true;
-}
-
-/* Moves one connection on; true when it is over (closed). */
-static bool uc_service(struct tserver *s, void *conn)
-{
-    struct upsrv *u = (struct upsrv *)s;
-    struct uconn *c = conn;
-    for (int round = 0; round < 64; round++) {
-        bool progress = false;
-        if (!uc_write(u, c, &progress) || !uc_read(u, c, &progress)) {
-            atomic_fetch_add(&u->srv.errors, 1);
-            return true;
-        }
-        bool sent = c->txoff == c->txlen && c->elen == 0;
-        if (u->mode == UP_SHUT_FIRST && sent && !c->wr_shut) {
-            c->wr_shut = true;
-            if (shutdown(c->fd, SHUT_WR) < 0)
-                atomic_fetch_add(&u->srv.errors, 1);
-        }
-        if (c->rd_eof && sent && (u->mode != UP_REPLY_EOF || c->txlen == u->nbytes))
-            return true;
-        if (!progress)
-            break;
-    }
-    return false;
-}
-
-static short uc_events(struct tserver *s, void *conn)
-{
-    const struct upsrv *u = (struct upsrv *)s;
-    const struct uconn *c = conn;
-    bool echo = u->mode == UP_ECHO || u->mode == UP_BANNER;
-    short ev = 0;
-    if (!c->rd_eof && (!echo || c->elen == 0))
-        ev |= POLLIN;
-    if (c->txoff < c->txlen || c->eoff < c->elen)
-        ev |= POLLOUT;
-    return ev;
-}
-
-/* A new connection; a speaking mode queues its bytes at once. */
-static void *uc_open(struct tserver *s, int fd)
-{
-    const struct upsrv *u = (struct upsrv *)s;
-    struct uconn *c = calloc(1, sizeof(*c));
-    uint8_t *ebuf = malloc(UP_BUF);
-    if (c == NULL || ebuf == NULL) {
-        free(c);
-        free(ebuf);
-        return NULL;
-    }
-    c->fd = fd;
-    c->ebuf = ebuf;
-    if (u->mode == UP_BANNER || u->mode == UP_SHUT_FIRST)
-        c->txlen = u->nbytes;
-    return c;
-}
-
-static void uc_free(struct tserver *s, void *conn)
-{
-    (void)s;
-    struct uconn *c = conn;
-    free(c->ebuf);
-    free(c);
-}
+/* ---- test upstreams ------------------------------------------------------- */
 
 /* Starts an upstream on 127.0.0.1:0 sending pattern[off .. off + nbytes)
- * as its mode says. */
-static struct upsrv *up_start(enum up_mode mode, size_t nbytes, size_t off)
+ * as its mode says (upstream.h). */
+static struct upsrv *start_upstream(enum up_mode mode, size_t nbytes, size_t off)
 {
-    assert_true(nupsrvs < ARRAY_LEN(upsrvs));
     assert_true(off + nbytes <= PATTERN_LEN);
-    struct upsrv *u = calloc(1, sizeof(*u));
-    assert_non_null(u);
-    u->mode = mode;
-    u->nbytes = nbytes;
-    u->off = off;
-    u->srv = (struct tserver){.max = UP_MAX_CONNS, .conn_open = uc_open,
-                              .conn_events = uc_events, .conn_service = uc_service,
-                              .conn_free = uc_free};
-    tserver_start(&u->srv, 64);
-    upsrvs[nupsrvs++] = u;
-    return u;
-}
-
-static void up_stop(struct upsrv *u)
-{
-    tserver_stop(&u->srv);
-    for (size_t i = 0; i < nupsrvs; i++)
-        if (upsrvs[i] == u) {
-            upsrvs[i] = upsrvs[--nupsrvs];
-            break;
-        }
-    free(u);
-}
-
-/* Waits up to ms for *counter to reach want. */
-static bool wait_counter(atomic_int *counter, int want, int ms)
-{
-    int64_t until = ms_now() + ms;
-    for (int i = 0; i < 10000; i++) {
-        if (atomic_load(counter) >= want)
-            return true;
-        if (ms_now() >= until)
-            return false;
-        sleep_ms(1);
-    }
-    return false;
+    return up_start(&(struct up_conf){.mode = mode, .nbytes = nbytes, .off = off});
 }
 
 /* ---- concurrent clients driven by poll(2) ------------------------------ */
@@ -623,15 +400,15 @@ static void relay_is_byte_exact_both_ways(void **state)
 {
     (void)state;
     const size_t banner = 4 * MIB;
-    struct upsrv *echo = up_start(UP_ECHO, 0, 0);
-    struct upsrv *talker = up_start(UP_BANNER, banner, 5 * MIB);
+    struct upsrv *echo = start_upstream(UP_ECHO, 0, 0);
+    struct upsrv *talker = start_upstream(UP_BANNER, banner, 5 * MIB);
     char g1[1024], g2[1024], conf[4096];
     relay_group(g1, sizeof(g1), "to-echo", &echo->srv.port, 1, "round-robin", "3.0", 0, "1.0");
     relay_group(g2, sizeof(g2), "to-talker", &talker->srv.port, 1, "round-robin", "3.0", 0,
                 "1.0");
     snprintf(conf, sizeof(conf), "%slisteners = ( %s, %s );\n", DAEMON_CONF("2", "5.0"),
              g1, g2);
-    struct echod *e = start_daemon(conf);
+    struct echod *e = echod_start(conf);
     int p_echo = echod_port(e, "to-echo", 0), p_talker = echod_port(e, "to-talker", 0);
     int idle = echod_fd_count(e);
 
@@ -660,7 +437,7 @@ static void relay_is_byte_exact_both_ways(void **state)
     }
     assert_int_equal(atomic_load(&echo->srv.accepted), (int)ARRAY_LEN(sizes));
     assert_int_equal(atomic_load(&talker->srv.accepted), (int)ARRAY_LEN(sizes));
-    assert_int_equal(atomic_load(&echo->srv.errors) + atomic_load(&talker->srv.errors), 0);
+    assert_int_equal(up_failures(echo) + up_failures(talker), 0);
     assert_true(echod_wait_fd_count(e, idle, 2000)); /* both sockets of each closed */
     assert_int_equal(echod_stop(e, 3000), 0);
 }
@@ -672,7 +449,7 @@ static void relay_client_half_close_reaches_upstream(void **state)
 {
     (void)state;
     const size_t ask = 50000, reply = 300000;
-    struct upsrv *u = up_start(UP_REPLY_EOF, reply, 7 * MIB);
+    struct upsrv *u = start_upstream(UP_REPLY_EOF, reply, 7 * MIB);
     struct echod *e = start_relay(&u->srv.port, 1, "round-robin", "3.0", 0, "1.0");
     int port = echod_port(e, "relay", 0);
     int idle = echod_fd_count(e);
@@ -693,7 +470,7 @@ static void relay_client_half_close_reaches_upstream(void **state)
     assert_int_equal(atomic_load(&u->eofs), 1);
     assert_int_equal((int)atomic_load(&u->last_rx), (int)ask);
     assert_int_equal(atomic_load(&u->mismatches), 0);
-    assert_int_equal(atomic_load(&u->srv.errors), 0);
+    assert_int_equal(up_failures(u), 0);
     char expect[64];
     snprintf(expect, sizeof(expect), " in=%zu out=%zu ", ask, reply);
     check_access(e, "127.0.0.1", cport, expect, "done");
@@ -708,7 +485,7 @@ static void relay_upstream_half_close_reaches_client(void **state)
 {
     (void)state;
     const size_t banner = 20000, more = 1 * MIB;
-    struct upsrv *u = up_start(UP_SHUT_FIRST, banner, 9 * MIB);
+    struct upsrv *u = start_upstream(UP_SHUT_FIRST, banner, 9 * MIB);
     struct echod *e = start_relay(&u->srv.port, 1, "round-robin", "3.0", 0, "1.0");
     int port = echod_port(e, "relay", 0);
     int idle = echod_fd_count(e);
@@ -727,7 +504,7 @@ static void relay_upstream_half_close_reaches_client(void **state)
     assert_true(wait_counter(&u->eofs, 1, 3000));
     assert_int_equal((int)atomic_load(&u->last_rx), (int)more);
     assert_int_equal(atomic_load(&u->mismatches), 0);
-    assert_int_equal(atomic_load(&u->srv.errors), 0);
+    assert_int_equal(up_failures(u), 0);
     char expect[64];
     snprintf(expect, sizeof(expect), " in=%zu out=%zu ", more, banner);
     check_access(e, "127.0.0.1", cport, expect, "done");
@@ -737,20 +514,6 @@ static void relay_upstream_half_close_reaches_client(void **state)
 }
 
 /* ---- splice ----------------------------------------------------------------- */
-
-/* Waits up to ms until the daemon holds exactly `want` pipe descriptors. */
-static bool wait_pipes(struct echod *e, int want, int ms)
-{
-    int64_t until = ms_now() + ms;
-    for (int i = 0; i < 10000; i++) {
-        if (echod_pipe_count(e) == want)
-            return true;
-        if (ms_now() >= until)
-            return false;
-        sleep_ms(10);
-    }
-    return false;
-}
 
 /* A client connected to `port` with a small receive buffer, so that the
  * daemon soon has bytes it cannot give it. */
@@ -782,14 +545,14 @@ static void relay_holds_bulk_bytes_in_a_pipe_only_when_spliced(void **state)
     skip(); /* no splice(2) on this system */
 #endif
     const size_t banner = 8 * MIB, more = 300000;
-    struct upsrv *u = up_start(UP_BANNER, banner, 3 * MIB);
+    struct upsrv *u = start_upstream(UP_BANNER, banner, 3 * MIB);
     char g1[1024], g2[1024], conf[4096];
     relay_group(g1, sizeof(g1), "spliced", &u->srv.port, 1, "round-robin", "3.0", 0, "1.0");
     relay_group(g2, sizeof(g2), "copied", &u->srv.port, 1, "round-robin", "3.0", 0, "1.0");
     g2[strlen(g2) - 1] = '\0'; /* the closing brace */
     snprintf(conf, sizeof(conf), "%slisteners = ( %s, %s    splice = false;\n} );\n",
              DAEMON_CONF("1", "5.0"), g1, g2);
-    struct echod *e = start_daemon(conf);
+    struct echod *e = echod_start(conf);
     const int pipes = echod_pipe_count(e), idle = echod_fd_count(e);
     assert_true(pipes >= 0);
     uint8_t *got = malloc(banner);
@@ -799,7 +562,7 @@ static void relay_holds_bulk_bytes_in_a_pipe_only_when_spliced(void **state)
         int fd = connect_small_window(echod_port(e, spliced ? "spliced" : "copied", 0));
         int cport = local_port(fd);
         if (spliced) {
-            assert_true(wait_pipes(e, pipes + 2, 3000));
+            assert_true(echod_wait_pipe_count(e, pipes + 2, 3000));
         } else {
             sleep_ms(300); /* stalled as long, never through a pipe */
             assert_int_equal(echod_pipe_count(e), pipes);
@@ -815,12 +578,12 @@ static void relay_holds_bulk_bytes_in_a_pipe_only_when_spliced(void **state)
         char expect[64];
         snprintf(expect, sizeof(expect), " in=%zu out=%zu ", more, banner + more);
         check_access(e, "127.0.0.1", cport, expect, "done");
-        assert_true(wait_pipes(e, pipes, 2000));
+        assert_true(echod_wait_pipe_count(e, pipes, 2000));
         assert_true(echod_wait_fd_count(e, idle, 2000));
     }
     free(got);
     assert_int_equal(atomic_load(&u->mismatches), 0);
-    assert_int_equal(atomic_load(&u->srv.errors), 0);
+    assert_int_equal(up_failures(u), 0);
     assert_int_equal(echod_stop(e, 3000), 0);
 }
 
@@ -840,7 +603,7 @@ static void relay_pipes_stay_within_their_share_of_descriptors(void **state)
 #endif
     enum { N = 30, LIMIT = 160, PIPES = LIMIT / 16 };
     const size_t banner = 8 * MIB; /* more than the relay's send buffer */
-    struct upsrv *u = up_start(UP_BANNER, banner, 3 * MIB);
+    struct upsrv *u = start_upstream(UP_BANNER, banner, 3 * MIB);
     char conf[2048];
     /* A fixed port: the reload must find the same address. */
     snprintf(conf, sizeof(conf),
@@ -848,9 +611,7 @@ static void relay_pipes_stay_within_their_share_of_descriptors(void **state)
              "listeners = ( { name = \"relay\"; listen = [ \"127.0.0.1:%d\" ];\n"
              "  mode = \"proxy\"; upstreams = [ \"127.0.0.1:%d\" ]; retries = 0; } );\n",
              reserve_port(), u->srv.port);
-    assert_true(ndaemons < ARRAY_LEN(daemons));
     struct echod *e = echod_start_nofile(conf, LIMIT);
-    daemons[ndaemons++] = e;
     const int pipes = echod_pipe_count(e);
     int port = echod_port(e, "relay", 0);
 
@@ -866,7 +627,7 @@ static void relay_pipes_stay_within_their_share_of_descriptors(void **state)
             track_fd(fds[i]);
             recv_exact(fds[i], got, first);
         }
-        assert_true(wait_pipes(e, pipes + 2 * round * PIPES, 5000));
+        assert_true(echod_wait_pipe_count(e, pipes + 2 * round * PIPES, 5000));
         sleep_ms(200); /* the others are blocked too by now, without a pipe */
         assert_int_equal(echod_pipe_count(e), pipes + 2 * round * PIPES);
         for (int i = 0; i < N; i++) {
@@ -878,7 +639,7 @@ static void relay_pipes_stay_within_their_share_of_descriptors(void **state)
             assert_true(peer_closed_within(fds[i], 3000));
             close_tracked(fds[i]);
         }
-        assert_true(wait_pipes(e, pipes, 3000));
+        assert_true(echod_wait_pipe_count(e, pipes, 3000));
         if (round == 2)
             break;
         struct rlimit rl = {2 * LIMIT, 2 * LIMIT};
@@ -892,7 +653,7 @@ static void relay_pipes_stay_within_their_share_of_descriptors(void **state)
     }
     free(got);
     assert_int_equal(atomic_load(&u->srv.accepted), 2 * N);
-    assert_int_equal(atomic_load(&u->srv.errors), 0);
+    assert_int_equal(up_failures(u), 0);
     assert_int_equal(echod_stop(e, 3000), 0);
 }
 
@@ -909,7 +670,7 @@ static void echo_with_splice_returns_every_byte(void **state)
              "%slisteners = ( { name = \"echo\"; listen = [ \"127.0.0.1:0\" ];\n"
              "    splice = true; } );\n",
              DAEMON_CONF("1", "5.0"));
-    struct echod *e = start_daemon(conf);
+    struct echod *e = echod_start(conf);
     const int pipes = echod_pipe_count(e);
     const size_t size = 3 * MIB + 11;
     int fd = connect_small_window(echod_port(e, "echo", 0));
@@ -926,7 +687,7 @@ static void echo_with_splice_returns_every_byte(void **state)
     char expect[64];
     snprintf(expect, sizeof(expect), " in=%zu out=%zu ", size, size);
     check_access(e, "127.0.0.1", cport, expect, "done");
-    assert_true(wait_pipes(e, pipes, 2000));
+    assert_true(echod_wait_pipe_count(e, pipes, 2000));
     assert_int_equal(echod_stop(e, 3000), 0);
 }
 
@@ -975,7 +736,7 @@ static struct echod *start_balanced(struct upsrv **ups, size_t n, const char *ba
     int ports[8];
     assert_true(n <= ARRAY_LEN(ports));
     for (size_t i = 0; i < n; i++) {
-        ups[i] = up_start(UP_ECHO, 0, 0);
+        ups[i] = start_upstream(UP_ECHO, 0, 0);
         ports[i] = ups[i]->srv.port;
     }
     return start_relay(ports, n, balance, "3.0", 2, "10.0");
@@ -1086,7 +847,7 @@ static void retry_next_upstream_when_one_refuses(void **state)
 {
     (void)state;
     int bad = refusing_port();
-    struct upsrv *good = up_start(UP_ECHO, 0, 0);
+    struct upsrv *good = start_upstream(UP_ECHO, 0, 0);
     int ports[2] = {bad, good->srv.port};
     struct echod *e = start_relay(ports, 2, "round-robin", "3.0", 2, "10.0");
     int port = echod_port(e, "relay", 0);
@@ -1148,7 +909,7 @@ static void failed_upstream_skipped_for_fail_timeout(void **state)
 {
     (void)state;
     int bad = refusing_port();
-    struct upsrv *good = up_start(UP_ECHO, 0, 0);
+    struct upsrv *good = start_upstream(UP_ECHO, 0, 0);
     struct upsrv *ups[1] = {good};
     int ports[2] = {bad, good->srv.port};
     struct echod *e = start_relay(ports, 2, "round-robin", "3.0", 2, "1.0");
@@ -1185,14 +946,14 @@ static void connect_timeout_moves_on(void **state)
 {
     (void)state;
     int silent = silent_port();
-    struct upsrv *good = up_start(UP_ECHO, 0, 0);
+    struct upsrv *good = start_upstream(UP_ECHO, 0, 0);
     int ports[2] = {silent, good->srv.port};
     char g1[1024], g2[1024], conf[4096];
     relay_group(g1, sizeof(g1), "relay", ports, 2, "round-robin", "0.3", 2, "10.0");
     relay_group(g2, sizeof(g2), "dead", &silent, 1, "round-robin", "0.3", 1, "10.0");
     snprintf(conf, sizeof(conf), "%slisteners = ( %s, %s );\n", DAEMON_CONF("2", "5.0"),
              g1, g2);
-    struct echod *e = start_daemon(conf);
+    struct echod *e = echod_start(conf);
     int p_relay = echod_port(e, "relay", 0), p_dead = echod_port(e, "dead", 0);
 
     int64_t t0 = ms_now();
@@ -1548,7 +1309,7 @@ static void relay_urgent_data(bool splice)
              "  mode = \"proxy\"; upstreams = [ \"127.0.0.1:%d\" ];\n"
              "  splice = %s; } );\n",
              up, splice ? "true" : "false");
-    struct echod *e = start_daemon(conf);
+    struct echod *e = echod_start(conf);
     int fd = client4(echod_port(e, "relay", 0));
     int cport = local_port(fd);
     oob_inline(fd);
@@ -1663,32 +1424,6 @@ static void client_reset_while_connecting_ends_it_at_once(void **state)
 
 /* ---- upstream state over reloads, and what is chosen ------------------- */
 
-/* Waits up to ms for `n` log lines containing needle. */
-static bool wait_log_count(struct echod *e, const char *needle, int n, int ms)
-{
-    int64_t until = ms_now() + ms;
-    for (int i = 0; i < 10000; i++) {
-        if (echod_count_log(e, needle) >= n)
-            return true;
-        if (ms_now() >= until)
-            return false;
-        sleep_ms(2);
-    }
-    return false;
-}
-
-/* SIGHUP with the same file; waits for its "reloaded" line. */
-static void reload_same(struct echod *e)
-{
-    char ok[1100];
-    snprintf(ok, sizeof(ok), "notice: reloaded %s", echod_conf_path(e));
-    int n = echod_count_log(e, ok);
-    echod_signal(e, SIGHUP);
-    if (!wait_log_count(e, ok, n + 1, 5000))
-        fail_msg("no \"%s\" line after SIGHUP", ok);
-    assert_int_equal(echod_count_log(e, "reload failed"), 0);
-}
-
 /* A relay "relay" on 127.0.0.1:lport (a fixed port, so that a reload of
  * the same file keeps it) over the given upstream ports. */
 static struct echod *start_relay_at(int lport, const int *ports, size_t n,
@@ -1708,7 +1443,7 @@ static struct echod *start_relay_at(int lport, const int *ports, size_t n,
              "    fail_timeout = %s;\n"
              "} );\n",
              DAEMON_CONF("2", "5.0"), lport, ups, balance, retries, fail_timeout);
-    return start_daemon(conf);
+    return echod_start(conf);
 }
 
 /*
@@ -1720,7 +1455,7 @@ static struct echod *start_relay_at(int lport, const int *ports, size_t n,
 static void least_connections_counts_survive_reload(void **state)
 {
     (void)state;
-    struct upsrv *ups[2] = {up_start(UP_ECHO, 0, 0), up_start(UP_ECHO, 0, 0)};
+    struct upsrv *ups[2] = {start_upstream(UP_ECHO, 0, 0), start_upstream(UP_ECHO, 0, 0)};
     int ports[2] = {ups[0]->srv.port, ups[1]->srv.port};
     int lport = reserve_port();
     struct echod *e = start_relay_at(lport, ports, 2, "least-connections", 2, "10.0");
@@ -1740,9 +1475,9 @@ static void least_connections_counts_survive_reload(void **state)
             close(fds[i]);
     char b_line[64];
     snprintf(b_line, sizeof(b_line), " upstream=127.0.0.1:%d ", ports[b]);
-    assert_true(wait_log_count(e, b_line, 5, LOG_MS));
+    assert_true(echod_wait_count(e, b_line, 5, LOG_MS));
 
-    reload_same(e);
+    echod_reload_ok(e, 5000);
     int count[2] = {0, 0};
     for (int i = 0; i < 4; i++)
         count[exchange(e, lport, "127.0.0.1", ups, 2)]++;
@@ -1766,7 +1501,7 @@ static void failed_marks_and_turns_survive_reload(void **state)
 {
     (void)state;
     int bad = refusing_port();
-    struct upsrv *good = up_start(UP_ECHO, 0, 0);
+    struct upsrv *good = start_upstream(UP_ECHO, 0, 0);
     struct upsrv *ups1[1] = {good};
     int ports[2] = {bad, good->srv.port};
     int lport = reserve_port();
@@ -1776,7 +1511,7 @@ static void failed_marks_and_turns_survive_reload(void **state)
     /* The first client tries the first upstream, which refuses. */
     assert_int_equal(exchange(e, lport, "127.0.0.1", ups1, 1), 0);
     assert_int_equal(echod_count_log(e, needle), 1);
-    reload_same(e);
+    echod_reload_ok(e, 5000);
     for (int i = 0; i < 4; i++)
         assert_int_equal(exchange(e, lport, "127.0.0.1", ups1, 1), 0);
     assert_int_equal(echod_count_log(e, needle), 1);
@@ -1786,14 +1521,14 @@ static void failed_marks_and_turns_survive_reload(void **state)
     struct upsrv *ups[3];
     int p3[3];
     for (int i = 0; i < 3; i++) {
-        ups[i] = up_start(UP_ECHO, 0, 0);
+        ups[i] = start_upstream(UP_ECHO, 0, 0);
         p3[i] = ups[i]->srv.port;
     }
     lport = reserve_port();
     e = start_relay_at(lport, p3, 3, "round-robin", 2, "10.0");
     int first = exchange(e, lport, "127.0.0.1", ups, 3);
     assert_int_equal(exchange(e, lport, "127.0.0.1", ups, 3), (first + 1) % 3);
-    reload_same(e);
+    echod_reload_ok(e, 5000);
     assert_int_equal(exchange(e, lport, "127.0.0.1", ups, 3), (first + 2) % 3);
     assert_int_equal(exchange(e, lport, "127.0.0.1", ups, 3), first);
     assert_int_equal(echod_stop(e, 3000), 0);
@@ -1808,7 +1543,7 @@ static void failed_marks_and_turns_survive_reload(void **state)
 static void round_robin_spreads_a_failed_share(void **state)
 {
     (void)state;
-    struct upsrv *a = up_start(UP_ECHO, 0, 0), *c = up_start(UP_ECHO, 0, 0);
+    struct upsrv *a = start_upstream(UP_ECHO, 0, 0), *c = start_upstream(UP_ECHO, 0, 0);
     struct upsrv *ups[2] = {a, c};
     int ports[3] = {a->srv.port, refusing_port(), c->srv.port};
     struct echod *e = start_relay(ports, 3, "round-robin", "3.0", 2, "60.0");
@@ -1862,7 +1597,7 @@ static bool is_v4_loopback(const struct sockaddr_storage *sa)
 static void relay_to_a_name_tries_each_of_its_addresses(void **state)
 {
     (void)state;
-    struct upsrv *u = up_start(UP_ECHO, 0, 0);
+    struct upsrv *u = start_upstream(UP_ECHO, 0, 0);
     int p = u->srv.port;
     struct sockaddr_storage addrs[16];
     size_t n = localhost_addrs(addrs, 16, p), before = 0;
@@ -1899,7 +1634,7 @@ static void relay_to_a_name_tries_each_of_its_addresses(void **state)
              "    retries = 0;\n"
              "} );\n",
              DAEMON_CONF("2", "5.0"), p);
-    struct echod *e = start_daemon(conf);
+    struct echod *e = echod_start(conf);
     int port = echod_port(e, "relay", 0);
     const size_t size = 200000;
     uint8_t *back = malloc(size);
@@ -2000,7 +1735,7 @@ static void relay_never_connects_to_its_own_listener(void **state)
              "    retries = 0;\n"
              "} );\n",
              DAEMON_CONF("2", "5.0"), p, host, p, q, host, q);
-    struct echod *e = start_daemon(conf);
+    struct echod *e = echod_start(conf);
     int fd = client4(p);
     int cport = local_port(fd);
     assert_true(peer_reset_within(fd, 3000)); /* no upstream: an abort */
@@ -2046,7 +1781,7 @@ static void upstream_warnings_say_what_happens_and_what_was_dropped(void **state
              "    fail_timeout = 0;\n"
              "} );\n",
              DAEMON_CONF("1", "5.0"), bad);
-    struct echod *e = start_daemon(conf);
+    struct echod *e = echod_start(conf);
     int port = echod_port(e, "relay", 0);
     /* 13 clients, two warnings each ("failed", "no upstream reached"):
      * 12 at once, then one more a second later, in a new window. */
@@ -2062,7 +1797,7 @@ static void upstream_warnings_say_what_happens_and_what_was_dropped(void **state
         assert_true(peer_reset_within(fd, 3000)); /* no upstream: an abort */
         close(fd);
     }
-    assert_true(wait_log_count(e, "access listener=relay ", clients, LOG_MS));
+    assert_true(echod_wait_count(e, "access listener=relay ", clients, LOG_MS));
     char failed[128];
     snprintf(failed, sizeof(failed), "upstream 127.0.0.1:%d failed: ", bad);
     const char *line = echod_must_log(e, "%s", failed);
@@ -2091,22 +1826,21 @@ static int setup_group(void **state)
 {
     (void)state;
     signal(SIGPIPE, SIG_IGN);
-    pattern = malloc(PATTERN_LEN);
-    if (pattern == NULL)
+    if (!pattern_init(PATTERN_LEN, 20240601))
         return -1;
-    fill_random(pattern, PATTERN_LEN, 20240601);
+    pattern = pat(0);
     return 0;
 }
 
 static int teardown_group(void **state)
 {
     (void)state;
-    free(pattern);
+    pattern_free();
     pattern = NULL;
     return 0;
 }
 
-#define TEST(f) cmocka_unit_test_teardown(f, teardown)
+#define TEST(f) cmocka_unit_test_teardown(f, teardown_all)
 
 int main(void)
 {

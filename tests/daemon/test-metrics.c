@@ -394,16 +394,6 @@ static int dead_port(int *port)
     return fd;
 }
 
-/* Writes text over the file at path. */
-static void rewrite(const char *path, const char *text)
-{
-    FILE *f = fopen(path, "w");
-    if (f == NULL)
-        fail_msg("cannot write %s: %s", path, strerror(errno));
-    fputs(text, f);
-    assert_int_equal(fclose(f), 0);
-}
-
 /* ---- the exposition ------------------------------------------------------ */
 
 /*
@@ -1024,20 +1014,20 @@ static void test_allow_deny(void **state)
     admitted_from("127.0.0.2", port);
 
     const char *path = echod_conf_path(e);
-    rewrite(path, BASE "workers = 1;\n" ONE_LISTENER STATS_ACL("allow = [ \"127.0.0.2/32\" ];"));
+    conf_rewrite(path, "%s", BASE "workers = 1;\n" ONE_LISTENER STATS_ACL("allow = [ \"127.0.0.2/32\" ];"));
     echod_signal(e, SIGHUP);
     must_log_n(e, "reloaded ", 1);
     refused_from("127.0.0.1", port);
     refused_from("127.0.0.3", port);
     admitted_from("127.0.0.2", port);
 
-    rewrite(path, BASE "workers = 1;\n" ONE_LISTENER STATS_ACL("deny = [ \"127.0.0.3\" ];"));
+    conf_rewrite(path, "%s", BASE "workers = 1;\n" ONE_LISTENER STATS_ACL("deny = [ \"127.0.0.3\" ];"));
     echod_signal(e, SIGHUP);
     must_log_n(e, "reloaded ", 2);
     admitted_from("127.0.0.1", port);
     refused_from("127.0.0.3", port);
 
-    rewrite(path, BASE "workers = 1;\n" ONE_LISTENER);
+    conf_rewrite(path, "%s", BASE "workers = 1;\n" ONE_LISTENER);
     echod_signal(e, SIGHUP);
     must_log_n(e, "reloaded ", 3);
     refused_from("127.0.0.1", port);
@@ -1071,7 +1061,7 @@ static void test_reloads(void **state)
     assert_int_equal(sample(r.body, "mio_echod_reloads_total"), 1);
     reply_free(&r);
 
-    rewrite(path, BASE "workers = 2;\n"
+    conf_rewrite(path, "%s", BASE "workers = 2;\n"
             "listeners = ( { name = \"a\"; listen = [ \"127.0.0.1:0\" ]; },\n"
             "  { name = \"b\"; listen = [ \"127.0.0.1:0\" ]; } );\n"
             "stats = { listen = \"127.0.0.2:0\"; };\n");
@@ -1090,7 +1080,7 @@ static void test_reloads(void **state)
     assert_int_equal(sample(r.body, "mio_echod_connections_total{listener=\"a\"}"), 0);
     reply_free(&r);
 
-    rewrite(path, "listeners = ( { name = \"a\"; listen = [ \"127.0.0.1:0\" ]; } ) oops\n");
+    conf_rewrite(path, "%s", "listeners = ( { name = \"a\"; listen = [ \"127.0.0.1:0\" ]; } ) oops\n");
     echod_signal(e, SIGHUP);
     echod_must_log(e, "reload failed: ");
     scrape(port, &r);
@@ -1108,7 +1098,7 @@ static void test_reloads(void **state)
         "  { name = \"c\"; listen = [ \"127.0.0.1:0\" ]; } );\n" STATS,
     };
     for (int i = 0; i < 20; i++) {
-        rewrite(path, confs[(i + 1) % 2]);
+        conf_rewrite(path, "%s", confs[(i + 1) % 2]);
         echod_signal(e, SIGHUP);
         for (int k = 0; k < 3; k++) {
             scrape(port, &r);

@@ -161,6 +161,27 @@ static const char *write_file(const char *dir, const char *name, const char *tex
     return path;
 }
 
+/* For a test run as root only: skips it otherwise, or when there is no
+ * USER; USER's ids into *uid and *gid, and the shared directory made for
+ * them. */
+static const char *nobodys_dir(uid_t *uid, gid_t *gid)
+{
+    need_root();
+    user_ids(uid, gid);
+    return make_shared_dir(*uid, *gid);
+}
+
+/* The configuration file for a daemon run_as() starts: as root, text in
+ * USER's shared directory (*uid and *gid USER's ids); otherwise where
+ * write_conf() puts it (the ids left as they are). */
+static const char *conf_as_nobody(const char *text, uid_t *uid, gid_t *gid)
+{
+    if (geteuid() != 0)
+        return write_conf(text);
+    user_ids(uid, gid);
+    return write_file(make_shared_dir(*uid, *gid), "mio-echod.conf", text);
+}
+
 /* Becomes uid:gid with no other group: for a forked child only. */
 static int become(uid_t uid, gid_t gid)
 {
@@ -470,11 +491,9 @@ static void skip_unless_ran(int rc, const char *out)
 static void test_drops_to_user(void **state)
 {
     (void)state;
-    need_root();
     uid_t uid;
     gid_t gid;
-    user_ids(&uid, &gid);
-    const char *dir = make_shared_dir(uid, gid);
+    const char *dir = nobodys_dir(&uid, &gid);
     char conf[PATH_MAX + 1024], pidfile[PATH_MAX + 16];
     snprintf(pidfile, sizeof(pidfile), "%s/echod.pid", dir);
     snprintf(conf, sizeof(conf), BASE "workers = 2;\n"
@@ -588,13 +607,7 @@ static void test_switch_without_root(void **state)
     const char *conf_text = BASE "workers = 1;\n"
         "user = \"root\";\n"
         "listeners = ( { name = \"t\"; listen = [ \"127.0.0.1:0\" ]; } );\n";
-    const char *conf;
-    if (geteuid() == 0) {
-        user_ids(&uid, &gid);
-        conf = write_file(make_shared_dir(uid, gid), "mio-echod.conf", conf_text);
-    } else {
-        conf = write_conf(conf_text);
-    }
+    const char *conf = conf_as_nobody(conf_text, &uid, &gid);
     run_as(uid, gid, "-f", conf);
     (void)read_child_until(out, sizeof(out), NULL);
     int rc = wait_child();
@@ -613,11 +626,9 @@ static void test_switch_without_root(void **state)
 static void test_same_user_without_root(void **state)
 {
     (void)state;
-    need_root();
     uid_t uid;
     gid_t gid;
-    user_ids(&uid, &gid);
-    const char *dir = make_shared_dir(uid, gid);
+    const char *dir = nobodys_dir(&uid, &gid);
     char conf_text[PATH_MAX + 1024], pidfile[PATH_MAX + 16];
     snprintf(pidfile, sizeof(pidfile), "%s/echod.pid", dir);
     snprintf(conf_text, sizeof(conf_text), BASE "workers = 1;\n"
@@ -668,11 +679,9 @@ static const char *write_file_mode(const char *dir, const char *name,
 static void test_check_warns_unreadable(void **state)
 {
     (void)state;
-    need_root();
     uid_t uid;
     gid_t gid;
-    user_ids(&uid, &gid);
-    const char *dir = make_shared_dir(uid, gid);
+    const char *dir = nobodys_dir(&uid, &gid);
     char conf[PATH_MAX + 64], out[4096], want[PATH_MAX + 256];
     snprintf(conf, sizeof(conf), "%s", write_file_mode(dir, "root-only.conf", BASE
              "user = \"" USER "\";\n"
@@ -707,13 +716,7 @@ static void test_check_cannot_check_without_root(void **state)
     gid_t gid = (gid_t)-1;
     const char *conf_text = BASE "user = \"root\";\n"
         "listeners = ( { name = \"t\"; listen = [ \"127.0.0.1:0\" ]; } );\n";
-    const char *conf;
-    if (geteuid() == 0) {
-        user_ids(&uid, &gid);
-        conf = write_file(make_shared_dir(uid, gid), "mio-echod.conf", conf_text);
-    } else {
-        conf = write_conf(conf_text);
-    }
+    const char *conf = conf_as_nobody(conf_text, &uid, &gid);
     char out[8192] = "", want[PATH_MAX + 256];
     run_as(uid, gid, "-t", conf);
     (void)read_child_until(out, sizeof(out), NULL);
@@ -737,11 +740,9 @@ static void test_check_cannot_check_without_root(void **state)
 static void test_daemon_warns_unreadable(void **state)
 {
     (void)state;
-    need_root();
     uid_t uid;
     gid_t gid;
-    user_ids(&uid, &gid);
-    const char *dir = make_shared_dir(uid, gid);
+    const char *dir = nobodys_dir(&uid, &gid);
     for (int readable = 0; readable < 2; readable++) {
         char conf[PATH_MAX + 64], out[16384] = "", want[PATH_MAX + 256];
         snprintf(conf, sizeof(conf), "%s", write_file_mode(dir, "mio-echod.conf",

@@ -126,73 +126,6 @@ static void expect_connect_refused(int port, int ms)
     fail_msg("127.0.0.1:%d still accepted connections %d ms later", port, ms);
 }
 
-/* Waits until at least n log lines contain needle; false after ms. */
-static bool wait_count(struct echod *e, const char *needle, int n, int ms)
-{
-    int64_t until = ms_now() + ms;
-    for (int i = 0; i < 100000; i++) {
-        if (echod_count_log(e, needle) >= n)
-            return true;
-        if (ms_now() >= until)
-            return false;
-        sleep_ms(5);
-    }
-    return false;
-}
-
-/* ---- the daemon's configuration file, rewritten for reloads ------------- */
-
-/* Replaces the file at path with the formatted text, in one rename(): the
- * daemon never reads half a file. */
-__attribute__((format(printf, 2, 0)))
-static void vrewrite_path(const char *path, const char *fmt, va_list ap)
-{
-    char tmp[PATH_MAX + 8];
-    snprintf(tmp, sizeof(tmp), "%s.new", path);
-    FILE *f = fopen(tmp, "w");
-    if (f == NULL)
-        fail_msg("cannot create %s: %s", tmp, strerror(errno));
-    vfprintf(f, fmt, ap);
-    assert_int_equal(fclose(f), 0);
-    assert_int_equal(rename(tmp, path), 0);
-}
-
-__attribute__((format(printf, 2, 3)))
-static void rewrite_path(const char *path, const char *fmt, ...)
-{
-    va_list ap;
-    va_start(ap, fmt);
-    vrewrite_path(path, fmt, ap);
-    va_end(ap);
-}
-
-/* Replaces the configuration file the daemon was started with. */
-__attribute__((format(printf, 2, 3)))
-static void rewrite_conf(struct echod *e, const char *fmt, ...)
-{
-    const char *path = echod_conf_path(e);
-    va_list ap;
-    va_start(ap, fmt);
-    vrewrite_path(path, fmt, ap);
-    va_end(ap);
-}
-
-/* SIGHUP, then waits for "reloaded FILE" (the n-th one); fails when it
- * does not come (or "reload failed" does). */
-static void reload_ok(struct echod *e)
-{
-    char ok[PATH_MAX + 32];
-    snprintf(ok, sizeof(ok), "notice: reloaded %s", echod_conf_path(e));
-    int n = echod_count_log(e, ok), bad = echod_count_log(e, "reload failed");
-    echod_signal(e, SIGHUP);
-    if (!wait_count(e, ok, n + 1, WAIT_MS)) {
-        const char *why = echod_wait_log(e, "reload failed", 0);
-        fail_msg("no \"%s\" line within %d ms after SIGHUP (%s)", ok, WAIT_MS,
-                 why != NULL ? why : "is reloading implemented?");
-    }
-    assert_int_equal(echod_count_log(e, "reload failed"), bad);
-}
-
 /* The inode of the socket listening on 127.0.0.1:port, from /proc/net/tcp
  * (0 when there is none): the same inode before and after a reload means
  * the very same socket, not a new one bound to the same port. */
@@ -252,12 +185,24 @@ static void notify_open(void)
     assert_int_equal(setenv("NOTIFY_SOCKET", notify_path, 1), 0);
 }
 
-/* Starts the daemon with NOTIFY_SOCKET set, and unsets it again. */
-static struct echod *start_notified(const char *conf)
+/* Starts the daemon with NOTIFY_SOCKET set, and unsets it again; its
+ * configuration formatted from fmt. */
+__attribute__((format(printf, 1, 0)))
+static struct echod *start_notifiedv(const char *fmt, va_list ap)
 {
     notify_open();
-    struct echod *e = echod_start(conf);
+    struct echod *e = echod_startv(fmt, ap);
     unsetenv("NOTIFY_SOCKET");
+    return e;
+}
+
+__attribute__((format(printf, 1, 2)))
+static struct echod *start_notified(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    struct echod *e = start_notifiedv(fmt, ap);
+    va_end(ap);
     return e;
 }
 
@@ -317,15 +262,21 @@ static void notify_expect(const char *line, char *buf, size_t len, int ms)
     fail_msg("too many notifications before %s", line);
 }
 
-/* Starts the daemon: with a notify socket, waiting for its READY=1, when
- * it is built with libsystemd; plainly otherwise. */
-static struct echod *start_ready(const char *conf)
+/* Starts the daemon with the configuration formatted from fmt: with a
+ * notify socket, waiting for its READY=1, when it is built with
+ * libsystemd; plainly otherwise. */
+__attribute__((format(printf, 1, 2)))
+static struct echod *start_ready(const char *fmt, ...)
 {
-    if (!built_with_libsystemd())
-        return echod_start(conf);
-    struct echod *e = start_notified(conf);
-    char msg[1024];
-    notify_expect("READY=1", msg, sizeof(msg), 5000);
+    va_list ap;
+    va_start(ap, fmt);
+    bool notified = built_with_libsystemd();
+    struct echod *e = notified ? start_notifiedv(fmt, ap) : echod_startv(fmt, ap);
+    va_end(ap);
+    if (notified) {
+        char msg[1024];
+        notify_expect("READY=1", msg, sizeof(msg), 5000);
+    }
     return e;
 }
 
@@ -377,7 +328,7 @@ static pid_t stray_pid;
 
 /* Whether pid is a mio-echod still running (not a zombie, not a reused
  * pid). */
-static bool echod_alive(pid_t pid)
+static bool pid_is_echod(pid_t pid)
 {
     char path[64], buf[512];
     snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
@@ -398,7 +349,7 @@ static bool echod_alive(pid_t pid)
 static void procs_cleanup(void)
 {
     if (stray_pid > 0) {
-        if (echod_alive(stray_pid))
+        if (pid_is_echod(stray_pid))
             kill(stray_pid, SIGKILL);
         stray_pid = 0;
     }
@@ -985,9 +936,9 @@ static void test_reload_keeps_streaming_connection(void **state)
         if (k + 1 < CHUNKS)
             send_all(fd, out + (size_t)(k + 1) * CHUNK, CHUNK);
         if (k % 4 == 1) {
-            rewrite_conf(e, conf, port, reloads % 2 == 0 ? 1024 : 65536,
+            echod_rewrite_conf(e, conf, port, reloads % 2 == 0 ? 1024 : 65536,
                          reloads % 2 == 0 ? 200 : 300);
-            reload_ok(e);
+            echod_reload_ok(e, WAIT_MS);
             reloads++;
             int other = client4(port);
             expect_echo(other, "a new client after the reload\n");
@@ -1020,11 +971,9 @@ static void test_reload_broken_file(void **state)
     (void)state;
     int ports[2];
     reserve_ports(ports, 2);
-    char text[1024];
-    snprintf(text, sizeof(text), BASE "workers = 2;\n"
+    struct echod *e = start_ready(BASE "workers = 2;\n"
              "listeners = ( { name = \"echo\"; listen = [ \"127.0.0.1:%d\" ]; } );\n",
              ports[0]);
-    struct echod *e = start_ready(text);
     char msg[1024];
     const char *path = echod_conf_path(e);
     int old = client4(ports[0]);
@@ -1041,12 +990,12 @@ static void test_reload_broken_file(void **state)
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         /* Lines 1-2: BASE; 3: workers; 4-5: listeners. */
         if (i == 0)
-            rewrite_conf(e, BASE "workers = 2;\n"
+            echod_rewrite_conf(e, BASE "workers = 2;\n"
                          "listeners = ( { name = \"echo\"; listen = [ \"127.0.0.1:%d\" ]; },\n"
                          "  { name = \"extra\"; listen = [ \"127.0.0.1:%d\" ]; } ) );\n",
                          ports[0], ports[1]);
         else
-            rewrite_conf(e, BASE "workers = 2;\n"
+            echod_rewrite_conf(e, BASE "workers = 2;\n"
                          "listeners = ( { name = \"echo\"; listen = [ \"127.0.0.1:%d\" ]; },\n"
                          "  { name = \"extra\"; listen = [ \"127.0.0.1:%d\" ]; "
                          "buffer_size = 100; } );\n",
@@ -1057,7 +1006,7 @@ static void test_reload_broken_file(void **state)
         char needle[PATH_MAX + 128];
         snprintf(needle, sizeof(needle), "mio-echod: error: reload failed: %s:%d: %s",
                  path, cases[i].line, cases[i].says);
-        if (!wait_count(e, "reload failed", n + 1, WAIT_MS)) {
+        if (!echod_wait_count(e, "reload failed", n + 1, WAIT_MS)) {
             const char *any = echod_wait_log(e, "reload", 0);
             fail_msg("%s: no \"reload failed\" line within %d ms (%s)", cases[i].what,
                      WAIT_MS, any != NULL ? any : "no reload line at all");
@@ -1085,11 +1034,11 @@ static void test_reload_broken_file(void **state)
     assert_int_equal(echod_count_log(e, "listener extra: listening"), 0);
 
     /* Mended: the reload applies. */
-    rewrite_conf(e, BASE "workers = 2;\n"
+    echod_rewrite_conf(e, BASE "workers = 2;\n"
                  "listeners = ( { name = \"echo\"; listen = [ \"127.0.0.1:%d\" ]; },\n"
                  "  { name = \"extra\"; listen = [ \"127.0.0.1:%d\" ]; } );\n",
                  ports[0], ports[1]);
-    reload_ok(e);
+    echod_reload_ok(e, WAIT_MS);
     echod_must_log(e, "listener extra: listening on 127.0.0.1:%d", ports[1]);
     int fd = client4(ports[1]);
     expect_echo(fd, "the mended file's listener\n");
@@ -1111,11 +1060,9 @@ static void test_reload_adds_and_removes_listeners(void **state)
     int ports[3];
     reserve_ports(ports, 3);
     int keep = ports[0], gone = ports[1], added = ports[2];
-    char text[1024];
-    snprintf(text, sizeof(text), BASE "workers = 2;\n"
+    struct echod *e = echod_startf(BASE "workers = 2;\n"
              "listeners = ( { name = \"keep\"; listen = [ \"127.0.0.1:%d\" ]; },\n"
              "  { name = \"gone\"; listen = [ \"127.0.0.1:%d\" ]; } );\n", keep, gone);
-    struct echod *e = echod_start(text);
     unsigned long inode = listen_inode(keep);
     assert_true(inode != 0);
     int on_gone = client4(gone);
@@ -1123,10 +1070,10 @@ static void test_reload_adds_and_removes_listeners(void **state)
     expect_echo(on_gone, "opened before the reload\n");
     expect_connect_refused(added, 0);
 
-    rewrite_conf(e, BASE "workers = 2;\n"
+    echod_rewrite_conf(e, BASE "workers = 2;\n"
                  "listeners = ( { name = \"keep\"; listen = [ \"127.0.0.1:%d\" ]; },\n"
                  "  { name = \"added\"; listen = [ \"127.0.0.1:%d\" ]; } );\n", keep, added);
-    reload_ok(e);
+    echod_reload_ok(e, WAIT_MS);
     echod_must_log(e, "listener added: listening on 127.0.0.1:%d (echo)", added);
     int fd = client4(added);
     expect_echo_bytes(fd, 100000, 7);
@@ -1155,17 +1102,15 @@ static void test_reload_idle_timeout_new_connections_only(void **state)
 {
     (void)state;
     int port = reserve_port();
-    char text[1024];
-    snprintf(text, sizeof(text), BASE "workers = 2;\n"
+    struct echod *e = echod_startf(BASE "workers = 2;\n"
              "listeners = ( { name = \"echo\"; listen = [ \"127.0.0.1:%d\" ];\n"
              "  idle_timeout = 300.0; } );\n", port);
-    struct echod *e = echod_start(text);
     int old = client4(port);
     expect_echo(old, "idle_timeout 300\n");
-    rewrite_conf(e, BASE "workers = 2;\n"
+    echod_rewrite_conf(e, BASE "workers = 2;\n"
                  "listeners = ( { name = \"echo\"; listen = [ \"127.0.0.1:%d\" ];\n"
                  "  idle_timeout = 0.3; } );\n", port);
-    reload_ok(e);
+    echod_reload_ok(e, WAIT_MS);
     int64_t t0 = ms_now();
     int fresh = client4(port);
     int fresh_port = local_port(fresh);
@@ -1199,16 +1144,14 @@ static void test_reload_acl_new_connections_only(void **state)
 {
     (void)state;
     int port = reserve_port();
-    char text[1024];
-    snprintf(text, sizeof(text), BASE "workers = 1;\n"
+    struct echod *e = echod_startf(BASE "workers = 1;\n"
              "listeners = ( { name = \"acl\"; listen = [ \"127.0.0.1:%d\" ]; } );\n", port);
-    struct echod *e = echod_start(text);
     int old = client4(port);
     expect_echo(old, "let in\n");
-    rewrite_conf(e, BASE "workers = 1;\n"
+    echod_rewrite_conf(e, BASE "workers = 1;\n"
                  "listeners = ( { name = \"acl\"; listen = [ \"127.0.0.1:%d\" ];\n"
                  "  deny = [ \"127.0.0.1\" ]; } );\n", port);
-    reload_ok(e);
+    echod_reload_ok(e, WAIT_MS);
     int fd = client4(port);
     int cport = local_port(fd);
     (void)send(fd, "probe\n", 6, MSG_NOSIGNAL);
@@ -1236,10 +1179,8 @@ static void test_reload_notify(void **state)
     if (!built_with_libsystemd())
         skip();
     int port = reserve_port();
-    char text[1024];
-    snprintf(text, sizeof(text), BASE "workers = 1;\n"
+    struct echod *e = start_notified(BASE "workers = 1;\n"
              "listeners = ( { name = \"echo\"; listen = [ \"127.0.0.1:%d\" ]; } );\n", port);
-    struct echod *e = start_notified(text);
     char msg[1024];
     notify_expect("READY=1", msg, sizeof(msg), 5000);
     for (int round = 0; round < 2; round++) {
@@ -1262,7 +1203,7 @@ static void test_reload_notify(void **state)
         finish(fd);
     }
     /* The log is read by another thread: it may lag the notifications. */
-    assert_true(wait_count(e, "notice: reloaded ", 2, WAIT_MS));
+    assert_true(echod_wait_count(e, "notice: reloaded ", 2, WAIT_MS));
     echod_stop_ok(e);
     assert_int_equal(echod_count_log(e, "notice: reloaded "), 2);
     notify_close();
@@ -1275,11 +1216,9 @@ static void test_reload_ignored_during_shutdown(void **state)
     (void)state;
     int ports[2];
     reserve_ports(ports, 2);
-    char text[1024];
-    snprintf(text, sizeof(text), BASE "workers = 1;\n"
+    struct echod *e = start_ready(BASE "workers = 1;\n"
              "listeners = ( { name = \"echo\"; listen = [ \"127.0.0.1:%d\" ]; } );\n",
              ports[0]);
-    struct echod *e = start_ready(text);
     char msg[1024];
     int fd = client4(ports[0]);
     expect_echo(fd, "draining\n");
@@ -1287,7 +1226,7 @@ static void test_reload_ignored_during_shutdown(void **state)
     echod_must_log(e, "SIGTERM: no longer accepting");
     if (notify_fd >= 0)
         notify_expect("STOPPING=1", msg, sizeof(msg), WAIT_MS);
-    rewrite_conf(e, BASE "workers = 1;\n"
+    echod_rewrite_conf(e, BASE "workers = 1;\n"
                  "listeners = ( { name = \"echo\"; listen = [ \"127.0.0.1:%d\" ]; },\n"
                  "  { name = \"new\"; listen = [ \"127.0.0.1:%d\" ]; } );\n",
                  ports[0], ports[1]);
@@ -1320,11 +1259,9 @@ static void test_reload_port_taken_rolls_back(void **state)
     (void)state;
     int ports[3];
     reserve_ports(ports, 3);
-    char text[1024];
-    snprintf(text, sizeof(text), BASE "workers = 2;\n"
+    struct echod *e = start_ready(BASE "workers = 2;\n"
              "listeners = ( { name = \"echo\"; listen = [ \"127.0.0.1:%d\" ]; } );\n",
              ports[0]);
-    struct echod *e = start_ready(text);
     char msg[1024];
     unsigned long inode = listen_inode(ports[0]);
     assert_true(inode != 0);
@@ -1338,13 +1275,13 @@ static void test_reload_port_taken_rolls_back(void **state)
                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     assert_int_equal(bind(blocker, (struct sockaddr *)&a, sizeof(a)), 0);
     assert_int_equal(listen(blocker, 4), 0);
-    rewrite_conf(e, BASE "workers = 2;\n"
+    echod_rewrite_conf(e, BASE "workers = 2;\n"
                  "listeners = ( { name = \"echo\"; listen = [ \"127.0.0.1:%d\" ]; },\n"
                  "  { name = \"fresh\"; listen = [ \"127.0.0.1:%d\" ]; },\n"
                  "  { name = \"extra\"; listen = [ \"127.0.0.1:%d\" ]; } );\n",
                  ports[0], ports[2], ports[1]);
     echod_signal(e, SIGHUP);
-    if (!wait_count(e, "error: reload failed: ", 1, WAIT_MS))
+    if (!echod_wait_count(e, "error: reload failed: ", 1, WAIT_MS))
         fail_msg("no \"reload failed\" line within %d ms", WAIT_MS);
     echod_must_log(e, "listener extra: cannot listen on 127.0.0.1:%d", ports[1]);
     assert_int_equal(echod_count_log(e, "reloaded "), 0);
@@ -1366,10 +1303,10 @@ static void test_reload_port_taken_rolls_back(void **state)
         fail_msg("127.0.0.1:%d is another socket after the failed reload", ports[0]);
     close(blocker);
 
-    rewrite_conf(e, BASE "workers = 2;\n"
+    echod_rewrite_conf(e, BASE "workers = 2;\n"
                  "listeners = ( { name = \"extra\"; listen = [ \"127.0.0.1:%d\" ]; } );\n",
                  ports[1]);
-    reload_ok(e);
+    echod_reload_ok(e, WAIT_MS);
     assert_int_equal(echod_count_log(e, "listener extra: listening on"), 1);
     fd = client4(ports[1]);
     expect_echo(fd, "extra, once its port is free\n");
@@ -1434,11 +1371,11 @@ static void test_reload_passed_socket_readded(void **state)
     /* Three reloads: unchanged, without "echo", with "echo" again. */
     for (int round = 1; round <= 3; round++) {
         if (round == 2)
-            rewrite_path(path, BASE "workers = 1;\n"
+            conf_rewrite(path, BASE "workers = 1;\n"
                          "listeners = ( { name = \"other\"; listen = [ \"127.0.0.1:%d\" ]; } );\n",
                          ports[1]);
         else
-            rewrite_path(path, both, ports[0], ports[1]);
+            conf_rewrite(path, both, ports[0], ports[1]);
         kill(p->pid, SIGHUP);
         static const char *const done[] = {"reload failed", NULL};
         int64_t until = ms_now() + WAIT_MS;
@@ -1496,7 +1433,7 @@ static void test_reload_daemonized_relative_path(void **state)
     fclose(f);
     assert_true(pid > 1);
     stray_pid = (pid_t)pid;
-    assert_true(echod_alive(stray_pid));
+    assert_true(pid_is_echod(stray_pid));
 
     int fd = client4(port);
     expect_echo(fd, "served in the background\n");
@@ -1514,9 +1451,9 @@ static void test_reload_daemonized_relative_path(void **state)
     finish(fd);
     kill(stray_pid, SIGTERM);
     int64_t until = ms_now() + 5000;
-    while (echod_alive(stray_pid) && ms_now() < until)
+    while (pid_is_echod(stray_pid) && ms_now() < until)
         sleep_ms(10);
-    assert_false(echod_alive(stray_pid));
+    assert_false(pid_is_echod(stray_pid));
     stray_pid = 0;
     assert_int_equal(access(pidfile, F_OK), -1);
 }
@@ -1645,7 +1582,7 @@ static void test_unix_path_never_replaces_other_files(void **state)
     snprintf(fifo, sizeof(fifo), "%s/fifo", dir);
     snprintf(sub, sizeof(sub), "%s/dir", dir);
     snprintf(stale, sizeof(stale), "%s/stale.sock", dir);
-    rewrite_path(file, "important\n");
+    conf_rewrite(file, "important\n");
     assert_int_equal(symlink(file, link_path), 0);
     assert_int_equal(mkfifo(fifo, 0600), 0);
     assert_int_equal(mkdir(sub, 0700), 0);
@@ -1688,7 +1625,7 @@ static void test_unix_path_never_replaces_other_files(void **state)
              "  listen = [ \"unix:%s\" ]; } );\n", stale);
     struct echod *e = echod_start(conf);
     echod_must_log(e, "listener u: listening on unix:%s", stale);
-    rewrite_conf(e, BASE "workers = 1;\nlisteners = ( { name = \"u\";\n"
+    echod_rewrite_conf(e, BASE "workers = 1;\nlisteners = ( { name = \"u\";\n"
                  "  listen = [ \"unix:%s\", \"unix:%s\" ]; } );\n", stale, file);
     echod_signal(e, SIGHUP);
     echod_must_log(e, "reload failed: ");
@@ -1697,7 +1634,7 @@ static void test_unix_path_never_replaces_other_files(void **state)
 
     /* The socket's file replaced by a regular file: left at exit. */
     assert_int_equal(unlink(stale), 0);
-    rewrite_path(stale, "not the daemon's\n");
+    conf_rewrite(stale, "not the daemon's\n");
     echod_stop_ok(e);
     assert_true(file_holds(stale, "not the daemon's\n"));
     echod_must_log(e, "not removing unix:%s: it is no longer the socket the daemon made",
@@ -1730,16 +1667,14 @@ static void test_reload_widens_and_narrows_an_address(void **state)
     assert_int_equal(getsockname(s6, (struct sockaddr *)&any, &len), 0);
     close(s6);
     int port = ntohs(any.sin6_port);
-    char text[512];
-    snprintf(text, sizeof(text), BASE "workers = 2;\n"
+    struct echod *e = echod_startf(BASE "workers = 2;\n"
              "listeners = ( { name = \"e\"; listen = [ \"127.0.0.1:%d\" ]; } );\n", port);
-    struct echod *e = echod_start(text);
     int before = client4(port);
     expect_echo(before, "opened on 127.0.0.1\n");
 
-    rewrite_conf(e, BASE "workers = 2;\nlisteners = ( { name = \"e\"; listen = [ \"*:%d\" ]; } );\n",
+    echod_rewrite_conf(e, BASE "workers = 2;\nlisteners = ( { name = \"e\"; listen = [ \"*:%d\" ]; } );\n",
                  port);
-    reload_ok(e);
+    echod_reload_ok(e, WAIT_MS);
     int fd = client4(port);
     expect_echo(fd, "served on 0.0.0.0\n");
     finish(fd);
@@ -1749,9 +1684,9 @@ static void test_reload_widens_and_narrows_an_address(void **state)
         finish(fd);
     }
 
-    rewrite_conf(e, BASE "workers = 2;\nlisteners = ( { name = \"e\"; listen = [ \"127.0.0.1:%d\" ]; } );\n",
+    echod_rewrite_conf(e, BASE "workers = 2;\nlisteners = ( { name = \"e\"; listen = [ \"127.0.0.1:%d\" ]; } );\n",
                  port);
-    reload_ok(e);
+    echod_reload_ok(e, WAIT_MS);
     fd = client4(port);
     expect_echo(fd, "served on 127.0.0.1 again\n");
     finish(fd);

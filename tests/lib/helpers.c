@@ -5,6 +5,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <string.h>
 #include <time.h>
@@ -37,6 +38,24 @@ static struct timespec ms_ts(int64_t ms)
     return (struct timespec){(time_t)(ms / 1000), (long)(ms % 1000) * 1000000};
 }
 
+/* One poll until the deadline (EINTR retried within it); the events in
+ * *events. */
+static void poll_until(mio_poll_t *poll, mio_events_t *events, int64_t deadline)
+{
+    for (;;) {
+        struct timespec ts = ms_ts(deadline - now_ms());
+        int err = mio_poll_poll(poll, events, &ts);
+        if (err != -EINTR) {
+            assert_int_equal(err, 0);
+            return;
+        }
+        if (now_ms() >= deadline) {
+            mio_events_clear(events);
+            return;
+        }
+    }
+}
+
 unsigned wait_for_token(mio_poll_t *poll, mio_events_t *events,
                         mio_token_t token, int ms)
 {
@@ -44,11 +63,7 @@ unsigned wait_for_token(mio_poll_t *poll, mio_events_t *events,
     unsigned bits = 0;
     bool seen = false;
     do {
-        struct timespec ts = ms_ts(deadline - now_ms());
-        int err = mio_poll_poll(poll, events, &ts);
-        if (err == -EINTR)
-            continue;
-        assert_int_equal(err, 0);
+        poll_until(poll, events, deadline);
         for (size_t i = 0; i < mio_events_len(events); i++) {
             const mio_event_t *ev = mio_events_get(events, i);
             if (mio_event_token(ev) == token) {
@@ -67,11 +82,7 @@ void expect_no_event(mio_poll_t *poll, mio_events_t *events,
 {
     int64_t deadline = now_ms() + ms;
     do {
-        struct timespec ts = ms_ts(deadline - now_ms());
-        int err = mio_poll_poll(poll, events, &ts);
-        if (err == -EINTR)
-            continue;
-        assert_int_equal(err, 0);
+        poll_until(poll, events, deadline);
         for (size_t i = 0; i < mio_events_len(events); i++) {
             const mio_event_t *ev = mio_events_get(events, i);
             if (token == MIO_TOKEN_ANY || mio_event_token(ev) == token)
@@ -131,4 +142,14 @@ int open_fd_count(void)
 int backend_is_poll(void)
 {
     return strcmp(mio_backend_name(), "poll") == 0;
+}
+
+void assert_nb_cloexec(int fd)
+{
+    int fl = fcntl(fd, F_GETFL);
+    int fdfl = fcntl(fd, F_GETFD);
+
+    assert_true(fd >= 0);
+    assert_true(fl >= 0 && (fl & O_NONBLOCK));
+    assert_true(fdfl >= 0 && (fdfl & FD_CLOEXEC));
 }

@@ -45,6 +45,9 @@ void tcp_pair(int *client, int *server);
 /* Accepts on `lfd`, retrying EAGAIN for up to a second. */
 int accept_within(int lfd);
 
+/* Fails unless `fd` is non-blocking and close-on-exec. */
+void assert_nb_cloexec(int fd);
+
 /* Number of open descriptors of this process (from /proc/self/fd). */
 int open_fd_count(void);
 

@@ -24,6 +24,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 
+#include "helpers.h"
 #include "mio.h"
 
 /* Calls that reached the wrappers; without HAVE_ACCEPT4/HAVE_PIPE2 the
@@ -65,17 +66,6 @@ int __wrap_pipe2(int fds[2], int flags)
     pipe2_calls++;
     errno = ENOSYS;
     return -1;
-}
-
-/* Fails unless `fd` is non-blocking and close-on-exec. */
-static void assert_nb_cloexec(int fd)
-{
-    int fl = fcntl(fd, F_GETFL);
-    int fdfl = fcntl(fd, F_GETFD);
-
-    assert_true(fd >= 0);
-    assert_true(fl >= 0 && (fl & O_NONBLOCK));
-    assert_true(fdfl >= 0 && (fdfl & FD_CLOEXEC));
 }
 
 /* mio_pipe falls back to pipe() + fcntl and remembers that pipe2 is gone. */

@@ -81,17 +81,6 @@ static void assert_has(unsigned bits, unsigned want)
     assert_int_equal(bits & want, want);
 }
 
-/* Fails unless `fd` is non-blocking and close-on-exec. */
-static void assert_nb_cloexec(int fd)
-{
-    int fl = fcntl(fd, F_GETFL);
-    int fdfl = fcntl(fd, F_GETFD);
-
-    assert_true(fd >= 0);
-    assert_true(fl >= 0 && (fl & O_NONBLOCK));
-    assert_true(fdfl >= 0 && (fdfl & FD_CLOEXEC));
-}
-
 /* 127.0.0.1:port. */
 static socklen_t lo4(struct sockaddr_storage *ss, uint16_t port)
 {

@@ -1,0 +1,571 @@
+#!/usr/bin/env python3
+"""bench/report.py: the report of bench/run, from the measurements it took.
+
+bench/run measures in bash and leaves two files; this program reads them,
+takes the medians, writes the Markdown tables, judges the targets and puts
+the report into its file above the notes kept there.  Standard library only.
+
+  report.py progress GROUP LOAD SERVER < JSON
+      the line bench/run prints after one measurement (mio-bench's JSON
+      object on standard input)
+  report.py report META MEASUREMENTS
+      the report on standard output, into META's `out` file (its part below
+      the notes marker kept), and the targets' count on standard error
+
+META has one "KEY<tab>VALUE" line per fact of the run (see bench/run).
+MEASUREMENTS has one line per measurement: GROUP, LOAD, SERVER, ROUND,
+mio-bench's JSON object (or ERR when the measurement failed) and the file
+of the system call counts taken meanwhile (or nothing), tab-separated.
+"""
+
+import json
+import os
+import re
+import sys
+import time
+
+MARK = "<!-- notes: everything below this line is kept by bench/run -->"
+
+# What each kind of load is called and measured in.  pp: pingpong
+# (msg/s, CPU in us per message), stream (MB/s, s per GB), idle (the
+# server's memory per open connection).
+KINDS = {
+    "pp": ("pingpong 64 B x{n}", "msg/s", "us/msg"),
+    "stream": ("stream x{n}", "MB/s", "s/GB"),
+    "idle": ("idle x{n}", "B/conn", None),
+}
+
+# mio-bench's JSON keys for each column of a measurement, by kind of load.
+COLUMNS = ("value", "p50", "p99", "p999", "cpu", "pss", "client")
+JSON_KEYS = {
+    "pp": {"value": "msgs_per_s", "p50": "p50_us", "p99": "p99_us", "p999": "p999_us",
+           "cpu": "server_cpu_us_per_msg"},
+    "stream": {"value": "mb_per_s", "cpu": "server_cpu_s_per_gb"},
+    "idle": {"value": "rss_per_conn_b", "pss": "pss_per_conn_b"},
+}
+
+
+def kind(load):
+    """The kind of a load name ("pp50" is "pp") and its count (50)."""
+    m = re.fullmatch(r"(pp|stream|idle)(\d+)", load)
+    if m is None:
+        raise ValueError("unknown load " + load)
+    return m.group(1), m.group(2)
+
+
+def title(load):
+    k, n = kind(load)
+    return KINDS[k][0].format(n=n)
+
+
+def unit(load):
+    return KINDS[kind(load)[0]][1]
+
+
+def cpu_unit(load):
+    return KINDS[kind(load)[0]][2]
+
+
+def parse_bench(text):
+    """mio-bench's JSON object with every number kept as the text it
+    printed; a nan or inf (not JSON) reads as missing."""
+    text = re.sub(r"(?<=:)-?(nan|inf)\b", "null", text.strip())
+    return json.loads(text, parse_int=str, parse_float=str)
+
+
+def num(text):
+    """A number as awk prints it: an integral value as an integer, any
+    other with %.6g (the medians keep that form)."""
+    if text == "" or text is None:
+        return ""
+    x = float(text)
+    if x == int(x) and abs(x) < 1e16:
+        return str(int(x))
+    return "%.6g" % x
+
+
+def fmt0(text):
+    return "%.0f" % float(text)
+
+
+# ---- measurements and medians ------------------------------------------------
+
+
+class Run:
+    """The measurements of a run and the facts about it."""
+
+    def __init__(self, meta, rows):
+        self.meta = meta
+        self.loads = meta["loads"].split()
+        self.only_loads = meta.get("only_loads", "")
+        self.rows = rows
+        self.medians = self._medians()
+
+    def selected(self, load):
+        return self.only_loads == "" or load in self.only_loads.split(",")
+
+    def _medians(self):
+        """(group, load, server) -> n, each column's median, errors and
+        every round's value, in bench/run's sort order."""
+        keyed = {}
+        for r in sorted(self.rows, key=lambda r: (r["group"], r["load"], r["server"],
+                                                   int(r["round"]))):
+            keyed.setdefault((r["group"], r["load"], r["server"]), []).append(r)
+        medians = {}
+        for key in sorted(keyed):
+            good = [r for r in keyed[key] if r["ok"]]
+            m = {"n": len(good), "err": len(keyed[key]) - len(good),
+                 "all": " ".join(r["value"] if r["ok"] else "ERR" for r in keyed[key])}
+            for c in COLUMNS:
+                vals = sorted(float(r[c]) for r in good if r[c] != "")
+                if not vals:
+                    m[c] = ""
+                elif len(vals) % 2:
+                    m[c] = num(vals[len(vals) // 2])
+                else:
+                    m[c] = num((vals[len(vals) // 2 - 1] + vals[len(vals) // 2]) / 2)
+            medians[key] = m
+        return medians
+
+    def get(self, group, load, server, col):
+        m = self.medians.get((group, load, server))
+        return "" if m is None else m[col]
+
+
+def ratio(a, b):
+    """a over b, as "%.2f"; "" when either is missing or b is 0."""
+    if a == "" or b == "" or float(b) == 0:
+        return ""
+    return "%.2f" % (float(a) / float(b))
+
+
+def fmt(value, u):
+    if value == "":
+        return "-"
+    v = float(value)
+    if u == "msg/s":
+        return "%.2f M" % (v / 1e6) if v >= 1e6 else "%.1f k" % (v / 1e3)
+    return "%.0f" % v
+
+
+# ---- tables -----------------------------------------------------------------------
+
+
+def separator(header):
+    return "|" + " --- |" * (len(header.split("|")) - 2)
+
+
+def grid(group, servers, loads, head, value):
+    """A table with a row per server and a column per load: head(load)
+    names a column, value(load, server) fills a cell."""
+    header = "| %s server |" % group + "".join(" %s |" % head(l) for l in loads)
+    out = [header, separator(header)]
+    for s in servers:
+        out.append("| %s |" % s + "".join(" %s |" % value(l, s) for l in loads))
+    return out
+
+
+def table(run, group, servers):
+    """Each server's medians (throughput, or idle memory)."""
+    return grid(group, servers, [l for l in run.loads if run.selected(l)],
+                lambda l: "%s, %s" % (title(l), unit(l)),
+                lambda l, s: cell(run, group, l, s))
+
+
+def cell(run, group, load, server):
+    m = run.medians.get((group, load, server))
+    if m is None:
+        return "n/a"
+    if m["value"] == "" or m["n"] == 0:
+        return "ERR"
+    s = fmt(m["value"], unit(load))
+    if m["err"] > 0:
+        s += " (%d ERR)" % m["err"]
+    if server != "mio-echod":
+        r = ratio(run.get(group, load, "mio-echod", "value"), m["value"])
+        if r:
+            s += " (%sx)" % r
+    return s
+
+
+def cpu_table(run, group, servers):
+    """Each server's CPU per message or per GB, pingpong and stream."""
+    def value(load, server):
+        v = run.get(group, load, server, "cpu")
+        if v == "":
+            return "-"
+        s = ("%.2f" if float(v) < 10 else "%.1f") % float(v)
+        if server != "mio-echod":
+            mine = ratio(run.get(group, load, "mio-echod", "cpu"), v)
+            if mine:
+                s += " (%sx)" % mine
+        return s
+    loads = [l for l in run.loads if kind(l)[0] in ("pp", "stream") and run.selected(l)]
+    return grid(group, servers, loads, lambda l: "%s, %s" % (title(l), cpu_unit(l)), value)
+
+
+def latency_table(run, group, servers):
+    """Each server's pingpong latency quantiles."""
+    def value(load, server):
+        q = [run.get(group, load, server, c) for c in ("p50", "p99", "p999")]
+        if q[0] == "":
+            return "-"
+        return " / ".join("%.0f" % float(x or 0) for x in q)
+    loads = [l for l in run.loads if kind(l)[0] == "pp" and run.selected(l)]
+    return grid(group, servers, loads, lambda l: "%s p50 / p99 / p99.9 us" % title(l), value)
+
+
+def rounds_table(run):
+    out = ["| group | load | server | every round | client CPU % (median) |",
+           "| --- | --- | --- | --- | --- |"]
+    for (g, l, s), m in run.medians.items():
+        out.append("| %s | %s | %s | %s | %s |" % (
+            g, l, s, m["all"], "-" if m["client"] == "" else fmt0(m["client"])))
+    return out
+
+
+# ---- targets -------------------------------------------------------------------------
+
+
+def judge(r, op, x):
+    """"met", "**missed** (gap ...)" or "not measured" for a measured r;
+    op ge: r >= x, le: r <= x."""
+    if r == "":
+        return "not measured"
+    rv = float(r)
+    if (rv >= x) if op == "ge" else (rv <= x):
+        return "met"
+    if op == "ge":
+        return "**missed** (gap %s)" % ("%.0f%%" % ((x / rv - 1) * 100) if rv else "")
+    return "**missed** (gap %.0f B)" % (rv - x)
+
+
+class Targets:
+    """The targets' rows and counts."""
+
+    def __init__(self, run):
+        self.run = run
+        self.met = self.missed = self.unknown = 0
+
+    def target(self, group, load, peer, op, x, text):
+        """One target: mio-echod's value over the peer's (ge), or its own
+        value (le_abs); beside it the same by the server CPU each spent,
+        the peer's over mio-echod's.  The first decides."""
+        run = self.run
+        if not run.selected(load):
+            return []
+        if op == "le_abs":
+            r = run.get(group, load, "mio-echod", "value")
+            r = fmt0(r) if r != "" else ""
+            verdict = judge(r, "le", x)
+        else:
+            r = ratio(run.get(group, load, "mio-echod", "value"),
+                      run.get(group, load, peer, "value"))
+            rc = ratio(run.get(group, load, peer, "cpu"),
+                       run.get(group, load, "mio-echod", "cpu"))
+            vc = judge(rc, "ge", x)
+            verdict = judge(r, op, x)
+        if verdict == "met":
+            self.met += 1
+        elif verdict.startswith("not"):
+            self.unknown += 1
+        else:
+            self.missed += 1
+        if op == "le_abs":
+            return ["| %s | %s B/conn | %s | | |" % (text, r or "-", verdict)]
+        return ["| %s | %sx | %s | %sx | %s |" % (text, r or "-", verdict, rc or "-", vc)]
+
+    def rows(self):
+        run, m = self.run, self.run.meta
+        few, sc, ic = "pp" + m["pp_few"], m["stream_conns"], m["idle_conns"]
+        pps = [l for l in run.loads if kind(l)[0] == "pp" and l != few]
+        out = ["| target | measured (medians) | verdict | by server CPU | verdict by CPU |",
+               "| --- | --- | --- | --- | --- |"]
+        for l in pps:
+            for peer, name, x in (("floor", "floor", 0.95), ("libuv", "libuv", 1.3),
+                                  ("libevent", "libevent", 1.3)):
+                out += self.target("echo", l, peer, "ge", x, "echo %s: mio-echod >= %sx %s"
+                                   % (title(l), x, name))
+        out += self.target("echo", "stream" + sc, "floor", "ge", 0.95,
+                           "echo stream x%s: mio-echod >= 0.95x floor" % sc)
+        out += self.target("echo", "idle" + ic, "-", "le_abs", 512,
+                           "echo idle x%s: mio-echod <= 512 B/conn" % ic)
+        for l in pps:
+            for peer, name in (("haproxy", "HAProxy"), ("nginx", "nginx")):
+                out += self.target("relay", l, peer, "ge", 1.2, "relay %s: mio-echod >= 1.2x %s"
+                                   % (title(l), name))
+        out += self.target("relay", "stream" + sc, "haproxy", "ge", 1.5,
+                           "relay stream x%s: mio-echod >= 1.5x HAProxy" % sc)
+        out += self.target("relay", "idle" + ic, "-", "le_abs", 2048,
+                           "relay idle x%s: mio-echod <= 2 KiB/conn" % ic)
+        return out
+
+
+# ---- the lines below the tables -----------------------------------------------------
+
+
+def workers_line(run):
+    out = ""
+    for g in ("echo", "relay"):
+        for l in run.loads:
+            r = ratio(run.get(g, l, "mio-echod-w2", "value"), run.get(g, l, "mio-echod", "value"))
+            if r:
+                out += " %s %s: %sx;" % (g, title(l), r)
+    return out or " not measured"
+
+
+def splice_line(run):
+    out = ""
+    streams = [l for l in run.loads if kind(l)[0] != "idle"]
+    for l in streams:
+        r = ratio(run.get("echo", l, "mio-echod-splice", "value"),
+                  run.get("echo", l, "mio-echod", "value"))
+        if r:
+            out += " echo %s: %sx;" % (title(l), r)
+    for l in streams:
+        r = ratio(run.get("relay", l, "mio-echod", "value"),
+                  run.get("relay", l, "mio-echod-copy", "value"))
+        c = ratio(run.get("relay", l, "mio-echod-copy", "cpu"),
+                  run.get("relay", l, "mio-echod", "cpu"))
+        if r:
+            out += " relay %s: %sx%s;" % (title(l), r, " (by relay CPU %sx)" % c if c else "")
+    return out or " not measured"
+
+
+def pss_line(run):
+    out = ""
+    for g, servers in (("echo", run.meta["echo_servers"]), ("relay", run.meta["relay_servers"])):
+        for s in servers.split():
+            v = run.get(g, "idle" + run.meta["idle_conns"], s, "pss")
+            if v != "":
+                out += " %s %s %s B;" % (g, s, fmt0(v))
+    return out or " not measured"
+
+
+# ---- system calls --------------------------------------------------------------------
+
+
+def syscall_rows(run):
+    """One row per traced measurement: its calls per message (pingpong) or
+    per MB (stream), and those of at least 0.01 per unit, from perf stat's
+    CSV or strace -c's table."""
+    rows = []
+    for r in run.rows:
+        if not r["ok"] or not r["trace"] or kind(r["load"])[0] == "idle":
+            continue
+        if kind(r["load"])[0] == "pp":
+            per = float(r["bench"].get("messages_all") or 0)
+        else:
+            per = float(num(float(r["bench"].get("bytes_all") or 0) / 1e6))
+        if per == 0:
+            continue
+        total, calls = 0.0, []
+        with open(r["trace"], encoding="utf-8", errors="replace") as f:
+            lines = f.read().splitlines()
+        for line in lines:
+            if run.meta["tracer"] == "perf":  # count,,event,...
+                f = line.split(",")
+                if len(f) < 3 or "sys_enter" not in f[2]:
+                    continue
+                n = (float(f[0]) if re.fullmatch(r"[0-9]+", f[0]) else 0) / per
+                if f[2] == "raw_syscalls:sys_enter":
+                    total = n
+                    continue
+                name = re.sub(r"^syscalls:sys_enter_", "", f[2])
+            else:  # % time, seconds, usecs/call, calls, [errors,] syscall
+                f = line.split()
+                if len(f) < 5 or not re.fullmatch(r"[0-9.]+", f[0]) or f[-1] == "total":
+                    continue
+                n = float(f[3]) / per
+                total += n
+                name = f[-1]
+            if n >= 0.01:
+                calls.append("%s %s %.2f" % ("," if calls else "", name, n))
+        rows.append("| %s | %s | %s | %.2f | %s |" % (r["group"], r["load"], r["server"], total,
+                                                     "".join(calls)))
+    return rows
+
+
+# ---- the report -----------------------------------------------------------------------
+
+
+def machine():
+    """The machine line's facts: CPUs, CPU model, kernel, memory."""
+    cpu = ""
+    with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+        for line in f:
+            m = re.match(r"model name\s*: (.*)", line)
+            if m:
+                cpu = m.group(1)
+                break
+    mem = 0
+    with open("/proc/meminfo", encoding="utf-8") as f:
+        for line in f:
+            if line.startswith("MemTotal"):
+                mem = int(line.split()[1])
+    return "%d CPUs, %s, Linux %s, %.0f GiB" % (len(os.sched_getaffinity(0)), cpu or "unknown CPU",
+                                                 os.uname().release, mem / 1048576)
+
+
+def report(run, targets):
+    m = run.meta
+    echo_servers, relay_servers = m["echo_servers"].split(), m["relay_servers"].split()
+    out = [
+        "# mio-echod against its peers",
+        "",
+        "Generated by `bench/run%s` on %s, in %s s." % (
+            " " + m["args"] if m["args"] else "", time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+            m["elapsed"]),
+        "",
+        "- machine: " + machine(),
+        "- load average before / after: %s / %s (anything above 0 is other work sharing the CPUs)"
+        % (m["load_before"], m["load_after"]),
+        "- %s round(s); pingpong and stream %s s measured after %s s of warmup; idle holds %s s; "
+        "servers interleaved, the order rotating each round; each measurement on a freshly "
+        "started server" % (m["rounds"], m["duration"], m["warmup"], m["hold"]),
+        "- mio-echod: " + m["mio_echod"],
+        "- client: bench/mio-bench (libmio, one thread), on the same machine: client, server "
+        "(and the floor behind a relay) share the CPUs",
+        "- peers: " + m["peers"],
+        "",
+        "Medians.  In parentheses: mio-echod's median divided by that server's",
+        "(for msg/s and MB/s above 1 is better for mio-echod; for idle B/conn, the",
+        "server's RSS growth per open connection, below 1 is).  mio-echod runs with",
+        "workers = 1, mio-echod-w2 with workers = 2; mio-echod-splice (echo) and",
+        "mio-echod-copy (relay) with workers = 1 and splice(2) the other way than",
+        "the default of their mode: on for echo, off for relay.",
+        "Relays stand in front of a fresh",
+        "floor-echo each; their idle figure is the relay's memory alone (socat: the",
+        "forked process tree, VmRSS summed).",
+        "",
+        "## Echo",
+        "",
+    ]
+    out += table(run, "echo", echo_servers)
+    out += ["",
+            "Server CPU time per message (pingpong) or per GB echoed (stream), from the",
+            "server's schedstat over the measured seconds (lower is better; in parentheses",
+            "mio-echod's over that server's, so below 1 means mio-echod spends less):",
+            ""]
+    out += cpu_table(run, "echo", echo_servers)
+    out += ["", "Latency, pingpong:", ""]
+    out += latency_table(run, "echo", echo_servers)
+    out += ["", "## Relay (each in front of floor-echo)", ""]
+    out += table(run, "relay", relay_servers)
+    out += ["", "Relay CPU (the relay's processes only, not the floor behind it):", ""]
+    out += cpu_table(run, "relay", relay_servers)
+    out += ["", "Latency, pingpong:", ""]
+    out += latency_table(run, "relay", relay_servers)
+    out += ["", "## Targets", ""]
+    out += targets.rows()
+    out += [""]
+    calls = syscall_rows(run)
+    if calls:
+        out += ["## System calls (%s on the server's processes)" % m["tracer"], "",
+                "Per message (pingpong) or per MB echoed (stream), over the whole run of",
+                "mio-bench (connects and closes included)."]
+        if m["tracer"] == "strace":
+            out.append("Under strace every figure above is strace's, not the server's.")
+        out += ["", "| group | load | server | calls | of which |", "| --- | --- | --- | --- | --- |"]
+        out += calls + [""]
+    out += ["Workers 2 vs 1 (mio-echod-w2 / mio-echod):" + workers_line(run),
+            "",
+            "Splice on vs off, throughput (echo: mio-echod-splice / mio-echod; relay:",
+            "mio-echod / mio-echod-copy; above 1 means splice helps):" + splice_line(run),
+            "",
+            "Idle memory as PSS (shared pages divided among the processes that map them;",
+            "differs from RSS only for the multi-process servers):" + pss_line(run),
+            "",
+            "<details><summary>Every round</summary>",
+            ""]
+    out += rounds_table(run)
+    out += ["", "</details>"]
+    return "\n".join(out) + "\n"
+
+
+def read_meta(path):
+    meta = {}
+    with open(path, encoding="utf-8") as f:
+        for line in f.read().splitlines():
+            key, _, value = line.partition("\t")
+            meta[key] = value
+    return meta
+
+
+def read_rows(path):
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for line in f.read().splitlines():
+            group, load, server, rnd, data, trace = (line.split("\t") + [""] * 6)[:6]
+            row = {"group": group, "load": load, "server": server, "round": rnd,
+                   "ok": data != "ERR", "trace": trace, "bench": {}}
+            if row["ok"]:
+                row["bench"] = parse_bench(data)
+            keys = JSON_KEYS[kind(load)[0]]
+            for c in COLUMNS:
+                key = keys.get(c, "client_cpu_pct" if c == "client" else None)
+                row[c] = num_text(row["bench"].get(key)) if key else ""
+            rows.append(row)
+    return rows
+
+
+def num_text(v):
+    """A JSON number's text as bench/run's sed took it: digits, signs and
+    dots only."""
+    if not isinstance(v, str):
+        return ""
+    m = re.match(r"[-0-9.]*", v)
+    return m.group(0)
+
+
+def write_out(path, text):
+    """The report into path, then a blank line, then the file's lines from
+    the first that is MARK on (MARK alone when it has none)."""
+    kept = MARK + "\n"
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            old = f.read()
+        if MARK in old:
+            lines = old.split("\n")
+            if lines[-1] == "":
+                lines.pop()
+            at = lines.index(MARK) if MARK in lines else len(lines)
+            kept = "".join(line + "\n" for line in lines[at:])
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    with open(path + ".tmp", "w", encoding="utf-8") as f:
+        f.write(text + "\n" + kept)
+    os.replace(path + ".tmp", path)
+
+
+def progress(group, load, server, text):
+    """The line bench/run prints for one measurement."""
+    b = parse_bench(text)
+    k = kind(load)[0]
+    value = num_text(b.get(JSON_KEYS[k]["value"]))
+    cpu = num_text(b.get(JSON_KEYS[k].get("cpu", "")))
+    return "  %-5s %-22s %-16s %12s %-7s %s" % (
+        group, title(load), server, value, unit(load),
+        "server CPU %s %s" % (cpu, cpu_unit(load)) if cpu else "")
+
+
+def main(argv):
+    if len(argv) == 5 and argv[1] == "progress":
+        print(progress(argv[2], argv[3], argv[4], sys.stdin.read()))
+        return 0
+    if len(argv) == 4 and argv[1] == "report":
+        meta = read_meta(argv[2])
+        run = Run(meta, read_rows(argv[3]))
+        targets = Targets(run)
+        text = report(run, targets)
+        sys.stdout.write(text)
+        write_out(meta["out"], text)
+        print("bench/run: %d targets met, %d missed, %d not measured; written to %s in %s s"
+              % (targets.met, targets.missed, targets.unknown, meta["out_name"], meta["elapsed"]),
+              file=sys.stderr)
+        return 0
+    print(__doc__.split("\n\n")[2], file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
