@@ -158,7 +158,7 @@ static void on_alarm(int sig)
 {
     (void)sig;
     static const char msg[] = "mio-bench: error: hard time limit reached\n";
-    (void)!write(2, msg, sizeof msg - 1);
+    (void)!write(2, msg, sizeof(msg) - 1);
     _exit(3);
 }
 
@@ -186,13 +186,13 @@ static uint64_t now_ns(void)
 static long proc_field_kb(int pid, const char *file, const char *key)
 {
     char path[64], line[256];
-    snprintf(path, sizeof path, "/proc/%d/%s", pid, file);
+    snprintf(path, sizeof(path), "/proc/%d/%s", pid, file);
     FILE *f = fopen(path, "r");
     if (f == NULL)
         return -1;
     long v = -1;
     size_t klen = strlen(key);
-    while (fgets(line, sizeof line, f) != NULL) {
+    while (fgets(line, sizeof(line), f) != NULL) {
         if (strncmp(line, key, klen) == 0) {
             v = strtol(line + klen, NULL, 10);
             break;
@@ -206,11 +206,11 @@ static long proc_field_kb(int pid, const char *file, const char *key)
 static int proc_ppid(int pid)
 {
     char path[64], buf[512];
-    snprintf(path, sizeof path, "/proc/%d/stat", pid);
+    snprintf(path, sizeof(path), "/proc/%d/stat", pid);
     FILE *f = fopen(path, "r");
     if (f == NULL)
         return -1;
-    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
     fclose(f);
     buf[n] = '\0';
     char *p = strrchr(buf, ')'); /* the name may hold spaces and parens */
@@ -238,8 +238,8 @@ static int *tree_pids(int root, size_t *count)
             continue;
         if (n == cap) {
             cap = cap ? 2 * cap : 1024;
-            pids = realloc(pids, cap * sizeof *pids);
-            ppids = realloc(ppids, cap * sizeof *ppids);
+            pids = realloc(pids, cap * sizeof(*pids));
+            ppids = realloc(ppids, cap * sizeof(*ppids));
             if (pids == NULL || ppids == NULL)
                 die("out of memory");
         }
@@ -249,7 +249,7 @@ static int *tree_pids(int root, size_t *count)
     if (d != NULL)
         closedir(d);
     /* Breadth first from root: in[] holds the tree found so far. */
-    int *in = malloc((n + 1) * sizeof *in);
+    int *in = malloc((n + 1) * sizeof(*in));
     if (in == NULL)
         die("out of memory");
     size_t nin = 0;
@@ -298,14 +298,15 @@ static double tree_cpu_ns(const int *pids, size_t n)
     double total = 0;
     char path[300], buf[512];
     for (size_t k = 0; k < n; k++) {
-        snprintf(path, sizeof path, "/proc/%d/task", pids[k]);
+        snprintf(path, sizeof(path), "/proc/%d/task", pids[k]);
         DIR *d = opendir(path);
         struct dirent *de;
         bool got = false;
         while (d != NULL && (de = readdir(d)) != NULL) {
             if (!isdigit((unsigned char)de->d_name[0]))
                 continue;
-            snprintf(path, sizeof path, "/proc/%d/task/%s/schedstat", pids[k], de->d_name);
+            snprintf(path, sizeof(path), "/proc/%d/task/%s/schedstat", pids[k],
+                     de->d_name);
             FILE *f = fopen(path, "r");
             unsigned long long ns;
             if (f != NULL && fscanf(f, "%llu", &ns) == 1) {
@@ -319,17 +320,18 @@ static double tree_cpu_ns(const int *pids, size_t n)
             closedir(d);
         if (got)
             continue;
-        snprintf(path, sizeof path, "/proc/%d/stat", pids[k]);
+        snprintf(path, sizeof(path), "/proc/%d/stat", pids[k]);
         FILE *f = fopen(path, "r");
         if (f == NULL)
             continue;
-        size_t len = fread(buf, 1, sizeof buf - 1, f);
+        size_t len = fread(buf, 1, sizeof(buf) - 1, f);
         fclose(f);
         buf[len] = '\0';
         char *p = strrchr(buf, ')');
         unsigned long long ut, st;
-        if (p != NULL && sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
-                                &ut, &st) == 2)
+        if (p != NULL &&
+            sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut,
+                   &st) == 2)
             total += (double)(ut + st) * 1e9 / (double)sysconf(_SC_CLK_TCK);
     }
     return total;
@@ -345,12 +347,12 @@ enum cstate { C_NEW, C_CONNECTING, C_OPEN, C_SHUT, C_DONE };
 struct conn {
     int fd;
     uint8_t state;
-    bool busy;          /* pingpong/idle: a message is out */
-    bool writable;      /* the last send did not hit EAGAIN */
-    uint32_t seed;      /* where in pat its stream starts */
+    bool busy;     /* pingpong/idle: a message is out */
+    bool writable; /* the last send did not hit EAGAIN */
+    uint32_t seed; /* where in pat its stream starts */
     uint64_t sent, rcvd;
-    uint64_t msg_end;   /* value of sent (and rcvd) when the message is done */
-    uint64_t t_sent;    /* when the message's first byte went */
+    uint64_t msg_end; /* value of sent (and rcvd) when the message is done */
+    uint64_t t_sent;  /* when the message's first byte went */
 };
 
 enum phase { P_CONNECT, P_PRIME, P_WARMUP, P_RUN, P_HOLD, P_DRAIN, P_SHUTDOWN, P_END };
@@ -365,7 +367,11 @@ static struct {
     struct sockaddr_storage addr;
     socklen_t addrlen;
     const char *host, *port;
-} opt = {.nconns = 1, .duration = 5, .warmup = 1, .timeout = 10, .pid = 0,
+} opt = {.nconns = 1,
+         .duration = 5,
+         .warmup = 1,
+         .timeout = 10,
+         .pid = 0,
          .host = "127.0.0.1"};
 
 static struct {
@@ -375,13 +381,13 @@ static struct {
     enum phase phase;
     unsigned next_connect, connecting, open, busy, done;
     uint64_t now, t_phase_end, t_run, t_run_end;
-    uint64_t messages, bytes; /* counted while P_RUN */
+    uint64_t messages, bytes;         /* counted while P_RUN */
     uint64_t messages_all, bytes_all; /* and over the whole run */
-    struct mem before, after; /* the server's, with --pid */
-    int *pids;                /* the server's processes, once all are open */
+    struct mem before, after;         /* the server's, with --pid */
+    int *pids;                        /* the server's processes, once all are open */
     size_t npids;
-    double cpu_run_ns;        /* their CPU time during P_RUN */
-    double self_run_ns;       /* ours */
+    double cpu_run_ns;  /* their CPU time during P_RUN */
+    double self_run_ns; /* ours */
     struct hist hist;
     uint8_t buf[IO_MAX];
 } g;
@@ -389,8 +395,8 @@ static struct {
 static void conn_fail(struct conn *c, const char *what, int err)
 {
     die("connection %u: %s%s%s (sent %" PRIu64 ", received %" PRIu64 ")",
-        (unsigned)(c - g.c), what, err ? ": " : "", err ? strerror(err) : "",
-        c->sent, c->rcvd);
+        (unsigned)(c - g.c), what, err ? ": " : "", err ? strerror(err) : "", c->sent,
+        c->rcvd);
 }
 
 /* Checks n bytes that came back on c at its current receive offset. */
@@ -465,7 +471,7 @@ static void stream_fill(struct conn *c)
 static bool read_some(struct conn *c, bool to_eof)
 {
     for (;;) {
-        ssize_t n = recv(c->fd, g.buf, sizeof g.buf, 0);
+        ssize_t n = recv(c->fd, g.buf, sizeof(g.buf), 0);
         if (n > 0) {
             verify(c, g.buf, (size_t)n);
             c->rcvd += (uint64_t)n;
@@ -474,7 +480,7 @@ static bool read_some(struct conn *c, bool to_eof)
                 g.bytes += (uint64_t)n;
             if (c->busy && c->rcvd == c->msg_end)
                 message_done(c);
-            if ((size_t)n < sizeof g.buf && !to_eof)
+            if ((size_t)n < sizeof(g.buf) && !to_eof)
                 return true; /* drained: the next byte makes a new edge */
             continue;
         }
@@ -496,8 +502,8 @@ static void start_connects(void)
         struct conn *c = &g.c[g.next_connect];
         int fd = mio_tcp_connect((struct sockaddr *)&opt.addr, opt.addrlen);
         if (fd < 0)
-            die("connection %u: connect to %s port %s: %s", g.next_connect,
-                opt.host, opt.port, strerror(-fd));
+            die("connection %u: connect to %s port %s: %s", g.next_connect, opt.host,
+                opt.port, strerror(-fd));
         c->fd = fd;
         c->state = C_CONNECTING;
         c->seed = (uint32_t)(((uint64_t)g.next_connect * 2654435761u + 12345u) % PAT_LEN);
@@ -518,8 +524,8 @@ static void on_event(struct conn *c, const mio_event_t *ev)
             return;
         int err = mio_socket_take_error(c->fd);
         if (err < 0)
-            die("connection %u: connect to %s port %s: %s", (unsigned)(c - g.c),
-                opt.host, opt.port, strerror(-err));
+            die("connection %u: connect to %s port %s: %s", (unsigned)(c - g.c), opt.host,
+                opt.port, strerror(-err));
         (void)mio_tcp_set_nodelay(c->fd, true);
         c->state = C_OPEN;
         c->writable = true;
@@ -616,8 +622,8 @@ static bool advance(void)
             return true;
         }
         if (g.now >= g.t_phase_end)
-            die("only %u of %u connections were open after %.1f s", g.open,
-                opt.nconns, opt.timeout);
+            die("only %u of %u connections were open after %.1f s", g.open, opt.nconns,
+                opt.timeout);
         return true;
     case P_PRIME:
         if (g.busy == 0) {
@@ -631,13 +637,14 @@ static bool advance(void)
             }
         } else if (g.now >= g.t_phase_end) {
             die("%u of %u connections had no echo of their first message after "
-                "%.1f s", g.busy, opt.nconns, opt.timeout);
+                "%.1f s",
+                g.busy, opt.nconns, opt.timeout);
         }
         return true;
     case P_WARMUP:
         if (g.now >= g.t_phase_end) {
             g.messages = g.bytes = 0;
-            memset(&g.hist, 0, sizeof g.hist);
+            memset(&g.hist, 0, sizeof(g.hist));
             if (g.pids != NULL)
                 g.cpu_run_ns = -tree_cpu_ns(g.pids, g.npids);
             g.self_run_ns = -self_cpu_ns();
@@ -676,8 +683,8 @@ static bool advance(void)
             return false;
         if (g.now >= g.t_phase_end)
             die("%u of %u connections were not closed by the server %.1f s "
-                "after they were half-closed", opt.nconns - g.done, opt.nconns,
-                opt.timeout);
+                "after they were half-closed",
+                opt.nconns - g.done, opt.nconns, opt.timeout);
         return true;
     case P_END:
         return false;
@@ -746,9 +753,10 @@ static int free_port(void)
     for (int tries = 0; tries < 1000; tries++) {
         int port = 15000 + rand() % 17000;
         int fd = socket(AF_INET, SOCK_STREAM, 0);
-        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+        struct sockaddr_in a = {.sin_family = AF_INET,
+                                .sin_port = htons((uint16_t)port),
                                 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-        int ok = fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof a) == 0;
+        int ok = fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
         if (fd >= 0)
             close(fd);
         if (ok) {
@@ -762,8 +770,10 @@ static int free_port(void)
 
 static void resolve(void)
 {
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-                             .ai_flags = AI_NUMERICSERV}, *res;
+    struct addrinfo hints = {.ai_family = AF_UNSPEC,
+                             .ai_socktype = SOCK_STREAM,
+                             .ai_flags = AI_NUMERICSERV},
+                    *res;
     int err = getaddrinfo(opt.host, opt.port, &hints, &res);
     if (err != 0) {
         fprintf(stderr, "mio-bench: %s port %s: %s\n", opt.host, opt.port,
@@ -793,18 +803,42 @@ int main(int argc, char **argv)
     int o;
     while ((o = getopt_long(argc, argv, "c:s:d:h", longopts, NULL)) != -1) {
         switch (o) {
-        case 'c': opt.nconns = (unsigned)num(optarg, "-c", 1, 1000000); break;
-        case 's': opt.size = (size_t)num(optarg, "-s", 1, 1 << 30); size_set = true; break;
-        case 'd': opt.duration = num(optarg, "-d", 0.01, 3600); break;
-        case O_HOST: opt.host = optarg; break;
-        case O_PORT: opt.port = optarg; break;
-        case O_WARMUP: opt.warmup = num(optarg, "--warmup", 0, 3600); break;
-        case O_PID: opt.pid = (int)num(optarg, "--pid", 1, INT_MAX); break;
-        case O_JSON: opt.json = true; break;
-        case O_TIMEOUT: opt.timeout = num(optarg, "--timeout", 0.1, 3600); break;
-        case O_FREE: return free_port();
-        case 'h': usage(stdout); return 0;
-        default: usage(stderr); return 2;
+        case 'c':
+            opt.nconns = (unsigned)num(optarg, "-c", 1, 1000000);
+            break;
+        case 's':
+            opt.size = (size_t)num(optarg, "-s", 1, 1 << 30);
+            size_set = true;
+            break;
+        case 'd':
+            opt.duration = num(optarg, "-d", 0.01, 3600);
+            break;
+        case O_HOST:
+            opt.host = optarg;
+            break;
+        case O_PORT:
+            opt.port = optarg;
+            break;
+        case O_WARMUP:
+            opt.warmup = num(optarg, "--warmup", 0, 3600);
+            break;
+        case O_PID:
+            opt.pid = (int)num(optarg, "--pid", 1, INT_MAX);
+            break;
+        case O_JSON:
+            opt.json = true;
+            break;
+        case O_TIMEOUT:
+            opt.timeout = num(optarg, "--timeout", 0.1, 3600);
+            break;
+        case O_FREE:
+            return free_port();
+        case 'h':
+            usage(stdout);
+            return 0;
+        default:
+            usage(stderr);
+            return 2;
         }
     }
     if (optind != argc - 1 || opt.port == NULL) {
@@ -834,15 +868,15 @@ int main(int argc, char **argv)
         rl.rlim_cur = rl.rlim_max;
         (void)setrlimit(RLIMIT_NOFILE, &rl);
         if (rl.rlim_cur < opt.nconns + 64)
-            die("%u connections need %u descriptors; the limit is %llu",
-                opt.nconns, opt.nconns + 64, (unsigned long long)rl.rlim_cur);
+            die("%u connections need %u descriptors; the limit is %llu", opt.nconns,
+                opt.nconns + 64, (unsigned long long)rl.rlim_cur);
     }
     signal(SIGPIPE, SIG_IGN);
     signal(SIGALRM, on_alarm);
     alarm((unsigned)ceil(opt.warmup + opt.duration + 3 * opt.timeout + 5));
 
     pattern_init();
-    g.c = calloc(opt.nconns, sizeof *g.c);
+    g.c = calloc(opt.nconns, sizeof(*g.c));
     mio_events_t *events = mio_events_new(1024);
     if (g.c == NULL || events == NULL)
         die("out of memory");

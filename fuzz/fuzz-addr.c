@@ -38,14 +38,14 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 /* Stops the run with a message: libFuzzer reports the input. */
-#define CHECK(cond, ...)                                                   \
-    do {                                                                   \
-        if (!(cond)) {                                                     \
-            fprintf(stderr, "fuzz-addr: check failed: %s: ", #cond);       \
-            fprintf(stderr, __VA_ARGS__);                                  \
-            fputc('\n', stderr);                                           \
-            abort();                                                       \
-        }                                                                  \
+#define CHECK(cond, ...)                                             \
+    do {                                                             \
+        if (!(cond)) {                                               \
+            fprintf(stderr, "fuzz-addr: check failed: %s: ", #cond); \
+            fprintf(stderr, __VA_ARGS__);                            \
+            fputc('\n', stderr);                                     \
+            abort();                                                 \
+        }                                                            \
     } while (0)
 
 static const char *use_name(enum addr_use use)
@@ -68,7 +68,8 @@ static void check_scope(const char *text, const addr_t *plain)
         abort();
     if (!looked++ && if_indextoname(1, lo) == NULL)
         lo[0] = '\0';
-    if (lo[0] == '\0' || close == NULL || memchr(text, '%', (size_t)(close - text)) != NULL) {
+    if (lo[0] == '\0' || close == NULL ||
+        memchr(text, '%', (size_t)(close - text)) != NULL) {
         free(err);
         return;
     }
@@ -84,11 +85,11 @@ static void check_scope(const char *text, const addr_t *plain)
     a.u.in6.sin6_scope_id = 0;
     CHECK(addr_equal(&a, plain), "\"%s\" is not \"%s\" with a scope", scoped, text);
     a.u.in6.sin6_scope_id = 1;
-    addr_format(&a, formatted, sizeof formatted);
+    addr_format(&a, formatted, sizeof(formatted));
     CHECK(addr_parse(formatted, ADDR_LISTEN, &again, 1, &n, err, ERRLEN) == 0 &&
               addr_equal(&a, &again),
-          "\"%s\" formats as \"%s\", which does not parse back: %s", scoped,
-          formatted, err);
+          "\"%s\" formats as \"%s\", which does not parse back: %s", scoped, formatted,
+          err);
     CHECK(!addr_equal(&a, plain), "a scope makes no difference to \"%s\"", text);
     free(scoped);
     free(err);
@@ -105,14 +106,14 @@ static void check_addr(const char *text, enum addr_use use)
 
     if (err == NULL || small == NULL)
         abort();
-    memset(out, 0xa5, sizeof out);
-    memcpy(before, out, sizeof out);
+    memset(out, 0xa5, sizeof(out));
+    memcpy(before, out, sizeof(out));
     err[0] = '\0';
     rc = addr_parse(text, use, out, 2, &n, err, ERRLEN);
     if (rc != 0) {
         CHECK(rc == -1, "\"%s\" (%s): returned %d", text, use_name(use), rc);
         CHECK(n == 0, "\"%s\" (%s): refused with n = %zu", text, use_name(use), n);
-        CHECK(memcmp(out, before, sizeof out) == 0,
+        CHECK(memcmp(out, before, sizeof(out)) == 0,
               "\"%s\" (%s): refused, but out was written", text, use_name(use));
         CHECK(memchr(err, '\0', ERRLEN) != NULL && err[0] != '\0',
               "\"%s\" (%s): refused without a message", text, use_name(use));
@@ -127,9 +128,8 @@ static void check_addr(const char *text, enum addr_use use)
     }
     CHECK(n == 1 || (n == 2 && use == ADDR_LISTEN && text[0] == '*'),
           "\"%s\" (%s): accepted with n = %zu", text, use_name(use), n);
-    CHECK(memcmp(&out[n], &before[n], sizeof out - n * sizeof out[0]) == 0,
-          "\"%s\" (%s): wrote past the %zu addresses it gave", text,
-          use_name(use), n);
+    CHECK(memcmp(&out[n], &before[n], sizeof(out) - n * sizeof(out[0])) == 0,
+          "\"%s\" (%s): wrote past the %zu addresses it gave", text, use_name(use), n);
     if (n == 2) {
         addr_t one[1];
         size_t m = 99;
@@ -147,7 +147,7 @@ static void check_addr(const char *text, enum addr_use use)
               "\"%s\": family %d", text, family);
         CHECK(family != AF_UNIX || strncmp(text, "unix:", 5) == 0,
               "\"%s\": a Unix address from a text without unix:", text);
-        CHECK(a->len > 0 && a->len <= sizeof a->u, "\"%s\": len %u", text,
+        CHECK(a->len > 0 && a->len <= sizeof(a->u), "\"%s\": len %u", text,
               (unsigned)a->len);
         CHECK(addr_equal(a, a), "\"%s\": not equal to itself", text);
         if (family == AF_UNIX ||
@@ -158,8 +158,8 @@ static void check_addr(const char *text, enum addr_use use)
             size_t k = addr_source_key(a, key);
             CHECK(k == 4 || k == 16, "\"%s\": source key of %zu bytes", text, k);
         }
-        addr_format(a, formatted, sizeof formatted);
-        CHECK(memchr(formatted, '\0', sizeof formatted) != NULL,
+        addr_format(a, formatted, sizeof(formatted));
+        CHECK(memchr(formatted, '\0', sizeof(formatted)) != NULL,
               "\"%s\": formatted without a NUL", text);
         /* What goes into log lines: printable ASCII only, no space. */
         for (const char *c = formatted; family == AF_UNIX && *c != '\0'; c++)
@@ -172,16 +172,15 @@ static void check_addr(const char *text, enum addr_use use)
         if (family == AF_UNIX && strstr(formatted, "\\x") != NULL)
             continue;
         CHECK(addr_parse(formatted, use, again, 2, &m, err, ERRLEN) == 0,
-              "\"%s\" (%s) formats as \"%s\", which is refused: %s", text,
-              use_name(use), formatted, err);
-        CHECK(m == 1, "\"%s\" formats as \"%s\", which gives %zu addresses",
-              text, formatted, m);
+              "\"%s\" (%s) formats as \"%s\", which is refused: %s", text, use_name(use),
+              formatted, err);
+        CHECK(m == 1, "\"%s\" formats as \"%s\", which gives %zu addresses", text,
+              formatted, m);
         CHECK(addr_equal(a, &again[0]),
-              "\"%s\" (%s) formats as \"%s\", which parses to another address",
-              text, use_name(use), formatted);
-        CHECK(a->len == again[0].len,
-              "\"%s\" formats as \"%s\": len %u, then %u", text, formatted,
-              (unsigned)a->len, (unsigned)again[0].len);
+              "\"%s\" (%s) formats as \"%s\", which parses to another address", text,
+              use_name(use), formatted);
+        CHECK(a->len == again[0].len, "\"%s\" formats as \"%s\": len %u, then %u", text,
+              formatted, (unsigned)a->len, (unsigned)again[0].len);
         if (use == ADDR_LISTEN && family == AF_INET6 && text[0] == '[' &&
             a->u.in6.sin6_scope_id == 0)
             check_scope(text, a);
@@ -200,13 +199,13 @@ static void check_cidr(const char *text)
 
     if (err == NULL)
         abort();
-    memset(&c, 0x5a, sizeof c);
+    memset(&c, 0x5a, sizeof(c));
     before = c;
     err[0] = '\0';
     rc = cidr_parse(text, &c, err, ERRLEN);
     if (rc != 0) {
         CHECK(rc == -1, "\"%s\": cidr_parse returned %d", text, rc);
-        CHECK(memcmp(&c, &before, sizeof c) == 0,
+        CHECK(memcmp(&c, &before, sizeof(c)) == 0,
               "\"%s\": CIDR refused, but out was written", text);
         CHECK(memchr(err, '\0', ERRLEN) != NULL && err[0] != '\0',
               "\"%s\": CIDR refused without a message", text);
@@ -218,29 +217,27 @@ static void check_cidr(const char *text)
           "\"%s\": family %d, /%u", text, c.family, c.bits);
     for (unsigned i = 0; i < 16; i++) {
         unsigned from = i * 8;
-        uint8_t host = from >= c.bits ? 0xff
+        uint8_t host = from >= c.bits       ? 0xff
                        : c.bits - from >= 8 ? 0
                                             : (uint8_t)(0xffu >> (c.bits - from));
-        CHECK((c.net[i] & host) == 0, "\"%s\": host bits left in byte %u",
-              text, i);
+        CHECK((c.net[i] & host) == 0, "\"%s\": host bits left in byte %u", text, i);
     }
-    cidr_format(&c, formatted, sizeof formatted);
-    memset(&again, 0, sizeof again);
+    cidr_format(&c, formatted, sizeof(formatted));
+    memset(&again, 0, sizeof(again));
     CHECK(cidr_parse(formatted, &again, err, ERRLEN) == 0,
           "\"%s\" formats as \"%s\", which is refused: %s", text, formatted, err);
     CHECK(again.family == c.family && again.bits == c.bits &&
-              memcmp(again.net, c.net, sizeof c.net) == 0,
-          "\"%s\" formats as \"%s\", which parses to another range", text,
-          formatted);
-    memset(&net, 0, sizeof net);
+              memcmp(again.net, c.net, sizeof(c.net)) == 0,
+          "\"%s\" formats as \"%s\", which parses to another range", text, formatted);
+    memset(&net, 0, sizeof(net));
     if (c.family == AF_INET) {
         net.u.in.sin_family = AF_INET;
         memcpy(&net.u.in.sin_addr, c.net, 4);
-        net.len = sizeof net.u.in;
+        net.len = sizeof(net.u.in);
     } else {
         net.u.in6.sin6_family = AF_INET6;
         memcpy(&net.u.in6.sin6_addr, c.net, 16);
-        net.len = sizeof net.u.in6;
+        net.len = sizeof(net.u.in6);
     }
     CHECK(cidr_match(&c, &net), "\"%s\": does not match its own network", text);
     free(err);

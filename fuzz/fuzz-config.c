@@ -73,37 +73,42 @@ int getpwnam_r(const char *name, struct passwd *pw, char *buf, size_t len,
 int getpwnam_r(const char *name, struct passwd *pw, char *buf, size_t len,
                struct passwd **result)
 {
-    static const struct { const char *name; uid_t id; } users[] = {
-        { "root", 0 }, { "nobody", 65534 },
+    static const struct {
+        const char *name;
+        uid_t id;
+    } users[] = {
+        {"root", 0},
+        {"nobody", 65534},
     };
 
     *result = NULL;
-    for (size_t i = 0; i < sizeof users / sizeof users[0]; i++) {
+    for (size_t i = 0; i < sizeof(users) / sizeof(users[0]); i++) {
         if (strcmp(name, users[i].name) != 0)
             continue;
         if (strlen(name) + 1 > len)
             return ERANGE;
         memcpy(buf, name, strlen(name) + 1);
-        *pw = (struct passwd){ .pw_name = buf, .pw_passwd = buf + strlen(name),
-                               .pw_uid = users[i].id, .pw_gid = users[i].id,
-                               .pw_gecos = buf + strlen(name),
-                               .pw_dir = buf + strlen(name),
-                               .pw_shell = buf + strlen(name) };
+        *pw = (struct passwd){.pw_name = buf,
+                              .pw_passwd = buf + strlen(name),
+                              .pw_uid = users[i].id,
+                              .pw_gid = users[i].id,
+                              .pw_gecos = buf + strlen(name),
+                              .pw_dir = buf + strlen(name),
+                              .pw_shell = buf + strlen(name)};
         *result = pw;
         return 0;
     }
     return 0;
 }
 
-
-#define CHECK(cond, ...)                                                   \
-    do {                                                                   \
-        if (!(cond)) {                                                     \
-            fprintf(stderr, "fuzz-config: check failed: %s: ", #cond);     \
-            fprintf(stderr, __VA_ARGS__);                                  \
-            fputc('\n', stderr);                                           \
-            abort();                                                       \
-        }                                                                  \
+#define CHECK(cond, ...)                                               \
+    do {                                                               \
+        if (!(cond)) {                                                 \
+            fprintf(stderr, "fuzz-config: check failed: %s: ", #cond); \
+            fprintf(stderr, __VA_ARGS__);                              \
+            fputc('\n', stderr);                                       \
+            abort();                                                   \
+        }                                                              \
     } while (0)
 
 static int fd = -1;
@@ -128,9 +133,9 @@ static void open_file(void)
             abort();
         }
         atexit(remove_temp);
-        snprintf(path, sizeof path, "%s", temp_path);
+        snprintf(path, sizeof(path), "%s", temp_path);
     } else {
-        snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+        snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
     }
 }
 
@@ -173,8 +178,7 @@ static void check_config(const struct config *cfg)
           cfg->path != NULL ? cfg->path : "(null)");
     CHECK(cfg->user != NULL && cfg->pidfile != NULL, "user or pidfile NULL");
     CHECK(cfg->workers <= 256, "workers %u", cfg->workers);
-    CHECK(cfg->max_connections <= 1000000, "max_connections %u",
-          cfg->max_connections);
+    CHECK(cfg->max_connections <= 1000000, "max_connections %u", cfg->max_connections);
     CHECK(cfg->shutdown_timeout_ms >= 0 && cfg->shutdown_timeout_ms <= 3600000,
           "shutdown_timeout %lld ms", (long long)cfg->shutdown_timeout_ms);
     CHECK(cfg->nlisteners >= 1 && cfg->listeners != NULL, "%zu listeners",
@@ -195,12 +199,11 @@ static void check_config(const struct config *cfg)
                 for (size_t m = 0; m < (j == i ? k : o->nlisten); m++)
                     CHECK(!addr_overlaps(&lc->listen[k].addr, &o->listen[m].addr),
                           "\"%s\" of \"%s\" overlaps \"%s\" of \"%s\"",
-                          lc->listen[k].text, lc->name, o->listen[m].text,
-                          o->name);
+                          lc->listen[k].text, lc->name, o->listen[m].text, o->name);
             }
         }
-        CHECK(lc->buffer_size >= 1024 && lc->buffer_size <= 16777216,
-              "buffer_size %zu", lc->buffer_size);
+        CHECK(lc->buffer_size >= 1024 && lc->buffer_size <= 16777216, "buffer_size %zu",
+              lc->buffer_size);
         CHECK(lc->idle_timeout_ms >= 0, "idle_timeout %lld ms",
               (long long)lc->idle_timeout_ms);
         CHECK(lc->nallow == 0 || lc->allow != NULL, "allow");
@@ -264,8 +267,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
               "message does not start with the name: %s", err);
         for (size_t i = 0; i < n; i++)
             CHECK((unsigned char)err[i] >= 0x20 && err[i] != 0x7f,
-                  "control byte 0x%02x in the message: %s",
-                  (unsigned char)err[i], err);
+                  "control byte 0x%02x in the message: %s", (unsigned char)err[i], err);
         CHECK(valid_utf8(err), "not UTF-8: %s", err);
     } else {
         CHECK(err[0] == '\0', "loaded, with a message: %s", err);

@@ -33,14 +33,14 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define CHECK(cond, ...)                                                   \
-    do {                                                                   \
-        if (!(cond)) {                                                     \
-            fprintf(stderr, "fuzz-http: check failed: %s: ", #cond);       \
-            fprintf(stderr, __VA_ARGS__);                                  \
-            fputc('\n', stderr);                                           \
-            abort();                                                       \
-        }                                                                  \
+#define CHECK(cond, ...)                                             \
+    do {                                                             \
+        if (!(cond)) {                                               \
+            fprintf(stderr, "fuzz-http: check failed: %s: ", #cond); \
+            fprintf(stderr, __VA_ARGS__);                            \
+            fputc('\n', stderr);                                     \
+            abort();                                                 \
+        }                                                            \
     } while (0)
 
 /* What a reader made of the input. */
@@ -51,9 +51,8 @@ struct verdict {
 
 /* Feeds data[from..to) to r as one heap piece of exactly its bytes (`one`
  * when it is one byte long); adds what was taken to v->used. */
-static enum http_result feed(struct http_reader *r, const uint8_t *data,
-                             size_t from, size_t to, uint8_t *one,
-                             struct verdict *v)
+static enum http_result feed(struct http_reader *r, const uint8_t *data, size_t from,
+                             size_t to, uint8_t *one, struct verdict *v)
 {
     size_t n = to - from, used = 99999;
     uint8_t *piece = n == 1 ? one : malloc(n > 0 ? n : 1);
@@ -66,10 +65,9 @@ static enum http_result feed(struct http_reader *r, const uint8_t *data,
     if (piece != one)
         free(piece);
     CHECK(used <= n, "took %zu of %zu bytes", used, n);
-    CHECK(res != HTTP_NEED_MORE || used == n,
-          "needs more, yet took %zu of %zu bytes", used, n);
-    CHECK(res == HTTP_NEED_MORE || n == 0 || used > 0,
-          "a verdict at no byte of %zu", n);
+    CHECK(res != HTTP_NEED_MORE || used == n, "needs more, yet took %zu of %zu bytes",
+          used, n);
+    CHECK(res == HTTP_NEED_MORE || n == 0 || used > 0, "a verdict at no byte of %zu", n);
     v->used += used;
     v->result = res;
     return res;
@@ -77,9 +75,8 @@ static enum http_result feed(struct http_reader *r, const uint8_t *data,
 
 /* Feeds the input in pieces ending at the points of cuts[] (ascending,
  * the last one size), stopping at a verdict. */
-static void read_in_pieces(struct http_reader *r, const uint8_t *data,
-                           const size_t *cuts, size_t ncuts, uint8_t *one,
-                           struct verdict *v)
+static void read_in_pieces(struct http_reader *r, const uint8_t *data, const size_t *cuts,
+                           size_t ncuts, uint8_t *one, struct verdict *v)
 {
     size_t from = 0;
 
@@ -100,20 +97,17 @@ static void check_same(const char *how, const struct http_reader *a,
 {
     CHECK(va->result == vb->result, "%s: result %d, whole %d", how, vb->result,
           va->result);
-    CHECK(va->used == vb->used, "%s: took %zu bytes, whole %zu", how, vb->used,
-          va->used);
-    CHECK(a->total == b->total, "%s: total %zu, whole %zu", how, b->total,
-          a->total);
-    CHECK(a->method == b->method, "%s: method %d, whole %d", how, b->method,
-          a->method);
+    CHECK(va->used == vb->used, "%s: took %zu bytes, whole %zu", how, vb->used, va->used);
+    CHECK(a->total == b->total, "%s: total %zu, whole %zu", how, b->total, a->total);
+    CHECK(a->method == b->method, "%s: method %d, whole %d", how, b->method, a->method);
     if (va->result == HTTP_BAD) {
         CHECK(a->status == b->status && a->why == b->why,
-              "%s: refused with %d (%s), whole with %d (%s)", how, b->status,
-              b->why, a->status, a->why);
+              "%s: refused with %d (%s), whole with %d (%s)", how, b->status, b->why,
+              a->status, a->why);
     } else if (va->result == HTTP_COMPLETE) {
         CHECK(a->minor == b->minor && strcmp(a->target, b->target) == 0,
-              "%s: HTTP/1.%d \"%s\", whole HTTP/1.%d \"%s\"", how, b->minor,
-              b->target, a->minor, a->target);
+              "%s: HTTP/1.%d \"%s\", whole HTTP/1.%d \"%s\"", how, b->minor, b->target,
+              a->minor, a->target);
     }
 }
 
@@ -136,10 +130,10 @@ static void check_response(int status, const uint8_t *data, size_t size)
         char *shorter = malloc((size_t)n);
 
         CHECK(n < ROOM && buf[n] == '\0', "head of %d bytes in %d", n, ROOM);
-        snprintf(expect, sizeof expect, "HTTP/1.1 %d %s\r\n", status,
+        snprintf(expect, sizeof(expect), "HTTP/1.1 %d %s\r\n", status,
                  http_status_text(status));
         CHECK(strncmp(buf, expect, strlen(expect)) == 0, "status line: %.40s", buf);
-        snprintf(expect, sizeof expect, "\r\nContent-Length: %zu\r\n", size);
+        snprintf(expect, sizeof(expect), "\r\nContent-Length: %zu\r\n", size);
         CHECK(strstr(buf, expect) != NULL, "no %s in %s", expect, buf);
         CHECK(n >= 4 && memcmp(buf + n - 4, "\r\n\r\n", 4) == 0,
               "head does not end with CRLF CRLF: %s", buf);
@@ -160,7 +154,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     static struct http_reader whole, split, bytes;
     struct verdict vw, vs, vb;
     size_t cut = size > 0 ? data[0] % (size + 1) : 0;
-    size_t cuts[2] = { cut, size };
+    size_t cuts[2] = {cut, size};
     static uint8_t *one;
 
     if (one == NULL && (one = malloc(1)) == NULL)
@@ -170,20 +164,18 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     read_in_pieces(&whole, data, &size, 1, one, &vw);
     switch (vw.result) {
     case HTTP_NEED_MORE:
-        CHECK(vw.used == size && whole.total == size &&
-                  whole.total < HTTP_HEAD_MAX,
+        CHECK(vw.used == size && whole.total == size && whole.total < HTTP_HEAD_MAX,
               "needs more after %zu bytes (total %zu)", size, whole.total);
         break;
     case HTTP_COMPLETE: {
-        size_t tlen = strnlen(whole.target, sizeof whole.target);
+        size_t tlen = strnlen(whole.target, sizeof(whole.target));
         CHECK(whole.method == HTTP_METHOD_GET || whole.method == HTTP_METHOD_HEAD,
               "complete with method %d", whole.method);
         CHECK(whole.minor == 0 || whole.minor == 1, "HTTP/1.%d", whole.minor);
         CHECK(tlen > 0 && tlen <= HTTP_LINE_MAX, "target of %zu bytes", tlen);
         for (size_t i = 0; i < tlen; i++)
             CHECK(whole.target[i] > 0x20 && whole.target[i] < 0x7f,
-                  "byte %zu of the target is 0x%02x", i,
-                  (unsigned char)whole.target[i]);
+                  "byte %zu of the target is 0x%02x", i, (unsigned char)whole.target[i]);
         CHECK(vw.used >= 4 && memcmp(data + vw.used - 4, "\r\n\r\n", 4) == 0,
               "complete at byte %zu, not after CRLF CRLF", vw.used);
         CHECK(whole.total == vw.used && whole.total <= HTTP_HEAD_MAX,
@@ -207,8 +199,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         /* It stays so, and takes nothing more. */
         size_t used = 99999;
         enum http_result res = http_read(&whole, data, size, &used);
-        CHECK(res == vw.result && used == 0,
-              "a second read gives %d after %zu bytes", res, used);
+        CHECK(res == vw.result && used == 0, "a second read gives %d after %zu bytes",
+              res, used);
     }
 
     if (vw.result != HTTP_NEED_MORE)

@@ -32,14 +32,14 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define CHECK(cond, ...)                                                   \
-    do {                                                                   \
-        if (!(cond)) {                                                     \
-            fprintf(stderr, "fuzz-proxy: check failed: %s: ", #cond);      \
-            fprintf(stderr, __VA_ARGS__);                                  \
-            fputc('\n', stderr);                                           \
-            abort();                                                       \
-        }                                                                  \
+#define CHECK(cond, ...)                                              \
+    do {                                                              \
+        if (!(cond)) {                                                \
+            fprintf(stderr, "fuzz-proxy: check failed: %s: ", #cond); \
+            fprintf(stderr, __VA_ARGS__);                             \
+            fputc('\n', stderr);                                      \
+            abort();                                                  \
+        }                                                             \
     } while (0)
 
 /* Past this, prefixes are looked at only at a few points. */
@@ -54,8 +54,8 @@ static bool same_info(const struct proxy_info *a, const struct proxy_info *b)
 }
 
 /* proxy_parse() on buf[0..k), the bytes after k poisoned for ASan. */
-static int parse_prefix(const uint8_t *buf, size_t len, size_t k,
-                        struct proxy_info *out, const char **why)
+static int parse_prefix(const uint8_t *buf, size_t len, size_t k, struct proxy_info *out,
+                        const char **why)
 {
     int rc;
 
@@ -73,18 +73,18 @@ static void round_trip(int version, const struct proxy_info *info)
     const char *why = NULL;
     int n, rc;
 
-    n = proxy_build(version, &info->src, &info->dst, built, sizeof built);
+    n = proxy_build(version, &info->src, &info->dst, built, sizeof(built));
     CHECK(n > 0, "v%d: proxy_build refused what was parsed (%d)", version, n);
     CHECK(n <= (version == 1 ? 107 : 16 + 216), "v%d: built %d bytes", version, n);
-    memset(shorter, 0xee, sizeof shorter);
+    memset(shorter, 0xee, sizeof(shorter));
     CHECK(proxy_build(version, &info->src, &info->dst, shorter, (size_t)n - 1) == -1,
           "v%d: built %d bytes into %d", version, n, n - 1);
     for (int i = 0; i < n; i++)
         CHECK(shorter[i] == 0xee, "v%d: a refused build wrote byte %d", version, i);
-    memset(&back, 0, sizeof back);
+    memset(&back, 0, sizeof(back));
     rc = proxy_parse(built, (size_t)n, &back, &why);
-    CHECK(rc == n, "v%d: the header built (%d bytes) parses as %d: %s", version,
-          n, rc, why != NULL ? why : "");
+    CHECK(rc == n, "v%d: the header built (%d bytes) parses as %d: %s", version, n, rc,
+          why != NULL ? why : "");
     if (version == 1 && !info->local && info->src.u.sa.sa_family == AF_UNIX) {
         CHECK(back.local, "v1: a Unix pair is not sent as UNKNOWN");
         return;
@@ -100,11 +100,11 @@ static addr_t canonical(const addr_t *a)
     addr_t c = *a;
 
     if (a->u.sa.sa_family == AF_INET6 && IN6_IS_ADDR_V4MAPPED(&a->u.in6.sin6_addr)) {
-        memset(&c, 0, sizeof c);
+        memset(&c, 0, sizeof(c));
         c.u.in.sin_family = AF_INET;
         memcpy(&c.u.in.sin_addr, ip6 + 12, 4);
         c.u.in.sin_port = a->u.in6.sin6_port;
-        c.len = sizeof c.u.in;
+        c.len = sizeof(c.u.in);
     }
     return c;
 }
@@ -118,13 +118,13 @@ static bool other_family(const addr_t *a, addr_t *out)
     }
     if (a->u.sa.sa_family != AF_INET)
         return false;
-    memset(out, 0, sizeof *out);
+    memset(out, 0, sizeof(*out));
     out->u.in6.sin6_family = AF_INET6;
     out->u.in6.sin6_addr.s6_addr[10] = 0xff;
     out->u.in6.sin6_addr.s6_addr[11] = 0xff;
     memcpy(out->u.in6.sin6_addr.s6_addr + 12, &a->u.in.sin_addr, 4);
     out->u.in6.sin6_port = a->u.in.sin_port;
-    out->len = sizeof out->u.in6;
+    out->len = sizeof(out->u.in6);
     return true;
 }
 
@@ -137,10 +137,10 @@ static void mixed(const addr_t *src, const addr_t *dst, bool local,
         uint8_t built[PROXY_MAX_HEADER];
         struct proxy_info back;
         addr_t a, b;
-        int n = proxy_build(version, src, dst, built, sizeof built);
+        int n = proxy_build(version, src, dst, built, sizeof(built));
 
         CHECK(n > 0, "v%d: a mixed pair is refused (%d)", version, n);
-        memset(&back, 0, sizeof back);
+        memset(&back, 0, sizeof(back));
         CHECK(proxy_parse(built, (size_t)n, &back, NULL) == n,
               "v%d: the header built for a mixed pair does not parse", version);
         CHECK(back.local == local, "v%d: a mixed pair parses %s", version,
@@ -154,8 +154,7 @@ static void mixed(const addr_t *src, const addr_t *dst, bool local,
         CHECK(addr_equal(&a, &b), "v%d: a mixed pair's source changed", version);
         a = canonical(want_dst);
         b = canonical(&back.dst);
-        CHECK(addr_equal(&a, &b), "v%d: a mixed pair's destination changed",
-              version);
+        CHECK(addr_equal(&a, &b), "v%d: a mixed pair's destination changed", version);
     }
 }
 
@@ -166,15 +165,15 @@ static void check_mixed(const struct proxy_info *info)
     addr_t other, unix_addr;
     int family = info->src.u.sa.sa_family;
 
-    memset(&unix_addr, 0, sizeof unix_addr);
+    memset(&unix_addr, 0, sizeof(unix_addr));
     unix_addr.u.un.sun_family = AF_UNIX;
     memcpy(unix_addr.u.un.sun_path, "/s", 3);
     unix_addr.len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + 3);
     if (family == AF_UNIX) {
         addr_t v4;
-        memset(&v4, 0, sizeof v4);
+        memset(&v4, 0, sizeof(v4));
         v4.u.in.sin_family = AF_INET;
-        v4.len = sizeof v4.u.in;
+        v4.len = sizeof(v4.u.in);
         mixed(&info->src, &v4, true, NULL, NULL);
         mixed(&v4, &info->dst, true, NULL, NULL);
         return;
@@ -200,14 +199,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     /* Exactly size bytes: with size 0 the one byte is poisoned. */
     if (size == 0)
         ASAN_POISON_MEMORY_REGION(buf, 1);
-    memset(&info, 0x77, sizeof info);
+    memset(&info, 0x77, sizeof(info));
     before = info;
     rc = proxy_parse(buf, size, &info, &why);
-    CHECK(rc >= -1 && (rc <= 0 || (size_t)rc <= size), "returned %d for %zu bytes",
-          rc, size);
+    CHECK(rc >= -1 && (rc <= 0 || (size_t)rc <= size), "returned %d for %zu bytes", rc,
+          size);
     CHECK(rc != -1 || why != NULL, "refused without a reason");
     if (rc <= 0)
-        CHECK(memcmp(&info, &before, sizeof info) == 0, "*out written, yet %d", rc);
+        CHECK(memcmp(&info, &before, sizeof(info)) == 0, "*out written, yet %d", rc);
     if (size == 0) {
         ASAN_UNPOISON_MEMORY_REGION(buf, 1);
         free(buf);
@@ -225,23 +224,22 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             CHECK(p == 0, "a prefix of %zu bytes of a %s gives %d (%s)", k,
                   rc > 0 ? "header" : "\"need more\"", p, why != NULL ? why : "");
         else
-            CHECK(prev != -1 || p == -1,
-                  "%zu bytes refused, %zu bytes give %d", k - 1, k, p);
+            CHECK(prev != -1 || p == -1, "%zu bytes refused, %zu bytes give %d", k - 1, k,
+                  p);
         prev = p;
     }
     if (rc > 0) {
         /* The same header alone, and with a different byte after it. */
         struct proxy_info alone;
 
-        memset(&alone, 0, sizeof alone);
+        memset(&alone, 0, sizeof(alone));
         CHECK(parse_prefix(buf, size, (size_t)rc, &alone, &why) == rc,
               "the header alone is not %d bytes", rc);
         CHECK(same_info(&info, &alone), "the header alone says otherwise");
         if ((size_t)rc < size) {
             buf[rc] ^= 0xff;
-            memset(&alone, 0, sizeof alone);
-            CHECK(proxy_parse(buf, size, &alone, &why) == rc &&
-                      same_info(&info, &alone),
+            memset(&alone, 0, sizeof(alone));
+            CHECK(proxy_parse(buf, size, &alone, &why) == rc && same_info(&info, &alone),
                   "the byte after the header changes it");
             buf[rc] ^= 0xff;
         }

@@ -20,14 +20,14 @@
 #include <stddef.h>
 #include <string.h>
 
-typedef int (*getaddrinfo_fn)(const char *, const char *,
-                              const struct addrinfo *, struct addrinfo **);
+typedef int (*getaddrinfo_fn)(const char *, const char *, const struct addrinfo *,
+                              struct addrinfo **);
 
-int getaddrinfo(const char *node, const char *service,
-                const struct addrinfo *hints, struct addrinfo **res);
+int getaddrinfo(const char *node, const char *service, const struct addrinfo *hints,
+                struct addrinfo **res);
 
-int getaddrinfo(const char *node, const char *service,
-                const struct addrinfo *hints, struct addrinfo **res)
+int getaddrinfo(const char *node, const char *service, const struct addrinfo *hints,
+                struct addrinfo **res)
 {
     static getaddrinfo_fn real;
     struct addrinfo fixed;
@@ -38,13 +38,12 @@ int getaddrinfo(const char *node, const char *service,
         return EAI_SYSTEM;
     if (node == NULL || (hints != NULL && (hints->ai_flags & AI_NUMERICHOST)))
         return real(node, service, hints, res);
-    memset(&fixed, 0, sizeof fixed);
+    memset(&fixed, 0, sizeof(fixed));
     if (hints != NULL)
         fixed = *hints;
     fixed.ai_flags |= AI_NUMERICHOST;
     fixed.ai_family = AF_UNSPEC;
-    return real(strlen(node) % 2 == 0 ? "127.0.0.1" : "::1", service, &fixed,
-                res);
+    return real(strlen(node) % 2 == 0 ? "127.0.0.1" : "::1", service, &fixed, res);
 }
 
 #endif

@@ -22,8 +22,8 @@
 #define HOST_MAX 253
 
 /* Writes a message into err (when there is room) and returns -1. */
-__attribute__((format(printf, 3, 4)))
-static int fail(char *err, size_t errlen, const char *fmt, ...)
+__attribute__((format(printf, 3, 4))) static int fail(char *err, size_t errlen,
+                                                      const char *fmt, ...)
 {
     va_list ap;
 
@@ -46,24 +46,21 @@ static bool all_of(const char *s, const char *set)
  * (host order).  Decimal digits only; 0 is allowed only for listen addresses.
  */
 static int parse_port(const char *text, const char *form, const char *digits,
-                      enum addr_use use, in_port_t *port, char *err,
-                      size_t errlen)
+                      enum addr_use use, in_port_t *port, char *err, size_t errlen)
 {
     unsigned min = use == ADDR_LISTEN ? 0 : 1;
     unsigned long value = 0;
 
     if (digits[0] == '\0')
-        return fail(err, errlen, "missing port in \"%s\"; expected %s", text,
-                    form);
+        return fail(err, errlen, "missing port in \"%s\"; expected %s", text, form);
     if (!all_of(digits, "0123456789"))
         return fail(err, errlen,
-                    "invalid port \"%s\" in \"%s\"; expected a decimal number",
-                    digits, text);
+                    "invalid port \"%s\" in \"%s\"; expected a decimal number", digits,
+                    text);
     for (const char *p = digits; *p != '\0' && value <= 65535; p++)
         value = value * 10 + (unsigned long)(*p - '0');
     if (value < min || value > 65535)
-        return fail(err, errlen, "port \"%s\" out of range %u-65535", digits,
-                    min);
+        return fail(err, errlen, "port \"%s\" out of range %u-65535", digits, min);
     *port = (in_port_t)value;
     return 0;
 }
@@ -71,23 +68,22 @@ static int parse_port(const char *text, const char *form, const char *digits,
 /* Fills a with the v4 address `ip` and port (host order). */
 static void set_v4(addr_t *a, const struct in_addr *ip, in_port_t port)
 {
-    memset(a, 0, sizeof *a);
+    memset(a, 0, sizeof(*a));
     a->u.in.sin_family = AF_INET;
     a->u.in.sin_addr = *ip;
     a->u.in.sin_port = htons(port);
-    a->len = sizeof a->u.in;
+    a->len = sizeof(a->u.in);
 }
 
 /* Fills a with the v6 address `ip`, port (host order) and scope. */
-static void set_v6(addr_t *a, const struct in6_addr *ip, in_port_t port,
-                   uint32_t scope)
+static void set_v6(addr_t *a, const struct in6_addr *ip, in_port_t port, uint32_t scope)
 {
-    memset(a, 0, sizeof *a);
+    memset(a, 0, sizeof(*a));
     a->u.in6.sin6_family = AF_INET6;
     a->u.in6.sin6_addr = *ip;
     a->u.in6.sin6_port = htons(port);
     a->u.in6.sin6_scope_id = scope;
-    a->len = sizeof a->u.in6;
+    a->len = sizeof(a->u.in6);
 }
 
 /* "unix:/abs/path": absolute, and short enough for sun_path with its NUL. */
@@ -97,13 +93,12 @@ static int parse_unix(const char *text, addr_t *a, char *err, size_t errlen)
     size_t n = strlen(path);
 
     if (path[0] != '/')
-        return fail(err, errlen, "unix socket path must be absolute: \"%s\"",
-                    text);
-    if (n >= sizeof a->u.un.sun_path)
+        return fail(err, errlen, "unix socket path must be absolute: \"%s\"", text);
+    if (n >= sizeof(a->u.un.sun_path))
         return fail(err, errlen,
-                    "unix socket path is %zu bytes long; the limit is %zu: \"%s\"",
-                    n, sizeof a->u.un.sun_path - 1, text);
-    memset(a, 0, sizeof *a);
+                    "unix socket path is %zu bytes long; the limit is %zu: \"%s\"", n,
+                    sizeof(a->u.un.sun_path) - 1, text);
+    memset(a, 0, sizeof(*a));
     a->u.un.sun_family = AF_UNIX;
     memcpy(a->u.un.sun_path, path, n + 1);
     a->len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + 1);
@@ -111,8 +106,8 @@ static int parse_unix(const char *text, addr_t *a, char *err, size_t errlen)
 }
 
 /* "[v6]:port" or "[v6%interface]:port". */
-static int parse_bracketed(const char *text, enum addr_use use, addr_t *a,
-                           char *err, size_t errlen)
+static int parse_bracketed(const char *text, enum addr_use use, addr_t *a, char *err,
+                           size_t errlen)
 {
     const char *close = strchr(text, ']');
     const char *pct, *end;
@@ -123,35 +118,32 @@ static int parse_bracketed(const char *text, enum addr_use use, addr_t *a,
     size_t n;
 
     if (close == NULL)
-        return fail(err, errlen, "missing ']' in \"%s\"; expected [v6]:port",
-                    text);
+        return fail(err, errlen, "missing ']' in \"%s\"; expected [v6]:port", text);
     pct = memchr(text + 1, '%', (size_t)(close - text - 1));
     end = pct != NULL ? pct : close;
     n = (size_t)(end - text - 1);
-    if (n < sizeof ip_text) {
+    if (n < sizeof(ip_text)) {
         memcpy(ip_text, text + 1, n);
         ip_text[n] = '\0';
     }
-    if (n >= sizeof ip_text || inet_pton(AF_INET6, ip_text, &ip) != 1)
-        return fail(err, errlen, "invalid IPv6 address \"%.*s\" in \"%s\"",
-                    (int)n, text + 1, text);
+    if (n >= sizeof(ip_text) || inet_pton(AF_INET6, ip_text, &ip) != 1)
+        return fail(err, errlen, "invalid IPv6 address \"%.*s\" in \"%s\"", (int)n,
+                    text + 1, text);
     if (pct != NULL) {
         n = (size_t)(close - pct - 1);
         if (n == 0)
-            return fail(err, errlen,
-                        "missing interface name after '%%' in \"%s\"", text);
-        if (n < sizeof ifname) {
+            return fail(err, errlen, "missing interface name after '%%' in \"%s\"", text);
+        if (n < sizeof(ifname)) {
             memcpy(ifname, pct + 1, n);
             ifname[n] = '\0';
             scope = if_nametoindex(ifname);
         }
         if (scope == 0)
-            return fail(err, errlen, "unknown interface \"%.*s\" in \"%s\"",
-                        (int)n, pct + 1, text);
+            return fail(err, errlen, "unknown interface \"%.*s\" in \"%s\"", (int)n,
+                        pct + 1, text);
     }
     if (close[1] == '\0')
-        return fail(err, errlen, "missing port in \"%s\"; expected [v6]:port",
-                    text);
+        return fail(err, errlen, "missing port in \"%s\"; expected [v6]:port", text);
     if (close[1] != ':')
         return fail(err, errlen,
                     "unexpected \"%s\" after ']' in \"%s\"; expected [v6]:port",
@@ -163,16 +155,16 @@ static int parse_bracketed(const char *text, enum addr_use use, addr_t *a,
 }
 
 /* "*:port": 0.0.0.0 then [::], listen addresses only. */
-static int parse_wildcard(const char *text, enum addr_use use, addr_t a[2],
-                          char *err, size_t errlen)
+static int parse_wildcard(const char *text, enum addr_use use, addr_t a[2], char *err,
+                          size_t errlen)
 {
-    struct in_addr any4 = { .s_addr = htonl(INADDR_ANY) };
+    struct in_addr any4 = {.s_addr = htonl(INADDR_ANY)};
     in_port_t port = 0; /* parse_port() sets it on success */
 
     if (use != ADDR_LISTEN)
-        return fail(err, errlen,
-                    "\"*\" is for listen addresses only; an upstream needs a host: \"%s\"",
-                    text);
+        return fail(
+            err, errlen,
+            "\"*\" is for listen addresses only; an upstream needs a host: \"%s\"", text);
     if (strcmp(text, "*") == 0)
         return fail(err, errlen, "missing port in \"*\"; expected *:port");
     if (text[1] != ':')
@@ -190,8 +182,7 @@ static int parse_wildcard(const char *text, enum addr_use use, addr_t a[2],
  */
 static bool legacy_numeric(const char *host)
 {
-    struct addrinfo hints = { .ai_flags = AI_NUMERICHOST,
-                              .ai_socktype = SOCK_STREAM };
+    struct addrinfo hints = {.ai_flags = AI_NUMERICHOST, .ai_socktype = SOCK_STREAM};
     struct addrinfo *res;
 
     if (getaddrinfo(host, NULL, &hints, &res) != 0)
@@ -205,11 +196,10 @@ static bool legacy_numeric(const char *host)
  * address getaddrinfo gives, in its order (the one RFC 6724 sorting and
  * gai.conf made), each once; *n gets how many.
  */
-static int resolve(const char *text, const char *host, in_port_t port,
-                   addr_t *a, size_t max, size_t *n, char *err, size_t errlen)
+static int resolve(const char *text, const char *host, in_port_t port, addr_t *a,
+                   size_t max, size_t *n, char *err, size_t errlen)
 {
-    struct addrinfo hints = { .ai_flags = AI_NUMERICSERV,
-                              .ai_socktype = SOCK_STREAM };
+    struct addrinfo hints = {.ai_flags = AI_NUMERICSERV, .ai_socktype = SOCK_STREAM};
     struct addrinfo *res;
     char service[8];
     size_t count = 0;
@@ -217,25 +207,21 @@ static int resolve(const char *text, const char *host, in_port_t port,
 
     if (!all_of(host, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
                       "0123456789-._"))
-        return fail(err, errlen, "invalid host name \"%s\" in \"%s\"", host,
-                    text);
+        return fail(err, errlen, "invalid host name \"%s\" in \"%s\"", host, text);
     if (legacy_numeric(host))
-        return fail(err, errlen, "invalid IPv4 address \"%s\" in \"%s\"", host,
-                    text);
-    snprintf(service, sizeof service, "%u", (unsigned)port);
+        return fail(err, errlen, "invalid IPv4 address \"%s\" in \"%s\"", host, text);
+    snprintf(service, sizeof(service), "%u", (unsigned)port);
     rc = getaddrinfo(host, service, &hints, &res);
     if (rc != 0)
-        return fail(err, errlen, "cannot resolve \"%s\": %s", host,
-                    gai_strerror(rc));
-    for (const struct addrinfo *r = res; r != NULL && count < max;
-         r = r->ai_next) {
+        return fail(err, errlen, "cannot resolve \"%s\": %s", host, gai_strerror(rc));
+    for (const struct addrinfo *r = res; r != NULL && count < max; r = r->ai_next) {
         addr_t found;
         bool seen = false;
 
-        if ((r->ai_family != AF_INET && r->ai_family != AF_INET6) ||
-            r->ai_addr == NULL || r->ai_addrlen > sizeof found.u)
+        if ((r->ai_family != AF_INET && r->ai_family != AF_INET6) || r->ai_addr == NULL ||
+            r->ai_addrlen > sizeof(found.u))
             continue;
-        memset(&found, 0, sizeof found);
+        memset(&found, 0, sizeof(found));
         memcpy(&found.u, r->ai_addr, r->ai_addrlen);
         found.len = r->ai_addrlen;
         for (size_t i = 0; i < count && !seen; i++)
@@ -245,16 +231,15 @@ static int resolve(const char *text, const char *host, in_port_t port,
     }
     freeaddrinfo(res);
     if (count == 0)
-        return fail(err, errlen, "cannot resolve \"%s\": no IPv4 or IPv6 address",
-                    host);
+        return fail(err, errlen, "cannot resolve \"%s\": no IPv4 or IPv6 address", host);
     *n = count;
     return 0;
 }
 
 /* "A.B.C.D:port", or for upstreams "name:port" (up to max addresses, their
  * number in *count). */
-static int parse_host(const char *text, enum addr_use use, addr_t *a,
-                      size_t max, size_t *count, char *err, size_t errlen)
+static int parse_host(const char *text, enum addr_use use, addr_t *a, size_t max,
+                      size_t *count, char *err, size_t errlen)
 {
     const char *colon = strchr(text, ':');
     char host[HOST_MAX + 1];
@@ -265,22 +250,19 @@ static int parse_host(const char *text, enum addr_use use, addr_t *a,
     if (colon != NULL && strchr(colon + 1, ':') != NULL)
         return fail(err, errlen, "IPv6 addresses need brackets: [::1]:port");
     if (text[0] == '/')
-        return fail(err, errlen, EXPECTED "; a unix socket is written unix:%s",
-                    text);
+        return fail(err, errlen, EXPECTED "; a unix socket is written unix:%s", text);
     if (text[0] == '\0' || text[0] == ':')
         return fail(err, errlen, EXPECTED ", got \"%s\"", text);
     if (colon == NULL)
-        return fail(err, errlen, "missing port in \"%s\"; expected host:port",
-                    text);
+        return fail(err, errlen, "missing port in \"%s\"; expected host:port", text);
     n = (size_t)(colon - text);
-    if (n >= sizeof host)
-        return fail(err, errlen, "host name longer than %d bytes in \"%s\"",
-                    HOST_MAX, text);
+    if (n >= sizeof(host))
+        return fail(err, errlen, "host name longer than %d bytes in \"%s\"", HOST_MAX,
+                    text);
     memcpy(host, text, n);
     host[n] = '\0';
     if (inet_pton(AF_INET, host, &ip) != 1 && all_of(host, "0123456789."))
-        return fail(err, errlen, "invalid IPv4 address \"%s\" in \"%s\"", host,
-                    text);
+        return fail(err, errlen, "invalid IPv4 address \"%s\" in \"%s\"", host, text);
     if (parse_port(text, "host:port", colon + 1, use, &port, err, errlen) != 0)
         return -1;
     if (inet_pton(AF_INET, host, &ip) == 1) {
@@ -298,8 +280,8 @@ static int parse_host(const char *text, enum addr_use use, addr_t *a,
 /* Dispatches on the form of the setting; out is written only on success.
  * A host name gives as many addresses as there is room for; "*:port" needs
  * room for both of its own. */
-int addr_parse(const char *text, enum addr_use use, addr_t *out, size_t max,
-               size_t *n, char *err, size_t errlen)
+int addr_parse(const char *text, enum addr_use use, addr_t *out, size_t max, size_t *n,
+               char *err, size_t errlen)
 {
     addr_t parsed[ADDR_RESOLVE_MAX];
     size_t count = 1;
@@ -322,9 +304,9 @@ int addr_parse(const char *text, enum addr_use use, addr_t *out, size_t max,
     if (rc != 0)
         return -1;
     if (max < count)
-        return fail(err, errlen, "no room for \"%s\": %zu needed, max %zu",
-                    text, count, max);
-    memcpy(out, parsed, count * sizeof parsed[0]);
+        return fail(err, errlen, "no room for \"%s\": %zu needed, max %zu", text, count,
+                    max);
+    memcpy(out, parsed, count * sizeof(parsed[0]));
     *n = count;
     return 0;
 }
@@ -334,8 +316,8 @@ size_t addr_unix_path_len(const addr_t *a)
     size_t off = offsetof(struct sockaddr_un, sun_path);
     size_t room = a->len > off ? a->len - off : 0;
 
-    if (room > sizeof a->u.un.sun_path)
-        room = sizeof a->u.un.sun_path;
+    if (room > sizeof(a->u.un.sun_path))
+        room = sizeof(a->u.un.sun_path);
     return strnlen(a->u.un.sun_path, room);
 }
 
@@ -381,20 +363,18 @@ void addr_format(const addr_t *a, char *buf, size_t len)
         return;
     switch (a->u.sa.sa_family) {
     case AF_INET:
-        inet_ntop(AF_INET, &a->u.in.sin_addr, ip, sizeof ip);
+        inet_ntop(AF_INET, &a->u.in.sin_addr, ip, sizeof(ip));
         snprintf(buf, len, "%s:%u", ip, (unsigned)ntohs(a->u.in.sin_port));
         break;
     case AF_INET6:
-        inet_ntop(AF_INET6, &a->u.in6.sin6_addr, ip, sizeof ip);
+        inet_ntop(AF_INET6, &a->u.in6.sin6_addr, ip, sizeof(ip));
         if (a->u.in6.sin6_scope_id == 0)
-            snprintf(buf, len, "[%s]:%u", ip,
-                     (unsigned)ntohs(a->u.in6.sin6_port));
+            snprintf(buf, len, "[%s]:%u", ip, (unsigned)ntohs(a->u.in6.sin6_port));
         else if (if_indextoname(a->u.in6.sin6_scope_id, ifname) != NULL)
             snprintf(buf, len, "[%s%%%s]:%u", ip, ifname,
                      (unsigned)ntohs(a->u.in6.sin6_port));
         else
-            snprintf(buf, len, "[%s%%%u]:%u", ip,
-                     (unsigned)a->u.in6.sin6_scope_id,
+            snprintf(buf, len, "[%s%%%u]:%u", ip, (unsigned)a->u.in6.sin6_scope_id,
                      (unsigned)ntohs(a->u.in6.sin6_port));
         break;
     case AF_UNIX:
@@ -419,7 +399,7 @@ bool addr_equal(const addr_t *a, const addr_t *b)
                a->u.in.sin_port == b->u.in.sin_port;
     case AF_INET6:
         return memcmp(&a->u.in6.sin6_addr, &b->u.in6.sin6_addr,
-                      sizeof a->u.in6.sin6_addr) == 0 &&
+                      sizeof(a->u.in6.sin6_addr)) == 0 &&
                a->u.in6.sin6_port == b->u.in6.sin6_port &&
                a->u.in6.sin6_scope_id == b->u.in6.sin6_scope_id;
     case AF_UNIX:
@@ -435,16 +415,14 @@ bool addr_is_wildcard(const addr_t *a)
 {
     if (a->u.sa.sa_family == AF_INET)
         return a->u.in.sin_addr.s_addr == htonl(INADDR_ANY);
-    return a->u.sa.sa_family == AF_INET6 &&
-           IN6_IS_ADDR_UNSPECIFIED(&a->u.in6.sin6_addr);
+    return a->u.sa.sa_family == AF_INET6 && IN6_IS_ADDR_UNSPECIFIED(&a->u.in6.sin6_addr);
 }
 
 bool addr_is_loopback(const addr_t *a)
 {
     if (a->u.sa.sa_family == AF_INET)
         return (ntohl(a->u.in.sin_addr.s_addr) >> 24) == 127;
-    return a->u.sa.sa_family == AF_INET6 &&
-           IN6_IS_ADDR_LOOPBACK(&a->u.in6.sin6_addr);
+    return a->u.sa.sa_family == AF_INET6 && IN6_IS_ADDR_LOOPBACK(&a->u.in6.sin6_addr);
 }
 
 addr_t addr_connect_target(const addr_t *a)
@@ -453,11 +431,11 @@ addr_t addr_connect_target(const addr_t *a)
 
     if (t.u.sa.sa_family == AF_INET6 && IN6_IS_ADDR_V4MAPPED(&t.u.in6.sin6_addr)) {
         in_port_t port = a->u.in6.sin6_port;
-        memset(&t, 0, sizeof t);
+        memset(&t, 0, sizeof(t));
         t.u.in.sin_family = AF_INET;
         memcpy(&t.u.in.sin_addr, a->u.in6.sin6_addr.s6_addr + 12, 4);
         t.u.in.sin_port = port;
-        t.len = sizeof t.u.in;
+        t.len = sizeof(t.u.in);
     }
     if (t.u.sa.sa_family == AF_INET && addr_is_wildcard(&t))
         t.u.in.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
@@ -469,8 +447,7 @@ addr_t addr_connect_target(const addr_t *a)
 /* The port of an IP address, in network order. */
 static in_port_t ip_port(const addr_t *a)
 {
-    return a->u.sa.sa_family == AF_INET ? a->u.in.sin_port
-                                        : a->u.in6.sin6_port;
+    return a->u.sa.sa_family == AF_INET ? a->u.in.sin_port : a->u.in6.sin6_port;
 }
 
 /*
@@ -540,8 +517,7 @@ static int parse_prefix(const char *text, const char *digits, unsigned max,
     for (const char *p = digits; *p != '\0' && value <= max; p++)
         value = value * 10 + (unsigned)(*p - '0');
     if (value > max)
-        return fail(err, errlen, "prefix \"/%s\" out of range 0-%u", digits,
-                    max);
+        return fail(err, errlen, "prefix \"/%s\" out of range 0-%u", digits, max);
     *bits = value;
     return 0;
 }
@@ -552,10 +528,10 @@ static int parse_prefix(const char *text, const char *digits, unsigned max,
  */
 int cidr_parse(const char *text, struct cidr *out, char *err, size_t errlen)
 {
-    static const uint8_t mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+    static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
     char ip[INET6_ADDRSTRLEN], fixed[INET6_ADDRSTRLEN + 4];
     const char *slash;
-    struct cidr c = { 0 };
+    struct cidr c = {0};
     unsigned max;
     size_t n;
 
@@ -564,7 +540,7 @@ int cidr_parse(const char *text, struct cidr *out, char *err, size_t errlen)
                     "empty CIDR; expected an address or a range like 10.0.0.0/8");
     slash = strchr(text, '/');
     n = slash != NULL ? (size_t)(slash - text) : strlen(text);
-    if (n < sizeof ip) {
+    if (n < sizeof(ip)) {
         memcpy(ip, text, n);
         ip[n] = '\0';
         if (inet_pton(AF_INET, ip, c.net) == 1)
@@ -573,25 +549,24 @@ int cidr_parse(const char *text, struct cidr *out, char *err, size_t errlen)
             c.family = AF_INET6;
     }
     if (c.family == 0)
-        return fail(err, errlen,
-                    "expected an address or a range like 10.0.0.0/8 or 2001:db8::/32, got \"%s\"",
-                    text);
+        return fail(
+            err, errlen,
+            "expected an address or a range like 10.0.0.0/8 or 2001:db8::/32, got \"%s\"",
+            text);
     max = c.family == AF_INET ? 32 : 128;
     c.bits = max;
-    if (slash != NULL &&
-        parse_prefix(text, slash + 1, max, &c.bits, err, errlen) != 0)
+    if (slash != NULL && parse_prefix(text, slash + 1, max, &c.bits, err, errlen) != 0)
         return -1;
     if (clear_host_bits(c.net, max / 8, c.bits)) {
-        cidr_format(&c, fixed, sizeof fixed);
-        return fail(err, errlen, "host bits set in %s: did you mean %s?", text,
-                    fixed);
+        cidr_format(&c, fixed, sizeof(fixed));
+        return fail(err, errlen, "host bits set in %s: did you mean %s?", text, fixed);
     }
     if (c.family == AF_INET6 && c.bits >= 96 &&
-        memcmp(c.net, mapped, sizeof mapped) == 0) {
-        struct cidr v4 = { .family = AF_INET, .bits = c.bits - 96 };
+        memcmp(c.net, mapped, sizeof(mapped)) == 0) {
+        struct cidr v4 = {.family = AF_INET, .bits = c.bits - 96};
 
         memcpy(v4.net, c.net + 12, 4);
-        cidr_format(&v4, fixed, sizeof fixed);
+        cidr_format(&v4, fixed, sizeof(fixed));
         return fail(err, errlen,
                     "%s is a v4-mapped range, which matches no client; write it as %s",
                     text, fixed);
@@ -614,8 +589,7 @@ bool cidr_match(const struct cidr *c, const addr_t *a)
     rest = c->bits % 8;
     if (memcmp(key, c->net, whole) != 0)
         return false;
-    return rest == 0 ||
-           ((key[whole] ^ c->net[whole]) & (uint8_t)(0xff00u >> rest)) == 0;
+    return rest == 0 || ((key[whole] ^ c->net[whole]) & (uint8_t)(0xff00u >> rest)) == 0;
 }
 
 /* Deny first, then allow, the same rule for every listener. */
@@ -642,7 +616,7 @@ void cidr_format(const struct cidr *c, char *buf, size_t len)
 
     if (len == 0)
         return;
-    if (inet_ntop(c->family, c->net, ip, sizeof ip) == NULL)
+    if (inet_ntop(c->family, c->net, ip, sizeof(ip)) == NULL)
         snprintf(buf, len, "(address family %d)", c->family);
     else
         snprintf(buf, len, "%s/%u", ip, c->bits);

@@ -52,8 +52,8 @@ enum addr_use {
  * tests rely on it), refused for upstreams.  A v6 scope is written
  * "[fe80::1%eth0]:port".
  */
-int addr_parse(const char *text, enum addr_use use, addr_t *out, size_t max,
-               size_t *n, char *err, size_t errlen);
+int addr_parse(const char *text, enum addr_use use, addr_t *out, size_t max, size_t *n,
+               char *err, size_t errlen);
 
 /* What is at `path` that a Unix socket must not replace: "a regular file",
  * "a directory", "a symbolic link", "a FIFO" or "a device"; NULL when there

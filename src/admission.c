@@ -23,13 +23,19 @@ const char *const refusal_names[REFUSED_N] = {
 static const char *refusal_text(enum refusal why)
 {
     switch (why) {
-    case REFUSED_ACL: return "denied by allow/deny";
-    case REFUSED_MAX_CONNECTIONS: return "max_connections reached";
-    case REFUSED_LISTENER_MAX: return "listener max_connections reached";
-    case REFUSED_PER_SOURCE: return "max_per_source reached";
-    case REFUSED_PROXY_HEADER: return "bad PROXY header";
+    case REFUSED_ACL:
+        return "denied by allow/deny";
+    case REFUSED_MAX_CONNECTIONS:
+        return "max_connections reached";
+    case REFUSED_LISTENER_MAX:
+        return "listener max_connections reached";
+    case REFUSED_PER_SOURCE:
+        return "max_per_source reached";
+    case REFUSED_PROXY_HEADER:
+        return "bad PROXY header";
     case REFUSED_NO_FD:
-    case REFUSED_N: break;
+    case REFUSED_N:
+        break;
     }
     return "out of file descriptors";
 }

@@ -37,13 +37,12 @@ int check_take(struct config_loader *ld, const struct config_addr *a,
         ld->taken = t;
         ld->taken_cap = cap;
     }
-    ld->taken[ld->ntaken++] =
-        (struct check_taken){ &a->addr, a->text, listener, line };
+    ld->taken[ld->ntaken++] = (struct check_taken){&a->addr, a->text, listener, line};
     return 0;
 }
 
-int check_overlap(struct config_loader *ld, const addr_t *a, const char *text,
-                  int line, const char *scope, const char *key)
+int check_overlap(struct config_loader *ld, const addr_t *a, const char *text, int line,
+                  const char *scope, const char *key)
 {
     for (size_t t = 0; t < ld->ntaken; t++) {
         const struct check_taken *o = &ld->taken[t];
@@ -51,22 +50,21 @@ int check_overlap(struct config_loader *ld, const addr_t *a, const char *text,
             continue;
         if (addr_equal(a, o->addr) && strcmp(text, o->text) == 0)
             return value_refuse(ld, line, scope, key,
-                                "%s is already used by listener \"%s\" (line %d)",
-                                text, o->listener, o->line);
+                                "%s is already used by listener \"%s\" (line %d)", text,
+                                o->listener, o->line);
         return value_refuse(ld, line, scope, key,
-                            "%s overlaps %s of listener \"%s\" (line %d)", text,
-                            o->text, o->listener, o->line);
+                            "%s overlaps %s of listener \"%s\" (line %d)", text, o->text,
+                            o->listener, o->line);
     }
     return 0;
 }
 
-int check_v4_mapped(struct config_loader *ld, const addr_t *a, const char *text,
-                    int line, const char *scope, const char *key)
+int check_v4_mapped(struct config_loader *ld, const addr_t *a, const char *text, int line,
+                    const char *scope, const char *key)
 {
     char q[VALUE_QUOTE_BUF], v4[INET_ADDRSTRLEN];
 
-    if (a->u.sa.sa_family != AF_INET6 ||
-        !IN6_IS_ADDR_V4MAPPED(&a->u.in6.sin6_addr))
+    if (a->u.sa.sa_family != AF_INET6 || !IN6_IS_ADDR_V4MAPPED(&a->u.in6.sin6_addr))
         return 0;
     inet_ntop(AF_INET, &a->u.in6.sin6_addr.s6_addr[12], v4, sizeof(v4));
     return value_refuse(ld, line, scope, key,
@@ -80,8 +78,7 @@ int check_v4_mapped(struct config_loader *ld, const addr_t *a, const char *text,
 /* The port of an IP address. */
 static unsigned port_of(const addr_t *a)
 {
-    return ntohs(a->u.sa.sa_family == AF_INET ? a->u.in.sin_port
-                                              : a->u.in6.sin6_port);
+    return ntohs(a->u.sa.sa_family == AF_INET ? a->u.in.sin_port : a->u.in6.sin6_port);
 }
 
 /*
@@ -112,8 +109,7 @@ struct hop {
 
 /* The step from listener `from` through its upstream `up` (by any address
  * its name resolved to): false when that upstream reaches no listener. */
-static bool hop_of(const struct config *cfg, size_t from, size_t up,
-                   struct hop *h)
+static bool hop_of(const struct config *cfg, size_t from, size_t up, struct hop *h)
 {
     const struct config_addr *u = &cfg->listeners[from].upstreams[up];
     size_t naddrs = u->naddrs > 0 ? u->naddrs : 1;
@@ -124,7 +120,7 @@ static bool hop_of(const struct config *cfg, size_t from, size_t up,
             const struct listener_config *lc = &cfg->listeners[j];
             for (size_t m = 0; m < lc->nlisten; m++) {
                 if (reaches(ua, &lc->listen[m].addr)) {
-                    *h = (struct hop){ .from = from, .up = up, .to = j, .at = m };
+                    *h = (struct hop){.from = from, .up = up, .to = j, .at = m};
                     return true;
                 }
             }
@@ -141,8 +137,7 @@ static bool hop_of(const struct config *cfg, size_t from, size_t up,
  * "B" (line N), whose upstreams.[K] ... : connections would loop".
  */
 static int refuse_loop(struct config_loader *ld, const config_setting_t *list,
-                       const struct config *cfg, const struct hop *hops,
-                       size_t n)
+                       const struct config *cfg, const struct hop *hops, size_t n)
 {
     char msg[1024] = "", key[48];
     size_t first = 0, used = 0;
@@ -162,8 +157,7 @@ static int refuse_loop(struct config_loader *ld, const config_setting_t *list,
         if (used >= sizeof(msg))
             break;
         if (strcmp(up, at->text) == 0)
-            w = snprintf(msg + used, sizeof(msg) - used,
-                         "%s is the listen address", up);
+            w = snprintf(msg + used, sizeof(msg) - used, "%s is the listen address", up);
         else
             w = snprintf(msg + used, sizeof(msg) - used,
                          "%s reaches %s, the listen address", up, at->text);
@@ -174,8 +168,9 @@ static int refuse_loop(struct config_loader *ld, const config_setting_t *list,
                                      cfg->listeners[h->to].name, at->line);
     }
     const struct hop *h = &hops[first];
-    const config_setting_t *ups = config_setting_get_member(
-        config_setting_get_elem(list, (unsigned)h->from), "upstreams");
+    const config_setting_t *ups =
+        config_setting_get_member(config_setting_get_elem(list, (unsigned)h->from),
+                                  "upstreams");
     char scope[16 + CONFIG_NAME_MAX];
     snprintf(scope, sizeof(scope), "listeners.%s", cfg->listeners[h->from].name);
     snprintf(key, sizeof(key), "upstreams.[%zu]", h->up);
@@ -190,8 +185,8 @@ int check_loops(struct config_loader *ld, const config_setting_t *list,
                 const struct config *cfg)
 {
     size_t n = cfg->nlisteners;
-    unsigned char *state = calloc(n, 1); /* 0 not seen, 1 on the path, 2 done */
-    size_t *next = calloc(n, sizeof(*next));  /* its next upstream to follow */
+    unsigned char *state = calloc(n, 1);       /* 0 not seen, 1 on the path, 2 done */
+    size_t *next = calloc(n, sizeof(*next));   /* its next upstream to follow */
     size_t *depth = calloc(n, sizeof(*depth)); /* where it is on the path */
     size_t *on_path = calloc(n, sizeof(*on_path));
     struct hop *path = calloc(n, sizeof(*path)); /* path[d]: from on_path[d] */
@@ -222,8 +217,7 @@ int check_loops(struct config_loader *ld, const config_setting_t *list,
                 continue;
             path[d] = h;
             if (state[h.to] == 1) {
-                rc = refuse_loop(ld, list, cfg, &path[depth[h.to]],
-                                 d + 1 - depth[h.to]);
+                rc = refuse_loop(ld, list, cfg, &path[depth[h.to]], d + 1 - depth[h.to]);
                 break;
             }
             state[h.to] = 1;
@@ -242,8 +236,7 @@ out:
 
 /* ---- users --------------------------------------------------------------- */
 
-int check_user(struct config_loader *ld, const config_setting_t *root,
-               const char *user)
+int check_user(struct config_loader *ld, const config_setting_t *root, const char *user)
 {
     char q[VALUE_QUOTE_BUF];
     uid_t uid;

@@ -20,8 +20,8 @@ int check_take(struct config_loader *ld, const struct config_addr *a,
 
 /* Refuses the address a, written `text` at `line` as the setting
  * SCOPE.KEY, when it overlaps a listen address taken before. */
-int check_overlap(struct config_loader *ld, const addr_t *a, const char *text,
-                  int line, const char *scope, const char *key);
+int check_overlap(struct config_loader *ld, const addr_t *a, const char *text, int line,
+                  const char *scope, const char *key);
 
 /*
  * Refuses the listen address a, written `text` at `line`, when it is a
@@ -29,8 +29,8 @@ int check_overlap(struct config_loader *ld, const addr_t *a, const char *text,
  * IPv6-only, so binding one fails ("Invalid argument"), and it would
  * stand for the IPv4 address that another listen address may hold.
  */
-int check_v4_mapped(struct config_loader *ld, const addr_t *a, const char *text,
-                    int line, const char *scope, const char *key);
+int check_v4_mapped(struct config_loader *ld, const addr_t *a, const char *text, int line,
+                    const char *scope, const char *key);
 
 /*
  * Refuses a relay whose upstreams lead back to itself: one client would
@@ -42,7 +42,6 @@ int check_loops(struct config_loader *ld, const config_setting_t *list,
 
 /* Refuses a user (the setting `user` of root) that does not exist: the
  * daemon could never switch to it. */
-int check_user(struct config_loader *ld, const config_setting_t *root,
-               const char *user);
+int check_user(struct config_loader *ld, const config_setting_t *root, const char *user);
 
 #endif

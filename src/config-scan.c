@@ -27,8 +27,7 @@ static int low32(unsigned long long v)
  * (saturated) and what libconfig 1.5 stores of it; false for floats and
  * L-suffixed literals, which libconfig reads whole.
  */
-static bool literal_value(const char *text, size_t len, long long *value,
-                          int *stored)
+static bool literal_value(const char *text, size_t len, long long *value, int *stored)
 {
     char digits[24];
     const char *p = text, *end = text + len;
@@ -50,7 +49,7 @@ static bool literal_value(const char *text, size_t len, long long *value,
     while (end - p > 1 && *p == '0')
         p++;
     n = (size_t)(end - p);
-    if (n >= sizeof digits || n > (hex ? 16u : 19u)) {
+    if (n >= sizeof(digits) || n > (hex ? 16u : 19u)) {
         v = ULLONG_MAX;
     } else {
         memcpy(digits, p, n);
@@ -128,11 +127,11 @@ static int token(struct scanner *sc, int line)
 
     if (f == NULL || !f->expect)
         return 0;
-    elems = grow(sc->elems, &sc->elems_cap, sc->nelems, sizeof *elems);
+    elems = grow(sc->elems, &sc->elems_cap, sc->nelems, sizeof(*elems));
     if (elems == NULL)
         return -ENOMEM;
     sc->elems = elems;
-    sc->elems[sc->nelems++] = (struct elem){ .list = f->number, .line = line };
+    sc->elems[sc->nelems++] = (struct elem){.list = f->number, .line = line};
     f->count++;
     f->expect = false;
     return 0;
@@ -142,13 +141,15 @@ static int token(struct scanner *sc, int line)
 static int open_frame(struct scanner *sc, bool list)
 {
     struct frame *frames = grow(sc->frames, &sc->frames_cap, sc->nframes,
-                                sizeof *frames);
+                                sizeof(*frames));
 
     if (frames == NULL)
         return -ENOMEM;
     sc->frames = frames;
     sc->frames[sc->nframes++] = (struct frame){
-        .list = list, .number = list ? sc->out->nlists++ : 0, .expect = list,
+        .list = list,
+        .number = list ? sc->out->nlists++ : 0,
+        .expect = list,
     };
     return 0;
 }
@@ -161,8 +162,8 @@ static int gather_lists(struct scanner *sc)
 
     if (out->nlists == 0)
         return 0;
-    out->lists = calloc(out->nlists, sizeof *out->lists);
-    out->elem_lines = calloc(sc->nelems + 1, sizeof *out->elem_lines);
+    out->lists = calloc(out->nlists, sizeof(*out->lists));
+    out->elem_lines = calloc(sc->nelems + 1, sizeof(*out->elem_lines));
     if (out->lists == NULL || out->elem_lines == NULL)
         return -ENOMEM;
     for (size_t i = 0; i < sc->nelems; i++)
@@ -182,8 +183,8 @@ static int gather_lists(struct scanner *sc)
 /* Records the literal text[0..len) on `line`, after the setting name
  * name[0..name_len), when libconfig 1.5 would cut it; -ENOMEM.  A literal
  * that is an element of a list is recorded as that element. */
-static int note_literal(struct scanner *scan, const char *text, size_t len,
-                        int line, const char *name, size_t name_len)
+static int note_literal(struct scanner *scan, const char *text, size_t len, int line,
+                        const char *name, size_t name_len)
 {
     struct config_scan *sc = scan->out;
     struct frame *f = in_list(scan);
@@ -194,21 +195,23 @@ static int note_literal(struct scanner *scan, const char *text, size_t len,
     if (!literal_value(text, len, &value, &stored) ||
         (value >= INT_MIN && value <= INT_MAX))
         return 0;
-    w = realloc(sc->wide, (sc->nwide + 1) * sizeof *w);
+    w = realloc(sc->wide, (sc->nwide + 1) * sizeof(*w));
     if (w == NULL)
         return -ENOMEM;
     sc->wide = w;
     w += sc->nwide++;
-    *w = (struct wide_literal){ .line = line, .name = name, .name_len = name_len,
-                                .list = f != NULL ? (long)f->number : -1,
-                                .index = f != NULL ? (long)f->count - 1 : -1,
-                                .stored = stored, .value = value };
-    if (len < sizeof w->text) {
+    *w = (struct wide_literal){.line = line,
+                               .name = name,
+                               .name_len = name_len,
+                               .list = f != NULL ? (long)f->number : -1,
+                               .index = f != NULL ? (long)f->count - 1 : -1,
+                               .stored = stored,
+                               .value = value};
+    if (len < sizeof(w->text)) {
         memcpy(w->text, text, len);
         w->text[len] = '\0';
     } else {
-        snprintf(w->text, sizeof w->text, "%.*s...", (int)sizeof w->text - 4,
-                 text);
+        snprintf(w->text, sizeof(w->text), "%.*s...", (int)sizeof(w->text) - 4, text);
     }
     return 0;
 }
@@ -216,8 +219,8 @@ static int note_literal(struct scanner *scan, const char *text, size_t len,
 /* Whether c may continue a libconfig name ("max_connections", "a-b*"). */
 static bool name_char(char c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-           (c >= '0' && c <= '9') || c == '_' || c == '-' || c == '*';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           c == '_' || c == '-' || c == '*';
 }
 
 /* Sets where and why a file is refused; -EINVAL. */
@@ -228,7 +231,7 @@ static int refuse(struct config_scan *sc, int line, const char *fmt, ...)
     va_list ap;
     sc->line = line;
     va_start(ap, fmt);
-    vsnprintf(sc->why, sizeof sc->why, fmt, ap);
+    vsnprintf(sc->why, sizeof(sc->why), fmt, ap);
     va_end(ap);
     return -EINVAL;
 }
@@ -252,8 +255,7 @@ static int scan(struct scanner *sc, const char *text, const char *end)
             while (p < end && *p != '\n')
                 p++;
         } else if (c == '/' && end - p > 1 && p[1] == '*') {
-            for (p += 2; p < end && !(*p == '*' && end - p > 1 && p[1] == '/');
-                 p++)
+            for (p += 2; p < end && !(*p == '*' && end - p > 1 && p[1] == '/'); p++)
                 line += *p == '\n';
             p = end - p > 2 ? p + 2 : end;
         } else if (c == ']' || c == ')' || c == '}' || c == ',') {
@@ -286,17 +288,15 @@ static int scan(struct scanner *sc, const char *text, const char *end)
                    ((c == '-' || c == '+' || c == '.') && end - p > 1 &&
                     ((p[1] >= '0' && p[1] <= '9') || p[1] == '.'))) {
             start = p++;
-            while (p < end && (name_char(*p) || *p == '.' ||
-                               ((*p == '+' || *p == '-') &&
-                                (p[-1] == 'e' || p[-1] == 'E'))))
+            while (p < end &&
+                   (name_char(*p) || *p == '.' ||
+                    ((*p == '+' || *p == '-') && (p[-1] == 'e' || p[-1] == 'E'))))
                 p++;
-            if (note_literal(sc, start, (size_t)(p - start), line, name,
-                             name_len) != 0)
+            if (note_literal(sc, start, (size_t)(p - start), line, name, name_len) != 0)
                 return -ENOMEM;
         } else {
             /* Other punctuation, counted by token() above. */
-            if ((c == '[' || c == '(' || c == '{') &&
-                open_frame(sc, c != '{') != 0)
+            if ((c == '[' || c == '(' || c == '{') && open_frame(sc, c != '{') != 0)
                 return -ENOMEM;
             p++;
         }
@@ -307,11 +307,11 @@ static int scan(struct scanner *sc, const char *text, const char *end)
 int config_scan(const char *text, size_t len, struct config_scan *out)
 {
     const char *end = text + len, *nul = memchr(text, '\0', len);
-    struct scanner sc = { .out = out };
+    struct scanner sc = {.out = out};
     size_t lines = 0;
     int line = 1, rc;
 
-    *out = (struct config_scan){ .wide = NULL };
+    *out = (struct config_scan){.wide = NULL};
     if (nul != NULL) {
         for (const char *q = text; q < nul; q++)
             line += *q == '\n';
@@ -335,5 +335,5 @@ void config_scan_free(struct config_scan *sc)
     free(sc->wide);
     free(sc->lists);
     free(sc->elem_lines);
-    *sc = (struct config_scan){ .wide = NULL };
+    *sc = (struct config_scan){.wide = NULL};
 }

@@ -27,12 +27,12 @@ struct wide_literal {
     int line;
     const char *name; /* the setting name before it, in the scanned text */
     size_t name_len;
-    long list;        /* the list it is an element of (config_scan.lists), */
-    long index;       /* and which one; -1 for a setting's own value */
-    int stored;       /* what libconfig keeps */
-    long long value;  /* the literal's value, saturated */
-    char text[32];    /* as written, for messages */
-    bool claimed;     /* by the setting that reported it (the loader's) */
+    long list;       /* the list it is an element of (config_scan.lists), */
+    long index;      /* and which one; -1 for a setting's own value */
+    int stored;      /* what libconfig keeps */
+    long long value; /* the literal's value, saturated */
+    char text[32];   /* as written, for messages */
+    bool claimed;    /* by the setting that reported it (the loader's) */
 };
 
 /* One list ( ... ) or array [ ... ] of the file: where its elements start,
@@ -46,11 +46,11 @@ struct scan_list {
 struct config_scan {
     struct wide_literal *wide;
     size_t nwide;
-    struct scan_list *lists;   /* in the order their brackets open */
+    struct scan_list *lists; /* in the order their brackets open */
     size_t nlists;
-    int *elem_lines;           /* the line each element starts on */
-    int line;                  /* where the file was refused (0: whole) */
-    char why[96];              /* and why */
+    int *elem_lines; /* the line each element starts on */
+    int line;        /* where the file was refused (0: whole) */
+    char why[96];    /* and why */
 };
 
 /*

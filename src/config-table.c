@@ -20,32 +20,32 @@
 
 /* offsetof(struct T, field), refused at compile time unless the field is
  * a `type`. */
-#define AT(T, field, type)                                                             \
-    /* NOLINTNEXTLINE(bugprone-macro-parentheses): a type name */                      \
-    _Generic(((struct T *)0)->field, type: offsetof(struct T, field))
+#define AT(T, field, type)                                        \
+    /* NOLINTNEXTLINE(bugprone-macro-parentheses): a type name */ \
+    _Generic(((struct T *)0)->field, type : offsetof(struct T, field))
 
 /* The start of a row of each kind, without its help and options. */
-#define COUNT(k, T, field, lo, hi, d)                                                  \
-    .key = (k), .kind = SETTING_COUNT, .offset = AT(T, field, unsigned),               \
-    .range.count = { (lo), (hi) }, .def.count = (d)
-#define BYTES(k, T, field, lo, hi, d)                                                  \
-    .key = (k), .kind = SETTING_BYTES, .offset = AT(T, field, size_t),                 \
-    .range.count = { (lo), (hi) }, .def.count = (d)
-#define SECONDS(k, T, field, max, d)                                                   \
-    .key = (k), .kind = SETTING_SECONDS, .offset = AT(T, field, int64_t),              \
-    .range.seconds = { (max), false }, .def.seconds = (d)
-#define POSITIVE_SECONDS(k, T, field, max, d)                                          \
-    .key = (k), .kind = SETTING_SECONDS, .offset = AT(T, field, int64_t),              \
-    .range.seconds = { (max), true }, .def.seconds = (d)
-#define BOOL(k, T, field, d)                                                           \
+#define COUNT(k, T, field, lo, hi, d)                                    \
+    .key = (k), .kind = SETTING_COUNT, .offset = AT(T, field, unsigned), \
+    .range.count = {(lo), (hi)}, .def.count = (d)
+#define BYTES(k, T, field, lo, hi, d)                                  \
+    .key = (k), .kind = SETTING_BYTES, .offset = AT(T, field, size_t), \
+    .range.count = {(lo), (hi)}, .def.count = (d)
+#define SECONDS(k, T, field, max, d)                                      \
+    .key = (k), .kind = SETTING_SECONDS, .offset = AT(T, field, int64_t), \
+    .range.seconds = {(max), false}, .def.seconds = (d)
+#define POSITIVE_SECONDS(k, T, field, max, d)                             \
+    .key = (k), .kind = SETTING_SECONDS, .offset = AT(T, field, int64_t), \
+    .range.seconds = {(max), true}, .def.seconds = (d)
+#define BOOL(k, T, field, d) \
     .key = (k), .kind = SETTING_BOOL, .offset = AT(T, field, bool), .def.yes = (d)
-#define STRING(k, T, field, d)                                                         \
+#define STRING(k, T, field, d) \
     .key = (k), .kind = SETTING_STRING, .offset = AT(T, field, char *), .def.text = (d)
-#define CHOICE(k, T, field, type, names, d)                                            \
-    .key = (k), .kind = SETTING_CHOICE, .offset = AT(T, field, type),                  \
+#define CHOICE(k, T, field, type, names, d)                           \
+    .key = (k), .kind = SETTING_CHOICE, .offset = AT(T, field, type), \
     .range.choices = (names), .def.choice = (d)
-#define CIDRS(k, T, field, count)                                                      \
-    .key = (k), .kind = SETTING_CIDRS, .offset = AT(T, field, struct cidr *),          \
+#define CIDRS(k, T, field, count)                                             \
+    .key = (k), .kind = SETTING_CIDRS, .offset = AT(T, field, struct cidr *), \
     .count_offset = AT(T, count, size_t)
 #define GROUP(k, example) .key = (k), .kind = SETTING_GROUP, .range.shape = (example)
 #define OWN(k, what, loader) .key = (k), .kind = (what), .load = (loader)
@@ -57,111 +57,110 @@ _Static_assert(sizeof(enum send_proxy) == sizeof(int), "send_proxy kept as an in
 _Static_assert(sizeof(enum log_target) == sizeof(int), "log target kept as an int");
 
 static const struct value_choice targets[] = {
-    { "auto", LOG_TARGET_AUTO }, { "stderr", LOG_TARGET_STDERR },
-    { "syslog", LOG_TARGET_SYSLOG }, { NULL, 0 },
+    {"auto", LOG_TARGET_AUTO},
+    {"stderr", LOG_TARGET_STDERR},
+    {"syslog", LOG_TARGET_SYSLOG},
+    {NULL, 0},
 };
 static const struct value_choice levels[] = {
-    { "error", LOG_ERR }, { "warning", LOG_WARNING }, { "notice", LOG_NOTICE },
-    { "info", LOG_INFO }, { "debug", LOG_DEBUG }, { NULL, 0 },
+    {"error", LOG_ERR}, {"warning", LOG_WARNING}, {"notice", LOG_NOTICE},
+    {"info", LOG_INFO}, {"debug", LOG_DEBUG},     {NULL, 0},
 };
 static const struct value_choice modes[] = {
-    { "echo", MODE_ECHO }, { "proxy", MODE_PROXY }, { NULL, 0 },
+    {"echo", MODE_ECHO},
+    {"proxy", MODE_PROXY},
+    {NULL, 0},
 };
 static const struct value_choice balances[] = {
-    { "round-robin", BALANCE_ROUND_ROBIN },
-    { "least-connections", BALANCE_LEAST_CONNECTIONS },
-    { "source-hash", BALANCE_SOURCE_HASH }, { NULL, 0 },
+    {"round-robin", BALANCE_ROUND_ROBIN},
+    {"least-connections", BALANCE_LEAST_CONNECTIONS},
+    {"source-hash", BALANCE_SOURCE_HASH},
+    {NULL, 0},
 };
 static const struct value_choice send_proxies[] = {
-    { "none", SEND_PROXY_NONE }, { "v1", SEND_PROXY_V1 }, { "v2", SEND_PROXY_V2 },
-    { NULL, 0 },
+    {"none", SEND_PROXY_NONE},
+    {"v1", SEND_PROXY_V1},
+    {"v2", SEND_PROXY_V2},
+    {NULL, 0},
 };
 
 const struct setting table_settings[] = {
-    { COUNT("workers", config, workers, 0, 256, 0),
-      .help = "worker threads, each with its own poller; 0 starts one per CPU" },
-    { COUNT("max_connections", config, max_connections, 0, 1000000, 10000),
-      .help = "open client connections of the whole daemon; 0: no limit" },
-    { SECONDS("shutdown_timeout", config, shutdown_timeout_ms, 3600, 10),
-      .help = "seconds open connections get to finish after SIGTERM or SIGINT" },
-    { STRING("user", config, user, ""), .load = config_load_user,
-      .help = "the user to switch to once listening; \"\" stays who we are" },
-    { STRING("pidfile", config, pidfile, ""),
-      .help = "a file to write the daemon's process id into; \"\" writes none" },
-    { GROUP("log", "{ target = ...; level = ...; access = ...; }"),
-      .help = "where log lines go, and which" },
-    { CHOICE("log.target", config, log_target, enum log_target, targets,
-             LOG_TARGET_AUTO),
-      .help = "stderr, syslog, or auto: stderr in the foreground or the journal" },
-    { CHOICE("log.level", config, log_level, int, levels, LOG_INFO),
-      .help = "the least important lines kept" },
-    { BOOL("log.access", config, log_access, true),
-      .help = "a line per closed connection, at level info" },
-    { OWN("listeners", SETTING_GROUPS, config_load_listeners),
-      .help = "the listeners, at least one" },
-    { STRING("listeners.name", listener_config, name, NULL),
-      .flags = SETTING_NAMES_GROUP,
-      .help = "names the listener in log lines; required, unique" },
-    { OWN("listeners.listen", SETTING_ADDRESSES, config_load_listen),
-      .help = "the addresses to accept connections on; required" },
-    { CHOICE("listeners.mode", listener_config, mode, enum listener_mode, modes,
-             MODE_ECHO),
-      .flags = SETTING_EARLY,
-      .help = "echo sends every byte back; proxy relays to the upstreams" },
-    { BYTES("listeners.buffer_size", listener_config, buffer_size, 1024, 16777216,
-            16384),
-      .help = "bytes buffered per connection in each direction" },
-    { SECONDS("listeners.idle_timeout", listener_config, idle_timeout_ms, 604800, 300),
-      .help = "seconds a connection may stay silent both ways; 0: forever" },
-    { COUNT("listeners.max_connections", listener_config, max_connections, 0,
-            1000000, 0),
-      .help = "open connections of this listener; 0: only the daemon's limit" },
-    { COUNT("listeners.max_per_source", listener_config, max_per_source, 0, 1000000,
-            0),
-      .help = "open connections from one client address; 0: no limit" },
-    { CIDRS("listeners.allow", listener_config, allow, nallow),
-      .help = "the clients let in, when not empty" },
-    { CIDRS("listeners.deny", listener_config, deny, ndeny),
-      .help = "the clients refused" },
-    { BOOL("listeners.accept_proxy", listener_config, accept_proxy, false),
-      .help = "expect a PROXY protocol header and take the client from it" },
-    { POSITIVE_SECONDS("listeners.proxy_timeout", listener_config, proxy_timeout_ms,
-                       3600, 5),
-      .load = config_load_proxy_timeout,
-      .help = "seconds the whole PROXY header may take; with accept_proxy only" },
-    { BOOL("listeners.splice", listener_config, splice, false),
-      .load = config_load_splice,
-      .help = "move bulk data with splice(2); default true for a relay" },
-    { OWN("listeners.upstreams", SETTING_ADDRESSES, config_load_upstreams),
-      .flags = SETTING_PROXY_ONLY,
-      .help = "where connections are relayed to; required for a relay" },
-    { CHOICE("listeners.balance", listener_config, balance, enum balance, balances,
-             BALANCE_ROUND_ROBIN),
-      .flags = SETTING_PROXY_ONLY,
-      .help = "how an upstream is chosen for each connection" },
-    { POSITIVE_SECONDS("listeners.connect_timeout", listener_config,
-                       connect_timeout_ms, 3600, 3),
-      .flags = SETTING_PROXY_ONLY,
-      .help = "seconds allowed to connect to an upstream" },
-    { COUNT("listeners.retries", listener_config, retries, 0, 100, 2),
-      .flags = SETTING_PROXY_ONLY,
-      .help = "other upstreams tried before any byte was relayed" },
-    { SECONDS("listeners.fail_timeout", listener_config, fail_timeout_ms, 3600, 10),
-      .flags = SETTING_PROXY_ONLY,
-      .help = "seconds a failed upstream address is skipped; 0: never" },
-    { CHOICE("listeners.send_proxy", listener_config, send_proxy, enum send_proxy,
-             send_proxies, SEND_PROXY_NONE),
-      .flags = SETTING_PROXY_ONLY,
-      .help = "a PROXY protocol header sent to the upstream first" },
-    { GROUP("stats", "{ listen = \"127.0.0.1:9107\"; }"),
-      .help = "serve the counters as Prometheus metrics over HTTP" },
-    { OWN("stats.listen", SETTING_ADDRESS, config_load_stats_listen),
-      .help = "the metrics listener's one numeric address; required" },
-    { CIDRS("stats.allow", config, stats_allow, nstats_allow),
-      .help = "who may scrape, when not empty" },
-    { CIDRS("stats.deny", config, stats_deny, nstats_deny),
-      .help = "who may not scrape" },
-    { .key = NULL },
+    {COUNT("workers", config, workers, 0, 256, 0),
+     .help = "worker threads, each with its own poller; 0 starts one per CPU"},
+    {COUNT("max_connections", config, max_connections, 0, 1000000, 10000),
+     .help = "open client connections of the whole daemon; 0: no limit"},
+    {SECONDS("shutdown_timeout", config, shutdown_timeout_ms, 3600, 10),
+     .help = "seconds open connections get to finish after SIGTERM or SIGINT"},
+    {STRING("user", config, user, ""), .load = config_load_user,
+     .help = "the user to switch to once listening; \"\" stays who we are"},
+    {STRING("pidfile", config, pidfile, ""),
+     .help = "a file to write the daemon's process id into; \"\" writes none"},
+    {GROUP("log", "{ target = ...; level = ...; access = ...; }"),
+     .help = "where log lines go, and which"},
+    {CHOICE("log.target", config, log_target, enum log_target, targets, LOG_TARGET_AUTO),
+     .help = "stderr, syslog, or auto: stderr in the foreground or the journal"},
+    {CHOICE("log.level", config, log_level, int, levels, LOG_INFO),
+     .help = "the least important lines kept"},
+    {BOOL("log.access", config, log_access, true),
+     .help = "a line per closed connection, at level info"},
+    {OWN("listeners", SETTING_GROUPS, config_load_listeners),
+     .help = "the listeners, at least one"},
+    {STRING("listeners.name", listener_config, name, NULL), .flags = SETTING_NAMES_GROUP,
+     .help = "names the listener in log lines; required, unique"},
+    {OWN("listeners.listen", SETTING_ADDRESSES, config_load_listen),
+     .help = "the addresses to accept connections on; required"},
+    {CHOICE("listeners.mode", listener_config, mode, enum listener_mode, modes,
+            MODE_ECHO),
+     .flags = SETTING_EARLY,
+     .help = "echo sends every byte back; proxy relays to the upstreams"},
+    {BYTES("listeners.buffer_size", listener_config, buffer_size, 1024, 16777216, 16384),
+     .help = "bytes buffered per connection in each direction"},
+    {SECONDS("listeners.idle_timeout", listener_config, idle_timeout_ms, 604800, 300),
+     .help = "seconds a connection may stay silent both ways; 0: forever"},
+    {COUNT("listeners.max_connections", listener_config, max_connections, 0, 1000000, 0),
+     .help = "open connections of this listener; 0: only the daemon's limit"},
+    {COUNT("listeners.max_per_source", listener_config, max_per_source, 0, 1000000, 0),
+     .help = "open connections from one client address; 0: no limit"},
+    {CIDRS("listeners.allow", listener_config, allow, nallow),
+     .help = "the clients let in, when not empty"},
+    {CIDRS("listeners.deny", listener_config, deny, ndeny),
+     .help = "the clients refused"},
+    {BOOL("listeners.accept_proxy", listener_config, accept_proxy, false),
+     .help = "expect a PROXY protocol header and take the client from it"},
+    {POSITIVE_SECONDS("listeners.proxy_timeout", listener_config, proxy_timeout_ms, 3600,
+                      5),
+     .load = config_load_proxy_timeout,
+     .help = "seconds the whole PROXY header may take; with accept_proxy only"},
+    {BOOL("listeners.splice", listener_config, splice, false), .load = config_load_splice,
+     .help = "move bulk data with splice(2); default true for a relay"},
+    {OWN("listeners.upstreams", SETTING_ADDRESSES, config_load_upstreams),
+     .flags = SETTING_PROXY_ONLY,
+     .help = "where connections are relayed to; required for a relay"},
+    {CHOICE("listeners.balance", listener_config, balance, enum balance, balances,
+            BALANCE_ROUND_ROBIN),
+     .flags = SETTING_PROXY_ONLY,
+     .help = "how an upstream is chosen for each connection"},
+    {POSITIVE_SECONDS("listeners.connect_timeout", listener_config, connect_timeout_ms,
+                      3600, 3),
+     .flags = SETTING_PROXY_ONLY, .help = "seconds allowed to connect to an upstream"},
+    {COUNT("listeners.retries", listener_config, retries, 0, 100, 2),
+     .flags = SETTING_PROXY_ONLY,
+     .help = "other upstreams tried before any byte was relayed"},
+    {SECONDS("listeners.fail_timeout", listener_config, fail_timeout_ms, 3600, 10),
+     .flags = SETTING_PROXY_ONLY,
+     .help = "seconds a failed upstream address is skipped; 0: never"},
+    {CHOICE("listeners.send_proxy", listener_config, send_proxy, enum send_proxy,
+            send_proxies, SEND_PROXY_NONE),
+     .flags = SETTING_PROXY_ONLY,
+     .help = "a PROXY protocol header sent to the upstream first"},
+    {GROUP("stats", "{ listen = \"127.0.0.1:9107\"; }"),
+     .help = "serve the counters as Prometheus metrics over HTTP"},
+    {OWN("stats.listen", SETTING_ADDRESS, config_load_stats_listen),
+     .help = "the metrics listener's one numeric address; required"},
+    {CIDRS("stats.allow", config, stats_allow, nstats_allow),
+     .help = "who may scrape, when not empty"},
+    {CIDRS("stats.deny", config, stats_deny, nstats_deny), .help = "who may not scrape"},
+    {.key = NULL},
 };
 
 const struct setting *table_find(const char *key)
@@ -297,16 +296,15 @@ int table_check_keys(struct config_loader *ld, const config_setting_t *g,
                 best_d = d;
                 best = k;
             }
-            snprintf(known + used, sizeof(known) - used, "%s%s", used > 0 ? ", " : "",
-                     k);
+            snprintf(known + used, sizeof(known) - used, "%s%s", used > 0 ? ", " : "", k);
         }
         if (found)
             continue;
         if (best != NULL && best_d <= 2 && best_d + 1 < strlen(best))
             return value_refuse(ld, value_line(s), scope, name,
                                 "unknown setting (did you mean \"%s\"?)", best);
-        return value_refuse(ld, value_line(s), scope, name,
-                            "unknown setting (known: %s)", known);
+        return value_refuse(ld, value_line(s), scope, name, "unknown setting (known: %s)",
+                            known);
     }
     return 0;
 }
@@ -365,9 +363,8 @@ static int load_group(struct config_loader *ld, const config_setting_t *g,
     if (s == NULL)
         return 0;
     if (!config_setting_is_group(s))
-        return value_refuse(ld, value_line(s), scope, key,
-                            "expected a group %s, got %s", row->range.shape,
-                            value_describe(ld, s, got));
+        return value_refuse(ld, value_line(s), scope, key, "expected a group %s, got %s",
+                            row->range.shape, value_describe(ld, s, got));
     snprintf(inner, sizeof(inner), "%s%s%s", scope, scope[0] != '\0' ? "." : "", key);
     snprintf(level, sizeof(level), "%s.", row->key);
     if ((rc = table_check_keys(ld, s, inner, level)) != 0)
@@ -412,8 +409,8 @@ int table_load_value(struct config_loader *ld, const config_setting_t *g,
     }
 }
 
-int table_load(struct config_loader *ld, const config_setting_t *g,
-               const char *scope, const char *level, void *base, unsigned flags)
+int table_load(struct config_loader *ld, const config_setting_t *g, const char *scope,
+               const char *level, void *base, unsigned flags)
 {
     for (const struct setting *row = table_settings; row->key != NULL; row++) {
         int rc;

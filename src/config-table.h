@@ -51,23 +51,22 @@ struct setting;
  * written (config-value.h).
  */
 typedef int setting_loader(struct config_loader *ld, const config_setting_t *g,
-                           const char *scope, const struct setting *row,
-                           void *base);
+                           const char *scope, const struct setting *row, void *base);
 
 /* The value of a setting as the table writes it. */
 union setting_value {
-    long long count;     /* SETTING_COUNT, SETTING_BYTES */
-    double seconds;      /* SETTING_SECONDS */
-    bool yes;            /* SETTING_BOOL */
-    const char *text;    /* SETTING_STRING; NULL: none, it must be given */
-    int choice;          /* SETTING_CHOICE: a value of range.choices */
+    long long count;  /* SETTING_COUNT, SETTING_BYTES */
+    double seconds;   /* SETTING_SECONDS */
+    bool yes;         /* SETTING_BOOL */
+    const char *text; /* SETTING_STRING; NULL: none, it must be given */
+    int choice;       /* SETTING_CHOICE: a value of range.choices */
 };
 
 struct setting {
     const char *key; /* "workers", "log.level", "listeners.idle_timeout" */
     enum setting_kind kind;
-    unsigned flags;  /* SETTING_PROXY_ONLY, SETTING_EARLY, SETTING_NAMES_GROUP */
-    size_t offset;   /* of the value in its struct */
+    unsigned flags;      /* SETTING_PROXY_ONLY, SETTING_EARLY, SETTING_NAMES_GROUP */
+    size_t offset;       /* of the value in its struct */
     size_t count_offset; /* SETTING_CIDRS: of the number of them */
     union {
         struct {
@@ -117,8 +116,8 @@ int table_check_keys(struct config_loader *ld, const config_setting_t *g,
 
 /* Loads the settings of level whose flags are exactly `flags`, in the
  * table's order, from the group g into base. */
-int table_load(struct config_loader *ld, const config_setting_t *g,
-               const char *scope, const char *level, void *base, unsigned flags);
+int table_load(struct config_loader *ld, const config_setting_t *g, const char *scope,
+               const char *level, void *base, unsigned flags);
 
 /* Reads one setting as its kind says, into base when it is present; what a
  * loader of its own calls for the plain part of its work. */

@@ -89,8 +89,8 @@ static void clean_message(char *out, size_t len, const char *s)
     out[o] = '\0';
 }
 
-int value_refuse(struct config_loader *ld, int line, const char *scope,
-                 const char *key, const char *fmt, ...)
+int value_refuse(struct config_loader *ld, int line, const char *scope, const char *key,
+                 const char *fmt, ...)
 {
     char msg[1024], where[16] = "", setting[160] = "", all[1536];
     va_list ap;
@@ -103,8 +103,8 @@ int value_refuse(struct config_loader *ld, int line, const char *scope,
     if (line > 0)
         snprintf(where, sizeof(where), ":%d", line);
     if (key != NULL)
-        snprintf(setting, sizeof(setting), "%s%s%s: ", scope,
-                 scope[0] != '\0' ? "." : "", key);
+        snprintf(setting, sizeof(setting), "%s%s%s: ", scope, scope[0] != '\0' ? "." : "",
+                 key);
     else if (scope[0] != '\0')
         snprintf(setting, sizeof(setting), "%s: ", scope);
     snprintf(all, sizeof(all), "%s%s: %s%s", ld->name, where, setting, msg);
@@ -196,8 +196,8 @@ struct walk {
  * line stays).  Without, only counts.  The number of settings, or 0 when
  * memory ran out.  No recursion: a file may nest lists deeply.
  */
-static size_t note_settings(const struct config_loader *ld,
-                            config_setting_t *root, struct value_info *info)
+static size_t note_settings(const struct config_loader *ld, config_setting_t *root,
+                            struct value_info *info)
 {
     struct walk *stack = NULL;
     size_t depth = 0, cap = 0, used = 0, lists = 0;
@@ -214,7 +214,8 @@ static size_t note_settings(const struct config_loader *ld,
         }
         if (info != NULL) {
             info[used] = (struct value_info){
-                .line = line, .list = value_is_sequence(s) ? (long)lists - 1 : -1,
+                .line = line,
+                .list = value_is_sequence(s) ? (long)lists - 1 : -1,
             };
             config_setting_set_hook(s, &info[used]);
         }
@@ -230,7 +231,7 @@ static size_t note_settings(const struct config_loader *ld,
                 stack = grown;
                 cap = want;
             }
-            stack[depth++] = (struct walk){ .s = s, .l = l };
+            stack[depth++] = (struct walk){.s = s, .l = l};
         }
         while (depth > 0 &&
                stack[depth - 1].next == config_setting_length(stack[depth - 1].s))
@@ -276,8 +277,8 @@ static struct wide_literal *wide_literal_of(struct config_loader *ld,
                                             const config_setting_t *s)
 {
     const config_setting_t *parent = config_setting_parent(s);
-    const struct value_info *pinfo =
-        parent != NULL ? config_setting_get_hook(parent) : NULL;
+    const struct value_info *pinfo = parent != NULL ? config_setting_get_hook(parent)
+                                                    : NULL;
     const char *name = config_setting_name(s);
     struct wide_literal *best = NULL;
     int first = value_line(s), last = INT_MAX, stored, i;
@@ -298,8 +299,8 @@ static struct wide_literal *wide_literal_of(struct config_loader *ld,
     }
     for (size_t k = 0; k < ld->scan.nwide; k++) {
         struct wide_literal *w = &ld->scan.wide[k];
-        if (w->claimed || w->stored != stored || w->line < first ||
-            w->line > last || w->list != list || w->index != index)
+        if (w->claimed || w->stored != stored || w->line < first || w->line > last ||
+            w->list != list || w->index != index)
             continue;
         if (list < 0 && (name == NULL || strlen(name) != w->name_len ||
                          memcmp(name, w->name, w->name_len) != 0))
@@ -316,8 +317,8 @@ int value_check_wide_claimed(struct config_loader *ld)
     for (size_t k = 0; k < ld->scan.nwide; k++)
         if (!ld->scan.wide[k].claimed)
             return value_refuse(ld, ld->scan.wide[k].line, "", NULL,
-                                "integer %s out of range %d-%d",
-                                ld->scan.wide[k].text, INT_MIN, INT_MAX);
+                                "integer %s out of range %d-%d", ld->scan.wide[k].text,
+                                INT_MIN, INT_MAX);
     return 0;
 }
 
@@ -377,9 +378,9 @@ const char *value_describe(struct config_loader *ld, const config_setting_t *s,
     }
 }
 
-int value_count(struct config_loader *ld, const config_setting_t *g,
-                const char *scope, const char *key, long long lo, long long hi,
-                const char *unit, unsigned *out)
+int value_count(struct config_loader *ld, const config_setting_t *g, const char *scope,
+                const char *key, long long lo, long long hi, const char *unit,
+                unsigned *out)
 {
     const config_setting_t *s = config_setting_get_member(g, key);
     char got[VALUE_QUOTE_BUF], text[32];
@@ -388,8 +389,8 @@ int value_count(struct config_loader *ld, const config_setting_t *g,
     if (s == NULL)
         return 0;
     if (!is_integer(s))
-        return value_refuse(ld, value_line(s), scope, key,
-                            "expected an integer, got %s", value_describe(ld, s, got));
+        return value_refuse(ld, value_line(s), scope, key, "expected an integer, got %s",
+                            value_describe(ld, s, got));
     v = integer(ld, s, text);
     if (v < lo || v > hi)
         return value_refuse(ld, value_line(s), scope, key,
@@ -409,9 +410,8 @@ int64_t value_ms(double s)
     return ms == 0 && s > 0 ? 1 : ms;
 }
 
-int value_seconds(struct config_loader *ld, const config_setting_t *g,
-                  const char *scope, const char *key, double max, bool positive,
-                  int64_t *ms)
+int value_seconds(struct config_loader *ld, const config_setting_t *g, const char *scope,
+                  const char *key, double max, bool positive, int64_t *ms)
 {
     const config_setting_t *s = config_setting_get_member(g, key);
     char got[VALUE_QUOTE_BUF], text[32];
@@ -435,16 +435,17 @@ int value_seconds(struct config_loader *ld, const config_setting_t *g,
     if (positive && !(v > 0 && v <= max))
         return value_refuse(ld, value_line(s), scope, key,
                             "%s out of range: expected more than 0 and at most %g "
-                            "seconds", text, max);
+                            "seconds",
+                            text, max);
     if (!(v >= 0 && v <= max))
-        return value_refuse(ld, value_line(s), scope, key,
-                            "%s out of range 0-%g seconds", text, max);
+        return value_refuse(ld, value_line(s), scope, key, "%s out of range 0-%g seconds",
+                            text, max);
     *ms = value_ms(v);
     return 0;
 }
 
-int value_bool(struct config_loader *ld, const config_setting_t *g,
-               const char *scope, const char *key, bool *out)
+int value_bool(struct config_loader *ld, const config_setting_t *g, const char *scope,
+               const char *key, bool *out)
 {
     const config_setting_t *s = config_setting_get_member(g, key);
     char got[VALUE_QUOTE_BUF];
@@ -458,8 +459,8 @@ int value_bool(struct config_loader *ld, const config_setting_t *g,
     return 0;
 }
 
-int value_string(struct config_loader *ld, const config_setting_t *g,
-                 const char *scope, const char *key, char **out)
+int value_string(struct config_loader *ld, const config_setting_t *g, const char *scope,
+                 const char *key, char **out)
 {
     const config_setting_t *s = config_setting_get_member(g, key);
     char got[VALUE_QUOTE_BUF], *copy;
@@ -477,9 +478,8 @@ int value_string(struct config_loader *ld, const config_setting_t *g,
     return 0;
 }
 
-int value_choice(struct config_loader *ld, const config_setting_t *g,
-                 const char *scope, const char *key,
-                 const struct value_choice *choices, int *out)
+int value_choice(struct config_loader *ld, const config_setting_t *g, const char *scope,
+                 const char *key, const struct value_choice *choices, int *out)
 {
     const config_setting_t *s = config_setting_get_member(g, key);
     char expected[160] = "", got[VALUE_QUOTE_BUF];
@@ -500,15 +500,17 @@ int value_choice(struct config_loader *ld, const config_setting_t *g,
     for (int i = 0; i < n; i++) {
         size_t used = strlen(expected);
         snprintf(expected + used, sizeof(expected) - used, "%s%s",
-                 i == 0 ? "" : i == n - 1 ? " or " : ", ", choices[i].name);
+                 i == 0       ? ""
+                 : i == n - 1 ? " or "
+                              : ", ",
+                 choices[i].name);
     }
-    return value_refuse(ld, value_line(s), scope, key, "expected %s, got %s",
-                        expected, value_describe(ld, s, got));
+    return value_refuse(ld, value_line(s), scope, key, "expected %s, got %s", expected,
+                        value_describe(ld, s, got));
 }
 
-int value_strings(struct config_loader *ld, const config_setting_t *g,
-                  const char *scope, const char *key,
-                  const config_setting_t **out)
+int value_strings(struct config_loader *ld, const config_setting_t *g, const char *scope,
+                  const char *key, const config_setting_t **out)
 {
     const config_setting_t *s = config_setting_get_member(g, key);
     char got[VALUE_QUOTE_BUF], elem[48];

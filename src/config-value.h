@@ -38,8 +38,8 @@ struct config_loader {
     char *err;
     size_t errlen;
     struct config_scan scan;
-    struct value_info *info;    /* value_note_lines() */
-    struct check_taken *taken;  /* listen addresses so far (config-check.c) */
+    struct value_info *info;   /* value_note_lines() */
+    struct check_taken *taken; /* listen addresses so far (config-check.c) */
     size_t ntaken, taken_cap;
 };
 
@@ -54,9 +54,9 @@ struct value_choice {
  * is left out when 0, the setting when scope is "" and key NULL); returns
  * -EINVAL.
  */
-__attribute__((format(printf, 5, 6)))
-int value_refuse(struct config_loader *ld, int line, const char *scope,
-                 const char *key, const char *fmt, ...);
+__attribute__((format(printf, 5, 6))) int value_refuse(struct config_loader *ld, int line,
+                                                       const char *scope, const char *key,
+                                                       const char *fmt, ...);
 
 /* Writes the one message for a failed allocation; returns -ENOMEM. */
 int value_out_of_memory(struct config_loader *ld);
@@ -101,33 +101,30 @@ int64_t value_ms(double s);
  */
 
 /* An integer, lo..hi ("out of range LO-HI UNIT"). */
-int value_count(struct config_loader *ld, const config_setting_t *g,
-                const char *scope, const char *key, long long lo, long long hi,
-                const char *unit, unsigned *out);
+int value_count(struct config_loader *ld, const config_setting_t *g, const char *scope,
+                const char *key, long long lo, long long hi, const char *unit,
+                unsigned *out);
 
 /* A number of seconds, integer or not, kept as milliseconds: finite, at
  * least 0 (more than 0 when `positive`) and at most max. */
-int value_seconds(struct config_loader *ld, const config_setting_t *g,
-                  const char *scope, const char *key, double max, bool positive,
-                  int64_t *ms);
+int value_seconds(struct config_loader *ld, const config_setting_t *g, const char *scope,
+                  const char *key, double max, bool positive, int64_t *ms);
 
 /* true or false. */
-int value_bool(struct config_loader *ld, const config_setting_t *g,
-               const char *scope, const char *key, bool *out);
+int value_bool(struct config_loader *ld, const config_setting_t *g, const char *scope,
+               const char *key, bool *out);
 
 /* A string, copied over *out (the old one freed). */
-int value_string(struct config_loader *ld, const config_setting_t *g,
-                 const char *scope, const char *key, char **out);
+int value_string(struct config_loader *ld, const config_setting_t *g, const char *scope,
+                 const char *key, char **out);
 
 /* One of the names of choices[] (ended by a NULL name): its value. */
-int value_choice(struct config_loader *ld, const config_setting_t *g,
-                 const char *scope, const char *key,
-                 const struct value_choice *choices, int *out);
+int value_choice(struct config_loader *ld, const config_setting_t *g, const char *scope,
+                 const char *key, const struct value_choice *choices, int *out);
 
 /* A list (or array) of strings, left to the caller in *out; NULL when
  * absent. */
-int value_strings(struct config_loader *ld, const config_setting_t *g,
-                  const char *scope, const char *key,
-                  const config_setting_t **out);
+int value_strings(struct config_loader *ld, const config_setting_t *g, const char *scope,
+                  const char *key, const config_setting_t **out);
 
 #endif

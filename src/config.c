@@ -63,8 +63,8 @@ static int load_name(struct config_loader *ld, const config_setting_t *s,
     char got[VALUE_QUOTE_BUF];
 
     if (config_setting_type(s) != CONFIG_TYPE_STRING)
-        return value_refuse(ld, value_line(s), scope, "name",
-                            "expected a string, got %s", value_describe(ld, s, got));
+        return value_refuse(ld, value_line(s), scope, "name", "expected a string, got %s",
+                            value_describe(ld, s, got));
     name = config_setting_get_string(s);
     if (name[0] == '\0' || strlen(name) > CONFIG_NAME_MAX ||
         strspn(name, NAME_CHARS) != strlen(name))
@@ -78,8 +78,8 @@ static int load_name(struct config_loader *ld, const config_setting_t *s,
         /* NOLINTNEXTLINE(clang-analyzer-core.NonNullParamChecker): above */
         if (strcmp(cfg->listeners[j].name, name) == 0)
             return value_refuse(ld, value_line(s), scope, "name",
-                                "duplicate listener name \"%s\" (first at line %d)",
-                                name, cfg->listeners[j].line);
+                                "duplicate listener name \"%s\" (first at line %d)", name,
+                                cfg->listeners[j].line);
     lc->name = strdup(name);
     return lc->name == NULL ? value_out_of_memory(ld) : 0;
 }
@@ -194,8 +194,7 @@ int config_load_upstreams(struct config_loader *ld, const config_setting_t *g,
 
 /* Loads `proxy_timeout`, which only a listener with accept_proxy has. */
 int config_load_proxy_timeout(struct config_loader *ld, const config_setting_t *g,
-                              const char *scope, const struct setting *row,
-                              void *base)
+                              const char *scope, const struct setting *row, void *base)
 {
     const struct listener_config *lc = base;
     const config_setting_t *s = config_setting_get_member(g, "proxy_timeout");
@@ -343,8 +342,7 @@ int config_load_user(struct config_loader *ld, const config_setting_t *root,
  * address of the metrics listener, which no listener's address may
  * overlap. */
 int config_load_stats_listen(struct config_loader *ld, const config_setting_t *g,
-                             const char *scope, const struct setting *row,
-                             void *base)
+                             const char *scope, const struct setting *row, void *base)
 {
     const config_setting_t *s = config_setting_get_member(g, "listen");
     struct config *cfg = base;
@@ -506,11 +504,12 @@ static int load_text(struct config_loader *ld, const char *text, struct config *
     return rc;
 }
 
-struct config *config_load(const char *path, const char *name, char *err,
-                           size_t errlen)
+struct config *config_load(const char *path, const char *name, char *err, size_t errlen)
 {
-    struct config_loader ld = { .path = path, .name = name != NULL ? name : path,
-                                .err = err, .errlen = errlen };
+    struct config_loader ld = {.path = path,
+                               .name = name != NULL ? name : path,
+                               .err = err,
+                               .errlen = errlen};
     struct config *cfg = NULL;
     size_t len = 0;
     char *text = NULL;

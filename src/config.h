@@ -18,7 +18,7 @@ enum log_target { LOG_TARGET_AUTO, LOG_TARGET_STDERR, LOG_TARGET_SYSLOG };
 
 /* One address of a listener or an upstream, with the text it came from. */
 struct config_addr {
-    char *text; /* as written in the file, for messages */
+    char *text;  /* as written in the file, for messages */
     addr_t addr; /* an upstream's first address */
     int line;    /* where it is written (listen addresses) */
     /* Upstreams: every address its host name resolved to, in order, addrs[0]
@@ -32,12 +32,12 @@ struct config_addr {
 
 struct listener_config {
     char *name;
-    int line; /* where the listener's group starts, for messages */
+    int line;                   /* where the listener's group starts, for messages */
     struct config_addr *listen; /* "*:port" is expanded into two */
     size_t nlisten;
     enum listener_mode mode;
-    size_t buffer_size;      /* bytes per direction */
-    int64_t idle_timeout_ms; /* 0 = none */
+    size_t buffer_size;       /* bytes per direction */
+    int64_t idle_timeout_ms;  /* 0 = none */
     int64_t proxy_timeout_ms; /* the whole PROXY header within it */
     unsigned max_connections; /* 0 = no listener limit */
     unsigned max_per_source;  /* 0 = no limit */
@@ -46,7 +46,7 @@ struct listener_config {
     struct cidr *deny;
     size_t ndeny;
     bool accept_proxy;
-    bool splice;             /* bulk data through a pipe (Linux splice(2)) */
+    bool splice; /* bulk data through a pipe (Linux splice(2)) */
     /* proxy mode only */
     struct config_addr *upstreams;
     size_t nupstreams;
@@ -58,8 +58,8 @@ struct listener_config {
 };
 
 struct config {
-    char *path;              /* the file read */
-    unsigned workers;        /* 0 = one per CPU */
+    char *path;               /* the file read */
+    unsigned workers;         /* 0 = one per CPU */
     unsigned max_connections; /* 0 = no limit */
     int64_t shutdown_timeout_ms;
     char *user;    /* "" = stay who we are */
@@ -96,8 +96,7 @@ struct config {
  * whose upstreams lead back to itself through this configuration's
  * listeners.
  */
-struct config *config_load(const char *path, const char *name, char *err,
-                           size_t errlen);
+struct config *config_load(const char *path, const char *name, char *err, size_t errlen);
 
 /* Frees cfg and everything it holds; NULL is fine. */
 void config_free(struct config *cfg);

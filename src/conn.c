@@ -419,7 +419,8 @@ static void start_connect(struct conn *c)
             return;
         }
         c->state = CONN_CONNECTING;
-        (void)loop_timer_set(&w->loop, &c->timer, w->loop.now_ms + cfg->connect_timeout_ms);
+        (void)loop_timer_set(&w->loop, &c->timer,
+                             w->loop.now_ms + cfg->connect_timeout_ms);
         return;
     }
     char client[ADDR_STRLEN];
@@ -469,11 +470,10 @@ static void on_event(struct handler *hd, struct loop *l, const mio_event_t *ev)
     struct conn *c = conn_of(e);
     if (c->dead)
         return;
-    bool in = ev == NULL || mio_event_is_readable(ev) ||
-              mio_event_is_read_closed(ev) || mio_event_is_error(ev);
+    bool in = ev == NULL || mio_event_is_readable(ev) || mio_event_is_read_closed(ev) ||
+              mio_event_is_error(ev);
     bool out = ev != NULL && (mio_event_is_writable(ev) ||
-                              mio_event_is_write_closed(ev) ||
-                              mio_event_is_error(ev));
+                              mio_event_is_write_closed(ev) || mio_event_is_error(ev));
     bool failed = ev != NULL && mio_event_is_error(ev);
     struct half *r = reading(c, e), *wr = writing(c, e);
     if (ev != NULL && (mio_event_is_read_closed(ev) || failed))

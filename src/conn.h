@@ -40,26 +40,26 @@ struct conn {
     /* Relay: [0] client to upstream, [1] upstream to client.  Echo: [0]
      * client to client. */
     struct half halves[2];
-    struct timer timer;     /* idle, connect or PROXY header deadline */
-    struct ticket ticket;   /* what admission took */
-    uint8_t state;          /* enum conn_state */
-    bool dead;              /* closed: freed after the batch of events */
-    bool all_failed;        /* the upstream of this attempt had no address
-                               unmarked: its addresses are all tried */
-    uint16_t tried;         /* its addresses tried in this attempt (bit i: i) */
-    uint16_t attempts;      /* upstreams tried (retries + 1 at most) */
-    uint16_t cursor;        /* where the next upstream pick starts */
+    struct timer timer;            /* idle, connect or PROXY header deadline */
+    struct ticket ticket;          /* what admission took */
+    uint8_t state;                 /* enum conn_state */
+    bool dead;                     /* closed: freed after the batch of events */
+    bool all_failed;               /* the upstream of this attempt had no address
+                                      unmarked: its addresses are all tried */
+    uint16_t tried;                /* its addresses tried in this attempt (bit i: i) */
+    uint16_t attempts;             /* upstreams tried (retries + 1 at most) */
+    uint16_t cursor;               /* where the next upstream pick starts */
     const struct upstream *target; /* the upstream of this attempt */
     struct worker *w;
     struct listener *l;
     struct listen_sock *ls;
     struct upstream_addr *up; /* the address connecting or connected to */
-    addr_t *proxy_dst;      /* the destination a PROXY header declared */
+    addr_t *proxy_dst;        /* the destination a PROXY header declared */
     int64_t start_ms, last_ms;
-    uint64_t in, out;       /* bytes from and to the client */
-    addr_t peer;            /* the client (as a PROXY header declared it) */
+    uint64_t in, out;         /* bytes from and to the client */
+    addr_t peer;              /* the client (as a PROXY header declared it) */
     struct conn *prev, *next; /* the worker's open connections */
-    struct deferred later;  /* freed after the batch that closed it */
+    struct deferred later;    /* freed after the batch that closed it */
 };
 
 /* Takes an accepted client that admission let in with *ticket (it now

@@ -22,10 +22,10 @@ struct daemon {
     const char *config_path; /* absolute: the daemon leaves its directory */
     const char *config_name; /* as given with -c, for messages */
     atomic_ullong reloads, reload_failures;
-    bool verbose; /* -v: debug logging whatever the file says */
+    bool verbose;                     /* -v: debug logging whatever the file says */
     _Atomic(struct generation *) gen; /* the current one */
-    pthread_mutex_t gen_mu; /* taking a reference to gen, against its swap */
-    atomic_uint active; /* open connections, whole daemon */
+    pthread_mutex_t gen_mu;           /* taking a reference to gen, against its swap */
+    atomic_uint active;               /* open connections, whole daemon */
     struct worker *workers;
     unsigned nworkers;
     atomic_bool stopping; /* stop accepting; drain */

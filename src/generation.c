@@ -75,8 +75,7 @@ static void remove_unix(const struct listen_sock *ls)
         return;
     }
     if (!S_ISSOCK(st.st_mode) || st.st_dev != ls->unix_dev || st.st_ino != ls->unix_ino) {
-        log_warn("not removing %s: it is no longer the socket the daemon made",
-                 ls->name);
+        log_warn("not removing %s: it is no longer the socket the daemon made", ls->name);
         return;
     }
     if (unlink(path) < 0 && errno != ENOENT)
@@ -270,8 +269,7 @@ static struct upstream_addr *find_upstream_addr(const struct generation *g,
  * (being built) or of `old` holds, so that load and failure marks stay with
  * the address over a reload; else a new one. */
 static struct upstream_addr *upstream_addr_for(struct generation *g,
-                                               struct generation *old,
-                                               const addr_t *a)
+                                               struct generation *old, const addr_t *a)
 {
     struct upstream_addr *ua = find_upstream_addr(g, a);
     if (ua == NULL)
@@ -442,12 +440,15 @@ void generation_error_text(const struct generation_error *e, char *buf, size_t l
     char text[ADDR_STRLEN];
     addr_format(&e->addr, text, sizeof(text));
     if (e->passed != NULL)
-        snprintf(buf, len, "socket passed by systemd as \"%s\" (%s) matches no listen "
-                 "address of a listener named \"%s\"", e->passed, text, e->passed);
+        snprintf(buf, len,
+                 "socket passed by systemd as \"%s\" (%s) matches no listen "
+                 "address of a listener named \"%s\"",
+                 e->passed, text, e->passed);
     else if (e->listener != NULL && e->in_the_way != NULL)
-        snprintf(buf, len, "listener %s: cannot listen on %s: %s is %s, not a socket; "
-                 "only a stale socket is replaced", e->listener, text,
-                 e->addr.u.un.sun_path, e->in_the_way);
+        snprintf(buf, len,
+                 "listener %s: cannot listen on %s: %s is %s, not a socket; "
+                 "only a stale socket is replaced",
+                 e->listener, text, e->addr.u.un.sun_path, e->in_the_way);
     else if (e->listener != NULL)
         snprintf(buf, len, "listener %s: cannot listen on %s: %s", e->listener, text,
                  log_strerror(-e->err));
@@ -463,8 +464,8 @@ void generation_give_sockets(struct generation *g, uid_t uid, gid_t gid)
             if (ls->fd < 0 || ls->passed || ls->addr.u.sa.sa_family != AF_UNIX)
                 continue;
             if (chown(ls->addr.u.un.sun_path, uid, gid) < 0)
-                log_warn("cannot give the socket file of %s to uid %u: %s",
-                         ls->name, (unsigned)uid, log_strerror(errno));
+                log_warn("cannot give the socket file of %s to uid %u: %s", ls->name,
+                         (unsigned)uid, log_strerror(errno));
         }
 }
 

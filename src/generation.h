@@ -24,9 +24,9 @@ struct listen_sock {
     int fd;
     addr_t addr; /* as bound: the real port when 0 was asked */
     char name[ADDR_STRLEN];
-    bool passed; /* from systemd: it owns the socket (and its file) */
-    bool moved;  /* a reload handed the socket on to the next generation */
-    bool reused; /* taken over from the previous generation */
+    bool passed;      /* from systemd: it owns the socket (and its file) */
+    bool moved;       /* a reload handed the socket on to the next generation */
+    bool reused;      /* taken over from the previous generation */
     bool shares_port; /* SO_REUSEPORT set by a reload that moved its address */
     dev_t unix_dev;   /* the socket file it made, removed only if still it */
     ino_t unix_ino;
@@ -43,7 +43,7 @@ struct listener_state {
     atomic_ullong accepted, bytes_in, bytes_out;
     atomic_ullong refused[REFUSED_N];
     atomic_ullong upstream_failures; /* connects refused or timed out */
-    atomic_uint rr; /* round-robin cursor over its upstreams */
+    atomic_uint rr;                  /* round-robin cursor over its upstreams */
 };
 
 struct generation;

@@ -280,7 +280,8 @@ enum half_stop half_move(struct half *h, struct half_io *io)
                        endpoint_splices(io->src) && endpoint_splices(io->dst);
         bool oob = h->urgent && endpoint_at_urgent_mark(io->src);
         bool copied = false;
-        struct read_result r = spliced ? splice_once(h, io, &copied) : copy_once(h, io, oob);
+        struct read_result r = spliced ? splice_once(h, io, &copied)
+                                       : copy_once(h, io, oob);
         spliced = spliced && !copied;
         splicing = spliced;
         if (r.n > 0) {

@@ -40,15 +40,15 @@ struct half {
         struct pipe *pipe; /* or spliced into a pipe (in_pipe) */
     } held;                /* NULL: nothing held */
     bool in_pipe : 1;
-    bool held_oob : 1;     /* held.buf is one urgent byte, to write as such */
-    bool readable : 1;     /* the source may have bytes: read it when moved */
-    bool writable : 1;     /* the destination may take bytes: no write has
-                              hit EAGAIN since it last said so */
-    bool closing : 1;      /* an event told of the source's FIN or an error */
-    bool urgent : 1;       /* an event told of urgent data on the source */
-    bool bulk : 1;         /* the last read was large: splice the next one */
-    bool eof : 1;          /* the source sent its FIN */
-    bool done : 1;         /* ... and all before it was delivered */
+    bool held_oob : 1; /* held.buf is one urgent byte, to write as such */
+    bool readable : 1; /* the source may have bytes: read it when moved */
+    bool writable : 1; /* the destination may take bytes: no write has
+                          hit EAGAIN since it last said so */
+    bool closing : 1;  /* an event told of the source's FIN or an error */
+    bool urgent : 1;   /* an event told of urgent data on the source */
+    bool bulk : 1;     /* the last read was large: splice the next one */
+    bool eof : 1;      /* the source sent its FIN */
+    bool done : 1;     /* ... and all before it was delivered */
 };
 
 /* What moving a half needs: its two sockets, the worker's means, what the
@@ -56,16 +56,16 @@ struct half {
  * `progress`. */
 struct half_io {
     struct endpoint *src, *dst;
-    struct worker *w;              /* its loop, scratch buffer and pipes */
-    mio_interest_t read_interest;  /* for re-arming the source */
-    size_t cap;                    /* bytes read at once, and held at most */
-    bool splice;                   /* bulk data through a pipe, where possible */
-    bool short_reads;              /* a short read may end reading (priority
-                                      events exist to tell of urgent data) */
-    bool pass_fin;                 /* shut the destination at the source's end */
-    uint64_t *got, *put;           /* bytes read, written (may be NULL) */
-    int err;                       /* the errno of a failure */
-    bool progress;                 /* a byte moved (read or written) */
+    struct worker *w;             /* its loop, scratch buffer and pipes */
+    mio_interest_t read_interest; /* for re-arming the source */
+    size_t cap;                   /* bytes read at once, and held at most */
+    bool splice;                  /* bulk data through a pipe, where possible */
+    bool short_reads;             /* a short read may end reading (priority
+                                     events exist to tell of urgent data) */
+    bool pass_fin;                /* shut the destination at the source's end */
+    uint64_t *got, *put;          /* bytes read, written (may be NULL) */
+    int err;                      /* the errno of a failure */
+    bool progress;                /* a byte moved (read or written) */
 };
 
 /* Why half_move() stopped. */

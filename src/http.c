@@ -34,7 +34,7 @@ enum { FIELD_OTHER, FIELD_HOST, FIELD_CONTENT_LENGTH, FIELD_TRANSFER_ENCODING };
 
 void http_reader_init(struct http_reader *r)
 {
-    memset(r, 0, sizeof *r);
+    memset(r, 0, sizeof(*r));
     r->state = ST_METHOD;
     r->method = HTTP_METHOD_OTHER;
 }
@@ -88,8 +88,8 @@ static enum http_result end_version(struct http_reader *r)
 {
     const char *v = r->version;
 
-    if (r->version_len != 8 || memcmp(v, "HTTP/", 5) != 0 || v[5] < '0' ||
-        v[5] > '9' || v[6] != '.' || v[7] < '0' || v[7] > '9')
+    if (r->version_len != 8 || memcmp(v, "HTTP/", 5) != 0 || v[5] < '0' || v[5] > '9' ||
+        v[6] != '.' || v[7] < '0' || v[7] > '9')
         return refuse(r, 400, "malformed HTTP version");
     r->state = ST_LINE_LF;
     return HTTP_NEED_MORE;
@@ -111,7 +111,8 @@ static enum http_result request_line_byte(struct http_reader *r, unsigned char c
     if (c == '\n')
         return refuse(r, 400, "bare LF in the request line; lines end with CRLF");
     if (c == '\r' && r->state != ST_VERSION)
-        return refuse(r, 400, "request line ends early; expected METHOD /target HTTP/1.1");
+        return refuse(r, 400,
+                      "request line ends early; expected METHOD /target HTTP/1.1");
     if (c == '\r')
         return end_version(r);
     if (r->line_len == HTTP_LINE_MAX)
@@ -126,7 +127,7 @@ static enum http_result request_line_byte(struct http_reader *r, unsigned char c
             r->state = ST_TARGET;
         } else if (!tchar(c)) {
             return refuse(r, 400, "invalid character in the method");
-        } else if (r->method_len++ < sizeof r->method_text) {
+        } else if (r->method_len++ < sizeof(r->method_text)) {
             r->method_text[r->method_len - 1] = (char)c;
         }
         return HTTP_NEED_MORE;
@@ -143,7 +144,7 @@ static enum http_result request_line_byte(struct http_reader *r, unsigned char c
         }
         return HTTP_NEED_MORE;
     default: /* ST_VERSION */
-        if (c == ' ' || !vchar(c) || r->version_len == sizeof r->version)
+        if (c == ' ' || !vchar(c) || r->version_len == sizeof(r->version))
             return refuse(r, 400, "malformed HTTP version");
         r->version[r->version_len++] = (char)c;
         return HTTP_NEED_MORE;
@@ -153,14 +154,17 @@ static enum http_result request_line_byte(struct http_reader *r, unsigned char c
 /* Classifies a header name at its colon; refuses what may not come. */
 static enum http_result end_name(struct http_reader *r)
 {
-    static const struct { const char *name; int field; } known[] = {
+    static const struct {
+        const char *name;
+        int field;
+    } known[] = {
         {"host", FIELD_HOST},
         {"content-length", FIELD_CONTENT_LENGTH},
         {"transfer-encoding", FIELD_TRANSFER_ENCODING},
     };
 
     r->field = FIELD_OTHER;
-    for (size_t i = 0; i < sizeof known / sizeof known[0]; i++)
+    for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
         if (r->name_len == strlen(known[i].name) &&
             memcmp(r->name, known[i].name, r->name_len) == 0)
             r->field = known[i].field;
@@ -202,7 +206,8 @@ static enum http_result field_byte(struct http_reader *r, unsigned char c)
         if (c == '\r') {
             r->state = ST_END_LF;
         } else if (c == ' ' || c == '\t') {
-            return refuse(r, 400, "line folding (obs-fold) or a blank before a header name");
+            return refuse(r, 400,
+                          "line folding (obs-fold) or a blank before a header name");
         } else if (c == '\n') {
             return refuse(r, 400, "bare LF in the header; lines end with CRLF");
         } else if (c == ':') {
@@ -224,7 +229,7 @@ static enum http_result field_byte(struct http_reader *r, unsigned char c)
             return refuse(r, 400, "header line without a colon");
         if (!tchar(c))
             return refuse(r, 400, "invalid character in a header name");
-        if (r->name_len < sizeof r->name)
+        if (r->name_len < sizeof(r->name))
             r->name[r->name_len] = (char)(c >= 'A' && c <= 'Z' ? c + 32 : c);
         r->name_len++;
         return HTTP_NEED_MORE;
@@ -305,20 +310,27 @@ enum http_result http_read(struct http_reader *r, const void *buf, size_t len,
 const char *http_status_text(int status)
 {
     switch (status) {
-    case 200: return "OK";
-    case 400: return "Bad Request";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 414: return "URI Too Long";
-    case 431: return "Request Header Fields Too Large";
-    case 505: return "HTTP Version Not Supported";
-    default: return "Unknown";
+    case 200:
+        return "OK";
+    case 400:
+        return "Bad Request";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 414:
+        return "URI Too Long";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 505:
+        return "HTTP Version Not Supported";
+    default:
+        return "Unknown";
     }
 }
 
-int http_response_head(char *buf, size_t size, int status,
-                       const char *content_type, size_t content_length,
-                       time_t now)
+int http_response_head(char *buf, size_t size, int status, const char *content_type,
+                       size_t content_length, time_t now)
 {
     static const char days[7][4] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
     static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",

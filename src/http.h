@@ -56,9 +56,9 @@ struct http_reader {
     char method_text[5];
     char version[8];
     char name[HTTP_NAME_KEEP];
-    int field;            /* which header is being read */
-    bool value_seen;      /* a non-blank byte of the value came */
-    bool value_blank;     /* blanks came after it */
+    int field;        /* which header is being read */
+    bool value_seen;  /* a non-blank byte of the value came */
+    bool value_blank; /* blanks came after it */
     unsigned hosts;
 };
 
@@ -86,8 +86,7 @@ const char *http_status_text(int status);
  * for 405.  Returns its length, or -1 when it does not fit (buf then holds
  * nothing useful).
  */
-int http_response_head(char *buf, size_t size, int status,
-                       const char *content_type, size_t content_length,
-                       time_t now);
+int http_response_head(char *buf, size_t size, int status, const char *content_type,
+                       size_t content_length, time_t now);
 
 #endif

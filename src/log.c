@@ -63,12 +63,11 @@ void log_msg(int level, const char *fmt, ...)
             dprintf(STDERR_FILENO, "mio-echod: %s: %s\n",
                     level <= LOG_ERR ? "error" : "warning", line);
     } else {
-        static const char *const names[] = {"emerg", "alert", "crit", "error",
+        static const char *const names[] = {"emerg",   "alert",  "crit", "error",
                                             "warning", "notice", "info", "debug"};
         int n = level_prefix
                     ? snprintf(line, sizeof(line), "<%d>", level)
-                    : snprintf(line, sizeof(line), "mio-echod: %s: ",
-                               names[level & 7]);
+                    : snprintf(line, sizeof(line), "mio-echod: %s: ", names[level & 7]);
         int m = vsnprintf(line + n, sizeof(line) - (size_t)n - 1, fmt, ap);
         size_t len = (size_t)n + (m < 0 ? 0 : (size_t)m);
         if (len > sizeof(line) - 2)
@@ -82,8 +81,7 @@ void log_msg(int level, const char *fmt, ...)
 
 /* The result of the GNU strerror_r(), which returns the text (in buf, or
  * a constant string), and of the XSI one, which returns 0 or an error. */
-static const char *gnu_strerror_text(const char *text, char *buf, size_t len,
-                                     int err)
+static const char *gnu_strerror_text(const char *text, char *buf, size_t len, int err)
 {
     (void)buf;
     (void)len;

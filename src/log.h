@@ -27,8 +27,7 @@ void log_set_level(int level);
 /* Whether a line of `level` would be written. */
 bool log_enabled(int level);
 
-void log_msg(int level, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+void log_msg(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /*
  * strerror() for any thread: strerror() may share one buffer between

@@ -25,7 +25,7 @@
 #include "timer.h"
 
 /* The struct that contains the member `m` that p points at. */
-#define container_of(p, type, m) ((type *)(void *)((char *)(p) - offsetof(type, m)))
+#define container_of(p, type, m) ((type *)(void *)((char *)(p)-offsetof(type, m)))
 
 struct loop;
 
@@ -46,8 +46,8 @@ struct loop {
     mio_events_t *events;
     mio_waker_t *waker;
     struct timer_heap timers;
-    int64_t now_ms;                 /* CLOCK_MONOTONIC, taken after each poll */
-    struct deferred *later;         /* freed after the batch, by release */
+    int64_t now_ms;         /* CLOCK_MONOTONIC, taken after each poll */
+    struct deferred *later; /* freed after the batch, by release */
     void (*release)(struct deferred *d);
 };
 

@@ -55,8 +55,11 @@ static void usage(FILE *out)
 /* The signal's name, for the log. */
 static const char *signame(int sig)
 {
-    return sig == SIGTERM ? "SIGTERM" : sig == SIGINT ? "SIGINT"
-         : sig == SIGHUP ? "SIGHUP" : sig == SIGUSR1 ? "SIGUSR1" : "signal";
+    return sig == SIGTERM   ? "SIGTERM"
+           : sig == SIGINT  ? "SIGINT"
+           : sig == SIGHUP  ? "SIGHUP"
+           : sig == SIGUSR1 ? "SIGUSR1"
+                            : "signal";
 }
 
 /* Logs one line of counters per listener (SIGUSR1). */
@@ -110,8 +113,8 @@ static void notify_status(struct daemon *d)
     for (size_t i = 0; i < g->nlisteners; i++)
         total += atomic_load(&g->listeners[i].st->accepted);
     service_notify("STATUS=%s%u connections open, %llu served",
-                   atomic_load(&d->stopping) ? "stopping: " : "",
-                   atomic_load(&d->active), total);
+                   atomic_load(&d->stopping) ? "stopping: " : "", atomic_load(&d->active),
+                   total);
 }
 
 /* Takes signals until the workers have drained after SIGTERM/SIGINT. */
@@ -142,8 +145,8 @@ static void signal_loop(struct daemon *d, const sigset_t *set)
                 close_listeners_when_quiet(d, &listeners_closed, 1000);
                 service_notify("STOPPING=1");
                 log_notice("%s: no longer accepting; draining %u connections "
-                           "for up to %lld ms", signame(sig), atomic_load(&d->active),
-                           (long long)drain);
+                           "for up to %lld ms",
+                           signame(sig), atomic_load(&d->active), (long long)drain);
             }
             wake_workers(d);
         } else if (sig == SIGHUP) {
@@ -187,8 +190,7 @@ static char *absolute_path(const char *path)
  * child that becomes the user, when running as root; otherwise it says it
  * could not check, unless the user is the one running.
  */
-static void check_readable_by_user(const char *user, const char *path,
-                                   const char *name)
+static void check_readable_by_user(const char *user, const char *path, const char *name)
 {
     uid_t uid;
     gid_t gid;
@@ -198,18 +200,24 @@ static void check_readable_by_user(const char *user, const char *path,
         return;
     if (geteuid() != 0) {
         if (uid != geteuid())
-            fprintf(stderr, "mio-echod: warning: cannot check that user \"%s\" "
+            fprintf(stderr,
+                    "mio-echod: warning: cannot check that user \"%s\" "
                     "may read %s (that needs root); a reload reads it as that "
-                    "user\n", user, name);
+                    "user\n",
+                    user, name);
         return;
     }
     int r = process_user_can_read(uid, gid, path, &why);
     if (r == 0)
-        fprintf(stderr, "mio-echod: warning: reload will fail: %s is not "
-                "readable by user \"%s\": %s\n", name, user, log_strerror(why));
+        fprintf(stderr,
+                "mio-echod: warning: reload will fail: %s is not "
+                "readable by user \"%s\": %s\n",
+                name, user, log_strerror(why));
     else if (r < 0)
-        fprintf(stderr, "mio-echod: warning: cannot check that user \"%s\" "
-                "may read %s: %s\n", user, name, log_strerror(why));
+        fprintf(stderr,
+                "mio-echod: warning: cannot check that user \"%s\" "
+                "may read %s: %s\n",
+                user, name, log_strerror(why));
 }
 
 /* Once privileges are dropped: warns when the file at path (named `name`)
@@ -221,8 +229,8 @@ static void warn_unreadable(const char *path, const char *name, const char *user
         close(fd);
         return;
     }
-    log_warn("reload will fail: %s is not readable by user \"%s\": %s", name,
-             user, log_strerror(errno));
+    log_warn("reload will fail: %s is not readable by user \"%s\": %s", name, user,
+             log_strerror(errno));
 }
 
 /* The number of workers: as configured, or one per CPU. */
@@ -242,16 +250,28 @@ int main(int argc, char **argv)
     /* NOLINTNEXTLINE(concurrency-mt-unsafe): before any thread exists. */
     while ((opt = getopt(argc, argv, "c:tfvVh")) != -1) {
         switch (opt) {
-        case 'c': path = optarg; break;
-        case 't': check = true; break;
-        case 'f': foreground = true; break;
-        case 'v': verbose = true; break;
+        case 'c':
+            path = optarg;
+            break;
+        case 't':
+            check = true;
+            break;
+        case 'f':
+            foreground = true;
+            break;
+        case 'v':
+            verbose = true;
+            break;
         case 'V':
             printf("mio-echod %s (libmio, %s backend)\n", PACKAGE_VERSION,
                    mio_backend_name());
             return EXIT_OK;
-        case 'h': usage(stdout); return EXIT_OK;
-        default: usage(stderr); return EXIT_USAGE;
+        case 'h':
+            usage(stdout);
+            return EXIT_OK;
+        default:
+            usage(stderr);
+            return EXIT_USAGE;
         }
     }
     if (optind != argc) {
@@ -292,10 +312,11 @@ int main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &set, NULL); /* inherited by every worker */
 
     log_open(cfg->log_target, verbose ? LOG_DEBUG : cfg->log_level, foreground);
-    struct daemon d = {.config_path = readpath, .config_name = path,
-                      .verbose = verbose,
-                      .accept_mu = PTHREAD_MUTEX_INITIALIZER,
-                      .gen_mu = PTHREAD_MUTEX_INITIALIZER};
+    struct daemon d = {.config_path = readpath,
+                       .config_name = path,
+                       .verbose = verbose,
+                       .accept_mu = PTHREAD_MUTEX_INITIALIZER,
+                       .gen_mu = PTHREAD_MUTEX_INITIALIZER};
     int status = EXIT_RUNTIME;
     /* Before the sockets are taken: that unsets LISTEN_FDS. */
     bool supervised = service_supervised();
@@ -303,7 +324,8 @@ int main(int argc, char **argv)
     int e = service_take_sockets(&d.passed, &d.npassed, &bad);
     if (e == -ENOTSOCK && bad.fd >= 0)
         log_err("socket passed by systemd as \"%s\" (fd %d) is not a listening "
-                "stream socket", bad.name, bad.fd);
+                "stream socket",
+                bad.name, bad.fd);
     else if (e < 0 && bad.fd >= 0)
         log_err("socket passed by systemd as \"%s\": %s", bad.name, log_strerror(-e));
     else if (e < 0)
@@ -331,14 +353,16 @@ int main(int argc, char **argv)
         generation_give_sockets(gen, uid, gid);
     int dropped = found > 0 ? process_drop_privileges(uid, gid) : 0;
     if (dropped == PROCESS_NEEDS_ROOT)
-        snprintf(err, sizeof(err), "user \"%s\": switching users needs root "
-                 "(running as uid %u)", conf->user, (unsigned)geteuid());
+        snprintf(err, sizeof(err),
+                 "user \"%s\": switching users needs root "
+                 "(running as uid %u)",
+                 conf->user, (unsigned)geteuid());
     else if (dropped == PROCESS_NOT_DROPPED)
         snprintf(err, sizeof(err), "user \"%s\": privileges were not dropped",
                  conf->user);
     else if (dropped < 0)
-        snprintf(err, sizeof(err), "user \"%s\": cannot drop privileges: %s",
-                 conf->user, log_strerror(-dropped));
+        snprintf(err, sizeof(err), "user \"%s\": cannot drop privileges: %s", conf->user,
+                 log_strerror(-dropped));
     if (found < 0 || dropped < 0) {
         log_err("%s", err);
         goto out;

@@ -24,7 +24,6 @@
 #include "mio.h"
 #include "loop.h"
 
-
 /* How long accepting pauses after an error such as EMFILE. */
 #define ACCEPT_PAUSE_MS 100
 
@@ -39,8 +38,8 @@
  * of the answer in the send queue.
  */
 struct mconn {
-    struct handler h;   /* its token */
-    struct timer timer; /* its deadline: the head, then taking the answer */
+    struct handler h;      /* its token */
+    struct timer timer;    /* its deadline: the head, then taking the answer */
     struct deferred later; /* freed after the batch that closed it */
     int fd;
     bool answering; /* the head is read (or refused): only writes now */
@@ -49,7 +48,7 @@ struct mconn {
     bool dead;      /* closed; freed after the batch of events */
     char *out;      /* the answer */
     size_t out_len, out_off;
-    size_t discarded; /* bytes read after the head and thrown away */
+    size_t discarded;          /* bytes read after the head and thrown away */
     struct mconn *prev, *next; /* oldest first */
     struct http_reader rd;
 };
@@ -62,8 +61,8 @@ static struct {
     int lfd;
     char name[ADDR_STRLEN];
     struct loop loop;
-    struct handler wake;       /* the waker's: the loop looks at stop */
-    struct handler listen;     /* the listening socket's: accept */
+    struct handler wake;   /* the waker's: the loop looks at stop */
+    struct handler listen; /* the listening socket's: accept */
     atomic_bool stop;
     struct timer accept_timer; /* resumes accepting after an error */
     bool accepting;
@@ -146,11 +145,11 @@ static const struct {
     const char *name, *type, *help;
     unsigned long long (*value)(struct listener_state *st);
 } per_listener[] = {
-    {"mio_echod_connections_open", "gauge",
-     "Client connections open now.", st_open},
+    {"mio_echod_connections_open", "gauge", "Client connections open now.", st_open},
     {"mio_echod_connections_total", "counter",
      "Client connections accepted, including those refused later over their "
-     "PROXY header; clients refused at accept are not counted.", st_accepted},
+     "PROXY header; clients refused at accept are not counted.",
+     st_accepted},
     {"mio_echod_bytes_received_total", "counter",
      "Bytes received from clients, counted when their connection closes.", st_bytes_in},
     {"mio_echod_bytes_sent_total", "counter",
@@ -160,7 +159,7 @@ static const struct {
 /* Writes the exposition of generation g of daemon d. */
 static void expose(FILE *f, const struct daemon *d, const struct generation *g)
 {
-    for (size_t k = 0; k < sizeof per_listener / sizeof per_listener[0]; k++) {
+    for (size_t k = 0; k < sizeof(per_listener) / sizeof(per_listener[0]); k++) {
         family(f, per_listener[k].name, per_listener[k].type, per_listener[k].help);
         for (size_t i = 0; i < g->nlisteners; i++) {
             struct listener_state *st = g->listeners[i].st;
@@ -230,8 +229,7 @@ static char *render(size_t *len)
 /* ---- connections ------------------------------------------------------- */
 
 /* Logs a problem, a few lines a second at most. */
-__attribute__((format(printf, 1, 2)))
-static void log_limited(const char *fmt, ...)
+__attribute__((format(printf, 1, 2))) static void log_limited(const char *fmt, ...)
 {
     unsigned dropped;
     char line[512];
@@ -240,7 +238,7 @@ static void log_limited(const char *fmt, ...)
     if (!log_ratelimit(&m.rl, m.loop.now_ms, &dropped))
         return;
     va_start(ap, fmt);
-    vsnprintf(line, sizeof line, fmt, ap);
+    vsnprintf(line, sizeof(line), fmt, ap);
     va_end(ap);
     if (dropped > 0)
         log_warn("metrics: %s (%u more not logged)", line, dropped);
@@ -296,7 +294,7 @@ static bool discard_input(struct mconn *c)
         size_t room = METRICS_DISCARD_MAX - c->discarded;
         if (room == 0)
             return false;
-        ssize_t n = recv(c->fd, buf, room < sizeof buf ? room : sizeof buf, 0);
+        ssize_t n = recv(c->fd, buf, room < sizeof(buf) ? room : sizeof(buf), 0);
         if (n > 0) {
             c->discarded += (size_t)n;
         } else if (n == 0) {
@@ -369,18 +367,18 @@ static void answer(struct mconn *c, enum http_result res)
         body = render(&body_len);
         metrics = true;
     } else {
-        int n = snprintf(note, sizeof note, "%d %s: %s\n", status,
+        int n = snprintf(note, sizeof(note), "%d %s: %s\n", status,
                          http_status_text(status),
                          status == 404 ? "only /metrics is served here" : c->rd.why);
-        body_len = n < 0 ? 0 : (size_t)n < sizeof note ? (size_t)n : sizeof note - 1;
+        body_len = n < 0 ? 0 : (size_t)n < sizeof(note) ? (size_t)n : sizeof(note) - 1;
         body = malloc(body_len + 1);
         if (body != NULL)
             memcpy(body, note, body_len);
     }
     int hlen = body == NULL ? -1
-             : http_response_head(head, sizeof head, status,
-                                  metrics ? METRICS_TYPE : TEXT_TYPE, body_len,
-                                  time(NULL));
+                            : http_response_head(head, sizeof(head), status,
+                                                 metrics ? METRICS_TYPE : TEXT_TYPE,
+                                                 body_len, time(NULL));
     bool head_only = c->rd.method == HTTP_METHOD_HEAD;
     size_t total = hlen < 0 ? 0 : (size_t)hlen + (head_only ? 0 : body_len);
     char *out = total > 0 ? malloc(total) : NULL;
@@ -395,7 +393,9 @@ static void answer(struct mconn *c, enum http_result res)
         memcpy(out + hlen, body, body_len);
     free(body);
     log_debug("metrics: %s %.64s: %d",
-              c->rd.method == HTTP_METHOD_GET ? "GET" : head_only ? "HEAD" : "-",
+              c->rd.method == HTTP_METHOD_GET ? "GET"
+              : head_only                     ? "HEAD"
+                                              : "-",
               res == HTTP_BAD ? "-" : c->rd.target, status);
     c->out = out;
     c->out_len = total;
@@ -434,7 +434,7 @@ static void read_head(struct mconn *c)
  * deadline. */
 static void open_conn(int fd)
 {
-    struct mconn *c = calloc(1, sizeof *c);
+    struct mconn *c = calloc(1, sizeof(*c));
     if (c == NULL) {
         log_limited("out of memory for a connection");
         close(fd);
@@ -482,7 +482,8 @@ static bool make_room(void)
             return true;
         if (!c->answering) {
             log_limited("%d connections open; closing the oldest one without a "
-                        "complete request", METRICS_MAX_CONNECTIONS);
+                        "complete request",
+                        METRICS_MAX_CONNECTIONS);
             close_conn(c);
             return true;
         }
@@ -502,10 +503,9 @@ static bool client_allowed(const addr_t *peer)
 {
     struct generation *g = generation_current(m.d);
     const struct config *cfg = g->cfg;
-    bool ok = cfg->has_stats
-                  ? cidr_allows(cfg->stats_allow, cfg->nstats_allow, cfg->stats_deny,
-                                cfg->nstats_deny, peer)
-                  : cidr_allows(m.allow, m.nallow, m.deny, m.ndeny, peer);
+    bool ok = cfg->has_stats ? cidr_allows(cfg->stats_allow, cfg->nstats_allow,
+                                           cfg->stats_deny, cfg->nstats_deny, peer)
+                             : cidr_allows(m.allow, m.nallow, m.deny, m.ndeny, peer);
     generation_unref(g);
     return ok;
 }
@@ -527,7 +527,7 @@ static void accept_clients(void)
 {
     while (m.accepting) {
         addr_t peer;
-        peer.len = sizeof peer.u;
+        peer.len = sizeof(peer.u);
         int fd = mio_tcp_accept(m.lfd, &peer.u.ss, &peer.len);
         if (fd == -EAGAIN || fd == -EWOULDBLOCK) {
             loop_rearm(&m.loop, m.lfd, MIO_READABLE);
@@ -539,13 +539,14 @@ static void accept_clients(void)
             log_limited("cannot accept: %s; pausing for %d ms", log_strerror(-fd),
                         ACCEPT_PAUSE_MS);
             watch_listener(false);
-            (void)loop_timer_set(&m.loop, &m.accept_timer, m.loop.now_ms + ACCEPT_PAUSE_MS);
+            (void)loop_timer_set(&m.loop, &m.accept_timer,
+                                 m.loop.now_ms + ACCEPT_PAUSE_MS);
             return;
         }
         if (!client_allowed(&peer)) {
             char text[ADDR_STRLEN];
             close(fd);
-            addr_format(&peer, text, sizeof text);
+            addr_format(&peer, text, sizeof(text));
             log_limited("refused %s: denied by stats.allow/deny", text);
             continue;
         }
@@ -580,8 +581,7 @@ static void mconn_deadline(struct timer *t)
          * end, and the kernel keeps no unsent rest for a client that
          * does not read. */
         struct linger abort_close = {.l_onoff = 1, .l_linger = 0};
-        (void)setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &abort_close,
-                         sizeof abort_close);
+        (void)setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &abort_close, sizeof(abort_close));
     } else if (c->queued) {
         (void)discard_input(c); /* unread input would make it a reset */
     }
@@ -660,10 +660,10 @@ static int copy_cidrs(const struct cidr *from, size_t n, struct cidr **out)
     *out = NULL;
     if (n == 0)
         return 0;
-    *out = malloc(n * sizeof **out);
+    *out = malloc(n * sizeof(**out));
     if (*out == NULL)
         return -ENOMEM;
-    memcpy(*out, from, n * sizeof **out);
+    memcpy(*out, from, n * sizeof(**out));
     return 0;
 }
 
@@ -679,7 +679,7 @@ int metrics_start(struct daemon *d, bool *bound)
     if (!cfg->has_stats || m.started)
         return 0;
     const addr_t *a = &cfg->stats.addr;
-    addr_format(a, m.name, sizeof m.name);
+    addr_format(a, m.name, sizeof(m.name));
     int fd = mio_tcp_listen(&a->u.sa, a->len, 0,
                             a->u.sa.sa_family == AF_INET6 ? MIO_LISTEN_V6ONLY : 0);
     if (fd < 0)
@@ -687,9 +687,9 @@ int metrics_start(struct daemon *d, bool *bound)
     *bound = true;
     m.lfd = fd;
     addr_t local;
-    local.len = sizeof local.u;
+    local.len = sizeof(local.u);
     if (mio_socket_local_addr(fd, &local.u.ss, &local.len) == 0)
-        addr_format(&local, m.name, sizeof m.name);
+        addr_format(&local, m.name, sizeof(m.name));
     m.d = d;
     atomic_store(&m.stop, false);
     int e = copy_cidrs(cfg->stats_allow, cfg->nstats_allow, &m.allow);

@@ -41,5 +41,4 @@ const char *metrics_address(void);
  * when metrics_start() started nothing. */
 void metrics_stop(void);
 
-
 #endif

@@ -50,8 +50,7 @@ void persource_destroy(struct persource *ps)
 }
 
 /* The slot where key is, or where it would be linked; lock held. */
-static struct persource_entry **find(struct persource *ps, const uint8_t *key,
-                                     size_t len)
+static struct persource_entry **find(struct persource *ps, const uint8_t *key, size_t len)
 {
     struct persource_entry **p = &ps->buckets[persource_hash(key, len) % ps->nbuckets];
     while (*p && ((*p)->len != len || memcmp((*p)->key, key, len) != 0))

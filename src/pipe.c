@@ -48,8 +48,7 @@ struct pipe *pipe_get(struct pipe_pool *pool)
         return NULL;
     }
     int size = fcntl(fds[1], F_GETPIPE_SZ);
-    *p = (struct pipe){.rd = fds[0], .wr = fds[1],
-                       .cap = size > 0 ? (size_t)size : 4096};
+    *p = (struct pipe){.rd = fds[0], .wr = fds[1], .cap = size > 0 ? (size_t)size : 4096};
     pool->open++;
     return p;
 }
@@ -59,8 +58,7 @@ ssize_t pipe_fill(struct pipe *p, int fd, size_t max)
     if (max > p->cap - p->len)
         max = p->cap - p->len;
     for (;;) {
-        ssize_t n = splice(fd, NULL, p->wr, NULL, max,
-                           SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+        ssize_t n = splice(fd, NULL, p->wr, NULL, max, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
         if (n >= 0) {
             p->len += (size_t)n;
             return n;

@@ -33,8 +33,8 @@ struct pipe {
 struct pipe_pool {
     struct pipe *free;
     unsigned nfree;
-    unsigned open;     /* pipes open, pooled or in use */
-    unsigned max;      /* past it, pipe_get() fails: descriptors go to clients */
+    unsigned open; /* pipes open, pooled or in use */
+    unsigned max;  /* past it, pipe_get() fails: descriptors go to clients */
 };
 
 /* The pipes one of `workers` workers may hold open: their descriptors (two

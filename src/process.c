@@ -57,7 +57,7 @@ int process_user_lookup(const char *user, uid_t *uid, gid_t *gid)
 
 int process_user_can_read(uid_t uid, gid_t gid, const char *path, int *why)
 {
-    int p[2], status, got[2] = { 0, 0 };
+    int p[2], status, got[2] = {0, 0};
     ssize_t n;
     pid_t pid;
 
@@ -74,7 +74,7 @@ int process_user_can_read(uid_t uid, gid_t gid, const char *path, int *why)
     }
     if (pid == 0) {
         /* As process_drop_privileges() does; only async-signal-safe calls. */
-        int res[2] = { 0, 0 }, fd = -1;
+        int res[2] = {0, 0}, fd = -1;
         if (setgroups(1, &gid) < 0 || setresgid(gid, gid, gid) < 0 ||
             setresuid(uid, uid, uid) < 0) {
             res[1] = errno; /* res[0] = 0: not tried */
@@ -83,17 +83,17 @@ int process_user_can_read(uid_t uid, gid_t gid, const char *path, int *why)
             fd = open(path, O_RDONLY | O_CLOEXEC);
             res[1] = fd < 0 ? errno : 0;
         }
-        n = write(p[1], res, sizeof res);
-        _exit(n == (ssize_t)sizeof res ? 0 : 1);
+        n = write(p[1], res, sizeof(res));
+        _exit(n == (ssize_t)sizeof(res) ? 0 : 1);
     }
     close(p[1]);
-    while ((n = read(p[0], got, sizeof got)) < 0 && errno == EINTR)
+    while ((n = read(p[0], got, sizeof(got))) < 0 && errno == EINTR)
         ;
     close(p[0]);
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
         ;
-    if (n != (ssize_t)sizeof got || got[0] == 0) {
-        *why = n == (ssize_t)sizeof got ? got[1] : EIO;
+    if (n != (ssize_t)sizeof(got) || got[0] == 0) {
+        *why = n == (ssize_t)sizeof(got) ? got[1] : EIO;
         return -1;
     }
     *why = got[1];
@@ -109,9 +109,9 @@ int process_drop_privileges(uid_t uid, gid_t gid)
         return -errno;
     uid_t ru, eu, su;
     gid_t rg, eg, sg;
-    if (getresuid(&ru, &eu, &su) < 0 || getresgid(&rg, &eg, &sg) < 0 ||
-        ru != uid || eu != uid || su != uid || rg != gid || eg != gid ||
-        sg != gid || (uid != 0 && setuid(0) == 0))
+    if (getresuid(&ru, &eu, &su) < 0 || getresgid(&rg, &eg, &sg) < 0 || ru != uid ||
+        eu != uid || su != uid || rg != gid || eg != gid || sg != gid ||
+        (uid != 0 && setuid(0) == 0))
         return PROCESS_NOT_DROPPED;
     return 0;
 }

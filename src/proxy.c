@@ -23,8 +23,8 @@
 /* What each parsing step returns; NEED_MORE and BAD are proxy_parse's. */
 enum { NEED_MORE = 0, BAD = -1, DONE = 1 };
 
-static const uint8_t v2_signature[12] = { 0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d,
-                                          0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a };
+static const uint8_t v2_signature[12] = {0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d,
+                                         0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a};
 
 static const char not_proxy[] = "not a PROXY protocol header";
 
@@ -52,8 +52,8 @@ static int take_literal(struct cursor *c, const char *s)
  * Consumes up to `max` bytes from `set` and the terminator after them,
  * copying the field into out (max + 1 bytes) with a NUL.
  */
-static int take_field(struct cursor *c, const char *set, size_t max,
-                      uint8_t term, char *out)
+static int take_field(struct cursor *c, const char *set, size_t max, uint8_t term,
+                      char *out)
 {
     size_t n = 0;
 
@@ -100,17 +100,17 @@ static int take_port(struct cursor *c, uint8_t term, in_port_t *port)
  * port. */
 static void set_ip(addr_t *a, int family, const void *ip, in_port_t port_be)
 {
-    memset(a, 0, sizeof *a);
+    memset(a, 0, sizeof(*a));
     if (family == AF_INET) {
         a->u.in.sin_family = AF_INET;
         memcpy(&a->u.in.sin_addr, ip, 4);
         a->u.in.sin_port = port_be;
-        a->len = sizeof a->u.in;
+        a->len = sizeof(a->u.in);
     } else {
         a->u.in6.sin6_family = AF_INET6;
         memcpy(&a->u.in6.sin6_addr, ip, 16);
         a->u.in6.sin6_port = port_be;
-        a->len = sizeof a->u.in6;
+        a->len = sizeof(a->u.in6);
     }
 }
 
@@ -132,11 +132,9 @@ static int v1_unknown(struct cursor *c)
 
 /* "src dst sport dport\r\n" after "TCP4 " or "TCP6 ", each field judged
  * as soon as its terminator arrives. */
-static int v1_tcp(struct cursor *c, int family, struct proxy_info *info,
-                  const char **why)
+static int v1_tcp(struct cursor *c, int family, struct proxy_info *info, const char **why)
 {
-    const char *set = family == AF_INET ? "0123456789."
-                                        : "0123456789abcdefABCDEF:.";
+    const char *set = family == AF_INET ? "0123456789." : "0123456789abcdefABCDEF:.";
     size_t max = family == AF_INET ? INET_ADDRSTRLEN - 1 : INET6_ADDRSTRLEN - 1;
     char text[INET6_ADDRSTRLEN];
     uint8_t src[16], dst[16];
@@ -175,7 +173,7 @@ static int v1_tcp(struct cursor *c, int family, struct proxy_info *info,
 static int parse_v1(const uint8_t *buf, size_t len, struct proxy_info *info,
                     const char **why)
 {
-    struct cursor c = { buf, len < V1_MAX ? len : V1_MAX, 0 };
+    struct cursor c = {buf, len < V1_MAX ? len : V1_MAX, 0};
     int rc;
 
     *why = not_proxy;
@@ -209,24 +207,22 @@ static int parse_v1(const uint8_t *buf, size_t len, struct proxy_info *info,
  * (an unnamed socket has an empty one). */
 static bool v2_unix(const uint8_t *field, addr_t *a)
 {
-    size_t room = sizeof a->u.un.sun_path < V2_UNIX_PATH
-                      ? sizeof a->u.un.sun_path
-                      : V2_UNIX_PATH;
+    size_t room = sizeof(a->u.un.sun_path) < V2_UNIX_PATH ? sizeof(a->u.un.sun_path)
+                                                          : V2_UNIX_PATH;
     const uint8_t *nul = memchr(field, '\0', room);
 
     if (nul == NULL)
         return false;
-    memset(a, 0, sizeof *a);
+    memset(a, 0, sizeof(*a));
     a->u.un.sun_family = AF_UNIX;
     memcpy(a->u.un.sun_path, field, (size_t)(nul - field));
-    a->len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) +
-                         (size_t)(nul - field) + 1);
+    a->len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + (size_t)(nul - field) +
+                         1);
     return true;
 }
 
 /* The address block of a v2 PROXY command, of the family byte fam. */
-static bool v2_addresses(const uint8_t *block, uint8_t fam,
-                         struct proxy_info *info)
+static bool v2_addresses(const uint8_t *block, uint8_t fam, struct proxy_info *info)
 {
     uint16_t sport, dport;
 
@@ -244,8 +240,7 @@ static bool v2_addresses(const uint8_t *block, uint8_t fam,
         set_ip(&info->dst, AF_INET6, block + 16, dport);
         return true;
     case 0x31:
-        return v2_unix(block, &info->src) &&
-               v2_unix(block + V2_UNIX_PATH, &info->dst);
+        return v2_unix(block, &info->src) && v2_unix(block + V2_UNIX_PATH, &info->dst);
     default: /* AF_UNSPEC: no addresses */
         info->local = true;
         return true;
@@ -281,11 +276,21 @@ static int parse_v2(const uint8_t *buf, size_t len, struct proxy_info *info,
         return NEED_MORE;
     if (!local) {
         switch (buf[13]) {
-        case 0x00: need = 0; break;
-        case 0x11: need = 12; break;
-        case 0x21: need = 36; break;
-        case 0x31: need = 2 * (size_t)V2_UNIX_PATH; break;
-        case 0x12: case 0x22: case 0x32:
+        case 0x00:
+            need = 0;
+            break;
+        case 0x11:
+            need = 12;
+            break;
+        case 0x21:
+            need = 36;
+            break;
+        case 0x31:
+            need = 2 * (size_t)V2_UNIX_PATH;
+            break;
+        case 0x12:
+        case 0x22:
+        case 0x32:
             *why = "PROXY v2: datagram transport refused (stream only)";
             return BAD;
         default:
@@ -315,8 +320,7 @@ static int parse_v2(const uint8_t *buf, size_t len, struct proxy_info *info,
 }
 
 /* Tells v1 from v2 by the first byte; *out is written only on success. */
-int proxy_parse(const uint8_t *buf, size_t len, struct proxy_info *out,
-                const char **why)
+int proxy_parse(const uint8_t *buf, size_t len, struct proxy_info *out, const char **why)
 {
     struct proxy_info info;
     const char *ignored;
@@ -326,7 +330,7 @@ int proxy_parse(const uint8_t *buf, size_t len, struct proxy_info *out,
         why = &ignored;
     if (len == 0)
         return 0;
-    memset(&info, 0, sizeof info);
+    memset(&info, 0, sizeof(info));
     if (buf[0] == 'P')
         rc = parse_v1(buf, len, &info, why);
     else if (buf[0] == v2_signature[0])
@@ -350,11 +354,11 @@ static void unmap(addr_t *a)
     struct in_addr ip;
 
     memcpy(&ip, a->u.in6.sin6_addr.s6_addr + 12, 4);
-    memset(a, 0, sizeof *a);
+    memset(a, 0, sizeof(*a));
     a->u.in.sin_family = AF_INET;
     a->u.in.sin_addr = ip;
     a->u.in.sin_port = port;
-    a->len = sizeof a->u.in;
+    a->len = sizeof(a->u.in);
 }
 
 /* Rewrites a v4 address as v4-mapped v6. */
@@ -363,13 +367,13 @@ static void map(addr_t *a)
     in_port_t port = a->u.in.sin_port;
     struct in_addr ip = a->u.in.sin_addr;
 
-    memset(a, 0, sizeof *a);
+    memset(a, 0, sizeof(*a));
     a->u.in6.sin6_family = AF_INET6;
     a->u.in6.sin6_addr.s6_addr[10] = 0xff;
     a->u.in6.sin6_addr.s6_addr[11] = 0xff;
     memcpy(a->u.in6.sin6_addr.s6_addr + 12, &ip, 4);
     a->u.in6.sin6_port = port;
-    a->len = sizeof a->u.in6;
+    a->len = sizeof(a->u.in6);
 }
 
 /*
@@ -383,7 +387,8 @@ static enum kind normalise(addr_t *s, addr_t *d)
     addr_t *v4 = sf == AF_INET ? s : d, *v6 = sf == AF_INET ? d : s;
 
     if (sf == AF_UNIX && df == AF_UNIX)
-        return addr_unix_path_len(s) < V2_UNIX_PATH && addr_unix_path_len(d) < V2_UNIX_PATH
+        return addr_unix_path_len(s) < V2_UNIX_PATH &&
+                       addr_unix_path_len(d) < V2_UNIX_PATH
                    ? KIND_UNIX
                    : KIND_UNKNOWN;
     if (sf == AF_INET && df == AF_INET)
@@ -401,21 +406,20 @@ static enum kind normalise(addr_t *s, addr_t *d)
 }
 
 /* The v1 line for a normalised pair, into text (V1_MAX + 1 bytes). */
-static int build_v1(enum kind kind, const addr_t *s, const addr_t *d,
-                    char *text)
+static int build_v1(enum kind kind, const addr_t *s, const addr_t *d, char *text)
 {
     char sa[INET6_ADDRSTRLEN], da[INET6_ADDRSTRLEN];
     int n;
 
     if (kind == KIND_V4) {
-        inet_ntop(AF_INET, &s->u.in.sin_addr, sa, sizeof sa);
-        inet_ntop(AF_INET, &d->u.in.sin_addr, da, sizeof da);
+        inet_ntop(AF_INET, &s->u.in.sin_addr, sa, sizeof(sa));
+        inet_ntop(AF_INET, &d->u.in.sin_addr, da, sizeof(da));
         n = snprintf(text, V1_MAX + 1, "PROXY TCP4 %s %s %u %u\r\n", sa, da,
                      (unsigned)ntohs(s->u.in.sin_port),
                      (unsigned)ntohs(d->u.in.sin_port));
     } else if (kind == KIND_V6) {
-        inet_ntop(AF_INET6, &s->u.in6.sin6_addr, sa, sizeof sa);
-        inet_ntop(AF_INET6, &d->u.in6.sin6_addr, da, sizeof da);
+        inet_ntop(AF_INET6, &s->u.in6.sin6_addr, sa, sizeof(sa));
+        inet_ntop(AF_INET6, &d->u.in6.sin6_addr, da, sizeof(da));
         n = snprintf(text, V1_MAX + 1, "PROXY TCP6 %s %s %u %u\r\n", sa, da,
                      (unsigned)ntohs(s->u.in6.sin6_port),
                      (unsigned)ntohs(d->u.in6.sin6_port));
@@ -427,14 +431,13 @@ static int build_v1(enum kind kind, const addr_t *s, const addr_t *d,
 
 /* The v2 header for a normalised pair, into out (V2_FIXED + 216 bytes).
  * A pair of no common family is sent as AF_UNSPEC. */
-static int build_v2(enum kind kind, const addr_t *s, const addr_t *d,
-                    uint8_t *out)
+static int build_v2(enum kind kind, const addr_t *s, const addr_t *d, uint8_t *out)
 {
     uint8_t *block = out + V2_FIXED;
     size_t n = 0;
 
     memset(out, 0, V2_FIXED + 2 * V2_UNIX_PATH);
-    memcpy(out, v2_signature, sizeof v2_signature);
+    memcpy(out, v2_signature, sizeof(v2_signature));
     out[12] = 0x21; /* version 2, PROXY */
     switch (kind) {
     case KIND_V4:
@@ -469,8 +472,8 @@ static int build_v2(enum kind kind, const addr_t *s, const addr_t *d,
 }
 
 /* Builds the header on the stack, then copies it if buf can hold it. */
-int proxy_build(int version, const addr_t *src, const addr_t *dst,
-                uint8_t *buf, size_t len)
+int proxy_build(int version, const addr_t *src, const addr_t *dst, uint8_t *buf,
+                size_t len)
 {
     uint8_t header[V2_FIXED + 2 * V2_UNIX_PATH];
     addr_t s = *src, d = *dst;

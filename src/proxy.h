@@ -30,8 +30,7 @@ struct proxy_info {
  * arrives, and whole at the space after it).  *out is written only when a
  * header is returned.
  */
-int proxy_parse(const uint8_t *buf, size_t len, struct proxy_info *out,
-                const char **why);
+int proxy_parse(const uint8_t *buf, size_t len, struct proxy_info *out, const char **why);
 
 /*
  * Writes a version 1 or 2 header for a connection from src to dst into buf;
@@ -42,7 +41,7 @@ int proxy_parse(const uint8_t *buf, size_t len, struct proxy_info *out,
  * AF_UNIX; a Unix address beside an IP one gives "PROXY UNKNOWN" and v2
  * AF_UNSPEC.  v6 scopes are not sent.
  */
-int proxy_build(int version, const addr_t *src, const addr_t *dst,
-                uint8_t *buf, size_t len);
+int proxy_build(int version, const addr_t *src, const addr_t *dst, uint8_t *buf,
+                size_t len);
 
 #endif

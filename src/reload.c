@@ -37,8 +37,7 @@ static void warn_restart_only(const struct config *old, const struct config *cfg
         (old->has_stats && !addr_equal(&old->stats.addr, &cfg->stats.addr)))
         changed[n++] = "stats";
     for (size_t i = 0; i < n; i++)
-        log_warn("reload: %s changed: it takes effect at the next restart",
-                 changed[i]);
+        log_warn("reload: %s changed: it takes effect at the next restart", changed[i]);
 }
 
 void reload_config(struct daemon *d)
@@ -50,8 +49,7 @@ void reload_config(struct daemon *d)
                        (unsigned long long)now.tv_nsec / 1000);
     struct generation *old = atomic_load(&d->gen);
     char err[1024];
-    struct config *cfg = config_load(d->config_path, d->config_name, err,
-                                     sizeof(err));
+    struct config *cfg = config_load(d->config_path, d->config_name, err, sizeof(err));
     struct generation *g = NULL;
     if (cfg != NULL) {
         struct generation_error ge;

@@ -13,7 +13,7 @@
 
 struct timer {
     int64_t deadline_ms;
-    size_t slot; /* index in the heap + 1; 0 when not scheduled */
+    size_t slot;                   /* index in the heap + 1; 0 when not scheduled */
     void (*fire)(struct timer *t); /* what the loop runs when it is due */
 };
 

@@ -148,7 +148,8 @@ static size_t host_addrs(addr_t **out)
     *out = NULL;
     if (getifaddrs(&ifs) < 0) {
         log_warn("cannot list this host's addresses: %s; the upstream loop "
-                 "guard knows only loopback ones", log_strerror(errno));
+                 "guard knows only loopback ones",
+                 log_strerror(errno));
         return 0;
     }
     size_t n = 0, max = 0;
@@ -174,8 +175,7 @@ static size_t host_addrs(addr_t **out)
 static bool is_local(const addr_t *a, const addr_t *host, size_t nhost)
 {
     int family = a->u.sa.sa_family;
-    if (family == AF_INET &&
-        (ntohl(a->u.in.sin_addr.s_addr) >> 24) == IN_LOOPBACKNET)
+    if (family == AF_INET && (ntohl(a->u.in.sin_addr.s_addr) >> 24) == IN_LOOPBACKNET)
         return true;
     if (family == AF_INET6 && IN6_IS_ADDR_LOOPBACK(&a->u.in6.sin6_addr))
         return true;
@@ -185,9 +185,8 @@ static bool is_local(const addr_t *a, const addr_t *host, size_t nhost)
             continue;
         if (family == AF_INET && h->u.in.sin_addr.s_addr == a->u.in.sin_addr.s_addr)
             return true;
-        if (family == AF_INET6 &&
-            memcmp(&h->u.in6.sin6_addr, &a->u.in6.sin6_addr,
-                   sizeof(a->u.in6.sin6_addr)) == 0)
+        if (family == AF_INET6 && memcmp(&h->u.in6.sin6_addr, &a->u.in6.sin6_addr,
+                                         sizeof(a->u.in6.sin6_addr)) == 0)
             return true;
     }
     return false;
@@ -211,8 +210,7 @@ static bool wildcard_takes(const addr_t *l, int fd, const addr_t *t)
         return false;
     int v6only = 1;
     socklen_t len = sizeof(v6only);
-    return getsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, &len) == 0 &&
-           v6only == 0;
+    return getsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, &len) == 0 && v6only == 0;
 }
 
 /* The listening socket of g that a connect to `a` reaches, or NULL: the
@@ -260,8 +258,8 @@ int upstream_find_loops(struct generation *g)
         struct listener *l = &g->listeners[i];
         for (size_t k = 0; k < l->nupstreams; k++)
             for (size_t j = 0; j < l->upstreams[k].naddrs; j++) {
-                const struct listen_sock *ls =
-                    reached(g, &l->upstreams[k].addrs[j]->addr, host, nhost);
+                const struct listen_sock *ls = reached(g, &l->upstreams[k].addrs[j]->addr,
+                                                       host, nhost);
                 l->upstreams[k].loop_at[j] = ls; /* kept below if it loops */
                 if (ls != NULL)
                     path[i * n + (size_t)(ls->listener - g->listeners)] = true;
@@ -299,8 +297,8 @@ static void mark_failed(struct worker *w, struct listener *l, struct upstream_ad
 
 /* "127.0.0.1:6379", or "db.example:6379 (192.0.2.7:6379)" for an address of
  * a name. */
-static void describe(const struct conn *c, const struct upstream_addr *ua,
-                     char *buf, size_t len)
+static void describe(const struct conn *c, const struct upstream_addr *ua, char *buf,
+                     size_t len)
 {
     const char *text = c->target != NULL ? c->target->text : NULL;
     if (text == NULL || strcmp(text, ua->name) == 0)
@@ -332,14 +330,14 @@ struct upstream_addr *upstream_next(struct worker *w, struct conn *c)
         atomic_fetch_add(&l->st->upstream_failures, 1);
         char what[2 * ADDR_STRLEN + 8];
         describe(c, ua, what, sizeof(what));
-        upstream_warn(w, "listener %s: upstream %s is this daemon's own "
+        upstream_warn(w,
+                      "listener %s: upstream %s is this daemon's own "
                       "listening address %s (listener %s): not connecting (a loop)",
                       l->cfg->name, what, own->name, own->listener->cfg->name);
     }
 }
 
-void upstream_failed(struct worker *w, struct conn *c, struct upstream_addr *ua,
-                     int err)
+void upstream_failed(struct worker *w, struct conn *c, struct upstream_addr *ua, int err)
 {
     struct listener *l = c->l;
     int64_t fail = l->cfg->fail_timeout_ms;
@@ -352,8 +350,10 @@ void upstream_failed(struct worker *w, struct conn *c, struct upstream_addr *ua,
                       l->cfg->name, what, why, (long long)(fail / 1000),
                       (long long)(fail % 1000));
     else
-        upstream_warn(w, "listener %s: upstream %s failed: %s; not skipped "
-                      "(fail_timeout is 0)", l->cfg->name, what, why);
+        upstream_warn(w,
+                      "listener %s: upstream %s failed: %s; not skipped "
+                      "(fail_timeout is 0)",
+                      l->cfg->name, what, why);
 }
 
 void upstream_succeeded(struct upstream_addr *ua)

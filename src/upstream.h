@@ -28,7 +28,7 @@ struct upstream_addr {
     atomic_int refs; /* the listeners (of every generation) holding it */
     addr_t addr;
     char name[ADDR_STRLEN];
-    atomic_uint active;             /* connections relayed to it now */
+    atomic_uint active;              /* connections relayed to it now */
     _Atomic int64_t failed_until_ms; /* skipped until then after a failure */
 };
 
@@ -71,15 +71,14 @@ int upstream_find_loops(struct generation *g);
 
 /* Marks an address of c's listener failed for the listener's fail_timeout,
  * counts the failure and logs why (rate-limited). */
-void upstream_failed(struct worker *w, struct conn *c, struct upstream_addr *ua,
-                     int err);
+void upstream_failed(struct worker *w, struct conn *c, struct upstream_addr *ua, int err);
 
 /* Clears an address's failure after a connect to it succeeded. */
 void upstream_succeeded(struct upstream_addr *ua);
 
 /* Logs a warning about upstreams through the worker's rate limit; the line
  * that follows dropped ones says how many were not logged. */
-__attribute__((format(printf, 2, 3)))
-void upstream_warn(struct worker *w, const char *fmt, ...);
+__attribute__((format(printf, 2, 3))) void upstream_warn(struct worker *w,
+                                                         const char *fmt, ...);
 
 #endif

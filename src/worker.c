@@ -58,7 +58,8 @@ static void switch_generation(struct worker *w)
             w->scratch_len = need;
         } else {
             log_warn("worker %u: no memory for a %zu-byte buffer: reads stay at "
-                     "%zu bytes", w->id, need, w->scratch_len);
+                     "%zu bytes",
+                     w->id, need, w->scratch_len);
         }
     }
     w->pipes.max = pipe_budget(w->d->nworkers); /* the limit may have moved */
@@ -120,8 +121,9 @@ void worker_wake(struct worker *w)
     loop_wake(&w->loop);
 }
 
-bool worker_wait_all(struct daemon *d, bool (*ok)(const struct worker *w, const void *arg),
-                  const void *arg, int ms)
+bool worker_wait_all(struct daemon *d,
+                     bool (*ok)(const struct worker *w, const void *arg), const void *arg,
+                     int ms)
 {
     for (int waited = 0;; waited++) {
         bool all = true;

@@ -29,17 +29,17 @@ struct worker {
     struct timer accept_timer; /* resumes accepting after a pause */
     uint8_t *scratch;          /* one read buffer, the largest buffer_size */
     size_t scratch_len;
-    int spare_fd;              /* given up to shed a client on EMFILE */
-    struct pipe_pool pipes;    /* empty pipes for spliced reads */
+    int spare_fd;           /* given up to shed a client on EMFILE */
+    struct pipe_pool pipes; /* empty pipes for spliced reads */
     bool accepting;
-    bool no_priority;          /* the backend has no MIO_PRIORITY (kqueue) */
-    struct conn *conns;        /* every open connection, for shutdown */
+    bool no_priority;   /* the backend has no MIO_PRIORITY (kqueue) */
+    struct conn *conns; /* every open connection, for shutdown */
     unsigned nconns;
     struct ratelimit rl_refused, rl_fd, rl_upstream;
-    struct generation *gen;    /* whose listening sockets it watches */
+    struct generation *gen;                /* whose listening sockets it watches */
     _Atomic(struct generation *) watching; /* gen, for the reloading thread */
-    atomic_bool quiet;         /* stopping: the listeners are out of its poll */
-    atomic_bool done;          /* the thread has returned */
+    atomic_bool quiet; /* stopping: the listeners are out of its poll */
+    atomic_bool done;  /* the thread has returned */
 };
 
 /* Sets up the worker's poll and registers the listeners; 0 or -errno. */
@@ -59,8 +59,9 @@ void worker_destroy(struct worker *w);
 /* Waits up to `ms` milliseconds (0: looks once) until every worker has
  * `ok(w, arg)` or has returned (ok NULL: has returned); true when they
  * all have. */
-bool worker_wait_all(struct daemon *d, bool (*ok)(const struct worker *w, const void *arg),
-                  const void *arg, int ms);
+bool worker_wait_all(struct daemon *d,
+                     bool (*ok)(const struct worker *w, const void *arg), const void *arg,
+                     int ms);
 
 /* Stops watching the listeners for a while (EMFILE without a spare, or an
  * accept error that may pass). */

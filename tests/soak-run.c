@@ -75,8 +75,7 @@ static atomic_ullong n_errors;
 static pthread_mutex_t out_mu = PTHREAD_MUTEX_INITIALIZER;
 
 /* Prints a line with the elapsed time first. */
-__attribute__((format(printf, 1, 2)))
-static void say(const char *fmt, ...)
+__attribute__((format(printf, 1, 2))) static void say(const char *fmt, ...)
 {
     int64_t t = (ms_now() - t_start) / 1000;
     pthread_mutex_lock(&out_mu);
@@ -91,8 +90,7 @@ static void say(const char *fmt, ...)
 }
 
 /* Counts an error; the first 50 are printed. */
-__attribute__((format(printf, 1, 2)))
-static void error(const char *fmt, ...)
+__attribute__((format(printf, 1, 2))) static void error(const char *fmt, ...)
 {
     unsigned long long n = atomic_fetch_add(&n_errors, 1) + 1;
     if (n > 50)
@@ -130,7 +128,7 @@ static void churn_error(struct churn *ch, const char *msg)
 /* The streamers' connections and bytes; the churn client counts its own. */
 static atomic_ullong streamed_conns[2], streamed_bytes[2];
 static atomic_ullong verified_total; /* every byte checked so far, both ways */
-static atomic_bool load_stop; /* the load phase is over */
+static atomic_bool load_stop;        /* the load phase is over */
 static atomic_bool interrupted;
 static struct churn ch;
 
@@ -175,14 +173,20 @@ static void *stream_run(void *arg)
                 error("streamer %d: connect to %d: no answer in %d ms", st->id, st->port,
                       STALL_MS);
             else
-                error("streamer %d: connect to %d: %s", st->id, st->port, strerror(errno));
+                error("streamer %d: connect to %d: %s", st->id, st->port,
+                      strerror(errno));
             sleep_ms(100);
             continue;
         }
         int64_t t0 = ms_now();
-        struct stream s = {.fd = fd, .base = base, .rate = st->rate, .stall_ms = STALL_MS,
-                           .finish_at = t0 + life, .give_up_at = t0 + life + 3 * STALL_MS,
-                           .finish_too = &load_stop, .total = &verified_total};
+        struct stream s = {.fd = fd,
+                           .base = base,
+                           .rate = st->rate,
+                           .stall_ms = STALL_MS,
+                           .finish_at = t0 + life,
+                           .give_up_at = t0 + life + 3 * STALL_MS,
+                           .finish_too = &load_stop,
+                           .total = &verified_total};
         stream_pump(&s);
         close(fd);
         if (s.ok) {
@@ -209,7 +213,8 @@ static void make_conf(char *text, size_t len, int variant)
     char dead[64] = "";
     if (variant == 1)
         snprintf(dead, sizeof(dead), ", \"127.0.0.1:%d\"", p_dead);
-    int n = snprintf(text, len,
+    int n = snprintf(
+        text, len,
         "workers = 2;\n"
         "shutdown_timeout = %d.0;\n"
         "log = { target = \"stderr\"; level = \"info\"; access = false; };\n"
@@ -262,8 +267,9 @@ static int daemon_errors(struct echod *e, char *last, size_t len)
 
 static void usage(void)
 {
-    fprintf(stderr, "usage: soak-run -d DAEMON [-m MINUTES] [-r REPORT_S] [-c CHURN_PER_S] "
-                    "[-s STREAMERS] [-k] [-w WORKDIR]\n");
+    fprintf(stderr,
+            "usage: soak-run -d DAEMON [-m MINUTES] [-r REPORT_S] [-c CHURN_PER_S] "
+            "[-s STREAMERS] [-k] [-w WORKDIR]\n");
 }
 
 int main(int argc, char **argv)
@@ -275,14 +281,30 @@ int main(int argc, char **argv)
     bool keep = false;
     while ((opt = getopt(argc, argv, "d:m:r:c:s:kw:h")) != -1) {
         switch (opt) {
-        case 'd': prog = optarg; break;
-        case 'm': minutes = strtod(optarg, NULL); break;
-        case 'r': report_s = atoi(optarg); break;
-        case 'c': churn_rate = (unsigned)atoi(optarg); break;
-        case 's': nstreamers = atoi(optarg); break;
-        case 'k': keep = true; break;
-        case 'w': workdir = optarg; break;
-        default: usage(); return 2;
+        case 'd':
+            prog = optarg;
+            break;
+        case 'm':
+            minutes = strtod(optarg, NULL);
+            break;
+        case 'r':
+            report_s = atoi(optarg);
+            break;
+        case 'c':
+            churn_rate = (unsigned)atoi(optarg);
+            break;
+        case 's':
+            nstreamers = atoi(optarg);
+            break;
+        case 'k':
+            keep = true;
+            break;
+        case 'w':
+            workdir = optarg;
+            break;
+        default:
+            usage();
+            return 2;
         }
     }
     if (prog == NULL || minutes <= 0 || minutes > 24 * 60 || report_s < 1 ||
@@ -320,7 +342,9 @@ int main(int argc, char **argv)
      * (bound, never listening, for the whole run).  A backlog of 16: when
      * an upstream goes away its queue fills at once and the daemon's
      * further connects time out. */
-    struct up_conf upc = {.mode = UP_ECHO, .max = 2048, .backlog = 16,
+    struct up_conf upc = {.mode = UP_ECHO,
+                          .max = 2048,
+                          .backlog = 16,
                           .on_error = upstream_error};
     upc.name = "u1";
     up1 = up_start(&upc);
@@ -333,7 +357,9 @@ int main(int argc, char **argv)
         p_relay = reserve_port();
     char text[4096];
     make_conf(text, sizeof(text), 0);
-    struct echod_opts opts = {.program = prog, .dir = dir, .log_path = logpath,
+    struct echod_opts opts = {.program = prog,
+                              .dir = dir,
+                              .log_path = logpath,
                               .start_ms = 10000};
     struct echod *e = echod_start_opts(text, &opts);
     pid_t pid = echod_pid(e);
@@ -341,8 +367,9 @@ int main(int argc, char **argv)
     int fd_idle = echod_fd_count(e);
     long rss_start = echod_rss_kib(e);
     say("soak: %s (pid %d) for %.1f min; echo on %d, relay on %d to %d and %d; %d "
-        "streamers, %u short connections/s; work dir %s", prog, (int)pid, minutes, p_echo,
-        p_relay, up1->srv.port, up2->srv.port, nstreamers, churn_rate, dir);
+        "streamers, %u short connections/s; work dir %s",
+        prog, (int)pid, minutes, p_echo, p_relay, up1->srv.port, up2->srv.port,
+        nstreamers, churn_rate, dir);
     say("start: rss %ld KiB, %d descriptors", rss_start, fd_idle);
 
     /* The load. */
@@ -358,11 +385,18 @@ int main(int argc, char **argv)
             return 2;
         }
     }
-    ch = (struct churn){.ports = ports, .nports = 2, .slots = 32, .rate = churn_rate,
-                        .seed = 12345, .stall_ms = STALL_MS, .grace_ms = 2 * STALL_MS,
-                        .stop_too = &load_stop, .total = &verified_total,
+    ch = (struct churn){.ports = ports,
+                        .nports = 2,
+                        .slots = 32,
+                        .rate = churn_rate,
+                        .seed = 12345,
+                        .stall_ms = STALL_MS,
+                        .grace_ms = 2 * STALL_MS,
+                        .stop_too = &load_stop,
+                        .total = &verified_total,
                         .on_error = churn_error};
-    bool churning = churn_rate > 0 && pthread_create(&ch.thread, NULL, churn_run, &ch) == 0;
+    bool churning = churn_rate > 0 &&
+                    pthread_create(&ch.thread, NULL, churn_run, &ch) == 0;
 
     /* The faults and the reports, until the time is up. */
     int64_t t0 = ms_now(), end = t0 + (int64_t)(minutes * 60000.0);
@@ -394,7 +428,8 @@ int main(int argc, char **argv)
             atomic_store(&up2->srv.paused, true);
             outage_end = now + 5000;
             noutages++;
-            say("upstream u2 (port %d) goes away: stops accepting for 5 s", up2->srv.port);
+            say("upstream u2 (port %d) goes away: stops accepting for 5 s",
+                up2->srv.port);
         } else if (outage_end != 0 && now >= outage_end) {
             atomic_store(&up2->srv.paused, false);
             outage_end = 0;
@@ -412,7 +447,8 @@ int main(int argc, char **argv)
                 rss_max = rss;
             say("served %llu connections (%.0f/s), %.1f MiB verified, %llu errors; %d reloads "
                 "(%d broken, refused), %d upstream outages; daemon rss %ld KiB, %d fds",
-                conns, (double)(conns - last_conns) * 1000.0 / (double)(now - last_report),
+                conns,
+                (double)(conns - last_conns) * 1000.0 / (double)(now - last_report),
                 (double)bytes / MIB, (unsigned long long)atomic_load(&n_errors), nreloads,
                 nbroken, noutages, rss, echod_fd_count(e));
             last_conns = conns;
@@ -441,10 +477,12 @@ int main(int argc, char **argv)
         fd_end = echod_fd_count(e);
         rss_end = echod_rss_kib(e);
         if (fd_end != fd_idle)
-            error("the daemon has %d descriptors after the load, %d before", fd_end, fd_idle);
+            error("the daemon has %d descriptors after the load, %d before", fd_end,
+                  fd_idle);
         long base = rss_first > 0 ? rss_first : rss_start;
         if (rss_end - base > 8 * 1024)
-            error("the daemon's RSS grew from %ld KiB (first report) to %ld KiB", base, rss_end);
+            error("the daemon's RSS grew from %ld KiB (first report) to %ld KiB", base,
+                  rss_end);
         /* Its counters against ours.  Asked again (10 times at most) while
          * they differ: the daemon closes a connection's sockets before it
          * counts it out, so its last connections may lag a moment. */
@@ -466,9 +504,10 @@ int main(int argc, char **argv)
                         c.in == (long long)bytes && c.out == (long long)bytes;
             }
             if (!agree)
-                error("listener %s: the daemon counts \"%s\"; the clients %llu connections, "
-                      "%llu bytes each way", names[i], line[0] ? strstr(line, "open=") : "-",
-                      conns, bytes);
+                error(
+                    "listener %s: the daemon counts \"%s\"; the clients %llu connections, "
+                    "%llu bytes each way",
+                    names[i], line[0] ? strstr(line, "open=") : "-", conns, bytes);
         }
     } else {
         error("the daemon is gone (status 0x%x)", echod_status(e));
@@ -499,9 +538,9 @@ int main(int argc, char **argv)
         "each way, %llu errors; %d reloads (%d broken, refused), %d upstream outages, "
         "upstreams accepted %llu+%llu; daemon rss %ld -> %ld KiB (max %ld), fds %d -> %d, "
         "%d warnings, exit %d after %lld ms",
-        errs == 0 ? "PASS" : "FAIL", (double)load_ms / 60000.0, conns,
-        served_conns(0), served_conns(1), (double)bytes / MIB, errs, nreloads, nbroken,
-        noutages, (unsigned long long)accepted[0], (unsigned long long)accepted[1],
+        errs == 0 ? "PASS" : "FAIL", (double)load_ms / 60000.0, conns, served_conns(0),
+        served_conns(1), (double)bytes / MIB, errs, nreloads, nbroken, noutages,
+        (unsigned long long)accepted[0], (unsigned long long)accepted[1],
         rss_first > 0 ? rss_first : rss_start, rss_end, rss_max, fd_idle, fd_end,
         echod_count_log(e, ": warning: "), code, (long long)took);
     if (errs == 0 && !keep)

@@ -114,14 +114,15 @@ static void concurrent_clients_get_every_byte_back(void **state)
 {
     (void)state;
     enum { N = 120 };
-    static const size_t sizes[] = {1, 2, 100, 1460, 16383, 16384, 16385,
-                                   65536, 200000, 1 << 20, 3 << 20};
+    static const size_t sizes[] = {1,     2,     100,    1460,    16383,  16384,
+                                   16385, 65536, 200000, 1 << 20, 3 << 20};
     mio_poll_t *poll;
     assert_int_equal(mio_poll_new(&poll), 0);
     mio_registry_t *reg = mio_poll_registry(poll);
     mio_events_t *events = mio_events_new(256);
     struct client *cl = calloc(N, sizeof(*cl));
-    struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+    struct sockaddr_in addr = {.sin_family = AF_INET,
+                               .sin_port = htons((uint16_t)port),
                                .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     for (int i = 0; i < N; i++) {
         struct client *c = &cl[i];
@@ -132,7 +133,8 @@ static void concurrent_clients_get_every_byte_back(void **state)
         c->fd = mio_tcp_connect((struct sockaddr *)&addr, sizeof(addr));
         assert_true(c->fd >= 0);
         assert_int_equal(mio_registry_register(reg, c->fd, (mio_token_t)i,
-                                               MIO_READABLE | MIO_WRITABLE), 0);
+                                               MIO_READABLE | MIO_WRITABLE),
+                         0);
     }
     int done = 0;
     int64_t deadline = now_ms() + 60000;

@@ -15,8 +15,11 @@ static inline bool valid_utf8(const char *s)
     const unsigned char *u = (const unsigned char *)s;
 
     while (*u != '\0') {
-        size_t n = *u < 0x80 ? 1 : *u >= 0xc2 && *u <= 0xdf ? 2
-                 : *u >= 0xe0 && *u <= 0xef ? 3 : *u >= 0xf0 && *u <= 0xf4 ? 4 : 0;
+        size_t n = *u < 0x80                  ? 1
+                   : *u >= 0xc2 && *u <= 0xdf ? 2
+                   : *u >= 0xe0 && *u <= 0xef ? 3
+                   : *u >= 0xf0 && *u <= 0xf4 ? 4
+                                              : 0;
         unsigned lo = *u == 0xe0 ? 0xa0 : *u == 0xf0 ? 0x90 : 0x80;
         unsigned hi = *u == 0xed ? 0x9f : *u == 0xf4 ? 0x8f : 0xbf;
 

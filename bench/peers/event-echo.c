@@ -67,15 +67,15 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
     bufferevent_free(bev);
 }
 
-static void on_accept(struct evconnlistener *l, evutil_socket_t fd,
-                      struct sockaddr *sa, int len, void *arg)
+static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
+                      int len, void *arg)
 {
     (void)sa;
     (void)len;
     (void)arg;
     struct event_base *base = evconnlistener_get_base(l);
     int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     struct bufferevent *bev = bufferevent_socket_new(base, fd, BEV_OPT_CLOSE_ON_FREE);
     if (bev == NULL) {
         evutil_closesocket(fd);
@@ -93,13 +93,14 @@ int main(int argc, char **argv)
     }
     struct event_base *base = event_base_new();
     struct sockaddr_in a;
-    memset(&a, 0, sizeof a);
+    memset(&a, 0, sizeof(a));
     a.sin_family = AF_INET;
     a.sin_port = htons((unsigned short)atoi(argv[1]));
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    struct evconnlistener *l = evconnlistener_new_bind(
-        base, on_accept, NULL, LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE, 4096,
-        (struct sockaddr *)&a, sizeof a);
+    struct evconnlistener *l =
+        evconnlistener_new_bind(base, on_accept, NULL,
+                                LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE, 4096,
+                                (struct sockaddr *)&a, sizeof(a));
     if (base == NULL || l == NULL) {
         perror("event-echo: listen");
         return 1;

@@ -37,8 +37,8 @@ struct pending {
 
 struct conn {
     int fd;
-    int eof;              /* the client's FIN was read */
-    struct pending *out;  /* bytes the socket did not take */
+    int eof;             /* the client's FIN was read */
+    struct pending *out; /* bytes the socket did not take */
 };
 
 static char scratch[BUF];
@@ -132,10 +132,11 @@ int main(int argc, char **argv)
     signal(SIGPIPE, SIG_IGN);
     int lfd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     int one = 1;
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(argv[1])),
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)atoi(argv[1])),
                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    if (lfd < 0 || setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
-        bind(lfd, (struct sockaddr *)&a, sizeof a) < 0 || listen(lfd, SOMAXCONN) < 0) {
+    if (lfd < 0 || setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0 ||
+        bind(lfd, (struct sockaddr *)&a, sizeof(a)) < 0 || listen(lfd, SOMAXCONN) < 0) {
         perror("floor-echo: listen");
         return 1;
     }
@@ -166,11 +167,13 @@ int main(int argc, char **argv)
                             perror("floor-echo: accept");
                         break; /* EMFILE and the like: the next edge retries */
                     }
-                    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-                    c = calloc(1, sizeof *c);
-                    struct epoll_event cev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET,
+                    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+                    c = calloc(1, sizeof(*c));
+                    struct epoll_event cev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP |
+                                                        EPOLLET,
                                               .data.ptr = c};
-                    if (c == NULL || (c->fd = fd, epoll_ctl(ep, EPOLL_CTL_ADD, fd, &cev) < 0)) {
+                    if (c == NULL ||
+                        (c->fd = fd, epoll_ctl(ep, EPOLL_CTL_ADD, fd, &cev) < 0)) {
                         close(fd);
                         free(c);
                     }

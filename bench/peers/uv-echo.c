@@ -102,7 +102,7 @@ static void on_connection(uv_stream_t *server, int status)
 {
     if (status < 0)
         return;
-    struct conn *c = calloc(1, sizeof *c);
+    struct conn *c = calloc(1, sizeof(*c));
     uv_tcp_init(loop, &c->tcp);
     if (uv_accept(server, (uv_stream_t *)&c->tcp) < 0) {
         uv_close((uv_handle_t *)&c->tcp, on_close);

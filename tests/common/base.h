@@ -25,21 +25,19 @@
 void test_set_fail(void (*fn)(const char *msg));
 
 /* Fails the test with the formatted message (through the hook). */
-__attribute__((format(printf, 1, 2), noreturn))
-void test_fail(const char *fmt, ...);
+__attribute__((format(printf, 1, 2), noreturn)) void test_fail(const char *fmt, ...);
 
 /* Fails the test, naming the place and the condition, unless cond holds. */
-#define CHECK(cond)                                                            \
-    ((cond) ? (void)0                                                          \
-            : test_fail("%s:%d: check failed: %s", __FILE__, __LINE__, #cond))
+#define CHECK(cond) \
+    ((cond) ? (void)0 : test_fail("%s:%d: check failed: %s", __FILE__, __LINE__, #cond))
 
 /* Fails the test unless a == b (as long long), naming both values. */
-#define CHECK_EQ(a, b)                                                         \
-    do {                                                                       \
-        long long a_ = (long long)(a), b_ = (long long)(b);                    \
-        if (a_ != b_)                                                          \
-            test_fail("%s:%d: %s is %lld, not %lld (%s)", __FILE__, __LINE__,  \
-                      #a, a_, b_, #b);                                         \
+#define CHECK_EQ(a, b)                                                                \
+    do {                                                                              \
+        long long a_ = (long long)(a), b_ = (long long)(b);                           \
+        if (a_ != b_)                                                                 \
+            test_fail("%s:%d: %s is %lld, not %lld (%s)", __FILE__, __LINE__, #a, a_, \
+                      b_, #b);                                                        \
     } while (0)
 
 /* Milliseconds on CLOCK_MONOTONIC; sleep_ms() sleeps ms (EINTR resumed). */

@@ -26,8 +26,8 @@ struct cslot {
     int64_t last;
 };
 
-__attribute__((format(printf, 2, 3)))
-static void churn_error(struct churn *ch, const char *fmt, ...)
+__attribute__((format(printf, 2, 3))) static void churn_error(struct churn *ch,
+                                                              const char *fmt, ...)
 {
     char msg[256];
     va_list ap;
@@ -133,8 +133,8 @@ static void cslot_service(struct churn *ch, struct cslot *c, short rev, uint8_t 
         if (n > 0) {
             if (c->got + (size_t)n > c->sent ||
                 memcmp(scratch, pat(c->base + c->got), (size_t)n) != 0) {
-                churn_error(ch, "port %d: bytes %zu..%zu differ from what was sent", c->port,
-                            c->got, c->got + (size_t)n);
+                churn_error(ch, "port %d: bytes %zu..%zu differ from what was sent",
+                            c->port, c->got, c->got + (size_t)n);
                 cslot_close(c);
                 return;
             }
@@ -146,8 +146,8 @@ static void cslot_service(struct churn *ch, struct cslot *c, short rev, uint8_t 
         }
         if (n == 0) {
             if (c->got != c->len || !c->shut)
-                churn_error(ch, "port %d: EOF after %zu of %zu bytes back", c->port, c->got,
-                            c->len);
+                churn_error(ch, "port %d: EOF after %zu of %zu bytes back", c->port,
+                            c->got, c->len);
             else
                 cslot_done(ch, c);
             cslot_close(c);
@@ -187,8 +187,9 @@ void *churn_run(void *arg)
                         (ch->stop_too == NULL || !atomic_load(ch->stop_too));
         if (!starting && ended_at == 0)
             ended_at = now;
-        uint64_t allowed = ch->rate > 0 ? (uint64_t)ch->rate * (uint64_t)(now - t0) / 1000 + 1
-                                        : UINT64_MAX;
+        uint64_t allowed = ch->rate > 0
+                               ? (uint64_t)ch->rate * (uint64_t)(now - t0) / 1000 + 1
+                               : UINT64_MAX;
         int n = 0;
         for (int i = 0; i < ch->slots; i++) {
             struct cslot *c = &sl[i];
@@ -197,20 +198,23 @@ void *churn_run(void *arg)
             if (c->state == CS_IDLE)
                 continue;
             if (now - c->last > stall_ms) {
-                churn_error(ch, "port %d: no progress for %d ms (%zu of %zu sent, %zu back)",
+                churn_error(ch,
+                            "port %d: no progress for %d ms (%zu of %zu sent, %zu back)",
                             c->port, stall_ms, c->sent, c->len, c->got);
                 cslot_close(c);
                 continue;
             }
-            short ev = c->state == CS_CONNECTING ? POLLOUT
-                       : (short)(POLLIN | (c->sent < c->len ? POLLOUT : 0));
+            short ev = c->state == CS_CONNECTING
+                           ? POLLOUT
+                           : (short)(POLLIN | (c->sent < c->len ? POLLOUT : 0));
             pfd[n] = (struct pollfd){.fd = c->fd, .events = ev};
             idx[n++] = i;
         }
         if (n == 0 && !starting)
             break;
         if (ended_at != 0 && now - ended_at > grace_ms) {
-            churn_error(ch, "%d connections not done %d s after the end", n, grace_ms / 1000);
+            churn_error(ch, "%d connections not done %d s after the end", n,
+                        grace_ms / 1000);
             break;
         }
         int r = poll(pfd, (nfds_t)n, n == 0 || k >= allowed ? 1 : 20);
@@ -244,8 +248,8 @@ void churn_stop(struct churn *ch)
     pthread_join(ch->thread, NULL);
 }
 
-void churn_for(const int *ports, size_t nports, int nthreads, int slots,
-               unsigned rate, int ms, uint32_t seed, struct churn *sum)
+void churn_for(const int *ports, size_t nports, int nthreads, int slots, unsigned rate,
+               int ms, uint32_t seed, struct churn *sum)
 {
     struct churn ch[4];
     CHECK(nthreads > 0 && (size_t)nthreads <= ARRAY_LEN(ch));

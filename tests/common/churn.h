@@ -21,14 +21,14 @@ struct churn {
     /* Set before it runs: */
     const int *ports;
     size_t nports;
-    int slots, ms;   /* ms 0: until told to stop */
-    unsigned rate;   /* connections started per second at most (0: no cap) */
+    int slots, ms; /* ms 0: until told to stop */
+    unsigned rate; /* connections started per second at most (0: no cap) */
     uint32_t seed;
-    int stall_ms;    /* a connection without progress this long is an
-                      * error (0: 5 s) */
-    int grace_ms;    /* for the open ones after the end (0: 10 s) */
-    const atomic_bool *stop_too;  /* stops when this is set (or NULL) */
-    atomic_ullong *total;         /* every verified byte is added here */
+    int stall_ms;                /* a connection without progress this long is an
+                                  * error (0: 5 s) */
+    int grace_ms;                /* for the open ones after the end (0: 10 s) */
+    const atomic_bool *stop_too; /* stops when this is set (or NULL) */
+    atomic_ullong *total;        /* every verified byte is added here */
     void (*on_error)(struct churn *ch, const char *msg); /* each error */
     pthread_t thread;
     atomic_bool stop; /* start no more */
@@ -47,7 +47,7 @@ void churn_start(struct churn *ch);
 void churn_stop(struct churn *ch);
 
 /* Runs `nthreads` churn clients together for ms; the sums go into *sum. */
-void churn_for(const int *ports, size_t nports, int nthreads, int slots,
-               unsigned rate, int ms, uint32_t seed, struct churn *sum);
+void churn_for(const int *ports, size_t nports, int nthreads, int slots, unsigned rate,
+               int ms, uint32_t seed, struct churn *sum);
 
 #endif

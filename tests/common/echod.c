@@ -43,11 +43,11 @@
 
 struct echod {
     pid_t pid;
-    bool exited;   /* reaped: status is valid */
-    bool killed;   /* we had to SIGKILL it */
-    int status;    /* as from waitpid */
-    int errfd;     /* the read end of its stderr */
-    FILE *copy;    /* the log's copy (echod_opts.log_path), or NULL */
+    bool exited; /* reaped: status is valid */
+    bool killed; /* we had to SIGKILL it */
+    int status;  /* as from waitpid */
+    int errfd;   /* the read end of its stderr */
+    FILE *copy;  /* the log's copy (echod_opts.log_path), or NULL */
     pthread_t reader;
     bool reader_running;
     pthread_mutex_t mu;
@@ -110,7 +110,6 @@ static void register_cleanup(void)
 }
 
 /* ---- starting and watching the daemon ---------------------------------- */
-
 
 /* Appends the daemon's stderr to its log until the pipe ends. */
 static void *read_log(void *arg)

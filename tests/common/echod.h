@@ -21,12 +21,12 @@ struct echod;
 
 /* How a daemon is started; a zeroed struct (or NULL) is the default. */
 struct echod_opts {
-    const char *program; /* the binary; NULL: echod_program_path() */
-    const char *dir;     /* where its configuration is written (kept); NULL:
-                          * a fresh temporary directory, removed at exit */
+    const char *program;  /* the binary; NULL: echod_program_path() */
+    const char *dir;      /* where its configuration is written (kept); NULL:
+                           * a fresh temporary directory, removed at exit */
     const char *log_path; /* a file that gets a copy of the log, or NULL */
-    long nofile;         /* its soft RLIMIT_NOFILE; 0: ours */
-    int start_ms;        /* how long to wait for "started"; 0: 5 s */
+    long nofile;          /* its soft RLIMIT_NOFILE; 0: ours */
+    int start_ms;         /* how long to wait for "started"; 0: 5 s */
 };
 
 /*
@@ -41,10 +41,9 @@ struct echod *echod_start_opts(const char *conf, const struct echod_opts *opts);
 struct echod *echod_start(const char *conf);
 
 /* echod_start() with the configuration formatted from fmt. */
-__attribute__((format(printf, 1, 2)))
-struct echod *echod_startf(const char *fmt, ...);
-__attribute__((format(printf, 1, 0)))
-struct echod *echod_startv(const char *fmt, va_list ap);
+__attribute__((format(printf, 1, 2))) struct echod *echod_startf(const char *fmt, ...);
+__attribute__((format(printf, 1, 0))) struct echod *echod_startv(const char *fmt,
+                                                                 va_list ap);
 
 /* echod_start() with the daemon's soft RLIMIT_NOFILE set to `nofile`. */
 struct echod *echod_start_nofile(const char *conf, long nofile);
@@ -68,8 +67,8 @@ bool echod_wait_count(struct echod *e, const char *needle, int n, int ms);
 
 /* Waits 3 s at most for a log line containing the formatted needle, and
  * returns it (as echod_wait_log()); fails the test when none comes. */
-__attribute__((format(printf, 2, 3)))
-const char *echod_must_log(struct echod *e, const char *fmt, ...);
+__attribute__((format(printf, 2, 3))) const char *echod_must_log(struct echod *e,
+                                                                 const char *fmt, ...);
 
 /* Sends `sig` to the daemon (unless it has exited). */
 void echod_signal(struct echod *e, int sig);
@@ -92,8 +91,8 @@ void echod_stop_all(int ms);
 const char *echod_conf_path(struct echod *e);
 
 /* conf_rewrite() (files.h) of the file the daemon was started with. */
-__attribute__((format(printf, 2, 3)))
-void echod_rewrite_conf(struct echod *e, const char *fmt, ...);
+__attribute__((format(printf, 2, 3))) void echod_rewrite_conf(struct echod *e,
+                                                              const char *fmt, ...);
 
 /* SIGHUP, then waits up to ms for one more "notice: reloaded FILE" line;
  * fails the test when it does not come, or "reload failed" does. */

@@ -24,9 +24,9 @@ const char *write_conf(const char *conf);
 
 /* Replaces the file at path with the formatted text, in one rename(): the
  * daemon never reads half a file. */
-__attribute__((format(printf, 2, 3)))
-void conf_rewrite(const char *path, const char *fmt, ...);
-__attribute__((format(printf, 2, 0)))
-void conf_vrewrite(const char *path, const char *fmt, va_list ap);
+__attribute__((format(printf, 2, 3))) void conf_rewrite(const char *path, const char *fmt,
+                                                        ...);
+__attribute__((format(printf, 2, 0))) void conf_vrewrite(const char *path,
+                                                         const char *fmt, va_list ap);
 
 #endif

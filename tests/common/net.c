@@ -51,14 +51,16 @@ static int connect_addr(const struct sockaddr *sa, socklen_t len)
 
 int connect_to(int port)
 {
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)port),
                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     return connect_addr((struct sockaddr *)&a, sizeof(a));
 }
 
 int connect_to6(int port)
 {
-    struct sockaddr_in6 a = {.sin6_family = AF_INET6, .sin6_port = htons((uint16_t)port),
+    struct sockaddr_in6 a = {.sin6_family = AF_INET6,
+                             .sin6_port = htons((uint16_t)port),
                              .sin6_addr = IN6ADDR_LOOPBACK_INIT};
     return connect_addr((struct sockaddr *)&a, sizeof(a));
 }
@@ -96,8 +98,8 @@ void send_all(int fd, const void *buf, size_t len)
             continue;
         if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
             if (!wait_fd(fd, POLLOUT, IO_MS))
-                test_fail("send_all: no progress in %d ms after %zu of %zu bytes",
-                         IO_MS, done, len);
+                test_fail("send_all: no progress in %d ms after %zu of %zu bytes", IO_MS,
+                          done, len);
             continue;
         }
         test_fail("send_all: %s after %zu of %zu bytes", strerror(errno), done, len);
@@ -120,8 +122,8 @@ void recv_exact(int fd, void *buf, size_t len)
             continue;
         if (errno == EAGAIN || errno == EWOULDBLOCK) {
             if (!wait_fd(fd, POLLIN, IO_MS))
-                test_fail("recv_exact: nothing in %d ms after %zu of %zu bytes",
-                         IO_MS, done, len);
+                test_fail("recv_exact: nothing in %d ms after %zu of %zu bytes", IO_MS,
+                          done, len);
             continue;
         }
         test_fail("recv_exact: %s after %zu of %zu bytes", strerror(errno), done, len);
@@ -333,7 +335,8 @@ int silent_port(void)
     int port;
     int lfd = listen_loopback(0, &port);
     track_fd(lfd);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)port),
                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     /* Connect until one hangs (its SYN dropped): then the queue is full. */
     for (int i = 0; i < 8; i++) {
@@ -354,7 +357,8 @@ int connect_start(int port)
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
     if (fd < 0)
         return -1;
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)port),
                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     if (connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0 && errno != EINPROGRESS) {
         int err = errno;

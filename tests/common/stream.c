@@ -26,8 +26,8 @@
 static struct stream *streams[16];
 static size_t nstreams;
 
-__attribute__((format(printf, 2, 3)))
-static void stream_fail(struct stream *s, const char *fmt, ...)
+__attribute__((format(printf, 2, 3))) static void stream_fail(struct stream *s,
+                                                              const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -87,7 +87,8 @@ void stream_pump(struct stream *s)
             }
             shut = true;
         }
-        bool throttled = s->rate > 0 && sent >= s->rate * (uint64_t)(now - t0) / 1000 + CHUNK;
+        bool throttled = s->rate > 0 &&
+                         sent >= s->rate * (uint64_t)(now - t0) / 1000 + CHUNK;
         bool can_send = !shut && !throttled && sent - verified < WINDOW;
         struct pollfd pfd = {.fd = s->fd,
                              .events = (short)(POLLIN | (can_send ? POLLOUT : 0))};
@@ -101,7 +102,8 @@ void stream_pump(struct stream *s)
             size_t want = WINDOW - (size_t)(sent - verified);
             if (want > CHUNK)
                 want = CHUNK;
-            ssize_t n = send(s->fd, pat(s->base + sent), want, MSG_NOSIGNAL | MSG_DONTWAIT);
+            ssize_t n = send(s->fd, pat(s->base + sent), want,
+                             MSG_NOSIGNAL | MSG_DONTWAIT);
             if (n > 0) {
                 sent += (uint64_t)n;
                 atomic_store(&s->sent, sent);
@@ -130,16 +132,17 @@ void stream_pump(struct stream *s)
                 s->cut = s->ok = true;
                 goto out;
             }
-            stream_fail(s, "EOF after %llu of %llu bytes back", (unsigned long long)verified,
-                        (unsigned long long)sent);
+            stream_fail(s, "EOF after %llu of %llu bytes back",
+                        (unsigned long long)verified, (unsigned long long)sent);
             goto out;
         } else if (errno != EAGAIN && errno != EINTR) {
             if (s->may_be_cut && errno == ECONNRESET) {
                 s->cut = s->ok = true;
                 goto out;
             }
-            stream_fail(s, "recv after %llu of %llu bytes: %s", (unsigned long long)verified,
-                        (unsigned long long)sent, strerror(errno));
+            stream_fail(s, "recv after %llu of %llu bytes: %s",
+                        (unsigned long long)verified, (unsigned long long)sent,
+                        strerror(errno));
             goto out;
         }
         /* Nothing in flight and not finishing: idle by choice. */

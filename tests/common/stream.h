@@ -18,27 +18,27 @@
 
 struct stream {
     /* Set before it runs: */
-    int fd, cport;          /* a connected socket (non-blocking), its port */
+    int fd, cport; /* a connected socket (non-blocking), its port */
     uint64_t base;
-    uint64_t rate;          /* bytes per second at most (0: no cap) */
-    int stall_ms;           /* an error after this long without progress */
+    uint64_t rate; /* bytes per second at most (0: no cap) */
+    int stall_ms;  /* an error after this long without progress */
     bool may_be_cut;
-    int64_t finish_at;      /* ms_now() at which to finish (0: none) */
-    int64_t give_up_at;     /* an error when not done by then (0: none) */
+    int64_t finish_at;             /* ms_now() at which to finish (0: none) */
+    int64_t give_up_at;            /* an error when not done by then (0: none) */
     const atomic_bool *finish_too; /* finish when this is set (or NULL) */
-    atomic_ullong *total;   /* every verified byte is added here (or NULL) */
+    atomic_ullong *total;          /* every verified byte is added here (or NULL) */
     /* Told while it runs: */
-    atomic_bool finish;     /* half-close, drain, expect EOF */
-    atomic_bool quit;       /* give up now */
+    atomic_bool finish; /* half-close, drain, expect EOF */
+    atomic_bool quit;   /* give up now */
     /* Told by it: */
     atomic_ullong sent, verified;
-    atomic_bool done;       /* it has returned */
+    atomic_bool done; /* it has returned */
     /* Written before `done`: */
-    bool ok;                /* ended as expected */
-    bool cut;               /* ended by the peer (may_be_cut) */
-    int64_t end_ms;         /* when it ended */
+    bool ok;        /* ended as expected */
+    bool cut;       /* ended by the peer (may_be_cut) */
+    int64_t end_ms; /* when it ended */
     char err[256];
-    pthread_t thread;       /* stream_start()'s */
+    pthread_t thread; /* stream_start()'s */
 };
 
 /* Runs the stream in this thread until it ends. */

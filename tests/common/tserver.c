@@ -15,8 +15,7 @@
 #include "tserver.h"
 
 /* Frees connection i of a test server's table (the last one moves in). */
-static void tserver_drop(struct tserver *s, void **conns, int *fds, size_t *n,
-                         size_t i)
+static void tserver_drop(struct tserver *s, void **conns, int *fds, size_t *n, size_t i)
 {
     s->conn_free(s, conns[i]);
     close(fds[i]);

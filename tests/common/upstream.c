@@ -19,11 +19,11 @@
 struct uconn {
     int fd;
     bool rd_eof, wr_shut;
-    uint64_t base;        /* its pattern: from here */
-    size_t txoff, txlen;  /* pattern bytes sent, and to send */
-    uint8_t *ebuf;        /* echo: received, not yet sent back */
+    uint64_t base;       /* its pattern: from here */
+    size_t txoff, txlen; /* pattern bytes sent, and to send */
+    uint8_t *ebuf;       /* echo: received, not yet sent back */
     size_t elen, eoff;
-    size_t rx;            /* bytes received */
+    size_t rx; /* bytes received */
 };
 
 /* Every upstream running, for up_stop_all(). */
@@ -54,7 +54,8 @@ static bool uc_write(struct upsrv *u, struct uconn *c, bool *progress)
 {
     while (c->txoff < c->txlen) {
         size_t want = c->txlen - c->txoff < UP_CHUNK ? c->txlen - c->txoff : UP_CHUNK;
-        ssize_t n = send(c->fd, pat(c->base + c->txoff), want, MSG_NOSIGNAL | MSG_DONTWAIT);
+        ssize_t n = send(c->fd, pat(c->base + c->txoff), want,
+                         MSG_NOSIGNAL | MSG_DONTWAIT);
         if (n > 0) {
             c->txoff += (size_t)n;
             *progress = true;
@@ -189,8 +190,10 @@ struct upsrv *up_start(const struct up_conf *conf)
     struct upsrv *u = calloc(1, sizeof(*u));
     CHECK(u != NULL);
     u->conf = *conf;
-    u->srv = (struct tserver){.max = conf->max > 0 ? conf->max : 64, .conn_open = uc_open,
-                              .conn_events = uc_events, .conn_service = uc_service,
+    u->srv = (struct tserver){.max = conf->max > 0 ? conf->max : 64,
+                              .conn_open = uc_open,
+                              .conn_events = uc_events,
+                              .conn_service = uc_service,
                               .conn_free = uc_free};
     tserver_start(&u->srv, conf->backlog > 0 ? conf->backlog : 64);
     running[nrunning++] = u;

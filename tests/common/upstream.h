@@ -26,11 +26,11 @@ struct upsrv;
 /* What an upstream does, and its limits; zeroes are the defaults. */
 struct up_conf {
     enum up_mode mode;
-    size_t nbytes;   /* it sends the pattern from off + k * stride ... */
+    size_t nbytes;        /* it sends the pattern from off + k * stride ... */
     uint64_t off, stride; /* ... on its k-th connection (from 0) */
-    size_t max;      /* connections at once (0: 64) */
-    int backlog;     /* its listening socket's (0: 64) */
-    const char *name; /* for on_error */
+    size_t max;           /* connections at once (0: 64) */
+    int backlog;          /* its listening socket's (0: 64) */
+    const char *name;     /* for on_error */
     /* Called by the server's thread on each socket error (a reset too),
      * with what failed ("send", "recv", "shutdown") and the errno. */
     void (*on_error)(const struct upsrv *u, const char *what, int err);

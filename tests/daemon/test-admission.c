@@ -91,8 +91,8 @@ static void expect_refused_logged(struct echod *e, int fd, const char *listener,
 /* Waits for the access line that starts with the formatted text (e.g.
  * "access listener=a client=127.0.0.1:4242 ") and checks that it ends
  * with reason=REASON. */
-__attribute__((format(printf, 3, 4)))
-static void expect_access(struct echod *e, const char *reason, const char *fmt, ...)
+__attribute__((format(printf, 3, 4))) static void
+expect_access(struct echod *e, const char *reason, const char *fmt, ...)
 {
     char needle[512];
     va_list ap;
@@ -142,8 +142,8 @@ static size_t v2_tcp(uint8_t *out, int family, const char *src, const char *dst,
 {
     size_t alen = family == AF_INET6 ? 16 : 4; /* one address */
     memcpy(out, v2_sig, 12);
-    out[12] = 0x21;                                /* version 2, PROXY */
-    out[13] = family == AF_INET6 ? 0x21 : 0x11;    /* AF_INET6 or AF_INET, STREAM */
+    out[12] = 0x21;                             /* version 2, PROXY */
+    out[13] = family == AF_INET6 ? 0x21 : 0x11; /* AF_INET6 or AF_INET, STREAM */
     out[14] = 0;
     out[15] = (uint8_t)(2 * alen + 4);
     assert_int_equal(inet_pton(family, src, out + 16), 1);
@@ -157,8 +157,8 @@ static size_t v2_tcp(uint8_t *out, int family, const char *src, const char *dst,
 }
 
 /* v2_tcp() over IPv4. */
-static size_t v2_tcp4(uint8_t *out, const char *src, const char *dst,
-                      uint16_t sport, uint16_t dport)
+static size_t v2_tcp4(uint8_t *out, const char *src, const char *dst, uint16_t sport,
+                      uint16_t dport)
 {
     return v2_tcp(out, AF_INET, src, dst, sport, dport);
 }
@@ -218,9 +218,10 @@ static int proxied_refused(int port, const void *hdr, size_t hlen, const char *p
 static void test_allow_lets_only_listed_source(void **state)
 {
     (void)state;
-    struct echod *e = echod_start(BASE "workers = 1;\n"
-        "listeners = ( { name = \"acl\"; listen = [ \"127.0.0.1:0\" ];\n"
-        "  allow = [ \"127.0.0.2/32\" ]; } );\n");
+    struct echod *e = echod_start(
+        BASE "workers = 1;\n"
+             "listeners = ( { name = \"acl\"; listen = [ \"127.0.0.1:0\" ];\n"
+             "  allow = [ \"127.0.0.2/32\" ]; } );\n");
     int port = echod_port(e, "acl", 0);
 
     int two = connect_from("127.0.0.2", port);
@@ -239,10 +240,11 @@ static void test_allow_lets_only_listed_source(void **state)
 static void test_deny_wins_over_allow(void **state)
 {
     (void)state;
-    struct echod *e = echod_start(BASE "workers = 1;\n"
-        "listeners = ( { name = \"acl\"; listen = [ \"127.0.0.1:0\" ];\n"
-        "  allow = [ \"127.0.0.1\" ]; deny = [ \"127.0.0.0/8\" ]; },\n"
-        " { name = \"open\"; listen = [ \"127.0.0.1:0\" ]; } );\n");
+    struct echod *e = echod_start(
+        BASE "workers = 1;\n"
+             "listeners = ( { name = \"acl\"; listen = [ \"127.0.0.1:0\" ];\n"
+             "  allow = [ \"127.0.0.1\" ]; deny = [ \"127.0.0.0/8\" ]; },\n"
+             " { name = \"open\"; listen = [ \"127.0.0.1:0\" ]; } );\n");
     int port = echod_port(e, "acl", 0);
 
     int one = connect_from("127.0.0.1", port);
@@ -267,10 +269,11 @@ static void test_deny_ipv6(void **state)
     (void)state;
     if (!have_ipv6_loopback())
         skip();
-    struct echod *e = echod_start(BASE "workers = 1;\n"
-        "listeners = ( { name = \"v6\"; listen = [ \"[::1]:0\" ];\n"
-        "  deny = [ \"::1/128\" ]; },\n"
-        " { name = \"open6\"; listen = [ \"[::1]:0\" ]; } );\n");
+    struct echod *e = echod_start(
+        BASE "workers = 1;\n"
+             "listeners = ( { name = \"v6\"; listen = [ \"[::1]:0\" ];\n"
+             "  deny = [ \"::1/128\" ]; },\n"
+             " { name = \"open6\"; listen = [ \"[::1]:0\" ]; } );\n");
 
     int fd = client6(echod_port(e, "v6", 0));
     expect_refused_logged(e, fd, "v6", "[::1]", "denied by allow/deny");
@@ -289,7 +292,9 @@ static void test_acl_ranges_match_their_family(void **state)
     (void)state;
     if (!have_ipv6_loopback())
         skip();
-    struct echod *e = echod_start(BASE "workers = 1;\n"
+    struct echod *e = echod_start(
+        BASE
+        "workers = 1;\n"
         "listeners = ( { name = \"only6\"; listen = [ \"127.0.0.1:0\", \"[::1]:0\" ];\n"
         "  allow = [ \"::1/128\" ]; },\n"
         " { name = \"only4\"; listen = [ \"127.0.0.1:0\", \"[::1]:0\" ];\n"
@@ -317,9 +322,10 @@ static void test_acl_ranges_match_their_family(void **state)
 static void test_max_connections_global(void **state)
 {
     (void)state;
-    struct echod *e = echod_start(BASE "workers = 1;\nmax_connections = 3;\n"
-        "listeners = ( { name = \"a\"; listen = [ \"127.0.0.1:0\" ]; },\n"
-        " { name = \"b\"; listen = [ \"127.0.0.1:0\" ]; } );\n");
+    struct echod *e = echod_start(
+        BASE "workers = 1;\nmax_connections = 3;\n"
+             "listeners = ( { name = \"a\"; listen = [ \"127.0.0.1:0\" ]; },\n"
+             " { name = \"b\"; listen = [ \"127.0.0.1:0\" ]; } );\n");
     int pa = echod_port(e, "a", 0), pb = echod_port(e, "b", 0);
 
     int held[3] = {client4(pa), client4(pa), client4(pb)};
@@ -348,7 +354,9 @@ static void test_max_connections_global(void **state)
 static void test_max_connections_listener(void **state)
 {
     (void)state;
-    struct echod *e = echod_start(BASE "workers = 2;\n"
+    struct echod *e = echod_start(
+        BASE
+        "workers = 2;\n"
         "listeners = ( { name = \"a\"; listen = [ \"127.0.0.1:0\" ]; max_connections = 2; },\n"
         " { name = \"b\"; listen = [ \"127.0.0.1:0\" ]; } );\n");
     int pa = echod_port(e, "a", 0), pb = echod_port(e, "b", 0);
@@ -379,7 +387,9 @@ static void test_max_connections_listener(void **state)
 static void test_max_per_source(void **state)
 {
     (void)state;
-    struct echod *e = echod_start(BASE "workers = 2;\n"
+    struct echod *e = echod_start(
+        BASE
+        "workers = 2;\n"
         "listeners = ( { name = \"ps\"; listen = [ \"127.0.0.1:0\" ]; max_per_source = 2; } );\n");
     int port = echod_port(e, "ps", 0);
 
@@ -403,9 +413,11 @@ static void test_max_per_source(void **state)
 
 /* ---- PROXY protocol from clients --------------------------------------- */
 
-#define PP_ECHO(extra) BASE "workers = 1;\n" \
-    "listeners = ( { name = \"pp\"; listen = [ \"127.0.0.1:0\" ]; accept_proxy = true;\n" \
-    extra " } );\n"
+#define PP_ECHO(extra)                                                                              \
+    BASE                                                                                            \
+        "workers = 1;\n"                                                                            \
+        "listeners = ( { name = \"pp\"; listen = [ \"127.0.0.1:0\" ]; accept_proxy = true;\n" extra \
+        " } );\n"
 
 /* A v1 header and the payload in one send: the payload alone comes back,
  * and the access line names the declared client and counts the payload
@@ -418,7 +430,8 @@ static void test_proxy_v1_one_send(void **state)
     const char *hdr = "PROXY TCP4 192.0.2.1 192.0.2.2 5555 7007\r\n";
     const char *payload = "hello through a proxy\n";
     proxied_echo(port, hdr, strlen(hdr), payload);
-    expect_access(e, "done", "access listener=pp client=192.0.2.1:5555 upstream=- in=%zu out=%zu ",
+    expect_access(e, "done",
+                  "access listener=pp client=192.0.2.1:5555 upstream=- in=%zu out=%zu ",
                   strlen(payload), strlen(payload));
 
     /* Header, payload and FIN at once: all of the payload still comes
@@ -430,7 +443,8 @@ static void test_proxy_v1_one_send(void **state)
     expect_bytes(fd, "and a FIN\n", 10);
     assert_true(peer_closed_within(fd, WAIT_MS));
     close(fd);
-    expect_access(e, "done", "access listener=pp client=192.0.2.1:5570 upstream=- in=10 out=10 ");
+    expect_access(e, "done",
+                  "access listener=pp client=192.0.2.1:5570 upstream=- in=10 out=10 ");
     echod_stop_ok(e);
 }
 
@@ -453,7 +467,8 @@ static void test_proxy_length_bounds(void **state)
             proxied_echo(port, hdr, len, "after 107 bytes\n");
         } else {
             int cport = proxied_refused(port, hdr, len, "");
-            echod_must_log(e, "listener pp: refused 127.0.0.1:%d: bad PROXY header", cport);
+            echod_must_log(e, "listener pp: refused 127.0.0.1:%d: bad PROXY header",
+                           cport);
         }
     }
     for (size_t total = 1024; total <= 1025; total++) {
@@ -467,10 +482,13 @@ static void test_proxy_length_bounds(void **state)
         hdr[15] = (uint8_t)(total - 16);
         if (total == 1024) {
             proxied_echo(port, hdr, total, "after 1024 bytes\n");
-            expect_access(e, "done", "access listener=pp client=192.0.2.1:6594 upstream=- in=17 out=17 ");
+            expect_access(
+                e, "done",
+                "access listener=pp client=192.0.2.1:6594 upstream=- in=17 out=17 ");
         } else {
             int cport = proxied_refused(port, hdr, total, "");
-            echod_must_log(e, "listener pp: refused 127.0.0.1:%d: bad PROXY header", cport);
+            echod_must_log(e, "listener pp: refused 127.0.0.1:%d: bad PROXY header",
+                           cport);
         }
     }
     echod_stop_ok(e);
@@ -492,7 +510,8 @@ static void test_proxy_v1_split(void **state)
     send_all(fd, "second\n", 7);
     expect_bytes(fd, "first second\n", 13);
     finish(fd);
-    expect_access(e, "done", "access listener=pp client=192.0.2.1:5556 upstream=- in=13 out=13 ");
+    expect_access(e, "done",
+                  "access listener=pp client=192.0.2.1:5556 upstream=- in=13 out=13 ");
     echod_stop_ok(e);
 }
 
@@ -507,7 +526,8 @@ static void test_proxy_v2_tcp(void **state)
 
     size_t n = v2_tcp4(hdr, "192.0.2.1", "192.0.2.2", 5557, 7007);
     proxied_echo(port, hdr, n, "v2 over IPv4\n");
-    expect_access(e, "done", "access listener=pp client=192.0.2.1:5557 upstream=- in=13 out=13 ");
+    expect_access(e, "done",
+                  "access listener=pp client=192.0.2.1:5557 upstream=- in=13 out=13 ");
 
     n = v2_tcp4(hdr, "198.51.100.4", "192.0.2.2", 5558, 7007);
     int fd = client4(port);
@@ -519,11 +539,14 @@ static void test_proxy_v2_tcp(void **state)
     sleep_ms(30);
     expect_echo(fd, "v2 in pieces\n");
     finish(fd);
-    expect_access(e, "done", "access listener=pp client=198.51.100.4:5558 upstream=- in=13 out=13 ");
+    expect_access(e, "done",
+                  "access listener=pp client=198.51.100.4:5558 upstream=- in=13 out=13 ");
 
     n = v2_tcp(hdr, AF_INET6, "2001:db8::1", "2001:db8::2", 5559, 7007);
     proxied_echo(port, hdr, n, "v2 over IPv6\n");
-    expect_access(e, "done", "access listener=pp client=[2001:db8::1]:5559 upstream=- in=13 out=13 ");
+    expect_access(
+        e, "done",
+        "access listener=pp client=[2001:db8::1]:5559 upstream=- in=13 out=13 ");
     echod_stop_ok(e);
 }
 
@@ -540,24 +563,32 @@ static void test_proxy_local_and_tlvs(void **state)
     /* LOCAL, no addresses. */
     v2_local(hdr);
     int cport = proxied_echo(port, hdr, 16, "local\n");
-    expect_access(e, "done", "access listener=pp client=127.0.0.1:%d upstream=- in=6 out=6 ", cport);
+    expect_access(e, "done",
+                  "access listener=pp client=127.0.0.1:%d upstream=- in=6 out=6 ", cport);
 
     /* LOCAL with an address block, which is ignored. */
     v2_tcp4(hdr, "192.0.2.1", "192.0.2.2", 5560, 7007);
     hdr[12] = 0x20;
     cport = proxied_echo(port, hdr, 28, "local, block\n");
-    expect_access(e, "done", "access listener=pp client=127.0.0.1:%d upstream=- in=13 out=13 ", cport);
+    expect_access(e, "done",
+                  "access listener=pp client=127.0.0.1:%d upstream=- in=13 out=13 ",
+                  cport);
 
     /* v1 UNKNOWN. */
     cport = proxied_echo(port, "PROXY UNKNOWN\r\n", 15, "unknown\n");
-    expect_access(e, "done", "access listener=pp client=127.0.0.1:%d upstream=- in=8 out=8 ", cport);
+    expect_access(e, "done",
+                  "access listener=pp client=127.0.0.1:%d upstream=- in=8 out=8 ", cport);
 
     /* A PROXY header with a 7-byte NOOP TLV after the addresses. */
     size_t n = v2_tcp4(hdr, "192.0.2.1", "192.0.2.2", 5561, 7007);
     hdr[15] = 12 + 7;
-    memcpy(hdr + n, "\x04\x00\x04" "tlv!", 7);
+    memcpy(hdr + n,
+           "\x04\x00\x04"
+           "tlv!",
+           7);
     proxied_echo(port, hdr, n + 7, "after the TLV\n");
-    expect_access(e, "done", "access listener=pp client=192.0.2.1:5561 upstream=- in=14 out=14 ");
+    expect_access(e, "done",
+                  "access listener=pp client=192.0.2.1:5561 upstream=- in=14 out=14 ");
     echod_stop_ok(e);
 }
 
@@ -576,7 +607,10 @@ static void test_proxy_malformed(void **state)
     v2_tcp4(v2, "192.0.2.1", "192.0.2.2", 5562, 7007);
     v2[14] = 0x04; /* the length says 1036 bytes follow: past the bound */
     v2[15] = 0x0c;
-#define TEXT(s) {s, sizeof(s) - 1}
+#define TEXT(s)          \
+    {                    \
+        s, sizeof(s) - 1 \
+    }
     struct {
         const void *bytes;
         size_t len;
@@ -595,7 +629,8 @@ static void test_proxy_malformed(void **state)
         send_all(fd, cases[i].bytes, cases[i].len);
         expect_refused(fd);
         echod_must_log(e, "listener pp: refused 127.0.0.1:%d: bad PROXY header", cport);
-        expect_access(e, "bad-proxy-header", "access listener=pp client=127.0.0.1:%d ", cport);
+        expect_access(e, "bad-proxy-header", "access listener=pp client=127.0.0.1:%d ",
+                      cport);
     }
     /* The listener still serves a well-formed one. */
     const char *hdr = "PROXY TCP4 192.0.2.1 192.0.2.2 5563 7007\r\n";
@@ -629,16 +664,20 @@ static void test_proxy_source_denied(void **state)
 
     const char *hdr = "PROXY TCP4 192.0.2.1 192.0.2.2 5564 7007\r\n";
     proxied_refused(port, hdr, strlen(hdr), "denied\n");
-    echod_must_log(e, "listener pp: refused 192.0.2.1:5564: denied by allow/deny (PROXY source)");
+    echod_must_log(
+        e, "listener pp: refused 192.0.2.1:5564: denied by allow/deny (PROXY source)");
     expect_access(e, "refused-after-proxy-header", "access listener=pp client=");
 
     hdr = "PROXY TCP6 ::ffff:192.0.2.9 ::1 5565 7007\r\n";
     proxied_refused(port, hdr, strlen(hdr), "denied too\n");
-    echod_must_log(e, "listener pp: refused [::ffff:192.0.2.9]:5565: denied by allow/deny (PROXY source)");
+    echod_must_log(
+        e,
+        "listener pp: refused [::ffff:192.0.2.9]:5565: denied by allow/deny (PROXY source)");
 
     hdr = "PROXY TCP4 198.51.100.7 192.0.2.2 5566 7007\r\n";
     proxied_echo(port, hdr, strlen(hdr), "not denied\n");
-    expect_access(e, "done", "access listener=pp client=198.51.100.7:5566 upstream=- in=11 out=11 ");
+    expect_access(e, "done",
+                  "access listener=pp client=198.51.100.7:5566 upstream=- in=11 out=11 ");
     echod_stop_ok(e);
 }
 
@@ -662,7 +701,8 @@ static void test_proxy_refusal_access_line_names_declared_client(void **state)
 static void test_proxy_allow_checked_twice(void **state)
 {
     (void)state;
-    struct echod *e = echod_start(PP_ECHO("allow = [ \"127.0.0.1/32\", \"198.51.100.0/24\" ];"));
+    struct echod *e = echod_start(
+        PP_ECHO("allow = [ \"127.0.0.1/32\", \"198.51.100.0/24\" ];"));
     int port = echod_port(e, "pp", 0);
     const char *ok = "PROXY TCP4 198.51.100.1 192.0.2.2 5568 7007\r\n";
 
@@ -677,7 +717,8 @@ static void test_proxy_allow_checked_twice(void **state)
 
     const char *bad = "PROXY TCP4 203.0.113.5 192.0.2.2 5569 7007\r\n";
     proxied_refused(port, bad, strlen(bad), "not in allow\n");
-    echod_must_log(e, "listener pp: refused 203.0.113.5:5569: denied by allow/deny (PROXY source)");
+    echod_must_log(
+        e, "listener pp: refused 203.0.113.5:5569: denied by allow/deny (PROXY source)");
     echod_stop_ok(e);
 }
 
@@ -695,7 +736,8 @@ static void test_proxy_max_per_source(void **state)
 
     for (int i = 0; i < 2; i++) {
         held[i] = client4(port);
-        int n = snprintf(hdr, sizeof(hdr), "PROXY TCP4 192.0.2.1 192.0.2.2 %d 7007\r\n", 6000 + i);
+        int n = snprintf(hdr, sizeof(hdr), "PROXY TCP4 192.0.2.1 192.0.2.2 %d 7007\r\n",
+                         6000 + i);
         send_all(held[i], hdr, (size_t)n);
         expect_echo(held[i], "declared 192.0.2.1\n");
     }
@@ -705,7 +747,8 @@ static void test_proxy_max_per_source(void **state)
     expect_access(e, "refused-after-proxy-header", "access listener=pp client=");
     const char *mapped = "PROXY TCP6 ::ffff:192.0.2.1 ::1 6003 7007\r\n";
     proxied_refused(port, mapped, strlen(mapped), "mapped\n");
-    echod_must_log(e, "listener pp: refused [::ffff:192.0.2.1]:6003: max_per_source reached");
+    echod_must_log(
+        e, "listener pp: refused [::ffff:192.0.2.1]:6003: max_per_source reached");
 
     held[2] = client4(port);
     const char *other = "PROXY TCP4 192.0.2.2 192.0.2.2 6004 7007\r\n";
@@ -743,8 +786,9 @@ static void expect_header_for(int ufd, int version, bool v6, int cport, int port
 {
     if (version == 1) {
         char want[128];
-        int n = snprintf(want, sizeof(want), "PROXY TCP%c %s %s %d %d\r\n", v6 ? '6' : '4',
-                         v6 ? "::1" : "127.0.0.1", v6 ? "::1" : "127.0.0.1", cport, port);
+        int n = snprintf(want, sizeof(want), "PROXY TCP%c %s %s %d %d\r\n",
+                         v6 ? '6' : '4', v6 ? "::1" : "127.0.0.1",
+                         v6 ? "::1" : "127.0.0.1", cport, port);
         expect_bytes(ufd, want, (size_t)n);
     } else {
         uint8_t want[52];
@@ -803,12 +847,15 @@ static struct echod *start_v1_v2_relays(const char *listen, const char *extra, i
                                         int *up)
 {
     *lfd = listen_loopback(16, up);
-    return echod_startf(BASE "workers = 1;\nlisteners = (\n"
-             "  { name = \"v1\"; listen = [ \"%s\" ]; mode = \"proxy\";\n"
-             "    upstreams = [ \"127.0.0.1:%d\" ]; retries = 0; send_proxy = \"v1\"; %s },\n"
-             "  { name = \"v2\"; listen = [ \"%s\" ]; mode = \"proxy\";\n"
-             "    upstreams = [ \"127.0.0.1:%d\" ]; retries = 0; send_proxy = \"v2\"; %s }\n"
-             ");\n", listen, *up, extra, listen, *up, extra);
+    return echod_startf(
+        BASE
+        "workers = 1;\nlisteners = (\n"
+        "  { name = \"v1\"; listen = [ \"%s\" ]; mode = \"proxy\";\n"
+        "    upstreams = [ \"127.0.0.1:%d\" ]; retries = 0; send_proxy = \"v1\"; %s },\n"
+        "  { name = \"v2\"; listen = [ \"%s\" ]; mode = \"proxy\";\n"
+        "    upstreams = [ \"127.0.0.1:%d\" ]; retries = 0; send_proxy = \"v2\"; %s }\n"
+        ");\n",
+        listen, *up, extra, listen, *up, extra);
 }
 
 /* send_proxy = "v1" and "v2": the upstream reads first exactly the header
@@ -824,8 +871,10 @@ static void test_send_proxy(void **state)
     expect_header_for(ufd, 1, false, cport, port);
     expect_bytes(ufd, "payload one\n", 12);
     relay_end(fd, ufd, false, "reply\n");
-    expect_access(e, "done", "access listener=v1 client=127.0.0.1:%d upstream=127.0.0.1:%d in=12 out=6 ",
-                  cport, up);
+    expect_access(
+        e, "done",
+        "access listener=v1 client=127.0.0.1:%d upstream=127.0.0.1:%d in=12 out=6 ",
+        cport, up);
 
     port = echod_port(e, "v2", 0);
     fd = relay_client(port, false, "payload two\n", 12, lfd, &ufd, &cport);
@@ -902,8 +951,9 @@ static void test_proxy_in_and_out_at_the_smallest_buffer(void **state)
 {
     (void)state;
     int lfd, up;
-    struct echod *e = start_v1_v2_relays("127.0.0.1:0", "accept_proxy = true; buffer_size = 1024;",
-                                         &lfd, &up);
+    struct echod *e = start_v1_v2_relays("127.0.0.1:0",
+                                         "accept_proxy = true; buffer_size = 1024;", &lfd,
+                                         &up);
     uint8_t msg[16 + 992], payload[992];
     for (size_t i = 0; i < sizeof(payload); i++)
         payload[i] = (uint8_t)('a' + i % 26);
@@ -914,8 +964,10 @@ static void test_proxy_in_and_out_at_the_smallest_buffer(void **state)
         expect_header_for(ufd, v, false, cport, port);
         expect_bytes(ufd, payload, sizeof(payload));
         relay_end(fd, ufd, false, NULL);
-        expect_access(e, "done", "access listener=v%d client=127.0.0.1:%d upstream=127.0.0.1:%d in=992 out=0 ",
-                      v, cport, up);
+        expect_access(
+            e, "done",
+            "access listener=v%d client=127.0.0.1:%d upstream=127.0.0.1:%d in=992 out=0 ",
+            v, cport, up);
     }
     close(lfd);
     echod_stop_ok(e);
@@ -928,13 +980,16 @@ static void test_proxy_passed_on(void **state)
 {
     (void)state;
     int lfd, up;
-    struct echod *e = start_v1_v2_relays("127.0.0.1:0", "accept_proxy = true;", &lfd, &up);
+    struct echod *e = start_v1_v2_relays("127.0.0.1:0", "accept_proxy = true;", &lfd,
+                                         &up);
     int p1 = echod_port(e, "v1", 0), p2 = echod_port(e, "v2", 0);
     uint8_t hdr[64], want[64];
 
     const char *v1 = "PROXY TCP4 192.0.2.1 192.0.2.2 5555 7007\r\n";
     relay_expect_header(p1, lfd, v1, strlen(v1), v1, strlen(v1), "v1 to v1\n", false);
-    expect_access(e, "done", "access listener=v1 client=192.0.2.1:5555 upstream=127.0.0.1:%d in=9 out=6 ", up);
+    expect_access(
+        e, "done",
+        "access listener=v1 client=192.0.2.1:5555 upstream=127.0.0.1:%d in=9 out=6 ", up);
 
     size_t n = v2_tcp(hdr, AF_INET6, "2001:db8::1", "2001:db8::2", 5556, 7007);
     const char *v1_6 = "PROXY TCP6 2001:db8::1 2001:db8::2 5556 7007\r\n";
@@ -997,7 +1052,9 @@ static struct sockaddr_un unix_listen_addr(struct echod *e, const char *name)
 static void test_acl_not_applied_to_unix_clients(void **state)
 {
     (void)state;
-    struct echod *e = echod_start(BASE "workers = 1;\n"
+    struct echod *e = echod_start(
+        BASE
+        "workers = 1;\n"
         "listeners = ( { name = \"u\"; listen = [ \"127.0.0.1:0\", \"unix:@DIR@/echo.sock\" ];\n"
         "  deny = [ \"0.0.0.0/0\", \"::/0\" ]; } );\n");
     int fd = client4(echod_port(e, "u", 0));
@@ -1039,7 +1096,9 @@ static void expect_no_forged_line(struct echod *e, const char *text)
 static void test_log_lines_cannot_be_forged(void **state)
 {
     (void)state;
-    struct echod *e = echod_start(BASE "workers = 1;\n"
+    struct echod *e = echod_start(
+        BASE
+        "workers = 1;\n"
         "listeners = ( { name = \"u\"; listen = [ \"unix:@DIR@/echo.sock\" ]; },\n"
         "  { name = \"pp\"; listen = [ \"127.0.0.1:0\" ]; accept_proxy = true; } );\n");
     struct sockaddr_un a = unix_listen_addr(e, "u");
@@ -1057,8 +1116,10 @@ static void test_log_lines_cannot_be_forged(void **state)
     expect_echo(fd, "from a bound path\n");
     finish(fd);
     char want[256];
-    snprintf(want, sizeof(want), "access listener=u client=unix:%s/x\\x0amio-echod:\\x20notice:"
-             "\\x20forged\\x1b[2J\\x20upstream=evil upstream=- in=18 out=18 ", dir);
+    snprintf(want, sizeof(want),
+             "access listener=u client=unix:%s/x\\x0amio-echod:\\x20notice:"
+             "\\x20forged\\x1b[2J\\x20upstream=evil upstream=- in=18 out=18 ",
+             dir);
     expect_access(e, "done", "%s", want);
     unlink(me.sun_path);
     rmdir(dir);
@@ -1080,7 +1141,8 @@ static void test_log_lines_cannot_be_forged(void **state)
     recv_exact(fd, back, sizeof(back));
     assert_memory_equal(back, "proxied\n", 8);
     finish(fd);
-    expect_access(e, "done", "access listener=pp client=unix:/p\\x0amio-echod:\\x20error:"
+    expect_access(e, "done",
+                  "access listener=pp client=unix:/p\\x0amio-echod:\\x20error:"
                   "\\x20forged\\x20too upstream=- in=8 out=8 ");
     expect_no_forged_line(e, "forged");
     echod_stop_ok(e);
@@ -1095,20 +1157,26 @@ static void test_startup_errors_reach_stderr_without_f(void **state)
     int port;
     int lfd = listen_loopback(16, &port);
     char conf[512], out[4096], want[128];
-    snprintf(conf, sizeof(conf), "workers = 1;\n"
-             "listeners = ( { name = \"a\"; listen = [ \"127.0.0.1:%d\" ]; } );\n", port);
+    snprintf(conf, sizeof(conf),
+             "workers = 1;\n"
+             "listeners = ( { name = \"a\"; listen = [ \"127.0.0.1:%d\" ]; } );\n",
+             port);
     int rc = echod_run(out, sizeof(out), "-c", write_conf(conf), (char *)NULL);
     close(lfd);
-    snprintf(want, sizeof(want), "mio-echod: error: listener a: cannot listen on 127.0.0.1:%d: "
-             "Address already in use", port);
+    snprintf(want, sizeof(want),
+             "mio-echod: error: listener a: cannot listen on 127.0.0.1:%d: "
+             "Address already in use",
+             port);
     if (rc != 3 || strstr(out, want) == NULL)
         fail_msg("exit %d, expected 3 and \"%s\": \"%s\"", rc, want, out);
 
-    const char *text = "workers = 1;\npidfile = \"/nonexistent/mio-echod/echod.pid\";\n"
-                       "listeners = ( { name = \"a\"; listen = [ \"127.0.0.1:0\" ]; } );\n";
+    const char *text =
+        "workers = 1;\npidfile = \"/nonexistent/mio-echod/echod.pid\";\n"
+        "listeners = ( { name = \"a\"; listen = [ \"127.0.0.1:0\" ]; } );\n";
     rc = echod_run(out, sizeof(out), "-c", write_conf(text), (char *)NULL);
-    if (rc != 3 || strstr(out, "mio-echod: error: pidfile \"/nonexistent/mio-echod/echod.pid\": "
-                               "No such file or directory") == NULL)
+    if (rc != 3 ||
+        strstr(out, "mio-echod: error: pidfile \"/nonexistent/mio-echod/echod.pid\": "
+                    "No such file or directory") == NULL)
         fail_msg("exit %d, expected 3 and the pid file's error: \"%s\"", rc, out);
 }
 
@@ -1135,9 +1203,10 @@ static int accounted_by(const char *line)
 static void refusal_accounting(bool bad_header)
 {
     enum { BURST = 25, MAX = BURST + 20 };
-    struct echod *e = echod_start(BASE "workers = 1;\n"
-        "listeners = ( { name = \"rl\"; listen = [ \"127.0.0.1:0\" ];\n"
-        "  deny = [ \"127.0.0.2\" ]; accept_proxy = true; } );\n");
+    struct echod *e = echod_start(
+        BASE "workers = 1;\n"
+             "listeners = ( { name = \"rl\"; listen = [ \"127.0.0.1:0\" ];\n"
+             "  deny = [ \"127.0.0.2\" ]; accept_proxy = true; } );\n");
     int port = echod_port(e, "rl", 0);
     int denied[MAX], ndenied = 0, bad[MAX], nbad = 0;
     int64_t first = ms_now();
@@ -1160,7 +1229,8 @@ static void refusal_accounting(bool bad_header)
         send_all(fd, "GET / HTTP/1.0\r\n\r\n", 18);
         expect_refused(fd);
         char needle[96];
-        snprintf(needle, sizeof(needle), "refused 127.0.0.1:%d: bad PROXY header", bad[nbad - 1]);
+        snprintf(needle, sizeof(needle), "refused 127.0.0.1:%d: bad PROXY header",
+                 bad[nbad - 1]);
         logged = echod_wait_log(e, needle, 100) != NULL;
     }
     for (bool logged = false; !logged;) {
@@ -1180,11 +1250,13 @@ static void refusal_accounting(bool bad_header)
     int lines = echod_count_log(e, "listener rl: refused "), accounted = 0;
     for (int i = 0; i < lines; i++)
         accounted += accounted_by(echod_log_line(e, "listener rl: refused ", i));
-    print_message("%d refusals, %d lines, %d accounted for\n", ndenied + nbad, lines, accounted);
+    print_message("%d refusals, %d lines, %d accounted for\n", ndenied + nbad, lines,
+                  accounted);
     assert_true(lines < ndenied + nbad);
     if (accounted != ndenied + nbad)
         fail_msg("%d clients were refused, but the log's lines and their \"N more "
-                 "refused\" account for %d", ndenied + nbad, accounted);
+                 "refused\" account for %d",
+                 ndenied + nbad, accounted);
     echod_stop_ok(e);
 }
 
@@ -1222,7 +1294,8 @@ static uint64_t send_until_backpressure(struct echod *e, int fd, const char *wha
     print_message("%s: %llu bytes sent before the sends stalled; RSS %ld -> %ld KiB\n",
                   what, (unsigned long long)sent, rss0, rss1);
     if (!stalled)
-        fail_msg("the client's sends never stalled (%llu bytes taken)", (unsigned long long)sent);
+        fail_msg("the client's sends never stalled (%llu bytes taken)",
+                 (unsigned long long)sent);
     assert_true(rss1 - rss0 < 2048);
     assert_int_equal(shutdown(fd, SHUT_WR), 0);
     return sent;
@@ -1247,8 +1320,8 @@ static void recv_pattern(int fd, uint64_t total)
                      (unsigned long long)got, (unsigned long long)total,
                      n == 0 ? "EOF" : strerror(errno));
         if (memcmp(buf, pat(got), (size_t)n) != 0)
-            fail_msg("the stream differs within bytes %llu-%llu",
-                     (unsigned long long)got, (unsigned long long)got + (unsigned long long)n);
+            fail_msg("the stream differs within bytes %llu-%llu", (unsigned long long)got,
+                     (unsigned long long)got + (unsigned long long)n);
         got += (uint64_t)n;
     }
     assert_true(peer_closed_within(fd, WAIT_MS));
@@ -1261,7 +1334,9 @@ static void test_slow_reader_echo(void **state)
 {
     (void)state;
     assert_true(pattern_init(PERIOD, 7));
-    struct echod *e = echod_start(BASE "workers = 1;\n"
+    struct echod *e = echod_start(
+        BASE
+        "workers = 1;\n"
         "listeners = ( { name = \"e\"; listen = [ \"127.0.0.1:0\" ]; buffer_size = 16384; } );\n");
     int fd = client4(echod_port(e, "e", 0));
     expect_echo(fd, "warm up\n");
@@ -1281,9 +1356,13 @@ static void test_slow_reader_relay(void **state)
     int up;
     int lfd = listen_loopback(16, &up);
     char conf[1024];
-    snprintf(conf, sizeof(conf), BASE "workers = 1;\n"
-             "listeners = ( { name = \"r\"; listen = [ \"127.0.0.1:0\" ]; mode = \"proxy\";\n"
-             "  buffer_size = 16384; upstreams = [ \"127.0.0.1:%d\" ]; retries = 0; } );\n", up);
+    snprintf(
+        conf, sizeof(conf),
+        BASE
+        "workers = 1;\n"
+        "listeners = ( { name = \"r\"; listen = [ \"127.0.0.1:0\" ]; mode = \"proxy\";\n"
+        "  buffer_size = 16384; upstreams = [ \"127.0.0.1:%d\" ]; retries = 0; } );\n",
+        up);
     struct echod *e = echod_start(conf);
     int fd = client4(echod_port(e, "r", 0));
     int ufd = upstream_accept(lfd);
@@ -1322,9 +1401,11 @@ static void test_readme_try_it_works(void **state)
     fclose(f);
     assert_true(names_package);
     if (line[0] == '\0')
-        fail_msg("%s shows no \"bash -c 'exec 3<>/dev/tcp/127.0.0.1/7007; ...'\" line", path);
-    struct echod *e = echod_start(BASE "workers = 1;\n"
-        "listeners = ( { name = \"e\"; listen = [ \"127.0.0.1:0\" ]; } );\n");
+        fail_msg("%s shows no \"bash -c 'exec 3<>/dev/tcp/127.0.0.1/7007; ...'\" line",
+                 path);
+    struct echod *e = echod_start(
+        BASE "workers = 1;\n"
+             "listeners = ( { name = \"e\"; listen = [ \"127.0.0.1:0\" ]; } );\n");
     char *at = strstr(line, "/7007;");
     assert_non_null(at);
     *at = '\0';
@@ -1397,8 +1478,8 @@ static void test_config_errors(void **state)
          "  listen = [ \"127.0.0.1:0\" ];\n  max_connections = \"3\"; } );\n",
          4, "max_connections: expected an integer"},
         {"wrong type for a list",
-         "listeners = ( { name = \"a\";\n  listen = \"127.0.0.1:0\"; } );\n",
-         2, "listen: expected a list of strings"},
+         "listeners = ( { name = \"a\";\n  listen = \"127.0.0.1:0\"; } );\n", 2,
+         "listen: expected a list of strings"},
         {"out-of-range number",
          "\nworkers = 300;\nlisteners = ( { name = \"a\"; listen = [ \"127.0.0.1:0\" ]; } );\n",
          2, "workers: 300 out of range"},
@@ -1460,7 +1541,8 @@ static void test_config_errors(void **state)
 
     /* A file that cannot be read is named, without a line. */
     char out[4096];
-    int rc = echod_run(out, sizeof(out), "-t", "-c", "/nonexistent/mio-echod.conf", (char *)NULL);
+    int rc = echod_run(out, sizeof(out), "-t", "-c", "/nonexistent/mio-echod.conf",
+                       (char *)NULL);
     assert_int_equal(rc, 1);
     if (strstr(out, "/nonexistent/mio-echod.conf: cannot read") == NULL)
         fail_msg("a missing file: \"%s\"", out);
@@ -1474,8 +1556,10 @@ static void test_usage_errors(void **state)
     assert_int_equal(echod_run(out, sizeof(out), "-Z", (char *)NULL), 2);
     if (strstr(out, "usage: mio-echod") == NULL)
         fail_msg("-Z: \"%s\"", out);
-    const char *path = write_conf("listeners = ( { name = \"a\"; listen = [ \"127.0.0.1:0\" ]; } );\n");
-    assert_int_equal(echod_run(out, sizeof(out), "-t", "-c", path, "extra", (char *)NULL), 2);
+    const char *path = write_conf(
+        "listeners = ( { name = \"a\"; listen = [ \"127.0.0.1:0\" ]; } );\n");
+    assert_int_equal(echod_run(out, sizeof(out), "-t", "-c", path, "extra", (char *)NULL),
+                     2);
     if (strstr(out, "unexpected argument \"extra\"") == NULL)
         fail_msg("an extra argument: \"%s\"", out);
 }
@@ -1488,8 +1572,10 @@ static void test_address_in_use(void **state)
     int port;
     int lfd = listen_loopback(16, &port);
     char conf[512], out[4096], want[128];
-    snprintf(conf, sizeof(conf), BASE "workers = 1;\n"
-             "listeners = ( { name = \"a\"; listen = [ \"127.0.0.1:%d\" ]; } );\n", port);
+    snprintf(conf, sizeof(conf),
+             BASE "workers = 1;\n"
+                  "listeners = ( { name = \"a\"; listen = [ \"127.0.0.1:%d\" ]; } );\n",
+             port);
     const char *path = write_conf(conf);
     int rc = echod_run(out, sizeof(out), "-f", "-c", path, (char *)NULL);
     close(lfd);

@@ -45,7 +45,6 @@
 #define PATTERN_LEN ((size_t)12 << 20)
 static const uint8_t *pattern; /* pat(0) of pattern.h */
 
-
 /* The log's "access" line is written just after the daemon closes the
  * connection, so a client may see the close first: wait a little. */
 #define LOG_MS 3000
@@ -53,9 +52,9 @@ static const uint8_t *pattern; /* pat(0) of pattern.h */
 /* ---- configurations ----------------------------------------------------- */
 
 /* The daemon part every configuration starts with. */
-#define DAEMON_CONF(workers, shutdown)                                         \
-    "workers = " workers ";\n"                                                 \
-    "shutdown_timeout = " shutdown ";\n"                                       \
+#define DAEMON_CONF(workers, shutdown)   \
+    "workers = " workers ";\n"           \
+    "shutdown_timeout = " shutdown ";\n" \
     "log = { target = \"stderr\"; level = \"info\"; access = true; };\n"
 
 /* One echo listener "echo" on 127.0.0.1:0. */
@@ -115,8 +114,8 @@ static struct echod *start_relay(const int *ports, size_t n, const char *balance
     char group[1024], conf[2048];
     relay_group(group, sizeof(group), "relay", ports, n, balance, connect_timeout,
                 retries, fail_timeout);
-    snprintf(conf, sizeof(conf), "%slisteners = ( %s );\n",
-             DAEMON_CONF("2", "5.0"), group);
+    snprintf(conf, sizeof(conf), "%slisteners = ( %s );\n", DAEMON_CONF("2", "5.0"),
+             group);
     return echod_start(conf);
 }
 
@@ -138,7 +137,7 @@ struct slice {
 };
 
 struct client {
-    int fd, port; /* port: the client's own, as the access line shows it */
+    int fd, port;       /* port: the client's own, as the access line shows it */
     struct slice tx;    /* what it sends */
     struct slice rx[2]; /* what it must receive, in this order */
     size_t wait_first;  /* bytes to receive before sending any */
@@ -215,7 +214,8 @@ static void client_recv(struct client *c, uint8_t *scratch, size_t cap)
         if (n == 0) {
             if (c->got != rx_total(c) || c->sent != c->tx.len)
                 fail_msg("client %d: EOF after receiving %zu of %zu bytes (sent %zu "
-                         "of %zu)", c->port, c->got, rx_total(c), c->sent, c->tx.len);
+                         "of %zu)",
+                         c->port, c->got, rx_total(c), c->sent, c->tx.len);
             c->eof = true;
             close(c->fd);
             c->fd = -1;
@@ -223,8 +223,8 @@ static void client_recv(struct client *c, uint8_t *scratch, size_t cap)
         }
         if (!rx_matches(c, scratch, (size_t)n))
             fail_msg("client %d: bytes %zu..%zu differ from what was expected "
-                     "(%zu expected in all)", c->port, c->got, c->got + (size_t)n,
-                     rx_total(c));
+                     "(%zu expected in all)",
+                     c->port, c->got, c->got + (size_t)n, rx_total(c));
         c->got += (size_t)n;
     }
 }
@@ -262,9 +262,9 @@ static void run_clients(struct client *cl, size_t n, int limit_ms)
                 if (!cl[i].eof && left++ == 0)
                     first = i;
             fail_msg("%zu of %zu clients not done after %d ms; e.g. client %d: sent %zu "
-                     "of %zu, received %zu of %zu", left, n, limit_ms, cl[first].port,
-                     cl[first].sent, cl[first].tx.len, cl[first].got,
-                     rx_total(&cl[first]));
+                     "of %zu, received %zu of %zu",
+                     left, n, limit_ms, cl[first].port, cl[first].sent, cl[first].tx.len,
+                     cl[first].got, rx_total(&cl[first]));
         }
         int r = poll(pfd, k, 100);
         if (r < 0 && errno != EINTR)
@@ -324,8 +324,8 @@ static const char *check_access(struct echod *e, const char *src, int port,
 static void echo_many_sizes_over_200_concurrent_connections(void **state)
 {
     (void)state;
-    static const size_t sizes[] = {1, 2, 1000, 16383, 16384, 16385, 100000,
-                                   1 * MIB, 4 * MIB};
+    static const size_t sizes[] = {1,     2,      1000,    16383,  16384,
+                                   16385, 100000, 1 * MIB, 4 * MIB};
     enum { N = 200 };
     struct echod *e = start_echo("30.0", "5.0");
     int port = echod_port(e, "echo", 0);
@@ -403,9 +403,10 @@ static void relay_is_byte_exact_both_ways(void **state)
     struct upsrv *echo = start_upstream(UP_ECHO, 0, 0);
     struct upsrv *talker = start_upstream(UP_BANNER, banner, 5 * MIB);
     char g1[1024], g2[1024], conf[4096];
-    relay_group(g1, sizeof(g1), "to-echo", &echo->srv.port, 1, "round-robin", "3.0", 0, "1.0");
-    relay_group(g2, sizeof(g2), "to-talker", &talker->srv.port, 1, "round-robin", "3.0", 0,
+    relay_group(g1, sizeof(g1), "to-echo", &echo->srv.port, 1, "round-robin", "3.0", 0,
                 "1.0");
+    relay_group(g2, sizeof(g2), "to-talker", &talker->srv.port, 1, "round-robin", "3.0",
+                0, "1.0");
     snprintf(conf, sizeof(conf), "%slisteners = ( %s, %s );\n", DAEMON_CONF("2", "5.0"),
              g1, g2);
     struct echod *e = echod_start(conf);
@@ -499,7 +500,7 @@ static void relay_upstream_half_close_reaches_client(void **state)
     assert_memory_equal(got, pattern + 9 * MIB, banner);
     free(got);
     assert_true(peer_closed_within(fd, 2000)); /* the upstream's FIN */
-    send_all(fd, pattern, more);                /* still relayed */
+    send_all(fd, pattern, more);               /* still relayed */
     assert_int_equal(shutdown(fd, SHUT_WR), 0);
     assert_true(wait_counter(&u->eofs, 1, 3000));
     assert_int_equal((int)atomic_load(&u->last_rx), (int)more);
@@ -523,7 +524,8 @@ static int connect_small_window(int port)
     assert_true(fd >= 0);
     int size = 32768;
     assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof(size)), 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)port),
                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof(a)), 0);
     set_timeouts(fd);
@@ -547,8 +549,10 @@ static void relay_holds_bulk_bytes_in_a_pipe_only_when_spliced(void **state)
     const size_t banner = 8 * MIB, more = 300000;
     struct upsrv *u = start_upstream(UP_BANNER, banner, 3 * MIB);
     char g1[1024], g2[1024], conf[4096];
-    relay_group(g1, sizeof(g1), "spliced", &u->srv.port, 1, "round-robin", "3.0", 0, "1.0");
-    relay_group(g2, sizeof(g2), "copied", &u->srv.port, 1, "round-robin", "3.0", 0, "1.0");
+    relay_group(g1, sizeof(g1), "spliced", &u->srv.port, 1, "round-robin", "3.0", 0,
+                "1.0");
+    relay_group(g2, sizeof(g2), "copied", &u->srv.port, 1, "round-robin", "3.0", 0,
+                "1.0");
     g2[strlen(g2) - 1] = '\0'; /* the closing brace */
     snprintf(conf, sizeof(conf), "%slisteners = ( %s, %s    splice = false;\n} );\n",
              DAEMON_CONF("1", "5.0"), g1, g2);
@@ -606,11 +610,13 @@ static void relay_pipes_stay_within_their_share_of_descriptors(void **state)
     struct upsrv *u = start_upstream(UP_BANNER, banner, 3 * MIB);
     char conf[2048];
     /* A fixed port: the reload must find the same address. */
-    snprintf(conf, sizeof(conf),
-             DAEMON_CONF("1", "5.0")
-             "listeners = ( { name = \"relay\"; listen = [ \"127.0.0.1:%d\" ];\n"
-             "  mode = \"proxy\"; upstreams = [ \"127.0.0.1:%d\" ]; retries = 0; } );\n",
-             reserve_port(), u->srv.port);
+    snprintf(
+        conf, sizeof(conf),
+        DAEMON_CONF(
+            "1",
+            "5.0") "listeners = ( { name = \"relay\"; listen = [ \"127.0.0.1:%d\" ];\n"
+                   "  mode = \"proxy\"; upstreams = [ \"127.0.0.1:%d\" ]; retries = 0; } );\n",
+        reserve_port(), u->srv.port);
     struct echod *e = echod_start_nofile(conf, LIMIT);
     const int pipes = echod_pipe_count(e);
     int port = echod_port(e, "relay", 0);
@@ -647,7 +653,8 @@ static void relay_pipes_stay_within_their_share_of_descriptors(void **state)
             fail_msg("prlimit: %s", strerror(errno));
         int reloads = echod_count_log(e, "notice: reloaded ");
         echod_signal(e, SIGHUP);
-        for (int i = 0; i < 300 && echod_count_log(e, "notice: reloaded ") == reloads; i++)
+        for (int i = 0; i < 300 && echod_count_log(e, "notice: reloaded ") == reloads;
+             i++)
             sleep_ms(10);
         assert_int_equal(echod_count_log(e, "notice: reloaded "), reloads + 1);
     }
@@ -821,8 +828,8 @@ static void balance_source_hash_is_stable_per_source(void **state)
     struct upsrv *ups[3];
     struct echod *e = start_balanced(ups, 3, "source-hash");
     int port = echod_port(e, "relay", 0);
-    static const char *const srcs[] = {"127.0.0.1", "127.0.0.2", "127.0.0.3",
-                                       "127.0.0.4", "127.0.0.5"};
+    static const char *const srcs[] = {"127.0.0.1", "127.0.0.2", "127.0.0.3", "127.0.0.4",
+                                       "127.0.0.5"};
     int first[ARRAY_LEN(srcs)];
     bool used[3] = {false, false, false};
     for (int round = 0; round < 3; round++)
@@ -982,11 +989,13 @@ static void connect_timeout_moves_on(void **state)
     echod_must_log(e, "listener relay: upstream 127.0.0.1:%d failed: connect timeout",
                    silent);
     char expect[128];
-    snprintf(expect, sizeof(expect), " upstream=127.0.0.1:%d in=4 out=4 ", good->srv.port);
+    snprintf(expect, sizeof(expect), " upstream=127.0.0.1:%d in=4 out=4 ",
+             good->srv.port);
     check_access(e, "127.0.0.1", pa, expect, "done");
     echod_must_log(e, "listener dead: upstream 127.0.0.1:%d failed: connect timeout",
                    silent);
-    echod_must_log(e, "listener dead: no upstream reached for 127.0.0.1:%d after 2 attempts",
+    echod_must_log(e,
+                   "listener dead: no upstream reached for 127.0.0.1:%d after 2 attempts",
                    pb);
     check_access(e, "127.0.0.1", pb, " upstream=- in=0 out=0 ", "no-upstream");
     assert_int_equal(echod_stop(e, 3000), 0);
@@ -1106,8 +1115,8 @@ static void sigterm_drains_open_connections(void **state)
     assert_memory_equal(back, pattern, 1000);
 
     echod_signal(e, SIGTERM);
-    assert_non_null(echod_wait_log(e, "SIGTERM: no longer accepting; draining 1 connections",
-                                   2000));
+    assert_non_null(
+        echod_wait_log(e, "SIGTERM: no longer accepting; draining 1 connections", 2000));
     /* New connections are turned away (refused, or reset when queued in
      * the listener before it closed).  The signal is logged before the
      * workers hear of it: one may still take a client in that moment, and
@@ -1123,8 +1132,12 @@ static void sigterm_drains_open_connections(void **state)
         }
     }
     print_message("    turned away (%s) after %d served\n",
-                  k == REFUSED ? "refused" : k == RESET ? "reset" : k == CLOSED ? "closed"
-                  : k == SERVED ? "served" : "no answer", served);
+                  k == REFUSED  ? "refused"
+                  : k == RESET  ? "reset"
+                  : k == CLOSED ? "closed"
+                  : k == SERVED ? "served"
+                                : "no answer",
+                  served);
     assert_true(k == REFUSED || k == RESET || k == CLOSED);
 
     send_all(fd, pattern + 1000, 199000);
@@ -1201,8 +1214,11 @@ static void *urg_sender(void *arg)
     const uint8_t *p = pattern + u->off;
     size_t done = 0;
     while (done < u->total && u->failed == NULL) {
-        size_t n = done < u->mark ? u->mark - done : done == u->mark ? 1 : u->total - done;
-        ssize_t m = send(u->fd, p + done, n, MSG_NOSIGNAL | (done == u->mark ? MSG_OOB : 0));
+        size_t n = done < u->mark    ? u->mark - done
+                   : done == u->mark ? 1
+                                     : u->total - done;
+        ssize_t m = send(u->fd, p + done, n,
+                         MSG_NOSIGNAL | (done == u->mark ? MSG_OOB : 0));
         if (m > 0)
             done += (size_t)m;
         else if (m < 0 && errno != EINTR)
@@ -1214,7 +1230,8 @@ static void *urg_sender(void *arg)
 }
 
 /* Starts urg_sender() on fd in a thread. */
-static pthread_t urg_start(struct urg_send *u, int fd, size_t off, size_t total, size_t mark)
+static pthread_t urg_start(struct urg_send *u, int fd, size_t off, size_t total,
+                           size_t mark)
 {
     *u = (struct urg_send){.fd = fd, .off = off, .total = total, .mark = mark};
     pthread_t t;
@@ -1303,12 +1320,14 @@ static void relay_urgent_data(bool splice)
     track_fd(lfd);
     oob_inline(lfd);
     char conf[1024];
-    snprintf(conf, sizeof(conf),
-             DAEMON_CONF("2", "5.0")
-             "listeners = ( { name = \"relay\"; listen = [ \"127.0.0.1:0\" ];\n"
-             "  mode = \"proxy\"; upstreams = [ \"127.0.0.1:%d\" ];\n"
-             "  splice = %s; } );\n",
-             up, splice ? "true" : "false");
+    snprintf(
+        conf, sizeof(conf),
+        DAEMON_CONF(
+            "2",
+            "5.0") "listeners = ( { name = \"relay\"; listen = [ \"127.0.0.1:0\" ];\n"
+                   "  mode = \"proxy\"; upstreams = [ \"127.0.0.1:%d\" ];\n"
+                   "  splice = %s; } );\n",
+        up, splice ? "true" : "false");
     struct echod *e = echod_start(conf);
     int fd = client4(echod_port(e, "relay", 0));
     int cport = local_port(fd);
@@ -1482,7 +1501,8 @@ static void least_connections_counts_survive_reload(void **state)
     for (int i = 0; i < 4; i++)
         count[exchange(e, lport, "127.0.0.1", ups, 2)]++;
     print_message("    after the reload: %d to the upstream holding 5, %d to the "
-                  "idle one\n", count[a], count[b]);
+                  "idle one\n",
+                  count[a], count[b]);
     assert_int_equal(count[b], 4);
     assert_int_equal(count[a], 0);
     for (int i = 0; i < 10; i++)
@@ -1740,8 +1760,10 @@ static void relay_never_connects_to_its_own_listener(void **state)
     int cport = local_port(fd);
     assert_true(peer_reset_within(fd, 3000)); /* no upstream: an abort */
     close(fd);
-    echod_must_log(e, "listener loop: upstream %s:%d is this daemon's own listening "
-                   "address ", host, p);
+    echod_must_log(e,
+                   "listener loop: upstream %s:%d is this daemon's own listening "
+                   "address ",
+                   host, p);
     echod_must_log(e, ": not connecting (a loop)");
     check_access(e, "127.0.0.1", cport, " upstream=- in=0 out=0 ", "no-upstream");
 
@@ -1817,7 +1839,8 @@ static void upstream_warnings_say_what_happens_and_what_was_dropped(void **state
                   dropped);
     if (dropped == 0)
         fail_msg("no \"N more upstream warnings\" note (the first %d clients took "
-                 "%lld ms)", clients - 1, (long long)burst);
+                 "%lld ms)",
+                 clients - 1, (long long)burst);
     assert_int_equal(logged + dropped, 2 * clients);
     assert_int_equal(echod_stop(e, 3000), 0);
 }

@@ -64,12 +64,12 @@
 
 /* Fails when the daemon's RSS grew by `kib` or more than `bound` KiB
  * (unless under a sanitizer). */
-#define assert_rss_growth_below(kib, bound)                                    \
-    do {                                                                       \
-        if (!SANITIZED)                                                        \
-            assert_true((kib) < (bound));                                      \
-        else                                                                   \
-            print_message("    (RSS not checked under a sanitizer)\n");        \
+#define assert_rss_growth_below(kib, bound)                             \
+    do {                                                                \
+        if (!SANITIZED)                                                 \
+            assert_true((kib) < (bound));                               \
+        else                                                            \
+            print_message("    (RSS not checked under a sanitizer)\n"); \
     } while (0)
 
 /* Every byte sent here is the pattern's (pattern.h), 4 MiB long. */
@@ -78,9 +78,9 @@
 /* ---- configurations ----------------------------------------------------- */
 
 /* The daemon part every configuration starts with. */
-#define HEAD(shutdown, access)                                                 \
-    "workers = 2;\n"                                                           \
-    "shutdown_timeout = " shutdown ";\n"                                       \
+#define HEAD(shutdown, access)           \
+    "workers = 2;\n"                     \
+    "shutdown_timeout = " shutdown ";\n" \
     "log = { target = \"stderr\"; level = \"info\"; access = " access "; };\n"
 
 /* An echo listener's group on 127.0.0.1:port (0: any). */
@@ -144,8 +144,8 @@ static const char *check_access(struct echod *e, const char *listener, int port,
     if (last == NULL)
         fail_msg("no access line for client 127.0.0.1:%d on listener %s", port, listener);
     fail_msg("no access line with \"%s\" ending in \"%s\"; the last for client "
-             "127.0.0.1:%d on listener %s: %s", expect != NULL ? expect : "", r, port,
-             listener, last);
+             "127.0.0.1:%d on listener %s: %s",
+             expect != NULL ? expect : "", r, port, listener, last);
     return NULL;
 }
 
@@ -179,8 +179,10 @@ static long long cpu_ms(struct echod *e)
     char *p = strrchr(buf, ')');
     assert_non_null(p);
     unsigned long long ut = 0, st = 0;
-    assert_int_equal(sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu",
-                            &ut, &st), 2);
+    assert_int_equal(sscanf(p + 2,
+                            "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut,
+                            &st),
+                     2);
     long tck = sysconf(_SC_CLK_TCK);
     return (long long)((ut + st) * 1000ull / (unsigned long long)(tck > 0 ? tck : 100));
 }
@@ -236,7 +238,8 @@ static int sockets_in_state(struct echod *e, unsigned st)
         while (fgets(line, sizeof(line), f) != NULL) {
             unsigned state;
             unsigned long ino;
-            if (sscanf(line, " %*d: %*s %*s %x %*s %*s %*s %*d %*d %lu", &state, &ino) != 2)
+            if (sscanf(line, " %*d: %*s %*s %x %*s %*s %*s %*d %*d %lu", &state, &ino) !=
+                2)
                 continue;
             for (size_t i = 0; i < n; i++)
                 if (inodes[i] == ino && state == st)
@@ -254,8 +257,8 @@ static int sockets_in_state(struct echod *e, unsigned st)
  * connection. */
 static struct upsrv *start_upstream(enum up_mode mode, size_t nbytes)
 {
-    return up_start(&(struct up_conf){.mode = mode, .nbytes = nbytes, .stride = 1000003,
-                                      .max = 1024, .backlog = 1024});
+    return up_start(&(struct up_conf){
+        .mode = mode, .nbytes = nbytes, .stride = 1000003, .max = 1024, .backlog = 1024});
 }
 
 /* ---- descriptor exhaustion ---------------------------------------------- */
@@ -349,7 +352,8 @@ static void fd_exhaustion_refuses_without_spinning_and_recovers(void **state)
     for (int i = 0; i < FLOOD; i++)
         held += served[i] == 1, shed += served[i] == 0, hanging += served[i] < 0;
     print_message("    limit %d, %d descriptors idle: of %d clients %d served, %d turned "
-                  "away, %d without an answer\n", FD_LIMIT, idle, FLOOD, held, shed, hanging);
+                  "away, %d without an answer\n",
+                  FD_LIMIT, idle, FLOOD, held, shed, hanging);
     /* (Clients left without an answer, and served ones past the room
      * there is, are fd_exhaustion_accounting_and_spares's business.) */
     assert_true(held > 0 && shed > 0);
@@ -379,10 +383,12 @@ static void fd_exhaustion_refuses_without_spinning_and_recovers(void **state)
         kturned += kserved[i] == 0, kserved_n += kserved[i] == 1;
     double pct = 100.0 * (double)(c1 - c0) / (double)(t1 - t0 > 0 ? t1 - t0 : 1);
     double quiet = 100.0 * (double)(c2 - c1) / (double)(t2 - t1 > 0 ? t2 - t1 : 1);
-    print_message("    at the limit: %lld ms of CPU in %lld ms with a knock every 50 ms "
-                  "(%.1f%% of a core), %lld ms in %lld ms without (%.1f%%); of %d knocks %d "
-                  "turned away, %d served\n", c1 - c0, (long long)(t1 - t0), pct, c2 - c1,
-                  (long long)(t2 - t1), quiet, KNOCKS, kturned, kserved_n);
+    print_message(
+        "    at the limit: %lld ms of CPU in %lld ms with a knock every 50 ms "
+        "(%.1f%% of a core), %lld ms in %lld ms without (%.1f%%); of %d knocks %d "
+        "turned away, %d served\n",
+        c1 - c0, (long long)(t1 - t0), pct, c2 - c1, (long long)(t2 - t1), quiet, KNOCKS,
+        kturned, kserved_n);
     /* Turned away, most of them.  (One may be served, or wait, when a
      * descriptor a worker gave up to shed a client was taken by the other
      * worker's accept; fd_exhaustion_accounting_and_spares is about that.) */
@@ -460,7 +466,8 @@ static void fd_exhaustion_accounting_and_spares(void **state)
         classify(fds, served, FLOOD, 5000);
         held[r] = shed[r] = hanging[r] = 0;
         for (int i = 0; i < FLOOD; i++)
-            held[r] += served[i] == 1, shed[r] += served[i] == 0, hanging[r] += served[i] < 0;
+            held[r] += served[i] == 1, shed[r] += served[i] == 0,
+                hanging[r] += served[i] < 0;
         /* (A refusal is counted just after the client is closed: ask
          * again while the count is short.) */
         long long refused = echod_counters_now(e, "echo").refused;
@@ -474,10 +481,11 @@ static void fd_exhaustion_accounting_and_spares(void **state)
             close_tracked(fds[i]);
         (void)echod_wait_fd_count(e, idle, 1000);
         after[r] = echod_fd_count(e);
-        print_message("    flood %d: %d served (room for %d), %d turned away, %d hanging; "
-                      "refusals counted %lld; descriptors after %d (idle %d)\n", r + 1,
-                      held[r], FD_LIMIT - idle, shed[r], hanging[r], counted[r], after[r],
-                      idle);
+        print_message(
+            "    flood %d: %d served (room for %d), %d turned away, %d hanging; "
+            "refusals counted %lld; descriptors after %d (idle %d)\n",
+            r + 1, held[r], FD_LIMIT - idle, shed[r], hanging[r], counted[r], after[r],
+            idle);
     }
     for (int r = 0; r < ROUNDS; r++) {
         assert_int_equal(hanging[r], 0);
@@ -559,7 +567,8 @@ static void fault_end(struct fault_env *env, const char *what)
              env->good->srv.port, (unsigned long long)total, (unsigned long long)total);
     check_access(env->e, "healthy", cport, expect, "done");
     print_message("    %s; healthy stream: %.1f MiB verified during the fault, %.1f MiB "
-                  "in all, intact\n", what, (double)during / MIB, (double)total / MIB);
+                  "in all, intact\n",
+                  what, (double)during / MIB, (double)total / MIB);
     assert_int_equal(atomic_load(&env->good->srv.errors), 0);
     assert_int_equal(echod_stop(env->e, 3000), 0);
 }
@@ -623,8 +632,10 @@ static void upstream_resets_after_accept(void **state)
     assert_int_equal(how2, END_RESET);
     check_access(env.e, "fault", cport, " in=5 out=0 ", "upstream-reset");
     char what[320];
-    snprintf(what, sizeof(what), "%s; reset after 5 bytes: client got %s, "
-             "reason=upstream-reset", first, end_name(how2));
+    snprintf(what, sizeof(what),
+             "%s; reset after 5 bytes: client got %s, "
+             "reason=upstream-reset",
+             first, end_name(how2));
     fault_end(&env, what);
 }
 
@@ -678,7 +689,8 @@ static void upstream_never_reads(void **state)
         ssize_t n = recv(ufd, buf, 64 * KIB, MSG_DONTWAIT);
         if (n > 0) {
             if (memcmp(buf, pat(99 + got), (size_t)n) != 0)
-                fail_msg("the upstream got bytes %llu..%llu wrong", (unsigned long long)got,
+                fail_msg("the upstream got bytes %llu..%llu wrong",
+                         (unsigned long long)got,
                          (unsigned long long)got + (unsigned long long)n);
             got += (uint64_t)n;
         } else if (n == 0) {
@@ -695,10 +707,13 @@ static void upstream_never_reads(void **state)
     assert_int_equal(uend, END_RESET);
     assert_true(got > 0 && got <= (uint64_t)in);
     char what[320];
-    snprintf(what, sizeof(what), "never reads: %.1f MiB sent before the sends stalled, "
-             "RSS %ld -> %ld KiB, ended %lld ms after the stall (%s, reason=idle-timeout), "
-             "upstream got %llu of the %lld bytes taken", (double)sent / MIB, rss0, rss1,
-             (long long)closed_after, end_name(how), (unsigned long long)got, in);
+    snprintf(
+        what, sizeof(what),
+        "never reads: %.1f MiB sent before the sends stalled, "
+        "RSS %ld -> %ld KiB, ended %lld ms after the stall (%s, reason=idle-timeout), "
+        "upstream got %llu of the %lld bytes taken",
+        (double)sent / MIB, rss0, rss1, (long long)closed_after, end_name(how),
+        (unsigned long long)got, in);
     fault_end(&env, what);
 }
 
@@ -740,8 +755,10 @@ static void upstream_closes_mid_stream(void **state)
     close(fd);
     free(buf);
     char what[256];
-    snprintf(what, sizeof(what), "closes after %zu bytes: both clients got them and "
-             "an EOF; reasons done, then upstream-reset (%s)", N, strstr(line, " in="));
+    snprintf(what, sizeof(what),
+             "closes after %zu bytes: both clients got them and "
+             "an EOF; reasons done, then upstream-reset (%s)",
+             N, strstr(line, " in="));
     fault_end(&env, what);
 }
 
@@ -799,7 +816,8 @@ static void recv_verify(int fd, uint64_t base, uint64_t from, uint64_t to)
         if (n > 0) {
             if (memcmp(buf, pat(base + from), (size_t)n) != 0)
                 fail_msg("bytes %llu..%llu differ from what was sent",
-                         (unsigned long long)from, (unsigned long long)from + (unsigned long long)n);
+                         (unsigned long long)from,
+                         (unsigned long long)from + (unsigned long long)n);
             from += (uint64_t)n;
             last = ms_now();
             continue;
@@ -874,10 +892,13 @@ static void client_resets_mid_stream(void **state)
     assert_true(echod_wait_fd_count(env.e, base_fds, WAIT_MS));
     assert_int_equal(sockets_in_state(env.e, 0x08), 0);
     char what[400];
-    snprintf(what, sizeof(what), "echo client reset with %lld of %lld bytes not yet back; "
-             "relay client reset with %d bytes unread (%s); upstream end closed (%d reset); "
-             "descriptors back to %d", in - out, in, queued, strstr(rline, " out="),
-             atomic_load(&src->resets), base_fds);
+    snprintf(
+        what, sizeof(what),
+        "echo client reset with %lld of %lld bytes not yet back; "
+        "relay client reset with %d bytes unread (%s); upstream end closed (%d reset); "
+        "descriptors back to %d",
+        in - out, in, queued, strstr(rline, " out="), atomic_load(&src->resets),
+        base_fds);
     fault_end(&env, what);
 }
 
@@ -952,9 +973,11 @@ static void client_half_close_then_silence(void **state)
     assert_int_equal(sockets_in_state(env.e, 0x08), 0);
     assert_int_equal(atomic_load(&up2->srv.errors), 0);
     char what[256];
-    snprintf(what, sizeof(what), "FIN then silence: 5 connections echoed and closed by "
+    snprintf(what, sizeof(what),
+             "FIN then silence: 5 connections echoed and closed by "
              "the daemon alone, 0 in CLOSE_WAIT; %.1f MiB held for a silent reader, all "
-             "delivered", (double)sent / MIB);
+             "delivered",
+             (double)sent / MIB);
     fault_end(&env, what);
 }
 
@@ -1005,7 +1028,8 @@ static void client_slow_reader_fast_writer(void **state)
             ssize_t n = recv(cl[i].fd, buf, sizeof(buf), MSG_DONTWAIT);
             if (n > 0) {
                 if (memcmp(buf, pat(cl[i].base + cl[i].got), (size_t)n) != 0)
-                    fail_msg("client %d: bytes %llu.. differ", i, (unsigned long long)cl[i].got);
+                    fail_msg("client %d: bytes %llu.. differ", i,
+                             (unsigned long long)cl[i].got);
                 cl[i].got += (uint64_t)n;
             } else if (n == 0 || (errno != EAGAIN && errno != EINTR)) {
                 fail_msg("client %d: the connection ended (%s)", i,
@@ -1030,11 +1054,12 @@ static void client_slow_reader_fast_writer(void **state)
     }
     /* What a writer got ahead of its reader sits in the kernel's socket
      * buffers (their autotuning decides how much); not in the daemon. */
-    print_message("    8 echo clients sent %.1f MiB and read %.1f MiB in 2 s (at most %.1f MiB "
-                  "ahead, in socket buffers); the relay client read %.1f MiB; RSS %ld -> "
-                  "max %ld KiB (+%ld)\n", (double)sent / MIB, (double)got / MIB,
-                  (double)inflight / MIB, (double)cl[NE].got / MIB, rss0, rss_max,
-                  rss_max - rss0);
+    print_message(
+        "    8 echo clients sent %.1f MiB and read %.1f MiB in 2 s (at most %.1f MiB "
+        "ahead, in socket buffers); the relay client read %.1f MiB; RSS %ld -> "
+        "max %ld KiB (+%ld)\n",
+        (double)sent / MIB, (double)got / MIB, (double)inflight / MIB,
+        (double)cl[NE].got / MIB, rss0, rss_max, rss_max - rss0);
     assert_rss_growth_below(rss_max - rss0, 2048);
 
     /* Then they read the rest at full speed: every byte, then EOF. */
@@ -1044,8 +1069,8 @@ static void client_slow_reader_fast_writer(void **state)
         assert_true(peer_closed_within(cl[i].fd, WAIT_MS));
         close_tracked(cl[i].fd);
         char expect[96];
-        snprintf(expect, sizeof(expect), " in=%llu out=%llu ", (unsigned long long)cl[i].sent,
-                 (unsigned long long)cl[i].sent);
+        snprintf(expect, sizeof(expect), " in=%llu out=%llu ",
+                 (unsigned long long)cl[i].sent, (unsigned long long)cl[i].sent);
         check_access(env.e, "echo", cl[i].cport, expect, "done");
     }
     recv_verify(cl[NE].fd, 0, cl[NE].got, SRC);
@@ -1119,7 +1144,8 @@ static void client_silent_until_idle_timeout(void **state)
                                  i ? ", " : "", after);
         assert_true(after >= 500 - 2 && after < 500 + 2500);
         close_tracked(fds[i]);
-        const char *line = check_access(env.e, i >= 3 && i < 5 ? "relay" : "echo", ports[i],
+        const char *line = check_access(env.e, i >= 3 && i < 5 ? "relay" : "echo",
+                                        ports[i],
                                         i == N - 1 ? " in=3 out=3 " : " in=0 out=0 ",
                                         "idle-timeout");
         const char *d = strstr(line, " duration=");
@@ -1128,8 +1154,10 @@ static void client_silent_until_idle_timeout(void **state)
     }
     assert_true(wait_counter(&up2->srv.open, 0, WAIT_MS));
     char what[400];
-    snprintf(what, sizeof(what), "idle_timeout 0.5 s: reset after %s ms (3 echo, 2 relay, "
-             "1 after its last byte), reason=idle-timeout", figures);
+    snprintf(what, sizeof(what),
+             "idle_timeout 0.5 s: reset after %s ms (3 echo, 2 relay, "
+             "1 after its last byte), reason=idle-timeout",
+             figures);
     fault_end(&env, what);
 }
 
@@ -1150,7 +1178,8 @@ static void churn_thousands_of_short_connections(void **state)
     char g1[512], g2[1024];
     echo_group(g1, sizeof(g1), "echo", 0, "30.0");
     relay_group(g2, sizeof(g2), "relay", 0, up->srv.port, "30.0", "3.0", 0);
-    struct echod *e = echod_startf(HEAD("2.0", "false") "listeners = ( %s, %s );\n", g1, g2);
+    struct echod *e = echod_startf(HEAD("2.0", "false") "listeners = ( %s, %s );\n", g1,
+                                   g2);
     int ports[2] = {echod_port(e, "echo", 0), echod_port(e, "relay", 0)};
     int fd_idle = echod_fd_count(e);
     long rss_start = echod_rss_kib(e);
@@ -1171,15 +1200,17 @@ static void churn_thousands_of_short_connections(void **state)
     bool fds_back = echod_wait_fd_count(e, fd_idle, WAIT_MS);
     int fd_after = echod_fd_count(e);
     long rss_after = echod_rss_kib(e);
-    print_message("    %llu connections in %lld ms (%.0f/s; %llu echo, %llu relayed), %.1f MiB "
-                  "each way, all verified, 0 errors\n", (unsigned long long)run.done,
-                  (long long)took, (double)run.done * 1000.0 / (double)took,
-                  (unsigned long long)run.port_done[0], (unsigned long long)run.port_done[1],
-                  (double)run.bytes / MIB);
-    print_message("    descriptors %d idle, %d after; RSS %ld KiB at start, %ld after the "
-                  "warm-up (%llu connections), %ld after (%+ld)\n", fd_idle, fd_after,
-                  rss_start, rss_warm, (unsigned long long)warm.done, rss_after,
-                  rss_after - rss_warm);
+    print_message(
+        "    %llu connections in %lld ms (%.0f/s; %llu echo, %llu relayed), %.1f MiB "
+        "each way, all verified, 0 errors\n",
+        (unsigned long long)run.done, (long long)took,
+        (double)run.done * 1000.0 / (double)took, (unsigned long long)run.port_done[0],
+        (unsigned long long)run.port_done[1], (double)run.bytes / MIB);
+    print_message(
+        "    descriptors %d idle, %d after; RSS %ld KiB at start, %ld after the "
+        "warm-up (%llu connections), %ld after (%+ld)\n",
+        fd_idle, fd_after, rss_start, rss_warm, (unsigned long long)warm.done, rss_after,
+        rss_after - rss_warm);
     assert_true(run.done >= 1000);
     assert_true(fds_back);
     assert_int_equal(fd_after, fd_idle);
@@ -1197,7 +1228,8 @@ static void churn_thousands_of_short_connections(void **state)
         assert_int_equal(c.in, bytes);
         assert_int_equal(c.out, bytes);
     }
-    assert_int_equal(atomic_load(&up->srv.accepted), (int)(warm.port_done[1] + run.port_done[1]));
+    assert_int_equal(atomic_load(&up->srv.accepted),
+                     (int)(warm.port_done[1] + run.port_done[1]));
     assert_int_equal(atomic_load(&up->srv.errors), 0);
     assert_int_equal(echod_stop(e, 3000), 0);
 }
@@ -1219,19 +1251,22 @@ static int teardown_bg(void **state)
 
 /* The reload test's configuration; `variant` changes the buffer sizes and
  * idle timeouts, so that each reload makes a different generation. */
-static void reload_conf(char *buf, size_t len, int p_echo, int p_relay, int up, int variant)
+static void reload_conf(char *buf, size_t len, int p_echo, int p_relay, int up,
+                        int variant)
 {
-    int n = snprintf(buf, len,
-                     HEAD("5.0", "false")
-                     "listeners = (\n"
+    int n = snprintf(
+        buf, len,
+        HEAD(
+            "5.0",
+            "false") "listeners = (\n"
                      "  { name = \"echo\"; listen = [ \"127.0.0.1:%d\" ]; mode = \"echo\";\n"
                      "    buffer_size = %d; idle_timeout = %d.0; },\n"
                      "  { name = \"relay\"; listen = [ \"127.0.0.1:%d\" ]; mode = \"proxy\";\n"
                      "    upstreams = [ \"127.0.0.1:%d\" ]; buffer_size = %d;\n"
                      "    idle_timeout = %d.0; retries = 0; }\n"
                      ");\n",
-                     p_echo, variant ? 32768 : 16384, 30 + variant, p_relay, up,
-                     variant ? 8192 : 16384, 30 + variant);
+        p_echo, variant ? 32768 : 16384, 30 + variant, p_relay, up,
+        variant ? 8192 : 16384, 30 + variant);
     assert_true(n > 0 && (size_t)n < len);
 }
 
@@ -1259,14 +1294,16 @@ static void reload_under_load_loses_nothing(void **state)
     enum { NS = 6 };
     struct stream *s[NS];
     for (int i = 0; i < NS; i++)
-        s[i] = stream_start(i < NS / 2 ? p_echo : p_relay, 500009 * (uint64_t)(i + 1), false);
+        s[i] = stream_start(i < NS / 2 ? p_echo : p_relay, 500009 * (uint64_t)(i + 1),
+                            false);
     for (int i = 0; i < NS; i++)
         if (!stream_advances(s[i], 128 * KIB, WAIT_MS)) {
             stream_check(s[i]);
             fail_msg("stream %d does not flow", i);
         }
     int ports[2] = {p_echo, p_relay};
-    bg = (struct churn){.ports = ports, .nports = 2, .slots = 16, .rate = 1500, .seed = 3};
+    bg =
+        (struct churn){.ports = ports, .nports = 2, .slots = 16, .rate = 1500, .seed = 3};
     churn_start(&bg);
     bg_running = true;
 
@@ -1330,11 +1367,12 @@ static void reload_under_load_loses_nothing(void **state)
         assert_int_equal(c.out, bytes);
     }
     assert_int_equal(atomic_load(&up->srv.errors), 0);
-    print_message("    20 SIGHUPs in %lld ms (19 reloads, 1 broken file refused; slowest %lld "
-                  "ms); meanwhile 6 streams carried %.1f MiB and %llu short connections "
-                  "%.1f MiB: 0 dropped, 0 bytes lost\n", (long long)took, (long long)slowest,
-                  (double)(total[0] + total[1]) / MIB, (unsigned long long)bg.done,
-                  (double)bg.bytes / MIB);
+    print_message(
+        "    20 SIGHUPs in %lld ms (19 reloads, 1 broken file refused; slowest %lld "
+        "ms); meanwhile 6 streams carried %.1f MiB and %llu short connections "
+        "%.1f MiB: 0 dropped, 0 bytes lost\n",
+        (long long)took, (long long)slowest, (double)(total[0] + total[1]) / MIB,
+        (unsigned long long)bg.done, (double)bg.bytes / MIB);
     assert_int_equal(echod_stop(e, 3000), 0);
 }
 
@@ -1354,7 +1392,8 @@ static void sigterm_under_load(void **state)
     char g1[512], g2[1024];
     echo_group(g1, sizeof(g1), "echo", 0, "30.0");
     relay_group(g2, sizeof(g2), "relay", 0, up->srv.port, "30.0", "3.0", 0);
-    struct echod *e = echod_startf(HEAD("2.0", "true") "listeners = ( %s, %s );\n", g1, g2);
+    struct echod *e = echod_startf(HEAD("2.0", "true") "listeners = ( %s, %s );\n", g1,
+                                   g2);
     int p_echo = echod_port(e, "echo", 0), p_relay = echod_port(e, "relay", 0);
 
     enum { NF = 6, NL = 2 };
@@ -1362,7 +1401,8 @@ static void sigterm_under_load(void **state)
     bool relayed[NF];
     for (int i = 0; i < NF; i++) {
         relayed[i] = i % 2 == 1;
-        fin[i] = stream_start(relayed[i] ? p_relay : p_echo, 700001 * (uint64_t)(i + 1), false);
+        fin[i] = stream_start(relayed[i] ? p_relay : p_echo, 700001 * (uint64_t)(i + 1),
+                              false);
     }
     for (int i = 0; i < NL; i++)
         lag[i] = stream_start(i ? p_relay : p_echo, 900007 * (uint64_t)(i + 1), true);
@@ -1416,11 +1456,12 @@ static void sigterm_under_load(void **state)
     assert_non_null(echod_wait_log(e, "mio-echod: notice: stopped", 2000 + WAIT_MS));
     int64_t stopped = ms_now() - t0;
     assert_int_equal(echod_stop(e, 3000), 0);
-    print_message("    SIGTERM with 8 streams: 6 finished %lld ms after it with all %.1f MiB "
-                  "back; 2 cut at %lld and %lld ms (%.1f MiB verified before); exit 0 "
-                  "after %lld ms\n", (long long)finished, (double)total / MIB,
-                  (long long)cut_at[0], (long long)cut_at[1], (double)lag_bytes / MIB,
-                  (long long)stopped);
+    print_message(
+        "    SIGTERM with 8 streams: 6 finished %lld ms after it with all %.1f MiB "
+        "back; 2 cut at %lld and %lld ms (%.1f MiB verified before); exit 0 "
+        "after %lld ms\n",
+        (long long)finished, (double)total / MIB, (long long)cut_at[0],
+        (long long)cut_at[1], (double)lag_bytes / MIB, (long long)stopped);
     assert_true(stopped < 2000 + 1500);
     assert_non_null(echod_wait_log(e, "shutdown_timeout: closing 2 connections", 0));
     assert_int_equal(atomic_load(&up->srv.errors), 0);

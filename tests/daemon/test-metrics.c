@@ -92,12 +92,12 @@ static size_t send_some(int fd, const char *buf, size_t len)
 
 /* What came back on a connection, up to its end. */
 struct reply {
-    int status;        /* 0: closed without an answer */
-    char head[4096];   /* status line and header lines, NUL-terminated */
-    char *body;        /* NUL-terminated, freed by reply_free() */
+    int status;      /* 0: closed without an answer */
+    char head[4096]; /* status line and header lines, NUL-terminated */
+    char *body;      /* NUL-terminated, freed by reply_free() */
     size_t body_len;
-    bool reset;        /* it ended with a reset rather than a FIN */
-    int64_t ended_ms;  /* when it ended, ms_now() */
+    bool reset;       /* it ended with a reset rather than a FIN */
+    int64_t ended_ms; /* when it ended, ms_now() */
 };
 
 static void reply_free(struct reply *r)
@@ -123,7 +123,8 @@ static void read_reply_paced(int fd, int ms, size_t chunk, int pause_ms, struct 
     for (;;) {
         int left = (int)(until - ms_now());
         if (left <= 0)
-            fail_msg("the connection did not end within %d ms (%zu bytes so far)", ms, len);
+            fail_msg("the connection did not end within %d ms (%zu bytes so far)", ms,
+                     len);
         struct pollfd p = {.fd = fd, .events = POLLIN};
         int rc = poll(&p, 1, left);
         if (rc < 0 && errno == EINTR)
@@ -244,8 +245,8 @@ static void scrape(int port, struct reply *r)
 
 /* The value of the one sample written exactly `key` (its name and
  * labels) in an exposition; fails when it is absent or there twice. */
-__attribute__((format(printf, 2, 3)))
-static unsigned long long sample(const char *body, const char *fmt, ...)
+__attribute__((format(printf, 2, 3))) static unsigned long long
+sample(const char *body, const char *fmt, ...)
 {
     char key[256], want[260];
     va_list ap;
@@ -254,7 +255,8 @@ static unsigned long long sample(const char *body, const char *fmt, ...)
     va_end(ap);
     snprintf(want, sizeof(want), "\n%s ", key);
     size_t n = strlen(want);
-    const char *found = strncmp(body, want + 1, n - 1) == 0 ? body - 1 : strstr(body, want);
+    const char *found = strncmp(body, want + 1, n - 1) == 0 ? body - 1
+                                                            : strstr(body, want);
     if (found == NULL)
         fail_msg("no sample %s in:\n%s", key, body);
     if (strstr(found + n, want) != NULL)
@@ -286,8 +288,12 @@ static const struct {
 
 /* The reasons of mio_echod_refused_total, as daemon.h names them. */
 static const char *const reasons[] = {
-    "acl", "max_connections", "listener_max_connections", "max_per_source",
-    "bad_proxy_header", "out_of_fds",
+    "acl",
+    "max_connections",
+    "listener_max_connections",
+    "max_per_source",
+    "bad_proxy_header",
+    "out_of_fds",
 };
 
 /*
@@ -339,7 +345,8 @@ static void check_format(const char *body)
             fail_msg("\"%s\" where a TYPE or sample of %s was expected", text,
                      families[fam - 1].name);
         size_t n = strlen(families[fam - 1].name);
-        if (strncmp(text, families[fam - 1].name, n) != 0 || (text[n] != '{' && text[n] != ' '))
+        if (strncmp(text, families[fam - 1].name, n) != 0 ||
+            (text[n] != '{' && text[n] != ' '))
             fail_msg("sample \"%s\" among those of %s", text, families[fam - 1].name);
         const char *p = text + n;
         if (*p == '{') {
@@ -386,7 +393,8 @@ static int dead_port(int *port)
 {
     int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     assert_true(fd >= 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
     socklen_t len = sizeof(a);
     assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
@@ -409,13 +417,17 @@ static void test_values_after_traffic(void **state)
     int dead, live;
     int dfd = dead_port(&dead), lfd = listen_loopback(16, &live);
     char conf[1024];
-    snprintf(conf, sizeof(conf), BASE "workers = 2;\n"
-             "listeners = ( { name = \"echo\"; listen = [ \"127.0.0.1:0\" ]; },\n"
-             " { name = \"acl\"; listen = [ \"127.0.0.1:0\" ]; allow = [ \"127.0.0.2/32\" ]; },\n"
-             " { name = \"relay\"; listen = [ \"127.0.0.1:0\" ]; mode = \"proxy\";\n"
-             "   upstreams = [ \"127.0.0.1:%d\" ]; retries = 0; },\n"
-             " { name = \"live\"; listen = [ \"127.0.0.1:0\" ]; mode = \"proxy\";\n"
-             "   upstreams = [ \"127.0.0.1:%d\" ]; } );\n" STATS, dead, live);
+    snprintf(
+        conf, sizeof(conf),
+        BASE
+        "workers = 2;\n"
+        "listeners = ( { name = \"echo\"; listen = [ \"127.0.0.1:0\" ]; },\n"
+        " { name = \"acl\"; listen = [ \"127.0.0.1:0\" ]; allow = [ \"127.0.0.2/32\" ]; },\n"
+        " { name = \"relay\"; listen = [ \"127.0.0.1:0\" ]; mode = \"proxy\";\n"
+        "   upstreams = [ \"127.0.0.1:%d\" ]; retries = 0; },\n"
+        " { name = \"live\"; listen = [ \"127.0.0.1:0\" ]; mode = \"proxy\";\n"
+        "   upstreams = [ \"127.0.0.1:%d\" ]; } );\n" STATS,
+        dead, live);
     struct echod *e = echod_start(conf);
     int mport = metrics_port(e);
     int pecho = echod_port(e, "echo", 0), pacl = echod_port(e, "acl", 0);
@@ -478,15 +490,19 @@ static void test_values_after_traffic(void **state)
     assert_int_equal(sample(b, "mio_echod_bytes_received_total{listener=\"live\"}"), 3);
     assert_int_equal(sample(b, "mio_echod_bytes_sent_total{listener=\"live\"}"), 10);
     assert_int_equal(sample(b, "mio_echod_connections_total{listener=\"live\"}"), 1);
-    assert_int_equal(sample(b, "mio_echod_upstream_failures_total{listener=\"live\"}"), 0);
+    assert_int_equal(sample(b, "mio_echod_upstream_failures_total{listener=\"live\"}"),
+                     0);
     static const char *const names[] = {"echo", "acl", "relay", "live"};
     for (size_t l = 0; l < 4; l++)
         for (size_t k = 0; k < sizeof(reasons) / sizeof(reasons[0]); k++)
-            assert_int_equal(sample(b, "mio_echod_refused_total{listener=\"%s\",reason=\"%s\"}",
-                                    names[l], reasons[k]),
-                             l == 1 && k == 0 ? 1 : 0);
-    assert_int_equal(sample(b, "mio_echod_upstream_failures_total{listener=\"relay\"}"), 1);
-    assert_int_equal(sample(b, "mio_echod_upstream_failures_total{listener=\"echo\"}"), 0);
+            assert_int_equal(
+                sample(b, "mio_echod_refused_total{listener=\"%s\",reason=\"%s\"}",
+                       names[l], reasons[k]),
+                l == 1 && k == 0 ? 1 : 0);
+    assert_int_equal(sample(b, "mio_echod_upstream_failures_total{listener=\"relay\"}"),
+                     1);
+    assert_int_equal(sample(b, "mio_echod_upstream_failures_total{listener=\"echo\"}"),
+                     0);
     assert_int_equal(sample(b, "mio_echod_reloads_total"), 0);
     assert_int_equal(sample(b, "mio_echod_reload_failures_total"), 0);
     assert_int_equal(sample(b, "mio_echod_daemon_connections_open"), 1);
@@ -494,14 +510,16 @@ static void test_values_after_traffic(void **state)
     char version[64], backend[32];
     version_and_backend(version, backend);
     assert_int_equal(sample(b, "mio_echod_build_info{version=\"%s\",backend=\"%s\"}",
-                            version, backend), 1);
+                            version, backend),
+                     1);
     reply_free(&r);
 
     /* The held connection ends: its bytes are counted, nothing is open. */
     finish(held);
     must_log_n(e, "access listener=echo ", 4);
     scrape(mport, &r);
-    assert_int_equal(sample(r.body, "mio_echod_bytes_received_total{listener=\"echo\"}"), 28);
+    assert_int_equal(sample(r.body, "mio_echod_bytes_received_total{listener=\"echo\"}"),
+                     28);
     assert_int_equal(sample(r.body, "mio_echod_connections_open{listener=\"echo\"}"), 0);
     assert_int_equal(sample(r.body, "mio_echod_daemon_connections_open"), 0);
     reply_free(&r);
@@ -580,26 +598,37 @@ static void test_bad_requests(void **state)
         const char *says;
     } cases[] = {
         {"POST", "POST /metrics HTTP/1.1\r\nHost: x\r\n\r\n", 405, "only GET and HEAD"},
-        {"DELETE over HTTP/1.0", "DELETE /metrics HTTP/1.0\r\n\r\n", 405, "only GET and HEAD"},
-        {"a lowercase method", "get /metrics HTTP/1.1\r\nHost: x\r\n\r\n", 405, "only GET"},
+        {"DELETE over HTTP/1.0", "DELETE /metrics HTTP/1.0\r\n\r\n", 405,
+         "only GET and HEAD"},
+        {"a lowercase method", "get /metrics HTTP/1.1\r\nHost: x\r\n\r\n", 405,
+         "only GET"},
         {"another target", "GET / HTTP/1.1\r\nHost: x\r\n\r\n", 404, "only /metrics"},
         {"a query", "GET /metrics?x=1 HTTP/1.1\r\nHost: x\r\n\r\n", 404, "only /metrics"},
         {"HTTP/1.1 without Host", "GET /metrics HTTP/1.1\r\n\r\n", 400, "without a Host"},
-        {"two Hosts", "GET /metrics HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400, "more than one Host"},
+        {"two Hosts", "GET /metrics HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400,
+         "more than one Host"},
         {"HTTP/2.0", "GET /metrics HTTP/2.0\r\n\r\n", 505, "HTTP/1.0 and HTTP/1.1"},
-        {"HTTP/1.2", "GET /metrics HTTP/1.2\r\nHost: x\r\n\r\n", 505, "HTTP/1.0 and HTTP/1.1"},
-        {"a malformed version", "GET /metrics HTTP/1.1x\r\nHost: x\r\n\r\n", 400, "version"},
+        {"HTTP/1.2", "GET /metrics HTTP/1.2\r\nHost: x\r\n\r\n", 505,
+         "HTTP/1.0 and HTTP/1.1"},
+        {"a malformed version", "GET /metrics HTTP/1.1x\r\nHost: x\r\n\r\n", 400,
+         "version"},
         {"bare LF", "GET /metrics HTTP/1.1\nHost: x\n\n", 400, "bare LF"},
         {"bare LF in a header", "GET /metrics HTTP/1.1\r\nHost: x\n\r\n", 400, "bare LF"},
         {"two spaces", "GET  /metrics HTTP/1.1\r\nHost: x\r\n\r\n", 400, "empty target"},
-        {"a blank before the colon", "GET /metrics HTTP/1.1\r\nHost : x\r\n\r\n", 400, "colon"},
-        {"obs-fold", "GET /metrics HTTP/1.1\r\nHost: x\r\nX-A: a\r\n b\r\n\r\n", 400, "obs-fold"},
-        {"a body", "GET /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello", 400,
-         "Content-Length"},
-        {"a chunked body", "GET /metrics HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
-         "0\r\n\r\n", 400, "Transfer-Encoding"},
-        {"a control byte", "GET /metrics HTTP/1.1\r\nHost: x\r\nX-A: \x01\r\n\r\n", 400, "control"},
-        {"not HTTP at all", "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", 400, "method"},
+        {"a blank before the colon", "GET /metrics HTTP/1.1\r\nHost : x\r\n\r\n", 400,
+         "colon"},
+        {"obs-fold", "GET /metrics HTTP/1.1\r\nHost: x\r\nX-A: a\r\n b\r\n\r\n", 400,
+         "obs-fold"},
+        {"a body", "GET /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello",
+         400, "Content-Length"},
+        {"a chunked body",
+         "GET /metrics HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+         "0\r\n\r\n",
+         400, "Transfer-Encoding"},
+        {"a control byte", "GET /metrics HTTP/1.1\r\nHost: x\r\nX-A: \x01\r\n\r\n", 400,
+         "control"},
+        {"not HTTP at all", "\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", 400,
+         "method"},
     };
     struct echod *e = echod_start(BASE "workers = 1;\n" ONE_LISTENER STATS);
     int port = metrics_port(e);
@@ -633,8 +662,9 @@ static void test_request_line_bound(void **state)
     for (int extra = 0; extra <= 1; extra++) {
         int n = snprintf(req, sizeof(req), "GET /metrics?");
         memset(req + n, 'q', LINE_MAX_LEN - fixed + (size_t)extra);
-        snprintf(req + n + LINE_MAX_LEN - fixed + extra, sizeof(req) - (size_t)n -
-                 (LINE_MAX_LEN - fixed + (size_t)extra), " HTTP/1.1\r\nHost: x\r\n\r\n");
+        snprintf(req + n + LINE_MAX_LEN - fixed + extra,
+                 sizeof(req) - (size_t)n - (LINE_MAX_LEN - fixed + (size_t)extra),
+                 " HTTP/1.1\r\nHost: x\r\n\r\n");
         assert_int_equal(strstr(req, "\r\n") - req, LINE_MAX_LEN + extra);
         struct reply r;
         exchange(port, req, strlen(req), &r);
@@ -753,9 +783,9 @@ static bool still_open(int fd, int ms)
 /*
  * 64 idle connections (each accepted before the next connects) do not lock
  * scrapes out: a scrape past the limit is answered, and the oldest idle
- * connection is closed for it, without a byte, and only that one.  Then 64 connections that sent their request and took their
- * answer but do not close: a scrape is answered again, one of them is
- * closed for it, and each still has its whole answer.
+ * connection is closed for it, without a byte, and only that one.  Then 64 connections
+ * that sent their request and took their answer but do not close: a scrape is answered
+ * again, one of them is closed for it, and each still has its whole answer.
  */
 static void test_connection_limit(void **state)
 {
@@ -859,12 +889,14 @@ static void test_whole_answer_after_junk(void **state)
     size_t cap = 128 * 1024, len = 0;
     char *conf = malloc(cap);
     assert_non_null(conf);
-    len += (size_t)snprintf(conf + len, cap - len, BASE "workers = 1;\n" STATS "listeners = (\n");
+    len += (size_t)snprintf(conf + len, cap - len,
+                            BASE "workers = 1;\n" STATS "listeners = (\n");
     for (int i = 0; i < LISTENERS; i++)
-        len += (size_t)snprintf(conf + len, cap - len,
-                                "  { name = \"listener-%03d-with-a-name-long-enough-to-fill-the-page\"; "
-                                "listen = [ \"127.0.0.1:0\" ]; }%s\n",
-                                i, i + 1 < LISTENERS ? "," : "");
+        len += (size_t)snprintf(
+            conf + len, cap - len,
+            "  { name = \"listener-%03d-with-a-name-long-enough-to-fill-the-page\"; "
+            "listen = [ \"127.0.0.1:0\" ]; }%s\n",
+            i, i + 1 < LISTENERS ? "," : "");
     assert_true(len + 8 < cap);
     snprintf(conf + len, cap - len, ");\n");
     struct echod *e = echod_start(conf);
@@ -1006,22 +1038,26 @@ static void test_allow_deny(void **state)
 {
     (void)state;
 #define STATS_ACL(acl) "stats = { listen = \"127.0.0.1:0\"; " acl " };\n"
-    struct echod *e = echod_start(BASE "workers = 1;\n" ONE_LISTENER
-                                  STATS_ACL("allow = [ \"127.0.0.0/8\" ]; deny = [ \"127.0.0.1\" ];"));
+    struct echod *e = echod_start(BASE "workers = 1;\n" ONE_LISTENER STATS_ACL(
+        "allow = [ \"127.0.0.0/8\" ]; deny = [ \"127.0.0.1\" ];"));
     int port = metrics_port(e);
     refused_from("127.0.0.1", port);
     echod_must_log(e, "metrics: refused 127.0.0.1:");
     admitted_from("127.0.0.2", port);
 
     const char *path = echod_conf_path(e);
-    conf_rewrite(path, "%s", BASE "workers = 1;\n" ONE_LISTENER STATS_ACL("allow = [ \"127.0.0.2/32\" ];"));
+    conf_rewrite(path, "%s",
+                 BASE "workers = 1;\n" ONE_LISTENER STATS_ACL(
+                     "allow = [ \"127.0.0.2/32\" ];"));
     echod_signal(e, SIGHUP);
     must_log_n(e, "reloaded ", 1);
     refused_from("127.0.0.1", port);
     refused_from("127.0.0.3", port);
     admitted_from("127.0.0.2", port);
 
-    conf_rewrite(path, "%s", BASE "workers = 1;\n" ONE_LISTENER STATS_ACL("deny = [ \"127.0.0.3\" ];"));
+    conf_rewrite(path, "%s",
+                 BASE
+                 "workers = 1;\n" ONE_LISTENER STATS_ACL("deny = [ \"127.0.0.3\" ];"));
     echod_signal(e, SIGHUP);
     must_log_n(e, "reloaded ", 2);
     admitted_from("127.0.0.1", port);
@@ -1061,10 +1097,11 @@ static void test_reloads(void **state)
     assert_int_equal(sample(r.body, "mio_echod_reloads_total"), 1);
     reply_free(&r);
 
-    conf_rewrite(path, "%s", BASE "workers = 2;\n"
-            "listeners = ( { name = \"a\"; listen = [ \"127.0.0.1:0\" ]; },\n"
-            "  { name = \"b\"; listen = [ \"127.0.0.1:0\" ]; } );\n"
-            "stats = { listen = \"127.0.0.2:0\"; };\n");
+    conf_rewrite(path, "%s",
+                 BASE "workers = 2;\n"
+                      "listeners = ( { name = \"a\"; listen = [ \"127.0.0.1:0\" ]; },\n"
+                      "  { name = \"b\"; listen = [ \"127.0.0.1:0\" ]; } );\n"
+                      "stats = { listen = \"127.0.0.2:0\"; };\n");
     echod_signal(e, SIGHUP);
     must_log_n(e, "reloaded ", 2);
     echod_must_log(e, "reload: stats changed: it takes effect at the next restart");
@@ -1080,7 +1117,9 @@ static void test_reloads(void **state)
     assert_int_equal(sample(r.body, "mio_echod_connections_total{listener=\"a\"}"), 0);
     reply_free(&r);
 
-    conf_rewrite(path, "%s", "listeners = ( { name = \"a\"; listen = [ \"127.0.0.1:0\" ]; } ) oops\n");
+    conf_rewrite(
+        path, "%s",
+        "listeners = ( { name = \"a\"; listen = [ \"127.0.0.1:0\" ]; } ) oops\n");
     echod_signal(e, SIGHUP);
     echod_must_log(e, "reload failed: ");
     scrape(port, &r);
@@ -1094,8 +1133,8 @@ static void test_reloads(void **state)
     static const char *const confs[] = {
         BASE "workers = 2;\n" ONE_LISTENER STATS,
         BASE "workers = 2;\n"
-        "listeners = ( { name = \"a\"; listen = [ \"127.0.0.1:0\" ]; },\n"
-        "  { name = \"c\"; listen = [ \"127.0.0.1:0\" ]; } );\n" STATS,
+             "listeners = ( { name = \"a\"; listen = [ \"127.0.0.1:0\" ]; },\n"
+             "  { name = \"c\"; listen = [ \"127.0.0.1:0\" ]; } );\n" STATS,
     };
     for (int i = 0; i < 20; i++) {
         conf_rewrite(path, "%s", confs[(i + 1) % 2]);
@@ -1121,9 +1160,10 @@ static void test_reloads(void **state)
 static void test_counted_over_proxy_header(void **state)
 {
     (void)state;
-    struct echod *e = echod_start(BASE "workers = 1;\n"
-                                  "listeners = ( { name = \"p\"; listen = [ \"127.0.0.1:0\" ];\n"
-                                  "  accept_proxy = true; deny = [ \"127.0.0.3\" ]; } );\n" STATS);
+    struct echod *e = echod_start(
+        BASE "workers = 1;\n"
+             "listeners = ( { name = \"p\"; listen = [ \"127.0.0.1:0\" ];\n"
+             "  accept_proxy = true; deny = [ \"127.0.0.3\" ]; } );\n" STATS);
     int mport = metrics_port(e), port = echod_port(e, "p", 0);
     int fd = connect_from("127.0.0.3", port);
     echod_must_log(e, "listener p: refused 127.0.0.3:");
@@ -1139,10 +1179,13 @@ static void test_counted_over_proxy_header(void **state)
     struct reply r;
     scrape(mport, &r);
     assert_int_equal(sample(r.body, "mio_echod_connections_total{listener=\"p\"}"), 1);
-    assert_int_equal(sample(r.body, "mio_echod_refused_total{listener=\"p\",reason=\"acl\"}"), 1);
     assert_int_equal(sample(r.body,
-                            "mio_echod_refused_total{listener=\"p\",reason=\"bad_proxy_header\"}"),
+                            "mio_echod_refused_total{listener=\"p\",reason=\"acl\"}"),
                      1);
+    assert_int_equal(
+        sample(r.body,
+               "mio_echod_refused_total{listener=\"p\",reason=\"bad_proxy_header\"}"),
+        1);
     const char *help = strstr(r.body, "# HELP mio_echod_connections_total ");
     assert_non_null(help);
     char line[512];
@@ -1213,9 +1256,10 @@ static void test_metrics_documented(void **state)
     if (end != NULL)
         end[1] = '\0';
 
-    struct echod *e = echod_start(BASE "workers = 1;\n"
-                                  "listeners = ( { name = \"a\"; listen = [ \"127.0.0.1:0\" ];"
-                                  " accept_proxy = true; } );\n" STATS);
+    struct echod *e = echod_start(
+        BASE "workers = 1;\n"
+             "listeners = ( { name = \"a\"; listen = [ \"127.0.0.1:0\" ];"
+             " accept_proxy = true; } );\n" STATS);
     struct reply r;
     scrape(metrics_port(e), &r);
     echod_stop_ok(e);
@@ -1227,12 +1271,14 @@ static void test_metrics_documented(void **state)
         *nl = '\0';
         char want[700], type[32];
         if (sscanf(line, "# HELP %127s", family) == 1) {
-            snprintf(help, sizeof(help), "%s", line + strlen("# HELP ") + strlen(family) + 1);
+            snprintf(help, sizeof(help), "%s",
+                     line + strlen("# HELP ") + strlen(family) + 1);
         } else if (sscanf(line, "# TYPE %*s %31s", type) == 1) {
             snprintf(want, sizeof(want), "\n.It Li %s Pq %s\n", family, type);
             entry = strstr(section, want);
             if (entry == NULL)
-                fail_msg("%s: no \"%.*s\" in METRICS", path, (int)strlen(want) - 2, want + 1);
+                fail_msg("%s: no \"%.*s\" in METRICS", path, (int)strlen(want) - 2,
+                         want + 1);
             nfamilies++;
             /* The entry ends at the next family's. */
             char *next = strstr(entry + strlen(want) - 1, "\n.It Li mio_echod_");
@@ -1241,23 +1287,25 @@ static void test_metrics_documented(void **state)
             assert_non_null(entry);
             snprintf(want, sizeof(want), "\n%s\n", help);
             if (strstr(entry, want) == NULL)
-                fail_msg("%s: the entry of %s does not have its HELP as a line: \"%s\"", path,
-                         family, help);
+                fail_msg("%s: the entry of %s does not have its HELP as a line: \"%s\"",
+                         path, family, help);
         } else if (line[0] != '#' && strchr(line, '{') != NULL) {
             /* Each label of the sample, and the reason values. */
             for (char *p = strchr(line, '{') + 1; *p != '}' && *p != '\0';) {
                 char *eq = strchr(p, '='), *q = eq + 2;
                 snprintf(want, sizeof(want), ".Li %.*s", (int)(eq - p), p);
                 if (!has_line(entry, want))
-                    fail_msg("%s: the entry of %s does not name its label %s", path, family,
-                             want + 4);
+                    fail_msg("%s: the entry of %s does not name its label %s", path,
+                             family, want + 4);
                 while (*q != '"')
                     q += *q == '\\' ? 2 : 1;
                 if (strcmp(family, "mio_echod_refused_total") == 0 &&
                     strncmp(p, "reason=", 7) == 0) {
-                    snprintf(want, sizeof(want), ".It Li %.*s", (int)(q - eq - 2), eq + 2);
+                    snprintf(want, sizeof(want), ".It Li %.*s", (int)(q - eq - 2),
+                             eq + 2);
                     if (!has_line(entry, want))
-                        fail_msg("%s: reason %s of %s is not described", path, want + 7, family);
+                        fail_msg("%s: reason %s of %s is not described", path, want + 7,
+                                 family);
                 }
                 p = q + 1;
                 if (*p == ',')
@@ -1300,14 +1348,16 @@ static void test_config_ok(void **state)
 {
     (void)state;
     static const char *const addrs[] = {
-        "127.0.0.1:9107", "[::1]:9107", "0.0.0.0:9107", "[::]:9107", "127.0.0.1:0",
-        "127.0.0.1:7100",
+        "127.0.0.1:9107", "[::1]:9107",  "0.0.0.0:9107",
+        "[::]:9107",      "127.0.0.1:0", "127.0.0.1:7100",
     };
     char conf[512], out[4096];
     for (size_t i = 0; i < sizeof(addrs) / sizeof(addrs[0]); i++) {
-        snprintf(conf, sizeof(conf),
-                 "listeners = ( { name = \"a\"; listen = [ \"127.0.0.1:7101\", \"[::1]:7100\" ]; } );\n"
-                 "stats = { listen = \"%s\"; };\n", addrs[i]);
+        snprintf(
+            conf, sizeof(conf),
+            "listeners = ( { name = \"a\"; listen = [ \"127.0.0.1:7101\", \"[::1]:7100\" ]; } );\n"
+            "stats = { listen = \"%s\"; };\n",
+            addrs[i]);
         const char *path = write_conf(conf);
         int rc = echod_run(out, sizeof(out), "-t", "-c", path, (char *)NULL);
         if (rc != 0 || strstr(out, "configuration OK") == NULL)
@@ -1338,18 +1388,21 @@ static void test_config_errors(void **state)
          "stats: expected a group { listen = \"127.0.0.1:9107\"; }, got \"127.0.0.1:9107\""},
         {"a typo of stats", L1 "stat = { listen = \"127.0.0.1:9107\"; };\n", 2,
          "stat: unknown setting (did you mean \"stats\"?)"},
-        {"an unknown key", L1 "stats = {\n  listen = \"127.0.0.1:9107\";\n  port = 9107;\n};\n", 4,
+        {"an unknown key",
+         L1 "stats = {\n  listen = \"127.0.0.1:9107\";\n  port = 9107;\n};\n", 4,
          "stats.port: unknown setting (known: listen, allow, deny)"},
         {"a typo of listen", L1 "stats = { lisen = \"127.0.0.1:9107\"; };\n", 2,
          "stats.lisen: unknown setting (did you mean \"listen\"?)"},
-        {"no listen", L1 "\nstats = { };\n", 3, "stats.listen: missing; expected one address"},
+        {"no listen", L1 "\nstats = { };\n", 3,
+         "stats.listen: missing; expected one address"},
         {"a list", L1 "stats = {\n  listen = [ \"127.0.0.1:9107\" ];\n};\n", 3,
          "stats.listen: expected one address as a string like \"127.0.0.1:9107\", got an array"},
         {"a number", L1 "stats = { listen = 9107; };\n", 2,
          "stats.listen: expected one address as a string like \"127.0.0.1:9107\", got 9107"},
         {"*", L1 "stats = { listen = \"*:9107\"; };\n", 2,
          "stats.listen: \"*:9107\": \"*\" is not allowed here"},
-        {"a Unix socket", L1 "stats = { listen = \"unix:/run/mio-echod/metrics.sock\"; };\n", 2,
+        {"a Unix socket",
+         L1 "stats = { listen = \"unix:/run/mio-echod/metrics.sock\"; };\n", 2,
          "stats.listen: \"unix:/run/mio-echod/metrics.sock\": a Unix socket is not allowed here"},
         {"a bad port", L1 "stats = { listen = \"127.0.0.1:70000\"; };\n", 2,
          "stats.listen: invalid address \"127.0.0.1:70000\": port \"70000\" out of range"},
@@ -1361,15 +1414,18 @@ static void test_config_errors(void **state)
          "stats.listen: 127.0.0.1:7100 is already used by listener \"a\" (line 1)"},
         {"a listener's wildcard",
          "listeners = ( { name = \"a\"; listen = [ \"*:7100\" ]; } );\n"
-         "stats = { listen = \"[::1]:7100\"; };\n", 2,
-         "stats.listen: [::1]:7100 overlaps *:7100 of listener \"a\" (line 1)"},
-        {"a bad allow", L1 "stats = { listen = \"127.0.0.1:9107\";\n  allow = [ \"10.0.0.1/8\" ]; };\n", 3,
-         "stats.allow.[0]: invalid CIDR \"10.0.0.1/8\": host bits set"},
-        {"a deny not a list", L1 "stats = { listen = \"127.0.0.1:9107\"; deny = \"10.0.0.0/8\"; };\n", 2,
+         "stats = { listen = \"[::1]:7100\"; };\n",
+         2, "stats.listen: [::1]:7100 overlaps *:7100 of listener \"a\" (line 1)"},
+        {"a bad allow",
+         L1 "stats = { listen = \"127.0.0.1:9107\";\n  allow = [ \"10.0.0.1/8\" ]; };\n",
+         3, "stats.allow.[0]: invalid CIDR \"10.0.0.1/8\": host bits set"},
+        {"a deny not a list",
+         L1 "stats = { listen = \"127.0.0.1:9107\"; deny = \"10.0.0.0/8\"; };\n", 2,
          "stats.deny: expected a list of strings, got \"10.0.0.0/8\""},
         {"written before the listeners",
          "stats = { listen = \"127.0.0.1:7100\"; };\n"
-         "listeners = ( { name = \"a\";\n  listen = [ \"0.0.0.0:7100\" ]; } );\n", 1,
+         "listeners = ( { name = \"a\";\n  listen = [ \"0.0.0.0:7100\" ]; } );\n",
+         1,
          "stats.listen: 127.0.0.1:7100 overlaps 0.0.0.0:7100 of listener \"a\" (line 3)"},
     };
 #undef L1
@@ -1385,15 +1441,17 @@ static void test_address_in_use(void **state)
     int port;
     int fd = listen_loopback(4, &port);
     char conf[512], out[4096], want[128];
-    snprintf(conf, sizeof(conf), BASE "workers = 2;\n" ONE_LISTENER
-             "stats = { listen = \"127.0.0.1:%d\"; };\n", port);
+    snprintf(conf, sizeof(conf),
+             BASE "workers = 2;\n" ONE_LISTENER
+                  "stats = { listen = \"127.0.0.1:%d\"; };\n",
+             port);
     const char *path = write_conf(conf);
     int rc = echod_run(out, sizeof(out), "-f", "-c", path, (char *)NULL);
     close(fd);
     if (rc != 3)
         fail_msg("exit %d, expected 3 (%s)", rc, out);
-    snprintf(want, sizeof(want), "metrics: cannot listen on 127.0.0.1:%d: Address already in use",
-             port);
+    snprintf(want, sizeof(want),
+             "metrics: cannot listen on 127.0.0.1:%d: Address already in use", port);
     if (strstr(out, want) == NULL || strstr(out, " started: ") != NULL)
         fail_msg("expected \"%s\" and no start, got \"%s\"", want, out);
 }

@@ -340,7 +340,8 @@ static int free_low_port(void)
         int port = 1000 + (first + i) % 24;
         int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
         assert_true(fd >= 0);
-        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+        struct sockaddr_in a = {.sin_family = AF_INET,
+                                .sin_port = htons((uint16_t)port),
                                 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
         int r = bind(fd, (struct sockaddr *)&a, sizeof(a));
         close(fd);
@@ -360,7 +361,8 @@ static bool port_is_privileged(int port, uid_t uid, gid_t gid)
         if (become(uid, gid) != 0)
             _exit(3);
         int fd = socket(AF_INET, SOCK_STREAM, 0);
-        struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+        struct sockaddr_in a = {.sin_family = AF_INET,
+                                .sin_port = htons((uint16_t)port),
                                 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
         if (fd < 0)
             _exit(4);
@@ -496,11 +498,12 @@ static void test_drops_to_user(void **state)
     const char *dir = nobodys_dir(&uid, &gid);
     char conf[PATH_MAX + 1024], pidfile[PATH_MAX + 16];
     snprintf(pidfile, sizeof(pidfile), "%s/echod.pid", dir);
-    snprintf(conf, sizeof(conf), BASE "workers = 2;\n"
-             "user = \"" USER "\";\n"
-             "pidfile = \"%s\";\n"
-             "listeners = ( { name = \"t\";\n"
-             "  listen = [ \"127.0.0.1:0\", \"unix:@DIR@/echo.sock\" ]; } );\n",
+    snprintf(conf, sizeof(conf),
+             BASE "workers = 2;\n"
+                  "user = \"" USER "\";\n"
+                  "pidfile = \"%s\";\n"
+                  "listeners = ( { name = \"t\";\n"
+                  "  listen = [ \"127.0.0.1:0\", \"unix:@DIR@/echo.sock\" ]; } );\n",
              pidfile);
     struct echod *e = echod_start(conf);
     pid_t pid = echod_pid(e);
@@ -560,9 +563,11 @@ static void test_privileged_port_bound_before_drop(void **state)
         skip();
     }
     char conf[512];
-    snprintf(conf, sizeof(conf), BASE "workers = 1;\n"
-             "user = \"" USER "\";\n"
-             "listeners = ( { name = \"low\"; listen = [ \"127.0.0.1:%d\" ]; } );\n", port);
+    snprintf(conf, sizeof(conf),
+             BASE "workers = 1;\n"
+                  "user = \"" USER "\";\n"
+                  "listeners = ( { name = \"low\"; listen = [ \"127.0.0.1:%d\" ]; } );\n",
+             port);
     struct echod *e = echod_start(conf);
     assert_int_equal(echod_port(e, "low", 0), port);
     check_dropped(echod_pid(e), uid, gid);
@@ -578,11 +583,14 @@ static void test_unknown_user(void **state)
 {
     (void)state;
     char out[4096], want[PATH_MAX + 128];
-    const char *path = write_conf(BASE "workers = 1;\n"
-        "user = \"no-such-user-xyz\";\n"
-        "listeners = ( { name = \"t\"; listen = [ \"127.0.0.1:0\" ]; } );\n");
-    snprintf(want, sizeof(want), "mio-echod: %s:4: user: no such user "
-             "\"no-such-user-xyz\"\n", path);
+    const char *path = write_conf(
+        BASE "workers = 1;\n"
+             "user = \"no-such-user-xyz\";\n"
+             "listeners = ( { name = \"t\"; listen = [ \"127.0.0.1:0\" ]; } );\n");
+    snprintf(want, sizeof(want),
+             "mio-echod: %s:4: user: no such user "
+             "\"no-such-user-xyz\"\n",
+             path);
     for (int i = 0; i < 2; i++) {
         int rc = echod_run(out, sizeof(out), i == 0 ? "-f" : "-t", "-c", path,
                            (char *)NULL);
@@ -604,7 +612,8 @@ static void test_switch_without_root(void **state)
     char out[8192] = "";
     uid_t uid = (uid_t)-1;
     gid_t gid = (gid_t)-1;
-    const char *conf_text = BASE "workers = 1;\n"
+    const char *conf_text = BASE
+        "workers = 1;\n"
         "user = \"root\";\n"
         "listeners = ( { name = \"t\"; listen = [ \"127.0.0.1:0\" ]; } );\n";
     const char *conf = conf_as_nobody(conf_text, &uid, &gid);
@@ -615,8 +624,10 @@ static void test_switch_without_root(void **state)
     if (rc != 3)
         fail_msg("exit %d, expected 3 (%s)", rc, out);
     char want[128];
-    snprintf(want, sizeof(want), "user \"root\": switching users needs root "
-             "(running as uid %u)", (unsigned)(uid == (uid_t)-1 ? geteuid() : uid));
+    snprintf(want, sizeof(want),
+             "user \"root\": switching users needs root "
+             "(running as uid %u)",
+             (unsigned)(uid == (uid_t)-1 ? geteuid() : uid));
     if (strstr(out, want) == NULL)
         fail_msg("expected \"%s\", got \"%s\"", want, out);
 }
@@ -631,10 +642,11 @@ static void test_same_user_without_root(void **state)
     const char *dir = nobodys_dir(&uid, &gid);
     char conf_text[PATH_MAX + 1024], pidfile[PATH_MAX + 16];
     snprintf(pidfile, sizeof(pidfile), "%s/echod.pid", dir);
-    snprintf(conf_text, sizeof(conf_text), BASE "workers = 1;\n"
-             "user = \"" USER "\";\n"
-             "pidfile = \"%s\";\n"
-             "listeners = ( { name = \"t\"; listen = [ \"127.0.0.1:0\" ]; } );\n",
+    snprintf(conf_text, sizeof(conf_text),
+             BASE "workers = 1;\n"
+                  "user = \"" USER "\";\n"
+                  "pidfile = \"%s\";\n"
+                  "listeners = ( { name = \"t\"; listen = [ \"127.0.0.1:0\" ]; } );\n",
              pidfile);
     char conf[PATH_MAX + 64];
     snprintf(conf, sizeof(conf), "%s", write_file(dir, "mio-echod.conf", conf_text));
@@ -661,8 +673,8 @@ static void test_same_user_without_root(void **state)
 }
 
 /* Writes text to dir/name with `mode`, owned by root; a static path. */
-static const char *write_file_mode(const char *dir, const char *name,
-                                   const char *text, mode_t mode)
+static const char *write_file_mode(const char *dir, const char *name, const char *text,
+                                   mode_t mode)
 {
     const char *path = write_file(dir, name, text);
     if (chmod(path, mode) != 0)
@@ -683,15 +695,20 @@ static void test_check_warns_unreadable(void **state)
     gid_t gid;
     const char *dir = nobodys_dir(&uid, &gid);
     char conf[PATH_MAX + 64], out[4096], want[PATH_MAX + 256];
-    snprintf(conf, sizeof(conf), "%s", write_file_mode(dir, "root-only.conf", BASE
-             "user = \"" USER "\";\n"
-             "listeners = ( { name = \"t\"; listen = [ \"127.0.0.1:0\" ]; } );\n",
-             0600));
+    snprintf(conf, sizeof(conf), "%s",
+             write_file_mode(
+                 dir, "root-only.conf",
+                 BASE
+                 "user = \"" USER "\";\n"
+                 "listeners = ( { name = \"t\"; listen = [ \"127.0.0.1:0\" ]; } );\n",
+                 0600));
     int rc = echod_run(out, sizeof(out), "-t", "-c", conf, (char *)NULL);
     if (rc != 0)
         fail_msg("exit %d, expected 0: %s", rc, out);
-    snprintf(want, sizeof(want), "mio-echod: warning: reload will fail: %s is not "
-             "readable by user \"" USER "\": Permission denied\n", conf);
+    snprintf(want, sizeof(want),
+             "mio-echod: warning: reload will fail: %s is not "
+             "readable by user \"" USER "\": Permission denied\n",
+             conf);
     if (strstr(out, want) == NULL)
         fail_msg("expected \"%s\", got \"%s\"", want, out);
     snprintf(want, sizeof(want), "mio-echod: %s: configuration OK\n", conf);
@@ -714,7 +731,8 @@ static void test_check_cannot_check_without_root(void **state)
     (void)state;
     uid_t uid = (uid_t)-1;
     gid_t gid = (gid_t)-1;
-    const char *conf_text = BASE "user = \"root\";\n"
+    const char *conf_text = BASE
+        "user = \"root\";\n"
         "listeners = ( { name = \"t\"; listen = [ \"127.0.0.1:0\" ]; } );\n";
     const char *conf = conf_as_nobody(conf_text, &uid, &gid);
     char out[8192] = "", want[PATH_MAX + 256];
@@ -724,9 +742,11 @@ static void test_check_cannot_check_without_root(void **state)
     skip_unless_ran(rc, out);
     if (rc != 0)
         fail_msg("exit %d, expected 0 (%s)", rc, out);
-    snprintf(want, sizeof(want), "mio-echod: warning: cannot check that user "
+    snprintf(want, sizeof(want),
+             "mio-echod: warning: cannot check that user "
              "\"root\" may read %s (that needs root); a reload reads it as that "
-             "user\n", conf);
+             "user\n",
+             conf);
     if (strstr(out, want) == NULL || strstr(out, "configuration OK") == NULL)
         fail_msg("expected \"%s\" and OK, got \"%s\"", want, out);
 }
@@ -745,23 +765,30 @@ static void test_daemon_warns_unreadable(void **state)
     const char *dir = nobodys_dir(&uid, &gid);
     for (int readable = 0; readable < 2; readable++) {
         char conf[PATH_MAX + 64], out[16384] = "", want[PATH_MAX + 256];
-        snprintf(conf, sizeof(conf), "%s", write_file_mode(dir, "mio-echod.conf",
-                 BASE "workers = 1;\n"
-                 "user = \"" USER "\";\n"
-                 "listeners = ( { name = \"t\"; listen = [ \"127.0.0.1:0\" ]; } );\n",
-                 readable ? 0644 : 0600));
+        snprintf(conf, sizeof(conf), "%s",
+                 write_file_mode(
+                     dir, "mio-echod.conf",
+                     BASE
+                     "workers = 1;\n"
+                     "user = \"" USER "\";\n"
+                     "listeners = ( { name = \"t\"; listen = [ \"127.0.0.1:0\" ]; } );\n",
+                     readable ? 0644 : 0600));
         run_as((uid_t)-1, (gid_t)-1, "-f", conf);
         if (!read_child_until(out, sizeof(out), " started: "))
             fail_msg("did not start (exit %d): %s", wait_child(), out);
-        snprintf(want, sizeof(want), "warning: reload will fail: %s is not readable "
-                 "by user \"" USER "\": Permission denied\n", conf);
+        snprintf(want, sizeof(want),
+                 "warning: reload will fail: %s is not readable "
+                 "by user \"" USER "\": Permission denied\n",
+                 conf);
         if ((strstr(out, want) != NULL) == (readable != 0))
             fail_msg("%s: expected %s\"%s\", got \"%s\"",
-                     readable ? "readable" : "root only", readable ? "no " : "",
-                     want, out);
+                     readable ? "readable" : "root only", readable ? "no " : "", want,
+                     out);
         assert_int_equal(kill(child, SIGHUP), 0);
-        snprintf(want, sizeof(want), readable ? "notice: reloaded %s: 1 listener"
-                 : "reload failed: %s: cannot read: Permission denied", conf);
+        snprintf(want, sizeof(want),
+                 readable ? "notice: reloaded %s: 1 listener"
+                          : "reload failed: %s: cannot read: Permission denied",
+                 conf);
         if (!read_child_until(out, sizeof(out), want))
             fail_msg("expected \"%s\", got \"%s\"", want, out);
         assert_int_equal(kill(child, SIGTERM), 0);
@@ -780,8 +807,9 @@ static void test_file_named_as_given(void **state)
 {
     (void)state;
     char cwd[PATH_MAX], rel[2 * PATH_MAX], out[8192] = "", want[2 * PATH_MAX + 64];
-    const char *conf = write_conf(BASE "workers = 1;\n"
-        "listeners = ( { name = \"t\"; listen = [ \"127.0.0.1:0\" ]; } );\n");
+    const char *conf = write_conf(
+        BASE "workers = 1;\n"
+             "listeners = ( { name = \"t\"; listen = [ \"127.0.0.1:0\" ]; } );\n");
     /* From here to / and down to conf. */
     assert_non_null(getcwd(cwd, sizeof(cwd)));
     rel[0] = '\0';
@@ -814,8 +842,10 @@ static void test_file_named_as_given(void **state)
     assert_int_equal(wait_child(), 0);
 
     rc = echod_run(out, sizeof(out), "-t", "-c", rel, (char *)NULL);
-    snprintf(want, sizeof(want), "mio-echod: %s:4: listeners: no listeners: "
-             "nothing to serve\n", rel);
+    snprintf(want, sizeof(want),
+             "mio-echod: %s:4: listeners: no listeners: "
+             "nothing to serve\n",
+             rel);
     if (rc != 1 || strcmp(out, want) != 0)
         fail_msg("exit %d, expected 1 and \"%s\", got \"%s\"", rc, want, out);
 }

@@ -141,8 +141,8 @@ static unsigned long listen_inode(int port)
         char local[64], remote[64], st[8];
         unsigned long ino;
         /* sl local rem st tx:rx tr:when retrnsmt uid timeout inode */
-        if (sscanf(line, " %*s %63s %63s %7s %*s %*s %*s %*s %*s %lu", local, remote,
-                   st, &ino) == 4 &&
+        if (sscanf(line, " %*s %63s %63s %7s %*s %*s %*s %*s %*s %lu", local, remote, st,
+                   &ino) == 4 &&
             strcmp(local, want) == 0 && strcmp(st, "0A") == 0) {
             inode = ino;
             break;
@@ -187,8 +187,8 @@ static void notify_open(void)
 
 /* Starts the daemon with NOTIFY_SOCKET set, and unsets it again; its
  * configuration formatted from fmt. */
-__attribute__((format(printf, 1, 0)))
-static struct echod *start_notifiedv(const char *fmt, va_list ap)
+__attribute__((format(printf, 1, 0))) static struct echod *
+start_notifiedv(const char *fmt, va_list ap)
 {
     notify_open();
     struct echod *e = echod_startv(fmt, ap);
@@ -196,8 +196,8 @@ static struct echod *start_notifiedv(const char *fmt, va_list ap)
     return e;
 }
 
-__attribute__((format(printf, 1, 2)))
-static struct echod *start_notified(const char *fmt, ...)
+__attribute__((format(printf, 1, 2))) static struct echod *start_notified(const char *fmt,
+                                                                          ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -265,8 +265,8 @@ static void notify_expect(const char *line, char *buf, size_t len, int ms)
 /* Starts the daemon with the configuration formatted from fmt: with a
  * notify socket, waiting for its READY=1, when it is built with
  * libsystemd; plainly otherwise. */
-__attribute__((format(printf, 1, 2)))
-static struct echod *start_ready(const char *fmt, ...)
+__attribute__((format(printf, 1, 2))) static struct echod *start_ready(const char *fmt,
+                                                                       ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -587,7 +587,8 @@ static const char *socket_activate_path(void)
     char dirs[4096];
     snprintf(dirs, sizeof(dirs), "%s:/usr/bin:/bin", env != NULL ? env : "");
     char *save = NULL;
-    for (char *d = strtok_r(dirs, ":", &save); d != NULL; d = strtok_r(NULL, ":", &save)) {
+    for (char *d = strtok_r(dirs, ":", &save); d != NULL;
+         d = strtok_r(NULL, ":", &save)) {
         snprintf(path, sizeof(path), "%s/systemd-socket-activate", d);
         if (access(path, X_OK) == 0)
             return path;
@@ -691,7 +692,9 @@ static void test_notify_ready_and_stopping(void **state)
     if (!built_with_libsystemd())
         skip();
     int64_t t0 = ms_now();
-    struct echod *e = start_notified(BASE "workers = 2;\n"
+    struct echod *e = start_notified(
+        BASE
+        "workers = 2;\n"
         "listeners = ( { name = \"one\"; listen = [ \"127.0.0.1:0\" ]; },\n"
         "  { name = \"two\"; listen = [ \"127.0.0.1:0\", \"unix:@DIR@/two.sock\" ]; } );\n");
     char msg[1024];
@@ -731,8 +734,9 @@ static void test_notify_status_counts(void **state)
     (void)state;
     if (!built_with_libsystemd())
         skip();
-    struct echod *e = start_notified(BASE "workers = 1;\n"
-        "listeners = ( { name = \"echo\"; listen = [ \"127.0.0.1:0\" ]; } );\n");
+    struct echod *e = start_notified(
+        BASE "workers = 1;\n"
+             "listeners = ( { name = \"echo\"; listen = [ \"127.0.0.1:0\" ]; } );\n");
     char msg[1024];
     notify_expect("READY=1", msg, sizeof(msg), 5000);
     int port = echod_port(e, "echo", 0);
@@ -761,15 +765,19 @@ static void test_socket_activation_echo(void **state)
     (void)state;
     int port = reserve_port();
     char conf[512];
-    snprintf(conf, sizeof(conf), BASE "workers = 2;\n"
+    snprintf(conf, sizeof(conf),
+             BASE
+             "workers = 2;\n"
              "listeners = ( { name = \"echo\"; listen = [ \"127.0.0.1:%d\" ]; } );\n",
              port);
     int first;
     struct proc *p = activate(conf, &port, 1, "echo", &first);
     activated_started(p, first);
     char line[128];
-    snprintf(line, sizeof(line), "listener echo: listening on 127.0.0.1:%d (echo, socket "
-             "from systemd)", port);
+    snprintf(line, sizeof(line),
+             "listener echo: listening on 127.0.0.1:%d (echo, socket "
+             "from systemd)",
+             port);
     if (!proc_has(p, line)) {
         proc_print(p);
         fail_msg("no \"%s\" line", line);
@@ -794,18 +802,21 @@ static void test_socket_activation_two_names(void **state)
     int ports[2];
     reserve_ports(ports, 2);
     char conf[1024];
-    snprintf(conf, sizeof(conf), BASE "workers = 1;\n"
-             "listeners = ( { name = \"a\"; listen = [ \"127.0.0.1:%d\" ]; },\n"
-             "  { name = \"b\"; listen = [ \"127.0.0.1:%d\" ]; },\n"
-             "  { name = \"c\"; listen = [ \"127.0.0.1:0\" ]; } );\n",
+    snprintf(conf, sizeof(conf),
+             BASE "workers = 1;\n"
+                  "listeners = ( { name = \"a\"; listen = [ \"127.0.0.1:%d\" ]; },\n"
+                  "  { name = \"b\"; listen = [ \"127.0.0.1:%d\" ]; },\n"
+                  "  { name = \"c\"; listen = [ \"127.0.0.1:0\" ]; } );\n",
              ports[0], ports[1]);
     int first;
     struct proc *p = activate(conf, ports, 2, "a:b", &first);
     activated_started(p, first);
     for (int i = 0; i < 2; i++) {
         char line[128];
-        snprintf(line, sizeof(line), "listener %c: listening on 127.0.0.1:%d (echo, socket "
-                 "from systemd)", 'a' + i, ports[i]);
+        snprintf(line, sizeof(line),
+                 "listener %c: listening on 127.0.0.1:%d (echo, socket "
+                 "from systemd)",
+                 'a' + i, ports[i]);
         if (!proc_has(p, line)) {
             proc_print(p);
             fail_msg("no \"%s\" line", line);
@@ -850,12 +861,14 @@ static void test_socket_activation_unmatched(void **state)
         const char *name; /* in the message; %d: the port */
     } cases[] = {
         {"a name no listener has", "nosuch", 1,
-         "listeners = ( { name = \"echo\"; listen = [ \"127.0.0.1:0\" ]; } );\n", "nosuch"},
+         "listeners = ( { name = \"echo\"; listen = [ \"127.0.0.1:0\" ]; } );\n",
+         "nosuch"},
         {"the right name on another address", "echo", 1,
          "listeners = ( { name = \"echo\"; listen = [ \"127.0.0.1:0\" ]; } );\n", "echo"},
         {"names swapped", "b:a", 2,
          "listeners = ( { name = \"a\"; listen = [ \"127.0.0.1:%1$d\" ]; },\n"
-         "  { name = \"b\"; listen = [ \"127.0.0.1:%2$d\" ]; } );\n", "b"},
+         "  { name = \"b\"; listen = [ \"127.0.0.1:%2$d\" ]; } );\n",
+         "b"},
     };
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         char body[512], conf[1024];
@@ -869,9 +882,10 @@ static void test_socket_activation_unmatched(void **state)
         int first;
         struct proc *p = activate(conf, ports, cases[i].nports, cases[i].names, &first);
         char msg[256];
-        snprintf(msg, sizeof(msg), "socket passed by systemd as \"%s\" (127.0.0.1:%d) "
-                 "matches no listen address of a listener named \"%s\"", cases[i].name,
-                 ports[0], cases[i].name);
+        snprintf(msg, sizeof(msg),
+                 "socket passed by systemd as \"%s\" (127.0.0.1:%d) "
+                 "matches no listen address of a listener named \"%s\"",
+                 cases[i].name, ports[0], cases[i].name);
         int code = proc_wait_exit(p, 5000);
         close(first);
         if (code == -1) {
@@ -911,8 +925,8 @@ static void test_reload_keeps_streaming_connection(void **state)
 {
     (void)state;
     int port = reserve_port();
-    static const char *const conf =
-        BASE "workers = 2;\n"
+    static const char *const conf = BASE
+        "workers = 2;\n"
         "listeners = ( { name = \"echo\"; listen = [ \"127.0.0.1:%d\" ];\n"
         "  buffer_size = %d; idle_timeout = %d.0; } );\n";
     char text[512];
@@ -937,7 +951,7 @@ static void test_reload_keeps_streaming_connection(void **state)
             send_all(fd, out + (size_t)(k + 1) * CHUNK, CHUNK);
         if (k % 4 == 1) {
             echod_rewrite_conf(e, conf, port, reloads % 2 == 0 ? 1024 : 65536,
-                         reloads % 2 == 0 ? 200 : 300);
+                               reloads % 2 == 0 ? 200 : 300);
             echod_reload_ok(e, WAIT_MS);
             reloads++;
             int other = client4(port);
@@ -971,9 +985,10 @@ static void test_reload_broken_file(void **state)
     (void)state;
     int ports[2];
     reserve_ports(ports, 2);
-    struct echod *e = start_ready(BASE "workers = 2;\n"
+    struct echod *e = start_ready(
+        BASE "workers = 2;\n"
              "listeners = ( { name = \"echo\"; listen = [ \"127.0.0.1:%d\" ]; } );\n",
-             ports[0]);
+        ports[0]);
     char msg[1024];
     const char *path = echod_conf_path(e);
     int old = client4(ports[0]);
@@ -990,16 +1005,22 @@ static void test_reload_broken_file(void **state)
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         /* Lines 1-2: BASE; 3: workers; 4-5: listeners. */
         if (i == 0)
-            echod_rewrite_conf(e, BASE "workers = 2;\n"
-                         "listeners = ( { name = \"echo\"; listen = [ \"127.0.0.1:%d\" ]; },\n"
-                         "  { name = \"extra\"; listen = [ \"127.0.0.1:%d\" ]; } ) );\n",
-                         ports[0], ports[1]);
+            echod_rewrite_conf(
+                e,
+                BASE
+                "workers = 2;\n"
+                "listeners = ( { name = \"echo\"; listen = [ \"127.0.0.1:%d\" ]; },\n"
+                "  { name = \"extra\"; listen = [ \"127.0.0.1:%d\" ]; } ) );\n",
+                ports[0], ports[1]);
         else
-            echod_rewrite_conf(e, BASE "workers = 2;\n"
-                         "listeners = ( { name = \"echo\"; listen = [ \"127.0.0.1:%d\" ]; },\n"
-                         "  { name = \"extra\"; listen = [ \"127.0.0.1:%d\" ]; "
-                         "buffer_size = 100; } );\n",
-                         ports[0], ports[1]);
+            echod_rewrite_conf(
+                e,
+                BASE
+                "workers = 2;\n"
+                "listeners = ( { name = \"echo\"; listen = [ \"127.0.0.1:%d\" ]; },\n"
+                "  { name = \"extra\"; listen = [ \"127.0.0.1:%d\" ]; "
+                "buffer_size = 100; } );\n",
+                ports[0], ports[1]);
         int n = echod_count_log(e, "reload failed");
         echod_signal(e, SIGHUP);
         /* At error level, with the file, the line and what is wrong. */
@@ -1034,10 +1055,12 @@ static void test_reload_broken_file(void **state)
     assert_int_equal(echod_count_log(e, "listener extra: listening"), 0);
 
     /* Mended: the reload applies. */
-    echod_rewrite_conf(e, BASE "workers = 2;\n"
-                 "listeners = ( { name = \"echo\"; listen = [ \"127.0.0.1:%d\" ]; },\n"
-                 "  { name = \"extra\"; listen = [ \"127.0.0.1:%d\" ]; } );\n",
-                 ports[0], ports[1]);
+    echod_rewrite_conf(
+        e,
+        BASE "workers = 2;\n"
+             "listeners = ( { name = \"echo\"; listen = [ \"127.0.0.1:%d\" ]; },\n"
+             "  { name = \"extra\"; listen = [ \"127.0.0.1:%d\" ]; } );\n",
+        ports[0], ports[1]);
     echod_reload_ok(e, WAIT_MS);
     echod_must_log(e, "listener extra: listening on 127.0.0.1:%d", ports[1]);
     int fd = client4(ports[1]);
@@ -1060,9 +1083,11 @@ static void test_reload_adds_and_removes_listeners(void **state)
     int ports[3];
     reserve_ports(ports, 3);
     int keep = ports[0], gone = ports[1], added = ports[2];
-    struct echod *e = echod_startf(BASE "workers = 2;\n"
+    struct echod *e = echod_startf(
+        BASE "workers = 2;\n"
              "listeners = ( { name = \"keep\"; listen = [ \"127.0.0.1:%d\" ]; },\n"
-             "  { name = \"gone\"; listen = [ \"127.0.0.1:%d\" ]; } );\n", keep, gone);
+             "  { name = \"gone\"; listen = [ \"127.0.0.1:%d\" ]; } );\n",
+        keep, gone);
     unsigned long inode = listen_inode(keep);
     assert_true(inode != 0);
     int on_gone = client4(gone);
@@ -1070,9 +1095,12 @@ static void test_reload_adds_and_removes_listeners(void **state)
     expect_echo(on_gone, "opened before the reload\n");
     expect_connect_refused(added, 0);
 
-    echod_rewrite_conf(e, BASE "workers = 2;\n"
-                 "listeners = ( { name = \"keep\"; listen = [ \"127.0.0.1:%d\" ]; },\n"
-                 "  { name = \"added\"; listen = [ \"127.0.0.1:%d\" ]; } );\n", keep, added);
+    echod_rewrite_conf(
+        e,
+        BASE "workers = 2;\n"
+             "listeners = ( { name = \"keep\"; listen = [ \"127.0.0.1:%d\" ]; },\n"
+             "  { name = \"added\"; listen = [ \"127.0.0.1:%d\" ]; } );\n",
+        keep, added);
     echod_reload_ok(e, WAIT_MS);
     echod_must_log(e, "listener added: listening on 127.0.0.1:%d (echo)", added);
     int fd = client4(added);
@@ -1102,14 +1130,20 @@ static void test_reload_idle_timeout_new_connections_only(void **state)
 {
     (void)state;
     int port = reserve_port();
-    struct echod *e = echod_startf(BASE "workers = 2;\n"
-             "listeners = ( { name = \"echo\"; listen = [ \"127.0.0.1:%d\" ];\n"
-             "  idle_timeout = 300.0; } );\n", port);
+    struct echod *e =
+        echod_startf(BASE
+                     "workers = 2;\n"
+                     "listeners = ( { name = \"echo\"; listen = [ \"127.0.0.1:%d\" ];\n"
+                     "  idle_timeout = 300.0; } );\n",
+                     port);
     int old = client4(port);
     expect_echo(old, "idle_timeout 300\n");
-    echod_rewrite_conf(e, BASE "workers = 2;\n"
-                 "listeners = ( { name = \"echo\"; listen = [ \"127.0.0.1:%d\" ];\n"
-                 "  idle_timeout = 0.3; } );\n", port);
+    echod_rewrite_conf(e,
+                       BASE
+                       "workers = 2;\n"
+                       "listeners = ( { name = \"echo\"; listen = [ \"127.0.0.1:%d\" ];\n"
+                       "  idle_timeout = 0.3; } );\n",
+                       port);
     echod_reload_ok(e, WAIT_MS);
     int64_t t0 = ms_now();
     int fresh = client4(port);
@@ -1144,13 +1178,18 @@ static void test_reload_acl_new_connections_only(void **state)
 {
     (void)state;
     int port = reserve_port();
-    struct echod *e = echod_startf(BASE "workers = 1;\n"
-             "listeners = ( { name = \"acl\"; listen = [ \"127.0.0.1:%d\" ]; } );\n", port);
+    struct echod *e = echod_startf(
+        BASE "workers = 1;\n"
+             "listeners = ( { name = \"acl\"; listen = [ \"127.0.0.1:%d\" ]; } );\n",
+        port);
     int old = client4(port);
     expect_echo(old, "let in\n");
-    echod_rewrite_conf(e, BASE "workers = 1;\n"
-                 "listeners = ( { name = \"acl\"; listen = [ \"127.0.0.1:%d\" ];\n"
-                 "  deny = [ \"127.0.0.1\" ]; } );\n", port);
+    echod_rewrite_conf(e,
+                       BASE
+                       "workers = 1;\n"
+                       "listeners = ( { name = \"acl\"; listen = [ \"127.0.0.1:%d\" ];\n"
+                       "  deny = [ \"127.0.0.1\" ]; } );\n",
+                       port);
     echod_reload_ok(e, WAIT_MS);
     int fd = client4(port);
     int cport = local_port(fd);
@@ -1179,8 +1218,10 @@ static void test_reload_notify(void **state)
     if (!built_with_libsystemd())
         skip();
     int port = reserve_port();
-    struct echod *e = start_notified(BASE "workers = 1;\n"
-             "listeners = ( { name = \"echo\"; listen = [ \"127.0.0.1:%d\" ]; } );\n", port);
+    struct echod *e = start_notified(
+        BASE "workers = 1;\n"
+             "listeners = ( { name = \"echo\"; listen = [ \"127.0.0.1:%d\" ]; } );\n",
+        port);
     char msg[1024];
     notify_expect("READY=1", msg, sizeof(msg), 5000);
     for (int round = 0; round < 2; round++) {
@@ -1190,11 +1231,13 @@ static void test_reload_notify(void **state)
         int64_t after = monotonic_us();
         const char *usec = strstr(msg, "MONOTONIC_USEC=");
         if (usec == NULL || (usec != msg && usec[-1] != '\n'))
-            fail_msg("RELOADING=1 without MONOTONIC_USEC= in the same message: \"%s\"", msg);
+            fail_msg("RELOADING=1 without MONOTONIC_USEC= in the same message: \"%s\"",
+                     msg);
         int64_t t = strtoll(usec + 15, NULL, 10);
         if (t < before || t > after)
             fail_msg("MONOTONIC_USEC=%" PRId64 " is not between the SIGHUP (%" PRId64
-                     ") and its notification (%" PRId64 ")", t, before, after);
+                     ") and its notification (%" PRId64 ")",
+                     t, before, after);
         notify_expect("READY=1", msg, sizeof(msg), WAIT_MS);
         if (has_line(msg, "RELOADING=1"))
             fail_msg("READY=1 and RELOADING=1 in one message: \"%s\"", msg);
@@ -1216,9 +1259,10 @@ static void test_reload_ignored_during_shutdown(void **state)
     (void)state;
     int ports[2];
     reserve_ports(ports, 2);
-    struct echod *e = start_ready(BASE "workers = 1;\n"
+    struct echod *e = start_ready(
+        BASE "workers = 1;\n"
              "listeners = ( { name = \"echo\"; listen = [ \"127.0.0.1:%d\" ]; } );\n",
-             ports[0]);
+        ports[0]);
     char msg[1024];
     int fd = client4(ports[0]);
     expect_echo(fd, "draining\n");
@@ -1226,10 +1270,12 @@ static void test_reload_ignored_during_shutdown(void **state)
     echod_must_log(e, "SIGTERM: no longer accepting");
     if (notify_fd >= 0)
         notify_expect("STOPPING=1", msg, sizeof(msg), WAIT_MS);
-    echod_rewrite_conf(e, BASE "workers = 1;\n"
-                 "listeners = ( { name = \"echo\"; listen = [ \"127.0.0.1:%d\" ]; },\n"
-                 "  { name = \"new\"; listen = [ \"127.0.0.1:%d\" ]; } );\n",
-                 ports[0], ports[1]);
+    echod_rewrite_conf(
+        e,
+        BASE "workers = 1;\n"
+             "listeners = ( { name = \"echo\"; listen = [ \"127.0.0.1:%d\" ]; },\n"
+             "  { name = \"new\"; listen = [ \"127.0.0.1:%d\" ]; } );\n",
+        ports[0], ports[1]);
     echod_signal(e, SIGHUP);
     sleep_ms(300);
     if (notify_fd >= 0)
@@ -1259,9 +1305,10 @@ static void test_reload_port_taken_rolls_back(void **state)
     (void)state;
     int ports[3];
     reserve_ports(ports, 3);
-    struct echod *e = start_ready(BASE "workers = 2;\n"
+    struct echod *e = start_ready(
+        BASE "workers = 2;\n"
              "listeners = ( { name = \"echo\"; listen = [ \"127.0.0.1:%d\" ]; } );\n",
-             ports[0]);
+        ports[0]);
     char msg[1024];
     unsigned long inode = listen_inode(ports[0]);
     assert_true(inode != 0);
@@ -1271,15 +1318,18 @@ static void test_reload_port_taken_rolls_back(void **state)
     /* Someone else holds the new listener's port. */
     int blocker = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     assert_true(blocker >= 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)ports[1]),
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)ports[1]),
                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     assert_int_equal(bind(blocker, (struct sockaddr *)&a, sizeof(a)), 0);
     assert_int_equal(listen(blocker, 4), 0);
-    echod_rewrite_conf(e, BASE "workers = 2;\n"
-                 "listeners = ( { name = \"echo\"; listen = [ \"127.0.0.1:%d\" ]; },\n"
-                 "  { name = \"fresh\"; listen = [ \"127.0.0.1:%d\" ]; },\n"
-                 "  { name = \"extra\"; listen = [ \"127.0.0.1:%d\" ]; } );\n",
-                 ports[0], ports[2], ports[1]);
+    echod_rewrite_conf(
+        e,
+        BASE "workers = 2;\n"
+             "listeners = ( { name = \"echo\"; listen = [ \"127.0.0.1:%d\" ]; },\n"
+             "  { name = \"fresh\"; listen = [ \"127.0.0.1:%d\" ]; },\n"
+             "  { name = \"extra\"; listen = [ \"127.0.0.1:%d\" ]; } );\n",
+        ports[0], ports[2], ports[1]);
     echod_signal(e, SIGHUP);
     if (!echod_wait_count(e, "error: reload failed: ", 1, WAIT_MS))
         fail_msg("no \"reload failed\" line within %d ms", WAIT_MS);
@@ -1303,9 +1353,11 @@ static void test_reload_port_taken_rolls_back(void **state)
         fail_msg("127.0.0.1:%d is another socket after the failed reload", ports[0]);
     close(blocker);
 
-    echod_rewrite_conf(e, BASE "workers = 2;\n"
-                 "listeners = ( { name = \"extra\"; listen = [ \"127.0.0.1:%d\" ]; } );\n",
-                 ports[1]);
+    echod_rewrite_conf(
+        e,
+        BASE "workers = 2;\n"
+             "listeners = ( { name = \"extra\"; listen = [ \"127.0.0.1:%d\" ]; } );\n",
+        ports[1]);
     echod_reload_ok(e, WAIT_MS);
     assert_int_equal(echod_count_log(e, "listener extra: listening on"), 1);
     fd = client4(ports[1]);
@@ -1333,12 +1385,13 @@ static void test_reload_passed_socket_readded(void **state)
     reserve_ports(ports, 2);
     int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     assert_true(lfd >= 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)ports[0]),
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)ports[0]),
                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     assert_int_equal(bind(lfd, (struct sockaddr *)&a, sizeof(a)), 0);
     assert_int_equal(listen(lfd, 16), 0);
-    static const char *const both =
-        BASE "workers = 1;\n"
+    static const char *const both = BASE
+        "workers = 1;\n"
         "listeners = ( { name = \"echo\"; listen = [ \"127.0.0.1:%d\" ]; },\n"
         "  { name = \"other\"; listen = [ \"127.0.0.1:%d\" ]; } );\n";
     char text[1024];
@@ -1346,7 +1399,8 @@ static void test_reload_passed_socket_readded(void **state)
 #pragma GCC diagnostic ignored "-Wformat-nonliteral"
     snprintf(text, sizeof(text), both, ports[0], ports[1]);
     const char *path = write_conf(text);
-    char *argv[] = {(char *)daemon_path(), (char *)"-f", (char *)"-c", (char *)path, NULL};
+    char *argv[] = {(char *)daemon_path(), (char *)"-f", (char *)"-c", (char *)path,
+                    NULL};
     struct proc *p = proc_start(argv, NULL, lfd, "echo");
     static const char *const up[] = {" started: ", "cannot listen on", NULL};
     int which = proc_wait_any(p, 5000, up);
@@ -1358,8 +1412,10 @@ static void test_reload_passed_socket_readded(void **state)
         skip();
     }
     char line[128];
-    snprintf(line, sizeof(line), "listener echo: listening on 127.0.0.1:%d (echo, socket "
-             "from systemd)", ports[0]);
+    snprintf(line, sizeof(line),
+             "listener echo: listening on 127.0.0.1:%d (echo, socket "
+             "from systemd)",
+             ports[0]);
     if (which != 0 || !proc_has(p, line)) {
         proc_print(p);
         fail_msg("the daemon did not start on the passed socket");
@@ -1371,9 +1427,12 @@ static void test_reload_passed_socket_readded(void **state)
     /* Three reloads: unchanged, without "echo", with "echo" again. */
     for (int round = 1; round <= 3; round++) {
         if (round == 2)
-            conf_rewrite(path, BASE "workers = 1;\n"
-                         "listeners = ( { name = \"other\"; listen = [ \"127.0.0.1:%d\" ]; } );\n",
-                         ports[1]);
+            conf_rewrite(
+                path,
+                BASE
+                "workers = 1;\n"
+                "listeners = ( { name = \"other\"; listen = [ \"127.0.0.1:%d\" ]; } );\n",
+                ports[1]);
         else
             conf_rewrite(path, both, ports[0], ports[1]);
         kill(p->pid, SIGHUP);
@@ -1385,8 +1444,9 @@ static void test_reload_passed_socket_readded(void **state)
         if (proc_count(p, "notice: reloaded ") < round) {
             proc_print(p);
             fail_msg("reload %d (%s) did not apply", round,
-                     round == 1 ? "unchanged" : round == 2 ? "without the listener"
-                                                           : "with the listener again");
+                     round == 1   ? "unchanged"
+                     : round == 2 ? "without the listener"
+                                  : "with the listener again");
         }
         fd = client4(ports[1]);
         expect_echo(fd, "the other listener\n");
@@ -1412,8 +1472,11 @@ static void test_reload_daemonized_relative_path(void **state)
     (void)state;
     int port = reserve_port();
     char text[1024];
-    snprintf(text, sizeof(text), BASE "workers = 1;\npidfile = \"@DIR@/echod.pid\";\n"
-             "listeners = ( { name = \"echo\"; listen = [ \"127.0.0.1:%d\" ]; } );\n", port);
+    snprintf(text, sizeof(text),
+             BASE
+             "workers = 1;\npidfile = \"@DIR@/echod.pid\";\n"
+             "listeners = ( { name = \"echo\"; listen = [ \"127.0.0.1:%d\" ]; } );\n",
+             port);
     const char *path = write_conf(text);
     char dir[PATH_MAX], pidfile[PATH_MAX + 16];
     snprintf(dir, sizeof(dir), "%.*s", (int)(strrchr(path, '/') - path), path);
@@ -1479,11 +1542,18 @@ static void test_journald_level_prefixes(void **state)
     (void)state;
     int port = reserve_port();
     char text[512];
-    snprintf(text, sizeof(text), "workers = 1;\nlisteners = ( { name = \"echo\"; "
-             "listen = [ \"127.0.0.1:%d\" ]; } );\n", port);
+    snprintf(text, sizeof(text),
+             "workers = 1;\nlisteners = ( { name = \"echo\"; "
+             "listen = [ \"127.0.0.1:%d\" ]; } );\n",
+             port);
     const char *conf = write_conf(text);
-    char *argv[] = {(char *)"/usr/bin/env", (char *)"JOURNAL_STREAM=8:4242",
-                    (char *)daemon_path(), (char *)"-f", (char *)"-c", (char *)conf, NULL};
+    char *argv[] = {(char *)"/usr/bin/env",
+                    (char *)"JOURNAL_STREAM=8:4242",
+                    (char *)daemon_path(),
+                    (char *)"-f",
+                    (char *)"-c",
+                    (char *)conf,
+                    NULL};
     struct proc *p = proc_start(argv, NULL, -1, NULL);
     static const char *const started[] = {"\n<5>mio-echod ", NULL};
     if (proc_wait_any(p, WAIT_MS, started) != 0) {
@@ -1517,13 +1587,16 @@ static void test_listen_fds_keeps_the_foreground(void **state)
     reserve_ports(&port, 1);
     int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     assert_true(lfd >= 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons((uint16_t)port),
                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
     assert_int_equal(bind(lfd, (struct sockaddr *)&a, sizeof(a)), 0);
     assert_int_equal(listen(lfd, 16), 0);
     char text[512];
-    snprintf(text, sizeof(text), "log = { target = \"stderr\"; };\nworkers = 1;\n"
-             "listeners = ( { name = \"echo\"; listen = [ \"127.0.0.1:%d\" ]; } );\n", port);
+    snprintf(text, sizeof(text),
+             "log = { target = \"stderr\"; };\nworkers = 1;\n"
+             "listeners = ( { name = \"echo\"; listen = [ \"127.0.0.1:%d\" ]; } );\n",
+             port);
     const char *path = write_conf(text);
     char *argv[] = {(char *)daemon_path(), (char *)"-c", (char *)path, NULL};
     assert_null(getenv("NOTIFY_SOCKET"));
@@ -1542,7 +1615,8 @@ static void test_listen_fds_keeps_the_foreground(void **state)
     }
     int code = proc_wait_exit(p, 500);
     if (code != -1)
-        fail_msg("the process systemd started exited (%d): it went to the background", code);
+        fail_msg("the process systemd started exited (%d): it went to the background",
+                 code);
     int fd = client4(port);
     expect_echo(fd, "served by the process systemd started\n");
     finish(fd);
@@ -1591,17 +1665,21 @@ static void test_unix_path_never_replaces_other_files(void **state)
     const char *paths[] = {file, link_path, fifo, sub};
     for (size_t i = 0; i < 4; i++) {
         char conf[512], want[256];
-        snprintf(conf, sizeof(conf), BASE "workers = 1;\nlisteners = ( { name = \"u\";\n"
-                 "  listen = [ \"unix:%s\" ]; } );\n", paths[i]);
+        snprintf(conf, sizeof(conf),
+                 BASE "workers = 1;\nlisteners = ( { name = \"u\";\n"
+                      "  listen = [ \"unix:%s\" ]; } );\n",
+                 paths[i]);
         const char *path = write_conf(conf);
-        snprintf(want, sizeof(want), ":5: listeners.u.listen.[0]: \"unix:%s\": %s is %s, "
-                 "not a socket", paths[i], paths[i], what[i]);
+        snprintf(want, sizeof(want),
+                 ":5: listeners.u.listen.[0]: \"unix:%s\": %s is %s, "
+                 "not a socket",
+                 paths[i], paths[i], what[i]);
         for (int check = 1; check >= 0; check--) {
             int rc = echod_run(out, sizeof(out), check ? "-t" : "-f", "-c", path,
                                (char *)NULL);
             if (rc != 1 || strstr(out, want) == NULL)
-                fail_msg("%s %s: exit %d, expected 1 and \"%s\": %s", check ? "-t" : "start",
-                         what[i], rc, want, out);
+                fail_msg("%s %s: exit %d, expected 1 and \"%s\": %s",
+                         check ? "-t" : "start", what[i], rc, want, out);
         }
     }
     struct stat st;
@@ -1621,12 +1699,16 @@ static void test_unix_path_never_replaces_other_files(void **state)
     assert_int_equal(bind(s, (struct sockaddr *)&sun, sizeof(sun)), 0);
     close(s);
     char conf[512];
-    snprintf(conf, sizeof(conf), BASE "workers = 1;\nlisteners = ( { name = \"u\";\n"
-             "  listen = [ \"unix:%s\" ]; } );\n", stale);
+    snprintf(conf, sizeof(conf),
+             BASE "workers = 1;\nlisteners = ( { name = \"u\";\n"
+                  "  listen = [ \"unix:%s\" ]; } );\n",
+             stale);
     struct echod *e = echod_start(conf);
     echod_must_log(e, "listener u: listening on unix:%s", stale);
-    echod_rewrite_conf(e, BASE "workers = 1;\nlisteners = ( { name = \"u\";\n"
-                 "  listen = [ \"unix:%s\", \"unix:%s\" ]; } );\n", stale, file);
+    echod_rewrite_conf(e,
+                       BASE "workers = 1;\nlisteners = ( { name = \"u\";\n"
+                            "  listen = [ \"unix:%s\", \"unix:%s\" ]; } );\n",
+                       stale, file);
     echod_signal(e, SIGHUP);
     echod_must_log(e, "reload failed: ");
     echod_must_log(e, "%s is a regular file, not a socket", file);
@@ -1667,13 +1749,17 @@ static void test_reload_widens_and_narrows_an_address(void **state)
     assert_int_equal(getsockname(s6, (struct sockaddr *)&any, &len), 0);
     close(s6);
     int port = ntohs(any.sin6_port);
-    struct echod *e = echod_startf(BASE "workers = 2;\n"
-             "listeners = ( { name = \"e\"; listen = [ \"127.0.0.1:%d\" ]; } );\n", port);
+    struct echod *e = echod_startf(
+        BASE "workers = 2;\n"
+             "listeners = ( { name = \"e\"; listen = [ \"127.0.0.1:%d\" ]; } );\n",
+        port);
     int before = client4(port);
     expect_echo(before, "opened on 127.0.0.1\n");
 
-    echod_rewrite_conf(e, BASE "workers = 2;\nlisteners = ( { name = \"e\"; listen = [ \"*:%d\" ]; } );\n",
-                 port);
+    echod_rewrite_conf(
+        e,
+        BASE "workers = 2;\nlisteners = ( { name = \"e\"; listen = [ \"*:%d\" ]; } );\n",
+        port);
     echod_reload_ok(e, WAIT_MS);
     int fd = client4(port);
     expect_echo(fd, "served on 0.0.0.0\n");
@@ -1684,8 +1770,11 @@ static void test_reload_widens_and_narrows_an_address(void **state)
         finish(fd);
     }
 
-    echod_rewrite_conf(e, BASE "workers = 2;\nlisteners = ( { name = \"e\"; listen = [ \"127.0.0.1:%d\" ]; } );\n",
-                 port);
+    echod_rewrite_conf(
+        e,
+        BASE
+        "workers = 2;\nlisteners = ( { name = \"e\"; listen = [ \"127.0.0.1:%d\" ]; } );\n",
+        port);
     echod_reload_ok(e, WAIT_MS);
     fd = client4(port);
     expect_echo(fd, "served on 127.0.0.1 again\n");

@@ -16,8 +16,7 @@
 unsigned event_bits(const mio_event_t *ev)
 {
     return (mio_event_is_readable(ev) ? EV_R : 0) |
-           (mio_event_is_writable(ev) ? EV_W : 0) |
-           (mio_event_is_error(ev) ? EV_E : 0) |
+           (mio_event_is_writable(ev) ? EV_W : 0) | (mio_event_is_error(ev) ? EV_E : 0) |
            (mio_event_is_read_closed(ev) ? EV_RC : 0) |
            (mio_event_is_write_closed(ev) ? EV_WC : 0) |
            (mio_event_is_priority(ev) ? EV_P : 0);
@@ -56,8 +55,7 @@ static void poll_until(mio_poll_t *poll, mio_events_t *events, int64_t deadline)
     }
 }
 
-unsigned wait_for_token(mio_poll_t *poll, mio_events_t *events,
-                        mio_token_t token, int ms)
+unsigned wait_for_token(mio_poll_t *poll, mio_events_t *events, mio_token_t token, int ms)
 {
     int64_t deadline = now_ms() + ms;
     unsigned bits = 0;
@@ -77,8 +75,7 @@ unsigned wait_for_token(mio_poll_t *poll, mio_events_t *events,
     return bits;
 }
 
-void expect_no_event(mio_poll_t *poll, mio_events_t *events,
-                     mio_token_t token, int ms)
+void expect_no_event(mio_poll_t *poll, mio_events_t *events, mio_token_t token, int ms)
 {
     int64_t deadline = now_ms() + ms;
     do {

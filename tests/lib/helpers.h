@@ -27,14 +27,13 @@ enum {
     EV_P = 1 << 5,  /* priority */
 };
 unsigned event_bits(const mio_event_t *ev);
-unsigned wait_for_token(mio_poll_t *poll, mio_events_t *events,
-                        mio_token_t token, int ms);
+unsigned wait_for_token(mio_poll_t *poll, mio_events_t *events, mio_token_t token,
+                        int ms);
 
 /* Polls for `ms` milliseconds and fails the test if any event for `token`
  * is delivered (pass MIO_TOKEN_ANY to refuse every event). */
 #define MIO_TOKEN_ANY ((mio_token_t)-1)
-void expect_no_event(mio_poll_t *poll, mio_events_t *events,
-                     mio_token_t token, int ms);
+void expect_no_event(mio_poll_t *poll, mio_events_t *events, mio_token_t token, int ms);
 
 /* A listening TCP socket on 127.0.0.1 port 0; its address in *addr. */
 int loopback_listener(struct sockaddr_storage *addr, socklen_t *addrlen);

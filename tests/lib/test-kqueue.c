@@ -75,7 +75,7 @@ static struct {
     int nkq;
     struct logged_change log[MAX_LOG];
     int nlog;
-    int calls; /* kevent() calls so far */
+    int calls;     /* kevent() calls so far */
     int fail_call; /* errno for the next kevent() call, 0 for none */
     struct {
         short filter;
@@ -147,8 +147,7 @@ static int fake_kq_index(int fd)
     return -1;
 }
 
-static struct knote *find_knote(struct fake_kq *kq, uintptr_t ident,
-                                short filter)
+static struct knote *find_knote(struct fake_kq *kq, uintptr_t ident, short filter)
 {
     for (int i = 0; i < MAX_KNOTES; i++) {
         struct knote *kn = &kq->knotes[i];
@@ -160,8 +159,7 @@ static struct knote *find_knote(struct fake_kq *kq, uintptr_t ident,
 
 /* Queues an event as the kernel would return it. */
 static void queue_event(struct fake_kq *kq, uintptr_t ident, short filter,
-                        unsigned short flags, unsigned int fflags,
-                        kevent_udata_t udata)
+                        unsigned short flags, unsigned int fflags, kevent_udata_t udata)
 {
     assert_true(kq->npending < MAX_PENDING);
     EV_SET(&kq->pending[kq->npending], ident, filter, flags, fflags, 0, udata);
@@ -173,8 +171,7 @@ static void queue_event(struct fake_kq *kq, uintptr_t ident, short filter,
 static void trigger(struct fake_kq *kq, const struct knote *kn)
 {
     for (int i = 0; i < kq->npending; i++)
-        if (kq->pending[i].ident == kn->ident &&
-            kq->pending[i].filter == kn->filter)
+        if (kq->pending[i].ident == kn->ident && kq->pending[i].filter == kn->filter)
             return;
     queue_event(kq, kn->ident, kn->filter, EV_CLEAR, 0, kn->udata);
 }
@@ -222,8 +219,7 @@ static int apply_change(struct fake_kq *kq, const struct kevent *ch)
 }
 
 int kevent(int kqfd, const struct kevent *changelist, int nchanges,
-           struct kevent *eventlist, int nevents,
-           const struct timespec *timeout)
+           struct kevent *eventlist, int nevents, const struct timespec *timeout)
 {
     fake.calls++;
     int k = fake_kq_index(kqfd);
@@ -247,8 +243,10 @@ int kevent(int kqfd, const struct kevent *changelist, int nchanges,
     int nout = 0;
     for (int i = 0; i < nchanges; i++) {
         assert_true(fake.nlog < MAX_LOG);
-        fake.log[fake.nlog++] = (struct logged_change){
-            .fd = kqfd, .kq = k, .call = fake.calls, .kev = changes[i]};
+        fake.log[fake.nlog++] = (struct logged_change){.fd = kqfd,
+                                                       .kq = k,
+                                                       .call = fake.calls,
+                                                       .kev = changes[i]};
         int err = apply_change(kq, &changes[i]);
         if (fail == EINTR)
             continue;
@@ -359,19 +357,16 @@ enum {
 
 static unsigned readiness(const mio_event_t *ev)
 {
-    return (mio_event_is_readable(ev) ? R : 0) |
-           (mio_event_is_writable(ev) ? W : 0) |
-           (mio_event_is_error(ev) ? E : 0) |
-           (mio_event_is_read_closed(ev) ? RC : 0) |
+    return (mio_event_is_readable(ev) ? R : 0) | (mio_event_is_writable(ev) ? W : 0) |
+           (mio_event_is_error(ev) ? E : 0) | (mio_event_is_read_closed(ev) ? RC : 0) |
            (mio_event_is_write_closed(ev) ? WC : 0) |
-           (mio_event_is_priority(ev) ? P : 0) |
-           (mio_event_is_aio(ev) ? AIO : 0) | (mio_event_is_lio(ev) ? LIO : 0);
+           (mio_event_is_priority(ev) ? P : 0) | (mio_event_is_aio(ev) ? AIO : 0) |
+           (mio_event_is_lio(ev) ? LIO : 0);
 }
 
 /* Polls once without waiting and checks that exactly one event came, for
  * `token` with exactly the readiness `bits`. */
-static void expect_one_event(struct fixture *f, mio_token_t token,
-                             unsigned bits)
+static void expect_one_event(struct fixture *f, mio_token_t token, unsigned bits)
 {
     const struct timespec zero = {0, 0};
     assert_int_equal(mio_poll_poll(f->poll, f->events, &zero), 0);
@@ -382,8 +377,8 @@ static void expect_one_event(struct fixture *f, mio_token_t token,
 }
 
 /* Checks the i-th change submitted so far. */
-static void assert_change(int i, uintptr_t ident, short filter,
-                          unsigned flags, unsigned fflags, mio_token_t token)
+static void assert_change(int i, uintptr_t ident, short filter, unsigned flags,
+                          unsigned fflags, mio_token_t token)
 {
     assert_true(i < fake.nlog);
     const struct kevent *kev = &fake.log[i].kev;
@@ -445,8 +440,7 @@ static void registry_clone_dups_kqueue(void **state)
     struct fixture *f = *state;
     mio_registry_t *clone;
     assert_int_equal(mio_registry_try_clone(f->reg, &clone), 0);
-    assert_int_equal(mio_registry_register(clone, f->pipe[0], 5,
-                                           MIO_READABLE), 0);
+    assert_int_equal(mio_registry_register(clone, f->pipe[0], 5, MIO_READABLE), 0);
     assert_int_equal(fake.nlog, 1);
     assert_int_not_equal(fake.log[0].fd, fake.kq[0].fd);
     assert_int_equal(fake.log[0].kq, 0);
@@ -459,12 +453,10 @@ static void registry_clone_dups_kqueue(void **state)
 
 /* ---- register -------------------------------------------------------- */
 
-static void register_readable_adds_read_filter_with_clear_and_receipt(
-    void **state)
+static void register_readable_adds_read_filter_with_clear_and_receipt(void **state)
 {
     struct fixture *f = *state;
-    assert_int_equal(mio_registry_register(f->reg, f->pipe[0], 7,
-                                           MIO_READABLE), 0);
+    assert_int_equal(mio_registry_register(f->reg, f->pipe[0], 7, MIO_READABLE), 0);
     assert_int_equal(fake.calls, 1);
     assert_int_equal(fake.nlog, 1);
     assert_change(0, (uintptr_t)f->pipe[0], EVFILT_READ, ADD, 0, 7);
@@ -473,8 +465,7 @@ static void register_readable_adds_read_filter_with_clear_and_receipt(
 static void register_writable_adds_write_filter(void **state)
 {
     struct fixture *f = *state;
-    assert_int_equal(mio_registry_register(f->reg, f->pipe[1], 8,
-                                           MIO_WRITABLE), 0);
+    assert_int_equal(mio_registry_register(f->reg, f->pipe[1], 8, MIO_WRITABLE), 0);
     assert_int_equal(fake.nlog, 1);
     assert_change(0, (uintptr_t)f->pipe[1], EVFILT_WRITE, ADD, 0, 8);
 }
@@ -483,7 +474,8 @@ static void register_both_adds_read_and_write_in_one_call(void **state)
 {
     struct fixture *f = *state;
     assert_int_equal(mio_registry_register(f->reg, f->pipe[0], 9,
-                                           MIO_READABLE | MIO_WRITABLE), 0);
+                                           MIO_READABLE | MIO_WRITABLE),
+                     0);
     assert_int_equal(fake.calls, 1);
     assert_int_equal(fake.nlog, 2);
     assert_change(0, (uintptr_t)f->pipe[0], EVFILT_READ, ADD, 0, 9);
@@ -493,10 +485,8 @@ static void register_both_adds_read_and_write_in_one_call(void **state)
 static void register_aio_or_lio_adds_no_filter(void **state)
 {
     struct fixture *f = *state;
-    assert_int_equal(mio_registry_register(f->reg, f->pipe[0], 1, MIO_AIO),
-                     0);
-    assert_int_equal(mio_registry_register(f->reg, f->pipe[0], 1, MIO_LIO),
-                     0);
+    assert_int_equal(mio_registry_register(f->reg, f->pipe[0], 1, MIO_AIO), 0);
+    assert_int_equal(mio_registry_register(f->reg, f->pipe[0], 1, MIO_LIO), 0);
     assert_int_equal(fake.calls, 0);
     assert_int_equal(mio_registry_register(f->reg, f->pipe[0], 2,
                                            MIO_READABLE | MIO_AIO | MIO_LIO),
@@ -508,13 +498,13 @@ static void register_aio_or_lio_adds_no_filter(void **state)
 static void register_priority_is_not_supported(void **state)
 {
     struct fixture *f = *state;
-    assert_int_equal(mio_registry_register(f->reg, f->pipe[0], 1,
-                                           MIO_PRIORITY), -EOPNOTSUPP);
+    assert_int_equal(mio_registry_register(f->reg, f->pipe[0], 1, MIO_PRIORITY),
+                     -EOPNOTSUPP);
     assert_int_equal(mio_registry_register(f->reg, f->pipe[0], 1,
                                            MIO_READABLE | MIO_PRIORITY),
                      -EOPNOTSUPP);
-    assert_int_equal(mio_registry_reregister(f->reg, f->pipe[0], 1,
-                                             MIO_PRIORITY), -EOPNOTSUPP);
+    assert_int_equal(mio_registry_reregister(f->reg, f->pipe[0], 1, MIO_PRIORITY),
+                     -EOPNOTSUPP);
     assert_int_equal(fake.calls, 0);
 }
 
@@ -528,8 +518,7 @@ static void register_returns_receipt_error_as_negative_errno(void **state)
     /* and from the fake kernel's own check of the descriptor */
     int fd = dup(f->pipe[0]);
     close(fd);
-    assert_int_equal(mio_registry_register(f->reg, fd, 1, MIO_READABLE),
-                     -EBADF);
+    assert_int_equal(mio_registry_register(f->reg, fd, 1, MIO_READABLE), -EBADF);
 }
 
 static void register_returns_first_error_not_ignored(void **state)
@@ -551,8 +540,7 @@ static void register_ignores_epipe(void **state)
 {
     struct fixture *f = *state;
     fake_fail_change(EVFILT_READ, EPIPE);
-    assert_int_equal(mio_registry_register(f->reg, f->pipe[0], 1,
-                                           MIO_READABLE), 0);
+    assert_int_equal(mio_registry_register(f->reg, f->pipe[0], 1, MIO_READABLE), 0);
 }
 
 static void register_counts_eintr_as_applied(void **state)
@@ -560,7 +548,8 @@ static void register_counts_eintr_as_applied(void **state)
     struct fixture *f = *state;
     fake_fail_next_call(EINTR);
     assert_int_equal(mio_registry_register(f->reg, f->pipe[0], 3,
-                                           MIO_READABLE | MIO_WRITABLE), 0);
+                                           MIO_READABLE | MIO_WRITABLE),
+                     0);
     assert_int_equal(fake.nlog, 2);
     assert_true(fake_has_knote(0, (uintptr_t)f->pipe[0], EVFILT_READ));
     assert_true(fake_has_knote(0, (uintptr_t)f->pipe[0], EVFILT_WRITE));
@@ -570,17 +559,14 @@ static void register_returns_failure_of_the_call(void **state)
 {
     struct fixture *f = *state;
     fake_fail_next_call(ENOMEM);
-    assert_int_equal(mio_registry_register(f->reg, f->pipe[0], 3,
-                                           MIO_READABLE), -ENOMEM);
+    assert_int_equal(mio_registry_register(f->reg, f->pipe[0], 3, MIO_READABLE), -ENOMEM);
 }
 
 static void register_twice_updates_the_token(void **state)
 {
     struct fixture *f = *state;
-    assert_int_equal(mio_registry_register(f->reg, f->pipe[0], 1,
-                                           MIO_READABLE), 0);
-    assert_int_equal(mio_registry_register(f->reg, f->pipe[0], 2,
-                                           MIO_READABLE), 0);
+    assert_int_equal(mio_registry_register(f->reg, f->pipe[0], 1, MIO_READABLE), 0);
+    assert_int_equal(mio_registry_register(f->reg, f->pipe[0], 2, MIO_READABLE), 0);
     fake_fire((uintptr_t)f->pipe[0], EVFILT_READ, 0, 0);
     expect_one_event(f, 2, R);
 }
@@ -591,10 +577,8 @@ static void reregister_adds_wanted_and_deletes_other_filters(void **state)
 {
     struct fixture *f = *state;
     uintptr_t fd = (uintptr_t)f->pipe[0];
-    assert_int_equal(mio_registry_register(f->reg, f->pipe[0], 1,
-                                           MIO_READABLE), 0);
-    assert_int_equal(mio_registry_reregister(f->reg, f->pipe[0], 2,
-                                             MIO_WRITABLE), 0);
+    assert_int_equal(mio_registry_register(f->reg, f->pipe[0], 1, MIO_READABLE), 0);
+    assert_int_equal(mio_registry_reregister(f->reg, f->pipe[0], 2, MIO_WRITABLE), 0);
     assert_int_equal(fake.nlog, 3);
     assert_int_equal(fake.log[1].call, fake.log[2].call);
     assert_change(1, fd, EVFILT_READ, DEL, 0, 2);
@@ -608,8 +592,7 @@ static void reregister_adds_wanted_and_deletes_other_filters(void **state)
     assert_change(3, fd, EVFILT_READ, ADD, 0, 3);
     assert_change(4, fd, EVFILT_WRITE, ADD, 0, 3);
 
-    assert_int_equal(mio_registry_reregister(f->reg, f->pipe[0], 4,
-                                             MIO_READABLE), 0);
+    assert_int_equal(mio_registry_reregister(f->reg, f->pipe[0], 4, MIO_READABLE), 0);
     assert_int_equal(fake.nlog, 7);
     assert_change(5, fd, EVFILT_READ, ADD, 0, 4);
     assert_change(6, fd, EVFILT_WRITE, DEL, 0, 4);
@@ -620,11 +603,9 @@ static void reregister_adds_wanted_and_deletes_other_filters(void **state)
 static void reregister_ignores_enoent_for_filter_not_there(void **state)
 {
     struct fixture *f = *state;
-    assert_int_equal(mio_registry_register(f->reg, f->pipe[0], 1,
-                                           MIO_READABLE), 0);
+    assert_int_equal(mio_registry_register(f->reg, f->pipe[0], 1, MIO_READABLE), 0);
     /* the delete of EVFILT_WRITE gets ENOENT from the kernel */
-    assert_int_equal(mio_registry_reregister(f->reg, f->pipe[0], 2,
-                                             MIO_READABLE), 0);
+    assert_int_equal(mio_registry_reregister(f->reg, f->pipe[0], 2, MIO_READABLE), 0);
     assert_int_equal(fake.nlog, 3);
     assert_change(2, (uintptr_t)f->pipe[0], EVFILT_WRITE, DEL, 0, 2);
 }
@@ -633,11 +614,11 @@ static void reregister_returns_other_errors(void **state)
 {
     struct fixture *f = *state;
     fake_fail_change(EVFILT_READ, EBADF);
-    assert_int_equal(mio_registry_reregister(f->reg, f->pipe[0], 1,
-                                             MIO_READABLE), -EBADF);
+    assert_int_equal(mio_registry_reregister(f->reg, f->pipe[0], 1, MIO_READABLE),
+                     -EBADF);
     fake_fail_change(EVFILT_READ, ENOMEM); /* on a delete */
-    assert_int_equal(mio_registry_reregister(f->reg, f->pipe[0], 1,
-                                             MIO_WRITABLE), -ENOMEM);
+    assert_int_equal(mio_registry_reregister(f->reg, f->pipe[0], 1, MIO_WRITABLE),
+                     -ENOMEM);
 }
 
 static void deregister_deletes_both_filters(void **state)
@@ -645,7 +626,8 @@ static void deregister_deletes_both_filters(void **state)
     struct fixture *f = *state;
     uintptr_t fd = (uintptr_t)f->pipe[0];
     assert_int_equal(mio_registry_register(f->reg, f->pipe[0], 1,
-                                           MIO_READABLE | MIO_WRITABLE), 0);
+                                           MIO_READABLE | MIO_WRITABLE),
+                     0);
     assert_int_equal(mio_registry_deregister(f->reg, f->pipe[0]), 0);
     assert_int_equal(fake.nlog, 4);
     assert_int_equal(fake.log[2].call, fake.log[3].call);
@@ -661,8 +643,7 @@ static void deregister_of_unregistered_fd_returns_0(void **state)
     struct fixture *f = *state;
     assert_int_equal(mio_registry_deregister(f->reg, f->pipe[0]), 0);
     assert_int_equal(fake.nlog, 2);
-    assert_int_equal(mio_registry_register(f->reg, f->pipe[0], 1,
-                                           MIO_WRITABLE), 0);
+    assert_int_equal(mio_registry_register(f->reg, f->pipe[0], 1, MIO_WRITABLE), 0);
     assert_int_equal(mio_registry_deregister(f->reg, f->pipe[0]), 0);
 }
 
@@ -676,8 +657,8 @@ static void deregister_returns_other_errors(void **state)
 static void rearm_makes_no_system_call(void **state)
 {
     struct fixture *f = *state;
-    assert_int_equal(mio_registry_rearm(f->reg, f->pipe[0],
-                                        MIO_READABLE | MIO_WRITABLE), 0);
+    assert_int_equal(mio_registry_rearm(f->reg, f->pipe[0], MIO_READABLE | MIO_WRITABLE),
+                     0);
     assert_int_equal(fake.calls, 0);
 }
 
@@ -744,8 +725,7 @@ static void poll_returns_eintr(void **state)
 static void read_event_is_readable(void **state)
 {
     struct fixture *f = *state;
-    assert_int_equal(mio_registry_register(f->reg, f->pipe[0], 11,
-                                           MIO_READABLE), 0);
+    assert_int_equal(mio_registry_register(f->reg, f->pipe[0], 11, MIO_READABLE), 0);
     fake_fire((uintptr_t)f->pipe[0], EVFILT_READ, 0, 0);
     expect_one_event(f, 11, R);
 }
@@ -753,8 +733,7 @@ static void read_event_is_readable(void **state)
 static void read_event_with_eof_is_read_closed(void **state)
 {
     struct fixture *f = *state;
-    assert_int_equal(mio_registry_register(f->reg, f->pipe[0], 12,
-                                           MIO_READABLE), 0);
+    assert_int_equal(mio_registry_register(f->reg, f->pipe[0], 12, MIO_READABLE), 0);
     fake_fire((uintptr_t)f->pipe[0], EVFILT_READ, EV_EOF, 0);
     expect_one_event(f, 12, R | RC);
 }
@@ -762,8 +741,7 @@ static void read_event_with_eof_is_read_closed(void **state)
 static void write_event_is_writable(void **state)
 {
     struct fixture *f = *state;
-    assert_int_equal(mio_registry_register(f->reg, f->pipe[1], 13,
-                                           MIO_WRITABLE), 0);
+    assert_int_equal(mio_registry_register(f->reg, f->pipe[1], 13, MIO_WRITABLE), 0);
     fake_fire((uintptr_t)f->pipe[1], EVFILT_WRITE, 0, 0);
     expect_one_event(f, 13, W);
 }
@@ -771,8 +749,7 @@ static void write_event_is_writable(void **state)
 static void write_event_with_eof_is_write_closed(void **state)
 {
     struct fixture *f = *state;
-    assert_int_equal(mio_registry_register(f->reg, f->pipe[1], 14,
-                                           MIO_WRITABLE), 0);
+    assert_int_equal(mio_registry_register(f->reg, f->pipe[1], 14, MIO_WRITABLE), 0);
     fake_fire((uintptr_t)f->pipe[1], EVFILT_WRITE, EV_EOF, 0);
     expect_one_event(f, 14, W | WC);
 }
@@ -781,7 +758,8 @@ static void eof_with_fflags_is_error(void **state)
 {
     struct fixture *f = *state;
     assert_int_equal(mio_registry_register(f->reg, f->pipe[0], 15,
-                                           MIO_READABLE | MIO_WRITABLE), 0);
+                                           MIO_READABLE | MIO_WRITABLE),
+                     0);
     fake_fire((uintptr_t)f->pipe[0], EVFILT_READ, EV_EOF, ECONNRESET);
     expect_one_event(f, 15, R | RC | E);
     fake_fire((uintptr_t)f->pipe[0], EVFILT_WRITE, EV_EOF, ECONNREFUSED);
@@ -792,7 +770,8 @@ static void ev_error_is_error(void **state)
 {
     struct fixture *f = *state;
     assert_int_equal(mio_registry_register(f->reg, f->pipe[0], 16,
-                                           MIO_READABLE | MIO_WRITABLE), 0);
+                                           MIO_READABLE | MIO_WRITABLE),
+                     0);
     fake_fire((uintptr_t)f->pipe[0], EVFILT_WRITE, EV_ERROR, 0);
     expect_one_event(f, 16, W | E);
 }
@@ -802,7 +781,8 @@ static void read_and_write_are_two_events_for_one_token(void **state)
     struct fixture *f = *state;
     const struct timespec zero = {0, 0};
     assert_int_equal(mio_registry_register(f->reg, f->pipe[0], 17,
-                                           MIO_READABLE | MIO_WRITABLE), 0);
+                                           MIO_READABLE | MIO_WRITABLE),
+                     0);
     fake_fire((uintptr_t)f->pipe[0], EVFILT_READ, 0, 0);
     fake_fire((uintptr_t)f->pipe[0], EVFILT_WRITE, 0, 0);
     assert_int_equal(mio_poll_poll(f->poll, f->events, &zero), 0);
@@ -828,8 +808,7 @@ static void user_event_is_readable(void **state)
 static void aio_event_is_aio(void **state)
 {
     struct fixture *f = *state;
-    assert_int_equal(mio_registry_register(f->reg, f->pipe[0], 19, MIO_AIO),
-                     0);
+    assert_int_equal(mio_registry_register(f->reg, f->pipe[0], 19, MIO_AIO), 0);
     fake_queue(0x1000, EVFILT_AIO, 0, 0, 19);
     expect_one_event(f, 19, AIO);
 }
@@ -844,8 +823,8 @@ static void lio_event_is_lio(void **state)
 static void token_uintptr_max_round_trips(void **state)
 {
     struct fixture *f = *state;
-    assert_int_equal(mio_registry_register(f->reg, f->pipe[0], UINTPTR_MAX,
-                                           MIO_READABLE), 0);
+    assert_int_equal(mio_registry_register(f->reg, f->pipe[0], UINTPTR_MAX, MIO_READABLE),
+                     0);
     assert_change(0, (uintptr_t)f->pipe[0], EVFILT_READ, ADD, 0, UINTPTR_MAX);
     fake_fire((uintptr_t)f->pipe[0], EVFILT_READ, 0, 0);
     expect_one_event(f, UINTPTR_MAX, R);

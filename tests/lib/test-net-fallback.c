@@ -98,7 +98,7 @@ static void test_pipe_fallback(void **state)
 /* Waits up to two seconds for `fd` to become readable. */
 static void wait_readable(int fd)
 {
-    struct pollfd pfd = { .fd = fd, .events = POLLIN };
+    struct pollfd pfd = {.fd = fd, .events = POLLIN};
 
     assert_int_equal(poll(&pfd, 1, 2000), 1);
 }
@@ -113,10 +113,10 @@ static void test_accept_fallback(void **state)
     int lfd, c1, c2, s1, s2;
 
     (void)state;
-    memset(&sin, 0, sizeof sin);
+    memset(&sin, 0, sizeof(sin));
     sin.sin_family = AF_INET;
     sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    lfd = mio_tcp_listen((struct sockaddr *)&sin, sizeof sin, 0, 0);
+    lfd = mio_tcp_listen((struct sockaddr *)&sin, sizeof(sin), 0, 0);
     assert_true(lfd >= 0);
     assert_int_equal(mio_socket_local_addr(lfd, &ss, &len), 0);
 
@@ -138,8 +138,8 @@ static void test_accept_fallback(void **state)
 
     assert_int_equal(send(c1, "y", 1, MSG_NOSIGNAL), 1);
     wait_readable(s1);
-    assert_int_equal(recv(s1, &sin, sizeof sin, 0), 1);
-    assert_int_equal(recv(s1, &sin, sizeof sin, 0), -1);
+    assert_int_equal(recv(s1, &sin, sizeof(sin), 0), 1);
+    assert_int_equal(recv(s1, &sin, sizeof(sin), 0), -1);
     assert_int_equal(errno, EAGAIN);
 
     close(s2);

@@ -46,7 +46,7 @@ struct ctx {
  * closed every descriptor it (and the library) opened. */
 static int setup(void **state)
 {
-    struct ctx *c = calloc(1, sizeof *c);
+    struct ctx *c = calloc(1, sizeof(*c));
 
     if (c == NULL)
         return -1;
@@ -86,11 +86,11 @@ static socklen_t lo4(struct sockaddr_storage *ss, uint16_t port)
 {
     struct sockaddr_in *sin = (struct sockaddr_in *)ss;
 
-    memset(ss, 0, sizeof *ss);
+    memset(ss, 0, sizeof(*ss));
     sin->sin_family = AF_INET;
     sin->sin_port = htons(port);
     sin->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    return sizeof *sin;
+    return sizeof(*sin);
 }
 
 /* in6addr_any or ::1, port `port`. */
@@ -98,11 +98,11 @@ static socklen_t any6(struct sockaddr_storage *ss, uint16_t port, bool lo)
 {
     struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
 
-    memset(ss, 0, sizeof *ss);
+    memset(ss, 0, sizeof(*ss));
     sin6->sin6_family = AF_INET6;
     sin6->sin6_port = htons(port);
     sin6->sin6_addr = lo ? in6addr_loopback : in6addr_any;
-    return sizeof *sin6;
+    return sizeof(*sin6);
 }
 
 /* The port `fd` is bound to, read back through mio_socket_local_addr. */
@@ -147,8 +147,7 @@ static int accept_ready(struct ctx *c, int lfd)
             break;
         assert_int_equal(mio_registry_rearm(c->reg, lfd, MIO_READABLE), 0);
         assert_true(now_ms() < end);
-        assert_has(wait_for_token(c->poll, c->events, T_LISTEN, WAIT_MS),
-                   EV_R);
+        assert_has(wait_for_token(c->poll, c->events, T_LISTEN, WAIT_MS), EV_R);
     }
     assert_true(fd >= 0);
     return fd;
@@ -162,8 +161,7 @@ static void pair_via_mio(struct ctx *c, int *client, int *server)
     int lfd = listen4(&port);
     socklen_t len = lo4(&ss, port);
 
-    assert_int_equal(mio_registry_register(c->reg, lfd, T_LISTEN,
-                                           MIO_READABLE), 0);
+    assert_int_equal(mio_registry_register(c->reg, lfd, T_LISTEN, MIO_READABLE), 0);
     *client = mio_tcp_connect((struct sockaddr *)&ss, len);
     assert_true(*client >= 0);
     *server = accept_ready(c, lfd);
@@ -188,8 +186,7 @@ static void expect_str(struct ctx *c, int fd, mio_token_t token, const char *s)
         n = read(fd, buf + got, want - got);
         if (n < 0 && errno == EAGAIN) {
             assert_int_equal(mio_registry_rearm(c->reg, fd, MIO_READABLE), 0);
-            assert_has(wait_for_token(c->poll, c->events, token, WAIT_MS),
-                       EV_R);
+            assert_has(wait_for_token(c->poll, c->events, token, WAIT_MS), EV_R);
             continue;
         }
         assert_true(n > 0);
@@ -203,7 +200,7 @@ static void drain_rearm(struct ctx *c, int fd)
 {
     char buf[16];
 
-    assert_int_equal(read(fd, buf, sizeof buf), -1);
+    assert_int_equal(read(fd, buf, sizeof(buf)), -1);
     assert_int_equal(errno, EAGAIN);
     assert_int_equal(mio_registry_rearm(c->reg, fd, MIO_READABLE), 0);
 }
@@ -240,14 +237,13 @@ static void test_flags(void **state)
     assert_nb_cloexec(u);
     close(u);
 
-    make_tmpdir(dir, sizeof dir);
-    snprintf(path, sizeof path, "%s/s", dir);
+    make_tmpdir(dir, sizeof(dir));
+    snprintf(path, sizeof(path), "%s/s", dir);
     ul = mio_unix_listen(path, 0);
     assert_nb_cloexec(ul);
     uc = mio_unix_connect(path);
     assert_nb_cloexec(uc);
-    assert_int_equal(mio_registry_register(c->reg, ul, T_LISTEN,
-                                           MIO_READABLE), 0);
+    assert_int_equal(mio_registry_register(c->reg, ul, T_LISTEN, MIO_READABLE), 0);
     us = accept_ready(c, ul);
     assert_nb_cloexec(us);
     assert_int_equal(mio_registry_deregister(c->reg, ul), 0);
@@ -283,16 +279,14 @@ static void test_accept_eagain(void **state)
 
     len = lo4(&ss, port);
     assert_int_equal(mio_tcp_accept(lfd, NULL, NULL), -EAGAIN);
-    assert_int_equal(mio_registry_register(c->reg, lfd, T_LISTEN,
-                                           MIO_READABLE), 0);
+    assert_int_equal(mio_registry_register(c->reg, lfd, T_LISTEN, MIO_READABLE), 0);
     c1 = mio_tcp_connect((struct sockaddr *)&ss, len);
     assert_true(c1 >= 0);
     assert_has(wait_for_token(c->poll, c->events, T_LISTEN, WAIT_MS), EV_R);
     s1 = mio_tcp_accept(lfd, &peer, &plen);
     assert_true(s1 >= 0);
     assert_int_equal(plen, sizeof(struct sockaddr_in));
-    assert_int_equal(ntohs(((struct sockaddr_in *)&peer)->sin_port),
-                     local_port(c1));
+    assert_int_equal(ntohs(((struct sockaddr_in *)&peer)->sin_port), local_port(c1));
     assert_int_equal(mio_tcp_accept(lfd, NULL, NULL), -EAGAIN);
     assert_int_equal(mio_registry_rearm(c->reg, lfd, MIO_READABLE), 0);
     expect_no_event(c->poll, c->events, T_LISTEN, QUIET_MS);
@@ -324,8 +318,7 @@ static void test_bind_twice(void **state)
 
     (void)state;
     len = lo4(&ss, port);
-    assert_int_equal(mio_tcp_listen((struct sockaddr *)&ss, len, 0, 0),
-                     -EADDRINUSE);
+    assert_int_equal(mio_tcp_listen((struct sockaddr *)&ss, len, 0, 0), -EADDRINUSE);
     close(lfd);
 
     u = mio_udp_bind((struct sockaddr *)&ss, lo4(&ss, 0));
@@ -348,16 +341,14 @@ static void test_reuseaddr(void **state)
     int client, server, raw;
 
     len = lo4(&ss, port);
-    assert_int_equal(mio_registry_register(c->reg, lfd, T_LISTEN,
-                                           MIO_READABLE), 0);
+    assert_int_equal(mio_registry_register(c->reg, lfd, T_LISTEN, MIO_READABLE), 0);
     client = mio_tcp_connect((struct sockaddr *)&ss, len);
     assert_true(client >= 0);
     server = accept_ready(c, lfd);
     assert_int_equal(mio_registry_deregister(c->reg, lfd), 0);
     close(lfd);
     close(server); /* active close: TIME_WAIT stays on `port` */
-    assert_int_equal(mio_registry_register(c->reg, client, T_CLIENT,
-                                           MIO_READABLE), 0);
+    assert_int_equal(mio_registry_register(c->reg, client, T_CLIENT, MIO_READABLE), 0);
     assert_has(wait_for_token(c->poll, c->events, T_CLIENT, WAIT_MS), EV_RC);
     assert_int_equal(mio_registry_deregister(c->reg, client), 0);
     close(client);
@@ -382,8 +373,8 @@ static void test_reuseport(void **state)
 
     (void)state;
 #ifndef SO_REUSEPORT
-    assert_int_equal(mio_tcp_listen((struct sockaddr *)&ss, len, 0,
-                                    MIO_LISTEN_REUSEPORT), -EOPNOTSUPP);
+    assert_int_equal(mio_tcp_listen((struct sockaddr *)&ss, len, 0, MIO_LISTEN_REUSEPORT),
+                     -EOPNOTSUPP);
     skip();
 #endif
     l1 = mio_tcp_listen((struct sockaddr *)&ss, len, 0, MIO_LISTEN_REUSEPORT);
@@ -392,8 +383,7 @@ static void test_reuseport(void **state)
     l2 = mio_tcp_listen((struct sockaddr *)&ss, len, 0, MIO_LISTEN_REUSEPORT);
     assert_true(l2 >= 0);
     assert_int_equal(local_port(l2), local_port(l1));
-    assert_int_equal(mio_tcp_listen((struct sockaddr *)&ss, len, 0, 0),
-                     -EADDRINUSE);
+    assert_int_equal(mio_tcp_listen((struct sockaddr *)&ss, len, 0, 0), -EADDRINUSE);
     close(l2);
     close(l1);
 }
@@ -410,15 +400,15 @@ static void test_default_backlog(void **state)
     int lfd = listen4(&port);
     int fds[4], i, n, done = 0;
     int64_t end = now_ms() + 500;
-    struct timespec ts = { 0, 50 * 1000 * 1000 };
+    struct timespec ts = {0, 50 * 1000 * 1000};
 
     len = lo4(&ss, port);
     for (i = 0; i < 4; i++) {
         fds[i] = mio_tcp_connect((struct sockaddr *)&ss, len);
         assert_true(fds[i] >= 0);
-        assert_int_equal(mio_registry_register(c->reg, fds[i],
-                                               (mio_token_t)(100 + i),
-                                               MIO_WRITABLE), 0);
+        assert_int_equal(mio_registry_register(c->reg, fds[i], (mio_token_t)(100 + i),
+                                               MIO_WRITABLE),
+                         0);
     }
     while (done != 0xf && now_ms() < end) {
         assert_int_equal(mio_poll_poll(c->poll, c->events, &ts), 0);
@@ -448,10 +438,8 @@ static void test_listen_args(void **state)
     int fd;
 
     (void)state;
-    assert_int_equal(mio_tcp_listen((struct sockaddr *)&ss, len, 0, 0x80),
-                     -EINVAL);
-    assert_int_equal(mio_tcp_listen((struct sockaddr *)&ss, 1, 0, 0),
-                     -EINVAL);
+    assert_int_equal(mio_tcp_listen((struct sockaddr *)&ss, len, 0, 0x80), -EINVAL);
+    assert_int_equal(mio_tcp_listen((struct sockaddr *)&ss, 1, 0, 0), -EINVAL);
     fd = mio_tcp_listen((struct sockaddr *)&ss, len, -1, MIO_LISTEN_V6ONLY);
     assert_true(fd >= 0);
     close(fd);
@@ -487,7 +475,7 @@ static void test_v6only(void **state)
     len = any6(&ss, 0, false);
     l6 = mio_tcp_listen((struct sockaddr *)&ss, len, 0, MIO_LISTEN_V6ONLY);
     assert_true(l6 >= 0);
-    olen = sizeof on;
+    olen = sizeof(on);
     assert_int_equal(getsockopt(l6, IPPROTO_IPV6, IPV6_V6ONLY, &on, &olen), 0);
     assert_int_equal(on, 1);
     port = local_port(l6);
@@ -501,12 +489,10 @@ static void test_v6only(void **state)
     c6 = mio_tcp_connect((struct sockaddr *)&ss, len);
     assert_true(c6 >= 0);
 
-    assert_int_equal(mio_registry_register(c->reg, l4, T_LISTEN,
-                                           MIO_READABLE), 0);
+    assert_int_equal(mio_registry_register(c->reg, l4, T_LISTEN, MIO_READABLE), 0);
     s4 = accept_ready(c, l4);
     assert_int_equal(mio_registry_deregister(c->reg, l4), 0);
-    assert_int_equal(mio_registry_register(c->reg, l6, T_LISTEN,
-                                           MIO_READABLE), 0);
+    assert_int_equal(mio_registry_register(c->reg, l6, T_LISTEN, MIO_READABLE), 0);
     s6 = accept_ready(c, l6);
     assert_int_equal(mio_registry_deregister(c->reg, l6), 0);
     assert_int_equal(mio_tcp_accept(l4, NULL, NULL), -EAGAIN);
@@ -528,13 +514,11 @@ static void test_peer_close(void **state)
     char buf[8];
 
     pair_via_mio(c, &client, &server);
-    assert_int_equal(mio_registry_register(c->reg, server, T_SERVER,
-                                           MIO_READABLE), 0);
+    assert_int_equal(mio_registry_register(c->reg, server, T_SERVER, MIO_READABLE), 0);
     expect_no_event(c->poll, c->events, T_SERVER, QUIET_MS);
     close(client);
-    assert_has(wait_for_token(c->poll, c->events, T_SERVER, WAIT_MS),
-               EV_R | EV_RC);
-    assert_int_equal(read(server, buf, sizeof buf), 0);
+    assert_has(wait_for_token(c->poll, c->events, T_SERVER, WAIT_MS), EV_R | EV_RC);
+    assert_int_equal(read(server, buf, sizeof(buf)), 0);
     assert_int_equal(mio_registry_deregister(c->reg, server), 0);
     close(server);
 }
@@ -548,13 +532,11 @@ static void test_peer_shutdown_write(void **state)
     char buf[8];
 
     pair_via_mio(c, &client, &server);
-    assert_int_equal(mio_registry_register(c->reg, server, T_SERVER,
-                                           MIO_READABLE), 0);
-    assert_int_equal(mio_registry_register(c->reg, client, T_CLIENT,
-                                           MIO_READABLE), 0);
+    assert_int_equal(mio_registry_register(c->reg, server, T_SERVER, MIO_READABLE), 0);
+    assert_int_equal(mio_registry_register(c->reg, client, T_CLIENT, MIO_READABLE), 0);
     assert_int_equal(mio_socket_shutdown(client, SHUT_WR), 0);
     assert_has(wait_for_token(c->poll, c->events, T_SERVER, WAIT_MS), EV_RC);
-    assert_int_equal(read(server, buf, sizeof buf), 0);
+    assert_int_equal(read(server, buf, sizeof(buf)), 0);
 
     send_str(server, "pong");
     expect_str(c, client, T_CLIENT, "pong");
@@ -583,8 +565,7 @@ static void test_connect_refused(void **state)
     if (fd == -ECONNREFUSED)
         return; /* refused synchronously: allowed, nothing to poll */
     assert_true(fd >= 0);
-    assert_int_equal(mio_registry_register(c->reg, fd, T_CLIENT,
-                                           MIO_WRITABLE), 0);
+    assert_int_equal(mio_registry_register(c->reg, fd, T_CLIENT, MIO_WRITABLE), 0);
     bits = wait_for_token(c->poll, c->events, T_CLIENT, WAIT_MS);
     assert_true(bits & (EV_W | EV_E));
     assert_has(bits, EV_WC);
@@ -605,12 +586,10 @@ static void test_connect_ok(void **state)
 
     fd = mio_tcp_connect((struct sockaddr *)&ss, lo4(&ss, port));
     assert_true(fd >= 0);
-    assert_int_equal(mio_registry_register(c->reg, fd, T_CLIENT,
-                                           MIO_WRITABLE), 0);
+    assert_int_equal(mio_registry_register(c->reg, fd, T_CLIENT, MIO_WRITABLE), 0);
     assert_has(wait_for_token(c->poll, c->events, T_CLIENT, WAIT_MS), EV_W);
     assert_int_equal(mio_socket_take_error(fd), 0);
-    assert_int_equal(mio_registry_register(c->reg, lfd, T_LISTEN,
-                                           MIO_READABLE), 0);
+    assert_int_equal(mio_registry_register(c->reg, lfd, T_LISTEN, MIO_READABLE), 0);
     server = accept_ready(c, lfd);
     assert_int_equal(mio_registry_deregister(c->reg, lfd), 0);
     assert_int_equal(mio_registry_deregister(c->reg, fd), 0);
@@ -625,18 +604,16 @@ static void test_connect_ok(void **state)
 static void test_reset(void **state)
 {
     struct ctx *c = *state;
-    struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+    struct linger lg = {.l_onoff = 1, .l_linger = 0};
     int client, server;
     char buf[8];
 
     pair_via_mio(c, &client, &server);
-    assert_int_equal(mio_registry_register(c->reg, server, T_SERVER,
-                                           MIO_READABLE), 0);
-    assert_int_equal(setsockopt(client, SOL_SOCKET, SO_LINGER, &lg, sizeof lg),
-                     0);
+    assert_int_equal(mio_registry_register(c->reg, server, T_SERVER, MIO_READABLE), 0);
+    assert_int_equal(setsockopt(client, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)), 0);
     close(client);
     assert_has(wait_for_token(c->poll, c->events, T_SERVER, WAIT_MS), EV_R);
-    assert_int_equal(read(server, buf, sizeof buf), -1);
+    assert_int_equal(read(server, buf, sizeof(buf)), -1);
     assert_int_equal(errno, ECONNRESET);
     assert_int_equal(mio_registry_deregister(c->reg, server), 0);
     close(server);
@@ -651,8 +628,7 @@ static void test_oob_priority(void **state)
     char byte = 0;
 
     pair_via_mio(c, &client, &server);
-    err = mio_registry_register(c->reg, server, T_SERVER,
-                                MIO_READABLE | MIO_PRIORITY);
+    err = mio_registry_register(c->reg, server, T_SERVER, MIO_READABLE | MIO_PRIORITY);
     if (err == -EOPNOTSUPP) {
         close(client);
         close(server);
@@ -660,8 +636,7 @@ static void test_oob_priority(void **state)
     }
     assert_int_equal(err, 0);
     assert_int_equal(send(client, "!", 1, MSG_OOB | MSG_NOSIGNAL), 1);
-    assert_has(wait_for_token(c->poll, c->events, T_SERVER, WAIT_MS),
-               EV_R | EV_P);
+    assert_has(wait_for_token(c->poll, c->events, T_SERVER, WAIT_MS), EV_R | EV_P);
     assert_int_equal(recv(server, &byte, 1, MSG_OOB), 1);
     assert_int_equal(byte, '!');
     assert_int_equal(mio_registry_deregister(c->reg, server), 0);
@@ -677,17 +652,16 @@ static void test_pipe_writer_closed(void **state)
     char buf[8];
 
     assert_int_equal(mio_pipe(p), 0);
-    assert_int_equal(mio_registry_register(c->reg, p[0], T_OTHER,
-                                           MIO_READABLE), 0);
+    assert_int_equal(mio_registry_register(c->reg, p[0], T_OTHER, MIO_READABLE), 0);
     assert_int_equal(write(p[1], "x", 1), 1);
     assert_has(wait_for_token(c->poll, c->events, T_OTHER, WAIT_MS), EV_R);
-    assert_int_equal(read(p[0], buf, sizeof buf), 1);
+    assert_int_equal(read(p[0], buf, sizeof(buf)), 1);
     drain_rearm(c, p[0]);
 
     close(p[1]);
     assert_has(wait_for_token(c->poll, c->events, T_OTHER, WAIT_MS), EV_RC);
     expect_no_event(c->poll, c->events, T_OTHER, QUIET_MS);
-    assert_int_equal(read(p[0], buf, sizeof buf), 0);
+    assert_int_equal(read(p[0], buf, sizeof(buf)), 0);
     assert_int_equal(mio_registry_deregister(c->reg, p[0]), 0);
     close(p[0]);
 }
@@ -709,14 +683,13 @@ static void test_udp(void **state)
     assert_int_equal(mio_udp_connect(a, (struct sockaddr *)&ss, len), 0);
     len = lo4(&ss, local_port(a));
     assert_int_equal(mio_udp_connect(b, (struct sockaddr *)&ss, len), 0);
-    assert_int_equal(mio_registry_register(c->reg, b, T_OTHER, MIO_READABLE),
-                     0);
+    assert_int_equal(mio_registry_register(c->reg, b, T_OTHER, MIO_READABLE), 0);
     for (i = 0; i < 2; i++) {
         send_str(a, i == 0 ? "ping" : "again");
         assert_has(wait_for_token(c->poll, c->events, T_OTHER, WAIT_MS), EV_R);
-        assert_int_equal(recv(b, buf, sizeof buf, 0), i == 0 ? 4 : 5);
+        assert_int_equal(recv(b, buf, sizeof(buf), 0), i == 0 ? 4 : 5);
         assert_memory_equal(buf, i == 0 ? "ping" : "again", i == 0 ? 4 : 5);
-        assert_int_equal(recv(b, buf, sizeof buf, 0), -1);
+        assert_int_equal(recv(b, buf, sizeof(buf), 0), -1);
         assert_int_equal(errno, EAGAIN);
         assert_int_equal(mio_registry_rearm(c->reg, b, MIO_READABLE), 0);
         expect_no_event(c->poll, c->events, T_OTHER, QUIET_MS);
@@ -734,21 +707,18 @@ static void test_unix_stream(void **state)
     char dir[128], path[160];
     int l, cl, sv;
 
-    make_tmpdir(dir, sizeof dir);
-    snprintf(path, sizeof path, "%s/echo.sock", dir);
+    make_tmpdir(dir, sizeof(dir));
+    snprintf(path, sizeof(path), "%s/echo.sock", dir);
     assert_int_equal(mio_unix_connect(path), -ENOENT);
     l = mio_unix_listen(path, 0);
     assert_true(l >= 0);
     assert_int_equal(mio_unix_listen(path, 0), -EADDRINUSE);
-    assert_int_equal(mio_registry_register(c->reg, l, T_LISTEN, MIO_READABLE),
-                     0);
+    assert_int_equal(mio_registry_register(c->reg, l, T_LISTEN, MIO_READABLE), 0);
     cl = mio_unix_connect(path);
     assert_true(cl >= 0);
     sv = accept_ready(c, l);
-    assert_int_equal(mio_registry_register(c->reg, sv, T_SERVER,
-                                           MIO_READABLE), 0);
-    assert_int_equal(mio_registry_register(c->reg, cl, T_CLIENT,
-                                           MIO_READABLE), 0);
+    assert_int_equal(mio_registry_register(c->reg, sv, T_SERVER, MIO_READABLE), 0);
+    assert_int_equal(mio_registry_register(c->reg, cl, T_CLIENT, MIO_READABLE), 0);
     send_str(cl, "hello");
     expect_str(c, sv, T_SERVER, "hello");
     send_str(sv, "world");
@@ -771,7 +741,7 @@ static void test_unix_path_limits(void **state)
 {
     struct sockaddr_un sun;
     char path[201];
-    size_t max = sizeof sun.sun_path - 1;
+    size_t max = sizeof(sun.sun_path) - 1;
 
     (void)state;
     memset(path, 'a', 200);
@@ -795,10 +765,8 @@ static void test_unix_pair(void **state)
     int p[2];
 
     assert_int_equal(mio_unix_pair(p), 0);
-    assert_int_equal(mio_registry_register(c->reg, p[0], T_CLIENT,
-                                           MIO_READABLE), 0);
-    assert_int_equal(mio_registry_register(c->reg, p[1], T_SERVER,
-                                           MIO_READABLE), 0);
+    assert_int_equal(mio_registry_register(c->reg, p[0], T_CLIENT, MIO_READABLE), 0);
+    assert_int_equal(mio_registry_register(c->reg, p[1], T_SERVER, MIO_READABLE), 0);
     send_str(p[0], "abc");
     expect_str(c, p[1], T_SERVER, "abc");
     send_str(p[1], "def");
@@ -819,12 +787,12 @@ static void test_local_addr(void **state)
     int lfd = listen4(&port);
     struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
     struct sockaddr_in raw;
-    socklen_t rawlen = sizeof raw;
+    socklen_t rawlen = sizeof(raw);
 
     (void)state;
     assert_int_equal(getsockname(lfd, (struct sockaddr *)&raw, &rawlen), 0);
     assert_int_equal(mio_socket_local_addr(lfd, &ss, &len), 0);
-    assert_int_equal(len, sizeof *sin);
+    assert_int_equal(len, sizeof(*sin));
     assert_int_equal(sin->sin_family, AF_INET);
     assert_int_equal(ntohl(sin->sin_addr.s_addr), INADDR_LOOPBACK);
     assert_int_equal(ntohs(sin->sin_port), port);
@@ -840,17 +808,15 @@ static void test_nodelay(void **state)
 {
     struct ctx *c = *state;
     int client, server, on = -1;
-    socklen_t len = sizeof on;
+    socklen_t len = sizeof(on);
 
     pair_via_mio(c, &client, &server);
     assert_int_equal(mio_tcp_set_nodelay(client, true), 0);
-    assert_int_equal(getsockopt(client, IPPROTO_TCP, TCP_NODELAY, &on, &len),
-                     0);
+    assert_int_equal(getsockopt(client, IPPROTO_TCP, TCP_NODELAY, &on, &len), 0);
     assert_true(on != 0);
     assert_int_equal(mio_tcp_set_nodelay(client, false), 0);
-    len = sizeof on;
-    assert_int_equal(getsockopt(client, IPPROTO_TCP, TCP_NODELAY, &on, &len),
-                     0);
+    len = sizeof(on);
+    assert_int_equal(getsockopt(client, IPPROTO_TCP, TCP_NODELAY, &on, &len), 0);
     assert_int_equal(on, 0);
     close(client);
     close(server);

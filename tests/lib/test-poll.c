@@ -47,7 +47,8 @@ static void zero_timeout_returns_ready_events(void **state)
     assert_int_equal(mio_unix_pair(fds), 0);
     assert_int_equal(write(fds[1], "x", 1), 1);
     assert_int_equal(mio_registry_register(mio_poll_registry(poll), fds[0], 7,
-                                           MIO_READABLE), 0);
+                                           MIO_READABLE),
+                     0);
     struct timespec zero = {0, 0};
     assert_int_equal(mio_poll_poll(poll, events, &zero), 0);
     assert_int_equal(mio_events_len(events), 1);
@@ -107,7 +108,8 @@ static void huge_timeout_with_ready_source_returns(void **state)
     assert_int_equal(mio_pipe(fds), 0);
     assert_int_equal(write(fds[1], "x", 1), 1);
     assert_int_equal(mio_registry_register(mio_poll_registry(poll), fds[0], 1,
-                                           MIO_READABLE), 0);
+                                           MIO_READABLE),
+                     0);
     struct timespec ts = {(time_t)INT_MAX, 0};
     assert_int_equal(mio_poll_poll(poll, events, &ts), 0);
     assert_int_equal(mio_events_len(events), 1);
@@ -124,7 +126,8 @@ static void malformed_timeout_is_einval(void **state)
     assert_int_equal(mio_poll_new(&poll), 0);
     mio_events_t *events = mio_events_new(4);
     assert_int_equal(mio_poll_poll(poll, events, &(struct timespec){-1, 0}), -EINVAL);
-    assert_int_equal(mio_poll_poll(poll, events, &(struct timespec){0, 1000000000}), -EINVAL);
+    assert_int_equal(mio_poll_poll(poll, events, &(struct timespec){0, 1000000000}),
+                     -EINVAL);
     assert_int_equal(mio_poll_poll(poll, events, &(struct timespec){0, -1}), -EINVAL);
     mio_events_free(events);
     mio_poll_free(poll);
@@ -157,7 +160,8 @@ static void events_accessors(void **state)
     assert_int_equal(mio_pipe(fds), 0);
     assert_int_equal(write(fds[1], "x", 1), 1);
     assert_int_equal(mio_registry_register(mio_poll_registry(poll), fds[0], 3,
-                                           MIO_READABLE), 0);
+                                           MIO_READABLE),
+                     0);
     assert_int_equal(mio_poll_poll(poll, events, &(struct timespec){1, 0}), 0);
     assert_int_equal(mio_events_len(events), 1);
     assert_false(mio_events_is_empty(events));
@@ -188,14 +192,15 @@ static void events_beyond_capacity_come_next_time(void **state)
     for (int i = 0; i < N; i++) {
         assert_int_equal(mio_pipe(fds[i]), 0);
         assert_int_equal(write(fds[i][1], "x", 1), 1);
-        assert_int_equal(mio_registry_register(mio_poll_registry(poll),
-                                               fds[i][0], (mio_token_t)i,
-                                               MIO_READABLE), 0);
+        assert_int_equal(mio_registry_register(mio_poll_registry(poll), fds[i][0],
+                                               (mio_token_t)i, MIO_READABLE),
+                         0);
     }
     int seen[N] = {0};
     int total = 0;
     for (int round = 0; round < 10 && total < N; round++) {
-        assert_int_equal(mio_poll_poll(poll, events, &(struct timespec){0, 100000000}), 0);
+        assert_int_equal(mio_poll_poll(poll, events, &(struct timespec){0, 100000000}),
+                         0);
         assert_true(mio_events_len(events) <= 4);
         for (size_t i = 0; i < mio_events_len(events); i++) {
             mio_token_t t = mio_event_token(mio_events_get(events, i));

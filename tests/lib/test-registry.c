@@ -67,13 +67,15 @@ static void bad_arguments_are_refused(void **state)
     close(closed);
     assert_int_equal(mio_registry_register(f->reg, closed, 1, MIO_READABLE), -EBADF);
     assert_int_equal(mio_registry_deregister(f->reg, f->fds[0]), -ENOENT);
-    assert_int_equal(mio_registry_reregister(f->reg, f->fds[0], 1, MIO_READABLE), -ENOENT);
+    assert_int_equal(mio_registry_reregister(f->reg, f->fds[0], 1, MIO_READABLE),
+                     -ENOENT);
     assert_int_equal(mio_registry_reregister(f->reg, f->fds[0], 1, 0), -EINVAL);
     assert_int_equal(mio_registry_deregister(f->reg, -1), -EBADF);
     assert_int_equal(mio_registry_rearm(f->reg, f->fds[0], 0), -EINVAL);
     /* AIO and LIO exist on kqueue only; PRIORITY everywhere but kqueue. */
     assert_int_equal(mio_registry_register(f->reg, f->fds[0], 1, MIO_AIO), -EOPNOTSUPP);
-    assert_int_equal(mio_registry_register(f->reg, f->fds[0], 1, MIO_LIO | MIO_READABLE), -EOPNOTSUPP);
+    assert_int_equal(mio_registry_register(f->reg, f->fds[0], 1, MIO_LIO | MIO_READABLE),
+                     -EOPNOTSUPP);
 }
 
 static void double_registration_is_eexist(void **state)
@@ -158,7 +160,9 @@ static void short_read_at_urgent_mark_leaves_bytes_queued(void **state)
     char buf[4096];
     tcp_pair(&client, &server);
     assert_int_equal(setsockopt(server, SOL_SOCKET, SO_OOBINLINE, &on, sizeof(on)), 0);
-    assert_int_equal(mio_registry_register(f->reg, server, 9, MIO_READABLE | MIO_PRIORITY), 0);
+    assert_int_equal(mio_registry_register(f->reg, server, 9,
+                                           MIO_READABLE | MIO_PRIORITY),
+                     0);
     assert_int_equal(send(client, "0123456789", 10, 0), 10);
     assert_int_equal(send(client, "!", 1, MSG_OOB), 1);
     assert_int_equal(send(client, "abcdefghij", 10, 0), 10);
@@ -169,7 +173,7 @@ static void short_read_at_urgent_mark_leaves_bytes_queued(void **state)
     assert_int_equal(read(server, buf, sizeof(buf)), 10); /* short, at the mark */
     assert_int_equal(mio_registry_rearm(f->reg, server, MIO_READABLE | MIO_PRIORITY), 0);
     if (strcmp(mio_backend_name(), "poll") != 0)
-        expect_no_event(f->poll, f->events, 9, 50); /* nothing tells of the rest */
+        expect_no_event(f->poll, f->events, 9, 50);       /* nothing tells of the rest */
     assert_int_equal(read(server, buf, sizeof(buf)), 11); /* "!abcdefghij" */
     assert_memory_equal(buf, "!abcdefghij", 11);
     assert_int_equal(mio_registry_deregister(f->reg, server), 0);
@@ -222,7 +226,9 @@ static void reregister_replaces_token_and_interest(void **state)
 static void no_events_after_deregister(void **state)
 {
     struct fixture *f = *state;
-    assert_int_equal(mio_registry_register(f->reg, f->fds[0], 4, MIO_READABLE | MIO_WRITABLE), 0);
+    assert_int_equal(mio_registry_register(f->reg, f->fds[0], 4,
+                                           MIO_READABLE | MIO_WRITABLE),
+                     0);
     assert_int_equal(write(f->fds[1], "x", 1), 1);
     assert_int_equal(mio_registry_deregister(f->reg, f->fds[0]), 0);
     expect_no_event(f->poll, f->events, MIO_TOKEN_ANY, 50);
@@ -335,8 +341,8 @@ static void register_from_three_threads(void **state)
         for (size_t i = 0; i < mio_events_len(f->events); i++) {
             const mio_event_t *ev = mio_events_get(f->events, i);
             mio_token_t tok = mio_event_token(ev);
-            assert_true(tok < THREADS * 100);        /* never a stale 1000+ token */
-            assert_int_equal((tok % 100) % 2, 1);   /* never a deregistered one */
+            assert_true(tok < THREADS * 100);     /* never a stale 1000+ token */
+            assert_int_equal((tok % 100) % 2, 1); /* never a deregistered one */
             assert_true(mio_event_is_readable(ev));
             if (seen[tok]++ == 0)
                 got++;
@@ -382,7 +388,9 @@ static void thousand_sources_each_reported_once(void **state)
     memset(seen, 0, sizeof(seen));
     for (int i = 0; i < N; i++) {
         assert_int_equal(mio_pipe(fds[i]), 0);
-        assert_int_equal(mio_registry_register(f->reg, fds[i][0], (mio_token_t)i, MIO_READABLE), 0);
+        assert_int_equal(mio_registry_register(f->reg, fds[i][0], (mio_token_t)i,
+                                               MIO_READABLE),
+                         0);
     }
     for (int i = N - 1; i >= 0; i -= 3)
         assert_int_equal(write(fds[i][1], "x", 1), 1);
@@ -392,7 +400,9 @@ static void thousand_sources_each_reported_once(void **state)
     int got = 0;
     int64_t deadline = now_ms() + 5000;
     while (got < want && now_ms() < deadline) {
-        assert_int_equal(mio_poll_poll(f->poll, f->events, &(struct timespec){0, 100000000}), 0);
+        assert_int_equal(mio_poll_poll(f->poll, f->events,
+                                       &(struct timespec){0, 100000000}),
+                         0);
         for (size_t i = 0; i < mio_events_len(f->events); i++) {
             mio_token_t t = mio_event_token(mio_events_get(f->events, i));
             assert_true(t < N);
@@ -417,9 +427,9 @@ int main(void)
         T(bad_arguments_are_refused),
         T(double_registration_is_eexist),
         T(readiness_is_rearmed_after_eagain),
-    T(short_read_consumes_readiness_unix),
-    T(short_read_consumes_readiness_tcp),
-    T(short_read_at_urgent_mark_leaves_bytes_queued),
+        T(short_read_consumes_readiness_unix),
+        T(short_read_consumes_readiness_tcp),
+        T(short_read_at_urgent_mark_leaves_bytes_queued),
         T(writable_edge_comes_back_after_eagain),
         T(reregister_replaces_token_and_interest),
         T(no_events_after_deregister),

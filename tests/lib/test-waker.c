@@ -192,11 +192,14 @@ static void wake_waits_for_room(void **state)
     int fds[2];
     assert_int_equal(mio_pipe(fds), 0);
     assert_int_equal(write(fds[1], "x", 1), 1);
-    assert_int_equal(mio_registry_register(mio_poll_registry(f->poll), fds[0], 5, MIO_READABLE), 0);
+    assert_int_equal(mio_registry_register(mio_poll_registry(f->poll), fds[0], 5,
+                                           MIO_READABLE),
+                     0);
     assert_int_equal(mio_waker_wake(f->waker), 0);
     int wake = 0, data = 0;
     for (int i = 0; i < 4; i++) {
-        assert_int_equal(mio_poll_poll(f->poll, one, &(struct timespec){0, 100000000}), 0);
+        assert_int_equal(mio_poll_poll(f->poll, one, &(struct timespec){0, 100000000}),
+                         0);
         for (size_t k = 0; k < mio_events_len(one); k++) {
             mio_token_t t = mio_event_token(mio_events_get(one, k));
             wake += t == WAKE;
@@ -214,14 +217,10 @@ int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, setup, teardown)
     const struct CMUnitTest tests[] = {
-        T(wake_gives_one_readable_event),
-        T(wakes_coalesce),
-        T(many_wakes_still_wake),
-        T(wake_from_thread_ends_blocked_poll),
-        T(wakes_from_two_threads),
-        T(wake_from_signal_handler),
-        T(waker_outlives_poll),
-        T(two_wakers_two_tokens),
+        T(wake_gives_one_readable_event), T(wakes_coalesce),
+        T(many_wakes_still_wake),         T(wake_from_thread_ends_blocked_poll),
+        T(wakes_from_two_threads),        T(wake_from_signal_handler),
+        T(waker_outlives_poll),           T(two_wakers_two_tokens),
         T(wake_waits_for_room),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

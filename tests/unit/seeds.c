@@ -17,8 +17,8 @@ static void seed_path(char *path, size_t len, const char *corpus, const char *na
 {
     const char *top = getenv("top_srcdir");
     snprintf(path, len, "%s/tests/fuzz-corpus/%s%s%s",
-             top != NULL && top[0] != '\0' ? top : ".", corpus,
-             name ? "/" : "", name ? name : "");
+             top != NULL && top[0] != '\0' ? top : ".", corpus, name ? "/" : "",
+             name ? name : "");
 }
 
 size_t read_seed(const char *corpus, const char *name, char *buf, size_t size)

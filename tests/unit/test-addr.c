@@ -39,7 +39,7 @@ static addr_t parse_one(const char *text, enum addr_use use)
     char err[256] = "";
     size_t n = 99;
 
-    if (addr_parse(text, use, out, 2, &n, err, sizeof err) != 0)
+    if (addr_parse(text, use, out, 2, &n, err, sizeof(err)) != 0)
         fail_msg("\"%s\" refused: %s", text, err);
     assert_int_equal(n, 1);
     return out[0];
@@ -52,13 +52,13 @@ static void expect_error(const char *text, enum addr_use use, const char *msg)
     char err[512] = "";
     size_t n = 99;
 
-    memset(out, 0xa5, sizeof out);
-    memcpy(before, out, sizeof out);
-    if (addr_parse(text, use, out, 2, &n, err, sizeof err) != -1)
+    memset(out, 0xa5, sizeof(out));
+    memcpy(before, out, sizeof(out));
+    if (addr_parse(text, use, out, 2, &n, err, sizeof(err)) != -1)
         fail_msg("\"%s\" accepted", text);
     assert_string_equal(err, msg);
     assert_int_equal(n, 0);
-    assert_memory_equal(out, before, sizeof out);
+    assert_memory_equal(out, before, sizeof(out));
 }
 
 /* Asserts that text parses and formats back to exactly text. */
@@ -67,7 +67,7 @@ static void expect_round_trip(const char *text, enum addr_use use)
     addr_t a = parse_one(text, use);
     char buf[ADDR_STRLEN];
 
-    addr_format(&a, buf, sizeof buf);
+    addr_format(&a, buf, sizeof(buf));
     assert_string_equal(buf, text);
 }
 
@@ -76,11 +76,11 @@ static addr_t v4(const char *ip, unsigned port)
 {
     addr_t a;
 
-    memset(&a, 0, sizeof a);
+    memset(&a, 0, sizeof(a));
     a.u.in.sin_family = AF_INET;
     a.u.in.sin_port = htons((in_port_t)port);
     assert_int_equal(inet_pton(AF_INET, ip, &a.u.in.sin_addr), 1);
-    a.len = sizeof a.u.in;
+    a.len = sizeof(a.u.in);
     return a;
 }
 
@@ -89,11 +89,11 @@ static addr_t v6(const char *ip, unsigned port)
 {
     addr_t a;
 
-    memset(&a, 0, sizeof a);
+    memset(&a, 0, sizeof(a));
     a.u.in6.sin6_family = AF_INET6;
     a.u.in6.sin6_port = htons((in_port_t)port);
     assert_int_equal(inet_pton(AF_INET6, ip, &a.u.in6.sin6_addr), 1);
-    a.len = sizeof a.u.in6;
+    a.len = sizeof(a.u.in6);
     return a;
 }
 
@@ -102,7 +102,7 @@ static addr_t unix_addr(const char *path)
 {
     addr_t a;
 
-    memset(&a, 0, sizeof a);
+    memset(&a, 0, sizeof(a));
     a.u.un.sun_family = AF_UNIX;
     strcpy(a.u.un.sun_path, path);
     a.len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + strlen(path) + 1);
@@ -127,7 +127,7 @@ static void test_v4(void **state)
     assert_int_equal(a.len, sizeof(struct sockaddr_in));
     assert_int_equal(ntohs(a.u.in.sin_port), 7007);
     assert_int_equal(ntohl(a.u.in.sin_addr.s_addr), 0x7f000001);
-    assert_memory_equal(&a, &expected, sizeof a);
+    assert_memory_equal(&a, &expected, sizeof(a));
     assert_int_equal(ntohs(b.u.in.sin_port), 65535);
     expect_round_trip("127.0.0.1:7007", ADDR_LISTEN);
     expect_round_trip("0.0.0.0:0", ADDR_LISTEN);
@@ -172,35 +172,35 @@ static void test_ports(void **state)
         enum addr_use use;
         const char *msg;
     } cases[] = {
-        { "1.2.3.4:70000", ADDR_LISTEN, "port \"70000\" out of range 0-65535" },
-        { "1.2.3.4:65536", ADDR_LISTEN, "port \"65536\" out of range 0-65535" },
-        { "1.2.3.4:70000", ADDR_UPSTREAM, "port \"70000\" out of range 1-65535" },
-        { "1.2.3.4:0", ADDR_UPSTREAM, "port \"0\" out of range 1-65535" },
-        { "1.2.3.4:000", ADDR_UPSTREAM, "port \"000\" out of range 1-65535" },
-        { "1.2.3.4:99999999999999999999999", ADDR_LISTEN,
-          "port \"99999999999999999999999\" out of range 0-65535" },
-        { "1.2.3.4:+80", ADDR_LISTEN,
-          "invalid port \"+80\" in \"1.2.3.4:+80\"; expected a decimal number" },
-        { "1.2.3.4:-1", ADDR_LISTEN,
-          "invalid port \"-1\" in \"1.2.3.4:-1\"; expected a decimal number" },
-        { "1.2.3.4: 80", ADDR_LISTEN,
-          "invalid port \" 80\" in \"1.2.3.4: 80\"; expected a decimal number" },
-        { "1.2.3.4:80 ", ADDR_UPSTREAM,
-          "invalid port \"80 \" in \"1.2.3.4:80 \"; expected a decimal number" },
-        { "1.2.3.4:80x", ADDR_UPSTREAM,
-          "invalid port \"80x\" in \"1.2.3.4:80x\"; expected a decimal number" },
-        { "1.2.3.4:0x50", ADDR_UPSTREAM,
-          "invalid port \"0x50\" in \"1.2.3.4:0x50\"; expected a decimal number" },
-        { "1.2.3.4:http", ADDR_UPSTREAM,
-          "invalid port \"http\" in \"1.2.3.4:http\"; expected a decimal number" },
-        { "[::1]:65536", ADDR_UPSTREAM, "port \"65536\" out of range 1-65535" },
-        { "[::1]:0", ADDR_UPSTREAM, "port \"0\" out of range 1-65535" },
-        { "*:70000", ADDR_LISTEN, "port \"70000\" out of range 0-65535" },
+        {"1.2.3.4:70000", ADDR_LISTEN, "port \"70000\" out of range 0-65535"},
+        {"1.2.3.4:65536", ADDR_LISTEN, "port \"65536\" out of range 0-65535"},
+        {"1.2.3.4:70000", ADDR_UPSTREAM, "port \"70000\" out of range 1-65535"},
+        {"1.2.3.4:0", ADDR_UPSTREAM, "port \"0\" out of range 1-65535"},
+        {"1.2.3.4:000", ADDR_UPSTREAM, "port \"000\" out of range 1-65535"},
+        {"1.2.3.4:99999999999999999999999", ADDR_LISTEN,
+         "port \"99999999999999999999999\" out of range 0-65535"},
+        {"1.2.3.4:+80", ADDR_LISTEN,
+         "invalid port \"+80\" in \"1.2.3.4:+80\"; expected a decimal number"},
+        {"1.2.3.4:-1", ADDR_LISTEN,
+         "invalid port \"-1\" in \"1.2.3.4:-1\"; expected a decimal number"},
+        {"1.2.3.4: 80", ADDR_LISTEN,
+         "invalid port \" 80\" in \"1.2.3.4: 80\"; expected a decimal number"},
+        {"1.2.3.4:80 ", ADDR_UPSTREAM,
+         "invalid port \"80 \" in \"1.2.3.4:80 \"; expected a decimal number"},
+        {"1.2.3.4:80x", ADDR_UPSTREAM,
+         "invalid port \"80x\" in \"1.2.3.4:80x\"; expected a decimal number"},
+        {"1.2.3.4:0x50", ADDR_UPSTREAM,
+         "invalid port \"0x50\" in \"1.2.3.4:0x50\"; expected a decimal number"},
+        {"1.2.3.4:http", ADDR_UPSTREAM,
+         "invalid port \"http\" in \"1.2.3.4:http\"; expected a decimal number"},
+        {"[::1]:65536", ADDR_UPSTREAM, "port \"65536\" out of range 1-65535"},
+        {"[::1]:0", ADDR_UPSTREAM, "port \"0\" out of range 1-65535"},
+        {"*:70000", ADDR_LISTEN, "port \"70000\" out of range 0-65535"},
     };
     addr_t a;
 
     (void)state;
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
         expect_error(cases[i].text, cases[i].use, cases[i].msg);
     a = parse_one("1.2.3.4:0", ADDR_LISTEN);
     assert_int_equal(a.u.in.sin_port, 0);
@@ -219,7 +219,7 @@ static void test_v6(void **state)
     (void)state;
     assert_int_equal(a.u.sa.sa_family, AF_INET6);
     assert_int_equal(a.len, sizeof(struct sockaddr_in6));
-    assert_memory_equal(&a, &expected, sizeof a);
+    assert_memory_equal(&a, &expected, sizeof(a));
     expect_round_trip("[::1]:7007", ADDR_UPSTREAM);
     expect_round_trip("[::]:0", ADDR_LISTEN);
     expect_round_trip("[2001:db8::1]:443", ADDR_UPSTREAM);
@@ -227,7 +227,7 @@ static void test_v6(void **state)
     /* formatting is canonical, not a copy of the text */
     a = parse_one("[2001:DB8:0:0:0:0:0:1]:443", ADDR_UPSTREAM);
     expected = v6("2001:db8::1", 443);
-    assert_memory_equal(&a, &expected, sizeof a);
+    assert_memory_equal(&a, &expected, sizeof(a));
 }
 
 /* "[fe80::1%lo]:port" sets the scope from the interface name. */
@@ -248,8 +248,9 @@ static void test_v6_scope(void **state)
     expect_error("[fe80::1%]:80", ADDR_UPSTREAM,
                  "missing interface name after '%' in \"[fe80::1%]:80\"");
     /* 16 bytes: longer than any interface name; 15 bytes of it is not one */
-    expect_error("[fe80::1%lo0123456789abcd]:80", ADDR_LISTEN,
-                 "unknown interface \"lo0123456789abcd\" in \"[fe80::1%lo0123456789abcd]:80\"");
+    expect_error(
+        "[fe80::1%lo0123456789abcd]:80", ADDR_LISTEN,
+        "unknown interface \"lo0123456789abcd\" in \"[fe80::1%lo0123456789abcd]:80\"");
     expect_error("[fe80::1%averyveryverylongname]:80", ADDR_LISTEN,
                  "unknown interface \"averyveryverylongname\" in "
                  "\"[fe80::1%averyveryverylongname]:80\"");
@@ -262,25 +263,28 @@ static void test_v6_errors(void **state)
     expect_error("::1:80", ADDR_UPSTREAM, "IPv6 addresses need brackets: [::1]:port");
     expect_error("2001:db8::1", ADDR_LISTEN, "IPv6 addresses need brackets: [::1]:port");
     expect_error("[::1]", ADDR_UPSTREAM, "missing port in \"[::1]\"; expected [v6]:port");
-    expect_error("[::1]:", ADDR_UPSTREAM, "missing port in \"[::1]:\"; expected [v6]:port");
+    expect_error("[::1]:", ADDR_UPSTREAM,
+                 "missing port in \"[::1]:\"; expected [v6]:port");
     expect_error("[::1]80", ADDR_UPSTREAM,
                  "unexpected \"80\" after ']' in \"[::1]80\"; expected [v6]:port");
-    expect_error("[::1:80", ADDR_LISTEN, "missing ']' in \"[::1:80\"; expected [v6]:port");
+    expect_error("[::1:80", ADDR_LISTEN,
+                 "missing ']' in \"[::1:80\"; expected [v6]:port");
     expect_error("[zz::1]:80", ADDR_UPSTREAM,
                  "invalid IPv6 address \"zz::1\" in \"[zz::1]:80\"");
     expect_error("[]:80", ADDR_UPSTREAM, "invalid IPv6 address \"\" in \"[]:80\"");
     /* 45 bytes would be a valid address */
-    expect_error("[0000:0000:0000:0000:0000:0000:192.168.100.2000]:80", ADDR_UPSTREAM,
-                 "invalid IPv6 address \"0000:0000:0000:0000:0000:0000:192.168.100.2000\" "
-                 "in \"[0000:0000:0000:0000:0000:0000:192.168.100.2000]:80\"");
+    expect_error(
+        "[0000:0000:0000:0000:0000:0000:192.168.100.2000]:80", ADDR_UPSTREAM,
+        "invalid IPv6 address \"0000:0000:0000:0000:0000:0000:192.168.100.2000\" "
+        "in \"[0000:0000:0000:0000:0000:0000:192.168.100.2000]:80\"");
     expect_error("[zz::1%lo]:80", ADDR_UPSTREAM,
                  "invalid IPv6 address \"zz::1\" in \"[zz::1%lo]:80\"");
     expect_error("[127.0.0.1]:80", ADDR_UPSTREAM,
                  "invalid IPv6 address \"127.0.0.1\" in \"[127.0.0.1]:80\"");
-    expect_error("[1:2:3:4:5:6:7:8:9:10:11:12:13:14:15:16:17:18:19:20:21:22]:80",
-                 ADDR_UPSTREAM,
-                 "invalid IPv6 address \"1:2:3:4:5:6:7:8:9:10:11:12:13:14:15:16:17:18:19:20:21:22\" "
-                 "in \"[1:2:3:4:5:6:7:8:9:10:11:12:13:14:15:16:17:18:19:20:21:22]:80\"");
+    expect_error(
+        "[1:2:3:4:5:6:7:8:9:10:11:12:13:14:15:16:17:18:19:20:21:22]:80", ADDR_UPSTREAM,
+        "invalid IPv6 address \"1:2:3:4:5:6:7:8:9:10:11:12:13:14:15:16:17:18:19:20:21:22\" "
+        "in \"[1:2:3:4:5:6:7:8:9:10:11:12:13:14:15:16:17:18:19:20:21:22]:80\"");
 }
 
 /* "*:port" is 0.0.0.0 then [::], needs two slots, and is listen-only. */
@@ -292,28 +296,30 @@ static void test_wildcard(void **state)
     size_t n = 0;
 
     (void)state;
-    assert_int_equal(addr_parse("*:7007", ADDR_LISTEN, out, 3, &n, err, sizeof err), 0);
+    assert_int_equal(addr_parse("*:7007", ADDR_LISTEN, out, 3, &n, err, sizeof(err)), 0);
     assert_int_equal(n, 2);
-    assert_memory_equal(&out[0], &any4, sizeof any4);
-    assert_memory_equal(&out[1], &any6, sizeof any6);
-    addr_format(&out[0], buf, sizeof buf);
+    assert_memory_equal(&out[0], &any4, sizeof(any4));
+    assert_memory_equal(&out[1], &any6, sizeof(any6));
+    addr_format(&out[0], buf, sizeof(buf));
     assert_string_equal(buf, "0.0.0.0:7007");
-    addr_format(&out[1], buf, sizeof buf);
+    addr_format(&out[1], buf, sizeof(buf));
     assert_string_equal(buf, "[::]:7007");
-    assert_int_equal(addr_parse("*:0", ADDR_LISTEN, out, 2, &n, err, sizeof err), 0);
+    assert_int_equal(addr_parse("*:0", ADDR_LISTEN, out, 2, &n, err, sizeof(err)), 0);
     assert_int_equal(n, 2);
 
     n = 99;
-    assert_int_equal(addr_parse("*:7007", ADDR_LISTEN, out, 1, &n, err, sizeof err), -1);
+    assert_int_equal(addr_parse("*:7007", ADDR_LISTEN, out, 1, &n, err, sizeof(err)), -1);
     assert_string_equal(err, "no room for \"*:7007\": 2 needed, max 1");
     assert_int_equal(n, 0);
     n = 99;
-    assert_int_equal(addr_parse("[::1]:1", ADDR_LISTEN, out, 0, &n, err, sizeof err), -1);
+    assert_int_equal(addr_parse("[::1]:1", ADDR_LISTEN, out, 0, &n, err, sizeof(err)),
+                     -1);
     assert_string_equal(err, "no room for \"[::1]:1\": 1 needed, max 0");
     assert_int_equal(n, 0);
 
-    expect_error("*:7007", ADDR_UPSTREAM,
-                 "\"*\" is for listen addresses only; an upstream needs a host: \"*:7007\"");
+    expect_error(
+        "*:7007", ADDR_UPSTREAM,
+        "\"*\" is for listen addresses only; an upstream needs a host: \"*:7007\"");
     expect_error("*", ADDR_LISTEN, "missing port in \"*\"; expected *:port");
     expect_error("*:", ADDR_LISTEN, "missing port in \"*:\"; expected *:port");
     expect_error("*x:80", ADDR_LISTEN,
@@ -330,8 +336,9 @@ static void test_unix(void **state)
 
     (void)state;
     assert_int_equal(a.u.sa.sa_family, AF_UNIX);
-    assert_int_equal(a.len, offsetof(struct sockaddr_un, sun_path) + strlen("/run/echo.sock") + 1);
-    assert_memory_equal(&a, &expected, sizeof a);
+    assert_int_equal(a.len, offsetof(struct sockaddr_un, sun_path) +
+                                strlen("/run/echo.sock") + 1);
+    assert_memory_equal(&a, &expected, sizeof(a));
     expect_round_trip("unix:/run/echo.sock", ADDR_UPSTREAM);
     expect_round_trip("unix:/", ADDR_LISTEN);
 
@@ -344,8 +351,9 @@ static void test_unix(void **state)
     assert_int_equal(a.len, offsetof(struct sockaddr_un, sun_path) + longest + 1);
     expect_round_trip(text, ADDR_LISTEN);
     strcat(text, "b");
-    snprintf(msg, sizeof msg, "unix socket path is %zu bytes long; the limit is %zu: \"%s\"",
-             longest + 1, longest, text);
+    snprintf(msg, sizeof(msg),
+             "unix socket path is %zu bytes long; the limit is %zu: \"%s\"", longest + 1,
+             longest, text);
     expect_error(text, ADDR_UPSTREAM, msg);
 
     expect_error("unix:run/echo.sock", ADDR_LISTEN,
@@ -359,7 +367,7 @@ static void test_unix(void **state)
 /* Names: refused for listening, resolved (every result) for upstreams. */
 static void test_host_names(void **state)
 {
-    struct addrinfo hints = { .ai_flags = AI_NUMERICSERV, .ai_socktype = SOCK_STREAM };
+    struct addrinfo hints = {.ai_flags = AI_NUMERICSERV, .ai_socktype = SOCK_STREAM};
     struct addrinfo *res;
     char msg[512];
     addr_t a, expected[ADDR_RESOLVE_MAX], got[ADDR_RESOLVE_MAX];
@@ -367,8 +375,9 @@ static void test_host_names(void **state)
     int rc;
 
     (void)state;
-    expect_error("localhost:80", ADDR_LISTEN,
-                 "listen addresses must be numeric or *, not a host name: \"localhost:80\"");
+    expect_error(
+        "localhost:80", ADDR_LISTEN,
+        "listen addresses must be numeric or *, not a host name: \"localhost:80\"");
 
     /* every address getaddrinfo gives, in its order, port included */
     assert_int_equal(getaddrinfo("localhost", "80", &hints, &res), 0);
@@ -376,7 +385,7 @@ static void test_host_names(void **state)
          r = r->ai_next) {
         bool seen = false;
 
-        memset(&a, 0, sizeof a);
+        memset(&a, 0, sizeof(a));
         memcpy(&a.u, r->ai_addr, r->ai_addrlen);
         a.len = r->ai_addrlen;
         for (size_t i = 0; i < nexpected; i++)
@@ -385,22 +394,25 @@ static void test_host_names(void **state)
             expected[nexpected++] = a;
     }
     freeaddrinfo(res);
-    assert_int_equal(addr_parse("localhost:80", ADDR_UPSTREAM, got, ADDR_RESOLVE_MAX,
-                                &n, msg, sizeof msg), 0);
+    assert_int_equal(addr_parse("localhost:80", ADDR_UPSTREAM, got, ADDR_RESOLVE_MAX, &n,
+                                msg, sizeof(msg)),
+                     0);
     assert_int_equal(n, nexpected);
     for (size_t i = 0; i < n; i++) {
         assert_int_equal(got[i].len, expected[i].len);
-        assert_memory_equal(&got[i], &expected[i], sizeof got[i]);
+        assert_memory_equal(&got[i], &expected[i], sizeof(got[i]));
     }
     /* room for one: the first */
     assert_int_equal(addr_parse("localhost:80", ADDR_UPSTREAM, got, 1, &n, msg,
-                                sizeof msg), 0);
+                                sizeof(msg)),
+                     0);
     assert_int_equal(n, 1);
     assert_true(addr_equal(&got[0], &expected[0]));
 
     rc = getaddrinfo("no-such-host.invalid", "80", &hints, &res);
     assert_int_not_equal(rc, 0);
-    snprintf(msg, sizeof msg, "cannot resolve \"no-such-host.invalid\": %s", gai_strerror(rc));
+    snprintf(msg, sizeof(msg), "cannot resolve \"no-such-host.invalid\": %s",
+             gai_strerror(rc));
     expect_error("no-such-host.invalid:80", ADDR_UPSTREAM, msg);
 
     expect_error("bad_host!:80", ADDR_UPSTREAM,
@@ -421,8 +433,8 @@ static void test_host_names(void **state)
  * every other name (and numeric lookups) through the C library's;
  * freeaddrinfo() frees what it made and hands the rest on.
  */
-typedef int (*getaddrinfo_fn)(const char *, const char *,
-                              const struct addrinfo *, struct addrinfo **);
+typedef int (*getaddrinfo_fn)(const char *, const char *, const struct addrinfo *,
+                              struct addrinfo **);
 typedef void (*freeaddrinfo_fn)(struct addrinfo *);
 
 /* The table: a name and its answer, in order, duplicates included. */
@@ -430,15 +442,14 @@ static const struct {
     const char *name;
     const char *ips[24];
 } fake_hosts[] = {
-    { "two.test", { "::1", "127.0.0.1" } },
-    { "dups.test", { "127.0.0.1", "::1", "127.0.0.1", "192.0.2.1", "::1",
-                     "[unix]", "192.0.2.1" } },
-    { "many.test", { "192.0.2.1", "192.0.2.2", "192.0.2.3", "192.0.2.4",
-                     "192.0.2.5", "192.0.2.6", "192.0.2.7", "192.0.2.8",
-                     "192.0.2.9", "192.0.2.10", "192.0.2.11", "192.0.2.12",
-                     "192.0.2.13", "192.0.2.14", "192.0.2.15", "192.0.2.16",
-                     "192.0.2.17", "192.0.2.18", "192.0.2.19", "192.0.2.20" } },
-    { "unix-only.test", { "[unix]" } },
+    {"two.test", {"::1", "127.0.0.1"}},
+    {"dups.test",
+     {"127.0.0.1", "::1", "127.0.0.1", "192.0.2.1", "::1", "[unix]", "192.0.2.1"}},
+    {"many.test", {"192.0.2.1",  "192.0.2.2",  "192.0.2.3",  "192.0.2.4",  "192.0.2.5",
+                   "192.0.2.6",  "192.0.2.7",  "192.0.2.8",  "192.0.2.9",  "192.0.2.10",
+                   "192.0.2.11", "192.0.2.12", "192.0.2.13", "192.0.2.14", "192.0.2.15",
+                   "192.0.2.16", "192.0.2.17", "192.0.2.18", "192.0.2.19", "192.0.2.20"}},
+    {"unix-only.test", {"[unix]"}},
 };
 
 /* An answer of ours: each node holds its own address. */
@@ -454,7 +465,7 @@ static struct addrinfo *fake_answers[8];
 /* One node for ip ("[unix]": a family addr.c must pass over) and port. */
 static struct addrinfo *fake_node(const char *ip, unsigned port)
 {
-    struct fake_ai *f = calloc(1, sizeof *f);
+    struct fake_ai *f = calloc(1, sizeof(*f));
     struct sockaddr_in *in = (struct sockaddr_in *)&f->ss;
     struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&f->ss;
 
@@ -469,28 +480,30 @@ static struct addrinfo *fake_node(const char *ip, unsigned port)
     } else if (inet_pton(AF_INET, ip, &in->sin_addr) == 1) {
         f->ai.ai_family = in->sin_family = AF_INET;
         in->sin_port = htons((uint16_t)port);
-        f->ai.ai_addrlen = sizeof *in;
+        f->ai.ai_addrlen = sizeof(*in);
     } else if (inet_pton(AF_INET6, ip, &in6->sin6_addr) == 1) {
         f->ai.ai_family = in6->sin6_family = AF_INET6;
         in6->sin6_port = htons((uint16_t)port);
-        f->ai.ai_addrlen = sizeof *in6;
+        f->ai.ai_addrlen = sizeof(*in6);
     } else {
         abort();
     }
     return &f->ai;
 }
 
-int getaddrinfo(const char *node, const char *service,
-                const struct addrinfo *hints, struct addrinfo **res);
+int getaddrinfo(const char *node, const char *service, const struct addrinfo *hints,
+                struct addrinfo **res);
 void freeaddrinfo(struct addrinfo *ai);
 
-int getaddrinfo(const char *node, const char *service,
-                const struct addrinfo *hints, struct addrinfo **res)
+int getaddrinfo(const char *node, const char *service, const struct addrinfo *hints,
+                struct addrinfo **res)
 {
     getaddrinfo_fn real = (getaddrinfo_fn)dlsym(RTLD_NEXT, "getaddrinfo");
 
-    for (size_t i = 0; node != NULL && (hints == NULL || !(hints->ai_flags & AI_NUMERICHOST)) &&
-                       i < sizeof fake_hosts / sizeof fake_hosts[0]; i++) {
+    for (size_t i = 0;
+         node != NULL && (hints == NULL || !(hints->ai_flags & AI_NUMERICHOST)) &&
+         i < sizeof(fake_hosts) / sizeof(fake_hosts[0]);
+         i++) {
         struct addrinfo **tail = res;
 
         if (strcmp(node, fake_hosts[i].name) != 0)
@@ -501,7 +514,7 @@ int getaddrinfo(const char *node, const char *service,
                               service != NULL ? (unsigned)atoi(service) : 0);
             tail = &(*tail)->ai_next;
         }
-        for (size_t k = 0; k < sizeof fake_answers / sizeof fake_answers[0]; k++)
+        for (size_t k = 0; k < sizeof(fake_answers) / sizeof(fake_answers[0]); k++)
             if (fake_answers[k] == NULL) {
                 fake_answers[k] = *res;
                 return 0;
@@ -516,9 +529,9 @@ void freeaddrinfo(struct addrinfo *ai)
     freeaddrinfo_fn real = (freeaddrinfo_fn)dlsym(RTLD_NEXT, "freeaddrinfo");
     size_t k = 0;
 
-    while (k < sizeof fake_answers / sizeof fake_answers[0] && fake_answers[k] != ai)
+    while (k < sizeof(fake_answers) / sizeof(fake_answers[0]) && fake_answers[k] != ai)
         k++;
-    if (ai == NULL || k == sizeof fake_answers / sizeof fake_answers[0]) {
+    if (ai == NULL || k == sizeof(fake_answers) / sizeof(fake_answers[0])) {
         if (real != NULL && ai != NULL)
             real(ai);
         return;
@@ -542,24 +555,25 @@ static void expect_resolved(const char *text, size_t max, const char *const *ips
     size_t got = 99;
 
     assert_true(max <= ADDR_RESOLVE_MAX + 2);
-    memset(out, 0xa5, sizeof out);
-    memcpy(before, out, sizeof out);
-    if (addr_parse(text, ADDR_UPSTREAM, out, max, &got, err, sizeof err) != 0)
+    memset(out, 0xa5, sizeof(out));
+    memcpy(before, out, sizeof(out));
+    if (addr_parse(text, ADDR_UPSTREAM, out, max, &got, err, sizeof(err)) != 0)
         fail_msg("\"%s\" refused: %s", text, err);
     assert_int_equal(got, n);
     for (size_t i = 0; i < n; i++) {
         if (strchr(ips[i], ':') != NULL)
-            snprintf(want, sizeof want, "[%s]:%u", ips[i], port);
+            snprintf(want, sizeof(want), "[%s]:%u", ips[i], port);
         else
-            snprintf(want, sizeof want, "%s:%u", ips[i], port);
-        addr_format(&out[i], buf, sizeof buf);
+            snprintf(want, sizeof(want), "%s:%u", ips[i], port);
+        addr_format(&out[i], buf, sizeof(buf));
         assert_string_equal(buf, want);
         assert_int_equal(out[i].len, out[i].u.sa.sa_family == AF_INET
                                          ? sizeof(struct sockaddr_in)
                                          : sizeof(struct sockaddr_in6));
     }
     /* nothing written past them */
-    assert_memory_equal(&out[n], &before[n], (sizeof out[0]) * (ADDR_RESOLVE_MAX + 2 - n));
+    assert_memory_equal(&out[n], &before[n],
+                        (sizeof(out[0])) * (ADDR_RESOLVE_MAX + 2 - n));
 }
 
 /* A name with several addresses gives them all, in the resolver's order,
@@ -567,14 +581,14 @@ static void expect_resolved(const char *text, size_t max, const char *const *ips
  * most the room given. */
 static void test_host_name_every_address(void **state)
 {
-    static const char *const two[] = { "::1", "127.0.0.1" };
-    static const char *const dups[] = { "127.0.0.1", "::1", "192.0.2.1" };
-    static const char *const many[] = {
-        "192.0.2.1", "192.0.2.2", "192.0.2.3", "192.0.2.4", "192.0.2.5",
-        "192.0.2.6", "192.0.2.7", "192.0.2.8", "192.0.2.9", "192.0.2.10",
-        "192.0.2.11", "192.0.2.12", "192.0.2.13", "192.0.2.14", "192.0.2.15",
-        "192.0.2.16"
-    };
+    static const char *const two[] = {"::1", "127.0.0.1"};
+    static const char *const dups[] = {"127.0.0.1", "::1", "192.0.2.1"};
+    static const char *const many[] = {"192.0.2.1",  "192.0.2.2",  "192.0.2.3",
+                                       "192.0.2.4",  "192.0.2.5",  "192.0.2.6",
+                                       "192.0.2.7",  "192.0.2.8",  "192.0.2.9",
+                                       "192.0.2.10", "192.0.2.11", "192.0.2.12",
+                                       "192.0.2.13", "192.0.2.14", "192.0.2.15",
+                                       "192.0.2.16"};
     addr_t out[2];
     size_t n;
 
@@ -595,7 +609,7 @@ static void test_host_name_every_address(void **state)
  * addresses when its hosts file gives two (Debian's gives [::1] first). */
 static void test_localhost_every_address(void **state)
 {
-    struct addrinfo hints = { .ai_socktype = SOCK_STREAM };
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM};
     struct addrinfo *res;
     addr_t out[ADDR_RESOLVE_MAX];
     char err[256] = "";
@@ -617,8 +631,9 @@ static void test_localhost_every_address(void **state)
                       v4 ? '4' : '6');
         skip();
     }
-    assert_int_equal(addr_parse("localhost:7", ADDR_UPSTREAM, out, ADDR_RESOLVE_MAX,
-                                &n, err, sizeof err), 0);
+    assert_int_equal(addr_parse("localhost:7", ADDR_UPSTREAM, out, ADDR_RESOLVE_MAX, &n,
+                                err, sizeof(err)),
+                     0);
     assert_true(n >= distinct);
     v4 = v6 = false;
     for (size_t i = 0; i < n; i++) {
@@ -636,7 +651,7 @@ static void test_host_name_too_long(void **state)
     (void)state;
     memset(text, 'a', 254);
     strcpy(text + 254, ":80");
-    snprintf(msg, sizeof msg, "host name longer than 253 bytes in \"%s\"", text);
+    snprintf(msg, sizeof(msg), "host name longer than 253 bytes in \"%s\"", text);
     expect_error(text, ADDR_UPSTREAM, msg);
 }
 
@@ -648,10 +663,11 @@ static void test_error_truncation(void **state)
     size_t n;
 
     (void)state;
-    memset(err, 'x', sizeof err);
-    assert_int_equal(addr_parse("nonsense", ADDR_LISTEN, out, 2, &n, err, sizeof err), -1);
+    memset(err, 'x', sizeof(err));
+    assert_int_equal(addr_parse("nonsense", ADDR_LISTEN, out, 2, &n, err, sizeof(err)),
+                     -1);
     assert_string_equal(err, "missing");
-    memset(err, 'x', sizeof err);
+    memset(err, 'x', sizeof(err));
     assert_int_equal(addr_parse("nonsense", ADDR_LISTEN, out, 2, &n, err, 0), -1);
     assert_int_equal(err[0], 'x');
     assert_int_equal(addr_parse("nonsense", ADDR_LISTEN, out, 2, &n, NULL, 0), -1);
@@ -665,40 +681,40 @@ static void test_format(void **state)
     char small[6];
 
     (void)state;
-    memset(small, 'x', sizeof small);
-    addr_format(&a, small, sizeof small);
+    memset(small, 'x', sizeof(small));
+    addr_format(&a, small, sizeof(small));
     assert_string_equal(small, "192.0");
     small[0] = 'x';
     addr_format(&a, small, 0);
     assert_int_equal(small[0], 'x');
 
-    memset(&a, 0, sizeof a);
+    memset(&a, 0, sizeof(a));
     a.u.sa.sa_family = AF_UNSPEC;
-    addr_format(&a, buf, sizeof buf);
+    addr_format(&a, buf, sizeof(buf));
     assert_string_equal(buf, "(address family 0)");
 
     /* a scope whose interface is gone is written as its number */
     a = v6("fe80::1", 80);
     a.u.in6.sin6_scope_id = 0x7ffffff0;
-    addr_format(&a, buf, sizeof buf);
+    addr_format(&a, buf, sizeof(buf));
     assert_string_equal(buf, "[fe80::1%2147483632]:80");
 
     /* ADDR_STRLEN holds the longest of each kind */
     a = v6("ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", 65535);
-    addr_format(&a, buf, sizeof buf);
+    addr_format(&a, buf, sizeof(buf));
     assert_string_equal(buf, "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65535");
-    memset(&a, 'p', sizeof a);
+    memset(&a, 'p', sizeof(a));
     a.u.un.sun_family = AF_UNIX;
     a.u.un.sun_path[SUN_PATH_SIZE - 1] = '\0';
-    a.len = sizeof a.u.un;
-    addr_format(&a, buf, sizeof buf);
+    a.len = sizeof(a.u.un);
+    addr_format(&a, buf, sizeof(buf));
     assert_int_equal(strlen(buf), strlen("unix:") + SUN_PATH_SIZE - 1);
 
     /* a path the kernel reports unterminated in all of sun_path: read no
      * further than sun_path, even when len claims more */
     a.u.un.sun_path[SUN_PATH_SIZE - 1] = 'p';
-    a.len = sizeof a.u;
-    addr_format(&a, big, sizeof big);
+    a.len = sizeof(a.u);
+    addr_format(&a, big, sizeof(big));
     assert_int_equal(strlen(big), strlen("unix:") + SUN_PATH_SIZE);
     assert_true(equal(a, a));
 }
@@ -713,18 +729,18 @@ static void test_format_escapes_unix_paths(void **state)
     addr_t a;
 
     (void)state;
-    memset(&a, 0, sizeof a);
+    memset(&a, 0, sizeof(a));
     a.u.un.sun_family = AF_UNIX;
-    memcpy(a.u.un.sun_path, path, sizeof path);
-    a.len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + sizeof path);
-    addr_format(&a, buf, sizeof buf);
+    memcpy(a.u.un.sun_path, path, sizeof(path));
+    a.len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + sizeof(path));
+    addr_format(&a, buf, sizeof(buf));
     assert_string_equal(buf, "unix:/t\\x0amio-echod:\\x20notice:\\x20forged\\x1b[2J"
                              "\\x20a\\x5cb\\xc3\\xa9");
     /* the longest path, every byte escaped, fits whole */
-    memset(a.u.un.sun_path, '\n', sizeof a.u.un.sun_path);
-    a.len = sizeof a.u.un;
-    addr_format(&a, buf, sizeof buf);
-    assert_int_equal(strlen(buf), strlen("unix:") + 4 * sizeof a.u.un.sun_path);
+    memset(a.u.un.sun_path, '\n', sizeof(a.u.un.sun_path));
+    a.len = sizeof(a.u.un);
+    addr_format(&a, buf, sizeof(buf));
+    assert_int_equal(strlen(buf), strlen("unix:") + 4 * sizeof(a.u.un.sun_path));
 }
 
 /* What may not be replaced by a Unix socket is named; nothing, or a
@@ -736,28 +752,28 @@ static void test_unix_path_problem(void **state)
 
     (void)state;
     assert_non_null(mkdtemp(dir));
-    snprintf(path, sizeof path, "%s/none", dir);
+    snprintf(path, sizeof(path), "%s/none", dir);
     assert_null(addr_unix_path_problem(path));
     assert_string_equal(addr_unix_path_problem(dir), "a directory");
-    snprintf(path, sizeof path, "%s/file", dir);
+    snprintf(path, sizeof(path), "%s/file", dir);
     fd = open(path, O_CREAT | O_WRONLY, 0600);
     assert_true(fd >= 0);
     close(fd);
     assert_string_equal(addr_unix_path_problem(path), "a regular file");
     char link_path[80];
-    snprintf(link_path, sizeof link_path, "%s/link", dir);
+    snprintf(link_path, sizeof(link_path), "%s/link", dir);
     assert_int_equal(symlink(path, link_path), 0);
     assert_string_equal(addr_unix_path_problem(link_path), "a symbolic link");
     char fifo[80];
-    snprintf(fifo, sizeof fifo, "%s/fifo", dir);
+    snprintf(fifo, sizeof(fifo), "%s/fifo", dir);
     assert_int_equal(mkfifo(fifo, 0600), 0);
     assert_string_equal(addr_unix_path_problem(fifo), "a FIFO");
     char sock_path[80];
-    snprintf(sock_path, sizeof sock_path, "%s/sock", dir);
+    snprintf(sock_path, sizeof(sock_path), "%s/sock", dir);
     int s = socket(AF_UNIX, SOCK_STREAM, 0);
     struct sockaddr_un sun = {.sun_family = AF_UNIX};
     memcpy(sun.sun_path, sock_path, strlen(sock_path) + 1);
-    assert_int_equal(bind(s, (struct sockaddr *)&sun, sizeof sun), 0);
+    assert_int_equal(bind(s, (struct sockaddr *)&sun, sizeof(sun)), 0);
     assert_null(addr_unix_path_problem(sock_path));
     close(s);
     unlink(sock_path);
@@ -797,31 +813,31 @@ static void test_overlaps(void **state)
         const char *a, *b;
         bool overlap;
     } cases[] = {
-        { "0.0.0.0:80", "127.0.0.1:80", true },
-        { "0.0.0.0:80", "0.0.0.0:80", true },
-        { "127.0.0.1:80", "127.0.0.1:80", true },
-        { "0.0.0.0:80", "127.0.0.1:81", false },
-        { "127.0.0.1:80", "127.0.0.2:80", false },
-        { "0.0.0.0:80", "[::1]:80", false },
-        { "0.0.0.0:80", "[::]:80", false },
-        { "[::]:80", "127.0.0.1:80", false },
-        { "[::]:80", "[::1]:80", true },
-        { "[::]:80", "[::]:80", true },
-        { "[::]:80", "[::ffff:127.0.0.1]:80", true },
-        { "[::1]:80", "[::1]:80", true },
-        { "[::1]:80", "[::2]:80", false },
-        { "[::]:80", "[::1]:8080", false },
+        {"0.0.0.0:80", "127.0.0.1:80", true},
+        {"0.0.0.0:80", "0.0.0.0:80", true},
+        {"127.0.0.1:80", "127.0.0.1:80", true},
+        {"0.0.0.0:80", "127.0.0.1:81", false},
+        {"127.0.0.1:80", "127.0.0.2:80", false},
+        {"0.0.0.0:80", "[::1]:80", false},
+        {"0.0.0.0:80", "[::]:80", false},
+        {"[::]:80", "127.0.0.1:80", false},
+        {"[::]:80", "[::1]:80", true},
+        {"[::]:80", "[::]:80", true},
+        {"[::]:80", "[::ffff:127.0.0.1]:80", true},
+        {"[::1]:80", "[::1]:80", true},
+        {"[::1]:80", "[::2]:80", false},
+        {"[::]:80", "[::1]:8080", false},
         /* port 0: the kernel picks a port for each */
-        { "127.0.0.1:0", "127.0.0.1:0", false },
-        { "0.0.0.0:0", "127.0.0.1:0", false },
-        { "[::]:0", "[::]:0", false },
-        { "unix:/run/a.sock", "unix:/run/a.sock", true },
-        { "unix:/run/a.sock", "unix:/run/b.sock", false },
-        { "unix:/run/a.sock", "0.0.0.0:80", false },
+        {"127.0.0.1:0", "127.0.0.1:0", false},
+        {"0.0.0.0:0", "127.0.0.1:0", false},
+        {"[::]:0", "[::]:0", false},
+        {"unix:/run/a.sock", "unix:/run/a.sock", true},
+        {"unix:/run/a.sock", "unix:/run/b.sock", false},
+        {"unix:/run/a.sock", "0.0.0.0:80", false},
     };
 
     (void)state;
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         addr_t a = parse_one(cases[i].a, ADDR_LISTEN);
         addr_t b = parse_one(cases[i].b, ADDR_LISTEN);
 
@@ -835,8 +851,8 @@ static void test_overlaps(void **state)
 /* Source keys: 4 bytes for v4 and v4-mapped, 16 for v6, none for Unix. */
 static void test_source_key(void **state)
 {
-    static const uint8_t k4[4] = { 192, 0, 2, 1 };
-    static const uint8_t k6[16] = { 0x20, 0x01, 0x0d, 0xb8, [15] = 1 };
+    static const uint8_t k4[4] = {192, 0, 2, 1};
+    static const uint8_t k6[16] = {0x20, 0x01, 0x0d, 0xb8, [15] = 1};
     uint8_t key[16], other[16];
     addr_t a;
 
@@ -845,7 +861,7 @@ static void test_source_key(void **state)
     assert_int_equal(addr_source_key(&a, key), 4);
     assert_memory_equal(key, k4, 4);
     a = v6("::ffff:192.0.2.1", 2000);
-    memset(key, 0, sizeof key);
+    memset(key, 0, sizeof(key));
     assert_int_equal(addr_source_key(&a, key), 4);
     assert_memory_equal(key, k4, 4);
     a = v6("2001:db8::1", 3000);
@@ -868,7 +884,7 @@ static struct cidr cidr_ok(const char *text)
     struct cidr c;
     char err[256] = "";
 
-    if (cidr_parse(text, &c, err, sizeof err) != 0)
+    if (cidr_parse(text, &c, err, sizeof(err)) != 0)
         fail_msg("CIDR \"%s\" refused: %s", text, err);
     return c;
 }
@@ -881,34 +897,34 @@ static void test_cidr_parse(void **state)
         int family;
         unsigned bits;
     } cases[] = {
-        { "10.0.0.0/8", "10.0.0.0/8", AF_INET, 8 },
-        { "0.0.0.0/0", "0.0.0.0/0", AF_INET, 0 },
-        { "192.0.2.1", "192.0.2.1/32", AF_INET, 32 },
-        { "192.0.2.1/32", "192.0.2.1/32", AF_INET, 32 },
-        { "10.128.0.0/9", "10.128.0.0/9", AF_INET, 9 },
-        { "2001:db8::/32", "2001:db8::/32", AF_INET6, 32 },
-        { "2001:DB8::/32", "2001:db8::/32", AF_INET6, 32 },
-        { "::/0", "::/0", AF_INET6, 0 },
-        { "::1", "::1/128", AF_INET6, 128 },
-        { "::1/128", "::1/128", AF_INET6, 128 },
-        { "2001:db8:8000::/33", "2001:db8:8000::/33", AF_INET6, 33 },
-        { "10.0.0.0/008", "10.0.0.0/8", AF_INET, 8 },
+        {"10.0.0.0/8", "10.0.0.0/8", AF_INET, 8},
+        {"0.0.0.0/0", "0.0.0.0/0", AF_INET, 0},
+        {"192.0.2.1", "192.0.2.1/32", AF_INET, 32},
+        {"192.0.2.1/32", "192.0.2.1/32", AF_INET, 32},
+        {"10.128.0.0/9", "10.128.0.0/9", AF_INET, 9},
+        {"2001:db8::/32", "2001:db8::/32", AF_INET6, 32},
+        {"2001:DB8::/32", "2001:db8::/32", AF_INET6, 32},
+        {"::/0", "::/0", AF_INET6, 0},
+        {"::1", "::1/128", AF_INET6, 128},
+        {"::1/128", "::1/128", AF_INET6, 128},
+        {"2001:db8:8000::/33", "2001:db8:8000::/33", AF_INET6, 33},
+        {"10.0.0.0/008", "10.0.0.0/8", AF_INET, 8},
         /* ::ffff:0:0/95 reaches past the v4-mapped block */
-        { "::fffe:0:0/95", "::fffe:0:0/95", AF_INET6, 95 },
+        {"::fffe:0:0/95", "::fffe:0:0/95", AF_INET6, 95},
     };
-    static const uint8_t net8[16] = { 10 };
+    static const uint8_t net8[16] = {10};
     char buf[64];
 
     (void)state;
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         struct cidr c = cidr_ok(cases[i].text), again;
 
         assert_int_equal(c.family, cases[i].family);
         assert_int_equal(c.bits, cases[i].bits);
-        cidr_format(&c, buf, sizeof buf);
+        cidr_format(&c, buf, sizeof(buf));
         assert_string_equal(buf, cases[i].formatted);
         again = cidr_ok(buf);
-        assert_memory_equal(&again, &c, sizeof c);
+        assert_memory_equal(&again, &c, sizeof(c));
     }
     assert_memory_equal(cidr_ok("10.0.0.0/8").net, net8, 16);
 }
@@ -919,52 +935,59 @@ static void test_cidr_errors(void **state)
     static const struct {
         const char *text, *msg;
     } cases[] = {
-        { "", "empty CIDR; expected an address or a range like 10.0.0.0/8" },
-        { "junk", "expected an address or a range like 10.0.0.0/8 or 2001:db8::/32, got \"junk\"" },
-        { "/8", "expected an address or a range like 10.0.0.0/8 or 2001:db8::/32, got \"/8\"" },
-        { "10.0.0/8", "expected an address or a range like 10.0.0.0/8 or 2001:db8::/32, got \"10.0.0/8\"" },
-        { "010.0.0.0/8", "expected an address or a range like 10.0.0.0/8 or 2001:db8::/32, got \"010.0.0.0/8\"" },
-        { "[::1]/128", "expected an address or a range like 10.0.0.0/8 or 2001:db8::/32, got \"[::1]/128\"" },
-        { " 10.0.0.0/8", "expected an address or a range like 10.0.0.0/8 or 2001:db8::/32, got \" 10.0.0.0/8\"" },
+        {"", "empty CIDR; expected an address or a range like 10.0.0.0/8"},
+        {"junk",
+         "expected an address or a range like 10.0.0.0/8 or 2001:db8::/32, got \"junk\""},
+        {"/8",
+         "expected an address or a range like 10.0.0.0/8 or 2001:db8::/32, got \"/8\""},
+        {"10.0.0/8",
+         "expected an address or a range like 10.0.0.0/8 or 2001:db8::/32, got \"10.0.0/8\""},
+        {"010.0.0.0/8",
+         "expected an address or a range like 10.0.0.0/8 or 2001:db8::/32, got \"010.0.0.0/8\""},
+        {"[::1]/128",
+         "expected an address or a range like 10.0.0.0/8 or 2001:db8::/32, got \"[::1]/128\""},
+        {" 10.0.0.0/8",
+         "expected an address or a range like 10.0.0.0/8 or 2001:db8::/32, got \" 10.0.0.0/8\""},
         /* its first 45 bytes would be a valid address */
-        { "0000:0000:0000:0000:0000:0000:192.168.100.2000/128",
-          "expected an address or a range like 10.0.0.0/8 or 2001:db8::/32, "
-          "got \"0000:0000:0000:0000:0000:0000:192.168.100.2000/128\"" },
-        { "10.0.0.1/8", "host bits set in 10.0.0.1/8: did you mean 10.0.0.0/8?" },
-        { "10.255.0.0/9", "host bits set in 10.255.0.0/9: did you mean 10.128.0.0/9?" },
-        { "192.0.2.1/0", "host bits set in 192.0.2.1/0: did you mean 0.0.0.0/0?" },
-        { "2001:db8::1/32", "host bits set in 2001:db8::1/32: did you mean 2001:db8::/32?" },
-        { "10.0.0.0/33", "prefix \"/33\" out of range 0-32" },
-        { "::/129", "prefix \"/129\" out of range 0-128" },
-        { "10.0.0.0/99999999999", "prefix \"/99999999999\" out of range 0-32" },
-        { "10.0.0.0/", "missing prefix after '/' in \"10.0.0.0/\"" },
-        { "10.0.0.0/8x", "invalid prefix \"/8x\" in \"10.0.0.0/8x\"; expected /0-32" },
-        { "10.0.0.0/-1", "invalid prefix \"/-1\" in \"10.0.0.0/-1\"; expected /0-32" },
-        { "10.0.0.0/+8", "invalid prefix \"/+8\" in \"10.0.0.0/+8\"; expected /0-32" },
-        { "10.0.0.0/ 8", "invalid prefix \"/ 8\" in \"10.0.0.0/ 8\"; expected /0-32" },
-        { "10.0.0.0/8/8", "invalid prefix \"/8/8\" in \"10.0.0.0/8/8\"; expected /0-32" },
-        { "::/64 ", "invalid prefix \"/64 \" in \"::/64 \"; expected /0-128" },
-        { "::ffff:10.0.0.0/104",
-          "::ffff:10.0.0.0/104 is a v4-mapped range, which matches no client; write it as 10.0.0.0/8" },
-        { "::ffff:192.0.2.1",
-          "::ffff:192.0.2.1 is a v4-mapped range, which matches no client; write it as 192.0.2.1/32" },
-        { "::ffff:0:0/96",
-          "::ffff:0:0/96 is a v4-mapped range, which matches no client; write it as 0.0.0.0/0" },
+        {"0000:0000:0000:0000:0000:0000:192.168.100.2000/128",
+         "expected an address or a range like 10.0.0.0/8 or 2001:db8::/32, "
+         "got \"0000:0000:0000:0000:0000:0000:192.168.100.2000/128\""},
+        {"10.0.0.1/8", "host bits set in 10.0.0.1/8: did you mean 10.0.0.0/8?"},
+        {"10.255.0.0/9", "host bits set in 10.255.0.0/9: did you mean 10.128.0.0/9?"},
+        {"192.0.2.1/0", "host bits set in 192.0.2.1/0: did you mean 0.0.0.0/0?"},
+        {"2001:db8::1/32",
+         "host bits set in 2001:db8::1/32: did you mean 2001:db8::/32?"},
+        {"10.0.0.0/33", "prefix \"/33\" out of range 0-32"},
+        {"::/129", "prefix \"/129\" out of range 0-128"},
+        {"10.0.0.0/99999999999", "prefix \"/99999999999\" out of range 0-32"},
+        {"10.0.0.0/", "missing prefix after '/' in \"10.0.0.0/\""},
+        {"10.0.0.0/8x", "invalid prefix \"/8x\" in \"10.0.0.0/8x\"; expected /0-32"},
+        {"10.0.0.0/-1", "invalid prefix \"/-1\" in \"10.0.0.0/-1\"; expected /0-32"},
+        {"10.0.0.0/+8", "invalid prefix \"/+8\" in \"10.0.0.0/+8\"; expected /0-32"},
+        {"10.0.0.0/ 8", "invalid prefix \"/ 8\" in \"10.0.0.0/ 8\"; expected /0-32"},
+        {"10.0.0.0/8/8", "invalid prefix \"/8/8\" in \"10.0.0.0/8/8\"; expected /0-32"},
+        {"::/64 ", "invalid prefix \"/64 \" in \"::/64 \"; expected /0-128"},
+        {"::ffff:10.0.0.0/104",
+         "::ffff:10.0.0.0/104 is a v4-mapped range, which matches no client; write it as 10.0.0.0/8"},
+        {"::ffff:192.0.2.1",
+         "::ffff:192.0.2.1 is a v4-mapped range, which matches no client; write it as 192.0.2.1/32"},
+        {"::ffff:0:0/96",
+         "::ffff:0:0/96 is a v4-mapped range, which matches no client; write it as 0.0.0.0/0"},
     };
     struct cidr c, before;
     char err[256];
 
     (void)state;
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        memset(&c, 0x5a, sizeof c);
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+        memset(&c, 0x5a, sizeof(c));
         before = c;
         err[0] = '\0';
-        if (cidr_parse(cases[i].text, &c, err, sizeof err) != -1)
+        if (cidr_parse(cases[i].text, &c, err, sizeof(err)) != -1)
             fail_msg("CIDR \"%s\" accepted", cases[i].text);
         assert_string_equal(err, cases[i].msg);
-        assert_memory_equal(&c, &before, sizeof c);
+        assert_memory_equal(&c, &before, sizeof(c));
     }
-    assert_int_equal(cidr_parse(NULL, &c, err, sizeof err), -1);
+    assert_int_equal(cidr_parse(NULL, &c, err, sizeof(err)), -1);
     assert_string_equal(err, cases[0].msg);
 }
 
@@ -975,51 +998,51 @@ static void test_cidr_match(void **state)
         const char *cidr, *addr; /* addr as addr_parse takes it */
         bool match;
     } cases[] = {
-        { "10.0.0.0/8", "10.0.0.1:1", true },
-        { "10.0.0.0/8", "10.255.255.255:1", true },
-        { "10.0.0.0/8", "10.0.0.0:1", true },
-        { "10.0.0.0/8", "11.0.0.0:1", false },
-        { "10.0.0.0/8", "9.255.255.255:1", false },
-        { "10.0.0.0/8", "[::ffff:10.1.2.3]:1", true },
-        { "10.0.0.0/8", "[::ffff:11.1.2.3]:1", false },
-        { "10.0.0.0/8", "[::a00:1]:1", false }, /* v4-compatible, not mapped */
-        { "10.0.0.0/8", "[a00::]:1", false },
-        { "10.0.0.0/8", "unix:/run/echo.sock", false },
-        { "10.128.0.0/9", "10.128.0.1:1", true },
-        { "10.128.0.0/9", "10.255.255.255:1", true },
-        { "10.128.0.0/9", "10.127.255.255:1", false },
-        { "0.0.0.0/0", "0.0.0.0:1", true },
-        { "0.0.0.0/0", "255.255.255.255:1", true },
-        { "0.0.0.0/0", "[::ffff:1.2.3.4]:1", true },
-        { "0.0.0.0/0", "[::1]:1", false },
-        { "0.0.0.0/0", "[::]:1", false },
-        { "0.0.0.0/0", "unix:/run/echo.sock", false },
-        { "192.0.2.1/32", "192.0.2.1:1", true },
-        { "192.0.2.1", "192.0.2.1:65535", true },
-        { "192.0.2.1/32", "192.0.2.2:1", false },
-        { "192.0.2.1/32", "192.0.2.0:1", false },
-        { "192.0.2.1/32", "[::ffff:192.0.2.1]:1", true },
-        { "2001:db8::/32", "[2001:db8::1]:1", true },
-        { "2001:db8::/32", "[2001:db8:ffff:ffff:ffff:ffff:ffff:ffff]:1", true },
-        { "2001:db8::/32", "[2001:db9::]:1", false },
-        { "2001:db8::/32", "[2001:db7:ffff::]:1", false },
-        { "2001:db8::/32", "32.1.13.184:1", false }, /* the same leading bytes */
-        { "2001:db8:8000::/33", "[2001:db8:8000::1]:1", true },
-        { "2001:db8:8000::/33", "[2001:db8:7fff::1]:1", false },
-        { "::/0", "[::1]:1", true },
-        { "::/0", "[ffff::]:1", true },
-        { "::/0", "[::ffff:1.2.3.4]:1", false },
-        { "::/0", "1.2.3.4:1", false },
-        { "::/0", "unix:/run/echo.sock", false },
-        { "::1/128", "[::1]:1", true },
-        { "::1", "[::1]:7", true },
-        { "::1/128", "[::2]:1", false },
-        { "::1/128", "[::]:1", false },
-        { "::1/128", "127.0.0.1:1", false },
+        {"10.0.0.0/8", "10.0.0.1:1", true},
+        {"10.0.0.0/8", "10.255.255.255:1", true},
+        {"10.0.0.0/8", "10.0.0.0:1", true},
+        {"10.0.0.0/8", "11.0.0.0:1", false},
+        {"10.0.0.0/8", "9.255.255.255:1", false},
+        {"10.0.0.0/8", "[::ffff:10.1.2.3]:1", true},
+        {"10.0.0.0/8", "[::ffff:11.1.2.3]:1", false},
+        {"10.0.0.0/8", "[::a00:1]:1", false}, /* v4-compatible, not mapped */
+        {"10.0.0.0/8", "[a00::]:1", false},
+        {"10.0.0.0/8", "unix:/run/echo.sock", false},
+        {"10.128.0.0/9", "10.128.0.1:1", true},
+        {"10.128.0.0/9", "10.255.255.255:1", true},
+        {"10.128.0.0/9", "10.127.255.255:1", false},
+        {"0.0.0.0/0", "0.0.0.0:1", true},
+        {"0.0.0.0/0", "255.255.255.255:1", true},
+        {"0.0.0.0/0", "[::ffff:1.2.3.4]:1", true},
+        {"0.0.0.0/0", "[::1]:1", false},
+        {"0.0.0.0/0", "[::]:1", false},
+        {"0.0.0.0/0", "unix:/run/echo.sock", false},
+        {"192.0.2.1/32", "192.0.2.1:1", true},
+        {"192.0.2.1", "192.0.2.1:65535", true},
+        {"192.0.2.1/32", "192.0.2.2:1", false},
+        {"192.0.2.1/32", "192.0.2.0:1", false},
+        {"192.0.2.1/32", "[::ffff:192.0.2.1]:1", true},
+        {"2001:db8::/32", "[2001:db8::1]:1", true},
+        {"2001:db8::/32", "[2001:db8:ffff:ffff:ffff:ffff:ffff:ffff]:1", true},
+        {"2001:db8::/32", "[2001:db9::]:1", false},
+        {"2001:db8::/32", "[2001:db7:ffff::]:1", false},
+        {"2001:db8::/32", "32.1.13.184:1", false}, /* the same leading bytes */
+        {"2001:db8:8000::/33", "[2001:db8:8000::1]:1", true},
+        {"2001:db8:8000::/33", "[2001:db8:7fff::1]:1", false},
+        {"::/0", "[::1]:1", true},
+        {"::/0", "[ffff::]:1", true},
+        {"::/0", "[::ffff:1.2.3.4]:1", false},
+        {"::/0", "1.2.3.4:1", false},
+        {"::/0", "unix:/run/echo.sock", false},
+        {"::1/128", "[::1]:1", true},
+        {"::1", "[::1]:7", true},
+        {"::1/128", "[::2]:1", false},
+        {"::1/128", "[::]:1", false},
+        {"::1/128", "127.0.0.1:1", false},
     };
 
     (void)state;
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         struct cidr c = cidr_ok(cases[i].cidr);
         addr_t a = parse_one(cases[i].addr, ADDR_UPSTREAM);
 
@@ -1033,36 +1056,38 @@ static void test_cidr_match(void **state)
  * refuse, v4 ranges match v4-mapped clients, a Unix client is admitted. */
 static void test_cidr_allows(void **state)
 {
-    const struct cidr allow[] = { cidr_ok("10.0.0.0/8"), cidr_ok("2001:db8::/32") };
-    const struct cidr deny[] = { cidr_ok("10.1.0.0/16") };
+    const struct cidr allow[] = {cidr_ok("10.0.0.0/8"), cidr_ok("2001:db8::/32")};
+    const struct cidr deny[] = {cidr_ok("10.1.0.0/16")};
     static const struct {
         const char *addr;
         bool both, allow_only, deny_only, neither;
     } cases[] = {
-        { "10.0.0.1:1", true, true, true, true },
-        { "10.1.2.3:1", false, true, false, true },
-        { "[::ffff:10.1.2.3]:1", false, true, false, true },
-        { "[::ffff:10.2.0.1]:1", true, true, true, true },
-        { "192.0.2.1:1", false, false, true, true },
-        { "[2001:db8::1]:1", true, true, true, true },
-        { "[::1]:1", false, false, true, true },
-        { "unix:/run/echo.sock", true, true, true, true },
+        {"10.0.0.1:1", true, true, true, true},
+        {"10.1.2.3:1", false, true, false, true},
+        {"[::ffff:10.1.2.3]:1", false, true, false, true},
+        {"[::ffff:10.2.0.1]:1", true, true, true, true},
+        {"192.0.2.1:1", false, false, true, true},
+        {"[2001:db8::1]:1", true, true, true, true},
+        {"[::1]:1", false, false, true, true},
+        {"unix:/run/echo.sock", true, true, true, true},
     };
 
     (void)state;
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         addr_t a = parse_one(cases[i].addr, ADDR_UPSTREAM);
         bool got[4] = {
-            cidr_allows(allow, 2, deny, 1, &a), cidr_allows(allow, 2, NULL, 0, &a),
-            cidr_allows(NULL, 0, deny, 1, &a), cidr_allows(NULL, 0, NULL, 0, &a),
+            cidr_allows(allow, 2, deny, 1, &a),
+            cidr_allows(allow, 2, NULL, 0, &a),
+            cidr_allows(NULL, 0, deny, 1, &a),
+            cidr_allows(NULL, 0, NULL, 0, &a),
         };
-        bool want[4] = { cases[i].both, cases[i].allow_only, cases[i].deny_only,
-                         cases[i].neither };
+        bool want[4] = {cases[i].both, cases[i].allow_only, cases[i].deny_only,
+                        cases[i].neither};
         for (int k = 0; k < 4; k++)
             if (got[k] != want[k])
                 fail_msg("%s with %s: expected %s", cases[i].addr,
-                         (const char *[]){ "allow and deny", "allow only", "deny only",
-                                           "no list" }[k],
+                         (const char *[]){"allow and deny", "allow only", "deny only",
+                                          "no list"}[k],
                          want[k] ? "admitted" : "refused");
     }
 }
@@ -1074,8 +1099,8 @@ static void test_cidr_format_small(void **state)
     char buf[5];
 
     (void)state;
-    memset(buf, 'x', sizeof buf);
-    cidr_format(&c, buf, sizeof buf);
+    memset(buf, 'x', sizeof(buf));
+    cidr_format(&c, buf, sizeof(buf));
     assert_string_equal(buf, "10.0");
     buf[0] = 'x';
     cidr_format(&c, buf, 0);
@@ -1105,12 +1130,12 @@ static void test_fuzz_seeds(void **state)
 
         if (!want_valid && strncmp(e->d_name, "invalid-", 8) != 0)
             continue;
-        read_seed("addr", e->d_name, text, sizeof text);
+        read_seed("addr", e->d_name, text, sizeof(text));
         if (strncmp(kind, "addr-", 5) == 0) {
-            rc = addr_parse(text, ADDR_LISTEN, out, 2, &n, err, sizeof err);
+            rc = addr_parse(text, ADDR_LISTEN, out, 2, &n, err, sizeof(err));
         } else {
             assert_memory_equal(kind, "cidr-", 5);
-            rc = cidr_parse(text, &c, err, sizeof err);
+            rc = cidr_parse(text, &c, err, sizeof(err));
         }
         if (want_valid ? rc != 0 : rc != -1)
             fail_msg("%s: %s", e->d_name, want_valid ? err : "accepted");

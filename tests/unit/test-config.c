@@ -38,11 +38,11 @@ static int make_dir(void **state)
 {
     (void)state;
     const char *tmp = getenv("TMPDIR");
-    snprintf(dir, sizeof dir, "%s/test-config.XXXXXX",
+    snprintf(dir, sizeof(dir), "%s/test-config.XXXXXX",
              tmp != NULL && tmp[0] != '\0' ? tmp : "/tmp");
     if (mkdtemp(dir) == NULL)
         return -1;
-    snprintf(path, sizeof path, "%s/t.conf", dir);
+    snprintf(path, sizeof(path), "%s/t.conf", dir);
     return 0;
 }
 
@@ -68,7 +68,7 @@ static struct config *load(const char *text)
 {
     write_bytes(text, strlen(text));
     strcpy(err, "(untouched)");
-    return config_load(path, NULL, err, sizeof err);
+    return config_load(path, NULL, err, sizeof(err));
 }
 
 /* Loads text, which must be valid. */
@@ -83,10 +83,10 @@ static struct config *load_ok(const char *text)
 /* Asserts that text is refused with exactly the message path + rest. */
 static void refused(const char *text, const char *rest)
 {
-    char expected[sizeof err];
+    char expected[sizeof(err)];
     struct config *cfg = load(text);
 
-    snprintf(expected, sizeof expected, "%s%s", path, rest);
+    snprintf(expected, sizeof(expected), "%s%s", path, rest);
     if (cfg != NULL) {
         config_free(cfg);
         fail_msg("accepted, expected: %s\n--- file:\n%s", expected, text);
@@ -98,22 +98,20 @@ static void refused(const char *text, const char *rest)
  * start and contains part. */
 static void refused_with(const char *text, const char *start, const char *part)
 {
-    char expected[sizeof err];
+    char expected[sizeof(err)];
     struct config *cfg = load(text);
 
-    snprintf(expected, sizeof expected, "%s%s", path, start);
+    snprintf(expected, sizeof(expected), "%s%s", path, start);
     if (cfg != NULL) {
         config_free(cfg);
-        fail_msg("accepted, expected: %s...%s\n--- file:\n%s", expected, part,
-                 text);
+        fail_msg("accepted, expected: %s...%s\n--- file:\n%s", expected, part, text);
     }
     if (strncmp(err, expected, strlen(expected)) != 0 || strstr(err, part) == NULL)
         fail_msg("got:      %s\nexpected: %s...%s...", err, expected, part);
 }
 
 /* The listener file with one more setting for listener "a" (line 1). */
-static const char *with_listener_setting(char *buf, size_t len,
-                                         const char *setting)
+static const char *with_listener_setting(char *buf, size_t len, const char *setting)
 {
     snprintf(buf, len,
              "listeners = ( { name = \"a\"; listen = [ \"127.0.0.1:0\" ]; %s } );\n",
@@ -132,7 +130,6 @@ static const char *with_proxy_setting(char *buf, size_t len, const char *setting
              setting);
     return buf;
 }
-
 
 /* The daemon-wide settings at their defaults, with one listener. */
 static void assert_daemon_defaults(const struct config *cfg)
@@ -162,9 +159,9 @@ static void shipped_file_loads(void **state)
 {
     (void)state;
     char shipped[PATH_MAX];
-    source_file(shipped, sizeof shipped, "conf/mio-echod.conf");
+    source_file(shipped, sizeof(shipped), "conf/mio-echod.conf");
 
-    struct config *cfg = config_load(shipped, NULL, err, sizeof err);
+    struct config *cfg = config_load(shipped, NULL, err, sizeof(err));
     if (cfg == NULL)
         fail_msg("%s", err);
     assert_string_equal(cfg->path, shipped);
@@ -228,7 +225,7 @@ static void proxy_defaults(void **state)
 {
     (void)state;
     char buf[512];
-    struct config *cfg = load_ok(with_proxy_setting(buf, sizeof buf, ""));
+    struct config *cfg = load_ok(with_proxy_setting(buf, sizeof(buf), ""));
     const struct listener_config *l = &cfg->listeners[0];
     assert_int_equal(l->mode, MODE_PROXY);
     assert_int_equal(l->nupstreams, 1);
@@ -337,13 +334,16 @@ static void every_setting(void **state)
 static void log_levels_and_choices(void **state)
 {
     (void)state;
-    static const struct { const char *name; int level; } levels[] = {
-        { "error", LOG_ERR }, { "warning", LOG_WARNING },
-        { "notice", LOG_NOTICE }, { "info", LOG_INFO }, { "debug", LOG_DEBUG },
+    static const struct {
+        const char *name;
+        int level;
+    } levels[] = {
+        {"error", LOG_ERR}, {"warning", LOG_WARNING}, {"notice", LOG_NOTICE},
+        {"info", LOG_INFO}, {"debug", LOG_DEBUG},
     };
     char buf[512];
-    for (size_t i = 0; i < sizeof levels / sizeof levels[0]; i++) {
-        snprintf(buf, sizeof buf, "log = { level = \"%s\"; };\n" LISTENER,
+    for (size_t i = 0; i < sizeof(levels) / sizeof(levels[0]); i++) {
+        snprintf(buf, sizeof(buf), "log = { level = \"%s\"; };\n" LISTENER,
                  levels[i].name);
         struct config *cfg = load_ok(buf);
         assert_int_equal(cfg->log_level, levels[i].level);
@@ -353,23 +353,29 @@ static void log_levels_and_choices(void **state)
     assert_int_equal(cfg->log_target, LOG_TARGET_STDERR);
     config_free(cfg);
 
-    static const struct { const char *text; int value; } balances[] = {
-        { "balance = \"round-robin\";", BALANCE_ROUND_ROBIN },
-        { "balance = \"least-connections\";", BALANCE_LEAST_CONNECTIONS },
-        { "balance = \"source-hash\";", BALANCE_SOURCE_HASH },
+    static const struct {
+        const char *text;
+        int value;
+    } balances[] = {
+        {"balance = \"round-robin\";", BALANCE_ROUND_ROBIN},
+        {"balance = \"least-connections\";", BALANCE_LEAST_CONNECTIONS},
+        {"balance = \"source-hash\";", BALANCE_SOURCE_HASH},
     };
     for (size_t i = 0; i < 3; i++) {
-        cfg = load_ok(with_proxy_setting(buf, sizeof buf, balances[i].text));
+        cfg = load_ok(with_proxy_setting(buf, sizeof(buf), balances[i].text));
         assert_int_equal(cfg->listeners[0].balance, balances[i].value);
         config_free(cfg);
     }
-    static const struct { const char *text; int value; } sends[] = {
-        { "send_proxy = \"none\";", SEND_PROXY_NONE },
-        { "send_proxy = \"v1\";", SEND_PROXY_V1 },
-        { "send_proxy = \"v2\";", SEND_PROXY_V2 },
+    static const struct {
+        const char *text;
+        int value;
+    } sends[] = {
+        {"send_proxy = \"none\";", SEND_PROXY_NONE},
+        {"send_proxy = \"v1\";", SEND_PROXY_V1},
+        {"send_proxy = \"v2\";", SEND_PROXY_V2},
     };
     for (size_t i = 0; i < 3; i++) {
-        cfg = load_ok(with_proxy_setting(buf, sizeof buf, sends[i].text));
+        cfg = load_ok(with_proxy_setting(buf, sizeof(buf), sends[i].text));
         assert_int_equal(cfg->listeners[0].send_proxy, sends[i].value);
         config_free(cfg);
     }
@@ -392,15 +398,17 @@ static void range_ends_accepted(void **state)
     config_free(cfg);
 
     char buf[512];
-    cfg = load_ok(with_listener_setting(buf, sizeof buf,
+    cfg = load_ok(with_listener_setting(
+        buf, sizeof(buf),
         "max_connections = 1000000; max_per_source = 1000000; idle_timeout = 604800.0;"));
     assert_int_equal(cfg->listeners[0].max_connections, 1000000);
     assert_int_equal(cfg->listeners[0].max_per_source, 1000000);
     assert_int_equal(cfg->listeners[0].idle_timeout_ms, 604800000);
     config_free(cfg);
 
-    cfg = load_ok(with_proxy_setting(buf, sizeof buf,
-        "connect_timeout = 3600; retries = 100; fail_timeout = 0;"));
+    cfg = load_ok(
+        with_proxy_setting(buf, sizeof(buf),
+                           "connect_timeout = 3600; retries = 100; fail_timeout = 0;"));
     assert_int_equal(cfg->listeners[0].connect_timeout_ms, 3600000);
     assert_int_equal(cfg->listeners[0].retries, 100);
     assert_int_equal(cfg->listeners[0].fail_timeout_ms, 0);
@@ -432,7 +440,7 @@ static void fuzz_seeds(void **state)
 {
     (void)state;
     char seeds[PATH_MAX], file[PATH_MAX + 256];
-    source_file(seeds, sizeof seeds, "tests/fuzz-corpus/config");
+    source_file(seeds, sizeof(seeds), "tests/fuzz-corpus/config");
     DIR *d = opendir(seeds);
     if (d == NULL)
         fail_msg("%s: %s", seeds, strerror(errno));
@@ -442,8 +450,8 @@ static void fuzz_seeds(void **state)
         bool want_valid = strncmp(e->d_name, "valid-", 6) == 0;
         if (!want_valid && strncmp(e->d_name, "invalid-", 8) != 0)
             continue;
-        snprintf(file, sizeof file, "%s/%s", seeds, e->d_name);
-        struct config *cfg = config_load(file, NULL, err, sizeof err);
+        snprintf(file, sizeof(file), "%s/%s", seeds, e->d_name);
+        struct config *cfg = config_load(file, NULL, err, sizeof(err));
         if (want_valid && cfg == NULL)
             fail_msg("%s", err);
         if (!want_valid && cfg != NULL)
@@ -462,14 +470,14 @@ static void missing_file(void **state)
 {
     (void)state;
     char missing[256], expected[512];
-    snprintf(missing, sizeof missing, "%s/none.conf", dir);
-    snprintf(expected, sizeof expected,
-             "%s: cannot read: No such file or directory", missing);
-    assert_null(config_load(missing, NULL, err, sizeof err));
+    snprintf(missing, sizeof(missing), "%s/none.conf", dir);
+    snprintf(expected, sizeof(expected), "%s: cannot read: No such file or directory",
+             missing);
+    assert_null(config_load(missing, NULL, err, sizeof(err)));
     assert_string_equal(err, expected);
 
-    snprintf(expected, sizeof expected, "%s: cannot read: Is a directory", dir);
-    assert_null(config_load(dir, NULL, err, sizeof err));
+    snprintf(expected, sizeof(expected), "%s: cannot read: Is a directory", dir);
+    assert_null(config_load(dir, NULL, err, sizeof(err)));
     assert_string_equal(err, expected);
 }
 
@@ -477,8 +485,7 @@ static void syntax_errors(void **state)
 {
     (void)state;
     refused("workers = 1;\nmax_connections = ;\n", ":2: syntax error");
-    refused("workers = 1;\n\nworkers = 2;\n",
-            ":3: syntax error: duplicate setting name");
+    refused("workers = 1;\n\nworkers = 2;\n", ":3: syntax error: duplicate setting name");
     refused("workers = 1;\nlog = {\n  target = \"auto\"\n  level = ;\n};\n",
             ":4: syntax error");
     refused("workers = 1;\nlog = { target = \"auto\";\n", ":3: syntax error");
@@ -486,18 +493,18 @@ static void syntax_errors(void **state)
             ":2: syntax error: mismatched element type in array");
     write_bytes("workers = 1;\n\nuser = \"a\0b\";\n" LISTENER,
                 sizeof("workers = 1;\n\nuser = \"a\0b\";\n" LISTENER) - 1);
-    assert_null(config_load(path, NULL, err, sizeof err));
+    assert_null(config_load(path, NULL, err, sizeof(err)));
     char expected[512];
-    snprintf(expected, sizeof expected, "%s:3: syntax error: NUL byte", path);
+    snprintf(expected, sizeof(expected), "%s:3: syntax error: NUL byte", path);
     assert_string_equal(err, expected);
     refused("workers = 1;\n@include \"other.conf\"\n",
             ":2: @include is not supported: the configuration is one file");
     /* libconfig 1.5 cannot number lines past 65535. */
-    size_t big = 65535 + sizeof LISTENER;
+    size_t big = 65535 + sizeof(LISTENER);
     char *text = malloc(big);
     assert_non_null(text);
     memset(text, '\n', 65535);
-    memcpy(text + 65535, LISTENER, sizeof LISTENER);
+    memcpy(text + 65535, LISTENER, sizeof(LISTENER));
     refused(text, ": more than 65535 lines, past what libconfig can number");
     text[65534] = ' ';
     struct config *last = load_ok(text);
@@ -505,9 +512,9 @@ static void syntax_errors(void **state)
     config_free(last);
     free(text);
     /* Comments and strings hide what looks like an include or a number. */
-    struct config *cfg = load_ok("# @include \"x\"\n/* 99999999999 */\n"
-                                 "pidfile = \"@include 99999999999\"; // 99999999999\n"
-                                 LISTENER);
+    struct config *cfg = load_ok(
+        "# @include \"x\"\n/* 99999999999 */\n"
+        "pidfile = \"@include 99999999999\"; // 99999999999\n" LISTENER);
     assert_string_equal(cfg->pidfile, "@include 99999999999");
     config_free(cfg);
 }
@@ -525,9 +532,9 @@ static void unknown_settings(void **state)
             ":3: log.levle: unknown setting (did you mean \"level\"?)");
     refused("log = { file = \"x\"; };\n" LISTENER,
             ":1: log.file: unknown setting (known: target, level, access)");
-    refused(with_proxy_setting(buf, sizeof buf, "balanse = \"source-hash\";"),
+    refused(with_proxy_setting(buf, sizeof(buf), "balanse = \"source-hash\";"),
             ":3: listeners.p.balanse: unknown setting (did you mean \"balance\"?)");
-    refused_with(with_listener_setting(buf, sizeof buf, "port = 7;"),
+    refused_with(with_listener_setting(buf, sizeof(buf), "port = 7;"),
                  ":1: listeners.a.port: unknown setting (known: name, listen, mode, ",
                  ", send_proxy)");
     /* Before the name is known, the listener goes by its index. */
@@ -540,8 +547,7 @@ static void wrong_types(void **state)
 {
     (void)state;
     char buf[512];
-    refused("workers = \"4\";\n" LISTENER,
-            ":1: workers: expected an integer, got \"4\"");
+    refused("workers = \"4\";\n" LISTENER, ":1: workers: expected an integer, got \"4\"");
     refused("workers = 2.0;\n" LISTENER, ":1: workers: expected an integer, got 2.0");
     refused("max_connections = 1.5;\n" LISTENER,
             ":1: max_connections: expected an integer, got 1.5");
@@ -554,54 +560,58 @@ static void wrong_types(void **state)
             ":1: pidfile: expected a string, got an array [ ... ]");
     refused("log = { access = \"yes\"; };\n" LISTENER,
             ":1: log.access: expected true or false, got \"yes\"");
-    refused("log = \"syslog\";\n" LISTENER,
-            ":1: log: expected a group { target = ...; level = ...; access = ...; }, got \"syslog\"");
+    refused(
+        "log = \"syslog\";\n" LISTENER,
+        ":1: log: expected a group { target = ...; level = ...; access = ...; }, got \"syslog\"");
     refused("log = { target = \"file\"; };\n" LISTENER,
             ":1: log.target: expected auto, stderr or syslog, got \"file\"");
-    refused("log = { level = \"verbose\"; };\n" LISTENER,
-            ":1: log.level: expected error, warning, notice, info or debug, got \"verbose\"");
+    refused(
+        "log = { level = \"verbose\"; };\n" LISTENER,
+        ":1: log.level: expected error, warning, notice, info or debug, got \"verbose\"");
     refused("log = { level = 7; };\n" LISTENER,
             ":1: log.level: expected error, warning, notice, info or debug, got 7");
-    refused(with_listener_setting(buf, sizeof buf, "mode = \"relay\";"),
+    refused(with_listener_setting(buf, sizeof(buf), "mode = \"relay\";"),
             ":1: listeners.a.mode: expected echo or proxy, got \"relay\"");
-    refused(with_listener_setting(buf, sizeof buf, "buffer_size = \"16k\";"),
+    refused(with_listener_setting(buf, sizeof(buf), "buffer_size = \"16k\";"),
             ":1: listeners.a.buffer_size: expected an integer, got \"16k\"");
-    refused(with_listener_setting(buf, sizeof buf, "idle_timeout = \"5m\";"),
+    refused(with_listener_setting(buf, sizeof(buf), "idle_timeout = \"5m\";"),
             ":1: listeners.a.idle_timeout: expected a number of seconds, got \"5m\"");
-    refused(with_listener_setting(buf, sizeof buf, "accept_proxy = 1;"),
+    refused(with_listener_setting(buf, sizeof(buf), "accept_proxy = 1;"),
             ":1: listeners.a.accept_proxy: expected true or false, got 1");
-    refused(with_listener_setting(buf, sizeof buf, "splice = \"yes\";"),
+    refused(with_listener_setting(buf, sizeof(buf), "splice = \"yes\";"),
             ":1: listeners.a.splice: expected true or false, got \"yes\"");
-    refused(with_listener_setting(buf, sizeof buf, "allow = \"10.0.0.0/8\";"),
+    refused(with_listener_setting(buf, sizeof(buf), "allow = \"10.0.0.0/8\";"),
             ":1: listeners.a.allow: expected a list of strings, got \"10.0.0.0/8\" "
             "(write [ \"10.0.0.0/8\" ])");
-    refused(with_listener_setting(buf, sizeof buf, "deny = { a = 1; };"),
+    refused(with_listener_setting(buf, sizeof(buf), "deny = { a = 1; };"),
             ":1: listeners.a.deny: expected a list of strings, got a group { ... }");
     refused("listeners = ( { name = \"a\";\n  listen = ( \"127.0.0.1:0\",\n  7 ); } );\n",
             ":3: listeners.a.listen.[1]: expected a string, got 7");
-    refused(with_proxy_setting(buf, sizeof buf, "balance = \"random\";"),
+    refused(with_proxy_setting(buf, sizeof(buf), "balance = \"random\";"),
             ":3: listeners.p.balance: expected round-robin, least-connections or "
             "source-hash, got \"random\"");
-    refused(with_proxy_setting(buf, sizeof buf, "send_proxy = \"v3\";"),
+    refused(with_proxy_setting(buf, sizeof(buf), "send_proxy = \"v3\";"),
             ":3: listeners.p.send_proxy: expected none, v1 or v2, got \"v3\"");
-    refused(with_proxy_setting(buf, sizeof buf, "retries = 2.5;"),
+    refused(with_proxy_setting(buf, sizeof(buf), "retries = 2.5;"),
             ":3: listeners.p.retries: expected an integer, got 2.5");
-    refused(with_proxy_setting(buf, sizeof buf, "connect_timeout = \"3\";"),
+    refused(with_proxy_setting(buf, sizeof(buf), "connect_timeout = \"3\";"),
             ":3: listeners.p.connect_timeout: expected a number of seconds, got \"3\"");
-    refused("listeners = { name = \"a\"; };\n",
-            ":1: listeners: expected a list of groups ( { name = ...; listen = [ ... ]; }, ... ), "
-            "got a group { ... }");
-    refused("listeners = ( \"a\" );\n",
-            ":1: listeners.[0]: expected a group { name = ...; listen = [ ... ]; }, got \"a\"");
+    refused(
+        "listeners = { name = \"a\"; };\n",
+        ":1: listeners: expected a list of groups ( { name = ...; listen = [ ... ]; }, ... ), "
+        "got a group { ... }");
+    refused(
+        "listeners = ( \"a\" );\n",
+        ":1: listeners.[0]: expected a group { name = ...; listen = [ ... ]; }, got \"a\"");
     refused("listeners = ( { name = 1; } );\n",
             ":1: listeners.[0].name: expected a string, got 1");
     /* Quoted values are escaped and cut, so the message stays one line. */
     refused("log = { target = \"a\\nb\\\"c\"; };\n" LISTENER,
             ":1: log.target: expected auto, stderr or syslog, got \"a\\nb\\\"c\"");
-    refused("log = { target = \"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"; };\n"
-            LISTENER,
-            ":1: log.target: expected auto, stderr or syslog, got "
-            "\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"...");
+    refused(
+        "log = { target = \"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"; };\n" LISTENER,
+        ":1: log.target: expected auto, stderr or syslog, got "
+        "\"xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\"...");
 }
 
 static void out_of_range(void **state)
@@ -620,35 +630,35 @@ static void out_of_range(void **state)
             ":1: shutdown_timeout: 3600.5 out of range 0-3600 seconds");
     refused("shutdown_timeout = 1e999;\n" LISTENER,
             ":1: shutdown_timeout: expected a finite number of seconds, got inf");
-    refused(with_listener_setting(buf, sizeof buf, "buffer_size = 1023;"),
+    refused(with_listener_setting(buf, sizeof(buf), "buffer_size = 1023;"),
             ":1: listeners.a.buffer_size: 1023 out of range 1024-16777216 bytes");
-    refused(with_listener_setting(buf, sizeof buf, "buffer_size = 16777217;"),
+    refused(with_listener_setting(buf, sizeof(buf), "buffer_size = 16777217;"),
             ":1: listeners.a.buffer_size: 16777217 out of range 1024-16777216 bytes");
-    refused(with_listener_setting(buf, sizeof buf, "idle_timeout = -1;"),
+    refused(with_listener_setting(buf, sizeof(buf), "idle_timeout = -1;"),
             ":1: listeners.a.idle_timeout: -1 out of range 0-604800 seconds");
-    refused(with_listener_setting(buf, sizeof buf, "idle_timeout = 604800.001;"),
+    refused(with_listener_setting(buf, sizeof(buf), "idle_timeout = 604800.001;"),
             ":1: listeners.a.idle_timeout: 604800.001 out of range 0-604800 seconds");
-    refused(with_listener_setting(buf, sizeof buf, "max_connections = -1;"),
+    refused(with_listener_setting(buf, sizeof(buf), "max_connections = -1;"),
             ":1: listeners.a.max_connections: -1 out of range 0-1000000");
-    refused(with_listener_setting(buf, sizeof buf, "max_connections = 1000001;"),
+    refused(with_listener_setting(buf, sizeof(buf), "max_connections = 1000001;"),
             ":1: listeners.a.max_connections: 1000001 out of range 0-1000000");
-    refused(with_listener_setting(buf, sizeof buf, "max_per_source = -1;"),
+    refused(with_listener_setting(buf, sizeof(buf), "max_per_source = -1;"),
             ":1: listeners.a.max_per_source: -1 out of range 0-1000000");
-    refused(with_listener_setting(buf, sizeof buf, "max_per_source = 1000001;"),
+    refused(with_listener_setting(buf, sizeof(buf), "max_per_source = 1000001;"),
             ":1: listeners.a.max_per_source: 1000001 out of range 0-1000000");
-    refused(with_proxy_setting(buf, sizeof buf, "connect_timeout = 0;"),
+    refused(with_proxy_setting(buf, sizeof(buf), "connect_timeout = 0;"),
             ":3: listeners.p.connect_timeout: 0 out of range: expected more than 0 "
             "and at most 3600 seconds");
-    refused(with_proxy_setting(buf, sizeof buf, "connect_timeout = 3600.5;"),
+    refused(with_proxy_setting(buf, sizeof(buf), "connect_timeout = 3600.5;"),
             ":3: listeners.p.connect_timeout: 3600.5 out of range: expected more than 0 "
             "and at most 3600 seconds");
-    refused(with_proxy_setting(buf, sizeof buf, "retries = -1;"),
+    refused(with_proxy_setting(buf, sizeof(buf), "retries = -1;"),
             ":3: listeners.p.retries: -1 out of range 0-100");
-    refused(with_proxy_setting(buf, sizeof buf, "retries = 101;"),
+    refused(with_proxy_setting(buf, sizeof(buf), "retries = 101;"),
             ":3: listeners.p.retries: 101 out of range 0-100");
-    refused(with_proxy_setting(buf, sizeof buf, "fail_timeout = -0.001;"),
+    refused(with_proxy_setting(buf, sizeof(buf), "fail_timeout = -0.001;"),
             ":3: listeners.p.fail_timeout: -0.001 out of range 0-3600 seconds");
-    refused(with_proxy_setting(buf, sizeof buf, "fail_timeout = 3601;"),
+    refused(with_proxy_setting(buf, sizeof(buf), "fail_timeout = 3601;"),
             ":3: listeners.p.fail_timeout: 3601 out of range 0-3600 seconds");
 }
 
@@ -679,7 +689,7 @@ static void wide_integers(void **state)
     /* The literal may sit lines below its name. */
     refused("workers = 1; max_connections =\n\n  4294967297;\n" LISTENER,
             ":1: max_connections: 4294967297 out of range 0-1000000");
-    refused(with_proxy_setting(buf, sizeof buf, "retries = 4294967298;"),
+    refused(with_proxy_setting(buf, sizeof(buf), "retries = 4294967298;"),
             ":3: listeners.p.retries: 4294967298 out of range 0-100");
     refused("user = 4294967297;\n" LISTENER,
             ":1: user: expected a string, got 4294967297");
@@ -718,15 +728,15 @@ static void bad_cidrs(void **state)
 {
     (void)state;
     char buf[512];
-    refused_with(with_listener_setting(buf, sizeof buf,
+    refused_with(with_listener_setting(buf, sizeof(buf),
                                        "allow = [ \"10.0.0.0/8\", \"10.0.0.1/8\" ];"),
                  ":1: listeners.a.allow.[1]: invalid CIDR \"10.0.0.1/8\": ",
                  "10.0.0.0/8");
-    refused_with(with_listener_setting(buf, sizeof buf, "deny = [ \"10.0.0.0/33\" ];"),
+    refused_with(with_listener_setting(buf, sizeof(buf), "deny = [ \"10.0.0.0/33\" ];"),
                  ":1: listeners.a.deny.[0]: invalid CIDR \"10.0.0.0/33\": ", "33");
-    refused_with(with_listener_setting(buf, sizeof buf, "deny = [ \"example.com\" ];"),
+    refused_with(with_listener_setting(buf, sizeof(buf), "deny = [ \"example.com\" ];"),
                  ":1: listeners.a.deny.[0]: invalid CIDR \"example.com\": ", "expected");
-    refused_with(with_listener_setting(buf, sizeof buf, "deny = [ \"\" ];"),
+    refused_with(with_listener_setting(buf, sizeof(buf), "deny = [ \"\" ];"),
                  ":1: listeners.a.deny.[0]: invalid CIDR \"\": ", "CIDR");
 }
 
@@ -743,7 +753,8 @@ static void stats_allow_deny(void **state)
     assert_int_equal(cfg->nstats_deny, 0);
     config_free(cfg);
 
-    cfg = load_ok(LISTENER "stats = {\n  listen = \"127.0.0.1:9107\";\n"
+    cfg = load_ok(LISTENER
+                  "stats = {\n  listen = \"127.0.0.1:9107\";\n"
                   "  allow = [ \"10.0.0.0/8\", \"2001:db8::/32\", \"192.0.2.7\" ];\n"
                   "  deny = ( \"10.1.2.3\" );\n};\n");
     assert_int_equal(cfg->nstats_allow, 3);
@@ -760,11 +771,13 @@ static void stats_allow_deny(void **state)
     config_free(cfg);
 
     refused(LISTENER "stats = { listen = \"127.0.0.1:9107\";\n"
-            "  allow = [ \"10.0.0.0/8\",\n    \"10.0.0.1/8\" ]; };\n",
+                     "  allow = [ \"10.0.0.0/8\",\n    \"10.0.0.1/8\" ]; };\n",
             ":4: stats.allow.[1]: invalid CIDR \"10.0.0.1/8\": host bits set in "
             "10.0.0.1/8: did you mean 10.0.0.0/8?");
-    refused_with(LISTENER "stats = { listen = \"127.0.0.1:9107\"; deny = [ \"::ffff:10.0.0.0/104\" ]; };\n",
-                 ":2: stats.deny.[0]: invalid CIDR \"::ffff:10.0.0.0/104\": ", "10.0.0.0/8");
+    refused_with(
+        LISTENER
+        "stats = { listen = \"127.0.0.1:9107\"; deny = [ \"::ffff:10.0.0.0/104\" ]; };\n",
+        ":2: stats.deny.[0]: invalid CIDR \"::ffff:10.0.0.0/104\": ", "10.0.0.0/8");
     refused(LISTENER "stats = { listen = \"127.0.0.1:9107\"; deny = \"10.0.0.0/8\"; };\n",
             ":2: stats.deny: expected a list of strings, got \"10.0.0.0/8\" "
             "(write [ \"10.0.0.0/8\" ])");
@@ -785,15 +798,18 @@ static void listener_names(void **state)
     refused("listeners = ( { listen = [ \"127.0.0.1:0\" ]; } );\n",
             ":1: listeners.[0].name: missing; every listener needs a name of letters, "
             "digits, \"_\", \".\" or \"-\"");
-    refused("listeners = ( { name = \"\"; listen = [ \"127.0.0.1:0\" ]; } );\n",
-            ":1: listeners.[0].name: expected 1-64 letters, digits, \"_\", \".\" or \"-\", "
-            "got \"\"");
-    refused("listeners = ( { name = \"my relay\"; listen = [ \"127.0.0.1:0\" ]; } );\n",
-            ":1: listeners.[0].name: expected 1-64 letters, digits, \"_\", \".\" or \"-\", "
-            "got \"my relay\"");
-    refused_with("listeners = ( { name = \"a23456789012345678901234567890123456789012345678901234567890123456789\"; "
-                 "listen = [ \"127.0.0.1:0\" ]; } );\n",
-                 ":1: listeners.[0].name: expected 1-64 letters", "got \"a2345");
+    refused(
+        "listeners = ( { name = \"\"; listen = [ \"127.0.0.1:0\" ]; } );\n",
+        ":1: listeners.[0].name: expected 1-64 letters, digits, \"_\", \".\" or \"-\", "
+        "got \"\"");
+    refused(
+        "listeners = ( { name = \"my relay\"; listen = [ \"127.0.0.1:0\" ]; } );\n",
+        ":1: listeners.[0].name: expected 1-64 letters, digits, \"_\", \".\" or \"-\", "
+        "got \"my relay\"");
+    refused_with(
+        "listeners = ( { name = \"a23456789012345678901234567890123456789012345678901234567890123456789\"; "
+        "listen = [ \"127.0.0.1:0\" ]; } );\n",
+        ":1: listeners.[0].name: expected 1-64 letters", "got \"a2345");
     struct config *cfg = load_ok(
         "listeners = ( { name = \"a234567890123456789012345678901234567890123456789012345678901234\"; "
         "listen = [ \"127.0.0.1:0\" ]; } );\n");
@@ -809,11 +825,12 @@ static void overlapping_addresses(void **state)
             "    listen = [ \"127.0.0.1:7007\" ]; }\n);\n",
             ":4: listeners.b.listen.[0]: 127.0.0.1:7007 is already used by listener "
             "\"echo\" (line 2)");
-    refused("listeners = (\n"
-            "  { name = \"any\"; listen = [ \"*:7007\" ]; },\n"
-            "  { name = \"b\"; listen = [ \"127.0.0.2:7008\", \"127.0.0.1:7007\" ]; }\n);\n",
-            ":3: listeners.b.listen.[1]: 127.0.0.1:7007 overlaps *:7007 of listener "
-            "\"any\" (line 2)");
+    refused(
+        "listeners = (\n"
+        "  { name = \"any\"; listen = [ \"*:7007\" ]; },\n"
+        "  { name = \"b\"; listen = [ \"127.0.0.2:7008\", \"127.0.0.1:7007\" ]; }\n);\n",
+        ":3: listeners.b.listen.[1]: 127.0.0.1:7007 overlaps *:7007 of listener "
+        "\"any\" (line 2)");
     refused("listeners = (\n"
             "  { name = \"a\"; listen = [ \"[::1]:7007\" ]; },\n"
             "  { name = \"any\"; listen = [ \"*:7007\" ]; }\n);\n",
@@ -839,43 +856,44 @@ static void proxy_only_settings(void **state)
 {
     (void)state;
     static const char *const settings[][2] = {
-        { "upstreams = [ \"127.0.0.1:1\" ];", "upstreams" },
-        { "balance = \"round-robin\";", "balance" },
-        { "connect_timeout = 3.0;", "connect_timeout" },
-        { "retries = 2;", "retries" },
-        { "fail_timeout = 10.0;", "fail_timeout" },
-        { "send_proxy = \"none\";", "send_proxy" },
+        {"upstreams = [ \"127.0.0.1:1\" ];", "upstreams"},
+        {"balance = \"round-robin\";", "balance"},
+        {"connect_timeout = 3.0;", "connect_timeout"},
+        {"retries = 2;", "retries"},
+        {"fail_timeout = 10.0;", "fail_timeout"},
+        {"send_proxy = \"none\";", "send_proxy"},
     };
     char buf[512], expected[256];
-    for (size_t i = 0; i < sizeof settings / sizeof settings[0]; i++) {
-        snprintf(buf, sizeof buf,
+    for (size_t i = 0; i < sizeof(settings) / sizeof(settings[0]); i++) {
+        snprintf(buf, sizeof(buf),
                  "listeners = ( { name = \"e\"; listen = [ \"127.0.0.1:0\" ];\n"
                  "  mode = \"echo\";\n  %s } );\n",
                  settings[i][0]);
-        snprintf(expected, sizeof expected,
+        snprintf(expected, sizeof(expected),
                  ":3: listeners.e.%s: only for mode = \"proxy\"; this listener's mode "
                  "is \"echo\"",
                  settings[i][1]);
         refused(buf, expected);
     }
     /* Echo is the default mode. */
-    refused(with_listener_setting(buf, sizeof buf, "retries = 2;"),
+    refused(with_listener_setting(buf, sizeof(buf), "retries = 2;"),
             ":1: listeners.a.retries: only for mode = \"proxy\"; this listener's mode "
             "is \"echo\"");
     /* accept_proxy and splice are for both modes. */
-    struct config *cfg = load_ok(with_proxy_setting(buf, sizeof buf, "accept_proxy = true;"));
+    struct config *cfg = load_ok(
+        with_proxy_setting(buf, sizeof(buf), "accept_proxy = true;"));
     assert_true(cfg->listeners[0].accept_proxy);
     config_free(cfg);
-    cfg = load_ok(with_proxy_setting(buf, sizeof buf, "splice = false;"));
+    cfg = load_ok(with_proxy_setting(buf, sizeof(buf), "splice = false;"));
     assert_false(cfg->listeners[0].splice);
     config_free(cfg);
 #ifdef HAVE_SPLICE
-    cfg = load_ok(with_listener_setting(buf, sizeof buf, "splice = true;"));
+    cfg = load_ok(with_listener_setting(buf, sizeof(buf), "splice = true;"));
     assert_true(cfg->listeners[0].splice);
 #else
-    refused(with_listener_setting(buf, sizeof buf, "splice = true;"),
+    refused(with_listener_setting(buf, sizeof(buf), "splice = true;"),
             ":1: listeners.a.splice: this system has no splice(2); set it to false");
-    cfg = load_ok(with_listener_setting(buf, sizeof buf, "splice = false;"));
+    cfg = load_ok(with_listener_setting(buf, sizeof(buf), "splice = false;"));
 #endif
     config_free(cfg);
 }
@@ -916,8 +934,8 @@ static void listen_lists(void **state)
             ":1: listeners.a.listen: expected a list of strings, got \"127.0.0.1:7007\" "
             "(write [ \"127.0.0.1:7007\" ])");
     /* A list in ( ) works as well as an array in [ ]. */
-    struct config *cfg = load_ok(with_listener_setting(buf, sizeof buf,
-                                                       "allow = ( \"::1\" );"));
+    struct config *cfg = load_ok(
+        with_listener_setting(buf, sizeof(buf), "allow = ( \"::1\" );"));
     assert_int_equal(cfg->listeners[0].nallow, 1);
     config_free(cfg);
 }
@@ -929,7 +947,7 @@ static void listen_lists(void **state)
 static void refused_on(const char *text, int line, const char *rest)
 {
     char expected[256];
-    snprintf(expected, sizeof expected, ":%d: %s", line, rest);
+    snprintf(expected, sizeof(expected), ":%d: %s", line, rest);
     refused_with(text, expected, "");
 }
 
@@ -1071,7 +1089,6 @@ static void wide_integers_in_lists(void **state)
             "got 4294967297");
 }
 
-
 /* Bytes of the file that are not UTF-8 are escaped in messages; UTF-8
  * text is kept as it is, and never cut inside a character. */
 static void non_utf8_escaped(void **state)
@@ -1079,13 +1096,15 @@ static void non_utf8_escaped(void **state)
     (void)state;
     char buf[512], want[512];
 #define MODE_GOT ":1: listeners.a.mode: expected echo or proxy, got "
-    refused(with_listener_setting(buf, sizeof buf, "mode = \"\xff\xfe\";"),
+    refused(with_listener_setting(buf, sizeof(buf), "mode = \"\xff\xfe\";"),
             MODE_GOT "\"\\xff\\xfe\"");
-    refused(with_listener_setting(buf, sizeof buf, "mode = \"caf\xc3\xa9-\xe2\x82\xac\";"),
+    refused(with_listener_setting(buf, sizeof(buf),
+                                  "mode = \"caf\xc3\xa9-\xe2\x82\xac\";"),
             MODE_GOT "\"caf\xc3\xa9-\xe2\x82\xac\"");
     /* Overlong, surrogate, past U+10FFFF, cut short. */
-    refused(with_listener_setting(buf, sizeof buf,
-                                  "mode = \"\xc0\xaf \xed\xa0\x80 \xf4\x90\x80\x80 \xe2\x82\";"),
+    refused(with_listener_setting(
+                buf, sizeof(buf),
+                "mode = \"\xc0\xaf \xed\xa0\x80 \xf4\x90\x80\x80 \xe2\x82\";"),
             MODE_GOT "\"\\xc0\\xaf \\xed\\xa0\\x80 \\xf4\\x90\\x80\\x80 \\xe2\\x82\"");
     /* Quoted by the loader, and raw in the address parser's message. */
     refused("listeners = ( { name = \"a\"; listen = [ \"\xff\xc3\xa9\" ]; } );\n",
@@ -1093,20 +1112,20 @@ static void non_utf8_escaped(void **state)
             "port in \"\\xff\xc3\xa9\"; expected host:port");
     /* A quote is cut after 64 bytes, before a character that crosses it. */
     char setting[128];
-    snprintf(setting, sizeof setting, "mode = \"%.63s\xc3\xa9\";",
+    snprintf(setting, sizeof(setting), "mode = \"%.63s\xc3\xa9\";",
              "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
-    snprintf(want, sizeof want, MODE_GOT "\"%.63s\"...",
+    snprintf(want, sizeof(want), MODE_GOT "\"%.63s\"...",
              "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa");
-    refused(with_listener_setting(buf, sizeof buf, setting), want);
+    refused(with_listener_setting(buf, sizeof(buf), setting), want);
     assert_true(valid_utf8(err));
 #undef MODE_GOT
     /* And the whole message when it is cut to the buffer. */
     char small[96];
-    with_listener_setting(buf, sizeof buf,
+    with_listener_setting(buf, sizeof(buf),
                           "mode = \"\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac"
                           "\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac\";");
     write_bytes(buf, strlen(buf));
-    for (size_t len = 1; len <= sizeof small; len++) {
+    for (size_t len = 1; len <= sizeof(small); len++) {
         assert_null(config_load(path, "f", small, len));
         if (!valid_utf8(small))
             fail_msg("cut to %zu bytes: not UTF-8: %s", len, small);
@@ -1237,17 +1256,17 @@ static void named_as_given(void **state)
 {
     (void)state;
     write_bytes("workers = 300;\n" LISTENER, strlen("workers = 300;\n" LISTENER));
-    assert_null(config_load(path, "given.conf", err, sizeof err));
+    assert_null(config_load(path, "given.conf", err, sizeof(err)));
     assert_string_equal(err, "given.conf:1: workers: 300 out of range 0-256");
     write_bytes("workers = ;\n", strlen("workers = ;\n"));
-    assert_null(config_load(path, "given.conf", err, sizeof err));
+    assert_null(config_load(path, "given.conf", err, sizeof(err)));
     assert_string_equal(err, "given.conf:1: syntax error");
     char missing[256];
-    snprintf(missing, sizeof missing, "%s/none.conf", dir);
-    assert_null(config_load(missing, "none.conf", err, sizeof err));
+    snprintf(missing, sizeof(missing), "%s/none.conf", dir);
+    assert_null(config_load(missing, "none.conf", err, sizeof(err)));
     assert_string_equal(err, "none.conf: cannot read: No such file or directory");
     write_bytes(LISTENER, strlen(LISTENER));
-    struct config *cfg = config_load(path, "given.conf", err, sizeof err);
+    struct config *cfg = config_load(path, "given.conf", err, sizeof(err));
     assert_non_null(cfg);
     assert_string_equal(cfg->path, path);
     config_free(cfg);
@@ -1259,9 +1278,9 @@ static void small_error_buffer(void **state)
     (void)state;
     char small[8];
     write_bytes("workers = 300;\n", strlen("workers = 300;\n"));
-    memset(small, 'x', sizeof small);
-    assert_null(config_load(path, NULL, small, sizeof small));
-    assert_int_equal(strlen(small), sizeof small - 1);
+    memset(small, 'x', sizeof(small));
+    assert_null(config_load(path, NULL, small, sizeof(small)));
+    assert_int_equal(strlen(small), sizeof(small) - 1);
     assert_null(config_load(path, NULL, NULL, 0));
     assert_null(config_load(path, NULL, small, 0));
 }
@@ -1279,21 +1298,43 @@ static void known_keys(void **state)
 {
     (void)state;
     static const char *const documented[] = {
-        "workers", "max_connections", "shutdown_timeout", "user", "pidfile",
-        "log", "log.target", "log.level", "log.access", "listeners",
-        "listeners.name", "listeners.listen", "listeners.mode",
-        "listeners.buffer_size", "listeners.idle_timeout",
-        "listeners.max_connections", "listeners.max_per_source",
-        "listeners.allow", "listeners.deny", "listeners.accept_proxy",
+        "workers",
+        "max_connections",
+        "shutdown_timeout",
+        "user",
+        "pidfile",
+        "log",
+        "log.target",
+        "log.level",
+        "log.access",
+        "listeners",
+        "listeners.name",
+        "listeners.listen",
+        "listeners.mode",
+        "listeners.buffer_size",
+        "listeners.idle_timeout",
+        "listeners.max_connections",
+        "listeners.max_per_source",
+        "listeners.allow",
+        "listeners.deny",
+        "listeners.accept_proxy",
         "listeners.proxy_timeout",
-        "listeners.splice", "listeners.upstreams", "listeners.balance", "listeners.connect_timeout",
-        "listeners.retries", "listeners.fail_timeout", "listeners.send_proxy",
-        "stats", "stats.listen", "stats.allow", "stats.deny",
+        "listeners.splice",
+        "listeners.upstreams",
+        "listeners.balance",
+        "listeners.connect_timeout",
+        "listeners.retries",
+        "listeners.fail_timeout",
+        "listeners.send_proxy",
+        "stats",
+        "stats.listen",
+        "stats.allow",
+        "stats.deny",
     };
     size_t n = 0;
     while (table_settings[n].key != NULL)
         n++;
-    assert_int_equal(n, sizeof documented / sizeof documented[0]);
+    assert_int_equal(n, sizeof(documented) / sizeof(documented[0]));
     for (size_t i = 0; i < n; i++) {
         size_t found = 0;
         for (size_t j = 0; j < n; j++)
@@ -1340,7 +1381,7 @@ static void table_rows(void **state)
             fail_msg("%s: no help", row->key);
         if (dot != NULL) {
             char group[32];
-            snprintf(group, sizeof group, "%.*s", (int)(dot - row->key), row->key);
+            snprintf(group, sizeof(group), "%.*s", (int)(dot - row->key), row->key);
             const struct setting *g = table_find(group);
             if (g == NULL || (g->kind != SETTING_GROUP && g->kind != SETTING_GROUPS))
                 fail_msg("%s: no group %s", row->key, group);
@@ -1351,7 +1392,8 @@ static void table_rows(void **state)
         switch (row->kind) {
         case SETTING_COUNT:
         case SETTING_BYTES:
-            if (row->def.count < row->range.count.lo || row->def.count > row->range.count.hi)
+            if (row->def.count < row->range.count.lo ||
+                row->def.count > row->range.count.hi)
                 fail_msg("%s: default %lld out of range", row->key, row->def.count);
             break;
         case SETTING_SECONDS:
@@ -1381,8 +1423,7 @@ static void table_rows(void **state)
         default:
             break;
         }
-        if (row->flags != 0 &&
-            !table_in_listener(row))
+        if (row->flags != 0 && !table_in_listener(row))
             fail_msg("%s: flags for a listener's setting", row->key);
     }
 }
@@ -1391,8 +1432,7 @@ static void table_rows(void **state)
  * its end if there was any. */
 static int problems;
 
-__attribute__((format(printf, 1, 2)))
-static void problem(const char *fmt, ...)
+__attribute__((format(printf, 1, 2))) static void problem(const char *fmt, ...)
 {
     va_list ap;
     va_start(ap, fmt);
@@ -1409,7 +1449,7 @@ static char *read_source_file(const char *name, char *file, size_t filelen)
     FILE *f = fopen(source_file(file, filelen, name), "r");
     if (f == NULL)
         fail_msg("%s: %s", file, strerror(errno));
-    size_t n = fread(text, 1, sizeof text - 1, f);
+    size_t n = fread(text, 1, sizeof(text) - 1, f);
     assert_false(ferror(f));
     assert_true(feof(f));
     fclose(f);
@@ -1427,10 +1467,10 @@ static size_t documented_settings(char *page, char paths[][64], size_t max)
     size_t depth = 0, n = 0;
 
     for (char *line = strtok(page, "\n"); line != NULL; line = strtok(NULL, "\n")) {
-        char word[3][64] = { "", "", "" };
+        char word[3][64] = {"", "", ""};
         if (strncmp(line, ".Sh ", 4) == 0) {
             size_t o = 0;
-            for (const char *c = line + 4; *c != '\0' && o + 1 < sizeof section; c++)
+            for (const char *c = line + 4; *c != '\0' && o + 1 < sizeof(section); c++)
                 if (*c != '"' && (o > 0 || (*c != ' ' && *c != '\t')))
                     section[o++] = *c;
             section[o] = '\0';
@@ -1454,7 +1494,7 @@ static size_t documented_settings(char *page, char paths[][64], size_t max)
             const char *parent = depth > 1 ? tag[depth - 1] : "";
             if (parent[0] == '\0' && strcmp(section, "LISTENERS") == 0)
                 parent = "listeners";
-            snprintf(tag[depth], sizeof tag[depth], "%s%s%s", parent,
+            snprintf(tag[depth], sizeof(tag[depth]), "%s%s%s", parent,
                      parent[0] != '\0' ? "." : "", word[2]);
             assert_true(n < max);
             snprintf(paths[n++], 64, "%s", tag[depth]);
@@ -1472,7 +1512,7 @@ static void man_page_documents_every_setting(void **state)
     (void)state;
     char page[PATH_MAX], paths[128][64];
     size_t n = documented_settings(read_source_file("man/mio-echod.conf.5.in", page,
-                                                    sizeof page),
+                                                    sizeof(page)),
                                    paths, 128);
 
     problems = 0;
@@ -1483,9 +1523,9 @@ static void man_page_documents_every_setting(void **state)
         for (size_t i = 0; i < n; i++)
             found |= strcmp(paths[i], row->key) == 0;
         if (table_in_listener(row))
-            snprintf(where, sizeof where, "LISTENERS");
+            snprintf(where, sizeof(where), "LISTENERS");
         else if (dot != NULL)
-            snprintf(where, sizeof where, "the .It Ic %.*s entry of GLOBAL SETTINGS",
+            snprintf(where, sizeof(where), "the .It Ic %.*s entry of GLOBAL SETTINGS",
                      (int)(dot - row->key), row->key);
         if (!found)
             problem("%s: no \".It Ic %s\" in %s for setting %s", page, name_of(row),
@@ -1519,7 +1559,7 @@ static void shipped_file_shows_every_setting(void **state)
 {
     (void)state;
     char shipped[PATH_MAX];
-    const char *text = read_source_file("conf/mio-echod.conf", shipped, sizeof shipped);
+    const char *text = read_source_file("conf/mio-echod.conf", shipped, sizeof(shipped));
 
     problems = 0;
     for (const struct setting *row = table_settings; row->key != NULL; row++) {
@@ -1545,8 +1585,8 @@ static const char *choice_name(const struct setting *row, int value)
 
 /* Whether the value kept of row in base is the table's default; both as
  * text in kept and def. */
-static bool is_default(const struct setting *row, const void *base, char *kept,
-                       char *def, size_t len)
+static bool is_default(const struct setting *row, const void *base, char *kept, char *def,
+                       size_t len)
 {
     const char *p = (const char *)base + row->offset;
 
@@ -1576,8 +1616,8 @@ static bool is_default(const struct setting *row, const void *base, char *kept,
         snprintf(def, len, "\"%s\"", choice_name(row, row->def.choice));
         break;
     case SETTING_CIDRS:
-        snprintf(kept, len, "%zu CIDRs", *(const size_t *)((const char *)base +
-                                                           row->count_offset));
+        snprintf(kept, len, "%zu CIDRs",
+                 *(const size_t *)((const char *)base + row->count_offset));
         snprintf(def, len, "0 CIDRs");
         break;
     default:
@@ -1596,7 +1636,7 @@ static void check_shipped_value(const char *shipped, const struct setting *row,
 
     if (g == NULL || config_setting_get_member(g, name_of(row)) == NULL)
         return;
-    if (!is_default(row, base, kept, def, sizeof kept))
+    if (!is_default(row, base, kept, def, sizeof(kept)))
         problem("%s: %s%s is %s, but the file shows every setting at its default, %s",
                 shipped, where, row->key, kept, def);
 }
@@ -1609,8 +1649,8 @@ static void shipped_file_at_defaults(void **state)
     char shipped[PATH_MAX], where[64];
     config_t parsed;
 
-    source_file(shipped, sizeof shipped, "conf/mio-echod.conf");
-    struct config *cfg = config_load(shipped, NULL, err, sizeof err);
+    source_file(shipped, sizeof(shipped), "conf/mio-echod.conf");
+    struct config *cfg = config_load(shipped, NULL, err, sizeof(err));
     if (cfg == NULL)
         fail_msg("%s", err);
     config_init(&parsed);
@@ -1626,8 +1666,8 @@ static void shipped_file_at_defaults(void **state)
             continue;
         if (table_in_listener(row)) {
             for (size_t i = 0; i < cfg->nlisteners; i++) {
-                snprintf(where, sizeof where, "listener \"%s\": ",
-                         cfg->listeners[i].name);
+                snprintf(where, sizeof(where),
+                         "listener \"%s\": ", cfg->listeners[i].name);
                 check_shipped_value(shipped, row,
                                     config_setting_get_elem(listeners, (unsigned)i),
                                     &cfg->listeners[i], where);
@@ -1636,8 +1676,8 @@ static void shipped_file_at_defaults(void **state)
             check_shipped_value(shipped, row, root, cfg, "");
         } else {
             char group[32];
-            snprintf(group, sizeof group, "%.*s", (int)(strchr(row->key, '.') - row->key),
-                     row->key);
+            snprintf(group, sizeof(group), "%.*s",
+                     (int)(strchr(row->key, '.') - row->key), row->key);
             check_shipped_value(shipped, row, config_setting_get_member(root, group), cfg,
                                 "");
         }

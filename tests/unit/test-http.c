@@ -53,15 +53,15 @@ static enum http_result feed(struct http_reader *r, const char *req, size_t len,
 /* The result of feeding req[0..len) whole, byte by byte, in pieces of a
  * few sizes, and in two pieces split at every position: all the same, or
  * the test fails.  *r is the reader of the whole feed. */
-static enum http_result read_every_way(struct http_reader *r, const char *req,
-                                       size_t len, size_t *taken)
+static enum http_result read_every_way(struct http_reader *r, const char *req, size_t len,
+                                       size_t *taken)
 {
     static const size_t chunks[] = {1, 2, 3, 7, 64, 1000};
     struct http_reader other;
     size_t other_taken;
     enum http_result res = feed(r, req, len, 0, taken);
 
-    for (size_t i = 0; i < sizeof chunks / sizeof chunks[0]; i++) {
+    for (size_t i = 0; i < sizeof(chunks) / sizeof(chunks[0]); i++) {
         enum http_result o = feed(&other, req, len, chunks[i], &other_taken);
         if (o != res || other_taken != *taken || other.status != r->status)
             fail_msg("pieces of %zu: result %d taken %zu status %d; whole: %d %zu %d",
@@ -129,8 +129,8 @@ static void refused_at(const char *req, size_t len, int status, size_t at,
         fail_msg("\"%.*s\": %d \"%s\", expected %d \"%s\"", (int)(len < 200 ? len : 200),
                  req, r.status, r.why, status, why);
     if (at != 0 && taken != at)
-        fail_msg("\"%.*s\": refused at byte %zu, expected %zu", (int)(len < 200 ? len : 200),
-                 req, taken, at);
+        fail_msg("\"%.*s\": refused at byte %zu, expected %zu",
+                 (int)(len < 200 ? len : 200), req, taken, at);
     size_t used = 99;
     assert_int_equal(http_read(&r, "\r\n", 2, &used), HTTP_BAD);
     assert_int_equal(used, 0);
@@ -148,9 +148,10 @@ static void refused(const char *req, int status, const char *why)
 static void plain_requests(void **state)
 {
     (void)state;
-    accepted("GET /metrics HTTP/1.1\r\nHost: localhost:9107\r\n\r\n",
-             HTTP_METHOD_GET, "/metrics", 1);
-    accepted("HEAD /metrics HTTP/1.1\r\nHost: x\r\n\r\n", HTTP_METHOD_HEAD, "/metrics", 1);
+    accepted("GET /metrics HTTP/1.1\r\nHost: localhost:9107\r\n\r\n", HTTP_METHOD_GET,
+             "/metrics", 1);
+    accepted("HEAD /metrics HTTP/1.1\r\nHost: x\r\n\r\n", HTTP_METHOD_HEAD, "/metrics",
+             1);
     /* HTTP/1.0 needs no Host. */
     accepted("GET /metrics HTTP/1.0\r\n\r\n", HTTP_METHOD_GET, "/metrics", 0);
     accepted("HEAD /metrics HTTP/1.0\r\nAccept: */*\r\n\r\n", HTTP_METHOD_HEAD,
@@ -209,7 +210,8 @@ static void content_length_zero(void **state)
     accepted("GET /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n",
              HTTP_METHOD_GET, "/metrics", 1);
     accepted("GET /metrics HTTP/1.1\r\nHost: x\r\ncontent-length:000 \r\n"
-             "CONTENT-LENGTH: 0\r\n\r\n", HTTP_METHOD_GET, "/metrics", 1);
+             "CONTENT-LENGTH: 0\r\n\r\n",
+             HTTP_METHOD_GET, "/metrics", 1);
 }
 
 /* The head ends at its blank line: what follows is not taken. */
@@ -218,9 +220,9 @@ static void bytes_after_the_head(void **state)
     (void)state;
     const char *head = "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n";
     char req[128];
-    snprintf(req, sizeof req, "%sGET /metrics HTTP/1.1\r\n", head);
+    snprintf(req, sizeof(req), "%sGET /metrics HTTP/1.1\r\n", head);
     accepted_len(req, strlen(head), HTTP_METHOD_GET, "/metrics", 1);
-    snprintf(req, sizeof req, "%s\x01\x02 garbage\n", head);
+    snprintf(req, sizeof(req), "%s\x01\x02 garbage\n", head);
     accepted_len(req, strlen(head), HTTP_METHOD_GET, "/metrics", 1);
 }
 
@@ -293,12 +295,13 @@ static void methods(void **state)
 {
     (void)state;
     static const char *const others[] = {
-        "POST", "PUT", "DELETE", "OPTIONS", "PATCH", "TRACE", "CONNECT",
-        "get", "Get", "head", "GETS", "HEADER", "GE", "X", "ABCDEFGHIJKLMNOPQRSTUVWXYZ",
+        "POST",  "PUT",     "DELETE", "OPTIONS", "PATCH",
+        "TRACE", "CONNECT", "get",    "Get",     "head",
+        "GETS",  "HEADER",  "GE",     "X",       "ABCDEFGHIJKLMNOPQRSTUVWXYZ",
     };
     char req[128];
-    for (size_t i = 0; i < sizeof others / sizeof others[0]; i++) {
-        snprintf(req, sizeof req, "%s /metrics HTTP/1.1\r\nHost: x\r\n\r\n", others[i]);
+    for (size_t i = 0; i < sizeof(others) / sizeof(others[0]); i++) {
+        snprintf(req, sizeof(req), "%s /metrics HTTP/1.1\r\nHost: x\r\n\r\n", others[i]);
         refused(req, 405, "only GET and HEAD");
     }
     refused("POST /metrics HTTP/1.1\r\nHost: x\r\nContent-Length: 3", 400, "body");
@@ -324,7 +327,8 @@ static void header_syntax(void **state)
     refused("GET /metrics HTTP/1.1\r\nX-A: a\x01", 400, "control character");
     refused("GET /metrics HTTP/1.1\r\nX-A: a\x7f", 400, "control character");
     refused("GET /metrics HTTP/1.1\r\nX-A: \x1b", 400, "control character");
-    refused_at("GET /metrics HTTP/1.1\r\nX-A: a\0b\r\n", 33, 400, 30, "control character");
+    refused_at("GET /metrics HTTP/1.1\r\nX-A: a\0b\r\n", 33, 400, 30,
+               "control character");
 }
 
 /* HTTP/1.1 needs exactly one Host, with a host and port in it. */
@@ -380,11 +384,11 @@ static void request_line_bound(void **state)
     target[0] = '/';
     memset(target + 1, 'a', tlen - 1);
     target[tlen] = '\0';
-    snprintf(req, sizeof req, "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", target);
+    snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", target);
     assert_int_equal(strchr(req, '\r') - req, HTTP_LINE_MAX);
     accepted(req, HTTP_METHOD_GET, target, 1);
 
-    snprintf(req, sizeof req, "GET %sa HTTP/1.1\r\nHost: x\r\n\r\n", target);
+    snprintf(req, sizeof(req), "GET %sa HTTP/1.1\r\nHost: x\r\n\r\n", target);
     refused_at(req, strlen(req), 414, HTTP_LINE_MAX + 1, "longer than 2048");
     /* However long a part is: a method of 2049 bytes too. */
     memset(req, 'G', HTTP_LINE_MAX + 1);
@@ -443,7 +447,7 @@ static void response_heads(void **state)
     char buf[512];
     /* RFC 9110's example date: Sun, 06 Nov 1994 08:49:37 GMT. */
     const time_t when = 784111777;
-    int n = http_response_head(buf, sizeof buf, 200, "text/plain; version=0.0.4", 1234,
+    int n = http_response_head(buf, sizeof(buf), 200, "text/plain; version=0.0.4", 1234,
                                when);
     const char *want = "HTTP/1.1 200 OK\r\n"
                        "Date: Sun, 06 Nov 1994 08:49:37 GMT\r\n"
@@ -454,7 +458,7 @@ static void response_heads(void **state)
     assert_string_equal(buf, want);
     assert_int_equal(n, strlen(want));
 
-    n = http_response_head(buf, sizeof buf, 405, "text/plain; charset=utf-8", 0, 0);
+    n = http_response_head(buf, sizeof(buf), 405, "text/plain; charset=utf-8", 0, 0);
     want = "HTTP/1.1 405 Method Not Allowed\r\n"
            "Date: Thu, 01 Jan 1970 00:00:00 GMT\r\n"
            "Content-Type: text/plain; charset=utf-8\r\n"
@@ -468,19 +472,28 @@ static void response_heads(void **state)
     /* Too small: -1, for every size short of the head and its NUL. */
     for (size_t size = 0; size <= strlen(want); size++)
         assert_int_equal(http_response_head(buf, size, 405, "text/plain; charset=utf-8",
-                                            0, 0), -1);
+                                            0, 0),
+                         -1);
 }
 
 static void status_texts(void **state)
 {
     (void)state;
-    static const struct { int status; const char *text; } cases[] = {
-        {200, "OK"}, {400, "Bad Request"}, {404, "Not Found"},
-        {405, "Method Not Allowed"}, {414, "URI Too Long"},
+    static const struct {
+        int status;
+        const char *text;
+    } cases[] = {
+        {200, "OK"},
+        {400, "Bad Request"},
+        {404, "Not Found"},
+        {405, "Method Not Allowed"},
+        {414, "URI Too Long"},
         {431, "Request Header Fields Too Large"},
-        {505, "HTTP Version Not Supported"}, {500, "Unknown"}, {0, "Unknown"},
+        {505, "HTTP Version Not Supported"},
+        {500, "Unknown"},
+        {0, "Unknown"},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
         assert_string_equal(http_status_text(cases[i].status), cases[i].text);
 }
 
@@ -503,7 +516,7 @@ static void fuzz_seeds(void **state)
 
         if (!want_valid && strncmp(e->d_name, "invalid-", 8) != 0)
             continue;
-        n = read_seed("http", e->d_name, data, sizeof data);
+        n = read_seed("http", e->d_name, data, sizeof(data));
         enum http_result res = read_every_way(&r, data, n, &taken);
         if (res != (want_valid ? HTTP_COMPLETE : HTTP_BAD))
             fail_msg("%s: result %d, status %d (%s)", e->d_name, (int)res, r.status,

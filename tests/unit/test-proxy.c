@@ -46,12 +46,11 @@
 #define V2_NUL "PROXY v2: unix socket path without its NUL"
 
 /* The v2 signature, written out here rather than taken from proxy.c. */
-static const uint8_t sig[12] = { 0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d,
-                                 0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a };
+static const uint8_t sig[12] = {0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d,
+                                0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a};
 
 /* proxy_parse on a heap copy of exactly data[0..len). */
-static int parse(const void *data, size_t len, struct proxy_info *info,
-                 const char **why)
+static int parse(const void *data, size_t len, struct proxy_info *info, const char **why)
 {
     uint8_t *copy = malloc(len > 0 ? len : 1);
     int rc;
@@ -74,11 +73,11 @@ static void expect_header(const void *data, size_t len, size_t hlen,
         int rc = parse(data, k, info, &why);
 
         if (rc != 0)
-            fail_msg("prefix of %zu bytes of a %zu-byte header: %d (%s)", k,
-                     hlen, rc, rc < 0 ? why : "");
+            fail_msg("prefix of %zu bytes of a %zu-byte header: %d (%s)", k, hlen, rc,
+                     rc < 0 ? why : "");
     }
     for (size_t k = hlen; k <= len; k++) {
-        memset(info, 0xa5, sizeof *info);
+        memset(info, 0xa5, sizeof(*info));
         if (parse(data, k, info, &why) != (int)hlen)
             fail_msg("%zu bytes: not a %zu-byte header: %s", k, hlen, why);
     }
@@ -86,14 +85,13 @@ static void expect_header(const void *data, size_t len, size_t hlen,
 
 /* Asserts that data is refused with `reason` from its first `at` bytes on,
  * and that every shorter prefix asks for more, leaving *out alone. */
-static void expect_refused_at(const void *data, size_t len, size_t at,
-                              const char *reason)
+static void expect_refused_at(const void *data, size_t len, size_t at, const char *reason)
 {
     struct proxy_info info, before;
     const char *why = NULL;
 
     assert_true(at >= 1 && at <= len);
-    memset(&info, 0x5a, sizeof info);
+    memset(&info, 0x5a, sizeof(info));
     before = info;
     for (size_t k = 0; k < at; k++) {
         int rc = parse(data, k, &info, &why);
@@ -108,7 +106,7 @@ static void expect_refused_at(const void *data, size_t len, size_t at,
             fail_msg("%zu bytes of a header refused at %zu: not refused", k, at);
         assert_string_equal(why, reason);
     }
-    assert_memory_equal(&info, &before, sizeof info);
+    assert_memory_equal(&info, &before, sizeof(info));
 }
 
 /* The address addr_parse makes of text. */
@@ -118,7 +116,7 @@ static addr_t addr(const char *text)
     char err[256];
     size_t n;
 
-    if (addr_parse(text, ADDR_LISTEN, out, 2, &n, err, sizeof err) != 0)
+    if (addr_parse(text, ADDR_LISTEN, out, 2, &n, err, sizeof(err)) != 0)
         fail_msg("%s: %s", text, err);
     return out[0];
 }
@@ -129,7 +127,7 @@ static void expect_addr(const addr_t *a, const char *text)
     addr_t expected = addr(text);
     char buf[ADDR_STRLEN];
 
-    addr_format(a, buf, sizeof buf);
+    addr_format(a, buf, sizeof(buf));
     assert_string_equal(buf, text);
     assert_int_equal(a->len, expected.len);
     assert_true(addr_equal(a, &expected));
@@ -156,7 +154,8 @@ static void test_v1_tcp4(void **state)
 /* The widest and the narrowest TCP4 lines. */
 static void test_v1_tcp4_extremes(void **state)
 {
-    static const char max[] = "PROXY TCP4 255.255.255.255 255.255.255.255 65535 65535\r\n";
+    static const char max[] =
+        "PROXY TCP4 255.255.255.255 255.255.255.255 65535 65535\r\n";
     static const char min[] = "PROXY TCP4 0.0.0.0 0.0.0.0 0 0\r\n";
     struct proxy_info info;
 
@@ -173,7 +172,8 @@ static void test_v1_tcp4_extremes(void **state)
 static void test_v1_tcp6(void **state)
 {
     static const char hdr[] = "PROXY TCP6 2001:db8::1 2001:DB8::2 1 65535\r\n";
-    static const char mapped[] = "PROXY TCP6 ::ffff:192.0.2.1 ::ffff:198.51.100.2 80 443\r\nx";
+    static const char mapped[] =
+        "PROXY TCP6 ::ffff:192.0.2.1 ::ffff:198.51.100.2 80 443\r\nx";
     /* the longest v1 line the specification lists: 104 bytes */
     static const char longest[] =
         "PROXY TCP6 ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff "
@@ -207,7 +207,7 @@ static void test_v1_unknown(void **state)
     struct proxy_info info;
 
     (void)state;
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         expect_header(cases[i], strlen(cases[i]), strlen(cases[i]), &info);
         assert_true(info.local);
     }
@@ -216,7 +216,7 @@ static void test_v1_unknown(void **state)
     assert_true(info.local);
 
     /* 107 bytes with the CRLF is accepted, 108 is not */
-    memset(exact, 'x', sizeof exact);
+    memset(exact, 'x', sizeof(exact));
     memcpy(exact, "PROXY UNKNOWN ", 14);
     memcpy(exact + 105, "\r\n", 2);
     expect_header(exact, 107, 107, &info);
@@ -233,70 +233,72 @@ static void test_v1_malformed(void **state)
         const char *prefix; /* its shortest refused prefix */
         const char *why;
     } cases[] = {
-        { "GET / HTTP/1.1\r\n\r\n", "G", NOT_PROXY },
-        { "proxy TCP4 192.0.2.1 198.51.100.2 1 2\r\n", "p", NOT_PROXY },
-        { "PROXI TCP4 192.0.2.1 198.51.100.2 1 2\r\n", "PROXI", NOT_PROXY },
-        { "PROXY\tTCP4 192.0.2.1 198.51.100.2 1 2\r\n", "PROXY\t", NOT_PROXY },
-        { "PROXYTCP4 192.0.2.1 198.51.100.2 1 2\r\n", "PROXYT", NOT_PROXY },
-        { "PROXY  TCP4 192.0.2.1 198.51.100.2 1 2\r\n", "PROXY  ", V1_PROTO },
-        { "PROXY TCP5 192.0.2.1 198.51.100.2 1 2\r\n", "PROXY TCP5", V1_PROTO },
-        { "PROXY TCP 192.0.2.1 198.51.100.2 1 2\r\n", "PROXY TCP ", V1_PROTO },
-        { "PROXY TCP4\r\n", "PROXY TCP4\r", V1_PROTO },
-        { "PROXY tcp4 192.0.2.1 198.51.100.2 1 2\r\n", "PROXY t", V1_PROTO },
-        { "PROXY UDP4 192.0.2.1 198.51.100.2 1 2\r\n", "PROXY UD", V1_PROTO },
-        { "PROXY UNKNOWNX\r\n", "PROXY UNKNOWNX", V1_PROTO },
-        { "PROXY unknown\r\n", "PROXY u", V1_PROTO },
-        { "PROXY \r\n", "PROXY \r", V1_PROTO },
-        { "PROXY TCP4  192.0.2.1 198.51.100.2 1 2\r\n", "PROXY TCP4  ", V1_SRC },
-        { "PROXY TCP4 192.0.2.256 198.51.100.2 1 2\r\n", "PROXY TCP4 192.0.2.256 ", V1_SRC },
-        { "PROXY TCP4 01.2.3.4 198.51.100.2 1 2\r\n", "PROXY TCP4 01.2.3.4 ", V1_SRC },
-        { "PROXY TCP4 1.2.3 198.51.100.2 1 2\r\n", "PROXY TCP4 1.2.3 ", V1_SRC },
-        { "PROXY TCP4 2001:db8::1 198.51.100.2 1 2\r\n", "PROXY TCP4 2001:", V1_SRC },
-        { "PROXY TCP4 1111111111111111 198.51.100.2 1 2\r\n",
-          "PROXY TCP4 1111111111111111", V1_SRC },
-        { "PROXY TCP4 192.0.2.1\r\n", "PROXY TCP4 192.0.2.1\r", V1_SRC },
-        { "PROXY TCP6 192.0.2.1 192.0.2.2 1 2\r\n", "PROXY TCP6 192.0.2.1 ", V1_SRC },
-        { "PROXY TCP6 2001:db8::g 2001:db8::2 1 2\r\n", "PROXY TCP6 2001:db8::g", V1_SRC },
-        { "PROXY TCP6 1:2:3:4:5:6:7:8:9 ::2 1 2\r\n", "PROXY TCP6 1:2:3:4:5:6:7:8:9 ", V1_SRC },
-        { "PROXY TCP6 [::1] ::2 1 2\r\n", "PROXY TCP6 [", V1_SRC },
-        { "PROXY TCP4 192.0.2.1  198.51.100.2 1 2\r\n", "PROXY TCP4 192.0.2.1  ", V1_DST },
-        { "PROXY TCP4 192.0.2.1 198.51.100.256 1 2\r\n",
-          "PROXY TCP4 192.0.2.1 198.51.100.256 ", V1_DST },
-        { "PROXY TCP6 ::1 192.0.2.2 1 2\r\n", "PROXY TCP6 ::1 192.0.2.2 ", V1_DST },
-        { "PROXY TCP4 192.0.2.1 198.51.100.2 +1 2\r\n",
-          "PROXY TCP4 192.0.2.1 198.51.100.2 +", V1_SPORT },
-        { "PROXY TCP4 192.0.2.1 198.51.100.2 -1 2\r\n",
-          "PROXY TCP4 192.0.2.1 198.51.100.2 -", V1_SPORT },
-        { "PROXY TCP4 192.0.2.1 198.51.100.2 080 2\r\n",
-          "PROXY TCP4 192.0.2.1 198.51.100.2 08", V1_SPORT },
-        { "PROXY TCP4 192.0.2.1 198.51.100.2 00 2\r\n",
-          "PROXY TCP4 192.0.2.1 198.51.100.2 00", V1_SPORT },
-        { "PROXY TCP4 192.0.2.1 198.51.100.2 65536 2\r\n",
-          "PROXY TCP4 192.0.2.1 198.51.100.2 65536", V1_SPORT },
-        { "PROXY TCP4 192.0.2.1 198.51.100.2 123456 2\r\n",
-          "PROXY TCP4 192.0.2.1 198.51.100.2 123456", V1_SPORT },
-        { "PROXY TCP4 192.0.2.1 198.51.100.2 0x10 2\r\n",
-          "PROXY TCP4 192.0.2.1 198.51.100.2 0x", V1_SPORT },
-        { "PROXY TCP4 192.0.2.1 198.51.100.2  1 2\r\n",
-          "PROXY TCP4 192.0.2.1 198.51.100.2  ", V1_SPORT },
-        { "PROXY TCP4 192.0.2.1 198.51.100.2 1\r\n",
-          "PROXY TCP4 192.0.2.1 198.51.100.2 1\r", V1_SPORT },
-        { "PROXY TCP4 192.0.2.1 198.51.100.2 1 \r\n",
-          "PROXY TCP4 192.0.2.1 198.51.100.2 1 \r", V1_DPORT },
-        { "PROXY TCP4 192.0.2.1 198.51.100.2 1 2 \r\n",
-          "PROXY TCP4 192.0.2.1 198.51.100.2 1 2 ", V1_DPORT },
-        { "PROXY TCP4 192.0.2.1 198.51.100.2 1 2\n",
-          "PROXY TCP4 192.0.2.1 198.51.100.2 1 2\n", V1_DPORT },
-        { "PROXY TCP4 192.0.2.1 198.51.100.2 1 99999\r\n",
-          "PROXY TCP4 192.0.2.1 198.51.100.2 1 99999", V1_DPORT },
-        { "PROXY TCP4 192.0.2.1 198.51.100.2 1 2\rX",
-          "PROXY TCP4 192.0.2.1 198.51.100.2 1 2\rX", V1_CRLF },
-        { "PROXY TCP4 192.0.2.1 198.51.100.2 1 2\r\r\n",
-          "PROXY TCP4 192.0.2.1 198.51.100.2 1 2\r\r", V1_CRLF },
+        {"GET / HTTP/1.1\r\n\r\n", "G", NOT_PROXY},
+        {"proxy TCP4 192.0.2.1 198.51.100.2 1 2\r\n", "p", NOT_PROXY},
+        {"PROXI TCP4 192.0.2.1 198.51.100.2 1 2\r\n", "PROXI", NOT_PROXY},
+        {"PROXY\tTCP4 192.0.2.1 198.51.100.2 1 2\r\n", "PROXY\t", NOT_PROXY},
+        {"PROXYTCP4 192.0.2.1 198.51.100.2 1 2\r\n", "PROXYT", NOT_PROXY},
+        {"PROXY  TCP4 192.0.2.1 198.51.100.2 1 2\r\n", "PROXY  ", V1_PROTO},
+        {"PROXY TCP5 192.0.2.1 198.51.100.2 1 2\r\n", "PROXY TCP5", V1_PROTO},
+        {"PROXY TCP 192.0.2.1 198.51.100.2 1 2\r\n", "PROXY TCP ", V1_PROTO},
+        {"PROXY TCP4\r\n", "PROXY TCP4\r", V1_PROTO},
+        {"PROXY tcp4 192.0.2.1 198.51.100.2 1 2\r\n", "PROXY t", V1_PROTO},
+        {"PROXY UDP4 192.0.2.1 198.51.100.2 1 2\r\n", "PROXY UD", V1_PROTO},
+        {"PROXY UNKNOWNX\r\n", "PROXY UNKNOWNX", V1_PROTO},
+        {"PROXY unknown\r\n", "PROXY u", V1_PROTO},
+        {"PROXY \r\n", "PROXY \r", V1_PROTO},
+        {"PROXY TCP4  192.0.2.1 198.51.100.2 1 2\r\n", "PROXY TCP4  ", V1_SRC},
+        {"PROXY TCP4 192.0.2.256 198.51.100.2 1 2\r\n", "PROXY TCP4 192.0.2.256 ",
+         V1_SRC},
+        {"PROXY TCP4 01.2.3.4 198.51.100.2 1 2\r\n", "PROXY TCP4 01.2.3.4 ", V1_SRC},
+        {"PROXY TCP4 1.2.3 198.51.100.2 1 2\r\n", "PROXY TCP4 1.2.3 ", V1_SRC},
+        {"PROXY TCP4 2001:db8::1 198.51.100.2 1 2\r\n", "PROXY TCP4 2001:", V1_SRC},
+        {"PROXY TCP4 1111111111111111 198.51.100.2 1 2\r\n",
+         "PROXY TCP4 1111111111111111", V1_SRC},
+        {"PROXY TCP4 192.0.2.1\r\n", "PROXY TCP4 192.0.2.1\r", V1_SRC},
+        {"PROXY TCP6 192.0.2.1 192.0.2.2 1 2\r\n", "PROXY TCP6 192.0.2.1 ", V1_SRC},
+        {"PROXY TCP6 2001:db8::g 2001:db8::2 1 2\r\n", "PROXY TCP6 2001:db8::g", V1_SRC},
+        {"PROXY TCP6 1:2:3:4:5:6:7:8:9 ::2 1 2\r\n", "PROXY TCP6 1:2:3:4:5:6:7:8:9 ",
+         V1_SRC},
+        {"PROXY TCP6 [::1] ::2 1 2\r\n", "PROXY TCP6 [", V1_SRC},
+        {"PROXY TCP4 192.0.2.1  198.51.100.2 1 2\r\n", "PROXY TCP4 192.0.2.1  ", V1_DST},
+        {"PROXY TCP4 192.0.2.1 198.51.100.256 1 2\r\n",
+         "PROXY TCP4 192.0.2.1 198.51.100.256 ", V1_DST},
+        {"PROXY TCP6 ::1 192.0.2.2 1 2\r\n", "PROXY TCP6 ::1 192.0.2.2 ", V1_DST},
+        {"PROXY TCP4 192.0.2.1 198.51.100.2 +1 2\r\n",
+         "PROXY TCP4 192.0.2.1 198.51.100.2 +", V1_SPORT},
+        {"PROXY TCP4 192.0.2.1 198.51.100.2 -1 2\r\n",
+         "PROXY TCP4 192.0.2.1 198.51.100.2 -", V1_SPORT},
+        {"PROXY TCP4 192.0.2.1 198.51.100.2 080 2\r\n",
+         "PROXY TCP4 192.0.2.1 198.51.100.2 08", V1_SPORT},
+        {"PROXY TCP4 192.0.2.1 198.51.100.2 00 2\r\n",
+         "PROXY TCP4 192.0.2.1 198.51.100.2 00", V1_SPORT},
+        {"PROXY TCP4 192.0.2.1 198.51.100.2 65536 2\r\n",
+         "PROXY TCP4 192.0.2.1 198.51.100.2 65536", V1_SPORT},
+        {"PROXY TCP4 192.0.2.1 198.51.100.2 123456 2\r\n",
+         "PROXY TCP4 192.0.2.1 198.51.100.2 123456", V1_SPORT},
+        {"PROXY TCP4 192.0.2.1 198.51.100.2 0x10 2\r\n",
+         "PROXY TCP4 192.0.2.1 198.51.100.2 0x", V1_SPORT},
+        {"PROXY TCP4 192.0.2.1 198.51.100.2  1 2\r\n",
+         "PROXY TCP4 192.0.2.1 198.51.100.2  ", V1_SPORT},
+        {"PROXY TCP4 192.0.2.1 198.51.100.2 1\r\n",
+         "PROXY TCP4 192.0.2.1 198.51.100.2 1\r", V1_SPORT},
+        {"PROXY TCP4 192.0.2.1 198.51.100.2 1 \r\n",
+         "PROXY TCP4 192.0.2.1 198.51.100.2 1 \r", V1_DPORT},
+        {"PROXY TCP4 192.0.2.1 198.51.100.2 1 2 \r\n",
+         "PROXY TCP4 192.0.2.1 198.51.100.2 1 2 ", V1_DPORT},
+        {"PROXY TCP4 192.0.2.1 198.51.100.2 1 2\n",
+         "PROXY TCP4 192.0.2.1 198.51.100.2 1 2\n", V1_DPORT},
+        {"PROXY TCP4 192.0.2.1 198.51.100.2 1 99999\r\n",
+         "PROXY TCP4 192.0.2.1 198.51.100.2 1 99999", V1_DPORT},
+        {"PROXY TCP4 192.0.2.1 198.51.100.2 1 2\rX",
+         "PROXY TCP4 192.0.2.1 198.51.100.2 1 2\rX", V1_CRLF},
+        {"PROXY TCP4 192.0.2.1 198.51.100.2 1 2\r\r\n",
+         "PROXY TCP4 192.0.2.1 198.51.100.2 1 2\r\r", V1_CRLF},
     };
 
     (void)state;
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         size_t at = strlen(cases[i].prefix);
 
         assert_memory_equal(cases[i].data, cases[i].prefix, at);
@@ -312,9 +314,9 @@ static void test_v1_nul_byte(void **state)
     struct proxy_info info;
 
     (void)state;
-    expect_refused_at(data, sizeof data - 1, strlen("PROXY TCP4 192.0") + 1, V1_SRC);
+    expect_refused_at(data, sizeof(data) - 1, strlen("PROXY TCP4 192.0") + 1, V1_SRC);
     /* UNKNOWN ignores what precedes the CRLF, NUL bytes too */
-    expect_header(unknown, sizeof unknown - 1, sizeof unknown - 1, &info);
+    expect_header(unknown, sizeof(unknown) - 1, sizeof(unknown) - 1, &info);
 }
 
 /* Lines with no CRLF in 107 bytes are refused at the 107th. */
@@ -328,9 +330,9 @@ static void test_v1_too_long(void **state)
 
     (void)state;
     expect_refused_at(tcp6, strlen(tcp6), 107, V1_LONG);
-    memset(unknown, 'x', sizeof unknown);
+    memset(unknown, 'x', sizeof(unknown));
     memcpy(unknown, "PROXY UNKNOWN ", 14);
-    expect_refused_at(unknown, sizeof unknown, 107, V1_LONG);
+    expect_refused_at(unknown, sizeof(unknown), 107, V1_LONG);
 }
 
 /* ---- v2 -------------------------------------------------------------- */
@@ -351,8 +353,8 @@ static size_t v2(uint8_t *out, uint8_t ver_cmd, uint8_t fam, uint16_t len,
 }
 
 /* 192.0.2.1:56324 to 198.51.100.2:443 as a v2 TCP4 address block. */
-static const uint8_t tcp4_block[12] = { 192, 0, 2, 1, 198, 51, 100, 2,
-                                        0xdc, 0x04, 0x01, 0xbb };
+static const uint8_t tcp4_block[12] = {192, 0, 2,    1,    198,  51,
+                                       100, 2, 0xdc, 0x04, 0x01, 0xbb};
 
 /* v2 PROXY over TCP4, with payload after it. */
 static void test_v2_tcp4(void **state)
@@ -372,9 +374,8 @@ static void test_v2_tcp4(void **state)
 /* v2 PROXY over TCP6, with payload after it. */
 static void test_v2_tcp6(void **state)
 {
-    uint8_t block[36] = { 0x20, 0x01, 0x0d, 0xb8, [15] = 1,
-                          0x20, 0x01, 0x0d, 0xb8, [31] = 2,
-                          0x00, 0x01, 0xff, 0xff };
+    uint8_t block[36] = {0x20, 0x01, 0x0d,     0xb8, [15] = 1, 0x20, 0x01,
+                         0x0d, 0xb8, [31] = 2, 0x00, 0x01,     0xff, 0xff};
     uint8_t data[64];
     size_t n = v2(data, 0x21, 0x21, 36, block, 36);
     struct proxy_info info;
@@ -390,7 +391,7 @@ static void test_v2_tcp6(void **state)
 /* v2 PROXY over AF_UNIX: an unnamed client, and the longest path. */
 static void test_v2_unix(void **state)
 {
-    uint8_t block[216] = { 0 }, data[300];
+    uint8_t block[216] = {0}, data[300];
     size_t n;
     struct proxy_info info;
 
@@ -420,14 +421,14 @@ static void test_v2_unix(void **state)
 /* LOCAL, and PROXY with AF_UNSPEC, give no addresses. */
 static void test_v2_local(void **state)
 {
-    static const uint8_t fams[] = { 0x00, 0x11, 0x21, 0x31, 0x12, 0xff };
+    static const uint8_t fams[] = {0x00, 0x11, 0x21, 0x31, 0x12, 0xff};
     uint8_t data[64];
     struct proxy_info info;
     size_t n;
 
     (void)state;
     /* LOCAL: the family byte and any address block are ignored */
-    for (size_t i = 0; i < sizeof fams; i++) {
+    for (size_t i = 0; i < sizeof(fams); i++) {
         n = v2(data, 0x20, fams[i], 0, NULL, 0);
         data[n] = 'p';
         expect_header(data, n + 1, 16, &info);
@@ -450,24 +451,23 @@ static void test_v2_local(void **state)
 static void test_v2_tlvs(void **state)
 {
     /* ALPN "h2", then NOOP with 3 bytes: skipped, not interpreted */
-    static const uint8_t tlvs[] = { 0x01, 0x00, 0x02, 'h', '2',
-                                    0x04, 0x00, 0x03, 0, 0, 0 };
-    uint8_t body[12 + sizeof tlvs], data[128];
+    static const uint8_t tlvs[] = {0x01, 0x00, 0x02, 'h', '2', 0x04, 0x00, 0x03, 0, 0, 0};
+    uint8_t body[12 + sizeof(tlvs)], data[128];
     size_t n;
     struct proxy_info info;
 
     (void)state;
     memcpy(body, tcp4_block, 12);
-    memcpy(body + 12, tlvs, sizeof tlvs);
-    n = v2(data, 0x21, 0x11, (uint16_t)sizeof body, body, sizeof body);
+    memcpy(body + 12, tlvs, sizeof(tlvs));
+    n = v2(data, 0x21, 0x11, (uint16_t)sizeof(body), body, sizeof(body));
     memcpy(data + n, "payload", 7);
-    expect_header(data, n + 7, 16 + 12 + sizeof tlvs, &info);
+    expect_header(data, n + 7, 16 + 12 + sizeof(tlvs), &info);
     expect_addr(&info.src, "192.0.2.1:56324");
     expect_addr(&info.dst, "198.51.100.2:443");
 
     /* a TLV whose own length lies is not looked at: the total is honoured */
     body[12 + 2] = 0xff;
-    n = v2(data, 0x21, 0x11, (uint16_t)sizeof body, body, sizeof body);
+    n = v2(data, 0x21, 0x11, (uint16_t)sizeof(body), body, sizeof(body));
     expect_header(data, n, n, &info);
 }
 
@@ -502,34 +502,24 @@ static void test_v2_malformed(void **state)
         size_t at;
         const char *why;
     } cases[] = {
-        { 0x11, 0x11, 12, 13, V2_VERSION },
-        { 0x10, 0x00, 0, 13, V2_VERSION },
-        { 0x01, 0x11, 12, 13, V2_VERSION },
-        { 0x31, 0x11, 12, 13, V2_VERSION },
-        { 0xf1, 0x11, 12, 13, V2_VERSION },
-        { 0x22, 0x11, 12, 13, V2_COMMAND },
-        { 0x2f, 0x11, 12, 13, V2_COMMAND },
-        { 0x21, 0x12, 12, 14, V2_DGRAM },
-        { 0x21, 0x22, 36, 14, V2_DGRAM },
-        { 0x21, 0x32, 216, 14, V2_DGRAM },
-        { 0x21, 0x01, 12, 14, V2_FAMILY },
-        { 0x21, 0x10, 12, 14, V2_FAMILY },
-        { 0x21, 0x13, 12, 14, V2_FAMILY },
-        { 0x21, 0x33, 216, 14, V2_FAMILY },
-        { 0x21, 0x41, 12, 14, V2_FAMILY },
-        { 0x21, 0xff, 12, 14, V2_FAMILY },
-        { 0x21, 0x11, 11, 16, V2_SHORT },
-        { 0x21, 0x11, 0, 16, V2_SHORT },
-        { 0x21, 0x21, 35, 16, V2_SHORT },
-        { 0x21, 0x21, 12, 16, V2_SHORT },
-        { 0x21, 0x31, 215, 16, V2_SHORT },
+        {0x11, 0x11, 12, 13, V2_VERSION}, {0x10, 0x00, 0, 13, V2_VERSION},
+        {0x01, 0x11, 12, 13, V2_VERSION}, {0x31, 0x11, 12, 13, V2_VERSION},
+        {0xf1, 0x11, 12, 13, V2_VERSION}, {0x22, 0x11, 12, 13, V2_COMMAND},
+        {0x2f, 0x11, 12, 13, V2_COMMAND}, {0x21, 0x12, 12, 14, V2_DGRAM},
+        {0x21, 0x22, 36, 14, V2_DGRAM},   {0x21, 0x32, 216, 14, V2_DGRAM},
+        {0x21, 0x01, 12, 14, V2_FAMILY},  {0x21, 0x10, 12, 14, V2_FAMILY},
+        {0x21, 0x13, 12, 14, V2_FAMILY},  {0x21, 0x33, 216, 14, V2_FAMILY},
+        {0x21, 0x41, 12, 14, V2_FAMILY},  {0x21, 0xff, 12, 14, V2_FAMILY},
+        {0x21, 0x11, 11, 16, V2_SHORT},   {0x21, 0x11, 0, 16, V2_SHORT},
+        {0x21, 0x21, 35, 16, V2_SHORT},   {0x21, 0x21, 12, 16, V2_SHORT},
+        {0x21, 0x31, 215, 16, V2_SHORT},
     };
-    uint8_t body[216] = { 0 }, data[300];
+    uint8_t body[216] = {0}, data[300];
 
     (void)state;
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         size_t n = v2(data, cases[i].ver_cmd, cases[i].fam, cases[i].len, body,
-                      sizeof body);
+                      sizeof(body));
 
         expect_refused_at(data, n, cases[i].at, cases[i].why);
     }
@@ -561,11 +551,11 @@ static void test_v2_unix_without_nul(void **state)
     size_t n;
 
     (void)state;
-    memset(block, 'a', sizeof block);
+    memset(block, 'a', sizeof(block));
     block[108] = '\0';
     n = v2(data, 0x21, 0x31, 216, block, 216);
     expect_refused_at(data, n, n, V2_NUL);
-    memset(block, 'a', sizeof block);
+    memset(block, 'a', sizeof(block));
     block[0] = '\0';
     n = v2(data, 0x21, 0x31, 216, block, 216);
     expect_refused_at(data, n, n, V2_NUL);
@@ -587,54 +577,54 @@ static void test_parse_edges(void **state)
 /* ---- proxy_build ----------------------------------------------------- */
 
 struct build_case {
-    const char *src, *dst; /* as addr_parse takes them */
-    const char *v1;        /* the exact v1 line */
-    uint8_t fam;           /* the v2 family byte */
+    const char *src, *dst;   /* as addr_parse takes them */
+    const char *v1;          /* the exact v1 line */
+    uint8_t fam;             /* the v2 family byte */
     const char *psrc, *pdst; /* what parsing either gives, NULL for local */
 };
 
 static const struct build_case build_cases[] = {
-    { "192.0.2.1:56324", "198.51.100.2:443",
-      "PROXY TCP4 192.0.2.1 198.51.100.2 56324 443\r\n", 0x11,
-      "192.0.2.1:56324", "198.51.100.2:443" },
-    { "[2001:db8::1]:1", "[2001:db8::2]:65535",
-      "PROXY TCP6 2001:db8::1 2001:db8::2 1 65535\r\n", 0x21,
-      "[2001:db8::1]:1", "[2001:db8::2]:65535" },
+    {"192.0.2.1:56324", "198.51.100.2:443",
+     "PROXY TCP4 192.0.2.1 198.51.100.2 56324 443\r\n", 0x11, "192.0.2.1:56324",
+     "198.51.100.2:443"},
+    {"[2001:db8::1]:1", "[2001:db8::2]:65535",
+     "PROXY TCP6 2001:db8::1 2001:db8::2 1 65535\r\n", 0x21, "[2001:db8::1]:1",
+     "[2001:db8::2]:65535"},
     /* v4 beside v6: v4-mapped */
-    { "192.0.2.1:56324", "[2001:db8::2]:65535",
-      "PROXY TCP6 ::ffff:192.0.2.1 2001:db8::2 56324 65535\r\n", 0x21,
-      "[::ffff:192.0.2.1]:56324", "[2001:db8::2]:65535" },
-    { "[2001:db8::1]:1", "198.51.100.2:443",
-      "PROXY TCP6 2001:db8::1 ::ffff:198.51.100.2 1 443\r\n", 0x21,
-      "[2001:db8::1]:1", "[::ffff:198.51.100.2]:443" },
+    {"192.0.2.1:56324", "[2001:db8::2]:65535",
+     "PROXY TCP6 ::ffff:192.0.2.1 2001:db8::2 56324 65535\r\n", 0x21,
+     "[::ffff:192.0.2.1]:56324", "[2001:db8::2]:65535"},
+    {"[2001:db8::1]:1", "198.51.100.2:443",
+     "PROXY TCP6 2001:db8::1 ::ffff:198.51.100.2 1 443\r\n", 0x21, "[2001:db8::1]:1",
+     "[::ffff:198.51.100.2]:443"},
     /* v4-mapped beside v4: v4 */
-    { "[::ffff:192.0.2.1]:56324", "198.51.100.2:443",
-      "PROXY TCP4 192.0.2.1 198.51.100.2 56324 443\r\n", 0x11,
-      "192.0.2.1:56324", "198.51.100.2:443" },
-    { "192.0.2.1:56324", "[::ffff:198.51.100.2]:443",
-      "PROXY TCP4 192.0.2.1 198.51.100.2 56324 443\r\n", 0x11,
-      "192.0.2.1:56324", "198.51.100.2:443" },
+    {"[::ffff:192.0.2.1]:56324", "198.51.100.2:443",
+     "PROXY TCP4 192.0.2.1 198.51.100.2 56324 443\r\n", 0x11, "192.0.2.1:56324",
+     "198.51.100.2:443"},
+    {"192.0.2.1:56324", "[::ffff:198.51.100.2]:443",
+     "PROXY TCP4 192.0.2.1 198.51.100.2 56324 443\r\n", 0x11, "192.0.2.1:56324",
+     "198.51.100.2:443"},
     /* v4-mapped beside v6, mapped or not: stays v6 */
-    { "[::ffff:192.0.2.1]:56324", "[::ffff:198.51.100.2]:443",
-      "PROXY TCP6 ::ffff:192.0.2.1 ::ffff:198.51.100.2 56324 443\r\n", 0x21,
-      "[::ffff:192.0.2.1]:56324", "[::ffff:198.51.100.2]:443" },
-    { "[::ffff:192.0.2.1]:56324", "[2001:db8::2]:80",
-      "PROXY TCP6 ::ffff:192.0.2.1 2001:db8::2 56324 80\r\n", 0x21,
-      "[::ffff:192.0.2.1]:56324", "[2001:db8::2]:80" },
-    { "0.0.0.0:0", "255.255.255.255:65535",
-      "PROXY TCP4 0.0.0.0 255.255.255.255 0 65535\r\n", 0x11,
-      "0.0.0.0:0", "255.255.255.255:65535" },
-    { "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65535",
-      "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffe]:65535",
-      "PROXY TCP6 ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff "
-      "ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffe 65535 65535\r\n", 0x21,
-      "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65535",
-      "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffe]:65535" },
-    { "unix:/run/client.sock", "unix:/run/echo.sock", "PROXY UNKNOWN\r\n", 0x31,
-      "unix:/run/client.sock", "unix:/run/echo.sock" },
+    {"[::ffff:192.0.2.1]:56324", "[::ffff:198.51.100.2]:443",
+     "PROXY TCP6 ::ffff:192.0.2.1 ::ffff:198.51.100.2 56324 443\r\n", 0x21,
+     "[::ffff:192.0.2.1]:56324", "[::ffff:198.51.100.2]:443"},
+    {"[::ffff:192.0.2.1]:56324", "[2001:db8::2]:80",
+     "PROXY TCP6 ::ffff:192.0.2.1 2001:db8::2 56324 80\r\n", 0x21,
+     "[::ffff:192.0.2.1]:56324", "[2001:db8::2]:80"},
+    {"0.0.0.0:0", "255.255.255.255:65535",
+     "PROXY TCP4 0.0.0.0 255.255.255.255 0 65535\r\n", 0x11, "0.0.0.0:0",
+     "255.255.255.255:65535"},
+    {"[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65535",
+     "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffe]:65535",
+     "PROXY TCP6 ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff "
+     "ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffe 65535 65535\r\n",
+     0x21, "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65535",
+     "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:fffe]:65535"},
+    {"unix:/run/client.sock", "unix:/run/echo.sock", "PROXY UNKNOWN\r\n", 0x31,
+     "unix:/run/client.sock", "unix:/run/echo.sock"},
     /* no common family: unknown, AF_UNSPEC */
-    { "unix:/run/client.sock", "192.0.2.1:80", "PROXY UNKNOWN\r\n", 0x00, NULL, NULL },
-    { "[2001:db8::1]:1", "unix:/run/echo.sock", "PROXY UNKNOWN\r\n", 0x00, NULL, NULL },
+    {"unix:/run/client.sock", "192.0.2.1:80", "PROXY UNKNOWN\r\n", 0x00, NULL, NULL},
+    {"[2001:db8::1]:1", "unix:/run/echo.sock", "PROXY UNKNOWN\r\n", 0x00, NULL, NULL},
 };
 
 /* The v2 address block length of a family byte. */
@@ -659,14 +649,14 @@ static void expect_info(const struct build_case *c, const struct proxy_info *inf
 static void test_build_v1(void **state)
 {
     (void)state;
-    for (size_t i = 0; i < sizeof build_cases / sizeof build_cases[0]; i++) {
+    for (size_t i = 0; i < sizeof(build_cases) / sizeof(build_cases[0]); i++) {
         const struct build_case *c = &build_cases[i];
         addr_t src = addr(c->src), dst = addr(c->dst);
         uint8_t buf[PROXY_MAX_HEADER], again[PROXY_MAX_HEADER];
         struct proxy_info info;
         size_t n = strlen(c->v1);
 
-        assert_int_equal(proxy_build(1, &src, &dst, buf, sizeof buf), n);
+        assert_int_equal(proxy_build(1, &src, &dst, buf, sizeof(buf)), n);
         assert_memory_equal(buf, c->v1, n);
         expect_header(buf, n, n, &info);
         if (c->fam == 0x31)
@@ -675,7 +665,8 @@ static void test_build_v1(void **state)
             expect_info(c, &info);
         if (!info.local) {
             /* built again from what was parsed: the same bytes */
-            assert_int_equal(proxy_build(1, &info.src, &info.dst, again, sizeof again), n);
+            assert_int_equal(proxy_build(1, &info.src, &info.dst, again, sizeof(again)),
+                             n);
             assert_memory_equal(again, buf, n);
         }
     }
@@ -685,7 +676,7 @@ static void test_build_v1(void **state)
 static void test_build_v2(void **state)
 {
     (void)state;
-    for (size_t i = 0; i < sizeof build_cases / sizeof build_cases[0]; i++) {
+    for (size_t i = 0; i < sizeof(build_cases) / sizeof(build_cases[0]); i++) {
         const struct build_case *c = &build_cases[i];
         addr_t src = addr(c->src), dst = addr(c->dst);
         uint8_t buf[PROXY_MAX_HEADER], again[PROXY_MAX_HEADER];
@@ -693,13 +684,14 @@ static void test_build_v2(void **state)
         struct proxy_info info;
         size_t n = 16 + block_len(c->fam);
 
-        assert_int_equal(proxy_build(2, &src, &dst, buf, sizeof buf), n);
+        assert_int_equal(proxy_build(2, &src, &dst, buf, sizeof(buf)), n);
         v2(head, 0x21, c->fam, (uint16_t)block_len(c->fam), NULL, 0);
         assert_memory_equal(buf, head, 16);
         expect_header(buf, n, n, &info);
         expect_info(c, &info);
         if (!info.local) {
-            assert_int_equal(proxy_build(2, &info.src, &info.dst, again, sizeof again), n);
+            assert_int_equal(proxy_build(2, &info.src, &info.dst, again, sizeof(again)),
+                             n);
             assert_memory_equal(again, buf, n);
         }
     }
@@ -708,39 +700,53 @@ static void test_build_v2(void **state)
 /* v2 headers byte for byte: TCP4, mapped TCP6, Unix, unknown. */
 static void test_build_v2_bytes(void **state)
 {
-    uint8_t buf[300], expected[300], block[216] = { 0 };
+    uint8_t buf[300], expected[300], block[216] = {0};
     addr_t s = addr("192.0.2.1:56324"), d = addr("198.51.100.2:443");
     size_t n;
 
     (void)state;
     n = v2(expected, 0x21, 0x11, 12, tcp4_block, 12);
-    assert_int_equal(proxy_build(2, &s, &d, buf, sizeof buf), n);
+    assert_int_equal(proxy_build(2, &s, &d, buf, sizeof(buf)), n);
     assert_memory_equal(buf, expected, n);
 
     s = addr("192.0.2.1:56324");
     d = addr("[2001:db8::2]:443");
-    memcpy(block, (const uint8_t[]){ [10] = 0xff, 0xff, 192, 0, 2, 1,
-                                     0x20, 0x01, 0x0d, 0xb8, [31] = 2,
-                                     0xdc, 0x04, 0x01, 0xbb }, 36);
+    memcpy(block,
+           (const uint8_t[]){[10] = 0xff,
+                             0xff,
+                             192,
+                             0,
+                             2,
+                             1,
+                             0x20,
+                             0x01,
+                             0x0d,
+                             0xb8,
+                             [31] = 2,
+                             0xdc,
+                             0x04,
+                             0x01,
+                             0xbb},
+           36);
     n = v2(expected, 0x21, 0x21, 36, block, 36);
-    assert_int_equal(proxy_build(2, &s, &d, buf, sizeof buf), n);
+    assert_int_equal(proxy_build(2, &s, &d, buf, sizeof(buf)), n);
     assert_memory_equal(buf, expected, n);
 
     /* Unix paths NUL-padded to 108 bytes each */
-    memset(block, 0, sizeof block);
+    memset(block, 0, sizeof(block));
     strcpy((char *)block, "/run/client.sock");
     strcpy((char *)block + 108, "/run/echo.sock");
     s = addr("unix:/run/client.sock");
     d = addr("unix:/run/echo.sock");
     n = v2(expected, 0x21, 0x31, 216, block, 216);
-    memset(buf, 0xa5, sizeof buf);
-    assert_int_equal(proxy_build(2, &s, &d, buf, sizeof buf), n);
+    memset(buf, 0xa5, sizeof(buf));
+    assert_int_equal(proxy_build(2, &s, &d, buf, sizeof(buf)), n);
     assert_memory_equal(buf, expected, n);
 
     /* no common family: PROXY command, AF_UNSPEC, no block */
     d = addr("192.0.2.1:80");
     n = v2(expected, 0x21, 0x00, 0, NULL, 0);
-    assert_int_equal(proxy_build(2, &s, &d, buf, sizeof buf), n);
+    assert_int_equal(proxy_build(2, &s, &d, buf, sizeof(buf)), n);
     assert_memory_equal(buf, expected, n);
 }
 
@@ -755,9 +761,9 @@ static void test_build_scope_dropped(void **state)
     (void)state;
     s.u.in6.sin6_scope_id = 1;
     d.u.in6.sin6_scope_id = 1;
-    assert_int_equal(proxy_build(1, &s, &d, buf, sizeof buf), strlen(line));
+    assert_int_equal(proxy_build(1, &s, &d, buf, sizeof(buf)), strlen(line));
     assert_memory_equal(buf, line, strlen(line));
-    assert_int_equal(proxy_build(2, &s, &d, buf, sizeof buf), 52);
+    assert_int_equal(proxy_build(2, &s, &d, buf, sizeof(buf)), 52);
     assert_int_equal(proxy_parse(buf, 52, &info, NULL), 52);
     expect_addr(&info.src, "[fe80::1]:80");
 }
@@ -767,7 +773,7 @@ static void test_build_scope_dropped(void **state)
 static void test_build_too_small(void **state)
 {
     (void)state;
-    for (size_t i = 0; i < sizeof build_cases / sizeof build_cases[0]; i++) {
+    for (size_t i = 0; i < sizeof(build_cases) / sizeof(build_cases[0]); i++) {
         const struct build_case *c = &build_cases[i];
         addr_t src = addr(c->src), dst = addr(c->dst);
 
@@ -803,16 +809,16 @@ static void test_build_unix_path_full(void **state)
     struct proxy_info info;
 
     (void)state;
-    memset(&s, 0, sizeof s);
+    memset(&s, 0, sizeof(s));
     s.u.un.sun_family = AF_UNIX;
-    memset(s.u.un.sun_path, 'a', sizeof s.u.un.sun_path);
-    s.len = sizeof s.u.un;
-    assert_int_equal(proxy_build(1, &s, &d, buf, sizeof buf), 15);
+    memset(s.u.un.sun_path, 'a', sizeof(s.u.un.sun_path));
+    s.len = sizeof(s.u.un);
+    assert_int_equal(proxy_build(1, &s, &d, buf, sizeof(buf)), 15);
     assert_memory_equal(buf, "PROXY UNKNOWN\r\n", 15);
     v2(expected, 0x21, 0x00, 0, NULL, 0);
-    assert_int_equal(proxy_build(2, &s, &d, buf, sizeof buf), 16);
+    assert_int_equal(proxy_build(2, &s, &d, buf, sizeof(buf)), 16);
     assert_memory_equal(buf, expected, 16);
-    assert_int_equal(proxy_build(2, &d, &s, buf, sizeof buf), 16);
+    assert_int_equal(proxy_build(2, &d, &s, buf, sizeof(buf)), 16);
     assert_memory_equal(buf, expected, 16);
     assert_int_equal(proxy_parse(buf, 16, &info, NULL), 16);
     assert_true(info.local);
@@ -825,8 +831,8 @@ static void test_build_bad_version(void **state)
     uint8_t buf[PROXY_MAX_HEADER];
 
     (void)state;
-    assert_int_equal(proxy_build(0, &s, &d, buf, sizeof buf), -1);
-    assert_int_equal(proxy_build(3, &s, &d, buf, sizeof buf), -1);
+    assert_int_equal(proxy_build(0, &s, &d, buf, sizeof(buf)), -1);
+    assert_int_equal(proxy_build(3, &s, &d, buf, sizeof(buf)), -1);
 }
 
 /* ---- fuzzing seeds --------------------------------------------------- */
@@ -850,7 +856,7 @@ static void test_fuzz_seeds(void **state)
 
         if (!want_valid && strncmp(e->d_name, "invalid-", 8) != 0)
             continue;
-        n = read_seed("proxy", e->d_name, data, sizeof data);
+        n = read_seed("proxy", e->d_name, data, sizeof(data));
         rc = parse(data, n, &info, &why);
         if (want_valid ? rc <= 0 : rc != -1)
             fail_msg("%s: %d (%s)", e->d_name, rc, why != NULL ? why : "");

@@ -45,29 +45,28 @@ typedef void *kevent_udata_t;
 #endif
 
 struct kevent {
-    uintptr_t ident;     /* fd, or the EVFILT_USER id */
-    short filter;        /* EVFILT_* */
+    uintptr_t ident;      /* fd, or the EVFILT_USER id */
+    short filter;         /* EVFILT_* */
     unsigned short flags; /* EV_* */
-    unsigned int fflags; /* filter flags (NOTE_*) */
-    int64_t data;        /* filter data, or the errno with EV_ERROR */
+    unsigned int fflags;  /* filter flags (NOTE_*) */
+    int64_t data;         /* filter data, or the errno with EV_ERROR */
     kevent_udata_t udata; /* the caller's, returned as is */
 };
 
 /* Evaluates kevp once, as FreeBSD's does. */
-#define EV_SET(kevp, a, b, c, d, e, f)          \
-    do {                                        \
-        struct kevent *ev_set_kevp_ = (kevp);   \
-        ev_set_kevp_->ident = (a);              \
-        ev_set_kevp_->filter = (b);             \
-        ev_set_kevp_->flags = (c);              \
-        ev_set_kevp_->fflags = (d);             \
-        ev_set_kevp_->data = (e);               \
-        ev_set_kevp_->udata = (f);              \
+#define EV_SET(kevp, a, b, c, d, e, f)        \
+    do {                                      \
+        struct kevent *ev_set_kevp_ = (kevp); \
+        ev_set_kevp_->ident = (a);            \
+        ev_set_kevp_->filter = (b);           \
+        ev_set_kevp_->flags = (c);            \
+        ev_set_kevp_->fflags = (d);           \
+        ev_set_kevp_->data = (e);             \
+        ev_set_kevp_->udata = (f);            \
     } while (0)
 
 int kqueue(void);
 int kevent(int kq, const struct kevent *changelist, int nchanges,
-           struct kevent *eventlist, int nevents,
-           const struct timespec *timeout);
+           struct kevent *eventlist, int nevents, const struct timespec *timeout);
 
 #endif /* KQUEUE_SHIM_SYS_EVENT_H */
