@@ -521,9 +521,10 @@ static void on_event(struct handler *hd, struct loop *l, const mio_event_t *ev)
             r->readable = true;
         if (out)
             wr->writable = true;
-        if ((in || (out && wr == r)) && !move(c, (int)(r - c->halves)))
+        if ((in || (out && wr == r && half_has_work(r))) &&
+            !move(c, (int)(r - c->halves)))
             return;
-        if (out && wr != r)
+        if (out && wr != r && half_has_work(wr))
             (void)move(c, (int)(wr - c->halves));
         return;
     }

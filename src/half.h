@@ -83,6 +83,13 @@ enum half_stop half_move(struct half *h, struct half_io *io);
 /* Whether bytes wait in h for its destination. */
 bool half_holds(const struct half *h);
 
+/* Whether moving h would do anything: bytes to write, a source that may
+ * have more, or an end to pass on.  An idle half waits for its source. */
+static inline bool half_has_work(const struct half *h)
+{
+    return h->held.buf != NULL || h->readable || (h->eof && !h->done);
+}
+
 /* Holds p[0..n) for h's destination after what it holds, in a buffer of at
  * least `cap` bytes; 0 or -ENOMEM.  Not while bytes wait in a pipe. */
 int half_hold(struct half *h, const uint8_t *p, size_t n, size_t cap);
