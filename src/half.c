@@ -150,8 +150,9 @@ static int deliver(struct half *h, struct half_io *io, const uint8_t *p, size_t 
     return 1;
 }
 
-/* Writes what the pipe holds.  1: all written (the pipe went back to the
- * pool), 0: still some (re-armed), -errno. */
+/* Writes what the pipe holds, as deliver() says: 0 when all of it went
+ * (the pipe went back to the pool), 1 when some is still held (h waits for
+ * the destination), -errno. */
 static int flush_pipe(struct half *h, struct half_io *io)
 {
     struct pipe *p = h->held.pipe;
@@ -162,16 +163,16 @@ static int flush_pipe(struct half *h, struct half_io *io)
         return (int)m;
     if (p->len > 0) {
         wait_writable(h, io);
-        return 0;
+        return 1;
     }
     pipe_put(&io->w->pipes, p);
     h->held.pipe = NULL;
     h->in_pipe = false;
-    return 1;
+    return 0;
 }
 
-/* Writes what h holds.  1: all written (freed), 0: still some (re-armed),
- * -errno. */
+/* Writes what h holds, as deliver() says: 0 when all of it went (freed), 1
+ * when some is still held (h waits for the destination), -errno. */
 static int flush(struct half *h, struct half_io *io)
 {
     if (h->in_pipe)
@@ -181,11 +182,11 @@ static int flush(struct half *h, struct half_io *io)
     int r = write_some(h, io, b->data + b->off, b->len - b->off, h->held_oob, &done);
     b->off += done;
     if (r < 0)
-        return r == -EAGAIN ? 0 : r;
+        return r == -EAGAIN ? 1 : r;
     free(b);
     h->held.buf = NULL;
     h->held_oob = false;
-    return 1;
+    return 0;
 }
 
 /* What one read did: the bytes read (0 at the end, -errno), and whether
@@ -248,7 +249,7 @@ static struct read_result splice_once(struct half *h, struct half_io *io, bool *
     int r = flush_pipe(h, io);
     if (r < 0)
         return (struct read_result){.n = r, .dst_failed = true};
-    return (struct read_result){.n = n, .held = r == 0};
+    return (struct read_result){.n = n, .held = r == 1};
 }
 
 /* Reads the source and writes the destination until one of them stops
@@ -266,7 +267,7 @@ enum half_stop half_move(struct half *h, struct half_io *io)
             io->err = -r;
             return HALF_DST_FAILED;
         }
-        if (r == 0)
+        if (r == 1)
             return HALF_WAIT_DST;
     }
     /* Once spliced, read by splice until the next event: a splice that came
