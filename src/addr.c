@@ -25,9 +25,8 @@
 __attribute__((format(printf, 3, 4))) static int fail(char *err, size_t errlen,
                                                       const char *fmt, ...)
 {
-    va_list ap;
-
     if (err != NULL && errlen > 0) {
+        va_list ap;
         va_start(ap, fmt);
         vsnprintf(err, errlen, fmt, ap);
         va_end(ap);
@@ -49,14 +48,13 @@ static int parse_port(const char *text, const char *form, const char *digits,
                       enum addr_use use, in_port_t *port, char *err, size_t errlen)
 {
     unsigned min = use == ADDR_LISTEN ? 0 : 1;
-    unsigned long value = 0;
-
     if (digits[0] == '\0')
         return fail(err, errlen, "missing port in \"%s\"; expected %s", text, form);
     if (!all_of(digits, "0123456789"))
         return fail(err, errlen,
                     "invalid port \"%s\" in \"%s\"; expected a decimal number", digits,
                     text);
+    unsigned long value = 0;
     for (const char *p = digits; *p != '\0' && value <= 65535; p++)
         value = value * 10 + (unsigned long)(*p - '0');
     if (value < min || value > 65535)
@@ -91,7 +89,6 @@ static int parse_unix(const char *text, addr_t *a, char *err, size_t errlen)
 {
     const char *path = text + strlen("unix:");
     size_t n = strlen(path);
-
     if (path[0] != '/')
         return fail(err, errlen, "unix socket path must be absolute: \"%s\"", text);
     if (n >= sizeof(a->u.un.sun_path))
@@ -110,25 +107,22 @@ static int parse_bracketed(const char *text, enum addr_use use, addr_t *a, char 
                            size_t errlen)
 {
     const char *close = strchr(text, ']');
-    const char *pct, *end;
-    char ip_text[INET6_ADDRSTRLEN], ifname[IF_NAMESIZE];
-    struct in6_addr ip;
-    uint32_t scope = 0;
-    in_port_t port = 0; /* parse_port() sets it on success */
-    size_t n;
-
     if (close == NULL)
         return fail(err, errlen, "missing ']' in \"%s\"; expected [v6]:port", text);
-    pct = memchr(text + 1, '%', (size_t)(close - text - 1));
-    end = pct != NULL ? pct : close;
-    n = (size_t)(end - text - 1);
+    const char *pct = memchr(text + 1, '%', (size_t)(close - text - 1));
+    const char *end = pct != NULL ? pct : close;
+    size_t n = (size_t)(end - text - 1);
+    char ip_text[INET6_ADDRSTRLEN];
     if (n < sizeof(ip_text)) {
         memcpy(ip_text, text + 1, n);
         ip_text[n] = '\0';
     }
+    struct in6_addr ip;
     if (n >= sizeof(ip_text) || inet_pton(AF_INET6, ip_text, &ip) != 1)
         return fail(err, errlen, "invalid IPv6 address \"%.*s\" in \"%s\"", (int)n,
                     text + 1, text);
+    char ifname[IF_NAMESIZE];
+    uint32_t scope = 0;
     if (pct != NULL) {
         n = (size_t)(close - pct - 1);
         if (n == 0)
@@ -148,6 +142,7 @@ static int parse_bracketed(const char *text, enum addr_use use, addr_t *a, char 
         return fail(err, errlen,
                     "unexpected \"%s\" after ']' in \"%s\"; expected [v6]:port",
                     close + 1, text);
+    in_port_t port = 0; /* parse_port() sets it on success */
     if (parse_port(text, "[v6]:port", close + 2, use, &port, err, errlen) != 0)
         return -1;
     set_v6(a, &ip, port, scope);
@@ -159,8 +154,6 @@ static int parse_wildcard(const char *text, enum addr_use use, addr_t a[2], char
                           size_t errlen)
 {
     struct in_addr any4 = {.s_addr = htonl(INADDR_ANY)};
-    in_port_t port = 0; /* parse_port() sets it on success */
-
     if (use != ADDR_LISTEN)
         return fail(
             err, errlen,
@@ -169,6 +162,7 @@ static int parse_wildcard(const char *text, enum addr_use use, addr_t a[2], char
         return fail(err, errlen, "missing port in \"*\"; expected *:port");
     if (text[1] != ':')
         return fail(err, errlen, EXPECTED ", got \"%s\"", text);
+    in_port_t port = 0; /* parse_port() sets it on success */
     if (parse_port(text, "*:port", text + 2, use, &port, err, errlen) != 0)
         return -1;
     set_v4(&a[0], &any4, port);
@@ -184,7 +178,6 @@ static bool legacy_numeric(const char *host)
 {
     struct addrinfo hints = {.ai_flags = AI_NUMERICHOST, .ai_socktype = SOCK_STREAM};
     struct addrinfo *res;
-
     if (getaddrinfo(host, NULL, &hints, &res) != 0)
         return false;
     freeaddrinfo(res);
@@ -199,31 +192,28 @@ static bool legacy_numeric(const char *host)
 static int resolve(const char *text, const char *host, in_port_t port, addr_t *a,
                    size_t max, size_t *n, char *err, size_t errlen)
 {
-    struct addrinfo hints = {.ai_flags = AI_NUMERICSERV, .ai_socktype = SOCK_STREAM};
-    struct addrinfo *res;
-    char service[8];
-    size_t count = 0;
-    int rc;
-
     if (!all_of(host, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
                       "0123456789-._"))
         return fail(err, errlen, "invalid host name \"%s\" in \"%s\"", host, text);
     if (legacy_numeric(host))
         return fail(err, errlen, "invalid IPv4 address \"%s\" in \"%s\"", host, text);
+    char service[8];
     snprintf(service, sizeof(service), "%u", (unsigned)port);
-    rc = getaddrinfo(host, service, &hints, &res);
+    struct addrinfo hints = {.ai_flags = AI_NUMERICSERV, .ai_socktype = SOCK_STREAM};
+    struct addrinfo *res;
+    int rc = getaddrinfo(host, service, &hints, &res);
     if (rc != 0)
         return fail(err, errlen, "cannot resolve \"%s\": %s", host, gai_strerror(rc));
+    size_t count = 0;
     for (const struct addrinfo *r = res; r != NULL && count < max; r = r->ai_next) {
         addr_t found;
-        bool seen = false;
-
         if ((r->ai_family != AF_INET && r->ai_family != AF_INET6) || r->ai_addr == NULL ||
             r->ai_addrlen > sizeof(found.u))
             continue;
         memset(&found, 0, sizeof(found));
         memcpy(&found.u, r->ai_addr, r->ai_addrlen);
         found.len = r->ai_addrlen;
+        bool seen = false;
         for (size_t i = 0; i < count && !seen; i++)
             seen = addr_equal(&a[i], &found);
         if (!seen)
@@ -242,11 +232,6 @@ static int parse_host(const char *text, enum addr_use use, addr_t *a, size_t max
                       size_t *count, char *err, size_t errlen)
 {
     const char *colon = strchr(text, ':');
-    char host[HOST_MAX + 1];
-    struct in_addr ip;
-    in_port_t port = 0; /* parse_port() sets it on success */
-    size_t n;
-
     if (colon != NULL && strchr(colon + 1, ':') != NULL)
         return fail(err, errlen, "IPv6 addresses need brackets: [::1]:port");
     if (text[0] == '/')
@@ -255,14 +240,17 @@ static int parse_host(const char *text, enum addr_use use, addr_t *a, size_t max
         return fail(err, errlen, EXPECTED ", got \"%s\"", text);
     if (colon == NULL)
         return fail(err, errlen, "missing port in \"%s\"; expected host:port", text);
-    n = (size_t)(colon - text);
+    size_t n = (size_t)(colon - text);
+    char host[HOST_MAX + 1];
     if (n >= sizeof(host))
         return fail(err, errlen, "host name longer than %d bytes in \"%s\"", HOST_MAX,
                     text);
     memcpy(host, text, n);
     host[n] = '\0';
+    struct in_addr ip;
     if (inet_pton(AF_INET, host, &ip) != 1 && all_of(host, "0123456789."))
         return fail(err, errlen, "invalid IPv4 address \"%s\" in \"%s\"", host, text);
+    in_port_t port = 0; /* parse_port() sets it on success */
     if (parse_port(text, "host:port", colon + 1, use, &port, err, errlen) != 0)
         return -1;
     if (inet_pton(AF_INET, host, &ip) == 1) {
@@ -283,13 +271,12 @@ static int parse_host(const char *text, enum addr_use use, addr_t *a, size_t max
 int addr_parse(const char *text, enum addr_use use, addr_t *out, size_t max, size_t *n,
                char *err, size_t errlen)
 {
-    addr_t parsed[ADDR_RESOLVE_MAX];
-    size_t count = 1;
-    int rc;
-
     *n = 0;
     if (text == NULL)
         text = "";
+    addr_t parsed[ADDR_RESOLVE_MAX];
+    size_t count = 1;
+    int rc;
     if (strncmp(text, "unix:", strlen("unix:")) == 0)
         rc = parse_unix(text, &parsed[0], err, errlen);
     else if (text[0] == '[')
@@ -315,7 +302,6 @@ size_t addr_unix_path_len(const addr_t *a)
 {
     size_t off = offsetof(struct sockaddr_un, sun_path);
     size_t room = a->len > off ? a->len - off : 0;
-
     if (room > sizeof(a->u.un.sun_path))
         room = sizeof(a->u.un.sun_path);
     return strnlen(a->u.un.sun_path, room);
@@ -357,10 +343,9 @@ static void format_unix_path(const addr_t *a, char *buf, size_t len)
 /* The text of an address, as the configuration writes it. */
 void addr_format(const addr_t *a, char *buf, size_t len)
 {
-    char ip[INET6_ADDRSTRLEN], ifname[IF_NAMESIZE];
-
     if (len == 0)
         return;
+    char ip[INET6_ADDRSTRLEN], ifname[IF_NAMESIZE];
     switch (a->u.sa.sa_family) {
     case AF_INET:
         inet_ntop(AF_INET, &a->u.in.sin_addr, ip, sizeof(ip));
@@ -389,10 +374,9 @@ void addr_format(const addr_t *a, char *buf, size_t len)
 /* Whether two addresses name the same socket. */
 bool addr_equal(const addr_t *a, const addr_t *b)
 {
-    size_t n;
-
     if (a->u.sa.sa_family != b->u.sa.sa_family)
         return false;
+    size_t n;
     switch (a->u.sa.sa_family) {
     case AF_INET:
         return a->u.in.sin_addr.s_addr == b->u.in.sin_addr.s_addr &&
@@ -428,7 +412,6 @@ bool addr_is_loopback(const addr_t *a)
 addr_t addr_connect_target(const addr_t *a)
 {
     addr_t t = *a;
-
     if (t.u.sa.sa_family == AF_INET6 && IN6_IS_ADDR_V4MAPPED(&t.u.in6.sin6_addr)) {
         in_port_t port = a->u.in6.sin6_port;
         memset(&t, 0, sizeof(t));
@@ -457,7 +440,6 @@ static in_port_t ip_port(const addr_t *a)
 bool addr_overlaps(const addr_t *a, const addr_t *b)
 {
     int family = a->u.sa.sa_family;
-
     if (family != b->u.sa.sa_family)
         return false;
     if (family == AF_UNIX)
@@ -472,7 +454,6 @@ bool addr_overlaps(const addr_t *a, const addr_t *b)
 size_t addr_source_key(const addr_t *a, uint8_t key[16])
 {
     const struct in6_addr *ip6 = &a->u.in6.sin6_addr;
-
     switch (a->u.sa.sa_family) {
     case AF_INET:
         memcpy(key, &a->u.in.sin_addr, 4);
@@ -493,10 +474,8 @@ size_t addr_source_key(const addr_t *a, uint8_t key[16])
 static bool clear_host_bits(uint8_t *net, size_t size, unsigned bits)
 {
     bool had = false;
-
     for (size_t i = 0; i < size; i++, bits = (bits > 8 ? bits - 8 : 0)) {
         uint8_t mask = (uint8_t)(0xff00u >> (bits < 8 ? bits : 8));
-
         had |= (net[i] & ~mask) != 0;
         net[i] &= mask;
     }
@@ -507,13 +486,12 @@ static bool clear_host_bits(uint8_t *net, size_t size, unsigned bits)
 static int parse_prefix(const char *text, const char *digits, unsigned max,
                         unsigned *bits, char *err, size_t errlen)
 {
-    unsigned value = 0;
-
     if (digits[0] == '\0')
         return fail(err, errlen, "missing prefix after '/' in \"%s\"", text);
     if (!all_of(digits, "0123456789"))
         return fail(err, errlen, "invalid prefix \"/%s\" in \"%s\"; expected /0-%u",
                     digits, text, max);
+    unsigned value = 0;
     for (const char *p = digits; *p != '\0' && value <= max; p++)
         value = value * 10 + (unsigned)(*p - '0');
     if (value > max)
@@ -529,17 +507,13 @@ static int parse_prefix(const char *text, const char *digits, unsigned max,
 int cidr_parse(const char *text, struct cidr *out, char *err, size_t errlen)
 {
     static const uint8_t mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
-    char ip[INET6_ADDRSTRLEN], fixed[INET6_ADDRSTRLEN + 4];
-    const char *slash;
-    struct cidr c = {0};
-    unsigned max;
-    size_t n;
-
     if (text == NULL || text[0] == '\0')
         return fail(err, errlen,
                     "empty CIDR; expected an address or a range like 10.0.0.0/8");
-    slash = strchr(text, '/');
-    n = slash != NULL ? (size_t)(slash - text) : strlen(text);
+    const char *slash = strchr(text, '/');
+    size_t n = slash != NULL ? (size_t)(slash - text) : strlen(text);
+    char ip[INET6_ADDRSTRLEN];
+    struct cidr c = {0};
     if (n < sizeof(ip)) {
         memcpy(ip, text, n);
         ip[n] = '\0';
@@ -553,10 +527,11 @@ int cidr_parse(const char *text, struct cidr *out, char *err, size_t errlen)
             err, errlen,
             "expected an address or a range like 10.0.0.0/8 or 2001:db8::/32, got \"%s\"",
             text);
-    max = c.family == AF_INET ? 32 : 128;
+    unsigned max = c.family == AF_INET ? 32 : 128;
     c.bits = max;
     if (slash != NULL && parse_prefix(text, slash + 1, max, &c.bits, err, errlen) != 0)
         return -1;
+    char fixed[INET6_ADDRSTRLEN + 4];
     if (clear_host_bits(c.net, max / 8, c.bits)) {
         cidr_format(&c, fixed, sizeof(fixed));
         return fail(err, errlen, "host bits set in %s: did you mean %s?", text, fixed);
@@ -564,7 +539,6 @@ int cidr_parse(const char *text, struct cidr *out, char *err, size_t errlen)
     if (c.family == AF_INET6 && c.bits >= 96 &&
         memcmp(c.net, mapped, sizeof(mapped)) == 0) {
         struct cidr v4 = {.family = AF_INET, .bits = c.bits - 96};
-
         memcpy(v4.net, c.net + 12, 4);
         cidr_format(&v4, fixed, sizeof(fixed));
         return fail(err, errlen,
@@ -580,13 +554,11 @@ bool cidr_match(const struct cidr *c, const addr_t *a)
 {
     uint8_t key[16];
     size_t n = addr_source_key(a, key);
-    unsigned whole, rest;
-
     if (n == 0 || n != (c->family == AF_INET ? 4u : 16u) ||
         (c->family != AF_INET && c->family != AF_INET6) || c->bits > 8 * n)
         return false;
-    whole = c->bits / 8;
-    rest = c->bits % 8;
+    unsigned whole = c->bits / 8;
+    unsigned rest = c->bits % 8;
     if (memcmp(key, c->net, whole) != 0)
         return false;
     return rest == 0 || ((key[whole] ^ c->net[whole]) & (uint8_t)(0xff00u >> rest)) == 0;
@@ -612,10 +584,9 @@ bool cidr_allows(const struct cidr *allow, size_t nallow, const struct cidr *den
 /* The text of a range, always with its prefix length. */
 void cidr_format(const struct cidr *c, char *buf, size_t len)
 {
-    char ip[INET6_ADDRSTRLEN];
-
     if (len == 0)
         return;
+    char ip[INET6_ADDRSTRLEN];
     if (inet_ntop(c->family, c->net, ip, sizeof(ip)) == NULL)
         snprintf(buf, len, "(address family %d)", c->family);
     else
@@ -625,7 +596,6 @@ void cidr_format(const struct cidr *c, char *buf, size_t len)
 const char *addr_unix_path_problem(const char *path)
 {
     struct stat st;
-
     if (lstat(path, &st) < 0)
         return NULL; /* nothing there (or nothing to say yet) */
     if (S_ISSOCK(st.st_mode))
