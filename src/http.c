@@ -87,7 +87,6 @@ static void end_method(struct http_reader *r)
 static enum http_result end_version(struct http_reader *r)
 {
     const char *v = r->version;
-
     if (r->version_len != 8 || memcmp(v, "HTTP/", 5) != 0 || v[5] < '0' || v[5] > '9' ||
         v[6] != '.' || v[7] < '0' || v[7] > '9')
         return refuse(r, 400, "malformed HTTP version");
@@ -162,7 +161,6 @@ static enum http_result end_name(struct http_reader *r)
         {"content-length", FIELD_CONTENT_LENGTH},
         {"transfer-encoding", FIELD_TRANSFER_ENCODING},
     };
-
     r->field = FIELD_OTHER;
     for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++)
         if (r->name_len == strlen(known[i].name) &&
@@ -181,7 +179,6 @@ static enum http_result end_name(struct http_reader *r)
 static enum http_result value_byte(struct http_reader *r, unsigned char c)
 {
     bool inner_blank = r->value_seen && r->value_blank;
-
     r->value_seen = true;
     r->value_blank = false;
     if (r->field == FIELD_HOST) {
@@ -286,13 +283,12 @@ enum http_result http_read(struct http_reader *r, const void *buf, size_t len,
                            size_t *used)
 {
     const unsigned char *p = buf;
-    size_t i = 0;
-
     *used = 0;
     if (r->state == ST_DONE)
         return HTTP_COMPLETE;
     if (r->state == ST_BAD)
         return HTTP_BAD;
+    size_t i = 0;
     while (i < len) {
         enum http_result res = read_byte(r, p[i++]);
         r->total++;
@@ -336,24 +332,22 @@ int http_response_head(char *buf, size_t size, int status, const char *content_t
     static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
                                        "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
     struct tm tm;
-    int n;
-
     if (gmtime_r(&now, &tm) == NULL || tm.tm_wday < 0 || tm.tm_wday > 6 ||
         tm.tm_mon < 0 || tm.tm_mon > 11)
         return -1;
     /* The Date is IMF-fixdate (RFC 9110 5.6.7), in English whatever the
      * locale. */
-    n = snprintf(buf, size,
-                 "HTTP/1.1 %d %s\r\n"
-                 "Date: %s, %02d %s %04lld %02d:%02d:%02d GMT\r\n"
-                 "Content-Type: %s\r\n"
-                 "Content-Length: %zu\r\n"
-                 "%s"
-                 "Connection: close\r\n"
-                 "\r\n",
-                 status, http_status_text(status), days[tm.tm_wday], tm.tm_mday,
-                 months[tm.tm_mon], (long long)tm.tm_year + 1900, tm.tm_hour, tm.tm_min,
-                 tm.tm_sec, content_type, content_length,
-                 status == 405 ? "Allow: GET, HEAD\r\n" : "");
+    int n = snprintf(buf, size,
+                     "HTTP/1.1 %d %s\r\n"
+                     "Date: %s, %02d %s %04lld %02d:%02d:%02d GMT\r\n"
+                     "Content-Type: %s\r\n"
+                     "Content-Length: %zu\r\n"
+                     "%s"
+                     "Connection: close\r\n"
+                     "\r\n",
+                     status, http_status_text(status), days[tm.tm_wday], tm.tm_mday,
+                     months[tm.tm_mon], (long long)tm.tm_year + 1900, tm.tm_hour,
+                     tm.tm_min, tm.tm_sec, content_type, content_length,
+                     status == 405 ? "Allow: GET, HEAD\r\n" : "");
     return n < 0 || (size_t)n >= size ? -1 : n;
 }

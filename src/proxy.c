@@ -55,11 +55,8 @@ static int take_literal(struct cursor *c, const char *s)
 static int take_field(struct cursor *c, const char *set, size_t max, uint8_t term,
                       char *out)
 {
-    size_t n = 0;
-
-    for (; c->pos < c->len; c->pos++, n++) {
+    for (size_t n = 0; c->pos < c->len; c->pos++, n++) {
         uint8_t b = c->buf[c->pos];
-
         if (b == term) {
             out[n] = '\0';
             c->pos++;
@@ -77,11 +74,8 @@ static int take_field(struct cursor *c, const char *set, size_t max, uint8_t ter
 static int take_port(struct cursor *c, uint8_t term, in_port_t *port)
 {
     unsigned value = 0;
-    size_t n = 0;
-
-    for (; c->pos < c->len; c->pos++, n++) {
+    for (size_t n = 0; c->pos < c->len; c->pos++, n++) {
         uint8_t b = c->buf[c->pos];
-
         if (b == term && n > 0) {
             c->pos++;
             *port = (in_port_t)value;
@@ -136,25 +130,26 @@ static int v1_tcp(struct cursor *c, int family, struct proxy_info *info, const c
 {
     const char *set = family == AF_INET ? "0123456789." : "0123456789abcdefABCDEF:.";
     size_t max = family == AF_INET ? INET_ADDRSTRLEN - 1 : INET6_ADDRSTRLEN - 1;
-    char text[INET6_ADDRSTRLEN];
-    uint8_t src[16], dst[16];
-    in_port_t sport, dport;
-    int rc;
-
     *why = "PROXY v1: invalid source address";
+    char text[INET6_ADDRSTRLEN];
+    int rc;
     if ((rc = take_field(c, set, max, ' ', text)) != DONE)
         return rc;
+    uint8_t src[16];
     if (inet_pton(family, text, src) != 1)
         return BAD;
     *why = "PROXY v1: invalid destination address";
     if ((rc = take_field(c, set, max, ' ', text)) != DONE)
         return rc;
+    uint8_t dst[16];
     if (inet_pton(family, text, dst) != 1)
         return BAD;
     *why = "PROXY v1: invalid source port";
+    in_port_t sport;
     if ((rc = take_port(c, ' ', &sport)) != DONE)
         return rc;
     *why = "PROXY v1: invalid destination port";
+    in_port_t dport;
     if ((rc = take_port(c, '\r', &dport)) != DONE)
         return rc;
     *why = "PROXY v1: expected CRLF after the destination port";
@@ -174,9 +169,8 @@ static int parse_v1(const uint8_t *buf, size_t len, struct proxy_info *info,
                     const char **why)
 {
     struct cursor c = {buf, len < V1_MAX ? len : V1_MAX, 0};
-    int rc;
-
     *why = not_proxy;
+    int rc;
     if ((rc = take_literal(&c, "PROXY ")) != DONE)
         return rc;
     *why = "PROXY v1: expected TCP4, TCP6 or UNKNOWN";
@@ -191,7 +185,6 @@ static int parse_v1(const uint8_t *buf, size_t len, struct proxy_info *info,
             rc = BAD;
         else {
             int family = c.buf[c.pos++] == '4' ? AF_INET : AF_INET6;
-
             if ((rc = take_literal(&c, " ")) == DONE)
                 rc = v1_tcp(&c, family, info, why);
         }
@@ -210,7 +203,6 @@ static bool v2_unix(const uint8_t *field, addr_t *a)
     size_t room = sizeof(a->u.un.sun_path) < V2_UNIX_PATH ? sizeof(a->u.un.sun_path)
                                                           : V2_UNIX_PATH;
     const uint8_t *nul = memchr(field, '\0', room);
-
     if (nul == NULL)
         return false;
     memset(a, 0, sizeof(*a));
@@ -225,7 +217,6 @@ static bool v2_unix(const uint8_t *field, addr_t *a)
 static bool v2_addresses(const uint8_t *block, uint8_t fam, struct proxy_info *info)
 {
     uint16_t sport, dport;
-
     switch (fam) {
     case 0x11:
         memcpy(&sport, block + 8, 2);
@@ -255,9 +246,6 @@ static bool v2_addresses(const uint8_t *block, uint8_t fam, struct proxy_info *i
 static int parse_v2(const uint8_t *buf, size_t len, struct proxy_info *info,
                     const char **why)
 {
-    size_t need = 0, total;
-    bool local;
-
     *why = not_proxy;
     if (memcmp(buf, v2_signature, len < 12 ? len : 12) != 0)
         return BAD;
@@ -271,9 +259,10 @@ static int parse_v2(const uint8_t *buf, size_t len, struct proxy_info *info,
         *why = "PROXY v2: unknown command (neither LOCAL nor PROXY)";
         return BAD;
     }
-    local = (buf[12] & 0x0f) == 0;
+    bool local = (buf[12] & 0x0f) == 0;
     if (len < 14)
         return NEED_MORE;
+    size_t need = 0;
     if (!local) {
         switch (buf[13]) {
         case 0x00:
@@ -300,7 +289,7 @@ static int parse_v2(const uint8_t *buf, size_t len, struct proxy_info *info,
     }
     if (len < V2_FIXED)
         return NEED_MORE;
-    total = V2_FIXED + ((size_t)buf[14] << 8 | buf[15]);
+    size_t total = V2_FIXED + ((size_t)buf[14] << 8 | buf[15]);
     if (total > PROXY_MAX_HEADER) {
         *why = "PROXY v2 header longer than " STR(PROXY_MAX_HEADER) " bytes";
         return BAD;
@@ -322,15 +311,14 @@ static int parse_v2(const uint8_t *buf, size_t len, struct proxy_info *info,
 /* Tells v1 from v2 by the first byte; *out is written only on success. */
 int proxy_parse(const uint8_t *buf, size_t len, struct proxy_info *out, const char **why)
 {
-    struct proxy_info info;
     const char *ignored;
-    int rc;
-
     if (why == NULL)
         why = &ignored;
     if (len == 0)
         return 0;
+    struct proxy_info info;
     memset(&info, 0, sizeof(info));
+    int rc;
     if (buf[0] == 'P')
         rc = parse_v1(buf, len, &info, why);
     else if (buf[0] == v2_signature[0])
@@ -352,7 +340,6 @@ static void unmap(addr_t *a)
 {
     in_port_t port = a->u.in6.sin6_port;
     struct in_addr ip;
-
     memcpy(&ip, a->u.in6.sin6_addr.s6_addr + 12, 4);
     memset(a, 0, sizeof(*a));
     a->u.in.sin_family = AF_INET;
@@ -366,7 +353,6 @@ static void map(addr_t *a)
 {
     in_port_t port = a->u.in.sin_port;
     struct in_addr ip = a->u.in.sin_addr;
-
     memset(a, 0, sizeof(*a));
     a->u.in6.sin6_family = AF_INET6;
     a->u.in6.sin6_addr.s6_addr[10] = 0xff;
@@ -385,7 +371,6 @@ static enum kind normalise(addr_t *s, addr_t *d)
 {
     int sf = s->u.sa.sa_family, df = d->u.sa.sa_family;
     addr_t *v4 = sf == AF_INET ? s : d, *v6 = sf == AF_INET ? d : s;
-
     if (sf == AF_UNIX && df == AF_UNIX)
         return addr_unix_path_len(s) < V2_UNIX_PATH &&
                        addr_unix_path_len(d) < V2_UNIX_PATH
@@ -410,7 +395,6 @@ static int build_v1(enum kind kind, const addr_t *s, const addr_t *d, char *text
 {
     char sa[INET6_ADDRSTRLEN], da[INET6_ADDRSTRLEN];
     int n;
-
     if (kind == KIND_V4) {
         inet_ntop(AF_INET, &s->u.in.sin_addr, sa, sizeof(sa));
         inet_ntop(AF_INET, &d->u.in.sin_addr, da, sizeof(da));
@@ -434,11 +418,10 @@ static int build_v1(enum kind kind, const addr_t *s, const addr_t *d, char *text
 static int build_v2(enum kind kind, const addr_t *s, const addr_t *d, uint8_t *out)
 {
     uint8_t *block = out + V2_FIXED;
-    size_t n = 0;
-
     memset(out, 0, V2_FIXED + 2 * V2_UNIX_PATH);
     memcpy(out, v2_signature, sizeof(v2_signature));
     out[12] = 0x21; /* version 2, PROXY */
+    size_t n = 0;
     switch (kind) {
     case KIND_V4:
         out[13] = 0x11;
@@ -479,7 +462,6 @@ int proxy_build(int version, const addr_t *src, const addr_t *dst, uint8_t *buf,
     addr_t s = *src, d = *dst;
     enum kind kind = normalise(&s, &d);
     int n;
-
     if (version == 1)
         n = build_v1(kind, &s, &d, (char *)header);
     else if (version == 2)
