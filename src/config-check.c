@@ -62,11 +62,11 @@ int check_overlap(struct config_loader *ld, const addr_t *a, const char *text, i
 int check_v4_mapped(struct config_loader *ld, const addr_t *a, const char *text, int line,
                     const char *scope, const char *key)
 {
-    char q[VALUE_QUOTE_BUF], v4[INET_ADDRSTRLEN];
-
     if (a->u.sa.sa_family != AF_INET6 || !IN6_IS_ADDR_V4MAPPED(&a->u.in6.sin6_addr))
         return 0;
+    char v4[INET_ADDRSTRLEN];
     inet_ntop(AF_INET, &a->u.in6.sin6_addr.s6_addr[12], v4, sizeof(v4));
+    char q[VALUE_QUOTE_BUF];
     return value_refuse(ld, line, scope, key,
                         "%s is a v4-mapped IPv6 address, which the daemon's IPv6-only "
                         "sockets cannot listen on; write it as \"%s:%u\"",
@@ -91,7 +91,6 @@ static unsigned port_of(const addr_t *a)
 static bool reaches(const addr_t *up, const addr_t *l)
 {
     addr_t t = addr_connect_target(up);
-
     if (t.u.sa.sa_family != l->u.sa.sa_family)
         return false;
     if (l->u.sa.sa_family == AF_UNIX)
@@ -113,7 +112,6 @@ static bool hop_of(const struct config *cfg, size_t from, size_t up, struct hop 
 {
     const struct config_addr *u = &cfg->listeners[from].upstreams[up];
     size_t naddrs = u->naddrs > 0 ? u->naddrs : 1;
-
     for (size_t a = 0; a < naddrs; a++) {
         const addr_t *ua = u->naddrs > 0 ? &u->addrs[a] : &u->addr;
         for (size_t j = 0; j < cfg->nlisteners; j++) {
@@ -139,23 +137,22 @@ static bool hop_of(const struct config *cfg, size_t from, size_t up, struct hop 
 static int refuse_loop(struct config_loader *ld, const config_setting_t *list,
                        const struct config *cfg, const struct hop *hops, size_t n)
 {
-    char msg[1024] = "", key[48];
-    size_t first = 0, used = 0;
-
+    size_t first = 0;
     for (size_t i = 1; i < n; i++)
         if (hops[i].from < hops[first].from)
             first = i;
+    char msg[1024] = "";
+    size_t used = 0;
     for (size_t i = 0; i < n && used < sizeof(msg); i++) {
         const struct hop *h = &hops[(first + i) % n];
         const char *up = cfg->listeners[h->from].upstreams[h->up].text;
         const struct config_addr *at = &cfg->listeners[h->to].listen[h->at];
-        int w;
-
         if (i > 0)
             used += (size_t)snprintf(msg + used, sizeof(msg) - used,
                                      ", whose upstreams.[%zu] ", h->up);
         if (used >= sizeof(msg))
             break;
+        int w;
         if (strcmp(up, at->text) == 0)
             w = snprintf(msg + used, sizeof(msg) - used, "%s is the listen address", up);
         else
@@ -173,6 +170,7 @@ static int refuse_loop(struct config_loader *ld, const config_setting_t *list,
                                   "upstreams");
     char scope[16 + CONFIG_NAME_MAX];
     snprintf(scope, sizeof(scope), "listeners.%s", cfg->listeners[h->from].name);
+    char key[48];
     snprintf(key, sizeof(key), "upstreams.[%zu]", h->up);
     return value_refuse(ld, value_line(config_setting_get_elem(ups, (unsigned)h->up)),
                         scope, key, "%s: connections would loop", msg);
@@ -191,21 +189,19 @@ int check_loops(struct config_loader *ld, const config_setting_t *list,
     size_t *on_path = calloc(n, sizeof(*on_path));
     struct hop *path = calloc(n, sizeof(*path)); /* path[d]: from on_path[d] */
     int rc = 0;
-
     if (state == NULL || next == NULL || depth == NULL || on_path == NULL ||
         path == NULL) {
         rc = value_out_of_memory(ld);
         goto out;
     }
     for (size_t r = 0; r < n && rc == 0; r++) {
-        size_t d = 0;
         if (state[r] != 0)
             continue;
         state[r] = 1;
         on_path[0] = r;
+        size_t d = 0;
         for (;;) {
             size_t v = on_path[d];
-            struct hop h;
             if (next[v] == cfg->listeners[v].nupstreams) {
                 state[v] = 2;
                 if (d == 0)
@@ -213,6 +209,7 @@ int check_loops(struct config_loader *ld, const config_setting_t *list,
                 d--;
                 continue;
             }
+            struct hop h;
             if (!hop_of(cfg, v, next[v]++, &h) || state[h.to] == 2)
                 continue;
             path[d] = h;
@@ -238,14 +235,13 @@ out:
 
 int check_user(struct config_loader *ld, const config_setting_t *root, const char *user)
 {
-    char q[VALUE_QUOTE_BUF];
     uid_t uid;
     gid_t gid;
     int found = process_user_lookup(user, &uid, &gid);
-
     if (found >= 0) /* "" too: stay who we are */
         return 0;
     int line = value_line(config_setting_get_member(root, "user"));
+    char q[VALUE_QUOTE_BUF];
     if (found == -ENOENT)
         return value_refuse(ld, line, "", "user", "no such user %s",
                             value_quote(q, user));

@@ -29,16 +29,13 @@ static int low32(unsigned long long v)
  */
 static bool literal_value(const char *text, size_t len, long long *value, int *stored)
 {
-    char digits[24];
     const char *p = text, *end = text + len;
-    bool negative = false, hex = false;
-    unsigned long long v;
-    size_t n;
-
     if (memchr(text, '.', len) != NULL || end[-1] == 'L')
         return false;
+    bool negative = false;
     if (*p == '-' || *p == '+')
         negative = *p++ == '-';
+    bool hex = false;
     if (end - p > 2 && p[0] == '0' && (p[1] == 'x' || p[1] == 'X')) {
         hex = true;
         p += 2;
@@ -48,7 +45,9 @@ static bool literal_value(const char *text, size_t len, long long *value, int *s
     }
     while (end - p > 1 && *p == '0')
         p++;
-    n = (size_t)(end - p);
+    size_t n = (size_t)(end - p);
+    char digits[24];
+    unsigned long long v;
     if (n >= sizeof(digits) || n > (hex ? 16u : 19u)) {
         v = ULLONG_MAX;
     } else {
@@ -101,11 +100,9 @@ struct scanner {
 static void *grow(void *arr, size_t *cap, size_t n, size_t size)
 {
     size_t want = *cap == 0 ? 16 : 2 * *cap;
-    void *grown;
-
     if (n < *cap)
         return arr;
-    grown = realloc(arr, want * size);
+    void *grown = realloc(arr, want * size);
     if (grown != NULL)
         *cap = want;
     return grown;
@@ -123,11 +120,9 @@ static struct frame *in_list(struct scanner *sc)
 static int token(struct scanner *sc, int line)
 {
     struct frame *f = in_list(sc);
-    struct elem *elems;
-
     if (f == NULL || !f->expect)
         return 0;
-    elems = grow(sc->elems, &sc->elems_cap, sc->nelems, sizeof(*elems));
+    struct elem *elems = grow(sc->elems, &sc->elems_cap, sc->nelems, sizeof(*elems));
     if (elems == NULL)
         return -ENOMEM;
     sc->elems = elems;
@@ -142,7 +137,6 @@ static int open_frame(struct scanner *sc, bool list)
 {
     struct frame *frames = grow(sc->frames, &sc->frames_cap, sc->nframes,
                                 sizeof(*frames));
-
     if (frames == NULL)
         return -ENOMEM;
     sc->frames = frames;
@@ -158,8 +152,6 @@ static int open_frame(struct scanner *sc, bool list)
 static int gather_lists(struct scanner *sc)
 {
     struct config_scan *out = sc->out;
-    size_t next = 0;
-
     if (out->nlists == 0)
         return 0;
     out->lists = calloc(out->nlists, sizeof(*out->lists));
@@ -168,6 +160,7 @@ static int gather_lists(struct scanner *sc)
         return -ENOMEM;
     for (size_t i = 0; i < sc->nelems; i++)
         out->lists[sc->elems[i].list].count++;
+    size_t next = 0;
     for (size_t l = 0; l < out->nlists; l++) {
         out->lists[l].first = next;
         next += out->lists[l].count;
@@ -188,14 +181,12 @@ static int note_literal(struct scanner *scan, const char *text, size_t len, int 
 {
     struct config_scan *sc = scan->out;
     struct frame *f = in_list(scan);
-    struct wide_literal *w;
     long long value;
     int stored;
-
     if (!literal_value(text, len, &value, &stored) ||
         (value >= INT_MIN && value <= INT_MAX))
         return 0;
-    w = realloc(sc->wide, (sc->nwide + 1) * sizeof(*w));
+    struct wide_literal *w = realloc(sc->wide, (sc->nwide + 1) * sizeof(*w));
     if (w == NULL)
         return -ENOMEM;
     sc->wide = w;
@@ -228,8 +219,8 @@ static int refuse(struct config_scan *sc, int line, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 static int refuse(struct config_scan *sc, int line, const char *fmt, ...)
 {
-    va_list ap;
     sc->line = line;
+    va_list ap;
     va_start(ap, fmt);
     vsnprintf(sc->why, sizeof(sc->why), fmt, ap);
     va_end(ap);
@@ -243,7 +234,6 @@ static int scan(struct scanner *sc, const char *text, const char *end)
     const char *p = text, *start, *name = "";
     size_t name_len = 0;
     int line = 1;
-
     while (p < end) {
         char c = *p;
         if (c == '\n') {
@@ -308,21 +298,20 @@ int config_scan(const char *text, size_t len, struct config_scan *out)
 {
     const char *end = text + len, *nul = memchr(text, '\0', len);
     struct scanner sc = {.out = out};
-    size_t lines = 0;
-    int line = 1, rc;
-
     *out = (struct config_scan){.wide = NULL};
     if (nul != NULL) {
+        int line = 1;
         for (const char *q = text; q < nul; q++)
             line += *q == '\n';
         return refuse(out, line, "syntax error: NUL byte");
     }
+    size_t lines = 0;
     for (const char *q = text; q < end; q++)
         lines += *q == '\n';
     if (lines + (len > 0 && end[-1] != '\n') > LINES_MAX)
         return refuse(out, 0, "more than %d lines, past what libconfig can number",
                       LINES_MAX);
-    rc = scan(&sc, text, end);
+    int rc = scan(&sc, text, end);
     if (rc == 0)
         rc = gather_lists(&sc);
     free(sc.frames);

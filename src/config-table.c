@@ -174,7 +174,6 @@ const struct setting *table_find(const char *key)
 const char *table_key_in(const struct setting *row, const char *level)
 {
     size_t n = strlen(level);
-
     if (strncmp(row->key, level, n) != 0 || strchr(row->key + n, '.') != NULL)
         return NULL;
     return row->key + n;
@@ -189,7 +188,6 @@ bool table_in_listener(const struct setting *row)
 static const char *name_of(const struct setting *row)
 {
     const char *dot = strrchr(row->key, '.');
-
     return dot != NULL ? dot + 1 : row->key;
 }
 
@@ -203,10 +201,9 @@ int table_defaults(struct config_loader *ld, void *base, bool listener)
 {
     for (const struct setting *row = table_settings; row->key != NULL; row++) {
         void *p = at(base, row->offset);
-        char *copy;
-
         if (table_in_listener(row) != listener)
             continue;
+        char *copy;
         switch (row->kind) {
         case SETTING_COUNT:
             *(unsigned *)p = (unsigned)row->def.count;
@@ -247,7 +244,6 @@ static size_t edit_distance(const char *a, const char *b)
 {
     size_t la = strlen(a), lb = strlen(b);
     size_t rows[3][KEY_MAX + 1], *prev2 = rows[0], *prev = rows[1], *cur = rows[2];
-
     if (la > KEY_MAX || lb > KEY_MAX)
         return SIZE_MAX;
     for (size_t j = 0; j <= lb; j++)
@@ -285,7 +281,6 @@ int table_check_keys(struct config_loader *ld, const config_setting_t *g,
         size_t best_d = SIZE_MAX;
         char known[512] = "";
         bool found = false;
-
         for (const struct setting *row = table_settings; row->key != NULL && !found;
              row++) {
             if ((k = table_key_in(row, level)) == NULL)
@@ -318,20 +313,19 @@ static int load_cidrs(struct config_loader *ld, const config_setting_t *g,
     struct cidr **out = at(base, row->offset);
     size_t *nout = at(base, row->count_offset);
     const config_setting_t *list;
-    char cerr[256], elem[48], q[VALUE_QUOTE_BUF];
-    int n, rc;
-
+    int rc;
     if ((rc = value_strings(ld, g, scope, name_of(row), &list)) != 0)
         return rc;
+    int n;
     if (list == NULL || (n = config_setting_length(list)) == 0)
         return 0;
     *out = calloc((size_t)n, sizeof(**out));
     if (*out == NULL)
         return value_out_of_memory(ld);
+    char cerr[256], elem[48], q[VALUE_QUOTE_BUF];
     for (int i = 0; i < n; i++) {
         const config_setting_t *e = config_setting_get_elem(list, (unsigned)i);
         const char *text = config_setting_get_string(e);
-
         if (cidr_parse(text, &(*out)[i], cerr, sizeof(cerr)) != 0) {
             snprintf(elem, sizeof(elem), "%s.[%d]", name_of(row), i);
             return value_refuse(ld, value_line(e), scope, elem, "invalid CIDR %s: %s",
@@ -357,16 +351,17 @@ static int load_group(struct config_loader *ld, const config_setting_t *g,
 {
     const char *key = name_of(row);
     const config_setting_t *s = config_setting_get_member(g, key);
-    char got[VALUE_QUOTE_BUF], inner[64], level[64];
-    int rc;
-
     if (s == NULL)
         return 0;
+    char got[VALUE_QUOTE_BUF];
     if (!config_setting_is_group(s))
         return value_refuse(ld, value_line(s), scope, key, "expected a group %s, got %s",
                             row->range.shape, value_describe(ld, s, got));
+    char inner[64];
     snprintf(inner, sizeof(inner), "%s%s%s", scope, scope[0] != '\0' ? "." : "", key);
+    char level[64];
     snprintf(level, sizeof(level), "%s.", row->key);
+    int rc;
     if ((rc = table_check_keys(ld, s, inner, level)) != 0)
         return rc;
     for (const struct setting *r = table_settings; r->key != NULL; r++)
@@ -382,7 +377,6 @@ int table_load_value(struct config_loader *ld, const config_setting_t *g,
     void *p = at(base, row->offset);
     unsigned count;
     int rc;
-
     switch (row->kind) {
     case SETTING_COUNT:
         return value_count(ld, g, scope, key, row->range.count.lo, row->range.count.hi,
@@ -413,12 +407,10 @@ int table_load(struct config_loader *ld, const config_setting_t *g, const char *
                const char *level, void *base, unsigned flags)
 {
     for (const struct setting *row = table_settings; row->key != NULL; row++) {
-        int rc;
-
         if (table_key_in(row, level) == NULL || row->flags != flags)
             continue;
-        rc = row->kind == SETTING_GROUP ? load_group(ld, g, scope, row, base)
-                                        : load_row(ld, g, scope, row, base);
+        int rc = row->kind == SETTING_GROUP ? load_group(ld, g, scope, row, base)
+                                            : load_row(ld, g, scope, row, base);
         if (rc != 0)
             return rc;
     }

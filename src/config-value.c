@@ -26,11 +26,9 @@
 static size_t utf8_len(const char *s)
 {
     const unsigned char *u = (const unsigned char *)s;
-    unsigned char lo = 0x80, hi = 0xbf;
-    size_t n;
-
     if (u[0] < 0x80)
         return 1;
+    size_t n;
     if (u[0] >= 0xc2 && u[0] <= 0xdf)
         n = 2;
     else if (u[0] >= 0xe0 && u[0] <= 0xef)
@@ -39,6 +37,7 @@ static size_t utf8_len(const char *s)
         n = 4;
     else
         return 0;
+    unsigned char lo = 0x80, hi = 0xbf;
     if (u[0] == 0xe0)
         lo = 0xa0;
     else if (u[0] == 0xed)
@@ -64,14 +63,12 @@ static size_t utf8_len(const char *s)
 static void clean_message(char *out, size_t len, const char *s)
 {
     size_t o = 0;
-
     while (*s != '\0') {
         size_t n = utf8_len(s);
         unsigned char c = (unsigned char)*s;
         char esc[5];
         const char *put = s;
         size_t put_len = n;
-
         if (n == 0) {
             snprintf(esc, sizeof(esc), "\\x%02x", c);
             put = esc;
@@ -92,21 +89,23 @@ static void clean_message(char *out, size_t len, const char *s)
 int value_refuse(struct config_loader *ld, int line, const char *scope, const char *key,
                  const char *fmt, ...)
 {
-    char msg[1024], where[16] = "", setting[160] = "", all[1536];
-    va_list ap;
-
     if (ld->err == NULL || ld->errlen == 0)
         return -EINVAL;
+    va_list ap;
     va_start(ap, fmt);
+    char msg[1024];
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
+    char where[16] = "";
     if (line > 0)
         snprintf(where, sizeof(where), ":%d", line);
+    char setting[160] = "";
     if (key != NULL)
         snprintf(setting, sizeof(setting), "%s%s%s: ", scope, scope[0] != '\0' ? "." : "",
                  key);
     else if (scope[0] != '\0')
         snprintf(setting, sizeof(setting), "%s: ", scope);
+    char all[1536];
     snprintf(all, sizeof(all), "%s%s: %s%s", ld->name, where, setting, msg);
     clean_message(ld->err, ld->errlen, all);
     return -EINVAL;
@@ -120,9 +119,9 @@ int value_out_of_memory(struct config_loader *ld)
 
 const char *value_quote(char buf[VALUE_QUOTE_BUF], const char *s)
 {
-    size_t o = 0, i = 0;
-
+    size_t o = 0;
     buf[o++] = '"';
+    size_t i = 0;
     while (i < VALUE_QUOTE_MAX && s[i] != '\0') {
         unsigned char c = (unsigned char)s[i];
         size_t n = utf8_len(s + i);
@@ -171,7 +170,6 @@ struct value_info {
 int value_line(const config_setting_t *s)
 {
     const struct value_info *info = config_setting_get_hook(s);
-
     return info != NULL ? info->line : (int)config_setting_source_line(s);
 }
 
@@ -203,7 +201,6 @@ static size_t note_settings(const struct config_loader *ld, config_setting_t *ro
     size_t depth = 0, cap = 0, used = 0, lists = 0;
     config_setting_t *s = root;
     int line = (int)config_setting_source_line(root);
-
     for (;;) {
         const struct scan_list *l = NULL;
         if (value_is_sequence(s)) {
@@ -251,7 +248,6 @@ static size_t note_settings(const struct config_loader *ld, config_setting_t *ro
 int value_note_lines(struct config_loader *ld, config_setting_t *root)
 {
     size_t n = note_settings(ld, root, NULL);
-
     ld->info = n == 0 ? NULL : calloc(n, sizeof(*ld->info));
     if (ld->info == NULL || note_settings(ld, root, ld->info) != n)
         return value_out_of_memory(ld);
@@ -280,14 +276,13 @@ static struct wide_literal *wide_literal_of(struct config_loader *ld,
     const struct value_info *pinfo = parent != NULL ? config_setting_get_hook(parent)
                                                     : NULL;
     const char *name = config_setting_name(s);
-    struct wide_literal *best = NULL;
-    int first = value_line(s), last = INT_MAX, stored, i;
-    long list = -1, index = -1;
-
+    int first = value_line(s);
     if (config_setting_type(s) != CONFIG_TYPE_INT)
         return NULL;
-    stored = config_setting_get_int(s);
-    i = config_setting_index(s);
+    int stored = config_setting_get_int(s);
+    int i = config_setting_index(s);
+    int last = INT_MAX;
+    long list = -1, index = -1;
     if (parent != NULL && value_is_sequence(parent)) {
         if (pinfo == NULL)
             return NULL;
@@ -297,6 +292,7 @@ static struct wide_literal *wide_literal_of(struct config_loader *ld,
     } else if (parent != NULL && i >= 0 && i + 1 < config_setting_length(parent)) {
         last = value_line(config_setting_get_elem(parent, (unsigned)i + 1));
     }
+    struct wide_literal *best = NULL;
     for (size_t k = 0; k < ld->scan.nwide; k++) {
         struct wide_literal *w = &ld->scan.wide[k];
         if (w->claimed || w->stored != stored || w->line < first || w->line > last ||
@@ -330,13 +326,12 @@ static long long integer(struct config_loader *ld, const config_setting_t *s,
                          char text[32])
 {
     struct wide_literal *w = wide_literal_of(ld, s);
-    long long v;
-
     if (w != NULL) {
         w->claimed = true;
         snprintf(text, 32, "%s", w->text);
         return w->value;
     }
+    long long v;
     if (config_setting_type(s) == CONFIG_TYPE_INT64)
         v = config_setting_get_int64(s);
     else
@@ -349,7 +344,6 @@ const char *value_describe(struct config_loader *ld, const config_setting_t *s,
                            char buf[VALUE_QUOTE_BUF])
 {
     char num[32];
-
     switch (config_setting_type(s)) {
     case CONFIG_TYPE_INT:
     case CONFIG_TYPE_INT64:
@@ -383,15 +377,14 @@ int value_count(struct config_loader *ld, const config_setting_t *g, const char 
                 unsigned *out)
 {
     const config_setting_t *s = config_setting_get_member(g, key);
-    char got[VALUE_QUOTE_BUF], text[32];
-    long long v;
-
     if (s == NULL)
         return 0;
+    char got[VALUE_QUOTE_BUF];
     if (!is_integer(s))
         return value_refuse(ld, value_line(s), scope, key, "expected an integer, got %s",
                             value_describe(ld, s, got));
-    v = integer(ld, s, text);
+    char text[32];
+    long long v = integer(ld, s, text);
     if (v < lo || v > hi)
         return value_refuse(ld, value_line(s), scope, key,
                             "%s out of range %lld-%lld%s%s", text, lo, hi,
@@ -406,7 +399,6 @@ int64_t value_ms(double s)
 {
     int64_t ns = (int64_t)(s * 1e9 + 0.5);
     int64_t ms = (ns + 999999) / 1000000;
-
     return ms == 0 && s > 0 ? 1 : ms;
 }
 
@@ -414,11 +406,10 @@ int value_seconds(struct config_loader *ld, const config_setting_t *g, const cha
                   const char *key, double max, bool positive, int64_t *ms)
 {
     const config_setting_t *s = config_setting_get_member(g, key);
-    char got[VALUE_QUOTE_BUF], text[32];
-    double v;
-
     if (s == NULL)
         return 0;
+    char got[VALUE_QUOTE_BUF], text[32];
+    double v;
     if (is_integer(s)) {
         v = (double)integer(ld, s, text);
     } else if (config_setting_type(s) == CONFIG_TYPE_FLOAT) {
@@ -448,10 +439,9 @@ int value_bool(struct config_loader *ld, const config_setting_t *g, const char *
                const char *key, bool *out)
 {
     const config_setting_t *s = config_setting_get_member(g, key);
-    char got[VALUE_QUOTE_BUF];
-
     if (s == NULL)
         return 0;
+    char got[VALUE_QUOTE_BUF];
     if (config_setting_type(s) != CONFIG_TYPE_BOOL)
         return value_refuse(ld, value_line(s), scope, key,
                             "expected true or false, got %s", value_describe(ld, s, got));
@@ -463,14 +453,13 @@ int value_string(struct config_loader *ld, const config_setting_t *g, const char
                  const char *key, char **out)
 {
     const config_setting_t *s = config_setting_get_member(g, key);
-    char got[VALUE_QUOTE_BUF], *copy;
-
     if (s == NULL)
         return 0;
+    char got[VALUE_QUOTE_BUF];
     if (config_setting_type(s) != CONFIG_TYPE_STRING)
         return value_refuse(ld, value_line(s), scope, key, "expected a string, got %s",
                             value_describe(ld, s, got));
-    copy = strdup(config_setting_get_string(s));
+    char *copy = strdup(config_setting_get_string(s));
     if (copy == NULL)
         return value_out_of_memory(ld);
     free(*out);
@@ -482,9 +471,6 @@ int value_choice(struct config_loader *ld, const config_setting_t *g, const char
                  const char *key, const struct value_choice *choices, int *out)
 {
     const config_setting_t *s = config_setting_get_member(g, key);
-    char expected[160] = "", got[VALUE_QUOTE_BUF];
-    int n = 0;
-
     if (s == NULL)
         return 0;
     if (config_setting_type(s) == CONFIG_TYPE_STRING) {
@@ -495,8 +481,10 @@ int value_choice(struct config_loader *ld, const config_setting_t *g, const char
             }
         }
     }
+    int n = 0;
     while (choices[n].name != NULL)
         n++;
+    char expected[160] = "";
     for (int i = 0; i < n; i++) {
         size_t used = strlen(expected);
         snprintf(expected + used, sizeof(expected) - used, "%s%s",
@@ -505,6 +493,7 @@ int value_choice(struct config_loader *ld, const config_setting_t *g, const char
                               : ", ",
                  choices[i].name);
     }
+    char got[VALUE_QUOTE_BUF];
     return value_refuse(ld, value_line(s), scope, key, "expected %s, got %s", expected,
                         value_describe(ld, s, got));
 }
@@ -513,11 +502,10 @@ int value_strings(struct config_loader *ld, const config_setting_t *g, const cha
                   const char *key, const config_setting_t **out)
 {
     const config_setting_t *s = config_setting_get_member(g, key);
-    char got[VALUE_QUOTE_BUF], elem[48];
-
     *out = s;
     if (s == NULL)
         return 0;
+    char got[VALUE_QUOTE_BUF];
     if (config_setting_type(s) == CONFIG_TYPE_STRING)
         return value_refuse(ld, value_line(s), scope, key,
                             "expected a list of strings, got %s (write [ %s ])",
@@ -526,6 +514,7 @@ int value_strings(struct config_loader *ld, const config_setting_t *g, const cha
         return value_refuse(ld, value_line(s), scope, key,
                             "expected a list of strings, got %s",
                             value_describe(ld, s, got));
+    char elem[48];
     for (int i = 0; i < config_setting_length(s); i++) {
         const config_setting_t *e = config_setting_get_elem(s, (unsigned)i);
         if (config_setting_type(e) != CONFIG_TYPE_STRING) {

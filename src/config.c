@@ -59,13 +59,11 @@ static int load_name(struct config_loader *ld, const config_setting_t *s,
                      const char *scope, const struct config *cfg, size_t i,
                      struct listener_config *lc)
 {
-    const char *name;
     char got[VALUE_QUOTE_BUF];
-
     if (config_setting_type(s) != CONFIG_TYPE_STRING)
         return value_refuse(ld, value_line(s), scope, "name", "expected a string, got %s",
                             value_describe(ld, s, got));
-    name = config_setting_get_string(s);
+    const char *name = config_setting_get_string(s);
     if (name[0] == '\0' || strlen(name) > CONFIG_NAME_MAX ||
         strspn(name, NAME_CHARS) != strlen(name))
         return value_refuse(ld, value_line(s), scope, "name",
@@ -90,32 +88,30 @@ int config_load_listen(struct config_loader *ld, const config_setting_t *g,
                        const char *scope, const struct setting *row, void *base)
 {
     struct listener_config *lc = base;
-    const config_setting_t *list;
-    char aerr[256], key[48], q[VALUE_QUOTE_BUF];
-    int n, rc;
-
     (void)row;
+    const config_setting_t *list;
+    int rc;
     if ((rc = value_strings(ld, g, scope, "listen", &list)) != 0)
         return rc;
     if (list == NULL)
         return value_refuse(ld, value_line(g), scope, "listen",
                             "missing; expected a list of addresses like "
                             "[ \"127.0.0.1:7007\" ]");
-    n = config_setting_length(list);
+    int n = config_setting_length(list);
     if (n == 0)
         return value_refuse(ld, value_line(list), scope, "listen",
                             "empty; expected at least one address");
     lc->listen = calloc(2 * (size_t)n, sizeof(*lc->listen));
     if (lc->listen == NULL)
         return value_out_of_memory(ld);
+    char aerr[256], key[48], q[VALUE_QUOTE_BUF];
     for (int i = 0; i < n; i++) {
         const config_setting_t *e = config_setting_get_elem(list, (unsigned)i);
         const char *text = config_setting_get_string(e);
         int line = value_line(e);
+        snprintf(key, sizeof(key), "listen.[%d]", i);
         addr_t parsed[2];
         size_t count;
-
-        snprintf(key, sizeof(key), "listen.[%d]", i);
         if (addr_parse(text, ADDR_LISTEN, parsed, 2, &count, aerr, sizeof(aerr)) != 0)
             return value_refuse(ld, line, scope, key, "invalid address %s: %s",
                                 value_quote(q, text), aerr);
@@ -152,14 +148,12 @@ int config_load_upstreams(struct config_loader *ld, const config_setting_t *g,
                           const char *scope, const struct setting *row, void *base)
 {
     struct listener_config *lc = base;
-    const config_setting_t *list;
-    char aerr[256], key[48], q[VALUE_QUOTE_BUF];
-    int n, rc;
-
     (void)row;
+    const config_setting_t *list;
+    int rc;
     if ((rc = value_strings(ld, g, scope, "upstreams", &list)) != 0)
         return rc;
-    n = list == NULL ? 0 : config_setting_length(list);
+    int n = list == NULL ? 0 : config_setting_length(list);
     if (n == 0)
         return value_refuse(ld, value_line(list != NULL ? list : g), scope, "upstreams",
                             "proxy listener \"%s\" has no upstreams; expected a list "
@@ -168,14 +162,14 @@ int config_load_upstreams(struct config_loader *ld, const config_setting_t *g,
     lc->upstreams = calloc((size_t)n, sizeof(*lc->upstreams));
     if (lc->upstreams == NULL)
         return value_out_of_memory(ld);
+    char aerr[256], key[48], q[VALUE_QUOTE_BUF];
     for (int i = 0; i < n; i++) {
         const config_setting_t *e = config_setting_get_elem(list, (unsigned)i);
         const char *text = config_setting_get_string(e);
         struct config_addr *a = &lc->upstreams[i];
+        snprintf(key, sizeof(key), "upstreams.[%d]", i);
         addr_t parsed[ADDR_RESOLVE_MAX];
         size_t count;
-
-        snprintf(key, sizeof(key), "upstreams.[%d]", i);
         if (addr_parse(text, ADDR_UPSTREAM, parsed, ADDR_RESOLVE_MAX, &count, aerr,
                        sizeof(aerr)) != 0)
             return value_refuse(ld, value_line(e), scope, key, "invalid address %s: %s",
@@ -198,7 +192,6 @@ int config_load_proxy_timeout(struct config_loader *ld, const config_setting_t *
 {
     const struct listener_config *lc = base;
     const config_setting_t *s = config_setting_get_member(g, "proxy_timeout");
-
     if (s != NULL && !lc->accept_proxy)
         return value_refuse(ld, value_line(s), scope, "proxy_timeout",
                             "only with accept_proxy = true; this listener reads no "
@@ -217,10 +210,9 @@ int config_load_splice(struct config_loader *ld, const config_setting_t *g,
                        const char *scope, const struct setting *row, void *base)
 {
     struct listener_config *lc = base;
-    int rc;
-
     if (lc->mode == MODE_PROXY)
         lc->splice = pipe_splice_available();
+    int rc;
     if ((rc = table_load_value(ld, g, scope, row, base)) != 0)
         return rc;
     if (lc->splice && !pipe_splice_available())
@@ -238,11 +230,9 @@ static int load_mode_settings(struct config_loader *ld, const config_setting_t *
         return table_load(ld, g, scope, "listeners.", lc, SETTING_PROXY_ONLY);
     for (const struct setting *row = table_settings; row->key != NULL; row++) {
         const char *key = table_key_in(row, "listeners.");
-        const config_setting_t *s;
-
         if (key == NULL || !(row->flags & SETTING_PROXY_ONLY))
             continue;
-        s = config_setting_get_member(g, key);
+        const config_setting_t *s = config_setting_get_member(g, key);
         if (s != NULL)
             return value_refuse(ld, value_line(s), scope, key,
                                 "only for mode = \"proxy\"; "
@@ -261,19 +251,18 @@ static int load_listener(struct config_loader *ld, const config_setting_t *g,
                          struct config *cfg, size_t i)
 {
     struct listener_config *lc = &cfg->listeners[i];
-    const config_setting_t *name;
-    char scope[16 + CONFIG_NAME_MAX], got[VALUE_QUOTE_BUF];
-    int rc;
-
+    char scope[16 + CONFIG_NAME_MAX];
     snprintf(scope, sizeof(scope), "listeners.[%zu]", i);
+    char got[VALUE_QUOTE_BUF];
     if (!config_setting_is_group(g))
         return value_refuse(ld, value_line(g), scope, NULL,
                             "expected a group { name = ...; listen = [ ... ]; }, got %s",
                             value_describe(ld, g, got));
     lc->line = value_line(g);
+    int rc;
     if ((rc = table_defaults(ld, lc, true)) != 0)
         return rc;
-    name = config_setting_get_member(g, "name");
+    const config_setting_t *name = config_setting_get_member(g, "name");
     if (name != NULL) {
         if ((rc = load_name(ld, name, scope, cfg, i, lc)) != 0)
             return rc;
@@ -298,19 +287,17 @@ int config_load_listeners(struct config_loader *ld, const config_setting_t *root
 {
     const config_setting_t *list = config_setting_get_member(root, "listeners");
     struct config *cfg = base;
-    char got[VALUE_QUOTE_BUF];
-    int n, rc;
-
     (void)scope;
     (void)row;
     if (list == NULL)
         return value_refuse(ld, 0, "", "listeners", "no listeners: nothing to serve");
+    char got[VALUE_QUOTE_BUF];
     if (!value_is_sequence(list))
         return value_refuse(ld, value_line(list), "", "listeners",
                             "expected a list of groups ( { name = ...; listen = [ ... ]; "
                             "}, ... ), got %s",
                             value_describe(ld, list, got));
-    n = config_setting_length(list);
+    int n = config_setting_length(list);
     if (n == 0)
         return value_refuse(ld, value_line(list), "", "listeners",
                             "no listeners: nothing to serve");
@@ -318,6 +305,7 @@ int config_load_listeners(struct config_loader *ld, const config_setting_t *root
     if (cfg->listeners == NULL)
         return value_out_of_memory(ld);
     cfg->nlisteners = (size_t)n;
+    int rc;
     for (int i = 0; i < n; i++) {
         const config_setting_t *g = config_setting_get_elem(list, (unsigned)i);
         if ((rc = load_listener(ld, g, cfg, (size_t)i)) != 0)
@@ -334,7 +322,6 @@ int config_load_user(struct config_loader *ld, const config_setting_t *root,
 {
     const struct config *cfg = base;
     int rc = table_load_value(ld, root, scope, row, base);
-
     return rc != 0 ? rc : check_user(ld, root, cfg->user);
 }
 
@@ -346,23 +333,18 @@ int config_load_stats_listen(struct config_loader *ld, const config_setting_t *g
 {
     const config_setting_t *s = config_setting_get_member(g, "listen");
     struct config *cfg = base;
-    char got[VALUE_QUOTE_BUF], aerr[256];
-    const char *text;
-    addr_t parsed;
-    size_t count;
-    int line, rc;
-
     (void)row;
     if (s == NULL)
         return value_refuse(ld, value_line(g), scope, "listen",
                             "missing; expected one address like \"127.0.0.1:9107\"");
-    line = value_line(s);
+    int line = value_line(s);
+    char got[VALUE_QUOTE_BUF];
     if (config_setting_type(s) != CONFIG_TYPE_STRING)
         return value_refuse(ld, line, scope, "listen",
                             "expected one address as a string like \"127.0.0.1:9107\", "
                             "got %s",
                             value_describe(ld, s, got));
-    text = config_setting_get_string(s);
+    const char *text = config_setting_get_string(s);
     if (text[0] == '*')
         return value_refuse(ld, line, scope, "listen",
                             "%s: \"*\" is not allowed here, metrics are served on one "
@@ -374,10 +356,14 @@ int config_load_stats_listen(struct config_loader *ld, const config_setting_t *g
                             "%s: a Unix socket is not allowed here, metrics are served "
                             "over TCP; expected an address like \"127.0.0.1:9107\"",
                             value_quote(got, text));
+    char aerr[256];
+    addr_t parsed;
+    size_t count;
     /* Neither "*" nor "unix:" is left: one numeric address. */
     if (addr_parse(text, ADDR_LISTEN, &parsed, 1, &count, aerr, sizeof(aerr)) != 0)
         return value_refuse(ld, line, scope, "listen", "invalid address %s: %s",
                             value_quote(got, text), aerr);
+    int rc;
     if ((rc = check_v4_mapped(ld, &parsed, text, line, scope, "listen")) != 0 ||
         (rc = check_overlap(ld, &parsed, text, line, scope, "listen")) != 0)
         return rc;
@@ -398,22 +384,20 @@ int config_load_stats_listen(struct config_loader *ld, const config_setting_t *g
  */
 static int read_source(struct config_loader *ld, char **text, size_t *len)
 {
-    char *buf = NULL, *grown;
-    size_t cap = 0, n = 0;
-    struct stat st;
-    ssize_t got;
+    char *buf = NULL;
     int fd = open(ld->path, O_RDONLY | O_CLOEXEC), rc;
-
     if (fd < 0) {
         rc = -errno;
         value_refuse(ld, 0, "", NULL, "cannot read: %s", log_strerror(-rc));
         return rc;
     }
+    struct stat st;
     if (fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
         rc = -EISDIR;
         value_refuse(ld, 0, "", NULL, "cannot read: %s", log_strerror(EISDIR));
         goto fail;
     }
+    size_t cap = 0, n = 0;
     for (;;) {
         if (cap - n < 2) {
             cap = cap == 0 ? 8192 : 2 * cap;
@@ -423,14 +407,14 @@ static int read_source(struct config_loader *ld, char **text, size_t *len)
                              FILE_MAX >> 20);
                 goto fail;
             }
-            grown = realloc(buf, cap);
+            char *grown = realloc(buf, cap);
             if (grown == NULL) {
                 rc = value_out_of_memory(ld);
                 goto fail;
             }
             buf = grown;
         }
-        got = read(fd, buf + n, cap - n - 1);
+        ssize_t got = read(fd, buf + n, cap - n - 1);
         if (got == 0)
             break;
         if (got < 0 && errno == EINTR)
@@ -459,11 +443,10 @@ static int load_root(struct config_loader *ld, config_setting_t *root,
                      struct config **out)
 {
     struct config *cfg = calloc(1, sizeof(*cfg));
-    int rc;
-
     if (cfg == NULL)
         return value_out_of_memory(ld);
     cfg->path = strdup(ld->path);
+    int rc;
     if (cfg->path == NULL)
         rc = value_out_of_memory(ld);
     else if ((rc = value_note_lines(ld, root)) == 0 &&
@@ -484,9 +467,8 @@ static int load_root(struct config_loader *ld, config_setting_t *root,
 static int load_text(struct config_loader *ld, const char *text, struct config **out)
 {
     config_t parsed;
-    int rc;
-
     config_init(&parsed);
+    int rc;
     if (config_read_string(&parsed, text)) {
         rc = load_root(ld, config_root_setting(&parsed), out);
     } else {
@@ -510,16 +492,14 @@ struct config *config_load(const char *path, const char *name, char *err, size_t
                                .name = name != NULL ? name : path,
                                .err = err,
                                .errlen = errlen};
-    struct config *cfg = NULL;
-    size_t len = 0;
-    char *text = NULL;
-    int rc;
-
     if (err != NULL && errlen > 0)
         err[0] = '\0';
+    size_t len = 0;
+    char *text = NULL;
     if (read_source(&ld, &text, &len) != 0)
         return NULL;
-    rc = config_scan(text, len, &ld.scan);
+    int rc = config_scan(text, len, &ld.scan);
+    struct config *cfg = NULL;
     if (rc == -ENOMEM)
         value_out_of_memory(&ld);
     else if (rc < 0)
