@@ -294,11 +294,11 @@ static void read_proxy_header(struct conn *c)
 {
     struct worker *w = c->w;
     struct half *h = &c->halves[0];
+    size_t have;
+    (void)half_held(h, &have); /* what earlier events brought */
     struct proxy_info info;
     const char *why = "incomplete";
     int hlen = 0;
-    size_t have;
-    (void)half_held(h, &have); /* what earlier events brought */
     while (hlen == 0) {
         if (have == PROXY_MAX_HEADER) {
             why = "PROXY header too long";

@@ -64,10 +64,10 @@ static int listen_unix(struct listen_sock *ls, const char **what)
  * replaces the stale file. */
 static void remove_unix(const struct listen_sock *ls)
 {
-    struct stat st;
     if (ls->addr.u.sa.sa_family != AF_UNIX || ls->unix_ino == 0)
         return;
     const char *path = ls->addr.u.un.sun_path;
+    struct stat st;
     if (lstat(path, &st) < 0) {
         if (errno != ENOENT) /* not when it is gone already */
             log_warn("cannot remove the socket file of %s: %s", ls->name,

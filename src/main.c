@@ -194,8 +194,6 @@ static void check_readable_by_user(const char *user, const char *path, const cha
 {
     uid_t uid;
     gid_t gid;
-    int why;
-
     if (process_user_lookup(user, &uid, &gid) <= 0)
         return;
     if (geteuid() != 0) {
@@ -207,6 +205,7 @@ static void check_readable_by_user(const char *user, const char *path, const cha
                     user, name);
         return;
     }
+    int why;
     int r = process_user_can_read(uid, gid, path, &why);
     if (r == 0)
         fprintf(stderr,

@@ -210,7 +210,6 @@ static char *render(size_t *len)
     char *buf = NULL;
     size_t size = 0;
     FILE *f = open_memstream(&buf, &size);
-
     if (f == NULL)
         return NULL;
     /* A reference, so that a reload cannot free it while it is read. */
@@ -232,12 +231,11 @@ static char *render(size_t *len)
 __attribute__((format(printf, 1, 2))) static void log_limited(const char *fmt, ...)
 {
     unsigned dropped;
-    char line[512];
-    va_list ap;
-
     if (!log_ratelimit(&m.rl, m.loop.now_ms, &dropped))
         return;
+    va_list ap;
     va_start(ap, fmt);
+    char line[512];
     vsnprintf(line, sizeof(line), fmt, ap);
     va_end(ap);
     if (dropped > 0)
@@ -289,7 +287,6 @@ static void release_conn(struct deferred *d)
 static bool discard_input(struct mconn *c)
 {
     char buf[16384];
-
     while (!c->eof && !c->dead) {
         size_t room = METRICS_DISCARD_MAX - c->discarded;
         if (room == 0)
@@ -355,14 +352,13 @@ static void serve(struct mconn *c)
  * refused, and starts sending it. */
 static void answer(struct mconn *c, enum http_result res)
 {
-    char head[512], note[160];
-    char *body;
-    size_t body_len;
     int status = res == HTTP_BAD ? c->rd.status : 200;
-    bool metrics = false;
-
     if (status == 200 && strcmp(c->rd.target, "/metrics") != 0)
         status = 404;
+    char note[160];
+    char *body;
+    size_t body_len;
+    bool metrics = false;
     if (status == 200) {
         body = render(&body_len);
         metrics = true;
@@ -375,6 +371,7 @@ static void answer(struct mconn *c, enum http_result res)
         if (body != NULL)
             memcpy(body, note, body_len);
     }
+    char head[512];
     int hlen = body == NULL ? -1
                             : http_response_head(head, sizeof(head), status,
                                                  metrics ? METRICS_TYPE : TEXT_TYPE,
@@ -409,7 +406,6 @@ static void answer(struct mconn *c, enum http_result res)
 static void read_head(struct mconn *c)
 {
     char buf[HTTP_HEAD_MAX];
-
     while (!c->answering && !c->dead) {
         ssize_t n = recv(c->fd, buf, HTTP_HEAD_MAX - c->rd.total, 0);
         if (n > 0) {
@@ -544,8 +540,8 @@ static void accept_clients(void)
             return;
         }
         if (!client_allowed(&peer)) {
-            char text[ADDR_STRLEN];
             close(fd);
+            char text[ADDR_STRLEN];
             addr_format(&peer, text, sizeof(text));
             log_limited("refused %s: denied by stats.allow/deny", text);
             continue;

@@ -81,9 +81,9 @@ static void grow(struct persource *ps)
 bool persource_acquire(struct persource *ps, const uint8_t *key, size_t len,
                        unsigned limit)
 {
-    bool ok = true;
     pthread_mutex_lock(&ps->lock);
     struct persource_entry **p = find(ps, key, len);
+    bool ok = true;
     if (*p != NULL) {
         ok = limit == 0 || (*p)->count < limit;
         if (ok)

@@ -26,12 +26,11 @@ int process_user_lookup(const char *user, uid_t *uid, gid_t *gid)
 {
     long hint = sysconf(_SC_GETPW_R_SIZE_MAX);
     size_t len = hint > 0 ? (size_t)hint : 1024;
+    if (user == NULL || user[0] == '\0')
+        return 0;
     struct passwd pw, *found = NULL;
     char *buf = NULL;
     int rc;
-
-    if (user == NULL || user[0] == '\0')
-        return 0;
     for (;;) {
         char *grown = realloc(buf, len);
         if (grown == NULL) {
@@ -57,21 +56,19 @@ int process_user_lookup(const char *user, uid_t *uid, gid_t *gid)
 
 int process_user_can_read(uid_t uid, gid_t gid, const char *path, int *why)
 {
-    int p[2], status, got[2] = {0, 0};
-    ssize_t n;
-    pid_t pid;
-
+    int p[2];
     if (pipe2(p, O_CLOEXEC) < 0) {
         *why = errno;
         return -1;
     }
-    pid = fork();
+    pid_t pid = fork();
     if (pid < 0) {
         *why = errno;
         close(p[0]);
         close(p[1]);
         return -1;
     }
+    ssize_t n;
     if (pid == 0) {
         /* As process_drop_privileges() does; only async-signal-safe calls. */
         int res[2] = {0, 0}, fd = -1;
@@ -87,9 +84,11 @@ int process_user_can_read(uid_t uid, gid_t gid, const char *path, int *why)
         _exit(n == (ssize_t)sizeof(res) ? 0 : 1);
     }
     close(p[1]);
+    int got[2] = {0, 0};
     while ((n = read(p[0], got, sizeof(got))) < 0 && errno == EINTR)
         ;
     close(p[0]);
+    int status;
     while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
         ;
     if (n != (ssize_t)sizeof(got) || got[0] == 0) {

@@ -144,8 +144,8 @@ static size_t next_address(struct conn *c, int64_t now_ms)
  * how many.  A failure is logged: the guard then knows loopback only. */
 static size_t host_addrs(addr_t **out)
 {
-    struct ifaddrs *ifs;
     *out = NULL;
+    struct ifaddrs *ifs;
     if (getifaddrs(&ifs) < 0) {
         log_warn("cannot list this host's addresses: %s; the upstream loop "
                  "guard knows only loopback ones",
