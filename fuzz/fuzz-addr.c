@@ -60,10 +60,7 @@ static void check_scope(const char *text, const addr_t *plain)
     static char lo[IF_NAMESIZE];
     static int looked;
     const char *close = strchr(text, ']');
-    char *scoped, formatted[ADDR_STRLEN], *err = malloc(ERRLEN);
-    addr_t a, again;
-    size_t n = 99, len;
-
+    char *err = malloc(ERRLEN);
     if (err == NULL)
         abort();
     if (!looked++ && if_indextoname(1, lo) == NULL)
@@ -73,11 +70,13 @@ static void check_scope(const char *text, const addr_t *plain)
         free(err);
         return;
     }
-    len = strlen(text) + 1 + strlen(lo) + 1;
-    scoped = malloc(len);
+    size_t len = strlen(text) + 1 + strlen(lo) + 1;
+    char *scoped = malloc(len);
     if (scoped == NULL)
         abort();
     snprintf(scoped, len, "%.*s%%%s%s", (int)(close - text), text, lo, close);
+    addr_t a;
+    size_t n = 99;
     CHECK(addr_parse(scoped, ADDR_LISTEN, &a, 1, &n, err, ERRLEN) == 0 && n == 1,
           "\"%s\" is accepted, \"%s\" refused: %s", text, scoped, err);
     CHECK(a.u.in6.sin6_scope_id == 1, "\"%s\": scope %u", scoped,
@@ -85,7 +84,9 @@ static void check_scope(const char *text, const addr_t *plain)
     a.u.in6.sin6_scope_id = 0;
     CHECK(addr_equal(&a, plain), "\"%s\" is not \"%s\" with a scope", scoped, text);
     a.u.in6.sin6_scope_id = 1;
+    char formatted[ADDR_STRLEN];
     addr_format(&a, formatted, sizeof(formatted));
+    addr_t again;
     CHECK(addr_parse(formatted, ADDR_LISTEN, &again, 1, &n, err, ERRLEN) == 0 &&
               addr_equal(&a, &again),
           "\"%s\" formats as \"%s\", which does not parse back: %s", scoped, formatted,
@@ -98,18 +99,16 @@ static void check_scope(const char *text, const addr_t *plain)
 /* Parses text with `use` and checks what came of it. */
 static void check_addr(const char *text, enum addr_use use)
 {
-    addr_t out[3], before[3];
     char *err = malloc(ERRLEN), *small = malloc(8);
-    char formatted[ADDR_STRLEN];
-    size_t n = 99;
-    int rc;
-
     if (err == NULL || small == NULL)
         abort();
+    addr_t out[3];
     memset(out, 0xa5, sizeof(out));
+    addr_t before[3];
     memcpy(before, out, sizeof(out));
     err[0] = '\0';
-    rc = addr_parse(text, use, out, 2, &n, err, ERRLEN);
+    size_t n = 99;
+    int rc = addr_parse(text, use, out, 2, &n, err, ERRLEN);
     if (rc != 0) {
         CHECK(rc == -1, "\"%s\" (%s): returned %d", text, use_name(use), rc);
         CHECK(n == 0, "\"%s\" (%s): refused with n = %zu", text, use_name(use), n);
@@ -133,16 +132,13 @@ static void check_addr(const char *text, enum addr_use use)
     if (n == 2) {
         addr_t one[1];
         size_t m = 99;
-
         CHECK(addr_parse(text, use, one, 1, &m, err, ERRLEN) == -1 && m == 0,
               "\"%s\": two addresses, yet accepted with room for one", text);
     }
+    char formatted[ADDR_STRLEN];
     for (size_t i = 0; i < n; i++) {
         const addr_t *a = &out[i];
         int family = a->u.sa.sa_family;
-        addr_t again[2];
-        size_t m = 99;
-
         CHECK(family == AF_INET || family == AF_INET6 || family == AF_UNIX,
               "\"%s\": family %d", text, family);
         CHECK(family != AF_UNIX || strncmp(text, "unix:", 5) == 0,
@@ -171,6 +167,8 @@ static void check_addr(const char *text, enum addr_use use)
         /* A Unix path with bytes written \xNN reads back as another. */
         if (family == AF_UNIX && strstr(formatted, "\\x") != NULL)
             continue;
+        addr_t again[2];
+        size_t m = 99;
         CHECK(addr_parse(formatted, use, again, 2, &m, err, ERRLEN) == 0,
               "\"%s\" (%s) formats as \"%s\", which is refused: %s", text, use_name(use),
               formatted, err);
@@ -192,17 +190,14 @@ static void check_addr(const char *text, enum addr_use use)
 /* Parses text as a CIDR and checks what came of it. */
 static void check_cidr(const char *text)
 {
-    struct cidr c, again, before;
-    char *err = malloc(ERRLEN), formatted[INET6_ADDRSTRLEN + 8];
-    addr_t net;
-    int rc;
-
+    char *err = malloc(ERRLEN);
     if (err == NULL)
         abort();
+    struct cidr c;
     memset(&c, 0x5a, sizeof(c));
-    before = c;
+    struct cidr before = c;
     err[0] = '\0';
-    rc = cidr_parse(text, &c, err, ERRLEN);
+    int rc = cidr_parse(text, &c, err, ERRLEN);
     if (rc != 0) {
         CHECK(rc == -1, "\"%s\": cidr_parse returned %d", text, rc);
         CHECK(memcmp(&c, &before, sizeof(c)) == 0,
@@ -222,13 +217,16 @@ static void check_cidr(const char *text)
                                             : (uint8_t)(0xffu >> (c.bits - from));
         CHECK((c.net[i] & host) == 0, "\"%s\": host bits left in byte %u", text, i);
     }
+    char formatted[INET6_ADDRSTRLEN + 8];
     cidr_format(&c, formatted, sizeof(formatted));
+    struct cidr again;
     memset(&again, 0, sizeof(again));
     CHECK(cidr_parse(formatted, &again, err, ERRLEN) == 0,
           "\"%s\" formats as \"%s\", which is refused: %s", text, formatted, err);
     CHECK(again.family == c.family && again.bits == c.bits &&
               memcmp(again.net, c.net, sizeof(c.net)) == 0,
           "\"%s\" formats as \"%s\", which parses to another range", text, formatted);
+    addr_t net;
     memset(&net, 0, sizeof(net));
     if (c.family == AF_INET) {
         net.u.in.sin_family = AF_INET;
@@ -249,7 +247,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const uint8_t *nul = memchr(data, '\0', size);
     size_t n = nul != NULL ? (size_t)(nul - data) : size;
     char *text = malloc(n + 1);
-
     if (text == NULL)
         return 0;
     memcpy(text, data, n);

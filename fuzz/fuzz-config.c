@@ -80,7 +80,6 @@ int getpwnam_r(const char *name, struct passwd *pw, char *buf, size_t len,
         {"root", 0},
         {"nobody", 65534},
     };
-
     *result = NULL;
     for (size_t i = 0; i < sizeof(users) / sizeof(users[0]); i++) {
         if (strcmp(name, users[i].name) != 0)
@@ -142,12 +141,11 @@ static void open_file(void)
 /* Replaces the file's contents with data. */
 static void write_file(const uint8_t *data, size_t size)
 {
-    size_t done = 0;
-
     if (ftruncate(fd, 0) != 0) {
         perror("fuzz-config: ftruncate");
         abort();
     }
+    size_t done = 0;
     while (done < size) {
         ssize_t n = pwrite(fd, data + done, size - done, (off_t)done);
         if (n < 0 && errno == EINTR)
@@ -164,7 +162,6 @@ static void write_file(const uint8_t *data, size_t size)
 static void check_addr(const struct config_addr *a, const char *what)
 {
     int family = a->addr.u.sa.sa_family;
-
     CHECK(a->text != NULL, "%s without its text", what);
     CHECK(family == AF_INET || family == AF_INET6 || family == AF_UNIX,
           "%s \"%s\": family %d", what, a->text, family);
@@ -185,7 +182,6 @@ static void check_config(const struct config *cfg)
           cfg->nlisteners);
     for (size_t i = 0; i < cfg->nlisteners; i++) {
         const struct listener_config *lc = &cfg->listeners[i];
-
         CHECK(lc->name != NULL && lc->name[0] != '\0', "listener %zu unnamed", i);
         for (size_t j = 0; j < i; j++)
             CHECK(strcmp(cfg->listeners[j].name, lc->name) != 0,
@@ -252,14 +248,12 @@ static void check_config(const struct config *cfg)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     char *err = malloc(ERRLEN), *again_err = malloc(ERRLEN);
-    struct config *cfg, *again;
-
     if (err == NULL || again_err == NULL)
         abort();
     if (fd < 0)
         open_file();
     write_file(data, size);
-    cfg = config_load(path, NAME, err, ERRLEN);
+    struct config *cfg = config_load(path, NAME, err, ERRLEN);
     if (cfg == NULL) {
         size_t n = strnlen(err, ERRLEN);
         CHECK(n < ERRLEN && n > 0, "refused with a message of %zu bytes", n);
@@ -274,7 +268,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         check_config(cfg);
     }
     /* Once more: the same verdict, the same message. */
-    again = config_load(path, NAME, again_err, ERRLEN);
+    struct config *again = config_load(path, NAME, again_err, ERRLEN);
     CHECK((cfg == NULL) == (again == NULL), "loaded once, refused once: %s",
           cfg == NULL ? err : again_err);
     CHECK(strcmp(err, again_err) == 0, "two messages: \"%s\" then \"%s\"", err,

@@ -54,14 +54,13 @@ struct verdict {
 static enum http_result feed(struct http_reader *r, const uint8_t *data, size_t from,
                              size_t to, uint8_t *one, struct verdict *v)
 {
-    size_t n = to - from, used = 99999;
+    size_t n = to - from;
     uint8_t *piece = n == 1 ? one : malloc(n > 0 ? n : 1);
-    enum http_result res;
-
     if (piece == NULL)
         abort();
     memcpy(piece, data + from, n);
-    res = http_read(r, piece, n, &used);
+    size_t used = 99999;
+    enum http_result res = http_read(r, piece, n, &used);
     if (piece != one)
         free(piece);
     CHECK(used <= n, "took %zu of %zu bytes", used, n);
@@ -78,11 +77,10 @@ static enum http_result feed(struct http_reader *r, const uint8_t *data, size_t 
 static void read_in_pieces(struct http_reader *r, const uint8_t *data, const size_t *cuts,
                            size_t ncuts, uint8_t *one, struct verdict *v)
 {
-    size_t from = 0;
-
     http_reader_init(r);
     v->used = 0;
     v->result = HTTP_NEED_MORE;
+    size_t from = 0;
     for (size_t i = 0; i < ncuts; i++) {
         if (feed(r, data, from, cuts[i], one, v) != HTTP_NEED_MORE)
             return;
@@ -116,19 +114,17 @@ static void check_same(const char *how, const struct http_reader *a,
 static void check_response(int status, const uint8_t *data, size_t size)
 {
     enum { ROOM = 512 };
-    char *buf = malloc(ROOM), expect[64];
-    uint64_t t = 0;
-    int n;
-
+    char *buf = malloc(ROOM);
     if (buf == NULL)
         abort();
+    uint64_t t = 0;
     for (size_t i = 0; i < 8 && i < size; i++)
         t |= (uint64_t)data[size - 1 - i] << (8 * (7 - i));
-    n = http_response_head(buf, ROOM, status, "text/plain; version=0.0.4", size,
-                           (time_t)t);
+    int n = http_response_head(buf, ROOM, status, "text/plain; version=0.0.4", size,
+                               (time_t)t);
+    char expect[64];
     if (n >= 0) {
         char *shorter = malloc((size_t)n);
-
         CHECK(n < ROOM && buf[n] == '\0', "head of %d bytes in %d", n, ROOM);
         snprintf(expect, sizeof(expect), "HTTP/1.1 %d %s\r\n", status,
                  http_status_text(status));
@@ -152,15 +148,14 @@ static void check_response(int status, const uint8_t *data, size_t size)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     static struct http_reader whole, split, bytes;
-    struct verdict vw, vs, vb;
     size_t cut = size > 0 ? data[0] % (size + 1) : 0;
     size_t cuts[2] = {cut, size};
     static uint8_t *one;
-
     if (one == NULL && (one = malloc(1)) == NULL)
         abort();
 
     /* Whole. */
+    struct verdict vw;
     read_in_pieces(&whole, data, &size, 1, one, &vw);
     switch (vw.result) {
     case HTTP_NEED_MORE:
@@ -207,11 +202,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         check_response(vw.result == HTTP_COMPLETE ? 200 : whole.status, data, size);
 
     /* Two pieces. */
+    struct verdict vs;
     read_in_pieces(&split, data, cuts, 2, one, &vs);
     check_same("split", &whole, &vw, &split, &vs);
 
     /* A byte at a time. */
     http_reader_init(&bytes);
+    struct verdict vb;
     vb.used = 0;
     vb.result = HTTP_NEED_MORE;
     for (size_t i = 0; i < size; i++)

@@ -57,10 +57,8 @@ static bool same_info(const struct proxy_info *a, const struct proxy_info *b)
 static int parse_prefix(const uint8_t *buf, size_t len, size_t k, struct proxy_info *out,
                         const char **why)
 {
-    int rc;
-
     ASAN_POISON_MEMORY_REGION(buf + k, len - k);
-    rc = proxy_parse(buf, k, out, why);
+    int rc = proxy_parse(buf, k, out, why);
     ASAN_UNPOISON_MEMORY_REGION(buf + k, len - k);
     return rc;
 }
@@ -68,21 +66,20 @@ static int parse_prefix(const uint8_t *buf, size_t len, size_t k, struct proxy_i
 /* Builds a header of `version` for info's addresses and parses it back. */
 static void round_trip(int version, const struct proxy_info *info)
 {
-    uint8_t built[PROXY_MAX_HEADER], shorter[PROXY_MAX_HEADER];
-    struct proxy_info back;
-    const char *why = NULL;
-    int n, rc;
-
-    n = proxy_build(version, &info->src, &info->dst, built, sizeof(built));
+    uint8_t built[PROXY_MAX_HEADER];
+    int n = proxy_build(version, &info->src, &info->dst, built, sizeof(built));
     CHECK(n > 0, "v%d: proxy_build refused what was parsed (%d)", version, n);
     CHECK(n <= (version == 1 ? 107 : 16 + 216), "v%d: built %d bytes", version, n);
+    uint8_t shorter[PROXY_MAX_HEADER];
     memset(shorter, 0xee, sizeof(shorter));
     CHECK(proxy_build(version, &info->src, &info->dst, shorter, (size_t)n - 1) == -1,
           "v%d: built %d bytes into %d", version, n, n - 1);
     for (int i = 0; i < n; i++)
         CHECK(shorter[i] == 0xee, "v%d: a refused build wrote byte %d", version, i);
+    struct proxy_info back;
     memset(&back, 0, sizeof(back));
-    rc = proxy_parse(built, (size_t)n, &back, &why);
+    const char *why = NULL;
+    int rc = proxy_parse(built, (size_t)n, &back, &why);
     CHECK(rc == n, "v%d: the header built (%d bytes) parses as %d: %s", version, n, rc,
           why != NULL ? why : "");
     if (version == 1 && !info->local && info->src.u.sa.sa_family == AF_UNIX) {
@@ -98,7 +95,6 @@ static addr_t canonical(const addr_t *a)
 {
     const uint8_t *ip6 = a->u.in6.sin6_addr.s6_addr;
     addr_t c = *a;
-
     if (a->u.sa.sa_family == AF_INET6 && IN6_IS_ADDR_V4MAPPED(&a->u.in6.sin6_addr)) {
         memset(&c, 0, sizeof(c));
         c.u.in.sin_family = AF_INET;
@@ -135,11 +131,9 @@ static void mixed(const addr_t *src, const addr_t *dst, bool local,
 {
     for (int version = 1; version <= 2; version++) {
         uint8_t built[PROXY_MAX_HEADER];
-        struct proxy_info back;
-        addr_t a, b;
         int n = proxy_build(version, src, dst, built, sizeof(built));
-
         CHECK(n > 0, "v%d: a mixed pair is refused (%d)", version, n);
+        struct proxy_info back;
         memset(&back, 0, sizeof(back));
         CHECK(proxy_parse(built, (size_t)n, &back, NULL) == n,
               "v%d: the header built for a mixed pair does not parse", version);
@@ -149,8 +143,8 @@ static void mixed(const addr_t *src, const addr_t *dst, bool local,
             continue;
         CHECK(back.src.u.sa.sa_family == back.dst.u.sa.sa_family,
               "v%d: a mixed pair is sent with two families", version);
-        a = canonical(want_src);
-        b = canonical(&back.src);
+        addr_t a = canonical(want_src);
+        addr_t b = canonical(&back.src);
         CHECK(addr_equal(&a, &b), "v%d: a mixed pair's source changed", version);
         a = canonical(want_dst);
         b = canonical(&back.dst);
@@ -162,9 +156,8 @@ static void mixed(const addr_t *src, const addr_t *dst, bool local,
  * and each beside a Unix address. */
 static void check_mixed(const struct proxy_info *info)
 {
-    addr_t other, unix_addr;
+    addr_t unix_addr;
     int family = info->src.u.sa.sa_family;
-
     memset(&unix_addr, 0, sizeof(unix_addr));
     unix_addr.u.un.sun_family = AF_UNIX;
     memcpy(unix_addr.u.un.sun_path, "/s", 3);
@@ -178,6 +171,7 @@ static void check_mixed(const struct proxy_info *info)
         mixed(&v4, &info->dst, true, NULL, NULL);
         return;
     }
+    addr_t other;
     if (other_family(&info->src, &other))
         mixed(&other, &info->dst, false, &info->src, &info->dst);
     if (other_family(&info->dst, &other))
@@ -189,19 +183,17 @@ static void check_mixed(const struct proxy_info *info)
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     uint8_t *buf = malloc(size > 0 ? size : 1);
-    struct proxy_info info, prefix_info, before;
-    const char *why = NULL;
-    int rc;
-
     if (buf == NULL)
         return 0;
     memcpy(buf, data, size);
     /* Exactly size bytes: with size 0 the one byte is poisoned. */
     if (size == 0)
         ASAN_POISON_MEMORY_REGION(buf, 1);
+    struct proxy_info info;
     memset(&info, 0x77, sizeof(info));
-    before = info;
-    rc = proxy_parse(buf, size, &info, &why);
+    struct proxy_info before = info;
+    const char *why = NULL;
+    int rc = proxy_parse(buf, size, &info, &why);
     CHECK(rc >= -1 && (rc <= 0 || (size_t)rc <= size), "returned %d for %zu bytes", rc,
           size);
     CHECK(rc != -1 || why != NULL, "refused without a reason");
@@ -216,6 +208,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     /* Prefixes: all of them up to a bound, a few past it. */
     size_t end = rc > 0 ? (size_t)rc : size;
     int prev = 0;
+    struct proxy_info prefix_info;
     for (size_t k = 1; k < end; k++) {
         if (k > PREFIX_ALL && k != end - 1 && k % 257 != 0)
             continue;
@@ -231,7 +224,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     if (rc > 0) {
         /* The same header alone, and with a different byte after it. */
         struct proxy_info alone;
-
         memset(&alone, 0, sizeof(alone));
         CHECK(parse_prefix(buf, size, (size_t)rc, &alone, &why) == rc,
               "the header alone is not %d bytes", rc);
