@@ -38,7 +38,6 @@ static addr_t parse_one(const char *text, enum addr_use use)
     addr_t out[2];
     char err[256] = "";
     size_t n = 99;
-
     if (addr_parse(text, use, out, 2, &n, err, sizeof(err)) != 0)
         fail_msg("\"%s\" refused: %s", text, err);
     assert_int_equal(n, 1);
@@ -48,12 +47,12 @@ static addr_t parse_one(const char *text, enum addr_use use)
 /* Asserts that text is refused with exactly msg, leaving out untouched. */
 static void expect_error(const char *text, enum addr_use use, const char *msg)
 {
-    addr_t out[2], before[2];
+    addr_t out[2];
+    memset(out, 0xa5, sizeof(out));
+    addr_t before[2];
+    memcpy(before, out, sizeof(out));
     char err[512] = "";
     size_t n = 99;
-
-    memset(out, 0xa5, sizeof(out));
-    memcpy(before, out, sizeof(out));
     if (addr_parse(text, use, out, 2, &n, err, sizeof(err)) != -1)
         fail_msg("\"%s\" accepted", text);
     assert_string_equal(err, msg);
@@ -66,7 +65,6 @@ static void expect_round_trip(const char *text, enum addr_use use)
 {
     addr_t a = parse_one(text, use);
     char buf[ADDR_STRLEN];
-
     addr_format(&a, buf, sizeof(buf));
     assert_string_equal(buf, text);
 }
@@ -75,7 +73,6 @@ static void expect_round_trip(const char *text, enum addr_use use)
 static addr_t v4(const char *ip, unsigned port)
 {
     addr_t a;
-
     memset(&a, 0, sizeof(a));
     a.u.in.sin_family = AF_INET;
     a.u.in.sin_port = htons((in_port_t)port);
@@ -88,7 +85,6 @@ static addr_t v4(const char *ip, unsigned port)
 static addr_t v6(const char *ip, unsigned port)
 {
     addr_t a;
-
     memset(&a, 0, sizeof(a));
     a.u.in6.sin6_family = AF_INET6;
     a.u.in6.sin6_port = htons((in_port_t)port);
@@ -101,7 +97,6 @@ static addr_t v6(const char *ip, unsigned port)
 static addr_t unix_addr(const char *path)
 {
     addr_t a;
-
     memset(&a, 0, sizeof(a));
     a.u.un.sun_family = AF_UNIX;
     strcpy(a.u.un.sun_path, path);
@@ -121,7 +116,6 @@ static void test_v4(void **state)
     addr_t a = parse_one("127.0.0.1:7007", ADDR_LISTEN);
     addr_t b = parse_one("192.0.2.1:65535", ADDR_UPSTREAM);
     addr_t expected = v4("127.0.0.1", 7007);
-
     (void)state;
     assert_int_equal(a.u.sa.sa_family, AF_INET);
     assert_int_equal(a.len, sizeof(struct sockaddr_in));
@@ -197,12 +191,10 @@ static void test_ports(void **state)
         {"[::1]:0", ADDR_UPSTREAM, "port \"0\" out of range 1-65535"},
         {"*:70000", ADDR_LISTEN, "port \"70000\" out of range 0-65535"},
     };
-    addr_t a;
-
     (void)state;
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
         expect_error(cases[i].text, cases[i].use, cases[i].msg);
-    a = parse_one("1.2.3.4:0", ADDR_LISTEN);
+    addr_t a = parse_one("1.2.3.4:0", ADDR_LISTEN);
     assert_int_equal(a.u.in.sin_port, 0);
     a = parse_one("[::1]:0", ADDR_LISTEN);
     assert_int_equal(a.u.in6.sin6_port, 0);
@@ -215,7 +207,6 @@ static void test_v6(void **state)
 {
     addr_t a = parse_one("[::1]:7007", ADDR_LISTEN);
     addr_t expected = v6("::1", 7007);
-
     (void)state;
     assert_int_equal(a.u.sa.sa_family, AF_INET6);
     assert_int_equal(a.len, sizeof(struct sockaddr_in6));
@@ -234,12 +225,10 @@ static void test_v6(void **state)
 static void test_v6_scope(void **state)
 {
     unsigned lo = if_nametoindex("lo");
-    addr_t a;
-
     (void)state;
     if (lo == 0)
         skip();
-    a = parse_one("[fe80::1%lo]:80", ADDR_UPSTREAM);
+    addr_t a = parse_one("[fe80::1%lo]:80", ADDR_UPSTREAM);
     assert_int_equal(a.u.in6.sin6_scope_id, lo);
     assert_int_equal(ntohs(a.u.in6.sin6_port), 80);
     expect_round_trip("[fe80::1%lo]:80", ADDR_LISTEN);
@@ -290,16 +279,16 @@ static void test_v6_errors(void **state)
 /* "*:port" is 0.0.0.0 then [::], needs two slots, and is listen-only. */
 static void test_wildcard(void **state)
 {
-    addr_t out[3];
     addr_t any4 = v4("0.0.0.0", 7007), any6 = v6("::", 7007);
-    char err[256] = "", buf[ADDR_STRLEN];
-    size_t n = 0;
-
     (void)state;
+    addr_t out[3];
+    char err[256] = "";
+    size_t n = 0;
     assert_int_equal(addr_parse("*:7007", ADDR_LISTEN, out, 3, &n, err, sizeof(err)), 0);
     assert_int_equal(n, 2);
     assert_memory_equal(&out[0], &any4, sizeof(any4));
     assert_memory_equal(&out[1], &any6, sizeof(any6));
+    char buf[ADDR_STRLEN];
     addr_format(&out[0], buf, sizeof(buf));
     assert_string_equal(buf, "0.0.0.0:7007");
     addr_format(&out[1], buf, sizeof(buf));
@@ -329,11 +318,8 @@ static void test_wildcard(void **state)
 /* "unix:/path": absolute, up to sun_path with its NUL, len exact. */
 static void test_unix(void **state)
 {
-    char text[8 + SUN_PATH_SIZE], msg[512];
     addr_t a = parse_one("unix:/run/echo.sock", ADDR_LISTEN);
     addr_t expected = unix_addr("/run/echo.sock");
-    size_t longest = SUN_PATH_SIZE - 1;
-
     (void)state;
     assert_int_equal(a.u.sa.sa_family, AF_UNIX);
     assert_int_equal(a.len, offsetof(struct sockaddr_un, sun_path) +
@@ -343,7 +329,9 @@ static void test_unix(void **state)
     expect_round_trip("unix:/", ADDR_LISTEN);
 
     /* the longest path that fits sun_path with its NUL, and one more */
+    char text[8 + SUN_PATH_SIZE];
     strcpy(text, "unix:/");
+    size_t longest = SUN_PATH_SIZE - 1;
     memset(text + 6, 'a', longest - 1);
     text[5 + longest] = '\0';
     a = parse_one(text, ADDR_LISTEN);
@@ -351,6 +339,7 @@ static void test_unix(void **state)
     assert_int_equal(a.len, offsetof(struct sockaddr_un, sun_path) + longest + 1);
     expect_round_trip(text, ADDR_LISTEN);
     strcat(text, "b");
+    char msg[512];
     snprintf(msg, sizeof(msg),
              "unix socket path is %zu bytes long; the limit is %zu: \"%s\"", longest + 1,
              longest, text);
@@ -367,33 +356,32 @@ static void test_unix(void **state)
 /* Names: refused for listening, resolved (every result) for upstreams. */
 static void test_host_names(void **state)
 {
-    struct addrinfo hints = {.ai_flags = AI_NUMERICSERV, .ai_socktype = SOCK_STREAM};
-    struct addrinfo *res;
-    char msg[512];
-    addr_t a, expected[ADDR_RESOLVE_MAX], got[ADDR_RESOLVE_MAX];
-    size_t nexpected = 0, n = 0;
-    int rc;
-
     (void)state;
     expect_error(
         "localhost:80", ADDR_LISTEN,
         "listen addresses must be numeric or *, not a host name: \"localhost:80\"");
 
     /* every address getaddrinfo gives, in its order, port included */
+    struct addrinfo hints = {.ai_flags = AI_NUMERICSERV, .ai_socktype = SOCK_STREAM};
+    struct addrinfo *res;
     assert_int_equal(getaddrinfo("localhost", "80", &hints, &res), 0);
+    addr_t a, expected[ADDR_RESOLVE_MAX];
+    size_t nexpected = 0;
     for (struct addrinfo *r = res; r != NULL && nexpected < ADDR_RESOLVE_MAX;
          r = r->ai_next) {
-        bool seen = false;
-
         memset(&a, 0, sizeof(a));
         memcpy(&a.u, r->ai_addr, r->ai_addrlen);
         a.len = r->ai_addrlen;
+        bool seen = false;
         for (size_t i = 0; i < nexpected; i++)
             seen |= addr_equal(&expected[i], &a);
         if (!seen)
             expected[nexpected++] = a;
     }
     freeaddrinfo(res);
+    char msg[512];
+    addr_t got[ADDR_RESOLVE_MAX];
+    size_t n = 0;
     assert_int_equal(addr_parse("localhost:80", ADDR_UPSTREAM, got, ADDR_RESOLVE_MAX, &n,
                                 msg, sizeof(msg)),
                      0);
@@ -409,7 +397,7 @@ static void test_host_names(void **state)
     assert_int_equal(n, 1);
     assert_true(addr_equal(&got[0], &expected[0]));
 
-    rc = getaddrinfo("no-such-host.invalid", "80", &hints, &res);
+    int rc = getaddrinfo("no-such-host.invalid", "80", &hints, &res);
     assert_int_not_equal(rc, 0);
     snprintf(msg, sizeof(msg), "cannot resolve \"no-such-host.invalid\": %s",
              gai_strerror(rc));
@@ -468,7 +456,6 @@ static struct addrinfo *fake_node(const char *ip, unsigned port)
     struct fake_ai *f = calloc(1, sizeof(*f));
     struct sockaddr_in *in = (struct sockaddr_in *)&f->ss;
     struct sockaddr_in6 *in6 = (struct sockaddr_in6 *)&f->ss;
-
     if (f == NULL)
         abort();
     f->ai.ai_socktype = SOCK_STREAM;
@@ -499,13 +486,11 @@ int getaddrinfo(const char *node, const char *service, const struct addrinfo *hi
                 struct addrinfo **res)
 {
     getaddrinfo_fn real = (getaddrinfo_fn)dlsym(RTLD_NEXT, "getaddrinfo");
-
     for (size_t i = 0;
          node != NULL && (hints == NULL || !(hints->ai_flags & AI_NUMERICHOST)) &&
          i < sizeof(fake_hosts) / sizeof(fake_hosts[0]);
          i++) {
         struct addrinfo **tail = res;
-
         if (strcmp(node, fake_hosts[i].name) != 0)
             continue;
         *res = NULL;
@@ -528,7 +513,6 @@ void freeaddrinfo(struct addrinfo *ai)
 {
     freeaddrinfo_fn real = (freeaddrinfo_fn)dlsym(RTLD_NEXT, "freeaddrinfo");
     size_t k = 0;
-
     while (k < sizeof(fake_answers) / sizeof(fake_answers[0]) && fake_answers[k] != ai)
         k++;
     if (ai == NULL || k == sizeof(fake_answers) / sizeof(fake_answers[0])) {
@@ -539,7 +523,6 @@ void freeaddrinfo(struct addrinfo *ai)
     fake_answers[k] = NULL;
     while (ai != NULL) {
         struct addrinfo *next = ai->ai_next;
-
         free(ai);
         ai = next;
     }
@@ -550,16 +533,17 @@ void freeaddrinfo(struct addrinfo *ai)
 static void expect_resolved(const char *text, size_t max, const char *const *ips,
                             size_t n, unsigned port)
 {
-    addr_t out[ADDR_RESOLVE_MAX + 2], before[ADDR_RESOLVE_MAX + 2];
-    char err[256] = "", buf[ADDR_STRLEN], want[ADDR_STRLEN];
-    size_t got = 99;
-
     assert_true(max <= ADDR_RESOLVE_MAX + 2);
+    addr_t out[ADDR_RESOLVE_MAX + 2];
     memset(out, 0xa5, sizeof(out));
+    addr_t before[ADDR_RESOLVE_MAX + 2];
     memcpy(before, out, sizeof(out));
+    char err[256] = "";
+    size_t got = 99;
     if (addr_parse(text, ADDR_UPSTREAM, out, max, &got, err, sizeof(err)) != 0)
         fail_msg("\"%s\" refused: %s", text, err);
     assert_int_equal(got, n);
+    char buf[ADDR_STRLEN], want[ADDR_STRLEN];
     for (size_t i = 0; i < n; i++) {
         if (strchr(ips[i], ':') != NULL)
             snprintf(want, sizeof(want), "[%s]:%u", ips[i], port);
@@ -589,9 +573,6 @@ static void test_host_name_every_address(void **state)
                                        "192.0.2.10", "192.0.2.11", "192.0.2.12",
                                        "192.0.2.13", "192.0.2.14", "192.0.2.15",
                                        "192.0.2.16"};
-    addr_t out[2];
-    size_t n;
-
     (void)state;
     assert_int_equal(ADDR_RESOLVE_MAX, 16);
     expect_resolved("two.test:6379", ADDR_RESOLVE_MAX, two, 2, 6379);
@@ -601,6 +582,8 @@ static void test_host_name_every_address(void **state)
     expect_resolved("many.test:443", 5, many, 5, 443);
     expect_error("unix-only.test:80", ADDR_UPSTREAM,
                  "cannot resolve \"unix-only.test\": no IPv4 or IPv6 address");
+    addr_t out[2];
+    size_t n;
     assert_int_equal(addr_parse("two.test:1", ADDR_UPSTREAM, out, 0, &n, NULL, 0), -1);
     assert_int_equal(n, 0);
 }
@@ -609,15 +592,12 @@ static void test_host_name_every_address(void **state)
  * addresses when its hosts file gives two (Debian's gives [::1] first). */
 static void test_localhost_every_address(void **state)
 {
+    (void)state;
     struct addrinfo hints = {.ai_socktype = SOCK_STREAM};
     struct addrinfo *res;
-    addr_t out[ADDR_RESOLVE_MAX];
-    char err[256] = "";
-    size_t n = 0, distinct = 0;
-    bool v4 = false, v6 = false;
-
-    (void)state;
     assert_int_equal(getaddrinfo("localhost", NULL, &hints, &res), 0);
+    size_t distinct = 0;
+    bool v4 = false, v6 = false;
     for (struct addrinfo *r = res; r != NULL; r = r->ai_next) {
         if (r->ai_family == AF_INET && !v4)
             distinct++, v4 = true;
@@ -631,6 +611,9 @@ static void test_localhost_every_address(void **state)
                       v4 ? '4' : '6');
         skip();
     }
+    addr_t out[ADDR_RESOLVE_MAX];
+    char err[256] = "";
+    size_t n = 0;
     assert_int_equal(addr_parse("localhost:7", ADDR_UPSTREAM, out, ADDR_RESOLVE_MAX, &n,
                                 err, sizeof(err)),
                      0);
@@ -646,11 +629,11 @@ static void test_localhost_every_address(void **state)
 /* A name longer than DNS allows is refused before the resolver. */
 static void test_host_name_too_long(void **state)
 {
-    char text[300], msg[512];
-
     (void)state;
+    char text[300];
     memset(text, 'a', 254);
     strcpy(text + 254, ":80");
+    char msg[512];
     snprintf(msg, sizeof(msg), "host name longer than 253 bytes in \"%s\"", text);
     expect_error(text, ADDR_UPSTREAM, msg);
 }
@@ -658,12 +641,11 @@ static void test_host_name_too_long(void **state)
 /* Messages are cut to errlen, with their NUL; none is written into 0 bytes. */
 static void test_error_truncation(void **state)
 {
-    addr_t out[2];
-    char err[8];
-    size_t n;
-
     (void)state;
+    char err[8];
     memset(err, 'x', sizeof(err));
+    addr_t out[2];
+    size_t n;
     assert_int_equal(addr_parse("nonsense", ADDR_LISTEN, out, 2, &n, err, sizeof(err)),
                      -1);
     assert_string_equal(err, "missing");
@@ -677,10 +659,8 @@ static void test_error_truncation(void **state)
 static void test_format(void **state)
 {
     addr_t a = v4("192.0.2.1", 80);
-    char buf[ADDR_STRLEN], big[2 * ADDR_STRLEN];
-    char small[6];
-
     (void)state;
+    char small[6];
     memset(small, 'x', sizeof(small));
     addr_format(&a, small, sizeof(small));
     assert_string_equal(small, "192.0");
@@ -690,6 +670,7 @@ static void test_format(void **state)
 
     memset(&a, 0, sizeof(a));
     a.u.sa.sa_family = AF_UNSPEC;
+    char buf[ADDR_STRLEN];
     addr_format(&a, buf, sizeof(buf));
     assert_string_equal(buf, "(address family 0)");
 
@@ -714,6 +695,7 @@ static void test_format(void **state)
      * further than sun_path, even when len claims more */
     a.u.un.sun_path[SUN_PATH_SIZE - 1] = 'p';
     a.len = sizeof(a.u);
+    char big[2 * ADDR_STRLEN];
     addr_format(&a, big, sizeof(big));
     assert_int_equal(strlen(big), strlen("unix:") + SUN_PATH_SIZE);
     assert_true(equal(a, a));
@@ -725,14 +707,13 @@ static void test_format(void **state)
 static void test_format_escapes_unix_paths(void **state)
 {
     static const char path[] = "/t\nmio-echod: notice: forged\x1b[2J a\\b\xc3\xa9";
-    char buf[ADDR_STRLEN];
-    addr_t a;
-
     (void)state;
+    addr_t a;
     memset(&a, 0, sizeof(a));
     a.u.un.sun_family = AF_UNIX;
     memcpy(a.u.un.sun_path, path, sizeof(path));
     a.len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + sizeof(path));
+    char buf[ADDR_STRLEN];
     addr_format(&a, buf, sizeof(buf));
     assert_string_equal(buf, "unix:/t\\x0amio-echod:\\x20notice:\\x20forged\\x1b[2J"
                              "\\x20a\\x5cb\\xc3\\xa9");
@@ -747,16 +728,15 @@ static void test_format_escapes_unix_paths(void **state)
  * socket, is not. */
 static void test_unix_path_problem(void **state)
 {
-    char dir[] = "/tmp/mio-addr-XXXXXX", path[64];
-    int fd;
-
     (void)state;
+    char dir[] = "/tmp/mio-addr-XXXXXX";
     assert_non_null(mkdtemp(dir));
+    char path[64];
     snprintf(path, sizeof(path), "%s/none", dir);
     assert_null(addr_unix_path_problem(path));
     assert_string_equal(addr_unix_path_problem(dir), "a directory");
     snprintf(path, sizeof(path), "%s/file", dir);
-    fd = open(path, O_CREAT | O_WRONLY, 0600);
+    int fd = open(path, O_CREAT | O_WRONLY, 0600);
     assert_true(fd >= 0);
     close(fd);
     assert_string_equal(addr_unix_path_problem(path), "a regular file");
@@ -787,7 +767,6 @@ static void test_unix_path_problem(void **state)
 static void test_equal(void **state)
 {
     addr_t s1 = v6("fe80::1", 80), s2 = v6("fe80::1", 80);
-
     (void)state;
     assert_true(equal(v4("10.0.0.1", 80), v4("10.0.0.1", 80)));
     assert_false(equal(v4("10.0.0.1", 80), v4("10.0.0.1", 81)));
@@ -835,12 +814,10 @@ static void test_overlaps(void **state)
         {"unix:/run/a.sock", "unix:/run/b.sock", false},
         {"unix:/run/a.sock", "0.0.0.0:80", false},
     };
-
     (void)state;
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         addr_t a = parse_one(cases[i].a, ADDR_LISTEN);
         addr_t b = parse_one(cases[i].b, ADDR_LISTEN);
-
         if (addr_overlaps(&a, &b) != cases[i].overlap ||
             addr_overlaps(&b, &a) != cases[i].overlap)
             fail_msg("%s vs %s: expected %s", cases[i].a, cases[i].b,
@@ -853,11 +830,9 @@ static void test_source_key(void **state)
 {
     static const uint8_t k4[4] = {192, 0, 2, 1};
     static const uint8_t k6[16] = {0x20, 0x01, 0x0d, 0xb8, [15] = 1};
-    uint8_t key[16], other[16];
-    addr_t a;
-
     (void)state;
-    a = v4("192.0.2.1", 1000);
+    addr_t a = v4("192.0.2.1", 1000);
+    uint8_t key[16];
     assert_int_equal(addr_source_key(&a, key), 4);
     assert_memory_equal(key, k4, 4);
     a = v6("::ffff:192.0.2.1", 2000);
@@ -869,6 +844,7 @@ static void test_source_key(void **state)
     assert_memory_equal(key, k6, 16);
     /* the port is not part of the identity */
     a = v6("2001:db8::1", 3001);
+    uint8_t other[16];
     assert_int_equal(addr_source_key(&a, other), 16);
     assert_memory_equal(key, other, 16);
     /* the v4-compatible form ::a.b.c.d is a v6 address */
@@ -883,7 +859,6 @@ static struct cidr cidr_ok(const char *text)
 {
     struct cidr c;
     char err[256] = "";
-
     if (cidr_parse(text, &c, err, sizeof(err)) != 0)
         fail_msg("CIDR \"%s\" refused: %s", text, err);
     return c;
@@ -913,17 +888,15 @@ static void test_cidr_parse(void **state)
         {"::fffe:0:0/95", "::fffe:0:0/95", AF_INET6, 95},
     };
     static const uint8_t net8[16] = {10};
-    char buf[64];
-
     (void)state;
+    char buf[64];
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-        struct cidr c = cidr_ok(cases[i].text), again;
-
+        struct cidr c = cidr_ok(cases[i].text);
         assert_int_equal(c.family, cases[i].family);
         assert_int_equal(c.bits, cases[i].bits);
         cidr_format(&c, buf, sizeof(buf));
         assert_string_equal(buf, cases[i].formatted);
-        again = cidr_ok(buf);
+        struct cidr again = cidr_ok(buf);
         assert_memory_equal(&again, &c, sizeof(c));
     }
     assert_memory_equal(cidr_ok("10.0.0.0/8").net, net8, 16);
@@ -974,10 +947,9 @@ static void test_cidr_errors(void **state)
         {"::ffff:0:0/96",
          "::ffff:0:0/96 is a v4-mapped range, which matches no client; write it as 0.0.0.0/0"},
     };
+    (void)state;
     struct cidr c, before;
     char err[256];
-
-    (void)state;
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         memset(&c, 0x5a, sizeof(c));
         before = c;
@@ -1040,12 +1012,10 @@ static void test_cidr_match(void **state)
         {"::1/128", "[::]:1", false},
         {"::1/128", "127.0.0.1:1", false},
     };
-
     (void)state;
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         struct cidr c = cidr_ok(cases[i].cidr);
         addr_t a = parse_one(cases[i].addr, ADDR_UPSTREAM);
-
         if (cidr_match(&c, &a) != cases[i].match)
             fail_msg("%s in %s: expected %s", cases[i].addr, cases[i].cidr,
                      cases[i].match ? "a match" : "no match");
@@ -1071,7 +1041,6 @@ static void test_cidr_allows(void **state)
         {"[::1]:1", false, false, true, true},
         {"unix:/run/echo.sock", true, true, true, true},
     };
-
     (void)state;
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         addr_t a = parse_one(cases[i].addr, ADDR_UPSTREAM);
@@ -1096,9 +1065,8 @@ static void test_cidr_allows(void **state)
 static void test_cidr_format_small(void **state)
 {
     struct cidr c = cidr_ok("10.0.0.0/8");
-    char buf[5];
-
     (void)state;
+    char buf[5];
     memset(buf, 'x', sizeof(buf));
     cidr_format(&c, buf, sizeof(buf));
     assert_string_equal(buf, "10.0");
@@ -1115,22 +1083,21 @@ static void test_cidr_format_small(void **state)
 static void test_fuzz_seeds(void **state)
 {
     DIR *d = open_corpus("addr");
+    (void)state;
     size_t valid = 0, invalid = 0;
     struct dirent *e;
-
-    (void)state;
     while ((e = readdir(d)) != NULL) {
         bool want_valid = strncmp(e->d_name, "valid-", 6) == 0;
         const char *kind = e->d_name + (want_valid ? 6 : 8);
-        char text[512], err[512] = "";
+        if (!want_valid && strncmp(e->d_name, "invalid-", 8) != 0)
+            continue;
+        char text[512];
+        read_seed("addr", e->d_name, text, sizeof(text));
+        char err[512] = "";
         addr_t out[2];
         struct cidr c;
         size_t n;
         int rc;
-
-        if (!want_valid && strncmp(e->d_name, "invalid-", 8) != 0)
-            continue;
-        read_seed("addr", e->d_name, text, sizeof(text));
         if (strncmp(kind, "addr-", 5) == 0) {
             rc = addr_parse(text, ADDR_LISTEN, out, 2, &n, err, sizeof(err));
         } else {
@@ -1176,6 +1143,5 @@ int main(void)
         cmocka_unit_test(test_cidr_format_small),
         cmocka_unit_test(test_fuzz_seeds),
     };
-
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -85,7 +85,6 @@ static void refused(const char *text, const char *rest)
 {
     char expected[sizeof(err)];
     struct config *cfg = load(text);
-
     snprintf(expected, sizeof(expected), "%s%s", path, rest);
     if (cfg != NULL) {
         config_free(cfg);
@@ -100,7 +99,6 @@ static void refused_with(const char *text, const char *start, const char *part)
 {
     char expected[sizeof(err)];
     struct config *cfg = load(text);
-
     snprintf(expected, sizeof(expected), "%s%s", path, start);
     if (cfg != NULL) {
         config_free(cfg);
@@ -1465,9 +1463,7 @@ static size_t documented_settings(char *page, char paths[][64], size_t max)
 {
     char section[64] = "", tag[8][64];
     size_t depth = 0, n = 0;
-
     for (char *line = strtok(page, "\n"); line != NULL; line = strtok(NULL, "\n")) {
-        char word[3][64] = {"", "", ""};
         if (strncmp(line, ".Sh ", 4) == 0) {
             size_t o = 0;
             for (const char *c = line + 4; *c != '\0' && o + 1 < sizeof(section); c++)
@@ -1477,6 +1473,7 @@ static size_t documented_settings(char *page, char paths[][64], size_t max)
             depth = 0;
             continue;
         }
+        char word[3][64] = {"", "", ""};
         sscanf(line, "%63s %63s %63s", word[0], word[1], word[2]);
         if (strcmp(word[0], ".Bl") == 0) {
             assert_true(depth + 1 < 8);
@@ -1518,10 +1515,10 @@ static void man_page_documents_every_setting(void **state)
     problems = 0;
     for (const struct setting *row = table_settings; row->key != NULL; row++) {
         const char *dot = strchr(row->key, '.');
-        char where[64] = "GLOBAL SETTINGS";
         bool found = false;
         for (size_t i = 0; i < n; i++)
             found |= strcmp(paths[i], row->key) == 0;
+        char where[64] = "GLOBAL SETTINGS";
         if (table_in_listener(row))
             snprintf(where, sizeof(where), "LISTENERS");
         else if (dot != NULL)
@@ -1589,7 +1586,6 @@ static bool is_default(const struct setting *row, const void *base, char *kept, 
                        size_t len)
 {
     const char *p = (const char *)base + row->offset;
-
     switch (row->kind) {
     case SETTING_COUNT:
         snprintf(kept, len, "%u", *(const unsigned *)p);
@@ -1632,10 +1628,9 @@ static void check_shipped_value(const char *shipped, const struct setting *row,
                                 const config_setting_t *g, const void *base,
                                 const char *where)
 {
-    char kept[128], def[128];
-
     if (g == NULL || config_setting_get_member(g, name_of(row)) == NULL)
         return;
+    char kept[128], def[128];
     if (!is_default(row, base, kept, def, sizeof(kept)))
         problem("%s: %s%s is %s, but the file shows every setting at its default, %s",
                 shipped, where, row->key, kept, def);

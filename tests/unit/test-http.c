@@ -27,18 +27,18 @@
 static enum http_result feed(struct http_reader *r, const char *req, size_t len,
                              size_t chunk, size_t *taken)
 {
-    enum http_result res = HTTP_NEED_MORE;
-    size_t off = 0;
-
     http_reader_init(r);
     *taken = 0;
     if (chunk == 0)
         chunk = len;
+    enum http_result res = HTTP_NEED_MORE;
+    size_t off = 0;
     while (off < len && res == HTTP_NEED_MORE) {
-        size_t n = len - off < chunk ? len - off : chunk, used = 0;
+        size_t n = len - off < chunk ? len - off : chunk;
         char *copy = malloc(n);
         assert_non_null(copy);
         memcpy(copy, req + off, n);
+        size_t used = 0;
         res = http_read(r, copy, n, &used);
         free(copy);
         assert_true(used <= n);
@@ -60,7 +60,6 @@ static enum http_result read_every_way(struct http_reader *r, const char *req, s
     struct http_reader other;
     size_t other_taken;
     enum http_result res = feed(r, req, len, 0, taken);
-
     for (size_t i = 0; i < sizeof(chunks) / sizeof(chunks[0]); i++) {
         enum http_result o = feed(&other, req, len, chunks[i], &other_taken);
         if (o != res || other_taken != *taken || other.status != r->status)
@@ -69,9 +68,9 @@ static enum http_result read_every_way(struct http_reader *r, const char *req, s
                      r->status);
     }
     for (size_t cut = 1; len < 600 && cut < len; cut++) {
+        http_reader_init(&other);
         enum http_result o = HTTP_NEED_MORE;
         size_t used = 0;
-        http_reader_init(&other);
         o = http_read(&other, req, cut, &used);
         other_taken = used;
         if (o == HTTP_NEED_MORE) {
@@ -93,7 +92,6 @@ static void accepted_len(const char *req, size_t head_len, enum http_method meth
     struct http_reader r;
     size_t taken;
     enum http_result res = read_every_way(&r, req, strlen(req), &taken);
-
     if (res != HTTP_COMPLETE)
         fail_msg("refused (%d %s): \"%s\"", r.status, r.why ? r.why : "", req);
     assert_int_equal(taken, head_len);
@@ -122,7 +120,6 @@ static void refused_at(const char *req, size_t len, int status, size_t at,
     struct http_reader r;
     size_t taken;
     enum http_result res = read_every_way(&r, req, len, &taken);
-
     if (res != HTTP_BAD)
         fail_msg("not refused (%d): \"%.*s\"", (int)res, (int)len, req);
     if (r.status != status || strstr(r.why, why) == NULL)
@@ -504,19 +501,17 @@ static void status_texts(void **state)
 static void fuzz_seeds(void **state)
 {
     DIR *d = open_corpus("http");
+    (void)state;
     size_t valid = 0, invalid = 0;
     struct dirent *e;
-
-    (void)state;
     while ((e = readdir(d)) != NULL) {
         bool want_valid = strncmp(e->d_name, "valid-", 6) == 0;
         static char data[4 * HTTP_HEAD_MAX];
-        struct http_reader r;
-        size_t n, taken;
-
         if (!want_valid && strncmp(e->d_name, "invalid-", 8) != 0)
             continue;
-        n = read_seed("http", e->d_name, data, sizeof(data));
+        size_t n = read_seed("http", e->d_name, data, sizeof(data));
+        struct http_reader r;
+        size_t taken;
         enum http_result res = read_every_way(&r, data, n, &taken);
         if (res != (want_valid ? HTTP_COMPLETE : HTTP_BAD))
             fail_msg("%s: result %d, status %d (%s)", e->d_name, (int)res, r.status,

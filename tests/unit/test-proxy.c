@@ -53,11 +53,9 @@ static const uint8_t sig[12] = {0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d,
 static int parse(const void *data, size_t len, struct proxy_info *info, const char **why)
 {
     uint8_t *copy = malloc(len > 0 ? len : 1);
-    int rc;
-
     assert_non_null(copy);
     memcpy(copy, data, len);
-    rc = proxy_parse(copy, len, info, why);
+    int rc = proxy_parse(copy, len, info, why);
     free(copy);
     return rc;
 }
@@ -68,10 +66,8 @@ static void expect_header(const void *data, size_t len, size_t hlen,
                           struct proxy_info *info)
 {
     const char *why = NULL;
-
     for (size_t k = 0; k < hlen; k++) {
         int rc = parse(data, k, info, &why);
-
         if (rc != 0)
             fail_msg("prefix of %zu bytes of a %zu-byte header: %d (%s)", k, hlen, rc,
                      rc < 0 ? why : "");
@@ -87,15 +83,13 @@ static void expect_header(const void *data, size_t len, size_t hlen,
  * and that every shorter prefix asks for more, leaving *out alone. */
 static void expect_refused_at(const void *data, size_t len, size_t at, const char *reason)
 {
-    struct proxy_info info, before;
-    const char *why = NULL;
-
     assert_true(at >= 1 && at <= len);
+    struct proxy_info info;
     memset(&info, 0x5a, sizeof(info));
-    before = info;
+    struct proxy_info before = info;
+    const char *why = NULL;
     for (size_t k = 0; k < at; k++) {
         int rc = parse(data, k, &info, &why);
-
         if (rc != 0)
             fail_msg("refused at %zu bytes, expected at %zu: %s", k, at,
                      rc < 0 ? why : "accepted");
@@ -115,7 +109,6 @@ static addr_t addr(const char *text)
     addr_t out[2];
     char err[256];
     size_t n;
-
     if (addr_parse(text, ADDR_LISTEN, out, 2, &n, err, sizeof(err)) != 0)
         fail_msg("%s: %s", text, err);
     return out[0];
@@ -126,7 +119,6 @@ static void expect_addr(const addr_t *a, const char *text)
 {
     addr_t expected = addr(text);
     char buf[ADDR_STRLEN];
-
     addr_format(a, buf, sizeof(buf));
     assert_string_equal(buf, text);
     assert_int_equal(a->len, expected.len);
@@ -142,9 +134,8 @@ static void test_v1_tcp4(void **state)
     static const char hdr[] = "PROXY TCP4 192.0.2.1 198.51.100.2 56324 443\r\n";
     static const char data[] = "PROXY TCP4 192.0.2.1 198.51.100.2 56324 443\r\n"
                                "GET / HTTP/1.0\r\n\r\n";
-    struct proxy_info info;
-
     (void)state;
+    struct proxy_info info;
     expect_header(data, strlen(data), strlen(hdr), &info);
     assert_false(info.local);
     expect_addr(&info.src, "192.0.2.1:56324");
@@ -157,9 +148,8 @@ static void test_v1_tcp4_extremes(void **state)
     static const char max[] =
         "PROXY TCP4 255.255.255.255 255.255.255.255 65535 65535\r\n";
     static const char min[] = "PROXY TCP4 0.0.0.0 0.0.0.0 0 0\r\n";
-    struct proxy_info info;
-
     (void)state;
+    struct proxy_info info;
     expect_header(max, strlen(max), strlen(max), &info);
     expect_addr(&info.src, "255.255.255.255:65535");
     expect_addr(&info.dst, "255.255.255.255:65535");
@@ -178,9 +168,8 @@ static void test_v1_tcp6(void **state)
     static const char longest[] =
         "PROXY TCP6 ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff "
         "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff 65535 65535\r\n";
-    struct proxy_info info;
-
     (void)state;
+    struct proxy_info info;
     expect_header(hdr, strlen(hdr), strlen(hdr), &info);
     assert_false(info.local);
     expect_addr(&info.src, "[2001:db8::1]:1");
@@ -203,10 +192,8 @@ static void test_v1_unknown(void **state)
         "PROXY UNKNOWN\r\r\n",
     };
     static const char payload[] = "PROXY UNKNOWN x\r\nPROXY UNKNOWN\r\n";
-    char exact[108];
-    struct proxy_info info;
-
     (void)state;
+    struct proxy_info info;
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         expect_header(cases[i], strlen(cases[i]), strlen(cases[i]), &info);
         assert_true(info.local);
@@ -216,6 +203,7 @@ static void test_v1_unknown(void **state)
     assert_true(info.local);
 
     /* 107 bytes with the CRLF is accepted, 108 is not */
+    char exact[108];
     memset(exact, 'x', sizeof(exact));
     memcpy(exact, "PROXY UNKNOWN ", 14);
     memcpy(exact + 105, "\r\n", 2);
@@ -296,11 +284,9 @@ static void test_v1_malformed(void **state)
         {"PROXY TCP4 192.0.2.1 198.51.100.2 1 2\r\r\n",
          "PROXY TCP4 192.0.2.1 198.51.100.2 1 2\r\r", V1_CRLF},
     };
-
     (void)state;
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         size_t at = strlen(cases[i].prefix);
-
         assert_memory_equal(cases[i].data, cases[i].prefix, at);
         expect_refused_at(cases[i].data, strlen(cases[i].data), at, cases[i].why);
     }
@@ -311,10 +297,9 @@ static void test_v1_nul_byte(void **state)
 {
     static const char data[] = "PROXY TCP4 192.0\0.2.1 198.51.100.2 1 2\r\n";
     static const char unknown[] = "PROXY UNKNOWN \0\r\n";
-    struct proxy_info info;
-
     (void)state;
     expect_refused_at(data, sizeof(data) - 1, strlen("PROXY TCP4 192.0") + 1, V1_SRC);
+    struct proxy_info info;
     /* UNKNOWN ignores what precedes the CRLF, NUL bytes too */
     expect_header(unknown, sizeof(unknown) - 1, sizeof(unknown) - 1, &info);
 }
@@ -326,10 +311,9 @@ static void test_v1_too_long(void **state)
     static const char tcp6[] =
         "PROXY TCP6 0000:0000:0000:0000:0000:ffff:192.168.100.200 "
         "0000:0000:0000:0000:0000:ffff:192.168.100.201 65535 65535\r\n";
-    char unknown[300];
-
     (void)state;
     expect_refused_at(tcp6, strlen(tcp6), 107, V1_LONG);
+    char unknown[300];
     memset(unknown, 'x', sizeof(unknown));
     memcpy(unknown, "PROXY UNKNOWN ", 14);
     expect_refused_at(unknown, sizeof(unknown), 107, V1_LONG);
@@ -361,10 +345,9 @@ static void test_v2_tcp4(void **state)
 {
     uint8_t data[64];
     size_t n = v2(data, 0x21, 0x11, 12, tcp4_block, 12);
-    struct proxy_info info;
-
     (void)state;
     memcpy(data + n, "GET /", 5);
+    struct proxy_info info;
     expect_header(data, n + 5, 28, &info);
     assert_false(info.local);
     expect_addr(&info.src, "192.0.2.1:56324");
@@ -378,10 +361,9 @@ static void test_v2_tcp6(void **state)
                          0x0d, 0xb8, [31] = 2, 0x00, 0x01,     0xff, 0xff};
     uint8_t data[64];
     size_t n = v2(data, 0x21, 0x21, 36, block, 36);
-    struct proxy_info info;
-
     (void)state;
     data[n] = 'x';
+    struct proxy_info info;
     expect_header(data, n + 1, 52, &info);
     assert_false(info.local);
     expect_addr(&info.src, "[2001:db8::1]:1");
@@ -391,15 +373,14 @@ static void test_v2_tcp6(void **state)
 /* v2 PROXY over AF_UNIX: an unnamed client, and the longest path. */
 static void test_v2_unix(void **state)
 {
-    uint8_t block[216] = {0}, data[300];
-    size_t n;
-    struct proxy_info info;
-
     (void)state;
+    uint8_t block[216] = {0};
     /* an unnamed client socket (empty path) to a named one */
     strcpy((char *)block + 108, "/run/echo.sock");
-    n = v2(data, 0x21, 0x31, 216, block, 216);
+    uint8_t data[300];
+    size_t n = v2(data, 0x21, 0x31, 216, block, 216);
     memcpy(data + n, "\r\n\r\n", 4);
+    struct proxy_info info;
     expect_header(data, n + 4, 232, &info);
     assert_false(info.local);
     assert_int_equal(info.src.u.sa.sa_family, AF_UNIX);
@@ -422,11 +403,10 @@ static void test_v2_unix(void **state)
 static void test_v2_local(void **state)
 {
     static const uint8_t fams[] = {0x00, 0x11, 0x21, 0x31, 0x12, 0xff};
+    (void)state;
     uint8_t data[64];
     struct proxy_info info;
     size_t n;
-
-    (void)state;
     /* LOCAL: the family byte and any address block are ignored */
     for (size_t i = 0; i < sizeof(fams); i++) {
         n = v2(data, 0x20, fams[i], 0, NULL, 0);
@@ -452,15 +432,14 @@ static void test_v2_tlvs(void **state)
 {
     /* ALPN "h2", then NOOP with 3 bytes: skipped, not interpreted */
     static const uint8_t tlvs[] = {0x01, 0x00, 0x02, 'h', '2', 0x04, 0x00, 0x03, 0, 0, 0};
-    uint8_t body[12 + sizeof(tlvs)], data[128];
-    size_t n;
-    struct proxy_info info;
-
     (void)state;
+    uint8_t body[12 + sizeof(tlvs)];
     memcpy(body, tcp4_block, 12);
     memcpy(body + 12, tlvs, sizeof(tlvs));
-    n = v2(data, 0x21, 0x11, (uint16_t)sizeof(body), body, sizeof(body));
+    uint8_t data[128];
+    size_t n = v2(data, 0x21, 0x11, (uint16_t)sizeof(body), body, sizeof(body));
     memcpy(data + n, "payload", 7);
+    struct proxy_info info;
     expect_header(data, n + 7, 16 + 12 + sizeof(tlvs), &info);
     expect_addr(&info.src, "192.0.2.1:56324");
     expect_addr(&info.dst, "198.51.100.2:443");
@@ -475,12 +454,11 @@ static void test_v2_tlvs(void **state)
 static void test_v2_bound(void **state)
 {
     uint8_t *data = calloc(1, PROXY_MAX_HEADER + 16);
-    struct proxy_info info;
-
     (void)state;
     assert_non_null(data);
     /* exactly PROXY_MAX_HEADER bytes: accepted once all are in */
     v2(data, 0x21, 0x11, PROXY_MAX_HEADER - 16, tcp4_block, 12);
+    struct proxy_info info;
     expect_header(data, PROXY_MAX_HEADER + 16, PROXY_MAX_HEADER, &info);
     expect_addr(&info.src, "192.0.2.1:56324");
     /* one more: refused as soon as the length field is in */
@@ -514,13 +492,11 @@ static void test_v2_malformed(void **state)
         {0x21, 0x21, 35, 16, V2_SHORT},   {0x21, 0x21, 12, 16, V2_SHORT},
         {0x21, 0x31, 215, 16, V2_SHORT},
     };
-    uint8_t body[216] = {0}, data[300];
-
     (void)state;
+    uint8_t body[216] = {0}, data[300];
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         size_t n = v2(data, cases[i].ver_cmd, cases[i].fam, cases[i].len, body,
                       sizeof(body));
-
         expect_refused_at(data, n, cases[i].at, cases[i].why);
     }
 }
@@ -528,12 +504,10 @@ static void test_v2_malformed(void **state)
 /* Any wrong signature byte is refused as soon as it arrives. */
 static void test_v2_bad_signature(void **state)
 {
-    uint8_t data[64];
-
     (void)state;
+    uint8_t data[64];
     for (size_t i = 0; i < 12; i++) {
         size_t n = v2(data, 0x21, 0x11, 12, tcp4_block, 12);
-
         data[i] ^= 0xff;
         expect_refused_at(data, n, i + 1, NOT_PROXY);
         data[i] ^= 0x20;
@@ -547,13 +521,12 @@ static void test_v2_bad_signature(void **state)
 /* A Unix path filling its 108 bytes without a NUL is refused. */
 static void test_v2_unix_without_nul(void **state)
 {
-    uint8_t block[216], data[300];
-    size_t n;
-
     (void)state;
+    uint8_t block[216];
     memset(block, 'a', sizeof(block));
     block[108] = '\0';
-    n = v2(data, 0x21, 0x31, 216, block, 216);
+    uint8_t data[300];
+    size_t n = v2(data, 0x21, 0x31, 216, block, 216);
     expect_refused_at(data, n, n, V2_NUL);
     memset(block, 'a', sizeof(block));
     block[0] = '\0';
@@ -564,10 +537,9 @@ static void test_v2_unix_without_nul(void **state)
 /* Empty input needs more; why may be NULL. */
 static void test_parse_edges(void **state)
 {
+    (void)state;
     struct proxy_info info;
     const char *why = "untouched";
-
-    (void)state;
     assert_int_equal(proxy_parse(NULL, 0, &info, &why), 0);
     assert_int_equal(parse("\r", 1, &info, NULL), 0);
     assert_int_equal(parse("X", 1, &info, NULL), -1);
@@ -652,17 +624,17 @@ static void test_build_v1(void **state)
     for (size_t i = 0; i < sizeof(build_cases) / sizeof(build_cases[0]); i++) {
         const struct build_case *c = &build_cases[i];
         addr_t src = addr(c->src), dst = addr(c->dst);
-        uint8_t buf[PROXY_MAX_HEADER], again[PROXY_MAX_HEADER];
-        struct proxy_info info;
+        uint8_t buf[PROXY_MAX_HEADER];
         size_t n = strlen(c->v1);
-
         assert_int_equal(proxy_build(1, &src, &dst, buf, sizeof(buf)), n);
         assert_memory_equal(buf, c->v1, n);
+        struct proxy_info info;
         expect_header(buf, n, n, &info);
         if (c->fam == 0x31)
             assert_true(info.local); /* v1 has no Unix addresses */
         else
             expect_info(c, &info);
+        uint8_t again[PROXY_MAX_HEADER];
         if (!info.local) {
             /* built again from what was parsed: the same bytes */
             assert_int_equal(proxy_build(1, &info.src, &info.dst, again, sizeof(again)),
@@ -679,16 +651,16 @@ static void test_build_v2(void **state)
     for (size_t i = 0; i < sizeof(build_cases) / sizeof(build_cases[0]); i++) {
         const struct build_case *c = &build_cases[i];
         addr_t src = addr(c->src), dst = addr(c->dst);
-        uint8_t buf[PROXY_MAX_HEADER], again[PROXY_MAX_HEADER];
-        uint8_t head[16];
-        struct proxy_info info;
+        uint8_t buf[PROXY_MAX_HEADER];
         size_t n = 16 + block_len(c->fam);
-
         assert_int_equal(proxy_build(2, &src, &dst, buf, sizeof(buf)), n);
+        uint8_t head[16];
         v2(head, 0x21, c->fam, (uint16_t)block_len(c->fam), NULL, 0);
         assert_memory_equal(buf, head, 16);
+        struct proxy_info info;
         expect_header(buf, n, n, &info);
         expect_info(c, &info);
+        uint8_t again[PROXY_MAX_HEADER];
         if (!info.local) {
             assert_int_equal(proxy_build(2, &info.src, &info.dst, again, sizeof(again)),
                              n);
@@ -700,17 +672,17 @@ static void test_build_v2(void **state)
 /* v2 headers byte for byte: TCP4, mapped TCP6, Unix, unknown. */
 static void test_build_v2_bytes(void **state)
 {
-    uint8_t buf[300], expected[300], block[216] = {0};
     addr_t s = addr("192.0.2.1:56324"), d = addr("198.51.100.2:443");
-    size_t n;
-
     (void)state;
-    n = v2(expected, 0x21, 0x11, 12, tcp4_block, 12);
+    uint8_t expected[300];
+    size_t n = v2(expected, 0x21, 0x11, 12, tcp4_block, 12);
+    uint8_t buf[300];
     assert_int_equal(proxy_build(2, &s, &d, buf, sizeof(buf)), n);
     assert_memory_equal(buf, expected, n);
 
     s = addr("192.0.2.1:56324");
     d = addr("[2001:db8::2]:443");
+    uint8_t block[216] = {0};
     memcpy(block,
            (const uint8_t[]){[10] = 0xff,
                              0xff,
@@ -755,15 +727,14 @@ static void test_build_scope_dropped(void **state)
 {
     addr_t s = addr("[fe80::1]:80"), d = addr("[fe80::2]:81");
     static const char line[] = "PROXY TCP6 fe80::1 fe80::2 80 81\r\n";
-    uint8_t buf[128];
-    struct proxy_info info;
-
     (void)state;
     s.u.in6.sin6_scope_id = 1;
     d.u.in6.sin6_scope_id = 1;
+    uint8_t buf[128];
     assert_int_equal(proxy_build(1, &s, &d, buf, sizeof(buf)), strlen(line));
     assert_memory_equal(buf, line, strlen(line));
     assert_int_equal(proxy_build(2, &s, &d, buf, sizeof(buf)), 52);
+    struct proxy_info info;
     assert_int_equal(proxy_parse(buf, 52, &info, NULL), 52);
     expect_addr(&info.src, "[fe80::1]:80");
 }
@@ -776,17 +747,13 @@ static void test_build_too_small(void **state)
     for (size_t i = 0; i < sizeof(build_cases) / sizeof(build_cases[0]); i++) {
         const struct build_case *c = &build_cases[i];
         addr_t src = addr(c->src), dst = addr(c->dst);
-
         for (int version = 1; version <= 2; version++) {
             size_t need = version == 1 ? strlen(c->v1) : 16 + block_len(c->fam);
-
             for (size_t len = 0; len <= need; len++) {
                 uint8_t *buf = malloc(len > 0 ? len : 1);
-                int rc;
-
                 assert_non_null(buf);
                 memset(buf, 0xa5, len > 0 ? len : 1);
-                rc = proxy_build(version, &src, &dst, buf, len);
+                int rc = proxy_build(version, &src, &dst, buf, len);
                 if (len < need) {
                     assert_int_equal(rc, -1);
                     for (size_t k = 0; k < len; k++)
@@ -804,22 +771,23 @@ static void test_build_too_small(void **state)
  * it) does not fit v2's 108 bytes with a NUL: sent as unknown, not cut. */
 static void test_build_unix_path_full(void **state)
 {
-    addr_t s, d = addr("unix:/run/echo.sock");
-    uint8_t buf[300], expected[16];
-    struct proxy_info info;
-
+    addr_t d = addr("unix:/run/echo.sock");
     (void)state;
+    addr_t s;
     memset(&s, 0, sizeof(s));
     s.u.un.sun_family = AF_UNIX;
     memset(s.u.un.sun_path, 'a', sizeof(s.u.un.sun_path));
     s.len = sizeof(s.u.un);
+    uint8_t buf[300];
     assert_int_equal(proxy_build(1, &s, &d, buf, sizeof(buf)), 15);
     assert_memory_equal(buf, "PROXY UNKNOWN\r\n", 15);
+    uint8_t expected[16];
     v2(expected, 0x21, 0x00, 0, NULL, 0);
     assert_int_equal(proxy_build(2, &s, &d, buf, sizeof(buf)), 16);
     assert_memory_equal(buf, expected, 16);
     assert_int_equal(proxy_build(2, &d, &s, buf, sizeof(buf)), 16);
     assert_memory_equal(buf, expected, 16);
+    struct proxy_info info;
     assert_int_equal(proxy_parse(buf, 16, &info, NULL), 16);
     assert_true(info.local);
 }
@@ -828,9 +796,8 @@ static void test_build_unix_path_full(void **state)
 static void test_build_bad_version(void **state)
 {
     addr_t s = addr("192.0.2.1:1"), d = addr("192.0.2.2:2");
-    uint8_t buf[PROXY_MAX_HEADER];
-
     (void)state;
+    uint8_t buf[PROXY_MAX_HEADER];
     assert_int_equal(proxy_build(0, &s, &d, buf, sizeof(buf)), -1);
     assert_int_equal(proxy_build(3, &s, &d, buf, sizeof(buf)), -1);
 }
@@ -842,22 +809,18 @@ static void test_build_bad_version(void **state)
 static void test_fuzz_seeds(void **state)
 {
     DIR *d = open_corpus("proxy");
+    (void)state;
     size_t valid = 0, invalid = 0;
     struct dirent *e;
-
-    (void)state;
     while ((e = readdir(d)) != NULL) {
         bool want_valid = strncmp(e->d_name, "valid-", 6) == 0;
-        char data[PROXY_MAX_HEADER + 256];
-        struct proxy_info info;
-        const char *why = NULL;
-        size_t n;
-        int rc;
-
         if (!want_valid && strncmp(e->d_name, "invalid-", 8) != 0)
             continue;
-        n = read_seed("proxy", e->d_name, data, sizeof(data));
-        rc = parse(data, n, &info, &why);
+        char data[PROXY_MAX_HEADER + 256];
+        size_t n = read_seed("proxy", e->d_name, data, sizeof(data));
+        struct proxy_info info;
+        const char *why = NULL;
+        int rc = parse(data, n, &info, &why);
         if (want_valid ? rc <= 0 : rc != -1)
             fail_msg("%s: %d (%s)", e->d_name, rc, why != NULL ? why : "");
         *(want_valid ? &valid : &invalid) += 1;
@@ -897,6 +860,5 @@ int main(void)
         cmocka_unit_test(test_build_bad_version),
         cmocka_unit_test(test_fuzz_seeds),
     };
-
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
