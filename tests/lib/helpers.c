@@ -145,7 +145,6 @@ void assert_nb_cloexec(int fd)
 {
     int fl = fcntl(fd, F_GETFL);
     int fdfl = fcntl(fd, F_GETFD);
-
     assert_true(fd >= 0);
     assert_true(fl >= 0 && (fl & O_NONBLOCK));
     assert_true(fdfl >= 0 && (fdfl & FD_CLOEXEC));

@@ -116,15 +116,15 @@ static void fake_fail_next_call(int err)
  * must set it. */
 int kqueue(void)
 {
-    int p[2];
-    struct stat st;
     if (fake.nkq == MAX_KQ) {
         errno = EMFILE;
         return -1;
     }
+    int p[2];
     if (pipe(p) < 0)
         return -1;
     close(p[1]);
+    struct stat st;
     if (fstat(p[0], &st) < 0)
         return -1;
     struct fake_kq *kq = &fake.kq[fake.nkq++];
@@ -692,11 +692,11 @@ static void poll_with_null_timeout_blocks(void **state)
 static void poll_requests_at_most_capacity(void **state)
 {
     struct fixture *f = *state;
-    const struct timespec zero = {0, 0};
     mio_events_t *events = mio_events_new(3);
     assert_non_null(events);
     for (mio_token_t t = 0; t < 5; t++)
         fake_queue(0, EVFILT_READ, 0, 0, t);
+    const struct timespec zero = {0, 0};
     assert_int_equal(mio_poll_poll(f->poll, events, &zero), 0);
     assert_int_equal(fake.wait_nevents, 3);
     assert_int_equal(mio_events_len(events), 3);
@@ -712,9 +712,9 @@ static void poll_requests_at_most_capacity(void **state)
 static void poll_returns_eintr(void **state)
 {
     struct fixture *f = *state;
-    const struct timespec zero = {0, 0};
     fake_queue(0, EVFILT_READ, 0, 0, 1);
     fake_fail_next_call(EINTR);
+    const struct timespec zero = {0, 0};
     assert_int_equal(mio_poll_poll(f->poll, f->events, &zero), -EINTR);
     assert_true(mio_events_is_empty(f->events));
     assert_int_equal(fake.calls, 1); /* not retried */
@@ -779,12 +779,12 @@ static void ev_error_is_error(void **state)
 static void read_and_write_are_two_events_for_one_token(void **state)
 {
     struct fixture *f = *state;
-    const struct timespec zero = {0, 0};
     assert_int_equal(mio_registry_register(f->reg, f->pipe[0], 17,
                                            MIO_READABLE | MIO_WRITABLE),
                      0);
     fake_fire((uintptr_t)f->pipe[0], EVFILT_READ, 0, 0);
     fake_fire((uintptr_t)f->pipe[0], EVFILT_WRITE, 0, 0);
+    const struct timespec zero = {0, 0};
     assert_int_equal(mio_poll_poll(f->poll, f->events, &zero), 0);
     assert_int_equal(mio_events_len(f->events), 2);
     assert_true(mio_event_token(mio_events_get(f->events, 0)) == 17);
@@ -865,13 +865,14 @@ static void waker_wake_triggers_its_event_with_its_token(void **state)
 static void wakers_of_one_poll_have_their_own_idents(void **state)
 {
     struct fixture *f = *state;
-    const struct timespec zero = {0, 0};
-    mio_waker_t *a, *b;
+    mio_waker_t *a;
     assert_int_equal(mio_waker_new(f->reg, 23, &a), 0);
+    mio_waker_t *b;
     assert_int_equal(mio_waker_new(f->reg, 24, &b), 0);
     assert_int_not_equal(fake.log[0].kev.ident, fake.log[1].kev.ident);
     assert_int_equal(mio_waker_wake(a), 0);
     assert_int_equal(mio_waker_wake(b), 0);
+    const struct timespec zero = {0, 0};
     assert_int_equal(mio_poll_poll(f->poll, f->events, &zero), 0);
     assert_int_equal(mio_events_len(f->events), 2);
     assert_true(mio_event_token(mio_events_get(f->events, 0)) == 23);

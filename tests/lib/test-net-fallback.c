@@ -71,20 +71,20 @@ int __wrap_pipe2(int fds[2], int flags)
 /* mio_pipe falls back to pipe() + fcntl and remembers that pipe2 is gone. */
 static void test_pipe_fallback(void **state)
 {
-    int p[2], q[2];
-    char c = 0;
-
     (void)state;
+    int p[2];
     assert_int_equal(mio_pipe(p), 0);
     assert_int_equal(pipe2_calls, PIPE2_TRIES);
     assert_nb_cloexec(p[0]);
     assert_nb_cloexec(p[1]);
+    char c = 0;
     assert_int_equal(read(p[0], &c, 1), -1);
     assert_int_equal(errno, EAGAIN);
     assert_int_equal(write(p[1], "x", 1), 1);
     assert_int_equal(read(p[0], &c, 1), 1);
     assert_int_equal(c, 'x');
 
+    int q[2];
     assert_int_equal(mio_pipe(q), 0);
     assert_int_equal(pipe2_calls, PIPE2_TRIES);
     assert_nb_cloexec(q[0]);
@@ -99,7 +99,6 @@ static void test_pipe_fallback(void **state)
 static void wait_readable(int fd)
 {
     struct pollfd pfd = {.fd = fd, .events = POLLIN};
-
     assert_int_equal(poll(&pfd, 1, 2000), 1);
 }
 
@@ -107,32 +106,30 @@ static void wait_readable(int fd)
  * is gone; EAGAIN still comes through the fallback. */
 static void test_accept_fallback(void **state)
 {
-    struct sockaddr_in sin;
-    struct sockaddr_storage ss;
-    socklen_t len = 0;
-    int lfd, c1, c2, s1, s2;
-
     (void)state;
+    struct sockaddr_in sin;
     memset(&sin, 0, sizeof(sin));
     sin.sin_family = AF_INET;
     sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    lfd = mio_tcp_listen((struct sockaddr *)&sin, sizeof(sin), 0, 0);
+    int lfd = mio_tcp_listen((struct sockaddr *)&sin, sizeof(sin), 0, 0);
     assert_true(lfd >= 0);
+    struct sockaddr_storage ss;
+    socklen_t len = 0;
     assert_int_equal(mio_socket_local_addr(lfd, &ss, &len), 0);
 
     assert_int_equal(mio_tcp_accept(lfd, NULL, NULL), -EAGAIN);
     assert_int_equal(accept4_calls, ACCEPT4_TRIES);
 
-    c1 = mio_tcp_connect((struct sockaddr *)&ss, len);
+    int c1 = mio_tcp_connect((struct sockaddr *)&ss, len);
     assert_true(c1 >= 0);
     wait_readable(lfd);
-    s1 = mio_tcp_accept(lfd, NULL, NULL);
+    int s1 = mio_tcp_accept(lfd, NULL, NULL);
     assert_nb_cloexec(s1);
 
-    c2 = mio_tcp_connect((struct sockaddr *)&ss, len);
+    int c2 = mio_tcp_connect((struct sockaddr *)&ss, len);
     assert_true(c2 >= 0);
     wait_readable(lfd);
-    s2 = mio_tcp_accept(lfd, NULL, NULL);
+    int s2 = mio_tcp_accept(lfd, NULL, NULL);
     assert_nb_cloexec(s2);
     assert_int_equal(accept4_calls, ACCEPT4_TRIES);
 
@@ -155,6 +152,5 @@ int main(void)
         cmocka_unit_test(test_pipe_fallback),
         cmocka_unit_test(test_accept_fallback),
     };
-
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -47,7 +47,6 @@ struct ctx {
 static int setup(void **state)
 {
     struct ctx *c = calloc(1, sizeof(*c));
-
     if (c == NULL)
         return -1;
     c->fds_before = open_fd_count();
@@ -64,11 +63,9 @@ static int setup(void **state)
 static int teardown(void **state)
 {
     struct ctx *c = *state;
-    int leaked;
-
     mio_events_free(c->events);
     mio_poll_free(c->poll);
-    leaked = open_fd_count() - c->fds_before;
+    int leaked = open_fd_count() - c->fds_before;
     free(c);
     if (leaked != 0)
         fprintf(stderr, "leaked %d descriptor(s)\n", leaked);
@@ -85,7 +82,6 @@ static void assert_has(unsigned bits, unsigned want)
 static socklen_t lo4(struct sockaddr_storage *ss, uint16_t port)
 {
     struct sockaddr_in *sin = (struct sockaddr_in *)ss;
-
     memset(ss, 0, sizeof(*ss));
     sin->sin_family = AF_INET;
     sin->sin_port = htons(port);
@@ -97,7 +93,6 @@ static socklen_t lo4(struct sockaddr_storage *ss, uint16_t port)
 static socklen_t any6(struct sockaddr_storage *ss, uint16_t port, bool lo)
 {
     struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
-
     memset(ss, 0, sizeof(*ss));
     sin6->sin6_family = AF_INET6;
     sin6->sin6_port = htons(port);
@@ -110,7 +105,6 @@ static uint16_t local_port(int fd)
 {
     struct sockaddr_storage ss;
     socklen_t len = 0;
-
     assert_int_equal(mio_socket_local_addr(fd, &ss, &len), 0);
     if (ss.ss_family == AF_INET6) {
         assert_int_equal(len, sizeof(struct sockaddr_in6));
@@ -127,7 +121,6 @@ static int listen4(uint16_t *port)
     struct sockaddr_storage ss;
     socklen_t len = lo4(&ss, 0);
     int fd = mio_tcp_listen((struct sockaddr *)&ss, len, 0, 0);
-
     assert_true(fd >= 0);
     *port = local_port(fd);
     assert_true(*port != 0);
@@ -140,7 +133,6 @@ static int accept_ready(struct ctx *c, int lfd)
 {
     int64_t end = now_ms() + WAIT_MS;
     int fd;
-
     for (;;) {
         fd = mio_tcp_accept(lfd, NULL, NULL);
         if (fd != -EAGAIN)
@@ -160,7 +152,6 @@ static void pair_via_mio(struct ctx *c, int *client, int *server)
     uint16_t port;
     int lfd = listen4(&port);
     socklen_t len = lo4(&ss, port);
-
     assert_int_equal(mio_registry_register(c->reg, lfd, T_LISTEN, MIO_READABLE), 0);
     *client = mio_tcp_connect((struct sockaddr *)&ss, len);
     assert_true(*client >= 0);
@@ -180,10 +171,8 @@ static void expect_str(struct ctx *c, int fd, mio_token_t token, const char *s)
 {
     char buf[64];
     size_t want = strlen(s), got = 0;
-    ssize_t n;
-
     while (got < want) {
-        n = read(fd, buf + got, want - got);
+        ssize_t n = read(fd, buf + got, want - got);
         if (n < 0 && errno == EAGAIN) {
             assert_int_equal(mio_registry_rearm(c->reg, fd, MIO_READABLE), 0);
             assert_has(wait_for_token(c->poll, c->events, token, WAIT_MS), EV_R);
@@ -199,7 +188,6 @@ static void expect_str(struct ctx *c, int fd, mio_token_t token, const char *s)
 static void drain_rearm(struct ctx *c, int fd)
 {
     char buf[16];
-
     assert_int_equal(read(fd, buf, sizeof(buf)), -1);
     assert_int_equal(errno, EAGAIN);
     assert_int_equal(mio_registry_rearm(c->reg, fd, MIO_READABLE), 0);
@@ -209,7 +197,6 @@ static void drain_rearm(struct ctx *c, int fd)
 static void make_tmpdir(char *dir, size_t size)
 {
     const char *tmp = getenv("TMPDIR");
-
     snprintf(dir, size, "%s/mio-net-XXXXXX", tmp != NULL ? tmp : "/tmp");
     assert_non_null(mkdtemp(dir));
 }
@@ -218,33 +205,33 @@ static void make_tmpdir(char *dir, size_t size)
 static void test_flags(void **state)
 {
     struct ctx *c = *state;
-    struct sockaddr_storage ss;
-    char dir[128], path[160];
-    int client, server, ul, uc, us, u, p[2];
     uint16_t port;
     int lfd = listen4(&port);
-
     assert_nb_cloexec(lfd);
     close(lfd);
 
+    int client, server;
     pair_via_mio(c, &client, &server);
     assert_nb_cloexec(client);
     assert_nb_cloexec(server);
     close(client);
     close(server);
 
-    u = mio_udp_bind((struct sockaddr *)&ss, lo4(&ss, 0));
+    struct sockaddr_storage ss;
+    int u = mio_udp_bind((struct sockaddr *)&ss, lo4(&ss, 0));
     assert_nb_cloexec(u);
     close(u);
 
+    char dir[128];
     make_tmpdir(dir, sizeof(dir));
+    char path[160];
     snprintf(path, sizeof(path), "%s/s", dir);
-    ul = mio_unix_listen(path, 0);
+    int ul = mio_unix_listen(path, 0);
     assert_nb_cloexec(ul);
-    uc = mio_unix_connect(path);
+    int uc = mio_unix_connect(path);
     assert_nb_cloexec(uc);
     assert_int_equal(mio_registry_register(c->reg, ul, T_LISTEN, MIO_READABLE), 0);
-    us = accept_ready(c, ul);
+    int us = accept_ready(c, ul);
     assert_nb_cloexec(us);
     assert_int_equal(mio_registry_deregister(c->reg, ul), 0);
     close(us);
@@ -253,6 +240,7 @@ static void test_flags(void **state)
     unlink(path);
     rmdir(dir);
 
+    int p[2];
     assert_int_equal(mio_unix_pair(p), 0);
     assert_nb_cloexec(p[0]);
     assert_nb_cloexec(p[1]);
@@ -271,19 +259,18 @@ static void test_flags(void **state)
 static void test_accept_eagain(void **state)
 {
     struct ctx *c = *state;
-    struct sockaddr_storage ss, peer;
-    socklen_t len, plen = 0;
+    struct sockaddr_storage ss;
     uint16_t port;
     int lfd = listen4(&port);
-    int c1, c2, s1, s2;
-
-    len = lo4(&ss, port);
+    socklen_t len = lo4(&ss, port);
     assert_int_equal(mio_tcp_accept(lfd, NULL, NULL), -EAGAIN);
     assert_int_equal(mio_registry_register(c->reg, lfd, T_LISTEN, MIO_READABLE), 0);
-    c1 = mio_tcp_connect((struct sockaddr *)&ss, len);
+    int c1 = mio_tcp_connect((struct sockaddr *)&ss, len);
     assert_true(c1 >= 0);
     assert_has(wait_for_token(c->poll, c->events, T_LISTEN, WAIT_MS), EV_R);
-    s1 = mio_tcp_accept(lfd, &peer, &plen);
+    struct sockaddr_storage peer;
+    socklen_t plen = 0;
+    int s1 = mio_tcp_accept(lfd, &peer, &plen);
     assert_true(s1 >= 0);
     assert_int_equal(plen, sizeof(struct sockaddr_in));
     assert_int_equal(ntohs(((struct sockaddr_in *)&peer)->sin_port), local_port(c1));
@@ -291,10 +278,10 @@ static void test_accept_eagain(void **state)
     assert_int_equal(mio_registry_rearm(c->reg, lfd, MIO_READABLE), 0);
     expect_no_event(c->poll, c->events, T_LISTEN, QUIET_MS);
 
-    c2 = mio_tcp_connect((struct sockaddr *)&ss, len);
+    int c2 = mio_tcp_connect((struct sockaddr *)&ss, len);
     assert_true(c2 >= 0);
     assert_has(wait_for_token(c->poll, c->events, T_LISTEN, WAIT_MS), EV_R);
-    s2 = mio_tcp_accept(lfd, NULL, NULL);
+    int s2 = mio_tcp_accept(lfd, NULL, NULL);
     assert_true(s2 >= 0);
     assert_int_equal(mio_tcp_accept(lfd, NULL, NULL), -EAGAIN);
 
@@ -310,18 +297,15 @@ static void test_accept_eagain(void **state)
  * the failed call leaks no descriptor (the teardown counts them). */
 static void test_bind_twice(void **state)
 {
-    struct sockaddr_storage ss;
-    socklen_t len;
     uint16_t port;
     int lfd = listen4(&port);
-    int u;
-
     (void)state;
-    len = lo4(&ss, port);
+    struct sockaddr_storage ss;
+    socklen_t len = lo4(&ss, port);
     assert_int_equal(mio_tcp_listen((struct sockaddr *)&ss, len, 0, 0), -EADDRINUSE);
     close(lfd);
 
-    u = mio_udp_bind((struct sockaddr *)&ss, lo4(&ss, 0));
+    int u = mio_udp_bind((struct sockaddr *)&ss, lo4(&ss, 0));
     assert_true(u >= 0);
     len = lo4(&ss, local_port(u));
     assert_int_equal(mio_udp_bind((struct sockaddr *)&ss, len), -EADDRINUSE);
@@ -335,16 +319,13 @@ static void test_reuseaddr(void **state)
 {
     struct ctx *c = *state;
     struct sockaddr_storage ss;
-    socklen_t len;
     uint16_t port;
     int lfd = listen4(&port);
-    int client, server, raw;
-
-    len = lo4(&ss, port);
+    socklen_t len = lo4(&ss, port);
     assert_int_equal(mio_registry_register(c->reg, lfd, T_LISTEN, MIO_READABLE), 0);
-    client = mio_tcp_connect((struct sockaddr *)&ss, len);
+    int client = mio_tcp_connect((struct sockaddr *)&ss, len);
     assert_true(client >= 0);
-    server = accept_ready(c, lfd);
+    int server = accept_ready(c, lfd);
     assert_int_equal(mio_registry_deregister(c->reg, lfd), 0);
     close(lfd);
     close(server); /* active close: TIME_WAIT stays on `port` */
@@ -353,7 +334,7 @@ static void test_reuseaddr(void **state)
     assert_int_equal(mio_registry_deregister(c->reg, client), 0);
     close(client);
 
-    raw = socket(AF_INET, SOCK_STREAM, 0);
+    int raw = socket(AF_INET, SOCK_STREAM, 0);
     assert_true(raw >= 0);
     assert_int_equal(bind(raw, (struct sockaddr *)&ss, len), -1);
     assert_int_equal(errno, EADDRINUSE);
@@ -369,18 +350,16 @@ static void test_reuseport(void **state)
 {
     struct sockaddr_storage ss;
     socklen_t len = lo4(&ss, 0);
-    int l1, l2;
-
     (void)state;
 #ifndef SO_REUSEPORT
     assert_int_equal(mio_tcp_listen((struct sockaddr *)&ss, len, 0, MIO_LISTEN_REUSEPORT),
                      -EOPNOTSUPP);
     skip();
 #endif
-    l1 = mio_tcp_listen((struct sockaddr *)&ss, len, 0, MIO_LISTEN_REUSEPORT);
+    int l1 = mio_tcp_listen((struct sockaddr *)&ss, len, 0, MIO_LISTEN_REUSEPORT);
     assert_true(l1 >= 0);
     len = lo4(&ss, local_port(l1));
-    l2 = mio_tcp_listen((struct sockaddr *)&ss, len, 0, MIO_LISTEN_REUSEPORT);
+    int l2 = mio_tcp_listen((struct sockaddr *)&ss, len, 0, MIO_LISTEN_REUSEPORT);
     assert_true(l2 >= 0);
     assert_int_equal(local_port(l2), local_port(l1));
     assert_int_equal(mio_tcp_listen((struct sockaddr *)&ss, len, 0, 0), -EADDRINUSE);
@@ -395,14 +374,11 @@ static void test_default_backlog(void **state)
 {
     struct ctx *c = *state;
     struct sockaddr_storage ss;
-    socklen_t len;
     uint16_t port;
     int lfd = listen4(&port);
-    int fds[4], i, n, done = 0;
     int64_t end = now_ms() + 500;
-    struct timespec ts = {0, 50 * 1000 * 1000};
-
-    len = lo4(&ss, port);
+    socklen_t len = lo4(&ss, port);
+    int fds[4], i;
     for (i = 0; i < 4; i++) {
         fds[i] = mio_tcp_connect((struct sockaddr *)&ss, len);
         assert_true(fds[i] >= 0);
@@ -410,9 +386,11 @@ static void test_default_backlog(void **state)
                                                MIO_WRITABLE),
                          0);
     }
+    int done = 0;
+    struct timespec ts = {0, 50 * 1000 * 1000};
     while (done != 0xf && now_ms() < end) {
         assert_int_equal(mio_poll_poll(c->poll, c->events, &ts), 0);
-        for (n = 0; n < (int)mio_events_len(c->events); n++) {
+        for (int n = 0; n < (int)mio_events_len(c->events); n++) {
             const mio_event_t *ev = mio_events_get(c->events, (size_t)n);
             i = (int)mio_event_token(ev) - 100;
             assert_true(i >= 0 && i < 4);
@@ -435,12 +413,10 @@ static void test_listen_args(void **state)
 {
     struct sockaddr_storage ss;
     socklen_t len = lo4(&ss, 0);
-    int fd;
-
     (void)state;
     assert_int_equal(mio_tcp_listen((struct sockaddr *)&ss, len, 0, 0x80), -EINVAL);
     assert_int_equal(mio_tcp_listen((struct sockaddr *)&ss, 1, 0, 0), -EINVAL);
-    fd = mio_tcp_listen((struct sockaddr *)&ss, len, -1, MIO_LISTEN_V6ONLY);
+    int fd = mio_tcp_listen((struct sockaddr *)&ss, len, -1, MIO_LISTEN_V6ONLY);
     assert_true(fd >= 0);
     close(fd);
 }
@@ -451,11 +427,9 @@ static bool have_ipv6_loopback(void)
     struct sockaddr_storage ss;
     socklen_t len = any6(&ss, 0, true);
     int fd = socket(AF_INET6, SOCK_STREAM, 0);
-    bool ok;
-
     if (fd < 0)
         return false;
-    ok = bind(fd, (struct sockaddr *)&ss, len) == 0;
+    bool ok = bind(fd, (struct sockaddr *)&ss, len) == 0;
     close(fd);
     return ok;
 }
@@ -465,35 +439,32 @@ static bool have_ipv6_loopback(void)
 static void test_v6only(void **state)
 {
     struct ctx *c = *state;
-    struct sockaddr_storage ss;
-    socklen_t len, olen;
-    int l6, l4, c6, c4, s6, s4, on = 0;
-    uint16_t port;
-
     if (!have_ipv6_loopback())
         skip();
-    len = any6(&ss, 0, false);
-    l6 = mio_tcp_listen((struct sockaddr *)&ss, len, 0, MIO_LISTEN_V6ONLY);
+    struct sockaddr_storage ss;
+    socklen_t len = any6(&ss, 0, false);
+    int l6 = mio_tcp_listen((struct sockaddr *)&ss, len, 0, MIO_LISTEN_V6ONLY);
     assert_true(l6 >= 0);
-    olen = sizeof(on);
+    int on = 0;
+    socklen_t olen = sizeof(on);
     assert_int_equal(getsockopt(l6, IPPROTO_IPV6, IPV6_V6ONLY, &on, &olen), 0);
     assert_int_equal(on, 1);
-    port = local_port(l6);
+    uint16_t port = local_port(l6);
     len = lo4(&ss, port);
-    l4 = mio_tcp_listen((struct sockaddr *)&ss, len, 0, 0);
+    int l4 = mio_tcp_listen((struct sockaddr *)&ss, len, 0, 0);
     assert_true(l4 >= 0);
 
-    c4 = mio_tcp_connect((struct sockaddr *)&ss, len);
+    int c4 = mio_tcp_connect((struct sockaddr *)&ss, len);
     assert_true(c4 >= 0);
     len = any6(&ss, port, true);
-    c6 = mio_tcp_connect((struct sockaddr *)&ss, len);
+    int c6 = mio_tcp_connect((struct sockaddr *)&ss, len);
     assert_true(c6 >= 0);
 
     assert_int_equal(mio_registry_register(c->reg, l4, T_LISTEN, MIO_READABLE), 0);
-    s4 = accept_ready(c, l4);
+    int s4 = accept_ready(c, l4);
     assert_int_equal(mio_registry_deregister(c->reg, l4), 0);
     assert_int_equal(mio_registry_register(c->reg, l6, T_LISTEN, MIO_READABLE), 0);
-    s6 = accept_ready(c, l6);
+    int s6 = accept_ready(c, l6);
     assert_int_equal(mio_registry_deregister(c->reg, l6), 0);
     assert_int_equal(mio_tcp_accept(l4, NULL, NULL), -EAGAIN);
     assert_int_equal(mio_tcp_accept(l6, NULL, NULL), -EAGAIN);
@@ -511,13 +482,12 @@ static void test_peer_close(void **state)
 {
     struct ctx *c = *state;
     int client, server;
-    char buf[8];
-
     pair_via_mio(c, &client, &server);
     assert_int_equal(mio_registry_register(c->reg, server, T_SERVER, MIO_READABLE), 0);
     expect_no_event(c->poll, c->events, T_SERVER, QUIET_MS);
     close(client);
     assert_has(wait_for_token(c->poll, c->events, T_SERVER, WAIT_MS), EV_R | EV_RC);
+    char buf[8];
     assert_int_equal(read(server, buf, sizeof(buf)), 0);
     assert_int_equal(mio_registry_deregister(c->reg, server), 0);
     close(server);
@@ -529,13 +499,12 @@ static void test_peer_shutdown_write(void **state)
 {
     struct ctx *c = *state;
     int client, server;
-    char buf[8];
-
     pair_via_mio(c, &client, &server);
     assert_int_equal(mio_registry_register(c->reg, server, T_SERVER, MIO_READABLE), 0);
     assert_int_equal(mio_registry_register(c->reg, client, T_CLIENT, MIO_READABLE), 0);
     assert_int_equal(mio_socket_shutdown(client, SHUT_WR), 0);
     assert_has(wait_for_token(c->poll, c->events, T_SERVER, WAIT_MS), EV_RC);
+    char buf[8];
     assert_int_equal(read(server, buf, sizeof(buf)), 0);
 
     send_str(server, "pong");
@@ -553,20 +522,16 @@ static void test_peer_shutdown_write(void **state)
 static void test_connect_refused(void **state)
 {
     struct ctx *c = *state;
-    struct sockaddr_storage ss;
-    socklen_t len;
     uint16_t port;
-    unsigned bits;
-    int fd;
-
     close(listen4(&port));
-    len = lo4(&ss, port);
-    fd = mio_tcp_connect((struct sockaddr *)&ss, len);
+    struct sockaddr_storage ss;
+    socklen_t len = lo4(&ss, port);
+    int fd = mio_tcp_connect((struct sockaddr *)&ss, len);
     if (fd == -ECONNREFUSED)
         return; /* refused synchronously: allowed, nothing to poll */
     assert_true(fd >= 0);
     assert_int_equal(mio_registry_register(c->reg, fd, T_CLIENT, MIO_WRITABLE), 0);
-    bits = wait_for_token(c->poll, c->events, T_CLIENT, WAIT_MS);
+    unsigned bits = wait_for_token(c->poll, c->events, T_CLIENT, WAIT_MS);
     assert_true(bits & (EV_W | EV_E));
     assert_has(bits, EV_WC);
     assert_int_equal(mio_socket_take_error(fd), -ECONNREFUSED);
@@ -582,15 +547,13 @@ static void test_connect_ok(void **state)
     struct sockaddr_storage ss;
     uint16_t port;
     int lfd = listen4(&port);
-    int fd, server;
-
-    fd = mio_tcp_connect((struct sockaddr *)&ss, lo4(&ss, port));
+    int fd = mio_tcp_connect((struct sockaddr *)&ss, lo4(&ss, port));
     assert_true(fd >= 0);
     assert_int_equal(mio_registry_register(c->reg, fd, T_CLIENT, MIO_WRITABLE), 0);
     assert_has(wait_for_token(c->poll, c->events, T_CLIENT, WAIT_MS), EV_W);
     assert_int_equal(mio_socket_take_error(fd), 0);
     assert_int_equal(mio_registry_register(c->reg, lfd, T_LISTEN, MIO_READABLE), 0);
-    server = accept_ready(c, lfd);
+    int server = accept_ready(c, lfd);
     assert_int_equal(mio_registry_deregister(c->reg, lfd), 0);
     assert_int_equal(mio_registry_deregister(c->reg, fd), 0);
     assert_int_equal(mio_socket_take_error(-1), -EBADF);
@@ -604,15 +567,14 @@ static void test_connect_ok(void **state)
 static void test_reset(void **state)
 {
     struct ctx *c = *state;
-    struct linger lg = {.l_onoff = 1, .l_linger = 0};
     int client, server;
-    char buf[8];
-
     pair_via_mio(c, &client, &server);
     assert_int_equal(mio_registry_register(c->reg, server, T_SERVER, MIO_READABLE), 0);
+    struct linger lg = {.l_onoff = 1, .l_linger = 0};
     assert_int_equal(setsockopt(client, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg)), 0);
     close(client);
     assert_has(wait_for_token(c->poll, c->events, T_SERVER, WAIT_MS), EV_R);
+    char buf[8];
     assert_int_equal(read(server, buf, sizeof(buf)), -1);
     assert_int_equal(errno, ECONNRESET);
     assert_int_equal(mio_registry_deregister(c->reg, server), 0);
@@ -624,11 +586,10 @@ static void test_reset(void **state)
 static void test_oob_priority(void **state)
 {
     struct ctx *c = *state;
-    int client, server, err;
-    char byte = 0;
-
+    int client, server;
     pair_via_mio(c, &client, &server);
-    err = mio_registry_register(c->reg, server, T_SERVER, MIO_READABLE | MIO_PRIORITY);
+    int err = mio_registry_register(c->reg, server, T_SERVER,
+                                    MIO_READABLE | MIO_PRIORITY);
     if (err == -EOPNOTSUPP) {
         close(client);
         close(server);
@@ -637,6 +598,7 @@ static void test_oob_priority(void **state)
     assert_int_equal(err, 0);
     assert_int_equal(send(client, "!", 1, MSG_OOB | MSG_NOSIGNAL), 1);
     assert_has(wait_for_token(c->poll, c->events, T_SERVER, WAIT_MS), EV_R | EV_P);
+    char byte = 0;
     assert_int_equal(recv(server, &byte, 1, MSG_OOB), 1);
     assert_int_equal(byte, '!');
     assert_int_equal(mio_registry_deregister(c->reg, server), 0);
@@ -649,12 +611,11 @@ static void test_pipe_writer_closed(void **state)
 {
     struct ctx *c = *state;
     int p[2];
-    char buf[8];
-
     assert_int_equal(mio_pipe(p), 0);
     assert_int_equal(mio_registry_register(c->reg, p[0], T_OTHER, MIO_READABLE), 0);
     assert_int_equal(write(p[1], "x", 1), 1);
     assert_has(wait_for_token(c->poll, c->events, T_OTHER, WAIT_MS), EV_R);
+    char buf[8];
     assert_int_equal(read(p[0], buf, sizeof(buf)), 1);
     drain_rearm(c, p[0]);
 
@@ -672,19 +633,16 @@ static void test_udp(void **state)
 {
     struct ctx *c = *state;
     struct sockaddr_storage ss;
-    socklen_t len;
-    int a, b, i;
-    char buf[16];
-
-    a = mio_udp_bind((struct sockaddr *)&ss, lo4(&ss, 0));
-    b = mio_udp_bind((struct sockaddr *)&ss, lo4(&ss, 0));
+    int a = mio_udp_bind((struct sockaddr *)&ss, lo4(&ss, 0));
+    int b = mio_udp_bind((struct sockaddr *)&ss, lo4(&ss, 0));
     assert_true(a >= 0 && b >= 0);
-    len = lo4(&ss, local_port(b));
+    socklen_t len = lo4(&ss, local_port(b));
     assert_int_equal(mio_udp_connect(a, (struct sockaddr *)&ss, len), 0);
     len = lo4(&ss, local_port(a));
     assert_int_equal(mio_udp_connect(b, (struct sockaddr *)&ss, len), 0);
     assert_int_equal(mio_registry_register(c->reg, b, T_OTHER, MIO_READABLE), 0);
-    for (i = 0; i < 2; i++) {
+    char buf[16];
+    for (int i = 0; i < 2; i++) {
         send_str(a, i == 0 ? "ping" : "again");
         assert_has(wait_for_token(c->poll, c->events, T_OTHER, WAIT_MS), EV_R);
         assert_int_equal(recv(b, buf, sizeof(buf), 0), i == 0 ? 4 : 5);
@@ -704,19 +662,18 @@ static void test_udp(void **state)
 static void test_unix_stream(void **state)
 {
     struct ctx *c = *state;
-    char dir[128], path[160];
-    int l, cl, sv;
-
+    char dir[128];
     make_tmpdir(dir, sizeof(dir));
+    char path[160];
     snprintf(path, sizeof(path), "%s/echo.sock", dir);
     assert_int_equal(mio_unix_connect(path), -ENOENT);
-    l = mio_unix_listen(path, 0);
+    int l = mio_unix_listen(path, 0);
     assert_true(l >= 0);
     assert_int_equal(mio_unix_listen(path, 0), -EADDRINUSE);
     assert_int_equal(mio_registry_register(c->reg, l, T_LISTEN, MIO_READABLE), 0);
-    cl = mio_unix_connect(path);
+    int cl = mio_unix_connect(path);
     assert_true(cl >= 0);
-    sv = accept_ready(c, l);
+    int sv = accept_ready(c, l);
     assert_int_equal(mio_registry_register(c->reg, sv, T_SERVER, MIO_READABLE), 0);
     assert_int_equal(mio_registry_register(c->reg, cl, T_CLIENT, MIO_READABLE), 0);
     send_str(cl, "hello");
@@ -740,15 +697,14 @@ static void test_unix_stream(void **state)
 static void test_unix_path_limits(void **state)
 {
     struct sockaddr_un sun;
-    char path[201];
-    size_t max = sizeof(sun.sun_path) - 1;
-
     (void)state;
+    char path[201];
     memset(path, 'a', 200);
     path[0] = '/';
     path[200] = '\0';
     assert_int_equal(mio_unix_listen(path, 0), -ENAMETOOLONG);
     assert_int_equal(mio_unix_connect(path), -ENAMETOOLONG);
+    size_t max = sizeof(sun.sun_path) - 1;
     path[max + 1] = '\0';
     assert_int_equal(mio_unix_listen(path, 0), -ENAMETOOLONG);
     assert_int_equal(mio_unix_connect(path), -ENAMETOOLONG);
@@ -763,7 +719,6 @@ static void test_unix_pair(void **state)
 {
     struct ctx *c = *state;
     int p[2];
-
     assert_int_equal(mio_unix_pair(p), 0);
     assert_int_equal(mio_registry_register(c->reg, p[0], T_CLIENT, MIO_READABLE), 0);
     assert_int_equal(mio_registry_register(c->reg, p[1], T_SERVER, MIO_READABLE), 0);
@@ -782,15 +737,14 @@ static void test_unix_pair(void **state)
 static void test_local_addr(void **state)
 {
     struct sockaddr_storage ss;
-    socklen_t len = 0;
     uint16_t port;
     int lfd = listen4(&port);
     struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
     struct sockaddr_in raw;
-    socklen_t rawlen = sizeof(raw);
-
     (void)state;
+    socklen_t rawlen = sizeof(raw);
     assert_int_equal(getsockname(lfd, (struct sockaddr *)&raw, &rawlen), 0);
+    socklen_t len = 0;
     assert_int_equal(mio_socket_local_addr(lfd, &ss, &len), 0);
     assert_int_equal(len, sizeof(*sin));
     assert_int_equal(sin->sin_family, AF_INET);
@@ -808,10 +762,9 @@ static void test_nodelay(void **state)
 {
     struct ctx *c = *state;
     int client, server, on = -1;
-    socklen_t len = sizeof(on);
-
     pair_via_mio(c, &client, &server);
     assert_int_equal(mio_tcp_set_nodelay(client, true), 0);
+    socklen_t len = sizeof(on);
     assert_int_equal(getsockopt(client, IPPROTO_TCP, TCP_NODELAY, &on, &len), 0);
     assert_true(on != 0);
     assert_int_equal(mio_tcp_set_nodelay(client, false), 0);
@@ -850,7 +803,6 @@ int main(void)
         T(test_local_addr),
         T(test_nodelay),
     };
-
     signal(SIGPIPE, SIG_IGN);
     print_message("backend: %s\n", mio_backend_name());
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -112,8 +112,8 @@ static void readiness_is_rearmed_after_eagain(void **state)
 static void short_read_on_pair(mio_poll_t *poll, mio_events_t *events,
                                mio_registry_t *reg, int rd, int wr)
 {
-    char buf[4096];
     assert_int_equal(mio_registry_register(reg, rd, 7, MIO_READABLE), 0);
+    char buf[4096];
     for (int round = 0; round < 3; round++) {
         assert_int_equal(write(wr, "0123456789", 10), 10);
         unsigned bits = wait_for_token(poll, events, 7, 1000);
@@ -156,9 +156,9 @@ static void short_read_consumes_readiness_tcp(void **state)
 static void short_read_at_urgent_mark_leaves_bytes_queued(void **state)
 {
     struct fixture *f = *state;
-    int client, server, on = 1;
-    char buf[4096];
+    int client, server;
     tcp_pair(&client, &server);
+    int on = 1;
     assert_int_equal(setsockopt(server, SOL_SOCKET, SO_OOBINLINE, &on, sizeof(on)), 0);
     assert_int_equal(mio_registry_register(f->reg, server, 9,
                                            MIO_READABLE | MIO_PRIORITY),
@@ -170,6 +170,7 @@ static void short_read_at_urgent_mark_leaves_bytes_queued(void **state)
     unsigned bits = wait_for_token(f->poll, f->events, 9, 1000);
     assert_true(bits & EV_R);
     assert_true(bits & EV_P);
+    char buf[4096];
     assert_int_equal(read(server, buf, sizeof(buf)), 10); /* short, at the mark */
     assert_int_equal(mio_registry_rearm(f->reg, server, MIO_READABLE | MIO_PRIORITY), 0);
     if (strcmp(mio_backend_name(), "poll") != 0)
