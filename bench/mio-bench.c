@@ -185,13 +185,14 @@ static uint64_t now_ns(void)
 /* A number after `key` in a /proc file of `pid`, or -1. */
 static long proc_field_kb(int pid, const char *file, const char *key)
 {
-    char path[64], line[256];
+    char path[64];
     snprintf(path, sizeof(path), "/proc/%d/%s", pid, file);
     FILE *f = fopen(path, "r");
     if (f == NULL)
         return -1;
     long v = -1;
     size_t klen = strlen(key);
+    char line[256];
     while (fgets(line, sizeof(line), f) != NULL) {
         if (strncmp(line, key, klen) == 0) {
             v = strtol(line + klen, NULL, 10);
@@ -205,11 +206,12 @@ static long proc_field_kb(int pid, const char *file, const char *key)
 /* The parent of `pid` from /proc/PID/stat, or -1. */
 static int proc_ppid(int pid)
 {
-    char path[64], buf[512];
+    char path[64];
     snprintf(path, sizeof(path), "/proc/%d/stat", pid);
     FILE *f = fopen(path, "r");
     if (f == NULL)
         return -1;
+    char buf[512];
     size_t n = fread(buf, 1, sizeof(buf) - 1, f);
     fclose(f);
     buf[n] = '\0';
@@ -735,8 +737,8 @@ static void usage(FILE *f)
 
 static double num(const char *s, const char *what, double lo, double hi)
 {
-    char *end;
     errno = 0;
+    char *end;
     double v = strtod(s, &end);
     if (errno || end == s || *end || !(v >= lo && v <= hi)) {
         fprintf(stderr, "mio-bench: %s: expected a number from %g to %g, got \"%s\"\n",

@@ -18,9 +18,9 @@ void test_set_fail(void (*fn)(const char *msg))
 
 void test_fail(const char *fmt, ...)
 {
-    char msg[2048];
     va_list ap;
     va_start(ap, fmt);
+    char msg[2048];
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
     if (fail_hook != NULL)

@@ -29,9 +29,9 @@ struct cslot {
 __attribute__((format(printf, 2, 3))) static void churn_error(struct churn *ch,
                                                               const char *fmt, ...)
 {
-    char msg[256];
     va_list ap;
     va_start(ap, fmt);
+    char msg[256];
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
     if (atomic_fetch_add(&ch->errors, 1) == 0)

@@ -392,9 +392,9 @@ static const char *keep_copy(struct echod *e, const char *line, size_t len)
 const char *echod_wait_log(struct echod *e, const char *needle, int ms)
 {
     struct timespec until = deadline_ts(ms < 0 ? 0 : ms);
+    pthread_mutex_lock(&e->mu);
     const char *found = NULL;
     size_t len = 0;
-    pthread_mutex_lock(&e->mu);
     for (int i = 0; i < 1000000; i++) {
         found = find_line(e, needle, 0, &len);
         if (found != NULL || e->eof)
@@ -411,8 +411,8 @@ const char *echod_wait_log(struct echod *e, const char *needle, int ms)
 
 const char *echod_log_line(struct echod *e, const char *needle, int n)
 {
-    size_t len = 0;
     pthread_mutex_lock(&e->mu);
+    size_t len = 0;
     const char *found = find_line(e, needle, n, &len);
     const char *copy = found != NULL ? keep_copy(e, found, len) : NULL;
     pthread_mutex_unlock(&e->mu);
@@ -421,9 +421,9 @@ const char *echod_log_line(struct echod *e, const char *needle, int n)
 
 int echod_count_log(struct echod *e, const char *needle)
 {
+    pthread_mutex_lock(&e->mu);
     int count = 0;
     size_t len;
-    pthread_mutex_lock(&e->mu);
     while (find_line(e, needle, count, &len) != NULL)
         count++;
     pthread_mutex_unlock(&e->mu);
@@ -433,9 +433,9 @@ int echod_count_log(struct echod *e, const char *needle)
 bool echod_wait_count(struct echod *e, const char *needle, int n, int ms)
 {
     struct timespec until = deadline_ts(ms < 0 ? 0 : ms);
+    pthread_mutex_lock(&e->mu);
     bool reached = false;
     size_t len;
-    pthread_mutex_lock(&e->mu);
     for (int i = 0; i < 1000000; i++) {
         reached = n <= 0 || find_line(e, needle, n - 1, &len) != NULL;
         if (reached || e->eof ||
@@ -529,12 +529,13 @@ pid_t echod_pid(struct echod *e)
 
 long echod_rss_kib(struct echod *e)
 {
-    char path[64], line[256];
+    char path[64];
     snprintf(path, sizeof(path), "/proc/%d/status", (int)e->pid);
     FILE *f = fopen(path, "r");
     if (f == NULL)
         return -1;
     long kib = -1;
+    char line[256];
     while (fgets(line, sizeof(line), f) != NULL)
         if (strncmp(line, "VmRSS:", 6) == 0) {
             kib = strtol(line + 6, NULL, 10);
@@ -585,9 +586,9 @@ int echod_pipe_count(struct echod *e)
 
 const char *echod_must_log(struct echod *e, const char *fmt, ...)
 {
-    char needle[1024];
     va_list ap;
     va_start(ap, fmt);
+    char needle[1024];
     vsnprintf(needle, sizeof(needle), fmt, ap);
     va_end(ap);
     const char *line = echod_wait_log(e, needle, WAIT_MS);

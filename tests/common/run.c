@@ -201,11 +201,12 @@ int echod_run(char *out, size_t outlen, const char *arg, ...)
 
 void expect_conf_error(const char *what, const char *conf, int line, const char *says)
 {
-    char out[4096], where[PATH_MAX + 32];
+    char out[4096];
     const char *path = write_conf(conf);
     int rc = echod_run(out, sizeof(out), "-t", "-c", path, (char *)NULL);
     if (rc != 1)
         test_fail("%s: exit %d, expected 1 (%s)", what, rc, out);
+    char where[PATH_MAX + 32];
     snprintf(where, sizeof(where), "%s:%d: ", path, line);
     if (strstr(out, where) == NULL || strstr(out, says) == NULL)
         test_fail("%s: expected \"%s...%s\", got \"%s\"", what, where, says, out);

@@ -66,13 +66,13 @@ static bool stream_take(struct stream *s, const uint8_t *buf, uint64_t n, uint64
 void stream_pump(struct stream *s)
 {
     uint8_t *buf = malloc(64 * KIB);
-    bool shut = false;
-    uint64_t sent = 0, verified = 0;
     int64_t t0 = ms_now(), last = t0;
     if (buf == NULL) {
         stream_fail(s, "out of memory");
         goto out;
     }
+    bool shut = false;
+    uint64_t sent = 0, verified = 0;
     /* Bounded by stall_ms without progress, and by the rounds. */
     for (long round = 0; round < 100000000L && !atomic_load(&s->quit); round++) {
         int64_t now = ms_now();

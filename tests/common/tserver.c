@@ -32,11 +32,11 @@ static void *tserver_run(void *arg)
     void **conns = calloc(s->max, sizeof(*conns));
     int *fds = calloc(s->max, sizeof(*fds));
     struct pollfd *pfd = calloc(s->max + 1, sizeof(*pfd));
-    size_t n = 0;
     if (conns == NULL || fds == NULL || pfd == NULL) {
         atomic_fetch_add(&s->errors, 1);
         atomic_store(&s->stop, true);
     }
+    size_t n = 0;
     /* Bounded: it polls 10 ms at a time until told to stop. */
     while (!atomic_load(&s->stop)) {
         for (size_t i = 0; i < n; i++)

@@ -94,9 +94,9 @@ static void expect_refused_logged(struct echod *e, int fd, const char *listener,
 __attribute__((format(printf, 3, 4))) static void
 expect_access(struct echod *e, const char *reason, const char *fmt, ...)
 {
-    char needle[512];
     va_list ap;
     va_start(ap, fmt);
+    char needle[512];
     vsnprintf(needle, sizeof(needle), fmt, ap);
     va_end(ap);
     const char *line = echod_wait_log(e, needle, WAIT_MS);
@@ -1208,7 +1208,7 @@ static void refusal_accounting(bool bad_header)
              "listeners = ( { name = \"rl\"; listen = [ \"127.0.0.1:0\" ];\n"
              "  deny = [ \"127.0.0.2\" ]; accept_proxy = true; } );\n");
     int port = echod_port(e, "rl", 0);
-    int denied[MAX], ndenied = 0, bad[MAX], nbad = 0;
+    int denied[MAX], ndenied = 0;
     int64_t first = ms_now();
     for (int i = 0; i < BURST; i++) {
         int fd = connect_from("127.0.0.2", port);
@@ -1221,6 +1221,7 @@ static void refusal_accounting(bool bad_header)
     int64_t wait = first + 1000 - ms_now();
     if (wait > 0)
         sleep_ms((int)wait);
+    int bad[MAX], nbad = 0;
     for (bool logged = !bad_header; !logged;) {
         if (nbad == MAX)
             fail_msg("no bad PROXY header line within %d tries", MAX);

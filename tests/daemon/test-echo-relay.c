@@ -78,8 +78,8 @@ static struct echod *start_echo(const char *idle_timeout, const char *shutdown_t
 /* `"127.0.0.1:P1", "127.0.0.1:P2"` for a list of ports. */
 static void upstream_list(char *buf, size_t len, const int *ports, size_t n)
 {
-    size_t used = 0;
     buf[0] = '\0';
+    size_t used = 0;
     for (size_t i = 0; i < n && used < len; i++)
         used += (size_t)snprintf(buf + used, len - used, "%s\"127.0.0.1:%d\"",
                                  i > 0 ? ", " : "", ports[i]);
@@ -111,9 +111,10 @@ static struct echod *start_relay(const int *ports, size_t n, const char *balance
                                  const char *connect_timeout, int retries,
                                  const char *fail_timeout)
 {
-    char group[1024], conf[2048];
+    char group[1024];
     relay_group(group, sizeof(group), "relay", ports, n, balance, connect_timeout,
                 retries, fail_timeout);
+    char conf[2048];
     snprintf(conf, sizeof(conf), "%slisteners = ( %s );\n", DAEMON_CONF("2", "5.0"),
              group);
     return echod_start(conf);
@@ -1449,8 +1450,9 @@ static struct echod *start_relay_at(int lport, const int *ports, size_t n,
                                     const char *balance, int retries,
                                     const char *fail_timeout)
 {
-    char ups[512], conf[2048];
+    char ups[512];
     upstream_list(ups, sizeof(ups), ports, n);
+    char conf[2048];
     snprintf(conf, sizeof(conf),
              "%slisteners = ( {\n"
              "    name = \"relay\";\n"
@@ -1582,10 +1584,10 @@ static void round_robin_spreads_a_failed_share(void **state)
 /* The addresses "localhost" resolves to (for TCP), in order, into out. */
 static size_t localhost_addrs(struct sockaddr_storage *out, size_t max, int port)
 {
-    struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
-    struct addrinfo *res;
     char service[16];
     snprintf(service, sizeof(service), "%d", port);
+    struct addrinfo hints = {.ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
+    struct addrinfo *res;
     assert_int_equal(getaddrinfo("localhost", service, &hints, &res), 0);
     size_t n = 0;
     for (struct addrinfo *r = res; r != NULL && n < max; r = r->ai_next) {

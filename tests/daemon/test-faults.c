@@ -120,9 +120,10 @@ static void relay_group(char *buf, size_t len, const char *name, int port, int u
 static const char *check_access(struct echod *e, const char *listener, int port,
                                 const char *expect, const char *reason)
 {
-    char needle[128], r[64];
+    char needle[128];
     snprintf(needle, sizeof(needle), "access listener=%s client=127.0.0.1:%d ", listener,
              port);
+    char r[64];
     snprintf(r, sizeof(r), " reason=%s", reason);
     const char *last = NULL;
     int64_t until = ms_now() + WAIT_MS;
@@ -167,10 +168,11 @@ static const char *access_reason(struct echod *e, const char *listener, int port
 /* The daemon's CPU time so far (user + system, every thread), in ms. */
 static long long cpu_ms(struct echod *e)
 {
-    char path[64], buf[2048];
+    char path[64];
     snprintf(path, sizeof(path), "/proc/%d/stat", (int)echod_pid(e));
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     assert_true(fd >= 0);
+    char buf[2048];
     ssize_t n = read(fd, buf, sizeof(buf) - 1);
     close(fd);
     assert_true(n > 0);
@@ -190,11 +192,12 @@ static long long cpu_ms(struct echod *e)
 /* The daemon's "Max open files" soft limit, from /proc/PID/limits. */
 static long daemon_nofile(struct echod *e)
 {
-    char path[64], line[256];
+    char path[64];
     snprintf(path, sizeof(path), "/proc/%d/limits", (int)echod_pid(e));
     FILE *f = fopen(path, "r");
     assert_non_null(f);
     long v = -1;
+    char line[256];
     while (fgets(line, sizeof(line), f) != NULL)
         if (strncmp(line, "Max open files", 14) == 0)
             v = strtol(line + 14, NULL, 10);
@@ -206,13 +209,14 @@ static long daemon_nofile(struct echod *e)
  * matching the socket inodes of /proc/PID/fd with /proc/PID/net/tcp{,6}. */
 static int sockets_in_state(struct echod *e, unsigned st)
 {
-    unsigned long inodes[4096];
-    size_t n = 0;
-    char path[PATH_MAX], link[128];
+    char path[PATH_MAX];
     snprintf(path, sizeof(path), "/proc/%d/fd", (int)echod_pid(e));
     DIR *d = opendir(path);
     assert_non_null(d);
     struct dirent *de;
+    unsigned long inodes[4096];
+    size_t n = 0;
+    char link[128];
     while ((de = readdir(d)) != NULL && n < ARRAY_LEN(inodes)) {
         if (de->d_name[0] == '.')
             continue;
@@ -307,8 +311,9 @@ static void classify(const int *fds, int *served, size_t n, int ms)
 /* A daemon with one echo listener under RLIMIT_NOFILE = FD_LIMIT. */
 static struct echod *start_low_nofile(void)
 {
-    char g[512], conf[1024];
+    char g[512];
     echo_group(g, sizeof(g), "echo", 0, "30.0");
+    char conf[1024];
     snprintf(conf, sizeof(conf), HEAD("2.0", "true") "listeners = ( %s );\n", g);
     struct echod *e = echod_start_nofile(conf, FD_LIMIT);
     assert_int_equal(daemon_nofile(e), FD_LIMIT);
@@ -530,8 +535,9 @@ static void env_start(struct fault_env *env, const char *groups)
 static void fault_start(struct fault_env *env, int fault_up, const char *idle,
                         const char *connect_timeout)
 {
-    char g2[1024], groups[1100];
+    char g2[1024];
     relay_group(g2, sizeof(g2), "fault", 0, fault_up, idle, connect_timeout, 0);
+    char groups[1100];
     snprintf(groups, sizeof(groups), ", %s", g2);
     env_start(env, groups);
     env->p_fault = echod_port(env->e, "fault", 0);
@@ -795,9 +801,11 @@ static void upstream_blackholed(void **state)
 static void client_env_start(struct fault_env *env, int up_port, const char *idle,
                              int *p_echo, int *p_relay)
 {
-    char g2[512], g3[1024], groups[1600];
+    char g2[512];
     echo_group(g2, sizeof(g2), "echo", 0, idle);
+    char g3[1024];
     relay_group(g3, sizeof(g3), "relay", 0, up_port, idle, "3.0", 0);
+    char groups[1600];
     snprintf(groups, sizeof(groups), ", %s, %s", g2, g3);
     env_start(env, groups);
     *p_echo = echod_port(env->e, "echo", 0);

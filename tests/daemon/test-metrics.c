@@ -115,11 +115,12 @@ static void reply_free(struct reply *r)
  * and splits the answer into r. */
 static void read_reply_paced(int fd, int ms, size_t chunk, int pause_ms, struct reply *r)
 {
-    size_t cap = 65536, len = 0;
+    size_t cap = 65536;
     char *buf = malloc(cap + 1);
     assert_non_null(buf);
     memset(r, 0, sizeof(*r));
     int64_t until = ms_now() + ms;
+    size_t len = 0;
     for (;;) {
         int left = (int)(until - ms_now());
         if (left <= 0)
@@ -248,11 +249,12 @@ static void scrape(int port, struct reply *r)
 __attribute__((format(printf, 2, 3))) static unsigned long long
 sample(const char *body, const char *fmt, ...)
 {
-    char key[256], want[260];
     va_list ap;
     va_start(ap, fmt);
+    char key[256];
     vsnprintf(key, sizeof(key), fmt, ap);
     va_end(ap);
+    char want[260];
     snprintf(want, sizeof(want), "\n%s ", key);
     size_t n = strlen(want);
     const char *found = strncmp(body, want + 1, n - 1) == 0 ? body - 1
@@ -304,12 +306,12 @@ static const char *const reasons[] = {
  */
 static void check_format(const char *body)
 {
-    size_t fam = 0, samples = 0;
-    bool typed = false;
     if (body[0] == '\0' || body[strlen(body) - 1] != '\n')
         fail_msg("the exposition does not end with a newline");
     if (strchr(body, '\r') != NULL)
         fail_msg("a CR in the exposition");
+    size_t fam = 0, samples = 0;
+    bool typed = false;
     for (const char *line = body; *line != '\0';) {
         const char *nl = strchr(line, '\n');
         char text[512];

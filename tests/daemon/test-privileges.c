@@ -764,7 +764,7 @@ static void test_daemon_warns_unreadable(void **state)
     gid_t gid;
     const char *dir = nobodys_dir(&uid, &gid);
     for (int readable = 0; readable < 2; readable++) {
-        char conf[PATH_MAX + 64], out[16384] = "", want[PATH_MAX + 256];
+        char conf[PATH_MAX + 64];
         snprintf(conf, sizeof(conf), "%s",
                  write_file_mode(
                      dir, "mio-echod.conf",
@@ -774,8 +774,10 @@ static void test_daemon_warns_unreadable(void **state)
                      "listeners = ( { name = \"t\"; listen = [ \"127.0.0.1:0\" ]; } );\n",
                      readable ? 0644 : 0600));
         run_as((uid_t)-1, (gid_t)-1, "-f", conf);
+        char out[16384] = "";
         if (!read_child_until(out, sizeof(out), " started: "))
             fail_msg("did not start (exit %d): %s", wait_child(), out);
+        char want[PATH_MAX + 256];
         snprintf(want, sizeof(want),
                  "warning: reload will fail: %s is not readable "
                  "by user \"" USER "\": Permission denied\n",

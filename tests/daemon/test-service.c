@@ -330,11 +330,12 @@ static pid_t stray_pid;
  * pid). */
 static bool pid_is_echod(pid_t pid)
 {
-    char path[64], buf[512];
+    char path[64];
     snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return false;
+    char buf[512];
     ssize_t n = read(fd, buf, sizeof(buf) - 1);
     close(fd);
     if (n <= 0)
@@ -1629,10 +1630,10 @@ static void test_listen_fds_keeps_the_foreground(void **state)
 /* Whether path holds exactly `text`. */
 static bool file_holds(const char *path, const char *text)
 {
-    char buf[256];
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
         return false;
+    char buf[256];
     ssize_t n = read(fd, buf, sizeof(buf));
     close(fd);
     return n == (ssize_t)strlen(text) && memcmp(buf, text, (size_t)n) == 0;
@@ -1664,12 +1665,13 @@ static void test_unix_path_never_replaces_other_files(void **state)
                                        "a directory"};
     const char *paths[] = {file, link_path, fifo, sub};
     for (size_t i = 0; i < 4; i++) {
-        char conf[512], want[256];
+        char conf[512];
         snprintf(conf, sizeof(conf),
                  BASE "workers = 1;\nlisteners = ( { name = \"u\";\n"
                       "  listen = [ \"unix:%s\" ]; } );\n",
                  paths[i]);
         const char *path = write_conf(conf);
+        char want[256];
         snprintf(want, sizeof(want),
                  ":5: listeners.u.listen.[0]: \"unix:%s\": %s is %s, "
                  "not a socket",
