@@ -1491,10 +1491,11 @@ static size_t documented_settings(char *page, char paths[][64], size_t max)
             const char *parent = depth > 1 ? tag[depth - 1] : "";
             if (parent[0] == '\0' && strcmp(section, "LISTENERS") == 0)
                 parent = "listeners";
-            snprintf(tag[depth], sizeof(tag[depth]), "%s%s%s", parent,
-                     parent[0] != '\0' ? "." : "", word[2]);
+            int w = snprintf(tag[depth], sizeof(tag[depth]), "%s%s%s", parent,
+                             parent[0] != '\0' ? "." : "", word[2]);
+            assert_true(w > 0 && (size_t)w < sizeof(tag[depth]));
             assert_true(n < max);
-            snprintf(paths[n++], 64, "%s", tag[depth]);
+            memcpy(paths[n++], tag[depth], (size_t)w + 1);
         }
     }
     return n;
