@@ -90,12 +90,11 @@ enum refusal admission_take(struct ticket *t, struct daemon *d, struct listener 
         atomic_fetch_sub(&d->active, 1);
         return REFUSED_LISTENER_MAX;
     }
+    t->held = true;
     if (!count_source(t, l, peer)) {
-        atomic_fetch_sub(&l->st->active, 1);
-        atomic_fetch_sub(&d->active, 1);
+        admission_release(t, d, l->st);
         return REFUSED_PER_SOURCE;
     }
-    t->held = true;
     return REFUSED_N;
 }
 
@@ -125,14 +124,8 @@ void admission_refused(struct ratelimit *rl, int64_t now_ms, struct listener *l,
     snprintf(reason, sizeof(reason), "%s%s%s", refusal_text(why),
              detail ? (why == REFUSED_PROXY_HEADER ? ": " : " ") : "",
              detail ? detail : "");
-    unsigned dropped;
-    if (!log_ratelimit(rl, now_ms, &dropped))
-        return;
     char text[ADDR_STRLEN];
     addr_format(src, text, sizeof(text));
-    if (dropped > 0)
-        log_info("listener %s: refused %s: %s (%u more refused, not logged)",
-                 l->cfg->name, text, reason, dropped);
-    else
-        log_info("listener %s: refused %s: %s", l->cfg->name, text, reason);
+    log_limited(LOG_INFO, rl, now_ms, "more refused, not logged",
+                "listener %s: refused %s: %s", l->cfg->name, text, reason);
 }

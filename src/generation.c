@@ -250,51 +250,6 @@ static struct listener_state *state_for(struct generation *old, const char *name
     return st;
 }
 
-/* The shared state of upstream address a held by a listener of `g` (in
- * g->listeners[0..nlisteners), the one being set up included), or NULL. */
-static struct upstream_addr *find_upstream_addr(const struct generation *g,
-                                                const addr_t *a)
-{
-    for (size_t i = 0; g != NULL && i < g->nlisteners; i++) {
-        const struct listener *l = &g->listeners[i];
-        for (size_t k = 0; k < l->nupstreams; k++)
-            for (size_t j = 0; j < l->upstreams[k].naddrs; j++)
-                if (addr_equal(&l->upstreams[k].addrs[j]->addr, a))
-                    return l->upstreams[k].addrs[j];
-    }
-    return NULL;
-}
-
-/* A reference to the state of upstream address a: the one a listener of g
- * (being built) or of `old` holds, so that load and failure marks stay with
- * the address over a reload; else a new one. */
-static struct upstream_addr *upstream_addr_for(struct generation *g,
-                                               struct generation *old, const addr_t *a)
-{
-    struct upstream_addr *ua = find_upstream_addr(g, a);
-    if (ua == NULL)
-        ua = find_upstream_addr(old, a);
-    if (ua != NULL) {
-        atomic_fetch_add(&ua->refs, 1);
-        return ua;
-    }
-    ua = calloc(1, sizeof(*ua));
-    if (ua == NULL)
-        return NULL;
-    atomic_init(&ua->refs, 1);
-    ua->addr = *a;
-    addr_format(a, ua->name, sizeof(ua->name));
-    return ua;
-}
-
-/* Drops a listener's reference to an upstream address; the last frees it.
- * Generations are freed by whichever thread drops their last reference. */
-static void upstream_addr_put(struct upstream_addr *ua)
-{
-    if (atomic_fetch_sub(&ua->refs, 1) == 1)
-        free(ua);
-}
-
 /* Sets up l's upstreams from cfg, each address's state found again in g or
  * old.  The counts grow as entries are filled, so that free_generation()
  * and the searches see only complete ones. */
@@ -314,7 +269,7 @@ static bool open_upstreams(struct generation *g, struct generation *old,
         if (up->addrs == NULL || up->loop_at == NULL)
             return false;
         for (size_t k = 0; k < ca->naddrs; k++) {
-            up->addrs[k] = upstream_addr_for(g, old, &ca->addrs[k]);
+            up->addrs[k] = upstream_addr_get(g, old, &ca->addrs[k]);
             if (up->addrs[k] == NULL)
                 return false;
             up->naddrs++;

@@ -107,6 +107,29 @@ const char *log_strerror(int err)
                                             buf, sizeof(buf), err);
 }
 
+void log_vlimited(int level, struct ratelimit *rl, int64_t now_ms, const char *dropped,
+                  const char *fmt, va_list ap)
+{
+    unsigned n;
+    if (!log_ratelimit(rl, now_ms, &n))
+        return;
+    char line[1024];
+    vsnprintf(line, sizeof(line), fmt, ap);
+    if (n > 0)
+        log_msg(level, "%s (%u %s)", line, n, dropped);
+    else
+        log_msg(level, "%s", line);
+}
+
+void log_limited(int level, struct ratelimit *rl, int64_t now_ms, const char *dropped,
+                 const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    log_vlimited(level, rl, now_ms, dropped, fmt, ap);
+    va_end(ap);
+}
+
 bool log_ratelimit(struct ratelimit *rl, int64_t now_ms, unsigned *dropped_out)
 {
     if (now_ms - rl->window_ms >= 1000) {

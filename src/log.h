@@ -6,6 +6,7 @@
 #ifndef ECHOD_LOG_H
 #define ECHOD_LOG_H
 
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <syslog.h>
@@ -56,5 +57,19 @@ struct ratelimit {
 /* True when a line may be written now; *dropped_out (may be NULL) gets the
  * number dropped before it, to be mentioned in that line. */
 bool log_ratelimit(struct ratelimit *rl, int64_t now_ms, unsigned *dropped_out);
+
+/* Writes a line at `level` when rl allows it; a line written after some
+ * were dropped ends with " (N <dropped>)", e.g. dropped "more refused, not
+ * logged". */
+__attribute__((format(printf, 5, 6))) void log_limited(int level, struct ratelimit *rl,
+                                                       int64_t now_ms,
+                                                       const char *dropped,
+                                                       const char *fmt, ...);
+
+/* log_limited() for callers that take their own arguments. */
+__attribute__((format(printf, 5, 0))) void log_vlimited(int level, struct ratelimit *rl,
+                                                        int64_t now_ms,
+                                                        const char *dropped,
+                                                        const char *fmt, va_list ap);
 
 #endif

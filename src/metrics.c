@@ -8,7 +8,6 @@
 
 #include <errno.h>
 #include <pthread.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -228,21 +227,9 @@ static char *render(size_t *len)
 /* ---- connections ------------------------------------------------------- */
 
 /* Logs a problem, a few lines a second at most. */
-__attribute__((format(printf, 1, 2))) static void log_limited(const char *fmt, ...)
-{
-    unsigned dropped;
-    if (!log_ratelimit(&m.rl, m.loop.now_ms, &dropped))
-        return;
-    va_list ap;
-    va_start(ap, fmt);
-    char line[512];
-    vsnprintf(line, sizeof(line), fmt, ap);
-    va_end(ap);
-    if (dropped > 0)
-        log_warn("metrics: %s (%u more not logged)", line, dropped);
-    else
-        log_warn("metrics: %s", line);
-}
+#define warn_limited(...)                                             \
+    log_limited(LOG_WARNING, &m.rl, m.loop.now_ms, "more not logged", \
+                "metrics: " __VA_ARGS__)
 
 static void mconn_ready(struct handler *h, struct loop *l, const mio_event_t *ev);
 static void mconn_deadline(struct timer *t);
@@ -380,7 +367,7 @@ static void answer(struct mconn *c, enum http_result res)
     size_t total = hlen < 0 ? 0 : (size_t)hlen + (head_only ? 0 : body_len);
     char *out = total > 0 ? malloc(total) : NULL;
     if (out == NULL) {
-        log_limited("out of memory for an answer; closing the connection");
+        warn_limited("out of memory for an answer; closing the connection");
         free(body);
         close_conn(c);
         return;
@@ -432,7 +419,7 @@ static void open_conn(int fd)
 {
     struct mconn *c = calloc(1, sizeof(*c));
     if (c == NULL) {
-        log_limited("out of memory for a connection");
+        warn_limited("out of memory for a connection");
         close(fd);
         return;
     }
@@ -444,7 +431,7 @@ static void open_conn(int fd)
     if (err == 0)
         err = loop_timer_set(&m.loop, &c->timer, m.loop.now_ms + METRICS_DEADLINE_MS);
     if (err < 0) {
-        log_limited("cannot watch a connection: %s", log_strerror(-err));
+        warn_limited("cannot watch a connection: %s", log_strerror(-err));
         loop_unwatch(&m.loop, fd);
         close(fd);
         free(c);
@@ -477,9 +464,9 @@ static bool make_room(void)
         if (c->dead)
             return true;
         if (!c->answering) {
-            log_limited("%d connections open; closing the oldest one without a "
-                        "complete request",
-                        METRICS_MAX_CONNECTIONS);
+            warn_limited("%d connections open; closing the oldest one without a "
+                         "complete request",
+                         METRICS_MAX_CONNECTIONS);
             close_conn(c);
             return true;
         }
@@ -532,8 +519,8 @@ static void accept_clients(void)
         if (fd == -EINTR || fd == -ECONNABORTED)
             continue;
         if (fd < 0) {
-            log_limited("cannot accept: %s; pausing for %d ms", log_strerror(-fd),
-                        ACCEPT_PAUSE_MS);
+            warn_limited("cannot accept: %s; pausing for %d ms", log_strerror(-fd),
+                         ACCEPT_PAUSE_MS);
             watch_listener(false);
             (void)loop_timer_set(&m.loop, &m.accept_timer,
                                  m.loop.now_ms + ACCEPT_PAUSE_MS);
@@ -543,12 +530,12 @@ static void accept_clients(void)
             close(fd);
             char text[ADDR_STRLEN];
             addr_format(&peer, text, sizeof(text));
-            log_limited("refused %s: denied by stats.allow/deny", text);
+            warn_limited("refused %s: denied by stats.allow/deny", text);
             continue;
         }
         if (m.nconns >= METRICS_MAX_CONNECTIONS && !make_room()) {
-            log_limited("%d connections open, all being answered; closing a new one",
-                        METRICS_MAX_CONNECTIONS);
+            warn_limited("%d connections open, all being answered; closing a new one",
+                         METRICS_MAX_CONNECTIONS);
             close(fd);
             continue;
         }

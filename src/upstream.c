@@ -174,21 +174,13 @@ static size_t host_addrs(addr_t **out)
  * host[0..nhost). */
 static bool is_local(const addr_t *a, const addr_t *host, size_t nhost)
 {
-    int family = a->u.sa.sa_family;
-    if (family == AF_INET && (ntohl(a->u.in.sin_addr.s_addr) >> 24) == IN_LOOPBACKNET)
+    if (addr_is_loopback(a))
         return true;
-    if (family == AF_INET6 && IN6_IS_ADDR_LOOPBACK(&a->u.in6.sin6_addr))
-        return true;
-    for (size_t i = 0; i < nhost; i++) {
-        const addr_t *h = &host[i];
-        if (h->u.sa.sa_family != family)
-            continue;
-        if (family == AF_INET && h->u.in.sin_addr.s_addr == a->u.in.sin_addr.s_addr)
+    uint8_t ka[16], kh[16];
+    size_t na = addr_source_key(a, ka);
+    for (size_t i = 0; i < nhost; i++)
+        if (na > 0 && addr_source_key(&host[i], kh) == na && memcmp(ka, kh, na) == 0)
             return true;
-        if (family == AF_INET6 && memcmp(&h->u.in6.sin6_addr, &a->u.in6.sin6_addr,
-                                         sizeof(a->u.in6.sin6_addr)) == 0)
-            return true;
-    }
     return false;
 }
 
@@ -199,10 +191,11 @@ static bool is_local(const addr_t *a, const addr_t *host, size_t nhost)
 static bool wildcard_takes(const addr_t *l, int fd, const addr_t *t)
 {
     int lf = l->u.sa.sa_family, tf = t->u.sa.sa_family;
+    if (!addr_is_wildcard(l))
+        return false;
     if (lf == AF_INET && tf == AF_INET)
-        return l->u.in.sin_addr.s_addr == htonl(INADDR_ANY) &&
-               l->u.in.sin_port == t->u.in.sin_port;
-    if (lf != AF_INET6 || !IN6_IS_ADDR_UNSPECIFIED(&l->u.in6.sin6_addr))
+        return l->u.in.sin_port == t->u.in.sin_port;
+    if (lf != AF_INET6)
         return false;
     if (tf == AF_INET6)
         return l->u.in6.sin6_port == t->u.in6.sin6_port;
@@ -362,18 +355,50 @@ void upstream_succeeded(struct upstream_addr *ua)
         atomic_store(&ua->failed_until_ms, 0);
 }
 
+/* The shared state of upstream address a held by a listener of `g` (in
+ * g->listeners[0..nlisteners), the one being set up included), or NULL. */
+static struct upstream_addr *find_addr(const struct generation *g, const addr_t *a)
+{
+    for (size_t i = 0; g != NULL && i < g->nlisteners; i++) {
+        const struct listener *l = &g->listeners[i];
+        for (size_t k = 0; k < l->nupstreams; k++)
+            for (size_t j = 0; j < l->upstreams[k].naddrs; j++)
+                if (addr_equal(&l->upstreams[k].addrs[j]->addr, a))
+                    return l->upstreams[k].addrs[j];
+    }
+    return NULL;
+}
+
+struct upstream_addr *upstream_addr_get(struct generation *g, struct generation *old,
+                                        const addr_t *a)
+{
+    struct upstream_addr *ua = find_addr(g, a);
+    if (ua == NULL)
+        ua = find_addr(old, a);
+    if (ua != NULL) {
+        atomic_fetch_add(&ua->refs, 1);
+        return ua;
+    }
+    ua = calloc(1, sizeof(*ua));
+    if (ua == NULL)
+        return NULL;
+    atomic_init(&ua->refs, 1);
+    ua->addr = *a;
+    addr_format(a, ua->name, sizeof(ua->name));
+    return ua;
+}
+
+void upstream_addr_put(struct upstream_addr *ua)
+{
+    if (atomic_fetch_sub(&ua->refs, 1) == 1)
+        free(ua);
+}
+
 void upstream_warn(struct worker *w, const char *fmt, ...)
 {
-    unsigned dropped;
-    if (!log_ratelimit(&w->rl_upstream, w->loop.now_ms, &dropped))
-        return;
-    char line[1024];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(line, sizeof(line), fmt, ap);
+    log_vlimited(LOG_WARNING, &w->rl_upstream, w->loop.now_ms,
+                 "more upstream warnings, not logged", fmt, ap);
     va_end(ap);
-    if (dropped > 0)
-        log_warn("%s (%u more upstream warnings, not logged)", line, dropped);
-    else
-        log_warn("%s", line);
 }

@@ -44,6 +44,16 @@ struct upstream {
     const struct listen_sock **loop_at;
 };
 
+/* A reference to the state of upstream address a: the one a listener of g
+ * (being built) or of `old` holds, so that load and failure marks stay with
+ * the address over a reload; else a new one (NULL when out of memory). */
+struct upstream_addr *upstream_addr_get(struct generation *g, struct generation *old,
+                                        const addr_t *a);
+
+/* Drops a listener's reference to an upstream address; the last frees it.
+ * Generations are freed by whichever thread drops their last reference. */
+void upstream_addr_put(struct upstream_addr *ua);
+
 /*
  * The address for the next connect of c, or NULL when its attempts are
  * spent.  One attempt is one upstream: the first starts where the balance
