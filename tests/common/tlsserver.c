@@ -229,6 +229,8 @@ static bool tc_service(struct tserver *srv, void *conn)
                 return false;
             }
             note_error(c, "handshake", e);
+            const char *sni = SSL_get_servername(c->ssl, TLSEXT_NAMETYPE_host_name);
+            snprintf(c->seen->sni, sizeof(c->seen->sni), "%s", sni != NULL ? sni : "");
             atomic_fetch_add(&s->failures, 1);
             return true;
         }
