@@ -348,6 +348,25 @@ int config_check_tls(struct config_loader *ld, const config_setting_t *g, const 
     return 0;
 }
 
+void config_tls_expiry(const struct config *cfg, time_t now, int days,
+                       void (*each)(const char *listener, const char *file, long days_left,
+                                    void *arg),
+                       void *arg)
+{
+    for (size_t i = 0; i < cfg->nlisteners; i++) {
+        const struct tls_server *s = cfg->listeners[i].tls.server;
+        struct tls_cert_info info[16];
+        size_t n = s != NULL ? tls_server_certs(s, info, 16) : 0;
+        for (size_t k = 0; k < n && k < 16; k++) {
+            /* Whole days left, rounded down; negative once expired. */
+            double left = difftime(info[k].not_after, now) / 86400.0;
+            long whole = (long)left - (left < 0 && left != (long)left);
+            if (info[k].not_after != 0 && left < days)
+                each(cfg->listeners[i].name, info[k].file, whole, arg);
+        }
+    }
+}
+
 void config_free_tls(struct listener_config *lc)
 {
     struct tls_config *t = &lc->tls;

@@ -30,6 +30,7 @@
 #include "mio.h"
 #include "process.h"
 #include "service.h"
+#include "tls.h"
 #include "worker.h"
 
 #ifndef SYSCONFDIR
@@ -241,6 +242,31 @@ static unsigned worker_count(const struct config *cfg)
     return n < 1 ? 1 : n > 256 ? 256 : (unsigned)n;
 }
 
+/* What -V says of TLS: the library, and whether the kernel offers kTLS. */
+static void print_tls(void)
+{
+    if (!tls_built()) {
+        printf("TLS: built without TLS (no OpenSSL 3 found at build time)\n");
+        return;
+    }
+    printf("TLS: %s\n", tls_library());
+    if (tls_ktls_offered())
+        printf("kTLS: offered by this kernel: OpenSSL hands it the record layer after "
+               "the handshake\n");
+    else
+        printf("kTLS: not offered by this kernel (no \"tls\" in "
+               "/proc/sys/net/ipv4/tcp_available_ulp): TLS is encrypted in user space\n");
+}
+
+/* Whether a listener of cfg has TLS (tls or upstream_tls). */
+static bool uses_tls(const struct config *cfg)
+{
+    for (size_t i = 0; i < cfg->nlisteners; i++)
+        if (cfg->listeners[i].tls.on || cfg->listeners[i].upstream_tls.on)
+            return true;
+    return false;
+}
+
 int main(int argc, char **argv)
 {
     const char *path = SYSCONFDIR "/mio-echod.conf";
@@ -264,6 +290,7 @@ int main(int argc, char **argv)
         case 'V':
             printf("mio-echod %s (libmio, %s backend)\n", PACKAGE_VERSION,
                    mio_backend_name());
+            print_tls();
             return EXIT_OK;
         case 'h':
             usage(stdout);
@@ -294,6 +321,7 @@ int main(int argc, char **argv)
     }
     if (check) {
         check_readable_by_user(cfg->user, readpath, path);
+        reload_warn_certificates(cfg, true);
         printf("mio-echod: %s: configuration OK\n", path);
         config_free(cfg);
         free(abspath);
@@ -311,6 +339,12 @@ int main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &set, NULL); /* inherited by every worker */
 
     log_open(cfg->log_target, verbose ? LOG_DEBUG : cfg->log_level, foreground);
+    if (uses_tls(cfg)) {
+        log_info("TLS: %s; kernel TLS %s", tls_library(),
+                 tls_ktls_offered() ? "offered: OpenSSL hands it the record layer"
+                                    : "not offered by this kernel: TLS in user space");
+        reload_warn_certificates(cfg, false);
+    }
     struct daemon d = {.config_path = readpath,
                        .config_name = path,
                        .verbose = verbose,
