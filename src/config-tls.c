@@ -348,6 +348,27 @@ int config_check_tls(struct config_loader *ld, const config_setting_t *g, const 
     return 0;
 }
 
+void config_tls_files(const struct config *cfg, void (*each)(const char *file, void *arg),
+                      void *arg)
+{
+    for (size_t i = 0; i < cfg->nlisteners; i++) {
+        const struct tls_config *t = &cfg->listeners[i].tls;
+        const struct upstream_tls_config *u = &cfg->listeners[i].upstream_tls;
+        const char *files[] = {
+            t->on ? t->pair.certificate : NULL, t->on ? t->pair.key : NULL,
+            t->on ? t->client_ca : NULL,        u->on ? u->ca : NULL,
+            u->on ? u->pair.certificate : NULL, u->on ? u->pair.key : NULL,
+        };
+        for (size_t k = 0; k < sizeof(files) / sizeof(files[0]); k++)
+            if (files[k] != NULL && files[k][0] != '\0')
+                each(files[k], arg);
+        for (size_t k = 0; t->on && k < t->nmore; k++) {
+            each(t->more[k].certificate, arg);
+            each(t->more[k].key, arg);
+        }
+    }
+}
+
 void config_tls_expiry(const struct config *cfg, time_t now, int days,
                        void (*each)(const char *listener, const char *file, long days_left,
                                     void *arg),

@@ -46,7 +46,8 @@ bool tls_ktls_offered(void)
     if (f == NULL)
         return false;
     if (fgets(line, sizeof(line), f) != NULL)
-        for (char *w = strtok(line, " \t\n"); w != NULL && !found; w = strtok(NULL, " \t\n"))
+        for (char *save = NULL, *w = strtok_r(line, " \t\n", &save); w != NULL && !found;
+             w = strtok_r(NULL, " \t\n", &save))
             found = strcmp(w, "tls") == 0;
     fclose(f);
     return found;
