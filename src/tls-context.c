@@ -126,9 +126,11 @@ static int load_pair(SSL_CTX *ctx, const struct tls_pair *pair, const char *wher
 /* The options every context has: no renegotiation, buffers released when
  * idle (an idle connection holds none), writes that may be partial and
  * retried from a buffer that moved (the halves' held bytes), kTLS where
- * the kernel has it. */
+ * the kernel has it, and read-ahead: a record is read with one read(2)
+ * (with what follows it), not its header and then its body. */
 static void common_options(SSL_CTX *ctx)
 {
+    SSL_CTX_set_read_ahead(ctx, 1);
     SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION |
                                  (tls_ktls_offered() ? SSL_OP_ENABLE_KTLS : 0));
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
