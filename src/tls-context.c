@@ -93,9 +93,9 @@ static int check_readable(struct tls_problem *p, const char *setting, const char
                                ? found->pw_name
                                : "?";
         return refuse(p, setting, "cannot read %s as user %s (uid %u): %s", file, user,
-                      (unsigned)geteuid(), strerror(err));
+                      (unsigned)geteuid(), log_strerror(err));
     }
-    return refuse(p, setting, "cannot read %s: %s", file, strerror(err));
+    return refuse(p, setting, "cannot read %s: %s", file, log_strerror(err));
 }
 
 /* Loads a certificate chain and its key into ctx and checks that they
@@ -253,8 +253,8 @@ int tls_server_new(const struct tls_config *cfg, struct tls_server **out,
     struct tls_server *s = calloc(1, sizeof(*s) + alpn_len);
     if (s == NULL)
         return -ENOMEM;
-    s->ctx = calloc(n, sizeof(*s->ctx));
-    s->leaf = calloc(n, sizeof(*s->leaf));
+    s->ctx = calloc(n, sizeof(SSL_CTX *));
+    s->leaf = calloc(n, sizeof(X509 *));
     s->not_after = calloc(n, sizeof(*s->not_after));
     s->file = calloc(n, sizeof(*s->file));
     s->nctx = n;
