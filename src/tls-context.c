@@ -217,10 +217,6 @@ static int server_context(struct tls_server *s, const struct tls_config *cfg, si
     /* Resumption: stateless tickets only; the id context lets a client
      * resume where client certificates are asked. */
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
-    /* One TLS 1.3 ticket per full handshake, not OpenSSL's two: enough for
-     * a client to resume, and each ticket costs a session, its encryption
-     * and a write (bench/RESULTS.md: 17% of a handshake's CPU). */
-    SSL_CTX_set_num_tickets(ctx, 1);
     static const unsigned char sid[] = "mio-echod";
     SSL_CTX_set_session_id_context(ctx, sid, sizeof(sid) - 1);
     char where[40] = "";
