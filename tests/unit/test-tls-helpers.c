@@ -356,7 +356,8 @@ static void test_s_client_against_server(void **state)
     char *argv[] = {"openssl",
                     "s_client",
                     "-quiet",
-                    "-no_ign_eof",
+                    "-no_ign_eof", /* its input's end ends it (-quiet ignores it) */
+                    "-nocommands", /* input starting with Q, R or k is data */
                     "-connect",
                     connect_arg,
                     "-servername",
