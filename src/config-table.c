@@ -164,7 +164,8 @@ const struct setting table_settings[] = {
     {GROUP("listeners.upstream_tls", "{ ca = \"...\"; verify = true; }"),
      .flags = SETTING_PROXY_ONLY, .help = "connect to the upstreams over TLS"},
     {STRING("listeners.upstream_tls.ca", listener_config, upstream_tls.ca, ""),
-     .help = "CA certificates (PEM) the upstreams' are checked against; \"\": the system's"},
+     .help =
+         "CA certificates (PEM) the upstreams' are checked against; \"\": the system's"},
     {BOOL("listeners.upstream_tls.verify", listener_config, upstream_tls.verify, true),
      .help = "check the upstream's certificate and name; false: encrypt only"},
     {STRING("listeners.upstream_tls.server_name", listener_config,

@@ -69,8 +69,8 @@ static int require(struct config_loader *ld, const config_setting_t *g, const ch
 
 /* Loads one { certificate = ...; key = ...; } group into pair; scope names
  * it.  Both are required. */
-static int load_pair(struct config_loader *ld, const config_setting_t *g, const char *scope,
-                     struct tls_pair *pair)
+static int load_pair(struct config_loader *ld, const config_setting_t *g,
+                     const char *scope, struct tls_pair *pair)
 {
     int rc;
     char got[VALUE_QUOTE_BUF];
@@ -91,8 +91,8 @@ static int load_pair(struct config_loader *ld, const config_setting_t *g, const 
         (rc = value_string(ld, g, scope, "key", &pair->key)) != 0 ||
         (rc = require(ld, g, scope, "certificate", pair->certificate,
                       "the path of a PEM certificate chain")) != 0 ||
-        (rc = require(ld, g, scope, "key", pair->key, "the path of its PEM private key")) !=
-            0)
+        (rc = require(ld, g, scope, "key", pair->key,
+                      "the path of its PEM private key")) != 0)
         return rc;
     if ((rc = absolute(ld, &pair->certificate)) != 0)
         return rc;
@@ -167,8 +167,9 @@ int config_load_tls_alpn(struct config_loader *ld, const config_setting_t *g,
 }
 
 /* Loads route i of sni_routes, the group g, into r. */
-static int load_route(struct config_loader *ld, const config_setting_t *g, const char *scope,
-                      const struct listener_config *lc, struct sni_route *r)
+static int load_route(struct config_loader *ld, const config_setting_t *g,
+                      const char *scope, const struct listener_config *lc,
+                      struct sni_route *r)
 {
     char got[VALUE_QUOTE_BUF];
     if (!config_setting_is_group(g))
@@ -211,10 +212,11 @@ int config_load_sni_routes(struct config_loader *ld, const config_setting_t *g,
     if (list == NULL)
         return 0;
     if (!value_is_sequence(list))
-        return value_refuse(ld, value_line(list), scope, "sni_routes",
-                            "expected a list of groups ( { server_name = \"...\"; upstreams "
-                            "= [ ... ]; }, ... ), got %s",
-                            value_describe(ld, list, got));
+        return value_refuse(
+            ld, value_line(list), scope, "sni_routes",
+            "expected a list of groups ( { server_name = \"...\"; upstreams "
+            "= [ ... ]; }, ... ), got %s",
+            value_describe(ld, list, got));
     int n = config_setting_length(list);
     if (n == 0)
         return 0;
@@ -234,7 +236,8 @@ int config_load_sni_routes(struct config_loader *ld, const config_setting_t *g,
             if (strcmp(lc->sni_routes[j].server_name, lc->sni_routes[i].server_name) == 0)
                 return value_refuse(ld, lc->sni_routes[i].line, elem, "server_name",
                                     "\"%s\" is routed already (at line %d)",
-                                    lc->sni_routes[i].server_name, lc->sni_routes[j].line);
+                                    lc->sni_routes[i].server_name,
+                                    lc->sni_routes[j].line);
     }
     return 0;
 }
@@ -283,8 +286,8 @@ static int refuse_context(struct config_loader *ld, const config_setting_t *g,
 
 /* The terminating side: the group's required keys, its paths, its
  * contexts. */
-static int check_tls(struct config_loader *ld, const config_setting_t *tg, const char *inner,
-                     struct listener_config *lc)
+static int check_tls(struct config_loader *ld, const config_setting_t *tg,
+                     const char *inner, struct listener_config *lc)
 {
     struct tls_config *t = &lc->tls;
     int rc;
@@ -313,27 +316,30 @@ static int check_upstream_tls(struct config_loader *ld, const config_setting_t *
     u->on = true;
     bool cert = u->pair.certificate[0] != '\0', key = u->pair.key[0] != '\0';
     if (cert != key)
-        return value_refuse(ld, line_of(ug, cert ? "certificate" : "key"), inner,
-                            cert ? "key" : "certificate",
-                            "missing; a client certificate needs both certificate and key");
-    if ((rc = absolute(ld, &u->ca)) != 0 || (rc = absolute(ld, &u->pair.certificate)) != 0 ||
+        return value_refuse(
+            ld, line_of(ug, cert ? "certificate" : "key"), inner,
+            cert ? "key" : "certificate",
+            "missing; a client certificate needs both certificate and key");
+    if ((rc = absolute(ld, &u->ca)) != 0 ||
+        (rc = absolute(ld, &u->pair.certificate)) != 0 ||
         (rc = absolute(ld, &u->pair.key)) != 0)
         return rc;
     for (size_t i = 0; u->verify && u->server_name[0] == '\0' && i < lc->nupstreams; i++)
         if (lc->upstreams[i].addr.u.sa.sa_family == AF_UNIX)
-            return value_refuse(ld, line_of(ug, NULL), inner, "server_name",
-                                "empty, but upstream \"%s\" is a Unix socket, which has no "
-                                "host name to verify; give the name its certificate has "
-                                "(or verify = false)",
-                                lc->upstreams[i].text);
+            return value_refuse(
+                ld, line_of(ug, NULL), inner, "server_name",
+                "empty, but upstream \"%s\" is a Unix socket, which has no "
+                "host name to verify; give the name its certificate has "
+                "(or verify = false)",
+                lc->upstreams[i].text);
     struct tls_problem p;
     if ((rc = tls_client_new(u, &u->client, &p)) != 0)
         return refuse_context(ld, ug, inner, rc, &p);
     return 0;
 }
 
-int config_check_tls(struct config_loader *ld, const config_setting_t *g, const char *scope,
-                     struct listener_config *lc)
+int config_check_tls(struct config_loader *ld, const config_setting_t *g,
+                     const char *scope, struct listener_config *lc)
 {
     char inner[160];
     const config_setting_t *tg = config_setting_get_member(g, "tls");
@@ -374,8 +380,8 @@ void config_tls_files(const struct config *cfg, void (*each)(const char *file, v
 }
 
 void config_tls_expiry(const struct config *cfg, time_t now, int days,
-                       void (*each)(const char *listener, const char *file, long days_left,
-                                    void *arg),
+                       void (*each)(const char *listener, const char *file,
+                                    long days_left, void *arg),
                        void *arg)
 {
     for (size_t i = 0; i < cfg->nlisteners; i++) {

@@ -42,15 +42,15 @@ struct tls_pair {
 
 /* A listener's `tls` group: TLS terminated on its clients' connections. */
 struct tls_config {
-    bool on;                  /* the group is there */
-    struct tls_pair pair;     /* the default certificate (certificate, key) */
-    struct tls_pair *more;    /* certificates: more pairs, chosen by SNI */
+    bool on;               /* the group is there */
+    struct tls_pair pair;  /* the default certificate (certificate, key) */
+    struct tls_pair *more; /* certificates: more pairs, chosen by SNI */
     size_t nmore;
-    char *client_ca;          /* "" = no client certificate asked */
+    char *client_ca; /* "" = no client certificate asked */
     enum tls_version min_version;
-    char *ciphers;            /* TLS 1.2 and below; "" = OpenSSL's default */
-    char *ciphersuites;       /* TLS 1.3; "" = OpenSSL's default */
-    char **alpn;              /* protocols offered, in the order of preference */
+    char *ciphers;      /* TLS 1.2 and below; "" = OpenSSL's default */
+    char *ciphersuites; /* TLS 1.3; "" = OpenSSL's default */
+    char **alpn;        /* protocols offered, in the order of preference */
     size_t nalpn;
     struct tls_server *server; /* built from the above when loaded (tls.h) */
 };
@@ -58,10 +58,10 @@ struct tls_config {
 /* A relay's `upstream_tls` group: TLS originated to its upstreams. */
 struct upstream_tls_config {
     bool on;
-    char *ca;          /* "" = the system's default trust store */
-    bool verify;       /* the upstream's certificate and name are checked */
-    char *server_name; /* SNI and the name verified; "" = the upstream's host */
-    struct tls_pair pair; /* a client certificate, when certificate is not "" */
+    char *ca;                  /* "" = the system's default trust store */
+    bool verify;               /* the upstream's certificate and name are checked */
+    char *server_name;         /* SNI and the name verified; "" = the upstream's host */
+    struct tls_pair pair;      /* a client certificate, when certificate is not "" */
     struct tls_client *client; /* built from the above when loaded (tls.h) */
 };
 
@@ -158,8 +158,8 @@ void config_tls_files(const struct config *cfg, void (*each)(const char *file, v
 /* Calls each() for every certificate of cfg's tls groups that expires
  * within `days` of now (or has expired: days_left < 0). */
 void config_tls_expiry(const struct config *cfg, time_t now, int days,
-                       void (*each)(const char *listener, const char *file, long days_left,
-                                    void *arg),
+                       void (*each)(const char *listener, const char *file,
+                                    long days_left, void *arg),
                        void *arg);
 
 /* Frees cfg and everything it holds; NULL is fine. */

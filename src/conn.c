@@ -142,7 +142,8 @@ static void end(struct conn *c, const char *reason, bool abort)
         if (tls_session_truncated(c->client.tls)) {
             char client[ADDR_STRLEN];
             addr_format(&c->peer, client, sizeof(client));
-            log_limited(LOG_NOTICE, &w->rl_tls, w->loop.now_ms, "more TLS notes, not logged",
+            log_limited(LOG_NOTICE, &w->rl_tls, w->loop.now_ms,
+                        "more TLS notes, not logged",
                         "listener %s: client %s ended TLS without close_notify (a "
                         "truncation)",
                         l->cfg->name, client);
@@ -348,8 +349,8 @@ static void read_hello(struct conn *c)
         char client[ADDR_STRLEN];
         addr_format(&c->peer, client, sizeof(client));
         log_limited(LOG_NOTICE, &w->rl_tls, w->loop.now_ms, "more TLS notes, not logged",
-                    "listener %s: client %s sent a bad TLS ClientHello: %s", c->l->cfg->name,
-                    client, why);
+                    "listener %s: client %s sent a bad TLS ClientHello: %s",
+                    c->l->cfg->name, client, why);
         conn_close(c, "bad-client-hello");
         return;
     }
@@ -652,7 +653,8 @@ static void handshake(struct conn *c, struct endpoint *e)
         return;
     }
     if (r < 0) {
-        tls_failed(c, side, tls_session_failure(e->tls), tls_session_failure_text(e->tls));
+        tls_failed(c, side, tls_session_failure(e->tls),
+                   tls_session_failure_text(e->tls));
         if (side == TLS_SIDE_CLIENT)
             conn_close(c, "tls-handshake-failed");
         else

@@ -46,7 +46,7 @@ struct listener_state {
     atomic_ullong upstream_failures; /* connects refused or timed out */
     atomic_ullong tls_handshakes[TLS_SIDE_N];
     atomic_ullong tls_failures[TLS_SIDE_N][TLS_FAIL_N];
-    atomic_uint rr;                  /* round-robin cursor over its upstreams */
+    atomic_uint rr; /* round-robin cursor over its upstreams */
 };
 
 struct generation;

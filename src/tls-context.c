@@ -54,9 +54,8 @@ bool tls_ktls_offered(void)
 }
 
 /* Writes the problem of `setting` into p; returns -EINVAL. */
-__attribute__((format(printf, 3, 4))) static int refuse(struct tls_problem *p,
-                                                        const char *setting,
-                                                        const char *fmt, ...)
+__attribute__((format(printf, 3, 4))) static int
+refuse(struct tls_problem *p, const char *setting, const char *fmt, ...)
 {
     snprintf(p->setting, sizeof(p->setting), "%s", setting);
     va_list ap;
@@ -88,7 +87,8 @@ static int check_readable(struct tls_problem *p, const char *setting, const char
     if (err == EACCES && geteuid() != 0) {
         struct passwd pw, *found = NULL;
         char pwbuf[1024];
-        const char *user = getpwuid_r(geteuid(), &pw, pwbuf, sizeof(pwbuf), &found) == 0 &&
+        const char *user = getpwuid_r(geteuid(), &pw, pwbuf, sizeof(pwbuf), &found) ==
+                                       0 &&
                                    found != NULL
                                ? found->pw_name
                                : "?";
@@ -146,8 +146,9 @@ static int set_protocol(SSL_CTX *ctx, int min_version, const char *ciphers,
         return refuse(p, "ciphers", "\"%s\": no cipher OpenSSL knows: %s", ciphers,
                       ssl_reason("no match"));
     if (suites[0] != '\0' && SSL_CTX_set_ciphersuites(ctx, suites) != 1)
-        return refuse(p, "ciphersuites", "\"%s\": not TLS 1.3 cipher suites OpenSSL knows: %s",
-                      suites, ssl_reason("no match"));
+        return refuse(p, "ciphersuites",
+                      "\"%s\": not TLS 1.3 cipher suites OpenSSL knows: %s", suites,
+                      ssl_reason("no match"));
     return 0;
 }
 
@@ -326,7 +327,8 @@ int tls_client_new(const struct upstream_tls_config *cfg, struct tls_client **ou
                     ssl_reason("unreadable"));
         goto fail;
     }
-    if (cfg->pair.certificate[0] != '\0' && (rc = load_pair(c->ctx, &cfg->pair, "", p)) != 0)
+    if (cfg->pair.certificate[0] != '\0' &&
+        (rc = load_pair(c->ctx, &cfg->pair, "", p)) != 0)
         goto fail;
     SSL_CTX_set_verify(c->ctx, cfg->verify ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, NULL);
     *out = c;

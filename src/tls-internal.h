@@ -10,10 +10,10 @@
 #include "tls.h"
 
 struct tls_server {
-    SSL_CTX **ctx;        /* one per certificate, [0] the default */
-    X509 **leaf;          /* each one's leaf certificate (the context's) */
-    time_t *not_after;    /* when each expires */
-    const char **file;    /* each one's file (the configuration's string) */
+    SSL_CTX **ctx;     /* one per certificate, [0] the default */
+    X509 **leaf;       /* each one's leaf certificate (the context's) */
+    time_t *not_after; /* when each expires */
+    const char **file; /* each one's file (the configuration's string) */
     size_t nctx;
     size_t alpn_len;      /* ALPN's wire form: length-prefixed names */
     unsigned char alpn[]; /* our protocols, the preferred first */

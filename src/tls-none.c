@@ -57,8 +57,8 @@ size_t tls_server_certs(const struct tls_server *s, struct tls_cert_info *out, s
 }
 
 /* No session is ever made without a context: the rest are never called. */
-struct tls_session *tls_session_accept(struct tls_server *s, int fd, const uint8_t *prefix,
-                                       size_t n)
+struct tls_session *tls_session_accept(struct tls_server *s, int fd,
+                                       const uint8_t *prefix, size_t n)
 {
     (void)s, (void)fd, (void)prefix, (void)n;
     return NULL;

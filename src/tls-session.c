@@ -28,10 +28,10 @@
 
 struct tls_session {
     SSL *ssl;
-    bool want_write;    /* the last EAGAIN waits for a writable socket */
-    bool server;         /* we accepted: the client's socket */
-    bool truncated;      /* the peer ended without close_notify */
-    bool shut;           /* our close_notify went */
+    bool want_write; /* the last EAGAIN waits for a writable socket */
+    bool server;     /* we accepted: the client's socket */
+    bool truncated;  /* the peer ended without close_notify */
+    bool shut;       /* our close_notify went */
     enum tls_failure failure;
     const char *failure_text;
 };
@@ -91,10 +91,12 @@ static int prefix_destroy(BIO *b)
 
 static void prefix_method_make(void)
 {
-    BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_FILTER, "mio-echod prefix");
+    BIO_METHOD *m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_FILTER,
+                                 "mio-echod prefix");
     if (m != NULL &&
-        (!BIO_meth_set_read_ex(m, prefix_read) || !BIO_meth_set_write_ex(m, prefix_write) ||
-         !BIO_meth_set_ctrl(m, prefix_ctrl) || !BIO_meth_set_destroy(m, prefix_destroy))) {
+        (!BIO_meth_set_read_ex(m, prefix_read) ||
+         !BIO_meth_set_write_ex(m, prefix_write) || !BIO_meth_set_ctrl(m, prefix_ctrl) ||
+         !BIO_meth_set_destroy(m, prefix_destroy))) {
         BIO_meth_free(m);
         m = NULL;
     }
@@ -146,8 +148,8 @@ fail:
     return NULL;
 }
 
-struct tls_session *tls_session_accept(struct tls_server *s, int fd, const uint8_t *prefix,
-                                       size_t n)
+struct tls_session *tls_session_accept(struct tls_server *s, int fd,
+                                       const uint8_t *prefix, size_t n)
 {
     struct tls_session *t = session_new(s->ctx[0], fd, prefix, n);
     if (t == NULL)
@@ -169,7 +171,8 @@ struct tls_session *tls_session_connect(struct tls_client *c, int fd, const char
     bool is_ip = inet_pton(AF_INET, name, ip) == 1 || inet_pton(AF_INET6, name, ip) == 1;
     bool ok = true;
     if (is_ip)
-        ok = !c->verify || X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(t->ssl), name) == 1;
+        ok = !c->verify ||
+             X509_VERIFY_PARAM_set1_ip_asc(SSL_get0_param(t->ssl), name) == 1;
     else
         ok = SSL_set_tlsext_host_name(t->ssl, name) == 1 &&
              (!c->verify || SSL_set1_host(t->ssl, name) == 1);
@@ -233,7 +236,7 @@ static void note_failure(struct tls_session *t, int err, int sys)
     case SSL_R_CERTIFICATE_VERIFY_FAILED: {
         long v = SSL_get_verify_result(t->ssl);
         text = X509_verify_cert_error_string(v);
-        f = !t->server            ? TLS_FAIL_VERIFY_FAILED
+        f = !t->server          ? TLS_FAIL_VERIFY_FAILED
             : unknown_issuer(v) ? TLS_FAIL_UNKNOWN_CA
                                 : TLS_FAIL_BAD_CERTIFICATE;
         break;
@@ -305,7 +308,8 @@ ssize_t tls_session_read(struct tls_session *t, void *buf, size_t cap)
         return 0; /* close_notify */
     unsigned long e = ERR_peek_error();
     if ((err == SSL_ERROR_SYSCALL && sys == 0 && e == 0) ||
-        (err == SSL_ERROR_SSL && ERR_GET_REASON(e) == SSL_R_UNEXPECTED_EOF_WHILE_READING)) {
+        (err == SSL_ERROR_SSL &&
+         ERR_GET_REASON(e) == SSL_R_UNEXPECTED_EOF_WHILE_READING)) {
         t->truncated = true;
         ERR_clear_error();
         return 0;

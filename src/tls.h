@@ -45,8 +45,8 @@ enum tls_side { TLS_SIDE_CLIENT, TLS_SIDE_UPSTREAM, TLS_SIDE_N };
 static inline const char *tls_failure_name(enum tls_failure f)
 {
     static const char *const names[TLS_FAIL_N] = {
-        "timeout",      "closed",          "no-shared-cipher",
-        "protocol-version", "unknown-ca",  "bad-certificate",
+        "timeout",          "closed",        "no-shared-cipher",
+        "protocol-version", "unknown-ca",    "bad-certificate",
         "no-certificate",   "verify-failed", "other",
     };
     return (unsigned)f < TLS_FAIL_N ? names[f] : "other";
@@ -94,7 +94,8 @@ struct tls_cert_info {
 
 /* The certificates of s (the default one first), at most max of them;
  * returns how many there are. */
-size_t tls_server_certs(const struct tls_server *s, struct tls_cert_info *out, size_t max);
+size_t tls_server_certs(const struct tls_server *s, struct tls_cert_info *out,
+                        size_t max);
 
 /* Whether the kernel offers kernel TLS ("tls" in tcp_available_ulp), and
  * the OpenSSL version in use, for -V and the log. */
@@ -108,8 +109,8 @@ struct tls_session;
 /* A session that accepts the client on fd (a server handshake), reading
  * prefix[0..n) first: bytes read from the socket before TLS (with a PROXY
  * header).  NULL when out of memory. */
-struct tls_session *tls_session_accept(struct tls_server *s, int fd, const uint8_t *prefix,
-                                       size_t n);
+struct tls_session *tls_session_accept(struct tls_server *s, int fd,
+                                       const uint8_t *prefix, size_t n);
 
 /* A session that connects to an upstream on fd (a client handshake),
  * sending `name` (SNI, unless it is an IP address) and verifying the

@@ -1281,10 +1281,11 @@ static void test_metrics_documented(void **state)
 #endif
     for (size_t i = 0; tls[0] == '\0' && i < NFAMILIES; i++)
         want_families -= families[i].tls;
-    struct echod *e = echod_startf(BASE "workers = 1;\n"
-                                        "listeners = ( { name = \"a\"; listen = [ "
-                                        "\"127.0.0.1:0\" ]; accept_proxy = true; }%s );\n" STATS,
-                                   tls);
+    struct echod *e =
+        echod_startf(BASE "workers = 1;\n"
+                          "listeners = ( { name = \"a\"; listen = [ "
+                          "\"127.0.0.1:0\" ]; accept_proxy = true; }%s );\n" STATS,
+                     tls);
     struct reply r;
     scrape(metrics_port(e), &r);
     echod_stop_ok(e);

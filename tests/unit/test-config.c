@@ -1409,9 +1409,9 @@ static void table_rows(void **state)
             if (g == NULL || (g->kind != SETTING_GROUP && g->kind != SETTING_GROUPS))
                 fail_msg("%s: no group %s", row->key, group);
             const char *first = strchr(row->key, '.');
-            if (first != dot && (strncmp(row->key, "listeners.", 10) != 0 ||
-                                 strchr(first + 1, '.') != dot ||
-                                 g->kind != SETTING_GROUP))
+            if (first != dot &&
+                (strncmp(row->key, "listeners.", 10) != 0 ||
+                 strchr(first + 1, '.') != dot || g->kind != SETTING_GROUP))
                 fail_msg("%s: nested too deep", row->key);
         }
         assert_ptr_equal(table_find(row->key), row);
