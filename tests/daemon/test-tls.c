@@ -1633,6 +1633,201 @@ static void test_access_line_fields(void **state)
     echod_stop_ok(e);
 }
 
+/* ---- TLS with the relay's other features ------------------------------------------ */
+
+/*
+ * accept_proxy with tls: the PROXY header and the ClientHello come in one
+ * segment (MSG_MORE), so that the header's read takes the first bytes of
+ * the handshake with it; the session must read those first.  Echo works
+ * byte for byte and the client is the one the header declares.
+ */
+static void test_proxy_header_then_tls(void **state)
+{
+    (void)state;
+    NEED_CERTS();
+    struct echod *e = start_tls_echo(NULL, "accept_proxy = true;");
+    int port = echod_port(e, "t", 0);
+    static const char *const headers[] = {
+        "PROXY TCP4 192.0.2.9 127.0.0.1 5555 7443\r\n",
+        /* v2, TCP over IPv4, 192.0.2.10:5556 to 127.0.0.1:7443 */
+        "\r\n\r\n\0\r\nQUIT\n\x21\x11\0\x0c\xc0\0\x02\x0a\x7f\0\0\x01\x15\xb4\x1d\x13",
+    };
+    static const size_t lens[] = {sizeof("PROXY TCP4 192.0.2.9 127.0.0.1 5555 7443\r\n") - 1,
+                                  28};
+    static const char *const sources[] = {"192.0.2.9:5555", "192.0.2.10:5556"};
+    for (size_t i = 0; i < ARRAY_LEN(headers); i++) {
+        int fd = client4(port);
+        if (send(fd, headers[i], lens[i], MSG_MORE) != (ssize_t)lens[i])
+            fail_msg("send: %s", strerror(errno));
+        struct tlsc *c = tlsc_connect_fd(fd, &(struct tls_opts){.ca = cs->ca.cert,
+                                                                .verify_name = "localhost"});
+        assert_non_null(c);
+        if (!tlsc_ok(c))
+            fail_msg("PROXY v%zu then TLS: %s", i + 1, tlsc_error(c));
+        size_t n = 100000;
+        uint8_t *back = xmalloc(n);
+        if (!tlsc_exchange(c, pat(i * 7), n, back, n, true) ||
+            memcmp(back, pat(i * 7), n) != 0)
+            fail_msg("PROXY v%zu then TLS: the echo: %s", i + 1, tlsc_error(c));
+        free(back);
+        tlsc_close(c);
+        char needle[96];
+        snprintf(needle, sizeof(needle), " client=%s ", sources[i]);
+        const char *line = must_log_both(e, needle, " tls=TLSv1.3/");
+        if (log_field(line, " in=") != (long long)n || log_field(line, " out=") != (long long)n)
+            fail_msg("expected in=%zu out=%zu: %s", n, n, line);
+    }
+    echod_stop_ok(e);
+}
+
+/* tls with sni_routes: the connection is decrypted and routed by the name
+ * of its handshake; the upstream gets the plaintext. */
+static void test_tls_routed_by_handshake_name(void **state)
+{
+    (void)state;
+    NEED_CERTS();
+    struct recorder *r0 = rec_start("default's"), *r1 = rec_start("a.example's");
+    struct text t = {0};
+    char extra[512];
+    snprintf(extra, sizeof(extra),
+             "upstreams = [ \"127.0.0.1:%d\" ];\n"
+             "  sni_routes = ( { server_name = \"a.example\"; "
+             "upstreams = [ \"127.0.0.1:%d\" ]; } );",
+             r0->srv.port, r1->srv.port);
+    add(&t, BASE "listeners = ( ");
+    add_tls_listener(&t, "t", "proxy", NULL, extra);
+    add(&t, " );\n");
+    struct echod *e = echod_start(t.s);
+    int port = echod_port(e, "t", 0);
+    const struct {
+        const char *sni;
+        struct recorder *to;
+    } cases[] = {{"a.example", r1}, {"localhost", r0}, {NULL, r0}};
+    for (size_t i = 0; i < ARRAY_LEN(cases); i++) {
+        struct tlsc *c = must_connect(port, &(struct tls_opts){.sni = cases[i].sni});
+        static const char msg[] = "plaintext for the upstream";
+        size_t before = rec_done(cases[i].to);
+        assert_true(tlsc_write_all(c, msg, sizeof(msg) - 1));
+        assert_true(tlsc_shutdown(c)); /* close_notify: the upstream's EOF */
+        size_t rlen = strlen(cases[i].to->reply);
+        char reply[64];
+        if (!tlsc_read_exact(c, reply, rlen) || memcmp(reply, cases[i].to->reply, rlen) != 0)
+            fail_msg("SNI %s: no reply from its upstream: %s",
+                     cases[i].sni ? cases[i].sni : "(none)", tlsc_error(c));
+        tlsc_close(c);
+        int64_t until = ms_now() + WAIT_MS;
+        while (rec_done(cases[i].to) == before && ms_now() < until)
+            sleep_ms(5);
+        struct recorder *r = cases[i].to;
+        pthread_mutex_lock(&r->mu);
+        bool same = r->ndone > before && r->done[before].len == sizeof(msg) - 1 &&
+                    memcmp(r->done[before].rx, msg, sizeof(msg) - 1) == 0;
+        pthread_mutex_unlock(&r->mu);
+        if (!same)
+            fail_msg("SNI %s: the upstream did not get the plaintext",
+                     cases[i].sni ? cases[i].sni : "(none)");
+    }
+    assert_int_equal(rec_done(r1), 1);
+    assert_int_equal(rec_done(r0), 2);
+    echod_stop_ok(e);
+}
+
+/* upstream_tls with a client certificate: an upstream that asks for one
+ * gets it (mutual TLS to the upstream), and the relay works. */
+static void test_upstream_client_certificate(void **state)
+{
+    (void)state;
+    NEED_CERTS();
+    struct tlss *up = tlss_start(&(struct tlss_conf){.mode = TLSS_ECHO,
+                                                     .cert = cs->server.cert,
+                                                     .key = cs->server.key,
+                                                     .client_ca = cs->client_ca.cert});
+    struct echod *e = echod_startf(
+        BASE "listeners = ( { name = \"r\"; listen = [ \"127.0.0.1:0\" ]; mode = \"proxy\";\n"
+             "  retries = 0; upstreams = [ \"127.0.0.1:%d\" ];\n"
+             "  upstream_tls = { ca = \"%s\"; certificate = \"%s\"; key = \"%s\"; }; } );\n",
+        up->srv.port, cs->ca.cert, cs->client.cert, cs->client.key);
+    int fd = client4(echod_port(e, "r", 0));
+    expect_echo(fd, "through mutual TLS");
+    finish(fd);
+    if (!tlss_wait_done(up, 1, WAIT_MS))
+        fail_msg("the upstream saw no connection end");
+    const struct tlss_seen *seen = tlss_seen(up, 0);
+    if (!seen->handshake_ok || strstr(seen->peer, "mio-test-client") == NULL)
+        fail_msg("the upstream saw client certificate \"%s\" (%s)", seen->peer, seen->err);
+    expect_metric(e, 1, "mio_echod_tls_handshakes_total{listener=\"r\",side=\"upstream\"}");
+    echod_stop_ok(e);
+}
+
+/* send_proxy with upstream_tls: the PROXY header goes in the clear, before
+ * the ClientHello, as HAProxy and nginx read it. */
+static void test_send_proxy_before_upstream_tls(void **state)
+{
+    (void)state;
+    NEED_CERTS();
+    struct recorder *r = rec_start("");
+    struct echod *e = echod_startf(
+        BASE "listeners = ( { name = \"r\"; listen = [ \"127.0.0.1:0\" ]; mode = \"proxy\";\n"
+             "  retries = 0; connect_timeout = 0.3; send_proxy = \"v2\";\n"
+             "  upstreams = [ \"127.0.0.1:%d\" ];\n"
+             "  upstream_tls = { verify = false; }; } );\n",
+        r->srv.port);
+    int fd = client4(echod_port(e, "r", 0));
+    /* The recorder never answers the handshake: it times out, the daemon
+     * closes, and the recorder has what came before. */
+    int64_t until = ms_now() + WAIT_MS;
+    while (rec_done(r) == 0 && ms_now() < until)
+        sleep_ms(10);
+    close(fd);
+    pthread_mutex_lock(&r->mu);
+    size_t len = r->ndone > 0 ? r->done[0].len : 0;
+    uint8_t head[64] = {0};
+    memcpy(head, r->done[0].rx, len < sizeof(head) ? len : sizeof(head));
+    pthread_mutex_unlock(&r->mu);
+    static const uint8_t sig[12] = {0x0d, 0x0a, 0x0d, 0x0a, 0x00, 0x0d,
+                                    0x0a, 0x51, 0x55, 0x49, 0x54, 0x0a};
+    if (len < 16 || memcmp(head, sig, sizeof(sig)) != 0)
+        fail_msg("the upstream's first bytes are not a PROXY v2 header (%zu bytes)", len);
+    size_t hlen = 16 + ((size_t)head[14] << 8 | head[15]);
+    if (len < hlen + 3 || head[hlen] != 0x16 || head[hlen + 1] != 0x03)
+        fail_msg("no TLS handshake record right after the %zu-byte PROXY header", hlen);
+    must_log_both(e, "TLS handshake with upstream", "timeout");
+    echod_stop_ok(e);
+}
+
+/* An idle TLS connection costs less than 40 KiB of the daemon's memory
+ * (bench/RESULTS.md: about 14 KiB, OpenSSL's session state). */
+static void test_idle_memory(void **state)
+{
+    (void)state;
+    NEED_CERTS();
+    enum { WARM = 20, N = 200 };
+    struct echod *e = start_tls_echo(NULL, NULL);
+    int port = echod_port(e, "t", 0);
+    struct tlsc *c[WARM + N];
+    long before = 0;
+    for (int i = 0; i < WARM + N; i++) {
+        if (i == WARM) {
+            sleep_ms(200);
+            before = echod_rss_kib(e);
+        }
+        c[i] = must_connect(port, &(struct tls_opts){.sni = "localhost"});
+        char back[100];
+        if (!tlsc_exchange(c[i], pat((size_t)i), sizeof(back), back, sizeof(back), false))
+            fail_msg("connection %d: %s", i, tlsc_error(c[i]));
+    }
+    sleep_ms(200);
+    long after = echod_rss_kib(e);
+    double each = (double)(after - before) / N;
+    print_message("    %d idle TLS connections: %ld KiB, %.1f KiB each\n", N, after - before,
+                  each);
+    if (each >= 40.0)
+        fail_msg("%.1f KiB per idle TLS connection, expected under 40", each);
+    for (int i = 0; i < WARM + N; i++)
+        tlsc_close(c[i]);
+    echod_stop_ok(e);
+}
+
 int main(void)
 {
     if (!pattern_init(PATTERN_LEN, 0x715))
@@ -1658,6 +1853,11 @@ int main(void)
         cmocka_unit_test_teardown(test_check_mode, teardown),
         cmocka_unit_test_teardown(test_config_errors, teardown),
         cmocka_unit_test_teardown(test_access_line_fields, teardown),
+        cmocka_unit_test_teardown(test_proxy_header_then_tls, teardown),
+        cmocka_unit_test_teardown(test_tls_routed_by_handshake_name, teardown),
+        cmocka_unit_test_teardown(test_upstream_client_certificate, teardown),
+        cmocka_unit_test_teardown(test_send_proxy_before_upstream_tls, teardown),
+        cmocka_unit_test_teardown(test_idle_memory, teardown),
     };
     const char *only = getenv("TLS_TEST");
     if (only != NULL && only[0] != '\0')
