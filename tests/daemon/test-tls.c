@@ -1652,15 +1652,17 @@ static void test_proxy_header_then_tls(void **state)
         /* v2, TCP over IPv4, 192.0.2.10:5556 to 127.0.0.1:7443 */
         "\r\n\r\n\0\r\nQUIT\n\x21\x11\0\x0c\xc0\0\x02\x0a\x7f\0\0\x01\x15\xb4\x1d\x13",
     };
-    static const size_t lens[] = {sizeof("PROXY TCP4 192.0.2.9 127.0.0.1 5555 7443\r\n") - 1,
+    static const size_t lens[] = {sizeof("PROXY TCP4 192.0.2.9 127.0.0.1 5555 7443\r\n") -
+                                      1,
                                   28};
     static const char *const sources[] = {"192.0.2.9:5555", "192.0.2.10:5556"};
     for (size_t i = 0; i < ARRAY_LEN(headers); i++) {
         int fd = client4(port);
         if (send(fd, headers[i], lens[i], MSG_MORE) != (ssize_t)lens[i])
             fail_msg("send: %s", strerror(errno));
-        struct tlsc *c = tlsc_connect_fd(fd, &(struct tls_opts){.ca = cs->ca.cert,
-                                                                .verify_name = "localhost"});
+        struct tlsc *c = tlsc_connect_fd(fd,
+                                         &(struct tls_opts){.ca = cs->ca.cert,
+                                                            .verify_name = "localhost"});
         assert_non_null(c);
         if (!tlsc_ok(c))
             fail_msg("PROXY v%zu then TLS: %s", i + 1, tlsc_error(c));
@@ -1674,7 +1676,8 @@ static void test_proxy_header_then_tls(void **state)
         char needle[96];
         snprintf(needle, sizeof(needle), " client=%s ", sources[i]);
         const char *line = must_log_both(e, needle, " tls=TLSv1.3/");
-        if (log_field(line, " in=") != (long long)n || log_field(line, " out=") != (long long)n)
+        if (log_field(line, " in=") != (long long)n ||
+            log_field(line, " out=") != (long long)n)
             fail_msg("expected in=%zu out=%zu: %s", n, n, line);
     }
     echod_stop_ok(e);
@@ -1711,7 +1714,8 @@ static void test_tls_routed_by_handshake_name(void **state)
         assert_true(tlsc_shutdown(c)); /* close_notify: the upstream's EOF */
         size_t rlen = strlen(cases[i].to->reply);
         char reply[64];
-        if (!tlsc_read_exact(c, reply, rlen) || memcmp(reply, cases[i].to->reply, rlen) != 0)
+        if (!tlsc_read_exact(c, reply, rlen) ||
+            memcmp(reply, cases[i].to->reply, rlen) != 0)
             fail_msg("SNI %s: no reply from its upstream: %s",
                      cases[i].sni ? cases[i].sni : "(none)", tlsc_error(c));
         tlsc_close(c);
@@ -1743,9 +1747,10 @@ static void test_upstream_client_certificate(void **state)
                                                      .key = cs->server.key,
                                                      .client_ca = cs->client_ca.cert});
     struct echod *e = echod_startf(
-        BASE "listeners = ( { name = \"r\"; listen = [ \"127.0.0.1:0\" ]; mode = \"proxy\";\n"
-             "  retries = 0; upstreams = [ \"127.0.0.1:%d\" ];\n"
-             "  upstream_tls = { ca = \"%s\"; certificate = \"%s\"; key = \"%s\"; }; } );\n",
+        BASE
+        "listeners = ( { name = \"r\"; listen = [ \"127.0.0.1:0\" ]; mode = \"proxy\";\n"
+        "  retries = 0; upstreams = [ \"127.0.0.1:%d\" ];\n"
+        "  upstream_tls = { ca = \"%s\"; certificate = \"%s\"; key = \"%s\"; }; } );\n",
         up->srv.port, cs->ca.cert, cs->client.cert, cs->client.key);
     int fd = client4(echod_port(e, "r", 0));
     expect_echo(fd, "through mutual TLS");
@@ -1754,8 +1759,10 @@ static void test_upstream_client_certificate(void **state)
         fail_msg("the upstream saw no connection end");
     const struct tlss_seen *seen = tlss_seen(up, 0);
     if (!seen->handshake_ok || strstr(seen->peer, "mio-test-client") == NULL)
-        fail_msg("the upstream saw client certificate \"%s\" (%s)", seen->peer, seen->err);
-    expect_metric(e, 1, "mio_echod_tls_handshakes_total{listener=\"r\",side=\"upstream\"}");
+        fail_msg("the upstream saw client certificate \"%s\" (%s)", seen->peer,
+                 seen->err);
+    expect_metric(e, 1,
+                  "mio_echod_tls_handshakes_total{listener=\"r\",side=\"upstream\"}");
     echod_stop_ok(e);
 }
 
@@ -1767,10 +1774,11 @@ static void test_send_proxy_before_upstream_tls(void **state)
     NEED_CERTS();
     struct recorder *r = rec_start("");
     struct echod *e = echod_startf(
-        BASE "listeners = ( { name = \"r\"; listen = [ \"127.0.0.1:0\" ]; mode = \"proxy\";\n"
-             "  retries = 0; connect_timeout = 0.3; send_proxy = \"v2\";\n"
-             "  upstreams = [ \"127.0.0.1:%d\" ];\n"
-             "  upstream_tls = { verify = false; }; } );\n",
+        BASE
+        "listeners = ( { name = \"r\"; listen = [ \"127.0.0.1:0\" ]; mode = \"proxy\";\n"
+        "  retries = 0; connect_timeout = 0.3; send_proxy = \"v2\";\n"
+        "  upstreams = [ \"127.0.0.1:%d\" ];\n"
+        "  upstream_tls = { verify = false; }; } );\n",
         r->srv.port);
     int fd = client4(echod_port(e, "r", 0));
     /* The recorder never answers the handshake: it times out, the daemon
@@ -1819,8 +1827,8 @@ static void test_idle_memory(void **state)
     sleep_ms(200);
     long after = echod_rss_kib(e);
     double each = (double)(after - before) / N;
-    print_message("    %d idle TLS connections: %ld KiB, %.1f KiB each\n", N, after - before,
-                  each);
+    print_message("    %d idle TLS connections: %ld KiB, %.1f KiB each\n", N,
+                  after - before, each);
     if (each >= 40.0)
         fail_msg("%.1f KiB per idle TLS connection, expected under 40", each);
     for (int i = 0; i < WARM + N; i++)
