@@ -304,6 +304,41 @@ static void accept_tls(struct conn *c)
     handshake(c, &c->client);
 }
 
+/*
+ * Reads once from the client, at most `room` bytes, into what half 0 holds
+ * (in a buffer of at least `cap` bytes): what a PROXY header or a
+ * ClientHello is read into before the relay starts.  True when bytes came;
+ * false when there is nothing now (the client's socket re-armed) or the
+ * connection ended: closed with reason `closed` at the client's end, or
+ * aborted.
+ */
+static bool read_first_bytes(struct conn *c, size_t room, size_t cap, const char *closed)
+{
+    struct worker *w = c->w;
+    for (;;) {
+        ssize_t n = endpoint_read(&c->client, w->scratch,
+                                  room < w->scratch_len ? room : w->scratch_len);
+        if (n > 0) {
+            if (half_hold(&c->halves[0], w->scratch, (size_t)n, cap) < 0) {
+                conn_abort(c, "out-of-memory");
+                return false;
+            }
+            c->in += (size_t)n;
+            c->last_ms = w->loop.now_ms;
+            return true;
+        }
+        if (n == 0)
+            conn_close(c, closed);
+        else if (errno == EAGAIN)
+            loop_rearm(&w->loop, c->client.fd, read_interest(w));
+        else if (errno != EINTR)
+            conn_abort(c, error_reason(&c->client, errno));
+        else
+            continue;
+        return false;
+    }
+}
+
 /* Reads the client's first bytes until its ClientHello says which server
  * it asks for, holding them in half 0 to go to the upstream untouched, and
  * picks the upstreams of that name's route. */
@@ -319,29 +354,9 @@ static void read_hello(struct conn *c)
     if (have > 0)
         r = hello_parse(data, have, &hi, &why);
     while (r == HELLO_MORE) {
-        size_t room = HELLO_MAX_STREAM - have;
-        ssize_t n = endpoint_read(&c->client, w->scratch,
-                                  room < w->scratch_len ? room : w->scratch_len);
-        if (n == 0) {
-            conn_close(c, "client-closed-before-client-hello");
+        if (!read_first_bytes(c, HELLO_MAX_STREAM - have, 0,
+                              "client-closed-before-client-hello"))
             return;
-        }
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            if (errno == EAGAIN) {
-                loop_rearm(&w->loop, c->client.fd, read_interest(w));
-                return;
-            }
-            conn_abort(c, error_reason(&c->client, errno));
-            return;
-        }
-        if (half_hold(h, w->scratch, (size_t)n, have + (size_t)n) < 0) {
-            conn_abort(c, "out-of-memory");
-            return;
-        }
-        c->in += (size_t)n;
-        c->last_ms = w->loop.now_ms;
         data = half_held(h, &have);
         r = hello_parse(data, have, &hi, &why);
     }
@@ -458,27 +473,9 @@ static void read_proxy_header(struct conn *c)
             hlen = -1;
             break;
         }
-        ssize_t n = endpoint_read(&c->client, w->scratch, PROXY_MAX_HEADER - have);
-        if (n == 0) {
-            conn_close(c, "client-closed-before-proxy-header");
+        if (!read_first_bytes(c, PROXY_MAX_HEADER - have, PROXY_MAX_HEADER,
+                              "client-closed-before-proxy-header"))
             return;
-        }
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            if (errno == EAGAIN) {
-                loop_rearm(&w->loop, c->client.fd, read_interest(w));
-                return;
-            }
-            conn_abort(c, error_reason(&c->client, errno));
-            return;
-        }
-        if (half_hold(h, w->scratch, (size_t)n, PROXY_MAX_HEADER) < 0) {
-            conn_abort(c, "out-of-memory");
-            return;
-        }
-        c->in += (size_t)n;
-        c->last_ms = w->loop.now_ms;
         const uint8_t *data = half_held(h, &have);
         hlen = proxy_parse(data, have, &info, &why);
     }

@@ -1736,36 +1736,6 @@ static void test_tls_routed_by_handshake_name(void **state)
     echod_stop_ok(e);
 }
 
-/* upstream_tls with a client certificate: an upstream that asks for one
- * gets it (mutual TLS to the upstream), and the relay works. */
-static void test_upstream_client_certificate(void **state)
-{
-    (void)state;
-    NEED_CERTS();
-    struct tlss *up = tlss_start(&(struct tlss_conf){.mode = TLSS_ECHO,
-                                                     .cert = cs->server.cert,
-                                                     .key = cs->server.key,
-                                                     .client_ca = cs->client_ca.cert});
-    struct echod *e = echod_startf(
-        BASE
-        "listeners = ( { name = \"r\"; listen = [ \"127.0.0.1:0\" ]; mode = \"proxy\";\n"
-        "  retries = 0; upstreams = [ \"127.0.0.1:%d\" ];\n"
-        "  upstream_tls = { ca = \"%s\"; certificate = \"%s\"; key = \"%s\"; }; } );\n",
-        up->srv.port, cs->ca.cert, cs->client.cert, cs->client.key);
-    int fd = client4(echod_port(e, "r", 0));
-    expect_echo(fd, "through mutual TLS");
-    finish(fd);
-    if (!tlss_wait_done(up, 1, WAIT_MS))
-        fail_msg("the upstream saw no connection end");
-    const struct tlss_seen *seen = tlss_seen(up, 0);
-    if (!seen->handshake_ok || strstr(seen->peer, "mio-test-client") == NULL)
-        fail_msg("the upstream saw client certificate \"%s\" (%s)", seen->peer,
-                 seen->err);
-    expect_metric(e, 1,
-                  "mio_echod_tls_handshakes_total{listener=\"r\",side=\"upstream\"}");
-    echod_stop_ok(e);
-}
-
 /* send_proxy with upstream_tls: the PROXY header goes in the clear, before
  * the ClientHello, as HAProxy and nginx read it. */
 static void test_send_proxy_before_upstream_tls(void **state)
@@ -1863,7 +1833,6 @@ int main(void)
         cmocka_unit_test_teardown(test_access_line_fields, teardown),
         cmocka_unit_test_teardown(test_proxy_header_then_tls, teardown),
         cmocka_unit_test_teardown(test_tls_routed_by_handshake_name, teardown),
-        cmocka_unit_test_teardown(test_upstream_client_certificate, teardown),
         cmocka_unit_test_teardown(test_send_proxy_before_upstream_tls, teardown),
         cmocka_unit_test_teardown(test_idle_memory, teardown),
     };
