@@ -668,3 +668,12 @@ struct echod_counters echod_counters_settled(struct echod *e, const char *listen
     }
     return c;
 }
+
+int echod_metrics_port(struct echod *e)
+{
+    const char *line = echod_must_log(e, "metrics: listening on 127.0.0.1:");
+    int port = atoi(strstr(line, "127.0.0.1:") + strlen("127.0.0.1:"));
+    if (port <= 0 || port > 65535)
+        test_fail("no port in \"%s\"", line);
+    return port;
+}

@@ -52,6 +52,9 @@ struct echod *echod_start_nofile(const char *conf, long nofile);
  * "listener NAME: listening on ADDR" line; fails the test without one. */
 int echod_port(struct echod *e, const char *name, int n);
 
+/* The port of the metrics listener (stats.listen on 127.0.0.1, port 0),
+ * read from its "metrics: listening on" line; fails the test without one. */
+int echod_metrics_port(struct echod *e);
 /* Waits up to `ms` for a log line (from the start of the log) containing
  * `needle`; returns a copy owned by the library, or NULL. */
 const char *echod_wait_log(struct echod *e, const char *needle, int ms);

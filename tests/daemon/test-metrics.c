@@ -61,16 +61,6 @@ static void must_log_n(struct echod *e, const char *needle, int count)
     }
 }
 
-/* The port of the metrics listener, from its "listening on" line. */
-static int metrics_port(struct echod *e)
-{
-    const char *line = echod_must_log(e, "metrics: listening on 127.0.0.1:");
-    int port = atoi(strstr(line, "127.0.0.1:") + strlen("127.0.0.1:"));
-    if (port <= 0 || port > 65535)
-        fail_msg("no port in \"%s\"", line);
-    return port;
-}
-
 /* Sends what it can of buf: the daemon may close before taking it all.
  * Returns the bytes sent. */
 static size_t send_some(int fd, const char *buf, size_t len)
@@ -441,7 +431,7 @@ static void test_values_after_traffic(void **state)
         "   upstreams = [ \"127.0.0.1:%d\" ]; } );\n" STATS,
         dead, live);
     struct echod *e = echod_start(conf);
-    int mport = metrics_port(e);
+    int mport = echod_metrics_port(e);
     int pecho = echod_port(e, "echo", 0), pacl = echod_port(e, "acl", 0);
     int prelay = echod_port(e, "relay", 0), plive = echod_port(e, "live", 0);
 
@@ -546,7 +536,7 @@ static void test_head_and_http10(void **state)
 {
     (void)state;
     struct echod *e = echod_start(BASE "workers = 1;\n" ONE_LISTENER STATS);
-    int port = metrics_port(e);
+    int port = echod_metrics_port(e);
     struct reply get, head, old;
     scrape(port, &get);
     const char *req = "HEAD /metrics HTTP/1.1\r\nHost: localhost\r\n\r\n";
@@ -579,7 +569,7 @@ static void test_request_in_pieces(void **state)
 {
     (void)state;
     struct echod *e = echod_start(BASE "workers = 1;\n" ONE_LISTENER STATS);
-    int port = metrics_port(e);
+    int port = echod_metrics_port(e);
     static const char *const pieces[] = {
         "G", "E", "T", " /met", "rics HTTP/1.1\r", "\nHost: 127.0.0.1\r\n", "\r", "\n",
     };
@@ -643,7 +633,7 @@ static void test_bad_requests(void **state)
          "method"},
     };
     struct echod *e = echod_start(BASE "workers = 1;\n" ONE_LISTENER STATS);
-    int port = metrics_port(e);
+    int port = echod_metrics_port(e);
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         struct reply r;
         exchange(port, cases[i].req, strlen(cases[i].req), &r);
@@ -668,7 +658,7 @@ static void test_request_line_bound(void **state)
 {
     (void)state;
     struct echod *e = echod_start(BASE "workers = 1;\n" ONE_LISTENER STATS);
-    int port = metrics_port(e);
+    int port = echod_metrics_port(e);
     char req[LINE_MAX_LEN + 64];
     size_t fixed = strlen("GET /metrics? HTTP/1.1");
     for (int extra = 0; extra <= 1; extra++) {
@@ -709,7 +699,7 @@ static void test_head_bound(void **state)
 {
     (void)state;
     struct echod *e = echod_start(BASE "workers = 1;\n" ONE_LISTENER STATS);
-    int port = metrics_port(e);
+    int port = echod_metrics_port(e);
     size_t big = 256 * 1024;
     char *req = malloc(big);
     assert_non_null(req);
@@ -765,7 +755,7 @@ static void test_deadline(void **state)
 {
     (void)state;
     struct echod *e = echod_start(BASE "workers = 1;\n" ONE_LISTENER STATS);
-    int port = metrics_port(e);
+    int port = echod_metrics_port(e);
     int64_t t0 = ms_now();
     int silent = client4(port), partial = client4(port);
     send_all(partial, "GET /metrics HTTP/1.1\r\nHo", 25);
@@ -803,7 +793,7 @@ static void test_connection_limit(void **state)
 {
     (void)state;
     struct echod *e = echod_start(BASE "workers = 1;\n" ONE_LISTENER STATS);
-    int port = metrics_port(e);
+    int port = echod_metrics_port(e);
     int base = echod_fd_count(e);
     int fds[MAX_CONNECTIONS];
     for (int i = 0; i < MAX_CONNECTIONS; i++) {
@@ -861,7 +851,7 @@ static void test_hundred_clients(void **state)
     (void)state;
     enum { N = 100 };
     struct echod *e = echod_start(BASE "workers = 2;\n" ONE_LISTENER STATS);
-    int port = metrics_port(e);
+    int port = echod_metrics_port(e);
     int fds[N];
     for (int i = 0; i < N; i++) {
         fds[i] = client4(port);
@@ -913,7 +903,7 @@ static void test_whole_answer_after_junk(void **state)
     snprintf(conf + len, cap - len, ");\n");
     struct echod *e = echod_start(conf);
     free(conf);
-    int port = metrics_port(e);
+    int port = echod_metrics_port(e);
 
     struct reply plain, r;
     scrape(port, &plain);
@@ -952,7 +942,7 @@ static void test_linger_bounds(void **state)
 {
     (void)state;
     struct echod *e = echod_start(BASE "workers = 1;\n" ONE_LISTENER STATS);
-    int port = metrics_port(e);
+    int port = echod_metrics_port(e);
     int base = echod_fd_count(e);
     struct reply r;
     int64_t t0 = ms_now();
@@ -1052,7 +1042,7 @@ static void test_allow_deny(void **state)
 #define STATS_ACL(acl) "stats = { listen = \"127.0.0.1:0\"; " acl " };\n"
     struct echod *e = echod_start(BASE "workers = 1;\n" ONE_LISTENER STATS_ACL(
         "allow = [ \"127.0.0.0/8\" ]; deny = [ \"127.0.0.1\" ];"));
-    int port = metrics_port(e);
+    int port = echod_metrics_port(e);
     refused_from("127.0.0.1", port);
     echod_must_log(e, "metrics: refused 127.0.0.1:");
     admitted_from("127.0.0.2", port);
@@ -1097,7 +1087,7 @@ static void test_reloads(void **state)
 {
     (void)state;
     struct echod *e = echod_start(BASE "workers = 2;\n" ONE_LISTENER STATS);
-    int port = metrics_port(e);
+    int port = echod_metrics_port(e);
     echod_signal(e, SIGHUP);
     const char *line = echod_must_log(e, "reloaded ");
     char path[1024];
@@ -1176,7 +1166,7 @@ static void test_counted_over_proxy_header(void **state)
         BASE "workers = 1;\n"
              "listeners = ( { name = \"p\"; listen = [ \"127.0.0.1:0\" ];\n"
              "  accept_proxy = true; deny = [ \"127.0.0.3\" ]; } );\n" STATS);
-    int mport = metrics_port(e), port = echod_port(e, "p", 0);
+    int mport = echod_metrics_port(e), port = echod_port(e, "p", 0);
     int fd = connect_from("127.0.0.3", port);
     echod_must_log(e, "listener p: refused 127.0.0.3:");
     assert_true(peer_closed_within(fd, WAIT_MS));
@@ -1287,7 +1277,7 @@ static void test_metrics_documented(void **state)
                           "\"127.0.0.1:0\" ]; accept_proxy = true; }%s );\n" STATS,
                      tls);
     struct reply r;
-    scrape(metrics_port(e), &r);
+    scrape(echod_metrics_port(e), &r);
     echod_stop_ok(e);
 
     char *entry = NULL, family[128] = "", help[512] = "";

@@ -468,6 +468,23 @@ static int wait_child(void)
     return exit_code(status);
 }
 
+/* Waits for `want` in the child's output, read into out; fails the test
+ * with what it said when it does not come. */
+static void child_must_say(char *out, size_t len, const char *want)
+{
+    if (!read_child_until(out, len, want))
+        fail_msg("expected \"%s\", got \"%s\"", want, out);
+}
+
+/* SIGTERM to the child, which must exit 0; its output is closed. */
+static void child_stop_ok(void)
+{
+    assert_int_equal(kill(child, SIGTERM), 0);
+    assert_int_equal(wait_child(), 0);
+    close(child_out);
+    child_out = -1;
+}
+
 /* Skips the test when the child could not run the program as the user (a
  * build tree the user may not enter): exit 127 with no output. */
 static void skip_unless_ran(int rc, const char *out)
@@ -792,12 +809,8 @@ static void test_daemon_warns_unreadable(void **state)
                  readable ? "notice: reloaded %s: 1 listener"
                           : "reload failed: %s: cannot read: Permission denied",
                  conf);
-        if (!read_child_until(out, sizeof(out), want))
-            fail_msg("expected \"%s\", got \"%s\"", want, out);
-        assert_int_equal(kill(child, SIGTERM), 0);
-        assert_int_equal(wait_child(), 0);
-        close(child_out);
-        child_out = -1;
+        child_must_say(out, sizeof(out), want);
+        child_stop_ok();
     }
 }
 
@@ -859,19 +872,14 @@ static void test_tls_key_root_only(void **state)
              ": listeners.t.tls.key: cannot read %s as user " USER
              " (uid %u): Permission denied; still running the previous configuration",
              key, (unsigned)uid);
-    if (!read_child_until(out, sizeof(out), want))
-        fail_msg("expected \"%s\", got \"%s\"", want, out);
+    child_must_say(out, sizeof(out), want);
     snprintf(want, sizeof(want), "error: reload failed: %s:", conf);
     assert_non_null(strstr(out, want));
     assert_int_equal(chown(key, uid, gid), 0);
     assert_int_equal(kill(child, SIGHUP), 0);
     snprintf(want, sizeof(want), "notice: reloaded %s: 1 listener", conf);
-    if (!read_child_until(out, sizeof(out), want))
-        fail_msg("expected \"%s\", got \"%s\"", want, out);
-    assert_int_equal(kill(child, SIGTERM), 0);
-    assert_int_equal(wait_child(), 0);
-    close(child_out);
-    child_out = -1;
+    child_must_say(out, sizeof(out), want);
+    child_stop_ok();
 }
 #endif
 
@@ -905,16 +913,14 @@ static void test_file_named_as_given(void **state)
         fail_msg("did not start (exit %d): %s", wait_child(), out);
     assert_int_equal(kill(child, SIGHUP), 0);
     snprintf(want, sizeof(want), "notice: reloaded %s: 1 listener", rel);
-    if (!read_child_until(out, sizeof(out), want))
-        fail_msg("expected \"%s\", got \"%s\"", want, out);
+    child_must_say(out, sizeof(out), want);
     FILE *f = fopen(conf, "w");
     assert_non_null(f);
     fputs(BASE "workers = 1;\nlisteners = ( );\n", f);
     assert_int_equal(fclose(f), 0);
     assert_int_equal(kill(child, SIGHUP), 0);
     snprintf(want, sizeof(want), "reload failed: %s:4: listeners: no listeners", rel);
-    if (!read_child_until(out, sizeof(out), want))
-        fail_msg("expected \"%s\", got \"%s\"", want, out);
+    child_must_say(out, sizeof(out), want);
     assert_int_equal(kill(child, SIGTERM), 0);
     assert_int_equal(wait_child(), 0);
 

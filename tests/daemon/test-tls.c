@@ -139,21 +139,11 @@ static struct echod *start_tls_echo(const char *tls, const char *extra)
 
 /* ---- metrics ------------------------------------------------------------------ */
 
-/* The port of the metrics listener, from its "listening on" line. */
-static int metrics_port(struct echod *e)
-{
-    const char *line = echod_must_log(e, "metrics: listening on 127.0.0.1:");
-    int port = atoi(strstr(line, "127.0.0.1:") + strlen("127.0.0.1:"));
-    if (port <= 0 || port > 65535)
-        fail_msg("no port in \"%s\"", line);
-    return port;
-}
-
 /* GET /metrics: the body (malloc'd); fails on anything but a 200. */
 static char *scrape(struct echod *e)
 {
     static const char req[] = "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
-    int fd = client4(metrics_port(e));
+    int fd = client4(echod_metrics_port(e));
     send_all(fd, req, sizeof(req) - 1);
     size_t cap = 65536, len = 0;
     char *buf = xmalloc(cap + 1);
