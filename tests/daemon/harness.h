@@ -24,6 +24,23 @@
 #include "tserver.h"
 #include "upstream.h"
 
+/*
+ * Under AddressSanitizer or ThreadSanitizer (.ci/sanitizers builds the
+ * tests and the daemon alike) the daemon's memory is the sanitizer's:
+ * freed blocks wait in a quarantine, shadow memory grows.  Its RSS is then
+ * printed, not checked; everything else is.
+ */
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+#define SANITIZED 1
+#elif defined(__has_feature)
+#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
+#define SANITIZED 1
+#endif
+#endif
+#ifndef SANITIZED
+#define SANITIZED 0
+#endif
+
 /* A test's teardown: stops the streams, the daemons and the upstreams a
  * failed test left running, and closes its tracked descriptors. */
 int teardown_all(void **state);

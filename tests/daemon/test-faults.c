@@ -45,23 +45,6 @@
 /* How long a test waits for something that should happen at once. */
 #define WAIT_MS 3000
 
-/*
- * Under AddressSanitizer or ThreadSanitizer (.ci/sanitizers builds the
- * tests and the daemon alike) the daemon's memory is the sanitizer's:
- * freed blocks wait in a quarantine, shadow memory grows.  Its RSS is then
- * printed, not checked; everything else is.
- */
-#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
-#define SANITIZED 1
-#elif defined(__has_feature)
-#if __has_feature(address_sanitizer) || __has_feature(thread_sanitizer)
-#define SANITIZED 1
-#endif
-#endif
-#ifndef SANITIZED
-#define SANITIZED 0
-#endif
-
 /* Fails when the daemon's RSS grew by `kib` or more than `bound` KiB
  * (unless under a sanitizer). */
 #define assert_rss_growth_below(kib, bound)                             \

@@ -1789,7 +1789,9 @@ static void test_idle_memory(void **state)
     double each = (double)(after - before) / N;
     print_message("    %d idle TLS connections: %ld KiB, %.1f KiB each\n", N,
                   after - before, each);
-    if (each >= 40.0)
+    if (SANITIZED)
+        print_message("    (RSS not checked under a sanitizer)\n");
+    else if (each >= 40.0)
         fail_msg("%.1f KiB per idle TLS connection, expected under 40", each);
     for (int i = 0; i < WARM + N; i++)
         tlsc_close(c[i]);
