@@ -7,6 +7,7 @@
 #endif
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <net/if.h>
 #include <netdb.h>
 #include <stdarg.h>
@@ -393,6 +394,24 @@ bool addr_equal(const addr_t *a, const addr_t *b)
     default:
         return false;
     }
+}
+
+int addr_text_host(const char *text, char *buf, size_t len)
+{
+    const char *start = text, *end = strrchr(text, ':');
+    if (strncmp(text, "unix:", 5) == 0 || end == NULL || end == text)
+        return -EINVAL;
+    if (text[0] == '[') {
+        start = text + 1;
+        if (end[-1] != ']')
+            return -EINVAL;
+        end--;
+    }
+    if ((size_t)(end - start) >= len)
+        return -ENAMETOOLONG;
+    memcpy(buf, start, (size_t)(end - start));
+    buf[end - start] = '\0';
+    return 0;
 }
 
 bool addr_is_wildcard(const addr_t *a)

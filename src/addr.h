@@ -74,6 +74,11 @@ void addr_format(const addr_t *a, char *buf, size_t len);
  * equal to its v4 form: they are different sockets. */
 bool addr_equal(const addr_t *a, const addr_t *b);
 
+/* The host of an address as written, "HOST:PORT" or "[V6]:PORT", into
+ * buf: what TLS names and verifies.  0, or -EINVAL for a Unix address or
+ * one without a port, -ENAMETOOLONG when buf is too small. */
+int addr_text_host(const char *text, char *buf, size_t len);
+
 /* Whether an IP address is the wildcard 0.0.0.0 or ::. */
 bool addr_is_wildcard(const addr_t *a);
 

@@ -55,6 +55,7 @@ _Static_assert(sizeof(enum listener_mode) == sizeof(int), "mode kept as an int")
 _Static_assert(sizeof(enum balance) == sizeof(int), "balance kept as an int");
 _Static_assert(sizeof(enum send_proxy) == sizeof(int), "send_proxy kept as an int");
 _Static_assert(sizeof(enum log_target) == sizeof(int), "log target kept as an int");
+_Static_assert(sizeof(enum tls_version) == sizeof(int), "TLS version kept as an int");
 
 static const struct value_choice targets[] = {
     {"auto", LOG_TARGET_AUTO},
@@ -81,6 +82,12 @@ static const struct value_choice send_proxies[] = {
     {"none", SEND_PROXY_NONE},
     {"v1", SEND_PROXY_V1},
     {"v2", SEND_PROXY_V2},
+    {NULL, 0},
+};
+
+static const struct value_choice tls_versions[] = {
+    {"TLSv1.2", TLS_VERSION_1_2},
+    {"TLSv1.3", TLS_VERSION_1_3},
     {NULL, 0},
 };
 
@@ -142,7 +149,8 @@ const struct setting table_settings[] = {
      .help = "how an upstream is chosen for each connection"},
     {POSITIVE_SECONDS("listeners.connect_timeout", listener_config, connect_timeout_ms,
                       3600, 3),
-     .flags = SETTING_PROXY_ONLY, .help = "seconds allowed to connect to an upstream"},
+     .load = config_load_connect_timeout,
+     .help = "seconds allowed to connect to an upstream, and for a TLS handshake"},
     {COUNT("listeners.retries", listener_config, retries, 0, 100, 2),
      .flags = SETTING_PROXY_ONLY,
      .help = "other upstreams tried before any byte was relayed"},
@@ -153,6 +161,42 @@ const struct setting table_settings[] = {
             send_proxies, SEND_PROXY_NONE),
      .flags = SETTING_PROXY_ONLY,
      .help = "a PROXY protocol header sent to the upstream first"},
+    {GROUP("listeners.upstream_tls", "{ ca = \"...\"; verify = true; }"),
+     .flags = SETTING_PROXY_ONLY, .help = "connect to the upstreams over TLS"},
+    {STRING("listeners.upstream_tls.ca", listener_config, upstream_tls.ca, ""),
+     .help = "CA certificates (PEM) the upstreams' are checked against; \"\": the system's"},
+    {BOOL("listeners.upstream_tls.verify", listener_config, upstream_tls.verify, true),
+     .help = "check the upstream's certificate and name; false: encrypt only"},
+    {STRING("listeners.upstream_tls.server_name", listener_config,
+            upstream_tls.server_name, ""),
+     .help = "the name sent (SNI) and verified; \"\": the upstream's host name"},
+    {STRING("listeners.upstream_tls.certificate", listener_config,
+            upstream_tls.pair.certificate, ""),
+     .help = "a client certificate chain (PEM) for the upstreams; \"\": none"},
+    {STRING("listeners.upstream_tls.key", listener_config, upstream_tls.pair.key, ""),
+     .help = "the client certificate's private key (PEM)"},
+    {OWN("listeners.sni_routes", SETTING_GROUPS, config_load_sni_routes),
+     .flags = SETTING_PROXY_ONLY,
+     .help = "upstreams chosen by the server name a TLS client asks for"},
+    {GROUP("listeners.tls", "{ certificate = \"...\"; key = \"...\"; }"),
+     .help = "terminate TLS on this listener's connections"},
+    {STRING("listeners.tls.certificate", listener_config, tls.pair.certificate, NULL),
+     .help = "the certificate chain in PEM, leaf first; required"},
+    {STRING("listeners.tls.key", listener_config, tls.pair.key, NULL),
+     .help = "the certificate's private key in PEM; required"},
+    {OWN("listeners.tls.certificates", SETTING_GROUPS, config_load_tls_certificates),
+     .help = "more { certificate, key } pairs, chosen by the name a client asks for"},
+    {STRING("listeners.tls.client_ca", listener_config, tls.client_ca, ""),
+     .help = "clients must show a certificate signed by these CAs; \"\": none asked"},
+    {CHOICE("listeners.tls.min_version", listener_config, tls.min_version,
+            enum tls_version, tls_versions, TLS_VERSION_1_2),
+     .help = "the oldest protocol accepted: TLSv1.2 or TLSv1.3"},
+    {STRING("listeners.tls.ciphers", listener_config, tls.ciphers, ""),
+     .help = "TLS 1.2 ciphers, in OpenSSL's syntax; \"\": OpenSSL's default"},
+    {STRING("listeners.tls.ciphersuites", listener_config, tls.ciphersuites, ""),
+     .help = "TLS 1.3 cipher suites, in OpenSSL's syntax; \"\": OpenSSL's default"},
+    {OWN("listeners.tls.alpn", SETTING_STRINGS, config_load_tls_alpn),
+     .help = "application protocols offered (ALPN), the preferred first"},
     {GROUP("stats", "{ listen = \"127.0.0.1:9107\"; }"),
      .help = "serve the counters as Prometheus metrics over HTTP"},
     {OWN("stats.listen", SETTING_ADDRESS, config_load_stats_listen),
@@ -357,9 +401,9 @@ static int load_group(struct config_loader *ld, const config_setting_t *g,
     if (!config_setting_is_group(s))
         return value_refuse(ld, value_line(s), scope, key, "expected a group %s, got %s",
                             row->range.shape, value_describe(ld, s, got));
-    char inner[64];
+    char inner[160];
     snprintf(inner, sizeof(inner), "%s%s%s", scope, scope[0] != '\0' ? "." : "", key);
-    char level[64];
+    char level[160];
     snprintf(level, sizeof(level), "%s.", row->key);
     int rc;
     if ((rc = table_check_keys(ld, s, inner, level)) != 0)

@@ -16,6 +16,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
+#include "config.h"
 #include "config-value.h"
 
 enum setting_kind {
@@ -30,6 +31,7 @@ enum setting_kind {
     SETTING_GROUPS,    /* a list of groups ( { ... }, ... ): its own loader */
     SETTING_ADDRESS,   /* one address as a string: its own loader */
     SETTING_ADDRESSES, /* a list of addresses: its own loader */
+    SETTING_STRINGS,   /* a list of strings: its own loader */
 };
 
 /* Only for a listener with mode = "proxy": refused on an echo listener. */
@@ -132,5 +134,27 @@ setting_loader config_load_upstreams;
 setting_loader config_load_proxy_timeout;
 setting_loader config_load_splice;
 setting_loader config_load_stats_listen;
+/* Parses the upstream list `key` of g (config.c), as "upstreams" is. */
+int config_upstream_list(struct config_loader *ld, const config_setting_t *g,
+                         const char *scope, const char *key, const char *listener,
+                         struct config_addr **out, size_t *n);
+
+/* Frees n addresses and the array (config.c). */
+void config_free_addrs(struct config_addr *a, size_t n);
+
+/* Completes a listener's TLS settings once the table loaded them: the
+ * groups' required keys, paths made absolute, the contexts built
+ * (config-tls.c). */
+int config_check_tls(struct config_loader *ld, const config_setting_t *g,
+                     const char *scope, struct listener_config *lc);
+
+/* Frees a listener's TLS settings and contexts (config-tls.c). */
+void config_free_tls(struct listener_config *lc);
+
+/* ... and in config-tls.c. */
+setting_loader config_load_connect_timeout;
+setting_loader config_load_tls_certificates;
+setting_loader config_load_tls_alpn;
+setting_loader config_load_sni_routes;
 
 #endif

@@ -44,11 +44,17 @@ static void free_listener(struct listener_config *lc)
     free(lc->listen);
     free(lc->allow);
     free(lc->deny);
-    for (size_t i = 0; i < lc->nupstreams; i++) {
-        free(lc->upstreams[i].text);
-        free(lc->upstreams[i].addrs);
+    config_free_addrs(lc->upstreams, lc->nupstreams);
+    config_free_tls(lc);
+}
+
+void config_free_addrs(struct config_addr *a, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        free(a[i].text);
+        free(a[i].addrs);
     }
-    free(lc->upstreams);
+    free(a);
 }
 
 /*
@@ -142,48 +148,59 @@ int config_load_listen(struct config_loader *ld, const config_setting_t *g,
     return 0;
 }
 
-/* Parses the upstreams of a relay (base): at least one, each with every
- * address its name resolves to. */
-int config_load_upstreams(struct config_loader *ld, const config_setting_t *g,
-                          const char *scope, const struct setting *row, void *base)
+/* Parses the list `key` of group g into *out and *n: at least one
+ * upstream, each with every address its name resolves to; `listener`
+ * names the relay in the message for none. */
+int config_upstream_list(struct config_loader *ld, const config_setting_t *g,
+                         const char *scope, const char *key, const char *listener,
+                         struct config_addr **out, size_t *n)
 {
-    struct listener_config *lc = base;
-    (void)row;
     const config_setting_t *list;
     int rc;
-    if ((rc = value_strings(ld, g, scope, "upstreams", &list)) != 0)
+    if ((rc = value_strings(ld, g, scope, key, &list)) != 0)
         return rc;
-    int n = list == NULL ? 0 : config_setting_length(list);
-    if (n == 0)
-        return value_refuse(ld, value_line(list != NULL ? list : g), scope, "upstreams",
+    int len = list == NULL ? 0 : config_setting_length(list);
+    if (len == 0)
+        return value_refuse(ld, value_line(list != NULL ? list : g), scope, key,
                             "proxy listener \"%s\" has no upstreams; expected a list "
                             "like [ \"127.0.0.1:6379\" ]",
-                            lc->name);
-    lc->upstreams = calloc((size_t)n, sizeof(*lc->upstreams));
-    if (lc->upstreams == NULL)
+                            listener);
+    *out = calloc((size_t)len, sizeof(**out));
+    if (*out == NULL)
         return value_out_of_memory(ld);
-    char aerr[256], key[48], q[VALUE_QUOTE_BUF];
-    for (int i = 0; i < n; i++) {
+    char aerr[256], elem[48], q[VALUE_QUOTE_BUF];
+    for (int i = 0; i < len; i++) {
         const config_setting_t *e = config_setting_get_elem(list, (unsigned)i);
         const char *text = config_setting_get_string(e);
-        struct config_addr *a = &lc->upstreams[i];
-        snprintf(key, sizeof(key), "upstreams.[%d]", i);
+        struct config_addr *a = &(*out)[i];
+        snprintf(elem, sizeof(elem), "%s.[%d]", key, i);
         addr_t parsed[ADDR_RESOLVE_MAX];
         size_t count;
         if (addr_parse(text, ADDR_UPSTREAM, parsed, ADDR_RESOLVE_MAX, &count, aerr,
                        sizeof(aerr)) != 0)
-            return value_refuse(ld, value_line(e), scope, key, "invalid address %s: %s",
+            return value_refuse(ld, value_line(e), scope, elem, "invalid address %s: %s",
                                 value_quote(q, text), aerr);
         a->text = strdup(text);
         a->addrs = malloc(count * sizeof(*a->addrs));
-        lc->nupstreams++; /* free_listener() frees what was allocated */
+        (*n)++; /* the caller frees what was allocated */
         if (a->text == NULL || a->addrs == NULL)
             return value_out_of_memory(ld);
         memcpy(a->addrs, parsed, count * sizeof(*a->addrs));
         a->naddrs = count;
         a->addr = parsed[0];
+        a->line = value_line(e);
     }
     return 0;
+}
+
+/* Parses the upstreams of a relay (base). */
+int config_load_upstreams(struct config_loader *ld, const config_setting_t *g,
+                          const char *scope, const struct setting *row, void *base)
+{
+    struct listener_config *lc = base;
+    (void)row;
+    return config_upstream_list(ld, g, scope, "upstreams", lc->name, &lc->upstreams,
+                                &lc->nupstreams);
 }
 
 /* Loads `proxy_timeout`, which only a listener with accept_proxy has. */
@@ -275,9 +292,10 @@ static int load_listener(struct config_loader *ld, const config_setting_t *g,
                             "missing; every listener needs a name of letters, digits, "
                             "\"_\", \".\" or \"-\"");
     if ((rc = table_load(ld, g, scope, "listeners.", lc, SETTING_EARLY)) != 0 ||
-        (rc = load_mode_settings(ld, g, scope, lc)) != 0)
+        (rc = load_mode_settings(ld, g, scope, lc)) != 0 ||
+        (rc = table_load(ld, g, scope, "listeners.", lc, 0)) != 0)
         return rc;
-    return table_load(ld, g, scope, "listeners.", lc, 0);
+    return config_check_tls(ld, g, scope, lc);
 }
 
 /* Loads the listeners list into cfg (base): at least one listener, no relay

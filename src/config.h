@@ -15,6 +15,10 @@ enum listener_mode { MODE_ECHO, MODE_PROXY };
 enum balance { BALANCE_ROUND_ROBIN, BALANCE_LEAST_CONNECTIONS, BALANCE_SOURCE_HASH };
 enum send_proxy { SEND_PROXY_NONE, SEND_PROXY_V1, SEND_PROXY_V2 };
 enum log_target { LOG_TARGET_AUTO, LOG_TARGET_STDERR, LOG_TARGET_SYSLOG };
+enum tls_version { TLS_VERSION_1_2, TLS_VERSION_1_3 };
+
+struct tls_client;
+struct tls_server;
 
 /* One address of a listener or an upstream, with the text it came from. */
 struct config_addr {
@@ -25,6 +29,48 @@ struct config_addr {
      * being addr (one for a numeric address); NULL and 0 for the others. */
     addr_t *addrs;
     size_t naddrs;
+};
+
+/* A certificate chain (PEM, leaf first) and its private key: absolute
+ * paths, a relative one in the file having been taken from
+ * $CREDENTIALS_DIRECTORY when set, else from the file's directory. */
+struct tls_pair {
+    char *certificate, *key;
+    int line; /* where it is written, for messages */
+};
+
+/* A listener's `tls` group: TLS terminated on its clients' connections. */
+struct tls_config {
+    bool on;                  /* the group is there */
+    struct tls_pair pair;     /* the default certificate (certificate, key) */
+    struct tls_pair *more;    /* certificates: more pairs, chosen by SNI */
+    size_t nmore;
+    char *client_ca;          /* "" = no client certificate asked */
+    enum tls_version min_version;
+    char *ciphers;            /* TLS 1.2 and below; "" = OpenSSL's default */
+    char *ciphersuites;       /* TLS 1.3; "" = OpenSSL's default */
+    char **alpn;              /* protocols offered, in the order of preference */
+    size_t nalpn;
+    struct tls_server *server; /* built from the above when loaded (tls.h) */
+};
+
+/* A relay's `upstream_tls` group: TLS originated to its upstreams. */
+struct upstream_tls_config {
+    bool on;
+    char *ca;          /* "" = the system's default trust store */
+    bool verify;       /* the upstream's certificate and name are checked */
+    char *server_name; /* SNI and the name verified; "" = the upstream's host */
+    struct tls_pair pair; /* a client certificate, when certificate is not "" */
+    struct tls_client *client; /* built from the above when loaded (tls.h) */
+};
+
+/* One of a relay's `sni_routes`: the upstreams of the connections whose
+ * ClientHello names a matching server. */
+struct sni_route {
+    char *server_name; /* "a.example" or "*.b.example", lowercase */
+    struct config_addr *upstreams;
+    size_t nupstreams;
+    int line;
 };
 
 /* A listener's name: at most this many bytes. */
@@ -55,6 +101,11 @@ struct listener_config {
     unsigned retries;
     int64_t fail_timeout_ms;
     enum send_proxy send_proxy;
+    struct upstream_tls_config upstream_tls;
+    struct sni_route *sni_routes;
+    size_t nsni_routes;
+    /* both modes */
+    struct tls_config tls;
 };
 
 struct config {

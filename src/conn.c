@@ -13,14 +13,19 @@
 
 #include "conn.h"
 #include "generation.h"
+#include "hello.h"
 #include "pipe.h"
 #include "proxy.h"
+#include "tls.h"
 #include "upstream.h"
 #include "worker.h"
 
 #define IS_ECHO(c) ((c)->l->cfg->mode == MODE_ECHO)
 
 static void start_connect(struct conn *c);
+static void connect_failed(struct conn *c, int err);
+static void handshake(struct conn *c, struct endpoint *e);
+static void open_relay(struct conn *c);
 
 /* A reason naming the side and the error, e.g. "client-reset". */
 static const char *error_reason(const struct endpoint *e, int err)
@@ -79,9 +84,10 @@ static int watch(struct conn *c, struct endpoint *e)
     return err;
 }
 
-/* Deregisters and closes a socket of c. */
+/* Deregisters and closes a socket of c, ending its TLS session. */
 static void unwatch(struct conn *c, struct endpoint *e)
 {
+    endpoint_end_tls(e, false);
     if (e->fd < 0)
         return;
     loop_unwatch(&c->w->loop, e->fd);
@@ -124,11 +130,33 @@ static void end(struct conn *c, const char *reason, bool abort)
     if (c->up != NULL)
         atomic_fetch_sub(&c->up->active, 1);
     admission_release(&c->ticket, w->d, l->st);
+    /* What the access line says of TLS, taken before the session ends. */
+    char tls[96] = "-", sni[256];
+    snprintf(sni, sizeof(sni), "%s", c->sni != NULL ? c->sni : "-");
+    if (c->client.tls != NULL) {
+        const char *name = tls_session_server_name(c->client.tls);
+        if (c->tls_up)
+            tls_session_describe(c->client.tls, tls, sizeof(tls));
+        if (name != NULL)
+            snprintf(sni, sizeof(sni), "%s", name);
+        if (tls_session_truncated(c->client.tls)) {
+            char client[ADDR_STRLEN];
+            addr_format(&c->peer, client, sizeof(client));
+            log_limited(LOG_NOTICE, &w->rl_tls, w->loop.now_ms, "more TLS notes, not logged",
+                        "listener %s: client %s ended TLS without close_notify (a "
+                        "truncation)",
+                        l->cfg->name, client);
+        }
+    }
     atomic_fetch_add(&l->st->bytes_in, c->in);
     atomic_fetch_add(&l->st->bytes_out, c->out);
     if (abort) {
         endpoint_reset_on_close(&c->client);
         endpoint_reset_on_close(&c->upstream);
+    } else {
+        /* Both peers were done: close_notify where TLS is up. */
+        endpoint_end_tls(&c->client, c->tls_up);
+        endpoint_end_tls(&c->upstream, c->state == CONN_OPEN);
     }
     unwatch(c, &c->client);
     unwatch(c, &c->upstream);
@@ -141,10 +169,10 @@ static void end(struct conn *c, const char *reason, bool abort)
         addr_format(&c->peer, client, sizeof(client));
         int64_t ms = w->loop.now_ms - c->start_ms;
         log_info("access listener=%s client=%s upstream=%s in=%llu out=%llu "
-                 "duration=%lld.%03lld reason=%s",
+                 "duration=%lld.%03lld tls=%s sni=%s reason=%s",
                  l->cfg->name, client, c->up ? c->up->name : "-",
                  (unsigned long long)c->in, (unsigned long long)c->out,
-                 (long long)(ms / 1000), (long long)(ms % 1000), reason);
+                 (long long)(ms / 1000), (long long)(ms % 1000), tls, sni, reason);
     }
     /* Off the open list; freed after the batch, whose events later on may
      * still name its sockets. */
@@ -173,6 +201,7 @@ void conn_release(struct deferred *d)
     struct conn *c = container_of(d, struct conn, later);
     struct worker *w = c->w;
     free(c->proxy_dst);
+    free(c->sni);
     generation_unref(c->l->gen);
     free(c);
     /* A worker without connections keeps no pipes open. */
@@ -231,6 +260,132 @@ static void move_all(struct conn *c)
         (void)move(c, 1);
 }
 
+/* Sets the connection's timer to a handshake's deadline: connect_timeout
+ * from now. */
+static void arm_handshake(struct conn *c)
+{
+    (void)loop_timer_set(&c->w->loop, &c->timer,
+                         c->w->loop.now_ms + c->l->cfg->connect_timeout_ms);
+}
+
+/* Counts a failed handshake on `side` and says why (rate-limited). */
+static void tls_failed(struct conn *c, enum tls_side side, enum tls_failure f,
+                       const char *text)
+{
+    struct worker *w = c->w;
+    atomic_fetch_add(&c->l->st->tls_failures[side][f], 1);
+    char who[ADDR_STRLEN];
+    if (side == TLS_SIDE_CLIENT || c->up == NULL)
+        addr_format(&c->peer, who, sizeof(who));
+    else
+        snprintf(who, sizeof(who), "%s", c->up->name);
+    log_limited(LOG_NOTICE, &w->rl_tls, w->loop.now_ms, "more TLS notes, not logged",
+                "listener %s: TLS handshake with %s %s failed: %s (%s)", c->l->cfg->name,
+                tls_side_name(side), who, tls_failure_name(f), text);
+}
+
+/* Starts the client's TLS handshake; the bytes half 0 holds (read with a
+ * PROXY header) are the first of it. */
+static void accept_tls(struct conn *c)
+{
+    struct half *h = &c->halves[0];
+    size_t n;
+    const uint8_t *held = half_held(h, &n);
+    c->client.tls = tls_session_accept(c->l->cfg->tls.server, c->client.fd, held, n);
+    if (c->client.tls == NULL) {
+        conn_abort(c, "out-of-memory");
+        return;
+    }
+    half_drop_front(h, n);
+    c->in -= n; /* TLS records, not payload */
+    c->state = CONN_HANDSHAKE;
+    arm_handshake(c);
+    handshake(c, &c->client);
+}
+
+/* Reads the client's first bytes until its ClientHello says which server
+ * it asks for, holding them in half 0 to go to the upstream untouched, and
+ * picks the upstreams of that name's route. */
+static void read_hello(struct conn *c)
+{
+    struct worker *w = c->w;
+    struct half *h = &c->halves[0];
+    struct hello hi;
+    const char *why = "incomplete";
+    enum hello_result r = HELLO_MORE;
+    size_t have;
+    const uint8_t *data = half_held(h, &have);
+    if (have > 0)
+        r = hello_parse(data, have, &hi, &why);
+    while (r == HELLO_MORE) {
+        size_t room = HELLO_MAX_STREAM - have;
+        ssize_t n = endpoint_read(&c->client, w->scratch,
+                                  room < w->scratch_len ? room : w->scratch_len);
+        if (n == 0) {
+            conn_close(c, "client-closed-before-client-hello");
+            return;
+        }
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN) {
+                loop_rearm(&w->loop, c->client.fd, read_interest(w));
+                return;
+            }
+            conn_abort(c, error_reason(&c->client, errno));
+            return;
+        }
+        if (half_hold(h, w->scratch, (size_t)n, have + (size_t)n) < 0) {
+            conn_abort(c, "out-of-memory");
+            return;
+        }
+        c->in += (size_t)n;
+        c->last_ms = w->loop.now_ms;
+        data = half_held(h, &have);
+        r = hello_parse(data, have, &hi, &why);
+    }
+    if (r == HELLO_BAD) {
+        char client[ADDR_STRLEN];
+        addr_format(&c->peer, client, sizeof(client));
+        log_limited(LOG_NOTICE, &w->rl_tls, w->loop.now_ms, "more TLS notes, not logged",
+                    "listener %s: client %s sent a bad TLS ClientHello: %s", c->l->cfg->name,
+                    client, why);
+        conn_close(c, "bad-client-hello");
+        return;
+    }
+    if (r == HELLO_FOUND && hi.has_sni) {
+        c->sni = strdup(hi.server_name);
+        c->pool = upstream_route(c->l, hi.server_name);
+    }
+    h->readable = true; /* more may be waiting behind what we read */
+    start_connect(c);
+}
+
+/* What comes after the accept, or the PROXY header: the client's TLS
+ * handshake, the ClientHello of sni_routes, or the relay (echo: at once,
+ * reading now when bytes may be waiting unannounced). */
+static void begin(struct conn *c, bool read_now)
+{
+    const struct listener_config *cfg = c->l->cfg;
+    if (cfg->tls.on) {
+        accept_tls(c);
+    } else if (cfg->nsni_routes > 0) {
+        c->state = CONN_HELLO;
+        arm_handshake(c);
+        read_hello(c);
+    } else if (IS_ECHO(c)) {
+        c->state = CONN_OPEN;
+        arm_idle(c);
+        if (read_now) {
+            c->halves[0].readable = true;
+            (void)move(c, 0);
+        }
+    } else {
+        c->halves[0].readable = true; /* read once the upstream is there */
+        start_connect(c);
+    }
+}
+
 void conn_open(struct worker *w, struct listen_sock *ls, int fd, const addr_t *peer,
                const struct ticket *ticket)
 {
@@ -248,6 +403,7 @@ void conn_open(struct worker *w, struct listen_sock *ls, int fd, const addr_t *p
     c->ls = ls;
     c->peer = *peer;
     c->ticket = *ticket;
+    c->pool = &l->pools[0];
     c->client = (struct endpoint){.h.on_event = on_event, .fd = fd};
     c->upstream = (struct endpoint){.h.on_event = on_event, .fd = -1, .upstream = true};
     for (int i = 0; i < 2; i++)
@@ -278,12 +434,8 @@ void conn_open(struct worker *w, struct listen_sock *ls, int fd, const addr_t *p
         arm_idle(c);
         /* The header may be there already: its edge came before we watched. */
         on_event(&c->client.h, &w->loop, NULL);
-    } else if (IS_ECHO(c)) {
-        c->state = CONN_OPEN;
-        arm_idle(c);
     } else {
-        c->halves[0].readable = true; /* read once the upstream is there */
-        start_connect(c);
+        begin(c, false);
     }
 }
 
@@ -352,18 +504,12 @@ static void read_proxy_header(struct conn *c)
         if (c->proxy_dst != NULL)
             *c->proxy_dst = info.dst;
     }
-    h->readable = true; /* more may be waiting behind what we read */
-    if (IS_ECHO(c)) {
-        c->state = CONN_OPEN;
-        arm_idle(c);
-        (void)move(c, 0);
-    } else {
-        start_connect(c);
-    }
+    begin(c, true);
 }
 
-/* Puts the PROXY header for the upstream in front of what is held for it;
- * 0 or -errno. */
+/* Puts the PROXY header for the upstream in front of what is held for it,
+ * or with TLS to the upstream, sends it at once, before the handshake
+ * (the header is not part of the TLS stream); 0 or -errno. */
 static int queue_proxy_header(struct conn *c)
 {
     enum send_proxy v = c->l->cfg->send_proxy;
@@ -381,7 +527,13 @@ static int queue_proxy_header(struct conn *c)
     int n = proxy_build(v == SEND_PROXY_V1 ? 1 : 2, &c->peer, &dst, hdr, sizeof(hdr));
     if (n < 0)
         return -ENOMEM;
-    return half_hold_front(&c->halves[0], hdr, (size_t)n);
+    if (!c->l->cfg->upstream_tls.on)
+        return half_hold_front(&c->halves[0], hdr, (size_t)n);
+    /* A socket just connected has room for it: a short send is an error. */
+    ssize_t m = send(c->upstream.fd, hdr, (size_t)n, MSG_NOSIGNAL);
+    if (m == n)
+        return 0;
+    return m < 0 ? -errno : -EAGAIN;
 }
 
 /* Starts a connect to the next upstream address, or closes the client when
@@ -441,6 +593,17 @@ static void connect_failed(struct conn *c, int err)
     start_connect(c);
 }
 
+/* The upstream is there: relay both ways, sending first what is held
+ * (PROXY header, early bytes): the upstream may speak first, and the
+ * client may have written already. */
+static void open_relay(struct conn *c)
+{
+    c->state = CONN_OPEN;
+    arm_idle(c);
+    c->halves[1].readable = true;
+    move_all(c);
+}
+
 /* The upstream socket answered while connecting: connected, or failed. */
 static void check_connect(struct conn *c)
 {
@@ -450,16 +613,67 @@ static void check_connect(struct conn *c)
         return;
     }
     upstream_succeeded(c->up);
-    c->state = CONN_OPEN;
-    arm_idle(c);
-    if (queue_proxy_header(c) < 0) {
+    int rc = queue_proxy_header(c);
+    if (rc < 0) {
+        conn_abort(c, rc == -ENOMEM ? "out-of-memory" : "upstream-error");
+        return;
+    }
+    const struct upstream_tls_config *ut = &c->l->cfg->upstream_tls;
+    if (!ut->on) {
+        open_relay(c);
+        return;
+    }
+    char host[ADDR_STRLEN];
+    const char *name = ut->server_name;
+    if (name[0] == '\0')
+        name = addr_text_host(c->target->text, host, sizeof(host)) == 0 ? host : NULL;
+    c->upstream.tls = tls_session_connect(ut->client, c->upstream.fd, name);
+    if (c->upstream.tls == NULL) {
         conn_abort(c, "out-of-memory");
         return;
     }
-    /* Send what is held (header, early bytes), then relay both ways: the
-     * upstream may speak first, and the client may have written already. */
-    c->halves[1].readable = true;
-    move_all(c);
+    c->state = CONN_UPSTREAM_HANDSHAKE;
+    arm_handshake(c);
+    handshake(c, &c->upstream);
+}
+
+/* Goes on with the TLS handshake on e, and once it is done, with what
+ * follows: for the client, the upstream's connect (or echo); for the
+ * upstream, the relay.  A failed one closes the client, or counts as a
+ * failed connect of the upstream (the next one is tried). */
+static void handshake(struct conn *c, struct endpoint *e)
+{
+    struct worker *w = c->w;
+    enum tls_side side = e->upstream ? TLS_SIDE_UPSTREAM : TLS_SIDE_CLIENT;
+    int r = tls_session_handshake(e->tls);
+    if (r == -EAGAIN) {
+        loop_rearm(&w->loop, e->fd, tls_session_wants(e->tls));
+        return;
+    }
+    if (r < 0) {
+        tls_failed(c, side, tls_session_failure(e->tls), tls_session_failure_text(e->tls));
+        if (side == TLS_SIDE_CLIENT)
+            conn_close(c, "tls-handshake-failed");
+        else
+            connect_failed(c, EPROTO);
+        return;
+    }
+    atomic_fetch_add(&c->l->st->tls_handshakes[side], 1);
+    c->last_ms = w->loop.now_ms;
+    if (side == TLS_SIDE_UPSTREAM) {
+        open_relay(c);
+        return;
+    }
+    c->tls_up = true;
+    c->halves[0].readable = true; /* bytes may have come with its Finished */
+    if (IS_ECHO(c)) {
+        c->state = CONN_OPEN;
+        arm_idle(c);
+        (void)move(c, 0);
+        return;
+    }
+    c->pool = upstream_route(c->l, tls_session_server_name(e->tls));
+    start_connect(c);
 }
 
 /* A socket of a connection is ready: in its state, moves what it can. */
@@ -485,7 +699,20 @@ static void on_event(struct handler *hd, struct loop *l, const mio_event_t *ev)
         if (in)
             read_proxy_header(c);
         return;
+    case CONN_HELLO:
+        if (in)
+            read_hello(c);
+        return;
+    case CONN_HANDSHAKE:
+        if (!e->upstream)
+            handshake(c, e);
+        return;
     case CONN_CONNECTING:
+    case CONN_UPSTREAM_HANDSHAKE:
+        if (e->upstream && c->state == CONN_UPSTREAM_HANDSHAKE) {
+            handshake(c, e);
+            return;
+        }
         if (e->upstream && out) {
             check_connect(c);
             return;
@@ -514,6 +741,10 @@ static void on_event(struct handler *hd, struct loop *l, const mio_event_t *ev)
                 return;
             }
         }
+        /* TLS: a read may wait for the socket to be writable, a write for
+         * it to be readable, so either event may move either half. */
+        if (e->tls != NULL && ev != NULL)
+            in = out = true;
         /* The half reading e first, then the one writing it (echo: one
          * half, moved once). */
         in = in && !r->eof;
@@ -537,6 +768,20 @@ static void on_timer(struct timer *t)
     struct worker *w = c->w;
     if (c->state == CONN_CONNECTING) {
         connect_failed(c, ETIMEDOUT);
+        return;
+    }
+    if (c->state == CONN_UPSTREAM_HANDSHAKE) {
+        tls_failed(c, TLS_SIDE_UPSTREAM, TLS_FAIL_TIMEOUT, "no answer in time");
+        connect_failed(c, ETIMEDOUT);
+        return;
+    }
+    if (c->state == CONN_HANDSHAKE) {
+        tls_failed(c, TLS_SIDE_CLIENT, TLS_FAIL_TIMEOUT, "not done in time");
+        conn_abort(c, "tls-handshake-timeout");
+        return;
+    }
+    if (c->state == CONN_HELLO) {
+        conn_abort(c, "client-hello-timeout");
         return;
     }
     if (c->state == CONN_PROXY_HEADER && w->loop.now_ms >= header_deadline(c)) {

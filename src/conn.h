@@ -31,9 +31,20 @@ struct listen_sock;
 struct listener;
 struct upstream;
 struct upstream_addr;
+struct upstream_pool;
 struct worker;
 
-enum conn_state { CONN_PROXY_HEADER, CONN_CONNECTING, CONN_OPEN };
+/* A connection's life: the PROXY header, the ClientHello read for
+ * sni_routes or the client's TLS handshake, the connect to an upstream and
+ * the TLS handshake with it, then the relay. */
+enum conn_state {
+    CONN_PROXY_HEADER,
+    CONN_HELLO,
+    CONN_HANDSHAKE,
+    CONN_CONNECTING,
+    CONN_UPSTREAM_HANDSHAKE,
+    CONN_OPEN
+};
 
 struct conn {
     struct endpoint client, upstream;
@@ -44,12 +55,15 @@ struct conn {
     struct ticket ticket;          /* what admission took */
     uint8_t state;                 /* enum conn_state */
     bool dead;                     /* closed: freed after the batch of events */
+    bool tls_up;                   /* the client's TLS handshake is done */
     bool all_failed;               /* the upstream of this attempt had no address
                                       unmarked: its addresses are all tried */
     uint16_t tried;                /* its addresses tried in this attempt (bit i: i) */
     uint16_t attempts;             /* upstreams tried (retries + 1 at most) */
     uint16_t cursor;               /* where the next upstream pick starts */
     const struct upstream *target; /* the upstream of this attempt */
+    const struct upstream_pool *pool; /* the upstreams it chooses among */
+    char *sni;                     /* the server name its ClientHello asked for */
     struct worker *w;
     struct listener *l;
     struct listen_sock *ls;

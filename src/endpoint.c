@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 
 #include "endpoint.h"
+#include "tls.h"
 
 void endpoint_urgent_inline(int fd)
 {
@@ -18,16 +19,22 @@ void endpoint_urgent_inline(int fd)
 bool endpoint_at_urgent_mark(const struct endpoint *e)
 {
     int mark = 0;
+    if (e->tls != NULL)
+        return false; /* urgent data inside TLS records has no meaning */
     return ioctl(e->fd, SIOCATMARK, &mark) == 0 && mark == 1;
 }
 
 ssize_t endpoint_read(struct endpoint *e, void *buf, size_t cap)
 {
+    if (e->tls != NULL)
+        return tls_session_read(e->tls, buf, cap);
     return recv(e->fd, buf, cap, 0);
 }
 
 ssize_t endpoint_write(struct endpoint *e, const void *p, size_t n, bool oob)
 {
+    if (e->tls != NULL)
+        return tls_session_write(e->tls, p, n);
     if (oob) {
         ssize_t m = send(e->fd, p, n, MSG_NOSIGNAL | MSG_OOB);
         if (m >= 0 || errno != EOPNOTSUPP)
@@ -38,6 +45,9 @@ ssize_t endpoint_write(struct endpoint *e, const void *p, size_t n, bool oob)
 
 int endpoint_shutdown(struct endpoint *e)
 {
+    int err;
+    if (e->tls != NULL && (err = tls_session_shutdown(e->tls)) < 0)
+        return err; /* -EAGAIN: close_notify waits for a writable socket */
     if (shutdown(e->fd, SHUT_WR) < 0 && errno != ENOTCONN)
         return -errno;
     return 0;
@@ -45,8 +55,32 @@ int endpoint_shutdown(struct endpoint *e)
 
 bool endpoint_splices(const struct endpoint *e)
 {
-    (void)e;
-    return true; /* every endpoint is a plain socket today */
+    return e->tls == NULL;
+}
+
+bool endpoint_short_read_drains(const struct endpoint *e)
+{
+    return e->tls == NULL;
+}
+
+mio_interest_t endpoint_read_wait(const struct endpoint *e, mio_interest_t read)
+{
+    return e->tls != NULL ? tls_session_wants(e->tls) : read;
+}
+
+mio_interest_t endpoint_write_wait(const struct endpoint *e)
+{
+    return e->tls != NULL ? tls_session_wants(e->tls) : MIO_WRITABLE;
+}
+
+void endpoint_end_tls(struct endpoint *e, bool graceful)
+{
+    if (e->tls == NULL)
+        return;
+    if (graceful && e->fd >= 0)
+        (void)tls_session_shutdown(e->tls);
+    tls_session_free(e->tls);
+    e->tls = NULL;
 }
 
 void endpoint_reset_on_close(struct endpoint *e)

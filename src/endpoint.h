@@ -17,6 +17,11 @@
  * receiver finds the mark where the sender put it.  A destination that
  * cannot take urgent data (a Unix socket before Linux 5.15) gets that byte
  * in line.
+ *
+ * A TLS socket (e->tls) is read and written through its session (tls.h):
+ * never spliced, never short of a byte after a short read (a read returns
+ * one record, and what the session decrypted waits in it), and a read or
+ * a write that says EAGAIN may wait for the other readiness.
  */
 #ifndef ECHOD_ENDPOINT_H
 #define ECHOD_ENDPOINT_H
@@ -27,10 +32,13 @@
 
 #include "loop.h"
 
+struct tls_session;
+
 struct endpoint {
-    struct handler h; /* its token: the connection's (conn.c) */
-    int fd;           /* -1 when there is none (yet, or any more) */
-    bool upstream;    /* the upstream's socket, else the client's */
+    struct handler h;        /* its token: the connection's (conn.c) */
+    int fd;                  /* -1 when there is none (yet, or any more) */
+    bool upstream;           /* the upstream's socket, else the client's */
+    struct tls_session *tls; /* its TLS session, or NULL */
 };
 
 /* Makes fd read TCP urgent data in line (SO_OOBINLINE), as every socket of
@@ -53,6 +61,20 @@ int endpoint_shutdown(struct endpoint *e);
 
 /* Whether splice(2) may move e's bytes: a plain kernel socket. */
 bool endpoint_splices(const struct endpoint *e);
+
+/* Whether a read of e that came back short has emptied what there is to
+ * read, so that the next bytes bring an event (not with TLS). */
+bool endpoint_short_read_drains(const struct endpoint *e);
+
+/* What to wait for after a read of e said EAGAIN (`read` for a plain
+ * socket), and after a write did. */
+mio_interest_t endpoint_read_wait(const struct endpoint *e, mio_interest_t read);
+mio_interest_t endpoint_write_wait(const struct endpoint *e);
+
+/* Ends e's TLS session, sending close_notify when `graceful` and it was
+ * not sent yet (best effort: the socket is closed next); nothing for a
+ * plain socket. */
+void endpoint_end_tls(struct endpoint *e, bool graceful);
 
 /* Makes closing e send a reset instead of a FIN (a Unix socket has no
  * reset: its peer just sees the end). */

@@ -250,29 +250,53 @@ static struct listener_state *state_for(struct generation *old, const char *name
     return st;
 }
 
-/* Sets up l's upstreams from cfg, each address's state found again in g or
- * old.  The counts grow as entries are filled, so that free_generation()
- * and the searches see only complete ones. */
+/* Sets up upstream `up` from ca, each address's state found again in g or
+ * old; false when out of memory. */
+static bool open_upstream(struct generation *g, struct generation *old,
+                          struct upstream *up, const struct config_addr *ca)
+{
+    up->text = ca->text;
+    up->addrs = calloc(ca->naddrs ? ca->naddrs : 1, sizeof(struct upstream_addr *));
+    up->loop_at = calloc(ca->naddrs ? ca->naddrs : 1, sizeof(struct listen_sock *));
+    if (up->addrs == NULL || up->loop_at == NULL)
+        return false;
+    for (size_t k = 0; k < ca->naddrs; k++) {
+        up->addrs[k] = upstream_addr_get(g, old, &ca->addrs[k]);
+        if (up->addrs[k] == NULL)
+            return false;
+        up->naddrs++;
+    }
+    return true;
+}
+
+/* Sets up l's upstreams from cfg, its own and then each route's, and the
+ * pools that choose among them.  The counts grow as entries are filled,
+ * so that free_generation() and the searches see only complete ones. */
 static bool open_upstreams(struct generation *g, struct generation *old,
                            struct listener *l, const struct listener_config *cfg)
 {
-    l->upstreams = calloc(cfg->nupstreams ? cfg->nupstreams : 1, sizeof(*l->upstreams));
-    if (l->upstreams == NULL)
+    size_t total = cfg->nupstreams;
+    for (size_t r = 0; r < cfg->nsni_routes; r++)
+        total += cfg->sni_routes[r].nupstreams;
+    l->upstreams = calloc(total ? total : 1, sizeof(*l->upstreams));
+    l->pools = calloc(1 + cfg->nsni_routes, sizeof(*l->pools));
+    if (l->upstreams == NULL || l->pools == NULL)
         return false;
-    for (size_t i = 0; i < cfg->nupstreams; i++) {
-        const struct config_addr *ca = &cfg->upstreams[i];
-        struct upstream *up = &l->upstreams[i];
-        up->text = ca->text;
-        up->addrs = calloc(ca->naddrs ? ca->naddrs : 1, sizeof(struct upstream_addr *));
-        up->loop_at = calloc(ca->naddrs ? ca->naddrs : 1, sizeof(struct listen_sock *));
-        l->nupstreams++;
-        if (up->addrs == NULL || up->loop_at == NULL)
-            return false;
-        for (size_t k = 0; k < ca->naddrs; k++) {
-            up->addrs[k] = upstream_addr_get(g, old, &ca->addrs[k]);
-            if (up->addrs[k] == NULL)
+    for (size_t r = 0; r <= cfg->nsni_routes; r++) {
+        const struct config_addr *list = r == 0 ? cfg->upstreams
+                                                : cfg->sni_routes[r - 1].upstreams;
+        size_t n = r == 0 ? cfg->nupstreams : cfg->sni_routes[r - 1].nupstreams;
+        struct upstream_pool *p = &l->pools[r];
+        p->ups = &l->upstreams[l->nupstreams];
+        p->n = (unsigned)n;
+        p->server_name = r == 0 ? NULL : cfg->sni_routes[r - 1].server_name;
+        atomic_init(&p->own_rr, 0);
+        p->rr = r == 0 ? &l->st->rr : &p->own_rr;
+        l->npools++;
+        for (size_t i = 0; i < n; i++) {
+            l->nupstreams++; /* free_generation() frees what was allocated */
+            if (!open_upstream(g, old, &l->upstreams[l->nupstreams - 1], &list[i]))
                 return false;
-            up->naddrs++;
         }
     }
     return true;
@@ -321,6 +345,7 @@ static void free_generation(struct generation *g)
             free(l->upstreams[k].loop_at);
         }
         free(l->upstreams);
+        free(l->pools);
     }
     free(g->listeners);
     config_free(g->cfg);

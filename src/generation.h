@@ -16,6 +16,7 @@
 #include "daemon.h"
 #include "loop.h"
 #include "persource.h"
+#include "tls.h"
 #include "upstream.h"
 
 /* One bound address of a listener, shared by every worker's poll. */
@@ -43,6 +44,8 @@ struct listener_state {
     atomic_ullong accepted, bytes_in, bytes_out;
     atomic_ullong refused[REFUSED_N];
     atomic_ullong upstream_failures; /* connects refused or timed out */
+    atomic_ullong tls_handshakes[TLS_SIDE_N];
+    atomic_ullong tls_failures[TLS_SIDE_N][TLS_FAIL_N];
     atomic_uint rr;                  /* round-robin cursor over its upstreams */
 };
 
@@ -55,8 +58,10 @@ struct listener {
     struct listener_state *st;
     struct listen_sock *socks;
     size_t nsocks;
-    struct upstream *upstreams;
+    struct upstream *upstreams; /* its own, then each sni_route's */
     size_t nupstreams;
+    struct upstream_pool *pools; /* [0] its own upstreams, [1 + i] route i's */
+    size_t npools;
 };
 
 /*

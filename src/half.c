@@ -107,7 +107,7 @@ static void wrote(struct half_io *io, size_t n)
 static void wait_writable(struct half *h, struct half_io *io)
 {
     h->writable = false;
-    loop_rearm(&io->w->loop, io->dst->fd, MIO_WRITABLE);
+    loop_rearm(&io->w->loop, io->dst->fd, endpoint_write_wait(io->dst));
 }
 
 /* Writes p[0..n) to the destination (as urgent data when `oob`) until all
@@ -295,7 +295,7 @@ enum half_stop half_move(struct half *h, struct half_io *io)
              * where no event tells of urgent data, nor after a splice,
              * which also stops short when the pipe runs out of slots. */
             if (!spliced && (size_t)r.n < io->cap && !h->closing && !h->urgent &&
-                io->short_reads) {
+                io->short_reads && endpoint_short_read_drains(io->src)) {
                 h->readable = false;
                 loop_rearm(&io->w->loop, io->src->fd, io->read_interest);
                 return HALF_WAIT_SRC;
@@ -318,7 +318,8 @@ enum half_stop half_move(struct half *h, struct half_io *io)
         if (r.n == -EAGAIN) {
             h->readable = false;
             h->urgent = false; /* past the mark: the next one is an event */
-            loop_rearm(&io->w->loop, io->src->fd, io->read_interest);
+            loop_rearm(&io->w->loop, io->src->fd,
+                       endpoint_read_wait(io->src, io->read_interest));
             return HALF_WAIT_SRC;
         }
         io->err = (int)-r.n;
@@ -326,6 +327,10 @@ enum half_stop half_move(struct half *h, struct half_io *io)
     }
     if (!h->done && io->pass_fin) {
         int err = endpoint_shutdown(io->dst);
+        if (err == -EAGAIN) { /* close_notify waits for room */
+            wait_writable(h, io);
+            return HALF_WAIT_DST;
+        }
         if (err < 0) {
             io->err = -err;
             return HALF_DST_FAILED;

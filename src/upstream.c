@@ -14,6 +14,7 @@
 
 #include "conn.h"
 #include "generation.h"
+#include "hello.h"
 #include "upstream.h"
 #include "worker.h"
 
@@ -48,18 +49,18 @@ static unsigned load_of(const struct upstream *up)
 /* Round-robin among the healthy upstreams only, so that the share of a
  * failed one is spread over all the others rather than given to the one
  * after it; among all of them when none is healthy. */
-static unsigned round_robin(struct listener *l, int64_t now_ms)
+static unsigned round_robin(const struct upstream_pool *p, int64_t now_ms)
 {
-    unsigned n = (unsigned)l->nupstreams;
-    unsigned turn = atomic_fetch_add(&l->st->rr, 1), nhealthy = 0;
+    unsigned n = p->n;
+    unsigned turn = atomic_fetch_add(p->rr, 1), nhealthy = 0;
     for (unsigned i = 0; i < n; i++)
-        nhealthy += healthy(&l->upstreams[i], now_ms);
+        nhealthy += healthy(&p->ups[i], now_ms);
     /* n >= 1: config_load() refuses a proxy listener without upstreams. */
     if (nhealthy == 0)
         return turn % n; /* NOLINT(clang-analyzer-core.DivideZero) */
     unsigned k = turn % nhealthy;
     for (unsigned i = 0; i < n; i++)
-        if (healthy(&l->upstreams[i], now_ms) && k-- == 0)
+        if (healthy(&p->ups[i], now_ms) && k-- == 0)
             return i;
     /* Another worker changed a mark meanwhile: upstream_pick() goes on
      * from here to a healthy one. */
@@ -67,9 +68,10 @@ static unsigned round_robin(struct listener *l, int64_t now_ms)
 }
 
 /* Where the first attempt starts, by balance mode. */
-static unsigned first_position(struct listener *l, struct conn *c, int64_t now_ms)
+static unsigned first_position(const struct listener *l, const struct upstream_pool *p,
+                               const struct conn *c, int64_t now_ms)
 {
-    unsigned n = (unsigned)l->nupstreams;
+    unsigned n = p->n;
     switch (l->cfg->balance) {
     case BALANCE_SOURCE_HASH: {
         uint8_t key[16];
@@ -79,12 +81,12 @@ static unsigned first_position(struct listener *l, struct conn *c, int64_t now_m
     case BALANCE_LEAST_CONNECTIONS: {
         /* The healthy upstream with the fewest connections; ties go round
          * robin so that equal upstreams share the load. */
-        unsigned start = atomic_fetch_add(&l->st->rr, 1) % n, best = start;
+        unsigned start = atomic_fetch_add(p->rr, 1) % n, best = start;
         unsigned best_active = ~0u;
         for (unsigned k = 0; k < n; k++) {
             unsigned i = (start + k) % n;
-            unsigned a = load_of(&l->upstreams[i]);
-            if (healthy(&l->upstreams[i], now_ms) && a < best_active) {
+            unsigned a = load_of(&p->ups[i]);
+            if (healthy(&p->ups[i], now_ms) && a < best_active) {
                 best = i;
                 best_active = a;
             }
@@ -93,30 +95,31 @@ static unsigned first_position(struct listener *l, struct conn *c, int64_t now_m
     }
     case BALANCE_ROUND_ROBIN:
     default:
-        return round_robin(l, now_ms);
+        return round_robin(p, now_ms);
     }
 }
 
 /* The upstream of c's next attempt: the first where the balance mode says,
  * a retry the next healthy one after the last. */
-static const struct upstream *upstream_pick(struct listener *l, struct conn *c,
+static const struct upstream *upstream_pick(const struct listener *l, struct conn *c,
                                             int64_t now_ms)
 {
-    unsigned n = (unsigned)l->nupstreams;
+    const struct upstream_pool *p = c->pool;
+    unsigned n = p->n;
     if (c->attempts <= 1)
-        c->cursor = first_position(l, c, now_ms);
+        c->cursor = (uint16_t)first_position(l, p, c, now_ms);
     for (unsigned k = 0; k < n; k++) {
         unsigned i = (c->cursor + k) % n;
-        if (healthy(&l->upstreams[i], now_ms)) {
-            c->cursor = i + 1;
-            return &l->upstreams[i];
+        if (healthy(&p->ups[i], now_ms)) {
+            c->cursor = (uint16_t)(i + 1);
+            return &p->ups[i];
         }
     }
     /* All failed: try them anyway.  n >= 1: config_load() refuses a proxy
      * listener without upstreams, and only proxy connections get here. */
     unsigned i = c->cursor % n; /* NOLINT(clang-analyzer-core.DivideZero) */
-    c->cursor = i + 1;
-    return &l->upstreams[i];
+    c->cursor = (uint16_t)(i + 1);
+    return &p->ups[i];
 }
 
 /* No address: the attempt's upstream has none left to try. */
@@ -330,6 +333,21 @@ struct upstream_addr *upstream_next(struct worker *w, struct conn *c)
     }
 }
 
+const struct upstream_pool *upstream_route(const struct listener *l,
+                                           const char *server_name)
+{
+    if (server_name != NULL) {
+        for (size_t i = 1; i < l->npools; i++)
+            if (strcmp(l->pools[i].server_name, server_name) == 0)
+                return &l->pools[i];
+        for (size_t i = 1; i < l->npools; i++)
+            if (l->pools[i].server_name[0] == '*' &&
+                hello_name_matches(l->pools[i].server_name, server_name))
+                return &l->pools[i];
+    }
+    return &l->pools[0];
+}
+
 void upstream_failed(struct worker *w, struct conn *c, struct upstream_addr *ua, int err)
 {
     struct listener *l = c->l;
@@ -337,7 +355,9 @@ void upstream_failed(struct worker *w, struct conn *c, struct upstream_addr *ua,
     mark_failed(w, l, ua);
     char what[2 * ADDR_STRLEN + 8];
     describe(c, ua, what, sizeof(what));
-    const char *why = err == ETIMEDOUT ? "connect timeout" : log_strerror(err);
+    const char *why = err == ETIMEDOUT ? "connect timeout"
+                      : err == EPROTO  ? "TLS handshake failed"
+                                       : log_strerror(err);
     if (fail > 0)
         upstream_warn(w, "listener %s: upstream %s failed: %s; skipped for %lld.%03lld s",
                       l->cfg->name, what, why, (long long)(fail / 1000),

@@ -44,6 +44,24 @@ struct upstream {
     const struct listen_sock **loop_at;
 };
 
+/* The upstreams a connection's attempts choose among: a relay's own
+ * (`upstreams`), or those of one of its `sni_routes`; a range of the
+ * listener's upstreams, with its round-robin cursor. */
+struct upstream_pool {
+    struct upstream *ups;    /* the first of them, in the listener's array */
+    unsigned n;              /* at least 1 */
+    const char *server_name; /* the route's pattern; NULL: the relay's own */
+    atomic_uint *rr;         /* the cursor: the listener state's for its own
+                                (kept over reloads), else own_rr */
+    atomic_uint own_rr;
+};
+
+/* The pool for a connection whose client asked for server_name (SNI; NULL
+ * without one): the first route whose name equals it, else the first whose
+ * wildcard covers it, else the relay's own upstreams. */
+const struct upstream_pool *upstream_route(const struct listener *l,
+                                           const char *server_name);
+
 /* A reference to the state of upstream address a: the one a listener of g
  * (being built) or of `old` holds, so that load and failure marks stay with
  * the address over a reload; else a new one (NULL when out of memory). */

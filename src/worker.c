@@ -86,6 +86,7 @@ int worker_init(struct worker *w, struct daemon *d, unsigned id)
     w->rl_refused.burst = 10;
     w->rl_fd.burst = 2;
     w->rl_upstream.burst = 10;
+    w->rl_tls.burst = 10;
     w->wake.on_event = on_wake;
     w->accept_timer.fire = resume_accepting;
     w->gen = atomic_load(&d->gen);

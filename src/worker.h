@@ -35,7 +35,7 @@ struct worker {
     bool no_priority;   /* the backend has no MIO_PRIORITY (kqueue) */
     struct conn *conns; /* every open connection, for shutdown */
     unsigned nconns;
-    struct ratelimit rl_refused, rl_fd, rl_upstream;
+    struct ratelimit rl_refused, rl_fd, rl_upstream, rl_tls;
     struct generation *gen;                /* whose listening sockets it watches */
     _Atomic(struct generation *) watching; /* gen, for the reloading thread */
     atomic_bool quiet; /* stopping: the listeners are out of its poll */

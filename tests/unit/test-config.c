@@ -534,7 +534,7 @@ static void unknown_settings(void **state)
             ":3: listeners.p.balanse: unknown setting (did you mean \"balance\"?)");
     refused_with(with_listener_setting(buf, sizeof(buf), "port = 7;"),
                  ":1: listeners.a.port: unknown setting (known: name, listen, mode, ",
-                 ", send_proxy)");
+                 ", send_proxy, upstream_tls, sni_routes, tls)");
     /* Before the name is known, the listener goes by its index. */
     refused("listeners = ( { name = \"a\"; listen = [ \"127.0.0.1:0\" ]; },\n"
             "  { nmae = \"b\"; listen = [ \"127.0.0.1:0\" ]; } );\n",
@@ -856,10 +856,11 @@ static void proxy_only_settings(void **state)
     static const char *const settings[][2] = {
         {"upstreams = [ \"127.0.0.1:1\" ];", "upstreams"},
         {"balance = \"round-robin\";", "balance"},
-        {"connect_timeout = 3.0;", "connect_timeout"},
         {"retries = 2;", "retries"},
         {"fail_timeout = 10.0;", "fail_timeout"},
         {"send_proxy = \"none\";", "send_proxy"},
+        {"upstream_tls = { verify = false; };", "upstream_tls"},
+        {"sni_routes = ( );", "sni_routes"},
     };
     char buf[512], expected[256];
     for (size_t i = 0; i < sizeof(settings) / sizeof(settings[0]); i++) {
@@ -873,6 +874,12 @@ static void proxy_only_settings(void **state)
                  settings[i][1]);
         refused(buf, expected);
     }
+    /* connect_timeout bounds a TLS handshake too: an echo listener has it
+     * with tls only. */
+    refused("listeners = ( { name = \"e\"; listen = [ \"127.0.0.1:0\" ];\n"
+            "  mode = \"echo\";\n  connect_timeout = 3.0; } );\n",
+            ":3: listeners.e.connect_timeout: only for mode = \"proxy\", or with tls (it "
+            "bounds the handshake); this listener's mode is \"echo\"");
     /* Echo is the default mode. */
     refused(with_listener_setting(buf, sizeof(buf), "retries = 2;"),
             ":1: listeners.a.retries: only for mode = \"proxy\"; this listener's mode "
@@ -1324,6 +1331,22 @@ static void known_keys(void **state)
         "listeners.retries",
         "listeners.fail_timeout",
         "listeners.send_proxy",
+        "listeners.upstream_tls",
+        "listeners.upstream_tls.ca",
+        "listeners.upstream_tls.verify",
+        "listeners.upstream_tls.server_name",
+        "listeners.upstream_tls.certificate",
+        "listeners.upstream_tls.key",
+        "listeners.sni_routes",
+        "listeners.tls",
+        "listeners.tls.certificate",
+        "listeners.tls.key",
+        "listeners.tls.certificates",
+        "listeners.tls.client_ca",
+        "listeners.tls.min_version",
+        "listeners.tls.ciphers",
+        "listeners.tls.ciphersuites",
+        "listeners.tls.alpn",
         "stats",
         "stats.listen",
         "stats.allow",
@@ -1374,17 +1397,22 @@ static void table_rows(void **state)
 {
     (void)state;
     for (const struct setting *row = table_settings; row->key != NULL; row++) {
-        const char *dot = strchr(row->key, '.');
+        const char *dot = strrchr(row->key, '.');
         if (row->help == NULL || row->help[0] == '\0')
             fail_msg("%s: no help", row->key);
         if (dot != NULL) {
+            /* A setting of a group, or of a group in a listener
+             * ("listeners.tls.key"); no deeper. */
             char group[32];
             snprintf(group, sizeof(group), "%.*s", (int)(dot - row->key), row->key);
             const struct setting *g = table_find(group);
             if (g == NULL || (g->kind != SETTING_GROUP && g->kind != SETTING_GROUPS))
                 fail_msg("%s: no group %s", row->key, group);
-            if (strchr(dot + 1, '.') != NULL)
-                fail_msg("%s: nested twice", row->key);
+            const char *first = strchr(row->key, '.');
+            if (first != dot && (strncmp(row->key, "listeners.", 10) != 0 ||
+                                 strchr(first + 1, '.') != dot ||
+                                 g->kind != SETTING_GROUP))
+                fail_msg("%s: nested too deep", row->key);
         }
         assert_ptr_equal(table_find(row->key), row);
         switch (row->kind) {
@@ -1415,6 +1443,7 @@ static void table_rows(void **state)
         case SETTING_GROUPS:
         case SETTING_ADDRESS:
         case SETTING_ADDRESSES:
+        case SETTING_STRINGS:
             if (row->load == NULL)
                 fail_msg("%s: no loader", row->key);
             break;
