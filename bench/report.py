@@ -569,8 +569,8 @@ def report(run, targets):
                 ""]
         out += per_cpu_table(run, "tls", tls_servers)
         out += ["",
-                "CPU of the floor-echo behind each, in the same units (the same work for all;",
-                "not counted above):",
+                "CPU of the floor-echo behind each, in the same units (not counted above; a few",
+                "% of a CPU, so these move by some 10 % with the clock ticks they are read in):",
                 ""]
         out += cpu_table(run, "tls", [s for s in tls_servers if s != "mio-echod-echo"],
                          "backend")
