@@ -396,6 +396,18 @@ bool addr_equal(const addr_t *a, const addr_t *b)
     }
 }
 
+unsigned addr_port(const addr_t *a)
+{
+    switch (a->u.sa.sa_family) {
+    case AF_INET:
+        return ntohs(a->u.in.sin_port);
+    case AF_INET6:
+        return ntohs(a->u.in6.sin6_port);
+    default:
+        return 0;
+    }
+}
+
 int addr_text_host(const char *text, char *buf, size_t len)
 {
     const char *start = text, *end = strrchr(text, ':');

@@ -74,6 +74,9 @@ void addr_format(const addr_t *a, char *buf, size_t len);
  * equal to its v4 form: they are different sockets. */
 bool addr_equal(const addr_t *a, const addr_t *b);
 
+/* The port of an IP address (host order); 0 for a Unix one. */
+unsigned addr_port(const addr_t *a);
+
 /* The host of an address as written, "HOST:PORT" or "[V6]:PORT", into
  * buf: what TLS names and verifies.  0, or -EINVAL for a Unix address or
  * one without a port, -ENAMETOOLONG when buf is too small. */

@@ -29,7 +29,7 @@
 /* Makes *path absolute (see above); "" stays "". */
 static int absolute(struct config_loader *ld, char **path)
 {
-    if ((*path)[0] == '\0' || (*path)[0] == '/')
+    if (*path == NULL || (*path)[0] == '\0' || (*path)[0] == '/')
         return 0;
     const char *creds = getenv("CREDENTIALS_DIRECTORY");
     char dir[PATH_MAX_LEN];
@@ -228,7 +228,9 @@ int config_load_sni_routes(struct config_loader *ld, const config_setting_t *g,
                             &lc->sni_routes[i]);
         if (rc != 0)
             return rc;
+        /* Each route loaded has its name (load_route() refuses one without). */
         for (int j = 0; j < i; j++)
+            /* NOLINTNEXTLINE(clang-analyzer-core.NonNullParamChecker): above */
             if (strcmp(lc->sni_routes[j].server_name, lc->sni_routes[i].server_name) == 0)
                 return value_refuse(ld, lc->sni_routes[i].line, elem, "server_name",
                                     "\"%s\" is routed already (at line %d)",
@@ -270,10 +272,12 @@ static int refuse_context(struct config_loader *ld, const config_setting_t *g,
         *dot = '\0';
     if (config_setting_get_member(g, first) != NULL)
         at = config_setting_get_member(g, first);
-    int idx;
-    if (sscanf(p->setting, "certificates.[%d]", &idx) == 1 && config_setting_is_list(at) &&
-        idx >= 0 && idx < config_setting_length(at))
-        at = config_setting_get_elem(at, (unsigned)idx);
+    static const char more[] = "certificates.[";
+    if (strncmp(p->setting, more, sizeof(more) - 1) == 0 && config_setting_is_list(at)) {
+        long idx = strtol(p->setting + sizeof(more) - 1, NULL, 10);
+        if (idx >= 0 && idx < config_setting_length(at))
+            at = config_setting_get_elem(at, (unsigned)idx);
+    }
     return value_refuse(ld, value_line(at), inner, p->setting, "%s", p->why);
 }
 
@@ -346,6 +350,46 @@ int config_check_tls(struct config_loader *ld, const config_setting_t *g, const 
             return rc;
     }
     return 0;
+}
+
+void config_tls_files(const struct config *cfg, void (*each)(const char *file, void *arg),
+                      void *arg)
+{
+    for (size_t i = 0; i < cfg->nlisteners; i++) {
+        const struct tls_config *t = &cfg->listeners[i].tls;
+        const struct upstream_tls_config *u = &cfg->listeners[i].upstream_tls;
+        const char *files[] = {
+            t->on ? t->pair.certificate : NULL, t->on ? t->pair.key : NULL,
+            t->on ? t->client_ca : NULL,        u->on ? u->ca : NULL,
+            u->on ? u->pair.certificate : NULL, u->on ? u->pair.key : NULL,
+        };
+        for (size_t k = 0; k < sizeof(files) / sizeof(files[0]); k++)
+            if (files[k] != NULL && files[k][0] != '\0')
+                each(files[k], arg);
+        for (size_t k = 0; t->on && k < t->nmore; k++) {
+            each(t->more[k].certificate, arg);
+            each(t->more[k].key, arg);
+        }
+    }
+}
+
+void config_tls_expiry(const struct config *cfg, time_t now, int days,
+                       void (*each)(const char *listener, const char *file, long days_left,
+                                    void *arg),
+                       void *arg)
+{
+    for (size_t i = 0; i < cfg->nlisteners; i++) {
+        const struct tls_server *s = cfg->listeners[i].tls.server;
+        struct tls_cert_info info[16];
+        size_t n = s != NULL ? tls_server_certs(s, info, 16) : 0;
+        for (size_t k = 0; k < n && k < 16; k++) {
+            /* Whole days left, rounded down; negative once expired. */
+            long long secs = (long long)info[k].not_after - (long long)now;
+            long long whole = secs >= 0 ? secs / 86400 : -((-secs + 86399) / 86400);
+            if (info[k].not_after != 0 && secs < (long long)days * 86400)
+                each(cfg->listeners[i].name, info[k].file, (long)whole, arg);
+        }
+    }
 }
 
 void config_free_tls(struct listener_config *lc)

@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <time.h>
 
 #include "addr.h"
 
@@ -148,6 +149,18 @@ struct config {
  * listeners.
  */
 struct config *config_load(const char *path, const char *name, char *err, size_t errlen);
+
+/* Calls each() for every file cfg's TLS groups read (certificates, keys,
+ * CA files), as an absolute path. */
+void config_tls_files(const struct config *cfg, void (*each)(const char *file, void *arg),
+                      void *arg);
+
+/* Calls each() for every certificate of cfg's tls groups that expires
+ * within `days` of now (or has expired: days_left < 0). */
+void config_tls_expiry(const struct config *cfg, time_t now, int days,
+                       void (*each)(const char *listener, const char *file, long days_left,
+                                    void *arg),
+                       void *arg);
 
 /* Frees cfg and everything it holds; NULL is fine. */
 void config_free(struct config *cfg);

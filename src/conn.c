@@ -647,7 +647,8 @@ static void handshake(struct conn *c, struct endpoint *e)
     enum tls_side side = e->upstream ? TLS_SIDE_UPSTREAM : TLS_SIDE_CLIENT;
     int r = tls_session_handshake(e->tls);
     if (r == -EAGAIN) {
-        loop_rearm(&w->loop, e->fd, tls_session_wants(e->tls));
+        loop_rearm(&w->loop, e->fd,
+                   tls_session_wants_write(e->tls) ? MIO_WRITABLE : MIO_READABLE);
         return;
     }
     if (r < 0) {

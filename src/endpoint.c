@@ -65,12 +65,16 @@ bool endpoint_short_read_drains(const struct endpoint *e)
 
 mio_interest_t endpoint_read_wait(const struct endpoint *e, mio_interest_t read)
 {
-    return e->tls != NULL ? tls_session_wants(e->tls) : read;
+    if (e->tls == NULL)
+        return read;
+    return tls_session_wants_write(e->tls) ? MIO_WRITABLE : MIO_READABLE;
 }
 
 mio_interest_t endpoint_write_wait(const struct endpoint *e)
 {
-    return e->tls != NULL ? tls_session_wants(e->tls) : MIO_WRITABLE;
+    if (e->tls != NULL && !tls_session_wants_write(e->tls))
+        return MIO_READABLE;
+    return MIO_WRITABLE;
 }
 
 void endpoint_end_tls(struct endpoint *e, bool graceful)

@@ -127,13 +127,22 @@ static struct passed_sock *find_passed(struct daemon *d, const char *name,
     return NULL;
 }
 
-/* An equal address of a listener of `old` whose socket can be taken over. */
-static struct listen_sock *find_old(struct generation *old, const addr_t *a)
+/* An equal address of a listener of `old` whose socket can be taken over.
+ * Port 0 asks the kernel for a port: the socket that listener `name` got
+ * for the same written address is kept, so that a reload does not move it
+ * to another port. */
+static struct listen_sock *find_old(struct generation *old, const char *name,
+                                    const addr_t *a)
 {
     for (size_t i = 0; old != NULL && i < old->nlisteners; i++)
         for (size_t k = 0; k < old->listeners[i].nsocks; k++) {
-            struct listen_sock *ls = &old->listeners[i].socks[k];
-            if (ls->fd >= 0 && !ls->moved && addr_equal(&ls->addr, a))
+            const struct listener *l = &old->listeners[i];
+            struct listen_sock *ls = &l->socks[k];
+            bool same = addr_equal(&ls->addr, a) ||
+                        (a->u.sa.sa_family != AF_UNIX && addr_port(a) == 0 &&
+                         strcmp(l->cfg->name, name) == 0 &&
+                         addr_equal(&l->cfg->listen[k].addr, a));
+            if (ls->fd >= 0 && !ls->moved && same)
                 return ls;
         }
     return NULL;
@@ -146,7 +155,7 @@ static int open_sock(struct daemon *d, struct generation *old, struct listen_soc
                      const struct listener_config *cfg, struct generation_error *e)
 {
     const addr_t *a = &ls->addr;
-    struct listen_sock *prev = find_old(old, a);
+    struct listen_sock *prev = find_old(old, cfg->name, a);
     struct passed_sock *p = prev ? NULL : find_passed(d, cfg->name, a);
     const char *what = NULL;
     int fd;

@@ -309,6 +309,8 @@ static int client_hello(struct reader *r, struct hello *h)
     return extensions(r, end, h);
 }
 
+/* Starts over from the first record each time; the stream bound is kept
+ * by looking at no byte past it. */
 enum hello_result hello_parse(const uint8_t *buf, size_t len, struct hello *out,
                               const char **why)
 {
@@ -346,6 +348,7 @@ static bool equal_nocase(const char *a, const char *b)
     }
 }
 
+/* A wildcard's ".suffix" against the end of the name. */
 bool hello_name_matches(const char *pattern, const char *name)
 {
     if (pattern[0] == '*' && pattern[1] == '.') {
@@ -356,6 +359,7 @@ bool hello_name_matches(const char *pattern, const char *name)
     return equal_nocase(pattern, name);
 }
 
+/* A wildcard's suffix is judged as a name. */
 bool hello_pattern_valid(const char *pattern)
 {
     if (pattern[0] == '*' && pattern[1] == '.')

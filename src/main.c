@@ -30,6 +30,7 @@
 #include "mio.h"
 #include "process.h"
 #include "service.h"
+#include "tls.h"
 #include "worker.h"
 
 #ifndef SYSCONFDIR
@@ -184,39 +185,58 @@ static char *absolute_path(const char *path)
     return p;
 }
 
-/*
- * -t with `user` set: warns on stderr when that user cannot read the file
- * at path (named `name`), as every reload will then fail.  Exactly, by a
- * child that becomes the user, when running as root; otherwise it says it
- * could not check, unless the user is the one running.
- */
-static void check_readable_by_user(const char *user, const char *path, const char *name)
-{
+/* Who must be able to read what, for the checks below. */
+struct reader {
+    const char *user;
     uid_t uid;
     gid_t gid;
-    if (process_user_lookup(user, &uid, &gid) <= 0)
-        return;
+};
+
+/* -t: warns on stderr when r's user cannot read the file at path (named
+ * `name`), as every reload will then fail.  Exactly, by a child that
+ * becomes the user, when running as root; otherwise it says it could not
+ * check, unless the user is the one running. */
+static void check_readable_as(const struct reader *r, const char *path, const char *name)
+{
     if (geteuid() != 0) {
-        if (uid != geteuid())
+        if (r->uid != geteuid())
             fprintf(stderr,
                     "mio-echod: warning: cannot check that user \"%s\" "
                     "may read %s (that needs root); a reload reads it as that "
                     "user\n",
-                    user, name);
+                    r->user, name);
         return;
     }
     int why;
-    int r = process_user_can_read(uid, gid, path, &why);
-    if (r == 0)
+    int rc = process_user_can_read(r->uid, r->gid, path, &why);
+    if (rc == 0)
         fprintf(stderr,
                 "mio-echod: warning: reload will fail: %s is not "
                 "readable by user \"%s\": %s\n",
-                name, user, log_strerror(why));
-    else if (r < 0)
+                name, r->user, log_strerror(why));
+    else if (rc < 0)
         fprintf(stderr,
                 "mio-echod: warning: cannot check that user \"%s\" "
                 "may read %s: %s\n",
-                user, name, log_strerror(why));
+                r->user, name, log_strerror(why));
+}
+
+/* check_readable_as() for a TLS file, named as its path. */
+static void check_tls_file(const char *file, void *arg)
+{
+    check_readable_as(arg, file, file);
+}
+
+/* -t with `user` set: checks that user may read the configuration file
+ * and the TLS files it names, which every reload reads again as that user. */
+static void check_readable_by_user(const struct config *cfg, const char *path,
+                                   const char *name)
+{
+    struct reader r = {.user = cfg->user};
+    if (process_user_lookup(cfg->user, &r.uid, &r.gid) <= 0)
+        return;
+    check_readable_as(&r, path, name);
+    config_tls_files(cfg, check_tls_file, &r);
 }
 
 /* Once privileges are dropped: warns when the file at path (named `name`)
@@ -232,6 +252,12 @@ static void warn_unreadable(const char *path, const char *name, const char *user
              log_strerror(errno));
 }
 
+/* warn_unreadable() for a TLS file, named as its path. */
+static void warn_tls_file(const char *file, void *user)
+{
+    warn_unreadable(file, file, user);
+}
+
 /* The number of workers: as configured, or one per CPU. */
 static unsigned worker_count(const struct config *cfg)
 {
@@ -239,6 +265,31 @@ static unsigned worker_count(const struct config *cfg)
         return cfg->workers;
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     return n < 1 ? 1 : n > 256 ? 256 : (unsigned)n;
+}
+
+/* What -V says of TLS: the library, and whether the kernel offers kTLS. */
+static void print_tls(void)
+{
+    if (!tls_built()) {
+        printf("TLS: built without TLS (no OpenSSL 3 found at build time)\n");
+        return;
+    }
+    printf("TLS: %s\n", tls_library());
+    if (tls_ktls_offered())
+        printf("kTLS: offered by this kernel: OpenSSL hands it the record layer after "
+               "the handshake\n");
+    else
+        printf("kTLS: not offered by this kernel (no \"tls\" in "
+               "/proc/sys/net/ipv4/tcp_available_ulp): TLS is encrypted in user space\n");
+}
+
+/* Whether a listener of cfg has TLS (tls or upstream_tls). */
+static bool uses_tls(const struct config *cfg)
+{
+    for (size_t i = 0; i < cfg->nlisteners; i++)
+        if (cfg->listeners[i].tls.on || cfg->listeners[i].upstream_tls.on)
+            return true;
+    return false;
 }
 
 int main(int argc, char **argv)
@@ -264,6 +315,7 @@ int main(int argc, char **argv)
         case 'V':
             printf("mio-echod %s (libmio, %s backend)\n", PACKAGE_VERSION,
                    mio_backend_name());
+            print_tls();
             return EXIT_OK;
         case 'h':
             usage(stdout);
@@ -293,7 +345,8 @@ int main(int argc, char **argv)
         return EXIT_CONFIG;
     }
     if (check) {
-        check_readable_by_user(cfg->user, readpath, path);
+        check_readable_by_user(cfg, readpath, path);
+        reload_warn_certificates(cfg, true);
         printf("mio-echod: %s: configuration OK\n", path);
         config_free(cfg);
         free(abspath);
@@ -311,6 +364,12 @@ int main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &set, NULL); /* inherited by every worker */
 
     log_open(cfg->log_target, verbose ? LOG_DEBUG : cfg->log_level, foreground);
+    if (uses_tls(cfg)) {
+        log_info("TLS: %s; kernel TLS %s", tls_library(),
+                 tls_ktls_offered() ? "offered: OpenSSL hands it the record layer"
+                                    : "not offered by this kernel: TLS in user space");
+        reload_warn_certificates(cfg, false);
+    }
     struct daemon d = {.config_path = readpath,
                        .config_name = path,
                        .verbose = verbose,
@@ -366,8 +425,10 @@ int main(int argc, char **argv)
         log_err("%s", err);
         goto out;
     }
-    if (found > 0)
+    if (found > 0) {
         warn_unreadable(readpath, path, conf->user);
+        config_tls_files(conf, warn_tls_file, (void *)conf->user);
+    }
     /* Resolved before going to the background, which leaves the
      * directory; kept apart from conf, which a reload may free. */
     pidfile = absolute_path(conf->pidfile);

@@ -155,6 +155,53 @@ static const struct {
      "Bytes sent to clients, counted when their connection closes.", st_bytes_out},
 };
 
+/* Whether listener l makes TLS handshakes on `side`. */
+static bool has_tls_side(const struct listener *l, enum tls_side side)
+{
+    return side == TLS_SIDE_CLIENT ? l->cfg->tls.on : l->cfg->upstream_tls.on;
+}
+
+/* One TLS sample of listener st on `side`, with its failure reason or
+ * none. */
+static void tls_sample(FILE *f, const char *name, const struct listener_state *st,
+                       enum tls_side side, const char *reason, unsigned long long value)
+{
+    fprintf(f, "%s{listener=\"", name);
+    put_label_value(f, st->name);
+    fprintf(f, "\",side=\"%s", tls_side_name(side));
+    if (reason != NULL)
+        fprintf(f, "\",reason=\"%s", reason);
+    fprintf(f, "\"} %llu\n", value);
+}
+
+/* The TLS handshakes of g's listeners that make them, and their failures
+ * by reason; nothing when none does. */
+static void expose_tls(FILE *f, const struct generation *g)
+{
+    bool any = false;
+    for (size_t i = 0; i < g->nlisteners; i++)
+        for (int side = 0; side < TLS_SIDE_N; side++)
+            any |= has_tls_side(&g->listeners[i], (enum tls_side)side);
+    if (!any)
+        return;
+    family(f, "mio_echod_tls_handshakes_total", "counter", "TLS handshakes completed.");
+    for (size_t i = 0; i < g->nlisteners; i++)
+        for (int side = 0; side < TLS_SIDE_N; side++)
+            if (has_tls_side(&g->listeners[i], (enum tls_side)side))
+                tls_sample(f, "mio_echod_tls_handshakes_total", g->listeners[i].st,
+                           (enum tls_side)side, NULL,
+                           atomic_load(&g->listeners[i].st->tls_handshakes[side]));
+    family(f, "mio_echod_tls_handshake_failures_total", "counter",
+           "TLS handshakes that failed or timed out, by reason.");
+    for (size_t i = 0; i < g->nlisteners; i++)
+        for (int side = 0; side < TLS_SIDE_N; side++)
+            for (int r = 0; r < TLS_FAIL_N && has_tls_side(&g->listeners[i], side); r++)
+                tls_sample(f, "mio_echod_tls_handshake_failures_total",
+                           g->listeners[i].st, (enum tls_side)side,
+                           tls_failure_name((enum tls_failure)r),
+                           atomic_load(&g->listeners[i].st->tls_failures[side][r]));
+}
+
 /* Writes the exposition of generation g of daemon d. */
 static void expose(FILE *f, const struct daemon *d, const struct generation *g)
 {
@@ -181,6 +228,7 @@ static void expose(FILE *f, const struct daemon *d, const struct generation *g)
         listener_sample(f, "mio_echod_upstream_failures_total", st->name, NULL,
                         st_upstream_failures(st));
     }
+    expose_tls(f, g);
     family(f, "mio_echod_reloads_total", "counter",
            "Configuration reloads that took effect.");
     fprintf(f, "mio_echod_reloads_total %llu\n",

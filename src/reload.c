@@ -3,6 +3,7 @@
 #include "autoconf.h"
 #endif
 
+#include <limits.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
@@ -40,6 +41,28 @@ static void warn_restart_only(const struct config *old, const struct config *cfg
         log_warn("reload: %s changed: it takes effect at the next restart", changed[i]);
 }
 
+/* One certificate expiring or expired, as config_tls_expiry() finds it. */
+static void expiring(const char *listener, const char *file, long days_left, void *arg)
+{
+    bool to_stderr = *(const bool *)arg;
+    char line[PATH_MAX + 160];
+    if (days_left < 0)
+        snprintf(line, sizeof(line), "listener %s: certificate %s expired %ld day%s ago",
+                 listener, file, -days_left, days_left == -1 ? "" : "s");
+    else
+        snprintf(line, sizeof(line), "listener %s: certificate %s expires in %ld day%s",
+                 listener, file, days_left, days_left == 1 ? "" : "s");
+    if (to_stderr)
+        fprintf(stderr, "mio-echod: warning: %s\n", line);
+    else
+        log_warn("%s", line);
+}
+
+void reload_warn_certificates(const struct config *cfg, bool to_stderr)
+{
+    config_tls_expiry(cfg, time(NULL), RELOAD_EXPIRY_DAYS, expiring, &to_stderr);
+}
+
 void reload_config(struct daemon *d)
 {
     struct timespec now;
@@ -71,6 +94,7 @@ void reload_config(struct daemon *d)
     }
     atomic_fetch_add(&d->reloads, 1);
     warn_restart_only(old->cfg, cfg);
+    reload_warn_certificates(cfg, false);
     generation_publish(d, g);
     for (unsigned k = 0; k < d->nworkers; k++)
         worker_wake(&d->workers[k]);

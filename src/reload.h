@@ -2,7 +2,17 @@
 #ifndef ECHOD_RELOAD_H
 #define ECHOD_RELOAD_H
 
+#include <stdbool.h>
+
+#include "config.h"
 #include "daemon.h"
+
+/* A certificate that expires within this many days is warned of. */
+#define RELOAD_EXPIRY_DAYS 30
+
+/* Warns of each certificate of cfg that expires within RELOAD_EXPIRY_DAYS
+ * or has expired: in the log, or on stderr (for -t). */
+void reload_warn_certificates(const struct config *cfg, bool to_stderr);
 
 /*
  * Loads and checks the configuration file again.  If it fails, the daemon

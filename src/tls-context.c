@@ -46,7 +46,8 @@ bool tls_ktls_offered(void)
     if (f == NULL)
         return false;
     if (fgets(line, sizeof(line), f) != NULL)
-        for (char *w = strtok(line, " \t\n"); w != NULL && !found; w = strtok(NULL, " \t\n"))
+        for (char *save = NULL, *w = strtok_r(line, " \t\n", &save); w != NULL && !found;
+             w = strtok_r(NULL, " \t\n", &save))
             found = strcmp(w, "tls") == 0;
     fclose(f);
     return found;
@@ -92,9 +93,9 @@ static int check_readable(struct tls_problem *p, const char *setting, const char
                                ? found->pw_name
                                : "?";
         return refuse(p, setting, "cannot read %s as user %s (uid %u): %s", file, user,
-                      (unsigned)geteuid(), strerror(err));
+                      (unsigned)geteuid(), log_strerror(err));
     }
-    return refuse(p, setting, "cannot read %s: %s", file, strerror(err));
+    return refuse(p, setting, "cannot read %s: %s", file, log_strerror(err));
 }
 
 /* Loads a certificate chain and its key into ctx and checks that they
@@ -125,9 +126,11 @@ static int load_pair(SSL_CTX *ctx, const struct tls_pair *pair, const char *wher
 /* The options every context has: no renegotiation, buffers released when
  * idle (an idle connection holds none), writes that may be partial and
  * retried from a buffer that moved (the halves' held bytes), kTLS where
- * the kernel has it. */
+ * the kernel has it, and read-ahead: a record is read with one read(2)
+ * (with what follows it), not its header and then its body. */
 static void common_options(SSL_CTX *ctx)
 {
+    SSL_CTX_set_read_ahead(ctx, 1);
     SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION |
                                  (tls_ktls_offered() ? SSL_OP_ENABLE_KTLS : 0));
     SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
@@ -214,6 +217,10 @@ static int server_context(struct tls_server *s, const struct tls_config *cfg, si
     /* Resumption: stateless tickets only; the id context lets a client
      * resume where client certificates are asked. */
     SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+    /* One TLS 1.3 ticket per full handshake, not OpenSSL's two: enough for
+     * a client to resume, and each ticket costs a session, its encryption
+     * and a write (bench/RESULTS.md: 17% of a handshake's CPU). */
+    SSL_CTX_set_num_tickets(ctx, 1);
     static const unsigned char sid[] = "mio-echod";
     SSL_CTX_set_session_id_context(ctx, sid, sizeof(sid) - 1);
     char where[40] = "";
@@ -250,8 +257,8 @@ int tls_server_new(const struct tls_config *cfg, struct tls_server **out,
     struct tls_server *s = calloc(1, sizeof(*s) + alpn_len);
     if (s == NULL)
         return -ENOMEM;
-    s->ctx = calloc(n, sizeof(*s->ctx));
-    s->leaf = calloc(n, sizeof(*s->leaf));
+    s->ctx = calloc(n, sizeof(SSL_CTX *));
+    s->leaf = calloc(n, sizeof(X509 *));
     s->not_after = calloc(n, sizeof(*s->not_after));
     s->file = calloc(n, sizeof(*s->file));
     s->nctx = n;

@@ -101,10 +101,10 @@ int tls_session_shutdown(struct tls_session *t)
     return -ENOTSUP;
 }
 
-mio_interest_t tls_session_wants(const struct tls_session *t)
+bool tls_session_wants_write(const struct tls_session *t)
 {
     (void)t;
-    return MIO_READABLE;
+    return false;
 }
 
 bool tls_session_pending(const struct tls_session *t)

@@ -23,11 +23,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "log.h"
 #include "tls-internal.h"
 
 struct tls_session {
     SSL *ssl;
-    mio_interest_t want; /* what the last EAGAIN waits for */
+    bool want_write;    /* the last EAGAIN waits for a writable socket */
     bool server;         /* we accepted: the client's socket */
     bool truncated;      /* the peer ended without close_notify */
     bool shut;           /* our close_notify went */
@@ -135,7 +136,6 @@ static struct tls_session *session_new(SSL_CTX *ctx, int fd, const uint8_t *pref
         BIO_up_ref(sock); /* both the chain and the write side hold it */
     }
     SSL_set_bio(t->ssl, rbio, sock);
-    t->want = MIO_READABLE;
     return t;
 fail:
     BIO_free(sock);
@@ -209,7 +209,7 @@ static void note_failure(struct tls_session *t, int err, int sys)
     enum tls_failure f = TLS_FAIL_OTHER;
     if (err == SSL_ERROR_SYSCALL || err == SSL_ERROR_ZERO_RETURN || e == 0) {
         f = TLS_FAIL_CLOSED;
-        text = sys != 0 ? strerror(sys) : "the peer closed the connection";
+        text = sys != 0 ? log_strerror(sys) : "the peer closed the connection";
     }
     switch (reason) {
     case 0:
@@ -265,7 +265,7 @@ int tls_session_handshake(struct tls_session *t)
         return 0;
     int sys = errno, err = SSL_get_error(t->ssl, r);
     if (err == SSL_ERROR_WANT_READ || err == SSL_ERROR_WANT_WRITE) {
-        t->want = err == SSL_ERROR_WANT_READ ? MIO_READABLE : MIO_WRITABLE;
+        t->want_write = err == SSL_ERROR_WANT_WRITE;
         return -EAGAIN;
     }
     note_failure(t, err, sys);
@@ -278,11 +278,8 @@ static ssize_t failed(struct tls_session *t, int err, int sys)
 {
     switch (err) {
     case SSL_ERROR_WANT_READ:
-        t->want = MIO_READABLE;
-        errno = EAGAIN;
-        break;
     case SSL_ERROR_WANT_WRITE:
-        t->want = MIO_WRITABLE;
+        t->want_write = err == SSL_ERROR_WANT_WRITE;
         errno = EAGAIN;
         break;
     case SSL_ERROR_SYSCALL:
@@ -345,9 +342,9 @@ int tls_session_shutdown(struct tls_session *t)
     return -errno;
 }
 
-mio_interest_t tls_session_wants(const struct tls_session *t)
+bool tls_session_wants_write(const struct tls_session *t)
 {
-    return t->want;
+    return t->want_write;
 }
 
 bool tls_session_pending(const struct tls_session *t)

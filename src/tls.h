@@ -8,8 +8,9 @@
  *
  * A session reads and writes its socket itself (OpenSSL's socket BIO), so
  * a read may need the socket to be writable and a write may need it to be
- * readable: a call that cannot go on says EAGAIN and tls_session_wants()
- * tells for which readiness, mapped onto the connection's halves.
+ * readable: a call that cannot go on says EAGAIN and
+ * tls_session_wants_write() tells for which readiness, mapped onto the
+ * connection's halves.
  */
 #ifndef ECHOD_TLS_H
 #define ECHOD_TLS_H
@@ -22,7 +23,6 @@
 
 #include "addr.h"
 #include "config.h"
-#include "mio.h"
 
 /* Why a handshake failed, as metrics and the log name it. */
 enum tls_failure {
@@ -119,12 +119,13 @@ struct tls_session *tls_session_connect(struct tls_client *c, int fd, const char
 void tls_session_free(struct tls_session *t);
 
 /* Goes on with the handshake: 0 once it is done, -EAGAIN when it waits
- * (tls_session_wants()), -EPROTO when it failed (tls_session_failure()). */
+ * (tls_session_wants_write()), -EPROTO when it failed
+ * (tls_session_failure()). */
 int tls_session_handshake(struct tls_session *t);
 
 /* Reads decrypted bytes, as recv(2): 0 at the peer's close_notify, or at
  * its end without one (tls_session_truncated()); -1 with errno EAGAIN
- * (tls_session_wants()), ECONNRESET, or EPROTO. */
+ * (tls_session_wants_write()), ECONNRESET, or EPROTO. */
 ssize_t tls_session_read(struct tls_session *t, void *buf, size_t cap);
 
 /* Writes p[0..n), as send(2); -1 with errno EAGAIN, EPIPE or EPROTO. */
@@ -134,8 +135,9 @@ ssize_t tls_session_write(struct tls_session *t, const void *p, size_t n);
  * 0, or -EAGAIN when the socket cannot take it now, or -errno. */
 int tls_session_shutdown(struct tls_session *t);
 
-/* What the last EAGAIN waits for: MIO_READABLE or MIO_WRITABLE. */
-mio_interest_t tls_session_wants(const struct tls_session *t);
+/* Whether the last EAGAIN waits for the socket to be writable (else
+ * readable). */
+bool tls_session_wants_write(const struct tls_session *t);
 
 /* Whether decrypted bytes wait in the session, which no event will tell. */
 bool tls_session_pending(const struct tls_session *t);

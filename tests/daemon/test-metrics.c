@@ -29,6 +29,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "certs.h"
 #include "harness.h"
 
 /* Every daemon here logs to stderr, where the harness reads it. */
@@ -273,18 +274,21 @@ sample(const char *body, const char *fmt, ...)
 /* The families of the exposition, in order, with their types. */
 static const struct {
     const char *name, *type;
+    bool tls; /* only when a listener has TLS */
 } families[] = {
-    {"mio_echod_connections_open", "gauge"},
-    {"mio_echod_connections_total", "counter"},
-    {"mio_echod_bytes_received_total", "counter"},
-    {"mio_echod_bytes_sent_total", "counter"},
-    {"mio_echod_refused_total", "counter"},
-    {"mio_echod_upstream_failures_total", "counter"},
-    {"mio_echod_reloads_total", "counter"},
-    {"mio_echod_reload_failures_total", "counter"},
-    {"mio_echod_daemon_connections_open", "gauge"},
-    {"mio_echod_workers", "gauge"},
-    {"mio_echod_build_info", "gauge"},
+    {"mio_echod_connections_open", "gauge", false},
+    {"mio_echod_connections_total", "counter", false},
+    {"mio_echod_bytes_received_total", "counter", false},
+    {"mio_echod_bytes_sent_total", "counter", false},
+    {"mio_echod_refused_total", "counter", false},
+    {"mio_echod_upstream_failures_total", "counter", false},
+    {"mio_echod_tls_handshakes_total", "counter", true},
+    {"mio_echod_tls_handshake_failures_total", "counter", true},
+    {"mio_echod_reloads_total", "counter", false},
+    {"mio_echod_reload_failures_total", "counter", false},
+    {"mio_echod_daemon_connections_open", "gauge", false},
+    {"mio_echod_workers", "gauge", false},
+    {"mio_echod_build_info", "gauge", false},
 };
 #define NFAMILIES (sizeof(families) / sizeof(families[0]))
 
@@ -325,6 +329,12 @@ static void check_format(const char *body)
                 fail_msg("family %s has no sample", families[fam - 1].name);
             if (fam == NFAMILIES)
                 fail_msg("an unexpected family: \"%s\"", text);
+            /* The TLS families are there with a TLS listener only. */
+            for (; families[fam].tls && fam + 1 < NFAMILIES; fam++) {
+                snprintf(want, sizeof(want), "# HELP %s ", families[fam].name);
+                if (strncmp(text, want, strlen(want)) == 0)
+                    break;
+            }
             snprintf(want, sizeof(want), "# HELP %s ", families[fam].name);
             if (strncmp(text, want, strlen(want)) != 0 || strlen(text) <= strlen(want))
                 fail_msg("expected the HELP of %s, got \"%s\"", families[fam].name, text);
@@ -1258,10 +1268,23 @@ static void test_metrics_documented(void **state)
     if (end != NULL)
         end[1] = '\0';
 
-    struct echod *e = echod_start(
-        BASE "workers = 1;\n"
-             "listeners = ( { name = \"a\"; listen = [ \"127.0.0.1:0\" ];"
-             " accept_proxy = true; } );\n" STATS);
+    /* A TLS listener, for the TLS families, where the build has TLS. */
+    char tls[2 * PATH_MAX + 128] = "";
+    size_t want_families = NFAMILIES;
+#ifdef HAVE_TLS
+    const struct certs *certs = certs_get();
+    if (certs != NULL)
+        snprintf(tls, sizeof(tls),
+                 ", { name = \"t\"; listen = [ \"127.0.0.1:0\" ];"
+                 " tls = { certificate = \"%s\"; key = \"%s\"; }; }",
+                 certs->server.cert, certs->server.key);
+#endif
+    for (size_t i = 0; tls[0] == '\0' && i < NFAMILIES; i++)
+        want_families -= families[i].tls;
+    struct echod *e = echod_startf(BASE "workers = 1;\n"
+                                        "listeners = ( { name = \"a\"; listen = [ "
+                                        "\"127.0.0.1:0\" ]; accept_proxy = true; }%s );\n" STATS,
+                                   tls);
     struct reply r;
     scrape(metrics_port(e), &r);
     echod_stop_ok(e);
@@ -1322,7 +1345,7 @@ static void test_metrics_documented(void **state)
         line = nl + 1;
     }
     free(entry);
-    if (nfamilies != NFAMILIES)
+    if (nfamilies != want_families)
         fail_msg("%zu families in the exposition, the test knows %zu", nfamilies,
                  (size_t)NFAMILIES);
 

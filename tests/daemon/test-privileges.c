@@ -53,6 +53,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "certs.h"
 #include "harness.h"
 
 /* Every daemon here logs to stderr, where the harness reads it, and gives
@@ -800,6 +801,80 @@ static void test_daemon_warns_unreadable(void **state)
     }
 }
 
+#ifdef HAVE_TLS
+/*
+ * A TLS key only root may read, with user = "nobody": the daemon starts
+ * (it reads keys before it drops privileges) and warns that a reload will
+ * fail, -t warns the same, and SIGHUP fails naming the key and the user,
+ * keeping the running configuration; once nobody may read the key, the
+ * reload goes through.
+ */
+static void test_tls_key_root_only(void **state)
+{
+    (void)state;
+    uid_t uid;
+    gid_t gid;
+    const char *dir = nobodys_dir(&uid, &gid);
+    const struct certs *cs = certs_get();
+    if (cs == NULL) {
+        print_message("skipped: %s\n", certs_unavailable());
+        skip();
+    }
+    char cert[PATH_MAX], key[PATH_MAX];
+    snprintf(cert, sizeof(cert), "%s/cert.pem", dir);
+    snprintf(key, sizeof(key), "%s/key.pem", dir);
+    copy_file(cs->server.cert, cert);
+    copy_file(cs->server.key, key);
+    assert_int_equal(chmod(cert, 0644), 0);
+    assert_int_equal(chmod(key, 0600), 0); /* root's, as copied */
+    char text[3 * PATH_MAX];
+    snprintf(text, sizeof(text),
+             BASE "workers = 1;\n"
+                  "user = \"" USER "\";\n"
+                  "listeners = ( { name = \"t\"; listen = [ \"127.0.0.1:0\" ];\n"
+                  "  tls = { certificate = \"%s\"; key = \"%s\"; }; } );\n",
+             cert, key);
+    const char *conf = write_file_mode(dir, "mio-echod.conf", text, 0644);
+    char out[16384] = "", want[PATH_MAX + 256];
+    run_as((uid_t)-1, (gid_t)-1, "-t", conf);
+    (void)read_child_until(out, sizeof(out), NULL);
+    assert_int_equal(wait_child(), 0);
+    snprintf(want, sizeof(want),
+             "warning: reload will fail: %s is not readable by user \"" USER
+             "\": Permission denied",
+             key);
+    if (strstr(out, want) == NULL)
+        fail_msg("-t: expected \"%s\", got \"%s\"", want, out);
+    close(child_out);
+    child_out = -1;
+
+    out[0] = '\0';
+    run_as((uid_t)-1, (gid_t)-1, "-f", conf);
+    if (!read_child_until(out, sizeof(out), " started: "))
+        fail_msg("did not start (exit %d): %s", wait_child(), out);
+    if (strstr(out, want) == NULL)
+        fail_msg("start: expected \"%s\", got \"%s\"", want, out);
+    assert_int_equal(kill(child, SIGHUP), 0);
+    snprintf(want, sizeof(want),
+             ": listeners.t.tls.key: cannot read %s as user " USER
+             " (uid %u): Permission denied; still running the previous configuration",
+             key, (unsigned)uid);
+    if (!read_child_until(out, sizeof(out), want))
+        fail_msg("expected \"%s\", got \"%s\"", want, out);
+    snprintf(want, sizeof(want), "error: reload failed: %s:", conf);
+    assert_non_null(strstr(out, want));
+    assert_int_equal(chown(key, uid, gid), 0);
+    assert_int_equal(kill(child, SIGHUP), 0);
+    snprintf(want, sizeof(want), "notice: reloaded %s: 1 listener", conf);
+    if (!read_child_until(out, sizeof(out), want))
+        fail_msg("expected \"%s\", got \"%s\"", want, out);
+    assert_int_equal(kill(child, SIGTERM), 0);
+    assert_int_equal(wait_child(), 0);
+    close(child_out);
+    child_out = -1;
+}
+#endif
+
 /*
  * Messages name the file as given with -c, here a relative path: -t,
  * a configuration error, and a reload of a daemon in the foreground.
@@ -864,6 +939,9 @@ int main(void)
         cmocka_unit_test_teardown(test_check_warns_unreadable, teardown),
         cmocka_unit_test_teardown(test_check_cannot_check_without_root, teardown),
         cmocka_unit_test_teardown(test_daemon_warns_unreadable, teardown),
+#ifdef HAVE_TLS
+        cmocka_unit_test_teardown(test_tls_key_root_only, teardown),
+#endif
         cmocka_unit_test_teardown(test_file_named_as_given, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
