@@ -1,7 +1,7 @@
 /*
  * mio-bench: a load generator for TCP echo servers and relays, on libmio.
  *
- *   mio-bench pingpong|stream|idle --port PORT [options]
+ *   mio-bench pingpong|stream|idle|handshake --port PORT [options]
  *   mio-bench --free-port          print a TCP port free on 127.0.0.1
  *
  * One process, one thread, non-blocking sockets on one mio_poll_t.
@@ -15,6 +15,21 @@
  *   idle      opens C connections, exchanges one message of S bytes on
  *             each, holds them for the duration, and prints the growth of
  *             the server's resident memory per connection (--pid).
+ *   handshake (TLS) each of C loops connects, makes a full TLS handshake
+ *             (no session is ever resumed), sends one message of S bytes,
+ *             reads it back, sends close_notify and a FIN, waits for the
+ *             server's end, closes, and starts over; handshakes per second.
+ *
+ * --tls runs pingpong and stream over TLS.  Every TLS connection offers
+ * TLS 1.3 only, the one cipher suite TLS_AES_128_GCM_SHA256 and the one
+ * key exchange group X25519, so that every server negotiates the same;
+ * each handshake is checked for them, and --tls-ca FILE verifies the
+ * server's certificate against FILE.  The first handshake's version,
+ * suite and group and the session tickets the server sent (counted, never
+ * used) are printed.  Over TLS, the server's CPU time is utime + stime of
+ * each of its processes (/proc/PID/stat), which keeps the time of threads
+ * that have ended (stunnel runs a thread per connection); --backend-pid
+ * measures the echo server behind a relay the same way, separately.
  *
  * Before any load, every connection exchanges one message, so that the
  * server (and a relay's upstream) has accepted them all; the warmup
@@ -28,7 +43,10 @@
  * too many, a connection the server resets or ends early, a connect that
  * fails: each is an error (exit status 1, a message on stderr), never a
  * number.  At the end every connection half-closes and must see the
- * server's FIN after all its bytes, so nothing is lost either.
+ * server's FIN after all its bytes, so nothing is lost either.  (Over TLS
+ * a connection first waits for the echo of all it sent, then sends
+ * close_notify and its FIN: how a TLS server passes a half-close on is
+ * not what is measured.)
  *
  * Always bounded in time: connecting and draining each have --timeout
  * seconds, and an alarm ends the process (exit status 3) if anything
@@ -36,7 +54,12 @@
  *
  * Reading stops at a short read rather than at EAGAIN: on epoll, which is
  * the only backend this tool is built with, new data makes a new edge
- * anyway, and it saves one recv per message on the client's side.
+ * anyway, and it saves one recv per message on the client's side.  Not
+ * over TLS, where OpenSSL may hold bytes already taken from the socket:
+ * there reading goes on until OpenSSL asks to wait.
+ *
+ * TLS needs OpenSSL (-DMIO_BENCH_TLS -lssl -lcrypto); built without it,
+ * the TLS modes say so and exit with status 2.
  */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
@@ -63,6 +86,11 @@
 #include <unistd.h>
 
 #include "mio.h"
+
+#ifdef MIO_BENCH_TLS
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#endif
 
 /* ---- the pattern -------------------------------------------------------- */
 
@@ -292,13 +320,45 @@ static struct mem tree_mem(int root)
     return m;
 }
 
+/* utime + stime of process `pid` (all its threads, those that ended
+ * too) from /proc/PID/stat, in ns; 0 when it is gone. */
+static double proc_stat_cpu_ns(int pid)
+{
+    char path[64], buf[512];
+    snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (f == NULL)
+        return 0;
+    size_t len = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[len] = '\0';
+    char *p = strrchr(buf, ')');
+    unsigned long long ut, st;
+    if (p == NULL ||
+        sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut,
+               &st) != 2)
+        return 0;
+    return (double)(ut + st) * 1e9 / (double)sysconf(_SC_CLK_TCK);
+}
+
+/* CPU time used so far by the processes pids[0..n), in ns, by
+ * proc_stat_cpu_ns(): coarser than schedstat (clock ticks), but it keeps
+ * the time of threads that have ended. */
+static double tree_stat_cpu_ns(const int *pids, size_t n)
+{
+    double total = 0;
+    for (size_t k = 0; k < n; k++)
+        total += proc_stat_cpu_ns(pids[k]);
+    return total;
+}
+
 /* CPU time used so far by the processes pids[0..n) and all their threads,
  * in ns: the first field of each thread's schedstat (time on a CPU), or
  * utime + stime from stat where there is no schedstat. */
 static double tree_cpu_ns(const int *pids, size_t n)
 {
     double total = 0;
-    char path[300], buf[512];
+    char path[300];
     for (size_t k = 0; k < n; k++) {
         snprintf(path, sizeof(path), "/proc/%d/task", pids[k]);
         DIR *d = opendir(path);
@@ -320,31 +380,18 @@ static double tree_cpu_ns(const int *pids, size_t n)
         }
         if (d != NULL)
             closedir(d);
-        if (got)
-            continue;
-        snprintf(path, sizeof(path), "/proc/%d/stat", pids[k]);
-        FILE *f = fopen(path, "r");
-        if (f == NULL)
-            continue;
-        size_t len = fread(buf, 1, sizeof(buf) - 1, f);
-        fclose(f);
-        buf[len] = '\0';
-        char *p = strrchr(buf, ')');
-        unsigned long long ut, st;
-        if (p != NULL &&
-            sscanf(p + 1, " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", &ut,
-                   &st) == 2)
-            total += (double)(ut + st) * 1e9 / (double)sysconf(_SC_CLK_TCK);
+        if (!got)
+            total += proc_stat_cpu_ns(pids[k]);
     }
     return total;
 }
 
 /* ---- connections -------------------------------------------------------- */
 
-enum mode { PINGPONG, STREAM, IDLE };
-static const char *const mode_name[] = {"pingpong", "stream", "idle"};
+enum mode { PINGPONG, STREAM, IDLE, HANDSHAKE };
+static const char *const mode_name[] = {"pingpong", "stream", "idle", "handshake"};
 
-enum cstate { C_NEW, C_CONNECTING, C_OPEN, C_SHUT, C_DONE };
+enum cstate { C_NEW, C_CONNECTING, C_HANDSHAKE, C_OPEN, C_SHUT, C_DONE };
 
 struct conn {
     int fd;
@@ -355,6 +402,9 @@ struct conn {
     uint64_t sent, rcvd;
     uint64_t msg_end; /* value of sent (and rcvd) when the message is done */
     uint64_t t_sent;  /* when the message's first byte went */
+    void *ssl;        /* its SSL, over TLS */
+    uint32_t wpend;   /* bytes of an SSL_write to be called again with them */
+    bool read_wants_write, write_wants_read; /* what OpenSSL last asked */
 };
 
 enum phase { P_CONNECT, P_PRIME, P_WARMUP, P_RUN, P_HOLD, P_DRAIN, P_SHUTDOWN, P_END };
@@ -364,8 +414,9 @@ static struct {
     unsigned nconns;
     size_t size;
     double duration, warmup, timeout;
-    int pid;
-    bool json;
+    int pid, backend_pid;
+    bool json, tls;
+    const char *tls_ca;
     struct sockaddr_storage addr;
     socklen_t addrlen;
     const char *host, *port;
@@ -382,14 +433,18 @@ static struct {
     struct conn *c;
     enum phase phase;
     unsigned next_connect, connecting, open, busy, done;
+    unsigned active; /* handshake: loops in the middle of a connection */
     uint64_t now, t_phase_end, t_run, t_run_end;
-    uint64_t messages, bytes;         /* counted while P_RUN */
-    uint64_t messages_all, bytes_all; /* and over the whole run */
-    struct mem before, after;         /* the server's, with --pid */
-    int *pids;                        /* the server's processes, once all are open */
-    size_t npids;
-    double cpu_run_ns;  /* their CPU time during P_RUN */
-    double self_run_ns; /* ours */
+    uint64_t messages, bytes, handshakes; /* counted while P_RUN */
+    uint64_t messages_all, bytes_all;     /* and over the whole run */
+    uint64_t handshakes_all, cycles_started;
+    struct mem before, after; /* the server's, with --pid */
+    int *pids;                /* the server's processes, once all are open */
+    int *bpids;               /* and the backend's, with --backend-pid */
+    size_t npids, nbpids;
+    double cpu_run_ns;     /* their CPU time during P_RUN */
+    double backend_run_ns; /* the backend's */
+    double self_run_ns;    /* ours */
     struct hist hist;
     uint8_t buf[IO_MAX];
 } g;
@@ -400,6 +455,228 @@ static void conn_fail(struct conn *c, const char *what, int err)
         (unsigned)(c - g.c), what, err ? ": " : "", err ? strerror(err) : "", c->sent,
         c->rcvd);
 }
+
+/* ---- TLS ------------------------------------------------------------------ */
+
+/* What every connection offers: the one suite and group (and TLS 1.3). */
+#define TLS_SUITE "TLS_AES_128_GCM_SHA256"
+#define TLS_GROUP "X25519"
+
+/* What the first handshake negotiated, and the session tickets the server
+ * sent over the whole run (taken and dropped: nothing is ever resumed). */
+static struct {
+    char version[16], suite[48], group[32];
+    uint64_t tickets;
+} tls;
+
+#ifdef MIO_BENCH_TLS
+
+static SSL_CTX *tls_ctx;
+
+/* Dies with OpenSSL's reason for the failure of `what` on c (or on no
+ * connection when c is NULL). */
+static void tls_fail(struct conn *c, const char *what, int ssl_err)
+{
+    char reason[256] = "";
+    unsigned long e = ERR_get_error();
+    if (e != 0)
+        ERR_error_string_n(e, reason, sizeof(reason));
+    if (c == NULL)
+        die("%s: %s", what, e ? reason : "failed");
+    if (ssl_err == SSL_ERROR_SYSCALL && e == 0)
+        conn_fail(c, what, errno ? errno : ECONNRESET);
+    long v = SSL_get_verify_result(c->ssl);
+    if (v != X509_V_OK)
+        die("connection %u: %s: the server's certificate: %s", (unsigned)(c - g.c), what,
+            X509_verify_cert_error_string(v));
+    die("connection %u: %s: %s", (unsigned)(c - g.c), what, e ? reason : "failed");
+}
+
+static int tls_on_ticket(SSL *ssl, SSL_SESSION *session)
+{
+    (void)ssl;
+    (void)session;
+    tls.tickets++;
+    return 0; /* not kept */
+}
+
+static void tls_init(void)
+{
+    tls_ctx = SSL_CTX_new(TLS_client_method());
+    if (tls_ctx == NULL)
+        tls_fail(NULL, "SSL_CTX_new", 0);
+    if (!SSL_CTX_set_min_proto_version(tls_ctx, TLS1_3_VERSION) ||
+        !SSL_CTX_set_max_proto_version(tls_ctx, TLS1_3_VERSION) ||
+        !SSL_CTX_set_ciphersuites(tls_ctx, TLS_SUITE) ||
+        !SSL_CTX_set1_groups_list(tls_ctx, TLS_GROUP))
+        tls_fail(NULL, "TLS 1.3, " TLS_SUITE ", " TLS_GROUP, 0);
+    if (opt.tls_ca != NULL) {
+        if (!SSL_CTX_load_verify_locations(tls_ctx, opt.tls_ca, NULL))
+            tls_fail(NULL, opt.tls_ca, 0);
+        SSL_CTX_set_verify(tls_ctx, SSL_VERIFY_PEER, NULL);
+    }
+    /* A write that found the socket full is repeated from the same place
+     * of the pattern, with the same length. */
+    SSL_CTX_set_mode(tls_ctx,
+                     SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+    /* A server may end with its FIN alone: the byte counts still decide. */
+    SSL_CTX_set_options(tls_ctx, SSL_OP_IGNORE_UNEXPECTED_EOF);
+    /* Tickets are counted through the callback, and never stored. */
+    SSL_CTX_set_session_cache_mode(tls_ctx, SSL_SESS_CACHE_CLIENT |
+                                                SSL_SESS_CACHE_NO_INTERNAL_STORE);
+    SSL_CTX_sess_set_new_cb(tls_ctx, tls_on_ticket);
+}
+
+static void tls_start(struct conn *c)
+{
+    SSL *ssl = SSL_new(tls_ctx);
+    if (ssl == NULL || !SSL_set_fd(ssl, c->fd))
+        tls_fail(NULL, "SSL_new", 0);
+    SSL_set_connect_state(ssl);
+    c->ssl = ssl;
+}
+
+static void tls_free(struct conn *c)
+{
+    SSL_free(c->ssl);
+    c->ssl = NULL;
+}
+
+/* Checks what a finished handshake negotiated; the first one's is kept. */
+static void tls_check(struct conn *c)
+{
+    SSL *ssl = c->ssl;
+    const SSL_CIPHER *suite = SSL_get_current_cipher(ssl);
+    const char *name = suite ? SSL_CIPHER_get_name(suite) : "none";
+    if (SSL_version(ssl) != TLS1_3_VERSION || strcmp(name, TLS_SUITE) != 0)
+        die("connection %u: the server negotiated %s %s, not TLSv1.3 " TLS_SUITE,
+            (unsigned)(c - g.c), SSL_get_version(ssl), name);
+    if (SSL_session_reused(ssl))
+        die("connection %u: a session was resumed", (unsigned)(c - g.c));
+    if (tls.version[0] != '\0')
+        return;
+    const char *group = SSL_group_to_name(ssl, SSL_get_negotiated_group(ssl));
+    snprintf(tls.version, sizeof(tls.version), "%s", SSL_get_version(ssl));
+    snprintf(tls.suite, sizeof(tls.suite), "%s", name);
+    snprintf(tls.group, sizeof(tls.group), "%s", group ? group : "unknown");
+}
+
+/* One step of the handshake; true when it is done. */
+static bool tls_handshake(struct conn *c)
+{
+    ERR_clear_error();
+    int r = SSL_do_handshake(c->ssl);
+    if (r == 1) {
+        tls_check(c);
+        return true;
+    }
+    int e = SSL_get_error(c->ssl, r);
+    if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE)
+        tls_fail(c, "TLS handshake", e);
+    return false;
+}
+
+/* SSL_write and SSL_read as send(2) and recv(2) do: a count, 0 at the
+ * server's end (recv), or -1 with errno, EAGAIN when OpenSSL waits for the
+ * socket; what it waits for is kept in c. */
+static ssize_t tls_send(struct conn *c, const void *p, size_t n)
+{
+    ERR_clear_error();
+    int r = SSL_write(c->ssl, p, (int)n);
+    c->write_wants_read = false;
+    if (r > 0) {
+        c->wpend = 0;
+        return r;
+    }
+    int e = SSL_get_error(c->ssl, r);
+    if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ) {
+        c->wpend = (uint32_t)n;
+        c->write_wants_read = e == SSL_ERROR_WANT_READ;
+        errno = EAGAIN;
+        return -1;
+    }
+    if (e == SSL_ERROR_SYSCALL && ERR_peek_error() == 0) {
+        if (errno == 0)
+            errno = EPIPE;
+        return -1;
+    }
+    tls_fail(c, "SSL_write", e);
+    return -1;
+}
+
+static ssize_t tls_recv(struct conn *c, void *p, size_t n)
+{
+    ERR_clear_error();
+    int r = SSL_read(c->ssl, p, (int)n);
+    c->read_wants_write = false;
+    if (r > 0)
+        return r;
+    int e = SSL_get_error(c->ssl, r);
+    if (e == SSL_ERROR_ZERO_RETURN)
+        return 0;
+    if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ) {
+        c->read_wants_write = e == SSL_ERROR_WANT_WRITE;
+        errno = EAGAIN;
+        return -1;
+    }
+    if (e == SSL_ERROR_SYSCALL && ERR_peek_error() == 0) {
+        if (errno == 0)
+            errno = ECONNRESET;
+        return -1;
+    }
+    tls_fail(c, "SSL_read", e);
+    return -1;
+}
+
+/* Sends close_notify (before the FIN). */
+static void tls_close_notify(struct conn *c)
+{
+    ERR_clear_error();
+    int r = SSL_shutdown(c->ssl);
+    if (r < 0)
+        tls_fail(c, "SSL_shutdown", SSL_get_error(c->ssl, r));
+}
+
+#else /* no OpenSSL: the TLS modes refuse to start, in main() */
+
+static void tls_init(void)
+{
+    fputs("mio-bench: built without OpenSSL: no TLS\n", stderr);
+    exit(2);
+}
+
+static void tls_start(struct conn *c)
+{
+    (void)c;
+}
+
+static void tls_free(struct conn *c)
+{
+    (void)c;
+}
+
+static bool tls_handshake(struct conn *c)
+{
+    (void)c;
+    return true;
+}
+
+static ssize_t tls_send(struct conn *c, const void *p, size_t n)
+{
+    return send(c->fd, p, n, MSG_NOSIGNAL);
+}
+
+static ssize_t tls_recv(struct conn *c, void *p, size_t n)
+{
+    return recv(c->fd, p, n, 0);
+}
+
+static void tls_close_notify(struct conn *c)
+{
+    (void)c;
+}
+
+#endif
 
 /* Checks n bytes that came back on c at its current receive offset. */
 static void verify(struct conn *c, const uint8_t *p, size_t n)
@@ -424,7 +701,8 @@ static void send_upto(struct conn *c, uint64_t limit)
         size_t n = limit - c->sent;
         if (n > IO_MAX)
             n = IO_MAX;
-        ssize_t m = send(c->fd, pat + (c->seed + c->sent) % PAT_LEN, n, MSG_NOSIGNAL);
+        const uint8_t *p = pat + (c->seed + c->sent) % PAT_LEN;
+        ssize_t m = c->ssl ? tls_send(c, p, n) : send(c->fd, p, n, MSG_NOSIGNAL);
         if (m > 0) {
             c->sent += (uint64_t)m;
             continue;
@@ -450,6 +728,17 @@ static void start_message(struct conn *c, size_t n)
     send_upto(c, c->msg_end);
 }
 
+/* Ends what c sends: close_notify over TLS, then the FIN. */
+static void half_close(struct conn *c)
+{
+    if (c->ssl != NULL)
+        tls_close_notify(c);
+    int e = mio_socket_shutdown(c->fd, SHUT_WR);
+    if (e < 0)
+        conn_fail(c, "shutdown", -e);
+    c->state = C_SHUT;
+}
+
 static void message_done(struct conn *c)
 {
     c->busy = false;
@@ -461,19 +750,24 @@ static void message_done(struct conn *c)
     }
     if (opt.mode == PINGPONG && (g.phase == P_WARMUP || g.phase == P_RUN))
         start_message(c, opt.size);
+    else if (opt.mode == HANDSHAKE)
+        half_close(c); /* and the server's end ends the loop's turn */
 }
 
 static void stream_fill(struct conn *c)
 {
     if (g.phase == P_WARMUP || g.phase == P_RUN)
         send_upto(c, UINT64_MAX);
+    else if (c->wpend > 0) /* an SSL_write to finish, with the same bytes */
+        send_upto(c, c->sent + c->wpend);
 }
 
 /* Reads what is there; false when the server's FIN came. */
 static bool read_some(struct conn *c, bool to_eof)
 {
     for (;;) {
-        ssize_t n = recv(c->fd, g.buf, sizeof(g.buf), 0);
+        ssize_t n = c->ssl ? tls_recv(c, g.buf, sizeof(g.buf))
+                           : recv(c->fd, g.buf, sizeof(g.buf), 0);
         if (n > 0) {
             verify(c, g.buf, (size_t)n);
             c->rcvd += (uint64_t)n;
@@ -482,7 +776,7 @@ static bool read_some(struct conn *c, bool to_eof)
                 g.bytes += (uint64_t)n;
             if (c->busy && c->rcvd == c->msg_end)
                 message_done(c);
-            if ((size_t)n < sizeof(g.buf) && !to_eof)
+            if ((size_t)n < sizeof(g.buf) && !to_eof && c->ssl == NULL)
                 return true; /* drained: the next byte makes a new edge */
             continue;
         }
@@ -498,24 +792,72 @@ static bool read_some(struct conn *c, bool to_eof)
     }
 }
 
+/* Where the stream of the k-th connection starts in pat. */
+static uint32_t seed_of(uint64_t k)
+{
+    return (uint32_t)((k * 2654435761u + 12345u) % PAT_LEN);
+}
+
+/* Starts connecting c afresh, its stream at `seed`. */
+static void conn_connect(struct conn *c, uint32_t seed)
+{
+    unsigned i = (unsigned)(c - g.c);
+    int fd = mio_tcp_connect((struct sockaddr *)&opt.addr, opt.addrlen);
+    if (fd < 0)
+        die("connection %u: connect to %s port %s: %s", i, opt.host, opt.port,
+            strerror(-fd));
+    *c = (struct conn){.fd = fd, .state = C_CONNECTING, .seed = seed};
+    int err = mio_registry_register(g.reg, fd, (mio_token_t)i,
+                                    MIO_READABLE | MIO_WRITABLE);
+    if (err < 0)
+        die("register: %s", strerror(-err));
+}
+
 static void start_connects(void)
 {
     while (g.next_connect < opt.nconns && g.connecting < 256) {
-        struct conn *c = &g.c[g.next_connect];
-        int fd = mio_tcp_connect((struct sockaddr *)&opt.addr, opt.addrlen);
-        if (fd < 0)
-            die("connection %u: connect to %s port %s: %s", g.next_connect, opt.host,
-                opt.port, strerror(-fd));
-        c->fd = fd;
-        c->state = C_CONNECTING;
-        c->seed = (uint32_t)(((uint64_t)g.next_connect * 2654435761u + 12345u) % PAT_LEN);
-        int err = mio_registry_register(g.reg, fd, (mio_token_t)g.next_connect,
-                                        MIO_READABLE | MIO_WRITABLE);
-        if (err < 0)
-            die("register: %s", strerror(-err));
+        conn_connect(&g.c[g.next_connect], seed_of(g.next_connect));
         g.next_connect++;
         g.connecting++;
     }
+}
+
+/* handshake: one loop's next connection. */
+static void loop_start(struct conn *c)
+{
+    conn_connect(c, seed_of(g.cycles_started++));
+}
+
+/* handshake: a loop's connection is over; the next starts while the load
+ * runs, and the loop rests otherwise. */
+static void loop_next(struct conn *c)
+{
+    tls_free(c);
+    (void)mio_registry_deregister(g.reg, c->fd);
+    close(c->fd);
+    c->fd = -1;
+    c->state = C_DONE;
+    g.handshakes_all++;
+    if (g.phase == P_RUN)
+        g.handshakes++;
+    if (g.phase == P_WARMUP || g.phase == P_RUN)
+        loop_start(c);
+    else
+        g.active--;
+}
+
+/* Connected, and over TLS with the handshake done. */
+static void conn_opened(struct conn *c)
+{
+    c->state = C_OPEN;
+    c->writable = true;
+    if (opt.mode == HANDSHAKE) {
+        start_message(c, opt.size);
+        return;
+    }
+    g.connecting--;
+    g.open++;
+    start_connects();
 }
 
 static void on_event(struct conn *c, const mio_event_t *ev)
@@ -529,11 +871,16 @@ static void on_event(struct conn *c, const mio_event_t *ev)
             die("connection %u: connect to %s port %s: %s", (unsigned)(c - g.c), opt.host,
                 opt.port, strerror(-err));
         (void)mio_tcp_set_nodelay(c->fd, true);
-        c->state = C_OPEN;
-        c->writable = true;
-        g.connecting--;
-        g.open++;
-        start_connects();
+        if (!opt.tls) {
+            conn_opened(c);
+            return;
+        }
+        tls_start(c);
+        c->state = C_HANDSHAKE;
+    }
+    if (c->state == C_HANDSHAKE) {
+        if (tls_handshake(c))
+            conn_opened(c);
         return;
     }
     if (c->state == C_DONE)
@@ -542,14 +889,19 @@ static void on_event(struct conn *c, const mio_event_t *ev)
         int err = mio_socket_take_error(c->fd);
         conn_fail(c, "the connection failed", err < 0 ? -err : ECONNRESET);
     }
-    if (mio_event_is_writable(ev)) {
+    bool writable = mio_event_is_writable(ev);
+    bool readable = mio_event_is_readable(ev) || mio_event_is_read_closed(ev);
+    if (c->ssl != NULL) { /* OpenSSL may wait on one direction for the other */
+        writable = writable || (readable && c->write_wants_read);
+        readable = readable || (writable && c->read_wants_write);
+    }
+    if (writable) {
         c->writable = true;
         if (c->busy && c->sent < c->msg_end)
             send_upto(c, c->msg_end);
         else if (opt.mode == STREAM && c->state == C_OPEN)
             stream_fill(c);
     }
-    bool readable = mio_event_is_readable(ev) || mio_event_is_read_closed(ev);
     if (!readable)
         return;
     if (read_some(c, mio_event_is_read_closed(ev))) {
@@ -562,6 +914,11 @@ static void on_event(struct conn *c, const mio_event_t *ev)
         conn_fail(c, "the server closed the connection", 0);
     if (c->rcvd != c->sent)
         conn_fail(c, "the server closed before echoing everything", 0);
+    if (opt.mode == HANDSHAKE) {
+        loop_next(c);
+        return;
+    }
+    tls_free(c);
     c->state = C_DONE;
     (void)mio_registry_deregister(g.reg, c->fd);
     close(c->fd);
@@ -587,8 +944,21 @@ static void begin_prime(void)
         start_message(&g.c[i], n);
 }
 
+/* handshake: every loop makes one connection first, for the same reason. */
+static void begin_loops(enum phase p, uint64_t end)
+{
+    enter(p, end);
+    g.active = opt.nconns;
+    for (unsigned i = 0; i < opt.nconns; i++)
+        loop_start(&g.c[i]);
+}
+
 static void begin_load(void)
 {
+    if (opt.mode == HANDSHAKE) {
+        begin_loops(P_WARMUP, g.now + NS(opt.warmup));
+        return;
+    }
     enter(P_WARMUP, g.now + NS(opt.warmup));
     for (unsigned i = 0; i < opt.nconns; i++) {
         if (opt.mode == PINGPONG)
@@ -607,11 +977,27 @@ static void begin_shutdown(void)
             continue;
         /* Bytes of a stream still unsent are simply not sent: the server
          * must echo exactly what it got, then pass the FIN. */
-        int e = mio_socket_shutdown(c->fd, SHUT_WR);
-        if (e < 0)
-            conn_fail(c, "shutdown", -e);
-        c->state = C_SHUT;
+        half_close(c);
     }
+}
+
+/* How many connections wait for an echo after the load: messages out, and
+ * over TLS bytes of a stream too (each is drained before close_notify). */
+static unsigned undrained(void)
+{
+    if (!opt.tls || opt.mode != STREAM)
+        return g.busy;
+    unsigned n = 0;
+    for (unsigned i = 0; i < opt.nconns; i++)
+        n += g.c[i].rcvd < g.c[i].sent || g.c[i].wpend > 0;
+    return n;
+}
+
+/* The CPU time of the processes pids[0..n) so far: over TLS from stat,
+ * which keeps the time of ended threads (stunnel's). */
+static double server_cpu_ns(const int *pids, size_t n)
+{
+    return opt.tls ? tree_stat_cpu_ns(pids, n) : tree_cpu_ns(pids, n);
 }
 
 /* Moves on when a phase is over; false at the end. */
@@ -628,15 +1014,20 @@ static bool advance(void)
                 opt.timeout);
         return true;
     case P_PRIME:
-        if (g.busy == 0) {
+        if (opt.mode == HANDSHAKE ? g.active == 0 : g.busy == 0) {
             if (opt.mode == IDLE) {
                 enter(P_HOLD, g.now + NS(opt.duration));
             } else {
                 if (opt.pid)
                     g.pids = tree_pids(opt.pid, &g.npids);
+                if (opt.backend_pid)
+                    g.bpids = tree_pids(opt.backend_pid, &g.nbpids);
                 g.now = now_ns();
                 begin_load();
             }
+        } else if (g.now >= g.t_phase_end && opt.mode == HANDSHAKE) {
+            die("%u of %u loops had not finished their first connection after %.1f s",
+                g.active, opt.nconns, opt.timeout);
         } else if (g.now >= g.t_phase_end) {
             die("%u of %u connections had no echo of their first message after "
                 "%.1f s",
@@ -645,10 +1036,12 @@ static bool advance(void)
         return true;
     case P_WARMUP:
         if (g.now >= g.t_phase_end) {
-            g.messages = g.bytes = 0;
+            g.messages = g.bytes = g.handshakes = 0;
             memset(&g.hist, 0, sizeof(g.hist));
             if (g.pids != NULL)
-                g.cpu_run_ns = -tree_cpu_ns(g.pids, g.npids);
+                g.cpu_run_ns = -server_cpu_ns(g.pids, g.npids);
+            if (g.bpids != NULL)
+                g.backend_run_ns = -server_cpu_ns(g.bpids, g.nbpids);
             g.self_run_ns = -self_cpu_ns();
             g.t_run = now_ns();
             enter(P_RUN, g.t_run + NS(opt.duration));
@@ -659,7 +1052,9 @@ static bool advance(void)
             g.t_run_end = g.now;
             g.self_run_ns += self_cpu_ns();
             if (g.pids != NULL)
-                g.cpu_run_ns += tree_cpu_ns(g.pids, g.npids);
+                g.cpu_run_ns += server_cpu_ns(g.pids, g.npids);
+            if (g.bpids != NULL)
+                g.backend_run_ns += server_cpu_ns(g.bpids, g.nbpids);
             enter(P_DRAIN, now_ns() + NS(opt.timeout));
         }
         return true;
@@ -672,13 +1067,22 @@ static bool advance(void)
         }
         return true;
     case P_DRAIN:
-        if (g.busy == 0) {
+        if (opt.mode == HANDSHAKE) {
+            if (g.active == 0)
+                return false;
+            if (g.now >= g.t_phase_end)
+                die("%u of %u loops had not finished their connection %.1f s after the "
+                    "end",
+                    g.active, opt.nconns, opt.timeout);
+            return true;
+        }
+        if (undrained() == 0) {
             begin_shutdown();
             return true;
         }
         if (g.now >= g.t_phase_end)
-            die("%u messages were not echoed back %.1f s after the end", g.busy,
-                opt.timeout);
+            die("%u connections had not everything echoed back %.1f s after the end",
+                undrained(), opt.timeout);
         return true;
     case P_SHUTDOWN:
         if (g.done == opt.nconns)
@@ -717,21 +1121,41 @@ static void run_loop(mio_events_t *events)
     }
 }
 
+/* ---- results --------------------------------------------------------------- */
+
+/* CPU time per unit of the load, by mode: us per message, s per GB, ms per
+ * 1000 handshakes (the same number as us per handshake). */
+static const char *const cpu_unit_key[] = {"us_per_msg", "s_per_gb", "", "ms_per_khs"};
+static const char *const cpu_unit_text[] = {"us per message", "s per GB", "",
+                                            "ms per 1000 handshakes"};
+
+static double cpu_per_unit(double ns)
+{
+    if (opt.mode == HANDSHAKE)
+        return g.handshakes ? ns / 1e3 / (double)g.handshakes : 0;
+    if (opt.mode == PINGPONG)
+        return g.messages ? ns / 1e3 / (double)g.messages : 0;
+    return g.bytes ? ns / (double)g.bytes : 0;
+}
+
 /* ---- options and main ----------------------------------------------------- */
 
 static void usage(FILE *f)
 {
-    fputs("usage: mio-bench pingpong|stream|idle --port PORT [options]\n"
+    fputs("usage: mio-bench pingpong|stream|idle|handshake --port PORT [options]\n"
           "       mio-bench --free-port\n"
           "  --host HOST     server address (127.0.0.1)\n"
           "  --port PORT     server port\n"
-          "  -c N            connections (1)\n"
+          "  -c N            connections (1); for handshake, loops\n"
           "  -s BYTES        message size (64); for stream, bytes per send (16384)\n"
           "  -d SECONDS      measured time (5); for idle, how long they are held\n"
           "  --warmup SECS   unmeasured load before (1)\n"
           "  --pid PID       the server: memory of it and its children\n"
           "  --timeout SECS  to connect all, and to drain at the end (10)\n"
-          "  --json          one JSON object on stdout\n",
+          "  --json          one JSON object on stdout\n"
+          "  --tls           pingpong or stream over TLS (handshake always is)\n"
+          "  --tls-ca FILE   verify the server's certificate against FILE\n"
+          "  --backend-pid PID  the echo server behind a relay: its CPU time\n",
           f);
 }
 
@@ -789,7 +1213,18 @@ static void resolve(void)
 
 int main(int argc, char **argv)
 {
-    enum { O_HOST = 256, O_PORT, O_WARMUP, O_PID, O_JSON, O_TIMEOUT, O_FREE };
+    enum {
+        O_HOST = 256,
+        O_PORT,
+        O_WARMUP,
+        O_PID,
+        O_JSON,
+        O_TIMEOUT,
+        O_FREE,
+        O_TLS,
+        O_TLS_CA,
+        O_BACKEND_PID
+    };
     static const struct option longopts[] = {
         {"host", required_argument, NULL, O_HOST},
         {"port", required_argument, NULL, O_PORT},
@@ -798,6 +1233,9 @@ int main(int argc, char **argv)
         {"json", no_argument, NULL, O_JSON},
         {"timeout", required_argument, NULL, O_TIMEOUT},
         {"free-port", no_argument, NULL, O_FREE},
+        {"tls", no_argument, NULL, O_TLS},
+        {"tls-ca", required_argument, NULL, O_TLS_CA},
+        {"backend-pid", required_argument, NULL, O_BACKEND_PID},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -835,6 +1273,15 @@ int main(int argc, char **argv)
             break;
         case O_FREE:
             return free_port();
+        case O_TLS:
+            opt.tls = true;
+            break;
+        case O_TLS_CA:
+            opt.tls_ca = optarg;
+            break;
+        case O_BACKEND_PID:
+            opt.backend_pid = (int)num(optarg, "--backend-pid", 1, INT_MAX);
+            break;
         case 'h':
             usage(stdout);
             return 0;
@@ -854,8 +1301,15 @@ int main(int argc, char **argv)
         opt.mode = STREAM;
     else if (strcmp(m, "idle") == 0)
         opt.mode = IDLE;
-    else {
+    else if (strcmp(m, "handshake") == 0) {
+        opt.mode = HANDSHAKE;
+        opt.tls = true;
+    } else {
         usage(stderr);
+        return 2;
+    }
+    if (opt.tls && opt.mode == IDLE) {
+        fputs("mio-bench: idle has no --tls\n", stderr);
         return 2;
     }
     if (!size_set)
@@ -895,33 +1349,42 @@ int main(int argc, char **argv)
         if (opt.mode == IDLE)
             g.before = tree_mem(opt.pid);
     }
+    if (opt.backend_pid && proc_ppid(opt.backend_pid) < 0)
+        die("no process %d", opt.backend_pid);
+    if (opt.tls)
+        tls_init();
 
     g.now = now_ns();
-    enter(P_CONNECT, g.now + NS(opt.timeout));
-    start_connects();
+    if (opt.mode == HANDSHAKE) {
+        begin_loops(P_PRIME, g.now + NS(opt.timeout));
+    } else {
+        enter(P_CONNECT, g.now + NS(opt.timeout));
+        start_connects();
+    }
     run_loop(events);
     struct mem before = g.before, after = g.after;
     bool mem = opt.pid && opt.mode == IDLE, cpu = opt.pid && opt.mode != IDLE;
+    bool bcpu = opt.backend_pid && opt.mode != IDLE;
 
     double secs = opt.mode == IDLE ? opt.duration : (double)(g.t_run_end - g.t_run) / 1e9;
     double mps = opt.mode == PINGPONG ? (double)g.messages / secs : 0;
+    double hps = (double)g.handshakes / secs;
     double mbps = opt.mode == IDLE ? 0 : (double)g.bytes / secs / 1e6;
     double per_conn = 0, pss_per_conn = 0;
     if (mem) {
         per_conn = (double)(after.rss_kb - before.rss_kb) * 1024.0 / opt.nconns;
         pss_per_conn = (double)(after.pss_kb - before.pss_kb) * 1024.0 / opt.nconns;
     }
-    /* The server's CPU: share of one CPU, and per message or per GB. */
-    double cpu_pct = 0, cpu_us_msg = 0, cpu_s_gb = 0;
-    if (cpu) {
-        cpu_pct = g.cpu_run_ns / (secs * 1e9) * 100;
-        if (g.messages)
-            cpu_us_msg = g.cpu_run_ns / 1e3 / (double)g.messages;
-        if (g.bytes)
-            cpu_s_gb = g.cpu_run_ns / (double)g.bytes;
-    }
+    /* The server's CPU (and the backend's): share of one CPU, and per
+     * message, per 1000 handshakes or per GB. */
+    double cpu_pct = g.cpu_run_ns / (secs * 1e9) * 100;
+    double bcpu_pct = g.backend_run_ns / (secs * 1e9) * 100;
+    double cpu_per = cpu_per_unit(g.cpu_run_ns),
+           bcpu_per = cpu_per_unit(g.backend_run_ns);
     double p50 = hist_quantile_us(&g.hist, 0.50), p99 = hist_quantile_us(&g.hist, 0.99),
            p999 = hist_quantile_us(&g.hist, 0.999), max = (double)g.hist.max / 1000.0;
+    uint64_t tls_conns = opt.mode == HANDSHAKE ? g.handshakes_all : opt.nconns;
+    double tickets = tls_conns ? (double)tls.tickets / (double)tls_conns : 0;
 
     if (opt.json) {
         printf("{\"mode\":\"%s\",\"connections\":%u,\"size\":%zu,\"seconds\":%.3f",
@@ -930,36 +1393,49 @@ int main(int argc, char **argv)
             printf(",\"messages\":%" PRIu64 ",\"msgs_per_s\":%.0f,\"p50_us\":%.1f,"
                    "\"p99_us\":%.1f,\"p999_us\":%.1f,\"max_us\":%.1f",
                    g.messages, mps, p50, p99, p999, max);
+        if (opt.mode == HANDSHAKE)
+            printf(",\"handshakes\":%" PRIu64 ",\"handshakes_per_s\":%.1f", g.handshakes,
+                   hps);
         if (opt.mode != IDLE)
             printf(",\"bytes\":%" PRIu64 ",\"mb_per_s\":%.1f,\"client_cpu_pct\":%.1f",
                    g.bytes, mbps, g.self_run_ns / (secs * 1e9) * 100);
         printf(",\"messages_all\":%" PRIu64 ",\"bytes_all\":%" PRIu64, g.messages_all,
                g.bytes_all);
-        if (cpu) {
-            printf(",\"procs\":%zu,\"server_cpu_pct\":%.1f", g.npids, cpu_pct);
-            if (opt.mode == PINGPONG)
-                printf(",\"server_cpu_us_per_msg\":%.3f", cpu_us_msg);
-            else
-                printf(",\"server_cpu_s_per_gb\":%.3f", cpu_s_gb);
-        }
+        if (cpu)
+            printf(",\"procs\":%zu,\"server_cpu_pct\":%.1f,\"server_cpu_%s\":%.3f",
+                   g.npids, cpu_pct, cpu_unit_key[opt.mode], cpu_per);
+        if (bcpu)
+            printf(",\"backend_cpu_pct\":%.1f,\"backend_cpu_%s\":%.3f", bcpu_pct,
+                   cpu_unit_key[opt.mode], bcpu_per);
+        if (opt.tls)
+            printf(",\"tls_version\":\"%s\",\"tls_suite\":\"%s\",\"tls_group\":\"%s\","
+                   "\"tls_tickets_per_conn\":%.2f",
+                   tls.version, tls.suite, tls.group, tickets);
         if (mem)
             printf(",\"procs\":%d,\"rss_before_kb\":%ld,\"rss_after_kb\":%ld,"
                    "\"rss_per_conn_b\":%.0f,\"pss_per_conn_b\":%.0f",
                    after.procs, before.rss_kb, after.rss_kb, per_conn, pss_per_conn);
         printf(",\"verified\":true}\n");
     } else {
-        printf("%s: %u connections, %zu B, %.2f s", mode_name[opt.mode], opt.nconns,
-               opt.size, secs);
+        printf("%s: %u %s, %zu B, %.2f s", mode_name[opt.mode], opt.nconns,
+               opt.mode == HANDSHAKE ? "loops" : "connections", opt.size, secs);
         if (opt.mode == PINGPONG)
             printf(": %.0f msg/s, latency p50 %.1f us, p99 %.1f us, p99.9 %.1f us, "
                    "max %.1f us",
                    mps, p50, p99, p999, max);
         else if (opt.mode == STREAM)
             printf(": %.1f MB/s echoed", mbps);
-        if (cpu && opt.mode == PINGPONG)
-            printf("; server CPU %.0f%%, %.2f us per message", cpu_pct, cpu_us_msg);
-        else if (cpu)
-            printf("; server CPU %.0f%%, %.3f s per GB", cpu_pct, cpu_s_gb);
+        else if (opt.mode == HANDSHAKE)
+            printf(": %.0f handshakes/s", hps);
+        if (cpu)
+            printf("; server CPU %.0f%%, %.3g %s", cpu_pct, cpu_per,
+                   cpu_unit_text[opt.mode]);
+        if (bcpu)
+            printf("; backend CPU %.0f%%, %.3g %s", bcpu_pct, bcpu_per,
+                   cpu_unit_text[opt.mode]);
+        if (opt.tls)
+            printf("; %s %s %s, %.2f session tickets per connection", tls.version,
+                   tls.suite, tls.group, tickets);
         if (mem)
             printf(": server RSS %ld -> %ld kB (%d processes): %.0f B per connection "
                    "(PSS %.0f B)",

@@ -8,6 +8,9 @@ the report into its file above the notes kept there.  Standard library only.
   report.py progress GROUP LOAD SERVER < JSON
       the line bench/run prints after one measurement (mio-bench's JSON
       object on standard input)
+  report.py negotiated SERVER < JSON
+      the line bench/run prints after a TLS server's first measurement:
+      the TLS version, suite and group it negotiated
   report.py report META MEASUREMENTS
       the report on standard output, into META's `out` file (its part below
       the notes marker kept), and the targets' count on standard error
@@ -28,26 +31,36 @@ MARK = "<!-- notes: everything below this line is kept by bench/run -->"
 
 # What each kind of load is called and measured in.  pp: pingpong
 # (msg/s, CPU in us per message), stream (MB/s, s per GB), idle (the
-# server's memory per open connection).
+# server's memory per open connection); over TLS, hs: loops of new
+# connections (handshakes/s, CPU in ms per 1000 handshakes) and tlsstream.
 KINDS = {
     "pp": ("pingpong 64 B x{n}", "msg/s", "us/msg"),
     "stream": ("stream x{n}", "MB/s", "s/GB"),
     "idle": ("idle x{n}", "B/conn", None),
+    "hs": ("TLS handshakes x{n}", "hs/s", "ms/1000 hs"),
+    "tlsstream": ("TLS stream x{n}", "MB/s", "s/GB"),
 }
 
 # mio-bench's JSON keys for each column of a measurement, by kind of load.
-COLUMNS = ("value", "p50", "p99", "p999", "cpu", "pss", "client")
+COLUMNS = ("value", "p50", "p99", "p999", "cpu", "backend", "pss", "client")
 JSON_KEYS = {
     "pp": {"value": "msgs_per_s", "p50": "p50_us", "p99": "p99_us", "p999": "p999_us",
            "cpu": "server_cpu_us_per_msg"},
     "stream": {"value": "mb_per_s", "cpu": "server_cpu_s_per_gb"},
     "idle": {"value": "rss_per_conn_b", "pss": "pss_per_conn_b"},
+    "hs": {"value": "handshakes_per_s", "cpu": "server_cpu_ms_per_khs",
+           "backend": "backend_cpu_ms_per_khs"},
+    "tlsstream": {"value": "mb_per_s", "cpu": "server_cpu_s_per_gb",
+                  "backend": "backend_cpu_s_per_gb"},
 }
+
+# The names of the TLS peers in the targets.
+PEER_NAMES = {"haproxy": "HAProxy", "nginx": "nginx", "stunnel": "stunnel"}
 
 
 def kind(load):
     """The kind of a load name ("pp50" is "pp") and its count (50)."""
-    m = re.fullmatch(r"(pp|stream|idle)(\d+)", load)
+    m = re.fullmatch(r"(pp|stream|idle|hs|tlsstream)(\d+)", load)
     if m is None:
         raise ValueError("unknown load " + load)
     return m.group(1), m.group(2)
@@ -97,12 +110,18 @@ class Run:
     def __init__(self, meta, rows):
         self.meta = meta
         self.loads = meta["loads"].split()
+        self.tls_loads = meta.get("tls_loads", "").split()
         self.only_loads = meta.get("only_loads", "")
         self.rows = rows
         self.medians = self._medians()
 
     def selected(self, load):
         return self.only_loads == "" or load in self.only_loads.split(",")
+
+    def group_loads(self, group):
+        """The loads of a group that were run."""
+        loads = self.tls_loads if group == "tls" else self.loads
+        return [l for l in loads if self.selected(l)]
 
     def _medians(self):
         """(group, load, server) -> n, each column's median, errors and
@@ -148,6 +167,12 @@ def fmt(value, u):
     return "%.0f" % v
 
 
+def fmt_cpu(v):
+    """A CPU figure with three significant digits or so."""
+    v = float(v)
+    return ("%.2f" if v < 10 else "%.1f" if v < 100 else "%.0f") % v
+
+
 # ---- tables -----------------------------------------------------------------------
 
 
@@ -167,7 +192,7 @@ def grid(group, servers, loads, head, value):
 
 def table(run, group, servers):
     """Each server's medians (throughput, or idle memory)."""
-    return grid(group, servers, [l for l in run.loads if run.selected(l)],
+    return grid(group, servers, run.group_loads(group),
                 lambda l: "%s, %s" % (title(l), unit(l)),
                 lambda l, s: cell(run, group, l, s))
 
@@ -188,20 +213,67 @@ def cell(run, group, load, server):
     return s
 
 
-def cpu_table(run, group, servers):
-    """Each server's CPU per message or per GB, pingpong and stream."""
+def cpu_table(run, group, servers, col="cpu"):
+    """Each server's CPU per message, per 1000 handshakes or per GB: its
+    own (col cpu), or that of the floor behind it (col backend)."""
     def value(load, server):
-        v = run.get(group, load, server, "cpu")
+        v = run.get(group, load, server, col)
         if v == "":
             return "-"
-        s = ("%.2f" if float(v) < 10 else "%.1f") % float(v)
+        s = fmt_cpu(v) if kind(load)[0] in ("hs", "tlsstream") else \
+            ("%.2f" if float(v) < 10 else "%.1f") % float(v)
         if server != "mio-echod":
-            mine = ratio(run.get(group, load, "mio-echod", "cpu"), v)
+            mine = ratio(run.get(group, load, "mio-echod", col), v)
             if mine:
                 s += " (%sx)" % mine
         return s
-    loads = [l for l in run.loads if kind(l)[0] in ("pp", "stream") and run.selected(l)]
+    loads = [l for l in run.group_loads(group) if kind(l)[0] != "idle"]
     return grid(group, servers, loads, lambda l: "%s, %s" % (title(l), cpu_unit(l)), value)
+
+
+def per_cpu_second(load, cpu):
+    """Handshakes or MB per second of server CPU, from its CPU per 1000
+    handshakes (ms) or per GB (s)."""
+    if cpu == "" or float(cpu) == 0:
+        return ""
+    return 1e6 / float(cpu) if kind(load)[0] == "hs" else 1e3 / float(cpu)
+
+
+def per_cpu_table(run, group, servers):
+    """What each server does per second of its CPU, and mio-echod's over
+    that (the peer's CPU per unit over mio-echod's): the TLS targets."""
+    def value(load, server):
+        v = per_cpu_second(load, run.get(group, load, server, "cpu"))
+        if v == "":
+            return "-"
+        s = "%.0f" % v
+        if server != "mio-echod":
+            r = ratio(run.get(group, load, server, "cpu"),
+                      run.get(group, load, "mio-echod", "cpu"))
+            if r:
+                s += " (%sx)" % r
+        return s
+    unit = {"hs": "handshakes per CPU-second", "tlsstream": "MB per CPU-second"}
+    return grid(group, servers, run.group_loads(group),
+                lambda l: "%s, %s" % (title(l), unit[kind(l)[0]]), value)
+
+
+def negotiated(b):
+    """What a TLS measurement's first handshake negotiated, from mio-bench's
+    JSON."""
+    return "%s %s %s, %s session tickets per connection" % (
+        b.get("tls_version", "?"), b.get("tls_suite", "?"), b.get("tls_group", "?"),
+        b.get("tls_tickets_per_conn", "?"))
+
+
+def negotiated_line(run, servers):
+    out = ""
+    for s in servers:
+        for r in run.rows:
+            if r["group"] == "tls" and r["server"] == s and r["ok"]:
+                out += " %s: %s;" % (s, negotiated(r["bench"]))
+                break
+    return out or " not measured"
 
 
 def latency_table(run, group, servers):
@@ -250,7 +322,9 @@ class Targets:
     def target(self, group, load, peer, op, x, text):
         """One target: mio-echod's value over the peer's (ge), or its own
         value (le_abs); beside it the same by the server CPU each spent,
-        the peer's over mio-echod's.  The first decides."""
+        the peer's over mio-echod's.  The first decides, except for op
+        cpu (the TLS targets, set per CPU-second), where the second does
+        and the first is shown for what it is."""
         run = self.run
         if not run.selected(load):
             return []
@@ -264,10 +338,11 @@ class Targets:
             rc = ratio(run.get(group, load, peer, "cpu"),
                        run.get(group, load, "mio-echod", "cpu"))
             vc = judge(rc, "ge", x)
-            verdict = judge(r, op, x)
-        if verdict == "met":
+            verdict = judge(r, op, x) if op != "cpu" else "(judged by CPU)"
+        counted = vc if op == "cpu" else verdict
+        if counted == "met":
             self.met += 1
-        elif verdict.startswith("not"):
+        elif counted.startswith("not"):
             self.unknown += 1
         else:
             self.missed += 1
@@ -298,6 +373,13 @@ class Targets:
                            "relay stream x%s: mio-echod >= 1.5x HAProxy" % sc)
         out += self.target("relay", "idle" + ic, "-", "le_abs", 2048,
                            "relay idle x%s: mio-echod <= 2 KiB/conn" % ic)
+        for l in run.tls_loads:
+            what = "handshakes" if kind(l)[0] == "hs" else "MB"
+            for peer in m.get("tls_servers", "").split():
+                if peer in PEER_NAMES:
+                    out += self.target("tls", l, peer, "cpu", 1.2,
+                                       "%s: %s per CPU-second, mio-echod >= 1.2x %s"
+                                       % (title(l), what, PEER_NAMES[peer]))
         return out
 
 
@@ -353,7 +435,7 @@ def syscall_rows(run):
     for r in run.rows:
         if not r["ok"] or not r["trace"] or kind(r["load"])[0] == "idle":
             continue
-        if kind(r["load"])[0] == "pp":
+        if kind(r["load"])[0] in ("pp", "hs"):  # per message, or per handshake
             per = float(r["bench"].get("messages_all") or 0)
         else:
             per = float(num(float(r["bench"].get("bytes_all") or 0) / 1e6))
@@ -456,6 +538,42 @@ def report(run, targets):
     out += cpu_table(run, "relay", relay_servers)
     out += ["", "Latency, pingpong:", ""]
     out += latency_table(run, "relay", relay_servers)
+    if run.group_loads("tls"):
+        tls_servers = m["tls_servers"].split()
+        out += ["", "## TLS echo (TLS terminated in front of floor-echo)", "",
+                "Each server terminates TLS and hands the plaintext to a fresh floor-echo of",
+                "its own: mio-echod as a proxy listener with `tls` (workers = 1), HAProxy",
+                "`mode tcp` with `bind ... ssl` (nbthread 1), nginx `stream` with `listen ...",
+                "ssl` (one worker), stunnel (one process, a thread per connection).",
+                "mio-echod-echo is mio-echod's echo mode with `tls` and no floor behind it,",
+                "for scale (not judged).  One certificate (ECDSA P-256); the client offers",
+                "TLS 1.3, TLS_AES_128_GCM_SHA256 and X25519 alone, and checks each",
+                "handshake for them.  Handshakes: loops of a new connection, a full",
+                "handshake (nothing resumed), one 64 B message echoed, close_notify and",
+                "close, as many loops as the x says; stream: as many connections, each",
+                "sending and reading back as fast as it can.  Every server and the client",
+                "use the same OpenSSL (%s)." % m.get("openssl", "?"),
+                "",
+                "Negotiated (each server's first handshake):" + negotiated_line(run, tls_servers),
+                ""]
+        out += table(run, "tls", tls_servers)
+        out += ["",
+                "TLS server CPU per 1000 handshakes (ms) or per GB echoed (s): the TLS",
+                "server's own processes, utime + stime from /proc/PID/stat over the measured",
+                "seconds (lower is better; in parentheses mio-echod's over that server's):",
+                ""]
+        out += cpu_table(run, "tls", tls_servers)
+        out += ["",
+                "The same as work per second of the TLS server's CPU (higher is better; in",
+                "parentheses mio-echod's over that server's, which the TLS targets judge):",
+                ""]
+        out += per_cpu_table(run, "tls", tls_servers)
+        out += ["",
+                "CPU of the floor-echo behind each, in the same units (not counted above; a few",
+                "% of a CPU, so these move by some 10 % with the clock ticks they are read in):",
+                ""]
+        out += cpu_table(run, "tls", [s for s in tls_servers if s != "mio-echod-echo"],
+                         "backend")
     out += ["", "## Targets", ""]
     out += targets.rows()
     out += [""]
@@ -543,14 +661,19 @@ def progress(group, load, server, text):
     k = kind(load)[0]
     value = num_text(b.get(JSON_KEYS[k]["value"]))
     cpu = num_text(b.get(JSON_KEYS[k].get("cpu", "")))
-    return "  %-5s %-22s %-16s %12s %-7s %s" % (
+    backend = num_text(b.get(JSON_KEYS[k].get("backend", "")))
+    return "  %-5s %-22s %-16s %12s %-7s %s%s" % (
         group, title(load), server, value, unit(load),
-        "server CPU %s %s" % (cpu, cpu_unit(load)) if cpu else "")
+        "server CPU %s %s" % (cpu, cpu_unit(load)) if cpu else "",
+        " (the floor behind: %s)" % backend if backend else "")
 
 
 def main(argv):
     if len(argv) == 5 and argv[1] == "progress":
         print(progress(argv[2], argv[3], argv[4], sys.stdin.read()))
+        return 0
+    if len(argv) == 3 and argv[1] == "negotiated":
+        print("bench/run: tls %s negotiated %s" % (argv[2], negotiated(parse_bench(sys.stdin.read()))))
         return 0
     if len(argv) == 4 and argv[1] == "report":
         meta = read_meta(argv[2])
