@@ -332,8 +332,16 @@ static int check_upstream_tls(struct config_loader *ld, const config_setting_t *
                 "host name to verify; give the name its certificate has "
                 "(or verify = false)",
                 lc->upstreams[i].text);
+    /* A session slot for each upstream address, own and routes', in the
+     * order the listener lays them out (generation.c). */
+    size_t nslots = 0;
+    for (size_t i = 0; i < lc->nupstreams; i++)
+        nslots += lc->upstreams[i].naddrs;
+    for (size_t r = 0; r < lc->nsni_routes; r++)
+        for (size_t i = 0; i < lc->sni_routes[r].nupstreams; i++)
+            nslots += lc->sni_routes[r].upstreams[i].naddrs;
     struct tls_problem p;
-    if ((rc = tls_client_new(u, &u->client, &p)) != 0)
+    if ((rc = tls_client_new(u, nslots, &u->client, &p)) != 0)
         return refuse_context(ld, ug, inner, rc, &p);
     return 0;
 }

@@ -625,7 +625,10 @@ static void check_connect(struct conn *c)
     const char *name = ut->server_name;
     if (name[0] == '\0')
         name = addr_text_host(c->target->text, host, sizeof(host)) == 0 ? host : NULL;
-    c->upstream.tls = tls_session_connect(ut->client, c->upstream.fd, name);
+    size_t slot = c->target->slot0;
+    for (size_t k = 0; k < c->target->naddrs && c->target->addrs[k] != c->up; k++)
+        slot++;
+    c->upstream.tls = tls_session_connect(ut->client, c->upstream.fd, name, slot);
     if (c->upstream.tls == NULL) {
         conn_abort(c, "out-of-memory");
         return;

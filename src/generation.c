@@ -284,7 +284,7 @@ static bool open_upstream(struct generation *g, struct generation *old,
 static bool open_upstreams(struct generation *g, struct generation *old,
                            struct listener *l, const struct listener_config *cfg)
 {
-    size_t total = cfg->nupstreams;
+    size_t total = cfg->nupstreams, slots = 0;
     for (size_t r = 0; r < cfg->nsni_routes; r++)
         total += cfg->sni_routes[r].nupstreams;
     l->upstreams = calloc(total ? total : 1, sizeof(*l->upstreams));
@@ -303,8 +303,11 @@ static bool open_upstreams(struct generation *g, struct generation *old,
         p->rr = r == 0 ? &l->st->rr : &p->own_rr;
         l->npools++;
         for (size_t i = 0; i < n; i++) {
+            struct upstream *up = &l->upstreams[l->nupstreams];
+            up->slot0 = slots;
+            slots += list[i].naddrs;
             l->nupstreams++; /* free_generation() frees what was allocated */
-            if (!open_upstream(g, old, &l->upstreams[l->nupstreams - 1], &list[i]))
+            if (!open_upstream(g, old, up, &list[i]))
                 return false;
         }
     }

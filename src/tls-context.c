@@ -299,19 +299,56 @@ size_t tls_server_certs(const struct tls_server *s, struct tls_cert_info *out, s
     return s->nctx;
 }
 
-int tls_client_new(const struct upstream_tls_config *cfg, struct tls_client **out,
-                   struct tls_problem *p)
+static int slot_index = -1;
+static pthread_once_t slot_once = PTHREAD_ONCE_INIT;
+
+static void slot_index_make(void)
 {
-    struct tls_client *c = calloc(1, sizeof(*c));
+    slot_index = SSL_get_ex_new_index(0, NULL, NULL, NULL, NULL);
+}
+
+int tls_slot_index(void)
+{
+    pthread_once(&slot_once, slot_index_make);
+    return slot_index;
+}
+
+/* Keeps a session an upstream gave (a TLS 1.3 ticket comes after the
+ * handshake) in the slot of its address, for the next connection there. */
+static int on_new_session(SSL *ssl, SSL_SESSION *sess)
+{
+    struct tls_client *c = SSL_CTX_get_app_data(SSL_get_SSL_CTX(ssl));
+    uintptr_t slot = (uintptr_t)SSL_get_ex_data(ssl, tls_slot_index());
+    if (c == NULL || slot == 0 || slot > c->nslots)
+        return 0; /* not kept: OpenSSL frees it */
+    pthread_mutex_lock(&c->mu);
+    SSL_SESSION *old = c->slot[slot - 1];
+    c->slot[slot - 1] = sess;
+    pthread_mutex_unlock(&c->mu);
+    SSL_SESSION_free(old);
+    return 1; /* ours now */
+}
+
+int tls_client_new(const struct upstream_tls_config *cfg, size_t nslots,
+                   struct tls_client **out, struct tls_problem *p)
+{
+    struct tls_client *c = calloc(1, sizeof(*c) + nslots * sizeof(SSL_SESSION *));
     if (c == NULL)
         return -ENOMEM;
+    pthread_mutex_init(&c->mu, NULL);
+    c->nslots = nslots;
     c->ctx = SSL_CTX_new(TLS_client_method());
     c->verify = cfg->verify;
     int rc = -ENOMEM;
-    if (c->ctx == NULL)
+    if (c->ctx == NULL || tls_slot_index() < 0)
         goto fail;
     common_options(c->ctx);
-    SSL_CTX_set_session_cache_mode(c->ctx, SSL_SESS_CACHE_OFF);
+    /* Resumption: each address's last session, kept by on_new_session(),
+     * not in OpenSSL's cache. */
+    SSL_CTX_set_app_data(c->ctx, c);
+    SSL_CTX_set_session_cache_mode(c->ctx, SSL_SESS_CACHE_CLIENT |
+                                               SSL_SESS_CACHE_NO_INTERNAL_STORE);
+    SSL_CTX_sess_set_new_cb(c->ctx, on_new_session);
     if ((rc = set_protocol(c->ctx, TLS1_2_VERSION, "", "", p)) != 0)
         goto fail;
     if (cfg->ca[0] != '\0') {
@@ -344,5 +381,8 @@ void tls_client_free(struct tls_client *c)
     if (c == NULL)
         return;
     SSL_CTX_free(c->ctx);
+    for (size_t i = 0; i < c->nslots; i++)
+        SSL_SESSION_free(c->slot[i]);
+    pthread_mutex_destroy(&c->mu);
     free(c);
 }

@@ -6,6 +6,7 @@
 #define ECHOD_TLS_INTERNAL_H
 
 #include <openssl/ssl.h>
+#include <pthread.h>
 
 #include "tls.h"
 
@@ -19,9 +20,17 @@ struct tls_server {
     unsigned char alpn[]; /* our protocols, the preferred first */
 };
 
+/* Sessions to resume are kept per upstream address ("slot"), guarded by
+ * mu: every worker connects through the same context. */
 struct tls_client {
     SSL_CTX *ctx;
     bool verify;
+    pthread_mutex_t mu;
+    size_t nslots;
+    SSL_SESSION *slot[]; /* the last session each address gave, or NULL */
 };
+
+/* The index of the SSL ex_data that holds a client session's slot + 1. */
+int tls_slot_index(void);
 
 #endif

@@ -38,10 +38,10 @@ void tls_server_free(struct tls_server *s)
     (void)s;
 }
 
-int tls_client_new(const struct upstream_tls_config *cfg, struct tls_client **out,
-                   struct tls_problem *p)
+int tls_client_new(const struct upstream_tls_config *cfg, size_t nslots,
+                   struct tls_client **out, struct tls_problem *p)
 {
-    (void)cfg, (void)out, (void)p;
+    (void)cfg, (void)nslots, (void)out, (void)p;
     return -ENOTSUP;
 }
 
@@ -64,10 +64,17 @@ struct tls_session *tls_session_accept(struct tls_server *s, int fd,
     return NULL;
 }
 
-struct tls_session *tls_session_connect(struct tls_client *c, int fd, const char *name)
+struct tls_session *tls_session_connect(struct tls_client *c, int fd, const char *name,
+                                        size_t slot)
 {
-    (void)c, (void)fd, (void)name;
+    (void)c, (void)fd, (void)name, (void)slot;
     return NULL;
+}
+
+bool tls_session_resumed(const struct tls_session *t)
+{
+    (void)t;
+    return false;
 }
 
 void tls_session_free(struct tls_session *t)

@@ -159,12 +159,21 @@ struct tls_session *tls_session_accept(struct tls_server *s, int fd,
     return t;
 }
 
-struct tls_session *tls_session_connect(struct tls_client *c, int fd, const char *name)
+struct tls_session *tls_session_connect(struct tls_client *c, int fd, const char *name,
+                                        size_t slot)
 {
     struct tls_session *t = session_new(c->ctx, fd, NULL, 0);
     if (t == NULL)
         return NULL;
     SSL_set_connect_state(t->ssl);
+    if (slot < c->nslots) {
+        (void)SSL_set_ex_data(t->ssl, tls_slot_index(), (void *)(uintptr_t)(slot + 1));
+        pthread_mutex_lock(&c->mu);
+        SSL_SESSION *sess = c->slot[slot];
+        if (sess != NULL && SSL_SESSION_is_resumable(sess))
+            (void)SSL_set_session(t->ssl, sess); /* takes its own reference */
+        pthread_mutex_unlock(&c->mu);
+    }
     if (name == NULL)
         return t;
     unsigned char ip[16];
@@ -354,6 +363,11 @@ bool tls_session_wants_write(const struct tls_session *t)
 bool tls_session_pending(const struct tls_session *t)
 {
     return SSL_pending(t->ssl) > 0;
+}
+
+bool tls_session_resumed(const struct tls_session *t)
+{
+    return SSL_session_reused(t->ssl) == 1;
 }
 
 bool tls_session_truncated(const struct tls_session *t)

@@ -81,9 +81,11 @@ int tls_server_new(const struct tls_config *cfg, struct tls_server **out,
                    struct tls_problem *p);
 void tls_server_free(struct tls_server *s);
 
-/* Builds the upstream context of cfg; as tls_server_new(). */
-int tls_client_new(const struct upstream_tls_config *cfg, struct tls_client **out,
-                   struct tls_problem *p);
+/* Builds the upstream context of cfg, with room to keep one session for
+ * each of `nslots` upstream addresses (resumed by the next connection to
+ * the same address); as tls_server_new(). */
+int tls_client_new(const struct upstream_tls_config *cfg, size_t nslots,
+                   struct tls_client **out, struct tls_problem *p);
 void tls_client_free(struct tls_client *c);
 
 /* One certificate of a server context: its file and when it expires. */
@@ -114,8 +116,14 @@ struct tls_session *tls_session_accept(struct tls_server *s, int fd,
 
 /* A session that connects to an upstream on fd (a client handshake),
  * sending `name` (SNI, unless it is an IP address) and verifying the
- * certificate for it; `name` NULL: neither.  NULL when out of memory. */
-struct tls_session *tls_session_connect(struct tls_client *c, int fd, const char *name);
+ * certificate for it (`name` NULL: neither), resuming the session kept in
+ * `slot` (the upstream address's) when there is one, and keeping there
+ * the one the upstream gives next.  NULL when out of memory. */
+struct tls_session *tls_session_connect(struct tls_client *c, int fd, const char *name,
+                                        size_t slot);
+
+/* Whether the handshake resumed an earlier session. */
+bool tls_session_resumed(const struct tls_session *t);
 
 void tls_session_free(struct tls_session *t);
 

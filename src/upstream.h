@@ -39,6 +39,8 @@ struct upstream {
     const char *text; /* as written in the file (the config's string) */
     struct upstream_addr **addrs;
     size_t naddrs;
+    size_t slot0; /* its first address's place among the listener's (TLS
+                     sessions are kept per place) */
     /* Per address: the listening socket of this generation it reaches when
      * that leads back to this listener (a loop, never connected), or NULL. */
     const struct listen_sock **loop_at;

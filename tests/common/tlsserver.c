@@ -121,6 +121,7 @@ static void note_handshake(struct tconn *c)
     const char *sni = SSL_get_servername(c->ssl, TLSEXT_NAMETYPE_host_name);
     snprintf(w->sni, sizeof(w->sni), "%s", sni != NULL ? sni : "");
     snprintf(w->version, sizeof(w->version), "%s", SSL_get_version(c->ssl));
+    w->resumed = SSL_session_reused(c->ssl) == 1;
     const unsigned char *p;
     unsigned len;
     SSL_get0_alpn_selected(c->ssl, &p, &len);
@@ -332,7 +333,7 @@ struct tlss *tlss_start(const struct tlss_conf *conf)
     }
     SSL_CTX_set_mode(ctx,
                      SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
-    SSL_CTX_set_num_tickets(ctx, 0);
+    SSL_CTX_set_num_tickets(ctx, conf->tickets);
     if (conf->client_ca != NULL) {
         STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(conf->client_ca);
         if (names == NULL ||

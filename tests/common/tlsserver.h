@@ -38,11 +38,13 @@ struct tlss_conf {
     size_t reply_len;
     size_t record_max; /* of each connection's bytes, the most kept (0: 4 MiB) */
     size_t max;        /* connections at once (0: 64) */
+    size_t tickets;    /* TLS 1.3 session tickets sent after a handshake */
 };
 
 /* What one connection saw, once it is over. */
 struct tlss_seen {
     bool handshake_ok;
+    bool resumed;     /* the client resumed an earlier session */
     char sni[256];    /* "" when none */
     char peer[256];   /* the client certificate's subject, "" when none */
     char alpn[64];    /* "" when none */

@@ -1726,6 +1726,43 @@ static void test_tls_routed_by_handshake_name(void **state)
     echod_stop_ok(e);
 }
 
+/*
+ * upstream_tls resumes: the second connection to the same upstream
+ * address resumes the session the first one got (a TLS 1.3 ticket), so
+ * only the first pays for a full handshake; a reload starts afresh.
+ */
+static void test_upstream_sessions_resumed(void **state)
+{
+    (void)state;
+    NEED_CERTS();
+    struct tlss *up = tlss_start(&(struct tlss_conf){
+        .mode = TLSS_ECHO, .cert = cs->server.cert, .key = cs->server.key, .tickets = 2});
+    struct echod *e = echod_startf(
+        BASE
+        "listeners = ( { name = \"r\"; listen = [ \"127.0.0.1:0\" ]; mode = \"proxy\";\n"
+        "  retries = 0; upstreams = [ \"127.0.0.1:%d\" ];\n"
+        "  upstream_tls = { ca = \"%s\"; }; } );\n",
+        up->srv.port, cs->ca.cert);
+    int port = echod_port(e, "r", 0);
+    enum { N = 4 };
+    for (int i = 0; i < N; i++) {
+        if (i == N - 1)
+            echod_reload_ok(e, WAIT_MS);
+        int fd = client4(port);
+        expect_echo(fd, "resumed?");
+        finish(fd);
+        if (!tlss_wait_done(up, (size_t)i + 1, WAIT_MS))
+            fail_msg("connection %d: the upstream saw no end", i);
+        const struct tlss_seen *seen = tlss_seen(up, (size_t)i);
+        bool want = i > 0 && i < N - 1; /* none to resume first, and after the reload */
+        if (!seen->handshake_ok || seen->resumed != want)
+            fail_msg("connection %d: %s, expected %s (%s)", i,
+                     seen->resumed ? "resumed" : "a full handshake",
+                     want ? "resumed" : "a full handshake", seen->err);
+    }
+    echod_stop_ok(e);
+}
+
 /* send_proxy with upstream_tls: the PROXY header goes in the clear, before
  * the ClientHello, as HAProxy and nginx read it. */
 static void test_send_proxy_before_upstream_tls(void **state)
@@ -1825,6 +1862,7 @@ int main(void)
         cmocka_unit_test_teardown(test_access_line_fields, teardown),
         cmocka_unit_test_teardown(test_proxy_header_then_tls, teardown),
         cmocka_unit_test_teardown(test_tls_routed_by_handshake_name, teardown),
+        cmocka_unit_test_teardown(test_upstream_sessions_resumed, teardown),
         cmocka_unit_test_teardown(test_send_proxy_before_upstream_tls, teardown),
         cmocka_unit_test_teardown(test_idle_memory, teardown),
     };
