@@ -42,9 +42,11 @@ static int absolute(struct config_loader *ld, char **path)
         else
             snprintf(dir, sizeof(dir), "%.*s", (int)(slash - ld->path), ld->path);
     }
-    char *joined;
-    if (asprintf(&joined, "%s/%s", dir, *path) < 0)
+    size_t len = strlen(dir) + 1 + strlen(*path) + 1;
+    char *joined = malloc(len);
+    if (joined == NULL)
         return value_out_of_memory(ld);
+    snprintf(joined, len, "%s/%s", dir, *path);
     free(*path);
     *path = joined;
     return 0;
