@@ -1478,9 +1478,10 @@ static void least_connections_counts_survive_reload(void **state)
     (void)state;
     struct upsrv *ups[2] = {start_upstream(UP_ECHO, 0, 0), start_upstream(UP_ECHO, 0, 0)};
     int ports[2] = {ups[0]->srv.port, ups[1]->srv.port};
-    int lport = reserve_port();
-    struct echod *e = start_relay_at(lport, ports, 2, "least-connections", 2, "10.0");
-    assert_int_equal(echod_port(e, "relay", 0), lport);
+    /* Port 0: a reload keeps the socket the kernel gave it, and no other
+     * program can take the port between a reservation and the bind. */
+    struct echod *e = start_relay_at(0, ports, 2, "least-connections", 2, "10.0");
+    int lport = echod_port(e, "relay", 0);
 
     /* Ten held: least-connections puts them 5 and 5; B's five are closed. */
     int fds[10], served[10], held[2] = {0, 0};
@@ -1526,8 +1527,8 @@ static void failed_marks_and_turns_survive_reload(void **state)
     struct upsrv *good = start_upstream(UP_ECHO, 0, 0);
     struct upsrv *ups1[1] = {good};
     int ports[2] = {bad, good->srv.port};
-    int lport = reserve_port();
-    struct echod *e = start_relay_at(lport, ports, 2, "round-robin", 1, "30.0");
+    struct echod *e = start_relay_at(0, ports, 2, "round-robin", 1, "30.0");
+    int lport = echod_port(e, "relay", 0);
     char needle[128];
     snprintf(needle, sizeof(needle), "upstream 127.0.0.1:%d failed: ", bad);
     /* The first client tries the first upstream, which refuses. */
@@ -1546,8 +1547,8 @@ static void failed_marks_and_turns_survive_reload(void **state)
         ups[i] = start_upstream(UP_ECHO, 0, 0);
         p3[i] = ups[i]->srv.port;
     }
-    lport = reserve_port();
-    e = start_relay_at(lport, p3, 3, "round-robin", 2, "10.0");
+    e = start_relay_at(0, p3, 3, "round-robin", 2, "10.0");
+    lport = echod_port(e, "relay", 0);
     int first = exchange(e, lport, "127.0.0.1", ups, 3);
     assert_int_equal(exchange(e, lport, "127.0.0.1", ups, 3), (first + 1) % 3);
     echod_reload_ok(e, 5000);
