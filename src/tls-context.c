@@ -85,14 +85,15 @@ static int check_readable(struct tls_problem *p, const char *setting, const char
     }
     int err = errno;
     if (err == EACCES && geteuid() != 0) {
+        /* A user systemd allocated (DynamicUser=) may have no name where
+         * nss-systemd is not configured: the uid says it then. */
         struct passwd pw, *found = NULL;
         char pwbuf[1024];
-        const char *user = getpwuid_r(geteuid(), &pw, pwbuf, sizeof(pwbuf), &found) ==
-                                       0 &&
-                                   found != NULL
-                               ? found->pw_name
-                               : "?";
-        return refuse(p, setting, "cannot read %s as user %s (uid %u): %s", file, user,
+        if (getpwuid_r(geteuid(), &pw, pwbuf, sizeof(pwbuf), &found) == 0 &&
+            found != NULL)
+            return refuse(p, setting, "cannot read %s as user %s (uid %u): %s", file,
+                          found->pw_name, (unsigned)geteuid(), log_strerror(err));
+        return refuse(p, setting, "cannot read %s as uid %u: %s", file,
                       (unsigned)geteuid(), log_strerror(err));
     }
     return refuse(p, setting, "cannot read %s: %s", file, log_strerror(err));

@@ -109,7 +109,7 @@ for u in mio-echod.service mio-echod@.service; do
     first=$(printf '%s\n' "$reload" | sed -n 1p | sed 's/%i/test/g')
     second=$(printf '%s\n' "$reload" | sed -n 2p)
     # shellcheck disable=SC2016 # $MAINPID is systemd's, not ours
-    [ "$second" = '/bin/kill -HUP $MAINPID' ] ||
+    [ "$second" = '/bin/sh -c '"'"'kill -HUP "$$MAINPID"'"'" ] ||
         bad "$u: the second ExecReload= is not the SIGHUP: $second"
     case $first in
         "$tmp/sbin/mio-echod -t -c "*) ;;
