@@ -69,25 +69,34 @@ static int require(struct config_loader *ld, const config_setting_t *g, const ch
                         value == NULL ? "missing" : "empty", what);
 }
 
+/* Refuses g unless it is a group of no keys but `a` and `b`; `shape`
+ * shows one for the message ("{ a = ...; b = ...; }"). */
+static int check_group(struct config_loader *ld, const config_setting_t *g,
+                       const char *scope, const char *a, const char *b, const char *shape)
+{
+    char got[VALUE_QUOTE_BUF];
+    if (!config_setting_is_group(g))
+        return value_refuse(ld, value_line(g), scope, NULL, "expected a group %s, got %s",
+                            shape, value_describe(ld, g, got));
+    for (int m = 0; m < config_setting_length(g); m++) {
+        const config_setting_t *s = config_setting_get_elem(g, (unsigned)m);
+        const char *name = config_setting_name(s);
+        if (strcmp(name, a) != 0 && strcmp(name, b) != 0)
+            return value_refuse(ld, value_line(s), scope, name,
+                                "unknown setting (known: %s, %s)", a, b);
+    }
+    return 0;
+}
+
 /* Loads one { certificate = ...; key = ...; } group into pair; scope names
  * it.  Both are required. */
 static int load_pair(struct config_loader *ld, const config_setting_t *g,
                      const char *scope, struct tls_pair *pair)
 {
-    int rc;
-    char got[VALUE_QUOTE_BUF];
-    if (!config_setting_is_group(g))
-        return value_refuse(ld, value_line(g), scope, NULL,
-                            "expected a group { certificate = \"...\"; key = \"...\"; }, "
-                            "got %s",
-                            value_describe(ld, g, got));
-    for (int m = 0; m < config_setting_length(g); m++) {
-        const config_setting_t *s = config_setting_get_elem(g, (unsigned)m);
-        const char *name = config_setting_name(s);
-        if (strcmp(name, "certificate") != 0 && strcmp(name, "key") != 0)
-            return value_refuse(ld, value_line(s), scope, name,
-                                "unknown setting (known: certificate, key)");
-    }
+    int rc = check_group(ld, g, scope, "certificate", "key",
+                         "{ certificate = \"...\"; key = \"...\"; }");
+    if (rc != 0)
+        return rc;
     pair->line = value_line(g);
     if ((rc = value_string(ld, g, scope, "certificate", &pair->certificate)) != 0 ||
         (rc = value_string(ld, g, scope, "key", &pair->key)) != 0 ||
@@ -174,20 +183,11 @@ static int load_route(struct config_loader *ld, const config_setting_t *g,
                       struct sni_route *r)
 {
     char got[VALUE_QUOTE_BUF];
-    if (!config_setting_is_group(g))
-        return value_refuse(ld, value_line(g), scope, NULL,
-                            "expected a group { server_name = \"...\"; upstreams = [ ... "
-                            "]; }, got %s",
-                            value_describe(ld, g, got));
-    for (int m = 0; m < config_setting_length(g); m++) {
-        const config_setting_t *s = config_setting_get_elem(g, (unsigned)m);
-        const char *name = config_setting_name(s);
-        if (strcmp(name, "server_name") != 0 && strcmp(name, "upstreams") != 0)
-            return value_refuse(ld, value_line(s), scope, name,
-                                "unknown setting (known: server_name, upstreams)");
-    }
+    int rc = check_group(ld, g, scope, "server_name", "upstreams",
+                         "{ server_name = \"...\"; upstreams = [ ... ]; }");
+    if (rc != 0)
+        return rc;
     r->line = value_line(g);
-    int rc;
     if ((rc = value_string(ld, g, scope, "server_name", &r->server_name)) != 0 ||
         (rc = require(ld, g, scope, "server_name", r->server_name,
                       "a host name like \"a.example\" or \"*.b.example\"")) != 0)

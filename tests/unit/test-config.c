@@ -738,6 +738,68 @@ static void bad_cidrs(void **state)
                  ":1: listeners.a.deny.[0]: invalid CIDR \"\": ", "CIDR");
 }
 
+/* sni_routes: each route a group of server_name and upstreams, the name a
+ * host name or a "*." wildcard, lowercased, each routed once; the
+ * upstreams read as the relay's own. */
+static void sni_routes(void **state)
+{
+    (void)state;
+    char buf[1024];
+    struct config *cfg = load_ok(with_proxy_setting(
+        buf, sizeof(buf),
+        "sni_routes = ( { server_name = \"A.Example\"; upstreams = [ \"127.0.0.1:1\" ]; },\n"
+        "    { server_name = \"*.b.example\";\n"
+        "      upstreams = [ \"127.0.0.1:2\", \"127.0.0.1:3\" ]; } );"));
+    const struct listener_config *l = &cfg->listeners[0];
+    assert_int_equal(l->nsni_routes, 2);
+    assert_string_equal(l->sni_routes[0].server_name, "a.example");
+    assert_int_equal(l->sni_routes[0].nupstreams, 1);
+    assert_string_equal(l->sni_routes[1].server_name, "*.b.example");
+    assert_int_equal(l->sni_routes[1].nupstreams, 2);
+    config_free(cfg);
+    refused(
+        with_proxy_setting(buf, sizeof(buf),
+                           "sni_routes = ( { server_name = \"a.example\"; "
+                           "upstream = [ \"127.0.0.1:1\" ]; } );"),
+        ":3: listeners.p.sni_routes.[0].upstream: unknown setting (known: server_name, "
+        "upstreams)");
+    refused(with_proxy_setting(buf, sizeof(buf),
+                               "sni_routes = ( { server_name = \"a..example\"; "
+                               "upstreams = [ \"127.0.0.1:1\" ]; } );"),
+            ":3: listeners.p.sni_routes.[0].server_name: expected a host name like "
+            "\"a.example\" or a wildcard like \"*.b.example\", got \"a..example\"");
+    refused(
+        with_proxy_setting(buf, sizeof(buf),
+                           "sni_routes = ( { upstreams = [ \"127.0.0.1:1\" ]; } );"),
+        ":3: listeners.p.sni_routes.[0].server_name: missing; expected a host name like "
+        "\"a.example\" or \"*.b.example\"");
+    refused(
+        with_proxy_setting(buf, sizeof(buf),
+                           "sni_routes = ( { server_name = \"a.example\"; } );"),
+        ":3: listeners.p.sni_routes.[0].upstreams: proxy listener \"p\" has no upstreams; "
+        "expected a list like [ \"127.0.0.1:6379\" ]");
+    refused(
+        with_proxy_setting(buf, sizeof(buf),
+                           "sni_routes = ( { server_name = \"a.example\"; upstreams = "
+                           "[ \"127.0.0.1:1\" ]; },\n"
+                           "    { server_name = \"A.EXAMPLE\"; upstreams = "
+                           "[ \"127.0.0.1:2\" ]; } );"),
+        ":4: listeners.p.sni_routes.[1].server_name: \"a.example\" is routed already (at "
+        "line 3)");
+    refused_with(
+        with_proxy_setting(buf, sizeof(buf), "sni_routes = ( \"a.example\" );"),
+        ":3: listeners.p.sni_routes.[0]: expected a group { server_name = \"...\"; "
+        "upstreams = [ ... ]; }, got ",
+        "a.example");
+    refused(
+        with_listener_setting(buf, sizeof(buf),
+                              "tls = { certificate = \"c.pem\"; key = \"k.pem\";\n"
+                              "  certificates = ( { certificate = \"c.pem\"; keys = "
+                              "\"k.pem\"; } ); };"),
+        ":2: listeners.a.tls.certificates.[0].keys: unknown setting (known: certificate, "
+        "key)");
+}
+
 /* The stats group's allow and deny: loaded like a listener's, absent by
  * default, and each mistake named with its key. */
 static void stats_allow_deny(void **state)
@@ -1735,6 +1797,7 @@ int main(void)
         cmocka_unit_test(listener_names),
         cmocka_unit_test(overlapping_addresses),
         cmocka_unit_test(proxy_only_settings),
+        cmocka_unit_test(sni_routes),
         cmocka_unit_test(missing_upstreams),
         cmocka_unit_test(no_listeners),
         cmocka_unit_test(listen_lists),
