@@ -1000,6 +1000,18 @@ static void test_handshake_timeout(void **state)
     echod_stop_ok(e);
 }
 
+/* A TLS echo upstream with the server certificate: asking for a client
+ * certificate client_ca signed (or none: NULL), sending `tickets` TLS 1.3
+ * session tickets. */
+static struct tlss *echo_upstream(const char *client_ca, size_t tickets)
+{
+    return tlss_start(&(struct tlss_conf){.mode = TLSS_ECHO,
+                                          .cert = cs->server.cert,
+                                          .key = cs->server.key,
+                                          .client_ca = client_ca,
+                                          .tickets = tickets});
+}
+
 /* ---- re-encryption
  * --------------------------------------------------------------------- */
 
@@ -1015,13 +1027,8 @@ static void test_reencrypt(void **state)
 {
     (void)state;
     NEED_CERTS();
-    struct tlss *up = tlss_start(&(struct tlss_conf){.mode = TLSS_ECHO,
-                                                     .cert = cs->server.cert,
-                                                     .key = cs->server.key});
-    struct tlss *mup = tlss_start(&(struct tlss_conf){.mode = TLSS_ECHO,
-                                                      .cert = cs->server.cert,
-                                                      .key = cs->server.key,
-                                                      .client_ca = cs->client_ca.cert});
+    struct tlss *up = echo_upstream(NULL, 0);
+    struct tlss *mup = echo_upstream(cs->client_ca.cert, 0);
     struct text t = {0};
     add(&t,
         BASE "listeners = ( {\n"
@@ -1098,9 +1105,7 @@ static void test_upstream_verify_failures(void **state)
 {
     (void)state;
     NEED_CERTS();
-    struct tlss *up = tlss_start(&(struct tlss_conf){.mode = TLSS_ECHO,
-                                                     .cert = cs->server.cert,
-                                                     .key = cs->server.key});
+    struct tlss *up = echo_upstream(NULL, 0);
     struct text t = {0};
     add(&t,
         BASE
@@ -1735,8 +1740,7 @@ static void test_upstream_sessions_resumed(void **state)
 {
     (void)state;
     NEED_CERTS();
-    struct tlss *up = tlss_start(&(struct tlss_conf){
-        .mode = TLSS_ECHO, .cert = cs->server.cert, .key = cs->server.key, .tickets = 2});
+    struct tlss *up = echo_upstream(NULL, 2);
     struct echod *e = echod_startf(
         BASE
         "listeners = ( { name = \"r\"; listen = [ \"127.0.0.1:0\" ]; mode = \"proxy\";\n"
