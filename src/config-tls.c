@@ -110,26 +110,42 @@ static int load_pair(struct config_loader *ld, const config_setting_t *g,
     return absolute(ld, &pair->key);
 }
 
+/* The list `key` of g, whose elements are groups like `shape`: *list and
+ * its length, with an array of that many zeroed elements of `size` bytes
+ * in *array (none when the list is absent or empty); -errno with the
+ * message written. */
+static int group_list(struct config_loader *ld, const config_setting_t *g,
+                      const char *scope, const char *key, const char *shape, size_t size,
+                      const config_setting_t **list, void **array)
+{
+    char got[VALUE_QUOTE_BUF];
+    *list = config_setting_get_member(g, key);
+    if (*list == NULL)
+        return 0;
+    if (!value_is_sequence(*list))
+        return value_refuse(ld, value_line(*list), scope, key,
+                            "expected a list of groups ( %s, ... ), got %s", shape,
+                            value_describe(ld, *list, got));
+    int n = config_setting_length(*list);
+    if (n > 0 && (*array = calloc((size_t)n, size)) == NULL)
+        return value_out_of_memory(ld);
+    return n;
+}
+
 int config_load_tls_certificates(struct config_loader *ld, const config_setting_t *g,
                                  const char *scope, const struct setting *row, void *base)
 {
     struct listener_config *lc = base;
-    const config_setting_t *list = config_setting_get_member(g, "certificates");
-    char got[VALUE_QUOTE_BUF], elem[200];
+    const config_setting_t *list;
+    char elem[200];
     (void)row;
-    if (list == NULL)
-        return 0;
-    if (!value_is_sequence(list))
-        return value_refuse(ld, value_line(list), scope, "certificates",
-                            "expected a list of groups ( { certificate = \"...\"; key = "
-                            "\"...\"; }, ... ), got %s",
-                            value_describe(ld, list, got));
-    int n = config_setting_length(list);
-    if (n == 0)
-        return 0;
-    lc->tls.more = calloc((size_t)n, sizeof(*lc->tls.more));
-    if (lc->tls.more == NULL)
-        return value_out_of_memory(ld);
+    void *array = NULL;
+    int n = group_list(ld, g, scope, "certificates",
+                       "{ certificate = \"...\"; key = \"...\"; }", sizeof(*lc->tls.more),
+                       &list, &array);
+    lc->tls.more = array;
+    if (n < 0)
+        return n;
     for (int i = 0; i < n; i++) {
         snprintf(elem, sizeof(elem), "%s.certificates.[%d]", scope, i);
         lc->tls.nmore++;
@@ -208,23 +224,16 @@ int config_load_sni_routes(struct config_loader *ld, const config_setting_t *g,
                            const char *scope, const struct setting *row, void *base)
 {
     struct listener_config *lc = base;
-    const config_setting_t *list = config_setting_get_member(g, "sni_routes");
-    char got[VALUE_QUOTE_BUF], elem[200];
+    const config_setting_t *list;
+    char elem[200];
     (void)row;
-    if (list == NULL)
-        return 0;
-    if (!value_is_sequence(list))
-        return value_refuse(
-            ld, value_line(list), scope, "sni_routes",
-            "expected a list of groups ( { server_name = \"...\"; upstreams "
-            "= [ ... ]; }, ... ), got %s",
-            value_describe(ld, list, got));
-    int n = config_setting_length(list);
-    if (n == 0)
-        return 0;
-    lc->sni_routes = calloc((size_t)n, sizeof(*lc->sni_routes));
-    if (lc->sni_routes == NULL)
-        return value_out_of_memory(ld);
+    void *array = NULL;
+    int n = group_list(ld, g, scope, "sni_routes",
+                       "{ server_name = \"...\"; upstreams = [ ... ]; }",
+                       sizeof(*lc->sni_routes), &list, &array);
+    lc->sni_routes = array;
+    if (n < 0)
+        return n;
     for (int i = 0; i < n; i++) {
         snprintf(elem, sizeof(elem), "%s.sni_routes.[%d]", scope, i);
         lc->nsni_routes++;

@@ -217,14 +217,15 @@ static bool move(struct conn *c, int i)
 {
     struct worker *w = c->w;
     bool echo = IS_ECHO(c);
+    struct endpoint *src = i == 0 ? &c->client : &c->upstream;
     struct half_io io = {
-        .src = i == 0 ? &c->client : &c->upstream,
+        .src = src,
         .dst = i == 0 && !echo ? &c->upstream : &c->client,
         .w = w,
         .read_interest = read_interest(w),
         .cap = c->l->cfg->buffer_size,
         .splice = c->l->cfg->splice,
-        .short_reads = !w->no_priority,
+        .short_reads = !w->no_priority && endpoint_short_read_drains(src),
         .pass_fin = !echo,
         .got = i == 0 ? &c->in : NULL,
         .put = i == 1 || echo ? &c->out : NULL,
@@ -648,8 +649,7 @@ static void handshake(struct conn *c, struct endpoint *e)
     enum tls_side side = e->upstream ? TLS_SIDE_UPSTREAM : TLS_SIDE_CLIENT;
     int r = tls_session_handshake(e->tls);
     if (r == -EAGAIN) {
-        loop_rearm(&w->loop, e->fd,
-                   tls_session_wants_write(e->tls) ? MIO_WRITABLE : MIO_READABLE);
+        loop_rearm(&w->loop, e->fd, endpoint_wait(e, MIO_READABLE));
         return;
     }
     if (r < 0) {

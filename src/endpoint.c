@@ -63,18 +63,11 @@ bool endpoint_short_read_drains(const struct endpoint *e)
     return e->tls == NULL;
 }
 
-mio_interest_t endpoint_read_wait(const struct endpoint *e, mio_interest_t read)
+mio_interest_t endpoint_wait(const struct endpoint *e, mio_interest_t plain)
 {
     if (e->tls == NULL)
-        return read;
+        return plain;
     return tls_session_wants_write(e->tls) ? MIO_WRITABLE : MIO_READABLE;
-}
-
-mio_interest_t endpoint_write_wait(const struct endpoint *e)
-{
-    if (e->tls != NULL && !tls_session_wants_write(e->tls))
-        return MIO_READABLE;
-    return MIO_WRITABLE;
 }
 
 void endpoint_end_tls(struct endpoint *e, bool graceful)

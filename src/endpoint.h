@@ -66,10 +66,10 @@ bool endpoint_splices(const struct endpoint *e);
  * read, so that the next bytes bring an event (not with TLS). */
 bool endpoint_short_read_drains(const struct endpoint *e);
 
-/* What to wait for after a read of e said EAGAIN (`read` for a plain
- * socket), and after a write did. */
-mio_interest_t endpoint_read_wait(const struct endpoint *e, mio_interest_t read);
-mio_interest_t endpoint_write_wait(const struct endpoint *e);
+/* What to wait for after a call on e said EAGAIN: `plain` (what a plain
+ * socket's read or write waits for), or for a TLS socket what its session
+ * needs, which may be the other readiness. */
+mio_interest_t endpoint_wait(const struct endpoint *e, mio_interest_t plain);
 
 /* Ends e's TLS session, sending close_notify when `graceful` and it was
  * not sent yet (best effort: the socket is closed next); nothing for a

@@ -107,7 +107,7 @@ static void wrote(struct half_io *io, size_t n)
 static void wait_writable(struct half *h, struct half_io *io)
 {
     h->writable = false;
-    loop_rearm(&io->w->loop, io->dst->fd, endpoint_write_wait(io->dst));
+    loop_rearm(&io->w->loop, io->dst->fd, endpoint_wait(io->dst, MIO_WRITABLE));
 }
 
 /* Writes p[0..n) to the destination (as urgent data when `oob`) until all
@@ -295,7 +295,7 @@ enum half_stop half_move(struct half *h, struct half_io *io)
              * where no event tells of urgent data, nor after a splice,
              * which also stops short when the pipe runs out of slots. */
             if (!spliced && (size_t)r.n < io->cap && !h->closing && !h->urgent &&
-                io->short_reads && endpoint_short_read_drains(io->src)) {
+                io->short_reads) {
                 h->readable = false;
                 loop_rearm(&io->w->loop, io->src->fd, io->read_interest);
                 return HALF_WAIT_SRC;
@@ -319,7 +319,7 @@ enum half_stop half_move(struct half *h, struct half_io *io)
             h->readable = false;
             h->urgent = false; /* past the mark: the next one is an event */
             loop_rearm(&io->w->loop, io->src->fd,
-                       endpoint_read_wait(io->src, io->read_interest));
+                       endpoint_wait(io->src, io->read_interest));
             return HALF_WAIT_SRC;
         }
         io->err = (int)-r.n;

@@ -61,7 +61,9 @@ struct half_io {
     size_t cap;                   /* bytes read at once, and held at most */
     bool splice;                  /* bulk data through a pipe, where possible */
     bool short_reads;             /* a short read may end reading (priority
-                                     events exist to tell of urgent data) */
+                                     events exist to tell of urgent data, and
+                                     the source is no TLS session, whose read
+                                     is one record) */
     bool pass_fin;                /* shut the destination at the source's end */
     uint64_t *got, *put;          /* bytes read, written (may be NULL) */
     int err;                      /* the errno of a failure */
