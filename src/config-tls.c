@@ -122,13 +122,21 @@ static int group_list(struct config_loader *ld, const config_setting_t *g,
     *list = config_setting_get_member(g, key);
     if (*list == NULL)
         return 0;
-    if (!value_is_sequence(*list))
-        return value_refuse(ld, value_line(*list), scope, key,
-                            "expected a list of groups ( %s, ... ), got %s", shape,
-                            value_describe(ld, *list, got));
+    if (!value_is_sequence(*list)) {
+        /* -EINVAL, said so (value_refuse() is variadic: the analyzer does
+         * not follow it to its return). */
+        (void)value_refuse(ld, value_line(*list), scope, key,
+                           "expected a list of groups ( %s, ... ), got %s", shape,
+                           value_describe(ld, *list, got));
+        return -EINVAL;
+    }
     int n = config_setting_length(*list);
-    if (n > 0 && (*array = calloc((size_t)n, size)) == NULL)
-        return value_out_of_memory(ld);
+    if (n <= 0)
+        return 0;
+    if ((*array = calloc((size_t)n, size)) == NULL) {
+        (void)value_out_of_memory(ld);
+        return -ENOMEM;
+    }
     return n;
 }
 
