@@ -229,6 +229,97 @@ __attribute__((format(printf, 1, 2))) static struct echod *start(const char *fmt
     return echod_startf(BASE "listeners = ( %s );\n", listeners);
 }
 
+/* ---- the test library --------------------------------------------------------- */
+
+/* The UDP helpers against each other, without the daemon: a plain echo
+ * upstream returns 65507 bytes whole from its own address; a tagged one
+ * answers `replies` times; a proxy_v2 one records what a header made by
+ * udp_proxy_v2() declares and answers the payload alone, and drops a
+ * datagram without a header; distinct sources are counted; a stopped one
+ * makes the kernel answer ICMP port unreachable (what failover tests
+ * rely on); udp_reserve_port() gives a port free for TCP and UDP. */
+static void udp_test_library_checks_itself(void **state)
+{
+    (void)state;
+    struct udpup *plain = udpup_start(NULL);
+    uint8_t *big = xmalloc(UDP_MAX_V4);
+    fill_random(big, UDP_MAX_V4, 7);
+    int fd = udp_client4();
+    udp_expect_echo(fd, "127.0.0.1", plain->port, big, UDP_MAX_V4, ANSWER_MS);
+    udp_expect_echo(fd, "127.0.0.1", plain->port, "", 0, ANSWER_MS);
+    free(big);
+
+    struct udpup *twice = udpup_start(&(struct udpup_conf){.tag = "T:", .replies = 2});
+    char back[256];
+    udp_send(fd, "127.0.0.1", twice->port, "x", 1);
+    for (int i = 0; i < 2; i++) {
+        assert_int_equal(udp_recv(fd, back, sizeof(back), ANSWER_MS, NULL), 3);
+        assert_memory_equal(back, "T:x", 3);
+    }
+    assert_true(udp_silent(fd, 50));
+
+    struct udpup *pp = udpup_start(
+        &(struct udpup_conf){.tag = "P:", .proxy_v2 = true, .v6 = true});
+    uint8_t dgram[128];
+    size_t h = udp_proxy_v2(dgram, "192.0.2.1", 1234, "192.0.2.2", 53);
+    assert_int_equal(h, 28);
+    assert_int_equal(dgram[13], 0x12);
+    memcpy(dgram + h, "payload", 7);
+    int fd6 = udp_client6();
+    udp_send(fd6, "::1", pp->port, dgram, h + 7);
+    assert_int_equal(udp_recv(fd6, back, sizeof(back), ANSWER_MS, NULL), 9);
+    assert_memory_equal(back, "P:payload", 9);
+    struct udpup_last last;
+    udpup_last(pp, &last);
+    assert_string_equal(last.src, "192.0.2.1:1234");
+    assert_string_equal(last.dst, "192.0.2.2:53");
+    assert_int_equal(last.ver_cmd, 0x21);
+    assert_int_equal(last.fam, 0x12);
+    assert_int_equal(last.len, 7);
+    char peer[UDP_ADDRSTRLEN];
+    me(fd6, peer, sizeof(peer));
+    assert_string_equal(last.peer, peer);
+    h = udp_proxy_v2(dgram, "2001:db8::1", 1, "2001:db8::2", 2);
+    assert_int_equal(h, 52);
+    udp_send(fd6, "::1", pp->port, dgram, h);
+    assert_int_equal(udp_recv(fd6, back, sizeof(back), ANSWER_MS, NULL), 2);
+    udpup_last(pp, &last);
+    assert_string_equal(last.src, "[2001:db8::1]:1");
+    assert_int_equal(last.fam, 0x22);
+    udp_send(fd6, "::1", pp->port, "no header", 9);
+    assert_true(udp_silent(fd6, 100));
+    assert_int_equal(atomic_load(&pp->bad_headers), 1);
+    int other = udp_client6();
+    udp_send(other, "::1", pp->port, dgram, h);
+    assert_int_equal(udp_recv(other, back, sizeof(back), ANSWER_MS, NULL), 2);
+    assert_int_equal(atomic_load(&pp->peers), 2);
+    assert_int_equal(atomic_load(&pp->datagrams), 4);
+
+    /* Stopped: a connected socket hears the ICMP port unreachable. */
+    int port = twice->port;
+    udpup_stop(twice);
+    int c = udp_client4();
+    struct sockaddr_storage ss;
+    socklen_t sl = udp_sockaddr("127.0.0.1", port, &ss);
+    assert_int_equal(connect(c, (struct sockaddr *)&ss, sl), 0);
+    assert_int_equal(send(c, "x", 1, 0), 1);
+    sleep_ms(50);
+    errno = 0;
+    assert_int_equal(recv(c, back, sizeof(back), MSG_DONTWAIT), -1);
+    assert_int_equal(errno, ECONNREFUSED);
+
+    /* A port for TCP and UDP at once. */
+    port = udp_reserve_port();
+    int t = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sl = udp_sockaddr("127.0.0.1", port, &ss);
+    assert_int_equal(bind(t, (struct sockaddr *)&ss, sl), 0);
+    close(t);
+    int u = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    assert_int_equal(bind(u, (struct sockaddr *)&ss, sl), 0);
+    close(u);
+    assert_int_equal(atomic_load(&plain->errors) + atomic_load(&pp->errors), 0);
+}
+
 /* ---- echo ------------------------------------------------------------------------- */
 
 /* Datagrams of 0, 1, 1472 (a full Ethernet frame), 9000 (a jumbo one) and
@@ -994,6 +1085,7 @@ static int setup_group(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        TEST(udp_test_library_checks_itself),
         TEST(echo_is_byte_exact_up_to_65507_bytes),
         TEST(echo_answers_from_the_address_it_was_sent_to),
         TEST(relay_many_flows_each_answer_to_its_client),
