@@ -95,7 +95,7 @@ static void close_listeners_when_quiet(struct daemon *d, bool *closed, int ms)
 {
     if (*closed || !worker_wait_all(d, is_quiet, NULL, ms))
         return;
-    generation_close_sockets(d, atomic_load(&d->gen));
+    generation_close_sockets(d, atomic_load(&d->gen), false);
     *closed = true;
 }
 
@@ -381,8 +381,8 @@ int main(int argc, char **argv)
     struct passed_sock bad;
     int e = service_take_sockets(&d.passed, &d.npassed, &bad);
     if (e == -ENOTSOCK && bad.fd >= 0)
-        log_err("socket passed by systemd as \"%s\" (fd %d) is not a listening "
-                "stream socket",
+        log_err("socket passed by systemd as \"%s\" (fd %d) is neither a listening "
+                "stream socket nor a datagram socket",
                 bad.name, bad.fd);
     else if (e < 0 && bad.fd >= 0)
         log_err("socket passed by systemd as \"%s\": %s", bad.name, log_strerror(-e));
@@ -500,7 +500,7 @@ out:
     free(pidfile);
     gen = atomic_load(&d.gen);
     if (gen != NULL) {
-        generation_close_sockets(&d, gen);
+        generation_close_sockets(&d, gen, true);
         generation_unref(gen);
     }
     for (size_t i = 0; i < d.npassed; i++)
