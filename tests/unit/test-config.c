@@ -1788,10 +1788,74 @@ static void shipped_file_at_defaults(void **state)
     assert_int_equal(problems, 0);
 }
 
+/* A UDP listener: what it takes, what it refuses with file:line:setting,
+ * and a TCP and a UDP listener on one port. */
+static void udp_listeners(void **state)
+{
+    (void)state;
+    char buf[1024];
+    struct config *cfg = load_ok(
+        "listeners = ( { name = \"t\"; listen = [ \"127.0.0.1:7\" ]; },\n"
+        "  { name = \"u\"; protocol = \"udp\"; listen = [ \"127.0.0.1:7\" ]; },\n"
+        "  { name = \"r\"; protocol = \"udp\"; listen = [ \"127.0.0.1:8\" ];\n"
+        "    mode = \"proxy\"; upstreams = [ \"127.0.0.1:7\" ]; responses = 1;\n"
+        "    send_proxy = \"v2\"; accept_proxy = true; } );\n");
+    assert_int_equal(cfg->listeners[0].protocol, PROTOCOL_TCP);
+    assert_int_equal(cfg->listeners[1].protocol, PROTOCOL_UDP);
+    assert_int_equal(cfg->listeners[2].responses, 1);
+    assert_false(cfg->listeners[2].splice); /* a relay's default, not for UDP */
+    config_free(cfg);
+    /* A UDP relay to a UDP listener of its own is a loop; to the TCP one
+     * on that port it is not (above). */
+    refused("listeners = ( { name = \"r\"; protocol = \"udp\"; "
+            "listen = [ \"127.0.0.1:9\" ];\n"
+            "  mode = \"proxy\"; upstreams = [ \"127.0.0.1:9\" ]; } );\n",
+            ":2: listeners.r.upstreams.[0]: 127.0.0.1:9 is the listen address of "
+            "listener \"r\" (line 1): connections would loop");
+    refused("listeners = ( { name = \"u\"; protocol = \"udp\";\n"
+            "  listen = [ \"unix:/tmp/x.sock\" ]; } );\n",
+            ":2: listeners.u.listen.[0]: \"unix:/tmp/x.sock\": a Unix socket is not "
+            "allowed with protocol = \"udp\"; expected an IP address like "
+            "\"127.0.0.1:7007\"");
+    refused("listeners = ( { name = \"u\"; protocol = \"udp\"; "
+            "listen = [ \"127.0.0.1:7\", \"127.0.0.1:7\" ]; } );\n",
+            ":1: listeners.u.listen.[1]: 127.0.0.1:7 is already used by listener "
+            "\"u\" (line 1)");
+    refused(with_listener_setting(buf, sizeof(buf), "protocol = \"udp\"; splice = true;"),
+            ":1: listeners.a.splice: only for protocol = \"tcp\"; this listener's "
+            "protocol is \"udp\"");
+    refused(with_listener_setting(buf, sizeof(buf),
+                                  "protocol = \"udp\"; buffer_size = 4096;"),
+            ":1: listeners.a.buffer_size: only for protocol = \"tcp\"; this "
+            "listener's protocol is \"udp\"");
+    refused(with_listener_setting(buf, sizeof(buf),
+                                  "protocol = \"udp\"; tls = { certificate = \"c\"; "
+                                  "key = \"k\"; };"),
+            ":1: listeners.a.tls: only for protocol = \"tcp\"; this listener's "
+            "protocol is \"udp\"");
+    refused(with_proxy_setting(buf, sizeof(buf), "responses = 1;"),
+            ":3: listeners.p.responses: only for protocol = \"udp\"; this listener's "
+            "protocol is \"tcp\"");
+    refused(with_proxy_setting(buf, sizeof(buf), "protocol = \"udp\"; retries = 1;"),
+            ":3: listeners.p.retries: only for protocol = \"tcp\"; this listener's "
+            "protocol is \"udp\"");
+    refused(with_proxy_setting(buf, sizeof(buf),
+                               "protocol = \"udp\"; send_proxy = \"v1\";"),
+            ":3: listeners.p.send_proxy: \"v1\" is not allowed with protocol = "
+            "\"udp\": PROXY over UDP is v2 only; expected \"none\" or \"v2\"");
+    refused(with_listener_setting(buf, sizeof(buf),
+                                  "protocol = \"udp\"; idle_timeout = 0;"),
+            ":1: listeners.a.idle_timeout: 0 is not allowed with protocol = \"udp\": "
+            "a flow ends only when idle; expected seconds like 30.0");
+    refused(with_listener_setting(buf, sizeof(buf), "protocol = \"sctp\";"),
+            ":1: listeners.a.protocol: expected tcp or udp, got \"sctp\"");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(shipped_file_loads),
+        cmocka_unit_test(udp_listeners),
         cmocka_unit_test(defaults),
         cmocka_unit_test(proxy_defaults),
         cmocka_unit_test(every_setting),
