@@ -71,6 +71,19 @@ static void log_counters(struct daemon *d)
     for (size_t i = 0; i < g->nlisteners; i++) {
         struct listener_state *st = g->listeners[i].st;
         unsigned long long refused = 0;
+        if (g->listeners[i].cfg->protocol == PROTOCOL_UDP) {
+            for (int k = 0; k < UDP_DROP_N; k++)
+                refused += atomic_load(&st->udp_dropped[k]);
+            log_notice("listener %s: flows=%u total=%llu datagrams_in=%llu "
+                       "datagrams_out=%llu dropped=%llu in=%llu out=%llu",
+                       st->name, atomic_load(&st->active),
+                       (unsigned long long)atomic_load(&st->accepted),
+                       (unsigned long long)atomic_load(&st->dgrams_in),
+                       (unsigned long long)atomic_load(&st->dgrams_out), refused,
+                       (unsigned long long)atomic_load(&st->bytes_in),
+                       (unsigned long long)atomic_load(&st->bytes_out));
+            continue;
+        }
         for (int k = 0; k < REFUSED_N; k++)
             refused += atomic_load(&st->refused[k]);
         log_notice("listener %s: open=%u accepted=%llu refused=%llu in=%llu out=%llu",
