@@ -115,7 +115,7 @@ int dgram_recv(int fd, struct dgram_batch *b, size_t max)
     int family = 0;
     for (int i = 0; i < n; i++) {
         struct dgram *d = &b->d[i];
-        d->data = iov[i].iov_base;
+        d->data = b->bufs + (size_t)i * DGRAM_MAX;
         d->len = msgs[i].msg_len;
         d->peer.len = msgs[i].msg_hdr.msg_namelen;
         d->truncated = (msgs[i].msg_hdr.msg_flags & MSG_TRUNC) != 0;

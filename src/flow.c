@@ -29,7 +29,7 @@ int flow_table_init(struct flow_table *t)
 {
     memset(t, 0, sizeof(*t));
     t->nbuckets = 64;
-    t->buckets = calloc(t->nbuckets, sizeof(*t->buckets));
+    t->buckets = calloc(t->nbuckets, sizeof(struct flow *));
     if (t->buckets == NULL)
         return -ENOMEM;
     /* Without entropy (very early boot) the key is weaker, not absent. */
@@ -71,7 +71,7 @@ struct flow *flow_find(const struct flow_table *t, const addr_t *client, uint64_
 static void grow(struct flow_table *t)
 {
     size_t n = t->nbuckets * 2;
-    struct flow **b = calloc(n, sizeof(*b));
+    struct flow **b = calloc(n, sizeof(struct flow *));
     if (b == NULL)
         return;
     for (size_t i = 0; i < t->nbuckets; i++)
@@ -141,15 +141,11 @@ static int connect_to(struct flow *f, struct upstream_addr *ua)
 {
     struct worker *w = f->port->w;
     const addr_t *a = &ua->addr;
-    if (f->ufd >= 0) {
-        struct sockaddr_storage ss;
-        socklen_t len = sizeof(ss);
-        if (getsockname(f->ufd, (struct sockaddr *)&ss, &len) < 0 ||
-            ss.ss_family != a->u.sa.sa_family) {
-            loop_unwatch(&w->loop, f->ufd);
-            close(f->ufd);
-            f->ufd = -1;
-        }
+    if (f->ufd >= 0 &&
+        (f->up == NULL || f->up->addr.u.sa.sa_family != a->u.sa.sa_family)) {
+        loop_unwatch(&w->loop, f->ufd);
+        close(f->ufd);
+        f->ufd = -1;
     }
     if (f->ufd < 0) {
         int fd = socket(a->u.sa.sa_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
