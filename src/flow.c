@@ -220,10 +220,11 @@ void flow_forward(struct flow *f, struct dgram *ds, size_t n)
                 return;
             continue;
         }
-        /* Full buffers (-EAGAIN, -ENOBUFS) or an error of the route: this
-         * datagram is lost, as a router would lose it. */
-        done++;
-        dropped++;
+        /* Full buffers (-EAGAIN, -ENOBUFS) lose the rest, an error of the
+         * route this datagram: lost, as a router would lose them. */
+        size_t lost = err == -EAGAIN || err == -ENOBUFS ? n - done : 1;
+        done += lost;
+        dropped += lost;
     }
     if (dropped > 0)
         udp_dropped(f->port, UDP_DROP_SEND_ERROR, dropped);
