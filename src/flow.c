@@ -46,22 +46,27 @@ void flow_table_free(struct flow_table *t)
     t->buckets = NULL;
 }
 
-/* The hash of a client address: its IP address and port. */
-static uint64_t hash_of(const struct flow_table *t, const addr_t *a)
+/* Appends an address's IP and port to key at *n. */
+static void put_key(uint8_t *key, size_t *n, const addr_t *a)
 {
-    uint8_t key[18];
-    size_t n = addr_source_key(a, key);
+    *n += addr_source_key(a, key + *n);
     unsigned port = addr_port(a);
-    key[n++] = (uint8_t)(port >> 8);
-    key[n++] = (uint8_t)port;
-    return siphash24(t->key, key, n);
+    key[(*n)++] = (uint8_t)(port >> 8);
+    key[(*n)++] = (uint8_t)port;
 }
 
-struct flow *flow_find(const struct flow_table *t, const addr_t *client, uint64_t *hash)
+struct flow *flow_find(const struct flow_table *t, const addr_t *client,
+                       const addr_t *peer, uint64_t *hash)
 {
-    *hash = hash_of(t, client);
+    uint8_t key[36];
+    size_t n = 0;
+    put_key(key, &n, client);
+    if (peer != NULL)
+        put_key(key, &n, peer);
+    *hash = siphash24(t->key, key, n);
     for (struct flow *f = t->buckets[*hash & (t->nbuckets - 1)]; f != NULL; f = f->hnext)
-        if (f->hash == *hash && addr_equal(&f->client, client))
+        if (f->hash == *hash && addr_equal(&f->client, client) &&
+            (peer == NULL || addr_equal(&f->peer, peer)))
             return f;
     return NULL;
 }

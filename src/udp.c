@@ -160,7 +160,7 @@ static struct flow *take(struct udp_port *port, struct listener *l, struct dgram
         }
     }
     uint64_t hash;
-    struct flow *f = flow_find(&port->flows, &d->peer, &hash);
+    struct flow *f = flow_find(&port->flows, &d->peer, declared ? &peer : NULL, &hash);
     if (f == NULL)
         f = admit(port, l, d, hash, &peer, declared, drops);
     if (f != NULL) {
