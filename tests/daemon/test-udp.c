@@ -26,6 +26,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -391,6 +392,96 @@ static void echo_answers_from_the_address_it_was_sent_to(void **state)
 /* ---- relay ------------------------------------------------------------------------ */
 
 #define FLOWS 200
+/* How many times a client sends its datagram at most, and how long it
+ * waits for the answer each time. */
+#define FLOW_TRIES 5
+#define FLOW_WAIT_MS (SANITIZED ? 3000 : 1000)
+
+/* Client i's datagram of `round`: "cNNN.R" then bytes of its own. */
+static size_t flow_msg(int i, int round, uint8_t *msg)
+{
+    size_t len = 8 + (size_t)(i * 37 + round * 101) % 1400;
+    fill_random(msg, len, (uint32_t)(i * 2 + round));
+    snprintf((char *)msg, 8, "c%03d.%d", i, round);
+    return len;
+}
+
+/*
+ * One round of the relay test: each client sends its datagram, and every
+ * answer is checked (tag, payload, source) as it comes, all clients
+ * polled at once.  A burst of 200 datagrams may overflow a socket's
+ * receive buffer (the kernel drops, as UDP allows), so a client with no
+ * answer after FLOW_WAIT_MS sends again, FLOW_TRIES times at most; an
+ * answer to an earlier round is skipped.  tags[i] gets (round 0) or must
+ * match (later) the upstream that answered.  Returns the datagrams sent
+ * again.
+ */
+static int flow_round(int round, const int *fds, char *tags, int port, int *na, int *nb)
+{
+    static bool done[FLOWS];
+    static struct pollfd pfd[FLOWS];
+    static int idx[FLOWS];
+    uint8_t *msg = xmalloc(2048), *back = xmalloc(4096);
+    char want[UDP_ADDRSTRLEN];
+    snprintf(want, sizeof(want), "127.0.0.1:%d", port);
+    int left = FLOWS, resent = 0;
+    *na = *nb = 0;
+    memset(done, 0, sizeof(done));
+    for (int attempt = 0; attempt < FLOW_TRIES && left > 0; attempt++) {
+        for (int i = 0; i < FLOWS; i++)
+            if (!done[i]) {
+                udp_send(fds[i], "127.0.0.1", port, msg, flow_msg(i, round, msg));
+                resent += attempt > 0;
+            }
+        int64_t until = ms_now() + FLOW_WAIT_MS;
+        for (int spin = 0; spin < 100000 && left > 0 && ms_now() < until; spin++) {
+            nfds_t n = 0;
+            for (int i = 0; i < FLOWS; i++)
+                if (!done[i]) {
+                    pfd[n] = (struct pollfd){.fd = fds[i], .events = POLLIN};
+                    idx[n++] = i;
+                }
+            int64_t wait = until - ms_now();
+            if (poll(pfd, n, wait > 0 ? (int)wait : 0) <= 0)
+                continue;
+            for (nfds_t k = 0; k < n; k++) {
+                if (pfd[k].revents == 0)
+                    continue;
+                int i = idx[k];
+                struct sockaddr_storage from;
+                ssize_t got = udp_recv(fds[i], back, 4096, 0, &from);
+                if (got < 0)
+                    continue;
+                size_t len = flow_msg(i, round, msg);
+                if (got >= 8 && memcmp(back + 2, msg, 5) == 0 && back[7] != msg[5])
+                    continue; /* an answer to an earlier round */
+                char src[UDP_ADDRSTRLEN];
+                udp_format(&from, src, sizeof(src));
+                if (strcmp(src, want) != 0)
+                    fail_msg("client %d: the answer came from %s, not %s", i, src, want);
+                if ((size_t)got != len + 2 || back[1] != ':' ||
+                    (back[0] != 'A' && back[0] != 'B') || memcmp(back + 2, msg, len) != 0)
+                    fail_msg("round %d: client %d sent %zu bytes (\"%.7s...\"), got %zd: "
+                             "\"%.12s...\"",
+                             round, i, len, (char *)msg, got, (char *)back);
+                if (round == 0)
+                    tags[i] = (char)back[0];
+                else if (tags[i] != (char)back[0])
+                    fail_msg("client %d: first answered by %c, then by %c", i, tags[i],
+                             back[0]);
+                *(back[0] == 'A' ? na : nb) += 1;
+                done[i] = true;
+                left--;
+            }
+        }
+    }
+    free(msg);
+    free(back);
+    if (left > 0)
+        fail_msg("round %d: %d clients got no answer in %d tries (%d of A's, %d of B's)",
+                 round, left, FLOW_TRIES, *na, *nb);
+    return resent;
+}
 
 /* 200 clients at once through a relay to two upstreams: each answer
  * reaches the client it belongs to, byte for byte, from the listener's
@@ -410,60 +501,26 @@ static void relay_many_flows_each_answer_to_its_client(void **state)
     echod_must_log(e, "listener r: listening on 127.0.0.1:%d (udp proxy)", port);
     static int fds[FLOWS];
     static char tags[FLOWS];
-    uint8_t *msg = xmalloc(2048), *back = xmalloc(4096);
+    for (int i = 0; i < FLOWS; i++)
+        fds[i] = udp_client4();
+    int resent = 0;
     for (int round = 0; round < 2; round++) {
-        for (int i = 0; i < FLOWS; i++) {
-            if (round == 0)
-                fds[i] = udp_client4();
-            size_t len = 8 + (size_t)(i * 37 + round * 101) % 1400;
-            fill_random(msg, len, (uint32_t)(i * 2 + round));
-            snprintf((char *)msg, 8, "c%03d.%d", i, round);
-            udp_send(fds[i], "127.0.0.1", port, msg, len);
-        }
-        int na = 0, nb = 0;
-        for (int i = 0; i < FLOWS; i++) {
-            size_t len = 8 + (size_t)(i * 37 + round * 101) % 1400;
-            fill_random(msg, len, (uint32_t)(i * 2 + round));
-            snprintf((char *)msg, 8, "c%03d.%d", i, round);
-            struct sockaddr_storage from;
-            ssize_t n = udp_recv(fds[i], back, 4096, WAIT_MS, &from);
-            if (n < 0)
-                fail_msg(
-                    "round %d: client %d got no answer (%d of A's, %d of B's so far)",
-                    round, i, na, nb);
-            char src[UDP_ADDRSTRLEN], want[UDP_ADDRSTRLEN];
-            udp_format(&from, src, sizeof(src));
-            snprintf(want, sizeof(want), "127.0.0.1:%d", port);
-            if (strcmp(src, want) != 0)
-                fail_msg("client %d: the answer came from %s, not %s", i, src, want);
-            if ((size_t)n != len + 2 || back[1] != ':' ||
-                (back[0] != 'A' && back[0] != 'B') || memcmp(back + 2, msg, len) != 0)
-                fail_msg("round %d: client %d sent %zu bytes (\"%.7s...\"), got %zd: "
-                         "\"%.12s...\"",
-                         round, i, len, (char *)msg, n, (char *)back);
-            if (round == 0)
-                tags[i] = (char)back[0];
-            else if (tags[i] != (char)back[0])
-                fail_msg("client %d: first answered by %c, then by %c", i, tags[i],
-                         back[0]);
-            if (back[0] == 'A')
-                na++;
-            else
-                nb++;
-        }
-        print_message("    round %d: %d flows to A, %d to B\n", round, na, nb);
+        int na, nb;
+        int r = flow_round(round, fds, tags, port, &na, &nb);
+        print_message("    round %d: %d flows to A, %d to B; %d datagrams sent again\n",
+                      round, na, nb, r);
         if (na < FLOWS / 4 || nb < FLOWS / 4)
             fail_msg("round-robin: %d flows to A, %d to B", na, nb);
+        resent += r;
     }
-    free(msg);
-    free(back);
     /* One upstream socket per flow, each seen by one upstream. */
     assert_int_equal(atomic_load(&a->peers) + atomic_load(&b->peers), FLOWS);
-    assert_int_equal(atomic_load(&a->datagrams) + atomic_load(&b->datagrams), 2 * FLOWS);
+    int up = atomic_load(&a->datagrams) + atomic_load(&b->datagrams);
+    assert_true(up >= 2 * FLOWS && up <= 2 * FLOWS + resent);
     expect_metric(e, FLOWS, FLOWS_OPEN, "r");
     expect_metric(e, FLOWS, FLOWS_TOTAL, "r");
-    expect_metric(e, 2 * FLOWS, DGRAMS_IN, "r");
-    expect_metric(e, 2 * FLOWS, DGRAMS_OUT, "r");
+    metric_between(e, 2 * FLOWS, 2 * FLOWS + resent, DGRAMS_IN, "r");
+    metric_between(e, 2 * FLOWS, 2 * FLOWS + resent, DGRAMS_OUT, "r");
     echod_stop_ok(e);
 }
 
@@ -576,13 +633,13 @@ static void max_connections_drops_a_new_source(void **state)
         udp_expect_echo(fd[i], "127.0.0.1", port, "in", 2, ANSWER_MS);
     udp_send(fd[3], "127.0.0.1", port, "fourth", 6);
     assert_true(udp_silent(fd[3], QUIET_MS));
-    expect_metric(e, 1, DROPPED, "u", "listener_max");
+    expect_metric(e, 1, DROPPED, "u", "listener_max_connections");
     expect_metric(e, 3, FLOWS_OPEN, "u");
     for (int i = 0; i < 3; i++)
         udp_expect_echo(fd[i], "127.0.0.1", port, "still in", 8, ANSWER_MS);
     udp_send(fd[3], "127.0.0.1", port, "fourth again", 12);
     assert_true(udp_silent(fd[3], QUIET_MS));
-    expect_metric(e, 2, DROPPED, "u", "listener_max");
+    expect_metric(e, 2, DROPPED, "u", "listener_max_connections");
     /* The three end (idle); then the fourth is let in. */
     for (int i = 0; i < 3; i++) {
         char client[UDP_ADDRSTRLEN];
@@ -593,7 +650,7 @@ static void max_connections_drops_a_new_source(void **state)
     expect_metric(e, 0, FLOWS_OPEN, "u");
     udp_expect_echo(fd[3], "127.0.0.1", port, "now", 3, ANSWER_MS);
     expect_metric(e, 4, FLOWS_TOTAL, "u");
-    expect_metric(e, 2, DROPPED, "u", "listener_max");
+    expect_metric(e, 2, DROPPED, "u", "listener_max_connections");
     echod_stop_ok(e);
 }
 
@@ -742,7 +799,7 @@ static void accept_proxy_echo_answers_the_payload_only(void **state)
     int bare = udp_client4();
     udp_send(bare, "127.0.0.1", port, "no header at all", 16);
     assert_true(udp_silent(bare, QUIET_MS));
-    expect_metric(e, 1, DROPPED, "u", "proxy_header");
+    expect_metric(e, 1, DROPPED, "u", "bad_proxy_header");
     echod_stop_ok(e);
 }
 
