@@ -271,7 +271,7 @@ static void iperf3_udp_through_tcp_and_udp_relays_on_one_port(void **state)
     char sp[16];
     snprintf(sp, sizeof(sp), "%d", sport);
     struct child *server = child_start(
-        (char *const[]){iperf, "-s", "-B", "127.0.0.1", "-p", sp, NULL});
+        (char *const[]){iperf, "-s", "--forceflush", "-B", "127.0.0.1", "-p", sp, NULL});
     if (!child_wait_output(server, "Server listening on", WAIT_MS)) {
         child_print(server);
         fail_msg("iperf3 -s did not start");
