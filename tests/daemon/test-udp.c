@@ -43,14 +43,14 @@
 /* How long a client waits for an answer that should come. */
 #define ANSWER_MS (SANITIZED ? 3000 : 1000)
 /* How long a client waits to be sure no answer comes. */
-#define QUIET_MS 300
+#define QUIET_MS 200
 
 /* Every daemon here: two workers, the log on stderr with access lines,
  * the metrics listener; a short shutdown_timeout, so that the flows a
  * test leaves open do not hold its stop long. */
 #define BASE                                                             \
     "workers = 2;\n"                                                     \
-    "shutdown_timeout = 0.5;\n"                                          \
+    "shutdown_timeout = 0.2;\n"                                          \
     "log = { target = \"stderr\"; level = \"info\"; access = true; };\n" \
     "stats = { listen = \"127.0.0.1:0\"; };\n"
 
@@ -394,8 +394,8 @@ static void echo_answers_from_the_address_it_was_sent_to(void **state)
 #define FLOWS 200
 /* How many times a client sends its datagram at most, and how long it
  * waits for the answer each time. */
-#define FLOW_TRIES 5
-#define FLOW_WAIT_MS (SANITIZED ? 3000 : 1000)
+#define FLOW_TRIES 10
+#define FLOW_WAIT_MS (SANITIZED ? 1500 : 300)
 
 /* Client i's datagram of `round`: "cNNN.R" then bytes of its own. */
 static size_t flow_msg(int i, int round, uint8_t *msg)
@@ -887,7 +887,7 @@ static void upstream_down_fails_over_to_the_other(void **state)
     /* The next datagram meets ICMP; the flow moves; a retry gets through. */
     int64_t t0 = ms_now();
     n = udp_ask(fd, "127.0.0.1", port, "two", 3, back, sizeof(back), 5,
-                SANITIZED ? 1000 : 300);
+                SANITIZED ? 1000 : 200);
     if (n < 0)
         fail_msg("no answer in 5 tries after %c stopped (%c took %d datagrams)", "AB"[x],
                  "AB"[y], atomic_load(&up[y]->datagrams));
