@@ -524,6 +524,36 @@ static void relay_many_flows_each_answer_to_its_client(void **state)
     echod_stop_ok(e);
 }
 
+/* Through a relay too, datagrams of 0 to 65507 bytes reach the upstream
+ * and come back whole, from IPv4 and IPv6 clients; none is counted
+ * truncated. */
+static void relay_is_byte_exact_up_to_65507_bytes(void **state)
+{
+    (void)state;
+    struct udpup *up = udpup_start(NULL); /* a plain echo */
+    struct echod *e = start("{ name = \"r\"; protocol = \"udp\"; mode = \"proxy\";\n"
+                            "  listen = [ \"127.0.0.1:0\", \"[::1]:0\" ];\n"
+                            "  upstreams = [ \"127.0.0.1:%d\" ]; }",
+                            up->port);
+    int p4 = echod_port(e, "r", 0), p6 = echod_port(e, "r", 1);
+    static const size_t sizes[] = {0, 1, 1472, 9000, UDP_MAX_V4};
+    uint8_t *buf = xmalloc(UDP_MAX_V4);
+    int c4 = udp_client4(), c6 = udp_client6();
+    for (size_t i = 0; i < ARRAY_LEN(sizes); i++) {
+        fill_random(buf, sizes[i], (uint32_t)(300 + i));
+        udp_expect_echo(c4, "127.0.0.1", p4, buf, sizes[i], ANSWER_MS);
+        fill_random(buf, sizes[i], (uint32_t)(400 + i));
+        udp_expect_echo(c6, "::1", p6, buf, sizes[i], ANSWER_MS);
+    }
+    free(buf);
+    assert_int_equal(atomic_load(&up->datagrams), 10);
+    assert_int_equal(atomic_load(&up->peers), 2);
+    expect_metric(e, 10, DGRAMS_OUT, "r");
+    expect_metric(e, 0, DROPPED, "r", "truncated");
+    expect_metric(e, 0, DROPPED, "r", "send_error");
+    echod_stop_ok(e);
+}
+
 /* ---- flows ------------------------------------------------------------------------- */
 
 /* A flow with no datagram either way for idle_timeout ends: one access
@@ -547,6 +577,19 @@ static void flow_ends_after_idle_timeout(void **state)
                                        " datagrams_in=2 datagrams_out=2 ", NULL);
     int64_t ended = ms_now() - last;
     long long d = duration_ms(line);
+    /* The fields in the order, nothing between them. */
+    char head[128];
+    snprintf(head, sizeof(head),
+             "access listener=u client=%s upstream=- in=30 out=30 duration=", client);
+    const char *at = strstr(line, head);
+    if (at == NULL)
+        fail_msg("not \"%s...\": %s", head, line);
+    at += strlen(head);
+    size_t secs = strspn(at, "0123456789");
+    if (secs == 0 || at[secs] != '.' || strspn(at + secs + 1, "0123456789") != 3 ||
+        strcmp(at + secs + 4, " datagrams_in=2 datagrams_out=2 reason=idle") != 0)
+        fail_msg("not \"duration=S.mmm datagrams_in=2 datagrams_out=2 reason=idle\": %s",
+                 line);
     print_message("    duration=%lld ms; the line %lld ms after the last datagram\n", d,
                   (long long)ended);
     if (d < 480)
@@ -957,6 +1000,46 @@ static void reload_keeps_the_port_and_the_flows(void **state)
     assert_int_equal(echod_count_log(e, needle), 1);
 }
 
+/* A reload that removes a UDP listener ends its flows at once (reason
+ * "listener-removed", as mio-echod(8) writes it: a field without a
+ * blank) and closes its socket; the listener that stays
+ * keeps its flow. */
+static void reload_removing_a_listener_ends_its_flows(void **state)
+{
+    (void)state;
+    int pk = udp_reserve_port(), pg = udp_reserve_port();
+    for (int i = 0; i < 100 && pg == pk; i++)
+        pg = udp_reserve_port();
+    static const char keep[] = "{ name = \"keep\"; protocol = \"udp\"; mode = \"echo\";\n"
+                               "  listen = [ \"127.0.0.1:%d\" ]; idle_timeout = 10.0; }";
+    static const char gone[] =
+        ",\n{ name = \"gone\"; protocol = \"udp\"; mode = \"echo\";\n"
+        "  listen = [ \"127.0.0.1:%d\" ]; idle_timeout = 10.0; }";
+    char both[1024], one[512];
+    snprintf(one, sizeof(one), keep, pk);
+    snprintf(both, sizeof(both), "%s", one);
+    snprintf(both + strlen(both), sizeof(both) - strlen(both), gone, pg);
+    struct echod *e = start("%s", both);
+    int fk = udp_client4(), fg = udp_client4();
+    char ck[UDP_ADDRSTRLEN], cg[UDP_ADDRSTRLEN];
+    me(fk, ck, sizeof(ck));
+    me(fg, cg, sizeof(cg));
+    udp_expect_echo(fk, "127.0.0.1", pk, "kept", 4, ANSWER_MS);
+    udp_expect_echo(fg, "127.0.0.1", pg, "removed", 7, ANSWER_MS);
+    echod_rewrite_conf(e, BASE "listeners = ( %s );\n", one);
+    echod_reload_ok(e, WAIT_MS);
+    expect_flow_end(e, "gone", cg, 0, "listener-removed", " in=7 out=7 ",
+                    " datagrams_in=1 datagrams_out=1 ", NULL);
+    udp_send(fg, "127.0.0.1", pg, "anyone?", 7);
+    assert_true(udp_silent(fg, QUIET_MS));
+    udp_expect_echo(fk, "127.0.0.1", pk, "still kept", 10, ANSWER_MS);
+    char needle[UDP_ADDRSTRLEN + 16];
+    snprintf(needle, sizeof(needle), " client=%s ", ck);
+    assert_int_equal(echod_count_log(e, needle), 0);
+    expect_metric(e, 1, FLOWS_OPEN, "keep");
+    echod_stop_ok(e);
+}
+
 /* SIGTERM with a flow open: new sources are dropped, the flow is still
  * relayed until it has been idle for idle_timeout, then the daemon exits
  * 0 by itself (before shutdown_timeout). */
@@ -1095,6 +1178,12 @@ static void config_errors_name_the_setting(void **state)
          "listeners.u.proxy_timeout", "udp"},
         {"buffer_size on udp", UDP_CONF("  buffer_size = 65536;"), 5,
          "listeners.u.buffer_size", "udp"},
+        {"upstream_tls on udp", UDP_CONF("  upstream_tls = { verify = false; };"), 5,
+         "listeners.u.upstream_tls", "udp"},
+        {"sni_routes on udp",
+         UDP_CONF("  sni_routes = ( { names = [ \"a.example\" ]; upstreams = [ "
+                  "\"127.0.0.1:9\" ]; } );"),
+         5, "listeners.u.sni_routes", "udp"},
         {"idle_timeout = 0 on udp", UDP_CONF("  idle_timeout = 0;"), 5,
          "listeners.u.idle_timeout", NULL},
         {"send_proxy v1 on udp", UDP_CONF("  send_proxy = \"v1\";"), 5,
@@ -1148,6 +1237,7 @@ int main(void)
         TEST(udp_test_library_checks_itself),
         TEST(echo_is_byte_exact_up_to_65507_bytes),
         TEST(echo_answers_from_the_address_it_was_sent_to),
+        TEST(relay_is_byte_exact_up_to_65507_bytes),
         TEST(relay_many_flows_each_answer_to_its_client),
         TEST(flow_ends_after_idle_timeout),
         TEST(responses_one_ends_the_flow_at_its_answer),
@@ -1159,6 +1249,7 @@ int main(void)
         TEST(accept_proxy_relay_logs_the_declared_client),
         TEST(upstream_down_fails_over_to_the_other),
         TEST(reload_keeps_the_port_and_the_flows),
+        TEST(reload_removing_a_listener_ends_its_flows),
         TEST(sigterm_drains_a_flow_until_idle),
         TEST(tcp_and_udp_listeners_share_a_port),
         TEST(config_errors_name_the_setting),
