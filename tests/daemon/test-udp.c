@@ -2,15 +2,17 @@
  * UDP in mio-echod (issue 13), end to end on the real daemon over
  * loopback, with the UDP clients and test upstreams of tests/common/udp.c:
  *
+ *   the helpers themselves, without the daemon;
  *   echo: datagrams of 0 to 65507 bytes back whole on IPv4 and IPv6, each
  *   answered from the address it was sent to (a listener on 0.0.0.0);
- *   relay: 200 flows at once over two upstreams, each answer to its own
- *   client; flows: the end after idle_timeout or after `responses`
- *   answers, with its access line and the metrics; limits: max_connections,
- *   max_per_source and allow/deny drop new sources, counted by reason;
- *   PROXY v2 per datagram both ways; failover when an upstream answers
- *   ICMP port unreachable; a reload and a SIGTERM with a flow open; a TCP
- *   and a UDP listener on one port; the configuration errors.
+ *   relay: the same sizes through a relay; 200 flows at once over two
+ *   upstreams, each answer to its own client; flows: the end after
+ *   idle_timeout or after `responses` answers, with its access line and
+ *   the metrics; limits: max_connections, max_per_source and allow/deny
+ *   drop new sources, counted by reason; PROXY v2 per datagram both ways;
+ *   failover when an upstream answers ICMP port unreachable; reloads with
+ *   a flow open (kept; its listener removed) and a SIGTERM with a flow
+ *   open; a TCP and a UDP listener on one port; the configuration errors.
  *
  * Every test starts its own daemon on ephemeral ports (echod_port()
  * reads "listener NAME: listening on ADDR (udp echo)" as for TCP), except
@@ -849,7 +851,8 @@ static void accept_proxy_echo_answers_the_payload_only(void **state)
 /* accept_proxy = true on a relay: the header is taken off before the
  * upstream (or replaced by the daemon's own with send_proxy = "v2",
  * which declares the client the header declared), and the access line
- * names the declared client. */
+ * names the declared client; each source declared is a flow of its own,
+ * even from one socket. */
 static void accept_proxy_relay_logs_the_declared_client(void **state)
 {
     (void)state;
@@ -877,9 +880,20 @@ static void accept_proxy_relay_logs_the_declared_client(void **state)
         fail_msg("relay: %zd bytes came back (\"%.20s\"), not \"A:q\": the header went "
                  "to the upstream?",
                  n, back);
+    /* Another source declared from the same socket: a flow of its own,
+     * with its own upstream socket. */
+    h = udp_proxy_v2(dgram, "198.51.100.8", 4444, "192.0.2.2", 53);
+    memcpy(dgram + h, "zz", 2);
+    udp_send(fd, "127.0.0.1", pr, dgram, h + 2);
+    n = udp_recv(fd, back, sizeof(back), ANSWER_MS, NULL);
+    if (n != 4 || memcmp(back, "A:zz", 4) != 0)
+        fail_msg("relay, a second declared source: %zd bytes came back, not \"A:zz\"", n);
+    assert_int_equal(atomic_load(&a->peers), 2);
     char up[64];
     snprintf(up, sizeof(up), " upstream=127.0.0.1:%d ", a->port);
     expect_flow_end(e, "r", "198.51.100.7:4444", 0, "idle", up, " in=1 out=3 ",
+                    " datagrams_in=1 datagrams_out=1 ", NULL);
+    expect_flow_end(e, "r", "198.51.100.8:4444", 0, "idle", up, " in=2 out=4 ",
                     " datagrams_in=1 datagrams_out=1 ", NULL);
 
     int fd2 = udp_client4();
@@ -1050,6 +1064,7 @@ static void sigterm_drains_a_flow_until_idle(void **state)
     struct echod *e = echod_startf(
         "workers = 2;\nshutdown_timeout = 8.0;\n"
         "log = { target = \"stderr\"; level = \"info\"; access = true; };\n"
+        "stats = { listen = \"127.0.0.1:0\"; };\n"
         "listeners = ( { name = \"r\"; protocol = \"udp\"; mode = \"proxy\";\n"
         "  listen = [ \"127.0.0.1:0\" ]; upstreams = [ \"127.0.0.1:%d\" ];\n"
         "  idle_timeout = 1.0; } );\n",
@@ -1080,6 +1095,7 @@ static void sigterm_drains_a_flow_until_idle(void **state)
     int fresh = udp_client4();
     udp_send(fresh, "127.0.0.1", port, "new", 3);
     assert_true(udp_silent(fresh, QUIET_MS));
+    expect_metric(e, 1, DROPPED, "r", "shutdown");
     assert_true(echod_alive(e));
     int64_t until = ms_now() + WAIT_MS + 1000;
     for (int i = 0; i < 100000 && echod_alive(e) && ms_now() < until; i++)
