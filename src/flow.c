@@ -272,6 +272,10 @@ static void read_replies(struct flow *f)
             flow_close(f, "responses");
             return;
         }
+        if (n < DGRAM_BATCH) { /* the queue is empty: a new datagram makes an edge */
+            loop_rearm(&w->loop, f->ufd, MIO_READABLE);
+            return;
+        }
     }
     /* More may wait: the flow's socket is read again after the other
      * handlers, through a re-arm that reports it readable once more. */

@@ -225,6 +225,13 @@ static void read_port(struct udp_port *port)
             continue;
         }
         serve(port, w->dgrams->d, (size_t)n);
+        /* A short batch emptied the queue: the next datagram makes a new
+         * edge, so a read that would only say EAGAIN is saved. */
+        if (n < DGRAM_BATCH || !port->watched) {
+            if (port->watched)
+                loop_rearm(&w->loop, port->fd, MIO_READABLE);
+            return;
+        }
     }
     (void)loop_timer_set(&w->loop, &port->more, w->loop.now_ms);
 }
