@@ -17,6 +17,7 @@
 #include "churn.h"
 #include "echod.h"
 #include "files.h"
+#include "metrics.h"
 #include "net.h"
 #include "pattern.h"
 #include "run.h"
