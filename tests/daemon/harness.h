@@ -20,6 +20,7 @@
 #include "metrics.h"
 #include "net.h"
 #include "pattern.h"
+#include "proc.h"
 #include "run.h"
 #include "stream.h"
 #include "tserver.h"

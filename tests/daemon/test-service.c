@@ -294,34 +294,7 @@ static void notify_expect_quiet(int ms)
     }
 }
 
-/* ---- running a program with its stderr in a file ------------------------ */
-
-/* A child this file started (systemd-socket-activate, then the daemon it
- * execs, keeping its pid), with stdout and stderr appended to a file. */
-struct proc {
-    pid_t pid;
-    bool exited;
-    int status;
-    char log[PATH_MAX];
-};
-
-static struct proc *procs[8];
-
-/* Reaps p if it has exited (options: WNOHANG or 0). */
-static void proc_reap(struct proc *p, int options)
-{
-    if (p->exited)
-        return;
-    int status;
-    pid_t r;
-    do
-        r = waitpid(p->pid, &status, options);
-    while (r < 0 && errno == EINTR);
-    if (r == p->pid || r < 0) {
-        p->exited = true;
-        p->status = r < 0 ? -1 : status;
-    }
-}
+/* ---- what a failed test leaves running ---------------------------------- */
 
 /* A daemon that went to the background (not our child), by its pid. */
 static pid_t stray_pid;
@@ -354,228 +327,7 @@ static void procs_cleanup(void)
             kill(stray_pid, SIGKILL);
         stray_pid = 0;
     }
-    for (size_t i = 0; i < sizeof(procs) / sizeof(procs[0]); i++) {
-        struct proc *p = procs[i];
-        if (p == NULL)
-            continue;
-        proc_reap(p, WNOHANG);
-        if (!p->exited) {
-            kill(p->pid, SIGKILL);
-            proc_reap(p, 0);
-        }
-        free(p);
-        procs[i] = NULL;
-    }
-}
-
-/* Writes v in decimal into buf (async-signal-safe, for after fork()). */
-static void format_uint(char *buf, unsigned long v)
-{
-    char tmp[24];
-    int n = 0;
-    do
-        tmp[n++] = (char)('0' + v % 10);
-    while ((v /= 10) != 0);
-    while (n > 0)
-        *buf++ = tmp[--n];
-    *buf = '\0';
-}
-
-/*
- * Runs argv (argv[0] a path) with stdin from /dev/null and stdout+stderr
- * into a fresh file; the child dies with us (PR_SET_PDEATHSIG).  With cwd,
- * it runs there.  With passfd >= 0, it gets that socket as descriptor 3
- * the way systemd passes one (LISTEN_FDS=1, LISTEN_PID, LISTEN_FDNAMES=
- * fdname), while we keep our copy open, as systemd does.
- */
-static struct proc *proc_start(char *const argv[], const char *cwd, int passfd,
-                               const char *fdname)
-{
-    size_t slot = 0;
-    while (slot < sizeof(procs) / sizeof(procs[0]) && procs[slot] != NULL)
-        slot++;
-    assert_true(slot < sizeof(procs) / sizeof(procs[0]));
-    struct proc *p = calloc(1, sizeof(*p));
-    assert_non_null(p);
-    const char *dir = write_conf("# a directory for a log\n");
-    snprintf(p->log, sizeof(p->log), "%.*s/stderr.log", (int)(strrchr(dir, '/') - dir),
-             dir);
-    int out = open(p->log, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
-    if (out < 0) {
-        int err = errno;
-        free(p);
-        fail_msg("cannot create a log file in %s: %s", dir, strerror(err));
-    }
-    /* The environment without JOURNAL_STREAM, as the harness does, nor
-     * our own LISTEN_ variables. */
-    char **envp = echod_environment("LISTEN_", 3);
-    size_t k = 0;
-    while (envp[k] != NULL)
-        k++;
-    /* LISTEN_PID is the child's own: filled in after fork(). */
-    static char listen_fds[] = "LISTEN_FDS=1", listen_pid[48], listen_names[300];
-    strcpy(listen_pid, "LISTEN_PID=");
-    snprintf(listen_names, sizeof(listen_names), "LISTEN_FDNAMES=%s",
-             fdname != NULL ? fdname : "");
-    if (passfd >= 0) {
-        envp[k++] = listen_fds;
-        envp[k++] = listen_pid;
-        envp[k++] = listen_names;
-    }
-    pid_t parent = getpid();
-    pid_t pid = fork();
-    if (pid < 0) {
-        close(out);
-        free(envp);
-        free(p);
-        fail_msg("fork: %s", strerror(errno));
-    }
-    if (pid == 0) {
-        echod_child_setup(parent, out);
-        if (cwd != NULL && chdir(cwd) < 0)
-            _exit(127);
-        unsigned first = 3;
-        if (passfd >= 0) {
-            if (passfd != 3)
-                dup2(passfd, 3); /* without close-on-exec */
-            else
-                fcntl(3, F_SETFD, 0);
-            format_uint(listen_pid + strlen("LISTEN_PID="), (unsigned long)getpid());
-            first = 4;
-        }
-        /* No other test socket may live on in the child. */
-        if (close_range(first, ~0u, 0) < 0)
-            for (int fd = (int)first; fd < 1024; fd++)
-                close(fd);
-        execve(argv[0], argv, envp);
-        _exit(127);
-    }
-    close(out);
-    free(envp);
-    p->pid = pid;
-    procs[slot] = p;
-    return p;
-}
-
-/* The child's output so far (malloc'd, NUL-terminated). */
-static char *proc_output(struct proc *p)
-{
-    FILE *f = fopen(p->log, "r");
-    char *text = NULL;
-    size_t len = 0;
-    if (f != NULL) {
-        char buf[4096];
-        size_t n;
-        while ((n = fread(buf, 1, sizeof(buf), f)) > 0) {
-            char *t = realloc(text, len + n + 1);
-            assert_non_null(t);
-            text = t;
-            memcpy(text + len, buf, n);
-            len += n;
-        }
-        fclose(f);
-    }
-    if (text == NULL) {
-        text = malloc(1);
-        assert_non_null(text);
-    }
-    text[len] = '\0';
-    return text;
-}
-
-/* How many times needle occurs in the output. */
-static int proc_count(struct proc *p, const char *needle)
-{
-    char *text = proc_output(p);
-    int n = 0;
-    for (const char *t = strstr(text, needle); t != NULL; t = strstr(t + 1, needle))
-        n++;
-    free(text);
-    return n;
-}
-
-static bool proc_has(struct proc *p, const char *needle)
-{
-    char *text = proc_output(p);
-    bool has = strstr(text, needle) != NULL;
-    free(text);
-    return has;
-}
-
-/* Prints the output, for a failing test (a line at a time: cmocka's
- * print_error() cuts long messages). */
-static void proc_print(struct proc *p)
-{
-    char *text = proc_output(p);
-    print_error("---- output of pid %d ----\n", (int)p->pid);
-    for (char *line = text; *line != '\0';) {
-        char *nl = strchr(line, '\n');
-        if (nl != NULL)
-            *nl = '\0';
-        print_error("%.900s\n", line);
-        if (nl == NULL)
-            break;
-        line = nl + 1;
-    }
-    print_error("---- end of output ----\n");
-    free(text);
-}
-
-/* Waits up to ms for one of the needles (NULL-terminated) in the output;
- * returns its index, or -1 (timeout, or, unless `after_exit` (a daemon in
- * the background writes on), the child exited without it). */
-static int proc_wait_output(struct proc *p, int ms, const char *const needles[],
-                            bool after_exit)
-{
-    int64_t until = ms_now() + ms;
-    for (int i = 0; i < 100000; i++) {
-        bool gone = p->exited && !after_exit;
-        char *text = proc_output(p);
-        for (int k = 0; needles[k] != NULL; k++)
-            if (strstr(text, needles[k]) != NULL) {
-                free(text);
-                return k;
-            }
-        free(text);
-        if (gone || ms_now() >= until)
-            return -1;
-        proc_reap(p, WNOHANG);
-        sleep_ms(10);
-    }
-    return -1;
-}
-
-static int proc_wait_any(struct proc *p, int ms, const char *const needles[])
-{
-    return proc_wait_output(p, ms, needles, false);
-}
-
-/* Waits up to ms for the exit: its code (128 + signal), or -1. */
-static int proc_wait_exit(struct proc *p, int ms)
-{
-    int64_t until = ms_now() + ms;
-    for (int i = 0; i < 100000 && !p->exited; i++) {
-        proc_reap(p, WNOHANG);
-        if (p->exited || ms_now() >= until)
-            break;
-        sleep_ms(5);
-    }
-    return p->exited ? exit_code(p->status) : -1;
-}
-
-/* SIGTERM, then waits up to ms; SIGKILL after that (-1 then). */
-static int proc_stop(struct proc *p, int ms)
-{
-    proc_reap(p, WNOHANG);
-    if (!p->exited)
-        kill(p->pid, SIGTERM);
-    int code = proc_wait_exit(p, ms);
-    if (!p->exited) {
-        kill(p->pid, SIGKILL);
-        proc_reap(p, 0);
-        return -1;
-    }
-    return code;
+    proc_stop_all(0);
 }
 
 /* ---- socket activation ---------------------------------------------------- */
@@ -639,7 +391,7 @@ static struct proc *activate(const char *conf, const int *ports, int nports,
     argv[argc++] = (char *)"-c";
     argv[argc++] = (char *)path;
     argv[argc] = NULL;
-    struct proc *p = proc_start(argv, NULL, -1, NULL);
+    struct proc *p = proc_start(argv);
 
     /* It listens at once; connect as soon as it does. */
     int fd = -1;
@@ -1393,7 +1145,7 @@ static void test_socket_activation_udp(void **state)
     const char *path = write_conf(text);
     char *argv[] = {(char *)daemon_path(), (char *)"-f", (char *)"-c", (char *)path,
                     NULL};
-    struct proc *p = proc_start(argv, NULL, ufd, "u");
+    struct proc *p = proc_start_in(argv, NULL, ufd, "u");
     static const char *const up[] = {" started: ", "cannot listen on", NULL};
     int which = proc_wait_any(p, 5000, up);
     if (which == 1 && !proc_has(p, "socket from systemd")) {
@@ -1433,7 +1185,7 @@ static void test_socket_activation_udp(void **state)
     (void)setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
     assert_int_equal(bind(lfd, (struct sockaddr *)&a, sizeof(a)), 0);
     assert_int_equal(listen(lfd, 4), 0);
-    p = proc_start(argv, NULL, lfd, "u");
+    p = proc_start_in(argv, NULL, lfd, "u");
     assert_int_not_equal(proc_wait_exit(p, 5000), 0);
     snprintf(line, sizeof(line),
              "socket passed by systemd as \"u\" (127.0.0.1:%d) matches no listen "
@@ -1477,7 +1229,7 @@ static void test_reload_passed_socket_readded(void **state)
     const char *path = write_conf(text);
     char *argv[] = {(char *)daemon_path(), (char *)"-f", (char *)"-c", (char *)path,
                     NULL};
-    struct proc *p = proc_start(argv, NULL, lfd, "echo");
+    struct proc *p = proc_start_in(argv, NULL, lfd, "echo");
     static const char *const up[] = {" started: ", "cannot listen on", NULL};
     int which = proc_wait_any(p, 5000, up);
     if (which == 1 && !proc_has(p, "socket from systemd")) {
@@ -1558,7 +1310,7 @@ static void test_reload_daemonized_relative_path(void **state)
     snprintf(dir, sizeof(dir), "%.*s", (int)(strrchr(path, '/') - path), path);
     snprintf(pidfile, sizeof(pidfile), "%s/echod.pid", dir);
     char *argv[] = {(char *)daemon_path(), (char *)"-c", (char *)"mio-echod.conf", NULL};
-    struct proc *p = proc_start(argv, dir, -1, NULL);
+    struct proc *p = proc_start_in(argv, dir, -1, NULL);
     int code = proc_wait_exit(p, 5000);
     if (code != 0) {
         proc_print(p);
@@ -1630,7 +1382,7 @@ static void test_journald_level_prefixes(void **state)
                     (char *)"-c",
                     (char *)conf,
                     NULL};
-    struct proc *p = proc_start(argv, NULL, -1, NULL);
+    struct proc *p = proc_start(argv);
     static const char *const started[] = {"\n<5>mio-echod ", NULL};
     if (proc_wait_any(p, WAIT_MS, started) != 0) {
         proc_print(p);
@@ -1676,7 +1428,7 @@ static void test_listen_fds_keeps_the_foreground(void **state)
     const char *path = write_conf(text);
     char *argv[] = {(char *)daemon_path(), (char *)"-c", (char *)path, NULL};
     assert_null(getenv("NOTIFY_SOCKET"));
-    struct proc *p = proc_start(argv, NULL, lfd, "echo");
+    struct proc *p = proc_start_in(argv, NULL, lfd, "echo");
     static const char *const up[] = {" started: ", NULL};
     if (proc_wait_any(p, 5000, up) != 0) {
         proc_print(p);
