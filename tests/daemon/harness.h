@@ -48,4 +48,12 @@
  * (TCP and UDP) a failed test left running, and closes its tracked descriptors. */
 int teardown_all(void **state);
 
+/* A group setup: SIGPIPE ignored, so that a write to a socket the daemon
+ * closed fails with EPIPE instead of ending the test program. */
+int setup_ignore_sigpipe(void **state);
+
+/* Runs only the tests whose names match the glob in environment variable
+ * `var` (such as UDP_TEST=glob), when it is set and not empty. */
+void test_filter_from_env(const char *var);
+
 #endif

@@ -1498,8 +1498,6 @@ int main(void)
         cmocka_unit_test(test_address_in_use),
     };
     /* METRICS_TEST=glob runs only the tests it matches. */
-    const char *only = getenv("METRICS_TEST");
-    if (only != NULL && only[0] != '\0')
-        cmocka_set_test_filter(only);
+    test_filter_from_env("METRICS_TEST");
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

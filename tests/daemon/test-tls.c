@@ -1782,9 +1782,7 @@ int main(void)
         cmocka_unit_test_teardown(test_send_proxy_before_upstream_tls, teardown),
         cmocka_unit_test_teardown(test_idle_memory, teardown),
     };
-    const char *only = getenv("TLS_TEST");
-    if (only != NULL && only[0] != '\0')
-        cmocka_set_test_filter(only);
+    test_filter_from_env("TLS_TEST");
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     pattern_free();
     return rc;

@@ -276,13 +276,6 @@ static void dig_through_a_responses_one_relay_to_dnsmasq(void **state)
     echod_stop_ok(e);
 }
 
-static int setup_group(void **state)
-{
-    (void)state;
-    signal(SIGPIPE, SIG_IGN);
-    return 0;
-}
-
 #define TEST(f) cmocka_unit_test_teardown(f, teardown)
 
 int main(void)
@@ -291,8 +284,6 @@ int main(void)
         TEST(iperf3_udp_through_tcp_and_udp_relays_on_one_port),
         TEST(dig_through_a_responses_one_relay_to_dnsmasq),
     };
-    const char *only = getenv("UDP_TEST");
-    if (only != NULL && only[0] != '\0')
-        cmocka_set_test_filter(only);
-    return cmocka_run_group_tests(tests, setup_group, NULL);
+    test_filter_from_env("UDP_TEST");
+    return cmocka_run_group_tests(tests, setup_ignore_sigpipe, NULL);
 }

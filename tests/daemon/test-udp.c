@@ -101,11 +101,7 @@ static const char *expect_flow_end(struct echod *e, const char *listener,
             fail_msg("access line without \"%s\": %s", part, line);
         }
     va_end(ap);
-    char r[64];
-    snprintf(r, sizeof(r), " reason=%s", reason);
-    const char *at = strstr(line, r);
-    if (at == NULL || at[strlen(r)] != '\0')
-        fail_msg("access line without \"%s\" at its end: %s", r, line);
+    expect_access_reason(line, reason);
     return line;
 }
 
@@ -1144,13 +1140,6 @@ static void config_errors_name_the_setting(void **state)
 
 /* ---- main ------------------------------------------------------------------------- */
 
-static int setup_group(void **state)
-{
-    (void)state;
-    signal(SIGPIPE, SIG_IGN);
-    return 0;
-}
-
 #define TEST(f) cmocka_unit_test_teardown(f, teardown_all)
 
 int main(void)
@@ -1176,8 +1165,6 @@ int main(void)
         TEST(tcp_and_udp_listeners_share_a_port),
         TEST(config_errors_name_the_setting),
     };
-    const char *only = getenv("UDP_TEST");
-    if (only != NULL && only[0] != '\0')
-        cmocka_set_test_filter(only);
-    return cmocka_run_group_tests(tests, setup_group, NULL);
+    test_filter_from_env("UDP_TEST");
+    return cmocka_run_group_tests(tests, setup_ignore_sigpipe, NULL);
 }
