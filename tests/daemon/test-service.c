@@ -1130,12 +1130,30 @@ static void test_reload_port_taken_rolls_back(void **state)
 static void test_socket_activation_udp(void **state)
 {
     (void)state;
-    int ufd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    assert_true(ufd >= 0);
+    /* A port free for UDP and TCP alike: the stream socket of the second
+     * half is bound first and held (listening only then), so that no
+     * other program's connection can take the port meanwhile. */
     struct sockaddr_in a = {.sin_family = AF_INET,
                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    assert_int_equal(bind(ufd, (struct sockaddr *)&a, sizeof(a)), 0);
-    int port = local_port(ufd);
+    int ufd = -1, lfd = -1, port = 0;
+    for (int i = 0; i < 100 && ufd < 0; i++) {
+        lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        assert_true(lfd >= 0);
+        int one = 1;
+        (void)setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+        a.sin_port = 0;
+        assert_int_equal(bind(lfd, (struct sockaddr *)&a, sizeof(a)), 0);
+        port = local_port(lfd);
+        ufd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        assert_true(ufd >= 0);
+        a.sin_port = htons((uint16_t)port);
+        if (bind(ufd, (struct sockaddr *)&a, sizeof(a)) < 0) {
+            close(ufd);
+            close(lfd);
+            ufd = -1;
+        }
+    }
+    assert_true(ufd >= 0);
     char text[512];
     snprintf(text, sizeof(text),
              BASE "workers = 2;\n"
@@ -1151,6 +1169,7 @@ static void test_socket_activation_udp(void **state)
     if (which == 1 && !proc_has(p, "socket from systemd")) {
         proc_stop(p, 2000);
         close(ufd);
+        close(lfd);
         print_message("skipped: the daemon did not take the passed socket: built "
                       "without libsystemd?\n");
         skip();
@@ -1178,12 +1197,6 @@ static void test_socket_activation_udp(void **state)
     close(ufd);
 
     /* The same address as a stream socket for a UDP listener: unmatched. */
-    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    assert_true(lfd >= 0);
-    a.sin_port = htons((uint16_t)port);
-    int one = 1;
-    (void)setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    assert_int_equal(bind(lfd, (struct sockaddr *)&a, sizeof(a)), 0);
     assert_int_equal(listen(lfd, 4), 0);
     p = proc_start_in(argv, NULL, lfd, "u");
     assert_int_not_equal(proc_wait_exit(p, 5000), 0);
