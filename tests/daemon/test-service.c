@@ -1123,6 +1123,36 @@ static void test_reload_port_taken_rolls_back(void **state)
     notify_close();
 }
 
+/*
+ * Runs the daemon (argv) with fd passed as systemd passes a socket named
+ * `name` and waits for "listener NAME: listening on 127.0.0.1:PORT (KIND,
+ * socket from systemd)"; fails the test when it does not come.  NULL, said
+ * and stopped, when the daemon bound the address itself instead (built
+ * without libsystemd): the caller closes its sockets and skips.
+ */
+static struct proc *start_passed(char *const argv[], int fd, const char *name, int port,
+                                 const char *kind)
+{
+    struct proc *p = proc_start_in(argv, NULL, fd, name);
+    static const char *const up[] = {" started: ", "cannot listen on", NULL};
+    int which = proc_wait_any(p, 5000, up);
+    if (which == 1 && !proc_has(p, "socket from systemd")) {
+        proc_stop(p, 2000);
+        print_message("skipped: the daemon did not take the passed socket: built "
+                      "without libsystemd?\n");
+        return NULL;
+    }
+    char line[160];
+    snprintf(line, sizeof(line),
+             "listener %s: listening on 127.0.0.1:%d (%s, socket from systemd)", name,
+             port, kind);
+    if (which != 0 || !proc_has(p, line)) {
+        proc_print(p);
+        fail_msg("the daemon did not start on the passed socket: no \"%s\"", line);
+    }
+    return p;
+}
+
 /* A datagram socket passed for a UDP listener (ListenDatagram=): the
  * daemon takes it, asks it for the address each datagram came to, and
  * echoes through it; a passed stream socket does not match a UDP listener
@@ -1163,24 +1193,11 @@ static void test_socket_activation_udp(void **state)
     const char *path = write_conf(text);
     char *argv[] = {(char *)daemon_path(), (char *)"-f", (char *)"-c", (char *)path,
                     NULL};
-    struct proc *p = proc_start_in(argv, NULL, ufd, "u");
-    static const char *const up[] = {" started: ", "cannot listen on", NULL};
-    int which = proc_wait_any(p, 5000, up);
-    if (which == 1 && !proc_has(p, "socket from systemd")) {
-        proc_stop(p, 2000);
+    struct proc *p = start_passed(argv, ufd, "u", port, "udp echo");
+    if (p == NULL) {
         close(ufd);
         close(lfd);
-        print_message("skipped: the daemon did not take the passed socket: built "
-                      "without libsystemd?\n");
         skip();
-    }
-    char line[128];
-    snprintf(line, sizeof(line),
-             "listener u: listening on 127.0.0.1:%d (udp echo, socket from systemd)",
-             port);
-    if (which != 0 || !proc_has(p, line)) {
-        proc_print(p);
-        fail_msg("the daemon did not start on the passed datagram socket");
     }
     int c = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     assert_true(c >= 0);
@@ -1200,6 +1217,7 @@ static void test_socket_activation_udp(void **state)
     assert_int_equal(listen(lfd, 4), 0);
     p = proc_start_in(argv, NULL, lfd, "u");
     assert_int_not_equal(proc_wait_exit(p, 5000), 0);
+    char line[128];
     snprintf(line, sizeof(line),
              "socket passed by systemd as \"u\" (127.0.0.1:%d) matches no listen "
              "address",
@@ -1242,24 +1260,10 @@ static void test_reload_passed_socket_readded(void **state)
     const char *path = write_conf(text);
     char *argv[] = {(char *)daemon_path(), (char *)"-f", (char *)"-c", (char *)path,
                     NULL};
-    struct proc *p = proc_start_in(argv, NULL, lfd, "echo");
-    static const char *const up[] = {" started: ", "cannot listen on", NULL};
-    int which = proc_wait_any(p, 5000, up);
-    if (which == 1 && !proc_has(p, "socket from systemd")) {
-        proc_stop(p, 2000);
+    struct proc *p = start_passed(argv, lfd, "echo", ports[0], "echo");
+    if (p == NULL) {
         close(lfd);
-        print_message("skipped: the daemon did not take the passed socket: built "
-                      "without libsystemd?\n");
         skip();
-    }
-    char line[128];
-    snprintf(line, sizeof(line),
-             "listener echo: listening on 127.0.0.1:%d (echo, socket "
-             "from systemd)",
-             ports[0]);
-    if (which != 0 || !proc_has(p, line)) {
-        proc_print(p);
-        fail_msg("the daemon did not start on the passed socket");
     }
     int fd = client4(ports[0]);
     expect_echo(fd, "through the passed socket\n");
