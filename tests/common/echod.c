@@ -633,6 +633,15 @@ long long log_field(const char *line, const char *key)
     return p != NULL ? strtoll(p + strlen(key), NULL, 10) : -1;
 }
 
+void expect_access_reason(const char *line, const char *reason)
+{
+    char r[64];
+    snprintf(r, sizeof(r), " reason=%s", reason);
+    const char *at = strstr(line, r);
+    if (at == NULL || at[strlen(r)] != '\0')
+        test_fail("access line without \"%s\" at its end: %s", r, line);
+}
+
 bool echod_counters_within(struct echod *e, const char *listener, int ms,
                            struct echod_counters *c, const char **line)
 {

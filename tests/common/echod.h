@@ -140,4 +140,7 @@ struct echod_counters echod_counters_settled(struct echod *e, const char *listen
 /* A number after `key` in line (e.g. " in="), or -1. */
 long long log_field(const char *line, const char *key);
 
+/* Fails the test unless the access line ends with " reason=REASON". */
+void expect_access_reason(const char *line, const char *reason);
+
 #endif

@@ -1,7 +1,11 @@
 /*
  * The integration tests' harness (see harness.h): makes the test library
- * fail a test the cmocka way, and names the daemon under test.
+ * fail a test the cmocka way, names the daemon under test, and holds
+ * what the test programs' main() and group setups share.
  */
+#include <signal.h>
+#include <stdlib.h>
+
 #include "harness.h"
 
 #ifndef ECHOD_PROGRAM
@@ -30,4 +34,18 @@ int teardown_all(void **state)
     udp_stop_all();
     close_all_tracked();
     return 0;
+}
+
+int setup_ignore_sigpipe(void **state)
+{
+    (void)state;
+    signal(SIGPIPE, SIG_IGN);
+    return 0;
+}
+
+void test_filter_from_env(const char *var)
+{
+    const char *only = getenv(var);
+    if (only != NULL && only[0] != '\0')
+        cmocka_set_test_filter(only);
 }

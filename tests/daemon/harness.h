@@ -17,8 +17,10 @@
 #include "churn.h"
 #include "echod.h"
 #include "files.h"
+#include "metrics.h"
 #include "net.h"
 #include "pattern.h"
+#include "proc.h"
 #include "run.h"
 #include "stream.h"
 #include "tserver.h"
@@ -45,5 +47,13 @@
 /* A test's teardown: stops the streams, the daemons and the upstreams
  * (TCP and UDP) a failed test left running, and closes its tracked descriptors. */
 int teardown_all(void **state);
+
+/* A group setup: SIGPIPE ignored, so that a write to a socket the daemon
+ * closed fails with EPIPE instead of ending the test program. */
+int setup_ignore_sigpipe(void **state);
+
+/* Runs only the tests whose names match the glob in environment variable
+ * `var` (such as UDP_TEST=glob), when it is set and not empty. */
+void test_filter_from_env(const char *var);
 
 #endif

@@ -309,11 +309,7 @@ static const char *check_access(struct echod *e, const char *src, int port,
         fail_msg("not an access line: %s", line);
     if (expect != NULL && strstr(line, expect) == NULL)
         fail_msg("access line without \"%s\": %s", expect, line);
-    char r[64];
-    snprintf(r, sizeof(r), " reason=%s", reason);
-    const char *at = strstr(line, r);
-    if (at == NULL || at[strlen(r)] != '\0')
-        fail_msg("access line without \"%s\" at its end: %s", r, line);
+    expect_access_reason(line, reason);
     return line;
 }
 

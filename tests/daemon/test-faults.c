@@ -1477,9 +1477,7 @@ static int teardown_group(void **state)
 int main(void)
 {
     /* FAULTS_TEST=name (a glob) runs only the tests it matches. */
-    const char *only = getenv("FAULTS_TEST");
-    if (only != NULL && only[0] != '\0')
-        cmocka_set_test_filter(only);
+    test_filter_from_env("FAULTS_TEST");
     const struct CMUnitTest tests[] = {
         TEST(fd_exhaustion_refuses_without_spinning_and_recovers),
         TEST(fd_exhaustion_accounting_and_spares),

@@ -245,19 +245,15 @@ sample(const char *body, const char *fmt, ...)
     char key[256];
     vsnprintf(key, sizeof(key), fmt, ap);
     va_end(ap);
-    char want[260];
-    snprintf(want, sizeof(want), "\n%s ", key);
-    size_t n = strlen(want);
-    const char *found = strncmp(body, want + 1, n - 1) == 0 ? body - 1
-                                                            : strstr(body, want);
-    if (found == NULL)
+    const char *value = metrics_find(body, key);
+    if (value == NULL)
         fail_msg("no sample %s in:\n%s", key, body);
-    if (strstr(found + n, want) != NULL)
+    if (metrics_find(value, key) != NULL)
         fail_msg("sample %s is there twice", key);
     char *end;
-    unsigned long long v = strtoull(found + n, &end, 10);
-    if (end == found + n || *end != '\n')
-        fail_msg("sample %s: value \"%.20s\" is not an integer", key, found + n);
+    unsigned long long v = strtoull(value, &end, 10);
+    if (end == value || *end != '\n')
+        fail_msg("sample %s: value \"%.20s\" is not an integer", key, value);
     return v;
 }
 
@@ -1502,8 +1498,6 @@ int main(void)
         cmocka_unit_test(test_address_in_use),
     };
     /* METRICS_TEST=glob runs only the tests it matches. */
-    const char *only = getenv("METRICS_TEST");
-    if (only != NULL && only[0] != '\0')
-        cmocka_set_test_filter(only);
+    test_filter_from_env("METRICS_TEST");
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

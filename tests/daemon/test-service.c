@@ -294,34 +294,7 @@ static void notify_expect_quiet(int ms)
     }
 }
 
-/* ---- running a program with its stderr in a file ------------------------ */
-
-/* A child this file started (systemd-socket-activate, then the daemon it
- * execs, keeping its pid), with stdout and stderr appended to a file. */
-struct proc {
-    pid_t pid;
-    bool exited;
-    int status;
-    char log[PATH_MAX];
-};
-
-static struct proc *procs[8];
-
-/* Reaps p if it has exited (options: WNOHANG or 0). */
-static void proc_reap(struct proc *p, int options)
-{
-    if (p->exited)
-        return;
-    int status;
-    pid_t r;
-    do
-        r = waitpid(p->pid, &status, options);
-    while (r < 0 && errno == EINTR);
-    if (r == p->pid || r < 0) {
-        p->exited = true;
-        p->status = r < 0 ? -1 : status;
-    }
-}
+/* ---- what a failed test leaves running ---------------------------------- */
 
 /* A daemon that went to the background (not our child), by its pid. */
 static pid_t stray_pid;
@@ -354,228 +327,7 @@ static void procs_cleanup(void)
             kill(stray_pid, SIGKILL);
         stray_pid = 0;
     }
-    for (size_t i = 0; i < sizeof(procs) / sizeof(procs[0]); i++) {
-        struct proc *p = procs[i];
-        if (p == NULL)
-            continue;
-        proc_reap(p, WNOHANG);
-        if (!p->exited) {
-            kill(p->pid, SIGKILL);
-            proc_reap(p, 0);
-        }
-        free(p);
-        procs[i] = NULL;
-    }
-}
-
-/* Writes v in decimal into buf (async-signal-safe, for after fork()). */
-static void format_uint(char *buf, unsigned long v)
-{
-    char tmp[24];
-    int n = 0;
-    do
-        tmp[n++] = (char)('0' + v % 10);
-    while ((v /= 10) != 0);
-    while (n > 0)
-        *buf++ = tmp[--n];
-    *buf = '\0';
-}
-
-/*
- * Runs argv (argv[0] a path) with stdin from /dev/null and stdout+stderr
- * into a fresh file; the child dies with us (PR_SET_PDEATHSIG).  With cwd,
- * it runs there.  With passfd >= 0, it gets that socket as descriptor 3
- * the way systemd passes one (LISTEN_FDS=1, LISTEN_PID, LISTEN_FDNAMES=
- * fdname), while we keep our copy open, as systemd does.
- */
-static struct proc *proc_start(char *const argv[], const char *cwd, int passfd,
-                               const char *fdname)
-{
-    size_t slot = 0;
-    while (slot < sizeof(procs) / sizeof(procs[0]) && procs[slot] != NULL)
-        slot++;
-    assert_true(slot < sizeof(procs) / sizeof(procs[0]));
-    struct proc *p = calloc(1, sizeof(*p));
-    assert_non_null(p);
-    const char *dir = write_conf("# a directory for a log\n");
-    snprintf(p->log, sizeof(p->log), "%.*s/stderr.log", (int)(strrchr(dir, '/') - dir),
-             dir);
-    int out = open(p->log, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
-    if (out < 0) {
-        int err = errno;
-        free(p);
-        fail_msg("cannot create a log file in %s: %s", dir, strerror(err));
-    }
-    /* The environment without JOURNAL_STREAM, as the harness does, nor
-     * our own LISTEN_ variables. */
-    char **envp = echod_environment("LISTEN_", 3);
-    size_t k = 0;
-    while (envp[k] != NULL)
-        k++;
-    /* LISTEN_PID is the child's own: filled in after fork(). */
-    static char listen_fds[] = "LISTEN_FDS=1", listen_pid[48], listen_names[300];
-    strcpy(listen_pid, "LISTEN_PID=");
-    snprintf(listen_names, sizeof(listen_names), "LISTEN_FDNAMES=%s",
-             fdname != NULL ? fdname : "");
-    if (passfd >= 0) {
-        envp[k++] = listen_fds;
-        envp[k++] = listen_pid;
-        envp[k++] = listen_names;
-    }
-    pid_t parent = getpid();
-    pid_t pid = fork();
-    if (pid < 0) {
-        close(out);
-        free(envp);
-        free(p);
-        fail_msg("fork: %s", strerror(errno));
-    }
-    if (pid == 0) {
-        echod_child_setup(parent, out);
-        if (cwd != NULL && chdir(cwd) < 0)
-            _exit(127);
-        unsigned first = 3;
-        if (passfd >= 0) {
-            if (passfd != 3)
-                dup2(passfd, 3); /* without close-on-exec */
-            else
-                fcntl(3, F_SETFD, 0);
-            format_uint(listen_pid + strlen("LISTEN_PID="), (unsigned long)getpid());
-            first = 4;
-        }
-        /* No other test socket may live on in the child. */
-        if (close_range(first, ~0u, 0) < 0)
-            for (int fd = (int)first; fd < 1024; fd++)
-                close(fd);
-        execve(argv[0], argv, envp);
-        _exit(127);
-    }
-    close(out);
-    free(envp);
-    p->pid = pid;
-    procs[slot] = p;
-    return p;
-}
-
-/* The child's output so far (malloc'd, NUL-terminated). */
-static char *proc_output(struct proc *p)
-{
-    FILE *f = fopen(p->log, "r");
-    char *text = NULL;
-    size_t len = 0;
-    if (f != NULL) {
-        char buf[4096];
-        size_t n;
-        while ((n = fread(buf, 1, sizeof(buf), f)) > 0) {
-            char *t = realloc(text, len + n + 1);
-            assert_non_null(t);
-            text = t;
-            memcpy(text + len, buf, n);
-            len += n;
-        }
-        fclose(f);
-    }
-    if (text == NULL) {
-        text = malloc(1);
-        assert_non_null(text);
-    }
-    text[len] = '\0';
-    return text;
-}
-
-/* How many times needle occurs in the output. */
-static int proc_count(struct proc *p, const char *needle)
-{
-    char *text = proc_output(p);
-    int n = 0;
-    for (const char *t = strstr(text, needle); t != NULL; t = strstr(t + 1, needle))
-        n++;
-    free(text);
-    return n;
-}
-
-static bool proc_has(struct proc *p, const char *needle)
-{
-    char *text = proc_output(p);
-    bool has = strstr(text, needle) != NULL;
-    free(text);
-    return has;
-}
-
-/* Prints the output, for a failing test (a line at a time: cmocka's
- * print_error() cuts long messages). */
-static void proc_print(struct proc *p)
-{
-    char *text = proc_output(p);
-    print_error("---- output of pid %d ----\n", (int)p->pid);
-    for (char *line = text; *line != '\0';) {
-        char *nl = strchr(line, '\n');
-        if (nl != NULL)
-            *nl = '\0';
-        print_error("%.900s\n", line);
-        if (nl == NULL)
-            break;
-        line = nl + 1;
-    }
-    print_error("---- end of output ----\n");
-    free(text);
-}
-
-/* Waits up to ms for one of the needles (NULL-terminated) in the output;
- * returns its index, or -1 (timeout, or, unless `after_exit` (a daemon in
- * the background writes on), the child exited without it). */
-static int proc_wait_output(struct proc *p, int ms, const char *const needles[],
-                            bool after_exit)
-{
-    int64_t until = ms_now() + ms;
-    for (int i = 0; i < 100000; i++) {
-        bool gone = p->exited && !after_exit;
-        char *text = proc_output(p);
-        for (int k = 0; needles[k] != NULL; k++)
-            if (strstr(text, needles[k]) != NULL) {
-                free(text);
-                return k;
-            }
-        free(text);
-        if (gone || ms_now() >= until)
-            return -1;
-        proc_reap(p, WNOHANG);
-        sleep_ms(10);
-    }
-    return -1;
-}
-
-static int proc_wait_any(struct proc *p, int ms, const char *const needles[])
-{
-    return proc_wait_output(p, ms, needles, false);
-}
-
-/* Waits up to ms for the exit: its code (128 + signal), or -1. */
-static int proc_wait_exit(struct proc *p, int ms)
-{
-    int64_t until = ms_now() + ms;
-    for (int i = 0; i < 100000 && !p->exited; i++) {
-        proc_reap(p, WNOHANG);
-        if (p->exited || ms_now() >= until)
-            break;
-        sleep_ms(5);
-    }
-    return p->exited ? exit_code(p->status) : -1;
-}
-
-/* SIGTERM, then waits up to ms; SIGKILL after that (-1 then). */
-static int proc_stop(struct proc *p, int ms)
-{
-    proc_reap(p, WNOHANG);
-    if (!p->exited)
-        kill(p->pid, SIGTERM);
-    int code = proc_wait_exit(p, ms);
-    if (!p->exited) {
-        kill(p->pid, SIGKILL);
-        proc_reap(p, 0);
-        return -1;
-    }
-    return code;
+    proc_stop_all(0);
 }
 
 /* ---- socket activation ---------------------------------------------------- */
@@ -639,7 +391,7 @@ static struct proc *activate(const char *conf, const int *ports, int nports,
     argv[argc++] = (char *)"-c";
     argv[argc++] = (char *)path;
     argv[argc] = NULL;
-    struct proc *p = proc_start(argv, NULL, -1, NULL);
+    struct proc *p = proc_start(argv);
 
     /* It listens at once; connect as soon as it does. */
     int fd = -1;
@@ -1371,6 +1123,36 @@ static void test_reload_port_taken_rolls_back(void **state)
     notify_close();
 }
 
+/*
+ * Runs the daemon (argv) with fd passed as systemd passes a socket named
+ * `name` and waits for "listener NAME: listening on 127.0.0.1:PORT (KIND,
+ * socket from systemd)"; fails the test when it does not come.  NULL, said
+ * and stopped, when the daemon bound the address itself instead (built
+ * without libsystemd): the caller closes its sockets and skips.
+ */
+static struct proc *start_passed(char *const argv[], int fd, const char *name, int port,
+                                 const char *kind)
+{
+    struct proc *p = proc_start_in(argv, NULL, fd, name);
+    static const char *const up[] = {" started: ", "cannot listen on", NULL};
+    int which = proc_wait_any(p, 5000, up);
+    if (which == 1 && !proc_has(p, "socket from systemd")) {
+        proc_stop(p, 2000);
+        print_message("skipped: the daemon did not take the passed socket: built "
+                      "without libsystemd?\n");
+        return NULL;
+    }
+    char line[160];
+    snprintf(line, sizeof(line),
+             "listener %s: listening on 127.0.0.1:%d (%s, socket from systemd)", name,
+             port, kind);
+    if (which != 0 || !proc_has(p, line)) {
+        proc_print(p);
+        fail_msg("the daemon did not start on the passed socket: no \"%s\"", line);
+    }
+    return p;
+}
+
 /* A datagram socket passed for a UDP listener (ListenDatagram=): the
  * daemon takes it, asks it for the address each datagram came to, and
  * echoes through it; a passed stream socket does not match a UDP listener
@@ -1378,19 +1160,23 @@ static void test_reload_port_taken_rolls_back(void **state)
 static void test_socket_activation_udp(void **state)
 {
     (void)state;
-    /* A UDP and a TCP socket on one port, both held from the start, so that
-     * no other test's socket can take the TCP one meanwhile. */
-    int ufd = -1, lfd = -1;
+    /* A port free for UDP and TCP alike: the stream socket of the second
+     * half is bound first and held (listening only then), so that no
+     * other program's connection can take the port meanwhile. */
     struct sockaddr_in a = {.sin_family = AF_INET,
                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    for (int i = 0; i < 50 && ufd < 0; i++) {
+    int ufd = -1, lfd = -1, port = 0;
+    for (int i = 0; i < 100 && ufd < 0; i++) {
         lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
         assert_true(lfd >= 0);
+        int one = 1;
+        (void)setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
         a.sin_port = 0;
         assert_int_equal(bind(lfd, (struct sockaddr *)&a, sizeof(a)), 0);
-        a.sin_port = htons((uint16_t)local_port(lfd));
+        port = local_port(lfd);
         ufd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
         assert_true(ufd >= 0);
+        a.sin_port = htons((uint16_t)port);
         if (bind(ufd, (struct sockaddr *)&a, sizeof(a)) < 0) {
             close(ufd);
             close(lfd);
@@ -1398,7 +1184,6 @@ static void test_socket_activation_udp(void **state)
         }
     }
     assert_true(ufd >= 0);
-    int port = local_port(ufd);
     char text[512];
     snprintf(text, sizeof(text),
              BASE "workers = 2;\n"
@@ -1408,23 +1193,11 @@ static void test_socket_activation_udp(void **state)
     const char *path = write_conf(text);
     char *argv[] = {(char *)daemon_path(), (char *)"-f", (char *)"-c", (char *)path,
                     NULL};
-    struct proc *p = proc_start(argv, NULL, ufd, "u");
-    static const char *const up[] = {" started: ", "cannot listen on", NULL};
-    int which = proc_wait_any(p, 5000, up);
-    if (which == 1 && !proc_has(p, "socket from systemd")) {
-        proc_stop(p, 2000);
+    struct proc *p = start_passed(argv, ufd, "u", port, "udp echo");
+    if (p == NULL) {
         close(ufd);
-        print_message("skipped: the daemon did not take the passed socket: built "
-                      "without libsystemd?\n");
+        close(lfd);
         skip();
-    }
-    char line[128];
-    snprintf(line, sizeof(line),
-             "listener u: listening on 127.0.0.1:%d (udp echo, socket from systemd)",
-             port);
-    if (which != 0 || !proc_has(p, line)) {
-        proc_print(p);
-        fail_msg("the daemon did not start on the passed datagram socket");
     }
     int c = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     assert_true(c >= 0);
@@ -1442,8 +1215,9 @@ static void test_socket_activation_udp(void **state)
 
     /* The same address as a stream socket for a UDP listener: unmatched. */
     assert_int_equal(listen(lfd, 4), 0);
-    p = proc_start(argv, NULL, lfd, "u");
+    p = proc_start_in(argv, NULL, lfd, "u");
     assert_int_not_equal(proc_wait_exit(p, 5000), 0);
+    char line[128];
     snprintf(line, sizeof(line),
              "socket passed by systemd as \"u\" (127.0.0.1:%d) matches no listen "
              "address",
@@ -1486,24 +1260,10 @@ static void test_reload_passed_socket_readded(void **state)
     const char *path = write_conf(text);
     char *argv[] = {(char *)daemon_path(), (char *)"-f", (char *)"-c", (char *)path,
                     NULL};
-    struct proc *p = proc_start(argv, NULL, lfd, "echo");
-    static const char *const up[] = {" started: ", "cannot listen on", NULL};
-    int which = proc_wait_any(p, 5000, up);
-    if (which == 1 && !proc_has(p, "socket from systemd")) {
-        proc_stop(p, 2000);
+    struct proc *p = start_passed(argv, lfd, "echo", ports[0], "echo");
+    if (p == NULL) {
         close(lfd);
-        print_message("skipped: the daemon did not take the passed socket: built "
-                      "without libsystemd?\n");
         skip();
-    }
-    char line[128];
-    snprintf(line, sizeof(line),
-             "listener echo: listening on 127.0.0.1:%d (echo, socket "
-             "from systemd)",
-             ports[0]);
-    if (which != 0 || !proc_has(p, line)) {
-        proc_print(p);
-        fail_msg("the daemon did not start on the passed socket");
     }
     int fd = client4(ports[0]);
     expect_echo(fd, "through the passed socket\n");
@@ -1567,7 +1327,7 @@ static void test_reload_daemonized_relative_path(void **state)
     snprintf(dir, sizeof(dir), "%.*s", (int)(strrchr(path, '/') - path), path);
     snprintf(pidfile, sizeof(pidfile), "%s/echod.pid", dir);
     char *argv[] = {(char *)daemon_path(), (char *)"-c", (char *)"mio-echod.conf", NULL};
-    struct proc *p = proc_start(argv, dir, -1, NULL);
+    struct proc *p = proc_start_in(argv, dir, -1, NULL);
     int code = proc_wait_exit(p, 5000);
     if (code != 0) {
         proc_print(p);
@@ -1639,7 +1399,7 @@ static void test_journald_level_prefixes(void **state)
                     (char *)"-c",
                     (char *)conf,
                     NULL};
-    struct proc *p = proc_start(argv, NULL, -1, NULL);
+    struct proc *p = proc_start(argv);
     static const char *const started[] = {"\n<5>mio-echod ", NULL};
     if (proc_wait_any(p, WAIT_MS, started) != 0) {
         proc_print(p);
@@ -1685,7 +1445,7 @@ static void test_listen_fds_keeps_the_foreground(void **state)
     const char *path = write_conf(text);
     char *argv[] = {(char *)daemon_path(), (char *)"-c", (char *)path, NULL};
     assert_null(getenv("NOTIFY_SOCKET"));
-    struct proc *p = proc_start(argv, NULL, lfd, "echo");
+    struct proc *p = proc_start_in(argv, NULL, lfd, "echo");
     static const char *const up[] = {" started: ", NULL};
     if (proc_wait_any(p, 5000, up) != 0) {
         proc_print(p);

@@ -139,99 +139,11 @@ static struct echod *start_tls_echo(const char *tls, const char *extra)
 
 /* ---- metrics ------------------------------------------------------------------ */
 
-/* GET /metrics: the body (malloc'd); fails on anything but a 200. */
-static char *scrape(struct echod *e)
-{
-    static const char req[] = "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
-    int fd = client4(echod_metrics_port(e));
-    send_all(fd, req, sizeof(req) - 1);
-    size_t cap = 65536, len = 0;
-    char *buf = xmalloc(cap + 1);
-    int64_t until = ms_now() + WAIT_MS;
-    for (int i = 0; i < 100000; i++) {
-        if (ms_now() >= until)
-            fail_msg("GET /metrics: no end within %d ms", WAIT_MS);
-        if (len == cap) {
-            cap *= 2;
-            buf = xrealloc(buf, cap + 1);
-        }
-        ssize_t n = recv(fd, buf + len, cap - len, 0);
-        if (n > 0)
-            len += (size_t)n;
-        else if (n == 0)
-            break;
-        else if (errno != EINTR)
-            fail_msg("GET /metrics: recv: %s", strerror(errno));
-    }
-    close(fd);
-    buf[len] = '\0';
-    char *body = strstr(buf, "\r\n\r\n");
-    if (strncmp(buf, "HTTP/1.1 200 ", 13) != 0 || body == NULL)
-        fail_msg("GET /metrics: \"%.100s\"", buf);
-    memmove(buf, body + 4, strlen(body + 4) + 1);
-    return buf;
-}
-
-/* The value of sample `key` (its name and labels) in body, -1 when absent. */
-static long long sample_in(const char *body, const char *key)
-{
-    char want[320];
-    snprintf(want, sizeof(want), "\n%.300s ", key);
-    const char *at = strncmp(body, want + 1, strlen(want + 1)) == 0 ? body - 1
-                                                                    : strstr(body, want);
-    return at != NULL ? strtoll(at + strlen(want), NULL, 10) : -1;
-}
-
-/* The lines of body that start with "mio_echod_tls", for messages. */
-static void tls_lines(const char *body, char *out, size_t len)
-{
-    size_t used = 0;
-    out[0] = '\0';
-    for (const char *p = body; p != NULL && *p != '\0';) {
-        const char *end = strchr(p, '\n');
-        size_t n = end != NULL ? (size_t)(end - p) : strlen(p);
-        if (strncmp(p, "mio_echod_tls", 13) == 0 && used + n + 2 < len) {
-            memcpy(out + used, p, n);
-            used += n;
-            out[used++] = '\n';
-            out[used] = '\0';
-        }
-        p = end != NULL ? end + 1 : NULL;
-    }
-    if (used == 0)
-        snprintf(out, len, "(no mio_echod_tls* sample at all)\n");
-}
-
-/* Waits up to WAIT_MS for the sample written by fmt to be want (a sample
- * not there counts as 0); fails, with the exposition's TLS samples, when
- * it is not. */
-__attribute__((format(printf, 3, 4))) static void
-expect_metric(struct echod *e, long long want, const char *fmt, ...)
-{
-    char key[300];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(key, sizeof(key), fmt, ap);
-    va_end(ap);
-    int64_t until = ms_now() + WAIT_MS;
-    for (int i = 0; i < 1000; i++) {
-        char *body = scrape(e);
-        long long v = sample_in(body, key);
-        if (v == want || (v == -1 && want == 0)) {
-            free(body);
-            return;
-        }
-        if (ms_now() >= until) {
-            char lines[4096];
-            tls_lines(body, lines, sizeof(lines));
-            free(body);
-            fail_msg("%s is %lld, expected %lld; the TLS samples:\n%s", key, v, want,
-                     lines);
-        }
-        free(body);
-        sleep_ms(50);
-    }
-}
+/* Waits up to WAIT_MS for the sample written by the format to be want (a
+ * sample not there counts as 0); fails, with the exposition's TLS samples,
+ * when it is not (metrics_wait_between()). */
+#define expect_metric(e, want, ...) \
+    ((void)metrics_wait_between(e, WAIT_MS, "mio_echod_tls", want, want, __VA_ARGS__))
 
 /* ---- the log ------------------------------------------------------------------ */
 
@@ -1870,9 +1782,7 @@ int main(void)
         cmocka_unit_test_teardown(test_send_proxy_before_upstream_tls, teardown),
         cmocka_unit_test_teardown(test_idle_memory, teardown),
     };
-    const char *only = getenv("TLS_TEST");
-    if (only != NULL && only[0] != '\0')
-        cmocka_set_test_filter(only);
+    test_filter_from_env("TLS_TEST");
     int rc = cmocka_run_group_tests(tests, NULL, NULL);
     pattern_free();
     return rc;

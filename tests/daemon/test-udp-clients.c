@@ -20,14 +20,11 @@
 #define _GNU_SOURCE 1
 #endif
 
-#include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -72,157 +69,11 @@ static const char *find_program(const char *name, char *buf, size_t len)
         }                                                                         \
     } while (0)
 
-/* A program this file started, its stdout and stderr in a file. */
-struct child {
-    pid_t pid;
-    bool exited;
-    int status;
-    char name[32];
-    char log[PATH_MAX];
-};
-
-static struct child *children[8];
-
-/* Reaps c if it has exited (options: WNOHANG or 0). */
-static void child_reap(struct child *c, int options)
-{
-    if (c->exited)
-        return;
-    int status;
-    pid_t r;
-    do
-        r = waitpid(c->pid, &status, options);
-    while (r < 0 && errno == EINTR);
-    if (r == c->pid || r < 0) {
-        c->exited = true;
-        c->status = r < 0 ? -1 : status;
-    }
-}
-
-/* Runs argv (argv[0] a path), output into a fresh file; it dies with us
- * and is killed at the test's end (kill_children()). */
-static struct child *child_start(char *const argv[])
-{
-    size_t slot = 0;
-    while (slot < ARRAY_LEN(children) && children[slot] != NULL)
-        slot++;
-    assert_true(slot < ARRAY_LEN(children));
-    struct child *c = xmalloc(sizeof(*c));
-    memset(c, 0, sizeof(*c));
-    const char *base = strrchr(argv[0], '/');
-    snprintf(c->name, sizeof(c->name), "%s", base != NULL ? base + 1 : argv[0]);
-    snprintf(c->log, sizeof(c->log), "%s/%s.out", test_tmpdir(), c->name);
-    int out = open(c->log, O_WRONLY | O_CREAT | O_TRUNC | O_APPEND | O_CLOEXEC, 0600);
-    if (out < 0) {
-        int err = errno;
-        char path[PATH_MAX];
-        snprintf(path, sizeof(path), "%s", c->log);
-        free(c);
-        fail_msg("cannot create %s: %s", path, strerror(err));
-    }
-    char **envp = echod_environment(NULL, 0);
-    c->pid = echod_spawn(argv, envp, out, 0);
-    free(envp);
-    close(out);
-    children[slot] = c;
-    return c;
-}
-
-/* The child's output so far (malloc'd, NUL-terminated). */
-static char *child_output(struct child *c)
-{
-    FILE *f = fopen(c->log, "r");
-    char *text = xmalloc(1);
-    size_t len = 0;
-    if (f != NULL) {
-        char buf[4096];
-        size_t n;
-        for (int i = 0; i < 4096 && (n = fread(buf, 1, sizeof(buf), f)) > 0; i++) {
-            text = xrealloc(text, len + n + 1);
-            memcpy(text + len, buf, n);
-            len += n;
-        }
-        fclose(f);
-    }
-    text[len] = '\0';
-    return text;
-}
-
-/* Waits up to ms for needle in the child's output (false when it does
- * not come, or the child exits without it). */
-static bool child_wait_output(struct child *c, const char *needle, int ms)
-{
-    int64_t until = ms_now() + ms;
-    for (int i = 0; i < 100000; i++) {
-        bool gone = c->exited;
-        char *text = child_output(c);
-        bool found = strstr(text, needle) != NULL;
-        free(text);
-        if (found)
-            return true;
-        if (gone || ms_now() >= until)
-            return false;
-        child_reap(c, WNOHANG);
-        sleep_ms(10);
-    }
-    return false;
-}
-
-/* Waits up to ms for the child's exit: its code (128 + signal), or -1. */
-static int child_wait_exit(struct child *c, int ms)
-{
-    int64_t until = ms_now() + ms;
-    for (int i = 0; i < 100000 && !c->exited; i++) {
-        child_reap(c, WNOHANG);
-        if (c->exited || ms_now() >= until)
-            break;
-        sleep_ms(5);
-    }
-    return c->exited ? exit_code(c->status) : -1;
-}
-
-/* Prints the child's output, for a failing test. */
-static void child_print(struct child *c)
-{
-    char *text = child_output(c);
-    print_error("---- output of %s (pid %d) ----\n", c->name, (int)c->pid);
-    for (char *line = text; *line != '\0';) {
-        char *nl = strchr(line, '\n');
-        if (nl != NULL)
-            *nl = '\0';
-        print_error("%.900s\n", line);
-        if (nl == NULL)
-            break;
-        line = nl + 1;
-    }
-    print_error("---- end of output ----\n");
-    free(text);
-}
-
-/* Stops (SIGTERM, then SIGKILL after 2 s) and frees every child of this
- * file: each by its own pid. */
-static void kill_children(void)
-{
-    for (size_t i = 0; i < ARRAY_LEN(children); i++) {
-        struct child *c = children[i];
-        if (c == NULL)
-            continue;
-        child_reap(c, WNOHANG);
-        if (!c->exited) {
-            kill(c->pid, SIGTERM);
-            if (child_wait_exit(c, 2000) < 0 && !c->exited) {
-                kill(c->pid, SIGKILL);
-                child_reap(c, 0);
-            }
-        }
-        free(c);
-        children[i] = NULL;
-    }
-}
-
+/* After each test: its programs stopped (SIGTERM, then SIGKILL after 2 s)
+ * and freed, each by its own pid, then the harness's teardown. */
 static int teardown(void **state)
 {
-    kill_children();
+    proc_stop_all(2000);
     return teardown_all(state);
 }
 
@@ -270,10 +121,10 @@ static void iperf3_udp_through_tcp_and_udp_relays_on_one_port(void **state)
     int sport = udp_reserve_port();
     char sp[16];
     snprintf(sp, sizeof(sp), "%d", sport);
-    struct child *server = child_start(
+    struct proc *server = proc_start(
         (char *const[]){iperf, "-s", "--forceflush", "-B", "127.0.0.1", "-p", sp, NULL});
-    if (!child_wait_output(server, "Server listening on", WAIT_MS)) {
-        child_print(server);
+    if (!proc_wait_for(server, "Server listening on", WAIT_MS)) {
+        proc_print(server);
         fail_msg("iperf3 -s did not start");
     }
     int port = udp_reserve_port();
@@ -307,16 +158,16 @@ static void iperf3_udp_through_tcp_and_udp_relays_on_one_port(void **state)
                         "3000",
                         reverse ? "-R" : NULL,
                         NULL};
-        struct child *client = child_start(argv);
-        int rc = child_wait_exit(client, WAIT_MS + 4000);
-        char *out = child_output(client);
+        struct proc *client = proc_start(argv);
+        int rc = proc_wait_exit(client, WAIT_MS + 4000);
+        char *out = proc_output(client);
         long lost = -1, total = -1;
         bool summary = iperf_receiver(out, &lost, &total);
         bool done = strstr(out, "iperf Done.") != NULL;
         free(out);
         if (rc != 0 || !done || !summary) {
-            child_print(client);
-            child_print(server);
+            proc_print(client);
+            proc_print(server);
             fail_msg("iperf3 -c%s through the daemon: exit %d, %s, %s",
                      reverse ? " -R" : "", rc, done ? "done" : "not done",
                      summary ? "a receiver line" : "no receiver line");
@@ -325,7 +176,7 @@ static void iperf3_udp_through_tcp_and_udp_relays_on_one_port(void **state)
                       reverse ? "-R" : "forward", reverse ? "client" : "server",
                       total - lost, total);
         if (total < 100 || lost * 10 > total) {
-            child_print(client);
+            proc_print(client);
             fail_msg("iperf3%s: %ld of %ld datagrams lost", reverse ? " -R" : "", lost,
                      total);
         }
@@ -382,9 +233,9 @@ static void dig_through_a_responses_one_relay_to_dnsmasq(void **state)
     if (geteuid() == 0)
         argv[argc++] = "--user=root"; /* no drop to "nobody" needed here */
     argv[argc] = NULL;
-    struct child *dns = child_start(argv);
-    if (!child_wait_output(dns, "started, version", WAIT_MS)) {
-        child_print(dns);
+    struct proc *dns = proc_start(argv);
+    if (!proc_wait_for(dns, "started, version", WAIT_MS)) {
+        proc_print(dns);
         fail_msg("dnsmasq did not start");
     }
     struct echod *e = echod_startf(BASE
@@ -397,16 +248,16 @@ static void dig_through_a_responses_one_relay_to_dnsmasq(void **state)
     char pp[16];
     snprintf(pp, sizeof(pp), "%d", port);
     for (int i = 0; i < 2; i++) {
-        struct child *q = child_start((char *const[]){dig, "@127.0.0.1", "-p", pp,
-                                                      "test.example", "A", "+short",
-                                                      "+time=1", "+tries=3", NULL});
-        int rc = child_wait_exit(q, WAIT_MS + 3000);
-        char *out = child_output(q);
+        struct proc *q = proc_start((char *const[]){dig, "@127.0.0.1", "-p", pp,
+                                                    "test.example", "A", "+short",
+                                                    "+time=1", "+tries=3", NULL});
+        int rc = proc_wait_exit(q, WAIT_MS + 3000);
+        char *out = proc_output(q);
         bool ok = rc == 0 && strcmp(out, "192.0.2.1\n") == 0;
         free(out);
         if (!ok) {
-            child_print(q);
-            child_print(dns);
+            proc_print(q);
+            proc_print(dns);
             fail_msg("dig test.example through the daemon: exit %d", rc);
         }
     }
@@ -425,13 +276,6 @@ static void dig_through_a_responses_one_relay_to_dnsmasq(void **state)
     echod_stop_ok(e);
 }
 
-static int setup_group(void **state)
-{
-    (void)state;
-    signal(SIGPIPE, SIG_IGN);
-    return 0;
-}
-
 #define TEST(f) cmocka_unit_test_teardown(f, teardown)
 
 int main(void)
@@ -440,8 +284,6 @@ int main(void)
         TEST(iperf3_udp_through_tcp_and_udp_relays_on_one_port),
         TEST(dig_through_a_responses_one_relay_to_dnsmasq),
     };
-    const char *only = getenv("UDP_TEST");
-    if (only != NULL && only[0] != '\0')
-        cmocka_set_test_filter(only);
-    return cmocka_run_group_tests(tests, setup_group, NULL);
+    test_filter_from_env("UDP_TEST");
+    return cmocka_run_group_tests(tests, setup_ignore_sigpipe, NULL);
 }

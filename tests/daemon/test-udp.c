@@ -58,104 +58,10 @@
 
 /* ---- metrics ------------------------------------------------------------------ */
 
-/* GET /metrics: the body (malloc'd); fails on anything but a 200. */
-static char *scrape(struct echod *e)
-{
-    static const char req[] = "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n";
-    int fd = client4(echod_metrics_port(e));
-    send_all(fd, req, sizeof(req) - 1);
-    size_t cap = 65536, len = 0;
-    char *buf = xmalloc(cap + 1);
-    int64_t until = ms_now() + WAIT_MS;
-    for (int i = 0; i < 100000; i++) {
-        if (ms_now() >= until)
-            fail_msg("GET /metrics: no end within %d ms", WAIT_MS);
-        if (len == cap) {
-            cap *= 2;
-            buf = xrealloc(buf, cap + 1);
-        }
-        ssize_t n = recv(fd, buf + len, cap - len, 0);
-        if (n > 0)
-            len += (size_t)n;
-        else if (n == 0)
-            break;
-        else if (errno != EINTR)
-            fail_msg("GET /metrics: recv: %s", strerror(errno));
-    }
-    close(fd);
-    buf[len] = '\0';
-    char *body = strstr(buf, "\r\n\r\n");
-    if (strncmp(buf, "HTTP/1.1 200 ", 13) != 0 || body == NULL)
-        fail_msg("GET /metrics: \"%.100s\"", buf);
-    memmove(buf, body + 4, strlen(body + 4) + 1);
-    return buf;
-}
-
-/* The value of sample `key` (its name and labels) in body, -1 when absent. */
-static long long sample_in(const char *body, const char *key)
-{
-    char want[320];
-    snprintf(want, sizeof(want), "\n%.300s ", key);
-    const char *at = strncmp(body, want + 1, strlen(want + 1)) == 0 ? body - 1
-                                                                    : strstr(body, want);
-    return at != NULL ? strtoll(at + strlen(want), NULL, 10) : -1;
-}
-
-/* The lines of body that start with "mio_echod_udp" or name the sample
- * family of key, for messages. */
-static void udp_lines(const char *body, const char *key, char *out, size_t len)
-{
-    size_t used = 0, flen = strcspn(key, "{");
-    out[0] = '\0';
-    for (const char *p = body; p != NULL && *p != '\0';) {
-        const char *end = strchr(p, '\n');
-        size_t n = end != NULL ? (size_t)(end - p) : strlen(p);
-        if ((strncmp(p, "mio_echod_udp", 13) == 0 || strncmp(p, key, flen) == 0) &&
-            used + n + 2 < len) {
-            memcpy(out + used, p, n);
-            used += n;
-            out[used++] = '\n';
-            out[used] = '\0';
-        }
-        p = end != NULL ? end + 1 : NULL;
-    }
-    if (used == 0)
-        snprintf(out, len, "(no mio_echod_udp* sample at all)\n");
-}
-
-/* Waits up to WAIT_MS for the sample written by fmt to be in [lo, hi] (a
- * sample not there counts as 0); fails, with the exposition's UDP
- * samples, when it is not.  Returns the value. */
-__attribute__((format(printf, 4, 5))) static long long
-metric_between(struct echod *e, long long lo, long long hi, const char *fmt, ...)
-{
-    char key[300];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(key, sizeof(key), fmt, ap);
-    va_end(ap);
-    int64_t until = ms_now() + WAIT_MS;
-    for (int i = 0; i < 1000; i++) {
-        char *body = scrape(e);
-        long long v = sample_in(body, key);
-        long long seen = v < 0 ? 0 : v;
-        if (seen >= lo && seen <= hi) {
-            free(body);
-            return seen;
-        }
-        if (ms_now() >= until) {
-            char lines[8192];
-            udp_lines(body, key, lines, sizeof(lines));
-            free(body);
-            fail_msg("%s is %lld%s, expected %lld..%lld; the samples:\n%s", key, seen,
-                     v < 0 ? " (absent)" : "", lo, hi, lines);
-        }
-        free(body);
-        sleep_ms(50);
-    }
-    return -1;
-}
-
+/* Waits up to WAIT_MS for the sample written by the format to be in
+ * [lo, hi] (metrics_wait_between(), showing the UDP samples); returns it. */
+#define metric_between(e, lo, hi, ...) \
+    metrics_wait_between(e, WAIT_MS, "mio_echod_udp", lo, hi, __VA_ARGS__)
 #define expect_metric(e, want, ...) ((void)metric_between(e, want, want, __VA_ARGS__))
 
 /* The samples of a listener. */
@@ -195,11 +101,7 @@ static const char *expect_flow_end(struct echod *e, const char *listener,
             fail_msg("access line without \"%s\": %s", part, line);
         }
     va_end(ap);
-    char r[64];
-    snprintf(r, sizeof(r), " reason=%s", reason);
-    const char *at = strstr(line, r);
-    if (at == NULL || at[strlen(r)] != '\0')
-        fail_msg("access line without \"%s\" at its end: %s", r, line);
+    expect_access_reason(line, reason);
     return line;
 }
 
@@ -1238,13 +1140,6 @@ static void config_errors_name_the_setting(void **state)
 
 /* ---- main ------------------------------------------------------------------------- */
 
-static int setup_group(void **state)
-{
-    (void)state;
-    signal(SIGPIPE, SIG_IGN);
-    return 0;
-}
-
 #define TEST(f) cmocka_unit_test_teardown(f, teardown_all)
 
 int main(void)
@@ -1270,8 +1165,6 @@ int main(void)
         TEST(tcp_and_udp_listeners_share_a_port),
         TEST(config_errors_name_the_setting),
     };
-    const char *only = getenv("UDP_TEST");
-    if (only != NULL && only[0] != '\0')
-        cmocka_set_test_filter(only);
-    return cmocka_run_group_tests(tests, setup_group, NULL);
+    test_filter_from_env("UDP_TEST");
+    return cmocka_run_group_tests(tests, setup_ignore_sigpipe, NULL);
 }
