@@ -29,6 +29,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <poll.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -558,6 +559,123 @@ static void responses_one_ends_the_flow_at_its_answer(void **state)
                     " datagrams_in=1 datagrams_out=1 ", NULL);
     expect_metric(e, 2, FLOWS_TOTAL, "dns");
     expect_metric(e, 2, DGRAMS_OUT, "dns");
+    echod_stop_ok(e);
+}
+
+/* Counts the datagrams that come to fd within ms of silence, each checked
+ * to be `want` (len bytes). */
+static int count_answers(int fd, const char *want, size_t len, int ms)
+{
+    char back[64];
+    int n = 0;
+    for (int i = 0; i < 100000; i++) {
+        ssize_t got = udp_recv(fd, back, sizeof(back), ms, NULL);
+        if (got < 0)
+            break;
+        if ((size_t)got != len || memcmp(back, want, len) != 0)
+            fail_msg("answer %d: \"%.*s\", expected \"%s\"", n, (int)got, back, want);
+        n++;
+    }
+    return n;
+}
+
+/* A client socket with room for a few hundred answers waiting. */
+static int roomy_client(void)
+{
+    int fd = udp_client4();
+    int size = 1 << 20;
+    (void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof(size));
+    return fd;
+}
+
+/*
+ * 200 replies waiting on a flow's upstream socket at once (sent while the
+ * daemon is stopped with SIGSTOP): more than a flow reads in one turn (4
+ * batches of 32), so the flow must come back for the rest by itself (an
+ * edge-triggered poll reports nothing new for them); and 200 datagrams
+ * waiting on an echo listener's socket, the same way.  Every one is
+ * answered, to its client.
+ */
+static void a_backlog_is_read_to_the_end(void **state)
+{
+    (void)state;
+    enum { BACKLOG = 200 };
+    int up = udp_client4(); /* the upstream: this test */
+    struct echod *e =
+        start("{ name = \"r\"; protocol = \"udp\"; mode = \"proxy\";\n"
+              "  listen = [ \"127.0.0.1:0\" ];\n"
+              "  upstreams = [ \"127.0.0.1:%d\" ]; idle_timeout = 10.0; },\n"
+              "{ name = \"u\"; protocol = \"udp\"; listen = [ \"127.0.0.1:0\" ];"
+              " idle_timeout = 10.0; }",
+              local_port(up));
+    int port = echod_port(e, "r", 0), echo = echod_port(e, "u", 0);
+    int fd = roomy_client();
+    udp_send(fd, "127.0.0.1", port, "one", 3);
+    char got[64];
+    struct sockaddr_storage flow;
+    assert_int_equal(udp_recv(up, got, sizeof(got), ANSWER_MS, &flow), 3);
+    kill(echod_pid(e), SIGSTOP);
+    for (int i = 0; i < BACKLOG; i++)
+        assert_int_equal(sendto(up, "A:one", 5, 0, (struct sockaddr *)&flow,
+                                sizeof(struct sockaddr_in)),
+                         5);
+    kill(echod_pid(e), SIGCONT);
+    assert_int_equal(count_answers(fd, "A:one", 5, ANSWER_MS), BACKLOG);
+    expect_metric(e, BACKLOG, DGRAMS_OUT, "r");
+
+    kill(echod_pid(e), SIGSTOP);
+    for (int i = 0; i < BACKLOG; i++)
+        udp_send(fd, "127.0.0.1", echo, "ping", 4);
+    kill(echod_pid(e), SIGCONT);
+    assert_int_equal(count_answers(fd, "ping", 4, ANSWER_MS), BACKLOG);
+    expect_metric(e, BACKLOG, DGRAMS_OUT, "u");
+    close(up);
+    echod_stop_ok(e);
+}
+
+/* An upstream that answers one datagram 200 times, to two clients at once:
+ * the replies of both flows, gathered in batches of events, go out
+ * together, each to its own client, every one of them. */
+static void many_replies_all_reach_their_client(void **state)
+{
+    (void)state;
+    enum { ANSWERS = 200 };
+    struct udpup *a = udpup_start(&(struct udpup_conf){.tag = "A:", .replies = ANSWERS});
+    struct echod *e = start("{ name = \"r\"; protocol = \"udp\"; mode = \"proxy\";\n"
+                            "  listen = [ \"127.0.0.1:0\" ];\n"
+                            "  upstreams = [ \"127.0.0.1:%d\" ]; idle_timeout = 10.0; }",
+                            a->port);
+    int port = echod_port(e, "r", 0);
+    int c1 = roomy_client(), c2 = roomy_client();
+    udp_send(c1, "127.0.0.1", port, "one", 3);
+    udp_send(c2, "127.0.0.1", port, "two", 3);
+    assert_int_equal(count_answers(c1, "A:one", 5, ANSWER_MS), ANSWERS);
+    assert_int_equal(count_answers(c2, "A:two", 5, QUIET_MS), ANSWERS);
+    expect_metric(e, 2 * ANSWERS, DGRAMS_OUT, "r");
+    assert_int_equal(atomic_load(&a->answered), 2 * ANSWERS);
+    echod_stop_ok(e);
+}
+
+/* responses = 5 with an upstream that answers 20 times: the client gets
+ * exactly 5, the access line says so, the flow ends at once. */
+static void responses_counts_replies_gathered(void **state)
+{
+    (void)state;
+    struct udpup *a = udpup_start(&(struct udpup_conf){.tag = "A:", .replies = 20});
+    struct echod *e = start("{ name = \"r\"; protocol = \"udp\"; mode = \"proxy\";\n"
+                            "  listen = [ \"127.0.0.1:0\" ];\n"
+                            "  upstreams = [ \"127.0.0.1:%d\" ];\n"
+                            "  idle_timeout = 10.0; responses = 5; }",
+                            a->port);
+    int port = echod_port(e, "r", 0);
+    int fd = roomy_client();
+    char client[UDP_ADDRSTRLEN];
+    me(fd, client, sizeof(client));
+    udp_send(fd, "127.0.0.1", port, "q", 1);
+    assert_int_equal(count_answers(fd, "A:q", 3, ANSWER_MS), 5);
+    expect_flow_end(e, "r", client, 0, "responses", " in=1 out=15 ",
+                    " datagrams_in=1 datagrams_out=5 ", NULL);
+    expect_metric(e, 5, DGRAMS_OUT, "r");
     echod_stop_ok(e);
 }
 
@@ -1152,6 +1270,9 @@ int main(void)
         TEST(relay_many_flows_each_answer_to_its_client),
         TEST(flow_ends_after_idle_timeout),
         TEST(responses_one_ends_the_flow_at_its_answer),
+        TEST(a_backlog_is_read_to_the_end),
+        TEST(many_replies_all_reach_their_client),
+        TEST(responses_counts_replies_gathered),
         TEST(max_connections_drops_a_new_source),
         TEST(max_per_source_and_daemon_max_drop_new_flows),
         TEST(allow_and_deny_drop_sources_silently),
