@@ -656,6 +656,54 @@ static void many_replies_all_reach_their_client(void **state)
     echod_stop_ok(e);
 }
 
+/*
+ * Out of descriptors (RLIMIT_NOFILE): a relay's new source that cannot get
+ * an upstream socket is dropped and counted as out_of_fds, the flows open
+ * go on, and once they end their descriptors serve new sources again.
+ */
+static void out_of_descriptors_drops_new_sources_only(void **state)
+{
+    (void)state;
+    enum { LIMIT = 64, CLIENTS = 80 };
+    struct udpup *a = udpup_start(&(struct udpup_conf){.tag = "A:"});
+    char conf[1024];
+    snprintf(conf, sizeof(conf),
+             BASE "listeners = ( { name = \"r\"; protocol = \"udp\"; mode = \"proxy\";\n"
+                  "  listen = [ \"127.0.0.1:0\" ];\n"
+                  "  upstreams = [ \"127.0.0.1:%d\" ]; idle_timeout = 2.0; } );\n",
+             a->port);
+    struct echod *e = echod_start_nofile(conf, LIMIT);
+    int port = echod_port(e, "r", 0);
+    int fds[CLIENTS], answered = 0;
+    char back[64];
+    /* All sources at once, well within idle_timeout: no flow ends meanwhile
+     * to give its descriptor to another. */
+    for (int i = 0; i < CLIENTS; i++) {
+        fds[i] = udp_client4();
+        udp_send(fds[i], "127.0.0.1", port, "x", 1);
+    }
+    for (int i = 0; i < CLIENTS; i++)
+        answered += udp_recv(fds[i], back, sizeof(back), i == 0 ? ANSWER_MS : 30, NULL) ==
+                    3;
+    print_message("    %d of %d sources answered under %d descriptors\n", answered,
+                  CLIENTS, LIMIT);
+    assert_true(answered >= 10 && answered < CLIENTS);
+    metric_between(e, 1, CLIENTS, DROPPED, "r", "out_of_fds");
+    /* The first flow goes on. */
+    udp_send(fds[0], "127.0.0.1", port, "again", 5);
+    assert_int_equal(udp_recv(fds[0], back, sizeof(back), ANSWER_MS, NULL), 7);
+    assert_memory_equal(back, "A:again", 7);
+    /* Once the flows are idle, their descriptors serve a new source. */
+    expect_metric(e, 0, FLOWS_OPEN, "r");
+    int late = udp_client4();
+    assert_true(udp_ask(late, "127.0.0.1", port, "late", 4, back, sizeof(back), 3,
+                        ANSWER_MS) == 6);
+    close(late);
+    for (int i = 0; i < CLIENTS; i++)
+        close(fds[i]);
+    echod_stop_ok(e);
+}
+
 /* responses = 5 with an upstream that answers 20 times: the client gets
  * exactly 5, the access line says so, the flow ends at once. */
 static void responses_counts_replies_gathered(void **state)
@@ -1273,6 +1321,7 @@ int main(void)
         TEST(a_backlog_is_read_to_the_end),
         TEST(many_replies_all_reach_their_client),
         TEST(responses_counts_replies_gathered),
+        TEST(out_of_descriptors_drops_new_sources_only),
         TEST(max_connections_drops_a_new_source),
         TEST(max_per_source_and_daemon_max_drop_new_flows),
         TEST(allow_and_deny_drop_sources_silently),
