@@ -244,6 +244,22 @@ int config_load_splice(struct config_loader *ld, const config_setting_t *g,
     return 0;
 }
 
+/* Refuses the first setting of the listener group g whose row has
+ * `flag`, saying `why`. */
+static int refuse_flagged(struct config_loader *ld, const config_setting_t *g,
+                          const char *scope, unsigned flag, const char *why)
+{
+    for (const struct setting *row = table_settings; row->key != NULL; row++) {
+        const char *key = table_key_in(row, "listeners.");
+        const config_setting_t *s = key != NULL && (row->flags & flag)
+                                        ? config_setting_get_member(g, key)
+                                        : NULL;
+        if (s != NULL)
+            return value_refuse(ld, value_line(s), scope, key, "%s", why);
+    }
+    return 0;
+}
+
 /* Loads the settings only a relay has, or refuses them on an echo
  * listener. */
 static int load_mode_settings(struct config_loader *ld, const config_setting_t *g,
@@ -251,17 +267,8 @@ static int load_mode_settings(struct config_loader *ld, const config_setting_t *
 {
     if (lc->mode == MODE_PROXY)
         return table_load(ld, g, scope, "listeners.", lc, SETTING_PROXY_ONLY);
-    for (const struct setting *row = table_settings; row->key != NULL; row++) {
-        const char *key = table_key_in(row, "listeners.");
-        if (key == NULL || !(row->flags & SETTING_PROXY_ONLY))
-            continue;
-        const config_setting_t *s = config_setting_get_member(g, key);
-        if (s != NULL)
-            return value_refuse(ld, value_line(s), scope, key,
-                                "only for mode = \"proxy\"; "
-                                "this listener's mode is \"echo\"");
-    }
-    return 0;
+    return refuse_flagged(ld, g, scope, SETTING_PROXY_ONLY,
+                          "only for mode = \"proxy\"; this listener's mode is \"echo\"");
 }
 
 /* Refuses the settings of the other protocol: a TCP-only one on a UDP
@@ -269,20 +276,13 @@ static int load_mode_settings(struct config_loader *ld, const config_setting_t *
 static int check_protocol_settings(struct config_loader *ld, const config_setting_t *g,
                                    const char *scope, const struct listener_config *lc)
 {
-    bool udp = lc->protocol == PROTOCOL_UDP;
-    unsigned other = udp ? SETTING_TCP_ONLY : SETTING_UDP_ONLY;
-    for (const struct setting *row = table_settings; row->key != NULL; row++) {
-        const char *key = table_key_in(row, "listeners.");
-        if (key == NULL || !(row->flags & other))
-            continue;
-        const config_setting_t *s = config_setting_get_member(g, key);
-        if (s != NULL)
-            return value_refuse(ld, value_line(s), scope, key,
-                                "only for protocol = \"%s\"; this listener's protocol "
-                                "is \"%s\"",
-                                udp ? "tcp" : "udp", udp ? "udp" : "tcp");
-    }
-    return 0;
+    if (lc->protocol == PROTOCOL_UDP)
+        return refuse_flagged(ld, g, scope, SETTING_TCP_ONLY,
+                              "only for protocol = \"tcp\"; this listener's protocol is "
+                              "\"udp\"");
+    return refuse_flagged(ld, g, scope, SETTING_UDP_ONLY,
+                          "only for protocol = \"udp\"; this listener's protocol is "
+                          "\"tcp\"");
 }
 
 /* What a UDP listener needs beyond its settings one by one: flows that

@@ -174,6 +174,14 @@ void proc_print(struct proc *p)
     free(text);
 }
 
+void proc_expect(struct proc *p, const char *needle)
+{
+    if (proc_has(p, needle))
+        return;
+    proc_print(p);
+    test_fail("no \"%s\" in the output of %s", needle, p->name);
+}
+
 int proc_wait_output(struct proc *p, int ms, const char *const needles[], bool after_exit)
 {
     int64_t until = ms_now() + ms;

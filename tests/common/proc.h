@@ -52,6 +52,9 @@ bool proc_has(struct proc *p, const char *needle);
 /* Prints the output on stderr, for a failing test. */
 void proc_print(struct proc *p);
 
+/* Fails the test, printing the output, when needle is not in it. */
+void proc_expect(struct proc *p, const char *needle);
+
 /* Waits up to ms for one of the needles (NULL-terminated) in the output;
  * returns its index, or -1 (timeout, or, unless `after_exit` (a daemon in
  * the background writes on), the program exited without it). */

@@ -531,10 +531,7 @@ static void test_socket_activation_echo(void **state)
              "listener echo: listening on 127.0.0.1:%d (echo, socket "
              "from systemd)",
              port);
-    if (!proc_has(p, line)) {
-        proc_print(p);
-        fail_msg("no \"%s\" line", line);
-    }
+    proc_expect(p, line);
     expect_echo_bytes(first, 200000, 1);
     finish(first);
     int fd = client4(port);
@@ -570,10 +567,7 @@ static void test_socket_activation_two_names(void **state)
                  "listener %c: listening on 127.0.0.1:%d (echo, socket "
                  "from systemd)",
                  'a' + i, ports[i]);
-        if (!proc_has(p, line)) {
-            proc_print(p);
-            fail_msg("no \"%s\" line", line);
-        }
+        proc_expect(p, line);
     }
     /* c's line has its real port, and no "socket from systemd". */
     char *text = proc_output(p);
@@ -1222,10 +1216,7 @@ static void test_socket_activation_udp(void **state)
              "socket passed by systemd as \"u\" (127.0.0.1:%d) matches no listen "
              "address",
              port);
-    if (!proc_has(p, line)) {
-        proc_print(p);
-        fail_msg("no \"%s\" line", line);
-    }
+    proc_expect(p, line);
     close(lfd);
 }
 
