@@ -74,8 +74,10 @@ void udp_reply(struct udp_port *port, const struct dgram *ds, size_t n)
 
 void udp_flush(struct worker *w)
 {
-    const struct dgram *ds = w->dgrams != NULL ? w->dgrams->d : NULL;
     size_t n = w->nqueued;
+    if (n == 0 || w->dgrams == NULL)
+        return;
+    const struct dgram *ds = w->dgrams->d;
     w->nqueued = 0;
     for (size_t i = 0, k; i < n; i += k) {
         struct udp_port *port = ((struct flow *)ds[i].owner)->port;
@@ -222,6 +224,8 @@ static void serve(struct udp_port *port, struct dgram *ds, size_t n)
 static void read_port(struct udp_port *port)
 {
     struct worker *w = port->w;
+    if (w->dgrams == NULL) /* made with the worker's first port: never */
+        return;
     udp_flush(w); /* the batch's buffers are read into from the start */
     for (int b = 0; b < READ_BATCHES; b++) {
         int n = dgram_recv(port->fd, w->dgrams, 0, DGRAM_BATCH);

@@ -310,9 +310,51 @@ int upstream_accept(int lfd)
     return fd;
 }
 
+/* The first port of the kernel's ephemeral range (32768 when it cannot
+ * be read). */
+static int ephemeral_low(void)
+{
+    int lo = 32768, hi = 0;
+    FILE *f = fopen("/proc/sys/net/ipv4/ip_local_port_range", "r");
+    if (f != NULL) {
+        if (fscanf(f, "%d %d", &lo, &hi) != 2)
+            lo = 32768;
+        fclose(f);
+    }
+    return lo;
+}
+
+/* Whether nothing holds port on any IPv4 address for `type` (a bind
+ * without SO_REUSEADDR succeeds). */
+static bool port_free(int port, int type)
+{
+    int fd = socket(AF_INET, type | SOCK_CLOEXEC, 0);
+    CHECK(fd >= 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    bool ok = bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
+    close(fd);
+    return ok;
+}
+
+/*
+ * A port below the ephemeral range: one the kernel picked for a test's
+ * socket of port 0 is also the kind that any client's connect or unbound
+ * send draws from, and parallel tests took such ports between the
+ * reservation and the daemon's bind.  Chosen at random (processes run in
+ * parallel) among the ports free for TCP and UDP alike.
+ */
 int reserve_port(void)
 {
-    int fd = bound_loopback();
+    static unsigned seed;
+    if (seed == 0)
+        seed = (unsigned)getpid() * 2654435761u ^ (unsigned)ms_now();
+    int hi = ephemeral_low(), lo = hi > 12000 ? 10000 : 1024;
+    for (int i = 0; i < 500 && hi - lo >= 1000; i++) {
+        int port = lo + (int)(rand_r(&seed) % (unsigned)(hi - lo));
+        if (port_free(port, SOCK_STREAM) && port_free(port, SOCK_DGRAM))
+            return port;
+    }
+    int fd = bound_loopback(); /* a narrow range: the kernel's choice */
     int port = local_port(fd);
     close(fd);
     return port;

@@ -97,9 +97,10 @@ int upstream_accept(int lfd);
 /* Accepts one connection on lfd within ms (fails the test otherwise). */
 int accept_within(int lfd, int ms);
 
-/* A port nobody listens on now: bound on 127.0.0.1:0 and let go (for the
- * configurations a reload must find again: "127.0.0.1:0" would be a new
- * port each time). */
+/* A port free now for TCP and UDP on every IPv4 address, below the
+ * kernel's ephemeral range so that no client socket takes it meanwhile
+ * (for the configurations a reload must find again: "127.0.0.1:0" would
+ * be a new port each time, and for a TCP and a UDP listener on one). */
 int reserve_port(void);
 
 /* A port that refuses connections: bound on 127.0.0.1 but not listening,

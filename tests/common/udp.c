@@ -201,26 +201,6 @@ ssize_t udp_ask(int fd, const char *ip, int port, const void *buf, size_t len,
     return -1;
 }
 
-int udp_reserve_port(void)
-{
-    for (int i = 0; i < 100; i++) {
-        struct sockaddr_storage ss;
-        socklen_t sl = udp_sockaddr("127.0.0.1", 0, &ss);
-        int u = udp_bound(&ss, sl);
-        CHECK(u >= 0);
-        int port = local_port(u);
-        sl = udp_sockaddr("127.0.0.1", port, &ss);
-        int t = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        CHECK(t >= 0);
-        int ok = bind(t, (struct sockaddr *)&ss, sl);
-        close(t);
-        close(u);
-        if (ok == 0)
-            return port;
-    }
-    test_fail("no port free for both TCP and UDP in 100 tries");
-}
-
 /* ---- PROXY protocol v2 ------------------------------------------------------------ */
 
 size_t udp_proxy_v2(uint8_t *buf, const char *src, int sport, const char *dst, int dport)

@@ -81,11 +81,6 @@ void udp_expect_echo(int fd, const char *ip, int port, const void *buf, size_t l
 ssize_t udp_ask(int fd, const char *ip, int port, const void *buf, size_t len,
                 void *reply, size_t cap, int tries, int ms);
 
-/* A port free on 127.0.0.1 for both TCP and UDP now (bound and let go):
- * for a TCP and a UDP listener on one port, and for configurations a
- * reload must find again. */
-int udp_reserve_port(void);
-
 /* ---- PROXY protocol v2 for datagrams -------------------------------------------- */
 
 /*

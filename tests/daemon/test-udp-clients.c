@@ -118,7 +118,7 @@ static void iperf3_udp_through_tcp_and_udp_relays_on_one_port(void **state)
     (void)state;
     char iperf[PATH_MAX];
     NEED("iperf3", "iperf3", iperf);
-    int sport = udp_reserve_port();
+    int sport = reserve_port();
     char sp[16];
     snprintf(sp, sizeof(sp), "%d", sport);
     struct proc *server = proc_start(
@@ -127,7 +127,7 @@ static void iperf3_udp_through_tcp_and_udp_relays_on_one_port(void **state)
         proc_print(server);
         fail_msg("iperf3 -s did not start");
     }
-    int port = udp_reserve_port();
+    int port = reserve_port();
     struct echod *e =
         echod_startf(BASE "listeners = (\n"
                           "{ name = \"ctl\"; protocol = \"tcp\"; mode = \"proxy\";\n"
@@ -214,7 +214,7 @@ static void dig_through_a_responses_one_relay_to_dnsmasq(void **state)
     char dig[PATH_MAX], dnsmasq[PATH_MAX];
     NEED("dig", "bind9-dnsutils", dig);
     NEED("dnsmasq", "dnsmasq-base", dnsmasq);
-    int dport = udp_reserve_port();
+    int dport = reserve_port();
     char port_opt[32];
     snprintf(port_opt, sizeof(port_opt), "--port=%d", dport);
     char *argv[16];

@@ -16,7 +16,7 @@
  *
  * Every test starts its own daemon on ephemeral ports (echod_port()
  * reads "listener NAME: listening on ADDR (udp echo)" as for TCP), except
- * where a reload must find the port again (udp_reserve_port()).
+ * where a reload must find the port again (reserve_port()).
  * UDP_TEST=glob runs only the tests it matches.
  */
 #ifdef HAVE_CONFIG_H
@@ -143,7 +143,7 @@ __attribute__((format(printf, 1, 2))) static struct echod *start(const char *fmt
  * udp_proxy_v2() declares and answers the payload alone, and drops a
  * datagram without a header; distinct sources are counted; a stopped one
  * makes the kernel answer ICMP port unreachable (what failover tests
- * rely on); udp_reserve_port() gives a port free for TCP and UDP. */
+ * rely on); reserve_port() gives a port free for TCP and UDP. */
 static void udp_test_library_checks_itself(void **state)
 {
     (void)state;
@@ -215,7 +215,7 @@ static void udp_test_library_checks_itself(void **state)
     assert_int_equal(errno, ECONNREFUSED);
 
     /* A port for TCP and UDP at once. */
-    port = udp_reserve_port();
+    port = reserve_port();
     int t = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     sl = udp_sockaddr("127.0.0.1", port, &ss);
     assert_int_equal(bind(t, (struct sockaddr *)&ss, sl), 0);
@@ -1041,7 +1041,7 @@ static void reload_keeps_the_port_and_the_flows(void **state)
     (void)state;
     struct udpup *up[2] = {udpup_start(&(struct udpup_conf){.tag = "A:"}),
                            udpup_start(&(struct udpup_conf){.tag = "B:"})};
-    int port = udp_reserve_port();
+    int port = reserve_port();
     static const char fmt[] = BASE
         "listeners = ( { name = \"r\"; protocol = \"udp\"; mode = \"proxy\";\n"
         "  listen = [ \"127.0.0.1:%d\" ];\n"
@@ -1089,9 +1089,9 @@ static void reload_keeps_the_port_and_the_flows(void **state)
 static void reload_removing_a_listener_ends_its_flows(void **state)
 {
     (void)state;
-    int pk = udp_reserve_port(), pg = udp_reserve_port();
+    int pk = reserve_port(), pg = reserve_port();
     for (int i = 0; i < 100 && pg == pk; i++)
-        pg = udp_reserve_port();
+        pg = reserve_port();
     static const char keep[] = "{ name = \"keep\"; protocol = \"udp\"; mode = \"echo\";\n"
                                "  listen = [ \"127.0.0.1:%d\" ]; idle_timeout = 10.0; }";
     static const char gone[] =
@@ -1187,7 +1187,7 @@ static void sigterm_drains_a_flow_until_idle(void **state)
 static void tcp_and_udp_listeners_share_a_port(void **state)
 {
     (void)state;
-    int port = udp_reserve_port();
+    int port = reserve_port();
     struct echod *e = start("{ name = \"t\"; protocol = \"tcp\"; mode = \"echo\";\n"
                             "  listen = [ \"127.0.0.1:%d\" ]; },\n"
                             "{ name = \"u\"; protocol = \"udp\"; mode = \"echo\";\n"
