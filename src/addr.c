@@ -408,6 +408,14 @@ unsigned addr_port(const addr_t *a)
     }
 }
 
+void addr_set_port(addr_t *a, unsigned port)
+{
+    if (a->u.sa.sa_family == AF_INET)
+        a->u.in.sin_port = htons((in_port_t)port);
+    else if (a->u.sa.sa_family == AF_INET6)
+        a->u.in6.sin6_port = htons((in_port_t)port);
+}
+
 int addr_text_host(const char *text, char *buf, size_t len)
 {
     const char *start = text, *end = strrchr(text, ':');

@@ -77,6 +77,9 @@ bool addr_equal(const addr_t *a, const addr_t *b);
 /* The port of an IP address (host order); 0 for a Unix one. */
 unsigned addr_port(const addr_t *a);
 
+/* Sets the port of an IP address (host order); a Unix one is left as is. */
+void addr_set_port(addr_t *a, unsigned port);
+
 /* The host of an address as written, "HOST:PORT" or "[V6]:PORT", into
  * buf: what TLS names and verifies.  0, or -EINVAL for a Unix address or
  * one without a port, -ENAMETOOLONG when buf is too small. */

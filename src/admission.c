@@ -19,8 +19,7 @@ const char *const refusal_names[REFUSED_N] = {
     [REFUSED_NO_FD] = "out_of_fds",
 };
 
-/* What the log says for a refusal. */
-static const char *refusal_text(enum refusal why)
+const char *admission_refusal_text(enum refusal why)
 {
     switch (why) {
     case REFUSED_ACL:
@@ -121,7 +120,7 @@ void admission_refused(struct ratelimit *rl, int64_t now_ms, struct listener *l,
 {
     atomic_fetch_add(&l->st->refused[why], 1);
     char reason[160];
-    snprintf(reason, sizeof(reason), "%s%s%s", refusal_text(why),
+    snprintf(reason, sizeof(reason), "%s%s%s", admission_refusal_text(why),
              detail ? (why == REFUSED_PROXY_HEADER ? ": " : " ") : "",
              detail ? detail : "");
     char text[ADDR_STRLEN];

@@ -66,6 +66,9 @@ enum refusal admission_declare(struct ticket *t, struct listener *l, const addr_
 /* Gives back what *t holds, once: a second call does nothing. */
 void admission_release(struct ticket *t, struct daemon *d, struct listener_state *st);
 
+/* What the log says for a refusal: "denied by allow/deny"... */
+const char *admission_refusal_text(enum refusal why);
+
 /* Counts a refused client of l and logs why (with `detail`, may be NULL),
  * at most a few lines a second through rl; a line after a quiet spell says
  * how many were not logged. */

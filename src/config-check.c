@@ -24,9 +24,10 @@ struct check_taken {
     const char *text;
     const char *listener;
     int line;
+    bool udp;
 };
 
-int check_take(struct config_loader *ld, const struct config_addr *a,
+int check_take(struct config_loader *ld, const struct config_addr *a, bool udp,
                const char *listener, int line)
 {
     if (ld->ntaken == ld->taken_cap) {
@@ -37,16 +38,17 @@ int check_take(struct config_loader *ld, const struct config_addr *a,
         ld->taken = t;
         ld->taken_cap = cap;
     }
-    ld->taken[ld->ntaken++] = (struct check_taken){&a->addr, a->text, listener, line};
+    ld->taken[ld->ntaken++] = (struct check_taken){&a->addr, a->text, listener, line,
+                                                   udp};
     return 0;
 }
 
-int check_overlap(struct config_loader *ld, const addr_t *a, const char *text, int line,
-                  const char *scope, const char *key)
+int check_overlap(struct config_loader *ld, const addr_t *a, bool udp, const char *text,
+                  int line, const char *scope, const char *key)
 {
     for (size_t t = 0; t < ld->ntaken; t++) {
         const struct check_taken *o = &ld->taken[t];
-        if (!addr_overlaps(a, o->addr))
+        if (o->udp != udp || !addr_overlaps(a, o->addr))
             continue;
         if (addr_equal(a, o->addr) && strcmp(text, o->text) == 0)
             return value_refuse(ld, line, scope, key,
@@ -116,6 +118,8 @@ static bool hop_of(const struct config *cfg, size_t from, size_t up, struct hop 
         const addr_t *ua = u->naddrs > 0 ? &u->addrs[a] : &u->addr;
         for (size_t j = 0; j < cfg->nlisteners; j++) {
             const struct listener_config *lc = &cfg->listeners[j];
+            if (lc->protocol != cfg->listeners[from].protocol)
+                continue; /* a TCP upstream never reaches a UDP socket */
             for (size_t m = 0; m < lc->nlisten; m++) {
                 if (reaches(ua, &lc->listen[m].addr)) {
                     *h = (struct hop){.from = from, .up = up, .to = j, .at = m};

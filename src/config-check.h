@@ -13,15 +13,16 @@
 #include "config.h"
 #include "config-value.h"
 
-/* Remembers a listen address of `listener` (written at `line`) for the
- * overlap checks of the ones after it. */
-int check_take(struct config_loader *ld, const struct config_addr *a,
+/* Remembers a listen address of `listener` (written at `line`), UDP or
+ * TCP, for the overlap checks of the ones after it. */
+int check_take(struct config_loader *ld, const struct config_addr *a, bool udp,
                const char *listener, int line);
 
 /* Refuses the address a, written `text` at `line` as the setting
- * SCOPE.KEY, when it overlaps a listen address taken before. */
-int check_overlap(struct config_loader *ld, const addr_t *a, const char *text, int line,
-                  const char *scope, const char *key);
+ * SCOPE.KEY, when it overlaps a listen address of the same protocol taken
+ * before (a TCP and a UDP listener may share a port). */
+int check_overlap(struct config_loader *ld, const addr_t *a, bool udp, const char *text,
+                  int line, const char *scope, const char *key);
 
 /*
  * Refuses the listen address a, written `text` at `line`, when it is a

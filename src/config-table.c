@@ -72,6 +72,11 @@ static const struct value_choice modes[] = {
     {"proxy", MODE_PROXY},
     {NULL, 0},
 };
+static const struct value_choice protocols[] = {
+    {"tcp", PROTOCOL_TCP},
+    {"udp", PROTOCOL_UDP},
+    {NULL, 0},
+};
 static const struct value_choice balances[] = {
     {"round-robin", BALANCE_ROUND_ROBIN},
     {"least-connections", BALANCE_LEAST_CONNECTIONS},
@@ -114,6 +119,10 @@ const struct setting table_settings[] = {
      .help = "the listeners, at least one"},
     {STRING("listeners.name", listener_config, name, NULL), .flags = SETTING_NAMES_GROUP,
      .help = "names the listener in log lines; required, unique"},
+    {CHOICE("listeners.protocol", listener_config, protocol, enum listener_protocol,
+            protocols, PROTOCOL_TCP),
+     .flags = SETTING_EARLY,
+     .help = "tcp, or udp: datagrams, served per flow (a client's address and port)"},
     {OWN("listeners.listen", SETTING_ADDRESSES, config_load_listen),
      .help = "the addresses to accept connections on; required"},
     {CHOICE("listeners.mode", listener_config, mode, enum listener_mode, modes,
@@ -121,6 +130,7 @@ const struct setting table_settings[] = {
      .flags = SETTING_EARLY,
      .help = "echo sends every byte back; proxy relays to the upstreams"},
     {BYTES("listeners.buffer_size", listener_config, buffer_size, 1024, 16777216, 16384),
+     .flags = SETTING_TCP_ONLY,
      .help = "bytes buffered per connection in each direction"},
     {SECONDS("listeners.idle_timeout", listener_config, idle_timeout_ms, 604800, 300),
      .help = "seconds a connection may stay silent both ways; 0: forever"},
@@ -136,9 +146,10 @@ const struct setting table_settings[] = {
      .help = "expect a PROXY protocol header and take the client from it"},
     {POSITIVE_SECONDS("listeners.proxy_timeout", listener_config, proxy_timeout_ms, 3600,
                       5),
-     .load = config_load_proxy_timeout,
+     .load = config_load_proxy_timeout, .flags = SETTING_TCP_ONLY,
      .help = "seconds the whole PROXY header may take; with accept_proxy only"},
     {BOOL("listeners.splice", listener_config, splice, false), .load = config_load_splice,
+     .flags = SETTING_TCP_ONLY,
      .help = "move bulk data with splice(2); default true for a relay"},
     {OWN("listeners.upstreams", SETTING_ADDRESSES, config_load_upstreams),
      .flags = SETTING_PROXY_ONLY,
@@ -149,10 +160,10 @@ const struct setting table_settings[] = {
      .help = "how an upstream is chosen for each connection"},
     {POSITIVE_SECONDS("listeners.connect_timeout", listener_config, connect_timeout_ms,
                       3600, 3),
-     .load = config_load_connect_timeout,
+     .load = config_load_connect_timeout, .flags = SETTING_TCP_ONLY,
      .help = "seconds allowed to connect to an upstream, and for a TLS handshake"},
     {COUNT("listeners.retries", listener_config, retries, 0, 100, 2),
-     .flags = SETTING_PROXY_ONLY,
+     .flags = SETTING_PROXY_ONLY | SETTING_TCP_ONLY,
      .help = "other upstreams tried before any byte was relayed"},
     {SECONDS("listeners.fail_timeout", listener_config, fail_timeout_ms, 3600, 10),
      .flags = SETTING_PROXY_ONLY,
@@ -161,8 +172,12 @@ const struct setting table_settings[] = {
             send_proxies, SEND_PROXY_NONE),
      .flags = SETTING_PROXY_ONLY,
      .help = "a PROXY protocol header sent to the upstream first"},
+    {COUNT("listeners.responses", listener_config, responses, 0, 1000000, 0),
+     .flags = SETTING_PROXY_ONLY | SETTING_UDP_ONLY,
+     .help = "udp: a flow ends after this many datagrams back (DNS: 1); 0: any number"},
     {GROUP("listeners.upstream_tls", "{ ca = \"...\"; verify = true; }"),
-     .flags = SETTING_PROXY_ONLY, .help = "connect to the upstreams over TLS"},
+     .flags = SETTING_PROXY_ONLY | SETTING_TCP_ONLY,
+     .help = "connect to the upstreams over TLS"},
     {STRING("listeners.upstream_tls.ca", listener_config, upstream_tls.ca, ""),
      .help =
          "CA certificates (PEM) the upstreams' are checked against; \"\": the system's"},
@@ -177,10 +192,10 @@ const struct setting table_settings[] = {
     {STRING("listeners.upstream_tls.key", listener_config, upstream_tls.pair.key, ""),
      .help = "the client certificate's private key (PEM)"},
     {OWN("listeners.sni_routes", SETTING_GROUPS, config_load_sni_routes),
-     .flags = SETTING_PROXY_ONLY,
+     .flags = SETTING_PROXY_ONLY | SETTING_TCP_ONLY,
      .help = "upstreams chosen by the server name a TLS client asks for"},
     {GROUP("listeners.tls", "{ certificate = \"...\"; key = \"...\"; }"),
-     .help = "terminate TLS on this listener's connections"},
+     .flags = SETTING_TCP_ONLY, .help = "terminate TLS on this listener's connections"},
     {STRING("listeners.tls.certificate", listener_config, tls.pair.certificate, NULL),
      .help = "the certificate chain in PEM, leaf first; required"},
     {STRING("listeners.tls.key", listener_config, tls.pair.key, NULL),
@@ -452,7 +467,8 @@ int table_load(struct config_loader *ld, const config_setting_t *g, const char *
                const char *level, void *base, unsigned flags)
 {
     for (const struct setting *row = table_settings; row->key != NULL; row++) {
-        if (table_key_in(row, level) == NULL || row->flags != flags)
+        if (table_key_in(row, level) == NULL ||
+            (row->flags & ~(SETTING_TCP_ONLY | SETTING_UDP_ONLY)) != flags)
             continue;
         int rc = row->kind == SETTING_GROUP ? load_group(ld, g, scope, row, base)
                                             : load_row(ld, g, scope, row, base);

@@ -42,6 +42,11 @@ enum setting_kind {
 /* Names its group in messages (a listener's name): loaded by the group's
  * own code, first. */
 #define SETTING_NAMES_GROUP 4u
+/* Only for protocol = "tcp" (or only "udp"): refused on a listener of the
+ * other protocol.  Checked apart from the flags above, which say when a
+ * row is loaded. */
+#define SETTING_TCP_ONLY 8u
+#define SETTING_UDP_ONLY 16u
 
 struct setting;
 
@@ -67,7 +72,8 @@ union setting_value {
 struct setting {
     const char *key; /* "workers", "log.level", "listeners.idle_timeout" */
     enum setting_kind kind;
-    unsigned flags;      /* SETTING_PROXY_ONLY, SETTING_EARLY, SETTING_NAMES_GROUP */
+    unsigned flags;      /* SETTING_PROXY_ONLY, SETTING_EARLY, SETTING_NAMES_GROUP,
+                            SETTING_TCP_ONLY, SETTING_UDP_ONLY */
     size_t offset;       /* of the value in its struct */
     size_t count_offset; /* SETTING_CIDRS: of the number of them */
     union {

@@ -124,6 +124,11 @@ int config_load_listen(struct config_loader *ld, const config_setting_t *g,
         const char *what = parsed[0].u.sa.sa_family == AF_UNIX
                                ? addr_unix_path_problem(parsed[0].u.un.sun_path)
                                : NULL;
+        if (parsed[0].u.sa.sa_family == AF_UNIX && lc->protocol == PROTOCOL_UDP)
+            return value_refuse(ld, line, scope, key,
+                                "%s: a Unix socket is not allowed with protocol = "
+                                "\"udp\"; expected an IP address like \"127.0.0.1:7007\"",
+                                value_quote(q, text));
         if (what != NULL)
             return value_refuse(ld, line, scope, key,
                                 "%s: %s is %s, not a socket; only a stale socket is "
@@ -133,7 +138,8 @@ int config_load_listen(struct config_loader *ld, const config_setting_t *g,
             return rc;
         for (size_t k = 0; k < count; k++) {
             struct config_addr *a = &lc->listen[lc->nlisten];
-            if ((rc = check_overlap(ld, &parsed[k], text, line, scope, key)) != 0)
+            bool udp = lc->protocol == PROTOCOL_UDP;
+            if ((rc = check_overlap(ld, &parsed[k], udp, text, line, scope, key)) != 0)
                 return rc;
             a->text = strdup(text);
             if (a->text == NULL)
@@ -141,7 +147,7 @@ int config_load_listen(struct config_loader *ld, const config_setting_t *g,
             a->addr = parsed[k];
             a->line = line;
             lc->nlisten++;
-            if ((rc = check_take(ld, a, lc->name, line)) != 0)
+            if ((rc = check_take(ld, a, udp, lc->name, line)) != 0)
                 return rc;
         }
     }
@@ -258,11 +264,54 @@ static int load_mode_settings(struct config_loader *ld, const config_setting_t *
     return 0;
 }
 
+/* Refuses the settings of the other protocol: a TCP-only one on a UDP
+ * listener, or the reverse. */
+static int check_protocol_settings(struct config_loader *ld, const config_setting_t *g,
+                                   const char *scope, const struct listener_config *lc)
+{
+    bool udp = lc->protocol == PROTOCOL_UDP;
+    unsigned other = udp ? SETTING_TCP_ONLY : SETTING_UDP_ONLY;
+    for (const struct setting *row = table_settings; row->key != NULL; row++) {
+        const char *key = table_key_in(row, "listeners.");
+        if (key == NULL || !(row->flags & other))
+            continue;
+        const config_setting_t *s = config_setting_get_member(g, key);
+        if (s != NULL)
+            return value_refuse(ld, value_line(s), scope, key,
+                                "only for protocol = \"%s\"; this listener's protocol "
+                                "is \"%s\"",
+                                udp ? "tcp" : "udp", udp ? "udp" : "tcp");
+    }
+    return 0;
+}
+
+/* What a UDP listener needs beyond its settings one by one: flows that
+ * end, and a PROXY header that fits a datagram (v2). */
+static int check_udp(struct config_loader *ld, const config_setting_t *g,
+                     const char *scope, struct listener_config *lc)
+{
+    if (lc->protocol != PROTOCOL_UDP)
+        return 0;
+    lc->splice = false;
+    const config_setting_t *s = config_setting_get_member(g, "idle_timeout");
+    if (lc->idle_timeout_ms == 0)
+        return value_refuse(ld, value_line(s), scope, "idle_timeout",
+                            "0 is not allowed with protocol = \"udp\": a flow ends only "
+                            "when idle; expected seconds like 30.0");
+    s = config_setting_get_member(g, "send_proxy");
+    if (lc->send_proxy == SEND_PROXY_V1)
+        return value_refuse(ld, value_line(s), scope, "send_proxy",
+                            "\"v1\" is not allowed with protocol = \"udp\": PROXY over "
+                            "UDP is v2 only; expected \"none\" or \"v2\"");
+    return 0;
+}
+
 /*
  * Loads listener i from the group g into cfg->listeners[i].  Messages name
  * it "listeners.[i]" (counted from 0, as libconfig paths do) until its name
  * is known, "listeners.NAME" after.  The name first, then its keys are
- * checked, then its mode, the settings of its mode, and the others.
+ * checked, then its mode and protocol, the settings of its mode, and the
+ * others.
  */
 static int load_listener(struct config_loader *ld, const config_setting_t *g,
                          struct config *cfg, size_t i)
@@ -292,8 +341,10 @@ static int load_listener(struct config_loader *ld, const config_setting_t *g,
                             "missing; every listener needs a name of letters, digits, "
                             "\"_\", \".\" or \"-\"");
     if ((rc = table_load(ld, g, scope, "listeners.", lc, SETTING_EARLY)) != 0 ||
+        (rc = check_protocol_settings(ld, g, scope, lc)) != 0 ||
         (rc = load_mode_settings(ld, g, scope, lc)) != 0 ||
-        (rc = table_load(ld, g, scope, "listeners.", lc, 0)) != 0)
+        (rc = table_load(ld, g, scope, "listeners.", lc, 0)) != 0 ||
+        (rc = check_udp(ld, g, scope, lc)) != 0)
         return rc;
     return config_check_tls(ld, g, scope, lc);
 }
@@ -383,7 +434,7 @@ int config_load_stats_listen(struct config_loader *ld, const config_setting_t *g
                             value_quote(got, text), aerr);
     int rc;
     if ((rc = check_v4_mapped(ld, &parsed, text, line, scope, "listen")) != 0 ||
-        (rc = check_overlap(ld, &parsed, text, line, scope, "listen")) != 0)
+        (rc = check_overlap(ld, &parsed, false, text, line, scope, "listen")) != 0)
         return rc;
     cfg->stats.text = strdup(text);
     if (cfg->stats.text == NULL)

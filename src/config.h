@@ -13,6 +13,7 @@
 #include "addr.h"
 
 enum listener_mode { MODE_ECHO, MODE_PROXY };
+enum listener_protocol { PROTOCOL_TCP, PROTOCOL_UDP };
 enum balance { BALANCE_ROUND_ROBIN, BALANCE_LEAST_CONNECTIONS, BALANCE_SOURCE_HASH };
 enum send_proxy { SEND_PROXY_NONE, SEND_PROXY_V1, SEND_PROXY_V2 };
 enum log_target { LOG_TARGET_AUTO, LOG_TARGET_STDERR, LOG_TARGET_SYSLOG };
@@ -82,6 +83,7 @@ struct listener_config {
     int line;                   /* where the listener's group starts, for messages */
     struct config_addr *listen; /* "*:port" is expanded into two */
     size_t nlisten;
+    enum listener_protocol protocol;
     enum listener_mode mode;
     size_t buffer_size;       /* bytes per direction */
     int64_t idle_timeout_ms;  /* 0 = none */
@@ -102,6 +104,7 @@ struct listener_config {
     unsigned retries;
     int64_t fail_timeout_ms;
     enum send_proxy send_proxy;
+    unsigned responses; /* UDP: a flow ends after this many replies; 0: never */
     struct upstream_tls_config upstream_tls;
     struct sni_route *sni_routes;
     size_t nsni_routes;

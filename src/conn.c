@@ -184,7 +184,7 @@ static void end(struct conn *c, const char *reason, bool abort)
     if (c->next != NULL)
         c->next->prev = c->prev;
     w->nconns--;
-    loop_defer(&w->loop, &c->later);
+    loop_defer(&w->loop, &c->later, conn_release);
 }
 
 void conn_close(struct conn *c, const char *reason)
@@ -372,7 +372,7 @@ static void read_hello(struct conn *c)
     }
     if (r == HELLO_FOUND && hi.has_sni) {
         c->sni = strdup(hi.server_name);
-        c->pool = upstream_route(c->l, hi.server_name);
+        c->choice.pool = upstream_route(c->l, hi.server_name);
     }
     h->readable = true; /* more may be waiting behind what we read */
     start_connect(c);
@@ -420,7 +420,7 @@ void conn_open(struct worker *w, struct listen_sock *ls, int fd, const addr_t *p
     c->ls = ls;
     c->peer = *peer;
     c->ticket = *ticket;
-    c->pool = &l->pools[0];
+    c->choice.pool = &l->pools[0];
     c->client = (struct endpoint){.h.on_event = on_event, .fd = fd};
     c->upstream = (struct endpoint){.h.on_event = on_event, .fd = -1, .upstream = true};
     for (int i = 0; i < 2; i++)
@@ -542,7 +542,7 @@ static void start_connect(struct conn *c)
     struct worker *w = c->w;
     const struct listener_config *cfg = c->l->cfg;
     struct upstream_addr *up;
-    while ((up = upstream_next(w, c)) != NULL) {
+    while ((up = upstream_next(w, c->l, &c->choice, &c->peer)) != NULL) {
         int fd = up->addr.u.sa.sa_family == AF_UNIX
                      ? mio_unix_connect(up->addr.u.un.sun_path)
                      : mio_tcp_connect(&up->addr.u.sa, up->addr.len);
@@ -553,7 +553,7 @@ static void start_connect(struct conn *c)
             return;
         }
         if (fd < 0) {
-            upstream_failed(w, c, up, -fd);
+            upstream_failed(w, c->l, c->choice.target, up, -fd);
             continue;
         }
         c->up = up;
@@ -577,7 +577,8 @@ static void start_connect(struct conn *c)
     char client[ADDR_STRLEN];
     addr_format(&c->peer, client, sizeof(client));
     upstream_warn(w, "listener %s: no upstream reached for %s after %u attempt%s",
-                  cfg->name, client, c->attempts, c->attempts == 1 ? "" : "s");
+                  cfg->name, client, c->choice.attempts,
+                  c->choice.attempts == 1 ? "" : "s");
     conn_abort(c, "no-upstream");
 }
 
@@ -585,7 +586,7 @@ static void start_connect(struct conn *c)
  * marked failed and the next one tried. */
 static void connect_failed(struct conn *c, int err)
 {
-    upstream_failed(c->w, c, c->up, err);
+    upstream_failed(c->w, c->l, c->choice.target, c->up, err);
     atomic_fetch_sub(&c->up->active, 1);
     c->up = NULL;
     unwatch(c, &c->upstream);
@@ -625,9 +626,11 @@ static void check_connect(struct conn *c)
     char host[ADDR_STRLEN];
     const char *name = ut->server_name;
     if (name[0] == '\0')
-        name = addr_text_host(c->target->text, host, sizeof(host)) == 0 ? host : NULL;
-    size_t slot = c->target->slot0;
-    for (size_t k = 0; k < c->target->naddrs && c->target->addrs[k] != c->up; k++)
+        name = addr_text_host(c->choice.target->text, host, sizeof(host)) == 0 ? host
+                                                                               : NULL;
+    size_t slot = c->choice.target->slot0;
+    for (size_t k = 0;
+         k < c->choice.target->naddrs && c->choice.target->addrs[k] != c->up; k++)
         slot++;
     c->upstream.tls = tls_session_connect(ut->client, c->upstream.fd, name, slot);
     if (c->upstream.tls == NULL) {
@@ -675,7 +678,7 @@ static void handshake(struct conn *c, struct endpoint *e)
         (void)move(c, 0);
         return;
     }
-    c->pool = upstream_route(c->l, tls_session_server_name(e->tls));
+    c->choice.pool = upstream_route(c->l, tls_session_server_name(e->tls));
     start_connect(c);
 }
 

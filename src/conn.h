@@ -26,12 +26,10 @@
 #include "endpoint.h"
 #include "half.h"
 #include "loop.h"
+#include "upstream.h"
 
 struct listen_sock;
 struct listener;
-struct upstream;
-struct upstream_addr;
-struct upstream_pool;
 struct worker;
 
 /* A connection's life: the PROXY header, the ClientHello read for
@@ -51,19 +49,13 @@ struct conn {
     /* Relay: [0] client to upstream, [1] upstream to client.  Echo: [0]
      * client to client. */
     struct half halves[2];
-    struct timer timer;               /* idle, connect or PROXY header deadline */
-    struct ticket ticket;             /* what admission took */
-    uint8_t state;                    /* enum conn_state */
-    bool dead;                        /* closed: freed after the batch of events */
-    bool tls_up;                      /* the client's TLS handshake is done */
-    bool all_failed;                  /* the upstream of this attempt had no address
-                                         unmarked: its addresses are all tried */
-    uint16_t tried;                   /* its addresses tried in this attempt (bit i: i) */
-    uint16_t attempts;                /* upstreams tried (retries + 1 at most) */
-    uint16_t cursor;                  /* where the next upstream pick starts */
-    const struct upstream *target;    /* the upstream of this attempt */
-    const struct upstream_pool *pool; /* the upstreams it chooses among */
-    char *sni;                        /* the server name its ClientHello asked for */
+    struct timer timer;            /* idle, connect or PROXY header deadline */
+    struct ticket ticket;          /* what admission took */
+    uint8_t state;                 /* enum conn_state */
+    bool dead;                     /* closed: freed after the batch of events */
+    bool tls_up;                   /* the client's TLS handshake is done */
+    struct upstream_choice choice; /* its upstream, over the attempts */
+    char *sni;                     /* the server name its ClientHello asked for */
     struct worker *w;
     struct listener *l;
     struct listen_sock *ls;

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "accept.h"
+#include "dgram.h"
 #include "endpoint.h"
 #include "generation.h"
 #include "log.h"
@@ -97,16 +98,16 @@ static void set_reuseport(int fd, bool on)
  * close (or the reload fails), the new one for good, since the kernel
  * keeps the port's reuse state for as long as a socket holds it.  Not with
  * a socket systemd passed, which stays open after the reload.  True when
- * a was shared.
+ * a was shared.  Only sockets of the same protocol (udp or not) matter.
  */
-static bool share_port(struct generation *old, const addr_t *a)
+static bool share_port(struct generation *old, const addr_t *a, bool udp)
 {
     bool shared = false;
     for (size_t i = 0; old != NULL && i < old->nlisteners; i++)
         for (size_t k = 0; k < old->listeners[i].nsocks; k++) {
             struct listen_sock *o = &old->listeners[i].socks[k];
-            if (o->fd < 0 || o->moved || o->passed || !addr_overlaps(&o->addr, a) ||
-                addr_equal(&o->addr, a))
+            if (o->fd < 0 || o->moved || o->passed || o->udp != udp ||
+                !addr_overlaps(&o->addr, a) || addr_equal(&o->addr, a))
                 continue;
             set_reuseport(o->fd, true);
             o->shares_port = true;
@@ -115,24 +116,26 @@ static bool share_port(struct generation *old, const addr_t *a)
     return shared;
 }
 
-/* A socket systemd passed for this listener and address, or NULL. */
+/* A socket systemd passed for this listener and address (a datagram one
+ * when udp), or NULL. */
 static struct passed_sock *find_passed(struct daemon *d, const char *name,
-                                       const addr_t *a)
+                                       const addr_t *a, bool udp)
 {
     for (size_t i = 0; i < d->npassed; i++) {
         struct passed_sock *p = &d->passed[i];
-        if (!p->taken && strcmp(p->name, name) == 0 && addr_equal(&p->addr, a))
+        if (!p->taken && p->udp == udp && strcmp(p->name, name) == 0 &&
+            addr_equal(&p->addr, a))
             return p;
     }
     return NULL;
 }
 
-/* An equal address of a listener of `old` whose socket can be taken over.
- * Port 0 asks the kernel for a port: the socket that listener `name` got
- * for the same written address is kept, so that a reload does not move it
- * to another port. */
+/* An equal address of a listener of `old` whose socket (of the same
+ * protocol) can be taken over.  Port 0 asks the kernel for a port: the
+ * socket that listener `name` got for the same written address is kept,
+ * so that a reload does not move it to another port. */
 static struct listen_sock *find_old(struct generation *old, const char *name,
-                                    const addr_t *a)
+                                    const addr_t *a, bool udp)
 {
     for (size_t i = 0; old != NULL && i < old->nlisteners; i++)
         for (size_t k = 0; k < old->listeners[i].nsocks; k++) {
@@ -142,7 +145,7 @@ static struct listen_sock *find_old(struct generation *old, const char *name,
                         (a->u.sa.sa_family != AF_UNIX && addr_port(a) == 0 &&
                          strcmp(l->cfg->name, name) == 0 &&
                          addr_equal(&l->cfg->listen[k].addr, a));
-            if (ls->fd >= 0 && !ls->moved && same)
+            if (ls->fd >= 0 && !ls->moved && ls->udp == udp && same)
                 return ls;
         }
     return NULL;
@@ -155,8 +158,8 @@ static int open_sock(struct daemon *d, struct generation *old, struct listen_soc
                      const struct listener_config *cfg, struct generation_error *e)
 {
     const addr_t *a = &ls->addr;
-    struct listen_sock *prev = find_old(old, cfg->name, a);
-    struct passed_sock *p = prev ? NULL : find_passed(d, cfg->name, a);
+    struct listen_sock *prev = find_old(old, cfg->name, a, ls->udp);
+    struct passed_sock *p = prev ? NULL : find_passed(d, cfg->name, a, ls->udp);
     const char *what = NULL;
     int fd;
     if (prev != NULL) {
@@ -173,9 +176,17 @@ static int open_sock(struct daemon *d, struct generation *old, struct listen_soc
         fd = listen_unix(ls, &what);
     } else {
         unsigned flags = a->u.sa.sa_family == AF_INET6 ? MIO_LISTEN_V6ONLY : 0;
-        if (share_port(old, a))
+        if (share_port(old, a, ls->udp))
             flags |= MIO_LISTEN_REUSEPORT;
-        fd = mio_tcp_listen(&a->u.sa, a->len, 0, flags);
+        fd = ls->udp ? dgram_bind(a, flags) : mio_tcp_listen(&a->u.sa, a->len, 0, flags);
+    }
+    if (fd >= 0 && ls->udp && prev == NULL) {
+        int err = dgram_prepare(fd, a->u.sa.sa_family);
+        if (err < 0) { /* a passed socket stays systemd's */
+            if (p == NULL)
+                close(fd);
+            fd = err;
+        }
     }
     if (fd < 0) {
         e->err = fd;
@@ -186,7 +197,8 @@ static int open_sock(struct daemon *d, struct generation *old, struct listen_soc
     }
     ls->fd = fd;
     ls->reused = prev != NULL;
-    endpoint_urgent_inline(fd); /* for the clients it accepts */
+    if (!ls->udp)
+        endpoint_urgent_inline(fd); /* for the clients it accepts */
     if (a->u.sa.sa_family != AF_UNIX) {
         addr_t bound;
         bound.len = sizeof(bound.u);
@@ -205,7 +217,8 @@ static void log_new_sockets(const struct generation *g)
             const struct listener *l = &g->listeners[i];
             const struct listen_sock *ls = &l->socks[k];
             if (!ls->reused)
-                log_info("listener %s: listening on %s (%s%s)", l->cfg->name, ls->name,
+                log_info("listener %s: listening on %s (%s%s%s)", l->cfg->name, ls->name,
+                         ls->udp ? "udp " : "",
                          l->cfg->mode == MODE_ECHO ? "echo" : "proxy",
                          ls->passed ? ", socket from systemd" : "");
         }
@@ -227,6 +240,7 @@ static int passed_all_match(struct daemon *d, const struct config *cfg,
             const struct listener_config *lc = &cfg->listeners[l];
             for (size_t k = 0; k < lc->nlisten && !found; k++)
                 found = strcmp(lc->name, p->name) == 0 &&
+                        (lc->protocol == PROTOCOL_UDP) == p->udp &&
                         addr_equal(&lc->listen[k].addr, &p->addr);
         }
         if (!found) {
@@ -259,10 +273,10 @@ static struct listener_state *state_for(struct generation *old, const char *name
     return st;
 }
 
-/* Sets up upstream `up` from ca, each address's state found again in g or
- * old; false when out of memory. */
+/* Sets up upstream `up` from ca (a UDP server's when udp), each address's
+ * state found again in g or old; false when out of memory. */
 static bool open_upstream(struct generation *g, struct generation *old,
-                          struct upstream *up, const struct config_addr *ca)
+                          struct upstream *up, const struct config_addr *ca, bool udp)
 {
     up->text = ca->text;
     up->addrs = calloc(ca->naddrs ? ca->naddrs : 1, sizeof(struct upstream_addr *));
@@ -270,7 +284,7 @@ static bool open_upstream(struct generation *g, struct generation *old,
     if (up->addrs == NULL || up->loop_at == NULL)
         return false;
     for (size_t k = 0; k < ca->naddrs; k++) {
-        up->addrs[k] = upstream_addr_get(g, old, &ca->addrs[k]);
+        up->addrs[k] = upstream_addr_get(g, old, &ca->addrs[k], udp);
         if (up->addrs[k] == NULL)
             return false;
         up->naddrs++;
@@ -307,7 +321,7 @@ static bool open_upstreams(struct generation *g, struct generation *old,
             up->slot0 = slots;
             slots += list[i].naddrs;
             l->nupstreams++; /* free_generation() frees what was allocated */
-            if (!open_upstream(g, old, up, &list[i]))
+            if (!open_upstream(g, old, up, &list[i], cfg->protocol == PROTOCOL_UDP))
                 return false;
         }
     }
@@ -331,6 +345,7 @@ static int open_listener(struct daemon *d, struct generation *g, struct generati
         ls->h.on_event = accept_ready;
         ls->fd = -1;
         ls->addr = cfg->listen[i].addr;
+        ls->udp = cfg->protocol == PROTOCOL_UDP;
         ls->listener = l;
         l->nsocks++;
         int err = open_sock(d, old, ls, cfg, e);
@@ -480,11 +495,12 @@ static void close_sock(struct daemon *d, struct listen_sock *ls)
     ls->fd = -1;
 }
 
-void generation_close_sockets(struct daemon *d, struct generation *g)
+void generation_close_sockets(struct daemon *d, struct generation *g, bool udp)
 {
     for (size_t i = 0; i < g->nlisteners; i++)
         for (size_t k = 0; k < g->listeners[i].nsocks; k++)
-            close_sock(d, &g->listeners[i].socks[k]);
+            if (udp || !g->listeners[i].socks[k].udp)
+                close_sock(d, &g->listeners[i].socks[k]);
 }
 
 void generation_ref(struct generation *g)

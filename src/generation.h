@@ -17,12 +17,15 @@
 #include "loop.h"
 #include "persource.h"
 #include "tls.h"
+#include "udp.h"
 #include "upstream.h"
 
-/* One bound address of a listener, shared by every worker's poll. */
+/* One bound address of a listener: a TCP or Unix one shared by every
+ * worker's poll; a UDP one served by one worker (udp.h). */
 struct listen_sock {
-    struct handler h; /* its token: accept (accept.c) */
+    struct handler h; /* its token: accept (accept.c); unused for UDP */
     int fd;
+    bool udp;    /* a datagram socket */
     addr_t addr; /* as bound: the real port when 0 was asked */
     char name[ADDR_STRLEN];
     bool passed;      /* from systemd: it owns the socket (and its file) */
@@ -47,6 +50,9 @@ struct listener_state {
     atomic_ullong tls_handshakes[TLS_SIDE_N];
     atomic_ullong tls_failures[TLS_SIDE_N][TLS_FAIL_N];
     atomic_uint rr; /* round-robin cursor over its upstreams */
+    /* UDP: datagrams from and to clients, and those dropped, by reason */
+    atomic_ullong dgrams_in, dgrams_out;
+    atomic_ullong udp_dropped[UDP_DROP_N];
 };
 
 struct generation;
@@ -107,8 +113,9 @@ void generation_error_text(const struct generation_error *e, char *buf, size_t l
 /* Closes the sockets g still owns (those not handed on to a newer
  * generation), removing the files of its Unix sockets; for a generation
  * that no worker watches any more.  Sockets systemd passed are only given
- * back to d->passed (closed at exit). */
-void generation_close_sockets(struct daemon *d, struct generation *g);
+ * back to d->passed (closed at exit).  UDP sockets only when `udp`: when
+ * the daemon stops, flows still drain through theirs. */
+void generation_close_sockets(struct daemon *d, struct generation *g, bool udp);
 
 /* Gives the Unix socket files `g` made to the user the daemon is about to
  * become, so that they are that user's, like those a reload makes later;

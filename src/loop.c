@@ -15,10 +15,9 @@ int64_t loop_clock_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-int loop_init(struct loop *l, size_t batch, struct handler *wake,
-              void (*release)(struct deferred *d))
+int loop_init(struct loop *l, size_t batch, struct handler *wake)
 {
-    *l = (struct loop){.now_ms = loop_clock_ms(), .release = release};
+    *l = (struct loop){.now_ms = loop_clock_ms()};
     l->events = mio_events_new(batch);
     if (l->events == NULL)
         return -ENOMEM;
@@ -68,8 +67,9 @@ void loop_timer_cancel(struct loop *l, struct timer *t)
     timer_cancel(&l->timers, t);
 }
 
-void loop_defer(struct loop *l, struct deferred *d)
+void loop_defer(struct loop *l, struct deferred *d, void (*release)(struct deferred *d))
 {
+    d->release = release;
     d->next = l->later;
     l->later = d;
 }
@@ -80,7 +80,7 @@ static void release_deferred(struct loop *l)
     while (l->later != NULL) {
         struct deferred *d = l->later;
         l->later = d->next;
-        l->release(d);
+        d->release(d);
     }
 }
 

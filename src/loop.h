@@ -35,9 +35,11 @@ struct handler {
     void (*on_event)(struct handler *h, struct loop *l, const mio_event_t *ev);
 };
 
-/* Something to free once the batch of events in progress is over. */
+/* Something to free once the batch of events in progress is over, and
+ * the function that frees it. */
 struct deferred {
     struct deferred *next;
+    void (*release)(struct deferred *d);
 };
 
 struct loop {
@@ -47,17 +49,14 @@ struct loop {
     mio_waker_t *waker;
     struct timer_heap timers;
     int64_t now_ms;         /* CLOCK_MONOTONIC, taken after each poll */
-    struct deferred *later; /* freed after the batch, by release */
-    void (*release)(struct deferred *d);
+    struct deferred *later; /* freed after the batch, each by its release */
 };
 
 /*
  * Makes a loop for events in batches of `batch`, whose waker's event goes
- * to `wake`, and whose deferred things `release` frees.  0 or -errno (then
- * loop_free() frees what was made).
+ * to `wake`.  0 or -errno (then loop_free() frees what was made).
  */
-int loop_init(struct loop *l, size_t batch, struct handler *wake,
-              void (*release)(struct deferred *d));
+int loop_init(struct loop *l, size_t batch, struct handler *wake);
 
 /* Frees the loop (not what its handlers belong to). */
 void loop_free(struct loop *l);
@@ -82,9 +81,9 @@ int loop_timer_set(struct loop *l, struct timer *t, int64_t deadline_ms);
 /* Unschedules t (a no-op when it is not scheduled). */
 void loop_timer_cancel(struct loop *l, struct timer *t);
 
-/* Hands d to the loop to release once the events of the batch in progress,
- * which may still name it, are dispatched. */
-void loop_defer(struct loop *l, struct deferred *d);
+/* Hands d to the loop, for release(d) once the events of the batch in
+ * progress, which may still name it, are dispatched. */
+void loop_defer(struct loop *l, struct deferred *d, void (*release)(struct deferred *d));
 
 /* Takes the time, runs the timers that are due, and releases what was
  * deferred. */

@@ -71,6 +71,19 @@ static void log_counters(struct daemon *d)
     for (size_t i = 0; i < g->nlisteners; i++) {
         struct listener_state *st = g->listeners[i].st;
         unsigned long long refused = 0;
+        if (g->listeners[i].cfg->protocol == PROTOCOL_UDP) {
+            for (int k = 0; k < UDP_DROP_N; k++)
+                refused += atomic_load(&st->udp_dropped[k]);
+            log_notice("listener %s: flows=%u total=%llu datagrams_in=%llu "
+                       "datagrams_out=%llu dropped=%llu in=%llu out=%llu",
+                       st->name, atomic_load(&st->active),
+                       (unsigned long long)atomic_load(&st->accepted),
+                       (unsigned long long)atomic_load(&st->dgrams_in),
+                       (unsigned long long)atomic_load(&st->dgrams_out), refused,
+                       (unsigned long long)atomic_load(&st->bytes_in),
+                       (unsigned long long)atomic_load(&st->bytes_out));
+            continue;
+        }
         for (int k = 0; k < REFUSED_N; k++)
             refused += atomic_load(&st->refused[k]);
         log_notice("listener %s: open=%u accepted=%llu refused=%llu in=%llu out=%llu",
@@ -95,7 +108,7 @@ static void close_listeners_when_quiet(struct daemon *d, bool *closed, int ms)
 {
     if (*closed || !worker_wait_all(d, is_quiet, NULL, ms))
         return;
-    generation_close_sockets(d, atomic_load(&d->gen));
+    generation_close_sockets(d, atomic_load(&d->gen), false);
     *closed = true;
 }
 
@@ -381,8 +394,8 @@ int main(int argc, char **argv)
     struct passed_sock bad;
     int e = service_take_sockets(&d.passed, &d.npassed, &bad);
     if (e == -ENOTSOCK && bad.fd >= 0)
-        log_err("socket passed by systemd as \"%s\" (fd %d) is not a listening "
-                "stream socket",
+        log_err("socket passed by systemd as \"%s\" (fd %d) is neither a listening "
+                "stream socket nor a datagram socket",
                 bad.name, bad.fd);
     else if (e < 0 && bad.fd >= 0)
         log_err("socket passed by systemd as \"%s\": %s", bad.name, log_strerror(-e));
@@ -500,7 +513,7 @@ out:
     free(pidfile);
     gen = atomic_load(&d.gen);
     if (gen != NULL) {
-        generation_close_sockets(&d, gen);
+        generation_close_sockets(&d, gen, true);
         generation_unref(gen);
     }
     for (size_t i = 0; i < d.npassed; i++)

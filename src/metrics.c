@@ -133,26 +133,69 @@ static unsigned long long st_bytes_out(struct listener_state *st)
     return atomic_load(&st->bytes_out);
 }
 
+/* Datagrams from a UDP listener's clients. */
+static unsigned long long st_dgrams_in(struct listener_state *st)
+{
+    return atomic_load(&st->dgrams_in);
+}
+
+/* Datagrams to a UDP listener's clients. */
+static unsigned long long st_dgrams_out(struct listener_state *st)
+{
+    return atomic_load(&st->dgrams_out);
+}
+
 /* A listener's failed upstream connects. */
 static unsigned long long st_upstream_failures(struct listener_state *st)
 {
     return atomic_load(&st->upstream_failures);
 }
 
-/* The families with one sample per listener, in the order written. */
+/* Which listeners a family has samples of. */
+enum of { OF_ALL, OF_STREAM, OF_UDP };
+
+/* Whether listener l is one of `of`. */
+static bool is_of(const struct listener *l, enum of of)
+{
+    return of == OF_ALL || (of == OF_UDP) == (l->cfg->protocol == PROTOCOL_UDP);
+}
+
+/* Whether generation g has a listener of `of`. */
+static bool has_of(const struct generation *g, enum of of)
+{
+    for (size_t i = 0; i < g->nlisteners; i++)
+        if (is_of(&g->listeners[i], of))
+            return true;
+    return false;
+}
+
+/* The families with one sample per listener (of some), in the order
+ * written.  A UDP listener's flows are what admission counts as its
+ * connections (st->active, st->accepted). */
 static const struct {
     const char *name, *type, *help;
     unsigned long long (*value)(struct listener_state *st);
+    enum of of;
 } per_listener[] = {
-    {"mio_echod_connections_open", "gauge", "Client connections open now.", st_open},
+    {"mio_echod_connections_open", "gauge", "Client connections open now.", st_open,
+     OF_STREAM},
     {"mio_echod_connections_total", "counter",
      "Client connections accepted, including those refused later over their "
      "PROXY header; clients refused at accept are not counted.",
-     st_accepted},
+     st_accepted, OF_STREAM},
     {"mio_echod_bytes_received_total", "counter",
-     "Bytes received from clients, counted when their connection closes.", st_bytes_in},
+     "Bytes received from clients, counted when their connection (UDP: flow) closes.",
+     st_bytes_in, OF_ALL},
     {"mio_echod_bytes_sent_total", "counter",
-     "Bytes sent to clients, counted when their connection closes.", st_bytes_out},
+     "Bytes sent to clients, counted when their connection (UDP: flow) closes.",
+     st_bytes_out, OF_ALL},
+    {"mio_echod_udp_flows_open", "gauge", "UDP flows (client address and port) open now.",
+     st_open, OF_UDP},
+    {"mio_echod_udp_flows_total", "counter", "UDP flows begun.", st_accepted, OF_UDP},
+    {"mio_echod_udp_datagrams_received_total", "counter",
+     "Datagrams received from clients, dropped ones included.", st_dgrams_in, OF_UDP},
+    {"mio_echod_udp_datagrams_sent_total", "counter", "Datagrams sent to clients.",
+     st_dgrams_out, OF_UDP},
 };
 
 /* Whether listener l makes TLS handshakes on `side`. */
@@ -206,20 +249,36 @@ static void expose_tls(FILE *f, const struct generation *g)
 static void expose(FILE *f, const struct daemon *d, const struct generation *g)
 {
     for (size_t k = 0; k < sizeof(per_listener) / sizeof(per_listener[0]); k++) {
+        if (!has_of(g, per_listener[k].of))
+            continue;
         family(f, per_listener[k].name, per_listener[k].type, per_listener[k].help);
         for (size_t i = 0; i < g->nlisteners; i++) {
             struct listener_state *st = g->listeners[i].st;
-            listener_sample(f, per_listener[k].name, st->name, NULL,
-                            per_listener[k].value(st));
+            if (is_of(&g->listeners[i], per_listener[k].of))
+                listener_sample(f, per_listener[k].name, st->name, NULL,
+                                per_listener[k].value(st));
         }
     }
-    family(f, "mio_echod_refused_total", "counter",
-           "Client connections refused before any byte was served, by reason.");
+    if (has_of(g, OF_STREAM))
+        family(f, "mio_echod_refused_total", "counter",
+               "Client connections refused before any byte was served, by reason.");
     for (size_t i = 0; i < g->nlisteners; i++) {
         struct listener_state *st = g->listeners[i].st;
-        for (int r = 0; r < REFUSED_N; r++)
+        for (int r = 0; r < REFUSED_N && is_of(&g->listeners[i], OF_STREAM); r++)
             listener_sample(f, "mio_echod_refused_total", st->name, refusal_names[r],
                             atomic_load(&st->refused[r]));
+    }
+    if (has_of(g, OF_UDP))
+        family(f, "mio_echod_udp_dropped_total", "counter",
+               "Datagrams from clients dropped, by reason: a new flow refused (as "
+               "mio_echod_refused_total's reasons), or truncated, send_error, shutdown, "
+               "no_upstream.");
+    for (size_t i = 0; i < g->nlisteners; i++) {
+        struct listener_state *st = g->listeners[i].st;
+        for (int r = 0; r < UDP_DROP_N && is_of(&g->listeners[i], OF_UDP); r++)
+            listener_sample(f, "mio_echod_udp_dropped_total", st->name,
+                            udp_drop_name((enum udp_drop)r),
+                            atomic_load(&st->udp_dropped[r]));
     }
     family(f, "mio_echod_upstream_failures_total", "counter",
            "Connect attempts to upstreams that failed or timed out.");
@@ -282,6 +341,14 @@ static char *render(size_t *len)
 static void mconn_ready(struct handler *h, struct loop *l, const mio_event_t *ev);
 static void mconn_deadline(struct timer *t);
 
+/* Frees a connection closed in the last batch (the loop's release). */
+static void release_conn(struct deferred *d)
+{
+    struct mconn *c = container_of(d, struct mconn, later);
+    free(c->out);
+    free(c);
+}
+
 /* Closes a connection; it is freed after the batch of events, which may
  * still name it. */
 static void close_conn(struct mconn *c)
@@ -301,15 +368,7 @@ static void close_conn(struct mconn *c)
     else
         m.newest = c->prev;
     m.nconns--;
-    loop_defer(&m.loop, &c->later);
-}
-
-/* Frees a connection closed in the last batch (the loop's release). */
-static void release_conn(struct deferred *d)
-{
-    struct mconn *c = container_of(d, struct mconn, later);
-    free(c->out);
-    free(c);
+    loop_defer(&m.loop, &c->later, release_conn);
 }
 
 /*
@@ -732,7 +791,7 @@ int metrics_start(struct daemon *d, bool *bound)
     m.listen.on_event = listen_ready;
     m.accept_timer.fire = resume_accepting;
     if (e == 0)
-        e = loop_init(&m.loop, 64, &m.wake, release_conn);
+        e = loop_init(&m.loop, 64, &m.wake);
     if (e == 0) {
         e = loop_watch(&m.loop, m.lfd, &m.listen, MIO_READABLE);
         m.accepting = e == 0;

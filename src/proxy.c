@@ -243,7 +243,7 @@ static bool v2_addresses(const uint8_t *block, uint8_t fam, struct proxy_info *i
  * block are ignored, as the specification asks; with PROXY the length must
  * cover the family's addresses.  Each field is judged as soon as it is in.
  */
-static int parse_v2(const uint8_t *buf, size_t len, struct proxy_info *info,
+static int parse_v2(const uint8_t *buf, size_t len, bool dgram, struct proxy_info *info,
                     const char **why)
 {
     *why = not_proxy;
@@ -264,28 +264,20 @@ static int parse_v2(const uint8_t *buf, size_t len, struct proxy_info *info,
         return NEED_MORE;
     size_t need = 0;
     if (!local) {
-        switch (buf[13]) {
-        case 0x00:
-            need = 0;
-            break;
-        case 0x11:
-            need = 12;
-            break;
-        case 0x21:
-            need = 36;
-            break;
-        case 0x31:
-            need = 2 * (size_t)V2_UNIX_PATH;
-            break;
-        case 0x12:
-        case 0x22:
-        case 0x32:
-            *why = "PROXY v2: datagram transport refused (stream only)";
-            return BAD;
-        default:
+        /* UNSPEC, or INET, INET6, UNIX over STREAM (1) or DGRAM (2). */
+        unsigned family = buf[13] >> 4, transport = buf[13] & 0x0f;
+        static const size_t block[4] = {0, 12, 36, 2 * (size_t)V2_UNIX_PATH};
+        if (buf[13] != 0x00 &&
+            (family < 1 || family > 3 || transport < 1 || transport > 2)) {
             *why = "PROXY v2: unknown address family or transport";
             return BAD;
         }
+        if (buf[13] != 0x00 && transport != (dgram ? 2u : 1u)) {
+            *why = dgram ? "PROXY v2: stream transport in a datagram (DGRAM only)"
+                         : "PROXY v2: datagram transport refused (stream only)";
+            return BAD;
+        }
+        need = block[buf[13] == 0x00 ? 0 : family];
     }
     if (len < V2_FIXED)
         return NEED_MORE;
@@ -301,7 +293,7 @@ static int parse_v2(const uint8_t *buf, size_t len, struct proxy_info *info,
     if (len < total)
         return NEED_MORE;
     info->local = local;
-    if (!local && !v2_addresses(buf + V2_FIXED, buf[13], info)) {
+    if (!local && !v2_addresses(buf + V2_FIXED, (uint8_t)((buf[13] & 0xf0) | 1), info)) {
         *why = "PROXY v2: unix socket path without its NUL";
         return BAD;
     }
@@ -322,9 +314,34 @@ int proxy_parse(const uint8_t *buf, size_t len, struct proxy_info *out, const ch
     if (buf[0] == 'P')
         rc = parse_v1(buf, len, &info, why);
     else if (buf[0] == v2_signature[0])
-        rc = parse_v2(buf, len, &info, why);
+        rc = parse_v2(buf, len, false, &info, why);
     else {
         *why = not_proxy;
+        rc = BAD;
+    }
+    if (rc > 0)
+        *out = info;
+    return rc;
+}
+
+/* A datagram is whole: a header it does not complete is malformed. */
+int proxy_parse_dgram(const uint8_t *buf, size_t len, struct proxy_info *out,
+                      const char **why)
+{
+    const char *ignored;
+    if (why == NULL)
+        why = &ignored;
+    struct proxy_info info;
+    memset(&info, 0, sizeof(info));
+    int rc = BAD;
+    if (len > 0 && buf[0] == 'P')
+        *why = "PROXY v1 in a datagram (v2 only)";
+    else if (len > 0 && buf[0] == v2_signature[0])
+        rc = parse_v2(buf, len, true, &info, why);
+    else
+        *why = not_proxy;
+    if (rc == NEED_MORE) {
+        *why = "PROXY v2 header longer than the datagram";
         rc = BAD;
     }
     if (rc > 0)
@@ -413,9 +430,11 @@ static int build_v1(enum kind kind, const addr_t *s, const addr_t *d, char *text
     return n > V1_MAX ? -1 : n;
 }
 
-/* The v2 header for a normalised pair, into out (V2_FIXED + 216 bytes).
- * A pair of no common family is sent as AF_UNSPEC. */
-static int build_v2(enum kind kind, const addr_t *s, const addr_t *d, uint8_t *out)
+/* The v2 header for a normalised pair, into out (V2_FIXED + 216 bytes),
+ * for a stream (transport 1) or datagrams (2).  A pair of no common family
+ * is sent as AF_UNSPEC. */
+static int build_v2(enum kind kind, const addr_t *s, const addr_t *d, uint8_t transport,
+                    uint8_t *out)
 {
     uint8_t *block = out + V2_FIXED;
     memset(out, 0, V2_FIXED + 2 * V2_UNIX_PATH);
@@ -424,7 +443,7 @@ static int build_v2(enum kind kind, const addr_t *s, const addr_t *d, uint8_t *o
     size_t n = 0;
     switch (kind) {
     case KIND_V4:
-        out[13] = 0x11;
+        out[13] = 0x10 | transport;
         memcpy(block, &s->u.in.sin_addr, 4);
         memcpy(block + 4, &d->u.in.sin_addr, 4);
         memcpy(block + 8, &s->u.in.sin_port, 2);
@@ -432,7 +451,7 @@ static int build_v2(enum kind kind, const addr_t *s, const addr_t *d, uint8_t *o
         n = 12;
         break;
     case KIND_V6:
-        out[13] = 0x21;
+        out[13] = 0x20 | transport;
         memcpy(block, &s->u.in6.sin6_addr, 16);
         memcpy(block + 16, &d->u.in6.sin6_addr, 16);
         memcpy(block + 32, &s->u.in6.sin6_port, 2);
@@ -440,7 +459,7 @@ static int build_v2(enum kind kind, const addr_t *s, const addr_t *d, uint8_t *o
         n = 36;
         break;
     case KIND_UNIX:
-        out[13] = 0x31;
+        out[13] = 0x30 | transport;
         memcpy(block, s->u.un.sun_path, addr_unix_path_len(s));
         memcpy(block + V2_UNIX_PATH, d->u.un.sun_path, addr_unix_path_len(d));
         n = 2 * (size_t)V2_UNIX_PATH;
@@ -464,8 +483,8 @@ int proxy_build(int version, const addr_t *src, const addr_t *dst, uint8_t *buf,
     int n;
     if (version == 1)
         n = build_v1(kind, &s, &d, (char *)header);
-    else if (version == 2)
-        n = build_v2(kind, &s, &d, header);
+    else if (version == 2 || version == PROXY_V2_DGRAM)
+        n = build_v2(kind, &s, &d, version == 2 ? 1 : 2, header);
     else
         return -1;
     if (n < 0 || (size_t)n > len)

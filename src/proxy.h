@@ -33,6 +33,20 @@ struct proxy_info {
 int proxy_parse(const uint8_t *buf, size_t len, struct proxy_info *out, const char **why);
 
 /*
+ * Parses the v2 header a datagram starts with (a UDP listener's
+ * accept_proxy: each datagram carries one, of the DGRAM transport).  Its
+ * length (the payload starts there), or -1 with *why saying why: not v2
+ * (v1 has no datagram form), malformed, a stream transport, or longer than
+ * the datagram.
+ */
+int proxy_parse_dgram(const uint8_t *buf, size_t len, struct proxy_info *out,
+                      const char **why);
+
+/* proxy_build()'s version for a v2 header of the DGRAM transport (\x12,
+ * \x22), which a UDP relay sends before each datagram. */
+#define PROXY_V2_DGRAM 0x102
+
+/*
  * Writes a version 1 or 2 header for a connection from src to dst into buf;
  * returns its length, or -1 when buf is too small (nothing written) or the
  * version is neither 1 nor 2.  A v4-mapped v6 address is written as v4 when

@@ -99,7 +99,7 @@ void reload_config(struct daemon *d)
     for (unsigned k = 0; k < d->nworkers; k++)
         worker_wake(&d->workers[k]);
     if (worker_wait_all(d, watches, g, 5000))
-        generation_close_sockets(d, old);
+        generation_close_sockets(d, old, true);
     else /* closing what a worker may still accept on is worse than a leak */
         log_err("reload: a worker did not move to the new configuration; the "
                 "removed listeners stay open until exit");

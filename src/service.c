@@ -60,7 +60,8 @@ static void free_names(char **names, int count)
 static int adopt(struct passed_sock *p)
 {
     p->addr.len = sizeof(p->addr.u);
-    if (sd_is_socket(p->fd, AF_UNSPEC, SOCK_STREAM, 1) <= 0 ||
+    p->udp = sd_is_socket(p->fd, AF_UNSPEC, SOCK_DGRAM, -1) > 0;
+    if ((!p->udp && sd_is_socket(p->fd, AF_UNSPEC, SOCK_STREAM, 1) <= 0) ||
         mio_socket_local_addr(p->fd, &p->addr.u.ss, &p->addr.len) < 0)
         return -ENOTSOCK;
     int flags = fcntl(p->fd, F_GETFL);

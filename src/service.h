@@ -25,12 +25,14 @@ struct passed_sock {
     int fd;
     char name[256];
     addr_t addr; /* as bound */
+    bool udp;    /* a datagram socket (ListenDatagram=), else a listening stream */
     bool taken;
 };
 
 /* Takes the sockets systemd passed (once, at start: the environment
  * variables are unset), made non-blocking and close-on-exec.  0, or -errno
- * (-ENOTSOCK: one is not a listening stream socket); when one socket is at
+ * (-ENOTSOCK: one is neither a listening stream socket nor a datagram
+ * socket); when one socket is at
  * fault, *bad is a copy of it, else bad->fd is -1. */
 int service_take_sockets(struct passed_sock **out, size_t *n, struct passed_sock *bad);
 

@@ -18,9 +18,9 @@
 #include "upstream.h"
 #include "worker.h"
 
-/* c->tried has a bit for each address of an upstream. */
-_Static_assert(ADDR_RESOLVE_MAX <= 8 * sizeof(((struct conn *)0)->tried),
-               "conn.tried has too few bits for ADDR_RESOLVE_MAX addresses");
+/* ch->tried has a bit for each address of an upstream. */
+_Static_assert(ADDR_RESOLVE_MAX <= 8 * sizeof(((struct upstream_choice *)0)->tried),
+               "upstream_choice.tried has too few bits for ADDR_RESOLVE_MAX addresses");
 
 /* Whether the address may be tried now. */
 static bool addr_healthy(const struct upstream_addr *ua, int64_t now_ms)
@@ -69,13 +69,13 @@ static unsigned round_robin(const struct upstream_pool *p, int64_t now_ms)
 
 /* Where the first attempt starts, by balance mode. */
 static unsigned first_position(const struct listener *l, const struct upstream_pool *p,
-                               const struct conn *c, int64_t now_ms)
+                               const addr_t *peer, int64_t now_ms)
 {
     unsigned n = p->n;
     switch (l->cfg->balance) {
     case BALANCE_SOURCE_HASH: {
         uint8_t key[16];
-        size_t len = addr_source_key(&c->peer, key);
+        size_t len = addr_source_key(peer, key);
         return persource_hash(key, len) % n;
     }
     case BALANCE_LEAST_CONNECTIONS: {
@@ -99,26 +99,27 @@ static unsigned first_position(const struct listener *l, const struct upstream_p
     }
 }
 
-/* The upstream of c's next attempt: the first where the balance mode says,
- * a retry the next healthy one after the last. */
-static const struct upstream *upstream_pick(const struct listener *l, struct conn *c,
-                                            int64_t now_ms)
+/* The upstream of ch's next attempt: the first where the balance mode
+ * says, a retry the next healthy one after the last. */
+static const struct upstream *upstream_pick(const struct listener *l,
+                                            struct upstream_choice *ch,
+                                            const addr_t *peer, int64_t now_ms)
 {
-    const struct upstream_pool *p = c->pool;
+    const struct upstream_pool *p = ch->pool;
     unsigned n = p->n;
-    if (c->attempts <= 1)
-        c->cursor = (uint16_t)first_position(l, p, c, now_ms);
+    if (ch->attempts <= 1)
+        ch->cursor = (uint16_t)first_position(l, p, peer, now_ms);
     for (unsigned k = 0; k < n; k++) {
-        unsigned i = (c->cursor + k) % n;
+        unsigned i = (ch->cursor + k) % n;
         if (healthy(&p->ups[i], now_ms)) {
-            c->cursor = (uint16_t)(i + 1);
+            ch->cursor = (uint16_t)(i + 1);
             return &p->ups[i];
         }
     }
     /* All failed: try them anyway.  n >= 1: config_load() refuses a proxy
      * listener without upstreams, and only proxy connections get here. */
-    unsigned i = c->cursor % n; /* NOLINT(clang-analyzer-core.DivideZero) */
-    c->cursor = (uint16_t)(i + 1);
+    unsigned i = ch->cursor % n; /* NOLINT(clang-analyzer-core.DivideZero) */
+    ch->cursor = (uint16_t)(i + 1);
     return &p->ups[i];
 }
 
@@ -128,14 +129,14 @@ static const struct upstream *upstream_pick(const struct listener *l, struct con
 /* The index of the next address of the current attempt's upstream not
  * tried yet (and not marked failed, unless the whole upstream was), or
  * NO_ADDRESS. */
-static size_t next_address(struct conn *c, int64_t now_ms)
+static size_t next_address(struct upstream_choice *ch, int64_t now_ms)
 {
-    const struct upstream *up = c->target;
+    const struct upstream *up = ch->target;
     for (size_t i = 0; up != NULL && i < up->naddrs; i++) {
-        if ((c->tried & (1u << i)) != 0 ||
-            (!c->all_failed && !addr_healthy(up->addrs[i], now_ms)))
+        if ((ch->tried & (1u << i)) != 0 ||
+            (!ch->all_failed && !addr_healthy(up->addrs[i], now_ms)))
             continue;
-        c->tried |= (uint16_t)(1u << i);
+        ch->tried |= (uint16_t)(1u << i);
         return i;
     }
     return NO_ADDRESS;
@@ -212,12 +213,14 @@ static bool wildcard_takes(const addr_t *l, int fd, const addr_t *t)
 /* The listening socket of g that a connect to `a` reaches, or NULL: the
  * same address, or a wildcard one on its port when `a` is of this host. */
 static const struct listen_sock *reached(const struct generation *g, const addr_t *a,
-                                         const addr_t *host, size_t nhost)
+                                         bool udp, const addr_t *host, size_t nhost)
 {
     addr_t t = addr_connect_target(a);
     bool local = t.u.sa.sa_family != AF_UNIX && is_local(&t, host, nhost);
     for (size_t i = 0; i < g->nlisteners; i++) {
         const struct listener *l = &g->listeners[i];
+        if ((l->cfg->protocol == PROTOCOL_UDP) != udp)
+            continue; /* a datagram never reaches a TCP socket, nor the reverse */
         for (size_t k = 0; k < l->nsocks; k++) {
             const struct listen_sock *ls = &l->socks[k];
             /* socks has nsocks entries, which the analyzer does not know. */
@@ -255,6 +258,7 @@ int upstream_find_loops(struct generation *g)
         for (size_t k = 0; k < l->nupstreams; k++)
             for (size_t j = 0; j < l->upstreams[k].naddrs; j++) {
                 const struct listen_sock *ls = reached(g, &l->upstreams[k].addrs[j]->addr,
+                                                       l->cfg->protocol == PROTOCOL_UDP,
                                                        host, nhost);
                 l->upstreams[k].loop_at[j] = ls; /* kept below if it loops */
                 if (ls != NULL)
@@ -293,39 +297,39 @@ static void mark_failed(struct worker *w, struct listener *l, struct upstream_ad
 
 /* "127.0.0.1:6379", or "db.example:6379 (192.0.2.7:6379)" for an address of
  * a name. */
-static void describe(const struct conn *c, const struct upstream_addr *ua, char *buf,
-                     size_t len)
+static void describe(const struct upstream *target, const struct upstream_addr *ua,
+                     char *buf, size_t len)
 {
-    const char *text = c->target != NULL ? c->target->text : NULL;
+    const char *text = target != NULL ? target->text : NULL;
     if (text == NULL || strcmp(text, ua->name) == 0)
         snprintf(buf, len, "%s", ua->name);
     else
         snprintf(buf, len, "%s (%s)", text, ua->name);
 }
 
-struct upstream_addr *upstream_next(struct worker *w, struct conn *c)
+struct upstream_addr *upstream_next(struct worker *w, struct listener *l,
+                                    struct upstream_choice *ch, const addr_t *peer)
 {
-    struct listener *l = c->l;
     for (;;) {
-        size_t i = next_address(c, w->loop.now_ms);
+        size_t i = next_address(ch, w->loop.now_ms);
         if (i == NO_ADDRESS) {
-            if (c->attempts > l->cfg->retries)
+            if (ch->attempts > l->cfg->retries)
                 return NULL;
-            c->attempts++;
-            c->target = upstream_pick(l, c, w->loop.now_ms);
-            c->tried = 0;
-            c->all_failed = !healthy(c->target, w->loop.now_ms);
+            ch->attempts++;
+            ch->target = upstream_pick(l, ch, peer, w->loop.now_ms);
+            ch->tried = 0;
+            ch->all_failed = !healthy(ch->target, w->loop.now_ms);
             continue;
         }
-        struct upstream_addr *ua = c->target->addrs[i];
-        const struct listen_sock *own = c->target->loop_at[i];
+        struct upstream_addr *ua = ch->target->addrs[i];
+        const struct listen_sock *own = ch->target->loop_at[i];
         if (own == NULL)
             return ua;
         /* A failed connect for this listener; not a mark on the address,
          * which other listeners may reach without a loop. */
         atomic_fetch_add(&l->st->upstream_failures, 1);
         char what[2 * ADDR_STRLEN + 8];
-        describe(c, ua, what, sizeof(what));
+        describe(ch->target, ua, what, sizeof(what));
         upstream_warn(w,
                       "listener %s: upstream %s is this daemon's own "
                       "listening address %s (listener %s): not connecting (a loop)",
@@ -348,16 +352,18 @@ const struct upstream_pool *upstream_route(const struct listener *l,
     return &l->pools[0];
 }
 
-void upstream_failed(struct worker *w, struct conn *c, struct upstream_addr *ua, int err)
+void upstream_failed(struct worker *w, struct listener *l, const struct upstream *target,
+                     struct upstream_addr *ua, int err)
 {
-    struct listener *l = c->l;
     int64_t fail = l->cfg->fail_timeout_ms;
     mark_failed(w, l, ua);
     char what[2 * ADDR_STRLEN + 8];
-    describe(c, ua, what, sizeof(what));
+    describe(target, ua, what, sizeof(what));
     const char *why = err == ETIMEDOUT ? "connect timeout"
-                      : err == EPROTO  ? "TLS handshake failed"
-                                       : log_strerror(err);
+                      : err == ECONNREFUSED && l->cfg->protocol == PROTOCOL_UDP
+                          ? "port unreachable (ICMP)"
+                      : err == EPROTO ? "TLS handshake failed"
+                                      : log_strerror(err);
     if (fail > 0)
         upstream_warn(w, "listener %s: upstream %s failed: %s; skipped for %lld.%03lld s",
                       l->cfg->name, what, why, (long long)(fail / 1000),
@@ -377,24 +383,26 @@ void upstream_succeeded(struct upstream_addr *ua)
 
 /* The shared state of upstream address a held by a listener of `g` (in
  * g->listeners[0..nlisteners), the one being set up included), or NULL. */
-static struct upstream_addr *find_addr(const struct generation *g, const addr_t *a)
+static struct upstream_addr *find_addr(const struct generation *g, const addr_t *a,
+                                       bool udp)
 {
     for (size_t i = 0; g != NULL && i < g->nlisteners; i++) {
         const struct listener *l = &g->listeners[i];
         for (size_t k = 0; k < l->nupstreams; k++)
             for (size_t j = 0; j < l->upstreams[k].naddrs; j++)
-                if (addr_equal(&l->upstreams[k].addrs[j]->addr, a))
+                if (addr_equal(&l->upstreams[k].addrs[j]->addr, a) &&
+                    l->upstreams[k].addrs[j]->udp == udp)
                     return l->upstreams[k].addrs[j];
     }
     return NULL;
 }
 
 struct upstream_addr *upstream_addr_get(struct generation *g, struct generation *old,
-                                        const addr_t *a)
+                                        const addr_t *a, bool udp)
 {
-    struct upstream_addr *ua = find_addr(g, a);
+    struct upstream_addr *ua = find_addr(g, a, udp);
     if (ua == NULL)
-        ua = find_addr(old, a);
+        ua = find_addr(old, a, udp);
     if (ua != NULL) {
         atomic_fetch_add(&ua->refs, 1);
         return ua;
@@ -404,6 +412,7 @@ struct upstream_addr *upstream_addr_get(struct generation *g, struct generation 
         return NULL;
     atomic_init(&ua->refs, 1);
     ua->addr = *a;
+    ua->udp = udp;
     addr_format(a, ua->name, sizeof(ua->name));
     return ua;
 }

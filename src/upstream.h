@@ -13,8 +13,8 @@
 
 #include "addr.h"
 
-struct conn;
 struct generation;
+struct listener;
 struct listen_sock;
 struct worker;
 
@@ -27,6 +27,7 @@ struct worker;
 struct upstream_addr {
     atomic_int refs; /* the listeners (of every generation) holding it */
     addr_t addr;
+    bool udp; /* a UDP server's (state apart from a TCP one's on that port) */
     char name[ADDR_STRLEN];
     atomic_uint active;              /* connections relayed to it now */
     _Atomic int64_t failed_until_ms; /* skipped until then after a failure */
@@ -58,24 +59,39 @@ struct upstream_pool {
     atomic_uint own_rr;
 };
 
+/* A client's choice of upstream over its attempts (a TCP connection's
+ * connects, a UDP flow's moves after an upstream failed): the pool it
+ * chooses among and where it is in it. */
+struct upstream_choice {
+    const struct upstream_pool *pool; /* the upstreams it chooses among */
+    const struct upstream *target;    /* the upstream of this attempt */
+    uint16_t tried;                   /* its addresses tried in this attempt (bit i: i) */
+    uint16_t attempts;                /* upstreams tried (retries + 1 at most) */
+    uint16_t cursor;                  /* where the next upstream pick starts */
+    bool all_failed;                  /* the upstream of this attempt had no address
+                                         unmarked: its addresses are all tried */
+};
+
 /* The pool for a connection whose client asked for server_name (SNI; NULL
  * without one): the first route whose name equals it, else the first whose
  * wildcard covers it, else the relay's own upstreams. */
 const struct upstream_pool *upstream_route(const struct listener *l,
                                            const char *server_name);
 
-/* A reference to the state of upstream address a: the one a listener of g
- * (being built) or of `old` holds, so that load and failure marks stay with
- * the address over a reload; else a new one (NULL when out of memory). */
+/* A reference to the state of upstream address a (of a UDP server when
+ * udp): the one a listener of g (being built) or of `old` holds, so that
+ * load and failure marks stay with the address over a reload; else a new
+ * one (NULL when out of memory). */
 struct upstream_addr *upstream_addr_get(struct generation *g, struct generation *old,
-                                        const addr_t *a);
+                                        const addr_t *a, bool udp);
 
 /* Drops a listener's reference to an upstream address; the last frees it.
  * Generations are freed by whichever thread drops their last reference. */
 void upstream_addr_put(struct upstream_addr *ua);
 
 /*
- * The address for the next connect of c, or NULL when its attempts are
+ * The address for the next connect of a client of l from `peer` (which
+ * source-hash hashes) choosing by ch, or NULL when its attempts are
  * spent.  One attempt is one upstream: the first starts where the balance
  * mode says, among the upstreams with an address not marked failed; each
  * retry goes on from the one before to the next such upstream.  When every
@@ -88,7 +104,8 @@ void upstream_addr_put(struct upstream_addr *ua);
  * failed connect of the listener, with a warning (not as a mark on the
  * address, which other listeners may use).
  */
-struct upstream_addr *upstream_next(struct worker *w, struct conn *c);
+struct upstream_addr *upstream_next(struct worker *w, struct listener *l,
+                                    struct upstream_choice *ch, const addr_t *peer);
 
 /*
  * Finds, once g's listeners are bound, the upstream addresses of g's
@@ -99,9 +116,10 @@ struct upstream_addr *upstream_next(struct worker *w, struct conn *c);
  */
 int upstream_find_loops(struct generation *g);
 
-/* Marks an address of c's listener failed for the listener's fail_timeout,
- * counts the failure and logs why (rate-limited). */
-void upstream_failed(struct worker *w, struct conn *c, struct upstream_addr *ua, int err);
+/* Marks address ua of upstream `target` of listener l failed for l's
+ * fail_timeout, counts the failure and logs why (rate-limited). */
+void upstream_failed(struct worker *w, struct listener *l, const struct upstream *target,
+                     struct upstream_addr *ua, int err);
 
 /* Clears an address's failure after a connect to it succeeded. */
 void upstream_succeeded(struct upstream_addr *ua);

@@ -13,16 +13,19 @@
 
 #include "conn.h"
 #include "generation.h"
+#include "udp.h"
 #include "worker.h"
 
-/* Registers or deregisters every listening socket of the worker's
- * generation in its poll. */
+/* Registers or deregisters every stream listening socket of the worker's
+ * generation in its poll (the UDP ones are its ports', udp.h). */
 static void watch_listeners(struct worker *w, bool on)
 {
     struct generation *g = w->gen;
     for (size_t i = 0; i < g->nlisteners; i++)
         for (size_t k = 0; k < g->listeners[i].nsocks; k++) {
             struct listen_sock *ls = &g->listeners[i].socks[k];
+            if (ls->udp)
+                continue;
             if (on)
                 (void)loop_watch(&w->loop, ls->fd, &ls->h, MIO_READABLE);
             else
@@ -69,6 +72,8 @@ static void switch_generation(struct worker *w)
     w->gen = g;
     if (on)
         watch_listeners(w, true);
+    if (udp_sync(w) < 0)
+        log_warn("worker %u: no memory for a UDP socket of the new configuration", w->id);
     /* `watching` is set only after the batch in progress: events later in
      * it may still point into the old generation's sockets, which must
      * stay alive until then (see run()). */
@@ -95,19 +100,20 @@ int worker_init(struct worker *w, struct daemon *d, unsigned id)
     w->scratch = malloc(w->scratch_len);
     if (w->scratch == NULL)
         return -ENOMEM;
-    int err = loop_init(&w->loop, 256, &w->wake, conn_release);
+    int err = loop_init(&w->loop, 256, &w->wake);
     if (err < 0)
         return err;
     w->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     w->pipes.max = pipe_budget(d->nworkers);
     watch_listeners(w, true);
-    return 0;
+    return udp_sync(w);
 }
 
 void worker_destroy(struct worker *w)
 {
     while (w->conns != NULL)
         conn_abort(w->conns, "shutdown");
+    udp_free(w);
     loop_timer_cancel(&w->loop, &w->accept_timer);
     loop_due(&w->loop); /* frees them */
     loop_free(&w->loop);
@@ -162,11 +168,14 @@ static void look(struct worker *w)
         if (w->accepting)
             watch_listeners(w, false);
         loop_timer_cancel(&w->loop, &w->accept_timer);
+        udp_stop(w);
         atomic_store(&w->quiet, true);
     }
-    if (atomic_load(&d->closing))
+    if (atomic_load(&d->closing)) {
         while (w->conns != NULL)
             conn_abort(w->conns, "shutdown");
+        udp_close_flows(w, "shutdown");
+    }
 }
 
 /* The waker's event: another thread changed the daemon's state. */
@@ -186,7 +195,7 @@ static void *run(void *arg)
         loop_due(&w->loop);
         if (atomic_load(&d->stopping)) {
             look(w); /* the wake may have come before this loop ran */
-            if (w->nconns == 0)
+            if (w->nconns == 0 && w->nflows == 0)
                 break;
         }
         int err = loop_wait(&w->loop);

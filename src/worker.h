@@ -18,7 +18,9 @@
 #include "pipe.h"
 
 struct conn;
+struct dgram_batch;
 struct generation;
+struct udp_port;
 
 struct worker {
     struct daemon *d;
@@ -35,6 +37,9 @@ struct worker {
     bool no_priority;   /* the backend has no MIO_PRIORITY (kqueue) */
     struct conn *conns; /* every open connection, for shutdown */
     unsigned nconns;
+    struct udp_port *ports;     /* the UDP sockets it serves (udp.h) */
+    unsigned nflows;            /* their open flows */
+    struct dgram_batch *dgrams; /* one batch of datagrams, once it has a port */
     struct ratelimit rl_refused, rl_fd, rl_upstream, rl_tls;
     struct generation *gen;                /* whose listening sockets it watches */
     _Atomic(struct generation *) watching; /* gen, for the reloading thread */

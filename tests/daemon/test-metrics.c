@@ -264,13 +264,18 @@ sample(const char *body, const char *fmt, ...)
 /* The families of the exposition, in order, with their types. */
 static const struct {
     const char *name, *type;
-    bool tls; /* only when a listener has TLS */
+    bool optional; /* only when a listener has TLS, or one is UDP */
 } families[] = {
     {"mio_echod_connections_open", "gauge", false},
     {"mio_echod_connections_total", "counter", false},
     {"mio_echod_bytes_received_total", "counter", false},
     {"mio_echod_bytes_sent_total", "counter", false},
+    {"mio_echod_udp_flows_open", "gauge", true},
+    {"mio_echod_udp_flows_total", "counter", true},
+    {"mio_echod_udp_datagrams_received_total", "counter", true},
+    {"mio_echod_udp_datagrams_sent_total", "counter", true},
     {"mio_echod_refused_total", "counter", false},
+    {"mio_echod_udp_dropped_total", "counter", true},
     {"mio_echod_upstream_failures_total", "counter", false},
     {"mio_echod_tls_handshakes_total", "counter", true},
     {"mio_echod_tls_handshake_failures_total", "counter", true},
@@ -320,7 +325,7 @@ static void check_format(const char *body)
             if (fam == NFAMILIES)
                 fail_msg("an unexpected family: \"%s\"", text);
             /* The TLS families are there with a TLS listener only. */
-            for (; families[fam].tls && fam + 1 < NFAMILIES; fam++) {
+            for (; families[fam].optional && fam + 1 < NFAMILIES; fam++) {
                 snprintf(want, sizeof(want), "# HELP %s ", families[fam].name);
                 if (strncmp(text, want, strlen(want)) == 0)
                     break;
@@ -1270,12 +1275,14 @@ static void test_metrics_documented(void **state)
                  certs->server.cert, certs->server.key);
 #endif
     for (size_t i = 0; tls[0] == '\0' && i < NFAMILIES; i++)
-        want_families -= families[i].tls;
-    struct echod *e =
-        echod_startf(BASE "workers = 1;\n"
-                          "listeners = ( { name = \"a\"; listen = [ "
-                          "\"127.0.0.1:0\" ]; accept_proxy = true; }%s );\n" STATS,
-                     tls);
+        want_families -= families[i].optional &&
+                         strstr(families[i].name, "_tls_") != NULL;
+    struct echod *e = echod_startf(BASE "workers = 1;\n"
+                                        "listeners = ( { name = \"a\"; listen = [ "
+                                        "\"127.0.0.1:0\" ]; accept_proxy = true; },"
+                                        " { name = \"u\"; protocol = \"udp\"; listen = [ "
+                                        "\"127.0.0.1:0\" ]; }%s );\n" STATS,
+                                   tls);
     struct reply r;
     scrape(echod_metrics_port(e), &r);
     echod_stop_ok(e);

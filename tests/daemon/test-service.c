@@ -1371,6 +1371,81 @@ static void test_reload_port_taken_rolls_back(void **state)
     notify_close();
 }
 
+/* A datagram socket passed for a UDP listener (ListenDatagram=): the
+ * daemon takes it, asks it for the address each datagram came to, and
+ * echoes through it; a passed stream socket does not match a UDP listener
+ * on the same address, nor the reverse. */
+static void test_socket_activation_udp(void **state)
+{
+    (void)state;
+    int ufd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    assert_true(ufd >= 0);
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    assert_int_equal(bind(ufd, (struct sockaddr *)&a, sizeof(a)), 0);
+    int port = local_port(ufd);
+    char text[512];
+    snprintf(text, sizeof(text),
+             BASE "workers = 2;\n"
+                  "listeners = ( { name = \"u\"; protocol = \"udp\"; "
+                  "listen = [ \"127.0.0.1:%d\" ]; } );\n",
+             port);
+    const char *path = write_conf(text);
+    char *argv[] = {(char *)daemon_path(), (char *)"-f", (char *)"-c", (char *)path,
+                    NULL};
+    struct proc *p = proc_start(argv, NULL, ufd, "u");
+    static const char *const up[] = {" started: ", "cannot listen on", NULL};
+    int which = proc_wait_any(p, 5000, up);
+    if (which == 1 && !proc_has(p, "socket from systemd")) {
+        proc_stop(p, 2000);
+        close(ufd);
+        print_message("skipped: the daemon did not take the passed socket: built "
+                      "without libsystemd?\n");
+        skip();
+    }
+    char line[128];
+    snprintf(line, sizeof(line),
+             "listener u: listening on 127.0.0.1:%d (udp echo, socket from systemd)",
+             port);
+    if (which != 0 || !proc_has(p, line)) {
+        proc_print(p);
+        fail_msg("the daemon did not start on the passed datagram socket");
+    }
+    int c = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    assert_true(c >= 0);
+    set_timeouts(c);
+    a.sin_port = htons((uint16_t)port);
+    static const char msg[] = "a datagram through the passed socket";
+    assert_int_equal(sendto(c, msg, sizeof(msg), 0, (struct sockaddr *)&a, sizeof(a)),
+                     (ssize_t)sizeof(msg));
+    char back[128];
+    assert_int_equal(recv(c, back, sizeof(back), 0), (ssize_t)sizeof(msg));
+    assert_memory_equal(back, msg, sizeof(msg));
+    close(c);
+    assert_int_equal(proc_stop(p, 5000), 0);
+    close(ufd);
+
+    /* The same address as a stream socket for a UDP listener: unmatched. */
+    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(lfd >= 0);
+    a.sin_port = htons((uint16_t)port);
+    int one = 1;
+    (void)setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    assert_int_equal(bind(lfd, (struct sockaddr *)&a, sizeof(a)), 0);
+    assert_int_equal(listen(lfd, 4), 0);
+    p = proc_start(argv, NULL, lfd, "u");
+    assert_int_not_equal(proc_wait_exit(p, 5000), 0);
+    snprintf(line, sizeof(line),
+             "socket passed by systemd as \"u\" (127.0.0.1:%d) matches no listen "
+             "address",
+             port);
+    if (!proc_has(p, line)) {
+        proc_print(p);
+        fail_msg("no \"%s\" line", line);
+    }
+    close(lfd);
+}
+
 /*
  * Under systemd the service manager keeps its copy of a socket it passed.
  * A reload that keeps the listener keeps the passed socket; a reload that
@@ -1805,6 +1880,7 @@ int main(void)
         cmocka_unit_test_setup(test_reload_ignored_during_shutdown, fresh),
         cmocka_unit_test_setup(test_reload_port_taken_rolls_back, fresh),
         cmocka_unit_test_setup(test_reload_passed_socket_readded, fresh),
+        cmocka_unit_test_setup(test_socket_activation_udp, fresh),
         cmocka_unit_test_setup(test_reload_daemonized_relative_path, fresh),
         cmocka_unit_test_setup(test_listen_fds_keeps_the_foreground, fresh),
         cmocka_unit_test_setup(test_unix_path_never_replaces_other_files, fresh),

@@ -129,7 +129,7 @@ static const char *with_proxy_setting(char *buf, size_t len, const char *setting
     return buf;
 }
 
-/* The daemon-wide settings at their defaults, with one listener. */
+/* The daemon-wide settings at their defaults. */
 static void assert_daemon_defaults(const struct config *cfg)
 {
     assert_int_equal(cfg->workers, 0);
@@ -140,7 +140,6 @@ static void assert_daemon_defaults(const struct config *cfg)
     assert_int_equal(cfg->log_target, LOG_TARGET_AUTO);
     assert_int_equal(cfg->log_level, LOG_INFO);
     assert_true(cfg->log_access);
-    assert_int_equal(cfg->nlisteners, 1);
 }
 
 /* The path of a file of the source tree, found through $top_srcdir. */
@@ -164,6 +163,7 @@ static void shipped_file_loads(void **state)
         fail_msg("%s", err);
     assert_string_equal(cfg->path, shipped);
     assert_daemon_defaults(cfg);
+    assert_int_equal(cfg->nlisteners, 2);
 
     const struct listener_config *l = &cfg->listeners[0];
     assert_string_equal(l->name, "echo");
@@ -183,6 +183,15 @@ static void shipped_file_loads(void **state)
     assert_false(l->accept_proxy);
     assert_false(l->splice); /* echo: the client reads copied data faster */
     assert_int_equal(l->nupstreams, 0);
+    assert_int_equal(l->protocol, PROTOCOL_TCP);
+    /* RFC 862's other service, on the same port. */
+    const struct listener_config *u = &cfg->listeners[1];
+    assert_string_equal(u->name, "udp-echo");
+    assert_int_equal(u->protocol, PROTOCOL_UDP);
+    assert_int_equal(u->mode, MODE_ECHO);
+    assert_int_equal(u->nlisten, 2);
+    assert_true(addr_equal(&u->listen[0].addr, &l->listen[0].addr));
+    assert_true(addr_equal(&u->listen[1].addr, &l->listen[1].addr));
     config_free(cfg);
 }
 
@@ -192,6 +201,7 @@ static void defaults(void **state)
     struct config *cfg = load_ok(LISTENER);
     assert_string_equal(cfg->path, path);
     assert_daemon_defaults(cfg);
+    assert_int_equal(cfg->nlisteners, 1);
     const struct listener_config *l = &cfg->listeners[0];
     assert_string_equal(l->name, "a");
     assert_int_equal(l->line, 1);
@@ -533,8 +543,9 @@ static void unknown_settings(void **state)
     refused(with_proxy_setting(buf, sizeof(buf), "balanse = \"source-hash\";"),
             ":3: listeners.p.balanse: unknown setting (did you mean \"balance\"?)");
     refused_with(with_listener_setting(buf, sizeof(buf), "port = 7;"),
-                 ":1: listeners.a.port: unknown setting (known: name, listen, mode, ",
-                 ", send_proxy, upstream_tls, sni_routes, tls)");
+                 ":1: listeners.a.port: unknown setting (known: name, protocol, listen, "
+                 "mode, ",
+                 ", send_proxy, responses, upstream_tls, sni_routes, tls)");
     /* Before the name is known, the listener goes by its index. */
     refused("listeners = ( { name = \"a\"; listen = [ \"127.0.0.1:0\" ]; },\n"
             "  { nmae = \"b\"; listen = [ \"127.0.0.1:0\" ]; } );\n",
@@ -1377,6 +1388,7 @@ static void known_keys(void **state)
         "listeners",
         "listeners.name",
         "listeners.listen",
+        "listeners.protocol",
         "listeners.mode",
         "listeners.buffer_size",
         "listeners.idle_timeout",
@@ -1393,6 +1405,7 @@ static void known_keys(void **state)
         "listeners.retries",
         "listeners.fail_timeout",
         "listeners.send_proxy",
+        "listeners.responses",
         "listeners.upstream_tls",
         "listeners.upstream_tls.ca",
         "listeners.upstream_tls.verify",
@@ -1729,7 +1742,8 @@ static void check_shipped_value(const char *shipped, const struct setting *row,
 }
 
 /* The shipped file shows every setting at its default: each one it writes
- * uncommented holds the table's default. */
+ * uncommented holds the table's default; the listeners after the first
+ * (UDP echo) are examples, which only load. */
 static void shipped_file_at_defaults(void **state)
 {
     (void)state;
@@ -1752,7 +1766,7 @@ static void shipped_file_at_defaults(void **state)
         if (!has_default(row))
             continue;
         if (table_in_listener(row)) {
-            for (size_t i = 0; i < cfg->nlisteners; i++) {
+            for (size_t i = 0; i < 1; i++) {
                 snprintf(where, sizeof(where),
                          "listener \"%s\": ", cfg->listeners[i].name);
                 check_shipped_value(shipped, row,
@@ -1774,10 +1788,74 @@ static void shipped_file_at_defaults(void **state)
     assert_int_equal(problems, 0);
 }
 
+/* A UDP listener: what it takes, what it refuses with file:line:setting,
+ * and a TCP and a UDP listener on one port. */
+static void udp_listeners(void **state)
+{
+    (void)state;
+    char buf[1024];
+    struct config *cfg = load_ok(
+        "listeners = ( { name = \"t\"; listen = [ \"127.0.0.1:7\" ]; },\n"
+        "  { name = \"u\"; protocol = \"udp\"; listen = [ \"127.0.0.1:7\" ]; },\n"
+        "  { name = \"r\"; protocol = \"udp\"; listen = [ \"127.0.0.1:8\" ];\n"
+        "    mode = \"proxy\"; upstreams = [ \"127.0.0.1:7\" ]; responses = 1;\n"
+        "    send_proxy = \"v2\"; accept_proxy = true; } );\n");
+    assert_int_equal(cfg->listeners[0].protocol, PROTOCOL_TCP);
+    assert_int_equal(cfg->listeners[1].protocol, PROTOCOL_UDP);
+    assert_int_equal(cfg->listeners[2].responses, 1);
+    assert_false(cfg->listeners[2].splice); /* a relay's default, not for UDP */
+    config_free(cfg);
+    /* A UDP relay to a UDP listener of its own is a loop; to the TCP one
+     * on that port it is not (above). */
+    refused("listeners = ( { name = \"r\"; protocol = \"udp\"; "
+            "listen = [ \"127.0.0.1:9\" ];\n"
+            "  mode = \"proxy\"; upstreams = [ \"127.0.0.1:9\" ]; } );\n",
+            ":2: listeners.r.upstreams.[0]: 127.0.0.1:9 is the listen address of "
+            "listener \"r\" (line 1): connections would loop");
+    refused("listeners = ( { name = \"u\"; protocol = \"udp\";\n"
+            "  listen = [ \"unix:/tmp/x.sock\" ]; } );\n",
+            ":2: listeners.u.listen.[0]: \"unix:/tmp/x.sock\": a Unix socket is not "
+            "allowed with protocol = \"udp\"; expected an IP address like "
+            "\"127.0.0.1:7007\"");
+    refused("listeners = ( { name = \"u\"; protocol = \"udp\"; "
+            "listen = [ \"127.0.0.1:7\", \"127.0.0.1:7\" ]; } );\n",
+            ":1: listeners.u.listen.[1]: 127.0.0.1:7 is already used by listener "
+            "\"u\" (line 1)");
+    refused(with_listener_setting(buf, sizeof(buf), "protocol = \"udp\"; splice = true;"),
+            ":1: listeners.a.splice: only for protocol = \"tcp\"; this listener's "
+            "protocol is \"udp\"");
+    refused(with_listener_setting(buf, sizeof(buf),
+                                  "protocol = \"udp\"; buffer_size = 4096;"),
+            ":1: listeners.a.buffer_size: only for protocol = \"tcp\"; this "
+            "listener's protocol is \"udp\"");
+    refused(with_listener_setting(buf, sizeof(buf),
+                                  "protocol = \"udp\"; tls = { certificate = \"c\"; "
+                                  "key = \"k\"; };"),
+            ":1: listeners.a.tls: only for protocol = \"tcp\"; this listener's "
+            "protocol is \"udp\"");
+    refused(with_proxy_setting(buf, sizeof(buf), "responses = 1;"),
+            ":3: listeners.p.responses: only for protocol = \"udp\"; this listener's "
+            "protocol is \"tcp\"");
+    refused(with_proxy_setting(buf, sizeof(buf), "protocol = \"udp\"; retries = 1;"),
+            ":3: listeners.p.retries: only for protocol = \"tcp\"; this listener's "
+            "protocol is \"udp\"");
+    refused(with_proxy_setting(buf, sizeof(buf),
+                               "protocol = \"udp\"; send_proxy = \"v1\";"),
+            ":3: listeners.p.send_proxy: \"v1\" is not allowed with protocol = "
+            "\"udp\": PROXY over UDP is v2 only; expected \"none\" or \"v2\"");
+    refused(with_listener_setting(buf, sizeof(buf),
+                                  "protocol = \"udp\"; idle_timeout = 0;"),
+            ":1: listeners.a.idle_timeout: 0 is not allowed with protocol = \"udp\": "
+            "a flow ends only when idle; expected seconds like 30.0");
+    refused(with_listener_setting(buf, sizeof(buf), "protocol = \"sctp\";"),
+            ":1: listeners.a.protocol: expected tcp or udp, got \"sctp\"");
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(shipped_file_loads),
+        cmocka_unit_test(udp_listeners),
         cmocka_unit_test(defaults),
         cmocka_unit_test(proxy_defaults),
         cmocka_unit_test(every_setting),

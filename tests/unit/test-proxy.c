@@ -340,6 +340,53 @@ static size_t v2(uint8_t *out, uint8_t ver_cmd, uint8_t fam, uint16_t len,
 static const uint8_t tcp4_block[12] = {192, 0, 2,    1,    198,  51,
                                        100, 2, 0xdc, 0x04, 0x01, 0xbb};
 
+/* A datagram's v2 header (UDP4, DGRAM): parsed whole; a stream one, a v1
+ * line, or one longer than the datagram refused; and built back. */
+static void test_v2_dgram(void **state)
+{
+    (void)state;
+    uint8_t data[64];
+    size_t n = v2(data, 0x21, 0x12, 12, tcp4_block, sizeof(tcp4_block));
+    memcpy(data + n, "dns?", 4);
+    struct proxy_info info;
+    const char *why = NULL;
+    assert_int_equal(proxy_parse_dgram(data, n + 4, &info, &why), (int)n);
+    assert_false(info.local);
+    assert_int_equal(info.src.u.sa.sa_family, AF_INET);
+    assert_int_equal(addr_port(&info.src), 56324);
+    assert_int_equal(addr_port(&info.dst), 443);
+    /* UDP6 and LOCAL too. */
+    uint8_t block6[36] = {0};
+    n = v2(data, 0x21, 0x22, 36, block6, sizeof(block6));
+    assert_int_equal(proxy_parse_dgram(data, n, &info, &why), (int)n);
+    n = v2(data, 0x20, 0x00, 0, NULL, 0);
+    assert_int_equal(proxy_parse_dgram(data, n, &info, &why), (int)n);
+    assert_true(info.local);
+    /* A stream transport, in a datagram, and a datagram one on a stream. */
+    n = v2(data, 0x21, 0x11, 12, tcp4_block, sizeof(tcp4_block));
+    assert_int_equal(proxy_parse_dgram(data, n, &info, &why), -1);
+    assert_string_equal(why, "PROXY v2: stream transport in a datagram (DGRAM only)");
+    n = v2(data, 0x21, 0x12, 12, tcp4_block, sizeof(tcp4_block));
+    assert_int_equal(proxy_parse(data, n, &info, &why), -1);
+    assert_string_equal(why, "PROXY v2: datagram transport refused (stream only)");
+    /* Cut short: a datagram does not get more bytes later. */
+    assert_int_equal(proxy_parse_dgram(data, n - 1, &info, &why), -1);
+    assert_string_equal(why, "PROXY v2 header longer than the datagram");
+    static const char v1[] = "PROXY UDP4 1.2.3.4 5.6.7.8 1 2\r\n";
+    assert_int_equal(proxy_parse_dgram((const uint8_t *)v1, sizeof(v1) - 1, &info, &why),
+                     -1);
+    assert_string_equal(why, "PROXY v1 in a datagram (v2 only)");
+    assert_int_equal(proxy_parse_dgram(data, 0, &info, &why), -1);
+    /* What a UDP relay sends: the DGRAM transport. */
+    n = v2(data, 0x21, 0x12, 12, tcp4_block, sizeof(tcp4_block));
+    assert_int_equal(proxy_parse_dgram(data, n, &info, &why), (int)n);
+    addr_t src = info.src, dst = info.dst;
+    uint8_t built[64];
+    int len = proxy_build(PROXY_V2_DGRAM, &src, &dst, built, sizeof(built));
+    assert_int_equal(len, (int)n);
+    assert_memory_equal(built, data, n);
+}
+
 /* v2 PROXY over TCP4, with payload after it. */
 static void test_v2_tcp4(void **state)
 {
@@ -842,6 +889,7 @@ int main(void)
         cmocka_unit_test(test_v1_nul_byte),
         cmocka_unit_test(test_v1_too_long),
         cmocka_unit_test(test_v2_tcp4),
+        cmocka_unit_test(test_v2_dgram),
         cmocka_unit_test(test_v2_tcp6),
         cmocka_unit_test(test_v2_unix),
         cmocka_unit_test(test_v2_local),
