@@ -20,7 +20,11 @@
  *     rewritten in the other family (v4 as v4-mapped v6, a v4-mapped v6 as
  *     v4), the header built parses back to the same addresses once
  *     v4-mapped ones are read as v4, both of one family; a Unix address
- *     beside an IP one is sent as UNKNOWN / AF_UNSPEC.
+ *     beside an IP one is sent as UNKNOWN / AF_UNSPEC;
+ *   - a datagram's header (proxy_parse_dgram()): -1 or a length, never
+ *     "need more"; one accepted is the stream header of the same addresses
+ *     once its transport says STREAM, and what proxy_build() makes of it
+ *     for datagrams parses back the same.
  */
 #include <sanitizer/asan_interface.h>
 #include <stdint.h>
@@ -180,6 +184,36 @@ static void check_mixed(const struct proxy_info *info)
     mixed(&unix_addr, &info->dst, true, NULL, NULL);
 }
 
+/* The datagram parser on buf[0..size), which it may alter and restores. */
+static void check_dgram(uint8_t *buf, size_t size)
+{
+    struct proxy_info info, again;
+    const char *why = NULL;
+    int rc = proxy_parse_dgram(buf, size, &info, &why);
+    CHECK(rc == -1 || (rc > 0 && (size_t)rc <= size),
+          "datagram: returned %d for %zu bytes", rc, size);
+    CHECK(rc != -1 || why != NULL, "datagram: refused without a reason");
+    if (rc <= 0)
+        return;
+    if ((buf[13] & 0x0f) == 2) { /* not UNSPEC or LOCAL: the stream form */
+        buf[13] ^= 0x03;
+        memset(&again, 0, sizeof(again));
+        CHECK(proxy_parse(buf, size, &again, &why) == rc && same_info(&info, &again),
+              "the stream form of a datagram header differs");
+        buf[13] ^= 0x03;
+    }
+    if (info.local)
+        return;
+    uint8_t out[PROXY_MAX_HEADER];
+    int n = proxy_build(PROXY_V2_DGRAM, &info.src, &info.dst, out, sizeof(out));
+    CHECK(n > 0, "proxy_build() of a datagram header: %d", n);
+    memset(&again, 0, sizeof(again));
+    CHECK(proxy_parse_dgram(out, (size_t)n, &again, &why) == n,
+          "a built datagram header does not parse: %s", why != NULL ? why : "");
+    if (info.src.u.sa.sa_family != AF_UNIX)
+        CHECK(same_info(&info, &again), "a built datagram header says otherwise");
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     uint8_t *buf = malloc(size > 0 ? size : 1);
@@ -245,6 +279,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (!info.local)
             check_mixed(&info);
     }
+    check_dgram(buf, size);
     free(buf);
     return 0;
 }

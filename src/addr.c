@@ -408,6 +408,22 @@ unsigned addr_port(const addr_t *a)
     }
 }
 
+void addr_set_ip(addr_t *a, int family, const void *ip, in_port_t port_be)
+{
+    memset(a, 0, sizeof(*a));
+    if (family == AF_INET) {
+        a->u.in.sin_family = AF_INET;
+        memcpy(&a->u.in.sin_addr, ip, 4);
+        a->u.in.sin_port = port_be;
+        a->len = sizeof(a->u.in);
+    } else {
+        a->u.in6.sin6_family = AF_INET6;
+        memcpy(&a->u.in6.sin6_addr, ip, 16);
+        a->u.in6.sin6_port = port_be;
+        a->len = sizeof(a->u.in6);
+    }
+}
+
 void addr_set_port(addr_t *a, unsigned port)
 {
     if (a->u.sa.sa_family == AF_INET)

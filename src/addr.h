@@ -77,6 +77,10 @@ bool addr_equal(const addr_t *a, const addr_t *b);
 /* The port of an IP address (host order); 0 for a Unix one. */
 unsigned addr_port(const addr_t *a);
 
+/* Fills a with an IP address of `family` (AF_INET or AF_INET6) from its
+ * network-order bytes (4 or 16) and port. */
+void addr_set_ip(addr_t *a, int family, const void *ip, in_port_t port_be);
+
 /* Sets the port of an IP address (host order); a Unix one is left as is. */
 void addr_set_port(addr_t *a, unsigned port);
 

@@ -100,7 +100,7 @@ const struct setting table_settings[] = {
     {COUNT("workers", config, workers, 0, 256, 0),
      .help = "worker threads, each with its own poller; 0 starts one per CPU"},
     {COUNT("max_connections", config, max_connections, 0, 1000000, 10000),
-     .help = "open client connections of the whole daemon; 0: no limit"},
+     .help = "open client connections and UDP flows of the whole daemon; 0: no limit"},
     {SECONDS("shutdown_timeout", config, shutdown_timeout_ms, 3600, 10),
      .help = "seconds open connections get to finish after SIGTERM or SIGINT"},
     {STRING("user", config, user, ""), .load = config_load_user,

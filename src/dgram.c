@@ -73,18 +73,12 @@ static void take_local(struct dgram *d, const struct msghdr *msg, int port_famil
             port_family == AF_INET) {
             struct in_pktinfo pi;
             memcpy(&pi, CMSG_DATA(c), sizeof(pi));
-            memset(&d->local, 0, sizeof(d->local));
-            d->local.u.in.sin_family = AF_INET;
-            d->local.u.in.sin_addr = pi.ipi_addr;
-            d->local.len = sizeof(d->local.u.in);
+            addr_set_ip(&d->local, AF_INET, &pi.ipi_addr, 0);
             d->ifindex = pi.ipi_ifindex;
         } else if (c->cmsg_level == IPPROTO_IPV6 && c->cmsg_type == IPV6_PKTINFO) {
             struct in6_pktinfo pi;
             memcpy(&pi, CMSG_DATA(c), sizeof(pi));
-            memset(&d->local, 0, sizeof(d->local));
-            d->local.u.in6.sin6_family = AF_INET6;
-            d->local.u.in6.sin6_addr = pi.ipi6_addr;
-            d->local.len = sizeof(d->local.u.in6);
+            addr_set_ip(&d->local, AF_INET6, &pi.ipi6_addr, 0);
             d->ifindex = (int)pi.ipi6_ifindex;
         }
     }

@@ -46,22 +46,27 @@ void flow_table_free(struct flow_table *t)
     t->buckets = NULL;
 }
 
-/* The hash of a client address: its IP address and port. */
-static uint64_t hash_of(const struct flow_table *t, const addr_t *a)
+/* Appends an address's IP and port to key at *n. */
+static void put_key(uint8_t *key, size_t *n, const addr_t *a)
 {
-    uint8_t key[18];
-    size_t n = addr_source_key(a, key);
+    *n += addr_source_key(a, key + *n);
     unsigned port = addr_port(a);
-    key[n++] = (uint8_t)(port >> 8);
-    key[n++] = (uint8_t)port;
-    return siphash24(t->key, key, n);
+    key[(*n)++] = (uint8_t)(port >> 8);
+    key[(*n)++] = (uint8_t)port;
 }
 
-struct flow *flow_find(const struct flow_table *t, const addr_t *client, uint64_t *hash)
+struct flow *flow_find(const struct flow_table *t, const addr_t *client,
+                       const addr_t *peer, uint64_t *hash)
 {
-    *hash = hash_of(t, client);
+    uint8_t key[36];
+    size_t n = 0;
+    put_key(key, &n, client);
+    if (peer != NULL)
+        put_key(key, &n, peer);
+    *hash = siphash24(t->key, key, n);
     for (struct flow *f = t->buckets[*hash & (t->nbuckets - 1)]; f != NULL; f = f->hnext)
-        if (f->hash == *hash && addr_equal(&f->client, client))
+        if (f->hash == *hash && addr_equal(&f->client, client) &&
+            (peer == NULL || addr_equal(&f->peer, peer)))
             return f;
     return NULL;
 }
@@ -220,10 +225,11 @@ void flow_forward(struct flow *f, struct dgram *ds, size_t n)
                 return;
             continue;
         }
-        /* Full buffers (-EAGAIN, -ENOBUFS) or an error of the route: this
-         * datagram is lost, as a router would lose it. */
-        done++;
-        dropped++;
+        /* Full buffers (-EAGAIN, -ENOBUFS) lose the rest, an error of the
+         * route this datagram: lost, as a router would lose them. */
+        size_t lost = err == -EAGAIN || err == -ENOBUFS ? n - done : 1;
+        done += lost;
+        dropped += lost;
     }
     if (dropped > 0)
         udp_dropped(f->port, UDP_DROP_SEND_ERROR, dropped);
@@ -264,6 +270,10 @@ static void read_replies(struct flow *f)
         udp_reply(f->port, w->dgrams->d, k);
         if (limit > 0 && f->dgrams_out >= limit) {
             flow_close(f, "responses");
+            return;
+        }
+        if (n < DGRAM_BATCH) { /* the queue is empty: a new datagram makes an edge */
+            loop_rearm(&w->loop, f->ufd, MIO_READABLE);
             return;
         }
     }

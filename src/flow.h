@@ -8,7 +8,8 @@
  * sends reaches it (and no other flow).
  *
  * The flows of a UDP socket are in its table (struct flow_table), found
- * by the client's address through a keyed hash (SipHash), so that the
+ * by the client's address (and the source a PROXY header declares, with
+ * accept_proxy) through a keyed hash (SipHash), so that the
  * cost of a lookup does not grow with their number nor with a sender's
  * choice of source ports.
  */
@@ -68,8 +69,12 @@ int flow_table_init(struct flow_table *t);
 /* Frees the table (not its flows, which must be gone). */
 void flow_table_free(struct flow_table *t);
 
-/* The flow of client in t, or NULL; *hash is its hash, for flow_open(). */
-struct flow *flow_find(const struct flow_table *t, const addr_t *client, uint64_t *hash);
+/* The flow of client in t, or NULL; *hash is its hash, for flow_open().
+ * With peer (the source a PROXY header declared), the flow of that source
+ * through client: a proxy may send the datagrams of many clients from one
+ * port, and each is a flow of its own. */
+struct flow *flow_find(const struct flow_table *t, const addr_t *client,
+                       const addr_t *peer, uint64_t *hash);
 
 /*
  * Opens the flow of the datagram d (its source, the address it came to)

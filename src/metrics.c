@@ -272,7 +272,7 @@ static void expose(FILE *f, const struct daemon *d, const struct generation *g)
         family(f, "mio_echod_udp_dropped_total", "counter",
                "Datagrams from clients dropped, by reason: a new flow refused (as "
                "mio_echod_refused_total's reasons), or truncated, send_error, shutdown, "
-               "no_upstream.");
+               "no_upstream, loop_port.");
     for (size_t i = 0; i < g->nlisteners; i++) {
         struct listener_state *st = g->listeners[i].st;
         for (int r = 0; r < UDP_DROP_N && is_of(&g->listeners[i], OF_UDP); r++)
@@ -297,7 +297,7 @@ static void expose(FILE *f, const struct daemon *d, const struct generation *g)
     fprintf(f, "mio_echod_reload_failures_total %llu\n",
             (unsigned long long)atomic_load(&d->reload_failures));
     family(f, "mio_echod_daemon_connections_open", "gauge",
-           "Client connections open now, on every listener.");
+           "Client connections and UDP flows open now, on every listener.");
     fprintf(f, "mio_echod_daemon_connections_open %u\n", atomic_load(&d->active));
     family(f, "mio_echod_workers", "gauge", "Worker threads.");
     fprintf(f, "mio_echod_workers %u\n", d->nworkers);

@@ -90,24 +90,6 @@ static int take_port(struct cursor *c, uint8_t term, in_port_t *port)
     return NEED_MORE;
 }
 
-/* Fills a with an IP address of `family` from its network-order bytes and
- * port. */
-static void set_ip(addr_t *a, int family, const void *ip, in_port_t port_be)
-{
-    memset(a, 0, sizeof(*a));
-    if (family == AF_INET) {
-        a->u.in.sin_family = AF_INET;
-        memcpy(&a->u.in.sin_addr, ip, 4);
-        a->u.in.sin_port = port_be;
-        a->len = sizeof(a->u.in);
-    } else {
-        a->u.in6.sin6_family = AF_INET6;
-        memcpy(&a->u.in6.sin6_addr, ip, 16);
-        a->u.in6.sin6_port = port_be;
-        a->len = sizeof(a->u.in6);
-    }
-}
-
 /* After "UNKNOWN": ' ' or CR, then anything up to the first CRLF. */
 static int v1_unknown(struct cursor *c)
 {
@@ -155,8 +137,8 @@ static int v1_tcp(struct cursor *c, int family, struct proxy_info *info, const c
     *why = "PROXY v1: expected CRLF after the destination port";
     if ((rc = take_literal(c, "\n")) != DONE)
         return rc;
-    set_ip(&info->src, family, src, htons(sport));
-    set_ip(&info->dst, family, dst, htons(dport));
+    addr_set_ip(&info->src, family, src, htons(sport));
+    addr_set_ip(&info->dst, family, dst, htons(dport));
     return DONE;
 }
 
@@ -221,14 +203,14 @@ static bool v2_addresses(const uint8_t *block, uint8_t fam, struct proxy_info *i
     case 0x11:
         memcpy(&sport, block + 8, 2);
         memcpy(&dport, block + 10, 2);
-        set_ip(&info->src, AF_INET, block, sport);
-        set_ip(&info->dst, AF_INET, block + 4, dport);
+        addr_set_ip(&info->src, AF_INET, block, sport);
+        addr_set_ip(&info->dst, AF_INET, block + 4, dport);
         return true;
     case 0x21:
         memcpy(&sport, block + 32, 2);
         memcpy(&dport, block + 34, 2);
-        set_ip(&info->src, AF_INET6, block, sport);
-        set_ip(&info->dst, AF_INET6, block + 16, dport);
+        addr_set_ip(&info->src, AF_INET6, block, sport);
+        addr_set_ip(&info->dst, AF_INET6, block + 16, dport);
         return true;
     case 0x31:
         return v2_unix(block, &info->src) && v2_unix(block + V2_UNIX_PATH, &info->dst);

@@ -25,6 +25,7 @@ const char *udp_drop_name(enum udp_drop why)
         [UDP_DROP_SEND_ERROR - REFUSED_N] = "send_error",
         [UDP_DROP_SHUTDOWN - REFUSED_N] = "shutdown",
         [UDP_DROP_NO_UPSTREAM - REFUSED_N] = "no_upstream",
+        [UDP_DROP_LOOP_PORT - REFUSED_N] = "loop_port",
     };
     return (int)why < REFUSED_N ? refusal_names[why] : own[why - REFUSED_N];
 }
@@ -103,6 +104,28 @@ static struct flow *admit(struct udp_port *port, struct listener *l,
     return f;
 }
 
+/*
+ * Whether a datagram from this source port could start a loop: port 0 is
+ * no sender's, and echo (7), daytime (13), qotd (17), chargen (19) and
+ * time (37) answer any datagram, so a forged one from such a service
+ * would bounce between it and this daemon for ever (the "echo-chargen"
+ * flood, CVE-1999-0103).  inetd refuses them for the same reason.
+ */
+static bool loop_port(const addr_t *src)
+{
+    switch (addr_port(src)) {
+    case 0:
+    case 7:
+    case 13:
+    case 17:
+    case 19:
+    case 37:
+        return true;
+    default:
+        return false;
+    }
+}
+
 /* The flow of datagram d (a new one admission lets in), its PROXY header
  * taken off; NULL when it is dropped (counted into drops). */
 static struct flow *take(struct udp_port *port, struct listener *l, struct dgram *d,
@@ -111,6 +134,11 @@ static struct flow *take(struct udp_port *port, struct listener *l, struct dgram
     if (d->truncated) {
         drops[UDP_DROP_TRUNCATED]++;
         log_drop(port, &d->peer, "longer than the largest UDP payload (truncated)");
+        return NULL;
+    }
+    if (loop_port(&d->peer)) {
+        drops[UDP_DROP_LOOP_PORT]++;
+        log_drop(port, &d->peer, "from a port that could make a loop");
         return NULL;
     }
     addr_t peer = d->peer;
@@ -132,7 +160,7 @@ static struct flow *take(struct udp_port *port, struct listener *l, struct dgram
         }
     }
     uint64_t hash;
-    struct flow *f = flow_find(&port->flows, &d->peer, &hash);
+    struct flow *f = flow_find(&port->flows, &d->peer, declared ? &peer : NULL, &hash);
     if (f == NULL)
         f = admit(port, l, d, hash, &peer, declared, drops);
     if (f != NULL) {
@@ -197,6 +225,13 @@ static void read_port(struct udp_port *port)
             continue;
         }
         serve(port, w->dgrams->d, (size_t)n);
+        /* A short batch emptied the queue: the next datagram makes a new
+         * edge, so a read that would only say EAGAIN is saved. */
+        if (n < DGRAM_BATCH || !port->watched) {
+            if (port->watched)
+                loop_rearm(&w->loop, port->fd, MIO_READABLE);
+            return;
+        }
     }
     (void)loop_timer_set(&w->loop, &port->more, w->loop.now_ms);
 }

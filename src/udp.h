@@ -35,6 +35,8 @@ enum udp_drop {
     UDP_DROP_SEND_ERROR,            /* the kernel would not send it on */
     UDP_DROP_SHUTDOWN,              /* a new source while the daemon stops */
     UDP_DROP_NO_UPSTREAM,           /* a relay's flow could not get a socket */
+    UDP_DROP_LOOP_PORT,             /* from port 0 or a port of a UDP service that
+                                       answers anything (echo, chargen...) */
     UDP_DROP_N
 };
 

@@ -1821,32 +1821,38 @@ static void udp_listeners(void **state)
             "listen = [ \"127.0.0.1:7\", \"127.0.0.1:7\" ]; } );\n",
             ":1: listeners.u.listen.[1]: 127.0.0.1:7 is already used by listener "
             "\"u\" (line 1)");
-    refused(with_listener_setting(buf, sizeof(buf), "protocol = \"udp\"; splice = true;"),
-            ":1: listeners.a.splice: only for protocol = \"tcp\"; this listener's "
-            "protocol is \"udp\"");
-    refused(with_listener_setting(buf, sizeof(buf),
-                                  "protocol = \"udp\"; buffer_size = 4096;"),
-            ":1: listeners.a.buffer_size: only for protocol = \"tcp\"; this "
-            "listener's protocol is \"udp\"");
-    refused(with_listener_setting(buf, sizeof(buf),
-                                  "protocol = \"udp\"; tls = { certificate = \"c\"; "
-                                  "key = \"k\"; };"),
-            ":1: listeners.a.tls: only for protocol = \"tcp\"; this listener's "
-            "protocol is \"udp\"");
-    refused(with_proxy_setting(buf, sizeof(buf), "responses = 1;"),
-            ":3: listeners.p.responses: only for protocol = \"udp\"; this listener's "
-            "protocol is \"tcp\"");
-    refused(with_proxy_setting(buf, sizeof(buf), "protocol = \"udp\"; retries = 1;"),
-            ":3: listeners.p.retries: only for protocol = \"tcp\"; this listener's "
-            "protocol is \"udp\"");
-    refused(with_proxy_setting(buf, sizeof(buf),
-                               "protocol = \"udp\"; send_proxy = \"v1\";"),
-            ":3: listeners.p.send_proxy: \"v1\" is not allowed with protocol = "
-            "\"udp\": PROXY over UDP is v2 only; expected \"none\" or \"v2\"");
-    refused(with_listener_setting(buf, sizeof(buf),
-                                  "protocol = \"udp\"; idle_timeout = 0;"),
-            ":1: listeners.a.idle_timeout: 0 is not allowed with protocol = \"udp\": "
-            "a flow ends only when idle; expected seconds like 30.0");
+    /* A setting of the other protocol, on a listener ("a") or a relay ("p"). */
+    static const struct {
+        bool relay;
+        const char *setting, *message;
+    } others[] = {
+        {false, "protocol = \"udp\"; splice = true;",
+         ":1: listeners.a.splice: only for protocol = \"tcp\"; this listener's "
+         "protocol is \"udp\""},
+        {false, "protocol = \"udp\"; buffer_size = 4096;",
+         ":1: listeners.a.buffer_size: only for protocol = \"tcp\"; this listener's "
+         "protocol is \"udp\""},
+        {false, "protocol = \"udp\"; tls = { certificate = \"c\"; key = \"k\"; };",
+         ":1: listeners.a.tls: only for protocol = \"tcp\"; this listener's protocol is "
+         "\"udp\""},
+        {true, "responses = 1;",
+         ":3: listeners.p.responses: only for protocol = \"udp\"; this listener's "
+         "protocol is \"tcp\""},
+        {true, "protocol = \"udp\"; retries = 1;",
+         ":3: listeners.p.retries: only for protocol = \"tcp\"; this listener's "
+         "protocol is \"udp\""},
+        {true, "protocol = \"udp\"; send_proxy = \"v1\";",
+         ":3: listeners.p.send_proxy: \"v1\" is not allowed with protocol = \"udp\": "
+         "PROXY over UDP is v2 only; expected \"none\" or \"v2\""},
+        {false, "protocol = \"udp\"; idle_timeout = 0;",
+         ":1: listeners.a.idle_timeout: 0 is not allowed with protocol = \"udp\": a flow "
+         "ends only when idle; expected seconds like 30.0"},
+    };
+    for (size_t i = 0; i < sizeof(others) / sizeof(others[0]); i++)
+        refused(others[i].relay
+                    ? with_proxy_setting(buf, sizeof(buf), others[i].setting)
+                    : with_listener_setting(buf, sizeof(buf), others[i].setting),
+                others[i].message);
     refused(with_listener_setting(buf, sizeof(buf), "protocol = \"sctp\";"),
             ":1: listeners.a.protocol: expected tcp or udp, got \"sctp\"");
 }
