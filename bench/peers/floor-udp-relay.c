@@ -15,7 +15,9 @@
  * the listening socket, with one sendmmsg per BATCH.  Reading stops at a
  * short batch, without the recvmmsg that would fail with EAGAIN: with
  * EPOLLET the next datagram makes a new edge.  What a send refuses is
- * dropped, as UDP may.
+ * dropped, as UDP may.  Built with -DFLOOR_REPLY_PER_FLOW, each flow's
+ * replies are sent as soon as they are read, in a sendmmsg of their own
+ * (to measure what sending them together saves).
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -159,6 +161,9 @@ static void read_replies(struct flow *f)
             out[i].msg_hdr.msg_namelen = sizeof(f->client);
         }
         nout += (unsigned)n;
+#ifdef FLOOR_REPLY_PER_FLOW
+        flush_replies();
+#endif
         if ((unsigned)n < room)
             return;
     }
