@@ -45,7 +45,14 @@ int dgram_prepare(int fd, int family)
     int rc = family == AF_INET6
                  ? setsockopt(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &on, sizeof(on))
                  : setsockopt(fd, IPPROTO_IP, IP_PKTINFO, &on, sizeof(on));
-    return rc < 0 ? -errno : 0;
+    if (rc < 0)
+        return -errno;
+    /* Asked for, not forced: the kernel caps it at net.core.rmem_max. */
+    int size = DGRAM_RCVBUF, now = 0;
+    socklen_t len = sizeof(now);
+    if (getsockopt(fd, SOL_SOCKET, SO_RCVBUF, &now, &len) == 0 && now < 2 * size)
+        (void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof(size));
+    return 0;
 }
 
 int dgram_batch_init(struct dgram_batch *b)

@@ -43,8 +43,16 @@ struct dgram_batch {
  * -errno. */
 int dgram_bind(const addr_t *a, unsigned flags);
 
+/* The receive buffer asked for a UDP listening socket: the kernel's
+ * default (208 KiB on Linux) holds some 120 datagrams of 700 bytes, which
+ * a burst from a few hundred clients overflows before the worker's turn
+ * comes.  The kernel caps it at net.core.rmem_max (and doubles it). */
+#define DGRAM_RCVBUF (4 * 1024 * 1024)
+
 /* Asks the kernel of a bound UDP socket of `family` to report the address
- * each datagram came to (IP_PKTINFO, IPV6_RECVPKTINFO).  0 or -errno. */
+ * each datagram came to (IP_PKTINFO, IPV6_RECVPKTINFO), and for a receive
+ * buffer of DGRAM_RCVBUF bytes (where it is not larger already: one from
+ * systemd with ReceiveBuffer=).  0 or -errno. */
 int dgram_prepare(int fd, int family);
 
 /* Allocates b's buffers; 0 or -ENOMEM. */

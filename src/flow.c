@@ -304,14 +304,14 @@ static void release(struct deferred *d)
 
 struct flow *flow_open(struct udp_port *port, struct listener *l, const struct dgram *d,
                        uint64_t hash, const addr_t *peer, const struct ticket *ticket,
-                       const char **why)
+                       int *err)
 {
     struct worker *w = port->w;
     struct flow *f = calloc(1, sizeof(*f));
     if (f == NULL) {
         struct ticket t = *ticket;
         admission_release(&t, w->d, l->st);
-        *why = log_strerror(ENOMEM);
+        *err = -ENOMEM;
         return NULL;
     }
     f->h.on_event = on_reply;
@@ -341,10 +341,10 @@ struct flow *flow_open(struct udp_port *port, struct listener *l, const struct d
         f->proxy_len = n > 0 ? (uint8_t)n : 0;
     }
     f->choice.pool = &l->pools[0];
-    int err = choose_upstream(f);
-    if (err < 0) {
-        *why = err == -EHOSTUNREACH ? "no upstream" : log_strerror(-err);
-        flow_close(f, "no-upstream");
+    *err = choose_upstream(f);
+    if (*err < 0) {
+        bool no_fd = *err == -EMFILE || *err == -ENFILE;
+        flow_close(f, no_fd ? "out-of-descriptors" : "no-upstream");
         return NULL;
     }
     return f;

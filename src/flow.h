@@ -81,12 +81,12 @@ struct flow *flow_find(const struct flow_table *t, const addr_t *client,
  * on port, admitted with *ticket (which the flow gives back at its end),
  * from the client `peer` (a PROXY header's, or d's source).  A relay's
  * flow chooses its upstream and connects its socket.  The flow or NULL
- * (then the ticket is given back and *why says: "no upstream", or the
- * error).
+ * (then the ticket is given back and *err says why: -EHOSTUNREACH for no
+ * upstream address left, or the error of the socket).
  */
 struct flow *flow_open(struct udp_port *port, struct listener *l, const struct dgram *d,
                        uint64_t hash, const addr_t *peer, const struct ticket *ticket,
-                       const char **why);
+                       int *err);
 
 /* Relays n client datagrams (payloads; from a relay's flow) to its
  * upstream; the ones that could not go are counted as dropped. */

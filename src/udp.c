@@ -95,11 +95,12 @@ static struct flow *admit(struct udp_port *port, struct listener *l,
         log_drop(port, peer, admission_refusal_text(why));
         return NULL;
     }
-    const char *what = NULL;
-    struct flow *f = flow_open(port, l, d, hash, peer, &t, &what);
+    int err = 0;
+    struct flow *f = flow_open(port, l, d, hash, peer, &t, &err);
     if (f == NULL) {
-        drops[UDP_DROP_NO_UPSTREAM]++;
-        log_drop(port, peer, what);
+        bool no_fd = err == -EMFILE || err == -ENFILE;
+        drops[no_fd ? (int)REFUSED_NO_FD : (int)UDP_DROP_NO_UPSTREAM]++;
+        log_drop(port, peer, err == -EHOSTUNREACH ? "no upstream" : log_strerror(-err));
     }
     return f;
 }

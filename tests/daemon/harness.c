@@ -27,6 +27,7 @@ int teardown_all(void **state)
     stream_abort_all();
     echod_stop_all(3000);
     up_stop_all();
+    udp_stop_all();
     close_all_tracked();
     return 0;
 }

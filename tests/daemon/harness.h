@@ -22,6 +22,7 @@
 #include "run.h"
 #include "stream.h"
 #include "tserver.h"
+#include "udp.h"
 #include "upstream.h"
 
 /*
@@ -41,8 +42,8 @@
 #define SANITIZED 0
 #endif
 
-/* A test's teardown: stops the streams, the daemons and the upstreams a
- * failed test left running, and closes its tracked descriptors. */
+/* A test's teardown: stops the streams, the daemons and the upstreams
+ * (TCP and UDP) a failed test left running, and closes its tracked descriptors. */
 int teardown_all(void **state);
 
 #endif

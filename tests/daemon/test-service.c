@@ -1378,11 +1378,26 @@ static void test_reload_port_taken_rolls_back(void **state)
 static void test_socket_activation_udp(void **state)
 {
     (void)state;
-    int ufd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-    assert_true(ufd >= 0);
+    /* A UDP and a TCP socket on one port, both held from the start, so that
+     * no other test's socket can take the TCP one meanwhile. */
+    int ufd = -1, lfd = -1;
     struct sockaddr_in a = {.sin_family = AF_INET,
                             .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    assert_int_equal(bind(ufd, (struct sockaddr *)&a, sizeof(a)), 0);
+    for (int i = 0; i < 50 && ufd < 0; i++) {
+        lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        assert_true(lfd >= 0);
+        a.sin_port = 0;
+        assert_int_equal(bind(lfd, (struct sockaddr *)&a, sizeof(a)), 0);
+        a.sin_port = htons((uint16_t)local_port(lfd));
+        ufd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        assert_true(ufd >= 0);
+        if (bind(ufd, (struct sockaddr *)&a, sizeof(a)) < 0) {
+            close(ufd);
+            close(lfd);
+            ufd = -1;
+        }
+    }
+    assert_true(ufd >= 0);
     int port = local_port(ufd);
     char text[512];
     snprintf(text, sizeof(text),
@@ -1426,12 +1441,6 @@ static void test_socket_activation_udp(void **state)
     close(ufd);
 
     /* The same address as a stream socket for a UDP listener: unmatched. */
-    int lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    assert_true(lfd >= 0);
-    a.sin_port = htons((uint16_t)port);
-    int one = 1;
-    (void)setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-    assert_int_equal(bind(lfd, (struct sockaddr *)&a, sizeof(a)), 0);
     assert_int_equal(listen(lfd, 4), 0);
     p = proc_start(argv, NULL, lfd, "u");
     assert_int_not_equal(proc_wait_exit(p, 5000), 0);
