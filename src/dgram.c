@@ -91,19 +91,23 @@ static void take_local(struct dgram *d, const struct msghdr *msg, int port_famil
     }
 }
 
-int dgram_recv(int fd, struct dgram_batch *b, size_t max)
+int dgram_recv(int fd, struct dgram_batch *b, size_t first, size_t max)
 {
-    if (max > DGRAM_BATCH)
-        max = DGRAM_BATCH;
+    if (first >= DGRAM_BATCH)
+        return -ENOBUFS;
+    if (max > DGRAM_BATCH - first)
+        max = DGRAM_BATCH - first;
+    struct dgram *ds = b->d + first;
+    uint8_t *bufs = b->bufs + first * DGRAM_MAX;
     struct iovec iov[DGRAM_BATCH];
     _Alignas(struct cmsghdr) uint8_t control[DGRAM_BATCH][CONTROL_LEN];
 #ifdef HAVE_RECVMMSG
     struct mmsghdr msgs[DGRAM_BATCH];
     for (size_t i = 0; i < max; i++) {
-        iov[i] = (struct iovec){b->bufs + i * DGRAM_MAX, DGRAM_MAX};
+        iov[i] = (struct iovec){bufs + i * DGRAM_MAX, DGRAM_MAX};
         msgs[i].msg_hdr = (struct msghdr){
-            .msg_name = &b->d[i].peer.u.ss,
-            .msg_namelen = sizeof(b->d[i].peer.u),
+            .msg_name = &ds[i].peer.u.ss,
+            .msg_namelen = sizeof(ds[i].peer.u),
             .msg_iov = &iov[i],
             .msg_iovlen = 1,
             .msg_control = control[i],
@@ -113,22 +117,20 @@ int dgram_recv(int fd, struct dgram_batch *b, size_t max)
     int n = recvmmsg(fd, msgs, (unsigned)max, MSG_DONTWAIT, NULL);
     if (n < 0)
         return -errno;
-    int family = 0;
     for (int i = 0; i < n; i++) {
-        struct dgram *d = &b->d[i];
-        d->data = b->bufs + (size_t)i * DGRAM_MAX;
+        struct dgram *d = &ds[i];
+        d->data = bufs + (size_t)i * DGRAM_MAX;
         d->len = msgs[i].msg_len;
         d->peer.len = msgs[i].msg_hdr.msg_namelen;
         d->truncated = (msgs[i].msg_hdr.msg_flags & MSG_TRUNC) != 0;
-        family = d->peer.u.sa.sa_family;
-        take_local(d, &msgs[i].msg_hdr, family);
+        take_local(d, &msgs[i].msg_hdr, d->peer.u.sa.sa_family);
     }
     return n;
 #else
     size_t n = 0;
     for (; n < max; n++) {
-        struct dgram *d = &b->d[n];
-        iov[n] = (struct iovec){b->bufs + n * DGRAM_MAX, DGRAM_MAX};
+        struct dgram *d = &ds[n];
+        iov[n] = (struct iovec){bufs + n * DGRAM_MAX, DGRAM_MAX};
         struct msghdr msg = {
             .msg_name = &d->peer.u.ss,
             .msg_namelen = sizeof(d->peer.u),
@@ -143,7 +145,7 @@ int dgram_recv(int fd, struct dgram_batch *b, size_t max)
                 break;
             return -errno;
         }
-        d->data = iov[n].iov_base;
+        d->data = bufs + n * DGRAM_MAX;
         d->len = (size_t)got;
         d->peer.len = msg.msg_namelen;
         d->truncated = (msg.msg_flags & MSG_TRUNC) != 0;

@@ -61,13 +61,14 @@ int dgram_batch_init(struct dgram_batch *b);
 void dgram_batch_free(struct dgram_batch *b);
 
 /*
- * Reads up to `max` (at most DGRAM_BATCH) datagrams from fd into b->d[0..n)
- * and returns n (at least 1), or -errno: -EAGAIN when none is waiting;
+ * Reads up to `max` datagrams from fd into b->d[first..first + n) (first +
+ * max at most DGRAM_BATCH) and returns n (at least 1), or -errno: -EAGAIN
+ * when none is waiting;
  * on a connected socket an ICMP error an earlier datagram met (Linux:
  * -ECONNREFUSED for port unreachable).  Each has its source and, where
  * the socket reports it, the address it came to.
  */
-int dgram_recv(int fd, struct dgram_batch *b, size_t max);
+int dgram_recv(int fd, struct dgram_batch *b, size_t first, size_t max);
 
 /* How dgram_send() addresses its datagrams. */
 enum dgram_to {

@@ -116,15 +116,24 @@ static void remove_flow(struct flow_table *t, struct flow *f)
 
 /* ---- the idle deadline ---------------------------------------------------- */
 
+static void read_replies(struct flow *f);
+
 /*
  * The timer is not moved for every datagram (a heap operation each): it
  * fires at the deadline it was given, and a flow that was active since is
- * given its new deadline then.
+ * given its new deadline then.  It also brings a flow back at once when
+ * replies were left unread (f->more).
  */
 static void idle_due(struct timer *t)
 {
     struct flow *f = container_of(t, struct flow, timer);
     struct loop *l = &f->port->w->loop;
+    if (f->more) { /* not the deadline: replies left to read */
+        f->more = false;
+        read_replies(f);
+        if (f->dead || f->more)
+            return;
+    }
     int64_t deadline = f->last_ms + f->l->cfg->idle_timeout_ms;
     if (l->now_ms < deadline && loop_timer_set(l, &f->timer, deadline) == 0)
         return;
@@ -235,14 +244,23 @@ void flow_forward(struct flow *f, struct dgram *ds, size_t n)
         udp_dropped(f->port, UDP_DROP_SEND_ERROR, dropped);
 }
 
-/* Reads the upstream's replies and sends them to the client: up to
- * `responses` of them, for a flow that ends there. */
+/*
+ * Reads the upstream's replies into the worker's batch, after the replies
+ * other flows gathered there, for udp_flush() to send them together to
+ * their clients once the batch of events is dispatched (or when the batch
+ * is full): up to `responses` of them, for a flow that ends there.  Past
+ * REPLY_BATCHES reads it comes back through its timer, after the other
+ * handlers (an edge-triggered poll reports nothing new for what waits).
+ */
 static void read_replies(struct flow *f)
 {
     struct worker *w = f->port->w;
     unsigned limit = f->l->cfg->responses;
     for (int b = 0; b < REPLY_BATCHES; b++) {
-        int n = dgram_recv(f->ufd, w->dgrams, DGRAM_BATCH);
+        if (w->nqueued == DGRAM_BATCH)
+            udp_flush(w);
+        size_t first = w->nqueued, room = DGRAM_BATCH - first;
+        int n = dgram_recv(f->ufd, w->dgrams, first, room);
         if (n == -EAGAIN) {
             loop_rearm(&w->loop, f->ufd, MIO_READABLE);
             return;
@@ -257,29 +275,29 @@ static void read_replies(struct flow *f)
             return;
         }
         size_t k = (size_t)n;
-        if (limit > 0 && f->dgrams_out + k > limit)
-            k = (size_t)(limit - f->dgrams_out); /* what is over is not sent */
-        for (size_t i = 0; i < k; i++) {
+        if (limit > 0 && f->replies + k > limit)
+            k = limit - f->replies; /* what is over is not sent */
+        for (size_t i = first; i < first + k; i++) {
             struct dgram *d = &w->dgrams->d[i];
             d->peer = f->client;
             d->local = f->local;
             d->ifindex = f->ifindex;
             d->owner = f;
         }
+        w->nqueued += k;
+        f->replies += (unsigned)k;
         flow_touch(f, w->loop.now_ms);
-        udp_reply(f->port, w->dgrams->d, k);
-        if (limit > 0 && f->dgrams_out >= limit) {
-            flow_close(f, "responses");
+        if (limit > 0 && f->replies >= limit) {
+            flow_close(f, "responses"); /* which sends what is gathered first */
             return;
         }
-        if (n < DGRAM_BATCH) { /* the queue is empty: a new datagram makes an edge */
+        if ((size_t)n < room) { /* the queue is empty: a new datagram makes an edge */
             loop_rearm(&w->loop, f->ufd, MIO_READABLE);
             return;
         }
     }
-    /* More may wait: the flow's socket is read again after the other
-     * handlers, through a re-arm that reports it readable once more. */
-    loop_rearm(&w->loop, f->ufd, MIO_READABLE);
+    f->more = true;
+    (void)loop_timer_set(&w->loop, &f->timer, w->loop.now_ms);
 }
 
 /* The handler of a flow's upstream socket. */
@@ -356,6 +374,7 @@ void flow_close(struct flow *f, const char *reason)
         return;
     struct udp_port *port = f->port;
     struct worker *w = port->w;
+    udp_flush(w); /* its replies gathered, counted before its access line */
     struct listener *l = f->l;
     f->dead = true;
     loop_timer_cancel(&w->loop, &f->timer);

@@ -49,6 +49,8 @@ struct flow {
     uint8_t proxy[FLOW_PROXY_MAX]; /* send_proxy v2: the header of each datagram */
     uint8_t proxy_len;
     bool dead;
+    bool more;        /* replies left unread: its timer brings it back */
+    unsigned replies; /* datagrams from the upstream taken for the client */
     int64_t start_ms, last_ms;
     uint64_t in, out;               /* bytes from and to the client */
     uint64_t dgrams_in, dgrams_out; /* datagrams from and to the client */

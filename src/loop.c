@@ -92,6 +92,8 @@ void loop_due(struct loop *l)
         timer_cancel(&l->timers, t);
         t->fire(t);
     }
+    if (l->after != NULL)
+        l->after(l);
     release_deferred(l);
 }
 
@@ -116,6 +118,8 @@ int loop_wait(struct loop *l)
         struct handler *h = (struct handler *)mio_event_token(ev);
         h->on_event(h, l, ev);
     }
+    if (l->after != NULL)
+        l->after(l);
     release_deferred(l);
     return 0;
 }

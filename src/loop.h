@@ -50,6 +50,10 @@ struct loop {
     struct timer_heap timers;
     int64_t now_ms;         /* CLOCK_MONOTONIC, taken after each poll */
     struct deferred *later; /* freed after the batch, each by its release */
+    /* NULL, or what the owner does once a batch of events (or of due
+     * timers) is dispatched, before the deferred are released: a worker
+     * sends the UDP replies its handlers gathered. */
+    void (*after)(struct loop *l);
 };
 
 /*

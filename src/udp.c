@@ -72,6 +72,19 @@ void udp_reply(struct udp_port *port, const struct dgram *ds, size_t n)
     atomic_fetch_add(&port->ls->listener->st->dgrams_out, sent);
 }
 
+void udp_flush(struct worker *w)
+{
+    const struct dgram *ds = w->dgrams != NULL ? w->dgrams->d : NULL;
+    size_t n = w->nqueued;
+    w->nqueued = 0;
+    for (size_t i = 0, k; i < n; i += k) {
+        struct udp_port *port = ((struct flow *)ds[i].owner)->port;
+        for (k = 1; i + k < n && ((struct flow *)ds[i + k].owner)->port == port; k++)
+            ;
+        udp_reply(port, ds + i, k);
+    }
+}
+
 /* A new source: admission (and the source a PROXY header declared), then
  * its flow; NULL when the datagram is dropped (counted into drops). */
 static struct flow *admit(struct udp_port *port, struct listener *l,
@@ -209,8 +222,9 @@ static void serve(struct udp_port *port, struct dgram *ds, size_t n)
 static void read_port(struct udp_port *port)
 {
     struct worker *w = port->w;
+    udp_flush(w); /* the batch's buffers are read into from the start */
     for (int b = 0; b < READ_BATCHES; b++) {
-        int n = dgram_recv(port->fd, w->dgrams, DGRAM_BATCH);
+        int n = dgram_recv(port->fd, w->dgrams, 0, DGRAM_BATCH);
         if (n == -EAGAIN) {
             loop_rearm(&w->loop, port->fd, MIO_READABLE);
             return;

@@ -78,6 +78,10 @@ void udp_free(struct worker *w);
  * (dgram.owner) and the rest as dropped. */
 void udp_reply(struct udp_port *port, const struct dgram *ds, size_t n);
 
+/* Sends the replies gathered in w->dgrams->d[0..nqueued) (each to its
+ * flow's client, through its port), every run of one port's together. */
+void udp_flush(struct worker *w);
+
 /* A flow of port ended: a draining port with no flow left stops. */
 void udp_flow_gone(struct udp_port *port);
 

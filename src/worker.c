@@ -82,6 +82,12 @@ static void switch_generation(struct worker *w)
 static void on_wake(struct handler *h, struct loop *l, const mio_event_t *ev);
 static void resume_accepting(struct timer *t);
 
+/* After each batch: the UDP replies gathered go out together. */
+static void after_batch(struct loop *l)
+{
+    udp_flush(container_of(l, struct worker, loop));
+}
+
 int worker_init(struct worker *w, struct daemon *d, unsigned id)
 {
     memset(w, 0, sizeof(*w));
@@ -103,6 +109,7 @@ int worker_init(struct worker *w, struct daemon *d, unsigned id)
     int err = loop_init(&w->loop, 256, &w->wake);
     if (err < 0)
         return err;
+    w->loop.after = after_batch;
     w->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
     w->pipes.max = pipe_budget(d->nworkers);
     watch_listeners(w, true);

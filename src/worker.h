@@ -40,6 +40,7 @@ struct worker {
     struct udp_port *ports;     /* the UDP sockets it serves (udp.h) */
     unsigned nflows;            /* their open flows */
     struct dgram_batch *dgrams; /* one batch of datagrams, once it has a port */
+    size_t nqueued; /* dgrams->d[0..nqueued): replies gathered (udp_flush()) */
     struct ratelimit rl_refused, rl_fd, rl_upstream, rl_tls;
     struct generation *gen;                /* whose listening sockets it watches */
     _Atomic(struct generation *) watching; /* gen, for the reloading thread */
