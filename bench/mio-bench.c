@@ -1,8 +1,8 @@
 /*
  * mio-bench: a load generator for TCP echo servers and relays, on libmio.
  *
- *   mio-bench pingpong|stream|idle|handshake --port PORT [options]
- *   mio-bench --free-port          print a TCP port free on 127.0.0.1
+ *   mio-bench pingpong|stream|idle|handshake|udp --port PORT [options]
+ *   mio-bench --free-port          print a port free on 127.0.0.1 (TCP and UDP)
  *
  * One process, one thread, non-blocking sockets on one mio_poll_t.
  *
@@ -19,6 +19,11 @@
  *             (no session is ever resumed), sends one message of S bytes,
  *             reads it back, sends close_notify and a FIN, waits for the
  *             server's end, closes, and starts over; handshakes per second.
+ *   udp       C flows (a UDP socket each) keep W datagrams of S bytes
+ *             outstanding each (-w), resending what is unanswered after
+ *             --resend seconds; datagrams answered per second, losses,
+ *             duplicates, and every answer checked byte for byte (see
+ *             "udp" below).
  *
  * --tls runs pingpong and stream over TLS.  Every TLS connection offers
  * TLS 1.3 only, the one cipher suite TLS_AES_128_GCM_SHA256 and the one
@@ -388,8 +393,8 @@ static double tree_cpu_ns(const int *pids, size_t n)
 
 /* ---- connections -------------------------------------------------------- */
 
-enum mode { PINGPONG, STREAM, IDLE, HANDSHAKE };
-static const char *const mode_name[] = {"pingpong", "stream", "idle", "handshake"};
+enum mode { PINGPONG, STREAM, IDLE, HANDSHAKE, UDP };
+static const char *const mode_name[] = {"pingpong", "stream", "idle", "handshake", "udp"};
 
 enum cstate { C_NEW, C_CONNECTING, C_HANDSHAKE, C_OPEN, C_SHUT, C_DONE };
 
@@ -412,6 +417,8 @@ enum phase { P_CONNECT, P_PRIME, P_WARMUP, P_RUN, P_HOLD, P_DRAIN, P_SHUTDOWN, P
 static struct {
     enum mode mode;
     unsigned nconns;
+    unsigned window; /* udp: datagrams each flow keeps outstanding */
+    double resend;   /* udp: seconds before an unanswered datagram is sent again */
     size_t size;
     double duration, warmup, timeout;
     int pid, backend_pid;
@@ -421,6 +428,8 @@ static struct {
     socklen_t addrlen;
     const char *host, *port;
 } opt = {.nconns = 1,
+         .window = 1,
+         .resend = 0.2,
          .duration = 5,
          .warmup = 1,
          .timeout = 10,
@@ -1125,9 +1134,10 @@ static void run_loop(mio_events_t *events)
 
 /* CPU time per unit of the load, by mode: us per message, s per GB, ms per
  * 1000 handshakes (the same number as us per handshake). */
-static const char *const cpu_unit_key[] = {"us_per_msg", "s_per_gb", "", "ms_per_khs"};
+static const char *const cpu_unit_key[] = {"us_per_msg", "s_per_gb", "", "ms_per_khs",
+                                           "us_per_dgram"};
 static const char *const cpu_unit_text[] = {"us per message", "s per GB", "",
-                                            "ms per 1000 handshakes"};
+                                            "ms per 1000 handshakes", "us per datagram"};
 
 static double cpu_per_unit(double ns)
 {
@@ -1138,16 +1148,470 @@ static double cpu_per_unit(double ns)
     return g.bytes ? ns / (double)g.bytes : 0;
 }
 
+/* ---- udp: flows of datagrams ------------------------------------------------ */
+
+/*
+ * Each of C flows is a UDP socket of its own, connected to the server, that
+ * keeps W datagrams of S bytes outstanding: W = 1 is a pingpong, more is a
+ * pipelined window.  A datagram is a header (the flow, the slot of the
+ * window it fills, its sequence number) and a slice of pat chosen by the
+ * flow and the sequence number; an answer must be that datagram, byte for
+ * byte, on the flow's socket.  An answer frees its slot, which sends the
+ * flow's next datagram at once (the answers of one recvmmsg are answered
+ * with one sendmmsg).  A datagram not answered within --resend seconds is
+ * sent again (a loss, counted); an answer to a datagram answered already is
+ * a duplicate (counted; a late answer to a resent datagram is one).  An
+ * answer that is not exactly a datagram of the flow (another length,
+ * another flow's, a sequence number never sent, other bytes) is a
+ * mismatch: counted, and the exit status is then 1.
+ *
+ * Before the load the flows are primed one after the other, each waiting
+ * for the answer to its first datagram before the next flow sends: a relay
+ * (socat's UDP-LISTEN, fork) that connects a socket to each new client must
+ * not see the first datagrams of two clients at once.
+ */
+
+#define UDP_HDR 16u
+#define UDP_BATCH 64u
+
+struct uslot {
+    uint64_t seq;
+    uint64_t t_first, t_sent; /* first sent, last sent */
+    bool busy;
+};
+
+struct flow {
+    int fd;
+    uint32_t id;
+    uint64_t next_seq;
+    struct uslot *slot;
+    uint8_t (*hdr)[UDP_HDR]; /* the header of each slot's datagram */
+};
+
+static struct {
+    struct flow *f;
+    uint64_t answered, answered_all; /* in P_RUN, and in all */
+    uint64_t sent_all, resent, resent_all, dup, mismatch, refused;
+    uint64_t outstanding;
+    unsigned primed; /* flows primed so far */
+    uint64_t next_scan;
+} u;
+
+static void put64(uint8_t *p, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        p[i] = (uint8_t)(v >> (8 * i));
+}
+
+static uint64_t get64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v |= (uint64_t)p[i] << (8 * i);
+    return v;
+}
+
+/* The payload after the header of datagram `seq` of flow `id`. */
+static const uint8_t *udp_payload(uint32_t id, uint64_t seq)
+{
+    return pat + (seed_of(id) + seq * 7919u) % PAT_LEN;
+}
+
+/* Queues slot k of flow f (its header made) into the batch of mm/iov. */
+static void udp_queue(struct flow *f, unsigned k, struct mmsghdr *mm, struct iovec *iov,
+                      unsigned *n)
+{
+    struct uslot *s = &f->slot[k];
+    iov[2 * *n] = (struct iovec){f->hdr[k], UDP_HDR};
+    iov[2 * *n + 1] = (struct iovec){(void *)udp_payload(f->id, s->seq),
+                                     opt.size - UDP_HDR};
+    mm[*n] = (struct mmsghdr){.msg_hdr = {.msg_iov = &iov[2 * *n], .msg_iovlen = 2}};
+    s->t_sent = g.now;
+    (*n)++;
+}
+
+/* Sends the n datagrams queued; what the socket refuses counts as lost
+ * (the resend timer sends it again). */
+static void udp_flush(struct flow *f, struct mmsghdr *mm, unsigned n)
+{
+    unsigned done = 0;
+    for (int tries = 0; done < n && tries < 4; tries++) {
+        int r = sendmmsg(f->fd, mm + done, n - done, 0);
+        if (r > 0) {
+            done += (unsigned)r;
+            continue;
+        }
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0 && errno == ECONNREFUSED) { /* an earlier ICMP: try again */
+            u.refused++;
+            continue;
+        }
+        if (r < 0 && (errno == EAGAIN || errno == ENOBUFS))
+            break;
+        die("flow %u: sendmmsg: %s", f->id, strerror(errno));
+    }
+    u.sent_all += done;
+}
+
+/* Starts the next datagram of flow f in its free slot k. */
+static void udp_start(struct flow *f, unsigned k, struct mmsghdr *mm, struct iovec *iov,
+                      unsigned *n)
+{
+    struct uslot *s = &f->slot[k];
+    s->seq = f->next_seq++;
+    s->busy = true;
+    s->t_first = g.now;
+    u.outstanding++;
+    uint8_t *h = f->hdr[k];
+    put64(h, (uint64_t)f->id | (uint64_t)k << 32);
+    put64(h + 8, s->seq);
+    udp_queue(f, k, mm, iov, n);
+}
+
+static bool udp_sending(void)
+{
+    return g.phase == P_WARMUP || g.phase == P_RUN;
+}
+
+/* One answer of n bytes (trunc: it was longer than any datagram sent) on
+ * flow f; its slot is freed into *freed when it answers one. */
+static void udp_answer(struct flow *f, const uint8_t *p, size_t n, bool trunc,
+                       unsigned *freed, unsigned *nfreed)
+{
+    if (trunc || n != opt.size) {
+        u.mismatch++;
+        return;
+    }
+    uint64_t idk = get64(p), seq = get64(p + 8);
+    uint32_t id = (uint32_t)idk, k = (uint32_t)(idk >> 32);
+    if (id != f->id || k >= opt.window || seq >= f->next_seq ||
+        memcmp(p + UDP_HDR, udp_payload(id, seq), opt.size - UDP_HDR) != 0) {
+        u.mismatch++;
+        return;
+    }
+    struct uslot *s = &f->slot[k];
+    if (!s->busy || s->seq != seq) {
+        u.dup++;
+        return;
+    }
+    s->busy = false;
+    u.outstanding--;
+    u.answered_all++;
+    if (g.phase == P_RUN) {
+        u.answered++;
+        hist_add(&g.hist, g.now - s->t_first);
+    }
+    freed[(*nfreed)++] = k;
+}
+
+/* Reads what flow f has, and sends a new datagram for each answered. */
+static void udp_read(struct flow *f)
+{
+    static uint8_t rbuf[UDP_BATCH][65536];
+    struct mmsghdr rm[UDP_BATCH];
+    struct iovec riov[UDP_BATCH];
+    unsigned freed[UDP_BATCH];
+    struct mmsghdr sm[UDP_BATCH];
+    struct iovec siov[2 * UDP_BATCH];
+    size_t cap = opt.size + 1 < sizeof(rbuf[0]) ? opt.size + 1 : sizeof(rbuf[0]);
+    for (int rounds = 0; rounds < 64; rounds++) {
+        for (unsigned i = 0; i < UDP_BATCH; i++) {
+            riov[i] = (struct iovec){rbuf[i], cap};
+            rm[i] = (struct mmsghdr){.msg_hdr = {.msg_iov = &riov[i], .msg_iovlen = 1}};
+        }
+        int r = recvmmsg(f->fd, rm, UDP_BATCH, MSG_DONTWAIT, NULL);
+        if (r < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == ECONNREFUSED) { /* nothing listened: resent later */
+                u.refused++;
+                continue;
+            }
+            if (errno == EAGAIN)
+                return;
+            die("flow %u: recvmmsg: %s", f->id, strerror(errno));
+        }
+        unsigned nfreed = 0, ns = 0;
+        for (int i = 0; i < r; i++)
+            udp_answer(f, rbuf[i], rm[i].msg_len,
+                       (rm[i].msg_hdr.msg_flags & MSG_TRUNC) != 0, freed, &nfreed);
+        if (g.phase == P_PRIME && nfreed > 0)
+            u.primed++;
+        if (udp_sending())
+            for (unsigned i = 0; i < nfreed; i++)
+                udp_start(f, freed[i], sm, siov, &ns);
+        if (ns > 0)
+            udp_flush(f, sm, ns);
+        if ((unsigned)r < UDP_BATCH)
+            return; /* drained: the next datagram makes a new edge */
+    }
+}
+
+/* Sends again every datagram unanswered for --resend seconds. */
+static void udp_resend_scan(void)
+{
+    uint64_t late = NS(opt.resend);
+    struct mmsghdr sm[UDP_BATCH];
+    struct iovec siov[2 * UDP_BATCH];
+    for (unsigned i = 0; i < opt.nconns; i++) {
+        struct flow *f = &u.f[i];
+        unsigned ns = 0;
+        for (unsigned k = 0; k < opt.window; k++) {
+            struct uslot *s = &f->slot[k];
+            if (!s->busy || g.now - s->t_sent < late)
+                continue;
+            u.resent_all++;
+            if (g.phase == P_RUN)
+                u.resent++;
+            udp_queue(f, k, sm, siov, &ns);
+            if (ns == UDP_BATCH) {
+                udp_flush(f, sm, ns);
+                ns = 0;
+            }
+        }
+        if (ns > 0)
+            udp_flush(f, sm, ns);
+    }
+}
+
+/* Flow i sends its whole window (or one datagram, to prime it). */
+static void udp_fill(unsigned i, unsigned count)
+{
+    struct flow *f = &u.f[i];
+    struct mmsghdr sm[UDP_BATCH];
+    struct iovec siov[2 * UDP_BATCH];
+    unsigned ns = 0;
+    for (unsigned k = 0; k < opt.window && count > 0; k++) {
+        if (f->slot[k].busy)
+            continue;
+        udp_start(f, k, sm, siov, &ns);
+        count--;
+        if (ns == UDP_BATCH) {
+            udp_flush(f, sm, ns);
+            ns = 0;
+        }
+    }
+    if (ns > 0)
+        udp_flush(f, sm, ns);
+}
+
+/* The CPU time of the server so far, in ns: every process of its tree as
+ * it is now (socat forks a process per flow or per datagram), schedstat of
+ * each thread, plus the time of the children each has reaped (cutime and
+ * cstime in /proc/PID/stat, in clock ticks), which keeps that of the
+ * processes that ended meanwhile. */
+static double udp_server_cpu_ns(int root)
+{
+    size_t n;
+    int *pids = tree_pids(root, &n);
+    double total = tree_cpu_ns(pids, n);
+    for (size_t k = 0; k < n; k++) {
+        char path[64], buf[512];
+        snprintf(path, sizeof(path), "/proc/%d/stat", pids[k]);
+        FILE *fp = fopen(path, "r");
+        if (fp == NULL)
+            continue;
+        size_t len = fread(buf, 1, sizeof(buf) - 1, fp);
+        fclose(fp);
+        buf[len] = '\0';
+        char *p = strrchr(buf, ')');
+        long long cut, cst;
+        if (p != NULL && sscanf(p + 1,
+                                " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u "
+                                "%lld %lld",
+                                &cut, &cst) == 2)
+            total += (double)(cut + cst) * 1e9 / (double)sysconf(_SC_CLK_TCK);
+    }
+    if (n > g.npids)
+        g.npids = n; /* the most processes seen */
+    free(pids);
+    return total;
+}
+
+static void udp_open(void)
+{
+    u.f = calloc(opt.nconns, sizeof(*u.f));
+    if (u.f == NULL)
+        die("out of memory");
+    for (unsigned i = 0; i < opt.nconns; i++) {
+        struct flow *f = &u.f[i];
+        f->id = i;
+        f->slot = calloc(opt.window, sizeof(*f->slot));
+        f->hdr = calloc(opt.window, UDP_HDR);
+        if (f->slot == NULL || f->hdr == NULL)
+            die("out of memory");
+        f->fd = socket(opt.addr.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+        if (f->fd < 0)
+            die("flow %u: socket: %s", i, strerror(errno));
+        int err = mio_udp_connect(f->fd, (struct sockaddr *)&opt.addr, opt.addrlen);
+        if (err < 0)
+            die("flow %u: connect to %s port %s: %s", i, opt.host, opt.port,
+                strerror(-err));
+        err = mio_registry_register(g.reg, f->fd, (mio_token_t)i, MIO_READABLE);
+        if (err < 0)
+            die("register: %s", strerror(-err));
+    }
+}
+
+/* Moves on when a phase is over; false at the end. */
+static bool udp_advance(void)
+{
+    switch (g.phase) {
+    case P_PRIME:
+        if (u.outstanding == 0 && u.primed < opt.nconns) {
+            udp_fill(u.primed, 1);
+            return true;
+        }
+        if (u.outstanding == 0 && u.primed == opt.nconns) {
+            g.now = now_ns();
+            enter(P_WARMUP, g.now + NS(opt.warmup));
+            for (unsigned i = 0; i < opt.nconns; i++)
+                udp_fill(i, opt.window);
+            return true;
+        }
+        if (g.now >= g.t_phase_end)
+            die("%u of %u flows had an answer to their first datagram after %.1f s",
+                u.primed, opt.nconns, opt.timeout);
+        return true;
+    case P_WARMUP:
+        if (g.now >= g.t_phase_end) {
+            u.answered = u.resent = 0;
+            memset(&g.hist, 0, sizeof(g.hist));
+            if (opt.pid)
+                g.cpu_run_ns = -udp_server_cpu_ns(opt.pid);
+            if (opt.backend_pid)
+                g.backend_run_ns = -udp_server_cpu_ns(opt.backend_pid);
+            g.self_run_ns = -self_cpu_ns();
+            g.t_run = now_ns();
+            enter(P_RUN, g.t_run + NS(opt.duration));
+        }
+        return true;
+    case P_RUN:
+        if (g.now >= g.t_phase_end) {
+            g.t_run_end = g.now;
+            g.self_run_ns += self_cpu_ns();
+            if (opt.pid)
+                g.cpu_run_ns += udp_server_cpu_ns(opt.pid);
+            if (opt.backend_pid)
+                g.backend_run_ns += udp_server_cpu_ns(opt.backend_pid);
+            enter(P_DRAIN, now_ns() + NS(opt.timeout));
+        }
+        return true;
+    case P_DRAIN:
+        if (u.outstanding == 0)
+            return false;
+        if (g.now >= g.t_phase_end)
+            die("%" PRIu64 " datagrams had no answer %.1f s after the end, resent every "
+                "%.3f s (%" PRIu64 " answers were mismatches)",
+                u.outstanding, opt.timeout, opt.resend, u.mismatch);
+        return true;
+    default:
+        return false;
+    }
+}
+
+static void udp_run(mio_events_t *events)
+{
+    udp_open();
+    g.now = now_ns();
+    enter(P_PRIME, g.now + NS(opt.timeout));
+    uint64_t scan_every = NS(opt.resend / 4 < 0.02 ? opt.resend / 4 : 0.02);
+    u.next_scan = g.now + scan_every;
+    for (;;) {
+        g.now = now_ns();
+        if (g.now >= u.next_scan) {
+            udp_resend_scan();
+            u.next_scan = g.now + scan_every;
+        }
+        if (!udp_advance())
+            return;
+        uint64_t until = g.t_phase_end < u.next_scan ? g.t_phase_end : u.next_scan;
+        uint64_t wait = until > g.now ? until - g.now : 0;
+        struct timespec ts = {(time_t)(wait / 1000000000u), (long)(wait % 1000000000u)};
+        int err = mio_poll_poll(g.poll, events, &ts);
+        if (err == -EINTR)
+            continue;
+        if (err < 0)
+            die("poll: %s", strerror(-err));
+        g.now = now_ns();
+        for (size_t i = 0; i < mio_events_len(events); i++) {
+            const mio_event_t *ev = mio_events_get(events, i);
+            udp_read(&u.f[mio_event_token(ev)]);
+        }
+    }
+}
+
+/* mio-bench udp: the results, and the exit status. */
+static int udp_results(void)
+{
+    double secs = (double)(g.t_run_end - g.t_run) / 1e9;
+    double dps = (double)u.answered / secs;
+    double loss = u.sent_all ? 100.0 * (double)u.resent_all / (double)u.sent_all : 0;
+    double cpu_pct = g.cpu_run_ns / (secs * 1e9) * 100;
+    double cpu_per = u.answered ? g.cpu_run_ns / 1e3 / (double)u.answered : 0;
+    double bcpu_pct = g.backend_run_ns / (secs * 1e9) * 100;
+    double bcpu_per = u.answered ? g.backend_run_ns / 1e3 / (double)u.answered : 0;
+    double p50 = hist_quantile_us(&g.hist, 0.50), p99 = hist_quantile_us(&g.hist, 0.99),
+           p999 = hist_quantile_us(&g.hist, 0.999), max = (double)g.hist.max / 1000.0;
+    bool ok = u.mismatch == 0;
+    if (opt.json) {
+        printf(
+            "{\"mode\":\"udp\",\"flows\":%u,\"window\":%u,\"size\":%zu,\"seconds\":%.3f,"
+            "\"datagrams\":%" PRIu64 ",\"dgrams_per_s\":%.0f,\"p50_us\":%.1f,"
+            "\"p99_us\":%.1f,\"p999_us\":%.1f,\"max_us\":%.1f,"
+            "\"sent_all\":%" PRIu64 ",\"answered_all\":%" PRIu64 ",\"resent\":%" PRIu64
+            ",\"resent_all\":%" PRIu64 ",\"loss_pct\":%.3f,"
+            "\"duplicates\":%" PRIu64 ",\"mismatches\":%" PRIu64 ",\"refused\":%" PRIu64
+            ",\"client_cpu_pct\":%.1f",
+            opt.nconns, opt.window, opt.size, secs, u.answered, dps, p50, p99, p999, max,
+            u.sent_all, u.answered_all, u.resent, u.resent_all, loss, u.dup, u.mismatch,
+            u.refused, g.self_run_ns / (secs * 1e9) * 100);
+        if (opt.pid)
+            printf(
+                ",\"procs\":%zu,\"server_cpu_pct\":%.1f,\"server_cpu_us_per_dgram\":%.3f",
+                g.npids, cpu_pct, cpu_per);
+        if (opt.backend_pid)
+            printf(",\"backend_cpu_pct\":%.1f,\"backend_cpu_us_per_dgram\":%.3f",
+                   bcpu_pct, bcpu_per);
+        printf(",\"verified\":%s}\n", ok ? "true" : "false");
+    } else {
+        printf("udp: %u flows, window %u, %zu B, %.2f s: %.0f datagrams/s, latency p50 "
+               "%.1f us, p99 %.1f us, p99.9 %.1f us, max %.1f us; %" PRIu64
+               " resent (%.3f%% of %" PRIu64 " sent), %" PRIu64 " duplicates, %" PRIu64
+               " mismatches",
+               opt.nconns, opt.window, opt.size, secs, dps, p50, p99, p999, max,
+               u.resent_all, loss, u.sent_all, u.dup, u.mismatch);
+        if (opt.pid)
+            printf("; server CPU %.0f%% (%zu processes), %.3g us per datagram", cpu_pct,
+                   g.npids, cpu_per);
+        if (opt.backend_pid)
+            printf("; backend CPU %.0f%%, %.3g us per datagram", bcpu_pct, bcpu_per);
+        printf("%s\n", ok ? "; every answer verified" : "");
+    }
+    if (!ok) {
+        fprintf(stderr,
+                "mio-bench: error: %" PRIu64 " answers were not a datagram sent on their "
+                "flow, byte for byte\n",
+                u.mismatch);
+        return 1;
+    }
+    return 0;
+}
+
 /* ---- options and main ----------------------------------------------------- */
 
 static void usage(FILE *f)
 {
-    fputs("usage: mio-bench pingpong|stream|idle|handshake --port PORT [options]\n"
+    fputs("usage: mio-bench pingpong|stream|idle|handshake|udp --port PORT [options]\n"
           "       mio-bench --free-port\n"
           "  --host HOST     server address (127.0.0.1)\n"
           "  --port PORT     server port\n"
-          "  -c N            connections (1); for handshake, loops\n"
-          "  -s BYTES        message size (64); for stream, bytes per send (16384)\n"
+          "  -c N            connections (1); for handshake, loops; for udp, flows\n"
+          "  -s BYTES        message size (64); for stream, bytes per send (16384);\n"
+          "                  for udp, datagram size (16 to 65507)\n"
+          "  -w N            udp: datagrams each flow keeps outstanding (1)\n"
+          "  --resend SECS   udp: an unanswered datagram is sent again after (0.2)\n"
           "  -d SECONDS      measured time (5); for idle, how long they are held\n"
           "  --warmup SECS   unmeasured load before (1)\n"
           "  --pid PID       the server: memory of it and its children\n"
@@ -1172,19 +1636,23 @@ static double num(const char *s, const char *what, double lo, double hi)
     return v;
 }
 
-/* Binds 127.0.0.1 on ports below the ephemeral range until one is free. */
+/* Binds 127.0.0.1 on ports below the ephemeral range until one is free,
+ * for TCP and for UDP. */
 static int free_port(void)
 {
     srand((unsigned)(now_ns() ^ (uint64_t)getpid() << 16));
     for (int tries = 0; tries < 1000; tries++) {
         int port = 15000 + rand() % 17000;
-        int fd = socket(AF_INET, SOCK_STREAM, 0);
         struct sockaddr_in a = {.sin_family = AF_INET,
                                 .sin_port = htons((uint16_t)port),
                                 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-        int ok = fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
-        if (fd >= 0)
-            close(fd);
+        int ok = 1;
+        for (int t = 0; t < 2 && ok; t++) { /* free for TCP and for UDP */
+            int fd = socket(AF_INET, t ? SOCK_DGRAM : SOCK_STREAM, 0);
+            ok = fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0;
+            if (fd >= 0)
+                close(fd);
+        }
         if (ok) {
             printf("%d\n", port);
             return 0;
@@ -1223,7 +1691,8 @@ int main(int argc, char **argv)
         O_FREE,
         O_TLS,
         O_TLS_CA,
-        O_BACKEND_PID
+        O_BACKEND_PID,
+        O_RESEND
     };
     static const struct option longopts[] = {
         {"host", required_argument, NULL, O_HOST},
@@ -1236,12 +1705,13 @@ int main(int argc, char **argv)
         {"tls", no_argument, NULL, O_TLS},
         {"tls-ca", required_argument, NULL, O_TLS_CA},
         {"backend-pid", required_argument, NULL, O_BACKEND_PID},
+        {"resend", required_argument, NULL, O_RESEND},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
     bool size_set = false;
     int o;
-    while ((o = getopt_long(argc, argv, "c:s:d:h", longopts, NULL)) != -1) {
+    while ((o = getopt_long(argc, argv, "c:s:d:w:h", longopts, NULL)) != -1) {
         switch (o) {
         case 'c':
             opt.nconns = (unsigned)num(optarg, "-c", 1, 1000000);
@@ -1252,6 +1722,12 @@ int main(int argc, char **argv)
             break;
         case 'd':
             opt.duration = num(optarg, "-d", 0.01, 3600);
+            break;
+        case 'w':
+            opt.window = (unsigned)num(optarg, "-w", 1, 4096);
+            break;
+        case O_RESEND:
+            opt.resend = num(optarg, "--resend", 0.001, 60);
             break;
         case O_HOST:
             opt.host = optarg;
@@ -1304,6 +1780,8 @@ int main(int argc, char **argv)
     else if (strcmp(m, "handshake") == 0) {
         opt.mode = HANDSHAKE;
         opt.tls = true;
+    } else if (strcmp(m, "udp") == 0) {
+        opt.mode = UDP;
     } else {
         usage(stderr);
         return 2;
@@ -1316,6 +1794,11 @@ int main(int argc, char **argv)
         opt.size = opt.mode == STREAM ? 16384 : 64;
     if (opt.mode == STREAM && opt.size > IO_MAX)
         opt.size = IO_MAX;
+    if (opt.mode == UDP && (opt.tls || opt.size < UDP_HDR || opt.size > 65507)) {
+        fputs("mio-bench: udp takes datagrams of 16 to 65507 bytes, and no --tls\n",
+              stderr);
+        return 2;
+    }
     resolve();
 
     /* Enough descriptors for the connections, within the hard limit. */
@@ -1355,6 +1838,10 @@ int main(int argc, char **argv)
         tls_init();
 
     g.now = now_ns();
+    if (opt.mode == UDP) {
+        udp_run(events);
+        return udp_results();
+    }
     if (opt.mode == HANDSHAKE) {
         begin_loops(P_PRIME, g.now + NS(opt.timeout));
     } else {

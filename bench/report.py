@@ -32,17 +32,21 @@ MARK = "<!-- notes: everything below this line is kept by bench/run -->"
 # What each kind of load is called and measured in.  pp: pingpong
 # (msg/s, CPU in us per message), stream (MB/s, s per GB), idle (the
 # server's memory per open connection); over TLS, hs: loops of new
-# connections (handshakes/s, CPU in ms per 1000 handshakes) and tlsstream.
+# connections (handshakes/s, CPU in ms per 1000 handshakes) and tlsstream;
+# udp: flows of datagrams (datagrams/s, CPU in us per datagram), named
+# udpSxF[wW]: F flows of S bytes, W outstanding each.
 KINDS = {
     "pp": ("pingpong 64 B x{n}", "msg/s", "us/msg"),
     "stream": ("stream x{n}", "MB/s", "s/GB"),
     "idle": ("idle x{n}", "B/conn", None),
     "hs": ("TLS handshakes x{n}", "hs/s", "ms/1000 hs"),
     "tlsstream": ("TLS stream x{n}", "MB/s", "s/GB"),
+    "udp": ("UDP {n}", "dgram/s", "us/dgram"),
 }
 
 # mio-bench's JSON keys for each column of a measurement, by kind of load.
-COLUMNS = ("value", "p50", "p99", "p999", "cpu", "backend", "pss", "client")
+COLUMNS = ("value", "p50", "p99", "p999", "cpu", "backend", "pss", "client", "loss",
+           "mismatch")
 JSON_KEYS = {
     "pp": {"value": "msgs_per_s", "p50": "p50_us", "p99": "p99_us", "p999": "p999_us",
            "cpu": "server_cpu_us_per_msg"},
@@ -52,22 +56,33 @@ JSON_KEYS = {
            "backend": "backend_cpu_ms_per_khs"},
     "tlsstream": {"value": "mb_per_s", "cpu": "server_cpu_s_per_gb",
                   "backend": "backend_cpu_s_per_gb"},
+    "udp": {"value": "dgrams_per_s", "p50": "p50_us", "p99": "p99_us", "p999": "p999_us",
+            "cpu": "server_cpu_us_per_dgram", "backend": "backend_cpu_us_per_dgram",
+            "loss": "loss_pct", "mismatch": "mismatches"},
 }
+
+# The UDP groups, and what their tables are headed with.
+UDP_GROUPS = ("udp-echo", "udp-relay")
 
 # The names of the TLS peers in the targets.
 PEER_NAMES = {"haproxy": "HAProxy", "nginx": "nginx", "stunnel": "stunnel"}
 
 
 def kind(load):
-    """The kind of a load name ("pp50" is "pp") and its count (50)."""
-    m = re.fullmatch(r"(pp|stream|idle|hs|tlsstream)(\d+)", load)
+    """The kind of a load name ("pp50" is "pp") and its count (50; for
+    udp, what follows: "64x1w16")."""
+    m = re.fullmatch(r"(pp|stream|idle|hs|tlsstream)(\d+)|(udp)(\d+x\d+(?:w\d+)?)", load)
     if m is None:
         raise ValueError("unknown load " + load)
-    return m.group(1), m.group(2)
+    return (m.group(1), m.group(2)) if m.group(1) else (m.group(3), m.group(4))
 
 
 def title(load):
     k, n = kind(load)
+    if k == "udp":  # "UDP 64 B x1 w16": 1 flow, 16 outstanding
+        m = re.fullmatch(r"(\d+)x(\d+)(?:w(\d+))?", n)
+        return "UDP %s B x%s%s" % (m.group(1), m.group(2),
+                                   " w%s" % m.group(3) if m.group(3) else "")
     return KINDS[k][0].format(n=n)
 
 
@@ -111,6 +126,7 @@ class Run:
         self.meta = meta
         self.loads = meta["loads"].split()
         self.tls_loads = meta.get("tls_loads", "").split()
+        self.udp_loads = meta.get("udp_loads", "").split()
         self.only_loads = meta.get("only_loads", "")
         self.rows = rows
         self.medians = self._medians()
@@ -120,8 +136,13 @@ class Run:
 
     def group_loads(self, group):
         """The loads of a group that were run."""
-        loads = self.tls_loads if group == "tls" else self.loads
+        loads = self.tls_loads if group == "tls" else \
+            self.udp_loads if group in UDP_GROUPS else self.loads
         return [l for l in loads if self.selected(l)]
+
+    def has(self, group):
+        """Whether anything of the group was measured (or failed)."""
+        return any(r["group"] == group for r in self.rows)
 
     def _medians(self):
         """(group, load, server) -> n, each column's median, errors and
@@ -162,7 +183,7 @@ def fmt(value, u):
     if value == "":
         return "-"
     v = float(value)
-    if u == "msg/s":
+    if u in ("msg/s", "dgram/s"):
         return "%.2f M" % (v / 1e6) if v >= 1e6 else "%.1f k" % (v / 1e3)
     return "%.0f" % v
 
@@ -232,11 +253,11 @@ def cpu_table(run, group, servers, col="cpu"):
 
 
 def per_cpu_second(load, cpu):
-    """Handshakes or MB per second of server CPU, from its CPU per 1000
-    handshakes (ms) or per GB (s)."""
+    """Handshakes, MB or datagrams per second of server CPU, from its CPU per
+    1000 handshakes (ms), per GB (s) or per datagram (us)."""
     if cpu == "" or float(cpu) == 0:
         return ""
-    return 1e6 / float(cpu) if kind(load)[0] == "hs" else 1e3 / float(cpu)
+    return 1e6 / float(cpu) if kind(load)[0] in ("hs", "udp") else 1e3 / float(cpu)
 
 
 def per_cpu_table(run, group, servers):
@@ -253,7 +274,8 @@ def per_cpu_table(run, group, servers):
             if r:
                 s += " (%sx)" % r
         return s
-    unit = {"hs": "handshakes per CPU-second", "tlsstream": "MB per CPU-second"}
+    unit = {"hs": "handshakes per CPU-second", "tlsstream": "MB per CPU-second",
+            "udp": "datagrams per CPU-second"}
     return grid(group, servers, run.group_loads(group),
                 lambda l: "%s, %s" % (title(l), unit[kind(l)[0]]), value)
 
@@ -276,6 +298,18 @@ def negotiated_line(run, servers):
     return out or " not measured"
 
 
+def udp_loss_table(run, group, servers):
+    """Each UDP server's datagrams resent (lost, as a share of those sent)
+    and answers that matched no datagram sent, medians."""
+    def value(load, server):
+        m = run.medians.get((group, load, server))
+        if m is None or m["n"] == 0:
+            return "-"
+        return "%.2f %% / %s" % (float(m["loss"] or 0), fmt0(m["mismatch"] or 0))
+    return grid(group, servers, run.group_loads(group),
+                lambda l: "%s resent / mismatches" % title(l), value)
+
+
 def latency_table(run, group, servers):
     """Each server's pingpong latency quantiles."""
     def value(load, server):
@@ -283,7 +317,7 @@ def latency_table(run, group, servers):
         if q[0] == "":
             return "-"
         return " / ".join("%.0f" % float(x or 0) for x in q)
-    loads = [l for l in run.loads if kind(l)[0] == "pp" and run.selected(l)]
+    loads = [l for l in run.group_loads(group) if kind(l)[0] in ("pp", "udp")]
     return grid(group, servers, loads, lambda l: "%s p50 / p99 / p99.9 us" % title(l), value)
 
 
@@ -356,6 +390,27 @@ class Targets:
         pps = [l for l in run.loads if kind(l)[0] == "pp" and l != few]
         out = ["| target | measured (medians) | verdict | by server CPU | verdict by CPU |",
                "| --- | --- | --- | --- | --- |"]
+        if run.has("echo") or run.has("relay"):
+            out += self.tcp_rows(pps, sc, ic)
+        for l in run.tls_loads if run.has("tls") else []:
+            what = "handshakes" if kind(l)[0] == "hs" else "MB"
+            for peer in m.get("tls_servers", "").split():
+                if peer in PEER_NAMES:
+                    out += self.target("tls", l, peer, "cpu", 1.2,
+                                       "%s: %s per CPU-second, mio-echod >= 1.2x %s"
+                                       % (title(l), what, PEER_NAMES[peer]))
+        # Issue 13: a UDP relay that batches its system calls relays 1.5x
+        # the datagrams nginx does per second of its CPU.
+        if run.has("udp-relay"):
+            for l in run.udp_loads:
+                out += self.target("udp-relay", l, "nginx", "cpu", 1.5,
+                                   "udp relay %s: datagrams per CPU-second, mio-echod "
+                                   ">= 1.5x nginx" % title(l))
+        return out
+
+    def tcp_rows(self, pps, sc, ic):
+        """The targets of the echo and relay groups (TCP)."""
+        out = []
         for l in pps:
             for peer, name, x in (("floor", "floor", 0.95), ("libuv", "libuv", 1.3),
                                   ("libevent", "libevent", 1.3)):
@@ -373,13 +428,6 @@ class Targets:
                            "relay stream x%s: mio-echod >= 1.5x HAProxy" % sc)
         out += self.target("relay", "idle" + ic, "-", "le_abs", 2048,
                            "relay idle x%s: mio-echod <= 2 KiB/conn" % ic)
-        for l in run.tls_loads:
-            what = "handshakes" if kind(l)[0] == "hs" else "MB"
-            for peer in m.get("tls_servers", "").split():
-                if peer in PEER_NAMES:
-                    out += self.target("tls", l, peer, "cpu", 1.2,
-                                       "%s: %s per CPU-second, mio-echod >= 1.2x %s"
-                                       % (title(l), what, PEER_NAMES[peer]))
         return out
 
 
@@ -437,6 +485,8 @@ def syscall_rows(run):
             continue
         if kind(r["load"])[0] in ("pp", "hs"):  # per message, or per handshake
             per = float(r["bench"].get("messages_all") or 0)
+        elif kind(r["load"])[0] == "udp":  # per datagram answered
+            per = float(r["bench"].get("answered_all") or 0)
         else:
             per = float(num(float(r["bench"].get("bytes_all") or 0) / 1e6))
         if per == 0:
@@ -502,7 +552,7 @@ def report(run, targets):
         "- machine: " + machine(),
         "- load average before / after: %s / %s (anything above 0 is other work sharing the CPUs)"
         % (m["load_before"], m["load_after"]),
-        "- %s round(s); pingpong and stream %s s measured after %s s of warmup; idle holds %s s; "
+        "- %s round(s); pingpong, stream and UDP %s s measured after %s s of warmup; idle holds %s s; "
         "servers interleaved, the order rotating each round; each measurement on a freshly "
         "started server" % (m["rounds"], m["duration"], m["warmup"], m["hold"]),
         "- mio-echod: " + m["mio_echod"],
@@ -520,9 +570,45 @@ def report(run, targets):
         "floor-echo each; their idle figure is the relay's memory alone (socat: the",
         "forked process tree, VmRSS summed).",
         "",
-        "## Echo",
-        "",
     ]
+    if run.has("echo") or run.has("relay"):
+        out += tcp_sections(run, echo_servers, relay_servers)
+    if run.group_loads("tls") and run.has("tls"):
+        out += tls_section(run, m)
+    if run.has("udp-echo") or run.has("udp-relay"):
+        out += udp_section(run, m)
+    out += ["", "## Targets", ""]
+    out += targets.rows()
+    out += [""]
+    calls = syscall_rows(run)
+    if calls:
+        out += ["## System calls (%s on the server's processes)" % m["tracer"], "",
+                "Per message (pingpong), per MB echoed (stream) or per datagram (UDP),",
+                "over the whole run of mio-bench (connects and closes included)."]
+        if m["tracer"] == "strace":
+            out.append("Under strace every figure above is strace's, not the server's.")
+        out += ["", "| group | load | server | calls | of which |", "| --- | --- | --- | --- | --- |"]
+        out += calls + [""]
+    if run.has("echo") or run.has("relay"):
+        out += ["Workers 2 vs 1 (mio-echod-w2 / mio-echod):" + workers_line(run),
+                "",
+                "Splice on vs off, throughput (echo: mio-echod-splice / mio-echod; relay:",
+                "mio-echod / mio-echod-copy; above 1 means splice helps):" + splice_line(run),
+                "",
+                "Idle memory as PSS (shared pages divided among the processes that map them;",
+                "differs from RSS only for the multi-process servers):" + pss_line(run),
+                ""]
+    out += ["<details><summary>Every round</summary>",
+            ""]
+    out += rounds_table(run)
+    out += ["", "</details>"]
+    # One blank line between the parts, whichever were run.
+    return re.sub(r"\n{3,}", "\n\n", "\n".join(out)) + "\n"
+
+
+def tcp_sections(run, echo_servers, relay_servers):
+    """The echo and relay groups (TCP)."""
+    out = ["## Echo", ""]
     out += table(run, "echo", echo_servers)
     out += ["",
             "Server CPU time per message (pingpong) or per GB echoed (stream), from the",
@@ -538,67 +624,103 @@ def report(run, targets):
     out += cpu_table(run, "relay", relay_servers)
     out += ["", "Latency, pingpong:", ""]
     out += latency_table(run, "relay", relay_servers)
-    if run.group_loads("tls"):
-        tls_servers = m["tls_servers"].split()
-        out += ["", "## TLS echo (TLS terminated in front of floor-echo)", "",
-                "Each server terminates TLS and hands the plaintext to a fresh floor-echo of",
-                "its own: mio-echod as a proxy listener with `tls` (workers = 1), HAProxy",
-                "`mode tcp` with `bind ... ssl` (nbthread 1), nginx `stream` with `listen ...",
-                "ssl` (one worker), stunnel (one process, a thread per connection).",
-                "mio-echod-echo is mio-echod's echo mode with `tls` and no floor behind it,",
-                "for scale (not judged).  One certificate (ECDSA P-256); the client offers",
-                "TLS 1.3, TLS_AES_128_GCM_SHA256 and X25519 alone, and checks each",
-                "handshake for them.  Handshakes: loops of a new connection, a full",
-                "handshake (nothing resumed), one 64 B message echoed, close_notify and",
-                "close, as many loops as the x says; stream: as many connections, each",
-                "sending and reading back as fast as it can.  Every server and the client",
-                "use the same OpenSSL (%s)." % m.get("openssl", "?"),
-                "",
-                "Negotiated (each server's first handshake):" + negotiated_line(run, tls_servers),
-                ""]
-        out += table(run, "tls", tls_servers)
-        out += ["",
-                "TLS server CPU per 1000 handshakes (ms) or per GB echoed (s): the TLS",
-                "server's own processes, utime + stime from /proc/PID/stat over the measured",
-                "seconds (lower is better; in parentheses mio-echod's over that server's):",
-                ""]
-        out += cpu_table(run, "tls", tls_servers)
-        out += ["",
-                "The same as work per second of the TLS server's CPU (higher is better; in",
-                "parentheses mio-echod's over that server's, which the TLS targets judge):",
-                ""]
-        out += per_cpu_table(run, "tls", tls_servers)
-        out += ["",
-                "CPU of the floor-echo behind each, in the same units (not counted above; a few",
-                "% of a CPU, so these move by some 10 % with the clock ticks they are read in):",
-                ""]
-        out += cpu_table(run, "tls", [s for s in tls_servers if s != "mio-echod-echo"],
-                         "backend")
-    out += ["", "## Targets", ""]
-    out += targets.rows()
     out += [""]
-    calls = syscall_rows(run)
-    if calls:
-        out += ["## System calls (%s on the server's processes)" % m["tracer"], "",
-                "Per message (pingpong) or per MB echoed (stream), over the whole run of",
-                "mio-bench (connects and closes included)."]
-        if m["tracer"] == "strace":
-            out.append("Under strace every figure above is strace's, not the server's.")
-        out += ["", "| group | load | server | calls | of which |", "| --- | --- | --- | --- | --- |"]
-        out += calls + [""]
-    out += ["Workers 2 vs 1 (mio-echod-w2 / mio-echod):" + workers_line(run),
-            "",
-            "Splice on vs off, throughput (echo: mio-echod-splice / mio-echod; relay:",
-            "mio-echod / mio-echod-copy; above 1 means splice helps):" + splice_line(run),
-            "",
-            "Idle memory as PSS (shared pages divided among the processes that map them;",
-            "differs from RSS only for the multi-process servers):" + pss_line(run),
-            "",
-            "<details><summary>Every round</summary>",
-            ""]
-    out += rounds_table(run)
-    out += ["", "</details>"]
-    return "\n".join(out) + "\n"
+    return out
+
+
+def tls_section(run, m):
+    """The TLS group."""
+    tls_servers = m["tls_servers"].split()
+    out = ["## TLS echo (TLS terminated in front of floor-echo)", "",
+           "Each server terminates TLS and hands the plaintext to a fresh floor-echo of",
+           "its own: mio-echod as a proxy listener with `tls` (workers = 1), HAProxy",
+           "`mode tcp` with `bind ... ssl` (nbthread 1), nginx `stream` with `listen ...",
+           "ssl` (one worker), stunnel (one process, a thread per connection).",
+           "mio-echod-echo is mio-echod's echo mode with `tls` and no floor behind it,",
+           "for scale (not judged).  One certificate (ECDSA P-256); the client offers",
+           "TLS 1.3, TLS_AES_128_GCM_SHA256 and X25519 alone, and checks each",
+           "handshake for them.  Handshakes: loops of a new connection, a full",
+           "handshake (nothing resumed), one 64 B message echoed, close_notify and",
+           "close, as many loops as the x says; stream: as many connections, each",
+           "sending and reading back as fast as it can.  Every server and the client",
+           "use the same OpenSSL (%s)." % m.get("openssl", "?"),
+           "",
+           "Negotiated (each server's first handshake):" + negotiated_line(run, tls_servers),
+           ""]
+    out += table(run, "tls", tls_servers)
+    out += ["",
+           "TLS server CPU per 1000 handshakes (ms) or per GB echoed (s): the TLS",
+           "server's own processes, utime + stime from /proc/PID/stat over the measured",
+           "seconds (lower is better; in parentheses mio-echod's over that server's):",
+           ""]
+    out += cpu_table(run, "tls", tls_servers)
+    out += ["",
+           "The same as work per second of the TLS server's CPU (higher is better; in",
+           "parentheses mio-echod's over that server's, which the TLS targets judge):",
+           ""]
+    out += per_cpu_table(run, "tls", tls_servers)
+    out += ["",
+           "CPU of the floor-echo behind each, in the same units (not counted above; a few",
+           "% of a CPU, so these move by some 10 % with the clock ticks they are read in):",
+           ""]
+    out += cpu_table(run, "tls", [s for s in tls_servers if s != "mio-echod-echo"],
+                     "backend")
+    out += [""]
+    return out
+
+
+def udp_section(run, m):
+    """The UDP groups: echo, and relays in front of floor-udp-echo."""
+    echo_servers, relay_servers = m["udp_echo_servers"].split(), m["udp_relay_servers"].split()
+    out = ["## UDP echo and relay", "",
+           "mio-bench udp: F flows (xF), each a UDP socket of its own connected to the",
+           "server, each keeping W datagrams of S bytes outstanding (wW; 1 when not",
+           "given, a pingpong); a datagram unanswered for 200 ms is sent again (counted",
+           "as resent); every answer is checked byte for byte against the datagram of",
+           "its flow and sequence number (a mismatch fails the measurement).",
+           "Echo: floor is bench/peers/floor-udp-echo.c (one blocking socket, recvmmsg",
+           "and sendmmsg of up to 64 datagrams: two system calls per batch); socat is",
+           "`UDP4-LISTEN,fork` (a process per flow) echoing through `EXEC:cat` over a",
+           "SOCK_SEQPACKET socketpair, which keeps datagrams whole (socat's `PIPE`",
+           "merges a window's datagrams into one); nginx cannot echo.  Relays, each in",
+           "front of a fresh floor-udp-echo: floor is bench/peers/floor-udp-relay.c (the",
+           "least a relay by flow can do: edge-triggered epoll, a connected upstream",
+           "socket per flow, recvmmsg and sendmmsg, the replies of all flows sent",
+           "together through one sendmmsg), mio-echod `protocol = \"udp\"; mode =",
+           "\"proxy\"` (workers = 1), nginx `stream` with `listen ... udp` (one worker,",
+           "a session per client address with its own upstream socket, as mio-echod's",
+           "flows), socat `UDP4-LISTEN,fork` to `UDP4` (a process per flow).  socat's",
+           "figures are those of a process (or two) per flow, not of an event loop.",
+           ""]
+    for group, servers, what in (("udp-echo", echo_servers, "UDP echo"),
+                                 ("udp-relay", relay_servers,
+                                  "UDP relay (each in front of floor-udp-echo)")):
+        if not run.has(group):
+            continue
+        out += ["### " + what, ""]
+        out += table(run, group, servers)
+        out += ["",
+                "Server CPU per datagram answered (us; the relay's processes only, the",
+                "floor behind it apart below), from schedstat over the measured seconds,",
+                "with the time of children reaped meanwhile (lower is better; in",
+                "parentheses mio-echod's over that server's):",
+                ""]
+        out += cpu_table(run, group, servers)
+        out += ["",
+                "Datagrams per second of server CPU (higher is better; in parentheses",
+                "mio-echod's over that server's%s):" % (
+                    ", which the target judges against nginx" if group == "udp-relay" else ""),
+                ""]
+        out += per_cpu_table(run, group, servers)
+        out += ["", "Resent (a share of the datagrams sent) and mismatched answers:", ""]
+        out += udp_loss_table(run, group, servers)
+        out += ["", "Latency (first send to answer):", ""]
+        out += latency_table(run, group, servers)
+        if group == "udp-relay":
+            out += ["", "CPU of the floor-udp-echo behind each relay, us per datagram:", ""]
+            out += cpu_table(run, group, servers, "backend")
+        out += [""]
+    return out
 
 
 def read_meta(path):
