@@ -157,14 +157,65 @@ int config_load_listen(struct config_loader *ld, const config_setting_t *g,
 /* Parses the list `key` of group g into *out and *n: at least one
  * upstream, each with every address its name resolves to; `listener`
  * names the relay in the message for none. */
+/* The most weight an upstream may have. */
+#define WEIGHT_MAX 256
+
+/*
+ * Reads element e of an upstream list, named SCOPE.ELEM: a string, or a
+ * group { address = "..."; weight = N; backup = BOOL; }.  Its address text
+ * into *text (the file's own string), its weight and backup into a.
+ */
+static int upstream_element(struct config_loader *ld, const config_setting_t *e,
+                            const char *scope, const char *elem, const char **text,
+                            struct config_addr *a)
+{
+    char got[VALUE_QUOTE_BUF], inner[160];
+    a->weight = 1;
+    if (config_setting_type(e) == CONFIG_TYPE_STRING) {
+        *text = config_setting_get_string(e);
+        return 0;
+    }
+    if (!config_setting_is_group(e))
+        return value_refuse(ld, value_line(e), scope, elem,
+                            "expected an address as a string, or a group { address = "
+                            "\"...\"; weight = N; backup = false; }, got %s",
+                            value_describe(ld, e, got));
+    snprintf(inner, sizeof(inner), "%s.%s", scope, elem);
+    for (int m = 0; m < config_setting_length(e); m++) {
+        const config_setting_t *s = config_setting_get_elem(e, (unsigned)m);
+        const char *name = config_setting_name(s);
+        if (strcmp(name, "address") != 0 && strcmp(name, "weight") != 0 &&
+            strcmp(name, "backup") != 0)
+            return value_refuse(ld, value_line(s), inner, name,
+                                "unknown setting (known: address, weight, backup)");
+    }
+    const config_setting_t *addr = config_setting_get_member(e, "address");
+    if (addr == NULL)
+        return value_refuse(ld, value_line(e), inner, "address",
+                            "missing; expected an address like \"10.0.0.2:6379\"");
+    if (config_setting_type(addr) != CONFIG_TYPE_STRING)
+        return value_refuse(ld, value_line(addr), inner, "address",
+                            "expected an address as a string, got %s",
+                            value_describe(ld, addr, got));
+    *text = config_setting_get_string(addr);
+    int rc = value_count(ld, e, inner, "weight", 1, WEIGHT_MAX, "", &a->weight);
+    return rc != 0 ? rc : value_bool(ld, e, inner, "backup", &a->backup);
+}
+
 int config_upstream_list(struct config_loader *ld, const config_setting_t *g,
                          const char *scope, const char *key, const char *listener,
                          struct config_addr **out, size_t *n)
 {
-    const config_setting_t *list;
-    int rc;
-    if ((rc = value_strings(ld, g, scope, key, &list)) != 0)
-        return rc;
+    const config_setting_t *list = config_setting_get_member(g, key);
+    char got[VALUE_QUOTE_BUF];
+    if (list != NULL && config_setting_type(list) == CONFIG_TYPE_STRING)
+        return value_refuse(ld, value_line(list), scope, key,
+                            "expected a list of addresses, got %s (write [ %s ])",
+                            value_describe(ld, list, got), got);
+    if (list != NULL && !value_is_sequence(list))
+        return value_refuse(ld, value_line(list), scope, key,
+                            "expected a list of addresses, got %s",
+                            value_describe(ld, list, got));
     int len = list == NULL ? 0 : config_setting_length(list);
     if (len == 0)
         return value_refuse(ld, value_line(list != NULL ? list : g), scope, key,
@@ -175,11 +226,16 @@ int config_upstream_list(struct config_loader *ld, const config_setting_t *g,
     if (*out == NULL)
         return value_out_of_memory(ld);
     char aerr[256], elem[48], q[VALUE_QUOTE_BUF];
+    bool primary = false;
     for (int i = 0; i < len; i++) {
         const config_setting_t *e = config_setting_get_elem(list, (unsigned)i);
-        const char *text = config_setting_get_string(e);
         struct config_addr *a = &(*out)[i];
         snprintf(elem, sizeof(elem), "%s.[%d]", key, i);
+        const char *text = NULL;
+        int rc = upstream_element(ld, e, scope, elem, &text, a);
+        if (rc != 0 || text == NULL) /* text is set when rc is 0 */
+            return rc != 0 ? rc : -EINVAL;
+        primary |= !a->backup;
         addr_t parsed[ADDR_RESOLVE_MAX];
         size_t count;
         if (addr_parse(text, ADDR_UPSTREAM, parsed, ADDR_RESOLVE_MAX, &count, aerr,
@@ -196,6 +252,9 @@ int config_upstream_list(struct config_loader *ld, const config_setting_t *g,
         a->addr = parsed[0];
         a->line = value_line(e);
     }
+    if (!primary)
+        return value_refuse(ld, value_line(list), scope, key,
+                            "every upstream is a backup; at least one must not be");
     return 0;
 }
 

@@ -31,6 +31,8 @@ struct config_addr {
      * being addr (one for a numeric address); NULL and 0 for the others. */
     addr_t *addrs;
     size_t naddrs;
+    unsigned weight; /* upstreams: 1..256 (1 when written as a string) */
+    bool backup;     /* upstreams: used only when no primary is up */
 };
 
 /* A certificate chain (PEM, leaf first) and its private key: absolute

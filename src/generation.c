@@ -279,6 +279,8 @@ static bool open_upstream(struct generation *g, struct generation *old,
                           struct upstream *up, const struct config_addr *ca, bool udp)
 {
     up->text = ca->text;
+    up->weight = ca->weight > 0 ? ca->weight : 1;
+    up->backup = ca->backup;
     up->addrs = calloc(ca->naddrs ? ca->naddrs : 1, sizeof(struct upstream_addr *));
     up->loop_at = calloc(ca->naddrs ? ca->naddrs : 1, sizeof(struct listen_sock *));
     if (up->addrs == NULL || up->loop_at == NULL)
@@ -290,6 +292,25 @@ static bool open_upstream(struct generation *g, struct generation *old,
         up->naddrs++;
     }
     return true;
+}
+
+/* The pool of the listener `name` in old for the route server_name (NULL:
+ * its own upstreams), or NULL. */
+static const struct upstream_pool *old_pool(const struct generation *old,
+                                            const char *name, const char *server_name)
+{
+    for (size_t i = 0; old != NULL && i < old->nlisteners; i++) {
+        const struct listener *l = &old->listeners[i];
+        if (strcmp(l->cfg->name, name) != 0)
+            continue;
+        for (size_t r = 0; r < l->npools; r++) {
+            const char *sn = l->pools[r].server_name;
+            if ((sn == NULL && server_name == NULL) ||
+                (sn != NULL && server_name != NULL && strcmp(sn, server_name) == 0))
+                return &l->pools[r];
+        }
+    }
+    return NULL;
 }
 
 /* Sets up l's upstreams from cfg, its own and then each route's, and the
@@ -324,6 +345,8 @@ static bool open_upstreams(struct generation *g, struct generation *old,
             if (!open_upstream(g, old, up, &list[i], cfg->protocol == PROTOCOL_UDP))
                 return false;
         }
+        if (!upstream_pool_init(p, old_pool(old, cfg->name, p->server_name)))
+            return false;
     }
     return true;
 }
@@ -372,6 +395,8 @@ static void free_generation(struct generation *g)
             free(l->upstreams[k].loop_at);
         }
         free(l->upstreams);
+        for (size_t k = 0; k < l->npools; k++)
+            upstream_pool_free(&l->pools[k]);
         free(l->pools);
     }
     free(g->listeners);

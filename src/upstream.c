@@ -6,15 +6,18 @@
 #include <errno.h>
 #include <ifaddrs.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 
+#include "balance.h"
 #include "conn.h"
 #include "generation.h"
 #include "hello.h"
+#include "siphash.h"
 #include "upstream.h"
 #include "worker.h"
 
@@ -46,76 +49,172 @@ static unsigned load_of(const struct upstream *up)
     return sum;
 }
 
-/* Round-robin among the healthy upstreams only, so that the share of a
- * failed one is spread over all the others rather than given to the one
- * after it; among all of them when none is healthy. */
-static unsigned round_robin(const struct upstream_pool *p, int64_t now_ms)
+/*
+ * What a pool's weighted choices need: the weights and names of its
+ * upstreams as arrays (balance.h), and smooth weighted round-robin's
+ * running scores, shared by the workers under a lock.
+ */
+struct pool_weights {
+    pthread_mutex_t mu;
+    int64_t *current;
+    unsigned *weights;
+    uint64_t *ids; /* a hash of each upstream's text: stable across reloads
+                      and daemons, for rendezvous hashing */
+};
+
+/* The key of the rendezvous hash: fixed, so that every daemon behind one
+ * balancer (and every restart) sends a source to the same upstream. */
+static const uint64_t rendezvous_key[2] = {0x6d696f2d6563686full, 0x6f64207372632d68ull};
+
+bool upstream_pool_init(struct upstream_pool *p, const struct upstream_pool *old)
 {
-    unsigned n = p->n;
-    unsigned turn = atomic_fetch_add(p->rr, 1), nhealthy = 0;
-    for (unsigned i = 0; i < n; i++)
-        nhealthy += healthy(&p->ups[i], now_ms);
-    /* n >= 1: config_load() refuses a proxy listener without upstreams. */
-    if (nhealthy == 0)
-        return turn % n; /* NOLINT(clang-analyzer-core.DivideZero) */
-    unsigned k = turn % nhealthy;
-    for (unsigned i = 0; i < n; i++)
-        if (healthy(&p->ups[i], now_ms) && k-- == 0)
-            return i;
-    /* Another worker changed a mark meanwhile: upstream_pick() goes on
-     * from here to a healthy one. */
-    return turn % n;
+    struct pool_weights *w = calloc(1, sizeof(*w));
+    if (w == NULL)
+        return false;
+    w->current = calloc(p->n, sizeof(*w->current));
+    w->weights = calloc(p->n, sizeof(*w->weights));
+    w->ids = calloc(p->n, sizeof(*w->ids));
+    if (w->current == NULL || w->weights == NULL || w->ids == NULL ||
+        pthread_mutex_init(&w->mu, NULL) != 0) {
+        free(w->current);
+        free(w->weights);
+        free(w->ids);
+        free(w);
+        return false;
+    }
+    for (unsigned i = 0; i < p->n; i++) {
+        w->weights[i] = p->ups[i].weight > 0 ? p->ups[i].weight : 1;
+        w->ids[i] = siphash24(rendezvous_key, p->ups[i].text, strlen(p->ups[i].text));
+    }
+    if (old != NULL && old->w != NULL) {
+        pthread_mutex_lock(&old->w->mu);
+        for (unsigned i = 0; i < p->n; i++)
+            for (unsigned k = 0; k < old->n; k++)
+                if (strcmp(old->ups[k].text, p->ups[i].text) == 0)
+                    w->current[i] = old->w->current[k];
+        pthread_mutex_unlock(&old->w->mu);
+    }
+    p->w = w;
+    return true;
 }
 
-/* Where the first attempt starts, by balance mode. */
+void upstream_pool_free(struct upstream_pool *p)
+{
+    struct pool_weights *w = p->w;
+    if (w == NULL)
+        return;
+    pthread_mutex_destroy(&w->mu);
+    free(w->current);
+    free(w->weights);
+    free(w->ids);
+    free(w);
+    p->w = NULL;
+}
+
+/* Which upstreams a first pick may take, into ok[0..n): the healthy
+ * primaries; when none, the healthy backups; when none either, false
+ * (then every one is tried anyway, in order). */
+static bool eligible(const struct upstream_pool *p, int64_t now_ms, bool *ok)
+{
+    for (int backup = 0; backup <= 1; backup++) {
+        bool any = false;
+        for (unsigned i = 0; i < p->n; i++) {
+            ok[i] = p->ups[i].backup == (backup == 1) && healthy(&p->ups[i], now_ms);
+            any |= ok[i];
+        }
+        if (any)
+            return true;
+    }
+    return false;
+}
+
+/* The eligible upstream with the fewest connections for its weight
+ * (connections / weight, compared without division); ties go round robin
+ * so that equal upstreams share the load. */
+static unsigned least_connections(const struct upstream_pool *p, const bool *ok)
+{
+    unsigned n = p->n;
+    unsigned start = atomic_fetch_add(p->rr, 1) % n, best = start; /* n >= 1 */
+    unsigned long long best_load = 0, best_weight = 0;
+    for (unsigned k = 0; k < n; k++) {
+        unsigned i = (start + k) % n;
+        if (!ok[i])
+            continue;
+        unsigned long long load = load_of(&p->ups[i]), weight = p->w->weights[i];
+        if (best_weight == 0 || load * best_weight < best_load * weight) {
+            best = i;
+            best_load = load;
+            best_weight = weight;
+        }
+    }
+    return best;
+}
+
+/* Where the first attempt starts, by balance mode, among the eligible
+ * upstreams; when none is, among all of them in turn. */
 static unsigned first_position(const struct listener *l, const struct upstream_pool *p,
                                const addr_t *peer, int64_t now_ms)
 {
     unsigned n = p->n;
+    bool small[64], *ok = n <= 64 ? small : malloc(n * sizeof(*ok));
+    if (ok == NULL || !eligible(p, now_ms, ok)) {
+        if (ok != small)
+            free(ok);
+        return atomic_fetch_add(p->rr, 1) %
+               n; /* NOLINT(clang-analyzer-core.DivideZero) */
+    }
+    size_t i;
     switch (l->cfg->balance) {
     case BALANCE_SOURCE_HASH: {
         uint8_t key[16];
         size_t len = addr_source_key(peer, key);
-        return persource_hash(key, len) % n;
+        i = balance_rendezvous(rendezvous_key, key, len, p->w->ids, p->w->weights, ok, n);
+        break;
     }
-    case BALANCE_LEAST_CONNECTIONS: {
-        /* The healthy upstream with the fewest connections; ties go round
-         * robin so that equal upstreams share the load. */
-        unsigned start = atomic_fetch_add(p->rr, 1) % n, best = start;
-        unsigned best_active = ~0u;
-        for (unsigned k = 0; k < n; k++) {
-            unsigned i = (start + k) % n;
-            unsigned a = load_of(&p->ups[i]);
-            if (healthy(&p->ups[i], now_ms) && a < best_active) {
-                best = i;
-                best_active = a;
-            }
-        }
-        return best;
-    }
+    case BALANCE_LEAST_CONNECTIONS:
+        i = least_connections(p, ok);
+        break;
     case BALANCE_ROUND_ROBIN:
     default:
-        return round_robin(p, now_ms);
+        pthread_mutex_lock(&p->w->mu);
+        i = balance_swrr(p->w->weights, p->w->current, ok, n);
+        pthread_mutex_unlock(&p->w->mu);
+        break;
     }
+    if (ok != small)
+        free(ok);
+    return i != BALANCE_NONE ? (unsigned)i : 0;
+}
+
+/* Whether a retry may take upstream up now: a healthy primary, or a
+ * healthy backup when `backups`. */
+static bool retry_takes(const struct upstream *up, bool backups, int64_t now_ms)
+{
+    return (up->backup == backups) && healthy(up, now_ms);
 }
 
 /* The upstream of ch's next attempt: the first where the balance mode
- * says, a retry the next healthy one after the last. */
+ * says, a retry the next healthy primary after the last (the next healthy
+ * backup when no primary is). */
 static const struct upstream *upstream_pick(const struct listener *l,
                                             struct upstream_choice *ch,
                                             const addr_t *peer, int64_t now_ms)
 {
     const struct upstream_pool *p = ch->pool;
     unsigned n = p->n;
-    if (ch->attempts <= 1)
-        ch->cursor = (uint16_t)first_position(l, p, peer, now_ms);
-    for (unsigned k = 0; k < n; k++) {
-        unsigned i = (ch->cursor + k) % n;
-        if (healthy(&p->ups[i], now_ms)) {
-            ch->cursor = (uint16_t)(i + 1);
-            return &p->ups[i];
-        }
+    if (ch->attempts <= 1) {
+        unsigned i = first_position(l, p, peer, now_ms);
+        ch->cursor = (uint16_t)(i + 1);
+        return &p->ups[i];
     }
+    for (int backups = 0; backups <= 1; backups++)
+        for (unsigned k = 0; k < n; k++) {
+            unsigned i = (ch->cursor + k) % n;
+            if (retry_takes(&p->ups[i], backups == 1, now_ms)) {
+                ch->cursor = (uint16_t)(i + 1);
+                return &p->ups[i];
+            }
+        }
     /* All failed: try them anyway.  n >= 1: config_load() refuses a proxy
      * listener without upstreams, and only proxy connections get here. */
     unsigned i = ch->cursor % n; /* NOLINT(clang-analyzer-core.DivideZero) */

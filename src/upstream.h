@@ -38,6 +38,8 @@ struct upstream_addr {
  * (its connect candidates, in order). */
 struct upstream {
     const char *text; /* as written in the file (the config's string) */
+    unsigned weight;  /* 1..256 */
+    bool backup;      /* chosen only when no primary is up */
     struct upstream_addr **addrs;
     size_t naddrs;
     size_t slot0; /* its first address's place among the listener's (TLS
@@ -57,7 +59,18 @@ struct upstream_pool {
     atomic_uint *rr;         /* the cursor: the listener state's for its own
                                 (kept over reloads), else own_rr */
     atomic_uint own_rr;
+    struct pool_weights *w; /* what the weighted choices need (upstream.c) */
 };
+
+/* Sets up what p's weighted choices need, once its upstreams are filled,
+ * taking round-robin's turn from `old` (the same pool of the listener in
+ * the previous generation, or NULL) for the upstreams it has too, so that
+ * a reload does not start the turn again; false when out of memory. */
+bool upstream_pool_init(struct upstream_pool *p, const struct upstream_pool *old);
+
+/* Frees what upstream_pool_init() made (NULL-safe on a pool it did not
+ * reach). */
+void upstream_pool_free(struct upstream_pool *p);
 
 /* A client's choice of upstream over its attempts (a TCP connection's
  * connects, a UDP flow's moves after an upstream failed): the pool it

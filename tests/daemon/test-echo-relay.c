@@ -1553,6 +1553,134 @@ static void failed_marks_and_turns_survive_reload(void **state)
     assert_int_equal(echod_stop(e, 3000), 0);
 }
 
+/* A relay "relay" on 127.0.0.1:0 over the upstream list `ups` (the inside
+ * of ( ): libconfig's [ ] takes scalars only, a list of strings and groups
+ * is written in parentheses), balanced by `balance`. */
+static struct echod *start_weighted(const char *ups, const char *balance)
+{
+    char conf[2048];
+    snprintf(conf, sizeof(conf),
+             "%slisteners = ( { name = \"relay\"; listen = [ \"127.0.0.1:0\" ];\n"
+             "    mode = \"proxy\"; upstreams = ( %s );\n"
+             "    balance = \"%s\"; retries = 2; fail_timeout = 30.0; } );\n",
+             DAEMON_CONF("2", "5.0"), ups, balance);
+    return echod_start(conf);
+}
+
+/* Weights 3 and 1: round-robin gives 300 and 100 of 400 clients, in a
+ * spread order (smooth weighted round-robin: never 3 in a row to the
+ * heavy one here... A A B A A A B A: at most 3). */
+static void weights_share_round_robin(void **state)
+{
+    (void)state;
+    struct upsrv *a = start_upstream(UP_ECHO, 0, 0), *b = start_upstream(UP_ECHO, 0, 0);
+    struct upsrv *ups[2] = {a, b};
+    char list[256];
+    snprintf(list, sizeof(list),
+             "{ address = \"127.0.0.1:%d\"; weight = 3; }, \"127.0.0.1:%d\"", a->srv.port,
+             b->srv.port);
+    struct echod *e = start_weighted(list, "round-robin");
+    int port = echod_port(e, "relay", 0);
+    int got[2] = {0}, run = 0, longest = 0;
+    for (int i = 0; i < 400; i++) {
+        int k = exchange(e, port, "127.0.0.1", ups, 2);
+        got[k]++;
+        run = k == 0 ? run + 1 : 0;
+        longest = run > longest ? run : longest;
+    }
+    print_message("    weights 3 and 1: %d and %d of 400, at most %d in a row\n", got[0],
+                  got[1], longest);
+    assert_int_equal(got[0], 300);
+    assert_int_equal(got[1], 100);
+    assert_true(longest <= 3);
+    echod_stop_ok(e);
+}
+
+/* A backup gets no client while a primary is up; with the only primary
+ * refusing, every client is served by the backup, none fails. */
+static void backup_serves_only_when_no_primary_is_up(void **state)
+{
+    (void)state;
+    struct upsrv *a = start_upstream(UP_ECHO, 0, 0), *b = start_upstream(UP_ECHO, 0, 0);
+    struct upsrv *ups[2] = {a, b};
+    char list[256];
+    snprintf(list, sizeof(list),
+             "\"127.0.0.1:%d\", { address = \"127.0.0.1:%d\"; backup = true; }",
+             a->srv.port, b->srv.port);
+    struct echod *e = start_weighted(list, "least-connections");
+    int port = echod_port(e, "relay", 0);
+    for (int i = 0; i < 20; i++)
+        assert_int_equal(exchange(e, port, "127.0.0.1", ups, 2), 0);
+    echod_stop_ok(e);
+
+    struct upsrv *only[1] = {b};
+    snprintf(list, sizeof(list),
+             "\"127.0.0.1:%d\", { address = \"127.0.0.1:%d\"; backup = true; }",
+             refusing_port(), b->srv.port);
+    e = start_weighted(list, "round-robin");
+    port = echod_port(e, "relay", 0);
+    for (int i = 0; i < 20; i++)
+        assert_int_equal(exchange(e, port, "127.0.0.1", only, 1), 0);
+    echod_stop_ok(e);
+}
+
+/*
+ * source-hash is consistent: 4 upstreams, 120 sources (127.0.1.x); a
+ * reload that removes one moves only the sources that were on it, where a
+ * modulo hash would move about three quarters of them.
+ */
+static void source_hash_moves_only_the_removed_share(void **state)
+{
+    (void)state;
+    enum { N = 4, SOURCES = 120 };
+    struct upsrv *ups[N];
+    char list[512] = "";
+    for (int i = 0; i < N; i++) {
+        ups[i] = start_upstream(UP_ECHO, 0, 0);
+        size_t used = strlen(list);
+        snprintf(list + used, sizeof(list) - used, "%s\"127.0.0.1:%d\"", i ? ", " : "",
+                 ups[i]->srv.port);
+    }
+    struct echod *e = start_weighted(list, "source-hash");
+    int port = echod_port(e, "relay", 0);
+    int before[SOURCES];
+    char src[32];
+    for (int s = 0; s < SOURCES; s++) {
+        snprintf(src, sizeof(src), "127.0.1.%d", s + 1);
+        before[s] = exchange(e, port, src, ups, N);
+    }
+    /* Without the third upstream. */
+    list[0] = '\0';
+    for (int i = 0; i < N; i++) {
+        size_t used = strlen(list);
+        if (i != 2)
+            snprintf(list + used, sizeof(list) - used, "%s\"127.0.0.1:%d\"",
+                     used ? ", " : "", ups[i]->srv.port);
+    }
+    echod_rewrite_conf(
+        e,
+        "%slisteners = ( { name = \"relay\"; listen = [ \"127.0.0.1:%d\" ];\n"
+        "    mode = \"proxy\"; upstreams = [ %s ];\n"
+        "    balance = \"source-hash\"; retries = 2; fail_timeout = 30.0; } );\n",
+        DAEMON_CONF("2", "5.0"), port, list);
+    echod_reload_ok(e, 5000);
+    int moved = 0, on_removed = 0;
+    for (int s = 0; s < SOURCES; s++) {
+        snprintf(src, sizeof(src), "127.0.1.%d", s + 1);
+        int now = exchange(e, port, src, ups, N);
+        on_removed += before[s] == 2;
+        moved += now != before[s];
+        if (before[s] != 2)
+            assert_int_equal(now, before[s]);
+    }
+    print_message(
+        "    removing 1 of %d upstreams moved %d of %d sources (%d were on it)\n", N,
+        moved, SOURCES, on_removed);
+    assert_int_equal(moved, on_removed);
+    assert_true(on_removed > 0);
+    echod_stop_ok(e);
+}
+
 /*
  * Round-robin with the middle one of three upstreams refusing: its share
  * is spread over the other two, 150 and 150 of 300 clients (the old code
@@ -1893,6 +2021,9 @@ int main(void)
         TEST(least_connections_counts_survive_reload),
         TEST(failed_marks_and_turns_survive_reload),
         TEST(round_robin_spreads_a_failed_share),
+        TEST(weights_share_round_robin),
+        TEST(backup_serves_only_when_no_primary_is_up),
+        TEST(source_hash_moves_only_the_removed_share),
         TEST(relay_to_a_name_tries_each_of_its_addresses),
         TEST(relay_never_connects_to_its_own_listener),
         TEST(upstream_warnings_say_what_happens_and_what_was_dropped),

@@ -1788,6 +1788,56 @@ static void shipped_file_at_defaults(void **state)
     assert_int_equal(problems, 0);
 }
 
+/* Upstreams as groups: weight and backup, and their mistakes. */
+static void upstream_groups(void **state)
+{
+    (void)state;
+    struct config *cfg = load_ok(
+        "listeners = ( { name = \"p\"; listen = [ \"127.0.0.1:0\" ]; mode = \"proxy\";\n"
+        "  upstreams = ( \"127.0.0.1:1\", { address = \"127.0.0.1:2\"; weight = 3; },\n"
+        "                { address = \"127.0.0.1:3\"; backup = true; } ); } );\n");
+    const struct listener_config *l = &cfg->listeners[0];
+    assert_int_equal(l->nupstreams, 3);
+    assert_int_equal(l->upstreams[0].weight, 1);
+    assert_false(l->upstreams[0].backup);
+    assert_int_equal(l->upstreams[1].weight, 3);
+    assert_string_equal(l->upstreams[1].text, "127.0.0.1:2");
+    assert_true(l->upstreams[2].backup);
+    config_free(cfg);
+    char buf[1024];
+    static const struct {
+        const char *list, *message;
+    } bad[] = {
+        {"( { address = \"127.0.0.1:2\"; weight = 0; } )",
+         ":3: listeners.p.upstreams.[0].weight: 0 out of range 1-256"},
+        {"( { address = \"127.0.0.1:2\"; weight = 257; } )",
+         ":3: listeners.p.upstreams.[0].weight: 257 out of range 1-256"},
+        {"( \"127.0.0.1:1\", { weight = 2; } )",
+         ":3: listeners.p.upstreams.[1].address: missing; expected an address like "
+         "\"10.0.0.2:6379\""},
+        {"( { address = \"127.0.0.1:2\"; wieght = 2; } )",
+         ":3: listeners.p.upstreams.[0].wieght: unknown setting (known: address, weight, "
+         "backup)"},
+        {"( { address = \"127.0.0.1:2\"; backup = true; } )",
+         ":3: listeners.p.upstreams: every upstream is a backup; at least one must not "
+         "be"},
+        {"( 6379 )", ":3: listeners.p.upstreams.[0]: expected an address as a string, or "
+                     "a group { address = \"...\"; weight = N; backup = false; }, got "
+                     "6379"},
+    };
+    for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+        char setting[256];
+        snprintf(setting, sizeof(setting), "upstreams = %s;", bad[i].list);
+        snprintf(buf, sizeof(buf),
+                 "listeners = ( { name = \"p\"; listen = [ \"127.0.0.1:0\" ];\n"
+                 "  mode = \"proxy\";\n"
+                 "  %s\n"
+                 "} );\n",
+                 setting);
+        refused(buf, bad[i].message);
+    }
+}
+
 /* A UDP listener: what it takes, what it refuses with file:line:setting,
  * and a TCP and a UDP listener on one port. */
 static void udp_listeners(void **state)
@@ -1862,6 +1912,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(shipped_file_loads),
         cmocka_unit_test(udp_listeners),
+        cmocka_unit_test(upstream_groups),
         cmocka_unit_test(defaults),
         cmocka_unit_test(proxy_defaults),
         cmocka_unit_test(every_setting),
