@@ -817,20 +817,24 @@ static void balance_least_connections_avoids_busy_upstreams(void **state)
 
 /* Source-hash: each client address always goes to the same upstream (two
  * in a row, and again in later rounds, in between other addresses), and
- * different addresses spread over them.  Five addresses over three
- * upstreams, so that no turn-taking can pass for it. */
+ * different addresses spread over them.  Twenty addresses over three
+ * upstreams, so that no turn-taking can pass for it, and all twenty on one
+ * upstream (the hash depends on the upstreams' ports, new each run) has a
+ * chance of 3 in 3^20. */
 static void balance_source_hash_is_stable_per_source(void **state)
 {
     (void)state;
     struct upsrv *ups[3];
     struct echod *e = start_balanced(ups, 3, "source-hash");
     int port = echod_port(e, "relay", 0);
-    static const char *const srcs[] = {"127.0.0.1", "127.0.0.2", "127.0.0.3", "127.0.0.4",
-                                       "127.0.0.5"};
-    int first[ARRAY_LEN(srcs)];
+    enum { SOURCES = 20 };
+    char srcs[SOURCES][24];
+    for (int s = 0; s < SOURCES; s++)
+        snprintf(srcs[s], sizeof(srcs[s]), "127.0.2.%d", s + 1);
+    int first[SOURCES];
     bool used[3] = {false, false, false};
     for (int round = 0; round < 3; round++)
-        for (size_t s = 0; s < ARRAY_LEN(srcs); s++)
+        for (size_t s = 0; s < SOURCES; s++)
             for (int again = 0; again < 2; again++) {
                 int u = exchange(e, port, srcs[s], ups, 3);
                 if (round == 0 && again == 0)
