@@ -168,12 +168,10 @@ static void end(struct conn *c, const char *reason, bool abort)
     if (l->gen->cfg->log_access && log_enabled(LOG_INFO)) {
         char client[ADDR_STRLEN];
         addr_format(&c->peer, client, sizeof(client));
-        int64_t ms = w->loop.now_ms - c->start_ms;
-        log_info("access listener=%s client=%s upstream=%s in=%llu out=%llu "
-                 "duration=%lld.%03lld tls=%s sni=%s reason=%s",
-                 l->cfg->name, client, c->up ? c->up->name : "-",
-                 (unsigned long long)c->in, (unsigned long long)c->out,
-                 (long long)(ms / 1000), (long long)(ms % 1000), tls, sni, reason);
+        char extra[96 + 256 + 16];
+        snprintf(extra, sizeof(extra), "tls=%s sni=%s", tls, sni);
+        log_access(l->cfg->name, client, c->up ? c->up->name : "-", c->in, c->out,
+                   w->loop.now_ms - c->start_ms, extra, reason);
     }
     /* Off the open list; freed after the batch, whose events later on may
      * still name its sockets. */

@@ -4,6 +4,7 @@
 #endif
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -393,14 +394,11 @@ void flow_close(struct flow *f, const char *reason)
     if (l->gen->cfg->log_access && log_enabled(LOG_INFO)) {
         char client[ADDR_STRLEN];
         addr_format(&f->peer, client, sizeof(client));
-        int64_t ms = w->loop.now_ms - f->start_ms;
-        log_info("access listener=%s client=%s upstream=%s in=%llu out=%llu "
-                 "duration=%lld.%03lld datagrams_in=%llu datagrams_out=%llu reason=%s",
-                 l->cfg->name, client, f->up != NULL ? f->up->name : "-",
-                 (unsigned long long)f->in, (unsigned long long)f->out,
-                 (long long)(ms / 1000), (long long)(ms % 1000),
-                 (unsigned long long)f->dgrams_in, (unsigned long long)f->dgrams_out,
-                 reason);
+        char extra[64];
+        snprintf(extra, sizeof(extra), "datagrams_in=%llu datagrams_out=%llu",
+                 (unsigned long long)f->dgrams_in, (unsigned long long)f->dgrams_out);
+        log_access(l->cfg->name, client, f->up != NULL ? f->up->name : "-", f->in, f->out,
+                   w->loop.now_ms - f->start_ms, extra, reason);
     }
     loop_defer(&w->loop, &f->later, release);
     udp_flow_gone(port);

@@ -146,3 +146,13 @@ bool log_ratelimit(struct ratelimit *rl, int64_t now_ms, unsigned *dropped_out)
     rl->dropped = 0;
     return true;
 }
+
+void log_access(const char *listener, const char *client, const char *upstream,
+                uint64_t in, uint64_t out, int64_t ms, const char *extra,
+                const char *reason)
+{
+    log_info("access listener=%s client=%s upstream=%s in=%llu out=%llu "
+             "duration=%lld.%03lld %s reason=%s",
+             listener, client, upstream, (unsigned long long)in, (unsigned long long)out,
+             (long long)(ms / 1000), (long long)(ms % 1000), extra, reason);
+}

@@ -42,6 +42,14 @@ const char *log_strerror(int err);
 #define log_warn(...) log_msg(LOG_WARNING, __VA_ARGS__)
 #define log_notice(...) log_msg(LOG_NOTICE, __VA_ARGS__)
 #define log_info(...) log_msg(LOG_INFO, __VA_ARGS__)
+
+/* Writes one access line at level info: "access listener=L client=C
+ * upstream=U in=N out=N duration=S.mmm EXTRA reason=R", EXTRA being what
+ * the kind of client adds (TLS and SNI, or a UDP flow's datagrams); the
+ * reason comes last. */
+void log_access(const char *listener, const char *client, const char *upstream,
+                uint64_t in, uint64_t out, int64_t ms, const char *extra,
+                const char *reason);
 #define log_debug(...) log_msg(LOG_DEBUG, __VA_ARGS__)
 
 /* A limit of `burst` lines per second for one kind of message, so that a

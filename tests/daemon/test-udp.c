@@ -704,6 +704,39 @@ static void out_of_descriptors_drops_new_sources_only(void **state)
     echod_stop_ok(e);
 }
 
+/* A datagram from port 7 (another host's echo service, forged) is never
+ * answered, so that two echo services cannot bounce it for ever; counted
+ * as loop_port.  The same client from another port is served. */
+static void loop_ports_are_never_answered(void **state)
+{
+    (void)state;
+    struct echod *e = start("{ name = \"u\"; protocol = \"udp\"; "
+                            "listen = [ \"127.0.0.1:0\" ]; idle_timeout = 10.0; }");
+    int port = echod_port(e, "u", 0);
+    int fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    int one = 1;
+    (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    struct sockaddr_in a = {.sin_family = AF_INET,
+                            .sin_port = htons(7),
+                            .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    if (bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0) {
+        close(fd);
+        echod_stop_ok(e);
+        print_message("skipped: cannot bind 127.0.0.1:7 (%s)\n", strerror(errno));
+        skip();
+    }
+    udp_send(fd, "127.0.0.1", port, "bounce", 6);
+    assert_true(udp_silent(fd, QUIET_MS));
+    expect_metric(e, 1, DROPPED, "u", "loop_port");
+    expect_metric(e, 0, FLOWS_TOTAL, "u");
+    close(fd);
+    int ok = udp_client4();
+    udp_expect_echo(ok, "127.0.0.1", port, "fine", 4, ANSWER_MS);
+    close(ok);
+    echod_stop_ok(e);
+}
+
 /* responses = 5 with an upstream that answers 20 times: the client gets
  * exactly 5, the access line says so, the flow ends at once. */
 static void responses_counts_replies_gathered(void **state)
@@ -1321,6 +1354,7 @@ int main(void)
         TEST(a_backlog_is_read_to_the_end),
         TEST(many_replies_all_reach_their_client),
         TEST(responses_counts_replies_gathered),
+        TEST(loop_ports_are_never_answered),
         TEST(out_of_descriptors_drops_new_sources_only),
         TEST(max_connections_drops_a_new_source),
         TEST(max_per_source_and_daemon_max_drop_new_flows),
