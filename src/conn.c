@@ -128,7 +128,7 @@ static void end(struct conn *c, const char *reason, bool abort)
     /* Counts first, sockets after: a client that sees its close and comes
      * straight back must find its slot free, and the counters current. */
     if (c->up != NULL)
-        atomic_fetch_sub(&c->up->active, 1);
+        upstream_released(c->up, c->in, c->out);
     admission_release(&c->ticket, w->d, l->st);
     /* What the access line says of TLS, taken before the session ends. */
     char tls[96] = "-", sni[256];
@@ -555,7 +555,7 @@ static void start_connect(struct conn *c)
             continue;
         }
         c->up = up;
-        atomic_fetch_add(&up->active, 1);
+        upstream_connecting(up);
         c->upstream.fd = fd;
         if (up->addr.u.sa.sa_family != AF_UNIX)
             (void)mio_tcp_set_nodelay(fd, true);
@@ -585,7 +585,7 @@ static void start_connect(struct conn *c)
 static void connect_failed(struct conn *c, int err)
 {
     upstream_failed(c->w, c->l, c->choice.target, c->up, err);
-    atomic_fetch_sub(&c->up->active, 1);
+    upstream_released(c->up, 0, 0);
     c->up = NULL;
     unwatch(c, &c->upstream);
     start_connect(c);
@@ -626,10 +626,11 @@ static void check_connect(struct conn *c)
     if (name[0] == '\0')
         name = addr_text_host(c->choice.target->text, host, sizeof(host)) == 0 ? host
                                                                                : NULL;
-    size_t slot = c->choice.target->slot0;
-    for (size_t k = 0;
-         k < c->choice.target->naddrs && c->choice.target->addrs[k] != c->up; k++)
-        slot++;
+    const struct upstream *t = c->choice.target;
+    size_t k = 0;
+    while (k + 1 < t->naddrs && t->addrs[k] != c->up)
+        k++;
+    size_t slot = t->slot0 + (t->turn + k) % t->naddrs;
     c->upstream.tls = tls_session_connect(ut->client, c->upstream.fd, name, slot);
     if (c->upstream.tls == NULL) {
         conn_abort(c, "out-of-memory");

@@ -176,9 +176,9 @@ static int connect_to(struct flow *f, struct upstream_addr *ua)
     if (connect(f->ufd, &a->u.sa, a->len) < 0)
         return -errno;
     if (f->up != NULL)
-        atomic_fetch_sub(&f->up->active, 1);
+        upstream_released(f->up, 0, 0);
     f->up = ua;
-    atomic_fetch_add(&ua->active, 1);
+    upstream_connecting(ua);
     return 0;
 }
 
@@ -382,7 +382,7 @@ void flow_close(struct flow *f, const char *reason)
     remove_flow(&port->flows, f);
     w->nflows--;
     if (f->up != NULL)
-        atomic_fetch_sub(&f->up->active, 1);
+        upstream_released(f->up, f->in, f->out);
     admission_release(&f->ticket, w->d, l->st);
     atomic_fetch_add(&l->st->bytes_in, f->in);
     atomic_fetch_add(&l->st->bytes_out, f->out);

@@ -273,11 +273,14 @@ static struct listener_state *state_for(struct generation *old, const char *name
     return st;
 }
 
-/* Sets up upstream `up` from ca (a UDP server's when udp), each address's
- * state found again in g or old; false when out of memory. */
+/* Sets up upstream `up` of listener l for the address `first` of ca's
+ * addresses: that one, then the others in order from there round; each
+ * address's state found again in g or old; false when out of memory. */
 static bool open_upstream(struct generation *g, struct generation *old,
-                          struct upstream *up, const struct config_addr *ca, bool udp)
+                          const struct listener *l, struct upstream *up,
+                          const struct config_addr *ca, size_t first)
 {
+    bool udp = l->cfg->protocol == PROTOCOL_UDP;
     up->text = ca->text;
     up->weight = ca->weight > 0 ? ca->weight : 1;
     up->backup = ca->backup;
@@ -286,7 +289,8 @@ static bool open_upstream(struct generation *g, struct generation *old,
     if (up->addrs == NULL || up->loop_at == NULL)
         return false;
     for (size_t k = 0; k < ca->naddrs; k++) {
-        up->addrs[k] = upstream_addr_get(g, old, &ca->addrs[k], udp);
+        const addr_t *a = &ca->addrs[(first + k) % ca->naddrs];
+        up->addrs[k] = upstream_addr_get(g, old, l->cfg->name, a, udp);
         if (up->addrs[k] == NULL)
             return false;
         up->naddrs++;
@@ -319,9 +323,14 @@ static const struct upstream_pool *old_pool(const struct generation *old,
 static bool open_upstreams(struct generation *g, struct generation *old,
                            struct listener *l, const struct listener_config *cfg)
 {
-    size_t total = cfg->nupstreams, slots = 0;
-    for (size_t r = 0; r < cfg->nsni_routes; r++)
-        total += cfg->sni_routes[r].nupstreams;
+    size_t total = 0, slots = 0;
+    for (size_t r = 0; r <= cfg->nsni_routes; r++) {
+        const struct config_addr *list = r == 0 ? cfg->upstreams
+                                                : cfg->sni_routes[r - 1].upstreams;
+        size_t n = r == 0 ? cfg->nupstreams : cfg->sni_routes[r - 1].nupstreams;
+        for (size_t i = 0; i < n; i++)
+            total += list[i].naddrs;
+    }
     l->upstreams = calloc(total ? total : 1, sizeof(*l->upstreams));
     l->pools = calloc(1 + cfg->nsni_routes, sizeof(*l->pools));
     if (l->upstreams == NULL || l->pools == NULL)
@@ -332,18 +341,21 @@ static bool open_upstreams(struct generation *g, struct generation *old,
         size_t n = r == 0 ? cfg->nupstreams : cfg->sni_routes[r - 1].nupstreams;
         struct upstream_pool *p = &l->pools[r];
         p->ups = &l->upstreams[l->nupstreams];
-        p->n = (unsigned)n;
         p->server_name = r == 0 ? NULL : cfg->sni_routes[r - 1].server_name;
         atomic_init(&p->own_rr, 0);
         p->rr = r == 0 ? &l->st->rr : &p->own_rr;
         l->npools++;
         for (size_t i = 0; i < n; i++) {
-            struct upstream *up = &l->upstreams[l->nupstreams];
-            up->slot0 = slots;
+            for (size_t k = 0; k < list[i].naddrs; k++) {
+                struct upstream *up = &l->upstreams[l->nupstreams];
+                up->slot0 = slots;
+                up->turn = k;
+                l->nupstreams++; /* free_generation() frees what was allocated */
+                p->n++;
+                if (!open_upstream(g, old, l, up, &list[i], k))
+                    return false;
+            }
             slots += list[i].naddrs;
-            l->nupstreams++; /* free_generation() frees what was allocated */
-            if (!open_upstream(g, old, up, &list[i], cfg->protocol == PROTOCOL_UDP))
-                return false;
         }
         if (!upstream_pool_init(p, old_pool(old, cfg->name, p->server_name)))
             return false;

@@ -25,41 +25,56 @@
 _Static_assert(ADDR_RESOLVE_MAX <= 8 * sizeof(((struct upstream_choice *)0)->tried),
                "upstream_choice.tried has too few bits for ADDR_RESOLVE_MAX addresses");
 
-/* Whether the address may be tried now. */
-static bool addr_healthy(const struct upstream_addr *ua, int64_t now_ms)
+/* Whether no failed connect marks the address now. */
+static bool addr_unmarked(const struct upstream_addr *ua, int64_t now_ms)
 {
     return atomic_load_explicit(&ua->failed_until_ms, memory_order_relaxed) <= now_ms;
 }
 
-/* Whether the upstream may be tried now: one of its addresses may. */
-static bool healthy(const struct upstream *up, int64_t now_ms)
+/* Whether the address may be tried now: operators let it, checks do not
+ * say it is down, and no failed connect marks it. */
+static bool addr_healthy(const struct upstream_addr *ua, int64_t now_ms)
 {
-    for (size_t i = 0; i < up->naddrs; i++)
-        if (addr_healthy(up->addrs[i], now_ms))
-            return true;
-    return false;
+    return upstream_addr_admitted(ua) &&
+           !atomic_load_explicit(&ua->down, memory_order_relaxed) &&
+           addr_unmarked(ua, now_ms);
 }
 
-/* The upstream's connections now: the sum over its addresses. */
-static unsigned load_of(const struct upstream *up)
+/* Whether the upstream may be chosen now: its own address may be tried. */
+static bool healthy(const struct upstream *up, int64_t now_ms)
 {
-    unsigned sum = 0;
-    for (size_t i = 0; i < up->naddrs; i++)
-        sum += atomic_load(&up->addrs[i]->active);
-    return sum;
+    return addr_healthy(up->addrs[0], now_ms);
+}
+
+unsigned upstream_weight(const struct upstream *up)
+{
+    unsigned set = atomic_load_explicit(&up->addrs[0]->weight, memory_order_relaxed);
+    return set > 0 ? set : up->weight;
+}
+
+const char *upstream_state_name(const struct upstream_addr *ua, int64_t now_ms)
+{
+    switch (atomic_load(&ua->admin)) {
+    case UPSTREAM_DRAINING:
+        return "draining";
+    case UPSTREAM_DISABLED:
+        return "disabled";
+    default:
+        return atomic_load(&ua->down) || !addr_unmarked(ua, now_ms) ? "down" : "up";
+    }
 }
 
 /*
- * What a pool's weighted choices need: the weights and names of its
- * upstreams as arrays (balance.h), and smooth weighted round-robin's
- * running scores, shared by the workers under a lock.
+ * What a pool's weighted choices need: the ids of its upstreams
+ * (balance.h), and smooth weighted round-robin's running scores, shared by
+ * the workers under a lock.  Weights are read when a choice is made: an
+ * operator may change them at any time.
  */
 struct pool_weights {
     pthread_mutex_t mu;
     int64_t *current;
-    unsigned *weights;
-    uint64_t *ids; /* a hash of each upstream's text: stable across reloads
-                      and daemons, for rendezvous hashing */
+    uint64_t *ids; /* a hash of each upstream's address: stable across
+                      reloads and daemons, for rendezvous hashing */
 };
 
 /* The key of the rendezvous hash: fixed, so that every daemon behind one
@@ -72,25 +87,22 @@ bool upstream_pool_init(struct upstream_pool *p, const struct upstream_pool *old
     if (w == NULL)
         return false;
     w->current = calloc(p->n, sizeof(*w->current));
-    w->weights = calloc(p->n, sizeof(*w->weights));
     w->ids = calloc(p->n, sizeof(*w->ids));
-    if (w->current == NULL || w->weights == NULL || w->ids == NULL ||
-        pthread_mutex_init(&w->mu, NULL) != 0) {
+    if (w->current == NULL || w->ids == NULL || pthread_mutex_init(&w->mu, NULL) != 0) {
         free(w->current);
-        free(w->weights);
         free(w->ids);
         free(w);
         return false;
     }
     for (unsigned i = 0; i < p->n; i++) {
-        w->weights[i] = p->ups[i].weight > 0 ? p->ups[i].weight : 1;
-        w->ids[i] = siphash24(rendezvous_key, p->ups[i].text, strlen(p->ups[i].text));
+        const char *name = p->ups[i].addrs[0]->name;
+        w->ids[i] = siphash24(rendezvous_key, name, strlen(name));
     }
     if (old != NULL && old->w != NULL) {
         pthread_mutex_lock(&old->w->mu);
         for (unsigned i = 0; i < p->n; i++)
             for (unsigned k = 0; k < old->n; k++)
-                if (strcmp(old->ups[k].text, p->ups[i].text) == 0)
+                if (old->ups[k].addrs[0] == p->ups[i].addrs[0])
                     w->current[i] = old->w->current[k];
         pthread_mutex_unlock(&old->w->mu);
     }
@@ -105,7 +117,6 @@ void upstream_pool_free(struct upstream_pool *p)
         return;
     pthread_mutex_destroy(&w->mu);
     free(w->current);
-    free(w->weights);
     free(w->ids);
     free(w);
     p->w = NULL;
@@ -131,7 +142,8 @@ static bool eligible(const struct upstream_pool *p, int64_t now_ms, bool *ok)
 /* The eligible upstream with the fewest connections for its weight
  * (connections / weight, compared without division); ties go round robin
  * so that equal upstreams share the load. */
-static unsigned least_connections(const struct upstream_pool *p, const bool *ok)
+static unsigned least_connections(const struct upstream_pool *p, const bool *ok,
+                                  const unsigned *weights)
 {
     unsigned n = p->n;
     unsigned start = atomic_fetch_add(p->rr, 1) % n, best = start; /* n >= 1 */
@@ -140,7 +152,8 @@ static unsigned least_connections(const struct upstream_pool *p, const bool *ok)
         unsigned i = (start + k) % n;
         if (!ok[i])
             continue;
-        unsigned long long load = load_of(&p->ups[i]), weight = p->w->weights[i];
+        unsigned long long load = atomic_load(&p->ups[i].addrs[0]->active),
+                           weight = weights[i];
         if (best_weight == 0 || load * best_weight < best_load * weight) {
             best = i;
             best_load = load;
@@ -150,40 +163,57 @@ static unsigned least_connections(const struct upstream_pool *p, const bool *ok)
     return best;
 }
 
+/* The first upstream from turn `from` on (round) that operators let take
+ * clients, or BALANCE_NONE. */
+static size_t next_admitted(const struct upstream_pool *p, unsigned from)
+{
+    for (unsigned k = 0; k < p->n; k++) {
+        unsigned i = (from + k) % p->n;
+        if (upstream_addr_admitted(p->ups[i].addrs[0]))
+            return i;
+    }
+    return BALANCE_NONE;
+}
+
 /* Where the first attempt starts, by balance mode, among the eligible
- * upstreams; when none is, among all of them in turn. */
-static unsigned first_position(const struct listener *l, const struct upstream_pool *p,
-                               const addr_t *peer, int64_t now_ms)
+ * upstreams; when none is, the next in turn that operators let take
+ * clients; BALANCE_NONE when there is none such. */
+static size_t first_position(const struct listener *l, const struct upstream_pool *p,
+                             const addr_t *peer, int64_t now_ms)
 {
     unsigned n = p->n;
-    bool small[64], *ok = n <= 64 ? small : malloc(n * sizeof(*ok));
-    if (ok == NULL || !eligible(p, now_ms, ok)) {
-        if (ok != small)
-            free(ok);
-        return atomic_fetch_add(p->rr, 1) %
-               n; /* NOLINT(clang-analyzer-core.DivideZero) */
+    bool small_ok[64], *ok = n <= 64 ? small_ok : malloc(n * sizeof(*ok));
+    unsigned small_w[64], *weights = n <= 64 ? small_w : malloc(n * sizeof(*weights));
+    size_t i = BALANCE_NONE;
+    if (ok == NULL || weights == NULL || !eligible(p, now_ms, ok)) {
+        i = next_admitted(p, atomic_fetch_add(p->rr, 1));
+        goto out;
     }
-    size_t i;
+    for (unsigned k = 0; k < n; k++)
+        weights[k] = upstream_weight(&p->ups[k]);
     switch (l->cfg->balance) {
     case BALANCE_SOURCE_HASH: {
         uint8_t key[16];
         size_t len = addr_source_key(peer, key);
-        i = balance_rendezvous(rendezvous_key, key, len, p->w->ids, p->w->weights, ok, n);
+        i = balance_rendezvous(rendezvous_key, key, len, p->w->ids, weights, ok, n);
         break;
     }
     case BALANCE_LEAST_CONNECTIONS:
-        i = least_connections(p, ok);
+        i = least_connections(p, ok, weights);
         break;
     case BALANCE_ROUND_ROBIN:
     default:
         pthread_mutex_lock(&p->w->mu);
-        i = balance_swrr(p->w->weights, p->w->current, ok, n);
+        i = balance_swrr(weights, p->w->current, ok, n);
         pthread_mutex_unlock(&p->w->mu);
         break;
     }
-    if (ok != small)
+out:
+    if (ok != small_ok)
         free(ok);
-    return i != BALANCE_NONE ? (unsigned)i : 0;
+    if (weights != small_w)
+        free(weights);
+    return i;
 }
 
 /* Whether a retry may take upstream up now: a healthy primary, or a
@@ -195,7 +225,8 @@ static bool retry_takes(const struct upstream *up, bool backups, int64_t now_ms)
 
 /* The upstream of ch's next attempt: the first where the balance mode
  * says, a retry the next healthy primary after the last (the next healthy
- * backup when no primary is). */
+ * backup when no primary is), or when none is healthy the next that
+ * operators let take clients; NULL when they let none. */
 static const struct upstream *upstream_pick(const struct listener *l,
                                             struct upstream_choice *ch,
                                             const addr_t *peer, int64_t now_ms)
@@ -203,7 +234,9 @@ static const struct upstream *upstream_pick(const struct listener *l,
     const struct upstream_pool *p = ch->pool;
     unsigned n = p->n;
     if (ch->attempts <= 1) {
-        unsigned i = first_position(l, p, peer, now_ms);
+        size_t i = first_position(l, p, peer, now_ms);
+        if (i == BALANCE_NONE)
+            return NULL;
         ch->cursor = (uint16_t)(i + 1);
         return &p->ups[i];
     }
@@ -217,7 +250,9 @@ static const struct upstream *upstream_pick(const struct listener *l,
         }
     /* All failed: try them anyway.  n >= 1: config_load() refuses a proxy
      * listener without upstreams, and only proxy connections get here. */
-    unsigned i = ch->cursor % n; /* NOLINT(clang-analyzer-core.DivideZero) */
+    size_t i = next_admitted(p, ch->cursor);
+    if (i == BALANCE_NONE)
+        return NULL;
     ch->cursor = (uint16_t)(i + 1);
     return &p->ups[i];
 }
@@ -226,13 +261,13 @@ static const struct upstream *upstream_pick(const struct listener *l,
 #define NO_ADDRESS ((size_t)-1)
 
 /* The index of the next address of the current attempt's upstream not
- * tried yet (and not marked failed, unless the whole upstream was), or
- * NO_ADDRESS. */
+ * tried yet and that operators let take clients (and healthy, unless the
+ * upstream was not), or NO_ADDRESS. */
 static size_t next_address(struct upstream_choice *ch, int64_t now_ms)
 {
     const struct upstream *up = ch->target;
     for (size_t i = 0; up != NULL && i < up->naddrs; i++) {
-        if ((ch->tried & (1u << i)) != 0 ||
+        if ((ch->tried & (1u << i)) != 0 || !upstream_addr_admitted(up->addrs[i]) ||
             (!ch->all_failed && !addr_healthy(up->addrs[i], now_ms)))
             continue;
         ch->tried |= (uint16_t)(1u << i);
@@ -386,10 +421,13 @@ int upstream_find_loops(struct generation *g)
 }
 
 /* Marks ua failed for the listener's fail_timeout and counts the failure. */
-static void mark_failed(struct worker *w, struct listener *l, struct upstream_addr *ua)
+static void mark_failed(struct worker *w, struct listener *l, struct upstream_addr *ua,
+                        int err)
 {
     int64_t fail = l->cfg->fail_timeout_ms;
     atomic_fetch_add(&l->st->upstream_failures, 1);
+    atomic_fetch_add(&ua->connect_failures, 1);
+    atomic_store(&ua->last_error, err);
     if (fail > 0)
         atomic_store(&ua->failed_until_ms, w->loop.now_ms + fail);
 }
@@ -416,6 +454,8 @@ struct upstream_addr *upstream_next(struct worker *w, struct listener *l,
                 return NULL;
             ch->attempts++;
             ch->target = upstream_pick(l, ch, peer, w->loop.now_ms);
+            if (ch->target == NULL)
+                return NULL;
             ch->tried = 0;
             ch->all_failed = !healthy(ch->target, w->loop.now_ms);
             continue;
@@ -455,7 +495,7 @@ void upstream_failed(struct worker *w, struct listener *l, const struct upstream
                      struct upstream_addr *ua, int err)
 {
     int64_t fail = l->cfg->fail_timeout_ms;
-    mark_failed(w, l, ua);
+    mark_failed(w, l, ua, err);
     char what[2 * ADDR_STRLEN + 8];
     describe(target, ua, what, sizeof(what));
     const char *why = err == ETIMEDOUT ? "connect timeout"
@@ -474,19 +514,37 @@ void upstream_failed(struct worker *w, struct listener *l, const struct upstream
                       l->cfg->name, what, why);
 }
 
+void upstream_connecting(struct upstream_addr *ua)
+{
+    atomic_fetch_add(&ua->active, 1);
+    atomic_fetch_add_explicit(&ua->connects, 1, memory_order_relaxed);
+}
+
+void upstream_released(struct upstream_addr *ua, uint64_t to, uint64_t from)
+{
+    atomic_fetch_sub(&ua->active, 1);
+    if (to > 0)
+        atomic_fetch_add_explicit(&ua->bytes_out, to, memory_order_relaxed);
+    if (from > 0)
+        atomic_fetch_add_explicit(&ua->bytes_in, from, memory_order_relaxed);
+}
+
 void upstream_succeeded(struct upstream_addr *ua)
 {
     if (atomic_load_explicit(&ua->failed_until_ms, memory_order_relaxed) != 0)
         atomic_store(&ua->failed_until_ms, 0);
 }
 
-/* The shared state of upstream address a held by a listener of `g` (in
- * g->listeners[0..nlisteners), the one being set up included), or NULL. */
-static struct upstream_addr *find_addr(const struct generation *g, const addr_t *a,
-                                       bool udp)
+/* The state of upstream address a held by the listener `listener` of `g`
+ * (in g->listeners[0..nlisteners), the one being set up included), or
+ * NULL. */
+static struct upstream_addr *find_addr(const struct generation *g, const char *listener,
+                                       const addr_t *a, bool udp)
 {
     for (size_t i = 0; g != NULL && i < g->nlisteners; i++) {
         const struct listener *l = &g->listeners[i];
+        if (l->cfg == NULL || strcmp(l->cfg->name, listener) != 0)
+            continue;
         for (size_t k = 0; k < l->nupstreams; k++)
             for (size_t j = 0; j < l->upstreams[k].naddrs; j++)
                 if (addr_equal(&l->upstreams[k].addrs[j]->addr, a) &&
@@ -497,11 +555,11 @@ static struct upstream_addr *find_addr(const struct generation *g, const addr_t 
 }
 
 struct upstream_addr *upstream_addr_get(struct generation *g, struct generation *old,
-                                        const addr_t *a, bool udp)
+                                        const char *listener, const addr_t *a, bool udp)
 {
-    struct upstream_addr *ua = find_addr(g, a, udp);
+    struct upstream_addr *ua = find_addr(g, listener, a, udp);
     if (ua == NULL)
-        ua = find_addr(old, a, udp);
+        ua = find_addr(old, listener, a, udp);
     if (ua != NULL) {
         atomic_fetch_add(&ua->refs, 1);
         return ua;

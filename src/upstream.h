@@ -18,32 +18,68 @@ struct listener;
 struct listen_sock;
 struct worker;
 
+/* What operators say of an upstream address (the control socket). */
+enum upstream_admin {
+    UPSTREAM_ENABLED,  /* in service */
+    UPSTREAM_DRAINING, /* no new clients; open connections finish */
+    UPSTREAM_DISABLED, /* no new clients (open connections finish too) */
+};
+
 /*
- * One address of an upstream, with its load and passive health: the
- * server's, so one object per address, shared by every listener that names
- * it and carried over a reload to the next generation while a listener
- * there names it.  The last listener that holds it frees it.
+ * One address of an upstream of a listener, with its load, its health and
+ * what operators set: one object per listener and address, shared by the
+ * listener's own upstreams and its sni_routes', and carried over a reload
+ * to the next generation while the listener there still names the address
+ * (so that marks, counters and what an operator set stay until the address
+ * leaves the configuration).  The last generation that holds it frees it.
+ *
+ * Workers read the atomics; the admin thread (admin.h) writes admin,
+ * weight, down and the check fields, the latter read only there.
  */
 struct upstream_addr {
-    atomic_int refs; /* the listeners (of every generation) holding it */
+    atomic_int refs; /* the upstreams (of every generation) holding it */
     addr_t addr;
     bool udp; /* a UDP server's (state apart from a TCP one's on that port) */
     char name[ADDR_STRLEN];
     atomic_uint active;              /* connections relayed to it now */
     _Atomic int64_t failed_until_ms; /* skipped until then after a failure */
+    atomic_int last_error;           /* errno of its last failed connect */
+    _Atomic int admin;               /* enum upstream_admin */
+    atomic_uint admin_uid;           /* who set admin or weight last */
+    atomic_uint weight;              /* 0: the configuration's; else set at run time */
+    atomic_bool down;                /* active checks found it down */
+    atomic_ullong connects, connect_failures, check_failures;
+    atomic_ullong bytes_in, bytes_out; /* from and to it, of closed connections */
+    /* The active checks' (check.c, on the admin thread only). */
+    unsigned check_ok, check_fail; /* consecutive results */
+    int64_t check_due_ms;          /* the next one starts then (0: soon) */
+    int64_t check_last_ms;         /* the last one ended then (0: none yet) */
+    bool check_running;
+    char check_why[96]; /* why the last one failed ("" when it passed) */
 };
 
-/* One upstream of a proxy listener as the configuration names it: the unit
- * the balance modes choose among, with every address its name resolved to
- * (its connect candidates, in order). */
+/* Whether operators let new clients go to ua. */
+static inline bool upstream_addr_admitted(const struct upstream_addr *ua)
+{
+    return atomic_load_explicit(&ua->admin, memory_order_relaxed) == UPSTREAM_ENABLED;
+}
+
+/* One upstream of a proxy listener: one address of one upstream as the
+ * configuration names it (a name that resolves to several addresses makes
+ * one of these per address, each of the name's weight), the unit the
+ * balance modes choose among.  addrs[0] is that address; the name's other
+ * addresses follow, in its order from there round: what a failed connect
+ * moves on to before it uses up a retry. */
 struct upstream {
     const char *text; /* as written in the file (the config's string) */
-    unsigned weight;  /* 1..256 */
+    unsigned weight;  /* 1..256, as configured (upstream_addr.weight rules) */
     bool backup;      /* chosen only when no primary is up */
     struct upstream_addr **addrs;
     size_t naddrs;
-    size_t slot0; /* its first address's place among the listener's (TLS
-                     sessions are kept per place) */
+    /* Where its name's addresses are among the listener's (TLS sessions
+     * are kept per place): address i of the name, in the name's order, is
+     * at slot0 + i; addrs[k] is the name's address (turn + k) % naddrs. */
+    size_t slot0, turn;
     /* Per address: the listening socket of this generation it reaches when
      * that leads back to this listener (a loop, never connected), or NULL. */
     const struct listen_sock **loop_at;
@@ -92,11 +128,12 @@ const struct upstream_pool *upstream_route(const struct listener *l,
                                            const char *server_name);
 
 /* A reference to the state of upstream address a (of a UDP server when
- * udp): the one a listener of g (being built) or of `old` holds, so that
- * load and failure marks stay with the address over a reload; else a new
- * one (NULL when out of memory). */
+ * udp) for the listener named `listener`: the one that listener holds in g
+ * (being built) or in `old`, so that load, marks and what operators set
+ * stay with the address over a reload; else a new one (NULL when out of
+ * memory). */
 struct upstream_addr *upstream_addr_get(struct generation *g, struct generation *old,
-                                        const addr_t *a, bool udp);
+                                        const char *listener, const addr_t *a, bool udp);
 
 /* Drops a listener's reference to an upstream address; the last frees it.
  * Generations are freed by whichever thread drops their last reference. */
@@ -134,8 +171,23 @@ int upstream_find_loops(struct generation *g);
 void upstream_failed(struct worker *w, struct listener *l, const struct upstream *target,
                      struct upstream_addr *ua, int err);
 
+/* Counts a connect to ua starting: one more connection relayed to it. */
+void upstream_connecting(struct upstream_addr *ua);
+
+/* Counts a connection relayed to ua ending, `to` bytes sent to it and
+ * `from` bytes received (0 and 0 for a connect that failed). */
+void upstream_released(struct upstream_addr *ua, uint64_t to, uint64_t from);
+
 /* Clears an address's failure after a connect to it succeeded. */
 void upstream_succeeded(struct upstream_addr *ua);
+
+/* The weight an upstream has now: the one an operator set for its
+ * address, else the configuration's. */
+unsigned upstream_weight(const struct upstream *up);
+
+/* The state of ua for people: "up", "down" (checks or passive marks say
+ * so at now_ms), "draining" or "disabled". */
+const char *upstream_state_name(const struct upstream_addr *ua, int64_t now_ms);
 
 /* Logs a warning about upstreams through the worker's rate limit; the line
  * that follows dropped ones says how many were not logged. */
