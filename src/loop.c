@@ -18,6 +18,9 @@ int64_t loop_clock_ms(void)
 int loop_init(struct loop *l, size_t batch, struct handler *wake)
 {
     *l = (struct loop){.now_ms = loop_clock_ms()};
+    int e = pthread_mutex_init(&l->tasks_mu, NULL);
+    if (e != 0)
+        return -e;
     l->events = mio_events_new(batch);
     if (l->events == NULL)
         return -ENOMEM;
@@ -34,6 +37,7 @@ void loop_free(struct loop *l)
     mio_waker_free(l->waker);
     mio_poll_free(l->poll);
     mio_events_free(l->events);
+    pthread_mutex_destroy(&l->tasks_mu);
     *l = (struct loop){0};
 }
 
@@ -55,6 +59,41 @@ void loop_rearm(struct loop *l, int fd, mio_interest_t interest)
 void loop_wake(struct loop *l)
 {
     (void)mio_waker_wake(l->waker);
+}
+
+void loop_post(struct loop *l, struct loop_task *t,
+               void (*run)(struct loop_task *t, struct loop *l))
+{
+    t->run = run;
+    t->next = NULL;
+    pthread_mutex_lock(&l->tasks_mu);
+    if (l->tasks_last != NULL)
+        l->tasks_last->next = t;
+    else
+        l->tasks = t;
+    l->tasks_last = t;
+    atomic_store(&l->posted, true);
+    pthread_mutex_unlock(&l->tasks_mu);
+    loop_wake(l);
+}
+
+/* Runs the tasks other threads posted, those posted meanwhile included. */
+static void run_tasks(struct loop *l)
+{
+    while (atomic_load_explicit(&l->posted, memory_order_acquire)) {
+        pthread_mutex_lock(&l->tasks_mu);
+        struct loop_task *t = l->tasks;
+        l->tasks = l->tasks_last = NULL;
+        atomic_store(&l->posted, false);
+        pthread_mutex_unlock(&l->tasks_mu);
+        if (t == NULL)
+            return;
+        while (t != NULL) {
+            struct loop_task *next = t->next;
+            t->run(t, l);
+            t = next;
+        }
+    }
 }
 
 int loop_timer_set(struct loop *l, struct timer *t, int64_t deadline_ms)
@@ -118,6 +157,7 @@ int loop_wait(struct loop *l)
         struct handler *h = (struct handler *)mio_event_token(ev);
         h->on_event(h, l, ev);
     }
+    run_tasks(l);
     if (l->after != NULL)
         l->after(l);
     release_deferred(l);

@@ -18,6 +18,8 @@
 #ifndef ECHOD_LOOP_H
 #define ECHOD_LOOP_H
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -42,6 +44,14 @@ struct deferred {
     void (*release)(struct deferred *d);
 };
 
+/* Work another thread hands to a loop's thread (loop_post()): run there,
+ * in the order posted, after the batch of events in progress.  The poster
+ * owns it; run() may free it. */
+struct loop_task {
+    struct loop_task *next;
+    void (*run)(struct loop_task *t, struct loop *l);
+};
+
 struct loop {
     mio_poll_t *poll;
     mio_registry_t *reg;
@@ -54,6 +64,9 @@ struct loop {
      * timers) is dispatched, before the deferred are released: a worker
      * sends the UDP replies its handlers gathered. */
     void (*after)(struct loop *l);
+    atomic_bool posted;       /* tasks may be there: a look without the lock */
+    pthread_mutex_t tasks_mu; /* guards the posted tasks */
+    struct loop_task *tasks, *tasks_last;
 };
 
 /*
@@ -77,6 +90,11 @@ void loop_rearm(struct loop *l, int fd, mio_interest_t interest);
 
 /* Wakes the loop's thread: its waker's handler runs.  Any thread. */
 void loop_wake(struct loop *l);
+
+/* Hands t to l's thread, which runs t->run(t, l) once the batch of events
+ * in progress (or the poll) is over; any thread (not a signal handler). */
+void loop_post(struct loop *l, struct loop_task *t,
+               void (*run)(struct loop_task *t, struct loop *l));
 
 /* Schedules t for deadline_ms (milliseconds of CLOCK_MONOTONIC), or moves
  * it there; t->fire runs once it is due.  0 or -ENOMEM. */

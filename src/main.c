@@ -25,6 +25,7 @@
 #include "generation.h"
 #include "log.h"
 #include "loop.h"
+#include "admin.h"
 #include "metrics.h"
 #include "reload.h"
 #include "mio.h"
@@ -305,6 +306,28 @@ static bool uses_tls(const struct config *cfg)
     return false;
 }
 
+/* Starts the admin thread and what runs on it (metrics); false, with the
+ * reason logged, when one cannot start. */
+static bool start_admin(struct daemon *d)
+{
+    int e = admin_init();
+    if (e < 0) {
+        log_err("admin thread: %s", log_strerror(-e));
+        return false;
+    }
+    bool bound;
+    if ((e = metrics_start(d, admin_loop(), &bound)) < 0) {
+        log_err("metrics: cannot %s %s: %s", bound ? "start on" : "listen on",
+                metrics_address(), log_strerror(-e));
+        return false;
+    }
+    if ((e = admin_start()) < 0) {
+        log_err("admin thread: cannot start a thread: %s", log_strerror(-e));
+        return false;
+    }
+    return true;
+}
+
 int main(int argc, char **argv)
 {
     const char *path = SYSCONFDIR "/mio-echod.conf";
@@ -480,12 +503,8 @@ int main(int argc, char **argv)
         }
     }
     bool started_all = started == d.nworkers;
-    bool bound;
-    if (started_all && (e = metrics_start(&d, &bound)) < 0) {
-        log_err("metrics: cannot %s %s: %s", bound ? "start on" : "listen on",
-                metrics_address(), log_strerror(-e));
+    if (started_all && !start_admin(&d))
         started_all = false;
-    }
     if (started_all) {
         log_notice("mio-echod %s started: %u worker%s, %s backend", PACKAGE_VERSION,
                    d.nworkers, d.nworkers == 1 ? "" : "s", mio_backend_name());
@@ -504,7 +523,9 @@ int main(int argc, char **argv)
     }
     log_notice("stopped");
 out:
+    admin_stop();
     metrics_stop();
+    admin_free();
     if (d.workers != NULL)
         for (unsigned i = 0; i < d.nworkers; i++)
             worker_destroy(&d.workers[i]);

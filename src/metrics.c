@@ -56,13 +56,10 @@ struct mconn {
 static struct {
     struct daemon *d;
     bool started;
-    pthread_t thread;
     int lfd;
     char name[ADDR_STRLEN];
-    struct loop loop;
-    struct handler wake;   /* the waker's: the loop looks at stop */
-    struct handler listen; /* the listening socket's: accept */
-    atomic_bool stop;
+    struct loop *loop;         /* the admin thread's (admin.h) */
+    struct handler listen;     /* the listening socket's: accept */
     struct timer accept_timer; /* resumes accepting after an error */
     bool accepting;
     struct mconn *conns, *newest;
@@ -334,8 +331,8 @@ static char *render(size_t *len)
 /* ---- connections ------------------------------------------------------- */
 
 /* Logs a problem, a few lines a second at most. */
-#define warn_limited(...)                                             \
-    log_limited(LOG_WARNING, &m.rl, m.loop.now_ms, "more not logged", \
+#define warn_limited(...)                                              \
+    log_limited(LOG_WARNING, &m.rl, m.loop->now_ms, "more not logged", \
                 "metrics: " __VA_ARGS__)
 
 static void mconn_ready(struct handler *h, struct loop *l, const mio_event_t *ev);
@@ -356,8 +353,8 @@ static void close_conn(struct mconn *c)
     if (c->dead)
         return;
     c->dead = true;
-    loop_timer_cancel(&m.loop, &c->timer);
-    loop_unwatch(&m.loop, c->fd);
+    loop_timer_cancel(m.loop, &c->timer);
+    loop_unwatch(m.loop, c->fd);
     close(c->fd);
     if (c->prev != NULL)
         c->prev->next = c->next;
@@ -368,7 +365,7 @@ static void close_conn(struct mconn *c)
     else
         m.newest = c->prev;
     m.nconns--;
-    loop_defer(&m.loop, &c->later, release_conn);
+    loop_defer(m.loop, &c->later, release_conn);
 }
 
 /*
@@ -393,7 +390,7 @@ static bool discard_input(struct mconn *c)
         } else if (errno == EINTR) {
             continue;
         } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
-            loop_rearm(&m.loop, c->fd, MIO_READABLE);
+            loop_rearm(m.loop, c->fd, MIO_READABLE);
             return true;
         } else {
             close_conn(c); /* reset: nobody takes the answer any more */
@@ -414,7 +411,7 @@ static void write_answer(struct mconn *c)
         } else if (n < 0 && errno == EINTR) {
             continue;
         } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            loop_rearm(&m.loop, c->fd, MIO_WRITABLE);
+            loop_rearm(m.loop, c->fd, MIO_WRITABLE);
             return;
         } else {
             close_conn(c); /* the client went away */
@@ -492,7 +489,7 @@ static void answer(struct mconn *c, enum http_result res)
     c->out_len = total;
     c->answering = true;
     /* The client gets the deadline again to take the answer. */
-    (void)loop_timer_set(&m.loop, &c->timer, m.loop.now_ms + METRICS_DEADLINE_MS);
+    (void)loop_timer_set(m.loop, &c->timer, m.loop->now_ms + METRICS_DEADLINE_MS);
     serve(c);
 }
 
@@ -512,7 +509,7 @@ static void read_head(struct mconn *c)
         } else if (n < 0 && errno == EINTR) {
             continue;
         } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
-            loop_rearm(&m.loop, c->fd, MIO_READABLE);
+            loop_rearm(m.loop, c->fd, MIO_READABLE);
             return;
         } else {
             close_conn(c); /* gone before its head was complete */
@@ -534,12 +531,12 @@ static void open_conn(int fd)
     c->h.on_event = mconn_ready;
     c->timer.fire = mconn_deadline;
     http_reader_init(&c->rd);
-    int err = loop_watch(&m.loop, fd, &c->h, MIO_READABLE | MIO_WRITABLE);
+    int err = loop_watch(m.loop, fd, &c->h, MIO_READABLE | MIO_WRITABLE);
     if (err == 0)
-        err = loop_timer_set(&m.loop, &c->timer, m.loop.now_ms + METRICS_DEADLINE_MS);
+        err = loop_timer_set(m.loop, &c->timer, m.loop->now_ms + METRICS_DEADLINE_MS);
     if (err < 0) {
         warn_limited("cannot watch a connection: %s", log_strerror(-err));
-        loop_unwatch(&m.loop, fd);
+        loop_unwatch(m.loop, fd);
         close(fd);
         free(c);
         return;
@@ -604,9 +601,9 @@ static bool client_allowed(const addr_t *peer)
 static void watch_listener(bool on)
 {
     if (on)
-        (void)loop_watch(&m.loop, m.lfd, &m.listen, MIO_READABLE);
+        (void)loop_watch(m.loop, m.lfd, &m.listen, MIO_READABLE);
     else
-        loop_unwatch(&m.loop, m.lfd);
+        loop_unwatch(m.loop, m.lfd);
     m.accepting = on;
 }
 
@@ -620,7 +617,7 @@ static void accept_clients(void)
         peer.len = sizeof(peer.u);
         int fd = mio_tcp_accept(m.lfd, &peer.u.ss, &peer.len);
         if (fd == -EAGAIN || fd == -EWOULDBLOCK) {
-            loop_rearm(&m.loop, m.lfd, MIO_READABLE);
+            loop_rearm(m.loop, m.lfd, MIO_READABLE);
             return;
         }
         if (fd == -EINTR || fd == -ECONNABORTED)
@@ -629,8 +626,8 @@ static void accept_clients(void)
             warn_limited("cannot accept: %s; pausing for %d ms", log_strerror(-fd),
                          ACCEPT_PAUSE_MS);
             watch_listener(false);
-            (void)loop_timer_set(&m.loop, &m.accept_timer,
-                                 m.loop.now_ms + ACCEPT_PAUSE_MS);
+            (void)loop_timer_set(m.loop, &m.accept_timer,
+                                 m.loop->now_ms + ACCEPT_PAUSE_MS);
             return;
         }
         if (!client_allowed(&peer)) {
@@ -701,29 +698,6 @@ static void listen_ready(struct handler *h, struct loop *l, const mio_event_t *e
     accept_clients();
 }
 
-/* The waker's event: the loop looks at m.stop. */
-static void woken(struct handler *h, struct loop *l, const mio_event_t *ev)
-{
-    (void)h;
-    (void)l;
-    (void)ev;
-}
-
-/* The thread: until metrics_stop(). */
-static void *run(void *arg)
-{
-    (void)arg;
-    while (!atomic_load(&m.stop)) {
-        loop_due(&m.loop);
-        int err = loop_wait(&m.loop);
-        if (err < 0) {
-            log_err("metrics: poll: %s; no longer serving metrics", log_strerror(-err));
-            break;
-        }
-    }
-    return NULL;
-}
-
 /* ---- start and stop ------------------------------------------------------ */
 
 /* Frees whatever metrics_start() made; the thread is not running. */
@@ -731,9 +705,8 @@ static void teardown(void)
 {
     while (m.conns != NULL)
         close_conn(m.conns);
-    loop_timer_cancel(&m.loop, &m.accept_timer);
-    loop_due(&m.loop); /* frees them */
-    loop_free(&m.loop);
+    loop_timer_cancel(m.loop, &m.accept_timer);
+    loop_due(m.loop); /* frees them */
     if (m.lfd >= 0)
         close(m.lfd);
     m.lfd = -1;
@@ -762,7 +735,7 @@ const char *metrics_address(void)
     return m.name;
 }
 
-int metrics_start(struct daemon *d, bool *bound)
+int metrics_start(struct daemon *d, struct loop *loop, bool *bound)
 {
     const struct config *cfg = atomic_load(&d->gen)->cfg;
     *bound = false;
@@ -781,23 +754,18 @@ int metrics_start(struct daemon *d, bool *bound)
     if (mio_socket_local_addr(fd, &local.u.ss, &local.len) == 0)
         addr_format(&local, m.name, sizeof(m.name));
     m.d = d;
-    atomic_store(&m.stop, false);
+    m.loop = loop;
     int e = copy_cidrs(cfg->stats_allow, cfg->nstats_allow, &m.allow);
     if (e == 0)
         e = copy_cidrs(cfg->stats_deny, cfg->nstats_deny, &m.deny);
     m.nallow = m.allow != NULL ? cfg->nstats_allow : 0;
     m.ndeny = m.deny != NULL ? cfg->nstats_deny : 0;
-    m.wake.on_event = woken;
     m.listen.on_event = listen_ready;
     m.accept_timer.fire = resume_accepting;
-    if (e == 0)
-        e = loop_init(&m.loop, 64, &m.wake);
     if (e == 0) {
-        e = loop_watch(&m.loop, m.lfd, &m.listen, MIO_READABLE);
+        e = loop_watch(m.loop, m.lfd, &m.listen, MIO_READABLE);
         m.accepting = e == 0;
     }
-    if (e == 0)
-        e = -pthread_create(&m.thread, NULL, run, NULL);
     if (e < 0) {
         teardown();
         return e;
@@ -811,9 +779,6 @@ void metrics_stop(void)
 {
     if (!m.started)
         return;
-    atomic_store(&m.stop, true);
-    loop_wake(&m.loop);
-    pthread_join(m.thread, NULL);
     teardown();
     m.started = false;
 }

@@ -19,26 +19,26 @@
 #include <stddef.h>
 
 #include "daemon.h"
+#include "loop.h"
 
 #define METRICS_MAX_CONNECTIONS 64
 #define METRICS_DEADLINE_MS 5000
 #define METRICS_DISCARD_MAX ((size_t)1024 * 1024)
 
 /*
- * Binds the stats address of d's current configuration and starts the
- * thread; does nothing when the configuration has no stats group.  Call it
- * once, in the main thread, after the workers have started (the thread
- * takes the signal mask of the caller, which must block the daemon's
- * signals).  0, or -errno with *bound saying whether the address was bound
- * (then the thread could not start) or not (metrics_address() names it).
+ * Binds the stats address of d's current configuration and serves it on
+ * `loop` (the admin thread's, before it starts); does nothing when the
+ * configuration has no stats group.  0, or -errno with *bound saying
+ * whether the address was bound (then it could not be watched) or not
+ * (metrics_address() names it).
  */
-int metrics_start(struct daemon *d, bool *bound);
+int metrics_start(struct daemon *d, struct loop *loop, bool *bound);
 
 /* The address metrics are served on (as bound, once it is). */
 const char *metrics_address(void);
 
-/* Stops the thread and closes the listener and its connections; a no-op
- * when metrics_start() started nothing. */
+/* Closes the listener and its connections, once the admin thread has
+ * stopped; a no-op when metrics_start() started nothing. */
 void metrics_stop(void);
 
 #endif
