@@ -45,6 +45,8 @@ static void free_listener(struct listener_config *lc)
     free(lc->allow);
     free(lc->deny);
     config_free_addrs(lc->upstreams, lc->nupstreams);
+    free(lc->health_check.send);
+    free(lc->health_check.expect);
     config_free_tls(lc);
 }
 
@@ -456,6 +458,40 @@ int config_load_user(struct config_loader *ld, const config_setting_t *root,
 /* Loads `listen` of the stats group g, required there: the one numeric TCP
  * address of the metrics listener, which no listener's address may
  * overlap. */
+/*
+ * Loads control.mode: permission bits written as chmod takes them, in
+ * octal.  libconfig reads 0600 as the decimal 600, so the digits are taken
+ * as octal ones: 600 and 0600 are both rw for the owner only.
+ */
+int config_load_control_mode(struct config_loader *ld, const config_setting_t *g,
+                             const char *scope, const struct setting *row, void *base)
+{
+    struct config *cfg = base;
+    const config_setting_t *s = config_setting_get_member(g, "mode");
+    if (s == NULL)
+        return 0;
+    char got[VALUE_QUOTE_BUF];
+    if (config_setting_type(s) != CONFIG_TYPE_INT)
+        return value_refuse(ld, value_line(s), scope, "mode",
+                            "expected permission bits in octal such as 0600, got %s",
+                            value_describe(ld, s, got));
+    long long digits = config_setting_get_int(s);
+    unsigned mode = 0, shift = 0;
+    for (long long v = digits; v > 0 && shift <= 9; v /= 10, shift += 3) {
+        if (v % 10 > 7)
+            shift = 99; /* not an octal digit */
+        else
+            mode |= (unsigned)(v % 10) << shift;
+    }
+    if (digits < 0 || shift > 9 || mode > (unsigned)row->range.count.hi)
+        return value_refuse(ld, value_line(s), scope, "mode",
+                            "expected permission bits in octal, 0000 to 0777, such as "
+                            "0600, got %lld",
+                            digits);
+    cfg->control_mode = mode;
+    return 0;
+}
+
 int config_load_stats_listen(struct config_loader *ld, const config_setting_t *g,
                              const char *scope, const struct setting *row, void *base)
 {
@@ -654,5 +690,6 @@ void config_free(struct config *cfg)
     free(cfg->path);
     free(cfg->user);
     free(cfg->pidfile);
+    free(cfg->control_path);
     free(cfg);
 }

@@ -77,6 +77,15 @@ struct sni_route {
     int line;
 };
 
+/* A relay's `health_check` group: active checks of its upstreams. */
+struct health_check_config {
+    int64_t interval_ms; /* between checks of one address; 0: no active checks */
+    int64_t timeout_ms;  /* a check's connect, send and expect, all within it */
+    unsigned rise, fall; /* consecutive results that mark an address up, down */
+    char *send;          /* bytes sent once connected ("": none) */
+    char *expect;        /* the answer must start with these ("": any, or none) */
+};
+
 /* A listener's name: at most this many bytes. */
 #define CONFIG_NAME_MAX 64
 
@@ -110,6 +119,8 @@ struct listener_config {
     struct upstream_tls_config upstream_tls;
     struct sni_route *sni_routes;
     size_t nsni_routes;
+    struct health_check_config health_check;
+    int64_t resolve_ms; /* between re-resolutions of upstream names; 0: only at load */
     /* both modes */
     struct tls_config tls;
 };
@@ -126,6 +137,8 @@ struct config {
     bool log_access;
     struct listener_config *listeners;
     size_t nlisteners;
+    char *control_path;       /* the control socket; NULL or "": none */
+    unsigned control_mode;    /* its permission bits */
     bool has_stats;           /* a stats group: serve metrics */
     struct config_addr stats; /* stats.listen: one numeric TCP address */
     struct cidr *stats_allow; /* stats.allow and stats.deny, as a listener's */

@@ -535,17 +535,18 @@ static void unknown_settings(void **state)
             ":1: wokers: unknown setting (did you mean \"workers\"?)");
     refused("workers = 2;\ncolour = true;\n" LISTENER,
             ":2: colour: unknown setting (known: workers, max_connections, "
-            "shutdown_timeout, user, pidfile, log, listeners, stats)");
+            "shutdown_timeout, user, pidfile, log, listeners, control, stats)");
     refused("log = {\n  target = \"auto\";\n  levle = \"info\";\n};\n" LISTENER,
             ":3: log.levle: unknown setting (did you mean \"level\"?)");
     refused("log = { file = \"x\"; };\n" LISTENER,
             ":1: log.file: unknown setting (known: target, level, access)");
     refused(with_proxy_setting(buf, sizeof(buf), "balanse = \"source-hash\";"),
             ":3: listeners.p.balanse: unknown setting (did you mean \"balance\"?)");
-    refused_with(with_listener_setting(buf, sizeof(buf), "port = 7;"),
-                 ":1: listeners.a.port: unknown setting (known: name, protocol, listen, "
-                 "mode, ",
-                 ", send_proxy, responses, upstream_tls, sni_routes, tls)");
+    refused_with(
+        with_listener_setting(buf, sizeof(buf), "port = 7;"),
+        ":1: listeners.a.port: unknown setting (known: name, protocol, listen, "
+        "mode, ",
+        ", send_proxy, responses, upstream_tls, health_check, resolve, sni_routes, tls)");
     /* Before the name is known, the listener goes by its index. */
     refused("listeners = ( { name = \"a\"; listen = [ \"127.0.0.1:0\" ]; },\n"
             "  { nmae = \"b\"; listen = [ \"127.0.0.1:0\" ]; } );\n",
@@ -1406,6 +1407,14 @@ static void known_keys(void **state)
         "listeners.fail_timeout",
         "listeners.send_proxy",
         "listeners.responses",
+        "listeners.health_check",
+        "listeners.health_check.interval",
+        "listeners.health_check.timeout",
+        "listeners.health_check.rise",
+        "listeners.health_check.fall",
+        "listeners.health_check.send",
+        "listeners.health_check.expect",
+        "listeners.resolve",
         "listeners.upstream_tls",
         "listeners.upstream_tls.ca",
         "listeners.upstream_tls.verify",
@@ -1422,6 +1431,9 @@ static void known_keys(void **state)
         "listeners.tls.ciphers",
         "listeners.tls.ciphersuites",
         "listeners.tls.alpn",
+        "control",
+        "control.path",
+        "control.mode",
         "stats",
         "stats.listen",
         "stats.allow",
