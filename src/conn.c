@@ -425,6 +425,7 @@ void conn_open(struct worker *w, struct listen_sock *ls, int fd, const addr_t *p
         c->halves[i].writable = true;
     c->timer.fire = on_timer;
     c->start_ms = c->last_ms = w->loop.now_ms;
+    c->id = atomic_fetch_add_explicit(&w->d->next_conn_id, 1, memory_order_relaxed) + 1;
     generation_ref(l->gen); /* its settings stay while it lives */
     c->next = w->conns;
     if (w->conns != NULL)
@@ -630,7 +631,8 @@ static void check_connect(struct conn *c)
     size_t k = 0;
     while (k + 1 < t->naddrs && t->addrs[k] != c->up)
         k++;
-    size_t slot = t->slot0 + (t->turn + k) % t->naddrs;
+    size_t i = (t->turn + k) % t->naddrs; /* the address among the name's */
+    size_t slot = i < t->slots ? t->slot0 + i : SIZE_MAX; /* SIZE_MAX: none */
     c->upstream.tls = tls_session_connect(ut->client, c->upstream.fd, name, slot);
     if (c->upstream.tls == NULL) {
         conn_abort(c, "out-of-memory");

@@ -61,6 +61,7 @@ struct conn {
     struct listen_sock *ls;
     struct upstream_addr *up; /* the address connecting or connected to */
     addr_t *proxy_dst;        /* the destination a PROXY header declared */
+    uint64_t id;              /* the daemon's number for it (mio-echodctl) */
     int64_t start_ms, last_ms;
     uint64_t in, out;         /* bytes from and to the client */
     addr_t peer;              /* the client (as a PROXY header declared it) */

@@ -36,6 +36,8 @@ struct daemon {
     pthread_mutex_t accept_mu;
     struct passed_sock *passed; /* sockets systemd passed */
     size_t npassed;
+    atomic_ullong next_conn_id; /* the id of the next connection (from 1) */
+    atomic_ullong reload_asked; /* reloads the control socket asked for */
 };
 
 #endif

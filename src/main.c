@@ -26,8 +26,10 @@
 #include "log.h"
 #include "loop.h"
 #include "admin.h"
+#include "control.h"
 #include "metrics.h"
 #include "reload.h"
+#include "resolver.h"
 #include "mio.h"
 #include "process.h"
 #include "service.h"
@@ -165,12 +167,23 @@ static void signal_loop(struct daemon *d, const sigset_t *set)
             }
             wake_workers(d);
         } else if (sig == SIGHUP) {
-            if (atomic_load(&d->stopping))
+            /* Every reload the control socket asked for so far is served by
+             * this one, which starts after they were asked. */
+            unsigned long long asked = atomic_load(&d->reload_asked);
+            char outcome[1024];
+            bool ok = false;
+            if (atomic_load(&d->stopping)) {
                 log_notice("SIGHUP: stopping, not reloading");
-            else
-                reload_config(d);
+                snprintf(outcome, sizeof(outcome),
+                         "the daemon is stopping: not reloading");
+            } else {
+                ok = reload_config(d, outcome, sizeof(outcome));
+            }
+            control_reloaded(asked, ok, outcome);
         } else if (sig == SIGUSR1) {
             log_counters(d);
+        } else if (sig == RESOLVER_SIGNAL && !atomic_load(&d->stopping)) {
+            reload_addresses(d);
         }
         if (!atomic_load(&d->stopping))
             continue;
@@ -321,6 +334,14 @@ static bool start_admin(struct daemon *d)
                 metrics_address(), log_strerror(-e));
         return false;
     }
+    if ((e = control_start(d, admin_loop())) < 0) {
+        log_err("control: cannot watch the socket: %s", log_strerror(-e));
+        return false;
+    }
+    if ((e = resolver_start(d)) < 0) {
+        log_err("resolve: cannot start a thread: %s", log_strerror(-e));
+        return false;
+    }
     if ((e = admin_start()) < 0) {
         log_err("admin thread: cannot start a thread: %s", log_strerror(-e));
         return false;
@@ -397,6 +418,7 @@ int main(int argc, char **argv)
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGHUP);
     sigaddset(&set, SIGUSR1);
+    sigaddset(&set, RESOLVER_SIGNAL);
     pthread_sigmask(SIG_BLOCK, &set, NULL); /* inherited by every worker */
 
     log_open(cfg->log_target, verbose ? LOG_DEBUG : cfg->log_level, foreground);
@@ -427,7 +449,7 @@ int main(int argc, char **argv)
     if (e < 0)
         goto out;
     struct generation_error ge;
-    struct generation *gen = generation_open(&d, cfg, NULL, &ge);
+    struct generation *gen = generation_open(&d, cfg, NULL, false, &ge);
     if (gen == NULL) {
         char why[2 * ADDR_STRLEN];
         generation_error_text(&ge, why, sizeof(why));
@@ -445,6 +467,15 @@ int main(int argc, char **argv)
                  found == -ENOENT ? "no such user" : log_strerror(-found));
     if (found > 0 && geteuid() == 0)
         generation_give_sockets(gen, uid, gid);
+    const char *step;
+    e = found >= 0 ? control_open(conf, uid, gid, found > 0 && geteuid() == 0, &step) : 0;
+    if (e == -EADDRINUSE) {
+        log_err("control: %s: another daemon answers there", conf->control_path);
+        goto out;
+    } else if (e < 0) {
+        log_err("control: cannot %s %s: %s", step, conf->control_path, log_strerror(-e));
+        goto out;
+    }
     int dropped = found > 0 ? process_drop_privileges(uid, gid) : 0;
     if (dropped == PROCESS_NEEDS_ROOT)
         snprintf(err, sizeof(err),
@@ -523,8 +554,10 @@ int main(int argc, char **argv)
     }
     log_notice("stopped");
 out:
+    resolver_stop();
     admin_stop();
     metrics_stop();
+    control_stop();
     admin_free();
     if (d.workers != NULL)
         for (unsigned i = 0; i < d.nworkers; i++)

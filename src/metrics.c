@@ -310,14 +310,35 @@ static void expose(FILE *f, const struct daemon *d, const struct generation *g)
 /* The exposition as a new buffer of *len bytes; NULL when out of memory. */
 static char *render(size_t *len)
 {
+    return metrics_render(m.d, true, len);
+}
+
+/* Drops the lines that start with '#' from buf[0..*len). */
+static void drop_comments(char *buf, size_t *len)
+{
+    size_t w = 0;
+    for (size_t r = 0; r < *len;) {
+        char *nl = memchr(buf + r, '\n', *len - r);
+        size_t end = nl != NULL ? (size_t)(nl - buf) + 1 : *len;
+        if (buf[r] != '#') {
+            memmove(buf + w, buf + r, end - r);
+            w += end - r;
+        }
+        r = end;
+    }
+    *len = w;
+}
+
+char *metrics_render(struct daemon *d, bool comments, size_t *len)
+{
     char *buf = NULL;
     size_t size = 0;
     FILE *f = open_memstream(&buf, &size);
     if (f == NULL)
         return NULL;
     /* A reference, so that a reload cannot free it while it is read. */
-    struct generation *g = generation_current(m.d);
-    expose(f, m.d, g);
+    struct generation *g = generation_current(d);
+    expose(f, d, g);
     generation_unref(g);
     bool failed = ferror(f) != 0;
     if (fclose(f) != 0 || failed) {
@@ -325,6 +346,8 @@ static char *render(size_t *len)
         return NULL;
     }
     *len = size;
+    if (!comments)
+        drop_comments(buf, len);
     return buf;
 }
 

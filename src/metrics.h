@@ -34,6 +34,10 @@
  */
 int metrics_start(struct daemon *d, struct loop *loop, bool *bound);
 
+/* The exposition of d's counters (malloc'd, *len bytes), with its
+ * # HELP and # TYPE lines or without; NULL when out of memory. */
+char *metrics_render(struct daemon *d, bool comments, size_t *len);
+
 /* The address metrics are served on (as bound, once it is). */
 const char *metrics_address(void);
 

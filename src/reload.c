@@ -12,6 +12,7 @@
 #include "generation.h"
 #include "log.h"
 #include "reload.h"
+#include "resolver.h"
 #include "service.h"
 #include "worker.h"
 
@@ -63,7 +64,40 @@ void reload_warn_certificates(const struct config *cfg, bool to_stderr)
     config_tls_expiry(cfg, time(NULL), RELOAD_EXPIRY_DAYS, expiring, &to_stderr);
 }
 
-void reload_config(struct daemon *d)
+/* Makes g, opened from old, the daemon's generation: the workers move to
+ * it, old's sockets that g did not take are closed. */
+static void switch_to(struct daemon *d, struct generation *old, struct generation *g)
+{
+    generation_publish(d, g);
+    for (unsigned k = 0; k < d->nworkers; k++)
+        worker_wake(&d->workers[k]);
+    if (worker_wait_all(d, watches, g, 5000))
+        generation_close_sockets(d, old, true);
+    else /* closing what a worker may still accept on is worse than a leak */
+        log_err("reload: a worker did not move to the new configuration; the "
+                "removed listeners stay open until exit");
+    generation_unref(old);
+}
+
+void reload_addresses(struct daemon *d)
+{
+    struct generation *old = atomic_load(&d->gen);
+    struct config *cfg = config_ref(old->cfg);
+    struct generation_error ge;
+    struct generation *g = generation_open(d, cfg, old, true, &ge);
+    if (g == NULL) {
+        char why[2 * ADDR_STRLEN];
+        generation_error_text(&ge, why, sizeof(why));
+        log_err("resolve: upstream addresses changed, but %s; keeping the previous ones",
+                why);
+        config_free(cfg);
+        return;
+    }
+    switch_to(d, old, g);
+    log_info("resolve: relaying to the new upstream addresses");
+}
+
+bool reload_config(struct daemon *d, char *why_out, size_t why_len)
 {
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
@@ -76,37 +110,33 @@ void reload_config(struct daemon *d)
     struct generation *g = NULL;
     if (cfg != NULL) {
         struct generation_error ge;
-        g = generation_open(d, cfg, old, &ge);
+        g = generation_open(d, cfg, old, false, &ge);
         if (g == NULL) {
             char why[2 * ADDR_STRLEN];
             generation_error_text(&ge, why, sizeof(why));
             log_err("%s", why);
             config_free(cfg);
-            snprintf(err, sizeof(err), "%s: a listener could not be opened",
-                     d->config_name);
+            snprintf(err, sizeof(err), "%s: %s", d->config_name, why);
         }
     }
     if (g == NULL) {
         atomic_fetch_add(&d->reload_failures, 1);
         log_err("reload failed: %s; still running the previous configuration", err);
         service_notify("READY=1\nSTATUS=reload failed: %s", err);
-        return;
+        snprintf(why_out, why_len, "%s", err);
+        return false;
     }
     atomic_fetch_add(&d->reloads, 1);
     warn_restart_only(old->cfg, cfg);
     reload_warn_certificates(cfg, false);
-    generation_publish(d, g);
-    for (unsigned k = 0; k < d->nworkers; k++)
-        worker_wake(&d->workers[k]);
-    if (worker_wait_all(d, watches, g, 5000))
-        generation_close_sockets(d, old, true);
-    else /* closing what a worker may still accept on is worse than a leak */
-        log_err("reload: a worker did not move to the new configuration; the "
-                "removed listeners stay open until exit");
-    generation_unref(old);
+    switch_to(d, old, g);
+    resolver_reloaded();
     log_set_level(d->verbose ? LOG_DEBUG : cfg->log_level);
     log_notice("reloaded %s: %zu listener%s", d->config_name, g->nlisteners,
                g->nlisteners == 1 ? "" : "s");
     service_notify("READY=1\nSTATUS=reloaded; %u connections open",
                    atomic_load(&d->active));
+    snprintf(why_out, why_len, "reloaded: %zu listener%s", g->nlisteners,
+             g->nlisteners == 1 ? "" : "s");
+    return true;
 }

@@ -16,12 +16,18 @@ void reload_warn_certificates(const struct config *cfg, bool to_stderr);
 
 /*
  * Loads and checks the configuration file again.  If it fails, the daemon
- * keeps running the previous configuration, and says why in the log and in
- * systemd's STATUS=.  If it loads, its listeners open (an address that
+ * keeps running the previous configuration, says why in the log and in
+ * systemd's STATUS=, and writes why into err (for the control socket);
+ * false then.  If it loads, its listeners open (an address that
  * stays keeps its socket), removed ones close, and changed settings apply
  * to new connections; established ones keep the settings they started
  * with and lose no byte.  Runs in the main thread.
  */
-void reload_config(struct daemon *d);
+bool reload_config(struct daemon *d, char *err, size_t errlen);
+
+/* Opens the configuration running again with the upstream addresses the
+ * resolver has now (resolver.h); on failure the previous ones stay, and
+ * the log says why.  Runs in the main thread. */
+void reload_addresses(struct daemon *d);
 
 #endif
