@@ -450,6 +450,15 @@ int addr_text_host(const char *text, char *buf, size_t len)
     return 0;
 }
 
+bool addr_text_is_name(const char *text)
+{
+    char host[HOST_MAX + 1];
+    if (addr_text_host(text, host, sizeof(host)) < 0 || text[0] == '[')
+        return false;
+    struct in_addr ip;
+    return inet_pton(AF_INET, host, &ip) != 1;
+}
+
 bool addr_is_wildcard(const addr_t *a)
 {
     if (a->u.sa.sa_family == AF_INET)

@@ -89,6 +89,9 @@ void addr_set_port(addr_t *a, unsigned port);
  * one without a port, -ENAMETOOLONG when buf is too small. */
 int addr_text_host(const char *text, char *buf, size_t len);
 
+/* Whether an upstream as written names a host (resolved), not an address. */
+bool addr_text_is_name(const char *text);
+
 /* Whether an IP address is the wildcard 0.0.0.0 or ::. */
 bool addr_is_wildcard(const addr_t *a);
 

@@ -607,6 +607,8 @@ static int load_root(struct config_loader *ld, config_setting_t *root,
                      struct config **out)
 {
     struct config *cfg = calloc(1, sizeof(*cfg));
+    if (cfg != NULL)
+        atomic_init(&cfg->refs, 1);
     if (cfg == NULL)
         return value_out_of_memory(ld);
     cfg->path = strdup(ld->path);
@@ -677,9 +679,15 @@ struct config *config_load(const char *path, const char *name, char *err, size_t
     return cfg;
 }
 
+struct config *config_ref(struct config *cfg)
+{
+    atomic_fetch_add(&cfg->refs, 1);
+    return cfg;
+}
+
 void config_free(struct config *cfg)
 {
-    if (cfg == NULL)
+    if (cfg == NULL || atomic_fetch_sub(&cfg->refs, 1) > 1)
         return;
     for (size_t i = 0; i < cfg->nlisteners; i++)
         free_listener(&cfg->listeners[i]);

@@ -5,6 +5,7 @@
 #ifndef ECHOD_CONFIG_H
 #define ECHOD_CONFIG_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -126,6 +127,7 @@ struct listener_config {
 };
 
 struct config {
+    atomic_int refs;          /* config_ref(); config_free() drops one */
     char *path;               /* the file read */
     unsigned workers;         /* 0 = one per CPU */
     unsigned max_connections; /* 0 = no limit */
@@ -180,7 +182,12 @@ void config_tls_expiry(const struct config *cfg, time_t now, int days,
                                     long days_left, void *arg),
                        void *arg);
 
-/* Frees cfg and everything it holds; NULL is fine. */
+/* Another reference to cfg, for a second holder (a generation opened
+ * again with new upstream addresses shares its configuration). */
+struct config *config_ref(struct config *cfg);
+
+/* Drops a reference to cfg; the last frees it and everything it holds.
+ * NULL is fine. */
 void config_free(struct config *cfg);
 
 #endif

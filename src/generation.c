@@ -22,6 +22,7 @@
 #include "generation.h"
 #include "log.h"
 #include "mio.h"
+#include "resolver.h"
 #include "upstream.h"
 
 /*
@@ -273,23 +274,49 @@ static struct listener_state *state_for(struct generation *old, const char *name
     return st;
 }
 
+/* The addresses of one upstream as written: those the configuration
+ * resolved, or, in a generation opened for new addresses, those the
+ * resolver has for the name (resolver.h). */
+struct resolved {
+    const addr_t *addrs;
+    size_t n;
+    addr_t own[ADDR_RESOLVE_MAX];
+};
+
+/* Fills *r with ca's addresses for listener cfg of g. */
+static void addresses_of(const struct generation *g, const struct listener_config *cfg,
+                         const struct config_addr *ca, struct resolved *r)
+{
+    r->addrs = ca->addrs;
+    r->n = ca->naddrs;
+    if (g->resolved && cfg->resolve_ms > 0 && addr_text_is_name(ca->text)) {
+        size_t n = resolver_lookup(ca->text, r->own, ADDR_RESOLVE_MAX);
+        if (n > 0) {
+            r->addrs = r->own;
+            r->n = n;
+        }
+    }
+}
+
 /* Sets up upstream `up` of listener l for the address `first` of ca's
- * addresses: that one, then the others in order from there round; each
+ * addresses r: that one, then the others in order from there round; each
  * address's state found again in g or old; false when out of memory. */
 static bool open_upstream(struct generation *g, struct generation *old,
                           const struct listener *l, struct upstream *up,
-                          const struct config_addr *ca, size_t first)
+                          const struct config_addr *ca, const struct resolved *r,
+                          size_t first)
 {
     bool udp = l->cfg->protocol == PROTOCOL_UDP;
     up->text = ca->text;
     up->weight = ca->weight > 0 ? ca->weight : 1;
     up->backup = ca->backup;
-    up->addrs = calloc(ca->naddrs ? ca->naddrs : 1, sizeof(struct upstream_addr *));
-    up->loop_at = calloc(ca->naddrs ? ca->naddrs : 1, sizeof(struct listen_sock *));
+    up->slots = ca->naddrs;
+    up->addrs = calloc(r->n ? r->n : 1, sizeof(struct upstream_addr *));
+    up->loop_at = calloc(r->n ? r->n : 1, sizeof(struct listen_sock *));
     if (up->addrs == NULL || up->loop_at == NULL)
         return false;
-    for (size_t k = 0; k < ca->naddrs; k++) {
-        const addr_t *a = &ca->addrs[(first + k) % ca->naddrs];
+    for (size_t k = 0; k < r->n; k++) {
+        const addr_t *a = &r->addrs[(first + k) % r->n];
         up->addrs[k] = upstream_addr_get(g, old, l->cfg->name, a, udp);
         if (up->addrs[k] == NULL)
             return false;
@@ -329,7 +356,9 @@ static bool open_upstreams(struct generation *g, struct generation *old,
                                                 : cfg->sni_routes[r - 1].upstreams;
         size_t n = r == 0 ? cfg->nupstreams : cfg->sni_routes[r - 1].nupstreams;
         for (size_t i = 0; i < n; i++)
-            total += list[i].naddrs;
+            total += g->resolved && cfg->resolve_ms > 0 && addr_text_is_name(list[i].text)
+                         ? ADDR_RESOLVE_MAX
+                         : list[i].naddrs;
     }
     l->upstreams = calloc(total ? total : 1, sizeof(*l->upstreams));
     l->pools = calloc(1 + cfg->nsni_routes, sizeof(*l->pools));
@@ -346,13 +375,15 @@ static bool open_upstreams(struct generation *g, struct generation *old,
         p->rr = r == 0 ? &l->st->rr : &p->own_rr;
         l->npools++;
         for (size_t i = 0; i < n; i++) {
-            for (size_t k = 0; k < list[i].naddrs; k++) {
+            struct resolved res;
+            addresses_of(g, cfg, &list[i], &res);
+            for (size_t k = 0; k < res.n; k++) {
                 struct upstream *up = &l->upstreams[l->nupstreams];
                 up->slot0 = slots;
                 up->turn = k;
                 l->nupstreams++; /* free_generation() frees what was allocated */
                 p->n++;
-                if (!open_upstream(g, old, l, up, &list[i], k))
+                if (!open_upstream(g, old, l, up, &list[i], &res, k))
                     return false;
             }
             slots += list[i].naddrs;
@@ -442,7 +473,8 @@ static void close_new(struct daemon *d, struct generation *g)
 }
 
 struct generation *generation_open(struct daemon *d, struct config *cfg,
-                                   struct generation *old, struct generation_error *e)
+                                   struct generation *old, bool resolved,
+                                   struct generation_error *e)
 {
     *e = (struct generation_error){0};
     if (old == NULL && passed_all_match(d, cfg, e) < 0)
@@ -454,6 +486,7 @@ struct generation *generation_open(struct daemon *d, struct config *cfg,
     }
     atomic_init(&g->refs, 1);
     g->cfg = cfg;
+    g->resolved = resolved;
     g->listeners = calloc(cfg->nlisteners, sizeof(*g->listeners));
     int err = g->listeners != NULL ? 0 : (e->err = -ENOMEM);
     for (size_t i = 0; err == 0 && i < cfg->nlisteners; i++) {

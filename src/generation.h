@@ -81,6 +81,7 @@ struct generation {
     struct config *cfg;
     struct listener *listeners;
     size_t nlisteners;
+    bool resolved; /* upstream names have the resolver's addresses */
 };
 
 /* Why a generation could not be opened, for the caller's message
@@ -95,16 +96,18 @@ struct generation_error {
 };
 
 /*
- * Opens the generation for cfg.  Each listen address takes over the socket
- * of an equal address in `old` (no rebind, nothing queued is lost), or a
- * socket systemd passed for that listener, or is bound anew, and each new
- * address is logged.  Listener state (open connections, per-source counts,
- * counters) carries over by name.  On success it owns cfg; NULL with *e
- * saying why when an address cannot be bound, and then old is as it was
- * and cfg is the caller's.  e's strings live as long as cfg and d do.
+ * Opens the generation for cfg (with the addresses the resolver has for
+ * the upstream names of relays with `resolve`, when `resolved`).  Each listen address
+ * takes over the socket of an equal address in `old` (no rebind, nothing queued is lost),
+ * or a socket systemd passed for that listener, or is bound anew, and each new address is
+ * logged.  Listener state (open connections, per-source counts, counters) carries over by
+ * name.  On success it owns cfg; NULL with *e saying why when an address cannot be bound,
+ * and then old is as it was and cfg is the caller's.  e's strings live as long as cfg and
+ * d do.
  */
 struct generation *generation_open(struct daemon *d, struct config *cfg,
-                                   struct generation *old, struct generation_error *e);
+                                   struct generation *old, bool resolved,
+                                   struct generation_error *e);
 
 /* The one-line message for e, e.g. "listener echo: cannot listen on
  * 127.0.0.1:7007: Address already in use". */

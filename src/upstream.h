@@ -80,6 +80,7 @@ struct upstream {
      * are kept per place): address i of the name, in the name's order, is
      * at slot0 + i; addrs[k] is the name's address (turn + k) % naddrs. */
     size_t slot0, turn;
+    size_t slots; /* the name's places: as many as it resolved to at load */
     /* Per address: the listening socket of this generation it reaches when
      * that leads back to this listener (a loop, never connected), or NULL. */
     const struct listen_sock **loop_at;
