@@ -1,8 +1,8 @@
 #!/bin/sh
-# make install into a DESTDIR, then check the tree a user gets: the daemon,
-# the configuration (kept when edited), the man pages, the library, and
-# the units with real paths.  Then make uninstall leaves only the edited
-# configuration.
+# make install into a DESTDIR, then check the tree a user gets: the daemon
+# and mio-echodctl, the configuration (kept when edited), the man pages,
+# the library, and the units with real paths.  Then make uninstall leaves
+# only the edited configuration.
 set -u
 top_builddir=${top_builddir:-.}
 MAKE=${MAKE:-make}
@@ -23,9 +23,12 @@ find_one() { find "$dest" -name "$1" \( -type f -o -type l \) | head -n 1; }
 sbin=$(find_one mio-echod)
 [ -n "$sbin" ] && [ -x "$sbin" ] || fail "no executable mio-echod"
 case "$sbin" in */sbin/mio-echod) ;; *) fail "mio-echod not in sbin: $sbin" ;; esac
+ctl=$(find_one mio-echodctl)
+[ -n "$ctl" ] && [ -x "$ctl" ] || fail "no executable mio-echodctl"
+case "$ctl" in */sbin/mio-echodctl) ;; *) fail "mio-echodctl not in sbin: $ctl" ;; esac
 conf=$(find_one mio-echod.conf)
 [ -n "$conf" ] || fail "no mio-echod.conf"
-for page in mio-echod.8 mio-echod.conf.5 mio.3; do
+for page in mio-echod.8 mio-echod.conf.5 mio-echodctl.8 mio.3; do
     p=$(find_one "$page")
     if [ -z "$p" ]; then fail "no man page $page"; continue; fi
     grep -q '@[a-z]*@' "$p" && fail "$page keeps a placeholder"

@@ -1,8 +1,8 @@
 #!/bin/sh
 # Checks the man pages, as an automake test (exit 77: skipped, no mandoc):
 #  - mandoc -Tlint -Wwarning finds nothing in man/mio-echod.8,
-#    man/mio-echod.conf.5 and man/mio.3 (their .in sources where the build
-#    substitutes @sysconfdir@);
+#    man/mio-echod.conf.5, man/mio-echodctl.8 and man/mio.3 (their .in
+#    sources where the build substitutes @sysconfdir@);
 #  - generated pages in the build tree have no @placeholder@ left.
 # Each problem is printed; the status is 1 if there was any.  That
 # mio-echod.conf(5) and conf/mio-echod.conf show every setting the loader
@@ -33,7 +33,7 @@ page_source() {
 }
 
 # ---- lint ------------------------------------------------------------------
-for page in mio-echod.8 mio-echod.conf.5 mio.3; do
+for page in mio-echod.8 mio-echod.conf.5 mio-echodctl.8 mio.3; do
     src=$(page_source "$page")
     if [ -z "$src" ]; then
         fail "man/$page: missing (nor man/$page.in)"

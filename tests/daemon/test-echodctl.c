@@ -1,0 +1,778 @@
+/*
+ * mio-echodctl on its own, without a daemon: the built program is run
+ * against a fake control socket in a temporary directory, a thread that
+ * records what each connection sends and answers a canned answer (or
+ * nothing, or half of one).  Checked: the line it sends (its arguments
+ * joined by single spaces, one LF, then its half-close), what it prints
+ * and where (the answer on standard output without its empty line; an
+ * "error: " answer on standard error), its exit statuses (0, 1, 2), the
+ * messages when it cannot ask (no socket, nothing listening, permission
+ * denied as another uid, a timeout, an answer cut short), and the
+ * commands it refuses before connecting.
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE 1 /* pipe2, close_range, setresuid */
+#endif
+#ifdef HAVE_CONFIG_H
+#include "autoconf.h"
+#endif
+
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <limits.h>
+#include <poll.h>
+#include <pthread.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "control-line.h"
+#include "harness.h"
+
+/* How long a run of the program may take, in all. */
+#define RUN_MS 10000
+/* The default socket, as the man page says it. */
+#define DEFAULT_PATH "/run/mio-echod/control.sock"
+/* Who runs the program in the permission test. */
+#define OTHER_USER "nobody"
+
+/* The text of errno value err, for the main thread's messages. */
+static const char *errtext(int err)
+{
+    /* NOLINTNEXTLINE(concurrency-mt-unsafe): the server's thread never calls it. */
+    return strerror(err);
+}
+
+/* ---- the fake control socket ------------------------------------------- */
+
+/* What the fake server does with a connection, once it has read the
+ * command up to the client's half-close. */
+enum fake_mode {
+    FAKE_ANSWER, /* writes the answer, then closes */
+    FAKE_SILENT, /* answers nothing, and keeps the connection until stopped */
+};
+
+/* A fake control socket, served by a thread. */
+struct fake {
+    char path[PATH_MAX];
+    int lfd;
+    enum fake_mode mode;
+    const char *answer; /* written as is, then the connection is closed */
+    size_t answer_len;
+    bool bytewise; /* the answer one byte a write */
+    pthread_t thread;
+    atomic_bool stop;
+    /* What the last connection sent, and whether it half-closed; the count
+     * of connections.  Read once the thread is stopped. */
+    char got[4 * 1024];
+    size_t ngot;
+    bool got_eof;
+    int connections;
+};
+
+static struct fake *running; /* stopped by the teardown */
+
+/* Reads what a connection sends until its EOF, at most 5 s. */
+static void fake_read_command(struct fake *f, int fd)
+{
+    f->ngot = 0;
+    f->got_eof = false;
+    int64_t until = ms_now() + 5000;
+    while (!atomic_load(&f->stop) && ms_now() < until) {
+        struct pollfd pfd = {.fd = fd, .events = POLLIN};
+        if (poll(&pfd, 1, 20) <= 0)
+            continue;
+        ssize_t n = read(fd, f->got + f->ngot, sizeof(f->got) - 1 - f->ngot);
+        if (n == 0) {
+            f->got_eof = true;
+            break;
+        }
+        if (n < 0) {
+            if (errno == EINTR || errno == EAGAIN)
+                continue;
+            break;
+        }
+        f->ngot += (size_t)n;
+        if (f->ngot == sizeof(f->got) - 1)
+            break;
+    }
+    f->got[f->ngot] = '\0';
+}
+
+/* Writes the answer, all of it or one byte a write. */
+static void fake_write_answer(struct fake *f, int fd)
+{
+    size_t off = 0;
+    while (off < f->answer_len) {
+        size_t n = f->bytewise ? 1 : f->answer_len - off;
+        ssize_t w = send(fd, f->answer + off, n, MSG_NOSIGNAL);
+        if (w < 0 && errno == EINTR)
+            continue;
+        if (w <= 0)
+            return;
+        off += (size_t)w;
+        if (f->bytewise)
+            usleep(1000);
+    }
+}
+
+/* The server's thread: one connection at a time until stopped. */
+static void *fake_serve(void *arg)
+{
+    struct fake *f = arg;
+    while (!atomic_load(&f->stop)) {
+        struct pollfd pfd = {.fd = f->lfd, .events = POLLIN};
+        if (poll(&pfd, 1, 20) <= 0)
+            continue;
+        int fd = accept4(f->lfd, NULL, NULL, SOCK_CLOEXEC);
+        if (fd < 0)
+            continue;
+        f->connections++;
+        fake_read_command(f, fd);
+        if (f->mode == FAKE_ANSWER) {
+            fake_write_answer(f, fd);
+        } else {
+            /* Silent: hold the connection until stopped (10 s at most). */
+            int64_t until = ms_now() + 10000;
+            while (!atomic_load(&f->stop) && ms_now() < until)
+                sleep_ms(20);
+        }
+        close(fd);
+    }
+    return NULL;
+}
+
+/* Binds a Unix stream socket at path; listens unless `listen_too` is
+ * false (a socket file nobody listens on).  Returns the descriptor. */
+static int bind_unix(const char *path, bool listen_too)
+{
+    struct sockaddr_un sun;
+    memset(&sun, 0, sizeof(sun));
+    sun.sun_family = AF_UNIX;
+    size_t len = strlen(path);
+    CHECK(len < sizeof(sun.sun_path));
+    memcpy(sun.sun_path, path, len + 1);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    CHECK(fd >= 0);
+    if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) != 0)
+        fail_msg("bind %s: %s", path, errtext(errno));
+    if (listen_too && listen(fd, 8) != 0)
+        fail_msg("listen %s: %s", path, errtext(errno));
+    return fd;
+}
+
+/* Starts a fake control socket in a fresh directory, answering `answer`
+ * (a C string) in `mode`. */
+static struct fake *fake_start(enum fake_mode mode, const char *answer)
+{
+    struct fake *f = xmalloc(sizeof(*f));
+    memset(f, 0, sizeof(*f));
+    snprintf(f->path, sizeof(f->path), "%s/control.sock", test_tmpdir());
+    f->mode = mode;
+    f->answer = answer != NULL ? answer : "";
+    f->answer_len = strlen(f->answer);
+    atomic_init(&f->stop, false);
+    f->lfd = bind_unix(f->path, true);
+    if (pthread_create(&f->thread, NULL, fake_serve, f) != 0)
+        fail_msg("pthread_create failed");
+    running = f;
+    return f;
+}
+
+/* Stops the server's thread; its record can be read then. */
+static void fake_stop(struct fake *f)
+{
+    if (f == NULL || f->lfd < 0)
+        return;
+    atomic_store(&f->stop, true);
+    pthread_join(f->thread, NULL);
+    close(f->lfd);
+    f->lfd = -1;
+}
+
+/* Stops and frees the fake of the test, if any. */
+static void fake_done(void)
+{
+    if (running != NULL) {
+        fake_stop(running);
+        free(running);
+        running = NULL;
+    }
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    fake_done();
+    return 0;
+}
+
+/* ---- running mio-echodctl -------------------------------------------------- */
+
+/* What a run of the program gave. */
+struct run {
+    int status; /* exit status, 128 + signal, -1 when it had to be killed */
+    char out[16 * 1024];
+    char err[4 * 1024];
+    int64_t ms; /* how long it ran */
+};
+
+/* Becomes uid:gid with no other group (a forked child only). */
+static int become(uid_t uid, gid_t gid)
+{
+    if (setgroups(1, &gid) != 0 || setresgid(gid, gid, gid) != 0 ||
+        setresuid(uid, uid, uid) != 0)
+        return -1;
+    return 0;
+}
+
+/* Appends what fd has to buf (of size cap, NUL-terminated); false at EOF. */
+static bool drain_into(int fd, char *buf, size_t cap, size_t *used)
+{
+    char tmp[4096];
+    ssize_t n = read(fd, tmp, sizeof(tmp));
+    if (n < 0 && (errno == EINTR || errno == EAGAIN))
+        return true;
+    if (n <= 0)
+        return false;
+    size_t take = (size_t)n;
+    if (take > cap - 1 - *used)
+        take = cap - 1 - *used;
+    memcpy(buf + *used, tmp, take);
+    *used += take;
+    buf[*used] = '\0';
+    return true;
+}
+
+/*
+ * Runs the program with argv[1..] (NULL-terminated) to its end, RUN_MS at
+ * most, its standard output and error apart; as `as_uid`:`as_gid` when
+ * as_uid is not (uid_t)-1, from `program` (NULL: the one built).
+ */
+static void run_argv(struct run *r, const char *program, uid_t as_uid, gid_t as_gid,
+                     char *const args[])
+{
+    char prog[PATH_MAX];
+    if (program != NULL)
+        snprintf(prog, sizeof(prog), "%s", program);
+    else
+        echod_program_path(prog, sizeof(prog));
+    char *argv[32];
+    int argc = 0;
+    argv[argc++] = prog;
+    for (int i = 0; args[i] != NULL && argc < 31; i++)
+        argv[argc++] = args[i];
+    argv[argc] = NULL;
+
+    int out[2], err[2];
+    CHECK(pipe2(out, O_CLOEXEC) == 0 && pipe2(err, O_CLOEXEC) == 0);
+    char **envp = echod_environment(NULL, 0);
+    pid_t parent = getpid();
+    int64_t t0 = ms_now();
+    pid_t pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+        (void)prctl(PR_SET_PDEATHSIG, SIGKILL);
+        if (getppid() != parent)
+            _exit(127);
+        int null = open("/dev/null", O_RDONLY);
+        if (null < 0 || dup2(null, 0) < 0 || dup2(out[1], 1) < 0 || dup2(err[1], 2) < 0)
+            _exit(126);
+        if (as_uid != (uid_t)-1 && become(as_uid, as_gid) != 0)
+            _exit(125);
+        signal(SIGPIPE, SIG_DFL);
+        if (close_range(3, ~0u, 0) < 0)
+            _exit(126);
+        execve(argv[0], argv, envp);
+        _exit(127);
+    }
+    free(envp);
+    close(out[1]);
+    close(err[1]);
+    size_t nout = 0, nerr = 0;
+    r->out[0] = r->err[0] = '\0';
+    bool out_open = true, err_open = true;
+    int64_t until = t0 + RUN_MS;
+    while ((out_open || err_open) && ms_now() < until) {
+        struct pollfd pfd[2] = {{.fd = out_open ? out[0] : -1, .events = POLLIN},
+                                {.fd = err_open ? err[0] : -1, .events = POLLIN}};
+        int left = (int)(until - ms_now());
+        if (poll(pfd, 2, left > 0 ? left : 0) <= 0)
+            continue;
+        if (out_open && pfd[0].revents != 0)
+            out_open = drain_into(out[0], r->out, sizeof(r->out), &nout);
+        if (err_open && pfd[1].revents != 0)
+            err_open = drain_into(err[0], r->err, sizeof(r->err), &nerr);
+    }
+    close(out[0]);
+    close(err[0]);
+    int status = 0;
+    pid_t got = 0;
+    while (ms_now() < until + 1000 && (got = waitpid(pid, &status, WNOHANG)) == 0)
+        sleep_ms(5);
+    if (got != pid) {
+        kill(pid, SIGKILL);
+        while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
+            continue;
+        r->status = -1;
+    } else {
+        r->status = exit_code(status);
+    }
+    r->ms = ms_now() - t0;
+}
+
+/* run_argv() of the built program as ourselves, with the arguments given
+ * (NULL-terminated). */
+static void run(struct run *r, const char *arg, ...)
+{
+    char *args[32];
+    int n = 0;
+    va_list ap;
+    va_start(ap, arg);
+    for (const char *a = arg; a != NULL && n < 31; a = va_arg(ap, const char *))
+        args[n++] = (char *)a;
+    va_end(ap);
+    args[n] = NULL;
+    run_argv(r, NULL, (uid_t)-1, (gid_t)-1, args);
+}
+
+/* Fails unless the run exited with `status` and printed exactly `out` and
+ * `err` (NULL: anything). */
+static void expect_run(const struct run *r, int status, const char *out, const char *err)
+{
+    if (r->status != status || (out != NULL && strcmp(r->out, out) != 0) ||
+        (err != NULL && strcmp(r->err, err) != 0))
+        fail_msg("exit %d (expected %d)\nstdout: [%s]\n(expected [%s])\nstderr: [%s]\n"
+                 "(expected [%s])",
+                 r->status, status, r->out, out != NULL ? out : "*", r->err,
+                 err != NULL ? err : "*");
+}
+
+/* Fails unless `needle` is in the run's standard error. */
+static void expect_err_has(const struct run *r, const char *needle)
+{
+    if (strstr(r->err, needle) == NULL)
+        fail_msg("stderr [%s] does not say [%s]", r->err, needle);
+}
+
+/* ---- answers --------------------------------------------------------------- */
+
+#define LISTENERS                                        \
+    "# listener protocol mode open accepted addresses\n" \
+    "relay tcp proxy 2 1031 127.0.0.1:7000,[::1]:7000\n"
+
+/* The answer goes to standard output without its empty line; the command
+ * went as one line, and then the write side was shut down. */
+static void answer_printed(void **state)
+{
+    (void)state;
+    struct run r;
+    struct fake *f = fake_start(FAKE_ANSWER, LISTENERS "\n");
+    run(&r, "-S", f->path, "show", "listeners", NULL);
+    fake_stop(f);
+    expect_run(&r, 0, LISTENERS, "");
+    assert_string_equal(f->got, "show listeners\n");
+    assert_true(f->got_eof);
+    assert_int_equal(f->connections, 1);
+}
+
+/* The same, the answer one byte a write: it is put together. */
+static void answer_in_pieces(void **state)
+{
+    (void)state;
+    struct run r;
+    struct fake *f = fake_start(FAKE_ANSWER, LISTENERS "\n");
+    f->bytewise = true;
+    run(&r, "-S", f->path, "show", "listeners", NULL);
+    expect_run(&r, 0, LISTENERS, "");
+    fake_done();
+
+    f = fake_start(FAKE_ANSWER, "error: unknown listener \"x\"\n\n");
+    f->bytewise = true;
+    run(&r, "-S", f->path, "show", "upstreams", "x", NULL);
+    expect_run(&r, 1, "", "mio-echodctl: error: unknown listener \"x\"\n");
+}
+
+/* An empty answer is success, printing nothing; an "ok:" line is printed. */
+static void empty_and_ok_answers(void **state)
+{
+    (void)state;
+    struct run r;
+    struct fake *f = fake_start(FAKE_ANSWER, "\n");
+    run(&r, "-S", f->path, "show", "connections", NULL);
+    expect_run(&r, 0, "", "");
+    fake_done();
+
+    f = fake_start(FAKE_ANSWER, "ok: upstream 10.0.0.1:6379 of relay draining\n\n");
+    run(&r, "-S", f->path, "drain", "upstream", "relay", "10.0.0.1:6379", NULL);
+    fake_stop(f);
+    expect_run(&r, 0, "ok: upstream 10.0.0.1:6379 of relay draining\n", "");
+    assert_string_equal(f->got, "drain upstream relay 10.0.0.1:6379\n");
+}
+
+/* Bytes after the answer's empty line are not printed. */
+static void after_the_end(void **state)
+{
+    (void)state;
+    struct run r;
+    struct fake *f = fake_start(FAKE_ANSWER, "ok: reloaded: 2 listeners\n\nmore\n\n");
+    run(&r, "-S", f->path, "reload", NULL);
+    expect_run(&r, 0, "ok: reloaded: 2 listeners\n", "");
+}
+
+/* An "error: " answer: status 1, on standard error, prefixed; an answer
+ * that only looks like one is printed as it is. */
+static void error_answer(void **state)
+{
+    (void)state;
+    struct run r;
+    struct fake *f = fake_start(FAKE_ANSWER,
+                                "error: reload failed: /etc/mio-echod.conf:7: workers: "
+                                "expected 1 to 256, got 0\n\n");
+    run(&r, "-S", f->path, "reload", NULL);
+    expect_run(&r, 1, "",
+               "mio-echodctl: error: reload failed: /etc/mio-echod.conf:7: workers: "
+               "expected 1 to 256, got 0\n");
+    fake_done();
+
+    f = fake_start(FAKE_ANSWER, "error:no space\nerrors: 0\n\n");
+    run(&r, "-S", f->path, "show", "stats", NULL);
+    expect_run(&r, 0, "error:no space\nerrors: 0\n", "");
+    fake_done();
+
+    f = fake_start(FAKE_ANSWER, "error\n\n");
+    run(&r, "-S", f->path, "help", NULL);
+    expect_run(&r, 0, "error\n", "");
+}
+
+/* The arguments are joined by single spaces; arguments after the command
+ * are the command's, even those starting with "-". */
+static void words_joined(void **state)
+{
+    (void)state;
+    struct run r;
+    struct fake *f = fake_start(FAKE_ANSWER, "error: weight: expected 1 to 256\n\n");
+    run(&r, "-S", f->path, "-T", "5", "set", "weight", "relay", "10.0.0.1:6379", "-1",
+        NULL);
+    fake_stop(f);
+    expect_run(&r, 1, "", "mio-echodctl: error: weight: expected 1 to 256\n");
+    assert_string_equal(f->got, "set weight relay 10.0.0.1:6379 -1\n");
+    fake_done();
+
+    f = fake_start(FAKE_ANSWER, "\n");
+    run(&r, "-S", f->path, "show upstreams\trelay", NULL);
+    fake_stop(f);
+    expect_run(&r, 0, "", "");
+    assert_string_equal(f->got, "show upstreams\trelay\n");
+}
+
+/* ---- cannot ask ------------------------------------------------------------- */
+
+/* An answer cut before its empty line: what came is printed, status 2. */
+static void answer_cut(void **state)
+{
+    (void)state;
+    struct run r;
+    struct fake *f = fake_start(FAKE_ANSWER,
+                                "# id listener client upstream age in out\n17 r");
+    run(&r, "-S", f->path, "show", "connections", NULL);
+    expect_run(&r, 2, "# id listener client upstream age in out\n17 r\n", NULL);
+    expect_err_has(&r, "mio-echodctl: the answer from ");
+    expect_err_has(&r, "ended without its empty line");
+    fake_done();
+
+    f = fake_start(FAKE_ANSWER, "ok: done\n");
+    run(&r, "-S", f->path, "reload", NULL);
+    expect_run(&r, 2, "ok: done\n", NULL);
+    expect_err_has(&r, "ended without its empty line");
+    fake_done();
+
+    f = fake_start(FAKE_ANSWER, "erro");
+    run(&r, "-S", f->path, "reload", NULL);
+    expect_run(&r, 2, "erro\n", NULL);
+    fake_done();
+
+    f = fake_start(FAKE_ANSWER, "");
+    run(&r, "-S", f->path, "reload", NULL);
+    char want[PATH_MAX + 128];
+    snprintf(want, sizeof(want),
+             "mio-echodctl: %s closed the connection without answering\n", f->path);
+    expect_run(&r, 2, "", want);
+}
+
+/* A daemon that never answers: status 2 after -T, saying so. */
+static void timeout(void **state)
+{
+    (void)state;
+    struct run r;
+    struct fake *f = fake_start(FAKE_SILENT, NULL);
+    run(&r, "-S", f->path, "-T", "1", "reload", NULL);
+    char want[PATH_MAX + 128];
+    snprintf(want, sizeof(want), "mio-echodctl: no answer from %s within 1 s\n", f->path);
+    expect_run(&r, 2, "", want);
+    if (r.ms < 900 || r.ms > 4000)
+        fail_msg("gave up after %lld ms, expected about 1000", (long long)r.ms);
+    fake_done();
+
+    f = fake_start(FAKE_SILENT, NULL);
+    run(&r, "-S", f->path, "-T", "0.3", "show", "stats", NULL);
+    expect_run(&r, 2, "", NULL);
+    expect_err_has(&r, "within 0.3 s");
+    if (r.ms < 250 || r.ms > 3000)
+        fail_msg("gave up after %lld ms, expected about 300", (long long)r.ms);
+}
+
+/* No socket at the path: status 2, naming it and why. */
+static void missing_socket(void **state)
+{
+    (void)state;
+    struct run r;
+    char path[PATH_MAX], want[2 * PATH_MAX];
+    snprintf(path, sizeof(path), "%s/none.sock", test_tmpdir());
+    run(&r, "-S", path, "show", "listeners", NULL);
+    snprintf(
+        want, sizeof(want),
+        "mio-echodctl: cannot connect to %s: No such file or directory (is the daemon "
+        "running, with its control socket enabled?)\n",
+        path);
+    expect_run(&r, 2, "", want);
+
+    /* Without -S: the default path, named. */
+    if (access(DEFAULT_PATH, F_OK) != 0 && errno == ENOENT) {
+        run(&r, "show", "listeners", NULL);
+        expect_run(&r, 2, "", NULL);
+        expect_err_has(&r,
+                       "cannot connect to " DEFAULT_PATH ": No such file or directory");
+    } else {
+        print_message("note: " DEFAULT_PATH
+                      " exists here: the default path is not tried\n");
+    }
+}
+
+/* A socket file nobody listens on. */
+static void refused(void **state)
+{
+    (void)state;
+    struct run r;
+    char path[PATH_MAX], want[2 * PATH_MAX];
+    snprintf(path, sizeof(path), "%s/stale.sock", test_tmpdir());
+    close(bind_unix(path, false));
+    run(&r, "-S", path, "show", "listeners", NULL);
+    snprintf(want, sizeof(want),
+             "mio-echodctl: cannot connect to %s: Connection refused (is the daemon "
+             "running? nothing listens on this socket)\n",
+             path);
+    expect_run(&r, 2, "", want);
+}
+
+/* Copies the built program to dir/mio-echodctl, mode 0755, so that another
+ * user can run it wherever the build tree is. */
+static void copy_program(const char *dir, char *copy, size_t len)
+{
+    char prog[PATH_MAX];
+    echod_program_path(prog, sizeof(prog));
+    snprintf(copy, len, "%s/mio-echodctl", dir);
+    int in = open(prog, O_RDONLY | O_CLOEXEC);
+    int out = open(copy, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0755);
+    if (in < 0 || out < 0)
+        fail_msg("cannot copy %s to %s: %s", prog, copy, errtext(errno));
+    char buf[65536];
+    ssize_t n;
+    while ((n = read(in, buf, sizeof(buf))) > 0)
+        CHECK(write(out, buf, (size_t)n) == n);
+    CHECK(n == 0);
+    close(in);
+    CHECK(close(out) == 0 && chmod(copy, 0755) == 0);
+}
+
+/* Mode 0600 on root's socket keeps another user out: status 2 and the
+ * message; mode 0666 lets the same user in. */
+static void permission_denied(void **state)
+{
+    (void)state;
+    if (geteuid() != 0) {
+        print_message("skipped: needs root to run mio-echodctl as another user "
+                      "(running as uid %u; a mode 0000 socket does not stop root)\n",
+                      (unsigned)geteuid());
+        skip();
+        return;
+    }
+    struct passwd pwbuf, *pw = NULL;
+    char strings[4096];
+    if (getpwnam_r(OTHER_USER, &pwbuf, strings, sizeof(strings), &pw) != 0 ||
+        pw == NULL) {
+        print_message("skipped: no user \"%s\" here\n", OTHER_USER);
+        skip();
+        return;
+    }
+    uid_t uid = pw->pw_uid;
+    gid_t gid = pw->pw_gid;
+    struct fake *f = fake_start(FAKE_ANSWER, "ok: fine\n\n");
+    char dir[PATH_MAX], prog[PATH_MAX + 16], want[2 * PATH_MAX];
+    snprintf(dir, sizeof(dir), "%s", f->path);
+    *strrchr(dir, '/') = '\0';
+    CHECK(chmod(dir, 0755) == 0);
+    copy_program(dir, prog, sizeof(prog));
+    CHECK(chmod(f->path, 0600) == 0);
+
+    struct run r;
+    char *args[] = {"-S", f->path, "show", "listeners", NULL};
+    run_argv(&r, prog, uid, gid, args);
+    snprintf(want, sizeof(want),
+             "mio-echodctl: cannot connect to %s: Permission denied (is the daemon's "
+             "control socket enabled, and may this user open it?)\n",
+             f->path);
+    expect_run(&r, 2, "", want);
+
+    CHECK(chmod(f->path, 0666) == 0);
+    run_argv(&r, prog, uid, gid, args);
+    fake_stop(f);
+    expect_run(&r, 0, "ok: fine\n", "");
+    assert_int_equal(f->connections, 1);
+}
+
+/* ---- refused before connecting ---------------------------------------------- */
+
+/* A command the daemon would refuse is refused here, without a
+ * connection: control and non-ASCII bytes, a line of more than 1024
+ * bytes, more than 8 words, a blank command. */
+static void refused_before_connecting(void **state)
+{
+    (void)state;
+    struct run r;
+    struct fake *f = fake_start(FAKE_ANSWER, "ok: sent\n\n");
+    run(&r, "-S", f->path, "show", "listeners\nreload", NULL);
+    expect_run(&r, 2, "",
+               "mio-echodctl: argument 2 has a control byte 0x0a: a command "
+               "is printable ASCII, spaces and tabs only\n");
+    run(&r, "-S", f->path, "show\r", NULL);
+    expect_run(&r, 2, "", NULL);
+    expect_err_has(&r, "argument 1 has a control byte 0x0d");
+    run(&r, "-S", f->path, "show", "upstreams", "caf\xc3\xa9", NULL);
+    expect_run(&r, 2, "", NULL);
+    expect_err_has(&r, "argument 3 has a non-ASCII byte 0xc3");
+    run(&r, "-S", f->path, "kill", "connection", "\x7f", NULL);
+    expect_run(&r, 2, "", NULL);
+    expect_err_has(&r, "control byte 0x7f");
+
+    /* 1024 bytes go; 1025 do not. */
+    static char word[CONTROL_LINE_MAX + 1];
+    memset(word, 'x', sizeof(word) - 1);
+    word[CONTROL_LINE_MAX - 5] = '\0'; /* "show " + 1019 = 1024 */
+    run(&r, "-S", f->path, "show", word, NULL);
+    expect_run(&r, 0, "ok: sent\n", "");
+    word[CONTROL_LINE_MAX - 5] = 'x';
+    word[CONTROL_LINE_MAX - 4] = '\0';
+    run(&r, "-S", f->path, "show", word, NULL);
+    expect_run(&r, 2, "",
+               "mio-echodctl: the command is 1025 bytes long: the daemon reads at most "
+               "1024\n");
+
+    /* 8 words go; 9 do not. */
+    run(&r, "-S", f->path, "1", "2", "3", "4", "5", "6", "7", "8", NULL);
+    expect_run(&r, 0, "ok: sent\n", "");
+    run(&r, "-S", f->path, "1", "2", "3", "4", "5", "6", "7", "8 9", NULL);
+    expect_run(&r, 2, "",
+               "mio-echodctl: the daemon would refuse this command: more than 8 words "
+               "in a command line\n");
+
+    /* Blank. */
+    run(&r, "-S", f->path, "", NULL);
+    expect_run(&r, 2, "", NULL);
+    expect_err_has(&r, "the command is blank");
+    run(&r, "-S", f->path, " ", "\t", NULL);
+    expect_run(&r, 2, "", NULL);
+    expect_err_has(&r, "the command is blank");
+
+    fake_stop(f);
+    assert_int_equal(f->connections, 2); /* the 1024 bytes and the 8 words */
+}
+
+/* ---- usage ------------------------------------------------------------------ */
+
+static void usage(void **state)
+{
+    (void)state;
+    struct run r;
+    run(&r, NULL);
+    expect_run(&r, 2, "", NULL);
+    expect_err_has(&r, "mio-echodctl: no command given");
+    expect_err_has(&r, "usage: mio-echodctl [-S path] [-T seconds] command [args...]");
+    run(&r, "-x", "help", NULL);
+    expect_run(&r, 2, "", NULL);
+    expect_err_has(&r, "usage: mio-echodctl");
+    run(&r, "-S", NULL);
+    expect_run(&r, 2, "", NULL);
+    static const char *const bad_timeouts[] = {"0", "-1",  "abc", "1s",
+                                               "",  "nan", "inf", "86401"};
+    for (size_t i = 0; i < ARRAY_LEN(bad_timeouts); i++) {
+        run(&r, "-T", bad_timeouts[i], "help", NULL);
+        expect_run(&r, 2, "", NULL);
+        expect_err_has(&r, "mio-echodctl: -T: expected a number of seconds above 0");
+    }
+    run(&r, "-S", "", "help", NULL);
+    expect_run(&r, 2, "", "mio-echodctl: -S: empty path\n");
+    char longpath[200];
+    memset(longpath, 'p', sizeof(longpath) - 1);
+    longpath[0] = '/';
+    longpath[sizeof(longpath) - 1] = '\0';
+    run(&r, "-S", longpath, "help", NULL);
+    expect_run(&r, 2, "", NULL);
+    expect_err_has(&r, "mio-echodctl: -S: a socket path is at most 107 bytes");
+
+    run(&r, "-h", NULL);
+    expect_run(&r, 0, NULL, "");
+    static const char *const in_help[] = {
+        "usage: mio-echodctl [-S path] [-T seconds] command [args...]",
+        /* NOLINTNEXTLINE(bugprone-suspicious-missing-comma): one string */
+        "(default " DEFAULT_PATH ")",
+        "show listeners",
+        "show upstreams [LISTENER]",
+        "show connections [LISTENER]",
+        "show stats",
+        "disable upstream LISTENER ADDRESS",
+        "enable upstream LISTENER ADDRESS",
+        "drain upstream LISTENER ADDRESS",
+        "set weight LISTENER ADDRESS N",
+        "reload",
+        "kill connection ID",
+        "help",
+    };
+    for (size_t i = 0; i < ARRAY_LEN(in_help); i++)
+        if (strstr(r.out, in_help[i]) == NULL)
+            fail_msg("-h does not say \"%s\": %s", in_help[i], r.out);
+
+    run(&r, "-V", NULL);
+    expect_run(&r, 0, "mio-echodctl " PACKAGE_VERSION "\n", "");
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_teardown(answer_printed, teardown),
+        cmocka_unit_test_teardown(answer_in_pieces, teardown),
+        cmocka_unit_test_teardown(empty_and_ok_answers, teardown),
+        cmocka_unit_test_teardown(after_the_end, teardown),
+        cmocka_unit_test_teardown(error_answer, teardown),
+        cmocka_unit_test_teardown(words_joined, teardown),
+        cmocka_unit_test_teardown(answer_cut, teardown),
+        cmocka_unit_test_teardown(timeout, teardown),
+        cmocka_unit_test_teardown(missing_socket, teardown),
+        cmocka_unit_test_teardown(refused, teardown),
+        cmocka_unit_test_teardown(permission_denied, teardown),
+        cmocka_unit_test_teardown(refused_before_connecting, teardown),
+        cmocka_unit_test_teardown(usage, teardown),
+    };
+    test_filter_from_env("ECHODCTL_TEST");
+    return cmocka_run_group_tests(tests, setup_ignore_sigpipe, NULL);
+}
