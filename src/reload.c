@@ -25,7 +25,7 @@ static bool watches(const struct worker *w, const void *g)
 /* Warns about settings that only a restart applies. */
 static void warn_restart_only(const struct config *old, const struct config *cfg)
 {
-    const char *changed[5];
+    const char *changed[7];
     size_t n = 0;
     if (old->workers != cfg->workers)
         changed[n++] = "workers";
@@ -38,6 +38,12 @@ static void warn_restart_only(const struct config *old, const struct config *cfg
     if (old->has_stats != cfg->has_stats ||
         (old->has_stats && !addr_equal(&old->stats.addr, &cfg->stats.addr)))
         changed[n++] = "stats";
+    const char *was = old->control_path != NULL ? old->control_path : "";
+    const char *now = cfg->control_path != NULL ? cfg->control_path : "";
+    if (strcmp(was, now) != 0)
+        changed[n++] = "control.path";
+    if (now[0] != '\0' && old->control_mode != cfg->control_mode)
+        changed[n++] = "control.mode";
     for (size_t i = 0; i < n; i++)
         log_warn("reload: %s changed: it takes effect at the next restart", changed[i]);
 }
