@@ -16,12 +16,14 @@
 
 #include "admin.h"
 #include "conn.h"
+#include "flow.h"
 #include "control-line.h"
 #include "control.h"
 #include "generation.h"
 #include "log.h"
 #include "metrics.h"
 #include "mio.h"
+#include "udp.h"
 #include "worker.h"
 
 /* One client of the control socket. */
@@ -430,20 +432,58 @@ static void listen_ready(struct handler *h, struct loop *l, const mio_event_t *e
 
 /* ---- what the workers answer ---------------------------------------------- */
 
-/* Writes the lines of a worker's open connections (of one listener). */
+/* Writes one line of show connections. */
+static void list_one(FILE *f, const struct worker *w, uint64_t id,
+                     const struct listener *l, const addr_t *peer,
+                     const struct upstream_addr *up, int64_t start_ms, uint64_t in,
+                     uint64_t out)
+{
+    char client[ADDR_STRLEN];
+    addr_format(peer, client, sizeof(client));
+    int64_t age = w->loop.now_ms - start_ms;
+    fprintf(f, "%llu %s %s %s %lld.%lld %llu %llu\n", (unsigned long long)id,
+            l->cfg->name, client, up != NULL ? up->name : "-", (long long)(age / 1000),
+            (long long)(age % 1000 / 100), (unsigned long long)in,
+            (unsigned long long)out);
+}
+
+/* Whether listener l is the one asked for ("": any). */
+static bool asked_for(const struct listener *l, const char *listener)
+{
+    return listener[0] == '\0' || strcmp(l->cfg->name, listener) == 0;
+}
+
+/* Writes the lines of a worker's open connections and UDP flows (of one
+ * listener). */
 static void list_conns(struct worker *w, const char *listener, FILE *f)
 {
-    for (const struct conn *c = w->conns; c != NULL; c = c->next) {
-        if (c->dead || (listener[0] != '\0' && strcmp(c->l->cfg->name, listener) != 0))
-            continue;
-        char client[ADDR_STRLEN];
-        addr_format(&c->peer, client, sizeof(client));
-        int64_t age = w->loop.now_ms - c->start_ms;
-        fprintf(f, "%llu %s %s %s %lld.%lld %llu %llu\n", (unsigned long long)c->id,
-                c->l->cfg->name, client, c->up != NULL ? c->up->name : "-",
-                (long long)(age / 1000), (long long)(age % 1000 / 100),
-                (unsigned long long)c->in, (unsigned long long)c->out);
-    }
+    for (const struct conn *c = w->conns; c != NULL; c = c->next)
+        if (!c->dead && asked_for(c->l, listener))
+            list_one(f, w, c->id, c->l, &c->peer, c->up, c->start_ms, c->in, c->out);
+    for (const struct udp_port *p = w->ports; p != NULL; p = p->next)
+        for (size_t b = 0; b < p->flows.nbuckets; b++)
+            for (const struct flow *fl = p->flows.buckets[b]; fl != NULL; fl = fl->hnext)
+                if (!fl->dead && asked_for(fl->l, listener))
+                    list_one(f, w, fl->id, fl->l, &fl->peer, fl->up, fl->start_ms, fl->in,
+                             fl->out);
+}
+
+/* Closes the connection or flow `id` of worker w; whether it had it. */
+static bool kill_one(struct worker *w, uint64_t id)
+{
+    for (struct conn *c = w->conns; c != NULL; c = c->next)
+        if (!c->dead && c->id == id) {
+            conn_abort(c, "killed");
+            return true;
+        }
+    for (struct udp_port *p = w->ports; p != NULL; p = p->next)
+        for (size_t b = 0; b < p->flows.nbuckets; b++)
+            for (struct flow *fl = p->flows.buckets[b]; fl != NULL; fl = fl->hnext)
+                if (!fl->dead && fl->id == id) {
+                    flow_close(fl, "killed");
+                    return true;
+                }
+    return false;
 }
 
 static void listing_done(struct loop_task *t, struct loop *l);
@@ -455,12 +495,7 @@ static void run_part(struct loop_task *t, struct loop *l)
     struct part *p = container_of(t, struct part, task);
     struct listing *ls = p->owner;
     if (ls->kill) {
-        for (struct conn *c = p->w->conns; c != NULL; c = c->next)
-            if (!c->dead && c->id == ls->id) {
-                p->found = true;
-                conn_abort(c, "killed");
-                break;
-            }
+        p->found = kill_one(p->w, ls->id);
     } else {
         FILE *f = open_memstream(&p->text, &p->len);
         if (f != NULL) {

@@ -346,6 +346,7 @@ struct flow *flow_open(struct udp_port *port, struct listener *l, const struct d
     f->ifindex = d->ifindex;
     f->ufd = -1;
     f->start_ms = f->last_ms = w->loop.now_ms;
+    f->id = atomic_fetch_add_explicit(&w->d->next_conn_id, 1, memory_order_relaxed) + 1;
     insert(&port->flows, f);
     w->nflows++;
     atomic_fetch_add(&l->st->accepted, 1);

@@ -51,6 +51,7 @@ struct flow {
     bool dead;
     bool more;        /* replies left unread: its timer brings it back */
     unsigned replies; /* datagrams from the upstream taken for the client */
+    uint64_t id;      /* the daemon's number for it, as a connection's */
     int64_t start_ms, last_ms;
     uint64_t in, out;               /* bytes from and to the client */
     uint64_t dgrams_in, dgrams_out; /* datagrams from and to the client */
