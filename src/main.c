@@ -26,6 +26,7 @@
 #include "log.h"
 #include "loop.h"
 #include "admin.h"
+#include "check.h"
 #include "metrics.h"
 #include "reload.h"
 #include "mio.h"
@@ -306,7 +307,7 @@ static bool uses_tls(const struct config *cfg)
     return false;
 }
 
-/* Starts the admin thread and what runs on it (metrics); false, with the
+/* Starts the admin thread and what runs on it (metrics, health checks); false, with the
  * reason logged, when one cannot start. */
 static bool start_admin(struct daemon *d)
 {
@@ -319,6 +320,10 @@ static bool start_admin(struct daemon *d)
     if ((e = metrics_start(d, admin_loop(), &bound)) < 0) {
         log_err("metrics: cannot %s %s: %s", bound ? "start on" : "listen on",
                 metrics_address(), log_strerror(-e));
+        return false;
+    }
+    if ((e = check_start(d, admin_loop())) < 0) {
+        log_err("health checks: cannot start: %s", log_strerror(-e));
         return false;
     }
     if ((e = admin_start()) < 0) {
@@ -524,6 +529,7 @@ int main(int argc, char **argv)
     log_notice("stopped");
 out:
     admin_stop();
+    check_stop(); /* before metrics_stop(), whose loop_due() would run its timer */
     metrics_stop();
     admin_free();
     if (d.workers != NULL)
