@@ -223,7 +223,7 @@ static void check_fail_errno(struct check *c, int err)
 /* Fails c: its answer did not start with `expect`. */
 static void check_fail_answer(struct check *c)
 {
-    char q[80], why[96];
+    char q[64], why[96]; /* 26 + 63 bytes: they fit */
     quote(c->expect, c->expect_len, q, sizeof(q));
     snprintf(why, sizeof(why), "answer did not start with %s", q);
     check_fail(c, why);
