@@ -367,6 +367,60 @@ static int check_udp(struct config_loader *ld, const config_setting_t *g,
     return 0;
 }
 
+/* Seconds for a message: "1.0", "0.25". */
+static void seconds_text(int64_t ms, char *buf, size_t len)
+{
+    if (ms % 1000 == 0)
+        snprintf(buf, len, "%lld.0", (long long)(ms / 1000));
+    else if (ms % 100 == 0)
+        snprintf(buf, len, "%lld.%01lld", (long long)(ms / 1000),
+                 (long long)(ms % 1000 / 100));
+    else if (ms % 10 == 0)
+        snprintf(buf, len, "%lld.%02lld", (long long)(ms / 1000),
+                 (long long)(ms % 1000 / 10));
+    else
+        snprintf(buf, len, "%lld.%03lld", (long long)(ms / 1000), (long long)(ms % 1000));
+}
+
+/*
+ * What a relay's health_check needs beyond its settings one by one: a
+ * check that ends before the next starts (a timeout not written is cut to
+ * the interval; one written longer is refused), and on UDP a datagram to
+ * send, since an upstream answers nothing to no datagram.
+ */
+static int check_health(struct config_loader *ld, const config_setting_t *g,
+                        const char *scope, struct listener_config *lc)
+{
+    struct health_check_config *hc = &lc->health_check;
+    const config_setting_t *hg = config_setting_get_member(g, "health_check");
+    if (lc->mode != MODE_PROXY || hg == NULL || hc->interval_ms == 0)
+        return 0;
+    char inner[16 + CONFIG_NAME_MAX + 16];
+    snprintf(inner, sizeof(inner), "%s.health_check", scope);
+    const config_setting_t *t = config_setting_get_member(hg, "timeout");
+    if (hc->timeout_ms > hc->interval_ms) {
+        if (t == NULL) {
+            hc->timeout_ms = hc->interval_ms;
+        } else {
+            char ts[32], is[32];
+            seconds_text(hc->timeout_ms, ts, sizeof(ts));
+            seconds_text(hc->interval_ms, is, sizeof(is));
+            return value_refuse(ld, value_line(t), inner, "timeout",
+                                "%s s is longer than interval (%s s): a check must end "
+                                "before the next starts; expected at most %s",
+                                ts, is, is);
+        }
+    }
+    if (lc->protocol == PROTOCOL_UDP && hc->send[0] == '\0') {
+        const config_setting_t *s = config_setting_get_member(hg, "send");
+        return value_refuse(ld, value_line(s != NULL ? s : hg), inner, "send",
+                            "empty, but a UDP relay's check sends a datagram and waits "
+                            "for the answer; expected the bytes of a request its "
+                            "upstreams answer, such as \"ping\"");
+    }
+    return 0;
+}
+
 /*
  * Loads listener i from the group g into cfg->listeners[i].  Messages name
  * it "listeners.[i]" (counted from 0, as libconfig paths do) until its name
@@ -405,7 +459,8 @@ static int load_listener(struct config_loader *ld, const config_setting_t *g,
         (rc = check_protocol_settings(ld, g, scope, lc)) != 0 ||
         (rc = load_mode_settings(ld, g, scope, lc)) != 0 ||
         (rc = table_load(ld, g, scope, "listeners.", lc, 0)) != 0 ||
-        (rc = check_udp(ld, g, scope, lc)) != 0)
+        (rc = check_udp(ld, g, scope, lc)) != 0 ||
+        (rc = check_health(ld, g, scope, lc)) != 0)
         return rc;
     return config_check_tls(ld, g, scope, lc);
 }

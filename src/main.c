@@ -26,6 +26,7 @@
 #include "log.h"
 #include "loop.h"
 #include "admin.h"
+#include "check.h"
 #include "control.h"
 #include "metrics.h"
 #include "reload.h"
@@ -319,7 +320,7 @@ static bool uses_tls(const struct config *cfg)
     return false;
 }
 
-/* Starts the admin thread and what runs on it (metrics); false, with the
+/* Starts the admin thread and what runs on it (metrics, health checks); false, with the
  * reason logged, when one cannot start. */
 static bool start_admin(struct daemon *d)
 {
@@ -336,6 +337,10 @@ static bool start_admin(struct daemon *d)
     }
     if ((e = control_start(d, admin_loop())) < 0) {
         log_err("control: cannot watch the socket: %s", log_strerror(-e));
+        return false;
+    }
+    if ((e = check_start(d, admin_loop())) < 0) {
+        log_err("health checks: cannot start: %s", log_strerror(-e));
         return false;
     }
     if ((e = resolver_start(d)) < 0) {
@@ -556,6 +561,7 @@ int main(int argc, char **argv)
 out:
     resolver_stop();
     admin_stop();
+    check_stop(); /* before metrics_stop(), whose loop_due() would run its timer */
     metrics_stop();
     control_stop();
     admin_free();

@@ -5,6 +5,7 @@
 #define _GNU_SOURCE 1 /* accept4 */
 #endif
 
+#include <netinet/in.h>
 #include <poll.h>
 #include <stdlib.h>
 #include <sys/socket.h>
@@ -79,9 +80,27 @@ static void *tserver_run(void *arg)
 
 void tserver_start(struct tserver *s, int backlog)
 {
+    tserver_start_on(s, backlog, 0);
+}
+
+void tserver_start_on(struct tserver *s, int backlog, int port)
+{
     CHECK(s->max > 0 && s->conn_open != NULL && s->conn_events != NULL &&
           s->conn_service != NULL && s->conn_free != NULL);
-    s->lfd = listen_loopback(backlog, &s->port);
+    if (port == 0) {
+        s->lfd = listen_loopback(backlog, &s->port);
+    } else {
+        s->lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        CHECK(s->lfd >= 0);
+        int one = 1;
+        CHECK_EQ(setsockopt(s->lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)), 0);
+        struct sockaddr_in a = {.sin_family = AF_INET,
+                                .sin_port = htons((uint16_t)port),
+                                .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        CHECK_EQ(bind(s->lfd, (struct sockaddr *)&a, sizeof(a)), 0);
+        CHECK_EQ(listen(s->lfd, backlog), 0);
+        s->port = port;
+    }
     set_nonblocking(s->lfd);
     CHECK_EQ(pthread_create(&s->thread, NULL, tserver_run, s), 0);
 }

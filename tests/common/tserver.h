@@ -34,6 +34,10 @@ struct tserver {
  * must be set. */
 void tserver_start(struct tserver *s, int backlog);
 
+/* tserver_start() on 127.0.0.1:port (SO_REUSEADDR set), so that a server
+ * stopped can come back on its port; port 0: one the kernel picks. */
+void tserver_start_on(struct tserver *s, int backlog, int port);
+
 /* Stops the thread, then closes its connections and listening socket. */
 void tserver_stop(struct tserver *s);
 
