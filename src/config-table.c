@@ -55,12 +55,18 @@ _Static_assert(sizeof(enum listener_mode) == sizeof(int), "mode kept as an int")
 _Static_assert(sizeof(enum balance) == sizeof(int), "balance kept as an int");
 _Static_assert(sizeof(enum send_proxy) == sizeof(int), "send_proxy kept as an int");
 _Static_assert(sizeof(enum log_target) == sizeof(int), "log target kept as an int");
+_Static_assert(sizeof(enum log_format) == sizeof(int), "log format kept as an int");
 _Static_assert(sizeof(enum tls_version) == sizeof(int), "TLS version kept as an int");
 
 static const struct value_choice targets[] = {
     {"auto", LOG_TARGET_AUTO},
     {"stderr", LOG_TARGET_STDERR},
     {"syslog", LOG_TARGET_SYSLOG},
+    {NULL, 0},
+};
+static const struct value_choice formats[] = {
+    {"text", LOG_FORMAT_TEXT},
+    {"json", LOG_FORMAT_JSON},
     {NULL, 0},
 };
 static const struct value_choice levels[] = {
@@ -113,6 +119,8 @@ const struct setting table_settings[] = {
      .help = "stderr, syslog, or auto: stderr in the foreground or the journal"},
     {CHOICE("log.level", config, log_level, int, levels, LOG_INFO),
      .help = "the least important lines kept"},
+    {CHOICE("log.format", config, log_format, enum log_format, formats, LOG_FORMAT_TEXT),
+     .help = "text, or json: every line one JSON object"},
     {BOOL("log.access", config, log_access, true),
      .help = "a line per closed connection, at level info"},
     {OWN("listeners", SETTING_GROUPS, config_load_listeners),

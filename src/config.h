@@ -18,6 +18,7 @@ enum listener_protocol { PROTOCOL_TCP, PROTOCOL_UDP };
 enum balance { BALANCE_ROUND_ROBIN, BALANCE_LEAST_CONNECTIONS, BALANCE_SOURCE_HASH };
 enum send_proxy { SEND_PROXY_NONE, SEND_PROXY_V1, SEND_PROXY_V2 };
 enum log_target { LOG_TARGET_AUTO, LOG_TARGET_STDERR, LOG_TARGET_SYSLOG };
+enum log_format { LOG_FORMAT_TEXT, LOG_FORMAT_JSON };
 enum tls_version { TLS_VERSION_1_2, TLS_VERSION_1_3 };
 
 struct tls_client;
@@ -136,6 +137,7 @@ struct config {
     char *pidfile; /* "" = none */
     enum log_target log_target;
     int log_level; /* syslog's LOG_ERR .. LOG_DEBUG */
+    enum log_format log_format;
     bool log_access;
     struct listener_config *listeners;
     size_t nlisteners;

@@ -116,6 +116,48 @@ static struct half *writing(struct conn *c, const struct endpoint *e)
 static void on_event(struct handler *h, struct loop *l, const mio_event_t *ev);
 static void on_timer(struct timer *t);
 
+/* What an access line says of a connection's TLS, taken while its session
+ * lives: its version and cipher once the client's handshake is done, and
+ * the server name the client asked for. */
+struct tls_note {
+    char tls[96], sni[256];
+    bool has_tls, has_sni;
+};
+
+/* Takes c's TLS note. */
+static void note_tls(const struct conn *c, struct tls_note *n)
+{
+    n->has_tls = false;
+    const char *name = c->sni;
+    if (c->client.tls != NULL) {
+        const char *asked = tls_session_server_name(c->client.tls);
+        if (c->tls_up) {
+            tls_session_describe(c->client.tls, n->tls, sizeof(n->tls));
+            n->has_tls = true;
+        }
+        if (asked != NULL)
+            name = asked;
+    }
+    n->has_sni = name != NULL;
+    if (n->has_sni)
+        snprintf(n->sni, sizeof(n->sni), "%s", name);
+}
+
+/* Writes c's access line, with `reason`. */
+static void write_access(const struct conn *c, const struct tls_note *n,
+                         const char *reason)
+{
+    char client[ADDR_STRLEN];
+    addr_format(&c->peer, client, sizeof(client));
+    const struct log_field extra[] = {
+        LOG_TEXT("tls", n->has_tls ? n->tls : NULL),
+        LOG_TEXT("sni", n->has_sni ? n->sni : NULL),
+    };
+    log_access(c->l->cfg->name, client, c->up != NULL ? c->up->name : NULL, c->in, c->out,
+               c->w->loop.now_ms - c->start_ms, extra, sizeof(extra) / sizeof(extra[0]),
+               reason);
+}
+
 /* Ends the connection: conn_close() or, when `abort`, conn_abort(). */
 static void end(struct conn *c, const char *reason, bool abort)
 {
@@ -131,23 +173,15 @@ static void end(struct conn *c, const char *reason, bool abort)
         upstream_released(c->up, c->in, c->out);
     admission_release(&c->ticket, w->d, l->st);
     /* What the access line says of TLS, taken before the session ends. */
-    char tls[96] = "-", sni[256];
-    snprintf(sni, sizeof(sni), "%s", c->sni != NULL ? c->sni : "-");
-    if (c->client.tls != NULL) {
-        const char *name = tls_session_server_name(c->client.tls);
-        if (c->tls_up)
-            tls_session_describe(c->client.tls, tls, sizeof(tls));
-        if (name != NULL)
-            snprintf(sni, sizeof(sni), "%s", name);
-        if (tls_session_truncated(c->client.tls)) {
-            char client[ADDR_STRLEN];
-            addr_format(&c->peer, client, sizeof(client));
-            log_limited(LOG_NOTICE, &w->rl_tls, w->loop.now_ms,
-                        "more TLS notes, not logged",
-                        "listener %s: client %s ended TLS without close_notify (a "
-                        "truncation)",
-                        l->cfg->name, client);
-        }
+    struct tls_note note;
+    note_tls(c, &note);
+    if (c->client.tls != NULL && tls_session_truncated(c->client.tls)) {
+        char client[ADDR_STRLEN];
+        addr_format(&c->peer, client, sizeof(client));
+        log_limited(LOG_NOTICE, &w->rl_tls, w->loop.now_ms, "more TLS notes, not logged",
+                    "listener %s: client %s ended TLS without close_notify (a "
+                    "truncation)",
+                    l->cfg->name, client);
     }
     atomic_fetch_add(&l->st->bytes_in, c->in);
     atomic_fetch_add(&l->st->bytes_out, c->out);
@@ -165,14 +199,8 @@ static void end(struct conn *c, const char *reason, bool abort)
         half_release(&c->halves[i], &w->pipes);
     if (w->spare_fd < 0) /* lost at the descriptor limit: take it back */
         w->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    if (l->gen->cfg->log_access && log_enabled(LOG_INFO)) {
-        char client[ADDR_STRLEN];
-        addr_format(&c->peer, client, sizeof(client));
-        char extra[96 + 256 + 16];
-        snprintf(extra, sizeof(extra), "tls=%s sni=%s", tls, sni);
-        log_access(l->cfg->name, client, c->up ? c->up->name : "-", c->in, c->out,
-                   w->loop.now_ms - c->start_ms, extra, reason);
-    }
+    if (l->gen->cfg->log_access && log_enabled(LOG_INFO))
+        write_access(c, &note, reason);
     /* Off the open list; freed after the batch, whose events later on may
      * still name its sockets. */
     if (c->prev != NULL)

@@ -146,6 +146,22 @@ void flow_touch(struct flow *f, int64_t now_ms)
     f->last_ms = now_ms;
 }
 
+/* ---- the access line ------------------------------------------------------ */
+
+/* Writes f's access line, with `reason`. */
+static void write_access(const struct flow *f, const char *reason)
+{
+    char client[ADDR_STRLEN];
+    addr_format(&f->peer, client, sizeof(client));
+    const struct log_field extra[] = {
+        LOG_COUNT("datagrams_in", f->dgrams_in),
+        LOG_COUNT("datagrams_out", f->dgrams_out),
+    };
+    log_access(f->l->cfg->name, client, f->up != NULL ? f->up->name : NULL, f->in, f->out,
+               f->port->w->loop.now_ms - f->start_ms, extra,
+               sizeof(extra) / sizeof(extra[0]), reason);
+}
+
 /* ---- the upstream side ---------------------------------------------------- */
 
 static void on_reply(struct handler *h, struct loop *l, const mio_event_t *ev);
@@ -392,15 +408,8 @@ void flow_close(struct flow *f, const char *reason)
         close(f->ufd);
         f->ufd = -1;
     }
-    if (l->gen->cfg->log_access && log_enabled(LOG_INFO)) {
-        char client[ADDR_STRLEN];
-        addr_format(&f->peer, client, sizeof(client));
-        char extra[64];
-        snprintf(extra, sizeof(extra), "datagrams_in=%llu datagrams_out=%llu",
-                 (unsigned long long)f->dgrams_in, (unsigned long long)f->dgrams_out);
-        log_access(l->cfg->name, client, f->up != NULL ? f->up->name : "-", f->in, f->out,
-                   w->loop.now_ms - f->start_ms, extra, reason);
-    }
+    if (l->gen->cfg->log_access && log_enabled(LOG_INFO))
+        write_access(f, reason);
     loop_defer(&w->loop, &f->later, release);
     udp_flow_gone(port);
 }

@@ -427,6 +427,7 @@ int main(int argc, char **argv)
     pthread_sigmask(SIG_BLOCK, &set, NULL); /* inherited by every worker */
 
     log_open(cfg->log_target, verbose ? LOG_DEBUG : cfg->log_level, foreground);
+    log_set_format(cfg->log_format);
     if (uses_tls(cfg)) {
         log_info("TLS: %s; kernel TLS %s", tls_library(),
                  tls_ktls_offered() ? "offered: OpenSSL hands it the record layer"

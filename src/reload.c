@@ -138,6 +138,7 @@ bool reload_config(struct daemon *d, char *why_out, size_t why_len)
     switch_to(d, old, g);
     resolver_reloaded();
     log_set_level(d->verbose ? LOG_DEBUG : cfg->log_level);
+    log_set_format(cfg->log_format);
     log_notice("reloaded %s: %zu listener%s", d->config_name, g->nlisteners,
                g->nlisteners == 1 ? "" : "s");
     service_notify("READY=1\nSTATUS=reloaded; %u connections open",

@@ -139,6 +139,7 @@ static void assert_daemon_defaults(const struct config *cfg)
     assert_string_equal(cfg->pidfile, "");
     assert_int_equal(cfg->log_target, LOG_TARGET_AUTO);
     assert_int_equal(cfg->log_level, LOG_INFO);
+    assert_int_equal(cfg->log_format, LOG_FORMAT_TEXT);
     assert_true(cfg->log_access);
 }
 
@@ -264,7 +265,8 @@ static void every_setting(void **state)
         "shutdown_timeout = 2.5;\n"
         "user = \"nobody\";\n"
         "pidfile = \"/run/mio-echod.pid\";\n"
-        "log = { target = \"syslog\"; level = \"debug\"; access = false; };\n"
+        "log = { target = \"syslog\"; level = \"debug\"; format = \"json\";\n"
+        "        access = false; };\n"
         "listeners = (\n"
         "  { name = \"echo\";\n"
         "    listen = [ \"127.0.0.1:7007\", \"[::1]:7007\", \"unix:/run/echo.sock\" ];\n"
@@ -294,12 +296,13 @@ static void every_setting(void **state)
     assert_string_equal(cfg->pidfile, "/run/mio-echod.pid");
     assert_int_equal(cfg->log_target, LOG_TARGET_SYSLOG);
     assert_int_equal(cfg->log_level, LOG_DEBUG);
+    assert_int_equal(cfg->log_format, LOG_FORMAT_JSON);
     assert_false(cfg->log_access);
     assert_int_equal(cfg->nlisteners, 2);
 
     const struct listener_config *e = &cfg->listeners[0];
     assert_string_equal(e->name, "echo");
-    assert_int_equal(e->line, 8);
+    assert_int_equal(e->line, 9);
     assert_int_equal(e->nlisten, 3);
     assert_string_equal(e->listen[2].text, "unix:/run/echo.sock");
     assert_int_equal(e->listen[2].addr.u.sa.sa_family, AF_UNIX);
@@ -319,7 +322,7 @@ static void every_setting(void **state)
 
     const struct listener_config *r = &cfg->listeners[1];
     assert_string_equal(r->name, "relay.2-x_y");
-    assert_int_equal(r->line, 19);
+    assert_int_equal(r->line, 20);
     /* "*:port" stands for both wildcards, each with the text as written. */
     assert_int_equal(r->nlisten, 2);
     assert_string_equal(r->listen[0].text, "*:7008");
@@ -539,7 +542,7 @@ static void unknown_settings(void **state)
     refused("log = {\n  target = \"auto\";\n  levle = \"info\";\n};\n" LISTENER,
             ":3: log.levle: unknown setting (did you mean \"level\"?)");
     refused("log = { file = \"x\"; };\n" LISTENER,
-            ":1: log.file: unknown setting (known: target, level, access)");
+            ":1: log.file: unknown setting (known: target, level, format, access)");
     refused(with_proxy_setting(buf, sizeof(buf), "balanse = \"source-hash\";"),
             ":3: listeners.p.balanse: unknown setting (did you mean \"balance\"?)");
     refused_with(
@@ -580,6 +583,10 @@ static void wrong_types(void **state)
         ":1: log.level: expected error, warning, notice, info or debug, got \"verbose\"");
     refused("log = { level = 7; };\n" LISTENER,
             ":1: log.level: expected error, warning, notice, info or debug, got 7");
+    refused("log = {\n  format = \"JSON\"; };\n" LISTENER,
+            ":2: log.format: expected text or json, got \"JSON\"");
+    refused("log = { format = true; };\n" LISTENER,
+            ":1: log.format: expected text or json, got true");
     refused(with_listener_setting(buf, sizeof(buf), "mode = \"relay\";"),
             ":1: listeners.a.mode: expected echo or proxy, got \"relay\"");
     refused(with_listener_setting(buf, sizeof(buf), "buffer_size = \"16k\";"),
@@ -1385,6 +1392,7 @@ static void known_keys(void **state)
         "log",
         "log.target",
         "log.level",
+        "log.format",
         "log.access",
         "listeners",
         "listeners.name",
