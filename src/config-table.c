@@ -123,6 +123,8 @@ const struct setting table_settings[] = {
      .help = "text, or json: every line one JSON object"},
     {BOOL("log.access", config, log_access, true),
      .help = "a line per closed connection, at level info"},
+    {SECONDS("log.interval", config, log_interval_ms, 86400, 0),
+     .help = "seconds between interim access lines of an open connection; 0: none"},
     {OWN("listeners", SETTING_GROUPS, config_load_listeners),
      .help = "the listeners, at least one"},
     {STRING("listeners.name", listener_config, name, NULL), .flags = SETTING_NAMES_GROUP,

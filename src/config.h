@@ -139,6 +139,7 @@ struct config {
     int log_level; /* syslog's LOG_ERR .. LOG_DEBUG */
     enum log_format log_format;
     bool log_access;
+    int64_t log_interval_ms; /* interim access lines; 0 = none */
     struct listener_config *listeners;
     size_t nlisteners;
     char *control_path;       /* the control socket; NULL or "": none */

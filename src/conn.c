@@ -143,7 +143,8 @@ static void note_tls(const struct conn *c, struct tls_note *n)
         snprintf(n->sni, sizeof(n->sni), "%s", name);
 }
 
-/* Writes c's access line, with `reason`. */
+/* Writes c's access line: its bytes so far, and `reason` ("interim" while
+ * it is open). */
 static void write_access(const struct conn *c, const struct tls_note *n,
                          const char *reason)
 {
@@ -158,6 +159,31 @@ static void write_access(const struct conn *c, const struct tls_note *n,
                reason);
 }
 
+/*
+ * log.interval's timer: an interim access line with the bytes so far, then
+ * the next one an interval later.  A timer per connection, not a sweep of
+ * the worker's connections: nothing is done for a connection between its
+ * lines, and a sweep would visit every connection at each tick, the young
+ * ones too.  Bytes are counted as they move (half.c), so the line needs no
+ * more than the counters the final line reads.  None while a PROXY header
+ * is read: its bytes are counted in `in` until it is whole.
+ */
+static void on_interim(struct timer *t)
+{
+    struct conn *c = container_of(t, struct conn, interim);
+    struct loop *loop = &c->w->loop;
+    int64_t every = c->l->gen->cfg->log_interval_ms;
+    if (c->state != CONN_PROXY_HEADER && log_enabled(LOG_INFO)) {
+        struct tls_note note;
+        note_tls(c, &note);
+        write_access(c, &note, "interim");
+    }
+    int64_t next = t->deadline_ms + every;
+    if (next <= loop->now_ms) /* the loop was late: no burst to catch up */
+        next = loop->now_ms + every;
+    (void)loop_timer_set(loop, t, next);
+}
+
 /* Ends the connection: conn_close() or, when `abort`, conn_abort(). */
 static void end(struct conn *c, const char *reason, bool abort)
 {
@@ -167,6 +193,7 @@ static void end(struct conn *c, const char *reason, bool abort)
     struct listener *l = c->l;
     c->dead = true;
     loop_timer_cancel(&w->loop, &c->timer);
+    loop_timer_cancel(&w->loop, &c->interim);
     /* Counts first, sockets after: a client that sees its close and comes
      * straight back must find its slot free, and the counters current. */
     if (c->up != NULL)
@@ -452,8 +479,12 @@ void conn_open(struct worker *w, struct listen_sock *ls, int fd, const addr_t *p
     for (int i = 0; i < 2; i++)
         c->halves[i].writable = true;
     c->timer.fire = on_timer;
+    c->interim.fire = on_interim;
     c->start_ms = c->last_ms = w->loop.now_ms;
     c->id = atomic_fetch_add_explicit(&w->d->next_conn_id, 1, memory_order_relaxed) + 1;
+    int64_t every = l->gen->cfg->log_interval_ms;
+    if (every > 0 && l->gen->cfg->log_access)
+        (void)loop_timer_set(&w->loop, &c->interim, c->start_ms + every);
     generation_ref(l->gen); /* its settings stay while it lives */
     c->next = w->conns;
     if (w->conns != NULL)

@@ -50,6 +50,7 @@ struct conn {
      * client to client. */
     struct half halves[2];
     struct timer timer;            /* idle, connect or PROXY header deadline */
+    struct timer interim;          /* the next interim access line (log.interval) */
     struct ticket ticket;          /* what admission took */
     uint8_t state;                 /* enum conn_state */
     bool dead;                     /* closed: freed after the batch of events */

@@ -148,7 +148,9 @@ void flow_touch(struct flow *f, int64_t now_ms)
 
 /* ---- the access line ------------------------------------------------------ */
 
-/* Writes f's access line, with `reason`. */
+/* Writes f's access line: its bytes and datagrams so far (those sent to
+ * the client: replies gathered and not yet sent are not), and `reason`
+ * ("interim" while it is open). */
 static void write_access(const struct flow *f, const char *reason)
 {
     char client[ADDR_STRLEN];
@@ -160,6 +162,21 @@ static void write_access(const struct flow *f, const char *reason)
     log_access(f->l->cfg->name, client, f->up != NULL ? f->up->name : NULL, f->in, f->out,
                f->port->w->loop.now_ms - f->start_ms, extra,
                sizeof(extra) / sizeof(extra[0]), reason);
+}
+
+/* log.interval's timer: an interim access line, then the next one an
+ * interval later (a timer per flow, as conn.c's). */
+static void on_interim(struct timer *t)
+{
+    struct flow *f = container_of(t, struct flow, interim);
+    struct loop *l = &f->port->w->loop;
+    int64_t every = f->l->gen->cfg->log_interval_ms;
+    if (log_enabled(LOG_INFO))
+        write_access(f, "interim");
+    int64_t next = t->deadline_ms + every;
+    if (next <= l->now_ms) /* the loop was late: no burst to catch up */
+        next = l->now_ms + every;
+    (void)loop_timer_set(l, t, next);
 }
 
 /* ---- the upstream side ---------------------------------------------------- */
@@ -351,6 +368,7 @@ struct flow *flow_open(struct udp_port *port, struct listener *l, const struct d
     }
     f->h.on_event = on_reply;
     f->timer.fire = idle_due;
+    f->interim.fire = on_interim;
     f->hash = hash;
     f->port = port;
     f->l = l;
@@ -367,6 +385,9 @@ struct flow *flow_open(struct udp_port *port, struct listener *l, const struct d
     w->nflows++;
     atomic_fetch_add(&l->st->accepted, 1);
     (void)loop_timer_set(&w->loop, &f->timer, f->start_ms + l->cfg->idle_timeout_ms);
+    int64_t every = l->gen->cfg->log_interval_ms;
+    if (every > 0 && l->gen->cfg->log_access)
+        (void)loop_timer_set(&w->loop, &f->interim, f->start_ms + every);
     if (l->cfg->mode != MODE_PROXY)
         return f;
     if (l->cfg->send_proxy == SEND_PROXY_V2) {
@@ -396,6 +417,7 @@ void flow_close(struct flow *f, const char *reason)
     struct listener *l = f->l;
     f->dead = true;
     loop_timer_cancel(&w->loop, &f->timer);
+    loop_timer_cancel(&w->loop, &f->interim);
     remove_flow(&port->flows, f);
     w->nflows--;
     if (f->up != NULL)

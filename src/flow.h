@@ -32,9 +32,10 @@ struct udp_port;
 #define FLOW_PROXY_MAX 64
 
 struct flow {
-    struct handler h;   /* the upstream socket's token (relay) */
-    struct timer timer; /* the idle deadline, moved lazily (see flow.c) */
-    struct flow *hnext; /* the next in its bucket */
+    struct handler h;     /* the upstream socket's token (relay) */
+    struct timer timer;   /* the idle deadline, moved lazily (see flow.c) */
+    struct timer interim; /* the next interim access line (log.interval) */
+    struct flow *hnext;   /* the next in its bucket */
     uint64_t hash;
     struct udp_port *port;
     struct listener *l; /* of the generation it began in: holds a reference */

@@ -141,6 +141,7 @@ static void assert_daemon_defaults(const struct config *cfg)
     assert_int_equal(cfg->log_level, LOG_INFO);
     assert_int_equal(cfg->log_format, LOG_FORMAT_TEXT);
     assert_true(cfg->log_access);
+    assert_int_equal(cfg->log_interval_ms, 0);
 }
 
 /* The path of a file of the source tree, found through $top_srcdir. */
@@ -266,7 +267,7 @@ static void every_setting(void **state)
         "user = \"nobody\";\n"
         "pidfile = \"/run/mio-echod.pid\";\n"
         "log = { target = \"syslog\"; level = \"debug\"; format = \"json\";\n"
-        "        access = false; };\n"
+        "        access = false; interval = 0.25; };\n"
         "listeners = (\n"
         "  { name = \"echo\";\n"
         "    listen = [ \"127.0.0.1:7007\", \"[::1]:7007\", \"unix:/run/echo.sock\" ];\n"
@@ -298,6 +299,7 @@ static void every_setting(void **state)
     assert_int_equal(cfg->log_level, LOG_DEBUG);
     assert_int_equal(cfg->log_format, LOG_FORMAT_JSON);
     assert_false(cfg->log_access);
+    assert_int_equal(cfg->log_interval_ms, 250);
     assert_int_equal(cfg->nlisteners, 2);
 
     const struct listener_config *e = &cfg->listeners[0];
@@ -542,7 +544,8 @@ static void unknown_settings(void **state)
     refused("log = {\n  target = \"auto\";\n  levle = \"info\";\n};\n" LISTENER,
             ":3: log.levle: unknown setting (did you mean \"level\"?)");
     refused("log = { file = \"x\"; };\n" LISTENER,
-            ":1: log.file: unknown setting (known: target, level, format, access)");
+            ":1: log.file: unknown setting (known: target, level, format, access, "
+            "interval)");
     refused(with_proxy_setting(buf, sizeof(buf), "balanse = \"source-hash\";"),
             ":3: listeners.p.balanse: unknown setting (did you mean \"balance\"?)");
     refused_with(
@@ -587,6 +590,8 @@ static void wrong_types(void **state)
             ":2: log.format: expected text or json, got \"JSON\"");
     refused("log = { format = true; };\n" LISTENER,
             ":1: log.format: expected text or json, got true");
+    refused("log = { interval = \"1s\"; };\n" LISTENER,
+            ":1: log.interval: expected a number of seconds, got \"1s\"");
     refused(with_listener_setting(buf, sizeof(buf), "mode = \"relay\";"),
             ":1: listeners.a.mode: expected echo or proxy, got \"relay\"");
     refused(with_listener_setting(buf, sizeof(buf), "buffer_size = \"16k\";"),
@@ -645,6 +650,10 @@ static void out_of_range(void **state)
             ":1: shutdown_timeout: -0.5 out of range 0-3600 seconds");
     refused("shutdown_timeout = 3600.5;\n" LISTENER,
             ":1: shutdown_timeout: 3600.5 out of range 0-3600 seconds");
+    refused("log = {\n  interval = -0.2;\n};\n" LISTENER,
+            ":2: log.interval: -0.2 out of range 0-86400 seconds");
+    refused("log = { interval = 86401; };\n" LISTENER,
+            ":1: log.interval: 86401 out of range 0-86400 seconds");
     refused("shutdown_timeout = 1e999;\n" LISTENER,
             ":1: shutdown_timeout: expected a finite number of seconds, got inf");
     refused(with_listener_setting(buf, sizeof(buf), "buffer_size = 1023;"),
@@ -1394,6 +1403,7 @@ static void known_keys(void **state)
         "log.level",
         "log.format",
         "log.access",
+        "log.interval",
         "listeners",
         "listeners.name",
         "listeners.listen",
