@@ -16,8 +16,9 @@
  *   compared with what the client sent, ClientHello included;
  *   operating: reloads of certificates under load (a renewed one, a
  *   mismatched key), relative paths and $CREDENTIALS_DIRECTORY, -t's
- *   checks of keys and dates, the access line's tls= and sni=, and the
- *   configuration errors.
+ *   checks of keys and dates, the access line's tls= and sni= (a server
+ *   name's bytes escaped in text and JSON, interim lines counting the
+ *   payload), and the configuration errors.
  *
  * Every test starts its own daemon on ephemeral ports (echod_port()) and
  * is skipped when the openssl command (for the certificates) is missing.
@@ -48,6 +49,7 @@
 #include "harness.h"
 
 #include "certs.h"
+#include "json.h"
 #include "tlsclient.h"
 #include "tlsserver.h"
 
@@ -1540,6 +1542,80 @@ static void test_access_line_fields(void **state)
     echod_stop_ok(e);
 }
 
+/*
+ * A server name with a quote, a control byte, a backslash, DEL and a byte
+ * that is not UTF-8, in the access lines: written \xNN in text (but the
+ * quote and the backslash), escaped in JSON so that Python's json module
+ * reads back its very bytes (the stray byte as U+00FF).  And TLS
+ * connections' interim lines (log.interval) count the payload, not the
+ * records.
+ */
+static void test_access_line_escapes_the_server_name(void **state)
+{
+    (void)state;
+    NEED_CERTS();
+    static const char sni[] = "q\"\x01\\\x7f\xffz";
+    struct text t = {0};
+    add(&t, "workers = 2;\n"
+            "log = { target = \"stderr\"; format = \"text\"; interval = 0.2; };\n"
+            "listeners = ( ");
+    add_tls_echo(&t, "t", NULL, NULL);
+    add(&t, " );\n");
+    struct echod *e = echod_start(t.s);
+    int port = echod_port(e, "t", 0);
+    int cport = echo_and_end(must_connect(port, &(struct tls_opts){.sni = sni}), "x");
+    const char *line = access_of(e, cport);
+    if (strstr(line, " sni=q\"\\x01\\\\x7f\\xffz reason=done") == NULL)
+        fail_msg("expected sni=q\"\\x01\\\\x7f\\xffz in: %s", line);
+
+    char *json = strstr(t.s, "\"text\"");
+    assert_non_null(json);
+    memcpy(json, "\"json\"", 6);
+    echod_rewrite_conf(e, "%s", t.s);
+    echod_signal(e, SIGHUP);
+    if (!echod_wait_count(e, "{\"level\":\"notice\",\"message\":\"reloaded ", 1, WAIT_MS))
+        fail_msg("no JSON \"reloaded\" line after SIGHUP");
+    struct tlsc *c = must_connect(port, &(struct tls_opts){.sni = sni});
+    cport = tlsc_port(c);
+    char out[3000], back[3000];
+    memcpy(out, pat(0), sizeof(out));
+    if (!tlsc_exchange(c, out, sizeof(out), back, sizeof(back), false))
+        fail_msg("%s", tlsc_error(c));
+    char needle[128];
+    snprintf(needle, sizeof(needle),
+             "\"client\":\"127.0.0.1:%d\",\"upstream\":null,\"in\":3000,\"out\":3000,",
+             cport);
+    line = echod_wait_log(e, needle, WAIT_MS);
+    if (line == NULL)
+        fail_msg("no interim line with %s", needle);
+    char *fields = json_fields(&line, 1);
+    if (fields == NULL) {
+        print_message("    skipped: python3 is not there\n");
+        tlsc_close(c);
+        skip();
+    }
+    char want[512];
+    snprintf(want, sizeof(want),
+             "level=s:info\ttype=s:access\tlistener=s:t\tclient=s:127.0.0.1:%d\t"
+             "upstream=null\tin=i:3000\tout=i:3000\tduration=f:*\ttls=s:TLSv1.3/*\t"
+             "sni=s:q\"\\x01\\x5c\\x7f\\xc3\\xbfz\treason=s:interim",
+             cport);
+    json_expect_fields(fields, want);
+    free(fields);
+    assert_int_equal(echo_and_end(c, "abc"), cport);
+    snprintf(needle, sizeof(needle), "\"client\":\"127.0.0.1:%d\"", cport);
+    line = must_log_both(e, needle, "\"reason\":\"done\"");
+    fields = json_fields(&line, 1);
+    snprintf(want, sizeof(want),
+             "level=s:info\ttype=s:access\tlistener=s:t\tclient=s:127.0.0.1:%d\t"
+             "upstream=null\tin=i:3003\tout=i:3003\tduration=f:*\ttls=s:TLSv1.3/*\t"
+             "sni=s:q\"\\x01\\x5c\\x7f\\xc3\\xbfz\treason=s:done",
+             cport);
+    json_expect_fields(fields, want);
+    free(fields);
+    echod_stop_ok(e);
+}
+
 /* ---- TLS with the relay's other features ------------------------------------------ */
 
 /*
@@ -1776,6 +1852,7 @@ int main(void)
         cmocka_unit_test_teardown(test_check_mode, teardown),
         cmocka_unit_test_teardown(test_config_errors, teardown),
         cmocka_unit_test_teardown(test_access_line_fields, teardown),
+        cmocka_unit_test_teardown(test_access_line_escapes_the_server_name, teardown),
         cmocka_unit_test_teardown(test_proxy_header_then_tls, teardown),
         cmocka_unit_test_teardown(test_tls_routed_by_handshake_name, teardown),
         cmocka_unit_test_teardown(test_upstream_sessions_resumed, teardown),
