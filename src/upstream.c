@@ -146,7 +146,9 @@ static unsigned least_connections(const struct upstream_pool *p, const bool *ok,
                                   const unsigned *weights)
 {
     unsigned n = p->n;
-    unsigned start = atomic_fetch_add(p->rr, 1) % n, best = start; /* n >= 1 */
+    if (n == 0) /* a relay has upstreams: for the analyzer */
+        return 0;
+    unsigned start = atomic_fetch_add(p->rr, 1) % n, best = start;
     unsigned long long best_load = 0, best_weight = 0;
     for (unsigned k = 0; k < n; k++) {
         unsigned i = (start + k) % n;
