@@ -8,10 +8,11 @@
  * lingering close (a whole answer, no reset, for a client that sent junk
  * after its head; bounded in time), stats.allow and stats.deny, 100
  * clients at once, reloads, the per-upstream families after relayed
- * traffic (TCP and UDP) and the histograms (connect time, connection and
- * flow duration), promtool's reading of the whole (when installed), that
- * mio-echod(8) documents every family, and the stats configuration
- * errors.  Each test starts its own daemon on ephemeral ports.
+ * traffic (TCP and UDP) and as the control socket steers them, "show
+ * stats", the histograms (connect time, connection and flow duration),
+ * promtool's reading of the whole (when installed), that mio-echod(8)
+ * documents every family, and the stats configuration errors.  Each test
+ * starts its own daemon on ephemeral ports.
  */
 #ifdef HAVE_CONFIG_H
 #include "autoconf.h"
@@ -30,6 +31,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -1430,6 +1432,114 @@ static void test_upstream_counters(void **state)
     pattern_free();
 }
 
+/* Sends `command` to the control socket at path and returns its whole
+ * answer (malloc'd), which ends with an empty line. */
+static char *control(const char *path, const char *command)
+{
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
+    assert_true(strlen(path) < sizeof(a.sun_path));
+    memcpy(a.sun_path, path, strlen(path));
+    if (connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0)
+        fail_msg("connect %s: %s", path, strerror(errno));
+    set_timeouts(fd);
+    send_all(fd, command, strlen(command));
+    send_all(fd, "\n", 1);
+    assert_int_equal(shutdown(fd, SHUT_WR), 0);
+    size_t cap = 1 << 16, len = 0;
+    char *buf = malloc(cap + 1);
+    assert_non_null(buf);
+    for (int i = 0; i < 10000; i++) {
+        if (len == cap) {
+            cap *= 2;
+            buf = realloc(buf, cap + 1);
+            assert_non_null(buf);
+        }
+        ssize_t n = recv(fd, buf + len, cap - len, 0);
+        if (n <= 0) {
+            if (n < 0 && errno == EINTR)
+                continue;
+            if (n < 0)
+                fail_msg("control %s: recv: %s", command, strerror(errno));
+            break;
+        }
+        len += (size_t)n;
+    }
+    close(fd);
+    buf[len] = '\0';
+    if (len < 2 || strcmp(buf + len - 2, "\n\n") != 0)
+        fail_msg("control %s: the answer \"%s\" does not end with an empty line", command,
+                 buf);
+    return buf;
+}
+
+/*
+ * What operators set on the control socket shows in mio_echod_upstream_state
+ * (drain, disable, enable, each answered "ok"); and "show stats" is the
+ * exposition without its comment lines, in the format's sample syntax.
+ */
+static void test_state_from_control_socket(void **state)
+{
+    (void)state;
+    struct upsrv *b = up_start(&(struct up_conf){.mode = UP_ECHO, .name = "b"});
+    char path[PATH_MAX];
+    snprintf(path, sizeof(path), "%s/control.sock", test_tmpdir());
+    struct echod *e = echod_startf(
+        BASE
+        "workers = 1;\n"
+        "listeners = ( { name = \"r\"; listen = [ \"127.0.0.1:0\" ]; mode = \"proxy\";\n"
+        "   upstreams = [ \"127.0.0.1:%d\" ]; } );\n"
+        "control = { path = \"%s\"; };\n" STATS,
+        b->srv.port, path);
+    int mport = echod_metrics_port(e);
+    static const struct {
+        const char *verb, *state;
+    } steps[] = {{"drain", "draining"}, {"disable", "disabled"}, {"enable", "up"}};
+    struct reply r;
+    for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
+        char cmd[128];
+        snprintf(cmd, sizeof(cmd), "%s upstream r 127.0.0.1:%d", steps[i].verb,
+                 b->srv.port);
+        char *answer = control(path, cmd);
+        if (strncmp(answer, "ok", 2) != 0)
+            fail_msg("%s: \"%s\"", cmd, answer);
+        free(answer);
+        scrape(mport, &r);
+        expect_state(r.body, "r", b->srv.port, steps[i].state);
+        reply_free(&r);
+    }
+
+    assert_int_equal(relay_once(echod_port(e, "r", 0), 3), 3);
+    echod_must_log(e, "access listener=r ");
+    char *stats = control(path, "show stats");
+    stats[strlen(stats) - 1] = '\0'; /* the empty line that ends an answer */
+    scrape(mport, &r);
+    size_t n = 0;
+    for (const char *line = r.body; *line != '\0'; line += strcspn(line, "\n") + 1)
+        n += line[0] != '#';
+    size_t lines = 0;
+    for (const char *line = stats; *line != '\0'; line += strcspn(line, "\n") + 1) {
+        if (line[0] == '#' || strchr(line, ' ') == NULL)
+            fail_msg("show stats: \"%.*s\" is not a sample", (int)strcspn(line, "\n"),
+                     line);
+        lines++;
+    }
+    assert_int_equal(lines, n);
+    assert_int_equal(sample(stats,
+                            "mio_echod_upstream_bytes_sent_total{listener=\"r\","
+                            "upstream=\"127.0.0.1:%d\"}",
+                            b->srv.port),
+                     3);
+    assert_int_equal(sample(stats,
+                            "mio_echod_upstream_connect_seconds_count{listener=\"r\"}"),
+                     1);
+    reply_free(&r);
+    free(stats);
+    echod_stop_ok(e);
+    up_stop(b);
+}
+
 /* The value of histogram sample `key` (formatted), a number. */
 __attribute__((format(printf, 2, 3))) static double hvalue(const char *body,
                                                            const char *fmt, ...)
@@ -1904,6 +2014,7 @@ int main(void)
         cmocka_unit_test(test_reloads),
         cmocka_unit_test(test_counted_over_proxy_header),
         cmocka_unit_test_teardown(test_upstream_counters, teardown_all),
+        cmocka_unit_test_teardown(test_state_from_control_socket, teardown_all),
         cmocka_unit_test_teardown(test_histograms, teardown_all),
         cmocka_unit_test_teardown(test_udp_upstream_and_flow, teardown_all),
         cmocka_unit_test_teardown(test_promtool, teardown_all),
