@@ -184,6 +184,23 @@ static void on_interim(struct timer *t)
     (void)loop_timer_set(loop, t, next);
 }
 
+/* Records in its listener's histogram how long c's upstream took to be
+ * ready for the relay: from its connect's start to connected, and with
+ * upstream_tls to the handshake done. */
+static void record_connect_time(struct conn *c)
+{
+    int64_t us = loop_clock_us() - c->connect_us;
+    histogram_observe(&c->l->st->connect_time, us > 0 ? (uint64_t)us : 0);
+}
+
+/* Records in its listener's histogram how long c lived, from its accept
+ * to now (to the loop's millisecond). */
+static void record_duration(struct conn *c)
+{
+    int64_t ms = c->w->loop.now_ms - c->start_ms;
+    histogram_observe(&c->l->st->duration, ms > 0 ? (uint64_t)ms * 1000 : 0);
+}
+
 /* Ends the connection: conn_close() or, when `abort`, conn_abort(). */
 static void end(struct conn *c, const char *reason, bool abort)
 {
@@ -212,6 +229,7 @@ static void end(struct conn *c, const char *reason, bool abort)
     }
     atomic_fetch_add(&l->st->bytes_in, c->in);
     atomic_fetch_add(&l->st->bytes_out, c->out);
+    record_duration(c);
     if (abort) {
         endpoint_reset_on_close(&c->client);
         endpoint_reset_on_close(&c->upstream);
@@ -601,6 +619,7 @@ static void start_connect(struct conn *c)
     const struct listener_config *cfg = c->l->cfg;
     struct upstream_addr *up;
     while ((up = upstream_next(w, c->l, &c->choice, &c->peer)) != NULL) {
+        c->connect_us = loop_clock_us();
         int fd = up->addr.u.sa.sa_family == AF_UNIX
                      ? mio_unix_connect(up->addr.u.un.sun_path)
                      : mio_tcp_connect(&up->addr.u.sa, up->addr.len);
@@ -656,6 +675,7 @@ static void connect_failed(struct conn *c, int err)
  * client may have written already. */
 static void open_relay(struct conn *c)
 {
+    record_connect_time(c);
     c->state = CONN_OPEN;
     arm_idle(c);
     c->halves[1].readable = true;

@@ -64,6 +64,7 @@ struct conn {
     addr_t *proxy_dst;        /* the destination a PROXY header declared */
     uint64_t id;              /* the daemon's number for it (mio-echodctl) */
     int64_t start_ms, last_ms;
+    int64_t connect_us;       /* when its last connect started (loop_clock_us) */
     uint64_t in, out;         /* bytes from and to the client */
     addr_t peer;              /* the client (as a PROXY header declared it) */
     struct conn *prev, *next; /* the worker's open connections */

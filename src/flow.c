@@ -425,6 +425,7 @@ void flow_close(struct flow *f, const char *reason)
     admission_release(&f->ticket, w->d, l->st);
     atomic_fetch_add(&l->st->bytes_in, f->in);
     atomic_fetch_add(&l->st->bytes_out, f->out);
+    histogram_observe(&l->st->duration, (uint64_t)(w->loop.now_ms - f->start_ms) * 1000);
     if (f->ufd >= 0) {
         loop_unwatch(&w->loop, f->ufd);
         close(f->ufd);

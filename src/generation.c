@@ -271,6 +271,8 @@ static struct listener_state *state_for(struct generation *old, const char *name
     }
     atomic_init(&st->refs, 1);
     snprintf(st->name, sizeof(st->name), "%s", name);
+    histogram_init(&st->connect_time, &histogram_connect_bounds);
+    histogram_init(&st->duration, &histogram_duration_bounds);
     return st;
 }
 

@@ -14,6 +14,7 @@
 #include "admission.h"
 #include "config.h"
 #include "daemon.h"
+#include "histogram.h"
 #include "loop.h"
 #include "persource.h"
 #include "tls.h"
@@ -53,6 +54,10 @@ struct listener_state {
     /* UDP: datagrams from and to clients, and those dropped, by reason */
     atomic_ullong dgrams_in, dgrams_out;
     atomic_ullong udp_dropped[UDP_DROP_N];
+    /* The time relays' upstreams took to be ready (connect, and TLS
+     * handshake with upstream_tls), and the life of every connection (UDP:
+     * flow), from its accept to its end. */
+    struct histogram connect_time, duration;
 };
 
 struct generation;

@@ -15,6 +15,13 @@ int64_t loop_clock_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+int64_t loop_clock_us(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
 int loop_init(struct loop *l, size_t batch, struct handler *wake)
 {
     *l = (struct loop){.now_ms = loop_clock_ms()};

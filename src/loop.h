@@ -119,4 +119,8 @@ int loop_wait(struct loop *l);
 /* Milliseconds of CLOCK_MONOTONIC. */
 int64_t loop_clock_ms(void);
 
+/* Microseconds of CLOCK_MONOTONIC, for what the loop's now_ms is too
+ * coarse to time (an upstream's connect). */
+int64_t loop_clock_us(void);
+
 #endif

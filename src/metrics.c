@@ -1,6 +1,7 @@
 /*
  * The metrics listener: one thread, one poll, a few short HTTP connections,
- * and the exposition of the current generation's counters.
+ * each answered with the exposition of the current generation's counters
+ * (exposition.c), which metrics_render() also makes for other callers.
  */
 #ifdef HAVE_CONFIG_H
 #include "autoconf.h"
@@ -16,8 +17,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "http.h"
+#include "exposition.h"
 #include "generation.h"
+#include "http.h"
 #include "log.h"
 #include "metrics.h"
 #include "mio.h"
@@ -73,260 +75,23 @@ static struct {
 
 /* ---- the exposition ------------------------------------------------------- */
 
-/* Writes a label value with the format's escapes: \\, \" and \n. */
-static void put_label_value(FILE *f, const char *s)
+/* Removes the comment lines ("# HELP", "# TYPE") of the n bytes of an
+ * exposition at buf; the length left.  A label value has no newline (it is
+ * escaped), so a line that starts with '#' is a comment. */
+static size_t drop_comments(char *buf, size_t n)
 {
-    for (; *s != '\0'; s++) {
-        if (*s == '\\' || *s == '"')
-            fprintf(f, "\\%c", *s);
-        else if (*s == '\n')
-            fputs("\\n", f);
-        else
-            fputc(*s, f);
-    }
-}
-
-/* Writes the # HELP and # TYPE lines of a family. */
-static void family(FILE *f, const char *name, const char *type, const char *help)
-{
-    fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
-}
-
-/* Writes one sample with a listener label and, when `reason` is not NULL,
- * a reason label. */
-static void listener_sample(FILE *f, const char *name, const char *listener,
-                            const char *reason, unsigned long long value)
-{
-    fprintf(f, "%s{listener=\"", name);
-    put_label_value(f, listener);
-    if (reason != NULL) {
-        fputs("\",reason=\"", f);
-        put_label_value(f, reason);
-    }
-    fprintf(f, "\"} %llu\n", value);
-}
-
-/* A listener's open connections. */
-static unsigned long long st_open(struct listener_state *st)
-{
-    return atomic_load(&st->active);
-}
-
-/* A listener's accepted connections. */
-static unsigned long long st_accepted(struct listener_state *st)
-{
-    return atomic_load(&st->accepted);
-}
-
-/* Bytes from a listener's clients, of closed connections. */
-static unsigned long long st_bytes_in(struct listener_state *st)
-{
-    return atomic_load(&st->bytes_in);
-}
-
-/* Bytes to a listener's clients, of closed connections. */
-static unsigned long long st_bytes_out(struct listener_state *st)
-{
-    return atomic_load(&st->bytes_out);
-}
-
-/* Datagrams from a UDP listener's clients. */
-static unsigned long long st_dgrams_in(struct listener_state *st)
-{
-    return atomic_load(&st->dgrams_in);
-}
-
-/* Datagrams to a UDP listener's clients. */
-static unsigned long long st_dgrams_out(struct listener_state *st)
-{
-    return atomic_load(&st->dgrams_out);
-}
-
-/* A listener's failed upstream connects. */
-static unsigned long long st_upstream_failures(struct listener_state *st)
-{
-    return atomic_load(&st->upstream_failures);
-}
-
-/* Which listeners a family has samples of. */
-enum of { OF_ALL, OF_STREAM, OF_UDP };
-
-/* Whether listener l is one of `of`. */
-static bool is_of(const struct listener *l, enum of of)
-{
-    return of == OF_ALL || (of == OF_UDP) == (l->cfg->protocol == PROTOCOL_UDP);
-}
-
-/* Whether generation g has a listener of `of`. */
-static bool has_of(const struct generation *g, enum of of)
-{
-    for (size_t i = 0; i < g->nlisteners; i++)
-        if (is_of(&g->listeners[i], of))
-            return true;
-    return false;
-}
-
-/* The families with one sample per listener (of some), in the order
- * written.  A UDP listener's flows are what admission counts as its
- * connections (st->active, st->accepted). */
-static const struct {
-    const char *name, *type, *help;
-    unsigned long long (*value)(struct listener_state *st);
-    enum of of;
-} per_listener[] = {
-    {"mio_echod_connections_open", "gauge", "Client connections open now.", st_open,
-     OF_STREAM},
-    {"mio_echod_connections_total", "counter",
-     "Client connections accepted, including those refused later over their "
-     "PROXY header; clients refused at accept are not counted.",
-     st_accepted, OF_STREAM},
-    {"mio_echod_bytes_received_total", "counter",
-     "Bytes received from clients, counted when their connection (UDP: flow) closes.",
-     st_bytes_in, OF_ALL},
-    {"mio_echod_bytes_sent_total", "counter",
-     "Bytes sent to clients, counted when their connection (UDP: flow) closes.",
-     st_bytes_out, OF_ALL},
-    {"mio_echod_udp_flows_open", "gauge", "UDP flows (client address and port) open now.",
-     st_open, OF_UDP},
-    {"mio_echod_udp_flows_total", "counter", "UDP flows begun.", st_accepted, OF_UDP},
-    {"mio_echod_udp_datagrams_received_total", "counter",
-     "Datagrams received from clients, dropped ones included.", st_dgrams_in, OF_UDP},
-    {"mio_echod_udp_datagrams_sent_total", "counter", "Datagrams sent to clients.",
-     st_dgrams_out, OF_UDP},
-};
-
-/* Whether listener l makes TLS handshakes on `side`. */
-static bool has_tls_side(const struct listener *l, enum tls_side side)
-{
-    return side == TLS_SIDE_CLIENT ? l->cfg->tls.on : l->cfg->upstream_tls.on;
-}
-
-/* One TLS sample of listener st on `side`, with its failure reason or
- * none. */
-static void tls_sample(FILE *f, const char *name, const struct listener_state *st,
-                       enum tls_side side, const char *reason, unsigned long long value)
-{
-    fprintf(f, "%s{listener=\"", name);
-    put_label_value(f, st->name);
-    fprintf(f, "\",side=\"%s", tls_side_name(side));
-    if (reason != NULL)
-        fprintf(f, "\",reason=\"%s", reason);
-    fprintf(f, "\"} %llu\n", value);
-}
-
-/* The TLS handshakes of g's listeners that make them, and their failures
- * by reason; nothing when none does. */
-static void expose_tls(FILE *f, const struct generation *g)
-{
-    bool any = false;
-    for (size_t i = 0; i < g->nlisteners; i++)
-        for (int side = 0; side < TLS_SIDE_N; side++)
-            any |= has_tls_side(&g->listeners[i], (enum tls_side)side);
-    if (!any)
-        return;
-    family(f, "mio_echod_tls_handshakes_total", "counter", "TLS handshakes completed.");
-    for (size_t i = 0; i < g->nlisteners; i++)
-        for (int side = 0; side < TLS_SIDE_N; side++)
-            if (has_tls_side(&g->listeners[i], (enum tls_side)side))
-                tls_sample(f, "mio_echod_tls_handshakes_total", g->listeners[i].st,
-                           (enum tls_side)side, NULL,
-                           atomic_load(&g->listeners[i].st->tls_handshakes[side]));
-    family(f, "mio_echod_tls_handshake_failures_total", "counter",
-           "TLS handshakes that failed or timed out, by reason.");
-    for (size_t i = 0; i < g->nlisteners; i++)
-        for (int side = 0; side < TLS_SIDE_N; side++)
-            for (int r = 0; r < TLS_FAIL_N && has_tls_side(&g->listeners[i], side); r++)
-                tls_sample(f, "mio_echod_tls_handshake_failures_total",
-                           g->listeners[i].st, (enum tls_side)side,
-                           tls_failure_name((enum tls_failure)r),
-                           atomic_load(&g->listeners[i].st->tls_failures[side][r]));
-}
-
-/* Writes the exposition of generation g of daemon d. */
-static void expose(FILE *f, const struct daemon *d, const struct generation *g)
-{
-    for (size_t k = 0; k < sizeof(per_listener) / sizeof(per_listener[0]); k++) {
-        if (!has_of(g, per_listener[k].of))
-            continue;
-        family(f, per_listener[k].name, per_listener[k].type, per_listener[k].help);
-        for (size_t i = 0; i < g->nlisteners; i++) {
-            struct listener_state *st = g->listeners[i].st;
-            if (is_of(&g->listeners[i], per_listener[k].of))
-                listener_sample(f, per_listener[k].name, st->name, NULL,
-                                per_listener[k].value(st));
+    size_t kept = 0;
+    for (size_t at = 0; at < n;) {
+        const char *nl = memchr(buf + at, '\n', n - at);
+        size_t len = nl != NULL ? (size_t)(nl - (buf + at)) + 1 : n - at;
+        if (buf[at] != '#') {
+            memmove(buf + kept, buf + at, len);
+            kept += len;
         }
+        at += len;
     }
-    if (has_of(g, OF_STREAM))
-        family(f, "mio_echod_refused_total", "counter",
-               "Client connections refused before any byte was served, by reason.");
-    for (size_t i = 0; i < g->nlisteners; i++) {
-        struct listener_state *st = g->listeners[i].st;
-        for (int r = 0; r < REFUSED_N && is_of(&g->listeners[i], OF_STREAM); r++)
-            listener_sample(f, "mio_echod_refused_total", st->name, refusal_names[r],
-                            atomic_load(&st->refused[r]));
-    }
-    if (has_of(g, OF_UDP))
-        family(f, "mio_echod_udp_dropped_total", "counter",
-               "Datagrams from clients dropped, by reason: a new flow refused (as "
-               "mio_echod_refused_total's reasons), or truncated, send_error, shutdown, "
-               "no_upstream, loop_port.");
-    for (size_t i = 0; i < g->nlisteners; i++) {
-        struct listener_state *st = g->listeners[i].st;
-        for (int r = 0; r < UDP_DROP_N && is_of(&g->listeners[i], OF_UDP); r++)
-            listener_sample(f, "mio_echod_udp_dropped_total", st->name,
-                            udp_drop_name((enum udp_drop)r),
-                            atomic_load(&st->udp_dropped[r]));
-    }
-    family(f, "mio_echod_upstream_failures_total", "counter",
-           "Connect attempts to upstreams that failed or timed out.");
-    for (size_t i = 0; i < g->nlisteners; i++) {
-        struct listener_state *st = g->listeners[i].st;
-        listener_sample(f, "mio_echod_upstream_failures_total", st->name, NULL,
-                        st_upstream_failures(st));
-    }
-    expose_tls(f, g);
-    family(f, "mio_echod_reloads_total", "counter",
-           "Configuration reloads that took effect.");
-    fprintf(f, "mio_echod_reloads_total %llu\n",
-            (unsigned long long)atomic_load(&d->reloads));
-    family(f, "mio_echod_reload_failures_total", "counter",
-           "Configuration reloads that failed, leaving the previous one running.");
-    fprintf(f, "mio_echod_reload_failures_total %llu\n",
-            (unsigned long long)atomic_load(&d->reload_failures));
-    family(f, "mio_echod_daemon_connections_open", "gauge",
-           "Client connections and UDP flows open now, on every listener.");
-    fprintf(f, "mio_echod_daemon_connections_open %u\n", atomic_load(&d->active));
-    family(f, "mio_echod_workers", "gauge", "Worker threads.");
-    fprintf(f, "mio_echod_workers %u\n", d->nworkers);
-    family(f, "mio_echod_build_info", "gauge",
-           "The version of mio-echod and the libmio backend it runs on; always 1.");
-    fputs("mio_echod_build_info{version=\"", f);
-    put_label_value(f, PACKAGE_VERSION);
-    fputs("\",backend=\"", f);
-    put_label_value(f, mio_backend_name());
-    fputs("\"} 1\n", f);
-}
-
-/* The exposition as a new buffer of *len bytes; NULL when out of memory. */
-static char *render(size_t *len)
-{
-    return metrics_render(m.d, true, len);
-}
-
-/* Drops the lines that start with '#' from buf[0..*len). */
-static void drop_comments(char *buf, size_t *len)
-{
-    size_t w = 0;
-    for (size_t r = 0; r < *len;) {
-        char *nl = memchr(buf + r, '\n', *len - r);
-        size_t end = nl != NULL ? (size_t)(nl - buf) + 1 : *len;
-        if (buf[r] != '#') {
-            memmove(buf + w, buf + r, end - r);
-            w += end - r;
-        }
-        r = end;
-    }
-    *len = w;
+    buf[kept] = '\0';
+    return kept;
 }
 
 char *metrics_render(struct daemon *d, bool comments, size_t *len)
@@ -338,16 +103,14 @@ char *metrics_render(struct daemon *d, bool comments, size_t *len)
         return NULL;
     /* A reference, so that a reload cannot free it while it is read. */
     struct generation *g = generation_current(d);
-    expose(f, d, g);
+    exposition_write(f, d, g);
     generation_unref(g);
     bool failed = ferror(f) != 0;
     if (fclose(f) != 0 || failed) {
         free(buf);
         return NULL;
     }
-    *len = size;
-    if (!comments)
-        drop_comments(buf, len);
+    *len = comments ? size : drop_comments(buf, size);
     return buf;
 }
 
@@ -474,7 +237,7 @@ static void answer(struct mconn *c, enum http_result res)
     size_t body_len;
     bool metrics = false;
     if (status == 200) {
-        body = render(&body_len);
+        body = metrics_render(m.d, true, &body_len);
         metrics = true;
     } else {
         int n = snprintf(note, sizeof(note), "%d %s: %s\n", status,

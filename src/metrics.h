@@ -34,8 +34,12 @@
  */
 int metrics_start(struct daemon *d, struct loop *loop, bool *bound);
 
-/* The exposition of d's counters (malloc'd, *len bytes), with its
- * # HELP and # TYPE lines or without; NULL when out of memory. */
+/*
+ * The exposition of d's counters (exposition.h): a NUL-terminated text
+ * (malloc'd) of *len bytes, with each family's "# HELP" and "# TYPE" lines
+ * when `comments`, else its samples only; NULL when out of memory.  Any
+ * thread may call it (the metrics listener's, the control socket's).
+ */
 char *metrics_render(struct daemon *d, bool comments, size_t *len);
 
 /* The address metrics are served on (as bound, once it is). */

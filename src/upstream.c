@@ -464,8 +464,12 @@ struct upstream_addr *upstream_next(struct worker *w, struct listener *l,
         }
         struct upstream_addr *ua = ch->target->addrs[i];
         const struct listen_sock *own = ch->target->loop_at[i];
-        if (own == NULL)
+        if (own == NULL) {
+            /* Counted here, where every attempt passes, so that one that
+             * fails at once (no socket, no route) is a connect too. */
+            atomic_fetch_add_explicit(&ua->connects, 1, memory_order_relaxed);
             return ua;
+        }
         /* A failed connect for this listener; not a mark on the address,
          * which other listeners may reach without a loop. */
         atomic_fetch_add(&l->st->upstream_failures, 1);
@@ -519,7 +523,6 @@ void upstream_failed(struct worker *w, struct listener *l, const struct upstream
 void upstream_connecting(struct upstream_addr *ua)
 {
     atomic_fetch_add(&ua->active, 1);
-    atomic_fetch_add_explicit(&ua->connects, 1, memory_order_relaxed);
 }
 
 void upstream_released(struct upstream_addr *ua, uint64_t to, uint64_t from)

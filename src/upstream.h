@@ -48,7 +48,7 @@ struct upstream_addr {
     atomic_uint admin_uid;           /* who set admin or weight last */
     atomic_uint weight;              /* 0: the configuration's; else set at run time */
     atomic_bool down;                /* active checks found it down */
-    atomic_ullong connects, connect_failures, check_failures;
+    atomic_ullong connects, connect_failures, check_failures; /* connects: begun */
     atomic_ullong bytes_in, bytes_out; /* from and to it, of closed connections */
     /* The active checks' (check.c, on the admin thread only). */
     unsigned check_ok, check_fail; /* consecutive results */
@@ -153,7 +153,8 @@ void upstream_addr_put(struct upstream_addr *ua);
  * address before it uses up a retry.  An address that upstream_find_loops()
  * found to loop back to c's listener is never returned: it counts as a
  * failed connect of the listener, with a warning (not as a mark on the
- * address, which other listeners may use).
+ * address, which other listeners may use).  The address returned has the
+ * connect counted (ua->connects), whatever becomes of it.
  */
 struct upstream_addr *upstream_next(struct worker *w, struct listener *l,
                                     struct upstream_choice *ch, const addr_t *peer);
@@ -172,7 +173,8 @@ int upstream_find_loops(struct generation *g);
 void upstream_failed(struct worker *w, struct listener *l, const struct upstream *target,
                      struct upstream_addr *ua, int err);
 
-/* Counts a connect to ua starting: one more connection relayed to it. */
+/* Counts a connect to ua under way: one more connection relayed to it
+ * (upstream_next() counted the connect). */
 void upstream_connecting(struct upstream_addr *ua);
 
 /* Counts a connection relayed to ua ending, `to` bytes sent to it and

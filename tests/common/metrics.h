@@ -8,6 +8,7 @@
 #ifndef TESTS_COMMON_METRICS_H
 #define TESTS_COMMON_METRICS_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 struct echod;
@@ -27,6 +28,31 @@ long long metrics_sample(const char *body, const char *key);
  * (its name before "{"; NULL: none) into out, for failure messages. */
 void metrics_lines(const char *body, const char *prefix, const char *key, char *out,
                    size_t len);
+
+/* The value of sample `key` in body as a number (an integer or a decimal,
+ * as a histogram's _sum), NAN when absent. */
+double metrics_value(const char *body, const char *key);
+
+/*
+ * Checks every histogram of the exposition (the families "# TYPE NAME
+ * histogram" names), each label set of it one histogram: its NAME_bucket
+ * samples together, le rising and ending at "+Inf", their counts
+ * cumulative (never falling); then NAME_sum and NAME_count with the same
+ * labels, _count equal to the +Inf bucket, and _sum what the buckets make
+ * possible: at least each bucket's count times the bound below it, at most
+ * each one's count times its own bound (no top when +Inf has more than
+ * the last bound).  Fails the test at the first miss; returns how many
+ * histograms it checked.
+ */
+int metrics_check_histograms(const char *body);
+
+/*
+ * Runs "promtool check metrics" (Debian's prometheus package) on body,
+ * Prometheus's own reader of the format and its lint: true when it found
+ * nothing to say; false when promtool is not installed; fails the test,
+ * with promtool's words, when it rejects body or lints it.
+ */
+bool metrics_promtool(const char *body);
 
 /*
  * Waits up to ms for the sample written by fmt to be in [lo, hi] (a
