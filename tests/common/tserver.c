@@ -81,7 +81,7 @@ void tserver_start(struct tserver *s, int backlog)
 {
     CHECK(s->max > 0 && s->conn_open != NULL && s->conn_events != NULL &&
           s->conn_service != NULL && s->conn_free != NULL);
-    s->lfd = listen_loopback(backlog, &s->port);
+    s->lfd = listen_at(s->ip != NULL ? s->ip : "127.0.0.1", s->port, backlog, &s->port);
     set_nonblocking(s->lfd);
     CHECK_EQ(pthread_create(&s->thread, NULL, tserver_run, s), 0);
 }
