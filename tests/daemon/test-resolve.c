@@ -504,6 +504,43 @@ static void a_failed_resolution_keeps_the_last_addresses(void **state)
 }
 
 /*
+ * The same addresses in another order are no change: DNS servers that
+ * rotate their answers give a new order at each query, and that must not
+ * open the configuration again (nor log) each interval.
+ */
+static void a_new_order_is_no_change(void **state)
+{
+    (void)state;
+    need_private_hosts();
+    int p = reserve_port();
+    struct upsrv *ups[2] = {up_at(0, p), up_at(1, p)};
+    hosts_name(0, 1, -1);
+    char list[128];
+    snprintf(list, sizeof(list), "\"%s\"", name_at(p));
+    const char *dir;
+    struct echod *e = start_relay(&dir, false, list, "    resolve = " RESOLVE ";\n");
+    int port = echod_port(e, "relay", 0);
+    for (int round = 0; round < 4; round++) {
+        hosts_name(round % 2 == 0 ? 1 : 0, round % 2 == 0 ? 0 : 1, -1);
+        sleep_ms(500); /* two intervals and a half */
+    }
+    assert_int_equal(echod_count_log(e, "resolve: "), 0);
+    int got[2];
+    exchanges(e, port, ups, 2, 4, true, got);
+    assert_int_equal(got[0], 2);
+    assert_int_equal(got[1], 2);
+
+    /* A change of the set is seen, in the order it now has. */
+    int64_t t0 = ms_now();
+    hosts_name(1, -1);
+    char now[64], was[128];
+    snprintf(now, sizeof(now), "%s:%d", ips[1], p);
+    snprintf(was, sizeof(was), "%s:%d, %s:%d", ips[0], p, ips[1], p);
+    expect_change(e, p, now, was, t0);
+    echod_stop_ok(e);
+}
+
+/*
  * Each address of a name is an upstream of the name's weight, the one
  * that appeared by re-resolution too: a name of weight 3 with two
  * addresses beside an address of weight 1 share clients 3:3:1.
@@ -737,6 +774,7 @@ int main(void)
         TEST(an_address_that_appears_gets_clients),
         TEST(an_address_that_disappears_is_drained),
         TEST(a_failed_resolution_keeps_the_last_addresses),
+        TEST(a_new_order_is_no_change),
         TEST(each_address_of_a_name_has_its_weight),
         TEST(a_reload_resolves_and_the_resolver_starts_over),
         TEST(resolve_0_waits_for_a_reload),
