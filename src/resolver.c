@@ -131,15 +131,22 @@ static void list_addrs(const addr_t *addrs, size_t n, char *buf, size_t len)
     }
 }
 
-/* Whether a[0..na) and b[0..nb) are the same addresses in the same order
- * (the order is the connect order of the name's addresses). */
+/* Whether a[0..na) and b[0..nb) are the same addresses, in any order
+ * (each list has each address once).  A new order alone is no change:
+ * DNS servers that rotate their answers give one at each query, which
+ * would open the configuration again (and log) at every interval; the
+ * order kept is the one the addresses came in when they last changed. */
 static bool same(const addr_t *a, size_t na, const addr_t *b, size_t nb)
 {
     if (na != nb)
         return false;
-    for (size_t i = 0; i < na; i++)
-        if (!addr_equal(&a[i], &b[i]))
+    for (size_t i = 0; i < na; i++) {
+        bool found = false;
+        for (size_t k = 0; k < nb && !found; k++)
+            found = addr_equal(&a[i], &b[k]);
+        if (!found)
             return false;
+    }
     return true;
 }
 

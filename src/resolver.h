@@ -2,12 +2,13 @@
  * Re-resolution of upstream host names (a relay's `resolve`), on a thread
  * of its own: getaddrinfo blocks, and never on a worker's loop.  Each
  * name is resolved every `resolve` seconds (the shortest of the relays
- * that name it); when its addresses change, the new ones are kept here,
- * logged, and the main thread is asked (RESOLVER_SIGNAL) to open the
- * configuration again with them: an address that appears becomes an
- * upstream, one that is gone gets no new client while its connections
- * finish in the generation they began in.  A failed resolution keeps the
- * last addresses and is logged once, until one succeeds again.
+ * that name it); when its addresses change (the same ones in another
+ * order are no change), the new ones are kept here, logged, and the main
+ * thread is asked (RESOLVER_SIGNAL) to open the configuration again with
+ * them: an address that appears becomes an upstream, one that is gone
+ * gets no new client while its connections finish in the generation they
+ * began in.  A failed resolution keeps the last addresses and is logged
+ * once, until one succeeds again.
  */
 #ifndef ECHOD_RESOLVER_H
 #define ECHOD_RESOLVER_H

@@ -295,6 +295,25 @@ int listen_loopback(int backlog, int *port)
     return fd;
 }
 
+int listen_at(const char *ip, int port, int backlog, int *bound)
+{
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    if (inet_pton(AF_INET, ip, &a.sin_addr) != 1)
+        test_fail("listen_at: \"%s\" is not an IPv4 address", ip);
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    CHECK(fd >= 0);
+    int one = 1;
+    (void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (bind(fd, (struct sockaddr *)&a, sizeof(a)) < 0) {
+        int err = errno;
+        close(fd);
+        test_fail("cannot listen on %s:%d: %s", ip, port, strerror(err));
+    }
+    CHECK_EQ(listen(fd, backlog), 0);
+    *bound = local_port(fd);
+    return fd;
+}
+
 int upstream_accept(int lfd)
 {
     struct pollfd p = {.fd = lfd, .events = POLLIN};

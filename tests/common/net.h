@@ -90,6 +90,11 @@ void close_all_tracked(void);
 /* A listening socket on 127.0.0.1:0 with `backlog`; its port in *port. */
 int listen_loopback(int backlog, int *port);
 
+/* A listening socket on ip:port (an IPv4 literal: any of 127/8 is
+ * loopback; port 0: the kernel picks) with `backlog` and SO_REUSEADDR; its
+ * port in *bound.  Fails the test when it cannot bind. */
+int listen_at(const char *ip, int port, int backlog, int *bound);
+
 /* Accepts the daemon's connection to a test upstream listening on lfd
  * within 3 s, and gives it 5 s send/receive timeouts. */
 int upstream_accept(int lfd);

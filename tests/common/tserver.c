@@ -87,20 +87,9 @@ void tserver_start_on(struct tserver *s, int backlog, int port)
 {
     CHECK(s->max > 0 && s->conn_open != NULL && s->conn_events != NULL &&
           s->conn_service != NULL && s->conn_free != NULL);
-    if (port == 0) {
-        s->lfd = listen_loopback(backlog, &s->port);
-    } else {
-        s->lfd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-        CHECK(s->lfd >= 0);
-        int one = 1;
-        CHECK_EQ(setsockopt(s->lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)), 0);
-        struct sockaddr_in a = {.sin_family = AF_INET,
-                                .sin_port = htons((uint16_t)port),
-                                .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-        CHECK_EQ(bind(s->lfd, (struct sockaddr *)&a, sizeof(a)), 0);
-        CHECK_EQ(listen(s->lfd, backlog), 0);
+    if (port != 0)
         s->port = port;
-    }
+    s->lfd = listen_at(s->ip != NULL ? s->ip : "127.0.0.1", s->port, backlog, &s->port);
     set_nonblocking(s->lfd);
     CHECK_EQ(pthread_create(&s->thread, NULL, tserver_run, s), 0);
 }

@@ -1,5 +1,5 @@
 /*
- * A test server: a thread serving 127.0.0.1:0 with a poll(2) loop of its
+ * A test server: a thread serving 127.0.0.1:0 (or ip:port) with a poll(2) loop of its
  * own, 10 ms at a time until tserver_stop(), with at most `max`
  * connections at once.  What a connection does is the user's, through the
  * callbacks, on an object conn_open() makes for it.  The thread counts
@@ -21,7 +21,8 @@ struct tserver {
     short (*conn_events)(struct tserver *s, void *conn); /* POLLIN/POLLOUT */
     bool (*conn_service)(struct tserver *s, void *conn); /* true: it is over */
     void (*conn_free)(struct tserver *s, void *conn);    /* its fd is closed after */
-    int lfd, port;
+    const char *ip; /* where it listens (an IPv4 literal); NULL: 127.0.0.1 */
+    int lfd, port;  /* port: set before the start to listen on that one */
     pthread_t thread;
     atomic_bool stop;
     atomic_bool paused;  /* accepts nothing meanwhile: its backlog fills */
@@ -34,8 +35,8 @@ struct tserver {
  * must be set. */
 void tserver_start(struct tserver *s, int backlog);
 
-/* tserver_start() on 127.0.0.1:port (SO_REUSEADDR set), so that a server
- * stopped can come back on its port; port 0: one the kernel picks. */
+/* tserver_start() on s->ip (NULL: 127.0.0.1) and port (SO_REUSEADDR set), so that a
+ * server stopped can come back on its port; port 0: one the kernel picks. */
 void tserver_start_on(struct tserver *s, int backlog, int port);
 
 /* Stops the thread, then closes its connections and listening socket. */

@@ -382,7 +382,8 @@ struct udpup *udpup_start(const struct udpup_conf *conf)
     u->conf.tag = u->tag;
     pthread_mutex_init(&u->mu, NULL);
     struct sockaddr_storage ss;
-    socklen_t sl = udp_sockaddr(u->conf.v6 ? "::1" : "127.0.0.1", 0, &ss);
+    const char *ip = u->conf.ip != NULL ? u->conf.ip : u->conf.v6 ? "::1" : "127.0.0.1";
+    socklen_t sl = udp_sockaddr(ip, u->conf.port, &ss);
     u->fd = udp_bound(&ss, sl);
     if (u->fd < 0) {
         int err = errno;

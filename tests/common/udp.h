@@ -101,6 +101,8 @@ struct udpup_conf {
                       * and is not answered) */
     int replies;     /* answers per datagram (0: 1; negative: none) */
     bool v6;         /* on [::1]:0 instead of 127.0.0.1:0 */
+    const char *ip;  /* on this address instead (a literal: "127.0.0.11") */
+    int port;        /* on this port instead of 0 */
 };
 
 /* The most distinct sources an upstream tells apart (udpup.peers). */
@@ -127,8 +129,9 @@ struct udpup {
     struct sockaddr_storage seen[UDPUP_PEERS];
 };
 
-/* Starts an upstream on 127.0.0.1:0 (or [::1]:0) in a thread of its own;
- * udp_stop_all() stops it unless udpup_stop() did. */
+/* Starts an upstream on 127.0.0.1:0 (or [::1]:0, or conf's ip and port)
+ * in a thread of its own; udp_stop_all() stops it unless udpup_stop()
+ * did. */
 struct udpup *udpup_start(const struct udpup_conf *conf);
 
 /* Stops its thread and closes its socket (datagrams to its port are then

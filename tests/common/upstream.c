@@ -194,7 +194,9 @@ struct upsrv *up_start(const struct up_conf *conf)
                               .conn_open = uc_open,
                               .conn_events = uc_events,
                               .conn_service = uc_service,
-                              .conn_free = uc_free};
+                              .conn_free = uc_free,
+                              .ip = conf->ip,
+                              .port = conf->port};
     tserver_start(&u->srv, conf->backlog > 0 ? conf->backlog : 64);
     running[nrunning++] = u;
     return u;

@@ -31,6 +31,8 @@ struct up_conf {
     size_t max;           /* connections at once (0: 64) */
     int backlog;          /* its listening socket's (0: 64) */
     const char *name;     /* for on_error */
+    const char *ip;       /* where it listens (IPv4); NULL: 127.0.0.1 */
+    int port;             /* on which port; 0: one the kernel picks */
     /* Called by the server's thread on each socket error (a reset too),
      * with what failed ("send", "recv", "shutdown") and the errno. */
     void (*on_error)(const struct upsrv *u, const char *what, int err);
@@ -47,8 +49,8 @@ struct upsrv {
     atomic_ullong last_rx; /* bytes of the last connection that got a FIN */
 };
 
-/* Starts an upstream on 127.0.0.1:0 (srv.port); up_stop_all() stops it
- * if up_stop() does not. */
+/* Starts an upstream on 127.0.0.1:0 (or conf's ip:port; the port in
+ * srv.port); up_stop_all() stops it if up_stop() does not. */
 struct upsrv *up_start(const struct up_conf *conf);
 
 /* Stops the upstream and frees it. */

@@ -1,0 +1,786 @@
+/*
+ * Re-resolution of upstream host names (a relay's `resolve`), with the
+ * real daemon and real upstreams: a name that gains an address, one that
+ * loses the address a long stream is on, a failed resolution, the name's
+ * weight on each of its addresses, a reload, resolve = 0, UDP, and the
+ * configuration errors.
+ *
+ * The resolver the test controls is the system's own, fed a hosts file
+ * the test writes: the daemon has no test hook.  At the start the test
+ * program moves into a mount namespace of its own (unshare(CLONE_NEWNS),
+ * "/" made private so that nothing leaks to the host) and bind-mounts a
+ * file of its temporary directory over /etc/hosts, and one saying
+ * "hosts: files" over /etc/nsswitch.conf, so that a name the file lacks
+ * fails at once instead of asking DNS.  Each daemon it forks inherits the
+ * namespace.  glibc's files backend reads /etc/hosts again at each lookup,
+ * so rewriting the file in place (the same inode: a rename would leave
+ * the bind mount on the old one) changes what a name resolves to.  The
+ * file keeps one size, each version padded with blanks and written by one
+ * pwrite(), so that a lookup never finds it empty or cut short.  Without
+ * root, or where the namespace or the mounts fail, these tests are
+ * skipped, saying why; the configuration errors are checked anyway.
+ *
+ * The upstreams of the name listen on 127.0.0.11, .12 and .13 (all of
+ * 127/8 is loopback on Linux), all on one port: a hosts file names no
+ * port, so every address of a name is reached on the port the upstream
+ * is written with.
+ */
+#ifdef HAVE_CONFIG_H
+#include "autoconf.h"
+#endif
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE 1 /* unshare */
+#endif
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <netdb.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+/* The name the relays are given, under a top-level domain kept for tests
+ * (RFC 6761). */
+#define NAME "svc.resolve.test"
+/* The relays' `resolve`, in seconds, for the tests that re-resolve. */
+#define RESOLVE "0.2"
+/* A change in the hosts file must be seen within this (10 intervals). */
+#define SEEN_MS 2000
+/* The size every version of the hosts file has (one page at most). */
+#define HOSTS_SIZE 2048
+/* How long an access line may take after the client saw the close. */
+#define LOG_MS 3000
+
+/* The addresses the name's upstreams listen on. */
+static const char *const ips[] = {"127.0.0.11", "127.0.0.12", "127.0.0.13"};
+
+/* The file bind-mounted over /etc/hosts. */
+static char hosts_path[PATH_MAX];
+/* Why there is no private /etc/hosts ("" when there is one). */
+static char no_hosts[256];
+
+/* ---- the hosts file ---------------------------------------------------- */
+
+/* Makes the private /etc/hosts with `text` (after a localhost line): one
+ * pwrite() of HOSTS_SIZE bytes, padded with a line of blanks, over the
+ * same inode. */
+static void hosts_write(const char *text)
+{
+    char buf[HOSTS_SIZE];
+    int n = snprintf(buf, sizeof(buf), "127.0.0.1 localhost\n%s", text);
+    CHECK(n > 0 && n < HOSTS_SIZE - 1);
+    memset(buf + n, ' ', (size_t)(HOSTS_SIZE - 1 - n));
+    buf[HOSTS_SIZE - 1] = '\n';
+    int fd = open(hosts_path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+    if (fd < 0)
+        test_fail("cannot open %s: %s", hosts_path, strerror(errno));
+    CHECK_EQ(pwrite(fd, buf, HOSTS_SIZE, 0), HOSTS_SIZE);
+    CHECK_EQ(close(fd), 0);
+}
+
+/* The hosts file with NAME on the addresses ips[i] for each i given (-1
+ * ends the list; none: the name is not there). */
+static void hosts_name(int first, ...)
+{
+    char text[512] = "";
+    size_t used = 0;
+    va_list ap;
+    va_start(ap, first);
+    for (int i = first; i >= 0; i = va_arg(ap, int)) {
+        CHECK(i < (int)ARRAY_LEN(ips));
+        used += (size_t)snprintf(text + used, sizeof(text) - used, "%s %s\n", ips[i],
+                                 NAME);
+        CHECK(used < sizeof(text));
+    }
+    va_end(ap);
+    hosts_write(text);
+}
+
+/* Moves this program into a mount namespace of its own with the private
+ * /etc/hosts and /etc/nsswitch.conf; says in why what failed, "" when
+ * nothing did. */
+static void private_hosts(char *why, size_t len)
+{
+    why[0] = '\0';
+    if (geteuid() != 0) {
+        snprintf(why, len, "needs root for a mount namespace (running as uid %u)",
+                 (unsigned)geteuid());
+        return;
+    }
+    const char *dir = test_tmpdir();
+    char nss[PATH_MAX];
+    snprintf(hosts_path, sizeof(hosts_path), "%s/hosts", dir);
+    snprintf(nss, sizeof(nss), "%s/nsswitch.conf", dir);
+    hosts_write("");
+    FILE *f = fopen(nss, "we");
+    CHECK(f != NULL);
+    fputs("passwd: files\ngroup: files\nhosts: files\n", f);
+    CHECK_EQ(fclose(f), 0);
+    if (unshare(CLONE_NEWNS) < 0)
+        snprintf(why, len, "unshare(CLONE_NEWNS): %s", strerror(errno));
+    else if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
+        snprintf(why, len, "cannot make / private in the new namespace: %s",
+                 strerror(errno));
+    else if (mount(hosts_path, "/etc/hosts", NULL, MS_BIND, NULL) < 0)
+        snprintf(why, len, "cannot bind-mount a file over /etc/hosts: %s",
+                 strerror(errno));
+    else if (mount(nss, "/etc/nsswitch.conf", NULL, MS_BIND, NULL) < 0)
+        snprintf(why, len, "cannot bind-mount a file over /etc/nsswitch.conf: %s",
+                 strerror(errno));
+}
+
+/* Skips the test, saying why, without the private /etc/hosts. */
+static void need_private_hosts(void)
+{
+    if (no_hosts[0] != '\0') {
+        print_message("skipped: %s\n", no_hosts);
+        skip();
+    }
+}
+
+/* ---- the daemon, its upstreams, its control socket ------------------------ */
+
+/* An echoing upstream on ips[i]:port. */
+static struct upsrv *up_at(int i, int port)
+{
+    return up_start(&(struct up_conf){.mode = UP_ECHO, .ip = ips[i], .port = port});
+}
+
+/* The configuration of a relay "relay" (TCP, or UDP when udp) over
+ * `upstreams` (the list's inside) with `more` settings, its control
+ * socket in dir. */
+static void relay_conf(char *buf, size_t len, const char *dir, bool udp,
+                       const char *upstreams, const char *more)
+{
+    int n = snprintf(buf, len,
+                     "workers = 2;\n"
+                     "shutdown_timeout = 0.5;\n"
+                     "log = { target = \"stderr\"; level = \"info\"; access = true; };\n"
+                     "control = { path = \"%s/control.sock\"; };\n"
+                     "listeners = ( {\n"
+                     "    name = \"relay\";\n"
+                     "    protocol = \"%s\";\n"
+                     "    listen = [ \"127.0.0.1:0\" ];\n"
+                     "    mode = \"proxy\";\n"
+                     "    balance = \"round-robin\";\n"
+                     "    upstreams = ( %s );\n"
+                     "%s"
+                     "} );\n",
+                     dir, udp ? "udp" : "tcp", upstreams, more);
+    CHECK(n > 0 && (size_t)n < len);
+}
+
+/* A daemon with relay_conf()'s configuration (in a directory of its own,
+ * returned in *dir). */
+static struct echod *start_relay(const char **dir, bool udp, const char *upstreams,
+                                 const char *more)
+{
+    *dir = test_tmpdir();
+    char conf[4096];
+    relay_conf(conf, sizeof(conf), *dir, udp, upstreams, more);
+    return echod_start_opts(conf, &(struct echod_opts){.dir = *dir});
+}
+
+/* "NAME:port" as the relays are given it. */
+static const char *name_at(int port)
+{
+    static char text[64];
+    snprintf(text, sizeof(text), NAME ":%d", port);
+    return text;
+}
+
+/* Asks the control socket in dir `command`; its answer (up to the empty
+ * line that ends it), in a buffer that the next call overwrites. */
+static const char *ctl(const char *dir, const char *command)
+{
+    static char answer[16384];
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    CHECK(fd >= 0);
+    track_fd(fd);
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
+    snprintf(a.sun_path, sizeof(a.sun_path), "%s/control.sock", dir);
+    if (connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0)
+        test_fail("cannot connect to %s: %s", a.sun_path, strerror(errno));
+    set_timeouts(fd);
+    send_all(fd, command, strlen(command));
+    send_all(fd, "\n", 1);
+    size_t used = 0;
+    answer[0] = '\0';
+    /* Bounded: each read adds a byte at least, or ends the loop. */
+    while (used + 1 < sizeof(answer)) {
+        ssize_t n = recv(fd, answer + used, sizeof(answer) - 1 - used, 0);
+        if (n <= 0)
+            break;
+        used += (size_t)n;
+        answer[used] = '\0';
+        if (used >= 2 && strcmp(answer + used - 2, "\n\n") == 0)
+            break;
+    }
+    close_tracked(fd);
+    if (used < 2 || strcmp(answer + used - 2, "\n\n") != 0)
+        test_fail("no whole answer to \"%s\": \"%s\"", command, answer);
+    return answer;
+}
+
+/* The line of `show upstreams relay` for address `addr` ("127.0.0.11:P")
+ * of upstream `text`, or NULL; in a buffer the next call overwrites. */
+static const char *upstream_line(const char *dir, const char *text, const char *addr)
+{
+    static char line[512];
+    const char *answer = ctl(dir, "show upstreams relay");
+    char start[256];
+    snprintf(start, sizeof(start), "relay %s %s ", text, addr);
+    for (const char *p = answer; *p != '\0';) {
+        const char *nl = strchr(p, '\n');
+        size_t n = nl != NULL ? (size_t)(nl - p) : strlen(p);
+        if (strncmp(p, start, strlen(start)) == 0 && n < sizeof(line)) {
+            memcpy(line, p, n);
+            line[n] = '\0';
+            return line;
+        }
+        p += n + (nl != NULL);
+    }
+    return NULL;
+}
+
+/* How many upstream addresses `show upstreams relay` lists. */
+static int upstream_count(const char *dir)
+{
+    const char *answer = ctl(dir, "show upstreams relay");
+    int n = 0;
+    for (const char *p = answer; (p = strstr(p, "\nrelay ")) != NULL; p++)
+        n++;
+    return n;
+}
+
+/* Expects `show upstreams relay` to list address ips[i]:port of the
+ * name with `weight`. */
+static void expect_listed(const char *dir, int i, int port, unsigned weight)
+{
+    char addr[64];
+    snprintf(addr, sizeof(addr), "%s:%d", ips[i], port);
+    const char *line = upstream_line(dir, name_at(port), addr);
+    char w[96];
+    snprintf(w, sizeof(w), "%s %u no up ", addr, weight);
+    if (line == NULL || strstr(line, w) == NULL)
+        test_fail("show upstreams has no \"%s\" for %s: %s", w, name_at(port),
+                  ctl(dir, "show upstreams relay"));
+}
+
+/* Waits for the daemon to log that NAME:port now resolves to `now` (was
+ * `was`) and then that it relays there; how long it took from `since`. */
+static int64_t expect_change(struct echod *e, int port, const char *now, const char *was,
+                             int64_t since)
+{
+    char needle[512];
+    snprintf(needle, sizeof(needle), "notice: resolve: %s now resolves to %s (was %s)",
+             name_at(port), now, was);
+    int relaying = echod_count_log(e, "info: resolve: relaying to the new upstream");
+    if (echod_wait_log(e, needle, SEEN_MS + 1000) == NULL)
+        test_fail("no \"%s\" within %d ms", needle, SEEN_MS + 1000);
+    int64_t took = ms_now() - since;
+    if (!echod_wait_count(e, "info: resolve: relaying to the new upstream", relaying + 1,
+                          3000))
+        test_fail("no \"resolve: relaying to the new upstream addresses\" after \"%s\"",
+                  needle);
+    print_message("    seen %lld ms after the hosts file changed\n", (long long)took);
+    assert_true(took <= SEEN_MS);
+    return took;
+}
+
+/*
+ * One client through the relay on port: "ping" echoed back, then its FIN;
+ * returns which of ups[0..n) served it (the one whose accepted count
+ * grew).  With `logged`, its access line must name that upstream's
+ * address.
+ */
+static int exchange(struct echod *e, int port, struct upsrv **ups, size_t n, bool logged)
+{
+    int before[8] = {0};
+    assert_true(n <= ARRAY_LEN(before));
+    for (size_t i = 0; i < n; i++)
+        before[i] = atomic_load(&ups[i]->srv.accepted);
+    int fd = client4(port);
+    track_fd(fd);
+    int cport = local_port(fd);
+    expect_echo(fd, "ping");
+    assert_int_equal(shutdown(fd, SHUT_WR), 0);
+    assert_true(peer_closed_within(fd, 3000));
+    close_tracked(fd);
+    int served = -1;
+    for (size_t i = 0; i < n; i++) {
+        int d = atomic_load(&ups[i]->srv.accepted) - before[i];
+        assert_true(d == 0 || d == 1);
+        if (d == 1) {
+            assert_int_equal(served, -1);
+            served = (int)i;
+        }
+    }
+    if (served < 0)
+        test_fail("the client on port %d reached none of the upstreams", cport);
+    if (logged) {
+        char client[64], up[64];
+        snprintf(client, sizeof(client), " client=127.0.0.1:%d ", cport);
+        const struct upsrv *u = ups[served];
+        snprintf(up, sizeof(up), " upstream=%s:%d ",
+                 u->conf.ip != NULL ? u->conf.ip : "127.0.0.1", u->srv.port);
+        const char *line = echod_wait_log(e, client, LOG_MS);
+        if (line == NULL || strstr(line, up) == NULL)
+            test_fail("no access line with \"%s\" for the client on port %d: %s", up,
+                      cport, line != NULL ? line : "none");
+    }
+    return served;
+}
+
+/* `rounds` exchanges; how many each of ups[0..n) served into got[]. */
+static void exchanges(struct echod *e, int port, struct upsrv **ups, size_t n, int rounds,
+                      bool logged, int *got)
+{
+    memset(got, 0, n * sizeof(*got));
+    for (int r = 0; r < rounds; r++)
+        got[exchange(e, port, ups, n, logged)]++;
+}
+
+/* ---- tests ----------------------------------------------------------------- */
+
+/*
+ * A name with one address, then two: the second is an upstream within a
+ * few intervals, listed by `show upstreams` with the name's weight, and
+ * clients go to both (the access lines name each).
+ */
+static void an_address_that_appears_gets_clients(void **state)
+{
+    (void)state;
+    need_private_hosts();
+    int p = reserve_port();
+    struct upsrv *ups[2] = {up_at(0, p), up_at(1, p)};
+    hosts_name(0, -1);
+    char list[128];
+    snprintf(list, sizeof(list), "\"%s\"", name_at(p));
+    const char *dir;
+    struct echod *e = start_relay(&dir, false, list, "    resolve = " RESOLVE ";\n");
+    int port = echod_port(e, "relay", 0);
+    int got[2];
+    exchanges(e, port, ups, 2, 4, true, got);
+    assert_int_equal(got[0], 4);
+    assert_int_equal(upstream_count(dir), 1);
+    expect_listed(dir, 0, p, 1);
+
+    int64_t t0 = ms_now();
+    hosts_name(0, 1, -1);
+    char now[128], was[64];
+    snprintf(now, sizeof(now), "%s:%d, %s:%d", ips[0], p, ips[1], p);
+    snprintf(was, sizeof(was), "%s:%d", ips[0], p);
+    expect_change(e, p, now, was, t0);
+    assert_int_equal(upstream_count(dir), 2);
+    expect_listed(dir, 0, p, 1);
+    expect_listed(dir, 1, p, 1);
+    exchanges(e, port, ups, 2, 10, true, got);
+    print_message("    after the change: %d and %d of 10\n", got[0], got[1]);
+    assert_int_equal(got[0], 5);
+    assert_int_equal(got[1], 5);
+    assert_int_equal(echod_count_log(e, "resolve: cannot"), 0);
+    echod_stop_ok(e);
+}
+
+/*
+ * An address that disappears gets no new client, while a long stream
+ * relayed to it goes on, byte for byte, and ends with its FIN: drained,
+ * not cut.
+ */
+static void an_address_that_disappears_is_drained(void **state)
+{
+    (void)state;
+    need_private_hosts();
+    int p = reserve_port();
+    struct upsrv *ups[2] = {up_at(0, p), up_at(1, p)};
+    hosts_name(0, 1, -1);
+    char list[128];
+    snprintf(list, sizeof(list), "\"%s\"", name_at(p));
+    const char *dir;
+    struct echod *e = start_relay(&dir, false, list, "    resolve = " RESOLVE ";\n");
+    int port = echod_port(e, "relay", 0);
+    struct stream *s = stream_start(port, 12345, false);
+    assert_true(stream_advances(s, 256 * KIB, 3000));
+    int gone = atomic_load(&ups[0]->srv.open) == 1 ? 0 : 1, kept = 1 - gone;
+    assert_int_equal(atomic_load(&ups[gone]->srv.open), 1);
+    assert_int_equal(atomic_load(&ups[kept]->srv.open), 0);
+    print_message("    the stream is on %s; it leaves the hosts file\n", ips[gone]);
+
+    int64_t t0 = ms_now();
+    hosts_name(kept, -1);
+    char now[64], was[128];
+    snprintf(now, sizeof(now), "%s:%d", ips[kept], p);
+    snprintf(was, sizeof(was), "%s:%d, %s:%d", ips[0], p, ips[1], p);
+    expect_change(e, p, now, was, t0);
+    assert_int_equal(upstream_count(dir), 1);
+    expect_listed(dir, kept, p, 1);
+
+    int got[2];
+    exchanges(e, port, ups, 2, 10, true, got);
+    assert_int_equal(got[gone], 0);
+    assert_int_equal(got[kept], 10);
+    assert_int_equal(atomic_load(&ups[gone]->srv.accepted), 1);
+    assert_true(stream_advances(s, 4 * MIB, 5000));
+    stream_check(s);
+    uint64_t bytes = stream_finish(s);
+    print_message("    the stream carried %llu bytes, every one back\n",
+                  (unsigned long long)bytes);
+    assert_true(wait_counter(&ups[gone]->srv.open, 0, 3000));
+    assert_int_equal(atomic_load(&ups[gone]->resets), 0);
+    assert_int_equal(atomic_load(&ups[gone]->eofs), 1);
+    assert_int_equal(up_failures(ups[gone]), 0);
+    echod_stop_ok(e);
+}
+
+/*
+ * A name that stops resolving keeps its last addresses, logged once while
+ * it fails, and clients are still served there; when it resolves again
+ * that is logged, and a change of address then is taken.
+ */
+static void a_failed_resolution_keeps_the_last_addresses(void **state)
+{
+    (void)state;
+    need_private_hosts();
+    int p = reserve_port();
+    struct upsrv *ups[2] = {up_at(0, p), up_at(1, p)};
+    hosts_name(0, -1);
+    char list[128];
+    snprintf(list, sizeof(list), "\"%s\"", name_at(p));
+    const char *dir;
+    struct echod *e = start_relay(&dir, false, list, "    resolve = " RESOLVE ";\n");
+    int port = echod_port(e, "relay", 0);
+    int got[2];
+    exchanges(e, port, ups, 2, 2, true, got);
+    assert_int_equal(got[0], 2);
+
+    hosts_name(-1);
+    char failing[256];
+    snprintf(failing, sizeof(failing),
+             "warning: resolve: cannot resolve \"" NAME "\": %s; keeping %s:%d",
+             gai_strerror(EAI_NONAME), ips[0], p);
+    if (echod_wait_log(e, failing, SEEN_MS) == NULL)
+        test_fail("no \"%s\" within %d ms", failing, SEEN_MS);
+    sleep_ms(1000); /* five more intervals, failing each */
+    assert_int_equal(echod_count_log(e, "resolve: cannot resolve"), 1);
+    exchanges(e, port, ups, 2, 4, true, got);
+    assert_int_equal(got[0], 4);
+    expect_listed(dir, 0, p, 1);
+
+    hosts_name(0, -1);
+    char again[128];
+    snprintf(again, sizeof(again), "notice: resolve: %s resolves again", name_at(p));
+    if (echod_wait_log(e, again, SEEN_MS) == NULL)
+        test_fail("no \"%s\" within %d ms", again, SEEN_MS);
+    sleep_ms(600);
+    assert_int_equal(echod_count_log(e, "now resolves to"), 0);
+    assert_int_equal(echod_count_log(e, "relaying to the new upstream"), 0);
+
+    /* Failing again is logged again; coming back elsewhere moves there. */
+    hosts_name(-1);
+    assert_true(echod_wait_count(e, "resolve: cannot resolve", 2, SEEN_MS));
+    int64_t t0 = ms_now();
+    hosts_name(1, -1);
+    assert_true(echod_wait_count(e, "resolves again", 2, SEEN_MS));
+    char now[64], was[64];
+    snprintf(now, sizeof(now), "%s:%d", ips[1], p);
+    snprintf(was, sizeof(was), "%s:%d", ips[0], p);
+    expect_change(e, p, now, was, t0);
+    exchanges(e, port, ups, 2, 4, true, got);
+    assert_int_equal(got[1], 4);
+    assert_int_equal(echod_count_log(e, "resolve: cannot resolve"), 2);
+    echod_stop_ok(e);
+}
+
+/*
+ * The same addresses in another order are no change: DNS servers that
+ * rotate their answers give a new order at each query, and that must not
+ * open the configuration again (nor log) each interval.
+ */
+static void a_new_order_is_no_change(void **state)
+{
+    (void)state;
+    need_private_hosts();
+    int p = reserve_port();
+    struct upsrv *ups[2] = {up_at(0, p), up_at(1, p)};
+    hosts_name(0, 1, -1);
+    char list[128];
+    snprintf(list, sizeof(list), "\"%s\"", name_at(p));
+    const char *dir;
+    struct echod *e = start_relay(&dir, false, list, "    resolve = " RESOLVE ";\n");
+    int port = echod_port(e, "relay", 0);
+    for (int round = 0; round < 4; round++) {
+        hosts_name(round % 2 == 0 ? 1 : 0, round % 2 == 0 ? 0 : 1, -1);
+        sleep_ms(500); /* two intervals and a half */
+    }
+    assert_int_equal(echod_count_log(e, "resolve: "), 0);
+    int got[2];
+    exchanges(e, port, ups, 2, 4, true, got);
+    assert_int_equal(got[0], 2);
+    assert_int_equal(got[1], 2);
+
+    /* A change of the set is seen, in the order it now has. */
+    int64_t t0 = ms_now();
+    hosts_name(1, -1);
+    char now[64], was[128];
+    snprintf(now, sizeof(now), "%s:%d", ips[1], p);
+    snprintf(was, sizeof(was), "%s:%d, %s:%d", ips[0], p, ips[1], p);
+    expect_change(e, p, now, was, t0);
+    echod_stop_ok(e);
+}
+
+/*
+ * Each address of a name is an upstream of the name's weight, the one
+ * that appeared by re-resolution too: a name of weight 3 with two
+ * addresses beside an address of weight 1 share clients 3:3:1.
+ */
+static void each_address_of_a_name_has_its_weight(void **state)
+{
+    (void)state;
+    need_private_hosts();
+    int p = reserve_port();
+    struct upsrv *ups[3] = {up_at(0, p), up_at(1, p),
+                            up_start(&(struct up_conf){.mode = UP_ECHO})};
+    hosts_name(0, -1);
+    char list[256];
+    snprintf(list, sizeof(list), "{ address = \"%s\"; weight = 3; }, \"127.0.0.1:%d\"",
+             name_at(p), ups[2]->srv.port);
+    const char *dir;
+    struct echod *e = start_relay(&dir, false, list, "    resolve = " RESOLVE ";\n");
+    int port = echod_port(e, "relay", 0);
+    expect_listed(dir, 0, p, 3);
+
+    int64_t t0 = ms_now();
+    hosts_name(0, 1, -1);
+    char now[128], was[64];
+    snprintf(now, sizeof(now), "%s:%d, %s:%d", ips[0], p, ips[1], p);
+    snprintf(was, sizeof(was), "%s:%d", ips[0], p);
+    expect_change(e, p, now, was, t0);
+    expect_listed(dir, 0, p, 3);
+    expect_listed(dir, 1, p, 3);
+
+    enum { ROUNDS = 350 };
+    int got[3];
+    exchanges(e, port, ups, 3, ROUNDS, false, got);
+    print_message("    weights 3, 3 and 1: %d, %d and %d of %d\n", got[0], got[1], got[2],
+                  ROUNDS);
+    const int want[3] = {ROUNDS * 3 / 7, ROUNDS * 3 / 7, ROUNDS / 7};
+    for (int i = 0; i < 3; i++)
+        assert_true(abs(got[i] - want[i]) <= ROUNDS * 3 / 100);
+    echod_stop_ok(e);
+}
+
+/*
+ * A reload resolves the names at load, and the resolver starts over from
+ * what it found: before it, with resolve = 3600, nothing is re-resolved;
+ * the reload (to resolve = 0.2) finds the name's new address at once and
+ * logs no change for it; the next change is one from that address.
+ */
+static void a_reload_resolves_and_the_resolver_starts_over(void **state)
+{
+    (void)state;
+    need_private_hosts();
+    int p = reserve_port();
+    struct upsrv *ups[3] = {up_at(0, p), up_at(1, p), up_at(2, p)};
+    hosts_name(0, -1);
+    char list[128];
+    snprintf(list, sizeof(list), "\"%s\"", name_at(p));
+    const char *dir;
+    struct echod *e = start_relay(&dir, false, list, "    resolve = 3600;\n");
+    int port = echod_port(e, "relay", 0);
+    int got[3];
+    exchanges(e, port, ups, 3, 2, true, got);
+    assert_int_equal(got[0], 2);
+
+    hosts_name(1, -1);
+    char conf[4096];
+    relay_conf(conf, sizeof(conf), dir, false, list, "    resolve = " RESOLVE ";\n");
+    echod_rewrite_conf(e, "%s", conf);
+    echod_reload_ok(e, 5000);
+    exchanges(e, port, ups, 3, 4, true, got);
+    assert_int_equal(got[1], 4);
+    expect_listed(dir, 1, p, 1);
+    assert_int_equal(upstream_count(dir), 1);
+    sleep_ms(1000); /* five intervals: the same address each time */
+    assert_int_equal(echod_count_log(e, "resolve: "), 0);
+
+    int64_t t0 = ms_now();
+    hosts_name(2, -1);
+    char now[64], was[64];
+    snprintf(now, sizeof(now), "%s:%d", ips[2], p);
+    snprintf(was, sizeof(was), "%s:%d", ips[1], p);
+    expect_change(e, p, now, was, t0);
+    exchanges(e, port, ups, 3, 4, true, got);
+    assert_int_equal(got[2], 4);
+    echod_stop_ok(e);
+}
+
+/* resolve = 0 (the default) never re-resolves: a change in the hosts
+ * file is not seen until a reload. */
+static void resolve_0_waits_for_a_reload(void **state)
+{
+    (void)state;
+    need_private_hosts();
+    int p = reserve_port();
+    struct upsrv *ups[2] = {up_at(0, p), up_at(1, p)};
+    hosts_name(0, -1);
+    char list[128];
+    snprintf(list, sizeof(list), "\"%s\"", name_at(p));
+    const char *dir;
+    struct echod *e = start_relay(&dir, false, list, "");
+    int port = echod_port(e, "relay", 0);
+    int got[2];
+    exchanges(e, port, ups, 2, 2, true, got);
+    assert_int_equal(got[0], 2);
+
+    hosts_name(1, -1);
+    sleep_ms(1000);
+    exchanges(e, port, ups, 2, 4, true, got);
+    assert_int_equal(got[0], 4);
+    expect_listed(dir, 0, p, 1);
+    assert_int_equal(echod_count_log(e, "resolve: "), 0);
+
+    echod_reload_ok(e, 5000);
+    exchanges(e, port, ups, 2, 4, true, got);
+    assert_int_equal(got[1], 4);
+    expect_listed(dir, 1, p, 1);
+    assert_int_equal(echod_count_log(e, "resolve: "), 0);
+    echod_stop_ok(e);
+}
+
+/*
+ * A UDP relay to a name: once the name moves, a new flow goes to the new
+ * address; a flow already open stays with the address it began on
+ * (drained, as a TCP connection is).
+ */
+static void udp_flows_follow_the_name(void **state)
+{
+    (void)state;
+    need_private_hosts();
+    int p = reserve_port();
+    struct udpup *a = udpup_start(
+        &(struct udpup_conf){.tag = "A:", .ip = ips[0], .port = p});
+    struct udpup *b = udpup_start(
+        &(struct udpup_conf){.tag = "B:", .ip = ips[1], .port = p});
+    hosts_name(0, -1);
+    char list[128];
+    snprintf(list, sizeof(list), "\"%s\"", name_at(p));
+    const char *dir;
+    struct echod *e = start_relay(&dir, true, list,
+                                  "    resolve = " RESOLVE ";\n"
+                                  "    idle_timeout = 30.0;\n");
+    int port = echod_port(e, "relay", 0);
+    char reply[64];
+    int first = udp_client4();
+    ssize_t n = udp_ask(first, "127.0.0.1", port, "one", 3, reply, sizeof(reply), 5, 500);
+    assert_int_equal(n, 5);
+    assert_memory_equal(reply, "A:one", 5);
+
+    int64_t t0 = ms_now();
+    hosts_name(1, -1);
+    char now[64], was[64];
+    snprintf(now, sizeof(now), "%s:%d", ips[1], p);
+    snprintf(was, sizeof(was), "%s:%d", ips[0], p);
+    expect_change(e, p, now, was, t0);
+    expect_listed(dir, 1, p, 1);
+
+    int second = udp_client4();
+    n = udp_ask(second, "127.0.0.1", port, "two", 3, reply, sizeof(reply), 5, 500);
+    assert_int_equal(n, 5);
+    assert_memory_equal(reply, "B:two", 5);
+    n = udp_ask(first, "127.0.0.1", port, "old", 3, reply, sizeof(reply), 5, 500);
+    assert_int_equal(n, 5);
+    assert_memory_equal(reply, "A:old", 5);
+    assert_int_equal(atomic_load(&a->datagrams), 2);
+    assert_int_equal(atomic_load(&b->datagrams), 1);
+    echod_stop_ok(e);
+}
+
+/* `resolve` out of its range, not a number, or on an echo listener: the
+ * file, the line, the setting and what was expected. */
+static void resolve_errors_name_the_line(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *what, *conf;
+        int line;
+        const char *says;
+    } cases[] = {
+        {"a negative resolve",
+         "listeners = ( { name = \"r\"; listen = [ \"127.0.0.1:0\" ]; mode = \"proxy\";\n"
+         "  upstreams = [ \"127.0.0.1:9\" ];\n"
+         "  resolve = -1.0; } );\n",
+         3, "listeners.r.resolve: -1.0 out of range 0-86400 seconds"},
+        {"a resolve over a day",
+         "listeners = ( { name = \"r\"; listen = [ \"127.0.0.1:0\" ]; mode = \"proxy\";\n"
+         "  upstreams = [ \"127.0.0.1:9\" ];\n"
+         "  resolve = 86401; } );\n",
+         3, "listeners.r.resolve: 86401 out of range 0-86400 seconds"},
+        {"a resolve that is no number",
+         "listeners = ( { name = \"r\"; listen = [ \"127.0.0.1:0\" ]; mode = \"proxy\";\n"
+         "  upstreams = [ \"127.0.0.1:9\" ];\n"
+         "  resolve = \"often\"; } );\n",
+         3, "listeners.r.resolve: expected a number of seconds, got \"often\""},
+        {"resolve on an echo listener",
+         "listeners = ( { name = \"e\"; listen = [ \"127.0.0.1:0\" ]; mode = \"echo\";\n"
+         "  resolve = 1.0; } );\n",
+         2,
+         "listeners.e.resolve: only for mode = \"proxy\"; this listener's mode is \"echo\""},
+        {"resolve on a UDP echo listener",
+         "listeners = ( { name = \"u\"; protocol = \"udp\"; mode = \"echo\";\n"
+         "  listen = [ \"127.0.0.1:0\" ];\n"
+         "  resolve = 5; } );\n",
+         3, "listeners.u.resolve: only for mode = \"proxy\""},
+    };
+    for (size_t i = 0; i < ARRAY_LEN(cases); i++)
+        expect_conf_error(cases[i].what, cases[i].conf, cases[i].line, cases[i].says);
+}
+
+static int setup_group(void **state)
+{
+    (void)state;
+    signal(SIGPIPE, SIG_IGN);
+    if (!pattern_init(4 * MIB, 20240914))
+        return -1;
+    private_hosts(no_hosts, sizeof(no_hosts));
+    if (no_hosts[0] != '\0')
+        print_message("[ NOTE     ] no private /etc/hosts: %s\n", no_hosts);
+    return 0;
+}
+
+static int teardown_group(void **state)
+{
+    (void)state;
+    pattern_free();
+    return 0;
+}
+
+#define TEST(f) cmocka_unit_test_teardown(f, teardown_all)
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        TEST(an_address_that_appears_gets_clients),
+        TEST(an_address_that_disappears_is_drained),
+        TEST(a_failed_resolution_keeps_the_last_addresses),
+        TEST(a_new_order_is_no_change),
+        TEST(each_address_of_a_name_has_its_weight),
+        TEST(a_reload_resolves_and_the_resolver_starts_over),
+        TEST(resolve_0_waits_for_a_reload),
+        TEST(udp_flows_follow_the_name),
+        TEST(resolve_errors_name_the_line),
+    };
+    test_filter_from_env("RESOLVE_TEST");
+    return cmocka_run_group_tests(tests, setup_group, teardown_group);
+}
