@@ -180,7 +180,10 @@ static void iperf3_udp_through_tcp_and_udp_relays_on_one_port(void **state)
             fail_msg("iperf3%s: %ld of %ld datagrams lost", reverse ? " -R" : "", lost,
                      total);
         }
-        totals[reverse] = total;
+        /* What arrived went through the daemon; what the kernel dropped
+         * on a loaded machine (a full socket buffer on either side of the
+         * daemon) may not have. */
+        totals[reverse] = total - lost;
     }
     echod_stop_ok(e);
     /* The data went through the UDP listener (a flow per test, logged in
@@ -198,7 +201,7 @@ static void iperf3_udp_through_tcp_and_udp_relays_on_one_port(void **state)
     }
     if (most_in < totals[0] || most_out < totals[1])
         fail_msg(
-            "iperf3 counted %ld datagrams forward and %ld back, the daemon's flows at "
+            "iperf3 received %ld datagrams forward and %ld back, the daemon's flows at "
             "most %lld in and %lld out",
             totals[0], totals[1], most_in, most_out);
     assert_non_null(echod_log_line(e, "access listener=ctl ", 1));
