@@ -374,6 +374,13 @@ static void open_conn(int fd)
     socklen_t len = sizeof(cred);
     (void)getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len);
     if (k.nconns >= CONTROL_MAX_CONNECTIONS) {
+        /* Said, so that it knows why: a new socket's buffer takes it. */
+        char busy[96];
+        int n = snprintf(busy, sizeof(busy),
+                         "error: too many control connections (%d open); try again "
+                         "later\n\n",
+                         CONTROL_MAX_CONNECTIONS);
+        (void)send(fd, busy, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL);
         warn_limited("%d clients already; closing a new one (uid %u)",
                      CONTROL_MAX_CONNECTIONS, (unsigned)cred.uid);
         close(fd);
