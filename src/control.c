@@ -103,8 +103,10 @@ static bool someone_listens(const char *path)
     return true;
 }
 
-/* Makes the directory of path when it is missing (its last component). */
-static int make_directory_of(const char *path)
+/* Makes the directory of path when it is missing (its last component),
+ * given to uid:gid when `give`, so that the daemon, once it is that user,
+ * can remove its socket at exit. */
+static int make_directory_of(const char *path, uid_t uid, gid_t gid, bool give)
 {
     char dir[sizeof(k.path)];
     snprintf(dir, sizeof(dir), "%s", path);
@@ -112,7 +114,9 @@ static int make_directory_of(const char *path)
     if (slash == NULL || slash == dir)
         return 0;
     *slash = '\0';
-    if (mkdir(dir, 0755) < 0 && errno != EEXIST)
+    if (mkdir(dir, 0755) < 0)
+        return errno == EEXIST ? 0 : -errno;
+    if (give && chown(dir, uid, gid) < 0)
         return -errno;
     return 0;
 }
@@ -120,13 +124,21 @@ static int make_directory_of(const char *path)
 int control_open(const struct config *cfg, uid_t uid, gid_t gid, bool give,
                  const char **what)
 {
-    const char *path = cfg->control_path;
     *what = "bind";
-    if (path == NULL || path[0] == '\0')
+    if (cfg->control_path == NULL || cfg->control_path[0] == '\0')
         return 0;
-    if (strlen(path) >= sizeof(k.path))
+    /* Made absolute now: going to the background leaves the directory,
+     * and the socket is removed at exit by this path. */
+    char cwd[sizeof(k.path)] = "";
+    if (cfg->control_path[0] != '/' && getcwd(cwd, sizeof(cwd)) == NULL)
         return -ENAMETOOLONG;
-    snprintf(k.path, sizeof(k.path), "%s", path);
+    int n = snprintf(k.path, sizeof(k.path), "%s%s%s", cwd, cwd[0] != '\0' ? "/" : "",
+                     cfg->control_path);
+    if (n < 0 || (size_t)n >= sizeof(k.path)) {
+        k.path[0] = '\0';
+        return -ENAMETOOLONG;
+    }
+    const char *path = k.path;
     struct stat st;
     if (lstat(path, &st) == 0) {
         if (!S_ISSOCK(st.st_mode)) {
@@ -138,7 +150,7 @@ int control_open(const struct config *cfg, uid_t uid, gid_t gid, bool give,
         (void)unlink(path); /* stale: left by a daemon that is gone */
     } else {
         *what = "make the directory of";
-        int e = make_directory_of(path);
+        int e = make_directory_of(path, uid, gid, give);
         if (e < 0)
             return e;
         *what = "bind";
@@ -974,8 +986,9 @@ void control_stop(void)
         k.lfd = -1;
         struct stat st;
         if (k.path[0] != '\0' && lstat(k.path, &st) == 0 && st.st_dev == k.dev &&
-            st.st_ino == k.ino)
-            (void)unlink(k.path);
+            st.st_ino == k.ino && unlink(k.path) < 0)
+            log_notice("control: cannot remove %s: %s (the next start replaces it)",
+                       k.path, log_strerror(errno));
     }
     k.loop = NULL;
 }
