@@ -166,13 +166,15 @@ static int bind_unix(const char *path, bool listen_too)
 }
 
 /* Starts a fake control socket in a fresh directory, answering `answer`
- * (a C string) in `mode`. */
-static struct fake *fake_start(enum fake_mode mode, const char *answer)
+ * (a C string) in `mode`, one byte a write when `bytewise` (set before
+ * its thread starts, which reads it). */
+static struct fake *fake_start_as(enum fake_mode mode, const char *answer, bool bytewise)
 {
     struct fake *f = xmalloc(sizeof(*f));
     memset(f, 0, sizeof(*f));
     snprintf(f->path, sizeof(f->path), "%s/control.sock", test_tmpdir());
     f->mode = mode;
+    f->bytewise = bytewise;
     f->answer = answer != NULL ? answer : "";
     f->answer_len = strlen(f->answer);
     atomic_init(&f->stop, false);
@@ -181,6 +183,12 @@ static struct fake *fake_start(enum fake_mode mode, const char *answer)
         fail_msg("pthread_create failed");
     running = f;
     return f;
+}
+
+/* fake_start_as(), the answer written at once. */
+static struct fake *fake_start(enum fake_mode mode, const char *answer)
+{
+    return fake_start_as(mode, answer, false);
 }
 
 /* Stops the server's thread; its record can be read then. */
@@ -237,14 +245,12 @@ static void answer_in_pieces(void **state)
 {
     (void)state;
     struct ctl_run r;
-    struct fake *f = fake_start(FAKE_ANSWER, LISTENERS "\n");
-    f->bytewise = true;
+    struct fake *f = fake_start_as(FAKE_ANSWER, LISTENERS "\n", true);
     ctl_run(&r, "-S", f->path, "show", "listeners", NULL);
     ctl_expect(&r, 0, LISTENERS, "");
     fake_done();
 
-    f = fake_start(FAKE_ANSWER, "error: unknown listener \"x\"\n\n");
-    f->bytewise = true;
+    f = fake_start_as(FAKE_ANSWER, "error: unknown listener \"x\"\n\n", true);
     ctl_run(&r, "-S", f->path, "show", "upstreams", "x", NULL);
     ctl_expect(&r, 1, "", "mio-echodctl: error: unknown listener \"x\"\n");
 }
