@@ -103,8 +103,10 @@ static bool someone_listens(const char *path)
     return true;
 }
 
-/* Makes the directory of path when it is missing (its last component). */
-static int make_directory_of(const char *path)
+/* Makes the directory of path when it is missing (its last component),
+ * given to uid:gid when `give`, so that the daemon, once it is that user,
+ * can remove its socket at exit. */
+static int make_directory_of(const char *path, uid_t uid, gid_t gid, bool give)
 {
     char dir[sizeof(k.path)];
     snprintf(dir, sizeof(dir), "%s", path);
@@ -112,7 +114,9 @@ static int make_directory_of(const char *path)
     if (slash == NULL || slash == dir)
         return 0;
     *slash = '\0';
-    if (mkdir(dir, 0755) < 0 && errno != EEXIST)
+    if (mkdir(dir, 0755) < 0)
+        return errno == EEXIST ? 0 : -errno;
+    if (give && chown(dir, uid, gid) < 0)
         return -errno;
     return 0;
 }
@@ -120,17 +124,25 @@ static int make_directory_of(const char *path)
 int control_open(const struct config *cfg, uid_t uid, gid_t gid, bool give,
                  const char **what)
 {
-    const char *path = cfg->control_path;
     *what = "bind";
-    if (path == NULL || path[0] == '\0')
+    if (cfg->control_path == NULL || cfg->control_path[0] == '\0')
         return 0;
-    if (strlen(path) >= sizeof(k.path))
+    /* Made absolute now: going to the background leaves the directory,
+     * and the socket is removed at exit by this path. */
+    char cwd[sizeof(k.path)] = "";
+    if (cfg->control_path[0] != '/' && getcwd(cwd, sizeof(cwd)) == NULL)
         return -ENAMETOOLONG;
-    snprintf(k.path, sizeof(k.path), "%s", path);
+    int n = snprintf(k.path, sizeof(k.path), "%s%s%s", cwd, cwd[0] != '\0' ? "/" : "",
+                     cfg->control_path);
+    if (n < 0 || (size_t)n >= sizeof(k.path)) {
+        k.path[0] = '\0';
+        return -ENAMETOOLONG;
+    }
+    const char *path = k.path;
     struct stat st;
     if (lstat(path, &st) == 0) {
         if (!S_ISSOCK(st.st_mode)) {
-            *what = "replace what is there (not a socket)";
+            *what = "replace the non-socket file";
             return -EEXIST;
         }
         if (someone_listens(path))
@@ -138,7 +150,7 @@ int control_open(const struct config *cfg, uid_t uid, gid_t gid, bool give,
         (void)unlink(path); /* stale: left by a daemon that is gone */
     } else {
         *what = "make the directory of";
-        int e = make_directory_of(path);
+        int e = make_directory_of(path, uid, gid, give);
         if (e < 0)
             return e;
         *what = "bind";
@@ -374,6 +386,13 @@ static void open_conn(int fd)
     socklen_t len = sizeof(cred);
     (void)getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len);
     if (k.nconns >= CONTROL_MAX_CONNECTIONS) {
+        /* Said, so that it knows why: a new socket's buffer takes it. */
+        char busy[96];
+        int n = snprintf(busy, sizeof(busy),
+                         "error: too many control connections (%d open); try again "
+                         "later\n\n",
+                         CONTROL_MAX_CONNECTIONS);
+        (void)send(fd, busy, (size_t)n, MSG_DONTWAIT | MSG_NOSIGNAL);
         warn_limited("%d clients already; closing a new one (uid %u)",
                      CONTROL_MAX_CONNECTIONS, (unsigned)cred.uid);
         close(fd);
@@ -593,6 +612,15 @@ static struct listener *find_listener(struct generation *g, const char *name)
     return NULL;
 }
 
+/* Whether the running configuration has a listener named `name`. */
+static bool listener_exists(const char *name)
+{
+    struct generation *g = generation_current(k.d);
+    bool found = find_listener(g, name) != NULL;
+    generation_unref(g);
+    return found;
+}
+
 /* Whether upstream k of l is the first of l's upstreams with its address
  * (an address is in several: its name's siblings, the sni_routes). */
 static bool first_of_its_address(const struct listener *l, size_t i)
@@ -745,6 +773,34 @@ static const char help_text[] = "show listeners\n"
                                 "kill connection ID\n"
                                 "help\n";
 
+/* The commands that take no listener to steer, as help writes them: for
+ * the error of one given with a missing or an extra word. */
+static const struct {
+    const char *w0, *w1; /* its first words (w1 NULL: one) */
+    const char *form;
+} forms_of_others[] = {{"show", "listeners", "show listeners"},
+                       {"show", "upstreams", "show upstreams [LISTENER]"},
+                       {"show", "connections", "show connections [LISTENER]"},
+                       {"show", "stats", "show stats"},
+                       {"reload", NULL, "reload"},
+                       {"help", NULL, "help"}};
+
+/* Writes the error of a command that is none the daemon knows, or one it
+ * knows with a word too many or too few. */
+static void unknown_command(FILE *f, int argc, char **argv)
+{
+    for (size_t i = 0; i < sizeof(forms_of_others) / sizeof(forms_of_others[0]); i++) {
+        const char *w1 = forms_of_others[i].w1;
+        if (strcmp(argv[0], forms_of_others[i].w0) == 0 &&
+            (w1 == NULL || (argc >= 2 && argv[1] != NULL && strcmp(argv[1], w1) == 0))) {
+            fprintf(f, "error: expected \"%s\"\n", forms_of_others[i].form);
+            return;
+        }
+    }
+    fprintf(f, "error: unknown command \"%s%s%s\"; \"help\" lists them\n", argv[0],
+            argc > 1 ? " " : "", argc > 1 ? argv[1] : "");
+}
+
 /* Whether the command's first two words are w0 w1. */
 static bool is(int argc, char **argv, const char *w0, const char *w1)
 {
@@ -771,7 +827,7 @@ static bool run_steering(struct cconn *c, FILE *f, struct generation *g, int arg
         int want = forms[i].how == STEER_WEIGHT ? 5 : 4;
         if (argc != want) {
             fprintf(f, "error: expected \"%s %s LISTENER ADDRESS%s\"\n", forms[i].w0,
-                    forms[i].w1, forms[i].how == STEER_WEIGHT ? " WEIGHT" : "");
+                    forms[i].w1, forms[i].how == STEER_WEIGHT ? " N" : "");
             return true;
         }
         struct listener *l = find_listener(g, argv[2]);
@@ -802,7 +858,10 @@ static void run_command(struct cconn *c)
     bool show = argc >= 1 && strcmp(argv[0], "show") == 0;
     const char *what = show && argc >= 2 ? argv[1] : NULL;
     if (show && what != NULL && strcmp(what, "connections") == 0 && argc <= 3) {
-        ask_workers(c, false, 0, argc == 3 ? argv[2] : "");
+        if (argc == 3 && !listener_exists(argv[2]))
+            answer_line(c, "error: no listener %s (see show listeners)", argv[2]);
+        else
+            ask_workers(c, false, 0, argc == 3 ? argv[2] : "");
         return;
     }
     if (is(argc, argv, "kill", "connection")) {
@@ -846,8 +905,7 @@ static void run_command(struct cconn *c)
     } else if (argc == 1 && strcmp(argv[0], "help") == 0) {
         fputs(help_text, f);
     } else if (!run_steering(c, f, g, argc, argv)) {
-        fprintf(f, "error: unknown command \"%s%s%s\"; \"help\" lists them\n", argv[0],
-                argc > 1 ? " " : "", argc > 1 ? argv[1] : "");
+        unknown_command(f, argc, argv);
     }
     generation_unref(g);
     fputc('\n', f);
@@ -928,8 +986,9 @@ void control_stop(void)
         k.lfd = -1;
         struct stat st;
         if (k.path[0] != '\0' && lstat(k.path, &st) == 0 && st.st_dev == k.dev &&
-            st.st_ino == k.ino)
-            (void)unlink(k.path);
+            st.st_ino == k.ino && unlink(k.path) < 0)
+            log_notice("control: cannot remove %s: %s (the next start replaces it)",
+                       k.path, log_strerror(errno));
     }
     k.loop = NULL;
 }

@@ -28,8 +28,9 @@
 /*
  * Makes the socket cfg->control_path names (nothing when NULL or ""):
  * a stale socket file there is replaced, a missing directory made (one
- * level, mode 0755), and the socket given to uid:gid when `give` (before
- * the daemon becomes that user), with cfg->control_mode applied.  0, or
+ * level, mode 0755), and the socket (and a directory made) given to
+ * uid:gid when `give` (before the daemon becomes that user), with
+ * cfg->control_mode applied.  0, or
  * -errno with *what saying which step failed ("bind", "chmod", ...), or
  * -EADDRINUSE when a daemon answers there.
  */
@@ -45,8 +46,8 @@ int control_start(struct daemon *d, struct loop *loop);
  * that their clients get the answer. */
 void control_reloaded(unsigned long long asked, bool ok, const char *outcome);
 
-/* Closes the socket and its connections and removes the socket file,
- * once the admin thread has stopped. */
+/* Closes the socket and its connections and removes the socket file
+ * (a notice when it cannot), once the admin thread has stopped. */
 void control_stop(void);
 
 #endif

@@ -172,6 +172,11 @@ static void *stream_thread(void *arg)
 
 struct stream *stream_start(int port, uint64_t base, bool may_be_cut)
 {
+    return stream_start_rate(port, base, may_be_cut, STREAM_RATE);
+}
+
+struct stream *stream_start_rate(int port, uint64_t base, bool may_be_cut, uint64_t rate)
+{
     CHECK(nstreams < ARRAY_LEN(streams));
     struct stream *s = calloc(1, sizeof(*s));
     CHECK(s != NULL);
@@ -180,7 +185,7 @@ struct stream *stream_start(int port, uint64_t base, bool may_be_cut)
     set_nonblocking(s->fd);
     s->base = base;
     s->may_be_cut = may_be_cut;
-    s->rate = STREAM_RATE;
+    s->rate = rate;
     s->stall_ms = STALL_MS;
     CHECK_EQ(pthread_create(&s->thread, NULL, stream_thread, s), 0);
     streams[nstreams++] = s;

@@ -50,6 +50,9 @@ void stream_pump(struct stream *s);
  * stream_finish() or stream_forget() did. */
 struct stream *stream_start(int port, uint64_t base, bool may_be_cut);
 
+/* stream_start() at most `rate` bytes a second (0: no cap). */
+struct stream *stream_start_rate(int port, uint64_t base, bool may_be_cut, uint64_t rate);
+
 /* Waits up to ms for the stream to have `bytes` more verified than now;
  * false when it did not (or it ended). */
 bool stream_advances(struct stream *s, uint64_t bytes, int ms);

@@ -15,6 +15,7 @@
 
 #include "base.h"
 #include "churn.h"
+#include "ctl.h"
 #include "echod.h"
 #include "files.h"
 #include "metrics.h"

@@ -11,7 +11,7 @@
  * commands it refuses before connecting.
  */
 #ifndef _GNU_SOURCE
-#define _GNU_SOURCE 1 /* pipe2, close_range, setresuid */
+#define _GNU_SOURCE 1
 #endif
 #ifdef HAVE_CONFIG_H
 #include "autoconf.h"
@@ -19,28 +19,22 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <grp.h>
 #include <limits.h>
 #include <poll.h>
 #include <pthread.h>
-#include <pwd.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include "control-line.h"
 #include "harness.h"
 
-/* How long a run of the program may take, in all. */
-#define RUN_MS 10000
 /* The default socket, as the man page says it. */
 #define DEFAULT_PATH "/run/mio-echod/control.sock"
 /* Who runs the program in the permission test. */
@@ -172,13 +166,15 @@ static int bind_unix(const char *path, bool listen_too)
 }
 
 /* Starts a fake control socket in a fresh directory, answering `answer`
- * (a C string) in `mode`. */
-static struct fake *fake_start(enum fake_mode mode, const char *answer)
+ * (a C string) in `mode`, one byte a write when `bytewise` (set before
+ * its thread starts, which reads it). */
+static struct fake *fake_start_as(enum fake_mode mode, const char *answer, bool bytewise)
 {
     struct fake *f = xmalloc(sizeof(*f));
     memset(f, 0, sizeof(*f));
     snprintf(f->path, sizeof(f->path), "%s/control.sock", test_tmpdir());
     f->mode = mode;
+    f->bytewise = bytewise;
     f->answer = answer != NULL ? answer : "";
     f->answer_len = strlen(f->answer);
     atomic_init(&f->stop, false);
@@ -187,6 +183,12 @@ static struct fake *fake_start(enum fake_mode mode, const char *answer)
         fail_msg("pthread_create failed");
     running = f;
     return f;
+}
+
+/* fake_start_as(), the answer written at once. */
+static struct fake *fake_start(enum fake_mode mode, const char *answer)
+{
+    return fake_start_as(mode, answer, false);
 }
 
 /* Stops the server's thread; its record can be read then. */
@@ -217,154 +219,6 @@ static int teardown(void **state)
     return 0;
 }
 
-/* ---- running mio-echodctl -------------------------------------------------- */
-
-/* What a run of the program gave. */
-struct run {
-    int status; /* exit status, 128 + signal, -1 when it had to be killed */
-    char out[16 * 1024];
-    char err[4 * 1024];
-    int64_t ms; /* how long it ran */
-};
-
-/* Becomes uid:gid with no other group (a forked child only). */
-static int become(uid_t uid, gid_t gid)
-{
-    if (setgroups(1, &gid) != 0 || setresgid(gid, gid, gid) != 0 ||
-        setresuid(uid, uid, uid) != 0)
-        return -1;
-    return 0;
-}
-
-/* Appends what fd has to buf (of size cap, NUL-terminated); false at EOF. */
-static bool drain_into(int fd, char *buf, size_t cap, size_t *used)
-{
-    char tmp[4096];
-    ssize_t n = read(fd, tmp, sizeof(tmp));
-    if (n < 0 && (errno == EINTR || errno == EAGAIN))
-        return true;
-    if (n <= 0)
-        return false;
-    size_t take = (size_t)n;
-    if (take > cap - 1 - *used)
-        take = cap - 1 - *used;
-    memcpy(buf + *used, tmp, take);
-    *used += take;
-    buf[*used] = '\0';
-    return true;
-}
-
-/*
- * Runs the program with argv[1..] (NULL-terminated) to its end, RUN_MS at
- * most, its standard output and error apart; as `as_uid`:`as_gid` when
- * as_uid is not (uid_t)-1, from `program` (NULL: the one built).
- */
-static void run_argv(struct run *r, const char *program, uid_t as_uid, gid_t as_gid,
-                     char *const args[])
-{
-    char prog[PATH_MAX];
-    if (program != NULL)
-        snprintf(prog, sizeof(prog), "%s", program);
-    else
-        echod_program_path(prog, sizeof(prog));
-    char *argv[32];
-    int argc = 0;
-    argv[argc++] = prog;
-    for (int i = 0; args[i] != NULL && argc < 31; i++)
-        argv[argc++] = args[i];
-    argv[argc] = NULL;
-
-    int out[2], err[2];
-    CHECK(pipe2(out, O_CLOEXEC) == 0 && pipe2(err, O_CLOEXEC) == 0);
-    char **envp = echod_environment(NULL, 0);
-    pid_t parent = getpid();
-    int64_t t0 = ms_now();
-    pid_t pid = fork();
-    CHECK(pid >= 0);
-    if (pid == 0) {
-        (void)prctl(PR_SET_PDEATHSIG, SIGKILL);
-        if (getppid() != parent)
-            _exit(127);
-        int null = open("/dev/null", O_RDONLY);
-        if (null < 0 || dup2(null, 0) < 0 || dup2(out[1], 1) < 0 || dup2(err[1], 2) < 0)
-            _exit(126);
-        if (as_uid != (uid_t)-1 && become(as_uid, as_gid) != 0)
-            _exit(125);
-        signal(SIGPIPE, SIG_DFL);
-        if (close_range(3, ~0u, 0) < 0)
-            _exit(126);
-        execve(argv[0], argv, envp);
-        _exit(127);
-    }
-    free(envp);
-    close(out[1]);
-    close(err[1]);
-    size_t nout = 0, nerr = 0;
-    r->out[0] = r->err[0] = '\0';
-    bool out_open = true, err_open = true;
-    int64_t until = t0 + RUN_MS;
-    while ((out_open || err_open) && ms_now() < until) {
-        struct pollfd pfd[2] = {{.fd = out_open ? out[0] : -1, .events = POLLIN},
-                                {.fd = err_open ? err[0] : -1, .events = POLLIN}};
-        int left = (int)(until - ms_now());
-        if (poll(pfd, 2, left > 0 ? left : 0) <= 0)
-            continue;
-        if (out_open && pfd[0].revents != 0)
-            out_open = drain_into(out[0], r->out, sizeof(r->out), &nout);
-        if (err_open && pfd[1].revents != 0)
-            err_open = drain_into(err[0], r->err, sizeof(r->err), &nerr);
-    }
-    close(out[0]);
-    close(err[0]);
-    int status = 0;
-    pid_t got = 0;
-    while (ms_now() < until + 1000 && (got = waitpid(pid, &status, WNOHANG)) == 0)
-        sleep_ms(5);
-    if (got != pid) {
-        kill(pid, SIGKILL);
-        while (waitpid(pid, &status, 0) < 0 && errno == EINTR)
-            continue;
-        r->status = -1;
-    } else {
-        r->status = exit_code(status);
-    }
-    r->ms = ms_now() - t0;
-}
-
-/* run_argv() of the built program as ourselves, with the arguments given
- * (NULL-terminated). */
-static void run(struct run *r, const char *arg, ...)
-{
-    char *args[32];
-    int n = 0;
-    va_list ap;
-    va_start(ap, arg);
-    for (const char *a = arg; a != NULL && n < 31; a = va_arg(ap, const char *))
-        args[n++] = (char *)a;
-    va_end(ap);
-    args[n] = NULL;
-    run_argv(r, NULL, (uid_t)-1, (gid_t)-1, args);
-}
-
-/* Fails unless the run exited with `status` and printed exactly `out` and
- * `err` (NULL: anything). */
-static void expect_run(const struct run *r, int status, const char *out, const char *err)
-{
-    if (r->status != status || (out != NULL && strcmp(r->out, out) != 0) ||
-        (err != NULL && strcmp(r->err, err) != 0))
-        fail_msg("exit %d (expected %d)\nstdout: [%s]\n(expected [%s])\nstderr: [%s]\n"
-                 "(expected [%s])",
-                 r->status, status, r->out, out != NULL ? out : "*", r->err,
-                 err != NULL ? err : "*");
-}
-
-/* Fails unless `needle` is in the run's standard error. */
-static void expect_err_has(const struct run *r, const char *needle)
-{
-    if (strstr(r->err, needle) == NULL)
-        fail_msg("stderr [%s] does not say [%s]", r->err, needle);
-}
-
 /* ---- answers --------------------------------------------------------------- */
 
 #define LISTENERS                                        \
@@ -376,11 +230,11 @@ static void expect_err_has(const struct run *r, const char *needle)
 static void answer_printed(void **state)
 {
     (void)state;
-    struct run r;
+    struct ctl_run r;
     struct fake *f = fake_start(FAKE_ANSWER, LISTENERS "\n");
-    run(&r, "-S", f->path, "show", "listeners", NULL);
+    ctl_run(&r, "-S", f->path, "show", "listeners", NULL);
     fake_stop(f);
-    expect_run(&r, 0, LISTENERS, "");
+    ctl_expect(&r, 0, LISTENERS, "");
     assert_string_equal(f->got, "show listeners\n");
     assert_true(f->got_eof);
     assert_int_equal(f->connections, 1);
@@ -390,33 +244,31 @@ static void answer_printed(void **state)
 static void answer_in_pieces(void **state)
 {
     (void)state;
-    struct run r;
-    struct fake *f = fake_start(FAKE_ANSWER, LISTENERS "\n");
-    f->bytewise = true;
-    run(&r, "-S", f->path, "show", "listeners", NULL);
-    expect_run(&r, 0, LISTENERS, "");
+    struct ctl_run r;
+    struct fake *f = fake_start_as(FAKE_ANSWER, LISTENERS "\n", true);
+    ctl_run(&r, "-S", f->path, "show", "listeners", NULL);
+    ctl_expect(&r, 0, LISTENERS, "");
     fake_done();
 
-    f = fake_start(FAKE_ANSWER, "error: unknown listener \"x\"\n\n");
-    f->bytewise = true;
-    run(&r, "-S", f->path, "show", "upstreams", "x", NULL);
-    expect_run(&r, 1, "", "mio-echodctl: error: unknown listener \"x\"\n");
+    f = fake_start_as(FAKE_ANSWER, "error: unknown listener \"x\"\n\n", true);
+    ctl_run(&r, "-S", f->path, "show", "upstreams", "x", NULL);
+    ctl_expect(&r, 1, "", "mio-echodctl: error: unknown listener \"x\"\n");
 }
 
 /* An empty answer is success, printing nothing; an "ok:" line is printed. */
 static void empty_and_ok_answers(void **state)
 {
     (void)state;
-    struct run r;
+    struct ctl_run r;
     struct fake *f = fake_start(FAKE_ANSWER, "\n");
-    run(&r, "-S", f->path, "show", "connections", NULL);
-    expect_run(&r, 0, "", "");
+    ctl_run(&r, "-S", f->path, "show", "connections", NULL);
+    ctl_expect(&r, 0, "", "");
     fake_done();
 
     f = fake_start(FAKE_ANSWER, "ok: upstream 10.0.0.1:6379 of relay draining\n\n");
-    run(&r, "-S", f->path, "drain", "upstream", "relay", "10.0.0.1:6379", NULL);
+    ctl_run(&r, "-S", f->path, "drain", "upstream", "relay", "10.0.0.1:6379", NULL);
     fake_stop(f);
-    expect_run(&r, 0, "ok: upstream 10.0.0.1:6379 of relay draining\n", "");
+    ctl_expect(&r, 0, "ok: upstream 10.0.0.1:6379 of relay draining\n", "");
     assert_string_equal(f->got, "drain upstream relay 10.0.0.1:6379\n");
 }
 
@@ -424,10 +276,10 @@ static void empty_and_ok_answers(void **state)
 static void after_the_end(void **state)
 {
     (void)state;
-    struct run r;
+    struct ctl_run r;
     struct fake *f = fake_start(FAKE_ANSWER, "ok: reloaded: 2 listeners\n\nmore\n\n");
-    run(&r, "-S", f->path, "reload", NULL);
-    expect_run(&r, 0, "ok: reloaded: 2 listeners\n", "");
+    ctl_run(&r, "-S", f->path, "reload", NULL);
+    ctl_expect(&r, 0, "ok: reloaded: 2 listeners\n", "");
 }
 
 /* An "error: " answer: status 1, on standard error, prefixed; an answer
@@ -435,24 +287,24 @@ static void after_the_end(void **state)
 static void error_answer(void **state)
 {
     (void)state;
-    struct run r;
+    struct ctl_run r;
     struct fake *f = fake_start(FAKE_ANSWER,
                                 "error: reload failed: /etc/mio-echod.conf:7: workers: "
                                 "expected 1 to 256, got 0\n\n");
-    run(&r, "-S", f->path, "reload", NULL);
-    expect_run(&r, 1, "",
+    ctl_run(&r, "-S", f->path, "reload", NULL);
+    ctl_expect(&r, 1, "",
                "mio-echodctl: error: reload failed: /etc/mio-echod.conf:7: workers: "
                "expected 1 to 256, got 0\n");
     fake_done();
 
     f = fake_start(FAKE_ANSWER, "error:no space\nerrors: 0\n\n");
-    run(&r, "-S", f->path, "show", "stats", NULL);
-    expect_run(&r, 0, "error:no space\nerrors: 0\n", "");
+    ctl_run(&r, "-S", f->path, "show", "stats", NULL);
+    ctl_expect(&r, 0, "error:no space\nerrors: 0\n", "");
     fake_done();
 
     f = fake_start(FAKE_ANSWER, "error\n\n");
-    run(&r, "-S", f->path, "help", NULL);
-    expect_run(&r, 0, "error\n", "");
+    ctl_run(&r, "-S", f->path, "help", NULL);
+    ctl_expect(&r, 0, "error\n", "");
 }
 
 /* The arguments are joined by single spaces; arguments after the command
@@ -460,19 +312,19 @@ static void error_answer(void **state)
 static void words_joined(void **state)
 {
     (void)state;
-    struct run r;
+    struct ctl_run r;
     struct fake *f = fake_start(FAKE_ANSWER, "error: weight: expected 1 to 256\n\n");
-    run(&r, "-S", f->path, "-T", "5", "set", "weight", "relay", "10.0.0.1:6379", "-1",
-        NULL);
+    ctl_run(&r, "-S", f->path, "-T", "5", "set", "weight", "relay", "10.0.0.1:6379", "-1",
+            NULL);
     fake_stop(f);
-    expect_run(&r, 1, "", "mio-echodctl: error: weight: expected 1 to 256\n");
+    ctl_expect(&r, 1, "", "mio-echodctl: error: weight: expected 1 to 256\n");
     assert_string_equal(f->got, "set weight relay 10.0.0.1:6379 -1\n");
     fake_done();
 
     f = fake_start(FAKE_ANSWER, "\n");
-    run(&r, "-S", f->path, "show upstreams\trelay", NULL);
+    ctl_run(&r, "-S", f->path, "show upstreams\trelay", NULL);
     fake_stop(f);
-    expect_run(&r, 0, "", "");
+    ctl_expect(&r, 0, "", "");
     assert_string_equal(f->got, "show upstreams\trelay\n");
 }
 
@@ -482,52 +334,52 @@ static void words_joined(void **state)
 static void answer_cut(void **state)
 {
     (void)state;
-    struct run r;
+    struct ctl_run r;
     struct fake *f = fake_start(FAKE_ANSWER,
                                 "# id listener client upstream age in out\n17 r");
-    run(&r, "-S", f->path, "show", "connections", NULL);
-    expect_run(&r, 2, "# id listener client upstream age in out\n17 r\n", NULL);
-    expect_err_has(&r, "mio-echodctl: the answer from ");
-    expect_err_has(&r, "ended without its empty line");
+    ctl_run(&r, "-S", f->path, "show", "connections", NULL);
+    ctl_expect(&r, 2, "# id listener client upstream age in out\n17 r\n", NULL);
+    ctl_expect_err_has(&r, "mio-echodctl: the answer from ");
+    ctl_expect_err_has(&r, "ended without its empty line");
     fake_done();
 
     f = fake_start(FAKE_ANSWER, "ok: done\n");
-    run(&r, "-S", f->path, "reload", NULL);
-    expect_run(&r, 2, "ok: done\n", NULL);
-    expect_err_has(&r, "ended without its empty line");
+    ctl_run(&r, "-S", f->path, "reload", NULL);
+    ctl_expect(&r, 2, "ok: done\n", NULL);
+    ctl_expect_err_has(&r, "ended without its empty line");
     fake_done();
 
     f = fake_start(FAKE_ANSWER, "erro");
-    run(&r, "-S", f->path, "reload", NULL);
-    expect_run(&r, 2, "erro\n", NULL);
+    ctl_run(&r, "-S", f->path, "reload", NULL);
+    ctl_expect(&r, 2, "erro\n", NULL);
     fake_done();
 
     f = fake_start(FAKE_ANSWER, "");
-    run(&r, "-S", f->path, "reload", NULL);
+    ctl_run(&r, "-S", f->path, "reload", NULL);
     char want[PATH_MAX + 128];
     snprintf(want, sizeof(want),
              "mio-echodctl: %s closed the connection without answering\n", f->path);
-    expect_run(&r, 2, "", want);
+    ctl_expect(&r, 2, "", want);
 }
 
 /* A daemon that never answers: status 2 after -T, saying so. */
 static void timeout(void **state)
 {
     (void)state;
-    struct run r;
+    struct ctl_run r;
     struct fake *f = fake_start(FAKE_SILENT, NULL);
-    run(&r, "-S", f->path, "-T", "1", "reload", NULL);
+    ctl_run(&r, "-S", f->path, "-T", "1", "reload", NULL);
     char want[PATH_MAX + 128];
     snprintf(want, sizeof(want), "mio-echodctl: no answer from %s within 1 s\n", f->path);
-    expect_run(&r, 2, "", want);
+    ctl_expect(&r, 2, "", want);
     if (r.ms < 900 || r.ms > 4000)
         fail_msg("gave up after %lld ms, expected about 1000", (long long)r.ms);
     fake_done();
 
     f = fake_start(FAKE_SILENT, NULL);
-    run(&r, "-S", f->path, "-T", "0.3", "show", "stats", NULL);
-    expect_run(&r, 2, "", NULL);
-    expect_err_has(&r, "within 0.3 s");
+    ctl_run(&r, "-S", f->path, "-T", "0.3", "show", "stats", NULL);
+    ctl_expect(&r, 2, "", NULL);
+    ctl_expect_err_has(&r, "within 0.3 s");
     if (r.ms < 250 || r.ms > 3000)
         fail_msg("gave up after %lld ms, expected about 300", (long long)r.ms);
 }
@@ -536,23 +388,23 @@ static void timeout(void **state)
 static void missing_socket(void **state)
 {
     (void)state;
-    struct run r;
+    struct ctl_run r;
     char path[PATH_MAX], want[2 * PATH_MAX];
     snprintf(path, sizeof(path), "%s/none.sock", test_tmpdir());
-    run(&r, "-S", path, "show", "listeners", NULL);
+    ctl_run(&r, "-S", path, "show", "listeners", NULL);
     snprintf(
         want, sizeof(want),
         "mio-echodctl: cannot connect to %s: No such file or directory (is the daemon "
         "running, with its control socket enabled?)\n",
         path);
-    expect_run(&r, 2, "", want);
+    ctl_expect(&r, 2, "", want);
 
     /* Without -S: the default path, named. */
     if (access(DEFAULT_PATH, F_OK) != 0 && errno == ENOENT) {
-        run(&r, "show", "listeners", NULL);
-        expect_run(&r, 2, "", NULL);
-        expect_err_has(&r,
-                       "cannot connect to " DEFAULT_PATH ": No such file or directory");
+        ctl_run(&r, "show", "listeners", NULL);
+        ctl_expect(&r, 2, "", NULL);
+        ctl_expect_err_has(&r, "cannot connect to " DEFAULT_PATH
+                               ": No such file or directory");
     } else {
         print_message("note: " DEFAULT_PATH
                       " exists here: the default path is not tried\n");
@@ -563,36 +415,16 @@ static void missing_socket(void **state)
 static void refused(void **state)
 {
     (void)state;
-    struct run r;
+    struct ctl_run r;
     char path[PATH_MAX], want[2 * PATH_MAX];
     snprintf(path, sizeof(path), "%s/stale.sock", test_tmpdir());
     close(bind_unix(path, false));
-    run(&r, "-S", path, "show", "listeners", NULL);
+    ctl_run(&r, "-S", path, "show", "listeners", NULL);
     snprintf(want, sizeof(want),
              "mio-echodctl: cannot connect to %s: Connection refused (is the daemon "
              "running? nothing listens on this socket)\n",
              path);
-    expect_run(&r, 2, "", want);
-}
-
-/* Copies the built program to dir/mio-echodctl, mode 0755, so that another
- * user can run it wherever the build tree is. */
-static void copy_program(const char *dir, char *copy, size_t len)
-{
-    char prog[PATH_MAX];
-    echod_program_path(prog, sizeof(prog));
-    snprintf(copy, len, "%s/mio-echodctl", dir);
-    int in = open(prog, O_RDONLY | O_CLOEXEC);
-    int out = open(copy, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0755);
-    if (in < 0 || out < 0)
-        fail_msg("cannot copy %s to %s: %s", prog, copy, errtext(errno));
-    char buf[65536];
-    ssize_t n;
-    while ((n = read(in, buf, sizeof(buf))) > 0)
-        CHECK(write(out, buf, (size_t)n) == n);
-    CHECK(n == 0);
-    close(in);
-    CHECK(close(out) == 0 && chmod(copy, 0755) == 0);
+    ctl_expect(&r, 2, "", want);
 }
 
 /* Mode 0600 on root's socket keeps another user out: status 2 and the
@@ -607,37 +439,34 @@ static void permission_denied(void **state)
         skip();
         return;
     }
-    struct passwd pwbuf, *pw = NULL;
-    char strings[4096];
-    if (getpwnam_r(OTHER_USER, &pwbuf, strings, sizeof(strings), &pw) != 0 ||
-        pw == NULL) {
+    uid_t uid;
+    gid_t gid;
+    if (!ctl_user_ids(OTHER_USER, &uid, &gid)) {
         print_message("skipped: no user \"%s\" here\n", OTHER_USER);
         skip();
         return;
     }
-    uid_t uid = pw->pw_uid;
-    gid_t gid = pw->pw_gid;
     struct fake *f = fake_start(FAKE_ANSWER, "ok: fine\n\n");
     char dir[PATH_MAX], prog[PATH_MAX + 16], want[2 * PATH_MAX];
     snprintf(dir, sizeof(dir), "%s", f->path);
     *strrchr(dir, '/') = '\0';
     CHECK(chmod(dir, 0755) == 0);
-    copy_program(dir, prog, sizeof(prog));
+    ctl_program_copy(dir, prog, sizeof(prog));
     CHECK(chmod(f->path, 0600) == 0);
 
-    struct run r;
+    struct ctl_run r;
     char *args[] = {"-S", f->path, "show", "listeners", NULL};
-    run_argv(&r, prog, uid, gid, args);
+    ctl_run_argv(&r, prog, uid, gid, args);
     snprintf(want, sizeof(want),
              "mio-echodctl: cannot connect to %s: Permission denied (is the daemon's "
              "control socket enabled, and may this user open it?)\n",
              f->path);
-    expect_run(&r, 2, "", want);
+    ctl_expect(&r, 2, "", want);
 
     CHECK(chmod(f->path, 0666) == 0);
-    run_argv(&r, prog, uid, gid, args);
+    ctl_run_argv(&r, prog, uid, gid, args);
     fake_stop(f);
-    expect_run(&r, 0, "ok: fine\n", "");
+    ctl_expect(&r, 0, "ok: fine\n", "");
     assert_int_equal(f->connections, 1);
 }
 
@@ -649,50 +478,50 @@ static void permission_denied(void **state)
 static void refused_before_connecting(void **state)
 {
     (void)state;
-    struct run r;
+    struct ctl_run r;
     struct fake *f = fake_start(FAKE_ANSWER, "ok: sent\n\n");
-    run(&r, "-S", f->path, "show", "listeners\nreload", NULL);
-    expect_run(&r, 2, "",
+    ctl_run(&r, "-S", f->path, "show", "listeners\nreload", NULL);
+    ctl_expect(&r, 2, "",
                "mio-echodctl: argument 2 has a control byte 0x0a: a command "
                "is printable ASCII, spaces and tabs only\n");
-    run(&r, "-S", f->path, "show\r", NULL);
-    expect_run(&r, 2, "", NULL);
-    expect_err_has(&r, "argument 1 has a control byte 0x0d");
-    run(&r, "-S", f->path, "show", "upstreams", "caf\xc3\xa9", NULL);
-    expect_run(&r, 2, "", NULL);
-    expect_err_has(&r, "argument 3 has a non-ASCII byte 0xc3");
-    run(&r, "-S", f->path, "kill", "connection", "\x7f", NULL);
-    expect_run(&r, 2, "", NULL);
-    expect_err_has(&r, "control byte 0x7f");
+    ctl_run(&r, "-S", f->path, "show\r", NULL);
+    ctl_expect(&r, 2, "", NULL);
+    ctl_expect_err_has(&r, "argument 1 has a control byte 0x0d");
+    ctl_run(&r, "-S", f->path, "show", "upstreams", "caf\xc3\xa9", NULL);
+    ctl_expect(&r, 2, "", NULL);
+    ctl_expect_err_has(&r, "argument 3 has a non-ASCII byte 0xc3");
+    ctl_run(&r, "-S", f->path, "kill", "connection", "\x7f", NULL);
+    ctl_expect(&r, 2, "", NULL);
+    ctl_expect_err_has(&r, "control byte 0x7f");
 
     /* 1024 bytes go; 1025 do not. */
     static char word[CONTROL_LINE_MAX + 1];
     memset(word, 'x', sizeof(word) - 1);
     word[CONTROL_LINE_MAX - 5] = '\0'; /* "show " + 1019 = 1024 */
-    run(&r, "-S", f->path, "show", word, NULL);
-    expect_run(&r, 0, "ok: sent\n", "");
+    ctl_run(&r, "-S", f->path, "show", word, NULL);
+    ctl_expect(&r, 0, "ok: sent\n", "");
     word[CONTROL_LINE_MAX - 5] = 'x';
     word[CONTROL_LINE_MAX - 4] = '\0';
-    run(&r, "-S", f->path, "show", word, NULL);
-    expect_run(&r, 2, "",
+    ctl_run(&r, "-S", f->path, "show", word, NULL);
+    ctl_expect(&r, 2, "",
                "mio-echodctl: the command is 1025 bytes long: the daemon reads at most "
                "1024\n");
 
     /* 8 words go; 9 do not. */
-    run(&r, "-S", f->path, "1", "2", "3", "4", "5", "6", "7", "8", NULL);
-    expect_run(&r, 0, "ok: sent\n", "");
-    run(&r, "-S", f->path, "1", "2", "3", "4", "5", "6", "7", "8 9", NULL);
-    expect_run(&r, 2, "",
+    ctl_run(&r, "-S", f->path, "1", "2", "3", "4", "5", "6", "7", "8", NULL);
+    ctl_expect(&r, 0, "ok: sent\n", "");
+    ctl_run(&r, "-S", f->path, "1", "2", "3", "4", "5", "6", "7", "8 9", NULL);
+    ctl_expect(&r, 2, "",
                "mio-echodctl: the daemon would refuse this command: more than 8 words "
                "in a command line\n");
 
     /* Blank. */
-    run(&r, "-S", f->path, "", NULL);
-    expect_run(&r, 2, "", NULL);
-    expect_err_has(&r, "the command is blank");
-    run(&r, "-S", f->path, " ", "\t", NULL);
-    expect_run(&r, 2, "", NULL);
-    expect_err_has(&r, "the command is blank");
+    ctl_run(&r, "-S", f->path, "", NULL);
+    ctl_expect(&r, 2, "", NULL);
+    ctl_expect_err_has(&r, "the command is blank");
+    ctl_run(&r, "-S", f->path, " ", "\t", NULL);
+    ctl_expect(&r, 2, "", NULL);
+    ctl_expect_err_has(&r, "the command is blank");
 
     fake_stop(f);
     assert_int_equal(f->connections, 2); /* the 1024 bytes and the 8 words */
@@ -703,35 +532,36 @@ static void refused_before_connecting(void **state)
 static void usage(void **state)
 {
     (void)state;
-    struct run r;
-    run(&r, NULL);
-    expect_run(&r, 2, "", NULL);
-    expect_err_has(&r, "mio-echodctl: no command given");
-    expect_err_has(&r, "usage: mio-echodctl [-S path] [-T seconds] command [args...]");
-    run(&r, "-x", "help", NULL);
-    expect_run(&r, 2, "", NULL);
-    expect_err_has(&r, "usage: mio-echodctl");
-    run(&r, "-S", NULL);
-    expect_run(&r, 2, "", NULL);
+    struct ctl_run r;
+    ctl_run(&r, NULL);
+    ctl_expect(&r, 2, "", NULL);
+    ctl_expect_err_has(&r, "mio-echodctl: no command given");
+    ctl_expect_err_has(&r,
+                       "usage: mio-echodctl [-S path] [-T seconds] command [args...]");
+    ctl_run(&r, "-x", "help", NULL);
+    ctl_expect(&r, 2, "", NULL);
+    ctl_expect_err_has(&r, "usage: mio-echodctl");
+    ctl_run(&r, "-S", NULL);
+    ctl_expect(&r, 2, "", NULL);
     static const char *const bad_timeouts[] = {"0", "-1",  "abc", "1s",
                                                "",  "nan", "inf", "86401"};
     for (size_t i = 0; i < ARRAY_LEN(bad_timeouts); i++) {
-        run(&r, "-T", bad_timeouts[i], "help", NULL);
-        expect_run(&r, 2, "", NULL);
-        expect_err_has(&r, "mio-echodctl: -T: expected a number of seconds above 0");
+        ctl_run(&r, "-T", bad_timeouts[i], "help", NULL);
+        ctl_expect(&r, 2, "", NULL);
+        ctl_expect_err_has(&r, "mio-echodctl: -T: expected a number of seconds above 0");
     }
-    run(&r, "-S", "", "help", NULL);
-    expect_run(&r, 2, "", "mio-echodctl: -S: empty path\n");
+    ctl_run(&r, "-S", "", "help", NULL);
+    ctl_expect(&r, 2, "", "mio-echodctl: -S: empty path\n");
     char longpath[200];
     memset(longpath, 'p', sizeof(longpath) - 1);
     longpath[0] = '/';
     longpath[sizeof(longpath) - 1] = '\0';
-    run(&r, "-S", longpath, "help", NULL);
-    expect_run(&r, 2, "", NULL);
-    expect_err_has(&r, "mio-echodctl: -S: a socket path is at most 107 bytes");
+    ctl_run(&r, "-S", longpath, "help", NULL);
+    ctl_expect(&r, 2, "", NULL);
+    ctl_expect_err_has(&r, "mio-echodctl: -S: a socket path is at most 107 bytes");
 
-    run(&r, "-h", NULL);
-    expect_run(&r, 0, NULL, "");
+    ctl_run(&r, "-h", NULL);
+    ctl_expect(&r, 0, NULL, "");
     static const char *const in_help[] = {
         "usage: mio-echodctl [-S path] [-T seconds] command [args...]",
         /* NOLINTNEXTLINE(bugprone-suspicious-missing-comma): one string */
@@ -752,8 +582,8 @@ static void usage(void **state)
         if (strstr(r.out, in_help[i]) == NULL)
             fail_msg("-h does not say \"%s\": %s", in_help[i], r.out);
 
-    run(&r, "-V", NULL);
-    expect_run(&r, 0, "mio-echodctl " PACKAGE_VERSION "\n", "");
+    ctl_run(&r, "-V", NULL);
+    ctl_expect(&r, 0, "mio-echodctl " PACKAGE_VERSION "\n", "");
 }
 
 int main(void)

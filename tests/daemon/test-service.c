@@ -1300,8 +1300,9 @@ static void test_reload_passed_socket_readded(void **state)
 
 /*
  * A daemon in the background (no -f) started with a relative -c path
- * reloads the same file: going to the background changes the directory
- * to "/", so the path must have been made absolute first.
+ * reloads the same file, and removes its control socket, also written
+ * relative, at exit: going to the background changes the directory to
+ * "/", so the paths must have been made absolute first.
  */
 static void test_reload_daemonized_relative_path(void **state)
 {
@@ -1311,12 +1312,14 @@ static void test_reload_daemonized_relative_path(void **state)
     snprintf(text, sizeof(text),
              BASE
              "workers = 1;\npidfile = \"@DIR@/echod.pid\";\n"
+             "control = { path = \"control.sock\"; };\n"
              "listeners = ( { name = \"echo\"; listen = [ \"127.0.0.1:%d\" ]; } );\n",
              port);
     const char *path = write_conf(text);
-    char dir[PATH_MAX], pidfile[PATH_MAX + 16];
+    char dir[PATH_MAX], pidfile[PATH_MAX + 16], sock[PATH_MAX + 16];
     snprintf(dir, sizeof(dir), "%.*s", (int)(strrchr(path, '/') - path), path);
     snprintf(pidfile, sizeof(pidfile), "%s/echod.pid", dir);
+    snprintf(sock, sizeof(sock), "%s/control.sock", dir);
     char *argv[] = {(char *)daemon_path(), (char *)"-c", (char *)"mio-echod.conf", NULL};
     struct proc *p = proc_start_in(argv, dir, -1, NULL);
     int code = proc_wait_exit(p, 5000);
@@ -1348,6 +1351,9 @@ static void test_reload_daemonized_relative_path(void **state)
     }
     expect_echo(fd, "and after the reload\n");
     finish(fd);
+    char *answer = ctl_ask_path(sock, "show listeners");
+    assert_true(strncmp(answer, "# listener ", 11) == 0);
+    free(answer);
     kill(stray_pid, SIGTERM);
     int64_t until = ms_now() + 5000;
     while (pid_is_echod(stray_pid) && ms_now() < until)
@@ -1355,6 +1361,7 @@ static void test_reload_daemonized_relative_path(void **state)
     assert_false(pid_is_echod(stray_pid));
     stray_pid = 0;
     assert_int_equal(access(pidfile, F_OK), -1);
+    assert_int_equal(access(sock, F_OK), -1);
 }
 
 /* ---- main --------------------------------------------------------------- */
