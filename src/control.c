@@ -670,6 +670,76 @@ static void show_listeners(FILE *f, struct generation *g)
 }
 
 /* show upstreams [LISTENER] */
+/* Writes the line of upstream up of listener l; `gone` for an address
+ * the running configuration no longer has. */
+static void upstream_line(FILE *f, const struct listener *l, const struct upstream *up,
+                          bool gone, int64_t now)
+{
+    const struct upstream_addr *ua = up->addrs[0];
+    char last[32] = "-", why[160];
+    if (ua->check_last_ms > 0)
+        snprintf(last, sizeof(last), "%lld.%lld",
+                 (long long)((now - ua->check_last_ms) / 1000),
+                 (long long)((now - ua->check_last_ms) % 1000 / 100));
+    if (gone)
+        snprintf(why, sizeof(why),
+                 "gone from the configuration; open connections finish");
+    else
+        why_of(ua, now, why, sizeof(why));
+    fprintf(f, "%s %s %s %u %s %s %u %llu %llu %s %s\n", l->cfg->name, up->text, ua->name,
+            upstream_weight(up), up->backup ? "yes" : "no",
+            gone ? "draining" : upstream_state_name(ua, now), atomic_load(&ua->active),
+            (unsigned long long)atomic_load(&ua->connects),
+            (unsigned long long)atomic_load(&ua->connect_failures), last, why);
+}
+
+/* Whether listener l has address ua among its upstreams. */
+static bool has_address(const struct listener *l, const struct upstream_addr *ua)
+{
+    for (size_t u = 0; l != NULL && u < l->nupstreams; u++)
+        if (l->upstreams[u].addrs[0] == ua)
+            return true;
+    return false;
+}
+
+/* show upstreams' walk over the older generations alive. */
+struct gone_walk {
+    FILE *f;
+    struct generation *current;
+    const char *only;
+    int64_t now;
+    const struct upstream_addr *seen[64]; /* those written already */
+    size_t nseen;
+};
+
+/* Writes the addresses of an older generation g that the current one no
+ * longer has and that still hold connections: draining, until they end
+ * (a reload removed them, or their name stopped resolving to them). */
+static void list_gone(const struct generation *g, void *arg)
+{
+    struct gone_walk *w = arg;
+    if (g == w->current)
+        return;
+    for (size_t i = 0; i < g->nlisteners; i++) {
+        const struct listener *l = &g->listeners[i];
+        if (w->only != NULL && strcmp(l->cfg->name, w->only) != 0)
+            continue;
+        const struct listener *now = find_listener(w->current, l->cfg->name);
+        for (size_t u = 0; u < l->nupstreams; u++) {
+            const struct upstream_addr *ua = l->upstreams[u].addrs[0];
+            bool seen = false;
+            for (size_t s = 0; s < w->nseen && !seen; s++)
+                seen = w->seen[s] == ua;
+            if (seen || atomic_load(&ua->active) == 0 || has_address(now, ua) ||
+                w->nseen == sizeof(w->seen) / sizeof(w->seen[0]))
+                continue;
+            w->seen[w->nseen++] = ua;
+            upstream_line(w->f, l, &l->upstreams[u], true, w->now);
+        }
+    }
+}
+
+/* show upstreams [LISTENER] */
 static void show_upstreams(FILE *f, struct generation *g, const char *only)
 {
     int64_t now = k.loop->now_ms;
@@ -680,24 +750,12 @@ static void show_upstreams(FILE *f, struct generation *g, const char *only)
         const struct listener *l = &g->listeners[i];
         if (only != NULL && strcmp(l->cfg->name, only) != 0)
             continue;
-        for (size_t u = 0; u < l->nupstreams; u++) {
-            if (!first_of_its_address(l, u))
-                continue;
-            const struct upstream *up = &l->upstreams[u];
-            const struct upstream_addr *ua = up->addrs[0];
-            char last[32] = "-", why[160];
-            if (ua->check_last_ms > 0)
-                snprintf(last, sizeof(last), "%lld.%lld",
-                         (long long)((now - ua->check_last_ms) / 1000),
-                         (long long)((now - ua->check_last_ms) % 1000 / 100));
-            why_of(ua, now, why, sizeof(why));
-            fprintf(f, "%s %s %s %u %s %s %u %llu %llu %s %s\n", l->cfg->name, up->text,
-                    ua->name, upstream_weight(up), up->backup ? "yes" : "no",
-                    upstream_state_name(ua, now), atomic_load(&ua->active),
-                    (unsigned long long)atomic_load(&ua->connects),
-                    (unsigned long long)atomic_load(&ua->connect_failures), last, why);
-        }
+        for (size_t u = 0; u < l->nupstreams; u++)
+            if (first_of_its_address(l, u))
+                upstream_line(f, l, &l->upstreams[u], false, now);
     }
+    struct gone_walk w = {.f = f, .current = g, .only = only, .now = now};
+    generation_each(list_gone, &w);
 }
 
 /* What an operator does to an upstream address. */

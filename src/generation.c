@@ -424,8 +424,48 @@ static int open_listener(struct daemon *d, struct generation *g, struct generati
 }
 
 /* Frees a generation's memory; its sockets were closed or handed on. */
+/* The generations alive, newest first, for generation_each(). */
+static pthread_mutex_t live_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct generation *newest;
+
+/* Puts g, just opened, first in the list of those alive. */
+static void link_live(struct generation *g)
+{
+    pthread_mutex_lock(&live_mu);
+    g->older = newest;
+    if (newest != NULL)
+        newest->newer = g;
+    newest = g;
+    g->live = true;
+    pthread_mutex_unlock(&live_mu);
+}
+
+/* Takes g, about to be freed, out of the list of those alive. */
+static void unlink_live(struct generation *g)
+{
+    if (!g->live)
+        return;
+    pthread_mutex_lock(&live_mu);
+    if (g->newer != NULL)
+        g->newer->older = g->older;
+    else
+        newest = g->older;
+    if (g->older != NULL)
+        g->older->newer = g->newer;
+    pthread_mutex_unlock(&live_mu);
+}
+
+void generation_each(void (*each)(const struct generation *g, void *arg), void *arg)
+{
+    pthread_mutex_lock(&live_mu);
+    for (const struct generation *g = newest; g != NULL; g = g->older)
+        each(g, arg);
+    pthread_mutex_unlock(&live_mu);
+}
+
 static void free_generation(struct generation *g)
 {
+    unlink_live(g);
     for (size_t i = 0; i < g->nlisteners; i++) {
         struct listener *l = &g->listeners[i];
         if (l->st != NULL && atomic_fetch_sub(&l->st->refs, 1) == 1) {
@@ -499,6 +539,7 @@ struct generation *generation_open(struct daemon *d, struct config *cfg,
         err = e->err = upstream_find_loops(g);
     if (err == 0) {
         log_new_sockets(g);
+        link_live(g);
         return g;
     }
     if (old != NULL) /* what was taken over stays with old, unshared */

@@ -87,6 +87,9 @@ struct generation {
     struct listener *listeners;
     size_t nlisteners;
     bool resolved; /* upstream names have the resolver's addresses */
+    /* The generations alive (generation_each()), newest first. */
+    struct generation *older, *newer;
+    bool live; /* in that list */
 };
 
 /* Why a generation could not be opened, for the caller's message
@@ -138,6 +141,11 @@ struct generation *generation_current(struct daemon *d);
 
 /* Makes g the daemon's current generation (the reloading thread). */
 void generation_publish(struct daemon *d, struct generation *g);
+
+/* Calls each(g, arg) for every generation alive: the current one and the
+ * older ones connections still hold, newest first; none is freed while it
+ * runs (each() must not drop a reference). */
+void generation_each(void (*each)(const struct generation *g, void *arg), void *arg);
 
 /* Drops a reference; the last one frees the generation (not its sockets). */
 void generation_unref(struct generation *g);

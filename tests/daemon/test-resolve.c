@@ -426,8 +426,19 @@ static void an_address_that_disappears_is_drained(void **state)
     snprintf(now, sizeof(now), "%s:%d", ips[kept], p);
     snprintf(was, sizeof(was), "%s:%d, %s:%d", ips[0], p, ips[1], p);
     expect_change(e, p, now, was, t0);
-    assert_int_equal(upstream_count(dir), 1);
+    /* Listed while its stream lasts: draining, gone from the name. */
+    assert_int_equal(upstream_count(dir), 2);
     expect_listed(dir, kept, p, 1);
+    char addr[64], draining[160];
+    snprintf(addr, sizeof(addr), "%s:%d", ips[gone], p);
+    snprintf(draining, sizeof(draining),
+             "%s 1 no draining 1 1 0 - gone from the configuration; open connections "
+             "finish",
+             addr);
+    const char *line = upstream_line(dir, name_at(p), addr);
+    if (line == NULL || strstr(line, draining) == NULL)
+        test_fail("show upstreams has no \"%s\": %s", draining,
+                  ctl(dir, "show upstreams relay"));
 
     int got[2];
     exchanges(e, port, ups, 2, 10, true, got);
@@ -440,6 +451,11 @@ static void an_address_that_disappears_is_drained(void **state)
     print_message("    the stream carried %llu bytes, every one back\n",
                   (unsigned long long)bytes);
     assert_true(wait_counter(&ups[gone]->srv.open, 0, 3000));
+    /* Its last connection ended: no longer listed. */
+    int64_t until = ms_now() + 3000;
+    while (upstream_count(dir) != 1 && ms_now() < until)
+        sleep_ms(20);
+    assert_int_equal(upstream_count(dir), 1);
     assert_int_equal(atomic_load(&ups[gone]->resets), 0);
     assert_int_equal(atomic_load(&ups[gone]->eofs), 1);
     assert_int_equal(up_failures(ups[gone]), 0);
