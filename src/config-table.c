@@ -108,7 +108,12 @@ const struct setting table_settings[] = {
     {COUNT("max_connections", config, max_connections, 0, 1000000, 10000),
      .help = "open client connections and UDP flows of the whole daemon; 0: no limit"},
     {SECONDS("shutdown_timeout", config, shutdown_timeout_ms, 3600, 10),
-     .help = "seconds open connections get to finish after SIGTERM or SIGINT"},
+     .help =
+         "seconds open connections get to finish once accepting stops after SIGTERM or "
+         "SIGINT"},
+    {SECONDS("drain_delay", config, drain_delay_ms, 3600, 0),
+     .help = "seconds the daemon keeps accepting after SIGTERM, SIGINT or drain while "
+             "/health says draining, so that a balancer sees it"},
     {STRING("user", config, user, ""), .load = config_load_user,
      .help = "the user to switch to once listening; \"\" stays who we are"},
     {STRING("pidfile", config, pidfile, ""),

@@ -133,6 +133,9 @@ struct config {
     unsigned workers;         /* 0 = one per CPU */
     unsigned max_connections; /* 0 = no limit */
     int64_t shutdown_timeout_ms;
+    /* How long the daemon accepts on after SIGTERM while reporting draining;
+     * shutdown_timeout counts from its end. */
+    int64_t drain_delay_ms;
     char *user;    /* "" = stay who we are */
     char *pidfile; /* "" = none */
     enum log_target log_target;

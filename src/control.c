@@ -828,6 +828,7 @@ static const char help_text[] = "show listeners\n"
                                 "drain upstream LISTENER ADDRESS\n"
                                 "set weight LISTENER ADDRESS 1..256\n"
                                 "reload\n"
+                                "drain\n"
                                 "kill connection ID\n"
                                 "help\n";
 
@@ -841,6 +842,7 @@ static const struct {
                        {"show", "connections", "show connections [LISTENER]"},
                        {"show", "stats", "show stats"},
                        {"reload", NULL, "reload"},
+                       {"drain", NULL, "drain"},
                        {"help", NULL, "help"}};
 
 /* Writes the error of a command that is none the daemon knows, or one it
@@ -907,6 +909,34 @@ static bool run_steering(struct cconn *c, FILE *f, struct generation *g, int arg
     return false;
 }
 
+/* drain: starts the drain SIGTERM starts (through the main thread), or
+ * says why not; answers what will happen. */
+static void drain(struct cconn *c, FILE *f, const struct generation *g)
+{
+    bool no = false;
+    if (atomic_load(&k.d->stopping))
+        fputs("error: already stopping: no longer accepting\n", f);
+    else if (atomic_load(&k.d->draining) ||
+             !atomic_compare_exchange_strong(&k.d->drain_asked, &no, true))
+        fputs("error: already draining\n", f);
+    else {
+        log_notice("control: uid %u: drain", (unsigned)c->uid);
+        kill(getpid(), CONTROL_DRAIN_SIGNAL);
+        unsigned open = atomic_load(&k.d->active);
+        double delay = (double)g->cfg->drain_delay_ms / 1000;
+        double timeout = (double)g->cfg->shutdown_timeout_ms / 1000;
+        if (g->cfg->drain_delay_ms > 0)
+            fprintf(f,
+                    "ok: draining: accepting for %.3g s more, then %u connections get "
+                    "up to %.3g s\n",
+                    delay, open, timeout);
+        else
+            fprintf(
+                f, "ok: draining: no longer accepting; %u connections get up to %.3g s\n",
+                open, timeout);
+    }
+}
+
 /* Runs the command the reader holds: answers it, or starts what it waits
  * for (the workers, a reload). */
 static void run_command(struct cconn *c)
@@ -962,6 +992,8 @@ static void run_command(struct cconn *c)
         free(stats);
     } else if (argc == 1 && strcmp(argv[0], "help") == 0) {
         fputs(help_text, f);
+    } else if (argc == 1 && strcmp(argv[0], "drain") == 0) {
+        drain(c, f, g);
     } else if (!run_steering(c, f, g, argc, argv)) {
         unknown_command(f, argc, argv);
     }

@@ -15,6 +15,7 @@
 #ifndef ECHOD_CONTROL_H
 #define ECHOD_CONTROL_H
 
+#include <signal.h>
 #include <stdbool.h>
 #include <sys/types.h>
 
@@ -23,6 +24,9 @@
 #include "loop.h"
 
 #define CONTROL_MAX_CONNECTIONS 16
+/* The signal the drain command sends the daemon's main thread, which
+ * starts a drain as SIGTERM does but never escalates one begun. */
+#define CONTROL_DRAIN_SIGNAL (SIGRTMIN + 1)
 #define CONTROL_IDLE_MS 30000
 
 /*

@@ -28,6 +28,13 @@ struct daemon {
     atomic_uint active;               /* open connections, whole daemon */
     struct worker *workers;
     unsigned nworkers;
+    /* Draining: /health answers 503 from the start of a drain (SIGTERM,
+     * SIGINT or the control socket's drain), while the daemon may still
+     * accept for drain_delay; stopping follows. */
+    atomic_bool draining;
+    /* The control socket's drain was asked for (once: CONTROL_DRAIN_SIGNAL
+     * follows). */
+    atomic_bool drain_asked;
     atomic_bool stopping; /* stop accepting; drain */
     atomic_bool closing;  /* close whatever is left, now */
     /* Held around every accept and around shedding a client with a spare

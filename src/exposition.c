@@ -448,6 +448,9 @@ void exposition_write(FILE *f, const struct daemon *d, const struct generation *
     family(f, "mio_echod_daemon_connections_open", "gauge",
            "Client connections and UDP flows open now, on every listener.");
     fprintf(f, "mio_echod_daemon_connections_open %u\n", atomic_load(&d->active));
+    family(f, "mio_echod_draining", "gauge",
+           "1 from the start of a drain, when /health answers 503; 0 while serving.");
+    fprintf(f, "mio_echod_draining %d\n", atomic_load(&d->draining) ? 1 : 0);
     family(f, "mio_echod_workers", "gauge", "Worker threads.");
     fprintf(f, "mio_echod_workers %u\n", d->nworkers);
     family(f, "mio_echod_build_info", "gauge",

@@ -131,40 +131,87 @@ static void notify_status(struct daemon *d)
     for (size_t i = 0; i < g->nlisteners; i++)
         total += atomic_load(&g->listeners[i].st->accepted);
     service_notify("STATUS=%s%u connections open, %llu served",
-                   atomic_load(&d->stopping) ? "stopping: " : "", atomic_load(&d->active),
-                   total);
+                   atomic_load(&d->stopping)   ? "stopping: "
+                   : atomic_load(&d->draining) ? "draining: "
+                                               : "",
+                   atomic_load(&d->active), total);
 }
 
-/* Takes signals until the workers have drained after SIGTERM/SIGINT. */
+/* Starts a drain (SIGTERM, SIGINT or the control socket's drain, named
+ * `why`): /health says draining from now on, while the daemon accepts on
+ * for drain_delay.  Returns when accepting is to stop (loop_clock_ms()). */
+static int64_t start_drain(struct daemon *d, const char *why)
+{
+    int64_t delay = atomic_load(&d->gen)->cfg->drain_delay_ms;
+    atomic_store(&d->draining, true);
+    if (delay > 0) {
+        service_notify("STOPPING=1\nSTATUS=draining: accepting for %lld ms more, "
+                       "%u connections open",
+                       (long long)delay, atomic_load(&d->active));
+        log_notice("%s: draining: still accepting for %lld ms (drain_delay), "
+                   "/health answers 503",
+                   why, (long long)delay);
+    }
+    return loop_clock_ms() + delay;
+}
+
+/* Stops accepting (`why` says what ended the drain_delay) and gives the
+ * open connections shutdown_timeout from now.  Returns that deadline. */
+static int64_t stop_accepting(struct daemon *d, const char *why, bool *listeners_closed)
+{
+    /* Stop first, then say so: a client that connects after the line is
+     * refused. */
+    int64_t drain = atomic_load(&d->gen)->cfg->shutdown_timeout_ms;
+    bool delayed = atomic_load(&d->gen)->cfg->drain_delay_ms > 0;
+    atomic_store(&d->stopping, true);
+    wake_workers(d);
+    int64_t deadline = loop_clock_ms() + drain;
+    close_listeners_when_quiet(d, listeners_closed, 1000);
+    if (!delayed)
+        service_notify("STOPPING=1");
+    log_notice("%s: no longer accepting; draining %u connections for up to %lld ms", why,
+               atomic_load(&d->active), (long long)drain);
+    return deadline;
+}
+
+/*
+ * Takes signals until the workers have drained.  SIGTERM or SIGINT (or
+ * CONTROL_DRAIN_SIGNAL, the control socket's drain) starts a drain: the
+ * daemon says it is draining and accepts on for drain_delay, then stops
+ * accepting and gives the connections shutdown_timeout.  A SIGTERM or
+ * SIGINT during drain_delay stops accepting at once; one once accepting has
+ * stopped closes every connection.
+ */
 static void signal_loop(struct daemon *d, const sigset_t *set)
 {
-    int64_t deadline = 0, status_at = 0;
+    int64_t deadline = 0, status_at = 0, accept_until = 0;
     bool listeners_closed = false;
     for (;;) {
         /* A short tick while draining; STATUS= every few seconds. */
         struct timespec tick = {0, 50 * 1000000L}, slow = {5, 0};
         siginfo_t si;
-        int sig = sigtimedwait(set, &si, atomic_load(&d->stopping) ? &tick : &slow);
+        int sig = sigtimedwait(set, &si, atomic_load(&d->draining) ? &tick : &slow);
         if (loop_clock_ms() >= status_at) {
             notify_status(d);
             status_at = loop_clock_ms() + 5000;
         }
-        if (sig == SIGTERM || sig == SIGINT) {
+        if (sig == CONTROL_DRAIN_SIGNAL) {
+            /* Only ever starts a drain: one already begun goes on. */
+            if (!atomic_load(&d->draining))
+                accept_until = start_drain(d, "drain");
+            if (!atomic_load(&d->stopping) && loop_clock_ms() >= accept_until)
+                deadline = stop_accepting(d, "drain", &listeners_closed);
+        } else if (sig == SIGTERM || sig == SIGINT) {
             if (atomic_load(&d->stopping)) {
-                log_notice("second %s: closing every connection now", signame(sig));
+                log_notice("%s while stopping: closing every connection now",
+                           signame(sig));
                 atomic_store(&d->closing, true);
+            } else if (atomic_load(&d->draining)) {
+                deadline = stop_accepting(d, signame(sig), &listeners_closed);
             } else {
-                /* Stop first, then say so: a client that connects after
-                 * the line is refused. */
-                int64_t drain = atomic_load(&d->gen)->cfg->shutdown_timeout_ms;
-                atomic_store(&d->stopping, true);
-                wake_workers(d);
-                deadline = loop_clock_ms() + drain;
-                close_listeners_when_quiet(d, &listeners_closed, 1000);
-                service_notify("STOPPING=1");
-                log_notice("%s: no longer accepting; draining %u connections "
-                           "for up to %lld ms",
-                           signame(sig), atomic_load(&d->active), (long long)drain);
+                accept_until = start_drain(d, signame(sig));
+                if (loop_clock_ms() >= accept_until)
+                    deadline = stop_accepting(d, signame(sig), &listeners_closed);
             }
             wake_workers(d);
         } else if (sig == SIGHUP) {
@@ -173,10 +220,10 @@ static void signal_loop(struct daemon *d, const sigset_t *set)
             unsigned long long asked = atomic_load(&d->reload_asked);
             char outcome[1024];
             bool ok = false;
-            if (atomic_load(&d->stopping)) {
-                log_notice("SIGHUP: stopping, not reloading");
+            if (atomic_load(&d->draining)) {
+                log_notice("SIGHUP: draining, not reloading");
                 snprintf(outcome, sizeof(outcome),
-                         "the daemon is stopping: not reloading");
+                         "the daemon is draining: not reloading");
             } else {
                 ok = reload_config(d, outcome, sizeof(outcome));
             }
@@ -186,8 +233,13 @@ static void signal_loop(struct daemon *d, const sigset_t *set)
         } else if (sig == RESOLVER_SIGNAL && !atomic_load(&d->stopping)) {
             reload_addresses(d);
         }
-        if (!atomic_load(&d->stopping))
+        if (!atomic_load(&d->draining))
             continue;
+        if (!atomic_load(&d->stopping)) {
+            if (loop_clock_ms() < accept_until)
+                continue;
+            deadline = stop_accepting(d, "drain_delay over", &listeners_closed);
+        }
         close_listeners_when_quiet(d, &listeners_closed, 0);
         if (worker_wait_all(d, NULL, NULL, 0)) /* every worker returned */
             return;
@@ -424,6 +476,7 @@ int main(int argc, char **argv)
     sigaddset(&set, SIGHUP);
     sigaddset(&set, SIGUSR1);
     sigaddset(&set, RESOLVER_SIGNAL);
+    sigaddset(&set, CONTROL_DRAIN_SIGNAL);
     pthread_sigmask(SIG_BLOCK, &set, NULL); /* inherited by every worker */
 
     log_open(cfg->log_target, verbose ? LOG_DEBUG : cfg->log_level, foreground);
@@ -551,6 +604,7 @@ int main(int argc, char **argv)
         signal_loop(&d, &set);
         status = EXIT_OK;
     } else {
+        atomic_store(&d.draining, true);
         atomic_store(&d.stopping, true);
         atomic_store(&d.closing, true);
     }

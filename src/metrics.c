@@ -225,24 +225,39 @@ static void serve(struct mconn *c)
         close_conn(c);
 }
 
-/* Builds the answer to a head that is complete (status 200 or 404) or
- * refused, and starts sending it. */
+/* The body of the answer to /health: "ok\n" (200) while serving,
+ * "draining\n" (503) from the start of a drain; *status gets the status. */
+static char *health_body(int *status, size_t *len)
+{
+    bool draining = atomic_load(&m.d->draining);
+    const char *text = draining ? "draining\n" : "ok\n";
+    *status = draining ? 503 : 200;
+    *len = strlen(text);
+    return strdup(text);
+}
+
+/* Builds the answer to a head that is complete (status 200, 503 or 404)
+ * or refused, and starts sending it. */
 static void answer(struct mconn *c, enum http_result res)
 {
     int status = res == HTTP_BAD ? c->rd.status : 200;
-    if (status == 200 && strcmp(c->rd.target, "/metrics") != 0)
+    bool health = status == 200 && strcmp(c->rd.target, "/health") == 0;
+    if (status == 200 && !health && strcmp(c->rd.target, "/metrics") != 0)
         status = 404;
     char note[160];
     char *body;
     size_t body_len;
     bool metrics = false;
-    if (status == 200) {
+    if (health) {
+        body = health_body(&status, &body_len);
+    } else if (status == 200) {
         body = metrics_render(m.d, true, &body_len);
         metrics = true;
     } else {
         int n = snprintf(note, sizeof(note), "%d %s: %s\n", status,
                          http_status_text(status),
-                         status == 404 ? "only /metrics is served here" : c->rd.why);
+                         status == 404 ? "only /metrics and /health are served here"
+                                       : c->rd.why);
         body_len = n < 0 ? 0 : (size_t)n < sizeof(note) ? (size_t)n : sizeof(note) - 1;
         body = malloc(body_len + 1);
         if (body != NULL)

@@ -63,6 +63,7 @@ static void usage(FILE *f)
                "  drain upstream LISTENER ADDRESS\n"
                "  set weight LISTENER ADDRESS N\n"
                "  reload\n"
+               "  drain\n"
                "  kill connection ID\n"
                "  help\n"
                "Exit status: 0 done, 1 the daemon answered an error, 2 it could not be "

@@ -575,6 +575,7 @@ static void usage(void **state)
         "drain upstream LISTENER ADDRESS",
         "set weight LISTENER ADDRESS N",
         "reload",
+        "drain",
         "kill connection ID",
         "help",
     };

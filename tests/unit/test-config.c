@@ -135,6 +135,7 @@ static void assert_daemon_defaults(const struct config *cfg)
     assert_int_equal(cfg->workers, 0);
     assert_int_equal(cfg->max_connections, 10000);
     assert_int_equal(cfg->shutdown_timeout_ms, 10000);
+    assert_int_equal(cfg->drain_delay_ms, 0);
     assert_string_equal(cfg->user, "");
     assert_string_equal(cfg->pidfile, "");
     assert_int_equal(cfg->log_target, LOG_TARGET_AUTO);
@@ -398,8 +399,10 @@ static void log_levels_and_choices(void **state)
 static void range_ends_accepted(void **state)
 {
     (void)state;
-    struct config *cfg = load_ok("workers = 256; max_connections = 1000000;\n"
-                                 "shutdown_timeout = 3600;\n" LISTENER);
+    struct config *cfg = load_ok(
+        "workers = 256; max_connections = 1000000;\n"
+        "shutdown_timeout = 3600; drain_delay = 3600;\n" LISTENER);
+    assert_int_equal(cfg->drain_delay_ms, 3600000);
     assert_int_equal(cfg->workers, 256);
     assert_int_equal(cfg->max_connections, 1000000);
     assert_int_equal(cfg->shutdown_timeout_ms, 3600000);
@@ -538,9 +541,10 @@ static void unknown_settings(void **state)
     char buf[512];
     refused("wokers = 2;\n" LISTENER,
             ":1: wokers: unknown setting (did you mean \"workers\"?)");
-    refused("workers = 2;\ncolour = true;\n" LISTENER,
-            ":2: colour: unknown setting (known: workers, max_connections, "
-            "shutdown_timeout, user, pidfile, log, listeners, control, stats)");
+    refused(
+        "workers = 2;\ncolour = true;\n" LISTENER,
+        ":2: colour: unknown setting (known: workers, max_connections, "
+        "shutdown_timeout, drain_delay, user, pidfile, log, listeners, control, stats)");
     refused("log = {\n  target = \"auto\";\n  levle = \"info\";\n};\n" LISTENER,
             ":3: log.levle: unknown setting (did you mean \"level\"?)");
     refused("log = { file = \"x\"; };\n" LISTENER,
@@ -646,6 +650,12 @@ static void out_of_range(void **state)
             ":1: max_connections: -1 out of range 0-1000000");
     refused("max_connections = 1000001;\n" LISTENER,
             ":1: max_connections: 1000001 out of range 0-1000000");
+    refused("drain_delay = -1.0;\n" LISTENER,
+            ":1: drain_delay: -1.0 out of range 0-3600 seconds");
+    refused("drain_delay = 3600.5;\n" LISTENER,
+            ":1: drain_delay: 3600.5 out of range 0-3600 seconds");
+    refused("drain_delay = \"1s\";\n" LISTENER,
+            ":1: drain_delay: expected a number of seconds, got \"1s\"");
     refused("shutdown_timeout = -0.5;\n" LISTENER,
             ":1: shutdown_timeout: -0.5 out of range 0-3600 seconds");
     refused("shutdown_timeout = 3600.5;\n" LISTENER,
@@ -1396,6 +1406,7 @@ static void known_keys(void **state)
         "workers",
         "max_connections",
         "shutdown_timeout",
+        "drain_delay",
         "user",
         "pidfile",
         "log",

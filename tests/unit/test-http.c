@@ -486,6 +486,7 @@ static void status_texts(void **state)
         {405, "Method Not Allowed"},
         {414, "URI Too Long"},
         {431, "Request Header Fields Too Large"},
+        {503, "Service Unavailable"},
         {505, "HTTP Version Not Supported"},
         {500, "Unknown"},
         {0, "Unknown"},
