@@ -166,6 +166,11 @@ const struct setting table_settings[] = {
     {BOOL("listeners.splice", listener_config, splice, false), .load = config_load_splice,
      .flags = SETTING_TCP_ONLY,
      .help = "move bulk data with splice(2); default true for a relay"},
+    {BOOL("listeners.reuse_port", listener_config, reuse_port, false),
+     .load = config_load_reuse_port,
+     .help = "bind with SO_REUSEPORT: instances with the same setting and user share the "
+             "port, the kernel spreading clients (udp: flows) among them; tcp and udp "
+             "addresses only"},
     {OWN("listeners.upstreams", SETTING_ADDRESSES, config_load_upstreams),
      .flags = SETTING_PROXY_ONLY,
      .help = "where connections are relayed to; required for a relay"},

@@ -305,6 +305,27 @@ int config_load_splice(struct config_loader *ld, const config_setting_t *g,
     return 0;
 }
 
+/* Loads `reuse_port`: refused with a Unix socket address, which has no
+ * port to share (loaded after `listen`). */
+int config_load_reuse_port(struct config_loader *ld, const config_setting_t *g,
+                           const char *scope, const struct setting *row, void *base)
+{
+    struct listener_config *lc = base;
+    char q[VALUE_QUOTE_BUF];
+    int rc;
+    if ((rc = table_load_value(ld, g, scope, row, base)) != 0)
+        return rc;
+    for (size_t i = 0; lc->reuse_port && i < lc->nlisten; i++)
+        if (lc->listen[i].addr.u.sa.sa_family == AF_UNIX)
+            return value_refuse(ld,
+                                value_line(config_setting_get_member(g, "reuse_port")),
+                                scope, "reuse_port",
+                                "true with the Unix socket address %s, which has no port "
+                                "to share; expected false, or IP addresses only",
+                                value_quote(q, lc->listen[i].text));
+    return 0;
+}
+
 /* Refuses the first setting of the listener group g whose row has
  * `flag`, saying `why`. */
 static int refuse_flagged(struct config_loader *ld, const config_setting_t *g,

@@ -108,7 +108,8 @@ struct listener_config {
     struct cidr *deny;
     size_t ndeny;
     bool accept_proxy;
-    bool splice; /* bulk data through a pipe (Linux splice(2)) */
+    bool splice;     /* bulk data through a pipe (Linux splice(2)) */
+    bool reuse_port; /* SO_REUSEPORT: share the port with other processes */
     /* proxy mode only */
     struct config_addr *upstreams;
     size_t nupstreams;

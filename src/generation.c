@@ -163,9 +163,10 @@ static int open_sock(struct daemon *d, struct generation *old, struct listen_soc
     struct passed_sock *p = prev ? NULL : find_passed(d, cfg->name, a, ls->udp);
     const char *what = NULL;
     int fd;
-    if (prev != NULL) {
+    if (prev != NULL) { /* reuse_port changes: apply_reuse_port() */
         fd = prev->fd;
         ls->passed = prev->passed;
+        ls->reuse_port = prev->reuse_port;
         ls->unix_dev = prev->unix_dev;
         ls->unix_ino = prev->unix_ino;
         prev->moved = true; /* undone by close_new() if the reload fails */
@@ -177,8 +178,9 @@ static int open_sock(struct daemon *d, struct generation *old, struct listen_soc
         fd = listen_unix(ls, &what);
     } else {
         unsigned flags = a->u.sa.sa_family == AF_INET6 ? MIO_LISTEN_V6ONLY : 0;
-        if (share_port(old, a, ls->udp))
+        if (share_port(old, a, ls->udp) || cfg->reuse_port)
             flags |= MIO_LISTEN_REUSEPORT;
+        ls->reuse_port = cfg->reuse_port;
         fd = ls->udp ? dgram_bind(a, flags) : mio_tcp_listen(&a->u.sa, a->len, 0, flags);
     }
     if (fd >= 0 && ls->udp && prev == NULL) {
@@ -194,6 +196,7 @@ static int open_sock(struct daemon *d, struct generation *old, struct listen_soc
         e->listener = cfg->name;
         e->addr = *a;
         e->in_the_way = what;
+        e->reuse_port = cfg->reuse_port;
         return fd;
     }
     ls->fd = fd;
@@ -210,6 +213,38 @@ static int open_sock(struct daemon *d, struct generation *old, struct listen_soc
     return 0;
 }
 
+/*
+ * Applies a reload's change of reuse_port to the sockets g took over, once
+ * g is complete (a failed reload thus leaves the old sockets as they were).
+ * Turned on, SO_REUSEPORT is set on the kept socket: Linux checks it when
+ * another socket binds the port later, and then joins the two.  Turned off,
+ * the kept socket stays shared: the kernel keeps the port's reuse state
+ * for as long as a socket holds it, so clearing the option would not close
+ * the port to others reliably; the change takes effect when the listener's
+ * socket is bound anew (a restart, or a reload that removes the address
+ * and a later one that brings it back).  A socket systemd passed keeps
+ * the options its unit gave it (ReusePort=).
+ */
+static void apply_reuse_port(struct generation *g)
+{
+    for (size_t i = 0; i < g->nlisteners; i++)
+        for (size_t k = 0; k < g->listeners[i].nsocks; k++) {
+            const struct listener *l = &g->listeners[i];
+            struct listen_sock *ls = &l->socks[k];
+            if (!ls->reused || ls->passed || ls->reuse_port == l->cfg->reuse_port)
+                continue;
+            if (l->cfg->reuse_port) {
+                set_reuseport(ls->fd, true);
+                ls->reuse_port = true;
+                log_info("listener %s: %s now shares its port (reuse_port)", l->cfg->name,
+                         ls->name);
+            } else
+                log_warn("listener %s: reuse_port = false takes effect when %s is bound "
+                         "anew (a restart): the socket kept stays shared",
+                         l->cfg->name, ls->name);
+        }
+}
+
 /* Logs the sockets a generation opened: not those it took over. */
 static void log_new_sockets(const struct generation *g)
 {
@@ -218,10 +253,11 @@ static void log_new_sockets(const struct generation *g)
             const struct listener *l = &g->listeners[i];
             const struct listen_sock *ls = &l->socks[k];
             if (!ls->reused)
-                log_info("listener %s: listening on %s (%s%s%s)", l->cfg->name, ls->name,
-                         ls->udp ? "udp " : "",
+                log_info("listener %s: listening on %s (%s%s%s%s)", l->cfg->name,
+                         ls->name, ls->udp ? "udp " : "",
                          l->cfg->mode == MODE_ECHO ? "echo" : "proxy",
-                         ls->passed ? ", socket from systemd" : "");
+                         ls->passed ? ", socket from systemd" : "",
+                         ls->reuse_port ? ", port shared" : "");
         }
 }
 
@@ -538,6 +574,7 @@ struct generation *generation_open(struct daemon *d, struct config *cfg,
     if (err == 0) /* once every address is bound */
         err = e->err = upstream_find_loops(g);
     if (err == 0) {
+        apply_reuse_port(g);
         log_new_sockets(g);
         link_live(g);
         return g;
@@ -547,7 +584,7 @@ struct generation *generation_open(struct daemon *d, struct config *cfg,
             for (size_t k = 0; k < old->listeners[i].nsocks; k++) {
                 struct listen_sock *o = &old->listeners[i].socks[k];
                 o->moved = false;
-                if (o->shares_port)
+                if (o->shares_port && !o->reuse_port) /* a reuse_port one keeps it */
                     set_reuseport(o->fd, false);
                 o->shares_port = false;
             }
@@ -569,6 +606,14 @@ void generation_error_text(const struct generation_error *e, char *buf, size_t l
                  "listener %s: cannot listen on %s: %s is %s, not a socket; "
                  "only a stale socket is replaced",
                  e->listener, text, e->addr.u.un.sun_path, e->in_the_way);
+    else if (e->listener != NULL && e->err == -EADDRINUSE &&
+             e->addr.u.sa.sa_family != AF_UNIX)
+        snprintf(buf, len,
+                 "listener %s: cannot listen on %s: %s (another socket holds it%s)",
+                 e->listener, text, log_strerror(-e->err),
+                 e->reuse_port
+                     ? ", without reuse_port or as another user"
+                     : "; instances that all set reuse_port = true share a port");
     else if (e->listener != NULL)
         snprintf(buf, len, "listener %s: cannot listen on %s: %s", e->listener, text,
                  log_strerror(-e->err));

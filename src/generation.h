@@ -33,6 +33,7 @@ struct listen_sock {
     bool moved;       /* a reload handed the socket on to the next generation */
     bool reused;      /* taken over from the previous generation */
     bool shares_port; /* SO_REUSEPORT set by a reload that moved its address */
+    bool reuse_port;  /* SO_REUSEPORT for the listener's reuse_port: for good */
     dev_t unix_dev;   /* the socket file it made, removed only if still it */
     ino_t unix_ino;
     struct listener *listener;
@@ -101,6 +102,7 @@ struct generation_error {
     const char *in_the_way; /* at a Unix path: what is there (not a socket) */
     const char *passed;     /* the name of a socket systemd passed that
                                matches no listen address, or NULL */
+    bool reuse_port;        /* the listener's reuse_port, for the message */
 };
 
 /*

@@ -1429,6 +1429,7 @@ static void known_keys(void **state)
         "listeners.accept_proxy",
         "listeners.proxy_timeout",
         "listeners.splice",
+        "listeners.reuse_port",
         "listeners.upstreams",
         "listeners.balance",
         "listeners.connect_timeout",
