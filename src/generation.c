@@ -181,8 +181,9 @@ static int open_sock(struct daemon *d, struct generation *old, struct listen_soc
         ls->passed = prev->passed;
         ls->unix_dev = prev->unix_dev;
         ls->unix_ino = prev->unix_ino;
-        prev->moved = true;              /* undone by close_new() if the reload fails */
-    } else if (p != NULL && p->stored) { /* the daemon's own, from the last run */
+        prev->moved = true; /* undone by close_new() if the reload fails */
+    } else if (p != NULL && p->stored) {
+        /* The daemon's own from its last run, kept in the fd store. */
         fd = p->fd;
         p->fd = -1;
         ls->restored = true;
