@@ -16,6 +16,7 @@
 #include "service.h"
 
 struct generation;
+struct stored_sock;
 struct worker;
 
 struct daemon {
@@ -43,6 +44,8 @@ struct daemon {
     pthread_mutex_t accept_mu;
     struct passed_sock *passed; /* sockets systemd passed */
     size_t npassed;
+    struct stored_sock *stored; /* what systemd's fd store holds (fdstore.h) */
+    size_t nstored;
     atomic_ullong next_conn_id; /* the id of the next connection (from 1) */
     atomic_ullong reload_asked; /* reloads the control socket asked for */
 };

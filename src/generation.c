@@ -19,6 +19,7 @@
 #include "accept.h"
 #include "dgram.h"
 #include "endpoint.h"
+#include "fdstore.h"
 #include "generation.h"
 #include "log.h"
 #include "mio.h"
@@ -124,11 +125,23 @@ static struct passed_sock *find_passed(struct daemon *d, const char *name,
 {
     for (size_t i = 0; i < d->npassed; i++) {
         struct passed_sock *p = &d->passed[i];
-        if (!p->taken && p->udp == udp && strcmp(p->name, name) == 0 &&
+        if (p->fd >= 0 && !p->taken && p->udp == udp && strcmp(p->name, name) == 0 &&
             addr_equal(&p->addr, a))
             return p;
     }
     return NULL;
+}
+
+/* Remembers the file of a Unix socket stored by the daemon's last run, so
+ * that it is removed like one made now: the file at the socket's path. */
+static void remember_unix(struct listen_sock *ls)
+{
+    struct stat st;
+    if (ls->addr.u.sa.sa_family == AF_UNIX && lstat(ls->addr.u.un.sun_path, &st) == 0 &&
+        S_ISSOCK(st.st_mode)) {
+        ls->unix_dev = st.st_dev;
+        ls->unix_ino = st.st_ino;
+    }
 }
 
 /* An equal address of a listener of `old` whose socket (of the same
@@ -170,6 +183,12 @@ static int open_sock(struct daemon *d, struct generation *old, struct listen_soc
         ls->unix_dev = prev->unix_dev;
         ls->unix_ino = prev->unix_ino;
         prev->moved = true; /* undone by close_new() if the reload fails */
+    } else if (p != NULL && p->stored) {
+        /* The daemon's own from its last run, kept in the fd store. */
+        fd = p->fd;
+        p->fd = -1;
+        ls->restored = true;
+        remember_unix(ls);
     } else if (p != NULL) {
         p->taken = true;
         ls->passed = true;
@@ -256,7 +275,9 @@ static void log_new_sockets(const struct generation *g)
                 log_info("listener %s: listening on %s (%s%s%s%s)", l->cfg->name,
                          ls->name, ls->udp ? "udp " : "",
                          l->cfg->mode == MODE_ECHO ? "echo" : "proxy",
-                         ls->passed ? ", socket from systemd" : "",
+                         ls->passed     ? ", socket from systemd"
+                         : ls->restored ? ", socket from the fd store"
+                                        : "",
                          ls->reuse_port ? ", port shared" : "");
         }
 }
@@ -272,7 +293,7 @@ static int passed_all_match(struct daemon *d, const struct config *cfg,
 {
     for (size_t i = 0; i < d->npassed; i++) {
         const struct passed_sock *p = &d->passed[i];
-        bool found = false;
+        bool found = p->stored; /* the daemon's own: closed if unwanted */
         for (size_t l = 0; l < cfg->nlisteners && !found; l++) {
             const struct listener_config *lc = &cfg->listeners[l];
             for (size_t k = 0; k < lc->nlisten && !found; k++)
@@ -543,8 +564,9 @@ static void close_new(struct daemon *d, struct generation *g)
                         d->passed[p].taken = false;
                 continue;
             }
+            if (!fdstore_holds(d, ls->fd))
+                remove_unix(ls);
             close(ls->fd);
-            remove_unix(ls);
         }
     g->cfg = NULL;
     free_generation(g);
@@ -648,8 +670,9 @@ static void close_sock(struct daemon *d, struct listen_sock *ls)
         ls->fd = -1;
         return;
     }
+    if (!fdstore_holds(d, ls->fd)) /* else the next process serves it */
+        remove_unix(ls);
     close(ls->fd);
-    remove_unix(ls);
     ls->fd = -1;
 }
 

@@ -30,6 +30,7 @@ struct listen_sock {
     addr_t addr; /* as bound: the real port when 0 was asked */
     char name[ADDR_STRLEN];
     bool passed;      /* from systemd: it owns the socket (and its file) */
+    bool restored;    /* the daemon's own, handed back by systemd's fd store */
     bool moved;       /* a reload handed the socket on to the next generation */
     bool reused;      /* taken over from the previous generation */
     bool shares_port; /* SO_REUSEPORT set by a reload that moved its address */

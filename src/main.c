@@ -23,6 +23,7 @@
 #include "config.h"
 #include "daemon.h"
 #include "generation.h"
+#include "fdstore.h"
 #include "log.h"
 #include "loop.h"
 #include "admin.h"
@@ -505,6 +506,8 @@ int main(int argc, char **argv)
         log_err("socket passed by systemd as \"%s\": %s", bad.name, log_strerror(-e));
     else if (e < 0)
         log_err("sockets passed by systemd: %s", log_strerror(-e));
+    if (e == 0)
+        e = fdstore_init(&d);
     if (e < 0)
         goto out;
     struct generation_error ge;
@@ -517,6 +520,7 @@ int main(int argc, char **argv)
     }
     cfg = NULL; /* the generation owns it */
     atomic_store(&d.gen, gen);
+    fdstore_sync(&d, gen); /* before READY=1: a restart then gets them all */
     const struct config *conf = gen->cfg;
     uid_t uid;
     gid_t gid;
@@ -634,6 +638,7 @@ out:
     for (size_t i = 0; i < d.npassed; i++)
         close(d.passed[i].fd);
     free(d.passed);
+    fdstore_free(&d);
     config_free(cfg);
     free(abspath);
     return status;

@@ -10,6 +10,7 @@
 
 #include "config.h"
 #include "generation.h"
+#include "fdstore.h"
 #include "log.h"
 #include "reload.h"
 #include "resolver.h"
@@ -74,6 +75,7 @@ void reload_warn_certificates(const struct config *cfg, bool to_stderr)
  * it, old's sockets that g did not take are closed. */
 static void switch_to(struct daemon *d, struct generation *old, struct generation *g)
 {
+    fdstore_sync(d, g); /* before old's sockets close: they leave the store first */
     generation_publish(d, g);
     for (unsigned k = 0; k < d->nworkers; k++)
         worker_wake(&d->workers[k]);

@@ -13,6 +13,7 @@
 #include <systemd/sd-daemon.h>
 #endif
 
+#include "config.h"
 #include "log.h"
 #include "mio.h"
 #include "service.h"
@@ -86,8 +87,11 @@ int service_take_sockets(struct passed_sock **out, size_t *n, struct passed_sock
     int err = socks != NULL ? 0 : -ENOMEM;
     for (int i = 0; err == 0 && i < count; i++) {
         socks[i].fd = SD_LISTEN_FDS_START + i;
+        const char *name = names != NULL && names[i] != NULL ? names[i] : "unknown";
+        size_t plen = strlen(SERVICE_STORE_PREFIX);
+        socks[i].stored = strncmp(name, SERVICE_STORE_PREFIX, plen) == 0;
         snprintf(socks[i].name, sizeof(socks[i].name), "%s",
-                 names != NULL && names[i] != NULL ? names[i] : "unknown");
+                 socks[i].stored ? name + plen : name);
         err = adopt(&socks[i]);
         if (err < 0)
             *bad = socks[i];
@@ -101,6 +105,33 @@ int service_take_sockets(struct passed_sock **out, size_t *n, struct passed_sock
     *n = (size_t)count;
     return 0;
 #else
+    return 0;
+#endif
+}
+
+int service_store(const char *name, const int *fds, size_t n)
+{
+#ifdef HAVE_LIBSYSTEMD
+    char msg[128 + CONFIG_NAME_MAX];
+    snprintf(msg, sizeof(msg), "FDSTORE=1\nFDNAME=" SERVICE_STORE_PREFIX "%s", name);
+    return sd_pid_notify_with_fds(0, 0, msg, fds, (unsigned)n);
+#else
+    (void)name;
+    (void)fds;
+    (void)n;
+    return 0;
+#endif
+}
+
+int service_store_remove(const char *name)
+{
+#ifdef HAVE_LIBSYSTEMD
+    char msg[128 + CONFIG_NAME_MAX];
+    snprintf(msg, sizeof(msg), "FDSTOREREMOVE=1\nFDNAME=" SERVICE_STORE_PREFIX "%s",
+             name);
+    return sd_notify(0, msg);
+#else
+    (void)name;
     return 0;
 #endif
 }

@@ -27,7 +27,25 @@ struct passed_sock {
     addr_t addr; /* as bound */
     bool udp;    /* a datagram socket (ListenDatagram=), else a listening stream */
     bool taken;
+    bool stored; /* from the file-descriptor store (named SERVICE_STORE_PREFIX
+                    and the listener's name; name holds the listener's):
+                    the daemon's own, unlike a .socket unit's */
 };
+
+/* What the daemon puts before a listener's name in FDNAME= when it stores
+ * that listener's sockets, so that on the next start it tells the sockets
+ * it stored from those of a .socket unit (named by FileDescriptorName=). */
+#define SERVICE_STORE_PREFIX "stored/"
+
+/* Puts n listening sockets of listener `name` in systemd's file-descriptor
+ * store (FDSTORE=1, FDNAME=stored/name), which hands them back to the next
+ * start of the service.  1 when sent, 0 when there is no notify socket (not
+ * under systemd, or built without libsystemd), or -errno. */
+int service_store(const char *name, const int *fds, size_t n);
+
+/* Removes every socket stored under listener `name` from the store
+ * (FDSTOREREMOVE=1); 1, 0 or -errno as service_store(). */
+int service_store_remove(const char *name);
 
 /* Takes the sockets systemd passed (once, at start: the environment
  * variables are unset), made non-blocking and close-on-exec.  0, or -errno

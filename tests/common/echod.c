@@ -258,13 +258,28 @@ struct echod *echod_start_opts(const char *conf, const struct echod_opts *opts)
     if (access(prog, X_OK) != 0)
         test_fail("cannot run %s: %s (is top_builddir set?)", prog, strerror(errno));
     char *argv[] = {prog, (char *)"-f", (char *)"-c", e->conf, NULL};
-    char **envp = echod_environment(NULL, 0);
+    char **envp = echod_environment(opts->npass > 0 ? "LISTEN_" : NULL, 3);
+    /* Written by the child (LISTEN_PID); one daemon is started at a time. */
+    static char listen_fds[32], listen_pid[48], listen_names[4096];
+    if (opts->npass > 0) {
+        size_t k = 0;
+        while (envp[k] != NULL)
+            k++;
+        snprintf(listen_fds, sizeof(listen_fds), "LISTEN_FDS=%zu", opts->npass);
+        snprintf(listen_pid, sizeof(listen_pid), "LISTEN_PID=");
+        snprintf(listen_names, sizeof(listen_names), "LISTEN_FDNAMES=%s",
+                 opts->fdnames != NULL ? opts->fdnames : "");
+        envp[k++] = listen_fds;
+        envp[k++] = listen_pid;
+        envp[k++] = listen_names;
+    }
     int p[2];
     if (pipe2(p, O_CLOEXEC) < 0) {
         free(envp);
         test_fail("pipe: %s", strerror(errno));
     }
-    e->pid = echod_spawn(argv, envp, p[1], (rlim_t)opts->nofile);
+    e->pid = echod_spawn_fds(argv, envp, p[1], (rlim_t)opts->nofile, opts->pass_fds,
+                             opts->npass, opts->npass > 0 ? listen_pid : NULL);
     e->exited = false;
     e->next = daemons;
     daemons = e;

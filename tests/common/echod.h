@@ -27,6 +27,11 @@ struct echod_opts {
     const char *log_path; /* a file that gets a copy of the log, or NULL */
     long nofile;          /* its soft RLIMIT_NOFILE; 0: ours */
     int start_ms;         /* how long to wait for "started"; 0: 5 s */
+    /* Sockets passed as systemd does (descriptors 3.., LISTEN_FDS,
+     * LISTEN_PID, LISTEN_FDNAMES=fdnames); we keep our copies. */
+    const int *pass_fds;
+    size_t npass; /* at most 64 */
+    const char *fdnames;
 };
 
 /*

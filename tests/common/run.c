@@ -84,6 +84,25 @@ void echod_child_setup(pid_t parent, int outfd)
 /* Only async-signal-safe calls after fork(). */
 pid_t echod_spawn(char *const argv[], char *const envp[], int outfd, rlim_t nofile)
 {
+    return echod_spawn_fds(argv, envp, outfd, nofile, NULL, 0, NULL);
+}
+
+/* Writes v in decimal at buf (async-signal-safe, for after fork()). */
+static void put_uint(char *buf, unsigned long v)
+{
+    char tmp[24];
+    int n = 0;
+    do
+        tmp[n++] = (char)('0' + v % 10);
+    while ((v /= 10) != 0);
+    while (n > 0)
+        *buf++ = tmp[--n];
+    *buf = '\0';
+}
+
+pid_t echod_spawn_fds(char *const argv[], char *const envp[], int outfd, rlim_t nofile,
+                      const int *fds, size_t n, char *listen_pid)
+{
     pid_t parent = getpid();
     pid_t pid = fork();
     if (pid < 0)
@@ -99,11 +118,27 @@ pid_t echod_spawn(char *const argv[], char *const envp[], int outfd, rlim_t nofi
         if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
             _exit(126);
     }
+    /* The passed sockets to 3, 4, ...: first out of the way of those
+     * numbers (above every one of them), then down, without close-on-exec. */
+    int high = 3 + (int)n + 1;
+    for (size_t i = 0; i < n; i++)
+        if (fds[i] > high)
+            high = fds[i] + 1;
+    int moved[64];
+    for (size_t i = 0; i < n && i < 64; i++)
+        if ((moved[i] = fcntl(fds[i], F_DUPFD, high)) < 0)
+            _exit(126);
+    for (size_t i = 0; i < n && i < 64; i++)
+        if (dup2(moved[i], 3 + (int)i) < 0)
+            _exit(126);
+    if (listen_pid != NULL)
+        put_uint(listen_pid + strlen("LISTEN_PID="), (unsigned long)getpid());
+    unsigned first = 3 + (unsigned)n;
     /* No test socket may live on in the daemon (a listener kept open
      * there would accept what the test means to be refused). */
-    if (close_range(3, ~0u, 0) < 0) {
+    if (close_range(first, ~0u, 0) < 0) {
         long max = sysconf(_SC_OPEN_MAX);
-        for (long fd = 3; fd < (max > 0 && max < 65536 ? max : 65536); fd++)
+        for (long fd = first; fd < (max > 0 && max < 65536 ? max : 65536); fd++)
             close((int)fd);
     }
     execve(argv[0], argv, envp);

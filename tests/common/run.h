@@ -37,6 +37,15 @@ void echod_child_setup(pid_t parent, int outfd);
  */
 pid_t echod_spawn(char *const argv[], char *const envp[], int outfd, rlim_t nofile);
 
+/*
+ * echod_spawn() passing n sockets the way systemd does: fds[i] becomes
+ * descriptor 3 + i in the child, and listen_pid (an entry of envp, a
+ * writable "LISTEN_PID=" with room for 20 digits) gets the child's own
+ * pid after fork(); envp carries LISTEN_FDS and LISTEN_FDNAMES.
+ */
+pid_t echod_spawn_fds(char *const argv[], char *const envp[], int outfd, rlim_t nofile,
+                      const int *fds, size_t n, char *listen_pid);
+
 /* A wait status as a number: the exit status, or 128 + the signal that
  * ended the process; -1 for anything else (and for status < 0). */
 int exit_code(int status);
