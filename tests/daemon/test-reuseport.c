@@ -421,15 +421,19 @@ static void two_udp_instances_share_a_port(void **state)
     expect_reuseport(a, SOCK_DGRAM, port, true, "first udp instance");
     expect_reuseport(b, SOCK_DGRAM, port, true, "second udp instance");
     enum { FLOWS = 64 };
+    /* Every client socket stays open until the end: one closed could give
+     * its source port to the next, which would then be the same flow. */
+    int fds[FLOWS];
     for (int i = 0; i < FLOWS; i++) {
-        int fd = udp_client4();
+        fds[i] = udp_client4();
         char msg[32];
         int n = snprintf(msg, sizeof(msg), "flow %d", i);
-        udp_expect_echo(fd, "127.0.0.1", port, msg, (size_t)n, WAIT_MS);
-        close_tracked(fd);
+        udp_expect_echo(fds[i], "127.0.0.1", port, msg, (size_t)n, WAIT_MS);
     }
     /* Each flow's access line comes at its idle_timeout. */
     expect_both_served(a, b, FLOWS, "udp");
+    for (int i = 0; i < FLOWS; i++)
+        close_tracked(fds[i]);
     echod_stop_ok(b);
     echod_stop_ok(a);
 }
