@@ -1919,11 +1919,7 @@ static void test_config_errors(void **state)
 {
     (void)state;
 #define L1 "listeners = ( { name = \"a\"; listen = [ \"127.0.0.1:7100\" ]; } );\n"
-    static const struct {
-        const char *what, *conf;
-        int line;
-        const char *says;
-    } cases[] = {
+    static const struct conf_error cases[] = {
         {"not a group", L1 "stats = \"127.0.0.1:9107\";\n", 2,
          "stats: expected a group { listen = \"127.0.0.1:9107\"; }, got \"127.0.0.1:9107\""},
         {"a typo of stats", L1 "stat = { listen = \"127.0.0.1:9107\"; };\n", 2,
@@ -1969,8 +1965,7 @@ static void test_config_errors(void **state)
          "stats.listen: 127.0.0.1:7100 overlaps 0.0.0.0:7100 of listener \"a\" (line 3)"},
     };
 #undef L1
-    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
-        expect_conf_error(cases[i].what, cases[i].conf, cases[i].line, cases[i].says);
+    expect_conf_errors(cases, ARRAY_LEN(cases));
 }
 
 /* A stats address another socket holds: the daemon does not start; it

@@ -656,11 +656,7 @@ static void udp_flows_follow_the_name(void **state)
 static void resolve_errors_name_the_line(void **state)
 {
     (void)state;
-    static const struct {
-        const char *what, *conf;
-        int line;
-        const char *says;
-    } cases[] = {
+    static const struct conf_error cases[] = {
         {"a negative resolve",
          "listeners = ( { name = \"r\"; listen = [ \"127.0.0.1:0\" ]; mode = \"proxy\";\n"
          "  upstreams = [ \"127.0.0.1:9\" ];\n"
@@ -687,8 +683,7 @@ static void resolve_errors_name_the_line(void **state)
          "  resolve = 5; } );\n",
          3, "listeners.u.resolve: only for mode = \"proxy\""},
     };
-    for (size_t i = 0; i < ARRAY_LEN(cases); i++)
-        expect_conf_error(cases[i].what, cases[i].conf, cases[i].line, cases[i].says);
+    expect_conf_errors(cases, ARRAY_LEN(cases));
 }
 
 static int setup_group(void **state)
