@@ -1669,15 +1669,7 @@ static void the_socket_file_from_start_to_exit(void **state)
 static int setup_group(void **state)
 {
     (void)state;
-    signal(SIGPIPE, SIG_IGN);
-    return pattern_init(PLEN, 20261203) ? 0 : -1;
-}
-
-static int teardown_group(void **state)
-{
-    (void)state;
-    pattern_free();
-    return 0;
+    return setup_sigpipe_and_pattern(PLEN, 20261203);
 }
 
 #define TEST(f) cmocka_unit_test_teardown(f, teardown_all)
@@ -1701,5 +1693,5 @@ int main(void)
         TEST(the_seventeenth_client_is_closed),
         TEST(the_socket_file_from_start_to_exit),
     };
-    return cmocka_run_group_tests(tests, setup_group, teardown_group);
+    return cmocka_run_group_tests(tests, setup_group, teardown_pattern);
 }

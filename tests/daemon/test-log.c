@@ -483,15 +483,7 @@ static void config_errors(void **state)
 static int setup_group(void **state)
 {
     (void)state;
-    signal(SIGPIPE, SIG_IGN);
-    return pattern_init(PATTERN_LEN, 20261203) ? 0 : -1;
-}
-
-static int teardown_group(void **state)
-{
-    (void)state;
-    pattern_free();
-    return 0;
+    return setup_sigpipe_and_pattern(PATTERN_LEN, 20261203);
 }
 
 #define TEST(f) cmocka_unit_test_teardown(f, teardown_all)
@@ -510,5 +502,5 @@ int main(void)
         TEST(config_errors),
     };
     test_filter_from_env("LOG_TEST");
-    return cmocka_run_group_tests(tests, setup_group, teardown_group);
+    return cmocka_run_group_tests(tests, setup_group, teardown_pattern);
 }

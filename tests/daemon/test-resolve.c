@@ -37,7 +37,6 @@
 #include <limits.h>
 #include <netdb.h>
 #include <sched.h>
-#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -689,19 +688,11 @@ static void resolve_errors_name_the_line(void **state)
 static int setup_group(void **state)
 {
     (void)state;
-    signal(SIGPIPE, SIG_IGN);
-    if (!pattern_init(4 * MIB, 20240914))
+    if (setup_sigpipe_and_pattern(4 * MIB, 20240914) != 0)
         return -1;
     private_hosts(no_hosts, sizeof(no_hosts));
     if (no_hosts[0] != '\0')
         print_message("[ NOTE     ] no private /etc/hosts: %s\n", no_hosts);
-    return 0;
-}
-
-static int teardown_group(void **state)
-{
-    (void)state;
-    pattern_free();
     return 0;
 }
 
@@ -721,5 +712,5 @@ int main(void)
         TEST(resolve_errors_name_the_line),
     };
     test_filter_from_env("RESOLVE_TEST");
-    return cmocka_run_group_tests(tests, setup_group, teardown_group);
+    return cmocka_run_group_tests(tests, setup_group, teardown_pattern);
 }
