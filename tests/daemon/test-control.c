@@ -127,10 +127,9 @@ __attribute__((format(printf, 5, 0))) static void vconf(char *conf, size_t len,
                                                         va_list ap)
 {
     char rest[6144];
-    int n = vsnprintf(rest, sizeof(rest), fmt, ap);
-    CHECK(n > 0 && (size_t)n < sizeof(rest));
-    n = snprintf(conf, len, "%scontrol = { path = \"%s\"; mode = %s; };\n%s", BASE, path,
-                 mode, rest);
+    xvsnprintf(rest, sizeof(rest), fmt, ap);
+    int n = snprintf(conf, len, "%scontrol = { path = \"%s\"; mode = %s; };\n%s", BASE,
+                     path, mode, rest);
     CHECK(n > 0 && (size_t)n < len);
 }
 
