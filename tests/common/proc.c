@@ -50,6 +50,22 @@ static void format_uint(char *buf, unsigned long v)
     *buf = '\0';
 }
 
+const char *proc_find_program(const char *name, char *buf, size_t len)
+{
+    const char *env = getenv("PATH");
+    char dirs[4096];
+    snprintf(dirs, sizeof(dirs), "%s:/usr/local/sbin:/usr/sbin:/sbin:/usr/bin:/bin",
+             env != NULL ? env : "");
+    char *save = NULL;
+    for (char *d = strtok_r(dirs, ":", &save); d != NULL;
+         d = strtok_r(NULL, ":", &save)) {
+        snprintf(buf, len, "%s/%s", d, name);
+        if (access(buf, X_OK) == 0)
+            return buf;
+    }
+    return NULL;
+}
+
 struct proc *proc_start(char *const argv[])
 {
     return proc_start_in(argv, NULL, -1, NULL);
