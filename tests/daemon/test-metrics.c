@@ -249,7 +249,7 @@ sample(const char *body, const char *fmt, ...)
     va_list ap;
     va_start(ap, fmt);
     char key[256];
-    vsnprintf(key, sizeof(key), fmt, ap);
+    xvsnprintf(key, sizeof(key), fmt, ap);
     va_end(ap);
     const char *value = metrics_find(body, key);
     if (value == NULL)
@@ -1547,7 +1547,7 @@ __attribute__((format(printf, 2, 3))) static double hvalue(const char *body,
     va_list ap;
     va_start(ap, fmt);
     char key[256];
-    vsnprintf(key, sizeof(key), fmt, ap);
+    xvsnprintf(key, sizeof(key), fmt, ap);
     va_end(ap);
     double v = metrics_value(body, key);
     if (isnan(v))
@@ -1662,6 +1662,27 @@ static void test_udp_upstream_and_flow(void **state)
     udpup_free(u);
 }
 
+/* The size of tls_listener()'s text. */
+#define TLS_LISTENER_MAX (2 * PATH_MAX + 128)
+
+/* ", { name = \"t\"; ... tls = {...}; }", a TLS listener to add to a
+ * listeners list, into buf; "" where the build has no TLS or there are no
+ * certificates. */
+static void tls_listener(char *buf, size_t len)
+{
+    buf[0] = '\0';
+#ifdef HAVE_TLS
+    const struct certs *certs = certs_get();
+    if (certs != NULL)
+        snprintf(buf, len,
+                 ", { name = \"t\"; listen = [ \"127.0.0.1:0\" ];"
+                 " tls = { certificate = \"%s\"; key = \"%s\"; }; }",
+                 certs->server.cert, certs->server.key);
+#else
+    (void)len;
+#endif
+}
+
 /*
  * Prometheus's own reader and lint (promtool check metrics, from Debian's
  * prometheus package, which ./quickstart check installs) take the whole
@@ -1675,15 +1696,8 @@ static void test_promtool(void **state)
     struct upsrv *b = up_start(&(struct up_conf){.mode = UP_ECHO, .name = "b"});
     struct udpup *u = udpup_start(&(struct udpup_conf){0});
     int dead = refusing_port();
-    char tls[2 * PATH_MAX + 128] = "";
-#ifdef HAVE_TLS
-    const struct certs *certs = certs_get();
-    if (certs != NULL)
-        snprintf(tls, sizeof(tls),
-                 ", { name = \"t\"; listen = [ \"127.0.0.1:0\" ];"
-                 " tls = { certificate = \"%s\"; key = \"%s\"; }; }",
-                 certs->server.cert, certs->server.key);
-#endif
+    char tls[TLS_LISTENER_MAX];
+    tls_listener(tls, sizeof(tls));
     struct echod *e = echod_startf(
         BASE
         "workers = 2;\n"
@@ -1778,16 +1792,9 @@ static void test_metrics_documented(void **state)
         end[1] = '\0';
 
     /* A TLS listener, for the TLS families, where the build has TLS. */
-    char tls[2 * PATH_MAX + 128] = "";
+    char tls[TLS_LISTENER_MAX];
+    tls_listener(tls, sizeof(tls));
     size_t want_families = NFAMILIES;
-#ifdef HAVE_TLS
-    const struct certs *certs = certs_get();
-    if (certs != NULL)
-        snprintf(tls, sizeof(tls),
-                 ", { name = \"t\"; listen = [ \"127.0.0.1:0\" ];"
-                 " tls = { certificate = \"%s\"; key = \"%s\"; }; }",
-                 certs->server.cert, certs->server.key);
-#endif
     for (size_t i = 0; tls[0] == '\0' && i < NFAMILIES; i++)
         want_families -= families[i].optional &&
                          strstr(families[i].name, "_tls_") != NULL;
