@@ -147,19 +147,9 @@ struct proc *proc_start_in(char *const argv[], const char *cwd, int passfd,
 char *proc_output(struct proc *p)
 {
     FILE *f = fopen(p->log, "r");
-    char *text = xmalloc(1);
-    size_t len = 0;
-    if (f != NULL) {
-        char buf[4096];
-        size_t n;
-        for (int i = 0; i < 65536 && (n = fread(buf, 1, sizeof(buf), f)) > 0; i++) {
-            text = xrealloc(text, len + n + 1);
-            memcpy(text + len, buf, n);
-            len += n;
-        }
+    char *text = read_all(f, 256 * MIB); /* "" without the file */
+    if (f != NULL)
         fclose(f);
-    }
-    text[len] = '\0';
     return text;
 }
 
