@@ -1330,11 +1330,7 @@ static void kill_connection_resets_it(void **state)
  * its connect's errno. */
 static int connect_as(uid_t uid, gid_t gid, const char *path)
 {
-    struct sockaddr_un sun;
-    memset(&sun, 0, sizeof(sun));
-    sun.sun_family = AF_UNIX;
-    CHECK(strlen(path) < sizeof(sun.sun_path));
-    memcpy(sun.sun_path, path, strlen(path) + 1);
+    struct sockaddr_un sun = unix_addr(path);
     pid_t pid = fork();
     CHECK(pid >= 0);
     if (pid == 0) {
@@ -1633,8 +1629,7 @@ static void the_socket_file_from_start_to_exit(void **state)
     /* A stale socket (bound, then its process gone): replaced. */
     const char *dir2 = test_tmpdir();
     snprintf(sock, sizeof(sock), "%s/control.sock", dir2);
-    struct sockaddr_un sun = {.sun_family = AF_UNIX};
-    memcpy(sun.sun_path, sock, strlen(sock) + 1);
+    struct sockaddr_un sun = unix_addr(sock);
     int stale = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     CHECK(stale >= 0 && bind(stale, (struct sockaddr *)&sun, sizeof(sun)) == 0);
     close(stale);

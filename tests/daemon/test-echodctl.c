@@ -150,12 +150,7 @@ static void *fake_serve(void *arg)
  * false (a socket file nobody listens on).  Returns the descriptor. */
 static int bind_unix(const char *path, bool listen_too)
 {
-    struct sockaddr_un sun;
-    memset(&sun, 0, sizeof(sun));
-    sun.sun_family = AF_UNIX;
-    size_t len = strlen(path);
-    CHECK(len < sizeof(sun.sun_path));
-    memcpy(sun.sun_path, path, len + 1);
+    struct sockaddr_un sun = unix_addr(path);
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     CHECK(fd >= 0);
     if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) != 0)
