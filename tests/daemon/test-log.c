@@ -50,12 +50,12 @@
 /* A daemon of the echo listener alone. */
 #define ECHO_DAEMON(format, interval) \
     DAEMON(format, interval) "listeners = ( " ECHO " );\n"
-/* A daemon of a relay "relay" to one upstream (%d: its port) with `more`
- * settings. */
-#define RELAY_DAEMON(format, interval, more)                                                  \
-    DAEMON(format, interval)                                                                  \
-    "listeners = ( { name = \"relay\"; listen = [ \"127.0.0.1:0\" ]; mode = \"proxy\"; " more \
-    "upstreams = [ \"127.0.0.1:%d\" ]; } );\n"
+/* A daemon of a relay "relay" to one upstream: a format, of the relay's
+ * other settings (%s, each ended by a blank) and the upstream's port. */
+#define RELAY_DAEMON(format, interval)                                                   \
+    DAEMON(format, interval)                                                             \
+    "listeners = ( { name = \"relay\"; listen = [ \"127.0.0.1:0\" ]; mode = \"proxy\"; " \
+    "%supstreams = [ \"127.0.0.1:%d\" ]; } );\n"
 /* A daemon of a UDP echo listener "u" idle after `idle` seconds. */
 #define UDP_DAEMON(format, interval, idle)                                             \
     DAEMON(format, interval)                                                           \
@@ -172,7 +172,7 @@ static void json_line_of_a_relay_connection(void **state)
 {
     (void)state;
     struct upsrv *up = up_start(&(struct up_conf){.mode = UP_ECHO});
-    struct echod *e = echod_startf(RELAY_DAEMON("json", "0", ""), up->srv.port);
+    struct echod *e = echod_startf(RELAY_DAEMON("json", "0"), "", up->srv.port);
     int fd = client4(echod_port(e, "relay", 0));
     int cport = local_port(fd);
     echo_slice(fd, 0, 300000);
@@ -354,11 +354,9 @@ static void interim_lines_of_a_relay_connection(void **state)
     (void)state;
     for (int splice = 0; splice < 2; splice++) {
         struct upsrv *up = up_start(&(struct up_conf){.mode = UP_ECHO});
-        struct echod *e =
-            splice ? echod_startf(RELAY_DAEMON("json", "0.2", "splice = true; "),
-                                  up->srv.port)
-                   : echod_startf(RELAY_DAEMON("json", "0.2", "splice = false; "),
-                                  up->srv.port);
+        struct echod *e = echod_startf(RELAY_DAEMON("json", "0.2"),
+                                       splice ? "splice = true; " : "splice = false; ",
+                                       up->srv.port);
         int fd = client4(echod_port(e, "relay", 0));
         int cport = local_port(fd);
         char head[256];

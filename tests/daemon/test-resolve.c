@@ -152,13 +152,15 @@ static void need_private_hosts(void)
 
 /* ---- the daemon, its upstreams, its control socket ------------------------ */
 
-/* A relay "relay" to NAME, as a test starts it and looks at it. */
+/* A relay "relay" to NAME, as a test starts it and looks at it.  Its TCP
+ * upstreams are ups[0..n): ups[i] on ips[i]:p, unless the test put one
+ * elsewhere. */
 struct relay {
-    int p;                /* the port of NAME's upstreams, on each of ips[] */
-    struct upsrv *ups[3]; /* the TCP upstreams: ups[i] on ips[i]:p unless */
-    size_t n;             /* the test put another there; n of them */
-    char list[256];       /* the relay's upstreams (the list's inside) */
-    const char *dir;      /* the daemon's directory, with its control socket */
+    int p; /* the port of NAME's upstreams, on each of ips[] */
+    struct upsrv *ups[3];
+    size_t n;
+    char list[256];  /* the relay's upstreams (the list's inside) */
+    const char *dir; /* the daemon's directory, with its control socket */
     struct echod *e;
     int port; /* the relay's port */
 };
