@@ -7,6 +7,7 @@
 #endif
 
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -49,46 +50,31 @@ static void listener_sample(FILE *f, const char *name, const char *listener,
     fprintf(f, "\"} %llu\n", value);
 }
 
-/* A listener's open connections. */
-static unsigned long long st_open(struct listener_state *st)
-{
-    return atomic_load(&st->active);
-}
+/* A counter of a struct, as the tables below name it: where it is, and
+ * which of the two kinds of counter the structs hold it is. */
+struct counter {
+    size_t offset;
+    bool uint; /* an atomic_uint; else an atomic_ullong */
+};
 
-/* A listener's accepted connections. */
-static unsigned long long st_accepted(struct listener_state *st)
-{
-    return atomic_load(&st->accepted);
-}
+/* Whether `field` of struct T is an atomic_uint, not an atomic_ullong;
+ * refused at compile time when it is neither. */
+#define IS_UINT(T, field) \
+    _Generic(&((struct T *)0)->field, atomic_uint * : true, atomic_ullong * : false)
 
-/* Bytes from a listener's clients, of closed connections. */
-static unsigned long long st_bytes_in(struct listener_state *st)
-{
-    return atomic_load(&st->bytes_in);
-}
+/* The counter `field` of struct T. */
+#define COUNTER(T, field)                            \
+    {                                                \
+        offsetof(struct T, field), IS_UINT(T, field) \
+    }
 
-/* Bytes to a listener's clients, of closed connections. */
-static unsigned long long st_bytes_out(struct listener_state *st)
+/* The value of counter c of the struct at base. */
+static unsigned long long counter_value(const void *base, struct counter c)
 {
-    return atomic_load(&st->bytes_out);
-}
-
-/* Datagrams from a UDP listener's clients. */
-static unsigned long long st_dgrams_in(struct listener_state *st)
-{
-    return atomic_load(&st->dgrams_in);
-}
-
-/* Datagrams to a UDP listener's clients. */
-static unsigned long long st_dgrams_out(struct listener_state *st)
-{
-    return atomic_load(&st->dgrams_out);
-}
-
-/* A listener's failed upstream connects. */
-static unsigned long long st_upstream_failures(struct listener_state *st)
-{
-    return atomic_load(&st->upstream_failures);
+    const void *at = (const char *)base + c.offset;
+    if (c.uint)
+        return atomic_load((const atomic_uint *)at);
+    return atomic_load((const atomic_ullong *)at);
 }
 
 /* Which listeners a family has samples of. */
@@ -114,28 +100,30 @@ static bool has_of(const struct generation *g, enum of of)
  * connections (st->active, st->accepted). */
 static const struct {
     const char *name, *type, *help;
-    unsigned long long (*value)(struct listener_state *st);
+    struct counter value;
     enum of of;
 } per_listener[] = {
-    {"mio_echod_connections_open", "gauge", "Client connections open now.", st_open,
-     OF_STREAM},
+    {"mio_echod_connections_open", "gauge", "Client connections open now.",
+     COUNTER(listener_state, active), OF_STREAM},
     {"mio_echod_connections_total", "counter",
      "Client connections accepted, including those refused later over their "
      "PROXY header; clients refused at accept are not counted.",
-     st_accepted, OF_STREAM},
+     COUNTER(listener_state, accepted), OF_STREAM},
     {"mio_echod_bytes_received_total", "counter",
      "Bytes received from clients, counted when their connection (UDP: flow) closes.",
-     st_bytes_in, OF_ALL},
+     COUNTER(listener_state, bytes_in), OF_ALL},
     {"mio_echod_bytes_sent_total", "counter",
      "Bytes sent to clients, counted when their connection (UDP: flow) closes.",
-     st_bytes_out, OF_ALL},
+     COUNTER(listener_state, bytes_out), OF_ALL},
     {"mio_echod_udp_flows_open", "gauge", "UDP flows (client address and port) open now.",
-     st_open, OF_UDP},
-    {"mio_echod_udp_flows_total", "counter", "UDP flows begun.", st_accepted, OF_UDP},
+     COUNTER(listener_state, active), OF_UDP},
+    {"mio_echod_udp_flows_total", "counter", "UDP flows begun.",
+     COUNTER(listener_state, accepted), OF_UDP},
     {"mio_echod_udp_datagrams_received_total", "counter",
-     "Datagrams received from clients, dropped ones included.", st_dgrams_in, OF_UDP},
+     "Datagrams received from clients, dropped ones included.",
+     COUNTER(listener_state, dgrams_in), OF_UDP},
     {"mio_echod_udp_datagrams_sent_total", "counter", "Datagrams sent to clients.",
-     st_dgrams_out, OF_UDP},
+     COUNTER(listener_state, dgrams_out), OF_UDP},
 };
 
 /* ---- per upstream address ------------------------------------------------ */
@@ -181,70 +169,35 @@ static void upstream_labels(FILE *f, const char *name, const char *listener,
     fputs("\"}", f);
 }
 
-/* Connections (UDP: flows) relayed to an upstream address now. */
-static unsigned long long ua_open(const struct upstream_addr *ua)
-{
-    return atomic_load(&ua->active);
-}
-
-/* Connects to an upstream address begun. */
-static unsigned long long ua_connects(const struct upstream_addr *ua)
-{
-    return atomic_load(&ua->connects);
-}
-
-/* Connects to an upstream address that failed. */
-static unsigned long long ua_connect_failures(const struct upstream_addr *ua)
-{
-    return atomic_load(&ua->connect_failures);
-}
-
-/* Active checks of an upstream address that failed. */
-static unsigned long long ua_check_failures(const struct upstream_addr *ua)
-{
-    return atomic_load(&ua->check_failures);
-}
-
-/* Bytes relayed to an upstream address, of closed connections. */
-static unsigned long long ua_bytes_out(const struct upstream_addr *ua)
-{
-    return atomic_load(&ua->bytes_out);
-}
-
-/* Bytes relayed from an upstream address, of closed connections. */
-static unsigned long long ua_bytes_in(const struct upstream_addr *ua)
-{
-    return atomic_load(&ua->bytes_in);
-}
-
 /* The families with one sample per upstream address of each relay
  * listener, after mio_echod_upstream_state, in the order written. */
 static const struct {
     const char *name, *type, *help;
-    unsigned long long (*value)(const struct upstream_addr *ua);
+    struct counter value;
 } per_upstream[] = {
     {"mio_echod_upstream_connections_open", "gauge",
      "Connections relayed to the upstream address now, those connecting included "
      "(UDP: flows).",
-     ua_open},
+     COUNTER(upstream_addr, active)},
     {"mio_echod_upstream_connects_total", "counter",
      "Connects to the upstream address begun, failed ones included (UDP: flows "
      "that chose it).",
-     ua_connects},
+     COUNTER(upstream_addr, connects)},
     {"mio_echod_upstream_connect_failures_total", "counter",
      "Connects to the upstream address that failed or timed out, a failed TLS "
      "handshake with upstream_tls included (UDP: ICMP port unreachable).",
-     ua_connect_failures},
+     COUNTER(upstream_addr, connect_failures)},
     {"mio_echod_upstream_check_failures_total", "counter",
-     "Active health checks of the upstream address that failed.", ua_check_failures},
+     "Active health checks of the upstream address that failed.",
+     COUNTER(upstream_addr, check_failures)},
     {"mio_echod_upstream_bytes_sent_total", "counter",
      "Bytes from clients relayed to the upstream address, counted when their "
      "connection (UDP: flow) closes.",
-     ua_bytes_out},
+     COUNTER(upstream_addr, bytes_out)},
     {"mio_echod_upstream_bytes_received_total", "counter",
      "Bytes from the upstream address relayed to clients, counted when their "
      "connection (UDP: flow) closes.",
-     ua_bytes_in},
+     COUNTER(upstream_addr, bytes_in)},
 };
 
 /* The states of an upstream address, as upstream_state_name() names
@@ -286,7 +239,7 @@ static void expose_upstreams(FILE *f, const struct generation *g)
                 if (ua == NULL)
                     continue;
                 upstream_labels(f, per_upstream[n].name, l->st->name, ua, NULL);
-                fprintf(f, " %llu\n", per_upstream[n].value(ua));
+                fprintf(f, " %llu\n", counter_value(ua, per_upstream[n].value));
             }
         }
     }
@@ -403,7 +356,7 @@ void exposition_write(FILE *f, const struct daemon *d, const struct generation *
             struct listener_state *st = g->listeners[i].st;
             if (is_of(&g->listeners[i], per_listener[k].of))
                 listener_sample(f, per_listener[k].name, st->name, NULL,
-                                per_listener[k].value(st));
+                                counter_value(st, per_listener[k].value));
         }
     }
     if (has_of(g, OF_STREAM))
@@ -432,7 +385,7 @@ void exposition_write(FILE *f, const struct daemon *d, const struct generation *
     for (size_t i = 0; i < g->nlisteners; i++) {
         struct listener_state *st = g->listeners[i].st;
         listener_sample(f, "mio_echod_upstream_failures_total", st->name, NULL,
-                        st_upstream_failures(st));
+                        atomic_load(&st->upstream_failures));
     }
     expose_upstreams(f, g);
     expose_histograms(f, g);

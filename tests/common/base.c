@@ -57,6 +57,12 @@ struct timespec deadline_ts(int ms)
     return ts;
 }
 
+void xvsnprintf(char *buf, size_t len, const char *fmt, va_list ap)
+{
+    int n = vsnprintf(buf, len, fmt, ap);
+    CHECK(n > 0 && (size_t)n < len);
+}
+
 void *xmalloc(size_t n)
 {
     void *p = malloc(n);

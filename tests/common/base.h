@@ -12,6 +12,7 @@
 #ifndef TESTS_COMMON_BASE_H
 #define TESTS_COMMON_BASE_H
 
+#include <stdarg.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -47,6 +48,11 @@ void sleep_ms(int ms);
 /* An absolute CLOCK_MONOTONIC time ms from now (for a condition variable
  * made with that clock). */
 struct timespec deadline_ts(int ms);
+
+/* vsnprintf() into buf, failing the test unless the text is there whole
+ * and not empty. */
+__attribute__((format(printf, 3, 0))) void xvsnprintf(char *buf, size_t len,
+                                                      const char *fmt, va_list ap);
 
 /* malloc and realloc that abort when there is no memory. */
 void *xmalloc(size_t n);

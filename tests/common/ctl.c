@@ -208,12 +208,7 @@ void ctl_expect_err_has(const struct ctl_run *r, const char *needle)
 
 int ctl_connect_to(const char *path)
 {
-    struct sockaddr_un sun;
-    memset(&sun, 0, sizeof(sun));
-    sun.sun_family = AF_UNIX;
-    size_t len = strlen(path);
-    CHECK(len < sizeof(sun.sun_path));
-    memcpy(sun.sun_path, path, len + 1);
+    struct sockaddr_un sun = unix_addr(path);
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     CHECK(fd >= 0);
     set_timeouts(fd); /* a full backlog makes connect wait: bounded too */

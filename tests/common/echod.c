@@ -341,8 +341,7 @@ struct echod *echod_start(const char *conf)
 struct echod *echod_startv(const char *fmt, va_list ap)
 {
     char conf[8192];
-    int n = vsnprintf(conf, sizeof(conf), fmt, ap);
-    CHECK(n > 0 && (size_t)n < sizeof(conf));
+    xvsnprintf(conf, sizeof(conf), fmt, ap);
     return echod_start(conf);
 }
 

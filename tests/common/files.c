@@ -103,6 +103,22 @@ void conf_write_in(const char *dir, const char *conf, char *path, size_t pathlen
         test_fail("cannot write %s: %s", path, strerror(errno));
 }
 
+char *read_all(FILE *f, size_t max)
+{
+    char *text = xmalloc(1);
+    size_t len = 0;
+    char buf[4096];
+    size_t n;
+    /* Bounded: each round adds a byte at least, or ends the loop. */
+    while (f != NULL && len < max && (n = fread(buf, 1, sizeof(buf), f)) > 0) {
+        text = xrealloc(text, len + n + 1);
+        memcpy(text + len, buf, n);
+        len += n;
+    }
+    text[len] = '\0';
+    return text;
+}
+
 const char *write_conf(const char *conf)
 {
     const char *dir = test_tmpdir();

@@ -7,6 +7,7 @@
 
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdio.h>
 
 /* A fresh temporary directory, removed at exit; the path stays valid. */
 const char *test_tmpdir(void);
@@ -17,6 +18,10 @@ void remove_tree(const char *dir);
 /* Writes conf into dir/mio-echod.conf with every "@DIR@" replaced by dir;
  * the file's path into path. */
 void conf_write_in(const char *dir, const char *conf, char *path, size_t pathlen);
+
+/* What stream f has, read to its end or `max` bytes (malloc'd,
+ * NUL-terminated); "" when f is NULL. */
+char *read_all(FILE *f, size_t max);
 
 /* Writes a configuration file into a temporary directory, returning its
  * path (owned by the library until the program ends). */

@@ -28,16 +28,7 @@ char *json_fields(const char *const *lines, size_t n)
     FILE *p = popen(cmd, "r");
     if (p == NULL)
         test_fail("popen: %s", strerror(errno));
-    char *out = xmalloc(1);
-    size_t len = 0;
-    char buf[4096];
-    size_t got;
-    for (int i = 0; i < 4096 && (got = fread(buf, 1, sizeof(buf), p)) > 0; i++) {
-        out = xrealloc(out, len + got + 1);
-        memcpy(out + len, buf, got);
-        len += got;
-    }
-    out[len] = '\0';
+    char *out = read_all(p, 16 * MIB);
     int status = pclose(p);
     if (WIFEXITED(status) && WEXITSTATUS(status) == 127) {
         free(out);

@@ -282,26 +282,10 @@ int metrics_check_histograms(const char *body)
     return checked;
 }
 
-/* The path of program `name` in $PATH or /usr/bin (into buf), or NULL. */
-static const char *find_program(const char *name, char *buf, size_t len)
-{
-    const char *env = getenv("PATH");
-    char dirs[4096];
-    snprintf(dirs, sizeof(dirs), "%s:/usr/bin:/bin", env != NULL ? env : "");
-    char *save = NULL;
-    for (char *d = strtok_r(dirs, ":", &save); d != NULL;
-         d = strtok_r(NULL, ":", &save)) {
-        snprintf(buf, len, "%s/%s", d, name);
-        if (access(buf, X_OK) == 0)
-            return buf;
-    }
-    return NULL;
-}
-
 bool metrics_promtool(const char *body)
 {
     char promtool[PATH_MAX];
-    if (find_program("promtool", promtool, sizeof(promtool)) == NULL)
+    if (proc_find_program("promtool", promtool, sizeof(promtool)) == NULL)
         return false;
     char path[PATH_MAX], cmd[3 * PATH_MAX];
     snprintf(path, sizeof(path), "%s/exposition.txt", test_tmpdir());

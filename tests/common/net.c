@@ -228,6 +228,17 @@ void set_nonblocking(int fd)
     CHECK_EQ(fcntl(fd, F_SETFL, fl | O_NONBLOCK), 0);
 }
 
+struct sockaddr_un unix_addr(const char *path)
+{
+    struct sockaddr_un sun;
+    memset(&sun, 0, sizeof(sun));
+    sun.sun_family = AF_UNIX;
+    size_t len = strlen(path);
+    CHECK(len < sizeof(sun.sun_path));
+    memcpy(sun.sun_path, path, len + 1);
+    return sun;
+}
+
 void expect_echo(int fd, const char *msg)
 {
     char buf[512];

@@ -9,6 +9,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <sys/un.h>
 
 /* ---- clients ---------------------------------------------------------------- */
 
@@ -38,6 +39,10 @@ void set_timeouts(int fd);
 
 /* Sets O_NONBLOCK on fd. */
 void set_nonblocking(int fd);
+
+/* The address of the Unix socket at path; fails the test when path is
+ * too long for one. */
+struct sockaddr_un unix_addr(const char *path);
 
 /* The port of fd's own end (IPv4 or IPv6): a client's port as the daemon
  * sees it. */

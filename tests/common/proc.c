@@ -50,6 +50,22 @@ static void format_uint(char *buf, unsigned long v)
     *buf = '\0';
 }
 
+const char *proc_find_program(const char *name, char *buf, size_t len)
+{
+    const char *env = getenv("PATH");
+    char dirs[4096];
+    snprintf(dirs, sizeof(dirs), "%s:/usr/local/sbin:/usr/sbin:/sbin:/usr/bin:/bin",
+             env != NULL ? env : "");
+    char *save = NULL;
+    for (char *d = strtok_r(dirs, ":", &save); d != NULL;
+         d = strtok_r(NULL, ":", &save)) {
+        snprintf(buf, len, "%s/%s", d, name);
+        if (access(buf, X_OK) == 0)
+            return buf;
+    }
+    return NULL;
+}
+
 struct proc *proc_start(char *const argv[])
 {
     return proc_start_in(argv, NULL, -1, NULL);
@@ -131,19 +147,9 @@ struct proc *proc_start_in(char *const argv[], const char *cwd, int passfd,
 char *proc_output(struct proc *p)
 {
     FILE *f = fopen(p->log, "r");
-    char *text = xmalloc(1);
-    size_t len = 0;
-    if (f != NULL) {
-        char buf[4096];
-        size_t n;
-        for (int i = 0; i < 65536 && (n = fread(buf, 1, sizeof(buf), f)) > 0; i++) {
-            text = xrealloc(text, len + n + 1);
-            memcpy(text + len, buf, n);
-            len += n;
-        }
+    char *text = read_all(f, 256 * MIB); /* "" without the file */
+    if (f != NULL)
         fclose(f);
-    }
-    text[len] = '\0';
     return text;
 }
 

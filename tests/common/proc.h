@@ -11,6 +11,7 @@
 
 #include <limits.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <sys/types.h>
 
 /* A program the test started; owned by the library (proc_stop_all()
@@ -22,6 +23,11 @@ struct proc {
     char name[32];      /* argv[0]'s last component, for messages */
     char log[PATH_MAX]; /* the file its stdout and stderr go to */
 };
+
+/* The path of installed program `name` (into buf): the first place of
+ * $PATH, /usr/local/sbin, /usr/sbin, /sbin, /usr/bin and /bin where it is
+ * executable; NULL when it is nowhere. */
+const char *proc_find_program(const char *name, char *buf, size_t len);
 
 /* Runs argv (argv[0] a path) with no descriptor but 0, 1 and 2 open and
  * our environment without JOURNAL_STREAM and LISTEN_*; fails the test

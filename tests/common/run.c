@@ -246,3 +246,9 @@ void expect_conf_error(const char *what, const char *conf, int line, const char 
     if (strstr(out, where) == NULL || strstr(out, says) == NULL)
         test_fail("%s: expected \"%s...%s\", got \"%s\"", what, where, says, out);
 }
+
+void expect_conf_errors(const struct conf_error *cases, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        expect_conf_error(cases[i].what, cases[i].conf, cases[i].line, cases[i].says);
+}

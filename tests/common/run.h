@@ -59,4 +59,14 @@ int echod_run(char *out, size_t outlen, const char *arg, ...);
  * the failure message. */
 void expect_conf_error(const char *what, const char *conf, int line, const char *says);
 
+/* A case of expect_conf_errors(): expect_conf_error()'s arguments. */
+struct conf_error {
+    const char *what, *conf;
+    int line;
+    const char *says;
+};
+
+/* expect_conf_error() of each of the n cases. */
+void expect_conf_errors(const struct conf_error *cases, size_t n);
+
 #endif

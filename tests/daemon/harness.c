@@ -43,6 +43,19 @@ int setup_ignore_sigpipe(void **state)
     return 0;
 }
 
+int setup_sigpipe_and_pattern(size_t period, uint32_t seed)
+{
+    signal(SIGPIPE, SIG_IGN);
+    return pattern_init(period, seed) ? 0 : -1;
+}
+
+int teardown_pattern(void **state)
+{
+    (void)state;
+    pattern_free();
+    return 0;
+}
+
 void test_filter_from_env(const char *var)
 {
     const char *only = getenv(var);

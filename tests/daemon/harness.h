@@ -53,6 +53,14 @@ int teardown_all(void **state);
  * closed fails with EPIPE instead of ending the test program. */
 int setup_ignore_sigpipe(void **state);
 
+/* What a group setup of the tests that send the pattern does: SIGPIPE
+ * ignored (as setup_ignore_sigpipe()) and pattern_init(period, seed).
+ * 0, or -1 when there is no memory for the pattern. */
+int setup_sigpipe_and_pattern(size_t period, uint32_t seed);
+
+/* A group teardown: frees the pattern. */
+int teardown_pattern(void **state);
+
 /* Runs only the tests whose names match the glob in environment variable
  * `var` (such as UDP_TEST=glob), when it is set and not empty. */
 void test_filter_from_env(const char *var);

@@ -1457,11 +1457,7 @@ static void test_config_check_ok(void **state)
 static void test_config_errors(void **state)
 {
     (void)state;
-    static const struct {
-        const char *what, *conf;
-        int line;
-        const char *says;
-    } cases[] = {
+    static const struct conf_error cases[] = {
         {"syntax error",
          "workers = 1;\nmax_connections = = 3;\n"
          "listeners = ( { name = \"a\"; listen = [ \"127.0.0.1:0\" ]; } );\n",
@@ -1537,8 +1533,7 @@ static void test_config_errors(void **state)
          "  upstreams = [ \"127.0.0.1:9\" ];\n  send_proxy = \"v3\"; } );\n",
          3, "send_proxy: expected none, v1 or v2"},
     };
-    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
-        expect_conf_error(cases[i].what, cases[i].conf, cases[i].line, cases[i].says);
+    expect_conf_errors(cases, ARRAY_LEN(cases));
 
     /* A file that cannot be read is named, without a line. */
     char out[4096];

@@ -54,6 +54,20 @@
     "log = { target = \"stderr\"; level = \"info\"; access = true; };\n"
 #define STATS "stats = { listen = \"127.0.0.1:0\"; };\n"
 
+/* The listeners of the configurations (elements of `listeners = ( ... )`):
+ * an echo listener "echo", a relay "relay" to one upstream (its port a %d
+ * of the format), a UDP echo listener "dgram". */
+#define ECHO_L "  { name = \"echo\"; listen = [ \"127.0.0.1:0\" ]; mode = \"echo\"; }"
+#define RELAY_L                                                               \
+    "  { name = \"relay\"; listen = [ \"127.0.0.1:0\" ]; mode = \"proxy\";\n" \
+    "    upstreams = ( \"127.0.0.1:%d\" ); }"
+#define DGRAM_L                                                    \
+    "  { name = \"dgram\"; protocol = \"udp\"; mode = \"echo\";\n" \
+    "    listen = [ \"127.0.0.1:0\" ]; }"
+/* An echo listener alone; a relay to one upstream alone. */
+#define ONLY_ECHO "listeners = (\n" ECHO_L " );\n"
+#define RELAY_TO_ONE "listeners = (\n" RELAY_L " );\n"
+
 /* The header lines of the answers that list things. */
 #define LISTENERS_HEADER "# listener protocol mode open accepted addresses"
 #define UPSTREAMS_HEADER                                                        \
@@ -105,19 +119,29 @@ static void dir_of(struct echod *e, char *buf, size_t len)
     *slash = '\0';
 }
 
+/* A configuration into conf: BASE, a control socket of `mode` at `path`,
+ * and the rest formatted from fmt. */
+__attribute__((format(printf, 5, 0))) static void vconf(char *conf, size_t len,
+                                                        const char *path,
+                                                        const char *mode, const char *fmt,
+                                                        va_list ap)
+{
+    char rest[6144];
+    xvsnprintf(rest, sizeof(rest), fmt, ap);
+    int n = snprintf(conf, len, "%scontrol = { path = \"%s\"; mode = %s; };\n%s", BASE,
+                     path, mode, rest);
+    CHECK(n > 0 && (size_t)n < len);
+}
+
 /* Starts a daemon with BASE, a control socket of `mode` at `where` in the
  * directory of its configuration (its path into sock) and the rest
  * formatted from fmt. */
 __attribute__((format(printf, 3, 0))) static struct echod *
 vstart(const char *mode, const char *where, const char *fmt, va_list ap)
 {
-    char rest[6144], conf[8192];
-    int n = vsnprintf(rest, sizeof(rest), fmt, ap);
-    CHECK(n > 0 && (size_t)n < sizeof(rest));
-    n = snprintf(conf, sizeof(conf),
-                 "%scontrol = { path = \"@DIR@/%s\"; mode = %s; };\n%s", BASE, where,
-                 mode, rest);
-    CHECK(n > 0 && (size_t)n < sizeof(conf));
+    char path[PATH_MAX], conf[8192];
+    snprintf(path, sizeof(path), "@DIR@/%s", where);
+    vconf(conf, sizeof(conf), path, mode, fmt, ap);
     struct echod *e = echod_start(conf);
     char dir[PATH_MAX];
     dir_of(e, dir, sizeof(dir));
@@ -170,11 +194,11 @@ static int accepted(struct upsrv *u)
     return atomic_load(&u->srv.accepted);
 }
 
-/* One short relayed exchange on a new connection: a byte there and back. */
-static void exchange(int port)
+/* One short exchange on a new connection to port: `text` there and back. */
+static void echo_once(int port, const char *text)
 {
     int fd = client4(port);
-    expect_echo(fd, "x");
+    expect_echo(fd, text);
     close(fd);
 }
 
@@ -262,6 +286,13 @@ static void table_free(struct table *t)
         free(t->buf);
         free(t);
     }
+}
+
+/* Expects t to have n rows, and frees it. */
+static void expect_rows(struct table *t, int n)
+{
+    assert_int_equal(t->nrows, n);
+    table_free(t);
 }
 
 /* The first row of t whose column `col` is `value`, or NULL. */
@@ -396,6 +427,19 @@ static void wait_upstream_by_ctl(const char *listener, const char *address,
               listener, last, ms, state, active);
 }
 
+/* Expects run r of mio-echodctl to have steered upstream `address` of
+ * the relay: exit 0, "ok: listener relay: upstream ADDRESS DONE" and
+ * nothing on standard error; and the daemon to have logged it, uid 0. */
+static void expect_steered(struct echod *e, const struct ctl_run *r, const char *address,
+                           const char *done)
+{
+    char want[256];
+    snprintf(want, sizeof(want), "ok: listener relay: upstream %s %s\n", address, done);
+    ctl_expect(r, 0, want, "");
+    echod_must_log(e, "notice: control: uid 0: listener relay: upstream %s %s", address,
+                   done);
+}
+
 /* ---- show ------------------------------------------------------------------- */
 
 /* A sample line's value in body, as a number; false when absent. */
@@ -456,6 +500,36 @@ static void expect_stats_as_metrics(struct echod *e)
     free(after);
 }
 
+/* Expects the row of `client` in show connections t to be of `listener`
+ * and `upstream`, with `bytes` in and out, younger than 10 s; its id. */
+static long long expect_connection(struct table *t, const char *client,
+                                   const char *listener, const char *upstream, int bytes)
+{
+    char **row = row_must(t, C_CLIENT, client);
+    assert_string_equal(row[C_LISTENER], listener);
+    assert_string_equal(row[C_UPSTREAM], upstream);
+    assert_int_equal(num(row[C_IN]), bytes);
+    assert_int_equal(num(row[C_OUT]), bytes);
+    expect_age(row[C_AGE], 10);
+    return num(row[C_ID]);
+}
+
+/* Expects the row of listener `name` in show listeners t to say
+ * `protocol` and `mode`, one connection open and one accepted, on
+ * 127.0.0.1:port. */
+static void expect_listener(struct table *t, const char *name, const char *protocol,
+                            const char *mode, int port)
+{
+    char **row = row_must(t, L_NAME, name);
+    assert_string_equal(row[L_PROTOCOL], protocol);
+    assert_string_equal(row[L_MODE], mode);
+    assert_int_equal(num(row[L_OPEN]), 1);
+    assert_int_equal(num(row[L_ACCEPTED]), 1);
+    char want[64];
+    snprintf(want, sizeof(want), "127.0.0.1:%d", port);
+    assert_string_equal(row[L_ADDRESSES], want);
+}
+
 /* Every show command, its columns read: listeners (TCP and UDP, echo and
  * proxy), upstreams (weights, a backup, the one with the held connection),
  * connections (an echo, a relayed and a UDP client with their exact bytes
@@ -464,28 +538,24 @@ static void show_answers_by_columns(void **state)
 {
     (void)state;
     struct upsrv *a = echo_up(), *b = echo_up(), *c = echo_up();
-    struct echod *e =
-        start(STATS
-              "listeners = (\n"
-              "  { name = \"echo\"; listen = [ \"127.0.0.1:0\" ]; mode = \"echo\"; },\n"
-              "  { name = \"relay\"; listen = [ \"127.0.0.1:0\" ]; mode = \"proxy\";\n"
-              "    upstreams = ( \"127.0.0.1:%d\",\n"
-              "                  { address = \"127.0.0.1:%d\"; weight = 2; },\n"
-              "                  { address = \"127.0.0.1:%d\"; backup = true; } ); },\n"
-              "  { name = \"dgram\"; protocol = \"udp\"; mode = \"echo\";\n"
-              "    listen = [ \"127.0.0.1:0\" ]; } );\n",
-              a->srv.port, b->srv.port, c->srv.port);
+    struct echod *e = start(
+        STATS
+        "listeners = (\n" ECHO_L ",\n"
+        "  { name = \"relay\"; listen = [ \"127.0.0.1:0\" ]; mode = \"proxy\";\n"
+        "    upstreams = ( \"127.0.0.1:%d\",\n"
+        "                  { address = \"127.0.0.1:%d\"; weight = 2; },\n"
+        "                  { address = \"127.0.0.1:%d\"; backup = true; } ); },\n" DGRAM_L
+        " );\n",
+        a->srv.port, b->srv.port, c->srv.port);
     int ep = echod_port(e, "echo", 0), rp = echod_port(e, "relay", 0),
         up = echod_port(e, "dgram", 0);
-    char A[32], B[32], C[32], want[256];
+    char A[32], B[32], C[32];
     addr_of(a, A, sizeof(A));
     addr_of(b, B, sizeof(B));
     addr_of(c, C, sizeof(C));
 
     /* Nothing open yet. */
-    struct table *t = connections("");
-    assert_int_equal(t->nrows, 0);
-    table_free(t);
+    expect_rows(connections(""), 0);
 
     int efd = client4(ep);
     SEND_LITERAL(efd, "hello");
@@ -509,6 +579,7 @@ static void show_answers_by_columns(void **state)
     snprintf(eaddr, sizeof(eaddr), "127.0.0.1:%d", local_port(efd));
     snprintf(raddr, sizeof(raddr), "127.0.0.1:%d", local_port(rfd));
     int64_t until = ms_now() + SETTLE_MS;
+    struct table *t = NULL;
     for (int i = 0; i < 1000; i++) {
         t = connections("");
         char **er = row_with(t, C_CLIENT, eaddr), **rr = row_with(t, C_CLIENT, raddr),
@@ -521,24 +592,9 @@ static void show_answers_by_columns(void **state)
         table_free(t);
         sleep_ms(10);
     }
-    char **er = row_must(t, C_CLIENT, eaddr), **rr = row_must(t, C_CLIENT, raddr),
-         **ur = row_must(t, C_CLIENT, uaddr);
-    assert_string_equal(er[C_LISTENER], "echo");
-    assert_string_equal(er[C_UPSTREAM], "-");
-    assert_int_equal(num(er[C_IN]), 5);
-    assert_int_equal(num(er[C_OUT]), 5);
-    expect_age(er[C_AGE], 10);
-    assert_string_equal(rr[C_LISTENER], "relay");
-    assert_string_equal(rr[C_UPSTREAM], B);
-    assert_int_equal(num(rr[C_IN]), 7);
-    assert_int_equal(num(rr[C_OUT]), 7);
-    expect_age(rr[C_AGE], 10);
-    assert_string_equal(ur[C_LISTENER], "dgram");
-    assert_string_equal(ur[C_UPSTREAM], "-");
-    assert_int_equal(num(ur[C_IN]), 5);
-    assert_int_equal(num(ur[C_OUT]), 5);
-    expect_age(ur[C_AGE], 10);
-    long long ids[3] = {num(er[C_ID]), num(rr[C_ID]), num(ur[C_ID])};
+    long long ids[3] = {expect_connection(t, eaddr, "echo", "-", 5),
+                        expect_connection(t, raddr, "relay", B, 7),
+                        expect_connection(t, uaddr, "dgram", "-", 5)};
     CHECK(ids[0] != ids[1] && ids[1] != ids[2] && ids[0] != ids[2]);
     table_free(t);
     /* Of one listener: only its own. */
@@ -555,27 +611,9 @@ static void show_answers_by_columns(void **state)
     /* show listeners. */
     t = listeners();
     assert_int_equal(t->nrows, 3);
-    char **lr = row_must(t, L_NAME, "echo");
-    assert_string_equal(lr[L_PROTOCOL], "tcp");
-    assert_string_equal(lr[L_MODE], "echo");
-    assert_int_equal(num(lr[L_OPEN]), 1);
-    assert_int_equal(num(lr[L_ACCEPTED]), 1);
-    snprintf(want, sizeof(want), "127.0.0.1:%d", ep);
-    assert_string_equal(lr[L_ADDRESSES], want);
-    lr = row_must(t, L_NAME, "relay");
-    assert_string_equal(lr[L_PROTOCOL], "tcp");
-    assert_string_equal(lr[L_MODE], "proxy");
-    assert_int_equal(num(lr[L_OPEN]), 1);
-    assert_int_equal(num(lr[L_ACCEPTED]), 1);
-    snprintf(want, sizeof(want), "127.0.0.1:%d", rp);
-    assert_string_equal(lr[L_ADDRESSES], want);
-    lr = row_must(t, L_NAME, "dgram");
-    assert_string_equal(lr[L_PROTOCOL], "udp");
-    assert_string_equal(lr[L_MODE], "echo");
-    assert_int_equal(num(lr[L_OPEN]), 1);
-    assert_int_equal(num(lr[L_ACCEPTED]), 1);
-    snprintf(want, sizeof(want), "127.0.0.1:%d", up);
-    assert_string_equal(lr[L_ADDRESSES], want);
+    expect_listener(t, "echo", "tcp", "echo", ep);
+    expect_listener(t, "relay", "tcp", "proxy", rp);
+    expect_listener(t, "dgram", "udp", "echo", up);
     table_free(t);
 
     /* show upstreams: all of them, then the relay's (the same), then the
@@ -648,12 +686,7 @@ static void errors_are_one_line_and_the_connection_goes_on(void **state)
 {
     (void)state;
     struct upsrv *a = echo_up();
-    struct echod *e =
-        start("listeners = (\n"
-              "  { name = \"echo\"; listen = [ \"127.0.0.1:0\" ]; mode = \"echo\"; },\n"
-              "  { name = \"relay\"; listen = [ \"127.0.0.1:0\" ]; mode = \"proxy\";\n"
-              "    upstreams = ( \"127.0.0.1:%d\" ); } );\n",
-              a->srv.port);
+    struct echod *e = start("listeners = (\n" ECHO_L ",\n" RELAY_L " );\n", a->srv.port);
     char A[32];
     addr_of(a, A, sizeof(A));
     struct {
@@ -805,9 +838,7 @@ static void expect_refused(const void *bytes, size_t len, const char *why)
 static void refused_lines_close_the_connection(void **state)
 {
     (void)state;
-    struct echod *e = start(
-        "listeners = ( { name = \"echo\"; listen = [ \"127.0.0.1:0\" ]; mode = \"echo\"; } "
-        ");\n");
+    struct echod *e = start(ONLY_ECHO);
     static char line[CONTROL_LINE_MAX + 2];
     memset(line, 'x', sizeof(line));
     line[CONTROL_LINE_MAX + 1] = '\n';
@@ -846,14 +877,39 @@ static void refused_lines_close_the_connection(void **state)
 
 /* ---- steering: the "done when" ----------------------------------------- */
 
+/* The listeners of the steering tests: a relay on 127.0.0.1:%d (0: any),
+ * round-robin over %s (the inside of a libconfig list). */
+#define RELAY_OF_ROUND_ROBIN                                             \
+    "listeners = ( { name = \"relay\"; listen = [ \"127.0.0.1:%d\" ];\n" \
+    "  mode = \"proxy\"; balance = \"round-robin\"; retries = 1;\n"      \
+    "  upstreams = ( %s ); } );\n"
+
 /* The relay of the steering tests, round-robin over `ups` (the inside of a
  * libconfig list), on 127.0.0.1:port (0: any). */
 static struct echod *start_relay(int port, const char *ups)
 {
-    return start("listeners = ( { name = \"relay\"; listen = [ \"127.0.0.1:%d\" ];\n"
-                 "  mode = \"proxy\"; balance = \"round-robin\"; retries = 1;\n"
-                 "  upstreams = ( %s ); } );\n",
-                 port, ups);
+    return start(RELAY_OF_ROUND_ROBIN, port, ups);
+}
+
+/* The steering tests' relay, round-robin over two echoing upstreams. */
+struct pair {
+    struct upsrv *a, *b;
+    char A[32], B[32]; /* their addresses */
+    char both[128];    /* the two as the relay's upstreams */
+    struct echod *e;
+    int port; /* the relay's */
+};
+
+/* Starts upstreams a and b, then start_relay() to both on port (0: any). */
+static void pair_start(struct pair *p, int port)
+{
+    p->a = echo_up();
+    p->b = echo_up();
+    addr_of(p->a, p->A, sizeof(p->A));
+    addr_of(p->b, p->B, sizeof(p->B));
+    snprintf(p->both, sizeof(p->both), "\"%s\", \"%s\"", p->A, p->B);
+    p->e = start_relay(port, p->both);
+    p->port = echod_port(p->e, "relay", 0);
 }
 
 /* Sends n short exchanges through port; how many each of a and b took. */
@@ -862,7 +918,7 @@ static void spread(int port, int n, struct upsrv *a, struct upsrv *b, int *to_a,
 {
     int a0 = accepted(a), b0 = accepted(b);
     for (int i = 0; i < n; i++)
-        exchange(port);
+        echo_once(port, "x");
     *to_a = accepted(a) - a0;
     *to_b = accepted(b) - b0;
     CHECK_EQ(*to_a + *to_b, n);
@@ -878,20 +934,15 @@ static void spread(int port, int n, struct upsrv *a, struct upsrv *b, int *to_a,
 static void drain_watch_enable_through_mio_echodctl(void **state)
 {
     (void)state;
-    struct upsrv *a = echo_up(), *b = echo_up();
-    char A[32], B[32], ups[128], want[256];
-    addr_of(a, A, sizeof(A));
-    addr_of(b, B, sizeof(B));
-    snprintf(ups, sizeof(ups), "\"%s\", \"%s\"", A, B);
-    struct echod *e = start_relay(0, ups);
-    int port = echod_port(e, "relay", 0);
+    struct pair p;
+    pair_start(&p, 0);
 
     /* Four streams: round-robin puts two on each; show connections says
      * which. */
     enum { N = 4 };
     struct stream *s[N];
     for (int i = 0; i < N; i++)
-        s[i] = stream_start_rate(port, (uint64_t)i * 100003, false, STREAM_RATE_HERE);
+        s[i] = stream_start_rate(p.port, (uint64_t)i * 100003, false, STREAM_RATE_HERE);
     for (int i = 0; i < N; i++)
         CHECK(stream_advances(s[i], 64 * KIB, SETTLE_MS));
     struct ctl_run r;
@@ -905,25 +956,23 @@ static void drain_watch_enable_through_mio_echodctl(void **state)
         char client[64];
         snprintf(client, sizeof(client), "127.0.0.1:%d", s[i]->cport);
         char **row = row_must(t, C_CLIENT, client);
-        on_a[i] = strcmp(row[C_UPSTREAM], A) == 0;
-        CHECK(on_a[i] || strcmp(row[C_UPSTREAM], B) == 0);
+        on_a[i] = strcmp(row[C_UPSTREAM], p.A) == 0;
+        CHECK(on_a[i] || strcmp(row[C_UPSTREAM], p.B) == 0);
         na += on_a[i];
     }
     table_free(t);
     assert_int_equal(na, N / 2);
 
     /* Drain A. */
-    snprintf(want, sizeof(want), "ok: listener relay: upstream %s draining\n", A);
-    CTL(&r, "drain", "upstream", "relay", A);
-    ctl_expect(&r, 0, want, "");
-    echod_must_log(e, "notice: control: uid 0: listener relay: upstream %s draining", A);
+    CTL(&r, "drain", "upstream", "relay", p.A);
+    expect_steered(p.e, &r, p.A, "draining");
     t = upstreams_by_ctl("relay");
     assert_int_equal(t->nrows, 2);
-    char **row = row_must(t, U_ADDRESS, A);
+    char **row = row_must(t, U_ADDRESS, p.A);
     assert_string_equal(row[U_STATE], "draining");
     assert_int_equal(num(row[U_ACTIVE]), na);
     assert_string_equal(row[U_WHY], "draining by uid 0");
-    row = row_must(t, U_ADDRESS, B);
+    row = row_must(t, U_ADDRESS, p.B);
     assert_string_equal(row[U_STATE], "up");
     assert_int_equal(num(row[U_ACTIVE]), N - na);
     assert_string_equal(row[U_WHY], "-");
@@ -931,7 +980,7 @@ static void drain_watch_enable_through_mio_echodctl(void **state)
 
     /* New clients all go to B. */
     int to_a, to_b;
-    spread(port, 20, a, b, &to_a, &to_b);
+    spread(p.port, 20, p.a, p.b, &to_a, &to_b);
     assert_int_equal(to_a, 0);
 
     /* A's streams flow on, then finish one by one, byte-exact; its active
@@ -945,83 +994,69 @@ static void drain_watch_enable_through_mio_echodctl(void **state)
             continue;
         CHECK(stream_finish(s[i]) >= 256 * KIB);
         s[i] = NULL;
-        wait_upstream_by_ctl("relay", A, "draining", --left, SETTLE_MS);
+        wait_upstream_by_ctl("relay", p.A, "draining", --left, SETTLE_MS);
     }
     for (int i = 0; i < N; i++)
         if (s[i] != NULL)
             stream_check(s[i]);
 
     /* Enable A: it takes new clients again, in turn with B. */
-    snprintf(want, sizeof(want), "ok: listener relay: upstream %s enabled\n", A);
-    CTL(&r, "enable", "upstream", "relay", A);
-    ctl_expect(&r, 0, want, "");
-    echod_must_log(e, "notice: control: uid 0: listener relay: upstream %s enabled", A);
-    expect_upstream("relay", A, "up", 1, "-");
-    spread(port, 10, a, b, &to_a, &to_b);
+    CTL(&r, "enable", "upstream", "relay", p.A);
+    expect_steered(p.e, &r, p.A, "enabled");
+    expect_upstream("relay", p.A, "up", 1, "-");
+    spread(p.port, 10, p.a, p.b, &to_a, &to_b);
     assert_int_equal(to_a, 5);
 
     /* Disable A: no new client either. */
-    snprintf(want, sizeof(want), "ok: listener relay: upstream %s disabled\n", A);
-    CTL(&r, "disable", "upstream", "relay", A);
-    ctl_expect(&r, 0, want, "");
-    echod_must_log(e, "notice: control: uid 0: listener relay: upstream %s disabled", A);
-    expect_upstream("relay", A, "disabled", 1, "disabled by uid 0");
-    spread(port, 10, a, b, &to_a, &to_b);
+    CTL(&r, "disable", "upstream", "relay", p.A);
+    expect_steered(p.e, &r, p.A, "disabled");
+    expect_upstream("relay", p.A, "disabled", 1, "disabled by uid 0");
+    spread(p.port, 10, p.a, p.b, &to_a, &to_b);
     assert_int_equal(to_a, 0);
     /* Enabled again, and again: said and done each time. */
-    snprintf(want, sizeof(want), "ok: listener relay: upstream %s enabled\n", A);
     for (int i = 0; i < 2; i++) {
-        CTL(&r, "enable", "upstream", "relay", A);
-        ctl_expect(&r, 0, want, "");
+        CTL(&r, "enable", "upstream", "relay", p.A);
+        expect_steered(p.e, &r, p.A, "enabled");
     }
-    spread(port, 10, a, b, &to_a, &to_b);
+    spread(p.port, 10, p.a, p.b, &to_a, &to_b);
     assert_int_equal(to_a, 5);
 
     /* B's streams never stopped. */
     for (int i = 0; i < N; i++)
         if (s[i] != NULL)
             CHECK(stream_finish(s[i]) >= 256 * KIB);
-    echod_stop_ok(e);
+    echod_stop_ok(p.e);
 }
 
 /* set weight: 3 to 1 over 400 connections, within 3%; back to 1 to 1. */
 static void set_weight_shapes_the_distribution(void **state)
 {
     (void)state;
-    struct upsrv *a = echo_up(), *b = echo_up();
-    char A[32], B[32], ups[128], want[256];
-    addr_of(a, A, sizeof(A));
-    addr_of(b, B, sizeof(B));
-    snprintf(ups, sizeof(ups), "\"%s\", \"%s\"", A, B);
-    struct echod *e = start_relay(0, ups);
-    int port = echod_port(e, "relay", 0);
+    struct pair p;
+    pair_start(&p, 0);
 
     struct ctl_run r;
-    snprintf(want, sizeof(want), "ok: listener relay: upstream %s weight set to 3\n", A);
-    CTL(&r, "set", "weight", "relay", A, "3");
-    ctl_expect(&r, 0, want, "");
-    echod_must_log(e,
-                   "notice: control: uid 0: listener relay: upstream %s weight set to 3",
-                   A);
-    expect_upstream("relay", A, "up", 3, "-");
-    expect_upstream("relay", B, "up", 1, "-");
+    CTL(&r, "set", "weight", "relay", p.A, "3");
+    expect_steered(p.e, &r, p.A, "weight set to 3");
+    expect_upstream("relay", p.A, "up", 3, "-");
+    expect_upstream("relay", p.B, "up", 1, "-");
     int to_a, to_b;
-    spread(port, 400, a, b, &to_a, &to_b);
+    spread(p.port, 400, p.a, p.b, &to_a, &to_b);
     if (to_a < 300 - 12 || to_a > 300 + 12)
         test_fail("weights 3 and 1: %d and %d of 400 connections", to_a, to_b);
 
     /* The bounds: 1 and 256 are taken. */
-    CTL(&r, "set", "weight", "relay", A, "1");
+    CTL(&r, "set", "weight", "relay", p.A, "1");
     ctl_expect(&r, 0, NULL, "");
-    CTL(&r, "set", "weight", "relay", B, "256");
+    CTL(&r, "set", "weight", "relay", p.B, "256");
     ctl_expect(&r, 0, NULL, "");
-    expect_upstream("relay", B, "up", 256, "-");
-    CTL(&r, "set", "weight", "relay", B, "1");
+    expect_upstream("relay", p.B, "up", 256, "-");
+    CTL(&r, "set", "weight", "relay", p.B, "1");
     ctl_expect(&r, 0, NULL, "");
-    spread(port, 100, a, b, &to_a, &to_b);
+    spread(p.port, 100, p.a, p.b, &to_a, &to_b);
     if (to_a < 50 - 3 || to_a > 50 + 3)
         test_fail("weights 1 and 1: %d and %d of 100 connections", to_a, to_b);
-    echod_stop_ok(e);
+    echod_stop_ok(p.e);
 }
 
 /* An upstream written as a host name ("localhost:P": 127.0.0.1, and ::1
@@ -1085,27 +1120,32 @@ static void a_name_is_steered_with_all_its_addresses(void **state)
         CHECK(to_a > to_b); /* [::1] refuses: its clients move to 127.0.0.1 or B */
 
     /* One of the name's addresses can be steered by itself too. */
-    snprintf(want, sizeof(want), "ok: listener relay: upstream %s disabled\n", v4);
     CTL(&r, "disable", "upstream", "relay", v4);
-    ctl_expect(&r, 0, want, "");
+    expect_steered(e, &r, v4, "disabled");
     expect_upstream("relay", v4, "disabled", 4, "disabled by uid 0");
     echod_stop_ok(e);
 }
 
 /* ---- reloads ---------------------------------------------------------------- */
 
+/* Rewrites daemon e's configuration: BASE, the control socket where it
+ * is (mode 0600), and the rest formatted from fmt. */
+__attribute__((format(printf, 2, 3))) static void rewrite(struct echod *e,
+                                                          const char *fmt, ...)
+{
+    char conf[8192];
+    va_list ap;
+    va_start(ap, fmt);
+    vconf(conf, sizeof(conf), sock, "0600", fmt, ap);
+    va_end(ap);
+    echod_rewrite_conf(e, "%s", conf);
+}
+
 /* Rewrites daemon e's configuration: the relay of start_relay() on port,
  * to `ups`, and the control socket where it is. */
 static void rewrite_relay(struct echod *e, int port, const char *ups)
 {
-    echod_rewrite_conf(e,
-                       BASE
-                       "control = { path = \"%s\"; mode = 0600; };\n"
-                       "listeners = ( { name = \"relay\"; listen = [ \"127.0.0.1:%d\" "
-                       "];\n"
-                       "  mode = \"proxy\"; balance = \"round-robin\"; retries = 1;\n"
-                       "  upstreams = ( %s ); } );\n",
-                       sock, port, ups);
+    rewrite(e, RELAY_OF_ROUND_ROBIN, port, ups);
 }
 
 /* What operators set stays over reloads (SIGHUP and the reload command)
@@ -1115,63 +1155,60 @@ static void rewrite_relay(struct echod *e, int port, const char *ups)
 static void steering_is_kept_while_the_address_stays(void **state)
 {
     (void)state;
-    struct upsrv *a = echo_up(), *b = echo_up();
-    char A[32], B[32], both[128], only_b[64];
-    addr_of(a, A, sizeof(A));
-    addr_of(b, B, sizeof(B));
-    snprintf(both, sizeof(both), "\"%s\", \"%s\"", A, B);
-    snprintf(only_b, sizeof(only_b), "\"%s\"", B);
-    int port = reserve_port();
-    struct echod *e = start_relay(port, both);
+    struct pair p;
+    pair_start(&p, reserve_port());
+    char only_b[64];
+    snprintf(only_b, sizeof(only_b), "\"%s\"", p.B);
 
     char line[128];
-    snprintf(line, sizeof(line), "drain upstream relay %s", A);
+    snprintf(line, sizeof(line), "drain upstream relay %s", p.A);
     free(ask(line));
-    snprintf(line, sizeof(line), "set weight relay %s 7", A);
+    snprintf(line, sizeof(line), "set weight relay %s 7", p.A);
     free(ask(line));
-    snprintf(line, sizeof(line), "set weight relay %s 5", B);
+    snprintf(line, sizeof(line), "set weight relay %s 5", p.B);
     free(ask(line));
-    expect_upstream("relay", A, "draining", 7, "draining by uid 0");
-    expect_upstream("relay", B, "up", 5, "-");
+    expect_upstream("relay", p.A, "draining", 7, "draining by uid 0");
+    expect_upstream("relay", p.B, "up", 5, "-");
 
     /* SIGHUP, then the command: kept. */
-    echod_reload_ok(e, 5000);
-    expect_upstream("relay", A, "draining", 7, "draining by uid 0");
-    expect_upstream("relay", B, "up", 5, "-");
+    echod_reload_ok(p.e, 5000);
+    expect_upstream("relay", p.A, "draining", 7, "draining by uid 0");
+    expect_upstream("relay", p.B, "up", 5, "-");
     struct ctl_run r;
     CTL(&r, "reload");
     ctl_expect(&r, 0, "ok: reloaded: 1 listener\n", "");
-    echod_must_log(e, "notice: control: uid 0: reload");
-    expect_upstream("relay", A, "draining", 7, "draining by uid 0");
-    expect_upstream("relay", B, "up", 5, "-");
+    echod_must_log(p.e, "notice: control: uid 0: reload");
+    expect_upstream("relay", p.A, "draining", 7, "draining by uid 0");
+    expect_upstream("relay", p.B, "up", 5, "-");
     int to_a, to_b;
-    spread(port, 6, a, b, &to_a, &to_b);
+    spread(p.port, 6, p.a, p.b, &to_a, &to_b);
     assert_int_equal(to_a, 0);
 
     /* A leaves the configuration; B, which stays, keeps its weight. */
-    rewrite_relay(e, port, only_b);
+    rewrite_relay(p.e, p.port, only_b);
     CTL(&r, "reload");
     ctl_expect(&r, 0, "ok: reloaded: 1 listener\n", "");
     struct table *t = upstreams("relay");
     assert_int_equal(t->nrows, 1);
-    assert_string_equal(t->col[0][U_ADDRESS], B);
+    assert_string_equal(t->col[0][U_ADDRESS], p.B);
     assert_int_equal(num(t->col[0][U_WEIGHT]), 5);
     table_free(t);
-    snprintf(line, sizeof(line), "enable upstream relay %s", A);
+    snprintf(line, sizeof(line), "enable upstream relay %s", p.A);
     char want[256];
     snprintf(want, sizeof(want),
-             "error: listener relay has no upstream %s (see show upstreams relay)\n", A);
+             "error: listener relay has no upstream %s (see show upstreams relay)\n",
+             p.A);
     expect_answer(line, want);
 
     /* A comes back as new: enabled, weight 1. */
-    rewrite_relay(e, port, both);
-    echod_reload_ok(e, 5000);
-    expect_upstream("relay", A, "up", 1, "-");
-    expect_upstream("relay", B, "up", 5, "-");
-    spread(port, 60, a, b, &to_a, &to_b);
+    rewrite_relay(p.e, p.port, p.both);
+    echod_reload_ok(p.e, 5000);
+    expect_upstream("relay", p.A, "up", 1, "-");
+    expect_upstream("relay", p.B, "up", 5, "-");
+    spread(p.port, 60, p.a, p.b, &to_a, &to_b);
     /* 1 to 5, give or take the one pick B's score carried over. */
     assert_in_range(to_a, 9, 11);
-    echod_stop_ok(e);
+    echod_stop_ok(p.e);
 }
 
 /* reload answers how it went: a broken file, exit 1 and the error with
@@ -1187,12 +1224,10 @@ static void reload_answers_its_outcome(void **state)
         "  { name = \"echo2\"; listen = [ \"127.0.0.1:%d\" ]; mode = \"echo\"; } );\n",
         ep, ep2);
     /* Line 5 is wrong. */
-    echod_rewrite_conf(e,
-                       BASE
-                       "control = { path = \"%s\"; mode = 0600; };\n"
-                       "listeners = ( { name = \"echo\"; listen = [ \"127.0.0.1:%d\" "
-                       "]; mode = \"ekko\"; } );\n",
-                       sock, ep);
+    rewrite(e,
+            "listeners = ( { name = \"echo\"; listen = [ \"127.0.0.1:%d\" ]; mode = "
+            "\"ekko\"; } );\n",
+            ep);
     struct ctl_run r;
     CTL(&r, "reload");
     char want[PATH_MAX + 128];
@@ -1203,32 +1238,22 @@ static void reload_answers_its_outcome(void **state)
         test_fail("reload of a broken file: [%s], expected one line starting [%s]", r.err,
                   want);
     echod_must_log(e, "reload failed");
-    int fd = client4(ep);
-    expect_echo(fd, "still here");
-    close(fd);
-    fd = client4(ep2);
-    expect_echo(fd, "and here");
-    close(fd);
-    struct table *t = listeners();
-    assert_int_equal(t->nrows, 2);
-    table_free(t);
+    echo_once(ep, "still here");
+    echo_once(ep2, "and here");
+    expect_rows(listeners(), 2);
 
     /* A good one, with one listener more. */
     int ep3 = reserve_port();
-    echod_rewrite_conf(
+    rewrite(
         e,
-        BASE
-        "control = { path = \"%s\"; mode = 0600; };\n"
         "listeners = (\n"
         "  { name = \"echo\"; listen = [ \"127.0.0.1:%d\" ]; mode = \"echo\"; },\n"
         "  { name = \"echo2\"; listen = [ \"127.0.0.1:%d\" ]; mode = \"echo\"; },\n"
         "  { name = \"echo3\"; listen = [ \"127.0.0.1:%d\" ]; mode = \"echo\"; } );\n",
-        sock, ep, ep2, ep3);
+        ep, ep2, ep3);
     CTL(&r, "reload");
     ctl_expect(&r, 0, "ok: reloaded: 3 listeners\n", "");
-    fd = client4(ep3);
-    expect_echo(fd, "new");
-    close(fd);
+    echo_once(ep3, "new");
 
     /* Two at once: one reload may serve both; each gets the answer. */
     int c1 = ctl_connect(sock), c2 = ctl_connect(sock);
@@ -1252,13 +1277,7 @@ static void kill_connection_resets_it(void **state)
 {
     (void)state;
     struct upsrv *a = echo_up();
-    struct echod *e =
-        start("listeners = (\n"
-              "  { name = \"relay\"; listen = [ \"127.0.0.1:0\" ]; mode = \"proxy\";\n"
-              "    upstreams = ( \"127.0.0.1:%d\" ); },\n"
-              "  { name = \"dgram\"; protocol = \"udp\"; mode = \"echo\";\n"
-              "    listen = [ \"127.0.0.1:0\" ]; } );\n",
-              a->srv.port);
+    struct echod *e = start("listeners = (\n" RELAY_L ",\n" DGRAM_L " );\n", a->srv.port);
     int rp = echod_port(e, "relay", 0), up = echod_port(e, "dgram", 0);
     int fd = client4(rp), other = client4(rp);
     expect_echo(fd, "doomed");
@@ -1285,9 +1304,7 @@ static void kill_connection_resets_it(void **state)
     ctl_expect(&r, 1, "", want);
     /* The other one goes on. */
     expect_echo(other, "still");
-    t = connections("");
-    assert_int_equal(t->nrows, 1);
-    table_free(t);
+    expect_rows(connections(""), 1);
     close(other);
 
     /* A UDP flow. */
@@ -1304,28 +1321,17 @@ static void kill_connection_resets_it(void **state)
     ctl_expect(&r, 0, want, "");
     line = echod_must_log(e, "access listener=dgram client=%s ", uaddr);
     expect_access_reason(line, "killed");
-    t = connections("dgram");
-    assert_int_equal(t->nrows, 0);
-    table_free(t);
+    expect_rows(connections("dgram"), 0);
     echod_stop_ok(e);
 }
 
 /* ---- permissions ------------------------------------------------------------- */
 
-/* A relay to one upstream (its port the format's one argument). */
-#define RELAY_TO_ONE                                                    \
-    "listeners = ( { name = \"relay\"; listen = [ \"127.0.0.1:0\" ];\n" \
-    "  mode = \"proxy\"; upstreams = ( \"127.0.0.1:%d\" ); } );\n"
-
 /* Whether a process of uid:gid may connect to the socket at path: 0, or
  * its connect's errno. */
 static int connect_as(uid_t uid, gid_t gid, const char *path)
 {
-    struct sockaddr_un sun;
-    memset(&sun, 0, sizeof(sun));
-    sun.sun_family = AF_UNIX;
-    CHECK(strlen(path) < sizeof(sun.sun_path));
-    memcpy(sun.sun_path, path, strlen(path) + 1);
+    struct sockaddr_un sun = unix_addr(path);
     pid_t pid = fork();
     CHECK(pid >= 0);
     if (pid == 0) {
@@ -1364,6 +1370,25 @@ static void expect_socket_file(const char *path, uid_t uid, gid_t gid, mode_t mo
                   (unsigned)st.st_gid, (unsigned)mode, (unsigned)uid, (unsigned)gid);
 }
 
+/* A daemon for the tests of another uid: the relay to one upstream (on
+ * port up), its control socket of `mode`, run as OTHER_USER when
+ * `as_other`; its directory open to others (0755: only the socket's own
+ * mode keeps them out), and mio-echodctl copied there for them (into
+ * prog). */
+static struct echod *start_for_other(const char *mode, bool as_other, int up, char *prog,
+                                     size_t len)
+{
+    struct echod *e = as_other
+                          ? start_mode(mode, "user = \"" OTHER_USER "\";\n" RELAY_TO_ONE,
+                                       up)
+                          : start_mode(mode, RELAY_TO_ONE, up);
+    char dir[PATH_MAX];
+    dir_of(e, dir, sizeof(dir));
+    CHECK(chmod(dir, 0755) == 0);
+    ctl_program_copy(dir, prog, len);
+    return e;
+}
+
 /* Mode 0600 keeps another uid out (EACCES; mio-echodctl exits 2 saying
  * so); 0666 lets it in, and what it steers is logged with its uid; with
  * user = "nobody" the socket is nobody's, and nobody may use it at 0600. */
@@ -1389,12 +1414,9 @@ static void permissions_mode_and_owner(void **state)
     addr_of(a, A, sizeof(A));
 
     /* 0600, root's: nobody is refused. */
-    struct echod *e = start_mode("0600", RELAY_TO_ONE, a->srv.port);
-    dir_of(e, dir, sizeof(dir));
-    CHECK(chmod(dir, 0755) == 0); /* only the socket's mode keeps it out */
+    struct echod *e = start_for_other("0600", false, a->srv.port, prog, sizeof(prog));
     expect_socket_file(sock, 0, getegid(), 0600);
     assert_int_equal(connect_as(uid, gid, sock), EACCES);
-    ctl_program_copy(dir, prog, sizeof(prog));
     struct ctl_run r;
     char *show[] = {"-S", sock, "show", "listeners", NULL};
     ctl_run_argv(&r, prog, uid, gid, show);
@@ -1406,12 +1428,9 @@ static void permissions_mode_and_owner(void **state)
     echod_stop_ok(e);
 
     /* 0666: nobody may, and what it does is logged as its own. */
-    e = start_mode("0666", RELAY_TO_ONE, a->srv.port);
-    dir_of(e, dir, sizeof(dir));
-    CHECK(chmod(dir, 0755) == 0);
+    e = start_for_other("0666", false, a->srv.port, prog, sizeof(prog));
     expect_socket_file(sock, 0, getegid(), 0666);
     assert_int_equal(connect_as(uid, gid, sock), 0);
-    ctl_program_copy(dir, prog, sizeof(prog));
     char *drain[] = {"-S", sock, "drain", "upstream", "relay", A, NULL};
     ctl_run_argv(&r, prog, uid, gid, drain);
     snprintf(want, sizeof(want), "ok: listener relay: upstream %s draining\n", A);
@@ -1425,12 +1444,9 @@ static void permissions_mode_and_owner(void **state)
     /* user = "nobody": the socket is given to it, mode 0600 as asked;
      * nobody may use it, root still may.  The daemon, nobody by then,
      * cannot remove it at exit from root's directory: it says so. */
-    e = start_mode("0600", "user = \"" OTHER_USER "\";\n" RELAY_TO_ONE, a->srv.port);
-    dir_of(e, dir, sizeof(dir));
-    CHECK(chmod(dir, 0755) == 0);
+    e = start_for_other("0600", true, a->srv.port, prog, sizeof(prog));
     expect_socket_file(sock, uid, gid, 0600);
     assert_int_equal(connect_as(uid, gid, sock), 0);
-    ctl_program_copy(dir, prog, sizeof(prog));
     ctl_run_argv(&r, prog, uid, gid, show);
     ctl_expect(&r, 0, NULL, "");
     CHECK(strncmp(r.out, LISTENERS_HEADER "\n", strlen(LISTENERS_HEADER) + 1) == 0);
@@ -1469,12 +1485,7 @@ static void a_client_that_never_reads_stops_nothing(void **state)
 {
     (void)state;
     struct upsrv *a = echo_up();
-    struct echod *e =
-        start("listeners = (\n"
-              "  { name = \"echo\"; listen = [ \"127.0.0.1:0\" ]; mode = \"echo\"; },\n"
-              "  { name = \"relay\"; listen = [ \"127.0.0.1:0\" ]; mode = \"proxy\";\n"
-              "    upstreams = ( \"127.0.0.1:%d\" ); } );\n",
-              a->srv.port);
+    struct echod *e = start("listeners = (\n" ECHO_L ",\n" RELAY_L " );\n", a->srv.port);
     int ep = echod_port(e, "echo", 0), rp = echod_port(e, "relay", 0);
 
     /* "show stats" until neither the daemon nor the kernel takes more. */
@@ -1502,13 +1513,9 @@ static void a_client_that_never_reads_stops_nothing(void **state)
 
     /* Everything else is served, again and again. */
     for (int round = 0; round < 5; round++) {
-        int fd = client4(ep);
-        expect_echo(fd, "echo meanwhile");
-        close(fd);
-        exchange(rp);
-        struct table *t = listeners();
-        assert_int_equal(t->nrows, 2);
-        table_free(t);
+        echo_once(ep, "echo meanwhile");
+        echo_once(rp, "x");
+        expect_rows(listeners(), 2);
         struct ctl_run r;
         CTL(&r, "show", "upstreams", "relay");
         ctl_expect(&r, 0, NULL, "");
@@ -1544,9 +1551,7 @@ static char *try_ask(const char *line)
 static void the_seventeenth_client_is_closed(void **state)
 {
     (void)state;
-    struct echod *e = start(
-        "listeners = ( { name = \"echo\"; listen = [ \"127.0.0.1:0\" ]; mode = \"echo\"; } "
-        ");\n");
+    struct echod *e = start(ONLY_ECHO);
     int fds[16];
     for (size_t i = 0; i < ARRAY_LEN(fds); i++) {
         fds[i] = ctl_connect(sock);
@@ -1589,11 +1594,7 @@ static void the_seventeenth_client_is_closed(void **state)
 static int run_daemon(const char *path, char *out, size_t len)
 {
     char conf[PATH_MAX + 1024];
-    snprintf(conf, sizeof(conf),
-             BASE "control = { path = \"%s\"; };\n"
-                  "listeners = ( { name = \"echo\"; listen = [ \"127.0.0.1:0\" ]; mode = "
-                  "\"echo\"; } );\n",
-             path);
+    snprintf(conf, sizeof(conf), BASE "control = { path = \"%s\"; };\n" ONLY_ECHO, path);
     return echod_run(out, len, "-f", "-c", write_conf(conf), NULL);
 }
 
@@ -1604,14 +1605,12 @@ static int run_daemon(const char *path, char *out, size_t len)
 static void the_socket_file_from_start_to_exit(void **state)
 {
     (void)state;
-    const char *echo = "listeners = ( { name = \"echo\"; listen = [ \"127.0.0.1:0\" ]; "
-                       "mode = \"echo\"; } );\n";
     char conf[PATH_MAX + 1024], dir[PATH_MAX], path[PATH_MAX + 64], out[8192];
     struct stat st;
 
     /* A missing directory: made, 0755.  The socket is removed at exit. */
     snprintf(conf, sizeof(conf),
-             BASE "control = { path = \"@DIR@/run/control.sock\"; };\n%s", echo);
+             BASE "control = { path = \"@DIR@/run/control.sock\"; };\n" ONLY_ECHO);
     struct echod *e = echod_start(conf);
     dir_of(e, dir, sizeof(dir));
     snprintf(path, sizeof(path), "%s/run", dir);
@@ -1631,14 +1630,13 @@ static void the_socket_file_from_start_to_exit(void **state)
     /* A stale socket (bound, then its process gone): replaced. */
     const char *dir2 = test_tmpdir();
     snprintf(sock, sizeof(sock), "%s/control.sock", dir2);
-    struct sockaddr_un sun = {.sun_family = AF_UNIX};
-    memcpy(sun.sun_path, sock, strlen(sock) + 1);
+    struct sockaddr_un sun = unix_addr(sock);
     int stale = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     CHECK(stale >= 0 && bind(stale, (struct sockaddr *)&sun, sizeof(sun)) == 0);
     close(stale);
     CHECK(ctl_connect_to(sock) < 0 && errno == ECONNREFUSED);
-    snprintf(conf, sizeof(conf), BASE "control = { path = \"@DIR@/control.sock\"; };\n%s",
-             echo);
+    snprintf(conf, sizeof(conf),
+             BASE "control = { path = \"@DIR@/control.sock\"; };\n" ONLY_ECHO);
     e = echod_start_opts(conf, &(struct echod_opts){.dir = dir2});
     free(ask("help"));
     CHECK(lstat(sock, &st) == 0);
@@ -1670,15 +1668,7 @@ static void the_socket_file_from_start_to_exit(void **state)
 static int setup_group(void **state)
 {
     (void)state;
-    signal(SIGPIPE, SIG_IGN);
-    return pattern_init(PLEN, 20261203) ? 0 : -1;
-}
-
-static int teardown_group(void **state)
-{
-    (void)state;
-    pattern_free();
-    return 0;
+    return setup_sigpipe_and_pattern(PLEN, 20261203);
 }
 
 #define TEST(f) cmocka_unit_test_teardown(f, teardown_all)
@@ -1702,5 +1692,5 @@ int main(void)
         TEST(the_seventeenth_client_is_closed),
         TEST(the_socket_file_from_start_to_exit),
     };
-    return cmocka_run_group_tests(tests, setup_group, teardown_group);
+    return cmocka_run_group_tests(tests, setup_group, teardown_pattern);
 }

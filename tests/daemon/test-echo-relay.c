@@ -1979,8 +1979,7 @@ static void upstream_warnings_say_what_happens_and_what_was_dropped(void **state
 static int setup_group(void **state)
 {
     (void)state;
-    signal(SIGPIPE, SIG_IGN);
-    if (!pattern_init(PATTERN_LEN, 20240601))
+    if (setup_sigpipe_and_pattern(PATTERN_LEN, 20240601) != 0)
         return -1;
     pattern = pat(0);
     return 0;

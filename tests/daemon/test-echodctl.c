@@ -150,12 +150,7 @@ static void *fake_serve(void *arg)
  * false (a socket file nobody listens on).  Returns the descriptor. */
 static int bind_unix(const char *path, bool listen_too)
 {
-    struct sockaddr_un sun;
-    memset(&sun, 0, sizeof(sun));
-    sun.sun_family = AF_UNIX;
-    size_t len = strlen(path);
-    CHECK(len < sizeof(sun.sun_path));
-    memcpy(sun.sun_path, path, len + 1);
+    struct sockaddr_un sun = unix_addr(path);
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     CHECK(fd >= 0);
     if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) != 0)
@@ -225,17 +220,59 @@ static int teardown(void **state)
     "# listener protocol mode open accepted addresses\n" \
     "relay tcp proxy 2 1031 127.0.0.1:7000,[::1]:7000\n"
 
+/* A run of mio-echodctl against a fake that answers, and what it must
+ * do. */
+struct ask {
+    const char *answer;   /* the fake's, written at once unless bytewise */
+    const char *args[12]; /* after "-S PATH", up to the first NULL */
+    int status;
+    const char *out, *err;  /* exactly (NULL: anything) */
+    const char *sent;       /* what the fake got, exactly (NULL: anything) */
+    const char *err_has[2]; /* also in standard error (NULL: nothing) */
+    bool bytewise;
+};
+
+/* Does `a` in r, against a fake of its own (the test's fake before it is
+ * freed), stopped once the run is over; returns the fake, to look at. */
+static struct fake *expect_ask(const struct ask *a, struct ctl_run *r)
+{
+    fake_done();
+    struct fake *f = fake_start_as(FAKE_ANSWER, a->answer, a->bytewise);
+    char *args[ARRAY_LEN(a->args) + 3] = {"-S", f->path};
+    size_t n = 2;
+    for (size_t i = 0; i < ARRAY_LEN(a->args) && a->args[i] != NULL; i++)
+        args[n++] = (char *)a->args[i];
+    args[n] = NULL;
+    ctl_run_argv(r, NULL, (uid_t)-1, (gid_t)-1, args);
+    fake_stop(f);
+    ctl_expect(r, a->status, a->out, a->err);
+    for (size_t i = 0; i < ARRAY_LEN(a->err_has) && a->err_has[i] != NULL; i++)
+        ctl_expect_err_has(r, a->err_has[i]);
+    if (a->sent != NULL)
+        assert_string_equal(f->got, a->sent);
+    return f;
+}
+
+/* expect_ask() of each of the n asks. */
+static void expect_asks(const struct ask *asks, size_t n)
+{
+    struct ctl_run r;
+    for (size_t i = 0; i < n; i++)
+        expect_ask(&asks[i], &r);
+}
+
 /* The answer goes to standard output without its empty line; the command
  * went as one line, and then the write side was shut down. */
 static void answer_printed(void **state)
 {
     (void)state;
+    static const struct ask a = {.answer = LISTENERS "\n",
+                                 .args = {"show", "listeners"},
+                                 .out = LISTENERS,
+                                 .err = "",
+                                 .sent = "show listeners\n"};
     struct ctl_run r;
-    struct fake *f = fake_start(FAKE_ANSWER, LISTENERS "\n");
-    ctl_run(&r, "-S", f->path, "show", "listeners", NULL);
-    fake_stop(f);
-    ctl_expect(&r, 0, LISTENERS, "");
-    assert_string_equal(f->got, "show listeners\n");
+    struct fake *f = expect_ask(&a, &r);
     assert_true(f->got_eof);
     assert_int_equal(f->connections, 1);
 }
@@ -244,42 +281,46 @@ static void answer_printed(void **state)
 static void answer_in_pieces(void **state)
 {
     (void)state;
-    struct ctl_run r;
-    struct fake *f = fake_start_as(FAKE_ANSWER, LISTENERS "\n", true);
-    ctl_run(&r, "-S", f->path, "show", "listeners", NULL);
-    ctl_expect(&r, 0, LISTENERS, "");
-    fake_done();
-
-    f = fake_start_as(FAKE_ANSWER, "error: unknown listener \"x\"\n\n", true);
-    ctl_run(&r, "-S", f->path, "show", "upstreams", "x", NULL);
-    ctl_expect(&r, 1, "", "mio-echodctl: error: unknown listener \"x\"\n");
+    static const struct ask asks[] = {
+        {.answer = LISTENERS "\n",
+         .args = {"show", "listeners"},
+         .out = LISTENERS,
+         .err = "",
+         .bytewise = true},
+        {.answer = "error: unknown listener \"x\"\n\n",
+         .args = {"show", "upstreams", "x"},
+         .status = 1,
+         .out = "",
+         .err = "mio-echodctl: error: unknown listener \"x\"\n",
+         .bytewise = true},
+    };
+    expect_asks(asks, ARRAY_LEN(asks));
 }
 
 /* An empty answer is success, printing nothing; an "ok:" line is printed. */
 static void empty_and_ok_answers(void **state)
 {
     (void)state;
-    struct ctl_run r;
-    struct fake *f = fake_start(FAKE_ANSWER, "\n");
-    ctl_run(&r, "-S", f->path, "show", "connections", NULL);
-    ctl_expect(&r, 0, "", "");
-    fake_done();
-
-    f = fake_start(FAKE_ANSWER, "ok: upstream 10.0.0.1:6379 of relay draining\n\n");
-    ctl_run(&r, "-S", f->path, "drain", "upstream", "relay", "10.0.0.1:6379", NULL);
-    fake_stop(f);
-    ctl_expect(&r, 0, "ok: upstream 10.0.0.1:6379 of relay draining\n", "");
-    assert_string_equal(f->got, "drain upstream relay 10.0.0.1:6379\n");
+    static const struct ask asks[] = {
+        {.answer = "\n", .args = {"show", "connections"}, .out = "", .err = ""},
+        {.answer = "ok: upstream 10.0.0.1:6379 of relay draining\n\n",
+         .args = {"drain", "upstream", "relay", "10.0.0.1:6379"},
+         .out = "ok: upstream 10.0.0.1:6379 of relay draining\n",
+         .err = "",
+         .sent = "drain upstream relay 10.0.0.1:6379\n"},
+    };
+    expect_asks(asks, ARRAY_LEN(asks));
 }
 
 /* Bytes after the answer's empty line are not printed. */
 static void after_the_end(void **state)
 {
     (void)state;
-    struct ctl_run r;
-    struct fake *f = fake_start(FAKE_ANSWER, "ok: reloaded: 2 listeners\n\nmore\n\n");
-    ctl_run(&r, "-S", f->path, "reload", NULL);
-    ctl_expect(&r, 0, "ok: reloaded: 2 listeners\n", "");
+    static const struct ask a = {.answer = "ok: reloaded: 2 listeners\n\nmore\n\n",
+                                 .args = {"reload"},
+                                 .out = "ok: reloaded: 2 listeners\n",
+                                 .err = ""};
+    expect_asks(&a, 1);
 }
 
 /* An "error: " answer: status 1, on standard error, prefixed; an answer
@@ -287,24 +328,21 @@ static void after_the_end(void **state)
 static void error_answer(void **state)
 {
     (void)state;
-    struct ctl_run r;
-    struct fake *f = fake_start(FAKE_ANSWER,
-                                "error: reload failed: /etc/mio-echod.conf:7: workers: "
-                                "expected 1 to 256, got 0\n\n");
-    ctl_run(&r, "-S", f->path, "reload", NULL);
-    ctl_expect(&r, 1, "",
-               "mio-echodctl: error: reload failed: /etc/mio-echod.conf:7: workers: "
-               "expected 1 to 256, got 0\n");
-    fake_done();
-
-    f = fake_start(FAKE_ANSWER, "error:no space\nerrors: 0\n\n");
-    ctl_run(&r, "-S", f->path, "show", "stats", NULL);
-    ctl_expect(&r, 0, "error:no space\nerrors: 0\n", "");
-    fake_done();
-
-    f = fake_start(FAKE_ANSWER, "error\n\n");
-    ctl_run(&r, "-S", f->path, "help", NULL);
-    ctl_expect(&r, 0, "error\n", "");
+    static const struct ask asks[] = {
+        {.answer = "error: reload failed: /etc/mio-echod.conf:7: workers: expected 1 to "
+                   "256, got 0\n\n",
+         .args = {"reload"},
+         .status = 1,
+         .out = "",
+         .err = "mio-echodctl: error: reload failed: /etc/mio-echod.conf:7: workers: "
+                "expected 1 to 256, got 0\n"},
+        {.answer = "error:no space\nerrors: 0\n\n",
+         .args = {"show", "stats"},
+         .out = "error:no space\nerrors: 0\n",
+         .err = ""},
+        {.answer = "error\n\n", .args = {"help"}, .out = "error\n", .err = ""},
+    };
+    expect_asks(asks, ARRAY_LEN(asks));
 }
 
 /* The arguments are joined by single spaces; arguments after the command
@@ -312,20 +350,20 @@ static void error_answer(void **state)
 static void words_joined(void **state)
 {
     (void)state;
-    struct ctl_run r;
-    struct fake *f = fake_start(FAKE_ANSWER, "error: weight: expected 1 to 256\n\n");
-    ctl_run(&r, "-S", f->path, "-T", "5", "set", "weight", "relay", "10.0.0.1:6379", "-1",
-            NULL);
-    fake_stop(f);
-    ctl_expect(&r, 1, "", "mio-echodctl: error: weight: expected 1 to 256\n");
-    assert_string_equal(f->got, "set weight relay 10.0.0.1:6379 -1\n");
-    fake_done();
-
-    f = fake_start(FAKE_ANSWER, "\n");
-    ctl_run(&r, "-S", f->path, "show upstreams\trelay", NULL);
-    fake_stop(f);
-    ctl_expect(&r, 0, "", "");
-    assert_string_equal(f->got, "show upstreams\trelay\n");
+    static const struct ask asks[] = {
+        {.answer = "error: weight: expected 1 to 256\n\n",
+         .args = {"-T", "5", "set", "weight", "relay", "10.0.0.1:6379", "-1"},
+         .status = 1,
+         .out = "",
+         .err = "mio-echodctl: error: weight: expected 1 to 256\n",
+         .sent = "set weight relay 10.0.0.1:6379 -1\n"},
+        {.answer = "\n",
+         .args = {"show upstreams\trelay"},
+         .out = "",
+         .err = "",
+         .sent = "show upstreams\trelay\n"},
+    };
+    expect_asks(asks, ARRAY_LEN(asks));
 }
 
 /* ---- cannot ask ------------------------------------------------------------- */
@@ -334,28 +372,27 @@ static void words_joined(void **state)
 static void answer_cut(void **state)
 {
     (void)state;
+    static const struct ask asks[] = {
+        {.answer = "# id listener client upstream age in out\n17 r",
+         .args = {"show", "connections"},
+         .status = 2,
+         .out = "# id listener client upstream age in out\n17 r\n",
+         .err_has = {"mio-echodctl: the answer from ", "ended without its empty line"}},
+        {.answer = "ok: done\n",
+         .args = {"reload"},
+         .status = 2,
+         .out = "ok: done\n",
+         .err_has = {"ended without its empty line"}},
+        {.answer = "erro", .args = {"reload"}, .status = 2, .out = "erro\n"},
+    };
+    expect_asks(asks, ARRAY_LEN(asks));
+
+    static const struct ask none = {.answer = "",
+                                    .args = {"reload"},
+                                    .status = 2,
+                                    .out = ""};
     struct ctl_run r;
-    struct fake *f = fake_start(FAKE_ANSWER,
-                                "# id listener client upstream age in out\n17 r");
-    ctl_run(&r, "-S", f->path, "show", "connections", NULL);
-    ctl_expect(&r, 2, "# id listener client upstream age in out\n17 r\n", NULL);
-    ctl_expect_err_has(&r, "mio-echodctl: the answer from ");
-    ctl_expect_err_has(&r, "ended without its empty line");
-    fake_done();
-
-    f = fake_start(FAKE_ANSWER, "ok: done\n");
-    ctl_run(&r, "-S", f->path, "reload", NULL);
-    ctl_expect(&r, 2, "ok: done\n", NULL);
-    ctl_expect_err_has(&r, "ended without its empty line");
-    fake_done();
-
-    f = fake_start(FAKE_ANSWER, "erro");
-    ctl_run(&r, "-S", f->path, "reload", NULL);
-    ctl_expect(&r, 2, "erro\n", NULL);
-    fake_done();
-
-    f = fake_start(FAKE_ANSWER, "");
-    ctl_run(&r, "-S", f->path, "reload", NULL);
+    struct fake *f = expect_ask(&none, &r);
     char want[PATH_MAX + 128];
     snprintf(want, sizeof(want),
              "mio-echodctl: %s closed the connection without answering\n", f->path);

@@ -1465,15 +1465,7 @@ static void sigterm_under_load(void **state)
 static int setup_group(void **state)
 {
     (void)state;
-    signal(SIGPIPE, SIG_IGN);
-    return pattern_init(PLEN, 20250101) ? 0 : -1;
-}
-
-static int teardown_group(void **state)
-{
-    (void)state;
-    pattern_free();
-    return 0;
+    return setup_sigpipe_and_pattern(PLEN, 20250101);
 }
 
 #define TEST(f) cmocka_unit_test_teardown(f, teardown_all)
@@ -1498,5 +1490,5 @@ int main(void)
         cmocka_unit_test_teardown(reload_under_load_loses_nothing, teardown_bg),
         TEST(sigterm_under_load),
     };
-    return cmocka_run_group_tests(tests, setup_group, teardown_group);
+    return cmocka_run_group_tests(tests, setup_group, teardown_pattern);
 }

@@ -47,6 +47,23 @@
 
 /* An echo listener "echo" on 127.0.0.1:0, TCP. */
 #define ECHO "{ name = \"echo\"; listen = [ \"127.0.0.1:0\" ]; }"
+/* A daemon of the echo listener alone. */
+#define ECHO_DAEMON(format, interval) \
+    DAEMON(format, interval) "listeners = ( " ECHO " );\n"
+/* A daemon of a relay "relay" to one upstream: a format, of the relay's
+ * other settings (%s, each ended by a blank) and the upstream's port. */
+#define RELAY_DAEMON(format, interval)                                                   \
+    DAEMON(format, interval)                                                             \
+    "listeners = ( { name = \"relay\"; listen = [ \"127.0.0.1:0\" ]; mode = \"proxy\"; " \
+    "%supstreams = [ \"127.0.0.1:%d\" ]; } );\n"
+/* A daemon of a UDP echo listener "u" idle after `idle` seconds. */
+#define UDP_DAEMON(format, interval, idle)                                             \
+    DAEMON(format, interval)                                                           \
+    "listeners = ( { name = \"u\"; protocol = \"udp\"; listen = [ \"127.0.0.1:0\" ]; " \
+    "idle_timeout = " idle "; } );\n"
+
+/* What the fields of every access line start with. */
+#define ACCESS "level=s:info\ttype=s:access\t"
 
 /* Skips the test (saying so) when json is NULL: no python3. */
 #define NEED_PYTHON(json)                                         \
@@ -57,10 +74,35 @@
         }                                                         \
     } while (0)
 
-/* The JSON fields of one log line (json_fields() of it). */
-static char *fields_of(const char *line)
+/* Expects the JSON fields of log line `line` to be exactly those
+ * formatted from fmt (json_expect_fields()); skips the test without
+ * python3. */
+__attribute__((format(printf, 2, 3))) static void expect_fields(const char *line,
+                                                                const char *fmt, ...)
 {
-    return json_fields(&line, 1);
+    char *out = json_fields(&line, 1);
+    NEED_PYTHON(out);
+    char want[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    xvsnprintf(want, sizeof(want), fmt, ap);
+    va_end(ap);
+    json_expect_fields(out, want);
+    free(out);
+}
+
+/* The text access line of echo client port cport with `bytes` each way,
+ * up to its duration (waiting for `count` such lines). */
+static const char *text_line(struct echod *e, int cport, int bytes, int count)
+{
+    char needle[160];
+    snprintf(needle, sizeof(needle),
+             "mio-echod: info: access listener=echo client=127.0.0.1:%d upstream=- in=%d "
+             "out=%d duration=",
+             cport, bytes, bytes);
+    if (!echod_wait_count(e, needle, count, WAIT_MS))
+        fail_msg("not %d lines with \"%s\" within %d ms", count, needle, WAIT_MS);
+    return echod_log_line(e, needle, count - 1);
 }
 
 /* The n-th (from 0) log line of TCP client port cport, or of UDP client
@@ -93,22 +135,17 @@ static void echo_slice(int fd, size_t from, size_t to)
 static void json_lines_of_a_tcp_echo_connection(void **state)
 {
     (void)state;
-    struct echod *e = echod_start(DAEMON("json", "0") "listeners = ( " ECHO " );\n");
+    struct echod *e = echod_start(ECHO_DAEMON("json", "0"));
     int fd = client4(echod_port(e, "echo", 0));
     int cport = local_port(fd);
     echo_slice(fd, 0, 5000);
     echo_slice(fd, 5000, 5017);
     finish(fd);
-    char *out = fields_of(client_line(e, cport, 0));
-    NEED_PYTHON(out);
-    char want[1024];
-    snprintf(want, sizeof(want),
-             "level=s:info\ttype=s:access\tlistener=s:echo\tclient=s:127.0.0.1:%d\t"
-             "upstream=null\tin=i:5017\tout=i:5017\tduration=f:*\ttls=null\tsni=null\t"
-             "reason=s:done",
-             cport);
-    json_expect_fields(out, want);
-    free(out);
+    expect_fields(client_line(e, cport, 0),
+                  ACCESS
+                  "listener=s:echo\tclient=s:127.0.0.1:%d\tupstream=null\tin=i:5017\t"
+                  "out=i:5017\tduration=f:*\ttls=null\tsni=null\treason=s:done",
+                  cport);
     echod_stop_ok(e);
 
     /* Every line, from "listening on" to "stopped", is an object. */
@@ -117,7 +154,7 @@ static void json_lines_of_a_tcp_echo_connection(void **state)
     while (n < ARRAY_LEN(lines) && (lines[n] = echod_log_line(e, "", (int)n)) != NULL)
         n++;
     assert_true(n >= 5 && n < ARRAY_LEN(lines));
-    out = json_fields(lines, n);
+    char *out = json_fields(lines, n);
     char listening[128];
     snprintf(listening, sizeof(listening),
              "level=s:info\tmessage=s:listener echo: listening on 127.0.0.1:%d (echo)",
@@ -135,27 +172,17 @@ static void json_line_of_a_relay_connection(void **state)
 {
     (void)state;
     struct upsrv *up = up_start(&(struct up_conf){.mode = UP_ECHO});
-    char conf[1024];
-    snprintf(conf, sizeof(conf),
-             DAEMON("json", "0") "listeners = ( { name = \"relay\"; listen = [ "
-                                 "\"127.0.0.1:0\" ]; mode = \"proxy\"; upstreams = [ "
-                                 "\"127.0.0.1:%d\" ]; } );\n",
-             up->srv.port);
-    struct echod *e = echod_start(conf);
+    struct echod *e = echod_startf(RELAY_DAEMON("json", "0"), "", up->srv.port);
     int fd = client4(echod_port(e, "relay", 0));
     int cport = local_port(fd);
     echo_slice(fd, 0, 300000);
     finish(fd);
-    char *out = fields_of(client_line(e, cport, 0));
-    NEED_PYTHON(out);
-    char want[1024];
-    snprintf(want, sizeof(want),
-             "level=s:info\ttype=s:access\tlistener=s:relay\tclient=s:127.0.0.1:%d\t"
-             "upstream=s:127.0.0.1:%d\tin=i:300000\tout=i:300000\tduration=f:*\t"
-             "tls=null\tsni=null\treason=s:done",
-             cport, up->srv.port);
-    json_expect_fields(out, want);
-    free(out);
+    expect_fields(client_line(e, cport, 0),
+                  ACCESS
+                  "listener=s:relay\tclient=s:127.0.0.1:%d\tupstream=s:127.0.0.1:%d\t"
+                  "in=i:300000\tout=i:300000\tduration=f:*\ttls=null\tsni=null\t"
+                  "reason=s:done",
+                  cport, up->srv.port);
     echod_stop_ok(e);
 }
 
@@ -163,25 +190,18 @@ static void json_line_of_a_relay_connection(void **state)
 static void json_line_of_a_udp_flow(void **state)
 {
     (void)state;
-    struct echod *e = echod_start(
-        DAEMON("json", "0") "listeners = ( { name = \"u\"; protocol = \"udp\"; listen = "
-                            "[ \"127.0.0.1:0\" ]; idle_timeout = 0.3; } );\n");
+    struct echod *e = echod_start(UDP_DAEMON("json", "0", "0.3"));
     int port = echod_port(e, "u", 0);
     int fd = udp_client4();
     int cport = local_port(fd);
     static const size_t sizes[] = {5, 1200, 0, 7};
     for (size_t i = 0; i < ARRAY_LEN(sizes); i++)
         udp_expect_echo(fd, "127.0.0.1", port, pat(i * 2000), sizes[i], WAIT_MS);
-    char *out = fields_of(client_line(e, cport, 0)); /* once idle */
-    NEED_PYTHON(out);
-    char want[1024];
-    snprintf(want, sizeof(want),
-             "level=s:info\ttype=s:access\tlistener=s:u\tclient=s:127.0.0.1:%d\t"
-             "upstream=null\tin=i:1212\tout=i:1212\tduration=f:*\tdatagrams_in=i:4\t"
-             "datagrams_out=i:4\treason=s:idle",
-             cport);
-    json_expect_fields(out, want);
-    free(out);
+    expect_fields(client_line(e, cport, 0), /* once idle */
+                  ACCESS "listener=s:u\tclient=s:127.0.0.1:%d\tupstream=null\tin=i:1212\t"
+                         "out=i:1212\tduration=f:*\tdatagrams_in=i:4\tdatagrams_out=i:4\t"
+                         "reason=s:idle",
+                  cport);
     echod_stop_ok(e);
 }
 
@@ -190,40 +210,29 @@ static void json_line_of_a_udp_flow(void **state)
 static void reload_changes_the_format(void **state)
 {
     (void)state;
-    struct echod *e = echod_start(DAEMON("text", "0") "listeners = ( " ECHO " );\n");
+    struct echod *e = echod_start(ECHO_DAEMON("text", "0"));
     int port = echod_port(e, "echo", 0);
     int before = client4(port);
     expect_echo(before, "x");
-    echod_rewrite_conf(e, DAEMON("json", "0") "listeners = ( " ECHO " );\n");
+    echod_rewrite_conf(e, ECHO_DAEMON("json", "0"));
     const char *done = "{\"level\":\"notice\",\"message\":\"reloaded ";
     echod_signal(e, SIGHUP);
     if (!echod_wait_count(e, done, 1, WAIT_MS))
         fail_msg("no JSON \"reloaded\" line after SIGHUP");
     int cport = local_port(before);
     finish(before);
-    char *out = fields_of(client_line(e, cport, 0));
-    NEED_PYTHON(out);
-    char want[512];
-    snprintf(want, sizeof(want),
-             "level=s:info\ttype=s:access\tlistener=s:echo\tclient=s:127.0.0.1:%d\t"
-             "upstream=null\tin=i:1\tout=i:1\tduration=f:*\ttls=null\tsni=null\t"
-             "reason=s:done",
-             cport);
-    json_expect_fields(out, want);
-    free(out);
+    expect_fields(client_line(e, cport, 0),
+                  ACCESS "listener=s:echo\tclient=s:127.0.0.1:%d\tupstream=null\tin=i:1\t"
+                         "out=i:1\tduration=f:*\ttls=null\tsni=null\treason=s:done",
+                  cport);
     /* And back: text again, as before. */
-    echod_rewrite_conf(e, DAEMON("text", "0") "listeners = ( " ECHO " );\n");
+    echod_rewrite_conf(e, ECHO_DAEMON("text", "0"));
     echod_reload_ok(e, WAIT_MS);
     int fd = client4(port);
     cport = local_port(fd);
     expect_echo(fd, "yz");
     finish(fd);
-    char needle[160];
-    snprintf(needle, sizeof(needle),
-             "mio-echod: info: access listener=echo client=127.0.0.1:%d upstream=- in=2 "
-             "out=2 duration=",
-             cport);
-    echod_must_log(e, "%s", needle);
+    text_line(e, cport, 2, 1);
     echod_stop_ok(e);
 }
 
@@ -309,25 +318,17 @@ static void interim_rounds(struct echod *e, int fd, int cport, const char *head,
 {
     static const size_t ends[] = {100, 70000, 250000};
     size_t sent = 0;
-    char want[1024];
     for (size_t r = 0; r < ARRAY_LEN(ends); r++) {
         echo_slice(fd, sent, ends[r]);
         sent = ends[r];
-        char *out = fields_of(interim_with(e, cport, upstream, sent));
-        NEED_PYTHON(out);
-        snprintf(want, sizeof(want),
-                 "%s\tin=i:%zu\tout=i:%zu\tduration=f:*\t%s\treason=s:interim", head,
-                 sent, sent, tail);
-        json_expect_fields(out, want);
-        free(out);
+        expect_fields(interim_with(e, cport, upstream, sent),
+                      "%s\tin=i:%zu\tout=i:%zu\tduration=f:*\t%s\treason=s:interim", head,
+                      sent, sent, tail);
     }
     finish(fd);
-    char *out = fields_of(last_line(e, cport));
-    snprintf(want, sizeof(want),
-             "%s\tin=i:%zu\tout=i:%zu\tduration=f:*\t%s\treason=s:done", head, sent, sent,
-             tail);
-    json_expect_fields(out, want);
-    free(out);
+    expect_fields(last_line(e, cport),
+                  "%s\tin=i:%zu\tout=i:%zu\tduration=f:*\t%s\treason=s:done", head, sent,
+                  sent, tail);
     expect_lines_in_order(e, cport, 3);
 }
 
@@ -336,14 +337,12 @@ static void interim_rounds(struct echod *e, int fd, int cport, const char *head,
 static void interim_lines_of_an_echo_connection(void **state)
 {
     (void)state;
-    struct echod *e = echod_start(DAEMON("json", "0.2") "listeners = ( " ECHO " );\n");
+    struct echod *e = echod_start(ECHO_DAEMON("json", "0.2"));
     int fd = client4(echod_port(e, "echo", 0));
     int cport = local_port(fd);
     char head[256];
     snprintf(head, sizeof(head),
-             "level=s:info\ttype=s:access\tlistener=s:echo\tclient=s:127.0.0.1:%d\t"
-             "upstream=null",
-             cport);
+             ACCESS "listener=s:echo\tclient=s:127.0.0.1:%d\tupstream=null", cport);
     interim_rounds(e, fd, cport, head, "null", "tls=null\tsni=null");
     echod_stop_ok(e);
 }
@@ -355,20 +354,15 @@ static void interim_lines_of_a_relay_connection(void **state)
     (void)state;
     for (int splice = 0; splice < 2; splice++) {
         struct upsrv *up = up_start(&(struct up_conf){.mode = UP_ECHO});
-        char conf[1024];
-        snprintf(conf, sizeof(conf),
-                 DAEMON("json",
-                        "0.2") "listeners = ( { name = \"relay\"; listen = [ "
-                               "\"127.0.0.1:0\" ]; mode = \"proxy\"; splice = %s; "
-                               "upstreams = [ \"127.0.0.1:%d\" ]; } );\n",
-                 splice ? "true" : "false", up->srv.port);
-        struct echod *e = echod_start(conf);
+        struct echod *e = echod_startf(RELAY_DAEMON("json", "0.2"),
+                                       splice ? "splice = true; " : "splice = false; ",
+                                       up->srv.port);
         int fd = client4(echod_port(e, "relay", 0));
         int cport = local_port(fd);
         char head[256];
         snprintf(head, sizeof(head),
-                 "level=s:info\ttype=s:access\tlistener=s:relay\tclient=s:127.0.0.1:%d\t"
-                 "upstream=s:127.0.0.1:%d",
+                 ACCESS
+                 "listener=s:relay\tclient=s:127.0.0.1:%d\tupstream=s:127.0.0.1:%d",
                  cport, up->srv.port);
         char upstream[32];
         snprintf(upstream, sizeof(upstream), "\"127.0.0.1:%d\"", up->srv.port);
@@ -383,38 +377,28 @@ static void interim_lines_of_a_relay_connection(void **state)
 static void interim_lines_of_a_udp_flow(void **state)
 {
     (void)state;
-    struct echod *e = echod_start(
-        DAEMON("json",
-               "0.2") "listeners = ( { name = \"u\"; protocol = \"udp\"; listen = "
-                      "[ \"127.0.0.1:0\" ]; idle_timeout = 1.5; } );\n");
+    struct echod *e = echod_start(UDP_DAEMON("json", "0.2", "1.5"));
     int port = echod_port(e, "u", 0);
     int fd = udp_client4();
     int cport = local_port(fd);
     static const size_t sizes[] = {10, 1000, 30000};
     size_t bytes = 0;
-    char want[1024];
     for (size_t r = 0; r < ARRAY_LEN(sizes); r++) {
         udp_expect_echo(fd, "127.0.0.1", port, pat(r * 40000), sizes[r], WAIT_MS);
         bytes += sizes[r];
-        char *out = fields_of(interim_with(e, cport, "null", bytes));
-        NEED_PYTHON(out);
-        snprintf(want, sizeof(want),
-                 "level=s:info\ttype=s:access\tlistener=s:u\tclient=s:127.0.0.1:%d\t"
-                 "upstream=null\tin=i:%zu\tout=i:%zu\tduration=f:*\tdatagrams_in=i:%zu\t"
-                 "datagrams_out=i:%zu\treason=s:interim",
-                 cport, bytes, bytes, r + 1, r + 1);
-        json_expect_fields(out, want);
-        free(out);
+        expect_fields(interim_with(e, cport, "null", bytes),
+                      ACCESS
+                      "listener=s:u\tclient=s:127.0.0.1:%d\tupstream=null\tin=i:%zu\t"
+                      "out=i:%zu\tduration=f:*\tdatagrams_in=i:%zu\t"
+                      "datagrams_out=i:%zu\treason=s:interim",
+                      cport, bytes, bytes, r + 1, r + 1);
     }
     /* Idle: more interim lines, then the last one. */
-    char *out = fields_of(last_line(e, cport));
-    snprintf(want, sizeof(want),
-             "level=s:info\ttype=s:access\tlistener=s:u\tclient=s:127.0.0.1:%d\t"
-             "upstream=null\tin=i:%zu\tout=i:%zu\tduration=f:*\tdatagrams_in=i:3\t"
-             "datagrams_out=i:3\treason=s:idle",
-             cport, bytes, bytes);
-    json_expect_fields(out, want);
-    free(out);
+    expect_fields(last_line(e, cport),
+                  ACCESS "listener=s:u\tclient=s:127.0.0.1:%d\tupstream=null\tin=i:%zu\t"
+                         "out=i:%zu\tduration=f:*\tdatagrams_in=i:3\tdatagrams_out=i:3\t"
+                         "reason=s:idle",
+                  cport, bytes, bytes);
     expect_lines_in_order(e, cport, 3);
     echod_stop_ok(e);
 }
@@ -424,30 +408,24 @@ static void interim_lines_of_a_udp_flow(void **state)
 static void interim_lines_in_text_and_none_by_default(void **state)
 {
     (void)state;
-    struct echod *e = echod_start(DAEMON("text", "0.1") "listeners = ( " ECHO " );\n");
+    struct echod *e = echod_start(ECHO_DAEMON("text", "0.1"));
     int port = echod_port(e, "echo", 0);
     int fd = client4(port);
     int cport = local_port(fd);
     expect_echo(fd, "abc");
-    char needle[128];
-    snprintf(needle, sizeof(needle),
-             "mio-echod: info: access listener=echo client=127.0.0.1:%d upstream=- in=3 "
-             "out=3 duration=",
-             cport);
-    assert_true(echod_wait_count(e, needle, 2, WAIT_MS));
-    const char *line = echod_log_line(e, needle, 1);
-    expect_access_reason(line, "interim");
+    expect_access_reason(text_line(e, cport, 3, 2), "interim");
     finish(fd);
     int quick = client4(port);
     int qport = local_port(quick);
     finish(quick);
+    char needle[64];
     snprintf(needle, sizeof(needle), "client=127.0.0.1:%d ", qport);
     expect_access_reason(echod_must_log(e, "%s", needle), "done");
     sleep_ms(300);
     CHECK_EQ(echod_count_log(e, needle), 1);
     echod_stop_ok(e);
 
-    e = echod_start(DAEMON("text", "0") "listeners = ( " ECHO " );\n");
+    e = echod_start(ECHO_DAEMON("text", "0"));
     fd = client4(echod_port(e, "echo", 0));
     expect_echo(fd, "abc");
     sleep_ms(500);
@@ -483,15 +461,7 @@ static void config_errors(void **state)
 static int setup_group(void **state)
 {
     (void)state;
-    signal(SIGPIPE, SIG_IGN);
-    return pattern_init(PATTERN_LEN, 20261203) ? 0 : -1;
-}
-
-static int teardown_group(void **state)
-{
-    (void)state;
-    pattern_free();
-    return 0;
+    return setup_sigpipe_and_pattern(PATTERN_LEN, 20261203);
 }
 
 #define TEST(f) cmocka_unit_test_teardown(f, teardown_all)
@@ -510,5 +480,5 @@ int main(void)
         TEST(config_errors),
     };
     test_filter_from_env("LOG_TEST");
-    return cmocka_run_group_tests(tests, setup_group, teardown_group);
+    return cmocka_run_group_tests(tests, setup_group, teardown_pattern);
 }

@@ -249,7 +249,7 @@ sample(const char *body, const char *fmt, ...)
     va_list ap;
     va_start(ap, fmt);
     char key[256];
-    vsnprintf(key, sizeof(key), fmt, ap);
+    xvsnprintf(key, sizeof(key), fmt, ap);
     va_end(ap);
     const char *value = metrics_find(body, key);
     if (value == NULL)
@@ -1550,7 +1550,7 @@ __attribute__((format(printf, 2, 3))) static double hvalue(const char *body,
     va_list ap;
     va_start(ap, fmt);
     char key[256];
-    vsnprintf(key, sizeof(key), fmt, ap);
+    xvsnprintf(key, sizeof(key), fmt, ap);
     va_end(ap);
     double v = metrics_value(body, key);
     if (isnan(v))
@@ -1665,6 +1665,27 @@ static void test_udp_upstream_and_flow(void **state)
     udpup_free(u);
 }
 
+/* The size of tls_listener()'s text. */
+#define TLS_LISTENER_MAX (2 * PATH_MAX + 128)
+
+/* ", { name = \"t\"; ... tls = {...}; }", a TLS listener to add to a
+ * listeners list, into buf; "" where the build has no TLS or there are no
+ * certificates. */
+static void tls_listener(char *buf, size_t len)
+{
+    buf[0] = '\0';
+#ifdef HAVE_TLS
+    const struct certs *certs = certs_get();
+    if (certs != NULL)
+        snprintf(buf, len,
+                 ", { name = \"t\"; listen = [ \"127.0.0.1:0\" ];"
+                 " tls = { certificate = \"%s\"; key = \"%s\"; }; }",
+                 certs->server.cert, certs->server.key);
+#else
+    (void)len;
+#endif
+}
+
 /*
  * Prometheus's own reader and lint (promtool check metrics, from Debian's
  * prometheus package, which ./quickstart check installs) take the whole
@@ -1678,15 +1699,8 @@ static void test_promtool(void **state)
     struct upsrv *b = up_start(&(struct up_conf){.mode = UP_ECHO, .name = "b"});
     struct udpup *u = udpup_start(&(struct udpup_conf){0});
     int dead = refusing_port();
-    char tls[2 * PATH_MAX + 128] = "";
-#ifdef HAVE_TLS
-    const struct certs *certs = certs_get();
-    if (certs != NULL)
-        snprintf(tls, sizeof(tls),
-                 ", { name = \"t\"; listen = [ \"127.0.0.1:0\" ];"
-                 " tls = { certificate = \"%s\"; key = \"%s\"; }; }",
-                 certs->server.cert, certs->server.key);
-#endif
+    char tls[TLS_LISTENER_MAX];
+    tls_listener(tls, sizeof(tls));
     struct echod *e = echod_startf(
         BASE
         "workers = 2;\n"
@@ -1781,16 +1795,9 @@ static void test_metrics_documented(void **state)
         end[1] = '\0';
 
     /* A TLS listener, for the TLS families, where the build has TLS. */
-    char tls[2 * PATH_MAX + 128] = "";
+    char tls[TLS_LISTENER_MAX];
+    tls_listener(tls, sizeof(tls));
     size_t want_families = NFAMILIES;
-#ifdef HAVE_TLS
-    const struct certs *certs = certs_get();
-    if (certs != NULL)
-        snprintf(tls, sizeof(tls),
-                 ", { name = \"t\"; listen = [ \"127.0.0.1:0\" ];"
-                 " tls = { certificate = \"%s\"; key = \"%s\"; }; }",
-                 certs->server.cert, certs->server.key);
-#endif
     for (size_t i = 0; tls[0] == '\0' && i < NFAMILIES; i++)
         want_families -= families[i].optional &&
                          strstr(families[i].name, "_tls_") != NULL;
@@ -1922,11 +1929,7 @@ static void test_config_errors(void **state)
 {
     (void)state;
 #define L1 "listeners = ( { name = \"a\"; listen = [ \"127.0.0.1:7100\" ]; } );\n"
-    static const struct {
-        const char *what, *conf;
-        int line;
-        const char *says;
-    } cases[] = {
+    static const struct conf_error cases[] = {
         {"not a group", L1 "stats = \"127.0.0.1:9107\";\n", 2,
          "stats: expected a group { listen = \"127.0.0.1:9107\"; }, got \"127.0.0.1:9107\""},
         {"a typo of stats", L1 "stat = { listen = \"127.0.0.1:9107\"; };\n", 2,
@@ -1972,8 +1975,7 @@ static void test_config_errors(void **state)
          "stats.listen: 127.0.0.1:7100 overlaps 0.0.0.0:7100 of listener \"a\" (line 3)"},
     };
 #undef L1
-    for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
-        expect_conf_error(cases[i].what, cases[i].conf, cases[i].line, cases[i].says);
+    expect_conf_errors(cases, ARRAY_LEN(cases));
 }
 
 /* A stats address another socket holds: the daemon does not start; it

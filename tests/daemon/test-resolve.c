@@ -37,15 +37,12 @@
 #include <limits.h>
 #include <netdb.h>
 #include <sched.h>
-#include <signal.h>
-#include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
-#include <sys/un.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -62,8 +59,15 @@
 /* How long an access line may take after the client saw the close. */
 #define LOG_MS 3000
 
+/* The relays' `resolve` setting, for the tests that re-resolve. */
+#define RESOLVING "    resolve = " RESOLVE ";\n"
+
 /* The addresses the name's upstreams listen on. */
 static const char *const ips[] = {"127.0.0.11", "127.0.0.12", "127.0.0.13"};
+
+/* A set of addresses: indexes of ips[], in order, ended by -1. */
+#define SET(...) ((const int[]){__VA_ARGS__, -1})
+#define NONE ((const int[]){-1})
 
 /* The file bind-mounted over /etc/hosts. */
 static char hosts_path[PATH_MAX];
@@ -89,21 +93,18 @@ static void hosts_write(const char *text)
     CHECK_EQ(close(fd), 0);
 }
 
-/* The hosts file with NAME on the addresses ips[i] for each i given (-1
- * ends the list; none: the name is not there). */
-static void hosts_name(int first, ...)
+/* The hosts file with NAME on the addresses of `set`, in its order (NONE:
+ * the name is not there). */
+static void hosts_name(const int *set)
 {
     char text[512] = "";
     size_t used = 0;
-    va_list ap;
-    va_start(ap, first);
-    for (int i = first; i >= 0; i = va_arg(ap, int)) {
-        CHECK(i < (int)ARRAY_LEN(ips));
-        used += (size_t)snprintf(text + used, sizeof(text) - used, "%s %s\n", ips[i],
+    for (; *set >= 0; set++) {
+        CHECK(*set < (int)ARRAY_LEN(ips));
+        used += (size_t)snprintf(text + used, sizeof(text) - used, "%s %s\n", ips[*set],
                                  NAME);
         CHECK(used < sizeof(text));
     }
-    va_end(ap);
     hosts_write(text);
 }
 
@@ -151,10 +152,44 @@ static void need_private_hosts(void)
 
 /* ---- the daemon, its upstreams, its control socket ------------------------ */
 
+/* A relay "relay" to NAME, as a test starts it and looks at it.  Its TCP
+ * upstreams are ups[0..n): ups[i] on ips[i]:p, unless the test put one
+ * elsewhere. */
+struct relay {
+    int p; /* the port of NAME's upstreams, on each of ips[] */
+    struct upsrv *ups[3];
+    size_t n;
+    char list[256];  /* the relay's upstreams (the list's inside) */
+    const char *dir; /* the daemon's directory, with its control socket */
+    struct echod *e;
+    int port; /* the relay's port */
+};
+
 /* An echoing upstream on ips[i]:port. */
 static struct upsrv *up_at(int i, int port)
 {
     return up_start(&(struct up_conf){.mode = UP_ECHO, .ip = ips[i], .port = port});
+}
+
+/* "NAME:port" as the relays are given it. */
+static const char *name_at(int port)
+{
+    static char text[64];
+    snprintf(text, sizeof(text), NAME ":%d", port);
+    return text;
+}
+
+/* The addresses of `set` on port p, as the daemon lists them: "ips[i]:p",
+ * ", " between. */
+static void set_text(char *buf, size_t len, int p, const int *set)
+{
+    size_t used = 0;
+    buf[0] = '\0';
+    for (; *set >= 0; set++) {
+        used += (size_t)snprintf(buf + used, len - used, "%s%s:%d", used > 0 ? ", " : "",
+                                 ips[*set], p);
+        CHECK(used < len);
+    }
 }
 
 /* The configuration of a relay "relay" (TCP, or UDP when udp) over
@@ -181,139 +216,129 @@ static void relay_conf(char *buf, size_t len, const char *dir, bool udp,
     CHECK(n > 0 && (size_t)n < len);
 }
 
-/* A daemon with relay_conf()'s configuration (in a directory of its own,
- * returned in *dir). */
-static struct echod *start_relay(const char **dir, bool udp, const char *upstreams,
-                                 const char *more)
+/* Readies a relay to NAME: skips the test without the private /etc/hosts,
+ * reserves the port of the name's upstreams, starts n echoing upstreams
+ * on ips[0..n) there, and lists the name alone as the relay's upstreams
+ * (a test may write another list before relay_start()). */
+static void relay_prepare(struct relay *r, size_t n)
 {
-    *dir = test_tmpdir();
+    need_private_hosts();
+    memset(r, 0, sizeof(*r));
+    CHECK(n <= ARRAY_LEN(r->ups));
+    r->p = reserve_port();
+    for (r->n = 0; r->n < n; r->n++)
+        r->ups[r->n] = up_at((int)r->n, r->p);
+    snprintf(r->list, sizeof(r->list), "\"%s\"", name_at(r->p));
+}
+
+/* Starts the daemon with relay_conf()'s configuration of r->list and
+ * `more`, in a directory of its own, and finds the relay's port. */
+static void relay_start(struct relay *r, bool udp, const char *more)
+{
+    r->dir = test_tmpdir();
     char conf[4096];
-    relay_conf(conf, sizeof(conf), *dir, udp, upstreams, more);
-    return echod_start_opts(conf, &(struct echod_opts){.dir = *dir});
+    relay_conf(conf, sizeof(conf), r->dir, udp, r->list, more);
+    r->e = echod_start_opts(conf, &(struct echod_opts){.dir = r->dir});
+    r->port = echod_port(r->e, "relay", 0);
 }
 
-/* "NAME:port" as the relays are given it. */
-static const char *name_at(int port)
+/* A TCP relay to NAME with n upstreams (relay_prepare()), NAME on the
+ * addresses of `set` in the hosts file, started with `more` settings. */
+static void relay_begin(struct relay *r, size_t n, const int *set, const char *more)
 {
-    static char text[64];
-    snprintf(text, sizeof(text), NAME ":%d", port);
-    return text;
+    relay_prepare(r, n);
+    hosts_name(set);
+    relay_start(r, false, more);
 }
 
-/* Asks the control socket in dir `command`; its answer (up to the empty
- * line that ends it), in a buffer that the next call overwrites. */
-static const char *ctl(const char *dir, const char *command)
+/* The answer of the relay's control socket to `show upstreams relay`;
+ * malloc'd. */
+static char *show_upstreams(const struct relay *r)
 {
-    static char answer[16384];
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    CHECK(fd >= 0);
-    track_fd(fd);
-    struct sockaddr_un a = {.sun_family = AF_UNIX};
-    snprintf(a.sun_path, sizeof(a.sun_path), "%s/control.sock", dir);
-    if (connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0)
-        test_fail("cannot connect to %s: %s", a.sun_path, strerror(errno));
-    set_timeouts(fd);
-    send_all(fd, command, strlen(command));
-    send_all(fd, "\n", 1);
-    size_t used = 0;
-    answer[0] = '\0';
-    /* Bounded: each read adds a byte at least, or ends the loop. */
-    while (used + 1 < sizeof(answer)) {
-        ssize_t n = recv(fd, answer + used, sizeof(answer) - 1 - used, 0);
-        if (n <= 0)
-            break;
-        used += (size_t)n;
-        answer[used] = '\0';
-        if (used >= 2 && strcmp(answer + used - 2, "\n\n") == 0)
-            break;
-    }
-    close_tracked(fd);
-    if (used < 2 || strcmp(answer + used - 2, "\n\n") != 0)
-        test_fail("no whole answer to \"%s\": \"%s\"", command, answer);
-    return answer;
-}
-
-/* The line of `show upstreams relay` for address `addr` ("127.0.0.11:P")
- * of upstream `text`, or NULL; in a buffer the next call overwrites. */
-static const char *upstream_line(const char *dir, const char *text, const char *addr)
-{
-    static char line[512];
-    const char *answer = ctl(dir, "show upstreams relay");
-    char start[256];
-    snprintf(start, sizeof(start), "relay %s %s ", text, addr);
-    for (const char *p = answer; *p != '\0';) {
-        const char *nl = strchr(p, '\n');
-        size_t n = nl != NULL ? (size_t)(nl - p) : strlen(p);
-        if (strncmp(p, start, strlen(start)) == 0 && n < sizeof(line)) {
-            memcpy(line, p, n);
-            line[n] = '\0';
-            return line;
-        }
-        p += n + (nl != NULL);
-    }
-    return NULL;
+    char path[PATH_MAX];
+    snprintf(path, sizeof(path), "%s/control.sock", r->dir);
+    return ctl_ask_path(path, "show upstreams relay");
 }
 
 /* How many upstream addresses `show upstreams relay` lists. */
-static int upstream_count(const char *dir)
+static int upstream_count(const struct relay *r)
 {
-    const char *answer = ctl(dir, "show upstreams relay");
+    char *answer = show_upstreams(r);
     int n = 0;
     for (const char *p = answer; (p = strstr(p, "\nrelay ")) != NULL; p++)
         n++;
+    free(answer);
     return n;
 }
 
-/* Expects `show upstreams relay` to list address ips[i]:port of the
- * name with `weight`. */
-static void expect_listed(const char *dir, int i, int port, unsigned weight)
+/* Expects `show upstreams relay` to list address ips[i]:p of the name
+ * with `weight`: a line "relay NAME:p ips[i]:p WEIGHT no up ...". */
+static void expect_listed(const struct relay *r, int i, unsigned weight)
 {
-    char addr[64];
-    snprintf(addr, sizeof(addr), "%s:%d", ips[i], port);
-    const char *line = upstream_line(dir, name_at(port), addr);
-    char w[96];
-    snprintf(w, sizeof(w), "%s %u no up ", addr, weight);
-    if (line == NULL || strstr(line, w) == NULL)
-        test_fail("show upstreams has no \"%s\" for %s: %s", w, name_at(port),
-                  ctl(dir, "show upstreams relay"));
+    char want[256];
+    snprintf(want, sizeof(want), "\nrelay %s %s:%d %u no up ", name_at(r->p), ips[i],
+             r->p, weight);
+    char *answer = show_upstreams(r);
+    if (strstr(answer, want) == NULL)
+        test_fail("show upstreams has no \"%s\": %s", want + 1, answer);
+    free(answer);
 }
 
-/* Waits for the daemon to log that NAME:port now resolves to `now` (was
- * `was`) and then that it relays there; how long it took from `since`. */
-static int64_t expect_change(struct echod *e, int port, const char *now, const char *was,
-                             int64_t since)
+/* Waits up to ms for a log line with `needle`; fails the test without. */
+static void expect_log(struct echod *e, const char *needle, int ms)
 {
-    char needle[512];
+    if (echod_wait_log(e, needle, ms) == NULL)
+        test_fail("no \"%s\" within %d ms", needle, ms);
+}
+
+/* Waits for the daemon to log that NAME now resolves to the addresses of
+ * `now` (was `was`) and then that it relays there; expects that within
+ * SEEN_MS of `since`. */
+static void expect_change(const struct relay *r, const int *now, const int *was,
+                          int64_t since)
+{
+    char now_text[128], was_text[128], needle[512];
+    set_text(now_text, sizeof(now_text), r->p, now);
+    set_text(was_text, sizeof(was_text), r->p, was);
     snprintf(needle, sizeof(needle), "notice: resolve: %s now resolves to %s (was %s)",
-             name_at(port), now, was);
-    if (echod_wait_log(e, needle, SEEN_MS + 1000) == NULL)
-        test_fail("no \"%s\" within %d ms", needle, SEEN_MS + 1000);
+             name_at(r->p), now_text, was_text);
+    expect_log(r->e, needle, SEEN_MS + 1000);
     int64_t took = ms_now() - since;
     /* Each change is followed by one relaying line, which may come before
      * this looks: counted against the changes, not from now. */
-    int changes = echod_count_log(e, " now resolves to ");
-    if (!echod_wait_count(e, "info: resolve: relaying to the new upstream", changes,
+    int changes = echod_count_log(r->e, " now resolves to ");
+    if (!echod_wait_count(r->e, "info: resolve: relaying to the new upstream", changes,
                           3000))
         test_fail("no \"resolve: relaying to the new upstream addresses\" after \"%s\"",
                   needle);
     print_message("    seen %lld ms after the hosts file changed\n", (long long)took);
     assert_true(took <= SEEN_MS);
-    return took;
+}
+
+/* Rewrites the hosts file with NAME on `now` and expects the change from
+ * `was` to be seen (expect_change()). */
+static void move_name(const struct relay *r, const int *now, const int *was)
+{
+    int64_t t0 = ms_now();
+    hosts_name(now);
+    expect_change(r, now, was, t0);
 }
 
 /*
- * One client through the relay on port: "ping" echoed back, then its FIN;
- * returns which of ups[0..n) served it (the one whose accepted count
+ * One client through the relay: "ping" echoed back, then its FIN;
+ * returns which of r->ups[] served it (the one whose accepted count
  * grew).  With `logged`, its access line must name that upstream's
  * address.
  */
-static int exchange(struct echod *e, int port, struct upsrv **ups, size_t n, bool logged)
+static int exchange(const struct relay *r, bool logged)
 {
+    struct upsrv *const *ups = r->ups;
+    size_t n = r->n;
     int before[8] = {0};
     assert_true(n <= ARRAY_LEN(before));
     for (size_t i = 0; i < n; i++)
         before[i] = atomic_load(&ups[i]->srv.accepted);
-    int fd = client4(port);
+    int fd = client4(r->port);
     track_fd(fd);
     int cport = local_port(fd);
     expect_echo(fd, "ping");
@@ -337,7 +362,7 @@ static int exchange(struct echod *e, int port, struct upsrv **ups, size_t n, boo
         const struct upsrv *u = ups[served];
         snprintf(up, sizeof(up), " upstream=%s:%d ",
                  u->conf.ip != NULL ? u->conf.ip : "127.0.0.1", u->srv.port);
-        const char *line = echod_wait_log(e, client, LOG_MS);
+        const char *line = echod_wait_log(r->e, client, LOG_MS);
         if (line == NULL || strstr(line, up) == NULL)
             test_fail("no access line with \"%s\" for the client on port %d: %s", up,
                       cport, line != NULL ? line : "none");
@@ -345,13 +370,12 @@ static int exchange(struct echod *e, int port, struct upsrv **ups, size_t n, boo
     return served;
 }
 
-/* `rounds` exchanges; how many each of ups[0..n) served into got[]. */
-static void exchanges(struct echod *e, int port, struct upsrv **ups, size_t n, int rounds,
-                      bool logged, int *got)
+/* `rounds` exchanges; how many each of r->ups[] served into got[]. */
+static void exchanges(const struct relay *r, int rounds, bool logged, int *got)
 {
-    memset(got, 0, n * sizeof(*got));
-    for (int r = 0; r < rounds; r++)
-        got[exchange(e, port, ups, n, logged)]++;
+    memset(got, 0, r->n * sizeof(*got));
+    for (int k = 0; k < rounds; k++)
+        got[exchange(r, logged)]++;
 }
 
 /* ---- tests ----------------------------------------------------------------- */
@@ -364,36 +388,24 @@ static void exchanges(struct echod *e, int port, struct upsrv **ups, size_t n, i
 static void an_address_that_appears_gets_clients(void **state)
 {
     (void)state;
-    need_private_hosts();
-    int p = reserve_port();
-    struct upsrv *ups[2] = {up_at(0, p), up_at(1, p)};
-    hosts_name(0, -1);
-    char list[128];
-    snprintf(list, sizeof(list), "\"%s\"", name_at(p));
-    const char *dir;
-    struct echod *e = start_relay(&dir, false, list, "    resolve = " RESOLVE ";\n");
-    int port = echod_port(e, "relay", 0);
+    struct relay r;
+    relay_begin(&r, 2, SET(0), RESOLVING);
     int got[2];
-    exchanges(e, port, ups, 2, 4, true, got);
+    exchanges(&r, 4, true, got);
     assert_int_equal(got[0], 4);
-    assert_int_equal(upstream_count(dir), 1);
-    expect_listed(dir, 0, p, 1);
+    assert_int_equal(upstream_count(&r), 1);
+    expect_listed(&r, 0, 1);
 
-    int64_t t0 = ms_now();
-    hosts_name(0, 1, -1);
-    char now[128], was[64];
-    snprintf(now, sizeof(now), "%s:%d, %s:%d", ips[0], p, ips[1], p);
-    snprintf(was, sizeof(was), "%s:%d", ips[0], p);
-    expect_change(e, p, now, was, t0);
-    assert_int_equal(upstream_count(dir), 2);
-    expect_listed(dir, 0, p, 1);
-    expect_listed(dir, 1, p, 1);
-    exchanges(e, port, ups, 2, 10, true, got);
+    move_name(&r, SET(0, 1), SET(0));
+    assert_int_equal(upstream_count(&r), 2);
+    expect_listed(&r, 0, 1);
+    expect_listed(&r, 1, 1);
+    exchanges(&r, 10, true, got);
     print_message("    after the change: %d and %d of 10\n", got[0], got[1]);
     assert_int_equal(got[0], 5);
     assert_int_equal(got[1], 5);
-    assert_int_equal(echod_count_log(e, "resolve: cannot"), 0);
-    echod_stop_ok(e);
+    assert_int_equal(echod_count_log(r.e, "resolve: cannot"), 0);
+    echod_stop_ok(r.e);
 }
 
 /*
@@ -404,62 +416,49 @@ static void an_address_that_appears_gets_clients(void **state)
 static void an_address_that_disappears_is_drained(void **state)
 {
     (void)state;
-    need_private_hosts();
-    int p = reserve_port();
-    struct upsrv *ups[2] = {up_at(0, p), up_at(1, p)};
-    hosts_name(0, 1, -1);
-    char list[128];
-    snprintf(list, sizeof(list), "\"%s\"", name_at(p));
-    const char *dir;
-    struct echod *e = start_relay(&dir, false, list, "    resolve = " RESOLVE ";\n");
-    int port = echod_port(e, "relay", 0);
-    struct stream *s = stream_start(port, 12345, false);
+    struct relay r;
+    relay_begin(&r, 2, SET(0, 1), RESOLVING);
+    struct stream *s = stream_start(r.port, 12345, false);
     assert_true(stream_advances(s, 256 * KIB, 3000));
-    int gone = atomic_load(&ups[0]->srv.open) == 1 ? 0 : 1, kept = 1 - gone;
-    assert_int_equal(atomic_load(&ups[gone]->srv.open), 1);
-    assert_int_equal(atomic_load(&ups[kept]->srv.open), 0);
+    int gone = atomic_load(&r.ups[0]->srv.open) == 1 ? 0 : 1, kept = 1 - gone;
+    assert_int_equal(atomic_load(&r.ups[gone]->srv.open), 1);
+    assert_int_equal(atomic_load(&r.ups[kept]->srv.open), 0);
     print_message("    the stream is on %s; it leaves the hosts file\n", ips[gone]);
 
-    int64_t t0 = ms_now();
-    hosts_name(kept, -1);
-    char now[64], was[128];
-    snprintf(now, sizeof(now), "%s:%d", ips[kept], p);
-    snprintf(was, sizeof(was), "%s:%d, %s:%d", ips[0], p, ips[1], p);
-    expect_change(e, p, now, was, t0);
+    move_name(&r, SET(kept), SET(0, 1));
     /* Listed while its stream lasts: draining, gone from the name. */
-    assert_int_equal(upstream_count(dir), 2);
-    expect_listed(dir, kept, p, 1);
-    char addr[64], draining[160];
-    snprintf(addr, sizeof(addr), "%s:%d", ips[gone], p);
+    assert_int_equal(upstream_count(&r), 2);
+    expect_listed(&r, kept, 1);
+    char draining[256];
     snprintf(draining, sizeof(draining),
-             "%s 1 no draining 1 1 0 - gone from the configuration; open connections "
-             "finish",
-             addr);
-    const char *line = upstream_line(dir, name_at(p), addr);
-    if (line == NULL || strstr(line, draining) == NULL)
-        test_fail("show upstreams has no \"%s\": %s", draining,
-                  ctl(dir, "show upstreams relay"));
+             "\nrelay %s %s:%d 1 no draining 1 1 0 - gone from the configuration; open "
+             "connections finish\n",
+             name_at(r.p), ips[gone], r.p);
+    char *answer = show_upstreams(&r);
+    if (strstr(answer, draining) == NULL)
+        test_fail("show upstreams has no \"%s\": %s", draining + 1, answer);
+    free(answer);
 
     int got[2];
-    exchanges(e, port, ups, 2, 10, true, got);
+    exchanges(&r, 10, true, got);
     assert_int_equal(got[gone], 0);
     assert_int_equal(got[kept], 10);
-    assert_int_equal(atomic_load(&ups[gone]->srv.accepted), 1);
+    assert_int_equal(atomic_load(&r.ups[gone]->srv.accepted), 1);
     assert_true(stream_advances(s, 4 * MIB, 5000));
     stream_check(s);
     uint64_t bytes = stream_finish(s);
     print_message("    the stream carried %llu bytes, every one back\n",
                   (unsigned long long)bytes);
-    assert_true(wait_counter(&ups[gone]->srv.open, 0, 3000));
+    assert_true(wait_counter(&r.ups[gone]->srv.open, 0, 3000));
     /* Its last connection ended: no longer listed. */
     int64_t until = ms_now() + 3000;
-    while (upstream_count(dir) != 1 && ms_now() < until)
+    while (upstream_count(&r) != 1 && ms_now() < until)
         sleep_ms(20);
-    assert_int_equal(upstream_count(dir), 1);
-    assert_int_equal(atomic_load(&ups[gone]->resets), 0);
-    assert_int_equal(atomic_load(&ups[gone]->eofs), 1);
-    assert_int_equal(up_failures(ups[gone]), 0);
-    echod_stop_ok(e);
+    assert_int_equal(upstream_count(&r), 1);
+    assert_int_equal(atomic_load(&r.ups[gone]->resets), 0);
+    assert_int_equal(atomic_load(&r.ups[gone]->eofs), 1);
+    assert_int_equal(up_failures(r.ups[gone]), 0);
+    echod_stop_ok(r.e);
 }
 
 /*
@@ -470,55 +469,43 @@ static void an_address_that_disappears_is_drained(void **state)
 static void a_failed_resolution_keeps_the_last_addresses(void **state)
 {
     (void)state;
-    need_private_hosts();
-    int p = reserve_port();
-    struct upsrv *ups[2] = {up_at(0, p), up_at(1, p)};
-    hosts_name(0, -1);
-    char list[128];
-    snprintf(list, sizeof(list), "\"%s\"", name_at(p));
-    const char *dir;
-    struct echod *e = start_relay(&dir, false, list, "    resolve = " RESOLVE ";\n");
-    int port = echod_port(e, "relay", 0);
+    struct relay r;
+    relay_begin(&r, 2, SET(0), RESOLVING);
     int got[2];
-    exchanges(e, port, ups, 2, 2, true, got);
+    exchanges(&r, 2, true, got);
     assert_int_equal(got[0], 2);
 
-    hosts_name(-1);
+    hosts_name(NONE);
     char failing[256];
     snprintf(failing, sizeof(failing),
              "warning: resolve: cannot resolve \"" NAME "\": %s; keeping %s:%d",
-             gai_strerror(EAI_NONAME), ips[0], p);
-    if (echod_wait_log(e, failing, SEEN_MS) == NULL)
-        test_fail("no \"%s\" within %d ms", failing, SEEN_MS);
+             gai_strerror(EAI_NONAME), ips[0], r.p);
+    expect_log(r.e, failing, SEEN_MS);
     sleep_ms(1000); /* five more intervals, failing each */
-    assert_int_equal(echod_count_log(e, "resolve: cannot resolve"), 1);
-    exchanges(e, port, ups, 2, 4, true, got);
+    assert_int_equal(echod_count_log(r.e, "resolve: cannot resolve"), 1);
+    exchanges(&r, 4, true, got);
     assert_int_equal(got[0], 4);
-    expect_listed(dir, 0, p, 1);
+    expect_listed(&r, 0, 1);
 
-    hosts_name(0, -1);
+    hosts_name(SET(0));
     char again[128];
-    snprintf(again, sizeof(again), "notice: resolve: %s resolves again", name_at(p));
-    if (echod_wait_log(e, again, SEEN_MS) == NULL)
-        test_fail("no \"%s\" within %d ms", again, SEEN_MS);
+    snprintf(again, sizeof(again), "notice: resolve: %s resolves again", name_at(r.p));
+    expect_log(r.e, again, SEEN_MS);
     sleep_ms(600);
-    assert_int_equal(echod_count_log(e, "now resolves to"), 0);
-    assert_int_equal(echod_count_log(e, "relaying to the new upstream"), 0);
+    assert_int_equal(echod_count_log(r.e, "now resolves to"), 0);
+    assert_int_equal(echod_count_log(r.e, "relaying to the new upstream"), 0);
 
     /* Failing again is logged again; coming back elsewhere moves there. */
-    hosts_name(-1);
-    assert_true(echod_wait_count(e, "resolve: cannot resolve", 2, SEEN_MS));
+    hosts_name(NONE);
+    assert_true(echod_wait_count(r.e, "resolve: cannot resolve", 2, SEEN_MS));
     int64_t t0 = ms_now();
-    hosts_name(1, -1);
-    assert_true(echod_wait_count(e, "resolves again", 2, SEEN_MS));
-    char now[64], was[64];
-    snprintf(now, sizeof(now), "%s:%d", ips[1], p);
-    snprintf(was, sizeof(was), "%s:%d", ips[0], p);
-    expect_change(e, p, now, was, t0);
-    exchanges(e, port, ups, 2, 4, true, got);
+    hosts_name(SET(1));
+    assert_true(echod_wait_count(r.e, "resolves again", 2, SEEN_MS));
+    expect_change(&r, SET(1), SET(0), t0);
+    exchanges(&r, 4, true, got);
     assert_int_equal(got[1], 4);
-    assert_int_equal(echod_count_log(e, "resolve: cannot resolve"), 2);
-    echod_stop_ok(e);
+    assert_int_equal(echod_count_log(r.e, "resolve: cannot resolve"), 2);
+    echod_stop_ok(r.e);
 }
 
 /*
@@ -529,33 +516,21 @@ static void a_failed_resolution_keeps_the_last_addresses(void **state)
 static void a_new_order_is_no_change(void **state)
 {
     (void)state;
-    need_private_hosts();
-    int p = reserve_port();
-    struct upsrv *ups[2] = {up_at(0, p), up_at(1, p)};
-    hosts_name(0, 1, -1);
-    char list[128];
-    snprintf(list, sizeof(list), "\"%s\"", name_at(p));
-    const char *dir;
-    struct echod *e = start_relay(&dir, false, list, "    resolve = " RESOLVE ";\n");
-    int port = echod_port(e, "relay", 0);
+    struct relay r;
+    relay_begin(&r, 2, SET(0, 1), RESOLVING);
     for (int round = 0; round < 4; round++) {
-        hosts_name(round % 2 == 0 ? 1 : 0, round % 2 == 0 ? 0 : 1, -1);
+        hosts_name(round % 2 == 0 ? SET(1, 0) : SET(0, 1));
         sleep_ms(500); /* two intervals and a half */
     }
-    assert_int_equal(echod_count_log(e, "resolve: "), 0);
+    assert_int_equal(echod_count_log(r.e, "resolve: "), 0);
     int got[2];
-    exchanges(e, port, ups, 2, 4, true, got);
+    exchanges(&r, 4, true, got);
     assert_int_equal(got[0], 2);
     assert_int_equal(got[1], 2);
 
     /* A change of the set is seen, in the order it now has. */
-    int64_t t0 = ms_now();
-    hosts_name(1, -1);
-    char now[64], was[128];
-    snprintf(now, sizeof(now), "%s:%d", ips[1], p);
-    snprintf(was, sizeof(was), "%s:%d, %s:%d", ips[0], p, ips[1], p);
-    expect_change(e, p, now, was, t0);
-    echod_stop_ok(e);
+    move_name(&r, SET(1), SET(0, 1));
+    echod_stop_ok(r.e);
 }
 
 /*
@@ -566,37 +541,29 @@ static void a_new_order_is_no_change(void **state)
 static void each_address_of_a_name_has_its_weight(void **state)
 {
     (void)state;
-    need_private_hosts();
-    int p = reserve_port();
-    struct upsrv *ups[3] = {up_at(0, p), up_at(1, p),
-                            up_start(&(struct up_conf){.mode = UP_ECHO})};
-    hosts_name(0, -1);
-    char list[256];
-    snprintf(list, sizeof(list), "{ address = \"%s\"; weight = 3; }, \"127.0.0.1:%d\"",
-             name_at(p), ups[2]->srv.port);
-    const char *dir;
-    struct echod *e = start_relay(&dir, false, list, "    resolve = " RESOLVE ";\n");
-    int port = echod_port(e, "relay", 0);
-    expect_listed(dir, 0, p, 3);
+    struct relay r;
+    relay_prepare(&r, 2);
+    r.ups[r.n++] = up_start(&(struct up_conf){.mode = UP_ECHO});
+    hosts_name(SET(0));
+    snprintf(r.list, sizeof(r.list),
+             "{ address = \"%s\"; weight = 3; }, \"127.0.0.1:%d\"", name_at(r.p),
+             r.ups[2]->srv.port);
+    relay_start(&r, false, RESOLVING);
+    expect_listed(&r, 0, 3);
 
-    int64_t t0 = ms_now();
-    hosts_name(0, 1, -1);
-    char now[128], was[64];
-    snprintf(now, sizeof(now), "%s:%d, %s:%d", ips[0], p, ips[1], p);
-    snprintf(was, sizeof(was), "%s:%d", ips[0], p);
-    expect_change(e, p, now, was, t0);
-    expect_listed(dir, 0, p, 3);
-    expect_listed(dir, 1, p, 3);
+    move_name(&r, SET(0, 1), SET(0));
+    expect_listed(&r, 0, 3);
+    expect_listed(&r, 1, 3);
 
     enum { ROUNDS = 350 };
     int got[3];
-    exchanges(e, port, ups, 3, ROUNDS, false, got);
+    exchanges(&r, ROUNDS, false, got);
     print_message("    weights 3, 3 and 1: %d, %d and %d of %d\n", got[0], got[1], got[2],
                   ROUNDS);
     const int want[3] = {ROUNDS * 3 / 7, ROUNDS * 3 / 7, ROUNDS / 7};
     for (int i = 0; i < 3; i++)
         assert_true(abs(got[i] - want[i]) <= ROUNDS * 3 / 100);
-    echod_stop_ok(e);
+    echod_stop_ok(r.e);
 }
 
 /*
@@ -608,40 +575,28 @@ static void each_address_of_a_name_has_its_weight(void **state)
 static void a_reload_resolves_and_the_resolver_starts_over(void **state)
 {
     (void)state;
-    need_private_hosts();
-    int p = reserve_port();
-    struct upsrv *ups[3] = {up_at(0, p), up_at(1, p), up_at(2, p)};
-    hosts_name(0, -1);
-    char list[128];
-    snprintf(list, sizeof(list), "\"%s\"", name_at(p));
-    const char *dir;
-    struct echod *e = start_relay(&dir, false, list, "    resolve = 3600;\n");
-    int port = echod_port(e, "relay", 0);
+    struct relay r;
+    relay_begin(&r, 3, SET(0), "    resolve = 3600;\n");
     int got[3];
-    exchanges(e, port, ups, 3, 2, true, got);
+    exchanges(&r, 2, true, got);
     assert_int_equal(got[0], 2);
 
-    hosts_name(1, -1);
+    hosts_name(SET(1));
     char conf[4096];
-    relay_conf(conf, sizeof(conf), dir, false, list, "    resolve = " RESOLVE ";\n");
-    echod_rewrite_conf(e, "%s", conf);
-    echod_reload_ok(e, 5000);
-    exchanges(e, port, ups, 3, 4, true, got);
+    relay_conf(conf, sizeof(conf), r.dir, false, r.list, RESOLVING);
+    echod_rewrite_conf(r.e, "%s", conf);
+    echod_reload_ok(r.e, 5000);
+    exchanges(&r, 4, true, got);
     assert_int_equal(got[1], 4);
-    expect_listed(dir, 1, p, 1);
-    assert_int_equal(upstream_count(dir), 1);
+    expect_listed(&r, 1, 1);
+    assert_int_equal(upstream_count(&r), 1);
     sleep_ms(1000); /* five intervals: the same address each time */
-    assert_int_equal(echod_count_log(e, "resolve: "), 0);
+    assert_int_equal(echod_count_log(r.e, "resolve: "), 0);
 
-    int64_t t0 = ms_now();
-    hosts_name(2, -1);
-    char now[64], was[64];
-    snprintf(now, sizeof(now), "%s:%d", ips[2], p);
-    snprintf(was, sizeof(was), "%s:%d", ips[1], p);
-    expect_change(e, p, now, was, t0);
-    exchanges(e, port, ups, 3, 4, true, got);
+    move_name(&r, SET(2), SET(1));
+    exchanges(&r, 4, true, got);
     assert_int_equal(got[2], 4);
-    echod_stop_ok(e);
+    echod_stop_ok(r.e);
 }
 
 /* resolve = 0 (the default) never re-resolves: a change in the hosts
@@ -649,32 +604,37 @@ static void a_reload_resolves_and_the_resolver_starts_over(void **state)
 static void resolve_0_waits_for_a_reload(void **state)
 {
     (void)state;
-    need_private_hosts();
-    int p = reserve_port();
-    struct upsrv *ups[2] = {up_at(0, p), up_at(1, p)};
-    hosts_name(0, -1);
-    char list[128];
-    snprintf(list, sizeof(list), "\"%s\"", name_at(p));
-    const char *dir;
-    struct echod *e = start_relay(&dir, false, list, "");
-    int port = echod_port(e, "relay", 0);
+    struct relay r;
+    relay_begin(&r, 2, SET(0), "");
     int got[2];
-    exchanges(e, port, ups, 2, 2, true, got);
+    exchanges(&r, 2, true, got);
     assert_int_equal(got[0], 2);
 
-    hosts_name(1, -1);
+    hosts_name(SET(1));
     sleep_ms(1000);
-    exchanges(e, port, ups, 2, 4, true, got);
+    exchanges(&r, 4, true, got);
     assert_int_equal(got[0], 4);
-    expect_listed(dir, 0, p, 1);
-    assert_int_equal(echod_count_log(e, "resolve: "), 0);
+    expect_listed(&r, 0, 1);
+    assert_int_equal(echod_count_log(r.e, "resolve: "), 0);
 
-    echod_reload_ok(e, 5000);
-    exchanges(e, port, ups, 2, 4, true, got);
+    echod_reload_ok(r.e, 5000);
+    exchanges(&r, 4, true, got);
     assert_int_equal(got[1], 4);
-    expect_listed(dir, 1, p, 1);
-    assert_int_equal(echod_count_log(e, "resolve: "), 0);
-    echod_stop_ok(e);
+    expect_listed(&r, 1, 1);
+    assert_int_equal(echod_count_log(r.e, "resolve: "), 0);
+    echod_stop_ok(r.e);
+}
+
+/* Sends `what` from fd to the relay and expects `reply` back. */
+static void expect_udp_reply(const struct relay *r, int fd, const char *what,
+                             const char *reply)
+{
+    char got[64];
+    size_t len = strlen(reply);
+    ssize_t n = udp_ask(fd, "127.0.0.1", r->port, what, strlen(what), got, sizeof(got), 5,
+                        500);
+    assert_int_equal(n, len);
+    assert_memory_equal(got, reply, len);
 }
 
 /*
@@ -685,44 +645,26 @@ static void resolve_0_waits_for_a_reload(void **state)
 static void udp_flows_follow_the_name(void **state)
 {
     (void)state;
-    need_private_hosts();
-    int p = reserve_port();
+    struct relay r;
+    relay_prepare(&r, 0);
     struct udpup *a = udpup_start(
-        &(struct udpup_conf){.tag = "A:", .ip = ips[0], .port = p});
+        &(struct udpup_conf){.tag = "A:", .ip = ips[0], .port = r.p});
     struct udpup *b = udpup_start(
-        &(struct udpup_conf){.tag = "B:", .ip = ips[1], .port = p});
-    hosts_name(0, -1);
-    char list[128];
-    snprintf(list, sizeof(list), "\"%s\"", name_at(p));
-    const char *dir;
-    struct echod *e = start_relay(&dir, true, list,
-                                  "    resolve = " RESOLVE ";\n"
-                                  "    idle_timeout = 30.0;\n");
-    int port = echod_port(e, "relay", 0);
-    char reply[64];
+        &(struct udpup_conf){.tag = "B:", .ip = ips[1], .port = r.p});
+    hosts_name(SET(0));
+    relay_start(&r, true, RESOLVING "    idle_timeout = 30.0;\n");
     int first = udp_client4();
-    ssize_t n = udp_ask(first, "127.0.0.1", port, "one", 3, reply, sizeof(reply), 5, 500);
-    assert_int_equal(n, 5);
-    assert_memory_equal(reply, "A:one", 5);
+    expect_udp_reply(&r, first, "one", "A:one");
 
-    int64_t t0 = ms_now();
-    hosts_name(1, -1);
-    char now[64], was[64];
-    snprintf(now, sizeof(now), "%s:%d", ips[1], p);
-    snprintf(was, sizeof(was), "%s:%d", ips[0], p);
-    expect_change(e, p, now, was, t0);
-    expect_listed(dir, 1, p, 1);
+    move_name(&r, SET(1), SET(0));
+    expect_listed(&r, 1, 1);
 
     int second = udp_client4();
-    n = udp_ask(second, "127.0.0.1", port, "two", 3, reply, sizeof(reply), 5, 500);
-    assert_int_equal(n, 5);
-    assert_memory_equal(reply, "B:two", 5);
-    n = udp_ask(first, "127.0.0.1", port, "old", 3, reply, sizeof(reply), 5, 500);
-    assert_int_equal(n, 5);
-    assert_memory_equal(reply, "A:old", 5);
+    expect_udp_reply(&r, second, "two", "B:two");
+    expect_udp_reply(&r, first, "old", "A:old");
     assert_int_equal(atomic_load(&a->datagrams), 2);
     assert_int_equal(atomic_load(&b->datagrams), 1);
-    echod_stop_ok(e);
+    echod_stop_ok(r.e);
 }
 
 /* `resolve` out of its range, not a number, or on an echo listener: the
@@ -730,11 +672,7 @@ static void udp_flows_follow_the_name(void **state)
 static void resolve_errors_name_the_line(void **state)
 {
     (void)state;
-    static const struct {
-        const char *what, *conf;
-        int line;
-        const char *says;
-    } cases[] = {
+    static const struct conf_error cases[] = {
         {"a negative resolve",
          "listeners = ( { name = \"r\"; listen = [ \"127.0.0.1:0\" ]; mode = \"proxy\";\n"
          "  upstreams = [ \"127.0.0.1:9\" ];\n"
@@ -761,26 +699,17 @@ static void resolve_errors_name_the_line(void **state)
          "  resolve = 5; } );\n",
          3, "listeners.u.resolve: only for mode = \"proxy\""},
     };
-    for (size_t i = 0; i < ARRAY_LEN(cases); i++)
-        expect_conf_error(cases[i].what, cases[i].conf, cases[i].line, cases[i].says);
+    expect_conf_errors(cases, ARRAY_LEN(cases));
 }
 
 static int setup_group(void **state)
 {
     (void)state;
-    signal(SIGPIPE, SIG_IGN);
-    if (!pattern_init(4 * MIB, 20240914))
+    if (setup_sigpipe_and_pattern(4 * MIB, 20240914) != 0)
         return -1;
     private_hosts(no_hosts, sizeof(no_hosts));
     if (no_hosts[0] != '\0')
         print_message("[ NOTE     ] no private /etc/hosts: %s\n", no_hosts);
-    return 0;
-}
-
-static int teardown_group(void **state)
-{
-    (void)state;
-    pattern_free();
     return 0;
 }
 
@@ -800,5 +729,5 @@ int main(void)
         TEST(resolve_errors_name_the_line),
     };
     test_filter_from_env("RESOLVE_TEST");
-    return cmocka_run_group_tests(tests, setup_group, teardown_group);
+    return cmocka_run_group_tests(tests, setup_group, teardown_pattern);
 }

@@ -345,17 +345,7 @@ static void procs_cleanup(void)
 static const char *socket_activate_path(void)
 {
     static char path[PATH_MAX];
-    const char *env = getenv("PATH");
-    char dirs[4096];
-    snprintf(dirs, sizeof(dirs), "%s:/usr/bin:/bin", env != NULL ? env : "");
-    char *save = NULL;
-    for (char *d = strtok_r(dirs, ":", &save); d != NULL;
-         d = strtok_r(NULL, ":", &save)) {
-        snprintf(path, sizeof(path), "%s/systemd-socket-activate", d);
-        if (access(path, X_OK) == 0)
-            return path;
-    }
-    return NULL;
+    return proc_find_program("systemd-socket-activate", path, sizeof(path));
 }
 
 /* The daemon under test, as an absolute path (a child may run in another

@@ -39,29 +39,11 @@
 
 /* ---- programs ------------------------------------------------------------------ */
 
-/* The path of program `name` in $PATH or the sbin directories (into buf),
- * or NULL when it is nowhere. */
-static const char *find_program(const char *name, char *buf, size_t len)
-{
-    const char *env = getenv("PATH");
-    char dirs[4096];
-    snprintf(dirs, sizeof(dirs), "%s:/usr/local/sbin:/usr/sbin:/sbin:/usr/bin:/bin",
-             env != NULL ? env : "");
-    char *save = NULL;
-    for (char *d = strtok_r(dirs, ":", &save); d != NULL;
-         d = strtok_r(NULL, ":", &save)) {
-        snprintf(buf, len, "%s/%s", d, name);
-        if (access(buf, X_OK) == 0)
-            return buf;
-    }
-    return NULL;
-}
-
 /* Skips the test unless program `name` (of Debian package `pkg`) is
  * installed; its path into `path` (PATH_MAX). */
 #define NEED(name, pkg, path)                                                     \
     do {                                                                          \
-        if (find_program(name, path, sizeof(path)) == NULL) {                     \
+        if (proc_find_program(name, path, sizeof(path)) == NULL) {                \
             print_message("    skipped: %s is not installed (Debian package %s; " \
                           "./quickstart check installs it)\n",                    \
                           name, pkg);                                             \
