@@ -3,8 +3,11 @@
  * fail a test the cmocka way, names the daemon under test, and holds
  * what the test programs' main() and group setups share.
  */
+#include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 #include "harness.h"
 
@@ -61,4 +64,22 @@ void test_filter_from_env(const char *var)
     const char *only = getenv(var);
     if (only != NULL && only[0] != '\0')
         cmocka_set_test_filter(only);
+}
+
+void expect_connect_refused(int port, int ms)
+{
+    int64_t until = ms_now() + ms;
+    for (int i = 0; i < 10000; i++) {
+        int fd = connect_to(port);
+        if (fd < 0 && errno == ECONNREFUSED)
+            return;
+        if (fd < 0)
+            fail_msg("connect to 127.0.0.1:%d: %s (expected refused)", port,
+                     strerror(errno));
+        close(fd);
+        if (ms_now() >= until)
+            break;
+        sleep_ms(20);
+    }
+    fail_msg("127.0.0.1:%d still accepted connections %d ms later", port, ms);
 }

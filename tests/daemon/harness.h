@@ -65,4 +65,9 @@ int teardown_pattern(void **state);
  * `var` (such as UDP_TEST=glob), when it is set and not empty. */
 void test_filter_from_env(const char *var);
 
+/* Connecting to 127.0.0.1:port is refused within ms (a listener that just
+ * went away may still take a connection in its last moments: such a
+ * connection is closed and the attempt repeated); fails the test if not. */
+void expect_connect_refused(int port, int ms);
+
 #endif

@@ -31,27 +31,6 @@
 /* How long a test waits for something that should happen at once. */
 #define WAIT_MS 3000
 
-/* Connecting to 127.0.0.1:port is refused within ms (a listener that just
- * went away may take a connection in its last moments: it is closed and
- * the attempt repeated). */
-static void expect_connect_refused(int port, int ms)
-{
-    int64_t until = ms_now() + ms;
-    for (int i = 0; i < 10000; i++) {
-        int fd = connect_to(port);
-        if (fd < 0 && errno == ECONNREFUSED)
-            return;
-        if (fd < 0)
-            fail_msg("connect to 127.0.0.1:%d: %s (expected refused)", port,
-                     strerror(errno));
-        close(fd);
-        if (ms_now() >= until)
-            break;
-        sleep_ms(20);
-    }
-    fail_msg("127.0.0.1:%d still accepted connections %d ms later", port, ms);
-}
-
 /* ---- the fake systemd: notify socket and fd store ------------------------ */
 
 #define STORE_MAX 64

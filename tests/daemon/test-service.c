@@ -105,27 +105,6 @@ static void expect_echo_bytes(int fd, size_t len, uint32_t seed)
     assert_true(same);
 }
 
-/* Connecting to 127.0.0.1:port is refused within ms (a listener that
- * just went away may still take a connection in its last moments: such
- * a connection is closed and the attempt repeated). */
-static void expect_connect_refused(int port, int ms)
-{
-    int64_t until = ms_now() + ms;
-    for (int i = 0; i < 10000; i++) {
-        int fd = connect_to(port);
-        if (fd < 0 && errno == ECONNREFUSED)
-            return;
-        if (fd < 0)
-            fail_msg("connect to 127.0.0.1:%d: %s (expected refused)", port,
-                     strerror(errno));
-        close(fd);
-        if (ms_now() >= until)
-            break;
-        sleep_ms(20);
-    }
-    fail_msg("127.0.0.1:%d still accepted connections %d ms later", port, ms);
-}
-
 /* The inode of the socket listening on 127.0.0.1:port, from /proc/net/tcp
  * (0 when there is none): the same inode before and after a reload means
  * the very same socket, not a new one bound to the same port. */
