@@ -51,9 +51,7 @@ static void notify_open(void)
     const char *conf = write_conf("# a directory for the notify socket\n");
     snprintf(notify_path, sizeof(notify_path), "%.*s/notify",
              (int)(strrchr(conf, '/') - conf), conf);
-    struct sockaddr_un a = {.sun_family = AF_UNIX};
-    assert_true(strlen(notify_path) < sizeof(a.sun_path));
-    snprintf(a.sun_path, sizeof(a.sun_path), "%s", notify_path);
+    struct sockaddr_un a = unix_addr(notify_path);
     notify_fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
     assert_true(notify_fd >= 0);
     assert_int_equal(bind(notify_fd, (struct sockaddr *)&a, sizeof(a)), 0);
@@ -237,8 +235,7 @@ static void expect_unix_echo(const char *path, const char *text)
 {
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     assert_true(fd >= 0);
-    struct sockaddr_un a = {.sun_family = AF_UNIX};
-    snprintf(a.sun_path, sizeof(a.sun_path), "%s", path);
+    struct sockaddr_un a = unix_addr(path);
     if (connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0)
         fail_msg("connect to %s: %s", path, strerror(errno));
     size_t len = strlen(text);
