@@ -217,8 +217,10 @@ static void end(struct conn *c, const char *reason, bool abort)
         upstream_released(c->up, c->in, c->out);
     admission_release(&c->ticket, w->d, l->st);
     /* What the access line says of TLS, taken before the session ends. */
+    bool logging = l->gen->cfg->log_access && log_enabled(LOG_INFO);
     struct tls_note note;
-    note_tls(c, &note);
+    if (logging) /* a connection's close costs no formatting when unlogged */
+        note_tls(c, &note);
     if (c->client.tls != NULL && tls_session_truncated(c->client.tls)) {
         char client[ADDR_STRLEN];
         addr_format(&c->peer, client, sizeof(client));
@@ -244,7 +246,7 @@ static void end(struct conn *c, const char *reason, bool abort)
         half_release(&c->halves[i], &w->pipes);
     if (w->spare_fd < 0) /* lost at the descriptor limit: take it back */
         w->spare_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-    if (l->gen->cfg->log_access && log_enabled(LOG_INFO))
+    if (logging)
         write_access(c, &note, reason);
     /* Off the open list; freed after the batch, whose events later on may
      * still name its sockets. */
