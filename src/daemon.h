@@ -22,6 +22,7 @@ struct worker;
 struct daemon {
     const char *config_path; /* absolute: the daemon leaves its directory */
     const char *config_name; /* as given with -c, for messages */
+    const char *pidfile;     /* absolute, or NULL (none) */
     atomic_ullong reloads, reload_failures;
     bool verbose;                     /* -v: debug logging whatever the file says */
     _Atomic(struct generation *) gen; /* the current one */
@@ -37,7 +38,10 @@ struct daemon {
      * follows). */
     atomic_bool drain_asked;
     atomic_bool stopping; /* stop accepting; drain */
-    atomic_bool closing;  /* close whatever is left, now */
+    /* A new process serves the listening sockets (SIGUSR2, upgrade.h):
+     * their Unix socket files are its own. */
+    atomic_bool handed_over;
+    atomic_bool closing; /* close whatever is left, now */
     /* Held around every accept and around shedding a client with a spare
      * descriptor, so that no worker's accept takes the slot another worker
      * just freed to shed with. */

@@ -19,6 +19,9 @@ int fdstore_init(struct daemon *d)
     d->stored = calloc(d->npassed ? d->npassed : 1, sizeof(*d->stored));
     if (d->stored == NULL)
         return -ENOMEM;
+    /* Without systemd (a SIGUSR2 upgrade passed them) no store holds them. */
+    if (getenv("NOTIFY_SOCKET") == NULL)
+        return 0;
     for (size_t i = 0; i < d->npassed; i++)
         if (d->passed[i].stored) {
             struct stored_sock *s = &d->stored[d->nstored++];

@@ -275,8 +275,10 @@ static void log_new_sockets(const struct generation *g)
                 log_info("listener %s: listening on %s (%s%s%s%s)", l->cfg->name,
                          ls->name, ls->udp ? "udp " : "",
                          l->cfg->mode == MODE_ECHO ? "echo" : "proxy",
-                         ls->passed     ? ", socket from systemd"
-                         : ls->restored ? ", socket from the fd store"
+                         ls->passed ? ", socket from systemd"
+                         : ls->restored && getenv("NOTIFY_SOCKET") != NULL
+                             ? ", socket from the fd store"
+                         : ls->restored ? ", socket handed over by the last process"
                                         : "",
                          ls->reuse_port ? ", port shared" : "");
         }
@@ -670,7 +672,8 @@ static void close_sock(struct daemon *d, struct listen_sock *ls)
         ls->fd = -1;
         return;
     }
-    if (!fdstore_holds(d, ls->fd)) /* else the next process serves it */
+    /* Else the next process serves it. */
+    if (!fdstore_holds(d, ls->fd) && !atomic_load(&d->handed_over))
         remove_unix(ls);
     close(ls->fd);
     ls->fd = -1;

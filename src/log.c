@@ -4,6 +4,7 @@
 #include "autoconf.h"
 #endif
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -267,6 +268,10 @@ static void emit(int level, char *line, size_t len, enum log_format format)
     (void)w; /* nowhere left to report a failing stderr */
 }
 
+/* The last error message, for log_last_error(). */
+static pthread_mutex_t last_error_mu = PTHREAD_MUTEX_INITIALIZER;
+static char last_error[512];
+
 void log_msg(int level, const char *fmt, ...)
 {
     if (!log_enabled(level))
@@ -277,9 +282,23 @@ void log_msg(int level, const char *fmt, ...)
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
+    if (level <= LOG_ERR) {
+        pthread_mutex_lock(&last_error_mu);
+        size_t n = strnlen(msg, sizeof(last_error) - 1); /* cut: it is a summary */
+        memcpy(last_error, msg, n);
+        last_error[n] = '\0';
+        pthread_mutex_unlock(&last_error_mu);
+    }
     size_t n = line_prefix(line, sizeof(line), level, format);
     n += log_format_message(format, level, line + n, sizeof(line) - n - 1, msg);
     emit(level, line, n, format);
+}
+
+void log_last_error(char *buf, size_t len)
+{
+    pthread_mutex_lock(&last_error_mu);
+    snprintf(buf, len, "%s", last_error);
+    pthread_mutex_unlock(&last_error_mu);
 }
 
 /* The result of the GNU strerror_r(), which returns the text (in buf, or

@@ -44,6 +44,10 @@ void log_msg(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3
  */
 const char *log_strerror(int err);
 
+/* The last error logged ("" when none), so that a process that fails to
+ * start can tell whoever started it why. */
+void log_last_error(char *buf, size_t len);
+
 #define log_err(...) log_msg(LOG_ERR, __VA_ARGS__)
 #define log_warn(...) log_msg(LOG_WARNING, __VA_ARGS__)
 #define log_notice(...) log_msg(LOG_NOTICE, __VA_ARGS__)

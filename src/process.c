@@ -131,7 +131,16 @@ int process_pidfile_write(const char *path)
 
 void process_pidfile_remove(const char *path)
 {
-    if (path != NULL && path[0] != '\0')
+    if (path == NULL || path[0] == '\0')
+        return;
+    /* A process started by SIGUSR2 may have written its own pid there. */
+    char line[32] = "";
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return;
+    ssize_t n = read(fd, line, sizeof(line) - 1);
+    close(fd);
+    if (n > 0 && strtol(line, NULL, 10) == (long)getpid())
         (void)unlink(path);
 }
 

@@ -38,7 +38,8 @@ int process_drop_privileges(uid_t uid, gid_t gid);
 /* Writes this process's pid to path ("" does nothing); 0 or -errno. */
 int process_pidfile_write(const char *path);
 
-/* Removes the pid file written by process_pidfile_write(). */
+/* Removes the pid file written by process_pidfile_write(), unless it holds
+ * another process's pid now. */
 void process_pidfile_remove(const char *path);
 
 /*
