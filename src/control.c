@@ -5,6 +5,8 @@
 
 #include <errno.h>
 #include <signal.h>
+#include <stdatomic.h>
+#include <stddef.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +21,7 @@
 #include "flow.h"
 #include "control-line.h"
 #include "control.h"
+#include "upgrade.h"
 #include "generation.h"
 #include "log.h"
 #include "metrics.h"
@@ -121,6 +124,42 @@ static int make_directory_of(const char *path, uid_t uid, gid_t gid, bool give)
     return 0;
 }
 
+/* Takes the control socket the previous process handed over (upgrade.h)
+ * when it is bound to k.path, with the owner and mode cfg asks for: 0;
+ * -ENOENT when there is none for this path (closed), or -errno. */
+static int take_inherited(const struct config *cfg, uid_t uid, gid_t gid, bool give,
+                          const char **what)
+{
+    int fd = upgrade_inherited(UPGRADE_CONTROL_NAME);
+    if (fd < 0)
+        return -ENOENT;
+    struct sockaddr_un sun;
+    socklen_t len = sizeof(sun);
+    char bound[sizeof(sun.sun_path) + 1] = "";
+    if (getsockname(fd, (struct sockaddr *)&sun, &len) == 0 &&
+        len > offsetof(struct sockaddr_un, sun_path) && len <= sizeof(sun)) {
+        size_t n = len - offsetof(struct sockaddr_un, sun_path);
+        memcpy(bound, sun.sun_path, n);
+        bound[n] = '\0';
+    }
+    struct stat st;
+    if (strcmp(bound, k.path) != 0 || lstat(k.path, &st) < 0) {
+        close(fd);
+        return -ENOENT;
+    }
+    *what = "give to the daemon's user";
+    if ((give && chown(k.path, uid, gid) < 0) ||
+        (*what = "chmod", chmod(k.path, cfg->control_mode) < 0)) {
+        int err = -errno;
+        close(fd);
+        return err;
+    }
+    k.dev = st.st_dev;
+    k.ino = st.st_ino;
+    k.lfd = fd;
+    return 0;
+}
+
 int control_open(const struct config *cfg, uid_t uid, gid_t gid, bool give,
                  const char **what)
 {
@@ -140,6 +179,8 @@ int control_open(const struct config *cfg, uid_t uid, gid_t gid, bool give,
     }
     const char *path = k.path;
     struct stat st;
+    if (take_inherited(cfg, uid, gid, give, what) == 0)
+        return 0;
     if (lstat(path, &st) == 0) {
         if (!S_ISSOCK(st.st_mode)) {
             *what = "replace the non-socket file";
@@ -1062,6 +1103,34 @@ int control_start(struct daemon *d, struct loop *loop)
     return 0;
 }
 
+/* The socket's file is the new process's now: never removed. */
+static atomic_bool handed_over;
+
+int control_listen_fd(void)
+{
+    return k.lfd;
+}
+
+/* Stops accepting and closes the listening socket, leaving its file to
+ * the new process, on the admin thread. */
+static void unlisten(struct loop_task *t, struct loop *l)
+{
+    (void)t;
+    if (k.lfd < 0)
+        return;
+    loop_unwatch(l, k.lfd);
+    close(k.lfd);
+    k.lfd = -1;
+}
+
+void control_handover(void)
+{
+    static struct loop_task task;
+    atomic_store(&handed_over, true);
+    if (k.loop != NULL && k.lfd >= 0)
+        loop_post(k.loop, &task, unlisten);
+}
+
 void control_stop(void)
 {
     while (k.conns != NULL) {
@@ -1075,8 +1144,8 @@ void control_stop(void)
         close(k.lfd);
         k.lfd = -1;
         struct stat st;
-        if (k.path[0] != '\0' && lstat(k.path, &st) == 0 && st.st_dev == k.dev &&
-            st.st_ino == k.ino && unlink(k.path) < 0)
+        if (k.path[0] != '\0' && !atomic_load(&handed_over) && lstat(k.path, &st) == 0 &&
+            st.st_dev == k.dev && st.st_ino == k.ino && unlink(k.path) < 0)
             log_notice("control: cannot remove %s: %s (the next start replaces it)",
                        k.path, log_strerror(errno));
     }

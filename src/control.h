@@ -54,4 +54,11 @@ void control_reloaded(unsigned long long asked, bool ok, const char *outcome);
  * (a notice when it cannot), once the admin thread has stopped. */
 void control_stop(void);
 
+/* The listening socket, for an upgrade to hand over (-1: none). */
+int control_listen_fd(void);
+
+/* Stops accepting: a new process serves the socket, whose file stays
+ * (upgrade.h).  From any thread; done on the admin thread. */
+void control_handover(void);
+
 #endif

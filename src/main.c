@@ -36,6 +36,7 @@
 #include "process.h"
 #include "service.h"
 #include "tls.h"
+#include "upgrade.h"
 #include "worker.h"
 
 #ifndef SYSCONFDIR
@@ -65,6 +66,7 @@ static const char *signame(int sig)
            : sig == SIGINT  ? "SIGINT"
            : sig == SIGHUP  ? "SIGHUP"
            : sig == SIGUSR1 ? "SIGUSR1"
+           : sig == SIGUSR2 ? "SIGUSR2"
                             : "signal";
 }
 
@@ -175,6 +177,63 @@ static int64_t stop_accepting(struct daemon *d, const char *why, bool *listeners
     return deadline;
 }
 
+/* SIGUSR2: starts the new process (upgrade.h), unless one is starting
+ * already, the daemon drains, or systemd supervises it (its fd store does
+ * this on "systemctl restart", and it would take the new process for a
+ * stray one). */
+static void begin_upgrade(struct daemon *d, struct upgrade *up)
+{
+    char why[600];
+    if (atomic_load(&d->draining)) {
+        log_notice("SIGUSR2: draining, not starting a new process");
+        return;
+    }
+    if (up->pid > 0) {
+        log_notice("SIGUSR2: the new process (pid %ld) is still starting", (long)up->pid);
+        return;
+    }
+    if (getenv("NOTIFY_SOCKET") != NULL) {
+        log_warn("SIGUSR2: under systemd, \"systemctl restart\" restarts without "
+                 "refusing a client (the fd store keeps the sockets); not starting a "
+                 "new process");
+        return;
+    }
+    if (upgrade_start(d, up, metrics_listen_fd(), control_listen_fd(), why, sizeof(why)) <
+        0) {
+        log_err("SIGUSR2: cannot start a new process: %s; still serving", why);
+        return;
+    }
+    log_notice("SIGUSR2: started a new process (pid %ld) with the listening sockets; "
+               "serving until it is ready",
+               (long)up->pid);
+}
+
+/* Follows the new process's start: true once it serves, this daemon having
+ * handed the sockets over (it stops accepting next).  One that failed
+ * leaves this daemon serving, and says why. */
+static bool upgrade_done(struct daemon *d, struct upgrade *up)
+{
+    char why[1200];
+    long pid = up->pid;
+    int r = upgrade_poll(up, why, sizeof(why));
+    if (r == 0)
+        return false;
+    if (r < 0) {
+        log_err("SIGUSR2: the new process (pid %ld) failed: %s; still serving", pid, why);
+        int e = process_pidfile_write(d->pidfile); /* it may have written its own */
+        if (e < 0)
+            log_warn("pidfile \"%s\": %s", d->pidfile, log_strerror(-e));
+        return false;
+    }
+    log_notice("SIGUSR2: the new process (pid %ld) is ready; handing the sockets over",
+               pid);
+    atomic_store(&d->handed_over, true);
+    metrics_handover();
+    control_handover();
+    atomic_store(&d->draining, true);
+    return true;
+}
+
 /*
  * Takes signals until the workers have drained.  SIGTERM or SIGINT (or
  * CONTROL_DRAIN_SIGNAL, the control socket's drain) starts a drain: the
@@ -187,11 +246,13 @@ static void signal_loop(struct daemon *d, const sigset_t *set)
 {
     int64_t deadline = 0, status_at = 0, accept_until = 0;
     bool listeners_closed = false;
+    struct upgrade up = {.fd = -1};
     for (;;) {
         /* A short tick while draining; STATUS= every few seconds. */
         struct timespec tick = {0, 50 * 1000000L}, slow = {5, 0};
         siginfo_t si;
-        int sig = sigtimedwait(set, &si, atomic_load(&d->draining) ? &tick : &slow);
+        bool busy = atomic_load(&d->draining) || up.pid > 0;
+        int sig = sigtimedwait(set, &si, busy ? &tick : &slow);
         if (loop_clock_ms() >= status_at) {
             notify_status(d);
             status_at = loop_clock_ms() + 5000;
@@ -231,9 +292,13 @@ static void signal_loop(struct daemon *d, const sigset_t *set)
             control_reloaded(asked, ok, outcome);
         } else if (sig == SIGUSR1) {
             log_counters(d);
+        } else if (sig == SIGUSR2) {
+            begin_upgrade(d, &up);
         } else if (sig == RESOLVER_SIGNAL && !atomic_load(&d->stopping)) {
             reload_addresses(d);
         }
+        if (up.pid > 0 && upgrade_done(d, &up) && !atomic_load(&d->stopping))
+            deadline = stop_accepting(d, "upgrade", &listeners_closed);
         if (!atomic_load(&d->draining))
             continue;
         if (!atomic_load(&d->stopping)) {
@@ -446,6 +511,8 @@ int main(int argc, char **argv)
         return EXIT_USAGE;
     }
 
+    /* Started by SIGUSR2 of a daemon that waits to hear how it went. */
+    bool upgraded = upgrade_child_take();
     char err[1024];
     char *pidfile = NULL; /* removed at exit once written */
     /* The daemon leaves its directory when it goes to the background: a
@@ -456,6 +523,7 @@ int main(int argc, char **argv)
     struct config *cfg = config_load(readpath, path, err, sizeof(err));
     if (cfg == NULL) {
         fprintf(stderr, "mio-echod: %s\n", err);
+        upgrade_child_failed(err);
         free(abspath);
         return EXIT_CONFIG;
     }
@@ -476,6 +544,7 @@ int main(int argc, char **argv)
     sigaddset(&set, SIGINT);
     sigaddset(&set, SIGHUP);
     sigaddset(&set, SIGUSR1);
+    sigaddset(&set, SIGUSR2);
     sigaddset(&set, RESOLVER_SIGNAL);
     sigaddset(&set, CONTROL_DRAIN_SIGNAL);
     pthread_sigmask(SIG_BLOCK, &set, NULL); /* inherited by every worker */
@@ -495,9 +564,12 @@ int main(int argc, char **argv)
                        .gen_mu = PTHREAD_MUTEX_INITIALIZER};
     int status = EXIT_RUNTIME;
     /* Before the sockets are taken: that unsets LISTEN_FDS. */
-    bool supervised = service_supervised();
+    bool supervised = service_supervised() || upgraded;
     struct passed_sock bad;
     int e = service_take_sockets(&d.passed, &d.npassed, &bad);
+    upgrade_adopt(&d); /* the stats and control sockets an upgrade passed */
+    if (e == 0)
+        e = upgrade_init(argv[0], readpath, foreground, verbose);
     if (e == -ENOTSOCK && bad.fd >= 0)
         log_err("socket passed by systemd as \"%s\" (fd %d) is neither a listening "
                 "stream socket nor a datagram socket",
@@ -569,10 +641,12 @@ int main(int argc, char **argv)
         goto out;
     }
     e = process_pidfile_write(pidfile);
+    d.pidfile = pidfile;
     if (e < 0) {
         log_err("pidfile \"%s\": %s", pidfile, log_strerror(-e));
         free(pidfile);
         pidfile = NULL;
+        d.pidfile = NULL;
         goto out;
     }
 
@@ -600,11 +674,13 @@ int main(int argc, char **argv)
     if (started_all && !start_admin(&d))
         started_all = false;
     if (started_all) {
+        upgrade_close_unclaimed(); /* an address the configuration changed */
         log_notice("mio-echod %s started: %u worker%s, %s backend", PACKAGE_VERSION,
                    d.nworkers, d.nworkers == 1 ? "" : "s", mio_backend_name());
         log_started();
         process_ready(conf->log_target == LOG_TARGET_STDERR);
         service_notify("READY=1\nSTATUS=0 connections open, listening");
+        upgrade_child_ready();
         signal_loop(&d, &set);
         status = EXIT_OK;
     } else {
@@ -618,6 +694,10 @@ int main(int argc, char **argv)
     }
     log_notice("stopped");
 out:
+    if (status != EXIT_OK) {
+        log_last_error(err, sizeof(err));
+        upgrade_child_failed(err);
+    }
     resolver_stop();
     admin_stop();
     check_stop(); /* before metrics_stop(), whose loop_due() would run its timer */
@@ -639,6 +719,7 @@ out:
         close(d.passed[i].fd);
     free(d.passed);
     fdstore_free(&d);
+    upgrade_free();
     config_free(cfg);
     free(abspath);
     return status;

@@ -22,6 +22,7 @@
 #include "http.h"
 #include "log.h"
 #include "metrics.h"
+#include "upgrade.h"
 #include "mio.h"
 #include "loop.h"
 
@@ -536,6 +537,26 @@ const char *metrics_address(void)
     return m.name;
 }
 
+/* The stats socket the previous process handed over (upgrade.h) when it is
+ * bound to `a` (to a's address and any port when a's port is 0), else -1,
+ * having closed it. */
+static int take_inherited(const addr_t *a)
+{
+    int fd = upgrade_inherited(UPGRADE_METRICS_NAME);
+    if (fd < 0)
+        return -1;
+    addr_t got, want = *a;
+    got.len = sizeof(got.u);
+    if (mio_socket_local_addr(fd, &got.u.ss, &got.len) == 0) {
+        if (addr_port(&want) == 0)
+            addr_set_port(&want, addr_port(&got));
+        if (addr_equal(&got, &want))
+            return fd;
+    }
+    close(fd);
+    return -1;
+}
+
 int metrics_start(struct daemon *d, struct loop *loop, bool *bound)
 {
     const struct config *cfg = atomic_load(&d->gen)->cfg;
@@ -544,7 +565,9 @@ int metrics_start(struct daemon *d, struct loop *loop, bool *bound)
         return 0;
     const addr_t *a = &cfg->stats.addr;
     addr_format(a, m.name, sizeof(m.name));
-    int fd = mio_tcp_listen(&a->u.sa, a->len, 0,
+    int fd = take_inherited(a);
+    if (fd < 0)
+        fd = mio_tcp_listen(&a->u.sa, a->len, 0,
                             a->u.sa.sa_family == AF_INET6 ? MIO_LISTEN_V6ONLY : 0);
     if (fd < 0)
         return fd;
@@ -574,6 +597,32 @@ int metrics_start(struct daemon *d, struct loop *loop, bool *bound)
     m.started = true;
     log_info("metrics: listening on %s (GET /metrics)", m.name);
     return 0;
+}
+
+int metrics_listen_fd(void)
+{
+    return m.lfd;
+}
+
+/* Stops accepting and closes the listening socket, on the admin thread. */
+static void unlisten(struct loop_task *t, struct loop *l)
+{
+    (void)t;
+    (void)l;
+    if (m.lfd < 0)
+        return;
+    if (m.accepting)
+        watch_listener(false);
+    loop_timer_cancel(m.loop, &m.accept_timer);
+    close(m.lfd);
+    m.lfd = -1;
+}
+
+void metrics_handover(void)
+{
+    static struct loop_task task;
+    if (m.started)
+        loop_post(m.loop, &task, unlisten);
 }
 
 void metrics_stop(void)

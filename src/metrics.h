@@ -45,6 +45,13 @@ char *metrics_render(struct daemon *d, bool comments, size_t *len);
 /* The address metrics are served on (as bound, once it is). */
 const char *metrics_address(void);
 
+/* The listening socket, for an upgrade to hand over (-1: none). */
+int metrics_listen_fd(void);
+
+/* Stops accepting: a new process serves the socket now (upgrade.h).  From
+ * any thread; done on the admin thread. */
+void metrics_handover(void);
+
 /* Closes the listener and its connections, once the admin thread has
  * stopped; a no-op when metrics_start() started nothing. */
 void metrics_stop(void);

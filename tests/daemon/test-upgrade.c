@@ -1,0 +1,463 @@
+/*
+ * Restarting without systemd: SIGUSR2 starts the daemon's binary again with
+ * the listening sockets (and the stats and control sockets) inherited; the
+ * old process hands over once the new one says it is ready, then drains.
+ * Under a steady load of new connections and with long streams open, no
+ * client is refused or reset and no byte is lost; the new process holds
+ * nothing of the old one's but the sockets it was given.  A new process
+ * that cannot start leaves the old one serving, and the old one says why.
+ *
+ * The test makes itself a subreaper: the new process, orphaned when the
+ * old one exits, becomes its child, to be waited for.
+ */
+#include "autoconf.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <limits.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+#define BASE \
+    "log = { target = \"stderr\"; level = \"debug\"; };\nshutdown_timeout = 8.0;\n"
+
+/* The configuration's directory (for @DIR@ paths). */
+static void conf_dir(struct echod *e, char *dir, size_t len)
+{
+    const char *c = echod_conf_path(e);
+    snprintf(dir, len, "%.*s", (int)(strrchr(c, '/') - c), c);
+}
+
+/* The pid in the pid file at path, or 0. */
+static pid_t pidfile_pid(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    long pid = 0;
+    if (f != NULL) {
+        if (fscanf(f, "%ld", &pid) != 1)
+            pid = 0;
+        fclose(f);
+    }
+    return (pid_t)pid;
+}
+
+/* Waits up to ms for the pid file to name a process other than `not`. */
+static pid_t wait_new_pid(const char *path, pid_t not, int ms)
+{
+    for (int i = 0; i < ms / 20; i++) {
+        pid_t p = pidfile_pid(path);
+        if (p > 0 && p != not )
+            return p;
+        sleep_ms(20);
+    }
+    return 0;
+}
+
+/* The inodes of the sockets process pid holds (at most max). */
+static size_t socket_inodes(pid_t pid, unsigned long *ino, size_t max)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%ld/fd", (long)pid);
+    DIR *dir = opendir(path);
+    size_t n = 0;
+    if (dir == NULL)
+        return 0;
+    struct dirent *de;
+    while ((de = readdir(dir)) != NULL && n < max) {
+        char link[PATH_MAX + 64], target[128];
+        snprintf(link, sizeof(link), "%s/%s", path, de->d_name);
+        ssize_t len = readlink(link, target, sizeof(target) - 1);
+        if (len <= 0)
+            continue;
+        target[len] = '\0';
+        if (sscanf(target, "socket:[%lu]", &ino[n]) == 1)
+            n++;
+    }
+    closedir(dir);
+    return n;
+}
+
+/* How many of a's n inodes are in b's m. */
+static size_t shared(const unsigned long *a, size_t n, const unsigned long *b, size_t m)
+{
+    size_t count = 0;
+    for (size_t i = 0; i < n; i++)
+        for (size_t k = 0; k < m; k++)
+            if (a[i] == b[k]) {
+                count++;
+                break;
+            }
+    return count;
+}
+
+/* SIGTERM to a process that is our child (the subreaper's orphan), and its
+ * exit status within ms; fails the test when it does not exit. */
+static int stop_child(pid_t pid, int ms)
+{
+    kill(pid, SIGTERM);
+    int status = 0;
+    for (int i = 0; i < ms / 20; i++) {
+        pid_t r = waitpid(pid, &status, WNOHANG);
+        if (r == pid)
+            return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+        sleep_ms(20);
+    }
+    kill(pid, SIGKILL);
+    waitpid(pid, &status, 0);
+    fail_msg("process %ld did not exit within %d ms of SIGTERM", (long)pid, ms);
+    return -1;
+}
+
+/* Copies the built daemon to a fresh directory (into dir and prog), to
+ * be removed from under the running daemon. */
+static void program_copy(char *dir, size_t dlen, char *prog, size_t plen)
+{
+    assert_true(dlen >= 32 && plen > dlen + 16);
+    char built[PATH_MAX];
+    echod_program_path(built, sizeof(built));
+    snprintf(dir, dlen, "/tmp/mio-upgrade.XXXXXX");
+    assert_non_null(mkdtemp(dir));
+    snprintf(prog, plen, "%.*s/mio-echod", (int)(dlen - 1), dir);
+    FILE *in = fopen(built, "rb"), *out = fopen(prog, "wb");
+    assert_non_null(in);
+    assert_non_null(out);
+    char buf[65536];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof(buf), in)) > 0)
+        assert_int_equal(fwrite(buf, 1, n, out), n);
+    fclose(in);
+    assert_int_equal(fclose(out), 0);
+    assert_int_equal(chmod(prog, 0755), 0);
+}
+
+/* Waits (bounded) for a daemon that handed over to exit; expects status 0. */
+static void expect_exit_ok(struct echod *e, int ms)
+{
+    for (int i = 0; i < ms / 20 && echod_alive(e); i++)
+        sleep_ms(20);
+    if (echod_alive(e))
+        fail_msg("the old daemon did not exit within %d ms", ms);
+    assert_int_equal(exit_code(echod_status(e)), 0);
+}
+
+/* Sends a line to the Unix socket at path and expects it back. */
+static void expect_unix_echo(const char *path, const char *text)
+{
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    assert_true(fd >= 0);
+    struct sockaddr_un a = unix_addr(path);
+    if (connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0)
+        fail_msg("connect to %s: %s", path, strerror(errno));
+    size_t len = strlen(text);
+    assert_int_equal(write(fd, text, len), (ssize_t)len);
+    char back[256];
+    size_t got = 0;
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    for (int i = 0; i < 100 && got < len && poll(&p, 1, 3000) > 0; i++) {
+        ssize_t n = read(fd, back + got, sizeof(back) - got);
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+    }
+    assert_int_equal(got, len);
+    assert_memory_equal(back, text, len);
+    close(fd);
+}
+
+/* GET /health on 127.0.0.1:port: the status line's code, or -1. */
+static int health_code(int port)
+{
+    int fd = connect_to(port);
+    if (fd < 0)
+        return -1;
+    const char *req = "GET /health HTTP/1.0\r\n\r\n";
+    ssize_t w = write(fd, req, strlen(req));
+    char buf[256] = "";
+    size_t got = 0;
+    struct pollfd p = {.fd = fd, .events = POLLIN};
+    for (int i = 0; w > 0 && i < 50 && got < sizeof(buf) - 1 && poll(&p, 1, 3000) > 0;
+         i++) {
+        ssize_t n = read(fd, buf + got, sizeof(buf) - 1 - got);
+        if (n <= 0)
+            break;
+        got += (size_t)n;
+    }
+    close(fd);
+    int code = -1;
+    return sscanf(buf, "HTTP/1.%*d %d", &code) == 1 ? code : -1;
+}
+
+/* The control socket answers "show listeners" with listener `name`. */
+static void expect_control(const char *path, const char *name)
+{
+    static struct ctl_run r;
+    char sock[PATH_MAX];
+    snprintf(sock, sizeof(sock), "%s", path);
+    char *args[] = {"-S", sock, "show", "listeners", NULL};
+    ctl_run_argv(&r, NULL, (uid_t)-1, (gid_t)-1, args);
+    if (r.status != 0 || strstr(r.out, name) == NULL)
+        fail_msg("show listeners through %s: status %d, \"%s\" \"%s\"", path, r.status,
+                 r.out, r.err);
+}
+
+/* ---- tests ---------------------------------------------------------------- */
+
+/*
+ * Two listeners (one with a TCP port and a Unix socket), the stats
+ * listener and the control socket; churn on both TCP ports and four
+ * streams.  SIGUSR2: the new process starts with every socket, says it is
+ * ready, the old one hands over and drains its streams to the last byte.
+ * Zero errors; the new process serves every socket (the Unix socket and
+ * control files stay), holds no socket of the old one but those five, and
+ * is in the pid file.
+ */
+static void test_upgrade_under_load(void **state)
+{
+    (void)state;
+    int p1 = reserve_port(), p2 = reserve_port(), pm = reserve_port();
+    char conf[1024];
+    snprintf(conf, sizeof(conf),
+             BASE "workers = 2;\npidfile = \"@DIR@/pid\";\n"
+                  "stats = { listen = \"127.0.0.1:%d\"; };\n"
+                  "control = { path = \"@DIR@/control.sock\"; };\n"
+                  "listeners = ( { name = \"echo\"; listen = [ \"127.0.0.1:%d\", "
+                  "\"unix:@DIR@/echo.sock\" ]; },\n"
+                  "  { name = \"other\"; listen = [ \"127.0.0.1:%d\" ]; } );\n",
+             pm, p1, p2);
+    struct echod *old = echod_start(conf);
+    char dir[PATH_MAX], sock_path[PATH_MAX + 16], ctl_path[PATH_MAX + 16],
+        pid_path[PATH_MAX + 16];
+    conf_dir(old, dir, sizeof(dir));
+    snprintf(sock_path, sizeof(sock_path), "%s/echo.sock", dir);
+    snprintf(ctl_path, sizeof(ctl_path), "%s/control.sock", dir);
+    snprintf(pid_path, sizeof(pid_path), "%s/pid", dir);
+    assert_int_equal(pidfile_pid(pid_path), echod_pid(old));
+    expect_unix_echo(sock_path, "before the upgrade\n");
+    assert_int_equal(health_code(pm), 200);
+
+    int ports[2] = {p1, p2};
+    struct churn ch[2];
+    for (int i = 0; i < 2; i++) {
+        memset(&ch[i], 0, sizeof(ch[i]));
+        ch[i].ports = ports;
+        ch[i].nports = 2;
+        ch[i].slots = 8;
+        ch[i].ms = 20000; /* stopped long before */
+        ch[i].seed = 4321u + (uint32_t)i;
+        ch[i].grace_ms = 5000;
+        churn_start(&ch[i]);
+    }
+    struct stream *s[4];
+    for (int i = 0; i < 4; i++)
+        s[i] = stream_start_rate(ports[i % 2], (uint64_t)i << 32, false, 2u << 20);
+    for (int i = 0; i < 4; i++)
+        assert_true(stream_advances(s[i], 256 << 10, 3000));
+    unsigned long old_ino[4096];
+    size_t nold = socket_inodes(echod_pid(old), old_ino, 4096);
+    unsigned long long before = atomic_load(&ch[0].done) + atomic_load(&ch[1].done);
+
+    int64_t t0 = ms_now();
+    echod_signal(old, SIGUSR2);
+    echod_must_log(old, "SIGUSR2: started a new process");
+    if (echod_wait_log(old, "is ready; handing the sockets over", 10000) == NULL)
+        fail_msg("the new process did not become ready within 10 s");
+    print_message("the new process was ready %lld ms after SIGUSR2\n",
+                  (long long)(ms_now() - t0));
+    pid_t fresh = wait_new_pid(pid_path, echod_pid(old), 3000);
+    assert_true(fresh > 0);
+    echod_must_log(old, "upgrade: no longer accepting");
+
+    /* The new process took every socket, and no other of the old one's:
+     * no client connection leaked into it. */
+    unsigned long new_ino[4096];
+    size_t nnew = socket_inodes(fresh, new_ino, 4096);
+    size_t common = shared(new_ino, nnew, old_ino, nold);
+    print_message("the old process held %zu sockets, the new one %zu; %zu shared\n", nold,
+                  nnew, common);
+    assert_int_equal(common, 5); /* 3 listening, stats, control */
+
+    for (int i = 0; i < 4; i++)
+        assert_true(stream_advances(s[i], 256 << 10, 3000));
+    sleep_ms(1000);
+    uint64_t bytes = 0;
+    for (int i = 0; i < 4; i++)
+        bytes += stream_finish(s[i]);
+    for (int i = 0; i < 2; i++)
+        churn_stop(&ch[i]);
+    unsigned long long done = ch[0].done + ch[1].done,
+                       errors = ch[0].errors + ch[1].errors;
+    print_message("%llu connections (%llu after SIGUSR2), %llu errors%s%s; "
+                  "%llu stream bytes verified\n",
+                  done, done - before, errors, errors ? ": " : "",
+                  errors ? (ch[0].errors ? ch[0].err : ch[1].err) : "",
+                  (unsigned long long)bytes);
+    if (errors != 0)
+        fail_msg("%llu connections failed across the upgrade: %s", errors,
+                 ch[0].errors ? ch[0].err : ch[1].err);
+    assert_true(done - before > 100);
+    expect_exit_ok(old, 10000);
+
+    /* Everything is the new process's now, the files included. */
+    assert_int_equal(pidfile_pid(pid_path), fresh);
+    expect_unix_echo(sock_path, "after the upgrade\n");
+    expect_control(ctl_path, "other");
+    assert_int_equal(health_code(pm), 200);
+    int fd = client4(p2);
+    expect_echo(fd, "still here\n");
+    close(fd);
+    assert_int_equal(stop_child(fresh, 10000), 0);
+    /* Its files go with it. */
+    struct stat st;
+    assert_true(lstat(sock_path, &st) < 0 && errno == ENOENT);
+    assert_true(lstat(ctl_path, &st) < 0 && errno == ENOENT);
+    assert_true(lstat(pid_path, &st) < 0 && errno == ENOENT);
+}
+
+/*
+ * A configuration broken before SIGUSR2: the new process refuses it; the
+ * old one says so, with the file and line, and goes on serving with its
+ * pid file, control socket and Unix socket.  Fixed, a second SIGUSR2 goes
+ * through.
+ */
+static void test_upgrade_fails_keeps_serving(void **state)
+{
+    (void)state;
+    int p1 = reserve_port();
+    char conf[1024];
+    snprintf(conf, sizeof(conf),
+             BASE "pidfile = \"@DIR@/pid\";\n"
+                  "control = { path = \"@DIR@/control.sock\"; };\n"
+                  "listeners = ( { name = \"echo\"; listen = [ \"127.0.0.1:%d\", "
+                  "\"unix:@DIR@/echo.sock\" ]; } );\n",
+             p1);
+    struct echod *old = echod_start(conf);
+    char dir[PATH_MAX], sock_path[PATH_MAX + 16], ctl_path[PATH_MAX + 16],
+        pid_path[PATH_MAX + 16];
+    conf_dir(old, dir, sizeof(dir));
+    snprintf(sock_path, sizeof(sock_path), "%s/echo.sock", dir);
+    snprintf(ctl_path, sizeof(ctl_path), "%s/control.sock", dir);
+    snprintf(pid_path, sizeof(pid_path), "%s/pid", dir);
+    int open_fd = client4(p1);
+    expect_echo(open_fd, "open across\n");
+
+    echod_rewrite_conf(old, BASE "listeners = ( { name = \"echo\"; listen = 7; } );\n");
+    echod_signal(old, SIGUSR2);
+    const char *line = echod_wait_log(old, "SIGUSR2: the new process", 10000);
+    if (line == NULL)
+        fail_msg("no word of the new process within 10 s");
+    print_message("%s\n", line);
+    assert_non_null(strstr(line, "failed: "));
+    assert_non_null(strstr(line, "listeners.echo.listen"));
+    assert_non_null(strstr(line, "exit status 1"));
+    assert_non_null(strstr(line, "still serving"));
+    assert_int_equal(pidfile_pid(pid_path), echod_pid(old));
+    expect_echo(open_fd, "still open\n");
+    expect_unix_echo(sock_path, "still served\n");
+    expect_control(ctl_path, "echo");
+    int fd = client4(p1);
+    expect_echo(fd, "new client\n");
+    close(fd);
+
+    /* Fixed: the next one goes through, the open connection finishing on
+     * the old process. */
+    char fixed[1024];
+    snprintf(fixed, sizeof(fixed), "%s", conf);
+    char *at;
+    while ((at = strstr(fixed, "@DIR@")) != NULL) {
+        char rest[1024];
+        snprintf(rest, sizeof(rest), "%s", at + 5);
+        snprintf(at, sizeof(fixed) - (size_t)(at - fixed), "%s%s", dir, rest);
+    }
+    echod_rewrite_conf(old, "%s", fixed);
+    echod_signal(old, SIGUSR2);
+    if (echod_wait_log(old, "is ready; handing the sockets over", 10000) == NULL)
+        fail_msg("the fixed configuration's process did not become ready within 10 s");
+    pid_t fresh = wait_new_pid(pid_path, echod_pid(old), 3000);
+    assert_true(fresh > 0);
+    expect_echo(open_fd, "last words\n");
+    close(open_fd);
+    expect_exit_ok(old, 10000);
+    expect_unix_echo(sock_path, "on the new one\n");
+    assert_int_equal(stop_child(fresh, 10000), 0);
+}
+
+/* A binary that is gone: the old process says it cannot execute it and
+ * goes on serving. */
+static void test_upgrade_binary_gone(void **state)
+{
+    (void)state;
+    char copy[64], prog[128];
+    program_copy(copy, sizeof(copy), prog, sizeof(prog));
+    int p1 = reserve_port();
+    struct echod_opts o = {.program = prog};
+    char conf[512];
+    snprintf(conf, sizeof(conf),
+             BASE
+             "listeners = ( { name = \"echo\"; listen = [ \"127.0.0.1:%d\" ]; } );\n",
+             p1);
+    struct echod *old = echod_start_opts(conf, &o);
+    assert_int_equal(unlink(prog), 0);
+    echod_signal(old, SIGUSR2);
+    const char *line = echod_wait_log(old, "SIGUSR2: the new process", 10000);
+    if (line == NULL)
+        fail_msg("no word of the new process within 10 s");
+    print_message("%s\n", line);
+    assert_non_null(strstr(line, "cannot execute"));
+    assert_non_null(strstr(line, "still serving"));
+    int fd = client4(p1);
+    expect_echo(fd, "still here\n");
+    close(fd);
+    echod_stop_ok(old);
+    rmdir(copy);
+}
+
+/* Under systemd (NOTIFY_SOCKET set), SIGUSR2 says to use systemctl
+ * restart and changes nothing. */
+static void test_upgrade_refused_under_systemd(void **state)
+{
+    (void)state;
+    int p1 = reserve_port();
+    assert_int_equal(setenv("NOTIFY_SOCKET", "/nonexistent/notify", 1), 0);
+    struct echod *old = echod_startf(
+        BASE "listeners = ( { name = \"echo\"; listen = [ \"127.0.0.1:%d\" ]; } );\n",
+        p1);
+    unsetenv("NOTIFY_SOCKET");
+    echod_signal(old, SIGUSR2);
+    echod_must_log(old, "SIGUSR2: under systemd, \"systemctl restart\"");
+    int fd = client4(p1);
+    expect_echo(fd, "still here\n");
+    close(fd);
+    assert_int_equal(echod_count_log(old, "started a new process"), 0);
+    echod_stop_ok(old);
+}
+
+static int setup_group(void **state)
+{
+    (void)state;
+    if (prctl(PR_SET_CHILD_SUBREAPER, 1) < 0)
+        return -1;
+    return setup_sigpipe_and_pattern((size_t)4 << 20, 20261204);
+}
+
+int main(void)
+{
+    test_filter_from_env("UPGRADE_TEST");
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_teardown(test_upgrade_under_load, teardown_all),
+        cmocka_unit_test_teardown(test_upgrade_fails_keeps_serving, teardown_all),
+        cmocka_unit_test_teardown(test_upgrade_binary_gone, teardown_all),
+        cmocka_unit_test_teardown(test_upgrade_refused_under_systemd, teardown_all),
+    };
+    return cmocka_run_group_tests(tests, setup_group, teardown_pattern);
+}
