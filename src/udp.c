@@ -401,8 +401,14 @@ void udp_flow_gone(struct udp_port *port)
 
 void udp_stop(struct worker *w)
 {
+    /* Handed over (SIGUSR2), the sockets are the new process's to read:
+     * ours would drop what new sources send.  Our flows still answer
+     * through them, and end as they go idle. */
+    bool handed_over = atomic_load(&w->d->handed_over);
     for (struct udp_port *p = w->ports; p != NULL; p = p->next) {
         p->draining = true;
+        if (handed_over)
+            unwatch(p);
         udp_flow_gone(p);
     }
 }

@@ -64,7 +64,9 @@ struct udp_port {
  * addresses that are gone closed with their flows.  0 or -ENOMEM. */
 int udp_sync(struct worker *w);
 
-/* The daemon stops: ports without flows stop reading; the others drain. */
+/* The daemon stops: ports without flows stop reading; the others drain,
+ * reading only the datagrams of their flows (none when the sockets were
+ * handed over to a new process, which reads them all). */
 void udp_stop(struct worker *w);
 
 /* Ends every flow of the worker with `reason` (shutdown_timeout). */

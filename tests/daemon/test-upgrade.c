@@ -422,6 +422,84 @@ static void test_upgrade_binary_gone(void **state)
     rmdir(copy);
 }
 
+/*
+ * UDP: the old process stops reading the shared socket as it hands over,
+ * while its flows live on.  Datagrams from new sources (a fresh socket
+ * each) sent all along the upgrade are every one answered.  With the new
+ * process stopped (SIGSTOP) after the handover, datagrams from new sources
+ * wait in the socket for it rather than being read by the old process and
+ * dropped as new sources of a draining daemon.  The flow open before the
+ * upgrade goes on being answered.
+ */
+static void test_upgrade_udp(void **state)
+{
+    (void)state;
+    int pu = reserve_port();
+    char conf[512];
+    snprintf(conf, sizeof(conf),
+             BASE "pidfile = \"@DIR@/pid\";\n"
+                  "listeners = ( { name = \"udp\"; protocol = \"udp\"; "
+                  "listen = [ \"127.0.0.1:%d\" ]; idle_timeout = 60.0; } );\n",
+             pu);
+    struct echod *old = echod_start(conf);
+    char dir[PATH_MAX], pid_path[PATH_MAX + 16];
+    conf_dir(old, dir, sizeof(dir));
+    snprintf(pid_path, sizeof(pid_path), "%s/pid", dir);
+    int keep = udp_client4();
+    udp_expect_echo(keep, "127.0.0.1", pu, "the old flow", 12, 3000);
+
+    echod_signal(old, SIGUSR2);
+    int asked = 0, answered = 0;
+    int64_t ready_at = 0, t0 = ms_now();
+    /* Until 1 s after the handover (10 s at most). */
+    while (ms_now() - t0 < 10000 && (ready_at == 0 || ms_now() - ready_at < 1000)) {
+        if (ready_at == 0 &&
+            echod_log_line(old, "is ready; handing the sockets over", 0) != NULL)
+            ready_at = ms_now();
+        int fd = udp_client4();
+        char msg[32], back[64];
+        int len = snprintf(msg, sizeof(msg), "new source %d", asked);
+        ssize_t n = udp_ask(fd, "127.0.0.1", pu, msg, (size_t)len, back, sizeof(back), 1,
+                            1000);
+        asked++;
+        if (n == len && memcmp(back, msg, (size_t)len) == 0)
+            answered++;
+        close(fd);
+        sleep_ms(5);
+    }
+    print_message("%d of %d new sources answered across the upgrade\n", answered, asked);
+    assert_true(ready_at != 0);
+    assert_int_equal(answered, asked);
+
+    pid_t fresh = wait_new_pid(pid_path, echod_pid(old), 3000);
+    assert_true(fresh > 0);
+    assert_int_equal(kill(fresh, SIGSTOP), 0);
+    enum { LATE = 20 };
+    int late[LATE];
+    for (int i = 0; i < LATE; i++) {
+        late[i] = udp_client4();
+        udp_send(late[i], "127.0.0.1", pu, "late", 4);
+    }
+    sleep_ms(300); /* the old process would have read them by now */
+    assert_int_equal(kill(fresh, SIGCONT), 0);
+    int got = 0;
+    for (int i = 0; i < LATE; i++) {
+        char back[16];
+        if (udp_recv(late[i], back, sizeof(back), 3000, NULL) == 4)
+            got++;
+        close(late[i]);
+    }
+    print_message("%d of %d datagrams sent while the new process was stopped answered "
+                  "once it went on\n",
+                  got, LATE);
+    assert_int_equal(got, LATE);
+    udp_expect_echo(keep, "127.0.0.1", pu, "the old flow again", 18, 3000);
+    close(keep);
+    echod_signal(old, SIGTERM); /* its flow would idle for 60 s */
+    expect_exit_ok(old, 10000);
+    assert_int_equal(stop_child(fresh, 10000), 0);
+}
+
 /* Under systemd (NOTIFY_SOCKET set), SIGUSR2 says to use systemctl
  * restart and changes nothing. */
 static void test_upgrade_refused_under_systemd(void **state)
@@ -457,6 +535,7 @@ int main(void)
         cmocka_unit_test_teardown(test_upgrade_under_load, teardown_all),
         cmocka_unit_test_teardown(test_upgrade_fails_keeps_serving, teardown_all),
         cmocka_unit_test_teardown(test_upgrade_binary_gone, teardown_all),
+        cmocka_unit_test_teardown(test_upgrade_udp, teardown_all),
         cmocka_unit_test_teardown(test_upgrade_refused_under_systemd, teardown_all),
     };
     return cmocka_run_group_tests(tests, setup_group, teardown_pattern);
