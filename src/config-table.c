@@ -255,7 +255,7 @@ const struct setting table_settings[] = {
      .help = "application protocols offered (ALPN), the preferred first"},
     {GROUP("control", "{ path = \"/run/mio-echod/control.sock\"; mode = 0600; }"),
      .help = "a Unix socket taking commands from mio-echodctl(8)"},
-    {STRING("control.path", config, control_path, NULL),
+    {STRING("control.path", config, control_path, NULL), .load = config_load_control_path,
      .help = "where the control socket is made; required in the group; \"\": none"},
     {COUNT("control.mode", config, control_mode, 0, 0777, 0600),
      .load = config_load_control_mode,

@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/un.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -534,6 +535,25 @@ int config_load_user(struct config_loader *ld, const config_setting_t *root,
 /* Loads `listen` of the stats group g, required there: the one numeric TCP
  * address of the metrics listener, which no listener's address may
  * overlap. */
+/* Loads control.path, which must fit a Unix socket address (with its NUL)
+ * as written; a relative one is made absolute at start, and checked again
+ * then. */
+int config_load_control_path(struct config_loader *ld, const config_setting_t *g,
+                             const char *scope, const struct setting *row, void *base)
+{
+    const struct config *cfg = base;
+    int rc = table_load_value(ld, g, scope, row, base);
+    const config_setting_t *s = config_setting_get_member(g, "path");
+    size_t max = sizeof(((struct sockaddr_un *)NULL)->sun_path) - 1;
+    if (rc != 0 || s == NULL || cfg->control_path == NULL ||
+        strlen(cfg->control_path) <= max)
+        return rc;
+    return value_refuse(ld, value_line(s), scope, "path",
+                        "expected a path of at most %zu bytes (a Unix socket address), "
+                        "got %zu bytes",
+                        max, strlen(cfg->control_path));
+}
+
 /*
  * Loads control.mode: permission bits written as chmod takes them, in
  * octal.  libconfig reads 0600 as the decimal 600, so the digits are taken

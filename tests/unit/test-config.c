@@ -1045,6 +1045,29 @@ static void listen_lists(void **state)
     config_free(cfg);
 }
 
+/* A control socket path longer than a Unix socket address holds is refused
+ * by -t and a reload, not only when the daemon starts. */
+static void control_path_length(void **state)
+{
+    (void)state;
+    char text[1024], long_path[160];
+    memset(long_path, 'x', sizeof(long_path) - 1);
+    long_path[0] = '/';
+    long_path[sizeof(long_path) - 1] = '\0';
+    snprintf(text, sizeof(text),
+             "listeners = ( { name = \"a\"; listen = [ \"127.0.0.1:7\" ]; } );\n"
+             "control = { path = \"%s\"; };\n",
+             long_path);
+    refused_with(text, ":2: control.path: expected a path of at most 107 bytes",
+                 "got 159 bytes");
+    long_path[107] = '\0'; /* 107 bytes: fits with its NUL */
+    snprintf(text, sizeof(text),
+             "listeners = ( { name = \"a\"; listen = [ \"127.0.0.1:7\" ]; } );\n"
+             "control = { path = \"%s\"; };\n",
+             long_path);
+    config_free(load_ok(text));
+}
+
 /* ---- where list elements are, and what they held ----------------------- */
 
 /* text, which has one listener "a" and a list written one element a line
@@ -1972,6 +1995,7 @@ int main(void)
         cmocka_unit_test(bad_cidrs),
         cmocka_unit_test(stats_allow_deny),
         cmocka_unit_test(listener_names),
+        cmocka_unit_test(control_path_length),
         cmocka_unit_test(overlapping_addresses),
         cmocka_unit_test(proxy_only_settings),
         cmocka_unit_test(sni_routes),
