@@ -229,8 +229,9 @@ const struct setting table_settings[] = {
     {STRING("listeners.health_check.expect", listener_config, health_check.expect, ""),
      .help = "the answer must begin with these bytes; \"\": connecting is enough"},
     {SECONDS("listeners.resolve", listener_config, resolve_ms, 86400, 0),
-     .flags = SETTING_PROXY_ONLY,
-     .help = "seconds between re-resolutions of upstream host names; 0: at load only"},
+     .load = config_load_resolve, .flags = SETTING_PROXY_ONLY,
+     .help =
+         "seconds between re-resolutions of upstream host names, at least 0.1; 0: at load only"},
     {OWN("listeners.sni_routes", SETTING_GROUPS, config_load_sni_routes),
      .flags = SETTING_PROXY_ONLY | SETTING_TCP_ONLY,
      .help = "upstreams chosen by the server name a TLS client asks for"},

@@ -142,6 +142,7 @@ setting_loader config_load_splice;
 setting_loader config_load_reuse_port;
 setting_loader config_load_stats_listen;
 setting_loader config_load_control_path;
+setting_loader config_load_resolve;
 setting_loader config_load_control_mode;
 /* Parses the upstream list `key` of g (config.c), as "upstreams" is. */
 int config_upstream_list(struct config_loader *ld, const config_setting_t *g,

@@ -521,6 +521,22 @@ int config_load_listeners(struct config_loader *ld, const config_setting_t *root
     return check_loops(ld, list, cfg);
 }
 
+/* Loads `resolve`: 0 (at load only) or at least a tenth of a second, so
+ * that a name is never asked for hundreds of times a second. */
+int config_load_resolve(struct config_loader *ld, const config_setting_t *g,
+                        const char *scope, const struct setting *row, void *base)
+{
+    const struct listener_config *lc = base;
+    int rc = table_load_value(ld, g, scope, row, base);
+    const config_setting_t *s = config_setting_get_member(g, "resolve");
+    if (rc != 0 || s == NULL || lc->resolve_ms == 0 || lc->resolve_ms >= 100)
+        return rc;
+    char got[VALUE_QUOTE_BUF];
+    return value_refuse(ld, value_line(s), scope, "resolve",
+                        "expected 0 (at load only) or at least 0.1 seconds, got %s",
+                        value_describe(ld, s, got));
+}
+
 /* ---- the daemon ---------------------------------------------------------- */
 
 /* Loads `user`, which must exist. */

@@ -1068,6 +1068,24 @@ static void control_path_length(void **state)
     config_free(load_ok(text));
 }
 
+/* resolve is 0 (at load only) or at least 0.1 s: a shorter interval
+ * would ask the resolver hundreds of times a second. */
+static void resolve_lower_bound(void **state)
+{
+    (void)state;
+    char buf[1024];
+    refused(
+        with_proxy_setting(buf, sizeof(buf), "resolve = 0.05;"),
+        ":3: listeners.p.resolve: expected 0 (at load only) or at least 0.1 seconds, got "
+        "0.05");
+    struct config *cfg = load_ok(with_proxy_setting(buf, sizeof(buf), "resolve = 0.1;"));
+    assert_int_equal(cfg->listeners[0].resolve_ms, 100);
+    config_free(cfg);
+    cfg = load_ok(with_proxy_setting(buf, sizeof(buf), "resolve = 0.0;"));
+    assert_int_equal(cfg->listeners[0].resolve_ms, 0);
+    config_free(cfg);
+}
+
 /* ---- where list elements are, and what they held ----------------------- */
 
 /* text, which has one listener "a" and a list written one element a line
@@ -1996,6 +2014,7 @@ int main(void)
         cmocka_unit_test(stats_allow_deny),
         cmocka_unit_test(listener_names),
         cmocka_unit_test(control_path_length),
+        cmocka_unit_test(resolve_lower_bound),
         cmocka_unit_test(overlapping_addresses),
         cmocka_unit_test(proxy_only_settings),
         cmocka_unit_test(sni_routes),
