@@ -115,18 +115,38 @@ int process_drop_privileges(uid_t uid, gid_t gid)
     return 0;
 }
 
-int process_pidfile_write(const char *path)
+/* Writes our pid into the file at path, truncated: 0 or -errno. */
+static int write_pid(const char *path, int flags)
 {
-    if (path == NULL || path[0] == '\0')
-        return 0;
-    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    int fd = open(path, O_WRONLY | O_CREAT | O_CLOEXEC | flags, 0644);
     if (fd < 0)
         return -errno;
     char line[32];
     int n = snprintf(line, sizeof(line), "%ld\n", (long)getpid());
     int err = write(fd, line, (size_t)n) == n ? 0 : errno != 0 ? -errno : -EIO;
-    close(fd);
+    if (close(fd) < 0 && err == 0)
+        err = -errno;
     return err;
+}
+
+int process_pidfile_write(const char *path)
+{
+    if (path == NULL || path[0] == '\0')
+        return 0;
+    /* Beside it, then renamed over it: a reader never sees it empty, and a
+     * process started by SIGUSR2 as the configuration's user replaces a
+     * file root wrote, in a directory that user may write. */
+    char tmp[4096];
+    int n = snprintf(tmp, sizeof(tmp), "%s.%ld", path, (long)getpid());
+    if (n > 0 && (size_t)n < sizeof(tmp)) {
+        int err = write_pid(tmp, O_EXCL);
+        if (err == 0 && rename(tmp, path) == 0)
+            return 0;
+        if (err != -EACCES && err != -EROFS && err != -EEXIST)
+            (void)unlink(tmp);
+    }
+    /* A directory it may not write: the file itself, in place. */
+    return write_pid(path, O_TRUNC);
 }
 
 void process_pidfile_remove(const char *path)
