@@ -27,6 +27,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -64,6 +65,10 @@ struct echod {
 static struct echod *daemons;
 static bool atexit_done;
 
+/* The processes daemons started on SIGUSR2 that echod_successor() found
+ * and that are not known to be gone (0: a free slot). */
+static pid_t successors[16];
+
 /* ---- clean-up at exit ------------------------------------------------- */
 
 static void reap(struct echod *e, int options);
@@ -71,6 +76,13 @@ static bool reader_finish(struct echod *e, int ms);
 
 static void cleanup_at_exit(void)
 {
+    for (size_t i = 0; i < ARRAY_LEN(successors); i++)
+        if (successors[i] > 0 && kill(successors[i], 0) == 0) {
+            fprintf(stderr, "test library: killing mio-echod (pid %d) left running\n",
+                    (int)successors[i]);
+            kill(successors[i], SIGKILL);
+            (void)waitpid(successors[i], NULL, 0);
+        }
     for (struct echod *e = daemons; e != NULL; e = e->next) {
         if (!e->exited) {
             reap(e, WNOHANG);
@@ -505,8 +517,70 @@ int echod_stop(struct echod *e, int ms)
 
 void echod_stop_all(int ms)
 {
+    for (size_t i = 0; i < ARRAY_LEN(successors); i++)
+        if (successors[i] > 0)
+            (void)echod_stop_successor(successors[i], ms);
     for (struct echod *e = daemons; e != NULL; e = e->next)
         (void)echod_stop(e, ms);
+}
+
+/* ---- SIGUSR2: the process that takes over ---------------------------- */
+
+int echod_adopt_successors(void)
+{
+    return prctl(PR_SET_CHILD_SUBREAPER, 1);
+}
+
+pid_t echod_pidfile_pid(const char *path)
+{
+    FILE *f = fopen(path, "r");
+    long pid = 0;
+    if (f != NULL) {
+        if (fscanf(f, "%ld", &pid) != 1)
+            pid = 0;
+        fclose(f);
+    }
+    return (pid_t)pid;
+}
+
+pid_t echod_successor(pid_t old, const char *pidfile, int ms)
+{
+    for (int i = 0; i <= ms / 20; i++) {
+        pid_t p = echod_pidfile_pid(pidfile);
+        if (p > 0 && p != old) {
+            register_cleanup();
+            for (size_t k = 0; k < ARRAY_LEN(successors); k++)
+                if (successors[k] == p || successors[k] == 0) {
+                    successors[k] = p;
+                    break;
+                }
+            return p;
+        }
+        sleep_ms(20);
+    }
+    return 0;
+}
+
+int echod_stop_successor(pid_t pid, int ms)
+{
+    kill(pid, SIGTERM);
+    int status = 0, code = -1;
+    for (int i = 0; i <= ms / 20; i++) {
+        pid_t r = waitpid(pid, &status, WNOHANG);
+        if (r == pid || (r < 0 && errno == ECHILD)) {
+            code = r == pid ? exit_code(status) : -1;
+            break;
+        }
+        sleep_ms(20);
+    }
+    if (code < 0 && waitpid(pid, &status, WNOHANG) == 0) {
+        kill(pid, SIGKILL);
+        (void)waitpid(pid, &status, 0);
+    }
+    for (size_t k = 0; k < ARRAY_LEN(successors); k++)
+        if (successors[k] == pid)
+            successors[k] = 0;
+    return code;
 }
 
 const char *echod_conf_path(struct echod *e)

@@ -95,6 +95,25 @@ void echod_stop_ok(struct echod *e);
 /* Stops every daemon still running, each within ms (a test's teardown). */
 void echod_stop_all(int ms);
 
+/* ---- SIGUSR2: the process a daemon starts to take over from it ---- */
+
+/* Makes this test program a subreaper (prctl), so that the process a
+ * daemon started on SIGUSR2, orphaned when that daemon exits, becomes our
+ * child; for a group setup.  0, or -1 (errno set). */
+int echod_adopt_successors(void);
+
+/* The pid in the pid file at path, or 0. */
+pid_t echod_pidfile_pid(const char *path);
+
+/* Waits up to ms for the pid file at path to name a process other than
+ * `old`: returns that pid, stopped with the test's daemons from then on
+ * (echod_stop_all(), and at exit), or 0. */
+pid_t echod_successor(pid_t old, const char *pidfile, int ms);
+
+/* SIGTERM to a successor (our child: echod_adopt_successors()), then its
+ * exit code within ms; -1, after SIGKILL, when it does not exit. */
+int echod_stop_successor(pid_t pid, int ms);
+
 /* The configuration file the daemon was started with ("-c FILE"). */
 const char *echod_conf_path(struct echod *e);
 

@@ -933,6 +933,52 @@ static void test_file_named_as_given(void **state)
         fail_msg("exit %d, expected 1 and \"%s\", got \"%s\"", rc, want, out);
 }
 
+/*
+ * SIGUSR2 as root with user = "nobody": the new process is started as
+ * nobody (the old one is nobody by then), reads the file nobody may read,
+ * takes the socket it was handed, replaces the pid file in nobody's
+ * directory, and serves as nobody through and through; the old one hands
+ * over and exits 0, and the new one's exit removes the pid file.
+ */
+static void test_upgrade_as_user(void **state)
+{
+    (void)state;
+    uid_t uid;
+    gid_t gid;
+    const char *dir = nobodys_dir(&uid, &gid);
+    assert_int_equal(echod_adopt_successors(), 0);
+    int port = reserve_port();
+    char pidfile[PATH_MAX + 16], text[2 * PATH_MAX];
+    snprintf(pidfile, sizeof(pidfile), "%s/echod.pid", dir);
+    snprintf(text, sizeof(text),
+             BASE "workers = 1;\n"
+                  "user = \"" USER "\";\n"
+                  "pidfile = \"%s\";\n"
+                  "listeners = ( { name = \"t\"; listen = [ \"127.0.0.1:%d\" ]; } );\n",
+             pidfile, port);
+    const char *conf = write_file_mode(dir, "mio-echod.conf", text, 0644);
+    run_as((uid_t)-1, (gid_t)-1, "-f", conf);
+    char out[32768] = "";
+    if (!read_child_until(out, sizeof(out), " started: "))
+        fail_msg("did not start (exit %d): %s", wait_child(), out);
+    pid_t old = child;
+    assert_int_equal(kill(old, SIGUSR2), 0);
+    child_must_say(out, sizeof(out), "is ready; handing the sockets over");
+    pid_t fresh = echod_successor(old, pidfile, WAIT_MS);
+    assert_true(fresh > 0);
+    int threads = check_dropped(fresh, uid, gid);
+    if (threads < 2)
+        fail_msg("%d threads in the new process, expected the main thread and a worker",
+                 threads);
+    int fd = client4(port);
+    expect_echo(fd, "served by the new process, as " USER "\n");
+    close(fd);
+    assert_int_equal(wait_child(), 0); /* the old one, drained */
+    assert_int_equal(read_pidfile(pidfile, uid), (long)fresh);
+    assert_int_equal(echod_stop_successor(fresh, WAIT_MS), 0);
+    assert_int_equal(read_pidfile(pidfile, uid), -1);
+}
+
 int main(void)
 {
     atexit(clean_up);
@@ -949,6 +995,7 @@ int main(void)
         cmocka_unit_test_teardown(test_tls_key_root_only, teardown),
 #endif
         cmocka_unit_test_teardown(test_file_named_as_given, teardown),
+        cmocka_unit_test_teardown(test_upgrade_as_user, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -8,7 +8,8 @@
  * that cannot start leaves the old one serving, and the old one says why.
  *
  * The test makes itself a subreaper: the new process, orphaned when the
- * old one exits, becomes its child, to be waited for.
+ * old one exits, becomes its child, to be waited for
+ * (echod_adopt_successors()).
  */
 #include "autoconf.h"
 
@@ -20,7 +21,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -37,31 +37,6 @@ static void conf_dir(struct echod *e, char *dir, size_t len)
 {
     const char *c = echod_conf_path(e);
     snprintf(dir, len, "%.*s", (int)(strrchr(c, '/') - c), c);
-}
-
-/* The pid in the pid file at path, or 0. */
-static pid_t pidfile_pid(const char *path)
-{
-    FILE *f = fopen(path, "r");
-    long pid = 0;
-    if (f != NULL) {
-        if (fscanf(f, "%ld", &pid) != 1)
-            pid = 0;
-        fclose(f);
-    }
-    return (pid_t)pid;
-}
-
-/* Waits up to ms for the pid file to name a process other than `not`. */
-static pid_t wait_new_pid(const char *path, pid_t not, int ms)
-{
-    for (int i = 0; i < ms / 20; i++) {
-        pid_t p = pidfile_pid(path);
-        if (p > 0 && p != not )
-            return p;
-        sleep_ms(20);
-    }
-    return 0;
 }
 
 /* The inodes of the sockets process pid holds (at most max). */
@@ -99,24 +74,6 @@ static size_t shared(const unsigned long *a, size_t n, const unsigned long *b, s
                 break;
             }
     return count;
-}
-
-/* SIGTERM to a process that is our child (the subreaper's orphan), and its
- * exit status within ms; fails the test when it does not exit. */
-static int stop_child(pid_t pid, int ms)
-{
-    kill(pid, SIGTERM);
-    int status = 0;
-    for (int i = 0; i < ms / 20; i++) {
-        pid_t r = waitpid(pid, &status, WNOHANG);
-        if (r == pid)
-            return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-        sleep_ms(20);
-    }
-    kill(pid, SIGKILL);
-    waitpid(pid, &status, 0);
-    fail_msg("process %ld did not exit within %d ms of SIGTERM", (long)pid, ms);
-    return -1;
 }
 
 /* Copies the built daemon to a fresh directory (into dir and prog), to
@@ -242,7 +199,7 @@ static void test_upgrade_under_load(void **state)
     snprintf(sock_path, sizeof(sock_path), "%s/echo.sock", dir);
     snprintf(ctl_path, sizeof(ctl_path), "%s/control.sock", dir);
     snprintf(pid_path, sizeof(pid_path), "%s/pid", dir);
-    assert_int_equal(pidfile_pid(pid_path), echod_pid(old));
+    assert_int_equal(echod_pidfile_pid(pid_path), echod_pid(old));
     expect_unix_echo(sock_path, "before the upgrade\n");
     assert_int_equal(health_code(pm), 200);
 
@@ -274,7 +231,7 @@ static void test_upgrade_under_load(void **state)
         fail_msg("the new process did not become ready within 10 s");
     print_message("the new process was ready %lld ms after SIGUSR2\n",
                   (long long)(ms_now() - t0));
-    pid_t fresh = wait_new_pid(pid_path, echod_pid(old), 3000);
+    pid_t fresh = echod_successor(echod_pid(old), pid_path, 3000);
     assert_true(fresh > 0);
     echod_must_log(old, "upgrade: no longer accepting");
 
@@ -309,14 +266,14 @@ static void test_upgrade_under_load(void **state)
     expect_exit_ok(old, 10000);
 
     /* Everything is the new process's now, the files included. */
-    assert_int_equal(pidfile_pid(pid_path), fresh);
+    assert_int_equal(echod_pidfile_pid(pid_path), fresh);
     expect_unix_echo(sock_path, "after the upgrade\n");
     expect_control(ctl_path, "other");
     assert_int_equal(health_code(pm), 200);
     int fd = client4(p2);
     expect_echo(fd, "still here\n");
     close(fd);
-    assert_int_equal(stop_child(fresh, 10000), 0);
+    assert_int_equal(echod_stop_successor(fresh, 10000), 0);
     /* Its files go with it. */
     struct stat st;
     assert_true(lstat(sock_path, &st) < 0 && errno == ENOENT);
@@ -361,7 +318,7 @@ static void test_upgrade_fails_keeps_serving(void **state)
     assert_non_null(strstr(line, "listeners.echo.listen"));
     assert_non_null(strstr(line, "exit status 1"));
     assert_non_null(strstr(line, "still serving"));
-    assert_int_equal(pidfile_pid(pid_path), echod_pid(old));
+    assert_int_equal(echod_pidfile_pid(pid_path), echod_pid(old));
     expect_echo(open_fd, "still open\n");
     expect_unix_echo(sock_path, "still served\n");
     expect_control(ctl_path, "echo");
@@ -383,13 +340,13 @@ static void test_upgrade_fails_keeps_serving(void **state)
     echod_signal(old, SIGUSR2);
     if (echod_wait_log(old, "is ready; handing the sockets over", 10000) == NULL)
         fail_msg("the fixed configuration's process did not become ready within 10 s");
-    pid_t fresh = wait_new_pid(pid_path, echod_pid(old), 3000);
+    pid_t fresh = echod_successor(echod_pid(old), pid_path, 3000);
     assert_true(fresh > 0);
     expect_echo(open_fd, "last words\n");
     close(open_fd);
     expect_exit_ok(old, 10000);
     expect_unix_echo(sock_path, "on the new one\n");
-    assert_int_equal(stop_child(fresh, 10000), 0);
+    assert_int_equal(echod_stop_successor(fresh, 10000), 0);
 }
 
 /* A binary that is gone: the old process says it cannot execute it and
@@ -471,7 +428,7 @@ static void test_upgrade_udp(void **state)
     assert_true(ready_at != 0);
     assert_int_equal(answered, asked);
 
-    pid_t fresh = wait_new_pid(pid_path, echod_pid(old), 3000);
+    pid_t fresh = echod_successor(echod_pid(old), pid_path, 3000);
     assert_true(fresh > 0);
     assert_int_equal(kill(fresh, SIGSTOP), 0);
     enum { LATE = 20 };
@@ -497,7 +454,7 @@ static void test_upgrade_udp(void **state)
     close(keep);
     echod_signal(old, SIGTERM); /* its flow would idle for 60 s */
     expect_exit_ok(old, 10000);
-    assert_int_equal(stop_child(fresh, 10000), 0);
+    assert_int_equal(echod_stop_successor(fresh, 10000), 0);
 }
 
 /* Under systemd (NOTIFY_SOCKET set), SIGUSR2 says to use systemctl
@@ -523,7 +480,7 @@ static void test_upgrade_refused_under_systemd(void **state)
 static int setup_group(void **state)
 {
     (void)state;
-    if (prctl(PR_SET_CHILD_SUBREAPER, 1) < 0)
+    if (echod_adopt_successors() < 0)
         return -1;
     return setup_sigpipe_and_pattern((size_t)4 << 20, 20261204);
 }
