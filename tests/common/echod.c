@@ -515,6 +515,15 @@ int echod_stop(struct echod *e, int ms)
     return e->killed ? -1 : exit_code(e->status);
 }
 
+void echod_expect_exit_ok(struct echod *e, int ms)
+{
+    for (int i = 0; i < ms / 20 && echod_alive(e); i++)
+        sleep_ms(20);
+    if (echod_alive(e))
+        test_fail("mio-echod (pid %d) did not exit within %d ms", (int)e->pid, ms);
+    CHECK_EQ(exit_code(echod_status(e)), 0);
+}
+
 void echod_stop_all(int ms)
 {
     for (size_t i = 0; i < ARRAY_LEN(successors); i++)

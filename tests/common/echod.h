@@ -92,6 +92,10 @@ int echod_stop(struct echod *e, int ms);
 /* Stops the daemon (5 s at most) and expects a clean exit (status 0). */
 void echod_stop_ok(struct echod *e);
 
+/* Waits up to ms for a daemon told to stop (or that handed over) to exit
+ * on its own; fails the test unless it does, with status 0. */
+void echod_expect_exit_ok(struct echod *e, int ms);
+
 /* Stops every daemon still running, each within ms (a test's teardown). */
 void echod_stop_all(int ms);
 

@@ -239,6 +239,24 @@ struct sockaddr_un unix_addr(const char *path)
     return sun;
 }
 
+int client_unix(const char *path)
+{
+    struct sockaddr_un a = unix_addr(path);
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    CHECK(fd >= 0);
+    set_timeouts(fd);
+    if (connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0)
+        test_fail("connect to %s: %s", path, strerror(errno));
+    return fd;
+}
+
+void expect_unix_echo(const char *path, const char *text)
+{
+    int fd = client_unix(path);
+    expect_echo(fd, text);
+    close(fd);
+}
+
 void expect_echo(int fd, const char *msg)
 {
     char buf[512];

@@ -22,6 +22,10 @@ int connect_to6(int port);
 int client4(int port);
 int client6(int port);
 
+/* A blocking connection to the Unix socket at path, with 5 s timeouts;
+ * fails the test when it cannot connect. */
+int client_unix(const char *path);
+
 /* A blocking connection to 127.0.0.1:port from the address src (loopback
  * answers for all of 127.0.0.0/8, so a client may be 127.0.0.2), with 5 s
  * timeouts; fails the test when it cannot bind or connect. */
@@ -56,6 +60,9 @@ void recv_exact(int fd, void *buf, size_t len);
 
 /* Sends msg (512 bytes at most) and expects exactly it back. */
 void expect_echo(int fd, const char *msg);
+
+/* Connects to the Unix socket at path, sends text and expects it back. */
+void expect_unix_echo(const char *path, const char *text);
 
 /* Half-closes, expects the daemon's FIN within 3 s with nothing before it,
  * then closes. */

@@ -18,6 +18,7 @@
 #include "ctl.h"
 #include "echod.h"
 #include "files.h"
+#include "load.h"
 #include "metrics.h"
 #include "net.h"
 #include "pattern.h"

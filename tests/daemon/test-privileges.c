@@ -274,22 +274,6 @@ static int check_dropped(pid_t pid, uid_t uid, gid_t gid)
     return threads;
 }
 
-/* A client of the Unix socket at path. */
-static int client_unix(const char *path)
-{
-    struct sockaddr_un a = {.sun_family = AF_UNIX};
-    assert_true(strlen(path) < sizeof(a.sun_path));
-    strcpy(a.sun_path, path);
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    assert_true(fd >= 0);
-    struct timeval tv = {5, 0};
-    assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)), 0);
-    assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)), 0);
-    if (connect(fd, (struct sockaddr *)&a, sizeof(a)) != 0)
-        fail_msg("connect to %s: %s", path, strerror(errno));
-    return fd;
-}
-
 /* The path of listener `name`'s Unix socket, from its "listening on" line. */
 static void unix_path(struct echod *e, const char *name, char *path, size_t len)
 {

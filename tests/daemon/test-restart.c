@@ -220,40 +220,6 @@ static struct echod *restart(struct echod *old, const struct store *st, const ch
     return echod_start_opts(conf, &o);
 }
 
-/* Waits (bounded) for a daemon told SIGTERM to exit; expects status 0. */
-static void expect_exit_ok(struct echod *e, int ms)
-{
-    for (int i = 0; i < ms / 20 && echod_alive(e); i++)
-        sleep_ms(20);
-    if (echod_alive(e))
-        fail_msg("the old daemon did not exit within %d ms", ms);
-    assert_int_equal(exit_code(echod_status(e)), 0);
-}
-
-/* Connects to a Unix socket, sends a line and expects it back. */
-static void expect_unix_echo(const char *path, const char *text)
-{
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    assert_true(fd >= 0);
-    struct sockaddr_un a = unix_addr(path);
-    if (connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0)
-        fail_msg("connect to %s: %s", path, strerror(errno));
-    size_t len = strlen(text);
-    assert_int_equal(write(fd, text, len), (ssize_t)len);
-    char back[256];
-    size_t got = 0;
-    struct pollfd p = {.fd = fd, .events = POLLIN};
-    for (int i = 0; i < 100 && got < len && poll(&p, 1, 3000) > 0; i++) {
-        ssize_t n = read(fd, back + got, sizeof(back) - got);
-        if (n <= 0)
-            break;
-        got += (size_t)n;
-    }
-    assert_int_equal(got, len);
-    assert_memory_equal(back, text, len);
-    close(fd);
-}
-
 /* ---- tests ---------------------------------------------------------------- */
 
 /*
@@ -295,26 +261,9 @@ static void test_restart_under_load(void **state)
              c);
     expect_unix_echo(sock_path, "before the restart\n");
 
-    /* Load: connections as fast as two clients of 8 slots go, each
-     * exchange verified, and four streams of 2 MB/s each. */
-    int ports[2] = {p1, p2};
-    struct churn ch[2];
-    for (int i = 0; i < 2; i++) {
-        memset(&ch[i], 0, sizeof(ch[i]));
-        ch[i].ports = ports;
-        ch[i].nports = 2;
-        ch[i].slots = 8;
-        ch[i].ms = 20000; /* stopped long before */
-        ch[i].seed = 1234u + (uint32_t)i;
-        ch[i].grace_ms = 5000;
-        churn_start(&ch[i]);
-    }
-    struct stream *s[4];
-    for (int i = 0; i < 4; i++)
-        s[i] = stream_start_rate(ports[i % 2], (uint64_t)i << 32, false, 2u << 20);
-    for (int i = 0; i < 4; i++)
-        assert_true(stream_advances(s[i], 256 << 10, 3000));
-    unsigned long long before = atomic_load(&ch[0].done) + atomic_load(&ch[1].done);
+    struct load load;
+    load_start(&load, p1, p2, 1234u);
+    load_mark(&load);
 
     int64_t t0 = ms_now();
     struct echod *fresh = restart(old, &st, conf);
@@ -337,26 +286,9 @@ static void test_restart_under_load(void **state)
 
     /* The streams, on the old daemon, go on while it drains; the churn
      * goes on to the new one. */
-    for (int i = 0; i < 4; i++)
-        assert_true(stream_advances(s[i], 256 << 10, 3000));
-    sleep_ms(1000);
-    uint64_t bytes = 0;
-    for (int i = 0; i < 4; i++)
-        bytes += stream_finish(s[i]);
-    for (int i = 0; i < 2; i++)
-        churn_stop(&ch[i]);
-    unsigned long long done = ch[0].done + ch[1].done,
-                       errors = ch[0].errors + ch[1].errors;
-    print_message("%llu connections (%llu after the restart began), %llu errors%s%s; "
-                  "%llu stream bytes verified\n",
-                  done, done - before, errors, errors ? ": " : "",
-                  errors ? (ch[0].errors ? ch[0].err : ch[1].err) : "",
-                  (unsigned long long)bytes);
-    if (errors != 0)
-        fail_msg("%llu connections failed across the restart: %s", errors,
-                 ch[0].errors ? ch[0].err : ch[1].err);
-    assert_true(done - before > 100);
-    expect_exit_ok(old, 10000);
+    load_streams_advance(&load);
+    load_finish(&load, "the restart began");
+    echod_expect_exit_ok(old, 10000);
     /* The new daemon took clients on both listeners. */
     assert_true(echod_counters_now(fresh, "echo").accepted > 0);
     assert_true(echod_counters_now(fresh, "other").accepted > 0);
@@ -430,7 +362,7 @@ static void test_reload_updates_the_store(void **state)
              "listeners = ( { name = \"echo\"; listen = [ \"127.0.0.1:%d\" ]; } );\n",
              p1);
     struct echod *fresh = restart(e, &st, conf);
-    expect_exit_ok(e, 5000);
+    echod_expect_exit_ok(e, 5000);
     echod_must_log(fresh,
                    "fd store: closing the stored socket of listener third on "
                    "127.0.0.1:%d",
@@ -489,7 +421,7 @@ static void test_reload_renamed_listener(void **state)
     int a = client4(p1);
     expect_echo(a, "renamed\n");
     finish(a);
-    expect_exit_ok(e, 5000);
+    echod_expect_exit_ok(e, 5000);
     echod_stop_ok(fresh);
     store_clear(&st);
     notify_close();

@@ -98,40 +98,6 @@ static void program_copy(char *dir, size_t dlen, char *prog, size_t plen)
     assert_int_equal(chmod(prog, 0755), 0);
 }
 
-/* Waits (bounded) for a daemon that handed over to exit; expects status 0. */
-static void expect_exit_ok(struct echod *e, int ms)
-{
-    for (int i = 0; i < ms / 20 && echod_alive(e); i++)
-        sleep_ms(20);
-    if (echod_alive(e))
-        fail_msg("the old daemon did not exit within %d ms", ms);
-    assert_int_equal(exit_code(echod_status(e)), 0);
-}
-
-/* Sends a line to the Unix socket at path and expects it back. */
-static void expect_unix_echo(const char *path, const char *text)
-{
-    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    assert_true(fd >= 0);
-    struct sockaddr_un a = unix_addr(path);
-    if (connect(fd, (struct sockaddr *)&a, sizeof(a)) < 0)
-        fail_msg("connect to %s: %s", path, strerror(errno));
-    size_t len = strlen(text);
-    assert_int_equal(write(fd, text, len), (ssize_t)len);
-    char back[256];
-    size_t got = 0;
-    struct pollfd p = {.fd = fd, .events = POLLIN};
-    for (int i = 0; i < 100 && got < len && poll(&p, 1, 3000) > 0; i++) {
-        ssize_t n = read(fd, back + got, sizeof(back) - got);
-        if (n <= 0)
-            break;
-        got += (size_t)n;
-    }
-    assert_int_equal(got, len);
-    assert_memory_equal(back, text, len);
-    close(fd);
-}
-
 /* GET /health on 127.0.0.1:port: the status line's code, or -1. */
 static int health_code(int port)
 {
@@ -203,26 +169,11 @@ static void test_upgrade_under_load(void **state)
     expect_unix_echo(sock_path, "before the upgrade\n");
     assert_int_equal(health_code(pm), 200);
 
-    int ports[2] = {p1, p2};
-    struct churn ch[2];
-    for (int i = 0; i < 2; i++) {
-        memset(&ch[i], 0, sizeof(ch[i]));
-        ch[i].ports = ports;
-        ch[i].nports = 2;
-        ch[i].slots = 8;
-        ch[i].ms = 20000; /* stopped long before */
-        ch[i].seed = 4321u + (uint32_t)i;
-        ch[i].grace_ms = 5000;
-        churn_start(&ch[i]);
-    }
-    struct stream *s[4];
-    for (int i = 0; i < 4; i++)
-        s[i] = stream_start_rate(ports[i % 2], (uint64_t)i << 32, false, 2u << 20);
-    for (int i = 0; i < 4; i++)
-        assert_true(stream_advances(s[i], 256 << 10, 3000));
+    struct load load;
+    load_start(&load, p1, p2, 4321u);
     unsigned long old_ino[4096];
     size_t nold = socket_inodes(echod_pid(old), old_ino, 4096);
-    unsigned long long before = atomic_load(&ch[0].done) + atomic_load(&ch[1].done);
+    load_mark(&load);
 
     int64_t t0 = ms_now();
     echod_signal(old, SIGUSR2);
@@ -244,26 +195,9 @@ static void test_upgrade_under_load(void **state)
                   nnew, common);
     assert_int_equal(common, 5); /* 3 listening, stats, control */
 
-    for (int i = 0; i < 4; i++)
-        assert_true(stream_advances(s[i], 256 << 10, 3000));
-    sleep_ms(1000);
-    uint64_t bytes = 0;
-    for (int i = 0; i < 4; i++)
-        bytes += stream_finish(s[i]);
-    for (int i = 0; i < 2; i++)
-        churn_stop(&ch[i]);
-    unsigned long long done = ch[0].done + ch[1].done,
-                       errors = ch[0].errors + ch[1].errors;
-    print_message("%llu connections (%llu after SIGUSR2), %llu errors%s%s; "
-                  "%llu stream bytes verified\n",
-                  done, done - before, errors, errors ? ": " : "",
-                  errors ? (ch[0].errors ? ch[0].err : ch[1].err) : "",
-                  (unsigned long long)bytes);
-    if (errors != 0)
-        fail_msg("%llu connections failed across the upgrade: %s", errors,
-                 ch[0].errors ? ch[0].err : ch[1].err);
-    assert_true(done - before > 100);
-    expect_exit_ok(old, 10000);
+    load_streams_advance(&load);
+    load_finish(&load, "SIGUSR2");
+    echod_expect_exit_ok(old, 10000);
 
     /* Everything is the new process's now, the files included. */
     assert_int_equal(echod_pidfile_pid(pid_path), fresh);
@@ -344,7 +278,7 @@ static void test_upgrade_fails_keeps_serving(void **state)
     assert_true(fresh > 0);
     expect_echo(open_fd, "last words\n");
     close(open_fd);
-    expect_exit_ok(old, 10000);
+    echod_expect_exit_ok(old, 10000);
     expect_unix_echo(sock_path, "on the new one\n");
     assert_int_equal(echod_stop_successor(fresh, 10000), 0);
 }
@@ -453,7 +387,7 @@ static void test_upgrade_udp(void **state)
     udp_expect_echo(keep, "127.0.0.1", pu, "the old flow again", 18, 3000);
     close(keep);
     echod_signal(old, SIGTERM); /* its flow would idle for 60 s */
-    expect_exit_ok(old, 10000);
+    echod_expect_exit_ok(old, 10000);
     assert_int_equal(echod_stop_successor(fresh, 10000), 0);
 }
 
