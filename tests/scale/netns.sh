@@ -64,6 +64,9 @@ scale_begin() {
 # deletes the namespaces and the temporary directory.
 scale_cleanup() {
     local pid ns _
+    # Twice: a daemon's second SIGTERM ends its drain_delay.
+    for pid in $scale_pids; do kill -TERM "$pid" 2>/dev/null; done
+    sleep 0.2
     for pid in $scale_pids; do kill -TERM "$pid" 2>/dev/null; done
     for _ in $(seq 30); do
         local alive=0
