@@ -93,6 +93,15 @@ static void set_reuseport(int fd, bool on)
     (void)setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &v, sizeof(v));
 }
 
+/* Whether a socket has SO_REUSEPORT: one taken back from the fd store keeps
+ * the option it was bound with. */
+static bool has_reuseport(int fd)
+{
+    int v = 0;
+    socklen_t len = sizeof(v);
+    return getsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &v, &len) == 0 && v != 0;
+}
+
 /*
  * Lets a new socket on address a be bound beside the sockets of `old` that
  * overlap it without being equal (a reload that widens 127.0.0.1:P to *:P,
@@ -188,6 +197,7 @@ static int open_sock(struct daemon *d, struct generation *old, struct listen_soc
         fd = p->fd;
         p->fd = -1;
         ls->restored = true;
+        ls->reuse_port = has_reuseport(fd);
         remember_unix(ls);
     } else if (p != NULL) {
         p->taken = true;
@@ -234,15 +244,17 @@ static int open_sock(struct daemon *d, struct generation *old, struct listen_soc
 
 /*
  * Applies a reload's change of reuse_port to the sockets g took over, once
- * g is complete (a failed reload thus leaves the old sockets as they were).
+ * g is complete (a failed reload thus leaves the old sockets as they were),
+ * and at start to the sockets taken back from the fd store (or from the
+ * process that handed over on SIGUSR2), which a restart does not bind anew.
  * Turned on, SO_REUSEPORT is set on the kept socket: Linux checks it when
  * another socket binds the port later, and then joins the two.  Turned off,
  * the kept socket stays shared: the kernel keeps the port's reuse state
  * for as long as a socket holds it, so clearing the option would not close
  * the port to others reliably; the change takes effect when the listener's
- * socket is bound anew (a restart, or a reload that removes the address
- * and a later one that brings it back).  A socket systemd passed keeps
- * the options its unit gave it (ReusePort=).
+ * socket is bound anew (a stop and start that empties the fd store, or a
+ * reload that removes the address and a later one that brings it back).  A socket systemd
+ * passed keeps the options its unit gave it (ReusePort=).
  */
 static void apply_reuse_port(struct generation *g)
 {
@@ -250,7 +262,8 @@ static void apply_reuse_port(struct generation *g)
         for (size_t k = 0; k < g->listeners[i].nsocks; k++) {
             const struct listener *l = &g->listeners[i];
             struct listen_sock *ls = &l->socks[k];
-            if (!ls->reused || ls->passed || ls->reuse_port == l->cfg->reuse_port)
+            if (!(ls->reused || ls->restored) || ls->passed ||
+                ls->reuse_port == l->cfg->reuse_port)
                 continue;
             if (l->cfg->reuse_port) {
                 set_reuseport(ls->fd, true);
@@ -259,7 +272,7 @@ static void apply_reuse_port(struct generation *g)
                          ls->name);
             } else
                 log_warn("listener %s: reuse_port = false takes effect when %s is bound "
-                         "anew (a restart): the socket kept stays shared",
+                         "anew (a stop and start): the socket kept stays shared",
                          l->cfg->name, ls->name);
         }
 }

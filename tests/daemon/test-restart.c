@@ -427,6 +427,66 @@ static void test_reload_renamed_listener(void **state)
     notify_close();
 }
 
+/*
+ * reuse_port across restarts from the store, which do not bind the socket
+ * anew.  Turned on in the configuration a restart starts with, it is set
+ * on the stored socket, as a reload would, and another daemon joins the
+ * port.  A socket bound shared is said to be ("port shared") when taken
+ * back, and a reload then finds nothing to change.
+ */
+static void test_restart_reuse_port(void **state)
+{
+    (void)state;
+    notify_open();
+    struct store st = {0};
+    struct told t = {0};
+    int p = reserve_port();
+    char unshared[512], shared[512];
+    snprintf(unshared, sizeof(unshared),
+             BASE
+             "listeners = ( { name = \"echo\"; listen = [ \"127.0.0.1:%d\" ]; } );\n",
+             p);
+    snprintf(shared, sizeof(shared),
+             BASE "listeners = ( { name = \"echo\"; listen = [ \"127.0.0.1:%d\" ];\n"
+                  "  reuse_port = true; } );\n",
+             p);
+    struct echod *e = echod_start(unshared);
+    if (!notify_take(&st, "READY=1", 5000, &t))
+        fail_msg("no READY=1 within 5 s; last \"%s\"", t.last);
+
+    struct echod *fresh = restart(e, &st, shared);
+    echod_expect_exit_ok(e, 5000);
+    echod_must_log(fresh, "listener echo: 127.0.0.1:%d now shares its port (reuse_port)",
+                   p);
+    echod_must_log(
+        fresh, "listening on 127.0.0.1:%d (echo, socket from the fd store, port shared)",
+        p);
+    if (!notify_take(&st, "READY=1", 5000, &t))
+        fail_msg("no READY=1 from the restarted daemon within 5 s; last \"%s\"", t.last);
+    /* Another daemon, not under the fake systemd, joins the port. */
+    assert_int_equal(unsetenv("NOTIFY_SOCKET"), 0);
+    struct echod *other = echod_start(shared);
+    assert_int_equal(setenv("NOTIFY_SOCKET", notify_path, 1), 0);
+    echod_must_log(other, "listening on 127.0.0.1:%d (echo, port shared)", p);
+
+    struct echod *third = restart(fresh, &st, shared);
+    echod_expect_exit_ok(fresh, 5000);
+    echod_must_log(
+        third, "listening on 127.0.0.1:%d (echo, socket from the fd store, port shared)",
+        p);
+    if (!notify_take(&st, "READY=1", 5000, &t))
+        fail_msg("no READY=1 from the third daemon within 5 s; last \"%s\"", t.last);
+    echod_reload_ok(third, WAIT_MS);
+    assert_int_equal(echod_count_log(third, "now shares its port"), 0);
+    int a = client4(p);
+    expect_echo(a, "shared\n");
+    finish(a);
+    echod_stop_ok(other);
+    echod_stop_ok(third);
+    store_clear(&st);
+    notify_close();
+}
+
 static int setup_group(void **state)
 {
     if (setup_ignore_sigpipe(state) != 0 || !pattern_init((size_t)4 << 20, 20261203))
@@ -453,6 +513,7 @@ int main(void)
         cmocka_unit_test_teardown(test_restart_under_load, fresh_state),
         cmocka_unit_test_teardown(test_reload_updates_the_store, fresh_state),
         cmocka_unit_test_teardown(test_reload_renamed_listener, fresh_state),
+        cmocka_unit_test_teardown(test_restart_reuse_port, fresh_state),
     };
     return cmocka_run_group_tests(tests, setup_group, teardown_group);
 }
