@@ -370,10 +370,11 @@ static bool port_is_privileged(int port, uid_t uid, gid_t gid)
  * child_out; the child dies with us.  Only async-signal-safe calls after
  * fork().
  */
-static void run_as(uid_t uid, gid_t gid, const char *opt, const char *conf)
+static void run_program_as(const char *program, uid_t uid, gid_t gid, const char *opt,
+                           const char *conf)
 {
     char prog[PATH_MAX];
-    echod_program_path(prog, sizeof(prog));
+    snprintf(prog, sizeof(prog), "%s", program);
     char *argv[] = {prog, (char *)opt, (char *)"-c", (char *)conf, NULL};
     char **envp = echod_environment(NULL, 0);
     int p[2];
@@ -395,6 +396,14 @@ static void run_as(uid_t uid, gid_t gid, const char *opt, const char *conf)
     close(p[1]);
     child = pid;
     child_out = p[0];
+}
+
+/* run_program_as() of the built daemon. */
+static void run_as(uid_t uid, gid_t gid, const char *opt, const char *conf)
+{
+    char prog[PATH_MAX];
+    echod_program_path(prog, sizeof(prog));
+    run_program_as(prog, uid, gid, opt, conf);
 }
 
 /* Reads the child's output into out (NUL-terminated) until it contains
@@ -919,8 +928,8 @@ static void test_file_named_as_given(void **state)
 
 /*
  * SIGUSR2 as root with user = "nobody": the new process is started as
- * nobody (the old one is nobody by then), reads the file nobody may read,
- * takes the socket it was handed, replaces the pid file in nobody's
+ * nobody (the old one is nobody by then) from a binary nobody may run, reads the file
+ * nobody may read, takes the socket it was handed, replaces the pid file in nobody's
  * directory, and serves as nobody through and through; the old one hands
  * over and exits 0, and the new one's exit removes the pid file.
  */
@@ -941,7 +950,14 @@ static void test_upgrade_as_user(void **state)
                   "listeners = ( { name = \"t\"; listen = [ \"127.0.0.1:%d\" ]; } );\n",
              pidfile, port);
     const char *conf = write_file_mode(dir, "mio-echod.conf", text, 0644);
-    run_as((uid_t)-1, (gid_t)-1, "-f", conf);
+    /* A copy nobody may run: the build tree may be in a directory of
+     * root's alone (a clone in mktemp's 0700 one). */
+    char built[PATH_MAX], prog[PATH_MAX + 16];
+    echod_program_path(built, sizeof(built));
+    snprintf(prog, sizeof(prog), "%s/mio-echod", dir);
+    copy_file(built, prog);
+    assert_int_equal(chmod(prog, 0755), 0);
+    run_program_as(prog, (uid_t)-1, (gid_t)-1, "-f", conf);
     char out[32768] = "";
     if (!read_child_until(out, sizeof(out), " started: "))
         fail_msg("did not start (exit %d): %s", wait_child(), out);

@@ -27,6 +27,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "certs.h"
 #include "harness.h"
 
 #define BASE \
@@ -86,15 +87,7 @@ static void program_copy(char *dir, size_t dlen, char *prog, size_t plen)
     snprintf(dir, dlen, "/tmp/mio-upgrade.XXXXXX");
     assert_non_null(mkdtemp(dir));
     snprintf(prog, plen, "%.*s/mio-echod", (int)(dlen - 1), dir);
-    FILE *in = fopen(built, "rb"), *out = fopen(prog, "wb");
-    assert_non_null(in);
-    assert_non_null(out);
-    char buf[65536];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof(buf), in)) > 0)
-        assert_int_equal(fwrite(buf, 1, n, out), n);
-    fclose(in);
-    assert_int_equal(fclose(out), 0);
+    copy_file(built, prog);
     assert_int_equal(chmod(prog, 0755), 0);
 }
 
