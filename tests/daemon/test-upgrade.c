@@ -321,9 +321,12 @@ static void test_upgrade_udp(void **state)
     int pu = reserve_port();
     char conf[512];
     snprintf(conf, sizeof(conf),
-             BASE "pidfile = \"@DIR@/pid\";\n"
-                  "listeners = ( { name = \"udp\"; protocol = \"udp\"; "
-                  "listen = [ \"127.0.0.1:%d\" ]; idle_timeout = 60.0; } );\n",
+             /* shutdown_timeout 1 s: the new process's flow, idle for 60 s,
+              * is closed soon after its SIGTERM at the end. */
+             "log = { target = \"stderr\"; level = \"debug\"; };\n"
+             "shutdown_timeout = 1.0;\npidfile = \"@DIR@/pid\";\n"
+             "listeners = ( { name = \"udp\"; protocol = \"udp\"; "
+             "listen = [ \"127.0.0.1:%d\" ]; idle_timeout = 60.0; } );\n",
              pu);
     struct echod *old = echod_start(conf);
     char dir[PATH_MAX], pid_path[PATH_MAX + 16];
