@@ -63,7 +63,14 @@ typedef struct mio_waker mio_waker_t;
 
 /* ---- Poll ------------------------------------------------------------ */
 
-/* Creates a poll instance (close-on-exec selector). */
+/*
+ * Creates a poll instance (close-on-exec selector) on the first backend of
+ * the default order that this system grants: the one chosen by configure
+ * --with-poller, then epoll, kqueue, poll(2), among those the library was
+ * built with.  A backend refused for good (-ENOSYS, -EPERM, -EACCES: an old
+ * kernel, seccomp, a sysctl) gives way to the next; other errors (-EMFILE,
+ * -ENOMEM) are returned.
+ */
 int mio_poll_new(mio_poll_t **out);
 
 /* Frees a poll instance; registered descriptors are not closed. */
@@ -84,8 +91,9 @@ mio_registry_t *mio_poll_registry(mio_poll_t *poll);
  */
 int mio_poll_poll(mio_poll_t *poll, mio_events_t *events, const struct timespec *timeout);
 
-/* The name of the backend this library was built with: "epoll", "kqueue"
- * or "poll". */
+/* The name of the backend mio_poll_new() would take now: "epoll", "kqueue"
+ * or "poll" (each candidate is probed with a selector made and closed), or
+ * "none" when it would fail for want of one. */
 const char *mio_backend_name(void);
 
 /* ---- Registry -------------------------------------------------------- */
