@@ -31,7 +31,7 @@
 #include "mio.h"
 
 struct mio__backend {
-    /* What mio_backend_name() calls it. */
+    /* What mio_poll_new_with(), MIO_BACKEND and mio_poll_backend() call it. */
     const char *name;
     /* Bytes of one kernel event in events->native (0: no scratch array). */
     size_t native_event_size;

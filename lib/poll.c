@@ -61,6 +61,18 @@ static int check_timeout(const struct timespec *ts)
     return 0;
 }
 
+/* The backend MIO_BACKEND names, or NULL when it is unset or empty.  A
+ * set-user-ID or set-group-ID program ignores it (secure_getenv). */
+static const char *env_backend(void)
+{
+#ifdef HAVE_SECURE_GETENV
+    const char *name = secure_getenv("MIO_BACKEND");
+#else
+    const char *name = getenv("MIO_BACKEND");
+#endif
+    return name != NULL && name[0] != '\0' ? name : NULL;
+}
+
 /* A poll on backend `be` into *out, or the error of its sel_new. */
 static int poll_open(const struct mio__backend *be, mio_poll_t **out)
 {
@@ -77,13 +89,21 @@ static int poll_open(const struct mio__backend *be, mio_poll_t **out)
     return 0;
 }
 
-/* The first backend of the default order that the system grants; a
- * backend refused for good (ENOSYS, EPERM, EACCES) gives way to the next,
- * any other error is returned. */
+/*
+ * MIO_BACKEND, when set, is obeyed as mio_poll_new_with() would be, with no
+ * fallback: it is there to choose, and a test or an operator who asked for
+ * a backend must not run on another without knowing.  Unset, the first
+ * backend of the default order that the system grants is taken; a backend
+ * refused for good (ENOSYS, EPERM, EACCES) gives way to the next, any other
+ * error is returned.
+ */
 int mio_poll_new(mio_poll_t **out)
 {
     assert(out != NULL);
     *out = NULL;
+    const char *name = env_backend();
+    if (name != NULL)
+        return mio_poll_new_with(out, name);
     int err = -ENOSYS;
     const struct mio__backend *be;
     for (size_t i = 0; (be = mio__backend_at(i)) != NULL; i++) {
@@ -92,6 +112,17 @@ int mio_poll_new(mio_poll_t **out)
             break;
     }
     return err;
+}
+
+/* -ENOSYS for a name this library has no backend for. */
+int mio_poll_new_with(mio_poll_t **out, const char *backend)
+{
+    assert(out != NULL && backend != NULL);
+    *out = NULL;
+    const struct mio__backend *be = mio__backend_find(backend);
+    if (be == NULL)
+        return -ENOSYS;
+    return poll_open(be, out);
 }
 
 void mio_poll_free(mio_poll_t *poll)
@@ -120,11 +151,22 @@ int mio_poll_poll(mio_poll_t *poll, mio_events_t *events, const struct timespec 
     return poll->reg.be->sel_select(poll->reg.sel, events, timeout);
 }
 
+const char *mio_poll_backend(const mio_poll_t *poll)
+{
+    assert(poll != NULL);
+    return poll->reg.be->name;
+}
+
 /* The backend mio_poll_new() would take now, found by its rules, each
  * candidate probed rather than opened; "none" when it would find none. */
 const char *mio_backend_name(void)
 {
     const struct mio__backend *be;
+    const char *name = env_backend();
+    if (name != NULL) {
+        be = mio__backend_find(name);
+        return be != NULL ? be->name : "none";
+    }
     for (size_t i = 0; (be = mio__backend_at(i)) != NULL; i++)
         if (be->probe == NULL || !mio__backend_unavailable(be->probe()))
             return be->name;
