@@ -11,20 +11,17 @@
 #include <limits.h>
 #include <stdatomic.h>
 #include <sys/epoll.h>
+#include <unistd.h>
 
 #include "backend.h"
 #include "selfd.h"
 #include "timeout.h"
 #include "wakefd.h"
 
-struct mio_waker {
+/* A waker: an eventfd (or pipe) registered in the set. */
+struct epoll_waker {
     int fds[2];
 };
-
-const char mio__backend_name[] = "epoll";
-const size_t mio__native_event_size = sizeof(struct epoll_event);
-const mio_interest_t mio__supported_interest = MIO_READABLE | MIO_WRITABLE | MIO_PRIORITY;
-const size_t mio__waker_size = sizeof(struct mio_waker);
 
 #ifdef HAVE_EPOLL_PWAIT2
 /* Set once epoll_pwait2 has failed with ENOSYS (kernels before 5.11). */
@@ -64,21 +61,20 @@ static uint32_t epoll_flags(uint32_t e)
 }
 
 /* A close-on-exec epoll set. */
-int mio__sel_new(struct mio__sel **out)
+static int epoll_new(void **out)
 {
     int epfd = epoll_create1(EPOLL_CLOEXEC);
     return mio__selfd_new(epfd < 0 ? -errno : epfd, out);
 }
 
-/* A dup of the epoll descriptor: same set, same registrations. */
-int mio__sel_clone(struct mio__sel *sel, struct mio__sel **out)
+/* Whether the kernel grants an epoll set now (seccomp may refuse it). */
+static int epoll_probe(void)
 {
-    return mio__selfd_clone(sel, out);
-}
-
-void mio__sel_free(struct mio__sel *sel)
-{
-    mio__selfd_free(sel);
+    int epfd = epoll_create1(EPOLL_CLOEXEC);
+    if (epfd < 0)
+        return -errno;
+    close(epfd);
+    return 0;
 }
 
 /* One epoll wait: nanosecond-exact with epoll_pwait2 where the kernel has
@@ -97,12 +93,14 @@ static int epoll_wait_timeout(int epfd, struct epoll_event *ev, int cap,
     return epoll_wait(epfd, ev, cap, mio__timeout_ms(timeout));
 }
 
-int mio__sel_select(struct mio__sel *sel, struct mio_events *events,
-                    const struct timespec *timeout)
+/* One wait, the kernel's events translated into events->ev. */
+static int epoll_select(void *sel, struct mio_events *events,
+                        const struct timespec *timeout)
 {
+    const struct mio__selfd *s = sel;
     struct epoll_event *native = events->native;
     int cap = events->cap > (size_t)INT_MAX ? INT_MAX : (int)events->cap;
-    int n = epoll_wait_timeout(sel->fd, native, cap, timeout);
+    int n = epoll_wait_timeout(s->fd, native, cap, timeout);
     if (n < 0)
         return -errno;
     for (int i = 0; i < n; i++) {
@@ -114,35 +112,37 @@ int mio__sel_select(struct mio__sel *sel, struct mio_events *events,
 }
 
 /* epoll_ctl with the mask for `interest`; 0 or -errno. */
-static int ctl(struct mio__sel *sel, int op, int fd, mio_token_t token,
-               mio_interest_t interest)
+static int ctl(void *sel, int op, int fd, mio_token_t token, mio_interest_t interest)
 {
+    const struct mio__selfd *s = sel;
     struct epoll_event ev = {.events = epoll_mask(interest)};
     ev.data.u64 = (uint64_t)token;
-    return epoll_ctl(sel->fd, op, fd, &ev) < 0 ? -errno : 0;
+    return epoll_ctl(s->fd, op, fd, &ev) < 0 ? -errno : 0;
 }
 
-int mio__sel_register(struct mio__sel *sel, int fd, mio_token_t token,
-                      mio_interest_t interest)
+/* EPOLL_CTL_ADD: -EEXIST when already there. */
+static int epoll_register(void *sel, int fd, mio_token_t token, mio_interest_t interest)
 {
     return ctl(sel, EPOLL_CTL_ADD, fd, token, interest);
 }
 
-int mio__sel_reregister(struct mio__sel *sel, int fd, mio_token_t token,
-                        mio_interest_t interest)
+/* EPOLL_CTL_MOD: -ENOENT when not there. */
+static int epoll_reregister(void *sel, int fd, mio_token_t token, mio_interest_t interest)
 {
     return ctl(sel, EPOLL_CTL_MOD, fd, token, interest);
 }
 
-int mio__sel_deregister(struct mio__sel *sel, int fd)
+/* EPOLL_CTL_DEL: -ENOENT when not there. */
+static int epoll_deregister(void *sel, int fd)
 {
+    const struct mio__selfd *s = sel;
     /* A non-NULL event keeps kernels before 2.6.9 happy. */
     struct epoll_event ev = {0};
-    return epoll_ctl(sel->fd, EPOLL_CTL_DEL, fd, &ev) < 0 ? -errno : 0;
+    return epoll_ctl(s->fd, EPOLL_CTL_DEL, fd, &ev) < 0 ? -errno : 0;
 }
 
 /* epoll sees EAGAIN itself: nothing to do. */
-int mio__sel_rearm(struct mio__sel *sel, int fd, mio_interest_t interest)
+static int epoll_rearm(void *sel, int fd, mio_interest_t interest)
 {
     (void)sel;
     (void)fd;
@@ -152,24 +152,48 @@ int mio__sel_rearm(struct mio__sel *sel, int fd, mio_interest_t interest)
 
 /* The eventfd is never drained by the poll: each write is a new edge, and
  * wakes between two polls coalesce into one event. */
-int mio__waker_init(struct mio_waker *waker, struct mio__sel *sel, mio_token_t token)
+static int epoll_waker_init(void *waker, void *sel, mio_token_t token)
 {
-    int err = mio__wakefd_open(waker->fds);
+    struct epoll_waker *w = waker;
+    int err = mio__wakefd_open(w->fds);
     if (err < 0)
         return err;
-    err = ctl(sel, EPOLL_CTL_ADD, waker->fds[0], token, MIO_READABLE);
+    err = ctl(sel, EPOLL_CTL_ADD, w->fds[0], token, MIO_READABLE);
     if (err < 0)
-        mio__wakefd_close(waker->fds);
+        mio__wakefd_close(w->fds);
     return err;
 }
 
-int mio__waker_wake(struct mio_waker *waker)
+/* One write to the eventfd. */
+static int epoll_waker_wake(void *waker)
 {
-    return mio__wakefd_signal(waker->fds);
+    const struct epoll_waker *w = waker;
+    return mio__wakefd_signal(w->fds);
 }
 
 /* Closing the eventfd removes it from the epoll set. */
-void mio__waker_fini(struct mio_waker *waker)
+static void epoll_waker_fini(void *waker)
 {
-    mio__wakefd_close(waker->fds);
+    struct epoll_waker *w = waker;
+    mio__wakefd_close(w->fds);
 }
+
+/* A clone is a dup of the epoll descriptor: same set, same registrations. */
+const struct mio__backend mio__backend_epoll = {
+    .name = "epoll",
+    .native_event_size = sizeof(struct epoll_event),
+    .supported_interest = MIO_READABLE | MIO_WRITABLE | MIO_PRIORITY,
+    .probe = epoll_probe,
+    .sel_new = epoll_new,
+    .sel_clone = mio__selfd_clone,
+    .sel_free = mio__selfd_free,
+    .sel_select = epoll_select,
+    .sel_register = epoll_register,
+    .sel_reregister = epoll_reregister,
+    .sel_deregister = epoll_deregister,
+    .sel_rearm = epoll_rearm,
+    .waker_size = sizeof(struct epoll_waker),
+    .waker_init = epoll_waker_init,
+    .waker_wake = epoll_waker_wake,
+    .waker_fini = epoll_waker_fini,
+};

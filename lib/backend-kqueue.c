@@ -26,26 +26,17 @@
 
 #ifdef EVFILT_USER
 /* An EVFILT_USER event on a dup of the poll's kqueue. */
-struct mio_waker {
+struct kqueue_waker {
     int kq;
     uintptr_t ident;
     mio_token_t token;
 };
 #else
 /* A wake fd (eventfd or pipe) registered for reading. */
-struct mio_waker {
+struct kqueue_waker {
     int fds[2];
 };
 #endif
-
-const char mio__backend_name[] = "kqueue";
-const size_t mio__native_event_size = sizeof(struct kevent);
-/* AIO and LIO add no change: they name the token that aio requests carry in
- * their SIGEV_KEVENT sigevent, so the kernel reports them as EVFILT_AIO or
- * EVFILT_LIO events. */
-const mio_interest_t mio__supported_interest = MIO_READABLE | MIO_WRITABLE | MIO_AIO |
-                                               MIO_LIO;
-const size_t mio__waker_size = sizeof(struct mio_waker);
 
 /* udata is void * on most systems but intptr_t on NetBSD before 10, where
  * configure defines KEVENT_UDATA_INTPTR.  The way back to a token is the
@@ -176,31 +167,30 @@ static int kqueue_cloexec(void)
 }
 
 /* A close-on-exec kqueue. */
-int mio__sel_new(struct mio__sel **out)
+static int kqueue_new(void **out)
 {
     return mio__selfd_new(kqueue_cloexec(), out);
 }
 
-/* A dup of the kqueue descriptor: same queue, same registrations. */
-int mio__sel_clone(struct mio__sel *sel, struct mio__sel **out)
+/* Whether the kernel grants a kqueue now (a sandbox may refuse it). */
+static int kqueue_probe(void)
 {
-    return mio__selfd_clone(sel, out);
-}
-
-/* Closes this handle; the queue lives on while a clone or waker holds it. */
-void mio__sel_free(struct mio__sel *sel)
-{
-    mio__selfd_free(sel);
+    int kq = kqueue_cloexec();
+    if (kq < 0)
+        return kq;
+    close(kq);
+    return 0;
 }
 
 /* Waits with the exact timespec (kqueue needs no rounding); EINTR is
  * returned, not retried. */
-int mio__sel_select(struct mio__sel *sel, struct mio_events *events,
-                    const struct timespec *timeout)
+static int kqueue_select(void *sel, struct mio_events *events,
+                         const struct timespec *timeout)
 {
+    const struct mio__selfd *s = sel;
     struct kevent *native = events->native;
     int cap = events->cap > (size_t)INT_MAX ? INT_MAX : (int)events->cap;
-    int n = kevent(sel->fd, NULL, 0, native, cap, timeout);
+    int n = kevent(s->fd, NULL, 0, native, cap, timeout);
     if (n < 0)
         return -errno;
     for (int i = 0; i < n; i++) {
@@ -213,35 +203,37 @@ int mio__sel_select(struct mio__sel *sel, struct mio_events *events,
 
 /* Adds one filter per direction.  Adding a filter that is already there
  * updates it, so registering twice is a reregistration, as in mio. */
-int mio__sel_register(struct mio__sel *sel, int fd, mio_token_t token,
-                      mio_interest_t interest)
+static int kqueue_register(void *sel, int fd, mio_token_t token, mio_interest_t interest)
 {
+    const struct mio__selfd *s = sel;
     struct kevent changes[2];
     int n = fill_changes(changes, fd, token, interest, 0);
-    return submit_changes(sel->fd, changes, n, ignore_on_register);
+    return submit_changes(s->fd, changes, n, ignore_on_register);
 }
 
 /* kqueue cannot say which filters an fd has, so every direction not wanted
  * is deleted, and ENOENT for one that was not there is success. */
-int mio__sel_reregister(struct mio__sel *sel, int fd, mio_token_t token,
-                        mio_interest_t interest)
+static int kqueue_reregister(void *sel, int fd, mio_token_t token,
+                             mio_interest_t interest)
 {
+    const struct mio__selfd *s = sel;
     struct kevent changes[2];
     int n = fill_changes(changes, fd, token, interest, MIO_READABLE | MIO_WRITABLE);
-    return submit_changes(sel->fd, changes, n, ignore_on_reregister);
+    return submit_changes(s->fd, changes, n, ignore_on_reregister);
 }
 
 /* Deletes both filters.  Unlike epoll, deregistering an fd that was never
  * registered returns 0: both deletes fail with ENOENT, which is ignored. */
-int mio__sel_deregister(struct mio__sel *sel, int fd)
+static int kqueue_deregister(void *sel, int fd)
 {
+    const struct mio__selfd *s = sel;
     struct kevent changes[2];
     int n = fill_changes(changes, fd, 0, 0, MIO_READABLE | MIO_WRITABLE);
-    return submit_changes(sel->fd, changes, n, ignore_on_deregister);
+    return submit_changes(s->fd, changes, n, ignore_on_deregister);
 }
 
 /* kqueue sees EAGAIN itself: nothing to do. */
-int mio__sel_rearm(struct mio__sel *sel, int fd, mio_interest_t interest)
+static int kqueue_rearm(void *sel, int fd, mio_interest_t interest)
 {
     (void)sel;
     (void)fd;
@@ -257,18 +249,20 @@ static atomic_uintptr_t next_waker_ident = 1;
 
 /* Registers an EVFILT_USER event on a dup of the kqueue, so that the waker
  * keeps the queue alive and may outlive the poll. */
-int mio__waker_init(struct mio_waker *waker, struct mio__sel *sel, mio_token_t token)
+static int kqueue_waker_init(void *waker, void *sel, mio_token_t token)
 {
-    waker->kq = mio__fd_dup_cloexec(sel->fd);
-    if (waker->kq < 0)
-        return waker->kq;
-    waker->ident = atomic_fetch_add_explicit(&next_waker_ident, 1, memory_order_relaxed);
-    waker->token = token;
+    struct kqueue_waker *w = waker;
+    const struct mio__selfd *s = sel;
+    w->kq = mio__fd_dup_cloexec(s->fd);
+    if (w->kq < 0)
+        return w->kq;
+    w->ident = atomic_fetch_add_explicit(&next_waker_ident, 1, memory_order_relaxed);
+    w->token = token;
     struct kevent kev;
-    EV_SET(&kev, waker->ident, EVFILT_USER, MIO__ADD_FLAGS, 0, 0, MIO__UDATA(token));
-    int err = submit_changes(waker->kq, &kev, 1, ignore_none);
+    EV_SET(&kev, w->ident, EVFILT_USER, MIO__ADD_FLAGS, 0, 0, MIO__UDATA(token));
+    int err = submit_changes(w->kq, &kev, 1, ignore_none);
     if (err < 0)
-        close(waker->kq);
+        close(w->kq);
     return err;
 }
 
@@ -276,53 +270,83 @@ int mio__waker_init(struct mio_waker *waker, struct mio__sel *sel, mio_token_t t
  * triggers before the next poll coalesce into one event.  The token goes
  * along again because FreeBSD stores the udata of every change to an
  * existing event, a trigger included. */
-int mio__waker_wake(struct mio_waker *waker)
+static int kqueue_waker_wake(void *waker)
 {
+    const struct kqueue_waker *w = waker;
     struct kevent kev;
-    EV_SET(&kev, waker->ident, EVFILT_USER, EV_RECEIPT, NOTE_TRIGGER, 0,
-           MIO__UDATA(waker->token));
-    return submit_changes(waker->kq, &kev, 1, ignore_none);
+    EV_SET(&kev, w->ident, EVFILT_USER, EV_RECEIPT, NOTE_TRIGGER, 0,
+           MIO__UDATA(w->token));
+    return submit_changes(w->kq, &kev, 1, ignore_none);
 }
 
 /* Deletes the event (it would otherwise stay in the queue for the life of
  * the poll) and drops the waker's hold on the queue. */
-void mio__waker_fini(struct mio_waker *waker)
+static void kqueue_waker_fini(void *waker)
 {
+    struct kqueue_waker *w = waker;
     struct kevent kev;
-    EV_SET(&kev, waker->ident, EVFILT_USER, MIO__DELETE_FLAGS, 0, 0, MIO__UDATA(0));
-    (void)submit_changes(waker->kq, &kev, 1, ignore_none);
-    close(waker->kq);
+    EV_SET(&kev, w->ident, EVFILT_USER, MIO__DELETE_FLAGS, 0, 0, MIO__UDATA(0));
+    (void)submit_changes(w->kq, &kev, 1, ignore_none);
+    close(w->kq);
 }
 
 #else /* !EVFILT_USER: OpenBSD, NetBSD before 10 */
 
 /* Registers a wake fd for reading; the registration holds no reference to
  * the queue, so the waker may outlive the poll (its wakes then go nowhere). */
-int mio__waker_init(struct mio_waker *waker, struct mio__sel *sel, mio_token_t token)
+static int kqueue_waker_init(void *waker, void *sel, mio_token_t token)
 {
-    int err = mio__wakefd_open(waker->fds);
+    struct kqueue_waker *w = waker;
+    const struct mio__selfd *s = sel;
+    int err = mio__wakefd_open(w->fds);
     if (err < 0)
         return err;
     struct kevent kev;
-    EV_SET(&kev, waker->fds[0], EVFILT_READ, MIO__ADD_FLAGS, 0, 0, MIO__UDATA(token));
-    err = submit_changes(sel->fd, &kev, 1, ignore_none);
+    EV_SET(&kev, w->fds[0], EVFILT_READ, MIO__ADD_FLAGS, 0, 0, MIO__UDATA(token));
+    err = submit_changes(s->fd, &kev, 1, ignore_none);
     if (err < 0)
-        mio__wakefd_close(waker->fds);
+        mio__wakefd_close(w->fds);
     return err;
 }
 
 /* The fd is never drained by the poll: with EV_CLEAR each write is a new
  * edge.  A full pipe (EAGAIN) is drained and written again inside
  * mio__wakefd_signal, which is async-signal-safe. */
-int mio__waker_wake(struct mio_waker *waker)
+static int kqueue_waker_wake(void *waker)
 {
-    return mio__wakefd_signal(waker->fds);
+    const struct kqueue_waker *w = waker;
+    return mio__wakefd_signal(w->fds);
 }
 
 /* Closing the read end removes its event from the queue. */
-void mio__waker_fini(struct mio_waker *waker)
+static void kqueue_waker_fini(void *waker)
 {
-    mio__wakefd_close(waker->fds);
+    struct kqueue_waker *w = waker;
+    mio__wakefd_close(w->fds);
 }
 
 #endif /* EVFILT_USER */
+
+/* AIO and LIO add no change: they name the token that aio requests carry in
+ * their SIGEV_KEVENT sigevent, so the kernel reports them as EVFILT_AIO or
+ * EVFILT_LIO events.  A clone is a dup of the kqueue descriptor: same
+ * queue, same registrations; freeing one closes that handle only, the queue
+ * living on while a clone or waker holds it. */
+const struct mio__backend mio__backend_kqueue = {
+    .name = "kqueue",
+    .native_event_size = sizeof(struct kevent),
+    .supported_interest = MIO_READABLE | MIO_WRITABLE | MIO_AIO | MIO_LIO,
+    .probe = kqueue_probe,
+    .sel_new = kqueue_new,
+    .sel_clone = mio__selfd_clone,
+    .sel_free = mio__selfd_free,
+    .sel_select = kqueue_select,
+    .sel_register = kqueue_register,
+    .sel_reregister = kqueue_reregister,
+    .sel_deregister = kqueue_deregister,
+    .sel_rearm = kqueue_rearm,
+    .waker_size = sizeof(struct kqueue_waker),
+    .waker_init = kqueue_waker_init,
+    .waker_wake = kqueue_waker_wake,
+    .waker_fini = kqueue_waker_fini,
+};

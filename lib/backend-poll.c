@@ -53,7 +53,7 @@ struct entry {
     bool parked;    /* reported ERR/HUP/NVAL: out of the set until re-armed */
 };
 
-struct mio__sel {
+struct poll_sel {
     atomic_int refs; /* the poll, its clones and its wakers */
     pthread_mutex_t lock;
     int notify[2];     /* wakes a poll in progress */
@@ -63,24 +63,20 @@ struct mio__sel {
     size_t *slot; /* fd -> index in ent + 1, 0 when unregistered */
     size_t slot_cap;
     uint32_t next_gen;
-    struct mio_waker *wakers;
+    struct poll_waker *wakers;
     /* The polling thread's own copy of the set, slot 0 being notify[0]. */
     struct pollfd *snap;
     uint32_t *snap_gen;
     size_t snap_cap, snap_gen_cap;
 };
 
-struct mio_waker {
-    struct mio__sel *sel;
+/* A waker: a flag the poll collects, and a write to the notify fd. */
+struct poll_waker {
+    struct poll_sel *sel;
     mio_token_t token;
     atomic_bool pending;
-    struct mio_waker *next;
+    struct poll_waker *next;
 };
-
-const char mio__backend_name[] = "poll";
-const size_t mio__native_event_size = 0;
-const mio_interest_t mio__supported_interest = MIO_READABLE | MIO_WRITABLE | MIO_PRIORITY;
-const size_t mio__waker_size = sizeof(struct mio_waker);
 
 /* The poll bits for an interest. */
 static short poll_bits(mio_interest_t interest)
@@ -114,7 +110,7 @@ static uint32_t poll_flags(short r)
 }
 
 /* The entry registered for fd, or NULL. */
-static struct entry *lookup(struct mio__sel *sel, int fd)
+static struct entry *lookup(struct poll_sel *sel, int fd)
 {
     if ((size_t)fd >= sel->slot_cap || sel->slot[fd] == 0)
         return NULL;
@@ -122,7 +118,7 @@ static struct entry *lookup(struct mio__sel *sel, int fd)
 }
 
 /* Interrupts a poll in progress so that it sees a change; lock held. */
-static void changed(struct mio__sel *sel)
+static void changed(struct poll_sel *sel)
 {
     if (sel->polling)
         (void)mio__wakefd_signal(sel->notify);
@@ -145,9 +141,10 @@ static int grow(void *arrayp, size_t *cap, size_t need, size_t size)
     return 0;
 }
 
-int mio__sel_new(struct mio__sel **out)
+/* A table with its lock and notify fd; always available. */
+static int poll_new(void **out)
 {
-    struct mio__sel *sel = calloc(1, sizeof(*sel));
+    struct poll_sel *sel = calloc(1, sizeof(*sel));
     if (sel == NULL)
         return -ENOMEM;
     int err = mio__wakefd_open(sel->notify);
@@ -167,15 +164,18 @@ int mio__sel_new(struct mio__sel **out)
 }
 
 /* Clones share the table: registrations from any of them reach the poll. */
-int mio__sel_clone(struct mio__sel *sel, struct mio__sel **out)
+static int poll_clone(void *handle, void **out)
 {
+    struct poll_sel *sel = handle;
     atomic_fetch_add(&sel->refs, 1);
     *out = sel;
     return 0;
 }
 
-void mio__sel_free(struct mio__sel *sel)
+/* Drops a reference; the last one frees the table. */
+static void poll_free(void *handle)
 {
+    struct poll_sel *sel = handle;
     if (sel == NULL || atomic_fetch_sub(&sel->refs, 1) != 1)
         return;
     pthread_mutex_destroy(&sel->lock);
@@ -187,9 +187,10 @@ void mio__sel_free(struct mio__sel *sel)
     free(sel);
 }
 
-int mio__sel_register(struct mio__sel *sel, int fd, mio_token_t token,
-                      mio_interest_t interest)
+/* A new entry; -EBADF for a closed fd, -EEXIST when already there. */
+static int poll_register(void *handle, int fd, mio_token_t token, mio_interest_t interest)
 {
+    struct poll_sel *sel = handle;
     if (fcntl(fd, F_GETFD) < 0)
         return -errno;
     int err = 0;
@@ -212,9 +213,12 @@ int mio__sel_register(struct mio__sel *sel, int fd, mio_token_t token,
     return err;
 }
 
-int mio__sel_reregister(struct mio__sel *sel, int fd, mio_token_t token,
-                        mio_interest_t interest)
+/* A new token, interest and generation, all re-armed; -ENOENT when not
+ * there. */
+static int poll_reregister(void *handle, int fd, mio_token_t token,
+                           mio_interest_t interest)
 {
+    struct poll_sel *sel = handle;
     int err = 0;
     pthread_mutex_lock(&sel->lock);
     struct entry *e = lookup(sel, fd);
@@ -233,8 +237,11 @@ int mio__sel_reregister(struct mio__sel *sel, int fd, mio_token_t token,
     return err;
 }
 
-int mio__sel_deregister(struct mio__sel *sel, int fd)
+/* Removes the entry, the last one taking its place; -ENOENT when not
+ * there. */
+static int poll_deregister(void *handle, int fd)
 {
+    struct poll_sel *sel = handle;
     int err = 0;
     pthread_mutex_lock(&sel->lock);
     struct entry *e = lookup(sel, fd);
@@ -253,8 +260,11 @@ int mio__sel_deregister(struct mio__sel *sel, int fd)
     return err;
 }
 
-int mio__sel_rearm(struct mio__sel *sel, int fd, mio_interest_t interest)
+/* Unmasks the directions the caller consumed, and takes the entry back
+ * into the set if it was parked; -ENOENT when not there. */
+static int poll_rearm(void *handle, int fd, mio_interest_t interest)
 {
+    struct poll_sel *sel = handle;
     int err = 0;
     pthread_mutex_lock(&sel->lock);
     struct entry *e = lookup(sel, fd);
@@ -274,7 +284,7 @@ int mio__sel_rearm(struct mio__sel *sel, int fd, mio_interest_t interest)
 
 /* Copies the set into the snapshot, notify first; lock held.  Returns the
  * number of pollfds, or -ENOMEM. */
-static int snapshot(struct mio__sel *sel)
+static int snapshot(struct poll_sel *sel)
 {
     if (grow(&sel->snap, &sel->snap_cap, sel->n + 1, sizeof(*sel->snap)) < 0 ||
         grow(&sel->snap_gen, &sel->snap_gen_cap, sel->n + 1, sizeof(*sel->snap_gen)) < 0)
@@ -290,16 +300,16 @@ static int snapshot(struct mio__sel *sel)
 }
 
 /* Moves wakes that are pending into events; lock held. */
-static void collect_wakes(struct mio__sel *sel, struct mio_events *events)
+static void collect_wakes(struct poll_sel *sel, struct mio_events *events)
 {
-    for (struct mio_waker *w = sel->wakers; w && events->len < events->cap; w = w->next)
+    for (struct poll_waker *w = sel->wakers; w && events->len < events->cap; w = w->next)
         if (atomic_exchange(&w->pending, false))
             events->ev[events->len++] = (struct mio_event){w->token, MIO__EV_READABLE};
 }
 
 /* Turns the snapshot's revents into events and masks what was reported;
  * lock held. */
-static void collect_ready(struct mio__sel *sel, int nfds, struct mio_events *events)
+static void collect_ready(struct poll_sel *sel, int nfds, struct mio_events *events)
 {
     for (int i = 1; i < nfds && events->len < events->cap; i++) {
         short r = sel->snap[i].revents;
@@ -327,9 +337,12 @@ static int poll_ns(struct pollfd *fds, int nfds, int64_t ns)
 #endif
 }
 
-int mio__sel_select(struct mio__sel *sel, struct mio_events *events,
-                    const struct timespec *timeout)
+/* Polls the snapshot until something is ready for the caller, the time
+ * is up, or poll(2) fails. */
+static int poll_select(void *handle, struct mio_events *events,
+                       const struct timespec *timeout)
 {
+    struct poll_sel *sel = handle;
     int64_t deadline = -1;
     if (timeout != NULL) {
         int64_t ns = (int64_t)timeout->tv_nsec;
@@ -381,8 +394,10 @@ int mio__sel_select(struct mio__sel *sel, struct mio_events *events,
 
 /* Joins the list of wakers that a poll collects; holds a reference on the
  * table. */
-int mio__waker_init(struct mio_waker *w, struct mio__sel *sel, mio_token_t token)
+static int poll_waker_init(void *waker, void *handle, mio_token_t token)
 {
+    struct poll_waker *w = waker;
+    struct poll_sel *sel = handle;
     atomic_fetch_add(&sel->refs, 1);
     w->sel = sel;
     w->token = token;
@@ -395,22 +410,43 @@ int mio__waker_init(struct mio_waker *w, struct mio__sel *sel, mio_token_t token
 }
 
 /* Lock-free so that it is async-signal-safe: a flag and a write. */
-int mio__waker_wake(struct mio_waker *w)
+static int poll_waker_wake(void *waker)
 {
+    struct poll_waker *w = waker;
     atomic_store(&w->pending, true);
     return mio__wakefd_signal(w->sel->notify);
 }
 
 /* Leaves the list and drops the reference on the table. */
-void mio__waker_fini(struct mio_waker *w)
+static void poll_waker_fini(void *waker)
 {
-    struct mio__sel *sel = w->sel;
+    struct poll_waker *w = waker;
+    struct poll_sel *sel = w->sel;
     pthread_mutex_lock(&sel->lock);
-    for (struct mio_waker **p = &sel->wakers; *p; p = &(*p)->next)
+    for (struct poll_waker **p = &sel->wakers; *p; p = &(*p)->next)
         if (*p == w) {
             *p = w->next;
             break;
         }
     pthread_mutex_unlock(&sel->lock);
-    mio__sel_free(sel);
+    poll_free(sel);
 }
+
+const struct mio__backend mio__backend_poll = {
+    .name = "poll",
+    .native_event_size = 0,
+    .supported_interest = MIO_READABLE | MIO_WRITABLE | MIO_PRIORITY,
+    .probe = NULL,
+    .sel_new = poll_new,
+    .sel_clone = poll_clone,
+    .sel_free = poll_free,
+    .sel_select = poll_select,
+    .sel_register = poll_register,
+    .sel_reregister = poll_reregister,
+    .sel_deregister = poll_deregister,
+    .sel_rearm = poll_rearm,
+    .waker_size = sizeof(struct poll_waker),
+    .waker_init = poll_waker_init,
+    .waker_wake = poll_waker_wake,
+    .waker_fini = poll_waker_fini,
+};

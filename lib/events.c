@@ -10,21 +10,23 @@
 #include <assert.h>
 #include <stdlib.h>
 
-#include "backend.h" /* mio__native_event_size */
+#include "backend.h" /* mio__backend_native_size_max */
 #include "events.h"
 
+/* The buffer does not know which poll will fill it, so its scratch array
+ * for the kernel's events is sized for the backend with the largest. */
 mio_events_t *mio_events_new(size_t capacity)
 {
     mio_events_t *events = calloc(1, sizeof(*events));
     if (events == NULL)
         return NULL;
     events->cap = capacity;
+    size_t native_size = mio__backend_native_size_max();
     if (capacity > 0) {
         events->ev = calloc(capacity, sizeof(*events->ev));
-        if (mio__native_event_size > 0)
-            events->native = calloc(capacity, mio__native_event_size);
-        if (events->ev == NULL ||
-            (mio__native_event_size > 0 && events->native == NULL)) {
+        if (native_size > 0)
+            events->native = calloc(capacity, native_size);
+        if (events->ev == NULL || (native_size > 0 && events->native == NULL)) {
             mio_events_free(events);
             return NULL;
         }

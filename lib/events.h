@@ -30,7 +30,7 @@ struct mio_events {
     struct mio_event *ev;
     size_t len;
     size_t cap;
-    void *native; /* cap * mio__native_event_size bytes for the kernel */
+    void *native; /* cap * mio__backend_native_size_max() bytes for the kernel */
 };
 
 /*

@@ -63,8 +63,29 @@ typedef struct mio_waker mio_waker_t;
 
 /* ---- Poll ------------------------------------------------------------ */
 
-/* Creates a poll instance (close-on-exec selector). */
+/*
+ * Creates a poll instance (close-on-exec selector) on the first backend of
+ * the default order that this system grants: the one chosen by configure
+ * --with-poller, then epoll, kqueue, poll(2), among those the library was
+ * built with.  A backend refused for good (-ENOSYS, -EPERM, -EACCES: an old
+ * kernel, seccomp, a sysctl) gives way to the next; other errors (-EMFILE,
+ * -ENOMEM) are returned.  When the environment variable MIO_BACKEND names a
+ * backend, mio_poll_new() behaves as mio_poll_new_with() with that name,
+ * without falling back: -ENOSYS when the library lacks it.  An empty
+ * MIO_BACKEND counts as unset; a set-user-ID program ignores it.
+ */
 int mio_poll_new(mio_poll_t **out);
+
+/*
+ * Creates a poll instance on the backend named `backend` ("epoll",
+ * "kqueue", "poll"; "io_uring" is reserved and not built yet), whatever
+ * MIO_BACKEND says.  -ENOSYS when this library has no such backend, else
+ * the backend's own error when the system refuses it (-EPERM, -ENOSYS, ...).
+ */
+int mio_poll_new_with(mio_poll_t **out, const char *backend);
+
+/* The name of the backend `poll` runs on. */
+const char *mio_poll_backend(const mio_poll_t *poll);
 
 /* Frees a poll instance; registered descriptors are not closed. */
 void mio_poll_free(mio_poll_t *poll);
@@ -84,8 +105,10 @@ mio_registry_t *mio_poll_registry(mio_poll_t *poll);
  */
 int mio_poll_poll(mio_poll_t *poll, mio_events_t *events, const struct timespec *timeout);
 
-/* The name of the backend this library was built with: "epoll", "kqueue"
- * or "poll". */
+/* The name of the backend mio_poll_new() would take now: "epoll", "kqueue"
+ * or "poll" (each candidate is probed with a selector made and closed), or
+ * "none" when it would fail for want of one (MIO_BACKEND names a backend
+ * this library lacks).  mio_poll_backend() names the backend of a poll. */
 const char *mio_backend_name(void);
 
 /* ---- Registry -------------------------------------------------------- */

@@ -14,11 +14,11 @@
 #include "fd.h"
 #include "selfd.h"
 
-int mio__selfd_new(int fd, struct mio__sel **out)
+int mio__selfd_new(int fd, void **out)
 {
     if (fd < 0)
         return fd;
-    struct mio__sel *sel = malloc(sizeof(*sel));
+    struct mio__selfd *sel = malloc(sizeof(*sel));
     if (sel == NULL) {
         close(fd);
         return -ENOMEM;
@@ -28,15 +28,17 @@ int mio__selfd_new(int fd, struct mio__sel **out)
     return 0;
 }
 
-int mio__selfd_clone(struct mio__sel *sel, struct mio__sel **out)
+int mio__selfd_clone(void *sel, void **out)
 {
-    return mio__selfd_new(mio__fd_dup_cloexec(sel->fd), out);
+    const struct mio__selfd *s = sel;
+    return mio__selfd_new(mio__fd_dup_cloexec(s->fd), out);
 }
 
-void mio__selfd_free(struct mio__sel *sel)
+void mio__selfd_free(void *sel)
 {
-    if (sel == NULL)
+    struct mio__selfd *s = sel;
+    if (s == NULL)
         return;
-    close(sel->fd);
-    free(sel);
+    close(s->fd);
+    free(s);
 }

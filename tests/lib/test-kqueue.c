@@ -413,7 +413,8 @@ static int open_fd_count(void)
 
 static void backend_is_named_kqueue(void **state)
 {
-    (void)state;
+    struct fixture *f = *state;
+    assert_string_equal(mio_poll_backend(f->poll), "kqueue");
     assert_string_equal(mio_backend_name(), "kqueue");
 }
 

@@ -1,0 +1,272 @@
+/*
+ * The backends of one library, chosen at run time: every backend the
+ * library holds works through mio_poll_new_with() (a registration, its
+ * event, a waker, a clone's registration), the others and unknown names are
+ * -ENOSYS, mio_poll_backend() names what a poll got, mio_poll_new() takes
+ * the default or what MIO_BACKEND says, with no fallback for a name the
+ * library lacks.
+ *
+ * Built twice: against the whole library, whose backends are those
+ * configure found, and against the poll(2)-only library, with
+ * -DMIO_WITH_POLL as that library is built.  The test derives the same list
+ * as lib/backends.c from the same macros.
+ */
+#ifdef HAVE_CONFIG_H
+#include "autoconf.h"
+#endif
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "helpers.h"
+
+#if !defined(MIO_WITH_EPOLL) && !defined(MIO_WITH_KQUEUE) && !defined(MIO_WITH_POLL)
+#ifdef HAVE_EPOLL_CREATE1
+#define MIO_WITH_EPOLL 1
+#endif
+#ifdef HAVE_KQUEUE
+#define MIO_WITH_KQUEUE 1
+#endif
+#define MIO_WITH_POLL 1
+#endif
+
+#ifndef MIO_DEFAULT_BACKEND
+#define MIO_DEFAULT_BACKEND ""
+#endif
+
+/* The backends this library should hold, in the order of the list. */
+static const char *const built[] = {
+#ifdef MIO_WITH_EPOLL
+    "epoll",
+#endif
+#ifdef MIO_WITH_KQUEUE
+    "kqueue",
+#endif
+#ifdef MIO_WITH_POLL
+    "poll",
+#endif
+};
+#define NBUILT (sizeof(built) / sizeof(built[0]))
+
+/* Every name mio_poll_new_with() knows of, built here or not. */
+static const char *const known[] = {"io_uring", "epoll", "kqueue", "poll"};
+
+#define DATA ((mio_token_t)7)
+#define WRITE ((mio_token_t)8)
+#define WAKE ((mio_token_t)9)
+
+/* What the out argument holds before a call that must clear it. */
+static char sentinel;
+#define NOT_NULL ((mio_poll_t *)&sentinel)
+
+static bool is_built(const char *name)
+{
+    for (size_t i = 0; i < NBUILT; i++)
+        if (strcmp(built[i], name) == 0)
+            return true;
+    return false;
+}
+
+/* What mio_poll_new() takes when no backend is refused: the configured
+ * default if the library holds it, else the first of the list. */
+static const char *expected_default(void)
+{
+    return is_built(MIO_DEFAULT_BACKEND) ? MIO_DEFAULT_BACKEND : built[0];
+}
+
+/* Each test starts and ends without MIO_BACKEND. */
+static int clear_env(void **state)
+{
+    (void)state;
+    assert_int_equal(unsetenv("MIO_BACKEND"), 0);
+    return 0;
+}
+
+/* A poll on `name` that must work, checked to run on it. */
+static mio_poll_t *poll_on(const char *name)
+{
+    mio_poll_t *poll = NULL;
+    int err = mio_poll_new_with(&poll, name);
+    if (err != 0)
+        fail_msg("mio_poll_new_with(\"%s\"): %s", name, strerror(-err));
+    assert_non_null(poll);
+    assert_string_equal(mio_poll_backend(poll), name);
+    return poll;
+}
+
+/* A readable event for a registered socket, a writable one through a clone
+ * of the registry, and a waker's event, on the backend of `poll`. */
+static void smoke(mio_poll_t *poll, mio_events_t *events)
+{
+    mio_registry_t *reg = mio_poll_registry(poll);
+    int client, server;
+    tcp_pair(&client, &server);
+
+    assert_int_equal(mio_registry_register(reg, server, DATA, MIO_READABLE), 0);
+    expect_no_event(poll, events, DATA, 20);
+    assert_int_equal(write(client, "x", 1), 1);
+    assert_true(wait_for_token(poll, events, DATA, 1000) & EV_R);
+
+    mio_registry_t *clone = NULL;
+    assert_int_equal(mio_registry_try_clone(reg, &clone), 0);
+    assert_int_equal(mio_registry_register(clone, client, WRITE, MIO_WRITABLE), 0);
+    assert_true(wait_for_token(poll, events, WRITE, 1000) & EV_W);
+
+    mio_waker_t *waker = NULL;
+    assert_int_equal(mio_waker_new(clone, WAKE, &waker), 0);
+    assert_int_equal(mio_waker_wake(waker), 0);
+    assert_int_equal(wait_for_token(poll, events, WAKE, 1000), EV_R);
+
+    assert_int_equal(mio_registry_deregister(reg, server), 0);
+    assert_int_equal(mio_registry_deregister(clone, client), 0);
+    mio_waker_free(waker);
+    mio_registry_free(clone);
+    close(client);
+    close(server);
+}
+
+static void every_backend_built_passes_a_smoke_test(void **state)
+{
+    (void)state;
+    /* One events buffer for all: it is sized for any backend. */
+    mio_events_t *events = mio_events_new(4);
+    assert_non_null(events);
+    for (size_t i = 0; i < NBUILT; i++) {
+        print_message("backend: %s\n", built[i]);
+        mio_poll_t *poll = poll_on(built[i]);
+        smoke(poll, events);
+        mio_poll_free(poll);
+    }
+    mio_events_free(events);
+}
+
+/* A poll of every backend at once, all watching one socket. */
+static void backends_live_side_by_side(void **state)
+{
+    (void)state;
+    mio_poll_t *polls[NBUILT];
+    mio_events_t *events = mio_events_new(4);
+    int client, server;
+    tcp_pair(&client, &server);
+    for (size_t i = 0; i < NBUILT; i++) {
+        polls[i] = poll_on(built[i]);
+        assert_int_equal(mio_registry_register(mio_poll_registry(polls[i]), server,
+                                               DATA + i, MIO_READABLE),
+                         0);
+    }
+    assert_int_equal(write(client, "x", 1), 1);
+    for (size_t i = 0; i < NBUILT; i++) {
+        assert_true(wait_for_token(polls[i], events, DATA + i, 1000) & EV_R);
+        assert_int_equal(mio_registry_deregister(mio_poll_registry(polls[i]), server), 0);
+        mio_poll_free(polls[i]);
+    }
+    mio_events_free(events);
+    close(client);
+    close(server);
+}
+
+static void backends_not_built_are_enosys(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++) {
+        if (is_built(known[i]))
+            continue;
+        mio_poll_t *poll = NOT_NULL;
+        assert_int_equal(mio_poll_new_with(&poll, known[i]), -ENOSYS);
+        assert_null(poll);
+    }
+}
+
+static void unknown_names_are_enosys(void **state)
+{
+    (void)state;
+    static const char *const names[] = {"",       "EPOLL", "Poll", "epoll ",
+                                        "select", "none",  "auto", "uring"};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        mio_poll_t *poll = NOT_NULL;
+        assert_int_equal(mio_poll_new_with(&poll, names[i]), -ENOSYS);
+        assert_null(poll);
+    }
+}
+
+static void default_is_the_configured_backend(void **state)
+{
+    (void)state;
+    mio_poll_t *poll = NULL;
+    assert_int_equal(mio_poll_new(&poll), 0);
+    assert_string_equal(mio_poll_backend(poll), expected_default());
+    assert_string_equal(mio_backend_name(), expected_default());
+    mio_poll_free(poll);
+}
+
+static void mio_backend_chooses_the_backend(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < NBUILT; i++) {
+        assert_int_equal(setenv("MIO_BACKEND", built[i], 1), 0);
+        mio_poll_t *poll = NULL;
+        assert_int_equal(mio_poll_new(&poll), 0);
+        assert_string_equal(mio_poll_backend(poll), built[i]);
+        assert_string_equal(mio_backend_name(), built[i]);
+        mio_poll_free(poll);
+    }
+}
+
+/* A name the library lacks fails mio_poll_new() instead of landing on
+ * another backend unnoticed. */
+static void mio_backend_lacking_fails_without_fallback(void **state)
+{
+    (void)state;
+    static const char *const names[] = {"io_uring", "epoll", "kqueue", "bogus"};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
+        if (is_built(names[i]))
+            continue;
+        assert_int_equal(setenv("MIO_BACKEND", names[i], 1), 0);
+        mio_poll_t *poll = NOT_NULL;
+        assert_int_equal(mio_poll_new(&poll), -ENOSYS);
+        assert_null(poll);
+        assert_string_equal(mio_backend_name(), "none");
+    }
+}
+
+static void empty_mio_backend_is_unset(void **state)
+{
+    (void)state;
+    assert_int_equal(setenv("MIO_BACKEND", "", 1), 0);
+    mio_poll_t *poll = NULL;
+    assert_int_equal(mio_poll_new(&poll), 0);
+    assert_string_equal(mio_poll_backend(poll), expected_default());
+    mio_poll_free(poll);
+}
+
+static void new_with_ignores_mio_backend(void **state)
+{
+    (void)state;
+    assert_int_equal(setenv("MIO_BACKEND", "bogus", 1), 0);
+    for (size_t i = 0; i < NBUILT; i++) {
+        mio_poll_t *poll = poll_on(built[i]);
+        mio_poll_free(poll);
+    }
+    assert_int_equal(setenv("MIO_BACKEND", built[NBUILT - 1], 1), 0);
+    mio_poll_t *poll = poll_on(built[0]);
+    mio_poll_free(poll);
+}
+
+int main(void)
+{
+#define T(name) cmocka_unit_test_setup_teardown(name, clear_env, clear_env)
+    const struct CMUnitTest tests[] = {
+        T(every_backend_built_passes_a_smoke_test),
+        T(backends_live_side_by_side),
+        T(backends_not_built_are_enosys),
+        T(unknown_names_are_enosys),
+        T(default_is_the_configured_backend),
+        T(mio_backend_chooses_the_backend),
+        T(mio_backend_lacking_fails_without_fallback),
+        T(empty_mio_backend_is_unset),
+        T(new_with_ignores_mio_backend),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
