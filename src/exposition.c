@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "exposition.h"
+#include "worker.h"
 #include "generation.h"
 #include "histogram.h"
 #include "loop.h"
@@ -411,6 +412,10 @@ void exposition_write(FILE *f, const struct daemon *d, const struct generation *
     fputs("mio_echod_build_info{version=\"", f);
     put_label_value(f, PACKAGE_VERSION);
     fputs("\",backend=\"", f);
-    put_label_value(f, mio_backend_name());
+    /* The workers' own, not mio_backend_name(), which probes each time. */
+    bool polling = d->nworkers > 0 && d->workers != NULL &&
+                   d->workers[0].loop.poll != NULL;
+    put_label_value(f, polling ? mio_poll_backend(d->workers[0].loop.poll)
+                               : mio_backend_name());
     fputs("\"} 1\n", f);
 }

@@ -676,7 +676,8 @@ int main(int argc, char **argv)
     if (started_all) {
         upgrade_close_unclaimed(); /* an address the configuration changed */
         log_notice("mio-echod %s started: %u worker%s, %s backend", PACKAGE_VERSION,
-                   d.nworkers, d.nworkers == 1 ? "" : "s", mio_backend_name());
+                   d.nworkers, d.nworkers == 1 ? "" : "s",
+                   mio_poll_backend(d.workers[0].loop.poll));
         log_started();
         process_ready(conf->log_target == LOG_TARGET_STDERR);
         service_notify("READY=1\nSTATUS=0 connections open, listening");
