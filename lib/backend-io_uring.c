@@ -120,21 +120,25 @@ struct uring_waker {
     struct uring_waker *next;
 };
 
+/* The user_data of a request. */
 static uint64_t ud_make(enum ud_kind kind, uint32_t slot, uint32_t gen)
 {
     return (uint64_t)kind << 62 | (uint64_t)slot << 32 | gen;
 }
 
+/* What a completion is for. */
 static enum ud_kind ud_kind(uint64_t ud)
 {
     return (enum ud_kind)(ud >> 62);
 }
 
+/* The descriptor a completion is for (UD_FD). */
 static uint32_t ud_slot(uint64_t ud)
 {
     return (uint32_t)(ud >> 32) & UD_FD_MAX;
 }
 
+/* The generation, or the waker's id, a completion is for. */
 static uint32_t ud_gen(uint64_t ud)
 {
     return (uint32_t)ud;
