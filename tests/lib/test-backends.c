@@ -20,7 +20,15 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
+#ifdef __linux__
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <stddef.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+#endif
 
 #include "helpers.h"
 
@@ -418,6 +426,62 @@ static void io_uring_close_after_deregister_closes(void **state)
     mio_poll_free(poll);
 }
 
+#if defined(__linux__) && defined(__NR_io_uring_setup)
+/* In a child: io_uring_setup refused with `err` by a seccomp filter, as a
+ * container runtime refuses it; the child's exit status says what
+ * mio_poll_new_with("io_uring") answered (0: -err, as the kernel said, and
+ * mio_poll_new() still found its default; 77: no seccomp here). */
+static int refused_child(int err)
+{
+    struct sock_filter f[] = {
+        BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(struct seccomp_data, nr)),
+        BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_io_uring_setup, 0, 1),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | ((unsigned)err & SECCOMP_RET_DATA)),
+        BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+    };
+    struct sock_fprog prog = {sizeof(f) / sizeof(f[0]), f};
+    if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 ||
+        prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog) != 0)
+        return 77;
+    mio_poll_t *poll = NOT_NULL;
+    if (mio_poll_new_with(&poll, "io_uring") != -err || poll != NULL)
+        return 1;
+    if (mio_poll_new(&poll) != 0 || strcmp(mio_poll_backend(poll), "io_uring") == 0)
+        return 2;
+    mio_poll_free(poll);
+    return 0;
+}
+
+/* The kernel's refusal comes back unchanged: -EPERM (seccomp, or
+ * kernel.io_uring_disabled) and -ENOSYS (seccomp, or no io_uring). */
+static void io_uring_refused_is_the_kernels_errno(void **state)
+{
+    (void)state;
+    mio_poll_free(io_uring_or_skip());
+    static const int errs[] = {EPERM, ENOSYS};
+    for (size_t i = 0; i < sizeof(errs) / sizeof(errs[0]); i++) {
+        pid_t pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0)
+            _exit(refused_child(errs[i]));
+        int status;
+        assert_int_equal(waitpid(pid, &status, 0), pid);
+        assert_true(WIFEXITED(status));
+        if (WEXITSTATUS(status) == 77) {
+            print_message("no seccomp filter can be set here: skipped\n");
+            skip();
+        }
+        assert_int_equal(WEXITSTATUS(status), 0);
+    }
+}
+#else
+static void io_uring_refused_is_the_kernels_errno(void **state)
+{
+    (void)state;
+    skip();
+}
+#endif
+
 int main(void)
 {
 #define T(name) cmocka_unit_test_setup_teardown(name, clear_env, clear_env)
@@ -435,6 +499,7 @@ int main(void)
         T(io_uring_is_never_the_default),
         T(io_uring_wake_ups_are_one_event_and_survive_a_full_queue),
         T(io_uring_close_after_deregister_closes),
+        T(io_uring_refused_is_the_kernels_errno),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
