@@ -578,7 +578,12 @@ static int uring_select(void *handle, struct mio_events *events,
         if (!sel->notify_on)
             (void)queue_notify(sel);
         err = flush_ops(sel);
-        if (err < 0 || (events->len > 0 && io_uring_sq_ready(&sel->ring) == 0))
+        if (err < 0) {
+            if (events->len > 0)
+                err = 0; /* the events first; the change waits in the list */
+            break;
+        }
+        if (events->len > 0 && io_uring_sq_ready(&sel->ring) == 0)
             break;
         int64_t left = 0;
         if (events->len == 0 && deadline < 0)
