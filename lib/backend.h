@@ -1,8 +1,9 @@
 /*
  * The contract between the front of libmio (poll.c, events.c) and its
- * backends (backend-epoll.c, backend-kqueue.c, backend-poll.c).  A library
- * holds every backend its system has; each backend file defines one const
- * struct mio__backend of static functions, and a poll, its registry, the
+ * backends (backend-epoll.c, backend-kqueue.c, backend-poll.c,
+ * backend-io_uring.c).  A library holds every backend its system has; each
+ * backend file defines one const struct mio__backend of static functions,
+ * and a poll, its registry, the
  * registry's clones and its wakers each hold a pointer to the table of the
  * backend the poll was made with.  backends.c lists the tables and chooses
  * among them.
@@ -33,6 +34,8 @@
 struct mio__backend {
     /* What mio_poll_new_with(), MIO_BACKEND and mio_poll_backend() call it. */
     const char *name;
+    /* Taken only when asked for by name, never by the default order. */
+    bool on_request;
     /* Bytes of one kernel event in events->native (0: no scratch array). */
     size_t native_event_size;
     /* The interest bits it can deliver; others are -EOPNOTSUPP. */
@@ -72,11 +75,13 @@ struct mio__backend {
 extern const struct mio__backend mio__backend_epoll;
 extern const struct mio__backend mio__backend_kqueue;
 extern const struct mio__backend mio__backend_poll;
+extern const struct mio__backend mio__backend_io_uring;
 
 /* backends.c: the backend of this library called `name`, or NULL. */
 const struct mio__backend *mio__backend_find(const char *name);
 /* The i-th backend of the default order (the configured default, then
- * epoll, kqueue, poll), among those the library has; NULL past the end. */
+ * epoll, kqueue, poll), among those the library has, less those taken on
+ * request only (io_uring); NULL past the end. */
 const struct mio__backend *mio__backend_at(size_t i);
 /* True for the errors that say a backend cannot be had here, after which
  * mio_poll_new() tries the next one: -ENOSYS, -EPERM, -EACCES. */

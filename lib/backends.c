@@ -2,11 +2,14 @@
  * The backends a library holds, and the default order among them.
  *
  * Which backends: the build may name them with -DMIO_WITH_EPOLL,
- * -DMIO_WITH_KQUEUE and -DMIO_WITH_POLL (the poll(2)-only test library, the
- * kqueue backend tested over a shim); when it names none, the library holds
- * every backend configure found (epoll_create1, kqueue) and poll(2), which
- * is always there.  The default order starts with MIO_DEFAULT_BACKEND, what
- * configure --with-poller chose, and goes on in the order of the list.
+ * -DMIO_WITH_KQUEUE, -DMIO_WITH_POLL and -DMIO_WITH_IO_URING (the
+ * poll(2)-only test library, the kqueue backend tested over a shim); when it
+ * names none, the library holds every backend configure found
+ * (epoll_create1, kqueue, liburing) and poll(2), which is always there.  The
+ * default order starts with MIO_DEFAULT_BACKEND, what configure
+ * --with-poller chose, and goes on in the order of the list, leaving out the
+ * backends taken on request only (io_uring, until it has proved itself
+ * under the daemon).
  */
 #ifdef HAVE_CONFIG_H
 #include "autoconf.h"
@@ -17,7 +20,11 @@
 
 #include "backend.h"
 
-#if !defined(MIO_WITH_EPOLL) && !defined(MIO_WITH_KQUEUE) && !defined(MIO_WITH_POLL)
+#if !defined(MIO_WITH_EPOLL) && !defined(MIO_WITH_KQUEUE) && !defined(MIO_WITH_POLL) && \
+    !defined(MIO_WITH_IO_URING)
+#ifdef HAVE_LIBURING
+#define MIO_WITH_IO_URING 1
+#endif
 #ifdef HAVE_EPOLL_CREATE1
 #define MIO_WITH_EPOLL 1
 #endif
@@ -42,6 +49,9 @@ static const struct mio__backend *const backends[] = {
 #ifdef MIO_WITH_POLL
     &mio__backend_poll,
 #endif
+#ifdef MIO_WITH_IO_URING
+    &mio__backend_io_uring,
+#endif
 };
 
 #define NBACKENDS (sizeof(backends) / sizeof(backends[0]))
@@ -55,17 +65,19 @@ const struct mio__backend *mio__backend_find(const char *name)
 }
 
 /* The configured default first, if the library has it, then the list
- * without it. */
+ * without it; backends taken on request only are never in it. */
 const struct mio__backend *mio__backend_at(size_t i)
 {
     const struct mio__backend *first = mio__backend_find(MIO_DEFAULT_BACKEND);
+    if (first != NULL && first->on_request)
+        first = NULL;
     if (first != NULL) {
         if (i == 0)
             return first;
         i--;
     }
     for (size_t k = 0; k < NBACKENDS; k++) {
-        if (backends[k] == first)
+        if (backends[k] == first || backends[k]->on_request)
             continue;
         if (i == 0)
             return backends[k];

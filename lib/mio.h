@@ -78,9 +78,13 @@ int mio_poll_new(mio_poll_t **out);
 
 /*
  * Creates a poll instance on the backend named `backend` ("epoll",
- * "kqueue", "poll"; "io_uring" is reserved and not built yet), whatever
- * MIO_BACKEND says.  -ENOSYS when this library has no such backend, else
- * the backend's own error when the system refuses it (-EPERM, -ENOSYS, ...).
+ * "kqueue", "poll", "io_uring"), whatever MIO_BACKEND says.  -ENOSYS when
+ * this library has no such backend, else the backend's own error when the
+ * system refuses it (-EPERM, -ENOSYS, ...).  io_uring (Linux 5.13 and
+ * later, built where configure finds liburing) is taken only this way or
+ * through MIO_BACKEND, never by mio_poll_new() on its own; it is -ENOSYS on
+ * an older kernel and -EPERM where kernel.io_uring_disabled or a seccomp
+ * filter refuses it.
  */
 int mio_poll_new_with(mio_poll_t **out, const char *backend);
 
@@ -106,7 +110,8 @@ mio_registry_t *mio_poll_registry(mio_poll_t *poll);
 int mio_poll_poll(mio_poll_t *poll, mio_events_t *events, const struct timespec *timeout);
 
 /* The name of the backend mio_poll_new() would take now: "epoll", "kqueue"
- * or "poll" (each candidate is probed with a selector made and closed), or
+ * or "poll" (each candidate is probed with a selector made and closed), the
+ * name MIO_BACKEND gives ("io_uring" among them), or
  * "none" when it would fail for want of one (MIO_BACKEND names a backend
  * this library lacks).  mio_poll_backend() names the backend of a poll. */
 const char *mio_backend_name(void);
@@ -118,32 +123,34 @@ const char *mio_backend_name(void);
  * while another thread blocks in mio_poll_poll().  Errors: -EINVAL for an
  * empty interest or unknown bits, -EOPNOTSUPP for interest this backend
  * cannot deliver (MIO_PRIORITY on kqueue, MIO_AIO/MIO_LIO off kqueue),
- * -EBADF for a bad descriptor, -EEXIST when already registered (epoll and
- * poll(2); kqueue accepts it as a reregistration), -EPERM for descriptors
- * the kernel cannot poll (regular files on epoll).
+ * -EBADF for a bad descriptor, -EEXIST when already registered (epoll,
+ * io_uring and poll(2); kqueue accepts it as a reregistration), -EPERM for
+ * descriptors the kernel cannot poll (regular files and directories on
+ * epoll and io_uring).
  */
 int mio_registry_register(mio_registry_t *reg, int fd, mio_token_t token,
                           mio_interest_t interest);
 
 /* Replaces both token and interest of a registered fd; -ENOENT if it was
- * not registered (epoll and poll(2)). */
+ * not registered (epoll, io_uring and poll(2)). */
 int mio_registry_reregister(mio_registry_t *reg, int fd, mio_token_t token,
                             mio_interest_t interest);
 
 /* Stops events for `fd`.  Events already returned in a batch may still name
- * its token.  -ENOENT if it was not registered (epoll and poll(2)).
- * Deregister before close(): epoll and kqueue forget a closed descriptor by
- * themselves, the poll(2) backend cannot, and a descriptor number reused by
- * the next accept would then be refused with -EEXIST. */
+ * its token.  -ENOENT if it was not registered (epoll, io_uring and
+ * poll(2)).  Deregister before close(): epoll and kqueue forget a closed
+ * descriptor by themselves, the poll(2) backend cannot, and a descriptor
+ * number reused by the next accept would then be refused with -EEXIST; on
+ * io_uring the pending poll even keeps the socket open until deregister. */
 int mio_registry_deregister(mio_registry_t *reg, int fd);
 
 /*
  * Tells the registry that an operation on `fd` in the directions of
  * `interest` failed with EAGAIN (or a stream read came back short), so the
  * next readiness must be reported.
- * A no-op without a system call on epoll and kqueue, which see EAGAIN
- * themselves; the poll(2) backend masks readiness it has reported until this
- * call (mio does the same inside its I/O wrappers).  -ENOENT if `fd` is not
+ * A no-op without a system call on epoll, kqueue and io_uring, which see
+ * EAGAIN themselves; the poll(2) backend masks readiness it has reported
+ * until this call (mio does the same inside its I/O wrappers).  -ENOENT if `fd` is not
  * registered on the poll(2) backend.
  */
 int mio_registry_rearm(mio_registry_t *reg, int fd, mio_interest_t interest);

@@ -333,7 +333,7 @@ static void backend_has_a_name(void **state)
     (void)state;
     const char *name = mio_backend_name();
     assert_true(strcmp(name, "epoll") == 0 || strcmp(name, "kqueue") == 0 ||
-                strcmp(name, "poll") == 0);
+                strcmp(name, "poll") == 0 || strcmp(name, "io_uring") == 0);
     print_message("backend: %s\n", name);
 }
 
