@@ -30,25 +30,8 @@
 #include <sys/syscall.h>
 #endif
 
+#include "backend-set.h"
 #include "helpers.h"
-
-#if !defined(MIO_WITH_EPOLL) && !defined(MIO_WITH_KQUEUE) && !defined(MIO_WITH_POLL) && \
-    !defined(MIO_WITH_IO_URING)
-#ifdef HAVE_LIBURING
-#define MIO_WITH_IO_URING 1
-#endif
-#ifdef HAVE_EPOLL_CREATE1
-#define MIO_WITH_EPOLL 1
-#endif
-#ifdef HAVE_KQUEUE
-#define MIO_WITH_KQUEUE 1
-#endif
-#define MIO_WITH_POLL 1
-#endif
-
-#ifndef MIO_DEFAULT_BACKEND
-#define MIO_DEFAULT_BACKEND ""
-#endif
 
 /* The backends this library should hold, in the order of the list. */
 static const char *const built[] = {
