@@ -20,7 +20,7 @@ int fdstore_init(struct daemon *d)
     if (d->stored == NULL)
         return -ENOMEM;
     /* Without systemd (a SIGUSR2 upgrade passed them) no store holds them. */
-    if (getenv("NOTIFY_SOCKET") == NULL)
+    if (!service_notifies())
         return 0;
     for (size_t i = 0; i < d->npassed; i++)
         if (d->passed[i].stored) {
@@ -127,7 +127,7 @@ void fdstore_sync(struct daemon *d, const struct generation *g)
             p->fd = -1;
         }
     }
-    if (getenv("NOTIFY_SOCKET") == NULL)
+    if (!service_notifies())
         return;
     for (size_t i = 0; i < g->nlisteners; i++)
         store_listener(d, &g->listeners[i]);

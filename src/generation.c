@@ -289,7 +289,7 @@ static void log_new_sockets(const struct generation *g)
                          ls->name, ls->udp ? "udp " : "",
                          l->cfg->mode == MODE_ECHO ? "echo" : "proxy",
                          ls->passed ? ", socket from systemd"
-                         : ls->restored && getenv("NOTIFY_SOCKET") != NULL
+                         : ls->restored && service_notifies()
                              ? ", socket from the fd store"
                          : ls->restored ? ", socket handed over by the last process"
                                         : "",

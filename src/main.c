@@ -192,7 +192,7 @@ static void begin_upgrade(struct daemon *d, struct upgrade *up)
         log_notice("SIGUSR2: the new process (pid %ld) is still starting", (long)up->pid);
         return;
     }
-    if (getenv("NOTIFY_SOCKET") != NULL) {
+    if (service_notifies()) {
         log_warn("SIGUSR2: under systemd, \"systemctl restart\" restarts without "
                  "refusing a client (the fd store keeps the sockets); not starting a "
                  "new process");

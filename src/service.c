@@ -27,9 +27,14 @@ bool service_has_systemd(void)
 #endif
 }
 
+bool service_notifies(void)
+{
+    return getenv("NOTIFY_SOCKET") != NULL;
+}
+
 bool service_supervised(void)
 {
-    return getenv("NOTIFY_SOCKET") != NULL || getenv("LISTEN_FDS") != NULL;
+    return service_notifies() || getenv("LISTEN_FDS") != NULL;
 }
 
 void service_notify(const char *fmt, ...)

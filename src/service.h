@@ -16,6 +16,10 @@
  * them (NOTIFY_SOCKET); does nothing otherwise. */
 void service_notify(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
+/* Whether a service manager takes notifications (NOTIFY_SOCKET): systemd,
+ * whose fd store then holds what the daemon stores. */
+bool service_notifies(void);
+
 /* Whether systemd supervises this process (notify socket or sockets
  * passed): then it must not go to the background. */
 bool service_supervised(void);

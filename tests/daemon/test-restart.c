@@ -175,6 +175,15 @@ static bool notify_take(struct store *st, const char *until, int ms, struct told
     return false;
 }
 
+/* Waits (5 s at most) for READY=1 from a daemon `who` (for the failure
+ * message), counting what it stored and removed into *t, reset first. */
+static void expect_ready(struct store *st, struct told *t, const char *who)
+{
+    memset(t, 0, sizeof(*t));
+    if (!notify_take(st, "READY=1", 5000, t))
+        fail_msg("no READY=1 from %s within 5 s; last \"%s\"", who, t->last);
+}
+
 /* The port of a stored TCP socket (0 for another kind). */
 static int stored_port(int fd)
 {
@@ -246,8 +255,7 @@ static void test_restart_under_load(void **state)
                   "  { name = \"other\"; listen = [ \"127.0.0.1:%d\" ]; } );\n",
              p1, p2);
     struct echod *old = echod_start(conf);
-    if (!notify_take(&st, "READY=1", 5000, &t))
-        fail_msg("no READY=1 within 5 s; last \"%s\"", t.last);
+    expect_ready(&st, &t, "the daemon");
     bool has;
     assert_int_equal(stored_count(&st, "stored/echo", p1, &has), 2);
     assert_true(has);
@@ -275,9 +283,7 @@ static void test_restart_under_load(void **state)
                    p2);
     echod_must_log(fresh, "listening on unix:%s (echo, socket from the fd store)",
                    sock_path);
-    memset(&t, 0, sizeof(t));
-    if (!notify_take(&st, "READY=1", 5000, &t))
-        fail_msg("no READY=1 from the new daemon within 5 s; last \"%s\"", t.last);
+    expect_ready(&st, &t, "the new daemon");
     /* The old one's STOPPING=1 and the new one's READY=1: nothing stored
      * again, nothing removed. */
     assert_int_equal(t.stored, 0);
@@ -322,8 +328,7 @@ static void test_reload_updates_the_store(void **state)
                   "  { name = \"other\"; listen = [ \"127.0.0.1:%d\" ]; } );\n",
              p1, p2, p3);
     struct echod *e = echod_start(conf);
-    if (!notify_take(&st, "READY=1", 5000, &t))
-        fail_msg("no READY=1 within 5 s; last \"%s\"", t.last);
+    expect_ready(&st, &t, "the daemon");
     assert_int_equal(st.n, 3);
 
     snprintf(conf, sizeof(conf),
@@ -367,9 +372,7 @@ static void test_reload_updates_the_store(void **state)
                    "fd store: closing the stored socket of listener third on "
                    "127.0.0.1:%d",
                    p4);
-    memset(&t, 0, sizeof(t));
-    if (!notify_take(&st, "READY=1", 5000, &t))
-        fail_msg("no READY=1 within 5 s; last \"%s\"", t.last);
+    expect_ready(&st, &t, "the new daemon");
     assert_int_equal(t.removed, 1);
     assert_int_equal(t.stored, 0);
     assert_int_equal(stored_count(&st, "stored/echo", p1, &has), 1);
@@ -399,8 +402,7 @@ static void test_reload_renamed_listener(void **state)
              "listeners = ( { name = \"before\"; listen = [ \"127.0.0.1:%d\" ]; } );\n",
              p1);
     struct echod *e = echod_start(conf);
-    if (!notify_take(&st, "READY=1", 5000, &t))
-        fail_msg("no READY=1 within 5 s; last \"%s\"", t.last);
+    expect_ready(&st, &t, "the daemon");
     snprintf(conf, sizeof(conf),
              BASE
              "listeners = ( { name = \"after\"; listen = [ \"127.0.0.1:%d\" ]; } );\n",
@@ -451,8 +453,7 @@ static void test_restart_reuse_port(void **state)
                   "  reuse_port = true; } );\n",
              p);
     struct echod *e = echod_start(unshared);
-    if (!notify_take(&st, "READY=1", 5000, &t))
-        fail_msg("no READY=1 within 5 s; last \"%s\"", t.last);
+    expect_ready(&st, &t, "the daemon");
 
     struct echod *fresh = restart(e, &st, shared);
     echod_expect_exit_ok(e, 5000);
@@ -461,8 +462,7 @@ static void test_restart_reuse_port(void **state)
     echod_must_log(
         fresh, "listening on 127.0.0.1:%d (echo, socket from the fd store, port shared)",
         p);
-    if (!notify_take(&st, "READY=1", 5000, &t))
-        fail_msg("no READY=1 from the restarted daemon within 5 s; last \"%s\"", t.last);
+    expect_ready(&st, &t, "the restarted daemon");
     /* Another daemon, not under the fake systemd, joins the port. */
     assert_int_equal(unsetenv("NOTIFY_SOCKET"), 0);
     struct echod *other = echod_start(shared);
@@ -474,8 +474,7 @@ static void test_restart_reuse_port(void **state)
     echod_must_log(
         third, "listening on 127.0.0.1:%d (echo, socket from the fd store, port shared)",
         p);
-    if (!notify_take(&st, "READY=1", 5000, &t))
-        fail_msg("no READY=1 from the third daemon within 5 s; last \"%s\"", t.last);
+    expect_ready(&st, &t, "the third daemon");
     echod_reload_ok(third, WAIT_MS);
     assert_int_equal(echod_count_log(third, "now shares its port"), 0);
     int a = client4(p);
