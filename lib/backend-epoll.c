@@ -45,19 +45,9 @@ static uint32_t epoll_mask(mio_interest_t interest)
 /* mio's reading of an epoll event mask, as MIO__EV_* bits. */
 static uint32_t epoll_flags(uint32_t e)
 {
-    uint32_t f = 0;
-    if (e & (EPOLLIN | EPOLLPRI))
-        f |= MIO__EV_READABLE;
-    if (e & EPOLLOUT)
-        f |= MIO__EV_WRITABLE;
-    if (e & EPOLLERR)
-        f |= MIO__EV_ERROR;
-    if ((e & EPOLLHUP) || ((e & EPOLLIN) && (e & EPOLLRDHUP)))
-        f |= MIO__EV_READ_CLOSED;
-    f |= mio__event_write_closed(e, EPOLLOUT, EPOLLERR, EPOLLHUP);
-    if (e & EPOLLPRI)
-        f |= MIO__EV_PRIORITY;
-    return f;
+    static const struct mio__mask_bits bits = {EPOLLIN,  EPOLLPRI, EPOLLOUT,
+                                               EPOLLERR, EPOLLHUP, EPOLLRDHUP};
+    return mio__event_flags(e, &bits);
 }
 
 /* A close-on-exec epoll set. */

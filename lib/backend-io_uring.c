@@ -161,19 +161,9 @@ static uint32_t uring_mask(mio_interest_t interest)
 /* mio's reading of a poll completion's mask, as epoll's is read. */
 static uint32_t uring_flags(uint32_t r)
 {
-    uint32_t f = 0;
-    if (r & (POLLIN | POLLPRI))
-        f |= MIO__EV_READABLE;
-    if (r & POLLOUT)
-        f |= MIO__EV_WRITABLE;
-    if (r & POLLERR)
-        f |= MIO__EV_ERROR;
-    if ((r & POLLHUP) || ((r & POLLIN) && (r & POLLRDHUP)))
-        f |= MIO__EV_READ_CLOSED;
-    f |= mio__event_write_closed(r, POLLOUT, POLLERR, POLLHUP);
-    if (r & POLLPRI)
-        f |= MIO__EV_PRIORITY;
-    return f;
+    static const struct mio__mask_bits bits = {POLLIN,  POLLPRI, POLLOUT,
+                                               POLLERR, POLLHUP, POLLRDHUP};
+    return mio__event_flags(r, &bits);
 }
 
 /* A fresh generation, never 0. */

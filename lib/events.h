@@ -47,4 +47,33 @@ static inline uint32_t mio__event_write_closed(uint32_t mask, uint32_t out, uint
     return 0;
 }
 
+/* The bits of an epoll-style readiness mask, as a backend's kernel spells
+ * them (epoll's EPOLLIN..., io_uring's poll(2) POLLIN...). */
+struct mio__mask_bits {
+    uint32_t in, pri, out, err, hup, rdhup;
+};
+
+/*
+ * mio's reading of an epoll-style mask, as MIO__EV_* bits: readable on data
+ * or priority data, read-closed on a hang-up or on a peer's FIN beside
+ * readability (mio's epoll rule), write-closed by mio__event_write_closed().
+ * Inline, so that a backend's constant bits fold away on the event path.
+ */
+static inline uint32_t mio__event_flags(uint32_t m, const struct mio__mask_bits *b)
+{
+    uint32_t f = 0;
+    if (m & (b->in | b->pri))
+        f |= MIO__EV_READABLE;
+    if (m & b->out)
+        f |= MIO__EV_WRITABLE;
+    if (m & b->err)
+        f |= MIO__EV_ERROR;
+    if ((m & b->hup) || ((m & b->in) && (m & b->rdhup)))
+        f |= MIO__EV_READ_CLOSED;
+    f |= mio__event_write_closed(m, b->out, b->err, b->hup);
+    if (m & b->pri)
+        f |= MIO__EV_PRIORITY;
+    return f;
+}
+
 #endif /* MIO_EVENTS_H */
