@@ -35,7 +35,12 @@
  * before it waits again.  register and reregister only queue their
  * requests (they reach the kernel with the next wait); deregister submits
  * at once when it can, because the pending poll holds a reference to the
- * file and a close() right after must really close it.
+ * file and a close() right after must really close it.  A removal that
+ * meets its poll mid-completion fails with -EALREADY and the poll stays
+ * armed (it happens when the add and the remove go in one submission: a
+ * descriptor deregistered in the batch that registered it); the poll's
+ * next completion, stale and still armed, sends the removal again, so the
+ * file is then released by the next select rather than at once.
  */
 #ifdef HAVE_CONFIG_H
 #include "autoconf.h"
@@ -255,17 +260,22 @@ static int queue_add(struct uring_sel *sel, int fd, struct entry *e)
     return err;
 }
 
+/* Queues the removal of the poll request `target`; lock held.  Its
+ * completions, and the removal's, are dropped when they come. */
+static int queue_remove_ud(struct uring_sel *sel, uint64_t target)
+{
+    struct op op = {.ud = ud_make(UD_IGNORE, 0, 0), .target = target, .remove = true};
+    return queue_op(sel, &op);
+}
+
 /* Queues the removal of a descriptor's poll, if one is in the kernel; lock
- * held.  Its completions, and the removal's, are dropped when they come. */
+ * held. */
 static int queue_remove(struct uring_sel *sel, int fd, struct entry *e)
 {
     if (!e->polling)
         return 0;
-    struct op op = {.ud = ud_make(UD_IGNORE, 0, 0),
-                    .target = ud_make(UD_FD, (uint32_t)fd, e->gen),
-                    .remove = true};
     e->polling = false;
-    return queue_op(sel, &op);
+    return queue_remove_ud(sel, ud_make(UD_FD, (uint32_t)fd, e->gen));
 }
 
 /* Queues the poll of the notify eventfd; lock held. */
@@ -333,8 +343,15 @@ static bool take_fd(struct uring_sel *sel, const struct io_uring_cqe *cqe,
 {
     int fd = (int)ud_slot(cqe->user_data);
     struct entry *e = lookup(sel, fd);
-    if (e == NULL || e->gen != ud_gen(cqe->user_data) || !e->polling)
-        return true; /* stale: deregistered or replaced */
+    if (e == NULL || e->gen != ud_gen(cqe->user_data) || !e->polling) {
+        /* Stale: deregistered or replaced.  Still armed, it is a poll whose
+         * removal met it mid-completion (-EALREADY: the add and the remove
+         * reached the kernel in one submission): remove it again, or it
+         * would hold the file open for good. */
+        if (cqe->flags & IORING_CQE_F_MORE)
+            (void)queue_remove_ud(sel, cqe->user_data);
+        return true;
+    }
     if (cqe->res > 0 && e->batch != sel->batch && events->len == events->cap)
         return false;
     if (cqe->flags & IORING_CQE_F_MORE) {
