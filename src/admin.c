@@ -44,11 +44,11 @@ static void *run(void *arg)
     return NULL;
 }
 
-int admin_init(void)
+int admin_init(const char *backend)
 {
     a.wake.on_event = woken;
     atomic_store(&a.stop, false);
-    int e = loop_init(&a.loop, 64, &a.wake);
+    int e = loop_init(&a.loop, 64, &a.wake, backend);
     if (e < 0) {
         loop_free(&a.loop);
         return e;

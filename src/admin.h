@@ -11,9 +11,10 @@
 #include "daemon.h"
 #include "loop.h"
 
-/* Makes the admin loop (not the thread yet), for the parts to set up on;
- * 0 or -errno. */
-int admin_init(void);
+/* Makes the admin loop (not the thread yet), for the parts to set up on,
+ * on libmio's backend named `backend` (NULL: mio_poll_new()'s); 0 or
+ * -errno. */
+int admin_init(const char *backend);
 
 /* The admin loop, once admin_init() made it. */
 struct loop *admin_loop(void);

@@ -57,6 +57,7 @@ _Static_assert(sizeof(enum send_proxy) == sizeof(int), "send_proxy kept as an in
 _Static_assert(sizeof(enum log_target) == sizeof(int), "log target kept as an int");
 _Static_assert(sizeof(enum log_format) == sizeof(int), "log format kept as an int");
 _Static_assert(sizeof(enum tls_version) == sizeof(int), "TLS version kept as an int");
+_Static_assert(sizeof(enum poller) == sizeof(int), "poller kept as an int");
 
 static const struct value_choice targets[] = {
     {"auto", LOG_TARGET_AUTO},
@@ -96,6 +97,12 @@ static const struct value_choice send_proxies[] = {
     {NULL, 0},
 };
 
+/* libmio's backend names, as mio_poll_new_with() takes them. */
+static const struct value_choice pollers[] = {
+    {"auto", POLLER_AUTO}, {"epoll", POLLER_EPOLL},       {"kqueue", POLLER_KQUEUE},
+    {"poll", POLLER_POLL}, {"io_uring", POLLER_IO_URING}, {NULL, 0},
+};
+
 static const struct value_choice tls_versions[] = {
     {"TLSv1.2", TLS_VERSION_1_2},
     {"TLSv1.3", TLS_VERSION_1_3},
@@ -105,6 +112,11 @@ static const struct value_choice tls_versions[] = {
 const struct setting table_settings[] = {
     {COUNT("workers", config, workers, 0, 256, 0),
      .help = "worker threads, each with its own poller; 0 starts one per CPU"},
+    {CHOICE("poller", config, poller, enum poller, pollers, POLLER_AUTO),
+     .load = config_load_poller,
+     .help = "the kernel interface every loop waits on: epoll, poll (poll(2)), io_uring, "
+             "kqueue (BSD), or auto: epoll on Linux, kqueue on a BSD, unless MIO_BACKEND "
+             "names another"},
     {COUNT("max_connections", config, max_connections, 0, 1000000, 10000),
      .help = "open client connections and UDP flows of the whole daemon; 0: no limit"},
     {SECONDS("shutdown_timeout", config, shutdown_timeout_ms, 3600, 10),
@@ -276,6 +288,17 @@ const struct setting *table_find(const char *key)
     for (const struct setting *row = table_settings; row->key != NULL; row++)
         if (strcmp(row->key, key) == 0)
             return row;
+    return NULL;
+}
+
+const char *table_choice_name(const char *key, int value)
+{
+    const struct setting *row = table_find(key);
+    if (row == NULL || row->kind != SETTING_CHOICE)
+        return NULL;
+    for (const struct value_choice *c = row->range.choices; c->name != NULL; c++)
+        if (c->value == value)
+            return c->name;
     return NULL;
 }
 

@@ -99,6 +99,10 @@ extern const struct setting table_settings[];
 /* The setting with this key, or NULL. */
 const struct setting *table_find(const char *key);
 
+/* The name of a choice setting's value ("epoll" for poller = POLLER_EPOLL),
+ * or NULL. */
+const char *table_choice_name(const char *key, int value);
+
 /*
  * The key of row within level ("" for the top, "log.", "listeners.",
  * "stats."): "level" for "log.level" in "log."; NULL when the row belongs
@@ -134,6 +138,7 @@ int table_load_value(struct config_loader *ld, const config_setting_t *g,
 
 /* The loaders of their own the table names, in config.c. */
 setting_loader config_load_user;
+setting_loader config_load_poller;
 setting_loader config_load_listeners;
 setting_loader config_load_listen;
 setting_loader config_load_upstreams;

@@ -25,6 +25,7 @@
 #include "config-table.h"
 #include "config-value.h"
 #include "log.h"
+#include "mio.h"
 #include "pipe.h"
 
 /* A bound on the file, so that a mistaken path (/dev/zero) cannot eat
@@ -538,6 +539,69 @@ int config_load_resolve(struct config_loader *ld, const config_setting_t *g,
 }
 
 /* ---- the daemon ---------------------------------------------------------- */
+
+const char *config_poller_backend(const struct config *cfg)
+{
+    return cfg->poller == POLLER_AUTO ? NULL
+                                      : table_choice_name("poller", (int)cfg->poller);
+}
+
+void config_pollers_usable(char *buf, size_t len)
+{
+    size_t n = 0;
+    buf[0] = '\0';
+    for (int p = POLLER_AUTO + 1; p <= POLLER_IO_URING; p++) {
+        const char *name = table_choice_name("poller", p);
+        mio_poll_t *poll = NULL;
+        if (name == NULL || mio_poll_new_with(&poll, name) < 0)
+            continue;
+        mio_poll_free(poll);
+        int w = snprintf(buf + n, len - n, "%s%s", n > 0 ? ", " : "", name);
+        if (w < 0 || (size_t)w >= len - n)
+            break;
+        n += (size_t)w;
+    }
+}
+
+/*
+ * Loads `poller`, refused when the backend it names cannot be had here: a
+ * poll is made and freed, so that -t and a reload's check say so rather
+ * than the start.  auto is always had (mio_poll_new(), never io_uring).
+ */
+int config_load_poller(struct config_loader *ld, const config_setting_t *root,
+                       const char *scope, const struct setting *row, void *base)
+{
+    const struct config *cfg = base;
+    int rc = table_load_value(ld, root, scope, row, base);
+    const char *name = config_poller_backend(cfg);
+    if (rc != 0 || name == NULL)
+        return rc;
+    mio_poll_t *poll = NULL;
+    int err = mio_poll_new_with(&poll, name);
+    if (err == 0) {
+        mio_poll_free(poll);
+        return 0;
+    }
+    char usable[64];
+    config_pollers_usable(usable, sizeof(usable));
+    int line = value_line(config_setting_get_member(root, "poller"));
+    if (err == -ENOSYS)
+        return value_refuse(
+            ld, line, scope, "poller",
+            "this system has no %s (not built in, or the kernel lacks it); "
+            "usable here: %s",
+            name, usable);
+    if (err == -EPERM || err == -EACCES)
+        return value_refuse(
+            ld, line, scope, "poller",
+            "the system refuses %s: %s (%sa seccomp filter); usable here: %s", name,
+            log_strerror(-err),
+            cfg->poller == POLLER_IO_URING ? "sysctl kernel.io_uring_disabled, or " : "",
+            usable);
+    return value_refuse(ld, line, scope, "poller",
+                        "cannot make a %s poller: %s; usable here: %s", name,
+                        log_strerror(-err), usable);
+}
 
 /* Loads `user`, which must exist. */
 int config_load_user(struct config_loader *ld, const config_setting_t *root,

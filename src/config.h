@@ -20,6 +20,8 @@ enum send_proxy { SEND_PROXY_NONE, SEND_PROXY_V1, SEND_PROXY_V2 };
 enum log_target { LOG_TARGET_AUTO, LOG_TARGET_STDERR, LOG_TARGET_SYSLOG };
 enum log_format { LOG_FORMAT_TEXT, LOG_FORMAT_JSON };
 enum tls_version { TLS_VERSION_1_2, TLS_VERSION_1_3 };
+/* libmio's backend every loop runs on; the names are the table's. */
+enum poller { POLLER_AUTO, POLLER_EPOLL, POLLER_KQUEUE, POLLER_POLL, POLLER_IO_URING };
 
 struct tls_client;
 struct tls_server;
@@ -133,6 +135,7 @@ struct config {
     char *path;               /* the file read */
     unsigned workers;         /* 0 = one per CPU */
     unsigned max_connections; /* 0 = no limit */
+    enum poller poller;
     int64_t shutdown_timeout_ms;
     /* How long the daemon accepts on after SIGTERM while reporting draining;
      * shutdown_timeout counts from its end. */
@@ -176,6 +179,14 @@ struct config {
  * listeners.
  */
 struct config *config_load(const char *path, const char *name, char *err, size_t errlen);
+
+/* The libmio backend cfg's poller names, or NULL for "auto" (mio_poll_new()'s
+ * choice). */
+const char *config_poller_backend(const struct config *cfg);
+
+/* Writes into buf the values of poller this system grants besides auto,
+ * "epoll, poll, io_uring" say, making a poll on each. */
+void config_pollers_usable(char *buf, size_t len);
 
 /* Calls each() for every file cfg's TLS groups read (certificates, keys,
  * CA files), as an absolute path. */

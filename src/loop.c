@@ -22,7 +22,7 @@ int64_t loop_clock_us(void)
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
 }
 
-int loop_init(struct loop *l, size_t batch, struct handler *wake)
+int loop_init(struct loop *l, size_t batch, struct handler *wake, const char *backend)
 {
     *l = (struct loop){.now_ms = loop_clock_ms()};
     int e = pthread_mutex_init(&l->tasks_mu, NULL);
@@ -31,7 +31,8 @@ int loop_init(struct loop *l, size_t batch, struct handler *wake)
     l->events = mio_events_new(batch);
     if (l->events == NULL)
         return -ENOMEM;
-    int err = mio_poll_new(&l->poll);
+    int err = backend != NULL ? mio_poll_new_with(&l->poll, backend)
+                              : mio_poll_new(&l->poll);
     if (err < 0)
         return err;
     l->reg = mio_poll_registry(l->poll);

@@ -71,9 +71,10 @@ struct loop {
 
 /*
  * Makes a loop for events in batches of `batch`, whose waker's event goes
- * to `wake`.  0 or -errno (then loop_free() frees what was made).
+ * to `wake`, on libmio's backend named `backend` (NULL: mio_poll_new()'s
+ * choice).  0 or -errno (then loop_free() frees what was made).
  */
-int loop_init(struct loop *l, size_t batch, struct handler *wake);
+int loop_init(struct loop *l, size_t batch, struct handler *wake, const char *backend);
 
 /* Frees the loop (not what its handlers belong to). */
 void loop_free(struct loop *l);

@@ -413,6 +413,19 @@ static unsigned worker_count(const struct config *cfg)
     return n < 1 ? 1 : n > 256 ? 256 : (unsigned)n;
 }
 
+/* What -V says of the version and of libmio's backends: the one poller =
+ * "auto" takes (MIO_BACKEND's, if set), and those this system grants. */
+static void print_version(void)
+{
+    char usable[64];
+    config_pollers_usable(usable, sizeof(usable));
+    printf("mio-echod %s (libmio, %s backend)\n", PACKAGE_VERSION, mio_backend_name());
+    const char *env = getenv("MIO_BACKEND");
+    printf("pollers: %s usable here; poller = \"auto\" takes %s%s\n", usable,
+           mio_backend_name(),
+           env != NULL && env[0] != '\0' ? " (from MIO_BACKEND)" : "");
+}
+
 /* What -V says of TLS: the library, and whether the kernel offers kTLS. */
 static void print_tls(void)
 {
@@ -442,7 +455,7 @@ static bool uses_tls(const struct config *cfg)
  * reason logged, when one cannot start. */
 static bool start_admin(struct daemon *d)
 {
-    int e = admin_init();
+    int e = admin_init(config_poller_backend(atomic_load(&d->gen)->cfg));
     if (e < 0) {
         log_err("admin thread: %s", log_strerror(-e));
         return false;
@@ -493,8 +506,7 @@ int main(int argc, char **argv)
             verbose = true;
             break;
         case 'V':
-            printf("mio-echod %s (libmio, %s backend)\n", PACKAGE_VERSION,
-                   mio_backend_name());
+            print_version();
             print_tls();
             return EXIT_OK;
         case 'h':

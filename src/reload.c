@@ -26,10 +26,12 @@ static bool watches(const struct worker *w, const void *g)
 /* Warns about settings that only a restart applies. */
 static void warn_restart_only(const struct config *old, const struct config *cfg)
 {
-    const char *changed[7];
+    const char *changed[8];
     size_t n = 0;
     if (old->workers != cfg->workers)
         changed[n++] = "workers";
+    if (old->poller != cfg->poller)
+        changed[n++] = "poller";
     if (strcmp(old->user, cfg->user) != 0)
         changed[n++] = "user";
     if (strcmp(old->pidfile, cfg->pidfile) != 0)

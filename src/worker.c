@@ -106,7 +106,7 @@ int worker_init(struct worker *w, struct daemon *d, unsigned id)
     w->scratch = malloc(w->scratch_len);
     if (w->scratch == NULL)
         return -ENOMEM;
-    int err = loop_init(&w->loop, 256, &w->wake);
+    int err = loop_init(&w->loop, 256, &w->wake, config_poller_backend(w->gen->cfg));
     if (err < 0)
         return err;
     w->loop.after = after_batch;

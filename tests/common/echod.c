@@ -238,6 +238,27 @@ static void print_log(struct echod *e)
     pthread_mutex_unlock(&e->mu);
 }
 
+/* Fails the test unless the start line names the backend MIO_BACKEND asks
+ * for (tests/on-backend.sh sets it), when conf leaves the poller to it: a
+ * run on a backend proves it ran there. */
+static void check_backend(struct echod *e, const char *conf)
+{
+    const char *want = getenv("MIO_BACKEND");
+    if (want == NULL || want[0] == '\0' || strstr(conf, "poller") != NULL)
+        return;
+    char needle[64];
+    snprintf(needle, sizeof(needle), ", %s backend", want);
+    pthread_mutex_lock(&e->mu);
+    size_t len;
+    const char *line = find_line(e, " started: ", 0, &len);
+    bool ok = line != NULL && memmem(line, len, needle, strlen(needle)) != NULL;
+    pthread_mutex_unlock(&e->mu);
+    if (!ok) {
+        print_log(e);
+        test_fail("MIO_BACKEND=%s, but the start line does not name it", want);
+    }
+}
+
 struct echod *echod_start_opts(const char *conf, const struct echod_opts *opts)
 {
     static const struct echod_opts defaults;
@@ -324,8 +345,10 @@ struct echod *echod_start_opts(const char *conf, const struct echod_opts *opts)
             break;
     }
     pthread_mutex_unlock(&e->mu);
-    if (started)
+    if (started) {
+        check_backend(e, conf);
         return e;
+    }
     if (ended) {
         /* Its stderr closed: it is exiting; wait a little for the status. */
         for (int i = 0; i < 500 && !e->exited; i++) {

@@ -603,6 +603,12 @@ static void relay_pipes_stay_within_their_share_of_descriptors(void **state)
     skip(); /* no splice(2) on this system */
 #endif
     enum { N = 30, LIMIT = 160, PIPES = LIMIT / 16 };
+    /* On io_uring, whether a blocked connection holds its bytes in a pipe
+     * or in a buffer depends on the size of its last read, which depends
+     * on when the poll completions come: fewer than 30 end up wanting a
+     * pipe, so the share is checked as a ceiling there, not reached. */
+    const char *backend = getenv("MIO_BACKEND");
+    bool uring = backend != NULL && strcmp(backend, "io_uring") == 0;
     const size_t banner = 8 * MIB; /* more than the relay's send buffer */
     struct upsrv *u = start_upstream(UP_BANNER, banner, 3 * MIB);
     char conf[2048];
@@ -630,9 +636,17 @@ static void relay_pipes_stay_within_their_share_of_descriptors(void **state)
             track_fd(fds[i]);
             recv_exact(fds[i], got, first);
         }
-        assert_true(echod_wait_pipe_count(e, pipes + 2 * round * PIPES, 5000));
+        int cap = pipes + 2 * round * PIPES;
+        if (!uring) {
+            if (!echod_wait_pipe_count(e, cap, 5000))
+                fail_msg("round %d: %d pipe descriptors, expected %d", round,
+                         echod_pipe_count(e), cap);
+        }
         sleep_ms(200); /* the others are blocked too by now, without a pipe */
-        assert_int_equal(echod_pipe_count(e), pipes + 2 * round * PIPES);
+        int now = echod_pipe_count(e);
+        if (uring ? now > cap || now <= pipes : now != cap)
+            fail_msg("round %d: %d pipe descriptors, expected %s%d", round, now,
+                     uring ? "at most " : "", cap);
         for (int i = 0; i < N; i++) {
             recv_exact(fds[i], got + first, banner - first);
             assert_memory_equal(got, pattern + 3 * MIB, banner);
@@ -1997,6 +2011,8 @@ static int teardown_group(void **state)
 
 int main(void)
 {
+    /* ECHO_RELAY_TEST=glob runs only the tests it matches. */
+    test_filter_from_env("ECHO_RELAY_TEST");
     const struct CMUnitTest tests[] = {
         TEST(echo_many_sizes_over_200_concurrent_connections),
         TEST(echo_half_close_returns_everything_then_eof),

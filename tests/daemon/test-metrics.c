@@ -417,7 +417,7 @@ static void version_and_backend(char version[64], char backend[32])
 {
     char out[512];
     assert_int_equal(echod_run(out, sizeof(out), "-V", (char *)NULL), 0);
-    if (sscanf(out, "mio-echod %63s (libmio, %31[a-z] backend)", version, backend) != 2)
+    if (sscanf(out, "mio-echod %63s (libmio, %31[a-z_] backend)", version, backend) != 2)
         fail_msg("mio-echod -V said \"%s\"", out);
 }
 

@@ -364,6 +364,9 @@ static struct proc *activate(const char *conf, const int *ports, int nports,
     }
     snprintf(fdname, sizeof(fdname), "--fdname=%s", names);
     argv[argc++] = fdname;
+    /* It starts the daemon with a fresh environment: pass the backend on. */
+    if (getenv("MIO_BACKEND") != NULL)
+        argv[argc++] = (char *)"--setenv=MIO_BACKEND";
     argv[argc++] = (char *)daemon_path();
     argv[argc++] = (char *)"-f";
     argv[argc++] = (char *)"-c";

@@ -1,6 +1,6 @@
 /*
  * Whether this library can run a poll on io_uring here, for
- * tests/lib/on-io_uring.sh: exit 0, or 77 (automake's skip) with the reason
+ * tests/on-backend.sh: exit 0, or 77 (automake's skip) with the reason
  * when the library was built without liburing or the kernel refuses
  * io_uring (too old, kernel.io_uring_disabled, seccomp).
  */

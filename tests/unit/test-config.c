@@ -543,7 +543,7 @@ static void unknown_settings(void **state)
             ":1: wokers: unknown setting (did you mean \"workers\"?)");
     refused(
         "workers = 2;\ncolour = true;\n" LISTENER,
-        ":2: colour: unknown setting (known: workers, max_connections, "
+        ":2: colour: unknown setting (known: workers, poller, max_connections, "
         "shutdown_timeout, drain_delay, user, pidfile, log, listeners, control, stats)");
     refused("log = {\n  target = \"auto\";\n  levle = \"info\";\n};\n" LISTENER,
             ":3: log.levle: unknown setting (did you mean \"level\"?)");
@@ -1445,6 +1445,7 @@ static void known_keys(void **state)
     (void)state;
     static const char *const documented[] = {
         "workers",
+        "poller",
         "max_connections",
         "shutdown_timeout",
         "drain_delay",
