@@ -1,8 +1,8 @@
 /*
  * The integration tests' harness: the test library (tests/common/) with
- * cmocka's way of failing a test.  Each test program is built for the
- * daemon on the configured backend and for its poll(2) twin, named by
- * ECHOD_PROGRAM at build time.
+ * cmocka's way of failing a test.  The daemon under test is ECHOD_PROGRAM
+ * (default src/mio-echod); tests/on-backend.sh runs a test program again
+ * with MIO_BACKEND set, which the daemons it starts inherit.
  */
 #ifndef TESTS_DAEMON_HARNESS_H
 #define TESTS_DAEMON_HARNESS_H
