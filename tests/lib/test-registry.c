@@ -8,6 +8,7 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -270,6 +271,77 @@ static void closed_after_deregister_in_the_same_batch(void **state)
     assert_int_equal(n, 0);
 }
 
+/* The tokens (each below 32, as bits 1 << token) of the events delivered
+ * until those of `want` have all come or a second has passed; fails on a
+ * token delivered twice. */
+static unsigned collect_tokens(struct fixture *f, unsigned want)
+{
+    unsigned seen = 0;
+    int64_t deadline = now_ms() + 1000;
+    while ((seen & want) != want && now_ms() < deadline) {
+        assert_int_equal(mio_poll_poll(f->poll, f->events,
+                                       &(struct timespec){0, 50000000}),
+                         0);
+        for (size_t i = 0; i < mio_events_len(f->events); i++) {
+            mio_token_t t = mio_event_token(mio_events_get(f->events, i));
+            assert_true(t < 32);
+            assert_false(seen & 1u << t);
+            seen |= 1u << t;
+        }
+    }
+    return seen;
+}
+
+/* Registrations come and go in any order, one of them far above the others
+ * (past 1024 in one step): after deregisters at the front and in the middle,
+ * which move others within the poll(2) backend's set, those still
+ * registered report under their own tokens and those gone never do, and a
+ * deregistered descriptor registers again under a new token. */
+static void registrations_come_and_go_in_any_order(void **state)
+{
+    struct fixture *f = *state;
+    enum { N = 5 };
+    int p[N][2];
+    struct rlimit rl;
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &rl), 0);
+    int high_at = 4096;
+    if (rl.rlim_cur != RLIM_INFINITY && rl.rlim_cur <= 4096)
+        high_at = (int)rl.rlim_cur - 1;
+    if (high_at <= 1024)
+        skip(); /* no descriptor above 1024 to be had */
+    for (int i = 0; i < N; i++)
+        assert_int_equal(mio_unix_pair(p[i]), 0);
+    int high = fcntl(p[N - 1][0], F_DUPFD_CLOEXEC, high_at);
+    assert_true(high >= high_at);
+    close(p[N - 1][0]);
+    p[N - 1][0] = high;
+    for (int i = 0; i < N; i++)
+        assert_int_equal(mio_registry_register(f->reg, p[i][0], (mio_token_t)(i + 1),
+                                               MIO_READABLE),
+                         0);
+    /* The first, the second, then the high one, which has moved by then. */
+    assert_int_equal(mio_registry_deregister(f->reg, p[0][0]), 0);
+    assert_int_equal(mio_registry_deregister(f->reg, p[1][0]), 0);
+    assert_int_equal(mio_registry_deregister(f->reg, high), 0);
+    assert_int_equal(mio_registry_deregister(f->reg, high), -ENOENT);
+    for (int i = 0; i < N; i++)
+        assert_int_equal(write(p[i][1], "x", 1), 1);
+    assert_int_equal(collect_tokens(f, 1u << 3 | 1u << 4), 1u << 3 | 1u << 4);
+    expect_no_event(f->poll, f->events, MIO_TOKEN_ANY, 50);
+    /* Back under new tokens: what is waiting is reported, once. */
+    assert_int_equal(mio_registry_register(f->reg, p[1][0], 6, MIO_READABLE), 0);
+    assert_int_equal(mio_registry_register(f->reg, high, 7, MIO_READABLE), 0);
+    assert_int_equal(mio_registry_register(f->reg, high, 8, MIO_READABLE), -EEXIST);
+    assert_int_equal(collect_tokens(f, 1u << 6 | 1u << 7), 1u << 6 | 1u << 7);
+    expect_no_event(f->poll, f->events, MIO_TOKEN_ANY, 50);
+    for (int i = 1; i < N; i++)
+        assert_int_equal(mio_registry_deregister(f->reg, p[i][0]), 0);
+    for (int i = 0; i < N; i++) {
+        close(p[i][0]);
+        close(p[i][1]);
+    }
+}
+
 /* The token is pointer-sized and comes back whole. */
 static void largest_token_round_trips(void **state)
 {
@@ -467,6 +539,7 @@ int main(void)
         T(reregister_replaces_token_and_interest),
         T(no_events_after_deregister),
         T(closed_after_deregister_in_the_same_batch),
+        T(registrations_come_and_go_in_any_order),
         T(largest_token_round_trips),
         T(regular_file),
         T(registering_during_blocked_poll_delivers),
