@@ -56,6 +56,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "array.h"
 #include "backend.h"
 #include "timeout.h"
 #include "wakefd.h"
@@ -179,24 +180,6 @@ static uint32_t next_gen(struct uring_sel *sel)
     return sel->next_gen;
 }
 
-/* Grows an array to hold at least `need` elements of `size` bytes, the new
- * ones zeroed. */
-static int grow(void *arrayp, size_t *cap, size_t need, size_t size)
-{
-    if (need <= *cap)
-        return 0;
-    size_t ncap = *cap ? *cap : 16;
-    while (ncap < need)
-        ncap *= 2;
-    void *p = realloc(*(void **)arrayp, ncap * size);
-    if (p == NULL)
-        return -ENOMEM;
-    memset((char *)p + *cap * size, 0, (ncap - *cap) * size);
-    *(void **)arrayp = p;
-    *cap = ncap;
-    return 0;
-}
-
 /* Puts one request into the submission queue, submitting what is there
  * when it is full; lock held, no select waiting. */
 static int put_sqe(struct uring_sel *sel, const struct op *op)
@@ -224,7 +207,7 @@ static int queue_op(struct uring_sel *sel, const struct op *op)
 {
     if (!sel->waiting)
         return put_sqe(sel, op);
-    int err = grow(&sel->ops, &sel->ops_cap, sel->nops + 1, sizeof(*sel->ops));
+    int err = mio__array_grow(&sel->ops, &sel->ops_cap, sel->nops + 1, sizeof(*sel->ops));
     if (err < 0)
         return err;
     sel->ops[sel->nops++] = *op;
@@ -644,8 +627,8 @@ static int uring_register(void *handle, int fd, mio_token_t token,
     pthread_mutex_lock(&sel->lock);
     if (lookup(sel, fd) != NULL) {
         err = -EEXIST;
-    } else if ((err = grow(&sel->ent, &sel->ent_cap, (size_t)fd + 1,
-                           sizeof(*sel->ent))) == 0) {
+    } else if ((err = mio__array_grow(&sel->ent, &sel->ent_cap, (size_t)fd + 1,
+                                      sizeof(*sel->ent))) == 0) {
         struct entry *e = &sel->ent[fd];
         *e = (struct entry){.token = token,
                             .gen = next_gen(sel),

@@ -32,6 +32,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "array.h"
 #include "backend.h"
 #include "timeout.h"
 #include "wakefd.h"
@@ -124,23 +125,6 @@ static void changed(struct poll_sel *sel)
         (void)mio__wakefd_signal(sel->notify);
 }
 
-/* Grows an array to hold at least `need` elements of `size` bytes. */
-static int grow(void *arrayp, size_t *cap, size_t need, size_t size)
-{
-    if (need <= *cap)
-        return 0;
-    size_t ncap = *cap ? *cap : 16;
-    while (ncap < need)
-        ncap *= 2;
-    void *p = realloc(*(void **)arrayp, ncap * size);
-    if (p == NULL)
-        return -ENOMEM;
-    memset((char *)p + *cap * size, 0, (ncap - *cap) * size);
-    *(void **)arrayp = p;
-    *cap = ncap;
-    return 0;
-}
-
 /* A table with its lock and notify fd; always available. */
 static int poll_new(void **out)
 {
@@ -197,9 +181,10 @@ static int poll_register(void *handle, int fd, mio_token_t token, mio_interest_t
     pthread_mutex_lock(&sel->lock);
     if (lookup(sel, fd) != NULL) {
         err = -EEXIST;
-    } else if ((err = grow(&sel->slot, &sel->slot_cap, (size_t)fd + 1,
-                           sizeof(*sel->slot))) == 0 &&
-               (err = grow(&sel->ent, &sel->cap, sel->n + 1, sizeof(*sel->ent))) == 0) {
+    } else if ((err = mio__array_grow(&sel->slot, &sel->slot_cap, (size_t)fd + 1,
+                                      sizeof(*sel->slot))) == 0 &&
+               (err = mio__array_grow(&sel->ent, &sel->cap, sel->n + 1,
+                                      sizeof(*sel->ent))) == 0) {
         short bits = poll_bits(interest);
         sel->ent[sel->n] = (struct entry){.fd = fd,
                                           .token = token,
@@ -286,8 +271,9 @@ static int poll_rearm(void *handle, int fd, mio_interest_t interest)
  * number of pollfds, or -ENOMEM. */
 static int snapshot(struct poll_sel *sel)
 {
-    if (grow(&sel->snap, &sel->snap_cap, sel->n + 1, sizeof(*sel->snap)) < 0 ||
-        grow(&sel->snap_gen, &sel->snap_gen_cap, sel->n + 1, sizeof(*sel->snap_gen)) < 0)
+    if (mio__array_grow(&sel->snap, &sel->snap_cap, sel->n + 1, sizeof(*sel->snap)) < 0 ||
+        mio__array_grow(&sel->snap_gen, &sel->snap_gen_cap, sel->n + 1,
+                        sizeof(*sel->snap_gen)) < 0)
         return -ENOMEM;
     sel->snap[0] = (struct pollfd){.fd = sel->notify[0], .events = POLLIN};
     for (size_t i = 0; i < sel->n; i++) {
