@@ -19,12 +19,12 @@
  *
  * Registrations.  io_uring answers errors only in completions, while mio
  * answers EEXIST, ENOENT and EBADF at once, so the registrations live in a
- * table of our own, indexed by descriptor, guarded by a mutex; EBADF comes
- * from fstat(), and regular files and directories are -EPERM as on epoll.
- * Each poll request's user_data holds the descriptor and a generation that
- * changes on every register and reregister: a completion of another
- * generation is stale and dropped, so nothing is reported after a
- * deregister.
+ * table of our own (fdtable.h), indexed by descriptor, guarded by its
+ * mutex; EBADF comes from fstat(), and regular files and directories are
+ * -EPERM as on epoll.  Each poll request's user_data holds the descriptor
+ * and the table's generation, which changes on every register and
+ * reregister: a completion of another generation is stale and dropped, so
+ * nothing is reported after a deregister.
  *
  * The submission queue has one producer at a time: the thread that holds
  * the mutex, while no select waits in the kernel.  select sets `waiting`,
@@ -58,6 +58,7 @@
 
 #include "array.h"
 #include "backend.h"
+#include "fdtable.h"
 #include "timeout.h"
 #include "wakefd.h"
 
@@ -77,12 +78,11 @@
 enum ud_kind { UD_IGNORE = 0, UD_FD = 1, UD_NOTIFY = 2, UD_WAKER = 3 };
 #define UD_FD_MAX 0x3fffffff
 
-/* One registered descriptor, at ent[fd]. */
+/* One registered descriptor, the table's entry for it. */
 struct entry {
-    mio_token_t token;
-    uint32_t gen;   /* of the registration; 0 when unregistered */
-    uint32_t mask;  /* the poll bits asked for */
-    uint32_t batch; /* the select that gave it events->ev[evi] */
+    struct mio__fdreg reg; /* the token and the generation */
+    uint32_t mask;         /* the poll bits asked for */
+    uint32_t batch;        /* the select that gave it events->ev[evi] */
     uint32_t evi;
     bool polling; /* a poll request of this generation is in the kernel */
     bool more;    /* that request has completed with IORING_CQE_F_MORE */
@@ -97,16 +97,14 @@ struct op {
     bool remove;
 };
 
+/* Guarded by tab.lock, but for the ring, which is the waiting select's own
+ * while `waiting` is set. */
 struct uring_sel {
-    atomic_int refs; /* the poll, its clones and its wakers */
-    pthread_mutex_t lock;
+    struct mio__fdtable tab; /* first (fdtable.h): the registrations, the lock */
     struct io_uring ring;
     int notify[2];  /* an eventfd the ring polls: wakes a waiting select */
     bool waiting;   /* a select is in the kernel: the ring is its own */
     bool notify_on; /* the notify poll is in the kernel */
-    struct entry *ent;
-    size_t ent_cap;
-    uint32_t next_gen;
     uint32_t batch; /* counts selects, for merging completions */
     struct op *ops; /* the side list */
     size_t nops, ops_cap;
@@ -172,14 +170,6 @@ static uint32_t uring_flags(uint32_t r)
     return mio__event_flags(r, &bits);
 }
 
-/* A fresh generation, never 0. */
-static uint32_t next_gen(struct uring_sel *sel)
-{
-    if (++sel->next_gen == 0)
-        sel->next_gen = 1;
-    return sel->next_gen;
-}
-
 /* Puts one request into the submission queue, submitting what is there
  * when it is full; lock held, no select waiting. */
 static int put_sqe(struct uring_sel *sel, const struct op *op)
@@ -234,7 +224,7 @@ static int flush_ops(struct uring_sel *sel)
 /* Queues the multishot poll of a registered descriptor; lock held. */
 static int queue_add(struct uring_sel *sel, int fd, struct entry *e)
 {
-    struct op op = {.ud = ud_make(UD_FD, (uint32_t)fd, e->gen),
+    struct op op = {.ud = ud_make(UD_FD, (uint32_t)fd, e->reg.gen),
                     .fd = fd,
                     .mask = e->mask};
     int err = queue_op(sel, &op);
@@ -258,7 +248,7 @@ static int queue_remove(struct uring_sel *sel, int fd, struct entry *e)
     if (!e->polling)
         return 0;
     e->polling = false;
-    return queue_remove_ud(sel, ud_make(UD_FD, (uint32_t)fd, e->gen));
+    return queue_remove_ud(sel, ud_make(UD_FD, (uint32_t)fd, e->reg.gen));
 }
 
 /* Queues the poll of the notify eventfd; lock held. */
@@ -285,14 +275,6 @@ static void submit_now(struct uring_sel *sel)
 {
     if (!sel->waiting)
         (void)io_uring_submit(&sel->ring);
-}
-
-/* The entry registered for fd, or NULL. */
-static struct entry *lookup(struct uring_sel *sel, int fd)
-{
-    if (fd < 0 || (size_t)fd >= sel->ent_cap || sel->ent[fd].gen == 0)
-        return NULL;
-    return &sel->ent[fd];
 }
 
 /* Whether an ended multishot poll may be armed again: it ended with a
@@ -325,8 +307,8 @@ static bool take_fd(struct uring_sel *sel, const struct io_uring_cqe *cqe,
                     struct mio_events *events)
 {
     int fd = (int)ud_slot(cqe->user_data);
-    struct entry *e = lookup(sel, fd);
-    if (e == NULL || e->gen != ud_gen(cqe->user_data) || !e->polling) {
+    struct entry *e = mio__fdtable_get(&sel->tab, fd);
+    if (e == NULL || e->reg.gen != ud_gen(cqe->user_data) || !e->polling) {
         /* Stale: deregistered or replaced.  Still armed, it is a poll whose
          * removal met it mid-completion (-EALREADY: the add and the remove
          * reached the kernel in one submission): remove it again, or it
@@ -346,7 +328,7 @@ static bool take_fd(struct uring_sel *sel, const struct io_uring_cqe *cqe,
             (void)queue_add(sel, fd, e);
     }
     if (cqe->res > 0)
-        (void)push_event(sel, events, &e->batch, &e->evi, e->token,
+        (void)push_event(sel, events, &e->batch, &e->evi, e->reg.token,
                          uring_flags((uint32_t)cqe->res));
     return true;
 }
@@ -455,9 +437,8 @@ static void destroy(struct uring_sel *sel, bool ring_up)
 {
     if (ring_up)
         io_uring_queue_exit(&sel->ring);
-    pthread_mutex_destroy(&sel->lock);
     mio__wakefd_close(sel->notify);
-    free(sel->ent);
+    mio__fdtable_fini(&sel->tab);
     free(sel->ops);
     free(sel);
 }
@@ -471,14 +452,14 @@ static int uring_new(void **out)
     struct uring_sel *sel = calloc(1, sizeof(*sel));
     if (sel == NULL)
         return -ENOMEM;
-    int err = mio__wakefd_open(sel->notify);
+    int err = mio__fdtable_init(&sel->tab, sizeof(struct entry));
     if (err < 0) {
         free(sel);
         return err;
     }
-    err = -pthread_mutex_init(&sel->lock, NULL);
+    err = mio__wakefd_open(sel->notify);
     if (err < 0) {
-        mio__wakefd_close(sel->notify);
+        mio__fdtable_fini(&sel->tab);
         free(sel);
         return err;
     }
@@ -497,17 +478,6 @@ static int uring_new(void **out)
         destroy(sel, true);
         return err;
     }
-    atomic_init(&sel->refs, 1);
-    *out = sel;
-    return 0;
-}
-
-/* Clones share the selector: registrations from any of them reach the
- * ring. */
-static int uring_clone(void *handle, void **out)
-{
-    struct uring_sel *sel = handle;
-    atomic_fetch_add(&sel->refs, 1);
     *out = sel;
     return 0;
 }
@@ -516,10 +486,8 @@ static int uring_clone(void *handle, void **out)
  * polls. */
 static void uring_free(void *handle)
 {
-    struct uring_sel *sel = handle;
-    if (sel == NULL || atomic_fetch_sub(&sel->refs, 1) != 1)
-        return;
-    destroy(sel, true);
+    if (mio__fdtable_release(handle))
+        destroy(handle, true);
 }
 
 /* Whether a ring with multishot poll can be had now. */
@@ -560,7 +528,7 @@ static int uring_select(void *handle, struct mio_events *events,
         deadline = mio__now_ns() + ns;
     }
     int err = 0;
-    pthread_mutex_lock(&sel->lock);
+    pthread_mutex_lock(&sel->tab.lock);
     if (++sel->batch == 0)
         sel->batch = 1;
     (void)harvest(sel, events);
@@ -585,9 +553,9 @@ static int uring_select(void *handle, struct mio_events *events,
         struct __kernel_timespec ts = kernel_ts(left);
         struct io_uring_cqe *cqe;
         sel->waiting = true;
-        pthread_mutex_unlock(&sel->lock);
+        pthread_mutex_unlock(&sel->tab.lock);
         int r = io_uring_submit_and_wait_timeout(&sel->ring, &cqe, 1, &ts, NULL);
-        pthread_mutex_lock(&sel->lock);
+        pthread_mutex_lock(&sel->tab.lock);
         sel->waiting = false;
         unsigned seen = harvest(sel, events);
         if (r < 0 && r != -ETIME && r != -EAGAIN && r != -EBUSY) {
@@ -605,7 +573,7 @@ static int uring_select(void *handle, struct mio_events *events,
         if (!early)
             break;
     }
-    pthread_mutex_unlock(&sel->lock);
+    pthread_mutex_unlock(&sel->tab.lock);
     return err;
 }
 
@@ -623,21 +591,16 @@ static int uring_register(void *handle, int fd, mio_token_t token,
         return -EPERM;
     if (fd > UD_FD_MAX)
         return -EINVAL;
-    int err;
-    pthread_mutex_lock(&sel->lock);
-    if (lookup(sel, fd) != NULL) {
-        err = -EEXIST;
-    } else if ((err = mio__array_grow(&sel->ent, &sel->ent_cap, (size_t)fd + 1,
-                                      sizeof(*sel->ent))) == 0) {
-        struct entry *e = &sel->ent[fd];
-        *e = (struct entry){.token = token,
-                            .gen = next_gen(sel),
-                            .mask = uring_mask(interest)};
+    pthread_mutex_lock(&sel->tab.lock);
+    int err = mio__fdtable_add(&sel->tab, fd, token);
+    if (err == 0) {
+        struct entry *e = mio__fdtable_get(&sel->tab, fd);
+        e->mask = uring_mask(interest);
         err = queue_add(sel, fd, e);
         if (err < 0)
-            e->gen = 0;
+            mio__fdtable_remove(&sel->tab, &e->reg);
     }
-    pthread_mutex_unlock(&sel->lock);
+    pthread_mutex_unlock(&sel->tab.lock);
     return err;
 }
 
@@ -649,17 +612,17 @@ static int uring_reregister(void *handle, int fd, mio_token_t token,
 {
     struct uring_sel *sel = handle;
     int err;
-    pthread_mutex_lock(&sel->lock);
-    struct entry *e = lookup(sel, fd);
+    pthread_mutex_lock(&sel->tab.lock);
+    struct entry *e = mio__fdtable_get(&sel->tab, fd);
     if (e == NULL) {
         err = -ENOENT;
     } else if ((err = queue_remove(sel, fd, e)) == 0) {
-        *e = (struct entry){.token = token,
-                            .gen = next_gen(sel),
-                            .mask = uring_mask(interest)};
+        mio__fdtable_renew(&sel->tab, &e->reg, token);
+        e->mask = uring_mask(interest);
+        e->batch = 0; /* a new source for the merging of this select */
         err = queue_add(sel, fd, e);
     }
-    pthread_mutex_unlock(&sel->lock);
+    pthread_mutex_unlock(&sel->tab.lock);
     return err;
 }
 
@@ -669,16 +632,16 @@ static int uring_deregister(void *handle, int fd)
 {
     struct uring_sel *sel = handle;
     int err = 0;
-    pthread_mutex_lock(&sel->lock);
-    struct entry *e = lookup(sel, fd);
+    pthread_mutex_lock(&sel->tab.lock);
+    struct entry *e = mio__fdtable_get(&sel->tab, fd);
     if (e == NULL) {
         err = -ENOENT;
     } else {
         (void)queue_remove(sel, fd, e);
-        e->gen = 0;
+        mio__fdtable_remove(&sel->tab, &e->reg);
         submit_now(sel);
     }
-    pthread_mutex_unlock(&sel->lock);
+    pthread_mutex_unlock(&sel->tab.lock);
     return err;
 }
 
@@ -702,19 +665,19 @@ static int uring_waker_init(void *waker, void *handle, mio_token_t token)
         return err;
     w->token = token;
     atomic_init(&w->pending, false);
-    pthread_mutex_lock(&sel->lock);
+    pthread_mutex_lock(&sel->tab.lock);
     w->id = ++sel->next_waker_id;
     err = queue_waker(sel, w);
     if (err == 0) {
         w->next = sel->wakers;
         sel->wakers = w;
     }
-    pthread_mutex_unlock(&sel->lock);
+    pthread_mutex_unlock(&sel->tab.lock);
     if (err < 0) {
         mio__wakefd_close(w->fds);
         return err;
     }
-    atomic_fetch_add(&sel->refs, 1);
+    mio__fdtable_hold(&sel->tab);
     w->sel = sel;
     return 0;
 }
@@ -733,7 +696,7 @@ static void uring_waker_fini(void *waker)
 {
     struct uring_waker *w = waker;
     struct uring_sel *sel = w->sel;
-    pthread_mutex_lock(&sel->lock);
+    pthread_mutex_lock(&sel->tab.lock);
     for (struct uring_waker **p = &sel->wakers; *p; p = &(*p)->next)
         if (*p == w) {
             *p = w->next;
@@ -746,7 +709,7 @@ static void uring_waker_fini(void *waker)
         (void)queue_op(sel, &op);
         submit_now(sel);
     }
-    pthread_mutex_unlock(&sel->lock);
+    pthread_mutex_unlock(&sel->tab.lock);
     mio__wakefd_close(w->fds);
     uring_free(sel);
 }
@@ -759,7 +722,7 @@ const struct mio__backend mio__backend_io_uring = {
     .supported_interest = MIO_READABLE | MIO_WRITABLE | MIO_PRIORITY,
     .probe = uring_probe,
     .sel_new = uring_new,
-    .sel_clone = uring_clone,
+    .sel_clone = mio__fdtable_clone,
     .sel_free = uring_free,
     .sel_select = uring_select,
     .sel_register = uring_register,
