@@ -9,14 +9,17 @@
  * set until it is re-armed or re-registered, since poll(2) reports those
  * conditions whatever it is asked and would otherwise return at once forever.
  *
- * Registrations live in a table guarded by a mutex.  The polling thread
- * copies the set into a private snapshot and polls that with the mutex
- * released, so other threads may register while it blocks: each change made
- * during a poll writes a notify descriptor that sits in slot 0 of the
- * snapshot, and the poll starts again with the time that is left (mio
- * restarts the full timeout).  An event is only delivered when the
- * descriptor is still registered under the same generation as when the
- * snapshot was taken, so nothing is reported after a deregister.
+ * Registrations live in the table of fdtable.h, by descriptor, and the set
+ * is the list of the registered descriptors beside it, in no order: a
+ * deregister moves the last one into the place it leaves.  Both are
+ * guarded by the table's mutex.  The polling thread copies the set into a
+ * private snapshot and polls that with the mutex released, so other
+ * threads may register while it blocks: each change made during a poll
+ * writes a notify descriptor that sits in slot 0 of the snapshot, and the
+ * poll starts again with the time that is left (mio restarts the full
+ * timeout).  An event is only delivered when the descriptor is still
+ * registered under the same generation as when the snapshot was taken, so
+ * nothing is reported after a deregister.
  */
 #ifdef HAVE_CONFIG_H
 #include "autoconf.h"
@@ -29,11 +32,11 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
-#include <string.h>
 #include <unistd.h>
 
 #include "array.h"
 #include "backend.h"
+#include "fdtable.h"
 #include "timeout.h"
 #include "wakefd.h"
 
@@ -44,26 +47,23 @@
 #define READ_BITS (POLLIN | POLLRDHUP)
 #define ARMABLE (POLLIN | POLLRDHUP | POLLOUT | POLLPRI)
 
-/* One registered descriptor. */
+/* One registered descriptor, the table's entry for it. */
 struct entry {
-    int fd;
-    mio_token_t token;
-    uint32_t gen;   /* changes on every register and reregister */
-    short interest; /* the poll bits of the registered interest */
-    short armed;    /* the subset not reported since the last re-arm */
-    bool parked;    /* reported ERR/HUP/NVAL: out of the set until re-armed */
+    struct mio__fdreg reg; /* the token and the generation */
+    size_t pos;            /* its place in sel->fds */
+    short interest;        /* the poll bits of the registered interest */
+    short armed;           /* the subset not reported since the last re-arm */
+    bool parked;           /* reported ERR/HUP/NVAL: out of the set until re-armed */
 };
 
+/* Guarded by tab.lock, but for the snapshot, which the polling thread has
+ * to itself. */
 struct poll_sel {
-    atomic_int refs; /* the poll, its clones and its wakers */
-    pthread_mutex_t lock;
-    int notify[2];     /* wakes a poll in progress */
-    bool polling;      /* a thread is inside poll(2) now */
-    struct entry *ent; /* registrations, unordered */
-    size_t n, cap;
-    size_t *slot; /* fd -> index in ent + 1, 0 when unregistered */
-    size_t slot_cap;
-    uint32_t next_gen;
+    struct mio__fdtable tab; /* first (fdtable.h): the registrations, the lock */
+    int notify[2];           /* wakes a poll in progress */
+    bool polling;            /* a thread is inside poll(2) now */
+    int *fds;                /* the set: the registered descriptors, unordered */
+    size_t n, fds_cap;
     struct poll_waker *wakers;
     /* The polling thread's own copy of the set, slot 0 being notify[0]. */
     struct pollfd *snap;
@@ -110,14 +110,6 @@ static uint32_t poll_flags(short r)
     return f;
 }
 
-/* The entry registered for fd, or NULL. */
-static struct entry *lookup(struct poll_sel *sel, int fd)
-{
-    if ((size_t)fd >= sel->slot_cap || sel->slot[fd] == 0)
-        return NULL;
-    return &sel->ent[sel->slot[fd] - 1];
-}
-
 /* Interrupts a poll in progress so that it sees a change; lock held. */
 static void changed(struct poll_sel *sel)
 {
@@ -131,27 +123,13 @@ static int poll_new(void **out)
     struct poll_sel *sel = calloc(1, sizeof(*sel));
     if (sel == NULL)
         return -ENOMEM;
-    int err = mio__wakefd_open(sel->notify);
+    int err = mio__fdtable_init(&sel->tab, sizeof(struct entry));
+    if (err == 0 && (err = mio__wakefd_open(sel->notify)) < 0)
+        mio__fdtable_fini(&sel->tab);
     if (err < 0) {
         free(sel);
         return err;
     }
-    err = -pthread_mutex_init(&sel->lock, NULL);
-    if (err < 0) {
-        mio__wakefd_close(sel->notify);
-        free(sel);
-        return err;
-    }
-    atomic_init(&sel->refs, 1);
-    *out = sel;
-    return 0;
-}
-
-/* Clones share the table: registrations from any of them reach the poll. */
-static int poll_clone(void *handle, void **out)
-{
-    struct poll_sel *sel = handle;
-    atomic_fetch_add(&sel->refs, 1);
     *out = sel;
     return 0;
 }
@@ -160,41 +138,39 @@ static int poll_clone(void *handle, void **out)
 static void poll_free(void *handle)
 {
     struct poll_sel *sel = handle;
-    if (sel == NULL || atomic_fetch_sub(&sel->refs, 1) != 1)
+    if (!mio__fdtable_release(sel))
         return;
-    pthread_mutex_destroy(&sel->lock);
     mio__wakefd_close(sel->notify);
-    free(sel->ent);
-    free(sel->slot);
+    mio__fdtable_fini(&sel->tab);
+    free(sel->fds);
     free(sel->snap);
     free(sel->snap_gen);
     free(sel);
 }
 
-/* A new entry; -EBADF for a closed fd, -EEXIST when already there. */
+/* A new entry, at the end of the set; -EBADF for a closed fd, -EEXIST when
+ * already there. */
 static int poll_register(void *handle, int fd, mio_token_t token, mio_interest_t interest)
 {
     struct poll_sel *sel = handle;
     if (fcntl(fd, F_GETFD) < 0)
         return -errno;
-    int err = 0;
-    pthread_mutex_lock(&sel->lock);
-    if (lookup(sel, fd) != NULL) {
-        err = -EEXIST;
-    } else if ((err = mio__array_grow(&sel->slot, &sel->slot_cap, (size_t)fd + 1,
-                                      sizeof(*sel->slot))) == 0 &&
-               (err = mio__array_grow(&sel->ent, &sel->cap, sel->n + 1,
-                                      sizeof(*sel->ent))) == 0) {
-        short bits = poll_bits(interest);
-        sel->ent[sel->n] = (struct entry){.fd = fd,
-                                          .token = token,
-                                          .gen = ++sel->next_gen,
-                                          .interest = bits,
-                                          .armed = bits};
-        sel->slot[fd] = ++sel->n;
-        changed(sel);
+    pthread_mutex_lock(&sel->tab.lock);
+    int err = mio__fdtable_add(&sel->tab, fd, token);
+    if (err == 0) {
+        struct entry *e = mio__fdtable_get(&sel->tab, fd);
+        err = mio__array_grow(&sel->fds, &sel->fds_cap, sel->n + 1, sizeof(*sel->fds));
+        if (err < 0) {
+            mio__fdtable_remove(&sel->tab, &e->reg);
+        } else {
+            e->pos = sel->n;
+            sel->fds[sel->n++] = fd;
+            e->interest = poll_bits(interest);
+            e->armed = e->interest;
+            changed(sel);
+        }
     }
-    pthread_mutex_unlock(&sel->lock);
+    pthread_mutex_unlock(&sel->tab.lock);
     return err;
 }
 
@@ -205,43 +181,42 @@ static int poll_reregister(void *handle, int fd, mio_token_t token,
 {
     struct poll_sel *sel = handle;
     int err = 0;
-    pthread_mutex_lock(&sel->lock);
-    struct entry *e = lookup(sel, fd);
+    pthread_mutex_lock(&sel->tab.lock);
+    struct entry *e = mio__fdtable_get(&sel->tab, fd);
     if (e == NULL) {
         err = -ENOENT;
     } else {
-        short bits = poll_bits(interest);
-        *e = (struct entry){.fd = fd,
-                            .token = token,
-                            .gen = ++sel->next_gen,
-                            .interest = bits,
-                            .armed = bits};
+        mio__fdtable_renew(&sel->tab, &e->reg, token);
+        e->interest = poll_bits(interest);
+        e->armed = e->interest;
+        e->parked = false;
         changed(sel);
     }
-    pthread_mutex_unlock(&sel->lock);
+    pthread_mutex_unlock(&sel->tab.lock);
     return err;
 }
 
-/* Removes the entry, the last one taking its place; -ENOENT when not
- * there. */
+/* Removes the entry, the last of the set taking its place there; -ENOENT
+ * when not there. */
 static int poll_deregister(void *handle, int fd)
 {
     struct poll_sel *sel = handle;
     int err = 0;
-    pthread_mutex_lock(&sel->lock);
-    struct entry *e = lookup(sel, fd);
+    pthread_mutex_lock(&sel->tab.lock);
+    struct entry *e = mio__fdtable_get(&sel->tab, fd);
     if (e == NULL) {
         err = -ENOENT;
     } else {
-        struct entry *last = &sel->ent[--sel->n];
-        if (e != last) {
-            *e = *last;
-            sel->slot[e->fd] = (size_t)(e - sel->ent) + 1;
+        int last = sel->fds[--sel->n];
+        if (last != fd) {
+            struct entry *moved = mio__fdtable_get(&sel->tab, last);
+            moved->pos = e->pos;
+            sel->fds[e->pos] = last;
         }
-        sel->slot[fd] = 0;
+        mio__fdtable_remove(&sel->tab, &e->reg);
         changed(sel);
     }
-    pthread_mutex_unlock(&sel->lock);
+    pthread_mutex_unlock(&sel->tab.lock);
     return err;
 }
 
@@ -251,8 +226,8 @@ static int poll_rearm(void *handle, int fd, mio_interest_t interest)
 {
     struct poll_sel *sel = handle;
     int err = 0;
-    pthread_mutex_lock(&sel->lock);
-    struct entry *e = lookup(sel, fd);
+    pthread_mutex_lock(&sel->tab.lock);
+    struct entry *e = mio__fdtable_get(&sel->tab, fd);
     if (e == NULL) {
         err = -ENOENT;
     } else {
@@ -263,7 +238,7 @@ static int poll_rearm(void *handle, int fd, mio_interest_t interest)
             changed(sel);
         }
     }
-    pthread_mutex_unlock(&sel->lock);
+    pthread_mutex_unlock(&sel->tab.lock);
     return err;
 }
 
@@ -277,10 +252,10 @@ static int snapshot(struct poll_sel *sel)
         return -ENOMEM;
     sel->snap[0] = (struct pollfd){.fd = sel->notify[0], .events = POLLIN};
     for (size_t i = 0; i < sel->n; i++) {
-        const struct entry *e = &sel->ent[i];
-        sel->snap[i + 1] = (struct pollfd){.fd = e->parked ? -1 : e->fd,
-                                           .events = e->armed};
-        sel->snap_gen[i + 1] = e->gen;
+        int fd = sel->fds[i];
+        const struct entry *e = mio__fdtable_get(&sel->tab, fd);
+        sel->snap[i + 1] = (struct pollfd){.fd = e->parked ? -1 : fd, .events = e->armed};
+        sel->snap_gen[i + 1] = e->reg.gen;
     }
     return (int)(sel->n + 1);
 }
@@ -299,15 +274,15 @@ static void collect_ready(struct poll_sel *sel, int nfds, struct mio_events *eve
 {
     for (int i = 1; i < nfds && events->len < events->cap; i++) {
         short r = sel->snap[i].revents;
-        struct entry *e = r ? lookup(sel, sel->snap[i].fd) : NULL;
-        if (e == NULL || e->gen != sel->snap_gen[i])
+        struct entry *e = r ? mio__fdtable_get(&sel->tab, sel->snap[i].fd) : NULL;
+        if (e == NULL || e->reg.gen != sel->snap_gen[i])
             continue; /* deregistered or changed while we polled */
         if (r & (POLLERR | POLLHUP | POLLNVAL))
             e->parked = true;
         if (r & POLLNVAL)
             continue; /* closed without a deregister: nothing to say */
         e->armed = (short)(e->armed & ~(r & ARMABLE));
-        events->ev[events->len++] = (struct mio_event){e->token, poll_flags(r)};
+        events->ev[events->len++] = (struct mio_event){e->reg.token, poll_flags(r)};
     }
 }
 
@@ -338,7 +313,7 @@ static int poll_select(void *handle, struct mio_events *events,
         deadline = mio__now_ns() + ns;
     }
     int err = 0;
-    pthread_mutex_lock(&sel->lock);
+    pthread_mutex_lock(&sel->tab.lock);
     for (;;) {
         collect_wakes(sel, events);
         int nfds = snapshot(sel);
@@ -355,10 +330,10 @@ static int poll_select(void *handle, struct mio_events *events,
                 wait = 0;
         }
         sel->polling = true;
-        pthread_mutex_unlock(&sel->lock);
+        pthread_mutex_unlock(&sel->tab.lock);
         int r = poll_ns(sel->snap, nfds, wait);
         int saved = errno;
-        pthread_mutex_lock(&sel->lock);
+        pthread_mutex_lock(&sel->tab.lock);
         sel->polling = false;
         if (r < 0) {
             if (events->len == 0)
@@ -374,7 +349,7 @@ static int poll_select(void *handle, struct mio_events *events,
         /* Only a change from another thread woke us: poll again, with
          * the time that is left rather than the whole timeout. */
     }
-    pthread_mutex_unlock(&sel->lock);
+    pthread_mutex_unlock(&sel->tab.lock);
     return err;
 }
 
@@ -384,14 +359,14 @@ static int poll_waker_init(void *waker, void *handle, mio_token_t token)
 {
     struct poll_waker *w = waker;
     struct poll_sel *sel = handle;
-    atomic_fetch_add(&sel->refs, 1);
+    mio__fdtable_hold(&sel->tab);
     w->sel = sel;
     w->token = token;
     atomic_init(&w->pending, false);
-    pthread_mutex_lock(&sel->lock);
+    pthread_mutex_lock(&sel->tab.lock);
     w->next = sel->wakers;
     sel->wakers = w;
-    pthread_mutex_unlock(&sel->lock);
+    pthread_mutex_unlock(&sel->tab.lock);
     return 0;
 }
 
@@ -408,13 +383,13 @@ static void poll_waker_fini(void *waker)
 {
     struct poll_waker *w = waker;
     struct poll_sel *sel = w->sel;
-    pthread_mutex_lock(&sel->lock);
+    pthread_mutex_lock(&sel->tab.lock);
     for (struct poll_waker **p = &sel->wakers; *p; p = &(*p)->next)
         if (*p == w) {
             *p = w->next;
             break;
         }
-    pthread_mutex_unlock(&sel->lock);
+    pthread_mutex_unlock(&sel->tab.lock);
     poll_free(sel);
 }
 
@@ -424,7 +399,7 @@ const struct mio__backend mio__backend_poll = {
     .supported_interest = MIO_READABLE | MIO_WRITABLE | MIO_PRIORITY,
     .probe = NULL,
     .sel_new = poll_new,
-    .sel_clone = poll_clone,
+    .sel_clone = mio__fdtable_clone,
     .sel_free = poll_free,
     .sel_select = poll_select,
     .sel_register = poll_register,
