@@ -16,8 +16,11 @@
  * registered is all zeroes, and a registered one's generation is never 0:
  * it changes on every register and reregister, so that what a backend took
  * under one generation (a snapshot, a request in the kernel) is known stale
- * after a change.  Thread-safety: the lock held for mio__fdtable_get, _add,
- * _renew and _remove; init, fini, hold, clone and release take no lock.
+ * after a change.  An entry's address holds until the next
+ * mio__fdtable_add, which may move the table.
+ *
+ * Thread-safety: the caller holds the lock for mio__fdtable_get, _add,
+ * _renew and _remove; init, fini, hold, clone and release need no lock.
  * Allocation: only mio__fdtable_add, and only for a descriptor past every
  * one registered before; lookups, reregisters and deregisters never
  * allocate.
@@ -63,7 +66,8 @@ bool mio__fdtable_release(void *sel);
 /* The entry registered for fd, or NULL. */
 void *mio__fdtable_get(const struct mio__fdtable *t, int fd);
 /* Registers fd: its entry zeroed but for the token and a new generation,
- * for mio__fdtable_get to give.  -EEXIST when registered, -ENOMEM. */
+ * for mio__fdtable_get to give.  -EEXIST when registered, -EBADF for a
+ * negative fd, -ENOMEM. */
 int mio__fdtable_add(struct mio__fdtable *t, int fd, mio_token_t token);
 /* A registered entry's new token and generation; the rest is the backend's
  * to set. */
