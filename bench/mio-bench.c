@@ -10,8 +10,10 @@
  *             bytes back, and sends the next S; messages per second, and
  *             the latency of each message (first byte sent to last byte
  *             back) from a log-linear histogram: p50, p99, p99.9, max.
- *   stream    each connection writes as fast as the server takes it and
- *             reads the echo back; MB/s (10^6 bytes) echoed back.
+ *   stream    each connection writes as fast as the server takes it, S
+ *             bytes a send (32 KiB unless -s says; at most 64 KiB), and
+ *             reads the echo back as much at a time (32 KiB at least);
+ *             MB/s (10^6 bytes) echoed back.
  *   idle      opens C connections, exchanges one message of S bytes on
  *             each, holds them for the duration, and prints the growth of
  *             the server's resident memory per connection (--pid).
@@ -105,10 +107,13 @@
 
 /* A prime, so that offsets of different connections do not line up. */
 #define PAT_LEN 65521u
-/* Most bytes one recv or send moves: a slice of pat never wraps. */
-#define IO_MAX 32768u
+/* Most bytes one recv or send moves (a stream's -s at most): pat repeats
+ * its start after PAT_LEN, so that a slice of it never wraps. */
+#define IO_MAX 65536u
+/* What one recv or send moves unless a stream's -s asks for more. */
+#define IO_DEFAULT 32768u
 
-static uint8_t pat[2 * PAT_LEN];
+static uint8_t pat[PAT_LEN + IO_MAX];
 
 static void pattern_init(void)
 {
@@ -117,8 +122,10 @@ static void pattern_init(void)
         x ^= x << 13; /* xorshift64 */
         x ^= x >> 7;
         x ^= x << 17;
-        pat[i] = pat[i + PAT_LEN] = (uint8_t)(x >> 24);
+        pat[i] = (uint8_t)(x >> 24);
     }
+    for (size_t i = PAT_LEN; i < sizeof(pat); i++)
+        pat[i] = pat[i - PAT_LEN];
 }
 
 /* ---- the latency histogram ---------------------------------------------- */
@@ -482,7 +489,8 @@ static struct {
     struct conn *c;
     enum phase phase;
     unsigned next_connect, connecting, open, busy, done;
-    unsigned active; /* churn: loops in the middle of a connection */
+    unsigned active;   /* churn: loops in the middle of a connection */
+    size_t wmax, rmax; /* most bytes one send, one recv moves */
     uint64_t now, t_phase_end, t_run, t_run_end;
     /* Counted while P_RUN, and over the whole run; cycles: churn's
      * connections ended. */
@@ -749,8 +757,8 @@ static void send_upto(struct conn *c, uint64_t limit)
 {
     while (c->sent < limit) {
         size_t n = limit - c->sent;
-        if (n > IO_MAX)
-            n = IO_MAX;
+        if (n > g.wmax)
+            n = g.wmax;
         const uint8_t *p = pat + (c->seed + c->sent) % PAT_LEN;
         ssize_t m = c->ssl ? tls_send(c, p, n) : send(c->fd, p, n, MSG_NOSIGNAL);
         if (m > 0) {
@@ -816,8 +824,7 @@ static void stream_fill(struct conn *c)
 static bool read_some(struct conn *c, bool to_eof)
 {
     for (;;) {
-        ssize_t n = c->ssl ? tls_recv(c, g.buf, sizeof(g.buf))
-                           : recv(c->fd, g.buf, sizeof(g.buf), 0);
+        ssize_t n = c->ssl ? tls_recv(c, g.buf, g.rmax) : recv(c->fd, g.buf, g.rmax, 0);
         if (n > 0) {
             verify(c, g.buf, (size_t)n);
             c->rcvd += (uint64_t)n;
@@ -826,7 +833,7 @@ static bool read_some(struct conn *c, bool to_eof)
                 g.bytes += (uint64_t)n;
             if (c->busy && c->rcvd == c->msg_end)
                 message_done(c);
-            if ((size_t)n < sizeof(g.buf) && !to_eof && c->ssl == NULL)
+            if ((size_t)n < g.rmax && !to_eof && c->ssl == NULL)
                 return true; /* drained: the next byte makes a new edge */
             continue;
         }
@@ -1643,7 +1650,8 @@ static void usage(FILE *f)
         "  --host HOST     server address (127.0.0.1)\n"
         "  --port PORT     server port\n"
         "  -c N            connections (1); for churn and handshake, loops; for udp, flows\n"
-        "  -s BYTES        message size (64); for stream, bytes per send (16384);\n"
+        "  -s BYTES        message size (64); for stream, bytes per send (32768, at\n"
+        "                  most 65536; it reads as much, 32768 at least);\n"
         "                  for udp, datagram size (16 to 65507)\n"
         "  -w N            udp: datagrams each flow keeps outstanding (1)\n"
         "  --resend SECS   udp: an unanswered datagram is sent again after (0.2)\n"
@@ -1828,9 +1836,15 @@ int main(int argc, char **argv)
         return 2;
     }
     if (!size_set)
-        opt.size = opt.mode == STREAM ? 16384 : 64;
-    if (opt.mode == STREAM && opt.size > IO_MAX)
-        opt.size = IO_MAX;
+        opt.size = opt.mode == STREAM ? IO_DEFAULT : 64;
+    if (opt.mode == STREAM && opt.size > IO_MAX) {
+        fprintf(stderr, "mio-bench: stream writes at most %u bytes at a time\n", IO_MAX);
+        return 2;
+    }
+    /* A stream sends -s bytes at a time and reads as much at a time, 32 KiB
+     * at least; the other modes move up to 32 KiB a call. */
+    g.wmax = opt.mode == STREAM ? opt.size : IO_DEFAULT;
+    g.rmax = g.wmax > IO_DEFAULT ? g.wmax : IO_DEFAULT;
     if (opt.mode == UDP && (opt.tls || opt.size < UDP_HDR || opt.size > 65507)) {
         fputs("mio-bench: udp takes datagrams of 16 to 65507 bytes, and no --tls\n",
               stderr);
