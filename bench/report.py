@@ -456,6 +456,20 @@ def workers_line(run):
     return out or " not measured"
 
 
+def uring_line(run):
+    """mio-echod-uring's throughput over mio-echod's, and mio-echod's CPU
+    per unit over mio-echod-uring's, load by load (idle memory is in the
+    tables)."""
+    out = ""
+    for g in ("echo", "relay"):
+        for l in [l for l in run.group_loads(g) if kind(l)[0] != "idle"]:
+            r = ratio(run.get(g, l, "mio-echod-uring", "value"), run.get(g, l, "mio-echod", "value"))
+            c = ratio(run.get(g, l, "mio-echod", "cpu"), run.get(g, l, "mio-echod-uring", "cpu"))
+            if r:
+                out += " %s %s: %sx%s;" % (g, title(l), r, " (by CPU %sx)" % c if c else "")
+    return out or " not measured"
+
+
 def splice_line(run):
     out = ""
     for l in [l for l in run.group_loads("echo") if kind(l)[0] != "idle"]:
@@ -570,11 +584,16 @@ def report(run, targets):
         "- client: bench/mio-bench (libmio, one thread), on the same machine: client, server "
         "(and the floor behind a relay) share the CPUs",
         "- peers: " + m["peers"],
+    ]
+    if m.get("skipped"):
+        out += ["- not measured: " + m["skipped"]]
+    out += [
         "",
         "Medians.  In parentheses: mio-echod's median divided by that server's",
         "(for msg/s and MB/s above 1 is better for mio-echod; for idle B/conn, the",
         "server's RSS growth per open connection, below 1 is).  mio-echod runs with",
-        "workers = 1, mio-echod-w2 with workers = 2; mio-echod-splice (echo) and",
+        "workers = 1, mio-echod-w2 with workers = 2, mio-echod-uring with workers = 1",
+        "and `poller = \"io_uring\"`; mio-echod-splice (echo) and",
         "mio-echod-copy (relay) with workers = 1 and splice(2) the other way than",
         "the default of their mode: on for echo, off for relay.  Stream writes",
         "32 KiB a send, stream 64 KiB writes 64 KiB; churn is loops of connect, one",
@@ -605,6 +624,10 @@ def report(run, targets):
         out += calls + [""]
     if run.has("echo") or run.has("relay"):
         out += ["Workers 2 vs 1 (mio-echod-w2 / mio-echod):" + workers_line(run),
+                "",
+                "io_uring vs epoll (mio-echod-uring / mio-echod; throughput, and in",
+                "parentheses by server CPU, mio-echod's CPU per unit over",
+                "mio-echod-uring's: above 1 means io_uring helps):" + uring_line(run),
                 "",
                 "Splice on vs off, throughput (echo: mio-echod-splice / mio-echod; relay:",
                 "mio-echod / mio-echod-copy; above 1 means splice helps):" + splice_line(run),
