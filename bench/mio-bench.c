@@ -1,7 +1,7 @@
 /*
  * mio-bench: a load generator for TCP echo servers and relays, on libmio.
  *
- *   mio-bench pingpong|stream|idle|handshake|udp --port PORT [options]
+ *   mio-bench pingpong|stream|idle|churn|handshake|udp --port PORT [options]
  *   mio-bench --free-port          print a port free on 127.0.0.1 (TCP and UDP)
  *
  * One process, one thread, non-blocking sockets on one mio_poll_t.
@@ -10,15 +10,20 @@
  *             bytes back, and sends the next S; messages per second, and
  *             the latency of each message (first byte sent to last byte
  *             back) from a log-linear histogram: p50, p99, p99.9, max.
- *   stream    each connection writes as fast as the server takes it and
- *             reads the echo back; MB/s (10^6 bytes) echoed back.
+ *   stream    each connection writes as fast as the server takes it, S
+ *             bytes a send (32 KiB unless -s says; at most 64 KiB), and
+ *             reads the echo back as much at a time (32 KiB at least);
+ *             MB/s (10^6 bytes) echoed back.
  *   idle      opens C connections, exchanges one message of S bytes on
  *             each, holds them for the duration, and prints the growth of
  *             the server's resident memory per connection (--pid).
- *   handshake (TLS) each of C loops connects, makes a full TLS handshake
- *             (no session is ever resumed), sends one message of S bytes,
- *             reads it back, sends close_notify and a FIN, waits for the
- *             server's end, closes, and starts over; handshakes per second.
+ *   churn     each of C loops connects, sends one message of S bytes,
+ *             reads it back, half-closes, waits for the server's FIN,
+ *             closes, and starts over; new connections per second, and
+ *             the server's CPU per connection.
+ *   handshake churn over TLS: each connection makes a full TLS handshake
+ *             first (no session is ever resumed) and sends close_notify
+ *             before its FIN; handshakes per second.
  *   udp       C flows (a UDP socket each) keep W datagrams of S bytes
  *             outstanding each (-w), resending what is unanswered after
  *             --resend seconds; datagrams answered per second, losses,
@@ -40,7 +45,8 @@
  * server (and a relay's upstream) has accepted them all; the warmup
  * follows, unmeasured, then the measured seconds.  With --pid, the
  * server's CPU time over the measured seconds (schedstat of each thread of
- * the process and its descendants) is printed per message or per GB.
+ * the process and its descendants) is printed per message, per connection
+ * (churn, with the time of the children the server reaped) or per GB.
  *
  * Every connection sends a deterministic stream of its own (a slice of a
  * pseudo-random table at an offset of its own), and every byte that comes
@@ -101,10 +107,13 @@
 
 /* A prime, so that offsets of different connections do not line up. */
 #define PAT_LEN 65521u
-/* Most bytes one recv or send moves: a slice of pat never wraps. */
-#define IO_MAX 32768u
+/* Most bytes one recv or send moves (a stream's -s at most): pat repeats
+ * its start after PAT_LEN, so that a slice of it never wraps. */
+#define IO_MAX 65536u
+/* What one recv or send moves unless a stream's -s asks for more. */
+#define IO_DEFAULT 32768u
 
-static uint8_t pat[2 * PAT_LEN];
+static uint8_t pat[PAT_LEN + IO_MAX];
 
 static void pattern_init(void)
 {
@@ -113,8 +122,10 @@ static void pattern_init(void)
         x ^= x << 13; /* xorshift64 */
         x ^= x >> 7;
         x ^= x << 17;
-        pat[i] = pat[i + PAT_LEN] = (uint8_t)(x >> 24);
+        pat[i] = (uint8_t)(x >> 24);
     }
+    for (size_t i = PAT_LEN; i < sizeof(pat); i++)
+        pat[i] = pat[i - PAT_LEN];
 }
 
 /* ---- the latency histogram ---------------------------------------------- */
@@ -391,10 +402,46 @@ static double tree_cpu_ns(const int *pids, size_t n)
     return total;
 }
 
+/* The CPU time of the tree below root so far, in ns: every process of it
+ * as it is now (socat forks a process per flow, connection or datagram),
+ * schedstat of each thread, plus the time of the children each has reaped
+ * (cutime and cstime in /proc/PID/stat, in clock ticks), which keeps that
+ * of the processes that ended meanwhile.  *most, when given, keeps the
+ * most processes seen. */
+static double tree_reaped_cpu_ns(int root, size_t *most)
+{
+    size_t n;
+    int *pids = tree_pids(root, &n);
+    double total = tree_cpu_ns(pids, n);
+    for (size_t k = 0; k < n; k++) {
+        char path[64], buf[512];
+        snprintf(path, sizeof(path), "/proc/%d/stat", pids[k]);
+        FILE *fp = fopen(path, "r");
+        if (fp == NULL)
+            continue;
+        size_t len = fread(buf, 1, sizeof(buf) - 1, fp);
+        fclose(fp);
+        buf[len] = '\0';
+        char *p = strrchr(buf, ')');
+        long long cut, cst;
+        if (p != NULL && sscanf(p + 1,
+                                " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u "
+                                "%lld %lld",
+                                &cut, &cst) == 2)
+            total += (double)(cut + cst) * 1e9 / (double)sysconf(_SC_CLK_TCK);
+    }
+    if (most != NULL && n > *most)
+        *most = n;
+    free(pids);
+    return total;
+}
+
 /* ---- connections -------------------------------------------------------- */
 
-enum mode { PINGPONG, STREAM, IDLE, HANDSHAKE, UDP };
-static const char *const mode_name[] = {"pingpong", "stream", "idle", "handshake", "udp"};
+/* churn is the mode of loops of new connections; over TLS its name is
+ * handshake. */
+enum mode { PINGPONG, STREAM, IDLE, CHURN, UDP };
+static const char *const mode_name[] = {"pingpong", "stream", "idle", "churn", "udp"};
 
 enum cstate { C_NEW, C_CONNECTING, C_HANDSHAKE, C_OPEN, C_SHUT, C_DONE };
 
@@ -442,11 +489,13 @@ static struct {
     struct conn *c;
     enum phase phase;
     unsigned next_connect, connecting, open, busy, done;
-    unsigned active; /* handshake: loops in the middle of a connection */
+    unsigned active;   /* churn: loops in the middle of a connection */
+    size_t wmax, rmax; /* most bytes one send, one recv moves */
     uint64_t now, t_phase_end, t_run, t_run_end;
-    uint64_t messages, bytes, handshakes; /* counted while P_RUN */
-    uint64_t messages_all, bytes_all;     /* and over the whole run */
-    uint64_t handshakes_all, cycles_started;
+    /* Counted while P_RUN, and over the whole run; cycles: churn's
+     * connections ended. */
+    uint64_t messages, bytes, cycles;
+    uint64_t messages_all, bytes_all, cycles_all, cycles_started;
     struct mem before, after; /* the server's, with --pid */
     int *pids;                /* the server's processes, once all are open */
     int *bpids;               /* and the backend's, with --backend-pid */
@@ -708,8 +757,8 @@ static void send_upto(struct conn *c, uint64_t limit)
 {
     while (c->sent < limit) {
         size_t n = limit - c->sent;
-        if (n > IO_MAX)
-            n = IO_MAX;
+        if (n > g.wmax)
+            n = g.wmax;
         const uint8_t *p = pat + (c->seed + c->sent) % PAT_LEN;
         ssize_t m = c->ssl ? tls_send(c, p, n) : send(c->fd, p, n, MSG_NOSIGNAL);
         if (m > 0) {
@@ -759,7 +808,7 @@ static void message_done(struct conn *c)
     }
     if (opt.mode == PINGPONG && (g.phase == P_WARMUP || g.phase == P_RUN))
         start_message(c, opt.size);
-    else if (opt.mode == HANDSHAKE)
+    else if (opt.mode == CHURN)
         half_close(c); /* and the server's end ends the loop's turn */
 }
 
@@ -775,8 +824,7 @@ static void stream_fill(struct conn *c)
 static bool read_some(struct conn *c, bool to_eof)
 {
     for (;;) {
-        ssize_t n = c->ssl ? tls_recv(c, g.buf, sizeof(g.buf))
-                           : recv(c->fd, g.buf, sizeof(g.buf), 0);
+        ssize_t n = c->ssl ? tls_recv(c, g.buf, g.rmax) : recv(c->fd, g.buf, g.rmax, 0);
         if (n > 0) {
             verify(c, g.buf, (size_t)n);
             c->rcvd += (uint64_t)n;
@@ -785,7 +833,7 @@ static bool read_some(struct conn *c, bool to_eof)
                 g.bytes += (uint64_t)n;
             if (c->busy && c->rcvd == c->msg_end)
                 message_done(c);
-            if ((size_t)n < sizeof(g.buf) && !to_eof && c->ssl == NULL)
+            if ((size_t)n < g.rmax && !to_eof && c->ssl == NULL)
                 return true; /* drained: the next byte makes a new edge */
             continue;
         }
@@ -831,13 +879,13 @@ static void start_connects(void)
     }
 }
 
-/* handshake: one loop's next connection. */
+/* churn: one loop's next connection. */
 static void loop_start(struct conn *c)
 {
     conn_connect(c, seed_of(g.cycles_started++));
 }
 
-/* handshake: a loop's connection is over; the next starts while the load
+/* churn: a loop's connection is over; the next starts while the load
  * runs, and the loop rests otherwise. */
 static void loop_next(struct conn *c)
 {
@@ -846,9 +894,9 @@ static void loop_next(struct conn *c)
     close(c->fd);
     c->fd = -1;
     c->state = C_DONE;
-    g.handshakes_all++;
+    g.cycles_all++;
     if (g.phase == P_RUN)
-        g.handshakes++;
+        g.cycles++;
     if (g.phase == P_WARMUP || g.phase == P_RUN)
         loop_start(c);
     else
@@ -860,7 +908,7 @@ static void conn_opened(struct conn *c)
 {
     c->state = C_OPEN;
     c->writable = true;
-    if (opt.mode == HANDSHAKE) {
+    if (opt.mode == CHURN) {
         start_message(c, opt.size);
         return;
     }
@@ -923,7 +971,7 @@ static void on_event(struct conn *c, const mio_event_t *ev)
         conn_fail(c, "the server closed the connection", 0);
     if (c->rcvd != c->sent)
         conn_fail(c, "the server closed before echoing everything", 0);
-    if (opt.mode == HANDSHAKE) {
+    if (opt.mode == CHURN) {
         loop_next(c);
         return;
     }
@@ -953,7 +1001,7 @@ static void begin_prime(void)
         start_message(&g.c[i], n);
 }
 
-/* handshake: every loop makes one connection first, for the same reason. */
+/* churn: every loop makes one connection first, for the same reason. */
 static void begin_loops(enum phase p, uint64_t end)
 {
     enter(p, end);
@@ -964,7 +1012,7 @@ static void begin_loops(enum phase p, uint64_t end)
 
 static void begin_load(void)
 {
-    if (opt.mode == HANDSHAKE) {
+    if (opt.mode == CHURN) {
         begin_loops(P_WARMUP, g.now + NS(opt.warmup));
         return;
     }
@@ -1003,10 +1051,16 @@ static unsigned undrained(void)
 }
 
 /* The CPU time of the processes pids[0..n) so far: over TLS from stat,
- * which keeps the time of ended threads (stunnel's). */
-static double server_cpu_ns(const int *pids, size_t n)
+ * which keeps the time of ended threads (stunnel's); for churn, of the tree
+ * below root as it is now with the children it reaped, which keeps the
+ * time of a process per connection that ended (socat's). */
+static double server_cpu_ns(int root, const int *pids, size_t n)
 {
-    return opt.tls ? tree_stat_cpu_ns(pids, n) : tree_cpu_ns(pids, n);
+    if (opt.tls)
+        return tree_stat_cpu_ns(pids, n);
+    if (opt.mode == CHURN)
+        return tree_reaped_cpu_ns(root, NULL);
+    return tree_cpu_ns(pids, n);
 }
 
 /* Moves on when a phase is over; false at the end. */
@@ -1023,7 +1077,7 @@ static bool advance(void)
                 opt.timeout);
         return true;
     case P_PRIME:
-        if (opt.mode == HANDSHAKE ? g.active == 0 : g.busy == 0) {
+        if (opt.mode == CHURN ? g.active == 0 : g.busy == 0) {
             if (opt.mode == IDLE) {
                 enter(P_HOLD, g.now + NS(opt.duration));
             } else {
@@ -1034,7 +1088,7 @@ static bool advance(void)
                 g.now = now_ns();
                 begin_load();
             }
-        } else if (g.now >= g.t_phase_end && opt.mode == HANDSHAKE) {
+        } else if (g.now >= g.t_phase_end && opt.mode == CHURN) {
             die("%u of %u loops had not finished their first connection after %.1f s",
                 g.active, opt.nconns, opt.timeout);
         } else if (g.now >= g.t_phase_end) {
@@ -1045,12 +1099,12 @@ static bool advance(void)
         return true;
     case P_WARMUP:
         if (g.now >= g.t_phase_end) {
-            g.messages = g.bytes = g.handshakes = 0;
+            g.messages = g.bytes = g.cycles = 0;
             memset(&g.hist, 0, sizeof(g.hist));
             if (g.pids != NULL)
-                g.cpu_run_ns = -server_cpu_ns(g.pids, g.npids);
+                g.cpu_run_ns = -server_cpu_ns(opt.pid, g.pids, g.npids);
             if (g.bpids != NULL)
-                g.backend_run_ns = -server_cpu_ns(g.bpids, g.nbpids);
+                g.backend_run_ns = -server_cpu_ns(opt.backend_pid, g.bpids, g.nbpids);
             g.self_run_ns = -self_cpu_ns();
             g.t_run = now_ns();
             enter(P_RUN, g.t_run + NS(opt.duration));
@@ -1061,9 +1115,9 @@ static bool advance(void)
             g.t_run_end = g.now;
             g.self_run_ns += self_cpu_ns();
             if (g.pids != NULL)
-                g.cpu_run_ns += server_cpu_ns(g.pids, g.npids);
+                g.cpu_run_ns += server_cpu_ns(opt.pid, g.pids, g.npids);
             if (g.bpids != NULL)
-                g.backend_run_ns += server_cpu_ns(g.bpids, g.nbpids);
+                g.backend_run_ns += server_cpu_ns(opt.backend_pid, g.bpids, g.nbpids);
             enter(P_DRAIN, now_ns() + NS(opt.timeout));
         }
         return true;
@@ -1076,7 +1130,7 @@ static bool advance(void)
         }
         return true;
     case P_DRAIN:
-        if (opt.mode == HANDSHAKE) {
+        if (opt.mode == CHURN) {
             if (g.active == 0)
                 return false;
             if (g.now >= g.t_phase_end)
@@ -1132,17 +1186,37 @@ static void run_loop(mio_events_t *events)
 
 /* ---- results --------------------------------------------------------------- */
 
-/* CPU time per unit of the load, by mode: us per message, s per GB, ms per
- * 1000 handshakes (the same number as us per handshake). */
-static const char *const cpu_unit_key[] = {"us_per_msg", "s_per_gb", "", "ms_per_khs",
+/* CPU time per unit of the load, by mode: us per message, s per GB, us
+ * per connection (churn), or ms per 1000 handshakes (the same number as us
+ * per handshake, under the name the TLS reports have always used). */
+static const char *const cpu_unit_key[] = {"us_per_msg", "s_per_gb", "", "us_per_conn",
                                            "us_per_dgram"};
 static const char *const cpu_unit_text[] = {"us per message", "s per GB", "",
-                                            "ms per 1000 handshakes", "us per datagram"};
+                                            "us per connection", "us per datagram"};
+
+/* The name of the mode run: churn over TLS is handshake. */
+static const char *mode_str(void)
+{
+    return opt.mode == CHURN && opt.tls ? "handshake" : mode_name[opt.mode];
+}
+
+/* The end of the JSON key of the CPU per unit of the mode run. */
+static const char *cpu_key(void)
+{
+    return opt.mode == CHURN && opt.tls ? "ms_per_khs" : cpu_unit_key[opt.mode];
+}
+
+/* The same in words, for the line printed without --json. */
+static const char *cpu_text(void)
+{
+    return opt.mode == CHURN && opt.tls ? "ms per 1000 handshakes"
+                                        : cpu_unit_text[opt.mode];
+}
 
 static double cpu_per_unit(double ns)
 {
-    if (opt.mode == HANDSHAKE)
-        return g.handshakes ? ns / 1e3 / (double)g.handshakes : 0;
+    if (opt.mode == CHURN)
+        return g.cycles ? ns / 1e3 / (double)g.cycles : 0;
     if (opt.mode == PINGPONG)
         return g.messages ? ns / 1e3 / (double)g.messages : 0;
     return g.bytes ? ns / (double)g.bytes : 0;
@@ -1396,39 +1470,6 @@ static void udp_fill(unsigned i, unsigned count)
         udp_flush(f, sm, ns);
 }
 
-/* The CPU time of the server so far, in ns: every process of its tree as
- * it is now (socat forks a process per flow or per datagram), schedstat of
- * each thread, plus the time of the children each has reaped (cutime and
- * cstime in /proc/PID/stat, in clock ticks), which keeps that of the
- * processes that ended meanwhile. */
-static double udp_server_cpu_ns(int root)
-{
-    size_t n;
-    int *pids = tree_pids(root, &n);
-    double total = tree_cpu_ns(pids, n);
-    for (size_t k = 0; k < n; k++) {
-        char path[64], buf[512];
-        snprintf(path, sizeof(path), "/proc/%d/stat", pids[k]);
-        FILE *fp = fopen(path, "r");
-        if (fp == NULL)
-            continue;
-        size_t len = fread(buf, 1, sizeof(buf) - 1, fp);
-        fclose(fp);
-        buf[len] = '\0';
-        char *p = strrchr(buf, ')');
-        long long cut, cst;
-        if (p != NULL && sscanf(p + 1,
-                                " %*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %*u %*u "
-                                "%lld %lld",
-                                &cut, &cst) == 2)
-            total += (double)(cut + cst) * 1e9 / (double)sysconf(_SC_CLK_TCK);
-    }
-    if (n > g.npids)
-        g.npids = n; /* the most processes seen */
-    free(pids);
-    return total;
-}
-
 static void udp_open(void)
 {
     u.f = calloc(opt.nconns, sizeof(*u.f));
@@ -1479,9 +1520,9 @@ static bool udp_advance(void)
             u.answered = u.resent = 0;
             memset(&g.hist, 0, sizeof(g.hist));
             if (opt.pid)
-                g.cpu_run_ns = -udp_server_cpu_ns(opt.pid);
+                g.cpu_run_ns = -tree_reaped_cpu_ns(opt.pid, &g.npids);
             if (opt.backend_pid)
-                g.backend_run_ns = -udp_server_cpu_ns(opt.backend_pid);
+                g.backend_run_ns = -tree_reaped_cpu_ns(opt.backend_pid, NULL);
             g.self_run_ns = -self_cpu_ns();
             g.t_run = now_ns();
             enter(P_RUN, g.t_run + NS(opt.duration));
@@ -1492,9 +1533,9 @@ static bool udp_advance(void)
             g.t_run_end = g.now;
             g.self_run_ns += self_cpu_ns();
             if (opt.pid)
-                g.cpu_run_ns += udp_server_cpu_ns(opt.pid);
+                g.cpu_run_ns += tree_reaped_cpu_ns(opt.pid, &g.npids);
             if (opt.backend_pid)
-                g.backend_run_ns += udp_server_cpu_ns(opt.backend_pid);
+                g.backend_run_ns += tree_reaped_cpu_ns(opt.backend_pid, NULL);
             enter(P_DRAIN, now_ns() + NS(opt.timeout));
         }
         return true;
@@ -1603,24 +1644,26 @@ static int udp_results(void)
 
 static void usage(FILE *f)
 {
-    fputs("usage: mio-bench pingpong|stream|idle|handshake|udp --port PORT [options]\n"
-          "       mio-bench --free-port\n"
-          "  --host HOST     server address (127.0.0.1)\n"
-          "  --port PORT     server port\n"
-          "  -c N            connections (1); for handshake, loops; for udp, flows\n"
-          "  -s BYTES        message size (64); for stream, bytes per send (16384);\n"
-          "                  for udp, datagram size (16 to 65507)\n"
-          "  -w N            udp: datagrams each flow keeps outstanding (1)\n"
-          "  --resend SECS   udp: an unanswered datagram is sent again after (0.2)\n"
-          "  -d SECONDS      measured time (5); for idle, how long they are held\n"
-          "  --warmup SECS   unmeasured load before (1)\n"
-          "  --pid PID       the server: memory of it and its children\n"
-          "  --timeout SECS  to connect all, and to drain at the end (10)\n"
-          "  --json          one JSON object on stdout\n"
-          "  --tls           pingpong or stream over TLS (handshake always is)\n"
-          "  --tls-ca FILE   verify the server's certificate against FILE\n"
-          "  --backend-pid PID  the echo server behind a relay: its CPU time\n",
-          f);
+    fputs(
+        "usage: mio-bench pingpong|stream|idle|churn|handshake|udp --port PORT [options]\n"
+        "       mio-bench --free-port\n"
+        "  --host HOST     server address (127.0.0.1)\n"
+        "  --port PORT     server port\n"
+        "  -c N            connections (1); for churn and handshake, loops; for udp, flows\n"
+        "  -s BYTES        message size (64); for stream, bytes per send (32768, at\n"
+        "                  most 65536; it reads as much, 32768 at least);\n"
+        "                  for udp, datagram size (16 to 65507)\n"
+        "  -w N            udp: datagrams each flow keeps outstanding (1)\n"
+        "  --resend SECS   udp: an unanswered datagram is sent again after (0.2)\n"
+        "  -d SECONDS      measured time (5); for idle, how long they are held\n"
+        "  --warmup SECS   unmeasured load before (1)\n"
+        "  --pid PID       the server: memory of it and its children\n"
+        "  --timeout SECS  to connect all, and to drain at the end (10)\n"
+        "  --json          one JSON object on stdout\n"
+        "  --tls           pingpong, stream or churn over TLS (handshake is churn --tls)\n"
+        "  --tls-ca FILE   verify the server's certificate against FILE\n"
+        "  --backend-pid PID  the echo server behind a relay: its CPU time\n",
+        f);
 }
 
 static double num(const char *s, const char *what, double lo, double hi)
@@ -1777,8 +1820,10 @@ int main(int argc, char **argv)
         opt.mode = STREAM;
     else if (strcmp(m, "idle") == 0)
         opt.mode = IDLE;
+    else if (strcmp(m, "churn") == 0)
+        opt.mode = CHURN;
     else if (strcmp(m, "handshake") == 0) {
-        opt.mode = HANDSHAKE;
+        opt.mode = CHURN;
         opt.tls = true;
     } else if (strcmp(m, "udp") == 0) {
         opt.mode = UDP;
@@ -1791,9 +1836,15 @@ int main(int argc, char **argv)
         return 2;
     }
     if (!size_set)
-        opt.size = opt.mode == STREAM ? 16384 : 64;
-    if (opt.mode == STREAM && opt.size > IO_MAX)
-        opt.size = IO_MAX;
+        opt.size = opt.mode == STREAM ? IO_DEFAULT : 64;
+    if (opt.mode == STREAM && opt.size > IO_MAX) {
+        fprintf(stderr, "mio-bench: stream writes at most %u bytes at a time\n", IO_MAX);
+        return 2;
+    }
+    /* A stream sends -s bytes at a time and reads as much at a time, 32 KiB
+     * at least; the other modes move up to 32 KiB a call. */
+    g.wmax = opt.mode == STREAM ? opt.size : IO_DEFAULT;
+    g.rmax = g.wmax > IO_DEFAULT ? g.wmax : IO_DEFAULT;
     if (opt.mode == UDP && (opt.tls || opt.size < UDP_HDR || opt.size > 65507)) {
         fputs("mio-bench: udp takes datagrams of 16 to 65507 bytes, and no --tls\n",
               stderr);
@@ -1842,7 +1893,7 @@ int main(int argc, char **argv)
         udp_run(events);
         return udp_results();
     }
-    if (opt.mode == HANDSHAKE) {
+    if (opt.mode == CHURN) {
         begin_loops(P_PRIME, g.now + NS(opt.timeout));
     } else {
         enter(P_CONNECT, g.now + NS(opt.timeout));
@@ -1855,7 +1906,7 @@ int main(int argc, char **argv)
 
     double secs = opt.mode == IDLE ? opt.duration : (double)(g.t_run_end - g.t_run) / 1e9;
     double mps = opt.mode == PINGPONG ? (double)g.messages / secs : 0;
-    double hps = (double)g.handshakes / secs;
+    double cps = (double)g.cycles / secs; /* churn: connections (handshakes) */
     double mbps = opt.mode == IDLE ? 0 : (double)g.bytes / secs / 1e6;
     double per_conn = 0, pss_per_conn = 0;
     if (mem) {
@@ -1863,26 +1914,28 @@ int main(int argc, char **argv)
         pss_per_conn = (double)(after.pss_kb - before.pss_kb) * 1024.0 / opt.nconns;
     }
     /* The server's CPU (and the backend's): share of one CPU, and per
-     * message, per 1000 handshakes or per GB. */
+     * message, per connection, per 1000 handshakes or per GB. */
     double cpu_pct = g.cpu_run_ns / (secs * 1e9) * 100;
     double bcpu_pct = g.backend_run_ns / (secs * 1e9) * 100;
     double cpu_per = cpu_per_unit(g.cpu_run_ns),
            bcpu_per = cpu_per_unit(g.backend_run_ns);
     double p50 = hist_quantile_us(&g.hist, 0.50), p99 = hist_quantile_us(&g.hist, 0.99),
            p999 = hist_quantile_us(&g.hist, 0.999), max = (double)g.hist.max / 1000.0;
-    uint64_t tls_conns = opt.mode == HANDSHAKE ? g.handshakes_all : opt.nconns;
+    uint64_t tls_conns = opt.mode == CHURN ? g.cycles_all : opt.nconns;
     double tickets = tls_conns ? (double)tls.tickets / (double)tls_conns : 0;
 
     if (opt.json) {
         printf("{\"mode\":\"%s\",\"connections\":%u,\"size\":%zu,\"seconds\":%.3f",
-               mode_name[opt.mode], opt.nconns, opt.size, secs);
+               mode_str(), opt.nconns, opt.size, secs);
         if (opt.mode == PINGPONG)
             printf(",\"messages\":%" PRIu64 ",\"msgs_per_s\":%.0f,\"p50_us\":%.1f,"
                    "\"p99_us\":%.1f,\"p999_us\":%.1f,\"max_us\":%.1f",
                    g.messages, mps, p50, p99, p999, max);
-        if (opt.mode == HANDSHAKE)
-            printf(",\"handshakes\":%" PRIu64 ",\"handshakes_per_s\":%.1f", g.handshakes,
-                   hps);
+        if (opt.mode == CHURN && opt.tls)
+            printf(",\"handshakes\":%" PRIu64 ",\"handshakes_per_s\":%.1f", g.cycles,
+                   cps);
+        else if (opt.mode == CHURN)
+            printf(",\"conns\":%" PRIu64 ",\"conns_per_s\":%.1f", g.cycles, cps);
         if (opt.mode != IDLE)
             printf(",\"bytes\":%" PRIu64 ",\"mb_per_s\":%.1f,\"client_cpu_pct\":%.1f",
                    g.bytes, mbps, g.self_run_ns / (secs * 1e9) * 100);
@@ -1890,10 +1943,10 @@ int main(int argc, char **argv)
                g.bytes_all);
         if (cpu)
             printf(",\"procs\":%zu,\"server_cpu_pct\":%.1f,\"server_cpu_%s\":%.3f",
-                   g.npids, cpu_pct, cpu_unit_key[opt.mode], cpu_per);
+                   g.npids, cpu_pct, cpu_key(), cpu_per);
         if (bcpu)
             printf(",\"backend_cpu_pct\":%.1f,\"backend_cpu_%s\":%.3f", bcpu_pct,
-                   cpu_unit_key[opt.mode], bcpu_per);
+                   cpu_key(), bcpu_per);
         if (opt.tls)
             printf(",\"tls_version\":\"%s\",\"tls_suite\":\"%s\",\"tls_group\":\"%s\","
                    "\"tls_tickets_per_conn\":%.2f",
@@ -1904,22 +1957,20 @@ int main(int argc, char **argv)
                    after.procs, before.rss_kb, after.rss_kb, per_conn, pss_per_conn);
         printf(",\"verified\":true}\n");
     } else {
-        printf("%s: %u %s, %zu B, %.2f s", mode_name[opt.mode], opt.nconns,
-               opt.mode == HANDSHAKE ? "loops" : "connections", opt.size, secs);
+        printf("%s: %u %s, %zu B, %.2f s", mode_str(), opt.nconns,
+               opt.mode == CHURN ? "loops" : "connections", opt.size, secs);
         if (opt.mode == PINGPONG)
             printf(": %.0f msg/s, latency p50 %.1f us, p99 %.1f us, p99.9 %.1f us, "
                    "max %.1f us",
                    mps, p50, p99, p999, max);
         else if (opt.mode == STREAM)
             printf(": %.1f MB/s echoed", mbps);
-        else if (opt.mode == HANDSHAKE)
-            printf(": %.0f handshakes/s", hps);
+        else if (opt.mode == CHURN)
+            printf(": %.0f %s/s", cps, opt.tls ? "handshakes" : "connections");
         if (cpu)
-            printf("; server CPU %.0f%%, %.3g %s", cpu_pct, cpu_per,
-                   cpu_unit_text[opt.mode]);
+            printf("; server CPU %.0f%%, %.3g %s", cpu_pct, cpu_per, cpu_text());
         if (bcpu)
-            printf("; backend CPU %.0f%%, %.3g %s", bcpu_pct, bcpu_per,
-                   cpu_unit_text[opt.mode]);
+            printf("; backend CPU %.0f%%, %.3g %s", bcpu_pct, bcpu_per, cpu_text());
         if (opt.tls)
             printf("; %s %s %s, %.2f session tickets per connection", tls.version,
                    tls.suite, tls.group, tickets);

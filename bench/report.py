@@ -30,14 +30,18 @@ import time
 MARK = "<!-- notes: everything below this line is kept by bench/run -->"
 
 # What each kind of load is called and measured in.  pp: pingpong
-# (msg/s, CPU in us per message), stream (MB/s, s per GB), idle (the
-# server's memory per open connection); over TLS, hs: loops of new
-# connections (handshakes/s, CPU in ms per 1000 handshakes) and tlsstream;
-# udp: flows of datagrams (datagrams/s, CPU in us per datagram), named
-# udpSxF[wW]: F flows of S bytes, W outstanding each.
+# (msg/s, CPU in us per message), stream (32 KiB writes) and stream64k
+# (64 KiB writes; MB/s, s per GB), churn: loops of new connections
+# (connections/s, CPU in us per connection), idle (the server's memory per
+# open connection); over TLS, hs: loops of new connections (handshakes/s,
+# CPU in ms per 1000 handshakes) and tlsstream; udp: flows of datagrams
+# (datagrams/s, CPU in us per datagram), named udpSxF[wW]: F flows of S
+# bytes, W outstanding each.
 KINDS = {
     "pp": ("pingpong 64 B x{n}", "msg/s", "us/msg"),
     "stream": ("stream x{n}", "MB/s", "s/GB"),
+    "stream64k": ("stream 64 KiB writes x{n}", "MB/s", "s/GB"),
+    "churn": ("churn x{n}", "conn/s", "us/conn"),
     "idle": ("idle x{n}", "B/conn", None),
     "hs": ("TLS handshakes x{n}", "hs/s", "ms/1000 hs"),
     "tlsstream": ("TLS stream x{n}", "MB/s", "s/GB"),
@@ -51,6 +55,9 @@ JSON_KEYS = {
     "pp": {"value": "msgs_per_s", "p50": "p50_us", "p99": "p99_us", "p999": "p999_us",
            "cpu": "server_cpu_us_per_msg"},
     "stream": {"value": "mb_per_s", "cpu": "server_cpu_s_per_gb"},
+    "stream64k": {"value": "mb_per_s", "cpu": "server_cpu_s_per_gb"},
+    "churn": {"value": "conns_per_s", "cpu": "server_cpu_us_per_conn",
+              "backend": "backend_cpu_us_per_conn"},
     "idle": {"value": "rss_per_conn_b", "pss": "pss_per_conn_b"},
     "hs": {"value": "handshakes_per_s", "cpu": "server_cpu_ms_per_khs",
            "backend": "backend_cpu_ms_per_khs"},
@@ -71,7 +78,8 @@ PEER_NAMES = {"haproxy": "HAProxy", "nginx": "nginx", "stunnel": "stunnel"}
 def kind(load):
     """The kind of a load name ("pp50" is "pp") and its count (50; for
     udp, what follows: "64x1w16")."""
-    m = re.fullmatch(r"(pp|stream|idle|hs|tlsstream)(\d+)|(udp)(\d+x\d+(?:w\d+)?)", load)
+    m = re.fullmatch(r"(pp|stream64k|stream|churn|idle|hs|tlsstream)(\d+)|(udp)(\d+x\d+(?:w\d+)?)",
+                     load)
     if m is None:
         raise ValueError("unknown load " + load)
     return (m.group(1), m.group(2)) if m.group(1) else (m.group(3), m.group(4))
@@ -125,6 +133,7 @@ class Run:
     def __init__(self, meta, rows):
         self.meta = meta
         self.loads = meta["loads"].split()
+        self.echo_loads = meta.get("echo_loads", meta["loads"]).split()
         self.tls_loads = meta.get("tls_loads", "").split()
         self.udp_loads = meta.get("udp_loads", "").split()
         self.only_loads = meta.get("only_loads", "")
@@ -137,7 +146,8 @@ class Run:
     def group_loads(self, group):
         """The loads of a group that were run."""
         loads = self.tls_loads if group == "tls" else \
-            self.udp_loads if group in UDP_GROUPS else self.loads
+            self.udp_loads if group in UDP_GROUPS else \
+            self.echo_loads if group == "echo" else self.loads
         return [l for l in loads if self.selected(l)]
 
     def has(self, group):
@@ -183,7 +193,7 @@ def fmt(value, u):
     if value == "":
         return "-"
     v = float(value)
-    if u in ("msg/s", "dgram/s"):
+    if u in ("msg/s", "dgram/s", "conn/s"):
         return "%.2f M" % (v / 1e6) if v >= 1e6 else "%.1f k" % (v / 1e3)
     return "%.0f" % v
 
@@ -253,16 +263,18 @@ def cpu_table(run, group, servers, col="cpu"):
 
 
 def per_cpu_second(load, cpu):
-    """Handshakes, MB or datagrams per second of server CPU, from its CPU per
-    1000 handshakes (ms), per GB (s) or per datagram (us)."""
+    """Handshakes, connections, MB or datagrams per second of server CPU,
+    from its CPU per 1000 handshakes (ms), per connection (us), per GB (s)
+    or per datagram (us)."""
     if cpu == "" or float(cpu) == 0:
         return ""
-    return 1e6 / float(cpu) if kind(load)[0] in ("hs", "udp") else 1e3 / float(cpu)
+    return 1e6 / float(cpu) if kind(load)[0] in ("hs", "churn", "udp") else 1e3 / float(cpu)
 
 
-def per_cpu_table(run, group, servers):
+def per_cpu_table(run, group, servers, loads=None):
     """What each server does per second of its CPU, and mio-echod's over
-    that (the peer's CPU per unit over mio-echod's): the TLS targets."""
+    that (the peer's CPU per unit over mio-echod's): the TLS, UDP and churn
+    targets.  Every load of the group, or those given."""
     def value(load, server):
         v = per_cpu_second(load, run.get(group, load, server, "cpu"))
         if v == "":
@@ -275,8 +287,8 @@ def per_cpu_table(run, group, servers):
                 s += " (%sx)" % r
         return s
     unit = {"hs": "handshakes per CPU-second", "tlsstream": "MB per CPU-second",
-            "udp": "datagrams per CPU-second"}
-    return grid(group, servers, run.group_loads(group),
+            "udp": "datagrams per CPU-second", "churn": "connections per CPU-second"}
+    return grid(group, servers, run.group_loads(group) if loads is None else loads,
                 lambda l: "%s, %s" % (title(l), unit[kind(l)[0]]), value)
 
 
@@ -335,13 +347,13 @@ def rounds_table(run):
 
 def judge(r, op, x):
     """"met", "**missed** (gap ...)" or "not measured" for a measured r;
-    op ge: r >= x, le: r <= x."""
+    op ge: r >= x, gt: r > x, le: r <= x."""
     if r == "":
         return "not measured"
     rv = float(r)
-    if (rv >= x) if op == "ge" else (rv <= x):
+    if (rv >= x) if op == "ge" else (rv > x) if op == "gt" else (rv <= x):
         return "met"
-    if op == "ge":
+    if op in ("ge", "gt"):
         return "**missed** (gap %s)" % ("%.0f%%" % ((x / rv - 1) * 100) if rv else "")
     return "**missed** (gap %.0f B)" % (rv - x)
 
@@ -353,25 +365,27 @@ class Targets:
         self.run = run
         self.met = self.missed = self.unknown = 0
 
-    def target(self, group, load, peer, op, x, text):
-        """One target: mio-echod's value over the peer's (ge), or its own
-        value (le_abs); beside it the same by the server CPU each spent,
-        the peer's over mio-echod's.  The first decides, except for op
-        cpu (the TLS targets, set per CPU-second), where the second does
-        and the first is shown for what it is."""
+    def target(self, group, load, peer, op, x, text, server="mio-echod", strict=False):
+        """One target: the server's (mio-echod's) value over the peer's
+        (ge), or its own value (le_abs); beside it the same by the server
+        CPU each spent, the peer's over the server's.  The first decides,
+        except for op cpu (the targets set per CPU-second or on CPU per
+        unit), where the second does and the first is shown for what it
+        is; strict: the second must be above x, not merely reach it.  A
+        server or peer not measured makes the target not measured."""
         run = self.run
         if not run.selected(load):
             return []
         if op == "le_abs":
-            r = run.get(group, load, "mio-echod", "value")
+            r = run.get(group, load, server, "value")
             r = fmt0(r) if r != "" else ""
             verdict = judge(r, "le", x)
         else:
-            r = ratio(run.get(group, load, "mio-echod", "value"),
+            r = ratio(run.get(group, load, server, "value"),
                       run.get(group, load, peer, "value"))
             rc = ratio(run.get(group, load, peer, "cpu"),
-                       run.get(group, load, "mio-echod", "cpu"))
-            vc = judge(rc, "ge", x)
+                       run.get(group, load, server, "cpu"))
+            vc = judge(rc, "gt" if strict else "ge", x)
             verdict = judge(r, op, x) if op != "cpu" else "(judged by CPU)"
         counted = vc if op == "cpu" else verdict
         if counted == "met":
@@ -388,8 +402,9 @@ class Targets:
         run, m = self.run, self.run.meta
         few, sc, ic = "pp" + m["pp_few"], m["stream_conns"], m["idle_conns"]
         pps = [l for l in run.loads if kind(l)[0] == "pp" and l != few]
-        out = ["| target | measured (medians) | verdict | by server CPU | verdict by CPU |",
-               "| --- | --- | --- | --- | --- |"]
+        head = ["| target | measured (medians) | verdict | by server CPU | verdict by CPU |",
+                "| --- | --- | --- | --- | --- |"]
+        out = list(head)
         if run.has("echo") or run.has("relay"):
             out += self.tcp_rows(pps, sc, ic)
         for l in run.tls_loads if run.has("tls") else []:
@@ -406,6 +421,55 @@ class Targets:
                 out += self.target("udp-relay", l, "nginx", "cpu", 1.5,
                                    "udp relay %s: datagrams per CPU-second, mio-echod "
                                    ">= 1.5x nginx" % title(l))
+        if run.has("echo") or run.has("relay"):
+            out += ["",
+                    "Issue 16, the daemon's CPU per message (workers = 1).  \"Measured\" is",
+                    "the throughput of the first server named over the second's; \"by server",
+                    "CPU\" is the second's CPU per unit over the first's, so CPU per message",
+                    "at most 0.8x a peer's is a ratio of at least 1.25 there, and new",
+                    "connections per CPU-second 1.2x a peer's is 1.2 there:",
+                    ""] + head + self.issue16_rows(pps, sc)
+        return out
+
+    def issue16_rows(self, pps, sc):
+        """The targets of issue 16: mio-echod's CPU per message against the
+        floor (echo) and HAProxy and nginx (relay), on epoll and with
+        io_uring (mio-echod-uring), the streams and the connection churn."""
+        run, m = self.run, self.run.meta
+        lots = "pp" + m.get("pp_lots", "")
+        out = []
+        for l in pps:
+            out += self.target("echo", l, "floor", "cpu", 1.0,
+                               "echo %s: mio-echod's CPU per message <= 1.0x floor's"
+                               % title(l))
+        if lots in pps:
+            out += self.target("echo", lots, "floor", "cpu", 1.25,
+                               "echo %s: mio-echod-uring's CPU per message <= 0.8x floor's"
+                               % title(lots), server="mio-echod-uring")
+        out += self.target("echo", "stream" + sc, "floor", "ge", 0.95,
+                           "echo stream x%s: mio-echod >= 0.95x floor" % sc)
+        for l in [l for l in run.group_loads("echo") if kind(l)[0] == "stream64k"]:
+            out += self.target("echo", l, "floor", "ge", 0.95,
+                               "echo %s: mio-echod >= 0.95x floor" % title(l))
+        for l in pps:
+            for peer, name in (("haproxy", "HAProxy"), ("nginx", "nginx")):
+                out += self.target("relay", l, peer, "cpu", 1.25,
+                                   "relay %s: mio-echod's CPU per message <= 0.8x %s's"
+                                   % (title(l), name))
+            out += self.target("relay", l, "mio-echod", "cpu", 1.0,
+                               "relay %s: mio-echod-uring's CPU per message below "
+                               "mio-echod's" % title(l), server="mio-echod-uring", strict=True)
+        out += self.target("relay", "stream" + sc, "haproxy", "cpu", 2.0,
+                           "relay stream x%s: mio-echod's CPU per GB <= 0.5x HAProxy's" % sc)
+        out += self.target("relay", "stream" + sc, "haproxy", "ge", 1.0,
+                           "relay stream x%s: mio-echod >= 1.0x HAProxy" % sc)
+        for l in [l for l in run.group_loads("relay") if kind(l)[0] == "churn"]:
+            for peer, name in (("haproxy", "HAProxy"), ("nginx", "nginx")):
+                out += self.target("relay", l, peer, "cpu", 1.2,
+                                   "relay %s: new connections per CPU-second, mio-echod >= "
+                                   "1.2x %s (judged in the relay group: HAProxy and nginx are "
+                                   "relays)"
+                                   % (title(l), name))
         return out
 
     def tcp_rows(self, pps, sc, ic):
@@ -416,8 +480,6 @@ class Targets:
                                   ("libevent", "libevent", 1.3)):
                 out += self.target("echo", l, peer, "ge", x, "echo %s: mio-echod >= %sx %s"
                                    % (title(l), x, name))
-        out += self.target("echo", "stream" + sc, "floor", "ge", 0.95,
-                           "echo stream x%s: mio-echod >= 0.95x floor" % sc)
         out += self.target("echo", "idle" + ic, "-", "le_abs", 512,
                            "echo idle x%s: mio-echod <= 512 B/conn" % ic)
         for l in pps:
@@ -437,22 +499,35 @@ class Targets:
 def workers_line(run):
     out = ""
     for g in ("echo", "relay"):
-        for l in run.loads:
+        for l in run.group_loads(g):
             r = ratio(run.get(g, l, "mio-echod-w2", "value"), run.get(g, l, "mio-echod", "value"))
             if r:
                 out += " %s %s: %sx;" % (g, title(l), r)
     return out or " not measured"
 
 
+def uring_line(run):
+    """mio-echod-uring's throughput over mio-echod's, and mio-echod's CPU
+    per unit over mio-echod-uring's, load by load (idle memory is in the
+    tables)."""
+    out = ""
+    for g in ("echo", "relay"):
+        for l in [l for l in run.group_loads(g) if kind(l)[0] != "idle"]:
+            r = ratio(run.get(g, l, "mio-echod-uring", "value"), run.get(g, l, "mio-echod", "value"))
+            c = ratio(run.get(g, l, "mio-echod", "cpu"), run.get(g, l, "mio-echod-uring", "cpu"))
+            if r:
+                out += " %s %s: %sx%s;" % (g, title(l), r, " (by CPU %sx)" % c if c else "")
+    return out or " not measured"
+
+
 def splice_line(run):
     out = ""
-    streams = [l for l in run.loads if kind(l)[0] != "idle"]
-    for l in streams:
+    for l in [l for l in run.group_loads("echo") if kind(l)[0] != "idle"]:
         r = ratio(run.get("echo", l, "mio-echod-splice", "value"),
                   run.get("echo", l, "mio-echod", "value"))
         if r:
             out += " echo %s: %sx;" % (title(l), r)
-    for l in streams:
+    for l in [l for l in run.group_loads("relay") if kind(l)[0] != "idle"]:
         r = ratio(run.get("relay", l, "mio-echod", "value"),
                   run.get("relay", l, "mio-echod-copy", "value"))
         c = ratio(run.get("relay", l, "mio-echod-copy", "cpu"),
@@ -483,7 +558,7 @@ def syscall_rows(run):
     for r in run.rows:
         if not r["ok"] or not r["trace"] or kind(r["load"])[0] == "idle":
             continue
-        if kind(r["load"])[0] in ("pp", "hs"):  # per message, or per handshake
+        if kind(r["load"])[0] in ("pp", "hs", "churn"):  # per message, handshake, connection
             per = float(r["bench"].get("messages_all") or 0)
         elif kind(r["load"])[0] == "udp":  # per datagram answered
             per = float(r["bench"].get("answered_all") or 0)
@@ -559,13 +634,20 @@ def report(run, targets):
         "- client: bench/mio-bench (libmio, one thread), on the same machine: client, server "
         "(and the floor behind a relay) share the CPUs",
         "- peers: " + m["peers"],
+    ]
+    if m.get("skipped"):
+        out += ["- not measured: " + m["skipped"]]
+    out += [
         "",
         "Medians.  In parentheses: mio-echod's median divided by that server's",
         "(for msg/s and MB/s above 1 is better for mio-echod; for idle B/conn, the",
         "server's RSS growth per open connection, below 1 is).  mio-echod runs with",
-        "workers = 1, mio-echod-w2 with workers = 2; mio-echod-splice (echo) and",
+        "workers = 1, mio-echod-w2 with workers = 2, mio-echod-uring with workers = 1",
+        "and `poller = \"io_uring\"`; mio-echod-splice (echo) and",
         "mio-echod-copy (relay) with workers = 1 and splice(2) the other way than",
-        "the default of their mode: on for echo, off for relay.",
+        "the default of their mode: on for echo, off for relay.  Stream writes",
+        "32 KiB a send, stream 64 KiB writes 64 KiB; churn is loops of connect, one",
+        "64 B message echoed, close (conn/s: connections completed per second).",
         "Relays stand in front of a fresh",
         "floor-echo each; their idle figure is the relay's memory alone (socat: the",
         "forked process tree, VmRSS summed).",
@@ -583,7 +665,8 @@ def report(run, targets):
     calls = syscall_rows(run)
     if calls:
         out += ["## System calls (%s on the server's processes)" % m["tracer"], "",
-                "Per message (pingpong), per MB echoed (stream) or per datagram (UDP),",
+                "Per message (pingpong), per connection (churn, handshakes), per MB",
+                "echoed (stream) or per datagram (UDP),",
                 "over the whole run of mio-bench (connects and closes included)."]
         if m["tracer"] == "strace":
             out.append("Under strace every figure above is strace's, not the server's.")
@@ -591,6 +674,10 @@ def report(run, targets):
         out += calls + [""]
     if run.has("echo") or run.has("relay"):
         out += ["Workers 2 vs 1 (mio-echod-w2 / mio-echod):" + workers_line(run),
+                "",
+                "io_uring vs epoll (mio-echod-uring / mio-echod; throughput, and in",
+                "parentheses by server CPU, mio-echod's CPU per unit over",
+                "mio-echod-uring's: above 1 means io_uring helps):" + uring_line(run),
                 "",
                 "Splice on vs off, throughput (echo: mio-echod-splice / mio-echod; relay:",
                 "mio-echod / mio-echod-copy; above 1 means splice helps):" + splice_line(run),
@@ -616,16 +703,33 @@ def tcp_sections(run, echo_servers, relay_servers):
             "mio-echod's over that server's, so below 1 means mio-echod spends less):",
             ""]
     out += cpu_table(run, "echo", echo_servers)
+    out += churn_table(run, "echo", echo_servers)
     out += ["", "Latency, pingpong:", ""]
     out += latency_table(run, "echo", echo_servers)
     out += ["", "## Relay (each in front of floor-echo)", ""]
     out += table(run, "relay", relay_servers)
     out += ["", "Relay CPU (the relay's processes only, not the floor behind it):", ""]
     out += cpu_table(run, "relay", relay_servers)
+    out += churn_table(run, "relay", relay_servers)
     out += ["", "Latency, pingpong:", ""]
     out += latency_table(run, "relay", relay_servers)
     out += [""]
     return out
+
+
+def churn_table(run, group, servers):
+    """New connections per second of server CPU in the churn loads, when
+    they were run (the churn target's figure)."""
+    loads = [l for l in run.group_loads(group) if kind(l)[0] == "churn"]
+    if not loads:
+        return []
+    return ["",
+            "Connection churn (connect, 64 B echoed, close), as new connections per",
+            "second of the %s's CPU (higher is better; in parentheses mio-echod's over"
+            % ("relay" if group == "relay" else "server"),
+            "that server's%s):" % (", which the churn target judges against HAProxy and nginx"
+                                   if group == "relay" else ""),
+            ""] + per_cpu_table(run, group, servers, loads)
 
 
 def tls_section(run, m):
@@ -784,7 +888,7 @@ def progress(group, load, server, text):
     value = num_text(b.get(JSON_KEYS[k]["value"]))
     cpu = num_text(b.get(JSON_KEYS[k].get("cpu", "")))
     backend = num_text(b.get(JSON_KEYS[k].get("backend", "")))
-    return "  %-5s %-22s %-16s %12s %-7s %s%s" % (
+    return "  %-5s %-24s %-16s %12s %-7s %s%s" % (
         group, title(load), server, value, unit(load),
         "server CPU %s %s" % (cpu, cpu_unit(load)) if cpu else "",
         " (the floor behind: %s)" % backend if backend else "")
