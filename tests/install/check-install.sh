@@ -5,6 +5,7 @@
 # only the edited configuration.
 set -u
 top_builddir=${top_builddir:-.}
+top_srcdir=${top_srcdir:-$(dirname "$0")/../..}
 MAKE=${MAKE:-make}
 dest=$(mktemp -d "${TMPDIR:-/tmp}/mio-install.XXXXXX") || exit 99
 trap 'rm -rf "$dest"' EXIT
@@ -36,8 +37,28 @@ for page in mio-echod.8 mio-echod.conf.5 mio-echodctl.8 mio.3; do
 done
 [ -n "$(find_one mio.h)" ] || fail "no mio.h"
 [ -n "$(find_one mio.pc)" ] || fail "no mio.pc"
-lib=$(find_one 'libmio.so.*')
-[ -n "$lib" ] || fail "no libmio.so"
+# The shared library; the static one where configure --disable-shared
+# built no other (libtool's record of the build says which).
+if grep -qx 'build_libtool_libs=yes' "$top_builddir/libtool"; then
+    lib=$(find_one 'libmio.so.*')
+    [ -n "$lib" ] || fail "no libmio.so"
+else
+    lib=$(find_one libmio.a)
+    [ -n "$lib" ] || fail "no libmio.a (configured --disable-shared)"
+fi
+
+# A program builds against the installed library with the flags mio(3)
+# gives, pkg-config --cflags --libs mio.
+pc=$(find_one mio.pc)
+if [ -n "$pc" ] && [ -n "$lib" ] && command -v pkg-config >/dev/null; then
+    prefix=$(PKG_CONFIG_PATH=$(dirname "$pc") pkg-config --variable=prefix mio)
+    flags=$(PKG_CONFIG_PATH=$(dirname "$pc") pkg-config --define-variable=prefix="$dest$prefix" \
+        --cflags --libs mio) || fail "pkg-config mio: $flags"
+    # shellcheck disable=SC2086 # one word per flag
+    out=$(${CC:-cc} -o "$dest/mio-echo" "$top_srcdir/examples/mio-echo.c" $flags 2>&1) ||
+        fail "building examples/mio-echo.c with $flags: $out"
+    rm -f "$dest/mio-echo"
+fi
 
 # The installed daemon checks the installed configuration.
 if [ -n "$sbin" ] && [ -n "$conf" ] && [ -n "$lib" ]; then
