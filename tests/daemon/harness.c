@@ -21,11 +21,19 @@ static void cmocka_fail(const char *msg)
     fail_msg("%s", msg);
 }
 
-/* Before main(): every test program of this directory uses both. */
+/* Before main(): every test program of this directory uses both.  What a
+ * service manager running the build (a package build in a container, a
+ * notify-type unit) left in the environment is dropped: a daemon under test
+ * would take itself for systemd's.  Tests that play systemd set it again. */
 __attribute__((constructor)) static void harness_init(void)
 {
     test_set_fail(cmocka_fail);
     echod_set_program(ECHOD_PROGRAM);
+    static const char *const managers[] = {"NOTIFY_SOCKET", "LISTEN_FDS",
+                                           "LISTEN_PID",    "LISTEN_FDNAMES",
+                                           "WATCHDOG_USEC", "WATCHDOG_PID"};
+    for (size_t i = 0; i < sizeof(managers) / sizeof(managers[0]); i++)
+        unsetenv(managers[i]);
 }
 
 int teardown_all(void **state)

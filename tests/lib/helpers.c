@@ -9,6 +9,7 @@
 #include <netinet/in.h>
 #include <string.h>
 #include <time.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "helpers.h"
@@ -122,6 +123,22 @@ void tcp_pair(int *client, int *server)
     assert_true(*client >= 0);
     *server = accept_within(lfd);
     close(lfd);
+}
+
+void need_descriptors(unsigned long want)
+{
+    struct rlimit rl;
+    assert_int_equal(getrlimit(RLIMIT_NOFILE, &rl), 0);
+    if (rl.rlim_cur == RLIM_INFINITY || rl.rlim_cur >= want)
+        return;
+    if (rl.rlim_max != RLIM_INFINITY && rl.rlim_max < want) {
+        print_message(
+            "skipped: %lu descriptors needed, RLIMIT_NOFILE's hard limit is %lu\n", want,
+            (unsigned long)rl.rlim_max);
+        skip();
+    }
+    rl.rlim_cur = want;
+    assert_int_equal(setrlimit(RLIMIT_NOFILE, &rl), 0);
 }
 
 int open_fd_count(void)

@@ -50,6 +50,11 @@ void assert_nb_cloexec(int fd);
 /* Number of open descriptors of this process (from /proc/self/fd). */
 int open_fd_count(void);
 
+/* Raises the soft RLIMIT_NOFILE to at least `want` descriptors (a user's
+ * default is 1024); skips the test, saying why, when the hard limit is
+ * lower. */
+void need_descriptors(unsigned long want);
+
 /* Milliseconds since an arbitrary start, monotonic. */
 int64_t now_ms(void);
 
