@@ -301,6 +301,22 @@ static bool push_event(struct uring_sel *sel, struct mio_events *events, uint32_
     return true;
 }
 
+/*
+ * A completion's mask without a POLLPRI that is not true now.  A poll
+ * woken by the source reports the wake-up's key rather than polling it
+ * again (epoll polls again before it reports), and a TCP socket's key on
+ * any data is IN | PRI | RDNORM | RDBAND: without this every message would
+ * look urgent.  Urgent data is told apart by polling the descriptor, one
+ * poll(2) where the source was registered with MIO_PRIORITY.
+ */
+static uint32_t true_priority(int fd, uint32_t res)
+{
+    struct pollfd p = {.fd = fd, .events = POLLPRI};
+    if (poll(&p, 1, 0) == 1 && (p.revents & POLLPRI))
+        return res;
+    return res & ~(uint32_t)POLLPRI;
+}
+
 /* One completion of a descriptor's poll.  False when it needs an event
  * and there is no room: it is then left in the ring for the next select. */
 static bool take_fd(struct uring_sel *sel, const struct io_uring_cqe *cqe,
@@ -327,9 +343,11 @@ static bool take_fd(struct uring_sel *sel, const struct io_uring_cqe *cqe,
         if (rearmable(cqe->res, was_live))
             (void)queue_add(sel, fd, e);
     }
-    if (cqe->res > 0)
-        (void)push_event(sel, events, &e->batch, &e->evi, e->reg.token,
-                         uring_flags((uint32_t)cqe->res));
+    uint32_t res = cqe->res > 0 ? (uint32_t)cqe->res : 0;
+    if (res & e->mask & POLLPRI)
+        res = true_priority(fd, res);
+    if (res != 0)
+        (void)push_event(sel, events, &e->batch, &e->evi, e->reg.token, uring_flags(res));
     return true;
 }
 
@@ -463,9 +481,15 @@ static int uring_new(void **out)
         free(sel);
         return err;
     }
-    struct io_uring_params p = {.flags = IORING_SETUP_CQSIZE | IORING_SETUP_CLAMP,
+    struct io_uring_params p = {.flags = IORING_SETUP_CQSIZE | IORING_SETUP_CLAMP |
+                                         IORING_SETUP_COOP_TASKRUN,
                                 .cq_entries = CQ_ENTRIES};
     err = io_uring_queue_init_params(SQ_ENTRIES, &sel->ring, &p);
+    if (err == -EINVAL) {
+        p = (struct io_uring_params){.flags = IORING_SETUP_CQSIZE | IORING_SETUP_CLAMP,
+                                     .cq_entries = CQ_ENTRIES};
+        err = io_uring_queue_init_params(SQ_ENTRIES, &sel->ring, &p);
+    }
     if (err < 0) {
         destroy(sel, false);
         return err;

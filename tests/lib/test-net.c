@@ -633,6 +633,45 @@ static void test_oob_priority(void **state)
     close(server);
 }
 
+/*
+ * Plain data arriving on a socket registered with MIO_PRIORITY is READABLE
+ * without PRIORITY: only urgent data is.  io_uring's poll reported the
+ * wake-up's key, which for any TCP data holds POLLPRI, so every message
+ * looked urgent there (a server then checks the urgent mark and reads
+ * twice per message).
+ */
+static void test_plain_data_is_not_priority(void **state)
+{
+    struct ctx *c = *state;
+    int client, server;
+    pair_via_mio(c, &client, &server);
+    int err = mio_registry_register(c->reg, server, T_SERVER,
+                                    MIO_READABLE | MIO_PRIORITY);
+    if (err == -EOPNOTSUPP) {
+        close(client);
+        close(server);
+        skip();
+    }
+    assert_int_equal(err, 0);
+    expect_no_event(c->poll, c->events, T_SERVER, 20); /* armed, idle */
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(send(client, "data", 4, MSG_NOSIGNAL), 4);
+        unsigned bits = wait_for_token(c->poll, c->events, T_SERVER, WAIT_MS);
+        assert_has(bits, EV_R);
+        if (bits & EV_P)
+            fail_msg("message %d: PRIORITY without urgent data", i);
+        char buf[8];
+        assert_int_equal(recv(server, buf, sizeof(buf), 0), 4);
+        assert_int_equal(recv(server, buf, sizeof(buf), 0), -1);
+        assert_int_equal(errno, EAGAIN);
+        assert_int_equal(mio_registry_rearm(c->reg, server, MIO_READABLE | MIO_PRIORITY),
+                         0);
+    }
+    assert_int_equal(mio_registry_deregister(c->reg, server), 0);
+    close(client);
+    close(server);
+}
+
 /* Closing a pipe's writer gives exactly one read-closed event. */
 static void test_pipe_writer_closed(void **state)
 {
@@ -822,6 +861,7 @@ int main(void)
         T(test_connect_ok),
         T(test_reset),
         T(test_oob_priority),
+        T(test_plain_data_is_not_priority),
         T(test_pipe_writer_closed),
         T(test_udp),
         T(test_unix_stream),
