@@ -608,21 +608,28 @@ static void test_reset(void **state)
     close(server);
 }
 
+/* A connected pair, the server's end registered READABLE|PRIORITY; skips
+ * where the backend has no MIO_PRIORITY (kqueue). */
+static void priority_pair(struct ctx *c, int *client, int *server)
+{
+    pair_via_mio(c, client, server);
+    int err = mio_registry_register(c->reg, *server, T_SERVER,
+                                    MIO_READABLE | MIO_PRIORITY);
+    if (err == -EOPNOTSUPP) {
+        close(*client);
+        close(*server);
+        skip();
+    }
+    assert_int_equal(err, 0);
+}
+
 /* Out-of-band data is READABLE|PRIORITY under MIO_READABLE|MIO_PRIORITY
  * (epoll and poll(2); kqueue refuses the interest). */
 static void test_oob_priority(void **state)
 {
     struct ctx *c = *state;
     int client, server;
-    pair_via_mio(c, &client, &server);
-    int err = mio_registry_register(c->reg, server, T_SERVER,
-                                    MIO_READABLE | MIO_PRIORITY);
-    if (err == -EOPNOTSUPP) {
-        close(client);
-        close(server);
-        skip();
-    }
-    assert_int_equal(err, 0);
+    priority_pair(c, &client, &server);
     assert_int_equal(send(client, "!", 1, MSG_OOB | MSG_NOSIGNAL), 1);
     assert_has(wait_for_token(c->poll, c->events, T_SERVER, WAIT_MS), EV_R | EV_P);
     char byte = 0;
@@ -644,15 +651,7 @@ static void test_plain_data_is_not_priority(void **state)
 {
     struct ctx *c = *state;
     int client, server;
-    pair_via_mio(c, &client, &server);
-    int err = mio_registry_register(c->reg, server, T_SERVER,
-                                    MIO_READABLE | MIO_PRIORITY);
-    if (err == -EOPNOTSUPP) {
-        close(client);
-        close(server);
-        skip();
-    }
-    assert_int_equal(err, 0);
+    priority_pair(c, &client, &server);
     expect_no_event(c->poll, c->events, T_SERVER, 20); /* armed, idle */
     for (int i = 0; i < 3; i++) {
         assert_int_equal(send(client, "data", 4, MSG_NOSIGNAL), 4);
