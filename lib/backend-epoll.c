@@ -173,6 +173,7 @@ const struct mio__backend mio__backend_epoll = {
     .name = "epoll",
     .native_event_size = sizeof(struct epoll_event),
     .supported_interest = MIO_READABLE | MIO_WRITABLE | MIO_PRIORITY,
+    .close_deregisters = true,
     .probe = epoll_probe,
     .sel_new = epoll_new,
     .sel_clone = mio__selfd_clone,

@@ -336,6 +336,7 @@ const struct mio__backend mio__backend_kqueue = {
     .name = "kqueue",
     .native_event_size = sizeof(struct kevent),
     .supported_interest = MIO_READABLE | MIO_WRITABLE | MIO_AIO | MIO_LIO,
+    .close_deregisters = true,
     .probe = kqueue_probe,
     .sel_new = kqueue_new,
     .sel_clone = mio__selfd_clone,

@@ -40,6 +40,10 @@ struct mio__backend {
     size_t native_event_size;
     /* The interest bits it can deliver; others are -EOPNOTSUPP. */
     mio_interest_t supported_interest;
+    /* Closing a descriptor ends its registration in the kernel (epoll:
+     * with the file's last reference; kqueue: always), and the backend
+     * keeps nothing of it: mio_registry_close() need not deregister. */
+    bool close_deregisters;
 
     /* 0 when sel_new can work on this system now, else the error sel_new
      * would meet (-ENOSYS, -EPERM, ...); NULL when it always can.  Used to

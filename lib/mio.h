@@ -145,6 +145,19 @@ int mio_registry_reregister(mio_registry_t *reg, int fd, mio_token_t token,
 int mio_registry_deregister(mio_registry_t *reg, int fd);
 
 /*
+ * Deregisters `fd` and closes it (always, whatever is returned), in one
+ * step where the backend allows: epoll and kqueue forget a descriptor when
+ * it is closed, so there only close() is made, a system call less than
+ * deregister then close.  On epoll that holds only if no other descriptor
+ * refers to the same open file (dup(), fork(), SCM_RIGHTS): epoll keeps a
+ * registration while the file lives, and its events would go on naming the
+ * token; call mio_registry_deregister() and close() for such a descriptor.
+ * Returns what deregister would on poll(2) and io_uring (-ENOENT for an fd
+ * not registered); 0 on epoll and kqueue, which make no call to check.
+ */
+int mio_registry_close(mio_registry_t *reg, int fd);
+
+/*
  * Tells the registry that an operation on `fd` in the directions of
  * `interest` failed with EAGAIN (or a stream read came back short), so the
  * next readiness must be reported.

@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <stddef.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 #include "backend.h"
 
@@ -199,6 +200,18 @@ int mio_registry_deregister(mio_registry_t *reg, int fd)
     if (fd < 0)
         return -EBADF;
     return reg->be->sel_deregister(reg->sel, fd);
+}
+
+int mio_registry_close(mio_registry_t *reg, int fd)
+{
+    assert(reg != NULL);
+    if (fd < 0)
+        return -EBADF;
+    int err = reg->be->close_deregisters ? 0 : reg->be->sel_deregister(reg->sel, fd);
+    /* Linux closes the descriptor even when close() says EINTR. */
+    if (close(fd) < 0 && errno != EINTR && err == 0)
+        err = -errno;
+    return err;
 }
 
 int mio_registry_rearm(mio_registry_t *reg, int fd, mio_interest_t interest)

@@ -336,6 +336,44 @@ static void registrations_come_and_go_in_any_order(void **state)
     }
 }
 
+/*
+ * mio_registry_close() ends the registration and the file: the peer sees
+ * the end, the number the next socket gets registers again under a new
+ * token (no -EEXIST from a stale entry), and only that token reports.
+ */
+static void close_ends_registration_and_file(void **state)
+{
+    struct fixture *f = *state;
+    int old = f->fds[0];
+    assert_int_equal(mio_registry_register(f->reg, old, 4, MIO_READABLE), 0);
+    assert_int_equal(write(f->fds[1], "x", 1), 1);
+    assert_true(wait_for_token(f->poll, f->events, 4, 1000) & EV_R);
+    assert_int_equal(mio_registry_close(f->reg, old), 0);
+    f->fds[0] = -1;
+    struct timespec tick = {0, 10 * 1000000};
+    char c;
+    ssize_t n = -1;
+    for (int i = 0; i < 200 && n != 0; i++) {
+        assert_int_equal(mio_poll_poll(f->poll, f->events, &tick), 0);
+        n = read(f->fds[1], &c, 1);
+    }
+    assert_int_equal(n, 0);
+    int again[2];
+    assert_int_equal(mio_unix_pair(again), 0);
+    if (again[0] != old) { /* the number the closed one had */
+        assert_int_equal(dup2(again[0], old), old);
+        close(again[0]);
+        again[0] = old;
+    }
+    assert_int_equal(mio_registry_register(f->reg, again[0], 5, MIO_READABLE), 0);
+    assert_int_equal(write(again[1], "y", 1), 1);
+    assert_true(wait_for_token(f->poll, f->events, 5, 1000) & EV_R);
+    for (size_t i = 0; i < mio_events_len(f->events); i++)
+        assert_int_not_equal(mio_event_token(mio_events_get(f->events, i)), 4);
+    assert_int_equal(mio_registry_close(f->reg, again[0]), 0);
+    close(again[1]);
+}
+
 /* The token is pointer-sized and comes back whole. */
 static void largest_token_round_trips(void **state)
 {
@@ -534,6 +572,7 @@ int main(void)
         T(reregister_replaces_token_and_interest),
         T(no_events_after_deregister),
         T(closed_after_deregister_in_the_same_batch),
+        T(close_ends_registration_and_file),
         T(registrations_come_and_go_in_any_order),
         T(largest_token_round_trips),
         T(regular_file),
