@@ -90,8 +90,7 @@ static void unwatch(struct conn *c, struct endpoint *e)
     endpoint_end_tls(e, false);
     if (e->fd < 0)
         return;
-    loop_unwatch(&c->w->loop, e->fd);
-    close(e->fd);
+    loop_close(&c->w->loop, e->fd);
     e->fd = -1;
 }
 

@@ -191,8 +191,7 @@ static int connect_to(struct flow *f, struct upstream_addr *ua)
     const addr_t *a = &ua->addr;
     if (f->ufd >= 0 &&
         (f->up == NULL || f->up->addr.u.sa.sa_family != a->u.sa.sa_family)) {
-        loop_unwatch(&w->loop, f->ufd);
-        close(f->ufd);
+        loop_close(&w->loop, f->ufd);
         f->ufd = -1;
     }
     if (f->ufd < 0) {
@@ -427,8 +426,7 @@ void flow_close(struct flow *f, const char *reason)
     atomic_fetch_add(&l->st->bytes_out, f->out);
     histogram_observe(&l->st->duration, (uint64_t)(w->loop.now_ms - f->start_ms) * 1000);
     if (f->ufd >= 0) {
-        loop_unwatch(&w->loop, f->ufd);
-        close(f->ufd);
+        loop_close(&w->loop, f->ufd);
         f->ufd = -1;
     }
     if (l->gen->cfg->log_access && log_enabled(LOG_INFO))

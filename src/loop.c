@@ -4,7 +4,10 @@
 #endif
 
 #include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "loop.h"
 
@@ -57,6 +60,42 @@ int loop_watch(struct loop *l, int fd, struct handler *h, mio_interest_t interes
 void loop_unwatch(struct loop *l, int fd)
 {
     (void)mio_registry_deregister(l->reg, fd);
+}
+
+/*
+ * A process forked and not yet exec'd holds a copy of every descriptor, so
+ * a socket closed meanwhile is not the file's last reference, and epoll
+ * would keep it registered, its events naming a freed handler.  Between
+ * loop_forking() and loop_forked(), closes deregister first; the lock makes
+ * a close and a fork() exclusive.
+ */
+static pthread_rwlock_t fork_lock = PTHREAD_RWLOCK_INITIALIZER;
+static bool forking;
+
+void loop_close(struct loop *l, int fd)
+{
+    pthread_rwlock_rdlock(&fork_lock);
+    if (forking) {
+        (void)mio_registry_deregister(l->reg, fd);
+        close(fd);
+    } else {
+        (void)mio_registry_close(l->reg, fd);
+    }
+    pthread_rwlock_unlock(&fork_lock);
+}
+
+void loop_forking(void)
+{
+    pthread_rwlock_wrlock(&fork_lock);
+    forking = true;
+    pthread_rwlock_unlock(&fork_lock);
+}
+
+void loop_forked(void)
+{
+    pthread_rwlock_wrlock(&fork_lock);
+    forking = false;
+    pthread_rwlock_unlock(&fork_lock);
 }
 
 void loop_rearm(struct loop *l, int fd, mio_interest_t interest)

@@ -85,6 +85,18 @@ int loop_watch(struct loop *l, int fd, struct handler *h, mio_interest_t interes
 /* Deregisters fd (before it is closed). */
 void loop_unwatch(struct loop *l, int fd);
 
+/* Deregisters and closes fd, which no other descriptor shares (never one
+ * handed over or stored: on epoll only the close is made, and a shared
+ * file would stay registered).  Thread-safe. */
+void loop_close(struct loop *l, int fd);
+
+/* Around a fork() while loops run: from loop_forking() until
+ * loop_forked() (the child has exec'd, or is gone), loop_close()
+ * deregisters before it closes, the child holding copies of every
+ * descriptor. */
+void loop_forking(void);
+void loop_forked(void);
+
 /* Says that an operation on fd failed with EAGAIN (or a stream read came
  * back short), so that the next readiness is reported (mio_registry_rearm). */
 void loop_rearm(struct loop *l, int fd, mio_interest_t interest);

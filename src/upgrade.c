@@ -360,12 +360,14 @@ int upgrade_start(struct daemon *d, struct upgrade *u, int metrics_fd, int contr
             s.argv[n++] = "-v";
         s.argv[n] = NULL;
         s.pipe_w = p[1];
+        loop_forking();
         pid_t pid = fork();
         if (pid == 0)
             child_exec(&s);
         if (pid < 0) {
             step = "fork";
             e = -errno;
+            loop_forked();
         }
         *u = (struct upgrade){.pid = pid, .fd = p[0]};
     }
@@ -412,6 +414,7 @@ static void reap(struct upgrade *u, char *why, size_t len)
     close(u->fd);
     u->fd = -1;
     u->pid = 0;
+    loop_forked(); /* it is gone */
 }
 
 int upgrade_poll(struct upgrade *u, char *why, size_t len)
@@ -426,6 +429,7 @@ int upgrade_poll(struct upgrade *u, char *why, size_t len)
         if (n > 0) {
             u->len += room ? (size_t)n : 0;
             if (u->len >= 6 && memcmp(u->said, "ready\n", 6) == 0) {
+                loop_forked(); /* it has exec'd */
                 close(u->fd);
                 *u = (struct upgrade){.fd = -1};
                 return 1;
