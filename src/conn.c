@@ -282,6 +282,19 @@ void conn_release(struct deferred *d)
         pipe_pool_free(&w->pipes);
 }
 
+/*
+ * Whether half i's end closes c, whose other half is done, so that the
+ * close sends the FIN and a shutdown() before it would be a system call
+ * for nothing: the destination is a plain socket (TLS owes a
+ * close_notify) whose own input was read to its end (the other half's
+ * source), so the close is a FIN, not a reset.
+ */
+static bool fin_by_close(const struct conn *c, int i)
+{
+    const struct endpoint *dst = i == 0 ? &c->upstream : &c->client;
+    return c->halves[1 - i].done && dst->tls == NULL;
+}
+
 /* Moves half i of c as far as it goes, and acts on why it stopped: the
  * connection ends when both of its halves are done (echo: its one), or
  * aborts when a socket failed.  False when c was closed. */
@@ -298,7 +311,7 @@ static bool move(struct conn *c, int i)
         .cap = c->l->cfg->buffer_size,
         .splice = c->l->cfg->splice,
         .short_reads = !w->no_priority && endpoint_short_read_drains(src),
-        .pass_fin = !echo,
+        .pass_fin = !echo && !fin_by_close(c, i),
         .got = i == 0 ? &c->in : NULL,
         .put = i == 1 || echo ? &c->out : NULL,
     };
