@@ -48,14 +48,16 @@ else
 fi
 
 # A program builds against the installed library with the flags mio(3)
-# gives, pkg-config --cflags --libs mio.
+# gives, pkg-config --cflags --libs mio, and the build's own CFLAGS and
+# LDFLAGS (a sanitizer's runtime, under .ci/sanitizers).
 pc=$(find_one mio.pc)
 if [ -n "$pc" ] && [ -n "$lib" ] && command -v pkg-config >/dev/null; then
     prefix=$(PKG_CONFIG_PATH=$(dirname "$pc") pkg-config --variable=prefix mio)
     flags=$(PKG_CONFIG_PATH=$(dirname "$pc") pkg-config --define-variable=prefix="$dest$prefix" \
         --cflags --libs mio) || fail "pkg-config mio: $flags"
     # shellcheck disable=SC2086 # one word per flag
-    out=$(${CC:-cc} -o "$dest/mio-echo" "$top_srcdir/examples/mio-echo.c" $flags 2>&1) ||
+    out=$(${CC:-cc} ${CFLAGS:-} -o "$dest/mio-echo" "$top_srcdir/examples/mio-echo.c" $flags \
+        ${LDFLAGS:-} 2>&1) ||
         fail "building examples/mio-echo.c with $flags: $out"
     rm -f "$dest/mio-echo"
 fi
