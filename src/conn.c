@@ -25,7 +25,7 @@
 static void start_connect(struct conn *c);
 static void connect_failed(struct conn *c, int err);
 static void handshake(struct conn *c, struct endpoint *e);
-static void open_relay(struct conn *c);
+static void open_relay(struct conn *c, bool upstream_in);
 
 /* A reason naming the side and the error, e.g. "client-reset". */
 static const char *error_reason(const struct endpoint *e, int err)
@@ -681,23 +681,32 @@ static void connect_failed(struct conn *c, int err)
     upstream_released(c->up, 0, 0);
     c->up = NULL;
     unwatch(c, &c->upstream);
+    /* What the failed socket's events said is not the next one's. */
+    c->halves[1].readable = false;
+    c->halves[1].closing = false;
     start_connect(c);
 }
 
 /* The upstream is there: relay both ways, sending first what is held
- * (PROXY header, early bytes): the upstream may speak first, and the
- * client may have written already. */
-static void open_relay(struct conn *c)
+ * (PROXY header, early bytes): the client may have written already, and
+ * the upstream may speak first.  `upstream_in`: an event said the upstream
+ * has bytes, or TLS may hold some.  A plain upstream is not read
+ * otherwise: it was registered before it could receive a byte, so its
+ * first byte makes an event, and a recv now would only say EAGAIN (one
+ * system call in every relayed connection). */
+static void open_relay(struct conn *c, bool upstream_in)
 {
     record_connect_time(c);
     c->state = CONN_OPEN;
     arm_idle(c);
-    c->halves[1].readable = true;
+    if (upstream_in)
+        c->halves[1].readable = true;
     move_all(c);
 }
 
-/* The upstream socket answered while connecting: connected, or failed. */
-static void check_connect(struct conn *c)
+/* The upstream socket answered while connecting: connected, or failed;
+ * `in`: the same event said it has bytes. */
+static void check_connect(struct conn *c, bool in)
 {
     int err = -mio_socket_take_error(c->upstream.fd);
     if (err != 0) {
@@ -712,7 +721,7 @@ static void check_connect(struct conn *c)
     }
     const struct upstream_tls_config *ut = &c->l->cfg->upstream_tls;
     if (!ut->on) {
-        open_relay(c);
+        open_relay(c, in);
         return;
     }
     char host[ADDR_STRLEN];
@@ -761,7 +770,7 @@ static void handshake(struct conn *c, struct endpoint *e)
     atomic_fetch_add(&c->l->st->tls_handshakes[side], 1);
     c->last_ms = w->loop.now_ms;
     if (side == TLS_SIDE_UPSTREAM) {
-        open_relay(c);
+        open_relay(c, true);
         return;
     }
     c->tls_up = true;
@@ -814,10 +823,18 @@ static void on_event(struct handler *hd, struct loop *l, const mio_event_t *ev)
             return;
         }
         if (e->upstream && out) {
-            check_connect(c);
+            check_connect(c, in);
             return;
         }
-        if (e->upstream || !in)
+        if (e->upstream) {
+            /* kqueue tells reading and writing apart: the upstream's
+             * first bytes may come as an event of their own before the
+             * one that says it is connected. */
+            if (in)
+                r->readable = true;
+            return;
+        }
+        if (!in)
             return;
         /* A client that resets gives up now.  A FIN does not: it may be
          * a half-close by a client that waits for the upstream to speak
