@@ -241,6 +241,25 @@ static void no_events_after_deregister(void **state)
     assert_true(wait_for_token(f->poll, f->events, 8, 1000) & EV_R);
 }
 
+/* Polls in 10 ms turns, 2 s at most, until the peer fds[1] reads the end
+ * of fds[0]'s file (a backend's pending request could hold it open); with
+ * `quiet`, no turn may report an event. */
+static void polls_until_peer_sees_end(struct fixture *f, bool quiet)
+{
+    struct timespec tick = {0, 10 * 1000000};
+    char c;
+    ssize_t n = -1;
+    for (int i = 0; i < 200 && n != 0; i++) {
+        assert_int_equal(mio_poll_poll(f->poll, f->events, &tick), 0);
+        if (quiet)
+            assert_int_equal(mio_events_len(f->events), 0);
+        n = read(f->fds[1], &c, 1);
+        /* A Unix socket closed with bytes unread resets its peer once. */
+        assert_true(n == 0 || (n < 0 && (errno == EAGAIN || errno == ECONNRESET)));
+    }
+    assert_int_equal(n, 0);
+}
+
 /*
  * A source deregistered before any poll ran (in the batch that registered
  * it, as a server does with a connection it refuses at once) and closed is
@@ -258,16 +277,7 @@ static void closed_after_deregister_in_the_same_batch(void **state)
     assert_int_equal(mio_registry_deregister(f->reg, f->fds[0]), 0);
     close(f->fds[0]);
     f->fds[0] = -1;
-    struct timespec tick = {0, 10 * 1000000};
-    char c;
-    ssize_t n = -1;
-    for (int i = 0; i < 200 && n != 0; i++) {
-        assert_int_equal(mio_poll_poll(f->poll, f->events, &tick), 0);
-        assert_int_equal(mio_events_len(f->events), 0);
-        n = read(f->fds[1], &c, 1);
-        assert_true(n == 0 || (n < 0 && errno == EAGAIN));
-    }
-    assert_int_equal(n, 0);
+    polls_until_peer_sees_end(f, true);
 }
 
 /* The tokens (each below 32, as bits 1 << token) of the events delivered
@@ -350,14 +360,7 @@ static void close_ends_registration_and_file(void **state)
     assert_true(wait_for_token(f->poll, f->events, 4, 1000) & EV_R);
     assert_int_equal(mio_registry_close(f->reg, old), 0);
     f->fds[0] = -1;
-    struct timespec tick = {0, 10 * 1000000};
-    char c;
-    ssize_t n = -1;
-    for (int i = 0; i < 200 && n != 0; i++) {
-        assert_int_equal(mio_poll_poll(f->poll, f->events, &tick), 0);
-        n = read(f->fds[1], &c, 1);
-    }
-    assert_int_equal(n, 0);
+    polls_until_peer_sees_end(f, false);
     int again[2];
     assert_int_equal(mio_unix_pair(again), 0);
     if (again[0] != old) { /* the number the closed one had */
