@@ -627,9 +627,11 @@ def report(run, targets):
         "- machine: " + machine(),
         "- load average before / after: %s / %s (anything above 0 is other work sharing the CPUs)"
         % (m["load_before"], m["load_after"]),
-        "- %s round(s); pingpong, stream and UDP %s s measured after %s s of warmup; idle holds %s s; "
+        "- %s round(s); pingpong, stream, churn and UDP %s s measured after %s s of warmup "
+        "(churn: %s s, until the kernel's TIME_WAIT table is full); idle holds %s s; "
         "servers interleaved, the order rotating each round; each measurement on a freshly "
-        "started server" % (m["rounds"], m["duration"], m["warmup"], m["hold"]),
+        "started server" % (m["rounds"], m["duration"], m["warmup"],
+                            m.get("churn_warmup", m["warmup"]), m["hold"]),
         "- mio-echod: " + m["mio_echod"],
         "- client: bench/mio-bench (libmio, one thread), on the same machine: client, server "
         "(and the floor behind a relay) share the CPUs",
