@@ -32,7 +32,7 @@
  * the kernel takes them, else COOP_TASKRUN, else nothing;
  * URING_ECHO_SETUP=defer|coop|none picks one (and fails if refused).
  * URING_ECHO_BUFS and URING_ECHO_BUFSIZE size the buffer ring of recv
- * (a power of two of buffers, 1024 by default; 16384 bytes each).  On
+ * (a power of two of buffers, 1024 by default; 32768 bytes each).  On
  * SIGTERM it prints what it counted on standard error and exits.
  */
 #define _GNU_SOURCE
@@ -51,8 +51,10 @@
 #include <unistd.h>
 
 #define BUF 65536 /* the buffers of poll and send */
-#define HOLD 8    /* recv: buffers one connection may have queued */
-#define BGID 0    /* recv: the buffer group */
+#ifndef HOLD
+#define HOLD 8 /* recv: buffers one connection may have queued */
+#endif
+#define BGID 0 /* recv: the buffer group */
 #define SQ_ENTRIES 4096
 #define CQ_ENTRIES 16384
 
@@ -98,7 +100,7 @@ static struct pool_buf *pool;
 
 /* recv: the provided buffer ring and its buffers. */
 static struct io_uring_buf_ring *br;
-static unsigned nbufs = 1024, bufsize = 16384;
+static unsigned nbufs = 1024, bufsize = 32768;
 static char *bufs;
 static int *next_bid;
 static unsigned *bid_len;
