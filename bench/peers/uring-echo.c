@@ -31,6 +31,11 @@
  * The ring is set up with IORING_SETUP_SINGLE_ISSUER | DEFER_TASKRUN when
  * the kernel takes them, else COOP_TASKRUN, else nothing;
  * URING_ECHO_SETUP=defer|coop|none picks one (and fails if refused).
+ * URING_ECHO_WAIT=sends (send, recv) makes a wait that submits sends also
+ * wait for their completions and one event more, rather than return on
+ * the completions of sends that went at once (one io_uring_enter fewer per
+ * message at one connection), when nothing but freeing their buffers
+ * follows; the ring's sends then carry MSG_WAITALL.
  * URING_ECHO_BUFS and URING_ECHO_BUFSIZE size the buffer ring of recv
  * (a power of two of buffers, 1024 by default; 32768 bytes each).  On
  * SIGTERM it prints what it counted on standard error and exits.
@@ -114,6 +119,15 @@ static struct {
 
 static const char *setup_name = "none";
 
+/* URING_ECHO_WAIT=sends (send, recv): the sends queued since the last wait
+ * are waited for together with one event more, rather than the wait
+ * returning on their completions alone, when nothing but freeing their
+ * buffer follows them (see quiet()).  The connections are kept here. */
+#define ROUND_MAX 256
+static int wait_sends;
+static struct conn *round_sends[ROUND_MAX];
+static unsigned nround;
+
 /* A submission queue entry, submitting what is queued when it is full. */
 static struct io_uring_sqe *get_sqe(void)
 {
@@ -121,6 +135,7 @@ static struct io_uring_sqe *get_sqe(void)
     while (sqe == NULL) {
         st.sqe_full++;
         io_uring_submit(&ring);
+        nround = ROUND_MAX + 1; /* sends submitted may complete now: wait for 1 */
         sqe = io_uring_get_sqe(&ring);
     }
     return sqe;
@@ -242,7 +257,12 @@ static void arm(struct conn *c)
 static void queue_send(struct conn *c, const char *p, size_t n)
 {
     struct io_uring_sqe *sqe = get_sqe();
-    io_uring_prep_send(sqe, c->fd, p, n, MSG_NOSIGNAL);
+    /* With wait_sends, MSG_WAITALL: the ring sends the rest of a short
+     * send by itself, so a completion needs no re-queueing. */
+    io_uring_prep_send(sqe, c->fd, p, n, MSG_NOSIGNAL | (wait_sends ? MSG_WAITALL : 0));
+    if (nround < ROUND_MAX)
+        round_sends[nround] = c;
+    nround++;
     io_uring_sqe_set_data64(sqe, tag(c, OP_SEND));
     c->sending = 1;
     c->refs++;
@@ -535,6 +555,7 @@ static void on_send(struct conn *c, struct io_uring_cqe *cqe)
         struct io_uring_sqe *sqe = get_sqe();
         io_uring_prep_send(sqe, c->fd, base + c->off, c->len - c->off, MSG_NOSIGNAL);
         io_uring_sqe_set_data64(sqe, tag(c, OP_SEND));
+        nround = ROUND_MAX + 1; /* not quiet */
         return;
     }
     if (mode == MODE_RECV) {
@@ -579,6 +600,32 @@ static void feed_starved(void)
         recv_rearm(c);
         conn_put(c);
     }
+}
+
+/* Whether all that follows c's send completing is freeing its buffer: no
+ * more to read or send, no FIN to answer, its receive armed.  Waiting for
+ * one event more than such sends is what the loop would do anyway. */
+static int quiet(const struct conn *c)
+{
+    if (c->closing || c->eof || c->fin)
+        return 0;
+    if (mode == MODE_SEND)
+        return !c->more;
+    return c->armed && !c->cancelling && c->q_head == c->q_tail && starved == NULL;
+}
+
+/* How many completions to wait for: 1, or with wait_sends the sends queued
+ * since the last wait and one more when all of them are quiet. */
+static unsigned wait_nr(void)
+{
+    unsigned n = nround;
+    nround = 0;
+    if (!wait_sends || n == 0 || n > ROUND_MAX)
+        return 1;
+    for (unsigned i = 0; i < n; i++)
+        if (!quiet(round_sends[i]))
+            return 1;
+    return n + 1;
 }
 
 /* ---- setup ------------------------------------------------------------------ */
@@ -681,6 +728,8 @@ int main(int argc, char **argv)
         return 2;
     }
     mode = argv[1][0] == 'p' ? MODE_POLL : argv[1][0] == 's' ? MODE_SEND : MODE_RECV;
+    const char *w = getenv("URING_ECHO_WAIT");
+    wait_sends = w != NULL && strcmp(w, "sends") == 0;
     signal(SIGPIPE, SIG_IGN);
     struct sigaction sa = {.sa_handler = on_term}; /* no SA_RESTART: the wait ends */
     sigaction(SIGTERM, &sa, NULL);
@@ -705,8 +754,9 @@ int main(int argc, char **argv)
         fprintf(stderr, "uring-echo: buffer ring: %s\n", strerror(-err));
         return 1;
     }
-    fprintf(stderr, "uring-echo: %s, setup %s%s\n", argv[1], setup_name,
-            mode == MODE_RECV ? ", buffer ring registered" : "");
+    fprintf(stderr, "uring-echo: %s, setup %s%s%s\n", argv[1], setup_name,
+            mode == MODE_RECV ? ", buffer ring registered" : "",
+            wait_sends ? ", waiting for the sends and one event more" : "");
     /* The accepted sockets are blocking: a ring request on them waits in
      * the ring (its internal poll) rather than failing with EAGAIN; the
      * recv and send system calls of poll and send pass MSG_DONTWAIT. */
@@ -716,7 +766,7 @@ int main(int argc, char **argv)
 
     while (!stop) {
         st.enters++;
-        err = io_uring_submit_and_wait(&ring, 1);
+        err = io_uring_submit_and_wait(&ring, wait_nr());
         if (err < 0 && err != -EINTR && err != -EAGAIN && err != -EBUSY) {
             fprintf(stderr, "uring-echo: io_uring_submit_and_wait: %s\n", strerror(-err));
             return 1;
