@@ -51,7 +51,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -674,14 +673,13 @@ static int bufring_init(void)
                 "uring-echo: URING_ECHO_BUFS must be a power of two up to 32768\n");
         return -EINVAL;
     }
-    size_t ring_size = nbufs * sizeof(struct io_uring_buf);
-    br = mmap(NULL, ring_size, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1,
-              0);
-    bufs = mmap(NULL, (size_t)nbufs * bufsize, PROT_READ | PROT_WRITE,
-                MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    /* The ring must be page aligned (the kernel maps it by pages). */
+    size_t ring_size = (nbufs * sizeof(struct io_uring_buf) + 4095) & ~(size_t)4095;
+    br = aligned_alloc(4096, ring_size);
+    bufs = malloc((size_t)nbufs * bufsize);
     next_bid = calloc(nbufs, sizeof(*next_bid));
     bid_len = calloc(nbufs, sizeof(*bid_len));
-    if (br == MAP_FAILED || bufs == MAP_FAILED || next_bid == NULL || bid_len == NULL)
+    if (br == NULL || bufs == NULL || next_bid == NULL || bid_len == NULL)
         return -ENOMEM;
     io_uring_buf_ring_init(br);
     struct io_uring_buf_reg reg = {.ring_addr = (uint64_t)(uintptr_t)br,
