@@ -520,6 +520,20 @@ def uring_line(run):
     return out or " not measured"
 
 
+def ladder_line(run):
+    """uring-poll's, uring-send's and uring-recv's throughput over floor's,
+    and their CPU per unit over floor's, load by load ("" when none of them
+    was measured)."""
+    out = ""
+    for s in ("uring-poll", "uring-send", "uring-recv"):
+        for l in [l for l in run.group_loads("echo") if kind(l)[0] != "idle"]:
+            r = ratio(run.get("echo", l, s, "value"), run.get("echo", l, "floor", "value"))
+            c = ratio(run.get("echo", l, s, "cpu"), run.get("echo", l, "floor", "cpu"))
+            if r:
+                out += " %s %s: %sx%s;" % (s, title(l), r, " (CPU %sx)" % c if c else "")
+    return out
+
+
 def splice_line(run):
     out = ""
     for l in [l for l in run.group_loads("echo") if kind(l)[0] != "idle"]:
@@ -645,9 +659,11 @@ def report(run, targets):
         "(for msg/s and MB/s above 1 is better for mio-echod; for idle B/conn, the",
         "server's RSS growth per open connection, below 1 is).  mio-echod runs with",
         "workers = 1, mio-echod-w2 with workers = 2, mio-echod-uring with workers = 1",
-        "and `poller = \"io_uring\"`; mio-echod-splice (echo) and",
-        "mio-echod-copy (relay) with workers = 1 and splice(2) the other way than",
-        "the default of their mode: on for echo, off for relay.  Stream writes",
+        "and `poller = \"io_uring\"`; uring-poll, uring-send and uring-recv (when",
+        "asked for) are bench/peers/uring-echo.c in its three modes;",
+        "mio-echod-splice (echo) and mio-echod-copy (relay) with workers = 1 and",
+        "splice(2) the other way than the default of their mode: on for echo, off",
+        "for relay.  Stream writes",
         "32 KiB a send, stream 64 KiB writes 64 KiB; churn is loops of connect, one",
         "64 B message echoed, close (conn/s: connections completed per second).",
         "Relays stand in front of a fresh",
@@ -680,8 +696,14 @@ def report(run, targets):
                 "io_uring vs epoll (mio-echod-uring / mio-echod; throughput, and in",
                 "parentheses by server CPU, mio-echod's CPU per unit over",
                 "mio-echod-uring's: above 1 means io_uring helps):" + uring_line(run),
-                "",
-                "Splice on vs off, throughput (echo: mio-echod-splice / mio-echod; relay:",
+                ""]
+        if ladder_line(run):
+            out += ["The io_uring ladder (bench/peers/uring-echo.c) against floor: each",
+                    "rung's throughput over floor's, and in parentheses its CPU per unit over",
+                    "floor's (below 1 means it spends less than the epoll floor; issue 16",
+                    "asks 0.8 at pingpong x2000):" + ladder_line(run),
+                    ""]
+        out += ["Splice on vs off, throughput (echo: mio-echod-splice / mio-echod; relay:",
                 "mio-echod / mio-echod-copy; above 1 means splice helps):" + splice_line(run),
                 "",
                 "Idle memory as PSS (shared pages divided among the processes that map them;",
