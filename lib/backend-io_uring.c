@@ -277,11 +277,20 @@ static void submit_now(struct uring_sel *sel)
         (void)io_uring_submit(&sel->ring);
 }
 
-/* Whether an ended multishot poll may be armed again: it ended with a
- * result, or was cancelled by the kernel, after having been live. */
+/*
+ * Whether an ended multishot poll may be armed again: it was cancelled by
+ * the kernel, or ended with a result.  The kernel ends a multishot poll
+ * whose wake-up finds the completion queue full, and posts its last
+ * completion (the mask, without IORING_CQE_F_MORE) among the overflow: on
+ * a burst of more wake-ups than the queue holds, this is the first
+ * completion of many sources, which must be armed again like the others,
+ * or they never report again (6000 sources woken at once, 4096 entries:
+ * 1904 lost for good).  An empty result counts only after the poll had
+ * been live.
+ */
 static bool rearmable(int res, bool was_live)
 {
-    return res == -ECANCELED || (res >= 0 && was_live);
+    return res == -ECANCELED || res > 0 || (res == 0 && was_live);
 }
 
 /* Adds an event for `token` or merges it into the one this select gave the
