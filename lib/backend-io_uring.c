@@ -284,8 +284,8 @@ static void submit_now(struct uring_sel *sel)
  * completion (the mask, without IORING_CQE_F_MORE) among the overflow: on
  * a burst of more wake-ups than the queue holds, this is the first
  * completion of many sources, which must be armed again like the others,
- * or they never report again (6000 sources woken at once, 4096 entries:
- * 1904 lost for good).  An empty result counts only after the poll had
+ * or they never report again (test-registry wakes 5000 sources at once:
+ * 904 were lost for good).  An empty result counts only after the poll had
  * been live.
  */
 static bool rearmable(int res, bool was_live)
