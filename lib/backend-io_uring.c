@@ -81,7 +81,8 @@ enum ud_kind { UD_IGNORE = 0, UD_FD = 1, UD_NOTIFY = 2, UD_WAKER = 3 };
 /* One registered descriptor, the table's entry for it. */
 struct entry {
     struct mio__fdreg reg; /* the token and the generation */
-    uint32_t mask;         /* the poll bits asked for */
+    uint32_t mask;         /* the poll bits asked of the kernel */
+    uint32_t want;         /* those the interest reports (see kernel_mask()) */
     uint32_t batch;        /* the select that gave it events->ev[evi] */
     uint32_t evi;
     bool polling; /* a poll request of this generation is in the kernel */
@@ -160,6 +161,20 @@ static uint32_t uring_mask(mio_interest_t interest)
     if (interest & MIO_PRIORITY)
         mask |= POLLPRI;
     return mask;
+}
+
+/*
+ * The poll bits to ask the kernel for the bits `want` reported.  POLLPRI
+ * alone would never complete: io_uring's wake-up filter leaves EPOLLPRI out
+ * when it matches a wake-up's key against a poll's events (io_poll_wake()
+ * and IO_ASYNC_POLL_COMMON, since Linux 5.19), so urgent data, whose key is
+ * IN | PRI | RDNORM | RDBAND, wakes a poll only through POLLIN.  The extra
+ * POLLIN is filtered out of what is reported (test-net's
+ * test_priority_alone_ignores_plain_data).
+ */
+static uint32_t kernel_mask(uint32_t want)
+{
+    return want & POLLPRI ? want | POLLIN : want;
 }
 
 /* mio's reading of a poll completion's mask, as epoll's is read. */
@@ -342,7 +357,8 @@ static bool take_fd(struct uring_sel *sel, const struct io_uring_cqe *cqe,
             (void)queue_remove_ud(sel, cqe->user_data);
         return true;
     }
-    if (cqe->res > 0 && e->batch != sel->batch && events->len == events->cap)
+    uint32_t res = cqe->res > 0 ? (uint32_t)cqe->res & (e->want | POLLERR | POLLHUP) : 0;
+    if (res != 0 && e->batch != sel->batch && events->len == events->cap)
         return false;
     if (cqe->flags & IORING_CQE_F_MORE) {
         e->more = true;
@@ -352,8 +368,7 @@ static bool take_fd(struct uring_sel *sel, const struct io_uring_cqe *cqe,
         if (rearmable(cqe->res, was_live))
             (void)queue_add(sel, fd, e);
     }
-    uint32_t res = cqe->res > 0 ? (uint32_t)cqe->res : 0;
-    if (res & e->mask & POLLPRI)
+    if (res & POLLPRI)
         res = true_priority(fd, res);
     if (res != 0)
         (void)push_event(sel, events, &e->batch, &e->evi, e->reg.token, uring_flags(res));
@@ -628,7 +643,8 @@ static int uring_register(void *handle, int fd, mio_token_t token,
     int err = mio__fdtable_add(&sel->tab, fd, token);
     if (err == 0) {
         struct entry *e = mio__fdtable_get(&sel->tab, fd);
-        e->mask = uring_mask(interest);
+        e->want = uring_mask(interest);
+        e->mask = kernel_mask(e->want);
         err = queue_add(sel, fd, e);
         if (err < 0)
             mio__fdtable_remove(&sel->tab, &e->reg);
@@ -651,7 +667,8 @@ static int uring_reregister(void *handle, int fd, mio_token_t token,
         err = -ENOENT;
     } else if ((err = queue_remove(sel, fd, e)) == 0) {
         mio__fdtable_renew(&sel->tab, &e->reg, token);
-        e->mask = uring_mask(interest);
+        e->want = uring_mask(interest);
+        e->mask = kernel_mask(e->want);
         e->batch = 0; /* a new source for the merging of this select */
         err = queue_add(sel, fd, e);
     }

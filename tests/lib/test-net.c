@@ -671,6 +671,23 @@ static void test_plain_data_is_not_priority(void **state)
     close(server);
 }
 
+/* A socket registered with MIO_PRIORITY alone says nothing of plain data
+ * and reports urgent data. */
+static void test_priority_alone_ignores_plain_data(void **state)
+{
+    struct ctx *c = *state;
+    int client, server;
+    priority_pair(c, &client, &server);
+    assert_int_equal(mio_registry_reregister(c->reg, server, T_SERVER, MIO_PRIORITY), 0);
+    send_str(client, "data");
+    expect_no_event(c->poll, c->events, T_SERVER, QUIET_MS);
+    assert_int_equal(send(client, "!", 1, MSG_OOB | MSG_NOSIGNAL), 1);
+    assert_has(wait_for_token(c->poll, c->events, T_SERVER, WAIT_MS), EV_P);
+    assert_int_equal(mio_registry_deregister(c->reg, server), 0);
+    close(client);
+    close(server);
+}
+
 /* Closing a pipe's writer gives exactly one read-closed event. */
 static void test_pipe_writer_closed(void **state)
 {
@@ -861,6 +878,7 @@ int main(void)
         T(test_reset),
         T(test_oob_priority),
         T(test_plain_data_is_not_priority),
+        T(test_priority_alone_ignores_plain_data),
         T(test_pipe_writer_closed),
         T(test_udp),
         T(test_unix_stream),
