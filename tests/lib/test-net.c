@@ -671,6 +671,52 @@ static void test_plain_data_is_not_priority(void **state)
     close(server);
 }
 
+/* In one poll of many readable sources registered READABLE|PRIORITY, only
+ * those with urgent data report PRIORITY (io_uring checks each source's
+ * wake-up, which says POLLPRI for any TCP data, against the socket). */
+static void test_priority_told_per_source_in_one_poll(void **state)
+{
+    struct ctx *c = *state;
+    enum { N = 8, T_FIRST = 100 };
+    int client[N], server[N];
+    for (int i = 0; i < N; i++) {
+        priority_pair(c, &client[i], &server[i]);
+        assert_int_equal(mio_registry_reregister(c->reg, server[i], T_FIRST + i,
+                                                 MIO_READABLE | MIO_PRIORITY),
+                         0);
+    }
+    expect_no_event(c->poll, c->events, MIO_TOKEN_ANY, 20); /* armed, idle */
+    for (int i = 0; i < N; i++) {
+        send_str(client[i], "data");
+        if (i % 2)
+            assert_int_equal(send(client[i], "!", 1, MSG_OOB | MSG_NOSIGNAL), 1);
+    }
+    nanosleep(&(struct timespec){0, 50000000}, NULL); /* all have come */
+    unsigned bits[N] = {0};
+    int seen = 0;
+    for (int64_t end = now_ms() + WAIT_MS; seen < N && now_ms() < end;) {
+        struct timespec ts = {0, 100000000};
+        assert_int_equal(mio_poll_poll(c->poll, c->events, &ts), 0);
+        for (size_t k = 0; k < mio_events_len(c->events); k++) {
+            const mio_event_t *ev = mio_events_get(c->events, k);
+            mio_token_t t = mio_event_token(ev);
+            assert_true(t >= T_FIRST && t < T_FIRST + N);
+            if (bits[t - T_FIRST] == 0)
+                seen++;
+            bits[t - T_FIRST] |= event_bits(ev);
+        }
+    }
+    assert_int_equal(seen, N);
+    for (int i = 0; i < N; i++) {
+        assert_has(bits[i], EV_R);
+        if (!(bits[i] & EV_P) != !(i % 2))
+            fail_msg("source %d: PRIORITY is %s", i, bits[i] & EV_P ? "set" : "missing");
+        assert_int_equal(mio_registry_deregister(c->reg, server[i]), 0);
+        close(client[i]);
+        close(server[i]);
+    }
+}
+
 /* A socket registered with MIO_PRIORITY alone says nothing of plain data
  * and reports urgent data. */
 static void test_priority_alone_ignores_plain_data(void **state)
@@ -878,6 +924,7 @@ int main(void)
         T(test_reset),
         T(test_oob_priority),
         T(test_plain_data_is_not_priority),
+        T(test_priority_told_per_source_in_one_poll),
         T(test_priority_alone_ignores_plain_data),
         T(test_pipe_writer_closed),
         T(test_udp),
