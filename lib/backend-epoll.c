@@ -28,13 +28,20 @@ struct epoll_waker {
 static atomic_bool no_pwait2;
 #endif
 
+#ifndef EPOLLEXCLUSIVE
+#define EPOLLEXCLUSIVE (1u << 28) /* Linux 4.5; older headers lack it */
+#endif
+
 /* The epoll mask for an interest: always edge-triggered; EPOLLRDHUP so that
- * a peer's FIN shows as read-closed. */
+ * a peer's FIN shows as read-closed, but not beside EPOLLEXCLUSIVE, which
+ * the kernel takes only with IN, OUT, ET and WAKEUP. */
 static uint32_t epoll_mask(mio_interest_t interest)
 {
     uint32_t mask = EPOLLET;
+    if (interest & MIO_EXCLUSIVE)
+        mask |= EPOLLEXCLUSIVE;
     if (interest & MIO_READABLE)
-        mask |= EPOLLIN | EPOLLRDHUP;
+        mask |= interest & MIO_EXCLUSIVE ? EPOLLIN : EPOLLIN | EPOLLRDHUP;
     if (interest & MIO_WRITABLE)
         mask |= EPOLLOUT;
     if (interest & MIO_PRIORITY)
@@ -116,12 +123,6 @@ static int epoll_register(void *sel, int fd, mio_token_t token, mio_interest_t i
     return ctl(sel, EPOLL_CTL_ADD, fd, token, interest);
 }
 
-/* EPOLL_CTL_MOD: -ENOENT when not there. */
-static int epoll_reregister(void *sel, int fd, mio_token_t token, mio_interest_t interest)
-{
-    return ctl(sel, EPOLL_CTL_MOD, fd, token, interest);
-}
-
 /* EPOLL_CTL_DEL: -ENOENT when not there. */
 static int epoll_deregister(void *sel, int fd)
 {
@@ -129,6 +130,21 @@ static int epoll_deregister(void *sel, int fd)
     /* A non-NULL event keeps kernels before 2.6.9 happy. */
     struct epoll_event ev = {0};
     return epoll_ctl(s->fd, EPOLL_CTL_DEL, fd, &ev) < 0 ? -errno : 0;
+}
+
+/* EPOLL_CTL_MOD: -ENOENT when not there.  The kernel modifies no
+ * registration with EPOLLEXCLUSIVE, old or new (EINVAL): such a one is
+ * deleted and added again, which reports what is ready now as MOD does
+ * (an ADD that fails then leaves it deregistered, and says why). */
+static int epoll_reregister(void *sel, int fd, mio_token_t token, mio_interest_t interest)
+{
+    int err = -EINVAL;
+    if (!(interest & MIO_EXCLUSIVE))
+        err = ctl(sel, EPOLL_CTL_MOD, fd, token, interest);
+    if (err != -EINVAL)
+        return err;
+    err = epoll_deregister(sel, fd);
+    return err < 0 ? err : ctl(sel, EPOLL_CTL_ADD, fd, token, interest);
 }
 
 /* epoll sees EAGAIN itself: nothing to do. */

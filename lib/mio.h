@@ -55,6 +55,21 @@ typedef uint8_t mio_interest_t;
 #define MIO_LIO ((mio_interest_t)0x08)      /* kqueue EVFILT_LIO only */
 #define MIO_PRIORITY ((mio_interest_t)0x10) /* epoll and poll(2) only */
 
+/*
+ * Not in Rust's mio: a hint for a source that several polls watch, each in
+ * its own thread (a listening socket shared by workers).  A readiness change
+ * then wakes one of the polls waiting in the kernel rather than all of them
+ * (epoll: EPOLLEXCLUSIVE, Linux 4.5); a poll that is not waiting at that
+ * moment may still get the event too, so a caller must still expect EAGAIN.
+ * Only beside MIO_READABLE and/or MIO_WRITABLE (-EINVAL otherwise).  On
+ * epoll a registration with it reports read-closed only on a hang-up of
+ * both directions (the kernel refuses EPOLLRDHUP beside it), which a
+ * listening socket never has anyway.  kqueue, poll(2) and io_uring accept
+ * it and wake every poll, as without it (io_uring's exclusive poll would
+ * hand every event to the first ring, busy or not).
+ */
+#define MIO_EXCLUSIVE ((mio_interest_t)0x20)
+
 typedef struct mio_poll mio_poll_t;
 typedef struct mio_registry mio_registry_t;
 typedef struct mio_events mio_events_t;

@@ -17,7 +17,7 @@
 #include "backend.h"
 
 #define MIO__KNOWN_INTEREST \
-    (MIO_READABLE | MIO_WRITABLE | MIO_AIO | MIO_LIO | MIO_PRIORITY)
+    (MIO_READABLE | MIO_WRITABLE | MIO_AIO | MIO_LIO | MIO_PRIORITY | MIO_EXCLUSIVE)
 
 /* A handle on a backend's selector: the poll's own, or a clone. */
 struct mio_registry {
@@ -35,12 +35,18 @@ struct mio_waker {
     max_align_t state[]; /* be->waker_size bytes, the backend's */
 };
 
-/* 0 when `interest` is non-empty, known and deliverable by backend `be`. */
+/* 0 when `interest` is non-empty, known and deliverable by backend `be`;
+ * MIO_EXCLUSIVE only beside readable and writable, and taken by every
+ * backend (a hint: those that cannot honour it ignore it). */
 static int check_interest(const struct mio__backend *be, mio_interest_t interest)
 {
+    const mio_interest_t dirs = MIO_READABLE | MIO_WRITABLE;
     if (interest == 0 || (interest & ~MIO__KNOWN_INTEREST) != 0)
         return -EINVAL;
-    if ((interest & ~be->supported_interest) != 0)
+    if ((interest & MIO_EXCLUSIVE) &&
+        ((interest & dirs) == 0 || (interest & ~(dirs | MIO_EXCLUSIVE)) != 0))
+        return -EINVAL;
+    if ((interest & ~(be->supported_interest | MIO_EXCLUSIVE)) != 0)
         return -EOPNOTSUPP;
     return 0;
 }

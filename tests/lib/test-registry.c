@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -62,7 +63,7 @@ static void bad_arguments_are_refused(void **state)
 {
     struct fixture *f = *state;
     assert_int_equal(mio_registry_register(f->reg, f->fds[0], 1, 0), -EINVAL);
-    assert_int_equal(mio_registry_register(f->reg, f->fds[0], 1, 0x20), -EINVAL);
+    assert_int_equal(mio_registry_register(f->reg, f->fds[0], 1, 0x40), -EINVAL);
     assert_int_equal(mio_registry_register(f->reg, -1, 1, MIO_READABLE), -EBADF);
     int closed = dup(f->fds[0]);
     close(closed);
@@ -435,6 +436,120 @@ static void registering_during_blocked_poll_delivers(void **state)
     assert_int_equal(mio_event_token(mio_events_get(f->events, 0)), 77);
 }
 
+/* MIO_EXCLUSIVE goes beside a direction, never with priority, alone or
+ * on its own; a registration moves in and out of it by reregister (on
+ * epoll a delete and an add: the kernel modifies no exclusive one). */
+static void exclusive_is_a_hint_beside_a_direction(void **state)
+{
+    struct fixture *f = *state;
+    int fd = f->fds[0];
+    assert_int_equal(mio_registry_register(f->reg, fd, 1, MIO_EXCLUSIVE), -EINVAL);
+    assert_int_equal(mio_registry_register(f->reg, fd, 1,
+                                           MIO_READABLE | MIO_PRIORITY | MIO_EXCLUSIVE),
+                     -EINVAL);
+    assert_int_equal(mio_registry_register(f->reg, fd, 1, MIO_READABLE | MIO_EXCLUSIVE),
+                     0);
+    assert_int_equal(write(f->fds[1], "a", 1), 1);
+    assert_true(wait_for_token(f->poll, f->events, 1, 1000) & EV_R);
+    drain(f->reg, fd);
+    assert_int_equal(mio_registry_reregister(f->reg, fd, 2, MIO_READABLE), 0);
+    assert_int_equal(write(f->fds[1], "b", 1), 1);
+    assert_true(wait_for_token(f->poll, f->events, 2, 1000) & EV_R);
+    drain(f->reg, fd);
+    assert_int_equal(mio_registry_reregister(f->reg, fd, 3,
+                                             MIO_READABLE | MIO_WRITABLE | MIO_EXCLUSIVE),
+                     0);
+    assert_int_equal(write(f->fds[1], "c", 1), 1);
+    assert_true(wait_for_token(f->poll, f->events, 3, 1000) & EV_R);
+    assert_int_equal(mio_registry_rearm(f->reg, fd, MIO_READABLE | MIO_EXCLUSIVE), 0);
+    assert_int_equal(mio_registry_deregister(f->reg, fd), 0);
+}
+
+/* A thread that polls its own poll once and says whether it saw `token`. */
+struct waiter {
+    mio_poll_t *poll;
+    mio_token_t token;
+    _Atomic int tid;
+    bool saw;
+};
+
+static void *wait_once(void *arg)
+{
+    struct waiter *w = arg;
+    mio_events_t *events = mio_events_new(8);
+    w->tid = (int)gettid();
+    int err = mio_poll_poll(w->poll, events, &(struct timespec){0, 600000000});
+    for (size_t i = 0; err == 0 && i < mio_events_len(events); i++)
+        w->saw |= mio_event_token(mio_events_get(events, i)) == w->token;
+    mio_events_free(events);
+    return NULL;
+}
+
+/* Whether thread `tid` of this process sleeps (state S in its stat). */
+static bool sleeping(int tid)
+{
+    char path[64], buf[256];
+    snprintf(path, sizeof(path), "/proc/self/task/%d/stat", tid);
+    FILE *fp = fopen(path, "r");
+    if (fp == NULL)
+        return false;
+    size_t n = fread(buf, 1, sizeof(buf) - 1, fp);
+    fclose(fp);
+    buf[n] = '\0';
+    const char *end = strrchr(buf, ')');
+    return end != NULL && end[1] == ' ' && end[2] == 'S';
+}
+
+/* Two polls in two threads, both asleep in the kernel, one listening
+ * socket registered in both; one client connects.  How many saw it. */
+static int polls_woken_by_one_connect(mio_interest_t interest)
+{
+    struct sockaddr_storage addr;
+    socklen_t len;
+    int lfd = loopback_listener(&addr, &len);
+    struct waiter w[2];
+    pthread_t t[2];
+    for (int k = 0; k < 2; k++) {
+        w[k] = (struct waiter){.token = (mio_token_t)(k + 1)};
+        assert_int_equal(mio_poll_new(&w[k].poll), 0);
+        assert_int_equal(mio_registry_register(mio_poll_registry(w[k].poll), lfd,
+                                               w[k].token, interest),
+                         0);
+        assert_int_equal(pthread_create(&t[k], NULL, wait_once, &w[k]), 0);
+    }
+    for (int64_t end = now_ms() + 2000;;
+         nanosleep(&(struct timespec){0, 2000000}, NULL)) {
+        if (w[0].tid && w[1].tid && sleeping(w[0].tid) && sleeping(w[1].tid))
+            break;
+        assert_true(now_ms() < end);
+    }
+    nanosleep(&(struct timespec){0, 20000000}, NULL); /* well inside the wait */
+    int c = socket(addr.ss_family, SOCK_STREAM, 0);
+    assert_int_equal(connect(c, (struct sockaddr *)&addr, len), 0);
+    int woken = 0;
+    for (int k = 0; k < 2; k++) {
+        pthread_join(t[k], NULL);
+        woken += w[k].saw;
+        mio_poll_free(w[k].poll);
+    }
+    close(c);
+    close(lfd);
+    return woken;
+}
+
+/* Without MIO_EXCLUSIVE a new connection wakes every poll that waits for
+ * the listening socket; with it, on epoll, one of them. */
+static void exclusive_wakes_one_waiting_poll(void **state)
+{
+    (void)state;
+    assert_int_equal(polls_woken_by_one_connect(MIO_READABLE), 2);
+    int woken = polls_woken_by_one_connect(MIO_READABLE | MIO_EXCLUSIVE);
+    if (strcmp(mio_backend_name(), "epoll") == 0)
+        assert_int_equal(woken, 1);
+    else
+        assert_int_equal(woken, 2); /* a hint the backend ignores */
+}
+
 enum { THREADS = 3, PAIRS_PER_THREAD = 20 };
 
 struct worker {
@@ -634,6 +749,8 @@ int main(void)
         T(largest_token_round_trips),
         T(regular_file),
         T(registering_during_blocked_poll_delivers),
+        T(exclusive_is_a_hint_beside_a_direction),
+        T(exclusive_wakes_one_waiting_poll),
         T(register_from_three_threads),
         T(clone_registers_into_same_poll),
         T(thousand_sources_each_reported_once),
