@@ -67,6 +67,7 @@ int admin_start(void)
     int e = pthread_create(&a.thread, NULL, run, NULL);
     if (e != 0)
         return -e;
+    (void)pthread_setname_np(a.thread, "mio-echod admin");
     a.started = true;
     return 0;
 }

@@ -248,6 +248,7 @@ int resolver_start(struct daemon *d)
         e = pthread_create(&r.thread, NULL, run, NULL);
     if (e != 0)
         return -e;
+    (void)pthread_setname_np(r.thread, "mio-echod dns");
     r.started = true;
     return 0;
 }

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -221,5 +222,11 @@ static void *run(void *arg)
 
 int worker_start(struct worker *w)
 {
-    return -pthread_create(&w->thread, NULL, run, w);
+    int e = pthread_create(&w->thread, NULL, run, w);
+    if (e != 0)
+        return -e;
+    char name[16]; /* the kernel's limit, with the NUL */
+    snprintf(name, sizeof(name), "mio-echod w%u", w->id);
+    (void)pthread_setname_np(w->thread, name); /* top -H, ps -L show it */
+    return 0;
 }
