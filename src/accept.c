@@ -60,11 +60,31 @@ static bool shed_one(struct worker *w, struct listen_sock *ls, int err)
         return true;
     }
     if (fd == -EAGAIN) {
-        loop_rearm(&w->loop, ls->fd, MIO_READABLE);
+        loop_rearm(&w->loop, ls->fd, ACCEPT_INTEREST);
         return false;
     }
     worker_pause_accepting(w, 100);
     return false;
+}
+
+/*
+ * After accepting: a worker holding more than its share of the daemon's
+ * connections (one more, against rounding) moves to the end of the
+ * listening socket's queue of waiters, by registering it again, so that
+ * the next client wakes another worker.  Without it, exclusive wake-ups
+ * give every client of a quiet moment to the same worker, which long
+ * connections would keep busy while the others idle (with 2 workers and
+ * 3000 sequential clients, 2939 went to one).  Short connections under a
+ * light load stay on one worker and wake no other.
+ */
+static void step_back(struct worker *w, struct listen_sock *ls)
+{
+    unsigned n = w->d->nworkers;
+    if (n < 2 || (unsigned long)w->nconns * n <= atomic_load(&w->d->active) + n)
+        return;
+    loop_unwatch(&w->loop, ls->fd);
+    if (loop_watch(&w->loop, ls->fd, &ls->h, ACCEPT_INTEREST) < 0)
+        worker_pause_accepting(w, 100); /* its resume registers them all again */
 }
 
 /* Accepts every pending client of ls (the socket was readable). */
@@ -91,7 +111,9 @@ static void accept_all(struct worker *w, struct listen_sock *ls)
         }
         switch (-fd) {
         case EAGAIN:
-            loop_rearm(&w->loop, ls->fd, MIO_READABLE);
+            loop_rearm(&w->loop, ls->fd, ACCEPT_INTEREST);
+            if (i > 0)
+                step_back(w, ls);
             return;
         case EINTR:
         case ECONNABORTED:

@@ -10,6 +10,18 @@
 
 #include "loop.h"
 
+struct worker;
+
+/*
+ * How a worker watches a listening socket.  Every worker registers each
+ * listening socket in its own poll; MIO_EXCLUSIVE makes a new client wake
+ * one of the workers asleep in the kernel rather than all of them (on
+ * epoll; the other backends wake all), the first in the socket's queue of
+ * waiters, which a worker leaves for its end (accept_step_back()) once it
+ * holds more than its share of the connections.
+ */
+#define ACCEPT_INTEREST (MIO_READABLE | MIO_EXCLUSIVE)
+
 /* The handler of a listening socket (struct listen_sock's h), in any
  * worker's loop: accepts what is pending. */
 void accept_ready(struct handler *h, struct loop *l, const mio_event_t *ev);

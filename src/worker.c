@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "accept.h"
 #include "conn.h"
 #include "generation.h"
 #include "udp.h"
@@ -28,7 +29,7 @@ static void watch_listeners(struct worker *w, bool on)
             if (ls->udp)
                 continue;
             if (on)
-                (void)loop_watch(&w->loop, ls->fd, &ls->h, MIO_READABLE);
+                (void)loop_watch(&w->loop, ls->fd, &ls->h, ACCEPT_INTEREST);
             else
                 loop_unwatch(&w->loop, ls->fd);
         }
