@@ -176,7 +176,7 @@ static void a_new_client_wakes_one_worker(void **state)
            "busiest\n",
            CLIENTS, wakes, (double)wakes / CLIENTS, busiest);
     /* Each client's own worker wakes 1-3 times (accept, the byte, the
-     * FIN); every worker woken by each client would be 8 more. */
+     * FIN); every worker woken by each client would be 7 more. */
     assert_true(wakes < CLIENTS * 9 / 2);
     echod_stop_ok(e);
 }
