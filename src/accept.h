@@ -10,15 +10,13 @@
 
 #include "loop.h"
 
-struct worker;
-
 /*
  * How a worker watches a listening socket.  Every worker registers each
  * listening socket in its own poll; MIO_EXCLUSIVE makes a new client wake
  * one of the workers asleep in the kernel rather than all of them (on
  * epoll; the other backends wake all), the first in the socket's queue of
- * waiters, which a worker leaves for its end (accept_step_back()) once it
- * holds more than its share of the connections.
+ * waiters, which a worker leaves for its end once it holds more than its
+ * share of the connections (accept.c).
  */
 #define ACCEPT_INTEREST (MIO_READABLE | MIO_EXCLUSIVE)
 
