@@ -12,6 +12,7 @@
 #include <netdb.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -515,6 +516,40 @@ bool addr_overlaps(const addr_t *a, const addr_t *b)
 }
 
 /* The client identity: the IP address bytes, v4-mapped ones as v4. */
+int addr_small_set(struct addr_small *s, const addr_t *a)
+{
+    addr_t *big = NULL;
+    if (a->len > sizeof(s->u)) {
+        big = malloc(sizeof(*big));
+        if (big == NULL)
+            return -ENOMEM;
+        *big = *a;
+    }
+    free(s->big);
+    /* All of the union, whatever len says: an unnamed Unix client has a
+     * len of 0 and still its family. */
+    memcpy(&s->u, &a->u, sizeof(s->u));
+    s->len = a->len;
+    s->big = big;
+    return 0;
+}
+
+const addr_t *addr_small_get(const struct addr_small *s, addr_t *tmp)
+{
+    if (s->big != NULL)
+        return s->big;
+    memset(tmp, 0, sizeof(*tmp));
+    memcpy(&tmp->u, &s->u, sizeof(s->u));
+    tmp->len = s->len;
+    return tmp;
+}
+
+void addr_small_free(struct addr_small *s)
+{
+    free(s->big);
+    memset(s, 0, sizeof(*s));
+}
+
 size_t addr_source_key(const addr_t *a, uint8_t key[16])
 {
     const struct in6_addr *ip6 = &a->u.in6.sin6_addr;

@@ -27,6 +27,23 @@ typedef struct {
     socklen_t len;
 } addr_t;
 
+/*
+ * An address kept in the room of an IPv6 one, 40 bytes where addr_t takes
+ * 136: what a connection holds of its client for as long as it is open.
+ * One longer than a sockaddr_in6 (a Unix client bound to a path of more
+ * than 26 bytes, or such a one a PROXY header declared) is kept on the
+ * heap.  Zeroed, it holds nothing to free.
+ */
+struct addr_small {
+    union {
+        struct sockaddr sa;
+        struct sockaddr_in in;
+        struct sockaddr_in6 in6;
+    } u;
+    socklen_t len;
+    addr_t *big;
+};
+
 /* Long enough for any address addr_format() writes, with its NUL (a Unix
  * path's bytes may take four each, escaped). */
 #define ADDR_STRLEN (sizeof("unix:") + 4 * sizeof(((struct sockaddr_un *)0)->sun_path))
@@ -116,6 +133,16 @@ bool addr_overlaps(const addr_t *a, const addr_t *b);
  * 16); 0 for a Unix socket, which has no source.
  */
 size_t addr_source_key(const addr_t *a, uint8_t key[16]);
+
+/* Keeps a copy of `a` in s, freeing what s held; 0, or -ENOMEM (then s
+ * is unchanged). */
+int addr_small_set(struct addr_small *s, const addr_t *a);
+
+/* The address s keeps: tmp filled and returned, or the heap copy. */
+const addr_t *addr_small_get(const struct addr_small *s, addr_t *tmp);
+
+/* Frees what s holds and zeroes it. */
+void addr_small_free(struct addr_small *s);
 
 /* A CIDR range: "10.0.0.0/8", "2001:db8::/32", or one host "192.0.2.1". */
 struct cidr {

@@ -94,6 +94,19 @@ static void unwatch(struct conn *c, struct endpoint *e)
     e->fd = -1;
 }
 
+/* The client's address, in tmp or where c keeps it. */
+static const addr_t *client_addr(const struct conn *c, addr_t *tmp)
+{
+    return addr_small_get(&c->peer, tmp);
+}
+
+/* The client's address as text, for log lines. */
+static void format_client(const struct conn *c, char *buf, size_t len)
+{
+    addr_t tmp;
+    addr_format(client_addr(c, &tmp), buf, len);
+}
+
 /* The connection a socket belongs to. */
 static struct conn *conn_of(struct endpoint *e)
 {
@@ -148,7 +161,7 @@ static void write_access(const struct conn *c, const struct tls_note *n,
                          const char *reason)
 {
     char client[ADDR_STRLEN];
-    addr_format(&c->peer, client, sizeof(client));
+    format_client(c, client, sizeof(client));
     const struct log_field extra[] = {
         LOG_TEXT("tls", n->has_tls ? n->tls : NULL),
         LOG_TEXT("sni", n->has_sni ? n->sni : NULL),
@@ -222,7 +235,7 @@ static void end(struct conn *c, const char *reason, bool abort)
         note_tls(c, &note);
     if (c->client.tls != NULL && tls_session_truncated(c->client.tls)) {
         char client[ADDR_STRLEN];
-        addr_format(&c->peer, client, sizeof(client));
+        format_client(c, client, sizeof(client));
         log_limited(LOG_NOTICE, &w->rl_tls, w->loop.now_ms, "more TLS notes, not logged",
                     "listener %s: client %s ended TLS without close_notify (a "
                     "truncation)",
@@ -275,6 +288,7 @@ void conn_release(struct deferred *d)
     struct worker *w = c->w;
     free(c->proxy_dst);
     free(c->sni);
+    addr_small_free(&c->peer);
     generation_unref(c->l->gen);
     free(c);
     /* A worker without connections keeps no pipes open. */
@@ -363,7 +377,7 @@ static void tls_failed(struct conn *c, enum tls_side side, enum tls_failure f,
     atomic_fetch_add(&c->l->st->tls_failures[side][f], 1);
     char who[ADDR_STRLEN];
     if (side == TLS_SIDE_CLIENT || c->up == NULL)
-        addr_format(&c->peer, who, sizeof(who));
+        format_client(c, who, sizeof(who));
     else
         snprintf(who, sizeof(who), "%s", c->up->name);
     log_limited(LOG_NOTICE, &w->rl_tls, w->loop.now_ms, "more TLS notes, not logged",
@@ -448,7 +462,7 @@ static void read_hello(struct conn *c)
     }
     if (r == HELLO_BAD) {
         char client[ADDR_STRLEN];
-        addr_format(&c->peer, client, sizeof(client));
+        format_client(c, client, sizeof(client));
         log_limited(LOG_NOTICE, &w->rl_tls, w->loop.now_ms, "more TLS notes, not logged",
                     "listener %s: client %s sent a bad TLS ClientHello: %s",
                     c->l->cfg->name, client, why);
@@ -493,6 +507,10 @@ void conn_open(struct worker *w, struct listen_sock *ls, int fd, const addr_t *p
 {
     struct listener *l = ls->listener;
     struct conn *c = calloc(1, sizeof(*c));
+    if (c != NULL && addr_small_set(&c->peer, peer) < 0) {
+        free(c);
+        c = NULL;
+    }
     if (c == NULL) {
         close(fd);
         log_err("listener %s: out of memory for a connection", l->cfg->name);
@@ -503,7 +521,6 @@ void conn_open(struct worker *w, struct listen_sock *ls, int fd, const addr_t *p
     c->w = w;
     c->l = l;
     c->ls = ls;
-    c->peer = *peer;
     c->ticket = *ticket;
     c->choice.pool = &l->pools[0];
     c->client = (struct endpoint){.h.on_event = on_event, .fd = fd};
@@ -571,7 +588,8 @@ static void read_proxy_header(struct conn *c)
         hlen = proxy_parse(data, have, &info, &why);
     }
     if (hlen < 0) {
-        admission_refused(&w->rl_refused, w->loop.now_ms, c->l, &c->peer,
+        addr_t tmp;
+        admission_refused(&w->rl_refused, w->loop.now_ms, c->l, client_addr(c, &tmp),
                           REFUSED_PROXY_HEADER, why);
         conn_close(c, "bad-proxy-header");
         return;
@@ -581,7 +599,10 @@ static void read_proxy_header(struct conn *c)
     if (!info.local) {
         /* From now on the client is who the header says, in the access
          * line too, even when it is refused. */
-        c->peer = info.src;
+        if (addr_small_set(&c->peer, &info.src) < 0) {
+            conn_abort(c, "out-of-memory");
+            return;
+        }
         enum refusal why2 = admission_declare(&c->ticket, c->l, &info.src);
         if (why2 != REFUSED_N) {
             admission_refused(&w->rl_refused, w->loop.now_ms, c->l, &info.src, why2,
@@ -613,7 +634,9 @@ static int queue_proxy_header(struct conn *c)
             dst = c->ls->addr;
     }
     uint8_t hdr[PROXY_MAX_HEADER];
-    int n = proxy_build(v == SEND_PROXY_V1 ? 1 : 2, &c->peer, &dst, hdr, sizeof(hdr));
+    addr_t src;
+    int n = proxy_build(v == SEND_PROXY_V1 ? 1 : 2, client_addr(c, &src), &dst, hdr,
+                        sizeof(hdr));
     if (n < 0)
         return -ENOMEM;
     if (!c->l->cfg->upstream_tls.on)
@@ -632,7 +655,9 @@ static void start_connect(struct conn *c)
     struct worker *w = c->w;
     const struct listener_config *cfg = c->l->cfg;
     struct upstream_addr *up;
-    while ((up = upstream_next(w, c->l, &c->choice, &c->peer)) != NULL) {
+    addr_t tmp;
+    const addr_t *source = client_addr(c, &tmp);
+    while ((up = upstream_next(w, c->l, &c->choice, source)) != NULL) {
         c->connect_us = loop_clock_us();
         int fd = up->addr.u.sa.sa_family == AF_UNIX
                      ? mio_unix_connect(up->addr.u.un.sun_path)
@@ -666,7 +691,7 @@ static void start_connect(struct conn *c)
         return;
     }
     char client[ADDR_STRLEN];
-    addr_format(&c->peer, client, sizeof(client));
+    format_client(c, client, sizeof(client));
     upstream_warn(w, "listener %s: no upstream reached for %s after %u attempt%s",
                   cfg->name, client, c->choice.attempts,
                   c->choice.attempts == 1 ? "" : "s");
@@ -906,7 +931,8 @@ static void on_timer(struct timer *t)
         snprintf(why, sizeof(why), "not complete within %lld.%03lld s",
                  (long long)(c->l->cfg->proxy_timeout_ms / 1000),
                  (long long)(c->l->cfg->proxy_timeout_ms % 1000));
-        admission_refused(&w->rl_refused, w->loop.now_ms, c->l, &c->peer,
+        addr_t tmp;
+        admission_refused(&w->rl_refused, w->loop.now_ms, c->l, client_addr(c, &tmp),
                           REFUSED_PROXY_HEADER, why);
         conn_close(c, "proxy-header-timeout");
         return;

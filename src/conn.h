@@ -66,7 +66,7 @@ struct conn {
     int64_t start_ms, last_ms;
     int64_t connect_us;       /* when its last connect started (loop_clock_us) */
     uint64_t in, out;         /* bytes from and to the client */
-    addr_t peer;              /* the client (as a PROXY header declared it) */
+    struct addr_small peer;   /* the client (as a PROXY header declared it) */
     struct conn *prev, *next; /* the worker's open connections */
     struct deferred later;    /* freed after the batch that closed it */
 };

@@ -517,9 +517,11 @@ static bool asked_for(const struct listener *l, const char *listener)
  * listener). */
 static void list_conns(struct worker *w, const char *listener, FILE *f)
 {
+    addr_t tmp;
     for (const struct conn *c = w->conns; c != NULL; c = c->next)
         if (!c->dead && asked_for(c->l, listener))
-            list_one(f, w, c->id, c->l, &c->peer, c->up, c->start_ms, c->in, c->out);
+            list_one(f, w, c->id, c->l, addr_small_get(&c->peer, &tmp), c->up,
+                     c->start_ms, c->in, c->out);
     for (const struct udp_port *p = w->ports; p != NULL; p = p->next)
         for (size_t b = 0; b < p->flows.nbuckets; b++)
             for (const struct flow *fl = p->flows.buckets[b]; fl != NULL; fl = fl->hnext)

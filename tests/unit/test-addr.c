@@ -724,6 +724,60 @@ static void test_format_escapes_unix_paths(void **state)
     assert_int_equal(strlen(buf), strlen("unix:") + 4 * sizeof(a.u.un.sun_path));
 }
 
+/* What an addr_small keeps of `a` formats and compares as `a` does. */
+static void expect_small_round_trip(const addr_t *a, bool on_heap)
+{
+    struct addr_small s = {0};
+    assert_int_equal(addr_small_set(&s, a), 0);
+    assert_int_equal(s.big != NULL, on_heap);
+    addr_t tmp;
+    const addr_t *back = addr_small_get(&s, &tmp);
+    assert_int_equal(back->len, a->len);
+    assert_int_equal(back->u.sa.sa_family, a->u.sa.sa_family);
+    char want[ADDR_STRLEN], got[ADDR_STRLEN];
+    addr_format(a, want, sizeof(want));
+    addr_format(back, got, sizeof(got));
+    assert_string_equal(got, want);
+    if (a->u.sa.sa_family != AF_UNIX || a->len > offsetof(struct sockaddr_un, sun_path))
+        assert_true(addr_equal(back, a));
+    addr_small_free(&s);
+    assert_null(s.big);
+}
+
+/* A connection keeps its client in 40 bytes: IPv4, IPv6 with a scope and
+ * an unnamed Unix client (len 0, only its family) inline, a Unix path too
+ * long for the room on the heap; setting again replaces and frees. */
+static void test_small(void **state)
+{
+    (void)state;
+    assert_true(sizeof(struct addr_small) <= 40);
+    addr_t a = v4("192.0.2.1", 80);
+    expect_small_round_trip(&a, false);
+    a = v6("fe80::1", 443);
+    a.u.in6.sin6_scope_id = 1;
+    expect_small_round_trip(&a, false);
+    memset(&a, 0, sizeof(a));
+    a.u.un.sun_family = AF_UNIX;
+    a.len = 0;
+    expect_small_round_trip(&a, false);
+    static const char shortp[] = "/run/e.sock";
+    memcpy(a.u.un.sun_path, shortp, sizeof(shortp));
+    a.len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + sizeof(shortp));
+    expect_small_round_trip(&a, false);
+    static const char longp[] = "/run/mio-echod/a-client-bound-to-a-long-path.sock";
+    memcpy(a.u.un.sun_path, longp, sizeof(longp));
+    a.len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + sizeof(longp));
+    expect_small_round_trip(&a, true);
+
+    struct addr_small s = {0};
+    assert_int_equal(addr_small_set(&s, &a), 0);
+    addr_t b = v4("198.51.100.7", 9);
+    assert_int_equal(addr_small_set(&s, &b), 0); /* the heap copy freed */
+    addr_t tmp;
+    assert_true(addr_equal(addr_small_get(&s, &tmp), &b));
+    addr_small_free(&s);
+}
+
 /* What may not be replaced by a Unix socket is named; nothing, or a
  * socket, is not. */
 static void test_unix_path_problem(void **state)
@@ -1125,6 +1179,7 @@ int main(void)
         cmocka_unit_test(test_v6_errors),
         cmocka_unit_test(test_wildcard),
         cmocka_unit_test(test_unix),
+        cmocka_unit_test(test_small),
         cmocka_unit_test(test_host_names),
         cmocka_unit_test(test_host_name_every_address),
         cmocka_unit_test(test_localhost_every_address),
