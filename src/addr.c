@@ -515,7 +515,7 @@ bool addr_overlaps(const addr_t *a, const addr_t *b)
     return addr_equal(a, b) || addr_is_wildcard(a) || addr_is_wildcard(b);
 }
 
-/* The client identity: the IP address bytes, v4-mapped ones as v4. */
+/* A copy of a, inline when it fits in the room of a sockaddr_in6. */
 int addr_small_set(struct addr_small *s, const addr_t *a)
 {
     addr_t *big = NULL;
@@ -534,6 +534,7 @@ int addr_small_set(struct addr_small *s, const addr_t *a)
     return 0;
 }
 
+/* An addr_t again, zeroed beyond what was kept. */
 const addr_t *addr_small_get(const struct addr_small *s, addr_t *tmp)
 {
     if (s->big != NULL)
@@ -544,12 +545,14 @@ const addr_t *addr_small_get(const struct addr_small *s, addr_t *tmp)
     return tmp;
 }
 
+/* The heap copy, if any, freed. */
 void addr_small_free(struct addr_small *s)
 {
     free(s->big);
     memset(s, 0, sizeof(*s));
 }
 
+/* The client identity: the IP address bytes, v4-mapped ones as v4. */
 size_t addr_source_key(const addr_t *a, uint8_t key[16])
 {
     const struct in6_addr *ip6 = &a->u.in6.sin6_addr;

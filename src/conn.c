@@ -94,17 +94,11 @@ static void unwatch(struct conn *c, struct endpoint *e)
     e->fd = -1;
 }
 
-/* The client's address, in tmp or where c keeps it. */
-static const addr_t *client_addr(const struct conn *c, addr_t *tmp)
-{
-    return addr_small_get(&c->peer, tmp);
-}
-
 /* The client's address as text, for log lines. */
 static void format_client(const struct conn *c, char *buf, size_t len)
 {
     addr_t tmp;
-    addr_format(client_addr(c, &tmp), buf, len);
+    addr_format(addr_small_get(&c->peer, &tmp), buf, len);
 }
 
 /* The connection a socket belongs to. */
@@ -589,8 +583,8 @@ static void read_proxy_header(struct conn *c)
     }
     if (hlen < 0) {
         addr_t tmp;
-        admission_refused(&w->rl_refused, w->loop.now_ms, c->l, client_addr(c, &tmp),
-                          REFUSED_PROXY_HEADER, why);
+        admission_refused(&w->rl_refused, w->loop.now_ms, c->l,
+                          addr_small_get(&c->peer, &tmp), REFUSED_PROXY_HEADER, why);
         conn_close(c, "bad-proxy-header");
         return;
     }
@@ -635,8 +629,8 @@ static int queue_proxy_header(struct conn *c)
     }
     uint8_t hdr[PROXY_MAX_HEADER];
     addr_t src;
-    int n = proxy_build(v == SEND_PROXY_V1 ? 1 : 2, client_addr(c, &src), &dst, hdr,
-                        sizeof(hdr));
+    int n = proxy_build(v == SEND_PROXY_V1 ? 1 : 2, addr_small_get(&c->peer, &src), &dst,
+                        hdr, sizeof(hdr));
     if (n < 0)
         return -ENOMEM;
     if (!c->l->cfg->upstream_tls.on)
@@ -656,7 +650,7 @@ static void start_connect(struct conn *c)
     const struct listener_config *cfg = c->l->cfg;
     struct upstream_addr *up;
     addr_t tmp;
-    const addr_t *source = client_addr(c, &tmp);
+    const addr_t *source = addr_small_get(&c->peer, &tmp);
     while ((up = upstream_next(w, c->l, &c->choice, source)) != NULL) {
         c->connect_us = loop_clock_us();
         int fd = up->addr.u.sa.sa_family == AF_UNIX
@@ -932,8 +926,8 @@ static void on_timer(struct timer *t)
                  (long long)(c->l->cfg->proxy_timeout_ms / 1000),
                  (long long)(c->l->cfg->proxy_timeout_ms % 1000));
         addr_t tmp;
-        admission_refused(&w->rl_refused, w->loop.now_ms, c->l, client_addr(c, &tmp),
-                          REFUSED_PROXY_HEADER, why);
+        admission_refused(&w->rl_refused, w->loop.now_ms, c->l,
+                          addr_small_get(&c->peer, &tmp), REFUSED_PROXY_HEADER, why);
         conn_close(c, "proxy-header-timeout");
         return;
     }
